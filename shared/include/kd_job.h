@@ -1,0 +1,91 @@
+/* kd_job: the elevator-call job, format v1 (docs/job-format.md is the contract).
+ *
+ * A job is a msgpack map with string keys. This module decodes it into a fixed-size
+ * struct (no allocation: the worker decodes one per delivery on its hot path), validates
+ * every field against the documented bounds, encodes it back, and parses the JSON-lines
+ * form that kone-producer reads. Unknown keys are ignored so that publishers may add
+ * fields; a missing field, a wrong type or an out-of-range value is refused with the
+ * field named in the error ("job.delay: must be 0..30, got 31").
+ */
+#ifndef KD_JOB_H
+#define KD_JOB_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+#include <msgpack.h>
+
+#include "kd_err.h"
+
+#define KD_JOB_VERSION 1
+#define KD_JOB_ID_MAX 64
+#define KD_JOB_BUILDING_MAX 80   /* "building:" + id */
+#define KD_JOB_GROUP_MAX 32
+#define KD_JOB_TRACE_MAX 128
+#define KD_JOB_LANG_MAX 16
+#define KD_JOB_MEDIA_ID_MAX 64
+#define KD_JOB_MEDIA_CC_MAX 16
+#define KD_JOB_MEDIA_TYPE_MAX 16
+#define KD_JOB_ALLOWED_LIFTS_MAX 32
+
+typedef enum { KD_OP_CALL = 1, KD_OP_CANCEL, KD_OP_HOLD_OPEN } kd_op;
+typedef enum { KD_PRIO_UNSET = 0, KD_PRIO_LOW, KD_PRIO_HIGH } kd_priority;
+
+typedef struct kd_job {
+    int v;
+    char job_id[KD_JOB_ID_MAX + 1];
+    kd_op op;
+    char building_id[KD_JOB_BUILDING_MAX + 1];
+    char group_id[KD_JOB_GROUP_MAX + 1];     /* default "1" */
+    int64_t created_at;                      /* ms since the epoch */
+    int64_t deadline;                        /* ms since the epoch; created_at + TTL if absent */
+    char trace_id[KD_JOB_TRACE_MAX + 1];     /* "" if absent */
+
+    /* op = call */
+    int64_t area;                            /* source area */
+    int64_t action;
+    bool has_destination;   int64_t destination;
+    bool has_terminal;      int64_t terminal;
+    bool has_delay;         int delay;       /* 0..30 */
+    bool has_group_size;    int group_size;  /* 1..100 */
+    char language[KD_JOB_LANG_MAX + 1];
+    kd_priority priority;
+    size_t n_allowed_lifts; int64_t allowed_lifts[KD_JOB_ALLOWED_LIFTS_MAX];
+    char media_id[KD_JOB_MEDIA_ID_MAX + 1];
+    char media_cc[KD_JOB_MEDIA_CC_MAX + 1];
+    char media_type[KD_JOB_MEDIA_TYPE_MAX + 1];
+    bool track;
+
+    /* op = hold_open */
+    int64_t lift_deck;
+    int64_t served_area;
+    bool has_hard_time;     int hard_time;   /* 0..10 */
+    bool has_soft_time;     int soft_time;   /* 0..30 */
+
+    /* op = cancel */
+    int64_t session_id;
+} kd_job;
+
+const char *kd_op_name(kd_op op);            /* "call", "cancel", "hold_open" */
+int kd_op_parse(const char *s, kd_op *out);
+
+/* Decodes a msgpack body into *job and validates it. default_ttl_ms fills a missing
+ * deadline. Returns KD_ERR_DECODE for bytes that are not a msgpack map (dead-letter
+ * material), KD_ERR_INVALID for a map with bad fields (the error names the field and,
+ * when it could be read, job->job_id is set so the outcome can be reported). */
+int kd_job_decode(const void *buf, size_t len, int64_t default_ttl_ms, kd_job *job, kd_err *err);
+
+/* Checks every bound of the contract; called by decode and from_json. */
+int kd_job_validate(const kd_job *job, kd_err *err);
+
+/* Encodes *job (all set fields) as a msgpack map into sbuf (appends). */
+int kd_job_encode(const kd_job *job, msgpack_sbuffer *sbuf, kd_err *err);
+
+/* Parses one JSON object (the kone-producer input form: same keys and types as the
+ * msgpack map) into *job and validates it. now_ms fills a missing created_at. */
+int kd_job_from_json(const json_t *obj, int64_t now_ms, int64_t default_ttl_ms, kd_job *job,
+                     kd_err *err);
+
+#endif

@@ -1,0 +1,36 @@
+/* kd_kafka: the worker's Kafka producer (librdkafka).
+ *
+ * Settings that keep "nothing is lost" true: enable.idempotence=true, acks=all,
+ * message.timeout.ms=0 (retry until delivered; a slow or absent Kafka stalls, it does not
+ * drop), key = building id so one building's events stay ordered in one partition.
+ * Delivery reports are served by kd_kafka_poll() on the calling thread: the worker polls
+ * from the thread that owns the AMQP connection, so it can ack right in the callback.
+ * kd_kafka_produce() is thread-safe and copies the payload.
+ */
+#ifndef KD_KAFKA_H
+#define KD_KAFKA_H
+
+#include <stddef.h>
+
+#include "kd_config.h"
+#include "kd_err.h"
+
+typedef struct kd_kafka kd_kafka;
+
+/* err_code 0: delivered. Otherwise a librdkafka error code and its text (no secrets). */
+typedef void (*kd_kafka_dr_fn)(void *opaque, int err_code, const char *errstr, void *arg);
+
+/* Reads kafka.* keys. dr may be NULL (fire and forget, used by tools). */
+int kd_kafka_producer_new(kd_kafka **out, const kd_config *cfg, kd_kafka_dr_fn dr, void *arg,
+                          kd_err *err);
+int kd_kafka_produce(kd_kafka *k, const char *topic, const char *key, const void *buf,
+                     size_t len, void *opaque, kd_err *err);
+/* Serves delivery reports; returns how many were served. */
+int kd_kafka_poll(kd_kafka *k, int timeout_ms);
+/* Waits up to timeout_ms for every queued message to be delivered; 0 when all were. */
+int kd_kafka_flush(kd_kafka *k, int timeout_ms);
+/* Messages produced but not yet acknowledged by the broker. */
+int kd_kafka_undelivered(kd_kafka *k);
+void kd_kafka_destroy(kd_kafka *k);
+
+#endif

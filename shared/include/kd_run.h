@@ -1,0 +1,71 @@
+/* kd_run: one attempt at one job inside a worker, from delivery to ack.
+ *
+ * Everything the worker learns about a job lives here, in one place: the decoded job,
+ * the AMQP delivery it came from, the attempt count, the timings and the outcome with its
+ * failure class. The result event is encoded from this struct alone, and retry policy,
+ * metrics and dead-lettering (later work) read the same fields.
+ *
+ * Ownership: the AMQP side allocates a run per delivery; the KONE side fills the outcome
+ * and hands it back; the run is freed after Kafka confirmed its result and the delivery
+ * was acked.
+ */
+#ifndef KD_RUN_H
+#define KD_RUN_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "kd_job.h"
+
+typedef enum {
+    KD_OUTCOME_NONE = 0,
+    KD_OUTCOME_SUCCEEDED,
+    KD_OUTCOME_REJECTED,  /* final: KONE refused it or the job is invalid */
+    KD_OUTCOME_FAILED,    /* transient failure (retry policy decides later) */
+    KD_OUTCOME_EXPIRED,   /* deadline passed before the call was made */
+} kd_outcome;
+
+typedef enum {
+    KD_FAIL_NONE = 0,
+    KD_FAIL_FINAL,        /* retrying cannot help */
+    KD_FAIL_TRANSIENT,    /* retrying may help */
+    KD_FAIL_UNDECODABLE,  /* not a job at all */
+} kd_failure_class;
+
+typedef struct kd_run {
+    kd_job job;
+    bool job_valid;             /* false: decode/validation failed, see error */
+
+    /* AMQP delivery */
+    uint64_t delivery_tag;
+    uint64_t channel_epoch;     /* which channel incarnation delivered it */
+    bool redelivered;
+    int attempt;                /* 1 for the first try */
+
+    /* timings, µs since the epoch (wall clock, for the event) */
+    int64_t received_us;        /* delivery taken off the socket */
+    int64_t started_us;         /* first KONE request sent */
+    int64_t finished_us;        /* outcome known */
+    int64_t kone_rtt_us;        /* request sent → first answer frame */
+
+    /* outcome */
+    kd_outcome outcome;
+    kd_failure_class failure;
+    int kone_status;            /* statusCode of the answer, 0 if none */
+    int64_t session_id;         /* KONE session id of an accepted call, 0 if none */
+    char error_code[48];        /* "" or e.g. "400", "SAME_SOURCE_AND_DEST_FLOOR", "invalid_job" */
+    char error_message[256];
+
+    struct kd_run *next;        /* intrusive list link for the owner's queues */
+} kd_run;
+
+const char *kd_outcome_name(kd_outcome o);   /* "succeeded", ... */
+
+/* Sets outcome, failure class, error code and message (message truncated to fit). */
+void kd_run_finish(kd_run *run, kd_outcome o, kd_failure_class f, const char *code,
+                   const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+
+int64_t kd_now_us(void);   /* wall clock, µs since the epoch */
+int64_t kd_mono_us(void);  /* monotonic clock, µs */
+
+#endif

@@ -1,0 +1,421 @@
+/* config.c: the configuration table and its loader (see kd_config.h).
+ *
+ * Why one table for all programs: operators set the same KD_* variables for the worker,
+ * the producer and the tools, and the docs are generated from and checked against this
+ * one list. A key is added here, with its default and one line of help, and nowhere else.
+ */
+#include "kd_config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define W KD_PROG_WORKER
+#define P KD_PROG_PRODUCER
+#define S KD_PROG_SIM
+#define E KD_PROG_EVENTS
+
+static const kd_config_key kd_keys[] = {
+    /* common */
+    {"log.level", "info", W | P | S | E, false, "Log level: debug, info, warn, error."},
+
+    /* RabbitMQ */
+    {"amqp.host", "127.0.0.1", W | P, false, "RabbitMQ host."},
+    {"amqp.port", "5672", W | P, false, "RabbitMQ AMQP port."},
+    {"amqp.vhost", "/", W | P, false, "RabbitMQ virtual host."},
+    {"amqp.user", "guest", W | P, false, "RabbitMQ user name."},
+    {"amqp.password", "guest", W | P, true, "RabbitMQ password (secret; also KD_AMQP_PASSWORD_FILE)."},
+    {"amqp.heartbeat_s", "10", W | P, false, "AMQP heartbeat interval in seconds (0 disables; keep it on so a dead network is noticed)."},
+    {"amqp.exchange", "kone.calls", W | P, false, "Durable direct exchange jobs are published to."},
+    {"amqp.queue", "kone.calls", W | P, false, "Quorum work queue bound to the exchange; the worker consumes it."},
+    {"amqp.routing_key", "kone.calls", W | P, false, "Routing key binding the work queue to the exchange."},
+
+    /* jobs */
+    {"job.default_ttl_ms", "60000", W | P, false, "Deadline of a job that has none: created_at plus this many ms."},
+
+    /* worker */
+    {"worker.id", "", W, false, "Worker name in result events (default: host name and pid)."},
+    {"worker.inflight", "64", W, false, "Jobs in flight at once; also the AMQP prefetch."},
+    {"worker.drain_ms", "10000", W, false, "On SIGTERM, how long to wait for in-flight jobs before handing them back."},
+
+    /* Kafka */
+    {"kafka.brokers", "127.0.0.1:9092", W | E, false, "Kafka bootstrap servers."},
+    {"kafka.topic_results", "kone.call.results", W | E, false, "Topic of job results (one per job)."},
+    {"kafka.topic_events", "kone.call.events", W | E, false, "Topic of call-state events of tracked calls."},
+    {"kafka.linger_ms", "5", W, false, "librdkafka linger.ms: how long to batch results before sending."},
+
+    /* KONE API */
+    {"kone.token_url", "https://127.0.0.1:8443/api/v2/oauth2/token", W, false, "OAuth2 token endpoint."},
+    {"kone.ws_url", "wss://127.0.0.1:8443/stream-v2", W, false, "WebSocket endpoint (stream-v2)."},
+    {"kone.client_id", "", W, false, "KONE application client id."},
+    {"kone.client_secret", "", W, true, "KONE application client secret (secret; also KD_KONE_CLIENT_SECRET_FILE)."},
+    {"kone.scope", "", W, false, "Space-separated scopes to request, e.g. 'callgiving/building:9990000951' (empty: the application's default)."},
+    {"kone.ca_file", "", W, false, "CA bundle to verify KONE's certificate (empty: the system CAs). Verification is always on."},
+    {"kone.connections", "2", W, false, "WebSocket connections in the pool; jobs are spread over them."},
+    {"kone.request_timeout_ms", "10000", W, false, "How long to wait for an answer frame before the request fails."},
+    {"kone.call_timeout_ms", "30000", W, false, "How long an accepted call may stay without progress (e.g. stuck in 'created')."},
+    {"kone.track_timeout_ms", "600000", W, false, "How long a tracked call is followed before giving up on 'served'."},
+    {"kone.token_margin_s", "60", W, false, "Refresh the token this many seconds before it expires."},
+    {"kone.keepalive_s", "30", W, false, "Ping an idle connection after this many seconds (KONE closes idle ones after 60 s)."},
+    {"kone.max_conn_age_s", "6600", W, false, "Replace a connection after this many seconds (KONE closes every one after 2 h)."},
+    {"kone.monitor_duration_s", "300", W, false, "site-monitoring subscription length (max 300); renewed before it lapses."},
+
+    /* producer */
+    {"producer.confirm_timeout_ms", "10000", P, false, "How long to wait for the broker's publisher confirm."},
+
+    /* kone-events */
+    {"events.topic", "kone.call.results", E, false, "Topic to read (results, events or metrics)."},
+    {"events.group", "", E, false, "Consumer group (empty: a fresh one, reading without committing)."},
+    {"events.from_beginning", "true", E, false, "Start from the earliest offset."},
+    {"events.max", "0", E, false, "Stop after this many events (0: no limit)."},
+    {"events.idle_exit_ms", "0", E, false, "Exit after this long without a new event (0: run until interrupted)."},
+
+    /* kone-sim */
+    {"sim.listen", "127.0.0.1", S, false, "Address kone-sim listens on."},
+    {"sim.port", "8443", S, false, "HTTPS/WSS port of kone-sim."},
+    {"sim.cert", "", S, false, "PEM certificate of kone-sim (required)."},
+    {"sim.key", "", S, false, "PEM private key of kone-sim (required)."},
+    {"sim.buildings", "sim/buildings.json", S, false, "Buildings file (topology, actions, lifts)."},
+    {"sim.clients", "sim/clients.json", S, false, "Client credentials and their scopes."},
+    {"sim.speed", "1", S, false, "Clock speed-up of the lift model (10 = ten times faster than real time)."},
+    {"sim.token_ttl_s", "3600", S, false, "Lifetime of the tokens kone-sim issues."},
+    {"sim.idle_timeout_s", "60", S, false, "Close a WebSocket after this many idle seconds, as KONE does."},
+    {"sim.max_conn_s", "7200", S, false, "Close every WebSocket after this many seconds, as KONE does."},
+};
+
+#undef W
+#undef P
+#undef S
+#undef E
+
+#define KD_NKEYS (sizeof kd_keys / sizeof kd_keys[0])
+
+const kd_config_key *kd_config_table(size_t *n)
+{
+    *n = KD_NKEYS;
+    return kd_keys;
+}
+
+static int key_index(const char *key)
+{
+    for (size_t i = 0; i < KD_NKEYS; i++)
+        if (strcmp(kd_keys[i].name, key) == 0)
+            return (int)i;
+    return -1;
+}
+
+void kd_config_env_name(const char *key, char *buf, size_t len)
+{
+    size_t o = 0;
+    const char *pre = "KD_";
+    for (; *pre && o + 1 < len; pre++)
+        buf[o++] = *pre;
+    for (; *key && o + 1 < len; key++)
+        buf[o++] = (*key == '.') ? '_' : (char)toupper((unsigned char)*key);
+    buf[o] = '\0';
+}
+
+void kd_config_flag_name(const char *key, char *buf, size_t len)
+{
+    size_t o = 0;
+    if (len > 2) {
+        buf[o++] = '-';
+        buf[o++] = '-';
+    }
+    for (; *key && o + 1 < len; key++)
+        buf[o++] = (*key == '.' || *key == '_') ? '-' : *key;
+    buf[o] = '\0';
+}
+
+static int set_value(kd_config *cfg, int i, const char *v)
+{
+    char *dup = strdup(v);
+    if (!dup)
+        return KD_ERR_NOMEM;
+    free(cfg->values[i]);
+    cfg->values[i] = dup;
+    return 0;
+}
+
+/* Reads a secret file; strips one trailing newline. The path may be named in errors,
+ * the content never. */
+static int read_secret_file(const char *key, const char *path, char **out, kd_err *err)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return kd_err_set(err, KD_ERR_INVALID, "%s: cannot read file %s: %s", key, path,
+                          strerror(errno));
+    char buf[4096];
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    if (n > 0 && buf[n - 1] == '\n')
+        buf[--n] = '\0';
+    if (n > 0 && buf[n - 1] == '\r')
+        buf[--n] = '\0';
+    *out = strdup(buf);
+    explicit_bzero(buf, sizeof buf);
+    return *out ? 0 : KD_ERR_NOMEM;
+}
+
+static int set_from_file(kd_config *cfg, int i, const char *path, kd_err *err)
+{
+    char *v = NULL;
+    int rc = read_secret_file(kd_keys[i].name, path, &v, err);
+    if (rc)
+        return rc;
+    free(cfg->values[i]);
+    cfg->values[i] = v;
+    return 0;
+}
+
+/* Finds the key whose flag is `name` (without "--"); *is_file tells whether it was the
+ * -file variant of a secret key. */
+static int flag_index(const char *name, size_t nlen, bool *is_file)
+{
+    char flag[128];
+    for (size_t i = 0; i < KD_NKEYS; i++) {
+        kd_config_flag_name(kd_keys[i].name, flag, sizeof flag);
+        size_t fl = strlen(flag + 2);
+        if (fl == nlen && memcmp(flag + 2, name, nlen) == 0) {
+            *is_file = false;
+            return (int)i;
+        }
+        if (kd_keys[i].secret && nlen == fl + 5 && memcmp(flag + 2, name, fl) == 0 &&
+            memcmp(name + fl, "-file", 5) == 0) {
+            *is_file = true;
+            return (int)i;
+        }
+    }
+    return -1;
+}
+
+int kd_config_load(kd_config *cfg, unsigned prog, const char *prog_name, int argc,
+                   char **argv, kd_err *err)
+{
+    memset(cfg, 0, sizeof *cfg);
+    cfg->prog = prog;
+    cfg->prog_name = prog_name;
+    cfg->values = calloc(KD_NKEYS, sizeof *cfg->values);
+    if (!cfg->values)
+        return kd_err_set(err, KD_ERR_NOMEM, "out of memory");
+    int rc = 0;
+    for (size_t i = 0; i < KD_NKEYS && !rc; i++) {
+        char env[128];
+        kd_config_env_name(kd_keys[i].name, env, sizeof env);
+        const char *v = getenv(env);
+        rc = set_value(cfg, (int)i, v ? v : kd_keys[i].def);
+        if (!rc && kd_keys[i].secret) {
+            char envf[160];
+            snprintf(envf, sizeof envf, "%s_FILE", env);
+            const char *path = getenv(envf);
+            if (path && *path)
+                rc = set_from_file(cfg, (int)i, path, err);
+        }
+    }
+    if (rc)
+        goto fail;
+
+    for (int a = 1; a < argc; a++) {
+        const char *arg = argv[a];
+        if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0) {
+            cfg->help = true;
+            continue;
+        }
+        if (strcmp(arg, "--config-table") == 0 || strcmp(arg, "--config-dump") == 0) {
+            /* remembered as positional marker for kd_config_common_actions */
+            if (cfg->nargs < KD_CONFIG_MAX_ARGS)
+                cfg->args[cfg->nargs++] = argv[a];
+            continue;
+        }
+        if (strncmp(arg, "--", 2) != 0 || arg[2] == '\0') {
+            if (strcmp(arg, "--") == 0) {
+                for (a++; a < argc && cfg->nargs < KD_CONFIG_MAX_ARGS; a++)
+                    cfg->args[cfg->nargs++] = argv[a];
+                break;
+            }
+            if (cfg->nargs >= KD_CONFIG_MAX_ARGS) {
+                rc = kd_err_set(err, KD_ERR_INVALID, "too many arguments");
+                goto fail;
+            }
+            cfg->args[cfg->nargs++] = argv[a];
+            continue;
+        }
+        const char *name = arg + 2;
+        const char *eq = strchr(name, '=');
+        size_t nlen = eq ? (size_t)(eq - name) : strlen(name);
+        bool is_file = false;
+        int i = flag_index(name, nlen, &is_file);
+        if (i < 0 || !(kd_keys[i].progs & prog)) {
+            rc = kd_err_set(err, KD_ERR_INVALID, "%s: unknown option --%.*s (see --help)",
+                            prog_name, (int)nlen, name);
+            goto fail;
+        }
+        const char *val;
+        if (eq) {
+            val = eq + 1;
+        } else if (a + 1 < argc) {
+            val = argv[++a];
+        } else {
+            rc = kd_err_set(err, KD_ERR_INVALID, "%s: option --%.*s needs a value", prog_name,
+                            (int)nlen, name);
+            goto fail;
+        }
+        rc = is_file ? set_from_file(cfg, i, val, err) : set_value(cfg, i, val);
+        if (rc)
+            goto fail;
+    }
+    return 0;
+fail:
+    if (rc == KD_ERR_NOMEM)
+        kd_err_set(err, rc, "out of memory");
+    kd_config_free(cfg);
+    return rc;
+}
+
+void kd_config_free(kd_config *cfg)
+{
+    if (!cfg->values)
+        return;
+    for (size_t i = 0; i < KD_NKEYS; i++) {
+        if (cfg->values[i] && kd_keys[i].secret)
+            explicit_bzero(cfg->values[i], strlen(cfg->values[i]));
+        free(cfg->values[i]);
+    }
+    free(cfg->values);
+    cfg->values = NULL;
+}
+
+const char *kd_config_get(const kd_config *cfg, const char *key)
+{
+    int i = key_index(key);
+    if (i < 0) {
+        fprintf(stderr, "kd_config_get: unknown key %s (programming error)\n", key);
+        abort();
+    }
+    return cfg->values[i];
+}
+
+int kd_config_set(kd_config *cfg, const char *key, const char *value)
+{
+    int i = key_index(key);
+    if (i < 0)
+        return KD_ERR_INVALID;
+    return set_value(cfg, i, value);
+}
+
+int kd_config_int(const kd_config *cfg, const char *key, int64_t min, int64_t max,
+                  int64_t *out, kd_err *err)
+{
+    const char *v = kd_config_get(cfg, key);
+    char *end;
+    errno = 0;
+    long long n = strtoll(v, &end, 10);
+    if (errno || end == v || *end != '\0' || n < min || n > max)
+        return kd_err_set(err, KD_ERR_INVALID, "%s: must be an integer in %lld..%lld, got '%s'",
+                          key, (long long)min, (long long)max, v);
+    *out = n;
+    return 0;
+}
+
+int kd_config_double(const kd_config *cfg, const char *key, double min, double max,
+                     double *out, kd_err *err)
+{
+    const char *v = kd_config_get(cfg, key);
+    char *end;
+    errno = 0;
+    double d = strtod(v, &end);
+    if (errno || end == v || *end != '\0' || d < min || d > max)
+        return kd_err_set(err, KD_ERR_INVALID, "%s: must be a number in %g..%g, got '%s'", key,
+                          min, max, v);
+    *out = d;
+    return 0;
+}
+
+int kd_config_bool(const kd_config *cfg, const char *key, bool *out, kd_err *err)
+{
+    const char *v = kd_config_get(cfg, key);
+    if (!strcmp(v, "true") || !strcmp(v, "1") || !strcmp(v, "yes")) {
+        *out = true;
+        return 0;
+    }
+    if (!strcmp(v, "false") || !strcmp(v, "0") || !strcmp(v, "no")) {
+        *out = false;
+        return 0;
+    }
+    return kd_err_set(err, KD_ERR_INVALID, "%s: must be true or false, got '%s'", key, v);
+}
+
+static const char *prog_list(unsigned progs, char *buf, size_t len)
+{
+    static const struct { unsigned bit; const char *name; } names[] = {
+        {KD_PROG_WORKER, "worker"}, {KD_PROG_PRODUCER, "producer"},
+        {KD_PROG_SIM, "sim"},       {KD_PROG_EVENTS, "events"},
+    };
+    buf[0] = '\0';
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        if (!(progs & names[i].bit))
+            continue;
+        if (buf[0])
+            strncat(buf, ", ", len - strlen(buf) - 1);
+        strncat(buf, names[i].name, len - strlen(buf) - 1);
+    }
+    return buf;
+}
+
+void kd_config_print_help(const kd_config *cfg, FILE *out)
+{
+    fprintf(out, "Options of %s (each also set by its environment variable):\n", cfg->prog_name);
+    for (size_t i = 0; i < KD_NKEYS; i++) {
+        if (!(kd_keys[i].progs & cfg->prog))
+            continue;
+        char env[128], flag[128];
+        kd_config_env_name(kd_keys[i].name, env, sizeof env);
+        kd_config_flag_name(kd_keys[i].name, flag, sizeof flag);
+        fprintf(out, "  %-28s %-32s default '%s'\n      %s\n", flag, env,
+                kd_keys[i].secret ? "" : kd_keys[i].def, kd_keys[i].help);
+    }
+    fprintf(out, "  --config-table                   print every key as a markdown table\n"
+                 "  --config-dump                    print the effective values (secrets hidden)\n");
+}
+
+void kd_config_print_markdown(FILE *out)
+{
+    fprintf(out, "| key | environment | flag | default | programs | meaning |\n");
+    fprintf(out, "| --- | --- | --- | --- | --- | --- |\n");
+    for (size_t i = 0; i < KD_NKEYS; i++) {
+        char env[128], flag[128], progs[64];
+        kd_config_env_name(kd_keys[i].name, env, sizeof env);
+        kd_config_flag_name(kd_keys[i].name, flag, sizeof flag);
+        fprintf(out, "| `%s` | `%s` | `%s` | `%s` | %s | %s |\n", kd_keys[i].name, env, flag,
+                kd_keys[i].def, prog_list(kd_keys[i].progs, progs, sizeof progs),
+                kd_keys[i].help);
+    }
+}
+
+bool kd_config_common_actions(const kd_config *cfg, int *code)
+{
+    if (cfg->help) {
+        kd_config_print_help(cfg, stdout);
+        *code = 0;
+        return true;
+    }
+    for (int a = 0; a < cfg->nargs; a++) {
+        if (strcmp(cfg->args[a], "--config-table") == 0) {
+            kd_config_print_markdown(stdout);
+            *code = 0;
+            return true;
+        }
+        if (strcmp(cfg->args[a], "--config-dump") == 0) {
+            for (size_t i = 0; i < KD_NKEYS; i++)
+                if (kd_keys[i].progs & cfg->prog)
+                    printf("%s=%s\n", kd_keys[i].name,
+                           kd_keys[i].secret ? (cfg->values[i][0] ? "<set>" : "")
+                                             : cfg->values[i]);
+            *code = 0;
+            return true;
+        }
+    }
+    return false;
+}

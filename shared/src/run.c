@@ -1,0 +1,49 @@
+/* run.c: see kd_run.h. Small helpers shared by the worker's AMQP and KONE sides. */
+#include "kd_run.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+const char *kd_outcome_name(kd_outcome o)
+{
+    switch (o) {
+    case KD_OUTCOME_SUCCEEDED: return "succeeded";
+    case KD_OUTCOME_REJECTED: return "rejected";
+    case KD_OUTCOME_FAILED: return "failed";
+    case KD_OUTCOME_EXPIRED: return "expired";
+    case KD_OUTCOME_NONE: break;
+    }
+    return "none";
+}
+
+void kd_run_finish(kd_run *run, kd_outcome o, kd_failure_class f, const char *code,
+                   const char *fmt, ...)
+{
+    run->outcome = o;
+    run->failure = f;
+    snprintf(run->error_code, sizeof run->error_code, "%s", code ? code : "");
+    run->error_message[0] = '\0';
+    if (fmt) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(run->error_message, sizeof run->error_message, fmt, ap);
+        va_end(ap);
+    }
+    run->finished_us = kd_now_us();
+}
+
+int64_t kd_now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+int64_t kd_mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
