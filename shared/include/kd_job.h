@@ -5,7 +5,7 @@
  * every field against the documented bounds, encodes it back, and parses the JSON-lines
  * form that kone-producer reads. Unknown keys are ignored so that publishers may add
  * fields; a missing field, a wrong type or an out-of-range value is refused with the
- * field named in the error ("job.delay: must be 0..30, got 31").
+ * field named in the error ("delay: must be an integer 0..30, got 31").
  */
 #ifndef KD_JOB_H
 #define KD_JOB_H
@@ -38,7 +38,7 @@ typedef struct kd_job {
     char job_id[KD_JOB_ID_MAX + 1];
     kd_op op;
     char building_id[KD_JOB_BUILDING_MAX + 1];
-    char group_id[KD_JOB_GROUP_MAX + 1];     /* default "1" */
+    char group_id[KD_JOB_GROUP_MAX + 1];     /* default "1" (the readers fill it) */
     int64_t created_at;                      /* ms since the epoch */
     int64_t deadline;                        /* ms since the epoch; created_at + TTL if absent */
     char trace_id[KD_JOB_TRACE_MAX + 1];     /* "" if absent */
@@ -69,22 +69,26 @@ typedef struct kd_job {
 } kd_job;
 
 const char *kd_op_name(kd_op op);            /* "call", "cancel", "hold_open" */
-int kd_op_parse(const char *s, kd_op *out);
+int kd_op_parse(const char *s, kd_op *out); /* 0, or KD_ERR_INVALID (*out untouched) */
 
 /* Decodes a msgpack body into *job and validates it. default_ttl_ms fills a missing
- * deadline. Returns KD_ERR_DECODE for bytes that are not a msgpack map (dead-letter
- * material), KD_ERR_INVALID for a map with bad fields (the error names the field and,
- * when it could be read, job->job_id is set so the outcome can be reported). */
+ * deadline. Returns KD_ERR_DECODE for bytes that are not exactly one msgpack map (also
+ * truncated, trailing bytes, nesting deeper than 16, bodies over 64 KiB: dead-letter
+ * material; *job is all zero), KD_ERR_INVALID for a map with bad fields (the error names
+ * the field; job->job_id, building_id and trace_id are each set when they were readable
+ * and valid, so the outcome can be reported; every other field is zero). */
 int kd_job_decode(const void *buf, size_t len, int64_t default_ttl_ms, kd_job *job, kd_err *err);
 
 /* Checks every bound of the contract; called by decode and from_json. */
 int kd_job_validate(const kd_job *job, kd_err *err);
 
-/* Encodes *job (all set fields) as a msgpack map into sbuf (appends). */
+/* Validates *job, then encodes its set fields (those of its op; optional ones only when
+ * present) as a msgpack map, appended to sbuf. On error nothing is appended. */
 int kd_job_encode(const kd_job *job, msgpack_sbuffer *sbuf, kd_err *err);
 
 /* Parses one JSON object (the kone-producer input form: same keys and types as the
- * msgpack map) into *job and validates it. now_ms fills a missing created_at. */
+ * msgpack map) into *job and validates it. now_ms fills a missing created_at. Errors as
+ * kd_job_decode (KD_ERR_DECODE when obj is not a JSON object). */
 int kd_job_from_json(const json_t *obj, int64_t now_ms, int64_t default_ttl_ms, kd_job *job,
                      kd_err *err);
 

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# it_bad_input: an undecodable message and a job with bad fields do not stop the worker:
+# each yields a clear outcome and log line, and the worker goes on executing good jobs.
+source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/jobs.sh"
+
+it_start_worker w1
+for _ in $(seq 100); do
+    rabbitmqctl -q list_queues name 2>/dev/null | grep -qx "$KD_AMQP_QUEUE" && break
+    sleep 0.2
+done
+pub() { amqp-publish --server="$KD_AMQP_HOST" --port="$KD_AMQP_PORT" -e "$KD_AMQP_EXCHANGE" -r "$KD_AMQP_ROUTING_KEY" "$@"; }
+# 1. not msgpack at all
+printf 'this is not msgpack {"job_id": 1}' | pub -C text/plain
+# 2. a msgpack map with a bad field (delay 99), encoded outside our producer
+python3 -c '
+import sys, msgpack, time
+now = int(time.time() * 1000)
+sys.stdout.buffer.write(msgpack.packb({"v": 1, "job_id": sys.argv[1], "op": "call",
+  "building_id": "building:9990000951", "created_at": now, "deadline": now + 60000,
+  "area": 1000, "action": 2, "destination": 5000, "delay": 99}))' "$IT_PREFIX-baddelay" | pub -C application/msgpack
+# 3. a good job after them
+jobs_good 1 | jq -c '.job_id = "'"$IT_PREFIX"'-good"' >"$IT_DIR/jobs.jsonl"
+it_publish "$IT_DIR/jobs.jsonl"
+it_wait_results 2 60
+r=$IT_DIR/results.jsonl
+jq -e 'select(.job_id=="'"$IT_PREFIX"'-baddelay") | .outcome=="rejected" and .error.code=="invalid_job" and (.error.message|test("delay"))' "$r" >/dev/null ||
+    it_fail "bad-field job: $(grep baddelay "$r")"
+jq -e 'select(.job_id=="'"$IT_PREFIX"'-good") | .outcome=="succeeded"' "$r" >/dev/null || it_fail "good job after bad ones: $(cat "$r")"
+grep -q '"undecodable message' "$IT_DIR/w1.log" || it_fail "no log line for the undecodable message"
+kill -0 "$IT_PID_w1" || it_fail "worker died"
+it_stop_worker w1
+left=$(rabbitmqctl -q list_queues name messages 2>/dev/null | awk -v q="$KD_AMQP_QUEUE" '$1==q {print $2}')
+[ "${left:-0}" -eq 0 ] || it_fail "$left messages left in the queue: bad input was not settled"
+it_log "PASS"
