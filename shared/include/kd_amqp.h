@@ -40,6 +40,35 @@ uint64_t kd_amqp_epoch(const kd_amqp *a);
 int kd_amqp_publish_confirmed(kd_amqp *a, const char *message_id, const void *body, size_t len,
                               int timeout_ms, kd_err *err);
 
+/* Pipelined publishing, for callers that keep many messages in flight (kone-producer).
+ * kd_amqp_publish sends one message as above without waiting and returns its delivery tag
+ * (1, 2, ... per connection, in publish order); kd_amqp_next_event then reports the broker's
+ * answers. kd_amqp_publish_confirmed is these two calls. A basic.return (unroutable) comes
+ * before the ack of the same message and carries no tag: match it by message_id.
+ * A kd_amqp used for publishing should not also consume (and the other way round). */
+typedef enum { KD_AMQP_EV_ACK = 1, KD_AMQP_EV_NACK, KD_AMQP_EV_RETURN } kd_amqp_event_kind;
+
+typedef struct kd_amqp_event {
+    kd_amqp_event_kind kind;
+    uint64_t tag;              /* ACK/NACK: the delivery tag confirmed */
+    bool multiple;             /* ACK/NACK: also every unconfirmed tag below it */
+    int reply_code;            /* RETURN: e.g. 312 (NO_ROUTE) */
+    char reply_text[128];      /* RETURN: e.g. "NO_ROUTE" */
+    char message_id[256];      /* RETURN: message_id of the returned message ("" if none) */
+} kd_amqp_event;
+
+int kd_amqp_publish(kd_amqp *a, const char *message_id, const void *body, size_t len,
+                    uint64_t *tag, kd_err *err);
+/* 1: *ev is filled; 0: nothing came within timeout_ms (0 polls); <0: the connection or
+ * channel is gone (err says why; reconnect). Serves heartbeats while waiting. */
+int kd_amqp_next_event(kd_amqp *a, int timeout_ms, kd_amqp_event *ev, kd_err *err);
+
+/* For callers with their own poll() loop: the socket to wait on, and whether rabbitmq-c
+ * already holds input (queued frames or buffered bytes): then call in without polling,
+ * the socket may stay silent. */
+int kd_amqp_fd(const kd_amqp *a);
+bool kd_amqp_buffered(const kd_amqp *a);
+
 /* Consuming (worker side). */
 int kd_amqp_consume_start(kd_amqp *a, int prefetch, kd_err *err);
 /* 1: a delivery is in *d; 0: timeout; <0: the connection or channel is gone (reconnect).

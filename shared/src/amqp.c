@@ -1,0 +1,326 @@
+/* amqp.c: see kd_amqp.h. RabbitMQ through rabbitmq-c 0.11, one connection, channel 1.
+ * This file connects, declares the topology and turns failures into errors;
+ * amqp_publish.c and amqp_consume.c do the two directions (amqp_int.h is what they share).
+ *
+ * Why it is built this way:
+ * - rabbitmq-c does no background work. Heartbeats are sent and checked only inside its
+ *   calls, so every wait here goes through amqp_simple_wait_frame_noblock or
+ *   amqp_consume_message with a bounded timeout, never a bare poll() on the socket.
+ * - rabbitmq-c keeps frames it read ahead (during amqp_basic_publish or an RPC) in a
+ *   queue and bytes in a buffer; kd_amqp_buffered() exposes that so a caller's poll loop
+ *   does not sleep on a silent socket while a confirm or a delivery is already here.
+ * - Decoded frames live in the connection's pools; amqp_maybe_release_buffers is called
+ *   only at the top of a wait, when no decoded frame is held any more.
+ * - Once the broker closed the channel or the connection, or the socket failed, the
+ *   kd_amqp is "broken": every call fails fast with the first error and the owner
+ *   reconnects (kd_amqp_close + kd_amqp_connect). kd_amqp_close skips the closing
+ *   handshake on a broken connection so it never blocks on a dead peer.
+ * - Epochs come from one process-wide counter, so a delivery tag from a previous
+ *   connection can never ack a message of the current one (tags restart at 1).
+ * Error messages name host:port and the broker's reply text, never the password.
+ */
+#include "amqp_int.h"
+
+#include <amqp_tcp_socket.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "kd_log.h"
+
+static _Atomic uint64_t kd_amqp_epochs;
+
+struct timeval kd_amqp_tv(int ms)
+{
+    struct timeval tv = {.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
+    return tv;
+}
+
+int64_t kd_amqp_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void kd_amqp_str(amqp_bytes_t b, char *out, size_t cap)
+{
+    size_t n = b.len < cap - 1 ? b.len : cap - 1;
+    if (n)
+        memcpy(out, b.bytes, n);
+    out[n] = '\0';
+}
+
+/* ---- errors ------------------------------------------------------------------------ */
+
+/* Marks the connection unusable and remembers why, so later calls fail with the cause. */
+int kd_amqp_set_broken(kd_amqp *a, kd_err *err, int code, const char *fmt, ...)
+{
+    char msg[sizeof a->broken_msg];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (!a->broken) {
+        a->broken = true;
+        a->broken_code = code;
+        snprintf(a->broken_msg, sizeof a->broken_msg, "%s", msg);
+    }
+    return kd_err_set(err, code, "%s", msg);
+}
+
+int kd_amqp_if_broken(const kd_amqp *a, kd_err *err)
+{
+    if (!a->broken)
+        return 0;
+    return kd_err_set(err, a->broken_code, "%s", a->broken_msg);
+}
+
+/* A channel.close or connection.close from the broker: answer it (the broker waits for
+ * close-ok before it frees the channel) and describe it. Returns the kd_err code. */
+int kd_amqp_server_close(kd_amqp *a, const amqp_method_t *m, const char *what, kd_err *err)
+{
+    char text[256] = "";
+    int code = 0;
+    if (m->id == AMQP_CONNECTION_CLOSE_METHOD) {
+        const amqp_connection_close_t *c = m->decoded;
+        code = c->reply_code;
+        kd_amqp_str(c->reply_text, text, sizeof text);
+        amqp_connection_close_ok_t ok = {0};
+        amqp_send_method(a->conn, 0, AMQP_CONNECTION_CLOSE_OK_METHOD, &ok);
+    } else if (m->id == AMQP_CHANNEL_CLOSE_METHOD) {
+        const amqp_channel_close_t *c = m->decoded;
+        code = c->reply_code;
+        kd_amqp_str(c->reply_text, text, sizeof text);
+        amqp_channel_close_ok_t ok = {0};
+        amqp_send_method(a->conn, KD_AMQP_CHANNEL, AMQP_CHANNEL_CLOSE_OK_METHOD, &ok);
+    } else {
+        snprintf(text, sizeof text, "unexpected method 0x%08x", (unsigned)m->id);
+    }
+    int kc = code == AMQP_ACCESS_REFUSED ? KD_ERR_AUTH : KD_ERR_IO;
+    const char *which = m->id == AMQP_CONNECTION_CLOSE_METHOD ? "connection" : "channel";
+    return kd_amqp_set_broken(a, err, kc, "amqp %s: %s: broker closed the %s: %d %s", a->where,
+                              what, which, code, text);
+}
+
+/* Library status (socket error, heartbeat timeout, ...) → broken with a message. */
+int kd_amqp_lib_fail(kd_amqp *a, int status, const char *what, kd_err *err)
+{
+    int code = status == AMQP_STATUS_TIMEOUT ? KD_ERR_TIMEOUT
+               : status == AMQP_STATUS_NO_MEMORY ? KD_ERR_NOMEM
+                                                 : KD_ERR_IO;
+    return kd_amqp_set_broken(a, err, code, "amqp %s: %s: %s", a->where, what,
+                              amqp_error_string2(status));
+}
+
+/* Checks the reply of an RPC-style call (login, declare, ...). */
+int kd_amqp_check_reply(kd_amqp *a, amqp_rpc_reply_t r, const char *what, kd_err *err)
+{
+    switch (r.reply_type) {
+    case AMQP_RESPONSE_NORMAL:
+        return 0;
+    case AMQP_RESPONSE_NONE:
+        return kd_amqp_set_broken(a, err, KD_ERR_IO, "amqp %s: %s: no reply from the broker",
+                                  a->where, what);
+    case AMQP_RESPONSE_LIBRARY_EXCEPTION:
+        return kd_amqp_lib_fail(a, r.library_error, what, err);
+    case AMQP_RESPONSE_SERVER_EXCEPTION:
+        return kd_amqp_server_close(a, &r.reply, what, err);
+    }
+    return kd_amqp_set_broken(a, err, KD_ERR_INTERNAL, "amqp %s: %s: unknown reply", a->where,
+                              what);
+}
+
+/* ---- connection and topology ------------------------------------------------------- */
+
+static int open_socket(kd_amqp *a, const char *host, int port, kd_err *err)
+{
+    amqp_socket_t *sock = amqp_tcp_socket_new(a->conn);
+    if (!sock)
+        return kd_err_set(err, KD_ERR_NOMEM, "amqp %s: cannot create a socket", a->where);
+    struct timeval tv = kd_amqp_tv(KD_AMQP_CONNECT_TIMEOUT_MS);
+    int st = amqp_socket_open_noblock(sock, host, port, &tv);
+    if (st == AMQP_STATUS_OK)
+        return 0;
+    /* rabbitmq-c keeps the socket's own error (SO_ERROR) to itself, and errno is stale */
+    if (st == AMQP_STATUS_SOCKET_ERROR)
+        return kd_err_set(err, KD_ERR_IO,
+                          "amqp %s: cannot connect: connection refused or network "
+                          "unreachable (is RabbitMQ listening there?)",
+                          a->where);
+    if (st == AMQP_STATUS_TIMEOUT)
+        return kd_err_set(err, KD_ERR_TIMEOUT, "amqp %s: cannot connect: no answer within %d ms",
+                          a->where, KD_AMQP_CONNECT_TIMEOUT_MS);
+    return kd_err_set(err, KD_ERR_IO, "amqp %s: cannot connect: %s", a->where,
+                      amqp_error_string2(st));
+}
+
+static int login(kd_amqp *a, const kd_config *cfg, int heartbeat, kd_err *err)
+{
+    /* connection_name shows up in the management UI and rabbitmqctl list_connections */
+    char name[128];
+    snprintf(name, sizeof name, "%s", cfg->prog_name ? cfg->prog_name : "kone-dispatch");
+    amqp_table_entry_t props[1];
+    props[0].key = amqp_cstring_bytes("connection_name");
+    props[0].value.kind = AMQP_FIELD_KIND_UTF8;
+    props[0].value.value.bytes = amqp_cstring_bytes(name);
+    amqp_table_t table = {.num_entries = 1, .entries = props};
+
+    const char *vhost = kd_config_get(cfg, "amqp.vhost");
+    const char *user = kd_config_get(cfg, "amqp.user");
+    amqp_rpc_reply_t r = amqp_login_with_properties(
+        a->conn, vhost, 0, KD_AMQP_FRAME_MAX, heartbeat, &table, AMQP_SASL_METHOD_PLAIN, user,
+        kd_config_get(cfg, "amqp.password"));
+    if (r.reply_type == AMQP_RESPONSE_NORMAL)
+        return 0;
+    char what[400];
+    snprintf(what, sizeof what, "login as '%s' to vhost '%s'", user, vhost);
+    int rc = kd_amqp_check_reply(a, r, what, err);
+    /* RabbitMQ may just drop the socket on bad credentials or an unknown vhost */
+    if (r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION &&
+        (r.library_error == AMQP_STATUS_CONNECTION_CLOSED ||
+         r.library_error == AMQP_STATUS_SOCKET_CLOSED))
+        kd_err_wrap(err, "(check amqp.user, amqp.password and amqp.vhost)");
+    return rc;
+}
+
+static int declare_topology(kd_amqp *a, kd_err *err)
+{
+    amqp_channel_t ch = KD_AMQP_CHANNEL;
+    char what[400];
+
+    amqp_exchange_declare(a->conn, ch, amqp_cstring_bytes(a->exchange),
+                          amqp_cstring_bytes("direct"), 0, 1, 0, 0, amqp_empty_table);
+    snprintf(what, sizeof what, "declaring exchange '%s'", a->exchange);
+    int rc = kd_amqp_check_reply(a, amqp_get_rpc_reply(a->conn), what, err);
+    if (rc)
+        return rc;
+
+    amqp_table_entry_t qargs[1];
+    qargs[0].key = amqp_cstring_bytes("x-queue-type");
+    qargs[0].value.kind = AMQP_FIELD_KIND_UTF8;
+    qargs[0].value.value.bytes = amqp_cstring_bytes("quorum");
+    amqp_table_t args = {.num_entries = 1, .entries = qargs};
+    amqp_queue_declare(a->conn, ch, amqp_cstring_bytes(a->queue), 0, 1, 0, 0, args);
+    snprintf(what, sizeof what, "declaring quorum queue '%s'", a->queue);
+    rc = kd_amqp_check_reply(a, amqp_get_rpc_reply(a->conn), what, err);
+    if (rc)
+        return rc;
+
+    amqp_queue_bind(a->conn, ch, amqp_cstring_bytes(a->queue), amqp_cstring_bytes(a->exchange),
+                    amqp_cstring_bytes(a->routing_key), amqp_empty_table);
+    snprintf(what, sizeof what, "binding queue '%s' to exchange '%s' with key '%s'", a->queue,
+             a->exchange, a->routing_key);
+    return kd_amqp_check_reply(a, amqp_get_rpc_reply(a->conn), what, err);
+}
+
+static int read_names(kd_amqp *a, const kd_config *cfg, kd_err *err)
+{
+    static const struct { const char *key; size_t off; } names[] = {
+        {"amqp.exchange", offsetof(kd_amqp, exchange)},
+        {"amqp.queue", offsetof(kd_amqp, queue)},
+        {"amqp.routing_key", offsetof(kd_amqp, routing_key)},
+    };
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        const char *v = kd_config_get(cfg, names[i].key);
+        if (strlen(v) > 255 || (i < 2 && !*v))
+            return kd_err_set(err, KD_ERR_INVALID, "%s: must be 1..255 characters, got '%s'",
+                              names[i].key, v);
+        snprintf((char *)a + names[i].off, 256, "%s", v);
+    }
+    return 0;
+}
+
+int kd_amqp_connect(kd_amqp **out, const kd_config *cfg, kd_err *err)
+{
+    *out = NULL;
+    int64_t port, heartbeat;
+    int rc = kd_config_int(cfg, "amqp.port", 1, 65535, &port, err);
+    if (!rc)
+        rc = kd_config_int(cfg, "amqp.heartbeat_s", 0, 3600, &heartbeat, err);
+    if (rc)
+        return rc;
+    kd_amqp *a = calloc(1, sizeof *a);
+    if (!a)
+        return kd_err_set(err, KD_ERR_NOMEM, "out of memory");
+    rc = read_names(a, cfg, err);
+    if (rc) {
+        free(a);
+        return rc;
+    }
+    const char *host = kd_config_get(cfg, "amqp.host");
+    snprintf(a->where, sizeof a->where, "%s:%d", host, (int)port);
+    a->conn = amqp_new_connection();
+    if (!a->conn) {
+        free(a);
+        return kd_err_set(err, KD_ERR_NOMEM, "out of memory");
+    }
+    struct timeval rpc = kd_amqp_tv(KD_AMQP_RPC_TIMEOUT_MS);
+    struct timeval hs = kd_amqp_tv(KD_AMQP_CONNECT_TIMEOUT_MS);
+    amqp_set_rpc_timeout(a->conn, &rpc);
+    amqp_set_handshake_timeout(a->conn, &hs);
+
+    rc = open_socket(a, host, (int)port, err);
+    if (!rc)
+        rc = login(a, cfg, (int)heartbeat, err);
+    if (!rc) {
+        amqp_channel_open(a->conn, KD_AMQP_CHANNEL);
+        rc = kd_amqp_check_reply(a, amqp_get_rpc_reply(a->conn), "opening channel 1", err);
+    }
+    if (!rc)
+        rc = declare_topology(a, err);
+    if (rc) {
+        a->broken = true; /* no closing handshake on a half-open connection */
+        kd_amqp_close(a);
+        return rc;
+    }
+    a->epoch = atomic_fetch_add(&kd_amqp_epochs, 1) + 1;
+    kd_info("amqp %s: connected (vhost '%s', heartbeat %ds, epoch %llu), queue '%s' ready",
+            a->where, kd_config_get(cfg, "amqp.vhost"), (int)heartbeat,
+            (unsigned long long)a->epoch, a->queue);
+    *out = a;
+    return 0;
+}
+
+void kd_amqp_drop_envelope(kd_amqp *a)
+{
+    if (a->have_env) {
+        amqp_destroy_envelope(&a->env);
+        a->have_env = false;
+    }
+}
+
+void kd_amqp_close(kd_amqp *a)
+{
+    if (!a)
+        return;
+    kd_amqp_drop_envelope(a);
+    if (a->conn) {
+        if (!a->broken) {
+            /* unacked deliveries go back to the queue when the channel closes */
+            amqp_channel_close(a->conn, KD_AMQP_CHANNEL, AMQP_REPLY_SUCCESS);
+            amqp_connection_close(a->conn, AMQP_REPLY_SUCCESS);
+        }
+        amqp_destroy_connection(a->conn);
+    }
+    free(a);
+}
+
+uint64_t kd_amqp_epoch(const kd_amqp *a)
+{
+    return a->epoch;
+}
+
+int kd_amqp_fd(const kd_amqp *a)
+{
+    return amqp_get_sockfd(a->conn);
+}
+
+bool kd_amqp_buffered(const kd_amqp *a)
+{
+    return amqp_frames_enqueued(a->conn) || amqp_data_in_buffer(a->conn);
+}

@@ -1,0 +1,194 @@
+/* amqp_consume.c: consuming with manual acks (see kd_amqp.h, amqp.c for the invariants).
+ *
+ * The delivery handed out last stays in the kd_amqp (its envelope) until the next call,
+ * so the body needs no copy. A method other than basic.deliver (channel or connection
+ * close, basic.cancel from the broker) is read and turned into an error; acks carry the
+ * epoch of the connection that delivered the message and are dropped when it is stale.
+ */
+#include "amqp_int.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "kd_log.h"
+
+int kd_amqp_consume_start(kd_amqp *a, int prefetch, kd_err *err)
+{
+    int rc = kd_amqp_if_broken(a, err);
+    if (rc)
+        return rc;
+    if (prefetch < 1 || prefetch > 65535)
+        return kd_err_set(err, KD_ERR_INVALID, "prefetch: must be 1..65535, got %d", prefetch);
+    amqp_basic_qos(a->conn, KD_AMQP_CHANNEL, 0, (uint16_t)prefetch, 0);
+    rc = kd_amqp_check_reply(a, amqp_get_rpc_reply(a->conn), "setting prefetch (basic.qos)", err);
+    if (rc)
+        return rc;
+    amqp_basic_consume_ok_t *ok =
+        amqp_basic_consume(a->conn, KD_AMQP_CHANNEL, amqp_cstring_bytes(a->queue),
+                           amqp_empty_bytes, 0, 0 /* manual ack */, 0, amqp_empty_table);
+    char what[300];
+    snprintf(what, sizeof what, "consuming queue '%s'", a->queue);
+    rc = kd_amqp_check_reply(a, amqp_get_rpc_reply(a->conn), what, err);
+    if (rc)
+        return rc;
+    kd_amqp_str(ok->consumer_tag, a->consumer_tag, sizeof a->consumer_tag);
+    a->consuming = true;
+    return 0;
+}
+
+static bool int_field(const amqp_field_value_t *v, int64_t *out)
+{
+    switch (v->kind) {
+    case AMQP_FIELD_KIND_I8: *out = v->value.i8; return true;
+    case AMQP_FIELD_KIND_U8: *out = v->value.u8; return true;
+    case AMQP_FIELD_KIND_I16: *out = v->value.i16; return true;
+    case AMQP_FIELD_KIND_U16: *out = v->value.u16; return true;
+    case AMQP_FIELD_KIND_I32: *out = v->value.i32; return true;
+    case AMQP_FIELD_KIND_U32: *out = v->value.u32; return true;
+    case AMQP_FIELD_KIND_I64: *out = v->value.i64; return true;
+    case AMQP_FIELD_KIND_U64:
+        *out = v->value.u64 > INT64_MAX ? INT64_MAX : (int64_t)v->value.u64;
+        return true;
+    default: return false;
+    }
+}
+
+static void fill_delivery(kd_amqp *a, kd_delivery *d)
+{
+    const amqp_basic_properties_t *p = &a->env.message.properties;
+    memset(d, 0, sizeof *d);
+    d->body = a->env.message.body.bytes;
+    d->len = a->env.message.body.len;
+    d->delivery_tag = a->env.delivery_tag;
+    d->epoch = a->epoch;
+    d->redelivered = a->env.redelivered;
+    a->content_type[0] = '\0';
+    if (p->_flags & AMQP_BASIC_CONTENT_TYPE_FLAG)
+        kd_amqp_str(p->content_type, a->content_type, sizeof a->content_type);
+    d->content_type = a->content_type;
+    if (!(p->_flags & AMQP_BASIC_HEADERS_FLAG))
+        return;
+    for (int i = 0; i < p->headers.num_entries; i++) {
+        const amqp_table_entry_t *e = &p->headers.entries[i];
+        if (e->key.len == 16 && memcmp(e->key.bytes, "x-delivery-count", 16) == 0) {
+            int64_t n;
+            if (int_field(&e->value, &n))
+                d->delivery_count = n;
+        }
+    }
+}
+
+/* A method other than basic.deliver arrived first: read it and decide. Returns 0 to keep
+ * waiting, or a kd_err code when the channel or connection is gone. */
+static int other_method(kd_amqp *a, kd_err *err)
+{
+    amqp_frame_t f;
+    struct timeval zero = {0, 0};
+    int st = amqp_simple_wait_frame_noblock(a->conn, &f, &zero);
+    if (st == AMQP_STATUS_TIMEOUT)
+        return 0;
+    if (st != AMQP_STATUS_OK)
+        return kd_amqp_lib_fail(a, st, "consuming", err);
+    if (f.frame_type != AMQP_FRAME_METHOD)
+        return 0;
+    switch (f.payload.method.id) {
+    case AMQP_CHANNEL_CLOSE_METHOD:
+    case AMQP_CONNECTION_CLOSE_METHOD:
+        return kd_amqp_server_close(a, &f.payload.method, "consuming", err);
+    case AMQP_BASIC_CANCEL_METHOD: /* the broker cancelled us: queue deleted or moved */
+        a->consuming = false;
+        return kd_amqp_set_broken(a, err, KD_ERR_IO,
+                                  "amqp %s: the broker cancelled the consumer of queue '%s' (queue "
+                                  "deleted or its leader moved)",
+                                  a->where, a->queue);
+    case AMQP_BASIC_RETURN_METHOD: {
+        kd_amqp_event ev;
+        return kd_amqp_read_return(a, &f, &ev, err);
+    }
+    case AMQP_BASIC_CANCEL_OK_METHOD:
+        a->consuming = false;
+        return 0;
+    default: /* confirms of a publish on this connection, blocked/unblocked, ... */
+        kd_debug("amqp %s: ignoring method 0x%08x while consuming", a->where,
+                 (unsigned)f.payload.method.id);
+        return 0;
+    }
+}
+
+int kd_amqp_consume_next(kd_amqp *a, int timeout_ms, kd_delivery *d, kd_err *err)
+{
+    kd_amqp_drop_envelope(a);
+    int rc = kd_amqp_if_broken(a, err);
+    if (rc)
+        return -rc;
+    int64_t deadline = kd_amqp_now_ms() + (timeout_ms > 0 ? timeout_ms : 0);
+    for (;;) {
+        amqp_maybe_release_buffers(a->conn);
+        /* amqp_consume_message takes frames rabbitmq-c already queued (read ahead during
+         * an RPC such as basic.cancel) before it touches the socket. */
+        int64_t left = deadline - kd_amqp_now_ms();
+        struct timeval tv = kd_amqp_tv(left > 0 ? (int)left : 0);
+        amqp_rpc_reply_t r = amqp_consume_message(a->conn, &a->env, &tv, 0);
+        if (r.reply_type == AMQP_RESPONSE_NORMAL) {
+            a->have_env = true;
+            fill_delivery(a, d);
+            return 1;
+        }
+        if (r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION) {
+            if (r.library_error == AMQP_STATUS_TIMEOUT)
+                return 0;
+            if (r.library_error == AMQP_STATUS_UNEXPECTED_STATE) {
+                rc = other_method(a, err);
+                if (rc)
+                    return -rc;
+                if (deadline - kd_amqp_now_ms() <= 0 && !kd_amqp_buffered(a))
+                    return 0;
+                continue;
+            }
+            return -kd_amqp_lib_fail(a, r.library_error, "consuming", err);
+        }
+        return -kd_amqp_check_reply(a, r, "consuming", err);
+    }
+}
+
+int kd_amqp_consume_cancel(kd_amqp *a, kd_err *err)
+{
+    int rc = kd_amqp_if_broken(a, err);
+    if (rc || !a->consuming)
+        return rc;
+    /* Deliveries that cross the cancel stay queued in rabbitmq-c; consume_next still
+     * returns them, and they must be acked or nacked like any other. */
+    amqp_basic_cancel(a->conn, KD_AMQP_CHANNEL, amqp_cstring_bytes(a->consumer_tag));
+    rc = kd_amqp_check_reply(a, amqp_get_rpc_reply(a->conn), "cancelling the consumer", err);
+    if (!rc)
+        a->consuming = false;
+    return rc;
+}
+
+static int settle(kd_amqp *a, uint64_t tag, uint64_t epoch, bool ack, bool requeue, kd_err *err)
+{
+    if (epoch != a->epoch) {
+        kd_debug("amqp %s: %s of delivery %llu from epoch %llu dropped (now %llu)", a->where,
+                 ack ? "ack" : "nack", (unsigned long long)tag, (unsigned long long)epoch,
+                 (unsigned long long)a->epoch);
+        return 0;
+    }
+    int rc = kd_amqp_if_broken(a, err);
+    if (rc)
+        return rc;
+    int st = ack ? amqp_basic_ack(a->conn, KD_AMQP_CHANNEL, tag, 0)
+                 : amqp_basic_nack(a->conn, KD_AMQP_CHANNEL, tag, 0, requeue);
+    if (st != AMQP_STATUS_OK)
+        return kd_amqp_lib_fail(a, st, ack ? "acking a delivery" : "nacking a delivery", err);
+    return 0;
+}
+
+int kd_amqp_ack(kd_amqp *a, uint64_t tag, uint64_t epoch, kd_err *err)
+{
+    return settle(a, tag, epoch, true, false, err);
+}
+
+int kd_amqp_nack(kd_amqp *a, uint64_t tag, uint64_t epoch, bool requeue, kd_err *err)
+{
+    return settle(a, tag, epoch, false, requeue, err);
+}

@@ -1,0 +1,307 @@
+/* test_amqp: kd_amqp. Without a broker: configuration checks and connect errors (they
+ * name host:port, never the password). With KD_TEST_AMQP=1 and a broker reachable through
+ * the KD_AMQP_* variables (e.g. after scripts/dev-up): the topology, confirmed and
+ * pipelined publishing, an unroutable publish, consuming with manual acks and a stale
+ * ack after a reconnect. The live tests use their own exchange and queue, named after the
+ * pid, and delete them at the end.
+ */
+#include <amqp.h>
+#include <amqp_framing.h>
+#include <amqp_tcp_socket.h>
+#include <netinet/in.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "kd_amqp.h"
+
+static int closed_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(fd >= 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    socklen_t len = sizeof sa;
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
+    close(fd);
+    return ntohs(sa.sin_port);
+}
+
+static void load(kd_config *cfg)
+{
+    char *argv[] = {"test_amqp", NULL};
+    kd_err err = {0};
+    if (kd_config_load(cfg, KD_PROG_WORKER, "test_amqp", 1, argv, &err) != 0)
+        fail_msg("%s", err.msg);
+}
+
+static void test_bad_config_values(void **state)
+{
+    (void)state;
+    static const char *cases[][3] = {
+        {"amqp.port", "0", "amqp.port"},
+        {"amqp.port", "http", "amqp.port"},
+        {"amqp.heartbeat_s", "-1", "amqp.heartbeat_s"},
+        {"amqp.queue", "", "amqp.queue"},
+        {"amqp.exchange", "", "amqp.exchange"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        kd_config cfg;
+        load(&cfg);
+        kd_config_set(&cfg, cases[i][0], cases[i][1]);
+        kd_amqp *a = (kd_amqp *)&cfg;
+        kd_err err = {0};
+        assert_int_equal(kd_amqp_connect(&a, &cfg, &err), KD_ERR_INVALID);
+        assert_null(a);
+        if (!strstr(err.msg, cases[i][2]))
+            fail_msg("case %zu: '%s' does not name %s", i, err.msg, cases[i][2]);
+        kd_config_free(&cfg);
+    }
+}
+
+static void test_connect_refused(void **state)
+{
+    (void)state;
+    kd_config cfg;
+    load(&cfg);
+    char port[16];
+    snprintf(port, sizeof port, "%d", closed_port());
+    kd_config_set(&cfg, "amqp.port", port);
+    kd_config_set(&cfg, "amqp.password", "hunter2-secret");
+    kd_amqp *a = NULL;
+    kd_err err = {0};
+    assert_int_equal(kd_amqp_connect(&a, &cfg, &err), KD_ERR_IO);
+    assert_null(a);
+    char where[64];
+    snprintf(where, sizeof where, "127.0.0.1:%s", port);
+    assert_non_null(strstr(err.msg, where));
+    assert_null(strstr(err.msg, "hunter2"));
+    kd_config_free(&cfg);
+}
+
+static void test_unresolvable_host(void **state)
+{
+    (void)state;
+    kd_config cfg;
+    load(&cfg);
+    kd_config_set(&cfg, "amqp.host", "no-such-host.invalid");
+    kd_amqp *a = NULL;
+    kd_err err = {0};
+    assert_int_not_equal(kd_amqp_connect(&a, &cfg, &err), 0);
+    assert_non_null(strstr(err.msg, "no-such-host.invalid:"));
+    kd_config_free(&cfg);
+}
+
+/* ---- with a broker ---- */
+
+static char names[64];
+
+static int live_setup(void **state)
+{
+    (void)state;
+    snprintf(names, sizeof names, "kd.test.amqp.%d", (int)getpid());
+    return 0;
+}
+
+static void live_config(kd_config *cfg)
+{
+    load(cfg);
+    kd_config_set(cfg, "amqp.exchange", names);
+    kd_config_set(cfg, "amqp.queue", names);
+    kd_config_set(cfg, "amqp.routing_key", names);
+}
+
+/* A plain rabbitmq-c connection for what kd_amqp deliberately cannot do. */
+static void raw_admin(bool unbind_only)
+{
+    kd_config cfg;
+    live_config(&cfg);
+    amqp_connection_state_t c = amqp_new_connection();
+    amqp_socket_t *s = amqp_tcp_socket_new(c);
+    assert_int_equal(amqp_socket_open(s, kd_config_get(&cfg, "amqp.host"),
+                                      atoi(kd_config_get(&cfg, "amqp.port"))), 0);
+    amqp_rpc_reply_t r = amqp_login(c, kd_config_get(&cfg, "amqp.vhost"), 0, 131072, 0,
+                                    AMQP_SASL_METHOD_PLAIN, kd_config_get(&cfg, "amqp.user"),
+                                    kd_config_get(&cfg, "amqp.password"));
+    assert_int_equal(r.reply_type, AMQP_RESPONSE_NORMAL);
+    amqp_channel_open(c, 1);
+    amqp_bytes_t n = amqp_cstring_bytes(names);
+    if (unbind_only) {
+        amqp_queue_unbind(c, 1, n, n, n, amqp_empty_table);
+    } else {
+        amqp_queue_delete(c, 1, n, 0, 0);
+        amqp_exchange_delete(c, 1, n, 0);
+    }
+    assert_int_equal(amqp_get_rpc_reply(c).reply_type, AMQP_RESPONSE_NORMAL);
+    amqp_channel_close(c, 1, AMQP_REPLY_SUCCESS);
+    amqp_connection_close(c, AMQP_REPLY_SUCCESS);
+    amqp_destroy_connection(c);
+    kd_config_free(&cfg);
+}
+
+static int live_teardown(void **state)
+{
+    (void)state;
+    if (getenv("KD_TEST_AMQP"))
+        raw_admin(false);
+    return 0;
+}
+
+static kd_amqp *reconnect(const kd_config *cfg)
+{
+    kd_amqp *a;
+    kd_err err = {0};
+    if (kd_amqp_connect(&a, cfg, &err) != 0)
+        fail_msg("%s", err.msg);
+    return a;
+}
+
+static kd_amqp *live_connect(kd_config *cfg)
+{
+    if (!getenv("KD_TEST_AMQP"))
+        skip();
+    live_config(cfg);
+    kd_amqp *a;
+    kd_err err = {0};
+    if (kd_amqp_connect(&a, cfg, &err) != 0)
+        fail_msg("%s", err.msg);
+    return a;
+}
+
+static void test_live_publish_and_consume(void **state)
+{
+    (void)state;
+    kd_config cfg;
+    kd_amqp *a = live_connect(&cfg);
+    kd_err err = {0};
+    if (kd_amqp_publish_confirmed(a, "one", "\x81\xa1x\x01", 4, 5000, &err) != 0)
+        fail_msg("%s", err.msg);
+
+    /* pipelined: 200 in flight, every tag confirmed exactly once */
+    enum { N = 200 };
+    for (int i = 0; i < N; i++) {
+        uint64_t tag;
+        assert_int_equal(kd_amqp_publish(a, "many", "\x80", 1, &tag, &err), 0);
+        assert_int_equal(tag, (uint64_t)i + 2); /* tag 1 was "one" */
+    }
+    bool acked[N + 2] = {false};
+    int left = N;
+    while (left > 0) {
+        kd_amqp_event ev;
+        int n = kd_amqp_next_event(a, 5000, &ev, &err);
+        if (n <= 0)
+            fail_msg("no confirm: %d %s", n, err.msg);
+        assert_int_equal(ev.kind, KD_AMQP_EV_ACK);
+        assert_true(ev.tag >= 2 && ev.tag <= N + 1);
+        for (uint64_t t = ev.multiple ? 2 : ev.tag; t <= ev.tag; t++) {
+            if (!acked[t] && (t == ev.tag || ev.multiple)) {
+                acked[t] = true;
+                left--;
+            }
+        }
+        assert_true(acked[ev.tag]);
+    }
+    kd_amqp_close(a);
+
+    /* consume them back on a fresh connection */
+    a = reconnect(&cfg);
+    assert_int_equal(kd_amqp_consume_start(a, 10, &err), 0);
+    kd_delivery d;
+    assert_int_equal(kd_amqp_consume_next(a, 5000, &d, &err), 1);
+    assert_int_equal(d.len, 4);
+    assert_memory_equal(d.body, "\x81\xa1x\x01", 4);
+    assert_string_equal(d.content_type, "application/msgpack");
+    assert_int_equal(d.epoch, kd_amqp_epoch(a));
+    assert_int_equal(kd_amqp_ack(a, d.delivery_tag, d.epoch, &err), 0);
+    int got = 0;
+    while (got < N && kd_amqp_consume_next(a, 5000, &d, &err) == 1) {
+        assert_int_equal(kd_amqp_ack(a, d.delivery_tag, d.epoch, &err), 0);
+        got++;
+    }
+    assert_int_equal(got, N);
+    assert_int_equal(kd_amqp_consume_next(a, 200, &d, &err), 0); /* empty: timeout */
+    kd_amqp_close(a);
+    kd_config_free(&cfg);
+}
+
+static void test_live_stale_ack_after_reconnect(void **state)
+{
+    (void)state;
+    kd_config cfg;
+    kd_amqp *a = live_connect(&cfg);
+    kd_err err = {0};
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(kd_amqp_publish_confirmed(a, "s", "\x80", 1, 5000, &err), 0);
+    assert_int_equal(kd_amqp_consume_start(a, 10, &err), 0);
+    kd_delivery d;
+    uint64_t tags[3], old = kd_amqp_epoch(a);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(kd_amqp_consume_next(a, 5000, &d, &err), 1);
+        tags[i] = d.delivery_tag;
+    }
+    kd_amqp_close(a); /* the three go back to the queue */
+
+    a = reconnect(&cfg);
+    assert_true(kd_amqp_epoch(a) > old);
+    assert_int_equal(kd_amqp_consume_start(a, 1, &err), 0);
+    assert_int_equal(kd_amqp_consume_next(a, 5000, &d, &err), 1);
+    assert_true(d.redelivered);
+    assert_true(d.delivery_count >= 1); /* x-delivery-count of the quorum queue */
+    /* tag 3 of the old channel does not exist on this one: acking it for real would make
+     * the broker close the channel (406), so a stale ack must be dropped */
+    assert_int_equal(kd_amqp_ack(a, tags[2], old, &err), 0);
+    assert_int_equal(kd_amqp_nack(a, tags[2], old, true, &err), 0);
+    for (int i = 0; i < 3; i++) {
+        if (i > 0)
+            assert_int_equal(kd_amqp_consume_next(a, 5000, &d, &err), 1);
+        assert_int_equal(kd_amqp_ack(a, d.delivery_tag, d.epoch, &err), 0);
+    }
+    /* a bogus ack with the current epoch: the broker closes the channel, and it shows */
+    assert_int_equal(kd_amqp_ack(a, 999, kd_amqp_epoch(a), &err), 0);
+    assert_true(kd_amqp_consume_next(a, 5000, &d, &err) < 0);
+    assert_non_null(strstr(err.msg, "PRECONDITION_FAILED"));
+    assert_non_null(strstr(err.msg, kd_config_get(&cfg, "amqp.host")));
+    kd_amqp_close(a);
+    kd_config_free(&cfg);
+}
+
+static void test_live_unroutable(void **state)
+{
+    (void)state;
+    kd_config cfg;
+    kd_amqp *a = live_connect(&cfg);
+    raw_admin(true); /* remove the binding behind kd_amqp's back */
+    kd_err err = {0};
+    assert_int_equal(kd_amqp_publish_confirmed(a, "lost", "\x80", 1, 5000, &err), KD_ERR_REFUSED);
+    assert_non_null(strstr(err.msg, "unroutable"));
+    assert_non_null(strstr(err.msg, "NO_ROUTE"));
+    kd_amqp_close(a);
+    a = reconnect(&cfg); /* connecting binds again */
+    assert_int_equal(kd_amqp_publish_confirmed(a, "found", "\x80", 1, 5000, &err), 0);
+    kd_amqp_close(a);
+    kd_config_free(&cfg);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_bad_config_values),
+        cmocka_unit_test(test_connect_refused),
+        cmocka_unit_test(test_unresolvable_host),
+    };
+    const struct CMUnitTest live[] = {
+        cmocka_unit_test(test_live_publish_and_consume),
+        cmocka_unit_test(test_live_stale_ack_after_reconnect),
+        cmocka_unit_test(test_live_unroutable),
+    };
+    int failed = cmocka_run_group_tests_name("amqp", tests, NULL, NULL);
+    return failed + cmocka_run_group_tests_name("amqp_live", live, live_setup, live_teardown);
+}
