@@ -1,0 +1,667 @@
+/* hub.c: connections, sessions, subscriptions and event fan-out (see hub.h). */
+#include "hub.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "frames.h"
+#include "kd_log.h"
+
+#define SIM_MAX_SUBS 200000
+#define SIM_MAX_IDS 1000000
+
+typedef enum {
+    SUB_CALL = 1,
+    SUB_POSITION,
+    SUB_DOORS,
+    SUB_STATUS,
+    SUB_NEXT_STOP,
+    SUB_STOPPING,
+    SUB_ACTION,
+} sub_kind;
+
+typedef struct sim_sub {
+    sim_session *owner;
+    int b, g;
+    char sub[64];
+    char topic[128];
+    sub_kind kind;
+    int64_t sid;      /* call_state: session id, -1 any */
+    int state;        /* call_state: state, -1 any */
+    int lift;         /* lift topics: lift index, -1 any */
+    int64_t area, terminal; /* action topics, -1 any */
+    int64_t expires_ms;     /* real ms */
+    struct sim_sub *next;
+} sim_sub;
+
+/* ---- request id set: open addressing, strings owned by the set ---- */
+
+static uint64_t fnv(const char *s)
+{
+    uint64_t h = 1469598103934665603ULL;
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+    return h;
+}
+
+static int idset_grow(sim_idset *set)
+{
+    size_t cap = set->cap ? set->cap * 2 : 64;
+    char **slot = calloc(cap, sizeof *slot);
+    if (!slot)
+        return -1;
+    for (size_t i = 0; i < set->cap; i++) {
+        if (!set->slot[i])
+            continue;
+        size_t j = fnv(set->slot[i]) & (cap - 1);
+        while (slot[j])
+            j = (j + 1) & (cap - 1);
+        slot[j] = set->slot[i];
+    }
+    free(set->slot);
+    set->slot = slot;
+    set->cap = cap;
+    return 0;
+}
+
+int sim_conn_remember_id(sim_conn *c, const char *key)
+{
+    sim_idset *set = &c->ids;
+    if (set->cap) {
+        size_t j = fnv(key) & (set->cap - 1);
+        for (; set->slot[j]; j = (j + 1) & (set->cap - 1))
+            if (strcmp(set->slot[j], key) == 0)
+                return 0;
+    }
+    if (set->n >= SIM_MAX_IDS)
+        return -1;
+    if ((set->n + 1) * 2 > set->cap && idset_grow(set))
+        return -1;
+    char *dup = strdup(key);
+    if (!dup)
+        return -1;
+    size_t j = fnv(key) & (set->cap - 1);
+    while (set->slot[j])
+        j = (j + 1) & (set->cap - 1);
+    set->slot[j] = dup;
+    set->n++;
+    return 1;
+}
+
+static void idset_free(sim_idset *set)
+{
+    for (size_t i = 0; i < set->cap; i++)
+        free(set->slot[i]);
+    free(set->slot);
+    memset(set, 0, sizeof *set);
+}
+
+/* ---- time ---- */
+
+void sim_hub_time(const sim_hub *h, int64_t model_ms, char *buf, size_t len)
+{
+    sim_iso_time(sim_clock_model_to_wall(&h->clock, model_ms), buf, len);
+}
+
+void sim_hub_now(const sim_hub *h, char *buf, size_t len)
+{
+    sim_iso_time(sim_clock_wall_ms(&h->clock), buf, len);
+}
+
+static void model_time(const sim_hub *h, int64_t model_ms, char *buf, size_t len)
+{
+    sim_hub_time(h, model_ms, buf, len);
+}
+
+/* ---- delivery ---- */
+
+int sim_hub_send(sim_conn *c, json_t *frame)
+{
+    if (!frame)
+        return -1;
+    char *text = json_dumps(frame, JSON_COMPACT);
+    json_decref(frame);
+    if (!text)
+        return -1;
+    int rc = c->ops->send(c->t, text, strlen(text));
+    free(text);
+    return rc;
+}
+
+typedef bool (*sub_match_fn)(const sim_sub *s, const void *ev);
+
+static bool any_match(sim_hub *h, int b, int g, sub_kind kind, sub_match_fn match,
+                      const void *ev)
+{
+    int64_t now = sim_clock_real_ms(&h->clock);
+    for (sim_sub *s = h->subs; s; s = s->next)
+        if (s->kind == kind && s->b == b && s->g == g && s->expires_ms > now &&
+            s->owner->conn && match(s, ev))
+            return true;
+    return false;
+}
+
+static void deliver(sim_hub *h, int b, int g, sub_kind kind, sub_match_fn match,
+                    const void *ev, json_t *frame)
+{
+    if (!frame)
+        return;
+    char *text = json_dumps(frame, JSON_COMPACT);
+    json_decref(frame);
+    if (!text)
+        return;
+    uint64_t seq = ++h->event_seq;
+    int64_t now = sim_clock_real_ms(&h->clock);
+    size_t len = strlen(text);
+    for (sim_sub *s = h->subs; s; s = s->next) {
+        sim_conn *c = s->owner->conn;
+        if (s->kind != kind || s->b != b || s->g != g || s->expires_ms <= now || !c ||
+            c->last_event == seq || !match(s, ev))
+            continue;
+        c->last_event = seq;
+        c->ops->send(c->t, text, len);
+    }
+    free(text);
+}
+
+static bool match_call(const sim_sub *s, const void *ev)
+{
+    const sim_call *c = ev;
+    return (s->sid < 0 || s->sid == c->session_id) && (s->state < 0 || s->state == (int)c->state);
+}
+
+static bool match_lift(const sim_sub *s, const void *ev)
+{
+    const sim_lift_state *ls = ev;
+    return s->lift < 0 || s->lift == ls->l;
+}
+
+typedef struct action_ev {
+    int64_t area, terminal;
+} action_ev;
+
+static bool match_action(const sim_sub *s, const void *ev)
+{
+    const action_ev *a = ev;
+    return (s->area < 0 || s->area == a->area) && (s->terminal < 0 || s->terminal == a->terminal);
+}
+
+static json_t *call_frame(const sim_hub *h, const sim_call *c)
+{
+    char t[40], eta[40];
+    model_time(h, sim_model_now(h->model), t, sizeof t);
+    model_time(h, c->eta_ms, eta, sizeof eta);
+    return sim_frame_call_state(h->world->b[c->b], c, t, eta);
+}
+
+/* ---- model sink ---- */
+
+static void on_call_state(void *arg, const sim_call *c, int64_t now)
+{
+    sim_hub *h = arg;
+    (void)now;
+    if (any_match(h, c->b, c->g, SUB_CALL, match_call, c))
+        deliver(h, c->b, c->g, SUB_CALL, match_call, c, call_frame(h, c));
+}
+
+static void on_position(void *arg, const sim_lift_state *ls, int64_t now)
+{
+    sim_hub *h = arg;
+    if (!any_match(h, ls->b, ls->g, SUB_POSITION, match_lift, ls))
+        return;
+    char t[40];
+    model_time(h, now, t, sizeof t);
+    deliver(h, ls->b, ls->g, SUB_POSITION, match_lift, ls,
+            sim_frame_lift_position(h->world->b[ls->b], ls, t));
+}
+
+static void on_door(void *arg, const sim_lift_state *ls, int side, const char *state,
+                    int64_t now)
+{
+    sim_hub *h = arg;
+    if (!any_match(h, ls->b, ls->g, SUB_DOORS, match_lift, ls))
+        return;
+    char t[40];
+    model_time(h, now, t, sizeof t);
+    deliver(h, ls->b, ls->g, SUB_DOORS, match_lift, ls,
+            sim_frame_door(h->world->b[ls->b], ls, side, state, t));
+}
+
+static void on_next_stop(void *arg, const sim_lift_state *ls, int64_t eta_ms, int64_t now)
+{
+    sim_hub *h = arg;
+    if (!any_match(h, ls->b, ls->g, SUB_NEXT_STOP, match_lift, ls))
+        return;
+    char t[40], eta[40], ls_t[40];
+    model_time(h, now, t, sizeof t);
+    model_time(h, eta_ms, eta, sizeof eta);
+    model_time(h, ls->last_start_ms, ls_t, sizeof ls_t);
+    deliver(h, ls->b, ls->g, SUB_NEXT_STOP, match_lift, ls,
+            sim_frame_next_stop(h->world->b[ls->b], ls, eta, ls_t, t));
+}
+
+static void on_stopping(void *arg, const sim_lift_state *ls, int floor, int64_t now)
+{
+    sim_hub *h = arg;
+    if (!any_match(h, ls->b, ls->g, SUB_STOPPING, match_lift, ls))
+        return;
+    int64_t in[64], out[64];
+    size_t n_in, n_out;
+    sim_model_stop_sessions(h->model, ls, floor, in, &n_in, out, &n_out, 64);
+    char t[40];
+    model_time(h, now, t, sizeof t);
+    deliver(h, ls->b, ls->g, SUB_STOPPING, match_lift, ls,
+            sim_frame_stopping(h->world->b[ls->b], ls, floor, in, n_in, out, n_out, t));
+}
+
+void sim_hub_publish_action(sim_hub *h, int b, int g, int64_t area, int64_t terminal,
+                            json_t *call, bool success, const char *error, const sim_call *c)
+{
+    action_ev ev = {area, terminal};
+    if (!call || !any_match(h, b, g, SUB_ACTION, match_action, &ev)) {
+        json_decref(call);
+        return;
+    }
+    char t[40], topic[96];
+    sim_hub_now(h, t, sizeof t);
+    json_t *d = json_pack("{s:s,s:I,s:I,s:o,s:b,s:s}", "time", t, "area", (json_int_t)area,
+                          "terminal", (json_int_t)terminal, "call", call, "success", success,
+                          "origin", "API");
+    if (d && error)
+        json_object_set_new(d, "error", json_string(error));
+    if (d && c && c->mod_dst) {
+        json_object_set_new(d, "modified_destination", json_integer(c->mod_dst));
+        json_object_set_new(d, "modified_reason", json_string(c->mod_reason));
+    }
+    snprintf(topic, sizeof topic, "action/%lld/%lld", (long long)area, (long long)terminal);
+    const sim_building *bd = h->world->b[b];
+    deliver(h, b, g, SUB_ACTION, match_action, &ev,
+            sim_frame_event("monitor-action", bd, bd->groups[g].id, topic, d));
+}
+
+/* ---- hub life ---- */
+
+int sim_hub_create(sim_hub **out, sim_world *world, sim_auth *auth, const sim_clock *clock)
+{
+    sim_hub *h = calloc(1, sizeof *h);
+    if (!h)
+        return KD_ERR_NOMEM;
+    h->world = world;
+    h->auth = auth;
+    h->clock = *clock;
+    h->next_serial = 1;
+    sim_model_sink sink = {on_call_state, on_position, on_door, on_next_stop, on_stopping, h};
+    if (sim_model_create(&h->model, world, &sink)) {
+        free(h);
+        return KD_ERR_NOMEM;
+    }
+    /* keep finished calls 300 s of real time, whatever the speed */
+    sim_model_set_retain(h->model, (int64_t)(300000 * h->clock.speed));
+    *out = h;
+    return 0;
+}
+
+static void drop_subs_of(sim_hub *h, const sim_session *s)
+{
+    sim_sub **pp = &h->subs;
+    while (*pp) {
+        sim_sub *x = *pp;
+        if (x->owner == s) {
+            *pp = x->next;
+            free(x);
+            h->n_subs--;
+        } else {
+            pp = &x->next;
+        }
+    }
+}
+
+static void free_session(sim_hub *h, sim_session *s)
+{
+    drop_subs_of(h, s);
+    sim_model_disown(h->model, s->serial);
+    for (sim_session **pp = &h->sessions; *pp; pp = &(*pp)->next)
+        if (*pp == s) {
+            *pp = s->next;
+            break;
+        }
+    free(s);
+}
+
+static void free_conn(sim_conn *c)
+{
+    idset_free(&c->ids);
+    free(c);
+}
+
+void sim_hub_free(sim_hub *h)
+{
+    if (!h)
+        return;
+    while (h->conns) {
+        sim_conn *c = h->conns;
+        h->conns = c->next;
+        free_conn(c);
+    }
+    while (h->sessions)
+        free_session(h, h->sessions);
+    sim_model_free(h->model);
+    free(h);
+}
+
+static sim_session *new_session(sim_hub *h, const char *client_id)
+{
+    sim_session *s = calloc(1, sizeof *s);
+    if (!s)
+        return NULL;
+    s->serial = h->next_serial++;
+    snprintf(s->client_id, sizeof s->client_id, "%s", client_id);
+    s->next = h->sessions;
+    h->sessions = s;
+    return s;
+}
+
+sim_conn *sim_hub_conn_open(sim_hub *h, const sim_token *tok, const sim_conn_ops *ops, void *t)
+{
+    sim_conn *c = calloc(1, sizeof *c);
+    if (!c)
+        return NULL;
+    if (sim_uuid(c->id, sizeof c->id)) {
+        free(c);
+        return NULL;
+    }
+    snprintf(c->client_id, sizeof c->client_id, "%s", tok->client_id);
+    c->scopes = tok->scopes;
+    c->ops = ops;
+    c->t = t;
+    c->session = new_session(h, c->client_id);
+    if (!c->session) {
+        free(c);
+        return NULL;
+    }
+    c->session->conn = c;
+    c->next = h->conns;
+    if (h->conns)
+        h->conns->prev = c;
+    h->conns = c;
+    h->n_conns++;
+    return c;
+}
+
+/* The connection lets go of its session: anonymous ones end, named ones wait for resume. */
+static void release_session(sim_hub *h, sim_conn *c)
+{
+    sim_session *s = c->session;
+    c->session = NULL;
+    if (!s)
+        return;
+    s->conn = NULL;
+    if (!s->id[0])
+        free_session(h, s);
+    else
+        s->detached_ms = sim_clock_real_ms(&h->clock);
+}
+
+void sim_hub_conn_closed(sim_hub *h, sim_conn *c)
+{
+    release_session(h, c);
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        h->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    h->n_conns--;
+    free_conn(c);
+}
+
+void sim_hub_tick(sim_hub *h)
+{
+    sim_model_advance(h->model, sim_clock_model_ms(&h->clock));
+    int64_t now = sim_clock_real_ms(&h->clock);
+    sim_sub **pp = &h->subs;
+    while (*pp) {
+        sim_sub *x = *pp;
+        if (x->expires_ms <= now) {
+            *pp = x->next;
+            free(x);
+            h->n_subs--;
+        } else {
+            pp = &x->next;
+        }
+    }
+    sim_session *next;
+    for (sim_session *s = h->sessions; s; s = next) {
+        next = s->next;
+        if (!s->conn && now - s->detached_ms > SIM_SESSION_TTL_S * 1000)
+            free_session(h, s);
+    }
+}
+
+/* ---- sessions ---- */
+
+int sim_hub_create_session(sim_hub *h, sim_conn *c, char *id_out, size_t id_len,
+                           const char **msg)
+{
+    (void)h;
+    if (c->session->id[0]) {
+        *msg = "A session is already active on this connection";
+        return 400;
+    }
+    if (sim_uuid(c->session->id, sizeof c->session->id)) {
+        *msg = "Internal error";
+        return 500;
+    }
+    snprintf(id_out, id_len, "%s", c->session->id);
+    return 201;
+}
+
+typedef struct resend_ctx {
+    sim_hub *h;
+    sim_conn *c;
+    uint64_t owner;
+    int64_t since_ms;
+} resend_ctx;
+
+static void resend_one(void *arg, const sim_call *call)
+{
+    resend_ctx *r = arg;
+    if (call->owner != r->owner || call->state == SIM_CALL_CREATED || call->frozen ||
+        call->changed_ms < r->since_ms)
+        return;
+    sim_hub_send(r->c, call_frame(r->h, call));
+}
+
+int sim_hub_resume_session(sim_hub *h, sim_conn *c, const char *id, const char **msg)
+{
+    sim_session *s = NULL;
+    for (sim_session *x = h->sessions; x; x = x->next)
+        if (x->id[0] && strcmp(x->id, id) == 0 && strcmp(x->client_id, c->client_id) == 0)
+            s = x;
+    if (!s) {
+        *msg = "Session not found";
+        return 404;
+    }
+    if (s == c->session) {
+        *msg = "Cannot resume the session of this connection";
+        return 400;
+    }
+    if (s->conn) {
+        sim_conn *old = s->conn;
+        old->session = NULL;
+        s->conn = NULL;
+        old->ops->close(old->t, 1000, "Session resumed on another connection");
+        kd_info("session taken over by connection %s from %s", c->id, old->id);
+    }
+    release_session(h, c);
+    c->session = s;
+    s->conn = c;
+    return 201;
+}
+
+void sim_hub_resend(sim_hub *h, sim_conn *c, double resend_s)
+{
+    if (resend_s <= 0 || !c->session)
+        return;
+    resend_ctx r = {h, c, c->session->serial,
+                    sim_model_now(h->model) - (int64_t)(resend_s * 1000 * h->clock.speed)};
+    for (size_t b = 0; b < h->world->n; b++)
+        for (size_t g = 0; g < h->world->b[b]->n_groups; g++)
+            sim_model_each_call(h->model, (int)b, (int)g, resend_one, &r);
+}
+
+/* ---- subscriptions ---- */
+
+static int parse_num_or_any(const char *s, int64_t *out)
+{
+    if (strcmp(s, "+") == 0) {
+        *out = -1;
+        return 0;
+    }
+    if (!*s || strlen(s) > 18)
+        return -1;
+    for (const char *p = s; *p; p++)
+        if (*p < '0' || *p > '9')
+            return -1;
+    *out = strtoll(s, NULL, 10);
+    return 0;
+}
+
+static int parse_topic(const sim_hub *h, int b, int g, const char *topic, sim_sub *x)
+{
+    char buf[128], *parts[4];
+    int n = 0;
+    if (strlen(topic) >= sizeof buf)
+        return -1;
+    snprintf(buf, sizeof buf, "%s", topic);
+    char *save = NULL;
+    for (char *p = strtok_r(buf, "/", &save); p && n < 4; p = strtok_r(NULL, "/", &save))
+        parts[n++] = p;
+    x->sid = x->area = x->terminal = -1;
+    x->state = x->lift = -1;
+    if (n == 3 && strcmp(parts[0], "call_state") == 0) {
+        x->kind = SUB_CALL;
+        if (parse_num_or_any(parts[1], &x->sid))
+            return -1;
+        if (strcmp(parts[2], "+") == 0)
+            return 0;
+        for (int s = SIM_CALL_CREATED; s <= SIM_CALL_CANCELLED; s++)
+            if (strcmp(parts[2], sim_call_state_name(s)) == 0)
+                x->state = s;
+        return x->state < 0 ? -1 : 0;
+    }
+    if (n == 3 && strcmp(parts[0], "action") == 0) {
+        x->kind = SUB_ACTION;
+        return parse_num_or_any(parts[1], &x->area) || parse_num_or_any(parts[2], &x->terminal)
+                   ? -1
+                   : 0;
+    }
+    if (n != 2)
+        return -1;
+    static const struct {
+        const char *name;
+        sub_kind kind;
+    } kinds[] = {{"position", SUB_POSITION}, {"doors", SUB_DOORS}, {"status", SUB_STATUS},
+                 {"next_stop_eta", SUB_NEXT_STOP}, {"stopping", SUB_STOPPING}};
+    for (size_t k = 0; k < sizeof kinds / sizeof kinds[0]; k++)
+        if (strcmp(parts[1], kinds[k].name) == 0)
+            x->kind = kinds[k].kind;
+    if (!x->kind)
+        return -1;
+    if (strcmp(parts[0], "+") == 0)
+        return 0;
+    const sim_group *gr = &h->world->b[b]->groups[g];
+    for (size_t l = 0; l < gr->n_lifts; l++)
+        if (strcmp(gr->lifts[l].id, parts[0]) == 0)
+            x->lift = (int)l;
+    return x->lift < 0 ? -1 : 0;
+}
+
+bool sim_hub_topic_valid(const sim_hub *h, int b, int g, const char *topic)
+{
+    sim_sub tmp = {0};
+    return parse_topic(h, b, g, topic, &tmp) == 0;
+}
+
+int sim_hub_subscribe(sim_hub *h, sim_conn *c, int b, int g, const char *sub,
+                      const char *topic, int64_t duration_s, const char **msg)
+{
+    sim_sub tmp = {0};
+    if (parse_topic(h, b, g, topic, &tmp)) {
+        *msg = "Invalid subtopic";
+        return 400;
+    }
+    int64_t expires = sim_clock_real_ms(&h->clock) + duration_s * 1000;
+    for (sim_sub *x = h->subs; x; x = x->next)
+        if (x->owner == c->session && x->b == b && x->g == g && strcmp(x->sub, sub) == 0 &&
+            strcmp(x->topic, topic) == 0) {
+            x->expires_ms = expires; /* renewal (duration 0 ends it at the next tick) */
+            return 201;
+        }
+    if (duration_s == 0)
+        return 201;
+    if (h->n_subs >= SIM_MAX_SUBS) {
+        *msg = "Too many subscriptions";
+        return 429;
+    }
+    sim_sub *x = malloc(sizeof *x);
+    if (!x) {
+        *msg = "Internal error";
+        return 500;
+    }
+    *x = tmp;
+    x->owner = c->session;
+    x->b = b, x->g = g;
+    snprintf(x->sub, sizeof x->sub, "%s", sub);
+    snprintf(x->topic, sizeof x->topic, "%s", topic);
+    x->expires_ms = expires;
+    x->next = h->subs;
+    h->subs = x;
+    h->n_subs++;
+    return 201;
+}
+
+typedef struct snap_ctx {
+    sim_hub *h;
+    sim_conn *c;
+    const sim_sub *x;
+} snap_ctx;
+
+static void snap_call(void *arg, const sim_call *call)
+{
+    snap_ctx *s = arg;
+    if (call->state == SIM_CALL_CREATED || call->frozen || !match_call(s->x, call))
+        return;
+    sim_hub_send(s->c, call_frame(s->h, call));
+}
+
+void sim_hub_subscribe_snapshot(sim_hub *h, sim_conn *c, int b, int g, const char *topic)
+{
+    sim_sub x = {0};
+    if (parse_topic(h, b, g, topic, &x))
+        return;
+    if (x.kind == SUB_CALL) {
+        snap_ctx s = {h, c, &x};
+        if (x.sid >= 0) {
+            const sim_call *call = sim_model_call(h->model, x.sid);
+            if (call && call->b == b && call->g == g)
+                snap_call(&s, call);
+        } else {
+            sim_model_each_call(h->model, b, g, snap_call, &s);
+        }
+        return;
+    }
+    if (x.kind != SUB_STATUS && x.kind != SUB_POSITION)
+        return;
+    const sim_building *bd = h->world->b[b];
+    char t[40];
+    sim_hub_now(h, t, sizeof t);
+    for (size_t l = 0; l < bd->groups[g].n_lifts; l++) {
+        if (x.lift >= 0 && x.lift != (int)l)
+            continue;
+        const sim_lift_state *ls = sim_model_lift(h->model, b, g, (int)l);
+        sim_hub_send(c, x.kind == SUB_STATUS ? sim_frame_lift_status(bd, ls, t)
+                                             : sim_frame_lift_position(bd, ls, t));
+    }
+}

@@ -1,0 +1,125 @@
+/* hub: the simulator's shared state and the fan-out of events to WebSocket connections.
+ *
+ * The hub owns the world (buildings), the token store, the lift model and its clock, and
+ * knows every open connection, every session and every site-monitoring subscription. It
+ * knows nothing of libwebsockets: a connection is a pair of callbacks (send a text frame,
+ * close with a close frame) given by the transport, so the request layer and the unit
+ * tests drive it without sockets.
+ *
+ * Sessions: every connection always has a session. It starts anonymous (its calls and
+ * subscriptions die with the connection); create-session names it, after which it outlives
+ * the connection for SIM_SESSION_TTL_S and resume-session on another connection takes it
+ * over (closing the connection that held it). Calls and subscriptions refer to their
+ * session by serial number, never by pointer, so freeing a session cannot leave one
+ * dangling.
+ *
+ * Delivery: an event goes once to each connection owning at least one live subscription
+ * that matches it. Frames are built once per event, not per subscriber.
+ */
+#ifndef SIM_HUB_H
+#define SIM_HUB_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "auth.h"
+#include "building.h"
+#include "model.h"
+#include "util.h"
+
+#define SIM_SESSION_TTL_S 600
+#define SIM_SUB_MAX_S 300
+
+typedef struct sim_hub sim_hub;
+typedef struct sim_session sim_session;
+
+typedef struct sim_conn_ops {
+    /* Queues one text frame (copied). 0, or -1 when the connection cannot take it. */
+    int (*send)(void *t, const char *text, size_t len);
+    /* Asks the transport to send a close frame (code, reason) and drop the connection. */
+    void (*close)(void *t, int code, const char *reason);
+} sim_conn_ops;
+
+typedef struct sim_idset {
+    size_t n, cap;
+    char **slot;
+} sim_idset;
+
+typedef struct sim_conn {
+    char id[40];                 /* connectionId */
+    char client_id[128];
+    sim_scopes scopes;
+    sim_session *session;        /* never NULL while open, except after a takeover */
+    sim_idset ids;               /* request ids seen on this connection */
+    const sim_conn_ops *ops;
+    void *t;                     /* the transport's handle */
+    uint64_t last_event;         /* de-duplication of one event across subscriptions */
+    struct sim_conn *next, *prev;
+} sim_conn;
+
+struct sim_session {
+    char id[40];                 /* sessionId ("" while anonymous) */
+    uint64_t serial;
+    char client_id[128];
+    sim_conn *conn;              /* NULL while detached */
+    int64_t detached_ms;         /* real ms when detached */
+    struct sim_session *next;
+};
+
+struct sim_hub {
+    sim_world *world;
+    sim_auth *auth;
+    sim_model *model;
+    sim_clock clock;
+    sim_conn *conns;
+    sim_session *sessions;
+    struct sim_sub *subs;
+    uint64_t next_serial, event_seq;
+    size_t n_conns, n_subs;
+};
+
+/* The hub borrows world and auth (the caller frees them after the hub). */
+int sim_hub_create(sim_hub **out, sim_world *world, sim_auth *auth, const sim_clock *clock);
+void sim_hub_free(sim_hub *h);
+
+/* A connection authenticated with tok. NULL when out of memory. */
+sim_conn *sim_hub_conn_open(sim_hub *h, const sim_token *tok, const sim_conn_ops *ops, void *t);
+/* The transport saw the connection go; conn is freed. */
+void sim_hub_conn_closed(sim_hub *h, sim_conn *c);
+
+/* Advances the model to the clock's model time and expires subscriptions and sessions. */
+void sim_hub_tick(sim_hub *h);
+
+/* Sends a JSON frame to one connection (takes the reference). 0 or -1. */
+int sim_hub_send(sim_conn *c, json_t *frame);
+
+/* Records a request id; false if the connection had already used it. -1 out of memory. */
+int sim_conn_remember_id(sim_conn *c, const char *key);
+
+/* create-session / resume-session. Return an HTTP-like status and set *msg on error. */
+int sim_hub_create_session(sim_hub *h, sim_conn *c, char *id_out, size_t id_len,
+                           const char **msg);
+int sim_hub_resume_session(sim_hub *h, sim_conn *c, const char *id, const char **msg);
+/* After the resume answer: re-sends the latest state of the session's calls that changed
+ * in the last resend_s seconds (real time). */
+void sim_hub_resend(sim_hub *h, sim_conn *c, double resend_s);
+
+/* site-monitoring: subscribe (or renew) `topic` for `duration_s`. 201 or 400 with *msg.
+ * Sends the snapshots a late subscriber needs (current call states, lift status and
+ * position) right after. Call sim_hub_subscribe_snapshot after the answer frame. */
+bool sim_hub_topic_valid(const sim_hub *h, int b, int g, const char *topic);
+int sim_hub_subscribe(sim_hub *h, sim_conn *c, int b, int g, const char *sub,
+                      const char *topic, int64_t duration_s, const char **msg);
+void sim_hub_subscribe_snapshot(sim_hub *h, sim_conn *c, int b, int g, const char *topic);
+
+/* Publishes a monitor-action event (takes the reference of `call`). */
+void sim_hub_publish_action(sim_hub *h, int b, int g, int64_t area, int64_t terminal,
+                            json_t *call, bool success, const char *error,
+                            const sim_call *c);
+
+/* Wall-clock ISO time of a model time, and of now. */
+void sim_hub_time(const sim_hub *h, int64_t model_ms, char *buf, size_t len);
+void sim_hub_now(const sim_hub *h, char *buf, size_t len);
+
+#endif

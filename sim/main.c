@@ -1,0 +1,112 @@
+/* main.c: kone-sim, the project's simulator of KONE's Elevator Call API 2.0.
+ *
+ * Reads the configuration table (sim.* keys), loads sim.buildings and sim.clients, and
+ * serves the token endpoint, the resource list and stream-v2 over TLS on sim.listen:
+ * sim.port until SIGINT or SIGTERM, then closes every connection and frees everything
+ * (clean under ASan). docs/kone-sim.md describes what it answers and how to make it fail.
+ */
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "auth.h"
+#include "building.h"
+#include "hub.h"
+#include "kd_config.h"
+#include "kd_log.h"
+#include "server.h"
+
+static sim_server *running;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    if (running) {
+        running->stop = 1;
+        lws_cancel_service(running->ctx);
+    }
+}
+
+static int read_settings(const kd_config *cfg, sim_server_opts *o, double *speed,
+                         int64_t *ttl, kd_err *err)
+{
+    int64_t port;
+    if (kd_config_int(cfg, "sim.port", 1, 65535, &port, err) ||
+        kd_config_double(cfg, "sim.speed", 0.01, 1000, speed, err) ||
+        kd_config_int(cfg, "sim.token_ttl_s", 1, 86400 * 30, ttl, err) ||
+        kd_config_int(cfg, "sim.idle_timeout_s", 0, 86400, &o->idle_timeout_s, err) ||
+        kd_config_int(cfg, "sim.max_conn_s", 0, 86400 * 7, &o->max_conn_s, err))
+        return KD_ERR_INVALID;
+    o->port = (int)port;
+    o->listen = kd_config_get(cfg, "sim.listen");
+    o->cert = kd_config_get(cfg, "sim.cert");
+    o->key = kd_config_get(cfg, "sim.key");
+    if (!o->cert[0] || !o->key[0])
+        return kd_err_set(err, KD_ERR_INVALID,
+                          "sim.cert and sim.key are required (--sim-cert, --sim-key: PEM files)");
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    kd_config cfg;
+    kd_err err = {0};
+    if (kd_config_load(&cfg, KD_PROG_SIM, "kone-sim", argc, argv, &err)) {
+        fprintf(stderr, "kone-sim: %s\n", err.msg);
+        return 2;
+    }
+    int code = 0;
+    if (kd_config_common_actions(&cfg, &code)) {
+        kd_config_free(&cfg);
+        return code;
+    }
+    if (kd_log_init("kone-sim", kd_config_get(&cfg, "log.level"))) {
+        fprintf(stderr, "kone-sim: log.level: must be debug, info, warn or error\n");
+        kd_config_free(&cfg);
+        return 2;
+    }
+    sim_server_opts opts = {0};
+    double speed = 1;
+    int64_t ttl = 3600;
+    sim_world world = {0};
+    sim_auth auth = {0};
+    sim_hub *hub = NULL;
+    sim_server srv = {0};
+    int rc = 1;
+    if (read_settings(&cfg, &opts, &speed, &ttl, &err) ||
+        sim_world_load(&world, kd_config_get(&cfg, "sim.buildings"), &err) ||
+        sim_auth_load(&auth, kd_config_get(&cfg, "sim.clients"), ttl, &err)) {
+        kd_error("%s", err.msg);
+        goto out;
+    }
+    sim_clock clock;
+    sim_clock_init(&clock, speed);
+    if (sim_hub_create(&hub, &world, &auth, &clock)) {
+        kd_error("out of memory");
+        goto out;
+    }
+    if (sim_server_start(&srv, hub, &auth, &opts, &err)) {
+        kd_error("%s", err.msg);
+        goto out;
+    }
+    running = &srv;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    kd_info("kone-sim listening on https://%s:%d (%zu buildings, %zu clients, speed %g)",
+            opts.listen, opts.port, world.n, auth.n_clients, speed);
+    sim_server_run(&srv);
+    kd_info("kone-sim stopping");
+    rc = 0;
+out:
+    running = NULL;
+    sim_server_stop(&srv);
+    sim_hub_free(hub);
+    sim_auth_free(&auth);
+    sim_world_free(&world);
+    kd_config_free(&cfg);
+    return rc;
+}

@@ -1,0 +1,91 @@
+/* server.c: the lws context, its TLS vhost and the model tick (see server.h). */
+#include "server.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "kd_log.h"
+
+static struct lws_protocols sim_protocols[3];
+
+static void lws_log_emit(int level, const char *line)
+{
+    char msg[512];
+    snprintf(msg, sizeof msg, "lws: %s", line);
+    size_t n = strlen(msg);
+    while (n && (msg[n - 1] == '\n' || msg[n - 1] == '\r'))
+        msg[--n] = '\0';
+    kd_log(level == LLL_ERR ? KD_LOG_ERROR : level == LLL_WARN ? KD_LOG_WARN : KD_LOG_DEBUG, NULL,
+           "%s", msg);
+}
+
+static void on_tick(lws_sorted_usec_list_t *sul)
+{
+    sim_server *s = lws_container_of(sul, sim_server, tick);
+    sim_hub_tick(s->hub);
+    int64_t now = sim_clock_real_ms(&s->hub->clock);
+    if (now - s->last_sweep_ms >= 1000) {
+        s->last_sweep_ms = now;
+        sim_stream_sweep(s);
+    }
+    if (!s->stop)
+        lws_sul_schedule(s->ctx, 0, &s->tick, on_tick, SIM_TICK_MS * LWS_US_PER_MS);
+}
+
+int sim_server_start(sim_server *s, sim_hub *hub, sim_auth *auth, const sim_server_opts *o,
+                     kd_err *err)
+{
+    memset(s, 0, sizeof *s);
+    s->hub = hub;
+    s->auth = auth;
+    s->idle_ms = o->idle_timeout_s * 1000;
+    s->max_ms = o->max_conn_s * 1000;
+
+    lws_set_log_level(LLL_ERR | LLL_WARN | (kd_log_enabled(KD_LOG_DEBUG) ? LLL_NOTICE : 0),
+                      lws_log_emit);
+    memset(sim_protocols, 0, sizeof sim_protocols);
+    sim_protocols[0].name = "http";
+    sim_protocols[0].callback = sim_http_callback;
+    sim_protocols[0].per_session_data_size = sim_http_pss_size();
+    sim_protocols[1].name = "koneapi";
+    sim_protocols[1].callback = sim_stream_callback;
+    sim_protocols[1].per_session_data_size = sim_stream_pss_size();
+    sim_protocols[1].rx_buffer_size = 16384;
+
+    struct lws_context_creation_info info;
+    memset(&info, 0, sizeof info);
+    info.port = o->port;
+    info.iface = o->listen;
+    info.protocols = sim_protocols;
+    info.options = LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+    info.ssl_cert_filepath = o->cert;
+    info.ssl_private_key_filepath = o->key;
+    info.alpn = "http/1.1";
+    info.user = s;
+    info.timeout_secs = 30;
+    s->ctx = lws_create_context(&info);
+    if (!s->ctx)
+        return kd_err_set(err, KD_ERR_IO,
+                          "cannot start the TLS server on %s:%d (port in use, or unreadable "
+                          "sim.cert/sim.key?)",
+                          o->listen, o->port);
+    s->last_sweep_ms = sim_clock_real_ms(&hub->clock);
+    lws_sul_schedule(s->ctx, 0, &s->tick, on_tick, SIM_TICK_MS * LWS_US_PER_MS);
+    return 0;
+}
+
+void sim_server_run(sim_server *s)
+{
+    while (!s->stop)
+        if (lws_service(s->ctx, 0) < 0)
+            break;
+}
+
+void sim_server_stop(sim_server *s)
+{
+    if (!s->ctx)
+        return;
+    lws_sul_cancel(&s->tick);
+    lws_context_destroy(s->ctx);
+    s->ctx = NULL;
+}

@@ -1,0 +1,62 @@
+/* server: the libwebsockets side of kone-sim: one context, one TLS vhost, two protocols.
+ *
+ * Protocol "http" (the vhost default) serves the token and resources endpoints and decides
+ * WebSocket upgrades (bad token → 401, sub-protocol other than koneapi → 400); protocol
+ * "koneapi" carries stream-v2. All of it runs on the one lws service thread: the model tick
+ * is an lws_sul timer on that thread too, so the hub needs no locks. Other threads (the
+ * signal handler) only set `stop` and wake the loop with lws_cancel_service.
+ */
+#ifndef SIM_SERVER_H
+#define SIM_SERVER_H
+
+#include <libwebsockets.h>
+#include <signal.h>
+#include <stdint.h>
+
+#include "auth.h"
+#include "hub.h"
+#include "kd_err.h"
+
+#define SIM_TICK_MS 50
+#define SIM_QUEUE_MAX_BYTES (8 * 1024 * 1024)
+
+struct sim_ws;
+
+typedef struct sim_server_opts {
+    const char *listen;
+    int port;
+    const char *cert, *key;
+    int64_t idle_timeout_s, max_conn_s;
+} sim_server_opts;
+
+typedef struct sim_server {
+    struct lws_context *ctx;
+    sim_hub *hub;
+    sim_auth *auth;
+    int64_t idle_ms, max_ms;
+    lws_sorted_usec_list_t tick;
+    int64_t last_sweep_ms;
+    struct sim_ws *conns;
+    volatile sig_atomic_t stop;
+} sim_server;
+
+int sim_server_start(sim_server *s, sim_hub *hub, sim_auth *auth, const sim_server_opts *o,
+                     kd_err *err);
+/* Runs the service loop until s->stop is set. */
+void sim_server_run(sim_server *s);
+/* Closes every connection and destroys the context. */
+void sim_server_stop(sim_server *s);
+
+/* Protocol callbacks (http.c, stream.c) and the idle/age sweep (stream.c). */
+int sim_http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+                      size_t len);
+int sim_stream_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
+                        void *in, size_t len);
+void sim_stream_sweep(sim_server *s);
+size_t sim_stream_pss_size(void);
+size_t sim_http_pss_size(void);
+
+/* Writes a complete HTTP/1.1 response with a JSON body (http.c). Returns 0 or -1. */
+int sim_http_respond(struct lws *wsi, int status, const json_t *body, const char *extra_header);
+
+#endif

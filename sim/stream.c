@@ -1,0 +1,240 @@
+/* stream.c: the koneapi WebSocket protocol: frames in and out, connection rules.
+ *
+ * Each connection has a queue of outgoing text frames; the hub queues (sim_conn_ops.send)
+ * from anywhere on the service thread and this file writes exactly one frame per
+ * WRITEABLE callback, as libwebsockets requires. A connection whose queue passes
+ * SIM_QUEUE_MAX_BYTES (a client not reading) is closed rather than allowed to eat memory.
+ *
+ * Incoming fragments are gathered up to SIM_MAX_FRAME; a larger message is discarded and
+ * answered with 400. The connection rules of KONE are kept here: close after
+ * sim.idle_timeout_s without a data frame from the client and after sim.max_conn_s in any
+ * case, each with a close frame (1001 and a reason); a session takeover closes with 1000.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "kd_log.h"
+#include "proto.h"
+#include "server.h"
+
+typedef struct qframe {
+    struct qframe *next;
+    size_t len;
+    unsigned char buf[]; /* LWS_PRE + len */
+} qframe;
+
+typedef struct sim_ws {
+    struct lws *wsi;
+    sim_server *srv;
+    sim_conn *conn;
+    qframe *head, *tail;
+    size_t queued;
+    char *rx;
+    size_t rx_len;
+    bool rx_overflow, rx_binary;
+    int64_t opened_ms, last_rx_ms;
+    bool closing;
+    int close_code;
+    char close_reason[64];
+    char token[SIM_TOKEN_LEN + 1];
+    struct sim_ws *next, *prev;
+} sim_ws;
+
+size_t sim_stream_pss_size(void)
+{
+    return sizeof(sim_ws);
+}
+
+static void request_close(void *t, int code, const char *reason)
+{
+    sim_ws *w = t;
+    if (w->closing)
+        return;
+    w->closing = true;
+    w->close_code = code;
+    snprintf(w->close_reason, sizeof w->close_reason, "%s", reason);
+    lws_callback_on_writable(w->wsi);
+}
+
+static int queue_send(void *t, const char *text, size_t len)
+{
+    sim_ws *w = t;
+    if (w->closing)
+        return -1;
+    if (w->queued + len > SIM_QUEUE_MAX_BYTES) {
+        kd_warn("connection %s: client not reading (%zu bytes queued), closing", w->conn->id,
+                w->queued);
+        request_close(w, 1008, "Too many unread frames");
+        return -1;
+    }
+    qframe *f = malloc(sizeof *f + LWS_PRE + len);
+    if (!f)
+        return -1;
+    f->next = NULL;
+    f->len = len;
+    memcpy(f->buf + LWS_PRE, text, len);
+    if (w->tail)
+        w->tail->next = f;
+    else
+        w->head = f;
+    w->tail = f;
+    w->queued += len;
+    lws_callback_on_writable(w->wsi);
+    return 0;
+}
+
+static const sim_conn_ops ws_ops = {queue_send, request_close};
+
+static void free_queue(sim_ws *w)
+{
+    while (w->head) {
+        qframe *f = w->head;
+        w->head = f->next;
+        free(f);
+    }
+    w->tail = NULL;
+    w->queued = 0;
+}
+
+static int on_writeable(sim_ws *w)
+{
+    if (w->head) {
+        qframe *f = w->head;
+        int n = lws_write(w->wsi, f->buf + LWS_PRE, f->len, LWS_WRITE_TEXT);
+        if (n < (int)f->len)
+            return -1;
+        w->head = f->next;
+        if (!w->head)
+            w->tail = NULL;
+        w->queued -= f->len;
+        free(f);
+        if (w->head || w->closing)
+            lws_callback_on_writable(w->wsi);
+        return 0;
+    }
+    if (w->closing) {
+        lws_close_reason(w->wsi, (enum lws_close_status)w->close_code,
+                         (unsigned char *)w->close_reason, strlen(w->close_reason));
+        return -1;
+    }
+    return 0;
+}
+
+static int on_receive(sim_ws *w, const void *in, size_t len)
+{
+    sim_server *s = w->srv;
+    w->last_rx_ms = sim_clock_real_ms(&s->hub->clock);
+    if (lws_is_first_fragment(w->wsi)) {
+        w->rx_len = 0;
+        w->rx_overflow = false;
+        w->rx_binary = lws_frame_is_binary(w->wsi);
+    }
+    if (!w->rx_overflow) {
+        if (w->rx_len + len > SIM_MAX_FRAME) {
+            w->rx_overflow = true;
+        } else {
+            if (!w->rx) {
+                w->rx = malloc(SIM_MAX_FRAME + 1);
+                if (!w->rx)
+                    return -1;
+            }
+            memcpy(w->rx + w->rx_len, in, len);
+            w->rx_len += len;
+        }
+    }
+    if (!lws_is_final_fragment(w->wsi) || lws_remaining_packet_payload(w->wsi))
+        return 0;
+    if (w->closing)
+        return 0;
+    if (w->rx_overflow)
+        sim_proto_too_large(s->hub, w->conn);
+    else if (w->rx_binary)
+        sim_proto_handle(s->hub, w->conn, "binary", 6); /* answered as invalid JSON */
+    else
+        sim_proto_handle(s->hub, w->conn, w->rx, w->rx_len);
+    w->rx_len = 0;
+    return 0;
+}
+
+static void unlink_ws(sim_server *s, sim_ws *w)
+{
+    if (w->prev)
+        w->prev->next = w->next;
+    else if (s->conns == w)
+        s->conns = w->next;
+    if (w->next)
+        w->next->prev = w->prev;
+    w->next = w->prev = NULL;
+}
+
+int sim_stream_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
+                        void *in, size_t len)
+{
+    sim_ws *w = user;
+    sim_server *s = lws_context_user(lws_get_context(wsi));
+    switch (reason) {
+    case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION: {
+        /* headers are still here: keep the token for ESTABLISHED (checked at upgrade) */
+        char buf[256];
+        const char *tok = lws_get_urlarg_by_name(wsi, "accessToken=", buf, sizeof buf);
+        if (!tok || strlen(tok) != SIM_TOKEN_LEN)
+            return -1;
+        memcpy(w->token, tok, SIM_TOKEN_LEN + 1);
+        explicit_bzero(buf, sizeof buf);
+        return 0;
+    }
+    case LWS_CALLBACK_ESTABLISHED: {
+        const sim_token *t = sim_auth_lookup(s->auth, w->token, sim_clock_real_ms(&s->hub->clock));
+        explicit_bzero(w->token, sizeof w->token);
+        if (!t)
+            return -1;
+        w->wsi = wsi;
+        w->srv = s;
+        w->conn = sim_hub_conn_open(s->hub, t, &ws_ops, w);
+        if (!w->conn)
+            return -1;
+        w->opened_ms = w->last_rx_ms = sim_clock_real_ms(&s->hub->clock);
+        w->next = s->conns;
+        if (s->conns)
+            s->conns->prev = w;
+        s->conns = w;
+        kd_info("connection %s opened client=%s", w->conn->id, w->conn->client_id);
+        return 0;
+    }
+    case LWS_CALLBACK_RECEIVE:
+        if (!w->conn)
+            return -1;
+        return on_receive(w, in, len);
+    case LWS_CALLBACK_SERVER_WRITEABLE:
+        if (!w->conn)
+            return -1;
+        return on_writeable(w);
+    case LWS_CALLBACK_CLOSED:
+        if (w->conn) {
+            kd_info("connection %s closed%s%s", w->conn->id, w->closing ? ": " : "",
+                    w->closing ? w->close_reason : "");
+            sim_hub_conn_closed(s->hub, w->conn);
+            w->conn = NULL;
+            unlink_ws(s, w);
+        }
+        free_queue(w);
+        free(w->rx);
+        w->rx = NULL;
+        return 0;
+    default:
+        return 0;
+    }
+}
+
+void sim_stream_sweep(sim_server *s)
+{
+    int64_t now = sim_clock_real_ms(&s->hub->clock);
+    for (sim_ws *w = s->conns; w; w = w->next) {
+        if (w->closing)
+            continue;
+        if (s->max_ms > 0 && now - w->opened_ms >= s->max_ms)
+            request_close(w, 1001, "Maximum connection duration reached");
+        else if (s->idle_ms > 0 && now - w->last_rx_ms >= s->idle_ms)
+            request_close(w, 1001, "Idle timeout");
+    }
+}
