@@ -33,6 +33,5 @@ it_stop_worker w1
 it_job "forbidden" '{"v":1,"area":1000,"action":2,"destination":5000}' >"$IT_DIR/jobs2.jsonl"
 it_publish "$IT_DIR/jobs2.jsonl"
 it_wait_results $((n + 1)) 60
-jq -e --arg id "$IT_PREFIX-forbidden" 'select(.job_id==$id) | .outcome=="rejected" and .kone_status==403' \
-    "$IT_DIR/results.jsonl" >/dev/null || it_fail "403 case: $(grep forbidden "$IT_DIR/results.jsonl")"
+it_expect forbidden '.outcome=="rejected" and .kone_status==403 and .error.code=="403"'
 it_log "PASS"

@@ -24,7 +24,7 @@ it_start_worker w1 KD_KONE_TOKEN_URL="https://127.0.0.1:$PORT/api/v2/oauth2/toke
 N=0
 for batch in $(seq 15); do
     for i in $(seq 10); do
-        it_job "b$batch-$i" "{\"v\":1,\"area\":1000,\"action\":2,\"destination\":$(((i % 8 + 2) * 1000))}"
+        it_job "b$batch-$i" "{\"v\":1,\"area\":1000,\"action\":2,\"destination\":$((JOBS_FLOORS[i % 9] * 1000))}"
     done >"$IT_DIR/jobs-$batch.jsonl"
     it_publish "$IT_DIR/jobs-$batch.jsonl" || it_fail "publish failed"
     N=$((N + 10))

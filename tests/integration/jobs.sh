@@ -5,11 +5,14 @@
 # 1010), group 2 serves floors 1 and 11-20; action 2 is a destination call, 4 is disabled,
 # 2001/2002 are landing calls up/down; area 9000 is locked in group 1.
 
-# jobs_good N: N destination calls in group 1 from the lobby to floors 2..11.
+# Floors group 1 serves that are not locked (9 is): destinations for good calls.
+JOBS_FLOORS=(2 3 4 5 6 7 8 10 11)
+
+# jobs_good N: N destination calls in group 1 from the lobby to floors 2..11 (not 9).
 jobs_good() {
     local i
     for ((i = 1; i <= $1; i++)); do
-        it_job "good-$i" "{\"v\":1,\"area\":1000,\"action\":2,\"destination\":$(((i % 8 + 2) * 1000))}"
+        it_job "good-$i" "{\"v\":1,\"area\":1000,\"action\":2,\"destination\":$((JOBS_FLOORS[i % 9] * 1000))}"
     done
 }
 
@@ -17,7 +20,7 @@ jobs_good() {
 jobs_tracked() {
     local i
     for ((i = 1; i <= $1; i++)); do
-        it_job "tracked-$i" "{\"v\":1,\"area\":$(((i % 5 + 2) * 1000)),\"action\":2,\"destination\":$(((i % 3 + 8) * 1000)),\"track\":true}"
+        it_job "tracked-$i" "{\"v\":1,\"area\":$(((i % 5 + 2) * 1000)),\"action\":2,\"destination\":$((JOBS_FLOORS[i % 3 + 6] * 1000)),\"track\":true}"
     done
 }
 

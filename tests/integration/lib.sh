@@ -101,3 +101,12 @@ it_job() {
         '{job_id: $id, building_id: "building:9990000951", group_id: "1", op: "call",
           created_at: $now, deadline: ($now + 300000)} + $f'
 }
+
+# it_expect ID JQ_FILTER: the result of job $IT_PREFIX-ID in $IT_DIR/results.jsonl exists
+# once and satisfies JQ_FILTER (a boolean expression on the result object).
+it_expect() {
+    local id="$IT_PREFIX-$1"
+    jq -se --arg id "$id" "map(select(.job_id==\$id)) | length == 1 and all(.[]; $2)" \
+        "$IT_DIR/results.jsonl" >/dev/null ||
+        it_fail "result of $id does not satisfy: $2; got: $(jq -c --arg id "$id" 'select(.job_id==$id)' "$IT_DIR/results.jsonl")"
+}
