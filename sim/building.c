@@ -228,6 +228,7 @@ static int parse_faults(sim_building *b, sim_group *g, const json_t *o, const ch
         return kd_err_set(err, KD_ERR_INVALID, "%s.mode: must be NOR, ATS, PRC, FRD or OSS",
                           where);
     g->faults.link_down = json_is_true(json_object_get(o, "link_down"));
+    g->faults.no_lift = json_is_true(json_object_get(o, "no_lift"));
     const json_t *locked = json_object_get(o, "locked_areas");
     if (!locked)
         return 0;

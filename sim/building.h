@@ -3,9 +3,9 @@
  * A building has floors (each with one or two landing areas: side 1 front, side 2 rear),
  * an action list, and lift groups; a group serves a set of floors with its lifts, each lift
  * having one deck named by its deck area id. Everything here is topology, fixed after
- * loading, except `sim_faults`: the per-group operating mode, the site-link state and the
- * locked areas, kept in one struct per group so a control endpoint can switch them at run
- * time (later work) without touching anything else.
+ * loading, except `sim_faults`: the per-group operating mode, the site-link state, the
+ * locked areas and the other per-group faults, kept in one struct per group so the control
+ * endpoint (control.c) switches them at run time without touching anything else.
  *
  * Invariants after sim_world_load() succeeded: ids are unique (building ids, group ids in a
  * building, area ids in a building, deck areas in a building, lift names in a building),
@@ -60,10 +60,16 @@ typedef struct sim_floor {
     int64_t area[SIM_MAX_SIDES + 1]; /* area[side], 0 = none; index 0 unused */
 } sim_floor;
 
-/* Runtime state of a group: everything a fault-injection control would switch. */
+/* Runtime state of a group: everything fault injection switches for one group (the global
+ * switches are in sim_fault_global, sim/faults.h). The request layer (proto.c), the model
+ * (model.c) and the hub read it; only the buildings file and the control endpoint write it. */
 typedef struct sim_faults {
     sim_mode mode;
     bool link_down;                  /* site link (DTU) disconnected */
+    bool no_lift;                    /* every call is cancelled NO_LIFT_AVAILABLE at allocation */
+    int64_t latency_ms, jitter_ms;   /* added to the answers of requests for this group */
+    double error_share;              /* share of lift-call-api-v2 requests answered ... */
+    int error_status;                /* ... with this status instead of being executed */
     size_t n_locked;
     int64_t locked[SIM_MAX_LOCKED];  /* locked landing areas */
 } sim_faults;

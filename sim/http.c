@@ -3,6 +3,11 @@
  *   POST /api/v2/oauth2/token                  client_credentials (auth.c decides)
  *   GET  /api/v2/application/self/resources    Bearer token with application/inventory
  *   GET  /stream-v2?accessToken=...  (Upgrade) checked here, served by stream.c
+ *   GET, POST /sim/...                         fault injection control (control.c decides)
+ *
+ * The injected faults of this layer (faults.h) are applied here: the token endpoint down,
+ * and upgrades refused, both before any credential is looked at, as a load balancer in
+ * front of KONE would answer.
  *
  * Responses are small, so each goes out whole in one lws_write (status line, headers and
  * body, as lws_return_http_status does for HTTP/1.1; ALPN is pinned to http/1.1). Tokens
@@ -17,11 +22,13 @@
 
 #define SIM_BODY_MAX 16384
 
-/* Per HTTP connection: the body of a token request being received. */
+/* Per HTTP connection: the body of a token or control request being received. */
 typedef struct sim_http_pss {
     char *body;
     size_t body_len;
     bool too_big;
+    bool control;     /* the body is for the control endpoint at `path` */
+    char path[64];
 } sim_http_pss;
 
 size_t sim_http_pss_size(void)
@@ -43,7 +50,8 @@ static const char *reason_phrase(int status)
     case 403: return "Forbidden";
     case 404: return "Not Found";
     case 405: return "Method Not Allowed";
-    default: return "Internal Server Error";
+    case 413: return "Payload Too Large";
+    default: return sim_fault_status_text(status);
     }
 }
 
@@ -139,6 +147,11 @@ static int handle_token(struct lws *wsi, sim_server *s, char *body, size_t body_
                         bool too_big)
 {
     char authz[1200] = "";
+    if (s->hub->faults.token_down) {
+        int st = s->hub->faults.token_down;
+        kd_info("POST /api/v2/oauth2/token %d (fault: token endpoint down)", st);
+        return finish(wsi, respond_msg(wsi, st, sim_fault_status_text(st), NULL));
+    }
     if (lws_hdr_copy(wsi, authz, sizeof authz, WSI_TOKEN_HTTP_AUTHORIZATION) < 0)
         authz[0] = '\0';
     if (too_big) {
@@ -198,6 +211,12 @@ static int confirm_upgrade(struct lws *wsi, sim_server *s, const char *up)
     char path[128] = "", buf[256], proto[256] = "";
     if (!up || strcasecmp(up, "websocket") != 0)
         return -1;
+    if (s->hub->faults.refuse_upgrades) {
+        int st = s->hub->faults.refuse_upgrades;
+        kd_info("upgrade refused: %d (fault: refuse_upgrades)", st);
+        refuse_upgrade(wsi, st, sim_fault_status_text(st));
+        return 1;
+    }
     if (lws_hdr_copy(wsi, path, sizeof path, WSI_TOKEN_GET_URI) < 0 ||
         strcmp(path, "/stream-v2") != 0) {
         kd_info("upgrade %s refused: 404", path);
@@ -227,6 +246,36 @@ static int confirm_upgrade(struct lws *wsi, sim_server *s, const char *up)
     return 0;
 }
 
+/* The control endpoint: control.c decides, this only moves bytes and logs the outcome. */
+static int handle_control(struct lws *wsi, sim_server *s, const char *method, const char *path,
+                          const char *body, size_t body_len, bool too_big)
+{
+    char authz[600] = "";
+    if (lws_hdr_copy(wsi, authz, sizeof authz, WSI_TOKEN_HTTP_AUTHORIZATION) < 0)
+        authz[0] = '\0';
+    json_t *answer = NULL;
+    int status;
+    if (too_big)
+        status = 413, answer = json_pack("{s:s}", "message", "Request body too large");
+    else if (!s->ctl)
+        status = 404, answer = json_pack("{s:s}", "message", "Not found");
+    else
+        status = sim_control_request(s->ctl, method, path, authz[0] ? authz : NULL, body,
+                                     body_len, &answer);
+    explicit_bzero(authz, sizeof authz);
+    if (status == 200)
+        kd_debug("%s %s %d", method, path, status);
+    else
+        kd_info("%s %s %d", method, path, status);
+    int rc = sim_http_respond(wsi, status, answer,
+                              status == 401 ? "WWW-Authenticate: Bearer realm=\"kone-sim\""
+                                            : NULL);
+    json_decref(answer);
+    if (status == 200)
+        sim_server_arm_flush(s); /* a change may have queued status events */
+    return finish(wsi, rc);
+}
+
 int sim_http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
                       size_t len)
 {
@@ -243,7 +292,18 @@ int sim_http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *u
         pss->body = NULL;
         pss->body_len = 0;
         pss->too_big = false;
+        pss->control = false;
         bool is_token = strcmp(path, "/api/v2/oauth2/token") == 0;
+        if (strncmp(path, "/sim/", 5) == 0) {
+            char cl[32] = "";
+            const char *method = get ? "GET" : post ? "POST" : "OTHER";
+            if (!post || lws_hdr_copy(wsi, cl, sizeof cl, WSI_TOKEN_HTTP_CONTENT_LENGTH) <= 0 ||
+                atoll(cl) == 0)
+                return handle_control(wsi, s, method, path, NULL, 0, false);
+            pss->control = true;
+            snprintf(pss->path, sizeof pss->path, "%s", path);
+            return 0; /* wait for the body */
+        }
         if (is_token && post) {
             char cl[32] = "";
             if (lws_hdr_copy(wsi, cl, sizeof cl, WSI_TOKEN_HTTP_CONTENT_LENGTH) <= 0 ||
@@ -278,10 +338,14 @@ int sim_http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *u
     case LWS_CALLBACK_HTTP_BODY_COMPLETION: {
         char *body = pss->body;
         size_t body_len = pss->body_len;
-        bool too_big = pss->too_big;
+        bool too_big = pss->too_big, control = pss->control;
+        char path[sizeof pss->path];
+        snprintf(path, sizeof path, "%s", pss->path);
         pss->body = NULL;
         pss->body_len = 0;
-        int rc = handle_token(wsi, s, body, body_len, too_big);
+        pss->control = false;
+        int rc = control ? handle_control(wsi, s, "POST", path, body, body_len, too_big)
+                         : handle_token(wsi, s, body, body_len, too_big);
         free(body);
         return rc;
     }

@@ -1,9 +1,11 @@
 /* hub.c: connections, sessions, subscriptions and event fan-out (see hub.h). */
 #include "hub.h"
 
+#include <openssl/rand.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "frames.h"
 #include "kd_log.h"
@@ -114,9 +116,84 @@ static void model_time(const sim_hub *h, int64_t model_ms, char *buf, size_t len
     sim_hub_time(h, model_ms, buf, len);
 }
 
+/* ---- delay queues ---- */
+
+struct sim_delayed {
+    struct sim_delayed *next;
+    int64_t due_ms;
+    size_t len;
+    char text[];
+};
+
+static void delayed_free(sim_conn *c)
+{
+    while (c->delayed) {
+        sim_delayed *d = c->delayed;
+        c->delayed = d->next;
+        free(d);
+    }
+    c->delayed_tail = NULL;
+    c->delayed_bytes = 0;
+}
+
+/* Sends text now, or queues it behind the frames already waiting (never before them). */
+static int conn_emit(sim_conn *c, const char *text, size_t len, int64_t due_ms)
+{
+    int64_t now = sim_clock_real_ms(&c->hub->clock);
+    if (!c->delayed && due_ms <= now)
+        return c->ops->send(c->t, text, len);
+    if (c->delayed_bytes + len > SIM_DELAY_MAX_BYTES) {
+        kd_warn("connection %s: %zu bytes waiting for injected latency, closing", c->id,
+                c->delayed_bytes);
+        delayed_free(c);
+        c->ops->close(c->t, 1008, "Too many unread frames");
+        return -1;
+    }
+    sim_delayed *d = malloc(sizeof *d + len + 1);
+    if (!d)
+        return -1;
+    d->next = NULL;
+    d->due_ms = c->delayed_tail && c->delayed_tail->due_ms > due_ms ? c->delayed_tail->due_ms
+                                                                    : due_ms;
+    d->len = len;
+    memcpy(d->text, text, len);
+    d->text[len] = '\0';
+    if (c->delayed_tail)
+        c->delayed_tail->next = d;
+    else
+        c->delayed = d;
+    c->delayed_tail = d;
+    c->delayed_bytes += len;
+    return 0;
+}
+
+int64_t sim_hub_next_due(const sim_hub *h)
+{
+    int64_t t = -1;
+    for (const sim_conn *c = h->conns; c; c = c->next)
+        if (c->delayed && (t < 0 || c->delayed->due_ms < t))
+            t = c->delayed->due_ms;
+    return t;
+}
+
+void sim_hub_flush_due(sim_hub *h)
+{
+    int64_t now = sim_clock_real_ms(&h->clock);
+    for (sim_conn *c = h->conns; c; c = c->next)
+        while (c->delayed && c->delayed->due_ms <= now) {
+            sim_delayed *d = c->delayed;
+            c->delayed = d->next;
+            if (!c->delayed)
+                c->delayed_tail = NULL;
+            c->delayed_bytes -= d->len;
+            c->ops->send(c->t, d->text, d->len);
+            free(d);
+        }
+}
+
 /* ---- delivery ---- */
 
-int sim_hub_send(sim_conn *c, json_t *frame)
+int sim_hub_send_at(sim_conn *c, json_t *frame, int64_t due_ms)
 {
     if (!frame)
         return -1;
@@ -124,9 +201,19 @@ int sim_hub_send(sim_conn *c, json_t *frame)
     json_decref(frame);
     if (!text)
         return -1;
-    int rc = c->ops->send(c->t, text, strlen(text));
+    int rc = conn_emit(c, text, strlen(text), due_ms);
     free(text);
     return rc;
+}
+
+int sim_hub_send(sim_conn *c, json_t *frame)
+{
+    return sim_hub_send_at(c, frame, 0);
+}
+
+static bool link_down(const sim_hub *h, int b, int g)
+{
+    return h->world->b[b]->groups[g].faults.link_down;
 }
 
 typedef bool (*sub_match_fn)(const sim_sub *s, const void *ev);
@@ -134,6 +221,8 @@ typedef bool (*sub_match_fn)(const sim_sub *s, const void *ev);
 static bool any_match(sim_hub *h, int b, int g, sub_kind kind, sub_match_fn match,
                       const void *ev)
 {
+    if (link_down(h, b, g))
+        return false; /* the site's events do not reach the cloud */
     int64_t now = sim_clock_real_ms(&h->clock);
     for (sim_sub *s = h->subs; s; s = s->next)
         if (s->kind == kind && s->b == b && s->g == g && s->expires_ms > now &&
@@ -147,6 +236,10 @@ static void deliver(sim_hub *h, int b, int g, sub_kind kind, sub_match_fn match,
 {
     if (!frame)
         return;
+    if (link_down(h, b, g)) {
+        json_decref(frame);
+        return;
+    }
     char *text = json_dumps(frame, JSON_COMPACT);
     json_decref(frame);
     if (!text)
@@ -160,7 +253,7 @@ static void deliver(sim_hub *h, int b, int g, sub_kind kind, sub_match_fn match,
             c->last_event == seq || !match(s, ev))
             continue;
         c->last_event = seq;
-        c->ops->send(c->t, text, len);
+        conn_emit(c, text, len, 0);
     }
     free(text);
 }
@@ -291,6 +384,10 @@ int sim_hub_create(sim_hub **out, sim_world *world, sim_auth *auth, const sim_cl
     h->auth = auth;
     h->clock = *clock;
     h->next_serial = 1;
+    uint64_t seed;
+    if (RAND_bytes((unsigned char *)&seed, sizeof seed) != 1)
+        seed = (uint64_t)time(NULL);
+    sim_rng_seed(&h->rng, seed);
     sim_model_sink sink = {on_call_state, on_position, on_door, on_next_stop, on_stopping, h};
     if (sim_model_create(&h->model, world, &sink)) {
         free(h);
@@ -331,6 +428,7 @@ static void free_session(sim_hub *h, sim_session *s)
 
 static void free_conn(sim_conn *c)
 {
+    delayed_free(c);
     idset_free(&c->ids);
     free(c);
 }
@@ -375,6 +473,7 @@ sim_conn *sim_hub_conn_open(sim_hub *h, const sim_token *tok, const sim_conn_ops
     c->scopes = tok->scopes;
     c->ops = ops;
     c->t = t;
+    c->hub = h;
     c->session = new_session(h, c->client_id);
     if (!c->session) {
         free(c);
@@ -418,6 +517,7 @@ void sim_hub_conn_closed(sim_hub *h, sim_conn *c)
 
 void sim_hub_tick(sim_hub *h)
 {
+    sim_hub_flush_due(h);
     sim_model_advance(h->model, sim_clock_model_ms(&h->clock));
     int64_t now = sim_clock_real_ms(&h->clock);
     sim_sub **pp = &h->subs;
@@ -468,7 +568,7 @@ static void resend_one(void *arg, const sim_call *call)
 {
     resend_ctx *r = arg;
     if (call->owner != r->owner || call->state == SIM_CALL_CREATED || call->frozen ||
-        call->changed_ms < r->since_ms)
+        call->changed_ms < r->since_ms || link_down(r->h, call->b, call->g))
         return;
     sim_hub_send(r->c, call_frame(r->h, call));
 }
@@ -491,6 +591,7 @@ int sim_hub_resume_session(sim_hub *h, sim_conn *c, const char *id, const char *
         sim_conn *old = s->conn;
         old->session = NULL;
         s->conn = NULL;
+        delayed_free(old); /* its in-flight frames are dropped */
         old->ops->close(old->t, 1000, "Session resumed on another connection");
         kd_info("session taken over by connection %s from %s", c->id, old->id);
     }
@@ -663,5 +764,48 @@ void sim_hub_subscribe_snapshot(sim_hub *h, sim_conn *c, int b, int g, const cha
         const sim_lift_state *ls = sim_model_lift(h->model, b, g, (int)l);
         sim_hub_send(c, x.kind == SUB_STATUS ? sim_frame_lift_status(bd, ls, t)
                                              : sim_frame_lift_position(bd, ls, t));
+    }
+}
+
+/* ---- injected connection faults and status changes ---- */
+
+void sim_hub_drop(sim_hub *h, sim_conn *c, const char *why)
+{
+    (void)h;
+    kd_info("fault: dropping connection %s client=%s (%s)", c->id, c->client_id, why);
+    delayed_free(c);
+    if (c->ops->drop)
+        c->ops->drop(c->t);
+    else
+        c->ops->close(c->t, 1006, "Connection dropped");
+}
+
+size_t sim_hub_drop_connections(sim_hub *h, const char *client_id, int code, const char *reason)
+{
+    size_t n = 0;
+    for (sim_conn *c = h->conns; c; c = c->next) {
+        if (client_id && client_id[0] && strcmp(client_id, c->client_id) != 0)
+            continue;
+        n++;
+        if (code == 0) {
+            sim_hub_drop(h, c, "drop-connections");
+            continue;
+        }
+        kd_info("fault: closing connection %s client=%s with %d %s", c->id, c->client_id, code,
+                reason);
+        c->ops->close(c->t, code, reason);
+    }
+    return n;
+}
+
+void sim_hub_publish_status(sim_hub *h, int b, int g)
+{
+    const sim_building *bd = h->world->b[b];
+    char t[40];
+    sim_hub_now(h, t, sizeof t);
+    for (size_t l = 0; l < bd->groups[g].n_lifts; l++) {
+        const sim_lift_state *ls = sim_model_lift(h->model, b, g, (int)l);
+        if (ls && any_match(h, b, g, SUB_STATUS, match_lift, ls))
+            deliver(h, b, g, SUB_STATUS, match_lift, ls, sim_frame_lift_status(bd, ls, t));
     }
 }

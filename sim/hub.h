@@ -14,7 +14,14 @@
  * dangling.
  *
  * Delivery: an event goes once to each connection owning at least one live subscription
- * that matches it. Frames are built once per event, not per subscriber.
+ * that matches it. Frames are built once per event, not per subscriber. Nothing of a group
+ * whose site link is down reaches anyone (the cloud does not hear from the site).
+ *
+ * Injected latency (faults.h): a frame may carry a send time in the future; it then waits
+ * in the connection's delay queue, and so does every later frame of that connection, so a
+ * delayed answer is never overtaken by its own call result or events (per-connection order
+ * is always the order frames were produced). sim_hub_flush_due sends what is due; the
+ * transport calls it from its timer (sim_hub_next_due says when).
  */
 #ifndef SIM_HUB_H
 #define SIM_HUB_H
@@ -25,11 +32,13 @@
 
 #include "auth.h"
 #include "building.h"
+#include "faults.h"
 #include "model.h"
 #include "util.h"
 
 #define SIM_SESSION_TTL_S 600
 #define SIM_SUB_MAX_S 300
+#define SIM_DELAY_MAX_BYTES (8 * 1024 * 1024) /* per connection, then it is closed (1008) */
 
 typedef struct sim_hub sim_hub;
 typedef struct sim_session sim_session;
@@ -39,7 +48,12 @@ typedef struct sim_conn_ops {
     int (*send)(void *t, const char *text, size_t len);
     /* Asks the transport to send a close frame (code, reason) and drop the connection. */
     void (*close)(void *t, int code, const char *reason);
+    /* Drops the connection as a network failure would: no close frame. May be NULL (then
+     * close with 1006 is used). */
+    void (*drop)(void *t);
 } sim_conn_ops;
+
+typedef struct sim_delayed sim_delayed; /* a frame waiting for its send time */
 
 typedef struct sim_idset {
     size_t n, cap;
@@ -55,6 +69,9 @@ typedef struct sim_conn {
     const sim_conn_ops *ops;
     void *t;                     /* the transport's handle */
     uint64_t last_event;         /* de-duplication of one event across subscriptions */
+    struct sim_hub *hub;
+    sim_delayed *delayed, *delayed_tail; /* frames with a send time in the future */
+    size_t delayed_bytes;
     struct sim_conn *next, *prev;
 } sim_conn;
 
@@ -77,6 +94,8 @@ struct sim_hub {
     struct sim_sub *subs;
     uint64_t next_serial, event_seq;
     size_t n_conns, n_subs;
+    sim_fault_global faults;     /* the global faults (the per-group ones are in the world) */
+    sim_rng rng;                 /* every random fault decision draws from here */
 };
 
 /* The hub borrows world and auth (the caller frees them after the hub). */
@@ -93,6 +112,22 @@ void sim_hub_tick(sim_hub *h);
 
 /* Sends a JSON frame to one connection (takes the reference). 0 or -1. */
 int sim_hub_send(sim_conn *c, json_t *frame);
+/* The same, not before real time due_ms (monotonic, sim_clock_real_ms). */
+int sim_hub_send_at(sim_conn *c, json_t *frame, int64_t due_ms);
+/* Earliest send time waiting in a delay queue, or -1 if none. */
+int64_t sim_hub_next_due(const sim_hub *h);
+/* Sends every delayed frame whose time has come (also done by sim_hub_tick). */
+void sim_hub_flush_due(sim_hub *h);
+
+/* Drops connections (client_id NULL or "": all). code 0: as a network failure (no close
+ * frame); else a close frame with code and reason. Returns how many. */
+size_t sim_hub_drop_connections(sim_hub *h, const char *client_id, int code,
+                                const char *reason);
+/* Drops one connection as a network failure would (drop_probability). */
+void sim_hub_drop(sim_hub *h, sim_conn *c, const char *why);
+/* Sends the current monitor-lift-status of each lift of a group to its subscribers (after
+ * a mode change, or when the site link comes back). */
+void sim_hub_publish_status(sim_hub *h, int b, int g);
 
 /* Records a request id; false if the connection had already used it. -1 out of memory. */
 int sim_conn_remember_id(sim_conn *c, const char *key);

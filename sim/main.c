@@ -1,9 +1,10 @@
 /* main.c: kone-sim, the project's simulator of KONE's Elevator Call API 2.0.
  *
- * Reads the configuration table (sim.* keys), loads sim.buildings and sim.clients, and
- * serves the token endpoint, the resource list and stream-v2 over TLS on sim.listen:
- * sim.port until SIGINT or SIGTERM, then closes every connection and frees everything
- * (clean under ASan). docs/kone-sim.md describes what it answers and how to make it fail.
+ * Reads the configuration table (sim.* keys), loads sim.buildings and sim.clients, applies
+ * the start-up fault spec sim.faults, and serves the token endpoint, the resource list,
+ * stream-v2 and the /sim/ control endpoint over TLS on sim.listen:sim.port until SIGINT or
+ * SIGTERM, then closes every connection and frees everything (clean under ASan).
+ * docs/kone-sim.md describes what it answers and how to make it fail.
  */
 #include <signal.h>
 #include <stdio.h>
@@ -11,6 +12,7 @@
 
 #include "auth.h"
 #include "building.h"
+#include "control.h"
 #include "hub.h"
 #include "kd_config.h"
 #include "kd_log.h"
@@ -72,6 +74,7 @@ int main(int argc, char **argv)
     sim_auth auth = {0};
     sim_hub *hub = NULL;
     sim_server srv = {0};
+    sim_control ctl = {0};
     int rc = 1;
     if (read_settings(&cfg, &opts, &speed, &ttl, &err) ||
         sim_world_load(&world, kd_config_get(&cfg, "sim.buildings"), &err) ||
@@ -85,6 +88,18 @@ int main(int argc, char **argv)
         kd_error("out of memory");
         goto out;
     }
+    if (sim_control_init(&ctl, hub, ttl, kd_config_get(&cfg, "sim.control_token"))) {
+        kd_error("out of memory");
+        goto out;
+    }
+    const char *spec = kd_config_get(&cfg, "sim.faults");
+    char msg[300];
+    if (spec[0] && sim_control_apply_text(&ctl, spec, "sim.faults", msg, sizeof msg)) {
+        kd_error("sim.faults: %s", msg);
+        rc = 2;
+        goto out;
+    }
+    opts.ctl = &ctl;
     if (sim_server_start(&srv, hub, &auth, &opts, &err)) {
         kd_error("%s", err.msg);
         goto out;
@@ -96,14 +111,17 @@ int main(int argc, char **argv)
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
-    kd_info("kone-sim listening on https://%s:%d (%zu buildings, %zu clients, speed %g)",
-            opts.listen, opts.port, world.n, auth.n_clients, speed);
+    kd_info("kone-sim listening on https://%s:%d (%zu buildings, %zu clients, speed %g, "
+            "control endpoint /sim/ %s)",
+            opts.listen, opts.port, world.n, auth.n_clients, speed,
+            ctl.token ? "with sim.control_token" : "open");
     sim_server_run(&srv);
     kd_info("kone-sim stopping");
     rc = 0;
 out:
     running = NULL;
     sim_server_stop(&srv);
+    sim_control_free(&ctl);
     sim_hub_free(hub);
     sim_auth_free(&auth);
     sim_world_free(&world);

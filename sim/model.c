@@ -403,7 +403,7 @@ static void allocate(sim_model *m, sim_call *c)
     sim_lift_state *best = NULL;
     int64_t best_t = 0;
     const sim_group *g = &bld(m, c->b)->groups[c->g];
-    for (size_t l = 0; l < g->n_lifts; l++) {
+    for (size_t l = 0; l < g->n_lifts && !g->faults.no_lift; l++) {
         sim_lift_state *ls = &m->lifts[m->first[c->b][c->g] + l];
         if (!lift_suits(m, c, ls))
             continue;

@@ -14,7 +14,8 @@
  * being_allocated (at once) → being_served (next allocation step: nearest suitable lift,
  * allocated_lift_deck and eta) → served_soon (the lift heads for the source floor's last
  * segment, or opens its doors there) → served (doors open at the source floor). Or
- * cancelled with a cancel_reason at any point before served. A destination call then rides
+ * cancelled with a cancel_reason at any point before served (NO_LIFT_AVAILABLE at allocation
+ * when no lift suits it, or while the group's faults.no_lift is on). A destination call then rides
  * to its destination (or modified destination for a transfer); that drop-off is not a state.
  *
  * Invariants: a lift's pick[]/drop[] counters equal the pending pickups/drop-offs of the

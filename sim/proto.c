@@ -262,11 +262,20 @@ typedef struct req_ctx {
     const json_t *payload;
     sim_building *b;
     int bi, gi;
+    int64_t received_ms; /* real ms */
+    double u;            /* this request's draw for latency jitter */
+    int64_t due_ms;      /* send time of its answers (injected latency) */
 } req_ctx;
+
+/* Injected latency: the global one until the target group is known, then with the group's. */
+static void set_due(req_ctx *x, const sim_faults *gf)
+{
+    x->due_ms = x->received_ms + sim_fault_delay_ms(&x->h->faults, gf, x->u);
+}
 
 static void answer(req_ctx *x, int status, json_t *data, const char *message)
 {
-    sim_hub_send(x->c, sim_frame_answer(x->c->id, x->rid, status, data, message));
+    sim_hub_send_at(x->c, sim_frame_answer(x->c->id, x->rid, status, data, message), x->due_ms);
 }
 
 static json_t *time_data(const sim_hub *h)
@@ -316,6 +325,7 @@ static bool resolve_target(req_ctx *x)
         answer(x, 404, NULL, msg);
         return false;
     }
+    set_due(x, &x->b->groups[x->gi].faults);
     if (!sim_scopes_allow_group(&x->c->scopes, bid, gid)) {
         answer(x, 403, NULL, "Forbidden: the token has no scope for this group");
         return false;
@@ -331,8 +341,10 @@ static const char *group_id(const req_ctx *x)
 static void send_result(req_ctx *x, const char *type, bool ok, int64_t sid, const char *error)
 {
     const json_t *prid = json_object_get(x->payload, "request_id");
-    sim_hub_send(x->c, sim_frame_call_result(type, x->b->id, group_id(x), prid ? prid : x->rid,
-                                             ok, sid, error));
+    sim_hub_send_at(x->c,
+                    sim_frame_call_result(type, x->b->id, group_id(x), prid ? prid : x->rid, ok,
+                                          sid, error),
+                    x->due_ms);
 }
 
 static void do_action(req_ctx *x)
@@ -567,6 +579,16 @@ static void dispatch(req_ctx *x)
     }
     if (!resolve_target(x))
         return;
+    if (lift) {
+        /* injected errors: the request is answered with the status and never executed */
+        int st = sim_fault_call_status(&x->h->faults, &x->b->groups[x->gi].faults,
+                                       sim_rng_next(&x->h->rng));
+        if (st) {
+            kd_debug("fault: %s %s group %s answered %d", ct, x->b->id, group_id(x), st);
+            answer(x, st, NULL, sim_fault_status_text(st));
+            return;
+        }
+    }
     if (common)
         do_common(x, ct);
     else if (monitor && strcmp(ct, "monitor") == 0)
@@ -585,7 +607,13 @@ void sim_proto_handle(sim_hub *h, sim_conn *c, const char *text, size_t len)
 {
     if (!c->session)
         return; /* taken over by another connection; closing */
-    req_ctx x = {.h = h, .c = c};
+    if (sim_fault_roll(h->faults.drop_probability, sim_rng_next(&h->rng))) {
+        sim_hub_drop(h, c, "drop_probability"); /* the request is lost with the connection */
+        return;
+    }
+    req_ctx x = {.h = h, .c = c, .received_ms = sim_clock_real_ms(&h->clock)};
+    x.u = sim_rng_next(&h->rng);
+    set_due(&x, NULL);
     if (len > SIM_MAX_FRAME) {
         sim_proto_too_large(h, c);
         return;
@@ -634,7 +662,9 @@ void sim_proto_handle(sim_hub *h, sim_conn *c, const char *text, size_t len)
 
 void sim_proto_too_large(sim_hub *h, sim_conn *c)
 {
-    req_ctx x = {.h = h, .c = c};
+    req_ctx x = {.h = h, .c = c, .received_ms = sim_clock_real_ms(&h->clock)};
+    x.u = sim_rng_next(&h->rng);
+    set_due(&x, NULL);
     if (c->session)
         answer(&x, 400, NULL, BAD ": frame larger than 65536 bytes");
 }

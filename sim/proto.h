@@ -11,6 +11,13 @@
  * reused on this connection) → type → building (404) → scope (403) → group (404) → payload
  * validation (400 "Invalid json payload") → site link (a call is accepted but never reaches
  * the site) → group mode → action → areas → direction/destination rules.
+ *
+ * Injected faults (faults.h) come in at three points: before anything, a request may take
+ * its connection down with it (drop_probability); every answer is sent no earlier than the
+ * injected latency (the global one, plus the group's once the group is known); and a
+ * lift-call-api-v2 request, once its group is resolved, may be answered with an injected
+ * status (call_error) instead of being executed. The other faults are group state that the
+ * rules above already read (mode, link, locked areas) or the model reads (no_lift).
  */
 #ifndef SIM_PROTO_H
 #define SIM_PROTO_H

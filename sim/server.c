@@ -19,10 +19,31 @@ static void lws_log_emit(int level, const char *line)
            "%s", msg);
 }
 
+static void on_flush(lws_sorted_usec_list_t *sul)
+{
+    sim_server *s = lws_container_of(sul, sim_server, flush);
+    s->flush_at = 0;
+    sim_hub_flush_due(s->hub);
+    sim_server_arm_flush(s);
+}
+
+void sim_server_arm_flush(sim_server *s)
+{
+    int64_t due = sim_hub_next_due(s->hub);
+    if (due < 0 || s->stop || (s->flush_at && s->flush_at <= due))
+        return;
+    int64_t now = sim_clock_real_ms(&s->hub->clock);
+    s->flush_at = due;
+    lws_sul_cancel(&s->flush);
+    lws_sul_schedule(s->ctx, 0, &s->flush, on_flush,
+                     (lws_usec_t)(due > now ? due - now : 0) * LWS_US_PER_MS);
+}
+
 static void on_tick(lws_sorted_usec_list_t *sul)
 {
     sim_server *s = lws_container_of(sul, sim_server, tick);
     sim_hub_tick(s->hub);
+    sim_server_arm_flush(s);
     int64_t now = sim_clock_real_ms(&s->hub->clock);
     if (now - s->last_sweep_ms >= 1000) {
         s->last_sweep_ms = now;
@@ -40,6 +61,7 @@ int sim_server_start(sim_server *s, sim_hub *hub, sim_auth *auth, const sim_serv
     s->auth = auth;
     s->idle_ms = o->idle_timeout_s * 1000;
     s->max_ms = o->max_conn_s * 1000;
+    s->ctl = o->ctl;
 
     lws_set_log_level(LLL_ERR | LLL_WARN | (kd_log_enabled(KD_LOG_DEBUG) ? LLL_NOTICE : 0),
                       lws_log_emit);
@@ -86,6 +108,7 @@ void sim_server_stop(sim_server *s)
     if (!s->ctx)
         return;
     lws_sul_cancel(&s->tick);
+    lws_sul_cancel(&s->flush);
     lws_context_destroy(s->ctx);
     s->ctx = NULL;
 }

@@ -1,7 +1,8 @@
 /* server: the libwebsockets side of kone-sim: one context, one TLS vhost, two protocols.
  *
- * Protocol "http" (the vhost default) serves the token and resources endpoints and decides
- * WebSocket upgrades (bad token → 401, sub-protocol other than koneapi → 400); protocol
+ * Protocol "http" (the vhost default) serves the token and resources endpoints and the /sim/
+ * control endpoint, and decides WebSocket upgrades (bad token → 401, sub-protocol other
+ * than koneapi → 400, injected refusals); protocol
  * "koneapi" carries stream-v2. All of it runs on the one lws service thread: the model tick
  * is an lws_sul timer on that thread too, so the hub needs no locks. Other threads (the
  * signal handler) only set `stop` and wake the loop with lws_cancel_service.
@@ -14,6 +15,7 @@
 #include <stdint.h>
 
 #include "auth.h"
+#include "control.h"
 #include "hub.h"
 #include "kd_err.h"
 
@@ -27,6 +29,7 @@ typedef struct sim_server_opts {
     int port;
     const char *cert, *key;
     int64_t idle_timeout_s, max_conn_s;
+    sim_control *ctl;           /* the /sim/ control endpoint */
 } sim_server_opts;
 
 typedef struct sim_server {
@@ -34,7 +37,10 @@ typedef struct sim_server {
     sim_hub *hub;
     sim_auth *auth;
     int64_t idle_ms, max_ms;
+    sim_control *ctl;
     lws_sorted_usec_list_t tick;
+    lws_sorted_usec_list_t flush; /* fires when the next delayed frame is due */
+    int64_t flush_at;             /* real ms it is armed for, 0 when not armed */
     int64_t last_sweep_ms;
     struct sim_ws *conns;
     volatile sig_atomic_t stop;
@@ -44,6 +50,8 @@ int sim_server_start(sim_server *s, sim_hub *hub, sim_auth *auth, const sim_serv
                      kd_err *err);
 /* Runs the service loop until s->stop is set. */
 void sim_server_run(sim_server *s);
+/* (Re)arms the timer sending frames held back by injected latency (after new ones queued). */
+void sim_server_arm_flush(sim_server *s);
 /* Closes every connection and destroys the context. */
 void sim_server_stop(sim_server *s);
 

@@ -12,6 +12,7 @@
  */
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "kd_log.h"
 #include "proto.h"
@@ -34,6 +35,7 @@ typedef struct sim_ws {
     bool rx_overflow, rx_binary;
     int64_t opened_ms, last_rx_ms;
     bool closing;
+    bool dropped; /* injected drop: no close frame */
     int close_code;
     char close_reason[64];
     char token[SIM_TOKEN_LEN + 1];
@@ -83,7 +85,18 @@ static int queue_send(void *t, const char *text, size_t len)
     return 0;
 }
 
-static const sim_conn_ops ws_ops = {queue_send, request_close};
+/* An injected network failure: the socket is shut down under TLS and WebSocket, so the
+ * client sees the stream end without a close frame (1006 on its side). */
+static void drop_now(void *t)
+{
+    sim_ws *w = t;
+    w->closing = true;
+    w->dropped = true;
+    shutdown(lws_get_socket_fd(w->wsi), SHUT_RDWR);
+    lws_callback_on_writable(w->wsi);
+}
+
+static const sim_conn_ops ws_ops = {queue_send, request_close, drop_now};
 
 static void free_queue(sim_ws *w)
 {
@@ -98,6 +111,8 @@ static void free_queue(sim_ws *w)
 
 static int on_writeable(sim_ws *w)
 {
+    if (w->dropped)
+        return -1;
     if (w->head) {
         qframe *f = w->head;
         int n = lws_write(w->wsi, f->buf + LWS_PRE, f->len, LWS_WRITE_TEXT);
@@ -153,6 +168,7 @@ static int on_receive(sim_ws *w, const void *in, size_t len)
     else
         sim_proto_handle(s->hub, w->conn, w->rx, w->rx_len);
     w->rx_len = 0;
+    sim_server_arm_flush(s);
     return 0;
 }
 
@@ -212,7 +228,8 @@ int sim_stream_callback(struct lws *wsi, enum lws_callback_reasons reason, void 
     case LWS_CALLBACK_CLOSED:
         if (w->conn) {
             kd_info("connection %s closed%s%s", w->conn->id, w->closing ? ": " : "",
-                    w->closing ? w->close_reason : "");
+                    w->dropped ? "dropped (fault injection)"
+                               : w->closing ? w->close_reason : "");
             sim_hub_conn_closed(s->hub, w->conn);
             w->conn = NULL;
             unlink_ws(s, w);

@@ -82,6 +82,8 @@ static const kd_config_key kd_keys[] = {
     {"sim.token_ttl_s", "3600", S, false, "Lifetime of the tokens kone-sim issues."},
     {"sim.idle_timeout_s", "60", S, false, "Close a WebSocket after this many idle seconds, as KONE does."},
     {"sim.max_conn_s", "7200", S, false, "Close every WebSocket after this many seconds, as KONE does."},
+    {"sim.faults", "", S, false, "Fault injection spec applied at start: the JSON that POST /sim/faults takes (docs/kone-sim.md)."},
+    {"sim.control_token", "", S, true, "Bearer token the /sim/ control endpoint requires (secret; also KD_SIM_CONTROL_TOKEN_FILE; empty: no check)."},
 };
 
 #undef W

@@ -1,0 +1,247 @@
+/* control.c: the /sim/ endpoint and fault changes with their side effects (control.h). */
+#include "control.h"
+
+#include <openssl/crypto.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kd_log.h"
+
+int sim_control_init(sim_control *c, sim_hub *h, int64_t base_ttl_s, const char *token)
+{
+    memset(c, 0, sizeof *c);
+    c->hub = h;
+    c->base_ttl_s = base_ttl_s;
+    c->base = malloc(sizeof *c->base);
+    if (!c->base)
+        return KD_ERR_NOMEM;
+    sim_fault_global none = {0};
+    sim_fault_state_get(c->base, h->world, &none);
+    if (token && token[0] && !(c->token = strdup(token))) {
+        free(c->base);
+        c->base = NULL;
+        return KD_ERR_NOMEM;
+    }
+    return 0;
+}
+
+void sim_control_free(sim_control *c)
+{
+    if (c->token)
+        explicit_bzero(c->token, strlen(c->token));
+    free(c->token);
+    free(c->base);
+    c->token = NULL;
+    c->base = NULL;
+}
+
+typedef struct log_ctx {
+    const char *origin;
+} log_ctx;
+
+static void log_line(void *arg, const char *text)
+{
+    const log_ctx *l = arg;
+    kd_info("fault %s (%s)", text, l->origin);
+}
+
+/* Installs `next` (old is the state it replaces): world, hub, token lifetime, logs, and the
+ * lift status events a mode change or a returning site link causes. */
+static void install(sim_control *c, const sim_fault_state *old, const sim_fault_state *next,
+                    const char *origin)
+{
+    sim_hub *h = c->hub;
+    sim_fault_state_put(next, h->world, &h->faults);
+    h->auth->ttl_s = next->global.token_ttl_s ? next->global.token_ttl_s : c->base_ttl_s;
+    log_ctx l = {origin};
+    if (sim_fault_diff(old, next, h->world, log_line, &l) == 0)
+        kd_info("fault state unchanged (%s)", origin);
+    for (size_t b = 0; b < h->world->n; b++)
+        for (size_t g = 0; g < h->world->b[b]->n_groups; g++) {
+            const sim_faults *o = &old->group[b][g], *n = &next->group[b][g];
+            if (!n->link_down && (o->mode != n->mode || o->link_down))
+                sim_hub_publish_status(h, (int)b, (int)g);
+        }
+}
+
+int sim_control_apply(sim_control *c, const json_t *spec, const char *origin, char *msg,
+                      size_t msg_len)
+{
+    sim_fault_state *old = malloc(sizeof *old), *next = malloc(sizeof *next);
+    int rc = -1;
+    if (!old || !next) {
+        snprintf(msg, msg_len, "out of memory");
+        goto out;
+    }
+    sim_fault_state_get(old, c->hub->world, &c->hub->faults);
+    *next = *old;
+    bool has_seed = false;
+    uint64_t seed = 0;
+    if (sim_fault_merge(next, c->hub->world, spec, msg, msg_len, &has_seed, &seed))
+        goto out;
+    if (has_seed) {
+        sim_rng_seed(&c->hub->rng, seed);
+        kd_info("fault seed %llu (%s)", (unsigned long long)seed, origin);
+    }
+    install(c, old, next, origin);
+    rc = 0;
+out:
+    free(old);
+    free(next);
+    return rc;
+}
+
+int sim_control_apply_text(sim_control *c, const char *text, const char *origin, char *msg,
+                           size_t msg_len)
+{
+    json_error_t je;
+    json_t *spec = json_loads(text, JSON_REJECT_DUPLICATES, &je);
+    if (!spec) {
+        snprintf(msg, msg_len, "not JSON: %s (at character %d)", je.text, je.position);
+        return -1;
+    }
+    int rc = sim_control_apply(c, spec, origin, msg, msg_len);
+    json_decref(spec);
+    return rc;
+}
+
+void sim_control_reset(sim_control *c, const char *origin)
+{
+    sim_fault_state *old = malloc(sizeof *old);
+    if (!old) { /* cannot log the diff; reset anyway */
+        sim_fault_state_put(c->base, c->hub->world, &c->hub->faults);
+        c->hub->auth->ttl_s = c->base_ttl_s;
+        return;
+    }
+    sim_fault_state_get(old, c->hub->world, &c->hub->faults);
+    install(c, old, c->base, origin);
+    free(old);
+}
+
+/* ---- the endpoint ---- */
+
+static int fail(json_t **answer, int status, const char *msg)
+{
+    *answer = json_pack("{s:s}", "message", msg);
+    return status;
+}
+
+static int state_answer(sim_control *c, json_t **answer)
+{
+    sim_fault_state *s = malloc(sizeof *s);
+    if (!s)
+        return fail(answer, 500, "out of memory");
+    sim_fault_state_get(s, c->hub->world, &c->hub->faults);
+    *answer = sim_fault_state_json(s, c->hub->world);
+    free(s);
+    return *answer ? 200 : fail(answer, 500, "out of memory");
+}
+
+static bool authorized(const sim_control *c, const char *authorization)
+{
+    if (!c->token)
+        return true;
+    if (!authorization || strncasecmp(authorization, "Bearer ", 7) != 0)
+        return false;
+    const char *v = authorization + 7;
+    size_t n = strlen(v), tl = strlen(c->token);
+    return n == tl && CRYPTO_memcmp(v, c->token, n) == 0;
+}
+
+static json_t *parse_body(const char *body, size_t len, char *msg, size_t msg_len)
+{
+    json_error_t je;
+    json_t *o = len ? json_loadb(body, len, JSON_REJECT_DUPLICATES, &je) : NULL;
+    if (!json_is_object(o)) {
+        if (o || !len)
+            snprintf(msg, msg_len, "the body must be a JSON object");
+        else
+            snprintf(msg, msg_len, "the body is not JSON: %s (at character %d)", je.text,
+                     je.position);
+        json_decref(o);
+        return NULL;
+    }
+    return o;
+}
+
+/* {"client_id": "...", "code": 1000..4999, "reason": "..."}, all optional; no code: the
+ * connections are dropped without a close frame. */
+static int drop_connections(sim_control *c, const char *body, size_t len, json_t **answer)
+{
+    char msg[200];
+    json_t *o = len ? parse_body(body, len, msg, sizeof msg) : json_object();
+    if (!o)
+        return fail(answer, 400, msg);
+    const json_t *cid = json_object_get(o, "client_id"), *code = json_object_get(o, "code"),
+                 *reason = json_object_get(o, "reason");
+    const char *k;
+    const json_t *v;
+    int status = 0;
+    json_object_foreach(o, k, v)
+    {
+        if (strcmp(k, "client_id") && strcmp(k, "code") && strcmp(k, "reason")) {
+            status = fail(answer, 400, "unknown field; drop-connections takes client_id, code "
+                                       "and reason");
+            break;
+        }
+    }
+    if (!status && cid && !json_is_string(cid))
+        status = fail(answer, 400, "client_id: must be a string");
+    int64_t cv = json_integer_value(code);
+    if (!status && code && !json_is_null(code) &&
+        (!json_is_integer(code) || (cv != 0 && (cv < 1000 || cv > 4999 || cv == 1005 ||
+                                               cv == 1006 || cv == 1015))))
+        status = fail(answer, 400, "code: must be a close code 1000..4999 that may be sent "
+                                   "(not 1005, 1006, 1015), or 0 for no close frame");
+    if (!status && reason && (!json_is_string(reason) || json_string_length(reason) > 60))
+        status = fail(answer, 400, "reason: must be a string of at most 60 bytes");
+    if (!status) {
+        size_t n = sim_hub_drop_connections(c->hub, json_string_value(cid), (int)cv,
+                                            reason ? json_string_value(reason)
+                                                   : "Connection closed by kone-sim");
+        kd_info("fault drop-connections: %zu connection%s%s%s", n, n == 1 ? "" : "s",
+                cid ? " of client " : "", cid ? json_string_value(cid) : "");
+        *answer = json_pack("{s:I}", "dropped", (json_int_t)n);
+        status = *answer ? 200 : fail(answer, 500, "out of memory");
+    }
+    json_decref(o);
+    return status;
+}
+
+int sim_control_request(sim_control *c, const char *method, const char *path,
+                        const char *authorization, const char *body, size_t body_len,
+                        json_t **answer)
+{
+    *answer = NULL;
+    bool get = strcmp(method, "GET") == 0, post = strcmp(method, "POST") == 0;
+    bool faults = strcmp(path, "/sim/faults") == 0,
+         reset = strcmp(path, "/sim/faults/reset") == 0,
+         drop = strcmp(path, "/sim/drop-connections") == 0;
+    if (!faults && !reset && !drop)
+        return fail(answer, 404, "Not found: the control endpoint has /sim/faults, "
+                                 "/sim/faults/reset and /sim/drop-connections");
+    if (!authorized(c, authorization))
+        return fail(answer, 401, "Unauthorized: Authorization: Bearer <sim.control_token> "
+                                 "required");
+    if (faults && get)
+        return state_answer(c, answer);
+    if (!post)
+        return fail(answer, 405, faults ? "Method not allowed: GET or POST"
+                                        : "Method not allowed: POST");
+    if (drop)
+        return drop_connections(c, body, body_len, answer);
+    if (reset) {
+        sim_control_reset(c, "POST /sim/faults/reset");
+        return state_answer(c, answer);
+    }
+    char msg[300];
+    json_t *spec = parse_body(body, body_len, msg, sizeof msg);
+    if (!spec)
+        return fail(answer, 400, msg);
+    int rc = sim_control_apply(c, spec, "POST /sim/faults", msg, sizeof msg);
+    json_decref(spec);
+    if (rc)
+        return fail(answer, 400, msg);
+    return state_answer(c, answer);
+}
