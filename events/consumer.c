@@ -1,0 +1,189 @@
+/* consumer.c: a librdkafka consumer reading every partition of one topic.
+ *
+ * kone-events is a reader for people and scripts. Without a named group it joins a fresh
+ * random group that never commits, so each run reads independently and leaves no offsets
+ * behind that could hide events from the next run. With a named group it auto-commits,
+ * like any consumer, so a reader can resume.
+ *
+ * The time of the first assignment is kept because the idle timeout counts from it: a
+ * group join takes seconds (the broker's initial rebalance delay), and that wait must
+ * not count as "no new events".
+ */
+#include "consumer.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <unistd.h>
+
+#include "kd_log.h"
+#include "kd_run.h"
+
+struct kev_consumer {
+    rd_kafka_t *rk;
+    int64_t assigned_at;
+};
+
+static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t e,
+                         rd_kafka_topic_partition_list_t *parts, void *opaque)
+{
+    kev_consumer *c = opaque;
+    bool coop = strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE") == 0;
+    rd_kafka_error_t *ce = NULL;
+    rd_kafka_resp_err_t ee = RD_KAFKA_RESP_ERR_NO_ERROR;
+    if (e == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+        kd_debug("kafka: assigned %d partitions", parts->cnt);
+        if (coop)
+            ce = rd_kafka_incremental_assign(rk, parts);
+        else
+            ee = rd_kafka_assign(rk, parts);
+        if (c->assigned_at == 0)
+            c->assigned_at = kd_mono_us();
+    } else {
+        if (coop)
+            ce = rd_kafka_incremental_unassign(rk, parts);
+        else
+            ee = rd_kafka_assign(rk, NULL);
+    }
+    if (ce) {
+        kd_warn("kafka: rebalance: %s", rd_kafka_error_string(ce));
+        rd_kafka_error_destroy(ce);
+    } else if (ee) {
+        kd_warn("kafka: rebalance: %s", rd_kafka_err2str(ee));
+    }
+}
+
+static void on_error(rd_kafka_t *rk, int code, const char *reason, void *opaque)
+{
+    (void)rk;
+    (void)opaque;
+    kd_warn("kafka: %s: %s", rd_kafka_err2name((rd_kafka_resp_err_t)code), reason);
+}
+
+static void on_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
+{
+    (void)rk;
+    kd_log_level l = level <= 4 ? KD_LOG_WARN : level <= 6 ? KD_LOG_INFO : KD_LOG_DEBUG;
+    if (strcmp(fac, "FAIL") == 0)  /* repeats what on_error reports */
+        l = KD_LOG_DEBUG;
+    kd_log(l, NULL, "kafka %s: %s", fac, buf);
+}
+
+static void random_group(char *buf, size_t len)
+{
+    unsigned char r[8] = {0};
+    if (getrandom(r, sizeof r, 0) != (ssize_t)sizeof r) {
+        int64_t t = kd_now_us();
+        memcpy(r, &t, sizeof r);
+    }
+    snprintf(buf, len, "kone-events-%d-%02x%02x%02x%02x%02x%02x%02x%02x", (int)getpid(), r[0],
+             r[1], r[2], r[3], r[4], r[5], r[6], r[7]);
+}
+
+static int set(rd_kafka_conf_t *conf, const char *name, const char *value, kd_err *err)
+{
+    char why[512];
+    if (rd_kafka_conf_set(conf, name, value, why, sizeof why) == RD_KAFKA_CONF_OK)
+        return 0;
+    /* librdkafka's text quotes the value; name the property only */
+    return kd_err_set(err, KD_ERR_INVALID, "kafka: librdkafka refused property %s", name);
+}
+
+static int build_conf(rd_kafka_conf_t *conf, const kev_options *o, kd_err *err)
+{
+    char group[64];
+    bool named = o->group && o->group[0];
+    if (!named)
+        random_group(group, sizeof group);
+    const char *props[][2] = {
+        {"bootstrap.servers", o->brokers},
+        {"client.id", "kone-events"},
+        {"group.id", named ? o->group : group},
+        {"enable.auto.commit", named ? "true" : "false"},
+        {"auto.offset.reset", o->from_beginning ? "earliest" : "latest"},
+    };
+    for (size_t i = 0; i < sizeof props / sizeof props[0]; i++) {
+        int rc = set(conf, props[i][0], props[i][1], err);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+static int subscribe(kev_consumer *c, const char *topic, kd_err *err)
+{
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+    if (!l)
+        return kd_err_set(err, KD_ERR_NOMEM, "out of memory");
+    rd_kafka_topic_partition_list_add(l, topic, RD_KAFKA_PARTITION_UA);
+    rd_kafka_resp_err_t e = rd_kafka_subscribe(c->rk, l);
+    rd_kafka_topic_partition_list_destroy(l);
+    if (e)
+        return kd_err_set(err, KD_ERR_IO, "kafka: cannot subscribe to %s: %s", topic,
+                          rd_kafka_err2str(e));
+    return 0;
+}
+
+int kev_consumer_new(kev_consumer **out, const kev_options *o, kd_err *err)
+{
+    *out = NULL;
+    if (!o->brokers || !o->brokers[0])
+        return kd_err_set(err, KD_ERR_INVALID, "kafka.brokers: must not be empty");
+    if (!o->topic || !o->topic[0])
+        return kd_err_set(err, KD_ERR_INVALID, "events.topic: must not be empty");
+    kev_consumer *c = calloc(1, sizeof *c);
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    if (!c || !conf) {
+        free(c);
+        if (conf)
+            rd_kafka_conf_destroy(conf);
+        return kd_err_set(err, KD_ERR_NOMEM, "out of memory");
+    }
+    int rc = build_conf(conf, o, err);
+    if (rc) {
+        rd_kafka_conf_destroy(conf);
+        free(c);
+        return rc;
+    }
+    rd_kafka_conf_set_opaque(conf, c);
+    rd_kafka_conf_set_rebalance_cb(conf, on_rebalance);
+    rd_kafka_conf_set_error_cb(conf, on_error);
+    rd_kafka_conf_set_log_cb(conf, on_log);
+    char why[512];
+    c->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, why, sizeof why);
+    if (!c->rk) {
+        rd_kafka_conf_destroy(conf);
+        free(c);
+        return kd_err_set(err, KD_ERR_INVALID, "kafka: cannot create the consumer");
+    }
+    rd_kafka_poll_set_consumer(c->rk);  /* callbacks are served by consumer_poll */
+    if ((rc = subscribe(c, o->topic, err))) {
+        rd_kafka_destroy(c->rk);
+        free(c);
+        return rc;
+    }
+    *out = c;
+    return 0;
+}
+
+rd_kafka_message_t *kev_consumer_poll(kev_consumer *c, int timeout_ms)
+{
+    return rd_kafka_consumer_poll(c->rk, timeout_ms);
+}
+
+int64_t kev_consumer_assigned_at(const kev_consumer *c)
+{
+    return c->assigned_at;
+}
+
+void kev_consumer_close(kev_consumer *c)
+{
+    if (!c)
+        return;
+    rd_kafka_resp_err_t e = rd_kafka_consumer_close(c->rk);
+    if (e)
+        kd_warn("kafka: closing the consumer: %s", rd_kafka_err2str(e));
+    rd_kafka_destroy(c->rk);
+    free(c);
+}

@@ -1,0 +1,455 @@
+/* event.c: the result and call-state events (see kd_event.h; docs/events.md is the contract).
+ *
+ * Encoding is on the worker's per-job hot path, so events are packed straight into the
+ * caller's sbuffer with msgpack_pack_*: no intermediate object tree, no allocation other
+ * than the sbuffer's own growth. Every key of the contract is always present; a value the
+ * worker does not know is nil, never a made-up zero or "", so analysts can tell "unknown"
+ * from "zero". The only failure is the sbuffer failing to grow; the sbuffer is then put
+ * back to its size on entry, so a caller never ships half an event.
+ *
+ * kd_msgpack_to_json is the reverse direction for tools (kone-events): it must turn *any*
+ * msgpack object into JSON and never refuse one for its content, only on allocation
+ * failure. Invalid UTF-8 is repaired with U+FFFD, bytes become base64, non-string map keys
+ * are stringified.
+ */
+#include "kd_event.h"
+
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/evp.h>
+
+/* ---- packing helpers ----
+ * Each returns msgpack's 0 / -1. Callers chain them with ||, never |: || evaluates left to
+ * right (the order of the bytes) and stops at the first failure. */
+
+#define PACK_KEY(pk, lit) pack_strn((pk), (lit), sizeof(lit) - 1)
+
+static int pack_strn(msgpack_packer *pk, const char *s, size_t n)
+{
+    return msgpack_pack_str(pk, n) || msgpack_pack_str_body(pk, s, n);
+}
+
+/* A fixed-size char array from a struct: "" is nil. strnlen bounds the read even if a
+ * buggy writer left the array unterminated. */
+static int pack_str_or_nil(msgpack_packer *pk, const char *s, size_t cap)
+{
+    size_t n = s ? strnlen(s, cap) : 0;
+    if (n == 0)
+        return msgpack_pack_nil(pk);
+    return pack_strn(pk, s, n);
+}
+
+static int pack_int_or_nil(msgpack_packer *pk, bool known, int64_t v)
+{
+    return known ? msgpack_pack_int64(pk, v) : msgpack_pack_nil(pk);
+}
+
+/* µs timestamps from kd_run: 0 means "did not happen / unknown". */
+static int pack_ms_from_us(msgpack_packer *pk, int64_t us)
+{
+    return pack_int_or_nil(pk, us > 0, us / 1000);
+}
+
+static int pack_cstr_or_nil(msgpack_packer *pk, const char *s)
+{
+    return pack_str_or_nil(pk, s, s ? strlen(s) : 0);
+}
+
+static const char *failure_name(kd_failure_class f)
+{
+    switch (f) {
+    case KD_FAIL_FINAL: return "final";
+    case KD_FAIL_TRANSIENT: return "transient";
+    case KD_FAIL_UNDECODABLE: return "undecodable";
+    case KD_FAIL_NONE: break;
+    }
+    return NULL;
+}
+
+static bool op_known(kd_op op)
+{
+    return op == KD_OP_CALL || op == KD_OP_CANCEL || op == KD_OP_HOLD_OPEN;
+}
+
+/* Undoes a partial append: the sbuffer only grows at its end, so resetting size is enough. */
+static int pack_failed(msgpack_sbuffer *sb, size_t start, kd_err *err, const char *what)
+{
+    sb->size = start;
+    return kd_err_set(err, KD_ERR_NOMEM, "%s: out of memory while encoding", what);
+}
+
+/* ---- result event ---- */
+
+#define RESULT_KEYS 18  /* pairs packed below; the tests decode and count them */
+
+/* The error is there when the run has an error code: every failure path sets one. A
+ * message without a code is only a note on a success ("call accepted") and is left out. */
+static int pack_error(msgpack_packer *pk, const kd_run *run)
+{
+    size_t nc = strnlen(run->error_code, sizeof run->error_code);
+    size_t nm = strnlen(run->error_message, sizeof run->error_message);
+    if (nc == 0)
+        return msgpack_pack_nil(pk);
+    return msgpack_pack_map(pk, 2) || PACK_KEY(pk, "code") ||
+           pack_str_or_nil(pk, run->error_code, nc) || PACK_KEY(pk, "message") ||
+           pack_str_or_nil(pk, run->error_message, nm);
+}
+
+static int pack_op(msgpack_packer *pk, kd_op op)
+{
+    return op_known(op) ? pack_cstr_or_nil(pk, kd_op_name(op)) : msgpack_pack_nil(pk);
+}
+
+/* The job-derived fields. An invalid job may be partly filled: only what decode could
+ * read is non-empty/non-zero, and that is exactly what gets a value. */
+static int pack_result_job(msgpack_packer *pk, const kd_job *job)
+{
+    return PACK_KEY(pk, "job_id") || pack_str_or_nil(pk, job->job_id, sizeof job->job_id) ||
+           PACK_KEY(pk, "op") || pack_op(pk, job->op) || PACK_KEY(pk, "building_id") ||
+           pack_str_or_nil(pk, job->building_id, sizeof job->building_id) ||
+           PACK_KEY(pk, "group_id") || pack_str_or_nil(pk, job->group_id, sizeof job->group_id);
+}
+
+int kd_event_encode_result(const kd_run *run, const char *worker, msgpack_sbuffer *sb, kd_err *err)
+{
+    if (!run || !sb)
+        return kd_err_set(err, KD_ERR_INTERNAL, "result event: NULL run or buffer");
+    if (run->outcome == KD_OUTCOME_NONE)
+        return kd_err_set(err, KD_ERR_INTERNAL,
+                          "result event: job %.64s has no outcome yet (programming error)",
+                          run->job.job_id);
+    const char *failure = failure_name(run->failure);
+    size_t start = sb->size;
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
+
+    int rc = msgpack_pack_map(&pk, RESULT_KEYS);
+    rc = rc || PACK_KEY(&pk, "v") || msgpack_pack_int(&pk, KD_EVENT_VERSION);
+    rc = rc || pack_result_job(&pk, &run->job);
+    rc = rc || PACK_KEY(&pk, "outcome") || pack_cstr_or_nil(&pk, kd_outcome_name(run->outcome));
+    rc = rc || PACK_KEY(&pk, "kone_status") || msgpack_pack_int(&pk, run->kone_status);
+    rc = rc || PACK_KEY(&pk, "session_id") ||
+         pack_int_or_nil(&pk, run->session_id != 0, run->session_id);
+    rc = rc || PACK_KEY(&pk, "error") || pack_error(&pk, run);
+    rc = rc || PACK_KEY(&pk, "attempt") || msgpack_pack_int(&pk, run->attempt);
+    rc = rc || PACK_KEY(&pk, "worker") || pack_cstr_or_nil(&pk, worker);
+    rc = rc || PACK_KEY(&pk, "created_at") ||
+         pack_int_or_nil(&pk, run->job.created_at > 0, run->job.created_at);
+    rc = rc || PACK_KEY(&pk, "started_at") || pack_ms_from_us(&pk, run->started_us);
+    rc = rc || PACK_KEY(&pk, "finished_at") || pack_ms_from_us(&pk, run->finished_us);
+    rc = rc || PACK_KEY(&pk, "kone_rtt_us") ||
+         pack_int_or_nil(&pk, run->kone_rtt_us > 0, run->kone_rtt_us);
+    rc = rc || PACK_KEY(&pk, "trace_id") ||
+         pack_str_or_nil(&pk, run->job.trace_id, sizeof run->job.trace_id);
+    rc = rc || PACK_KEY(&pk, "redelivered") ||
+         (run->redelivered ? msgpack_pack_true(&pk) : msgpack_pack_false(&pk));
+    rc = rc || PACK_KEY(&pk, "failure") || pack_cstr_or_nil(&pk, failure);
+    if (rc)
+        return pack_failed(sb, start, err, "result event");
+    return 0;
+}
+
+/* ---- call-state event ---- */
+
+#define CALL_KEYS 15
+
+static int pack_decks(msgpack_packer *pk, const kd_call_event *ev)
+{
+    if (ev->n_decks == 0)
+        return msgpack_pack_nil(pk);
+    int rc = msgpack_pack_array(pk, ev->n_decks);
+    for (size_t i = 0; i < ev->n_decks; i++)
+        rc = rc || msgpack_pack_int64(pk, ev->allocated_lift_deck[i]);
+    return rc;
+}
+
+/* job_id, building_id, group_id of the tracked job; all nil without a run. */
+static int pack_call_job(msgpack_packer *pk, const kd_run *run)
+{
+    static const kd_job none;  /* all fields empty: packs as nil */
+    const kd_job *job = run ? &run->job : &none;
+    return PACK_KEY(pk, "job_id") || pack_str_or_nil(pk, job->job_id, sizeof job->job_id) ||
+           PACK_KEY(pk, "building_id") ||
+           pack_str_or_nil(pk, job->building_id, sizeof job->building_id) ||
+           PACK_KEY(pk, "group_id") || pack_str_or_nil(pk, job->group_id, sizeof job->group_id);
+}
+
+int kd_event_encode_call(const kd_call_event *ev, const char *worker, msgpack_sbuffer *sb,
+                         kd_err *err)
+{
+    if (!ev || !sb)
+        return kd_err_set(err, KD_ERR_INTERNAL, "call event: NULL event or buffer");
+    if (ev->n_decks > KD_EVENT_MAX_DECKS)
+        return kd_err_set(err, KD_ERR_INVALID, "call event: %zu allocated decks, at most %d",
+                          ev->n_decks, KD_EVENT_MAX_DECKS);
+    const kd_run *run = ev->run;
+    size_t start = sb->size;
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
+
+    int rc = msgpack_pack_map(&pk, CALL_KEYS);
+    rc = rc || PACK_KEY(&pk, "v") || msgpack_pack_int(&pk, KD_EVENT_VERSION);
+    rc = rc || pack_call_job(&pk, run);
+    rc = rc || PACK_KEY(&pk, "session_id") ||
+         pack_int_or_nil(&pk, ev->session_id != 0, ev->session_id);
+    rc = rc || PACK_KEY(&pk, "state") || pack_str_or_nil(&pk, ev->state, sizeof ev->state);
+    rc = rc || PACK_KEY(&pk, "allocated_lift_deck") || pack_decks(&pk, ev);
+    rc = rc || PACK_KEY(&pk, "eta") || pack_str_or_nil(&pk, ev->eta, sizeof ev->eta);
+    rc = rc || PACK_KEY(&pk, "cancel_reason") ||
+         pack_str_or_nil(&pk, ev->cancel_reason, sizeof ev->cancel_reason);
+    rc = rc || PACK_KEY(&pk, "modified_destination") ||
+         pack_int_or_nil(&pk, ev->has_modified_destination, ev->modified_destination);
+    rc = rc || PACK_KEY(&pk, "modified_reason") ||
+         pack_str_or_nil(&pk, ev->modified_reason, sizeof ev->modified_reason);
+    rc = rc || PACK_KEY(&pk, "time") || pack_str_or_nil(&pk, ev->kone_time, sizeof ev->kone_time);
+    rc = rc || PACK_KEY(&pk, "received_at") || pack_ms_from_us(&pk, ev->received_us);
+    rc = rc || PACK_KEY(&pk, "worker") || pack_cstr_or_nil(&pk, worker);
+    rc = rc || PACK_KEY(&pk, "trace_id") ||
+         (run ? pack_str_or_nil(&pk, run->job.trace_id, sizeof run->job.trace_id)
+              : msgpack_pack_nil(&pk));
+    if (rc)
+        return pack_failed(sb, start, err, "call event");
+    return 0;
+}
+
+/* ---- msgpack → JSON ---- */
+
+/* msgpack_unpack already stops far earlier; this guards hand-built objects */
+#define JSON_MAX_DEPTH 128
+
+/* Length of the valid UTF-8 sequence at s (RFC 3629: no overlongs, no surrogates,
+ * nothing above U+10FFFF), or 0 if the bytes there are not one. */
+static size_t utf8_seq_len(const unsigned char *s, size_t n)
+{
+    unsigned char c = s[0];
+    if (c < 0x80)
+        return 1;
+    size_t len;
+    unsigned char lo = 0x80, hi = 0xBF;
+    if (c >= 0xC2 && c <= 0xDF) {
+        len = 2;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+        len = 3;
+        if (c == 0xE0)
+            lo = 0xA0;  /* overlong */
+        if (c == 0xED)
+            hi = 0x9F;  /* surrogates */
+    } else if (c >= 0xF0 && c <= 0xF4) {
+        len = 4;
+        if (c == 0xF0)
+            lo = 0x90;  /* overlong */
+        if (c == 0xF4)
+            hi = 0x8F;  /* > U+10FFFF */
+    } else {
+        return 0;
+    }
+    if (n < len || s[1] < lo || s[1] > hi)
+        return 0;
+    for (size_t i = 2; i < len; i++)
+        if (s[i] < 0x80 || s[i] > 0xBF)
+            return 0;
+    return len;
+}
+
+/* Copies s into a new buffer, each byte that starts no valid sequence replaced by U+FFFD.
+ * Returns NULL on allocation failure; *out_len gets the length. */
+static char *utf8_repair(const char *s, size_t n, size_t *out_len)
+{
+    if (n > (SIZE_MAX - 1) / 3)
+        return NULL;
+    char *out = malloc(n * 3 + 1);  /* worst case: every byte replaced by 3 */
+    if (!out)
+        return NULL;
+    const unsigned char *p = (const unsigned char *)s;
+    size_t o = 0;
+    for (size_t i = 0; i < n;) {
+        size_t l = utf8_seq_len(p + i, n - i);
+        if (l == 0) {
+            memcpy(out + o, "\xEF\xBF\xBD", 3);
+            o += 3;
+            i++;
+        } else {
+            memcpy(out + o, p + i, l);
+            o += l;
+            i += l;
+        }
+    }
+    out[o] = '\0';
+    *out_len = o;
+    return out;
+}
+
+static json_t *json_from_str(const char *s, size_t n)
+{
+    json_t *j = json_stringn(s, n);  /* validates UTF-8; NULL if invalid (or no memory) */
+    if (j)
+        return j;
+    size_t rn;
+    char *fixed = utf8_repair(s, n, &rn);
+    if (!fixed)
+        return NULL;
+    j = json_stringn(fixed, rn);
+    free(fixed);
+    return j;
+}
+
+/* Standard base64 with padding (OpenSSL), encoded in chunks so that sizes beyond int
+ * never reach EVP_EncodeBlock. Chunks are multiples of 3 bytes, so they concatenate. */
+static char *base64(const void *buf, size_t n, size_t *out_len)
+{
+    if (n >= SIZE_MAX / 2)
+        return NULL;
+    size_t cap = (n + 2) / 3 * 4 + 1;
+    char *out = malloc(cap);
+    if (!out)
+        return NULL;
+    const unsigned char *p = buf;
+    size_t o = 0;
+    const size_t chunk = 3 * 16384;
+    for (size_t i = 0; i < n; i += chunk) {
+        size_t m = n - i < chunk ? n - i : chunk;
+        o += (size_t)EVP_EncodeBlock((unsigned char *)out + o, p + i, (int)m);
+    }
+    out[o] = '\0';
+    *out_len = o;
+    return out;
+}
+
+static json_t *json_base64(const void *buf, size_t n)
+{
+    size_t len;
+    char *b = base64(buf, n, &len);
+    if (!b)
+        return NULL;
+    json_t *j = json_stringn(b, len);
+    free(b);
+    return j;
+}
+
+/* uint64 above INT64_MAX does not fit jansson's integer: a decimal string keeps it exact. */
+static json_t *json_from_uint(uint64_t u)
+{
+    if (u <= (uint64_t)INT64_MAX)
+        return json_integer((json_int_t)u);
+    char buf[24];
+    int n = snprintf(buf, sizeof buf, "%llu", (unsigned long long)u);
+    return json_stringn(buf, (size_t)n);
+}
+
+/* JSON has no NaN or infinities; they become the strings JavaScript prints for them. */
+static json_t *json_from_double(double d)
+{
+    if (isnan(d))
+        return json_string("NaN");
+    if (isinf(d))
+        return json_string(d > 0 ? "Infinity" : "-Infinity");
+    return json_real(d);
+}
+
+static json_t *to_json(const msgpack_object *o, int depth);
+
+/* A map key as JSON object key text. Strings are used as they are (repaired if needed);
+ * scalars print as JSON would print them; bytes as base64; containers as compact JSON. */
+static char *key_text(const msgpack_object *k, int depth, size_t *len)
+{
+    if (k->type == MSGPACK_OBJECT_STR) {
+        return utf8_repair(k->via.str.ptr, k->via.str.size, len);
+    }
+    json_t *j = to_json(k, depth);
+    if (!j)
+        return NULL;
+    char *s;
+    if (json_is_string(j)) {
+        size_t n = json_string_length(j);
+        s = malloc(n + 1);
+        if (s) {
+            memcpy(s, json_string_value(j), n + 1);
+            *len = n;
+        }
+    } else {
+        s = json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY);
+        if (s)
+            *len = strlen(s);
+    }
+    json_decref(j);
+    return s;
+}
+
+static json_t *map_to_json(const msgpack_object_map *m, int depth)
+{
+    json_t *obj = json_object();
+    if (!obj)
+        return NULL;
+    for (uint32_t i = 0; i < m->size; i++) {
+        size_t klen = 0;
+        char *key = key_text(&m->ptr[i].key, depth + 1, &klen);
+        json_t *val = key ? to_json(&m->ptr[i].val, depth + 1) : NULL;
+        /* a later duplicate key replaces the earlier one, as in most JSON readers */
+        /* setn_new takes val even when it fails; val is NULL whenever key is */
+        int rc = (key && val) ? json_object_setn_new(obj, key, klen, val) : -1;
+        free(key);
+        if (rc) {
+            json_decref(obj);
+            return NULL;
+        }
+    }
+    return obj;
+}
+
+static json_t *array_to_json(const msgpack_object_array *a, int depth)
+{
+    json_t *arr = json_array();
+    if (!arr)
+        return NULL;
+    for (uint32_t i = 0; i < a->size; i++) {
+        if (json_array_append_new(arr, to_json(&a->ptr[i], depth + 1))) {
+            json_decref(arr);
+            return NULL;
+        }
+    }
+    return arr;
+}
+
+static json_t *ext_to_json(const msgpack_object_ext *e)
+{
+    json_t *obj = json_object();
+    if (!obj)
+        return NULL;
+    if (json_object_set_new(obj, "ext", json_integer(e->type)) ||
+        json_object_set_new(obj, "data", json_base64(e->ptr, e->size))) {
+        json_decref(obj);
+        return NULL;
+    }
+    return obj;
+}
+
+static json_t *to_json(const msgpack_object *o, int depth)
+{
+    if (depth > JSON_MAX_DEPTH)
+        return json_null();
+    switch (o->type) {
+    case MSGPACK_OBJECT_NIL: return json_null();
+    case MSGPACK_OBJECT_BOOLEAN: return json_boolean(o->via.boolean);
+    case MSGPACK_OBJECT_POSITIVE_INTEGER: return json_from_uint(o->via.u64);
+    case MSGPACK_OBJECT_NEGATIVE_INTEGER: return json_integer((json_int_t)o->via.i64);
+    case MSGPACK_OBJECT_FLOAT32: /* msgpack-c widens both to f64 */
+    case MSGPACK_OBJECT_FLOAT64: return json_from_double(o->via.f64);
+    case MSGPACK_OBJECT_STR: return json_from_str(o->via.str.ptr, o->via.str.size);
+    case MSGPACK_OBJECT_BIN: return json_base64(o->via.bin.ptr, o->via.bin.size);
+    case MSGPACK_OBJECT_EXT: return ext_to_json(&o->via.ext);
+    case MSGPACK_OBJECT_ARRAY: return array_to_json(&o->via.array, depth);
+    case MSGPACK_OBJECT_MAP: return map_to_json(&o->via.map, depth);
+    }
+    return json_null();  /* a type msgpack-c may add later: keep going */
+}
+
+json_t *kd_msgpack_to_json(const msgpack_object *o)
+{
+    if (!o)
+        return NULL;
+    return to_json(o, 0);
+}

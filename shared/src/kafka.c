@@ -1,0 +1,269 @@
+/* kafka.c: the worker's Kafka producer (see kd_kafka.h).
+ *
+ * Why these settings: a result event is the durable record that lets the worker ack a
+ * job, so nothing may be dropped quietly. enable.idempotence + acks=all make retries free
+ * of duplicates and reordering per partition; message.timeout.ms=0 means librdkafka
+ * retries a message until it is delivered, so an absent Kafka stalls the worker (its
+ * in-flight limit fills, it stops taking jobs) instead of losing results. The key is the
+ * building id: one building's events stay in one partition, in order.
+ *
+ * Threads: delivery reports and error callbacks run inside rd_kafka_poll(), and the worker
+ * wants them on its AMQP thread (it acks from the callback). So one thread is "the poller":
+ * the first that calls kd_kafka_poll(), or until then the thread that created the producer.
+ * kd_kafka_produce() may be called from any thread; when librdkafka's local queue is full it
+ * polls only if it runs on the poller (a single-threaded tool), other threads sleep and let
+ * the poller free the queue. Either way it gives up with KD_ERR_IO after
+ * KD_KAFKA_FULL_WAIT_MS.
+ *
+ * Config values are never logged or put into errors: librdkafka's own error text for a
+ * rejected property quotes the value, so errors name the property only.
+ */
+#include "kd_kafka.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <librdkafka/rdkafka.h>
+
+#include "kd_log.h"
+#include "kd_run.h"
+#include "kafka_test.h"
+
+#define KD_KAFKA_FULL_WAIT_MS 2000     /* produce: longest wait for room in the local queue */
+#define KD_KAFKA_DESTROY_FLUSH_MS 5000 /* destroy: longest wait for outstanding deliveries */
+
+struct kd_kafka {
+    rd_kafka_t *rk;
+    kd_kafka_dr_fn dr;
+    void *arg;
+    pthread_t creator;       /* the poller until a kd_kafka_poll() call claims the role */
+    atomic_int poll_claim;   /* 0 unclaimed, 1 being claimed, 2 claimed: `poller` is set */
+    pthread_t poller;
+};
+
+/* ---- callbacks (run inside rd_kafka_poll / librdkafka threads) ---- */
+
+static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
+{
+    (void)rk;
+    kd_kafka *k = opaque;
+    if (k->dr)
+        k->dr(m->_private, (int)m->err, rd_kafka_err2str(m->err), k->arg);
+}
+
+static void on_error(rd_kafka_t *rk, int code, const char *reason, void *opaque)
+{
+    (void)opaque;
+    if (code == RD_KAFKA_RESP_ERR__FATAL) {
+        char why[512];
+        rd_kafka_resp_err_t fe = rd_kafka_fatal_error(rk, why, sizeof why);
+        kd_error("kafka: fatal error %s: %s", rd_kafka_err2name(fe), why);
+        return;
+    }
+    /* broker down, all brokers down, ...: librdkafka keeps retrying on its own */
+    kd_warn("kafka: %s: %s", rd_kafka_err2name((rd_kafka_resp_err_t)code), reason);
+}
+
+/* librdkafka's internal log lines (syslog levels), routed into our JSON log. A FAIL line
+ * repeats what on_error reports anyway, so it only shows at debug level. */
+static void on_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
+{
+    (void)rk;
+    kd_log_level l = level <= 4 ? KD_LOG_WARN : level <= 6 ? KD_LOG_INFO : KD_LOG_DEBUG;
+    if (strcmp(fac, "FAIL") == 0)
+        l = KD_LOG_DEBUG;
+    kd_log(l, NULL, "kafka %s: %s", fac, buf);
+}
+
+/* ---- construction ---- */
+
+static int conf_set(rd_kafka_conf_t *conf, const char *name, const char *value, kd_err *err)
+{
+    char why[512];
+    if (rd_kafka_conf_set(conf, name, value, why, sizeof why) == RD_KAFKA_CONF_OK)
+        return 0;
+    /* `why` quotes the value: name the property only */
+    return kd_err_set(err, KD_ERR_INVALID, "kafka: librdkafka refused property %s", name);
+}
+
+static int build_conf(rd_kafka_conf_t *conf, const kd_config *cfg, kd_err *err)
+{
+    int64_t linger;
+    int rc = kd_config_int(cfg, "kafka.linger_ms", 0, 900000, &linger, err);
+    if (rc)
+        return rc;
+    char linger_s[24];
+    snprintf(linger_s, sizeof linger_s, "%lld", (long long)linger);
+    const char *brokers = kd_config_get(cfg, "kafka.brokers");
+    if (!brokers[0])
+        return kd_err_set(err, KD_ERR_INVALID, "kafka.brokers: must not be empty");
+
+    const char *props[][2] = {
+        {"bootstrap.servers", brokers},
+        {"client.id", cfg->prog_name ? cfg->prog_name : "kone-dispatch"},
+        {"enable.idempotence", "true"},
+        {"acks", "all"},
+        {"message.timeout.ms", "0"},
+        {"linger.ms", linger_s},
+    };
+    for (size_t i = 0; i < sizeof props / sizeof props[0]; i++)
+        if ((rc = conf_set(conf, props[i][0], props[i][1], err)))
+            return rc;
+    char why[256];
+    if (rd_kafka_conf_set(conf, "compression.codec", "lz4", why, sizeof why) != RD_KAFKA_CONF_OK)
+        kd_warn("kafka: lz4 not available in this librdkafka, sending uncompressed");
+    return 0;
+}
+
+static int apply_extra(rd_kafka_conf_t *conf, const char *const *extra, kd_err *err)
+{
+    for (size_t i = 0; extra && extra[i]; i += 2) {
+        if (!extra[i + 1])
+            return kd_err_set(err, KD_ERR_INTERNAL, "kafka: property %s without a value",
+                              extra[i]);
+        int rc = conf_set(conf, extra[i], extra[i + 1], err);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+int kd_kafka_producer_new_ex(kd_kafka **out, const kd_config *cfg, kd_kafka_dr_fn dr, void *arg,
+                             const char *const *extra_props, kd_err *err)
+{
+    *out = NULL;
+    kd_kafka *k = calloc(1, sizeof *k);
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    if (!k || !conf) {
+        free(k);
+        if (conf)
+            rd_kafka_conf_destroy(conf);
+        return kd_err_set(err, KD_ERR_NOMEM, "kafka: out of memory");
+    }
+    k->dr = dr;
+    k->arg = arg;
+    k->creator = pthread_self();
+    int rc = build_conf(conf, cfg, err);
+    if (!rc)
+        rc = apply_extra(conf, extra_props, err);
+    if (rc) {
+        rd_kafka_conf_destroy(conf);
+        free(k);
+        return rc;
+    }
+    rd_kafka_conf_set_opaque(conf, k);
+    rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
+    rd_kafka_conf_set_error_cb(conf, on_error);
+    rd_kafka_conf_set_log_cb(conf, on_log);
+
+    char why[512];
+    k->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, why, sizeof why);
+    if (!k->rk) {
+        /* rd_kafka_new failed before taking conf over */
+        rd_kafka_conf_destroy(conf);
+        free(k);
+        return kd_err_set(err, KD_ERR_INVALID, "kafka: cannot create the producer");
+    }
+    *out = k;
+    return 0;
+}
+
+int kd_kafka_producer_new(kd_kafka **out, const kd_config *cfg, kd_kafka_dr_fn dr, void *arg,
+                          kd_err *err)
+{
+    return kd_kafka_producer_new_ex(out, cfg, dr, arg, NULL, err);
+}
+
+/* ---- producing ---- */
+
+static bool on_poller_thread(kd_kafka *k)
+{
+    int claim = atomic_load(&k->poll_claim);
+    if (claim == 1)
+        return false;  /* a poller is being registered right now: not us */
+    return pthread_equal(claim == 2 ? k->poller : k->creator, pthread_self());
+}
+
+static void sleep_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+static int produce_error(rd_kafka_resp_err_t e, const char *topic, kd_err *err)
+{
+    int code = (e == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE) ? KD_ERR_INVALID : KD_ERR_IO;
+    return kd_err_set(err, code, "kafka: cannot produce to %s: %s", topic, rd_kafka_err2str(e));
+}
+
+int kd_kafka_produce(kd_kafka *k, const char *topic, const char *key, const void *buf,
+                     size_t len, void *opaque, kd_err *err)
+{
+    /* no building (an undecodable job): no key, so librdkafka picks a random partition */
+    size_t klen = key ? strlen(key) : 0;
+    const char *kptr = klen ? key : NULL;
+    int64_t deadline = kd_mono_us() + (int64_t)KD_KAFKA_FULL_WAIT_MS * 1000;
+    for (;;) {
+        rd_kafka_resp_err_t e = rd_kafka_producev(
+            k->rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY(kptr, klen),
+            RD_KAFKA_V_VALUE((void *)buf, len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+            RD_KAFKA_V_OPAQUE(opaque), RD_KAFKA_V_END);
+        if (e == RD_KAFKA_RESP_ERR_NO_ERROR)
+            return 0;
+        if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL)
+            return produce_error(e, topic, err);
+        if (kd_mono_us() >= deadline)
+            return kd_err_set(err, KD_ERR_IO,
+                              "kafka: local queue full for %d ms (%d undelivered): is Kafka "
+                              "reachable?",
+                              KD_KAFKA_FULL_WAIT_MS, rd_kafka_outq_len(k->rk));
+        if (on_poller_thread(k))
+            rd_kafka_poll(k->rk, 10);
+        else
+            sleep_ms(10);
+    }
+}
+
+int kd_kafka_poll(kd_kafka *k, int timeout_ms)
+{
+    int expected = 0;
+    if (atomic_load(&k->poll_claim) == 0 &&
+        atomic_compare_exchange_strong(&k->poll_claim, &expected, 1)) {
+        k->poller = pthread_self();
+        atomic_store(&k->poll_claim, 2);  /* publishes `poller` to producing threads */
+    }
+    return rd_kafka_poll(k->rk, timeout_ms);
+}
+
+int kd_kafka_flush(kd_kafka *k, int timeout_ms)
+{
+    rd_kafka_resp_err_t e = rd_kafka_flush(k->rk, timeout_ms);
+    return e == RD_KAFKA_RESP_ERR_NO_ERROR ? 0 : KD_ERR_TIMEOUT;
+}
+
+int kd_kafka_undelivered(kd_kafka *k)
+{
+    return rd_kafka_outq_len(k->rk);
+}
+
+/* Flushes for a bounded time; what is still queued then is purged, and its delivery
+ * reports (with a purge error) are served so the owner can release what the opaques
+ * point to: the callback must stay valid until destroy returns. */
+void kd_kafka_destroy(kd_kafka *k)
+{
+    if (!k)
+        return;
+    if (rd_kafka_flush(k->rk, KD_KAFKA_DESTROY_FLUSH_MS) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        kd_warn("kafka: %d messages not delivered after %d ms; dropping them on exit",
+                rd_kafka_outq_len(k->rk), KD_KAFKA_DESTROY_FLUSH_MS);
+        rd_kafka_purge(k->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+        rd_kafka_flush(k->rk, 1000);  /* serves the purged messages' reports */
+    }
+    rd_kafka_destroy(k->rk);
+    free(k);
+}
