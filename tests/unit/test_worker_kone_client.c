@@ -1,0 +1,1020 @@
+/* End-to-end tests of the worker's KONE client (worker/kone*.c) against a small fake KONE
+ * in the same process: an lws server with TLS (a throwaway self-signed certificate made
+ * with OpenSSL at start-up, trusted through kone.ca_file), the OAuth2 token endpoint and
+ * stream-v2 with sessions, call answers, call results and call-state events.
+ *
+ * The fake runs in a forked child (shared-memory counters), so that under ASan only the
+ * client's own memory is checked. Its behaviour is chosen by the job's call action (see
+ * fk_action); kone-sim is
+ * the full simulator, this is the smallest thing that exercises every branch of the
+ * client: acceptance, refusals of every kind, tracking, 401 at the upgrade and on a
+ * request, a connection lost before the answer (resume-session), timeouts, keep-alive
+ * pings, connection replacement and shutdown.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <jansson.h>
+#include <libwebsockets.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509v3.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "kd_config.h"
+#include "kd_log.h"
+#include "kd_run.h"
+#include "kone.h"
+
+#define CLIENT_ID "client-1"
+#define SECRET "fake-secret-XYZ"
+#define MAXQ 256
+
+/* ================================================================== fake KONE */
+
+typedef struct fk_conn {
+    struct lws *wsi;
+    int sess;                   /* index into fk->sessions, -1 none */
+    char *q[MAXQ];
+    int qh, qn;
+    bool close_now;
+    char *rx;
+    size_t rx_len;
+    int n_requests;
+    int conn_no;
+} fk_conn;
+
+typedef struct fk_call {
+    int64_t sid;
+    int action;
+    int sess;
+} fk_call;
+
+typedef struct fk_deferred {
+    int sess;
+    json_t *request_id;
+    int64_t sid;
+    bool used;
+} fk_deferred;
+
+/* The fake runs in a child process (so that what libwebsockets' server side and OpenSSL
+ * keep at exit is not counted against the client under ASan); this state is in shared
+ * memory: the child serves, the test reads the counters and flips the switches. Pointers
+ * in it (connections, JSON) are the child's own. */
+typedef struct fk_shared {
+    pthread_mutex_t mu;         /* process-shared */
+    pid_t pid;
+    struct lws_context *ctx;
+    int port;
+    char dir[64], cert[96], key[96];
+
+    /* token endpoint */
+    int token_no;
+    char valid_token[32];
+    bool token_refuse;
+    int token_fetches;
+    int token_lifetime;
+
+    /* stream */
+    int n_conns;                    /* connections ever upgraded */
+    int n_refused_upgrades;
+    int n_pings, n_creates, n_resumes, n_monitors;
+    char sessions[32][24];
+    fk_conn *session_conn[32];
+    int n_sessions;
+    fk_call calls[256];
+    int n_calls;
+    int64_t next_sid;
+    fk_deferred deferred[16];
+    int n_deferred;
+    bool refused_401_once;
+    int conn_requests[64];          /* per connection number: requests received */
+} fk_shared;
+
+static fk_shared *fk;
+
+static void fk_send(fk_conn *c, json_t *o)
+{
+    char *s = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    if (!s || c->qn >= MAXQ) {
+        free(s);
+        return;
+    }
+    c->q[(c->qh + c->qn++) % MAXQ] = s;
+    lws_callback_on_writable(c->wsi);
+}
+
+static json_t *fk_answer(const json_t *rid, int status, const char *message)
+{
+    json_t *o = json_pack("{s:i,s:s,s:O}", "statusCode", status, "connectionId", "c1",
+                          "requestId", rid ? rid : json_null());
+    if (message)
+        json_object_set_new(o, "message", json_string(message));
+    else
+        json_object_set_new(o, "data", json_pack("{s:s}", "time", "2026-01-01T00:00:00.000Z"));
+    return o;
+}
+
+static json_t *fk_result(const json_t *rid, bool ok, int64_t sid, const char *error)
+{
+    json_t *d = json_pack("{s:O,s:b}", "request_id", rid, "success", ok);
+    if (sid)
+        json_object_set_new(d, "session_id", json_integer(sid));
+    if (error)
+        json_object_set_new(d, "error", json_string(error));
+    return json_pack("{s:s,s:s,s:s,s:o}", "callType", "action", "buildingId", "building:1",
+                     "groupId", "1", "data", d);
+}
+
+static json_t *fk_call_state(int64_t sid, const char *state, const char *reason)
+{
+    char topic[64];
+    snprintf(topic, sizeof topic, "call_state/%lld/%s", (long long)sid, state);
+    json_t *d = json_pack("{s:s,s:I,s:s}", "time", state, "session_id", (json_int_t)sid,
+                          "state", state);
+    if (!strcmp(state, "being_served")) {
+        json_object_set_new(d, "allocated_lift_deck", json_pack("[i]", 1001010));
+        json_object_set_new(d, "eta", json_string("2026-01-01T00:00:09.000Z"));
+    }
+    if (reason)
+        json_object_set_new(d, "cancel_reason", json_string(reason));
+    return json_pack("{s:s,s:s,s:s,s:s,s:o}", "callType", "monitor-call-state", "buildingId",
+                     "building:1", "groupId", "1", "subtopic", topic, "data", d);
+}
+
+/* What the fake does with a call, by action:
+ *   2    accepted; being_allocated, being_served, served_soon, served
+ *   3    accepted; cancelled SAME_SOURCE_AND_DEST_FLOOR
+ *   5    accepted; no events at all (call stays 'created')
+ *   6    201 and nothing else: no call result (site link down, as kone-sim does it)
+ *   8    accepted, but the connection drops before the answer; answered after resume
+ *   200  201, then success=false "Ignoring call, unknown call action: 200"
+ *   401  401 once (token revoked), then as 2
+ *   404  404 "Building data not found for ID building:1"
+ *   429  429
+ *   7    never answered */
+static void fk_events(fk_conn *c, const fk_call *call)
+{
+    if (call->action == 3) {
+        fk_send(c, fk_call_state(call->sid, "cancelled", "SAME_SOURCE_AND_DEST_FLOOR"));
+    } else if (call->action != 5) {
+        fk_send(c, fk_call_state(call->sid, "being_allocated", NULL));
+        fk_send(c, fk_call_state(call->sid, "being_served", NULL));
+        fk_send(c, fk_call_state(call->sid, "being_served", NULL));   /* a re-send: no change */
+        fk_send(c, fk_call_state(call->sid, "served_soon", NULL));
+        fk_send(c, fk_call_state(call->sid, "served", NULL));
+    }
+}
+
+static void fk_action(fk_conn *c, const json_t *rid, int action)
+{
+    switch (action) {
+    case 404:
+        fk_send(c, fk_answer(rid, 404, "Building data not found for ID building:1"));
+        return;
+    case 429:
+        fk_send(c, fk_answer(rid, 429, "Too many requests"));
+        return;
+    case 7:
+        return;
+    case 6:
+        fk_send(c, fk_answer(rid, 201, NULL));
+        return;
+    case 401:
+        if (!fk->refused_401_once) {
+            fk->refused_401_once = true;
+            fk->valid_token[0] = '\0';   /* revoked: the next upgrade needs a new one */
+            fk_send(c, fk_answer(rid, 401, "Token expired"));
+            return;
+        }
+        break;
+    case 200:
+        fk_send(c, fk_answer(rid, 201, NULL));
+        fk_send(c, fk_result(rid, false, 0, "Ignoring call, unknown call action: 200"));
+        return;
+    default:
+        break;
+    }
+    int64_t sid = ++fk->next_sid;
+    if (fk->n_calls < 256)
+        fk->calls[fk->n_calls++] = (fk_call){sid, action, c->sess};
+    if (action == 8 && fk->n_deferred < 16) {
+        fk->deferred[fk->n_deferred++] = (fk_deferred){c->sess, json_deep_copy(rid), sid, false};
+        c->close_now = true;
+        lws_callback_on_writable(c->wsi);
+        return;
+    }
+    fk_send(c, fk_answer(rid, 201, NULL));
+    fk_send(c, fk_result(rid, true, sid, NULL));
+}
+
+static void fk_frame(fk_conn *c, const char *text, size_t len)
+{
+    json_t *o = json_loadb(text, len, 0, NULL);
+    if (!o)
+        return;
+    const char *type = json_string_value(json_object_get(o, "type"));
+    const char *ct = json_string_value(json_object_get(o, "callType"));
+    json_t *p = json_object_get(o, "payload");
+    const json_t *rid = json_object_get(p, "request_id");
+    if (!rid)
+        rid = json_object_get(o, "requestId");
+    c->n_requests++;
+    if (c->conn_no < 64)
+        fk->conn_requests[c->conn_no]++;
+    if (!type) {
+    } else if (!strcmp(type, "create-session")) {
+        fk->n_creates++;
+        int s = fk->n_sessions++ % 32;
+        snprintf(fk->sessions[s], sizeof fk->sessions[s], "sess-%d", s);
+        fk->session_conn[s] = c;
+        c->sess = s;
+        fk_send(c, json_pack("{s:i,s:O,s:{s:s}}", "statusCode", 201, "requestId", rid, "data",
+                             "sessionId", fk->sessions[s]));
+    } else if (!strcmp(type, "resume-session")) {
+        fk->n_resumes++;
+        const char *sid = json_string_value(json_object_get(o, "sessionId"));
+        int s = -1;
+        for (int i = 0; sid && i < fk->n_sessions && i < 32; i++)
+            if (!strcmp(fk->sessions[i], sid))
+                s = i;
+        if (s < 0) {
+            fk_send(c, fk_answer(rid, 404, "Session not found"));
+        } else {
+            fk_conn *old = fk->session_conn[s];
+            if (old && old != c) {   /* as KONE: the previous connection is closed */
+                old->sess = -1;
+                old->close_now = true;
+                lws_callback_on_writable(old->wsi);
+            }
+            fk->session_conn[s] = c;
+            c->sess = s;
+            fk_send(c, json_pack("{s:i,s:O,s:{s:s}}", "statusCode", 201, "requestId", rid,
+                                 "data", "sessionId", sid));
+            for (int i = 0; i < fk->n_deferred; i++) {
+                fk_deferred *d = &fk->deferred[i];
+                if (d->sess == s && !d->used) {
+                    d->used = true;
+                    fk_send(c, fk_answer(d->request_id, 201, NULL));
+                    fk_send(c, fk_result(d->request_id, true, d->sid, NULL));
+                }
+            }
+        }
+    } else if (!strcmp(type, "common-api") && ct && !strcmp(ct, "ping")) {
+        fk->n_pings++;
+        fk_send(c, fk_answer(rid, 200, NULL));
+    } else if (!strcmp(type, "site-monitoring")) {
+        fk->n_monitors++;
+        fk_send(c, fk_answer(rid, 201, NULL));
+        const char *topic = json_string_value(json_array_get(json_object_get(p, "subtopics"), 0));
+        long long sid = 0;
+        if (topic && sscanf(topic, "call_state/%lld/", &sid) == 1)
+            for (int i = 0; i < fk->n_calls; i++)
+                if (fk->calls[i].sid == sid)
+                    fk_events(c, &fk->calls[i]);
+    } else if (!strcmp(type, "lift-call-api-v2") && ct && !strcmp(ct, "action")) {
+        fk_action(c, rid, (int)json_integer_value(json_object_get(json_object_get(p, "call"),
+                                                                  "action")));
+    } else if (!strcmp(type, "lift-call-api-v2") && ct && !strcmp(ct, "hold_open")) {
+        fk_send(c, fk_answer(rid, 202, NULL));
+    } else if (!strcmp(type, "lift-call-api-v2") && ct && !strcmp(ct, "delete")) {
+        int64_t sid = json_integer_value(json_object_get(p, "session_id"));
+        int owner = -2;
+        for (int i = 0; i < fk->n_calls; i++)
+            if (fk->calls[i].sid == sid)
+                owner = fk->calls[i].sess;
+        if (sid == 999)
+            fk_send(c, fk_answer(rid, 409, "Request was not in cancellable state"));
+        else if (owner != -2 && owner != c->sess)   /* as kone-sim: sessions own calls */
+            fk_send(c, fk_answer(rid, 404, "Call not found in this session"));
+        else
+            fk_send(c, fk_answer(rid, 202, NULL));
+    } else {
+        fk_send(c, fk_answer(rid, 400, "Invalid json payload"));
+    }
+    json_decref(o);
+}
+
+static int fk_ws_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+                    size_t len)
+{
+    fk_conn *c = user;
+    switch (reason) {
+    case LWS_CALLBACK_ESTABLISHED:
+        pthread_mutex_lock(&fk->mu);
+        memset(c, 0, sizeof *c);
+        c->wsi = wsi;
+        c->sess = -1;
+        c->conn_no = fk->n_conns++;
+        pthread_mutex_unlock(&fk->mu);
+        break;
+    case LWS_CALLBACK_RECEIVE: {
+        char *nb = realloc(c->rx, c->rx_len + len + 1);
+        if (!nb)
+            return -1;
+        c->rx = nb;
+        memcpy(c->rx + c->rx_len, in, len);
+        c->rx_len += len;
+        if (lws_is_final_fragment(wsi) && !lws_remaining_packet_payload(wsi)) {
+            pthread_mutex_lock(&fk->mu);
+            fk_frame(c, c->rx, c->rx_len);
+            pthread_mutex_unlock(&fk->mu);
+            c->rx_len = 0;
+        }
+        break;
+    }
+    case LWS_CALLBACK_SERVER_WRITEABLE: {
+        pthread_mutex_lock(&fk->mu);
+        bool close_now = c->close_now && c->qn == 0;
+        char *s = NULL;
+        if (c->qn) {
+            s = c->q[c->qh];
+            c->qh = (c->qh + 1) % MAXQ;
+            c->qn--;
+        }
+        bool more = c->qn > 0 || c->close_now;
+        pthread_mutex_unlock(&fk->mu);
+        if (close_now)
+            return -1;
+        if (s) {
+            size_t n = strlen(s);
+            unsigned char *b = malloc(LWS_PRE + n);
+            memcpy(b + LWS_PRE, s, n);
+            int w = lws_write(wsi, b + LWS_PRE, n, LWS_WRITE_TEXT);
+            free(b);
+            free(s);
+            if (w < (int)n)
+                return -1;
+        }
+        if (more)
+            lws_callback_on_writable(wsi);
+        break;
+    }
+    case LWS_CALLBACK_CLOSED:
+        pthread_mutex_lock(&fk->mu);
+        for (int i = 0; i < 32; i++)
+            if (fk->session_conn[i] == c)
+                fk->session_conn[i] = NULL;
+        while (c->qn) {
+            free(c->q[c->qh]);
+            c->qh = (c->qh + 1) % MAXQ;
+            c->qn--;
+        }
+        free(c->rx);
+        c->rx = NULL;
+        pthread_mutex_unlock(&fk->mu);
+        break;
+    default:
+        break;
+    }
+    return 0;
+}
+
+typedef struct fk_http {
+    char body[512];
+    int status;
+} fk_http;
+
+static int fk_http_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+                      size_t len)
+{
+    fk_http *h = user;
+    (void)in;
+    (void)len;
+    switch (reason) {
+    case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE: {
+        char tok[64] = "";
+        const char *v = lws_get_urlarg_by_name(wsi, "accessToken=", tok, sizeof tok);
+        pthread_mutex_lock(&fk->mu);
+        bool ok = v && fk->valid_token[0] && !strcmp(v, fk->valid_token);
+        if (!ok)
+            fk->n_refused_upgrades++;
+        pthread_mutex_unlock(&fk->mu);
+        if (ok)
+            return 0;
+        lws_return_http_status(wsi, 401, NULL);
+        return 1;
+    }
+    case LWS_CALLBACK_HTTP:
+        return 0;   /* wait for the body */
+    case LWS_CALLBACK_HTTP_BODY:
+        return 0;
+    case LWS_CALLBACK_HTTP_BODY_COMPLETION: {
+        char auth[256] = "", want[256] = "Basic ";
+        lws_hdr_copy(wsi, auth, sizeof auth, WSI_TOKEN_HTTP_AUTHORIZATION);
+        lws_b64_encode_string(CLIENT_ID ":" SECRET, (int)strlen(CLIENT_ID ":" SECRET), want + 6,
+                              (int)sizeof want - 6);
+        pthread_mutex_lock(&fk->mu);
+        fk->token_fetches++;
+        if (fk->token_refuse || strcmp(auth, want) != 0) {
+            h->status = 401;
+            snprintf(h->body, sizeof h->body, "{\"error\":\"invalid_client\"}");
+        } else {
+            h->status = 200;
+            snprintf(fk->valid_token, sizeof fk->valid_token, "tok-%d", ++fk->token_no);
+            snprintf(h->body, sizeof h->body,
+                     "{\"access_token\":\"%s\",\"token_type\":\"Bearer\",\"expires_in\":%d}",
+                     fk->valid_token, fk->token_lifetime);
+        }
+        pthread_mutex_unlock(&fk->mu);
+        unsigned char hb[LWS_PRE + 512];
+        unsigned char *start = hb + LWS_PRE, *p = start, *end = hb + sizeof hb - 1;
+        if (lws_add_http_common_headers(wsi, (unsigned)h->status, "application/json",
+                                        strlen(h->body), &p, end) ||
+            lws_finalize_write_http_header(wsi, start, &p, end))
+            return 1;
+        lws_callback_on_writable(wsi);
+        return 0;
+    }
+    case LWS_CALLBACK_HTTP_WRITEABLE: {
+        if (!h || !h->status)
+            return 0;
+        size_t n = strlen(h->body);
+        unsigned char b[LWS_PRE + 512];
+        memcpy(b + LWS_PRE, h->body, n);
+        if (lws_write(wsi, b + LWS_PRE, n, LWS_WRITE_HTTP_FINAL) != (int)n)
+            return 1;
+        h->status = 0;
+        if (lws_http_transaction_completed(wsi))
+            return -1;
+        return 0;
+    }
+    default:
+        break;
+    }
+    return lws_callback_http_dummy(wsi, reason, user, in, len);
+}
+
+static const struct lws_protocols fk_protocols[] = {
+    {"http", fk_http_cb, sizeof(fk_http), 0, 0, NULL, 0},
+    {"koneapi", fk_ws_cb, sizeof(fk_conn), 65536, 0, NULL, 0},
+    {NULL, NULL, 0, 0, 0, NULL, 0},
+};
+
+/* A self-signed certificate for 127.0.0.1, used as its own CA by the client. */
+static void make_cert(const char *cert_path, const char *key_path)
+{
+    EVP_PKEY *pk = EVP_EC_gen("P-256");
+    if (!pk)
+        _exit(2);
+    X509 *x = X509_new();
+    X509_set_version(x, 2);
+    ASN1_INTEGER_set(X509_get_serialNumber(x), 1);
+    X509_gmtime_adj(X509_getm_notBefore(x), -3600);
+    X509_gmtime_adj(X509_getm_notAfter(x), 86400);
+    X509_set_pubkey(x, pk);
+    X509_NAME *n = X509_get_subject_name(x);
+    X509_NAME_add_entry_by_txt(n, "CN", MBSTRING_ASC, (const unsigned char *)"fake-kone", -1,
+                               -1, 0);
+    X509_set_issuer_name(x, n);
+    X509V3_CTX v3;
+    X509V3_set_ctx(&v3, x, x, NULL, NULL, 0);
+    X509_EXTENSION *e = X509V3_EXT_conf_nid(NULL, &v3, NID_subject_alt_name,
+                                            "IP:127.0.0.1,DNS:localhost");
+    X509_add_ext(x, e, -1);
+    X509_EXTENSION_free(e);
+    e = X509V3_EXT_conf_nid(NULL, &v3, NID_basic_constraints, "critical,CA:TRUE");
+    X509_add_ext(x, e, -1);
+    X509_EXTENSION_free(e);
+    if (X509_sign(x, pk, EVP_sha256()) <= 0)
+        _exit(2);
+    FILE *f = fopen(cert_path, "w");
+    if (!f)
+        _exit(2);
+    PEM_write_X509(f, x);
+    fclose(f);
+    f = fopen(key_path, "w");
+    if (!f)
+        _exit(2);
+    PEM_write_PrivateKey(f, pk, NULL, NULL, 0, NULL, NULL);
+    fclose(f);
+    X509_free(x);
+    EVP_PKEY_free(pk);
+}
+
+static int fk_get(int *field)
+{
+    pthread_mutex_lock(&fk->mu);
+    int v = *field;
+    pthread_mutex_unlock(&fk->mu);
+    return v;
+}
+
+/* The child: makes the certificate, serves until killed. */
+static void fk_child(void)
+{
+    make_cert(fk->cert, fk->key);
+    struct lws_context_creation_info info;
+    memset(&info, 0, sizeof info);
+    info.port = 0;
+    info.iface = "127.0.0.1";
+    info.protocols = fk_protocols;
+    info.options = LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+    info.ssl_cert_filepath = fk->cert;
+    info.ssl_private_key_filepath = fk->key;
+    info.alpn = "http/1.1";
+    info.gid = -1;
+    info.uid = -1;
+    fk->ctx = lws_create_context(&info);
+    if (!fk->ctx)
+        _exit(1);
+    int port = lws_get_vhost_listen_port(lws_get_vhost_by_name(fk->ctx, "default"));
+    pthread_mutex_lock(&fk->mu);
+    fk->port = port;
+    pthread_mutex_unlock(&fk->mu);
+    for (;;)
+        lws_service(fk->ctx, 0);
+}
+
+static void fk_start(void)
+{
+    fk = mmap(NULL, sizeof *fk, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    assert_true(fk != MAP_FAILED);
+    memset(fk, 0, sizeof *fk);
+    pthread_mutexattr_t ma;
+    pthread_mutexattr_init(&ma);
+    pthread_mutexattr_setpshared(&ma, PTHREAD_PROCESS_SHARED);
+    pthread_mutex_init(&fk->mu, &ma);
+    pthread_mutexattr_destroy(&ma);
+    fk->token_lifetime = 3600;
+    fk->next_sid = 1000;
+    snprintf(fk->dir, sizeof fk->dir, "/tmp/kd-kone-test-XXXXXX");
+    assert_non_null(mkdtemp(fk->dir));
+    snprintf(fk->cert, sizeof fk->cert, "%s/cert.pem", fk->dir);
+    snprintf(fk->key, sizeof fk->key, "%s/key.pem", fk->dir);
+    fflush(NULL);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        kd_log_init("fake-kone", "error");
+        lws_set_log_level(LLL_ERR, NULL);
+        fk_child();
+        _exit(0);
+    }
+    fk->pid = pid;
+    for (int i = 0; i < 1000 && fk_get(&fk->port) == 0; i++)
+        usleep(10000);
+    assert_true(fk_get(&fk->port) > 0);
+}
+
+static void fk_stop(void)
+{
+    kill(fk->pid, SIGKILL);
+    waitpid(fk->pid, NULL, 0);
+    unlink(fk->cert);
+    unlink(fk->key);
+    rmdir(fk->dir);
+    pthread_mutex_destroy(&fk->mu);
+    munmap(fk, sizeof *fk);
+    fk = NULL;
+}
+
+
+/* ================================================================== the client side */
+
+static struct {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int done;
+    char states[64][32];
+    int n_states;
+} obs = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, {{0}}, 0};
+
+static void on_done(kd_run *run, void *arg)
+{
+    (void)arg;
+    (void)run;
+    pthread_mutex_lock(&obs.mu);
+    obs.done++;
+    pthread_cond_broadcast(&obs.cv);
+    pthread_mutex_unlock(&obs.mu);
+}
+
+static void on_event(kd_run *run, const kd_call_event *ev, void *arg)
+{
+    (void)arg;
+    assert_ptr_equal(ev->run, run);
+    pthread_mutex_lock(&obs.mu);
+    if (obs.n_states < 64)
+        snprintf(obs.states[obs.n_states++], 32, "%s", ev->state);
+    pthread_mutex_unlock(&obs.mu);
+}
+
+static bool wait_done(int n, int ms)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += ms / 1000;
+    ts.tv_nsec += (ms % 1000) * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&obs.mu);
+    while (obs.done < n)
+        if (pthread_cond_timedwait(&obs.cv, &obs.mu, &ts))
+            break;
+    bool ok = obs.done >= n;
+    pthread_mutex_unlock(&obs.mu);
+    return ok;
+}
+
+typedef struct client {
+    kd_config cfg;
+    kd_kone *k;
+} client;
+
+static void client_start(client *c, const char *extra1, const char *extra2)
+{
+    char a[12][300];
+    int n = 0;
+    snprintf(a[n++], 300, "test");
+    snprintf(a[n++], 300, "--kone-token-url=https://127.0.0.1:%d/api/v2/oauth2/token", fk->port);
+    snprintf(a[n++], 300, "--kone-ws-url=wss://127.0.0.1:%d/stream-v2", fk->port);
+    snprintf(a[n++], 300, "--kone-client-id=" CLIENT_ID);
+    snprintf(a[n++], 300, "--kone-client-secret=" SECRET);
+    snprintf(a[n++], 300, "--kone-ca-file=%s", fk->cert);
+    snprintf(a[n++], 300, "--kone-request-timeout-ms=1500");
+    snprintf(a[n++], 300, "--kone-call-timeout-ms=700");
+    if (extra1)
+        snprintf(a[n++], 300, "%s", extra1);
+    if (extra2)
+        snprintf(a[n++], 300, "%s", extra2);
+    char *argv[12];
+    for (int i = 0; i < n; i++)
+        argv[i] = a[i];
+    kd_err err = {0};
+    if (kd_config_load(&c->cfg, KD_PROG_WORKER, "test", n, argv, &err))
+        fail_msg("config: %s", err.msg);
+    pthread_mutex_lock(&obs.mu);
+    obs.done = 0;
+    obs.n_states = 0;
+    pthread_mutex_unlock(&obs.mu);
+    kd_kone_hooks hooks = {.done = on_done, .call_event = on_event, .arg = NULL};
+    if (kd_kone_start(&c->k, &c->cfg, &hooks, &err))
+        fail_msg("kd_kone_start: %s", err.msg);
+    for (int i = 0; i < 500 && !kd_kone_ready(c->k); i++)
+        usleep(10000);
+    assert_true(kd_kone_ready(c->k));
+}
+
+static void client_stop(client *c)
+{
+    kd_kone_stop(c->k);
+    kd_config_free(&c->cfg);
+}
+
+static kd_run *new_run(kd_op op, int action, bool track)
+{
+    kd_run *r = calloc(1, sizeof *r);
+    assert_non_null(r);
+    r->job_valid = true;
+    r->job.v = 1;
+    snprintf(r->job.job_id, sizeof r->job.job_id, "job-%d", action);
+    r->job.op = op;
+    snprintf(r->job.building_id, sizeof r->job.building_id, "building:1");
+    snprintf(r->job.group_id, sizeof r->job.group_id, "1");
+    r->job.created_at = kd_now_us() / 1000;
+    r->job.deadline = r->job.created_at + 60000;
+    r->job.area = 3000;
+    r->job.action = action;
+    r->job.has_destination = true;
+    r->job.destination = 5000;
+    r->job.track = track;
+    r->attempt = 1;
+    return r;
+}
+
+/* Submits one run and waits for its outcome. */
+static kd_run *run_one(client *c, kd_run *r, int ms)
+{
+    int before;
+    pthread_mutex_lock(&obs.mu);
+    before = obs.done;
+    pthread_mutex_unlock(&obs.mu);
+    kd_kone_submit(c->k, r);
+    if (!wait_done(before + 1, ms))
+        fail_msg("job %s: no outcome within %d ms", r->job.job_id, ms);
+    return r;
+}
+
+static void expect(const kd_run *r, kd_outcome o, kd_failure_class f, const char *code)
+{
+    if (r->outcome != o || r->failure != f || strcmp(r->error_code, code) != 0)
+        fail_msg("job %s: got %s/%d '%s' (%s), expected %s/%d '%s'", r->job.job_id,
+                 kd_outcome_name(r->outcome), r->failure, r->error_code, r->error_message,
+                 kd_outcome_name(o), f, code);
+}
+
+/* ================================================================== tests */
+
+static int setup(void **state)
+{
+    (void)state;
+    fk_start();
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    fk_stop();
+    return 0;
+}
+
+static void test_outcomes(void **state)
+{
+    (void)state;
+    client c;
+    client_start(&c, NULL, NULL);
+    assert_int_equal(fk_get(&fk->n_creates), 2);   /* two connections, two sessions */
+
+    kd_run *r = run_one(&c, new_run(KD_OP_CALL, 2, false), 5000);
+    expect(r, KD_OUTCOME_SUCCEEDED, KD_FAIL_NONE, "");
+    assert_true(r->session_id > 1000);
+    assert_int_equal(r->kone_status, 201);
+    assert_true(r->started_us > 0);
+    assert_true(r->kone_rtt_us > 0);
+    assert_true(r->finished_us >= r->started_us);
+    free(r);
+
+    r = run_one(&c, new_run(KD_OP_CALL, 3, false), 5000);
+    expect(r, KD_OUTCOME_REJECTED, KD_FAIL_FINAL, "SAME_SOURCE_AND_DEST_FLOOR");
+    assert_non_null(strstr(r->error_message, "SAME_SOURCE_AND_DEST_FLOOR"));
+    free(r);
+
+    r = run_one(&c, new_run(KD_OP_CALL, 200, false), 5000);
+    expect(r, KD_OUTCOME_REJECTED, KD_FAIL_FINAL, "ignored_call");
+    assert_string_equal(r->error_message, "Ignoring call, unknown call action: 200");
+    free(r);
+
+    r = run_one(&c, new_run(KD_OP_CALL, 404, false), 5000);
+    expect(r, KD_OUTCOME_REJECTED, KD_FAIL_FINAL, "404");
+    assert_int_equal(r->kone_status, 404);
+    assert_non_null(strstr(r->error_message, "Building data not found"));
+    free(r);
+
+    r = run_one(&c, new_run(KD_OP_CALL, 429, false), 5000);
+    expect(r, KD_OUTCOME_FAILED, KD_FAIL_TRANSIENT, "429");
+    free(r);
+
+    r = run_one(&c, new_run(KD_OP_CALL, 5, false), 5000);   /* accepted, never progresses */
+    expect(r, KD_OUTCOME_FAILED, KD_FAIL_TRANSIENT, "1005");
+    assert_true(r->session_id > 0);
+    free(r);
+
+    r = run_one(&c, new_run(KD_OP_CALL, 6, false), 5000);   /* 201, then nothing */
+    expect(r, KD_OUTCOME_FAILED, KD_FAIL_TRANSIENT, "1005");
+    assert_int_equal(r->kone_status, 201);
+    free(r);
+
+    r = run_one(&c, new_run(KD_OP_CALL, 7, false), 5000);   /* never answered */
+    expect(r, KD_OUTCOME_FAILED, KD_FAIL_TRANSIENT, "timeout");
+    free(r);
+
+    kd_run *h = new_run(KD_OP_HOLD_OPEN, 0, false);
+    h->job.lift_deck = 1001010;
+    h->job.served_area = 5000;
+    r = run_one(&c, h, 5000);
+    expect(r, KD_OUTCOME_SUCCEEDED, KD_FAIL_NONE, "");
+    assert_int_equal(r->kone_status, 202);
+    free(r);
+
+    kd_run *x = new_run(KD_OP_CANCEL, 0, false);
+    x->job.session_id = 999;
+    r = run_one(&c, x, 5000);
+    expect(r, KD_OUTCOME_REJECTED, KD_FAIL_FINAL, "409");
+    free(r);
+    x = new_run(KD_OP_CANCEL, 0, false);
+    x->job.session_id = 1001;
+    r = run_one(&c, x, 5000);
+    expect(r, KD_OUTCOME_SUCCEEDED, KD_FAIL_NONE, "");
+    free(r);
+
+    kd_run *old = new_run(KD_OP_CALL, 2, false);
+    old->job.deadline = kd_now_us() / 1000 - 1;
+    r = run_one(&c, old, 5000);
+    expect(r, KD_OUTCOME_EXPIRED, KD_FAIL_FINAL, "expired");
+    free(r);
+    client_stop(&c);
+}
+
+static void test_tracked(void **state)
+{
+    (void)state;
+    client c;
+    client_start(&c, NULL, NULL);
+    kd_run *r = run_one(&c, new_run(KD_OP_CALL, 2, true), 5000);
+    expect(r, KD_OUTCOME_SUCCEEDED, KD_FAIL_NONE, "");
+    pthread_mutex_lock(&obs.mu);
+    /* every state change in order; the duplicate being_served is not a change */
+    assert_int_equal(obs.n_states, 4);
+    assert_string_equal(obs.states[0], "being_allocated");
+    assert_string_equal(obs.states[1], "being_served");
+    assert_string_equal(obs.states[2], "served_soon");
+    assert_string_equal(obs.states[3], "served");
+    pthread_mutex_unlock(&obs.mu);
+    free(r);
+    client_stop(&c);
+}
+
+static void test_many_spread(void **state)
+{
+    (void)state;
+    client c;
+    client_start(&c, "--kone-connections=3", NULL);
+    for (int i = 0; i < 300 && fk_get(&fk->n_creates) < 3; i++)   /* all three sessions up */
+        usleep(10000);
+    usleep(200000);
+    int before = fk_get(&fk->n_conns);
+    kd_run *runs[30];
+    for (int i = 0; i < 30; i++) {
+        runs[i] = new_run(KD_OP_CALL, 2, i % 2 == 0);
+        kd_kone_submit(c.k, runs[i]);
+    }
+    assert_true(wait_done(30, 10000));
+    for (int i = 0; i < 30; i++) {
+        expect(runs[i], KD_OUTCOME_SUCCEEDED, KD_FAIL_NONE, "");
+        free(runs[i]);
+    }
+    pthread_mutex_lock(&fk->mu);
+    int used = 0;
+    for (int i = 0; i < 64; i++)
+        used += fk->conn_requests[i] > 5;
+    pthread_mutex_unlock(&fk->mu);
+    assert_true(used >= 3);   /* jobs were spread over the connections */
+    assert_int_equal(fk_get(&fk->n_conns), before);   /* no connection per job */
+    client_stop(&c);
+}
+
+static void test_cancel_affinity(void **state)
+{
+    (void)state;
+    client c;
+    client_start(&c, "--kone-connections=3", NULL);
+    for (int i = 0; i < 300 && fk_get(&fk->n_creates) < 3; i++)
+        usleep(10000);
+    usleep(200000);
+    int64_t sids[6];
+    for (int i = 0; i < 6; i++) {
+        kd_run *r = run_one(&c, new_run(KD_OP_CALL, 2, false), 5000);
+        expect(r, KD_OUTCOME_SUCCEEDED, KD_FAIL_NONE, "");
+        sids[i] = r->session_id;
+        free(r);
+    }
+    /* three slots, six calls: without affinity most deletes would land on another session */
+    for (int i = 0; i < 6; i++) {
+        kd_run *x = new_run(KD_OP_CANCEL, 0, false);
+        x->job.session_id = sids[i];
+        kd_run *r = run_one(&c, x, 5000);
+        expect(r, KD_OUTCOME_SUCCEEDED, KD_FAIL_NONE, "");
+        free(r);
+    }
+    client_stop(&c);
+}
+
+static void test_401_on_request(void **state)
+{
+    (void)state;
+    client c;
+    client_start(&c, "--kone-connections=1", NULL);
+    int fetches = fk_get(&fk->token_fetches);
+    kd_run *r = run_one(&c, new_run(KD_OP_CALL, 401, false), 8000);
+    expect(r, KD_OUTCOME_SUCCEEDED, KD_FAIL_NONE, "");
+    assert_true(fk_get(&fk->token_fetches) > fetches);   /* a fresh token was fetched */
+    assert_true(fk_get(&fk->n_resumes) >= 1);             /* and the session resumed */
+    free(r);
+    client_stop(&c);
+}
+
+static void test_401_at_upgrade(void **state)
+{
+    (void)state;
+    pthread_mutex_lock(&fk->mu);
+    snprintf(fk->valid_token, sizeof fk->valid_token, "none-yet");
+    fk->token_lifetime = 3600;
+    pthread_mutex_unlock(&fk->mu);
+    client c;
+    client_start(&c, "--kone-connections=1", NULL);
+    /* revoke the token and drop the connection: the reconnect is refused with 401 */
+    pthread_mutex_lock(&fk->mu);
+    fk->valid_token[0] = '\0';
+    int fetches = fk->token_fetches;
+    int refused = fk->n_refused_upgrades;
+    pthread_mutex_unlock(&fk->mu);
+    kd_run *r = run_one(&c, new_run(KD_OP_CALL, 8, false), 8000);
+    /* the connection dropped before the answer; the reconnect was refused (401), a new
+     * token fetched, the session resumed and the late answer matched */
+    expect(r, KD_OUTCOME_SUCCEEDED, KD_FAIL_NONE, "");
+    assert_true(fk_get(&fk->n_refused_upgrades) > refused);
+    assert_true(fk_get(&fk->token_fetches) > fetches);
+    free(r);
+    client_stop(&c);
+}
+
+static void test_resume_after_drop(void **state)
+{
+    (void)state;
+    client c;
+    client_start(&c, "--kone-connections=1", NULL);
+    int resumes = fk_get(&fk->n_resumes);
+    kd_run *r = run_one(&c, new_run(KD_OP_CALL, 8, true), 8000);
+    expect(r, KD_OUTCOME_SUCCEEDED, KD_FAIL_NONE, "");
+    assert_int_equal(fk_get(&fk->n_resumes), resumes + 1);
+    free(r);
+    client_stop(&c);
+}
+
+static void test_keepalive_and_replacement(void **state)
+{
+    (void)state;
+    client c;
+    client_start(&c, "--kone-connections=1", "--kone-keepalive-s=1");
+    int pings = fk_get(&fk->n_pings);
+    sleep(3);
+    assert_true(fk_get(&fk->n_pings) >= pings + 2);
+    client_stop(&c);
+
+    client_start(&c, "--kone-connections=1", "--kone-max-conn-age-s=5");
+    int conns = fk_get(&fk->n_conns), resumes = fk_get(&fk->n_resumes);
+    sleep(6);
+    assert_true(fk_get(&fk->n_conns) >= conns + 1);
+    assert_true(fk_get(&fk->n_resumes) >= resumes + 1);
+    assert_true(kd_kone_ready(c.k));
+    kd_run *r = run_one(&c, new_run(KD_OP_CALL, 2, false), 5000);
+    expect(r, KD_OUTCOME_SUCCEEDED, KD_FAIL_NONE, "");
+    free(r);
+    client_stop(&c);
+}
+
+static void test_shutdown_fails_pending(void **state)
+{
+    (void)state;
+    client c;
+    client_start(&c, NULL, NULL);
+    kd_run *r1 = new_run(KD_OP_CALL, 7, false);   /* never answered */
+    kd_run *r2 = new_run(KD_OP_CALL, 5, true);    /* accepted, followed */
+    kd_kone_submit(c.k, r1);
+    kd_kone_submit(c.k, r2);
+    usleep(300000);
+    client_stop(&c);
+    assert_int_equal(obs.done, 2);
+    expect(r1, KD_OUTCOME_FAILED, KD_FAIL_TRANSIENT, "shutdown");
+    expect(r2, KD_OUTCOME_FAILED, KD_FAIL_TRANSIENT, "shutdown");
+    assert_string_equal(r1->error_message, "worker shutting down");
+    free(r1);
+    free(r2);
+}
+
+static void test_bad_config(void **state)
+{
+    (void)state;
+    kd_config cfg;
+    kd_err err = {0};
+    char *argv[] = {"test", "--kone-ws-url=ws://127.0.0.1:1/stream-v2",
+                    "--kone-client-id=x", "--kone-client-secret=" SECRET};
+    assert_int_equal(kd_config_load(&cfg, KD_PROG_WORKER, "test", 4, argv, &err), 0);
+    kd_kone *k = NULL;
+    kd_kone_hooks hooks = {.done = on_done};
+    assert_int_equal(kd_kone_start(&k, &cfg, &hooks, &err), KD_ERR_INVALID);
+    assert_non_null(strstr(err.msg, "kone.ws_url"));
+    assert_null(strstr(err.msg, SECRET));
+    kd_config_set(&cfg, "kone.ws_url", "wss://127.0.0.1:1/stream-v2");
+    kd_config_set(&cfg, "kone.token_url", "http://127.0.0.1:1/token");
+    assert_int_equal(kd_kone_start(&k, &cfg, &hooks, &err), KD_ERR_INVALID);
+    assert_non_null(strstr(err.msg, "kone.token_url"));
+    kd_config_set(&cfg, "kone.token_url", "https://127.0.0.1:1/token");
+    kd_config_set(&cfg, "kone.client_secret", "");
+    assert_int_equal(kd_kone_start(&k, &cfg, &hooks, &err), KD_ERR_INVALID);
+    kd_config_free(&cfg);
+}
+
+int main(void)
+{
+    kd_log_init("test", getenv("KD_TEST_LOG") ? getenv("KD_TEST_LOG") : "error");
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_bad_config),
+        cmocka_unit_test_setup_teardown(test_outcomes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_tracked, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_many_spread, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cancel_affinity, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_401_on_request, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_401_at_upgrade, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_resume_after_drop, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_keepalive_and_replacement, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_shutdown_fails_pending, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

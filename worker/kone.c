@@ -1,0 +1,352 @@
+/* kone.c: the KONE client's public face (kone.h) and its loop thread.
+ *
+ * kd_kone_start reads the kone.* keys, creates the libwebsockets context (client only,
+ * TLS with verification, CA file from kone.ca_file), starts the token thread and then the
+ * loop thread, which owns everything else. kd_kone_submit puts a run on a locked inbox
+ * and wakes the loop with lws_cancel_service; the loop drains it in
+ * LWS_CALLBACK_EVENT_WAIT_CANCELLED, as it picks up new tokens there too.
+ *
+ * Shutdown: kd_kone_stop flags `stopping` and wakes the loop, which finishes every run it
+ * holds as FAILED/transient "worker shutting down" (hooks.done on the loop thread), then
+ * leaves lws_service. The context is destroyed after the thread is joined and after the
+ * token thread (whose notify uses the context) has stopped. Runs submitted after stop
+ * began are finished at once on the caller's thread.
+ *
+ * libwebsockets logs go through kd_log (errors and warnings only) with any accessToken=
+ * value masked: the token travels in the upgrade URL and must never reach a log.
+ */
+#include "kone.h"
+
+#include <curl/curl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "kd_log.h"
+#include "kone_int.h"
+
+#define SHUTDOWN_MSG "worker shutting down"
+
+int64_t kk_jitter(kd_kone *k, int64_t max)
+{
+    if (max <= 1)
+        return 0;
+    return (int64_t)(((uint64_t)rand_r(&k->rand_state) << 16 ^ (uint64_t)rand_r(&k->rand_state))
+                     % (uint64_t)max);
+}
+
+/* ------------------------------------------------------------------ lws logging */
+
+static void mask_token(char *line)
+{
+    for (char *p = strstr(line, "accessToken="); p; p = strstr(p, "accessToken=")) {
+        p += 12;
+        char *e = p;
+        while (*e && *e != '&' && *e != ' ' && *e != '"' && *e != '\'' && *e != '\n')
+            e++;
+        if (e > p) {
+            memmove(p + 3, e, strlen(e) + 1);
+            memcpy(p, "***", 3);
+        }
+    }
+}
+
+static void lws_log_emit(int level, const char *line)
+{
+    char buf[768];
+    snprintf(buf, sizeof buf, "%s", line);
+    size_t n = strlen(buf);
+    while (n && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
+        buf[--n] = '\0';
+    mask_token(buf);
+    kd_log(level & LLL_ERR ? KD_LOG_ERROR : KD_LOG_WARN, NULL, "lws: %s", buf);
+}
+
+/* ------------------------------------------------------------------ loop thread */
+
+static void notify_loop(void *arg)
+{
+    kd_kone *k = arg;
+    lws_cancel_service(k->ctx);
+}
+
+static void shutdown_loop(kd_kone *k, kd_run *inbox)
+{
+    k->exiting = true;
+    while (inbox) {
+        kd_run *next = inbox->next;
+        inbox->next = NULL;
+        kk_finish_run(k, inbox, KD_OUTCOME_FAILED, KD_FAIL_TRANSIENT, "shutdown", SHUTDOWN_MSG);
+        inbox = next;
+    }
+    kk_jobs_fail_all(k, "shutdown", SHUTDOWN_MSG);
+    kk_slots_shutdown(k);
+}
+
+void kk_loop_wakeup(kd_kone *k)
+{
+    if (k->exiting)
+        return;
+    pthread_mutex_lock(&k->mu);
+    kd_run *list = k->inbox_head;
+    k->inbox_head = k->inbox_tail = NULL;
+    bool stopping = k->stopping;
+    pthread_mutex_unlock(&k->mu);
+    if (stopping) {
+        shutdown_loop(k, list);
+        return;
+    }
+    while (list) {
+        kd_run *next = list->next;
+        list->next = NULL;
+        kk_job_submit(k, list);
+        list = next;
+    }
+    uint64_t gen = kd_kone_tokens_gen(k->tokens);
+    if (gen != k->token_gen_seen) {
+        k->token_gen_seen = gen;
+        if (gen)
+            kk_slots_token_changed(k);
+    }
+}
+
+static void *loop_thread(void *arg)
+{
+    kd_kone *k = arg;
+    for (int i = 0; i < k->n_slots; i++)
+        kk_slot_kick(&k->slots[i]);
+    kk_loop_wakeup(k);   /* runs submitted before the thread ran */
+    while (!k->exiting)
+        if (lws_service(k->ctx, 0) < 0)
+            break;
+    if (!k->exiting) {   /* lws gave up: still answer for every run */
+        pthread_mutex_lock(&k->mu);
+        kd_run *list = k->inbox_head;
+        k->inbox_head = k->inbox_tail = NULL;
+        k->stopping = true;
+        pthread_mutex_unlock(&k->mu);
+        kd_error("kone: service loop failed; failing every run");
+        shutdown_loop(k, list);
+    }
+    return NULL;
+}
+
+/* ------------------------------------------------------------------ configuration */
+
+static int read_int(const kd_config *cfg, const char *key, int64_t min, int64_t max,
+                    int64_t *out, kd_err *err)
+{
+    return kd_config_int(cfg, key, min, max, out, err);
+}
+
+static int parse_ws_url(kd_kone *k, const char *url, kd_err *err)
+{
+    char *copy = strdup(url);
+    if (!copy)
+        return kd_err_set(err, KD_ERR_NOMEM, "out of memory");
+    const char *prot = NULL, *ads = NULL, *path = NULL;
+    int port = 0;
+    int rc = 0;
+    if (lws_parse_uri(copy, &prot, &ads, &port, &path) || !prot || strcmp(prot, "wss") ||
+        !ads || !*ads) {
+        rc = kd_err_set(err, KD_ERR_INVALID,
+                        "kone.ws_url: must be wss://HOST[:PORT]/PATH (TLS is required), got '%s'",
+                        url);
+    } else {
+        k->ws_host = strdup(ads);
+        k->ws_port = port > 0 ? port : 443;
+        size_t n = strlen(path ? path : "") + 2;
+        k->ws_path = malloc(n);
+        if (!k->ws_host || !k->ws_path)
+            rc = kd_err_set(err, KD_ERR_NOMEM, "out of memory");
+        else
+            snprintf(k->ws_path, n, "/%s", path ? path : "");
+    }
+    free(copy);
+    return rc;
+}
+
+static int load_config(kd_kone *k, const kd_config *cfg, kd_kone_token_cfg *tc, kd_err *err)
+{
+    int64_t v;
+    int rc;
+    if ((rc = read_int(cfg, "kone.connections", 1, KK_MAX_SLOTS, &v, err)))
+        return rc;
+    k->n_slots = (int)v;
+    if ((rc = read_int(cfg, "kone.request_timeout_ms", 100, 600000, &v, err)))
+        return rc;
+    k->request_timeout_us = v * 1000;
+    if ((rc = read_int(cfg, "kone.call_timeout_ms", 100, 3600000, &v, err)))
+        return rc;
+    k->call_timeout_us = v * 1000;
+    if ((rc = read_int(cfg, "kone.track_timeout_ms", 100, 86400000, &v, err)))
+        return rc;
+    k->track_timeout_us = v * 1000;
+    if ((rc = read_int(cfg, "kone.keepalive_s", 1, 3600, &v, err)))
+        return rc;
+    k->keepalive_us = v * 1000000;
+    if ((rc = read_int(cfg, "kone.max_conn_age_s", 5, 86400, &v, err)))
+        return rc;
+    k->max_age_us = v * 1000000;
+    if ((rc = read_int(cfg, "kone.monitor_duration_s", 1, 300, &v, err)))
+        return rc;
+    k->monitor_duration_s = (int)v;
+    if ((rc = read_int(cfg, "kone.token_margin_s", 0, 86400, &v, err)))
+        return rc;
+    tc->margin_s = v;
+    tc->timeout_ms = k->request_timeout_us / 1000;
+
+    tc->token_url = kd_config_get(cfg, "kone.token_url");
+    tc->client_id = kd_config_get(cfg, "kone.client_id");
+    tc->client_secret = kd_config_get(cfg, "kone.client_secret");
+    tc->scope = kd_config_get(cfg, "kone.scope");
+    tc->ca_file = kd_config_get(cfg, "kone.ca_file");
+    if (strncmp(tc->token_url, "https://", 8) != 0)
+        return kd_err_set(err, KD_ERR_INVALID,
+                          "kone.token_url: must be an https:// URL (TLS is required), got '%s'",
+                          tc->token_url);
+    if (!*tc->client_id)
+        return kd_err_set(err, KD_ERR_INVALID, "kone.client_id: required");
+    if (!*tc->client_secret)
+        return kd_err_set(err, KD_ERR_INVALID,
+                          "kone.client_secret: required (KD_KONE_CLIENT_SECRET or "
+                          "KD_KONE_CLIENT_SECRET_FILE)");
+    if (*tc->ca_file) {
+        if (access(tc->ca_file, R_OK) != 0)
+            return kd_err_set(err, KD_ERR_INVALID, "kone.ca_file: cannot read %s", tc->ca_file);
+        if (!(k->ca_file = strdup(tc->ca_file)))
+            return kd_err_set(err, KD_ERR_NOMEM, "out of memory");
+    }
+    return parse_ws_url(k, kd_config_get(cfg, "kone.ws_url"), err);
+}
+
+/* ------------------------------------------------------------------ public API */
+
+static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
+static CURLcode curl_init_rc;
+
+static void curl_init(void)
+{
+    curl_init_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
+}
+
+static void kone_free(kd_kone *k)
+{
+    for (int i = 0; i < KK_MAX_SLOTS; i++)
+        for (int c = 0; c < 2; c++)
+            free(k->slots[i].conn[c].rx);
+    free(k->ws_host);
+    free(k->ws_path);
+    free(k->ca_file);
+    pthread_mutex_destroy(&k->mu);
+    free(k);
+}
+
+int kd_kone_start(kd_kone **out, const kd_config *cfg, const kd_kone_hooks *hooks, kd_err *err)
+{
+    *out = NULL;
+    kd_kone *k = calloc(1, sizeof *k);
+    if (!k)
+        return kd_err_set(err, KD_ERR_NOMEM, "out of memory");
+    if (pthread_mutex_init(&k->mu, NULL)) {
+        free(k);
+        return kd_err_set(err, KD_ERR_INTERNAL, "kone: mutex init failed");
+    }
+    atomic_init(&k->n_ready, 0);
+    k->hooks = *hooks;
+    k->rand_state = (unsigned)(kd_mono_us() ^ (int64_t)getpid());
+    kd_kone_token_cfg tc = {0};
+    int rc = load_config(k, cfg, &tc, err);
+    if (rc) {
+        kone_free(k);
+        return rc;
+    }
+    pthread_once(&curl_once, curl_init);
+    if (curl_init_rc != CURLE_OK) {
+        kone_free(k);
+        return kd_err_set(err, KD_ERR_INTERNAL, "kone: curl_global_init failed");
+    }
+    lws_set_log_level(LLL_ERR | LLL_WARN, lws_log_emit);
+
+    struct lws_context_creation_info info;
+    memset(&info, 0, sizeof info);
+    info.port = CONTEXT_PORT_NO_LISTEN;
+    info.protocols = kk_protocols;
+    info.options = LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+    info.client_ssl_ca_filepath = k->ca_file;
+    info.user = k;
+    info.gid = -1;
+    info.uid = -1;
+    int64_t to = k->request_timeout_us / 1000000;
+    info.timeout_secs = (unsigned)(to < 5 ? 5 : to > 60 ? 60 : to);
+    for (int i = 0; i < KK_MAX_SLOTS; i++)
+        kk_slot_init(k, &k->slots[i], i);
+    k->ctx = lws_create_context(&info);
+    if (!k->ctx) {
+        kone_free(k);
+        return kd_err_set(err, KD_ERR_INTERNAL,
+                          "kone: could not create the libwebsockets context (TLS setup or CA "
+                          "file %s?)", k->ca_file ? k->ca_file : "(system)");
+    }
+    rc = kd_kone_tokens_start(&k->tokens, &tc, notify_loop, k, err);
+    if (rc) {
+        lws_context_destroy(k->ctx);
+        kone_free(k);
+        return rc;
+    }
+    int e = pthread_create(&k->thread, NULL, loop_thread, k);
+    if (e) {
+        kd_kone_tokens_stop(k->tokens);
+        lws_context_destroy(k->ctx);
+        kone_free(k);
+        return kd_err_set(err, KD_ERR_INTERNAL, "kone: cannot start the loop thread: %s",
+                          strerror(e));
+    }
+    k->thread_started = true;
+    kd_info("kone: client started: %d connection(s) to wss://%s:%d%s", k->n_slots, k->ws_host,
+            k->ws_port, k->ws_path);
+    *out = k;
+    return 0;
+}
+
+void kd_kone_submit(kd_kone *k, kd_run *run)
+{
+    run->next = NULL;
+    pthread_mutex_lock(&k->mu);
+    if (k->stopping) {
+        pthread_mutex_unlock(&k->mu);
+        kk_finish_run(k, run, KD_OUTCOME_FAILED, KD_FAIL_TRANSIENT, "shutdown", SHUTDOWN_MSG);
+        return;
+    }
+    if (k->inbox_tail)
+        k->inbox_tail->next = run;
+    else
+        k->inbox_head = run;
+    k->inbox_tail = run;
+    pthread_mutex_unlock(&k->mu);
+    lws_cancel_service(k->ctx);
+}
+
+bool kd_kone_ready(kd_kone *k)
+{
+    return k && atomic_load(&k->n_ready) > 0 && kd_kone_tokens_have(k->tokens);
+}
+
+void kd_kone_stop(kd_kone *k)
+{
+    if (!k)
+        return;
+    pthread_mutex_lock(&k->mu);
+    k->stopping = true;
+    pthread_mutex_unlock(&k->mu);
+    lws_cancel_service(k->ctx);
+    if (k->thread_started)
+        pthread_join(k->thread, NULL);
+    kd_kone_tokens_stop(k->tokens);   /* before the context: its notify uses the context */
+    k->tokens = NULL;
+    k->exiting = true;                /* close callbacks during destroy do nothing */
+    lws_context_destroy(k->ctx);
+    kone_free(k);
+    kd_info("kone: client stopped");
+}

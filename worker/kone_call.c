@@ -1,0 +1,666 @@
+/* kone_call.c: one job's life on the KONE client, from placement to outcome.
+ *
+ *   WAIT ---write---> SENT ---2xx (call)---> ACCEPTED ---success, session_id---> FOLLOW
+ *     |                 |  \--2xx (hold_open, cancel)--> succeeded
+ *     |                 |--401--> WAIT again on a fresh connection (token refreshed)
+ *     |                 |--4xx--> rejected (final)      --429/5xx/timeout--> failed
+ *     |                                     ACCEPTED --success=false--> rejected / failed(1005)
+ *     |                                     ACCEPTED --no result in kone.call_timeout_ms-->
+ *     |                                              failed 1005 (site link down: KONE and
+ *     |                                              kone-sim send nothing after the 201)
+ *     \--no connection in kone.request_timeout_ms--> failed; job deadline first--> expired
+ *   FOLLOW: subscribed to call_state/<session_id>/+ (renewed before it lapses):
+ *     cancelled --> rejected (code = cancel_reason)
+ *     being_served / served_soon / served --> succeeded (untracked)
+ *     tracked: every state change goes to hooks.call_event; served --> succeeded
+ *     no state change for kone.call_timeout_ms (+ the call's delay) before the first
+ *       decisive state --> failed, code 1005 (KONE's "building link down": the call
+ *       stays 'created')
+ *     tracked for kone.track_timeout_ms --> succeeded with code track_timeout
+ *
+ * A cancel (delete) goes to the slot whose KONE session made the call when this worker made
+ * it (remembered for the last KK_AFFINITY accepted calls): sessions own their calls.
+ *
+ * What is final and what is retried is decided here and nowhere else (see
+ * docs/kone-client.md): KONE's refusals are final, anything that may go better on
+ * another attempt (timeouts, 429, 5xx, lost sessions, link down) is transient.
+ */
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kd_log.h"
+#include "kone_int.h"
+
+#define NEVER INT64_MAX
+
+static void job_timer(lws_sorted_usec_list_t *sul);
+
+/* How long a call may go without a state change before it counts as stuck: the call's own
+ * delay is added, since KONE holds a delayed call in being_allocated for that long. */
+static int64_t progress_window_us(const kk_job *j)
+{
+    int64_t w = j->k->call_timeout_us;
+    if (j->run->job.has_delay && j->run->job.delay > 0)
+        w += (int64_t)j->run->job.delay * 1000000;
+    return w;
+}
+
+static kd_log_ctx log_ctx(const kd_run *run)
+{
+    kd_log_ctx c = {run->job.job_id, run->job.trace_id, run->job.building_id};
+    return c;
+}
+
+/* ------------------------------------------------------------------ finishing */
+
+void kk_finish_run(kd_kone *k, kd_run *run, kd_outcome o, kd_failure_class f,
+                   const char *code, const char *msg)
+{
+    kd_run_finish(run, o, f, code, "%s", msg ? msg : "");
+    kd_log_ctx lc = log_ctx(run);
+    kd_log(KD_LOG_DEBUG, &lc, "kone: %s %s%s%s%s%s", kd_op_name(run->job.op), kd_outcome_name(o),
+           code && *code ? " " : "", code ? code : "", msg && *msg ? ": " : "", msg ? msg : "");
+    if (k->hooks.done)
+        k->hooks.done(run, k->hooks.arg);
+}
+
+static void unlink_job(kk_job *j)
+{
+    lws_sul_cancel(&j->sul);
+    if (!lws_dll2_is_detached(&j->wlink))
+        lws_dll2_remove(&j->wlink);
+    if (!lws_dll2_is_detached(&j->place))
+        lws_dll2_remove(&j->place);
+    j->want = KW_NONE;
+}
+
+static void finish(kk_job *j, kd_outcome o, kd_failure_class f, const char *code,
+                   const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+
+static void finish(kk_job *j, kd_outcome o, kd_failure_class f, const char *code,
+                   const char *fmt, ...)
+{
+    char msg[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    unlink_job(j);
+    kd_kone *k = j->k;
+    kd_run *run = j->run;
+    free(j);
+    kk_finish_run(k, run, o, f, code, msg);
+}
+
+static void succeed(kk_job *j, const char *code, const char *msg)
+{
+    char text[256];
+    snprintf(text, sizeof text, "%s%s%s", msg ? msg : "", msg && *msg && j->note[0] ? "; " : "",
+             j->note);
+    finish(j, KD_OUTCOME_SUCCEEDED, KD_FAIL_NONE, code, "%s", text);
+}
+
+/* ------------------------------------------------------------------ placement, timers */
+
+static void rearm(kk_job *j)
+{
+    int64_t due = NEVER;
+    switch (j->st) {
+    case KJ_WAIT:
+        due = j->wait_until;
+        if (j->expire_at && j->expire_at < due)
+            due = j->expire_at;
+        break;
+    case KJ_SENT:
+    case KJ_ACCEPTED:
+        due = j->answer_deadline;
+        break;
+    case KJ_FOLLOW:
+        due = j->renew_at;
+        if (!j->decisive && j->progress_deadline < due)
+            due = j->progress_deadline;
+        if (j->run->job.track && j->track_deadline < due)
+            due = j->track_deadline;
+        break;
+    }
+    if (due == NEVER) {
+        lws_sul_cancel(&j->sul);
+        return;
+    }
+    int64_t d = due - kd_mono_us();
+    lws_sul_schedule(j->k->ctx, 0, &j->sul, job_timer, d > 0 ? d : 1);
+}
+
+/* Queues a frame for the job on its slot. Requests go behind other requests; monitor
+ * subscriptions go first (they keep accepted calls observable). */
+static void want(kk_job *j, kk_want w)
+{
+    kk_slot *s = j->slot;
+    if (!s)
+        return;
+    if (!lws_dll2_is_detached(&j->wlink))
+        lws_dll2_remove(&j->wlink);
+    j->want = w;
+    if (w == KW_MONITOR)
+        lws_dll2_add_head(&j->wlink, &s->wq);
+    else
+        lws_dll2_add_tail(&j->wlink, &s->wq);
+    kk_slot_want_write(s);
+}
+
+int kk_slot_outstanding(kk_slot *s)
+{
+    int n = 0;
+    for (lws_dll2_t *d = s->jobs.head; d; d = d->next) {
+        kk_job *j = lws_container_of(d, kk_job, place);
+        n += j->st == KJ_SENT || j->st == KJ_ACCEPTED;
+    }
+    return n;
+}
+
+static void remember_affinity(kd_kone *k, int64_t call_session_id, int slot)
+{
+    unsigned i = k->affinity_next++ % KK_AFFINITY;
+    k->affinity[i].call_session_id = call_session_id;
+    k->affinity[i].slot = slot;
+}
+
+/* The slot whose session made call `sid` (for a delete), if it is ready. */
+static kk_slot *affine_slot(kd_kone *k, int64_t sid)
+{
+    if (sid <= 0)
+        return NULL;
+    for (unsigned i = 0; i < KK_AFFINITY; i++)
+        if (k->affinity[i].call_session_id == sid) {
+            kk_slot *s = &k->slots[k->affinity[i].slot];
+            return kk_slot_ready(s) ? s : NULL;
+        }
+    return NULL;
+}
+
+/* The ready slot with the fewest jobs, or NULL. */
+static kk_slot *least_loaded(kd_kone *k)
+{
+    kk_slot *best = NULL;
+    for (int i = 0; i < k->n_slots; i++) {
+        kk_slot *s = &k->slots[i];
+        if (kk_slot_ready(s) && (!best || s->jobs.count < best->jobs.count))
+            best = s;
+    }
+    return best;
+}
+
+static void place(kk_job *j)
+{
+    kd_kone *k = j->k;
+    kk_slot *s = NULL;
+    if (j->run->job.op == KD_OP_CANCEL)
+        s = affine_slot(k, j->run->job.session_id);
+    if (!s)
+        s = least_loaded(k);
+    j->st = KJ_WAIT;
+    j->slot = s;
+    if (!s) {
+        lws_dll2_add_tail(&j->place, &k->waitq);
+    } else {
+        lws_dll2_add_tail(&j->place, &s->jobs);
+        want(j, KW_REQUEST);
+    }
+    rearm(j);
+}
+
+void kk_job_submit(kd_kone *k, kd_run *run)
+{
+    if (!run->job_valid) {
+        kk_finish_run(k, run, KD_OUTCOME_REJECTED, KD_FAIL_FINAL, "invalid_job",
+                      "job is not valid; not sent to KONE");
+        return;
+    }
+    kk_job *j = calloc(1, sizeof *j);
+    if (!j) {
+        kk_finish_run(k, run, KD_OUTCOME_FAILED, KD_FAIL_TRANSIENT, "nomem", "out of memory");
+        return;
+    }
+    j->k = k;
+    j->run = run;
+    int64_t now = kd_mono_us();
+    j->wait_until = now + k->request_timeout_us;
+    if (run->job.deadline > 0) {
+        int64_t left = run->job.deadline * 1000 - kd_now_us();
+        if (left <= 0) {
+            free(j);
+            kk_finish_run(k, run, KD_OUTCOME_EXPIRED, KD_FAIL_FINAL, "expired",
+                          "job deadline passed before it was sent to KONE");
+            return;
+        }
+        j->expire_at = now + left;
+    }
+    place(j);
+}
+
+void kk_job_place_waiting(kd_kone *k)
+{
+    while (k->waitq.head && least_loaded(k)) {
+        kk_job *j = lws_container_of(k->waitq.head, kk_job, place);
+        lws_dll2_remove(&j->place);
+        place(j);
+    }
+}
+
+void kk_jobs_move_unwritten(kk_slot *s)
+{
+    lws_dll2_t *d, *next;
+    for (d = s->wq.head; d; d = next) {
+        next = d->next;
+        kk_job *j = lws_container_of(d, kk_job, wlink);
+        if (j->st != KJ_WAIT)
+            continue;   /* monitor renewals stay: they belong to this session */
+        lws_dll2_remove(&j->wlink);
+        lws_dll2_remove(&j->place);
+        j->want = KW_NONE;
+        j->slot = NULL;
+        place(j);
+    }
+}
+
+void kk_jobs_session_restored(kk_slot *s, bool resumed)
+{
+    lws_dll2_t *d, *next;
+    for (d = s->jobs.head; d; d = next) {
+        next = d->next;
+        kk_job *j = lws_container_of(d, kk_job, place);
+        if (!resumed && j->st == KJ_SENT)
+            finish(j, KD_OUTCOME_FAILED, KD_FAIL_TRANSIENT, "session_lost",
+                   "connection to KONE lost before the answer; the session could not be "
+                   "resumed");
+        else if (!resumed && j->st == KJ_ACCEPTED)
+            finish(j, KD_OUTCOME_FAILED, KD_FAIL_TRANSIENT, "session_lost",
+                   "call accepted (201) but the connection was lost before its result and "
+                   "the session could not be resumed; the call may be registered");
+        else if (j->st == KJ_FOLLOW)
+            want(j, KW_MONITOR);   /* subscriptions follow the connection: renew them */
+    }
+}
+
+void kk_jobs_fail_all(kd_kone *k, const char *code, const char *msg)
+{
+    while (k->waitq.head)
+        finish(lws_container_of(k->waitq.head, kk_job, place), KD_OUTCOME_FAILED,
+               KD_FAIL_TRANSIENT, code, "%s", msg);
+    for (int i = 0; i < k->n_slots; i++) {
+        kk_slot *s = &k->slots[i];
+        while (s->jobs.head)
+            finish(lws_container_of(s->jobs.head, kk_job, place), KD_OUTCOME_FAILED,
+                   KD_FAIL_TRANSIENT, code, "%s", msg);
+    }
+}
+
+/* Did the job's slot lose its connection since the job's request was written? (Its answer or
+ * its call result may have gone down with it.) */
+static bool lost_since(const kk_job *j)
+{
+    return j->slot && j->slot->losses != j->losses_at;
+}
+
+static void job_timer(lws_sorted_usec_list_t *sul)
+{
+    kk_job *j = lws_container_of(sul, kk_job, sul);
+    kd_kone *k = j->k;
+    int64_t now = kd_mono_us();
+    int64_t rt_ms = k->request_timeout_us / 1000;
+    switch (j->st) {
+    case KJ_WAIT:
+        if (j->expire_at && now >= j->expire_at) {
+            finish(j, KD_OUTCOME_EXPIRED, KD_FAIL_FINAL, "expired",
+                   "job deadline passed before it could be sent to KONE");
+            return;
+        }
+        if (now >= j->wait_until) {
+            char why[200] = "";
+            kd_kone_tokens_last_error(k->tokens, why, sizeof why);
+            finish(j, KD_OUTCOME_FAILED, KD_FAIL_TRANSIENT, "no_connection",
+                   "no KONE connection within %" PRId64 " ms%s%s", rt_ms, why[0] ? ": " : "",
+                   why);
+            return;
+        }
+        break;
+    case KJ_SENT:
+        if (now >= j->answer_deadline) {
+            finish(j, KD_OUTCOME_FAILED, KD_FAIL_TRANSIENT, "timeout",
+                   "no answer from KONE within %" PRId64 " ms%s", rt_ms,
+                   lost_since(j) ? " (the connection was lost after the request was written; "
+                                   "KONE may or may not have received it)" : "");
+            return;
+        }
+        break;
+    case KJ_ACCEPTED:
+        if (now >= j->answer_deadline && lost_since(j)) {
+            /* the result frame may have gone down with a connection: not the site's link */
+            finish(j, KD_OUTCOME_FAILED, KD_FAIL_TRANSIENT, "result_lost",
+                   "call accepted (201) but the connection was lost before its result; the "
+                   "call is probably registered");
+            return;
+        }
+        if (now >= j->answer_deadline) {
+            finish(j, KD_OUTCOME_FAILED, KD_FAIL_TRANSIENT, "1005",
+                   "call accepted (201) but no call result within %" PRId64 " ms; the "
+                   "building's link to KONE may be down", k->call_timeout_us / 1000);
+            return;
+        }
+        break;
+    case KJ_FOLLOW:
+        if (j->run->job.track && now >= j->track_deadline) {
+            char msg[160];
+            snprintf(msg, sizeof msg, "tracking stopped after %" PRId64 " ms in state '%s'",
+                     k->track_timeout_us / 1000, j->last_state[0] ? j->last_state : "none");
+            if (j->decisive)
+                succeed(j, "track_timeout", msg);
+            else
+                finish(j, KD_OUTCOME_FAILED, KD_FAIL_TRANSIENT, "1005", "%s", msg);
+            return;
+        }
+        if (!j->decisive && now >= j->progress_deadline) {
+            finish(j, KD_OUTCOME_FAILED, KD_FAIL_TRANSIENT, "1005",
+                   "call %" PRId64 " made no progress for %" PRId64 " ms (state '%s'); "
+                   "the building's link to KONE may be down",
+                   j->call_session_id, progress_window_us(j) / 1000,
+                   j->last_state[0] ? j->last_state : "created");
+            return;
+        }
+        if (now >= j->renew_at) {
+            j->renew_at = NEVER;   /* set again when the renewal is written */
+            want(j, KW_MONITOR);
+        }
+        break;
+    }
+    rearm(j);
+}
+
+/* ------------------------------------------------------------------ writing */
+
+static int64_t renew_after_us(const kd_kone *k)
+{
+    int64_t d = (int64_t)k->monitor_duration_s * 1000000 * 4 / 5;
+    return d < 1000000 ? 1000000 : d;
+}
+
+int kk_job_write(kk_job *j, kk_conn *c)
+{
+    kk_slot *s = c->slot;
+    kd_kone *k = j->k;
+    kd_run *run = j->run;
+    kk_want w = j->want;
+    lws_dll2_remove(&j->wlink);
+    j->want = KW_NONE;
+    int64_t id = kk_slot_next_id(s);
+    kd_err e = {0};
+    char *text = NULL;
+    if (w == KW_REQUEST) {
+        text = kd_kone_msg_job(&run->job, id, kd_now_us(), &e);
+    } else if (w == KW_MONITOR) {
+        char topic[64], sub[48];
+        snprintf(topic, sizeof topic, "call_state/%" PRId64 "/+", j->call_session_id);
+        snprintf(sub, sizeof sub, "kd-%" PRId64, j->call_session_id);
+        const char *topics[] = {topic};
+        text = kd_kone_msg_monitor(run->job.building_id, run->job.group_id, id, sub,
+                                   k->monitor_duration_s, topics, 1, &e);
+    } else {
+        return 0;
+    }
+    if (!text) {
+        if (w == KW_REQUEST)
+            finish(j, e.code == KD_ERR_INVALID ? KD_OUTCOME_REJECTED : KD_OUTCOME_FAILED,
+                   e.code == KD_ERR_INVALID ? KD_FAIL_FINAL : KD_FAIL_TRANSIENT,
+                   e.code == KD_ERR_INVALID ? "invalid_job" : "nomem", "%s", e.msg);
+        else
+            want(j, KW_MONITOR);   /* out of memory: try again on the next WRITEABLE */
+        return 0;
+    }
+    int rc = kk_conn_send(c, text);
+    free(text);
+    if (rc) {
+        /* not written: back to the front of the queue; the conn closes and the job moves */
+        lws_dll2_add_head(&j->wlink, &s->wq);
+        j->want = w;
+        return -1;
+    }
+    int64_t now = kd_mono_us();
+    if (w == KW_REQUEST) {
+        j->req_id = id;
+        j->st = KJ_SENT;
+        j->sent_mono = now;
+        j->losses_at = s->losses;
+        j->answer_deadline = now + k->request_timeout_us;
+        if (!run->started_us)
+            run->started_us = kd_now_us();
+    } else {
+        j->mon_req_id = id;
+        j->mon_sent_mono = now;
+        j->renew_at = now + renew_after_us(k);
+    }
+    rearm(j);
+    return 0;
+}
+
+/* ------------------------------------------------------------------ answers */
+
+static kk_job *find_job(kd_kone *k, kk_slot *first, int64_t id, bool monitor)
+{
+    for (int pass = 0; pass <= k->n_slots; pass++) {
+        kk_slot *s = pass == 0 ? first : &k->slots[pass - 1];
+        if (pass > 0 && s == first)
+            continue;
+        for (lws_dll2_t *d = s->jobs.head; d; d = d->next) {
+            kk_job *j = lws_container_of(d, kk_job, place);
+            if (monitor ? j->mon_req_id == id
+                        : (j->req_id == id && (j->st == KJ_SENT || j->st == KJ_ACCEPTED)))
+                return j;
+        }
+    }
+    return NULL;
+}
+
+static void status_code(int status, char *buf, size_t len)
+{
+    snprintf(buf, len, "%d", status);
+}
+
+/* 401 on a request: send it again on a connection opened with a fresh token. */
+static void auth_retry(kk_job *j)
+{
+    kd_kone *k = j->k;
+    kk_slot *s = j->slot;
+    if (++j->auth_retries > KK_MAX_AUTH_RETRIES) {
+        finish(j, KD_OUTCOME_FAILED, KD_FAIL_TRANSIENT, "401",
+               "KONE refused the token (401) %d times", j->auth_retries);
+        return;
+    }
+    kd_log_ctx lc = log_ctx(j->run);
+    kd_log(KD_LOG_INFO, &lc, "kone: request refused with 401; refreshing the token and "
+           "sending it again");
+    j->st = KJ_WAIT;
+    j->req_id = 0;
+    j->wait_until = kd_mono_us() + k->request_timeout_us;
+    want(j, KW_REQUEST);
+    kk_conn *c = kk_slot_active(s);
+    if (c) {
+        kd_kone_tokens_invalidate(k->tokens, c->token_gen);
+        kk_conn_kill(c);
+    }
+    rearm(j);
+}
+
+static void request_answer(kk_job *j, const kd_kone_msg *m)
+{
+    kd_run *run = j->run;
+    int64_t now = kd_mono_us();
+    run->kone_rtt_us = now - j->sent_mono;
+    run->kone_status = m->status;
+    char code[16];
+    status_code(m->status, code, sizeof code);
+    const char *text = m->message[0] ? m->message : "no message";
+    switch (kd_kone_status_classify(m->status)) {
+    case KD_KONE_ST_OK:
+        if (run->job.op == KD_OP_CALL) {
+            /* registered; its result may take as long as any progress of the call */
+            j->st = KJ_ACCEPTED;
+            j->answer_deadline = now + j->k->call_timeout_us;
+            rearm(j);
+        } else {
+            succeed(j, "", "");
+        }
+        return;
+    case KD_KONE_ST_AUTH:
+        auth_retry(j);
+        return;
+    case KD_KONE_ST_REJECTED:
+        finish(j, KD_OUTCOME_REJECTED, KD_FAIL_FINAL, code, "KONE answered %d: %s", m->status,
+               text);
+        return;
+    case KD_KONE_ST_TRANSIENT:
+        finish(j, KD_OUTCOME_FAILED, KD_FAIL_TRANSIENT, code, "KONE answered %d: %s",
+               m->status, text);
+        return;
+    }
+}
+
+static void monitor_answer(kk_job *j, const kd_kone_msg *m)
+{
+    j->mon_req_id = 0;
+    switch (kd_kone_status_classify(m->status)) {
+    case KD_KONE_ST_OK:
+        return;
+    case KD_KONE_ST_AUTH: {
+        /* renewed on the next connection, which resumes the session */
+        kk_conn *c = kk_slot_active(j->slot);
+        if (c) {
+            kd_kone_tokens_invalidate(j->k->tokens, c->token_gen);
+            kk_conn_kill(c);
+        }
+        return;
+    }
+    default:
+        /* The call is accepted; retrying it would make a duplicate. Report success and
+         * say that its state could not be followed. */
+        snprintf(j->note, sizeof j->note, "call state not followed: monitor refused (%d %.40s)",
+                 m->status, m->message);
+        succeed(j, "", "call accepted");
+        return;
+    }
+}
+
+void kk_on_answer(kk_slot *s, const kd_kone_msg *m)
+{
+    if (!m->has_request_id) {
+        kd_debug("kone: slot %d: answer %d without a request id ignored", s->idx, m->status);
+        return;
+    }
+    kk_job *j = find_job(s->k, s, m->request_id, false);
+    if (j && j->st == KJ_SENT) {
+        request_answer(j, m);
+        return;
+    }
+    j = find_job(s->k, s, m->request_id, true);
+    if (j) {
+        monitor_answer(j, m);
+        return;
+    }
+    kd_debug("kone: slot %d: answer %d for unknown request %" PRId64, s->idx, m->status,
+             m->request_id);
+}
+
+void kk_on_call_result(kk_slot *s, const kd_kone_msg *m)
+{
+    kk_job *j = m->has_request_id ? find_job(s->k, s, m->request_id, false) : NULL;
+    if (!j || j->run->job.op != KD_OP_CALL) {
+        kd_debug("kone: slot %d: call result for unknown request ignored", s->idx);
+        return;
+    }
+    kd_run *run = j->run;
+    int64_t now = kd_mono_us();
+    if (j->st == KJ_SENT)   /* result before the answer: the answer is implied */
+        run->kone_rtt_us = now - j->sent_mono;
+    bool ok = m->has_success ? m->success : m->call_session_id != 0;
+    if (!ok) {
+        char code[sizeof run->error_code];
+        kd_outcome o = kd_kone_call_error_outcome(m->error, code, sizeof code);
+        finish(j, o, o == KD_OUTCOME_REJECTED ? KD_FAIL_FINAL : KD_FAIL_TRANSIENT, code, "%s",
+               m->error[0] ? m->error : "call refused by KONE (success=false)");
+        return;
+    }
+    if (!m->call_session_id) {
+        snprintf(j->note, sizeof j->note, "KONE gave no session_id; state not followed");
+        succeed(j, "", "call accepted");
+        return;
+    }
+    run->session_id = m->call_session_id;
+    j->call_session_id = m->call_session_id;
+    remember_affinity(j->k, m->call_session_id, j->slot->idx);
+    j->st = KJ_FOLLOW;
+    j->accepted_mono = now;
+    j->progress_deadline = now + progress_window_us(j);
+    j->track_deadline = now + j->k->track_timeout_us;
+    j->renew_at = NEVER;
+    want(j, KW_MONITOR);
+    rearm(j);
+}
+
+static bool is_decisive(const char *state)
+{
+    return !strcmp(state, "being_served") || !strcmp(state, "served_soon") ||
+           !strcmp(state, "served");
+}
+
+static kk_job *find_follow(kd_kone *k, int64_t session_id)
+{
+    for (int i = 0; i < k->n_slots; i++)
+        for (lws_dll2_t *d = k->slots[i].jobs.head; d; d = d->next) {
+            kk_job *j = lws_container_of(d, kk_job, place);
+            if (j->st == KJ_FOLLOW && j->call_session_id == session_id)
+                return j;
+        }
+    return NULL;
+}
+
+void kk_on_call_state(kd_kone *k, const kd_kone_msg *m)
+{
+    const kd_call_event *in = &m->ev;
+    kk_job *j = in->session_id ? find_follow(k, in->session_id) : NULL;
+    if (!j || !in->state[0]) {
+        kd_debug("kone: call state '%s' for session %" PRId64 " not followed here", in->state,
+                 in->session_id);
+        return;
+    }
+    /* a state re-sent after a resume (same state, same time) is not a change */
+    if (!strcmp(in->state, j->last_state) && !strcmp(in->kone_time, j->last_time))
+        return;
+    snprintf(j->last_state, sizeof j->last_state, "%s", in->state);
+    snprintf(j->last_time, sizeof j->last_time, "%s", in->kone_time);
+    kd_run *run = j->run;
+    if (run->job.track && k->hooks.call_event) {
+        kd_call_event ev = *in;
+        ev.run = run;
+        ev.received_us = kd_now_us();
+        k->hooks.call_event(run, &ev, k->hooks.arg);
+    }
+    if (strcmp(in->state, "created") != 0)
+        j->progress_deadline = kd_mono_us() + progress_window_us(j);
+    if (!strcmp(in->state, "cancelled")) {
+        char code[sizeof run->error_code];
+        kd_kone_cancel_code(in->cancel_reason, code, sizeof code);
+        finish(j, KD_OUTCOME_REJECTED, KD_FAIL_FINAL, code, "call cancelled by KONE: %s",
+               in->cancel_reason[0] ? in->cancel_reason : "no reason given");
+        return;
+    }
+    if (is_decisive(in->state)) {
+        j->decisive = true;
+        if (!run->job.track || !strcmp(in->state, "served")) {
+            succeed(j, "", "");
+            return;
+        }
+    }
+    rearm(j);
+}

@@ -1,0 +1,652 @@
+/* kone_conn.c: the pool of WebSocket connections to KONE (see kone_int.h for slots).
+ *
+ * Life of a connection: IDLE -> CONNECTING (TLS + upgrade with ?accessToken=) ->
+ * SESSION (create-session, or resume-session when the slot already has a session) ->
+ * READY (carries jobs) -> closed -> IDLE. A 401 at the upgrade invalidates the token and
+ * the slot waits for the next one; any other failure or an unexpected close reconnects
+ * after a backoff of 100 ms doubling to 10 s (+ up to 50 % jitter), reset once a session
+ * is held. Written-but-unanswered requests stay with the slot: the session is resumed and
+ * late answers still match by request id. Unwritten ones move to another slot.
+ *
+ * One timer per slot does the housekeeping: connect when due, ping a connection idle for
+ * kone.keepalive_s (KONE drops idle ones after ~60 s; the ping carries no buildingId, so
+ * it is a pure keep-alive), drop one whose ping or session
+ * request goes unanswered for kone.request_timeout_ms, and replace one older than
+ * kone.max_conn_age_s (KONE drops every one after 2 h): the slot's second conn opens,
+ * resumes the session (KONE then closes the old one), takes over, and the old one is let
+ * go. Once the replacement is upgraded the old conn writes nothing new, and the resume waits
+ * until the old conn's outstanding requests are answered (at most kone.request_timeout_ms):
+ * KONE drops a conn's in-flight frames when its session moves away.
+ *
+ * Writes happen only in LWS_CALLBACK_CLIENT_WRITEABLE, one lws_write per callback.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kd_log.h"
+#include "kone_int.h"
+
+#define SEC 1000000LL
+
+static void slot_timer(lws_sorted_usec_list_t *sul);
+
+/* n_ready is what kd_kone_ready() reads from other threads: recounted after every change
+ * rather than incremented, so no path can leave it wrong. */
+static void recount(kd_kone *k)
+{
+    int n = 0;
+    for (int i = 0; i < k->n_slots; i++)
+        n += kk_slot_ready(&k->slots[i]);
+    atomic_store(&k->n_ready, n);
+}
+
+int64_t kk_slot_next_id(kk_slot *s)
+{
+    return ++s->next_req_id;
+}
+
+void kk_slot_init(kd_kone *k, kk_slot *s, int idx)
+{
+    memset(s, 0, sizeof *s);
+    s->k = k;
+    s->idx = idx;
+    s->active = -1;
+    s->backoff_ms = KK_BACKOFF_MIN_MS;
+    for (int i = 0; i < 2; i++) {
+        s->conn[i].slot = s;
+        s->conn[i].idx = i;
+    }
+}
+
+kk_conn *kk_slot_active(kk_slot *s)
+{
+    if (s->active < 0 || s->conn[s->active].st != KC_READY)
+        return NULL;
+    return &s->conn[s->active];
+}
+
+bool kk_slot_ready(const kk_slot *s)
+{
+    return s->active >= 0 && s->conn[s->active].st == KC_READY;
+}
+
+void kk_slot_kick(kk_slot *s)
+{
+    lws_sul_schedule(s->k->ctx, 0, &s->sul, slot_timer, 1);
+}
+
+void kk_slot_want_write(kk_slot *s)
+{
+    kk_conn *c = kk_slot_active(s);
+    if (c && c->wsi)
+        lws_callback_on_writable(c->wsi);
+}
+
+void kk_slots_token_changed(kd_kone *k)
+{
+    for (int i = 0; i < k->n_slots; i++)
+        kk_slot_kick(&k->slots[i]);
+}
+
+void kk_slots_shutdown(kd_kone *k)
+{
+    for (int i = 0; i < k->n_slots; i++)
+        lws_sul_cancel(&k->slots[i].sul);
+    atomic_store(&k->n_ready, 0);
+}
+
+void kk_conn_kill(kk_conn *c)
+{
+    if (c->wsi && c->st != KC_IDLE && c->st != KC_CLOSING) {
+        c->st = KC_CLOSING;
+        lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+        recount(c->slot->k);
+    }
+}
+
+int kk_conn_send(kk_conn *c, const char *text)
+{
+    size_t n = strlen(text);
+    unsigned char *buf = malloc(LWS_PRE + n);
+    if (!buf) {
+        kd_error("kone: slot %d: out of memory writing a frame", c->slot->idx);
+        return -1;
+    }
+    memcpy(buf + LWS_PRE, text, n);
+    int w = lws_write(c->wsi, buf + LWS_PRE, n, LWS_WRITE_TEXT);
+    free(buf);
+    if (w < (int)n) {
+        kd_warn("kone: slot %d: write failed, dropping the connection", c->slot->idx);
+        return -1;
+    }
+    c->last_tx_mono = kd_mono_us();
+    if (kd_log_enabled(KD_LOG_DEBUG))
+        kd_debug("kone: slot %d conn %d tx %s", c->slot->idx, c->idx, text);
+    return 0;
+}
+
+/* ------------------------------------------------------------------ opening */
+
+/* Percent-encodes everything but RFC 3986 unreserved characters. */
+static void url_escape(const char *in, char *out, size_t len)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    size_t o = 0;
+    for (const unsigned char *p = (const unsigned char *)in; *p && o + 4 < len; p++) {
+        if ((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') ||
+            *p == '-' || *p == '_' || *p == '.' || *p == '~') {
+            out[o++] = (char)*p;
+        } else {
+            out[o++] = '%';
+            out[o++] = hex[*p >> 4];
+            out[o++] = hex[*p & 15];
+        }
+    }
+    out[o] = '\0';
+}
+
+static void conn_gone(kk_conn *c, struct lws *wsi, const char *why, int http_status);
+
+/* Starts a connection on c; false when no token is held yet (the slot is kicked again
+ * when one arrives). */
+static bool conn_open(kk_conn *c)
+{
+    kk_slot *s = c->slot;
+    kd_kone *k = s->k;
+    static char tok[KD_KONE_TOKEN_MAX], esc[3 * KD_KONE_TOKEN_MAX + 1];
+    static char path[3 * KD_KONE_TOKEN_MAX + 512];
+    uint64_t gen = kd_kone_tokens_get(k->tokens, tok, sizeof tok, NULL);
+    if (!gen)
+        return false;
+    url_escape(tok, esc, sizeof esc);
+    snprintf(path, sizeof path, "%s%caccessToken=%s", k->ws_path,
+             strchr(k->ws_path, '?') ? '&' : '?', esc);
+    explicit_bzero(tok, sizeof tok);
+    explicit_bzero(esc, strlen(esc));
+
+    struct lws_client_connect_info ci;
+    memset(&ci, 0, sizeof ci);
+    ci.context = k->ctx;
+    ci.address = k->ws_host;
+    ci.port = k->ws_port;
+    ci.path = path;
+    ci.host = k->ws_host;
+    ci.origin = k->ws_host;
+    ci.ssl_connection = LCCSCF_USE_SSL;   /* verification on: no ALLOW_* flags, ever */
+    ci.protocol = "koneapi";
+    ci.local_protocol_name = "koneapi";
+    ci.userdata = c;
+    ci.pwsi = &c->wsi;
+
+    c->st = KC_CONNECTING;
+    c->retiring = false;
+    c->token_gen = gen;
+    c->sess_write = false;
+    c->sess_req_id = 0;
+    c->ping_write = false;
+    c->ping_req_id = 0;
+    struct lws *wsi = lws_client_connect_via_info(&ci);
+    explicit_bzero(path, strlen(path));
+    if (!wsi && c->st == KC_CONNECTING)
+        conn_gone(c, NULL, "could not start the connection", 0);
+    else if (wsi)
+        c->wsi = wsi;
+    kd_debug("kone: slot %d conn %d connecting to %s:%d", s->idx, c->idx, k->ws_host,
+             k->ws_port);
+    return true;
+}
+
+static void schedule_reconnect(kk_slot *s, const char *why)
+{
+    kd_kone *k = s->k;
+    int64_t d = (int64_t)s->backoff_ms * 1000;
+    d += kk_jitter(k, d / 2 + 1);
+    s->reconnect_at = kd_mono_us() + d;
+    s->backoff_ms = s->backoff_ms * 2 > KK_BACKOFF_MAX_MS ? KK_BACKOFF_MAX_MS : s->backoff_ms * 2;
+    kd_warn("kone: slot %d: %s; reconnecting in %lld ms", s->idx, why, (long long)(d / 1000));
+}
+
+/* ------------------------------------------------------------------ closing */
+
+static void conn_reset(kk_conn *c)
+{
+    c->wsi = NULL;
+    c->st = KC_IDLE;
+    c->retiring = false;
+    c->sess_write = false;
+    c->sess_req_id = 0;
+    c->ping_write = false;
+    c->ping_req_id = 0;
+    free(c->rx);
+    c->rx = NULL;
+    c->rx_len = c->rx_cap = 0;
+    c->rx_skip = false;
+}
+
+static void conn_gone(kk_conn *c, struct lws *wsi, const char *why, int http_status)
+{
+    if (c->st == KC_IDLE || (wsi && c->wsi && c->wsi != wsi))
+        return;   /* already handled, or a callback for a connection we forgot */
+    kk_slot *s = c->slot;
+    kd_kone *k = s->k;
+    bool was_active = s->active == c->idx;
+    bool retiring = c->retiring;
+    conn_reset(c);
+    if (was_active) {
+        s->active = -1;
+        s->losses++;
+    }
+    recount(k);
+    if (k->exiting)   /* closed by shutdown (the token source may be gone already) */
+        return;
+    if (http_status == 401)
+        kd_kone_tokens_invalidate(k->tokens, c->token_gen);
+
+    char what[200];
+    if (http_status)
+        snprintf(what, sizeof what, "conn %d: %s (HTTP %d)", c->idx, why, http_status);
+    else
+        snprintf(what, sizeof what, "conn %d: %s", c->idx, why);
+    kk_conn *o = &s->conn[!c->idx];
+    if (s->active >= 0) {
+        if (!retiring) {   /* a replacement that did not make it: try again later */
+            s->replace_retry_at = kd_mono_us() + 5 * SEC + kk_jitter(k, 5 * SEC);
+            kd_warn("kone: slot %d: replacement %s; keeping the current connection", s->idx,
+                    what);
+        } else {
+            kd_info("kone: slot %d: old connection retired", s->idx);
+        }
+    } else if (o->st == KC_CONNECTING || o->st == KC_SESSION) {
+        kd_info("kone: slot %d: %s; the replacement connection takes over", s->idx, what);
+    } else {
+        schedule_reconnect(s, what);
+        kk_jobs_move_unwritten(s);
+    }
+    kk_slot_kick(s);
+}
+
+/* ------------------------------------------------------------------ session */
+
+static void conn_established(kk_conn *c, struct lws *wsi)
+{
+    kk_slot *s = c->slot;
+    c->wsi = wsi;
+    c->st = KC_SESSION;
+    c->opened_mono = c->last_tx_mono = kd_mono_us();
+    c->sess_write = true;
+    c->sess_resume = s->session_id[0] != '\0';
+    kd_info("kone: slot %d conn %d: connected, %s session", s->idx, c->idx,
+            c->sess_resume ? "resuming the" : "creating a");
+    lws_callback_on_writable(wsi);
+}
+
+static void session_answer(kk_conn *c, const kd_kone_msg *m)
+{
+    kk_slot *s = c->slot;
+    kd_kone *k = s->k;
+    c->sess_req_id = 0;
+    kd_kone_status_class cls = kd_kone_status_classify(m->status);
+    if (cls == KD_KONE_ST_OK) {
+        if (!c->sess_resume || m->session_id[0]) {
+            if (!m->session_id[0]) {
+                kd_warn("kone: slot %d: create-session answer has no sessionId", s->idx);
+                kk_conn_kill(c);
+                return;
+            }
+            snprintf(s->session_id, sizeof s->session_id, "%s", m->session_id);
+            s->session_numeric = m->session_numeric;
+        }
+        bool resumed = c->sess_resume;
+        c->st = KC_READY;
+        int old = s->active;
+        s->active = c->idx;
+        if (old >= 0 && old != c->idx) {
+            s->conn[old].retiring = true;
+            kk_conn_kill(&s->conn[old]);
+        }
+        recount(k);
+        s->backoff_ms = KK_BACKOFF_MIN_MS;
+        kd_info("kone: slot %d: session %s %s", s->idx, s->session_id,
+                resumed ? "resumed" : "created");
+        kk_jobs_session_restored(s, resumed);
+        kk_job_place_waiting(k);
+        kk_slot_want_write(s);
+        kk_slot_kick(s);
+        return;
+    }
+    if (cls == KD_KONE_ST_AUTH) {
+        kd_warn("kone: slot %d: session request refused (401); refreshing the token", s->idx);
+        kd_kone_tokens_invalidate(k->tokens, c->token_gen);
+        kk_conn_kill(c);
+        return;
+    }
+    if (c->sess_resume && cls == KD_KONE_ST_REJECTED) {
+        /* 404 (session unknown) or 400: start over with a fresh session on this conn */
+        kd_warn("kone: slot %d: could not resume session %s (%d %s); creating a new one",
+                s->idx, s->session_id, m->status, m->message);
+        s->session_id[0] = '\0';
+        c->sess_resume = false;
+        c->sess_write = true;
+        lws_callback_on_writable(c->wsi);
+        return;
+    }
+    kd_warn("kone: slot %d: session request failed (%d %s)", s->idx, m->status, m->message);
+    kk_conn_kill(c);
+}
+
+static int write_session(kk_conn *c)
+{
+    kk_slot *s = c->slot;
+    kd_err e = {0};
+    int64_t id = kk_slot_next_id(s);
+    char *text = c->sess_resume
+                     ? kd_kone_msg_resume_session(id, s->session_id, s->session_numeric,
+                                                  KK_RESEND_STATE_S, &e)
+                     : kd_kone_msg_create_session(id, &e);
+    if (!text) {
+        kd_error("kone: slot %d: %s", s->idx, e.msg);
+        return -1;
+    }
+    int rc = kk_conn_send(c, text);
+    free(text);
+    if (rc)
+        return -1;
+    c->sess_write = false;
+    c->sess_req_id = id;
+    c->sess_sent_mono = kd_mono_us();
+    kk_slot_kick(s);
+    return 0;
+}
+
+static int write_ping(kk_conn *c)
+{
+    kk_slot *s = c->slot;
+    kd_kone *k = s->k;
+    kd_err e = {0};
+    int64_t id = kk_slot_next_id(s);
+    /* No buildingId: a pure keep-alive (kone-sim: always 200), not a probe of a building
+     * whose site link may be down. */
+    (void)k;
+    char *text = kd_kone_msg_common("ping", NULL, NULL, id, &e);
+    if (!text) {
+        kd_error("kone: slot %d: %s", s->idx, e.msg);
+        return -1;
+    }
+    int rc = kk_conn_send(c, text);
+    free(text);
+    if (rc)
+        return -1;
+    c->ping_write = false;
+    c->ping_req_id = id;
+    c->ping_sent_mono = kd_mono_us();
+    kk_slot_kick(s);
+    return 0;
+}
+
+/* ------------------------------------------------------------------ frames */
+
+static void dispatch(kk_conn *c, const char *buf, size_t len)
+{
+    kk_slot *s = c->slot;
+    kd_kone_msg m;
+    kd_err e = {0};
+    if (kd_log_enabled(KD_LOG_DEBUG))
+        kd_debug("kone: slot %d conn %d rx %.*s", s->idx, c->idx,
+                 (int)(len > 900 ? 900 : len), buf);
+    if (kd_kone_msg_parse(buf, len, &m, &e)) {
+        kd_warn("kone: slot %d: dropped a malformed frame: %s", s->idx, e.msg);
+        return;
+    }
+    switch (m.kind) {
+    case KD_KONE_MSG_ANSWER:
+        if (m.has_request_id && c->sess_req_id && m.request_id == c->sess_req_id) {
+            session_answer(c, &m);
+            return;
+        }
+        for (int i = 0; i < 2; i++) {
+            kk_conn *pc = &s->conn[i];
+            if (m.has_request_id && pc->ping_req_id && m.request_id == pc->ping_req_id) {
+                pc->ping_req_id = 0;   /* any answer proves the connection alive */
+                return;
+            }
+        }
+        kk_on_answer(s, &m);
+        kk_slot_answered(s);
+        return;
+    case KD_KONE_MSG_CALL_RESULT:
+        kk_on_call_result(s, &m);
+        kk_slot_answered(s);
+        return;
+    case KD_KONE_MSG_CALL_STATE:
+        kk_on_call_state(s->k, &m);
+        return;
+    case KD_KONE_MSG_EVENT:
+    case KD_KONE_MSG_UNKNOWN:
+    case KD_KONE_MSG_MALFORMED:
+        kd_debug("kone: slot %d: ignored a %s frame", s->idx, kd_kone_msg_kind_name(m.kind));
+        return;
+    }
+}
+
+static void conn_rx(kk_conn *c, struct lws *wsi, const char *in, size_t len)
+{
+    bool final = lws_is_final_fragment(wsi) && lws_remaining_packet_payload(wsi) == 0;
+    if (!c->rx_skip) {
+        if (c->rx_len + len > KK_RX_MAX) {
+            kd_warn("kone: slot %d: frame larger than %d bytes dropped", c->slot->idx,
+                    KK_RX_MAX);
+            c->rx_skip = true;
+        } else if (c->rx_len + len + 1 > c->rx_cap) {
+            size_t cap = c->rx_cap ? c->rx_cap : 4096;
+            while (cap < c->rx_len + len + 1)
+                cap *= 2;
+            char *nb = realloc(c->rx, cap);
+            if (!nb) {
+                kd_error("kone: slot %d: out of memory reading a frame", c->slot->idx);
+                c->rx_skip = true;
+            } else {
+                c->rx = nb;
+                c->rx_cap = cap;
+            }
+        }
+        if (!c->rx_skip) {
+            memcpy(c->rx + c->rx_len, in, len);
+            c->rx_len += len;
+        }
+    }
+    if (!final)
+        return;
+    if (!c->rx_skip && c->rx)
+        dispatch(c, c->rx, c->rx_len);
+    c->rx_len = 0;
+    c->rx_skip = false;
+    if (c->rx_cap > 64 * 1024) {   /* do not keep a big buffer for small frames */
+        free(c->rx);
+        c->rx = NULL;
+        c->rx_cap = 0;
+    }
+}
+
+/* A replacement conn resumes the session only once the old conn's requests are answered
+ * (or kone.request_timeout_ms passed): KONE drops the old conn's in-flight frames when the
+ * session moves, and the old conn writes nothing new meanwhile. */
+static bool replacement_must_wait(kk_conn *c)
+{
+    kk_slot *s = c->slot;
+    bool replacing = c->sess_resume && s->active >= 0 && s->active != c->idx;
+    return replacing && kk_slot_outstanding(s) > 0 &&
+           kd_mono_us() < c->opened_mono + s->k->request_timeout_us;
+}
+
+void kk_slot_answered(kk_slot *s)
+{
+    for (int i = 0; i < 2; i++) {
+        kk_conn *c = &s->conn[i];
+        if (c->st == KC_SESSION && c->sess_write && c->wsi)
+            lws_callback_on_writable(c->wsi);
+    }
+}
+
+static int conn_writeable(kk_conn *c)
+{
+    kk_slot *s = c->slot;
+    if (c->st == KC_CLOSING)
+        return -1;
+    if (c->st == KC_SESSION) {
+        if (c->sess_write && !replacement_must_wait(c))
+            return write_session(c);
+        return 0;
+    }
+    if (c->st != KC_READY || s->active != c->idx)
+        return 0;
+    kk_conn *o = &s->conn[!c->idx];
+    if (c->ping_write) {
+        if (write_ping(c))
+            return -1;
+    } else if (o->st == KC_SESSION) {
+        return 0;   /* the replacement is resuming the session: hold writes */
+    } else if (s->wq.head) {
+        kk_job *j = lws_container_of(s->wq.head, kk_job, wlink);
+        if (kk_job_write(j, c))
+            return -1;
+    }
+    if (c->ping_write || (s->wq.head && o->st != KC_SESSION))
+        lws_callback_on_writable(c->wsi);
+    return 0;
+}
+
+/* ------------------------------------------------------------------ housekeeping */
+
+static int64_t earlier(int64_t a, int64_t b)
+{
+    return a < b ? a : b;
+}
+
+static void slot_timer(lws_sorted_usec_list_t *sul)
+{
+    kk_slot *s = lws_container_of(sul, kk_slot, sul);
+    kd_kone *k = s->k;
+    if (k->exiting)
+        return;
+    int64_t now = kd_mono_us();
+    int64_t next = now + SEC;
+    kk_conn *c0 = &s->conn[0], *c1 = &s->conn[1];
+
+    if (s->active < 0 && c0->st == KC_IDLE && c1->st == KC_IDLE) {
+        if (now >= s->reconnect_at)
+            conn_open(c0);   /* false: no token yet, kicked when one arrives */
+        else
+            next = earlier(next, s->reconnect_at);
+    }
+    for (int i = 0; i < 2; i++) {
+        kk_conn *c = &s->conn[i];
+        if (c->st == KC_SESSION && c->sess_write && c->wsi)
+            lws_callback_on_writable(c->wsi);   /* a replacement waiting for the drain */
+        if (c->st == KC_SESSION && c->sess_req_id) {
+            if (now - c->sess_sent_mono >= k->request_timeout_us) {
+                kd_warn("kone: slot %d conn %d: session request unanswered", s->idx, i);
+                kk_conn_kill(c);
+            } else {
+                next = earlier(next, c->sess_sent_mono + k->request_timeout_us);
+            }
+        }
+    }
+    kk_conn *a = kk_slot_active(s);
+    if (a) {
+        kk_conn *o = &s->conn[!a->idx];
+        if (a->ping_req_id) {
+            if (now - a->ping_sent_mono >= k->request_timeout_us) {
+                kd_warn("kone: slot %d: keep-alive ping unanswered, dropping the connection",
+                        s->idx);
+                kk_conn_kill(a);
+                a = NULL;
+            } else {
+                next = earlier(next, a->ping_sent_mono + k->request_timeout_us);
+            }
+        } else if (!a->ping_write) {
+            if (now - a->last_tx_mono >= k->keepalive_us) {
+                a->ping_write = true;
+                lws_callback_on_writable(a->wsi);
+            } else {
+                next = earlier(next, a->last_tx_mono + k->keepalive_us);
+            }
+        }
+        if (a && o->st == KC_IDLE) {
+            int64_t due = a->opened_mono + k->max_age_us;
+            if (due < s->replace_retry_at)
+                due = s->replace_retry_at;
+            if (now >= due) {
+                kd_info("kone: slot %d: connection older than %lld s, replacing it", s->idx,
+                        (long long)(k->max_age_us / SEC));
+                conn_open(o);
+            } else {
+                next = earlier(next, due);
+            }
+        }
+    }
+    if (next < now + 1000)
+        next = now + 1000;
+    lws_sul_schedule(k->ctx, 0, &s->sul, slot_timer, next - now);
+}
+
+/* ------------------------------------------------------------------ lws callback */
+
+static int upgrade_status(struct lws *wsi, const char *why)
+{
+    if (why && strstr(why, "unauthorized"))
+        return 401;
+    return wsi ? (int)lws_http_client_http_response(wsi) : 0;
+}
+
+static int kk_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+                       size_t len)
+{
+    kk_conn *c = user;
+    switch (reason) {
+    case LWS_CALLBACK_EVENT_WAIT_CANCELLED: {
+        struct lws_context *ctx = wsi ? lws_get_context(wsi) : NULL;
+        kd_kone *k = ctx ? lws_context_user(ctx) : NULL;
+        if (k)
+            kk_loop_wakeup(k);
+        break;
+    }
+    case LWS_CALLBACK_CLIENT_CONNECTION_ERROR:
+        if (c) {
+            const char *why = in ? (const char *)in : "connection failed";
+            conn_gone(c, wsi, why, upgrade_status(wsi, why));
+        }
+        break;
+    case LWS_CALLBACK_CLIENT_ESTABLISHED:
+        if (c)
+            conn_established(c, wsi);
+        break;
+    case LWS_CALLBACK_CLIENT_RECEIVE:
+        if (c && c->st != KC_IDLE && in)
+            conn_rx(c, wsi, in, len);
+        break;
+    case LWS_CALLBACK_CLIENT_WRITEABLE:
+        if (c && c->wsi == wsi)
+            return conn_writeable(c);
+        break;
+    case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
+        if (c && len >= 2) {
+            const unsigned char *p = in;
+            kd_info("kone: slot %d conn %d: KONE closed the connection (code %d)",
+                    c->slot->idx, c->idx, (p[0] << 8) | p[1]);
+        }
+        break;
+    case LWS_CALLBACK_CLIENT_CLOSED:
+        if (c)
+            conn_gone(c, wsi, "connection closed", 0);
+        break;
+    default:
+        break;
+    }
+    return 0;
+}
+
+const struct lws_protocols kk_protocols[] = {
+    {"koneapi", kk_callback, 0, 16384, 0, NULL, 0},
+    {NULL, NULL, 0, 0, 0, NULL, 0},
+};

@@ -1,0 +1,212 @@
+/* kone_int: the private state of the KONE client, shared by its three loop-side files.
+ *
+ *   kone.c       public API (start/submit/ready/stop), the loop thread, the inbox
+ *   kone_conn.c  the lws protocol callback and the connection pool ("slots")
+ *   kone_call.c  one job's life: placement, its frames, answers, events, timers, outcome
+ *
+ * Threads: everything below except `inbox*`, `stopping`, `n_ready` and the token source
+ * is touched only by the loop thread. Other threads hand jobs over through the inbox
+ * (mutex) and wake the loop with lws_cancel_service.
+ *
+ * A slot is one logical connection: a KONE session (create-session once, resume-session
+ * after every reconnect), a request-id counter that never restarts (ids stay unique on
+ * the connection and on the session), the jobs placed on it and their write queue. It
+ * owns two physical connections so that an old one can be replaced (max age) by a new
+ * one that resumes the same session before the old one goes away.
+ *
+ * A job is on exactly one placement list: k->waitq (no slot yet) or slot->jobs. It is
+ * on slot->wq while it has a frame to write (its request, or a monitor subscription).
+ * Each job has one lws_sul timer, re-armed to its earliest deadline on every change.
+ */
+#ifndef KD_WORKER_KONE_INT_H
+#define KD_WORKER_KONE_INT_H
+
+#include <libwebsockets.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "kone.h"
+#include "kone_msg.h"
+#include "kone_token.h"
+
+#define KK_MAX_SLOTS 16
+#define KK_RX_MAX (1024 * 1024)         /* a bigger frame is dropped */
+#define KK_BACKOFF_MIN_MS 100
+#define KK_BACKOFF_MAX_MS 10000
+#define KK_RESEND_STATE_S 30            /* resendLatestStateUpToSeconds on resume */
+#define KK_MAX_AUTH_RETRIES 2           /* a job re-sent after 401 at most this often */
+#define KK_AFFINITY 1024                /* accepted calls remembered for cancel routing */
+
+typedef struct kd_kone kd_kone;
+typedef struct kk_slot kk_slot;
+
+typedef enum {
+    KC_IDLE = 0,    /* no wsi */
+    KC_CONNECTING,  /* TCP/TLS/upgrade in progress */
+    KC_SESSION,     /* upgraded; create/resume-session written or to be written */
+    KC_READY,       /* session held: may carry jobs */
+    KC_CLOSING,     /* we asked lws to drop it */
+} kk_conn_state;
+
+typedef struct kk_conn {
+    kk_slot *slot;
+    int idx;                    /* 0 or 1 within the slot */
+    struct lws *wsi;
+    kk_conn_state st;
+    bool retiring;              /* replaced by the slot's other conn; let it go */
+    uint64_t token_gen;         /* token used for its upgrade */
+    int64_t opened_mono;        /* upgrade completed */
+    int64_t last_tx_mono;       /* last frame written */
+    /* session request */
+    bool sess_write;            /* create/resume to be written */
+    bool sess_resume;           /* ... and it is a resume */
+    int64_t sess_req_id;        /* 0 when none outstanding */
+    int64_t sess_sent_mono;
+    /* keep-alive ping */
+    bool ping_write;
+    int64_t ping_req_id;        /* 0 when none outstanding */
+    int64_t ping_sent_mono;
+    /* reassembly of fragmented frames */
+    char *rx;
+    size_t rx_len, rx_cap;
+    bool rx_skip;               /* current message too big: drop until its end */
+} kk_conn;
+
+struct kk_slot {
+    kd_kone *k;
+    int idx;
+    kk_conn conn[2];
+    int active;                 /* conn carrying jobs (READY), -1 none */
+    char session_id[KD_KONE_SESSION_MAX];
+    bool session_numeric;
+    int64_t next_req_id;
+    lws_dll2_owner_t jobs;      /* kk_job.place */
+    lws_dll2_owner_t wq;        /* kk_job.wlink */
+    unsigned losses;            /* active connections lost so far (for timeout messages) */
+    int backoff_ms;             /* next reconnect delay */
+    int64_t reconnect_at;       /* mono µs; 0 = now */
+    int64_t replace_retry_at;   /* after a failed replacement */
+    lws_sorted_usec_list_t sul;
+};
+
+typedef enum {
+    KJ_WAIT = 0,    /* in k->waitq or slot->wq, not yet written */
+    KJ_SENT,        /* request written, no answer yet */
+    KJ_ACCEPTED,    /* call answered 201, waiting for its second frame */
+    KJ_FOLLOW,      /* call accepted with a session id, following its state */
+} kk_job_state;
+
+typedef enum { KW_NONE = 0, KW_REQUEST, KW_MONITOR } kk_want;
+
+typedef struct kk_job {
+    kd_kone *k;
+    kd_run *run;
+    kk_slot *slot;              /* NULL while in k->waitq */
+    lws_dll2_t place;           /* on k->waitq or slot->jobs */
+    lws_dll2_t wlink;           /* on slot->wq while want != KW_NONE */
+    kk_want want;
+    kk_job_state st;
+    lws_sorted_usec_list_t sul;
+
+    int64_t wait_until;         /* mono µs: give up waiting for a connection */
+    int64_t expire_at;          /* mono µs: the job's own deadline (0: none) */
+    int64_t req_id;             /* last request written */
+    int64_t sent_mono;
+    int64_t answer_deadline;    /* SENT / ACCEPTED */
+    unsigned losses_at;         /* slot->losses when the request was written */
+    int auth_retries;
+
+    /* following an accepted call */
+    int64_t call_session_id;
+    int64_t accepted_mono;
+    int64_t mon_req_id;
+    int64_t mon_sent_mono;
+    int64_t renew_at;
+    int64_t progress_deadline;  /* no state change by then: no progress */
+    int64_t track_deadline;
+    bool decisive;              /* reached being_served / served_soon / served */
+    char last_state[32];
+    char last_time[40];
+    char note[96];              /* appended to a success message (monitor refused ...) */
+} kk_job;
+
+struct kd_kone {
+    /* configuration */
+    char *ws_host;              /* from kone.ws_url */
+    int ws_port;
+    char *ws_path;              /* "/stream-v2" (with any query of the URL) */
+    char *ca_file;              /* NULL for the system CAs */
+    int n_slots;
+    int64_t request_timeout_us, call_timeout_us, track_timeout_us;
+    int64_t keepalive_us, max_age_us;
+    int monitor_duration_s;
+    kd_kone_hooks hooks;
+
+    struct lws_context *ctx;
+    kd_kone_tokens *tokens;
+    pthread_t thread;
+    bool thread_started;
+
+    /* shared with other threads */
+    pthread_mutex_t mu;
+    kd_run *inbox_head, *inbox_tail;
+    bool stopping;              /* under mu */
+    atomic_int n_ready;         /* slots with an active READY connection */
+
+    /* loop thread only */
+    bool exiting;
+    uint64_t token_gen_seen;
+    lws_dll2_owner_t waitq;
+    kk_slot slots[KK_MAX_SLOTS];
+    /* call session id -> slot that made the call: a delete goes to the same KONE session
+     * (kone-sim answers 404 for another session's call) */
+    struct { int64_t call_session_id; int slot; } affinity[KK_AFFINITY];
+    unsigned affinity_next;
+    unsigned rand_state;
+};
+
+/* ---- kone_conn.c */
+extern const struct lws_protocols kk_protocols[];
+void kk_slot_init(kd_kone *k, kk_slot *s, int idx);
+void kk_slot_kick(kk_slot *s);                 /* evaluate its timers now */
+void kk_slot_want_write(kk_slot *s);           /* ask for WRITEABLE on the active conn */
+bool kk_slot_ready(const kk_slot *s);
+void kk_slots_token_changed(kd_kone *k);       /* a new token arrived */
+void kk_slots_shutdown(kd_kone *k);            /* cancel timers (conns die with ctx) */
+int64_t kk_slot_next_id(kk_slot *s);
+void kk_conn_kill(kk_conn *c);                 /* drop this connection now */
+/* Writes one text frame (one lws_write, LWS_PRE headroom); only from WRITEABLE.
+ * Returns 0, or -1 when the connection must close. */
+int kk_conn_send(kk_conn *c, const char *text);
+kk_conn *kk_slot_active(kk_slot *s);           /* the READY conn carrying jobs, or NULL */
+
+/* Jobs written but not answered yet (SENT, or ACCEPTED awaiting the call result). */
+int kk_slot_outstanding(kk_slot *s);
+/* An answer arrived on s: a replacement waiting for the old conn to drain may go on. */
+void kk_slot_answered(kk_slot *s);
+
+/* ---- kone_call.c */
+void kk_job_submit(kd_kone *k, kd_run *run);   /* a new run from the inbox */
+void kk_job_place_waiting(kd_kone *k);         /* a slot became ready: drain waitq */
+/* Writes the job's next frame on wsi; returns -1 if the connection must close. */
+int kk_job_write(kk_job *j, kk_conn *c);
+/* Frames from a connection of slot s. */
+void kk_on_answer(kk_slot *s, const kd_kone_msg *m);     /* returns if unmatched */
+void kk_on_call_result(kk_slot *s, const kd_kone_msg *m);
+void kk_on_call_state(kd_kone *k, const kd_kone_msg *m);
+/* Slot lost its active connection for good (no session to resume): unwritten jobs go
+ * elsewhere. */
+void kk_jobs_move_unwritten(kk_slot *s);
+/* The session was resumed (resumed=true) or replaced by a fresh one (false). */
+void kk_jobs_session_restored(kk_slot *s, bool resumed);
+void kk_jobs_fail_all(kd_kone *k, const char *code, const char *msg);
+void kk_finish_run(kd_kone *k, kd_run *run, kd_outcome o, kd_failure_class f,
+                   const char *code, const char *msg);
+
+/* ---- kone.c */
+int64_t kk_jitter(kd_kone *k, int64_t max);    /* 0..max-1 */
+void kk_loop_wakeup(kd_kone *k);               /* LWS_CALLBACK_EVENT_WAIT_CANCELLED */
+
+#endif

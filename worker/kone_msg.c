@@ -1,0 +1,507 @@
+/* kone_msg.c: KONE API 2.0 frames built from jobs and parsed from the wire (see kone_msg.h).
+ *
+ * Why jansson objects rather than printf: every string that reaches a frame (building
+ * ids, languages, media ids from upstream jobs) is escaped by the library, so no job can
+ * inject JSON. Why a permissive parser: KONE's published shapes and its live frames
+ * differ in details (request ids as numbers or strings, event fields flat or under
+ * "decks"); the worker must classify every frame it can and drop the rest without harm.
+ */
+#include "kone_msg.h"
+
+#include <ctype.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+/* ------------------------------------------------------------------ helpers */
+
+void kd_kone_iso8601(int64_t us, char *buf, size_t len)
+{
+    time_t s = (time_t)(us / 1000000);
+    int ms = (int)((us % 1000000) / 1000);
+    if (us < 0) {
+        s = 0;
+        ms = 0;
+    }
+    struct tm tm;
+    gmtime_r(&s, &tm);
+    char base[32];
+    strftime(base, sizeof base, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(buf, len, "%s.%03dZ", base, ms);
+}
+
+void kd_kone_building_id(const char *building, char *buf, size_t len)
+{
+    if (strncmp(building, "building:", 9) == 0)
+        snprintf(buf, len, "%s", building);
+    else
+        snprintf(buf, len, "building:%s", building);
+}
+
+/* Sets key to a new value; a NULL value (allocation failed) marks the object bad. */
+static bool put(json_t *o, const char *key, json_t *v)
+{
+    return v && json_object_set_new(o, key, v) == 0;
+}
+
+static char *finish(json_t *root, bool ok, kd_err *err)
+{
+    char *s = ok ? json_dumps(root, JSON_COMPACT) : NULL;
+    json_decref(root);
+    if (!s)
+        kd_err_set(err, KD_ERR_NOMEM, "out of memory building a KONE frame");
+    return s;
+}
+
+static char *id_text(int64_t id, char *buf, size_t len)
+{
+    snprintf(buf, len, "%" PRId64, id);
+    return buf;
+}
+
+/* The common envelope of lift-call-api-v2, common-api and site-monitoring. */
+static json_t *envelope(const char *type, const char *call_type, const char *building,
+                        const char *group, bool *ok)
+{
+    json_t *o = json_object();
+    if (!o) {
+        *ok = false;
+        return NULL;
+    }
+    *ok = put(o, "type", json_string(type));
+    if (building && *building) {
+        char b[KD_JOB_BUILDING_MAX + 16];
+        kd_kone_building_id(building, b, sizeof b);
+        *ok = *ok && put(o, "buildingId", json_string(b));
+    }
+    *ok = *ok && put(o, "callType", json_string(call_type));
+    *ok = *ok && put(o, "groupId", json_string(group && *group ? group : "1"));
+    return o;
+}
+
+/* ------------------------------------------------------------------ builders */
+
+static bool call_object(const kd_job *job, json_t *payload)
+{
+    json_t *call = json_object();
+    if (!call || json_object_set_new(payload, "call", call) != 0)
+        return false;
+    bool ok = put(call, "action", json_integer(job->action));
+    if (job->has_destination)
+        ok = ok && put(call, "destination", json_integer(job->destination));
+    if (job->has_delay)
+        ok = ok && put(call, "delay", json_integer(job->delay));
+    if (job->has_group_size)
+        ok = ok && put(call, "group_size", json_integer(job->group_size));
+    if (job->language[0])
+        ok = ok && put(call, "language", json_string(job->language));
+    if (job->priority != KD_PRIO_UNSET)
+        ok = ok && put(call, "call_replacement_priority",
+                       json_string(job->priority == KD_PRIO_HIGH ? "HIGH" : "LOW"));
+    if (job->n_allowed_lifts > 0) {
+        /* Plain ASCII key: the published YAML spells it with a soft hyphen by mistake. */
+        json_t *a = json_array();
+        ok = ok && put(call, "allowed_lifts", a);
+        for (size_t i = 0; ok && i < job->n_allowed_lifts && i < KD_JOB_ALLOWED_LIFTS_MAX; i++)
+            ok = json_array_append_new(a, json_integer(job->allowed_lifts[i])) == 0;
+    }
+    return ok;
+}
+
+char *kd_kone_msg_job(const kd_job *job, int64_t request_id, int64_t now_us, kd_err *err)
+{
+    const char *ct;
+    switch (job->op) {
+    case KD_OP_CALL: ct = "action"; break;
+    case KD_OP_HOLD_OPEN: ct = "hold_open"; break;
+    case KD_OP_CANCEL: ct = "delete"; break;
+    default:
+        kd_err_set(err, KD_ERR_INVALID, "job.op: %d cannot be sent to KONE", (int)job->op);
+        return NULL;
+    }
+    bool ok;
+    json_t *root = envelope("lift-call-api-v2", ct, job->building_id, job->group_id, &ok);
+    if (!root)
+        return finish(root, false, err);
+    json_t *p = json_object();
+    ok = ok && put(root, "payload", p);
+    ok = ok && put(p, "request_id", json_integer(request_id));
+    char when[40];
+    kd_kone_iso8601(now_us, when, sizeof when);
+
+    if (ok && job->op == KD_OP_CALL) {
+        ok = put(p, "area", json_integer(job->area));
+        ok = ok && put(p, "time", json_string(when));
+        if (job->has_terminal)
+            ok = ok && put(p, "terminal", json_integer(job->terminal));
+        if (job->media_id[0])
+            ok = ok && put(p, "media_id", json_string(job->media_id));
+        if (job->media_cc[0])
+            ok = ok && put(p, "media_cc", json_string(job->media_cc));
+        if (job->media_type[0])
+            ok = ok && put(p, "media_type", json_string(job->media_type));
+        ok = ok && call_object(job, p);
+    } else if (ok && job->op == KD_OP_HOLD_OPEN) {
+        ok = put(p, "time", json_string(when));
+        ok = ok && put(p, "lift_deck", json_integer(job->lift_deck));
+        ok = ok && put(p, "served_area", json_integer(job->served_area));
+        if (job->has_hard_time)
+            ok = ok && put(p, "hard_time", json_integer(job->hard_time));
+        if (job->has_soft_time)
+            ok = ok && put(p, "soft_time", json_integer(job->soft_time));
+    } else if (ok) {
+        ok = put(p, "session_id", json_integer(job->session_id));
+    }
+    return finish(root, ok, err);
+}
+
+char *kd_kone_msg_create_session(int64_t request_id, kd_err *err)
+{
+    char id[24];
+    json_t *root = json_object();
+    bool ok = root && put(root, "type", json_string("create-session")) &&
+              put(root, "requestId", json_string(id_text(request_id, id, sizeof id)));
+    return finish(root, ok, err);
+}
+
+char *kd_kone_msg_resume_session(int64_t request_id, const char *session_id,
+                                 bool session_numeric, int resend_s, kd_err *err)
+{
+    char id[24];
+    json_t *root = json_object();
+    bool ok = root && put(root, "type", json_string("resume-session")) &&
+              put(root, "requestId", json_string(id_text(request_id, id, sizeof id)));
+    if (ok && session_numeric) {
+        char *end;
+        long long n = strtoll(session_id, &end, 10);
+        ok = put(root, "sessionId", *end == '\0' && end != session_id ? json_integer(n)
+                                                                      : json_string(session_id));
+    } else if (ok) {
+        ok = put(root, "sessionId", json_string(session_id));
+    }
+    if (ok && resend_s > 0)
+        ok = put(root, "resendLatestStateUpToSeconds", json_integer(resend_s));
+    return finish(root, ok, err);
+}
+
+char *kd_kone_msg_common(const char *call_type, const char *building, const char *group,
+                         int64_t request_id, kd_err *err)
+{
+    if (strcmp(call_type, "ping") && strcmp(call_type, "config") && strcmp(call_type, "actions")) {
+        kd_err_set(err, KD_ERR_INVALID, "common-api: unknown callType '%s'", call_type);
+        return NULL;
+    }
+    bool ok;
+    json_t *root = envelope("common-api", call_type, building, group, &ok);
+    if (!root)
+        return finish(root, false, err);
+    if (strcmp(call_type, "ping") == 0) {
+        json_t *p = json_object();
+        ok = ok && put(root, "payload", p) && put(p, "request_id", json_integer(request_id));
+    } else {
+        char id[24];
+        ok = ok && put(root, "requestId", json_string(id_text(request_id, id, sizeof id)));
+    }
+    return finish(root, ok, err);
+}
+
+char *kd_kone_msg_monitor(const char *building, const char *group, int64_t request_id,
+                          const char *sub, int duration_s, const char *const *subtopics,
+                          size_t n_subtopics, kd_err *err)
+{
+    bool ok;
+    json_t *root = envelope("site-monitoring", "monitor", building, group, &ok);
+    if (!root)
+        return finish(root, false, err);
+    char id[24];
+    ok = ok && put(root, "requestId", json_string(id_text(request_id, id, sizeof id)));
+    json_t *p = json_object();
+    ok = ok && put(root, "payload", p);
+    ok = ok && put(p, "sub", json_string(sub));
+    ok = ok && put(p, "duration", json_integer(duration_s));
+    json_t *a = json_array();
+    ok = ok && put(p, "subtopics", a);
+    for (size_t i = 0; ok && i < n_subtopics; i++)
+        ok = json_array_append_new(a, json_string(subtopics[i])) == 0;
+    return finish(root, ok, err);
+}
+
+/* ------------------------------------------------------------------ parsing */
+
+const char *kd_kone_msg_kind_name(kd_kone_msg_kind k)
+{
+    switch (k) {
+    case KD_KONE_MSG_MALFORMED: return "malformed";
+    case KD_KONE_MSG_UNKNOWN: return "unknown";
+    case KD_KONE_MSG_ANSWER: return "answer";
+    case KD_KONE_MSG_CALL_RESULT: return "call_result";
+    case KD_KONE_MSG_CALL_STATE: return "call_state";
+    case KD_KONE_MSG_EVENT: return "event";
+    }
+    return "?";
+}
+
+/* An integer from a JSON integer, an integral real, or a string of digits. */
+static bool get_int(const json_t *v, int64_t *out)
+{
+    if (json_is_integer(v)) {
+        *out = (int64_t)json_integer_value(v);
+        return true;
+    }
+    if (json_is_real(v)) {
+        double d = json_real_value(v);
+        if (d >= -9.0e18 && d <= 9.0e18 && d == (double)(int64_t)d) {
+            *out = (int64_t)d;
+            return true;
+        }
+        return false;
+    }
+    if (json_is_string(v)) {
+        const char *s = json_string_value(v);
+        if (!*s || strlen(s) > 19)
+            return false;
+        for (const char *c = s; *c; c++)
+            if (!isdigit((unsigned char)*c) && !(c == s && *c == '-' && c[1]))
+                return false;
+        *out = strtoll(s, NULL, 10);
+        return true;
+    }
+    return false;
+}
+
+/* Copies a string (or a number, as text) into buf; false if absent or another type. */
+static bool get_text(const json_t *v, char *buf, size_t len)
+{
+    if (json_is_string(v)) {
+        snprintf(buf, len, "%s", json_string_value(v));
+        return true;
+    }
+    if (json_is_integer(v)) {
+        snprintf(buf, len, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+        return true;
+    }
+    return false;
+}
+
+static void parse_answer(const json_t *root, kd_kone_msg *m)
+{
+    const json_t *data = json_object_get(root, "data");
+    m->kind = KD_KONE_MSG_ANSWER;
+    m->has_request_id = get_int(json_object_get(root, "requestId"), &m->request_id);
+    if (!m->has_request_id && json_is_object(data))
+        m->has_request_id = get_int(json_object_get(data, "request_id"), &m->request_id);
+    if (!get_text(json_object_get(root, "message"), m->message, sizeof m->message) &&
+        json_is_object(data) &&
+        !get_text(json_object_get(data, "message"), m->message, sizeof m->message))
+        get_text(json_object_get(data, "error"), m->message, sizeof m->message);
+    if (json_is_string(data) && !m->message[0])
+        get_text(data, m->message, sizeof m->message);
+    if (json_is_object(data)) {
+        const json_t *sid = json_object_get(data, "sessionId");
+        m->session_numeric = json_is_integer(sid);
+        get_text(sid, m->session_id, sizeof m->session_id);
+    }
+}
+
+static void parse_call_result(const json_t *data, kd_kone_msg *m)
+{
+    m->kind = KD_KONE_MSG_CALL_RESULT;
+    m->has_request_id = get_int(json_object_get(data, "request_id"), &m->request_id);
+    const json_t *s = json_object_get(data, "success");
+    m->has_success = json_is_boolean(s);
+    m->success = json_is_true(s);
+    int64_t sid = 0;
+    if (get_int(json_object_get(data, "session_id"), &sid))
+        m->call_session_id = sid;
+    if (!get_text(json_object_get(data, "error"), m->error, sizeof m->error))
+        get_text(json_object_get(data, "message"), m->error, sizeof m->error);
+}
+
+/* A field of a call-state event: flat in data, or (as the YAML draws it) under data.decks
+ * (an object, or an array whose first element is used). */
+static const json_t *ev_field(const json_t *data, const char *key)
+{
+    const json_t *v = json_object_get(data, key);
+    if (v)
+        return v;
+    const json_t *d = json_object_get(data, "decks");
+    if (json_is_array(d))
+        d = json_array_get(d, 0);
+    return json_is_object(d) ? json_object_get(d, key) : NULL;
+}
+
+static void parse_call_state(const json_t *data, const char *sid_text, const char *state,
+                             kd_kone_msg *m)
+{
+    kd_call_event *ev = &m->ev;
+    m->kind = KD_KONE_MSG_CALL_STATE;
+    int64_t sid = 0;
+    if (sid_text && *sid_text && strcmp(sid_text, "+") != 0) {
+        json_t *tmp = json_string(sid_text);
+        if (tmp && get_int(tmp, &sid))
+            ev->session_id = sid;
+        json_decref(tmp);
+    }
+    if (!ev->session_id && json_is_object(data) &&
+        get_int(json_object_get(data, "session_id"), &sid))
+        ev->session_id = sid;
+    if (state && *state && strcmp(state, "+") != 0)
+        snprintf(ev->state, sizeof ev->state, "%s", state);
+    if (!json_is_object(data))
+        return;
+    if (!ev->state[0]) {
+        if (!get_text(json_object_get(data, "state"), ev->state, sizeof ev->state))
+            get_text(json_object_get(data, "call_state"), ev->state, sizeof ev->state);
+    }
+    get_text(json_object_get(data, "time"), ev->kone_time, sizeof ev->kone_time);
+    get_text(ev_field(data, "eta"), ev->eta, sizeof ev->eta);
+    get_text(ev_field(data, "cancel_reason"), ev->cancel_reason, sizeof ev->cancel_reason);
+    get_text(ev_field(data, "modified_reason"), ev->modified_reason,
+             sizeof ev->modified_reason);
+    int64_t md;
+    if (get_int(ev_field(data, "modified_destination"), &md)) {
+        ev->has_modified_destination = true;
+        ev->modified_destination = md;
+    }
+    const json_t *decks = ev_field(data, "allocated_lift_deck");
+    int64_t one;
+    if (json_is_array(decks)) {
+        size_t i;
+        const json_t *d;
+        json_array_foreach(decks, i, d) {
+            if (ev->n_decks < KD_EVENT_MAX_DECKS && get_int(d, &one))
+                ev->allocated_lift_deck[ev->n_decks++] = one;
+        }
+    } else if (get_int(decks, &one)) {
+        ev->allocated_lift_deck[ev->n_decks++] = one;
+    }
+}
+
+/* "call_state/<sid>/<state>": splits into its two fields; false for other topics. */
+static bool split_call_state(const char *topic, char *sid, size_t sid_len, char *state,
+                             size_t state_len)
+{
+    if (strncmp(topic, "call_state/", 11) != 0)
+        return false;
+    const char *a = topic + 11;
+    const char *slash = strchr(a, '/');
+    size_t n = slash ? (size_t)(slash - a) : strlen(a);
+    snprintf(sid, sid_len, "%.*s", (int)(n < sid_len ? n : sid_len - 1), a);
+    snprintf(state, state_len, "%s", slash ? slash + 1 : "");
+    return true;
+}
+
+int kd_kone_msg_parse(const char *buf, size_t len, kd_kone_msg *out, kd_err *err)
+{
+    memset(out, 0, sizeof *out);
+    json_error_t jerr;
+    json_t *root = buf ? json_loadb(buf, len, 0, &jerr) : NULL;
+    if (!root) {
+        out->kind = KD_KONE_MSG_MALFORMED;
+        return kd_err_set(err, KD_ERR_DECODE, "frame is not JSON (%s at byte %d)",
+                          buf ? jerr.text : "no data", buf ? jerr.position : 0);
+    }
+    if (!json_is_object(root)) {
+        json_decref(root);
+        out->kind = KD_KONE_MSG_MALFORMED;
+        return kd_err_set(err, KD_ERR_DECODE, "frame is JSON but not an object");
+    }
+    const json_t *data = json_object_get(root, "data");
+    const json_t *status = json_object_get(root, "statusCode");
+    const json_t *topic = json_object_get(root, "subtopic");
+    const char *type = json_string_value(json_object_get(root, "type"));
+    const char *ctype = json_string_value(json_object_get(root, "callType"));
+    int64_t st;
+
+    if (status && get_int(status, &st)) {
+        out->status = (int)st;
+        parse_answer(root, out);
+    } else if (json_is_string(topic)) {
+        snprintf(out->subtopic, sizeof out->subtopic, "%s", json_string_value(topic));
+        char sid[64], state[64];
+        if (split_call_state(out->subtopic, sid, sizeof sid, state, sizeof state))
+            parse_call_state(data, sid, state, out);
+        else
+            out->kind = KD_KONE_MSG_EVENT;
+    } else if ((type && strcmp(type, "monitor-call-state") == 0) ||
+               (ctype && strcmp(ctype, "monitor-call-state") == 0)) {
+        parse_call_state(data, NULL, NULL, out);
+    } else if ((type && strncmp(type, "monitor-", 8) == 0) ||
+               (ctype && strncmp(ctype, "monitor-", 8) == 0)) {
+        out->kind = KD_KONE_MSG_EVENT;
+    } else if (json_is_object(data) && (json_object_get(data, "success") ||
+                                        json_object_get(data, "session_id"))) {
+        parse_call_result(data, out);
+    } else {
+        out->kind = KD_KONE_MSG_UNKNOWN;
+    }
+    json_decref(root);
+    return 0;
+}
+
+/* ------------------------------------------------------------------ classification */
+
+kd_kone_status_class kd_kone_status_classify(int status)
+{
+    if (status >= 200 && status < 300)
+        return KD_KONE_ST_OK;
+    if (status == 401)
+        return KD_KONE_ST_AUTH;
+    if (status == 429 || status == 408)
+        return KD_KONE_ST_TRANSIENT;
+    if (status >= 400 && status < 500)
+        return KD_KONE_ST_REJECTED;
+    return KD_KONE_ST_TRANSIENT;
+}
+
+/* One token of A-Z a-z 0-9 _ . - (no spaces), short enough to be a code. */
+static bool is_token(const char *s, size_t max)
+{
+    size_t n = 0;
+    for (; s[n]; n++)
+        if (!isalnum((unsigned char)s[n]) && s[n] != '_' && s[n] != '-' && s[n] != '.')
+            return false;
+    return n > 0 && n < max;
+}
+
+/* KONE's "building link down" error 1005: the text is that code, starts with it, or
+ * names it as an error/code. An area id that happens to be 1005 is not it. */
+static bool is_link_down(const char *text)
+{
+    if (strncmp(text, "1005", 4) == 0 && !isalnum((unsigned char)text[4]))
+        return true;
+    return strcasestr(text, "error 1005") || strcasestr(text, "error: 1005") ||
+           strcasestr(text, "code 1005") || strcasestr(text, "code: 1005");
+}
+
+kd_outcome kd_kone_call_error_outcome(const char *text, char *code, size_t code_len)
+{
+    if (!text)
+        text = "";
+    while (*text == ' ')
+        text++;
+    if (is_link_down(text)) {
+        snprintf(code, code_len, "1005");
+        return KD_OUTCOME_FAILED;
+    }
+    if (strncasecmp(text, "Ignoring call", 13) == 0)
+        snprintf(code, code_len, "ignored_call");
+    else if (strncasecmp(text, "Invalid json payload", 20) == 0)
+        snprintf(code, code_len, "invalid_payload");
+    else if (is_token(text, code_len))
+        snprintf(code, code_len, "%s", text);
+    else
+        snprintf(code, code_len, "call_refused");
+    return KD_OUTCOME_REJECTED;
+}
+
+void kd_kone_cancel_code(const char *reason, char *code, size_t code_len)
+{
+    if (reason && is_token(reason, code_len))
+        snprintf(code, code_len, "%s", reason);
+    else
+        snprintf(code, code_len, "cancelled");
+}
