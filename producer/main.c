@@ -1,6 +1,7 @@
 /* kone-producer: publish JSON-lines jobs to RabbitMQ with publisher confirms.
  *
  *   kone-producer [options] [FILE|-]
+ *   kone-producer replay-dead [filters] [--dry-run] [options]   (replay.c)
  *
  * Each non-blank input line is one job (the JSON form of docs/job-format.md). Each is
  * parsed, validated, encoded as msgpack and published; stdout gets one report line per
@@ -32,6 +33,7 @@
 #include "kd_job.h"
 #include "kd_log.h"
 #include "kd_run.h"
+#include "replay.h"
 #include "report.h"
 #include "window.h"
 
@@ -285,9 +287,12 @@ static int run(app *a, kd_err *err)
 static void usage(void)
 {
     printf("Usage: kone-producer [options] [FILE|-]\n"
+           "       kone-producer replay-dead [--filter-job-prefix P] [--filter-building B]\n"
+           "                                 [--filter-reason R] [--dry-run] [options]\n"
            "Publishes one job per JSON line of FILE (default: stdin) to RabbitMQ and prints\n"
            "one JSON report line per job. Exit 0: all confirmed, 1: some refused, 2: setup\n"
-           "failed. See docs/producer.md.\n\n");
+           "failed. replay-dead moves parked jobs back to the work queue (replay-dead --help).\n"
+           "See docs/producer.md.\n\n");
 }
 
 static int setup(app *a, int argc, char **argv, int *exit_code)
@@ -336,6 +341,8 @@ static int setup(app *a, int argc, char **argv, int *exit_code)
 
 int main(int argc, char **argv)
 {
+    if (argc > 1 && strcmp(argv[1], "replay-dead") == 0)
+        return kd_replay_main(argc, argv);
     static app a;
     a.in.fd = -1;
     msgpack_sbuffer_init(&a.sbuf);

@@ -1,16 +1,22 @@
 /* worker_core.c: the main loop of kone-worker.
  *
  * Invariants:
- *   - every delivery becomes exactly one kd_run, and every run ends in exactly one of:
- *     acked after Kafka confirmed its result, or nacked back to the queue (Kafka refused
- *     it, or the worker is shutting down before KONE answered);
+ *   - every delivery becomes exactly one wk_run, and every run ends in exactly one of:
+ *     acked once everything it needs is durable (its result in Kafka, and/or its retry or
+ *     dead-letter copy confirmed by RabbitMQ), or handed back (nacked to the queue: Kafka
+ *     or RabbitMQ refused something, or the worker is shutting down before KONE answered),
+ *     or dropped because its channel died (the broker redelivers it; nothing is sent for
+ *     it on the new channel);
  *   - acks only ever happen on this thread, with the channel epoch of the delivery: a
- *     delivery from a channel that has since died is never acked on the new one (the
- *     broker redelivers it, marked redelivered);
+ *     delivery from a channel that has since died is never acked on the new one;
  *   - `inflight` counts runs between delivery and ack/nack; prefetch = worker.inflight,
- *     so the broker never gives us more than that.
+ *     so the broker never gives us more than that;
+ *   - this thread never blocks on the broker: confirms of the side channel are read
+ *     while consuming and matched through the retry_pub table.
  * The KONE thread hands runs back only through kd_kafka_produce (result produced, the
- * delivery report arrives here) or through the locked `handback` list (not produced).
+ * delivery report arrives here), through the locked `handback` list (not produced, or
+ * shutdown), or through the locked `decide` list (a transient failure: retry, dead-letter
+ * or expire, decided here because it publishes to RabbitMQ).
  */
 #include "worker_core.h"
 
@@ -23,8 +29,12 @@
 #include "kd_event.h"
 #include "kd_kafka.h"
 #include "kd_log.h"
+#include "kd_retry.h"
 #include "kd_run.h"
 #include "kone.h"
+#include "retry_pub.h"
+
+#define KD_WORKER_SETTLE_GRACE_US 5000000 /* after drain_ms: results and confirms */
 
 struct kd_worker {
     const kd_config *cfg;
@@ -32,20 +42,28 @@ struct kd_worker {
     int64_t inflight_limit;
     int64_t default_ttl_ms;
     int64_t drain_ms;
+    int64_t max_undelivered;
     const char *topic_results;
     const char *topic_events;
+    kd_retry_policy policy;
+    uint64_t rng;
 
     kd_amqp *amqp;        /* NULL while disconnected */
     kd_kafka *kafka;
     kd_kone *kone;
+    kd_rpub pub;          /* unconfirmed retry / dead-letter copies */
+    bool paused;          /* backpressure: consumer cancelled while Kafka lags */
+    bool stopping;        /* draining: deliveries racing the cancel go straight back */
 
     int inflight;
 
-    pthread_mutex_t lock; /* guards handback */
-    kd_run *handback;     /* runs the KONE thread could not produce a result for */
+    pthread_mutex_t lock; /* guards handback and decide */
+    wk_run *handback;     /* runs whose result could not be produced, or shutdown */
+    wk_run *decide;       /* transient failures waiting for the retry decision */
 
     /* counters for the final log line */
-    uint64_t n_acked, n_nacked, n_by_outcome[KD_OUTCOME_EXPIRED + 1];
+    uint64_t n_acked, n_nacked, n_dropped, n_retried, n_dead, n_undecodable;
+    uint64_t n_by_outcome[KD_OUTCOME_EXPIRED + 1];
 };
 
 static kd_log_ctx run_ctx(const kd_run *run)
@@ -53,21 +71,35 @@ static kd_log_ctx run_ctx(const kd_run *run)
     return (kd_log_ctx){run->job.job_id, run->job.trace_id, run->job.building_id};
 }
 
-/* ---- results: encode and produce (called on the KONE thread and on this one) ---- */
+/* ---- lists handed over by the KONE thread ---- */
 
-static void push_handback(kd_worker *w, kd_run *run)
+static void push(kd_worker *w, wk_run **list, wk_run *r)
 {
     pthread_mutex_lock(&w->lock);
-    run->next = w->handback;
-    w->handback = run;
+    r->run.next = (kd_run *)*list; /* run is wk_run's first member */
+    *list = r;
     pthread_mutex_unlock(&w->lock);
 }
 
-static void produce_result(kd_worker *w, kd_run *run)
+static wk_run *take(kd_worker *w, wk_run **list)
 {
+    pthread_mutex_lock(&w->lock);
+    wk_run *l = *list;
+    *list = NULL;
+    pthread_mutex_unlock(&w->lock);
+    return l;
+}
+
+/* ---- results: encode and produce (called on the KONE thread and on this one) ---- */
+
+static void produce_result(kd_worker *w, wk_run *r)
+{
+    kd_run *run = &r->run;
     msgpack_sbuffer sb;
     msgpack_sbuffer_init(&sb);
     kd_err err = {0};
+    /* set before producing: the report may be served before kd_kafka_produce returns */
+    r->waits |= WK_WAIT_KAFKA;
     int rc = kd_event_encode_result(run, w->id, &sb, &err);
     if (!rc)
         rc = kd_kafka_produce(w->kafka, w->topic_results, run->job.building_id, sb.data, sb.size,
@@ -76,7 +108,7 @@ static void produce_result(kd_worker *w, kd_run *run)
     if (rc) {
         kd_log_ctx ctx = run_ctx(run);
         kd_log(KD_LOG_ERROR, &ctx, "result not produced, handing the job back: %s", err.msg);
-        push_handback(w, run);
+        push(w, &w->handback, r);
     }
 }
 
@@ -85,18 +117,30 @@ static bool is_shutdown_handback(const kd_run *run)
     return run->outcome == KD_OUTCOME_FAILED && strcmp(run->error_code, "shutdown") == 0;
 }
 
+static bool needs_decision(const kd_run *run)
+{
+    kd_failure_class f = run->failure != KD_FAIL_NONE ? run->failure
+                                                      : kd_retry_classify(run->error_code);
+    return run->outcome == KD_OUTCOME_FAILED && f == KD_FAIL_TRANSIENT;
+}
+
 static void on_kone_done(kd_run *run, void *arg)
 {
     kd_worker *w = arg;
+    wk_run *r = (wk_run *)run;
     if (is_shutdown_handback(run)) {
-        push_handback(w, run);
+        r->nack = true;
+        push(w, &w->handback, r);
         return;
     }
     kd_log_ctx ctx = run_ctx(run);
     kd_log(run->outcome == KD_OUTCOME_SUCCEEDED ? KD_LOG_DEBUG : KD_LOG_INFO, &ctx,
-           "job %s: %s%s%s", kd_op_name(run->job.op), kd_outcome_name(run->outcome),
-           run->error_message[0] ? ": " : "", run->error_message);
-    produce_result(w, run);
+           "job %s: %s%s%s (attempt %d)", kd_op_name(run->job.op), kd_outcome_name(run->outcome),
+           run->error_message[0] ? ": " : "", run->error_message, run->attempt);
+    if (needs_decision(run))
+        push(w, &w->decide, r);
+    else
+        produce_result(w, r);
 }
 
 static void on_kone_call_event(kd_run *run, const kd_call_event *ev, void *arg)
@@ -116,129 +160,317 @@ static void on_kone_call_event(kd_run *run, const kd_call_event *ev, void *arg)
     }
 }
 
-/* ---- acks: delivery reports and hand-backs, both on this thread ---- */
+/* ---- settling: acks and nacks, only on this thread ---- */
 
-static void settle(kd_worker *w, kd_run *run, bool ack)
+static bool epoch_live(const kd_worker *w, const kd_run *run)
 {
-    kd_err err = {0};
-    int rc = 0;
-    if (w->amqp)
-        rc = ack ? kd_amqp_ack(w->amqp, run->delivery_tag, run->channel_epoch, &err)
-                 : kd_amqp_nack(w->amqp, run->delivery_tag, run->channel_epoch, true, &err);
-    if (rc) {
-        /* The channel died under us: the broker redelivers the job. */
-        kd_log_ctx ctx = run_ctx(run);
-        kd_log(KD_LOG_WARN, &ctx, "%s failed, the broker will redeliver: %s",
-               ack ? "ack" : "nack", err.msg);
+    return w->amqp && kd_amqp_epoch(w->amqp) == run->channel_epoch;
+}
+
+static void count_acked(kd_worker *w, const wk_run *r)
+{
+    w->n_acked++;
+    switch (r->fate) {
+    case WK_FATE_RETRY: w->n_retried++; return;
+    case WK_FATE_UNDECODABLE: w->n_undecodable++; return;
+    case WK_FATE_DEAD: w->n_dead++; break;
+    case WK_FATE_RESULT: break;
     }
-    if (ack) {
-        w->n_acked++;
-        if (run->outcome <= KD_OUTCOME_EXPIRED)
-            w->n_by_outcome[run->outcome]++;
+    if (r->run.outcome <= KD_OUTCOME_EXPIRED)
+        w->n_by_outcome[r->run.outcome]++;
+}
+
+static void settle(kd_worker *w, wk_run *r)
+{
+    kd_run *run = &r->run;
+    bool ack = !r->nack;
+    if (!epoch_live(w, run)) {
+        /* Its channel died: the broker redelivers it. Nothing goes to the new channel. */
+        w->n_dropped++;
     } else {
-        w->n_nacked++;
+        kd_err err = {0};
+        int rc = ack ? kd_amqp_ack(w->amqp, run->delivery_tag, run->channel_epoch, &err)
+                     : kd_amqp_nack(w->amqp, run->delivery_tag, run->channel_epoch, true, &err);
+        if (rc) {
+            kd_log_ctx ctx = run_ctx(run);
+            kd_log(KD_LOG_WARN, &ctx, "%s failed, the broker will redeliver: %s",
+                   ack ? "ack" : "nack", err.msg);
+            w->n_dropped++;
+        } else if (ack) {
+            count_acked(w, r);
+        } else {
+            w->n_nacked++;
+        }
     }
     w->inflight--;
-    free(run);
+    free(r);
+}
+
+/* One of the things a run waits for is done (ok or not); settles it when none is left. */
+static void part_done(kd_worker *w, wk_run *r, unsigned what, bool ok)
+{
+    r->waits &= ~what;
+    if (!ok)
+        r->nack = true;
+    if (r->waits == 0)
+        settle(w, r);
 }
 
 static void on_delivery_report(void *opaque, int err_code, const char *errstr, void *arg)
 {
     kd_worker *w = arg;
-    kd_run *run = opaque;
-    if (!run)
+    wk_run *r = opaque;
+    if (!r)
         return; /* call events carry no delivery */
     if (err_code) {
-        kd_log_ctx ctx = run_ctx(run);
+        kd_log_ctx ctx = run_ctx(&r->run);
         kd_log(KD_LOG_ERROR, &ctx, "Kafka refused the result (%s); handing the job back", errstr);
     }
-    settle(w, run, err_code == 0);
+    part_done(w, r, WK_WAIT_KAFKA, err_code == 0);
 }
 
-static void drain_handback(kd_worker *w)
+static void on_copy_confirmed(wk_run *r, bool ok, void *arg)
 {
-    pthread_mutex_lock(&w->lock);
-    kd_run *list = w->handback;
-    w->handback = NULL;
-    pthread_mutex_unlock(&w->lock);
-    while (list) {
-        kd_run *next = list->next;
-        settle(w, list, false);
-        list = next;
-    }
+    part_done(arg, r, WK_WAIT_AMQP, ok);
 }
 
-/* ---- deliveries ---- */
+/* ---- the retry decision (transient failures) ---- */
 
-static void on_delivery(kd_worker *w, const kd_delivery *d)
+static void expire_run(kd_run *run, int next_attempt)
 {
-    kd_run *run = calloc(1, sizeof *run);
-    if (!run) {
-        kd_error("out of memory for a delivery; handing it back");
-        kd_err err = {0};
-        kd_amqp_nack(w->amqp, d->delivery_tag, d->epoch, true, &err);
-        return;
-    }
-    w->inflight++;
-    run->delivery_tag = d->delivery_tag;
-    run->channel_epoch = d->epoch;
-    run->redelivered = d->redelivered;
-    run->attempt = (int)d->delivery_count + 1;
-    run->received_us = kd_now_us();
+    char last[sizeof run->error_message];
+    kd_rpub_error_text(run, last, sizeof last);
+    kd_run_finish(run, KD_OUTCOME_EXPIRED, KD_FAIL_FINAL, "expired",
+                  "deadline leaves no time for attempt %d (last error %s)", next_attempt, last);
+}
 
-    kd_err err = {0};
-    int rc = kd_job_decode(d->body, d->len, w->default_ttl_ms, &run->job, &err);
+static void decide_one(kd_worker *w, wk_run *r)
+{
+    kd_run *run = &r->run;
     kd_log_ctx ctx = run_ctx(run);
-    if (rc == KD_ERR_DECODE) {
-        kd_log(KD_LOG_ERROR, &ctx, "undecodable message (%zu bytes, content type '%s'): %s",
-               d->len, d->content_type, err.msg);
-        kd_run_finish(run, KD_OUTCOME_REJECTED, KD_FAIL_UNDECODABLE, "undecodable", "%s",
-                      err.msg);
-        produce_result(w, run);
+    kd_retry_decision d = kd_retry_decide(&w->policy, run, kd_now_us() / 1000, &w->rng);
+    if (d.action == KD_RETRY_RESULT || d.action == KD_RETRY_EXPIRED) {
+        if (d.action == KD_RETRY_EXPIRED) {
+            expire_run(run, d.next_attempt);
+            kd_log(KD_LOG_INFO, &ctx, "job expired: %s", run->error_message);
+        }
+        produce_result(w, r);
         return;
+    }
+    if (!epoch_live(w, run)) {
+        kd_log(KD_LOG_INFO, &ctx, "attempt %d failed after its channel died; the broker "
+               "redelivers the job", run->attempt);
+        r->nack = true;
+        settle(w, r);
+        return;
+    }
+    kd_err err = {0};
+    int rc;
+    if (d.action == KD_RETRY_AGAIN) {
+        r->fate = WK_FATE_RETRY;
+        rc = kd_rpub_retry(&w->pub, w->amqp, r, &d, &err);
+        if (!rc)
+            kd_log(KD_LOG_INFO, &ctx, "attempt %d failed (%s); attempt %d in %lld ms (tier %lld ms)",
+                   run->attempt, run->error_code, d.next_attempt, (long long)d.delay_ms,
+                   (long long)w->policy.tiers_ms[d.tier]);
+    } else {
+        r->fate = WK_FATE_DEAD;
+        char text[sizeof run->error_code + sizeof run->error_message + 2];
+        kd_rpub_error_text(run, text, sizeof text);
+        rc = kd_rpub_dead(&w->pub, w->amqp, r, "failed", text, NULL, 0, run->job.job_id, &err);
+        if (!rc) {
+            kd_log(KD_LOG_WARN, &ctx, "attempt %d of %d failed (%s); job failed and parked in "
+                   "the dead-letter queue", run->attempt, w->policy.max_attempts, text);
+            produce_result(w, r);
+        }
     }
     if (rc) {
-        kd_log(KD_LOG_WARN, &ctx, "invalid job: %s", err.msg);
-        kd_run_finish(run, KD_OUTCOME_REJECTED, KD_FAIL_FINAL, "invalid_job", "%s", err.msg);
-        produce_result(w, run);
-        return;
+        kd_log(KD_LOG_ERROR, &ctx, "could not publish the job's %s copy, handing it back: %s",
+               d.action == KD_RETRY_AGAIN ? "retry" : "dead-letter", err.msg);
+        r->nack = true;
+        settle(w, r);
     }
-    run->job_valid = true;
-    if (run->job.deadline <= run->received_us / 1000) {
-        kd_log(KD_LOG_INFO, &ctx, "job expired before it could run (deadline %lld ms ago)",
-               (long long)(run->received_us / 1000 - run->job.deadline));
-        kd_run_finish(run, KD_OUTCOME_EXPIRED, KD_FAIL_FINAL, "expired",
-                      "deadline passed before the call was made");
-        produce_result(w, run);
-        return;
-    }
-    kd_kone_submit(w->kone, run);
 }
 
-/* ---- connection management ---- */
+/* Hand-backs and retry decisions queued by the KONE thread (or by produce_result). */
+static void serve_lists(kd_worker *w)
+{
+    wk_run *l = take(w, &w->handback);
+    while (l) {
+        wk_run *next = (wk_run *)l->run.next;
+        part_done(w, l, WK_WAIT_KAFKA, false);
+        l = next;
+    }
+    l = take(w, &w->decide);
+    while (l) {
+        wk_run *next = (wk_run *)l->run.next;
+        decide_one(w, l);
+        l = next;
+    }
+}
+
+/* ---- the AMQP connection ---- */
+
+static void conn_lost(kd_worker *w, const char *why)
+{
+    kd_warn("RabbitMQ connection lost (%s); %d jobs in flight will be redelivered, %d "
+            "unconfirmed retry/dead-letter copies count as not published",
+            why, w->inflight, kd_rpub_pending(&w->pub));
+    kd_amqp_close(w->amqp);
+    w->amqp = NULL;
+    /* their originals were never acked: the broker redelivers them */
+    kd_rpub_fail_all(&w->pub);
+}
+
+static void serve_side_events(kd_worker *w)
+{
+    kd_amqp_event ev;
+    while (w->amqp && kd_amqp_side_event(w->amqp, &ev))
+        if (ev.channel == 2) /* the side channel: our retry and dead-letter copies */
+            kd_rpub_event(&w->pub, &ev);
+}
+
+static int consume(kd_worker *w, kd_err *err)
+{
+    if (kd_amqp_consume_start(w->amqp, (int)w->inflight_limit, err))
+        return -1;
+    kd_info("consuming %s (prefetch %lld)", kd_config_get(w->cfg, "amqp.queue"),
+            (long long)w->inflight_limit);
+    return 0;
+}
 
 static int amqp_open(kd_worker *w, kd_err *err)
 {
     if (kd_amqp_connect(&w->amqp, w->cfg, err))
         return -1;
-    if (kd_amqp_consume_start(w->amqp, (int)w->inflight_limit, err)) {
+    if (!w->paused && consume(w, err)) {
         kd_amqp_close(w->amqp);
         w->amqp = NULL;
         return -1;
     }
-    kd_info("consuming %s (prefetch %lld)", kd_config_get(w->cfg, "amqp.queue"),
-            (long long)w->inflight_limit);
     return 0;
+}
+
+/* Backpressure: results Kafka has not confirmed pile up in librdkafka (no delivery
+ * deadline). Past kafka.max_undelivered the consumer is cancelled, so no new job starts
+ * (and none is taken from other workers); heartbeats, reports, acks and confirms go on.
+ * Below half of it, consuming resumes. */
+static void flow_control(kd_worker *w)
+{
+    int n = kd_kafka_undelivered(w->kafka);
+    kd_err err = {0};
+    if (!w->paused && n > w->max_undelivered) {
+        w->paused = true;
+        kd_warn("backpressure: %d results wait for Kafka (kafka.max_undelivered %lld); "
+                "pausing consumption", n, (long long)w->max_undelivered);
+        if (w->amqp && kd_amqp_consuming(w->amqp) && kd_amqp_consume_cancel(w->amqp, &err))
+            conn_lost(w, err.msg);
+    } else if (w->paused && n <= w->max_undelivered / 2 && !w->stopping) {
+        w->paused = false;
+        kd_info("backpressure: %d results wait for Kafka; resuming consumption", n);
+        if (w->amqp && consume(w, &err))
+            conn_lost(w, err.msg);
+    }
+}
+
+/* ---- deliveries ---- */
+
+static void dead_letter_undecodable(kd_worker *w, wk_run *r, const kd_delivery *d,
+                                    const char *why)
+{
+    char mid[80];
+    if (d->message_id[0])
+        snprintf(mid, sizeof mid, "%s", d->message_id);
+    else
+        snprintf(mid, sizeof mid, "kd-undecodable-%llu-%llu", (unsigned long long)d->epoch,
+                 (unsigned long long)d->delivery_tag);
+    r->fate = WK_FATE_UNDECODABLE;
+    kd_err err = {0};
+    if (kd_rpub_dead(&w->pub, w->amqp, r, "undecodable", why, d->body, d->len, mid, &err)) {
+        kd_error("undecodable message not dead-lettered, handing it back: %s", err.msg);
+        r->nack = true;
+        settle(w, r);
+    }
+}
+
+static void on_delivery(kd_worker *w, const kd_delivery *d)
+{
+    kd_err err = {0};
+    if (w->stopping) {
+        kd_amqp_nack(w->amqp, d->delivery_tag, d->epoch, true, &err);
+        return;
+    }
+    wk_run *r = calloc(1, sizeof *r);
+    if (!r) {
+        kd_error("out of memory for a delivery; handing it back");
+        kd_amqp_nack(w->amqp, d->delivery_tag, d->epoch, true, &err);
+        return;
+    }
+    kd_run *run = &r->run;
+    w->inflight++;
+    run->delivery_tag = d->delivery_tag;
+    run->channel_epoch = d->epoch;
+    run->redelivered = d->redelivered || d->delivery_count > 0;
+    run->attempt = d->kd.attempt > 0 ? d->kd.attempt : 1;
+    run->received_us = kd_now_us();
+    r->first_seen_ms = d->kd.first_seen_ms > 0 ? d->kd.first_seen_ms : run->received_us / 1000;
+
+    int rc = kd_job_decode(d->body, d->len, w->default_ttl_ms, &run->job, &err);
+    kd_log_ctx ctx = run_ctx(run);
+    if (rc == KD_ERR_DECODE) {
+        kd_log(KD_LOG_ERROR, &ctx,
+               "undecodable message (%zu bytes, content type '%s'): %s; moved to the "
+               "dead-letter queue",
+               d->len, d->content_type, err.msg);
+        kd_run_finish(run, KD_OUTCOME_REJECTED, KD_FAIL_UNDECODABLE, "undecodable", "%s",
+                      err.msg);
+        dead_letter_undecodable(w, r, d, err.msg);
+        return;
+    }
+    if (rc) {
+        kd_log(KD_LOG_WARN, &ctx, "invalid job: %s", err.msg);
+        kd_run_finish(run, KD_OUTCOME_REJECTED, KD_FAIL_FINAL, "invalid_job", "%s", err.msg);
+        produce_result(w, r);
+        return;
+    }
+    run->job_valid = true;
+    if (run->job.deadline <= run->received_us / 1000) {
+        kd_log(KD_LOG_INFO, &ctx, "job expired before attempt %d could run (deadline %lld ms ago)",
+               run->attempt, (long long)(run->received_us / 1000 - run->job.deadline));
+        kd_run_finish(run, KD_OUTCOME_EXPIRED, KD_FAIL_FINAL, "expired",
+                      "deadline passed before attempt %d was made", run->attempt);
+        produce_result(w, r);
+        return;
+    }
+    kd_kone_submit(w->kone, run);
+}
+
+/* One turn of the loop: one wait on the socket, then everything that became due. */
+static void turn(kd_worker *w, int wait_ms)
+{
+    kd_err err = {0};
+    if (w->amqp) {
+        kd_delivery d;
+        int rc = kd_amqp_consume_next(w->amqp, wait_ms, &d, &err);
+        if (rc == 1)
+            on_delivery(w, &d);
+        serve_side_events(w);
+        if (rc < 0)
+            conn_lost(w, err.msg);
+        kd_kafka_poll(w->kafka, 0);
+    } else {
+        kd_kafka_poll(w->kafka, wait_ms);
+    }
+    serve_lists(w);
+    flow_control(w);
 }
 
 static void amqp_reconnect_wait(kd_worker *w, int64_t *backoff_ms, volatile sig_atomic_t *stop)
 {
     /* Keep serving Kafka while waiting, so results of jobs in flight still settle. */
     int64_t until = kd_mono_us() + *backoff_ms * 1000;
-    while (!*stop && kd_mono_us() < until) {
-        kd_kafka_poll(w->kafka, 50);
-        drain_handback(w);
-    }
+    while (!*stop && kd_mono_us() < until)
+        turn(w, 50);
     *backoff_ms = *backoff_ms * 2 > 10000 ? 10000 : *backoff_ms * 2;
 }
 
@@ -259,10 +491,19 @@ int kd_worker_new(kd_worker **out, const kd_config *cfg, kd_err *err)
     }
     w->topic_results = kd_config_get(cfg, "kafka.topic_results");
     w->topic_events = kd_config_get(cfg, "kafka.topic_events");
+    w->rng = (uint64_t)kd_now_us() ^ ((uint64_t)getpid() << 32);
+    kd_amqp_topology topo;
     if (kd_config_int(cfg, "worker.inflight", 1, 65535, &w->inflight_limit, err) ||
         kd_config_int(cfg, "job.default_ttl_ms", 1, INT64_MAX / 2, &w->default_ttl_ms, err) ||
         kd_config_int(cfg, "worker.drain_ms", 0, 3600000, &w->drain_ms, err) ||
-        kd_kafka_producer_new(&w->kafka, cfg, on_delivery_report, w, err))
+        kd_config_int(cfg, "kafka.max_undelivered", 1, 10000000, &w->max_undelivered, err) ||
+        kd_retry_policy_load(&w->policy, cfg, err) || kd_amqp_topology_load(&topo, cfg, err))
+        goto fail;
+    if (kd_rpub_init(&w->pub, (int)w->inflight_limit, on_copy_confirmed, w)) {
+        kd_err_set(err, KD_ERR_NOMEM, "out of memory");
+        goto fail;
+    }
+    if (kd_kafka_producer_new(&w->kafka, cfg, on_delivery_report, w, err))
         goto fail;
     kd_kone_hooks hooks = {.done = on_kone_done, .call_event = on_kone_call_event, .arg = w};
     if (kd_kone_start(&w->kone, cfg, &hooks, err))
@@ -274,36 +515,32 @@ fail:
     return err ? err->code : KD_ERR_INTERNAL;
 }
 
-/* Waits for in-flight jobs (up to worker.drain_ms), then hands the rest back. */
+/* Graceful shutdown (SIGTERM): stop taking jobs, let in-flight ones finish for up to
+ * worker.drain_ms, hand the rest back, then give results and copies already sent up to
+ * KD_WORKER_SETTLE_GRACE_US to be confirmed so their jobs are acked. */
 static void drain(kd_worker *w)
 {
     kd_err err = {0};
-    if (w->amqp && kd_amqp_consume_cancel(w->amqp, &err))
-        kd_warn("cancelling the consumer failed: %s", err.msg);
+    w->stopping = true;
+    if (w->amqp && kd_amqp_consuming(w->amqp) && kd_amqp_consume_cancel(w->amqp, &err))
+        conn_lost(w, err.msg);
     kd_info("draining %d in-flight jobs (up to %lld ms)", w->inflight, (long long)w->drain_ms);
     int64_t until = kd_mono_us() + w->drain_ms * 1000;
-    while (w->inflight > 0 && kd_mono_us() < until) {
-        kd_kafka_poll(w->kafka, 20);
-        drain_handback(w);
-        if (w->amqp) {
-            kd_delivery d;
-            /* serve heartbeats; a delivery racing the cancel goes straight back */
-            if (kd_amqp_consume_next(w->amqp, 0, &d, &err) == 1)
-                kd_amqp_nack(w->amqp, d.delivery_tag, d.epoch, true, &err);
-        }
-    }
+    while (w->inflight > 0 && kd_mono_us() < until)
+        turn(w, 10);
     kd_kone_stop(w->kone); /* remaining runs come back as "shutdown" hand-backs */
     w->kone = NULL;
-    drain_handback(w);
-    /* Results already produced: wait for their reports so their jobs get acked. */
-    while (w->inflight > 0 && kd_kafka_undelivered(w->kafka) > 0 &&
-           kd_mono_us() < until + 5000000)
-        kd_kafka_poll(w->kafka, 50);
+    serve_lists(w);
+    until = kd_mono_us() + KD_WORKER_SETTLE_GRACE_US;
+    while (w->inflight > 0 && kd_mono_us() < until)
+        turn(w, 10);
 }
 
 int kd_worker_run(kd_worker *w, volatile sig_atomic_t *stop)
 {
-    kd_info("worker %s started", w->id);
+    kd_info("worker %s started (retry: %d attempts, backoff %lld..%lld ms over %d tiers)", w->id,
+            w->policy.max_attempts, (long long)w->policy.base_ms, (long long)w->policy.cap_ms,
+            w->policy.n_tiers);
     int64_t backoff_ms = 100;
     kd_err err = {0};
     while (!*stop) {
@@ -316,29 +553,23 @@ int kd_worker_run(kd_worker *w, volatile sig_atomic_t *stop)
             }
             backoff_ms = 100;
         }
-        kd_delivery d;
-        /* Short waits while jobs are in flight so delivery reports are acked promptly. */
-        int rc = kd_amqp_consume_next(w->amqp, w->inflight > 0 ? 2 : 100, &d, &err);
-        if (rc == 1)
-            on_delivery(w, &d);
-        else if (rc < 0) {
-            kd_warn("RabbitMQ connection lost (%s); %d jobs in flight will be redelivered",
-                    err.msg, w->inflight);
-            kd_amqp_close(w->amqp);
-            w->amqp = NULL;
-        }
-        kd_kafka_poll(w->kafka, 0);
-        drain_handback(w);
+        /* Short waits while jobs are in flight so reports and confirms settle promptly. */
+        turn(w, w->inflight > 0 ? 2 : 100);
     }
     drain(w);
-    kd_info("worker %s stopped: %llu acked (%llu succeeded, %llu rejected, %llu failed, "
-            "%llu expired), %llu handed back, %d unsettled",
+    /* the tail ("N handed back, M unsettled") is read by tests/integration/it_fault_sigterm.sh */
+    kd_info("worker %s stopped: %llu acked (%llu succeeded, %llu rejected, %llu failed of "
+            "which %llu dead-lettered, %llu expired; %llu sent to retry, %llu undecodable "
+            "dead-lettered), %llu left to the broker with a lost connection, %llu handed back, "
+            "%d unsettled",
             w->id, (unsigned long long)w->n_acked,
             (unsigned long long)w->n_by_outcome[KD_OUTCOME_SUCCEEDED],
             (unsigned long long)w->n_by_outcome[KD_OUTCOME_REJECTED],
             (unsigned long long)w->n_by_outcome[KD_OUTCOME_FAILED],
+            (unsigned long long)w->n_dead,
             (unsigned long long)w->n_by_outcome[KD_OUTCOME_EXPIRED],
-            (unsigned long long)w->n_nacked, w->inflight);
+            (unsigned long long)w->n_retried, (unsigned long long)w->n_undecodable,
+            (unsigned long long)w->n_dropped, (unsigned long long)w->n_nacked, w->inflight);
     return 0;
 }
 
@@ -348,13 +579,15 @@ void kd_worker_free(kd_worker *w)
         return;
     if (w->kone)
         kd_kone_stop(w->kone);
-    drain_handback(w);
-    if (w->kafka) {
-        kd_kafka_flush(w->kafka, 5000);
+    serve_lists(w);
+    /* Copies still unconfirmed count as failed: their jobs go back to the queue. */
+    kd_rpub_fail_all(&w->pub);
+    if (w->kafka) /* flushes (bounded), purges the rest: their reports hand jobs back */
         kd_kafka_destroy(w->kafka);
-    }
+    serve_lists(w);
     if (w->amqp)
         kd_amqp_close(w->amqp);
+    kd_rpub_free(&w->pub);
     pthread_mutex_destroy(&w->lock);
     free(w);
 }

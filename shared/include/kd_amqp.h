@@ -1,10 +1,21 @@
 /* kd_amqp: RabbitMQ plumbing shared by the producer and the worker (rabbitmq-c).
  *
- * A kd_amqp is one connection with one channel, owned by one thread (rabbitmq-c does no
- * background work: heartbeats are only handled inside its calls, so the owner must call
- * in at least every heartbeat/2 seconds). Topology is declared idempotently on every
- * connect: durable direct exchange amqp.exchange, quorum queue amqp.queue bound with
- * amqp.routing_key. Passwords are never put in error messages.
+ * A kd_amqp is one connection, owned by one thread (rabbitmq-c does no background work:
+ * heartbeats are only handled inside its calls, so the owner must call in at least every
+ * heartbeat/2 seconds). Channel 1 publishes (producer) or consumes (worker); channel 2,
+ * the "side" channel, is opened on first use in confirm mode for the worker's own
+ * publishes (retry and dead-letter copies) and for kone-producer replay-dead. Confirms of
+ * channel 2 arrive on the same socket as channel 1's deliveries: while consuming they are
+ * queued inside the kd_amqp and handed out by kd_amqp_side_event, so the consumer never
+ * blocks waiting for one.
+ *
+ * Topology, declared idempotently on every connect (kd_amqp_topology):
+ *   exchange amqp.exchange (direct) → quorum queue amqp.queue (routing key amqp.routing_key);
+ *   exchange amqp.retry_exchange (direct) → one quorum queue per retry tier,
+ *     {queue}.retry.{ms}, x-message-ttl = ms, dead-lettered (at-least-once,
+ *     x-overflow reject-publish) back to amqp.exchange with amqp.routing_key;
+ *   exchange amqp.dead_exchange (direct) → quorum queue amqp.dead_queue (the parking lot).
+ * Passwords are never put in error messages.
  */
 #ifndef KD_AMQP_H
 #define KD_AMQP_H
@@ -15,8 +26,34 @@
 
 #include "kd_config.h"
 #include "kd_err.h"
+#include "kd_retry.h"
 
 typedef struct kd_amqp kd_amqp;
+
+/* Names of everything kd_amqp_connect declares. The retry and dead names default to
+ * {amqp.queue}.retry and {amqp.queue}.dead, so a private work queue (an integration test's)
+ * gets private tiers and a private parking lot. */
+typedef struct kd_amqp_topology {
+    char exchange[256], queue[256], routing_key[256];
+    char retry_exchange[256];
+    char dead_exchange[256], dead_queue[256];
+    int n_tiers;
+    int64_t tiers_ms[KD_RETRY_MAX_TIERS];
+} kd_amqp_topology;
+
+/* Reads the amqp.* names and retry.tiers_ms (no I/O). */
+int kd_amqp_topology_load(kd_amqp_topology *t, const kd_config *cfg, kd_err *err);
+/* "{queue}.retry.{ms}": the tier queue, also its routing key on the retry exchange. */
+void kd_amqp_tier_queue(const kd_amqp_topology *t, int tier, char *buf, size_t len);
+
+/* The project's own message headers (docs/failure-handling.md). Absent: 0 / "". */
+typedef struct kd_amqp_headers {
+    int attempt;               /* x-kd-attempt: the attempt this delivery is (absent: 1) */
+    int64_t first_seen_ms;     /* x-kd-first-seen: when a worker first took the job */
+    char last_error[256];      /* x-kd-last-error: "<code>: <message>" of the last attempt */
+    char reason[32];           /* x-kd-reason (dead letters): "failed", "undecodable" */
+    char error[256];           /* x-kd-error (dead letters): what went wrong */
+} kd_amqp_headers;
 
 typedef struct kd_delivery {
     const void *body;        /* valid until the next kd_amqp_consume_next() */
@@ -26,6 +63,8 @@ typedef struct kd_delivery {
     bool redelivered;
     int64_t delivery_count;  /* quorum queue x-delivery-count header, 0 if absent */
     const char *content_type;/* "" if absent */
+    const char *message_id;  /* "" if absent */
+    kd_amqp_headers kd;      /* x-kd-* headers */
 } kd_delivery;
 
 /* Connects (amqp.host, port, vhost, user, password, heartbeat_s) and declares the topology. */
@@ -45,11 +84,13 @@ int kd_amqp_publish_confirmed(kd_amqp *a, const char *message_id, const void *bo
  * (1, 2, ... per connection, in publish order); kd_amqp_next_event then reports the broker's
  * answers. kd_amqp_publish_confirmed is these two calls. A basic.return (unroutable) comes
  * before the ack of the same message and carries no tag: match it by message_id.
- * A kd_amqp used for publishing should not also consume (and the other way round). */
+ * A kd_amqp that consumes on channel 1 should not also kd_amqp_publish there: it
+ * publishes on the side channel instead (below). */
 typedef enum { KD_AMQP_EV_ACK = 1, KD_AMQP_EV_NACK, KD_AMQP_EV_RETURN } kd_amqp_event_kind;
 
 typedef struct kd_amqp_event {
     kd_amqp_event_kind kind;
+    int channel;               /* 1: kd_amqp_publish, 2: kd_amqp_side_publish */
     uint64_t tag;              /* ACK/NACK: the delivery tag confirmed */
     bool multiple;             /* ACK/NACK: also every unconfirmed tag below it */
     int reply_code;            /* RETURN: e.g. 312 (NO_ROUTE) */
@@ -69,12 +110,40 @@ int kd_amqp_next_event(kd_amqp *a, int timeout_ms, kd_amqp_event *ev, kd_err *er
 int kd_amqp_fd(const kd_amqp *a);
 bool kd_amqp_buffered(const kd_amqp *a);
 
+/* The side channel (2), in confirm mode, opened on first use. Publishes a persistent,
+ * mandatory message to any exchange without waiting and returns its tag (1, 2, ... per
+ * connection). Its ack/nack/return comes back through kd_amqp_side_event (while
+ * consuming) or kd_amqp_side_wait. message_id should be unique among unconfirmed side
+ * publishes: a basic.return is matched by it. */
+typedef struct kd_amqp_out {
+    const char *exchange, *routing_key;
+    const char *message_id;       /* NULL or "": none */
+    const char *content_type;     /* NULL: application/msgpack */
+    const void *body;
+    size_t len;
+    const kd_amqp_headers *headers; /* NULL: none */
+} kd_amqp_out;
+int kd_amqp_side_publish(kd_amqp *a, const kd_amqp_out *m, uint64_t *tag, kd_err *err);
+/* 1: *ev is the next side-channel event read while consuming; 0: none is queued. */
+int kd_amqp_side_event(kd_amqp *a, kd_amqp_event *ev);
+/* Like kd_amqp_next_event, but queued side events first (for a thread that does not
+ * consume: kone-producer replay-dead). */
+int kd_amqp_side_wait(kd_amqp *a, int timeout_ms, kd_amqp_event *ev, kd_err *err);
+const kd_amqp_topology *kd_amqp_names(const kd_amqp *a);
+
+/* Pulling (kone-producer replay-dead): basic.get with manual ack on channel 1.
+ * 1: a message is in *d (valid until the next call); 0: the queue is empty; <0: gone. */
+int kd_amqp_get(kd_amqp *a, const char *queue, kd_delivery *d, kd_err *err);
+/* Ready messages in queue (passive declare). */
+int kd_amqp_queue_count(kd_amqp *a, const char *queue, uint32_t *messages, kd_err *err);
+
 /* Consuming (worker side). */
 int kd_amqp_consume_start(kd_amqp *a, int prefetch, kd_err *err);
 /* 1: a delivery is in *d; 0: timeout; <0: the connection or channel is gone (reconnect).
  * Serves heartbeats while waiting. */
 int kd_amqp_consume_next(kd_amqp *a, int timeout_ms, kd_delivery *d, kd_err *err);
 int kd_amqp_consume_cancel(kd_amqp *a, kd_err *err);   /* stop new deliveries (drain) */
+bool kd_amqp_consuming(const kd_amqp *a);
 /* Ack/nack are no-ops returning 0 when epoch is stale (the delivery died with its channel
  * and the broker will redeliver it). */
 int kd_amqp_ack(kd_amqp *a, uint64_t tag, uint64_t epoch, kd_err *err);

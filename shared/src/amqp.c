@@ -1,6 +1,7 @@
-/* amqp.c: see kd_amqp.h. RabbitMQ through rabbitmq-c 0.11, one connection, channel 1.
- * This file connects, declares the topology and turns failures into errors;
- * amqp_publish.c and amqp_consume.c do the two directions (amqp_int.h is what they share).
+/* amqp.c: see kd_amqp.h. RabbitMQ through rabbitmq-c 0.11, one connection, channel 1 (and
+ * channel 2 for side publishes, amqp_side.c). This file connects, declares the topology
+ * (work queue, retry tiers, parking lot) and turns failures into errors; amqp_publish.c and
+ * amqp_consume.c do the two directions (amqp_int.h is what they share).
  *
  * Why it is built this way:
  * - rabbitmq-c does no background work. Heartbeats are sent and checked only inside its
@@ -82,7 +83,8 @@ int kd_amqp_if_broken(const kd_amqp *a, kd_err *err)
 
 /* A channel.close or connection.close from the broker: answer it (the broker waits for
  * close-ok before it frees the channel) and describe it. Returns the kd_err code. */
-int kd_amqp_server_close(kd_amqp *a, const amqp_method_t *m, const char *what, kd_err *err)
+int kd_amqp_server_close_on(kd_amqp *a, amqp_channel_t channel, const amqp_method_t *m,
+                            const char *what, kd_err *err)
 {
     char text[256] = "";
     int code = 0;
@@ -97,7 +99,7 @@ int kd_amqp_server_close(kd_amqp *a, const amqp_method_t *m, const char *what, k
         code = c->reply_code;
         kd_amqp_str(c->reply_text, text, sizeof text);
         amqp_channel_close_ok_t ok = {0};
-        amqp_send_method(a->conn, KD_AMQP_CHANNEL, AMQP_CHANNEL_CLOSE_OK_METHOD, &ok);
+        amqp_send_method(a->conn, channel, AMQP_CHANNEL_CLOSE_OK_METHOD, &ok);
     } else {
         snprintf(text, sizeof text, "unexpected method 0x%08x", (unsigned)m->id);
     }
@@ -105,6 +107,11 @@ int kd_amqp_server_close(kd_amqp *a, const amqp_method_t *m, const char *what, k
     const char *which = m->id == AMQP_CONNECTION_CLOSE_METHOD ? "connection" : "channel";
     return kd_amqp_set_broken(a, err, kc, "amqp %s: %s: broker closed the %s: %d %s", a->where,
                               what, which, code, text);
+}
+
+int kd_amqp_server_close(kd_amqp *a, const amqp_method_t *m, const char *what, kd_err *err)
+{
+    return kd_amqp_server_close_on(a, KD_AMQP_CHANNEL, m, what, err);
 }
 
 /* Library status (socket error, heartbeat timeout, ...) → broken with a message. */
@@ -117,8 +124,9 @@ int kd_amqp_lib_fail(kd_amqp *a, int status, const char *what, kd_err *err)
                               amqp_error_string2(status));
 }
 
-/* Checks the reply of an RPC-style call (login, declare, ...). */
-int kd_amqp_check_reply(kd_amqp *a, amqp_rpc_reply_t r, const char *what, kd_err *err)
+/* Checks the reply of an RPC-style call (login, declare, ...) made on `channel`. */
+int kd_amqp_check_reply_on(kd_amqp *a, amqp_channel_t channel, amqp_rpc_reply_t r,
+                           const char *what, kd_err *err)
 {
     switch (r.reply_type) {
     case AMQP_RESPONSE_NORMAL:
@@ -129,10 +137,15 @@ int kd_amqp_check_reply(kd_amqp *a, amqp_rpc_reply_t r, const char *what, kd_err
     case AMQP_RESPONSE_LIBRARY_EXCEPTION:
         return kd_amqp_lib_fail(a, r.library_error, what, err);
     case AMQP_RESPONSE_SERVER_EXCEPTION:
-        return kd_amqp_server_close(a, &r.reply, what, err);
+        return kd_amqp_server_close_on(a, channel, &r.reply, what, err);
     }
     return kd_amqp_set_broken(a, err, KD_ERR_INTERNAL, "amqp %s: %s: unknown reply", a->where,
                               what);
+}
+
+int kd_amqp_check_reply(kd_amqp *a, amqp_rpc_reply_t r, const char *what, kd_err *err)
+{
+    return kd_amqp_check_reply_on(a, KD_AMQP_CHANNEL, r, what, err);
 }
 
 /* ---- connection and topology ------------------------------------------------------- */
@@ -188,51 +201,136 @@ static int login(kd_amqp *a, const kd_config *cfg, int heartbeat, kd_err *err)
     return rc;
 }
 
-static int declare_topology(kd_amqp *a, kd_err *err)
+static amqp_table_entry_t str_arg(const char *key, const char *value)
 {
-    amqp_channel_t ch = KD_AMQP_CHANNEL;
+    amqp_table_entry_t e = {.key = amqp_cstring_bytes(key)};
+    e.value.kind = AMQP_FIELD_KIND_UTF8;
+    e.value.value.bytes = amqp_cstring_bytes(value);
+    return e;
+}
+
+static amqp_table_entry_t int_arg(const char *key, int64_t value)
+{
+    amqp_table_entry_t e = {.key = amqp_cstring_bytes(key)};
+    e.value.kind = AMQP_FIELD_KIND_I64;
+    e.value.value.i64 = value;
+    return e;
+}
+
+static int declare_exchange(kd_amqp *a, const char *name, kd_err *err)
+{
     char what[400];
-
-    amqp_exchange_declare(a->conn, ch, amqp_cstring_bytes(a->exchange),
+    amqp_exchange_declare(a->conn, KD_AMQP_CHANNEL, amqp_cstring_bytes(name),
                           amqp_cstring_bytes("direct"), 0, 1, 0, 0, amqp_empty_table);
-    snprintf(what, sizeof what, "declaring exchange '%s'", a->exchange);
-    int rc = kd_amqp_check_reply(a, amqp_get_rpc_reply(a->conn), what, err);
-    if (rc)
-        return rc;
-
-    amqp_table_entry_t qargs[1];
-    qargs[0].key = amqp_cstring_bytes("x-queue-type");
-    qargs[0].value.kind = AMQP_FIELD_KIND_UTF8;
-    qargs[0].value.value.bytes = amqp_cstring_bytes("quorum");
-    amqp_table_t args = {.num_entries = 1, .entries = qargs};
-    amqp_queue_declare(a->conn, ch, amqp_cstring_bytes(a->queue), 0, 1, 0, 0, args);
-    snprintf(what, sizeof what, "declaring quorum queue '%s'", a->queue);
-    rc = kd_amqp_check_reply(a, amqp_get_rpc_reply(a->conn), what, err);
-    if (rc)
-        return rc;
-
-    amqp_queue_bind(a->conn, ch, amqp_cstring_bytes(a->queue), amqp_cstring_bytes(a->exchange),
-                    amqp_cstring_bytes(a->routing_key), amqp_empty_table);
-    snprintf(what, sizeof what, "binding queue '%s' to exchange '%s' with key '%s'", a->queue,
-             a->exchange, a->routing_key);
+    snprintf(what, sizeof what, "declaring exchange '%s'", name);
     return kd_amqp_check_reply(a, amqp_get_rpc_reply(a->conn), what, err);
 }
 
-static int read_names(kd_amqp *a, const kd_config *cfg, kd_err *err)
+/* A durable quorum queue with extra arguments, bound to exchange with key = binding. */
+static int declare_queue(kd_amqp *a, const char *name, amqp_table_entry_t *extra, int n_extra,
+                         const char *exchange, const char *binding, kd_err *err)
 {
-    static const struct { const char *key; size_t off; } names[] = {
-        {"amqp.exchange", offsetof(kd_amqp, exchange)},
-        {"amqp.queue", offsetof(kd_amqp, queue)},
-        {"amqp.routing_key", offsetof(kd_amqp, routing_key)},
-    };
-    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
-        const char *v = kd_config_get(cfg, names[i].key);
-        if (strlen(v) > 255 || (i < 2 && !*v))
-            return kd_err_set(err, KD_ERR_INVALID, "%s: must be 1..255 characters, got '%s'",
-                              names[i].key, v);
-        snprintf((char *)a + names[i].off, 256, "%s", v);
+    char what[800];
+    amqp_table_entry_t qargs[8];
+    qargs[0] = str_arg("x-queue-type", "quorum");
+    for (int i = 0; i < n_extra && i < 7; i++)
+        qargs[1 + i] = extra[i];
+    amqp_table_t args = {.num_entries = 1 + n_extra, .entries = qargs};
+    amqp_queue_declare(a->conn, KD_AMQP_CHANNEL, amqp_cstring_bytes(name), 0, 1, 0, 0, args);
+    snprintf(what, sizeof what,
+             "declaring quorum queue '%s' (if it exists with other arguments, delete it or "
+             "use another name)",
+             name);
+    int rc = kd_amqp_check_reply(a, amqp_get_rpc_reply(a->conn), what, err);
+    if (rc)
+        return rc;
+    amqp_queue_bind(a->conn, KD_AMQP_CHANNEL, amqp_cstring_bytes(name),
+                    amqp_cstring_bytes(exchange), amqp_cstring_bytes(binding), amqp_empty_table);
+    snprintf(what, sizeof what, "binding queue '%s' to exchange '%s' with key '%s'", name,
+             exchange, binding);
+    return kd_amqp_check_reply(a, amqp_get_rpc_reply(a->conn), what, err);
+}
+
+/* Work exchange and queue, then the retry tiers, then the parking lot. The tiers
+ * dead-letter at-least-once (RabbitMQ 3.10+): the message leaves a tier only once the work
+ * queue confirmed it, which needs x-overflow reject-publish on the tier. */
+static int declare_topology(kd_amqp *a, kd_err *err)
+{
+    const kd_amqp_topology *t = &a->topo;
+    int rc = declare_exchange(a, t->exchange, err);
+    if (!rc)
+        rc = declare_queue(a, t->queue, NULL, 0, t->exchange, t->routing_key, err);
+    if (!rc)
+        rc = declare_exchange(a, t->retry_exchange, err);
+    for (int i = 0; i < t->n_tiers && !rc; i++) {
+        char name[300];
+        kd_amqp_tier_queue(t, i, name, sizeof name);
+        amqp_table_entry_t extra[] = {
+            int_arg("x-message-ttl", t->tiers_ms[i]),
+            str_arg("x-dead-letter-exchange", t->exchange),
+            str_arg("x-dead-letter-routing-key", t->routing_key),
+            str_arg("x-dead-letter-strategy", "at-least-once"),
+            str_arg("x-overflow", "reject-publish"),
+        };
+        rc = declare_queue(a, name, extra, 5, t->retry_exchange, name, err);
     }
+    if (!rc)
+        rc = declare_exchange(a, t->dead_exchange, err);
+    if (!rc)
+        rc = declare_queue(a, t->dead_queue, NULL, 0, t->dead_exchange, t->dead_queue, err);
+    return rc;
+}
+
+static int name_key(const kd_config *cfg, const char *key, const char *suffix, const char *queue,
+                    char *out, bool required, kd_err *err)
+{
+    const char *v = kd_config_get(cfg, key);
+    if (strlen(v) > 255 || (required && !*v))
+        return kd_err_set(err, KD_ERR_INVALID, "%s: must be 1..255 characters, got '%s'", key, v);
+    if (*v || !suffix) {
+        snprintf(out, 256, "%s", v);
+        return 0;
+    }
+    if (strlen(queue) + strlen(suffix) > 255)
+        return kd_err_set(err, KD_ERR_INVALID,
+                          "%s: the default '%s%s' is longer than 255 characters; set it", key,
+                          queue, suffix);
+    snprintf(out, 256, "%s%s", queue, suffix);
     return 0;
+}
+
+int kd_amqp_topology_load(kd_amqp_topology *t, const kd_config *cfg, kd_err *err)
+{
+    memset(t, 0, sizeof *t);
+    int rc = name_key(cfg, "amqp.exchange", NULL, NULL, t->exchange, true, err);
+    if (!rc)
+        rc = name_key(cfg, "amqp.queue", NULL, NULL, t->queue, true, err);
+    if (!rc)
+        rc = name_key(cfg, "amqp.routing_key", NULL, NULL, t->routing_key, false, err);
+    if (!rc)
+        rc = name_key(cfg, "amqp.retry_exchange", ".retry", t->queue, t->retry_exchange, false,
+                      err);
+    if (!rc)
+        rc = name_key(cfg, "amqp.dead_exchange", ".dead", t->queue, t->dead_exchange, false, err);
+    if (!rc)
+        rc = name_key(cfg, "amqp.dead_queue", ".dead", t->queue, t->dead_queue, false, err);
+    if (!rc)
+        rc = kd_retry_parse_tiers(kd_config_get(cfg, "retry.tiers_ms"), t->tiers_ms,
+                                  &t->n_tiers, err);
+    if (!rc && strlen(t->queue) + 32 > 255)
+        rc = kd_err_set(err, KD_ERR_INVALID,
+                        "amqp.queue: at most 223 characters (tier queues append '.retry.<ms>')");
+    return rc;
+}
+
+void kd_amqp_tier_queue(const kd_amqp_topology *t, int tier, char *buf, size_t len)
+{
+    snprintf(buf, len, "%s.retry.%lld", t->queue, (long long)t->tiers_ms[tier]);
+}
+
+const kd_amqp_topology *kd_amqp_names(const kd_amqp *a)
+{
+    return &a->topo;
 }
 
 int kd_amqp_connect(kd_amqp **out, const kd_config *cfg, kd_err *err)
@@ -247,11 +345,14 @@ int kd_amqp_connect(kd_amqp **out, const kd_config *cfg, kd_err *err)
     kd_amqp *a = calloc(1, sizeof *a);
     if (!a)
         return kd_err_set(err, KD_ERR_NOMEM, "out of memory");
-    rc = read_names(a, cfg, err);
+    rc = kd_amqp_topology_load(&a->topo, cfg, err);
     if (rc) {
         free(a);
         return rc;
     }
+    snprintf(a->exchange, sizeof a->exchange, "%s", a->topo.exchange);
+    snprintf(a->queue, sizeof a->queue, "%s", a->topo.queue);
+    snprintf(a->routing_key, sizeof a->routing_key, "%s", a->topo.routing_key);
     const char *host = kd_config_get(cfg, "amqp.host");
     snprintf(a->where, sizeof a->where, "%s:%d", host, (int)port);
     a->conn = amqp_new_connection();
@@ -279,9 +380,10 @@ int kd_amqp_connect(kd_amqp **out, const kd_config *cfg, kd_err *err)
         return rc;
     }
     a->epoch = atomic_fetch_add(&kd_amqp_epochs, 1) + 1;
-    kd_info("amqp %s: connected (vhost '%s', heartbeat %ds, epoch %llu), queue '%s' ready",
+    kd_info("amqp %s: connected (vhost '%s', heartbeat %ds, epoch %llu), queue '%s' ready "
+            "with %d retry tiers and dead-letter queue '%s'",
             a->where, kd_config_get(cfg, "amqp.vhost"), (int)heartbeat,
-            (unsigned long long)a->epoch, a->queue);
+            (unsigned long long)a->epoch, a->queue, a->topo.n_tiers, a->topo.dead_queue);
     *out = a;
     return 0;
 }
@@ -307,6 +409,7 @@ void kd_amqp_close(kd_amqp *a)
         }
         amqp_destroy_connection(a->conn);
     }
+    free(a->side_ev);
     free(a);
 }
 

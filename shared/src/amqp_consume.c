@@ -1,9 +1,11 @@
 /* amqp_consume.c: consuming with manual acks (see kd_amqp.h, amqp.c for the invariants).
  *
  * The delivery handed out last stays in the kd_amqp (its envelope) until the next call,
- * so the body needs no copy. A method other than basic.deliver (channel or connection
- * close, basic.cancel from the broker) is read and turned into an error; acks carry the
- * epoch of the connection that delivered the message and are dropped when it is stale.
+ * so the body needs no copy. A method other than basic.deliver is read here too: channel
+ * or connection close and basic.cancel from the broker become errors; confirms and returns
+ * of the side channel (the worker's retry and dead-letter publishes share this socket) are
+ * queued for kd_amqp_side_event. Acks carry the epoch of the connection that delivered the
+ * message and are dropped when it is stale.
  */
 #include "amqp_int.h"
 
@@ -36,24 +38,7 @@ int kd_amqp_consume_start(kd_amqp *a, int prefetch, kd_err *err)
     return 0;
 }
 
-static bool int_field(const amqp_field_value_t *v, int64_t *out)
-{
-    switch (v->kind) {
-    case AMQP_FIELD_KIND_I8: *out = v->value.i8; return true;
-    case AMQP_FIELD_KIND_U8: *out = v->value.u8; return true;
-    case AMQP_FIELD_KIND_I16: *out = v->value.i16; return true;
-    case AMQP_FIELD_KIND_U16: *out = v->value.u16; return true;
-    case AMQP_FIELD_KIND_I32: *out = v->value.i32; return true;
-    case AMQP_FIELD_KIND_U32: *out = v->value.u32; return true;
-    case AMQP_FIELD_KIND_I64: *out = v->value.i64; return true;
-    case AMQP_FIELD_KIND_U64:
-        *out = v->value.u64 > INT64_MAX ? INT64_MAX : (int64_t)v->value.u64;
-        return true;
-    default: return false;
-    }
-}
-
-static void fill_delivery(kd_amqp *a, kd_delivery *d)
+void kd_amqp_fill_delivery(kd_amqp *a, kd_delivery *d)
 {
     const amqp_basic_properties_t *p = &a->env.message.properties;
     memset(d, 0, sizeof *d);
@@ -63,19 +48,15 @@ static void fill_delivery(kd_amqp *a, kd_delivery *d)
     d->epoch = a->epoch;
     d->redelivered = a->env.redelivered;
     a->content_type[0] = '\0';
+    a->message_id[0] = '\0';
     if (p->_flags & AMQP_BASIC_CONTENT_TYPE_FLAG)
         kd_amqp_str(p->content_type, a->content_type, sizeof a->content_type);
+    if (p->_flags & AMQP_BASIC_MESSAGE_ID_FLAG)
+        kd_amqp_str(p->message_id, a->message_id, sizeof a->message_id);
     d->content_type = a->content_type;
-    if (!(p->_flags & AMQP_BASIC_HEADERS_FLAG))
-        return;
-    for (int i = 0; i < p->headers.num_entries; i++) {
-        const amqp_table_entry_t *e = &p->headers.entries[i];
-        if (e->key.len == 16 && memcmp(e->key.bytes, "x-delivery-count", 16) == 0) {
-            int64_t n;
-            if (int_field(&e->value, &n))
-                d->delivery_count = n;
-        }
-    }
+    d->message_id = a->message_id;
+    if (p->_flags & AMQP_BASIC_HEADERS_FLAG)
+        kd_amqp_headers_decode(&p->headers, &d->kd, &d->delivery_count);
 }
 
 /* A method other than basic.deliver arrived first: read it and decide. Returns 0 to keep
@@ -91,10 +72,11 @@ static int other_method(kd_amqp *a, kd_err *err)
         return kd_amqp_lib_fail(a, st, "consuming", err);
     if (f.frame_type != AMQP_FRAME_METHOD)
         return 0;
+    kd_amqp_event ev = {.channel = f.channel};
     switch (f.payload.method.id) {
     case AMQP_CHANNEL_CLOSE_METHOD:
     case AMQP_CONNECTION_CLOSE_METHOD:
-        return kd_amqp_server_close(a, &f.payload.method, "consuming", err);
+        return kd_amqp_server_close_on(a, f.channel, &f.payload.method, "consuming", err);
     case AMQP_BASIC_CANCEL_METHOD: /* the broker cancelled us: queue deleted or moved */
         a->consuming = false;
         return kd_amqp_set_broken(a, err, KD_ERR_IO,
@@ -102,13 +84,35 @@ static int other_method(kd_amqp *a, kd_err *err)
                                   "deleted or its leader moved)",
                                   a->where, a->queue);
     case AMQP_BASIC_RETURN_METHOD: {
-        kd_amqp_event ev;
-        return kd_amqp_read_return(a, &f, &ev, err);
+        int rc = kd_amqp_read_return(a, &f, &ev, err);
+        ev.channel = f.channel;
+        return rc ? rc : kd_amqp_side_push(a, &ev, err);
+    }
+    case AMQP_BASIC_ACK_METHOD: {
+        const amqp_basic_ack_t *m = f.payload.method.decoded;
+        ev.kind = KD_AMQP_EV_ACK;
+        ev.tag = m->delivery_tag;
+        ev.multiple = m->multiple;
+        return kd_amqp_side_push(a, &ev, err);
+    }
+    case AMQP_BASIC_NACK_METHOD: {
+        const amqp_basic_nack_t *m = f.payload.method.decoded;
+        ev.kind = KD_AMQP_EV_NACK;
+        ev.tag = m->delivery_tag;
+        ev.multiple = m->multiple;
+        return kd_amqp_side_push(a, &ev, err);
     }
     case AMQP_BASIC_CANCEL_OK_METHOD:
         a->consuming = false;
         return 0;
-    default: /* confirms of a publish on this connection, blocked/unblocked, ... */
+    case AMQP_CONNECTION_BLOCKED_METHOD:
+        kd_warn("amqp %s: the broker blocks publishers (resource alarm: memory or disk)",
+                a->where);
+        return 0;
+    case AMQP_CONNECTION_UNBLOCKED_METHOD:
+        kd_info("amqp %s: the broker unblocked publishers", a->where);
+        return 0;
+    default:
         kd_debug("amqp %s: ignoring method 0x%08x while consuming", a->where,
                  (unsigned)f.payload.method.id);
         return 0;
@@ -131,7 +135,7 @@ int kd_amqp_consume_next(kd_amqp *a, int timeout_ms, kd_delivery *d, kd_err *err
         amqp_rpc_reply_t r = amqp_consume_message(a->conn, &a->env, &tv, 0);
         if (r.reply_type == AMQP_RESPONSE_NORMAL) {
             a->have_env = true;
-            fill_delivery(a, d);
+            kd_amqp_fill_delivery(a, d);
             return 1;
         }
         if (r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION) {
@@ -163,6 +167,11 @@ int kd_amqp_consume_cancel(kd_amqp *a, kd_err *err)
     if (!rc)
         a->consuming = false;
     return rc;
+}
+
+bool kd_amqp_consuming(const kd_amqp *a)
+{
+    return a->consuming;
 }
 
 static int settle(kd_amqp *a, uint64_t tag, uint64_t epoch, bool ack, bool requeue, kd_err *err)

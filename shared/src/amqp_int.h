@@ -1,5 +1,7 @@
-/* amqp_int.h: what the three files of kd_amqp share (amqp.c: connection, topology and
- * errors; amqp_publish.c: confirms; amqp_consume.c: deliveries and acks). Private to them. */
+/* amqp_int.h: what the files of kd_amqp share (amqp.c: connection, topology and errors;
+ * amqp_publish.c: confirms; amqp_consume.c: deliveries and acks; amqp_side.c: the side
+ * channel and basic.get; amqp_headers.c: the x-kd-* headers). Private to them (and to
+ * tests/unit/test_amqp_retry.c, which checks the header codec). */
 #ifndef KD_AMQP_INT_H
 #define KD_AMQP_INT_H
 
@@ -12,6 +14,8 @@
 #include "kd_amqp.h"
 
 #define KD_AMQP_CHANNEL 1
+#define KD_AMQP_SIDE_CHANNEL 2
+#define KD_AMQP_HDR_MAX 6                /* x-kd-* headers a message can carry */
 #define KD_AMQP_CONNECT_TIMEOUT_MS 10000 /* TCP connect, then the AMQP handshake */
 #define KD_AMQP_RPC_TIMEOUT_MS 30000     /* login, declares, qos, consume, close */
 #define KD_AMQP_FRAME_MAX 131072
@@ -22,6 +26,7 @@ struct kd_amqp {
     char exchange[256];
     char queue[256];
     char routing_key[256];
+    kd_amqp_topology topo;       /* every name declared (exchange..routing_key copied) */
     uint64_t epoch;
     bool broken;                 /* closed by the broker or socket failed */
     int broken_code;
@@ -35,6 +40,12 @@ struct kd_amqp {
     amqp_envelope_t env;         /* the delivery handed out last, freed on the next call */
     bool have_env;
     char content_type[128];
+    char message_id[256];
+
+    bool side_open;              /* channel 2 open and in confirm mode */
+    uint64_t side_last_tag;      /* tag of the last side publish */
+    kd_amqp_event *side_ev;      /* side events read while consuming, FIFO */
+    size_t side_head, side_n, side_cap;
 };
 
 struct timeval kd_amqp_tv(int ms);
@@ -47,12 +58,27 @@ int kd_amqp_set_broken(kd_amqp *a, kd_err *err, int code, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 int kd_amqp_if_broken(const kd_amqp *a, kd_err *err);
 int kd_amqp_server_close(kd_amqp *a, const amqp_method_t *m, const char *what, kd_err *err);
+/* The same for a close that arrived on `channel` (its close-ok goes there). */
+int kd_amqp_server_close_on(kd_amqp *a, amqp_channel_t channel, const amqp_method_t *m,
+                            const char *what, kd_err *err);
 int kd_amqp_lib_fail(kd_amqp *a, int status, const char *what, kd_err *err);
 int kd_amqp_check_reply(kd_amqp *a, amqp_rpc_reply_t r, const char *what, kd_err *err);
+int kd_amqp_check_reply_on(kd_amqp *a, amqp_channel_t channel, amqp_rpc_reply_t r,
+                           const char *what, kd_err *err);
 
 /* After a basic.return method frame: reads the returned message (its header and body
  * follow) into ev, so the frame stream stays in step. */
 int kd_amqp_read_return(kd_amqp *a, const amqp_frame_t *f, kd_amqp_event *ev, kd_err *err);
 void kd_amqp_drop_envelope(kd_amqp *a);
+/* Fills *d from a->env (a delivery or a basic.get message). */
+void kd_amqp_fill_delivery(kd_amqp *a, kd_delivery *d);
+/* Queues a side event read while consuming; KD_ERR_NOMEM breaks the connection. */
+int kd_amqp_side_push(kd_amqp *a, const kd_amqp_event *ev, kd_err *err);
+
+/* The x-kd-* header codec. encode fills up to KD_AMQP_HDR_MAX entries (pointing into h)
+ * and returns how many; decode reads every x-kd-* key it knows and x-delivery-count
+ * (integers of any width, strings as bytes) and ignores the rest. */
+int kd_amqp_headers_encode(const kd_amqp_headers *h, amqp_table_entry_t *entries);
+void kd_amqp_headers_decode(const amqp_table_t *t, kd_amqp_headers *h, int64_t *delivery_count);
 
 #endif

@@ -83,6 +83,7 @@ int kd_amqp_next_event(kd_amqp *a, int timeout_ms, kd_amqp_event *ev, kd_err *er
         if (f.frame_type != AMQP_FRAME_METHOD)
             continue; /* stray content frame: nothing of ours */
         memset(ev, 0, sizeof *ev);
+        ev->channel = f.channel;
         switch (f.payload.method.id) {
         case AMQP_BASIC_ACK_METHOD: {
             const amqp_basic_ack_t *m = f.payload.method.decoded;
@@ -100,10 +101,11 @@ int kd_amqp_next_event(kd_amqp *a, int timeout_ms, kd_amqp_event *ev, kd_err *er
         }
         case AMQP_BASIC_RETURN_METHOD:
             rc = kd_amqp_read_return(a, &f, ev, err);
+            ev->channel = f.channel;
             return rc ? -rc : 1;
         case AMQP_CHANNEL_CLOSE_METHOD:
         case AMQP_CONNECTION_CLOSE_METHOD:
-            return -kd_amqp_server_close(a, &f.payload.method, "publishing", err);
+            return -kd_amqp_server_close_on(a, f.channel, &f.payload.method, "publishing", err);
         case AMQP_CONNECTION_BLOCKED_METHOD:
             kd_warn("amqp %s: the broker blocks publishers (resource alarm: memory or disk)",
                     a->where);
@@ -142,6 +144,8 @@ int kd_amqp_publish_confirmed(kd_amqp *a, const char *message_id, const void *bo
             return -n;
         if (n == 0)
             continue;
+        if (ev.channel != KD_AMQP_CHANNEL)
+            continue; /* a side publish's confirm: not ours */
         if (ev.kind == KD_AMQP_EV_RETURN) {
             if (message_id && strcmp(ev.message_id, message_id) == 0) {
                 returned = true;

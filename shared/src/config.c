@@ -30,6 +30,9 @@ static const kd_config_key kd_keys[] = {
     {"amqp.exchange", "kone.calls", W | P, false, "Durable direct exchange jobs are published to."},
     {"amqp.queue", "kone.calls", W | P, false, "Quorum work queue bound to the exchange; the worker consumes it."},
     {"amqp.routing_key", "kone.calls", W | P, false, "Routing key binding the work queue to the exchange."},
+    {"amqp.retry_exchange", "", W | P, false, "Direct exchange of the retry tiers (empty: {amqp.queue}.retry); tier queues are {amqp.queue}.retry.{ms}, one per retry.tiers_ms entry."},
+    {"amqp.dead_exchange", "", W | P, false, "Direct exchange of the dead-letter queue (empty: {amqp.queue}.dead)."},
+    {"amqp.dead_queue", "", W | P, false, "Quorum dead-letter queue, the parking lot of undecodable and finally failed jobs (empty: {amqp.queue}.dead)."},
 
     /* jobs */
     {"job.default_ttl_ms", "60000", W | P, false, "Deadline of a job that has none: created_at plus this many ms."},
@@ -39,11 +42,26 @@ static const kd_config_key kd_keys[] = {
     {"worker.inflight", "64", W, false, "Jobs in flight at once; also the AMQP prefetch."},
     {"worker.drain_ms", "10000", W, false, "On SIGTERM, how long to wait for in-flight jobs before handing them back."},
 
+    /* retries */
+    {"retry.base_ms", "1000", W, false, "Backoff base: the delay before attempt n+1 is uniform in [0, min(cap, base * 2^(n-1))] ms (full jitter)."},
+    {"retry.cap_ms", "30000", W, false, "Backoff cap in ms."},
+    {"retry.max_attempts", "5", W, false, "Attempts per job (1 = no retry); after the last, outcome failed and the job goes to the dead-letter queue."},
+    {"retry.tiers_ms", "1000,2000,5000,10000,30000", W | P, false, "Delays of the retry tier queues (ascending ms); a drawn delay is rounded up to a tier."},
+
     /* Kafka */
     {"kafka.brokers", "127.0.0.1:9092", W | E, false, "Kafka bootstrap servers."},
     {"kafka.topic_results", "kone.call.results", W | E, false, "Topic of job results (one per job)."},
     {"kafka.topic_events", "kone.call.events", W | E, false, "Topic of call-state events of tracked calls."},
     {"kafka.linger_ms", "5", W, false, "librdkafka linger.ms: how long to batch results before sending."},
+    {"kafka.max_undelivered", "1000", W, false, "Backpressure: stop taking jobs while more results than this wait for Kafka; resume below half."},
+    {"kafka.topic_metrics", "kone.worker.metrics", W, false, "Topic of the worker's metric snapshots (docs/events.md); see metrics.kafka_interval_ms."},
+
+    /* metrics and health endpoint */
+    {"metrics.listen", "0.0.0.0", W, false, "Address of the /metrics, /healthz and /readyz HTTP endpoint (docs/metrics.md)."},
+    {"metrics.port", "9464", W, false, "Port of the metrics endpoint; 0 picks a free port (logged), -1 turns the endpoint off."},
+    {"metrics.buildings", "", W, false, "Comma-separated building ids that get their own `building` label value; any other building is counted as 'other'."},
+    {"metrics.kafka_interval_ms", "60000", W, false, "Publish a metrics snapshot to kafka.topic_metrics this often (0: never)."},
+    {"metrics.health_stale_ms", "30000", W, false, "/healthz fails when the main loop has not turned for this long."},
 
     /* KONE API */
     {"kone.token_url", "https://127.0.0.1:8443/api/v2/oauth2/token", W, false, "OAuth2 token endpoint."},

@@ -1,0 +1,152 @@
+/* amqp_side.c: the side channel (2) and basic.get (see kd_amqp.h, amqp.c).
+ *
+ * Why a second channel: on the consuming channel 1, basic.ack already means "the worker
+ * settles a delivery"; putting it in confirm mode as well would make the broker send
+ * basic.ack frames of its own there, numbered in a second sequence that also starts at 1.
+ * Channel 2 keeps publish sequence numbers and delivery tags apart. Both channels share
+ * the one socket and thread, so rabbitmq-c hands channel 2's basic.ack/nack/return to
+ * whoever reads next: amqp_consume.c queues them here (kd_amqp_side_push), the owner takes them with
+ * kd_amqp_side_event. Nothing here ever waits for a confirm except kd_amqp_side_wait,
+ * which is for callers that do not consume (kone-producer replay-dead).
+ */
+#include "amqp_int.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kd_log.h"
+
+static int side_open(kd_amqp *a, kd_err *err)
+{
+    amqp_channel_open(a->conn, KD_AMQP_SIDE_CHANNEL);
+    int rc = kd_amqp_check_reply_on(a, KD_AMQP_SIDE_CHANNEL, amqp_get_rpc_reply(a->conn),
+                                    "opening channel 2", err);
+    if (rc)
+        return rc;
+    amqp_confirm_select(a->conn, KD_AMQP_SIDE_CHANNEL);
+    rc = kd_amqp_check_reply_on(a, KD_AMQP_SIDE_CHANNEL, amqp_get_rpc_reply(a->conn),
+                                "enabling publisher confirms on channel 2", err);
+    if (rc)
+        return rc;
+    a->side_open = true;
+    a->side_last_tag = 0;
+    return 0;
+}
+
+int kd_amqp_side_publish(kd_amqp *a, const kd_amqp_out *m, uint64_t *tag, kd_err *err)
+{
+    int rc = kd_amqp_if_broken(a, err);
+    if (rc)
+        return rc;
+    if (!a->side_open && (rc = side_open(a, err)) != 0)
+        return rc;
+    amqp_basic_properties_t props = {0};
+    props._flags = AMQP_BASIC_CONTENT_TYPE_FLAG | AMQP_BASIC_DELIVERY_MODE_FLAG;
+    props.content_type = amqp_cstring_bytes(m->content_type && *m->content_type
+                                                ? m->content_type
+                                                : "application/msgpack");
+    props.delivery_mode = 2; /* persistent */
+    if (m->message_id && *m->message_id) {
+        props._flags |= AMQP_BASIC_MESSAGE_ID_FLAG;
+        props.message_id = amqp_cstring_bytes(m->message_id);
+    }
+    amqp_table_entry_t entries[KD_AMQP_HDR_MAX];
+    if (m->headers) {
+        int n = kd_amqp_headers_encode(m->headers, entries);
+        if (n > 0) {
+            props._flags |= AMQP_BASIC_HEADERS_FLAG;
+            props.headers.num_entries = n;
+            props.headers.entries = entries;
+        }
+    }
+    amqp_bytes_t b = {.len = m->len, .bytes = (void *)m->body};
+    int st = amqp_basic_publish(a->conn, KD_AMQP_SIDE_CHANNEL, amqp_cstring_bytes(m->exchange),
+                                amqp_cstring_bytes(m->routing_key), 1 /* mandatory */,
+                                0 /* immediate */, &props, b);
+    if (st != AMQP_STATUS_OK)
+        return kd_amqp_lib_fail(a, st, "publishing on channel 2", err);
+    *tag = ++a->side_last_tag;
+    return 0;
+}
+
+int kd_amqp_side_push(kd_amqp *a, const kd_amqp_event *ev, kd_err *err)
+{
+    if (a->side_head == a->side_n) /* drained: start over at the front */
+        a->side_head = a->side_n = 0;
+    if (a->side_n == a->side_cap) {
+        size_t cap = a->side_cap ? a->side_cap * 2 : 64;
+        kd_amqp_event *p = realloc(a->side_ev, cap * sizeof *p);
+        if (!p)
+            return kd_amqp_set_broken(a, err, KD_ERR_NOMEM,
+                                      "amqp %s: out of memory queueing a publisher confirm",
+                                      a->where);
+        a->side_ev = p;
+        a->side_cap = cap;
+    }
+    a->side_ev[a->side_n++] = *ev;
+    return 0;
+}
+
+int kd_amqp_side_event(kd_amqp *a, kd_amqp_event *ev)
+{
+    if (a->side_head == a->side_n)
+        return 0;
+    *ev = a->side_ev[a->side_head++];
+    return 1;
+}
+
+int kd_amqp_side_wait(kd_amqp *a, int timeout_ms, kd_amqp_event *ev, kd_err *err)
+{
+    if (kd_amqp_side_event(a, ev))
+        return 1;
+    return kd_amqp_next_event(a, timeout_ms, ev, err);
+}
+
+/* ---- basic.get ------------------------------------------------------------------------ */
+
+int kd_amqp_get(kd_amqp *a, const char *queue, kd_delivery *d, kd_err *err)
+{
+    kd_amqp_drop_envelope(a);
+    int rc = kd_amqp_if_broken(a, err);
+    if (rc)
+        return -rc;
+    amqp_maybe_release_buffers(a->conn);
+    amqp_rpc_reply_t r = amqp_basic_get(a->conn, KD_AMQP_CHANNEL, amqp_cstring_bytes(queue), 0);
+    char what[300];
+    snprintf(what, sizeof what, "basic.get from queue '%s'", queue);
+    rc = kd_amqp_check_reply(a, r, what, err);
+    if (rc)
+        return -rc;
+    if (r.reply.id == AMQP_BASIC_GET_EMPTY_METHOD)
+        return 0;
+    const amqp_basic_get_ok_t *ok = r.reply.decoded;
+    memset(&a->env, 0, sizeof a->env);
+    a->env.channel = KD_AMQP_CHANNEL;
+    a->env.delivery_tag = ok->delivery_tag;
+    a->env.redelivered = ok->redelivered;
+    r = amqp_read_message(a->conn, KD_AMQP_CHANNEL, &a->env.message, 0);
+    rc = kd_amqp_check_reply(a, r, what, err);
+    if (rc)
+        return -rc;
+    a->have_env = true;
+    kd_amqp_fill_delivery(a, d);
+    return 1;
+}
+
+int kd_amqp_queue_count(kd_amqp *a, const char *queue, uint32_t *messages, kd_err *err)
+{
+    int rc = kd_amqp_if_broken(a, err);
+    if (rc)
+        return rc;
+    amqp_queue_declare_ok_t *ok = amqp_queue_declare(
+        a->conn, KD_AMQP_CHANNEL, amqp_cstring_bytes(queue), 1 /* passive */, 0, 0, 0,
+        amqp_empty_table);
+    char what[300];
+    snprintf(what, sizeof what, "looking up queue '%s'", queue);
+    rc = kd_amqp_check_reply(a, amqp_get_rpc_reply(a->conn), what, err);
+    if (rc)
+        return rc;
+    *messages = ok->message_count;
+    return 0;
+}
