@@ -19,6 +19,7 @@
 
 #include "kd_config.h"
 #include "kd_log.h"
+#include "metrics_catalog.h"
 #include "worker_core.h"
 
 static volatile sig_atomic_t stop_requested;
@@ -53,14 +54,23 @@ int main(int argc, char **argv)
     sigaction(SIGINT, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
 
+    /* Metrics first: the Kafka and KONE threads report into the registry from their start.
+     * A port that cannot be bound is fatal: a worker nobody can scrape looks missing. */
+    if (kd_worker_metrics_start(&cfg, NULL, NULL, &err)) {
+        kd_error("cannot start: %s", err.msg);
+        kd_config_free(&cfg);
+        return 2;
+    }
     kd_worker *w = NULL;
     if (kd_worker_new(&w, &cfg, &err)) {
         kd_error("cannot start: %s", err.msg);
+        kd_worker_metrics_stop();
         kd_config_free(&cfg);
         return 2;
     }
     int rc = kd_worker_run(w, &stop_requested);
     kd_worker_free(w);
+    kd_worker_metrics_stop();
     kd_config_free(&cfg);
     return rc;
 }

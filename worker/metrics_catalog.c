@@ -152,7 +152,7 @@ static bool in_list(char *const *l, size_t n, const char *s)
 /* "a, b,,a" -> {"a", "b", "other", NULL}: trimmed, deduplicated, "other" last. */
 static int parse_buildings(const char *csv, kd_err *err)
 {
-    size_t cap = 2;
+    size_t cap = 3; /* the items (commas + 1), "other" and the NULL end */
     for (const char *p = csv; *p; p++)
         cap += *p == ',';
     char **l = calloc(cap, sizeof *l);

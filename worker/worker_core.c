@@ -32,6 +32,7 @@
 #include "kd_retry.h"
 #include "kd_run.h"
 #include "kone.h"
+#include "metrics_catalog.h"
 #include "retry_pub.h"
 
 #define KD_WORKER_SETTLE_GRACE_US 5000000 /* after drain_ms: results and confirms */
@@ -169,6 +170,12 @@ static bool epoch_live(const kd_worker *w, const kd_run *run)
 
 static void count_acked(kd_worker *w, const wk_run *r)
 {
+    if (r->fate == WK_FATE_RETRY)
+        kd_wm_retry(r->run.error_code);
+    else if (r->fate != WK_FATE_UNDECODABLE)
+        kd_wm_job_done(&r->run);
+    if (r->fate == WK_FATE_DEAD || r->fate == WK_FATE_UNDECODABLE)
+        kd_wm_dead_letter(r->fate == WK_FATE_DEAD ? "failed" : "undecodable");
     w->n_acked++;
     switch (r->fate) {
     case WK_FATE_RETRY: w->n_retried++; return;
@@ -220,8 +227,11 @@ static void on_delivery_report(void *opaque, int err_code, const char *errstr, v
 {
     kd_worker *w = arg;
     wk_run *r = opaque;
+    /* Call events and metric snapshots carry no delivery (NULL opaque); both count under
+     * the events topic. */
+    kd_wm_kafka_delivery(r ? w->topic_results : w->topic_events, err_code == 0);
     if (!r)
-        return; /* call events carry no delivery */
+        return;
     if (err_code) {
         kd_log_ctx ctx = run_ctx(&r->run);
         kd_log(KD_LOG_ERROR, &ctx, "Kafka refused the result (%s); handing the job back", errstr);
@@ -316,6 +326,7 @@ static void conn_lost(kd_worker *w, const char *why)
     kd_warn("RabbitMQ connection lost (%s); %d jobs in flight will be redelivered, %d "
             "unconfirmed retry/dead-letter copies count as not published",
             why, w->inflight, kd_rpub_pending(&w->pub));
+    kd_wm_amqp_reconnect();
     kd_amqp_close(w->amqp);
     w->amqp = NULL;
     /* their originals were never acked: the broker redelivers them */
@@ -416,6 +427,7 @@ static void on_delivery(kd_worker *w, const kd_delivery *d)
     r->first_seen_ms = d->kd.first_seen_ms > 0 ? d->kd.first_seen_ms : run->received_us / 1000;
 
     int rc = kd_job_decode(d->body, d->len, w->default_ttl_ms, &run->job, &err);
+    kd_wm_job_received(run);
     kd_log_ctx ctx = run_ctx(run);
     if (rc == KD_ERR_DECODE) {
         kd_log(KD_LOG_ERROR, &ctx,
@@ -445,6 +457,20 @@ static void on_delivery(kd_worker *w, const kd_delivery *d)
     kd_kone_submit(w->kone, run);
 }
 
+/* Heartbeat for /healthz, gauges and readiness for /readyz, and the periodic snapshot
+ * to Kafka: once per turn of the loop, also while waiting to reconnect. */
+static void metrics_turn(kd_worker *w)
+{
+    kd_wm_turn(&(kd_wm_state){
+        .inflight = w->inflight,
+        .undelivered = kd_kafka_undelivered(w->kafka),
+        .amqp_consuming = w->amqp && kd_amqp_consuming(w->amqp),
+        .kafka_ok = !w->paused,
+        .kone_ready = w->kone && kd_kone_ready(w->kone),
+    });
+    kd_wm_publish(w->kafka, w->id);
+}
+
 /* One turn of the loop: one wait on the socket, then everything that became due. */
 static void turn(kd_worker *w, int wait_ms)
 {
@@ -463,6 +489,7 @@ static void turn(kd_worker *w, int wait_ms)
     }
     serve_lists(w);
     flow_control(w);
+    metrics_turn(w);
 }
 
 static void amqp_reconnect_wait(kd_worker *w, int64_t *backoff_ms, volatile sig_atomic_t *stop)

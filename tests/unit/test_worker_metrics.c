@@ -480,10 +480,32 @@ static void test_publish_snapshot_to_kafka(void **state)
     assert_int_equal(kd_config_set(&cfg, "metrics.kafka_interval_ms", "60000"), 0);
 }
 
+/* Exactly as many buildings as the comma count allows (the common case "a,b"): the list
+ * must still hold "other" and its NULL end (an off-by-one here crashed the worker). */
+static void test_two_buildings_plain_list(void **state)
+{
+    (void)state;
+    kd_config c2;
+    char *argv[] = {"kone-worker", "--metrics-buildings", "building:1,building:2"};
+    kd_err err = {0};
+    assert_int_equal(kd_config_load(&c2, KD_PROG_WORKER, "kone-worker", 3, argv, &err), 0);
+    assert_int_equal(kd_wm_init(&c2, &err), 0);
+    size_t len = 0;
+    char *text = kd_metrics_expose(kd_wm_registry(), &len);
+    assert_non_null(text);
+    assert_non_null(strstr(text, "kone_circuit_state{building=\"building:1\"}"));
+    assert_non_null(strstr(text, "kone_circuit_state{building=\"building:2\"}"));
+    assert_non_null(strstr(text, "kone_circuit_state{building=\"other\"}"));
+    free(text);
+    kd_wm_free();
+    kd_config_free(&c2);
+}
+
 int main(void)
 {
     curl_global_init(CURL_GLOBAL_DEFAULT);
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_two_buildings_plain_list),
         cmocka_unit_test(test_catalogue_values_and_labels),
         cmocka_unit_test(test_status_and_reason_mapping),
         cmocka_unit_test(test_circuit_other_shows_the_worst),
