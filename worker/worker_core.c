@@ -397,7 +397,10 @@ static void dead_letter_undecodable(kd_worker *w, wk_run *r, const kd_delivery *
                  (unsigned long long)d->delivery_tag);
     r->fate = WK_FATE_UNDECODABLE;
     kd_err err = {0};
-    if (kd_rpub_dead(&w->pub, w->amqp, r, "undecodable", why, d->body, d->len, mid, &err)) {
+    /* An empty body arrives as NULL; kd_rpub_dead reads NULL as "re-encode the job", which
+     * an undecodable message cannot be, so pass an empty buffer instead. */
+    const void *body = d->body ? d->body : "";
+    if (kd_rpub_dead(&w->pub, w->amqp, r, "undecodable", why, body, d->len, mid, &err)) {
         kd_error("undecodable message not dead-lettered, handing it back: %s", err.msg);
         r->nack = true;
         settle(w, r);

@@ -20,6 +20,7 @@ export KD_AMQP_EXCHANGE="it.$IT_PREFIX"
 export KD_AMQP_QUEUE="it.$IT_PREFIX"
 export KD_AMQP_ROUTING_KEY="it.$IT_PREFIX"
 IT_PIDS=()
+IT_AT_EXIT=() # commands it_cleanup runs first (it_at_exit)
 
 it_log() { printf '[%s %s] %s\n' "$(date +%T)" "$IT_NAME" "$*" >&2; }
 it_fail() {
@@ -28,7 +29,8 @@ it_fail() {
 }
 
 it_cleanup() {
-    local rc=$?
+    local rc=$? c
+    for c in "${IT_AT_EXIT[@]}"; do eval "$c" || true; done
     for pid in "${IT_PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
     for pid in "${IT_PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
     if [ "$rc" -ne 0 ]; then
@@ -109,4 +111,328 @@ it_expect() {
     jq -se --arg id "$id" "map(select(.job_id==\$id)) | length == 1 and all(.[]; $2)" \
         "$IT_DIR/results.jsonl" >/dev/null ||
         it_fail "result of $id does not satisfy: $2; got: $(jq -c --arg id "$id" 'select(.job_id==$id)' "$IT_DIR/results.jsonl")"
+}
+
+# ---- Helpers of the fault tests (tests/integration/it_fault_*.sh) ---------------------------
+
+# it_pending WHAT: the feature the test needs has not landed; prints why and exits 77 (ctest
+# shows the test as skipped where SKIP_RETURN_CODE 77 is set, failed otherwise).
+it_pending() {
+    if [ -n "${IT_IGNORE_PENDING:-}" ]; then
+        it_log "pending, going on anyway (IT_IGNORE_PENDING): $*"
+        return 0
+    fi
+    it_log "PENDING: $*"
+    exit 77
+}
+
+# it_worker_has REGEX: kone-worker's --help matches REGEX (extended, any case), e.g. an option
+# such as --retry-max-attempts: a feature a test needs has landed.
+it_worker_has() {
+    local help
+    help=$("$KD_BIN_DIR/kone-worker" --help 2>&1 || true)
+    grep -q -i -E -e "$1" <<<"$help"
+}
+
+# it_jobs NAME N FIELDS_JQ: N job lines with ids $IT_PREFIX-NAME-1..N from a single jq run (one
+# it_job per line is slow for thousands). FIELDS_JQ is a jq object expression that may use $i
+# (1..N) and $now (ms); it is merged over it_job's defaults (building 951, group 1, call,
+# created now, deadline in 5 minutes).
+it_jobs() {
+    jq -cn --arg p "$IT_PREFIX-$1-" --argjson n "$2" --argjson now "$(date +%s%3N)" \
+        "range(1; \$n + 1) as \$i | {job_id: (\$p + (\$i | tostring)), building_id: \"building:9990000951\",
+          group_id: \"1\", op: \"call\", created_at: \$now, deadline: (\$now + 300000)} + ($3)"
+}
+
+# it_jobs_good N [NAME [FIELDS_JQ]]: N destination calls like jobs.sh's jobs_good (group 1, from
+# the lobby to floors 2..11 but not the locked 9), plus FIELDS_JQ.
+it_jobs_good() {
+    it_jobs "${2:-good}" "$1" "{v: 1, area: 1000, action: 2,
+        destination: ([2, 3, 4, 5, 6, 7, 8, 10, 11][\$i % 9] * 1000)} + (${3:-{\}})"
+}
+
+# it_free_port: a TCP port on 127.0.0.1 nobody listens on right now.
+it_free_port() {
+    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# it_start_sim [KONE-SIM FLAGS...]: a private kone-sim for this test on a free port, so the
+# faults it injects reach no other test. Clock speed KD_SIM_SPEED (default 50). Sets IT_SIM_PORT,
+# IT_SIM_PID and IT_SIM_ENV, the worker settings that point at it: it_start_worker w1 "${IT_SIM_ENV[@]}".
+it_start_sim() {
+    local tls=$KD_STATE_DIR/tls i
+    IT_SIM_PORT=$(it_free_port)
+    "$KD_BIN_DIR/kone-sim" --sim-port="$IT_SIM_PORT" --sim-cert="$tls/server.pem" \
+        --sim-key="$tls/server-key.pem" --sim-buildings="$KD_SRC_DIR/sim/buildings.json" \
+        --sim-clients="$KD_SRC_DIR/sim/clients.json" --sim-speed="${KD_SIM_SPEED:-50}" "$@" \
+        >"$IT_DIR/sim.log" 2>&1 &
+    IT_SIM_PID=$!
+    IT_PIDS+=("$IT_SIM_PID")
+    for i in $(seq 300); do
+        curl -sf --cacert "$tls/ca.pem" -o /dev/null "https://127.0.0.1:$IT_SIM_PORT/sim/faults" && break
+        kill -0 "$IT_SIM_PID" 2>/dev/null || it_fail "kone-sim exited at start: $(tail -n 3 "$IT_DIR/sim.log")"
+        [ "$i" -lt 300 ] || it_fail "kone-sim did not answer on port $IT_SIM_PORT within 30 s"
+        sleep 0.1
+    done
+    IT_SIM_ENV=(KD_KONE_TOKEN_URL="https://127.0.0.1:$IT_SIM_PORT/api/v2/oauth2/token"
+        KD_KONE_WS_URL="wss://127.0.0.1:$IT_SIM_PORT/stream-v2")
+}
+
+# it_stop_sim: stops the private kone-sim; fails when it did not exit 0 or logged a sanitizer report.
+it_stop_sim() {
+    local rc=0
+    kill -TERM "$IT_SIM_PID" 2>/dev/null || true
+    wait "$IT_SIM_PID" || rc=$?
+    if grep -qE 'ERROR: (Address|Leak)Sanitizer|runtime error:' "$IT_DIR/sim.log"; then
+        it_fail "kone-sim logged a sanitizer report: $(grep -m1 -E 'Sanitizer|runtime error' "$IT_DIR/sim.log")"
+    fi
+    [ "$rc" -eq 0 ] || it_fail "kone-sim exited with $rc"
+}
+
+# it_sim_faults SPEC_JSON: POST /sim/faults to the private kone-sim (docs/kone-sim.md).
+it_sim_faults() {
+    local out
+    out=$(curl -sS --cacert "$KD_STATE_DIR/tls/ca.pem" -w '\n%{http_code}' -X POST \
+        "https://127.0.0.1:$IT_SIM_PORT/sim/faults" -d "$1") || it_fail "kone-sim control endpoint unreachable"
+    [ "${out##*$'\n'}" = 200 ] || it_fail "POST /sim/faults $1: ${out//$'\n'/ }"
+    it_log "kone-sim faults: $1"
+}
+
+# it_fault_worker NAME [ENV=VALUE ...]: it_start_worker for the fault tests: INFLIGHT jobs in
+# flight (default 16), the private kone-sim of it_start_sim, and a metrics endpoint on a free
+# loopback port (several workers on one machine); then ENV.
+it_fault_worker() {
+    local name=$1
+    shift
+    it_start_worker "$name" KD_WORKER_INFLIGHT="${INFLIGHT:-16}" "${IT_SIM_ENV[@]}" \
+        KD_METRICS_PORT=0 KD_METRICS_LISTEN=127.0.0.1 "$@"
+}
+
+# it_metrics_port NAME: the port of the worker's metrics endpoint, from its log (waits 10 s).
+it_metrics_port() {
+    local p i
+    for i in $(seq 50); do
+        p=$(grep -o '"msg":"metrics endpoint on [^ ]* port [0-9]*' "$IT_DIR/$1.log" | grep -o '[0-9]*$' | tail -n1 || true)
+        [ -n "$p" ] && { echo "$p"; return 0; }
+        sleep 0.2
+    done
+    it_fail "$1 logged no metrics endpoint port"
+}
+
+# it_worker_pid NAME: the pid of a worker started by it_start_worker.
+it_worker_pid() {
+    local var="IT_PID_${1//-/_}"
+    echo "${!var}"
+}
+
+# it_kill_worker NAME SIGNAL: sends SIGNAL and reaps the worker; its exit status in IT_RC.
+it_kill_worker() {
+    local pid
+    pid=$(it_worker_pid "$1")
+    IT_RC=0
+    kill "-$2" "$pid"
+    wait "$pid" 2>/dev/null || IT_RC=$?
+}
+
+# it_count_ids [JQ_FILTER]: how many distinct job ids of this test have a result satisfying the
+# filter (default: any result) in Kafka right now; leaves the results in $IT_DIR/results.jsonl.
+it_count_ids() {
+    it_results >"$IT_DIR/results.jsonl"
+    jq -r "select(${1:-true}) | .job_id" "$IT_DIR/results.jsonl" | sort -u | wc -l
+}
+
+# it_follow_results: a kone-events in the background that streams the results topic into
+# $IT_DIR/follow.jsonl for the whole test. "Mid-run" checks read that file: a fresh kone-events
+# per check would wait for its idle exit, which never comes while the workers keep producing.
+it_follow_results() {
+    "$KD_BIN_DIR/kone-events" --events-topic=kone.call.results >"$IT_DIR/follow.jsonl" 2>>"$IT_DIR/events.log" &
+    IT_PIDS+=($!)
+}
+
+# it_followed: how many distinct job ids of this test the follower has seen a result for.
+it_followed() {
+    { grep -o "\"job_id\":\"$IT_PREFIX-[^\"]*\"" "$IT_DIR/follow.jsonl" || true; } | sort -u | wc -l
+}
+
+# it_wait_followed N TIMEOUT_S: waits until the follower has seen N of this test's jobs.
+it_wait_followed() {
+    local want=$1 timeout=$2 n t0=$SECONDS
+    while :; do
+        n=$(it_followed)
+        [ "$n" -ge "$want" ] && break
+        [ $((SECONDS - t0)) -ge "$timeout" ] && it_fail "only $n of $want results seen after ${timeout}s"
+        sleep 0.2
+    done
+    it_log "$n jobs have a result after $((SECONDS - t0))s"
+}
+
+# it_wait_ids N TIMEOUT_S [JQ_FILTER]: waits until N distinct job ids have such a result.
+it_wait_ids() {
+    local want=$1 timeout=$2 filter=${3:-true} n t0=$SECONDS
+    while :; do
+        n=$(it_count_ids "$filter")
+        [ -z "${IT_DEBUG:-}" ] || it_log "poll: $n"
+        [ "$n" -ge "$want" ] && break
+        [ $((SECONDS - t0)) -ge "$timeout" ] && it_fail "only $n of $want jobs have a result ($filter) after ${timeout}s"
+        sleep 1
+    done
+    it_log "$n jobs have a result ($filter) after $((SECONDS - t0))s"
+}
+
+# it_reconcile [scripts/reconcile OPTIONS...]: reconciles this test's confirmed jobs (every
+# $IT_DIR/*.report) with Kafka and the dead-letter queue $KD_AMQP_QUEUE.dead; prints the
+# summary, leaves it as JSON in $IT_DIR/reconcile.json (and every dead letter, ours or not,
+# in $IT_DIR/dead.jsonl) and returns the tool's exit status.
+it_reconcile() {
+    local args=() f rc=0
+    for f in "$IT_DIR"/*.report; do args+=(--report "$f"); done
+    KD_BIN_DIR=$KD_BIN_DIR "$KD_SRC_DIR/scripts/reconcile" --prefix "$IT_PREFIX" --idle-ms 2000 \
+        --json-out "$IT_DIR/reconcile.json" --dump-dead "$IT_DIR/dead.jsonl" "${args[@]}" "$@" >"$IT_DIR/reconcile.txt" 2>&1 || rc=$?
+    sed 's/^/    /' "$IT_DIR/reconcile.txt" >&2
+    return $rc
+}
+
+# it_check_reconciled MAX_DUPLICATES [OPTIONS...]: it_reconcile, and the test fails unless
+# every confirmed job has exactly one final outcome and at most MAX_DUPLICATES ids had two.
+it_check_reconciled() {
+    local max=$1 rc=0
+    shift
+    it_reconcile --max-duplicates "$max" "$@" || rc=$?
+    [ "$rc" -ne 2 ] || it_fail "reconcile could not read its inputs"
+    [ "$(jq .missing_count "$IT_DIR/reconcile.json")" -eq 0 ] ||
+        it_fail "jobs without an outcome: $(jq -c '.missing[:5]' "$IT_DIR/reconcile.json")"
+    [ "$(jq .duplicate_count "$IT_DIR/reconcile.json")" -le "$max" ] ||
+        it_fail "$(jq .duplicate_count "$IT_DIR/reconcile.json") jobs have duplicate outcomes, more than $max"
+    [ "$(jq .unexpected_count "$IT_DIR/reconcile.json")" -eq 0 ] ||
+        it_fail "outcomes for ids nobody published: $(jq -c '.unexpected[:5]' "$IT_DIR/reconcile.json")"
+    [ "$rc" -eq 0 ] || it_fail "reconcile failed"
+}
+
+# it_publish_raw ID FILE [CONTENT_TYPE]: publishes FILE's bytes as they are (poison messages),
+# persistent, with message_id ID, through the management API (amqp-publish cannot set a
+# message_id); records {"job_id":ID,"status":...} in $IT_DIR/raw.report like kone-producer does.
+it_publish_raw() {
+    local id=$1 file=$2 ctype=${3:-application/msgpack} req=$IT_DIR/publish-raw.json out status=confirmed
+    {
+        jq -cnj --arg id "$id" --arg rk "$KD_AMQP_ROUTING_KEY" --arg ct "$ctype" \
+            '{properties: {delivery_mode: 2, message_id: $id, content_type: $ct},
+              routing_key: $rk, payload_encoding: "base64", payload: "PAYLOAD"}' |
+            sed 's/"PAYLOAD"}$/"/'
+        base64 -w0 "$file"
+        printf '"}'
+    } >"$req"
+    out=$(curl -sS -u guest:guest -H 'content-type: application/json' --data-binary "@$req" \
+        "http://127.0.0.1:15672/api/exchanges/%2F/$(jq -rn --arg e "$KD_AMQP_EXCHANGE" '$e|@uri')/publish") ||
+        it_fail "publishing $id through the management API failed"
+    jq -e '.routed == true' <<<"$out" >/dev/null || status=refused
+    jq -cn --arg id "$id" --arg st "$status" --arg out "$out" \
+        '{job_id: $id, status: $st} + (if $st == "refused" then {error: $out} else {} end)' >>"$IT_DIR/raw.report"
+    rm -f "$req"
+}
+
+# it_queue_depth QUEUE: messages ready + unacked in QUEUE; empty output (and status 1) when
+# rabbitmqctl fails or does not list the queue.
+it_queue_depth() {
+    { rabbitmqctl -q list_queues name messages 2>/dev/null || true; } |
+        awk -v q="$1" '$1==q && $2 ~ /^[0-9]+$/ {n=$2; f=1} END {if (f) print n; exit !f}'
+}
+
+# it_expect_queue_empty [QUEUE]: the work queue (default $KD_AMQP_QUEUE) ends with no message:
+# every job was acked (allowing 15 s for the broker's counts to catch up).
+it_expect_queue_empty() { it_wait_depth "${1:-$KD_AMQP_QUEUE}" 0 15; }
+
+# it_drop_queues [MGMT_URL]: deletes this test's queues (work, retry tiers, dead letters) and
+# exchanges once it passed, so the shared broker does not pile them up.
+it_drop_queues() {
+    local api=${1:-http://127.0.0.1:15672}/api name
+    curl -sf -u guest:guest "$api/queues/%2F?columns=name" |
+        jq -r --arg p "$KD_AMQP_QUEUE" '.[].name | select(. == $p or startswith($p + "."))' |
+        while read -r name; do
+            curl -sf -u guest:guest -X DELETE "$api/queues/%2F/$(jq -rn --arg n "$name" '$n|@uri')" || true
+        done
+    curl -sf -u guest:guest "$api/exchanges/%2F?columns=name" |
+        jq -r --arg p "$KD_AMQP_EXCHANGE" '.[].name | select(. == $p or startswith($p + "."))' |
+        while read -r name; do
+            curl -sf -u guest:guest -X DELETE "$api/exchanges/%2F/$(jq -rn --arg n "$name" '$n|@uri')" || true
+        done
+}
+
+# it_wait_depth QUEUE N TIMEOUT_S: waits until QUEUE holds N messages (rabbitmqctl's counts of
+# a quorum queue lag by a few seconds: poll).
+it_wait_depth() {
+    local depth="" t0=$SECONDS
+    while :; do
+        depth=$(it_queue_depth "$1" || true)
+        [ "$depth" = "$2" ] && return 0
+        [ $((SECONDS - t0)) -ge "$3" ] && it_fail "$1 holds ${depth:-an unknown number of} messages after ${3}s, expected $2"
+        sleep 0.5
+    done
+}
+
+# it_stack_bin: the build folder of the kone-sim the shared stack runs now, so a dev-up run by
+# a test (to bring a broker back) leaves that simulator alone; KD_BIN_DIR when none runs.
+it_stack_bin() {
+    local stamp=$KD_STATE_DIR/pids/kone-sim.binary
+    if [ -s "$stamp" ]; then dirname "$(cut -d' ' -f1 "$stamp")"; else echo "$KD_BIN_DIR"; fi
+}
+
+# it_at_exit COMMAND: runs COMMAND (a string for eval) when the test exits, pass or fail, before
+# its processes are stopped: for putting back what a test took away from the shared stack.
+it_at_exit() { IT_AT_EXIT+=("$1"); }
+
+# it_dev_up: scripts/dev-up, to start what a test stopped (idempotent for the rest).
+it_dev_up() {
+    "$KD_SRC_DIR/scripts/dev-up" --bin "$(it_stack_bin)" >"$IT_DIR/dev-up.log" 2>&1 ||
+        it_fail "scripts/dev-up failed: $(tail -n 5 "$IT_DIR/dev-up.log")"
+}
+
+# it_kafka_stop / it_kafka_start: the shared stack's Kafka broker, stopped as dev-down stops it
+# (SIGTERM: a controlled shutdown) and started again by dev-up with its topics.
+it_kafka_stop() {
+    (
+        # shellcheck disable=SC1091
+        source "$KD_SRC_DIR/scripts/lib.sh"
+        kd_running kafka "$KD_STATE_DIR/kafka/server.properties" || exit 0
+        kd_stop kafka "$KD_STATE_DIR/kafka/server.properties" 60
+    ) >&2
+    ! (exec 3<>/dev/tcp/127.0.0.1/9092) 2>/dev/null || it_fail "Kafka still listens on 9092 after stopping it"
+}
+it_kafka_start() { it_dev_up; }
+
+# it_stack_restore: starts whatever of the shared stack is down (for it_at_exit: never fails).
+it_stack_restore() {
+    "$KD_SRC_DIR/scripts/dev-up" --bin "$(it_stack_bin)" >>"$IT_DIR/dev-up.log" 2>&1 ||
+        it_log "scripts/dev-up failed while restoring the stack: $(tail -n 3 "$IT_DIR/dev-up.log")"
+}
+
+# it_rabbit_restart [app|node] [DOWN_S]: restarts the shared stack's RabbitMQ: `app` stops and
+# starts the rabbit application in its Erlang node (every connection dropped, queues recovered
+# from disk); `node` stops the whole node and starts it again with dev-up. Waits until healthy.
+it_rabbit_restart() {
+    local how=${1:-app} down=${2:-3}
+    if [ "$how" = node ]; then
+        # shellcheck disable=SC1091
+        (source "$KD_SRC_DIR/scripts/lib.sh" && kd_rabbitmqctl stop "$KD_STATE_DIR/pids/rabbitmq-beam.pid") \
+            >"$IT_DIR/rabbit-stop.log" 2>&1 || it_fail "rabbitmqctl stop failed: $(tail -n 3 "$IT_DIR/rabbit-stop.log")"
+        sleep "$down"
+        it_dev_up
+    else
+        rabbitmqctl stop_app >"$IT_DIR/rabbit-stop.log" 2>&1 || it_fail "rabbitmqctl stop_app failed"
+        sleep "$down"
+        rabbitmqctl start_app >>"$IT_DIR/rabbit-stop.log" 2>&1 || it_fail "rabbitmqctl start_app failed"
+    fi
+    it_rabbit_wait_healthy
+}
+
+# it_rabbit_wait_healthy: the shared RabbitMQ takes AMQP connections and its API answers.
+it_rabbit_wait_healthy() {
+    local i
+    for i in $(seq 120); do
+        if (exec 3<>/dev/tcp/127.0.0.1/5672) 2>/dev/null &&
+            curl -fsS -o /dev/null --max-time 5 -u guest:guest http://127.0.0.1:15672/api/health/checks/alarms; then
+            return 0
+        fi
+        sleep 0.5
+    done
+    it_fail "RabbitMQ not healthy 60 s after its restart"
 }

@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# it_fault_link_down: one building's site link down for 20 s; the other building unaffected.
+# A private kone-sim with both buildings usable (building:9990000952 group 1 set to NOR). For
+# 26 s, 40 jobs a second: 20 for building:9990000951 and 20 for building:9990000952, of which
+# half have a short deadline (8 s) and half a long one (5 min). Two workers, 16 in flight,
+# calls time out after 3 s, small retry tiers. From second 4 to second 24 the site link of
+# building 952 is down (calls stay `created`, pings fail with 1005).
+# Proves, from the results, the workers' /metrics and the reconciliation:
+#   - 952's circuit opens during the outage and is closed again at the end (kone_circuit_state);
+#     951's never opens;
+#   - 952's jobs succeed or expire: every long-deadline job succeeds, a short-deadline job
+#     may expire, none fails or is parked;
+#   - 951's jobs are unaffected: all succeed on their first attempt, none redelivered, 95% of
+#     them within 3 s of their creation (not stuck behind 952's calls in the in-flight slots);
+#   - every job has exactly one outcome, no duplicates.
+source "$(dirname "$0")/lib.sh"
+
+it_worker_has 'circuit|breaker' || it_pending "the per-building circuit breaker (worker/kone*.c) has not landed"
+it_worker_has -- '--retry-max-attempts' || it_pending "retries (retry.* keys) have not landed"
+it_worker_has -- '--metrics-port' || it_pending "the metrics endpoint (kone_circuit_state) has not landed"
+
+INFLIGHT=16
+BATCHES=${IT_LINK_BATCHES:-26}
+DOWN_AT=4
+UP_AT=24
+B1=building:9990000951
+B2=building:9990000952
+export KD_RETRY_TIERS_MS=200,500,1000,2000 KD_RETRY_BASE_MS=200 KD_RETRY_CAP_MS=2000 KD_RETRY_MAX_ATTEMPTS=10
+W=(KD_KONE_CALL_TIMEOUT_MS=3000 "KD_METRICS_BUILDINGS=$B1,$B2")
+
+it_start_sim --sim-faults='{"buildings":{"building:9990000952":{"groups":{"1":{"mode":"NOR"}}}}}'
+it_follow_results
+t0=$SECONDS
+it_fault_worker w1 "${W[@]}"
+it_fault_worker w2 "${W[@]}"
+p1=$(it_metrics_port w1) || exit 1
+p2=$(it_metrics_port w2) || exit 1
+ports=("$p1" "$p2")
+
+# The circuit states of both workers, every 0.3 s: "ms worker building state".
+(
+    while :; do
+        now=$(date +%s%3N)
+        for i in 0 1; do
+            curl -s --max-time 1 "http://127.0.0.1:${ports[$i]}/metrics" |
+                sed -n "s/^kone_circuit_state{building=\"\([^\"]*\)\"} \([0-9]*\).*/$now w$((i + 1)) \1 \2/p" || true
+        done
+        sleep 0.3
+    done
+) >"$IT_DIR/circuit.log" 2>/dev/null &
+IT_PIDS+=($!)
+
+for b in $(seq "$BATCHES"); do
+    tb=$(date +%s%3N)
+    {
+        it_jobs_good 20 "b$b-a"
+        it_jobs "b$b-b" 20 "{v: 1, building_id: \"$B2\", area: 1000, action: 2, destination: ((2 + \$i % 4) * 1000),
+            deadline: (\$now + (if \$i % 2 == 0 then 8000 else 300000 end))}"
+    } >"$IT_DIR/jobs-$b.jsonl"
+    it_publish "$IT_DIR/jobs-$b.jsonl" || it_fail "producer refused jobs"
+    if [ "$b" -eq "$DOWN_AT" ]; then
+        it_sim_faults '{"buildings":{"building:9990000952":{"groups":{"1":{"link_down":true}}}}}'
+        down_ms=$(date +%s%3N)
+    elif [ "$b" -eq "$UP_AT" ]; then
+        it_sim_faults '{"buildings":{"building:9990000952":{"groups":{"1":{"link_down":false}}}}}'
+        up_ms=$(date +%s%3N)
+    fi
+    el=$(($(date +%s%3N) - tb))
+    [ "$el" -ge 1000 ] || sleep "$(awk -v e="$el" 'BEGIN { printf "%.3f", (1000 - e) / 1000 }')"
+done
+N=$((BATCHES * 40))
+cat "$IT_DIR"/jobs-*.jsonl >"$IT_DIR/jobs.all"
+
+it_wait_ids "$N" 600
+sleep 3 # late duplicates arrive now
+it_check_reconciled 0
+r=$IT_DIR/results.jsonl
+# building 951: unaffected
+jq -se --arg b "$B1" --argjson n $((N / 2)) 'map(select(.building_id == $b)) |
+    length == $n and all(.[]; .outcome == "succeeded" and .attempt == 1 and (.redelivered | not))' "$r" >/dev/null ||
+    it_fail "$B1 was affected: $(jq -c --arg b "$B1" 'select(.building_id == $b and (.outcome != "succeeded" or .attempt > 1)) | {job_id, outcome, attempt, error}' "$r" | head -3)"
+# ... and not held up behind 952's stuck calls: created to finished, 95th percentile
+read -r p50 p95 pmax < <(jq -rs --arg b "$B1" 'map(select(.building_id == $b) | .finished_at - .created_at) | sort |
+    "\(.[length / 2 | floor]) \(.[length * 95 / 100 | floor]) \(.[-1])"' "$r")
+it_log "$B1: $((N / 2)) succeeded on their first attempt; created to finished: median $p50 ms, p95 $p95 ms, max $pmax ms"
+[ "$p95" -le "${IT_LINK_P95_MS:-3000}" ] || it_fail "$B1 was held up by $B2's outage: p95 $p95 ms"
+# building 952: long deadlines succeed, short ones succeed or expire
+jq -se --arg b "$B2" 'map(select(.building_id == $b)) | all(.[]; .outcome == "succeeded" or
+    (.outcome == "expired" and (.job_id | test("-b[0-9]+-b-[0-9]*[02468]$"))))' "$r" >/dev/null ||
+    it_fail "$B2: a job neither succeeded nor expired by a short deadline: $(jq -c --arg b "$B2" 'select(.building_id == $b and .outcome != "succeeded") | {job_id, outcome, attempt, error}' "$r" | head -3)"
+it_log "$B2: $(jq -rs --arg b "$B2" 'map(select(.building_id == $b)) | group_by(.outcome) | map("\(.[0].outcome) \(length)") | join(", ")' "$r") (max attempt $(jq -s --arg b "$B2" 'map(select(.building_id == $b) | .attempt) | max' "$r"))"
+# the circuits
+[ -s "$IT_DIR/circuit.log" ] || it_fail "no circuit state could be read from the workers' /metrics"
+open=$(awk -v b="$B2" '$3 == b && $4 == 2' "$IT_DIR/circuit.log" | wc -l)
+[ "$open" -ge 1 ] || it_fail "the circuit of $B2 never opened: $(awk -v b="$B2" '$3 == b' "$IT_DIR/circuit.log" | sort -u -k4 | head -3)"
+for w in w1 w2; do
+    last=$(awk -v b="$B2" -v w="$w" '$2 == w && $3 == b {s = $4} END {print s}' "$IT_DIR/circuit.log")
+    [ "$last" = 0 ] || it_fail "$w: the circuit of $B2 is not closed at the end (state $last)"
+done
+! awk -v b="$B1" '$3 == b && $4 != 0' "$IT_DIR/circuit.log" | grep -q . || it_fail "the circuit of $B1 left closed"
+first_open=$(awk -v b="$B2" '$3 == b && $4 == 2 {print $1; exit}' "$IT_DIR/circuit.log")
+last_open=$(awk -v b="$B2" '$3 == b && $4 != 0 {t = $1} END {print t}' "$IT_DIR/circuit.log")
+[ "$first_open" -ge "$down_ms" ] || it_fail "the circuit of $B2 opened before its link went down"
+it_log "$B2's link down for $(((up_ms - down_ms) / 1000)) s; its circuit opened $((first_open - down_ms)) ms after the link went down, last seen not closed $((last_open - up_ms)) ms after it came back"
+it_stop_worker w1
+it_stop_worker w2
+it_expect_queue_empty
+it_stop_sim
+it_drop_queues
+it_log "PASS in $((SECONDS - t0))s"

@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# it_fault_sigterm: SIGTERM under load drains and exits 0 within the drain time; nothing lost.
+# 1,200 jobs, workers with 16 in flight and worker.drain_ms = 2 s, a private kone-sim.
+#   1. KONE answers within ~200 ms: w1 gets SIGTERM mid-run; its in-flight calls finish
+#      within the drain time, their results are acked, and it exits 0 with nothing handed back.
+#   2. KONE slowed to 4 s per answer: w2 gets SIGTERM with calls that cannot finish in the drain
+#      time; it hands them back (nacked to the queue) and still exits 0 in time; the jobs are
+#      redelivered (redelivered=true) to the workers started after, once KONE is fast again.
+# Then every confirmed job has exactly one outcome, and no job has two.
+source "$(dirname "$0")/lib.sh"
+
+N=${IT_FAULT_JOBS:-1200}
+INFLIGHT=16
+DRAIN_MS=2000
+SLACK_MS=2500 # process exit, the Kafka flush of the last results, and a loaded machine
+W=("KD_WORKER_DRAIN_MS=$DRAIN_MS")
+
+# stop_timed NAME: SIGTERM; the worker must exit 0 within DRAIN_MS + SLACK_MS.
+stop_timed() {
+    local t0 ms line
+    t0=$(date +%s%3N)
+    it_kill_worker "$1" TERM
+    ms=$(($(date +%s%3N) - t0))
+    [ "$IT_RC" -eq 0 ] || it_fail "$1 exited with $IT_RC after SIGTERM"
+    [ "$ms" -le $((DRAIN_MS + SLACK_MS)) ] || it_fail "$1 took $ms ms to exit, drain time $DRAIN_MS ms"
+    line=$(grep -o '"msg":"worker [^"]* stopped[^"]*"' "$IT_DIR/$1.log" | tail -n1)
+    [ -n "$line" ] || it_fail "$1 logged no final line"
+    it_log "$1 exited 0 $ms ms after SIGTERM: ${line#\"msg\":}"
+    STOP_LINE=$line
+}
+
+it_start_sim --sim-faults='{"latency_ms":100,"jitter_ms":100}'
+it_jobs_good "$N" >"$IT_DIR/jobs.jsonl"
+it_publish "$IT_DIR/jobs.jsonl" || it_fail "producer refused jobs"
+[ "$(grep -c '"confirmed"' "$IT_DIR/jobs.jsonl.report")" -eq "$N" ] || it_fail "not all $N jobs confirmed"
+it_follow_results
+t0=$SECONDS
+it_fault_worker w1 "${W[@]}"
+it_fault_worker w2 "${W[@]}"
+
+# 1. in-flight jobs finish within the drain time
+it_wait_followed 150 300
+grep -q '"draining' "$IT_DIR/w1.log" && it_fail "w1 drained before its SIGTERM"
+stop_timed w1
+grep -q '"msg":"draining [1-9]' "$IT_DIR/w1.log" || it_fail "w1 had no job in flight at SIGTERM: the test proved nothing"
+[[ $STOP_LINE == *" 0 handed back, 0 unsettled"* ]] || it_fail "w1 should have finished its jobs within the drain time: $STOP_LINE"
+it_fault_worker w3 "${W[@]}"
+
+# 2. in-flight jobs that cannot finish are handed back
+it_wait_followed 500 300
+it_sim_faults '{"latency_ms":4000,"jitter_ms":0}'
+sleep 1 # w2 now holds calls waiting for KONE's answer
+stop_timed w2
+[[ $STOP_LINE =~ \ ([1-9][0-9]*)\ handed\ back,\ 0\ unsettled ]] ||
+    it_fail "w2 should have handed back the calls KONE had not answered: $STOP_LINE"
+handed=${BASH_REMATCH[1]}
+it_sim_faults '{"latency_ms":100,"jitter_ms":100}'
+it_fault_worker w4 "${W[@]}"
+
+it_wait_ids "$N" 600
+sleep 3 # late duplicates arrive now
+it_check_reconciled 0
+s=$IT_DIR/reconcile.json
+[ "$(jq '.final_outcomes.succeeded // 0' "$s")" -eq "$N" ] || it_fail "not every job succeeded: $(jq -c .final_outcomes "$s")"
+[ "$(jq .redelivered "$s")" -ge "$handed" ] || it_fail "w2 handed back $handed jobs, only $(jq .redelivered "$s") were redelivered"
+stop_timed w3
+stop_timed w4
+it_expect_queue_empty
+it_stop_sim
+it_drop_queues
+it_log "PASS in $((SECONDS - t0))s"
