@@ -333,15 +333,11 @@ const kd_amqp_topology *kd_amqp_names(const kd_amqp *a)
     return &a->topo;
 }
 
-int kd_amqp_connect(kd_amqp **out, const kd_config *cfg, kd_err *err)
+/* Connects to one broker node and declares the topology. */
+static int connect_host(kd_amqp **out, const kd_config *cfg, const char *host, int64_t port,
+                        int64_t heartbeat, kd_err *err)
 {
-    *out = NULL;
-    int64_t port, heartbeat;
-    int rc = kd_config_int(cfg, "amqp.port", 1, 65535, &port, err);
-    if (!rc)
-        rc = kd_config_int(cfg, "amqp.heartbeat_s", 0, 3600, &heartbeat, err);
-    if (rc)
-        return rc;
+    int rc;
     kd_amqp *a = calloc(1, sizeof *a);
     if (!a)
         return kd_err_set(err, KD_ERR_NOMEM, "out of memory");
@@ -353,7 +349,6 @@ int kd_amqp_connect(kd_amqp **out, const kd_config *cfg, kd_err *err)
     snprintf(a->exchange, sizeof a->exchange, "%s", a->topo.exchange);
     snprintf(a->queue, sizeof a->queue, "%s", a->topo.queue);
     snprintf(a->routing_key, sizeof a->routing_key, "%s", a->topo.routing_key);
-    const char *host = kd_config_get(cfg, "amqp.host");
     snprintf(a->where, sizeof a->where, "%s:%d", host, (int)port);
     a->conn = amqp_new_connection();
     if (!a->conn) {
@@ -386,6 +381,61 @@ int kd_amqp_connect(kd_amqp **out, const kd_config *cfg, kd_err *err)
             (unsigned long long)a->epoch, a->queue, a->topo.n_tiers, a->topo.dead_queue);
     *out = a;
     return 0;
+}
+
+/* amqp.host may list several nodes of a cluster ("h1,h2:5673,h3"). A process remembers
+ * which node it reached last: the next connect (after that connection was lost) starts
+ * with the node after it, so a worker whose node died fails over instead of retrying the
+ * dead node first. One full round without success is one failure for the caller's backoff. */
+static atomic_uint kd_amqp_last_host;
+
+#define KD_AMQP_MAX_HOSTS 16
+
+int kd_amqp_connect(kd_amqp **out, const kd_config *cfg, kd_err *err)
+{
+    *out = NULL;
+    int64_t port, heartbeat;
+    int rc = kd_config_int(cfg, "amqp.port", 1, 65535, &port, err);
+    if (!rc)
+        rc = kd_config_int(cfg, "amqp.heartbeat_s", 0, 3600, &heartbeat, err);
+    if (rc)
+        return rc;
+    char list[1024];
+    snprintf(list, sizeof list, "%s", kd_config_get(cfg, "amqp.host"));
+    char *hosts[KD_AMQP_MAX_HOSTS];
+    int64_t ports[KD_AMQP_MAX_HOSTS];
+    unsigned n = 0;
+    char *save = NULL;
+    for (char *h = strtok_r(list, ", ", &save); h && n < KD_AMQP_MAX_HOSTS;
+         h = strtok_r(NULL, ", ", &save)) {
+        char *colon = strrchr(h, ':');
+        ports[n] = port;
+        if (colon && !strchr(colon + 1, ']')) {
+            char *end;
+            long p = strtol(colon + 1, &end, 10);
+            if (*end || p < 1 || p > 65535)
+                return kd_err_set(err, KD_ERR_INVALID, "amqp.host: bad port in '%s'", h);
+            *colon = '\0';
+            ports[n] = p;
+        }
+        hosts[n++] = h;
+    }
+    if (n == 0)
+        return kd_err_set(err, KD_ERR_INVALID, "amqp.host: no host given");
+    unsigned start = n > 1 ? (atomic_load(&kd_amqp_last_host) + 1) % n : 0;
+    for (unsigned k = 0; k < n; k++) {
+        unsigned i = (start + k) % n;
+        rc = connect_host(out, cfg, hosts[i], ports[i], heartbeat, err);
+        if (!rc) {
+            atomic_store(&kd_amqp_last_host, i);
+            return 0;
+        }
+        if (n > 1 && k + 1 < n)
+            kd_warn("amqp %s:%d: %s; trying the next node", hosts[i], (int)ports[i],
+                    err ? err->msg : "connect failed");
+    }
+    atomic_store(&kd_amqp_last_host, (start + n - 1) % n);
+    return rc;
 }
 
 void kd_amqp_drop_envelope(kd_amqp *a)
