@@ -82,6 +82,7 @@ static void shutdown_loop(kd_kone *k, kd_run *inbox)
     }
     kk_jobs_fail_all(k, "shutdown", SHUTDOWN_MSG);
     kk_slots_shutdown(k);
+    kk_blds_shutdown(k);
 }
 
 void kk_loop_wakeup(kd_kone *k)
@@ -195,6 +196,26 @@ static int load_config(kd_kone *k, const kd_config *cfg, kd_kone_token_cfg *tc, 
     if ((rc = read_int(cfg, "kone.token_margin_s", 0, 86400, &v, err)))
         return rc;
     tc->margin_s = v;
+    if ((rc = read_int(cfg, "kone.breaker_failures", 0, 10000, &v, err)))
+        return rc;
+    k->brk_cfg.failures = (int)v;
+    if ((rc = read_int(cfg, "kone.breaker_probe_base_ms", 10, 3600000, &v, err)))
+        return rc;
+    k->brk_cfg.base_us = v * 1000;
+    if ((rc = read_int(cfg, "kone.breaker_probe_cap_ms", 10, 3600000, &v, err)))
+        return rc;
+    k->brk_cfg.cap_us = v * 1000;
+    if (k->brk_cfg.cap_us < k->brk_cfg.base_us)
+        return kd_err_set(err, KD_ERR_INVALID,
+                          "kone.breaker_probe_cap_ms: must be at least "
+                          "kone.breaker_probe_base_ms (%lld)",
+                          (long long)(k->brk_cfg.base_us / 1000));
+    if ((rc = read_int(cfg, "kone.rate_per_s", 0, 1000000, &v, err)))
+        return rc;
+    k->rate_per_s = (double)v;
+    if ((rc = read_int(cfg, "kone.rate_burst", 0, 1000000, &v, err)))
+        return rc;
+    k->rate_burst = (double)v;
     tc->timeout_ms = k->request_timeout_us / 1000;
 
     tc->token_url = kd_config_get(cfg, "kone.token_url");
@@ -239,6 +260,9 @@ static void kone_free(kd_kone *k)
     free(k->ws_host);
     free(k->ws_path);
     free(k->ca_file);
+    kk_blds_free(k);
+    if (k->bmu_init)
+        pthread_mutex_destroy(&k->bmu);
     pthread_mutex_destroy(&k->mu);
     free(k);
 }
@@ -253,6 +277,13 @@ int kd_kone_start(kd_kone **out, const kd_config *cfg, const kd_kone_hooks *hook
         free(k);
         return kd_err_set(err, KD_ERR_INTERNAL, "kone: mutex init failed");
     }
+    if (pthread_mutex_init(&k->bmu, NULL)) {
+        pthread_mutex_destroy(&k->mu);
+        free(k);
+        return kd_err_set(err, KD_ERR_INTERNAL, "kone: mutex init failed");
+    }
+    k->bmu_init = true;
+    atomic_init(&k->rate_waits, 0);
     atomic_init(&k->n_ready, 0);
     k->hooks = *hooks;
     k->rand_state = (unsigned)(kd_mono_us() ^ (int64_t)getpid());

@@ -13,6 +13,7 @@
 #define KD_WORKER_KONE_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 #include "kd_config.h"
 #include "kd_err.h"
@@ -34,6 +35,38 @@ int kd_kone_start(kd_kone **out, const kd_config *cfg, const kd_kone_hooks *hook
 void kd_kone_submit(kd_kone *k, kd_run *run);
 /* True when a token is held and at least one connection is open (for /readyz later). */
 bool kd_kone_ready(kd_kone *k);
+/* ---- per building: circuit breaker and rate limit (docs/kone-client.md) ----
+ * Read from any thread (metrics, tests): each takes the client's building lock for a copy.
+ * Buildings are named "building:<id>" or "<id>". Every transition is also reported to
+ * kd_wm_circuit_change and every wait to kd_wm_rate_limit_wait (worker/metrics_catalog.h). */
+typedef enum {
+    KD_KONE_CIRCUIT_CLOSED = 0,
+    KD_KONE_CIRCUIT_HALF_OPEN = 1,
+    KD_KONE_CIRCUIT_OPEN = 2,
+} kd_kone_circuit;
+
+typedef struct kd_kone_building_stats {
+    char building[96];          /* "building:<id>" */
+    kd_kone_circuit circuit;
+    uint64_t circuit_opens;     /* times its circuit opened */
+    uint64_t circuit_refused;   /* runs finished "circuit_open" without a request */
+    uint64_t pings;             /* pings sent while its circuit was open */
+    double rate_per_s;          /* its current rate limit (after 429s); 0: none */
+    uint64_t rate_waits;        /* runs that waited for a rate-limit token */
+    uint64_t rate_slowdowns;    /* 429s that lowered its rate */
+} kd_kone_building_stats;
+
+/* The circuit of a building: 0 closed, 1 half-open, 2 open; closed for one not met yet. */
+kd_kone_circuit kd_kone_circuit_state(kd_kone *k, const char *building);
+/* One building's figures; false when the client has not met it (or has forgotten it). */
+bool kd_kone_building(kd_kone *k, const char *building, kd_kone_building_stats *out);
+/* Calls fn for every building the client keeps, under its lock (fn must be quick and not
+ * call into the client). Returns how many. */
+int kd_kone_buildings(kd_kone *k, void (*fn)(const kd_kone_building_stats *s, void *arg),
+                      void *arg);
+/* Runs that waited for a rate-limit token, all buildings, since start. */
+uint64_t kd_kone_rate_limit_waits(kd_kone *k);
+
 /* Stops the thread. Runs still in flight finish as FAILED/transient "worker shutting down"
  * (done is called for each) so the caller can hand them back. */
 void kd_kone_stop(kd_kone *k);

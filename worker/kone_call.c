@@ -18,6 +18,16 @@
  *       stays 'created')
  *     tracked for kone.track_timeout_ms --> succeeded with code track_timeout
  *
+ * Before a job is placed, its building admits it (kone_bld.c): an open circuit finishes it
+ * "circuit_open" at once, a rate limit without a token holds it in the building's queue
+ * (WAIT, "rate_limited" after kone.request_timeout_ms). Its outcome is told to the breaker.
+ *
+ * A connection that goes down does not time out what was written on it: requests SENT or
+ * ACCEPTED and calls followed on that slot wait for the session to be resumed (up to
+ * KK_RESUME_WINDOW_US after the loss), and once it is, get at least kone.request_timeout_ms
+ * more for a late answer or a resent state. Only then is the request transient ("timeout",
+ * "result_lost", ...); a session that cannot be resumed fails them "session_lost" at once.
+ *
  * A cancel (delete) goes to the slot whose KONE session made the call when this worker made
  * it (remembered for the last KK_AFFINITY accepted calls): sessions own their calls.
  *
@@ -80,6 +90,13 @@ static void unlink_job(kk_job *j)
 static void finish(kk_job *j, kd_outcome o, kd_failure_class f, const char *code,
                    const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 
+/* Did the job's slot lose its connection since the job's request was written? (Its answer or
+ * its call result may have gone down with it.) */
+static bool lost_since(const kk_job *j)
+{
+    return j->slot && j->slot->losses != j->losses_at;
+}
+
 static void finish(kk_job *j, kd_outcome o, kd_failure_class f, const char *code,
                    const char *fmt, ...)
 {
@@ -91,6 +108,11 @@ static void finish(kk_job *j, kd_outcome o, kd_failure_class f, const char *code
     unlink_job(j);
     kd_kone *k = j->k;
     kd_run *run = j->run;
+    if (j->bld) {
+        /* the breaker reads the run's code and message: set them first */
+        kd_run_finish(run, o, f, code, "%s", msg);
+        kk_bld_job_done(j, o, code, lost_since(j));
+    }
     free(j);
     kk_finish_run(k, run, o, f, code, msg);
 }
@@ -238,7 +260,34 @@ void kk_job_submit(kd_kone *k, kd_run *run)
         }
         j->expire_at = now + left;
     }
+    switch (kk_bld_admit(j)) {
+    case KK_ADMIT_REFUSE:
+        kk_job_refuse(j);
+        return;
+    case KK_ADMIT_WAIT:   /* in its building's queue until a token comes */
+        rearm(j);
+        return;
+    case KK_ADMIT_GO:
+        break;
+    }
     place(j);
+}
+
+void kk_job_release(kk_job *j)
+{
+    j->throttled = false;
+    j->wait_until = kd_mono_us() + j->k->request_timeout_us;
+    place(j);
+}
+
+void kk_job_refuse(kk_job *j)
+{
+    bool half = j->bld && j->bld->brk.st == KD_BRK_HALF_OPEN;
+    finish(j, KD_OUTCOME_FAILED, KD_FAIL_TRANSIENT, "circuit_open",
+           "the circuit of %s is %s; not sent to KONE",
+           j->bld ? j->bld->id : j->run->job.building_id,
+           half ? "half-open (its one trial call is out)"
+                : "open (its calls failed; it is pinged until it answers)");
 }
 
 void kk_job_place_waiting(kd_kone *k)
@@ -269,9 +318,20 @@ void kk_jobs_move_unwritten(kk_slot *s)
 void kk_jobs_session_restored(kk_slot *s, bool resumed)
 {
     lws_dll2_t *d, *next;
+    int64_t grace = kd_mono_us() + s->k->request_timeout_us;
     for (d = s->jobs.head; d; d = next) {
         next = d->next;
         kk_job *j = lws_container_of(d, kk_job, place);
+        if (resumed && lost_since(j)) {
+            /* the resumed session gets its chance to deliver a late answer, the call result
+             * or the states it resends (resendLatestStateUpToSeconds) */
+            if ((j->st == KJ_SENT || j->st == KJ_ACCEPTED) && j->answer_deadline < grace)
+                j->answer_deadline = grace;
+            if (j->st == KJ_FOLLOW && !j->decisive && j->progress_deadline < grace)
+                j->progress_deadline = grace;
+            if (j->st != KJ_WAIT)
+                rearm(j);
+        }
         if (!resumed && j->st == KJ_SENT)
             finish(j, KD_OUTCOME_FAILED, KD_FAIL_TRANSIENT, "session_lost",
                    "connection to KONE lost before the answer; the session could not be "
@@ -290,6 +350,11 @@ void kk_jobs_fail_all(kd_kone *k, const char *code, const char *msg)
     while (k->waitq.head)
         finish(lws_container_of(k->waitq.head, kk_job, place), KD_OUTCOME_FAILED,
                KD_FAIL_TRANSIENT, code, "%s", msg);
+    for (int i = 0; i < KK_BLD_BUCKETS; i++)
+        for (kk_bld *b = k->bld_hash[i]; b; b = b->hnext)
+            while (b->rq.head)
+                finish(lws_container_of(b->rq.head, kk_job, place), KD_OUTCOME_FAILED,
+                       KD_FAIL_TRANSIENT, code, "%s", msg);
     for (int i = 0; i < k->n_slots; i++) {
         kk_slot *s = &k->slots[i];
         while (s->jobs.head)
@@ -298,11 +363,16 @@ void kk_jobs_fail_all(kd_kone *k, const char *code, const char *msg)
     }
 }
 
-/* Did the job's slot lose its connection since the job's request was written? (Its answer or
- * its call result may have gone down with it.) */
-static bool lost_since(const kk_job *j)
+/* The job's slot lost its connection and has not got its session back: what was written on
+ * it may still be answered on the resumed session, so it does not time out before
+ * *until (KK_RESUME_WINDOW_US after the loss). */
+static bool awaiting_resume(const kk_job *j, int64_t now, int64_t *until)
 {
-    return j->slot && j->slot->losses != j->losses_at;
+    const kk_slot *s = j->slot;
+    if (!s || kk_slot_ready(s) || !s->lost_mono || !lost_since(j))
+        return false;
+    *until = s->lost_mono + KK_RESUME_WINDOW_US;
+    return now < *until;
 }
 
 static void job_timer(lws_sorted_usec_list_t *sul)
@@ -311,11 +381,28 @@ static void job_timer(lws_sorted_usec_list_t *sul)
     kd_kone *k = j->k;
     int64_t now = kd_mono_us();
     int64_t rt_ms = k->request_timeout_us / 1000;
+    int64_t until;
+    if (awaiting_resume(j, now, &until) &&
+        (((j->st == KJ_SENT || j->st == KJ_ACCEPTED) && now >= j->answer_deadline) ||
+         (j->st == KJ_FOLLOW && !j->decisive && now >= j->progress_deadline))) {
+        /* its deadlines stand; the restored session moves them (kk_jobs_session_restored),
+         * else they are met when the window ends */
+        lws_sul_schedule(k->ctx, 0, &j->sul, job_timer, until - now);
+        return;
+    }
     switch (j->st) {
     case KJ_WAIT:
         if (j->expire_at && now >= j->expire_at) {
             finish(j, KD_OUTCOME_EXPIRED, KD_FAIL_FINAL, "expired",
                    "job deadline passed before it could be sent to KONE");
+            return;
+        }
+        if (j->throttled && now >= j->wait_until) {
+            kd_kone_building_stats bs = {0};
+            kd_kone_building(k, j->run->job.building_id, &bs);
+            finish(j, KD_OUTCOME_FAILED, KD_FAIL_TRANSIENT, "rate_limited",
+                   "held back %" PRId64 " ms by the rate limit of %s (%.2f calls/s); not sent "
+                   "to KONE", rt_ms, bs.building, bs.rate_per_s);
             return;
         }
         if (now >= j->wait_until) {
@@ -395,6 +482,10 @@ int kk_job_write(kk_job *j, kk_conn *c)
     kk_want w = j->want;
     lws_dll2_remove(&j->wlink);
     j->want = KW_NONE;
+    if (w == KW_REQUEST && !kk_bld_may_send(j)) {   /* its circuit opened while it waited */
+        kk_job_refuse(j);
+        return 0;
+    }
     int64_t id = kk_slot_next_id(s);
     kd_err e = {0};
     char *text = NULL;
@@ -521,6 +612,8 @@ static void request_answer(kk_job *j, const kd_kone_msg *m)
                text);
         return;
     case KD_KONE_ST_TRANSIENT:
+        if (m->status == 429)
+            kk_bld_too_many(j);   /* slow down for this building */
         finish(j, KD_OUTCOME_FAILED, KD_FAIL_TRANSIENT, code, "KONE answered %d: %s",
                m->status, text);
         return;
@@ -596,6 +689,7 @@ void kk_on_call_result(kk_slot *s, const kd_kone_msg *m)
         succeed(j, "", "call accepted");
         return;
     }
+    kk_bld_evidence(j, KD_BRK_SUCCESS);   /* the building took the call */
     run->session_id = m->call_session_id;
     j->call_session_id = m->call_session_id;
     remember_affinity(j->k, m->call_session_id, j->slot->idx);

@@ -236,6 +236,7 @@ static void conn_gone(kk_conn *c, struct lws *wsi, const char *why, int http_sta
     if (was_active) {
         s->active = -1;
         s->losses++;
+        s->lost_mono = kd_mono_us();
     }
     recount(k);
     if (k->exiting)   /* closed by shutdown (the token source may be gone already) */
@@ -411,6 +412,8 @@ static void dispatch(kk_conn *c, const char *buf, size_t len)
                 return;
             }
         }
+        if (kk_bld_probe_answer(s, &m))   /* a ping of a building whose circuit is open */
+            return;
         kk_on_answer(s, &m);
         kk_slot_answered(s);
         return;
@@ -506,12 +509,15 @@ static int conn_writeable(kk_conn *c)
             return -1;
     } else if (o->st == KC_SESSION) {
         return 0;   /* the replacement is resuming the session: hold writes */
+    } else if (kk_bld_probe_wanted(s)) {
+        if (kk_bld_write_probe(s, c) < 0)
+            return -1;
     } else if (s->wq.head) {
         kk_job *j = lws_container_of(s->wq.head, kk_job, wlink);
         if (kk_job_write(j, c))
             return -1;
     }
-    if (c->ping_write || (s->wq.head && o->st != KC_SESSION))
+    if (c->ping_write || ((s->wq.head || kk_bld_probe_wanted(s)) && o->st != KC_SESSION))
         lws_callback_on_writable(c->wsi);
     return 0;
 }

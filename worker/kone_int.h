@@ -1,12 +1,13 @@
-/* kone_int: the private state of the KONE client, shared by its three loop-side files.
+/* kone_int: the private state of the KONE client, shared by its four loop-side files.
  *
  *   kone.c       public API (start/submit/ready/stop), the loop thread, the inbox
  *   kone_conn.c  the lws protocol callback and the connection pool ("slots")
  *   kone_call.c  one job's life: placement, its frames, answers, events, timers, outcome
+ *   kone_bld.c   per building: circuit breaker, rate limit, pings, the getters
  *
- * Threads: everything below except `inbox*`, `stopping`, `n_ready` and the token source
- * is touched only by the loop thread. Other threads hand jobs over through the inbox
- * (mutex) and wake the loop with lws_cancel_service.
+ * Threads: everything below except `inbox*`, `stopping`, `n_ready`, the token source
+ * and what `bmu` guards is touched only by the loop thread. Other threads hand jobs over
+ * through the inbox (mutex) and wake the loop with lws_cancel_service.
  *
  * A slot is one logical connection: a KONE session (create-session once, resume-session
  * after every reconnect), a request-id counter that never restarts (ids stay unique on
@@ -14,9 +15,17 @@
  * owns two physical connections so that an old one can be replaced (max age) by a new
  * one that resumes the same session before the old one goes away.
  *
- * A job is on exactly one placement list: k->waitq (no slot yet) or slot->jobs. It is
- * on slot->wq while it has a frame to write (its request, or a monitor subscription).
- * Each job has one lws_sul timer, re-armed to its earliest deadline on every change.
+ * A job is on exactly one placement list: k->waitq (no slot yet), slot->jobs, or its
+ * building's rq (waiting for a rate-limit token). It is on slot->wq while it has a frame to
+ * write (its request, or a monitor subscription). Each job has one lws_sul timer, re-armed
+ * to its earliest deadline on every change.
+ *
+ * A building (kk_bld, kone_bld.c) is met when its first job comes in: its circuit breaker
+ * (kone_breaker.h), its token bucket (kone_ratelimit.h), the queue of its jobs waiting for
+ * a token and its ping while the circuit is open. Entries are kept in a small hash table
+ * (at most KK_MAX_BUILDINGS; an idle, closed, fully recovered one is forgotten when room is
+ * needed). The breaker, the bucket and the counters are written by the loop thread under
+ * k->bmu and read under it by the getters of kone.h (metrics, from any thread).
  */
 #ifndef KD_WORKER_KONE_INT_H
 #define KD_WORKER_KONE_INT_H
@@ -28,7 +37,9 @@
 #include <stdint.h>
 
 #include "kone.h"
+#include "kone_breaker.h"
 #include "kone_msg.h"
+#include "kone_ratelimit.h"
 #include "kone_token.h"
 
 #define KK_MAX_SLOTS 16
@@ -38,9 +49,15 @@
 #define KK_RESEND_STATE_S 30            /* resendLatestStateUpToSeconds on resume */
 #define KK_MAX_AUTH_RETRIES 2           /* a job re-sent after 401 at most this often */
 #define KK_AFFINITY 1024                /* accepted calls remembered for cancel routing */
+/* How long requests written on a connection that went down wait for the session to be
+ * resumed before they may time out: KONE resends a resumed session's states this far back. */
+#define KK_RESUME_WINDOW_US ((int64_t)KK_RESEND_STATE_S * 1000000)
+#define KK_MAX_BUILDINGS 4096           /* buildings remembered (breaker, rate limit) */
+#define KK_BLD_BUCKETS 512
 
 typedef struct kd_kone kd_kone;
 typedef struct kk_slot kk_slot;
+typedef struct kk_bld kk_bld;
 
 typedef enum {
     KC_IDLE = 0,    /* no wsi */
@@ -85,6 +102,7 @@ struct kk_slot {
     lws_dll2_owner_t jobs;      /* kk_job.place */
     lws_dll2_owner_t wq;        /* kk_job.wlink */
     unsigned losses;            /* active connections lost so far (for timeout messages) */
+    int64_t lost_mono;          /* when it last lost its active connection */
     int backoff_ms;             /* next reconnect delay */
     int64_t reconnect_at;       /* mono µs; 0 = now */
     int64_t replace_retry_at;   /* after a failed replacement */
@@ -103,8 +121,9 @@ typedef enum { KW_NONE = 0, KW_REQUEST, KW_MONITOR } kk_want;
 typedef struct kk_job {
     kd_kone *k;
     kd_run *run;
-    kk_slot *slot;              /* NULL while in k->waitq */
-    lws_dll2_t place;           /* on k->waitq or slot->jobs */
+    kk_slot *slot;              /* NULL while in k->waitq or bld->rq */
+    kk_bld *bld;                /* its building (NULL: the table is full of busy ones) */
+    lws_dll2_t place;           /* on k->waitq, slot->jobs or bld->rq */
     lws_dll2_t wlink;           /* on slot->wq while want != KW_NONE */
     kk_want want;
     kk_job_state st;
@@ -117,6 +136,9 @@ typedef struct kk_job {
     int64_t answer_deadline;    /* SENT / ACCEPTED */
     unsigned losses_at;         /* slot->losses when the request was written */
     int auth_retries;
+    bool throttled;             /* in bld->rq, waiting for a token */
+    bool trial;                 /* the half-open circuit's one trial call */
+    bool brk_told;              /* its success was told to the breaker already */
 
     /* following an accepted call */
     int64_t call_session_id;
@@ -165,6 +187,38 @@ struct kd_kone {
     struct { int64_t call_session_id; int slot; } affinity[KK_AFFINITY];
     unsigned affinity_next;
     unsigned rand_state;
+
+    /* buildings: circuit breakers and rate limits (kone_bld.c) */
+    kd_brk_cfg brk_cfg;
+    double rate_per_s, rate_burst;
+    pthread_mutex_t bmu;        /* the table's shape; breaker, bucket and counters */
+    bool bmu_init;
+    kk_bld *bld_hash[KK_BLD_BUCKETS];
+    int n_blds;
+    lws_dll2_owner_t probes;    /* buildings with a ping out (kk_bld.plink) */
+    atomic_uint_fast64_t rate_waits;
+};
+
+struct kk_bld {
+    kd_kone *k;
+    kk_bld *hnext;              /* hash chain */
+    char id[KD_JOB_BUILDING_MAX + 16];      /* "building:<id>" */
+    char probe_group[KD_JOB_GROUP_MAX + 1]; /* group of the last failure: the one pinged */
+    int n_jobs;                 /* jobs pointing here (an entry in use is never forgotten) */
+    int64_t last_used;
+    /* under k->bmu */
+    kd_breaker brk;
+    kd_rl rl;
+    uint64_t waits, refused, pings;
+    /* loop thread */
+    lws_dll2_owner_t rq;        /* jobs waiting for a token, oldest first (kk_job.place) */
+    lws_sorted_usec_list_t sul;
+    lws_dll2_t plink;           /* on k->probes while a ping is out */
+    kk_slot *probe_slot;
+    bool probe_write;           /* to be written on probe_slot */
+    int64_t probe_req_id;       /* written: its request id */
+    int64_t probe_deadline;
+    unsigned probe_losses;      /* probe_slot->losses when it was written */
 };
 
 /* ---- kone_conn.c */
@@ -204,6 +258,31 @@ void kk_jobs_session_restored(kk_slot *s, bool resumed);
 void kk_jobs_fail_all(kd_kone *k, const char *code, const char *msg);
 void kk_finish_run(kd_kone *k, kd_run *run, kd_outcome o, kd_failure_class f,
                    const char *code, const char *msg);
+
+/* ---- kone_bld.c */
+typedef enum { KK_ADMIT_GO = 0, KK_ADMIT_WAIT, KK_ADMIT_REFUSE } kk_admit;
+/* The job's building entry (j->bld, counted in n_jobs), then its breaker and its bucket:
+ * GO (place it), WAIT (put on bld->rq; released by kk_job_release), REFUSE (circuit open:
+ * finish it "circuit_open"). */
+kk_admit kk_bld_admit(kk_job *j);
+/* May this job's request be written now (its circuit closed, or it is the trial)? */
+bool kk_bld_may_send(const kk_job *j);
+/* The job learned something about its building: an accepted call (success) before its end */
+void kk_bld_evidence(kk_job *j, kd_brk_verdict v);
+/* The job is finishing: tells the breaker, lets go of the entry. */
+void kk_bld_job_done(kk_job *j, kd_outcome o, const char *code, bool conn_lost);
+void kk_bld_too_many(kk_job *j);                /* KONE answered 429 */
+/* A ping of an open circuit answered on s (true when m was one). */
+bool kk_bld_probe_answer(kk_slot *s, const kd_kone_msg *m);
+/* Writes one ping due on s: 1 written, 0 none due, -1 the connection must close. */
+int kk_bld_write_probe(kk_slot *s, kk_conn *c);
+bool kk_bld_probe_wanted(const kk_slot *s);
+void kk_blds_shutdown(kd_kone *k);             /* cancel timers */
+void kk_blds_free(kd_kone *k);
+
+/* ---- kone_call.c, for kone_bld.c */
+void kk_job_release(kk_job *j);                /* a token came: on to a connection */
+void kk_job_refuse(kk_job *j);                 /* finish "circuit_open" */
 
 /* ---- kone.c */
 int64_t kk_jitter(kd_kone *k, int64_t max);    /* 0..max-1 */

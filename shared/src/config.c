@@ -21,7 +21,7 @@ static const kd_config_key kd_keys[] = {
     {"log.level", "info", W | P | S | E, false, "Log level: debug, info, warn, error."},
 
     /* RabbitMQ */
-    {"amqp.host", "127.0.0.1", W | P, false, "RabbitMQ host."},
+    {"amqp.host", "127.0.0.1", W | P, false, "RabbitMQ host, or a comma-separated list of cluster nodes (host[:port]); after a lost connection the next node is tried first."},
     {"amqp.port", "5672", W | P, false, "RabbitMQ AMQP port."},
     {"amqp.vhost", "/", W | P, false, "RabbitMQ virtual host."},
     {"amqp.user", "guest", W | P, false, "RabbitMQ user name."},
@@ -78,6 +78,11 @@ static const kd_config_key kd_keys[] = {
     {"kone.keepalive_s", "30", W, false, "Ping an idle connection after this many seconds (KONE closes idle ones after 60 s)."},
     {"kone.max_conn_age_s", "6600", W, false, "Replace a connection after this many seconds (KONE closes every one after 2 h)."},
     {"kone.monitor_duration_s", "300", W, false, "site-monitoring subscription length (max 300); renewed before it lapses."},
+    {"kone.breaker_failures", "5", W, false, "Circuit breaker per building: consecutive failures of its calls (1005/no progress, 5xx, unanswered) that open it (0: never)."},
+    {"kone.breaker_probe_base_ms", "1000", W, false, "First ping of a building whose circuit is open after this long; doubles (jittered) while pings fail."},
+    {"kone.breaker_probe_cap_ms", "10000", W, false, "Longest delay between pings of a building whose circuit is open."},
+    {"kone.rate_per_s", "0", W, false, "Rate limit per building, requests per second (0: none); a 429 lowers a building's rate for a while either way."},
+    {"kone.rate_burst", "0", W, false, "Requests a building may get at once under its rate limit (0: one second's worth)."},
 
     /* producer */
     {"producer.confirm_timeout_ms", "10000", P, false, "How long to wait for the broker's publisher confirm."},
@@ -102,6 +107,7 @@ static const kd_config_key kd_keys[] = {
     {"sim.max_conn_s", "7200", S, false, "Close every WebSocket after this many seconds, as KONE does."},
     {"sim.faults", "", S, false, "Fault injection spec applied at start: the JSON that POST /sim/faults takes (docs/kone-sim.md)."},
     {"sim.control_token", "", S, true, "Bearer token the /sim/ control endpoint requires (secret; also KD_SIM_CONTROL_TOKEN_FILE; empty: no check)."},
+    {"sim.token_log", "", S, false, "Test only: append every issued access token to this file (empty: off); lets a test search logs for leaked tokens."},
 };
 
 #undef W

@@ -59,6 +59,7 @@ typedef struct fk_call {
     int64_t sid;
     int action;
     int sess;
+    bool dropped;               /* action 9: its first subscription ended the connection */
 } fk_call;
 
 typedef struct fk_deferred {
@@ -99,6 +100,8 @@ typedef struct fk_shared {
     fk_deferred deferred[16];
     int n_deferred;
     bool refused_401_once;
+    int64_t refuse_until_ms;        /* upgrades answered 503 until then (CLOCK_MONOTONIC) */
+    int n_refused_503;
     int conn_requests[64];          /* per connection number: requests received */
 } fk_shared;
 
@@ -164,7 +167,19 @@ static json_t *fk_call_state(int64_t sid, const char *state, const char *reason)
  *   401  401 once (token revoked), then as 2
  *   404  404 "Building data not found for ID building:1"
  *   429  429
- *   7    never answered */
+ *   7    never answered
+ *   9    accepted; its first subscription gets being_allocated and then the connection
+ *        drops; the rest of its states go only to a subscription made after that
+ *   10   as 8, and upgrades are refused (503) for 2.5 s: the resume comes late
+ *   11   the connection drops before the answer, which is lost for good; upgrades refused
+ *        (503) for 2.5 s */
+static int64_t fk_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 static void fk_events(fk_conn *c, const fk_call *call)
 {
     if (call->action == 3) {
@@ -189,6 +204,11 @@ static void fk_action(fk_conn *c, const json_t *rid, int action)
         return;
     case 7:
         return;
+    case 11:
+        fk->refuse_until_ms = fk_now_ms() + 2500;
+        c->close_now = true;
+        lws_callback_on_writable(c->wsi);
+        return;
     case 6:
         fk_send(c, fk_answer(rid, 201, NULL));
         return;
@@ -209,9 +229,11 @@ static void fk_action(fk_conn *c, const json_t *rid, int action)
     }
     int64_t sid = ++fk->next_sid;
     if (fk->n_calls < 256)
-        fk->calls[fk->n_calls++] = (fk_call){sid, action, c->sess};
-    if (action == 8 && fk->n_deferred < 16) {
+        fk->calls[fk->n_calls++] = (fk_call){sid, action, c->sess, false};
+    if ((action == 8 || action == 10) && fk->n_deferred < 16) {
         fk->deferred[fk->n_deferred++] = (fk_deferred){c->sess, json_deep_copy(rid), sid, false};
+        if (action == 10)
+            fk->refuse_until_ms = fk_now_ms() + 2500;
         c->close_now = true;
         lws_callback_on_writable(c->wsi);
         return;
@@ -281,9 +303,19 @@ static void fk_frame(fk_conn *c, const char *text, size_t len)
         const char *topic = json_string_value(json_array_get(json_object_get(p, "subtopics"), 0));
         long long sid = 0;
         if (topic && sscanf(topic, "call_state/%lld/", &sid) == 1)
-            for (int i = 0; i < fk->n_calls; i++)
-                if (fk->calls[i].sid == sid)
-                    fk_events(c, &fk->calls[i]);
+            for (int i = 0; i < fk->n_calls; i++) {
+                fk_call *call = &fk->calls[i];
+                if (call->sid != sid)
+                    continue;
+                if (call->action == 9 && !call->dropped) {
+                    call->dropped = true;
+                    fk_send(c, fk_call_state(sid, "being_allocated", NULL));
+                    c->close_now = true;
+                    lws_callback_on_writable(c->wsi);
+                } else {
+                    fk_events(c, call);
+                }
+            }
     } else if (!strcmp(type, "lift-call-api-v2") && ct && !strcmp(ct, "action")) {
         fk_action(c, rid, (int)json_integer_value(json_object_get(json_object_get(p, "call"),
                                                                   "action")));
@@ -398,10 +430,17 @@ static int fk_http_cb(struct lws *wsi, enum lws_callback_reasons reason, void *u
         char tok[64] = "";
         const char *v = lws_get_urlarg_by_name(wsi, "accessToken=", tok, sizeof tok);
         pthread_mutex_lock(&fk->mu);
+        bool down = fk_now_ms() < fk->refuse_until_ms;
         bool ok = v && fk->valid_token[0] && !strcmp(v, fk->valid_token);
-        if (!ok)
+        if (down)
+            fk->n_refused_503++;
+        else if (!ok)
             fk->n_refused_upgrades++;
         pthread_mutex_unlock(&fk->mu);
+        if (down) {
+            lws_return_http_status(wsi, 503, NULL);
+            return 1;
+        }
         if (ok)
             return 0;
         lws_return_http_status(wsi, 401, NULL);
@@ -937,6 +976,66 @@ static void test_resume_after_drop(void **state)
     client_stop(&c);
 }
 
+/* Subscriptions live on a connection: after a resume every followed call subscribes again
+ * on the new one, and only that brings the rest of its states. */
+static void test_resubscribe_after_resume(void **state)
+{
+    (void)state;
+    client c;
+    client_start(&c, "--kone-connections=1", "--kone-call-timeout-ms=3000");
+    int resumes = fk_get(&fk->n_resumes), monitors = fk_get(&fk->n_monitors);
+    kd_run *r = run_one(&c, new_run(KD_OP_CALL, 9, true), 8000);
+    expect(r, KD_OUTCOME_SUCCEEDED, KD_FAIL_NONE, "");
+    assert_int_equal(fk_get(&fk->n_resumes), resumes + 1);
+    assert_int_equal(fk_get(&fk->n_monitors), monitors + 2);
+    pthread_mutex_lock(&obs.mu);
+    assert_int_equal(obs.n_states, 4);   /* being_allocated once, though sent twice */
+    assert_string_equal(obs.states[0], "being_allocated");
+    assert_string_equal(obs.states[3], "served");
+    pthread_mutex_unlock(&obs.mu);
+    free(r);
+    client_stop(&c);
+}
+
+/* The connection drops after the request is written and the session can only be resumed
+ * after kone.request_timeout_ms (1.5 s) has passed: the request waits for the resumed
+ * session and its late answer still matches. */
+static void test_late_answer_after_slow_resume(void **state)
+{
+    (void)state;
+    client c;
+    client_start(&c, "--kone-connections=1", NULL);
+    int64_t t0 = kd_mono_us();
+    kd_run *r = run_one(&c, new_run(KD_OP_CALL, 10, false), 10000);
+    int64_t took = kd_mono_us() - t0;
+    expect(r, KD_OUTCOME_SUCCEEDED, KD_FAIL_NONE, "");
+    assert_true(took >= 2500000);
+    assert_true(fk_get(&fk->n_refused_503) >= 1);
+    assert_true(fk_get(&fk->n_resumes) >= 1);
+    free(r);
+    client_stop(&c);
+}
+
+/* As above, but the answer never comes: the request is transient ("timeout") only after
+ * the resumed session had kone.request_timeout_ms to deliver it, not when the connection
+ * dropped nor while it was down. */
+static void test_unanswered_after_resume(void **state)
+{
+    (void)state;
+    client c;
+    client_start(&c, "--kone-connections=1", NULL);
+    int resumes = fk_get(&fk->n_resumes);
+    int64_t t0 = kd_mono_us();
+    kd_run *r = run_one(&c, new_run(KD_OP_CALL, 11, false), 12000);
+    int64_t took = kd_mono_us() - t0;
+    expect(r, KD_OUTCOME_FAILED, KD_FAIL_TRANSIENT, "timeout");
+    assert_non_null(strstr(r->error_message, "connection was lost"));
+    assert_int_equal(fk_get(&fk->n_resumes), resumes + 1);
+    assert_true(took >= 2500000 + 1500000);
+    free(r);
+    client_stop(&c);
+}
+
 static void test_keepalive_and_replacement(void **state)
 {
     (void)state;
@@ -1013,6 +1112,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_401_on_request, setup, teardown),
         cmocka_unit_test_setup_teardown(test_401_at_upgrade, setup, teardown),
         cmocka_unit_test_setup_teardown(test_resume_after_drop, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_resubscribe_after_resume, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_late_answer_after_slow_resume, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_unanswered_after_resume, setup, teardown),
         cmocka_unit_test_setup_teardown(test_keepalive_and_replacement, setup, teardown),
         cmocka_unit_test_setup_teardown(test_shutdown_fails_pending, setup, teardown),
     };

@@ -1,0 +1,439 @@
+/* kone_sim_fixture.h: the harness of the KONE client's tests against the real kone-sim
+ * (test_worker_kone_sim.c, test_worker_kone_circuit_sim.c): kone-sim looked up next to the
+ * test binary (every test skips without it), a throwaway certificate made in a child
+ * process and trusted through kone.ca_file, a private simulator per test (setup/teardown)
+ * on a free port with its log in a temporary directory, its /sim/ control endpoint, and a
+ * client with hooks that count outcomes and record call events.
+ *
+ * Included by exactly one test file each; everything is static.
+ */
+#ifndef KD_TEST_KONE_SIM_FIXTURE_H
+#define KD_TEST_KONE_SIM_FIXTURE_H
+
+#define KS_UNUSED __attribute__((unused))
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <arpa/inet.h>
+#include <curl/curl.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <netinet/in.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509v3.h>
+#include <pthread.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "kd_config.h"
+#include "kd_log.h"
+#include "kd_run.h"
+#include "kone.h"
+
+extern char **environ;
+
+#define B951 "building:9990000951"
+#define B952 "building:9990000952"
+
+static struct {
+    char bin[512], src[512];
+    char dir[64], cert[96], key[96], log[96];
+    int port;
+    pid_t pid;
+    bool have;
+} sim;
+
+/* Runs in a child process, so that OpenSSL state it leaves behind is not counted against
+ * the client under ASan; failures exit non-zero. */
+KS_UNUSED static void make_cert(const char *cert_path, const char *key_path)
+{
+    EVP_PKEY *pk = EVP_EC_gen("P-256");
+    if (!pk)
+        _exit(2);
+    X509 *x = X509_new();
+    X509_set_version(x, 2);
+    ASN1_INTEGER_set(X509_get_serialNumber(x), 1);
+    X509_gmtime_adj(X509_getm_notBefore(x), -3600);
+    X509_gmtime_adj(X509_getm_notAfter(x), 86400);
+    X509_set_pubkey(x, pk);
+    X509_NAME *n = X509_get_subject_name(x);
+    X509_NAME_add_entry_by_txt(n, "CN", MBSTRING_ASC, (const unsigned char *)"kone-sim-test",
+                               -1, -1, 0);
+    X509_set_issuer_name(x, n);
+    X509V3_CTX v3;
+    X509V3_set_ctx(&v3, x, x, NULL, NULL, 0);
+    X509_EXTENSION *e = X509V3_EXT_conf_nid(NULL, &v3, NID_subject_alt_name,
+                                            "IP:127.0.0.1,DNS:localhost");
+    X509_add_ext(x, e, -1);
+    X509_EXTENSION_free(e);
+    e = X509V3_EXT_conf_nid(NULL, &v3, NID_basic_constraints, "critical,CA:TRUE");
+    X509_add_ext(x, e, -1);
+    X509_EXTENSION_free(e);
+    if (X509_sign(x, pk, EVP_sha256()) <= 0)
+        _exit(2);
+    FILE *f = fopen(cert_path, "w");
+    if (!f)
+        _exit(2);
+    PEM_write_X509(f, x);
+    fclose(f);
+    f = fopen(key_path, "w");
+    if (!f)
+        _exit(2);
+    PEM_write_PrivateKey(f, pk, NULL, NULL, 0, NULL, NULL);
+    fclose(f);
+    X509_free(x);
+    EVP_PKEY_free(pk);
+}
+
+KS_UNUSED static int free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t l = sizeof a;
+    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) ||
+        getsockname(fd, (struct sockaddr *)&a, &l)) {
+        if (fd >= 0)
+            close(fd);
+        return 0;
+    }
+    close(fd);
+    return ntohs(a.sin_port);
+}
+
+KS_UNUSED static bool port_open(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    bool ok = fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof a) == 0;
+    if (fd >= 0)
+        close(fd);
+    return ok;
+}
+
+/* Starts kone-sim with extra flags (NULL-terminated), stderr to sim.log. */
+KS_UNUSED static void sim_start(const char *extra1, const char *extra2)
+{
+    char port[32], cert[128], key[128], bld[600], cli[600];
+    snprintf(port, sizeof port, "--sim-port=%d", sim.port);
+    snprintf(cert, sizeof cert, "--sim-cert=%s", sim.cert);
+    snprintf(key, sizeof key, "--sim-key=%s", sim.key);
+    snprintf(bld, sizeof bld, "--sim-buildings=%s/sim/buildings.json", sim.src);
+    snprintf(cli, sizeof cli, "--sim-clients=%s/sim/clients.json", sim.src);
+    char *argv[] = {sim.bin, port, cert, key, bld, cli, "--sim-speed=20", "--log-level=info",
+                    (char *)extra1, (char *)extra2, NULL};
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, 2, sim.log, O_WRONLY | O_CREAT | O_APPEND, 0600);
+    posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+    int rc = posix_spawn(&sim.pid, sim.bin, &fa, NULL, argv, environ);
+    posix_spawn_file_actions_destroy(&fa);
+    assert_int_equal(rc, 0);
+    for (int i = 0; i < 500 && !port_open(sim.port); i++)
+        usleep(10000);
+    assert_true(port_open(sim.port));
+}
+
+KS_UNUSED static void sim_stop(void)
+{
+    if (sim.pid > 0) {
+        kill(sim.pid, SIGTERM);
+        int st;
+        waitpid(sim.pid, &st, 0);
+        sim.pid = 0;
+    }
+}
+
+KS_UNUSED static int count_in_log(const char *needle)
+{
+    FILE *f = fopen(sim.log, "r");
+    if (!f)
+        return 0;
+    char line[2048];
+    int n = 0;
+    while (fgets(line, sizeof line, f))
+        n += strstr(line, needle) != NULL;
+    fclose(f);
+    return n;
+}
+
+/* POSTs a JSON body to the simulator's control endpoint (/sim/...); returns the status. */
+KS_UNUSED static long sim_post(const char *path, const char *body)
+{
+    CURL *c = curl_easy_init();
+    assert_non_null(c);
+    char url[256];
+    snprintf(url, sizeof url, "https://127.0.0.1:%d%s", sim.port, path);
+    struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/json");
+    FILE *devnull = fopen("/dev/null", "w");
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_CAINFO, sim.cert);
+    curl_easy_setopt(c, CURLOPT_POSTFIELDS, body ? body : "");
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, devnull);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 5000L);
+    long status = 0;
+    if (curl_easy_perform(c) == CURLE_OK)
+        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+    curl_slist_free_all(h);
+    curl_easy_cleanup(c);
+    if (devnull)
+        fclose(devnull);
+    return status;
+}
+
+/* ------------------------------------------------------------------ the client */
+
+static struct {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int done;
+    char states[64][32];
+    int64_t session_ids[64];
+    bool has_mod[64];
+    int64_t mod[64];
+    int n;
+} obs = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+
+KS_UNUSED static void on_done(kd_run *run, void *arg)
+{
+    (void)arg;
+    (void)run;
+    pthread_mutex_lock(&obs.mu);
+    obs.done++;
+    pthread_cond_broadcast(&obs.cv);
+    pthread_mutex_unlock(&obs.mu);
+}
+
+KS_UNUSED static void on_event(kd_run *run, const kd_call_event *ev, void *arg)
+{
+    (void)arg;
+    (void)run;
+    pthread_mutex_lock(&obs.mu);
+    if (obs.n < 64) {
+        snprintf(obs.states[obs.n], 32, "%s", ev->state);
+        obs.session_ids[obs.n] = ev->session_id;
+        obs.has_mod[obs.n] = ev->has_modified_destination;
+        obs.mod[obs.n] = ev->modified_destination;
+        obs.n++;
+    }
+    pthread_cond_broadcast(&obs.cv);
+    pthread_mutex_unlock(&obs.mu);
+}
+
+KS_UNUSED static bool wait_for(int *field, int n, int ms)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += ms / 1000;
+    ts.tv_nsec += (ms % 1000) * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&obs.mu);
+    while (*field < n)
+        if (pthread_cond_timedwait(&obs.cv, &obs.mu, &ts))
+            break;
+    bool ok = *field >= n;
+    pthread_mutex_unlock(&obs.mu);
+    return ok;
+}
+
+typedef struct client {
+    kd_config cfg;
+    kd_kone *k;
+} client;
+
+KS_UNUSED static void client_start(client *c, const char *extra)
+{
+    char a[24][300];
+    int n = 0;
+    snprintf(a[n++], 300, "test");
+    snprintf(a[n++], 300, "--kone-token-url=https://127.0.0.1:%d/api/v2/oauth2/token", sim.port);
+    snprintf(a[n++], 300, "--kone-ws-url=wss://127.0.0.1:%d/stream-v2", sim.port);
+    snprintf(a[n++], 300, "--kone-client-id=kd-dev");
+    snprintf(a[n++], 300, "--kone-client-secret=kd-dev-secret-change-me");
+    snprintf(a[n++], 300, "--kone-scope=callgiving/building:9990000951 "
+                          "callgiving/building:9990000952");
+    snprintf(a[n++], 300, "--kone-ca-file=%s", sim.cert);
+    snprintf(a[n++], 300, "--kone-request-timeout-ms=5000");
+    snprintf(a[n++], 300, "--kone-call-timeout-ms=2000");
+    /* extra: one or more flags separated by spaces */
+    for (const char *p = extra; p && *p && n < 24;) {
+        while (*p == ' ')
+            p++;
+        size_t len = strcspn(p, " ");
+        if (len)
+            snprintf(a[n++], 300, "%.*s", (int)len, p);
+        p += len;
+    }
+    char *argv[24];
+    for (int i = 0; i < n; i++)
+        argv[i] = a[i];
+    kd_err err = {0};
+    if (kd_config_load(&c->cfg, KD_PROG_WORKER, "test", n, argv, &err))
+        fail_msg("config: %s", err.msg);
+    pthread_mutex_lock(&obs.mu);
+    obs.done = 0;
+    obs.n = 0;
+    pthread_mutex_unlock(&obs.mu);
+    kd_kone_hooks hooks = {.done = on_done, .call_event = on_event, .arg = NULL};
+    if (kd_kone_start(&c->k, &c->cfg, &hooks, &err))
+        fail_msg("kd_kone_start: %s", err.msg);
+    for (int i = 0; i < 500 && !kd_kone_ready(c->k); i++)
+        usleep(10000);
+    assert_true(kd_kone_ready(c->k));
+}
+
+KS_UNUSED static void client_stop(client *c)
+{
+    kd_kone_stop(c->k);
+    kd_config_free(&c->cfg);
+}
+
+KS_UNUSED static kd_run *call(const char *building, const char *group, int64_t area,
+                              int64_t action, int64_t destination, bool track)
+{
+    kd_run *r = calloc(1, sizeof *r);
+    assert_non_null(r);
+    r->job_valid = true;
+    r->job.v = 1;
+    snprintf(r->job.job_id, sizeof r->job.job_id, "sim-%lld-%lld-%lld", (long long)area,
+             (long long)action, (long long)destination);
+    r->job.op = KD_OP_CALL;
+    snprintf(r->job.building_id, sizeof r->job.building_id, "%s", building);
+    snprintf(r->job.group_id, sizeof r->job.group_id, "%s", group);
+    r->job.created_at = kd_now_us() / 1000;
+    r->job.deadline = r->job.created_at + 120000;
+    r->job.area = area;
+    r->job.action = action;
+    if (destination) {
+        r->job.has_destination = true;
+        r->job.destination = destination;
+    }
+    r->job.has_terminal = true;
+    r->job.terminal = 1;
+    r->job.track = track;
+    r->attempt = 1;
+    return r;
+}
+
+KS_UNUSED static kd_run *run_one(client *c, kd_run *r, int ms)
+{
+    pthread_mutex_lock(&obs.mu);
+    int want = obs.done + 1;
+    pthread_mutex_unlock(&obs.mu);
+    kd_kone_submit(c->k, r);
+    if (!wait_for(&obs.done, want, ms))
+        fail_msg("job %s: no outcome within %d ms", r->job.job_id, ms);
+    return r;
+}
+
+KS_UNUSED static void expect(kd_run *r, kd_outcome o, const char *code, const char *msg_part)
+{
+    if (r->outcome != o || strcmp(r->error_code, code) != 0 ||
+        (msg_part && !strstr(r->error_message, msg_part)))
+        fail_msg("job %s: got %s '%s' (%s), expected %s '%s' (%s)", r->job.job_id,
+                 kd_outcome_name(r->outcome), r->error_code, r->error_message,
+                 kd_outcome_name(o), code, msg_part ? msg_part : "");
+    free(r);
+}
+
+/* ------------------------------------------------------------------ tests */
+
+KS_UNUSED static int setup(void **state)
+{
+    (void)state;
+    if (!sim.have)
+        return 0;
+    sim.port = free_port();
+    assert_true(sim.port > 0);
+    unlink(sim.log);   /* each test reads only its own simulator log */
+    sim_start(NULL, NULL);
+    return 0;
+}
+
+KS_UNUSED static int teardown(void **state)
+{
+    (void)state;
+    sim_stop();
+    return 0;
+}
+
+#define NEED_SIM()                                                                            \
+    do {                                                                                      \
+        if (!sim.have)                                                                        \
+            skip();                                                                           \
+    } while (0)
+
+/* Finds kone-sim and the sources, makes the certificate. Returns 0, or 1 when the test
+ * cannot run at all. */
+KS_UNUSED static int sim_init(const char *argv0)
+{
+    char self[512];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (n > 0) {
+        self[n] = '\0';
+        snprintf(sim.bin, sizeof sim.bin, "%s/kone-sim", dirname(self));
+    } else {
+        snprintf(sim.bin, sizeof sim.bin, "%s", argv0);
+    }
+    const char *src = getenv("KD_SRC_DIR");
+    if (src) {
+        snprintf(sim.src, sizeof sim.src, "%s", src);
+    } else {   /* this file is tests/unit/ of the source tree */
+        char here[512];
+        snprintf(here, sizeof here, "%s", __FILE__);
+        snprintf(sim.src, sizeof sim.src, "%s/../..", dirname(here));
+    }
+    sim.have = access(sim.bin, X_OK) == 0;
+    if (!sim.have)
+        fprintf(stderr, "kone-sim not built next to this test (%s): skipping\n", sim.bin);
+    snprintf(sim.dir, sizeof sim.dir, "/tmp/kd-kone-sim-XXXXXX");
+    if (!mkdtemp(sim.dir))
+        return 1;
+    snprintf(sim.cert, sizeof sim.cert, "%s/cert.pem", sim.dir);
+    snprintf(sim.key, sizeof sim.key, "%s/key.pem", sim.dir);
+    snprintf(sim.log, sizeof sim.log, "%s/sim.log", sim.dir);
+    if (sim.have) {
+        fflush(NULL);
+        pid_t pid = fork();
+        if (pid == 0) {
+            make_cert(sim.cert, sim.key);
+            _exit(0);
+        }
+        int st = 1;
+        if (pid < 0 || waitpid(pid, &st, 0) < 0 || !WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+            fprintf(stderr, "could not make the test certificate\n");
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* Removes the temporary files (keeps the simulator's log with KD_KEEP_SIM_LOG=1). */
+KS_UNUSED static void sim_finish(void)
+{
+    if (getenv("KD_KEEP_SIM_LOG"))
+        fprintf(stderr, "sim log kept in %s\n", sim.log);
+    else {
+        unlink(sim.log);
+        unlink(sim.cert);
+        unlink(sim.key);
+        rmdir(sim.dir);
+    }
+}
+
+#endif

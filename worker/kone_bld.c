@@ -1,0 +1,549 @@
+/* kone_bld.c: what the KONE client keeps per building: its circuit breaker, its rate limit,
+ * the jobs waiting for a token, and the ping of an open circuit (see kone_int.h).
+ *
+ * Admission (kk_bld_admit, for every new job): the breaker first (an open circuit finishes
+ * the job "circuit_open" at once: no request, no token used), then the token bucket (no
+ * token, or older jobs already waiting: the job waits in the building's queue, FIFO, on a
+ * timer; the loop never blocks). A waiting job still has its own deadline, and after
+ * kone.request_timeout_ms it gives up as "rate_limited". How many jobs can wait is bounded
+ * by the in-flight limit the worker core enforces.
+ *
+ * Every finished job tells the breaker what it says about its building
+ * (kd_brk_verdict_of); an accepted call tells it at once (a half-open circuit then closes
+ * without waiting for a tracked call to be served). A 429 lowers the building's rate.
+ *
+ * While a circuit is open, its building is pinged (`common-api` ping with its buildingId
+ * and the group of the last failure: KONE and kone-sim fail it with 1005 while the site
+ * link is down) on the least loaded ready connection, one ping at a time, with the
+ * breaker's backoff. A ping unanswered within kone.request_timeout_ms on a connection that
+ * stayed up counts as failed; one that could not be sent, or whose connection went down,
+ * is tried again after the base delay.
+ *
+ * Why one entry per building rather than per group: KONE's link-down (1005) is a site
+ * (DTU) failure, and the building is the unit of the metrics and of the retry story. The
+ * group of the last failure is kept only to aim the ping (kone-sim models links per group).
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kd_log.h"
+#include "kone_int.h"
+#include "metrics_catalog.h"
+
+#define BLOG(b, lv, ...)                                                                      \
+    do {                                                                                      \
+        kd_log_ctx lc_ = {NULL, NULL, (b)->id};                                               \
+        kd_log((lv), &lc_, __VA_ARGS__);                                                      \
+    } while (0)
+
+static void bld_timer(lws_sorted_usec_list_t *sul);
+
+static unsigned hash_of(const char *s)
+{
+    uint32_t h = 2166136261u;
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 16777619u;
+    return h % KK_BLD_BUCKETS;
+}
+
+static uint64_t rnd(kd_kone *k)
+{
+    return (uint64_t)kk_jitter(k, (int64_t)1 << 40);
+}
+
+/* ------------------------------------------------------------------ the table */
+
+static kk_bld *lookup(kd_kone *k, const char *id)
+{
+    for (kk_bld *b = k->bld_hash[hash_of(id)]; b; b = b->hnext)
+        if (strcmp(b->id, id) == 0)
+            return b;
+    return NULL;
+}
+
+/* Nothing to remember: no job, circuit closed with no failure counted, no ping, bucket
+ * full at its configured rate. */
+static bool forgettable(kk_bld *b, int64_t now)
+{
+    return b->n_jobs == 0 && b->brk.st == KD_BRK_CLOSED && b->brk.fails == 0 &&
+           lws_dll2_is_detached(&b->plink) && b->rq.count == 0 && kd_rl_idle(&b->rl, now);
+}
+
+static bool make_room(kd_kone *k, int64_t now)
+{
+    kk_bld *victim = NULL;
+    for (int i = 0; i < KK_BLD_BUCKETS; i++)
+        for (kk_bld *b = k->bld_hash[i]; b; b = b->hnext)
+            if (forgettable(b, now) && (!victim || b->last_used < victim->last_used))
+                victim = b;
+    if (!victim)
+        return false;
+    pthread_mutex_lock(&k->bmu);
+    kk_bld **pp = &k->bld_hash[hash_of(victim->id)];
+    while (*pp != victim)
+        pp = &(*pp)->hnext;
+    *pp = victim->hnext;
+    k->n_blds--;
+    pthread_mutex_unlock(&k->bmu);
+    lws_sul_cancel(&victim->sul);
+    free(victim);
+    return true;
+}
+
+static kk_bld *bld_get(kd_kone *k, const char *building, int64_t now)
+{
+    char id[KD_JOB_BUILDING_MAX + 16];
+    kd_kone_building_id(building, id, sizeof id);
+    kk_bld *b = lookup(k, id);
+    if (b)
+        return b;
+    if (k->n_blds >= KK_MAX_BUILDINGS && !make_room(k, now)) {
+        kd_warn("kone: %d buildings in use; %s gets no circuit breaker or rate limit",
+                KK_MAX_BUILDINGS, id);
+        return NULL;
+    }
+    if (!(b = calloc(1, sizeof *b)))
+        return NULL;
+    b->k = k;
+    snprintf(b->id, sizeof b->id, "%s", id);
+    kd_brk_init(&b->brk, now);
+    kd_rl_init(&b->rl, k->rate_per_s, k->rate_burst, now);
+    unsigned h = hash_of(id);
+    pthread_mutex_lock(&k->bmu);
+    b->hnext = k->bld_hash[h];
+    k->bld_hash[h] = b;
+    k->n_blds++;
+    pthread_mutex_unlock(&k->bmu);
+    return b;
+}
+
+/* ------------------------------------------------------------------ timer */
+
+/* A job waiting for a token that its circuit no longer lets through (all of them while
+ * open; all but the trial while half-open). */
+static bool refused_while_waiting(const kk_bld *b, const kk_job *j)
+{
+    return b->brk.st == KD_BRK_OPEN || (b->brk.st == KD_BRK_HALF_OPEN && !j->trial);
+}
+
+static void arm(kk_bld *b, int64_t now)
+{
+    kd_kone *k = b->k;
+    int64_t due = INT64_MAX;
+    if (b->rq.count) {
+        bool refuse = false;
+        for (lws_dll2_t *d = b->rq.head; d && !refuse && k->brk_cfg.failures > 0; d = d->next)
+            refuse = refused_while_waiting(b, lws_container_of(d, kk_job, place));
+        if (refuse) {
+            due = now;   /* finish them at once */
+        } else {
+            pthread_mutex_lock(&k->bmu);
+            int64_t w = kd_rl_wait_us(&b->rl, now);
+            pthread_mutex_unlock(&k->bmu);
+            due = now + w;
+        }
+    }
+    if (b->brk.st == KD_BRK_OPEN) {
+        int64_t p = b->brk.probing ? b->probe_deadline : b->brk.probe_at;
+        if (p < due)
+            due = p;
+    }
+    if (due == INT64_MAX) {
+        lws_sul_cancel(&b->sul);
+        return;
+    }
+    int64_t d = due - now;
+    lws_sul_schedule(k->ctx, 0, &b->sul, bld_timer, d > 0 ? d : 1);
+}
+
+static void transition(kk_bld *b, kd_brk_state from, kd_brk_state to, const char *why)
+{
+    if (to == KD_BRK_OPEN)
+        BLOG(b, KD_LOG_WARN,
+             "kone: circuit of %s %s -> open: %s; its jobs finish circuit_open, pinging it "
+             "(next ping in %" PRId64 " ms)",
+             b->id, kd_brk_state_name(from), why, (b->brk.probe_at - kd_mono_us()) / 1000);
+    else
+        BLOG(b, KD_LOG_INFO, "kone: circuit of %s %s -> %s: %s", b->id, kd_brk_state_name(from),
+             kd_brk_state_name(to), why);
+    kd_wm_circuit_change(b->id, (kd_wm_circuit)from, (kd_wm_circuit)to);
+}
+
+static void record(kk_bld *b, kd_brk_verdict v, bool trial, const kd_run *run)
+{
+    kd_kone *k = b->k;
+    if (v == KD_BRK_NEUTRAL && !trial)
+        return;
+    int64_t now = kd_mono_us();
+    if (v == KD_BRK_FAILURE)
+        snprintf(b->probe_group, sizeof b->probe_group, "%s", run->job.group_id);
+    pthread_mutex_lock(&k->bmu);
+    kd_brk_state from = b->brk.st;
+    bool changed = kd_brk_record(&b->brk, &k->brk_cfg, v, trial, now, rnd(k));
+    kd_brk_state to = b->brk.st;
+    pthread_mutex_unlock(&k->bmu);
+    if (!changed)
+        return;
+    char why[200];
+    if (from == KD_BRK_CLOSED)
+        snprintf(why, sizeof why, "%d consecutive failures, the last %s (%.80s)",
+                 k->brk_cfg.failures, run->error_code[0] ? run->error_code : "unanswered",
+                 run->error_message);
+    else if (v == KD_BRK_SUCCESS)
+        snprintf(why, sizeof why, "the trial call went through");
+    else
+        snprintf(why, sizeof why, "the trial call failed: %s", run->error_code);
+    transition(b, from, to, why);
+    arm(b, now);
+}
+
+/* ------------------------------------------------------------------ pings */
+
+static void probe_clear(kk_bld *b)
+{
+    if (!lws_dll2_is_detached(&b->plink))
+        lws_dll2_remove(&b->plink);
+    b->probe_slot = NULL;
+    b->probe_write = false;
+    b->probe_req_id = 0;
+}
+
+static void probe_verdict(kk_bld *b, kd_brk_verdict v, const char *what)
+{
+    kd_kone *k = b->k;
+    int64_t now = kd_mono_us();
+    probe_clear(b);
+    pthread_mutex_lock(&k->bmu);
+    kd_brk_state from = b->brk.st;
+    bool changed = kd_brk_probe_done(&b->brk, &k->brk_cfg, v, now, rnd(k));
+    kd_brk_state to = b->brk.st;
+    pthread_mutex_unlock(&k->bmu);
+    if (changed)
+        transition(b, from, to, what);
+    else
+        BLOG(b, KD_LOG_DEBUG, "kone: circuit of %s open: %s; next ping in %" PRId64 " ms", b->id,
+             what, (b->brk.probe_at - now) / 1000);
+}
+
+static kk_slot *ready_slot(kd_kone *k)
+{
+    kk_slot *best = NULL;
+    for (int i = 0; i < k->n_slots; i++) {
+        kk_slot *s = &k->slots[i];
+        if (kk_slot_ready(s) && (!best || s->jobs.count < best->jobs.count))
+            best = s;
+    }
+    return best;
+}
+
+static void probe_tick(kk_bld *b, int64_t now)
+{
+    kd_kone *k = b->k;
+    if (b->brk.st != KD_BRK_OPEN)
+        return;
+    if (b->brk.probing) {
+        if (now < b->probe_deadline)
+            return;
+        bool written_and_up = b->probe_req_id && b->probe_slot &&
+                              b->probe_slot->losses == b->probe_losses;
+        probe_verdict(b, written_and_up ? KD_BRK_FAILURE : KD_BRK_NEUTRAL,
+                      written_and_up ? "ping unanswered" : "ping not sent (no connection)");
+        return;
+    }
+    if (!kd_brk_probe_due(&b->brk, now))
+        return;
+    kk_slot *s = ready_slot(k);
+    pthread_mutex_lock(&k->bmu);
+    kd_brk_probe_sent(&b->brk);
+    pthread_mutex_unlock(&k->bmu);
+    if (!s) {
+        probe_verdict(b, KD_BRK_NEUTRAL, "no connection to ping it on");
+        return;
+    }
+    b->probe_slot = s;
+    b->probe_write = true;
+    b->probe_req_id = 0;
+    b->probe_deadline = now + k->request_timeout_us;
+    lws_dll2_add_tail(&b->plink, &k->probes);
+    kk_slot_want_write(s);
+}
+
+bool kk_bld_probe_wanted(const kk_slot *s)
+{
+    for (lws_dll2_t *d = s->k->probes.head; d; d = d->next) {
+        kk_bld *b = lws_container_of(d, kk_bld, plink);
+        if (b->probe_write && b->probe_slot == s)
+            return true;
+    }
+    return false;
+}
+
+int kk_bld_write_probe(kk_slot *s, kk_conn *c)
+{
+    kd_kone *k = s->k;
+    kk_bld *b = NULL;
+    for (lws_dll2_t *d = k->probes.head; d && !b; d = d->next) {
+        kk_bld *x = lws_container_of(d, kk_bld, plink);
+        if (x->probe_write && x->probe_slot == s)
+            b = x;
+    }
+    if (!b)
+        return 0;
+    kd_err e = {0};
+    int64_t id = kk_slot_next_id(s);
+    char *text = kd_kone_msg_common("ping", b->id, b->probe_group[0] ? b->probe_group : NULL,
+                                    id, &e);
+    if (!text) {
+        kd_error("kone: %s", e.msg);
+        b->probe_write = false;   /* its deadline counts it as not sent */
+        return 0;
+    }
+    int rc = kk_conn_send(c, text);
+    free(text);
+    if (rc)
+        return -1;   /* still to be written; the connection closes */
+    b->probe_write = false;
+    b->probe_req_id = id;
+    b->probe_losses = s->losses;
+    pthread_mutex_lock(&k->bmu);
+    b->pings++;
+    pthread_mutex_unlock(&k->bmu);
+    BLOG(b, KD_LOG_DEBUG, "kone: pinging %s group %s (circuit open)", b->id,
+         b->probe_group[0] ? b->probe_group : "1");
+    return 1;
+}
+
+bool kk_bld_probe_answer(kk_slot *s, const kd_kone_msg *m)
+{
+    if (!m->has_request_id)
+        return false;
+    kk_bld *b = NULL;
+    for (lws_dll2_t *d = s->k->probes.head; d && !b; d = d->next) {
+        kk_bld *x = lws_container_of(d, kk_bld, plink);
+        if (x->probe_slot == s && x->probe_req_id && x->probe_req_id == m->request_id)
+            b = x;
+    }
+    if (!b)
+        return false;
+    char what[160];
+    kd_brk_verdict v;
+    if (kd_kone_status_classify(m->status) == KD_KONE_ST_OK) {
+        v = KD_BRK_SUCCESS;
+        snprintf(what, sizeof what, "ping answered %d; letting one call through", m->status);
+    } else {
+        v = m->status == 401 || m->status == 429 ? KD_BRK_NEUTRAL : KD_BRK_FAILURE;
+        snprintf(what, sizeof what, "ping answered %d (%.80s)", m->status,
+                 m->message[0] ? m->message : "no message");
+    }
+    probe_verdict(b, v, what);
+    arm(b, kd_mono_us());
+    return true;
+}
+
+/* ------------------------------------------------------------------ jobs */
+
+static void bld_timer(lws_sorted_usec_list_t *sul)
+{
+    kk_bld *b = lws_container_of(sul, kk_bld, sul);
+    kd_kone *k = b->k;
+    if (k->exiting)
+        return;
+    int64_t now = kd_mono_us();
+    if (k->brk_cfg.failures > 0) {   /* the circuit opened under waiting jobs */
+        lws_dll2_t *d, *next;
+        for (d = b->rq.head; d; d = next) {
+            next = d->next;
+            kk_job *j = lws_container_of(d, kk_job, place);
+            if (refused_while_waiting(b, j))
+                kk_job_refuse(j);
+        }
+    }
+    while (b->rq.head) {
+        pthread_mutex_lock(&k->bmu);
+        bool got = kd_rl_take(&b->rl, now);
+        pthread_mutex_unlock(&k->bmu);
+        if (!got)
+            break;
+        kk_job *j = lws_container_of(b->rq.head, kk_job, place);
+        lws_dll2_remove(&j->place);
+        kk_job_release(j);
+    }
+    probe_tick(b, now);
+    arm(b, now);
+}
+
+kk_admit kk_bld_admit(kk_job *j)
+{
+    kd_kone *k = j->k;
+    int64_t now = kd_mono_us();
+    kk_bld *b = j->bld;
+    if (!b) {
+        if (!(b = bld_get(k, j->run->job.building_id, now)))
+            return KK_ADMIT_GO;
+        j->bld = b;
+        b->n_jobs++;
+    }
+    b->last_used = now;
+    bool trial = false;
+    pthread_mutex_lock(&k->bmu);
+    bool ok = kd_brk_admit(&b->brk, &k->brk_cfg, &trial);
+    bool go = false;
+    if (!ok) {
+        b->refused++;
+    } else {
+        go = b->rq.count == 0 && kd_rl_take(&b->rl, now);
+        if (!go)
+            b->waits++;
+    }
+    pthread_mutex_unlock(&k->bmu);
+    if (!ok)
+        return KK_ADMIT_REFUSE;
+    j->trial = trial;
+    if (trial)
+        BLOG(b, KD_LOG_INFO, "kone: circuit of %s half-open: job %s is the trial call", b->id,
+             j->run->job.job_id);
+    if (go)
+        return KK_ADMIT_GO;
+    atomic_fetch_add(&k->rate_waits, 1);
+    kd_wm_rate_limit_wait(b->id);
+    j->throttled = true;
+    j->slot = NULL;
+    j->st = KJ_WAIT;
+    lws_dll2_add_tail(&j->place, &b->rq);
+    arm(b, now);
+    return KK_ADMIT_WAIT;
+}
+
+bool kk_bld_may_send(const kk_job *j)
+{
+    const kk_bld *b = j->bld;
+    if (!b || j->k->brk_cfg.failures <= 0)
+        return true;
+    return b->brk.st == KD_BRK_CLOSED || (b->brk.st == KD_BRK_HALF_OPEN && j->trial);
+}
+
+void kk_bld_evidence(kk_job *j, kd_brk_verdict v)
+{
+    if (!j->bld || j->brk_told || v == KD_BRK_NEUTRAL)
+        return;
+    j->brk_told = true;
+    bool trial = j->trial;
+    j->trial = false;
+    record(j->bld, v, trial, j->run);
+}
+
+void kk_bld_job_done(kk_job *j, kd_outcome o, const char *code, bool conn_lost)
+{
+    kk_bld *b = j->bld;
+    if (!b)
+        return;
+    j->bld = NULL;
+    b->n_jobs--;
+    kd_brk_verdict v = kd_brk_verdict_of(o, code, conn_lost);
+    if (j->brk_told && v != KD_BRK_FAILURE)
+        return;   /* its success was counted when the call was accepted */
+    record(b, v, j->trial, j->run);
+}
+
+void kk_bld_too_many(kk_job *j)
+{
+    kk_bld *b = j->bld;
+    if (!b)
+        return;
+    kd_kone *k = b->k;
+    int64_t now = kd_mono_us();
+    pthread_mutex_lock(&k->bmu);
+    bool slowed = kd_rl_slow_down(&b->rl, now);
+    double rate = b->rl.rate;
+    pthread_mutex_unlock(&k->bmu);
+    if (slowed)
+        BLOG(b, KD_LOG_INFO, "kone: KONE answered 429 for %s; its rate limit is now %.2f calls/s "
+             "(recovering over time)", b->id, rate);
+    arm(b, now);
+}
+
+void kk_blds_shutdown(kd_kone *k)
+{
+    for (int i = 0; i < KK_BLD_BUCKETS; i++)
+        for (kk_bld *b = k->bld_hash[i]; b; b = b->hnext) {
+            lws_sul_cancel(&b->sul);
+            probe_clear(b);
+        }
+}
+
+void kk_blds_free(kd_kone *k)
+{
+    for (int i = 0; i < KK_BLD_BUCKETS; i++) {
+        kk_bld *b = k->bld_hash[i];
+        while (b) {
+            kk_bld *next = b->hnext;
+            free(b);
+            b = next;
+        }
+        k->bld_hash[i] = NULL;
+    }
+    k->n_blds = 0;
+}
+
+/* ------------------------------------------------------------------ getters (any thread) */
+
+static void fill(const kk_bld *b, kd_kone_building_stats *o, int64_t now)
+{
+    memset(o, 0, sizeof *o);
+    snprintf(o->building, sizeof o->building, "%s", b->id);
+    o->circuit = (kd_kone_circuit)b->brk.st;
+    o->circuit_opens = b->brk.opens;
+    o->circuit_refused = b->refused;
+    o->pings = b->pings;
+    o->rate_per_s = kd_rl_rate(&b->rl, now);
+    o->rate_waits = b->waits;
+    o->rate_slowdowns = b->rl.slowdowns;
+}
+
+kd_kone_circuit kd_kone_circuit_state(kd_kone *k, const char *building)
+{
+    kd_kone_building_stats s;
+    return kd_kone_building(k, building, &s) ? s.circuit : KD_KONE_CIRCUIT_CLOSED;
+}
+
+bool kd_kone_building(kd_kone *k, const char *building, kd_kone_building_stats *out)
+{
+    if (!k || !building)
+        return false;
+    char id[KD_JOB_BUILDING_MAX + 16];
+    kd_kone_building_id(building, id, sizeof id);
+    int64_t now = kd_mono_us();
+    pthread_mutex_lock(&k->bmu);
+    kk_bld *b = lookup(k, id);
+    if (b)
+        fill(b, out, now);
+    pthread_mutex_unlock(&k->bmu);
+    return b != NULL;
+}
+
+int kd_kone_buildings(kd_kone *k, void (*fn)(const kd_kone_building_stats *s, void *arg),
+                      void *arg)
+{
+    if (!k)
+        return 0;
+    int n = 0;
+    int64_t now = kd_mono_us();
+    kd_kone_building_stats s;
+    pthread_mutex_lock(&k->bmu);
+    for (int i = 0; i < KK_BLD_BUCKETS; i++)
+        for (kk_bld *b = k->bld_hash[i]; b; b = b->hnext) {
+            fill(b, &s, now);
+            if (fn)
+                fn(&s, arg);
+            n++;
+        }
+    pthread_mutex_unlock(&k->bmu);
+    return n;
+}
+
+uint64_t kd_kone_rate_limit_waits(kd_kone *k)
+{
+    return k ? atomic_load(&k->rate_waits) : 0;
+}
