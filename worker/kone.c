@@ -315,10 +315,12 @@ int kd_kone_start(kd_kone **out, const kd_config *cfg, const kd_kone_hooks *hook
         kk_slot_init(k, &k->slots[i], i);
     k->ctx = lws_create_context(&info);
     if (!k->ctx) {
+        /* the message reads k->ca_file: set it before k is freed */
+        kd_err_set(err, KD_ERR_INTERNAL,
+                   "kone: could not create the libwebsockets context (TLS setup or CA file %s?)",
+                   k->ca_file ? k->ca_file : "(system)");
         kone_free(k);
-        return kd_err_set(err, KD_ERR_INTERNAL,
-                          "kone: could not create the libwebsockets context (TLS setup or CA "
-                          "file %s?)", k->ca_file ? k->ca_file : "(system)");
+        return KD_ERR_INTERNAL;
     }
     rc = kd_kone_tokens_start(&k->tokens, &tc, notify_loop, k, err);
     if (rc) {

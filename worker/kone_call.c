@@ -43,10 +43,17 @@
 
 #include "kd_log.h"
 #include "kone_int.h"
+#include "metrics_catalog.h"
 
 #define NEVER INT64_MAX
 
 static void job_timer(lws_sorted_usec_list_t *sul);
+
+/* KONE's callType for a job's request, the label of kone_api_request_duration_seconds. */
+static const char *call_type(kd_op op)
+{
+    return op == KD_OP_CANCEL ? "delete" : op == KD_OP_HOLD_OPEN ? "hold_open" : "action";
+}
 
 /* How long a call may go without a state change before it counts as stuck: the call's own
  * delay is added, since KONE holds a delayed call in being_allocated for that long. */
@@ -416,6 +423,8 @@ static void job_timer(lws_sorted_usec_list_t *sul)
         break;
     case KJ_SENT:
         if (now >= j->answer_deadline) {
+            kd_wm_api_request(call_type(j->run->job.op), KD_WM_STATUS_TIMEOUT,
+                              now - j->sent_mono);
             finish(j, KD_OUTCOME_FAILED, KD_FAIL_TRANSIENT, "timeout",
                    "no answer from KONE within %" PRId64 " ms%s", rt_ms,
                    lost_since(j) ? " (the connection was lost after the request was written; "
@@ -590,6 +599,7 @@ static void request_answer(kk_job *j, const kd_kone_msg *m)
     int64_t now = kd_mono_us();
     run->kone_rtt_us = now - j->sent_mono;
     run->kone_status = m->status;
+    kd_wm_api_request(call_type(run->job.op), m->status, run->kone_rtt_us);
     char code[16];
     status_code(m->status, code, sizeof code);
     const char *text = m->message[0] ? m->message : "no message";
@@ -623,6 +633,7 @@ static void request_answer(kk_job *j, const kd_kone_msg *m)
 static void monitor_answer(kk_job *j, const kd_kone_msg *m)
 {
     j->mon_req_id = 0;
+    kd_wm_api_request("site-monitoring", m->status, kd_mono_us() - j->mon_sent_mono);
     switch (kd_kone_status_classify(m->status)) {
     case KD_KONE_ST_OK:
         return;

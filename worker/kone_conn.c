@@ -26,6 +26,7 @@
 
 #include "kd_log.h"
 #include "kone_int.h"
+#include "metrics_catalog.h"
 
 #define SEC 1000000LL
 
@@ -39,6 +40,7 @@ static void recount(kd_kone *k)
     for (int i = 0; i < k->n_slots; i++)
         n += kk_slot_ready(&k->slots[i]);
     atomic_store(&k->n_ready, n);
+    kd_wm_ws_connections(n);
 }
 
 int64_t kk_slot_next_id(kk_slot *s)
@@ -237,6 +239,8 @@ static void conn_gone(kk_conn *c, struct lws *wsi, const char *why, int http_sta
         s->active = -1;
         s->losses++;
         s->lost_mono = kd_mono_us();
+        if (!k->exiting)
+            kd_wm_ws_reconnect();   /* an unplanned loss: the slot reconnects */
     }
     recount(k);
     if (k->exiting)   /* closed by shutdown (the token source may be gone already) */
