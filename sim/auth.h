@@ -51,6 +51,7 @@ typedef struct sim_auth {
     size_t n_tokens, cap_tokens;
     sim_token *tokens;
     int64_t ttl_s;
+    const char *token_log; /* test only (sim.token_log): file every issued token is appended to */
 } sim_auth;
 
 int sim_auth_load(sim_auth *a, const char *path, int64_t ttl_s, kd_err *err);

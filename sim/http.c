@@ -13,9 +13,12 @@
  * body, as lws_return_http_status does for HTTP/1.1; ALPN is pinned to http/1.1). Tokens
  * and secrets are never logged: only method, path, status and client id.
  */
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "kd_log.h"
 #include "server.h"
@@ -141,6 +144,25 @@ static int finish(struct lws *wsi, int write_rc)
     return 0;
 }
 
+/* Test only (sim.token_log): appends an issued token to the file, one per line, so a test can
+ * search every log for it. Off (NULL or "") in any real use. */
+static void log_token(const char *path, const char *token)
+{
+    if (!path || !path[0] || !token)
+        return;
+    int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        kd_warn("sim.token_log %s: %s", path, strerror(errno));
+        return;
+    }
+    char line[SIM_TOKEN_LEN + 2];
+    int n = snprintf(line, sizeof line, "%s\n", token);
+    if (n < 0 || (size_t)n >= sizeof line || write(fd, line, (size_t)n) != n)
+        kd_warn("sim.token_log %s: write failed", path);
+    explicit_bzero(line, sizeof line);
+    close(fd);
+}
+
 /* Answers the token request. The caller owns body (freed after); pss may be gone once the
  * transaction completes, so nothing here touches it after finish(). */
 static int handle_token(struct lws *wsi, sim_server *s, char *body, size_t body_len,
@@ -167,6 +189,8 @@ static int handle_token(struct lws *wsi, sim_server *s, char *body, size_t body_
     const char *scope = json_string_value(json_object_get(answer, "scope"));
     kd_info("POST /api/v2/oauth2/token %d%s%s", status, scope ? " scope=" : "",
             scope ? scope : "");
+    if (status == 200)
+        log_token(s->auth->token_log, json_string_value(json_object_get(answer, "access_token")));
     int rc = sim_http_respond(wsi, status, answer,
                               status == 401 ? "WWW-Authenticate: Basic realm=\"kone-sim\""
                                             : NULL);

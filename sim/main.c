@@ -82,6 +82,10 @@ int main(int argc, char **argv)
         kd_error("%s", err.msg);
         goto out;
     }
+    auth.token_log = kd_config_get(&cfg, "sim.token_log");
+    if (auth.token_log[0])
+        kd_warn("sim.token_log set: every issued token is written to %s (tests only)",
+                auth.token_log);
     sim_clock clock;
     sim_clock_init(&clock, speed);
     if (sim_hub_create(&hub, &world, &auth, &clock)) {
