@@ -340,6 +340,19 @@ static void session_answer(kk_conn *c, const kd_kone_msg *m)
     kk_conn_kill(c);
 }
 
+/* Sends a frame built by kone_msg (NULL when building failed, with the reason in *e) and
+ * frees it; -1 when it was not queued. */
+static int send_built(kk_conn *c, char *text, const kd_err *e)
+{
+    if (!text) {
+        kd_error("kone: slot %d: %s", c->slot->idx, e->msg);
+        return -1;
+    }
+    int rc = kk_conn_send(c, text);
+    free(text);
+    return rc ? -1 : 0;
+}
+
 static int write_session(kk_conn *c)
 {
     kk_slot *s = c->slot;
@@ -349,13 +362,7 @@ static int write_session(kk_conn *c)
                      ? kd_kone_msg_resume_session(id, s->session_id, s->session_numeric,
                                                   KK_RESEND_STATE_S, &e)
                      : kd_kone_msg_create_session(id, &e);
-    if (!text) {
-        kd_error("kone: slot %d: %s", s->idx, e.msg);
-        return -1;
-    }
-    int rc = kk_conn_send(c, text);
-    free(text);
-    if (rc)
+    if (send_built(c, text, &e))
         return -1;
     c->sess_write = false;
     c->sess_req_id = id;
@@ -367,20 +374,12 @@ static int write_session(kk_conn *c)
 static int write_ping(kk_conn *c)
 {
     kk_slot *s = c->slot;
-    kd_kone *k = s->k;
     kd_err e = {0};
     int64_t id = kk_slot_next_id(s);
     /* No buildingId: a pure keep-alive (kone-sim: always 200), not a probe of a building
      * whose site link may be down. */
-    (void)k;
     char *text = kd_kone_msg_common("ping", NULL, NULL, id, &e);
-    if (!text) {
-        kd_error("kone: slot %d: %s", s->idx, e.msg);
-        return -1;
-    }
-    int rc = kk_conn_send(c, text);
-    free(text);
-    if (rc)
+    if (send_built(c, text, &e))
         return -1;
     c->ping_write = false;
     c->ping_req_id = id;
