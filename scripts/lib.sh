@@ -26,19 +26,24 @@ KD_JAVA_HOME=${KD_JAVA_HOME:-/usr/lib/jvm/java-17-openjdk-amd64}
 KD_JAVA=$KD_JAVA_HOME/bin/java
 
 # --- The stack: loopback only, fixed ports (the programs' defaults in shared/src/config.c) ---
+# KD_PORT_OFFSET (default 0) shifts every port and renames the RabbitMQ node, so a second
+# stack (another KD_STATE_DIR) can run beside the first on one machine: parallel work on one
+# box, never CI. Everything downstream reads the ports from $KD_STATE_DIR/env.
+KD_PORT_OFFSET=${KD_PORT_OFFSET:-0}
+[[ $KD_PORT_OFFSET =~ ^[0-9]+$ ]] || { echo "KD_PORT_OFFSET must be a number" >&2; exit 2; }
 LOOPBACK=127.0.0.1
-AMQP_PORT=5672
-RABBIT_MGMT_PORT=15672
-RABBIT_PROM_PORT=15692
-RABBIT_DIST_PORT=25672
-RABBIT_NODE=kd-rabbit@localhost
+AMQP_PORT=$((5672 + KD_PORT_OFFSET))
+RABBIT_MGMT_PORT=$((15672 + KD_PORT_OFFSET))
+RABBIT_PROM_PORT=$((15692 + KD_PORT_OFFSET))
+RABBIT_DIST_PORT=$((25672 + KD_PORT_OFFSET))
+if ((KD_PORT_OFFSET)); then RABBIT_NODE=kd-rabbit-$KD_PORT_OFFSET@localhost; else RABBIT_NODE=kd-rabbit@localhost; fi
 RABBIT_BEAM_MARK="-home $KD_STATE_DIR/rabbitmq"  # in the Erlang VM's command line: our node
 RABBIT_BIN=/usr/lib/rabbitmq/bin  # the real scripts; /usr/sbin ones re-run themselves as user rabbitmq
-KAFKA_PORT=9092
-KAFKA_CONTROLLER_PORT=9093
+KAFKA_PORT=$((9092 + KD_PORT_OFFSET))
+KAFKA_CONTROLLER_PORT=$((9093 + KD_PORT_OFFSET))
 KAFKA_TOPICS=(kone.call.results kone.call.events kone.worker.metrics)
 KAFKA_TOPIC_PARTITIONS=6
-SIM_PORT=8443
+SIM_PORT=$((8443 + KD_PORT_OFFSET))
 
 # --- Messages ---------------------------------------------------------------------------------
 KD_PROG=${KD_PROG:-$(basename "$0")}

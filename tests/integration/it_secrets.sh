@@ -53,7 +53,7 @@ export KD_RETRY_TIERS_MS=500,1000,2000
 # The user is made through the management API (as lib.sh's it_publish_raw publishes): it works
 # whatever state rabbitmqctl's Erlang cookie is in. The password travels in a request body only.
 it_rabbit_wait_healthy # another test may be restarting the shared broker
-MGMT=http://127.0.0.1:15672/api
+MGMT=$KD_RABBIT_MGMT_URL/api
 mgmt() { # METHOD PATH [JSON]
     curl -sf -o /dev/null -u guest:guest -H 'content-type: application/json' -X "$1" "$MGMT$2" ${3:+--data-binary "$3"}
 }

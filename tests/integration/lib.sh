@@ -322,7 +322,7 @@ it_publish_raw() {
         printf '"}'
     } >"$req"
     out=$(curl -sS -u guest:guest -H 'content-type: application/json' --data-binary "@$req" \
-        "http://127.0.0.1:15672/api/exchanges/%2F/$(jq -rn --arg e "$KD_AMQP_EXCHANGE" '$e|@uri')/publish") ||
+        "$KD_RABBIT_MGMT_URL/api/exchanges/%2F/$(jq -rn --arg e "$KD_AMQP_EXCHANGE" '$e|@uri')/publish") ||
         it_fail "publishing $id through the management API failed"
     jq -e '.routed == true' <<<"$out" >/dev/null || status=refused
     jq -cn --arg id "$id" --arg st "$status" --arg out "$out" \
@@ -344,7 +344,7 @@ it_expect_queue_empty() { it_wait_depth "${1:-$KD_AMQP_QUEUE}" 0 15; }
 # it_drop_queues [MGMT_URL]: deletes this test's queues (work, retry tiers, dead letters) and
 # exchanges once it passed, so the shared broker does not pile them up.
 it_drop_queues() {
-    local api=${1:-http://127.0.0.1:15672}/api name
+    local api=${1:-$KD_RABBIT_MGMT_URL}/api name
     curl -sf -u guest:guest "$api/queues/%2F?columns=name" |
         jq -r --arg p "$KD_AMQP_QUEUE" '.[].name | select(. == $p or startswith($p + "."))' |
         while read -r name; do
@@ -395,7 +395,7 @@ it_kafka_stop() {
         kd_running kafka "$KD_STATE_DIR/kafka/server.properties" || exit 0
         kd_stop kafka "$KD_STATE_DIR/kafka/server.properties" 60
     ) >&2
-    ! (exec 3<>/dev/tcp/127.0.0.1/9092) 2>/dev/null || it_fail "Kafka still listens on 9092 after stopping it"
+    ! (exec 3<>"/dev/tcp/${KD_KAFKA_BROKERS%%:*}/${KD_KAFKA_BROKERS##*:}") 2>/dev/null || it_fail "Kafka still listens on $KD_KAFKA_BROKERS after stopping it"
 }
 it_kafka_start() { it_dev_up; }
 
@@ -428,8 +428,8 @@ it_rabbit_restart() {
 it_rabbit_wait_healthy() {
     local i
     for i in $(seq 120); do
-        if (exec 3<>/dev/tcp/127.0.0.1/5672) 2>/dev/null &&
-            curl -fsS -o /dev/null --max-time 5 -u guest:guest http://127.0.0.1:15672/api/health/checks/alarms; then
+        if (exec 3<>/dev/tcp/127.0.0.1/$KD_AMQP_PORT) 2>/dev/null &&
+            curl -fsS -o /dev/null --max-time 5 -u guest:guest "$KD_RABBIT_MGMT_URL/api/health/checks/alarms"; then
             return 0
         fi
         sleep 0.5
