@@ -121,11 +121,11 @@ static kk_bld *bld_get(kd_kone *k, const char *building, int64_t now)
 
 /* ------------------------------------------------------------------ timer */
 
-/* A job waiting for a token that its circuit no longer lets through (all of them while
- * open; all but the trial while half-open). */
-static bool refused_while_waiting(const kk_bld *b, const kk_job *j)
+/* Jobs waiting for a token that their circuit no longer lets through: all of them while it
+ * is open. */
+static bool refused_while_waiting(const kk_bld *b)
 {
-    return b->brk.st == KD_BRK_OPEN || (b->brk.st == KD_BRK_HALF_OPEN && !j->trial);
+    return b->brk.st == KD_BRK_OPEN;
 }
 
 static void arm(kk_bld *b, int64_t now)
@@ -133,10 +133,7 @@ static void arm(kk_bld *b, int64_t now)
     kd_kone *k = b->k;
     int64_t due = INT64_MAX;
     if (b->rq.count) {
-        bool refuse = false;
-        for (lws_dll2_t *d = b->rq.head; d && !refuse && k->brk_cfg.failures > 0; d = d->next)
-            refuse = refused_while_waiting(b, lws_container_of(d, kk_job, place));
-        if (refuse) {
+        if (k->brk_cfg.failures > 0 && refused_while_waiting(b)) {
             due = now;   /* finish them at once */
         } else {
             pthread_mutex_lock(&k->bmu);
@@ -174,7 +171,7 @@ static void transition(kk_bld *b, kd_brk_state from, kd_brk_state to, const char
 static void record(kk_bld *b, kd_brk_verdict v, bool trial, const kd_run *run)
 {
     kd_kone *k = b->k;
-    if (v == KD_BRK_NEUTRAL && !trial)
+    if (v == KD_BRK_NEUTRAL)
         return;
     int64_t now = kd_mono_us();
     if (v == KD_BRK_FAILURE)
@@ -192,9 +189,9 @@ static void record(kk_bld *b, kd_brk_verdict v, bool trial, const kd_run *run)
                  k->brk_cfg.failures, run->error_code[0] ? run->error_code : "unanswered",
                  run->error_message);
     else if (v == KD_BRK_SUCCESS)
-        snprintf(why, sizeof why, "the trial call went through");
+        snprintf(why, sizeof why, "a call went through again (job %s)", run->job.job_id);
     else
-        snprintf(why, sizeof why, "the trial call failed: %s", run->error_code);
+        snprintf(why, sizeof why, "a call failed again: %s", run->error_code);
     transition(b, from, to, why);
     arm(b, now);
 }
@@ -331,7 +328,8 @@ bool kk_bld_probe_answer(kk_slot *s, const kd_kone_msg *m)
     kd_brk_verdict v;
     if (kd_kone_status_classify(m->status) == KD_KONE_ST_OK) {
         v = KD_BRK_SUCCESS;
-        snprintf(what, sizeof what, "ping answered %d; letting one call through", m->status);
+        snprintf(what, sizeof what, "ping answered %d; calls flow again, the next verdict decides",
+                 m->status);
     } else {
         v = m->status == 401 || m->status == 429 ? KD_BRK_NEUTRAL : KD_BRK_FAILURE;
         snprintf(what, sizeof what, "ping answered %d (%.80s)", m->status,
@@ -351,13 +349,11 @@ static void bld_timer(lws_sorted_usec_list_t *sul)
     if (k->exiting)
         return;
     int64_t now = kd_mono_us();
-    if (k->brk_cfg.failures > 0) {   /* the circuit opened under waiting jobs */
+    if (k->brk_cfg.failures > 0 && refused_while_waiting(b)) {   /* opened under waiting jobs */
         lws_dll2_t *d, *next;
         for (d = b->rq.head; d; d = next) {
             next = d->next;
-            kk_job *j = lws_container_of(d, kk_job, place);
-            if (refused_while_waiting(b, j))
-                kk_job_refuse(j);
+            kk_job_refuse(lws_container_of(d, kk_job, place));
         }
     }
     while (b->rq.head) {
@@ -401,9 +397,6 @@ kk_admit kk_bld_admit(kk_job *j)
     if (!ok)
         return KK_ADMIT_REFUSE;
     j->trial = trial;
-    if (trial)
-        BLOG(b, KD_LOG_INFO, "kone: circuit of %s half-open: job %s is the trial call", b->id,
-             j->run->job.job_id);
     if (go)
         return KK_ADMIT_GO;
     atomic_fetch_add(&k->rate_waits, 1);
@@ -421,7 +414,7 @@ bool kk_bld_may_send(const kk_job *j)
     const kk_bld *b = j->bld;
     if (!b || j->k->brk_cfg.failures <= 0)
         return true;
-    return b->brk.st == KD_BRK_CLOSED || (b->brk.st == KD_BRK_HALF_OPEN && j->trial);
+    return b->brk.st != KD_BRK_OPEN;
 }
 
 void kk_bld_evidence(kk_job *j, kd_brk_verdict v)

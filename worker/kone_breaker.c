@@ -4,8 +4,14 @@
  * fails every call, and calls for one building are few; a run of N failures with no
  * success between them is a clear signal, cheap to keep (one counter), and one success
  * (the building answered) proves the link is up again.
- * Why the backoff keeps growing across a failed trial: a building that answers pings but
- * not calls would otherwise be probed at the base rate for ever.
+ * Why the backoff keeps growing across a failed probation: a building that answers pings
+ * but not calls would otherwise be probed at the base rate for ever.
+ * Why half-open lets every call through rather than one trial: the ping that answered
+ * already tested what the breaker guards against (KONE fails a building's ping with 1005
+ * while its site link is down). Holding all but one call back until a trial call finished
+ * (which for a call means its state changed, seconds later) made every other job of the
+ * building take a trip through the retry queues, and a building without new jobs stayed
+ * half-open for ever. Now calls flow at once and the first verdict among them decides.
  */
 #include "kone_breaker.h"
 
@@ -46,7 +52,6 @@ static void go_open(kd_breaker *b, const kd_brk_cfg *c, int64_t now, uint64_t rn
     b->st = KD_BRK_OPEN;
     b->fails = 0;
     b->probing = false;
-    b->trial = false;
     b->since = now;
     b->probe_at = now + kd_brk_backoff_us(c, b->probe_fails, rnd);
     b->opens++;
@@ -58,7 +63,6 @@ static void go_closed(kd_breaker *b, int64_t now)
     b->fails = 0;
     b->probe_fails = 0;
     b->probing = false;
-    b->trial = false;
     b->since = now;
 }
 
@@ -73,10 +77,7 @@ bool kd_brk_admit(kd_breaker *b, const kd_brk_cfg *c, bool *trial)
     case KD_BRK_OPEN:
         return false;
     case KD_BRK_HALF_OPEN:
-        if (b->trial)
-            return false;
-        b->trial = true;
-        *trial = true;
+        *trial = true;   /* admitted on probation: its verdict decides */
         return true;
     }
     return true;
@@ -85,11 +86,8 @@ bool kd_brk_admit(kd_breaker *b, const kd_brk_cfg *c, bool *trial)
 bool kd_brk_record(kd_breaker *b, const kd_brk_cfg *c, kd_brk_verdict v, bool trial,
                    int64_t now, uint64_t rnd)
 {
-    if (c->failures <= 0 || v == KD_BRK_NEUTRAL) {
-        if (trial && b->st == KD_BRK_HALF_OPEN)
-            b->trial = false;   /* no verdict: the next call is the trial */
-        return false;
-    }
+    if (c->failures <= 0 || v == KD_BRK_NEUTRAL)
+        return false;   /* no verdict: a later call decides */
     switch (b->st) {
     case KD_BRK_CLOSED:
         if (v == KD_BRK_SUCCESS) {
@@ -102,7 +100,7 @@ bool kd_brk_record(kd_breaker *b, const kd_brk_cfg *c, kd_brk_verdict v, bool tr
         return true;
     case KD_BRK_HALF_OPEN:
         if (!trial)
-            return false;   /* a call sent before the circuit opened: old news */
+            return false;   /* a call admitted before the ping answered: old news */
         if (v == KD_BRK_SUCCESS) {
             go_closed(b, now);
         } else {
@@ -135,7 +133,6 @@ bool kd_brk_probe_done(kd_breaker *b, const kd_brk_cfg *c, kd_brk_verdict v, int
     switch (v) {
     case KD_BRK_SUCCESS:
         b->st = KD_BRK_HALF_OPEN;
-        b->trial = false;
         b->since = now;
         return true;
     case KD_BRK_FAILURE:

@@ -4,7 +4,7 @@
  *   CLOSED ─────────────────────────> OPEN ──────────────────────────> HALF_OPEN
  *     ▲                                ▲ │ ping fails: next ping after         │
  *     │                                │ └ base·2^n (capped, jittered)         │
- *     │       the trial call succeeds  │     the trial call fails              │
+ *     │ a call since it succeeds       │ a call since it fails                 │
  *     └────────────────────────────────┼───────────────────────────────────────┘
  *                                      └───────────────────────────────────────┘
  *
@@ -13,9 +13,10 @@
  * connection that stayed up); a success resets the count. OPEN refuses every call (the
  * client finishes them "circuit_open" without a request) and pings the building
  * (`common-api` ping with its buildingId) with exponential backoff until one answers 200.
- * HALF_OPEN lets exactly one call through (the trial); its success closes the circuit, its
- * failure opens it again (the backoff goes on growing), a trial without a verdict
- * (connection lost, 429, shutdown) lets the next call be the trial.
+ * HALF_OPEN (the ping answered: the building is reachable again) lets every call through,
+ * on probation: the first verdict of a call admitted since decides, success closes the
+ * circuit, failure opens it again (the backoff goes on growing); calls without a verdict
+ * (connection lost, 429, shutdown) leave the decision to later ones.
  *
  * No clock, no randomness, no I/O: the caller passes `now` (monotonic µs) and a random
  * number for the jitter, so every transition is unit-tested with a fake clock
@@ -48,9 +49,8 @@ typedef struct kd_brk_cfg {
 typedef struct kd_breaker {
     kd_brk_state st;
     int fails;            /* CLOSED: consecutive failures */
-    int probe_fails;      /* failed pings (and trials) since it last closed: backoff exponent */
+    int probe_fails;      /* failed pings (and probations) since it last closed: backoff exponent */
     bool probing;         /* OPEN: a ping is out */
-    bool trial;           /* HALF_OPEN: the trial call is out */
     int64_t probe_at;     /* OPEN: when the next ping is due */
     int64_t since;        /* when the current state began */
     uint64_t opens;       /* times it opened (CLOSED or HALF_OPEN -> OPEN) */
@@ -59,11 +59,11 @@ typedef struct kd_breaker {
 void kd_brk_init(kd_breaker *b, int64_t now);
 const char *kd_brk_state_name(kd_brk_state s);
 
-/* May a call for this building be sent now? CLOSED: yes. OPEN: no. HALF_OPEN: yes for one
- * call while no trial is out, and *trial is set (pass it back to kd_brk_record). */
+/* May a call for this building be sent now? CLOSED and HALF_OPEN: yes; OPEN: no.
+ * *trial is set when it is admitted while HALF_OPEN (pass it back to kd_brk_record). */
 bool kd_brk_admit(kd_breaker *b, const kd_brk_cfg *c, bool *trial);
 
-/* A call of this building finished with verdict v (trial: it was admitted as the trial).
+/* A call of this building finished with verdict v (trial: it was admitted while HALF_OPEN).
  * Returns true when the state changed. */
 bool kd_brk_record(kd_breaker *b, const kd_brk_cfg *c, kd_brk_verdict v, bool trial,
                    int64_t now, uint64_t rnd);

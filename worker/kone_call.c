@@ -289,12 +289,9 @@ void kk_job_release(kk_job *j)
 
 void kk_job_refuse(kk_job *j)
 {
-    bool half = j->bld && j->bld->brk.st == KD_BRK_HALF_OPEN;
     finish(j, KD_OUTCOME_FAILED, KD_FAIL_TRANSIENT, "circuit_open",
-           "the circuit of %s is %s; not sent to KONE",
-           j->bld ? j->bld->id : j->run->job.building_id,
-           half ? "half-open (its one trial call is out)"
-                : "open (its calls failed; it is pinged until it answers)");
+           "the circuit of %s is open (its calls failed; it is pinged until it answers); "
+           "not sent to KONE", j->bld ? j->bld->id : j->run->job.building_id);
 }
 
 void kk_job_place_waiting(kd_kone *k)

@@ -137,7 +137,7 @@ typedef struct kk_job {
     unsigned losses_at;         /* slot->losses when the request was written */
     int auth_retries;
     bool throttled;             /* in bld->rq, waiting for a token */
-    bool trial;                 /* the half-open circuit's one trial call */
+    bool trial;                 /* admitted while its circuit was half-open: its verdict decides */
     bool brk_told;              /* its success was told to the breaker already */
 
     /* following an accepted call */
@@ -265,7 +265,7 @@ typedef enum { KK_ADMIT_GO = 0, KK_ADMIT_WAIT, KK_ADMIT_REFUSE } kk_admit;
  * GO (place it), WAIT (put on bld->rq; released by kk_job_release), REFUSE (circuit open:
  * finish it "circuit_open"). */
 kk_admit kk_bld_admit(kk_job *j);
-/* May this job's request be written now (its circuit closed, or it is the trial)? */
+/* May this job's request be written now (its circuit not open)? */
 bool kk_bld_may_send(const kk_job *j);
 /* The job learned something about its building: an accepted call (success) before its end */
 void kk_bld_evidence(kk_job *j, kd_brk_verdict v);

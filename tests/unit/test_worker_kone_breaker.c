@@ -1,7 +1,7 @@
 /* Unit tests for worker/kone_breaker.c: every transition of the per-building circuit breaker
  * on a fake clock (closed -> open after N consecutive failures, pings with a growing and
- * capped, jittered backoff, open -> half-open on a ping answered 200, the one trial call,
- * half-open -> closed / open), what counts as a failure of the building, and the backoff
+ * capped, jittered backoff, open -> half-open on a ping answered 200, calls on probation,
+ * half-open -> closed / open by the first verdict of a call admitted since), what counts as a failure of the building, and the backoff
  * bounds. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -111,7 +111,7 @@ static void half_open(kd_breaker *b, int64_t now)
     assert_int_equal(b->st, KD_BRK_HALF_OPEN);
 }
 
-static void test_half_open_one_trial_success_closes(void **state)
+static void test_half_open_success_closes(void **state)
 {
     (void)state;
     kd_breaker b;
@@ -119,9 +119,10 @@ static void test_half_open_one_trial_success_closes(void **state)
     half_open(&b, 0);
     assert_true(kd_brk_admit(&b, &cfg, &trial));
     assert_true(trial);
-    assert_false(kd_brk_admit(&b, &cfg, &t2));   /* only one call while the trial is out */
-    assert_false(t2);
-    /* an old call's outcome is not the trial's */
+    /* every call flows while half-open, each on probation */
+    assert_true(kd_brk_admit(&b, &cfg, &t2));
+    assert_true(t2);
+    /* the outcome of a call admitted before the ping answered does not decide */
     assert_false(kd_brk_record(&b, &cfg, KD_BRK_SUCCESS, false, 1 * SEC, 0));
     assert_false(kd_brk_record(&b, &cfg, KD_BRK_FAILURE, false, 1 * SEC, 0));
     assert_int_equal(b.st, KD_BRK_HALF_OPEN);
@@ -134,7 +135,7 @@ static void test_half_open_one_trial_success_closes(void **state)
     assert_false(trial);
 }
 
-static void test_half_open_trial_failure_reopens(void **state)
+static void test_half_open_failure_reopens(void **state)
 {
     (void)state;
     kd_breaker b;
@@ -145,24 +146,29 @@ static void test_half_open_trial_failure_reopens(void **state)
     assert_true(kd_brk_record(&b, &cfg, KD_BRK_FAILURE, true, 3 * SEC, 0));
     assert_int_equal(b.st, KD_BRK_OPEN);
     assert_int_equal(b.opens, 2);
+    /* the other calls admitted on probation change nothing once it reopened */
+    assert_false(kd_brk_record(&b, &cfg, KD_BRK_SUCCESS, true, 3 * SEC, 0));
+    assert_int_equal(b.st, KD_BRK_OPEN);
     /* the backoff goes on growing: the building answers pings but not calls */
     assert_int_equal(b.probe_fails, pf + 1);
     assert_int_equal(b.probe_at, 3 * SEC + kd_brk_backoff_us(&cfg, pf + 1, 0));
     assert_false(kd_brk_admit(&b, &cfg, &trial));
 }
 
-static void test_half_open_trial_without_verdict(void **state)
+static void test_half_open_without_verdict(void **state)
 {
     (void)state;
     kd_breaker b;
     bool trial;
     half_open(&b, 0);
     assert_true(kd_brk_admit(&b, &cfg, &trial));
-    /* the trial got a 429 or lost its connection: the next call is the trial */
+    /* a 429 or a lost connection says nothing: a later call decides */
     assert_false(kd_brk_record(&b, &cfg, KD_BRK_NEUTRAL, true, 1 * SEC, 0));
     assert_int_equal(b.st, KD_BRK_HALF_OPEN);
     assert_true(kd_brk_admit(&b, &cfg, &trial));
     assert_true(trial);
+    assert_true(kd_brk_record(&b, &cfg, KD_BRK_SUCCESS, true, 2 * SEC, 0));
+    assert_int_equal(b.st, KD_BRK_CLOSED);
 }
 
 static void test_disabled(void **state)
@@ -261,9 +267,9 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_closed_counts_consecutive_failures),
         cmocka_unit_test(test_open_refuses_and_pings_with_backoff),
-        cmocka_unit_test(test_half_open_one_trial_success_closes),
-        cmocka_unit_test(test_half_open_trial_failure_reopens),
-        cmocka_unit_test(test_half_open_trial_without_verdict),
+        cmocka_unit_test(test_half_open_success_closes),
+        cmocka_unit_test(test_half_open_failure_reopens),
+        cmocka_unit_test(test_half_open_without_verdict),
         cmocka_unit_test(test_disabled),
         cmocka_unit_test(test_backoff_bounds),
         cmocka_unit_test(test_verdicts),
