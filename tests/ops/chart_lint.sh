@@ -9,23 +9,8 @@
 # default image tag is the release's.
 #
 # Helm comes from scripts/bootstrap-tools (KD_HELM overrides).
-set -euo pipefail
-SRC=${KD_SRC_DIR:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
-CHART=$SRC/charts/kone-dispatch
-HELM=${KD_HELM:-${KD_CACHE_DIR:-$HOME/.cache/kone-dispatch}/bin/helm}
-[[ -x $HELM ]] || { echo "FAIL: no helm at $HELM (scripts/bootstrap-tools builds it)"; exit 1; }
-PY=
-for p in python3 /usr/bin/python3; do
-    if command -v "$p" >/dev/null && "$p" -c 'import yaml' 2>/dev/null; then PY=$p; break; fi
-done
-[[ -n $PY ]] || { echo "FAIL: no python3 with PyYAML (scripts/bootstrap-tools installs it)"; exit 1; }
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-fails=0
-fail() {
-    echo "FAIL: $*"
-    fails=$((fails + 1))
-}
+# shellcheck source=lib/chart.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/chart.sh"
 # Helm notes every symlink it follows on stderr ("walk.go: found symbolic link"): expected.
 helm_noise() { grep -v 'found symbolic link in path' || true; }
 

@@ -18,18 +18,8 @@
 #     read-only mounts of Secret volumes;
 #   - NetworkPolicy: every pod is selected by one; the worker's allows DNS, RabbitMQ's and
 #     Kafka's ports, KONE (or the simulator when it is on) and the metrics scrape.
-set -euo pipefail
-SRC=${KD_SRC_DIR:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
-CHART=$SRC/charts/kone-dispatch
-HELM=${KD_HELM:-${KD_CACHE_DIR:-$HOME/.cache/kone-dispatch}/bin/helm}
-[[ -x $HELM ]] || { echo "FAIL: no helm at $HELM (scripts/bootstrap-tools builds it)"; exit 1; }
-PY=
-for p in python3 /usr/bin/python3; do
-    if command -v "$p" >/dev/null && "$p" -c 'import yaml' 2>/dev/null; then PY=$p; break; fi
-done
-[[ -n $PY ]] || { echo "FAIL: no python3 with PyYAML (scripts/bootstrap-tools installs it)"; exit 1; }
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
+# shellcheck source=lib/chart.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/chart.sh"
 
 cat >"$tmp/full.yaml" <<'EOF'
 sim:

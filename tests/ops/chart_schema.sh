@@ -7,25 +7,10 @@
 # by unit.test_config): every worker key is accepted, except the secret ones, which are
 # refused; sim.config and smoke.config accept only keys of their programs. Those sections are
 # generated from the table: after adding a key, `bash tests/ops/chart_schema.sh --fix`.
-set -euo pipefail
-SRC=${KD_SRC_DIR:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
-CHART=$SRC/charts/kone-dispatch
-HELM=${KD_HELM:-${KD_CACHE_DIR:-$HOME/.cache/kone-dispatch}/bin/helm}
-[[ -x $HELM ]] || { echo "FAIL: no helm at $HELM (scripts/bootstrap-tools builds it)"; exit 1; }
-PY=
-for p in python3 /usr/bin/python3; do
-    if command -v "$p" >/dev/null && "$p" -c 'import yaml' 2>/dev/null; then PY=$p; break; fi
-done
-[[ -n $PY ]] || { echo "FAIL: no python3 with PyYAML (scripts/bootstrap-tools installs it)"; exit 1; }
+# shellcheck source=lib/chart.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/chart.sh"
 fix=0
 [[ ${1:-} == --fix ]] && fix=1
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-fails=0
-fail() {
-    echo "FAIL: $*"
-    fails=$((fails + 1))
-}
 
 # expect_fail NAME PATTERN YAML: rendering with YAML fails, with PATTERN in the error.
 expect_fail() {
