@@ -23,9 +23,6 @@
 #include <fcntl.h>
 #include <libgen.h>
 #include <netinet/in.h>
-#include <openssl/evp.h>
-#include <openssl/pem.h>
-#include <openssl/x509v3.h>
 #include <pthread.h>
 #include <signal.h>
 #include <spawn.h>
@@ -40,6 +37,7 @@
 #include "kd_log.h"
 #include "kd_run.h"
 #include "kone.h"
+#include "test_cert.h"
 
 extern char **environ;
 
@@ -53,48 +51,6 @@ static struct {
     pid_t pid;
     bool have;
 } sim;
-
-/* Runs in a child process, so that OpenSSL state it leaves behind is not counted against
- * the client under ASan; failures exit non-zero. */
-KS_UNUSED static void make_cert(const char *cert_path, const char *key_path)
-{
-    EVP_PKEY *pk = EVP_EC_gen("P-256");
-    if (!pk)
-        _exit(2);
-    X509 *x = X509_new();
-    X509_set_version(x, 2);
-    ASN1_INTEGER_set(X509_get_serialNumber(x), 1);
-    X509_gmtime_adj(X509_getm_notBefore(x), -3600);
-    X509_gmtime_adj(X509_getm_notAfter(x), 86400);
-    X509_set_pubkey(x, pk);
-    X509_NAME *n = X509_get_subject_name(x);
-    X509_NAME_add_entry_by_txt(n, "CN", MBSTRING_ASC, (const unsigned char *)"kone-sim-test",
-                               -1, -1, 0);
-    X509_set_issuer_name(x, n);
-    X509V3_CTX v3;
-    X509V3_set_ctx(&v3, x, x, NULL, NULL, 0);
-    X509_EXTENSION *e = X509V3_EXT_conf_nid(NULL, &v3, NID_subject_alt_name,
-                                            "IP:127.0.0.1,DNS:localhost");
-    X509_add_ext(x, e, -1);
-    X509_EXTENSION_free(e);
-    e = X509V3_EXT_conf_nid(NULL, &v3, NID_basic_constraints, "critical,CA:TRUE");
-    X509_add_ext(x, e, -1);
-    X509_EXTENSION_free(e);
-    if (X509_sign(x, pk, EVP_sha256()) <= 0)
-        _exit(2);
-    FILE *f = fopen(cert_path, "w");
-    if (!f)
-        _exit(2);
-    PEM_write_X509(f, x);
-    fclose(f);
-    f = fopen(key_path, "w");
-    if (!f)
-        _exit(2);
-    PEM_write_PrivateKey(f, pk, NULL, NULL, 0, NULL, NULL);
-    fclose(f);
-    X509_free(x);
-    EVP_PKEY_free(pk);
-}
 
 KS_UNUSED static int free_port(void)
 {
@@ -411,7 +367,7 @@ KS_UNUSED static int sim_init(const char *argv0)
         fflush(NULL);
         pid_t pid = fork();
         if (pid == 0) {
-            make_cert(sim.cert, sim.key);
+            tc_make_cert(sim.cert, sim.key, "kone-sim-test");
             _exit(0);
         }
         int st = 1;

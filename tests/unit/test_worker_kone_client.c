@@ -19,9 +19,6 @@
 
 #include <jansson.h>
 #include <libwebsockets.h>
-#include <openssl/evp.h>
-#include <openssl/pem.h>
-#include <openssl/x509v3.h>
 #include <pthread.h>
 #include <signal.h>
 #include <sys/mman.h>
@@ -36,6 +33,7 @@
 #include "kd_log.h"
 #include "kd_run.h"
 #include "kone.h"
+#include "test_cert.h"
 
 #define CLIENT_ID "client-1"
 #define SECRET "fake-secret-XYZ"
@@ -502,47 +500,6 @@ static const struct lws_protocols fk_protocols[] = {
     {NULL, NULL, 0, 0, 0, NULL, 0},
 };
 
-/* A self-signed certificate for 127.0.0.1, used as its own CA by the client. */
-static void make_cert(const char *cert_path, const char *key_path)
-{
-    EVP_PKEY *pk = EVP_EC_gen("P-256");
-    if (!pk)
-        _exit(2);
-    X509 *x = X509_new();
-    X509_set_version(x, 2);
-    ASN1_INTEGER_set(X509_get_serialNumber(x), 1);
-    X509_gmtime_adj(X509_getm_notBefore(x), -3600);
-    X509_gmtime_adj(X509_getm_notAfter(x), 86400);
-    X509_set_pubkey(x, pk);
-    X509_NAME *n = X509_get_subject_name(x);
-    X509_NAME_add_entry_by_txt(n, "CN", MBSTRING_ASC, (const unsigned char *)"fake-kone", -1,
-                               -1, 0);
-    X509_set_issuer_name(x, n);
-    X509V3_CTX v3;
-    X509V3_set_ctx(&v3, x, x, NULL, NULL, 0);
-    X509_EXTENSION *e = X509V3_EXT_conf_nid(NULL, &v3, NID_subject_alt_name,
-                                            "IP:127.0.0.1,DNS:localhost");
-    X509_add_ext(x, e, -1);
-    X509_EXTENSION_free(e);
-    e = X509V3_EXT_conf_nid(NULL, &v3, NID_basic_constraints, "critical,CA:TRUE");
-    X509_add_ext(x, e, -1);
-    X509_EXTENSION_free(e);
-    if (X509_sign(x, pk, EVP_sha256()) <= 0)
-        _exit(2);
-    FILE *f = fopen(cert_path, "w");
-    if (!f)
-        _exit(2);
-    PEM_write_X509(f, x);
-    fclose(f);
-    f = fopen(key_path, "w");
-    if (!f)
-        _exit(2);
-    PEM_write_PrivateKey(f, pk, NULL, NULL, 0, NULL, NULL);
-    fclose(f);
-    X509_free(x);
-    EVP_PKEY_free(pk);
-}
-
 static int fk_get(int *field)
 {
     pthread_mutex_lock(&fk->mu);
@@ -554,7 +511,7 @@ static int fk_get(int *field)
 /* The child: makes the certificate, serves until killed. */
 static void fk_child(void)
 {
-    make_cert(fk->cert, fk->key);
+    tc_make_cert(fk->cert, fk->key, "fake-kone");
     struct lws_context_creation_info info;
     memset(&info, 0, sizeof info);
     info.port = 0;
