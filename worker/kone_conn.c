@@ -130,24 +130,6 @@ int kk_conn_send(kk_conn *c, const char *text)
 
 /* ------------------------------------------------------------------ opening */
 
-/* Percent-encodes everything but RFC 3986 unreserved characters. */
-static void url_escape(const char *in, char *out, size_t len)
-{
-    static const char hex[] = "0123456789ABCDEF";
-    size_t o = 0;
-    for (const unsigned char *p = (const unsigned char *)in; *p && o + 4 < len; p++) {
-        if ((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') ||
-            *p == '-' || *p == '_' || *p == '.' || *p == '~') {
-            out[o++] = (char)*p;
-        } else {
-            out[o++] = '%';
-            out[o++] = hex[*p >> 4];
-            out[o++] = hex[*p & 15];
-        }
-    }
-    out[o] = '\0';
-}
-
 static void conn_gone(kk_conn *c, struct lws *wsi, const char *why, int http_status);
 
 /* Starts a connection on c; false when no token is held yet (the slot is kicked again
@@ -161,7 +143,7 @@ static bool conn_open(kk_conn *c)
     uint64_t gen = kd_kone_tokens_get(k->tokens, tok, sizeof tok, NULL);
     if (!gen)
         return false;
-    url_escape(tok, esc, sizeof esc);
+    kd_kone_url_escape(tok, esc, sizeof esc);
     snprintf(path, sizeof path, "%s%caccessToken=%s", k->ws_path,
              strchr(k->ws_path, '?') ? '&' : '?', esc);
     explicit_bzero(tok, sizeof tok);

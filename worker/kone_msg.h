@@ -87,6 +87,9 @@ char *kd_kone_msg_monitor(const char *building, const char *group, int64_t reque
 
 /* "building:<id>" whether or not the job's id already carries the prefix. */
 void kd_kone_building_id(const char *building, char *buf, size_t len);
+/* Percent-encodes all but RFC 3986 unreserved characters (the token in the upgrade URL's
+ * query); truncates to fit len. */
+void kd_kone_url_escape(const char *in, char *out, size_t len);
 /* "2026-11-28T20:15:00.123Z" from µs since the epoch. */
 void kd_kone_iso8601(int64_t us, char *buf, size_t len);
 

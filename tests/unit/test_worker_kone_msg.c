@@ -51,6 +51,22 @@ static void test_iso8601(void **state)
     assert_string_equal(b, "1970-01-01T00:00:00.000Z");
 }
 
+/* The token goes into the upgrade URL's query: everything but unreserved characters is
+ * percent-encoded (a '+' or '/' of a base64 token would otherwise change it), and a short
+ * buffer truncates rather than overflows. */
+static void test_url_escape(void **state)
+{
+    (void)state;
+    char out[64];
+    kd_kone_url_escape("aZ09-_.~+/= &%", out, sizeof out);
+    assert_string_equal(out, "aZ09-_.~%2B%2F%3D%20%26%25");
+    kd_kone_url_escape("\xc3\xa4", out, sizeof out);
+    assert_string_equal(out, "%C3%A4");
+    char small[8];
+    kd_kone_url_escape("++++", small, sizeof small);
+    assert_string_equal(small, "%2B%2B");   /* 7 bytes and the NUL: the third does not fit */
+}
+
 static void test_building_id(void **state)
 {
     (void)state;
@@ -498,6 +514,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_iso8601),
         cmocka_unit_test(test_building_id),
+        cmocka_unit_test(test_url_escape),
         cmocka_unit_test(test_call_destination_full),
         cmocka_unit_test(test_call_landing_minimal),
         cmocka_unit_test(test_call_escapes_strings),
