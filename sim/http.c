@@ -4,6 +4,7 @@
  *   GET  /api/v2/application/self/resources    Bearer token with application/inventory
  *   GET  /stream-v2?accessToken=...  (Upgrade) checked here, served by stream.c
  *   GET, POST /sim/...                         fault injection control (control.c decides)
+ *   GET  /healthz                              kone-sim's own liveness, not part of KONE's API
  *
  * The injected faults of this layer (faults.h) are applied here: the token endpoint down,
  * and upgrades refused, both before any credential is looked at, as a load balancer in
@@ -24,6 +25,9 @@
 #include "server.h"
 
 #define SIM_BODY_MAX 16384
+/* /healthz fails once the model tick (every SIM_TICK_MS, stamped about once a second in
+ * last_sweep_ms) has not run for this long: the loop answers, but its timers are stuck. */
+#define SIM_HEALTH_STALE_MS 10000
 
 /* Per HTTP connection: the body of a token or control request being received. */
 typedef struct sim_http_pss {
@@ -229,6 +233,25 @@ static int handle_resources(struct lws *wsi, sim_server *s)
     return finish(wsi, rc);
 }
 
+/* kone-sim's liveness probe (a long-running program, like kone-worker's /healthz). Being
+ * answered at all shows the service loop turns (it is the only thread); the tick age shows
+ * its model timer still fires. Injected faults never touch it: they emulate KONE, this
+ * reports on the simulator itself. No credentials, nothing but the two numbers. */
+static int handle_healthz(struct lws *wsi, sim_server *s)
+{
+    int64_t age = now_ms(s) - s->last_sweep_ms;
+    bool ok = age <= SIM_HEALTH_STALE_MS;
+    json_t *o = json_pack("{s:s,s:I,s:I}", "status", ok ? "ok" : "stale", "tick_age_ms",
+                          (json_int_t)(age > 0 ? age : 0), "stale_after_ms",
+                          (json_int_t)SIM_HEALTH_STALE_MS);
+    if (!ok)
+        kd_warn("GET /healthz 503: model tick %lld ms ago", (long long)age);
+    int rc = o ? sim_http_respond(wsi, ok ? 200 : 503, o, NULL)
+               : respond_msg(wsi, 500, "Internal error", NULL);
+    json_decref(o);
+    return finish(wsi, rc);
+}
+
 /* Decides a WebSocket upgrade. 0 lets it proceed; 1 after answering with an error. */
 static int confirm_upgrade(struct lws *wsi, sim_server *s, const char *up)
 {
@@ -337,6 +360,8 @@ int sim_http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *u
         }
         if (strcmp(path, "/api/v2/application/self/resources") == 0 && get)
             return handle_resources(wsi, s);
+        if (strcmp(path, "/healthz") == 0 && get)
+            return handle_healthz(wsi, s);
         if (is_token || strcmp(path, "/api/v2/application/self/resources") == 0) {
             kd_info("%s %s 405", post ? "POST" : "GET", path);
             return finish(wsi, respond_msg(wsi, 405, "Method not allowed", NULL));

@@ -46,7 +46,7 @@ typedef struct kd_wm_state {
     int inflight;            /* runs between delivery and ack/nack */
     int undelivered;         /* kd_kafka_undelivered() */
     bool amqp_consuming;     /* connected and the consumer is active */
-    bool kafka_ok;           /* the producer is usable (not fatal, not past backpressure) */
+    bool kafka_ok;           /* producer usable: a broker up, no fatal error, not past backpressure */
     bool kone_ready;         /* kd_kone_ready(): a token held and a WebSocket up */
 } kd_wm_state;
 

@@ -10,6 +10,7 @@
 #ifndef KD_KAFKA_H
 #define KD_KAFKA_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "kd_config.h"
@@ -29,6 +30,9 @@ int kd_kafka_produce(kd_kafka *k, const char *topic, const char *key, const void
 int kd_kafka_poll(kd_kafka *k, int timeout_ms);
 /* Waits up to timeout_ms for every queued message to be delivered; 0 when all were. */
 int kd_kafka_flush(kd_kafka *k, int timeout_ms);
+/* false after a fatal error, or while every broker is down (librdkafka's
+ * _ALL_BROKERS_DOWN, until a delivery succeeds or a broker is seen up again). Any thread. */
+bool kd_kafka_usable(kd_kafka *k);
 /* Messages produced but not yet acknowledged by the broker. */
 int kd_kafka_undelivered(kd_kafka *k);
 void kd_kafka_destroy(kd_kafka *k);

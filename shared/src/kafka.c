@@ -15,6 +15,13 @@
  * the poller free the queue. Either way it gives up with KD_ERR_IO after
  * KD_KAFKA_FULL_WAIT_MS.
  *
+ * Usable (kd_kafka_usable, the worker's /readyz): librdkafka keeps retrying by itself and
+ * never says a broker came back, only that all went away (the error callback's
+ * _ALL_BROKERS_DOWN). So that error sets `brokers_down`, and two signs of a live broker clear
+ * it: a successful delivery report, or, for an idle producer that has nothing to deliver,
+ * the statistics (statistics.interval.ms) listing a broker in state UP. The statistics
+ * are only parsed while the flag is set. A fatal error (idempotence broken) is final.
+ *
  * Config values are never logged or put into errors: librdkafka's own error text for a
  * rejected property quotes the value, so errors name the property only.
  */
@@ -28,6 +35,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <jansson.h>
 #include <librdkafka/rdkafka.h>
 
 #include "kd_log.h"
@@ -36,6 +44,7 @@
 
 #define KD_KAFKA_FULL_WAIT_MS 2000     /* produce: longest wait for room in the local queue */
 #define KD_KAFKA_DESTROY_FLUSH_MS 5000 /* destroy: longest wait for outstanding deliveries */
+#define KD_KAFKA_STATS_MS "2000"       /* statistics: how soon a returning broker is seen */
 
 struct kd_kafka {
     rd_kafka_t *rk;
@@ -44,6 +53,8 @@ struct kd_kafka {
     pthread_t creator;       /* the poller until a kd_kafka_poll() call claims the role */
     atomic_int poll_claim;   /* 0 unclaimed, 1 being claimed, 2 claimed: `poller` is set */
     pthread_t poller;
+    atomic_bool brokers_down; /* _ALL_BROKERS_DOWN seen, no broker seen up since */
+    atomic_bool fatal;        /* a fatal error: the producer is unusable for good */
 };
 
 /* ---- callbacks (run inside rd_kafka_poll / librdkafka threads) ---- */
@@ -52,14 +63,19 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
 {
     (void)rk;
     kd_kafka *k = opaque;
+    if (!m->err && atomic_exchange(&k->brokers_down, false))
+        kd_info("kafka: a broker acknowledged a message: connected again");
     if (k->dr)
         k->dr(m->_private, (int)m->err, rd_kafka_err2str(m->err), k->arg);
 }
 
 static void on_error(rd_kafka_t *rk, int code, const char *reason, void *opaque)
 {
-    (void)opaque;
+    kd_kafka *k = opaque;
+    if (code == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN)
+        atomic_store(&k->brokers_down, true);
     if (code == RD_KAFKA_RESP_ERR__FATAL) {
+        atomic_store(&k->fatal, true);
         char why[512];
         rd_kafka_resp_err_t fe = rd_kafka_fatal_error(rk, why, sizeof why);
         kd_error("kafka: fatal error %s: %s", rd_kafka_err2name(fe), why);
@@ -67,6 +83,29 @@ static void on_error(rd_kafka_t *rk, int code, const char *reason, void *opaque)
     }
     /* broker down, all brokers down, ...: librdkafka keeps retrying on its own */
     kd_warn("kafka: %s: %s", rd_kafka_err2name((rd_kafka_resp_err_t)code), reason);
+}
+
+/* Statistics (every KD_KAFKA_STATS_MS): only looked at while all brokers were down, for a
+ * broker in state UP. Returns 0: librdkafka frees the text. */
+static int on_stats(rd_kafka_t *rk, char *json, size_t len, void *opaque)
+{
+    (void)rk;
+    kd_kafka *k = opaque;
+    if (!atomic_load(&k->brokers_down))
+        return 0;
+    json_t *root = json_loadb(json, len, 0, NULL);
+    const char *name;
+    json_t *b;
+    bool up = false;
+    json_object_foreach(json_object_get(root, "brokers"), name, b)
+    {
+        const char *st = json_string_value(json_object_get(b, "state"));
+        up = up || (st && strcmp(st, "UP") == 0);
+    }
+    json_decref(root);
+    if (up && atomic_exchange(&k->brokers_down, false))
+        kd_info("kafka: a broker is up: connected again");
+    return 0;
 }
 
 /* librdkafka's internal log lines (syslog levels), routed into our JSON log. A FAIL line
@@ -110,6 +149,7 @@ static int build_conf(rd_kafka_conf_t *conf, const kd_config *cfg, kd_err *err)
         {"acks", "all"},
         {"message.timeout.ms", "0"},
         {"linger.ms", linger_s},
+        {"statistics.interval.ms", KD_KAFKA_STATS_MS},
     };
     for (size_t i = 0; i < sizeof props / sizeof props[0]; i++)
         if ((rc = conf_set(conf, props[i][0], props[i][1], err)))
@@ -159,6 +199,7 @@ int kd_kafka_producer_new_ex(kd_kafka **out, const kd_config *cfg, kd_kafka_dr_f
     rd_kafka_conf_set_opaque(conf, k);
     rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
     rd_kafka_conf_set_error_cb(conf, on_error);
+    rd_kafka_conf_set_stats_cb(conf, on_stats);
     rd_kafka_conf_set_log_cb(conf, on_log);
 
     char why[512];
@@ -244,6 +285,11 @@ int kd_kafka_flush(kd_kafka *k, int timeout_ms)
 {
     rd_kafka_resp_err_t e = rd_kafka_flush(k->rk, timeout_ms);
     return e == RD_KAFKA_RESP_ERR_NO_ERROR ? 0 : KD_ERR_TIMEOUT;
+}
+
+bool kd_kafka_usable(kd_kafka *k)
+{
+    return k && !atomic_load(&k->fatal) && !atomic_load(&k->brokers_down);
 }
 
 int kd_kafka_undelivered(kd_kafka *k)

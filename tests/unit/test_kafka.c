@@ -267,6 +267,38 @@ static void test_waits_out_broker_outage(void **state)
 }
 
 
+/* Polls until kd_kafka_usable(k) is `want` or timeout_ms passed. */
+static bool poll_usable(kd_kafka *k, bool want, int timeout_ms)
+{
+    int64_t end = kd_mono_us() + (int64_t)timeout_ms * 1000;
+    while (kd_kafka_usable(k) != want && kd_mono_us() < end)
+        kd_kafka_poll(k, 50);
+    return kd_kafka_usable(k) == want;
+}
+
+/* The worker's /readyz: an idle producer (nothing to deliver) notices all brokers going away
+ * and, with no delivery to prove it, a broker coming back (from the statistics). */
+static void test_usable_follows_brokers(void **state)
+{
+    fixture *f = *state;
+    reports r;
+    reports_init(&r, 1);
+    kd_kafka *k = NULL;
+    assert_int_equal(kd_kafka_producer_new_ex(&k, &f->cfg, on_dr, &r, fast_reconnect, NULL), 0);
+    produce_n(k, &r, 0, 1);
+    poll_until(k, &r, 1, 10000);
+    assert_int_equal(r.n, 1);
+    assert_true(kd_kafka_usable(k));
+
+    all_brokers(f, false);
+    assert_true(poll_usable(k, false, 30000));
+    all_brokers(f, true);
+    assert_true(poll_usable(k, true, 30000));
+    assert_int_equal(kd_kafka_undelivered(k), 0);
+    kd_kafka_destroy(k);
+    reports_free(&r);
+}
+
 /* A full local queue: the producing thread (no other poller) polls to make room; with
  * Kafka away, it gives up with KD_ERR_IO after a bounded wait and loses nothing queued. */
 static void test_queue_full(void **state)
@@ -413,6 +445,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_delivers_all_with_opaque, setup, teardown),
         cmocka_unit_test_setup_teardown(test_waits_out_broker_outage, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_usable_follows_brokers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_queue_full, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reports_stay_on_poller_thread, setup, teardown),
         cmocka_unit_test_setup_teardown(test_destroy_reports_undelivered, setup, teardown),
