@@ -44,7 +44,8 @@ static const char *const v_token_result[] = {"ok", "refused", "error", NULL};
 static const char *const v_retry_reasons[] = {
     "timeout", "no_connection", "session_lost", "no_progress", "circuit_open", "rate_limited",
     "unauthorized", "too_many_requests", "server_error", "other", NULL};
-static const char *const v_dead_reasons[] = {"undecodable", "failed", "other", NULL};
+static const char *const v_dead_reasons[] = {"undecodable", "failed", "delivery_limit", "other",
+                                             NULL};
 static const char *const v_delivery_result[] = {"delivered", "failed", NULL};
 static const char *const v_version[] = {KD_VERSION, NULL};
 
@@ -368,7 +369,8 @@ bool kd_wm_ready(void *arg, char *reasons, size_t len)
         ok = false;
     }
     if (!atomic_load(&wm.kafka_ok)) {
-        add_reason(reasons, len, "Kafka producer not usable (fatal error or backpressure)");
+        add_reason(reasons, len,
+                   "Kafka producer not usable (all brokers down, fatal error or backpressure)");
         ok = false;
     }
     if (!atomic_load(&wm.kone_ok)) {

@@ -20,7 +20,9 @@
  */
 #include "worker_core.h"
 
+#include <errno.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -42,6 +44,7 @@ struct kd_worker {
     char id[128];
     int64_t inflight_limit;
     int64_t default_ttl_ms;
+    int64_t max_deliveries;   /* worker.max_deliveries: park a job handed out this often */
     int64_t drain_ms;
     int64_t max_undelivered;
     const char *topic_results;
@@ -61,6 +64,8 @@ struct kd_worker {
     pthread_mutex_t lock; /* guards handback and decide */
     wk_run *handback;     /* runs whose result could not be produced, or shutdown */
     wk_run *decide;       /* transient failures waiting for the retry decision */
+
+    FILE *timings;        /* worker.timings_file, NULL when off (see write_timings) */
 
     /* counters for the final log line */
     uint64_t n_acked, n_nacked, n_dropped, n_retried, n_dead, n_undecodable;
@@ -102,9 +107,12 @@ static void produce_result(kd_worker *w, wk_run *r)
     /* set before producing: the report may be served before kd_kafka_produce returns */
     r->waits |= WK_WAIT_KAFKA;
     int rc = kd_event_encode_result(run, w->id, &sb, &err);
-    if (!rc)
+    if (!rc) {
+        /* stamped before: once produced, the report may settle and free the run at once */
+        run->produced_us = kd_now_us();
         rc = kd_kafka_produce(w->kafka, w->topic_results, run->job.building_id, sb.data, sb.size,
                               run, &err);
+    }
     msgpack_sbuffer_destroy(&sb);
     if (rc) {
         kd_log_ctx ctx = run_ctx(run);
@@ -175,7 +183,9 @@ static void count_acked(kd_worker *w, const wk_run *r)
     else if (r->fate != WK_FATE_UNDECODABLE)
         kd_wm_job_done(&r->run);
     if (r->fate == WK_FATE_DEAD || r->fate == WK_FATE_UNDECODABLE)
-        kd_wm_dead_letter(r->fate == WK_FATE_DEAD ? "failed" : "undecodable");
+        kd_wm_dead_letter(r->fate == WK_FATE_UNDECODABLE             ? "undecodable"
+                          : !strcmp(r->run.error_code, "delivery_limit") ? "delivery_limit"
+                                                                          : "failed");
     w->n_acked++;
     switch (r->fate) {
     case WK_FATE_RETRY: w->n_retried++; return;
@@ -185,6 +195,19 @@ static void count_acked(kd_worker *w, const wk_run *r)
     }
     if (r->run.outcome <= KD_OUTCOME_EXPIRED)
         w->n_by_outcome[r->run.outcome]++;
+}
+
+/* worker.timings_file: one line per acked job for scripts/bench (docs/performance.md):
+ * "received started finished produced acked", µs since the epoch, 0 where a step did not
+ * happen. Written on this thread only, into stdio's buffer (flushed when the worker stops):
+ * no lock and no system call per job; when off, the cost is the NULL test. */
+static void write_timings(kd_worker *w, const kd_run *run)
+{
+    if (!w->timings)
+        return;
+    fprintf(w->timings, "%lld %lld %lld %lld %lld\n", (long long)run->received_us,
+            (long long)run->started_us, (long long)run->finished_us,
+            (long long)run->produced_us, (long long)kd_now_us());
 }
 
 static void settle(kd_worker *w, wk_run *r)
@@ -205,6 +228,7 @@ static void settle(kd_worker *w, wk_run *r)
             w->n_dropped++;
         } else if (ack) {
             count_acked(w, r);
+            write_timings(w, run);
         } else {
             w->n_nacked++;
         }
@@ -407,6 +431,33 @@ static void dead_letter_undecodable(kd_worker *w, wk_run *r, const kd_delivery *
     }
 }
 
+/* A job the broker handed out worker.max_deliveries times without any worker settling it:
+ * each time, the worker holding it died or lost its connection (x-delivery-count counts
+ * those returns). One job that crashes workers would otherwise take every worker down in
+ * turn for ever; it gets outcome `failed` (delivery_limit) and is parked with its body for
+ * a human, before any call is made. Checked after decoding so the result names the job: a
+ * message the decoder cannot read goes to the dead-letter queue anyway. */
+static void park_delivery_limit(kd_worker *w, wk_run *r, int64_t returned)
+{
+    kd_run *run = &r->run;
+    kd_log_ctx ctx = run_ctx(run);
+    kd_run_finish(run, KD_OUTCOME_FAILED, KD_FAIL_FINAL, "delivery_limit",
+                  "delivered %lld times without an outcome (each time the worker holding it "
+                  "stopped or lost its connection); parked, not called",
+                  (long long)returned + 1);
+    r->fate = WK_FATE_DEAD;
+    kd_err err = {0};
+    if (kd_rpub_dead(&w->pub, w->amqp, r, "delivery_limit", run->error_message, NULL, 0,
+                     run->job.job_id, &err)) {
+        kd_log(KD_LOG_ERROR, &ctx, "could not park the job, handing it back: %s", err.msg);
+        r->nack = true;
+        settle(w, r);
+        return;
+    }
+    kd_log(KD_LOG_ERROR, &ctx, "job %s; moved to the dead-letter queue", run->error_message);
+    produce_result(w, r);
+}
+
 static void on_delivery(kd_worker *w, const kd_delivery *d)
 {
     kd_err err = {0};
@@ -449,6 +500,10 @@ static void on_delivery(kd_worker *w, const kd_delivery *d)
         return;
     }
     run->job_valid = true;
+    if (w->max_deliveries > 0 && d->delivery_count >= w->max_deliveries) {
+        park_delivery_limit(w, r, d->delivery_count);
+        return;
+    }
     if (run->job.deadline <= run->received_us / 1000) {
         kd_log(KD_LOG_INFO, &ctx, "job expired before attempt %d could run (deadline %lld ms ago)",
                run->attempt, (long long)(run->received_us / 1000 - run->job.deadline));
@@ -468,7 +523,7 @@ static void metrics_turn(kd_worker *w)
         .inflight = w->inflight,
         .undelivered = kd_kafka_undelivered(w->kafka),
         .amqp_consuming = w->amqp && kd_amqp_consuming(w->amqp),
-        .kafka_ok = !w->paused,
+        .kafka_ok = !w->paused && kd_kafka_usable(w->kafka),
         .kone_ready = w->kone && kd_kone_ready(w->kone),
     });
     kd_wm_publish(w->kafka, w->id);
@@ -526,9 +581,18 @@ int kd_worker_new(kd_worker **out, const kd_config *cfg, kd_err *err)
     if (kd_config_int(cfg, "worker.inflight", 1, 65535, &w->inflight_limit, err) ||
         kd_config_int(cfg, "job.default_ttl_ms", 1, INT64_MAX / 2, &w->default_ttl_ms, err) ||
         kd_config_int(cfg, "worker.drain_ms", 0, 3600000, &w->drain_ms, err) ||
+        kd_config_int(cfg, "worker.max_deliveries", 0, 1000000, &w->max_deliveries, err) ||
         kd_config_int(cfg, "kafka.max_undelivered", 1, 10000000, &w->max_undelivered, err) ||
         kd_retry_policy_load(&w->policy, cfg, err) || kd_amqp_topology_load(&topo, cfg, err))
         goto fail;
+    const char *timings = kd_config_get(cfg, "worker.timings_file");
+    if (*timings && !(w->timings = fopen(timings, "a"))) {
+        kd_err_set(err, KD_ERR_IO, "worker.timings_file: cannot open %s: %s", timings,
+                   strerror(errno));
+        goto fail;
+    }
+    if (w->timings)
+        setvbuf(w->timings, NULL, _IOFBF, 1 << 16);
     if (kd_rpub_init(&w->pub, (int)w->inflight_limit, on_copy_confirmed, w)) {
         kd_err_set(err, KD_ERR_NOMEM, "out of memory");
         goto fail;
@@ -618,6 +682,8 @@ void kd_worker_free(kd_worker *w)
     if (w->amqp)
         kd_amqp_close(w->amqp);
     kd_rpub_free(&w->pub);
+    if (w->timings)
+        fclose(w->timings);
     pthread_mutex_destroy(&w->lock);
     free(w);
 }

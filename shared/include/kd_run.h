@@ -46,6 +46,7 @@ typedef struct kd_run {
     int64_t received_us;        /* delivery taken off the socket */
     int64_t started_us;         /* first KONE request sent */
     int64_t finished_us;        /* outcome known */
+    int64_t produced_us;        /* result handed to librdkafka (0: none produced) */
     int64_t kone_rtt_us;        /* request sent → first answer frame */
 
     /* outcome */

@@ -41,6 +41,8 @@ static const kd_config_key kd_keys[] = {
     {"worker.id", "", W, false, "Worker name in result events (default: host name and pid)."},
     {"worker.inflight", "64", W, false, "Jobs in flight at once; also the AMQP prefetch."},
     {"worker.drain_ms", "10000", W, false, "On SIGTERM, how long to wait for in-flight jobs before handing them back."},
+    {"worker.max_deliveries", "10", W, false, "A job handed out this many times without an outcome (each time its worker crashed, was killed or lost its connection) is parked in the dead-letter queue with outcome failed, error delivery_limit, without a call (0: never)."},
+    {"worker.timings_file", "", W, false, "Diagnostics (scripts/bench): append one line per acked job to this file: received, request sent, outcome known, result produced, acked, in µs since the epoch (empty: off)."},
 
     /* retries */
     {"retry.base_ms", "1000", W, false, "Backoff base: the delay before attempt n+1 is uniform in [0, min(cap, base * 2^(n-1))] ms (full jitter)."},
