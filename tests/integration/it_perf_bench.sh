@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# it_perf_bench: `scripts/bench --quick` runs to completion on the stack and prints every figure
+# of issue 5 with a value: the baselines, the pipeline with 1, 2 and 4 workers and its ratios,
+# the concurrency figures, the added latency at half and full load, instructions per job and
+# resident memory; then one line per target. Figures only: no thresholds (a noisy machine).
+source "$(dirname "$0")/lib.sh"
+
+FIGURES=(
+    baseline.consume baseline.produce baseline.kone baseline.slowest
+    pipeline.workers_1 pipeline.workers_1_ratio pipeline.workers_2 pipeline.workers_2_ratio
+    pipeline.workers_4 pipeline.workers_4_ratio
+    concurrency.inflight_64 concurrency.ideal concurrency.ceiling concurrency.ratio_to_ceiling
+    concurrency.inflight_1 concurrency.ratio_to_sequential
+)
+for load in half full; do
+    for d in in out; do
+        for p in p50 p99 p99.9; do FIGURES+=("latency.$load.${d}_$p"); done
+    done
+done
+FIGURES+=(latency.half.publish_rate latency.half.delivery_peak)
+FIGURES+=(cost.instructions_per_job cost.rss_idle cost.rss_load cost.rss_backlog
+    cost.rss_backlog_10x cost.rss_backlog_growth)
+
+out=$IT_DIR/bench.out
+it_log "scripts/bench --quick --bin $KD_BIN_DIR"
+"$KD_SRC_DIR/scripts/bench" --quick --bin "$KD_BIN_DIR" >"$out" 2>"$IT_DIR/bench.log" ||
+    it_fail "scripts/bench --quick exited with $?"
+cat "$out" >&2
+
+missing=()
+for f in "${FIGURES[@]}"; do
+    # "<name> <number> <unit ...>": the figure was measured, not left as n/a
+    awk -v f="$f" '$1 == f && $2 ~ /^-?[0-9]+(\.[0-9]+)?$/ { ok = 1 } END { exit !ok }' "$out" ||
+        missing+=("$f")
+done
+# a diagnostic beside the issue's figures: n/a when no job of the short run came unclumped
+grep -Eq '^latency\.half\.in_p99_unclumped +([0-9]+|n/a) ' "$out" || missing+=(latency.half.in_p99_unclumped)
+((${#missing[@]} == 0)) || it_fail "figures missing or without a value: ${missing[*]}"
+n=$(grep -c '^target .* \(met\|not met\)$' "$out" || true)
+[ "$n" -eq 6 ] || it_fail "expected 6 target lines (met / not met), got $n"
+# --quick writes nothing into docs/
+written=$(find "$KD_SRC_DIR/docs/performance.md" "$KD_SRC_DIR/docs/perf" -newer "$IT_DIR" -type f 2>/dev/null | head -n3 || true)
+[ -z "$written" ] || it_fail "--quick wrote the full run's report: $written"
+it_log "PASS: ${#FIGURES[@]} figures and 6 targets printed"
