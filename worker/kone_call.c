@@ -727,6 +727,11 @@ static kk_job *find_follow(kd_kone *k, int64_t session_id)
     return NULL;
 }
 
+bool kk_follows(kd_kone *k, int64_t session_id)
+{
+    return find_follow(k, session_id) != NULL;
+}
+
 void kk_on_call_state(kd_kone *k, const kd_kone_msg *m)
 {
     const kd_call_event *in = &m->ev;

@@ -20,6 +20,7 @@
  *
  * Writes happen only in LWS_CALLBACK_CLIENT_WRITEABLE, one lws_write per callback.
  */
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -380,6 +381,11 @@ static void dispatch(kk_conn *c, const char *buf, size_t len)
     if (kd_log_enabled(KD_LOG_DEBUG))
         kd_debug("kone: slot %d conn %d rx %.*s", s->idx, c->idx,
                  (int)(len > 900 ? 900 : len), buf);
+    int64_t sid;
+    if (kd_kone_msg_peek_call_state(buf, len, &sid) && !kk_follows(s->k, sid)) {
+        kd_debug("kone: call state for session %" PRId64 " not followed here", sid);
+        return;   /* a decided call's later states: most call-state frames (see kone_msg.h) */
+    }
     if (kd_kone_msg_parse(buf, len, &m, &e)) {
         kd_warn("kone: slot %d: dropped a malformed frame: %s", s->idx, e.msg);
         return;

@@ -250,6 +250,8 @@ int kk_job_write(kk_job *j, kk_conn *c);
 void kk_on_answer(kk_slot *s, const kd_kone_msg *m);     /* returns if unmatched */
 void kk_on_call_result(kk_slot *s, const kd_kone_msg *m);
 void kk_on_call_state(kd_kone *k, const kd_kone_msg *m);
+/* Is a job following the states of this call session (the cheap check before parsing)? */
+bool kk_follows(kd_kone *k, int64_t session_id);
 /* Slot lost its active connection for good (no session to resume): unwritten jobs go
  * elsewhere. */
 void kk_jobs_move_unwritten(kk_slot *s);

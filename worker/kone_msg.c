@@ -411,6 +411,25 @@ static bool split_call_state(const char *topic, char *sid, size_t sid_len, char 
     return true;
 }
 
+bool kd_kone_msg_peek_call_state(const char *buf, size_t len, int64_t *session_id)
+{
+    if (!buf || memmem(buf, len, "\"statusCode\"", 12) || !memmem(buf, len, "\"subtopic\"", 10))
+        return false;
+    const char *p = memmem(buf, len, "\"call_state/", 12);
+    if (!p)
+        return false;
+    const char *end = buf + len;
+    p += 12;
+    int64_t sid = 0;
+    int digits = 0;
+    for (; p < end && *p >= '0' && *p <= '9' && digits < 18; p++, digits++)
+        sid = sid * 10 + (*p - '0');
+    if (!digits || p >= end || *p != '/')
+        return false;
+    *session_id = sid;
+    return true;
+}
+
 int kd_kone_msg_parse(const char *buf, size_t len, kd_kone_msg *out, kd_err *err)
 {
     memset(out, 0, sizeof *out);

@@ -96,6 +96,12 @@ void kd_kone_iso8601(int64_t us, char *buf, size_t len);
 /* ---- parsing: fills *out (zeroed first). Returns 0, or KD_ERR_DECODE for MALFORMED
  * (out->kind is set either way, err says what was wrong). Never reads past len. */
 int kd_kone_msg_parse(const char *buf, size_t len, kd_kone_msg *out, kd_err *err);
+
+/* A look at a frame without parsing it: true when it is a call-state event (a "subtopic"
+ * "call_state/<session id>/...", no statusCode), with its session id. Lets the client drop
+ * the states of calls it no longer follows (KONE keeps sending a call's later states:
+ * there is no unsubscribe) without building their JSON tree. */
+bool kd_kone_msg_peek_call_state(const char *buf, size_t len, int64_t *session_id);
 const char *kd_kone_msg_kind_name(kd_kone_msg_kind k);
 
 /* ---- classification: what an answer's statusCode means for the job. */

@@ -55,6 +55,7 @@ static const kd_config_key kd_keys[] = {
     {"kafka.topic_results", "kone.call.results", W | E, false, "Topic of job results (one per job)."},
     {"kafka.topic_events", "kone.call.events", W | E, false, "Topic of call-state events of tracked calls."},
     {"kafka.linger_ms", "5", W, false, "librdkafka linger.ms: how long to batch results before sending."},
+    {"kafka.compression", "none", W, false, "librdkafka compression.codec for results and events: none, gzip, snappy, lz4 or zstd. Off by default: results are small and batches short, so a codec costs more CPU than it saves (docs/performance.md)."},
     {"kafka.max_undelivered", "1000", W, false, "Backpressure: stop taking jobs while more results than this wait for Kafka; resume below half."},
     {"kafka.topic_metrics", "kone.worker.metrics", W, false, "Topic of the worker's metric snapshots (docs/events.md); see metrics.kafka_interval_ms."},
 

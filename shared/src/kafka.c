@@ -154,10 +154,11 @@ static int build_conf(rd_kafka_conf_t *conf, const kd_config *cfg, kd_err *err)
     for (size_t i = 0; i < sizeof props / sizeof props[0]; i++)
         if ((rc = conf_set(conf, props[i][0], props[i][1], err)))
             return rc;
-    char why[256];
-    if (rd_kafka_conf_set(conf, "compression.codec", "lz4", why, sizeof why) != RD_KAFKA_CONF_OK)
-        kd_warn("kafka: lz4 not available in this librdkafka, sending uncompressed");
-    return 0;
+    /* kafka.compression: none by default. A result is a few hundred bytes and a batch holds
+     * one or a few (linger.ms is short so results are not held back), so a codec saves
+     * little on the wire while its per-batch set-up cost most of the producer's CPU
+     * (docs/performance.md: LZ4 cost ~40k instructions per job). */
+    return conf_set(conf, "compression.codec", kd_config_get(cfg, "kafka.compression"), err);
 }
 
 static int apply_extra(rd_kafka_conf_t *conf, const char *const *extra, kd_err *err)

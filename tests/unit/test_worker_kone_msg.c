@@ -67,6 +67,34 @@ static void test_url_escape(void **state)
     assert_string_equal(small, "%2B%2B");   /* 7 bytes and the NUL: the third does not fit */
 }
 
+/* The peek before the full parse: a call-state event gives its session id; an answer (even
+ * one naming call_state in its data), another event, or a broken subtopic does not. */
+static void test_peek_call_state(void **state)
+{
+    (void)state;
+    int64_t sid = 0;
+    const char *ev = "{\"type\":\"monitor-call-state\",\"buildingId\":\"building:1\","
+                     "\"subtopic\": \"call_state/4711/served\",\"data\":{\"state\":\"served\"}}";
+    assert_true(kd_kone_msg_peek_call_state(ev, strlen(ev), &sid));
+    assert_int_equal(sid, 4711);
+    /* the peek agrees with the full parse */
+    kd_kone_msg m;
+    kd_err e = {0};
+    assert_int_equal(kd_kone_msg_parse(ev, strlen(ev), &m, &e), 0);
+    assert_int_equal(m.kind, KD_KONE_MSG_CALL_STATE);
+    assert_int_equal(m.ev.session_id, 4711);
+    const char *answer = "{\"statusCode\":201,\"requestId\":5,\"subtopic\":\"call_state/4711/+\"}";
+    assert_false(kd_kone_msg_peek_call_state(answer, strlen(answer), &sid));
+    const char *lift = "{\"subtopic\":\"1/position\",\"data\":{}}";
+    assert_false(kd_kone_msg_peek_call_state(lift, strlen(lift), &sid));
+    const char *bad = "{\"subtopic\":\"call_state/x1/served\"}";
+    assert_false(kd_kone_msg_peek_call_state(bad, strlen(bad), &sid));
+    const char *cut = "{\"subtopic\":\"call_state/4711";
+    assert_false(kd_kone_msg_peek_call_state(cut, strlen(cut), &sid));
+    /* never reads past len: the id is cut by the length, not by the terminator */
+    assert_false(kd_kone_msg_peek_call_state(ev, (size_t)(strstr(ev, "4711") - ev) + 2, &sid));
+}
+
 static void test_building_id(void **state)
 {
     (void)state;
@@ -515,6 +543,7 @@ int main(void)
         cmocka_unit_test(test_iso8601),
         cmocka_unit_test(test_building_id),
         cmocka_unit_test(test_url_escape),
+        cmocka_unit_test(test_peek_call_state),
         cmocka_unit_test(test_call_destination_full),
         cmocka_unit_test(test_call_landing_minimal),
         cmocka_unit_test(test_call_escapes_strings),
