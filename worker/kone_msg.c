@@ -1,12 +1,15 @@
 /* kone_msg.c: KONE API 2.0 frames built from jobs and parsed from the wire (see kone_msg.h).
  *
- * Why jansson objects rather than printf: every string that reaches a frame (building
- * ids, languages, media ids from upstream jobs) is escaped by the library, so no job can
- * inject JSON. Why a permissive parser: KONE's published shapes and its live frames
+ * Why a JSON writer (kone_jw) rather than printf: every string that reaches a frame
+ * (building ids, languages, media ids from upstream jobs) is escaped by it, so no job can
+ * inject JSON; and rather than jansson trees, because building and dumping a tree cost one
+ * malloc per node on every request (the profile's hot spot). jansson still parses every
+ * incoming frame. Why a permissive parser: KONE's published shapes and its live frames
  * differ in details (request ids as numbers or strings, event fields flat or under
  * "decks"); the worker must classify every frame it can and drop the rest without harm.
  */
 #include "kone_msg.h"
+#include "kone_jw.h"
 
 #include <ctype.h>
 #include <inttypes.h>
@@ -58,16 +61,11 @@ void kd_kone_building_id(const char *building, char *buf, size_t len)
         snprintf(buf, len, "building:%s", building);
 }
 
-/* Sets key to a new value; a NULL value (allocation failed) marks the object bad. */
-static bool put(json_t *o, const char *key, json_t *v)
+/* The frame's text, or NULL with err set: the writer's only failure is memory (a NULL
+ * string given to it counts as one, as json_string(NULL) did). */
+static char *finish(kd_jw *w, kd_err *err)
 {
-    return v && json_object_set_new(o, key, v) == 0;
-}
-
-static char *finish(json_t *root, bool ok, kd_err *err)
-{
-    char *s = ok ? json_dumps(root, JSON_COMPACT) : NULL;
-    json_decref(root);
+    char *s = kd_jw_finish(w);
     if (!s)
         kd_err_set(err, KD_ERR_NOMEM, "out of memory building a KONE frame");
     return s;
@@ -79,53 +77,52 @@ static char *id_text(int64_t id, char *buf, size_t len)
     return buf;
 }
 
-/* The common envelope of lift-call-api-v2, common-api and site-monitoring. */
-static json_t *envelope(const char *type, const char *call_type, const char *building,
-                        const char *group, bool *ok)
+/* Opens the root object with the common envelope of lift-call-api-v2, common-api and
+ * site-monitoring; the caller adds its members and closes it. */
+static void envelope(kd_jw *w, const char *type, const char *call_type, const char *building,
+                     const char *group)
 {
-    json_t *o = json_object();
-    if (!o) {
-        *ok = false;
-        return NULL;
-    }
-    *ok = put(o, "type", json_string(type));
+    kd_jw_obj_begin(w);
+    kd_jw_kstr(w, "type", type);
     if (building && *building) {
         char b[KD_JOB_BUILDING_MAX + 16];
         kd_kone_building_id(building, b, sizeof b);
-        *ok = *ok && put(o, "buildingId", json_string(b));
+        kd_jw_kstr(w, "buildingId", b);
     }
-    *ok = *ok && put(o, "callType", json_string(call_type));
-    *ok = *ok && put(o, "groupId", json_string(group && *group ? group : "1"));
-    return o;
+    kd_jw_kstr(w, "callType", call_type);
+    kd_jw_kstr(w, "groupId", group && *group ? group : "1");
 }
 
 /* ------------------------------------------------------------------ builders */
 
-static bool call_object(const kd_job *job, json_t *payload)
+/* A call frame is about 300 bytes; only one with many allowed_lifts grows the buffer. */
+#define FRAME_HINT 512
+
+static void call_object(kd_jw *w, const kd_job *job)
 {
-    json_t *call = json_object();
-    if (!call || json_object_set_new(payload, "call", call) != 0)
-        return false;
-    bool ok = put(call, "action", json_integer(job->action));
+    kd_jw_key(w, "call");
+    kd_jw_obj_begin(w);
+    kd_jw_kint(w, "action", job->action);
     if (job->has_destination)
-        ok = ok && put(call, "destination", json_integer(job->destination));
+        kd_jw_kint(w, "destination", job->destination);
     if (job->has_delay)
-        ok = ok && put(call, "delay", json_integer(job->delay));
+        kd_jw_kint(w, "delay", job->delay);
     if (job->has_group_size)
-        ok = ok && put(call, "group_size", json_integer(job->group_size));
+        kd_jw_kint(w, "group_size", job->group_size);
     if (job->language[0])
-        ok = ok && put(call, "language", json_string(job->language));
+        kd_jw_kstr(w, "language", job->language);
     if (job->priority != KD_PRIO_UNSET)
-        ok = ok && put(call, "call_replacement_priority",
-                       json_string(job->priority == KD_PRIO_HIGH ? "HIGH" : "LOW"));
+        kd_jw_kstr(w, "call_replacement_priority",
+                   job->priority == KD_PRIO_HIGH ? "HIGH" : "LOW");
     if (job->n_allowed_lifts > 0) {
         /* Plain ASCII key: the published YAML spells it with a soft hyphen by mistake. */
-        json_t *a = json_array();
-        ok = ok && put(call, "allowed_lifts", a);
-        for (size_t i = 0; ok && i < job->n_allowed_lifts && i < KD_JOB_ALLOWED_LIFTS_MAX; i++)
-            ok = json_array_append_new(a, json_integer(job->allowed_lifts[i])) == 0;
+        kd_jw_key(w, "allowed_lifts");
+        kd_jw_arr_begin(w);
+        for (size_t i = 0; i < job->n_allowed_lifts && i < KD_JOB_ALLOWED_LIFTS_MAX; i++)
+            kd_jw_int(w, job->allowed_lifts[i]);
+        kd_jw_arr_end(w);
     }
-    return ok;
+    kd_jw_obj_end(w);
 }
 
 char *kd_kone_msg_job(const kd_job *job, int64_t request_id, int64_t now_us, kd_err *err)
@@ -139,69 +136,75 @@ char *kd_kone_msg_job(const kd_job *job, int64_t request_id, int64_t now_us, kd_
         kd_err_set(err, KD_ERR_INVALID, "job.op: %d cannot be sent to KONE", (int)job->op);
         return NULL;
     }
-    bool ok;
-    json_t *root = envelope("lift-call-api-v2", ct, job->building_id, job->group_id, &ok);
-    if (!root)
-        return finish(root, false, err);
-    json_t *p = json_object();
-    ok = ok && put(root, "payload", p);
-    ok = ok && put(p, "request_id", json_integer(request_id));
+    kd_jw w;
+    kd_jw_init(&w, FRAME_HINT);
+    envelope(&w, "lift-call-api-v2", ct, job->building_id, job->group_id);
+    kd_jw_key(&w, "payload");
+    kd_jw_obj_begin(&w);
+    kd_jw_kint(&w, "request_id", request_id);
     char when[40];
     kd_kone_iso8601(now_us, when, sizeof when);
 
-    if (ok && job->op == KD_OP_CALL) {
-        ok = put(p, "area", json_integer(job->area));
-        ok = ok && put(p, "time", json_string(when));
+    if (job->op == KD_OP_CALL) {
+        kd_jw_kint(&w, "area", job->area);
+        kd_jw_kstr(&w, "time", when);
         if (job->has_terminal)
-            ok = ok && put(p, "terminal", json_integer(job->terminal));
+            kd_jw_kint(&w, "terminal", job->terminal);
         if (job->media_id[0])
-            ok = ok && put(p, "media_id", json_string(job->media_id));
+            kd_jw_kstr(&w, "media_id", job->media_id);
         if (job->media_cc[0])
-            ok = ok && put(p, "media_cc", json_string(job->media_cc));
+            kd_jw_kstr(&w, "media_cc", job->media_cc);
         if (job->media_type[0])
-            ok = ok && put(p, "media_type", json_string(job->media_type));
-        ok = ok && call_object(job, p);
-    } else if (ok && job->op == KD_OP_HOLD_OPEN) {
-        ok = put(p, "time", json_string(when));
-        ok = ok && put(p, "lift_deck", json_integer(job->lift_deck));
-        ok = ok && put(p, "served_area", json_integer(job->served_area));
+            kd_jw_kstr(&w, "media_type", job->media_type);
+        call_object(&w, job);
+    } else if (job->op == KD_OP_HOLD_OPEN) {
+        kd_jw_kstr(&w, "time", when);
+        kd_jw_kint(&w, "lift_deck", job->lift_deck);
+        kd_jw_kint(&w, "served_area", job->served_area);
         if (job->has_hard_time)
-            ok = ok && put(p, "hard_time", json_integer(job->hard_time));
+            kd_jw_kint(&w, "hard_time", job->hard_time);
         if (job->has_soft_time)
-            ok = ok && put(p, "soft_time", json_integer(job->soft_time));
-    } else if (ok) {
-        ok = put(p, "session_id", json_integer(job->session_id));
+            kd_jw_kint(&w, "soft_time", job->soft_time);
+    } else {
+        kd_jw_kint(&w, "session_id", job->session_id);
     }
-    return finish(root, ok, err);
+    kd_jw_obj_end(&w);   /* payload */
+    kd_jw_obj_end(&w);
+    return finish(&w, err);
 }
 
 char *kd_kone_msg_create_session(int64_t request_id, kd_err *err)
 {
     char id[24];
-    json_t *root = json_object();
-    bool ok = root && put(root, "type", json_string("create-session")) &&
-              put(root, "requestId", json_string(id_text(request_id, id, sizeof id)));
-    return finish(root, ok, err);
+    kd_jw w;
+    kd_jw_init(&w, 64);
+    kd_jw_obj_begin(&w);
+    kd_jw_kstr(&w, "type", "create-session");
+    kd_jw_kstr(&w, "requestId", id_text(request_id, id, sizeof id));
+    kd_jw_obj_end(&w);
+    return finish(&w, err);
 }
 
 char *kd_kone_msg_resume_session(int64_t request_id, const char *session_id,
                                  bool session_numeric, int resend_s, kd_err *err)
 {
     char id[24];
-    json_t *root = json_object();
-    bool ok = root && put(root, "type", json_string("resume-session")) &&
-              put(root, "requestId", json_string(id_text(request_id, id, sizeof id)));
-    if (ok && session_numeric) {
-        char *end;
-        long long n = strtoll(session_id, &end, 10);
-        ok = put(root, "sessionId", *end == '\0' && end != session_id ? json_integer(n)
-                                                                      : json_string(session_id));
-    } else if (ok) {
-        ok = put(root, "sessionId", json_string(session_id));
-    }
-    if (ok && resend_s > 0)
-        ok = put(root, "resendLatestStateUpToSeconds", json_integer(resend_s));
-    return finish(root, ok, err);
+    kd_jw w;
+    kd_jw_init(&w, 128 + (session_id ? strlen(session_id) : 0));
+    kd_jw_obj_begin(&w);
+    kd_jw_kstr(&w, "type", "resume-session");
+    kd_jw_kstr(&w, "requestId", id_text(request_id, id, sizeof id));
+    kd_jw_key(&w, "sessionId");
+    char *end = NULL;
+    long long n = session_numeric ? strtoll(session_id, &end, 10) : 0;
+    if (session_numeric && *end == '\0' && end != session_id)
+        kd_jw_int(&w, n);
+    else
+        kd_jw_str(&w, session_id);
+    if (resend_s > 0)
+        kd_jw_kint(&w, "resendLatestStateUpToSeconds", resend_s);
+    kd_jw_obj_end(&w);
+    return finish(&w, err);
 }
 
 char *kd_kone_msg_common(const char *call_type, const char *building, const char *group,
@@ -211,39 +214,43 @@ char *kd_kone_msg_common(const char *call_type, const char *building, const char
         kd_err_set(err, KD_ERR_INVALID, "common-api: unknown callType '%s'", call_type);
         return NULL;
     }
-    bool ok;
-    json_t *root = envelope("common-api", call_type, building, group, &ok);
-    if (!root)
-        return finish(root, false, err);
+    kd_jw w;
+    kd_jw_init(&w, FRAME_HINT);
+    envelope(&w, "common-api", call_type, building, group);
     if (strcmp(call_type, "ping") == 0) {
-        json_t *p = json_object();
-        ok = ok && put(root, "payload", p) && put(p, "request_id", json_integer(request_id));
+        kd_jw_key(&w, "payload");
+        kd_jw_obj_begin(&w);
+        kd_jw_kint(&w, "request_id", request_id);
+        kd_jw_obj_end(&w);
     } else {
         char id[24];
-        ok = ok && put(root, "requestId", json_string(id_text(request_id, id, sizeof id)));
+        kd_jw_kstr(&w, "requestId", id_text(request_id, id, sizeof id));
     }
-    return finish(root, ok, err);
+    kd_jw_obj_end(&w);
+    return finish(&w, err);
 }
 
 char *kd_kone_msg_monitor(const char *building, const char *group, int64_t request_id,
                           const char *sub, int duration_s, const char *const *subtopics,
                           size_t n_subtopics, kd_err *err)
 {
-    bool ok;
-    json_t *root = envelope("site-monitoring", "monitor", building, group, &ok);
-    if (!root)
-        return finish(root, false, err);
+    kd_jw w;
+    kd_jw_init(&w, FRAME_HINT);
+    envelope(&w, "site-monitoring", "monitor", building, group);
     char id[24];
-    ok = ok && put(root, "requestId", json_string(id_text(request_id, id, sizeof id)));
-    json_t *p = json_object();
-    ok = ok && put(root, "payload", p);
-    ok = ok && put(p, "sub", json_string(sub));
-    ok = ok && put(p, "duration", json_integer(duration_s));
-    json_t *a = json_array();
-    ok = ok && put(p, "subtopics", a);
-    for (size_t i = 0; ok && i < n_subtopics; i++)
-        ok = json_array_append_new(a, json_string(subtopics[i])) == 0;
-    return finish(root, ok, err);
+    kd_jw_kstr(&w, "requestId", id_text(request_id, id, sizeof id));
+    kd_jw_key(&w, "payload");
+    kd_jw_obj_begin(&w);
+    kd_jw_kstr(&w, "sub", sub);
+    kd_jw_kint(&w, "duration", duration_s);
+    kd_jw_key(&w, "subtopics");
+    kd_jw_arr_begin(&w);
+    for (size_t i = 0; i < n_subtopics; i++)
+        kd_jw_str(&w, subtopics[i]);
+    kd_jw_arr_end(&w);
+    kd_jw_obj_end(&w);   /* payload */
+    kd_jw_obj_end(&w);
+    return finish(&w, err);
 }
 
 /* ------------------------------------------------------------------ parsing */

@@ -6,7 +6,9 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <inttypes.h>
 #include <jansson.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -283,6 +285,387 @@ static void test_monitor(void **state)
     free(s);
 }
 
+/* ------------------------------------------------------------------ byte identity
+ *
+ * The builders write JSON text directly (worker/kone_jw.c) instead of dumping a jansson
+ * tree. The references below build that tree with jansson, as the builders once did, and
+ * dump it with JSON_COMPACT (insertion order kept): the text must be the same, byte for
+ * byte, so nothing KONE (or the simulator, or a capture) sees changes. */
+
+static void set(json_t *o, const char *key, json_t *v)
+{
+    assert_non_null(v);
+    assert_int_equal(json_object_set_new(o, key, v), 0);
+}
+
+static json_t *ref_envelope(const char *type, const char *call_type, const char *building,
+                            const char *group)
+{
+    json_t *o = json_object();
+    assert_non_null(o);
+    set(o, "type", json_string(type));
+    if (building && *building) {
+        char b[KD_JOB_BUILDING_MAX + 16];
+        kd_kone_building_id(building, b, sizeof b);
+        set(o, "buildingId", json_string(b));
+    }
+    set(o, "callType", json_string(call_type));
+    set(o, "groupId", json_string(group && *group ? group : "1"));
+    return o;
+}
+
+static char *ref_dump(json_t *root)
+{
+    char *s = json_dumps(root, JSON_COMPACT);
+    assert_non_null(s);
+    json_decref(root);
+    return s;
+}
+
+static char *ref_id(int64_t id, char *buf, size_t len)
+{
+    snprintf(buf, len, "%" PRId64, id);
+    return buf;
+}
+
+static char *ref_job(const kd_job *job, int64_t request_id, int64_t now_us)
+{
+    const char *ct = job->op == KD_OP_CALL ? "action"
+                     : job->op == KD_OP_HOLD_OPEN ? "hold_open" : "delete";
+    json_t *root = ref_envelope("lift-call-api-v2", ct, job->building_id, job->group_id);
+    json_t *p = json_object();
+    set(root, "payload", p);
+    set(p, "request_id", json_integer(request_id));
+    char when[40];
+    kd_kone_iso8601(now_us, when, sizeof when);
+    if (job->op == KD_OP_CALL) {
+        set(p, "area", json_integer(job->area));
+        set(p, "time", json_string(when));
+        if (job->has_terminal)
+            set(p, "terminal", json_integer(job->terminal));
+        if (job->media_id[0])
+            set(p, "media_id", json_string(job->media_id));
+        if (job->media_cc[0])
+            set(p, "media_cc", json_string(job->media_cc));
+        if (job->media_type[0])
+            set(p, "media_type", json_string(job->media_type));
+        json_t *call = json_object();
+        set(p, "call", call);
+        set(call, "action", json_integer(job->action));
+        if (job->has_destination)
+            set(call, "destination", json_integer(job->destination));
+        if (job->has_delay)
+            set(call, "delay", json_integer(job->delay));
+        if (job->has_group_size)
+            set(call, "group_size", json_integer(job->group_size));
+        if (job->language[0])
+            set(call, "language", json_string(job->language));
+        if (job->priority != KD_PRIO_UNSET)
+            set(call, "call_replacement_priority",
+                json_string(job->priority == KD_PRIO_HIGH ? "HIGH" : "LOW"));
+        if (job->n_allowed_lifts > 0) {
+            json_t *a = json_array();
+            set(call, "allowed_lifts", a);
+            for (size_t i = 0; i < job->n_allowed_lifts; i++)
+                assert_int_equal(json_array_append_new(a, json_integer(job->allowed_lifts[i])),
+                                 0);
+        }
+    } else if (job->op == KD_OP_HOLD_OPEN) {
+        set(p, "time", json_string(when));
+        set(p, "lift_deck", json_integer(job->lift_deck));
+        set(p, "served_area", json_integer(job->served_area));
+        if (job->has_hard_time)
+            set(p, "hard_time", json_integer(job->hard_time));
+        if (job->has_soft_time)
+            set(p, "soft_time", json_integer(job->soft_time));
+    } else {
+        set(p, "session_id", json_integer(job->session_id));
+    }
+    return ref_dump(root);
+}
+
+static char *ref_resume(int64_t request_id, const char *session_id, bool numeric, int resend)
+{
+    char id[24];
+    json_t *root = json_object();
+    set(root, "type", json_string("resume-session"));
+    set(root, "requestId", json_string(ref_id(request_id, id, sizeof id)));
+    char *end;
+    long long n = strtoll(session_id, &end, 10);
+    set(root, "sessionId", numeric && *end == '\0' && end != session_id ? json_integer(n)
+                                                                         : json_string(session_id));
+    if (resend > 0)
+        set(root, "resendLatestStateUpToSeconds", json_integer(resend));
+    return ref_dump(root);
+}
+
+static char *ref_common(const char *call_type, const char *building, const char *group,
+                        int64_t request_id)
+{
+    json_t *root = ref_envelope("common-api", call_type, building, group);
+    if (strcmp(call_type, "ping") == 0) {
+        json_t *p = json_object();
+        set(root, "payload", p);
+        set(p, "request_id", json_integer(request_id));
+    } else {
+        char id[24];
+        set(root, "requestId", json_string(ref_id(request_id, id, sizeof id)));
+    }
+    return ref_dump(root);
+}
+
+static char *ref_monitor(const char *building, const char *group, int64_t request_id,
+                         const char *sub, int duration, const char *const *topics, size_t n)
+{
+    json_t *root = ref_envelope("site-monitoring", "monitor", building, group);
+    char id[24];
+    set(root, "requestId", json_string(ref_id(request_id, id, sizeof id)));
+    json_t *p = json_object();
+    set(root, "payload", p);
+    set(p, "sub", json_string(sub));
+    set(p, "duration", json_integer(duration));
+    json_t *a = json_array();
+    set(p, "subtopics", a);
+    for (size_t i = 0; i < n; i++)
+        assert_int_equal(json_array_append_new(a, json_string(topics[i])), 0);
+    return ref_dump(root);
+}
+
+/* Frees both texts after checking they are the same bytes. */
+static void assert_same_text(char *got, char *want, const char *what)
+{
+    assert_non_null(got);
+    assert_non_null(want);
+    if (strcmp(got, want) != 0)
+        fail_msg("%s:\n  got  %s\n  want %s", what, got, want);
+    free(got);
+    free(want);
+}
+
+static void assert_job_identical(const kd_job *j, int64_t rid, int64_t now_us)
+{
+    kd_err err = {0};
+    char what[64];
+    snprintf(what, sizeof what, "job op %d request %" PRId64, (int)j->op, rid);
+    assert_same_text(kd_kone_msg_job(j, rid, now_us, &err), ref_job(j, rid, now_us), what);
+}
+
+/* Every combination of a call's optional fields: terminal, media_id/cc/type, destination,
+ * delay, group_size, language, priority (unset/LOW/HIGH), allowed_lifts (none/one/many). */
+static void test_identity_call_fields(void **state)
+{
+    (void)state;
+    for (unsigned m = 0; m < (1u << 12); m++) {
+        kd_job j;
+        base_job(&j, KD_OP_CALL);
+        j.area = 3000;
+        j.action = m % 7 == 0 ? 2001 : 2;
+        if (m & 1u) {
+            j.has_terminal = true;
+            j.terminal = 1;
+        }
+        if (m & 2u)
+            snprintf(j.media_id, sizeof j.media_id, "0123345abcd");
+        if (m & 4u)
+            snprintf(j.media_cc, sizeof j.media_cc, "0123");
+        if (m & 8u)
+            snprintf(j.media_type, sizeof j.media_type, "RFID");
+        if (m & 16u) {
+            j.has_destination = true;
+            j.destination = 5000;
+        }
+        if (m & 32u) {
+            j.has_delay = true;
+            j.delay = (m & 64u) ? 30 : 0;
+        }
+        if (m & 128u) {
+            j.has_group_size = true;
+            j.group_size = 100;
+        }
+        if (m & 256u)
+            snprintf(j.language, sizeof j.language, "en-GB");
+        j.priority = (kd_priority)((m >> 9) % 3);   /* bits 9-10: unset, LOW, HIGH */
+        if (m & 2048u) {
+            j.n_allowed_lifts = (m & 1u) ? 1 : KD_JOB_ALLOWED_LIFTS_MAX;
+            for (size_t i = 0; i < j.n_allowed_lifts; i++)
+                j.allowed_lifts[i] = 1001010 + (int64_t)i * 100;
+        }
+        assert_job_identical(&j, 252390420 + m, T0_US + m * 1000LL);
+    }
+}
+
+/* Extremes of the numbers, building ids with and without prefix, odd groups and times. */
+static void test_identity_call_edges(void **state)
+{
+    (void)state;
+    kd_job j;
+    base_job(&j, KD_OP_CALL);
+    j.area = INT64_MIN;
+    j.action = INT64_MAX;
+    j.has_destination = true;
+    j.destination = -1;
+    j.has_terminal = true;
+    j.terminal = 0;
+    assert_job_identical(&j, INT64_MAX, 0);
+    assert_job_identical(&j, INT64_MIN, -5);
+    assert_job_identical(&j, 0, 4102444800000000LL);   /* 2100-01-01 */
+    snprintf(j.building_id, sizeof j.building_id, "4242");
+    j.group_id[0] = '\0';
+    assert_job_identical(&j, 1, T0_US);
+    memset(j.building_id, 'b', KD_JOB_BUILDING_MAX);   /* the longest id a job carries */
+    j.building_id[KD_JOB_BUILDING_MAX] = '\0';
+    memset(j.group_id, 'g', KD_JOB_GROUP_MAX);
+    j.group_id[KD_JOB_GROUP_MAX] = '\0';
+    memset(j.media_id, 'm', KD_JOB_MEDIA_ID_MAX);
+    j.media_id[KD_JOB_MEDIA_ID_MAX] = '\0';
+    assert_job_identical(&j, 2, T0_US);
+    j.building_id[0] = '\0';   /* no building: key left out */
+    assert_job_identical(&j, 3, T0_US);
+}
+
+static void test_identity_hold_open_cancel(void **state)
+{
+    (void)state;
+    kd_job j;
+    base_job(&j, KD_OP_HOLD_OPEN);
+    j.lift_deck = 1001010;
+    j.served_area = 5000;
+    for (int m = 0; m < 4; m++) {
+        j.has_hard_time = m & 1;
+        j.hard_time = 10;
+        j.has_soft_time = m & 2;
+        j.soft_time = 0;
+        assert_job_identical(&j, 11 + m, T0_US);
+    }
+    base_job(&j, KD_OP_CANCEL);
+    j.session_id = 24387;
+    assert_job_identical(&j, 13, T0_US);
+    j.session_id = INT64_MAX;
+    snprintf(j.building_id, sizeof j.building_id, "9990000951");
+    assert_job_identical(&j, -13, T0_US);
+}
+
+static void test_identity_sessions(void **state)
+{
+    (void)state;
+    kd_err err = {0};
+    const int64_t ids[] = {0, 1, 252390420, INT64_MAX, INT64_MIN};
+    for (size_t i = 0; i < sizeof ids / sizeof ids[0]; i++) {
+        char id[24];
+        json_t *root = json_object();
+        set(root, "type", json_string("create-session"));
+        set(root, "requestId", json_string(ref_id(ids[i], id, sizeof id)));
+        assert_same_text(kd_kone_msg_create_session(ids[i], &err), ref_dump(root),
+                         "create-session");
+    }
+    static const struct {
+        const char *sid;
+        bool numeric;
+        int resend;
+    } rs[] = {
+        {"55bf5b37-e0b8", false, 30}, {"55bf5b37-e0b8", true, 0}, {"1234", true, 0},
+        {"1234", false, 0},           {"-77", true, 60},          {"12a", true, 1},
+        {"", true, 0},                {"", false, -1},            {"9223372036854775807", true, 0},
+        {"a\"b\\c\n", false, 5},
+    };
+    for (size_t i = 0; i < sizeof rs / sizeof rs[0]; i++)
+        assert_same_text(kd_kone_msg_resume_session((int64_t)i, rs[i].sid, rs[i].numeric,
+                                                    rs[i].resend, &err),
+                         ref_resume((int64_t)i, rs[i].sid, rs[i].numeric, rs[i].resend),
+                         rs[i].sid);
+}
+
+static void test_identity_common(void **state)
+{
+    (void)state;
+    kd_err err = {0};
+    const char *types[] = {"ping", "config", "actions"};
+    const char *buildings[] = {NULL, "", "1", "building:9990000951"};
+    const char *groups[] = {NULL, "", "1", "3"};
+    for (size_t t = 0; t < 3; t++)
+        for (size_t b = 0; b < 4; b++)
+            for (size_t g = 0; g < 4; g++) {
+                int64_t rid = (int64_t)(t * 16 + b * 4 + g);
+                assert_same_text(kd_kone_msg_common(types[t], buildings[b], groups[g], rid, &err),
+                                 ref_common(types[t], buildings[b], groups[g], rid), types[t]);
+            }
+    assert_same_text(kd_kone_msg_common("ping", "1", "1", INT64_MIN, &err),
+                     ref_common("ping", "1", "1", INT64_MIN), "ping min");
+}
+
+static void test_identity_monitor(void **state)
+{
+    (void)state;
+    kd_err err = {0};
+    const char *topics[] = {"call_state/24387/+", "lift_1/doors", "lift_1/position",
+                            "deck_1/\"odd\\topic\"", "call_state/+/served"};
+    for (size_t n = 0; n <= 5; n++)
+        assert_same_text(kd_kone_msg_monitor("building:9990000951", "1", (int64_t)(21 + n),
+                                             "kd-24387", 300, topics, n, &err),
+                         ref_monitor("building:9990000951", "1", (int64_t)(21 + n), "kd-24387",
+                                     300, topics, n),
+                         "monitor");
+    assert_same_text(kd_kone_msg_monitor("9990000951", NULL, -1, "", 0, NULL, 0, &err),
+                     ref_monitor("9990000951", NULL, -1, "", 0, NULL, 0), "monitor empty");
+    assert_same_text(kd_kone_msg_monitor("", "2", 5, "s\x01", -300, topics, 3, &err),
+                     ref_monitor("", "2", 5, "s\x01", -300, topics, 3), "monitor odd");
+}
+
+/* Strings a job may carry that need escaping (and a UTF-8 one that must not be): the same
+ * bytes as jansson writes, and they decode back to what went in. */
+static void test_identity_escapes(void **state)
+{
+    (void)state;
+    static const char *texts[] = {
+        "a\"b\\c",                      /* quote and backslash */
+        "\n\r\t\b\f",                   /* the named escapes */
+        "\x01\x02\x1f\x7f/x",           /* \u00XX, DEL and '/' as they are */
+        "fi-\xc3\x84\xc3\x96",          /* fi-ÄÖ: UTF-8 passes through */
+        "\xe2\x82\xac\xf0\x9f\x9b\x97", /* a 3- and a 4-byte sequence */
+        "\"",                           /* nothing but a quote */
+    };
+    for (size_t i = 0; i < sizeof texts / sizeof texts[0]; i++) {
+        kd_job j;
+        base_job(&j, KD_OP_CALL);
+        snprintf(j.media_id, sizeof j.media_id, "%s", texts[i]);
+        snprintf(j.media_type, sizeof j.media_type, "%s", texts[i]);
+        snprintf(j.language, sizeof j.language, "%s", texts[i]);
+        snprintf(j.group_id, sizeof j.group_id, "%s", texts[i]);
+        kd_err err = {0};
+        char *s = kd_kone_msg_job(&j, 1, T0_US, &err);
+        assert_non_null(s);
+        json_error_t e;
+        json_t *o = json_loads(s, 0, &e);
+        if (!o)
+            fail_msg("not JSON (%s): %s", e.text, s);
+        json_t *p = json_object_get(o, "payload");
+        assert_string_equal(json_string_value(json_object_get(p, "media_id")), texts[i]);
+        assert_string_equal(json_string_value(json_object_get(p, "media_type")), texts[i]);
+        assert_string_equal(
+            json_string_value(json_object_get(json_object_get(p, "call"), "language")),
+            texts[i]);
+        assert_string_equal(json_string_value(json_object_get(o, "groupId")), texts[i]);
+        json_decref(o);
+        assert_same_text(s, ref_job(&j, 1, T0_US), texts[i]);
+    }
+}
+
+/* The documented failure: a NULL string is reported like a failed allocation was. */
+static void test_null_strings(void **state)
+{
+    (void)state;
+    kd_err err = {0};
+    const char *topics[] = {"a", NULL};
+    assert_null(kd_kone_msg_monitor("1", "1", 1, "s", 1, topics, 2, &err));
+    assert_int_equal(err.code, KD_ERR_NOMEM);
+    err = (kd_err){0};
+    assert_null(kd_kone_msg_monitor("1", "1", 1, NULL, 1, topics, 1, &err));
+    assert_int_equal(err.code, KD_ERR_NOMEM);
+    err = (kd_err){0};
+    assert_null(kd_kone_msg_resume_session(1, NULL, false, 0, &err));
+    assert_int_equal(err.code, KD_ERR_NOMEM);
+}
+
 /* ------------------------------------------------------------------ parsing */
 
 static kd_kone_msg parse_ok(const char *text)
@@ -553,6 +936,14 @@ int main(void)
         cmocka_unit_test(test_sessions),
         cmocka_unit_test(test_common),
         cmocka_unit_test(test_monitor),
+        cmocka_unit_test(test_identity_call_fields),
+        cmocka_unit_test(test_identity_call_edges),
+        cmocka_unit_test(test_identity_hold_open_cancel),
+        cmocka_unit_test(test_identity_sessions),
+        cmocka_unit_test(test_identity_common),
+        cmocka_unit_test(test_identity_monitor),
+        cmocka_unit_test(test_identity_escapes),
+        cmocka_unit_test(test_null_strings),
         cmocka_unit_test(test_parse_answer),
         cmocka_unit_test(test_parse_session_answer),
         cmocka_unit_test(test_parse_call_result),

@@ -1,0 +1,189 @@
+/* kone_jw.c: the request frames' JSON writer (see kone_jw.h).
+ *
+ * One buffer, grown by doubling, always keeping a byte spare for the NUL that
+ * kd_jw_finish writes. Escaping copies each run of plain bytes with one memcpy, so a
+ * string with nothing to escape (nearly all of them) costs a scan and a copy.
+ */
+#include "kone_jw.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define KD_JW_MIN_CAP 16
+#define KD_JW_INT_MAX 21   /* "-9223372036854775808" and its NUL */
+
+void kd_jw_init(kd_jw *w, size_t hint)
+{
+    memset(w, 0, sizeof *w);
+    w->cap = hint < KD_JW_MIN_CAP ? KD_JW_MIN_CAP : hint;
+    w->buf = malloc(w->cap);
+    if (!w->buf) {
+        w->cap = 0;
+        w->err = true;
+    }
+}
+
+char *kd_jw_finish(kd_jw *w)
+{
+    char *s = w->buf;
+    if (w->err) {
+        free(s);
+        s = NULL;
+    } else {
+        s[w->len] = '\0';
+    }
+    memset(w, 0, sizeof *w);
+    return s;
+}
+
+/* Room for n more bytes and the NUL; false (err set) when it cannot be had. */
+static bool reserve(kd_jw *w, size_t n)
+{
+    if (w->err)
+        return false;
+    if (n < w->cap - w->len)
+        return true;
+    if (n > SIZE_MAX / 2 - w->len - 1) {
+        w->err = true;
+        return false;
+    }
+    size_t cap = w->cap ? w->cap : KD_JW_MIN_CAP;   /* 0: used again after finish */
+    while (cap <= w->len + n)
+        cap *= 2;
+    char *b = realloc(w->buf, cap);
+    if (!b) {
+        w->err = true;   /* the old buffer stays, for kd_jw_finish to free */
+        return false;
+    }
+    w->buf = b;
+    w->cap = cap;
+    return true;
+}
+
+static void put(kd_jw *w, const char *p, size_t n)
+{
+    if (!reserve(w, n))
+        return;
+    memcpy(w->buf + w->len, p, n);
+    w->len += n;
+}
+
+static void put_c(kd_jw *w, char c)
+{
+    if (reserve(w, 1))
+        w->buf[w->len++] = c;
+}
+
+static void sep(kd_jw *w)
+{
+    if (w->comma)
+        put_c(w, ',');
+}
+
+/* The quoted, escaped text of s, as json_dumps writes it (see kone_jw.h). */
+static void put_string(kd_jw *w, const char *s)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    const unsigned char *p = (const unsigned char *)s;
+    put_c(w, '"');
+    for (;;) {
+        const unsigned char *run = p;
+        while (*p >= 0x20 && *p != '"' && *p != '\\')
+            p++;
+        put(w, (const char *)run, (size_t)(p - run));
+        if (!*p)
+            break;
+        char esc[6] = {'\\', (char)*p, 0, 0, 0, 0};
+        size_t n = 2;
+        switch (*p) {
+        case '"': case '\\': break;
+        case '\b': esc[1] = 'b'; break;
+        case '\f': esc[1] = 'f'; break;
+        case '\n': esc[1] = 'n'; break;
+        case '\r': esc[1] = 'r'; break;
+        case '\t': esc[1] = 't'; break;
+        default:
+            esc[1] = 'u';
+            esc[2] = '0';
+            esc[3] = '0';
+            esc[4] = hex[*p >> 4];
+            esc[5] = hex[*p & 15];
+            n = 6;
+        }
+        put(w, esc, n);
+        p++;
+    }
+    put_c(w, '"');
+}
+
+void kd_jw_obj_begin(kd_jw *w)
+{
+    sep(w);
+    put_c(w, '{');
+    w->comma = false;
+}
+
+void kd_jw_obj_end(kd_jw *w)
+{
+    put_c(w, '}');
+    w->comma = true;
+}
+
+void kd_jw_arr_begin(kd_jw *w)
+{
+    sep(w);
+    put_c(w, '[');
+    w->comma = false;
+}
+
+void kd_jw_arr_end(kd_jw *w)
+{
+    put_c(w, ']');
+    w->comma = true;
+}
+
+void kd_jw_key(kd_jw *w, const char *key)
+{
+    sep(w);
+    if (!key) {
+        w->err = true;
+        return;
+    }
+    put_string(w, key);
+    put_c(w, ':');
+    w->comma = false;
+}
+
+void kd_jw_str(kd_jw *w, const char *s)
+{
+    sep(w);
+    if (!s) {
+        w->err = true;
+        return;
+    }
+    put_string(w, s);
+    w->comma = true;
+}
+
+void kd_jw_int(kd_jw *w, int64_t v)
+{
+    sep(w);
+    if (!reserve(w, KD_JW_INT_MAX))
+        return;
+    w->len += (size_t)snprintf(w->buf + w->len, KD_JW_INT_MAX, "%" PRId64, v);
+    w->comma = true;
+}
+
+void kd_jw_kstr(kd_jw *w, const char *key, const char *s)
+{
+    kd_jw_key(w, key);
+    kd_jw_str(w, s);
+}
+
+void kd_jw_kint(kd_jw *w, const char *key, int64_t v)
+{
+    kd_jw_key(w, key);
+    kd_jw_int(w, v);
+}

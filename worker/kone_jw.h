@@ -1,0 +1,53 @@
+/* kone_jw: a tiny JSON writer for the request frames of kone_msg.c.
+ *
+ * Why not jansson here: the worker's profile showed building a jansson tree (one malloc
+ * per node) and json_dumps-ing it for every request, two requests per job. The frames
+ * are small and fixed in shape, so they are written straight into one growable buffer.
+ * jansson still parses every incoming frame (kone_msg.c); this writes, nothing more.
+ *
+ * Output is byte-identical to json_dumps(..., JSON_COMPACT) for the same values in the
+ * same order (tests/unit/test_worker_kone_msg.c proves it): '"' and '\\' escaped,
+ * \b \f \n \r \t by name, every other byte below 0x20 as \u00XX (upper-case hex, as
+ * jansson writes it), '/' and bytes >= 0x80 unchanged (the caller's strings are UTF-8).
+ *
+ * Invariants: commas are the writer's business (a key, or an array element, after a
+ * sibling gets one); the caller only pairs begin/end and puts a key before each value of
+ * an object. An allocation failure (or a NULL string) sets `err` and makes every later
+ * call a no-op, so a builder writes the whole frame and checks once, at kd_jw_finish.
+ */
+#ifndef KD_WORKER_KONE_JW_H
+#define KD_WORKER_KONE_JW_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct kd_jw {
+    char *buf;    /* malloc'd, NUL-terminated once anything is written */
+    size_t len;   /* bytes written, without the NUL */
+    size_t cap;   /* bytes allocated */
+    bool comma;   /* the next key or array element needs a ',' before it */
+    bool err;     /* an allocation failed or a NULL string was given */
+} kd_jw;
+
+/* Starts an empty writer; `hint` is the first allocation (grown by doubling after). */
+void kd_jw_init(kd_jw *w, size_t hint);
+/* The text (malloc'd, NUL-terminated, the caller frees it), or NULL if err was set. The
+ * writer is empty afterwards either way, and may be used again. */
+char *kd_jw_finish(kd_jw *w);
+
+void kd_jw_obj_begin(kd_jw *w);
+void kd_jw_obj_end(kd_jw *w);
+void kd_jw_arr_begin(kd_jw *w);
+void kd_jw_arr_end(kd_jw *w);
+/* A member name; the value written next is its value. */
+void kd_jw_key(kd_jw *w, const char *key);
+/* A string value, escaped; NULL sets err (as json_string(NULL) failing would). */
+void kd_jw_str(kd_jw *w, const char *s);
+void kd_jw_int(kd_jw *w, int64_t v);
+
+/* key + value in one call: the builders' common case. */
+void kd_jw_kstr(kd_jw *w, const char *key, const char *s);
+void kd_jw_kint(kd_jw *w, const char *key, int64_t v);
+
+#endif
