@@ -165,24 +165,28 @@ void kd_bench_free(kd_bench *b)
     kd_config_free(&b->cfg);
 }
 
-void kd_bench_note(const kd_bench *b, const char *fmt, ...)
+/* One stderr line: "<prog>: <what><message>". */
+static void say(const kd_bench *b, const char *what, const char *fmt, va_list ap)
 {
     char msg[1024];
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    fprintf(stderr, "%s: %s%s\n", b->prog, what, msg);
+}
+
+void kd_bench_note(const kd_bench *b, const char *fmt, ...)
+{
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
+    say(b, "", fmt, ap);
     va_end(ap);
-    fprintf(stderr, "%s: %s\n", b->prog, msg);
 }
 
 int kd_bench_fail(const kd_bench *b, const char *fmt, ...)
 {
-    char msg[1024];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
+    say(b, "error: ", fmt, ap);
     va_end(ap);
-    fprintf(stderr, "%s: error: %s\n", b->prog, msg);
     return 1;
 }
 
