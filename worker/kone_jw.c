@@ -118,31 +118,25 @@ static void put_string(kd_jw *w, const char *s)
     put_c(w, '"');
 }
 
-void kd_jw_obj_begin(kd_jw *w)
+/* An object or array opens like a value (after a comma if one precedes it) and takes no
+ * comma before its first member; once closed, it is a value the next one follows. */
+static void open_c(kd_jw *w, char c)
 {
     sep(w);
-    put_c(w, '{');
+    put_c(w, c);
     w->comma = false;
 }
 
-void kd_jw_obj_end(kd_jw *w)
+static void close_c(kd_jw *w, char c)
 {
-    put_c(w, '}');
+    put_c(w, c);
     w->comma = true;
 }
 
-void kd_jw_arr_begin(kd_jw *w)
-{
-    sep(w);
-    put_c(w, '[');
-    w->comma = false;
-}
-
-void kd_jw_arr_end(kd_jw *w)
-{
-    put_c(w, ']');
-    w->comma = true;
-}
+void kd_jw_obj_begin(kd_jw *w) { open_c(w, '{'); }
+void kd_jw_obj_end(kd_jw *w) { close_c(w, '}'); }
+void kd_jw_arr_begin(kd_jw *w) { open_c(w, '['); }
+void kd_jw_arr_end(kd_jw *w) { close_c(w, ']'); }
 
 void kd_jw_key(kd_jw *w, const char *key)
 {
