@@ -20,7 +20,7 @@ RUN apt-get update \
     && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
         build-essential cmake ninja-build pkg-config \
         librabbitmq-dev librdkafka-dev libmsgpack-dev libcurl4-openssl-dev libssl-dev \
-        libwebsockets-dev libjansson-dev libmicrohttpd-dev libcmocka-dev \
+        libwebsockets-dev libjansson-dev libmicrohttpd-dev libcmocka-dev libpq-dev \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY CMakeLists.txt ./
@@ -47,6 +47,7 @@ RUN apt-get update \
         libjansson4 \
         libmicrohttpd12 \
         libmsgpackc2 \
+        libpq5 \
         librabbitmq4 \
         librdkafka1 \
         libssl3 \

@@ -154,7 +154,8 @@ static void emit(replay *r, char *line)
 static int move_one(replay *r, const kd_delivery *d, const char *message_id, kd_err *err)
 {
     const kd_amqp_topology *t = kd_amqp_names(r->amqp);
-    kd_amqp_headers h = {.first_seen_ms = d->kd.first_seen_ms}; /* attempt: absent = 1 */
+    /* attempt: absent = 1; x-kd-replayed lets the call ledger call a `failed` job again */
+    kd_amqp_headers h = {.first_seen_ms = d->kd.first_seen_ms, .replayed_ms = kd_now_us() / 1000};
     kd_amqp_out m = {.exchange = t->exchange,
                      .routing_key = t->routing_key,
                      .message_id = message_id,

@@ -44,6 +44,22 @@ KAFKA_CONTROLLER_PORT=$((9093 + KD_PORT_OFFSET))
 KAFKA_TOPICS=(kone.call.results kone.call.events kone.worker.metrics)
 KAFKA_TOPIC_PARTITIONS=6
 SIM_PORT=$((8443 + KD_PORT_OFFSET))
+# PostgreSQL, the worker's call ledger: Debian's server, run from the state folder (see the
+# PostgreSQL section below). Role kd owns database kone_dispatch; its URL is a secret file.
+KD_PG_BIN=${KD_PG_BIN:-/usr/lib/postgresql/15/bin}
+PG_PORT=$((5432 + KD_PORT_OFFSET))
+PG_DIR=$KD_STATE_DIR/postgres  # postgresql.conf, pg_hba.conf, tls/ (root's, read by the server)
+PG_DATA=$PG_DIR/data           # the cluster (owned by the server's OS user)
+PG_MARK="-D $PG_DATA "         # in the postmaster's command line: our cluster
+PG_ROLE=kd
+PG_DB=kone_dispatch
+KD_SECRETS_DIR=$KD_STATE_DIR/secrets  # mode 700: ledger-password, ledger-url
+PG_URL_FILE=$KD_SECRETS_DIR/ledger-url
+PG_PASSWORD_FILE=$KD_SECRETS_DIR/ledger-password
+# The server's Unix socket (superuser access, peer authentication) lives in the state folder,
+# unless that path is too long for a socket address (108 bytes on Linux).
+PG_SOCKET_DIR=$PG_DIR/run
+((${#PG_SOCKET_DIR} + 18 < 108)) || PG_SOCKET_DIR=/tmp/kd-pg-$PG_PORT
 
 # --- Messages ---------------------------------------------------------------------------------
 KD_PROG=${KD_PROG:-$(basename "$0")}
@@ -199,4 +215,161 @@ kd_kafka_tool() {
     "$KD_JAVA" -Xmx256m -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -Djava.awt.headless=true \
         -Dlog4j.configuration="file:$KD_ROOT/scripts/kafka/tools-log4j.properties" \
         -cp "$KD_KAFKA_LIB/*" "$cls" "$@"
+}
+
+# --- PostgreSQL (the call ledger) -------------------------------------------------------------
+# dev-up creates the cluster (initdb), its config, certificate and role; these helpers run it.
+# PostgreSQL refuses to run as root: when the scripts run as root, the server and every tool
+# that touches the data folder run as the OS user `postgres` (which owns $PG_DATA). The
+# postmaster runs in the foreground under kd_spawn, like the brokers, so its pid file and its
+# log ($KD_LOG_DIR/postgres/postgres.log) are where everything else's are. Fault tests stop and
+# start the server alone with kd_pg_stop / kd_pg_start (or `kd-pg stop|start` in .dev/bin).
+
+# kd_pg_user: the OS user the server runs as.
+kd_pg_user() { if ((EUID == 0)); then echo postgres; else id -un; fi; }
+
+# kd_pg_as CMD...: CMD as the server's OS user (exec'd in place: no extra process).
+kd_pg_as() {
+    if ((EUID == 0)); then
+        HOME=$PG_SOCKET_DIR setpriv --reuid=postgres --regid=postgres --init-groups -- "$@"
+    else
+        "$@"
+    fi
+}
+
+# kd_pg_running: our postmaster is alive. Adopts a postmaster that lost its pid file (e.g. one
+# started by pg_ctl by hand) through the cluster's own postmaster.pid.
+kd_pg_running() {
+    kd_running postgres "$PG_MARK" && return 0
+    local pid
+    pid=$(head -n1 "$PG_DATA/postmaster.pid" 2>/dev/null) || return 1
+    [[ $pid =~ ^[0-9]+$ && -r /proc/$pid/cmdline ]] || return 1
+    tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$PG_MARK" || return 1
+    mkdir -p "$KD_PID_DIR" && echo "$pid" >"$(kd_pidfile postgres)"
+}
+
+# kd_pg_ready: the server accepts connections on its TCP port. pg_isready asks as the ledger's
+# role: the server leaves a client that hangs up at the password request out of its log,
+# while any other name would log a "no pg_hba.conf entry" error on every poll.
+kd_pg_ready() {
+    kd_pg_running && "$KD_PG_BIN/pg_isready" -q -h "$LOOPBACK" -p "$PG_PORT" -U "$PG_ROLE" -d "$PG_DB" -t 2
+}
+
+# kd_pg_wait_gone: waits (up to 10 s) for the postmaster named in postmaster.pid to disappear.
+# One killed hard stays a zombie until it is reaped, and PostgreSQL takes any live pid in that
+# file for a running server and refuses to start.
+kd_pg_wait_gone() {
+    local pid deadline=$((SECONDS + 10))
+    pid=$(head -n1 "$PG_DATA/postmaster.pid" 2>/dev/null) || return 0
+    [[ $pid =~ ^[0-9]+$ ]] || return 0
+    while [[ -e /proc/$pid ]] && ((SECONDS < deadline)); do
+        # A live process that is not our postmaster (its pid reused) is not waited for.
+        if [[ $(sed 's/.*) //' "/proc/$pid/stat" 2>/dev/null | cut -d' ' -f1) != Z ]] &&
+            ! tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$PG_MARK"; then
+            return 0
+        fi
+        sleep 0.1
+    done
+}
+
+# kd_pg_spawn: starts the postmaster in the background (the cluster and config must exist).
+kd_pg_spawn() {
+    local as=()
+    mkdir -p "$KD_LOG_DIR/postgres" "$PG_SOCKET_DIR"
+    # The socket folder belongs to the server's user, as /run/postgresql does on Debian.
+    if ((EUID == 0)); then
+        chown postgres:postgres "$PG_SOCKET_DIR"
+        as=(env HOME="$PG_SOCKET_DIR" setpriv --reuid=postgres --regid=postgres --init-groups --)
+    fi
+    chmod 700 "$PG_SOCKET_DIR"
+    kd_pg_wait_gone
+    kd_spawn postgres "$KD_LOG_DIR/postgres/postgres.log" "${as[@]}" \
+        "$KD_PG_BIN/postgres" -D "$PG_DATA" -c "config_file=$PG_DIR/postgresql.conf"
+}
+
+# kd_pg_wait [SECONDS]: until the server accepts connections; fails when it exits first.
+kd_pg_wait() {
+    if ! kd_wait "${1:-60}" "PostgreSQL" postgres kd_pg_ready; then
+        kd_tail "$KD_LOG_DIR/postgres/postgres.log"
+        return 1
+    fi
+}
+
+# kd_pg_start: starts the stack's PostgreSQL when it is not running and waits until it accepts
+# connections. For fault tests; dev-up does this and more (cluster, config, role).
+kd_pg_start() {
+    kd_pg_running && { kd_pg_wait 60; return; }
+    [[ -s $PG_DATA/PG_VERSION && -s $PG_DIR/postgresql.conf ]] ||
+        { kd_warn "PostgreSQL: no cluster in $PG_DATA; run scripts/dev-up"; return 1; }
+    if kd_port_open "$PG_PORT"; then
+        kd_warn "PostgreSQL: port $PG_PORT is taken by $(kd_port_owner "$PG_PORT" || echo 'an unknown process')"
+        return 1
+    fi
+    kd_pg_spawn
+    kd_pg_wait 60
+}
+
+# kd_pg_stop [MODE] [SECONDS]: pg_ctl stop -m MODE (fast: roll back open transactions, close
+# connections, checkpoint; immediate: no checkpoint, like a crash, recovered at the next start;
+# smart: wait for clients to leave). Escalates to SIGQUIT, then SIGKILL, after SECONDS (60).
+kd_pg_stop() {
+    local mode=${1:-fast} secs=${2:-60} pid deadline
+    case $mode in
+    fast | immediate | smart) ;;
+    *)
+        kd_warn "PostgreSQL: unknown stop mode '$mode' (fast, immediate or smart)"
+        return 2
+        ;;
+    esac
+    if ! kd_pg_running; then
+        rm -f "$(kd_pidfile postgres)"
+        return 0
+    fi
+    pid=$(kd_pid postgres)
+    if ! kd_pg_as "$KD_PG_BIN/pg_ctl" stop -D "$PG_DATA" -m "$mode" -w -t "$secs" >/dev/null 2>&1 &&
+        kd_pg_running; then
+        kd_warn "PostgreSQL (pid $pid) did not stop within ${secs}s; sending SIGQUIT"
+        kill -QUIT "$pid" 2>/dev/null || true
+        deadline=$((SECONDS + 10))
+        while kd_alive postgres && ((SECONDS < deadline)); do sleep 0.2; done
+        if kd_alive postgres; then kill -KILL "$pid" 2>/dev/null || true; fi
+    fi
+    # pg_ctl returns once postmaster.pid is gone; the process may linger a moment longer.
+    deadline=$((SECONDS + 5))
+    while kd_alive postgres && ((SECONDS < deadline)); do sleep 0.1; done
+    rm -f "$(kd_pidfile postgres)"
+}
+
+# kd_pg_psql [PSQL ARGS...]: psql as the cluster's superuser over the Unix socket (peer
+# authentication), database postgres unless ARGS name another (-d).
+kd_pg_psql() {
+    kd_pg_as "$KD_PG_BIN/psql" -X -h "$PG_SOCKET_DIR" -p "$PG_PORT" -U "$(kd_pg_user)" -d postgres "$@"
+}
+
+# kd_pg_cli COMMAND: what .dev/bin/kd-pg runs (see docs/dev-stack.md).
+kd_pg_cli() {
+    local cmd=${1:-status}
+    (($#)) && shift
+    case $cmd in
+    start) kd_pg_start ;;
+    stop) kd_pg_stop "$@" ;;
+    restart) kd_pg_stop "$@" && kd_pg_start ;;
+    status)
+        if kd_pg_ready; then
+            echo "PostgreSQL: running (pid $(kd_pid postgres)) on $LOOPBACK:$PG_PORT, data $PG_DATA"
+        elif kd_pg_running; then
+            echo "PostgreSQL: starting or not answering (pid $(kd_pid postgres)) on $LOOPBACK:$PG_PORT"
+            return 1
+        else
+            echo "PostgreSQL: stopped ($LOOPBACK:$PG_PORT, data $PG_DATA)"
+            return 3
+        fi
+        ;;
+    psql) kd_pg_psql "$@" ;;
+    url) cat "$PG_URL_FILE" ;;
+    *)
+        echo "usage: kd-pg start | stop [fast|immediate|smart] | restart [MODE] | status | psql [ARGS] | url" >&2
+        return 2
+        ;;
+    esac
 }

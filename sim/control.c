@@ -1,4 +1,5 @@
-/* control.c: the /sim/ endpoint and fault changes with their side effects (control.h). */
+/* control.c: the /sim/ endpoint, fault changes with their side effects, and the call log's
+ * listing and reset (control.h). */
 #include "control.h"
 
 #include <openssl/crypto.h>
@@ -209,26 +210,115 @@ static int drop_connections(sim_control *c, const char *body, size_t len, json_t
     return status;
 }
 
-int sim_control_request(sim_control *c, const char *method, const char *path,
-                        const char *authorization, const char *body, size_t body_len,
-                        json_t **answer)
+/* ---- /sim/calls ---- */
+
+/* Reads the query of GET /sim/calls into q (values point into buf). 0, or -1 with msg. */
+static int parse_calls_query(const char *query, char *buf, size_t buf_len, sim_calls_query *q,
+                             char *msg, size_t msg_len)
+{
+    memset(q, 0, sizeof *q);
+    if (!query || !query[0])
+        return 0;
+    if (strlen(query) >= buf_len) {
+        snprintf(msg, msg_len, "query string too long");
+        return -1;
+    }
+    snprintf(buf, buf_len, "%s", query);
+    char *save = NULL;
+    for (char *kv = strtok_r(buf, "&", &save); kv; kv = strtok_r(NULL, "&", &save)) {
+        char *v = strchr(kv, '=');
+        if (v)
+            *v++ = '\0';
+        else
+            v = "";
+        bool num = strcmp(kv, "since") == 0 || strcmp(kv, "limit") == 0;
+        if (num) {
+            char *end = NULL;
+            unsigned long long n = strtoull(v, &end, 10);
+            bool ok = v[0] >= '0' && v[0] <= '9' && *end == '\0' && strlen(v) <= 18;
+            if (kv[0] == 's' && ok) {
+                q->since = n;
+            } else if (kv[0] == 'l' && ok && n >= 1 && n <= SIM_CALLS_LIMIT_MAX) {
+                q->limit = (size_t)n;
+            } else {
+                if (kv[0] == 's')
+                    snprintf(msg, msg_len, "since: must be a sequence number (0 or more)");
+                else
+                    snprintf(msg, msg_len, "limit: must be 1..%d", SIM_CALLS_LIMIT_MAX);
+                return -1;
+            }
+        } else if (strcmp(kv, "call_type") == 0 && v[0]) {
+            q->call_type = v;
+        } else if (strcmp(kv, "media_id_prefix") == 0) {
+            q->media_id_prefix = v;
+        } else {
+            snprintf(msg, msg_len, "%.40s: unknown or empty parameter; /sim/calls takes since, "
+                                   "limit, call_type and media_id_prefix",
+                     kv);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static int calls_list(sim_control *c, const char *query, json_t **answer, char **text,
+                      size_t *text_len)
+{
+    char buf[512], msg[200];
+    sim_calls_query q;
+    if (parse_calls_query(query, buf, sizeof buf, &q, msg, sizeof msg))
+        return fail(answer, 400, msg);
+    *text = sim_calls_list(&c->hub->calls, &q, text_len);
+    return *text ? 200 : fail(answer, 500, "out of memory");
+}
+
+static int calls_reset(sim_control *c, json_t **answer)
+{
+    size_t n = sim_calls_reset(&c->hub->calls);
+    uint64_t last = sim_calls_last_seq(&c->hub->calls);
+    kd_info("call log reset: %zu entr%s cleared, last seq %llu (POST /sim/calls/reset)", n,
+            n == 1 ? "y" : "ies", (unsigned long long)last);
+    *answer = json_pack("{s:I,s:I}", "cleared", (json_int_t)n, "last_seq", (json_int_t)last);
+    return *answer ? 200 : fail(answer, 500, "out of memory");
+}
+
+/* ---- routing ---- */
+
+/* Answers one request: either *answer (JSON) or, for a call listing, *text. */
+static int route(sim_control *c, const char *method, const char *target,
+                 const char *authorization, const char *body, size_t body_len, json_t **answer,
+                 char **text, size_t *text_len)
 {
     *answer = NULL;
+    *text = NULL;
+    char path[128];
+    const char *qm = strchr(target, '?');
+    size_t pl = qm ? (size_t)(qm - target) : strlen(target);
+    snprintf(path, sizeof path, "%.*s", (int)(pl < sizeof path ? pl : sizeof path - 1), target);
+    const char *query = qm ? qm + 1 : NULL;
     bool get = strcmp(method, "GET") == 0, post = strcmp(method, "POST") == 0;
     bool faults = strcmp(path, "/sim/faults") == 0,
          reset = strcmp(path, "/sim/faults/reset") == 0,
-         drop = strcmp(path, "/sim/drop-connections") == 0;
-    if (!faults && !reset && !drop)
+         drop = strcmp(path, "/sim/drop-connections") == 0,
+         calls = strcmp(path, "/sim/calls") == 0,
+         calls_rst = strcmp(path, "/sim/calls/reset") == 0;
+    if (pl >= sizeof path || (!faults && !reset && !drop && !calls && !calls_rst))
         return fail(answer, 404, "Not found: the control endpoint has /sim/faults, "
-                                 "/sim/faults/reset and /sim/drop-connections");
+                                 "/sim/faults/reset, /sim/drop-connections, /sim/calls and "
+                                 "/sim/calls/reset");
     if (!authorized(c, authorization))
         return fail(answer, 401, "Unauthorized: Authorization: Bearer <sim.control_token> "
                                  "required");
+    if (calls)
+        return get ? calls_list(c, query, answer, text, text_len)
+                   : fail(answer, 405, "Method not allowed: GET");
     if (faults && get)
         return state_answer(c, answer);
     if (!post)
         return fail(answer, 405, faults ? "Method not allowed: GET or POST"
                                         : "Method not allowed: POST");
+    if (calls_rst)
+        return calls_reset(c, answer);
     if (drop)
         return drop_connections(c, body, body_len, answer);
     if (reset) {
@@ -244,4 +334,36 @@ int sim_control_request(sim_control *c, const char *method, const char *path,
     if (rc)
         return fail(answer, 400, msg);
     return state_answer(c, answer);
+}
+
+int sim_control_request(sim_control *c, const char *method, const char *path,
+                        const char *authorization, const char *body, size_t body_len,
+                        json_t **answer)
+{
+    char *text = NULL;
+    size_t len = 0;
+    int status = route(c, method, path, authorization, body, body_len, answer, &text, &len);
+    if (text) {
+        json_error_t je;
+        *answer = json_loadb(text, len, 0, &je);
+        free(text);
+        if (!*answer)
+            return fail(answer, 500, "out of memory");
+    }
+    return status;
+}
+
+int sim_control_request_text(sim_control *c, const char *method, const char *path,
+                             const char *authorization, const char *body, size_t body_len,
+                             char **text, size_t *text_len)
+{
+    json_t *answer = NULL;
+    *text_len = 0;
+    int status = route(c, method, path, authorization, body, body_len, &answer, text, text_len);
+    if (answer) {
+        *text = json_dumps(answer, JSON_COMPACT);
+        json_decref(answer);
+        *text_len = *text ? strlen(*text) : 0;
+    }
+    return *text ? status : 500;
 }

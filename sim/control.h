@@ -4,6 +4,9 @@
  *   POST /sim/faults               merges a fault spec into it; answers the new state
  *   POST /sim/faults/reset         back to the faults of the buildings file (nothing injected)
  *   POST /sim/drop-connections     drops open WebSockets now ({"client_id","code","reason"})
+ *   GET  /sim/calls                the lift-call-api-v2 requests received (calls.h);
+ *                                  ?since=<seq>&limit=<n>&call_type=<t>&media_id_prefix=<p>
+ *   POST /sim/calls/reset          empties that log (sequence numbers go on)
  *
  * It is written as a function of (method, path, Authorization, body) → (status, JSON) so
  * the tests drive it without sockets; http.c only moves bytes. Every change is logged at
@@ -44,9 +47,15 @@ int sim_control_apply_text(sim_control *c, const char *text, const char *origin,
 void sim_control_reset(sim_control *c, const char *origin);
 
 /* The endpoint. Returns the HTTP status and sets *answer (a JSON body; {"message"} for
- * errors). path is the request path without query, starting with "/sim/". */
+ * errors). path is the request path, starting with "/sim/", and may end in a query string
+ * ("/sim/calls?since=5"; only /sim/calls reads one). */
 int sim_control_request(sim_control *c, const char *method, const char *path,
                         const char *authorization, const char *body, size_t body_len,
                         json_t **answer);
+/* The same, answering JSON text (malloc'd, *text_len bytes), as http.c sends it: a call
+ * listing is assembled from stored texts without building a JSON tree. */
+int sim_control_request_text(sim_control *c, const char *method, const char *path,
+                             const char *authorization, const char *body, size_t body_len,
+                             char **text, size_t *text_len);
 
 #endif

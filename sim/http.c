@@ -58,6 +58,7 @@ static const char *reason_phrase(int status)
     case 404: return "Not Found";
     case 405: return "Method Not Allowed";
     case 413: return "Payload Too Large";
+    case 414: return "URI Too Long";
     default: return sim_fault_status_text(status);
     }
 }
@@ -65,17 +66,13 @@ static const char *reason_phrase(int status)
 /* Writes the response. upgrade_refusal: the request was a WebSocket upgrade, whose HTTP
  * version lws has not recorded yet (it would answer HTTP/1.0, which WebSocket clients
  * reject as malformed): write an HTTP/1.1 status line ourselves and close after. */
-static int respond(struct lws *wsi, int status, const json_t *body, const char *extra_header,
-                   bool upgrade_refusal)
+static int respond_text(struct lws *wsi, int status, const char *text, size_t tl,
+                        const char *extra_header, bool upgrade_refusal)
 {
-    char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
-    size_t tl = text ? strlen(text) : 0;
     size_t cap = LWS_PRE + 1024 + tl;
     unsigned char *buf = malloc(cap);
-    if (!buf) {
-        free(text);
+    if (!buf)
         return -1;
-    }
     unsigned char *start = buf + LWS_PRE, *p = start, *end = buf + cap - 1;
     char clen[24];
     int n = snprintf(clen, sizeof clen, "%zu", tl);
@@ -113,10 +110,21 @@ static int respond(struct lws *wsi, int status, const json_t *body, const char *
     memcpy(p, text ? text : "", tl);
     p += tl;
     n = (int)(p - start);
+    /* A large body (a call listing) may go out partly; lws keeps the rest and sends it
+     * before completing the transaction. */
     rc = lws_write(wsi, start, (size_t)n, LWS_WRITE_HTTP) == n ? 0 : -1;
 out:
-    free(text);
     free(buf);
+    return rc;
+}
+
+static int respond(struct lws *wsi, int status, const json_t *body, const char *extra_header,
+                   bool upgrade_refusal)
+{
+    char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+    int rc = respond_text(wsi, status, text, text ? strlen(text) : 0, extra_header,
+                          upgrade_refusal);
+    free(text);
     return rc;
 }
 
@@ -293,31 +301,68 @@ static int confirm_upgrade(struct lws *wsi, sim_server *s, const char *up)
     return 0;
 }
 
+/* The request's query string ("since=5&limit=10"), rebuilt from the arguments lws parsed
+ * (and url-decoded). 0, or -1 when it does not fit in len (the request is then refused:
+ * dropping a filter silently would answer more than was asked). */
+static int copy_query(struct lws *wsi, char *q, size_t len)
+{
+    size_t o = 0;
+    q[0] = '\0';
+    for (int i = 0;; i++) {
+        int n = lws_hdr_fragment_length(wsi, WSI_TOKEN_HTTP_URI_ARGS, i);
+        if (n <= 0)
+            return 0;
+        if (o + (size_t)n + 2 > len)
+            return -1;
+        if (o)
+            q[o++] = '&';
+        if (lws_hdr_copy_fragment(wsi, q + o, (int)(len - o), WSI_TOKEN_HTTP_URI_ARGS, i) != n)
+            return -1;
+        o += (size_t)n;
+    }
+}
+
 /* The control endpoint: control.c decides, this only moves bytes and logs the outcome. */
 static int handle_control(struct lws *wsi, sim_server *s, const char *method, const char *path,
                           const char *body, size_t body_len, bool too_big)
 {
-    char authz[600] = "";
+    char authz[600] = "", query[512], target[sizeof query + 80];
     if (lws_hdr_copy(wsi, authz, sizeof authz, WSI_TOKEN_HTTP_AUTHORIZATION) < 0)
         authz[0] = '\0';
-    json_t *answer = NULL;
+    bool long_query = copy_query(wsi, query, sizeof query) != 0;
+    snprintf(target, sizeof target, "%.70s%s%s", path, query[0] ? "?" : "", query);
+    char *text = NULL;
+    size_t tl = 0;
     int status;
     if (too_big)
-        status = 413, answer = json_pack("{s:s}", "message", "Request body too large");
+        status = 413;
+    else if (long_query)
+        status = 414;
     else if (!s->ctl)
-        status = 404, answer = json_pack("{s:s}", "message", "Not found");
+        status = 404;
     else
-        status = sim_control_request(s->ctl, method, path, authz[0] ? authz : NULL, body,
-                                     body_len, &answer);
+        status = sim_control_request_text(s->ctl, method, target, authz[0] ? authz : NULL, body,
+                                          body_len, &text, &tl);
     explicit_bzero(authz, sizeof authz);
+    if (!text) {
+        const char *m = status == 413   ? "{\"message\":\"Request body too large\"}"
+                        : status == 414 ? "{\"message\":\"Query string too long\"}"
+                        : status == 404 ? "{\"message\":\"Not found\"}"
+                                        : "{\"message\":\"Internal error\"}";
+        status = status == 413 || status == 414 || status == 404 ? status : 500;
+        text = strdup(m);
+        tl = text ? strlen(text) : 0;
+    }
     if (status == 200)
-        kd_debug("%s %s %d", method, path, status);
+        kd_debug("%s %s %d (%zu bytes)", method, target, status, tl);
     else
-        kd_info("%s %s %d", method, path, status);
-    int rc = sim_http_respond(wsi, status, answer,
-                              status == 401 ? "WWW-Authenticate: Bearer realm=\"kone-sim\""
-                                            : NULL);
-    json_decref(answer);
+        kd_info("%s %s %d", method, target, status);
+    int rc = text ? respond_text(wsi, status, text, tl,
+                                 status == 401 ? "WWW-Authenticate: Bearer realm=\"kone-sim\""
+                                               : NULL,
+                                 false)
+                  : -1;
+    free(text);
     if (status == 200)
         sim_server_arm_flush(s); /* a change may have queued status events */
     return finish(wsi, rc);

@@ -384,6 +384,7 @@ int sim_hub_create(sim_hub **out, sim_world *world, sim_auth *auth, const sim_cl
     h->auth = auth;
     h->clock = *clock;
     h->next_serial = 1;
+    sim_calls_init(&h->calls, 0, 0);
     uint64_t seed;
     if (RAND_bytes((unsigned char *)&seed, sizeof seed) != 1)
         seed = (uint64_t)time(NULL);
@@ -445,6 +446,7 @@ void sim_hub_free(sim_hub *h)
     while (h->sessions)
         free_session(h, h->sessions);
     sim_model_free(h->model);
+    sim_calls_free(&h->calls);
     free(h);
 }
 

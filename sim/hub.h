@@ -1,10 +1,10 @@
 /* hub: the simulator's shared state and the fan-out of events to WebSocket connections.
  *
- * The hub owns the world (buildings), the token store, the lift model and its clock, and
- * knows every open connection, every session and every site-monitoring subscription. It
- * knows nothing of libwebsockets: a connection is a pair of callbacks (send a text frame,
- * close with a close frame) given by the transport, so the request layer and the unit
- * tests drive it without sockets.
+ * The hub owns the world (buildings), the token store, the lift model and its clock, the
+ * log of lift-call-api-v2 requests (calls.h), and knows every open connection, every
+ * session and every site-monitoring subscription. It knows nothing of libwebsockets: a
+ * connection is a pair of callbacks (send a text frame, close with a close frame) given by
+ * the transport, so the request layer and the unit tests drive it without sockets.
  *
  * Sessions: every connection always has a session. It starts anonymous (its calls and
  * subscriptions die with the connection); create-session names it, after which it outlives
@@ -32,6 +32,7 @@
 
 #include "auth.h"
 #include "building.h"
+#include "calls.h"
 #include "faults.h"
 #include "model.h"
 #include "util.h"
@@ -96,6 +97,7 @@ struct sim_hub {
     size_t n_conns, n_subs;
     sim_fault_global faults;     /* the global faults (the per-group ones are in the world) */
     sim_rng rng;                 /* every random fault decision draws from here */
+    sim_calls calls;             /* every lift-call-api-v2 request received (GET /sim/calls) */
 };
 
 /* The hub borrows world and auth (the caller frees them after the hub). */

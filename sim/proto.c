@@ -265,6 +265,13 @@ typedef struct req_ctx {
     int64_t received_ms; /* real ms */
     double u;            /* this request's draw for latency jitter */
     int64_t due_ms;      /* send time of its answers (injected latency) */
+    /* what it got, for the call log (calls.h) */
+    int status;          /* of the answer frame (0 until answered) */
+    char message[200];   /* the answer's message */
+    int success;         /* call result frame: 1, 0, -1 none */
+    char error[160];     /* the call result's error */
+    int64_t sid;         /* action: session_id given; delete: the one targeted */
+    int cancelled;       /* delete: 1 cancelled, 0 not; -1 other requests */
 } req_ctx;
 
 /* Injected latency: the global one until the target group is known, then with the group's. */
@@ -275,6 +282,11 @@ static void set_due(req_ctx *x, const sim_faults *gf)
 
 static void answer(req_ctx *x, int status, json_t *data, const char *message)
 {
+    if (!x->status) {
+        x->status = status;
+        if (message)
+            snprintf(x->message, sizeof x->message, "%s", message);
+    }
     sim_hub_send_at(x->c, sim_frame_answer(x->c->id, x->rid, status, data, message), x->due_ms);
 }
 
@@ -341,6 +353,11 @@ static const char *group_id(const req_ctx *x)
 static void send_result(req_ctx *x, const char *type, bool ok, int64_t sid, const char *error)
 {
     const json_t *prid = json_object_get(x->payload, "request_id");
+    x->success = ok;
+    if (error)
+        snprintf(x->error, sizeof x->error, "%s", error);
+    if (ok && sid > 0)
+        x->sid = sid;
     sim_hub_send_at(x->c,
                     sim_frame_call_result(type, x->b->id, group_id(x), prid ? prid : x->rid, ok,
                                           sid, error),
@@ -428,16 +445,20 @@ static void do_delete(req_ctx *x)
         answer(x, 400, NULL, json_is_object(x->payload) ? m : BAD ": payload must be an object");
         return;
     }
+    x->sid = sid;
+    x->cancelled = 0;
     const sim_call *c = sim_model_call(x->h->model, sid);
     if (!c || c->b != x->bi || c->g != x->gi || c->owner != x->c->session->serial) {
         answer(x, 404, NULL, "Call not found for this session_id");
         return;
     }
     int rc = sim_model_delete_call(x->h->model, sid, "CALL_DELETED");
-    if (rc == 409)
+    if (rc == 409) {
         answer(x, 409, NULL, "Call is not in a cancellable state");
-    else
+    } else {
+        x->cancelled = 1;
         answer(x, 202, time_data(x->h), NULL);
+    }
 }
 
 /* ping: 200 with the request id and the server time; 500 with error 1005 when the group's
@@ -603,6 +624,37 @@ static void dispatch(req_ctx *x)
         answer(x, 400, NULL, BAD ": unknown callType");
 }
 
+/* Adds the request to the call log (lift-call-api-v2 requests only), once answered. */
+static void record(req_ctx *x, int64_t wall_ms)
+{
+    const json_t *gid = json_object_get(x->req, "groupId");
+    sim_call_note n = {
+        .wall_ms = wall_ms,
+        .call_type = json_string_value(json_object_get(x->req, "callType")),
+        .connection_id = x->c->id,
+        .client_id = x->c->client_id,
+        .kone_session_id = x->c->session ? x->c->session->id : NULL,
+        .request_id = x->rid,
+        .building_id = json_string_value(json_object_get(x->req, "buildingId")),
+        .group_id = gid,
+        .payload = x->payload,
+        .status = x->status,
+        .message = x->message[0] ? x->message : NULL,
+        .success = x->success,
+        .error = x->error[0] ? x->error : NULL,
+        .session_id = x->sid,
+        .cancelled = x->cancelled,
+    };
+    if (sim_calls_add(&x->h->calls, &n))
+        kd_warn("call log: out of memory, request not recorded");
+}
+
+static bool is_lift_call(const json_t *req)
+{
+    const char *type = json_string_value(json_object_get(req, "type"));
+    return type && strcmp(type, "lift-call-api-v2") == 0;
+}
+
 void sim_proto_handle(sim_hub *h, sim_conn *c, const char *text, size_t len)
 {
     if (!c->session)
@@ -611,7 +663,9 @@ void sim_proto_handle(sim_hub *h, sim_conn *c, const char *text, size_t len)
         sim_hub_drop(h, c, "drop_probability"); /* the request is lost with the connection */
         return;
     }
-    req_ctx x = {.h = h, .c = c, .received_ms = sim_clock_real_ms(&h->clock)};
+    req_ctx x = {.h = h, .c = c, .received_ms = sim_clock_real_ms(&h->clock), .success = -1,
+                 .cancelled = -1};
+    int64_t wall_ms = sim_clock_wall_ms(&h->clock);
     x.u = sim_rng_next(&h->rng);
     set_due(&x, NULL);
     if (len > SIM_MAX_FRAME) {
@@ -641,21 +695,18 @@ void sim_proto_handle(sim_hub *h, sim_conn *c, const char *text, size_t len)
         x.rid = rid;
     } else {
         x.rid = rid;
-        if (!id_key(rid, key, sizeof key)) {
+        int seen = 1;
+        if (!id_key(rid, key, sizeof key))
             answer(&x, 400, NULL, BAD ": request id must be a number or a non-empty string");
-            json_decref(req);
-            return;
-        }
-        int seen = sim_conn_remember_id(c, key);
-        if (seen <= 0) {
+        else if ((seen = sim_conn_remember_id(c, key)) <= 0)
             answer(&x, seen == 0 ? 409 : 429, NULL,
                    seen == 0 ? "Request id already used in this connection"
                              : "Too many requests on this connection");
-            json_decref(req);
-            return;
-        }
     }
-    dispatch(&x);
+    if (!x.status)
+        dispatch(&x);
+    if (is_lift_call(req))
+        record(&x, wall_ms);
     json_decref(gen);
     json_decref(req);
 }

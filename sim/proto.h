@@ -18,6 +18,10 @@
  * lift-call-api-v2 request, once its group is resolved, may be answered with an injected
  * status (call_error) instead of being executed. The other faults are group state that the
  * rules above already read (mode, link, locked areas) or the model reads (no_lift).
+ *
+ * Every lift-call-api-v2 request that parsed is added to the hub's call log (calls.h) once
+ * its answer is decided, whatever that answer (a 409 for a reused request id included), so
+ * tests can count the calls each job placed (GET /sim/calls).
  */
 #ifndef SIM_PROTO_H
 #define SIM_PROTO_H

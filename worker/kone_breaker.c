@@ -173,6 +173,7 @@ kd_brk_verdict kd_brk_verdict_of(kd_outcome o, const char *code, bool conn_lost)
             return KD_BRK_NEUTRAL;
         return KD_BRK_SUCCESS;
     case KD_OUTCOME_FAILED:
+    case KD_OUTCOME_UNKNOWN: /* a call accepted, then lost track of: judged like a failure */
         if (!strcmp(code, "1005") || !strcmp(code, "timeout"))
             return conn_lost ? KD_BRK_NEUTRAL : KD_BRK_FAILURE;
         if (all_digits(code)) {

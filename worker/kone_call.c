@@ -31,6 +31,17 @@
  * A cancel (delete) goes to the slot whose KONE session made the call when this worker made
  * it (remembered for the last KK_AFFINITY accepted calls): sessions own their calls.
  *
+ * Once KONE accepted a call (201), it is never simply retried: a second call would be a
+ * second lift for one passenger. A followed call that fails (no progress: the site link is
+ * down; tracking lapsed before a decisive state) is cancelled first:
+ *     FOLLOW --fails--> CANCELLING (delete for its session_id) --2xx--> failed (transient:
+ *     retried, the call is gone) | --anything else or no answer--> unknown (final)
+ * A call accepted without a session id to cancel (no call result, the session lost) ends
+ * `unknown` at once: "the call may have been placed".
+ *
+ * An adopted job (run->adopt: its call was accepted on a worker that is gone, the ledger has
+ * its session id) is not called: it is followed from its session id like any accepted call.
+ *
  * What is final and what is retried is decided here and nowhere else (see
  * docs/kone-client.md): KONE's refusals are final, anything that may go better on
  * another attempt (timeouts, 429, 5xx, lost sessions, link down) is transient.
@@ -145,6 +156,7 @@ static void rearm(kk_job *j)
         break;
     case KJ_SENT:
     case KJ_ACCEPTED:
+    case KJ_CANCELLING:
         due = j->answer_deadline;
         break;
     case KJ_FOLLOW:
@@ -185,7 +197,7 @@ int kk_slot_outstanding(kk_slot *s)
     int n = 0;
     for (lws_dll2_t *d = s->jobs.head; d; d = d->next) {
         kk_job *j = lws_container_of(d, kk_job, place);
-        n += j->st == KJ_SENT || j->st == KJ_ACCEPTED;
+        n += j->st == KJ_SENT || j->st == KJ_ACCEPTED || j->st == KJ_CANCELLING;
     }
     return n;
 }
@@ -222,6 +234,20 @@ static kk_slot *least_loaded(kd_kone *k)
     return best;
 }
 
+/* Following an accepted call: subscribe to its states (KONE documents no snapshot, so states
+ * before the subscription are not seen; the progress window bounds the wait). */
+static void start_follow(kk_job *j)
+{
+    int64_t now = kd_mono_us();
+    j->st = KJ_FOLLOW;
+    j->accepted_mono = now;
+    j->progress_deadline = now + progress_window_us(j);
+    j->track_deadline = now + j->k->track_timeout_us;
+    j->renew_at = NEVER;
+    want(j, KW_MONITOR);
+    rearm(j);
+}
+
 static void place(kk_job *j)
 {
     kd_kone *k = j->k;
@@ -234,6 +260,10 @@ static void place(kk_job *j)
     j->slot = s;
     if (!s) {
         lws_dll2_add_tail(&j->place, &k->waitq);
+    } else if (j->run->adopt) {
+        lws_dll2_add_tail(&j->place, &s->jobs);
+        start_follow(j);
+        return;
     } else {
         lws_dll2_add_tail(&j->place, &s->jobs);
         want(j, KW_REQUEST);
@@ -266,6 +296,12 @@ void kk_job_submit(kd_kone *k, kd_run *run)
             return;
         }
         j->expire_at = now + left;
+    }
+    if (run->adopt) {
+        /* no new request: neither the breaker nor the rate limit applies */
+        j->call_session_id = run->session_id;
+        place(j);
+        return;
     }
     switch (kk_bld_admit(j)) {
     case KK_ADMIT_REFUSE:
@@ -341,9 +377,14 @@ void kk_jobs_session_restored(kk_slot *s, bool resumed)
                    "connection to KONE lost before the answer; the session could not be "
                    "resumed");
         else if (!resumed && j->st == KJ_ACCEPTED)
-            finish(j, KD_OUTCOME_FAILED, KD_FAIL_TRANSIENT, "session_lost",
-                   "call accepted (201) but the connection was lost before its result and "
-                   "the session could not be resumed; the call may be registered");
+            finish(j, KD_OUTCOME_UNKNOWN, KD_FAIL_FINAL, "session_lost",
+                   "the call may have been placed: KONE accepted it (201) but the connection "
+                   "was lost before its result and the session could not be resumed; not "
+                   "called again");
+        else if (!resumed && j->st == KJ_CANCELLING)
+            finish(j, KD_OUTCOME_UNKNOWN, KD_FAIL_FINAL, j->fail_code,
+                   "the call may have been placed: %s; its delete was lost with the "
+                   "session: not called again", j->fail_msg);
         else if (j->st == KJ_FOLLOW)
             want(j, KW_MONITOR);   /* subscriptions follow the connection: renew them */
     }
@@ -377,6 +418,27 @@ static bool awaiting_resume(const kk_job *j, int64_t now, int64_t *until)
         return false;
     *until = s->lost_mono + KK_RESUME_WINDOW_US;
     return now < *until;
+}
+
+/* A followed call failed: delete it before the job may be retried (the answer decides,
+ * cancel_answer). The failure is kept for the outcome's message. */
+static void cancel_call(kk_job *j, const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void cancel_call(kk_job *j, const char *code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(j->fail_msg, sizeof j->fail_msg, fmt, ap);
+    va_end(ap);
+    snprintf(j->fail_code, sizeof j->fail_code, "%s", code);
+    kd_log_ctx lc = log_ctx(j->run);
+    kd_log(KD_LOG_INFO, &lc, "kone: %s; cancelling call %" PRId64 " before any retry",
+           j->fail_msg, j->call_session_id);
+    j->st = KJ_CANCELLING;
+    j->del_req_id = 0;
+    j->answer_deadline = kd_mono_us() + j->k->request_timeout_us;
+    want(j, KW_DELETE);
+    rearm(j);
 }
 
 static void job_timer(lws_sorted_usec_list_t *sul)
@@ -432,15 +494,24 @@ static void job_timer(lws_sorted_usec_list_t *sul)
     case KJ_ACCEPTED:
         if (now >= j->answer_deadline && lost_since(j)) {
             /* the result frame may have gone down with a connection: not the site's link */
-            finish(j, KD_OUTCOME_FAILED, KD_FAIL_TRANSIENT, "result_lost",
-                   "call accepted (201) but the connection was lost before its result; the "
-                   "call is probably registered");
+            finish(j, KD_OUTCOME_UNKNOWN, KD_FAIL_FINAL, "result_lost",
+                   "the call may have been placed: KONE accepted it (201) but the connection "
+                   "was lost before its result; not called again");
             return;
         }
         if (now >= j->answer_deadline) {
-            finish(j, KD_OUTCOME_FAILED, KD_FAIL_TRANSIENT, "1005",
-                   "call accepted (201) but no call result within %" PRId64 " ms; the "
-                   "building's link to KONE may be down", k->call_timeout_us / 1000);
+            finish(j, KD_OUTCOME_UNKNOWN, KD_FAIL_FINAL, "1005",
+                   "the call may have been placed: KONE accepted it (201) but sent no call "
+                   "result within %" PRId64 " ms (the building's link to KONE may be down); "
+                   "not called again", k->call_timeout_us / 1000);
+            return;
+        }
+        break;
+    case KJ_CANCELLING:
+        if (now >= j->answer_deadline) {
+            finish(j, KD_OUTCOME_UNKNOWN, KD_FAIL_FINAL, j->fail_code,
+                   "the call may have been placed: %s; its delete got no answer within "
+                   "%" PRId64 " ms: not called again", j->fail_msg, rt_ms);
             return;
         }
         break;
@@ -452,15 +523,15 @@ static void job_timer(lws_sorted_usec_list_t *sul)
             if (j->decisive)
                 succeed(j, "track_timeout", msg);
             else
-                finish(j, KD_OUTCOME_FAILED, KD_FAIL_TRANSIENT, "1005", "%s", msg);
+                cancel_call(j, "1005", "%s", msg);
             return;
         }
         if (!j->decisive && now >= j->progress_deadline) {
-            finish(j, KD_OUTCOME_FAILED, KD_FAIL_TRANSIENT, "1005",
-                   "call %" PRId64 " made no progress for %" PRId64 " ms (state '%s'); "
-                   "the building's link to KONE may be down",
-                   j->call_session_id, progress_window_us(j) / 1000,
-                   j->last_state[0] ? j->last_state : "created");
+            cancel_call(j, "1005",
+                        "call %" PRId64 " made no progress for %" PRId64 " ms (state '%s'; the "
+                        "building's link to KONE may be down)",
+                        j->call_session_id, progress_window_us(j) / 1000,
+                        j->last_state[0] ? j->last_state : "created");
             return;
         }
         if (now >= j->renew_at) {
@@ -497,6 +568,11 @@ int kk_job_write(kk_job *j, kk_conn *c)
     char *text = NULL;
     if (w == KW_REQUEST) {
         text = kd_kone_msg_job(&run->job, id, kd_now_us(), &e);
+    } else if (w == KW_DELETE) {
+        kd_job del = run->job;
+        del.op = KD_OP_CANCEL;
+        del.session_id = j->call_session_id;
+        text = kd_kone_msg_job(&del, id, kd_now_us(), &e);
     } else if (w == KW_MONITOR) {
         char topic[64], sub[48];
         snprintf(topic, sizeof topic, "call_state/%" PRId64 "/+", j->call_session_id);
@@ -508,7 +584,11 @@ int kk_job_write(kk_job *j, kk_conn *c)
         return 0;
     }
     if (!text) {
-        if (w == KW_REQUEST)
+        if (w == KW_DELETE)
+            finish(j, KD_OUTCOME_UNKNOWN, KD_FAIL_FINAL, j->fail_code,
+                   "the call may have been placed: %s; its delete could not be written (%s): "
+                   "not called again", j->fail_msg, e.msg);
+        else if (w == KW_REQUEST)
             finish(j, e.code == KD_ERR_INVALID ? KD_OUTCOME_REJECTED : KD_OUTCOME_FAILED,
                    e.code == KD_ERR_INVALID ? KD_FAIL_FINAL : KD_FAIL_TRANSIENT,
                    e.code == KD_ERR_INVALID ? "invalid_job" : "nomem", "%s", e.msg);
@@ -525,12 +605,16 @@ int kk_job_write(kk_job *j, kk_conn *c)
         return -1;
     }
     int64_t now = kd_mono_us();
-    if (w == KW_REQUEST) {
+    if (w == KW_DELETE) {
+        j->del_req_id = id;
+        j->sent_mono = now;
+    } else if (w == KW_REQUEST) {
         j->req_id = id;
         j->st = KJ_SENT;
         j->sent_mono = now;
         j->losses_at = s->losses;
         j->answer_deadline = now + k->request_timeout_us;
+        run->written = true;
         if (!run->started_us)
             run->started_us = kd_now_us();
     } else {
@@ -544,18 +628,17 @@ int kk_job_write(kk_job *j, kk_conn *c)
 
 /* ------------------------------------------------------------------ answers */
 
-static kk_job *find_job(kd_kone *k, kk_slot *first, int64_t id, bool monitor)
+/* The job whose request `id` was written on slot s. Only s: an answer belongs to the session
+ * it arrives on (a resumed session is the same slot), and ids are unique per process, so a
+ * late answer can never be credited to another connection's job. */
+static kk_job *find_job(kk_slot *s, int64_t id, bool monitor)
 {
-    for (int pass = 0; pass <= k->n_slots; pass++) {
-        kk_slot *s = pass == 0 ? first : &k->slots[pass - 1];
-        if (pass > 0 && s == first)
-            continue;
-        for (lws_dll2_t *d = s->jobs.head; d; d = d->next) {
-            kk_job *j = lws_container_of(d, kk_job, place);
-            if (monitor ? j->mon_req_id == id
-                        : (j->req_id == id && (j->st == KJ_SENT || j->st == KJ_ACCEPTED)))
-                return j;
-        }
+    for (lws_dll2_t *d = s->jobs.head; d; d = d->next) {
+        kk_job *j = lws_container_of(d, kk_job, place);
+        if (monitor ? j->mon_req_id == id
+                    : (j->req_id == id && (j->st == KJ_SENT || j->st == KJ_ACCEPTED)) ||
+                          (j->st == KJ_CANCELLING && j->del_req_id == id))
+            return j;
     }
     return NULL;
 }
@@ -653,18 +736,38 @@ static void monitor_answer(kk_job *j, const kd_kone_msg *m)
     }
 }
 
+/* KONE's answer to the delete of a followed call that failed. */
+static void cancel_answer(kk_job *j, const kd_kone_msg *m)
+{
+    kd_wm_api_request("delete", m->status, kd_mono_us() - j->sent_mono);
+    if (kd_kone_status_classify(m->status) == KD_KONE_ST_OK) {
+        finish(j, KD_OUTCOME_FAILED, KD_FAIL_TRANSIENT, j->fail_code,
+               "%s; the call was cancelled (delete answered %d), so the job may be retried",
+               j->fail_msg, m->status);
+        return;
+    }
+    finish(j, KD_OUTCOME_UNKNOWN, KD_FAIL_FINAL, j->fail_code,
+           "the call may have been placed: %s; cancelling it failed (delete answered %d: "
+           "%.60s): not called again", j->fail_msg, m->status,
+           m->message[0] ? m->message : "no message");
+}
+
 void kk_on_answer(kk_slot *s, const kd_kone_msg *m)
 {
     if (!m->has_request_id) {
         kd_debug("kone: slot %d: answer %d without a request id ignored", s->idx, m->status);
         return;
     }
-    kk_job *j = find_job(s->k, s, m->request_id, false);
+    kk_job *j = find_job(s, m->request_id, false);
     if (j && j->st == KJ_SENT) {
         request_answer(j, m);
         return;
     }
-    j = find_job(s->k, s, m->request_id, true);
+    if (j && j->st == KJ_CANCELLING) {
+        cancel_answer(j, m);
+        return;
+    }
+    j = find_job(s, m->request_id, true);
     if (j) {
         monitor_answer(j, m);
         return;
@@ -675,7 +778,7 @@ void kk_on_answer(kk_slot *s, const kd_kone_msg *m)
 
 void kk_on_call_result(kk_slot *s, const kd_kone_msg *m)
 {
-    kk_job *j = m->has_request_id ? find_job(s->k, s, m->request_id, false) : NULL;
+    kk_job *j = m->has_request_id ? find_job(s, m->request_id, false) : NULL;
     if (!j || j->run->job.op != KD_OP_CALL) {
         kd_debug("kone: slot %d: call result for unknown request ignored", s->idx);
         return;
@@ -701,13 +804,10 @@ void kk_on_call_result(kk_slot *s, const kd_kone_msg *m)
     run->session_id = m->call_session_id;
     j->call_session_id = m->call_session_id;
     remember_affinity(j->k, m->call_session_id, j->slot->idx);
-    j->st = KJ_FOLLOW;
-    j->accepted_mono = now;
-    j->progress_deadline = now + progress_window_us(j);
-    j->track_deadline = now + j->k->track_timeout_us;
-    j->renew_at = NEVER;
-    want(j, KW_MONITOR);
-    rearm(j);
+    if (j->k->hooks.accepted)
+        j->k->hooks.accepted(run, j->k->hooks.arg);
+    (void)now;
+    start_follow(j);
 }
 
 static bool is_decisive(const char *state)

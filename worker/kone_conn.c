@@ -46,7 +46,10 @@ static void recount(kd_kone *k)
 
 int64_t kk_slot_next_id(kk_slot *s)
 {
-    return ++s->next_req_id;
+    /* unique in the whole process, not only on the slot: an answer can then never be
+     * mistaken for another connection's request (they are matched per slot anyway) */
+    (void)s;
+    return ++s->k->next_req_id;
 }
 
 void kk_slot_init(kd_kone *k, kk_slot *s, int idx)

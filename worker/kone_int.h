@@ -98,7 +98,6 @@ struct kk_slot {
     int active;                 /* conn carrying jobs (READY), -1 none */
     char session_id[KD_KONE_SESSION_MAX];
     bool session_numeric;
-    int64_t next_req_id;
     lws_dll2_owner_t jobs;      /* kk_job.place */
     lws_dll2_owner_t wq;        /* kk_job.wlink */
     unsigned losses;            /* active connections lost so far (for timeout messages) */
@@ -114,9 +113,10 @@ typedef enum {
     KJ_SENT,        /* request written, no answer yet */
     KJ_ACCEPTED,    /* call answered 201, waiting for its second frame */
     KJ_FOLLOW,      /* call accepted with a session id, following its state */
+    KJ_CANCELLING,  /* the followed call failed: its delete is written or to be written */
 } kk_job_state;
 
-typedef enum { KW_NONE = 0, KW_REQUEST, KW_MONITOR } kk_want;
+typedef enum { KW_NONE = 0, KW_REQUEST, KW_MONITOR, KW_DELETE } kk_want;
 
 typedef struct kk_job {
     kd_kone *k;
@@ -152,6 +152,10 @@ typedef struct kk_job {
     char last_state[32];
     char last_time[40];
     char note[96];              /* appended to a success message (monitor refused ...) */
+    /* cancelling a followed call that failed, before it may be retried */
+    int64_t del_req_id;
+    char fail_code[48];
+    char fail_msg[200];
 } kk_job;
 
 struct kd_kone {
@@ -187,6 +191,7 @@ struct kd_kone {
     struct { int64_t call_session_id; int slot; } affinity[KK_AFFINITY];
     unsigned affinity_next;
     unsigned rand_state;
+    int64_t next_req_id;        /* request ids, unique per process (kk_slot_next_id) */
 
     /* buildings: circuit breakers and rate limits (kone_bld.c) */
     kd_brk_cfg brk_cfg;

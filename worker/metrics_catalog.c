@@ -6,6 +6,12 @@
  * label value set is bounded. Alert rules and dashboards are checked against the docs
  * table by tests/ops/.
  *
+ * The call ledger's families (kone_ledger_*) describe one PostgreSQL database shared by
+ * every worker: kone_ledger_rows is the same table counted by each worker (rules take the
+ * max across workers, never the sum), and kone_ledger_up is this worker's view of it.
+ * kone_ledger_enabled tells a worker running without a ledger (ledger.url=none) from one
+ * whose ledger is down: both have kone_ledger_up 0.
+ *
  * Label values are fixed here, except two that come from configuration when the
  * catalogue is registered: `building` (metrics.buildings, plus "other" for every building
  * not listed: a building id never becomes a label value unless an operator named it) and
@@ -34,7 +40,7 @@
 /* ---- enumerated label values ---- */
 
 static const char *const v_ops[] = {"call", "cancel", "hold_open", "other", NULL};
-static const char *const v_outcomes[] = {"succeeded", "rejected", "failed", "expired", NULL};
+static const char *const v_outcomes[] = {"succeeded", "rejected", "failed", "expired", "unknown", NULL};
 static const char *const v_call_types[] = {
     "action", "hold_open", "delete", "create-session", "resume-session", "site-monitoring",
     "ping", "config", "actions", "token", "other", NULL};
@@ -48,12 +54,26 @@ static const char *const v_dead_reasons[] = {"undecodable", "failed", "delivery_
                                              NULL};
 static const char *const v_delivery_result[] = {"delivered", "failed", NULL};
 static const char *const v_version[] = {KD_VERSION, NULL};
+/* The ledger's operations and statuses, row states and duplicate kinds. Operations and
+ * kinds end in "other" (a value this list does not know still counts); states do not:
+ * a gauge shared by unknown states would mean nothing, so such an update is dropped and
+ * counted by kd_metrics_label_misses. */
+static const char *const v_ledger_ops[] = {"claim", "accept", "done",  "release",
+                                           "retry", "renew",  "purge", "other", NULL};
+static const char *const v_ledger_status[] = {"ok", "error", NULL};
+static const char *const v_ledger_states[] = {"writing", "accepted", "retry", "done", NULL};
+static const char *const v_ledger_dups[] = {"done", "accepted", "ambiguous", "inflight", "other",
+                                            NULL};
 
 /* ---- buckets (seconds) ---- */
 
 static const double b_job[] = {0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600};
 static const double b_queued[] = {0.01, 0.05, 0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600};
 static const double b_api[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
+/* A batch commits in well under a millisecond on a local PostgreSQL, a few ms across a
+ * network, and gives up at ledger.timeout_ms (5 s by default). */
+static const double b_ledger[] = {0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
+                                  0.05,    0.1,    0.25,  0.5,    1,     2.5,   5};
 #define NB(a) (sizeof a / sizeof a[0])
 
 /* ---- state ---- */
@@ -75,7 +95,10 @@ static struct {
     kd_metric *api, *token_refreshes, *token_expiry, *ws_connections, *ws_reconnects;
     kd_metric *retries, *dead_letters, *circuit, *rate_waits;
     kd_metric *kafka_deliveries, *kafka_undelivered, *amqp_reconnects;
+    kd_metric *ledger_enabled, *ledger_up, *ledger_ops, *ledger_commit, *ledger_rows;
+    kd_metric *ledger_dups;
     _Atomic int *circ_open, *circ_half; /* per building series */
+    _Atomic int ledger_bits; /* WM_LEDGER_ON | WM_LEDGER_ANSWERS; kone_ledger_up = both */
 } wm;
 
 /* ---- the catalogue ---- */
@@ -129,6 +152,18 @@ static wm_family families[] = {
       .type = KD_METRIC_GAUGE}, .dyn = {0}},
     {&wm.amqp_reconnects, {.name = "kone_amqp_reconnects_total", .help = "RabbitMQ connections lost (each is followed by reconnect attempts).",
       .type = KD_METRIC_COUNTER}, .dyn = {0}},
+    {&wm.ledger_enabled, {.name = "kone_ledger_enabled", .help = "1 when the worker runs with a call ledger, 0 with ledger.url=none.",
+      .type = KD_METRIC_GAUGE}, .dyn = {0}},
+    {&wm.ledger_up, {.name = "kone_ledger_up", .help = "1 while the call ledger answers, 0 while it does not (the worker takes no job) or is disabled.",
+      .type = KD_METRIC_GAUGE}, .dyn = {0}},
+    {&wm.ledger_ops, {.name = "kone_ledger_ops_total", .help = "Call ledger operations by op and status (ok, error).",
+      .type = KD_METRIC_COUNTER, L2("op", v_ledger_ops, "status", v_ledger_status)}, .dyn = {0}},
+    {&wm.ledger_commit, {.name = "kone_ledger_commit_duration_seconds", .help = "Time from sending a batch of call ledger statements to its commit.",
+      .type = KD_METRIC_HISTOGRAM, BUCKETS(b_ledger)}, .dyn = {0}},
+    {&wm.ledger_rows, {.name = "kone_ledger_rows", .help = "Rows in the call ledger by state, counted about once a minute (the same table for every worker).",
+      .type = KD_METRIC_GAUGE, L1("state", v_ledger_states)}, .dyn = {0}},
+    {&wm.ledger_dups, {.name = "kone_ledger_duplicates_total", .help = "Deliveries of jobs the call ledger had already seen, by kind.",
+      .type = KD_METRIC_COUNTER, L1("kind", v_ledger_dups)}, .dyn = {0}},
 };
 
 /* ---- building and topic lists from configuration ---- */
@@ -280,6 +315,7 @@ void kd_wm_free(void)
     atomic_store(&wm.amqp_ok, false);
     atomic_store(&wm.kafka_ok, false);
     atomic_store(&wm.kone_ok, false);
+    atomic_store(&wm.ledger_bits, 0);
 }
 
 kd_metrics *kd_wm_registry(void)
@@ -556,4 +592,68 @@ void kd_wm_circuit_change(const char *building_id, kd_wm_circuit from, kd_wm_cir
 void kd_wm_rate_limit_wait(const char *building_id)
 {
     kd_counter_addv(wm.rate_waits, KD_LV(building_id), 1);
+}
+
+/* ---- the call ledger ---- */
+
+#define WM_LEDGER_ON 1
+#define WM_LEDGER_ANSWERS 2
+
+/* kone_ledger_up is "enabled and answering", whichever of the two the worker reports
+ * first: a disabled ledger never shows up 1, and an up reported before enabled is not
+ * lost. Two threads may report at once: each publishes again until the bits it
+ * published from are still current, so the last value set matches the last bits. */
+static void ledger_up_publish(void)
+{
+    for (;;) {
+        int bits = atomic_load(&wm.ledger_bits);
+        kd_gauge_set(wm.ledger_up, 0, bits == (WM_LEDGER_ON | WM_LEDGER_ANSWERS) ? 1 : 0);
+        if (atomic_load(&wm.ledger_bits) == bits)
+            return;
+    }
+}
+
+static void ledger_bit(int bit, bool set)
+{
+    if (set)
+        atomic_fetch_or(&wm.ledger_bits, bit);
+    else
+        atomic_fetch_and(&wm.ledger_bits, ~bit);
+}
+
+void kd_wm_ledger_enabled(bool on)
+{
+    if (!wm.reg)
+        return;
+    ledger_bit(WM_LEDGER_ON, on);
+    kd_gauge_set(wm.ledger_enabled, 0, on ? 1 : 0);
+    ledger_up_publish();
+}
+
+void kd_wm_ledger_up(bool up)
+{
+    if (!wm.reg)
+        return;
+    ledger_bit(WM_LEDGER_ANSWERS, up);
+    ledger_up_publish();
+}
+
+void kd_wm_ledger_op(const char *op, bool ok)
+{
+    kd_counter_addv(wm.ledger_ops, KD_LV(op, ok ? "ok" : "error"), 1);
+}
+
+void kd_wm_ledger_commit(int64_t us)
+{
+    kd_histogram_observe(wm.ledger_commit, 0, us > 0 ? (double)us / 1e6 : 0);
+}
+
+void kd_wm_ledger_rows(const char *state, int64_t n)
+{
+    kd_gauge_setv(wm.ledger_rows, KD_LV(state), n > 0 ? (double)n : 0);
+}
+
+void kd_wm_ledger_duplicate(const char *kind)
+{
+    kd_counter_addv(wm.ledger_dups, KD_LV(kind), 1);
 }

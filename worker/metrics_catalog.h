@@ -104,6 +104,18 @@ typedef enum { KD_WM_CIRCUIT_CLOSED = 0, KD_WM_CIRCUIT_HALF_OPEN = 1, KD_WM_CIRC
 void kd_wm_circuit_change(const char *building_id, kd_wm_circuit from, kd_wm_circuit to);
 void kd_wm_rate_limit_wait(const char *building_id);
 
+/* ---- the call ledger (PostgreSQL; any thread) ----
+ * Label values: op claim, accept, done, release, retry, renew, purge (any other: "other");
+ * state writing, accepted, retry, done (any other: dropped, counted as a label miss);
+ * kind done, accepted, ambiguous, inflight (any other: "other"). */
+
+void kd_wm_ledger_enabled(bool on);   /* at start: false for ledger.url=none (enabled 0, up 0) */
+void kd_wm_ledger_up(bool up);        /* the ledger answers (1) or not (0); 0 while disabled */
+void kd_wm_ledger_op(const char *op, bool ok);   /* one ledger operation and its result */
+void kd_wm_ledger_commit(int64_t us); /* a batch of statements, sent to committed, in µs */
+void kd_wm_ledger_rows(const char *state, int64_t n); /* rows in a state (the ~1/min count) */
+void kd_wm_ledger_duplicate(const char *kind);   /* a delivery the ledger found already seen */
+
 /* ---- label mappings (exposed for tests and docs) ---- */
 const char *kd_wm_status_label(int status);        /* 201 -> "2xx", 429 -> "429", ... */
 const char *kd_wm_retry_reason(const char *code);  /* "timeout", "1005" -> "no_progress" */

@@ -24,6 +24,7 @@
 enum {
     WK_WAIT_KAFKA = 1 << 0,  /* its result is produced, the delivery report is pending */
     WK_WAIT_AMQP = 1 << 1,   /* its retry or dead-letter copy awaits the broker's confirm */
+    WK_WAIT_LEDGER = 1 << 2, /* its outcome is being recorded in the call ledger */
 };
 
 typedef enum {
@@ -39,6 +40,10 @@ typedef struct wk_run {
     bool nack;               /* something failed: hand the delivery back instead of acking */
     wk_fate fate;
     int64_t first_seen_ms;   /* x-kd-first-seen, or when this worker took it */
+    void *owner;             /* the worker (ledger callbacks carry the run only) */
+    bool claimed;            /* holds a ledger claim: its outcome is recorded before produced */
+    int64_t delivery_count;  /* x-delivery-count: times handed out before without an outcome */
+    int64_t busy_until;      /* waiting for another delivery of its job: claim again then */
 } wk_run;
 
 typedef void (*kd_rpub_done_fn)(wk_run *r, bool ok, void *arg);

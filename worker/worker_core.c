@@ -15,8 +15,20 @@
  *     while consuming and matched through the retry_pub table.
  * The KONE thread hands runs back only through kd_kafka_produce (result produced, the
  * delivery report arrives here), through the locked `handback` list (not produced, or
- * shutdown), or through the locked `decide` list (a transient failure: retry, dead-letter
- * or expire, decided here because it publishes to RabbitMQ).
+ * shutdown), through the locked `decide` list (a transient failure: retry, dead-letter
+ * or expire, decided here because it publishes to RabbitMQ), or, with the call ledger,
+ * through the locked `record` list (an outcome to record before it is produced).
+ *
+ * The call ledger (worker/ledger.h; off with ledger.url=none) is used on this thread only:
+ *   - a valid job is claimed before it goes to KONE; the claim's verdict decides: call, produce
+ *     the recorded result again (redelivered), follow the accepted call, report `unknown`
+ *     for a call written and never answered, or wait for another delivery holding the job;
+ *   - KONE's acceptance (session id) is recorded as it comes (the `accepted` list);
+ *   - an outcome is recorded (`done`, with the result) before its result is produced, so a
+ *     redelivery after a crash or a Kafka failure produces it again instead of calling;
+ *   - a transient failure before acceptance marks the row `retry`; a hand-back releases it
+ *     (a call never written) or ends its lease (written or accepted: the next worker decides);
+ *   - while the ledger does not answer, no job is taken (as while Kafka is unusable).
  */
 #include "worker_core.h"
 
@@ -30,14 +42,17 @@
 #include "kd_amqp.h"
 #include "kd_event.h"
 #include "kd_kafka.h"
+#include "kd_limits.h"
 #include "kd_log.h"
 #include "kd_retry.h"
 #include "kd_run.h"
 #include "kone.h"
+#include "ledger.h"
 #include "metrics_catalog.h"
 #include "retry_pub.h"
 
 #define KD_WORKER_SETTLE_GRACE_US 5000000 /* after drain_ms: results and confirms */
+#define KD_WORKER_BUSY_RECHECK_US 1000000 /* a job another delivery holds: ask again */
 
 struct kd_worker {
     const kd_config *cfg;
@@ -45,6 +60,7 @@ struct kd_worker {
     int64_t inflight_limit;
     int64_t default_ttl_ms;
     int64_t max_deliveries;   /* worker.max_deliveries: park a job handed out this often */
+    int64_t max_age_ms;       /* job.max_age_ms: a deadline is capped to this after creation */
     int64_t drain_ms;
     int64_t max_undelivered;
     const char *topic_results;
@@ -55,8 +71,10 @@ struct kd_worker {
     kd_amqp *amqp;        /* NULL while disconnected */
     kd_kafka *kafka;
     kd_kone *kone;
+    kd_ledger *ledger;    /* NULL: ledger.url=none */
     kd_rpub pub;          /* unconfirmed retry / dead-letter copies */
-    bool paused;          /* backpressure: consumer cancelled while Kafka lags */
+    bool paused;          /* consumer cancelled: Kafka lags or is unusable, or the ledger is down */
+    const char *pause_why;
     bool stopping;        /* draining: deliveries racing the cancel go straight back */
 
     int inflight;
@@ -64,13 +82,24 @@ struct kd_worker {
     pthread_mutex_t lock; /* guards handback and decide */
     wk_run *handback;     /* runs whose result could not be produced, or shutdown */
     wk_run *decide;       /* transient failures waiting for the retry decision */
+    wk_run *record;       /* outcomes to record in the ledger, then produce */
+    struct wk_accept *accepted; /* calls KONE accepted, to record in the ledger */
+    wk_run *busy;         /* (this thread) jobs another delivery holds: claimed again later */
 
     FILE *timings;        /* worker.timings_file, NULL when off (see write_timings) */
 
     /* counters for the final log line */
     uint64_t n_acked, n_nacked, n_dropped, n_retried, n_dead, n_undecodable;
-    uint64_t n_by_outcome[KD_OUTCOME_EXPIRED + 1];
+    uint64_t n_by_outcome[KD_OUTCOME_UNKNOWN + 1];
 };
+
+/* A call KONE accepted, as told by the KONE thread (which still owns the run). */
+typedef struct wk_accept {
+    char job_id[KD_JOB_ID_MAX + 1];
+    int attempt;
+    int64_t session_id;
+    struct wk_accept *next;
+} wk_accept;
 
 static kd_log_ctx run_ctx(const kd_run *run)
 {
@@ -106,6 +135,7 @@ static void produce_result(kd_worker *w, wk_run *r)
     kd_err err = {0};
     /* set before producing: the report may be served before kd_kafka_produce returns */
     r->waits |= WK_WAIT_KAFKA;
+    r->claimed = false; /* its outcome is recorded (or there is no ledger) */
     int rc = kd_event_encode_result(run, w->id, &sb, &err);
     if (!rc) {
         /* stamped before: once produced, the report may settle and free the run at once */
@@ -119,6 +149,38 @@ static void produce_result(kd_worker *w, wk_run *r)
         kd_log(KD_LOG_ERROR, &ctx, "result not produced, handing the job back: %s", err.msg);
         push(w, &w->handback, r);
     }
+}
+
+/* The outcome is in the ledger (or could not be put there): produce it. */
+static void on_recorded(bool ok, void *ctx)
+{
+    wk_run *r = ctx;
+    (void)ok; /* not recorded (the ledger refused it repeatedly): produced all the same */
+    /* still in flight until now: a dead-letter copy confirmed meanwhile did not settle it */
+    r->waits &= ~WK_WAIT_LEDGER;
+    produce_result(r->owner, r);
+}
+
+/* An outcome that ends the job: recorded in the ledger first when the run holds a claim
+ * (this thread only), produced at once otherwise. */
+static void finish_result(kd_worker *w, wk_run *r)
+{
+    if (!w->ledger || !r->claimed) {
+        produce_result(w, r);
+        return;
+    }
+    kd_run *run = &r->run;
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    kd_err err = {0};
+    if (kd_event_encode_result(run, w->id, &sb, &err)) {
+        msgpack_sbuffer_destroy(&sb);
+        produce_result(w, r); /* fails the same way and hands the job back */
+        return;
+    }
+    r->waits |= WK_WAIT_LEDGER;
+    kd_ledger_done(w->ledger, run, sb.data, sb.size, on_recorded, r);
+    msgpack_sbuffer_destroy(&sb);
 }
 
 static bool is_shutdown_handback(const kd_run *run)
@@ -148,8 +210,31 @@ static void on_kone_done(kd_run *run, void *arg)
            run->error_message[0] ? ": " : "", run->error_message, run->attempt);
     if (needs_decision(run))
         push(w, &w->decide, r);
+    else if (w->ledger && r->claimed)
+        push(w, &w->record, r); /* recorded on the main thread, then produced */
     else
         produce_result(w, r);
+}
+
+/* KONE thread: the call was accepted; the main thread records it. */
+static void on_kone_accepted(const kd_run *run, void *arg)
+{
+    kd_worker *w = arg;
+    if (!w->ledger)
+        return;
+    wk_accept *a = calloc(1, sizeof *a);
+    if (!a) {
+        kd_error("out of memory; acceptance of job %s not recorded in the ledger",
+                 run->job.job_id);
+        return;
+    }
+    snprintf(a->job_id, sizeof a->job_id, "%s", run->job.job_id);
+    a->attempt = run->attempt;
+    a->session_id = run->session_id;
+    pthread_mutex_lock(&w->lock);
+    a->next = w->accepted;
+    w->accepted = a;
+    pthread_mutex_unlock(&w->lock);
 }
 
 static void on_kone_call_event(kd_run *run, const kd_call_event *ev, void *arg)
@@ -193,7 +278,7 @@ static void count_acked(kd_worker *w, const wk_run *r)
     case WK_FATE_DEAD: w->n_dead++; break;
     case WK_FATE_RESULT: break;
     }
-    if (r->run.outcome <= KD_OUTCOME_EXPIRED)
+    if (r->run.outcome <= KD_OUTCOME_UNKNOWN)
         w->n_by_outcome[r->run.outcome]++;
 }
 
@@ -282,14 +367,30 @@ static void decide_one(kd_worker *w, wk_run *r)
 {
     kd_run *run = &r->run;
     kd_log_ctx ctx = run_ctx(run);
+    if (run->adopt) {
+        /* following a call accepted on a gone worker failed before it started (no
+         * connection): never retried as a call; the next delivery follows it again */
+        kd_log(KD_LOG_INFO, &ctx, "could not follow the accepted call (%s); handing the job "
+               "back", run->error_code);
+        kd_ledger_release(w->ledger, run, true);
+        r->claimed = false;
+        r->nack = true;
+        settle(w, r);
+        return;
+    }
     kd_retry_decision d = kd_retry_decide(&w->policy, run, kd_now_us() / 1000, &w->rng);
     if (d.action == KD_RETRY_RESULT || d.action == KD_RETRY_EXPIRED) {
         if (d.action == KD_RETRY_EXPIRED) {
             expire_run(run, d.next_attempt);
             kd_log(KD_LOG_INFO, &ctx, "job expired: %s", run->error_message);
         }
-        produce_result(w, r);
+        finish_result(w, r);
         return;
+    }
+    if (r->claimed && (d.action == KD_RETRY_AGAIN || !epoch_live(w, run))) {
+        /* failed before KONE accepted anything: the next attempt (or delivery) may call */
+        kd_ledger_retry(w->ledger, run);
+        r->claimed = false;
     }
     if (!epoch_live(w, run)) {
         kd_log(KD_LOG_INFO, &ctx, "attempt %d failed after its channel died; the broker "
@@ -315,12 +416,16 @@ static void decide_one(kd_worker *w, wk_run *r)
         if (!rc) {
             kd_log(KD_LOG_WARN, &ctx, "attempt %d of %d failed (%s); job failed and parked in "
                    "the dead-letter queue", run->attempt, w->policy.max_attempts, text);
-            produce_result(w, r);
+            finish_result(w, r);
         }
     }
     if (rc) {
         kd_log(KD_LOG_ERROR, &ctx, "could not publish the job's %s copy, handing it back: %s",
                d.action == KD_RETRY_AGAIN ? "retry" : "dead-letter", err.msg);
+        if (r->claimed) {
+            kd_ledger_release(w->ledger, run, false);
+            r->claimed = false;
+        }
         r->nack = true;
         settle(w, r);
     }
@@ -329,10 +434,32 @@ static void decide_one(kd_worker *w, wk_run *r)
 /* Hand-backs and retry decisions queued by the KONE thread (or by produce_result). */
 static void serve_lists(kd_worker *w)
 {
+    pthread_mutex_lock(&w->lock);
+    wk_accept *a = w->accepted;
+    w->accepted = NULL;
+    pthread_mutex_unlock(&w->lock);
+    while (a) {
+        wk_accept *next = a->next;
+        kd_ledger_accept(w->ledger, a->job_id, a->session_id);
+        free(a);
+        a = next;
+    }
     wk_run *l = take(w, &w->handback);
     while (l) {
         wk_run *next = (wk_run *)l->run.next;
+        if (l->claimed && w->ledger) {
+            /* shutdown: a call never written is released; one written (unanswered) or
+             * accepted keeps its row, and its lease ends: the next worker decides */
+            kd_ledger_release(w->ledger, &l->run, l->run.written || l->run.adopt);
+            l->claimed = false;
+        }
         part_done(w, l, WK_WAIT_KAFKA, false);
+        l = next;
+    }
+    l = take(w, &w->record);
+    while (l) {
+        wk_run *next = (wk_run *)l->run.next;
+        finish_result(w, l);
         l = next;
     }
     l = take(w, &w->decide);
@@ -394,15 +521,23 @@ static void flow_control(kd_worker *w)
 {
     int n = kd_kafka_undelivered(w->kafka);
     kd_err err = {0};
-    if (!w->paused && n > w->max_undelivered) {
+    /* Why no job may start now. A job whose call cannot be claimed in the ledger, or whose
+     * result cannot reach Kafka, must not be called: it waits in the queue instead. */
+    const char *why = w->ledger && !kd_ledger_up(w->ledger) ? "the call ledger does not answer"
+                      : !kd_kafka_usable(w->kafka)          ? "Kafka is unusable"
+                      : n > w->max_undelivered              ? "results wait for Kafka"
+                                                            : NULL;
+    if (!w->paused && why) {
         w->paused = true;
-        kd_warn("backpressure: %d results wait for Kafka (kafka.max_undelivered %lld); "
-                "pausing consumption", n, (long long)w->max_undelivered);
+        w->pause_why = why;
+        kd_warn("pausing consumption: %s (%d results wait for Kafka, kafka.max_undelivered "
+                "%lld); no job is taken until it recovers", why, n,
+                (long long)w->max_undelivered);
         if (w->amqp && kd_amqp_consuming(w->amqp) && kd_amqp_consume_cancel(w->amqp, &err))
             conn_lost(w, err.msg);
-    } else if (w->paused && n <= w->max_undelivered / 2 && !w->stopping) {
+    } else if (w->paused && !why && n <= w->max_undelivered / 2 && !w->stopping) {
         w->paused = false;
-        kd_info("backpressure: %d results wait for Kafka; resuming consumption", n);
+        kd_info("resuming consumption (%s is over; %d results wait for Kafka)", w->pause_why, n);
         if (w->amqp && consume(w, &err))
             conn_lost(w, err.msg);
     }
@@ -455,7 +590,124 @@ static void park_delivery_limit(kd_worker *w, wk_run *r, int64_t returned)
         return;
     }
     kd_log(KD_LOG_ERROR, &ctx, "job %s; moved to the dead-letter queue", run->error_message);
+    finish_result(w, r);
+}
+
+/* ---- the ledger's verdict on a delivery ---- */
+
+static void busy_wait(kd_worker *w, wk_run *r)
+{
+    r->busy_until = kd_mono_us() + KD_WORKER_BUSY_RECHECK_US;
+    r->run.next = (kd_run *)w->busy;
+    w->busy = r;
+}
+
+/* A job that ended before: its recorded outcome is produced again, marked redelivered. */
+static void reproduce(kd_worker *w, wk_run *r, const kd_ledger_found *f)
+{
+    kd_run *run = &r->run;
+    kd_run_finish(run, f->outcome ? f->outcome : KD_OUTCOME_UNKNOWN, f->failure,
+                  f->error_code, "%s", f->error_message);
+    run->kone_status = f->kone_status;
+    run->session_id = f->session_id;
+    run->started_us = f->started_us;
+    run->finished_us = f->finished_us;
+    run->kone_rtt_us = f->kone_rtt_us;
+    if (f->attempt > 0)
+        run->attempt = f->attempt;
+    run->redelivered = true;
     produce_result(w, r);
+}
+
+static void on_claimed(const kd_ledger_found *f, void *ctx)
+{
+    wk_run *r = ctx;
+    kd_worker *w = r->owner;
+    kd_run *run = &r->run;
+    kd_log_ctx lc = run_ctx(run);
+    switch (f->verdict) {
+    case KD_LEDGER_CALL:
+        r->claimed = true;
+        if (w->max_deliveries > 0 && r->delivery_count >= w->max_deliveries) {
+            park_delivery_limit(w, r, r->delivery_count);
+            return;
+        }
+        kd_kone_submit(w->kone, run);
+        return;
+    case KD_LEDGER_FOLLOW:
+        kd_wm_ledger_duplicate("accepted");
+        kd_log(KD_LOG_INFO, &lc, "KONE accepted this job's call before (session %lld, on %s, "
+               "which is gone); following that call instead of calling again",
+               (long long)f->session_id, f->worker);
+        r->claimed = true;
+        run->session_id = f->session_id;
+        run->adopt = true;
+        run->written = true;
+        kd_kone_submit(w->kone, run);
+        return;
+    case KD_LEDGER_DONE:
+        kd_wm_ledger_duplicate("done");
+        kd_log(KD_LOG_INFO, &lc, "job ended before (%s); producing its recorded result again, "
+               "not calling", kd_outcome_name(f->outcome));
+        reproduce(w, r, f);
+        return;
+    case KD_LEDGER_AMBIGUOUS:
+        kd_wm_ledger_duplicate("ambiguous");
+        r->claimed = true;
+        kd_run_finish(run, KD_OUTCOME_UNKNOWN, KD_FAIL_FINAL, "ambiguous",
+                      "the call may have been placed: attempt %d was written to KONE by %s, "
+                      "which stopped before KONE's answer was recorded; not called again "
+                      "(ledger.ambiguous=unknown)", f->attempt, f->worker);
+        kd_log(KD_LOG_WARN, &lc, "outcome unknown: %s", run->error_message);
+        finish_result(w, r);
+        return;
+    case KD_LEDGER_BUSY:
+        if (!r->busy_until) {
+            kd_wm_ledger_duplicate("inflight");
+            kd_log(KD_LOG_INFO, &lc, "another delivery of this job is being worked on; "
+                   "waiting for its outcome");
+        }
+        if (w->stopping) {
+            r->nack = true;
+            settle(w, r);
+            return;
+        }
+        busy_wait(w, r);
+        return;
+    case KD_LEDGER_FAILED:
+        kd_log(KD_LOG_WARN, &lc, "the call ledger did not answer; job handed back, not called");
+        r->nack = true;
+        settle(w, r);
+        return;
+    }
+}
+
+/* Jobs another delivery held: ask the ledger again once their wait is over. */
+static void serve_busy(kd_worker *w)
+{
+    int64_t now = kd_mono_us();
+    wk_run *l = w->busy, *keep = NULL;
+    w->busy = NULL;
+    while (l) {
+        wk_run *next = (wk_run *)l->run.next;
+        if (w->stopping) {
+            l->nack = true;
+            settle(w, l);
+        } else if (now >= l->busy_until) {
+            kd_ledger_claim(w->ledger, &l->run, on_claimed, l);
+        } else {
+            l->run.next = (kd_run *)keep;
+            keep = l;
+        }
+        l = next;
+    }
+    /* claims answered BUSY at once (ledger down) were pushed onto w->busy meanwhile */
+    while (keep) {
+        wk_run *next = (wk_run *)keep->run.next;
+        keep->run.next = (kd_run *)w->busy;
+        w->busy = keep;
+        keep = next;
+    }
 }
 
 static void on_delivery(kd_worker *w, const kd_delivery *d)
@@ -472,11 +724,13 @@ static void on_delivery(kd_worker *w, const kd_delivery *d)
         return;
     }
     kd_run *run = &r->run;
+    r->owner = w;
     w->inflight++;
     run->delivery_tag = d->delivery_tag;
     run->channel_epoch = d->epoch;
     run->redelivered = d->redelivered || d->delivery_count > 0;
     run->attempt = d->kd.attempt > 0 ? d->kd.attempt : 1;
+    run->replayed = d->kd.replayed_ms > 0;
     run->received_us = kd_now_us();
     r->first_seen_ms = d->kd.first_seen_ms > 0 ? d->kd.first_seen_ms : run->received_us / 1000;
 
@@ -500,7 +754,14 @@ static void on_delivery(kd_worker *w, const kd_delivery *d)
         return;
     }
     run->job_valid = true;
-    if (w->max_deliveries > 0 && d->delivery_count >= w->max_deliveries) {
+    if (w->max_age_ms > 0 && kd_job_cap_deadline(&run->job, w->max_age_ms, run->received_us / 1000))
+        kd_log(KD_LOG_DEBUG, &ctx, "deadline capped to %lld ms after creation (job.max_age_ms)",
+               (long long)w->max_age_ms);
+    r->delivery_count = d->delivery_count;
+    /* With the ledger, the limit is checked once the ledger said the job needs a new call:
+     * a job that ended before (its result refused by Kafka each time) or whose call is
+     * followed must not be parked as failed. */
+    if (!w->ledger && w->max_deliveries > 0 && d->delivery_count >= w->max_deliveries) {
         park_delivery_limit(w, r, d->delivery_count);
         return;
     }
@@ -510,6 +771,10 @@ static void on_delivery(kd_worker *w, const kd_delivery *d)
         kd_run_finish(run, KD_OUTCOME_EXPIRED, KD_FAIL_FINAL, "expired",
                       "deadline passed before attempt %d was made", run->attempt);
         produce_result(w, r);
+        return;
+    }
+    if (w->ledger) {
+        kd_ledger_claim(w->ledger, run, on_claimed, r);
         return;
     }
     kd_kone_submit(w->kone, run);
@@ -546,6 +811,10 @@ static void turn(kd_worker *w, int wait_ms)
         kd_kafka_poll(w->kafka, wait_ms);
     }
     serve_lists(w);
+    if (w->ledger) {
+        serve_busy(w);
+        kd_ledger_turn(w->ledger);
+    }
     flow_control(w);
     metrics_turn(w);
 }
@@ -557,6 +826,43 @@ static void amqp_reconnect_wait(kd_worker *w, int64_t *backoff_ms, volatile sig_
     while (!*stop && kd_mono_us() < until)
         turn(w, 50);
     *backoff_ms = *backoff_ms * 2 > 10000 ? 10000 : *backoff_ms * 2;
+}
+
+/* The ledger's hooks: its metrics. */
+static void ledger_up_hook(bool up, void *arg)
+{
+    (void)arg;
+    kd_wm_ledger_up(up);
+}
+static void ledger_op_hook(const char *op, bool ok, void *arg)
+{
+    (void)arg;
+    kd_wm_ledger_op(op, ok);
+}
+static void ledger_commit_hook(int64_t us, void *arg)
+{
+    (void)arg;
+    kd_wm_ledger_commit(us);
+}
+static void ledger_rows_hook(const char *state, int64_t n, void *arg)
+{
+    (void)arg;
+    kd_wm_ledger_rows(state, n);
+}
+
+static int ledger_open(kd_worker *w, const kd_config *cfg, kd_err *err)
+{
+    kd_ledger_hooks h = {ledger_up_hook, ledger_op_hook, ledger_commit_hook, ledger_rows_hook,
+                         w};
+    if (kd_ledger_open(&w->ledger, cfg, w->id, &h, err))
+        return -1;
+    kd_wm_ledger_enabled(w->ledger != NULL);
+    if (!w->ledger)
+        kd_warn("ledger.url=none: running WITHOUT the call ledger. A job can then reach KONE "
+                "twice: when it is redelivered after a crash or a lost connection, when its "
+                "result cannot be produced to Kafka, when a worker is stopped while following "
+                "a call, and when the same job is published twice (docs/failure-handling.md)");
+    return 0;
 }
 
 int kd_worker_new(kd_worker **out, const kd_config *cfg, kd_err *err)
@@ -578,6 +884,11 @@ int kd_worker_new(kd_worker **out, const kd_config *cfg, kd_err *err)
     w->topic_events = kd_config_get(cfg, "kafka.topic_events");
     w->rng = (uint64_t)kd_now_us() ^ ((uint64_t)getpid() << 32);
     kd_amqp_topology topo;
+    kd_limits lim;
+    /* settings that could hold a delivery past RabbitMQ's consumer_timeout are refused */
+    if (kd_limits_check(cfg, err) || kd_limits_compute(cfg, &lim, err))
+        goto fail;
+    w->max_age_ms = lim.job_max_age_ms;
     if (kd_config_int(cfg, "worker.inflight", 1, 65535, &w->inflight_limit, err) ||
         kd_config_int(cfg, "job.default_ttl_ms", 1, INT64_MAX / 2, &w->default_ttl_ms, err) ||
         kd_config_int(cfg, "worker.drain_ms", 0, 3600000, &w->drain_ms, err) ||
@@ -599,7 +910,10 @@ int kd_worker_new(kd_worker **out, const kd_config *cfg, kd_err *err)
     }
     if (kd_kafka_producer_new(&w->kafka, cfg, on_delivery_report, w, err))
         goto fail;
-    kd_kone_hooks hooks = {.done = on_kone_done, .call_event = on_kone_call_event, .arg = w};
+    if (ledger_open(w, cfg, err))
+        goto fail;
+    kd_kone_hooks hooks = {.done = on_kone_done, .call_event = on_kone_call_event,
+                           .accepted = on_kone_accepted, .arg = w};
     if (kd_kone_start(&w->kone, cfg, &hooks, err))
         goto fail;
     *out = w;
@@ -628,6 +942,9 @@ static void drain(kd_worker *w)
     until = kd_mono_us() + KD_WORKER_SETTLE_GRACE_US;
     while (w->inflight > 0 && kd_mono_us() < until)
         turn(w, 10);
+    /* releases and outcomes recorded, this worker's leases ended: the next worker takes
+     * over written and accepted calls at once instead of after ledger.lease_ms */
+    kd_ledger_drain(w->ledger, KD_WORKER_SETTLE_GRACE_US);
 }
 
 int kd_worker_run(kd_worker *w, volatile sig_atomic_t *stop)
@@ -674,6 +991,11 @@ void kd_worker_free(kd_worker *w)
     if (w->kone)
         kd_kone_stop(w->kone);
     serve_lists(w);
+    w->stopping = true;
+    serve_busy(w); /* jobs waiting for another delivery: handed back */
+    /* statements the ledger never committed answer now (claims failed, outcomes produced) */
+    kd_ledger_close(w->ledger);
+    w->ledger = NULL;
     /* Copies still unconfirmed count as failed: their jobs go back to the queue. */
     kd_rpub_fail_all(&w->pub);
     if (w->kafka) /* flushes (bounded), purges the rest: their reports hand jobs back */
@@ -681,6 +1003,11 @@ void kd_worker_free(kd_worker *w)
     serve_lists(w);
     if (w->amqp)
         kd_amqp_close(w->amqp);
+    while (w->accepted) {
+        wk_accept *a = w->accepted;
+        w->accepted = a->next;
+        free(a);
+    }
     kd_rpub_free(&w->pub);
     if (w->timings)
         fclose(w->timings);

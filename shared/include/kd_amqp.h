@@ -10,11 +10,17 @@
  * blocks waiting for one.
  *
  * Topology, declared idempotently on every connect (kd_amqp_topology):
- *   exchange amqp.exchange (direct) → quorum queue amqp.queue (routing key amqp.routing_key);
+ *   exchange amqp.dead_exchange (direct) → quorum queue amqp.dead_queue (the parking lot,
+ *     x-delivery-limit 1000000: never dropped);
+ *   exchange amqp.exchange (direct) → quorum queue amqp.queue (routing key amqp.routing_key),
+ *     x-delivery-limit = amqp.delivery_limit, dead-lettered (at-least-once, x-overflow
+ *     reject-publish) to amqp.dead_exchange with routing key amqp.dead_queue;
  *   exchange amqp.retry_exchange (direct) → one quorum queue per retry tier,
  *     {queue}.retry.{ms}, x-message-ttl = ms, dead-lettered (at-least-once,
- *     x-overflow reject-publish) back to amqp.exchange with amqp.routing_key;
- *   exchange amqp.dead_exchange (direct) → quorum queue amqp.dead_queue (the parking lot).
+ *     x-overflow reject-publish) back to amqp.exchange with amqp.routing_key.
+ * A queue made by an older version without the arguments added since (the delivery limits
+ * and the work queue's dead-lettering) is used as it is, with a warning per connect naming
+ * the RabbitMQ policy that supplies them (kd_amqp_missing_args; RUNBOOK.md).
  * Passwords are never put in error messages.
  */
 #ifndef KD_AMQP_H
@@ -37,11 +43,15 @@ typedef struct kd_amqp_topology {
     char exchange[256], queue[256], routing_key[256];
     char retry_exchange[256];
     char dead_exchange[256], dead_queue[256];
+    char vhost[256];             /* amqp.vhost (named in the policy a warning suggests) */
+    int64_t delivery_limit;      /* amqp.delivery_limit: the work queue's x-delivery-limit */
     int n_tiers;
     int64_t tiers_ms[KD_RETRY_MAX_TIERS];
 } kd_amqp_topology;
 
-/* Reads the amqp.* names and retry.tiers_ms (no I/O). */
+#define KD_AMQP_DELIVERY_LIMIT_MAX 1000000
+
+/* Reads the amqp.* names, amqp.delivery_limit and retry.tiers_ms (no I/O). */
 int kd_amqp_topology_load(kd_amqp_topology *t, const kd_config *cfg, kd_err *err);
 /* "{queue}.retry.{ms}": the tier queue, also its routing key on the retry exchange. */
 void kd_amqp_tier_queue(const kd_amqp_topology *t, int tier, char *buf, size_t len);
@@ -53,6 +63,8 @@ typedef struct kd_amqp_headers {
     char last_error[256];      /* x-kd-last-error: "<code>: <message>" of the last attempt */
     char reason[32];           /* x-kd-reason (dead letters): "failed", "undecodable" */
     char error[256];           /* x-kd-error (dead letters): what went wrong */
+    int64_t replayed_ms;       /* x-kd-replayed: when replay-dead moved it back (0: never); the
+                                * call ledger lets such a job call again after a `failed` */
 } kd_amqp_headers;
 
 typedef struct kd_delivery {
@@ -69,6 +81,10 @@ typedef struct kd_delivery {
 
 /* Connects (amqp.host, port, vhost, user, password, heartbeat_s) and declares the topology. */
 int kd_amqp_connect(kd_amqp **out, const kd_config *cfg, kd_err *err);
+/* Queues this connect found without arguments added since they were made: 0 when none, else
+ * how many, with "queue (arg, arg); queue (arg)" in buf (may be NULL). Each was logged as a
+ * warning naming the `rabbitmqctl set_policy` command that supplies them. */
+int kd_amqp_missing_args(const kd_amqp *a, char *buf, size_t len);
 void kd_amqp_close(kd_amqp *a);
 uint64_t kd_amqp_epoch(const kd_amqp *a);
 

@@ -86,6 +86,13 @@ int kd_job_validate(const kd_job *job, kd_err *err);
  * present) as a msgpack map, appended to sbuf. On error nothing is appended. */
 int kd_job_encode(const kd_job *job, msgpack_sbuffer *sbuf, kd_err *err);
 
+/* Caps a job's life (job.max_age_ms): lowers job->deadline to job->created_at + max_age_ms
+ * when it lies later than that. A job without created_at (0) is measured from now_ms
+ * instead. max_age_ms <= 0: no cap. Returns true when the deadline was lowered. The result
+ * still satisfies kd_job_validate (deadline > created_at), and capping again changes nothing,
+ * so a retry copy re-encoded from the capped job keeps the same deadline. */
+bool kd_job_cap_deadline(kd_job *job, int64_t max_age_ms, int64_t now_ms);
+
 /* Parses one JSON object (the kone-producer input form: same keys and types as the
  * msgpack map) into *job and validates it. now_ms fills a missing created_at. Errors as
  * kd_job_decode (KD_ERR_DECODE when obj is not a JSON object). */

@@ -23,6 +23,8 @@ typedef enum {
     KD_OUTCOME_REJECTED,  /* final: KONE refused it or the job is invalid */
     KD_OUTCOME_FAILED,    /* transient failure (retry policy decides later) */
     KD_OUTCOME_EXPIRED,   /* deadline passed before the call was made */
+    KD_OUTCOME_UNKNOWN,   /* final: the call may have been placed (its worker died after
+                           * writing it, or it could not be cancelled); never called twice */
 } kd_outcome;
 
 typedef enum {
@@ -40,6 +42,7 @@ typedef struct kd_run {
     uint64_t delivery_tag;
     uint64_t channel_epoch;     /* which channel incarnation delivered it */
     bool redelivered;
+    bool replayed;              /* moved back by replay-dead (x-kd-replayed) */
     int attempt;                /* 1 for the first try */
 
     /* timings, µs since the epoch (wall clock, for the event) */
@@ -54,6 +57,10 @@ typedef struct kd_run {
     kd_failure_class failure;
     int kone_status;            /* statusCode of the answer, 0 if none */
     int64_t session_id;         /* KONE session id of an accepted call, 0 if none */
+    bool written;               /* a request for it was written to KONE (set by the KONE
+                                 * thread; read by the main thread after the hand-back) */
+    bool adopt;                 /* input: KONE accepted its call before (session_id), on a
+                                 * worker that is gone; follow it instead of calling */
     char error_code[48];        /* "" or e.g. "400", "SAME_SOURCE_AND_DEST_FLOOR", "invalid_job" */
     char error_message[256];
 

@@ -1,7 +1,7 @@
 /* amqp.c: see kd_amqp.h. RabbitMQ through rabbitmq-c 0.11, one connection, channel 1 (and
- * channel 2 for side publishes, amqp_side.c). This file connects, declares the topology
- * (work queue, retry tiers, parking lot) and turns failures into errors; amqp_publish.c and
- * amqp_consume.c do the two directions (amqp_int.h is what they share).
+ * channel 2 for side publishes, amqp_side.c). This file connects, has the topology declared
+ * (amqp_topology.c: work queue, retry tiers, parking lot) and turns failures into errors;
+ * amqp_publish.c and amqp_consume.c do the two directions (amqp_int.h is what they share).
  *
  * Why it is built this way:
  * - rabbitmq-c does no background work. Heartbeats are sent and checked only inside its
@@ -201,138 +201,6 @@ static int login(kd_amqp *a, const kd_config *cfg, int heartbeat, kd_err *err)
     return rc;
 }
 
-static amqp_table_entry_t str_arg(const char *key, const char *value)
-{
-    amqp_table_entry_t e = {.key = amqp_cstring_bytes(key)};
-    e.value.kind = AMQP_FIELD_KIND_UTF8;
-    e.value.value.bytes = amqp_cstring_bytes(value);
-    return e;
-}
-
-static amqp_table_entry_t int_arg(const char *key, int64_t value)
-{
-    amqp_table_entry_t e = {.key = amqp_cstring_bytes(key)};
-    e.value.kind = AMQP_FIELD_KIND_I64;
-    e.value.value.i64 = value;
-    return e;
-}
-
-static int declare_exchange(kd_amqp *a, const char *name, kd_err *err)
-{
-    char what[400];
-    amqp_exchange_declare(a->conn, KD_AMQP_CHANNEL, amqp_cstring_bytes(name),
-                          amqp_cstring_bytes("direct"), 0, 1, 0, 0, amqp_empty_table);
-    snprintf(what, sizeof what, "declaring exchange '%s'", name);
-    return kd_amqp_check_reply(a, amqp_get_rpc_reply(a->conn), what, err);
-}
-
-/* A durable quorum queue with extra arguments, bound to exchange with key = binding. */
-static int declare_queue(kd_amqp *a, const char *name, amqp_table_entry_t *extra, int n_extra,
-                         const char *exchange, const char *binding, kd_err *err)
-{
-    char what[800];
-    amqp_table_entry_t qargs[8];
-    qargs[0] = str_arg("x-queue-type", "quorum");
-    for (int i = 0; i < n_extra && i < 7; i++)
-        qargs[1 + i] = extra[i];
-    amqp_table_t args = {.num_entries = 1 + n_extra, .entries = qargs};
-    amqp_queue_declare(a->conn, KD_AMQP_CHANNEL, amqp_cstring_bytes(name), 0, 1, 0, 0, args);
-    snprintf(what, sizeof what,
-             "declaring quorum queue '%s' (if it exists with other arguments, delete it or "
-             "use another name)",
-             name);
-    int rc = kd_amqp_check_reply(a, amqp_get_rpc_reply(a->conn), what, err);
-    if (rc)
-        return rc;
-    amqp_queue_bind(a->conn, KD_AMQP_CHANNEL, amqp_cstring_bytes(name),
-                    amqp_cstring_bytes(exchange), amqp_cstring_bytes(binding), amqp_empty_table);
-    snprintf(what, sizeof what, "binding queue '%s' to exchange '%s' with key '%s'", name,
-             exchange, binding);
-    return kd_amqp_check_reply(a, amqp_get_rpc_reply(a->conn), what, err);
-}
-
-/* Work exchange and queue, then the retry tiers, then the parking lot. The tiers
- * dead-letter at-least-once (RabbitMQ 3.10+): the message leaves a tier only once the work
- * queue confirmed it, which needs x-overflow reject-publish on the tier. */
-static int declare_topology(kd_amqp *a, kd_err *err)
-{
-    const kd_amqp_topology *t = &a->topo;
-    int rc = declare_exchange(a, t->exchange, err);
-    if (!rc)
-        rc = declare_queue(a, t->queue, NULL, 0, t->exchange, t->routing_key, err);
-    if (!rc)
-        rc = declare_exchange(a, t->retry_exchange, err);
-    for (int i = 0; i < t->n_tiers && !rc; i++) {
-        char name[300];
-        kd_amqp_tier_queue(t, i, name, sizeof name);
-        amqp_table_entry_t extra[] = {
-            int_arg("x-message-ttl", t->tiers_ms[i]),
-            str_arg("x-dead-letter-exchange", t->exchange),
-            str_arg("x-dead-letter-routing-key", t->routing_key),
-            str_arg("x-dead-letter-strategy", "at-least-once"),
-            str_arg("x-overflow", "reject-publish"),
-        };
-        rc = declare_queue(a, name, extra, 5, t->retry_exchange, name, err);
-    }
-    if (!rc)
-        rc = declare_exchange(a, t->dead_exchange, err);
-    if (!rc)
-        rc = declare_queue(a, t->dead_queue, NULL, 0, t->dead_exchange, t->dead_queue, err);
-    return rc;
-}
-
-static int name_key(const kd_config *cfg, const char *key, const char *suffix, const char *queue,
-                    char *out, bool required, kd_err *err)
-{
-    const char *v = kd_config_get(cfg, key);
-    if (strlen(v) > 255 || (required && !*v))
-        return kd_err_set(err, KD_ERR_INVALID, "%s: must be 1..255 characters, got '%s'", key, v);
-    if (*v || !suffix) {
-        snprintf(out, 256, "%s", v);
-        return 0;
-    }
-    if (strlen(queue) + strlen(suffix) > 255)
-        return kd_err_set(err, KD_ERR_INVALID,
-                          "%s: the default '%s%s' is longer than 255 characters; set it", key,
-                          queue, suffix);
-    snprintf(out, 256, "%s%s", queue, suffix);
-    return 0;
-}
-
-int kd_amqp_topology_load(kd_amqp_topology *t, const kd_config *cfg, kd_err *err)
-{
-    memset(t, 0, sizeof *t);
-    int rc = name_key(cfg, "amqp.exchange", NULL, NULL, t->exchange, true, err);
-    if (!rc)
-        rc = name_key(cfg, "amqp.queue", NULL, NULL, t->queue, true, err);
-    if (!rc)
-        rc = name_key(cfg, "amqp.routing_key", NULL, NULL, t->routing_key, false, err);
-    if (!rc)
-        rc = name_key(cfg, "amqp.retry_exchange", ".retry", t->queue, t->retry_exchange, false,
-                      err);
-    if (!rc)
-        rc = name_key(cfg, "amqp.dead_exchange", ".dead", t->queue, t->dead_exchange, false, err);
-    if (!rc)
-        rc = name_key(cfg, "amqp.dead_queue", ".dead", t->queue, t->dead_queue, false, err);
-    if (!rc)
-        rc = kd_retry_parse_tiers(kd_config_get(cfg, "retry.tiers_ms"), t->tiers_ms,
-                                  &t->n_tiers, err);
-    if (!rc && strlen(t->queue) + 32 > 255)
-        rc = kd_err_set(err, KD_ERR_INVALID,
-                        "amqp.queue: at most 223 characters (tier queues append '.retry.<ms>')");
-    return rc;
-}
-
-void kd_amqp_tier_queue(const kd_amqp_topology *t, int tier, char *buf, size_t len)
-{
-    snprintf(buf, len, "%s.retry.%lld", t->queue, (long long)t->tiers_ms[tier]);
-}
-
-const kd_amqp_topology *kd_amqp_names(const kd_amqp *a)
-{
-    return &a->topo;
-}
-
 /* Connects to one broker node and declares the topology. */
 static int connect_host(kd_amqp **out, const kd_config *cfg, const char *host, int64_t port,
                         int64_t heartbeat, kd_err *err)
@@ -368,7 +236,7 @@ static int connect_host(kd_amqp **out, const kd_config *cfg, const char *host, i
         rc = kd_amqp_check_reply(a, amqp_get_rpc_reply(a->conn), "opening channel 1", err);
     }
     if (!rc)
-        rc = declare_topology(a, err);
+        rc = kd_amqp_declare_topology(a, err);
     if (rc) {
         a->broken = true; /* no closing handshake on a half-open connection */
         kd_amqp_close(a);

@@ -38,6 +38,8 @@ int kd_amqp_headers_encode(const kd_amqp_headers *h, amqp_table_entry_t *e)
         e[n++] = str_entry("x-kd-reason", h->reason);
     if (h->error[0])
         e[n++] = str_entry("x-kd-error", h->error);
+    if (h->replayed_ms > 0)
+        e[n++] = int_entry("x-kd-replayed", h->replayed_ms);
     return n;
 }
 
@@ -93,6 +95,9 @@ void kd_amqp_headers_decode(const amqp_table_t *t, kd_amqp_headers *h, int64_t *
             str_value(&e->value, h->reason, sizeof h->reason);
         } else if (key_is(e, "x-kd-error")) {
             str_value(&e->value, h->error, sizeof h->error);
+        } else if (key_is(e, "x-kd-replayed")) {
+            if (int_value(&e->value, &n) && n > 0)
+                h->replayed_ms = n;
         }
     }
 }

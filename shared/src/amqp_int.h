@@ -1,5 +1,5 @@
-/* amqp_int.h: what the files of kd_amqp share (amqp.c: connection, topology and errors;
- * amqp_publish.c: confirms; amqp_consume.c: deliveries and acks; amqp_side.c: the side
+/* amqp_int.h: what the files of kd_amqp share (amqp.c: connection and errors;
+ * amqp_topology.c: names and declarations; amqp_publish.c: confirms; amqp_consume.c: deliveries and acks; amqp_side.c: the side
  * channel and basic.get; amqp_headers.c: the x-kd-* headers). Private to them (and to
  * tests/unit/test_amqp_retry.c, which checks the header codec). */
 #ifndef KD_AMQP_INT_H
@@ -15,10 +15,13 @@
 
 #define KD_AMQP_CHANNEL 1
 #define KD_AMQP_SIDE_CHANNEL 2
-#define KD_AMQP_HDR_MAX 6                /* x-kd-* headers a message can carry */
+#define KD_AMQP_HDR_MAX 8                /* x-kd-* headers a message can carry */
 #define KD_AMQP_CONNECT_TIMEOUT_MS 10000 /* TCP connect, then the AMQP handshake */
 #define KD_AMQP_RPC_TIMEOUT_MS 30000     /* login, declares, qos, consume, close */
 #define KD_AMQP_FRAME_MAX 131072
+/* x-delivery-limit of the parking lot: never met, but explicit, so that RabbitMQ 4.x's default
+ * (20) does not drop parked jobs that replay-dead runs or management reads handed back. */
+#define KD_AMQP_DEAD_DELIVERY_LIMIT 1000000
 
 struct kd_amqp {
     amqp_connection_state_t conn;
@@ -27,6 +30,8 @@ struct kd_amqp {
     char queue[256];
     char routing_key[256];
     kd_amqp_topology topo;       /* every name declared (exchange..routing_key copied) */
+    char missing[1024];          /* queues found without added arguments: "q (arg, arg); ..." */
+    int n_missing;
     uint64_t epoch;
     bool broken;                 /* closed by the broker or socket failed */
     int broken_code;
@@ -65,6 +70,17 @@ int kd_amqp_lib_fail(kd_amqp *a, int status, const char *what, kd_err *err);
 int kd_amqp_check_reply(kd_amqp *a, amqp_rpc_reply_t r, const char *what, kd_err *err);
 int kd_amqp_check_reply_on(kd_amqp *a, amqp_channel_t channel, amqp_rpc_reply_t r,
                            const char *what, kd_err *err);
+
+/* Declares the topology on channel 1 (amqp_topology.c); a queue from an older version
+ * that lacks arguments added since is used as it is, with a warning. */
+int kd_amqp_declare_topology(kd_amqp *a, kd_err *err);
+/* The argument a 406 reply text names ("... inequivalent arg 'x-overflow' for queue ..."):
+ * true with it in key. */
+bool kd_amqp_inequivalent_arg(const char *reply_text, char *key, size_t len);
+/* The `rabbitmqctl set_policy` command that gives queue (exactly that name) the n arguments
+ * as policy keys (the argument's name without "x-"); returns its length. */
+int kd_amqp_policy_command(const char *vhost, const char *queue,
+                           const amqp_table_entry_t *args, int n, char *buf, size_t len);
 
 /* After a basic.return method frame: reads the returned message (its header and body
  * follow) into ev, so the frame stream stays in step. */

@@ -33,9 +33,12 @@ static const kd_config_key kd_keys[] = {
     {"amqp.retry_exchange", "", W | P, false, "Direct exchange of the retry tiers (empty: {amqp.queue}.retry); tier queues are {amqp.queue}.retry.{ms}, one per retry.tiers_ms entry."},
     {"amqp.dead_exchange", "", W | P, false, "Direct exchange of the dead-letter queue (empty: {amqp.queue}.dead)."},
     {"amqp.dead_queue", "", W | P, false, "Quorum dead-letter queue, the parking lot of undecodable and finally failed jobs (empty: {amqp.queue}.dead)."},
+    {"amqp.delivery_limit", "20", W | P, false, "x-delivery-limit of the work queue: the broker parks a job returned more than this many times in the dead-letter queue (RabbitMQ 4.x would drop it after 20). The backstop behind worker.max_deliveries, which must stay below it. A queue made without it is used as it is, with a warning (RUNBOOK.md)."},
+    {"amqp.consumer_timeout_ms", "1800000", W, false, "RabbitMQ's consumer_timeout as the broker has it (0: none): a delivery unacked that long closes the channel. The worker refuses to start when its settings let it hold a delivery longer (docs/failure-handling.md, Broker limits)."},
 
     /* jobs */
     {"job.default_ttl_ms", "60000", W | P, false, "Deadline of a job that has none: created_at plus this many ms."},
+    {"job.max_age_ms", "600000", W, false, "A job's deadline is lowered to at most created_at plus this many ms (0: no cap)."},
 
     /* worker */
     {"worker.id", "", W, false, "Worker name in result events (default: host name and pid)."},
@@ -43,6 +46,13 @@ static const kd_config_key kd_keys[] = {
     {"worker.drain_ms", "10000", W, false, "On SIGTERM, how long to wait for in-flight jobs before handing them back."},
     {"worker.max_deliveries", "10", W, false, "A job handed out this many times without an outcome (each time its worker crashed, was killed or lost its connection) is parked in the dead-letter queue with outcome failed, error delivery_limit, without a call (0: never)."},
     {"worker.timings_file", "", W, false, "Diagnostics (scripts/bench): append one line per acked job to this file: received, request sent, outcome known, result produced, acked, in µs since the epoch (empty: off)."},
+
+    /* call ledger (PostgreSQL) */
+    {"ledger.url", "postgresql://kd@127.0.0.1:5432/kone_dispatch?sslmode=verify-full", W, true, "Call ledger: a libpq connection URI (postgresql://user:password@host:port/db?sslmode=verify-full&sslrootcert=...), or none to run without a ledger (duplicate calls become possible; a warning at every start). It may carry the password (secret; also KD_LEDGER_URL_FILE)."},
+    {"ledger.ambiguous", "unknown", W, false, "A job whose call was written but never answered (its worker died): unknown (default: final outcome unknown, never called twice) or retry (call it again: a second elevator call is possible)."},
+    {"ledger.lease_ms", "15000", W, false, "How long a worker's claim on a job stays valid without being renewed (renewed every third of it while the worker lives); a redelivered job whose claim is still leased waits for it."},
+    {"ledger.retention_h", "168", W, false, "Ledger rows expire this many hours after their job ended; expired rows are purged by the workers (about once a minute)."},
+    {"ledger.timeout_ms", "5000", W, false, "Connecting to the ledger, and any ledger statement, gives up after this long; the worker then stops taking jobs until the ledger answers again."},
 
     /* retries */
     {"retry.base_ms", "1000", W, false, "Backoff base: the delay before attempt n+1 is uniform in [0, min(cap, base * 2^(n-1))] ms (full jitter)."},

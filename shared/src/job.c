@@ -812,6 +812,20 @@ int kd_job_encode(const kd_job *job, msgpack_sbuffer *sbuf, kd_err *err)
     return 0;
 }
 
+/* ---- deadline cap ---- */
+
+bool kd_job_cap_deadline(kd_job *job, int64_t max_age_ms, int64_t now_ms)
+{
+    if (max_age_ms <= 0)
+        return false;
+    int64_t from = job->created_at > 0 ? job->created_at : now_ms;
+    int64_t cap = max_age_ms > TS_MAX - from ? TS_MAX : from + max_age_ms;
+    if (job->deadline <= cap)
+        return false;
+    job->deadline = cap;
+    return true;
+}
+
 /* ---- op names ---- */
 
 const char *kd_op_name(kd_op op)

@@ -13,6 +13,7 @@ const char *kd_outcome_name(kd_outcome o)
     case KD_OUTCOME_REJECTED: return "rejected";
     case KD_OUTCOME_FAILED: return "failed";
     case KD_OUTCOME_EXPIRED: return "expired";
+    case KD_OUTCOME_UNKNOWN: return "unknown";
     case KD_OUTCOME_NONE: break;
     }
     return "none";

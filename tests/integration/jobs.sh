@@ -40,7 +40,7 @@ JOBS_REFUSED_TABLE=(
     'group-out-of-service|{"building_id":"building:9990000952","area":1000,"action":2,"destination":3000}|rejected|.|OSS'
     'locked-floor|{"area":1000,"action":2,"destination":9000}|rejected|.|[Ll]ocked'
     'no-lift-available|{"area":1000,"action":2,"destination":5000,"allowed_lifts":[1002010]}|rejected|NO_LIFT_AVAILABLE|NO_LIFT_AVAILABLE'
-    'site-link-down|{"building_id":"building:9990000952","group_id":"2","area":1000,"action":2,"destination":3000}|failed|1005|.'
+    'site-link-down|{"building_id":"building:9990000952","group_id":"2","area":1000,"action":2,"destination":3000}|unknown|1005|^the call may have been placed'
 )
 
 # jobs_refused: one job per row of JOBS_REFUSED_TABLE.

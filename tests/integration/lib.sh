@@ -436,3 +436,91 @@ it_rabbit_wait_healthy() {
     done
     it_fail "RabbitMQ not healthy 60 s after its restart"
 }
+
+# ---- kone-sim's call log: how many elevator calls each job placed -------------------------
+# kone-sim records every lift-call-api-v2 request it receives (GET /sim/calls, docs/kone-sim.md
+# "The call log"). A job's media_id is copied to the call's payload.media_id, so a test that sets
+# media_id to the job id can count the calls per job and prove "one job, at most one call":
+#   it_job 7 "{\"media_id\": \"$IT_PREFIX-7\", ...}"           # media_id = job_id
+#   it_jobs_good 100 calls '{media_id: ($p + ($i | tostring))}'    # likewise ($p, $i: it_jobs)
+#   mark=$(it_sim_calls_mark)                       # before publishing (the stack's kone-sim)
+#   ... publish, wait for the results ...
+#   it_sim_calls_per_job "$IT_PREFIX-" "" "$mark" >"$IT_DIR/calls.txt"
+#   awk '$2 > 1 {print; bad=1} END {exit bad}' "$IT_DIR/calls.txt" || it_fail "a job called twice"
+# With a private kone-sim (it_start_sim) the log starts empty and PORT defaults to IT_SIM_PORT.
+# The control token, when the simulator has one, comes from KD_SIM_CONTROL_TOKEN_FILE or
+# KD_SIM_CONTROL_TOKEN.
+
+# it_sim_url [PORT]: the base URL of kone-sim on PORT, else of the test's private one
+# (IT_SIM_PORT), else of the stack's (from KD_KONE_TOKEN_URL).
+it_sim_url() {
+    local port=${1:-${IT_SIM_PORT:-}} u=${KD_KONE_TOKEN_URL:-https://127.0.0.1:8443/api/v2/oauth2/token}
+    if [ -n "$port" ]; then echo "https://127.0.0.1:$port"; else echo "${u%%/api/*}"; fi
+}
+
+# it_sim_control METHOD PATH [PORT] [OUT]: a request to kone-sim's /sim/ endpoint; the answer
+# goes to OUT (default stdout). Fails the test unless it answers 200.
+it_sim_control() {
+    local method=$1 path=$2 port=${3:-} out=${4:-/dev/stdout} tok=${KD_SIM_CONTROL_TOKEN:-} code
+    if [ -n "${KD_SIM_CONTROL_TOKEN_FILE:-}" ]; then tok=$(<"$KD_SIM_CONTROL_TOKEN_FILE"); fi
+    # the token reaches curl as a config line on its standard input, never on its command line
+    code=$(if [ -n "$tok" ]; then printf 'header = "Authorization: Bearer %s"\n' "$tok"; fi |
+        curl -sS -K - --cacert "${KD_KONE_CA_FILE:-$KD_STATE_DIR/tls/ca.pem}" \
+            -X "$method" -o "$out" -w '%{http_code}' "$(it_sim_url "$port")$path") ||
+        it_fail "kone-sim control endpoint $(it_sim_url "$port") unreachable"
+    [ "$code" = 200 ] || it_fail "$method $path on kone-sim answered $code"
+}
+
+# it_sim_calls_mark [PORT]: the newest sequence number of kone-sim's call log; pass it as SINCE
+# to read only the calls placed after this point.
+it_sim_calls_mark() {
+    local f
+    f=$(mktemp "$IT_DIR/sim-calls.XXXXXX")
+    it_sim_control GET "/sim/calls?limit=1&since=999999999999999999" "${1:-}" "$f"
+    jq -r .last_seq "$f"
+    rm -f "$f"
+}
+
+# it_sim_calls_reset [PORT]: empties kone-sim's call log (POST /sim/calls/reset). Only for a
+# private kone-sim: on the stack's, other tests may be counting; use it_sim_calls_mark there.
+it_sim_calls_reset() { it_sim_control POST /sim/calls/reset "${1:-}" /dev/null; }
+
+# it_sim_calls [PORT] [SINCE] [QUERY]: kone-sim's call log as JSON lines, one entry per line in
+# sequence order, every entry with seq > SINCE (default 0), paging through GET /sim/calls.
+# QUERY adds filters of the endpoint (e.g. "call_type=action&media_id_prefix=$IT_PREFIX-").
+# When entries after SINCE were evicted (the log keeps the newest 200 000), it says so on
+# stderr and returns 3 after printing the rest.
+it_sim_calls() {
+    local port=${1:-} since=${2:-0} query=${3:-} f missed=0 m more=true
+    f=$(mktemp "$IT_DIR/sim-calls.XXXXXX")
+    while [ "$more" = true ]; do
+        it_sim_control GET "/sim/calls?since=$since&limit=10000${query:+&$query}" "$port" "$f"
+        jq -c '.calls[]' "$f"
+        # the answer's counters come before its calls: read them from its head, not with jq
+        read -r since more m < <({ head -c 1024 "$f"; echo; } |
+            sed -n 's/.*"next_since":\([0-9]*\),"more":\([a-z]*\),.*"missed":\([0-9]*\),.*/\1 \2 \3/p')
+        [ -n "$m" ] || it_fail "kone-sim's /sim/calls answer has no counters: $(head -c 200 "$f")"
+        if [ "$m" -gt "$missed" ]; then missed=$m; fi
+    done
+    rm -f "$f"
+    if [ "$missed" -gt 0 ]; then
+        it_log "kone-sim's call log lost $missed entries after seq ${2:-0} (its ring is full): counts are incomplete"
+        return 3
+    fi
+}
+
+# it_sim_calls_per_job PREFIX [PORT] [SINCE]: "job_id count" lines (sorted by job id) for the
+# call entries (callType action) whose payload.media_id starts with PREFIX: the elevator calls
+# each job sent to kone-sim, whatever kone-sim answered (IT_SIM_CALLS_SELECT, a jq boolean on
+# an entry, narrows that, e.g. '.status == 201'). Jobs that sent no call are not listed. Fails
+# the test when the log lost entries after SINCE.
+it_sim_calls_per_job() {
+    local prefix=$1 port=${2:-} since=${3:-0} rc=0 f
+    f=$(mktemp "$IT_DIR/sim-calls.XXXXXX")
+    it_sim_calls "$port" "$since" "call_type=action&media_id_prefix=$(jq -rn --arg p "$prefix" '$p|@uri')" >"$f" || rc=$?
+    [ "$rc" -eq 0 ] || it_fail "kone-sim's call log is incomplete: cannot count calls per job"
+    jq -r --arg p "$prefix" "select(.call_type == \"action\" and (.payload.media_id | type == \"string\")
+        and (.payload.media_id | startswith(\$p)) and (${IT_SIM_CALLS_SELECT:-true})) | .payload.media_id" "$f" |
+        sort | uniq -c | awk '{print $2, $1}'
+    rm -f "$f"
+}

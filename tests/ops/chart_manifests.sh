@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # ops.chart_manifests: assertions on what charts/kone-dispatch renders, for the defaults,
 # each environment's values file, and overrides that switch every optional part on (kone-sim,
-# the smoke Job, the HPA alternative, another queue, a long drain):
+# the smoke Job, the HPA alternative, another queue, a long drain, another ledger):
 #   - autoscaling: the KEDA ScaledObject's rabbitmq trigger watches the queue the worker
 #     consumes (its KD_AMQP_QUEUE) in the worker's vhost, over the management API
 #     (protocol http, mode QueueLength: unacked jobs count), through a TriggerAuthentication
@@ -14,10 +14,15 @@
 #   - probes: /healthz (liveness, startup) and /readyz (readiness) on the metrics port, which
 #     is KD_METRICS_PORT, the Service's and the ServiceMonitor's port; the scrape job is
 #     named kone-worker (what alerts/ and dashboards/ expect);
-#   - credentials are files: KD_AMQP_PASSWORD_FILE and KD_KONE_CLIENT_SECRET_FILE point into
-#     read-only mounts of Secret volumes;
+#   - credentials are files: KD_AMQP_PASSWORD_FILE, KD_KONE_CLIENT_SECRET_FILE and
+#     KD_LEDGER_URL_FILE point into read-only mounts of Secret volumes;
+#   - the call ledger: KD_LEDGER_URL_FILE is the file the volume of secrets.ledger makes of
+#     its key (secrets.ledger.urlKey of Secret secrets.ledger.existingSecret, defaults
+#     kone-dispatch-ledger / url: /var/run/secrets/kone-dispatch/ledger/url), never a plain
+#     KD_LEDGER_URL; the optional ledger CA is mounted as ledger-ca/ca.crt;
 #   - NetworkPolicy: every pod is selected by one; the worker's allows DNS, RabbitMQ's and
-#     Kafka's ports, KONE (or the simulator when it is on) and the metrics scrape.
+#     Kafka's ports, the ledger (one rule: networkPolicy.ledger's ports, default 5432, to its
+#     peers), KONE (or the simulator when it is on) and the metrics scrape.
 # shellcheck source=lib/chart.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib/chart.sh"
 
@@ -58,10 +63,20 @@ worker:
   config:
     worker: {drain_ms: 120500}
 EOF
+cat >"$tmp/ledger.yaml" <<'EOF'
+secrets:
+  ledger: {existingSecret: pg-ledger-url, urlKey: uri}
+  ledgerCA: {existingSecret: pg-ledger-ca, key: root.crt}
+networkPolicy:
+  ledger:
+    to: [{ipBlock: {cidr: 10.20.30.40/32}}]
+    ports: [6432]
+EOF
 
 cases=(default "dev:$CHART/values-dev.yaml" "staging:$CHART/values-staging.yaml" "prod:$CHART/values-prod.yaml"
     "full:$tmp/full.yaml" "staging+hpa:$CHART/values-staging.yaml,$tmp/hpa.yaml"
-    "prod+queue:$CHART/values-prod.yaml,$tmp/queue.yaml" "none:$tmp/none.yaml" "drain:$tmp/drain.yaml")
+    "prod+queue:$CHART/values-prod.yaml,$tmp/queue.yaml" "none:$tmp/none.yaml" "drain:$tmp/drain.yaml"
+    "prod+ledger:$CHART/values-prod.yaml,$tmp/ledger.yaml")
 rendered=()
 for c in "${cases[@]}"; do
     name=${c%%:*} args=()
@@ -90,7 +105,14 @@ expect = {  # case -> what the overrides asked for
     "drain": {"grace_min": 121},
     "full": {"sim": True, "smoke": True},
     "dev": {"autoscaler": None, "sim": True, "smoke": True},
+    "prod+ledger": {"ledger": {"secret": "pg-ledger-url", "key": "uri", "ports": [6432],
+                               "to": [{"ipBlock": {"cidr": "10.20.30.40/32"}}],
+                               "ca": ("pg-ledger-ca", "root.crt")}},
 }
+# The ledger of values.yaml, which every environment keeps: Secret, key, egress.
+LEDGER = {"secret": "kone-dispatch-ledger", "key": "url", "ports": [5432], "to": [], "ca": None}
+LEDGER_FILE = "/var/run/secrets/kone-dispatch/ledger/url"
+LEDGER_CA_FILE = "/var/run/secrets/kone-dispatch/ledger-ca/ca.crt"
 
 def pods(docs):
     """(doc, pod spec, pod labels) of every workload."""
@@ -235,7 +257,7 @@ def check(case, docs):
     # --- credentials are files from Secret volumes ---
     vols = {v["name"]: v for v in spec.get("volumes", [])}
     mounts = {m["mountPath"]: m for m in c.get("volumeMounts", [])}
-    for var in ("KD_AMQP_PASSWORD_FILE", "KD_KONE_CLIENT_SECRET_FILE") + (("KD_KONE_CA_FILE",) if "KD_KONE_CA_FILE" in env else ()):
+    for var in ("KD_AMQP_PASSWORD_FILE", "KD_KONE_CLIENT_SECRET_FILE", "KD_LEDGER_URL_FILE") + (("KD_KONE_CA_FILE",) if "KD_KONE_CA_FILE" in env else ()):
         path = env.get(var)
         if not path:
             p("worker has no %s" % var)
@@ -245,6 +267,55 @@ def check(case, docs):
             p("%s=%s is not under exactly one read-only mount" % (var, path))
         elif "secret" not in vols.get(m[0]["name"], {}):
             p("%s is mounted from volume %s, which is not a Secret" % (var, m[0]["name"]))
+
+    # --- the call ledger: its URL (a secret: it holds the password) is a file from its Secret ---
+    led = dict(LEDGER, **exp.get("ledger", {}))
+
+    def secret_file(path):
+        """(Secret name, key) whose file is `path` in the worker, or None."""
+        for mp, m in mounts.items():
+            if not path.startswith(mp.rstrip("/") + "/"):
+                continue
+            sec = vols.get(m["name"], {}).get("secret", {})
+            rel = path[len(mp.rstrip("/")) + 1:]
+            items = sec.get("items") or []
+            keys = [i["key"] for i in items if i.get("path") == rel]
+            if not items:  # the whole Secret: file names are its keys
+                keys = [rel]
+            return (sec.get("secretName"), keys[0]) if sec and keys else None
+        return None
+
+    if env.get("KD_LEDGER_URL_FILE") != LEDGER_FILE:
+        p("KD_LEDGER_URL_FILE is %r, expected %s" % (env.get("KD_LEDGER_URL_FILE"), LEDGER_FILE))
+    elif secret_file(LEDGER_FILE) != (led["secret"], led["key"]):
+        p("KD_LEDGER_URL_FILE is %r (Secret, key), expected %r from secrets.ledger"
+          % (secret_file(LEDGER_FILE), (led["secret"], led["key"])))
+    if "KD_LEDGER_URL" in env:
+        p("the worker gets KD_LEDGER_URL as a plain value: the ledger URL carries its password")
+    ca_vols = [v for v in spec.get("volumes", []) if v["name"] == "ledger-ca"]
+    if led["ca"]:
+        if secret_file(LEDGER_CA_FILE) != tuple(led["ca"]):
+            p("the ledger CA %s is %r (Secret, key), expected %r" % (LEDGER_CA_FILE, secret_file(LEDGER_CA_FILE), led["ca"]))
+    elif ca_vols:
+        p("a ledger-ca volume without secrets.ledgerCA.existingSecret")
+    if exp.get("netpol", True):
+        wl = dep["spec"]["template"]["metadata"]["labels"]
+        for n in by.get("NetworkPolicy", []):
+            if not selects(n["spec"]["podSelector"].get("matchLabels"), wl):
+                continue
+            rules = [r for r in n["spec"].get("egress", [])
+                     if sorted(pp.get("port") for pp in r.get("ports", [])) == sorted(led["ports"])]
+            if len(rules) != 1:
+                p("worker NetworkPolicy: %d egress rules for the ledger's ports %s, expected 1"
+                  % (len(rules), led["ports"]))
+                continue
+            r = rules[0]
+            if any(pp.get("protocol", "TCP") != "TCP" for pp in r["ports"]):
+                p("worker NetworkPolicy: the ledger rule is not TCP: %r" % r["ports"])
+            if (r.get("to") or []) != led["to"]:
+                p("worker NetworkPolicy: the ledger rule goes to %r, networkPolicy.ledger.to is %r"
+                  % (r.get("to") or [], led["to"]))
+
     sims = [d for d in by.get("Deployment", []) if d["metadata"]["labels"].get("app.kubernetes.io/component") == "sim"]
     if exp.get("sim") and len(sims) != 1:
         p("sim.enabled but %d kone-sim Deployments" % len(sims))
@@ -318,6 +389,7 @@ def check(case, docs):
             amqp_port = int(env.get("KD_AMQP_PORT", "5672"))
             kafka_ports = {int(b.rsplit(":", 1)[1]) for b in env.get("KD_KAFKA_BROKERS", "127.0.0.1:9092").split(",")}
             need = {(53, "UDP"), (53, "TCP"), (amqp_port, "TCP")} | {(kp, "TCP") for kp in kafka_ports}
+            need |= {(lp, "TCP") for lp in dict(LEDGER, **exp.get("ledger", {}))["ports"]}
             if sims:
                 need.add((int(env["KD_KONE_WS_URL"].rsplit(":", 1)[1].split("/")[0]), "TCP"))
             else:
@@ -342,8 +414,9 @@ def check(case, docs):
     images = {x["image"] for _, ps, _ in pods(docs) for x in ps.get("containers", [])}
     if len(images) != 1:
         p("containers run %d different images: %s" % (len(images), sorted(images)))
-    return "%s: queue %s, %s, grace %ss for a %d ms drain, %d pods checked" % (
-        case, queue, (got or ["fixed replicas"])[0], grace, drain_ms, len(list(pods(docs))))
+    return "%s: queue %s, %s, grace %ss for a %d ms drain, ledger %s:%s -> %s, %d pods checked" % (
+        case, queue, (got or ["fixed replicas"])[0], grace, drain_ms, led["secret"], led["key"],
+        env.get("KD_LEDGER_URL_FILE"), len(list(pods(docs))))
 
 for arg in sys.argv[1:]:
     case, path = arg.split("=", 1)

@@ -62,6 +62,8 @@ expect_fail "KEDA without the management URL Secret" "/secrets/rabbitmqManagemen
 expect_fail "grace period not above the drain time" "must exceed worker.config.worker.drain_ms" \
     'worker: {config: {worker: {drain_ms: 30000}}, terminationGracePeriodSeconds: 30}'
 expect_fail "HPA without a metric" "needs autoscaling.hpa.externalMetric" 'autoscaling: {mode: hpa, hpa: {externalMetric: "", cpuUtilization: null}}'
+expect_fail "ledger without its URL Secret" "/secrets/ledger/existingSecret" 'secrets: {ledger: {existingSecret: ""}}'
+expect_fail "ledger egress without a port" "/networkPolicy/ledger/ports" 'networkPolicy: {ledger: {to: [], ports: []}}'
 
 # --- the schema's config sections are the configuration table ---
 # They are generated from docs/configuration.md: `bash tests/ops/chart_schema.sh --fix`
@@ -92,11 +94,11 @@ SPECIAL = {  # tighter than the default's type: what the chart relies on
                                  {"type": "array", "minItems": 1, "items": {"type": "integer", "minimum": 1}}]},
 }
 SECRET_FROM = {"amqp.password": "secrets.amqp.existingSecret", "kone.client_secret": "secrets.kone.existingSecret",
-               "sim.control_token": "sim.controlToken.existingSecret"}
+               "ledger.url": "secrets.ledger.existingSecret", "sim.control_token": "sim.controlToken.existingSecret"}
 CHART_SET = {"sim.listen", "sim.port", "sim.cert", "sim.key", "sim.clients"}  # templates/sim.yaml sets them
 
 def key_schema(k, default, meaning):
-    if "(secret;" in meaning:
+    if "(secret;" in meaning or k in SECRET_FROM:  # the ledger URL holds a password, whatever its wording
         return {"not": {}, "description": "secret: never a value; the chart mounts it from " + SECRET_FROM.get(k, "an existing Secret")}
     if k in CHART_SET:
         return {"not": {}, "description": "set by the chart"}

@@ -3,7 +3,7 @@
 # which stores the values and the manifests).
 #   1. Every place a secret value could be slipped in is refused, and the render's output
 #      and error say nothing of the value: the secret config keys (amqp.password,
-#      kone.client_secret, sim.control_token), extraEnv with a secret variable or a
+#      kone.client_secret, ledger.url, sim.control_token), extraEnv with a secret variable or a
 #      secretKeyRef, made-up keys under `secrets` and at the top level. Each attempt uses a
 #      distinctive fake value and must fail.
 #   2. What does render (defaults, each environment, everything switched on) holds no Secret
@@ -18,12 +18,15 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib/chart.sh"
 attempts=(
     'amqp.password|worker: {config: {amqp: {password: FAKE}}}'
     'kone.client_secret|worker: {config: {kone: {client_secret: FAKE}}}'
+    'ledger.url|worker: {config: {ledger: {url: "postgresql://kd:FAKE@ledger:5432/kone_dispatch"}}}'
     'sim.control_token|sim: {enabled: true, tls: {existingSecret: t}, config: {sim: {control_token: FAKE}}}'
     'extraEnv KD_AMQP_PASSWORD|worker: {extraEnv: [{name: KD_AMQP_PASSWORD, value: FAKE}]}'
     'extraEnv KD_KONE_CLIENT_SECRET|worker: {extraEnv: [{name: KD_KONE_CLIENT_SECRET, value: FAKE}]}'
+    'extraEnv KD_LEDGER_URL|worker: {extraEnv: [{name: KD_LEDGER_URL, value: "postgresql://kd:FAKE@ledger/kone_dispatch"}]}'
     'extraEnv secretKeyRef|worker: {extraEnv: [{name: KD_X, valueFrom: {secretKeyRef: {name: FAKE, key: k}}}]}'
     'secrets.amqp.password|secrets: {amqp: {password: FAKE}}'
     'secrets.kone.clientSecret|secrets: {kone: {clientSecret: FAKE}}'
+    'secrets.ledger.url|secrets: {ledger: {url: "postgresql://kd:FAKE@ledger/kone_dispatch"}}'
     'secrets.rabbitmqManagement.host|secrets: {rabbitmqManagement: {host: "http://kd:FAKE@rabbitmq:15672"}}'
     'top-level amqpPassword|amqpPassword: FAKE'
 )

@@ -52,6 +52,7 @@ static void test_bad_config_values(void **state)
         {"amqp.heartbeat_s", "-1", "amqp.heartbeat_s"},
         {"amqp.queue", "", "amqp.queue"},
         {"amqp.exchange", "", "amqp.exchange"},
+        {"amqp.delivery_limit", "0", "amqp.delivery_limit"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         kd_config cfg;

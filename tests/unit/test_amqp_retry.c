@@ -8,10 +8,18 @@
  * with its headers; basic.get and the queue count on the parking lot; a delivery from a
  * closed connection is never acked on the new one. Queues are named after the pid and
  * deleted at the end.
+ * Queue arguments (docs/failure-handling.md, "Broker limits"): without a broker, the 406
+ * reply parser and the policy command of the warning; with one, a fresh work queue, parking
+ * lot and tiers have exactly the arguments declared (a plain redeclare with exactly those
+ * succeeds, one with another value fails), a queue made by an older version without the
+ * added arguments is used as it is with the warning (and works: a job goes through it),
+ * a queue whose added argument has another value is refused with the queue named, and a job
+ * returned more than amqp.delivery_limit times is parked by the broker, not dropped.
  */
 #include <amqp.h>
 #include <amqp_framing.h>
 #include <amqp_tcp_socket.h>
+#include <fcntl.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -125,7 +133,78 @@ static void test_topology_names(void **state)
     assert_int_equal(kd_amqp_topology_load(&t, &cfg, &err), 0);
     assert_string_equal(t.dead_queue, "kone.calls.dead");
     assert_int_equal(t.n_tiers, 5);
+    assert_int_equal(t.delivery_limit, 20);
+    assert_string_equal(t.vhost, "/");
+    /* amqp.delivery_limit: 1..1000000 */
+    const char *bad[] = {"0", "-1", "1000001", "x", ""};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        kd_config_set(&cfg, "amqp.delivery_limit", bad[i]);
+        assert_int_equal(kd_amqp_topology_load(&t, &cfg, &err), KD_ERR_INVALID);
+        assert_non_null(strstr(err.msg, "amqp.delivery_limit"));
+    }
+    kd_config_set(&cfg, "amqp.delivery_limit", "50");
+    assert_int_equal(kd_amqp_topology_load(&t, &cfg, &err), 0);
+    assert_int_equal(t.delivery_limit, 50);
     kd_config_free(&cfg);
+}
+
+/* The argument named by RabbitMQ's 406 reply texts (3.10 and 4.x word them alike). */
+static void test_inequivalent_arg(void **state)
+{
+    (void)state;
+    char key[64];
+    assert_true(kd_amqp_inequivalent_arg(
+        "PRECONDITION_FAILED - inequivalent arg 'x-delivery-limit' for queue 'kone.calls' in "
+        "vhost '/': received the value '20' of type 'signedint' but current is none",
+        key, sizeof key));
+    assert_string_equal(key, "x-delivery-limit");
+    assert_true(kd_amqp_inequivalent_arg("PRECONDITION_FAILED - inequivalent arg "
+                                         "'x-dead-letter-exchange' for queue 'q'",
+                                         key, sizeof key));
+    assert_string_equal(key, "x-dead-letter-exchange");
+    assert_false(kd_amqp_inequivalent_arg("PRECONDITION_FAILED - inequivalent arg '", key,
+                                          sizeof key));
+    assert_false(kd_amqp_inequivalent_arg("PRECONDITION_FAILED - inequivalent arg '' for", key,
+                                          sizeof key));
+    assert_false(kd_amqp_inequivalent_arg("NOT_FOUND - no queue 'q'", key, sizeof key));
+    char tiny[4];
+    assert_false(kd_amqp_inequivalent_arg("inequivalent arg 'x-overflow'", tiny, sizeof tiny));
+}
+
+/* The command the warning prints: exactly the queue (regex-escaped), the arguments as policy
+ * keys (no "x-"), numbers as numbers, strings JSON-escaped. */
+static void test_policy_command(void **state)
+{
+    (void)state;
+    amqp_table_entry_t e[5];
+    e[0].key = amqp_cstring_bytes("x-delivery-limit");
+    e[0].value.kind = AMQP_FIELD_KIND_I64;
+    e[0].value.value.i64 = 20;
+    const char *k[] = {"x-dead-letter-exchange", "x-dead-letter-routing-key",
+                       "x-dead-letter-strategy", "x-overflow"};
+    const char *v[] = {"kone.calls.dead", "kone.calls.dead", "at-least-once", "reject-publish"};
+    for (int i = 0; i < 4; i++) {
+        e[1 + i].key = amqp_cstring_bytes(k[i]);
+        e[1 + i].value.kind = AMQP_FIELD_KIND_UTF8;
+        e[1 + i].value.value.bytes = amqp_cstring_bytes(v[i]);
+    }
+    char cmd[700];
+    int n = kd_amqp_policy_command("/", "kone.calls", e, 5, cmd, sizeof cmd);
+    assert_string_equal(
+        cmd, "rabbitmqctl set_policy -p '/' 'kone-dispatch kone.calls' '^kone\\.calls$' "
+             "'{\"delivery-limit\":20,\"dead-letter-exchange\":\"kone.calls.dead\","
+             "\"dead-letter-routing-key\":\"kone.calls.dead\",\"dead-letter-strategy\":"
+             "\"at-least-once\",\"overflow\":\"reject-publish\"}' --apply-to queues "
+             "--priority 10");
+    assert_int_equal(n, (int)strlen(cmd));
+    e[1].value.value.bytes = amqp_cstring_bytes("odd\"name");
+    kd_amqp_policy_command("prod", "a+b(c)", e, 2, cmd, sizeof cmd);
+    assert_non_null(strstr(cmd, "-p 'prod' 'kone-dispatch a+b(c)' '^a\\+b\\(c\\)$'"));
+    assert_non_null(strstr(cmd, "\"dead-letter-exchange\":\"odd\\\"name\""));
+    /* a short buffer is cut, never overrun */
+    char small[40];
+    kd_amqp_policy_command("/", "kone.calls", e, 5, small, sizeof small);
+    assert_true(strlen(small) < sizeof small);
 }
 
 /* ---- with a broker ---- */
@@ -336,18 +415,346 @@ static void test_live_get_and_stale_epoch(void **state)
     kd_config_free(&cfg);
 }
 
+/* ---- queue arguments, with a broker ---- */
+
+static char args_names[64];
+
+/* A plain rabbitmq-c connection with channel 1 open, for declaring what an older version
+ * (or an operator) made. */
+static amqp_connection_state_t raw_open(void)
+{
+    kd_config cfg;
+    load(&cfg);
+    amqp_connection_state_t c = amqp_new_connection();
+    amqp_socket_t *s = amqp_tcp_socket_new(c);
+    assert_int_equal(amqp_socket_open(s, kd_config_get(&cfg, "amqp.host"),
+                                      atoi(kd_config_get(&cfg, "amqp.port"))),
+                     0);
+    assert_int_equal(amqp_login(c, kd_config_get(&cfg, "amqp.vhost"), 0, 131072, 0,
+                                AMQP_SASL_METHOD_PLAIN, kd_config_get(&cfg, "amqp.user"),
+                                kd_config_get(&cfg, "amqp.password"))
+                         .reply_type,
+                     AMQP_RESPONSE_NORMAL);
+    amqp_channel_open(c, 1);
+    assert_int_equal(amqp_get_rpc_reply(c).reply_type, AMQP_RESPONSE_NORMAL);
+    kd_config_free(&cfg);
+    return c;
+}
+
+static void raw_close(amqp_connection_state_t c)
+{
+    amqp_channel_close(c, 1, AMQP_REPLY_SUCCESS);
+    amqp_connection_close(c, AMQP_REPLY_SUCCESS);
+    amqp_destroy_connection(c);
+}
+
+/* Declares a durable quorum queue with x-queue-type plus args: 0, or the channel-close code
+ * (then channel 1 is open again) with the broker's text in text. */
+static int raw_declare(amqp_connection_state_t c, const char *queue, amqp_table_entry_t *args,
+                       int n, char *text, size_t len)
+{
+    amqp_table_entry_t e[8];
+    e[0].key = amqp_cstring_bytes("x-queue-type");
+    e[0].value.kind = AMQP_FIELD_KIND_UTF8;
+    e[0].value.value.bytes = amqp_cstring_bytes("quorum");
+    for (int i = 0; i < n; i++)
+        e[1 + i] = args[i];
+    amqp_table_t t = {.num_entries = n + 1, .entries = e};
+    amqp_queue_declare(c, 1, amqp_cstring_bytes(queue), 0, 1, 0, 0, t);
+    amqp_rpc_reply_t r = amqp_get_rpc_reply(c);
+    if (r.reply_type == AMQP_RESPONSE_NORMAL)
+        return 0;
+    assert_int_equal(r.reply_type, AMQP_RESPONSE_SERVER_EXCEPTION);
+    assert_int_equal(r.reply.id, AMQP_CHANNEL_CLOSE_METHOD);
+    const amqp_channel_close_t *cl = r.reply.decoded;
+    int code = cl->reply_code;
+    if (text)
+        kd_amqp_str(cl->reply_text, text, len);
+    amqp_channel_close_ok_t ok = {0};
+    amqp_send_method(c, 1, AMQP_CHANNEL_CLOSE_OK_METHOD, &ok);
+    amqp_channel_open(c, 1);
+    assert_int_equal(amqp_get_rpc_reply(c).reply_type, AMQP_RESPONSE_NORMAL);
+    return code;
+}
+
+static amqp_table_entry_t t_int(const char *k, int64_t v)
+{
+    amqp_table_entry_t e = {.key = amqp_cstring_bytes(k)};
+    e.value.kind = AMQP_FIELD_KIND_I64;
+    e.value.value.i64 = v;
+    return e;
+}
+
+static amqp_table_entry_t t_str(const char *k, const char *v)
+{
+    amqp_table_entry_t e = {.key = amqp_cstring_bytes(k)};
+    e.value.kind = AMQP_FIELD_KIND_UTF8;
+    e.value.value.bytes = amqp_cstring_bytes(v);
+    return e;
+}
+
+/* Everything kd_amqp_connect declares for queue q (tiers 300 and 1000 ms), deleted. */
+static void args_cleanup(const char *q)
+{
+    amqp_connection_state_t c = raw_open();
+    char n[300];
+    const char *qs[] = {"", ".retry.300", ".retry.1000", ".dead"};
+    for (int i = 0; i < 4; i++) {
+        snprintf(n, sizeof n, "%s%s", q, qs[i]);
+        amqp_queue_delete(c, 1, amqp_cstring_bytes(n), 0, 0);
+    }
+    const char *xs[] = {"", ".retry", ".dead"};
+    for (int i = 0; i < 3; i++) {
+        snprintf(n, sizeof n, "%s%s", q, xs[i]);
+        amqp_exchange_delete(c, 1, amqp_cstring_bytes(n), 0);
+    }
+    raw_close(c);
+}
+
+static void args_config(kd_config *cfg, const char *q)
+{
+    load(cfg);
+    kd_config_set(cfg, "amqp.exchange", q);
+    kd_config_set(cfg, "amqp.queue", q);
+    kd_config_set(cfg, "amqp.routing_key", q);
+    kd_config_set(cfg, "retry.tiers_ms", "300,1000");
+}
+
+/* kd_amqp_connect with stderr (the log) captured into log. */
+static int connect_logged(const kd_config *cfg, kd_amqp **a, kd_err *err, char *log, size_t len)
+{
+    char path[] = "/tmp/kd-test-amqp-log-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    fflush(stderr);
+    int saved = dup(2);
+    dup2(fd, 2);
+    int rc = kd_amqp_connect(a, cfg, err);
+    fflush(stderr);
+    dup2(saved, 2);
+    close(saved);
+    lseek(fd, 0, SEEK_SET);
+    ssize_t n = read(fd, log, len - 1);
+    log[n > 0 ? n : 0] = '\0';
+    close(fd);
+    unlink(path);
+    fputs(log, stderr);
+    return rc;
+}
+
+static void test_live_fresh_queue_arguments(void **state)
+{
+    (void)state;
+    if (!getenv("KD_TEST_AMQP"))
+        skip();
+    char q[96], dead[128], tier[128], text[300];
+    snprintf(q, sizeof q, "%s.fresh", args_names);
+    snprintf(dead, sizeof dead, "%s.dead", q);
+    snprintf(tier, sizeof tier, "%s.retry.300", q);
+    kd_config cfg;
+    args_config(&cfg, q);
+    kd_config_set(&cfg, "amqp.delivery_limit", "23");
+    kd_amqp *a;
+    kd_err err = {0};
+    char log[4096];
+    if (connect_logged(&cfg, &a, &err, log, sizeof log) != 0)
+        fail_msg("%s", err.msg);
+    assert_int_equal(kd_amqp_missing_args(a, NULL, 0), 0);
+    assert_null(strstr(log, "exists without"));
+    kd_amqp_close(a);
+
+    /* the broker compares every argument, also absent ones: a redeclare with exactly these
+     * succeeds only if the queue has exactly these */
+    amqp_connection_state_t c = raw_open();
+    amqp_table_entry_t work[] = {
+        t_int("x-delivery-limit", 23), t_str("x-dead-letter-exchange", dead),
+        t_str("x-dead-letter-routing-key", dead), t_str("x-dead-letter-strategy", "at-least-once"),
+        t_str("x-overflow", "reject-publish")};
+    assert_int_equal(raw_declare(c, q, work, 5, text, sizeof text), 0);
+    work[0] = t_int("x-delivery-limit", 24);
+    assert_int_equal(raw_declare(c, q, work, 5, text, sizeof text), 406);
+    assert_non_null(strstr(text, "x-delivery-limit"));
+    assert_int_equal(raw_declare(c, q, work + 1, 4, text, sizeof text), 406); /* limit left out */
+    amqp_table_entry_t parked[] = {t_int("x-delivery-limit", 1000000)};
+    assert_int_equal(raw_declare(c, dead, parked, 1, text, sizeof text), 0);
+    amqp_table_entry_t tiered[] = {
+        t_int("x-message-ttl", 300), t_str("x-dead-letter-exchange", q),
+        t_str("x-dead-letter-routing-key", q), t_str("x-dead-letter-strategy", "at-least-once"),
+        t_str("x-overflow", "reject-publish")};
+    assert_int_equal(raw_declare(c, tier, tiered, 5, text, sizeof text), 0);
+    raw_close(c);
+    kd_config_free(&cfg);
+    args_cleanup(q);
+}
+
+/* The backstop works: a job returned more than amqp.delivery_limit times is parked by the
+ * broker itself in the dead-letter queue (not dropped, as RabbitMQ 4.x would without it). */
+static void test_live_delivery_limit_parks(void **state)
+{
+    (void)state;
+    if (!getenv("KD_TEST_AMQP"))
+        skip();
+    char q[96];
+    snprintf(q, sizeof q, "%s.limit", args_names);
+    kd_config cfg;
+    args_config(&cfg, q);
+    kd_config_set(&cfg, "amqp.delivery_limit", "2");
+    kd_amqp *a;
+    kd_err err = {0};
+    if (kd_amqp_connect(&a, &cfg, &err) != 0)
+        fail_msg("%s", err.msg);
+    const kd_amqp_topology *t = kd_amqp_names(a);
+    if (kd_amqp_publish_confirmed(a, "poison-1", "\x80", 1, 5000, &err) != 0)
+        fail_msg("%s", err.msg);
+    assert_int_equal(kd_amqp_consume_start(a, 1, &err), 0);
+    int deliveries = 0;
+    uint32_t parked = 0;
+    int64_t t0 = kd_mono_us();
+    while (parked == 0 && kd_mono_us() - t0 < 10000000) {
+        kd_delivery d;
+        int rc = kd_amqp_consume_next(a, 50, &d, &err);
+        assert_true(rc >= 0);
+        if (rc == 1) {
+            assert_string_equal(d.message_id, "poison-1");
+            assert_int_equal(d.delivery_count, deliveries); /* 0, 1, 2 */
+            deliveries++;
+            assert_int_equal(kd_amqp_nack(a, d.delivery_tag, d.epoch, true, &err), 0);
+        }
+        assert_int_equal(kd_amqp_queue_count(a, t->dead_queue, &parked, &err), 0);
+    }
+    assert_int_equal(deliveries, 3); /* handed out, returned 3 times > limit 2: parked */
+    assert_int_equal(parked, 1);
+    kd_delivery d;
+    assert_int_equal(kd_amqp_get(a, t->dead_queue, &d, &err), 1);
+    assert_string_equal(d.message_id, "poison-1");
+    assert_int_equal(kd_amqp_ack(a, d.delivery_tag, d.epoch, &err), 0);
+    kd_amqp_close(a);
+    kd_config_free(&cfg);
+    args_cleanup(q);
+}
+
+static void test_live_old_queue_used_with_warning(void **state)
+{
+    (void)state;
+    if (!getenv("KD_TEST_AMQP"))
+        skip();
+    char q[96], dead[128];
+    snprintf(q, sizeof q, "%s.old", args_names);
+    snprintf(dead, sizeof dead, "%s.dead", q);
+    /* what the previous version declared: quorum, nothing else */
+    amqp_connection_state_t c = raw_open();
+    assert_int_equal(raw_declare(c, q, NULL, 0, NULL, 0), 0);
+    assert_int_equal(raw_declare(c, dead, NULL, 0, NULL, 0), 0);
+    raw_close(c);
+
+    kd_config cfg;
+    args_config(&cfg, q);
+    kd_amqp *a;
+    kd_err err = {0};
+    char log[8192], missing[1024];
+    if (connect_logged(&cfg, &a, &err, log, sizeof log) != 0)
+        fail_msg("%s", err.msg);
+    assert_int_equal(kd_amqp_missing_args(a, missing, sizeof missing), 2);
+    char want[512];
+    snprintf(want, sizeof want,
+             "%s (x-delivery-limit); %s (x-delivery-limit, x-dead-letter-exchange, "
+             "x-dead-letter-routing-key, x-dead-letter-strategy, x-overflow)",
+             dead, q);
+    assert_string_equal(missing, want);
+    /* one warning per queue, naming it, what is missing, and the policy that fixes it */
+    snprintf(want, sizeof want, "queue '%s' exists without x-delivery-limit, x-dead-letter", q);
+    assert_non_null(strstr(log, want));
+    assert_non_null(strstr(log, "rabbitmqctl set_policy"));
+    assert_non_null(strstr(log, "Queue arguments missing"));
+    assert_non_null(strstr(log, "\"level\":\"warn\""));
+
+    /* and it works: a job goes through the old queue on the reopened channel */
+    const kd_amqp_topology *t = kd_amqp_names(a);
+    assert_int_equal(kd_amqp_consume_start(a, 10, &err), 0);
+    kd_amqp_out m = {.exchange = t->exchange, .routing_key = t->routing_key,
+                     .message_id = "old-1", .body = "\x80", .len = 1};
+    uint64_t tag;
+    assert_int_equal(kd_amqp_side_publish(a, &m, &tag, &err), 0);
+    bool delivered = false, confirmed = false;
+    int64_t t0 = kd_mono_us();
+    while (!(delivered && confirmed) && kd_mono_us() - t0 < 5000000) {
+        kd_delivery d;
+        int rc = kd_amqp_consume_next(a, 50, &d, &err);
+        assert_true(rc >= 0);
+        kd_amqp_event ev;
+        while (kd_amqp_side_event(a, &ev))
+            confirmed = confirmed || ev.kind == KD_AMQP_EV_ACK;
+        if (rc == 1) {
+            assert_string_equal(d.message_id, "old-1");
+            assert_int_equal(kd_amqp_ack(a, d.delivery_tag, d.epoch, &err), 0);
+            delivered = true;
+        }
+    }
+    assert_true(delivered);
+    assert_true(confirmed);
+    kd_amqp_close(a);
+
+    /* every connect warns again (and a queue is counted once per connect) */
+    if (connect_logged(&cfg, &a, &err, log, sizeof log) != 0)
+        fail_msg("%s", err.msg);
+    assert_int_equal(kd_amqp_missing_args(a, NULL, 0), 2);
+    kd_amqp_close(a);
+    kd_config_free(&cfg);
+    args_cleanup(q);
+}
+
+static void test_live_other_value_refused(void **state)
+{
+    (void)state;
+    if (!getenv("KD_TEST_AMQP"))
+        skip();
+    char q[96];
+    snprintf(q, sizeof q, "%s.other", args_names);
+    amqp_connection_state_t c = raw_open();
+    amqp_table_entry_t limit[] = {t_int("x-delivery-limit", 50)};
+    assert_int_equal(raw_declare(c, q, limit, 1, NULL, 0), 0);
+    raw_close(c);
+    kd_config cfg;
+    args_config(&cfg, q);
+    kd_amqp *a = NULL;
+    kd_err err = {0};
+    assert_int_not_equal(kd_amqp_connect(&a, &cfg, &err), 0);
+    assert_null(a);
+    assert_non_null(strstr(err.msg, q));
+    assert_non_null(strstr(err.msg, "x-delivery-limit"));
+    assert_non_null(strstr(err.msg, "406"));
+    kd_config_free(&cfg);
+    args_cleanup(q);
+}
+
+static int args_setup(void **state)
+{
+    (void)state;
+    snprintf(args_names, sizeof args_names, "kd.test.amqpargs.%d", (int)getpid());
+    return 0;
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_headers_round_trip),
         cmocka_unit_test(test_headers_lenient),
         cmocka_unit_test(test_topology_names),
+        cmocka_unit_test(test_inequivalent_arg),
+        cmocka_unit_test(test_policy_command),
     };
     const struct CMUnitTest live[] = {
         cmocka_unit_test(test_live_topology),
         cmocka_unit_test(test_live_side_publish_while_consuming),
         cmocka_unit_test(test_live_get_and_stale_epoch),
     };
+    const struct CMUnitTest args[] = {
+        cmocka_unit_test(test_live_fresh_queue_arguments),
+        cmocka_unit_test(test_live_delivery_limit_parks),
+        cmocka_unit_test(test_live_old_queue_used_with_warning),
+        cmocka_unit_test(test_live_other_value_refused),
+    };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
-    return rc | cmocka_run_group_tests(live, live_setup, live_teardown);
+    rc |= cmocka_run_group_tests(live, live_setup, live_teardown);
+    return rc | cmocka_run_group_tests(args, args_setup, NULL);
 }

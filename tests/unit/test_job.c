@@ -437,6 +437,71 @@ static void test_deadline_default(void **state)
     json_decref(o);
 }
 
+/* job.max_age_ms: the deadline is lowered to created_at + max age, never raised, and the
+ * capped job still validates and round-trips (retry copies are re-encoded from it). */
+static void test_cap_deadline(void **state)
+{
+    (void)state;
+    enum { AGE = 600000 };
+    kd_job j;
+    call_min(&j);
+    j.deadline = T0 + 3600000;                 /* an hour: capped to 10 min */
+    assert_true(kd_job_cap_deadline(&j, AGE, NOW));
+    assert_int_equal(j.deadline, T0 + AGE);
+    assert_false(kd_job_cap_deadline(&j, AGE, NOW)); /* again: nothing changes */
+    assert_int_equal(j.deadline, T0 + AGE);
+    assert_int_equal(kd_job_validate(&j, NULL), 0);
+    roundtrip(&j);
+
+    call_min(&j);                              /* deadline 30 s after created_at: kept */
+    assert_false(kd_job_cap_deadline(&j, AGE, NOW));
+    assert_int_equal(j.deadline, T0 + 30000);
+    j.deadline = T0 + AGE;                     /* exactly the cap: kept */
+    assert_false(kd_job_cap_deadline(&j, AGE, NOW));
+    assert_int_equal(j.deadline, T0 + AGE);
+    j.deadline = T0 + AGE + 1;
+    assert_true(kd_job_cap_deadline(&j, AGE, NOW));
+    assert_int_equal(j.deadline, T0 + AGE);
+
+    /* measured from created_at, not from now: an old job is not given new life */
+    call_min(&j);
+    j.deadline = T0 + 3600000;
+    assert_true(kd_job_cap_deadline(&j, AGE, T0 + 7200000));
+    assert_int_equal(j.deadline, T0 + AGE);
+
+    /* no created_at: measured from now */
+    call_min(&j);
+    j.created_at = 0;
+    j.deadline = NOW + 3600000;
+    assert_true(kd_job_cap_deadline(&j, AGE, NOW));
+    assert_int_equal(j.deadline, NOW + AGE);
+    j.deadline = NOW + 1000;
+    assert_false(kd_job_cap_deadline(&j, AGE, NOW));
+
+    /* 0 (or less): no cap */
+    call_min(&j);
+    j.deadline = TS_MAX;
+    assert_false(kd_job_cap_deadline(&j, 0, NOW));
+    assert_false(kd_job_cap_deadline(&j, -1, NOW));
+    assert_int_equal(j.deadline, TS_MAX);
+
+    /* near the end of time the cap saturates instead of overflowing */
+    call_min(&j);
+    j.created_at = TS_MAX - 10;
+    j.deadline = TS_MAX;
+    assert_false(kd_job_cap_deadline(&j, INT64_MAX, NOW));
+    assert_true(kd_job_cap_deadline(&j, 5, NOW));
+    assert_int_equal(j.deadline, TS_MAX - 5);
+    assert_int_equal(kd_job_validate(&j, NULL), 0);
+
+    /* a decoded job with the default TTL is below the default cap */
+    json_t *o = load(BASE_CALL);
+    kd_err e = {0};
+    expect_rc("default", decode_obj(o, TTL, &j, &e), &e, 0, NULL);
+    assert_false(kd_job_cap_deadline(&j, AGE, NOW));
+    json_decref(o);
+}
+
 /* ---- types ---- */
 
 static void test_wrong_types(void **state)
@@ -1205,6 +1270,7 @@ int main(void)
         cmocka_unit_test(test_missing_required),
         cmocka_unit_test(test_created_at_required_in_msgpack_defaulted_in_json),
         cmocka_unit_test(test_deadline_default),
+        cmocka_unit_test(test_cap_deadline),
         cmocka_unit_test(test_wrong_types),
         cmocka_unit_test(test_integer_bounds),
         cmocka_unit_test(test_string_lengths),

@@ -233,6 +233,8 @@ static void test_verdicts(void **state)
         {KD_OUTCOME_EXPIRED, "expired", false, KD_BRK_NEUTRAL},
         /* the building's own failures */
         {KD_OUTCOME_FAILED, "1005", false, KD_BRK_FAILURE},
+        {KD_OUTCOME_UNKNOWN, "1005", false, KD_BRK_FAILURE}, /* accepted, then stuck: link down */
+        {KD_OUTCOME_UNKNOWN, "result_lost", true, KD_BRK_NEUTRAL},
         {KD_OUTCOME_FAILED, "timeout", false, KD_BRK_FAILURE},
         {KD_OUTCOME_FAILED, "500", false, KD_BRK_FAILURE},
         {KD_OUTCOME_FAILED, "503", false, KD_BRK_FAILURE},

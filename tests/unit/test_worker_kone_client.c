@@ -766,13 +766,15 @@ static void test_outcomes(void **state)
     expect(r, KD_OUTCOME_FAILED, KD_FAIL_TRANSIENT, "429");
     free(r);
 
-    r = run_one(&c, new_run(KD_OP_CALL, 5, false), 5000);   /* accepted, never progresses */
+    /* accepted, never progresses: it is deleted first (202), and only then may be retried */
+    r = run_one(&c, new_run(KD_OP_CALL, 5, false), 5000);
     expect(r, KD_OUTCOME_FAILED, KD_FAIL_TRANSIENT, "1005");
+    assert_non_null(strstr(r->error_message, "cancelled (delete answered 202)"));
     assert_true(r->session_id > 0);
     free(r);
 
     r = run_one(&c, new_run(KD_OP_CALL, 6, false), 5000);   /* 201, then nothing */
-    expect(r, KD_OUTCOME_FAILED, KD_FAIL_TRANSIENT, "1005");
+    expect(r, KD_OUTCOME_UNKNOWN, KD_FAIL_FINAL, "1005");
     assert_int_equal(r->kone_status, 201);
     free(r);
 

@@ -2,7 +2,8 @@
  * every family populated through the one-line update functions, the exposition checked
  * by `promtool check metrics`, docs/metrics.md's table checked against the registry both
  * ways (names, types, labels), bounded labels (buildings from configuration, "other"),
- * the endpoint started from configuration, /readyz reasons and the Kafka snapshot. */
+ * the endpoint started from configuration, /readyz reasons and the Kafka snapshot, and
+ * the call ledger's families (up only while enabled, unknown label values). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -75,6 +76,8 @@ static void populate(void)
     kd_wm_job_done(&ok);
     kd_wm_job_done(&rej);
     kd_wm_job_done(&undecodable);
+    kd_run unknown = make_run(KD_OP_CALL, KD_OUTCOME_UNKNOWN, 5, 20000);
+    kd_wm_job_done(&unknown);
     kd_wm_retry("timeout");
     kd_wm_retry("1005");
     kd_wm_retry("503");
@@ -97,6 +100,16 @@ static void populate(void)
     kd_wm_circuit_change("building:2", KD_WM_CIRCUIT_CLOSED, KD_WM_CIRCUIT_OPEN);
     kd_wm_rate_limit_wait("building:1");
     kd_wm_rate_limit_wait("building:77");
+    kd_wm_ledger_enabled(true);
+    kd_wm_ledger_up(true);
+    kd_wm_ledger_op("claim", true);
+    kd_wm_ledger_op("done", true);
+    kd_wm_ledger_op("renew", false);
+    kd_wm_ledger_commit(700);
+    kd_wm_ledger_rows("writing", 12);
+    kd_wm_ledger_rows("done", 34567);
+    kd_wm_ledger_duplicate("done");
+    kd_wm_ledger_duplicate("ambiguous");
     kd_wm_turn(&(kd_wm_state){.inflight = 3, .undelivered = 5, .amqp_consuming = true,
                               .kafka_ok = true, .kone_ready = true});
 }
@@ -126,6 +139,8 @@ static void test_catalogue_values_and_labels(void **state)
     assert_has(t, "kone_jobs_total{op=\"call\",outcome=\"succeeded\"} 1\n");
     assert_has(t, "kone_jobs_total{op=\"cancel\",outcome=\"rejected\"} 1\n");
     assert_has(t, "kone_jobs_total{op=\"other\",outcome=\"rejected\"} 1\n");
+    assert_has(t, "kone_jobs_total{op=\"call\",outcome=\"unknown\"} 1\n");
+    assert_has(t, "kone_jobs_total{op=\"cancel\",outcome=\"unknown\"} 0\n");
     assert_has(t, "kone_job_queued_seconds_count 2\n");
     assert_has(t, "kone_deliveries_total 4\n");
     assert_has(t, "kone_job_queued_seconds_bucket{le=\"60\"} 2\n"); /* not the 45 s retry */
@@ -153,6 +168,20 @@ static void test_catalogue_values_and_labels(void **state)
     assert_has(t, "kone_rate_limit_waits_total{building=\"other\"} 1\n");
     assert_null(strstr(t, "building:77"));
     assert_null(strstr(t, "building=\" building:1"));
+    assert_has(t, "kone_ledger_enabled 1\n");
+    assert_has(t, "kone_ledger_up 1\n");
+    assert_has(t, "kone_ledger_ops_total{op=\"claim\",status=\"ok\"} 1\n");
+    assert_has(t, "kone_ledger_ops_total{op=\"renew\",status=\"error\"} 1\n");
+    assert_has(t, "kone_ledger_ops_total{op=\"purge\",status=\"error\"} 0\n");
+    assert_has(t, "kone_ledger_commit_duration_seconds_bucket{le=\"0.0005\"} 0\n");
+    assert_has(t, "kone_ledger_commit_duration_seconds_bucket{le=\"0.001\"} 1\n");
+    assert_has(t, "kone_ledger_commit_duration_seconds_count 1\n");
+    assert_has(t, "kone_ledger_rows{state=\"writing\"} 12\n");
+    assert_has(t, "kone_ledger_rows{state=\"accepted\"} 0\n");
+    assert_has(t, "kone_ledger_rows{state=\"done\"} 34567\n");
+    assert_has(t, "kone_ledger_duplicates_total{kind=\"done\"} 1\n");
+    assert_has(t, "kone_ledger_duplicates_total{kind=\"ambiguous\"} 1\n");
+    assert_has(t, "kone_ledger_duplicates_total{kind=\"inflight\"} 0\n");
     free(t);
     assert_int_equal(kd_metrics_label_misses(kd_wm_registry()), 0);
     kd_wm_free();
@@ -222,6 +251,130 @@ static void test_promtool_check_metrics(void **state)
     if (st != 0 || n != 0)
         fail_msg("promtool check metrics (exit %d):\n%s", WEXITSTATUS(st), out);
     kd_wm_free();
+}
+
+/* ---- the call ledger ---- */
+
+static double gauge(const char *name, const char *const *values)
+{
+    const kd_metric *m = kd_metrics_find(kd_wm_registry(), name);
+    assert_non_null(m);
+    return kd_gauge_value(m, kd_metric_series(m, values));
+}
+
+static uint64_t counter(const char *name, const char *const *values)
+{
+    const kd_metric *m = kd_metrics_find(kd_wm_registry(), name);
+    assert_non_null(m);
+    return kd_counter_value(m, kd_metric_series(m, values));
+}
+
+/* kone_ledger_up is 1 only while the ledger is enabled and answers, in whatever order
+ * the worker reports the two; ledger.url=none shows enabled 0 and up 0. */
+static void test_ledger_enabled_and_up(void **state)
+{
+    (void)state;
+    assert_int_equal(kd_wm_init(&cfg, NULL), 0);
+    /* before the worker reports anything: neither */
+    assert_true(gauge("kone_ledger_enabled", NULL) == 0);
+    assert_true(gauge("kone_ledger_up", NULL) == 0);
+    /* up reported before enabled is kept, shown once enabled */
+    kd_wm_ledger_up(true);
+    assert_true(gauge("kone_ledger_up", NULL) == 0);
+    kd_wm_ledger_enabled(true);
+    assert_true(gauge("kone_ledger_enabled", NULL) == 1);
+    assert_true(gauge("kone_ledger_up", NULL) == 1);
+    kd_wm_ledger_up(false);
+    assert_true(gauge("kone_ledger_up", NULL) == 0);
+    assert_true(gauge("kone_ledger_enabled", NULL) == 1);
+    kd_wm_ledger_up(true);
+    assert_true(gauge("kone_ledger_up", NULL) == 1);
+    /* ledger.url=none: enabled 0, up 0, whatever is reported afterwards */
+    kd_wm_ledger_enabled(false);
+    assert_true(gauge("kone_ledger_enabled", NULL) == 0);
+    assert_true(gauge("kone_ledger_up", NULL) == 0);
+    kd_wm_ledger_up(true);
+    assert_true(gauge("kone_ledger_up", NULL) == 0);
+    kd_wm_free();
+
+    /* a fresh catalogue forgets the previous one's state */
+    assert_int_equal(kd_wm_init(&cfg, NULL), 0);
+    kd_wm_ledger_enabled(true);
+    assert_true(gauge("kone_ledger_up", NULL) == 0);
+    kd_wm_free();
+}
+
+static void test_ledger_ops_rows_duplicates(void **state)
+{
+    (void)state;
+    assert_int_equal(kd_wm_init(&cfg, NULL), 0);
+    const char *ops[] = {"claim", "accept", "done", "release", "retry", "renew", "purge"};
+    for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++) {
+        kd_wm_ledger_op(ops[i], true);
+        kd_wm_ledger_op(ops[i], false);
+        kd_wm_ledger_op(ops[i], false);
+        assert_int_equal(counter("kone_ledger_ops_total", KD_LV(ops[i], "ok")), 1);
+        assert_int_equal(counter("kone_ledger_ops_total", KD_LV(ops[i], "error")), 2);
+    }
+    const char *states[] = {"writing", "accepted", "retry", "done"};
+    for (size_t i = 0; i < sizeof states / sizeof states[0]; i++) {
+        kd_wm_ledger_rows(states[i], (int64_t)(i + 1) * 1000);
+        assert_true(gauge("kone_ledger_rows", KD_LV(states[i])) == (double)(i + 1) * 1000);
+    }
+    kd_wm_ledger_rows("done", 5); /* a gauge: the latest count replaces the previous */
+    assert_true(gauge("kone_ledger_rows", KD_LV("done")) == 5);
+    kd_wm_ledger_rows("retry", -3); /* never negative */
+    assert_true(gauge("kone_ledger_rows", KD_LV("retry")) == 0);
+    const char *kinds[] = {"done", "accepted", "ambiguous", "inflight"};
+    for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++) {
+        for (size_t k = 0; k <= i; k++)
+            kd_wm_ledger_duplicate(kinds[i]);
+        assert_int_equal(counter("kone_ledger_duplicates_total", KD_LV(kinds[i])), i + 1);
+    }
+    /* commit times: sub-millisecond to seconds; a negative time counts as 0 */
+    const kd_metric *h = kd_metrics_find(kd_wm_registry(), "kone_ledger_commit_duration_seconds");
+    kd_wm_ledger_commit(200);     /* 0.2 ms */
+    kd_wm_ledger_commit(3000);    /* 3 ms */
+    kd_wm_ledger_commit(4200000); /* 4.2 s, just under ledger.timeout_ms */
+    kd_wm_ledger_commit(-5);
+    double sum = 0;
+    uint64_t b[KD_METRICS_MAX_BUCKETS + 1];
+    assert_int_equal(kd_histogram_value(h, 0, &sum, b), 4);
+    assert_int_equal(b[0], 2);  /* le 0.00025: the 0.2 ms and the negative one */
+    assert_int_equal(b[4], 3);  /* le 0.005 */
+    assert_int_equal(b[12], 3); /* le 2.5 */
+    assert_int_equal(b[13], 4); /* le 5 */
+    assert_true(sum > 4.2 && sum < 4.21);
+    assert_int_equal(kd_metrics_label_misses(kd_wm_registry()), 0);
+
+    /* unknown values never crash: ops and kinds count as "other", states are dropped
+     * (and counted as label misses, the registry's sign of a caller's bug) */
+    kd_wm_ledger_op("migrate", false);
+    kd_wm_ledger_op(NULL, true);
+    assert_int_equal(counter("kone_ledger_ops_total", KD_LV("other", "error")), 1);
+    assert_int_equal(counter("kone_ledger_ops_total", KD_LV("other", "ok")), 1);
+    kd_wm_ledger_duplicate("weird");
+    kd_wm_ledger_duplicate(NULL);
+    assert_int_equal(counter("kone_ledger_duplicates_total", KD_LV("other")), 2);
+    kd_wm_ledger_rows("cancelling", 7);
+    kd_wm_ledger_rows(NULL, 7);
+    assert_int_equal(kd_metrics_label_misses(kd_wm_registry()), 2);
+    for (size_t i = 0; i < sizeof states / sizeof states[0]; i++)
+        assert_true(gauge("kone_ledger_rows", KD_LV(states[i])) != 7);
+    char *t = expose();
+    assert_null(strstr(t, "cancelling"));
+    assert_null(strstr(t, "migrate"));
+    assert_null(strstr(t, "kone_ledger_rows{state=\"other\"}"));
+    free(t);
+    kd_wm_free();
+
+    /* after free (and before init), every ledger update is a no-op */
+    kd_wm_ledger_enabled(true);
+    kd_wm_ledger_up(true);
+    kd_wm_ledger_op("claim", true);
+    kd_wm_ledger_commit(1000);
+    kd_wm_ledger_rows("done", 1);
+    kd_wm_ledger_duplicate("done");
 }
 
 /* ---- docs/metrics.md against the registry ---- */
@@ -509,6 +662,8 @@ int main(void)
         cmocka_unit_test(test_catalogue_values_and_labels),
         cmocka_unit_test(test_status_and_reason_mapping),
         cmocka_unit_test(test_circuit_other_shows_the_worst),
+        cmocka_unit_test(test_ledger_enabled_and_up),
+        cmocka_unit_test(test_ledger_ops_rows_duplicates),
         cmocka_unit_test(test_promtool_check_metrics),
         cmocka_unit_test(test_docs_table_matches_catalogue),
         cmocka_unit_test(test_endpoint_and_readiness),

@@ -1,0 +1,335 @@
+/* ledger_check: the call ledger (worker/ledger.c) against the dev stack's real PostgreSQL,
+ * over TLS with verify-full (run by it_ledger.sh, which sources the stack's env).
+ *
+ * Each run works in a schema of its own (search_path in the connection's options), so the
+ * workers of other tests never see its rows, and a "newer schema" can be faked safely.
+ * Two ledgers with different owners play two workers.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <libpq-fe.h>
+
+#include "kd_config.h"
+#include "ledger.h"
+
+static char base_url[1024];  /* the stack's URL, with its password */
+static char test_url[1400];  /* ... confined to this run's schema */
+static char schema[64];
+
+static void sql(const char *q)
+{
+    PGconn *pg = PQconnectdb(base_url);
+    assert_int_equal(PQstatus(pg), CONNECTION_OK);
+    PGresult *r = PQexec(pg, q);
+    if (PQresultStatus(r) != PGRES_COMMAND_OK && PQresultStatus(r) != PGRES_TUPLES_OK)
+        fail_msg("%s: %s", q, PQresultErrorMessage(r));
+    PQclear(r);
+    PQfinish(pg);
+}
+
+static void load_cfg(kd_config *cfg, const char *url, const char *ambiguous, const char *lease)
+{
+    setenv("KD_LEDGER_URL", url, 1);
+    setenv("KD_LEDGER_AMBIGUOUS", ambiguous, 1);
+    setenv("KD_LEDGER_LEASE_MS", lease, 1);
+    unsetenv("KD_LEDGER_URL_FILE");
+    char *argv[] = {"ledger_check"};
+    kd_err err = {0};
+    if (kd_config_load(cfg, KD_PROG_WORKER, "ledger_check", 1, argv, &err))
+        fail_msg("config: %s", err.msg);
+}
+
+static kd_ledger *open_ledger(const char *owner, const char *ambiguous, const char *lease)
+{
+    kd_config cfg;
+    load_cfg(&cfg, test_url, ambiguous, lease);
+    kd_ledger *l = NULL;
+    kd_err err = {0};
+    if (kd_ledger_open(&l, &cfg, owner, NULL, &err))
+        fail_msg("open: %s", err.msg);
+    kd_config_free(&cfg);
+    assert_non_null(l);
+    return l;
+}
+
+typedef struct answer {
+    bool got;
+    kd_ledger_found f;
+    bool ok;
+} answer;
+
+static void on_claim(const kd_ledger_found *f, void *ctx)
+{
+    answer *a = ctx;
+    a->got = true;
+    a->f = *f;
+}
+
+static void on_done(bool ok, void *ctx)
+{
+    answer *a = ctx;
+    a->got = true;
+    a->ok = ok;
+}
+
+/* Turns the ledger until everything queued is committed (or 5 s). */
+static void settle(kd_ledger *l)
+{
+    for (int i = 0; i < 5000 && kd_ledger_pending(l) > 0; i++) {
+        kd_ledger_turn(l);
+        usleep(1000);
+    }
+    assert_int_equal(kd_ledger_pending(l), 0);
+}
+
+static kd_run mkrun(const char *job, int attempt)
+{
+    kd_run r;
+    memset(&r, 0, sizeof r);
+    snprintf(r.job.job_id, sizeof r.job.job_id, "%s-%s", schema, job);
+    snprintf(r.job.building_id, sizeof r.job.building_id, "building:9990000951");
+    r.attempt = attempt;
+    return r;
+}
+
+static kd_ledger_verdict claim(kd_ledger *l, const kd_run *run, kd_ledger_found *out)
+{
+    answer a = {0};
+    kd_ledger_claim(l, run, on_claim, &a);
+    settle(l);
+    assert_true(a.got);
+    if (out)
+        *out = a.f;
+    return a.f.verdict;
+}
+
+static void test_claim_then_busy_then_done(void **state)
+{
+    (void)state;
+    kd_ledger *a = open_ledger("worker-a", "unknown", "15000");
+    kd_ledger *b = open_ledger("worker-b", "unknown", "15000");
+    kd_run run = mkrun("j1", 1);
+    assert_int_equal(claim(a, &run, NULL), KD_LEDGER_CALL);
+    /* the same job again, while a holds it: a producer's re-send, or a redelivery */
+    assert_int_equal(claim(a, &run, NULL), KD_LEDGER_BUSY);
+    assert_int_equal(claim(b, &run, NULL), KD_LEDGER_BUSY);
+
+    kd_run_finish(&run, KD_OUTCOME_SUCCEEDED, KD_FAIL_NONE, "", "call served");
+    run.session_id = 777;
+    run.kone_status = 201;
+    run.started_us = 1000, run.finished_us = 2000, run.kone_rtt_us = 345;
+    answer d = {0};
+    kd_ledger_done(a, &run, "\x81\xa1v\x01", 4, on_done, &d);
+    settle(a);
+    assert_true(d.got && d.ok);
+
+    kd_ledger_found f;
+    assert_int_equal(claim(b, &run, &f), KD_LEDGER_DONE);
+    assert_int_equal(f.outcome, KD_OUTCOME_SUCCEEDED);
+    assert_int_equal(f.session_id, 777);
+    assert_int_equal(f.kone_status, 201);
+    assert_string_equal(f.error_message, "call served");
+    assert_int_equal(f.started_us, 1000);
+    assert_int_equal(f.kone_rtt_us, 345);
+    assert_int_equal(f.attempt, 1);
+    kd_ledger_close(a);
+    kd_ledger_close(b);
+}
+
+static void test_accepted_is_followed_after_handover(void **state)
+{
+    (void)state;
+    kd_ledger *a = open_ledger("worker-a", "unknown", "15000");
+    kd_ledger *b = open_ledger("worker-b", "unknown", "15000");
+    kd_run run = mkrun("j2", 1);
+    assert_int_equal(claim(a, &run, NULL), KD_LEDGER_CALL);
+    kd_ledger_accept(a, run.job.job_id, 4242);
+    settle(a);
+    /* a still holds it */
+    assert_int_equal(claim(b, &run, NULL), KD_LEDGER_BUSY);
+    /* a stops (SIGTERM) and hands it over */
+    kd_ledger_release(a, &run, true);
+    settle(a);
+    kd_ledger_found f;
+    assert_int_equal(claim(b, &run, &f), KD_LEDGER_FOLLOW);
+    assert_int_equal(f.session_id, 4242);
+    assert_non_null(strstr(f.worker, "worker-a/"));
+    /* b owns it now: a third worker waits */
+    kd_ledger *c = open_ledger("worker-c", "unknown", "15000");
+    assert_int_equal(claim(c, &run, NULL), KD_LEDGER_BUSY);
+    kd_ledger_close(a);
+    kd_ledger_close(b);
+    kd_ledger_close(c);
+}
+
+static void test_unanswered_write_is_ambiguous(void **state)
+{
+    (void)state;
+    kd_ledger *a = open_ledger("worker-a", "unknown", "15000");
+    kd_ledger *b = open_ledger("worker-b", "unknown", "15000");
+    kd_ledger *r = open_ledger("worker-r", "retry", "15000");
+    kd_run run = mkrun("j3", 1);
+    assert_int_equal(claim(a, &run, NULL), KD_LEDGER_CALL);
+    kd_ledger_release(a, &run, true); /* written, never answered */
+    settle(a);
+    kd_ledger_found f;
+    assert_int_equal(claim(b, &run, &f), KD_LEDGER_AMBIGUOUS);
+    assert_int_equal(f.attempt, 1);
+
+    /* ledger.ambiguous=retry calls again, knowingly */
+    kd_run run2 = mkrun("j3b", 1);
+    assert_int_equal(claim(a, &run2, NULL), KD_LEDGER_CALL);
+    kd_ledger_release(a, &run2, true);
+    settle(a);
+    assert_int_equal(claim(r, &run2, NULL), KD_LEDGER_CALL);
+    kd_ledger_close(a);
+    kd_ledger_close(b);
+    kd_ledger_close(r);
+}
+
+static void test_lease_runs_out_when_a_worker_dies(void **state)
+{
+    (void)state;
+    kd_ledger *a = open_ledger("worker-a", "unknown", "1000");
+    kd_ledger *b = open_ledger("worker-b", "unknown", "1000");
+    kd_run run = mkrun("j4", 1);
+    assert_int_equal(claim(a, &run, NULL), KD_LEDGER_CALL);
+    assert_int_equal(claim(b, &run, NULL), KD_LEDGER_BUSY);
+    kd_ledger_close(a); /* SIGKILL: no release, no renewal */
+    usleep(1200 * 1000);
+    assert_int_equal(claim(b, &run, NULL), KD_LEDGER_AMBIGUOUS);
+    kd_ledger_close(b);
+}
+
+static void test_retry_and_release_let_the_next_attempt_call(void **state)
+{
+    (void)state;
+    kd_ledger *a = open_ledger("worker-a", "unknown", "15000");
+    kd_ledger *b = open_ledger("worker-b", "unknown", "15000");
+    kd_run run = mkrun("j5", 1);
+    assert_int_equal(claim(a, &run, NULL), KD_LEDGER_CALL);
+    kd_ledger_retry(a, &run); /* 5xx: KONE took no call */
+    settle(a);
+    kd_run next = mkrun("j5", 2);
+    assert_int_equal(claim(b, &next, NULL), KD_LEDGER_CALL);
+
+    kd_run run6 = mkrun("j6", 1);
+    assert_int_equal(claim(a, &run6, NULL), KD_LEDGER_CALL);
+    kd_ledger_release(a, &run6, false); /* shutdown before the call was written */
+    settle(a);
+    assert_int_equal(claim(b, &run6, NULL), KD_LEDGER_CALL);
+    kd_ledger_close(a);
+    kd_ledger_close(b);
+}
+
+static void test_accept_then_done_in_any_order(void **state)
+{
+    (void)state;
+    kd_ledger *a = open_ledger("worker-a", "unknown", "15000");
+    kd_run run = mkrun("j7", 1);
+    assert_int_equal(claim(a, &run, NULL), KD_LEDGER_CALL);
+    kd_run_finish(&run, KD_OUTCOME_REJECTED, KD_FAIL_FINAL, "NO_LIFT_AVAILABLE", "cancelled");
+    answer d = {0};
+    kd_ledger_done(a, &run, NULL, 0, on_done, &d);
+    kd_ledger_accept(a, run.job.job_id, 99); /* late: must not reopen a done row */
+    settle(a);
+    kd_ledger *b = open_ledger("worker-b", "unknown", "15000");
+    kd_ledger_found f;
+    assert_int_equal(claim(b, &run, &f), KD_LEDGER_DONE);
+    assert_int_equal(f.outcome, KD_OUTCOME_REJECTED);
+    assert_string_equal(f.error_code, "NO_LIFT_AVAILABLE");
+    kd_ledger_close(a);
+    kd_ledger_close(b);
+}
+
+static void test_bad_urls_and_newer_schema(void **state)
+{
+    (void)state;
+    kd_config cfg;
+    kd_ledger *l = NULL;
+    kd_err err = {0};
+
+    load_cfg(&cfg, "mysql://x", "unknown", "15000");
+    assert_int_equal(kd_ledger_open(&l, &cfg, "w", NULL, &err), KD_ERR_INVALID);
+    assert_non_null(strstr(err.msg, "ledger.url"));
+    kd_config_free(&cfg);
+
+    /* nobody listens there; the password never reaches the message */
+    load_cfg(&cfg, "postgresql://kd:s3cret-pw@127.0.0.1:1/kone_dispatch?sslmode=disable",
+             "unknown", "15000");
+    memset(&err, 0, sizeof err);
+    assert_int_not_equal(kd_ledger_open(&l, &cfg, "w", NULL, &err), 0);
+    assert_null(l);
+    assert_non_null(strstr(err.msg, "postgresql://kd:***@127.0.0.1:1/kone_dispatch"));
+    assert_null(strstr(err.msg, "s3cret-pw"));
+    kd_config_free(&cfg);
+
+    load_cfg(&cfg, "none", "unknown", "15000");
+    assert_int_equal(kd_ledger_open(&l, &cfg, "w", NULL, &err), 0);
+    assert_null(l);
+    kd_config_free(&cfg);
+
+    char q[200];
+    snprintf(q, sizeof q, "UPDATE %s.kd_schema SET version = 99", schema);
+    sql(q);
+    load_cfg(&cfg, test_url, "unknown", "15000");
+    memset(&err, 0, sizeof err);
+    assert_int_equal(kd_ledger_open(&l, &cfg, "w", NULL, &err), KD_ERR_INVALID);
+    assert_non_null(strstr(err.msg, "schema version 99"));
+    assert_null(strstr(err.msg, "password"));
+    kd_config_free(&cfg);
+    snprintf(q, sizeof q, "UPDATE %s.kd_schema SET version = 1", schema);
+    sql(q);
+}
+
+static void test_mask_url(void **state)
+{
+    (void)state;
+    char out[256];
+    kd_ledger_mask_url("postgresql://u:pw@h:1/db?sslmode=verify-full", out, sizeof out);
+    assert_string_equal(out, "postgresql://u:***@h:1/db?sslmode=verify-full");
+    kd_ledger_mask_url("postgresql://u@h/db?password=pw&sslmode=require", out, sizeof out);
+    assert_string_equal(out, "postgresql://u@h/db?password=***&sslmode=require");
+    kd_ledger_mask_url("postgresql://h/db", out, sizeof out);
+    assert_string_equal(out, "postgresql://h/db");
+}
+
+int main(void)
+{
+    const char *file = getenv("KD_LEDGER_URL_FILE");
+    FILE *f = file ? fopen(file, "r") : NULL;
+    if (!f || !fgets(base_url, sizeof base_url, f)) {
+        fprintf(stderr, "ledger_check: KD_LEDGER_URL_FILE (the dev stack's) is not readable\n");
+        return 1;
+    }
+    fclose(f);
+    base_url[strcspn(base_url, "\r\n")] = '\0';
+    snprintf(schema, sizeof schema, "kdtest_%d", (int)getpid());
+    char q[128];
+    snprintf(q, sizeof q, "CREATE SCHEMA %s", schema);
+    sql(q);
+    snprintf(test_url, sizeof test_url, "%s%coptions=-csearch_path%%3D%s", base_url,
+             strchr(base_url, '?') ? '&' : '?', schema);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_mask_url),
+        cmocka_unit_test(test_claim_then_busy_then_done),
+        cmocka_unit_test(test_accepted_is_followed_after_handover),
+        cmocka_unit_test(test_unanswered_write_is_ambiguous),
+        cmocka_unit_test(test_lease_runs_out_when_a_worker_dies),
+        cmocka_unit_test(test_retry_and_release_let_the_next_attempt_call),
+        cmocka_unit_test(test_accept_then_done_in_any_order),
+        cmocka_unit_test(test_bad_urls_and_newer_schema),
+    };
+    int rc = cmocka_run_group_tests(tests, NULL, NULL);
+    snprintf(q, sizeof q, "DROP SCHEMA %s CASCADE", schema);
+    sql(q);
+    return rc;
+}

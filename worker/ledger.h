@@ -1,0 +1,117 @@
+/* ledger: the call ledger, one PostgreSQL row per job_id, so that one job places at most one
+ * elevator call across redeliveries, crashes, hand-overs and workers (docs/failure-handling.md,
+ * "The call ledger").
+ *
+ * The rule it enforces: a claim (job_id, attempt, state `writing`) is committed before the
+ * call is written to KONE; KONE's answer moves the row to `accepted` (with the call's session
+ * id) or `done` (with the outcome and the result event); a transient failure before KONE
+ * accepted anything moves it to `retry`. A delivery meets the row first and is told what to
+ * do (kd_ledger_verdict): call, produce the recorded result again, follow the accepted call,
+ * report `unknown` for a call written but never answered, or wait for another delivery that
+ * holds the job.
+ *
+ * Threads: one connection, owned by the worker's main thread (libpq connections are not
+ * shared). Statements are queued and sent in batches, one batch per loop turn, in libpq's
+ * pipeline mode: a batch is one transaction (one commit, one WAL flush) and the loop never
+ * waits for it. Callbacks run on the main thread from kd_ledger_turn, after the commit.
+ *
+ * Failure: a claim that cannot be committed is answered KD_LEDGER_FAILED at once (the job is
+ * handed back, never called unclaimed). Every other statement is an idempotent update that is
+ * kept and sent again after a reconnect until it commits. While the ledger does not answer,
+ * kd_ledger_up() is false and the worker takes no jobs.
+ *
+ * Ownership: rows carry the worker's owner name (worker.id plus a random instance nonce) and
+ * a lease, renewed for this worker's rows every third of ledger.lease_ms. A row whose lease
+ * ran out belongs to no live worker: the next delivery takes it over.
+ */
+#ifndef KD_WORKER_LEDGER_H
+#define KD_WORKER_LEDGER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kd_config.h"
+#include "kd_err.h"
+#include "kd_run.h"
+
+#define KD_LEDGER_SCHEMA_VERSION 1
+
+typedef struct kd_ledger kd_ledger;
+
+typedef enum {
+    KD_LEDGER_CALL = 0,    /* claimed for this attempt: make the call */
+    KD_LEDGER_DONE,        /* the job ended before: its recorded outcome is in `found` */
+    KD_LEDGER_FOLLOW,      /* KONE accepted its call (session_id), its worker is gone: follow it */
+    KD_LEDGER_AMBIGUOUS,   /* its call was written, never answered, its worker is gone */
+    KD_LEDGER_BUSY,        /* another delivery holds the job (lease live): ask again later */
+    KD_LEDGER_FAILED,      /* the ledger did not answer: hand the job back */
+} kd_ledger_verdict;
+
+/* What a claim met. Outcome fields are filled for DONE; session_id for FOLLOW. */
+typedef struct kd_ledger_found {
+    kd_ledger_verdict verdict;
+    int attempt;                 /* the attempt recorded in the row */
+    int64_t session_id;
+    kd_outcome outcome;
+    kd_failure_class failure;
+    int kone_status;
+    char error_code[48];
+    char error_message[256];
+    int64_t started_us, finished_us, kone_rtt_us;
+    char worker[160];            /* the row's owner before this claim */
+} kd_ledger_found;
+
+/* What the ledger tells the worker's metrics (may be NULL members). */
+typedef struct kd_ledger_hooks {
+    void (*up)(bool up, void *arg);
+    void (*op)(const char *op, bool ok, void *arg);
+    void (*commit)(int64_t us, void *arg);
+    void (*rows)(const char *state, int64_t n, void *arg);
+    void *arg;
+} kd_ledger_hooks;
+
+typedef void (*kd_ledger_claim_fn)(const kd_ledger_found *found, void *ctx);
+typedef void (*kd_ledger_done_fn)(bool ok, void *ctx);
+
+/* Reads ledger.* keys. ledger.url=none: *out is NULL, 0 returned (the caller warns). Else
+ * connects (bounded by ledger.timeout_ms), creates or migrates the schema, and returns 0, or
+ * an error naming the URL with its password masked (the ledger cannot be reached, the URL is
+ * malformed, the schema is newer than this worker knows). */
+int kd_ledger_open(kd_ledger **out, const kd_config *cfg, const char *worker_id,
+                   const kd_ledger_hooks *hooks, kd_err *err);
+void kd_ledger_close(kd_ledger *l);
+
+/* The URL with any password replaced by "***" (for logs and errors). */
+void kd_ledger_mask_url(const char *url, char *out, size_t len);
+
+/* Connected and the last batch committed. */
+bool kd_ledger_up(const kd_ledger *l);
+/* The owner name written into rows ("<worker.id>/<nonce>"). */
+const char *kd_ledger_owner(const kd_ledger *l);
+/* Statements queued or in flight. */
+int kd_ledger_pending(const kd_ledger *l);
+
+/* Claims run->job.job_id for run->attempt; fn(found, ctx) after the commit (or at once with
+ * KD_LEDGER_FAILED when the ledger is down). */
+void kd_ledger_claim(kd_ledger *l, const kd_run *run, kd_ledger_claim_fn fn, void *ctx);
+/* KONE accepted the call: state accepted with its session id. */
+void kd_ledger_accept(kd_ledger *l, const char *job_id, int64_t session_id);
+/* The job ended: state done with the run's outcome and the encoded result event. fn(ok)
+ * after the commit; ok=false only when the row is no longer this worker's (taken over). */
+void kd_ledger_done(kd_ledger *l, const kd_run *run, const void *result, size_t len,
+                    kd_ledger_done_fn fn, void *ctx);
+/* A transient failure before KONE accepted anything: the next attempt may call. */
+void kd_ledger_retry(kd_ledger *l, const kd_run *run);
+/* This worker lets go of the job without an outcome. written=false: the call was never
+ * written, the claim is deleted (the next delivery calls). written=true: the row stays as
+ * it is (`writing` or `accepted`) and its lease ends now, so the next worker decides at once. */
+void kd_ledger_release(kd_ledger *l, const kd_run *run, bool written);
+
+/* Once per loop turn: reconnects (with backoff), sends the queued batch, reads answers and
+ * runs callbacks, renews leases, purges expired rows and refreshes the row counts. */
+void kd_ledger_turn(kd_ledger *l);
+/* At shutdown: ends this worker's leases and waits up to timeout_us for queued statements. */
+void kd_ledger_drain(kd_ledger *l, int64_t timeout_us);
+
+#endif
