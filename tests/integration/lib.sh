@@ -524,3 +524,36 @@ it_sim_calls_per_job() {
         sort | uniq -c | awk '{print $2, $1}'
     rm -f "$f"
 }
+
+# ---- The stack's PostgreSQL (the call ledger) in fault tests --------------------------------
+# Through the stack's own kd-pg ($KD_STATE_DIR/bin, docs/dev-stack.md): the rest of the stack
+# is left as it is. A test that stops it registers `it_at_exit it_pg_restore` first, so later
+# tests find the ledger up however this one ends.
+
+# it_pg_stop [MODE]: stops the stack's PostgreSQL (kd-pg stop MODE, default fast: every client
+# disconnected) and checks that its port no longer answers.
+it_pg_stop() {
+    "$KD_STATE_DIR/bin/kd-pg" stop "${1:-fast}" >>"$IT_DIR/pg.log" 2>&1 ||
+        it_fail "kd-pg stop failed: $(tail -n 3 "$IT_DIR/pg.log")"
+    ! (exec 3<>"/dev/tcp/127.0.0.1/$KD_PG_PORT") 2>/dev/null ||
+        it_fail "PostgreSQL still listens on port $KD_PG_PORT after stopping it"
+}
+
+# it_pg_start: starts the stack's PostgreSQL again; returns once it accepts connections.
+it_pg_start() {
+    "$KD_STATE_DIR/bin/kd-pg" start >>"$IT_DIR/pg.log" 2>&1 ||
+        it_fail "kd-pg start failed: $(tail -n 3 "$IT_DIR/pg.log")"
+}
+
+# it_pg_restore: for it_at_exit: PostgreSQL running again, whatever happened (never fails).
+it_pg_restore() {
+    "$KD_STATE_DIR/bin/kd-pg" start >>"$IT_DIR/pg.log" 2>&1 ||
+        it_log "could not start PostgreSQL again: $(tail -n 3 "$IT_DIR/pg.log")"
+}
+
+# it_readyz NAME [OUT]: the HTTP status of the worker's /readyz (its body in OUT, default
+# /dev/null); 000 when it does not answer.
+it_readyz() {
+    curl -s --max-time 3 -o "${2:-/dev/null}" -w '%{http_code}' \
+        "http://127.0.0.1:$(it_metrics_port "$1")/readyz" || true
+}

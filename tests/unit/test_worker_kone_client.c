@@ -101,6 +101,8 @@ typedef struct fk_shared {
     int64_t refuse_until_ms;        /* upgrades answered 503 until then (CLOCK_MONOTONIC) */
     int n_refused_503;
     int conn_requests[64];          /* per connection number: requests received */
+    int64_t held_rid;               /* action 12: a request held unanswered (0: none) */
+    int64_t late_sid;               /* action 13: the session id given in the late answer */
 } fk_shared;
 
 static fk_shared *fk;
@@ -202,6 +204,19 @@ static void fk_action(fk_conn *c, const json_t *rid, int action)
         return;
     case 7:
         return;
+    case 12: /* held: answered late, by action 13 */
+        fk->held_rid = json_integer_value(rid);
+        return;
+    case 13: /* first the late answer (and call result) of the held request, then this one's */
+        if (fk->held_rid) {
+            json_t *late = json_integer(fk->held_rid);
+            fk->late_sid = ++fk->next_sid;
+            fk_send(c, fk_answer(late, 201, NULL));
+            fk_send(c, fk_result(late, true, fk->late_sid, NULL));
+            json_decref(late);
+            fk->held_rid = 0;
+        }
+        break;
     case 11:
         fk->refuse_until_ms = fk_now_ms() + 2500;
         c->close_now = true;
@@ -1017,6 +1032,35 @@ static void test_keepalive_and_replacement(void **state)
     client_stop(&c);
 }
 
+/* A request that timed out is answered late, just before another job's request is answered:
+ * the late answer is credited to nobody (ids are unique per process and matched within the
+ * session they arrive on), and the other job gets its own answer and its own session id. */
+static void test_late_answer_not_credited(void **state)
+{
+    (void)state;
+    client c;
+    client_start(&c, "--kone-connections=2", NULL);
+    kd_run *a = run_one(&c, new_run(KD_OP_CALL, 12, false), 5000);
+    expect(a, KD_OUTCOME_FAILED, KD_FAIL_TRANSIENT, "timeout");
+    kd_run *b = run_one(&c, new_run(KD_OP_CALL, 13, false), 5000);
+    expect(b, KD_OUTCOME_SUCCEEDED, KD_FAIL_NONE, "");
+    pthread_mutex_lock(&fk->mu);
+    int64_t late = fk->late_sid, last = fk->next_sid;
+    pthread_mutex_unlock(&fk->mu);
+    assert_true(late > 0);                 /* the late answer was sent */
+    assert_int_not_equal(b->session_id, late);
+    assert_int_equal(b->session_id, last); /* b's own call */
+    assert_int_equal(a->session_id, 0);    /* and a stays what it was */
+    usleep(200000);
+    pthread_mutex_lock(&obs.mu);
+    int done = obs.done;
+    pthread_mutex_unlock(&obs.mu);
+    assert_int_equal(done, 2);             /* no third outcome from the late answer */
+    free(a);
+    free(b);
+    client_stop(&c);
+}
+
 static void test_shutdown_fails_pending(void **state)
 {
     (void)state;
@@ -1075,6 +1119,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_late_answer_after_slow_resume, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unanswered_after_resume, setup, teardown),
         cmocka_unit_test_setup_teardown(test_keepalive_and_replacement, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_late_answer_not_credited, setup, teardown),
         cmocka_unit_test_setup_teardown(test_shutdown_fails_pending, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
