@@ -25,9 +25,10 @@ typedef struct kd_kone kd_kone;
 typedef struct kd_kone_hooks {
     void (*done)(kd_run *run, void *arg);
     void (*call_event)(kd_run *run, const kd_call_event *ev, void *arg);
-    /* KONE accepted the call: run->session_id is set (the ledger records it). The run is
-     * still the KONE thread's: read job_id, attempt and session_id only, at once. */
-    void (*accepted)(const kd_run *run, void *arg);
+    /* KONE accepted the call: run->session_id is set (the ledger records it, with the KONE
+     * session, the create-session id, that made it: a delete must go to that session). The
+     * run is still the KONE thread's: read job_id, attempt and session_id only, at once. */
+    void (*accepted)(const kd_run *run, const char *kone_session, void *arg);
     void *arg;
 } kd_kone_hooks;
 

@@ -805,7 +805,7 @@ void kk_on_call_result(kk_slot *s, const kd_kone_msg *m)
     j->call_session_id = m->call_session_id;
     remember_affinity(j->k, m->call_session_id, j->slot->idx);
     if (j->k->hooks.accepted)
-        j->k->hooks.accepted(run, j->k->hooks.arg);
+        j->k->hooks.accepted(run, j->slot->session_id, j->k->hooks.arg);
     (void)now;
     start_follow(j);
 }

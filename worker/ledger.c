@@ -41,12 +41,21 @@ typedef enum {
     OP_PURGE,
     OP_COUNT,
     OP_END_LEASES,
+    OP_ROUTE,           /* who owns the call a cancel job names */
+    OP_CANCEL_REQUEST,  /* ask the owner to cancel */
+    OP_CANCEL_POLL,     /* has the owner answered? */
+    OP_CANCEL_TAKE,     /* (owner) cancels asked of this worker */
+    OP_CANCEL_ANSWER,   /* (owner) what KONE answered */
+    OP_ALIVE,           /* this worker is alive (kd_workers) */
+    OP_GONE,            /* this worker stops */
     OP_N
 } op_kind;
 
 /* Prepared statement name and metric label of each kind. */
-static const char *const op_name[OP_N] = {"claim", "accept", "done", "retry", "release",
-                                          "release", "renew", "purge", "count", "renew"};
+static const char *const op_name[OP_N] = {"claim",  "accept", "done",   "retry",  "release",
+                                          "release", "renew", "purge",  "count",  "renew",
+                                          "cancel", "cancel", "cancel", "cancel", "cancel",
+                                          "renew",  "renew"};
 
 typedef struct op {
     op_kind kind;
@@ -63,15 +72,24 @@ typedef struct op {
     int64_t started_us, finished_us, kone_rtt_us;
     void *result;
     size_t result_len;
+    /* cancels across workers */
+    char group[KD_JOB_GROUP_MAX + 1];
+    char owner[160];
+    int status;
+    char message[200];
     /* callbacks */
     kd_ledger_claim_fn claim_fn;
     kd_ledger_done_fn done_fn;
+    kd_ledger_route_fn route_fn;
+    kd_ledger_poll_fn poll_fn;
     void *ctx;
+    kd_ledger_call_owner route;
     /* answer */
     bool failed;
     int tries;              /* batches it failed in (a statement refused 5 times is dropped) */
     int affected;
     kd_ledger_found found;
+    struct op *next_taken;      /* OP_CANCEL_TAKE: the cancels taken */
     struct op *next;
 } op;
 
@@ -96,7 +114,9 @@ struct kd_ledger {
     op_list batch;          /* sent, waiting for the sync */
     op *reading;            /* the op of batch whose results are being read */
     int64_t batch_sent;     /* mono µs, 0 when none */
-    int64_t next_renew, next_purge;
+    int64_t next_renew, next_purge, next_take;
+    kd_ledger_cancel_fn cancel_fn;  /* cancels asked of this worker (NULL: none taken) */
+    void *cancel_ctx;
 };
 
 /* ------------------------------------------------------------------ SQL */
@@ -127,6 +147,32 @@ static const char *const schema_v1[] = {
     "CREATE INDEX IF NOT EXISTS kd_calls_expires_at ON kd_calls (expires_at)",
     "CREATE INDEX IF NOT EXISTS kd_calls_worker ON kd_calls (worker) WHERE state IN "
     "('writing', 'accepted')",
+    NULL,
+};
+
+/* Version 2: the KONE session (create-session id) that made each accepted call, so that a
+ * cancel job on any worker can reach the session that owns the call (kd_cancels, a mailbox
+ * between workers), and the workers alive (kd_workers, their heartbeat). */
+static const char *const schema_v2[] = {
+    "ALTER TABLE kd_calls ADD COLUMN IF NOT EXISTS kone_session text",
+    "CREATE INDEX IF NOT EXISTS kd_calls_session ON kd_calls (session_id, building_id)"
+    " WHERE session_id IS NOT NULL",
+    "CREATE TABLE IF NOT EXISTS kd_workers ("
+    " owner text PRIMARY KEY,"
+    " seen timestamptz NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS kd_cancels ("
+    " cancel_job_id text PRIMARY KEY,"
+    " call_session_id bigint NOT NULL,"
+    " building_id text NOT NULL,"
+    " group_id text,"
+    " owner text NOT NULL,"
+    " requested_by text NOT NULL,"
+    " state text NOT NULL CHECK (state IN ('requested', 'sent', 'answered')),"
+    " status integer,"
+    " message text,"
+    " created_at timestamptz NOT NULL DEFAULT now(),"
+    " expires_at timestamptz NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS kd_cancels_owner ON kd_cancels (owner) WHERE state = 'requested'",
     NULL,
 };
 
@@ -165,10 +211,10 @@ static const char sql_claim[] =
     "  prev.started_us, prev.finished_us, prev.kone_rtt_us"
     " FROM (SELECT 1) one LEFT JOIN ins ON true LEFT JOIN prev ON true";
 
-/* $1 job_id, $2 owner, $3 session id */
+/* $1 job_id, $2 owner, $3 session id, $4 KONE session */
 static const char sql_accept[] =
-    "UPDATE kd_calls SET state = 'accepted', session_id = $3, updated_at = now()"
-    " WHERE job_id = $1 AND worker = $2 AND state = 'writing'";
+    "UPDATE kd_calls SET state = 'accepted', session_id = $3, kone_session = $4,"
+    " updated_at = now() WHERE job_id = $1 AND worker = $2 AND state = 'writing'";
 
 /* $1 job_id, $2 owner, $3 outcome, $4 failure, $5 kone_status, $6 code, $7 message,
  * $8 started, $9 finished, $10 rtt, $11 result (binary), $12 retention h, $13 session id */
@@ -203,7 +249,8 @@ static const char sql_renew[] =
     " WHERE worker = $1 AND state IN ('writing', 'accepted')";
 
 static const char sql_purge[] =
-    "DELETE FROM kd_calls WHERE ctid IN (SELECT ctid FROM kd_calls WHERE expires_at < now()"
+    "WITH c AS (DELETE FROM kd_cancels WHERE expires_at < now())"
+    " DELETE FROM kd_calls WHERE ctid IN (SELECT ctid FROM kd_calls WHERE expires_at < now()"
     " LIMIT 10000)";
 
 static const char sql_count[] = "SELECT state, count(*) FROM kd_calls GROUP BY state";
@@ -213,12 +260,54 @@ static const char sql_end_leases[] =
     "UPDATE kd_calls SET lease_until = now() WHERE worker = $1"
     " AND state IN ('writing', 'accepted')";
 
-static const char *const op_sql[OP_N] = {sql_claim, sql_accept, sql_done, sql_retry,
-                                         sql_release_new, sql_release_written, sql_renew,
-                                         sql_purge, sql_count, sql_end_leases};
-static const char *const op_stmt[OP_N] = {"kd_claim", "kd_accept", "kd_done", "kd_retry",
-                                          "kd_release_new", "kd_release_written", "kd_renew",
-                                          "kd_purge", "kd_count", "kd_end_leases"};
+/* $1 call session id, $2 building, $3 this worker's owner name, $4 lease ms: who made the
+ * call, with which KONE session, and whether that worker is alive. */
+static const char sql_route[] =
+    "SELECT c.worker, c.kone_session, c.worker = $3,"
+    "  EXISTS (SELECT 1 FROM kd_workers w WHERE w.owner = c.worker"
+    "    AND w.seen > now() - $4 * interval '1 millisecond')"
+    " FROM kd_calls c WHERE c.session_id = $1 AND c.building_id = $2"
+    " ORDER BY c.updated_at DESC LIMIT 1";
+
+/* $1 cancel job, $2 call session, $3 building, $4 group, $5 owner, $6 by, $7 retention h */
+static const char sql_cancel_request[] =
+    "INSERT INTO kd_cancels (cancel_job_id, call_session_id, building_id, group_id, owner,"
+    " requested_by, state, expires_at)"
+    " VALUES ($1, $2, $3, $4, $5, $6, 'requested', now() + $7 * interval '1 hour')"
+    " ON CONFLICT (cancel_job_id) DO NOTHING";
+
+/* $1 cancel job */
+static const char sql_cancel_poll[] =
+    "SELECT state, status, message FROM kd_cancels WHERE cancel_job_id = $1";
+
+/* $1 owner: the cancels asked of this worker, taken once */
+static const char sql_cancel_take[] =
+    "UPDATE kd_cancels SET state = 'sent' WHERE owner = $1 AND state = 'requested'"
+    " RETURNING cancel_job_id, call_session_id, building_id, group_id";
+
+/* $1 cancel job, $2 status, $3 message */
+static const char sql_cancel_answer[] =
+    "UPDATE kd_cancels SET state = 'answered', status = $2, message = $3"
+    " WHERE cancel_job_id = $1";
+
+/* $1 owner */
+static const char sql_alive[] =
+    "INSERT INTO kd_workers (owner, seen) VALUES ($1, now())"
+    " ON CONFLICT (owner) DO UPDATE SET seen = now()";
+static const char sql_gone[] = "DELETE FROM kd_workers WHERE owner = $1";
+
+static const char *const op_sql[OP_N] = {
+    sql_claim,          sql_accept,        sql_done,        sql_retry,
+    sql_release_new,    sql_release_written, sql_renew,     sql_purge,
+    sql_count,          sql_end_leases,    sql_route,       sql_cancel_request,
+    sql_cancel_poll,    sql_cancel_take,   sql_cancel_answer, sql_alive,
+    sql_gone};
+static const char *const op_stmt[OP_N] = {
+    "kd_claim",          "kd_accept",          "kd_done",          "kd_retry",
+    "kd_release_new",    "kd_release_written", "kd_renew",         "kd_purge",
+    "kd_count",          "kd_end_leases",      "kd_route",         "kd_cancel_request",
+    "kd_cancel_poll",    "kd_cancel_take",     "kd_cancel_answer", "kd_alive",
+    "kd_gone"};
 
 /* ------------------------------------------------------------------ helpers */
 
@@ -309,10 +398,14 @@ static op *new_op(op_kind kind, const kd_run *run)
 
 static void free_op(op *o)
 {
-    if (o) {
-        free(o->result);
-        free(o);
+    if (!o)
+        return;
+    for (op *c = o->next_taken, *n; c; c = n) {
+        n = c->next;
+        free(c);
     }
+    free(o->result);
+    free(o);
 }
 
 static kd_outcome outcome_from(const char *s)
@@ -369,6 +462,15 @@ static int migrate(kd_ledger *l, kd_err *err)
             exec_ok(pg, "INSERT INTO kd_schema (version) VALUES (1)", why, sizeof why))
             goto fail;
         kd_info("ledger: schema version 1 created");
+    }
+    if (have < 2) {
+        for (int i = 0; schema_v2[i]; i++)
+            if (exec_ok(pg, schema_v2[i], why, sizeof why))
+                goto fail;
+        if (exec_ok(pg, "DELETE FROM kd_schema", why, sizeof why) ||
+            exec_ok(pg, "INSERT INTO kd_schema (version) VALUES (2)", why, sizeof why))
+            goto fail;
+        kd_info("ledger: schema migrated from version %d to 2", have < 1 ? 1 : have);
     }
     if (exec_ok(pg, "COMMIT", why, sizeof why))
         goto fail;
@@ -459,7 +561,8 @@ static void lost(kd_ledger *l, const char *why)
     while ((o = pop(&l->queue)))
         push(&keep, o);
     while ((o = pop(&keep))) {
-        if (o->kind == OP_CLAIM)
+        if (o->kind == OP_CLAIM || o->kind == OP_ROUTE || o->kind == OP_CANCEL_POLL ||
+            o->kind == OP_CANCEL_TAKE)
             finish_op(l, o, false);
         else
             push(&l->queue, o);
@@ -525,7 +628,7 @@ int kd_ledger_open(kd_ledger **out, const kd_config *cfg, const char *worker_id,
         goto fail;
     hook_up(l, true);
     int64_t now = kd_mono_us();
-    l->next_renew = now + l->lease_ms * 1000 / 3;
+    l->next_renew = now; /* say this worker is alive at once (kd_workers) */
     l->next_purge = now; /* count rows at once */
     kd_info("ledger %s: schema version %d, owner %s, ambiguous calls: %s", l->masked,
             KD_LEDGER_SCHEMA_VERSION, l->owner, amb);
@@ -548,6 +651,11 @@ void kd_ledger_close(kd_ledger *l)
             if (o->claim_fn) {
                 kd_ledger_found f = {.verdict = KD_LEDGER_FAILED};
                 o->claim_fn(&f, o->ctx);
+            } else if (o->route_fn) {
+                kd_ledger_call_owner none = {0};
+                o->route_fn(&none, o->ctx);
+            } else if (o->poll_fn) {
+                o->poll_fn(false, false, 0, "", o->ctx);
             } else if (o->done_fn) {
                 o->done_fn(false, o->ctx);
             }
@@ -606,7 +714,8 @@ static void enqueue_simple(kd_ledger *l, op_kind kind, const kd_run *run)
     enqueue(l, o);
 }
 
-void kd_ledger_accept(kd_ledger *l, const char *job_id, int64_t session_id)
+void kd_ledger_accept(kd_ledger *l, const char *job_id, int64_t session_id,
+                      const char *kone_session)
 {
     op *o = new_op(OP_ACCEPT, NULL);
     if (!o) {
@@ -614,8 +723,82 @@ void kd_ledger_accept(kd_ledger *l, const char *job_id, int64_t session_id)
         return;
     }
     snprintf(o->job_id, sizeof o->job_id, "%s", job_id);
+    snprintf(o->message, sizeof o->message, "%s", kone_session ? kone_session : "");
     o->session_id = session_id;
     enqueue(l, o);
+}
+
+/* ------------------------------------------------------------------ cancels across workers */
+
+static op *cancel_op(kd_ledger *l, op_kind kind, const char *cancel_job_id)
+{
+    op *o = new_op(kind, NULL);
+    if (!o) {
+        kd_error("ledger: out of memory; cancel %s not handled", cancel_job_id);
+        return NULL;
+    }
+    snprintf(o->job_id, sizeof o->job_id, "%s", cancel_job_id);
+    (void)l;
+    return o;
+}
+
+void kd_ledger_route(kd_ledger *l, int64_t call_session_id, const char *building,
+                     kd_ledger_route_fn fn, void *ctx)
+{
+    op *o = l->pg ? cancel_op(l, OP_ROUTE, "-") : NULL;
+    if (!o) {
+        kd_ledger_call_owner none = {0};
+        fn(&none, ctx);
+        return;
+    }
+    o->session_id = call_session_id;
+    snprintf(o->building, sizeof o->building, "%s", building);
+    o->route_fn = fn;
+    o->ctx = ctx;
+    enqueue(l, o);
+}
+
+void kd_ledger_cancel_request(kd_ledger *l, const char *cancel_job_id, int64_t call_session_id,
+                              const char *building, const char *group, const char *owner)
+{
+    op *o = cancel_op(l, OP_CANCEL_REQUEST, cancel_job_id);
+    if (!o)
+        return;
+    o->session_id = call_session_id;
+    snprintf(o->building, sizeof o->building, "%s", building);
+    snprintf(o->group, sizeof o->group, "%s", group);
+    snprintf(o->owner, sizeof o->owner, "%s", owner);
+    enqueue(l, o);
+}
+
+void kd_ledger_cancel_poll(kd_ledger *l, const char *cancel_job_id, kd_ledger_poll_fn fn,
+                           void *ctx)
+{
+    op *o = l->pg ? cancel_op(l, OP_CANCEL_POLL, cancel_job_id) : NULL;
+    if (!o) {
+        fn(false, false, 0, "", ctx);
+        return;
+    }
+    o->poll_fn = fn;
+    o->ctx = ctx;
+    enqueue(l, o);
+}
+
+void kd_ledger_cancel_answer(kd_ledger *l, const char *cancel_job_id, int status,
+                             const char *message)
+{
+    op *o = cancel_op(l, OP_CANCEL_ANSWER, cancel_job_id);
+    if (!o)
+        return;
+    o->status = status;
+    snprintf(o->message, sizeof o->message, "%s", message ? message : "");
+    enqueue(l, o);
+}
+
+void kd_ledger_on_cancel(kd_ledger *l, kd_ledger_cancel_fn fn, void *ctx)
+{
+    l->cancel_fn = fn;
+    l->cancel_ctx = ctx;
 }
 
 void kd_ledger_retry(kd_ledger *l, const kd_run *run)
@@ -677,7 +860,36 @@ static int send_op(kd_ledger *l, op *o)
     case OP_ACCEPT:
         snprintf(a, sizeof a, "%lld", (long long)o->session_id);
         v[0] = o->job_id, v[1] = l->owner, v[2] = a;
+        v[3] = o->message[0] ? o->message : NULL;
+        n = 4;
+        break;
+    case OP_ROUTE:
+        snprintf(a, sizeof a, "%lld", (long long)o->session_id);
+        snprintf(b, sizeof b, "%lld", (long long)l->lease_ms);
+        v[0] = a, v[1] = o->building, v[2] = l->owner, v[3] = b;
+        n = 4;
+        break;
+    case OP_CANCEL_REQUEST:
+        snprintf(a, sizeof a, "%lld", (long long)o->session_id);
+        snprintf(b, sizeof b, "%lld", (long long)l->retention_h);
+        v[0] = o->job_id, v[1] = a, v[2] = o->building, v[3] = o->group, v[4] = o->owner;
+        v[5] = l->owner, v[6] = b;
+        n = 7;
+        break;
+    case OP_CANCEL_POLL:
+        v[0] = o->job_id;
+        n = 1;
+        break;
+    case OP_CANCEL_ANSWER:
+        snprintf(a, sizeof a, "%d", o->status);
+        v[0] = o->job_id, v[1] = a, v[2] = o->message;
         n = 3;
+        break;
+    case OP_CANCEL_TAKE:
+    case OP_ALIVE:
+    case OP_GONE:
+        v[0] = l->owner;
+        n = 1;
         break;
     case OP_DONE:
         snprintf(a, sizeof a, "%d", o->failure);
@@ -819,7 +1031,32 @@ static void read_result(kd_ledger *l, op *o, PGresult *r)
     }
     const char *t = PQcmdTuples(r);
     o->affected = t && *t ? atoi(t) : 0;
-    if (o->kind == OP_CLAIM && PQntuples(r) == 1)
+    if (o->kind == OP_ROUTE && PQntuples(r) == 1) {
+        kd_ledger_call_owner *w = &o->route;
+        w->found = true;
+        snprintf(w->owner, sizeof w->owner, "%s", val(r, 0) ? val(r, 0) : "");
+        snprintf(w->kone_session, sizeof w->kone_session, "%s", val(r, 1) ? val(r, 1) : "");
+        w->mine = val(r, 2) && *val(r, 2) == 't';
+        w->alive = val(r, 3) && *val(r, 3) == 't';
+    } else if (o->kind == OP_CANCEL_POLL && PQntuples(r) == 1) {
+        o->affected = val(r, 0) && !strcmp(val(r, 0), "answered");
+        o->status = val(r, 1) ? atoi(val(r, 1)) : 0;
+        snprintf(o->message, sizeof o->message, "%s", val(r, 2) ? val(r, 2) : "");
+    } else if (o->kind == OP_CANCEL_TAKE && l->cancel_fn) {
+        /* taken (state sent) in this batch: handed to the worker once it commits */
+        for (int i = 0; i < PQntuples(r); i++) {
+            op *c = new_op(OP_CANCEL_TAKE, NULL);
+            if (!c)
+                break;
+            snprintf(c->job_id, sizeof c->job_id, "%s", PQgetvalue(r, i, 0));
+            c->session_id = strtoll(PQgetvalue(r, i, 1), NULL, 10);
+            snprintf(c->building, sizeof c->building, "%s", PQgetvalue(r, i, 2));
+            snprintf(c->group, sizeof c->group, "%s",
+                     PQgetisnull(r, i, 3) ? "" : PQgetvalue(r, i, 3));
+            c->next = o->next_taken;
+            o->next_taken = c;
+        }
+    } else if (o->kind == OP_CLAIM && PQntuples(r) == 1)
         read_claim(l, o, r);
     else if (o->kind == OP_COUNT)
         read_count(l, r);
@@ -843,6 +1080,22 @@ static void finish_op(kd_ledger *l, op *o, bool ok)
             }
         }
         o->claim_fn(&o->found, o->ctx);
+        break;
+    case OP_ROUTE:
+        o->route.ok = ok;
+        o->route_fn(&o->route, o->ctx);
+        break;
+    case OP_CANCEL_POLL:
+        o->poll_fn(ok, ok && o->affected, o->status, o->message, o->ctx);
+        break;
+    case OP_CANCEL_TAKE:
+        for (op *c = o->next_taken, *n; c; c = n) {
+            n = c->next;
+            if (ok && l->cancel_fn)
+                l->cancel_fn(c->job_id, c->session_id, c->building, c->group, l->cancel_ctx);
+            free_op(c);
+        }
+        o->next_taken = NULL;
         break;
     case OP_DONE:
         if (!ok)
@@ -871,7 +1124,8 @@ static void batch_done(kd_ledger *l, bool ok)
     op_list again = {0};
     while ((o = pop(&l->batch))) {
         if (ok || o->kind == OP_CLAIM || o->kind == OP_PURGE || o->kind == OP_COUNT ||
-            o->kind == OP_RENEW) {
+            o->kind == OP_RENEW || o->kind == OP_ROUTE || o->kind == OP_CANCEL_POLL ||
+            o->kind == OP_CANCEL_TAKE || o->kind == OP_ALIVE || o->kind == OP_GONE) {
             finish_op(l, o, ok);
         } else if (++o->tries >= LEDGER_MAX_TRIES) {
             /* refused every time: a bug or a broken row, not an outage; the job's next
@@ -935,9 +1189,17 @@ static void periodic(kd_ledger *l, int64_t now)
 {
     if (now >= l->next_renew) {
         l->next_renew = now + l->lease_ms * 1000 / 3;
-        op *o = new_op(OP_RENEW, NULL);
+        op *o = new_op(OP_RENEW, NULL), *a = new_op(OP_ALIVE, NULL);
         if (o)
             enqueue(l, o);
+        if (a)
+            enqueue(l, a);
+    }
+    if (l->cancel_fn && now >= l->next_take) {
+        l->next_take = now + 250000;
+        op *t = new_op(OP_CANCEL_TAKE, NULL);
+        if (t)
+            enqueue(l, t);
     }
     if (now >= l->next_purge) {
         l->next_purge = now + LEDGER_PURGE_EVERY_US;
@@ -976,9 +1238,12 @@ void kd_ledger_drain(kd_ledger *l, int64_t timeout_us)
 {
     if (!l)
         return;
-    op *o = new_op(OP_END_LEASES, NULL);
+    op *o = new_op(OP_END_LEASES, NULL), *g = new_op(OP_GONE, NULL);
+    l->cancel_fn = NULL; /* no new cancel is taken now */
     if (o)
         enqueue(l, o);
+    if (g)
+        enqueue(l, g);
     int64_t until = kd_mono_us() + timeout_us;
     while (kd_ledger_pending(l) > 0 && kd_mono_us() < until) {
         kd_ledger_turn(l);

@@ -35,7 +35,7 @@
 #include "kd_err.h"
 #include "kd_run.h"
 
-#define KD_LEDGER_SCHEMA_VERSION 1
+#define KD_LEDGER_SCHEMA_VERSION 2
 
 typedef struct kd_ledger kd_ledger;
 
@@ -74,6 +74,23 @@ typedef struct kd_ledger_hooks {
 typedef void (*kd_ledger_claim_fn)(const kd_ledger_found *found, void *ctx);
 typedef void (*kd_ledger_done_fn)(bool ok, void *ctx);
 
+/* Who made the call a cancel job names (kd_ledger_route). */
+typedef struct kd_ledger_call_owner {
+    bool ok;                     /* the ledger answered */
+    bool found;                  /* a row has that session id in that building */
+    bool mine;                   /* made by this worker */
+    bool alive;                  /* its worker's heartbeat is recent (within ledger.lease_ms) */
+    char owner[160];
+    char kone_session[64];
+} kd_ledger_call_owner;
+typedef void (*kd_ledger_route_fn)(const kd_ledger_call_owner *o, void *ctx);
+/* answered: the owner sent the delete and KONE answered status/message. */
+typedef void (*kd_ledger_poll_fn)(bool ok, bool answered, int status, const char *message,
+                                  void *ctx);
+/* A cancel another worker asks of this one (the call was made on one of its sessions). */
+typedef void (*kd_ledger_cancel_fn)(const char *cancel_job_id, int64_t call_session_id,
+                                    const char *building, const char *group, void *ctx);
+
 /* Reads ledger.* keys. ledger.url=none: *out is NULL, 0 returned (the caller warns). Else
  * connects (bounded by ledger.timeout_ms), creates or migrates the schema, and returns 0, or
  * an error naming the URL with its password masked (the ledger cannot be reached, the URL is
@@ -95,8 +112,27 @@ int kd_ledger_pending(const kd_ledger *l);
 /* Claims run->job.job_id for run->attempt; fn(found, ctx) after the commit (or at once with
  * KD_LEDGER_FAILED when the ledger is down). */
 void kd_ledger_claim(kd_ledger *l, const kd_run *run, kd_ledger_claim_fn fn, void *ctx);
-/* KONE accepted the call: state accepted with its session id. */
-void kd_ledger_accept(kd_ledger *l, const char *job_id, int64_t session_id);
+/* KONE accepted the call: state accepted with its session id and the KONE session (the
+ * create-session id of the connection) that made it. */
+void kd_ledger_accept(kd_ledger *l, const char *job_id, int64_t session_id,
+                      const char *kone_session);
+
+/* ---- cancels across workers ----
+ * KONE's sessions own their calls: a delete must be sent on the session that made the call.
+ * A cancel job on another worker asks the ledger who that is (route); when it is another
+ * live worker, it leaves the cancel in that worker's mailbox (cancel_request) and polls for
+ * KONE's answer (cancel_poll); the owner takes it (kd_ledger_on_cancel, every 250 ms), sends
+ * the delete on its own session and records what KONE answered (cancel_answer). */
+void kd_ledger_route(kd_ledger *l, int64_t call_session_id, const char *building,
+                     kd_ledger_route_fn fn, void *ctx);
+void kd_ledger_cancel_request(kd_ledger *l, const char *cancel_job_id, int64_t call_session_id,
+                              const char *building, const char *group, const char *owner);
+void kd_ledger_cancel_poll(kd_ledger *l, const char *cancel_job_id, kd_ledger_poll_fn fn,
+                           void *ctx);
+void kd_ledger_cancel_answer(kd_ledger *l, const char *cancel_job_id, int status,
+                             const char *message);
+/* Takes the cancels asked of this worker from now on (fn on the main thread). */
+void kd_ledger_on_cancel(kd_ledger *l, kd_ledger_cancel_fn fn, void *ctx);
 /* The job ended: state done with the run's outcome and the encoded result event. fn(ok)
  * after the commit; ok=false only when the row is no longer this worker's (taken over). */
 void kd_ledger_done(kd_ledger *l, const kd_run *run, const void *result, size_t len,

@@ -44,6 +44,7 @@ typedef struct wk_run {
     bool claimed;            /* holds a ledger claim: its outcome is recorded before produced */
     int64_t delivery_count;  /* x-delivery-count: times handed out before without an outcome */
     int64_t busy_until;      /* waiting for another delivery of its job: claim again then */
+    int64_t remote_until;    /* a cancel sent by another worker: send it ourselves after */
 } wk_run;
 
 typedef void (*kd_rpub_done_fn)(wk_run *r, bool ok, void *arg);

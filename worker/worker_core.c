@@ -53,6 +53,7 @@
 
 #define KD_WORKER_SETTLE_GRACE_US 5000000 /* after drain_ms: results and confirms */
 #define KD_WORKER_BUSY_RECHECK_US 1000000 /* a job another delivery holds: ask again */
+#define KD_WORKER_REMOTE_CANCEL_US 5000000 /* a cancel the call's worker must send by then */
 
 struct kd_worker {
     const kd_config *cfg;
@@ -85,6 +86,7 @@ struct kd_worker {
     wk_run *record;       /* outcomes to record in the ledger, then produce */
     struct wk_accept *accepted; /* calls KONE accepted, to record in the ledger */
     wk_run *busy;         /* (this thread) jobs another delivery holds: claimed again later */
+    wk_run *remote;       /* (this thread) cancels another worker sends: polled for its answer */
 
     FILE *timings;        /* worker.timings_file, NULL when off (see write_timings) */
 
@@ -96,10 +98,13 @@ struct kd_worker {
 /* A call KONE accepted, as told by the KONE thread (which still owns the run). */
 typedef struct wk_accept {
     char job_id[KD_JOB_ID_MAX + 1];
+    char kone_session[64];
     int attempt;
     int64_t session_id;
     struct wk_accept *next;
 } wk_accept;
+
+static void to_kone(kd_worker *w, wk_run *r);
 
 static kd_log_ctx run_ctx(const kd_run *run)
 {
@@ -199,6 +204,10 @@ static void on_kone_done(kd_run *run, void *arg)
 {
     kd_worker *w = arg;
     wk_run *r = (wk_run *)run;
+    if (run->internal) { /* a cancel asked by another worker: its answer goes back */
+        push(w, &w->record, r);
+        return;
+    }
     if (is_shutdown_handback(run)) {
         r->nack = true;
         push(w, &w->handback, r);
@@ -217,7 +226,7 @@ static void on_kone_done(kd_run *run, void *arg)
 }
 
 /* KONE thread: the call was accepted; the main thread records it. */
-static void on_kone_accepted(const kd_run *run, void *arg)
+static void on_kone_accepted(const kd_run *run, const char *kone_session, void *arg)
 {
     kd_worker *w = arg;
     if (!w->ledger)
@@ -229,6 +238,7 @@ static void on_kone_accepted(const kd_run *run, void *arg)
         return;
     }
     snprintf(a->job_id, sizeof a->job_id, "%s", run->job.job_id);
+    snprintf(a->kone_session, sizeof a->kone_session, "%s", kone_session ? kone_session : "");
     a->attempt = run->attempt;
     a->session_id = run->session_id;
     pthread_mutex_lock(&w->lock);
@@ -431,6 +441,146 @@ static void decide_one(kd_worker *w, wk_run *r)
     }
 }
 
+/* ---- cancels across workers (docs/failure-handling.md, "Cancels across workers") ---- */
+
+/* Owner side: a cancel another worker asked of this one, for a call one of its sessions made.
+ * It runs as an internal run (no delivery, no result): the KONE client sends the delete on the
+ * session that made the call (its affinity), and KONE's answer goes back through the ledger. */
+static void on_cancel_asked(const char *cancel_job_id, int64_t call_session_id,
+                            const char *building, const char *group, void *ctx)
+{
+    kd_worker *w = ctx;
+    wk_run *r = calloc(1, sizeof *r);
+    if (!r) {
+        kd_error("out of memory; cancel %s asked by another worker not sent", cancel_job_id);
+        kd_ledger_cancel_answer(w->ledger, cancel_job_id, 0, "out of memory on the owner");
+        return;
+    }
+    kd_run *run = &r->run;
+    r->owner = w;
+    run->internal = true;
+    run->job_valid = true;
+    run->attempt = 1;
+    run->job.op = KD_OP_CANCEL;
+    run->job.session_id = call_session_id;
+    snprintf(run->job.job_id, sizeof run->job.job_id, "%s", cancel_job_id);
+    snprintf(run->job.building_id, sizeof run->job.building_id, "%s", building);
+    snprintf(run->job.group_id, sizeof run->job.group_id, "%s", *group ? group : "1");
+    run->received_us = kd_now_us();
+    run->job.deadline = run->received_us / 1000 + 30000;
+    kd_log_ctx lc = run_ctx(run);
+    kd_log(KD_LOG_INFO, &lc, "another worker asks to cancel call %lld, made on this worker's "
+           "session; sending the delete", (long long)call_session_id);
+    to_kone(w, r);
+}
+
+static void cancel_answered(kd_worker *w, wk_run *r)
+{
+    kd_run *run = &r->run;
+    char msg[200];
+    snprintf(msg, sizeof msg, "%s%s%s", run->error_code, run->error_message[0] ? ": " : "",
+             run->error_message);
+    kd_ledger_cancel_answer(w->ledger, run->job.job_id, run->kone_status, msg);
+    free(r);
+}
+
+/* Canceler side: the owner sent the delete (or not yet). */
+static void on_cancel_polled(bool ok, bool answered, int status, const char *message,
+                             void *ctx);
+
+static void remote_wait(kd_worker *w, wk_run *r)
+{
+    r->busy_until = kd_mono_us() + 250000;
+    r->run.next = (kd_run *)w->remote;
+    w->remote = r;
+}
+
+static void on_cancel_polled(bool ok, bool answered, int status, const char *message,
+                             void *ctx)
+{
+    wk_run *r = ctx;
+    kd_worker *w = r->owner;
+    kd_run *run = &r->run;
+    kd_log_ctx lc = run_ctx(run);
+    if (!answered) {
+        if (kd_mono_us() < r->remote_until && w->kone) {
+            remote_wait(w, r);
+            return;
+        }
+        /* the owner did not answer in time (it may have stopped): send it ourselves */
+        kd_log(KD_LOG_WARN, &lc, "the worker that made call %lld did not send its delete in "
+               "time%s; sending it on this worker's session", (long long)run->job.session_id,
+               ok ? "" : " (the ledger did not answer)");
+        to_kone(w, r);
+        return;
+    }
+    run->kone_status = status;
+    run->finished_us = kd_now_us();
+    char code[16];
+    snprintf(code, sizeof code, "%d", status);
+    if (status >= 200 && status < 300)
+        kd_run_finish(run, KD_OUTCOME_SUCCEEDED, KD_FAIL_NONE, "",
+                      "delete sent on the session that made the call (by its worker): KONE "
+                      "answered %d", status);
+    else if (status >= 400 && status < 500 && status != 408 && status != 429 && status != 401)
+        kd_run_finish(run, KD_OUTCOME_REJECTED, KD_FAIL_FINAL, code,
+                      "KONE answered %d: %s", status, message);
+    else
+        kd_run_finish(run, KD_OUTCOME_FAILED, KD_FAIL_TRANSIENT, status ? code : "no_answer",
+                      "the worker that made the call could not cancel it: %s", message);
+    kd_log(KD_LOG_INFO, &lc, "cancel of call %lld: %s", (long long)run->job.session_id,
+           run->error_message);
+    if (run->outcome == KD_OUTCOME_FAILED) {
+        push(w, &w->decide, r); /* transient: the retry policy decides */
+        return;
+    }
+    finish_result(w, r);
+}
+
+static void on_routed(const kd_ledger_call_owner *o, void *ctx)
+{
+    wk_run *r = ctx;
+    kd_worker *w = r->owner;
+    kd_run *run = &r->run;
+    if (!o->ok || !o->found || o->mine || !o->alive) {
+        /* unknown to the ledger, made here, or its worker is gone: send it ourselves */
+        to_kone(w, r);
+        return;
+    }
+    kd_log_ctx lc = run_ctx(run);
+    kd_log(KD_LOG_INFO, &lc, "call %lld was made by %s on KONE session %s; asking it to send "
+           "the delete", (long long)run->job.session_id, o->owner, o->kone_session);
+    kd_ledger_cancel_request(w->ledger, run->job.job_id, run->job.session_id,
+                             run->job.building_id, run->job.group_id, o->owner);
+    run->started_us = kd_now_us();
+    r->remote_until = kd_mono_us() + KD_WORKER_REMOTE_CANCEL_US;
+    remote_wait(w, r);
+}
+
+/* Cancels waiting for another worker's answer: poll once their wait is over. */
+static void serve_remote(kd_worker *w)
+{
+    int64_t now = kd_mono_us();
+    wk_run *l = w->remote, *keep = NULL;
+    w->remote = NULL;
+    while (l) {
+        wk_run *next = (wk_run *)l->run.next;
+        if (now >= l->busy_until || !w->kone) {
+            kd_ledger_cancel_poll(w->ledger, l->run.job.job_id, on_cancel_polled, l);
+        } else {
+            l->run.next = (kd_run *)keep;
+            keep = l;
+        }
+        l = next;
+    }
+    while (keep) {
+        wk_run *next = (wk_run *)keep->run.next;
+        keep->run.next = (kd_run *)w->remote;
+        w->remote = keep;
+        keep = next;
+    }
+}
+
 /* Hand-backs and retry decisions queued by the KONE thread (or by produce_result). */
 static void serve_lists(kd_worker *w)
 {
@@ -440,7 +590,7 @@ static void serve_lists(kd_worker *w)
     pthread_mutex_unlock(&w->lock);
     while (a) {
         wk_accept *next = a->next;
-        kd_ledger_accept(w->ledger, a->job_id, a->session_id);
+        kd_ledger_accept(w->ledger, a->job_id, a->session_id, a->kone_session);
         free(a);
         a = next;
     }
@@ -459,7 +609,10 @@ static void serve_lists(kd_worker *w)
     l = take(w, &w->record);
     while (l) {
         wk_run *next = (wk_run *)l->run.next;
-        finish_result(w, l);
+        if (l->run.internal)
+            cancel_answered(w, l);
+        else
+            finish_result(w, l);
         l = next;
     }
     l = take(w, &w->decide);
@@ -595,6 +748,27 @@ static void park_delivery_limit(kd_worker *w, wk_run *r, int64_t returned)
 
 /* ---- the ledger's verdict on a delivery ---- */
 
+/* Hands a run to the KONE client; once the client is stopped (a ledger answer that came in
+ * during shutdown), the job goes back to the queue instead, its claim released. */
+static void to_kone(kd_worker *w, wk_run *r)
+{
+    if (w->kone && !(w->stopping && r->run.internal)) {
+        kd_kone_submit(w->kone, &r->run);
+        return;
+    }
+    if (r->run.internal) {
+        kd_ledger_cancel_answer(w->ledger, r->run.job.job_id, 0, "its worker is stopping");
+        free(r);
+        return;
+    }
+    if (r->claimed) {
+        kd_ledger_release(w->ledger, &r->run, r->run.adopt);
+        r->claimed = false;
+    }
+    r->nack = true;
+    settle(w, r);
+}
+
 static void busy_wait(kd_worker *w, wk_run *r)
 {
     r->busy_until = kd_mono_us() + KD_WORKER_BUSY_RECHECK_US;
@@ -632,7 +806,12 @@ static void on_claimed(const kd_ledger_found *f, void *ctx)
             park_delivery_limit(w, r, r->delivery_count);
             return;
         }
-        kd_kone_submit(w->kone, run);
+        if (run->job.op == KD_OP_CANCEL) {
+            /* the delete must reach the KONE session that made the call */
+            kd_ledger_route(w->ledger, run->job.session_id, run->job.building_id, on_routed, r);
+            return;
+        }
+        to_kone(w, r);
         return;
     case KD_LEDGER_FOLLOW:
         kd_wm_ledger_duplicate("accepted");
@@ -643,7 +822,7 @@ static void on_claimed(const kd_ledger_found *f, void *ctx)
         run->session_id = f->session_id;
         run->adopt = true;
         run->written = true;
-        kd_kone_submit(w->kone, run);
+        to_kone(w, r);
         return;
     case KD_LEDGER_DONE:
         kd_wm_ledger_duplicate("done");
@@ -813,6 +992,7 @@ static void turn(kd_worker *w, int wait_ms)
     serve_lists(w);
     if (w->ledger) {
         serve_busy(w);
+        serve_remote(w);
         kd_ledger_turn(w->ledger);
     }
     flow_control(w);
@@ -916,6 +1096,8 @@ int kd_worker_new(kd_worker **out, const kd_config *cfg, kd_err *err)
                            .accepted = on_kone_accepted, .arg = w};
     if (kd_kone_start(&w->kone, cfg, &hooks, err))
         goto fail;
+    if (w->ledger) /* cancels other workers ask of this one's KONE sessions */
+        kd_ledger_on_cancel(w->ledger, on_cancel_asked, w);
     *out = w;
     return 0;
 fail:
@@ -993,6 +1175,14 @@ void kd_worker_free(kd_worker *w)
     serve_lists(w);
     w->stopping = true;
     serve_busy(w); /* jobs waiting for another delivery: handed back */
+    while (w->remote) { /* cancels waiting for another worker: handed back */
+        wk_run *r = w->remote;
+        w->remote = (wk_run *)r->run.next;
+        if (r->claimed && w->ledger)
+            kd_ledger_release(w->ledger, &r->run, false);
+        r->nack = true;
+        settle(w, r);
+    }
     /* statements the ledger never committed answer now (claims failed, outcomes produced) */
     kd_ledger_close(w->ledger);
     w->ledger = NULL;

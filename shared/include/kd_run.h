@@ -61,6 +61,8 @@ typedef struct kd_run {
                                  * thread; read by the main thread after the hand-back) */
     bool adopt;                 /* input: KONE accepted its call before (session_id), on a
                                  * worker that is gone; follow it instead of calling */
+    bool internal;              /* not a delivery: a cancel another worker asked of this one
+                                 * (its outcome goes back through the ledger, not Kafka) */
     char error_code[48];        /* "" or e.g. "400", "SAME_SOURCE_AND_DEST_FLOOR", "invalid_job" */
     char error_message[256];
 

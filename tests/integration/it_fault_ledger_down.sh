@@ -36,6 +36,7 @@ for w in w1 w2; do
     [ "$code" = 200 ] || it_fail "$w not ready before the stop ($code): $(cat "$IT_DIR/$w-ready.json")"
 done
 
+done_at_stop=$(it_followed)
 it_log "stopping PostgreSQL for ${DOWN_S}s"
 it_pg_stop fast
 stop_ms=$(date +%s%3N)
@@ -48,8 +49,7 @@ for w in w1 w2; do
     grep -q '"msg":"pausing consumption: the call ledger does not answer' "$IT_DIR/$w.log" ||
         it_fail "$w did not log that it paused for the ledger"
 done
-it_log "both workers: /readyz 503, kone_ledger_up 0, consumption paused"
-done_at_stop=$(it_followed)
+it_log "both workers: /readyz 503 $(jq -c .reasons "$IT_DIR/w1-ready.json"), kone_ledger_up 0, consumption paused"
 sleep $((DOWN_S - 3))
 start_ms=$(date +%s%3N)
 it_pg_start

@@ -151,7 +151,7 @@ static void test_accepted_is_followed_after_handover(void **state)
     kd_ledger *b = open_ledger("worker-b", "unknown", "15000");
     kd_run run = mkrun("j2", 1);
     assert_int_equal(claim(a, &run, NULL), KD_LEDGER_CALL);
-    kd_ledger_accept(a, run.job.job_id, 4242);
+    kd_ledger_accept(a, run.job.job_id, 4242, "sess-a");
     settle(a);
     /* a still holds it */
     assert_int_equal(claim(b, &run, NULL), KD_LEDGER_BUSY);
@@ -239,7 +239,7 @@ static void test_accept_then_done_in_any_order(void **state)
     kd_run_finish(&run, KD_OUTCOME_REJECTED, KD_FAIL_FINAL, "NO_LIFT_AVAILABLE", "cancelled");
     answer d = {0};
     kd_ledger_done(a, &run, NULL, 0, on_done, &d);
-    kd_ledger_accept(a, run.job.job_id, 99); /* late: must not reopen a done row */
+    kd_ledger_accept(a, run.job.job_id, 99, "sess-a"); /* late: must not reopen a done row */
     settle(a);
     kd_ledger *b = open_ledger("worker-b", "unknown", "15000");
     kd_ledger_found f;

@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# it_ledger_cancel: a cancel job handled by another worker than the call reaches the KONE
+# session that made the call (docs/failure-handling.md, "Cancels across workers").
+# KONE's sessions own their calls (kone-sim answers 404 to a delete from another session), so
+# w2, which takes the cancel job, looks the call up in the ledger and asks w1, whose session
+# made it, to send the delete; w1 records KONE's answer in the ledger, w2 reports it.
+# w1 and w2 consume different queues (so each job reaches the intended worker) and share the
+# ledger. Observed in kone-sim's call log: one delete for the call's session id, sent on the
+# KONE session of the call, answered 202, which cancelled it; then the call's result is
+# `rejected` CALL_DELETED and the cancel's is `succeeded` with kone_status 202.
+source "$(dirname "$0")/lib.sh"
+
+KD_SIM_SPEED=1 it_start_sim
+B=("KD_AMQP_EXCHANGE=$KD_AMQP_EXCHANGE.b" "KD_AMQP_QUEUE=$KD_AMQP_QUEUE.b" "KD_AMQP_ROUTING_KEY=$KD_AMQP_ROUTING_KEY.b")
+it_fault_worker w1
+it_fault_worker w2 "${B[@]}"
+
+# the call: held by KONE in being_allocated for 15 s (its delay), so it can still be cancelled
+it_jobs_good 1 call '{delay: 15, media_id: ($p + ($i | tostring))}' >"$IT_DIR/call.jsonl"
+it_publish "$IT_DIR/call.jsonl" || it_fail "producer refused the call"
+call_id=$IT_PREFIX-call-1
+sid=""
+for _ in $(seq 100); do
+    sid=$(it_sim_calls | jq -r --arg m "$call_id" 'select(.call_type == "action" and .media_id == $m and .status == 201) | .session_id // empty' | head -n1)
+    [ -n "$sid" ] && break
+    sleep 0.1
+done
+[ -n "$sid" ] || it_fail "kone-sim never accepted the call"
+sleep 0.5 # w1 records the acceptance in the ledger
+it_log "call $call_id accepted by kone-sim as session $sid (w1)"
+
+# the cancel, to w2's queue
+it_jobs cancel 1 "{v: 1, op: \"cancel\", session_id: $sid}" >"$IT_DIR/cancel.jsonl"
+(export "${B[@]}" && it_publish "$IT_DIR/cancel.jsonl") || it_fail "producer refused the cancel"
+it_wait_ids 2 60
+r=$IT_DIR/results.jsonl
+
+calls=$IT_DIR/sim-calls.jsonl
+it_sim_calls >"$calls"
+action=$(jq -c --arg m "$call_id" 'select(.call_type == "action" and .media_id == $m)' "$calls")
+deletes=$(jq -c --argjson s "$sid" 'select(.call_type == "delete" and .session_id == $s)' "$calls")
+[ "$(echo "$deletes" | grep -c .)" -eq 1 ] || it_fail "expected one delete for session $sid, kone-sim logged: $deletes"
+[ "$(echo "$deletes" | jq -r .kone_session_id)" = "$(echo "$action" | jq -r .kone_session_id)" ] ||
+    it_fail "the delete came on KONE session $(echo "$deletes" | jq -r .kone_session_id), the call was made on $(echo "$action" | jq -r .kone_session_id)"
+echo "$deletes" | jq -e '.status == 202 and .cancelled == true' >/dev/null ||
+    it_fail "the delete was not answered 202 or cancelled nothing: $deletes"
+it_expect cancel-1 '.outcome == "succeeded" and .kone_status == 202 and .worker == "w2"'
+it_expect call-1 '.outcome == "rejected" and .error.code == "CALL_DELETED" and .session_id == '"$sid"
+grep -q 'asking it to send the delete' "$IT_DIR/w2.log" || it_fail "w2 did not route the cancel through the ledger"
+grep -q 'another worker asks to cancel call' "$IT_DIR/w1.log" || it_fail "w1 did not take the cancel"
+it_log "the delete for session $sid reached its KONE session through w1: $(echo "$deletes" | jq -c '{status, cancelled, kone_session_id}')"
+it_stop_worker w1
+it_stop_worker w2
+it_stop_sim
+it_drop_queues
+it_log "PASS"
