@@ -557,3 +557,34 @@ it_readyz() {
     curl -s --max-time 3 -o "${2:-/dev/null}" -w '%{http_code}' \
         "http://127.0.0.1:$(it_metrics_port "$1")/readyz" || true
 }
+
+# ---- Calls placed against jobs: the fault tests' count (one job, at most one elevator call) --
+
+# it_confirmed_ids [ID_REGEX]: the job ids kone-producer confirmed (every $IT_DIR/*.report),
+# sorted and unique, those matching ID_REGEX (extended) only when given.
+it_confirmed_ids() {
+    cat "$IT_DIR"/*.report | jq -r 'select(.status == "confirmed") | .job_id' |
+        { grep -E -e "${1:-.}" || true; } | sort -u
+}
+
+# it_expect_one_call_per_job [ID_REGEX] [SINCE]: kone-sim (the private one, else the stack's) logged
+# exactly one elevator call (callType action, payload.media_id = job id) for every confirmed job
+# whose id matches ID_REGEX (default: every confirmed job), and none for an id of this test
+# matching it that nobody confirmed: calls placed = jobs. Counts only entries after SINCE (a
+# mark of it_sim_calls_mark). Whatever kone-sim answered counts: a call refused is still a call.
+# Leaves "job_id count" lines in $IT_DIR/calls-per-job.txt; fails naming the jobs off by one.
+it_expect_one_call_per_job() {
+    local re=${1:-.} since=${2:-0} jobs calls f=$IT_DIR/calls-per-job.txt bad none extra
+    it_sim_calls_per_job "$IT_PREFIX-" "" "$since" | awk -v re="$re" '$1 ~ re' >"$f"
+    it_confirmed_ids "$re" >"$IT_DIR/confirmed-ids.txt"
+    jobs=$(wc -l <"$IT_DIR/confirmed-ids.txt")
+    calls=$(awk '{s += $2} END {print s + 0}' "$f")
+    bad=$(awk '$2 > 1' "$f")
+    [ -z "$bad" ] || it_fail "calls placed > jobs: $(wc -l <<<"$bad") jobs placed more than one elevator call in kone-sim's log (job calls): $(head -n 5 <<<"$bad" | tr '\n' ';')"
+    none=$(cut -d' ' -f1 "$f" | comm -13 - "$IT_DIR/confirmed-ids.txt")
+    [ -z "$none" ] || it_fail "$(wc -l <<<"$none") confirmed jobs placed no call in kone-sim's log: $(head -n 5 <<<"$none" | tr '\n' ' ')"
+    extra=$(cut -d' ' -f1 "$f" | comm -23 - "$IT_DIR/confirmed-ids.txt")
+    [ -z "$extra" ] || it_fail "kone-sim logged calls for ids nobody confirmed: $(head -n 5 <<<"$extra" | tr '\n' ' ')"
+    [ "$calls" -eq "$jobs" ] || it_fail "kone-sim logged $calls calls for $jobs jobs"
+    it_log "kone-sim's call log: $calls elevator calls for $jobs jobs, exactly one each (calls placed = jobs)"
+}
