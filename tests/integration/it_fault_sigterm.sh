@@ -1,12 +1,18 @@
 #!/usr/bin/env bash
-# it_fault_sigterm: SIGTERM under load drains and exits 0 within the drain time; nothing lost.
-# 1,200 jobs, workers with 16 in flight and worker.drain_ms = 2 s, a private kone-sim.
+# it_fault_sigterm: SIGTERM under load drains and exits 0 within the drain time; nothing lost,
+# no job called twice.
+# 1,200 jobs (media_id = job id, so kone-sim's call log counts the calls per job), workers with
+# 16 in flight and worker.drain_ms = 2 s, a private kone-sim, the stack's call ledger.
 #   1. KONE answers within ~200 ms: w1 gets SIGTERM mid-run; its in-flight calls finish
 #      within the drain time, their results are acked, and it exits 0 with nothing handed back.
 #   2. KONE slowed to 4 s per answer: w2 gets SIGTERM with calls that cannot finish in the drain
-#      time; it hands them back (nacked to the queue) and still exits 0 in time; the jobs are
-#      redelivered (redelivered=true) to the workers started after, once KONE is fast again.
-# Then every confirmed job has exactly one outcome, and no job has two.
+#      time; it hands them back (nacked to the queue) and still exits 0 in time. The next
+#      worker meets their ledger rows: a call KONE had accepted is followed, a call written and
+#      never answered ends `unknown` (error.code ambiguous: "the call may have been placed"),
+#      a claim never written is called; none is called a second time.
+# Then every confirmed job has exactly one outcome, succeeded or unknown (unknown only with
+# code ambiguous, at most as many as w2 handed back), and kone-sim logged exactly one call per
+# job: calls placed = jobs.
 source "$(dirname "$0")/lib.sh"
 
 N=${IT_FAULT_JOBS:-1200}
@@ -30,7 +36,7 @@ stop_timed() {
 }
 
 it_start_sim --sim-faults='{"latency_ms":100,"jitter_ms":100}'
-it_jobs_good "$N" >"$IT_DIR/jobs.jsonl"
+it_jobs_good "$N" good '{media_id: ($p + ($i | tostring))}' >"$IT_DIR/jobs.jsonl"
 it_publish "$IT_DIR/jobs.jsonl" || it_fail "producer refused jobs"
 [ "$(grep -c '"confirmed"' "$IT_DIR/jobs.jsonl.report")" -eq "$N" ] || it_fail "not all $N jobs confirmed"
 it_follow_results
@@ -59,10 +65,18 @@ it_fault_worker w4 "${W[@]}"
 
 it_wait_ids "$N" 600
 sleep 3 # late duplicates arrive now
-it_check_reconciled 0
+it_check_reconciled 0 --kone-sim "$(it_sim_url)"
 s=$IT_DIR/reconcile.json
-[ "$(jq '.final_outcomes.succeeded // 0' "$s")" -eq "$N" ] || it_fail "not every job succeeded: $(jq -c .final_outcomes "$s")"
+# every job exactly one outcome: succeeded, or unknown for a call w2 wrote and never heard back on
+read -r ok unk other < <(jq -r '.final_outcomes | "\(.succeeded // 0) \(.unknown // 0) \(del(.succeeded, .unknown) | add // 0)"' "$s")
+[ "$other" -eq 0 ] && [ $((ok + unk)) -eq "$N" ] || it_fail "jobs neither succeeded nor unknown: $(jq -c .final_outcomes "$s")"
+jq -se 'all(.[]; .outcome != "unknown" or .error.code == "ambiguous")' "$IT_DIR/results.jsonl" >/dev/null ||
+    it_fail "an unknown outcome without error.code ambiguous: $(jq -c 'select(.outcome == "unknown" and .error.code != "ambiguous") | {job_id, error}' "$IT_DIR/results.jsonl" | head -n 3)"
+[ "$unk" -le "$handed" ] || it_fail "$unk jobs ended unknown, but w2 handed back only $handed"
 [ "$(jq .redelivered "$s")" -ge "$handed" ] || it_fail "w2 handed back $handed jobs, only $(jq .redelivered "$s") were redelivered"
+it_log "$ok succeeded, $unk unknown (ambiguous: written by w2, never answered; $handed handed back)"
+# calls placed = jobs, as kone-sim saw them
+it_expect_one_call_per_job
 stop_timed w3
 stop_timed w4
 it_expect_queue_empty
