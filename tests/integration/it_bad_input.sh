@@ -30,4 +30,18 @@ kill -0 "$IT_PID_w1" || it_fail "worker died"
 it_stop_worker w1
 left=$(rabbitmqctl -q list_queues name messages 2>/dev/null | awk -v q="$KD_AMQP_QUEUE" '$1==q {print $2}')
 [ "${left:-0}" -eq 0 ] || it_fail "$left messages left in the queue: bad input was not settled"
+
+# 4. a bad call ledger is a clear start-up error, never a worker that calls without it
+bad_ledger() { # NAME URL EXPECTED_REGEX: the worker exits 2 at once, says EXPECTED_REGEX
+    local rc=0
+    timeout 30 env KD_LEDGER_URL_FILE= KD_LEDGER_URL="$2" KD_METRICS_PORT=0 \
+        "$KD_BIN_DIR/kone-worker" --worker-id="$1" >"$IT_DIR/$1.log" 2>&1 || rc=$?
+    [ "$rc" -eq 2 ] || it_fail "$1: exit status $rc, expected 2: $(tail -n 2 "$IT_DIR/$1.log")"
+    grep -Eq "$3" "$IT_DIR/$1.log" || it_fail "$1: no clear error: $(tail -n 2 "$IT_DIR/$1.log")"
+    ! grep -q 's3cret' "$IT_DIR/$1.log" || it_fail "$1: the ledger password reached the log"
+}
+bad_ledger unreachable 'postgresql://kd:s3cret@127.0.0.1:1/kone_dispatch?sslmode=verify-full' \
+    'cannot start: ledger postgresql://kd:\*\*\*@127\.0\.0\.1:1/kone_dispatch.*cannot connect'
+bad_ledger wrong-form 'mysql://kd:s3cret@db/x' 'cannot start: ledger\.url: expected postgresql://'
+it_log "a ledger that cannot be reached, or a URL in the wrong form: exit 2 with the URL masked"
 it_log "PASS"
