@@ -677,6 +677,11 @@ const char *kd_ledger_owner(const kd_ledger *l)
     return l ? l->owner : "";
 }
 
+int kd_ledger_wait_fd(const kd_ledger *l)
+{
+    return l && l->pg && l->batch.n ? PQsocket(l->pg) : -1;
+}
+
 int kd_ledger_pending(const kd_ledger *l)
 {
     return l ? l->queue.n + l->batch.n : 0;

@@ -108,6 +108,9 @@ bool kd_ledger_up(const kd_ledger *l);
 const char *kd_ledger_owner(const kd_ledger *l);
 /* Statements queued or in flight. */
 int kd_ledger_pending(const kd_ledger *l);
+/* The socket to wait on while a batch is in flight (its answer is due), else -1: the
+ * worker's loop polls it with its other sockets so that a commit is acted on at once. */
+int kd_ledger_wait_fd(const kd_ledger *l);
 
 /* Claims run->job.job_id for run->attempt; fn(found, ctx) after the commit (or at once with
  * KD_LEDGER_FAILED when the ledger is down). */

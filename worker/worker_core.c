@@ -33,7 +33,9 @@
 #include "worker_core.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <pthread.h>
+#include <sys/eventfd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -80,7 +82,8 @@ struct kd_worker {
 
     int inflight;
 
-    pthread_mutex_t lock; /* guards handback and decide */
+    pthread_mutex_t lock; /* guards handback, decide, record and accepted */
+    int wake_fd;          /* eventfd: the KONE thread handed something over (wakes the loop) */
     wk_run *handback;     /* runs whose result could not be produced, or shutdown */
     wk_run *decide;       /* transient failures waiting for the retry decision */
     wk_run *record;       /* outcomes to record in the ledger, then produce */
@@ -113,12 +116,21 @@ static kd_log_ctx run_ctx(const kd_run *run)
 
 /* ---- lists handed over by the KONE thread ---- */
 
+/* Wakes the main loop out of its wait (from any thread). */
+static void wake(kd_worker *w)
+{
+    uint64_t one = 1;
+    if (w->wake_fd >= 0 && write(w->wake_fd, &one, sizeof one) < 0 && errno != EAGAIN)
+        kd_debug("wake-up of the main loop failed: %s", strerror(errno));
+}
+
 static void push(kd_worker *w, wk_run **list, wk_run *r)
 {
     pthread_mutex_lock(&w->lock);
     r->run.next = (kd_run *)*list; /* run is wk_run's first member */
     *list = r;
     pthread_mutex_unlock(&w->lock);
+    wake(w);
 }
 
 static wk_run *take(kd_worker *w, wk_run **list)
@@ -245,6 +257,7 @@ static void on_kone_accepted(const kd_run *run, const char *kone_session, void *
     a->next = w->accepted;
     w->accepted = a;
     pthread_mutex_unlock(&w->lock);
+    wake(w);
 }
 
 static void on_kone_call_event(kd_run *run, const kd_call_event *ev, void *arg)
@@ -973,13 +986,37 @@ static void metrics_turn(kd_worker *w)
     kd_wm_publish(w->kafka, w->id);
 }
 
-/* One turn of the loop: one wait on the socket, then everything that became due. */
+/* Waits up to wait_ms for something to do: a frame from RabbitMQ, the answer of the ledger's
+ * batch in flight, or a hand-over from the KONE thread (its eventfd). Without the ledger the
+ * loop only waited on RabbitMQ's socket; with it, each job crosses two commits, and waiting
+ * out the RabbitMQ timeout before reading a commit would add milliseconds to every job. */
+static void wait_io(kd_worker *w, int wait_ms)
+{
+    if (kd_amqp_buffered(w->amqp))
+        return; /* rabbitmq-c holds frames already: no wait */
+    struct pollfd p[3];
+    int n = 0;
+    p[n++] = (struct pollfd){.fd = kd_amqp_fd(w->amqp), .events = POLLIN};
+    int pg = kd_ledger_wait_fd(w->ledger);
+    if (pg >= 0)
+        p[n++] = (struct pollfd){.fd = pg, .events = POLLIN};
+    if (w->wake_fd >= 0)
+        p[n++] = (struct pollfd){.fd = w->wake_fd, .events = POLLIN};
+    if (poll(p, n, wait_ms) > 0 && w->wake_fd >= 0 && (p[n - 1].revents & POLLIN)) {
+        uint64_t v;
+        if (read(w->wake_fd, &v, sizeof v) < 0 && errno != EAGAIN)
+            kd_debug("reading the wake-up eventfd: %s", strerror(errno));
+    }
+}
+
+/* One turn of the loop: one wait on the sockets, then everything that became due. */
 static void turn(kd_worker *w, int wait_ms)
 {
     kd_err err = {0};
     if (w->amqp) {
         kd_delivery d;
-        int rc = kd_amqp_consume_next(w->amqp, wait_ms, &d, &err);
+        wait_io(w, wait_ms);
+        int rc = kd_amqp_consume_next(w->amqp, 0, &d, &err);
         if (rc == 1)
             on_delivery(w, &d);
         serve_side_events(w);
@@ -1052,6 +1089,10 @@ int kd_worker_new(kd_worker **out, const kd_config *cfg, kd_err *err)
         return kd_err_set(err, KD_ERR_NOMEM, "out of memory");
     w->cfg = cfg;
     pthread_mutex_init(&w->lock, NULL);
+    w->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (w->wake_fd < 0)
+        kd_warn("no eventfd (%s): the main loop notices hand-overs within 2 ms instead of at once",
+                strerror(errno));
     const char *id = kd_config_get(cfg, "worker.id");
     if (*id) {
         snprintf(w->id, sizeof w->id, "%s", id);
@@ -1201,6 +1242,8 @@ void kd_worker_free(kd_worker *w)
     kd_rpub_free(&w->pub);
     if (w->timings)
         fclose(w->timings);
+    if (w->wake_fd >= 0)
+        close(w->wake_fd);
     pthread_mutex_destroy(&w->lock);
     free(w);
 }

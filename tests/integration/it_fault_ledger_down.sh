@@ -8,8 +8,9 @@
 # Proves, where it happens:
 #   - kone-sim's call log: no call arrives from 1 s after the stop (calls claimed before it
 #     may still be written) until the restart; calls arrive again after it;
-#   - both workers' /readyz answer 503 and kone_ledger_up is 0 while it is down (200 before),
-#     and each logs "pausing consumption: the call ledger does not answer", then "resuming";
+#   - both workers' /readyz answer 503 and kone_ledger_up is 0 (kone_ledger_enabled 1) while it
+#     is down (200 before and after), and each logs "pausing consumption: the call ledger does
+#     not answer", then "resuming consumption";
 #   - kone-sim's call log: exactly one call per job (calls = jobs), so no job handed back
 #     while the ledger was away was called twice;
 #   - every confirmed job has exactly one outcome, `succeeded` (scripts/reconcile), and the
@@ -44,8 +45,10 @@ sleep 3
 for w in w1 w2; do
     code=$(it_readyz "$w" "$IT_DIR/$w-ready.json")
     [ "$code" = 503 ] || it_fail "$w /readyz answered $code while the ledger was down: $(cat "$IT_DIR/$w-ready.json")"
-    up=$(curl -s --max-time 3 "http://127.0.0.1:$(it_metrics_port "$w")/metrics" | awk '$1 == "kone_ledger_up" {print $2}')
-    [ "$up" = 0 ] || it_fail "$w: kone_ledger_up is '${up}' while the ledger is down"
+    curl -s --max-time 3 -o "$IT_DIR/$w-metrics.txt" "http://127.0.0.1:$(it_metrics_port "$w")/metrics" || true
+    up=$(awk '$1 == "kone_ledger_enabled" || $1 == "kone_ledger_up" {printf "%s=%s ", $1, $2}' "$IT_DIR/$w-metrics.txt")
+    [ "$up" = "kone_ledger_enabled=1 kone_ledger_up=0 " ] || [ "$up" = "kone_ledger_up=0 kone_ledger_enabled=1 " ] ||
+        it_fail "$w: expected kone_ledger_enabled 1 and kone_ledger_up 0 while the ledger is down, got: ${up:-neither}"
     grep -q '"msg":"pausing consumption: the call ledger does not answer' "$IT_DIR/$w.log" ||
         it_fail "$w did not log that it paused for the ledger"
 done

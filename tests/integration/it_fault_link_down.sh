@@ -4,15 +4,25 @@
 # 26 s, 40 jobs a second: 20 for building:9990000951 and 20 for building:9990000952, of which
 # half have a short deadline (8 s) and half a long one (5 min). Two workers, 16 in flight,
 # calls time out after 3 s, small retry tiers. From second 4 to second 24 the site link of
-# building 952 is down (calls stay `created`, pings fail with 1005).
-# Proves, from the results, the workers' /metrics and the reconciliation:
+# building 952 is down (calls stay `created`, pings fail with 1005). Every job carries
+# media_id = its job id, so kone-sim's call log counts the calls per job.
+# What the link down does to 952's calls (worker/kone_call.c): a call placed while it is down
+# is accepted (201) and never heard of again (no call result, no session id): it ends `unknown`
+# (1005: "the call may have been placed"), never called again. A call accepted before, whose
+# progress stops, is deleted: deleted (202), it is retried; not deletable (409: the site
+# went on serving it), it ends `unknown` (1005). Once the circuit is open, no call is placed.
+# Proves, from the results, the workers' /metrics, the reconciliation and kone-sim's call log:
 #   - 952's circuit opens during the outage and is closed again at the end (kone_circuit_state);
 #     951's never opens;
-#   - 952's jobs succeed or expire: every long-deadline job succeeds, a short-deadline job
-#     may expire, none fails or is parked;
+#   - 952's jobs succeed, expire or end unknown: a long-deadline job succeeds or is unknown
+#     (error.code 1005), a short-deadline job may also expire; none fails or is parked;
 #   - 951's jobs are unaffected: all succeed on their first attempt, none redelivered, 95% of
 #     them within 3 s of their creation (not stuck behind 952's calls in the in-flight slots);
-#   - every job has exactly one outcome, no duplicates.
+#   - every job has exactly one outcome, no duplicates;
+#   - kone-sim's call log: 951 placed exactly one call per job (calls placed = jobs); no 952 job
+#     had a second call accepted unless each earlier accepted call of it was deleted (a delete
+#     logged `cancelled` for its session before the next call); every unknown job's last
+#     accepted call was one kone-sim did not cancel (unknown only when the call stands).
 source "$(dirname "$0")/lib.sh"
 
 it_worker_has 'circuit|breaker' || it_pending "the per-building circuit breaker (worker/kone*.c) has not landed"
@@ -53,8 +63,9 @@ IT_PIDS+=($!)
 for b in $(seq "$BATCHES"); do
     tb=$(date +%s%3N)
     {
-        it_jobs_good 20 "b$b-a"
+        it_jobs_good 20 "b$b-a" '{media_id: ($p + ($i | tostring))}'
         it_jobs "b$b-b" 20 "{v: 1, building_id: \"$B2\", area: 1000, action: 2, destination: ((2 + \$i % 4) * 1000),
+            media_id: (\$p + (\$i | tostring)),
             deadline: (\$now + (if \$i % 2 == 0 then 8000 else 300000 end))}"
     } >"$IT_DIR/jobs-$b.jsonl"
     it_publish "$IT_DIR/jobs-$b.jsonl" || it_fail "producer refused jobs"
@@ -84,11 +95,36 @@ read -r p50 p95 pmax < <(jq -rs --arg b "$B1" 'map(select(.building_id == $b) | 
     "\(.[length / 2 | floor]) \(.[length * 95 / 100 | floor]) \(.[-1])"' "$r")
 it_log "$B1: $((N / 2)) succeeded on their first attempt; created to finished: median $p50 ms, p95 $p95 ms, max $pmax ms"
 [ "$p95" -le "${IT_LINK_P95_MS:-3000}" ] || it_fail "$B1 was held up by $B2's outage: p95 $p95 ms"
-# building 952: long deadlines succeed, short ones succeed or expire
+# building 952: long deadlines succeed or end unknown (1005), short ones may also expire
 jq -se --arg b "$B2" 'map(select(.building_id == $b)) | all(.[]; .outcome == "succeeded" or
+    (.outcome == "unknown" and .error.code == "1005") or
     (.outcome == "expired" and (.job_id | test("-b[0-9]+-b-[0-9]*[02468]$"))))' "$r" >/dev/null ||
-    it_fail "$B2: a job neither succeeded nor expired by a short deadline: $(jq -c --arg b "$B2" 'select(.building_id == $b and .outcome != "succeeded") | {job_id, outcome, attempt, error}' "$r" | head -3)"
+    it_fail "$B2: a job neither succeeded, ended unknown (1005) nor expired by a short deadline: $(jq -c --arg b "$B2" 'select(.building_id == $b and .outcome != "succeeded" and (.outcome != "unknown" or .error.code != "1005")) | {job_id, outcome, attempt, error}' "$r" | head -3)"
 it_log "$B2: $(jq -rs --arg b "$B2" 'map(select(.building_id == $b)) | group_by(.outcome) | map("\(.[0].outcome) \(length)") | join(", ")' "$r") (max attempt $(jq -s --arg b "$B2" 'map(select(.building_id == $b) | .attempt) | max' "$r"))"
+# kone-sim's call log. 951: calls placed = jobs.
+it_expect_one_call_per_job '-b[0-9]+-a-[0-9]+$'
+# 952: a second accepted call only after the earlier one was deleted; unknown only for a call
+# kone-sim did not cancel. $del: for each session id, the first delete that cancelled it.
+it_sim_calls >"$IT_DIR/sim-calls.jsonl" || it_fail "kone-sim's call log is incomplete"
+jq -c --arg p "$IT_PREFIX-" 'select(.call_type == "action" and .status == 201 and ((.media_id // "") | startswith($p)))
+    | {job_id: .media_id, seq, session_id}' "$IT_DIR/sim-calls.jsonl" >"$IT_DIR/accepted.jsonl"
+jq -c 'select(.call_type == "delete" and .cancelled == true and .session_id != null) | {session_id, seq}' \
+    "$IT_DIR/sim-calls.jsonl" >"$IT_DIR/deleted.jsonl"
+undeleted=$(jq -rn --slurpfile a "$IT_DIR/accepted.jsonl" --slurpfile d "$IT_DIR/deleted.jsonl" '
+    ($d | group_by(.session_id) | map({key: (.[0].session_id | tostring), value: (map(.seq) | min)}) | from_entries) as $del
+    | $a | group_by(.job_id)[] | select(length > 1) | sort_by(.seq) | . as $c
+    | range(0; length - 1) as $i | $c[$i]
+    | select(.session_id == null or ($del[.session_id | tostring] // infinite) > $c[$i + 1].seq)
+    | "\(.job_id): accepted call seq \(.seq) (session \(.session_id)) not deleted before its next call (seq \($c[$i + 1].seq))"')
+[ -z "$undeleted" ] || it_fail "a job had a second call accepted while its first stood: $(head -n 3 <<<"$undeleted" | tr '\n' ';')"
+standing=$(jq -rn --slurpfile a "$IT_DIR/accepted.jsonl" --slurpfile d "$IT_DIR/deleted.jsonl" --slurpfile r <(jq -c 'select(.outcome == "unknown")' "$r") '
+    ($d | map({key: (.session_id | tostring), value: true}) | from_entries) as $del
+    | ($a | group_by(.job_id) | map({key: .[0].job_id, value: (sort_by(.seq) | last)}) | from_entries) as $last
+    | $r[] | select($last[.job_id] == null or (($last[.job_id].session_id // null) as $s | $s != null and $del[$s | tostring] == true))
+    | "\(.job_id): unknown, but \(if $last[.job_id] == null then "kone-sim accepted no call of it" else "kone-sim cancelled its last call (session \($last[.job_id].session_id))" end)"')
+[ -z "$standing" ] || it_fail "unknown for a call that does not stand: $(head -n 3 <<<"$standing" | tr '\n' ';')"
+it_log "$B2 in kone-sim's log: $(jq -rs --arg b "$B2" --slurpfile d "$IT_DIR/deleted.jsonl" 'map(select(.call_type == "action" and .building_id == $b))
+    | "\(length) calls, \(map(select(.status == 201)) | length) accepted (\(map(select(.status == 201 and .session_id == null)) | length) never announced: link down), \($d | length) deleted, for \(map(.media_id) | unique | length) jobs; \(group_by(.media_id) | map(select(map(select(.status == 201)) | length > 1)) | length) jobs called again after a delete"' "$IT_DIR/sim-calls.jsonl")"
 # the circuits
 [ -s "$IT_DIR/circuit.log" ] || it_fail "no circuit state could be read from the workers' /metrics"
 open=$(awk -v b="$B2" '$3 == b && $4 == 2' "$IT_DIR/circuit.log" | wc -l)

@@ -2,7 +2,7 @@
 # it_ledger_duplicates: a job delivered twice places one elevator call; its result is produced
 # twice, the second time marked redelivered; a job replayed from the dead-letter queue after a
 # failure is called again (the call ledger, docs/failure-handling.md).
-# Two workers, a private kone-sim: group 1 answers after 1.5 s, every call to group 2 is
+# Two workers, a private kone-sim: group 1 answers after 1.2 s (a call takes ~2.4 s), every call to group 2 is
 # answered 500 (retry.max_attempts 2). Jobs carry media_id = job id, so kone-sim's call log
 # counts each job's calls.
 #   a. `twice` is published twice at once (the producer's re-send: same job_id, two messages):
@@ -25,7 +25,7 @@ source "$(dirname "$0")/lib.sh"
 export KD_RETRY_TIERS_MS=200,500 KD_RETRY_BASE_MS=200 KD_RETRY_CAP_MS=500
 DEAD=$KD_AMQP_QUEUE.dead
 it_start_sim --sim-faults='{"buildings":{"building:9990000951":{"groups":{
-    "1":{"latency_ms":1500},"2":{"call_error":{"share":1,"status":500}}}}}}'
+    "1":{"latency_ms":1200},"2":{"call_error":{"share":1,"status":500}}}}}}'
 job() { it_job "$1" "{\"v\":1,\"area\":1000,\"action\":2,\"destination\":$2,\"media_id\":\"$IT_PREFIX-$1\"${3:-}}"; }
 job twice 5000 >"$IT_DIR/twice.jsonl"
 job old 7000 >"$IT_DIR/old.jsonl"
@@ -74,14 +74,18 @@ done
 # two workers produce to Kafka independently: it may land before the first delivery's result.
 WAITED='another delivery of this job is being worked on; waiting for its outcome'
 AGAIN='job ended before (succeeded); producing its recorded result again, not calling'
-logged() { # logged WORKER JOB TEXT: the worker logged TEXT for $IT_PREFIX-JOB
-    [ -n "$(jq -Rr --arg id "$IT_PREFIX-$2" --arg t "$3" \
-        'fromjson? | select(.job_id == $id and (.msg | contains($t))) | .msg' "$IT_DIR/$1.log")" ]
+log_ms() { # log_ms WORKER JOB TEXT: when (epoch ms) the worker logged TEXT for $IT_PREFIX-JOB
+    jq -Rr --arg id "$IT_PREFIX-$2" --arg t "$3" 'fromjson? | select(.job_id == $id and (.msg | contains($t)))
+        | (.time[0:19] + "Z" | fromdateiso8601) * 1000 + (.time[20:23] | tonumber)' "$IT_DIR/$1.log" | head -n1
 }
+logged() { [ -n "$(log_ms "$@")" ]; }
 waited=""
 for w in w1 w2; do if logged "$w" twice "$WAITED"; then waited=$w; fi; done
 [ -n "$waited" ] || it_fail "twice: no worker logged that it waited for the other delivery"
 logged "$waited" twice "$AGAIN" || it_fail "twice: $waited waited, then did not produce the recorded result again"
+wait_ms=$(($(log_ms "$waited" twice "$AGAIN") - $(log_ms "$waited" twice "$WAITED")))
+[ "$wait_ms" -ge 1000 ] || it_fail "twice: $waited waited only $wait_ms ms for the other delivery (it is asked again every 1 s)"
+it_log "twice: $waited waited $wait_ms ms for the other delivery's outcome"
 results twice | jq -se --arg w "$waited" 'map(select(.redelivered)) | length == 1 and .[0].worker == $w' >/dev/null ||
     it_fail "twice: the redelivered result is not $waited's: $(results twice | tr '\n' ' ')"
 # b. published again after its result was in Kafka: its second result comes second
