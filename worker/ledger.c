@@ -1,8 +1,9 @@
 /* ledger.c: the call ledger in PostgreSQL (see ledger.h for the contract).
  *
  * Invariants:
- *   - at most one batch is in flight; it is one implicit transaction (statements between two
- *     pipeline syncs), so either every statement of it committed or none did;
+ *   - up to LEDGER_MAX_BATCHES batches are in flight, in order; each is one implicit
+ *     transaction (statements between two pipeline syncs), so either every statement of it
+ *     committed or none did, and a failed batch does not touch the next one;
  *   - a callback runs only after its batch's sync came back: a claim is reported committed
  *     only when it is;
  *   - a claim whose batch failed is answered FAILED and a release of it is queued (its commit
@@ -29,6 +30,9 @@
 #define LEDGER_BACKOFF_MAX_US 5000000
 #define LEDGER_PURGE_EVERY_US 60000000
 #define LEDGER_MAX_TRIES 5
+/* Batches sent before the first is answered: a commit's round trip (a WAL flush) no longer
+ * holds back the statements queued meanwhile, so a loaded worker waits less for its ledger. */
+#define LEDGER_MAX_BATCHES 4
 
 typedef enum {
     OP_CLAIM = 0,
@@ -87,6 +91,7 @@ typedef struct op {
     /* answer */
     bool failed;
     int tries;              /* batches it failed in (a statement refused 5 times is dropped) */
+    unsigned batch_id;      /* the batch it was sent in */
     int affected;
     kd_ledger_found found;
     struct op *next_taken;      /* OP_CANCEL_TAKE: the cancels taken */
@@ -111,9 +116,11 @@ struct kd_ledger {
     int64_t reconnect_at;   /* mono µs */
     int64_t backoff_us;
     op_list queue;          /* waiting to be sent */
-    op_list batch;          /* sent, waiting for the sync */
+    op_list batch;          /* sent, waiting for their batches' syncs, in order */
     op *reading;            /* the op of batch whose results are being read */
-    int64_t batch_sent;     /* mono µs, 0 when none */
+    unsigned head_batch, next_batch; /* the oldest batch in flight, the next to send */
+    int n_batches;          /* batches in flight */
+    int64_t sent_at[LEDGER_MAX_BATCHES]; /* mono µs each batch was sent, by id % max */
     int64_t next_renew, next_purge, next_take;
     kd_ledger_cancel_fn cancel_fn;  /* cancels asked of this worker (NULL: none taken) */
     void *cancel_ctx;
@@ -551,7 +558,8 @@ static void lost(kd_ledger *l, const char *why)
         PQfinish(l->pg);
     l->pg = NULL;
     l->reading = NULL;
-    l->batch_sent = 0;
+    l->n_batches = 0;
+    l->head_batch = l->next_batch;
     hook_up(l, false);
     /* put the batch back in front of the queue, in order; claims fail now */
     op_list keep = {0};
@@ -679,7 +687,7 @@ const char *kd_ledger_owner(const kd_ledger *l)
 
 int kd_ledger_wait_fd(const kd_ledger *l)
 {
-    return l && l->pg && l->batch.n ? PQsocket(l->pg) : -1;
+    return l && l->pg && l->n_batches ? PQsocket(l->pg) : -1;
 }
 
 int kd_ledger_pending(const kd_ledger *l)
@@ -941,10 +949,12 @@ static int send_op(kd_ledger *l, op *o)
 /* Sends every queued statement and a sync, as one batch. */
 static void send_batch(kd_ledger *l)
 {
-    if (!l->pg || l->batch.n || !l->queue.n)
+    if (!l->pg || l->n_batches >= LEDGER_MAX_BATCHES || !l->queue.n)
         return;
-    op *o;
+    unsigned id = l->next_batch;
+    op *o, *first = l->queue.head;
     while ((o = pop(&l->queue))) {
+        o->batch_id = id;
         push(&l->batch, o);
         if (send_op(l, o)) {
             char why[256];
@@ -957,8 +967,11 @@ static void send_batch(kd_ledger *l)
         lost(l, pg_msg(l->pg, why, sizeof why));
         return;
     }
-    l->batch_sent = kd_mono_us();
-    l->reading = l->batch.head;
+    l->sent_at[id % LEDGER_MAX_BATCHES] = kd_mono_us();
+    l->next_batch = id + 1;
+    l->n_batches++;
+    if (!l->reading)
+        l->reading = first;
     if (PQflush(l->pg) < 0) {
         char why[256];
         lost(l, pg_msg(l->pg, why, sizeof why));
@@ -1118,16 +1131,18 @@ static void finish_op(kd_ledger *l, op *o, bool ok)
     free_op(o);
 }
 
-/* The sync of the batch came back: commit (ok) or rollback. */
+/* The sync of the oldest batch came back: commit (ok) or rollback. */
 static void batch_done(kd_ledger *l, bool ok)
 {
+    unsigned id = l->head_batch;
     if (l->hooks.commit && ok)
-        l->hooks.commit(kd_mono_us() - l->batch_sent, l->hooks.arg);
-    l->batch_sent = 0;
-    l->reading = NULL;
+        l->hooks.commit(kd_mono_us() - l->sent_at[id % LEDGER_MAX_BATCHES], l->hooks.arg);
+    l->head_batch = id + 1;
+    l->n_batches--;
     op *o;
     op_list again = {0};
-    while ((o = pop(&l->batch))) {
+    while (l->batch.head && l->batch.head->batch_id == id) {
+        o = pop(&l->batch);
         if (ok || o->kind == OP_CLAIM || o->kind == OP_PURGE || o->kind == OP_COUNT ||
             o->kind == OP_RENEW || o->kind == OP_ROUTE || o->kind == OP_CANCEL_POLL ||
             o->kind == OP_CANCEL_TAKE || o->kind == OP_ALIVE || o->kind == OP_GONE) {
@@ -1153,17 +1168,17 @@ static void batch_done(kd_ledger *l, bool ok)
 
 static void read_answers(kd_ledger *l)
 {
-    if (!l->pg || !l->batch.n)
+    if (!l->pg || !l->n_batches)
         return;
     char why[256];
     if (!PQconsumeInput(l->pg)) {
         lost(l, pg_msg(l->pg, why, sizeof why));
         return;
     }
-    bool any_failed = false;
-    for (op *o = l->batch.head; o; o = o->next)
+    bool any_failed = false; /* in the oldest batch */
+    for (op *o = l->batch.head; o && o->batch_id == l->head_batch; o = o->next)
         any_failed |= o->failed;
-    while (l->pg && !PQisBusy(l->pg)) {
+    while (l->pg && l->n_batches && !PQisBusy(l->pg)) {
         PGresult *r = PQgetResult(l->pg);
         if (!r) {
             /* end of one statement's results */
@@ -1176,7 +1191,8 @@ static void read_answers(kd_ledger *l)
             PQclear(r);
             batch_done(l, !any_failed);
             hook_up(l, true);
-            return;
+            any_failed = false;
+            continue;
         }
         if (l->reading) {
             read_result(l, l->reading, r);
@@ -1224,7 +1240,8 @@ void kd_ledger_turn(kd_ledger *l)
     try_reconnect(l);
     if (!l->pg)
         return;
-    if (l->batch_sent && now - l->batch_sent > l->timeout_ms * 1000) {
+    if (l->n_batches && now - l->sent_at[l->head_batch % LEDGER_MAX_BATCHES] >
+                            l->timeout_ms * 1000) {
         kd_warn("ledger: a batch of %d statements got no answer in %lld ms", l->batch.n,
                 (long long)l->timeout_ms);
         lost(l, "timeout");
