@@ -616,14 +616,25 @@ int kd_ledger_open(kd_ledger **out, const kd_config *cfg, const char *worker_id,
         return kd_err_set(err, KD_ERR_INVALID, "ledger.ambiguous: must be unknown or retry, "
                           "got '%.32s'", amb);
     kd_ledger *l = calloc(1, sizeof *l);
-    if (!l || !(l->url = strdup(url))) {
+    /* TLS with the server's certificate and host name verified unless the URL says
+     * otherwise (libpq's own default, prefer, verifies nothing). */
+    const char *mode = strstr(url, "sslmode=");
+    size_t n = strlen(url) + 32;
+    if (l && (l->url = malloc(n)))
+        snprintf(l->url, n, "%s%s", url,
+                 mode ? "" : strchr(url, '?') ? "&sslmode=verify-full" : "?sslmode=verify-full");
+    if (!l || !l->url) {
         free(l);
         return kd_err_set(err, KD_ERR_NOMEM, "out of memory");
     }
+    if (mode && strncmp(mode + 8, "verify-full", 11))
+        kd_warn("ledger.url sets sslmode=%.*s: the ledger's certificate or host name is NOT "
+                "verified (verify-full is the default; docs/configuration.md)",
+                (int)strcspn(mode + 8, "&"), mode + 8);
     if (hooks)
         l->hooks = *hooks;
     l->retry_ambiguous = !strcmp(amb, "retry");
-    kd_ledger_mask_url(url, l->masked, sizeof l->masked);
+    kd_ledger_mask_url(l->url, l->masked, sizeof l->masked);
     if (kd_config_int(cfg, "ledger.lease_ms", 1000, 3600000, &l->lease_ms, err) ||
         kd_config_int(cfg, "ledger.retention_h", 1, 24 * 365, &l->retention_h, err) ||
         kd_config_int(cfg, "ledger.timeout_ms", 100, 600000, &l->timeout_ms, err))
