@@ -86,7 +86,7 @@ static struct {
     const char *topic_metrics;
     int64_t interval_us;
     int64_t last_publish_mono;
-    _Atomic bool amqp_ok, kafka_ok, kone_ok;
+    _Atomic bool amqp_ok, kafka_ok, kone_ok, ledger_down;
     _Atomic int64_t heartbeat_mono;
     int64_t stale_us;
 
@@ -376,6 +376,7 @@ void kd_wm_turn(const kd_wm_state *s)
     atomic_store(&wm.amqp_ok, s->amqp_consuming);
     atomic_store(&wm.kafka_ok, s->kafka_ok);
     atomic_store(&wm.kone_ok, s->kone_ready);
+    atomic_store(&wm.ledger_down, s->ledger_down);
     kd_gauge_set(wm.inflight, 0, s->inflight);
     kd_gauge_set(wm.kafka_undelivered, 0, s->undelivered);
 }
@@ -398,6 +399,11 @@ bool kd_wm_ready(void *arg, char *reasons, size_t len)
     bool ok = true;
     if (kd_mono_us() - atomic_load(&wm.heartbeat_mono) > wm.stale_us) {
         add_reason(reasons, len, "main loop stalled (no turn within metrics.health_stale_ms)");
+        ok = false;
+    }
+    if (atomic_load(&wm.ledger_down)) {
+        /* first: it is why the consumer is cancelled, so the next reason follows from it */
+        add_reason(reasons, len, "the call ledger (PostgreSQL) does not answer: no job is taken");
         ok = false;
     }
     if (!atomic_load(&wm.amqp_ok)) {

@@ -48,6 +48,7 @@ typedef struct kd_wm_state {
     bool amqp_consuming;     /* connected and the consumer is active */
     bool kafka_ok;           /* producer usable: a broker up, no fatal error, not past backpressure */
     bool kone_ready;         /* kd_kone_ready(): a token held and a WebSocket up */
+    bool ledger_down;        /* the call ledger is on and does not answer (no job is taken) */
 } kd_wm_state;
 
 /* Heartbeat for /healthz, the inflight and undelivered gauges, the readiness flags. */

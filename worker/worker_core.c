@@ -980,7 +980,10 @@ static void metrics_turn(kd_worker *w)
         .inflight = w->inflight,
         .undelivered = kd_kafka_undelivered(w->kafka),
         .amqp_consuming = w->amqp && kd_amqp_consuming(w->amqp),
-        .kafka_ok = !w->paused && kd_kafka_usable(w->kafka),
+        /* paused for the ledger is not Kafka's fault */
+        .kafka_ok = kd_kafka_usable(w->kafka) &&
+                    !(w->paused && w->pause_why && strstr(w->pause_why, "Kafka")),
+        .ledger_down = w->ledger && !kd_ledger_up(w->ledger),
         .kone_ready = w->kone && kd_kone_ready(w->kone),
     });
     kd_wm_publish(w->kafka, w->id);
