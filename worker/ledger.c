@@ -232,10 +232,11 @@ static const char sql_done[] =
     " lease_until = now(), expires_at = now() + $12 * interval '1 hour', updated_at = now()"
     " WHERE job_id = $1 AND worker = $2 AND state IN ('writing', 'accepted')";
 
-/* $1 job_id, $2 owner */
+/* $1 job_id, $2 owner: nothing of this attempt stands at KONE (it answered 5xx/429, or the
+ * call it accepted was deleted): the next attempt may call. */
 static const char sql_retry[] =
     "UPDATE kd_calls SET state = 'retry', lease_until = now(), updated_at = now()"
-    " WHERE job_id = $1 AND worker = $2 AND state = 'writing'";
+    " WHERE job_id = $1 AND worker = $2 AND state IN ('writing', 'accepted')";
 
 /* $1 job_id, $2 owner, $3 attempt: a claim whose call was never written. State retry says
  * exactly that: no call is outstanding, the next delivery may call. A row taken over from an
@@ -708,15 +709,21 @@ int kd_ledger_pending(const kd_ledger *l)
 
 /* ------------------------------------------------------------------ queueing */
 
+/* Every entry point is a no-op on a NULL ledger (ledger.url=none, or after close): the
+ * worker's lists may still hold hand-overs while it shuts down. */
 static void enqueue(kd_ledger *l, op *o)
 {
+    if (!l) {
+        free_op(o);
+        return;
+    }
     push(&l->queue, o);
 }
 
 void kd_ledger_claim(kd_ledger *l, const kd_run *run, kd_ledger_claim_fn fn, void *ctx)
 {
     op *o = new_op(OP_CLAIM, run);
-    if (!o || !l->pg) {
+    if (!o || !l || !l->pg) {
         kd_ledger_found f = {.verdict = KD_LEDGER_FAILED};
         free_op(o);
         fn(&f, ctx);
@@ -769,7 +776,7 @@ static op *cancel_op(kd_ledger *l, op_kind kind, const char *cancel_job_id)
 void kd_ledger_route(kd_ledger *l, int64_t call_session_id, const char *building,
                      kd_ledger_route_fn fn, void *ctx)
 {
-    op *o = l->pg ? cancel_op(l, OP_ROUTE, "-") : NULL;
+    op *o = l && l->pg ? cancel_op(l, OP_ROUTE, "-") : NULL;
     if (!o) {
         kd_ledger_call_owner none = {0};
         fn(&none, ctx);
@@ -798,7 +805,7 @@ void kd_ledger_cancel_request(kd_ledger *l, const char *cancel_job_id, int64_t c
 void kd_ledger_cancel_poll(kd_ledger *l, const char *cancel_job_id, kd_ledger_poll_fn fn,
                            void *ctx)
 {
-    op *o = l->pg ? cancel_op(l, OP_CANCEL_POLL, cancel_job_id) : NULL;
+    op *o = l && l->pg ? cancel_op(l, OP_CANCEL_POLL, cancel_job_id) : NULL;
     if (!o) {
         fn(false, false, 0, "", ctx);
         return;
@@ -821,6 +828,8 @@ void kd_ledger_cancel_answer(kd_ledger *l, const char *cancel_job_id, int status
 
 void kd_ledger_on_cancel(kd_ledger *l, kd_ledger_cancel_fn fn, void *ctx)
 {
+    if (!l)
+        return;
     l->cancel_fn = fn;
     l->cancel_ctx = ctx;
 }
@@ -838,7 +847,11 @@ void kd_ledger_release(kd_ledger *l, const kd_run *run, bool written)
 void kd_ledger_done(kd_ledger *l, const kd_run *run, const void *result, size_t len,
                     kd_ledger_done_fn fn, void *ctx)
 {
-    op *o = new_op(OP_DONE, run);
+    op *o = l ? new_op(OP_DONE, run) : NULL;
+    if (!l) {
+        fn(false, ctx);
+        return;
+    }
     if (o && len && !(o->result = malloc(len))) {
         free_op(o);
         o = NULL;
