@@ -118,11 +118,15 @@ static bool lost_since(const kk_job *j)
 static void finish(kk_job *j, kd_outcome o, kd_failure_class f, const char *code,
                    const char *fmt, ...)
 {
-    char msg[256];
+    char msg[256], code_copy[sizeof j->fail_code];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    /* the code may live in the job itself (fail_code of a cancelled call): copy it before
+     * the job is freed */
+    snprintf(code_copy, sizeof code_copy, "%s", code ? code : "");
+    code = code_copy;
     unlink_job(j);
     kd_kone *k = j->k;
     kd_run *run = j->run;

@@ -1,0 +1,141 @@
+/* ledger_int: the private state of the call ledger, shared by its files (ledger.h is the
+ * contract; nothing here is for the worker):
+ *
+ *   ledger.c         open/close, the connection, the schema, queueing, the turn
+ *   ledger_sql.c     the schema and every statement, one per op kind
+ *   ledger_io.c      sending batches, reading answers, finishing ops
+ *   ledger_cancel.c  cancels across workers (the kd_cancels mailbox)
+ *
+ * Everything here runs on the worker's main thread.
+ */
+#ifndef KD_WORKER_LEDGER_INT_H
+#define KD_WORKER_LEDGER_INT_H
+
+#include <libpq-fe.h>
+
+#include "kd_job.h"
+#include "ledger.h"
+
+#define LEDGER_BACKOFF_MIN_US 200000
+#define LEDGER_BACKOFF_MAX_US 5000000
+#define LEDGER_PURGE_EVERY_US 60000000
+#define LEDGER_MAX_TRIES 5
+/* Batches sent before the first is answered: a commit's round trip (a WAL flush) no longer
+ * holds back the statements queued meanwhile, so a loaded worker waits less for its ledger. */
+#define LEDGER_MAX_BATCHES 4
+
+typedef enum {
+    OP_CLAIM = 0,
+    OP_ACCEPT,
+    OP_DONE,
+    OP_RETRY,
+    OP_RELEASE_NEW,
+    OP_RELEASE_WRITTEN,
+    OP_RENEW,
+    OP_PURGE,
+    OP_COUNT,
+    OP_END_LEASES,
+    OP_ROUTE,           /* who owns the call a cancel job names */
+    OP_CANCEL_REQUEST,  /* ask the owner to cancel */
+    OP_CANCEL_POLL,     /* has the owner answered? */
+    OP_CANCEL_TAKE,     /* (owner) cancels asked of this worker */
+    OP_CANCEL_ANSWER,   /* (owner) what KONE answered */
+    OP_ALIVE,           /* this worker is alive (kd_workers) */
+    OP_GONE,            /* this worker stops */
+    OP_N
+} op_kind;
+
+
+typedef struct op {
+    op_kind kind;
+    char job_id[KD_JOB_ID_MAX + 1];
+    char building[KD_JOB_BUILDING_MAX + 1];
+    int attempt;
+    bool replayed;
+    int64_t session_id;
+    /* done */
+    char outcome[16];
+    int failure, kone_status;
+    char error_code[48];
+    char error_message[256];
+    int64_t started_us, finished_us, kone_rtt_us;
+    void *result;
+    size_t result_len;
+    /* cancels across workers */
+    char group[KD_JOB_GROUP_MAX + 1];
+    char owner[160];
+    int status;
+    char message[200];
+    /* callbacks */
+    kd_ledger_claim_fn claim_fn;
+    kd_ledger_done_fn done_fn;
+    kd_ledger_route_fn route_fn;
+    kd_ledger_poll_fn poll_fn;
+    void *ctx;
+    kd_ledger_call_owner route;
+    /* answer */
+    bool failed;
+    int tries;              /* batches it failed in (a statement refused 5 times is dropped) */
+    unsigned batch_id;      /* the batch it was sent in */
+    int affected;
+    kd_ledger_found found;
+    struct op *next_taken;      /* OP_CANCEL_TAKE: the cancels taken */
+    struct op *next;
+} op;
+
+typedef struct op_list {
+    op *head, *tail;
+    int n;
+} op_list;
+
+struct kd_ledger {
+    char *url;
+    char masked[512];
+    char owner[200];
+    bool retry_ambiguous;   /* ledger.ambiguous=retry */
+    int64_t lease_ms, retention_h, timeout_ms;
+    kd_ledger_hooks hooks;
+
+    PGconn *pg;             /* NULL while disconnected */
+    bool up;
+    int64_t reconnect_at;   /* mono µs */
+    int64_t backoff_us;
+    op_list queue;          /* waiting to be sent */
+    op_list batch;          /* sent, waiting for their batches' syncs, in order */
+    op *reading;            /* the op of batch whose results are being read */
+    unsigned head_batch, next_batch; /* the oldest batch in flight, the next to send */
+    int n_batches;          /* batches in flight */
+    int64_t sent_at[LEDGER_MAX_BATCHES]; /* mono µs each batch was sent, by id % max */
+    int64_t next_renew, next_purge, next_take;
+    kd_ledger_cancel_fn cancel_fn;  /* cancels asked of this worker (NULL: none taken) */
+    void *cancel_ctx;
+};
+
+extern const char *const lg_op_name[OP_N];  /* metric label of each kind */
+extern const char *const lg_op_sql[OP_N];   /* its statement */
+extern const char *const lg_op_stmt[OP_N];  /* its prepared statement's name */
+extern const char *const lg_schema_v1[];    /* NULL-terminated DDL of each version */
+extern const char *const lg_schema_v2[];
+
+/* ---- ledger.c */
+void lg_hook_up(kd_ledger *l, bool up);
+void lg_hook_op(kd_ledger *l, op_kind k, bool ok);
+const char *lg_pg_msg(PGconn *pg, char *buf, size_t len);
+void lg_push(op_list *q, op *o);
+op *lg_pop(op_list *q);
+op *lg_new_op(op_kind kind, const kd_run *run);
+void lg_free_op(op *o);
+kd_outcome lg_outcome_from(const char *s);
+void lg_enqueue(kd_ledger *l, op *o);        /* no-op (frees o) on a NULL ledger */
+/* The connection is gone: the batches in flight failed; claims and lookups answer now. */
+void lg_lost(kd_ledger *l, const char *why);
+
+/* ---- ledger_io.c */
+void lg_send_batch(kd_ledger *l);             /* the queue as one batch, if one may go */
+void lg_read_answers(kd_ledger *l);           /* answers and syncs that arrived */
+void lg_finish_op(kd_ledger *l, op *o, bool ok); /* its callback, then frees it */
+
+/* ---- ledger_cancel.c */
+op *lg_cancel_op(kd_ledger *l, op_kind kind, const char *cancel_job_id);
+
+#endif

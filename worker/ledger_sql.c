@@ -1,0 +1,199 @@
+/* ledger_sql.c: the call ledger's schema and statements (see ledger_int.h). One statement
+ * per op kind, prepared once per connection; the comment above each names its parameters.
+ * A new schema version is a new lg_schema_vN, applied by migrate() in ledger.c. */
+#include "ledger_int.h"
+
+/* Prepared statement name and metric label of each kind. */
+const char *const lg_op_name[OP_N] = {"claim",  "accept", "done",   "retry",  "release",
+                                          "release", "renew", "purge",  "count",  "renew",
+                                          "cancel", "cancel", "cancel", "cancel", "cancel",
+                                          "renew",  "renew"};
+
+/* The schema, version 1. Created idempotently under an advisory lock (several workers start
+ * at once). `taken_from` records the state a row was taken over from (audit, and how a
+ * claim tells what it met in one round trip). */
+const char *const lg_schema_v1[] = {
+    "CREATE TABLE IF NOT EXISTS kd_calls ("
+    " job_id text PRIMARY KEY,"
+    " state text NOT NULL CHECK (state IN ('writing', 'accepted', 'retry', 'done')),"
+    " attempt integer NOT NULL,"
+    " worker text NOT NULL,"
+    " building_id text,"
+    " session_id bigint,"
+    " outcome text,"
+    " failure smallint,"
+    " kone_status integer,"
+    " error_code text,"
+    " error_message text,"
+    " started_us bigint, finished_us bigint, kone_rtt_us bigint,"
+    " result bytea,"
+    " taken_from text,"
+    " lease_until timestamptz NOT NULL,"
+    " expires_at timestamptz NOT NULL,"
+    " created_at timestamptz NOT NULL DEFAULT now(),"
+    " updated_at timestamptz NOT NULL DEFAULT now())",
+    "CREATE INDEX IF NOT EXISTS kd_calls_expires_at ON kd_calls (expires_at)",
+    "CREATE INDEX IF NOT EXISTS kd_calls_worker ON kd_calls (worker) WHERE state IN "
+    "('writing', 'accepted')",
+    NULL,
+};
+
+/* Version 2: the KONE session (create-session id) that made each accepted call, so that a
+ * cancel job on any worker can reach the session that owns the call (kd_cancels, a mailbox
+ * between workers), and the workers alive (kd_workers, their heartbeat). */
+const char *const lg_schema_v2[] = {
+    "ALTER TABLE kd_calls ADD COLUMN IF NOT EXISTS kone_session text",
+    "CREATE INDEX IF NOT EXISTS kd_calls_session ON kd_calls (session_id, building_id)"
+    " WHERE session_id IS NOT NULL",
+    "CREATE TABLE IF NOT EXISTS kd_workers ("
+    " owner text PRIMARY KEY,"
+    " seen timestamptz NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS kd_cancels ("
+    " cancel_job_id text PRIMARY KEY,"
+    " call_session_id bigint NOT NULL,"
+    " building_id text NOT NULL,"
+    " group_id text,"
+    " owner text NOT NULL,"
+    " requested_by text NOT NULL,"
+    " state text NOT NULL CHECK (state IN ('requested', 'sent', 'answered')),"
+    " status integer,"
+    " message text,"
+    " created_at timestamptz NOT NULL DEFAULT now(),"
+    " expires_at timestamptz NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS kd_cancels_owner ON kd_cancels (owner) WHERE state = 'requested'",
+    NULL,
+};
+
+/* $1 job_id, $2 attempt, $3 owner, $4 building, $5 lease ms, $6 retention h, $7 take over
+ * an unanswered `writing` row as a new call (ledger.ambiguous=retry), $8 a replayed delivery
+ * (replay-dead: an operator asks for a `failed` job to be tried again; failed means no call
+ * of it is outstanding).
+ * `prev` reads the row as it was before this statement; `ins` inserts, or takes over a row
+ * that belongs to nobody any more (state retry, or its lease ran out), keeping an accepted
+ * row accepted and a writing row writing unless $7. What comes back is one row: whether it
+ * was taken (and from what), and the previous row. A row inserted concurrently by another
+ * delivery is invisible to `prev` and not taken: taken = 0 and prev empty (BUSY). */
+static const char sql_claim[] =
+    "WITH prev AS (SELECT state, attempt, worker, session_id, outcome, failure, kone_status,"
+    "  error_code, error_message, started_us, finished_us, kone_rtt_us"
+    "  FROM kd_calls WHERE job_id = $1),"
+    " ins AS (INSERT INTO kd_calls AS c (job_id, state, attempt, worker, building_id,"
+    "   lease_until, expires_at)"
+    "  VALUES ($1, 'writing', $2, $3, $4, now() + $5 * interval '1 millisecond',"
+    "   now() + $6 * interval '1 hour')"
+    "  ON CONFLICT (job_id) DO UPDATE SET"
+    "   taken_from = c.state,"
+    "   state = CASE WHEN c.state = 'accepted' OR (c.state = 'writing' AND NOT $7)"
+    "     THEN c.state ELSE 'writing' END,"
+    "   attempt = CASE WHEN c.state IN ('retry', 'done') OR (c.state = 'writing' AND $7)"
+    "     THEN excluded.attempt ELSE c.attempt END,"
+    "   outcome = CASE WHEN c.state = 'done' THEN NULL ELSE c.outcome END,"
+    "   session_id = CASE WHEN c.state = 'accepted' THEN c.session_id ELSE NULL END,"
+    "   worker = excluded.worker, lease_until = excluded.lease_until,"
+    "   expires_at = excluded.expires_at, updated_at = now()"
+    "  WHERE c.state = 'retry' OR (c.state IN ('writing', 'accepted') AND c.lease_until < now())"
+    "   OR (c.state = 'done' AND c.outcome = 'failed' AND $8)"
+    "  RETURNING c.state, c.taken_from)"
+    " SELECT ins.state, ins.taken_from, prev.state, prev.attempt, prev.worker, prev.session_id,"
+    "  prev.outcome, prev.failure, prev.kone_status, prev.error_code, prev.error_message,"
+    "  prev.started_us, prev.finished_us, prev.kone_rtt_us"
+    " FROM (SELECT 1) one LEFT JOIN ins ON true LEFT JOIN prev ON true";
+
+/* $1 job_id, $2 owner, $3 session id, $4 KONE session */
+static const char sql_accept[] =
+    "UPDATE kd_calls SET state = 'accepted', session_id = $3, kone_session = $4,"
+    " updated_at = now() WHERE job_id = $1 AND worker = $2 AND state = 'writing'";
+
+/* $1 job_id, $2 owner, $3 outcome, $4 failure, $5 kone_status, $6 code, $7 message,
+ * $8 started, $9 finished, $10 rtt, $11 result (binary), $12 retention h, $13 session id */
+static const char sql_done[] =
+    "UPDATE kd_calls SET state = 'done', outcome = $3, failure = $4, kone_status = $5,"
+    " error_code = $6, error_message = $7, started_us = $8, finished_us = $9,"
+    " kone_rtt_us = $10, result = $11, session_id = COALESCE($13, session_id),"
+    " lease_until = now(), expires_at = now() + $12 * interval '1 hour', updated_at = now()"
+    " WHERE job_id = $1 AND worker = $2 AND state IN ('writing', 'accepted')";
+
+/* $1 job_id, $2 owner: nothing of this attempt stands at KONE (it answered 5xx/429, or the
+ * call it accepted was deleted): the next attempt may call. */
+static const char sql_retry[] =
+    "UPDATE kd_calls SET state = 'retry', lease_until = now(), updated_at = now()"
+    " WHERE job_id = $1 AND worker = $2 AND state IN ('writing', 'accepted')";
+
+/* $1 job_id, $2 owner, $3 attempt: a claim whose call was never written. State retry says
+ * exactly that: no call is outstanding, the next delivery may call. A row taken over from an
+ * unanswered `writing` (ledger.ambiguous=retry) stays `writing`: that first call may exist. */
+static const char sql_release_new[] =
+    "UPDATE kd_calls SET state = CASE WHEN taken_from = 'writing' THEN 'writing' ELSE 'retry'"
+    " END, lease_until = now(), updated_at = now()"
+    " WHERE job_id = $1 AND worker = $2 AND state = 'writing' AND attempt = $3";
+
+/* $1 job_id, $2 owner: written or accepted, let the next worker decide now */
+static const char sql_release_written[] =
+    "UPDATE kd_calls SET lease_until = now(), updated_at = now()"
+    " WHERE job_id = $1 AND worker = $2 AND state IN ('writing', 'accepted')";
+
+/* $1 owner, $2 lease ms */
+static const char sql_renew[] =
+    "UPDATE kd_calls SET lease_until = now() + $2 * interval '1 millisecond'"
+    " WHERE worker = $1 AND state IN ('writing', 'accepted')";
+
+static const char sql_purge[] =
+    "WITH c AS (DELETE FROM kd_cancels WHERE expires_at < now())"
+    " DELETE FROM kd_calls WHERE ctid IN (SELECT ctid FROM kd_calls WHERE expires_at < now()"
+    " LIMIT 10000)";
+
+static const char sql_count[] = "SELECT state, count(*) FROM kd_calls GROUP BY state";
+
+/* $1 owner */
+static const char sql_end_leases[] =
+    "UPDATE kd_calls SET lease_until = now() WHERE worker = $1"
+    " AND state IN ('writing', 'accepted')";
+
+/* $1 call session id, $2 building, $3 this worker's owner name, $4 lease ms: who made the
+ * call, with which KONE session, and whether that worker is alive. */
+static const char sql_route[] =
+    "SELECT c.worker, c.kone_session, c.worker = $3,"
+    "  EXISTS (SELECT 1 FROM kd_workers w WHERE w.owner = c.worker"
+    "    AND w.seen > now() - $4 * interval '1 millisecond')"
+    " FROM kd_calls c WHERE c.session_id = $1 AND c.building_id = $2"
+    " ORDER BY c.updated_at DESC LIMIT 1";
+
+/* $1 cancel job, $2 call session, $3 building, $4 group, $5 owner, $6 by, $7 retention h */
+static const char sql_cancel_request[] =
+    "INSERT INTO kd_cancels (cancel_job_id, call_session_id, building_id, group_id, owner,"
+    " requested_by, state, expires_at)"
+    " VALUES ($1, $2, $3, $4, $5, $6, 'requested', now() + $7 * interval '1 hour')"
+    " ON CONFLICT (cancel_job_id) DO NOTHING";
+
+/* $1 cancel job */
+static const char sql_cancel_poll[] =
+    "SELECT state, status, message FROM kd_cancels WHERE cancel_job_id = $1";
+
+/* $1 owner: the cancels asked of this worker, taken once */
+static const char sql_cancel_take[] =
+    "UPDATE kd_cancels SET state = 'sent' WHERE owner = $1 AND state = 'requested'"
+    " RETURNING cancel_job_id, call_session_id, building_id, group_id";
+
+/* $1 cancel job, $2 status, $3 message */
+static const char sql_cancel_answer[] =
+    "UPDATE kd_cancels SET state = 'answered', status = $2, message = $3"
+    " WHERE cancel_job_id = $1";
+
+/* $1 owner */
+static const char sql_alive[] =
+    "INSERT INTO kd_workers (owner, seen) VALUES ($1, now())"
+    " ON CONFLICT (owner) DO UPDATE SET seen = now()";
+static const char sql_gone[] = "DELETE FROM kd_workers WHERE owner = $1";
+
+const char *const lg_op_sql[OP_N] = {
+    sql_claim,          sql_accept,        sql_done,        sql_retry,
+    sql_release_new,    sql_release_written, sql_renew,     sql_purge,
+    sql_count,          sql_end_leases,    sql_route,       sql_cancel_request,
+    sql_cancel_poll,    sql_cancel_take,   sql_cancel_answer, sql_alive,
+    sql_gone};
+const char *const lg_op_stmt[OP_N] = {
+    "kd_claim",          "kd_accept",          "kd_done",          "kd_retry",
+    "kd_release_new",    "kd_release_written", "kd_renew",         "kd_purge",
+    "kd_count",          "kd_end_leases",      "kd_route",         "kd_cancel_request",
+    "kd_cancel_poll",    "kd_cancel_take",     "kd_cancel_answer", "kd_alive",
+    "kd_gone"};
