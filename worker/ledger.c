@@ -385,7 +385,7 @@ void kd_ledger_close(kd_ledger *l)
             } else if (o->poll_fn) {
                 o->poll_fn(false, false, 0, "", o->ctx);
             } else if (o->done_fn) {
-                o->done_fn(false, o->ctx);
+                o->done_fn(false, o->result, o->result_len, o->ctx);
             }
             lg_free_op(o);
         }
@@ -482,7 +482,7 @@ void kd_ledger_done(kd_ledger *l, const kd_run *run, const void *result, size_t 
 {
     op *o = l ? lg_new_op(OP_DONE, run) : NULL;
     if (!l) {
-        fn(false, ctx);
+        fn(false, result, len, ctx);
         return;
     }
     if (o && len && !(o->result = malloc(len))) {
@@ -491,7 +491,7 @@ void kd_ledger_done(kd_ledger *l, const kd_run *run, const void *result, size_t 
     }
     if (!o) {
         kd_error("ledger: out of memory; outcome of job %s not recorded", run->job.job_id);
-        fn(true, ctx); /* its result still goes out; a redelivery would meet `writing` */
+        fn(true, result, len, ctx); /* it still goes out; a redelivery would meet `writing` */
         return;
     }
     if (len)

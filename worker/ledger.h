@@ -72,7 +72,10 @@ typedef struct kd_ledger_hooks {
 } kd_ledger_hooks;
 
 typedef void (*kd_ledger_claim_fn)(const kd_ledger_found *found, void *ctx);
-typedef void (*kd_ledger_done_fn)(bool ok, void *ctx);
+/* result/len: the encoded result as recorded (valid during the call only; NULL when a
+ * closing ledger had none), so that the caller produces the very bytes it recorded without
+ * encoding the result again. */
+typedef void (*kd_ledger_done_fn)(bool ok, const void *result, size_t len, void *ctx);
 
 /* Who made the call a cancel job names (kd_ledger_route). */
 typedef struct kd_ledger_call_owner {

@@ -281,7 +281,7 @@ void lg_finish_op(kd_ledger *l, op *o, bool ok)
             kd_warn("ledger: job %s was taken over by another worker before its outcome "
                     "(%s) was recorded; its result is produced anyway", o->job_id, o->outcome);
         if (o->done_fn)
-            o->done_fn(ok, o->ctx);
+            o->done_fn(ok, o->result, o->result_len, o->ctx);
         break;
     default:
         break;

@@ -109,6 +109,32 @@ typedef struct wk_accept {
 
 static void to_kone(kd_worker *w, wk_run *r);
 
+/* Runs parked on a list until their busy_until: due(w, r) for each whose time came (for all
+ * when `all`), in the list's order; the others stay. due may park a run on the list again. */
+static void serve_parked(kd_worker *w, wk_run **list, bool all,
+                         void (*due)(kd_worker *w, wk_run *r))
+{
+    int64_t now = kd_mono_us();
+    wk_run *l = *list, *keep = NULL;
+    *list = NULL;
+    while (l) {
+        wk_run *next = (wk_run *)l->run.next;
+        if (all || now >= l->busy_until) {
+            due(w, l);
+        } else {
+            l->run.next = (kd_run *)keep;
+            keep = l;
+        }
+        l = next;
+    }
+    while (keep) { /* back, behind what due parked meanwhile */
+        wk_run *next = (wk_run *)keep->run.next;
+        keep->run.next = (kd_run *)*list;
+        *list = keep;
+        keep = next;
+    }
+}
+
 static kd_log_ctx run_ctx(const kd_run *run)
 {
     return (kd_log_ctx){run->job.job_id, run->job.trace_id, run->job.building_id};
@@ -144,7 +170,9 @@ static wk_run *take(kd_worker *w, wk_run **list)
 
 /* ---- results: encode and produce (called on the KONE thread and on this one) ---- */
 
-static void produce_result(kd_worker *w, wk_run *r)
+/* Produces the result: `encoded` when the caller has it already (the bytes recorded in the
+ * ledger), else encoded here. */
+static void produce_encoded(kd_worker *w, wk_run *r, const void *encoded, size_t len)
 {
     kd_run *run = &r->run;
     msgpack_sbuffer sb;
@@ -153,11 +181,15 @@ static void produce_result(kd_worker *w, wk_run *r)
     /* set before producing: the report may be served before kd_kafka_produce returns */
     r->waits |= WK_WAIT_KAFKA;
     r->claimed = false; /* its outcome is recorded (or there is no ledger) */
-    int rc = kd_event_encode_result(run, w->id, &sb, &err);
+    int rc = 0;
+    if (!encoded) {
+        rc = kd_event_encode_result(run, w->id, &sb, &err);
+        encoded = sb.data, len = sb.size;
+    }
     if (!rc) {
         /* stamped before: once produced, the report may settle and free the run at once */
         run->produced_us = kd_now_us();
-        rc = kd_kafka_produce(w->kafka, w->topic_results, run->job.building_id, sb.data, sb.size,
+        rc = kd_kafka_produce(w->kafka, w->topic_results, run->job.building_id, encoded, len,
                               run, &err);
     }
     msgpack_sbuffer_destroy(&sb);
@@ -168,14 +200,19 @@ static void produce_result(kd_worker *w, wk_run *r)
     }
 }
 
-/* The outcome is in the ledger (or could not be put there): produce it. */
-static void on_recorded(bool ok, void *ctx)
+static void produce_result(kd_worker *w, wk_run *r)
+{
+    produce_encoded(w, r, NULL, 0);
+}
+
+/* The outcome is in the ledger (or could not be put there): produce the bytes recorded. */
+static void on_recorded(bool ok, const void *result, size_t len, void *ctx)
 {
     wk_run *r = ctx;
     (void)ok; /* not recorded (the ledger refused it repeatedly): produced all the same */
     /* still in flight until now: a dead-letter copy confirmed meanwhile did not settle it */
     r->waits &= ~WK_WAIT_LEDGER;
-    produce_result(r->owner, r);
+    produce_encoded(r->owner, r, result, len);
 }
 
 /* An outcome that ends the job: recorded in the ledger first when the run holds a claim
@@ -570,28 +607,15 @@ static void on_routed(const kd_ledger_call_owner *o, void *ctx)
     remote_wait(w, r);
 }
 
-/* Cancels waiting for another worker's answer: poll once their wait is over. */
+/* A cancel waiting for another worker's answer: poll (the KONE client gone: now). */
+static void remote_due(kd_worker *w, wk_run *r)
+{
+    kd_ledger_cancel_poll(w->ledger, r->run.job.job_id, on_cancel_polled, r);
+}
+
 static void serve_remote(kd_worker *w)
 {
-    int64_t now = kd_mono_us();
-    wk_run *l = w->remote, *keep = NULL;
-    w->remote = NULL;
-    while (l) {
-        wk_run *next = (wk_run *)l->run.next;
-        if (now >= l->busy_until || !w->kone) {
-            kd_ledger_cancel_poll(w->ledger, l->run.job.job_id, on_cancel_polled, l);
-        } else {
-            l->run.next = (kd_run *)keep;
-            keep = l;
-        }
-        l = next;
-    }
-    while (keep) {
-        wk_run *next = (wk_run *)keep->run.next;
-        keep->run.next = (kd_run *)w->remote;
-        w->remote = keep;
-        keep = next;
-    }
+    serve_parked(w, &w->remote, !w->kone, remote_due);
 }
 
 /* Hand-backs and retry decisions queued by the KONE thread (or by produce_result). */
@@ -874,32 +898,20 @@ static void on_claimed(const kd_ledger_found *f, void *ctx)
     }
 }
 
-/* Jobs another delivery held: ask the ledger again once their wait is over. */
+/* A job another delivery held: ask the ledger again (at shutdown: hand it back). */
+static void busy_due(kd_worker *w, wk_run *r)
+{
+    if (w->stopping) {
+        r->nack = true;
+        settle(w, r);
+        return;
+    }
+    kd_ledger_claim(w->ledger, &r->run, on_claimed, r);
+}
+
 static void serve_busy(kd_worker *w)
 {
-    int64_t now = kd_mono_us();
-    wk_run *l = w->busy, *keep = NULL;
-    w->busy = NULL;
-    while (l) {
-        wk_run *next = (wk_run *)l->run.next;
-        if (w->stopping) {
-            l->nack = true;
-            settle(w, l);
-        } else if (now >= l->busy_until) {
-            kd_ledger_claim(w->ledger, &l->run, on_claimed, l);
-        } else {
-            l->run.next = (kd_run *)keep;
-            keep = l;
-        }
-        l = next;
-    }
-    /* claims answered BUSY at once (ledger down) were pushed onto w->busy meanwhile */
-    while (keep) {
-        wk_run *next = (wk_run *)keep->run.next;
-        keep->run.next = (kd_run *)w->busy;
-        w->busy = keep;
-        keep = next;
-    }
+    serve_parked(w, &w->busy, w->stopping, busy_due);
 }
 
 static void on_delivery(kd_worker *w, const kd_delivery *d)

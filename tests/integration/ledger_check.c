@@ -73,8 +73,10 @@ static void on_claim(const kd_ledger_found *f, void *ctx)
     a->f = *f;
 }
 
-static void on_done(bool ok, void *ctx)
+static void on_done(bool ok, const void *result, size_t len, void *ctx)
 {
+    (void)result;
+    (void)len;
     answer *a = ctx;
     a->got = true;
     a->ok = ok;
