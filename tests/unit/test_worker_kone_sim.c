@@ -81,19 +81,21 @@ static void test_tracked_transfer(void **state)
     kd_run *r = run_one(&c, call(B951, "1", 3000, 2, 15000, true), 20000);
     int64_t sid = r->session_id;
     expect(r, KD_OUTCOME_SUCCEEDED, "", NULL);
+    /* assertions run on a copy: a failed one must not leave obs.mu held for the next test */
     pthread_mutex_lock(&obs.mu);
+    __typeof__(obs) o = obs;
+    pthread_mutex_unlock(&obs.mu);
     const char *want[] = {"being_allocated", "being_served", "served_soon", "served"};
     int w = 0;
-    for (int i = 0; i < obs.n; i++) {
-        assert_int_equal(obs.session_ids[i], sid);
-        assert_true(obs.has_mod[i]);
-        assert_int_equal(obs.mod[i], 11000);
-        if (w < 4 && !strcmp(obs.states[i], want[w]))
+    for (int i = 0; i < o.n; i++) {
+        assert_int_equal(o.session_ids[i], sid);
+        assert_true(o.has_mod[i]);
+        assert_int_equal(o.mod[i], 11000);
+        if (w < 4 && !strcmp(o.states[i], want[w]))
             w++;
     }
     assert_int_equal(w, 4);
-    assert_string_equal(obs.states[obs.n - 1], "served");
-    pthread_mutex_unlock(&obs.mu);
+    assert_string_equal(o.states[o.n - 1], "served");
     client_stop(&c);
 }
 
@@ -185,13 +187,14 @@ static void test_server_closes_mid_call(void **state)
     r = run_one(&c, r, 30000);
     expect(r, KD_OUTCOME_SUCCEEDED, "", NULL);
     pthread_mutex_lock(&obs.mu);
+    __typeof__(obs) o = obs;
+    pthread_mutex_unlock(&obs.mu);
     const char *want[] = {"being_allocated", "being_served", "served_soon", "served"};
     int w = 0;
-    for (int i = 0; i < obs.n; i++)
-        if (w < 4 && !strcmp(obs.states[i], want[w]))
+    for (int i = 0; i < o.n; i++)
+        if (w < 4 && !strcmp(o.states[i], want[w]))
             w++;
     assert_int_equal(w, 4);
-    pthread_mutex_unlock(&obs.mu);
     assert_true(count_in_log("Maximum connection duration reached") >= 2);
     assert_true(count_in_log("session taken over") + count_in_log("opened client=kd-dev") >= 3);
     client_stop(&c);
