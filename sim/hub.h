@@ -98,6 +98,7 @@ struct sim_hub {
     sim_fault_global faults;     /* the global faults (the per-group ones are in the world) */
     sim_rng rng;                 /* every random fault decision draws from here */
     sim_calls calls;             /* every lift-call-api-v2 request received (GET /sim/calls) */
+    bool snapshot;               /* sim.snapshot: current states to a new subscriber */
 };
 
 /* The hub borrows world and auth (the caller frees them after the hub). */

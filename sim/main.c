@@ -92,6 +92,13 @@ int main(int argc, char **argv)
         kd_error("out of memory");
         goto out;
     }
+    if (kd_config_bool(&cfg, "sim.snapshot", &hub->snapshot, &err)) {
+        kd_error("%s", err.msg);
+        rc = 2;
+        goto out;
+    }
+    if (hub->snapshot)
+        kd_warn("sim.snapshot on: subscribers get the current states at once (KONE does not)");
     if (sim_control_init(&ctl, hub, ttl, kd_config_get(&cfg, "sim.control_token"))) {
         kd_error("out of memory");
         goto out;

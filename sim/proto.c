@@ -462,7 +462,7 @@ static void do_delete(req_ctx *x)
 }
 
 /* ping: 200 with the request id and the server time; 500 with error 1005 when the group's
- * site link is down. g NULL: a ping without building (connection keepalive). */
+ * site link is down. */
 static void ping(req_ctx *x, const sim_group *g)
 {
     const json_t *prid = json_object_get(x->payload, "request_id");
@@ -540,7 +540,8 @@ static void do_monitor(req_ctx *x)
         }
     }
     answer(x, 201, time_data(x->h), NULL);
-    if (x->b->groups[x->gi].faults.link_down || duration == 0)
+    /* KONE documents no snapshot: a subscriber sees only what happens after it subscribed */
+    if (!x->h->snapshot || x->b->groups[x->gi].faults.link_down || duration == 0)
         return;
     json_array_foreach(topics, i, t)
         sim_hub_subscribe_snapshot(x->h, x->c, x->bi, x->gi, json_string_value(t));
@@ -594,8 +595,10 @@ static void dispatch(req_ctx *x)
         answer(x, 400, NULL, BAD ": payload must be an object");
         return;
     }
-    if (common && strcmp(ct, "ping") == 0 && !json_object_get(x->req, "buildingId")) {
-        ping(x, NULL); /* a connection keepalive: no building to probe */
+    if (common && !json_object_get(x->req, "buildingId")) {
+        /* the spec requires buildingId on every common-api request, pings included */
+        kd_info("request without buildingId refused: %s %s", type, ct);
+        answer(x, 400, NULL, BAD ": buildingId is required");
         return;
     }
     if (!resolve_target(x))

@@ -17,6 +17,7 @@
  */
 #include "kone.h"
 
+#include <ctype.h>
 #include <curl/curl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -81,6 +82,8 @@ static void shutdown_loop(kd_kone *k, kd_run *inbox)
         inbox = next;
     }
     kk_jobs_fail_all(k, "shutdown", SHUTDOWN_MSG);
+    for (int i = 0; i < KK_MAX_SLOTS; i++)
+        kk_subs_free(&k->slots[i]);
     kk_slots_shutdown(k);
     kk_blds_shutdown(k);
 }
@@ -168,6 +171,45 @@ static int parse_ws_url(kd_kone *k, const char *url, kd_err *err)
     return rc;
 }
 
+/* kone.buildings: "building:<id>" each, and the scope they imply (callgiving per building). */
+static int load_buildings(kd_kone *k, const char *list, kd_err *err)
+{
+    char *copy = strdup(list), *save = NULL;
+    if (!copy)
+        return kd_err_set(err, KD_ERR_NOMEM, "out of memory");
+    int rc = 0;
+    size_t scope_len = 1;
+    for (char *t = strtok_r(copy, " ,", &save); t && !rc; t = strtok_r(NULL, " ,", &save)) {
+        const char *id = strncmp(t, "building:", 9) == 0 ? t + 9 : t;
+        bool ok = *id && strlen(id) < KD_JOB_BUILDING_MAX - 9;
+        for (const char *p = id; ok && *p; p++)
+            ok = isalnum((unsigned char)*p) || *p == '-' || *p == '_';
+        char **nb = ok ? realloc(k->buildings, (size_t)(k->n_buildings + 1) * sizeof *nb) : NULL;
+        if (!ok) {
+            rc = kd_err_set(err, KD_ERR_INVALID,
+                            "kone.buildings: '%.80s' is not a building id (digits, letters, - "
+                            "and _, optionally after 'building:')", t);
+        } else if (!nb || !(nb[k->n_buildings] = malloc(strlen(id) + 10))) {
+            if (nb)
+                k->buildings = nb;
+            rc = kd_err_set(err, KD_ERR_NOMEM, "out of memory");
+        } else {
+            k->buildings = nb;
+            sprintf(k->buildings[k->n_buildings++], "building:%s", id);
+            scope_len += strlen(id) + 21;
+        }
+    }
+    free(copy);
+    if (rc || !k->n_buildings)
+        return rc;
+    if (!(k->scope = malloc(scope_len)))
+        return kd_err_set(err, KD_ERR_NOMEM, "out of memory");
+    k->scope[0] = '\0';
+    for (int i = 0; i < k->n_buildings; i++)
+        sprintf(k->scope + strlen(k->scope), "%scallgiving/%s", i ? " " : "", k->buildings[i]);
+    return 0;
+}
+
 static int load_config(kd_kone *k, const kd_config *cfg, kd_kone_token_cfg *tc, kd_err *err)
 {
     int64_t v;
@@ -221,7 +263,11 @@ static int load_config(kd_kone *k, const kd_config *cfg, kd_kone_token_cfg *tc, 
     tc->token_url = kd_config_get(cfg, "kone.token_url");
     tc->client_id = kd_config_get(cfg, "kone.client_id");
     tc->client_secret = kd_config_get(cfg, "kone.client_secret");
+    if ((rc = load_buildings(k, kd_config_get(cfg, "kone.buildings"), err)))
+        return rc;
     tc->scope = kd_config_get(cfg, "kone.scope");
+    if (!*tc->scope && k->scope)
+        tc->scope = k->scope;
     tc->ca_file = kd_config_get(cfg, "kone.ca_file");
     if (strncmp(tc->token_url, "https://", 8) != 0)
         return kd_err_set(err, KD_ERR_INVALID,
@@ -260,6 +306,11 @@ static void kone_free(kd_kone *k)
     free(k->ws_host);
     free(k->ws_path);
     free(k->ca_file);
+    for (int i = 0; i < k->n_buildings; i++)
+        free(k->buildings[i]);
+    free(k->buildings);
+    free(k->scope);
+    free(k->early);
     kk_blds_free(k);
     if (k->bmu_init)
         pthread_mutex_destroy(&k->bmu);
@@ -287,6 +338,8 @@ int kd_kone_start(kd_kone **out, const kd_config *cfg, const kd_kone_hooks *hook
     atomic_init(&k->n_ready, 0);
     k->hooks = *hooks;
     k->rand_state = (unsigned)(kd_mono_us() ^ (int64_t)getpid());
+    /* the subscriber id of our site-monitoring subscriptions (KONE: unique per subscriber) */
+    snprintf(k->sub_name, sizeof k->sub_name, "kone-dispatch-%d", (int)getpid());
     kd_kone_token_cfg tc = {0};
     int rc = load_config(k, cfg, &tc, err);
     if (rc) {

@@ -9,7 +9,10 @@
  *     |                                              failed 1005 (site link down: KONE and
  *     |                                              kone-sim send nothing after the 201)
  *     \--no connection in kone.request_timeout_ms--> failed; job deadline first--> expired
- *   FOLLOW: subscribed to call_state/<session_id>/+ (renewed before it lapses):
+ *   A call is written only under its connection's call_state/+/+ subscription of its
+ *   building and group (kone_sub.c), so no state of it can come before the subscription.
+ *   FOLLOW: its states, matched by session id (a state that comes before the call result
+ *   that names the session is kept briefly and replayed then):
  *     cancelled --> rejected (code = cancel_reason)
  *     being_served / served_soon / served --> succeeded (untracked)
  *     tracked: every state change goes to hooks.call_event; served --> succeeded
@@ -139,6 +142,14 @@ static void finish(kk_job *j, kd_outcome o, kd_failure_class f, const char *code
     kk_finish_run(k, run, o, f, code, msg);
 }
 
+/* The call goes out without its states followed (its subscription was refused for good):
+ * once accepted, it succeeds with this note. */
+static void set_unfollowed(kk_job *j, const char *why)
+{
+    j->unfollowed = true;
+    snprintf(j->note, sizeof j->note, "call state not followed: %s", why);
+}
+
 static void succeed(kk_job *j, const char *code, const char *msg)
 {
     char text[256];
@@ -164,7 +175,6 @@ static void rearm(kk_job *j)
         due = j->answer_deadline;
         break;
     case KJ_FOLLOW:
-        due = j->renew_at;
         if (!j->decisive && j->progress_deadline < due)
             due = j->progress_deadline;
         if (j->run->job.track && j->track_deadline < due)
@@ -179,8 +189,7 @@ static void rearm(kk_job *j)
     lws_sul_schedule(j->k->ctx, 0, &j->sul, job_timer, d > 0 ? d : 1);
 }
 
-/* Queues a frame for the job on its slot. Requests go behind other requests; monitor
- * subscriptions go first (they keep accepted calls observable). */
+/* Queues a frame for the job on its slot, behind the others. */
 static void want(kk_job *j, kk_want w)
 {
     kk_slot *s = j->slot;
@@ -189,10 +198,7 @@ static void want(kk_job *j, kk_want w)
     if (!lws_dll2_is_detached(&j->wlink))
         lws_dll2_remove(&j->wlink);
     j->want = w;
-    if (w == KW_MONITOR)
-        lws_dll2_add_head(&j->wlink, &s->wq);
-    else
-        lws_dll2_add_tail(&j->wlink, &s->wq);
+    lws_dll2_add_tail(&j->wlink, &s->wq);
     kk_slot_want_write(s);
 }
 
@@ -238,8 +244,9 @@ static kk_slot *least_loaded(kd_kone *k)
     return best;
 }
 
-/* Following an accepted call: subscribe to its states (KONE documents no snapshot, so states
- * before the subscription are not seen; the progress window bounds the wait). */
+/* Following an accepted call: its states come under the slot's subscription of its building
+ * and group (for an adopted call, made now: states before it are not seen, and the progress
+ * window bounds the wait). */
 static void start_follow(kk_job *j)
 {
     int64_t now = kd_mono_us();
@@ -247,8 +254,7 @@ static void start_follow(kk_job *j)
     j->accepted_mono = now;
     j->progress_deadline = now + progress_window_us(j);
     j->track_deadline = now + j->k->track_timeout_us;
-    j->renew_at = NEVER;
-    want(j, KW_MONITOR);
+    kk_sub_touch(j->slot, &j->run->job);
     rearm(j);
 }
 
@@ -350,7 +356,7 @@ void kk_jobs_move_unwritten(kk_slot *s)
         next = d->next;
         kk_job *j = lws_container_of(d, kk_job, wlink);
         if (j->st != KJ_WAIT)
-            continue;   /* monitor renewals stay: they belong to this session */
+            continue;   /* a delete stays: it belongs to this session */
         lws_dll2_remove(&j->wlink);
         lws_dll2_remove(&j->place);
         j->want = KW_NONE;
@@ -389,8 +395,6 @@ void kk_jobs_session_restored(kk_slot *s, bool resumed)
             finish(j, KD_OUTCOME_UNKNOWN, KD_FAIL_FINAL, j->fail_code,
                    "the call may have been placed: %s; its delete was lost with the "
                    "session: not called again", j->fail_msg);
-        else if (j->st == KJ_FOLLOW)
-            want(j, KW_MONITOR);   /* subscriptions follow the connection: renew them */
     }
 }
 
@@ -538,22 +542,12 @@ static void job_timer(lws_sorted_usec_list_t *sul)
                         j->last_state[0] ? j->last_state : "created");
             return;
         }
-        if (now >= j->renew_at) {
-            j->renew_at = NEVER;   /* set again when the renewal is written */
-            want(j, KW_MONITOR);
-        }
         break;
     }
     rearm(j);
 }
 
 /* ------------------------------------------------------------------ writing */
-
-static int64_t renew_after_us(const kd_kone *k)
-{
-    int64_t d = (int64_t)k->monitor_duration_s * 1000000 * 4 / 5;
-    return d < 1000000 ? 1000000 : d;
-}
 
 int kk_job_write(kk_job *j, kk_conn *c)
 {
@@ -567,6 +561,22 @@ int kk_job_write(kk_job *j, kk_conn *c)
         kk_job_refuse(j);
         return 0;
     }
+    if (w == KW_REQUEST && run->job.op == KD_OP_CALL && !j->unfollowed) {
+        char why[200] = "";
+        switch (kk_sub_gate(s, j, why, sizeof why)) {
+        case KK_GATE_WAIT:   /* on the subscription's waiters; its answer sends it on */
+            j->want = KW_REQUEST;
+            return 0;
+        case KK_GATE_FAIL:
+            finish(j, KD_OUTCOME_FAILED, KD_FAIL_TRANSIENT, "monitor_failed",
+                   "%s; the call was not made", why);
+            return 0;
+        case KK_GATE_GO:
+            if (why[0])   /* refused for good: the call goes out, its states unfollowed */
+                set_unfollowed(j, why);
+            break;
+        }
+    }
     int64_t id = kk_slot_next_id(s);
     kd_err e = {0};
     char *text = NULL;
@@ -577,13 +587,6 @@ int kk_job_write(kk_job *j, kk_conn *c)
         del.op = KD_OP_CANCEL;
         del.session_id = j->call_session_id;
         text = kd_kone_msg_job(&del, id, kd_now_us(), &e);
-    } else if (w == KW_MONITOR) {
-        char topic[64], sub[48];
-        snprintf(topic, sizeof topic, "call_state/%" PRId64 "/+", j->call_session_id);
-        snprintf(sub, sizeof sub, "kd-%" PRId64, j->call_session_id);
-        const char *topics[] = {topic};
-        text = kd_kone_msg_monitor(run->job.building_id, run->job.group_id, id, sub,
-                                   k->monitor_duration_s, topics, 1, &e);
     } else {
         return 0;
     }
@@ -592,12 +595,10 @@ int kk_job_write(kk_job *j, kk_conn *c)
             finish(j, KD_OUTCOME_UNKNOWN, KD_FAIL_FINAL, j->fail_code,
                    "the call may have been placed: %s; its delete could not be written (%s): "
                    "not called again", j->fail_msg, e.msg);
-        else if (w == KW_REQUEST)
+        else
             finish(j, e.code == KD_ERR_INVALID ? KD_OUTCOME_REJECTED : KD_OUTCOME_FAILED,
                    e.code == KD_ERR_INVALID ? KD_FAIL_FINAL : KD_FAIL_TRANSIENT,
                    e.code == KD_ERR_INVALID ? "invalid_job" : "nomem", "%s", e.msg);
-        else
-            want(j, KW_MONITOR);   /* out of memory: try again on the next WRITEABLE */
         return 0;
     }
     int rc = kk_conn_send(c, text);
@@ -612,7 +613,7 @@ int kk_job_write(kk_job *j, kk_conn *c)
     if (w == KW_DELETE) {
         j->del_req_id = id;
         j->sent_mono = now;
-    } else if (w == KW_REQUEST) {
+    } else {
         j->req_id = id;
         j->st = KJ_SENT;
         j->sent_mono = now;
@@ -621,10 +622,6 @@ int kk_job_write(kk_job *j, kk_conn *c)
         run->written = true;
         if (!run->started_us)
             run->started_us = kd_now_us();
-    } else {
-        j->mon_req_id = id;
-        j->mon_sent_mono = now;
-        j->renew_at = now + renew_after_us(k);
     }
     rearm(j);
     return 0;
@@ -635,13 +632,12 @@ int kk_job_write(kk_job *j, kk_conn *c)
 /* The job whose request `id` was written on slot s. Only s: an answer belongs to the session
  * it arrives on (a resumed session is the same slot), and ids are unique per process, so a
  * late answer can never be credited to another connection's job. */
-static kk_job *find_job(kk_slot *s, int64_t id, bool monitor)
+static kk_job *find_job(kk_slot *s, int64_t id)
 {
     for (lws_dll2_t *d = s->jobs.head; d; d = d->next) {
         kk_job *j = lws_container_of(d, kk_job, place);
-        if (monitor ? j->mon_req_id == id
-                    : (j->req_id == id && (j->st == KJ_SENT || j->st == KJ_ACCEPTED)) ||
-                          (j->st == KJ_CANCELLING && j->del_req_id == id))
+        if ((j->req_id == id && (j->st == KJ_SENT || j->st == KJ_ACCEPTED)) ||
+            (j->st == KJ_CANCELLING && j->del_req_id == id))
             return j;
     }
     return NULL;
@@ -677,6 +673,8 @@ static void auth_retry(kk_job *j)
     rearm(j);
 }
 
+static void call_result(kk_job *j, const kd_kone_msg *m);
+
 static void request_answer(kk_job *j, const kd_kone_msg *m)
 {
     kd_run *run = j->run;
@@ -693,7 +691,10 @@ static void request_answer(kk_job *j, const kd_kone_msg *m)
             /* registered; its result may take as long as any progress of the call */
             j->st = KJ_ACCEPTED;
             j->answer_deadline = now + j->k->call_timeout_us;
-            rearm(j);
+            if (m->has_success || m->call_session_id)
+                call_result(j, m);   /* the result came in the answer itself */
+            else
+                rearm(j);
         } else {
             succeed(j, "", "");
         }
@@ -710,32 +711,6 @@ static void request_answer(kk_job *j, const kd_kone_msg *m)
             kk_bld_too_many(j);   /* slow down for this building */
         finish(j, KD_OUTCOME_FAILED, KD_FAIL_TRANSIENT, code, "KONE answered %d: %s",
                m->status, text);
-        return;
-    }
-}
-
-static void monitor_answer(kk_job *j, const kd_kone_msg *m)
-{
-    j->mon_req_id = 0;
-    kd_wm_api_request("site-monitoring", m->status, kd_mono_us() - j->mon_sent_mono);
-    switch (kd_kone_status_classify(m->status)) {
-    case KD_KONE_ST_OK:
-        return;
-    case KD_KONE_ST_AUTH: {
-        /* renewed on the next connection, which resumes the session */
-        kk_conn *c = kk_slot_active(j->slot);
-        if (c) {
-            kd_kone_tokens_invalidate(j->k->tokens, c->token_gen);
-            kk_conn_kill(c);
-        }
-        return;
-    }
-    default:
-        /* The call is accepted; retrying it would make a duplicate. Report success and
-         * say that its state could not be followed. */
-        snprintf(j->note, sizeof j->note, "call state not followed: monitor refused (%d %.40s)",
-                 m->status, m->message);
-        succeed(j, "", "call accepted");
         return;
     }
 }
@@ -762,7 +737,7 @@ void kk_on_answer(kk_slot *s, const kd_kone_msg *m)
         kd_debug("kone: slot %d: answer %d without a request id ignored", s->idx, m->status);
         return;
     }
-    kk_job *j = find_job(s, m->request_id, false);
+    kk_job *j = find_job(s, m->request_id);
     if (j && j->st == KJ_SENT) {
         request_answer(j, m);
         return;
@@ -771,22 +746,15 @@ void kk_on_answer(kk_slot *s, const kd_kone_msg *m)
         cancel_answer(j, m);
         return;
     }
-    j = find_job(s, m->request_id, true);
-    if (j) {
-        monitor_answer(j, m);
-        return;
-    }
     kd_debug("kone: slot %d: answer %d for unknown request %" PRId64, s->idx, m->status,
              m->request_id);
 }
 
-void kk_on_call_result(kk_slot *s, const kd_kone_msg *m)
+static void replay_early(kd_kone *k, int64_t sid);
+
+/* The call's result (data.success, data.session_id): in its own frame, or in the answer. */
+static void call_result(kk_job *j, const kd_kone_msg *m)
 {
-    kk_job *j = m->has_request_id ? find_job(s, m->request_id, false) : NULL;
-    if (!j || j->run->job.op != KD_OP_CALL) {
-        kd_debug("kone: slot %d: call result for unknown request ignored", s->idx);
-        return;
-    }
     kd_run *run = j->run;
     int64_t now = kd_mono_us();
     if (j->st == KJ_SENT)   /* result before the answer: the answer is implied */
@@ -804,6 +772,11 @@ void kk_on_call_result(kk_slot *s, const kd_kone_msg *m)
         succeed(j, "", "call accepted");
         return;
     }
+    if (j->unfollowed) {
+        run->session_id = m->call_session_id;
+        succeed(j, "", "call accepted");
+        return;
+    }
     kk_bld_evidence(j, KD_BRK_SUCCESS);   /* the building took the call */
     run->session_id = m->call_session_id;
     j->call_session_id = m->call_session_id;
@@ -812,6 +785,17 @@ void kk_on_call_result(kk_slot *s, const kd_kone_msg *m)
         j->k->hooks.accepted(run, j->slot->session_id, j->k->hooks.arg);
     (void)now;
     start_follow(j);
+    replay_early(j->k, m->call_session_id);
+}
+
+void kk_on_call_result(kk_slot *s, const kd_kone_msg *m)
+{
+    kk_job *j = m->has_request_id ? find_job(s, m->request_id) : NULL;
+    if (!j || j->run->job.op != KD_OP_CALL) {
+        kd_debug("kone: slot %d: call result for unknown request ignored", s->idx);
+        return;
+    }
+    call_result(j, m);
 }
 
 static bool is_decisive(const char *state)
@@ -874,4 +858,57 @@ void kk_on_call_state(kd_kone *k, const kd_kone_msg *m)
         }
     }
     rearm(j);
+}
+
+/* ------------------------------------------------------------------ subscriptions */
+
+void kk_job_sub_released(kk_job *j, kk_gate g, const char *why)
+{
+    if (g == KK_GATE_FAIL) {
+        finish(j, KD_OUTCOME_FAILED, KD_FAIL_TRANSIENT, "monitor_failed",
+               "%s; the call was not made", why);
+        return;
+    }
+    if (why && why[0])
+        set_unfollowed(j, why);
+    want(j, KW_REQUEST);   /* the gate passes now */
+}
+
+/* A call's states may come before the frame that names its session (KONE does not promise
+ * the order, and the subscription covers every call of the building): the last
+ * KK_EARLY_N unclaimed ones are kept for the length of a request timeout. */
+void kk_state_unmatched(kd_kone *k, const char *buf, size_t len, int64_t sid)
+{
+    if (len >= KK_EARLY_FRAME)
+        return;
+    if (!k->early && !(k->early = calloc(KK_EARLY_N, sizeof *k->early)))
+        return;
+    unsigned i = k->early_next++ % KK_EARLY_N;
+    k->early[i].sid = sid;
+    k->early[i].mono = kd_mono_us();
+    k->early[i].len = len;
+    memcpy(k->early[i].frame, buf, len);
+}
+
+static void replay_early(kd_kone *k, int64_t sid)
+{
+    if (!k->early)
+        return;
+    int64_t oldest = kd_mono_us() - k->request_timeout_us;
+    for (unsigned n = 0; n < KK_EARLY_N; n++) {   /* oldest first */
+        unsigned i = (k->early_next + n) % KK_EARLY_N;
+        if (k->early[i].sid != sid || k->early[i].mono < oldest)
+            continue;
+        k->early[i].sid = 0;
+        kd_kone_msg m;
+        kd_err e = {0};
+        if (kd_kone_msg_parse(k->early[i].frame, k->early[i].len, &m, &e) == 0 &&
+            m.kind == KD_KONE_MSG_CALL_STATE) {
+            kd_debug("kone: state '%s' of call %" PRId64 " came before its result; applied",
+                     m.ev.state, sid);
+            kk_on_call_state(k, &m);
+        }
+        if (!kk_follows(k, sid))
+            return;   /* finished by it */
+    }
 }

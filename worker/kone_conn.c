@@ -9,8 +9,10 @@
  * late answers still match by request id. Unwritten ones move to another slot.
  *
  * One timer per slot does the housekeeping: connect when due, ping a connection idle for
- * kone.keepalive_s (KONE drops idle ones after ~60 s; the ping carries no buildingId, so
- * it is a pure keep-alive), drop one whose ping or session
+ * kone.keepalive_s (KONE drops idle ones after ~60 s; the ping is a common-api ping to a
+ * building the connection serves, as KONE documents it: a subscribed one, else the first
+ * of kone.buildings; a connection serving none is not pinged, and when KONE closes it for
+ * idleness it is opened again), drop one whose ping or session
  * request goes unanswered for kone.request_timeout_ms, and replace one older than
  * kone.max_conn_age_s (KONE drops every one after 2 h): the slot's second conn opens,
  * resumes the session (KONE then closes the old one), takes over, and the old one is let
@@ -222,6 +224,7 @@ static void conn_gone(kk_conn *c, struct lws *wsi, const char *why, int http_sta
     bool retiring = c->retiring;
     conn_reset(c);
     if (was_active) {
+        kk_subs_conn_lost(s, false);
         s->active = -1;
         s->losses++;
         s->lost_mono = kd_mono_us();
@@ -252,6 +255,7 @@ static void conn_gone(kk_conn *c, struct lws *wsi, const char *why, int http_sta
         kd_info("kone: slot %d: %s; the replacement connection takes over", s->idx, what);
     } else {
         schedule_reconnect(s, what);
+        kk_subs_conn_lost(s, true);   /* calls waiting for a subscription move too */
         kk_jobs_move_unwritten(s);
     }
     kk_slot_kick(s);
@@ -300,6 +304,7 @@ static void session_answer(kk_conn *c, const kd_kone_msg *m)
         s->backoff_ms = KK_BACKOFF_MIN_MS;
         kd_info("kone: slot %d: session %s %s", s->idx, s->session_id,
                 resumed ? "resumed" : "created");
+        kk_subs_session_restored(s);   /* before the calls that wait for them */
         kk_jobs_session_restored(s, resumed);
         kk_job_place_waiting(k);
         kk_slot_want_write(s);
@@ -361,10 +366,15 @@ static int write_ping(kk_conn *c)
 {
     kk_slot *s = c->slot;
     kd_err e = {0};
+    const char *building, *group;
+    if (!kk_sub_ping_target(s, &building, &group)) {
+        c->ping_write = false;   /* it lost its last building meanwhile */
+        return 0;
+    }
     int64_t id = kk_slot_next_id(s);
-    /* No buildingId: a pure keep-alive (kone-sim: always 200), not a probe of a building
-     * whose site link may be down. */
-    char *text = kd_kone_msg_common("ping", NULL, NULL, id, &e);
+    /* Any answer keeps the connection: a building whose link is down answers 500 (1005),
+     * which is the circuit breaker's business (its own probes), not the connection's. */
+    char *text = kd_kone_msg_common("ping", building, group, id, &e);
     if (send_built(c, text, &e))
         return -1;
     c->ping_write = false;
@@ -386,8 +396,10 @@ static void dispatch(kk_conn *c, const char *buf, size_t len)
                  (int)(len > 900 ? 900 : len), buf);
     int64_t sid;
     if (kd_kone_msg_peek_call_state(buf, len, &sid) && !kk_follows(s->k, sid)) {
-        kd_debug("kone: call state for session %" PRId64 " not followed here", sid);
-        return;   /* a decided call's later states: most call-state frames (see kone_msg.h) */
+        /* another session's call in a subscribed building, a decided call's later state,
+         * or one of ours whose call result has not come yet: kept briefly for that */
+        kk_state_unmatched(s->k, buf, len, sid);
+        return;
     }
     if (kd_kone_msg_parse(buf, len, &m, &e)) {
         kd_warn("kone: slot %d: dropped a malformed frame: %s", s->idx, e.msg);
@@ -407,6 +419,8 @@ static void dispatch(kk_conn *c, const char *buf, size_t len)
             }
         }
         if (kk_bld_probe_answer(s, &m))   /* a ping of a building whose circuit is open */
+            return;
+        if (kk_sub_answer(s, &m))
             return;
         kk_on_answer(s, &m);
         kk_slot_answered(s);
@@ -506,12 +520,16 @@ static int conn_writeable(kk_conn *c)
     } else if (kk_bld_probe_wanted(s)) {
         if (kk_bld_write_probe(s, c) < 0)
             return -1;
+    } else if (kk_sub_wanted(s)) {   /* before the calls that wait for it */
+        if (kk_sub_write(s, c) < 0)
+            return -1;
     } else if (s->wq.head) {
         kk_job *j = lws_container_of(s->wq.head, kk_job, wlink);
         if (kk_job_write(j, c))
             return -1;
     }
-    if (c->ping_write || ((s->wq.head || kk_bld_probe_wanted(s)) && o->st != KC_SESSION))
+    if (c->ping_write ||
+        ((s->wq.head || kk_bld_probe_wanted(s) || kk_sub_wanted(s)) && o->st != KC_SESSION))
         lws_callback_on_writable(c->wsi);
     return 0;
 }
@@ -565,7 +583,10 @@ static void slot_timer(lws_sorted_usec_list_t *sul)
                 next = earlier(next, a->ping_sent_mono + k->request_timeout_us);
             }
         } else if (!a->ping_write) {
-            if (now - a->last_tx_mono >= k->keepalive_us) {
+            const char *pb, *pg;
+            if (now - a->last_tx_mono >= k->keepalive_us && !kk_sub_ping_target(s, &pb, &pg)) {
+                next = earlier(next, now + k->keepalive_us);   /* nothing to ping yet */
+            } else if (now - a->last_tx_mono >= k->keepalive_us) {
                 a->ping_write = true;
                 lws_callback_on_writable(a->wsi);
             } else {

@@ -4,6 +4,7 @@
  *   kone_conn.c  the lws protocol callback and the connection pool ("slots")
  *   kone_call.c  one job's life: placement, its frames, answers, events, timers, outcome
  *   kone_bld.c   per building: circuit breaker, rate limit, pings, the getters
+ *   kone_sub.c   per connection and building/group: the call_state/+/+ subscription
  *
  * Threads: everything below except `inbox*`, `stopping`, `n_ready`, the token source
  * and what `bmu` guards is touched only by the loop thread. Other threads hand jobs over
@@ -54,10 +55,14 @@
 #define KK_RESUME_WINDOW_US ((int64_t)KK_RESEND_STATE_S * 1000000)
 #define KK_MAX_BUILDINGS 4096           /* buildings remembered (breaker, rate limit) */
 #define KK_BLD_BUCKETS 512
+#define KK_SUB_BUCKETS 64               /* per slot: subscriptions by building and group */
+#define KK_EARLY_N 64                   /* call states kept before their call result */
+#define KK_EARLY_FRAME 2048             /* ... each at most this long */
 
 typedef struct kd_kone kd_kone;
 typedef struct kk_slot kk_slot;
 typedef struct kk_bld kk_bld;
+typedef struct kk_sub kk_sub;
 
 typedef enum {
     KC_IDLE = 0,    /* no wsi */
@@ -100,6 +105,11 @@ struct kk_slot {
     bool session_numeric;
     lws_dll2_owner_t jobs;      /* kk_job.place */
     lws_dll2_owner_t wq;        /* kk_job.wlink */
+    /* site-monitoring subscriptions of this slot's session (kone_sub.c) */
+    kk_sub *subs[KK_SUB_BUCKETS];
+    int n_subs;
+    lws_dll2_owner_t sub_wq;    /* subscriptions to be written (kk_sub.wlink) */
+    lws_dll2_owner_t sub_out;   /* subscriptions written, not answered (kk_sub.olink) */
     unsigned losses;            /* active connections lost so far (for timeout messages) */
     int64_t lost_mono;          /* when it last lost its active connection */
     int backoff_ms;             /* next reconnect delay */
@@ -116,7 +126,7 @@ typedef enum {
     KJ_CANCELLING,  /* the followed call failed: its delete is written or to be written */
 } kk_job_state;
 
-typedef enum { KW_NONE = 0, KW_REQUEST, KW_MONITOR, KW_DELETE } kk_want;
+typedef enum { KW_NONE = 0, KW_REQUEST, KW_DELETE } kk_want;
 
 typedef struct kk_job {
     kd_kone *k;
@@ -124,7 +134,8 @@ typedef struct kk_job {
     kk_slot *slot;              /* NULL while in k->waitq or bld->rq */
     kk_bld *bld;                /* its building (NULL: the table is full of busy ones) */
     lws_dll2_t place;           /* on k->waitq, slot->jobs or bld->rq */
-    lws_dll2_t wlink;           /* on slot->wq while want != KW_NONE */
+    lws_dll2_t wlink;           /* on slot->wq while want != KW_NONE, or on a kk_sub's
+                                 * waiters until its subscription is answered */
     kk_want want;
     kk_job_state st;
     lws_sorted_usec_list_t sul;
@@ -139,19 +150,17 @@ typedef struct kk_job {
     bool throttled;             /* in bld->rq, waiting for a token */
     bool trial;                 /* admitted while its circuit was half-open: its verdict decides */
     bool brk_told;              /* its success was told to the breaker already */
+    bool unfollowed;            /* its subscription was refused: states not followed */
 
     /* following an accepted call */
     int64_t call_session_id;
     int64_t accepted_mono;
-    int64_t mon_req_id;
-    int64_t mon_sent_mono;
-    int64_t renew_at;
     int64_t progress_deadline;  /* no state change by then: no progress */
     int64_t track_deadline;
     bool decisive;              /* reached being_served / served_soon / served */
     char last_state[32];
     char last_time[40];
-    char note[96];              /* appended to a success message (monitor refused ...) */
+    char note[128];             /* appended to a success message (states not followed) */
     /* cancelling a followed call that failed, before it may be retried */
     int64_t del_req_id;
     char fail_code[48];
@@ -192,6 +201,15 @@ struct kd_kone {
     unsigned affinity_next;
     unsigned rand_state;
     int64_t next_req_id;        /* request ids, unique per process (kk_slot_next_id) */
+    /* call states of sessions nobody follows yet: a call's first state may come before its
+     * call result (the frame that names its session id); kept briefly, replayed then */
+    struct { int64_t sid; int64_t mono; size_t len; char frame[KK_EARLY_FRAME]; }
+        *early;                 /* KK_EARLY_N entries, a ring */
+    unsigned early_next;
+    char sub_name[48];          /* payload.sub of our subscriptions */
+    char **buildings;           /* kone.buildings ("building:<id>"), for keep-alive pings */
+    int n_buildings;
+    char *scope;                /* the scope kone.buildings implies (kone.scope empty) */
 
     /* buildings: circuit breakers and rate limits (kone_bld.c) */
     kd_brk_cfg brk_cfg;
@@ -290,6 +308,62 @@ void kk_blds_free(kd_kone *k);
 /* ---- kone_call.c, for kone_bld.c */
 void kk_job_release(kk_job *j);                /* a token came: on to a connection */
 void kk_job_refuse(kk_job *j);                 /* finish "circuit_open" */
+
+/* ---- kone_sub.c
+ * A call is written only once its connection holds a site-monitoring subscription to
+ * call_state/+/+ of its building and group: KONE sends no snapshot of a call's past states,
+ * so a subscription made after the call (as per-call ones must be) can miss an instant
+ * cancel. Subscriptions are made on first use, answered before any call goes out under
+ * them, renewed at 80 % of kone.monitor_duration_s while used, made again after every
+ * reconnect, and let lapse when unused for a whole duration. */
+struct kk_sub {
+    kk_slot *slot;
+    kk_sub *hnext;
+    char building[KD_JOB_BUILDING_MAX + 16];   /* "building:<id>" */
+    char group[KD_JOB_GROUP_MAX + 1];
+    enum { KS_NEW = 0, KS_ACTIVE, KS_REFUSED } st;
+    bool final;                 /* KS_REFUSED with a 4xx: calls go on without states */
+    lws_dll2_t wlink;           /* on slot->sub_wq: to be written */
+    lws_dll2_t olink;           /* on slot->sub_out: written, not answered */
+    int64_t req_id, sent_mono;
+    int64_t expires;            /* KS_ACTIVE: the subscription lapses at KONE */
+    int64_t renew_at;           /* KS_ACTIVE: write the renewal */
+    int64_t retry_at;           /* KS_REFUSED: not asked again before */
+    int64_t last_used;          /* a call written or followed under it */
+    int refusals;               /* in a row: the retry backoff */
+    char why[160];              /* KS_REFUSED: the answer */
+    lws_dll2_owner_t waiters;   /* calls waiting for its answer (kk_job.wlink) */
+    lws_sorted_usec_list_t sul;
+};
+
+typedef enum {
+    KK_GATE_GO = 0,   /* write the call now (states are followed, or cannot be) */
+    KK_GATE_WAIT,     /* parked on the subscription's waiters until it is answered */
+    KK_GATE_FAIL,     /* the subscription failed transiently: why says so; no call */
+} kk_gate;
+/* May the call of job j go out on slot s now? Makes or renews the subscription. */
+kk_gate kk_sub_gate(kk_slot *s, kk_job *j, char *why, size_t len);
+/* Marks the subscription of the job's building and group used, making it when missing
+ * (an adopted call is followed without a request of its own). True when states of that
+ * building and group are expected on s (subscribed or being subscribed). */
+bool kk_sub_touch(kk_slot *s, const kd_job *job);
+bool kk_sub_wanted(const kk_slot *s);          /* a subscription waits to be written */
+int kk_sub_write(kk_slot *s, kk_conn *c);      /* 1 written, 0 none, -1 close */
+bool kk_sub_answer(kk_slot *s, const kd_kone_msg *m);   /* true: m was one's answer */
+/* The active connection went down: every subscription is made again on the next one.
+ * release: no connection takes over, so waiting calls go back to s->wq (to be moved). */
+void kk_subs_conn_lost(kk_slot *s, bool release);
+void kk_subs_session_restored(kk_slot *s);
+/* A building and group this slot's session serves, for a keep-alive ping: a subscribed
+ * one, else the first of kone.buildings; false when there is none. */
+bool kk_sub_ping_target(const kk_slot *s, const char **building, const char **group);
+void kk_subs_free(kk_slot *s);
+
+/* ---- kone_call.c, for kone_sub.c */
+/* A subscription was answered: its waiting calls go on (GO) or fail (FAIL, why). */
+void kk_job_sub_released(kk_job *j, kk_gate g, const char *why);
+/* A call state for a session nobody follows yet: kept briefly (see kd_kone.early). */
+void kk_state_unmatched(kd_kone *k, const char *buf, size_t len, int64_t sid);
 
 /* ---- kone.c */
 int64_t kk_jitter(kd_kone *k, int64_t max);    /* 0..max-1 */

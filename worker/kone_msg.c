@@ -310,6 +310,18 @@ static bool get_text(const json_t *v, char *buf, size_t len)
     return false;
 }
 
+/* A call result's fields (data.success, data.session_id, data.error). */
+static void result_fields(const json_t *data, kd_kone_msg *m)
+{
+    const json_t *ok = json_object_get(data, "success");
+    m->has_success = json_is_boolean(ok);
+    m->success = json_is_true(ok);
+    int64_t sid = 0;
+    if (get_int(json_object_get(data, "session_id"), &sid))
+        m->call_session_id = sid;
+    get_text(json_object_get(data, "error"), m->error, sizeof m->error);
+}
+
 static void parse_answer(const json_t *root, kd_kone_msg *m)
 {
     const json_t *data = json_object_get(root, "data");
@@ -327,6 +339,7 @@ static void parse_answer(const json_t *root, kd_kone_msg *m)
         const json_t *sid = json_object_get(data, "sessionId");
         m->session_numeric = json_is_integer(sid);
         get_text(sid, m->session_id, sizeof m->session_id);
+        result_fields(data, m);   /* a call's result may come in its answer */
     }
 }
 
@@ -334,13 +347,8 @@ static void parse_call_result(const json_t *data, kd_kone_msg *m)
 {
     m->kind = KD_KONE_MSG_CALL_RESULT;
     m->has_request_id = get_int(json_object_get(data, "request_id"), &m->request_id);
-    const json_t *s = json_object_get(data, "success");
-    m->has_success = json_is_boolean(s);
-    m->success = json_is_true(s);
-    int64_t sid = 0;
-    if (get_int(json_object_get(data, "session_id"), &sid))
-        m->call_session_id = sid;
-    if (!get_text(json_object_get(data, "error"), m->error, sizeof m->error))
+    result_fields(data, m);
+    if (!m->error[0])
         get_text(json_object_get(data, "message"), m->error, sizeof m->error);
 }
 

@@ -117,6 +117,7 @@ static const char *const transient_codes[] = {
     "shutdown",      /* the worker stopped before KONE answered (handed back, not retried) */
     "circuit_open",  /* the building's circuit is open: not sent, no attempt used */
     "rate_limited",  /* the building's rate limit held it back past its wait */
+    "monitor_failed", /* its call-state subscription failed (429, 5xx, no answer): not made */
 };
 
 /* Codes that are final whatever retrying would do. Every other word-like code is a

@@ -51,13 +51,15 @@ typedef struct fk_conn {
     size_t rx_len;
     int n_requests;
     int conn_no;
+    bool subscribed;            /* holds a call_state/+/+ subscription (as KONE, per conn) */
 } fk_conn;
 
 typedef struct fk_call {
     int64_t sid;
     int action;
     int sess;
-    bool dropped;               /* action 9: its first subscription ended the connection */
+    bool dropped;               /* action 9: its first state ended the connection */
+    bool pending;               /* accepted, its states not delivered yet */
 } fk_call;
 
 typedef struct fk_deferred {
@@ -89,6 +91,8 @@ typedef struct fk_shared {
     int n_conns;                    /* connections ever upgraded */
     int n_refused_upgrades;
     int n_pings, n_creates, n_resumes, n_monitors;
+    int n_pings_no_building;        /* pings without buildingId (the spec requires one) */
+    int n_calls_unsubscribed;       /* calls on a connection not subscribed to their states */
     char sessions[32][24];
     fk_conn *session_conn[32];
     int n_sessions;
@@ -168,8 +172,11 @@ static json_t *fk_call_state(int64_t sid, const char *state, const char *reason)
  *   404  404 "Building data not found for ID building:1"
  *   429  429
  *   7    never answered
- *   9    accepted; its first subscription gets being_allocated and then the connection
- *        drops; the rest of its states go only to a subscription made after that
+ *   9    accepted; being_allocated, then the connection drops; the rest of its states go
+ *        only to a connection of its session that subscribes after that
+ * States go only to a connection that subscribed to call_state/+/+ before the call (KONE
+ * sends no snapshot); a call whose states could not be delivered (its connection dropped)
+ * gets them when a connection of its session subscribes again (KONE's resend on resume).
  *   10   as 8, and upgrades are refused (503) for 2.5 s: the resume comes late
  *   11   the connection drops before the answer, which is lost for good; upgrades refused
  *        (503) for 2.5 s */
@@ -180,8 +187,17 @@ static int64_t fk_now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static void fk_events(fk_conn *c, const fk_call *call)
+static void fk_events(fk_conn *c, fk_call *call)
 {
+    call->pending = false;
+    if (call->action == 9 && !call->dropped) {
+        call->dropped = true;
+        call->pending = true;
+        fk_send(c, fk_call_state(call->sid, "being_allocated", NULL));
+        c->close_now = true;
+        lws_callback_on_writable(c->wsi);
+        return;
+    }
     if (call->action == 3) {
         fk_send(c, fk_call_state(call->sid, "cancelled", "SAME_SOURCE_AND_DEST_FLOOR"));
     } else if (call->action != 5) {
@@ -241,8 +257,13 @@ static void fk_action(fk_conn *c, const json_t *rid, int action)
         break;
     }
     int64_t sid = ++fk->next_sid;
-    if (fk->n_calls < 256)
-        fk->calls[fk->n_calls++] = (fk_call){sid, action, c->sess, false};
+    if (!c->subscribed)
+        fk->n_calls_unsubscribed++;
+    fk_call *call = NULL;
+    if (fk->n_calls < 256) {
+        call = &fk->calls[fk->n_calls++];
+        *call = (fk_call){sid, action, c->sess, false, true};
+    }
     if ((action == 8 || action == 10) && fk->n_deferred < 16) {
         fk->deferred[fk->n_deferred++] = (fk_deferred){c->sess, json_deep_copy(rid), sid, false};
         if (action == 10)
@@ -253,6 +274,8 @@ static void fk_action(fk_conn *c, const json_t *rid, int action)
     }
     fk_send(c, fk_answer(rid, 201, NULL));
     fk_send(c, fk_result(rid, true, sid, NULL));
+    if (call && c->subscribed)
+        fk_events(c, call);
 }
 
 static void fk_frame(fk_conn *c, const char *text, size_t len)
@@ -309,26 +332,27 @@ static void fk_frame(fk_conn *c, const char *text, size_t len)
         }
     } else if (!strcmp(type, "common-api") && ct && !strcmp(ct, "ping")) {
         fk->n_pings++;
+        if (!json_object_get(o, "buildingId"))
+            fk->n_pings_no_building++;
         fk_send(c, fk_answer(rid, 200, NULL));
     } else if (!strcmp(type, "site-monitoring")) {
         fk->n_monitors++;
+        /* buildings 403 and 503 refuse subscriptions with that status */
+        const char *b = json_string_value(json_object_get(o, "buildingId"));
+        int refuse = !b ? 0 : !strcmp(b, "building:403") ? 403 : !strcmp(b, "building:503") ? 503 : 0;
+        if (refuse) {
+            fk_send(c, fk_answer(rid, refuse, refuse == 403 ? "Forbidden" : "Unavailable"));
+            json_decref(o);
+            return;
+        }
         fk_send(c, fk_answer(rid, 201, NULL));
         const char *topic = json_string_value(json_array_get(json_object_get(p, "subtopics"), 0));
-        long long sid = 0;
-        if (topic && sscanf(topic, "call_state/%lld/", &sid) == 1)
-            for (int i = 0; i < fk->n_calls; i++) {
-                fk_call *call = &fk->calls[i];
-                if (call->sid != sid)
-                    continue;
-                if (call->action == 9 && !call->dropped) {
-                    call->dropped = true;
-                    fk_send(c, fk_call_state(sid, "being_allocated", NULL));
-                    c->close_now = true;
-                    lws_callback_on_writable(c->wsi);
-                } else {
-                    fk_events(c, call);
-                }
-            }
+        if (topic && !strcmp(topic, "call_state/+/+")) {
+            c->subscribed = true;
+            for (int i = 0; i < fk->n_calls; i++)   /* undelivered states of its session */
+                if (fk->calls[i].pending && fk->calls[i].sess == c->sess && c->sess >= 0)
+                    fk_events(c, &fk->calls[i]);
+        }
     } else if (!strcmp(type, "lift-call-api-v2") && ct && !strcmp(ct, "action")) {
         fk_action(c, rid, (int)json_integer_value(json_object_get(json_object_get(p, "call"),
                                                                   "action")));
@@ -761,6 +785,7 @@ static void test_outcomes(void **state)
     assert_true(r->finished_us >= r->started_us);
     free(r);
 
+    /* cancelled at once: seen only because the subscription came before the call */
     r = run_one(&c, new_run(KD_OP_CALL, 3, false), 5000);
     expect(r, KD_OUTCOME_REJECTED, KD_FAIL_FINAL, "SAME_SOURCE_AND_DEST_FLOOR");
     assert_non_null(strstr(r->error_message, "SAME_SOURCE_AND_DEST_FLOOR"));
@@ -821,6 +846,42 @@ static void test_outcomes(void **state)
     r = run_one(&c, old, 5000);
     expect(r, KD_OUTCOME_EXPIRED, KD_FAIL_FINAL, "expired");
     free(r);
+    /* every call went out on a connection already subscribed to its building's states,
+     * and one subscription per connection served all of them */
+    assert_int_equal(fk_get(&fk->n_calls_unsubscribed), 0);
+    assert_true(fk_get(&fk->n_monitors) <= 2);
+    client_stop(&c);
+}
+
+/* A subscription refused for good (403) lets the call go out, its states unfollowed: the
+ * accepted call succeeds with a note. One that fails transiently (503) fails the call
+ * before it is made, so retrying it is safe. */
+static void test_subscription_refused(void **state)
+{
+    (void)state;
+    client c;
+    client_start(&c, "--kone-connections=1", NULL);
+    int unsubscribed = fk_get(&fk->n_calls_unsubscribed), calls = fk_get(&fk->n_calls);
+    const struct {
+        const char *building, *note;
+        kd_outcome o;
+        kd_failure_class f;
+        const char *code;
+    } cases[] = {
+        {"building:403", "call state not followed", KD_OUTCOME_SUCCEEDED, KD_FAIL_NONE, ""},
+        {"building:503", "not made", KD_OUTCOME_FAILED, KD_FAIL_TRANSIENT, "monitor_failed"},
+    };
+    for (int i = 0; i < 2; i++) {
+        kd_run *r = new_run(KD_OP_CALL, 2, false);
+        snprintf(r->job.building_id, sizeof r->job.building_id, "%s", cases[i].building);
+        r = run_one(&c, r, 5000);
+        expect(r, cases[i].o, cases[i].f, cases[i].code);
+        assert_non_null(strstr(r->error_message, cases[i].note));
+        assert_non_null(strstr(r->error_message, cases[i].building + 9));   /* the status */
+        free(r);
+    }
+    assert_int_equal(fk_get(&fk->n_calls_unsubscribed), unsubscribed + 1);
+    assert_int_equal(fk_get(&fk->n_calls), calls + 1);   /* only the 403 building's call */
     client_stop(&c);
 }
 
@@ -1017,10 +1078,11 @@ static void test_keepalive_and_replacement(void **state)
 {
     (void)state;
     client c;
-    client_start(&c, "--kone-connections=1", "--kone-keepalive-s=1");
+    client_start(&c, "--kone-buildings=1", "--kone-keepalive-s=1");
     int pings = fk_get(&fk->n_pings);
     sleep(3);
     assert_true(fk_get(&fk->n_pings) >= pings + 2);
+    assert_int_equal(fk_get(&fk->n_pings_no_building), 0);   /* a ping names its building */
     client_stop(&c);
 
     client_start(&c, "--kone-connections=1", "--kone-max-conn-age-s=5");
@@ -1113,6 +1175,7 @@ int main(void)
         cmocka_unit_test(test_bad_config),
         cmocka_unit_test_setup_teardown(test_outcomes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tracked, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_subscription_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_many_spread, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cancel_affinity, setup, teardown),
         cmocka_unit_test_setup_teardown(test_401_on_request, setup, teardown),

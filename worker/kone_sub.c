@@ -1,0 +1,408 @@
+/* kone_sub.c: the site-monitoring subscriptions of each connection (see kone_int.h).
+ *
+ * One subscription per slot, building and group, to call_state/+/+, named
+ * kd_kone.sub_name. It exists before the first call of that building and group goes out
+ * on the slot, because KONE documents no snapshot on subscribe: a call cancelled at once
+ * (SAME_SOURCE_AND_DEST_FLOOR, NO_LIFT_AVAILABLE, a locked floor) sends its only state
+ * right after the call result, and a per-call subscription made then would miss it.
+ *
+ *   NEW --written--> (answer pending) --2xx--> ACTIVE --renew at 80 %--> (pending) ...
+ *                                      \--4xx--> REFUSED final: calls go on; their states
+ *                                      |          are not followed (the call's own answer
+ *                                      |          decides, an accepted call succeeds with a
+ *                                      |          note); asked again after the backoff
+ *                                      \--401--> the token is refreshed, the conn replaced
+ *                                      \--429/5xx/no answer--> REFUSED: calls waiting fail
+ *                                                 transient (not made, safe to retry)
+ *
+ * Calls arriving while the subscription is unanswered wait on it (kk_sub.waiters), and
+ * their own deadlines still run (kone_call.c). After a reconnect, every subscription of the
+ * slot is made again before new calls go out (KONE may tie them to the connection); calls
+ * already followed keep their deadlines, and the resumed session resends their states.
+ * A subscription nobody used for a whole kone.monitor_duration_s is not renewed: it lapses
+ * at KONE and is forgotten here, so memory follows the buildings in use.
+ *
+ * Incoming states of other sessions (other workers' calls in the same building) are
+ * dropped by kone_conn.c's peek before any JSON is parsed.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kd_log.h"
+#include "kone_int.h"
+#include "metrics_catalog.h"
+
+#define SEC 1000000LL
+#define RETRY_MIN_US SEC
+#define RETRY_MAX_US (30 * SEC)
+
+static void sub_timer(lws_sorted_usec_list_t *sul);
+
+static unsigned hash_of(const char *building, const char *group)
+{
+    uint32_t h = 2166136261u;
+    for (const char *p = building; *p; p++)
+        h = (h ^ (unsigned char)*p) * 16777619u;
+    h = (h ^ '/') * 16777619u;
+    for (const char *p = group; *p; p++)
+        h = (h ^ (unsigned char)*p) * 16777619u;
+    return h % KK_SUB_BUCKETS;
+}
+
+/* The job's building as KONE names it, and its group ("1" when none). */
+static void key_of(const kd_job *job, char *b, size_t blen, const char **g)
+{
+    kd_kone_building_id(job->building_id, b, blen);
+    *g = job->group_id[0] ? job->group_id : "1";
+}
+
+static kk_sub *lookup(kk_slot *s, const char *b, const char *g)
+{
+    for (kk_sub *x = s->subs[hash_of(b, g)]; x; x = x->hnext)
+        if (!strcmp(x->building, b) && !strcmp(x->group, g))
+            return x;
+    return NULL;
+}
+
+static void arm(kk_sub *x, int64_t at)
+{
+    int64_t d = at - kd_mono_us();
+    lws_sul_schedule(x->slot->k->ctx, 0, &x->sul, sub_timer, d > 0 ? d : 1);
+}
+
+/* Queues the subscription's frame (a first request, a renewal or a new try). */
+static void want_write(kk_sub *x)
+{
+    kk_slot *s = x->slot;
+    if (!lws_dll2_is_detached(&x->olink))
+        lws_dll2_remove(&x->olink);
+    x->req_id = 0;
+    if (lws_dll2_is_detached(&x->wlink))
+        lws_dll2_add_tail(&x->wlink, &s->sub_wq);
+    kk_slot_want_write(s);
+}
+
+static kk_sub *create(kk_slot *s, const char *b, const char *g)
+{
+    kk_sub *x = calloc(1, sizeof *x);
+    if (!x)
+        return NULL;
+    x->slot = s;
+    snprintf(x->building, sizeof x->building, "%s", b);
+    snprintf(x->group, sizeof x->group, "%s", g);
+    x->st = KS_NEW;
+    unsigned h = hash_of(b, g);
+    x->hnext = s->subs[h];
+    s->subs[h] = x;
+    s->n_subs++;
+    return x;
+}
+
+static void destroy(kk_sub *x)
+{
+    kk_slot *s = x->slot;
+    for (kk_sub **pp = &s->subs[hash_of(x->building, x->group)]; *pp; pp = &(*pp)->hnext)
+        if (*pp == x) {
+            *pp = x->hnext;
+            break;
+        }
+    s->n_subs--;
+    lws_sul_cancel(&x->sul);
+    if (!lws_dll2_is_detached(&x->wlink))
+        lws_dll2_remove(&x->wlink);
+    if (!lws_dll2_is_detached(&x->olink))
+        lws_dll2_remove(&x->olink);
+    free(x);
+}
+
+/* Lets every waiting call go on (g GO) or fail (g FAIL). A call finished here is unlinked
+ * from the list by kone_call.c, so the head is taken each time. */
+static void release(kk_sub *x, kk_gate g)
+{
+    while (x->waiters.head) {
+        kk_job *j = lws_container_of(x->waiters.head, kk_job, wlink);
+        lws_dll2_remove(&j->wlink);
+        kk_job_sub_released(j, g, x->why);
+    }
+}
+
+kk_gate kk_sub_gate(kk_slot *s, kk_job *j, char *why, size_t len)
+{
+    char b[sizeof ((kk_sub *)0)->building];
+    const char *g;
+    key_of(&j->run->job, b, sizeof b, &g);
+    kk_sub *x = lookup(s, b, g);
+    int64_t now = kd_mono_us();
+    if (!x && !(x = create(s, b, g))) {
+        snprintf(why, len, "out of memory for the site-monitoring subscription of %s", b);
+        return KK_GATE_FAIL;
+    }
+    x->last_used = now;
+    if (x->st == KS_ACTIVE)
+        return KK_GATE_GO;
+    if (x->st == KS_REFUSED && now < x->retry_at) {
+        snprintf(why, len, "%s", x->why);
+        return x->final ? KK_GATE_GO : KK_GATE_FAIL;
+    }
+    if (x->st == KS_REFUSED) {   /* the backoff passed: ask again, calls wait for it */
+        x->st = KS_NEW;
+        want_write(x);
+    } else if (lws_dll2_is_detached(&x->wlink) && lws_dll2_is_detached(&x->olink)) {
+        want_write(x);   /* a new one */
+    }
+    lws_dll2_add_tail(&j->wlink, &x->waiters);
+    return KK_GATE_WAIT;
+}
+
+bool kk_sub_touch(kk_slot *s, const kd_job *job)
+{
+    char b[sizeof ((kk_sub *)0)->building];
+    const char *g;
+    key_of(job, b, sizeof b, &g);
+    kk_sub *x = lookup(s, b, g);
+    if (!x && !(x = create(s, b, g)))
+        return false;
+    x->last_used = kd_mono_us();
+    if (x->st == KS_NEW && lws_dll2_is_detached(&x->wlink) && lws_dll2_is_detached(&x->olink))
+        want_write(x);
+    return x->st != KS_REFUSED;
+}
+
+bool kk_sub_wanted(const kk_slot *s)
+{
+    return s->sub_wq.head != NULL;
+}
+
+int kk_sub_write(kk_slot *s, kk_conn *c)
+{
+    if (!s->sub_wq.head)
+        return 0;
+    kk_sub *x = lws_container_of(s->sub_wq.head, kk_sub, wlink);
+    kd_kone *k = s->k;
+    int64_t id = kk_slot_next_id(s);
+    const char *topics[] = {"call_state/+/+"};
+    kd_err e = {0};
+    char *text = kd_kone_msg_monitor(x->building, x->group, id, k->sub_name,
+                                     k->monitor_duration_s, topics, 1, &e);
+    if (!text) {   /* out of memory: try again on the next WRITEABLE */
+        kd_error("kone: slot %d: %s", s->idx, e.msg);
+        return 0;
+    }
+    int rc = kk_conn_send(c, text);
+    free(text);
+    if (rc)
+        return -1;   /* stays queued: the connection closes and it is made again */
+    lws_dll2_remove(&x->wlink);
+    lws_dll2_add_tail(&x->olink, &s->sub_out);
+    x->req_id = id;
+    x->sent_mono = kd_mono_us();
+    arm(x, x->sent_mono + k->request_timeout_us);
+    kd_debug("kone: slot %d: subscribing to call states of %s group %s", s->idx, x->building,
+             x->group);
+    return 1;
+}
+
+/* The subscription could not be made or renewed: final (4xx) or not; what says why. */
+static void refused(kk_sub *x, bool final, const char *what)
+{
+    kk_slot *s = x->slot;
+    int64_t now = kd_mono_us();
+    int64_t backoff = RETRY_MIN_US << (x->refusals < 5 ? x->refusals : 5);
+    if (backoff > RETRY_MAX_US)
+        backoff = RETRY_MAX_US;
+    x->refusals++;
+    snprintf(x->why, sizeof x->why, "site-monitoring subscription of %s group %s %s",
+             x->building, x->group, what);
+    if (x->st == KS_ACTIVE && now < x->expires && !final) {
+        /* a renewal failed but the subscription still runs: try again soon */
+        kd_warn("kone: slot %d: %s; trying again", s->idx, x->why);
+        x->renew_at = now + backoff;
+        arm(x, x->renew_at < x->expires ? x->renew_at : x->expires);
+        return;
+    }
+    kd_warn("kone: slot %d: %s%s", s->idx, x->why,
+            final ? "; calls go on without following their states" : "; its calls fail");
+    x->st = KS_REFUSED;
+    x->final = final;
+    x->retry_at = now + backoff;
+    lws_sul_cancel(&x->sul);
+    release(x, final ? KK_GATE_GO : KK_GATE_FAIL);
+}
+
+bool kk_sub_answer(kk_slot *s, const kd_kone_msg *m)
+{
+    if (!m->has_request_id)
+        return false;
+    kk_sub *x = NULL;
+    for (lws_dll2_t *d = s->sub_out.head; d && !x; d = d->next) {
+        kk_sub *y = lws_container_of(d, kk_sub, olink);
+        if (y->req_id == m->request_id)
+            x = y;
+    }
+    if (!x)
+        return false;
+    kd_kone *k = s->k;
+    int64_t now = kd_mono_us();
+    lws_dll2_remove(&x->olink);
+    x->req_id = 0;
+    kd_wm_api_request("site-monitoring", m->status, now - x->sent_mono);
+    const char *text = m->message[0] ? m->message : "no message";
+    switch (kd_kone_status_classify(m->status)) {
+    case KD_KONE_ST_OK:
+        x->st = KS_ACTIVE;
+        x->final = false;
+        x->refusals = 0;
+        x->why[0] = '\0';
+        x->expires = x->sent_mono + (int64_t)k->monitor_duration_s * SEC;
+        x->renew_at = x->sent_mono + (int64_t)k->monitor_duration_s * SEC * 4 / 5;
+        arm(x, x->renew_at);
+        release(x, KK_GATE_GO);
+        return true;
+    case KD_KONE_ST_AUTH: {
+        /* made again on the next connection, opened with a fresh token */
+        kk_conn *c = kk_slot_active(s);
+        if (c) {
+            kd_kone_tokens_invalidate(k->tokens, c->token_gen);
+            kk_conn_kill(c);
+        }
+        return true;
+    }
+    case KD_KONE_ST_REJECTED:
+    case KD_KONE_ST_TRANSIENT: {
+        char what[100];
+        snprintf(what, sizeof what, "answered %d (%.60s)", m->status, text);
+        refused(x, kd_kone_status_classify(m->status) == KD_KONE_ST_REJECTED, what);
+        return true;
+    }
+    }
+    return true;
+}
+
+/* Is any call of the subscription's building and group still on the slot? */
+static bool in_use(kk_sub *x, int64_t now)
+{
+    kk_slot *s = x->slot;
+    if (now - x->last_used < (int64_t)s->k->monitor_duration_s * SEC)
+        return true;
+    for (lws_dll2_t *d = s->jobs.head; d; d = d->next) {
+        kk_job *j = lws_container_of(d, kk_job, place);
+        char b[sizeof x->building];
+        const char *g;
+        key_of(&j->run->job, b, sizeof b, &g);
+        if (!strcmp(b, x->building) && !strcmp(g, x->group))
+            return true;
+    }
+    return false;
+}
+
+static void sub_timer(lws_sorted_usec_list_t *sul)
+{
+    kk_sub *x = lws_container_of(sul, kk_sub, sul);
+    kk_slot *s = x->slot;
+    kd_kone *k = s->k;
+    int64_t now = kd_mono_us();
+    if (x->req_id) {   /* written: its answer is due */
+        if (now >= x->sent_mono + k->request_timeout_us) {
+            lws_dll2_remove(&x->olink);
+            x->req_id = 0;
+            kd_wm_api_request("site-monitoring", KD_WM_STATUS_TIMEOUT, now - x->sent_mono);
+            char what[64];
+            snprintf(what, sizeof what, "unanswered in %" PRId64 " ms",
+                     k->request_timeout_us / 1000);
+            refused(x, false, what);
+        } else {
+            arm(x, x->sent_mono + k->request_timeout_us);
+        }
+        return;
+    }
+    if (x->st != KS_ACTIVE)
+        return;
+    if (!in_use(x, now)) {
+        kd_debug("kone: slot %d: subscription of %s group %s unused; let it lapse", s->idx,
+                 x->building, x->group);
+        destroy(x);
+        return;
+    }
+    if (now >= x->expires) {   /* renewals failed until it lapsed: make it anew */
+        x->st = KS_NEW;
+        want_write(x);
+        return;
+    }
+    if (now >= x->renew_at)
+        want_write(x);
+    else
+        arm(x, x->renew_at);
+}
+
+void kk_subs_conn_lost(kk_slot *s, bool release_waiters)
+{
+    for (int i = 0; i < KK_SUB_BUCKETS; i++)
+        for (kk_sub *x = s->subs[i]; x; x = x->hnext) {
+            lws_sul_cancel(&x->sul);
+            if (!lws_dll2_is_detached(&x->olink))
+                lws_dll2_remove(&x->olink);
+            if (!lws_dll2_is_detached(&x->wlink))
+                lws_dll2_remove(&x->wlink);
+            x->req_id = 0;
+            x->st = KS_NEW;
+            x->final = false;
+            x->refusals = 0;
+            if (!release_waiters)
+                continue;
+            while (x->waiters.head) {   /* back to the slot's queue, to be moved elsewhere */
+                kk_job *j = lws_container_of(x->waiters.head, kk_job, wlink);
+                lws_dll2_remove(&j->wlink);
+                lws_dll2_add_tail(&j->wlink, &s->wq);
+            }
+        }
+}
+
+void kk_subs_session_restored(kk_slot *s)
+{
+    int64_t now = kd_mono_us();
+    for (int i = 0; i < KK_SUB_BUCKETS; i++) {
+        kk_sub *next;
+        for (kk_sub *x = s->subs[i]; x; x = next) {
+            next = x->hnext;
+            if (!x->waiters.count && !in_use(x, now)) {
+                destroy(x);
+                continue;
+            }
+            x->st = KS_NEW;
+            want_write(x);
+        }
+    }
+}
+
+bool kk_sub_ping_target(const kk_slot *s, const char **building, const char **group)
+{
+    const kk_sub *best = NULL;
+    for (int i = 0; i < KK_SUB_BUCKETS; i++)
+        for (const kk_sub *x = s->subs[i]; x; x = x->hnext)
+            if (x->st == KS_ACTIVE && (!best || x->last_used > best->last_used))
+                best = x;
+    if (best) {
+        *building = best->building;
+        *group = best->group;
+        return true;
+    }
+    if (s->k->n_buildings > 0) {
+        *building = s->k->buildings[0];
+        *group = "1";
+        return true;
+    }
+    return false;
+}
+
+void kk_subs_free(kk_slot *s)
+{
+    for (int i = 0; i < KK_SUB_BUCKETS; i++)
+        while (s->subs[i]) {
+            kk_sub *x = s->subs[i];
+            while (x->waiters.head)
+                lws_dll2_remove(x->waiters.head);
+            destroy(x);
+        }
+}
