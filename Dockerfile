@@ -1,16 +1,24 @@
 # syntax=docker/dockerfile:1
-# The kone-dispatch image: kone-worker, kone-producer, kone-events and kone-sim.
+# The kone-dispatch images:
 #
-#   docker build -t kone-dispatch .        (.github/workflows/pipeline.yml builds and pushes it)
+#   docker build --target runtime -t kone-dispatch .       kone-worker, kone-producer, kone-events
+#   docker build --target sim -t kone-dispatch-sim .       kone-sim and its test data
 #
-# Two stages: Debian 12 with the -dev packages, cmake and ninja builds the programs; a
-# bookworm-slim runtime gets only the shared libraries they link (their runtime packages)
-# and CA certificates, and runs as an unprivileged user. The Helm chart
-# (charts/kone-dispatch) runs each program by its path in /usr/local/bin.
+# (.github/workflows/pipeline.yml builds and pushes both.) The production image carries no
+# test material: kone-sim and sim/*.json (buildings, and clients whose secrets are public
+# dev values) are only in the `sim` image, which the chart runs when sim.enabled. A plain
+# `docker build .` builds the last stage, the production one.
+#
+# Stages: Debian 12 with the -dev packages, cmake and ninja builds the programs; `base`
+# (bookworm-slim) gets only the shared libraries they link (their runtime packages), CA
+# certificates and an unprivileged user; `sim` and `runtime` each add their programs to it.
+# The Helm chart (charts/kone-dispatch) runs each program by its path in /usr/local/bin.
 #
 # tests/ops/dockerfile_image.sh keeps this file honest without a Docker engine: the
-# programs built and copied are exactly the build's install set (cmake --install), and the
-# runtime packages are exactly those owning the libraries the programs link.
+# programs built are exactly the build's install set (cmake --install), each copied into one
+# image (kone-sim into `sim`, the others into `runtime`), the runtime image has no kone-sim,
+# nothing from sim/ and no dev credential, and the packages are exactly those owning the
+# libraries the programs link.
 
 ARG DEBIAN_RELEASE=bookworm
 
@@ -38,8 +46,8 @@ RUN mkdir -p tests/unit tests/integration tests/ops \
     && cmake --build build --target kone-worker kone-producer kone-events kone-sim \
     && cmake --install build --prefix /out --strip
 
-# ---- runtime ---------------------------------------------------------------------------------
-FROM debian:${DEBIAN_RELEASE}-slim AS runtime
+# ---- base: the runtime libraries and the user, shared by both images ------------------------
+FROM debian:${DEBIAN_RELEASE}-slim AS base
 RUN apt-get update \
     && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
         ca-certificates \
@@ -57,13 +65,21 @@ RUN apt-get update \
     && useradd --system --uid 10001 --gid kd --no-create-home --home-dir /nonexistent \
         --shell /usr/sbin/nologin kd
 
-COPY --from=build /out/bin/kone-worker /out/bin/kone-producer /out/bin/kone-events /out/bin/kone-sim /usr/local/bin/
+# Numeric, so Kubernetes can verify runAsNonRoot; the chart runs as the same uid/gid.
+USER 10001:10001
+
+# ---- sim: kone-sim, for tests, demos and environments without KONE access -------------------
+FROM base AS sim
+COPY --from=build /out/bin/kone-sim /usr/local/bin/
 # kone-sim's default buildings and clients (its defaults sim/buildings.json and
 # sim/clients.json resolve from the working directory).
 COPY sim/buildings.json sim/clients.json /usr/share/kone-dispatch/sim/
 WORKDIR /usr/share/kone-dispatch
+EXPOSE 8443
+CMD ["/usr/local/bin/kone-sim"]
 
-# Numeric, so Kubernetes can verify runAsNonRoot; the chart runs as the same uid/gid.
-USER 10001:10001
-EXPOSE 9464 8443
+# ---- runtime: the production image (last, so that a plain `docker build .` makes it) -------
+FROM base AS runtime
+COPY --from=build /out/bin/kone-worker /out/bin/kone-producer /out/bin/kone-events /usr/local/bin/
+EXPOSE 9464
 CMD ["/usr/local/bin/kone-worker"]

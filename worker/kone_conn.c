@@ -27,6 +27,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/x509.h>
+
 #include "kd_log.h"
 #include "kone_int.h"
 #include "metrics_catalog.h"
@@ -170,6 +172,7 @@ static bool conn_open(kk_conn *c)
     ci.pwsi = &c->wsi;
 
     c->st = KC_CONNECTING;
+    c->tls_refusal[0] = '\0';
     c->retiring = false;
     c->token_gen = gen;
     c->sess_write = false;
@@ -632,9 +635,27 @@ static int kk_callback(struct lws *wsi, enum lws_callback_reasons reason, void *
             kk_loop_wakeup(k);
         break;
     }
+    case LWS_CALLBACK_OPENSSL_PERFORM_SERVER_CERT_VERIFICATION:
+        /* libwebsockets refuses a bad certificate on its own (no ALLOW_* flag is set) but
+         * reports only "SSL err 1": keep the verifier's reason (unknown CA, host name,
+         * expired) for the log line. Here `user` is the X509_STORE_CTX, len preverify_ok;
+         * returning 0 leaves OpenSSL's verdict as it is. */
+        c = wsi ? lws_wsi_user(wsi) : NULL;
+        if (!len && user && c && !c->tls_refusal[0]) {
+            X509_STORE_CTX *x = user;
+            snprintf(c->tls_refusal, sizeof c->tls_refusal, "%s",
+                     X509_verify_cert_error_string(X509_STORE_CTX_get_error(x)));
+        }
+        return 0;
     case LWS_CALLBACK_CLIENT_CONNECTION_ERROR:
         if (c) {
+            char tls[160];
             const char *why = in ? (const char *)in : "connection failed";
+            if (c->tls_refusal[0]) {
+                snprintf(tls, sizeof tls, "TLS: KONE's certificate refused: %s",
+                         c->tls_refusal);
+                why = tls;
+            }
             conn_gone(c, wsi, why, upgrade_status(wsi, why));
         }
         break;

@@ -94,6 +94,7 @@ typedef struct kk_conn {
     char *rx;
     size_t rx_len, rx_cap;
     bool rx_skip;               /* current message too big: drop until its end */
+    char tls_refusal[96];       /* why KONE's certificate was refused (OpenSSL's words) */
 } kk_conn;
 
 struct kk_slot {

@@ -327,7 +327,10 @@ int kd_worker_metrics_start(const kd_config *cfg, kd_http_ready_fn ready, void *
                             kd_err *err)
 {
     int64_t port = 9464;
-    if (cfg && kd_config_int(cfg, "metrics.port", -1, 65535, &port, err))
+    int64_t conns = 0, per_ip = 0;
+    if (cfg && (kd_config_int(cfg, "metrics.port", -1, 65535, &port, err) ||
+                kd_config_int(cfg, "metrics.max_connections", 1, 65536, &conns, err) ||
+                kd_config_int(cfg, "metrics.max_connections_per_ip", 1, 65536, &per_ip, err)))
         return -1;
     if (kd_wm_init(cfg, err))
         return -1;
@@ -342,6 +345,8 @@ int kd_worker_metrics_start(const kd_config *cfg, kd_http_ready_fn ready, void *
         .stale_ms = wm.stale_us / 1000,
         .ready = ready ? ready : kd_wm_ready,
         .ready_arg = ready ? arg : NULL,
+        .max_connections = (unsigned)conns,
+        .max_connections_per_ip = (unsigned)per_ip,
     };
     if (kd_http_start(&wm.http, &o, err)) {
         kd_wm_free();

@@ -4,8 +4,10 @@
  *   GET /healthz  200 while the owner's loop turns: kd_http_heartbeat() was called within
  *                 stale_ms; 503 otherwise (a wedged loop: the orchestrator restarts it)
  *   GET /readyz   200 when the ready callback says so, 503 with its reasons otherwise
- *   anything else 404; a method other than GET/HEAD 405
- * Bodies of /healthz and /readyz are small JSON objects.
+ *   anything else 404; a method other than GET/HEAD 405, answered before any body is read
+ * Bodies of /healthz and /readyz are small JSON objects. Request line and headers are
+ * limited to 16 KiB; connections to max_connections in all and max_connections_per_ip per
+ * client address (see http.c for why).
  *
  * Why its own thread (MHD_USE_INTERNAL_POLLING_THREAD): the worker's main thread may sit
  * in a RabbitMQ call and the KONE thread in libwebsockets; a scrape must be answered
@@ -36,6 +38,8 @@ typedef struct kd_http_opts {
     int64_t stale_ms;          /* /healthz fails when the heartbeat is older; <= 0: 30000 */
     kd_http_ready_fn ready;    /* NULL: always ready */
     void *ready_arg;
+    unsigned max_connections;        /* 0: 256 */
+    unsigned max_connections_per_ip; /* 0: 8; must not exceed max_connections */
 } kd_http_opts;
 
 /* Binds and starts serving; the heartbeat counts as fresh at start. */

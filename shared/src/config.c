@@ -70,10 +70,12 @@ static const kd_config_key kd_keys[] = {
     {"kafka.topic_metrics", "kone.worker.metrics", W, false, "Topic of the worker's metric snapshots (docs/events.md); see metrics.kafka_interval_ms."},
 
     /* metrics and health endpoint */
-    {"metrics.listen", "0.0.0.0", W, false, "Address of the /metrics, /healthz and /readyz HTTP endpoint (docs/metrics.md)."},
+    {"metrics.listen", "0.0.0.0", W, false, "Address of the /metrics, /healthz and /readyz HTTP endpoint (docs/metrics.md). 0.0.0.0 so that Prometheus and the kubelet reach it in a pod (the chart's NetworkPolicy limits who may); 127.0.0.1 where the scraper runs on the same machine (deploy/systemd)."},
     {"metrics.port", "9464", W, false, "Port of the metrics endpoint; 0 picks a free port (logged), -1 turns the endpoint off."},
     {"metrics.buildings", "", W, false, "Comma-separated building ids that get their own `building` label value; any other building is counted as 'other'."},
     {"metrics.kafka_interval_ms", "60000", W, false, "Publish a metrics snapshot to kafka.topic_metrics this often (0: never)."},
+    {"metrics.max_connections", "256", W, false, "Open connections the metrics endpoint accepts in all; more are closed at once."},
+    {"metrics.max_connections_per_ip", "8", W, false, "Open connections the metrics endpoint accepts from one client address (so one address cannot starve the probes); at most metrics.max_connections. Raise it where every client comes through one proxy address (a service-mesh sidecar)."},
     {"metrics.health_stale_ms", "30000", W, false, "/healthz fails when the main loop has not turned for this long."},
 
     /* KONE API */

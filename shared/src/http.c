@@ -3,10 +3,22 @@
  * libmicrohttpd runs its own polling thread (MHD_USE_AUTO_INTERNAL_THREAD: epoll on
  * Linux, so no FD_SETSIZE limit) and calls answer() there. Every answer is built in full
  * before it is queued (MHD_RESPMEM_MUST_FREE), from atomics or the registry's exposition,
- * so no handler waits on the worker's threads or on a broker. Connections are capped and
- * time out after a few seconds, so a stuck scraper cannot pile up sockets.
- * libmicrohttpd's own messages go through kd_log (one JSON line each), and the last one is
- * kept for the error when the daemon cannot start (e.g. the port is taken).
+ * so no handler waits on the worker's threads or on a broker.
+ *
+ * Hardening (the endpoint is reachable by anything in the pod network, and a starved
+ * /healthz gets the worker restarted by its liveness probe):
+ *   - every request is answered on the first call, once its headers are in: a body is
+ *     never read, so a POST with a huge Content-Length costs nothing (405 at once, and
+ *     libmicrohttpd closes the connection as the body was not consumed);
+ *   - the request line and headers must fit in KD_HTTP_REQUEST_MAX bytes (libmicrohttpd
+ *     answers 431/414 otherwise);
+ *   - connections are capped per client address (metrics.max_connections_per_ip) below the
+ *     total cap (metrics.max_connections), so one address holding sockets open (slow
+ *     clients, a broken scraper) cannot take the slots the kubelet's probes need; idle
+ *     ones time out after a few seconds;
+ *   - libmicrohttpd's own messages go through kd_log (one JSON line each) at most once a
+ *     second, so a flood of refused connections cannot flood the log either; the last one
+ *     is kept for the error when the daemon cannot start (e.g. the port is taken).
  */
 #include "kd_http.h"
 
@@ -23,8 +35,10 @@
 #include "kd_log.h"
 #include "kd_run.h"
 
-#define KD_HTTP_CONN_LIMIT 64
+#define KD_HTTP_CONN_LIMIT 256
+#define KD_HTTP_CONN_PER_IP 8
 #define KD_HTTP_CONN_TIMEOUT_S 5
+#define KD_HTTP_REQUEST_MAX (16 * 1024)
 #define KD_HTTP_DEFAULT_STALE_MS 30000
 
 struct kd_http {
@@ -38,6 +52,8 @@ struct kd_http {
 };
 
 static _Thread_local char mhd_last_error[256];
+static _Atomic int64_t mhd_logged_mono_us;
+static _Atomic unsigned mhd_suppressed;
 
 static void mhd_logger(void *cls, const char *fmt, va_list ap)
 {
@@ -46,7 +62,18 @@ static void mhd_logger(void *cls, const char *fmt, va_list ap)
     size_t n = strlen(mhd_last_error);
     while (n > 0 && (mhd_last_error[n - 1] == '\n' || mhd_last_error[n - 1] == '\r'))
         mhd_last_error[--n] = '\0';
-    kd_warn("http: %s", mhd_last_error);
+    int64_t now = kd_mono_us(), last = atomic_load(&mhd_logged_mono_us);
+    if (last && now - last < 1000000) {
+        atomic_fetch_add(&mhd_suppressed, 1);
+        return;
+    }
+    atomic_store(&mhd_logged_mono_us, now);
+    unsigned dropped = atomic_exchange(&mhd_suppressed, 0);
+    if (dropped)
+        kd_warn("http: %s (%u messages before it not logged: one a second at most)",
+                mhd_last_error, dropped);
+    else
+        kd_warn("http: %s", mhd_last_error);
 }
 
 static enum MHD_Result respond(struct MHD_Connection *c, unsigned status, char *body,
@@ -126,16 +153,10 @@ static enum MHD_Result answer(void *cls, struct MHD_Connection *c, const char *u
 {
     (void)version;
     (void)upload;
+    (void)upload_size;
+    (void)con_cls;
     kd_http *h = cls;
-    if (!*con_cls) {
-        /* first call for this request: headers only; answer on the second one */
-        *con_cls = (void *)1;
-        return MHD_YES;
-    }
-    if (*upload_size) {
-        *upload_size = 0; /* a body is ignored */
-        return MHD_YES;
-    }
+    /* This is the first call, headers only: answering now means no body is ever read. */
     if (strcmp(method, MHD_HTTP_METHOD_GET) != 0 && strcmp(method, MHD_HTTP_METHOD_HEAD) != 0)
         return respond(c, MHD_HTTP_METHOD_NOT_ALLOWED, strdup("method not allowed\n"), 19,
                        "text/plain");
@@ -169,6 +190,12 @@ int kd_http_start(kd_http **out, const kd_http_opts *o, kd_err *err)
         return kd_err_set(err, KD_ERR_INVALID, "metrics endpoint: '%s' is not an IPv4 or IPv6 "
                           "address", addr);
     }
+    unsigned limit = o->max_connections ? o->max_connections : KD_HTTP_CONN_LIMIT;
+    unsigned per_ip = o->max_connections_per_ip ? o->max_connections_per_ip
+                                                : KD_HTTP_CONN_PER_IP;
+    if (per_ip > limit)
+        return kd_err_set(err, KD_ERR_INVALID, "metrics endpoint: %u connections per address "
+                          "exceed the %u in all", per_ip, limit);
     kd_http *h = calloc(1, sizeof *h);
     if (!h)
         return kd_err_set(err, KD_ERR_NOMEM, "out of memory");
@@ -178,11 +205,15 @@ int kd_http_start(kd_http **out, const kd_http_opts *o, kd_err *err)
     h->ready_arg = o->ready_arg;
     atomic_init(&h->heartbeat_mono_us, kd_mono_us());
     mhd_last_error[0] = '\0';
+    atomic_store(&mhd_logged_mono_us, 0);
+
     /* the logger must be the first option, or early messages go to stderr unformatted */
     h->d = MHD_start_daemon(flags, (uint16_t)o->port, NULL, NULL, answer, h,
                             MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, NULL,
                             MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
-                            MHD_OPTION_CONNECTION_LIMIT, (unsigned)KD_HTTP_CONN_LIMIT,
+                            MHD_OPTION_CONNECTION_LIMIT, limit,
+                            MHD_OPTION_PER_IP_CONNECTION_LIMIT, per_ip,
+                            MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)KD_HTTP_REQUEST_MAX,
                             MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)KD_HTTP_CONN_TIMEOUT_S,
                             MHD_OPTION_END);
     if (!h->d) {

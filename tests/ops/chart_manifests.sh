@@ -411,9 +411,18 @@ def check(case, docs):
     for pdb in by.get("PodDisruptionBudget", []):
         if not selects(pdb["spec"]["selector"].get("matchLabels"), dep["spec"]["template"]["metadata"]["labels"]):
             p("PodDisruptionBudget does not select the workers")
-    images = {x["image"] for _, ps, _ in pods(docs) for x in ps.get("containers", [])}
+    # One image for every program, except kone-sim: it has its own (the Dockerfile's `sim`
+    # target), so the production image carries no simulator and no dev credentials.
+    images, sim_images = set(), set()
+    for _, ps, labels in pods(docs):
+        is_sim = labels.get("app.kubernetes.io/component") == "sim"
+        for x in ps.get("containers", []):
+            (sim_images if is_sim else images).add(x["image"])
     if len(images) != 1:
         p("containers run %d different images: %s" % (len(images), sorted(images)))
+    for si in sim_images:
+        if si in images or not any(si.split("@")[0].split(":")[0] == i.split("@")[0].split(":")[0] + "-sim" for i in images):
+            p("kone-sim runs %s: expected its own image, the main repository + '-sim'" % si)
     return "%s: queue %s, %s, grace %ss for a %d ms drain, ledger %s:%s -> %s, %d pods checked" % (
         case, queue, (got or ["fixed replicas"])[0], grace, drain_ms, led["secret"], led["key"],
         env.get("KD_LEDGER_URL_FILE"), len(list(pods(docs))))

@@ -1,9 +1,14 @@
 #!/usr/bin/env bash
 # ops.dockerfile_image: the Dockerfile (checked without a Docker engine) ships what the build
 # produces, and only what it needs:
-#   - the programs its build stage builds (--target) and the ones it COPYs into
-#     /usr/local/bin are exactly the build's install set (`cmake --install` of the build
-#     under test into a temporary prefix);
+#   - the programs its build stage builds (--target) are exactly the build's install set
+#     (`cmake --install` of the build under test into a temporary prefix), and each is
+#     COPYed into /usr/local/bin of one image: kone-sim into the `sim` stage, the others
+#     into `runtime`;
+#   - the production image (`runtime`, the last stage, so a plain `docker build .` makes it)
+#     carries no test material: no kone-sim, nothing from sim/ (its clients.json holds public
+#     dev secrets), and none of those secrets inside the programs it copies (searched in the
+#     build's binaries); both images are built FROM the same `base` stage;
 #   - its build stage installs the -dev package of every pkg-config module CMakeLists.txt
 #     asks for (dpkg -S of the .pc file), and cmake, ninja, pkg-config;
 #   - its runtime stage installs exactly the Debian packages that own the shared libraries
@@ -65,11 +70,11 @@ done < <(tr '\n' ' ' <"$SRC/CMakeLists.txt" | grep -oE 'pkg_check_modules\([^)]*
 # stage is a plain Release build. The package check then runs in the plain build's ctest.
 sanitized=$(sed -n 's/^KD_SANITIZE:BOOL=//p' "$BIN/CMakeCache.txt")
 
-"$PY" - "$SRC" "$DOCKERFILE" "$install_set" "$needed_pkgs" "$codename" "$sanitized" "$dev_pkgs" <<'PYEOF'
-import fnmatch, os, re, shlex, sys
+"$PY" - "$SRC" "$DOCKERFILE" "$install_set" "$needed_pkgs" "$codename" "$sanitized" "$dev_pkgs" "$tmp/prefix/bin" <<'PYEOF'
+import fnmatch, json, os, re, shlex, sys
 import yaml
 
-src, dockerfile, install_set, needed, codename, sanitized, dev_pkgs = sys.argv[1:8]
+src, dockerfile, install_set, needed, codename, sanitized, dev_pkgs, bindir = sys.argv[1:9]
 dev_pkgs = dict(l.split("=", 1) for l in dev_pkgs.split())
 install_set = set(install_set.split())
 needed = set(needed.split())
@@ -103,15 +108,31 @@ for l in lines:
         stages.append({"name": m.group(1) if m else str(len(stages)), "from": image, "instr": []})
     elif stages:
         stages[-1]["instr"].append((op, rest))
-if len(stages) < 2:
-    p("expected a multi-stage Dockerfile (build + runtime), found %d stage(s)" % len(stages))
-    stages += [{"name": "?", "from": "?", "instr": []}] * 2
-build, runtime = stages[0], stages[-1]
+by_name = {st["name"]: st for st in stages}
+def chain(st):
+    """The stage and the stages it is built FROM, nearest first."""
+    out = [st]
+    while out[-1]["from"] in by_name and len(out) < 10:
+        out.append(by_name[out[-1]["from"]])
+    return out
+def instrs(st):
+    return [i for s in reversed(chain(st)) for i in s["instr"]]
+for want in ("base", "sim", "runtime"):
+    if want not in by_name:
+        p("no stage named %s (build, base, sim, runtime expected)" % want)
+        by_name[want] = {"name": want, "from": "?", "instr": []}
+build = stages[0] if stages else {"name": "?", "from": "?", "instr": []}
+runtime, sim, base = by_name["runtime"], by_name["sim"], by_name["base"]
+if not stages or stages[-1]["name"] != "runtime":
+    p("the last stage is not `runtime`: a plain `docker build .` would not make the production image")
+for st in (runtime, sim):
+    if st["from"] != "base":
+        p("stage %s is FROM %s, expected base (one set of runtime libraries and one user)" % (st["name"], st["from"]))
 
 if build["from"] != "debian:bookworm":
     p("build stage FROM %s, expected debian:bookworm" % build["from"])
-if runtime["from"] != "debian:bookworm-slim":
-    p("runtime stage FROM %s, expected debian:bookworm-slim" % runtime["from"])
+if base["from"] != "debian:bookworm-slim":
+    p("base stage FROM %s, expected debian:bookworm-slim" % base["from"])
 
 # --- the build stage builds exactly the install set ---
 targets = set()
@@ -124,29 +145,58 @@ for op, rest in build["instr"]:
 if targets != install_set:
     p("build stage --target %s, but the build installs %s" % (sorted(targets), sorted(install_set)))
 
-# --- COPY --from=<build> into /usr/local/bin: exactly the install set ---
-copied = set()
-for op, rest in runtime["instr"]:
-    if op != "COPY":
-        continue
-    toks = shlex.split(rest)
-    flags = [t for t in toks if t.startswith("--")]
-    paths = [t for t in toks if not t.startswith("--")]
-    if not any(f == "--from=" + build["name"] for f in flags):
-        continue
-    dest, srcs = paths[-1], paths[:-1]
-    if dest.rstrip("/") == "/usr/local/bin":
-        for s in srcs:
-            if not s.startswith("/out/bin/"):
-                p("COPY of %s into /usr/local/bin is not from the install prefix /out/bin" % s)
-            copied.add(os.path.basename(s))
-if copied != install_set:
-    p("the Dockerfile copies %s into /usr/local/bin, the build installs %s (missing: %s, extra: %s)"
-      % (sorted(copied), sorted(install_set), sorted(install_set - copied) or "none", sorted(copied - install_set) or "none"))
+# --- COPY into each image: programs from the build into /usr/local/bin, files from the context ---
+def copies(st):
+    progs, files = set(), []
+    for op, rest in instrs(st):
+        if op != "COPY":
+            continue
+        toks = shlex.split(rest)
+        flags = [t for t in toks if t.startswith("--")]
+        paths = [t for t in toks if not t.startswith("--")]
+        dest, srcs = paths[-1], paths[:-1]
+        if not any(f.startswith("--from=") for f in flags):
+            files += srcs
+        elif any(f == "--from=" + build["name"] for f in flags) and dest.rstrip("/") == "/usr/local/bin":
+            for s in srcs:
+                if not s.startswith("/out/bin/"):
+                    p("COPY of %s into /usr/local/bin is not from the install prefix /out/bin" % s)
+                progs.add(os.path.basename(s))
+    return progs, files
+copied, runtime_files = copies(runtime)
+sim_copied, sim_files = copies(sim)
+want_runtime = install_set - {"kone-sim"}
+if copied != want_runtime:
+    p("the runtime image gets %s in /usr/local/bin; it must get exactly %s (missing: %s, extra: %s)"
+      % (sorted(copied), sorted(want_runtime), sorted(want_runtime - copied) or "none", sorted(copied - want_runtime) or "none"))
+if sim_copied != {"kone-sim"}:
+    p("the sim image gets %s in /usr/local/bin; it must get exactly kone-sim" % sorted(sim_copied))
+if not install_set <= copied | sim_copied:
+    p("programs the build installs that no image gets: %s" % sorted(install_set - copied - sim_copied))
+
+# --- no test material in the production image ---
+for f in runtime_files:
+    if f.rstrip("/").split("/")[0] in ("sim", "tests", "bench", "scripts"):
+        p("the runtime image COPYs %s: test material belongs in the sim image" % f)
+if not any(f.startswith("sim/") and f.endswith("clients.json") for f in sim_files):
+    p("the sim image does not get sim/clients.json (kone-sim's default clients)")
+secrets = []
+for path in ("sim/clients.json",):
+    for c in json.load(open(os.path.join(src, path))):
+        secrets.append(c["client_secret"])
+if not secrets:
+    p("found no client_secret in sim/clients.json to search for")
+for prog in sorted(copied):
+    f = os.path.join(bindir, prog)
+    if os.path.exists(f):
+        data = open(f, "rb").read()
+        for sec in secrets:
+            if sec.encode() in data:
+                p("%s (runtime image) contains the dev secret of sim/clients.json" % prog)
 
 # --- runtime packages: exactly the libraries' owners + ca-certificates ---
 pkgs = set()
-for op, rest in runtime["instr"]:
+for op, rest in instrs(runtime):
     if op == "RUN":
         for m in re.finditer(r"apt-get\s+install\s+((?:-\S+\s+)*)((?:[a-z0-9][a-z0-9.+-]+\s*)+)", rest):
             pkgs |= set(m.group(2).split())
@@ -176,7 +226,10 @@ for mod, pkg in sorted(dev_pkgs.items()):
         p("CMakeLists.txt needs pkg-config module %s (Debian %s), which the build stage does not install" % (mod, pkg))
 
 # --- the user ---
-users = [rest.strip() for op, rest in runtime["instr"] if op == "USER"]
+users = [rest.strip() for op, rest in instrs(runtime) if op == "USER"]
+sim_users = [rest.strip() for op, rest in instrs(sim) if op == "USER"]
+if users[-1:] != sim_users[-1:]:
+    p("the sim image runs as %s, the runtime image as %s: the chart runs both as one user" % (sim_users[-1:], users[-1:]))
 values = yaml.safe_load(open(os.path.join(src, "charts", "kone-dispatch", "values.yaml")))
 sc = values.get("securityContext", {})
 want_user = "%s:%s" % (sc.get("runAsUser"), sc.get("runAsGroup"))
@@ -191,9 +244,10 @@ elif users[-1] != want_user:
 tpl_dir = os.path.join(src, "charts", "kone-dispatch", "templates")
 for root, _, files in os.walk(tpl_dir):
     for f in files:
+        has, image = (sim_copied, "sim") if f == "sim.yaml" else (copied, "runtime")
         for prog in re.findall(r"/usr/local/bin/([\w.-]+)", open(os.path.join(root, f)).read()):
-            if prog not in copied:
-                p("charts/kone-dispatch/templates/%s runs /usr/local/bin/%s, which the image does not have" % (f, prog))
+            if prog not in has:
+                p("charts/kone-dispatch/templates/%s runs /usr/local/bin/%s, which the %s image does not have" % (f, prog, image))
 
 # --- .dockerignore ---
 di = os.path.join(src, ".dockerignore")
@@ -227,6 +281,6 @@ for x in problems:
     print("FAIL: " + x)
 if problems:
     sys.exit(1)
-print("ok: programs %s = install set; build packages cover pkg-config modules %s; runtime packages %s; USER %s" % (
-    " ".join(sorted(copied)), " ".join(sorted(dev_pkgs)), " ".join(sorted(pkgs)), users[-1]))
+print("ok: runtime image %s, sim image %s (= install set); no test material or dev secret in the runtime image; build packages cover pkg-config modules %s; runtime packages %s; USER %s" % (
+    " ".join(sorted(copied)), " ".join(sorted(sim_copied)), " ".join(sorted(dev_pkgs)), " ".join(sorted(pkgs)), users[-1]))
 PYEOF

@@ -58,6 +58,17 @@ app.kubernetes.io/managed-by: {{ .ctx.Release.Service }}
 {{- end -}}
 {{- end -}}
 
+{{/* kone-sim's image: the Dockerfile's `sim` target, pushed beside the main one. */}}
+{{- define "kd.simImage" -}}
+{{- $img := .Values.sim.image -}}
+{{- $repo := default (printf "%s-sim" .Values.image.repository) $img.repository -}}
+{{- if $img.digest -}}
+{{- printf "%s@%s" $repo $img.digest -}}
+{{- else -}}
+{{- printf "%s:%s" $repo (default (default .Chart.AppVersion .Values.image.tag) $img.tag | toString) -}}
+{{- end -}}
+{{- end -}}
+
 {{- define "kd.serviceAccountName" -}}
 {{- if .Values.serviceAccount.create -}}
 {{- default (include "kd.fullname" .) .Values.serviceAccount.name -}}
