@@ -31,6 +31,7 @@ KINDS = {
     "prometheusrule": "PrometheusRule", "prometheusrules": "PrometheusRule",
     "networkpolicy": "NetworkPolicy", "netpol": "NetworkPolicy", "networkpolicies": "NetworkPolicy",
     "hpa": "HorizontalPodAutoscaler", "horizontalpodautoscaler": "HorizontalPodAutoscaler",
+    "endpoints": "Endpoints", "ep": "Endpoints",
     "job": "Job", "jobs": "Job", "rs": "ReplicaSet", "replicaset": "ReplicaSet",
     "events": "Event", "event": "Event", "ev": "Event",
     "namespace": "Namespace", "ns": "Namespace", "node": "Node", "nodes": "Node",
@@ -279,6 +280,8 @@ class Checker:
                         self.bad(where, "pod %r: pod names are generated, use a placeholder (<pod>)" % name)
                 elif placeholder(name):
                     continue
+                elif k == "Endpoints" and ("Service", name) in r.objects:
+                    continue            # a Service's Endpoints carry its name
                 elif (k, name) not in r.objects:
                     have = sorted(n for kk, n in r.objects if kk == k)
                     self.bad(where, "%s %r is not in the chart's render (it has: %s)" % (k, name, have or "none"))
