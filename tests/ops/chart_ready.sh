@@ -48,7 +48,7 @@ EOF
 : >"$tmp/answer"
 "$PY" "$tmp/server.py" "$port" "$tmp/answer" &
 server=$!
-trap 'kill $server 2>/dev/null; rm -rf "$tmp"' EXIT
+trap 'kill $server 2>/dev/null || true; rm -rf "$tmp"' EXIT
 for _ in $(seq 50); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
 
 # extract NAME: the probe's script and the test pod's check (host pointed at the fake server)
