@@ -11,7 +11,8 @@
 #   - every container (init containers too) of every pod has the restricted security context:
 #     non-root, read-only root file system, no privilege escalation, ALL capabilities dropped,
 #     seccomp RuntimeDefault; no host namespaces or hostPath; no service account token;
-#   - probes: /healthz (liveness, startup) and /readyz (readiness) on the metrics port, which
+#   - probes: /healthz (liveness, startup) and /readyz (readiness, through the check of
+#     templates/_probes.tpl that ops.chart_ready runs) on the metrics port, which
 #     is KD_METRICS_PORT, the Service's and the ServiceMonitor's port; the scrape job is
 #     named kone-worker (what alerts/ and dashboards/ expect);
 #   - credentials are files: KD_AMQP_PASSWORD_FILE, KD_KONE_CLIENT_SECRET_FILE and
@@ -230,10 +231,14 @@ def check(case, docs):
         p("container port 'metrics' %r is not KD_METRICS_PORT %r" % (ports.get("metrics"), mport))
     if "metrics_port" in exp and str(exp["metrics_port"]) != mport:
         p("KD_METRICS_PORT %r, the override asked for %r" % (mport, exp["metrics_port"]))
-    for probe, path in (("livenessProbe", "/healthz"), ("readinessProbe", "/readyz"), ("startupProbe", "/healthz")):
+    for probe, path in (("livenessProbe", "/healthz"), ("startupProbe", "/healthz")):
         g = c.get(probe, {}).get("httpGet", {})
         if g.get("path") != path or g.get("port") not in ("metrics", ports.get("metrics")):
             p("%s is %r, expected GET %s on the metrics port" % (probe, g, path))
+    # readiness: GET /readyz on the port, through bash (ops.chart_ready runs it)
+    rcmd = " ".join(c.get("readinessProbe", {}).get("exec", {}).get("command", []))
+    if "/dev/tcp/127.0.0.1/%s" % mport not in rcmd or "GET /readyz" not in rcmd:
+        p("readinessProbe %r does not ask /readyz on the metrics port" % c.get("readinessProbe"))
     for k in ("requests", "limits"):
         if not c.get("resources", {}).get(k):
             p("worker container has no resources.%s" % k)
