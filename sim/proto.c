@@ -213,8 +213,8 @@ void sim_proto_check_call(const sim_building *b, int bi, int gi, const json_t *p
     int sf = sim_building_area_floor(b, area, &src_side);
     if (sf < 0 || !sim_group_serves_area(b, g, area))
         return refuse(d, "Ignoring call, unable to resolve area: area:%lld", (long long)area);
-    if (sim_faults_locked(&g->faults, area))
-        return refuse(d, "Ignoring call, area locked: area:%lld", (long long)area);
+    /* a locked floor: KONE's guide accepts the call and cancels it FLOOR_IS_LOCKED */
+    bool locked = sim_faults_locked(&g->faults, area);
 
     if (a->kind == SIM_ACT_LANDING_UP || a->kind == SIM_ACT_LANDING_DOWN) {
         int lo, hi;
@@ -225,6 +225,8 @@ void sim_proto_check_call(const sim_building *b, int bi, int gi, const json_t *p
             snprintf(d->error, sizeof d->error, "INVALID_DIRECTION");
             return;
         }
+        if (locked)
+            r->cancel_reason = "FLOOR_IS_LOCKED";
         d->verdict = SIM_CALL_ACCEPTED;
         return;
     }
@@ -245,9 +247,9 @@ void sim_proto_check_call(const sim_building *b, int bi, int gi, const json_t *p
                           (long long)dst);
         r->mod_reason = g->transfer_reason;
     }
-    if (sim_faults_locked(&g->faults, dst))
-        return refuse(d, "Ignoring call, area locked: area:%lld", (long long)dst);
-    if (df == sf)
+    if (locked || sim_faults_locked(&g->faults, dst))
+        r->cancel_reason = "FLOOR_IS_LOCKED";
+    else if (df == sf)
         r->cancel_reason = "SAME_SOURCE_AND_DEST_FLOOR";
     d->verdict = SIM_CALL_ACCEPTED;
 }

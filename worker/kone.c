@@ -210,6 +210,30 @@ static int load_buildings(kd_kone *k, const char *list, kd_err *err)
     return 0;
 }
 
+/* kone.lift_modes_refused: "code:NAME,code:NAME". */
+static int load_modes(kd_kone *k, const char *list, kd_err *err)
+{
+    const char *p = list;
+    while (*p) {
+        while (*p == ' ' || *p == ',')
+            p++;
+        if (!*p)
+            break;
+        char *end;
+        long long code = strtoll(p, &end, 10);
+        size_t n = end[0] == ':' ? strcspn(end + 1, " ,") : 0;
+        if (end == p || !n || n >= sizeof k->modes[0].name || k->n_modes >= KK_MODES_MAX)
+            return kd_err_set(err, KD_ERR_INVALID,
+                              "kone.lift_modes_refused: expected code:NAME pairs separated by "
+                              "commas (at most %d), got '%.80s'", KK_MODES_MAX, list);
+        k->modes[k->n_modes].code = code;
+        snprintf(k->modes[k->n_modes].name, sizeof k->modes[0].name, "%.*s", (int)n, end + 1);
+        k->n_modes++;
+        p = end + 1 + n;
+    }
+    return 0;
+}
+
 static int load_config(kd_kone *k, const kd_config *cfg, kd_kone_token_cfg *tc, kd_err *err)
 {
     int64_t v;
@@ -263,7 +287,8 @@ static int load_config(kd_kone *k, const kd_config *cfg, kd_kone_token_cfg *tc, 
     tc->token_url = kd_config_get(cfg, "kone.token_url");
     tc->client_id = kd_config_get(cfg, "kone.client_id");
     tc->client_secret = kd_config_get(cfg, "kone.client_secret");
-    if ((rc = load_buildings(k, kd_config_get(cfg, "kone.buildings"), err)))
+    if ((rc = load_buildings(k, kd_config_get(cfg, "kone.buildings"), err)) ||
+        (rc = load_modes(k, kd_config_get(cfg, "kone.lift_modes_refused"), err)))
         return rc;
     tc->scope = kd_config_get(cfg, "kone.scope");
     if (!*tc->scope && k->scope)

@@ -435,6 +435,9 @@ static void dispatch(kk_conn *c, const char *buf, size_t len)
     case KD_KONE_MSG_CALL_STATE:
         kk_on_call_state(s->k, &m);
         return;
+    case KD_KONE_MSG_LIFT_STATUS:
+        kk_sub_lift_status(s, &m);
+        return;
     case KD_KONE_MSG_EVENT:
     case KD_KONE_MSG_UNKNOWN:
     case KD_KONE_MSG_MALFORMED:

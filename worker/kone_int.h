@@ -58,6 +58,8 @@
 #define KK_SUB_BUCKETS 64               /* per slot: subscriptions by building and group */
 #define KK_EARLY_N 64                   /* call states kept before their call result */
 #define KK_EARLY_FRAME 2048             /* ... each at most this long */
+#define KK_SUB_LIFTS 32                 /* lifts of a group whose mode is remembered */
+#define KK_MODES_MAX 16                 /* kone.lift_modes_refused entries */
 
 typedef struct kd_kone kd_kone;
 typedef struct kk_slot kk_slot;
@@ -211,6 +213,8 @@ struct kd_kone {
     char **buildings;           /* kone.buildings ("building:<id>"), for keep-alive pings */
     int n_buildings;
     char *scope;                /* the scope kone.buildings implies (kone.scope empty) */
+    struct { int64_t code; char name[16]; } modes[KK_MODES_MAX];   /* kone.lift_modes_refused */
+    int n_modes;
 
     /* buildings: circuit breakers and rate limits (kone_bld.c) */
     kd_brk_cfg brk_cfg;
@@ -333,6 +337,10 @@ struct kk_sub {
     int64_t last_used;          /* a call written or followed under it */
     int refusals;               /* in a row: the retry backoff */
     char why[160];              /* KS_REFUSED: the answer */
+    /* the group's lifts as their monitor-lift-status events last said (+/status) */
+    struct { char lift[32]; int64_t mode; } lifts[KK_SUB_LIFTS];
+    int n_lifts;
+    int refused_mode;           /* -1: operational; else the index in kd_kone.modes */
     lws_dll2_owner_t waiters;   /* calls waiting for its answer (kk_job.wlink) */
     lws_sorted_usec_list_t sul;
 };
@@ -341,6 +349,7 @@ typedef enum {
     KK_GATE_GO = 0,   /* write the call now (states are followed, or cannot be) */
     KK_GATE_WAIT,     /* parked on the subscription's waiters until it is answered */
     KK_GATE_FAIL,     /* the subscription failed transiently: why says so; no call */
+    KK_GATE_REFUSE,   /* the group is in a mode that refuses calls (why): rejected */
 } kk_gate;
 /* May the call of job j go out on slot s now? Makes or renews the subscription. */
 kk_gate kk_sub_gate(kk_slot *s, kk_job *j, char *why, size_t len);
@@ -351,6 +360,7 @@ bool kk_sub_touch(kk_slot *s, const kd_job *job);
 bool kk_sub_wanted(const kk_slot *s);          /* a subscription waits to be written */
 int kk_sub_write(kk_slot *s, kk_conn *c);      /* 1 written, 0 none, -1 close */
 bool kk_sub_answer(kk_slot *s, const kd_kone_msg *m);   /* true: m was one's answer */
+void kk_sub_lift_status(kk_slot *s, const kd_kone_msg *m);  /* a +/status event */
 /* The active connection went down: every subscription is made again on the next one.
  * release: no connection takes over, so waiting calls go back to s->wq (to be moved). */
 void kk_subs_conn_lost(kk_slot *s, bool release);

@@ -264,6 +264,7 @@ const char *kd_kone_msg_kind_name(kd_kone_msg_kind k)
     case KD_KONE_MSG_CALL_RESULT: return "call_result";
     case KD_KONE_MSG_CALL_STATE: return "call_state";
     case KD_KONE_MSG_EVENT: return "event";
+    case KD_KONE_MSG_LIFT_STATUS: return "lift_status";
     }
     return "?";
 }
@@ -412,6 +413,22 @@ static void parse_call_state(const json_t *data, const char *sid_text, const cha
     }
 }
 
+/* "<lift>/status" with a lift_mode (monitor-lift-status): the lift, its building and group.
+ * False for any other topic. */
+static bool parse_lift_status(const json_t *root, const json_t *data, kd_kone_msg *m)
+{
+    const char *slash = strchr(m->subtopic, '/');
+    if (!slash || strcmp(slash, "/status") != 0 || slash == m->subtopic)
+        return false;
+    m->kind = KD_KONE_MSG_LIFT_STATUS;
+    snprintf(m->lift, sizeof m->lift, "%.*s", (int)(slash - m->subtopic), m->subtopic);
+    get_text(json_object_get(root, "buildingId"), m->building, sizeof m->building);
+    if (!get_text(json_object_get(root, "groupId"), m->group, sizeof m->group))
+        snprintf(m->group, sizeof m->group, "1");
+    m->has_lift_mode = get_int(json_object_get(data, "lift_mode"), &m->lift_mode);
+    return true;
+}
+
 /* "call_state/<sid>/<state>": splits into its two fields; false for other topics. */
 static bool split_call_state(const char *topic, char *sid, size_t sid_len, char *state,
                              size_t state_len)
@@ -475,7 +492,7 @@ int kd_kone_msg_parse(const char *buf, size_t len, kd_kone_msg *out, kd_err *err
         char sid[64], state[64];
         if (split_call_state(out->subtopic, sid, sizeof sid, state, sizeof state))
             parse_call_state(data, sid, state, out);
-        else
+        else if (!parse_lift_status(root, data, out))
             out->kind = KD_KONE_MSG_EVENT;
     } else if ((type && strcmp(type, "monitor-call-state") == 0) ||
                (ctype && strcmp(ctype, "monitor-call-state") == 0)) {

@@ -13,7 +13,8 @@
  * Incoming frames are recognised by their keys, not by trusting one envelope:
  *   "statusCode"                      -> ANSWER (first frame of every request)
  *   "subtopic" call_state/<sid>/<st>  -> CALL_STATE (monitor-call-state event)
- *   other "subtopic" / monitor-* type -> EVENT (lift/door/deck events, ignored)
+ *   "subtopic" <lift>/status          -> LIFT_STATUS (monitor-lift-status: lift_mode)
+ *   other "subtopic" / monitor-* type -> EVENT (position/door/deck events, ignored)
  *   data.success or data.session_id   -> CALL_RESULT (second frame of an accepted call)
  *   anything else that is JSON        -> UNKNOWN; not JSON / not an object -> MALFORMED.
  * The parser never trusts types: a field of the wrong type is treated as absent.
@@ -39,6 +40,7 @@ typedef enum {
     KD_KONE_MSG_CALL_RESULT,   /* second frame of an accepted call */
     KD_KONE_MSG_CALL_STATE,    /* call_state/<session_id>/<state> event */
     KD_KONE_MSG_EVENT,         /* any other monitoring event */
+    KD_KONE_MSG_LIFT_STATUS,   /* <lift>/status event (monitor-lift-status) */
 } kd_kone_msg_kind;
 
 typedef struct kd_kone_msg {
@@ -61,8 +63,15 @@ typedef struct kd_kone_msg {
     /* CALL_STATE: ev.run is NULL and ev.received_us 0; the caller fills them */
     kd_call_event ev;
 
-    /* CALL_STATE / EVENT */
+    /* CALL_STATE / EVENT / LIFT_STATUS */
     char subtopic[128];
+
+    /* LIFT_STATUS: the lift (the <lift> of its subtopic), where, and its lift_mode */
+    char lift[64];
+    char building[KD_JOB_BUILDING_MAX + 16];
+    char group[KD_JOB_GROUP_MAX + 1];
+    bool has_lift_mode;
+    int64_t lift_mode;
 } kd_kone_msg;
 
 /* ---- building frames: each returns a malloc'd NUL-terminated JSON text, or NULL with

@@ -24,6 +24,14 @@
  *
  * Incoming states of other sessions (other workers' calls in the same building) are
  * dropped by kone_conn.c's peek before any JSON is parsed.
+ *
+ * The same subscription takes +/status (monitor-lift-status): KONE's guide says a group in
+ * fire (FRD), out-of-service (OSS), attendant (ATS) or priority (PRC) mode is not called, and
+ * lift_mode tells the mode. A group whose every lift that reported is in one of
+ * kone.lift_modes_refused has its calls rejected `group_mode` here, before any frame. KONE
+ * documents no snapshot, so a mode is known from its first change after the subscription
+ * (or a status event a lift sends for any other reason); until then the group is called and
+ * KONE's own refusal decides.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -93,6 +101,7 @@ static kk_sub *create(kk_slot *s, const char *b, const char *g)
     snprintf(x->building, sizeof x->building, "%s", b);
     snprintf(x->group, sizeof x->group, "%s", g);
     x->st = KS_NEW;
+    x->refused_mode = -1;
     unsigned h = hash_of(b, g);
     x->hnext = s->subs[h];
     s->subs[h] = x;
@@ -140,6 +149,11 @@ kk_gate kk_sub_gate(kk_slot *s, kk_job *j, char *why, size_t len)
         return KK_GATE_FAIL;
     }
     x->last_used = now;
+    if (x->st == KS_ACTIVE && x->refused_mode >= 0) {
+        snprintf(why, len, "group %s of %s is in %s mode (lift_mode %" PRId64 ")", g, b,
+                 s->k->modes[x->refused_mode].name, s->k->modes[x->refused_mode].code);
+        return KK_GATE_REFUSE;
+    }
     if (x->st == KS_ACTIVE)
         return KK_GATE_GO;
     if (x->st == KS_REFUSED && now < x->retry_at) {
@@ -182,10 +196,10 @@ int kk_sub_write(kk_slot *s, kk_conn *c)
     kk_sub *x = lws_container_of(s->sub_wq.head, kk_sub, wlink);
     kd_kone *k = s->k;
     int64_t id = kk_slot_next_id(s);
-    const char *topics[] = {"call_state/+/+"};
+    const char *topics[] = {"call_state/+/+", "+/status"};
     kd_err e = {0};
     char *text = kd_kone_msg_monitor(x->building, x->group, id, k->sub_name,
-                                     k->monitor_duration_s, topics, 1, &e);
+                                     k->monitor_duration_s, topics, 2, &e);
     if (!text) {   /* out of memory: try again on the next WRITEABLE */
         kd_error("kone: slot %d: %s", s->idx, e.msg);
         return 0;
@@ -336,6 +350,50 @@ static void sub_timer(lws_sorted_usec_list_t *sul)
         arm(x, x->renew_at);
 }
 
+/* Index in k->modes of a refused lift_mode, or -1. */
+static int refused_index(const kd_kone *k, int64_t mode)
+{
+    for (int i = 0; i < k->n_modes; i++)
+        if (k->modes[i].code == mode)
+            return i;
+    return -1;
+}
+
+void kk_sub_lift_status(kk_slot *s, const kd_kone_msg *m)
+{
+    char b[sizeof ((kk_sub *)0)->building];
+    kd_kone_building_id(m->building, b, sizeof b);
+    kk_sub *x = m->has_lift_mode ? lookup(s, b, m->group) : NULL;
+    if (!x)
+        return;
+    int i = 0;
+    while (i < x->n_lifts && strcmp(x->lifts[i].lift, m->lift) != 0)
+        i++;
+    if (i == x->n_lifts) {
+        if (x->n_lifts == KK_SUB_LIFTS)
+            return;
+        snprintf(x->lifts[x->n_lifts++].lift, sizeof x->lifts[0].lift, "%s", m->lift);
+    }
+    x->lifts[i].mode = m->lift_mode;
+    /* refused when every lift heard from is in a refused mode: one lift in service for
+     * maintenance does not stop a group */
+    int refused = refused_index(s->k, x->lifts[0].mode);
+    for (int l = 1; l < x->n_lifts && refused >= 0; l++)
+        if (refused_index(s->k, x->lifts[l].mode) < 0)
+            refused = -1;
+    if (refused == x->refused_mode)
+        return;
+    kd_log_ctx lc = {NULL, NULL, x->building};
+    if (refused >= 0)
+        kd_log(KD_LOG_WARN, &lc, "kone: slot %d: group %s of %s is in %s mode (lift_mode %" PRId64
+               "): its calls are rejected group_mode, not sent", s->idx, x->group, x->building,
+               s->k->modes[refused].name, s->k->modes[refused].code);
+    else
+        kd_log(KD_LOG_INFO, &lc, "kone: slot %d: group %s of %s is called again (lift_mode %" PRId64
+               ")", s->idx, x->group, x->building, m->lift_mode);
+    x->refused_mode = refused;
+}
+
 void kk_subs_conn_lost(kk_slot *s, bool release_waiters)
 {
     for (int i = 0; i < KK_SUB_BUCKETS; i++)
@@ -349,6 +407,8 @@ void kk_subs_conn_lost(kk_slot *s, bool release_waiters)
             x->st = KS_NEW;
             x->final = false;
             x->refusals = 0;
+            x->n_lifts = 0;          /* modes may change unseen while disconnected */
+            x->refused_mode = -1;
             if (!release_waiters)
                 continue;
             while (x->waiters.head) {   /* back to the slot's queue, to be moved elsewhere */

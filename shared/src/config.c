@@ -84,6 +84,7 @@ static const kd_config_key kd_keys[] = {
     {"kone.client_id", "", W, false, "KONE application client id."},
     {"kone.client_secret", "", W, true, "KONE application client secret (secret; also KD_KONE_CLIENT_SECRET_FILE)."},
     {"kone.scope", "", W, false, "Space-separated scopes to request, e.g. 'callgiving/building:9990000951' (empty: one callgiving/building:<id> scope per kone.buildings entry, or the application's default when that is empty too)."},
+    {"kone.lift_modes_refused", "-1:OSS,3:ATS,5:PRC,9:FRD", W, false, "lift_mode codes (monitor-lift-status) in which a group is not called, as code:NAME pairs. KONE's spec documents only -1 (out of service); 3, 5 and 9 are kone-sim's codes for attendant, priority and fire mode: confirm your site's codes with KONE. A group whose every reporting lift is in one of these modes gets its calls rejected group_mode, not sent."},
     {"kone.buildings", "", W, false, "Buildings this worker serves, space- or comma-separated ids (9990000951 or building:9990000951). Gives the default kone.scope, and the building a connection that has made no call yet pings to stay open (without one, KONE may close it after ~60 s idle and it is reopened)."},
     {"kone.ca_file", "", W, false, "CA bundle to verify KONE's certificate (empty: the system CAs). Verification is always on."},
     {"kone.connections", "2", W, false, "WebSocket connections in the pool; jobs are spread over them."},

@@ -163,6 +163,38 @@ KS_UNUSED static long sim_post(const char *path, const char *body)
     return status;
 }
 
+static size_t ks_collect(char *ptr, size_t size, size_t n, void *arg)
+{
+    char *buf = arg;
+    size_t have = strlen(buf), add = size * n;
+    if (have + add < 4096) {
+        memcpy(buf + have, ptr, add);
+        buf[have + add] = '\0';
+    }
+    return size * n;
+}
+
+/* How many lift-call-api-v2 requests kone-sim received so far (its call log's last_seq):
+ * "not called" is counted where the call would land. -1 when the log cannot be read. */
+KS_UNUSED static long sim_calls_received(void)
+{
+    CURL *c = curl_easy_init();
+    assert_non_null(c);
+    char url[256], body[4096] = "";
+    snprintf(url, sizeof url, "https://127.0.0.1:%d/sim/calls?limit=1", sim.port);
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_CAINFO, sim.cert);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, ks_collect);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, body);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 5000L);
+    long status = 0;
+    if (curl_easy_perform(c) == CURLE_OK)
+        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+    curl_easy_cleanup(c);
+    const char *p = strstr(body, "\"last_seq\":");
+    return status == 200 && p ? atol(p + 11) : -1;
+}
+
 /* ------------------------------------------------------------------ the client */
 
 static struct {

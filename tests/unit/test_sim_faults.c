@@ -697,10 +697,10 @@ static void test_locked_area(void **state)
 {
     fx *x = *state;
     apply(x, "{\"buildings\":{\"" B1 "\":{\"groups\":{\"1\":{\"lock\":[5000]}}}}}");
-    expect_refused(sendj(x, call_req(x, B1, "1", 3000, 5000)),
-                   "Ignoring call, area locked: area:5000");
-    expect_refused(sendj(x, call_req(x, B1, "1", 5000, 3000)),
-                   "Ignoring call, area locked: area:5000");
+    int64_t sid = expect_accepted(sendj(x, call_req(x, B1, "1", 3000, 5000)));
+    assert_int_equal(sim_model_call(x->h->model, sid)->state, SIM_CALL_CANCELLED);
+    sid = expect_accepted(sendj(x, call_req(x, B1, "1", 5000, 3000)));
+    assert_int_equal(sim_model_call(x->h->model, sid)->state, SIM_CALL_CANCELLED);
     apply(x, "{\"buildings\":{\"" B1 "\":{\"groups\":{\"1\":{\"unlock\":[5000]}}}}}");
     expect_accepted(sendj(x, call_req(x, B1, "1", 3000, 5000)));
 }

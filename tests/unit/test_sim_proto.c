@@ -374,10 +374,18 @@ static void test_group_modes_and_locks(void **state)
     assert_int_equal(json_integer_value(json_object_get(data_of(f, 1), "lift_mode")), -1);
     assert_string_equal(json_string_value(json_object_get(data_of(f, 1), "lift_mode_name")),
                         "OSS");
-    expect_refused(sendj(x, x->c1, call_req(x, B1, "1", 9000, 2, 3000)),
-                   "Ignoring call, area locked: area:9000");
-    expect_refused(sendj(x, x->c1, call_req(x, B1, "1", 3000, 2, 9000)),
-                   "Ignoring call, area locked: area:9000");
+    /* a locked floor, as KONE's guide has it: accepted, then cancelled FLOOR_IS_LOCKED */
+    monitor(x, x->c1, B1, "1", "call_state/+/+");
+    int64_t from[2] = {9000, 3000}, to[2] = {3000, 9000};
+    for (int i = 0; i < 2; i++) {
+        fake *g = sendj(x, x->c1, call_req(x, B1, "1", from[i], 2, to[i]));
+        int64_t sid = expect_accepted(g);
+        const json_t *d = last_state(g, sid);
+        assert_non_null(d);
+        assert_string_equal(json_string_value(json_object_get(d, "state")), "cancelled");
+        assert_string_equal(json_string_value(json_object_get(d, "cancel_reason")),
+                            "FLOOR_IS_LOCKED");
+    }
 }
 
 static void test_no_lift_available(void **state)

@@ -50,7 +50,7 @@ static void test_rejection_table(void **state)
     expect(run_one(&c, call(B952, "1", 1000, 2, 3000, false), 10000), KD_OUTCOME_REJECTED,
            "ignored_call", "OSS");
     expect(run_one(&c, call(B951, "1", 9000, 2, 5000, false), 10000), KD_OUTCOME_REJECTED,
-           "ignored_call", "area locked");
+           "FLOOR_IS_LOCKED", "FLOOR_IS_LOCKED");
     kd_run *nl = call(B951, "1", 1000, 2, 5000, false);
     nl->job.n_allowed_lifts = 1;
     nl->job.allowed_lifts[0] = 1002010;
@@ -96,6 +96,56 @@ static void test_tracked_transfer(void **state)
     }
     assert_int_equal(w, 4);
     assert_string_equal(o.states[o.n - 1], "served");
+    client_stop(&c);
+}
+
+/* A group switched to out-of-service and back during a run: while it is in OSS its jobs are
+ * rejected group_mode and never reach kone-sim; afterwards they succeed again. */
+static void test_group_mode(void **state)
+{
+    (void)state;
+    NEED_SIM();
+    client c;
+    client_start(&c, "--kone-connections=1");
+    expect(run_one(&c, call(B951, "2", 15000, 2, 16000, false), 10000), KD_OUTCOME_SUCCEEDED,
+           "", NULL);   /* the connection now follows group 2's lift status */
+    const char *oss = "{\"buildings\":{\"building:9990000951\":{\"groups\":{\"2\":"
+                      "{\"mode\":\"OSS\"}}}}}";
+    assert_int_equal(sim_post("/sim/faults", oss), 200);
+    /* the status event and the next job race: wait until the worker has seen the mode */
+    kd_run *r = NULL;
+    for (int i = 0; i < 50; i++) {
+        r = run_one(&c, call(B951, "2", 15000, 2, 16000, false), 10000);
+        if (!strcmp(r->error_code, "group_mode"))
+            break;
+        free(r);
+        r = NULL;
+        usleep(100000);
+    }
+    assert_non_null(r);
+    long before = sim_calls_received();
+    expect(r, KD_OUTCOME_REJECTED, "group_mode", "OSS");
+    for (int i = 0; i < 3; i++)
+        expect(run_one(&c, call(B951, "2", 15000, 2, 16000, false), 10000),
+               KD_OUTCOME_REJECTED, "group_mode", "lift_mode -1");
+    assert_true(before > 0);
+    assert_int_equal(sim_calls_received(), before);   /* never called while in OSS */
+    /* group 1 of the same building is not affected */
+    expect(run_one(&c, call(B951, "1", 1000, 2, 5000, false), 10000), KD_OUTCOME_SUCCEEDED, "",
+           NULL);
+    const char *nor = "{\"buildings\":{\"building:9990000951\":{\"groups\":{\"2\":"
+                      "{\"mode\":\"NOR\"}}}}}";
+    assert_int_equal(sim_post("/sim/faults", nor), 200);
+    for (int i = 0; i < 50; i++) {
+        r = run_one(&c, call(B951, "2", 15000, 2, 16000, false), 10000);
+        if (r->outcome == KD_OUTCOME_SUCCEEDED)
+            break;
+        free(r);
+        r = NULL;
+        usleep(100000);
+    }
+    assert_non_null(r);
+    expect(r, KD_OUTCOME_SUCCEEDED, "", NULL);
     client_stop(&c);
 }
 
@@ -355,6 +405,7 @@ int main(int argc, char **argv)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_rejection_table, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tracked_transfer, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_group_mode, setup, teardown),
         cmocka_unit_test_setup_teardown(test_delete, setup, teardown),
         cmocka_unit_test_setup_teardown(test_many_in_flight, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sim_restart, setup, teardown),
