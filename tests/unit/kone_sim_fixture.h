@@ -138,31 +138,6 @@ KS_UNUSED static int count_in_log(const char *needle)
     return n;
 }
 
-/* POSTs a JSON body to the simulator's control endpoint (/sim/...); returns the status. */
-KS_UNUSED static long sim_post(const char *path, const char *body)
-{
-    CURL *c = curl_easy_init();
-    assert_non_null(c);
-    char url[256];
-    snprintf(url, sizeof url, "https://127.0.0.1:%d%s", sim.port, path);
-    struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/json");
-    FILE *devnull = fopen("/dev/null", "w");
-    curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_CAINFO, sim.cert);
-    curl_easy_setopt(c, CURLOPT_POSTFIELDS, body ? body : "");
-    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, devnull);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 5000L);
-    long status = 0;
-    if (curl_easy_perform(c) == CURLE_OK)
-        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
-    curl_slist_free_all(h);
-    curl_easy_cleanup(c);
-    if (devnull)
-        fclose(devnull);
-    return status;
-}
-
 static size_t ks_collect(char *ptr, size_t size, size_t n, void *arg)
 {
     char *buf = arg;
@@ -174,24 +149,46 @@ static size_t ks_collect(char *ptr, size_t size, size_t n, void *arg)
     return size * n;
 }
 
-/* How many lift-call-api-v2 requests kone-sim received so far (its call log's last_seq):
- * "not called" is counted where the call would land. -1 when the log cannot be read. */
-KS_UNUSED static long sim_calls_received(void)
+/* One request to the simulator's control endpoint (/sim/...): a POST of body (JSON) when it
+ * is not NULL, else a GET; the answer's first 4 KiB in out. Returns the status (0: none). */
+static long sim_http(const char *path, const char *body, char out[4096])
 {
     CURL *c = curl_easy_init();
     assert_non_null(c);
-    char url[256], body[4096] = "";
-    snprintf(url, sizeof url, "https://127.0.0.1:%d/sim/calls?limit=1", sim.port);
+    char url[256];
+    snprintf(url, sizeof url, "https://127.0.0.1:%d%s", sim.port, path);
+    struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/json");
+    out[0] = '\0';
     curl_easy_setopt(c, CURLOPT_URL, url);
     curl_easy_setopt(c, CURLOPT_CAINFO, sim.cert);
+    if (body)
+        curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, ks_collect);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, body);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, out);
     curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 5000L);
     long status = 0;
     if (curl_easy_perform(c) == CURLE_OK)
         curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+    curl_slist_free_all(h);
     curl_easy_cleanup(c);
-    const char *p = strstr(body, "\"last_seq\":");
+    return status;
+}
+
+/* POSTs a JSON body to the simulator's control endpoint (/sim/...); returns the status. */
+KS_UNUSED static long sim_post(const char *path, const char *body)
+{
+    char out[4096];
+    return sim_http(path, body ? body : "", out);
+}
+
+/* How many lift-call-api-v2 requests kone-sim received so far (its call log's last_seq):
+ * "not called" is counted where the call would land. -1 when the log cannot be read. */
+KS_UNUSED static long sim_calls_received(void)
+{
+    char out[4096];
+    long status = sim_http("/sim/calls?limit=1", NULL, out);
+    const char *p = strstr(out, "\"last_seq\":");
     return status == 200 && p ? atol(p + 11) : -1;
 }
 

@@ -229,6 +229,18 @@ static const json_t *last_state(const fake *f, int64_t sid)
     return found;
 }
 
+/* Accepted, then cancelled at once with this reason (the frames of a subscribed connection);
+ * returns the call's session id. */
+static int64_t expect_cancelled(fake *f, const char *reason)
+{
+    int64_t sid = expect_accepted(f);
+    const json_t *d = last_state(f, sid);
+    assert_non_null(d);
+    assert_string_equal(json_string_value(json_object_get(d, "state")), "cancelled");
+    assert_string_equal(json_string_value(json_object_get(d, "cancel_reason")), reason);
+    return sid;
+}
+
 /* ---- the rejection table ---- */
 
 static void test_unknown_and_disabled_actions(void **state)
@@ -296,13 +308,9 @@ static void test_same_floor(void **state)
      * instant cancellation */
     fake *f = monitor(x, x->c1, B1, "1", "call_state/+/+");
     assert_int_equal(status_of(f, 0), 201);
-    f = sendj(x, x->c1, call_req(x, B1, "1", 1000, 2, 1010));
-    int64_t sid = expect_accepted(f);
-    const json_t *d = last_state(f, sid);
-    assert_non_null(d);
-    assert_string_equal(json_string_value(json_object_get(d, "state")), "cancelled");
-    assert_string_equal(json_string_value(json_object_get(d, "cancel_reason")),
-                        "SAME_SOURCE_AND_DEST_FLOOR");
+    int64_t sid = expect_cancelled(sendj(x, x->c1, call_req(x, B1, "1", 1000, 2, 1010)),
+                                   "SAME_SOURCE_AND_DEST_FLOOR");
+    const json_t *d;
     /* one arriving after it gets nothing: KONE documents no snapshot on subscribe */
     char topic[64];
     snprintf(topic, sizeof topic, "call_state/%lld/+", (long long)sid);
@@ -377,15 +385,9 @@ static void test_group_modes_and_locks(void **state)
     /* a locked floor, as KONE's guide has it: accepted, then cancelled FLOOR_IS_LOCKED */
     monitor(x, x->c1, B1, "1", "call_state/+/+");
     int64_t from[2] = {9000, 3000}, to[2] = {3000, 9000};
-    for (int i = 0; i < 2; i++) {
-        fake *g = sendj(x, x->c1, call_req(x, B1, "1", from[i], 2, to[i]));
-        int64_t sid = expect_accepted(g);
-        const json_t *d = last_state(g, sid);
-        assert_non_null(d);
-        assert_string_equal(json_string_value(json_object_get(d, "state")), "cancelled");
-        assert_string_equal(json_string_value(json_object_get(d, "cancel_reason")),
-                            "FLOOR_IS_LOCKED");
-    }
+    for (int i = 0; i < 2; i++)
+        expect_cancelled(sendj(x, x->c1, call_req(x, B1, "1", from[i], 2, to[i])),
+                         "FLOOR_IS_LOCKED");
 }
 
 static void test_no_lift_available(void **state)
