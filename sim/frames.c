@@ -23,6 +23,10 @@ json_t *sim_frame_answer(const char *conn_id, const json_t *request_id, int stat
 {
     bool ok = true;
     json_t *o = json_object();
+    /* KONE's answers say "ok" or "error" in `type`: its example client (konecorp/
+     * kone-api-examples, waitForResponse) matches answers by it, and anything else is an
+     * event to it. */
+    put(o, "type", json_string(status >= 200 && status < 300 ? "ok" : "error"), &ok);
     put(o, "statusCode", json_integer(status), &ok);
     put(o, "connectionId", json_string(conn_id), &ok);
     put(o, "requestId", request_id ? json_deep_copy(request_id) : json_null(), &ok);

@@ -15,8 +15,9 @@
 #include "building.h"
 #include "model.h"
 
-/* The answer every request gets: {"statusCode","connectionId","requestId","data"} or, for
- * errors, {"statusCode","connectionId","requestId","message"}. request_id is the id as the
+/* The answer every request gets: {"type":"ok","statusCode","connectionId","requestId","data"}
+ * or, for errors (status outside 2xx), {"type":"error","statusCode","connectionId",
+ * "requestId","message"}. request_id is the id as the
  * client sent it (borrowed; JSON null when none could be read). data is stolen. */
 json_t *sim_frame_answer(const char *conn_id, const json_t *request_id, int status,
                          json_t *data, const char *message);

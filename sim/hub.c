@@ -136,12 +136,21 @@ static void delayed_free(sim_conn *c)
     c->delayed_bytes = 0;
 }
 
+/* Every frame leaves through here. At debug level it is logged whole ("conn <id> tx <json>"):
+ * the spec-validation test (test_worker_kone_spec_sim) checks each such line against KONE's
+ * AsyncAPI schemas. Frames carry no token or secret. */
+static int conn_send(sim_conn *c, const char *text, size_t len)
+{
+    kd_debug("conn %s tx %.*s", c->id, (int)len, text);
+    return c->ops->send(c->t, text, len);
+}
+
 /* Sends text now, or queues it behind the frames already waiting (never before them). */
 static int conn_emit(sim_conn *c, const char *text, size_t len, int64_t due_ms)
 {
     int64_t now = sim_clock_real_ms(&c->hub->clock);
     if (!c->delayed && due_ms <= now)
-        return c->ops->send(c->t, text, len);
+        return conn_send(c, text, len);
     if (c->delayed_bytes + len > SIM_DELAY_MAX_BYTES) {
         kd_warn("connection %s: %zu bytes waiting for injected latency, closing", c->id,
                 c->delayed_bytes);
@@ -186,7 +195,7 @@ void sim_hub_flush_due(sim_hub *h)
             if (!c->delayed)
                 c->delayed_tail = NULL;
             c->delayed_bytes -= d->len;
-            c->ops->send(c->t, d->text, d->len);
+            conn_send(c, d->text, d->len);
             free(d);
         }
 }

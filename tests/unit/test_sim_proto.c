@@ -162,7 +162,11 @@ static json_t *call_req(fx *x, const char *building, const char *group, int64_t 
 static int status_of(const fake *f, size_t i)
 {
     assert_true(i < f->n);
-    return (int)json_integer_value(json_object_get(f->frames[i], "statusCode"));
+    int st = (int)json_integer_value(json_object_get(f->frames[i], "statusCode"));
+    /* every answer says ok/error in `type`, as KONE's own client expects */
+    assert_string_equal(json_string_value(json_object_get(f->frames[i], "type")),
+                        st >= 200 && st < 300 ? "ok" : "error");
+    return st;
 }
 
 static const char *message_of(const fake *f, size_t i)

@@ -704,6 +704,43 @@ static void test_parse_answer(void **state)
     assert_false(m.has_request_id);
 }
 
+/* KONE's answers carry "type":"ok"/"error" (its example client keys on it; kone-sim sends
+ * it too). The parser keys on statusCode: the type neither hides an answer nor changes its
+ * status, and an answer whose type disagrees with its status is judged by the status. */
+static void test_parse_answer_with_type(void **state)
+{
+    (void)state;
+    kd_kone_msg m = parse_ok("{\"type\":\"ok\",\"statusCode\":201,\"connectionId\":\"c1\","
+                             "\"requestId\":252390420,\"data\":{\"time\":\"2022-03-28T08:17:09Z\"}}");
+    assert_int_equal(m.kind, KD_KONE_MSG_ANSWER);
+    assert_int_equal(m.status, 201);
+    assert_int_equal(m.request_id, 252390420);
+
+    m = parse_ok("{\"type\":\"error\",\"statusCode\":409,\"connectionId\":\"c1\","
+                 "\"requestId\":7,\"message\":\"Request id already used in this connection\"}");
+    assert_int_equal(m.kind, KD_KONE_MSG_ANSWER);
+    assert_int_equal(m.status, 409);
+    assert_int_equal(m.request_id, 7);
+    assert_string_equal(m.message, "Request id already used in this connection");
+    assert_int_equal(kd_kone_status_classify(m.status), KD_KONE_ST_REJECTED);
+
+    /* a failed ping: type error, status 500, data with the link-down error */
+    m = parse_ok("{\"type\":\"error\",\"statusCode\":500,\"connectionId\":\"c1\","
+                 "\"requestId\":9,\"message\":\"Ping failed: site link down (error 1005)\","
+                 "\"data\":{\"request_id\":9,\"error\":1005}}");
+    assert_int_equal(m.kind, KD_KONE_MSG_ANSWER);
+    assert_int_equal(m.status, 500);
+    assert_int_equal(m.request_id, 9);
+
+    /* the status decides, whatever the type says */
+    m = parse_ok("{\"type\":\"error\",\"statusCode\":201,\"requestId\":3}");
+    assert_int_equal(m.kind, KD_KONE_MSG_ANSWER);
+    assert_int_equal(kd_kone_status_classify(m.status), KD_KONE_ST_OK);
+    /* a type "ok" without a statusCode is no answer */
+    m = parse_ok("{\"type\":\"ok\",\"requestId\":3}");
+    assert_int_equal(m.kind, KD_KONE_MSG_UNKNOWN);
+}
+
 static void test_parse_session_answer(void **state)
 {
     (void)state;
@@ -945,6 +982,7 @@ int main(void)
         cmocka_unit_test(test_identity_escapes),
         cmocka_unit_test(test_null_strings),
         cmocka_unit_test(test_parse_answer),
+        cmocka_unit_test(test_parse_answer_with_type),
         cmocka_unit_test(test_parse_session_answer),
         cmocka_unit_test(test_parse_call_result),
         cmocka_unit_test(test_parse_call_state),
