@@ -56,7 +56,7 @@ static char *sim_token(void)
     curl_easy_setopt(c, CURLOPT_USERPWD, "kd-dev:kd-dev-secret-change-me");
     curl_easy_setopt(c, CURLOPT_POSTFIELDS, "grant_type=client_credentials");
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_token_body);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, body);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, (void *)body);
     curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 5000L);
     assert_int_equal(curl_easy_perform(c), CURLE_OK);
     curl_easy_cleanup(c);
