@@ -839,6 +839,11 @@ void kk_on_call_state(kd_kone *k, const kd_kone_msg *m)
     snprintf(j->last_state, sizeof j->last_state, "%s", in->state);
     snprintf(j->last_time, sizeof j->last_time, "%s", in->kone_time);
     kd_run *run = j->run;
+    if (in->has_modified_destination) {   /* a transfer: the result carries it too */
+        run->has_modified_destination = true;
+        run->modified_destination = in->modified_destination;
+        snprintf(run->modified_reason, sizeof run->modified_reason, "%s", in->modified_reason);
+    }
     if (run->job.track && k->hooks.call_event) {
         kd_call_event ev = *in;
         ev.run = run;

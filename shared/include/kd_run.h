@@ -57,6 +57,11 @@ typedef struct kd_run {
     kd_failure_class failure;
     int kone_status;            /* statusCode of the answer, 0 if none */
     int64_t session_id;         /* KONE session id of an accepted call, 0 if none */
+    /* a transfer call: the floor the passenger must leave at to make a second call (the
+     * call's states carried it; KONE's modified_destination and its reason) */
+    bool has_modified_destination;
+    int64_t modified_destination;
+    char modified_reason[64];
     bool written;               /* a request for it was written to KONE (set by the KONE
                                  * thread; read by the main thread after the hand-back) */
     bool adopt;                 /* input: KONE accepted its call before (session_id), on a

@@ -84,6 +84,9 @@ static void test_result_succeeded(void **state)
     r.outcome = KD_OUTCOME_SUCCEEDED;
     r.kone_status = 201;
     r.session_id = 1234567;
+    r.has_modified_destination = true;   /* a transfer call */
+    r.modified_destination = 11000;
+    strcpy(r.modified_reason, "transfer floor");
 
     msgpack_sbuffer sb;
     msgpack_sbuffer_init(&sb);
@@ -97,7 +100,8 @@ static void test_result_succeeded(void **state)
                    "\"created_at\":1764360900000,\"started_at\":1764360900200,"
                    "\"finished_at\":1764360900450,\"kone_rtt_us\":48211,"
                    "\"trace_id\":\"4bf92f3577b34da6a3ce929d0e0e4736\",\"redelivered\":false,"
-                   "\"failure\":null}");
+                   "\"failure\":null,"
+                   "\"modified_destination\":11000,\"modified_reason\":\"transfer floor\"}");
     json_decref(j);
     msgpack_sbuffer_destroy(&sb);
 }
@@ -157,7 +161,8 @@ static void test_result_rejected_with_error(void **state)
                    "\"attempt\":3,\"worker\":\"w2\",\"created_at\":1764360900000,"
                    "\"started_at\":1764360900200,\"finished_at\":1764360900300,"
                    "\"kone_rtt_us\":51000,\"trace_id\":null,\"redelivered\":true,"
-                   "\"failure\":\"final\"}");
+                   "\"failure\":\"final\","
+                   "\"modified_destination\":null,\"modified_reason\":null}");
     json_decref(j);
     msgpack_sbuffer_destroy(&sb);
 }
@@ -186,7 +191,8 @@ static void test_result_expired(void **state)
                    "\"error\":{\"code\":\"expired\",\"message\":null},\"attempt\":2,"
                    "\"worker\":null,\"created_at\":1764360900000,\"started_at\":null,"
                    "\"finished_at\":1764360970000,\"kone_rtt_us\":null,\"trace_id\":null,"
-                   "\"redelivered\":false,\"failure\":\"final\"}");
+                   "\"redelivered\":false,\"failure\":\"final\","
+                   "\"modified_destination\":null,\"modified_reason\":null}");
     json_decref(j);
     msgpack_sbuffer_destroy(&sb);
 }
@@ -213,7 +219,8 @@ static void test_result_invalid_job(void **state)
                    "\"message\":\"job.job_id: missing\"},\"attempt\":1,\"worker\":\"w\","
                    "\"created_at\":null,\"started_at\":null,\"finished_at\":1764360900000,"
                    "\"kone_rtt_us\":null,\"trace_id\":null,\"redelivered\":false,"
-                   "\"failure\":\"final\"}");
+                   "\"failure\":\"final\","
+                   "\"modified_destination\":null,\"modified_reason\":null}");
     json_decref(j);
     msgpack_sbuffer_destroy(&sb);
 }
@@ -243,11 +250,11 @@ static void test_result_undecodable_and_transient(void **state)
     assert_string_equal(json_string_value(json_object_get(a, "failure")), "undecodable");
     assert_true(json_is_null(json_object_get(a, "job_id")));
     assert_true(json_is_true(json_object_get(a, "redelivered")));
-    assert_int_equal(json_object_size(a), 18);
+    assert_int_equal(json_object_size(a), 20);
     assert_string_equal(json_string_value(json_object_get(b, "outcome")), "failed");
     assert_string_equal(json_string_value(json_object_get(b, "failure")), "transient");
     assert_int_equal(json_integer_value(json_object_get(b, "kone_status")), 503);
-    assert_int_equal(json_object_size(b), 18);
+    assert_int_equal(json_object_size(b), 20);
     json_decref(a);
     json_decref(b);
     msgpack_sbuffer_destroy(&sb);
