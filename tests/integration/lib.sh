@@ -72,7 +72,7 @@ it_stop_worker() {
 # leave the host name check to rabbitmq-c 0.11, which matches DNS names only, and the dev
 # certificate carries DNS:localhost beside IP:127.0.0.1.
 it_amqp_publish() {
-    amqp-publish --ssl --cacert="$KD_AMQP_CA_FILE" --server=localhost --port="$KD_AMQP_PORT" "$@"
+    amqp-publish --ssl --cacert="$KD_AMQP_CA_FILE" --url="amqps://localhost:$KD_AMQP_PORT" "$@"
 }
 
 # it_publish FILE: publishes JSON-lines jobs with kone-producer; report in FILE.report.
