@@ -17,6 +17,7 @@
 #include <sys/random.h>
 #include <unistd.h>
 
+#include "kd_kafka.h"
 #include "kd_log.h"
 #include "kd_run.h"
 
@@ -81,15 +82,6 @@ static void random_group(char *buf, size_t len)
              r[1], r[2], r[3], r[4], r[5], r[6], r[7]);
 }
 
-static int set(rd_kafka_conf_t *conf, const char *name, const char *value, kd_err *err)
-{
-    char why[512];
-    if (rd_kafka_conf_set(conf, name, value, why, sizeof why) == RD_KAFKA_CONF_OK)
-        return 0;
-    /* librdkafka's text quotes the value; name the property only */
-    return kd_err_set(err, KD_ERR_INVALID, "kafka: librdkafka refused property %s", name);
-}
-
 static int build_conf(rd_kafka_conf_t *conf, const kev_options *o, kd_err *err)
 {
     char group[64];
@@ -104,11 +96,11 @@ static int build_conf(rd_kafka_conf_t *conf, const kev_options *o, kd_err *err)
         {"auto.offset.reset", o->from_beginning ? "earliest" : "latest"},
     };
     for (size_t i = 0; i < sizeof props / sizeof props[0]; i++) {
-        int rc = set(conf, props[i][0], props[i][1], err);
+        int rc = kd_kafka_conf_set(conf, props[i][0], props[i][1], err);
         if (rc)
             return rc;
     }
-    return 0;
+    return o->cfg ? kd_kafka_conf_security(conf, o->cfg, err) : 0;
 }
 
 static int subscribe(kev_consumer *c, const char *topic, kd_err *err)

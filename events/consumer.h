@@ -7,6 +7,7 @@
 
 #include <librdkafka/rdkafka.h>
 
+#include "kd_config.h"
 #include "kd_err.h"
 
 typedef struct kev_options {
@@ -14,6 +15,8 @@ typedef struct kev_options {
     const char *topic;
     const char *group;      /* "" or NULL: a fresh random group that never commits */
     bool from_beginning;
+    const kd_config *cfg;   /* kafka.security_protocol and the rest of transport security
+                               (NULL: librdkafka's defaults, for tests) */
 } kev_options;
 
 typedef struct kev_consumer kev_consumer;

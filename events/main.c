@@ -82,6 +82,7 @@ static int read_opts(const kd_config *cfg, run_opts *o, kd_err *err)
         rc = kd_config_int(cfg, "events.idle_exit_ms", 0, INT64_MAX / 1000, &o->idle_exit_ms,
                            err);
     o->kafka.brokers = kd_config_get(cfg, "kafka.brokers");
+    o->kafka.cfg = cfg;
     o->kafka.group = kd_config_get(cfg, "events.group");
     return rc;
 }

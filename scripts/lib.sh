@@ -32,7 +32,7 @@ KD_JAVA=$KD_JAVA_HOME/bin/java
 KD_PORT_OFFSET=${KD_PORT_OFFSET:-0}
 [[ $KD_PORT_OFFSET =~ ^[0-9]+$ ]] || { echo "KD_PORT_OFFSET must be a number" >&2; exit 2; }
 LOOPBACK=127.0.0.1
-AMQP_PORT=$((5672 + KD_PORT_OFFSET))
+AMQP_PORT=$((5671 + KD_PORT_OFFSET)) # AMQPS (TLS): the stack has no plain AMQP listener
 RABBIT_MGMT_PORT=$((15672 + KD_PORT_OFFSET))
 RABBIT_PROM_PORT=$((15692 + KD_PORT_OFFSET))
 RABBIT_DIST_PORT=$((25672 + KD_PORT_OFFSET))
@@ -41,6 +41,12 @@ RABBIT_BEAM_MARK="-home $KD_STATE_DIR/rabbitmq"  # in the Erlang VM's command li
 RABBIT_BIN=/usr/lib/rabbitmq/bin  # the real scripts; /usr/sbin ones re-run themselves as user rabbitmq
 KAFKA_PORT=$((9092 + KD_PORT_OFFSET))
 KAFKA_CONTROLLER_PORT=$((9093 + KD_PORT_OFFSET))
+# Kafka's client listeners: SSL with a client certificate (mutual TLS), and SASL_SSL with
+# SCRAM-SHA-512 (user kd, password in secrets/kafka-password). KAFKA_PORT stays PLAINTEXT on
+# loopback for the broker's own replication and for dev-up's admin tools (topics, users).
+KAFKA_SSL_PORT=$((9094 + KD_PORT_OFFSET))
+KAFKA_SASL_PORT=$((9095 + KD_PORT_OFFSET))
+KAFKA_SASL_USER=kd
 KAFKA_TOPICS=(kone.call.results kone.call.events kone.worker.metrics)
 KAFKA_TOPIC_PARTITIONS=6
 SIM_PORT=$((8443 + KD_PORT_OFFSET))
@@ -56,6 +62,8 @@ PG_DB=kone_dispatch
 KD_SECRETS_DIR=$KD_STATE_DIR/secrets  # mode 700: ledger-password, ledger-url
 PG_URL_FILE=$KD_SECRETS_DIR/ledger-url
 PG_PASSWORD_FILE=$KD_SECRETS_DIR/ledger-password
+KAFKA_PASSWORD_FILE=$KD_SECRETS_DIR/kafka-password # SCRAM password of user kd
+KCAT_CONF_FILE=$KD_SECRETS_DIR/kcat.conf           # kcat's settings for the SASL_SSL listener
 # The server's Unix socket (superuser access, peer authentication) lives in the state folder,
 # unless that path is too long for a socket address (108 bytes on Linux).
 PG_SOCKET_DIR=$PG_DIR/run

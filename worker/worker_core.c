@@ -46,6 +46,7 @@
 #include "kd_kafka.h"
 #include "kd_limits.h"
 #include "kd_log.h"
+#include "kd_tls.h"
 #include "kd_retry.h"
 #include "kd_run.h"
 #include "kone.h"
@@ -1123,6 +1124,10 @@ int kd_worker_new(kd_worker **out, const kd_config *cfg, kd_err *err)
     kd_limits lim;
     /* settings that could hold a delivery past RabbitMQ's consumer_timeout are refused */
     if (kd_limits_check(cfg, err) || kd_limits_compute(cfg, &lim, err))
+        goto fail;
+    /* a bad certificate file is a config error now, not a reconnect loop later (kd_tls.h);
+     * Kafka's files are checked when its producer is made, below */
+    if (kd_tls_check_files(cfg, "amqp", err))
         goto fail;
     w->max_age_ms = lim.job_max_age_ms;
     if (kd_config_int(cfg, "worker.inflight", 1, 65535, &w->inflight_limit, err) ||

@@ -21,6 +21,17 @@ typedef struct kd_kafka kd_kafka;
 /* err_code 0: delivered. Otherwise a librdkafka error code and its text (no secrets). */
 typedef void (*kd_kafka_dr_fn)(void *opaque, int err_code, const char *errstr, void *arg);
 
+/* librdkafka's configuration object (rdkafka.h), for the two helpers below. */
+struct rd_kafka_conf_s;
+
+/* Sets one librdkafka property; an error names the property, never the value. */
+int kd_kafka_conf_set(struct rd_kafka_conf_s *conf, const char *name, const char *value,
+                      kd_err *err);
+/* The transport security of any Kafka client from kafka.security_protocol, kafka.ca_file,
+ * kafka.cert_file, kafka.key_file and kafka.sasl_* (kafka_security.c): files checked first,
+ * verification always on, plaintext warned about at every start. */
+int kd_kafka_conf_security(struct rd_kafka_conf_s *conf, const kd_config *cfg, kd_err *err);
+
 /* Reads kafka.* keys. dr may be NULL (fire and forget, used by tools). */
 int kd_kafka_producer_new(kd_kafka **out, const kd_config *cfg, kd_kafka_dr_fn dr, void *arg,
                           kd_err *err);

@@ -18,6 +18,9 @@
  *   handshake on a broken connection so it never blocks on a dead peer.
  * - Epochs come from one process-wide counter, so a delivery tag from a previous
  *   connection can never ack a message of the current one (tags restart at 1).
+ * - TLS (AMQPS) is the default (amqp.tls); amqp_tls.c sets the socket up and explains a
+ *   refused certificate. Plain AMQP and amqp.tls_insecure each log a warning at every start
+ *   (the first connect of a process), so neither goes unnoticed.
  * Error messages name host:port and the broker's reply text, never the password.
  */
 #include "amqp_int.h"
@@ -32,6 +35,7 @@
 #include <time.h>
 
 #include "kd_log.h"
+#include "kd_tls.h"
 
 static _Atomic uint64_t kd_amqp_epochs;
 
@@ -150,15 +154,20 @@ int kd_amqp_check_reply(kd_amqp *a, amqp_rpc_reply_t r, const char *what, kd_err
 
 /* ---- connection and topology ------------------------------------------------------- */
 
-static int open_socket(kd_amqp *a, const char *host, int port, kd_err *err)
+static int open_socket(kd_amqp *a, const kd_config *cfg, const char *host, int port, bool tls,
+                       kd_err *err)
 {
-    amqp_socket_t *sock = amqp_tcp_socket_new(a->conn);
+    amqp_socket_t *sock = tls ? kd_amqp_tls_socket_new(a, cfg, host, err) : amqp_tcp_socket_new(a->conn);
     if (!sock)
-        return kd_err_set(err, KD_ERR_NOMEM, "amqp %s: cannot create a socket", a->where);
+        return tls ? (err ? err->code : KD_ERR_INVALID)
+                   : kd_err_set(err, KD_ERR_NOMEM, "amqp %s: cannot create a socket", a->where);
     struct timeval tv = kd_amqp_tv(KD_AMQP_CONNECT_TIMEOUT_MS);
     int st = amqp_socket_open_noblock(sock, host, port, &tv);
     if (st == AMQP_STATUS_OK)
         return 0;
+    int rc = tls ? kd_amqp_tls_open_error(a, st, err) : 0;
+    if (rc)
+        return rc;
     /* rabbitmq-c keeps the socket's own error (SO_ERROR) to itself, and errno is stale */
     if (st == AMQP_STATUS_SOCKET_ERROR)
         return kd_err_set(err, KD_ERR_IO,
@@ -203,7 +212,7 @@ static int login(kd_amqp *a, const kd_config *cfg, int heartbeat, kd_err *err)
 
 /* Connects to one broker node and declares the topology. */
 static int connect_host(kd_amqp **out, const kd_config *cfg, const char *host, int64_t port,
-                        int64_t heartbeat, kd_err *err)
+                        bool tls, int64_t heartbeat, kd_err *err)
 {
     int rc;
     kd_amqp *a = calloc(1, sizeof *a);
@@ -217,7 +226,7 @@ static int connect_host(kd_amqp **out, const kd_config *cfg, const char *host, i
     snprintf(a->exchange, sizeof a->exchange, "%s", a->topo.exchange);
     snprintf(a->queue, sizeof a->queue, "%s", a->topo.queue);
     snprintf(a->routing_key, sizeof a->routing_key, "%s", a->topo.routing_key);
-    snprintf(a->where, sizeof a->where, "%s:%d", host, (int)port);
+    snprintf(a->where, sizeof a->where, "%s%s:%d", tls ? "amqps://" : "", host, (int)port);
     a->conn = amqp_new_connection();
     if (!a->conn) {
         free(a);
@@ -228,7 +237,7 @@ static int connect_host(kd_amqp **out, const kd_config *cfg, const char *host, i
     amqp_set_rpc_timeout(a->conn, &rpc);
     amqp_set_handshake_timeout(a->conn, &hs);
 
-    rc = open_socket(a, host, (int)port, err);
+    rc = open_socket(a, cfg, host, (int)port, tls, err);
     if (!rc)
         rc = login(a, cfg, (int)heartbeat, err);
     if (!rc) {
@@ -259,25 +268,65 @@ static atomic_uint kd_amqp_last_host;
 
 #define KD_AMQP_MAX_HOSTS 16
 
+static atomic_bool kd_amqp_warned; /* the plain/insecure warnings: once per process */
+
+static void warn_weak(bool any_plain, bool insecure)
+{
+    if (atomic_exchange(&kd_amqp_warned, true))
+        return;
+    if (any_plain)
+        kd_warn("amqp: INSECURE: plain AMQP without TLS (amqp.tls=false or an amqp:// node): "
+                "the broker password and every job cross the network in clear");
+    if (insecure)
+        kd_warn("amqp: INSECURE: amqp.tls_insecure=true: RabbitMQ's certificate and host name "
+                "are not verified, anyone on the path can read and forge jobs");
+}
+
 int kd_amqp_connect(kd_amqp **out, const kd_config *cfg, kd_err *err)
 {
     *out = NULL;
     int64_t port, heartbeat;
+    bool tls_default = true, insecure = false;
     int rc = kd_config_int(cfg, "amqp.port", 1, 65535, &port, err);
     if (!rc)
         rc = kd_config_int(cfg, "amqp.heartbeat_s", 0, 3600, &heartbeat, err);
+    if (!rc)
+        rc = kd_config_bool(cfg, "amqp.tls", &tls_default, err);
+    if (!rc)
+        rc = kd_config_bool(cfg, "amqp.tls_insecure", &insecure, err);
+    if (!rc)
+        rc = kd_tls_check_files(cfg, "amqp", err);
     if (rc)
         return rc;
     char list[1024];
     snprintf(list, sizeof list, "%s", kd_config_get(cfg, "amqp.host"));
     char *hosts[KD_AMQP_MAX_HOSTS];
     int64_t ports[KD_AMQP_MAX_HOSTS];
+    bool tls[KD_AMQP_MAX_HOSTS];
+    bool any_plain = false, any_tls = false;
     unsigned n = 0;
     char *save = NULL;
     for (char *h = strtok_r(list, ", ", &save); h && n < KD_AMQP_MAX_HOSTS;
          h = strtok_r(NULL, ", ", &save)) {
-        char *colon = strrchr(h, ':');
+        /* amqps://host[:port] and amqp://host[:port] choose TLS for that node */
+        tls[n] = tls_default;
         ports[n] = port;
+        if (strncmp(h, "amqps://", 8) == 0) {
+            h += 8;
+            tls[n] = true;
+            ports[n] = 5671;
+        } else if (strncmp(h, "amqp://", 7) == 0) {
+            h += 7;
+            tls[n] = false;
+            ports[n] = 5672;
+        }
+        h[strcspn(h, "/")] = '\0'; /* a trailing "/" or "/vhost" of a URL: amqp.vhost decides */
+        if (strchr(h, '@')) /* the value may hold a password: never quoted */
+            return kd_err_set(err, KD_ERR_INVALID, "amqp.host: a user or password in a URL is "
+                              "not read; set amqp.user and amqp.password (or its _FILE)");
+        any_plain = any_plain || !tls[n];
+        any_tls = any_tls || tls[n];
+        char *colon = strrchr(h, ':');
         if (colon && !strchr(colon + 1, ']')) {
             char *end;
             long p = strtol(colon + 1, &end, 10);
@@ -290,10 +339,11 @@ int kd_amqp_connect(kd_amqp **out, const kd_config *cfg, kd_err *err)
     }
     if (n == 0)
         return kd_err_set(err, KD_ERR_INVALID, "amqp.host: no host given");
+    warn_weak(any_plain, insecure && any_tls);
     unsigned start = n > 1 ? (atomic_load(&kd_amqp_last_host) + 1) % n : 0;
     for (unsigned k = 0; k < n; k++) {
         unsigned i = (start + k) % n;
-        rc = connect_host(out, cfg, hosts[i], ports[i], heartbeat, err);
+        rc = connect_host(out, cfg, hosts[i], ports[i], tls[i], heartbeat, err);
         if (!rc) {
             atomic_store(&kd_amqp_last_host, i);
             return 0;

@@ -71,6 +71,14 @@ int kd_amqp_check_reply(kd_amqp *a, amqp_rpc_reply_t r, const char *what, kd_err
 int kd_amqp_check_reply_on(kd_amqp *a, amqp_channel_t channel, amqp_rpc_reply_t r,
                            const char *what, kd_err *err);
 
+/* TLS (amqp_tls.c): a rabbitmq-c SSL socket set up from amqp.ca_file, amqp.cert_file,
+ * amqp.key_file and amqp.tls_insecure, verifying the certificate names host (NULL and err set on failure); and, after
+ * amqp_socket_open failed on it with status, the error naming why (0 when status is not a
+ * TLS failure). */
+amqp_socket_t *kd_amqp_tls_socket_new(kd_amqp *a, const kd_config *cfg, const char *host,
+                                      kd_err *err);
+int kd_amqp_tls_open_error(kd_amqp *a, int status, kd_err *err);
+
 /* Declares the topology on channel 1 (amqp_topology.c); a queue from an older version
  * that lacks arguments added since is used as it is, with a warning. */
 int kd_amqp_declare_topology(kd_amqp *a, kd_err *err);

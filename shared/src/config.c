@@ -21,11 +21,17 @@ static const kd_config_key kd_keys[] = {
     {"log.level", "info", W | P | S | E, false, "Log level: debug, info, warn, error."},
 
     /* RabbitMQ */
-    {"amqp.host", "127.0.0.1", W | P, false, "RabbitMQ host, or a comma-separated list of cluster nodes (host[:port]); after a lost connection the next node is tried first."},
-    {"amqp.port", "5672", W | P, false, "RabbitMQ AMQP port."},
+    {"amqp.host", "127.0.0.1", W | P, false, "RabbitMQ host, or a comma-separated list of cluster nodes ([amqps://|amqp://]host[:port]); after a lost connection the next node is tried first. An amqps:// or amqp:// prefix turns TLS on or off for that node whatever amqp.tls says (default port 5671 or 5672)."},
+    {"amqp.port", "5671", W | P, false, "RabbitMQ port of nodes named without one (5671: AMQPS; plain AMQP is usually 5672)."},
     {"amqp.vhost", "/", W | P, false, "RabbitMQ virtual host."},
     {"amqp.user", "guest", W | P, false, "RabbitMQ user name."},
     {"amqp.password", "guest", W | P, true, "RabbitMQ password (secret; also KD_AMQP_PASSWORD_FILE)."},
+    /* RabbitMQ TLS (shared/src/amqp_tls.c, docs/security.md#transport-security) */
+    {"amqp.tls", "true", W | P, false, "Connect to RabbitMQ over TLS (AMQPS), the broker's certificate and host name verified. false: plain AMQP, the password and every job in clear (a warning at every start)."},
+    {"amqp.ca_file", "", W | P, false, "PEM CA bundle that verifies RabbitMQ's certificate (empty: the system CAs)."},
+    {"amqp.cert_file", "", W | P, false, "PEM client certificate for RabbitMQ (mutual TLS; empty: none). Needs amqp.key_file."},
+    {"amqp.key_file", "", W | P, false, "Unencrypted PEM private key of amqp.cert_file (keep it 0400)."},
+    {"amqp.tls_insecure", "false", W | P, false, "INSECURE, for diagnosis only: accept any certificate and host name from RabbitMQ (anyone on the path can read and forge jobs). Logs a warning at every start."},
     {"amqp.heartbeat_s", "10", W | P, false, "AMQP heartbeat interval in seconds (0 disables; keep it on so a dead network is noticed)."},
     {"amqp.exchange", "kone.calls", W | P, false, "Durable direct exchange jobs are published to."},
     {"amqp.queue", "kone.calls", W | P, false, "Quorum work queue bound to the exchange; the worker consumes it."},
@@ -62,6 +68,14 @@ static const kd_config_key kd_keys[] = {
 
     /* Kafka */
     {"kafka.brokers", "127.0.0.1:9092", W | E, false, "Kafka bootstrap servers."},
+    /* Kafka TLS and SASL (shared/src/kafka_security.c, docs/security.md#transport-security) */
+    {"kafka.security_protocol", "ssl", W | E, false, "How to reach Kafka: ssl (TLS, the broker's certificate and host name verified; a client certificate with kafka.cert_file), sasl_ssl (TLS plus SASL SCRAM login) or plaintext (everything in clear: a warning at every start)."},
+    {"kafka.ca_file", "", W | E, false, "PEM CA bundle that verifies the Kafka brokers' certificates (empty: the system CAs)."},
+    {"kafka.cert_file", "", W | E, false, "PEM client certificate for Kafka (mutual TLS; empty: none). Needs kafka.key_file."},
+    {"kafka.key_file", "", W | E, false, "Unencrypted PEM private key of kafka.cert_file (keep it 0400)."},
+    {"kafka.sasl_mechanism", "SCRAM-SHA-512", W | E, false, "SASL mechanism with kafka.security_protocol sasl_ssl: SCRAM-SHA-512 or SCRAM-SHA-256."},
+    {"kafka.sasl_user", "", W | E, false, "SASL user name with kafka.security_protocol sasl_ssl."},
+    {"kafka.sasl_password", "", W | E, true, "SASL password of kafka.sasl_user (secret; also KD_KAFKA_SASL_PASSWORD_FILE)."},
     {"kafka.topic_results", "kone.call.results", W | E, false, "Topic of job results (one per job)."},
     {"kafka.topic_events", "kone.call.events", W | E, false, "Topic of call-state events of tracked calls."},
     {"kafka.linger_ms", "5", W, false, "librdkafka linger.ms: how long to batch results before sending."},

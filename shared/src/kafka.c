@@ -121,15 +121,6 @@ static void on_log(const rd_kafka_t *rk, int level, const char *fac, const char 
 
 /* ---- construction ---- */
 
-static int conf_set(rd_kafka_conf_t *conf, const char *name, const char *value, kd_err *err)
-{
-    char why[512];
-    if (rd_kafka_conf_set(conf, name, value, why, sizeof why) == RD_KAFKA_CONF_OK)
-        return 0;
-    /* `why` quotes the value: name the property only */
-    return kd_err_set(err, KD_ERR_INVALID, "kafka: librdkafka refused property %s", name);
-}
-
 static int build_conf(rd_kafka_conf_t *conf, const kd_config *cfg, kd_err *err)
 {
     int64_t linger;
@@ -152,13 +143,15 @@ static int build_conf(rd_kafka_conf_t *conf, const kd_config *cfg, kd_err *err)
         {"statistics.interval.ms", KD_KAFKA_STATS_MS},
     };
     for (size_t i = 0; i < sizeof props / sizeof props[0]; i++)
-        if ((rc = conf_set(conf, props[i][0], props[i][1], err)))
+        if ((rc = kd_kafka_conf_set(conf, props[i][0], props[i][1], err)))
             return rc;
+    if ((rc = kd_kafka_conf_security(conf, cfg, err)))
+        return rc;
     /* kafka.compression: none by default. A result is a few hundred bytes and a batch holds
      * one or a few (linger.ms is short so results are not held back), so a codec saves
      * little on the wire while its per-batch set-up cost most of the producer's CPU
      * (docs/performance.md: LZ4 cost ~40k instructions per job). */
-    return conf_set(conf, "compression.codec", kd_config_get(cfg, "kafka.compression"), err);
+    return kd_kafka_conf_set(conf, "compression.codec", kd_config_get(cfg, "kafka.compression"), err);
 }
 
 static int apply_extra(rd_kafka_conf_t *conf, const char *const *extra, kd_err *err)
@@ -167,7 +160,7 @@ static int apply_extra(rd_kafka_conf_t *conf, const char *const *extra, kd_err *
         if (!extra[i + 1])
             return kd_err_set(err, KD_ERR_INTERNAL, "kafka: property %s without a value",
                               extra[i]);
-        int rc = conf_set(conf, extra[i], extra[i + 1], err);
+        int rc = kd_kafka_conf_set(conf, extra[i], extra[i + 1], err);
         if (rc)
             return rc;
     }

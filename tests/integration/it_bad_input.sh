@@ -9,7 +9,7 @@ for _ in $(seq 100); do
     rabbitmqctl -q list_queues name 2>/dev/null | grep -qx "$KD_AMQP_QUEUE" && break
     sleep 0.2
 done
-pub() { amqp-publish --server="$KD_AMQP_HOST" --port="$KD_AMQP_PORT" -e "$KD_AMQP_EXCHANGE" -r "$KD_AMQP_ROUTING_KEY" "$@"; }
+pub() { it_amqp_publish -e "$KD_AMQP_EXCHANGE" -r "$KD_AMQP_ROUTING_KEY" "$@"; }
 # 1. not msgpack at all
 printf 'this is not msgpack {"job_id": 1}' | pub -C text/plain
 # 2. a msgpack map with a bad field (delay 99), encoded outside our producer

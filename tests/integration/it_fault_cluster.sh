@@ -23,6 +23,11 @@ t0=$SECONDS
 it_log "cluster up in $((SECONDS - t0))s"
 # shellcheck disable=SC1091
 source "$KD_STATE_DIR/cluster/env"
+# The three-node cluster of scripts/cluster-up listens on plain AMQP: this test is about
+# failing over between nodes, which is the same code with or without TLS (amqp.c tries each
+# node of amqp.host in turn), and the stack's own RabbitMQ proves the TLS path. So here, and
+# only here, amqp.tls is off (the worker logs its INSECURE warning).
+export KD_AMQP_TLS=false
 cctl() { "$KD_CLUSTER_DIR/bin/rabbitmqctl" "$@"; }
 
 # the port of the cluster node a worker is connected to (empty when none)

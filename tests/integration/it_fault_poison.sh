@@ -76,7 +76,7 @@ done
 [ "$(grep -c '"confirmed"' "$IT_DIR/raw.report")" -eq "$(ls "$IT_DIR"/poison/*.bin | wc -l)" ] ||
     it_fail "a poison message was not routed: $(grep -v confirmed "$IT_DIR/raw.report" | head -2)"
 BIG=$((10 * 1024 * 1024))
-{ printf '\xc1'; head -c $((BIG - 1)) /dev/urandom; } | amqp-publish --server=127.0.0.1 --port="$KD_AMQP_PORT" \
+{ printf '\xc1'; head -c $((BIG - 1)) /dev/urandom; } | it_amqp_publish \
     -e "$KD_AMQP_EXCHANGE" -r "$KD_AMQP_ROUTING_KEY" -p -C application/msgpack ||
     it_fail "amqp-publish of the 10 MiB body failed"
 n_dead=$(ls "$IT_DIR"/poison/dead.*.bin | wc -l)

@@ -18,7 +18,7 @@ job = json.loads(sys.argv[1])
 # different widths on purpose: created_at as uint64, area as a plain int, strings as str
 sys.stdout.buffer.write(msgpack.packb(job, use_bin_type=True))
 PY
-amqp-publish --server="$KD_AMQP_HOST" --port="$KD_AMQP_PORT" -e "$KD_AMQP_EXCHANGE" \
+it_amqp_publish -e "$KD_AMQP_EXCHANGE" \
     -r "$KD_AMQP_ROUTING_KEY" -C application/msgpack -p <"$IT_DIR/body.bin"
 it_wait_results 1 60
 it_expect py '.outcome=="succeeded" and .session_id > 0'

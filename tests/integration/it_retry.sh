@@ -36,7 +36,7 @@ SIM_ENV=(KD_KONE_TOKEN_URL="https://127.0.0.1:$PORT/api/v2/oauth2/token"
     KD_KONE_WS_URL="wss://127.0.0.1:$PORT/stream-v2")
 export KD_RETRY_TIERS_MS=200,500,1000 KD_RETRY_BASE_MS=200 KD_RETRY_CAP_MS=1000
 DEAD=$KD_AMQP_QUEUE.dead
-pub() { amqp-publish --server="$KD_AMQP_HOST" --port="$KD_AMQP_PORT" -e "$KD_AMQP_EXCHANGE" -r "$KD_AMQP_ROUTING_KEY" "$@"; }
+pub() { it_amqp_publish -e "$KD_AMQP_EXCHANGE" -r "$KD_AMQP_ROUTING_KEY" "$@"; }
 count() { # count QUEUE: messages in it (stats lag a little: poll until it matches or 10 s)
     rabbitmqctl -q list_queues name messages 2>/dev/null | awk -v q="$1" '$1==q {print $2}'
 }

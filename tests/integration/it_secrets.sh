@@ -16,10 +16,13 @@
 #   - good calls, tracked calls (call-state events), every refusal of jobs.sh, KONE 500s on 30%
 #     of calls (retries), the token endpoint down for 3 s, and a kone-sim restart (every token
 #     unknown: 401 at the next upgrade) on top of the tokens expiring every 3 s;
-#   - --help and --config-dump of every program, with the secrets set.
+#   - --help and --config-dump of every program, with the secrets set;
+#   - the stack's Kafka SCRAM password (kafka.sasl_password): w1 and kone-events read it from
+#     its file (KD_KAFKA_SASL_PASSWORD_FILE), w2 from a flag; a kone-events run with a wrong
+#     one (the real one plus a suffix: authentication failed) covers that error path.
 # Then it collects everything a person could see: every program's stderr and stdout, a scrape of
 # each worker's /metrics, and the results, events and metrics topics (all of them, read with
-# kone-events), and searches it all for the client secret, the AMQP password and every token
+# kone-events), and searches it all for the client secret, the AMQP password, the Kafka password and every token
 # kone-sim issued (at least 3 distinct ones, or the tokens did not rotate and the test fails).
 # A hit fails the test, naming the file and line with the secret masked.
 source "$(dirname "$0")/lib.sh"
@@ -39,6 +42,9 @@ AMQP_PW="kdamqppw$(openssl rand -hex 16)"
 printf '%s\n' "$KONE_SECRET" >"$SEC_DIR/kone-secret"
 printf '%s\n' "$AMQP_PW" >"$SEC_DIR/amqp-password"
 printf '%s\n' "$KONE_SECRET-wrong" >"$SEC_DIR/kone-secret-wrong"
+KAFKA_PW=$(<"$KD_KAFKA_SASL_PASSWORD_FILE") # the stack's: Kafka users are the broker's
+cp "$KD_KAFKA_SASL_PASSWORD_FILE" "$SEC_DIR/kafka-password"
+printf '%s\n' "$KAFKA_PW-wrong" >"$SEC_DIR/kafka-password-wrong"
 TOKEN_LOG=$SEC_DIR/tokens
 jq -n --arg id "$KONE_ID" --arg s "$KONE_SECRET" \
     '[{client_id: $id, client_secret: $s, scopes: ["application/inventory",
@@ -95,6 +101,11 @@ KD_KONE_CLIENT_SECRET_FILE=$SEC_DIR/kone-secret KD_AMQP_PASSWORD_FILE=$SEC_DIR/a
     "$KD_BIN_DIR/kone-worker" --config-dump >"$SCAN/worker-file.dump.out" 2>&1 || true
 KD_KONE_CLIENT_SECRET=$KONE_SECRET "$KD_BIN_DIR/kone-worker" --amqp-password="$AMQP_PW" \
     --config-dump >"$SCAN/worker-flag.dump.out" 2>&1 || true
+env -u KD_KAFKA_SASL_PASSWORD_FILE "$KD_BIN_DIR/kone-worker" --kafka-sasl-password="$KAFKA_PW" \
+    --config-dump >"$SCAN/worker-kafka-flag.dump.out" 2>&1 || true
+"$KD_BIN_DIR/kone-events" --config-dump >"$SCAN/events.dump.out" 2>&1 || true
+grep -q '^kafka.sasl_password=<set>$' "$SCAN/events.dump.out" ||
+    it_fail "kone-events --config-dump does not show kafka.sasl_password as <set>"
 KD_AMQP_PASSWORD=$AMQP_PW "$KD_BIN_DIR/kone-producer" --config-dump >"$SCAN/producer.dump.out" 2>&1 || true
 "$KD_BIN_DIR/kone-sim" --sim-clients="$SEC_DIR/clients.json" --sim-token-log="$TOKEN_LOG" \
     --config-dump >"$SCAN/sim.dump.out" 2>&1 || true
@@ -107,9 +118,10 @@ it_fault_worker w3 "${WORKER_ENV[@]}" KD_KONE_CLIENT_SECRET_FILE="$SEC_DIR/kone-
     KD_AMQP_EXCHANGE="$KD_AMQP_EXCHANGE.w3" KD_AMQP_ROUTING_KEY="$KD_AMQP_ROUTING_KEY.w3"
 it_fault_worker w1 "${WORKER_ENV[@]}" KD_KONE_CLIENT_SECRET_FILE="$SEC_DIR/kone-secret" \
     KD_AMQP_PASSWORD_FILE="$SEC_DIR/amqp-password"
-env KD_WORKER_INFLIGHT=16 "${IT_SIM_ENV[@]}" KD_METRICS_PORT=0 KD_METRICS_LISTEN=127.0.0.1 \
-    "${WORKER_ENV[@]}" KD_KONE_CLIENT_SECRET="$KONE_SECRET" \
-    "$KD_BIN_DIR/kone-worker" --worker-id=w2 --amqp-password="$AMQP_PW" >"$IT_DIR/w2.log" 2>&1 &
+env -u KD_KAFKA_SASL_PASSWORD_FILE KD_WORKER_INFLIGHT=16 "${IT_SIM_ENV[@]}" KD_METRICS_PORT=0 \
+    KD_METRICS_LISTEN=127.0.0.1 "${WORKER_ENV[@]}" KD_KONE_CLIENT_SECRET="$KONE_SECRET" \
+    "$KD_BIN_DIR/kone-worker" --worker-id=w2 --amqp-password="$AMQP_PW" \
+    --kafka-sasl-password="$KAFKA_PW" >"$IT_DIR/w2.log" 2>&1 &
 IT_PIDS+=($!)
 # shellcheck disable=SC2034 # read by it_stop_worker through ${!var}
 IT_PID_w2=$!
@@ -202,17 +214,25 @@ TOKENS=$(sort -u "$TOKEN_LOG" | grep -c . || true)
 REFRESH=$(cat "$IT_DIR/w1.log" "$IT_DIR/w2.log" | grep -c 'token refreshed' || true)
 UPGRADE_401=$(grep -c 'upgrade /stream-v2 refused: 401' "$IT_DIR/sim.log" || true)
 
+# ---- a wrong Kafka password: refused, and the refusal names no password ------------------------
+# (it never gets a partition, so its idle timer never starts: SIGINT after 5 s ends it)
+KD_KAFKA_SASL_PASSWORD_FILE=$SEC_DIR/kafka-password-wrong timeout -s INT 5 "$KD_BIN_DIR/kone-events" \
+    >"$SCAN/events-wrong-pw.out" 2>"$IT_DIR/events-wrong-pw.log" || true
+grep -q 'invalid credentials' "$IT_DIR/events-wrong-pw.log" ||
+    it_fail "kone-events with a wrong Kafka password logged no refusal"
+
 # ---- search ------------------------------------------------------------------------------------
 # Every file a person could see; a hit prints file:line with the secret replaced by its name.
 FILES=("$IT_DIR"/*.log "$SCAN"/*)
-it_log "searching ${#FILES[@]} files ($(cat "${FILES[@]}" | wc -c) bytes) for the client secret, the AMQP password and $TOKENS tokens"
+it_log "searching ${#FILES[@]} files ($(cat "${FILES[@]}" | wc -c) bytes) for the client secret, the AMQP and Kafka passwords and $TOKENS tokens"
 SCANNER=$(cat <<'EOF'
 import re, sys
 def first_line(p):
     with open(p) as f:
         return f.readline().rstrip("\n")
-secrets = [("<KONE client secret>", first_line(sys.argv[1])), ("<AMQP password>", first_line(sys.argv[2]))]
-with open(sys.argv[3]) as f:
+secrets = [("<KONE client secret>", first_line(sys.argv[1])), ("<AMQP password>", first_line(sys.argv[2])),
+           ("<Kafka password>", first_line(sys.argv[3]))]
+with open(sys.argv[4]) as f:
     toks = sorted({l.strip() for l in f if l.strip()})
 secrets += [("<token %d>" % (i + 1), t) for i, t in enumerate(toks)]
 # Longest first, so a token containing another string is named as itself.
@@ -220,7 +240,7 @@ secrets.sort(key=lambda s: -len(s[1]))
 names = {v: n for n, v in secrets}
 rx = re.compile("|".join(re.escape(v) for _, v in secrets))
 found = 0
-for path in sys.argv[4:]:
+for path in sys.argv[5:]:
     with open(path, "rb") as f:
         for no, raw in enumerate(f, 1):
             line = raw.decode("utf-8", "replace")
@@ -229,7 +249,7 @@ for path in sys.argv[4:]:
             found += 1
             masked = rx.sub(lambda m: names[m.group(0)], line.rstrip("\n"))
             if len(masked) > 300:
-                m = re.search(r"<(KONE client secret|AMQP password|token \d+)>", masked)
+                m = re.search(r"<(KONE client secret|AMQP password|Kafka password|token \d+)>", masked)
                 s = max(0, m.start() - 120)
                 masked = ("..." if s else "") + masked[s:s + 300] + "..."
             print("%s:%d: %s" % (path, no, masked))
@@ -237,7 +257,7 @@ sys.exit(3 if found else 0)
 EOF
 )
 hits=0
-python3 -c "$SCANNER" "$SEC_DIR/kone-secret" "$SEC_DIR/amqp-password" "$TOKEN_LOG" "${FILES[@]}" >"$IT_DIR/hits.txt" || hits=$?
+python3 -c "$SCANNER" "$SEC_DIR/kone-secret" "$SEC_DIR/amqp-password" "$SEC_DIR/kafka-password" "$TOKEN_LOG" "${FILES[@]}" >"$IT_DIR/hits.txt" || hits=$?
 if [ "$hits" -ne 0 ]; then
     [ "$hits" -eq 3 ] || it_fail "the search itself failed (status $hits)"
     cat "$IT_DIR/hits.txt" >&2

@@ -67,6 +67,14 @@ it_stop_worker() {
     [ "$rc" -eq 0 ] || it_fail "worker $1 exited with $rc"
 }
 
+# it_amqp_publish ARGS...: Debian's amqp-publish (amqp-tools, another AMQP client) against the
+# stack's RabbitMQ, over TLS like everything else. It names the host localhost: amqp-tools
+# leave the host name check to rabbitmq-c 0.11, which matches DNS names only, and the dev
+# certificate carries DNS:localhost beside IP:127.0.0.1.
+it_amqp_publish() {
+    amqp-publish --ssl --cacert="$KD_AMQP_CA_FILE" --url="amqps://localhost:$KD_AMQP_PORT" "$@"
+}
+
 # it_publish FILE: publishes JSON-lines jobs with kone-producer; report in FILE.report.
 it_publish() {
     local rc=0

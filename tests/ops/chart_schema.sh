@@ -94,7 +94,7 @@ SPECIAL = {  # tighter than the default's type: what the chart relies on
                                  {"type": "array", "minItems": 1, "items": {"type": "integer", "minimum": 1}}]},
 }
 SECRET_FROM = {"amqp.password": "secrets.amqp.existingSecret", "kone.client_secret": "secrets.kone.existingSecret",
-               "ledger.url": "secrets.ledger.existingSecret", "sim.control_token": "sim.controlToken.existingSecret"}
+               "ledger.url": "secrets.ledger.existingSecret", "kafka.sasl_password": "secrets.kafkaSASL.existingSecret", "sim.control_token": "sim.controlToken.existingSecret"}
 CHART_SET = {"sim.listen", "sim.port", "sim.cert", "sim.key", "sim.clients"}  # templates/sim.yaml sets them
 
 def key_schema(k, default, meaning):

@@ -137,6 +137,47 @@ PYEOF
     fi
 fi
 
+# --- broker transport security: CA, client certificate and SCRAM password as mounted files ---
+# (issue 13): each *_FILE variable points into a read-only mount of the named Secret, and
+# the smoke producer (AMQP only) gets the RabbitMQ CA but nothing of Kafka.
+"$HELM" template kone-dispatch "$CHART" --set secrets.amqpTLS.existingSecret=rmq-ca \
+    --set secrets.kafkaTLS.existingSecret=kafka-tls --set secrets.kafkaTLS.certKey=tls.crt \
+    --set secrets.kafkaTLS.keyKey=tls.key --set secrets.kafkaSASL.existingSecret=kafka-scram \
+    --set smoke.enabled=true >"$tmp/tls.yaml" 2>"$tmp/tls.err" || fail "rendering with broker TLS Secrets failed: $(head -n 3 "$tmp/tls.err")"
+python3 - "$tmp/tls.yaml" <<'PYEOF2' || fail "broker TLS files are not mounted as expected"
+import sys, yaml
+docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
+def pod(kind):
+    d = next(d for d in docs if d["kind"] == kind)
+    return d["spec"]["template"]["spec"]
+want = {"KD_AMQP_CA_FILE": ("amqp-tls", "rmq-ca"), "KD_KAFKA_CA_FILE": ("kafka-tls", "kafka-tls"),
+        "KD_KAFKA_CERT_FILE": ("kafka-tls", "kafka-tls"), "KD_KAFKA_KEY_FILE": ("kafka-tls", "kafka-tls"),
+        "KD_KAFKA_SASL_PASSWORD_FILE": ("kafka-sasl", "kafka-scram")}
+bad = []
+for kind, keys in (("Deployment", set(want)), ("Job", {"KD_AMQP_CA_FILE"})):
+    spec = pod(kind)
+    c = spec["containers"][0]
+    env = {e["name"]: e.get("value") for e in c["env"]}
+    mounts = {m["name"]: m for m in c["volumeMounts"]}
+    vols = {v["name"]: v for v in spec["volumes"]}
+    for k in want:
+        if k not in keys:
+            if k in env:
+                bad.append("%s: %s set" % (kind, k))
+            continue
+        vol, secret = want[k]
+        m = mounts.get(vol)
+        if not env.get(k) or not m or not env[k].startswith(m["mountPath"] + "/") or not m.get("readOnly"):
+            bad.append("%s: %s not a file in the read-only mount %s" % (kind, k, vol))
+        elif vols[vol]["secret"]["secretName"] != secret:
+            bad.append("%s: volume %s is not Secret %s" % (kind, vol, secret))
+for b in bad:
+    print("FAIL: " + b)
+if not bad:
+    print("ok: broker CA, client certificate and SCRAM password mounted as files (worker; smoke: AMQP CA only)")
+sys.exit(1 if bad else 0)
+PYEOF2
+
 if ((fails)); then
     echo "chart_secrets: $fails failure(s)"
     exit 1

@@ -7,6 +7,7 @@
  */
 #include <amqp.h>
 #include <amqp_framing.h>
+#include <amqp_ssl_socket.h>
 #include <amqp_tcp_socket.h>
 #include <netinet/in.h>
 #include <setjmp.h>
@@ -126,7 +127,11 @@ static void raw_admin(bool unbind_only)
     kd_config cfg;
     live_config(&cfg);
     amqp_connection_state_t c = amqp_new_connection();
-    amqp_socket_t *s = amqp_tcp_socket_new(c);
+    /* the broker of the dev stack speaks TLS only (amqp.tls, amqp.ca_file from its env) */
+    bool tls = strcmp(kd_config_get(&cfg, "amqp.tls"), "true") == 0;
+    amqp_socket_t *s = tls ? amqp_ssl_socket_new(c) : amqp_tcp_socket_new(c);
+    if (tls && *kd_config_get(&cfg, "amqp.ca_file"))
+        assert_int_equal(amqp_ssl_socket_set_cacert(s, kd_config_get(&cfg, "amqp.ca_file")), 0);
     assert_int_equal(amqp_socket_open(s, kd_config_get(&cfg, "amqp.host"),
                                       atoi(kd_config_get(&cfg, "amqp.port"))), 0);
     amqp_rpc_reply_t r = amqp_login(c, kd_config_get(&cfg, "amqp.vhost"), 0, 131072, 0,

@@ -108,6 +108,8 @@ static int setup(void **state)
     assert_int_equal(kd_config_load(&f->cfg, KD_PROG_WORKER, "test_kafka", 1, argv, &err), 0);
     assert_int_equal(
         kd_config_set(&f->cfg, "kafka.brokers", rd_kafka_mock_cluster_bootstraps(f->mc)), 0);
+    /* the mock cluster speaks plaintext only (this also logs the INSECURE warning) */
+    assert_int_equal(kd_config_set(&f->cfg, "kafka.security_protocol", "plaintext"), 0);
     *state = f;
     return 0;
 }

@@ -611,6 +611,8 @@ static void test_publish_snapshot_to_kafka(void **state)
     assert_non_null(mc);
     assert_int_equal(rd_kafka_mock_topic_create(mc, "kone.worker.metrics", 1, 1), 0);
     assert_int_equal(kd_config_set(&cfg, "kafka.brokers", rd_kafka_mock_cluster_bootstraps(mc)), 0);
+    /* the mock cluster speaks plaintext only (this also logs the INSECURE warning) */
+    assert_int_equal(kd_config_set(&cfg, "kafka.security_protocol", "plaintext"), 0);
     assert_int_equal(kd_config_set(&cfg, "metrics.kafka_interval_ms", "200"), 0);
     kd_kafka *k = NULL;
     kd_err err = {0};

@@ -271,3 +271,75 @@ kone.token_url and kone.ws_url (443 when they name none).
 {{- $ports | uniq | toJson -}}
 {{- end -}}
 {{- end -}}
+
+{{/* Broker transport security as files (docs/security.md#transport-security): the env of
+secrets.amqpTLS / kafkaTLS / kafkaSASL (set into .env), their mounts and their volumes.
+Shared by the worker and the smoke producer (which uses the amqp part: .kafka false). */}}
+{{- define "kd.tlsEnv" -}}
+{{- $dir := include "kd.secretDir" .ctx -}}
+{{- range $name, $prefix := dict "amqpTLS" "AMQP" "kafkaTLS" "KAFKA" -}}
+{{- $s := index $.ctx.Values.secrets $name -}}
+{{- if and $s.existingSecret (or (eq $prefix "AMQP") $.kafka) -}}
+{{- $sub := printf "%s/%s-tls" $dir (lower $prefix) -}}
+{{- if $s.caKey }}{{ $_ := set $.env (printf "KD_%s_CA_FILE" $prefix) (printf "%s/ca.crt" $sub) }}{{ end -}}
+{{- if $s.certKey }}{{ $_ := set $.env (printf "KD_%s_CERT_FILE" $prefix) (printf "%s/tls.crt" $sub) }}{{ end -}}
+{{- if $s.keyKey }}{{ $_ := set $.env (printf "KD_%s_KEY_FILE" $prefix) (printf "%s/tls.key" $sub) }}{{ end -}}
+{{- end -}}
+{{- end -}}
+{{- if and .kafka .ctx.Values.secrets.kafkaSASL.existingSecret -}}
+{{- $_ := set .env "KD_KAFKA_SASL_PASSWORD_FILE" (printf "%s/kafka-sasl/password" $dir) -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "kd.tlsMounts" -}}
+{{- $dir := include "kd.secretDir" .ctx -}}
+{{- if .ctx.Values.secrets.amqpTLS.existingSecret }}
+- name: amqp-tls
+  mountPath: {{ $dir }}/amqp-tls
+  readOnly: true
+{{- end }}
+{{- if and .kafka .ctx.Values.secrets.kafkaTLS.existingSecret }}
+- name: kafka-tls
+  mountPath: {{ $dir }}/kafka-tls
+  readOnly: true
+{{- end }}
+{{- if and .kafka .ctx.Values.secrets.kafkaSASL.existingSecret }}
+- name: kafka-sasl
+  mountPath: {{ $dir }}/kafka-sasl
+  readOnly: true
+{{- end }}
+{{- end -}}
+
+{{- define "kd.tlsVolumes" -}}
+{{- range $name, $vol := dict "amqpTLS" "amqp-tls" "kafkaTLS" "kafka-tls" -}}
+{{- $s := index $.ctx.Values.secrets $name -}}
+{{- if and $s.existingSecret (or (eq $name "amqpTLS") $.kafka) }}
+- name: {{ $vol }}
+  secret:
+    secretName: {{ $s.existingSecret }}
+    defaultMode: 0440
+    items:
+      {{- if $s.caKey }}
+      - key: {{ $s.caKey }}
+        path: ca.crt
+      {{- end }}
+      {{- if $s.certKey }}
+      - key: {{ $s.certKey }}
+        path: tls.crt
+      {{- end }}
+      {{- if $s.keyKey }}
+      - key: {{ $s.keyKey }}
+        path: tls.key
+      {{- end }}
+{{- end }}
+{{- end }}
+{{- if and .kafka .ctx.Values.secrets.kafkaSASL.existingSecret }}
+- name: kafka-sasl
+  secret:
+    secretName: {{ .ctx.Values.secrets.kafkaSASL.existingSecret }}
+    defaultMode: 0440
+    items:
+      - key: {{ .ctx.Values.secrets.kafkaSASL.passwordKey }}
+        path: password
+{{- end }}
+{{- end -}}

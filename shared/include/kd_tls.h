@@ -1,0 +1,24 @@
+/* kd_tls: the certificate files of a TLS client, checked before anything connects.
+ *
+ * rabbitmq-c and librdkafka only say "SSL error" when a file is wrong, and only once they
+ * connect, which a worker retries forever. So every program checks its CA bundle, client
+ * certificate and key at start, and a bad file is a config error (exit 2) whose one line
+ * names the key and the file: a missing or unreadable file, a CA bundle without a
+ * certificate, a certificate file without one, a key that is not an unencrypted PEM key,
+ * a key that does not match its certificate, or one of certificate and key without the other.
+ */
+#ifndef KD_TLS_H
+#define KD_TLS_H
+
+#include "kd_config.h"
+#include "kd_err.h"
+
+/* Checks {prefix}.ca_file, {prefix}.cert_file and {prefix}.key_file (each may be empty:
+ * not used). prefix is "amqp" or "kafka". */
+int kd_tls_check_files(const kd_config *cfg, const char *prefix, kd_err *err);
+
+/* The same on explicit paths; keys name them in errors ("amqp.ca_file", ...). */
+int kd_tls_check_paths(const char *ca_key, const char *ca, const char *cert_key,
+                       const char *cert, const char *key_key, const char *key, kd_err *err);
+
+#endif

@@ -1,0 +1,121 @@
+/* tls.c: see kd_tls.h. Loads each file with OpenSSL the way the TLS libraries will, so that
+ * what passes here is what they accept, and says which file is wrong and why.
+ *
+ * Why an encrypted key is refused: neither rabbitmq-c nor our librdkafka settings take a
+ * key password (rabbitmq-c aborts the process when OpenSSL asks for one), so the key must be
+ * stored unencrypted and protected by file permissions (a Kubernetes Secret mounted 0400).
+ * The password callback here returns nothing, so OpenSSL never prompts on a terminal.
+ */
+#include "kd_tls.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+
+static int no_password(char *buf, int size, int rwflag, void *u)
+{
+    (void)buf, (void)size, (void)rwflag, (void)u;
+    return 0;
+}
+
+/* Opens path for reading as a BIO, or explains why it cannot. */
+static BIO *open_file(const char *key, const char *path, kd_err *err)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        kd_err_set(err, KD_ERR_INVALID, "%s: cannot read %s: %s", key, path, strerror(errno));
+        return NULL;
+    }
+    BIO *b = BIO_new_fp(f, BIO_CLOSE);
+    if (!b) {
+        fclose(f);
+        kd_err_set(err, KD_ERR_NOMEM, "out of memory");
+    }
+    return b;
+}
+
+/* A CA bundle: at least one certificate, and nothing OpenSSL cannot parse. */
+static int check_ca(const char *key, const char *path, kd_err *err)
+{
+    BIO *b = open_file(key, path, err);
+    if (!b)
+        return err ? err->code : KD_ERR_INVALID;
+    STACK_OF(X509_INFO) *infos = PEM_X509_INFO_read_bio(b, NULL, no_password, NULL);
+    BIO_free(b);
+    int n = 0;
+    for (int i = 0; infos && i < sk_X509_INFO_num(infos); i++)
+        n += sk_X509_INFO_value(infos, i)->x509 != NULL;
+    sk_X509_INFO_pop_free(infos, X509_INFO_free);
+    ERR_clear_error();
+    if (n == 0)
+        return kd_err_set(err, KD_ERR_INVALID,
+                          "%s: %s holds no PEM certificate (a CA bundle needs at least one)",
+                          key, path);
+    return 0;
+}
+
+static int load_cert(const char *key, const char *path, X509 **out, kd_err *err)
+{
+    BIO *b = open_file(key, path, err);
+    if (!b)
+        return err ? err->code : KD_ERR_INVALID;
+    *out = PEM_read_bio_X509(b, NULL, no_password, NULL);
+    BIO_free(b);
+    ERR_clear_error();
+    if (!*out)
+        return kd_err_set(err, KD_ERR_INVALID, "%s: %s holds no PEM certificate", key, path);
+    return 0;
+}
+
+static int load_key(const char *key, const char *path, EVP_PKEY **out, kd_err *err)
+{
+    BIO *b = open_file(key, path, err);
+    if (!b)
+        return err ? err->code : KD_ERR_INVALID;
+    *out = PEM_read_bio_PrivateKey(b, NULL, no_password, NULL);
+    BIO_free(b);
+    ERR_clear_error();
+    if (!*out)
+        return kd_err_set(err, KD_ERR_INVALID,
+                          "%s: %s holds no unencrypted PEM private key", key, path);
+    return 0;
+}
+
+int kd_tls_check_paths(const char *ca_key, const char *ca, const char *cert_key,
+                       const char *cert, const char *key_key, const char *key, kd_err *err)
+{
+    int rc = 0;
+    if (ca && *ca && (rc = check_ca(ca_key, ca, err)))
+        return rc;
+    bool have_cert = cert && *cert, have_key = key && *key;
+    if (have_cert != have_key)
+        return kd_err_set(err, KD_ERR_INVALID, "%s and %s: set both (a client certificate "
+                          "and its key) or neither", cert_key, key_key);
+    if (!have_cert)
+        return 0;
+    X509 *x = NULL;
+    EVP_PKEY *k = NULL;
+    if (!(rc = load_cert(cert_key, cert, &x, err)) && !(rc = load_key(key_key, key, &k, err)) &&
+        X509_check_private_key(x, k) != 1)
+        rc = kd_err_set(err, KD_ERR_INVALID, "%s: the key in %s does not match the certificate "
+                        "in %s (%s)", key_key, key, cert, cert_key);
+    ERR_clear_error();
+    X509_free(x);
+    EVP_PKEY_free(k);
+    return rc;
+}
+
+int kd_tls_check_files(const kd_config *cfg, const char *prefix, kd_err *err)
+{
+    char ca_key[64], cert_key[64], key_key[64];
+    snprintf(ca_key, sizeof ca_key, "%s.ca_file", prefix);
+    snprintf(cert_key, sizeof cert_key, "%s.cert_file", prefix);
+    snprintf(key_key, sizeof key_key, "%s.key_file", prefix);
+    return kd_tls_check_paths(ca_key, kd_config_get(cfg, ca_key), cert_key,
+                              kd_config_get(cfg, cert_key), key_key,
+                              kd_config_get(cfg, key_key), err);
+}
