@@ -188,10 +188,13 @@ kk_gate kk_site_gate(kk_slot *s, kk_job *j, char *code, size_t code_len, char *w
         j->site_passed = j->site_checked = true;
         return KK_GATE_GO;
     }
+    /* KONE's own words, so that consumers matching on them see the same thing; the result
+     * says validated_locally, and the log line says where the verdict came from */
     kd_wm_kone_local_reject(kd_kval_reason_name(r));
-    snprintf(why, len, "%s%s; validated locally against the configuration of %s group %s: "
-             "no call made", r == KD_KVAL_SAME_FLOOR ? "call cancelled: " : "", text,
-             x->building, x->group);
+    snprintf(why, len, "%s%s", r == KD_KVAL_SAME_FLOOR ? "call cancelled: " : "", text);
+    kd_log_ctx lc = {j->run->job.job_id, j->run->job.trace_id, j->run->job.building_id};
+    kd_log(KD_LOG_DEBUG, &lc, "kone: %s; validated locally against the configuration of %s "
+           "group %s: no call made", why, x->building, x->group);
     return KK_GATE_FAIL;
 }
 
