@@ -84,6 +84,7 @@ static void shutdown_loop(kd_kone *k, kd_run *inbox)
     kk_jobs_fail_all(k, "shutdown", SHUTDOWN_MSG);
     for (int i = 0; i < KK_MAX_SLOTS; i++)
         kk_subs_free(&k->slots[i]);
+    kk_sites_free(k);
     kk_slots_shutdown(k);
     kk_blds_shutdown(k);
 }
@@ -259,6 +260,11 @@ static int load_config(kd_kone *k, const kd_config *cfg, kd_kone_token_cfg *tc, 
     if ((rc = read_int(cfg, "kone.monitor_duration_s", 1, 300, &v, err)))
         return rc;
     k->monitor_duration_s = (int)v;
+    if ((rc = read_int(cfg, "kone.config_ttl_s", 1, 604800, &v, err)))
+        return rc;
+    k->config_ttl_us = v * 1000000;
+    if ((rc = kd_config_bool(cfg, "kone.validate_locally", &k->validate_locally, err)))
+        return rc;
     if ((rc = read_int(cfg, "kone.token_margin_s", 0, 86400, &v, err)))
         return rc;
     tc->margin_s = v;

@@ -133,6 +133,8 @@ static void finish(kk_job *j, kd_outcome o, kd_failure_class f, const char *code
     unlink_job(j);
     kd_kone *k = j->k;
     kd_run *run = j->run;
+    if (o == KD_OUTCOME_REJECTED && j->site_checked)
+        kk_site_refused(j, code, msg);   /* its configuration may have changed */
     if (j->bld) {
         /* the breaker reads the run's code and message: set them first */
         kd_run_finish(run, o, f, code, "%s", msg);
@@ -561,6 +563,22 @@ int kk_job_write(kk_job *j, kk_conn *c)
         kk_job_refuse(j);
         return 0;
     }
+    if (w == KW_REQUEST && run->job.op == KD_OP_CALL && !j->site_passed) {
+        char code[sizeof run->error_code] = "", why[256] = "";
+        switch (kk_site_gate(s, j, code, sizeof code, why, sizeof why)) {
+        case KK_GATE_WAIT:   /* on its configuration's fetch; its end sends it on */
+            j->want = KW_REQUEST;
+            return 0;
+        case KK_GATE_FAIL:   /* not returned by the site gate */
+        case KK_GATE_REFUSE:   /* KONE would refuse it: nothing reached the building */
+            run->validated_locally = true;
+            j->brk_told = true;   /* so its breaker hears nothing of it */
+            finish(j, KD_OUTCOME_REJECTED, KD_FAIL_FINAL, code, "%s", why);
+            return 0;
+        case KK_GATE_GO:
+            break;
+        }
+    }
     if (w == KW_REQUEST && run->job.op == KD_OP_CALL && !j->unfollowed) {
         char why[200] = "";
         switch (kk_sub_gate(s, j, why, sizeof why)) {
@@ -881,6 +899,13 @@ void kk_job_sub_released(kk_job *j, kk_gate g, const char *why)
     if (why && why[0])
         set_unfollowed(j, why);
     want(j, KW_REQUEST);   /* the gate passes now */
+}
+
+/* ------------------------------------------------------------------ configurations */
+
+void kk_job_site_released(kk_job *j)
+{
+    want(j, KW_REQUEST);   /* the gate is asked again: checked, unchecked or refused */
 }
 
 /* A call's states may come before the frame that names its session (KONE does not promise

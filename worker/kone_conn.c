@@ -259,6 +259,7 @@ static void conn_gone(kk_conn *c, struct lws *wsi, const char *why, int http_sta
     } else {
         schedule_reconnect(s, what);
         kk_subs_conn_lost(s, true);   /* calls waiting for a subscription move too */
+        kk_sites_conn_lost(s);        /* ... and for a configuration */
         kk_jobs_move_unwritten(s);
     }
     kk_slot_kick(s);
@@ -425,6 +426,8 @@ static void dispatch(kk_conn *c, const char *buf, size_t len)
             return;
         if (kk_sub_answer(s, &m))
             return;
+        if (kk_site_answer(s, &m, buf, len))   /* a configuration fetch */
+            return;
         kk_on_answer(s, &m);
         kk_slot_answered(s);
         return;
@@ -529,13 +532,17 @@ static int conn_writeable(kk_conn *c)
     } else if (kk_sub_wanted(s)) {   /* before the calls that wait for it */
         if (kk_sub_write(s, c) < 0)
             return -1;
+    } else if (kk_site_wanted(s)) {  /* likewise */
+        if (kk_site_write(s, c) < 0)
+            return -1;
     } else if (s->wq.head) {
         kk_job *j = lws_container_of(s->wq.head, kk_job, wlink);
         if (kk_job_write(j, c))
             return -1;
     }
     if (c->ping_write ||
-        ((s->wq.head || kk_bld_probe_wanted(s) || kk_sub_wanted(s)) && o->st != KC_SESSION))
+        ((s->wq.head || kk_bld_probe_wanted(s) || kk_sub_wanted(s) || kk_site_wanted(s)) &&
+         o->st != KC_SESSION))
         lws_callback_on_writable(c->wsi);
     return 0;
 }

@@ -5,6 +5,8 @@
  *   kone_call.c  one job's life: placement, its frames, answers, events, timers, outcome
  *   kone_bld.c   per building: circuit breaker, rate limit, pings, the getters
  *   kone_sub.c   per connection and building/group: the call_state/+/+ subscription
+ *   kone_site.c  per worker and building/group: the cached config and actions, the
+ *                local validation of calls against them (kone_validate.c)
  *
  * Threads: everything below except `inbox*`, `stopping`, `n_ready`, the token source
  * and what `bmu` guards is touched only by the loop thread. Other threads hand jobs over
@@ -42,6 +44,7 @@
 #include "kone_msg.h"
 #include "kone_ratelimit.h"
 #include "kone_token.h"
+#include "kone_validate.h"
 
 #define KK_MAX_SLOTS 16
 #define KK_RX_MAX (1024 * 1024)         /* a bigger frame is dropped */
@@ -60,11 +63,14 @@
 #define KK_EARLY_FRAME 2048             /* ... each at most this long */
 #define KK_SUB_LIFTS 32                 /* lifts of a group whose mode is remembered */
 #define KK_MODES_MAX 16                 /* kone.lift_modes_refused entries */
+#define KK_SITE_BUCKETS 256             /* per worker: cached configurations */
+#define KK_MAX_SITES 4096               /* ... at most (unused ones are forgotten) */
 
 typedef struct kd_kone kd_kone;
 typedef struct kk_slot kk_slot;
 typedef struct kk_bld kk_bld;
 typedef struct kk_sub kk_sub;
+typedef struct kk_site kk_site;
 
 typedef enum {
     KC_IDLE = 0,    /* no wsi */
@@ -113,6 +119,7 @@ struct kk_slot {
     int n_subs;
     lws_dll2_owner_t sub_wq;    /* subscriptions to be written (kk_sub.wlink) */
     lws_dll2_owner_t sub_out;   /* subscriptions written, not answered (kk_sub.olink) */
+    lws_dll2_owner_t site_wq;   /* configuration fetches to be written here (kk_site.wlink) */
     unsigned losses;            /* active connections lost so far (for timeout messages) */
     int64_t lost_mono;          /* when it last lost its active connection */
     int backoff_ms;             /* next reconnect delay */
@@ -154,6 +161,8 @@ typedef struct kk_job {
     bool trial;                 /* admitted while its circuit was half-open: its verdict decides */
     bool brk_told;              /* its success was told to the breaker already */
     bool unfollowed;            /* its subscription was refused: states not followed */
+    bool site_passed;           /* kone_site.c let its call go (checked or not): not asked again */
+    bool site_checked;          /* ... after checking it against a cached configuration */
 
     /* following an accepted call */
     int64_t call_session_id;
@@ -215,6 +224,13 @@ struct kd_kone {
     char *scope;                /* the scope kone.buildings implies (kone.scope empty) */
     struct { int64_t code; char name[16]; } modes[KK_MODES_MAX];   /* kone.lift_modes_refused */
     int n_modes;
+
+    /* cached building configurations (kone_site.c) */
+    bool validate_locally;      /* kone.validate_locally */
+    int64_t config_ttl_us;      /* kone.config_ttl_s */
+    kk_site *site_hash[KK_SITE_BUCKETS];
+    int n_sites;
+    lws_dll2_owner_t site_out;  /* fetches written, answers due (kk_site.olink) */
 
     /* buildings: circuit breakers and rate limits (kone_bld.c) */
     kd_brk_cfg brk_cfg;
@@ -314,6 +330,11 @@ void kk_blds_free(kd_kone *k);
 void kk_job_release(kk_job *j);                /* a token came: on to a connection */
 void kk_job_refuse(kk_job *j);                 /* finish "circuit_open" */
 
+/* ---- kone_sub.c, shared with kone_site.c (both keep entries per building and group) */
+uint32_t kk_bg_hash(const char *building, const char *group);   /* FNV-1a of both */
+/* The job's building as KONE names it ("building:<id>"), and its group ("1" when none). */
+void kk_bg_key(const kd_job *job, char *b, size_t blen, const char **g);
+
 /* ---- kone_sub.c
  * A call is written only once its connection holds a site-monitoring subscription to
  * call_state/+/+ of its building and group: KONE sends no snapshot of a call's past states,
@@ -348,8 +369,9 @@ struct kk_sub {
 typedef enum {
     KK_GATE_GO = 0,   /* write the call now (states are followed, or cannot be) */
     KK_GATE_WAIT,     /* parked on the subscription's waiters until it is answered */
-    KK_GATE_FAIL,     /* the subscription failed transiently: why says so; no call */
-    KK_GATE_REFUSE,   /* the group is in a mode that refuses calls (why): rejected */
+    KK_GATE_FAIL,     /* failed transiently (the subscription): why says so; no call */
+    KK_GATE_REFUSE,   /* KONE would refuse it (a group mode, the cached configuration):
+                       * rejected, why says so; no call */
 } kk_gate;
 /* May the call of job j go out on slot s now? Makes or renews the subscription. */
 kk_gate kk_sub_gate(kk_slot *s, kk_job *j, char *why, size_t len);
@@ -375,6 +397,53 @@ void kk_subs_free(kk_slot *s);
 void kk_job_sub_released(kk_job *j, kk_gate g, const char *why);
 /* A call state for a session nobody follows yet: kept briefly (see kd_kone.early). */
 void kk_state_unmatched(kd_kone *k, const char *buf, size_t len, int64_t sid);
+
+/* ---- kone_site.c
+ * Per worker, building and group: KONE's `common-api` config and actions, fetched on first
+ * use (on the slot whose call needs them), kept kone.config_ttl_s, fetched again after a
+ * refusal that contradicts them (kd_kval_contradicts). Calls wait for a fetch under way,
+ * then are checked (kone_validate.h): a refused one ends `rejected` with KONE's code and
+ * words, marked validated_locally, with no call. A fetch that fails (unanswered, non-2xx)
+ * blocks nothing: calls go on unchecked (counted) and it is asked again after a backoff. */
+struct kk_site {
+    kd_kone *k;
+    kk_site *hnext;
+    char building[KD_JOB_BUILDING_MAX + 16];   /* "building:<id>" */
+    char group[KD_JOB_GROUP_MAX + 1];
+    kd_kval_site cfg;
+    kd_kval_fresh fresh;
+    kk_slot *slot;              /* the slot of the fetch under way (NULL: none) */
+    bool want_config, want_actions;       /* to be written on slot */
+    int64_t config_req_id, actions_req_id; /* written, answer due (0: none) */
+    int64_t asked_mono;         /* the fetch began */
+    int64_t sent_mono;          /* its last frame was written */
+    int64_t last_used;
+    lws_dll2_t wlink;           /* on slot->site_wq while a frame waits to be written */
+    lws_dll2_t olink;           /* on k->site_out while an answer is due */
+    lws_dll2_owner_t waiters;   /* calls waiting for the fetch (kk_job.wlink) */
+    lws_sorted_usec_list_t sul; /* the fetch's answer deadline */
+};
+
+/* May the call of job j (written on slot s) go out? GO: yes (checked, or unchecked as the
+ * cache cannot tell); WAIT: parked on the fetch of its configuration; REFUSE: refused
+ * locally, code and why say how (KONE's code and words). Never FAIL: a failed fetch lets the
+ * call go unchecked. Off with kone.validate_locally. */
+kk_gate kk_site_gate(kk_slot *s, kk_job *j, char *code, size_t code_len, char *why,
+                     size_t len);
+bool kk_site_wanted(const kk_slot *s);         /* a fetch frame waits to be written on s */
+int kk_site_write(kk_slot *s, kk_conn *c);     /* 1 written, 0 none, -1 close */
+/* true: m answered a fetch (buf, len: its frame, parsed here) */
+bool kk_site_answer(kk_slot *s, const kd_kone_msg *m, const char *buf, size_t len);
+/* KONE refused a call the cache had passed: a refusal that says the configuration changed
+ * makes it fetched again before the next call there. */
+void kk_site_refused(kk_job *j, const char *code, const char *msg);
+/* s lost its connection for good: its calls waiting for a fetch go back to s->wq (to be
+ * moved); a fetch not written yet on s fails (its calls go on unchecked). */
+void kk_sites_conn_lost(kk_slot *s);
+void kk_sites_free(kd_kone *k);                /* timers cancelled, entries freed */
+
+/* ---- kone_call.c, for kone_site.c */
+void kk_job_site_released(kk_job *j);          /* the fetch ended: through the gate again */
 
 /* ---- kone.c */
 int64_t kk_jitter(kd_kone *k, int64_t max);    /* 0..max-1 */

@@ -48,7 +48,7 @@
 
 static void sub_timer(lws_sorted_usec_list_t *sul);
 
-static unsigned hash_of(const char *building, const char *group)
+uint32_t kk_bg_hash(const char *building, const char *group)
 {
     uint32_t h = 2166136261u;
     for (const char *p = building; *p; p++)
@@ -56,15 +56,21 @@ static unsigned hash_of(const char *building, const char *group)
     h = (h ^ '/') * 16777619u;
     for (const char *p = group; *p; p++)
         h = (h ^ (unsigned char)*p) * 16777619u;
-    return h % KK_SUB_BUCKETS;
+    return h;
 }
 
-/* The job's building as KONE names it, and its group ("1" when none). */
-static void key_of(const kd_job *job, char *b, size_t blen, const char **g)
+void kk_bg_key(const kd_job *job, char *b, size_t blen, const char **g)
 {
     kd_kone_building_id(job->building_id, b, blen);
     *g = job->group_id[0] ? job->group_id : "1";
 }
+
+static unsigned hash_of(const char *building, const char *group)
+{
+    return kk_bg_hash(building, group) % KK_SUB_BUCKETS;
+}
+
+#define key_of kk_bg_key
 
 static kk_sub *lookup(kk_slot *s, const char *b, const char *g)
 {

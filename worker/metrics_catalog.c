@@ -50,6 +50,10 @@ static const char *const v_token_result[] = {"ok", "refused", "error", NULL};
 static const char *const v_retry_reasons[] = {
     "timeout", "no_connection", "session_lost", "no_progress", "circuit_open", "rate_limited",
     "unauthorized", "too_many_requests", "server_error", "other", NULL};
+/* kd_kval_reason_name's values (kone_validate.h) */
+static const char *const v_local_reasons[] = {
+    "unknown_action", "disabled_action", "unknown_area", "no_destination",
+    "unknown_destination", "same_floor", "other", NULL};
 static const char *const v_dead_reasons[] = {"undecodable", "failed", "delivery_limit", "other",
                                              NULL};
 static const char *const v_delivery_result[] = {"delivered", "failed", NULL};
@@ -93,7 +97,7 @@ static struct {
     kd_metric *build_info, *start_time;
     kd_metric *jobs, *job_duration, *job_queued, *deliveries, *inflight;
     kd_metric *api, *token_refreshes, *token_expiry, *ws_connections, *ws_reconnects;
-    kd_metric *retries, *dead_letters, *circuit, *rate_waits;
+    kd_metric *retries, *dead_letters, *circuit, *rate_waits, *local_rejects, *unvalidated;
     kd_metric *kafka_deliveries, *kafka_undelivered, *amqp_reconnects;
     kd_metric *ledger_enabled, *ledger_up, *ledger_ops, *ledger_commit, *ledger_rows;
     kd_metric *ledger_dups;
@@ -146,6 +150,10 @@ static wm_family families[] = {
       .type = KD_METRIC_GAUGE, L1("building", NULL)}, .dyn = {1}},
     {&wm.rate_waits, {.name = "kone_rate_limit_waits_total", .help = "Jobs held back by a building's rate limit.",
       .type = KD_METRIC_COUNTER, L1("building", NULL)}, .dyn = {1}},
+    {&wm.local_rejects, {.name = "kone_local_rejections_total", .help = "Calls rejected by the worker against the building's cached configuration, without a call, by reason.",
+      .type = KD_METRIC_COUNTER, L1("reason", v_local_reasons)}, .dyn = {0}},
+    {&wm.unvalidated, {.name = "kone_calls_unvalidated_total", .help = "Calls made without the local check: their building's configuration could not be fetched lately (or the cache was full).",
+      .type = KD_METRIC_COUNTER}, .dyn = {0}},
     {&wm.kafka_deliveries, {.name = "kone_kafka_deliveries_total", .help = "Kafka delivery reports by topic and result.",
       .type = KD_METRIC_COUNTER, L2("topic", NULL, "result", v_delivery_result)}, .dyn = {2, 0}},
     {&wm.kafka_undelivered, {.name = "kone_kafka_undelivered_messages", .help = "Messages produced to Kafka and not yet acknowledged by the brokers.",
@@ -603,6 +611,20 @@ void kd_wm_circuit_change(const char *building_id, kd_wm_circuit from, kd_wm_cir
 void kd_wm_rate_limit_wait(const char *building_id)
 {
     kd_counter_addv(wm.rate_waits, KD_LV(building_id), 1);
+}
+
+void kd_wm_kone_local_reject(const char *reason)
+{
+    if (!wm.reg)
+        return;
+    kd_counter_addv(wm.local_rejects, KD_LV(reason), 1);
+}
+
+void kd_wm_kone_unvalidated(void)
+{
+    if (!wm.reg)
+        return;
+    kd_counter_add(wm.unvalidated, 0, 1);
 }
 
 /* ---- the call ledger ---- */

@@ -105,6 +105,13 @@ typedef enum { KD_WM_CIRCUIT_CLOSED = 0, KD_WM_CIRCUIT_HALF_OPEN = 1, KD_WM_CIRC
 void kd_wm_circuit_change(const char *building_id, kd_wm_circuit from, kd_wm_circuit to);
 void kd_wm_rate_limit_wait(const char *building_id);
 
+/* ---- local validation of calls (kone_site.c) ---- */
+/* A call rejected against its building's cached configuration, no call made; reason as
+ * kd_kval_reason_name: unknown_action, disabled_action, unknown_area, no_destination,
+ * unknown_destination, same_floor (any other: "other"). */
+void kd_wm_kone_local_reject(const char *reason);
+void kd_wm_kone_unvalidated(void);   /* a call made unchecked (no configuration to check) */
+
 /* ---- the call ledger (PostgreSQL; any thread) ----
  * Label values: op claim, accept, done, release, retry, renew, purge (any other: "other");
  * state writing, accepted, retry, done (any other: dropped, counted as a label miss);

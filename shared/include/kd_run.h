@@ -68,6 +68,8 @@ typedef struct kd_run {
                                  * worker that is gone; follow it instead of calling */
     bool internal;              /* not a delivery: a cancel another worker asked of this one
                                  * (its outcome goes back through the ledger, not Kafka) */
+    bool validated_locally;     /* rejected by the worker's check against the building's
+                                 * cached configuration, with KONE's code, without a call */
     char error_code[48];        /* "" or e.g. "400", "SAME_SOURCE_AND_DEST_FLOOR", "invalid_job" */
     char error_message[256];
 

@@ -109,6 +109,8 @@ static const kd_config_key kd_keys[] = {
     {"kone.keepalive_s", "30", W, false, "Ping an idle connection after this many seconds (KONE closes idle ones after 60 s)."},
     {"kone.max_conn_age_s", "6600", W, false, "Replace a connection after this many seconds (KONE closes every one after 2 h)."},
     {"kone.monitor_duration_s", "300", W, false, "site-monitoring subscription length (max 300); renewed before it lapses."},
+    {"kone.validate_locally", "true", W, false, "Check calls against each building group's cached configuration (common-api config and actions) before calling: a call KONE would refuse (unknown area, unknown or disabled action, no destination, same source and destination floor) is rejected with KONE's code, marked validated_locally, without a call (docs/kone-client.md)."},
+    {"kone.config_ttl_s", "3600", W, false, "How long a building group's configuration is cached before it is fetched again (1-604800); a refusal that contradicts it makes it fetched again sooner."},
     {"kone.breaker_failures", "5", W, false, "Circuit breaker per building: consecutive failures of its calls (1005/no progress, 5xx, unanswered) that open it (0: never)."},
     {"kone.breaker_probe_base_ms", "1000", W, false, "First ping of a building whose circuit is open after this long; doubles (jittered) while pings fail."},
     {"kone.breaker_probe_cap_ms", "10000", W, false, "Longest delay between pings of a building whose circuit is open."},

@@ -84,7 +84,7 @@ static int pack_failed(msgpack_sbuffer *sb, size_t start, kd_err *err, const cha
 
 /* ---- result event ---- */
 
-#define RESULT_KEYS 20  /* pairs packed below; the tests decode and count them */
+#define RESULT_KEYS 21  /* pairs packed below; the tests decode and count them */
 
 /* The error is there when the run has an error code: every failure path sets one. A
  * message without a code is only a note on a success ("call accepted") and is left out. */
@@ -152,6 +152,8 @@ int kd_event_encode_result(const kd_run *run, const char *worker, msgpack_sbuffe
          pack_int_or_nil(&pk, run->has_modified_destination, run->modified_destination);
     rc = rc || PACK_KEY(&pk, "modified_reason") ||
          pack_str_or_nil(&pk, run->modified_reason, sizeof run->modified_reason);
+    rc = rc || PACK_KEY(&pk, "validated_locally") ||
+         (run->validated_locally ? msgpack_pack_true(&pk) : msgpack_pack_false(&pk));
     if (rc)
         return pack_failed(sb, start, err, "result event");
     return 0;

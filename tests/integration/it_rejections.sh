@@ -24,6 +24,17 @@ for row in "${JOBS_REFUSED_TABLE[@]}"; do
     fi
 done
 [ "$bad" -eq 0 ] || it_fail "$bad rows of the rejection table not handled as KONE means"
+# Rows the building group's cached configuration answers (docs/kone-client.md, "Building
+# configuration"): refused by the worker itself, no request (kone_status 0); the others are
+# KONE's (or kone-sim's) own verdicts.
+for name in unknown-action undefined-action disabled-action same-floor same-floor-other-side \
+    no-destination unknown-source; do
+    it_expect "refused-$name" '.validated_locally==true and .kone_status==0 and .started_at==null'
+done
+for name in invalid-direction unknown-destination unknown-building group-out-of-service \
+    locked-floor no-lift-available site-link-down; do
+    it_expect "refused-$name" '.validated_locally==false'
+done
 
 # 403: a worker whose KONE application has no scope for building 951
 secret=$IT_DIR/annex-secret

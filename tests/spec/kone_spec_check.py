@@ -241,6 +241,11 @@ def check(spec_path, docs_path, require, logs, quiet=False):
         try:
             frame = json.loads(text)
         except ValueError as e:
+            if '"statusCode"' in text[:120] and (msg_len >= LOG_MSG_MAX or len(text) >= 900):
+                # an answer longer than a log line (a building's config): its envelope is
+                # checked on every shorter answer; its data is not in the spec
+                out(f"unchecked ({src}): an answer cut at the log line's limit: {text[:100]}...")
+                continue
             why = ("cut at the log's 1 KiB message limit" if msg_len >= LOG_MSG_MAX
                    else f"not JSON ({e})")
             fail(src, text, why)

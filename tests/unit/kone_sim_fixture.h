@@ -97,7 +97,7 @@ KS_UNUSED static void sim_start(const char *extra1, const char *extra2)
     posix_spawn_file_actions_destroy(&fa);
     assert_int_equal(rc, 0);
     int st;
-    for (int i = 0; i < 500 && !port_open(sim.port); i++) {
+    for (int i = 0; i < 3000 && !port_open(sim.port); i++) {
         if (waitpid(sim.pid, &st, WNOHANG) == sim.pid) {
             /* it could not listen: free_port's port was taken meanwhile (e.g. as the
              * source port of a client's connection); once more on another port */
@@ -298,7 +298,7 @@ KS_UNUSED static void client_start(client *c, const char *extra)
         p += len;
     }
     client_launch(c, a, n);
-    for (int i = 0; i < 500 && !kd_kone_ready(c->k); i++)
+    for (int i = 0; i < 2000 && !kd_kone_ready(c->k); i++)
         usleep(10000);
     assert_true(kd_kone_ready(c->k));
 }

@@ -101,7 +101,8 @@ static void test_result_succeeded(void **state)
                    "\"finished_at\":1764360900450,\"kone_rtt_us\":48211,"
                    "\"trace_id\":\"4bf92f3577b34da6a3ce929d0e0e4736\",\"redelivered\":false,"
                    "\"failure\":null,"
-                   "\"modified_destination\":11000,\"modified_reason\":\"transfer floor\"}");
+                   "\"modified_destination\":11000,\"modified_reason\":\"transfer floor\","
+                   "\"validated_locally\":false}");
     json_decref(j);
     msgpack_sbuffer_destroy(&sb);
 }
@@ -162,7 +163,31 @@ static void test_result_rejected_with_error(void **state)
                    "\"started_at\":1764360900200,\"finished_at\":1764360900300,"
                    "\"kone_rtt_us\":51000,\"trace_id\":null,\"redelivered\":true,"
                    "\"failure\":\"final\","
-                   "\"modified_destination\":null,\"modified_reason\":null}");
+                   "\"modified_destination\":null,\"modified_reason\":null,"
+                   "\"validated_locally\":false}");
+    json_decref(j);
+    msgpack_sbuffer_destroy(&sb);
+}
+
+/* A call the worker refused against the building's cached configuration: KONE's code and
+ * words, no call (no status, session or start), marked validated_locally. */
+static void test_result_validated_locally(void **state)
+{
+    (void)state;
+    kd_run r;
+    base_run(&r);
+    kd_run_finish(&r, KD_OUTCOME_REJECTED, KD_FAIL_FINAL, "ignored_call",
+                  "Ignoring call, unable to resolve area: area:9999");
+    r.validated_locally = true;
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    assert_int_equal(kd_event_encode_result(&r, "w", &sb, NULL), 0);
+    json_t *j = decode_one(&sb);
+    assert_true(json_is_true(json_object_get(j, "validated_locally")));
+    assert_string_equal(
+        json_string_value(json_object_get(json_object_get(j, "error"), "code")), "ignored_call");
+    assert_true(json_is_null(json_object_get(j, "session_id")));
+    assert_int_equal(json_object_size(j), 21);
     json_decref(j);
     msgpack_sbuffer_destroy(&sb);
 }
@@ -192,7 +217,8 @@ static void test_result_expired(void **state)
                    "\"worker\":null,\"created_at\":1764360900000,\"started_at\":null,"
                    "\"finished_at\":1764360970000,\"kone_rtt_us\":null,\"trace_id\":null,"
                    "\"redelivered\":false,\"failure\":\"final\","
-                   "\"modified_destination\":null,\"modified_reason\":null}");
+                   "\"modified_destination\":null,\"modified_reason\":null,"
+                   "\"validated_locally\":false}");
     json_decref(j);
     msgpack_sbuffer_destroy(&sb);
 }
@@ -220,7 +246,8 @@ static void test_result_invalid_job(void **state)
                    "\"created_at\":null,\"started_at\":null,\"finished_at\":1764360900000,"
                    "\"kone_rtt_us\":null,\"trace_id\":null,\"redelivered\":false,"
                    "\"failure\":\"final\","
-                   "\"modified_destination\":null,\"modified_reason\":null}");
+                   "\"modified_destination\":null,\"modified_reason\":null,"
+                   "\"validated_locally\":false}");
     json_decref(j);
     msgpack_sbuffer_destroy(&sb);
 }
@@ -250,11 +277,11 @@ static void test_result_undecodable_and_transient(void **state)
     assert_string_equal(json_string_value(json_object_get(a, "failure")), "undecodable");
     assert_true(json_is_null(json_object_get(a, "job_id")));
     assert_true(json_is_true(json_object_get(a, "redelivered")));
-    assert_int_equal(json_object_size(a), 20);
+    assert_int_equal(json_object_size(a), 21);
     assert_string_equal(json_string_value(json_object_get(b, "outcome")), "failed");
     assert_string_equal(json_string_value(json_object_get(b, "failure")), "transient");
     assert_int_equal(json_integer_value(json_object_get(b, "kone_status")), 503);
-    assert_int_equal(json_object_size(b), 20);
+    assert_int_equal(json_object_size(b), 21);
     json_decref(a);
     json_decref(b);
     msgpack_sbuffer_destroy(&sb);
@@ -557,6 +584,7 @@ int main(void)
         cmocka_unit_test(test_result_succeeded),
         cmocka_unit_test(test_result_succeeded_error_only_with_code),
         cmocka_unit_test(test_result_rejected_with_error),
+        cmocka_unit_test(test_result_validated_locally),
         cmocka_unit_test(test_result_expired),
         cmocka_unit_test(test_result_invalid_job),
         cmocka_unit_test(test_result_undecodable_and_transient),

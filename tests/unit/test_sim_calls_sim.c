@@ -91,7 +91,7 @@ static void sim_start(const char *extra)
     int rc = posix_spawn(&sim.pid, sim.bin, &fa, NULL, argv, environ);
     posix_spawn_file_actions_destroy(&fa);
     assert_int_equal(rc, 0);
-    for (int i = 0; i < 500 && !port_open(sim.port); i++)
+    for (int i = 0; i < 3000 && !port_open(sim.port); i++)
         usleep(10000);
     assert_true(port_open(sim.port));
 }

@@ -700,7 +700,7 @@ static void client_start(client *c, const char *extra1, const char *extra2)
     kd_kone_hooks hooks = {.done = on_done, .call_event = on_event, .arg = NULL};
     if (kd_kone_start(&c->k, &c->cfg, &hooks, &err))
         fail_msg("kd_kone_start: %s", err.msg);
-    for (int i = 0; i < 500 && !kd_kone_ready(c->k); i++)
+    for (int i = 0; i < 2000 && !kd_kone_ready(c->k); i++)
         usleep(10000);
     assert_true(kd_kone_ready(c->k));
 }

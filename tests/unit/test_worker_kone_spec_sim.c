@@ -22,12 +22,12 @@
 
 #include "sim_ws_client.h"
 
-/* The coverage the checker requires: every request the worker makes, every frame kind the
- * simulator sends. config and actions are not yet fetched by the worker (the configuration
- * cache of issue 12, item 4): add common-api/config and common-api/actions here with it. */
+/* The coverage the checker requires: every request the worker makes (config and actions
+ * come from its configuration cache), every frame kind the simulator sends. */
 #define REQUIRED                                                                             \
     "create-session,resume-session,lift-call/action,lift-call/hold_open,lift-call/delete,"   \
-    "site-monitoring/monitor,common-api/ping,answer,call-result/action,"                     \
+    "site-monitoring/monitor,common-api/ping,common-api/config,common-api/actions,answer,"   \
+    "call-result/action,"                                                                    \
     "call-result/hold_open,monitor-call-state,monitor-lift-position,monitor-door-state,"     \
     "monitor-lift-status,monitor-next-stop-eta,monitor-lift-stopping,monitor-action"
 
