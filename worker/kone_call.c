@@ -502,6 +502,10 @@ static void job_timer(lws_sorted_usec_list_t *sul)
         }
         break;
     case KJ_ACCEPTED:
+        if (now >= j->answer_deadline && j->run->job.op == KD_OP_HOLD_OPEN) {
+            succeed(j, "", "answered 2xx; no result frame followed");   /* not refused */
+            return;
+        }
         if (now >= j->answer_deadline && lost_since(j)) {
             /* the result frame may have gone down with a connection: not the site's link */
             finish(j, KD_OUTCOME_UNKNOWN, KD_FAIL_FINAL, "result_lost",
@@ -697,6 +701,19 @@ static void auth_retry(kk_job *j)
 
 static void call_result(kk_job *j, const kd_kone_msg *m);
 
+/* A hold_open's result frame: success, or KONE's refusal (final, like a call's). */
+static void hold_result(kk_job *j, const kd_kone_msg *m)
+{
+    if (!m->has_success || m->success) {
+        succeed(j, "", "");
+        return;
+    }
+    char code[sizeof j->run->error_code];
+    kd_outcome o = kd_kone_call_error_outcome(m->error, code, sizeof code);
+    finish(j, o, o == KD_OUTCOME_REJECTED ? KD_FAIL_FINAL : KD_FAIL_TRANSIENT, code, "%s",
+           m->error[0] ? m->error : "hold_open refused by KONE (success=false)");
+}
+
 static void request_answer(kk_job *j, const kd_kone_msg *m)
 {
     kd_run *run = j->run;
@@ -715,6 +732,14 @@ static void request_answer(kk_job *j, const kd_kone_msg *m)
             j->answer_deadline = now + j->k->call_timeout_us;
             if (m->has_success || m->call_session_id)
                 call_result(j, m);   /* the result came in the answer itself */
+            else
+                rearm(j);
+        } else if (run->job.op == KD_OP_HOLD_OPEN) {
+            /* KONE may still refuse it in a result frame (success:false): wait for that */
+            j->st = KJ_ACCEPTED;
+            j->answer_deadline = now + j->k->request_timeout_us;
+            if (m->has_success)
+                hold_result(j, m);
             else
                 rearm(j);
         } else {
@@ -813,6 +838,10 @@ static void call_result(kk_job *j, const kd_kone_msg *m)
 void kk_on_call_result(kk_slot *s, const kd_kone_msg *m)
 {
     kk_job *j = m->has_request_id ? find_job(s, m->request_id) : NULL;
+    if (j && j->run->job.op == KD_OP_HOLD_OPEN) {
+        hold_result(j, m);
+        return;
+    }
     if (!j || j->run->job.op != KD_OP_CALL) {
         kd_debug("kone: slot %d: call result for unknown request ignored", s->idx);
         return;

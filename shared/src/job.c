@@ -94,7 +94,9 @@ static const field fields[] = {
     /* hold_open */
     ROW_INT(lift_deck, HOLD, HOLD, INT64_MIN, INT64_MAX),
     ROW_INT(served_area, HOLD, HOLD, INT64_MIN, INT64_MAX),
-    ROW_OPT(hard_time, HOLD, 0, 10),
+    /* KONE's spec: hard_time is "needed for hold_open callType" */
+    {"hard_time", F_INT, HOLD, HOLD, 0, 10, CS_NONE, MEMBER(hard_time),
+     offsetof(kd_job, has_hard_time), false},
     ROW_OPT(soft_time, HOLD, 0, 30),
     /* cancel */
     ROW_INT(session_id, CANCEL, CANCEL, 1, INT64_MAX),

@@ -28,7 +28,7 @@ static const char *BASE_CALL =
     "\"created_at\":1767225600000,\"area\":3000,\"action\":2}";
 static const char *BASE_HOLD =
     "{\"v\":1,\"job_id\":\"job-1\",\"op\":\"hold_open\",\"building_id\":\"building:9990000951\","
-    "\"created_at\":1767225600000,\"lift_deck\":1001010,\"served_area\":5000}";
+    "\"created_at\":1767225600000,\"lift_deck\":1001010,\"served_area\":5000,\"hard_time\":3}";
 static const char *BASE_CANCEL =
     "{\"v\":1,\"job_id\":\"job-1\",\"op\":\"cancel\",\"building_id\":\"building:9990000951\","
     "\"created_at\":1767225600000,\"session_id\":5}";
@@ -78,6 +78,8 @@ static void hold_min(kd_job *j)
     job_base(j, KD_OP_HOLD_OPEN);
     j->lift_deck = 1001010;
     j->served_area = 5000;
+    j->has_hard_time = true;   /* required: KONE needs it for hold_open */
+    j->hard_time = 3;
 }
 
 static void hold_full(kd_job *j)
@@ -391,6 +393,7 @@ static void test_missing_required(void **state)
         {&BASE_CALL, "building_id"}, {&BASE_CALL, "area"},        {&BASE_CALL, "action"},
         {&BASE_HOLD, "job_id"},      {&BASE_HOLD, "v"},           {&BASE_HOLD, "op"},
         {&BASE_HOLD, "building_id"}, {&BASE_HOLD, "lift_deck"},   {&BASE_HOLD, "served_area"},
+        {&BASE_HOLD, "hard_time"},
         {&BASE_CANCEL, "job_id"},    {&BASE_CANCEL, "v"},         {&BASE_CANCEL, "op"},
         {&BASE_CANCEL, "building_id"}, {&BASE_CANCEL, "session_id"},
     };

@@ -69,6 +69,15 @@ static void test_rejection_table(void **state)
     h->job.has_soft_time = true;
     h->job.soft_time = 2;
     expect(run_one(&c, h, 10000), KD_OUTCOME_SUCCEEDED, "", NULL);
+    /* a hold_open KONE refuses in its result frame (a deck that does not exist) */
+    h = call(B951, "1", 0, 0, 0, false);
+    h->job.op = KD_OP_HOLD_OPEN;
+    h->job.lift_deck = 1009999;
+    h->job.served_area = 5000;
+    h->job.has_hard_time = true;
+    h->job.hard_time = 2;
+    expect(run_one(&c, h, 10000), KD_OUTCOME_REJECTED, "ignored_call",
+           "unable to resolve lift deck: 1009999");
     client_stop(&c);
 }
 
