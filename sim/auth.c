@@ -307,6 +307,17 @@ int sim_auth_token_request(sim_auth *a, const char *authorization, const char *b
     }
     if (!any)
         granted = c->scopes;
+    /* KONE caps how many buildings one token may carry (sim.max_token_buildings) */
+    size_t n_bld = 0;
+    for (size_t i = 0; i < granted.n; i++)
+        n_bld += strstr(granted.s[i], "/building:") != NULL;
+    if (a->max_buildings > 0 && n_bld > (size_t)a->max_buildings) {
+        char desc[96];
+        snprintf(desc, sizeof desc, "Too many buildings in one token: %zu, at most %lld", n_bld,
+                 (long long)a->max_buildings);
+        *answer = oauth_error("invalid_scope", desc);
+        return 400;
+    }
 
     sim_token *t = new_token(a, now_ms);
     if (!t) {

@@ -51,6 +51,7 @@ typedef struct sim_auth {
     size_t n_tokens, cap_tokens;
     sim_token *tokens;
     int64_t ttl_s;
+    int64_t max_buildings; /* sim.max_token_buildings: building scopes per token (0: any) */
     const char *token_log; /* test only (sim.token_log): file every issued token is appended to */
 } sim_auth;
 

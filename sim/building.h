@@ -21,7 +21,7 @@
 
 #include "kd_err.h"
 
-#define SIM_MAX_BUILDINGS 16
+#define SIM_MAX_BUILDINGS 64
 #define SIM_MAX_FLOORS 128
 #define SIM_MAX_SIDES 2
 #define SIM_MAX_GROUPS 8

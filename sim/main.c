@@ -83,6 +83,11 @@ int main(int argc, char **argv)
         goto out;
     }
     auth.token_log = kd_config_get(&cfg, "sim.token_log");
+    if (kd_config_int(&cfg, "sim.max_token_buildings", 0, 100000, &auth.max_buildings, &err)) {
+        kd_error("%s", err.msg);
+        rc = 2;
+        goto out;
+    }
     if (auth.token_log[0])
         kd_warn("sim.token_log set: every issued token is written to %s (tests only)",
                 auth.token_log);

@@ -108,11 +108,13 @@ void kk_loop_wakeup(kd_kone *k)
         kk_job_submit(k, list);
         list = next;
     }
-    uint64_t gen = kd_kone_tokens_gen(k->tokens);
-    if (gen != k->token_gen_seen) {
-        k->token_gen_seen = gen;
-        if (gen)
-            kk_slots_token_changed(k);
+    for (int t = 0; t < k->n_tokens; t++) {
+        uint64_t gen = kd_kone_tokens_gen(k->tokens[t]);
+        if (gen != k->token_gen_seen[t]) {
+            k->token_gen_seen[t] = gen;
+            if (gen)
+                kk_slots_token_changed(k);
+        }
     }
 }
 
@@ -179,7 +181,6 @@ static int load_buildings(kd_kone *k, const char *list, kd_err *err)
     if (!copy)
         return kd_err_set(err, KD_ERR_NOMEM, "out of memory");
     int rc = 0;
-    size_t scope_len = 1;
     for (char *t = strtok_r(copy, " ,", &save); t && !rc; t = strtok_r(NULL, " ,", &save)) {
         const char *id = strncmp(t, "building:", 9) == 0 ? t + 9 : t;
         bool ok = *id && strlen(id) < KD_JOB_BUILDING_MAX - 9;
@@ -197,17 +198,53 @@ static int load_buildings(kd_kone *k, const char *list, kd_err *err)
         } else {
             k->buildings = nb;
             sprintf(k->buildings[k->n_buildings++], "building:%s", id);
-            scope_len += strlen(id) + 21;
         }
     }
     free(copy);
-    if (rc || !k->n_buildings)
-        return rc;
-    if (!(k->scope = malloc(scope_len)))
-        return kd_err_set(err, KD_ERR_NOMEM, "out of memory");
-    k->scope[0] = '\0';
+    return rc;
+}
+
+int kk_token_of(const kd_kone *k, const char *building_id)
+{
+    if (k->n_buildings == 0)
+        return 0;
+    char b[KD_JOB_BUILDING_MAX + 16];
+    kd_kone_building_id(building_id, b, sizeof b);
     for (int i = 0; i < k->n_buildings; i++)
-        sprintf(k->scope + strlen(k->scope), "%scallgiving/%s", i ? " " : "", k->buildings[i]);
+        if (strcmp(k->buildings[i], b) == 0)
+            return k->per_token > 0 ? i / k->per_token : 0;
+    return -1;
+}
+
+/* The tokens kone.buildings needs (KONE caps the scopes of one token: per_token buildings
+ * each) and the callgiving scope of each. */
+static int make_scopes(kd_kone *k, kd_err *err)
+{
+    k->n_tokens = 1;
+    if (!k->n_buildings)
+        return 0;
+    if (k->per_token > 0)
+        k->n_tokens = (k->n_buildings + k->per_token - 1) / k->per_token;
+    if (k->n_tokens > KK_MAX_TOKENS)
+        return kd_err_set(err, KD_ERR_INVALID,
+                          "kone.buildings: %d buildings at %d per token need %d tokens; at most "
+                          "%d (raise kone.buildings_per_token or run more workers)",
+                          k->n_buildings, k->per_token, k->n_tokens, KK_MAX_TOKENS);
+    if (k->n_tokens > k->n_slots)
+        return kd_err_set(err, KD_ERR_INVALID,
+                          "kone.connections: %d, but kone.buildings needs %d tokens and each "
+                          "token needs a connection of its own", k->n_slots, k->n_tokens);
+    for (int t = 0; t < k->n_tokens; t++) {
+        size_t len = 1;
+        for (int i = 0; i < k->n_buildings; i++)
+            len += strlen(k->buildings[i]) + 12;
+        if (!(k->scopes[t] = calloc(1, len)))
+            return kd_err_set(err, KD_ERR_NOMEM, "out of memory");
+        for (int i = 0; i < k->n_buildings; i++)
+            if (kk_token_of(k, k->buildings[i]) == t)
+                sprintf(k->scopes[t] + strlen(k->scopes[t]), "%scallgiving/%s",
+                        k->scopes[t][0] ? " " : "", k->buildings[i]);
+    }
     return 0;
 }
 
@@ -296,9 +333,16 @@ static int load_config(kd_kone *k, const kd_config *cfg, kd_kone_token_cfg *tc, 
     if ((rc = load_buildings(k, kd_config_get(cfg, "kone.buildings"), err)) ||
         (rc = load_modes(k, kd_config_get(cfg, "kone.lift_modes_refused"), err)))
         return rc;
+    if ((rc = read_int(cfg, "kone.buildings_per_token", 0, 100000, &v, err)))
+        return rc;
+    k->per_token = (int)v;
     tc->scope = kd_config_get(cfg, "kone.scope");
-    if (!*tc->scope && k->scope)
-        tc->scope = k->scope;
+    if (*tc->scope && k->per_token > 0 && k->n_buildings > k->per_token)
+        return kd_err_set(err, KD_ERR_INVALID,
+                          "kone.scope is set, but kone.buildings needs more than one token "
+                          "(kone.buildings_per_token): leave kone.scope empty");
+    if ((rc = make_scopes(k, err)))
+        return rc;
     tc->ca_file = kd_config_get(cfg, "kone.ca_file");
     if (strncmp(tc->token_url, "https://", 8) != 0)
         return kd_err_set(err, KD_ERR_INVALID,
@@ -321,6 +365,14 @@ static int load_config(kd_kone *k, const kd_config *cfg, kd_kone_token_cfg *tc, 
 
 /* ------------------------------------------------------------------ public API */
 
+static void stop_tokens(kd_kone *k)
+{
+    for (int t = 0; t < KK_MAX_TOKENS; t++) {
+        kd_kone_tokens_stop(k->tokens[t]);
+        k->tokens[t] = NULL;
+    }
+}
+
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
 static CURLcode curl_init_rc;
 
@@ -340,7 +392,8 @@ static void kone_free(kd_kone *k)
     for (int i = 0; i < k->n_buildings; i++)
         free(k->buildings[i]);
     free(k->buildings);
-    free(k->scope);
+    for (int t = 0; t < KK_MAX_TOKENS; t++)
+        free(k->scopes[t]);
     free(k->early);
     kk_blds_free(k);
     if (k->bmu_init)
@@ -406,15 +459,22 @@ int kd_kone_start(kd_kone **out, const kd_config *cfg, const kd_kone_hooks *hook
         kone_free(k);
         return KD_ERR_INTERNAL;
     }
-    rc = kd_kone_tokens_start(&k->tokens, &tc, notify_loop, k, err);
+    for (int i = 0; i < KK_MAX_SLOTS; i++)
+        k->slots[i].tok = i % k->n_tokens;
+    const char *configured = tc.scope;
+    for (int t = 0; t < k->n_tokens && !rc; t++) {
+        tc.scope = *configured || !k->scopes[t] ? configured : k->scopes[t];
+        rc = kd_kone_tokens_start(&k->tokens[t], &tc, notify_loop, k, err);
+    }
     if (rc) {
+        stop_tokens(k);
         lws_context_destroy(k->ctx);
         kone_free(k);
         return rc;
     }
     int e = pthread_create(&k->thread, NULL, loop_thread, k);
     if (e) {
-        kd_kone_tokens_stop(k->tokens);
+        stop_tokens(k);
         lws_context_destroy(k->ctx);
         kone_free(k);
         return kd_err_set(err, KD_ERR_INTERNAL, "kone: cannot start the loop thread: %s",
@@ -447,7 +507,12 @@ void kd_kone_submit(kd_kone *k, kd_run *run)
 
 bool kd_kone_ready(kd_kone *k)
 {
-    return k && atomic_load(&k->n_ready) > 0 && kd_kone_tokens_have(k->tokens);
+    if (!k || atomic_load(&k->n_ready) == 0)
+        return false;
+    for (int t = 0; t < k->n_tokens; t++)
+        if (kd_kone_tokens_have(k->tokens[t]))
+            return true;
+    return false;
 }
 
 void kd_kone_stop(kd_kone *k)
@@ -460,8 +525,7 @@ void kd_kone_stop(kd_kone *k)
     lws_cancel_service(k->ctx);
     if (k->thread_started)
         pthread_join(k->thread, NULL);
-    kd_kone_tokens_stop(k->tokens);   /* before the context: its notify uses the context */
-    k->tokens = NULL;
+    stop_tokens(k);   /* before the context: their notify uses the context */
     k->exiting = true;                /* close callbacks during destroy do nothing */
     lws_context_destroy(k->ctx);
     kone_free(k);

@@ -224,17 +224,6 @@ static void probe_verdict(kk_bld *b, kd_brk_verdict v, const char *what)
              what, (b->brk.probe_at - now) / 1000);
 }
 
-static kk_slot *ready_slot(kd_kone *k)
-{
-    kk_slot *best = NULL;
-    for (int i = 0; i < k->n_slots; i++) {
-        kk_slot *s = &k->slots[i];
-        if (kk_slot_ready(s) && (!best || s->jobs.count < best->jobs.count))
-            best = s;
-    }
-    return best;
-}
-
 static void probe_tick(kk_bld *b, int64_t now)
 {
     kd_kone *k = b->k;
@@ -251,7 +240,7 @@ static void probe_tick(kk_bld *b, int64_t now)
     }
     if (!kd_brk_probe_due(&b->brk, now))
         return;
-    kk_slot *s = ready_slot(k);
+    kk_slot *s = kk_slot_least_loaded(k, kk_token_of(k, b->id));
     pthread_mutex_lock(&k->bmu);
     kd_brk_probe_sent(&b->brk);
     pthread_mutex_unlock(&k->bmu);

@@ -234,16 +234,10 @@ static kk_slot *affine_slot(kd_kone *k, int64_t sid)
     return NULL;
 }
 
-/* The ready slot with the fewest jobs, or NULL. */
-static kk_slot *least_loaded(kd_kone *k)
+/* The ready slot with the fewest jobs among those whose token covers the job's building. */
+static kk_slot *least_loaded(kk_job *j)
 {
-    kk_slot *best = NULL;
-    for (int i = 0; i < k->n_slots; i++) {
-        kk_slot *s = &k->slots[i];
-        if (kk_slot_ready(s) && (!best || s->jobs.count < best->jobs.count))
-            best = s;
-    }
-    return best;
+    return kk_slot_least_loaded(j->k, kk_token_of(j->k, j->run->job.building_id));
 }
 
 /* Following an accepted call: its states come under the slot's subscription of its building
@@ -256,6 +250,13 @@ static void start_follow(kk_job *j)
     j->accepted_mono = now;
     j->progress_deadline = now + progress_window_us(j);
     j->track_deadline = now + j->k->track_timeout_us;
+    if (j->run->adopt && j->run->job.track) {
+        /* a tracked call handed over may be long past its allocation and wait for its lift
+         * without a state change for a while; KONE sends no snapshot, so silence since the
+         * hand-over says nothing about the link: it is followed until served (or tracking
+         * lapses), and the no-progress rule applies only after a state was seen */
+        j->progress_deadline = j->track_deadline;
+    }
     kk_sub_touch(j->slot, &j->run->job);
     rearm(j);
 }
@@ -267,7 +268,7 @@ static void place(kk_job *j)
     if (j->run->job.op == KD_OP_CANCEL)
         s = affine_slot(k, j->run->job.session_id);
     if (!s)
-        s = least_loaded(k);
+        s = least_loaded(j);
     j->st = KJ_WAIT;
     j->slot = s;
     if (!s) {
@@ -309,6 +310,13 @@ void kk_job_submit(kd_kone *k, kd_run *run)
         }
         j->expire_at = now + left;
     }
+    if (kk_token_of(k, run->job.building_id) < 0) {
+        free(j);
+        kk_finish_run(k, run, KD_OUTCOME_REJECTED, KD_FAIL_FINAL, "scope",
+                      "building not in kone.buildings: no token of this worker covers it "
+                      "(KONE would answer 403); not sent to KONE");
+        return;
+    }
     if (run->adopt) {
         /* no new request: neither the breaker nor the rate limit applies */
         j->call_session_id = run->session_id;
@@ -344,8 +352,13 @@ void kk_job_refuse(kk_job *j)
 
 void kk_job_place_waiting(kd_kone *k)
 {
-    while (k->waitq.head && least_loaded(k)) {
-        kk_job *j = lws_container_of(k->waitq.head, kk_job, place);
+    /* each waiting job needs a slot of its own token: the others keep waiting, in order */
+    lws_dll2_t *d, *next;
+    for (d = k->waitq.head; d; d = next) {
+        next = d->next;
+        kk_job *j = lws_container_of(d, kk_job, place);
+        if (!least_loaded(j))
+            continue;
         lws_dll2_remove(&j->place);
         place(j);
     }
@@ -483,7 +496,8 @@ static void job_timer(lws_sorted_usec_list_t *sul)
         }
         if (now >= j->wait_until) {
             char why[200] = "";
-            kd_kone_tokens_last_error(k->tokens, why, sizeof why);
+            int t = kk_token_of(k, j->run->job.building_id);
+            kd_kone_tokens_last_error(k->tokens[t < 0 ? 0 : t], why, sizeof why);
             finish(j, KD_OUTCOME_FAILED, KD_FAIL_TRANSIENT, "no_connection",
                    "no KONE connection within %" PRId64 " ms%s%s", rt_ms, why[0] ? ": " : "",
                    why);
@@ -693,7 +707,7 @@ static void auth_retry(kk_job *j)
     want(j, KW_REQUEST);
     kk_conn *c = kk_slot_active(s);
     if (c) {
-        kd_kone_tokens_invalidate(k->tokens, c->token_gen);
+        kd_kone_tokens_invalidate(k->tokens[s->tok], c->token_gen);
         kk_conn_kill(c);
     }
     rearm(j);

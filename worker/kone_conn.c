@@ -81,6 +81,18 @@ bool kk_slot_ready(const kk_slot *s)
     return s->active >= 0 && s->conn[s->active].st == KC_READY;
 }
 
+kk_slot *kk_slot_least_loaded(kd_kone *k, int tok)
+{
+    kk_slot *best = NULL;
+    for (int i = 0; i < k->n_slots; i++) {
+        kk_slot *s = &k->slots[i];
+        if ((tok < 0 || s->tok == tok) && kk_slot_ready(s) &&
+            (!best || s->jobs.count < best->jobs.count))
+            best = s;
+    }
+    return best;
+}
+
 void kk_slot_kick(kk_slot *s)
 {
     lws_sul_schedule(s->k->ctx, 0, &s->sul, slot_timer, 1);
@@ -148,7 +160,7 @@ static bool conn_open(kk_conn *c)
     kd_kone *k = s->k;
     static char tok[KD_KONE_TOKEN_MAX], esc[3 * KD_KONE_TOKEN_MAX + 1];
     static char path[3 * KD_KONE_TOKEN_MAX + 512];
-    uint64_t gen = kd_kone_tokens_get(k->tokens, tok, sizeof tok, NULL);
+    uint64_t gen = kd_kone_tokens_get(k->tokens[s->tok], tok, sizeof tok, NULL);
     if (!gen)
         return false;
     kd_kone_url_escape(tok, esc, sizeof esc);
@@ -238,7 +250,7 @@ static void conn_gone(kk_conn *c, struct lws *wsi, const char *why, int http_sta
     if (k->exiting)   /* closed by shutdown (the token source may be gone already) */
         return;
     if (http_status == 401)
-        kd_kone_tokens_invalidate(k->tokens, c->token_gen);
+        kd_kone_tokens_invalidate(k->tokens[c->slot->tok], c->token_gen);
 
     char what[200];
     if (http_status)
@@ -317,7 +329,7 @@ static void session_answer(kk_conn *c, const kd_kone_msg *m)
     }
     if (cls == KD_KONE_ST_AUTH) {
         kd_warn("kone: slot %d: session request refused (401); refreshing the token", s->idx);
-        kd_kone_tokens_invalidate(k->tokens, c->token_gen);
+        kd_kone_tokens_invalidate(k->tokens[c->slot->tok], c->token_gen);
         kk_conn_kill(c);
         return;
     }

@@ -47,6 +47,7 @@
 #include "kone_validate.h"
 
 #define KK_MAX_SLOTS 16
+#define KK_MAX_TOKENS 8                 /* tokens held at once (kone.buildings_per_token) */
 #define KK_RX_MAX (1024 * 1024)         /* a bigger frame is dropped */
 #define KK_BACKOFF_MIN_MS 100
 #define KK_BACKOFF_MAX_MS 10000
@@ -108,6 +109,7 @@ typedef struct kk_conn {
 struct kk_slot {
     kd_kone *k;
     int idx;
+    int tok;                    /* the token (k->tokens[tok]) its connections open with */
     kk_conn conn[2];
     int active;                 /* conn carrying jobs (READY), -1 none */
     char session_id[KD_KONE_SESSION_MAX];
@@ -192,7 +194,11 @@ struct kd_kone {
     kd_kone_hooks hooks;
 
     struct lws_context *ctx;
-    kd_kone_tokens *tokens;
+    /* One token per share of kone.buildings (KONE limits the scopes of one token): building
+     * i of kone.buildings is served by token i / per_token, on the slots whose tok is that. */
+    kd_kone_tokens *tokens[KK_MAX_TOKENS];
+    int n_tokens;
+    int per_token;              /* kone.buildings_per_token (0: one token for all) */
     pthread_t thread;
     bool thread_started;
 
@@ -204,7 +210,7 @@ struct kd_kone {
 
     /* loop thread only */
     bool exiting;
-    uint64_t token_gen_seen;
+    uint64_t token_gen_seen[KK_MAX_TOKENS];
     lws_dll2_owner_t waitq;
     kk_slot slots[KK_MAX_SLOTS];
     /* call session id -> slot that made the call: a delete goes to the same KONE session
@@ -221,7 +227,7 @@ struct kd_kone {
     char sub_name[48];          /* payload.sub of our subscriptions */
     char **buildings;           /* kone.buildings ("building:<id>"), for keep-alive pings */
     int n_buildings;
-    char *scope;                /* the scope kone.buildings implies (kone.scope empty) */
+    char *scopes[KK_MAX_TOKENS]; /* the scope of each token kone.buildings implies */
     struct { int64_t code; char name[16]; } modes[KK_MODES_MAX];   /* kone.lift_modes_refused */
     int n_modes;
 
@@ -271,6 +277,8 @@ void kk_slot_init(kd_kone *k, kk_slot *s, int idx);
 void kk_slot_kick(kk_slot *s);                 /* evaluate its timers now */
 void kk_slot_want_write(kk_slot *s);           /* ask for WRITEABLE on the active conn */
 bool kk_slot_ready(const kk_slot *s);
+/* The ready slot with the fewest jobs among those opened with token tok (-1: any), or NULL. */
+kk_slot *kk_slot_least_loaded(kd_kone *k, int tok);
 void kk_slots_token_changed(kd_kone *k);       /* a new token arrived */
 void kk_slots_shutdown(kd_kone *k);            /* cancel timers (conns die with ctx) */
 int64_t kk_slot_next_id(kk_slot *s);
@@ -446,6 +454,10 @@ void kk_sites_free(kd_kone *k);                /* timers cancelled, entries free
 void kk_job_site_released(kk_job *j);          /* the fetch ended: through the gate again */
 
 /* ---- kone.c */
+/* The token that serves a building: 0 when kone.buildings is empty (every building goes to
+ * the one token); else its share's, or -1 when it is not in kone.buildings (outside every
+ * scope the worker asked for: KONE would answer 403). */
+int kk_token_of(const kd_kone *k, const char *building_id);
 int64_t kk_jitter(kd_kone *k, int64_t max);    /* 0..max-1 */
 void kk_loop_wakeup(kd_kone *k);               /* LWS_CALLBACK_EVENT_WAIT_CANCELLED */
 

@@ -284,7 +284,7 @@ bool kk_sub_answer(kk_slot *s, const kd_kone_msg *m)
         /* made again on the next connection, opened with a fresh token */
         kk_conn *c = kk_slot_active(s);
         if (c) {
-            kd_kone_tokens_invalidate(k->tokens, c->token_gen);
+            kd_kone_tokens_invalidate(k->tokens[s->tok], c->token_gen);
             kk_conn_kill(c);
         }
         return true;
@@ -454,11 +454,12 @@ bool kk_sub_ping_target(const kk_slot *s, const char **building, const char **gr
         *group = best->group;
         return true;
     }
-    if (s->k->n_buildings > 0) {
-        *building = s->k->buildings[0];
-        *group = "1";
-        return true;
-    }
+    for (int i = 0; i < s->k->n_buildings; i++)   /* the first its token serves */
+        if (kk_token_of(s->k, s->k->buildings[i]) == s->tok) {
+            *building = s->k->buildings[i];
+            *group = "1";
+            return true;
+        }
     return false;
 }
 

@@ -94,7 +94,18 @@ jq -se --arg b "$B1" --argjson n $((N / 2)) 'map(select(.building_id == $b)) |
 read -r p50 p95 pmax < <(jq -rs --arg b "$B1" 'map(select(.building_id == $b) | .finished_at - .created_at) | sort |
     "\(.[length / 2 | floor]) \(.[length * 95 / 100 | floor]) \(.[-1])"' "$r")
 it_log "$B1: $((N / 2)) succeeded on their first attempt; created to finished: median $p50 ms, p95 $p95 ms, max $pmax ms"
-[ "$p95" -le "${IT_LINK_P95_MS:-3000}" ] || it_fail "$B1 was held up by $B2's outage: p95 $p95 ms"
+# Held up behind 952's stuck calls would mean waiting for them (kone.call_timeout_ms): so every
+# 951 job created in the first half of the outage must have finished before the outage ended.
+# An event order, not a latency threshold (the figures above are for people; the machine is
+# shared and noisy).
+mid=$(((down_ms + up_ms) / 2))
+late=$(jq -c --arg b "$B1" --argjson d "$down_ms" --argjson m "$mid" --argjson u "$up_ms" \
+    'select(.building_id == $b and .created_at >= $d and .created_at <= $m and .finished_at >= $u) |
+     {job_id, created_at, finished_at}' "$r" | head -3)
+during=$(jq -s --arg b "$B1" --argjson d "$down_ms" --argjson m "$mid" \
+    'map(select(.building_id == $b and .created_at >= $d and .created_at <= $m)) | length' "$r")
+[ "$during" -gt 0 ] || it_fail "no $B1 job was created during the outage: the test proved nothing"
+[ -z "$late" ] || it_fail "$B1 was held up by $B2's outage (created during it, finished after it): $late"
 # building 952: long deadlines succeed or end unknown (1005), short ones may also expire
 jq -se --arg b "$B2" 'map(select(.building_id == $b)) | all(.[]; .outcome == "succeeded" or
     (.outcome == "unknown" and .error.code == "1005") or

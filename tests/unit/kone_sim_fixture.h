@@ -442,4 +442,21 @@ KS_UNUSED static void sim_finish(void)
     }
 }
 
+/* The main of a kone-sim test: log level from KD_TEST_LOG (default error), the simulator
+ * looked up (tests skip without it), KD_TEST_FILTER to run one test. */
+#define KS_MAIN(...)                                                                          \
+    int main(int argc, char **argv)                                                           \
+    {                                                                                         \
+        (void)argc;                                                                           \
+        kd_log_init("test", getenv("KD_TEST_LOG") ? getenv("KD_TEST_LOG") : "error");         \
+        if (sim_init(argv[0]))                                                                \
+            return 1;                                                                         \
+        const struct CMUnitTest tests[] = {__VA_ARGS__};                                      \
+        if (getenv("KD_TEST_FILTER"))                                                         \
+            cmocka_set_test_filter(getenv("KD_TEST_FILTER"));                                 \
+        int rc = cmocka_run_group_tests(tests, NULL, NULL);                                   \
+        sim_finish();                                                                         \
+        return rc;                                                                            \
+    }
+
 #endif

@@ -254,22 +254,9 @@ static void test_429_without_a_limit(void **state)
     client_stop(&c);
 }
 
-int main(int argc, char **argv)
-{
-    (void)argc;
-    kd_log_init("test", getenv("KD_TEST_LOG") ? getenv("KD_TEST_LOG") : "error");
-    if (sim_init(argv[0]))
-        return 1;
-    const struct CMUnitTest tests[] = {
+KS_MAIN(
         cmocka_unit_test_setup_teardown(test_circuit_link_down, setup, teardown),
         cmocka_unit_test_setup_teardown(test_circuit_5xx_and_failed_probation, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rate_limit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rate_limited_gives_up, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_429_without_a_limit, setup, teardown),
-    };
-    if (getenv("KD_TEST_FILTER"))
-        cmocka_set_test_filter(getenv("KD_TEST_FILTER"));
-    int rc = cmocka_run_group_tests(tests, NULL, NULL);
-    sim_finish();
-    return rc;
-}
+        cmocka_unit_test_setup_teardown(test_429_without_a_limit, setup, teardown))

@@ -405,13 +405,7 @@ static void test_faults(void **state)
     client_stop(&c);
 }
 
-int main(int argc, char **argv)
-{
-    (void)argc;
-    kd_log_init("test", getenv("KD_TEST_LOG") ? getenv("KD_TEST_LOG") : "error");
-    if (sim_init(argv[0]))
-        return 1;
-    const struct CMUnitTest tests[] = {
+KS_MAIN(
         cmocka_unit_test_setup_teardown(test_rejection_table, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tracked_transfer, setup, teardown),
         cmocka_unit_test_setup_teardown(test_group_mode, setup, teardown),
@@ -420,11 +414,4 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_sim_restart, setup, teardown),
         cmocka_unit_test_setup_teardown(test_server_closes_mid_call, setup, teardown),
         cmocka_unit_test_setup_teardown(test_keepalive, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_faults, setup, teardown),
-    };
-    if (getenv("KD_TEST_FILTER"))
-        cmocka_set_test_filter(getenv("KD_TEST_FILTER"));
-    int rc = cmocka_run_group_tests(tests, NULL, NULL);
-    sim_finish();
-    return rc;
-}
+        cmocka_unit_test_setup_teardown(test_faults, setup, teardown))

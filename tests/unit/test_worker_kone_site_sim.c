@@ -192,23 +192,10 @@ static void test_refreshed_after_a_contradicting_refusal(void **state)
     client_stop(&c);
 }
 
-int main(int argc, char **argv)
-{
-    (void)argc;
-    kd_log_init("test", getenv("KD_TEST_LOG") ? getenv("KD_TEST_LOG") : "error");
-    if (sim_init(argv[0]))
-        return 1;
-    const struct CMUnitTest tests[] = {
+KS_MAIN(
         cmocka_unit_test_setup_teardown(test_rejected_locally_without_a_call, setup_debug,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_fetched_again_after_ttl, setup_debug, teardown),
         cmocka_unit_test_setup_teardown(test_switched_off, setup_debug, teardown),
         cmocka_unit_test_setup_teardown(test_refreshed_after_a_contradicting_refusal,
-                                        setup_debug, teardown),
-    };
-    if (getenv("KD_TEST_FILTER"))
-        cmocka_set_test_filter(getenv("KD_TEST_FILTER"));
-    int rc = cmocka_run_group_tests(tests, NULL, NULL);
-    sim_finish();
-    return rc;
-}
+                                        setup_debug, teardown))
