@@ -13,10 +13,10 @@
 typedef struct kev_options {
     const char *brokers;
     const char *topic;
-    const char *group;      /* "" or NULL: a fresh random group that never commits */
+    const char *group; /* "" or NULL: a fresh random group that never commits */
     bool from_beginning;
-    const kd_config *cfg;   /* kafka.security_protocol and the rest of transport security
-                               (NULL: librdkafka's defaults, for tests) */
+    const kd_config *cfg; /* kafka.security_protocol and the rest of transport security
+                             (NULL: librdkafka's defaults, for tests) */
 } kev_options;
 
 typedef struct kev_consumer kev_consumer;

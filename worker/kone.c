@@ -33,8 +33,8 @@ int64_t kk_jitter(kd_kone *k, int64_t max)
 {
     if (max <= 1)
         return 0;
-    return (int64_t)(((uint64_t)rand_r(&k->rand_state) << 16 ^ (uint64_t)rand_r(&k->rand_state))
-                     % (uint64_t)max);
+    return (int64_t)(((uint64_t)rand_r(&k->rand_state) << 16 ^ (uint64_t)rand_r(&k->rand_state)) %
+                     (uint64_t)max);
 }
 
 /* ------------------------------------------------------------------ lws logging */
@@ -123,11 +123,11 @@ static void *loop_thread(void *arg)
     kd_kone *k = arg;
     for (int i = 0; i < k->n_slots; i++)
         kk_slot_kick(&k->slots[i]);
-    kk_loop_wakeup(k);   /* runs submitted before the thread ran */
+    kk_loop_wakeup(k); /* runs submitted before the thread ran */
     while (!k->exiting)
         if (lws_service(k->ctx, 0) < 0)
             break;
-    if (!k->exiting) {   /* lws gave up: still answer for every run */
+    if (!k->exiting) { /* lws gave up: still answer for every run */
         pthread_mutex_lock(&k->mu);
         kd_run *list = k->inbox_head;
         k->inbox_head = k->inbox_tail = NULL;
@@ -141,8 +141,8 @@ static void *loop_thread(void *arg)
 
 /* ------------------------------------------------------------------ configuration */
 
-static int read_int(const kd_config *cfg, const char *key, int64_t min, int64_t max,
-                    int64_t *out, kd_err *err)
+static int read_int(const kd_config *cfg, const char *key, int64_t min, int64_t max, int64_t *out,
+                    kd_err *err)
 {
     return kd_config_int(cfg, key, min, max, out, err);
 }
@@ -155,8 +155,8 @@ static int parse_ws_url(kd_kone *k, const char *url, kd_err *err)
     const char *prot = NULL, *ads = NULL, *path = NULL;
     int port = 0;
     int rc = 0;
-    if (lws_parse_uri(copy, &prot, &ads, &port, &path) || !prot || strcmp(prot, "wss") ||
-        !ads || !*ads) {
+    if (lws_parse_uri(copy, &prot, &ads, &port, &path) || !prot || strcmp(prot, "wss") || !ads ||
+        !*ads) {
         rc = kd_err_set(err, KD_ERR_INVALID,
                         "kone.ws_url: must be wss://HOST[:PORT]/PATH (TLS is required), got '%s'",
                         url);
@@ -190,7 +190,8 @@ static int load_buildings(kd_kone *k, const char *list, kd_err *err)
         if (!ok) {
             rc = kd_err_set(err, KD_ERR_INVALID,
                             "kone.buildings: '%.80s' is not a building id (digits, letters, - "
-                            "and _, optionally after 'building:')", t);
+                            "and _, optionally after 'building:')",
+                            t);
         } else if (!nb || !(nb[k->n_buildings] = malloc(strlen(id) + 10))) {
             if (nb)
                 k->buildings = nb;
@@ -233,7 +234,8 @@ static int make_scopes(kd_kone *k, kd_err *err)
     if (k->n_tokens > k->n_slots)
         return kd_err_set(err, KD_ERR_INVALID,
                           "kone.connections: %d, but kone.buildings needs %d tokens and each "
-                          "token needs a connection of its own", k->n_slots, k->n_tokens);
+                          "token needs a connection of its own",
+                          k->n_slots, k->n_tokens);
     for (int t = 0; t < k->n_tokens; t++) {
         size_t len = 1;
         for (int i = 0; i < k->n_buildings; i++)
@@ -263,7 +265,8 @@ static int load_modes(kd_kone *k, const char *list, kd_err *err)
         if (end == p || !n || n >= sizeof k->modes[0].name || k->n_modes >= KK_MODES_MAX)
             return kd_err_set(err, KD_ERR_INVALID,
                               "kone.lift_modes_refused: expected code:NAME pairs separated by "
-                              "commas (at most %d), got '%.80s'", KK_MODES_MAX, list);
+                              "commas (at most %d), got '%.80s'",
+                              KK_MODES_MAX, list);
         k->modes[k->n_modes].code = code;
         snprintf(k->modes[k->n_modes].name, sizeof k->modes[0].name, "%.*s", (int)n, end + 1);
         k->n_modes++;
@@ -525,8 +528,8 @@ void kd_kone_stop(kd_kone *k)
     lws_cancel_service(k->ctx);
     if (k->thread_started)
         pthread_join(k->thread, NULL);
-    stop_tokens(k);   /* before the context: their notify uses the context */
-    k->exiting = true;                /* close callbacks during destroy do nothing */
+    stop_tokens(k);    /* before the context: their notify uses the context */
+    k->exiting = true; /* close callbacks during destroy do nothing */
     lws_context_destroy(k->ctx);
     kone_free(k);
     kd_info("kone: client stopped");

@@ -87,8 +87,8 @@ static kd_log_ctx log_ctx(const kd_run *run)
 
 /* ------------------------------------------------------------------ finishing */
 
-void kk_finish_run(kd_kone *k, kd_run *run, kd_outcome o, kd_failure_class f,
-                   const char *code, const char *msg)
+void kk_finish_run(kd_kone *k, kd_run *run, kd_outcome o, kd_failure_class f, const char *code,
+                   const char *msg)
 {
     kd_run_finish(run, o, f, code, "%s", msg ? msg : "");
     kd_log_ctx lc = log_ctx(run);
@@ -108,8 +108,8 @@ static void unlink_job(kk_job *j)
     j->want = KW_NONE;
 }
 
-static void finish(kk_job *j, kd_outcome o, kd_failure_class f, const char *code,
-                   const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+static void finish(kk_job *j, kd_outcome o, kd_failure_class f, const char *code, const char *fmt,
+                   ...) __attribute__((format(printf, 5, 6)));
 
 /* Did the job's slot lose its connection since the job's request was written? (Its answer or
  * its call result may have gone down with it.) */
@@ -118,8 +118,8 @@ static bool lost_since(const kk_job *j)
     return j->slot && j->slot->losses != j->losses_at;
 }
 
-static void finish(kk_job *j, kd_outcome o, kd_failure_class f, const char *code,
-                   const char *fmt, ...)
+static void finish(kk_job *j, kd_outcome o, kd_failure_class f, const char *code, const char *fmt,
+                   ...)
 {
     char msg[256], code_copy[sizeof j->fail_code];
     va_list ap;
@@ -134,7 +134,7 @@ static void finish(kk_job *j, kd_outcome o, kd_failure_class f, const char *code
     kd_kone *k = j->k;
     kd_run *run = j->run;
     if (o == KD_OUTCOME_REJECTED && j->site_checked)
-        kk_site_refused(j, code, msg);   /* its configuration may have changed */
+        kk_site_refused(j, code, msg); /* its configuration may have changed */
     if (j->bld) {
         /* the breaker reads the run's code and message: set them first */
         kd_run_finish(run, o, f, code, "%s", msg);
@@ -173,9 +173,7 @@ static void rearm(kk_job *j)
         break;
     case KJ_SENT:
     case KJ_ACCEPTED:
-    case KJ_CANCELLING:
-        due = j->answer_deadline;
-        break;
+    case KJ_CANCELLING: due = j->answer_deadline; break;
     case KJ_FOLLOW:
         if (!j->decisive && j->progress_deadline < due)
             due = j->progress_deadline;
@@ -324,14 +322,9 @@ void kk_job_submit(kd_kone *k, kd_run *run)
         return;
     }
     switch (kk_bld_admit(j)) {
-    case KK_ADMIT_REFUSE:
-        kk_job_refuse(j);
-        return;
-    case KK_ADMIT_WAIT:   /* in its building's queue until a token comes */
-        rearm(j);
-        return;
-    case KK_ADMIT_GO:
-        break;
+    case KK_ADMIT_REFUSE: kk_job_refuse(j); return;
+    case KK_ADMIT_WAIT: /* in its building's queue until a token comes */ rearm(j); return;
+    case KK_ADMIT_GO: break;
     }
     place(j);
 }
@@ -347,7 +340,8 @@ void kk_job_refuse(kk_job *j)
 {
     finish(j, KD_OUTCOME_FAILED, KD_FAIL_TRANSIENT, "circuit_open",
            "the circuit of %s is open (its calls failed; it is pinged until it answers); "
-           "not sent to KONE", j->bld ? j->bld->id : j->run->job.building_id);
+           "not sent to KONE",
+           j->bld ? j->bld->id : j->run->job.building_id);
 }
 
 void kk_job_place_waiting(kd_kone *k)
@@ -371,7 +365,7 @@ void kk_jobs_move_unwritten(kk_slot *s)
         next = d->next;
         kk_job *j = lws_container_of(d, kk_job, wlink);
         if (j->st != KJ_WAIT)
-            continue;   /* a delete stays: it belongs to this session */
+            continue; /* a delete stays: it belongs to this session */
         lws_dll2_remove(&j->wlink);
         lws_dll2_remove(&j->place);
         j->want = KW_NONE;
@@ -409,15 +403,16 @@ void kk_jobs_session_restored(kk_slot *s, bool resumed)
         else if (!resumed && j->st == KJ_CANCELLING)
             finish(j, KD_OUTCOME_UNKNOWN, KD_FAIL_FINAL, j->fail_code,
                    "the call may have been placed: %s; its delete was lost with the "
-                   "session: not called again", j->fail_msg);
+                   "session: not called again",
+                   j->fail_msg);
     }
 }
 
 void kk_jobs_fail_all(kd_kone *k, const char *code, const char *msg)
 {
     while (k->waitq.head)
-        finish(lws_container_of(k->waitq.head, kk_job, place), KD_OUTCOME_FAILED,
-               KD_FAIL_TRANSIENT, code, "%s", msg);
+        finish(lws_container_of(k->waitq.head, kk_job, place), KD_OUTCOME_FAILED, KD_FAIL_TRANSIENT,
+               code, "%s", msg);
     for (int i = 0; i < KK_BLD_BUCKETS; i++)
         for (kk_bld *b = k->bld_hash[i]; b; b = b->hnext)
             while (b->rq.head)
@@ -455,8 +450,8 @@ static void cancel_call(kk_job *j, const char *code, const char *fmt, ...)
     va_end(ap);
     snprintf(j->fail_code, sizeof j->fail_code, "%s", code);
     kd_log_ctx lc = log_ctx(j->run);
-    kd_log(KD_LOG_INFO, &lc, "kone: %s; cancelling call %" PRId64 " before any retry",
-           j->fail_msg, j->call_session_id);
+    kd_log(KD_LOG_INFO, &lc, "kone: %s; cancelling call %" PRId64 " before any retry", j->fail_msg,
+           j->call_session_id);
     j->st = KJ_CANCELLING;
     j->del_req_id = 0;
     j->answer_deadline = kd_mono_us() + j->k->request_timeout_us;
@@ -491,7 +486,8 @@ static void job_timer(lws_sorted_usec_list_t *sul)
             kd_kone_building(k, j->run->job.building_id, &bs);
             finish(j, KD_OUTCOME_FAILED, KD_FAIL_TRANSIENT, "rate_limited",
                    "held back %" PRId64 " ms by the rate limit of %s (%.2f calls/s); not sent "
-                   "to KONE", rt_ms, bs.building, bs.rate_per_s);
+                   "to KONE",
+                   rt_ms, bs.building, bs.rate_per_s);
             return;
         }
         if (now >= j->wait_until) {
@@ -499,25 +495,24 @@ static void job_timer(lws_sorted_usec_list_t *sul)
             int t = kk_token_of(k, j->run->job.building_id);
             kd_kone_tokens_last_error(k->tokens[t < 0 ? 0 : t], why, sizeof why);
             finish(j, KD_OUTCOME_FAILED, KD_FAIL_TRANSIENT, "no_connection",
-                   "no KONE connection within %" PRId64 " ms%s%s", rt_ms, why[0] ? ": " : "",
-                   why);
+                   "no KONE connection within %" PRId64 " ms%s%s", rt_ms, why[0] ? ": " : "", why);
             return;
         }
         break;
     case KJ_SENT:
         if (now >= j->answer_deadline) {
-            kd_wm_api_request(call_type(j->run->job.op), KD_WM_STATUS_TIMEOUT,
-                              now - j->sent_mono);
+            kd_wm_api_request(call_type(j->run->job.op), KD_WM_STATUS_TIMEOUT, now - j->sent_mono);
             finish(j, KD_OUTCOME_FAILED, KD_FAIL_TRANSIENT, "timeout",
                    "no answer from KONE within %" PRId64 " ms%s", rt_ms,
                    lost_since(j) ? " (the connection was lost after the request was written; "
-                                   "KONE may or may not have received it)" : "");
+                                   "KONE may or may not have received it)"
+                                 : "");
             return;
         }
         break;
     case KJ_ACCEPTED:
         if (now >= j->answer_deadline && j->run->job.op == KD_OP_HOLD_OPEN) {
-            succeed(j, "", "answered 2xx; no result frame followed");   /* not refused */
+            succeed(j, "", "answered 2xx; no result frame followed"); /* not refused */
             return;
         }
         if (now >= j->answer_deadline && lost_since(j)) {
@@ -531,7 +526,8 @@ static void job_timer(lws_sorted_usec_list_t *sul)
             finish(j, KD_OUTCOME_UNKNOWN, KD_FAIL_FINAL, "1005",
                    "the call may have been placed: KONE accepted it (201) but sent no call "
                    "result within %" PRId64 " ms (the building's link to KONE may be down); "
-                   "not called again", k->call_timeout_us / 1000);
+                   "not called again",
+                   k->call_timeout_us / 1000);
             return;
         }
         break;
@@ -539,7 +535,8 @@ static void job_timer(lws_sorted_usec_list_t *sul)
         if (now >= j->answer_deadline) {
             finish(j, KD_OUTCOME_UNKNOWN, KD_FAIL_FINAL, j->fail_code,
                    "the call may have been placed: %s; its delete got no answer within "
-                   "%" PRId64 " ms: not called again", j->fail_msg, rt_ms);
+                   "%" PRId64 " ms: not called again",
+                   j->fail_msg, rt_ms);
             return;
         }
         break;
@@ -577,30 +574,29 @@ int kk_job_write(kk_job *j, kk_conn *c)
     kk_want w = j->want;
     lws_dll2_remove(&j->wlink);
     j->want = KW_NONE;
-    if (w == KW_REQUEST && !kk_bld_may_send(j)) {   /* its circuit opened while it waited */
+    if (w == KW_REQUEST && !kk_bld_may_send(j)) { /* its circuit opened while it waited */
         kk_job_refuse(j);
         return 0;
     }
     if (w == KW_REQUEST && run->job.op == KD_OP_CALL && !j->site_passed) {
         char code[sizeof run->error_code] = "", why[256] = "";
         switch (kk_site_gate(s, j, code, sizeof code, why, sizeof why)) {
-        case KK_GATE_WAIT:   /* on its configuration's fetch; its end sends it on */
+        case KK_GATE_WAIT: /* on its configuration's fetch; its end sends it on */
             j->want = KW_REQUEST;
             return 0;
         case KK_GATE_FAIL:   /* not returned by the site gate */
-        case KK_GATE_REFUSE:   /* KONE would refuse it: nothing reached the building */
+        case KK_GATE_REFUSE: /* KONE would refuse it: nothing reached the building */
             run->validated_locally = true;
-            j->brk_told = true;   /* so its breaker hears nothing of it */
+            j->brk_told = true; /* so its breaker hears nothing of it */
             finish(j, KD_OUTCOME_REJECTED, KD_FAIL_FINAL, code, "%s", why);
             return 0;
-        case KK_GATE_GO:
-            break;
+        case KK_GATE_GO: break;
         }
     }
     if (w == KW_REQUEST && run->job.op == KD_OP_CALL && !j->unfollowed) {
         char why[200] = "";
         switch (kk_sub_gate(s, j, why, sizeof why)) {
-        case KK_GATE_WAIT:   /* on the subscription's waiters; its answer sends it on */
+        case KK_GATE_WAIT: /* on the subscription's waiters; its answer sends it on */
             j->want = KW_REQUEST;
             return 0;
         case KK_GATE_FAIL:
@@ -608,11 +604,11 @@ int kk_job_write(kk_job *j, kk_conn *c)
                    "%s; the call was not made", why);
             return 0;
         case KK_GATE_REFUSE:
-            finish(j, KD_OUTCOME_REJECTED, KD_FAIL_FINAL, "group_mode",
-                   "%s; the call was not made", why);
+            finish(j, KD_OUTCOME_REJECTED, KD_FAIL_FINAL, "group_mode", "%s; the call was not made",
+                   why);
             return 0;
         case KK_GATE_GO:
-            if (why[0])   /* refused for good: the call goes out, its states unfollowed */
+            if (why[0]) /* refused for good: the call goes out, its states unfollowed */
                 set_unfollowed(j, why);
             break;
         }
@@ -634,7 +630,8 @@ int kk_job_write(kk_job *j, kk_conn *c)
         if (w == KW_DELETE)
             finish(j, KD_OUTCOME_UNKNOWN, KD_FAIL_FINAL, j->fail_code,
                    "the call may have been placed: %s; its delete could not be written (%s): "
-                   "not called again", j->fail_msg, e.msg);
+                   "not called again",
+                   j->fail_msg, e.msg);
         else
             finish(j, e.code == KD_ERR_INVALID ? KD_OUTCOME_REJECTED : KD_OUTCOME_FAILED,
                    e.code == KD_ERR_INVALID ? KD_FAIL_FINAL : KD_FAIL_TRANSIENT,
@@ -699,7 +696,8 @@ static void auth_retry(kk_job *j)
         return;
     }
     kd_log_ctx lc = log_ctx(j->run);
-    kd_log(KD_LOG_INFO, &lc, "kone: request refused with 401; refreshing the token and "
+    kd_log(KD_LOG_INFO, &lc,
+           "kone: request refused with 401; refreshing the token and "
            "sending it again");
     j->st = KJ_WAIT;
     j->req_id = 0;
@@ -745,7 +743,7 @@ static void request_answer(kk_job *j, const kd_kone_msg *m)
             j->st = KJ_ACCEPTED;
             j->answer_deadline = now + j->k->call_timeout_us;
             if (m->has_success || m->call_session_id)
-                call_result(j, m);   /* the result came in the answer itself */
+                call_result(j, m); /* the result came in the answer itself */
             else
                 rearm(j);
         } else if (run->job.op == KD_OP_HOLD_OPEN) {
@@ -760,18 +758,16 @@ static void request_answer(kk_job *j, const kd_kone_msg *m)
             succeed(j, "", "");
         }
         return;
-    case KD_KONE_ST_AUTH:
-        auth_retry(j);
-        return;
+    case KD_KONE_ST_AUTH: auth_retry(j); return;
     case KD_KONE_ST_REJECTED:
         finish(j, KD_OUTCOME_REJECTED, KD_FAIL_FINAL, code, "KONE answered %d: %s", m->status,
                text);
         return;
     case KD_KONE_ST_TRANSIENT:
         if (m->status == 429)
-            kk_bld_too_many(j);   /* slow down for this building */
-        finish(j, KD_OUTCOME_FAILED, KD_FAIL_TRANSIENT, code, "KONE answered %d: %s",
-               m->status, text);
+            kk_bld_too_many(j); /* slow down for this building */
+        finish(j, KD_OUTCOME_FAILED, KD_FAIL_TRANSIENT, code, "KONE answered %d: %s", m->status,
+               text);
         return;
     }
 }
@@ -788,8 +784,8 @@ static void cancel_answer(kk_job *j, const kd_kone_msg *m)
     }
     finish(j, KD_OUTCOME_UNKNOWN, KD_FAIL_FINAL, j->fail_code,
            "the call may have been placed: %s; cancelling it failed (delete answered %d: "
-           "%.60s): not called again", j->fail_msg, m->status,
-           m->message[0] ? m->message : "no message");
+           "%.60s): not called again",
+           j->fail_msg, m->status, m->message[0] ? m->message : "no message");
 }
 
 void kk_on_answer(kk_slot *s, const kd_kone_msg *m)
@@ -818,7 +814,7 @@ static void call_result(kk_job *j, const kd_kone_msg *m)
 {
     kd_run *run = j->run;
     int64_t now = kd_mono_us();
-    if (j->st == KJ_SENT)   /* result before the answer: the answer is implied */
+    if (j->st == KJ_SENT) /* result before the answer: the answer is implied */
         run->kone_rtt_us = now - j->sent_mono;
     bool ok = m->has_success ? m->success : m->call_session_id != 0;
     if (!ok) {
@@ -838,7 +834,7 @@ static void call_result(kk_job *j, const kd_kone_msg *m)
         succeed(j, "", "call accepted");
         return;
     }
-    kk_bld_evidence(j, KD_BRK_SUCCESS);   /* the building took the call */
+    kk_bld_evidence(j, KD_BRK_SUCCESS); /* the building took the call */
     run->session_id = m->call_session_id;
     j->call_session_id = m->call_session_id;
     remember_affinity(j->k, m->call_session_id, j->slot->idx);
@@ -900,7 +896,7 @@ void kk_on_call_state(kd_kone *k, const kd_kone_msg *m)
     snprintf(j->last_state, sizeof j->last_state, "%s", in->state);
     snprintf(j->last_time, sizeof j->last_time, "%s", in->kone_time);
     kd_run *run = j->run;
-    if (in->has_modified_destination) {   /* a transfer: the result carries it too */
+    if (in->has_modified_destination) { /* a transfer: the result carries it too */
         run->has_modified_destination = true;
         run->modified_destination = in->modified_destination;
         snprintf(run->modified_reason, sizeof run->modified_reason, "%s", in->modified_reason);
@@ -941,14 +937,14 @@ void kk_job_sub_released(kk_job *j, kk_gate g, const char *why)
     }
     if (why && why[0])
         set_unfollowed(j, why);
-    want(j, KW_REQUEST);   /* the gate passes now */
+    want(j, KW_REQUEST); /* the gate passes now */
 }
 
 /* ------------------------------------------------------------------ configurations */
 
 void kk_job_site_released(kk_job *j)
 {
-    want(j, KW_REQUEST);   /* the gate is asked again: checked, unchecked or refused */
+    want(j, KW_REQUEST); /* the gate is asked again: checked, unchecked or refused */
 }
 
 /* A call's states may come before the frame that names its session (KONE does not promise
@@ -972,7 +968,7 @@ static void replay_early(kd_kone *k, int64_t sid)
     if (!k->early)
         return;
     int64_t oldest = kd_mono_us() - k->request_timeout_us;
-    for (unsigned n = 0; n < KK_EARLY_N; n++) {   /* oldest first */
+    for (unsigned n = 0; n < KK_EARLY_N; n++) { /* oldest first */
         unsigned i = (k->early_next + n) % KK_EARLY_N;
         if (k->early[i].sid != sid || k->early[i].mono < oldest)
             continue;
@@ -986,6 +982,6 @@ static void replay_early(kd_kone *k, int64_t sid)
             kk_on_call_state(k, &m);
         }
         if (!kk_follows(k, sid))
-            return;   /* finished by it */
+            return; /* finished by it */
     }
 }

@@ -57,8 +57,7 @@ static bool busy(const kk_site *x)
 static void destroy(kk_site *x)
 {
     kd_kone *k = x->k;
-    for (kk_site **pp = &k->site_hash[hash_of(x->building, x->group)]; *pp;
-         pp = &(*pp)->hnext)
+    for (kk_site **pp = &k->site_hash[hash_of(x->building, x->group)]; *pp; pp = &(*pp)->hnext)
         if (*pp == x) {
             *pp = x->hnext;
             break;
@@ -131,12 +130,12 @@ static void fetch_end(kk_site *x, bool ok, const char *why)
     x->config_req_id = x->actions_req_id = 0;
     kd_kval_fetched(&x->fresh, ok, x->asked_mono, now);
     if (ok)
-        kd_debug("kone: configuration of %s group %s cached (%zu areas, %zu actions)",
-                 x->building, x->group, x->cfg.n_areas, x->cfg.n_actions);
+        kd_debug("kone: configuration of %s group %s cached (%zu areas, %zu actions)", x->building,
+                 x->group, x->cfg.n_areas, x->cfg.n_actions);
     else
         kd_warn("kone: configuration of %s group %s not fetched: %s; its calls go unchecked "
-                "for %" PRId64 " ms, then it is asked again", x->building, x->group, why,
-                (x->fresh.retry_at - now) / 1000);
+                "for %" PRId64 " ms, then it is asked again",
+                x->building, x->group, why, (x->fresh.retry_at - now) / 1000);
     release(x);
 }
 
@@ -149,24 +148,23 @@ static void fetch_start(kk_site *x, kk_slot *s)
     kk_slot_want_write(s);
 }
 
-kk_gate kk_site_gate(kk_slot *s, kk_job *j, char *code, size_t code_len, char *why,
-                     size_t len)
+kk_gate kk_site_gate(kk_slot *s, kk_job *j, char *code, size_t code_len, char *why, size_t len)
 {
     kd_kone *k = j->k;
     if (!k->validate_locally || j->site_passed)
         return KK_GATE_GO;
-    char b[sizeof ((kk_site *)0)->building];
+    char b[sizeof((kk_site *)0)->building];
     const char *g;
     key_of(&j->run->job, b, sizeof b, &g);
     int64_t now = kd_mono_us();
     kk_site *x = lookup(k, b, g);
     if (!x && !(x = create(k, b, g, now))) {
-        j->site_passed = true;   /* no room: unchecked */
+        j->site_passed = true; /* no room: unchecked */
         kd_wm_kone_unvalidated();
         return KK_GATE_GO;
     }
     x->last_used = now;
-    if (x->slot) {   /* a fetch is under way */
+    if (x->slot) { /* a fetch is under way */
         lws_dll2_add_tail(&j->wlink, &x->waiters);
         return KK_GATE_WAIT;
     }
@@ -179,8 +177,7 @@ kk_gate kk_site_gate(kk_slot *s, kk_job *j, char *code, size_t code_len, char *w
         j->site_passed = true;
         kd_wm_kone_unvalidated();
         return KK_GATE_GO;
-    case KD_KVAL_USE:
-        break;
+    case KD_KVAL_USE: break;
     }
     char text[200];
     kd_kval_reason r = kd_kval_check(&x->cfg, &j->run->job, code, code_len, text, sizeof text);
@@ -193,8 +190,10 @@ kk_gate kk_site_gate(kk_slot *s, kk_job *j, char *code, size_t code_len, char *w
     kd_wm_kone_local_reject(kd_kval_reason_name(r));
     snprintf(why, len, "%s%s", r == KD_KVAL_SAME_FLOOR ? "call cancelled: " : "", text);
     kd_log_ctx lc = {j->run->job.job_id, j->run->job.trace_id, j->run->job.building_id};
-    kd_log(KD_LOG_DEBUG, &lc, "kone: %s; validated locally against the configuration of %s "
-           "group %s: no call made", why, x->building, x->group);
+    kd_log(KD_LOG_DEBUG, &lc,
+           "kone: %s; validated locally against the configuration of %s "
+           "group %s: no call made",
+           why, x->building, x->group);
     return KK_GATE_REFUSE;
 }
 
@@ -219,7 +218,7 @@ int kk_site_write(kk_slot *s, kk_conn *c)
     int rc = kk_conn_send(c, text);
     free(text);
     if (rc)
-        return -1;   /* stays queued: the connection closes (kk_sites_conn_lost) */
+        return -1; /* stays queued: the connection closes (kk_sites_conn_lost) */
     if (cfg) {
         x->want_config = false;
         x->config_req_id = id;
@@ -259,8 +258,8 @@ bool kk_site_answer(kk_slot *s, const kd_kone_msg *m, const char *buf, size_t le
         x->actions_req_id = 0;
     if (kd_kone_status_classify(m->status) != KD_KONE_ST_OK) {
         char why[160];
-        snprintf(why, sizeof why, "%s answered %d (%.80s)", cfg ? "config" : "actions",
-                 m->status, m->message[0] ? m->message : "no message");
+        snprintf(why, sizeof why, "%s answered %d (%.80s)", cfg ? "config" : "actions", m->status,
+                 m->message[0] ? m->message : "no message");
         fetch_end(x, false, why);
         return true;
     }
@@ -306,7 +305,7 @@ void kk_site_refused(kk_job *j, const char *code, const char *msg)
 {
     if (!j->site_checked || !kd_kval_contradicts(code, msg))
         return;
-    char b[sizeof ((kk_site *)0)->building];
+    char b[sizeof((kk_site *)0)->building];
     const char *g;
     key_of(&j->run->job, b, sizeof b, &g);
     kk_site *x = lookup(j->k, b, g);
@@ -314,7 +313,8 @@ void kk_site_refused(kk_job *j, const char *code, const char *msg)
         return;
     kd_kval_contradicted(&x->fresh);
     kd_info("kone: KONE refused a call the configuration of %s group %s had passed (%s: "
-            "%.100s); fetching it again before the next call there", b, g, code, msg);
+            "%.100s); fetching it again before the next call there",
+            b, g, code, msg);
 }
 
 void kk_sites_conn_lost(kk_slot *s)
@@ -323,7 +323,7 @@ void kk_sites_conn_lost(kk_slot *s)
     for (int i = 0; i < KK_SITE_BUCKETS; i++)
         for (kk_site *x = k->site_hash[i]; x; x = x->hnext) {
             lws_dll2_t *d, *next;
-            for (d = x->waiters.head; d; d = next) {   /* this slot's calls move on */
+            for (d = x->waiters.head; d; d = next) { /* this slot's calls move on */
                 next = d->next;
                 kk_job *j = lws_container_of(d, kk_job, wlink);
                 if (j->slot != s)

@@ -145,7 +145,7 @@ static void release(kk_sub *x, kk_gate g)
 
 kk_gate kk_sub_gate(kk_slot *s, kk_job *j, char *why, size_t len)
 {
-    char b[sizeof ((kk_sub *)0)->building];
+    char b[sizeof((kk_sub *)0)->building];
     const char *g;
     key_of(&j->run->job, b, sizeof b, &g);
     kk_sub *x = lookup(s, b, g);
@@ -166,11 +166,11 @@ kk_gate kk_sub_gate(kk_slot *s, kk_job *j, char *why, size_t len)
         snprintf(why, len, "%s", x->why);
         return x->final ? KK_GATE_GO : KK_GATE_FAIL;
     }
-    if (x->st == KS_REFUSED) {   /* the backoff passed: ask again, calls wait for it */
+    if (x->st == KS_REFUSED) { /* the backoff passed: ask again, calls wait for it */
         x->st = KS_NEW;
         want_write(x);
     } else if (lws_dll2_is_detached(&x->wlink) && lws_dll2_is_detached(&x->olink)) {
-        want_write(x);   /* a new one */
+        want_write(x); /* a new one */
     }
     lws_dll2_add_tail(&j->wlink, &x->waiters);
     return KK_GATE_WAIT;
@@ -178,7 +178,7 @@ kk_gate kk_sub_gate(kk_slot *s, kk_job *j, char *why, size_t len)
 
 bool kk_sub_touch(kk_slot *s, const kd_job *job)
 {
-    char b[sizeof ((kk_sub *)0)->building];
+    char b[sizeof((kk_sub *)0)->building];
     const char *g;
     key_of(job, b, sizeof b, &g);
     kk_sub *x = lookup(s, b, g);
@@ -204,16 +204,16 @@ int kk_sub_write(kk_slot *s, kk_conn *c)
     int64_t id = kk_slot_next_id(s);
     const char *topics[] = {"call_state/+/+", "+/status"};
     kd_err e = {0};
-    char *text = kd_kone_msg_monitor(x->building, x->group, id, k->sub_name,
-                                     k->monitor_duration_s, topics, 2, &e);
-    if (!text) {   /* out of memory: try again on the next WRITEABLE */
+    char *text = kd_kone_msg_monitor(x->building, x->group, id, k->sub_name, k->monitor_duration_s,
+                                     topics, 2, &e);
+    if (!text) { /* out of memory: try again on the next WRITEABLE */
         kd_error("kone: slot %d: %s", s->idx, e.msg);
         return 0;
     }
     int rc = kk_conn_send(c, text);
     free(text);
     if (rc)
-        return -1;   /* stays queued: the connection closes and it is made again */
+        return -1; /* stays queued: the connection closes and it is made again */
     lws_dll2_remove(&x->wlink);
     lws_dll2_add_tail(&x->olink, &s->sub_out);
     x->req_id = id;
@@ -233,8 +233,8 @@ static void refused(kk_sub *x, bool final, const char *what)
     if (backoff > RETRY_MAX_US)
         backoff = RETRY_MAX_US;
     x->refusals++;
-    snprintf(x->why, sizeof x->why, "site-monitoring subscription of %s group %s %s",
-             x->building, x->group, what);
+    snprintf(x->why, sizeof x->why, "site-monitoring subscription of %s group %s %s", x->building,
+             x->group, what);
     if (x->st == KS_ACTIVE && now < x->expires && !final) {
         /* a renewal failed but the subscription still runs: try again soon */
         kd_warn("kone: slot %d: %s; trying again", s->idx, x->why);
@@ -323,7 +323,7 @@ static void sub_timer(lws_sorted_usec_list_t *sul)
     kk_slot *s = x->slot;
     kd_kone *k = s->k;
     int64_t now = kd_mono_us();
-    if (x->req_id) {   /* written: its answer is due */
+    if (x->req_id) { /* written: its answer is due */
         if (now >= x->sent_mono + k->request_timeout_us) {
             lws_dll2_remove(&x->olink);
             x->req_id = 0;
@@ -345,7 +345,7 @@ static void sub_timer(lws_sorted_usec_list_t *sul)
         destroy(x);
         return;
     }
-    if (now >= x->expires) {   /* renewals failed until it lapsed: make it anew */
+    if (now >= x->expires) { /* renewals failed until it lapsed: make it anew */
         x->st = KS_NEW;
         want_write(x);
         return;
@@ -367,7 +367,7 @@ static int refused_index(const kd_kone *k, int64_t mode)
 
 void kk_sub_lift_status(kk_slot *s, const kd_kone_msg *m)
 {
-    char b[sizeof ((kk_sub *)0)->building];
+    char b[sizeof((kk_sub *)0)->building];
     kd_kone_building_id(m->building, b, sizeof b);
     kk_sub *x = m->has_lift_mode ? lookup(s, b, m->group) : NULL;
     if (!x)
@@ -391,12 +391,14 @@ void kk_sub_lift_status(kk_slot *s, const kd_kone_msg *m)
         return;
     kd_log_ctx lc = {NULL, NULL, x->building};
     if (refused >= 0)
-        kd_log(KD_LOG_WARN, &lc, "kone: slot %d: group %s of %s is in %s mode (lift_mode %" PRId64
-               "): its calls are rejected group_mode, not sent", s->idx, x->group, x->building,
-               s->k->modes[refused].name, s->k->modes[refused].code);
+        kd_log(KD_LOG_WARN, &lc,
+               "kone: slot %d: group %s of %s is in %s mode (lift_mode %" PRId64
+               "): its calls are rejected group_mode, not sent",
+               s->idx, x->group, x->building, s->k->modes[refused].name, s->k->modes[refused].code);
     else
-        kd_log(KD_LOG_INFO, &lc, "kone: slot %d: group %s of %s is called again (lift_mode %" PRId64
-               ")", s->idx, x->group, x->building, m->lift_mode);
+        kd_log(KD_LOG_INFO, &lc,
+               "kone: slot %d: group %s of %s is called again (lift_mode %" PRId64 ")", s->idx,
+               x->group, x->building, m->lift_mode);
     x->refused_mode = refused;
 }
 
@@ -413,11 +415,11 @@ void kk_subs_conn_lost(kk_slot *s, bool release_waiters)
             x->st = KS_NEW;
             x->final = false;
             x->refusals = 0;
-            x->n_lifts = 0;          /* modes may change unseen while disconnected */
+            x->n_lifts = 0; /* modes may change unseen while disconnected */
             x->refused_mode = -1;
             if (!release_waiters)
                 continue;
-            while (x->waiters.head) {   /* back to the slot's queue, to be moved elsewhere */
+            while (x->waiters.head) { /* back to the slot's queue, to be moved elsewhere */
                 kk_job *j = lws_container_of(x->waiters.head, kk_job, wlink);
                 lws_dll2_remove(&j->wlink);
                 lws_dll2_add_tail(&j->wlink, &s->wq);
@@ -454,7 +456,7 @@ bool kk_sub_ping_target(const kk_slot *s, const char **building, const char **gr
         *group = best->group;
         return true;
     }
-    for (int i = 0; i < s->k->n_buildings; i++)   /* the first its token serves */
+    for (int i = 0; i < s->k->n_buildings; i++) /* the first its token serves */
         if (kk_token_of(s->k, s->k->buildings[i]) == s->tok) {
             *building = s->k->buildings[i];
             *group = "1";

@@ -16,7 +16,7 @@ static bool int_of(const json_t *v, int64_t *out)
         *out = json_integer_value(v);
         return true;
     }
-    if (json_is_string(v)) {   /* "area:1000" or "1000" */
+    if (json_is_string(v)) { /* "area:1000" or "1000" */
         const char *t = json_string_value(v);
         const char *c = strrchr(t, ':');
         char *end;
@@ -66,8 +66,7 @@ int kd_kval_parse_config(kd_kval_site *s, const char *frame, size_t len, kd_err 
     size_t cap = json_array_size(areas);
     size_t i, j;
     const json_t *v, *a;
-    json_array_foreach(floors, i, v)
-        cap += json_array_size(json_object_get(v, "areas"));
+    json_array_foreach(floors, i, v) cap += json_array_size(json_object_get(v, "areas"));
     kd_kval_area *out = cap ? calloc(cap, sizeof *out) : NULL;
     if (cap && !out) {
         json_decref(root);
@@ -202,15 +201,14 @@ static const kd_kval_area *find_area(const kd_kval_site *s, int64_t area)
 static const kd_kval_action *find_action(const kd_kval_site *s, int64_t id)
 {
     kd_kval_action key = {.id = id};
-    return s->n_actions ? bsearch(&key, s->actions, s->n_actions, sizeof key, cmp_action)
-                        : NULL;
+    return s->n_actions ? bsearch(&key, s->actions, s->n_actions, sizeof key, cmp_action) : NULL;
 }
 
 /* A refusal as KONE words it: the code is what the client derives from KONE's own text. */
 static kd_kval_reason ignored(kd_kval_reason r, char *code, size_t code_len, char *text,
                               size_t text_len, const char *what, long long n)
 {
-    if (n >= 0)   /* -1: a text without a number */
+    if (n >= 0) /* -1: a text without a number */
         snprintf(text, text_len, "Ignoring call, %s%lld", what, n);
     else
         snprintf(text, text_len, "Ignoring call, %s", what);
@@ -218,8 +216,8 @@ static kd_kval_reason ignored(kd_kval_reason r, char *code, size_t code_len, cha
     return r;
 }
 
-kd_kval_reason kd_kval_check(const kd_kval_site *s, const kd_job *job, char *code,
-                             size_t code_len, char *text, size_t text_len)
+kd_kval_reason kd_kval_check(const kd_kval_site *s, const kd_job *job, char *code, size_t code_len,
+                             char *text, size_t text_len)
 {
     if (job->op != KD_OP_CALL)
         return KD_KVAL_OK;
@@ -242,7 +240,7 @@ kd_kval_reason kd_kval_check(const kd_kval_site *s, const kd_job *job, char *cod
         return ignored(KD_KVAL_UNKNOWN_AREA, code, code_len, text, text_len,
                        "unable to resolve area: area:", (long long)job->area);
     if (!a || a->kind == KD_KVAL_KIND_LANDING)
-        return KD_KVAL_OK;   /* a landing call, or an action whose needs are unknown */
+        return KD_KVAL_OK; /* a landing call, or an action whose needs are unknown */
     if (a->kind == KD_KVAL_KIND_DESTINATION && !job->has_destination)
         return ignored(KD_KVAL_NO_DESTINATION, code, code_len, text, text_len,
                        "destination not defined", -1);
@@ -268,8 +266,9 @@ bool kd_kval_contradicts(const char *code, const char *message)
         return true;
     if (strcmp(code, "ignored_call") != 0)
         return false;
-    return strstr(message, "unable to resolve area") || strstr(message, "unable to resolve "
-                                                                        "destination") ||
+    return strstr(message, "unable to resolve area") ||
+           strstr(message, "unable to resolve "
+                           "destination") ||
            strstr(message, "unknown call action") || strstr(message, "disabled call action");
 }
 

@@ -39,8 +39,8 @@
 
 typedef struct {
     int64_t area;
-    int64_t floor;      /* floor_id */
-    int side;           /* 1 front, 2 rear, 0 unknown */
+    int64_t floor; /* floor_id */
+    int side;      /* 1 front, 2 rear, 0 unknown */
 } kd_kval_area;
 
 typedef enum {
@@ -57,11 +57,11 @@ typedef struct {
 
 /* One building group's configuration; zero it before the first parse. */
 typedef struct kd_kval_site {
-    kd_kval_area *areas;        /* sorted by area */
+    kd_kval_area *areas; /* sorted by area */
     size_t n_areas;
-    kd_kval_action *actions;    /* sorted by id */
+    kd_kval_action *actions; /* sorted by id */
     size_t n_actions;
-    bool has_transfer;          /* a floor of the group is a transfer floor */
+    bool has_transfer; /* a floor of the group is a transfer floor */
     bool have_config, have_actions;
 } kd_kval_site;
 
@@ -82,13 +82,13 @@ typedef enum {
     KD_KVAL_UNKNOWN_DESTINATION,
     KD_KVAL_SAME_FLOOR,
 } kd_kval_reason;
-const char *kd_kval_reason_name(kd_kval_reason r);   /* "unknown_area", ... */
+const char *kd_kval_reason_name(kd_kval_reason r); /* "unknown_area", ... */
 
 /* Checks a call job (op call; others pass). On a refusal fills code (as KONE's answer
  * would be classified: "ignored_call", "SAME_SOURCE_AND_DEST_FLOOR") and text (KONE's
  * words: "Ignoring call, unable to resolve area: area:9999"). */
-kd_kval_reason kd_kval_check(const kd_kval_site *s, const kd_job *job, char *code,
-                             size_t code_len, char *text, size_t text_len);
+kd_kval_reason kd_kval_check(const kd_kval_site *s, const kd_job *job, char *code, size_t code_len,
+                             char *text, size_t text_len);
 
 /* Does this refusal of a call the cache had passed say the configuration changed? Codes
  * and texts as the client sets them: an `ignored_call` for an unknown or disabled action
@@ -101,17 +101,17 @@ bool kd_kval_contradicts(const char *code, const char *message);
 
 typedef struct kd_kval_fresh {
     int64_t ttl_us;
-    bool valid;                 /* holds answers to validate with */
-    bool stale;                 /* a refusal contradicted it: fetch again before use */
-    int64_t fetched_at;         /* when the answers in use were asked for */
-    int64_t retry_at;           /* a fetch failed: not asked again before this */
-    int failures;               /* in a row, for the backoff */
+    bool valid;         /* holds answers to validate with */
+    bool stale;         /* a refusal contradicted it: fetch again before use */
+    int64_t fetched_at; /* when the answers in use were asked for */
+    int64_t retry_at;   /* a fetch failed: not asked again before this */
+    int failures;       /* in a row, for the backoff */
 } kd_kval_fresh;
 
 typedef enum {
-    KD_KVAL_USE = 0,      /* validate with the cached answers */
-    KD_KVAL_FETCH,        /* ask KONE (first use, TTL passed, contradicted); calls wait */
-    KD_KVAL_UNVALIDATED,  /* a fetch failed lately: calls go on unchecked until retry_at */
+    KD_KVAL_USE = 0,     /* validate with the cached answers */
+    KD_KVAL_FETCH,       /* ask KONE (first use, TTL passed, contradicted); calls wait */
+    KD_KVAL_UNVALIDATED, /* a fetch failed lately: calls go on unchecked until retry_at */
 } kd_kval_decision;
 
 kd_kval_decision kd_kval_decide(const kd_kval_fresh *f, int64_t now);

@@ -35,8 +35,8 @@ int kd_kafka_conf_security(struct rd_kafka_conf_s *conf, const kd_config *cfg, k
 /* Reads kafka.* keys. dr may be NULL (fire and forget, used by tools). */
 int kd_kafka_producer_new(kd_kafka **out, const kd_config *cfg, kd_kafka_dr_fn dr, void *arg,
                           kd_err *err);
-int kd_kafka_produce(kd_kafka *k, const char *topic, const char *key, const void *buf,
-                     size_t len, void *opaque, kd_err *err);
+int kd_kafka_produce(kd_kafka *k, const char *topic, const char *key, const void *buf, size_t len,
+                     void *opaque, kd_err *err);
 /* Serves delivery reports; returns how many were served. */
 int kd_kafka_poll(kd_kafka *k, int timeout_ms);
 /* Waits up to timeout_ms for every queued message to be delivered; 0 when all were. */

@@ -18,7 +18,7 @@
 int kd_tls_check_files(const kd_config *cfg, const char *prefix, kd_err *err);
 
 /* The same on explicit paths; keys name them in errors ("amqp.ca_file", ...). */
-int kd_tls_check_paths(const char *ca_key, const char *ca, const char *cert_key,
-                       const char *cert, const char *key_key, const char *key, kd_err *err);
+int kd_tls_check_paths(const char *ca_key, const char *ca, const char *cert_key, const char *cert,
+                       const char *key_key, const char *key, kd_err *err);
 
 #endif

@@ -121,7 +121,7 @@ int kd_amqp_server_close(kd_amqp *a, const amqp_method_t *m, const char *what, k
 /* Library status (socket error, heartbeat timeout, ...) → broken with a message. */
 int kd_amqp_lib_fail(kd_amqp *a, int status, const char *what, kd_err *err)
 {
-    int code = status == AMQP_STATUS_TIMEOUT ? KD_ERR_TIMEOUT
+    int code = status == AMQP_STATUS_TIMEOUT     ? KD_ERR_TIMEOUT
                : status == AMQP_STATUS_NO_MEMORY ? KD_ERR_NOMEM
                                                  : KD_ERR_IO;
     return kd_amqp_set_broken(a, err, code, "amqp %s: %s: %s", a->where, what,
@@ -129,17 +129,15 @@ int kd_amqp_lib_fail(kd_amqp *a, int status, const char *what, kd_err *err)
 }
 
 /* Checks the reply of an RPC-style call (login, declare, ...) made on `channel`. */
-int kd_amqp_check_reply_on(kd_amqp *a, amqp_channel_t channel, amqp_rpc_reply_t r,
-                           const char *what, kd_err *err)
+int kd_amqp_check_reply_on(kd_amqp *a, amqp_channel_t channel, amqp_rpc_reply_t r, const char *what,
+                           kd_err *err)
 {
     switch (r.reply_type) {
-    case AMQP_RESPONSE_NORMAL:
-        return 0;
+    case AMQP_RESPONSE_NORMAL: return 0;
     case AMQP_RESPONSE_NONE:
         return kd_amqp_set_broken(a, err, KD_ERR_IO, "amqp %s: %s: no reply from the broker",
                                   a->where, what);
-    case AMQP_RESPONSE_LIBRARY_EXCEPTION:
-        return kd_amqp_lib_fail(a, r.library_error, what, err);
+    case AMQP_RESPONSE_LIBRARY_EXCEPTION: return kd_amqp_lib_fail(a, r.library_error, what, err);
     case AMQP_RESPONSE_SERVER_EXCEPTION:
         return kd_amqp_server_close_on(a, channel, &r.reply, what, err);
     }
@@ -157,7 +155,8 @@ int kd_amqp_check_reply(kd_amqp *a, amqp_rpc_reply_t r, const char *what, kd_err
 static int open_socket(kd_amqp *a, const kd_config *cfg, const char *host, int port, bool tls,
                        kd_err *err)
 {
-    amqp_socket_t *sock = tls ? kd_amqp_tls_socket_new(a, cfg, host, err) : amqp_tcp_socket_new(a->conn);
+    amqp_socket_t *sock =
+        tls ? kd_amqp_tls_socket_new(a, cfg, host, err) : amqp_tcp_socket_new(a->conn);
     if (!sock)
         return tls ? (err ? err->code : KD_ERR_INVALID)
                    : kd_err_set(err, KD_ERR_NOMEM, "amqp %s: cannot create a socket", a->where);
@@ -194,9 +193,9 @@ static int login(kd_amqp *a, const kd_config *cfg, int heartbeat, kd_err *err)
 
     const char *vhost = kd_config_get(cfg, "amqp.vhost");
     const char *user = kd_config_get(cfg, "amqp.user");
-    amqp_rpc_reply_t r = amqp_login_with_properties(
-        a->conn, vhost, 0, KD_AMQP_FRAME_MAX, heartbeat, &table, AMQP_SASL_METHOD_PLAIN, user,
-        kd_config_get(cfg, "amqp.password"));
+    amqp_rpc_reply_t r = amqp_login_with_properties(a->conn, vhost, 0, KD_AMQP_FRAME_MAX, heartbeat,
+                                                    &table, AMQP_SASL_METHOD_PLAIN, user,
+                                                    kd_config_get(cfg, "amqp.password"));
     if (r.reply_type == AMQP_RESPONSE_NORMAL)
         return 0;
     char what[400];
@@ -321,8 +320,9 @@ int kd_amqp_connect(kd_amqp **out, const kd_config *cfg, kd_err *err)
             ports[n] = 5672;
         }
         h[strcspn(h, "/")] = '\0'; /* a trailing "/" or "/vhost" of a URL: amqp.vhost decides */
-        if (strchr(h, '@')) /* the value may hold a password: never quoted */
-            return kd_err_set(err, KD_ERR_INVALID, "amqp.host: a user or password in a URL is "
+        if (strchr(h, '@'))        /* the value may hold a password: never quoted */
+            return kd_err_set(err, KD_ERR_INVALID,
+                              "amqp.host: a user or password in a URL is "
                               "not read; set amqp.user and amqp.password (or its _FILE)");
         any_plain = any_plain || !tls[n];
         any_tls = any_tls || tls[n];

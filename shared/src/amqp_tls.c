@@ -54,9 +54,9 @@ amqp_socket_t *kd_amqp_tls_socket_new(kd_amqp *a, const kd_config *cfg, const ch
     if (kd_config_bool(cfg, "amqp.tls_insecure", &insecure, err))
         return NULL;
     SSL_CTX *ctx = amqp_ssl_socket_get_context(sock);
-    int st = *ca ? amqp_ssl_socket_set_cacert(sock, ca)
-                 : (SSL_CTX_set_default_verify_paths(ctx) == 1 ? AMQP_STATUS_OK
-                                                               : AMQP_STATUS_SSL_ERROR);
+    int st =
+        *ca ? amqp_ssl_socket_set_cacert(sock, ca)
+            : (SSL_CTX_set_default_verify_paths(ctx) == 1 ? AMQP_STATUS_OK : AMQP_STATUS_SSL_ERROR);
     if (st) {
         ERR_clear_error();
         kd_err_set(err, KD_ERR_INVALID, "amqp.ca_file: cannot load %s", *ca ? ca : "system CAs");
@@ -64,8 +64,8 @@ amqp_socket_t *kd_amqp_tls_socket_new(kd_amqp *a, const kd_config *cfg, const ch
     }
     if (*cert && amqp_ssl_socket_set_key(sock, cert, key)) {
         ERR_clear_error();
-        kd_err_set(err, KD_ERR_INVALID, "amqp.cert_file/amqp.key_file: cannot load %s / %s",
-                   cert, key);
+        kd_err_set(err, KD_ERR_INVALID, "amqp.cert_file/amqp.key_file: cannot load %s / %s", cert,
+                   key);
         return NULL;
     }
     amqp_ssl_socket_set_ssl_versions(sock, AMQP_TLSv1_2, AMQP_TLSvLATEST);
@@ -99,8 +99,9 @@ int kd_amqp_tls_open_error(kd_amqp *a, int status, kd_err *err)
     switch (status) {
     case AMQP_STATUS_SSL_PEER_VERIFY_FAILED: {
         bool name = verr == X509_V_ERR_HOSTNAME_MISMATCH || verr == X509_V_ERR_IP_ADDRESS_MISMATCH;
-        return kd_err_set(err, KD_ERR_IO, "amqp %s: TLS: the broker's certificate was refused: %s%s",
-                          a->where, verr ? X509_verify_cert_error_string(verr) : "no certificate",
+        return kd_err_set(err, KD_ERR_IO,
+                          "amqp %s: TLS: the broker's certificate was refused: %s%s", a->where,
+                          verr ? X509_verify_cert_error_string(verr) : "no certificate",
                           name ? " (its certificate does not name this host: use a name it "
                                  "carries in amqp.host)"
                                : " (check amqp.ca_file)");

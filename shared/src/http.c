@@ -70,14 +70,14 @@ static void mhd_logger(void *cls, const char *fmt, va_list ap)
     atomic_store(&mhd_logged_mono_us, now);
     unsigned dropped = atomic_exchange(&mhd_suppressed, 0);
     if (dropped)
-        kd_warn("http: %s (%u messages before it not logged: one a second at most)",
-                mhd_last_error, dropped);
+        kd_warn("http: %s (%u messages before it not logged: one a second at most)", mhd_last_error,
+                dropped);
     else
         kd_warn("http: %s", mhd_last_error);
 }
 
-static enum MHD_Result respond(struct MHD_Connection *c, unsigned status, char *body,
-                               size_t len, const char *type)
+static enum MHD_Result respond(struct MHD_Connection *c, unsigned status, char *body, size_t len,
+                               const char *type)
 {
     struct MHD_Response *r =
         body ? MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE)
@@ -124,9 +124,9 @@ static enum MHD_Result answer_healthz(kd_http *h, struct MHD_Connection *c)
 {
     int64_t age_us = kd_mono_us() - atomic_load(&h->heartbeat_mono_us);
     bool ok = age_us <= h->stale_us;
-    json_t *j = json_pack("{s:s, s:I, s:I}", "status", ok ? "ok" : "stale", "heartbeat_age_ms",
-                          (json_int_t)(age_us / 1000), "stale_after_ms",
-                          (json_int_t)(h->stale_us / 1000));
+    json_t *j =
+        json_pack("{s:s, s:I, s:I}", "status", ok ? "ok" : "stale", "heartbeat_age_ms",
+                  (json_int_t)(age_us / 1000), "stale_after_ms", (json_int_t)(h->stale_us / 1000));
     return respond_json(c, ok ? MHD_HTTP_OK : MHD_HTTP_SERVICE_UNAVAILABLE, j);
 }
 
@@ -187,15 +187,18 @@ int kd_http_start(kd_http **out, const kd_http_opts *o, kd_err *err)
         v6->sin6_port = htons((uint16_t)o->port);
         flags |= MHD_USE_IPv6;
     } else {
-        return kd_err_set(err, KD_ERR_INVALID, "metrics endpoint: '%s' is not an IPv4 or IPv6 "
-                          "address", addr);
+        return kd_err_set(err, KD_ERR_INVALID,
+                          "metrics endpoint: '%s' is not an IPv4 or IPv6 "
+                          "address",
+                          addr);
     }
     unsigned limit = o->max_connections ? o->max_connections : KD_HTTP_CONN_LIMIT;
-    unsigned per_ip = o->max_connections_per_ip ? o->max_connections_per_ip
-                                                : KD_HTTP_CONN_PER_IP;
+    unsigned per_ip = o->max_connections_per_ip ? o->max_connections_per_ip : KD_HTTP_CONN_PER_IP;
     if (per_ip > limit)
-        return kd_err_set(err, KD_ERR_INVALID, "metrics endpoint: %u connections per address "
-                          "exceed the %u in all", per_ip, limit);
+        return kd_err_set(err, KD_ERR_INVALID,
+                          "metrics endpoint: %u connections per address "
+                          "exceed the %u in all",
+                          per_ip, limit);
     kd_http *h = calloc(1, sizeof *h);
     if (!h)
         return kd_err_set(err, KD_ERR_NOMEM, "out of memory");
@@ -208,18 +211,16 @@ int kd_http_start(kd_http **out, const kd_http_opts *o, kd_err *err)
     atomic_store(&mhd_logged_mono_us, 0);
 
     /* the logger must be the first option, or early messages go to stderr unformatted */
-    h->d = MHD_start_daemon(flags, (uint16_t)o->port, NULL, NULL, answer, h,
-                            MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, NULL,
-                            MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
-                            MHD_OPTION_CONNECTION_LIMIT, limit,
-                            MHD_OPTION_PER_IP_CONNECTION_LIMIT, per_ip,
-                            MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)KD_HTTP_REQUEST_MAX,
-                            MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)KD_HTTP_CONN_TIMEOUT_S,
-                            MHD_OPTION_END);
+    h->d = MHD_start_daemon(
+        flags, (uint16_t)o->port, NULL, NULL, answer, h, MHD_OPTION_EXTERNAL_LOGGER, mhd_logger,
+        NULL, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss, MHD_OPTION_CONNECTION_LIMIT, limit,
+        MHD_OPTION_PER_IP_CONNECTION_LIMIT, per_ip, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+        (size_t)KD_HTTP_REQUEST_MAX, MHD_OPTION_CONNECTION_TIMEOUT,
+        (unsigned)KD_HTTP_CONN_TIMEOUT_S, MHD_OPTION_END);
     if (!h->d) {
         free(h);
-        return kd_err_set(err, KD_ERR_IO, "metrics endpoint: cannot listen on %s port %d%s%s",
-                          addr, o->port, mhd_last_error[0] ? ": " : "", mhd_last_error);
+        return kd_err_set(err, KD_ERR_IO, "metrics endpoint: cannot listen on %s port %d%s%s", addr,
+                          o->port, mhd_last_error[0] ? ": " : "", mhd_last_error);
     }
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(h->d, MHD_DAEMON_INFO_BIND_PORT);
     h->port = info && info->port ? info->port : o->port;

@@ -105,7 +105,8 @@ int kd_kafka_conf_security(rd_kafka_conf_t *conf, const kd_config *cfg, kd_err *
                           "kafka.sasl_mechanism: must be SCRAM-SHA-512 or SCRAM-SHA-256, got '%s'",
                           mech);
     if (!*user || !*pw)
-        return kd_err_set(err, KD_ERR_INVALID, "kafka.sasl_user and kafka.sasl_password (or "
+        return kd_err_set(err, KD_ERR_INVALID,
+                          "kafka.sasl_user and kafka.sasl_password (or "
                           "KD_KAFKA_SASL_PASSWORD_FILE): both needed with sasl_ssl");
     if ((rc = kd_kafka_conf_set(conf, "sasl.mechanisms", mech, err)) ||
         (rc = kd_kafka_conf_set(conf, "sasl.username", user, err)))

@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define KD_RETRY_TIER_MAX_MS 86400000   /* one day: longer is no longer a "retry" */
+#define KD_RETRY_TIER_MAX_MS 86400000 /* one day: longer is no longer a "retry" */
 
 int kd_retry_parse_tiers(const char *text, int64_t *tiers, int *n, kd_err *err)
 {
@@ -62,8 +62,8 @@ int kd_retry_policy_load(kd_retry_policy *p, const kd_config *cfg, kd_err *err)
     if (!rc)
         rc = kd_config_int(cfg, "retry.max_attempts", 1, KD_RETRY_MAX_ATTEMPTS, &attempts, err);
     if (!rc)
-        rc = kd_retry_parse_tiers(kd_config_get(cfg, "retry.tiers_ms"), p->tiers_ms,
-                                  &p->n_tiers, err);
+        rc = kd_retry_parse_tiers(kd_config_get(cfg, "retry.tiers_ms"), p->tiers_ms, &p->n_tiers,
+                                  err);
     if (rc)
         return rc;
     if (p->cap_ms < p->base_ms)
@@ -86,7 +86,7 @@ int64_t kd_retry_ceiling_ms(const kd_retry_policy *p, int attempt)
 {
     int64_t c = p->base_ms;
     for (int i = 1; i < attempt && c < p->cap_ms; i++)
-        c *= 2;   /* base and cap are <= 1 day: no overflow before c reaches cap */
+        c *= 2; /* base and cap are <= 1 day: no overflow before c reaches cap */
     return c < p->cap_ms ? c : p->cap_ms;
 }
 
@@ -108,15 +108,15 @@ int kd_retry_tier_for(const kd_retry_policy *p, int64_t delay_ms)
 
 /* Codes the worker and its KONE client set for failures retrying may fix. */
 static const char *const transient_codes[] = {
-    "timeout",       /* no answer within kone.request_timeout_ms */
-    "no_connection", /* no KONE connection (token endpoint down, upgrade refused, ...) */
-    "session_lost",  /* connection lost after the request; the session could not resume */
-    "result_lost",   /* call accepted, then the connection went down before its result */
-    "1005",          /* site link down: the call stayed in `created` */
-    "nomem",         /* the worker ran out of memory */
-    "shutdown",      /* the worker stopped before KONE answered (handed back, not retried) */
-    "circuit_open",  /* the building's circuit is open: not sent, no attempt used */
-    "rate_limited",  /* the building's rate limit held it back past its wait */
+    "timeout",        /* no answer within kone.request_timeout_ms */
+    "no_connection",  /* no KONE connection (token endpoint down, upgrade refused, ...) */
+    "session_lost",   /* connection lost after the request; the session could not resume */
+    "result_lost",    /* call accepted, then the connection went down before its result */
+    "1005",           /* site link down: the call stayed in `created` */
+    "nomem",          /* the worker ran out of memory */
+    "shutdown",       /* the worker stopped before KONE answered (handed back, not retried) */
+    "circuit_open",   /* the building's circuit is open: not sent, no attempt used */
+    "rate_limited",   /* the building's rate limit held it back past its wait */
     "monitor_failed", /* its call-state subscription failed (429, 5xx, no answer): not made */
 };
 

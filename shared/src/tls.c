@@ -53,8 +53,8 @@ static int check_ca(const char *key, const char *path, kd_err *err)
     ERR_clear_error();
     if (n == 0)
         return kd_err_set(err, KD_ERR_INVALID,
-                          "%s: %s holds no PEM certificate (a CA bundle needs at least one)",
-                          key, path);
+                          "%s: %s holds no PEM certificate (a CA bundle needs at least one)", key,
+                          path);
     return 0;
 }
 
@@ -80,29 +80,33 @@ static int load_key(const char *key, const char *path, EVP_PKEY **out, kd_err *e
     BIO_free(b);
     ERR_clear_error();
     if (!*out)
-        return kd_err_set(err, KD_ERR_INVALID,
-                          "%s: %s holds no unencrypted PEM private key", key, path);
+        return kd_err_set(err, KD_ERR_INVALID, "%s: %s holds no unencrypted PEM private key", key,
+                          path);
     return 0;
 }
 
-int kd_tls_check_paths(const char *ca_key, const char *ca, const char *cert_key,
-                       const char *cert, const char *key_key, const char *key, kd_err *err)
+int kd_tls_check_paths(const char *ca_key, const char *ca, const char *cert_key, const char *cert,
+                       const char *key_key, const char *key, kd_err *err)
 {
     int rc = 0;
     if (ca && *ca && (rc = check_ca(ca_key, ca, err)))
         return rc;
     bool have_cert = cert && *cert, have_key = key && *key;
     if (have_cert != have_key)
-        return kd_err_set(err, KD_ERR_INVALID, "%s and %s: set both (a client certificate "
-                          "and its key) or neither", cert_key, key_key);
+        return kd_err_set(err, KD_ERR_INVALID,
+                          "%s and %s: set both (a client certificate "
+                          "and its key) or neither",
+                          cert_key, key_key);
     if (!have_cert)
         return 0;
     X509 *x = NULL;
     EVP_PKEY *k = NULL;
     if (!(rc = load_cert(cert_key, cert, &x, err)) && !(rc = load_key(key_key, key, &k, err)) &&
         X509_check_private_key(x, k) != 1)
-        rc = kd_err_set(err, KD_ERR_INVALID, "%s: the key in %s does not match the certificate "
-                        "in %s (%s)", key_key, key, cert, cert_key);
+        rc = kd_err_set(err, KD_ERR_INVALID,
+                        "%s: the key in %s does not match the certificate "
+                        "in %s (%s)",
+                        key_key, key, cert, cert_key);
     ERR_clear_error();
     X509_free(x);
     EVP_PKEY_free(k);
@@ -116,6 +120,6 @@ int kd_tls_check_files(const kd_config *cfg, const char *prefix, kd_err *err)
     snprintf(cert_key, sizeof cert_key, "%s.cert_file", prefix);
     snprintf(key_key, sizeof key_key, "%s.key_file", prefix);
     return kd_tls_check_paths(ca_key, kd_config_get(cfg, ca_key), cert_key,
-                              kd_config_get(cfg, cert_key), key_key,
-                              kd_config_get(cfg, key_key), err);
+                              kd_config_get(cfg, cert_key), key_key, kd_config_get(cfg, key_key),
+                              err);
 }

@@ -15,9 +15,9 @@ typedef struct wsc {
     struct lws_context *ctx;
     struct lws *wsi;
     bool up, closed;
-    char **out;             /* frames to send, in order */
+    char **out; /* frames to send, in order */
     size_t n_out, i_out, cap_out;
-    json_t *in[MAX_IN];     /* frames received */
+    json_t *in[MAX_IN]; /* frames received */
     size_t n_in;
     char *rx;
     size_t rx_len;
@@ -72,8 +72,7 @@ static int ws_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user, 
         w->closed = true;
         w->wsi = NULL;
         break;
-    default:
-        break;
+    default: break;
     }
     return 0;
 }

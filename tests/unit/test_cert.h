@@ -45,9 +45,8 @@ static void tc_write_pem(const char *path, X509 *x, EVP_PKEY *pk)
 }
 
 /* One certificate: self-signed when issuer/issuer_key are NULL. san NULL: no SAN. */
-static void tc_issue(const char *cert_path, const char *key_path, const char *cn,
-                     const char *san, long from_s, long until_s, bool ca, X509 *issuer,
-                     EVP_PKEY *issuer_key)
+static void tc_issue(const char *cert_path, const char *key_path, const char *cn, const char *san,
+                     long from_s, long until_s, bool ca, X509 *issuer, EVP_PKEY *issuer_key)
 {
     static long serial = 1;
     EVP_PKEY *pk = EVP_EC_gen("P-256");
@@ -77,8 +76,7 @@ static void tc_issue(const char *cert_path, const char *key_path, const char *cn
 __attribute__((unused)) static void tc_make_cert(const char *cert_path, const char *key_path,
                                                  const char *cn)
 {
-    tc_issue(cert_path, key_path, cn, "IP:127.0.0.1,DNS:localhost", -3600, 86400, true, NULL,
-             NULL);
+    tc_issue(cert_path, key_path, cn, "IP:127.0.0.1,DNS:localhost", -3600, 86400, true, NULL, NULL);
 }
 
 __attribute__((unused)) static void tc_make_ca(const char *cert_path, const char *key_path,
@@ -89,8 +87,8 @@ __attribute__((unused)) static void tc_make_ca(const char *cert_path, const char
 
 __attribute__((unused)) static void tc_make_leaf(const char *ca_cert, const char *ca_key,
                                                  const char *cert_path, const char *key_path,
-                                                 const char *cn, const char *san,
-                                                 long from_s, long until_s)
+                                                 const char *cn, const char *san, long from_s,
+                                                 long until_s)
 {
     FILE *f = fopen(ca_cert, "r");
     X509 *issuer = f ? PEM_read_X509(f, NULL, NULL, NULL) : NULL;

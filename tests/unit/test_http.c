@@ -275,7 +275,7 @@ static int read_status(int fd)
 /* An endpoint with the default limits on 127.0.0.1; returns its port. */
 static int start_loopback(kd_http **h)
 {
-    kd_http_opts o = {.listen = "127.0.0.1"};   /* the defaults: 256 in all, 8 per address */
+    kd_http_opts o = {.listen = "127.0.0.1"}; /* the defaults: 256 in all, 8 per address */
     assert_int_equal(kd_http_start(h, &o, NULL), 0);
     return kd_http_port(*h);
 }
@@ -292,7 +292,8 @@ static void test_refuses_methods_before_the_body(void **state)
         char req[256];
         int n = snprintf(req, sizeof req,
                          "%s /metrics HTTP/1.1\r\nHost: t\r\nContent-Length: 1000000000\r\n"
-                         "Content-Type: application/octet-stream\r\n\r\n", methods[i]);
+                         "Content-Type: application/octet-stream\r\n\r\n",
+                         methods[i]);
         send_all(fd, req, (size_t)n);
         assert_int_equal(read_status(fd), 405);
         close(fd);
@@ -373,7 +374,7 @@ static int slow_clients(const char *src, int port, int *fds, int n)
     static const char half[] = "GET /healthz HTTP/1.1\r\nHost: t\r\nX-Slow: ";
     for (int i = 0; i < n; i++) {
         fds[i] = connect_from(src, port);
-        send(fds[i], half, sizeof half - 1, MSG_NOSIGNAL);   /* may fail: already closed */
+        send(fds[i], half, sizeof half - 1, MSG_NOSIGNAL); /* may fail: already closed */
     }
     return n;
 }

@@ -65,9 +65,9 @@ static int teardown(void **state)
 static kd_err check(const char *ca, const char *cert, const char *key, int want)
 {
     kd_err err = {0};
-    assert_int_equal(kd_tls_check_paths("amqp.ca_file", ca, "amqp.cert_file", cert,
-                                        "amqp.key_file", key, &err),
-                     want);
+    assert_int_equal(
+        kd_tls_check_paths("amqp.ca_file", ca, "amqp.cert_file", cert, "amqp.key_file", key, &err),
+        want);
     return err;
 }
 

@@ -102,15 +102,12 @@ static void test_fetched_again_after_ttl(void **state)
     NEED_SIM();
     client c;
     client_start(&c, "--kone-config-ttl-s=1");
-    expect_local(run_one(&c, call(B951, "1", 99000, 2, 5000, false), 10000), "ignored_call",
-                 NULL);
-    expect_local(run_one(&c, call(B951, "1", 98000, 2, 5000, false), 10000), "ignored_call",
-                 NULL);
+    expect_local(run_one(&c, call(B951, "1", 99000, 2, 5000, false), 10000), "ignored_call", NULL);
+    expect_local(run_one(&c, call(B951, "1", 98000, 2, 5000, false), 10000), "ignored_call", NULL);
     int before = count_in_log(CONFIG_951_1);
     assert_true(before >= 1);
-    usleep(1100000);   /* past the TTL: the next call fetches it again */
-    expect_local(run_one(&c, call(B951, "1", 99000, 2, 5000, false), 10000), "ignored_call",
-                 NULL);
+    usleep(1100000); /* past the TTL: the next call fetches it again */
+    expect_local(run_one(&c, call(B951, "1", 99000, 2, 5000, false), 10000), "ignored_call", NULL);
     assert_int_equal(count_in_log(CONFIG_951_1), before + 1);
     assert_int_equal(sim_action_calls(), 0);
     client_stop(&c);
@@ -145,13 +142,12 @@ static void write_changed_buildings(char *path, size_t len)
     text[n] = '\0';
     const char *from = "accessible (longer door times)\", \"kind\": \"destination\"}";
     char *at = strstr(text, from);
-    assert_non_null(at);   /* the line this test changes is still there */
+    assert_non_null(at); /* the line this test changes is still there */
     snprintf(path, len, "%s/buildings-changed.json", sim.dir);
     FILE *out = fopen(path, "w");
     assert_non_null(out);
     fwrite(text, 1, (size_t)(at - text), out);
-    fputs("accessible (longer door times)\", \"kind\": \"destination\", \"disabled\": true}",
-          out);
+    fputs("accessible (longer door times)\", \"kind\": \"destination\", \"disabled\": true}", out);
     fputs(at + strlen(from), out);
     fclose(out);
 }
@@ -192,10 +188,9 @@ static void test_refreshed_after_a_contradicting_refusal(void **state)
     client_stop(&c);
 }
 
-KS_MAIN(
-        cmocka_unit_test_setup_teardown(test_rejected_locally_without_a_call, setup_debug,
+KS_MAIN(cmocka_unit_test_setup_teardown(test_rejected_locally_without_a_call, setup_debug,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_fetched_again_after_ttl, setup_debug, teardown),
         cmocka_unit_test_setup_teardown(test_switched_off, setup_debug, teardown),
-        cmocka_unit_test_setup_teardown(test_refreshed_after_a_contradicting_refusal,
-                                        setup_debug, teardown))
+        cmocka_unit_test_setup_teardown(test_refreshed_after_a_contradicting_refusal, setup_debug,
+                                        teardown))

@@ -24,11 +24,11 @@
 
 /* The coverage the checker requires: every request the worker makes (config and actions
  * come from its configuration cache), every frame kind the simulator sends. */
-#define REQUIRED                                                                             \
-    "create-session,resume-session,lift-call/action,lift-call/hold_open,lift-call/delete,"   \
-    "site-monitoring/monitor,common-api/ping,common-api/config,common-api/actions,answer,"   \
-    "call-result/action,"                                                                    \
-    "call-result/hold_open,monitor-call-state,monitor-lift-position,monitor-door-state,"     \
+#define REQUIRED                                                                                   \
+    "create-session,resume-session,lift-call/action,lift-call/hold_open,lift-call/delete,"         \
+    "site-monitoring/monitor,common-api/ping,common-api/config,common-api/actions,answer,"         \
+    "call-result/action,"                                                                          \
+    "call-result/hold_open,monitor-call-state,monitor-lift-position,monitor-door-state,"           \
     "monitor-lift-status,monitor-next-stop-eta,monitor-lift-stopping,monitor-action"
 
 static char worker_log[128];
@@ -109,7 +109,7 @@ static kd_run *hold_open(void)
 {
     kd_run *r = call(B951, "1", 0, 0, 0, false);
     r->job.op = KD_OP_HOLD_OPEN;
-    r->job.lift_deck = 1001010;   /* lift_1, standing at floor 1 */
+    r->job.lift_deck = 1001010; /* lift_1, standing at floor 1 */
     r->job.served_area = 1000;
     r->job.has_hard_time = true;
     r->job.hard_time = 2;
@@ -226,7 +226,7 @@ static void test_frames_match_the_spec(void **state)
     fflush(stderr);
     dup2(saved, 2);
     close(saved);
-    sim_stop();   /* its log complete */
+    sim_stop(); /* its log complete */
 
     /* first, that the checker can fail: known-bad frames, one defect each */
     char cmd[2048];

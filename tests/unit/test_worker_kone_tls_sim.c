@@ -28,7 +28,7 @@
 
 typedef struct cert_case {
     const char *name;
-    const char *cert;       /* file names in sim.dir */
+    const char *cert; /* file names in sim.dir */
     const char *key;
     const char *token_says; /* part of libcurl's error */
     const char *ws_says;    /* part of libwebsockets' error */
@@ -69,8 +69,8 @@ static int make_pki(void)
         tc_make_leaf(in_dir("other-ca.pem"), in_dir("other-ca.key"), in_dir("foreign.pem"),
                      in_dir("foreign.key"), "127.0.0.1", san, -3600, 86400);
         tc_make_leaf(in_dir("ca.pem"), in_dir("ca.key"), in_dir("wronghost.pem"),
-                     in_dir("wronghost.key"), "kone.other.example", "DNS:kone.other.example",
-                     -3600, 86400);
+                     in_dir("wronghost.key"), "kone.other.example", "DNS:kone.other.example", -3600,
+                     86400);
         tc_make_leaf(in_dir("ca.pem"), in_dir("ca.key"), in_dir("expired.pem"),
                      in_dir("expired.key"), "127.0.0.1", san, -2 * 86400, -86400);
         _exit(0);
@@ -85,10 +85,10 @@ static int make_pki(void)
 
 static void remove_pki(void)
 {
-    const char *files[] = {"ca.pem", "ca.key", "other-ca.pem", "other-ca.key", "good.pem",
-                           "good.key", "foreign.pem", "foreign.key", "wronghost.pem",
-                           "wronghost.key", "expired.pem", "expired.key", "client.log",
-                           "sim2.log"};
+    const char *files[] = {"ca.pem",        "ca.key",        "other-ca.pem", "other-ca.key",
+                           "good.pem",      "good.key",      "foreign.pem",  "foreign.key",
+                           "wronghost.pem", "wronghost.key", "expired.pem",  "expired.key",
+                           "client.log",    "sim2.log"};
     for (size_t i = 0; i < sizeof files / sizeof *files; i++)
         unlink(in_dir(files[i]));
 }
@@ -191,8 +191,7 @@ static void client_open(client *c, int token_port, int ws_port)
     char a[10][300];
     int n = 0;
     snprintf(a[n++], 300, "test");
-    snprintf(a[n++], 300, "--kone-token-url=https://127.0.0.1:%d/api/v2/oauth2/token",
-             token_port);
+    snprintf(a[n++], 300, "--kone-token-url=https://127.0.0.1:%d/api/v2/oauth2/token", token_port);
     snprintf(a[n++], 300, "--kone-ws-url=wss://127.0.0.1:%d/stream-v2", ws_port);
     snprintf(a[n++], 300, "--kone-client-id=kd-dev");
     snprintf(a[n++], 300, "--kone-client-secret=" SECRET);
@@ -220,8 +219,12 @@ static int fetch_from(int port, kd_err *err)
 {
     char url[128];
     snprintf(url, sizeof url, "https://127.0.0.1:%d/api/v2/oauth2/token", port);
-    kd_kone_token_cfg cfg = {.token_url = url, .client_id = "kd-dev", .client_secret = SECRET,
-                             .scope = "", .ca_file = ca_path, .timeout_ms = 5000};
+    kd_kone_token_cfg cfg = {.token_url = url,
+                             .client_id = "kd-dev",
+                             .client_secret = SECRET,
+                             .scope = "",
+                             .ca_file = ca_path,
+                             .timeout_ms = 5000};
     kd_kone_token t = {0};
     int rc = kd_kone_token_fetch(&cfg, &t, err);
     kd_kone_token_clear(&t);
@@ -258,8 +261,7 @@ static void test_token_endpoint(void **state)
         client_stop(&c);
         capture_stop();
         char line[4096];
-        assert_true(captured_line("kone: token fetch failed", cc->token_says, line,
-                                  sizeof line));
+        assert_true(captured_line("kone: token fetch failed", cc->token_says, line, sizeof line));
         printf("    log: %s\n", line);
         assert_false(captured_anywhere(SECRET));
         sim_end(&bad);
@@ -299,11 +301,11 @@ static void test_websocket(void **state)
         assert_true(captured_anywhere("kone: token refreshed"));
         if (!captured_line("kone: slot 0: conn 0:", cc->ws_says, line, sizeof line)) {
             captured_line("kone: slot 0:", "reconnecting", line, sizeof line);
-            fail_msg("%s: no refusal naming '%s' in the log; first connection line: %s",
-                     cc->name, cc->ws_says, line);
+            fail_msg("%s: no refusal naming '%s' in the log; first connection line: %s", cc->name,
+                     cc->ws_says, line);
         }
         printf("    %s: %s\n", cc->name, line);
-        assert_false(captured_anywhere("(HTTP 401)"));   /* never got as far as HTTP */
+        assert_false(captured_anywhere("(HTTP 401)")); /* never got as far as HTTP */
         assert_false(captured_anywhere(SECRET));
         sim_end(&ws);
     }

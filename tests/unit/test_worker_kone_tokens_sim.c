@@ -115,7 +115,7 @@ static void test_two_tokens_route(void **state)
         kd_kone_submit(c.k, runs[i]);
     }
     assert_true(wait_for(&obs.done, want, 60000));
-    for (int i = 0; i < N_BLD; i++)   /* a call on the wrong token's connection gets 403 */
+    for (int i = 0; i < N_BLD; i++) /* a call on the wrong token's connection gets 403 */
         expect(runs[i], KD_OUTCOME_SUCCEEDED, "", NULL);
     assert_int_equal(count_in_log("Too many buildings"), 0);
     assert_true(count_in_log("opened client=kd-multi") >= 2);
@@ -123,8 +123,8 @@ static void test_two_tokens_route(void **state)
     /* a building no token covers: rejected before any call */
     long before = sim_calls_received();
     assert_true(before >= N_BLD);
-    expect(run_one(&c, call(B951, "1", 1000, 2, 5000, false), 10000), KD_OUTCOME_REJECTED,
-           "scope", "not in kone.buildings");
+    expect(run_one(&c, call(B951, "1", 1000, 2, 5000, false), 10000), KD_OUTCOME_REJECTED, "scope",
+           "not in kone.buildings");
     assert_int_equal(sim_calls_received(), before);
     client_stop(&c);
 }
@@ -137,12 +137,10 @@ static void test_one_token_is_refused(void **state)
     client c;
     start_multi(&c, 0);
     kd_run *r = run_one(&c, call("building:9000001", "1", 1000, 2, 5000, false), 15000);
-    assert_true(count_in_log("Too many buildings") == 0);   /* the sim answers, logs nothing */
+    assert_true(count_in_log("Too many buildings") == 0); /* the sim answers, logs nothing */
     expect(r, KD_OUTCOME_FAILED, "no_connection", "Too many buildings in one token");
     client_stop(&c);
 }
 
-KS_MAIN(
-        cmocka_unit_test_setup_teardown(test_two_tokens_route, setup_world, teardown_world),
-        cmocka_unit_test_setup_teardown(test_one_token_is_refused, setup_world,
-                                        teardown_world))
+KS_MAIN(cmocka_unit_test_setup_teardown(test_two_tokens_route, setup_world, teardown_world),
+        cmocka_unit_test_setup_teardown(test_one_token_is_refused, setup_world, teardown_world))

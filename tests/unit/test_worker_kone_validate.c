@@ -98,9 +98,9 @@ static void test_parse_sim_answers(void **state)
     kd_kval_site s;
     site_of("building:9990000951", "1", &s);
     assert_true(s.have_config && s.have_actions);
-    assert_int_equal(s.n_areas, 12);   /* floors 1-11, and the lobby's rear door */
+    assert_int_equal(s.n_areas, 12); /* floors 1-11, and the lobby's rear door */
     assert_int_equal(s.n_actions, 6);
-    assert_true(s.has_transfer);       /* floor 11 */
+    assert_true(s.has_transfer); /* floor 11 */
     kd_kval_free(&s);
     site_of("building:9990000952", "1", &s);
     assert_int_equal(s.n_areas, 5);
@@ -129,7 +129,7 @@ static void test_refusals_as_kone_words_them(void **state)
            "Ignoring call, unknown call action: UNDEFINED");
     expect(&s, job(1000, 2, 0), KD_KVAL_NO_DESTINATION, "ignored_call",
            "Ignoring call, destination not defined");
-    expect(&s, job(3000, 5, 0), KD_KVAL_NO_DESTINATION, "ignored_call", NULL);   /* car */
+    expect(&s, job(3000, 5, 0), KD_KVAL_NO_DESTINATION, "ignored_call", NULL); /* car */
     /* same floor, same side and opposite side */
     expect(&s, job(5000, 2, 5000), KD_KVAL_SAME_FLOOR, "SAME_SOURCE_AND_DEST_FLOOR",
            "SAME_SOURCE_AND_DEST_FLOOR");
@@ -174,8 +174,9 @@ static void test_left_to_kone(void **state)
     assert_int_equal(kd_kval_parse_config(&s, "not json", 8, &e), KD_ERR_DECODE);
     expect(&s, job(99000, 77, 0), KD_KVAL_OK, "", "");
     /* actions only: actions are checked, areas are not */
-    const char *acts = "{\"data\":{\"call_types\":[{\"action_id\":2,\"action_type\":\"destination\"},"
-                       "{\"action_id\":9,\"disabled\":true},{\"name\":\"no id\"}]}}";
+    const char *acts =
+        "{\"data\":{\"call_types\":[{\"action_id\":2,\"action_type\":\"destination\"},"
+        "{\"action_id\":9,\"disabled\":true},{\"name\":\"no id\"}]}}";
     assert_int_equal(kd_kval_parse_actions(&s, acts, strlen(acts), &e), 0);
     assert_int_equal(s.n_actions, 2);
     expect(&s, job(99000, 2, 5000), KD_KVAL_OK, "", "");
@@ -194,8 +195,8 @@ static void test_left_to_kone(void **state)
 static void test_contradicting_refusals(void **state)
 {
     (void)state;
-    assert_true(kd_kval_contradicts("ignored_call",
-                                    "Ignoring call, unable to resolve area: area:1000"));
+    assert_true(
+        kd_kval_contradicts("ignored_call", "Ignoring call, unable to resolve area: area:1000"));
     assert_true(kd_kval_contradicts("ignored_call",
                                     "Ignoring call, unable to resolve destination: area:5"));
     assert_true(kd_kval_contradicts("ignored_call", "Ignoring call, unknown call action: 3"));
@@ -216,7 +217,7 @@ static void test_freshness(void **state)
     (void)state;
     kd_kval_fresh f = {.ttl_us = 3600 * SEC};
     int64_t t = 1000 * SEC;
-    assert_int_equal(kd_kval_decide(&f, t), KD_KVAL_FETCH);   /* first use */
+    assert_int_equal(kd_kval_decide(&f, t), KD_KVAL_FETCH); /* first use */
     kd_kval_fetched(&f, true, t, t + SEC / 10);
     assert_int_equal(kd_kval_decide(&f, t + SEC), KD_KVAL_USE);
     /* the TTL counts from when it was asked for */
@@ -237,9 +238,9 @@ static void test_failed_fetches_back_off(void **state)
     kd_kval_fresh f = {.ttl_us = 3600 * SEC};
     int64_t t = 50 * SEC;
     kd_kval_fetched(&f, true, t, t);
-    t += 3600 * SEC;   /* expired: fetched again, and that fails */
+    t += 3600 * SEC; /* expired: fetched again, and that fails */
     kd_kval_fetched(&f, false, t, t);
-    assert_false(f.valid);   /* the old answers are not used any more */
+    assert_false(f.valid); /* the old answers are not used any more */
     assert_int_equal(kd_kval_decide(&f, t), KD_KVAL_UNVALIDATED);
     assert_int_equal(kd_kval_decide(&f, t + SEC - 1), KD_KVAL_UNVALIDATED);
     assert_int_equal(kd_kval_decide(&f, t + SEC), KD_KVAL_FETCH);
