@@ -16,12 +16,16 @@
 #include "kd_log.h"
 #include "kd_run.h"
 
-static kd_bench_opt timeout_opt = {"timeout-s", false, 1, 86400, KD_BENCH_DEFAULT_TIMEOUT_S,
+static kd_bench_opt timeout_opt = {"timeout-s",
+                                   false,
+                                   1,
+                                   86400,
+                                   KD_BENCH_DEFAULT_TIMEOUT_S,
                                    false,
                                    "give up (exit 1) when the run is not over after this long"};
 
-static void usage_exit(const char *prog, const char *usage, const kd_bench_opt *opts,
-                       size_t n_opts, const kd_bench_str *strs, size_t n_strs, int code)
+static void usage_exit(const char *prog, const char *usage, const kd_bench_opt *opts, size_t n_opts,
+                       const kd_bench_str *strs, size_t n_strs, int code)
 {
     FILE *out = code ? stderr : stdout;
     fprintf(out,
@@ -35,7 +39,7 @@ static void usage_exit(const char *prog, const char *usage, const kd_bench_opt *
     for (size_t i = 0; i < n_opts; i++) {
         if (opts[i].required)
             fprintf(out, "  --%-14s %s (required)\n", opts[i].name, opts[i].help);
-        else if (opts[i].value == 0)   /* the help text names the default */
+        else if (opts[i].value == 0) /* the help text names the default */
             fprintf(out, "  --%-14s %s\n", opts[i].name, opts[i].help);
         else
             fprintf(out, "  --%-14s %s (default %lld)\n", opts[i].name, opts[i].help,
@@ -115,8 +119,8 @@ void kd_bench_init(kd_bench *b, const char *name, const char *usage, int argc, c
             kd_bench_opt *o = k < n_opts ? &opts[k] : &timeout_opt;
             if ((v = match(o->name, argc, argv, &i, &missing))) {
                 if (!parse_int(v, o->min, o->max, &o->value)) {
-                    fprintf(stderr, "%s: --%s: must be an integer in %lld..%lld, got '%s'\n",
-                            prog, o->name, (long long)o->min, (long long)o->max, v);
+                    fprintf(stderr, "%s: --%s: must be an integer in %lld..%lld, got '%s'\n", prog,
+                            o->name, (long long)o->min, (long long)o->max, v);
                     exit(2);
                 }
                 o->set = true;
@@ -144,7 +148,7 @@ void kd_bench_init(kd_bench *b, const char *name, const char *usage, int argc, c
     kd_err err = {0};
     if (kd_config_load(&b->cfg, KD_PROG_WORKER, prog, nrest, rest, &err)) {
         free(rest);
-        fprintf(stderr, "%s\n", err.msg);   /* it names the program already */
+        fprintf(stderr, "%s\n", err.msg); /* it names the program already */
         exit(2);
     }
     free(rest);
@@ -206,7 +210,7 @@ void kd_bench_report(const kd_bench *b, uint64_t count, int64_t t0_us, int64_t t
 {
     double s = (double)(t1_us - t0_us) / 1e6;
     if (s <= 0)
-        s = 1e-6;   /* a clock that did not move: keep the rate finite */
+        s = 1e-6; /* a clock that did not move: keep the rate finite */
     printf("%s rate_per_s=%.1f count=%llu seconds=%.6f\n", b->name, (double)count / s,
            (unsigned long long)count, s);
     fflush(stdout);

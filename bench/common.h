@@ -26,11 +26,11 @@
 
 /* One option of a bench program: "--name VALUE" or "--name=VALUE", a positive integer. */
 typedef struct kd_bench_opt {
-    const char *name;      /* without "--", e.g. "count" */
+    const char *name; /* without "--", e.g. "count" */
     bool required;
     int64_t min, max;
-    int64_t value;         /* in: the default (when not required); out: the value given */
-    bool set;              /* out: the option was given */
+    int64_t value; /* in: the default (when not required); out: the value given */
+    bool set;      /* out: the option was given */
     const char *help;
 } kd_bench_opt;
 
@@ -38,16 +38,16 @@ typedef struct kd_bench_opt {
 typedef struct kd_bench_str {
     const char *name;
     bool required;
-    const char *value;     /* in: default (may be NULL); out: points into argv */
+    const char *value; /* in: default (may be NULL); out: points into argv */
     const char *help;
 } kd_bench_str;
 
 typedef struct kd_bench {
-    const char *name;      /* "consume": the stdout line's first word */
-    const char *prog;      /* "kd-bench-consume": stderr prefix, AMQP connection name */
-    kd_config cfg;         /* the worker's configuration */
+    const char *name; /* "consume": the stdout line's first word */
+    const char *prog; /* "kd-bench-consume": stderr prefix, AMQP connection name */
+    kd_config cfg;    /* the worker's configuration */
     int64_t timeout_s;
-    int64_t deadline_us;   /* kd_mono_us() by which the run must be over */
+    int64_t deadline_us; /* kd_mono_us() by which the run must be over */
 } kd_bench;
 
 /* Parses the program's own options (plus --timeout-s and --help), loads the rest of argv

@@ -27,7 +27,7 @@
 #include "kd_amqp.h"
 #include "kd_run.h"
 
-#define PUBLISH_WINDOW 1000   /* unconfirmed publishes at once: keeps the broker busy, bounded */
+#define PUBLISH_WINDOW 1000 /* unconfirmed publishes at once: keeps the broker busy, bounded */
 #define CLEANUP_TIMEOUT_MS 10000
 
 /* ---- cleanup on a plain rabbitmq-c connection (kd_amqp only declares) ---- */
@@ -52,7 +52,7 @@ static int cleanup(const kd_bench *b, const kd_amqp_topology *t, char *why, size
     const kd_config *cfg = &b->cfg;
     char host[256];
     snprintf(host, sizeof host, "%s", kd_config_get(cfg, "amqp.host"));
-    host[strcspn(host, ", ")] = '\0';   /* a cluster list: its first node will do */
+    host[strcspn(host, ", ")] = '\0'; /* a cluster list: its first node will do */
     int port = atoi(kd_config_get(cfg, "amqp.port"));
     char *colon = strrchr(host, ':');
     if (colon && !strchr(colon, ']')) {
@@ -74,9 +74,9 @@ static int cleanup(const kd_bench *b, const kd_amqp_topology *t, char *why, size
         amqp_destroy_connection(c);
         return -1;
     }
-    amqp_rpc_reply_t r = amqp_login(c, kd_config_get(cfg, "amqp.vhost"), 0, 131072, 0,
-                                    AMQP_SASL_METHOD_PLAIN, kd_config_get(cfg, "amqp.user"),
-                                    kd_config_get(cfg, "amqp.password"));
+    amqp_rpc_reply_t r =
+        amqp_login(c, kd_config_get(cfg, "amqp.vhost"), 0, 131072, 0, AMQP_SASL_METHOD_PLAIN,
+                   kd_config_get(cfg, "amqp.user"), kd_config_get(cfg, "amqp.password"));
     int rc = 0;
     if (r.reply_type != AMQP_RESPONSE_NORMAL) {
         snprintf(why, len, "login as '%s' refused", kd_config_get(cfg, "amqp.user"));
@@ -119,7 +119,7 @@ static int cleanup(const kd_bench *b, const kd_amqp_topology *t, char *why, size
  * tag up to this one) and need not come in order, so a bitmap counts each tag once. */
 typedef struct confirms {
     unsigned char *bits;
-    uint64_t low;   /* every tag <= low is confirmed */
+    uint64_t low; /* every tag <= low is confirmed */
     uint64_t n;
 } confirms;
 
@@ -263,8 +263,9 @@ int main(int argc, char **argv)
     /* Q is deleted before and after the run: never the worker's queues and their messages */
     if (!kd_amqp_topology_load(&work, &b.cfg, &err) &&
         (!strcmp(strs[0].value, work.queue) || !strcmp(strs[0].value, work.dead_queue))) {
-        fprintf(stderr, "%s: --queue %s is the worker's queue (amqp.queue / amqp.dead_queue); "
-                        "the benchmark deletes its queue: give it a name of its own\n",
+        fprintf(stderr,
+                "%s: --queue %s is the worker's queue (amqp.queue / amqp.dead_queue); "
+                "the benchmark deletes its queue: give it a name of its own\n",
                 b.prog, strs[0].value);
         kd_bench_free(&b);
         return 2;

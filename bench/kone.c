@@ -66,12 +66,12 @@ typedef struct bench_kone {
     bconn conns[MAX_CONNS];
     int n_conns, n_ready;
     uint64_t n, inflight;
-    uint64_t next;               /* next call to send */
+    uint64_t next; /* next call to send */
     uint64_t done, failed;
-    unsigned char *calls;        /* CALL_* per call */
-    kd_job job;                  /* the call; destination changes per call */
+    unsigned char *calls; /* CALL_* per call */
+    kd_job job;           /* the call; destination changes per call */
     int64_t t0, t1;
-    bool over;                   /* every call done, or a failure: leave the loop */
+    bool over; /* every call done, or a failure: leave the loop */
     int rc;
     char first_refusal[300];
 } bench_kone;
@@ -113,8 +113,7 @@ static void call_over(bench_kone *bk, bconn *c, int64_t i, bool ok, const char *
     if (ok) {
         bk->done++;
     } else if (bk->failed++ == 0) {
-        snprintf(bk->first_refusal, sizeof bk->first_refusal, "call %" PRId64 ": %s", i + 1,
-                 why);
+        snprintf(bk->first_refusal, sizeof bk->first_refusal, "call %" PRId64 ": %s", i + 1, why);
     }
     if (bk->done + bk->failed == bk->n) {
         bk->t1 = kd_mono_us();
@@ -122,7 +121,7 @@ static void call_over(bench_kone *bk, bconn *c, int64_t i, bool ok, const char *
         return;
     }
     if (c->wsi && bk->next < bk->n)
-        lws_callback_on_writable(c->wsi);   /* room for the next call */
+        lws_callback_on_writable(c->wsi); /* room for the next call */
 }
 
 /* libwebsockets' own log lines may quote the upgrade URL: mask the token in them. */
@@ -162,8 +161,10 @@ static int send_text(bconn *c, char *text, const kd_err *e)
     int w = lws_write(c->wsi, buf + LWS_PRE, n, LWS_WRITE_TEXT);
     free(buf);
     if (w < (int)n) {
-        stop_with(c->bk, "connection %d: write failed (connection lost?) after %llu of %llu "
-                         "calls", c->idx, (unsigned long long)(c->bk->done + c->bk->failed),
+        stop_with(c->bk,
+                  "connection %d: write failed (connection lost?) after %llu of %llu "
+                  "calls",
+                  c->idx, (unsigned long long)(c->bk->done + c->bk->failed),
                   (unsigned long long)c->bk->n);
         return -1;
     }
@@ -232,7 +233,7 @@ static void dispatch(bconn *c, const char *buf, size_t len)
     }
     int64_t i = call_of(bk, &m);
     if (i < 0 || bk->calls[i] == CALL_DONE)
-        return;   /* not a call of ours (an event), or a late frame of a finished call */
+        return; /* not a call of ours (an event), or a late frame of a finished call */
     if (m.kind == KD_KONE_MSG_ANSWER) {
         if (m.status >= 200 && m.status < 300) {
             bk->calls[i] = CALL_ANSWERED;
@@ -257,7 +258,7 @@ static void on_receive(bconn *c, struct lws *wsi, const char *in, size_t len)
             cap *= 2;
         char *nb = cap <= RX_MAX ? realloc(c->rx, cap) : NULL;
         if (!nb)
-            c->rx_skip = true;   /* too big for an answer: not one of ours */
+            c->rx_skip = true; /* too big for an answer: not one of ours */
         else {
             c->rx = nb;
             c->rx_cap = cap;
@@ -317,8 +318,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
                       (unsigned long long)c->bk->n);
         }
         break;
-    default:
-        break;
+    default: break;
     }
     return 0;
 }
@@ -334,8 +334,9 @@ static void on_tick(lws_sorted_usec_list_t *sul)
     bench_kone *bk = lws_container_of(sul, bench_kone, tick);
     static int ticks;
     if (kd_bench_left_us(bk->b) == 0) {
-        stop_with(bk, "timed out after %lld s: %d of %d connections ready, %llu sent, %llu "
-                      "accepted, %llu refused of %llu calls",
+        stop_with(bk,
+                  "timed out after %lld s: %d of %d connections ready, %llu sent, %llu "
+                  "accepted, %llu refused of %llu calls",
                   (long long)bk->b->timeout_s, bk->n_ready, bk->n_conns,
                   (unsigned long long)bk->next, (unsigned long long)bk->done,
                   (unsigned long long)bk->failed, (unsigned long long)bk->n);
@@ -353,8 +354,8 @@ static void on_tick(lws_sorted_usec_list_t *sul)
 static int make_job(kd_job *job, kd_err *err)
 {
     json_t *o = json_pack("{s:i, s:s, s:s, s:s, s:s, s:i, s:i, s:i}", "v", 1, "job_id",
-                          "bench-kone", "building_id", "building:9990000951", "group_id", "1",
-                          "op", "call", "area", 1000, "action", 2, "destination", 2000);
+                          "bench-kone", "building_id", "building:9990000951", "group_id", "1", "op",
+                          "call", "area", 1000, "action", 2, "destination", 2000);
     if (!o)
         return kd_err_set(err, KD_ERR_NOMEM, "out of memory");
     int64_t now_ms = kd_now_us() / 1000;
@@ -394,8 +395,8 @@ static int open_conns(bench_kone *bk, const char *token, kd_err *err)
     snprintf(copy, sizeof copy, "%s", url);
     const char *prot = NULL, *host = NULL, *path = NULL;
     int port = 0;
-    if (lws_parse_uri(copy, &prot, &host, &port, &path) || !prot || strcmp(prot, "wss") ||
-        !host || !*host)
+    if (lws_parse_uri(copy, &prot, &host, &port, &path) || !prot || strcmp(prot, "wss") || !host ||
+        !*host)
         return kd_err_set(err, KD_ERR_INVALID,
                           "kone.ws_url: must be wss://HOST[:PORT]/PATH, got '%s'", url);
     const char *ca = kd_config_get(cfg, "kone.ca_file");
@@ -434,7 +435,7 @@ static int open_conns(bench_kone *bk, const char *token, kd_err *err)
         ci.path = full;
         ci.host = host;
         ci.origin = host;
-        ci.ssl_connection = LCCSCF_USE_SSL;   /* certificate verified: no ALLOW_* flags */
+        ci.ssl_connection = LCCSCF_USE_SSL; /* certificate verified: no ALLOW_* flags */
         ci.protocol = "koneapi";
         ci.local_protocol_name = "koneapi";
         ci.userdata = c;
@@ -455,8 +456,8 @@ int main(int argc, char **argv)
         {"connections", false, 1, MAX_CONNS, 1, false, "WebSockets to spread the calls over"},
     };
     kd_bench b;
-    kd_bench_init(&b, "kone", "--count N --inflight M [--connections C]", argc, argv, opts, 3,
-                  NULL, 0);
+    kd_bench_init(&b, "kone", "--count N --inflight M [--connections C]", argc, argv, opts, 3, NULL,
+                  0);
     static bench_kone bk;
     bk.b = &b;
     bk.n = (uint64_t)opts[0].value;

@@ -28,13 +28,13 @@
 /* The key of every message: one building, as in the benchmark's jobs (a result's key is its
  * job's building id). */
 #define BENCH_KEY "building:9990000951"
-#define POLL_EVERY 256   /* serve reports this often while producing, as the worker's loop does */
+#define POLL_EVERY 256 /* serve reports this often while producing, as the worker's loop does */
 
 typedef struct counts {
     uint64_t delivered;
     uint64_t failed;
     char first_error[256];
-    int64_t last_us;     /* when the last report was served */
+    int64_t last_us; /* when the last report was served */
 } counts;
 
 static void on_report(void *opaque, int err_code, const char *errstr, void *arg)
@@ -64,8 +64,8 @@ static int wait_reports(kd_bench *b, kd_kafka *k, counts *c, uint64_t target, co
                                  (unsigned long long)target);
         kd_kafka_poll(k, kd_bench_wait_ms(b, 100));
         if (kd_mono_us() >= next_note) {
-            kd_bench_note(b, "%s: %llu of %llu delivered", what,
-                          (unsigned long long)c->delivered, (unsigned long long)target);
+            kd_bench_note(b, "%s: %llu of %llu delivered", what, (unsigned long long)c->delivered,
+                          (unsigned long long)target);
             next_note += 5000000;
         }
     }
@@ -127,7 +127,8 @@ int main(int argc, char **argv)
             else if (i % POLL_EVERY == POLL_EVERY - 1)
                 kd_kafka_poll(k, 0);
             if (kd_bench_left_us(&b) == 0 && !rc)
-                rc = kd_bench_fail(&b, "timed out after %lld s producing: %llu of %llu handed "
+                rc = kd_bench_fail(&b,
+                                   "timed out after %lld s producing: %llu of %llu handed "
                                    "to librdkafka",
                                    (long long)b.timeout_s, (unsigned long long)i + 1,
                                    (unsigned long long)n);

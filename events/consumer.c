@@ -65,7 +65,7 @@ static void on_log(const rd_kafka_t *rk, int level, const char *fac, const char 
 {
     (void)rk;
     kd_log_level l = level <= 4 ? KD_LOG_WARN : level <= 6 ? KD_LOG_INFO : KD_LOG_DEBUG;
-    if (strcmp(fac, "FAIL") == 0)  /* repeats what on_error reports */
+    if (strcmp(fac, "FAIL") == 0) /* repeats what on_error reports */
         l = KD_LOG_DEBUG;
     kd_log(l, NULL, "kafka %s: %s", fac, buf);
 }
@@ -77,8 +77,8 @@ static void random_group(char *buf, size_t len)
         int64_t t = kd_now_us();
         memcpy(r, &t, sizeof r);
     }
-    snprintf(buf, len, "kone-events-%d-%02x%02x%02x%02x%02x%02x%02x%02x", (int)getpid(), r[0],
-             r[1], r[2], r[3], r[4], r[5], r[6], r[7]);
+    snprintf(buf, len, "kone-events-%d-%02x%02x%02x%02x%02x%02x%02x%02x", (int)getpid(), r[0], r[1],
+             r[2], r[3], r[4], r[5], r[6], r[7]);
 }
 
 static int set(rd_kafka_conf_t *conf, const char *name, const char *value, kd_err *err)
@@ -157,7 +157,7 @@ int kev_consumer_new(kev_consumer **out, const kev_options *o, kd_err *err)
         free(c);
         return kd_err_set(err, KD_ERR_INVALID, "kafka: cannot create the consumer");
     }
-    rd_kafka_poll_set_consumer(c->rk);  /* callbacks are served by consumer_poll */
+    rd_kafka_poll_set_consumer(c->rk); /* callbacks are served by consumer_poll */
     if ((rc = subscribe(c, o->topic, err))) {
         rd_kafka_destroy(c->rk);
         free(c);

@@ -12,7 +12,7 @@
 typedef struct kev_options {
     const char *brokers;
     const char *topic;
-    const char *group;      /* "" or NULL: a fresh random group that never commits */
+    const char *group; /* "" or NULL: a fresh random group that never commits */
     bool from_beginning;
 } kev_options;
 

@@ -6,8 +6,9 @@
  * into jq or read by a test line by line. Logs (kd_log JSON lines) go to stderr only. It
  * stops on SIGINT/SIGTERM, after events.max messages, or after events.idle_exit_ms
  * without a message, counted from the partition assignment (or the last message, or the
- * broker saying the topic does not exist), so a slow group join never ends a run early. It exits 0 when it stopped for one of those
- * reasons, 2 on a configuration error, 1 if Kafka or stdout failed.
+ * broker saying the topic does not exist), so a slow group join never ends a run early. It exits 0
+ * when it stopped for one of those reasons, 2 on a configuration error, 1 if Kafka or stdout
+ * failed.
  */
 #include <errno.h>
 #include <signal.h>
@@ -79,8 +80,7 @@ static int read_opts(const kd_config *cfg, run_opts *o, kd_err *err)
     if (!rc)
         rc = kd_config_int(cfg, "events.max", 0, INT64_MAX, &o->max, err);
     if (!rc)
-        rc = kd_config_int(cfg, "events.idle_exit_ms", 0, INT64_MAX / 1000, &o->idle_exit_ms,
-                           err);
+        rc = kd_config_int(cfg, "events.idle_exit_ms", 0, INT64_MAX / 1000, &o->idle_exit_ms, err);
     o->kafka.brokers = kd_config_get(cfg, "kafka.brokers");
     o->kafka.group = kd_config_get(cfg, "events.group");
     return rc;
@@ -110,14 +110,13 @@ static void report_error(const rd_kafka_message_t *m)
 {
     if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF)
         return;
-    kd_warn("kafka: %s%s%s", m->rkt ? rd_kafka_topic_name(m->rkt) : "",
-            m->rkt ? ": " : "", rd_kafka_message_errstr(m));
+    kd_warn("kafka: %s%s%s", m->rkt ? rd_kafka_topic_name(m->rkt) : "", m->rkt ? ": " : "",
+            rd_kafka_message_errstr(m));
 }
 
 /* The idle clock starts when the consumer is settled: partitions assigned, or the topic
  * reported missing (librdkafka then never joins the group, so no assignment would come). */
-static bool idle_expired(const run_opts *o, kev_consumer *c, int64_t missing_at,
-                         int64_t last_event)
+static bool idle_expired(const run_opts *o, kev_consumer *c, int64_t missing_at, int64_t last_event)
 {
     int64_t settled = kev_consumer_assigned_at(c);
     if (settled == 0)

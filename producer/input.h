@@ -20,11 +20,11 @@ typedef struct kd_input {
     int fd;
     bool own_fd;
     bool eof;
-    bool skipping;      /* inside a line longer than KD_INPUT_MAX_LINE */
+    bool skipping; /* inside a line longer than KD_INPUT_MAX_LINE */
     char *buf;
     size_t off, len, cap;
-    long lineno;        /* number of the last line handed out */
-    const char *name;   /* for messages: the path or "stdin" */
+    long lineno;      /* number of the last line handed out */
+    const char *name; /* for messages: the path or "stdin" */
 } kd_input;
 
 /* path NULL or "-" reads stdin. */

@@ -37,13 +37,13 @@
 #include "report.h"
 #include "window.h"
 
-#define KD_PRODUCER_WINDOW 256      /* jobs in flight (sent, not yet confirmed) */
-#define KD_PRODUCER_RING 4096       /* reported lines held back for input order */
-#define KD_PRODUCER_TICK_MS 1000    /* longest sleep: keeps heartbeats served */
+#define KD_PRODUCER_WINDOW 256   /* jobs in flight (sent, not yet confirmed) */
+#define KD_PRODUCER_RING 4096    /* reported lines held back for input order */
+#define KD_PRODUCER_TICK_MS 1000 /* longest sleep: keeps heartbeats served */
 
 typedef struct app {
     kd_config cfg;
-    kd_amqp *amqp;          /* NULL once given up */
+    kd_amqp *amqp; /* NULL once given up */
     kd_input in;
     kd_pw win;
     msgpack_sbuffer sbuf;
@@ -51,8 +51,8 @@ typedef struct app {
     int timeout_ms;
     long confirmed, refused;
     int reconnects;
-    bool progress;          /* a confirm arrived since the last reconnect */
-    char gave_up[600];      /* why the broker is no longer used ("" while it is) */
+    bool progress;     /* a confirm arrived since the last reconnect */
+    char gave_up[600]; /* why the broker is no longer used ("" while it is) */
     bool output_failed;
 } app;
 
@@ -74,8 +74,10 @@ static void give_up(app *a, const char *why)
     for (size_t i = 0; i < a->win.count; i++) {
         kd_pw_entry *e = kd_pw_at(&a->win, i);
         if (e->state == KD_PW_PENDING)
-            kd_pw_refuse(&a->win, e, "connection lost before the broker confirmed (the job "
-                                     "may or may not be queued): %s", why);
+            kd_pw_refuse(&a->win, e,
+                         "connection lost before the broker confirmed (the job "
+                         "may or may not be queued): %s",
+                         why);
     }
 }
 
@@ -132,9 +134,7 @@ static void apply_event(app *a, const kd_amqp_event *ev)
         if (kd_pw_ack(&a->win, ev->tag, ev->multiple))
             a->progress = true;
         break;
-    case KD_AMQP_EV_NACK:
-        kd_pw_nack(&a->win, ev->tag, ev->multiple);
-        break;
+    case KD_AMQP_EV_NACK: kd_pw_nack(&a->win, ev->tag, ev->multiple); break;
     case KD_AMQP_EV_RETURN:
         kd_pw_returned(&a->win, ev->message_id, ev->reply_code, ev->reply_text);
         break;
@@ -169,7 +169,7 @@ static bool blank(const char *s, size_t len)
 
 static void handle_line(app *a, const char *line, size_t len, long lineno)
 {
-    kd_pw_entry *e = kd_pw_push(&a->win, lineno);   /* the caller checked there is room */
+    kd_pw_entry *e = kd_pw_push(&a->win, lineno); /* the caller checked there is room */
     json_error_t jerr;
     json_t *obj = json_loadb(line, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
     if (!obj) {
@@ -196,7 +196,7 @@ static void handle_line(app *a, const char *line, size_t len, long lineno)
         return;
     }
     if (send_entry(a, e, &err) != 0)
-        recover(a, &err);   /* resends e too, or refuses it */
+        recover(a, &err); /* resends e too, or refuses it */
 }
 
 static bool room(const app *a)
@@ -213,8 +213,8 @@ static void take_lines(app *a)
     int r;
     while (room(a) && (r = kd_input_line(&a->in, &line, &len, &lineno)) != 0) {
         if (r == 2) {
-            kd_pw_refuse(&a->win, kd_pw_push(&a->win, lineno),
-                         "line longer than %d bytes", KD_INPUT_MAX_LINE);
+            kd_pw_refuse(&a->win, kd_pw_push(&a->win, lineno), "line longer than %d bytes",
+                         KD_INPUT_MAX_LINE);
         } else if (!blank(line, len)) {
             handle_line(a, line, len, lineno);
         }
@@ -248,7 +248,7 @@ static int wait_io(app *a, kd_err *err)
     if (exp >= 0 && exp < timeout)
         timeout = (int)exp;
     if (a->amqp && kd_amqp_buffered(a->amqp))
-        return 0;   /* rabbitmq-c already holds input: the socket may stay silent */
+        return 0; /* rabbitmq-c already holds input: the socket may stay silent */
     struct pollfd fds[2];
     int nfds = 0, in_idx = -1;
     if (!a->in.eof && room(a)) {

@@ -39,8 +39,8 @@ static const char *flag_value(int argc, char **argv, int *i, const char *name, b
     return NULL;
 }
 
-int kd_replay_parse_args(int argc, char **argv, kd_replay_filter *f, char **out_argv,
-                         int *out_argc, kd_err *err)
+int kd_replay_parse_args(int argc, char **argv, kd_replay_filter *f, char **out_argv, int *out_argc,
+                         kd_err *err)
 {
     static const char *names[] = {"--filter-job-prefix", "--filter-building", "--filter-reason"};
     memset(f, 0, sizeof *f);
@@ -60,8 +60,7 @@ int kd_replay_parse_args(int argc, char **argv, kd_replay_filter *f, char **out_
             if (!hit)
                 continue;
             if (!v || !*v)
-                return kd_err_set(err, KD_ERR_INVALID, "replay-dead: %s needs a value",
-                                  names[k]);
+                return kd_err_set(err, KD_ERR_INVALID, "replay-dead: %s needs a value", names[k]);
             const char **slot = k == 0 ? &f->job_prefix : k == 1 ? &f->building : &f->reason;
             *slot = v;
             taken = true;
@@ -137,7 +136,7 @@ typedef struct replay {
     kd_replay_filter f;
     kd_amqp *amqp;
     int timeout_ms;
-    uint64_t *held;           /* delivery tags kept unacked until the end */
+    uint64_t *held; /* delivery tags kept unacked until the end */
     size_t n_held;
     long moved, kept, failed;
     bool output_failed;
@@ -235,9 +234,8 @@ static int one(replay *r, const kd_delivery *d)
         r->failed++;
         emit(r, kd_replay_line("failed", job_id, building, reason, error, attempt, err.msg));
         kd_error("replay-dead: %s not moved: %s", job_id, err.msg);
-        return (rc == KD_ERR_REFUSED || rc == KD_ERR_TIMEOUT) && !hold(r, d->delivery_tag)
-                   ? 0
-                   : -rc;
+        return (rc == KD_ERR_REFUSED || rc == KD_ERR_TIMEOUT) && !hold(r, d->delivery_tag) ? 0
+                                                                                           : -rc;
     }
     r->moved++;
     emit(r, kd_replay_line("moved", job_id, building, reason, error, attempt, NULL));

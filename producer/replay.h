@@ -20,16 +20,16 @@
 #include "kd_err.h"
 
 typedef struct kd_replay_filter {
-    const char *job_prefix;   /* NULL: any */
-    const char *building;     /* NULL: any; "9990000951" also matches "building:9990000951" */
-    const char *reason;       /* NULL: any; x-kd-reason, e.g. "failed", "undecodable" */
+    const char *job_prefix; /* NULL: any */
+    const char *building;   /* NULL: any; "9990000951" also matches "building:9990000951" */
+    const char *reason;     /* NULL: any; x-kd-reason, e.g. "failed", "undecodable" */
     bool dry_run;
 } kd_replay_filter;
 
 /* Takes the replay flags out of argv (argv[0] is kept, "replay-dead" is dropped) and leaves
  * the rest, for kd_config_load, in out_argv (room for argc entries). */
-int kd_replay_parse_args(int argc, char **argv, kd_replay_filter *f, char **out_argv,
-                         int *out_argc, kd_err *err);
+int kd_replay_parse_args(int argc, char **argv, kd_replay_filter *f, char **out_argv, int *out_argc,
+                         kd_err *err);
 /* Does a parked message with these properties match? job_id / building "" when unknown
  * (an undecodable message has neither: it matches only filters that do not ask for them). */
 bool kd_replay_match(const kd_replay_filter *f, const char *job_id, const char *building,

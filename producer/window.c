@@ -110,8 +110,9 @@ size_t kd_pw_nack(kd_pw *w, uint64_t tag, bool multiple)
         kd_pw_entry *e = kd_pw_at(w, i);
         if (!covers(e, tag, multiple))
             continue;
-        kd_pw_refuse(w, e, "nacked: the broker could not store the job (e.g. queue full or "
-                           "no quorum); publish it again");
+        kd_pw_refuse(w, e,
+                     "nacked: the broker could not store the job (e.g. queue full or "
+                     "no quorum); publish it again");
         n++;
     }
     return n;
@@ -138,8 +139,10 @@ size_t kd_pw_expire(kd_pw *w, int64_t now_ms, int timeout_ms)
         kd_pw_entry *e = kd_pw_at(w, i);
         if (e->state != KD_PW_PENDING || e->tag == 0 || now_ms - e->sent_ms < timeout_ms)
             continue;
-        kd_pw_refuse(w, e, "timeout: no confirm from the broker within %d ms (the job may or "
-                           "may not be queued)", timeout_ms);
+        kd_pw_refuse(w, e,
+                     "timeout: no confirm from the broker within %d ms (the job may or "
+                     "may not be queued)",
+                     timeout_ms);
         n++;
     }
     return n;

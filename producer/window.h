@@ -27,12 +27,12 @@ typedef enum { KD_PW_PENDING = 0, KD_PW_CONFIRMED, KD_PW_REFUSED } kd_pw_state;
 typedef struct kd_pw_entry {
     long line;
     kd_pw_state state;
-    char job_id[KD_JOB_ID_MAX + 1];  /* "" = unknown (reported as null) */
+    char job_id[KD_JOB_ID_MAX + 1]; /* "" = unknown (reported as null) */
     uint64_t tag;
     int64_t sent_ms;
     bool returned;
     char return_text[96];
-    char error[512];                 /* REFUSED: why, for the report */
+    char error[512]; /* REFUSED: why, for the report */
     void *body;
     size_t len;
 } kd_pw_entry;
@@ -41,7 +41,7 @@ typedef struct kd_pw {
     kd_pw_entry *ring;
     size_t cap, head, count;
     size_t pending;
-    char route[320];   /* "exchange 'x' with routing key 'k'", for unroutable messages */
+    char route[320]; /* "exchange 'x' with routing key 'k'", for unroutable messages */
 } kd_pw;
 
 int kd_pw_init(kd_pw *w, size_t cap, const char *route);
@@ -49,7 +49,7 @@ void kd_pw_free(kd_pw *w);
 
 /* A new PENDING entry at the tail (tag 0, no body); NULL when the ring is full. */
 kd_pw_entry *kd_pw_push(kd_pw *w, long line);
-kd_pw_entry *kd_pw_at(kd_pw *w, size_t i);           /* i-th from the head */
+kd_pw_entry *kd_pw_at(kd_pw *w, size_t i); /* i-th from the head */
 
 /* Keeps a copy of the encoded job; KD_ERR_NOMEM if it cannot. */
 int kd_pw_set_body(kd_pw_entry *e, const void *body, size_t len);

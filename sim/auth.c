@@ -22,8 +22,7 @@ static int parse_scopes(const json_t *list, sim_scopes *out, const char *who, kd
     {
         const char *s = json_string_value(it);
         if (!s || !*s || strlen(s) >= SIM_SCOPE_MAX || strchr(s, ' '))
-            return kd_err_set(err, KD_ERR_INVALID, "client %s: scopes[%zu] is not a scope", who,
-                              i);
+            return kd_err_set(err, KD_ERR_INVALID, "client %s: scopes[%zu] is not a scope", who, i);
         snprintf(out->s[out->n++], SIM_SCOPE_MAX, "%s", s);
     }
     return 0;
@@ -45,8 +44,8 @@ int sim_auth_from_json(sim_auth *a, const json_t *doc, int64_t ttl_s, kd_err *er
         sim_client *c = &a->clients[i];
         const char *id = json_string_value(json_object_get(it, "client_id"));
         const char *secret = json_string_value(json_object_get(it, "client_secret"));
-        if (!id || !*id || strlen(id) >= sizeof c->id || strchr(id, ':') || !secret ||
-            !*secret || strlen(secret) >= sizeof c->secret) {
+        if (!id || !*id || strlen(id) >= sizeof c->id || strchr(id, ':') || !secret || !*secret ||
+            strlen(secret) >= sizeof c->secret) {
             sim_auth_free(a);
             return kd_err_set(err, KD_ERR_INVALID,
                               "clients[%zu]: needs client_id (no ':') and client_secret", i);
@@ -239,8 +238,7 @@ static sim_token *new_token(sim_auth *a, int64_t now_ms)
     unsigned char raw[32];
     if (RAND_bytes(raw, sizeof raw) != 1)
         return NULL;
-    static const char b64url[] =
-        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    static const char b64url[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     /* 32 bytes = 256 bits → 43 base64url characters (6 bits each, last one 4 bits) */
     for (int i = 0; i < SIM_TOKEN_LEN; i++) {
         int bit = i * 6, byte = bit / 8, off = bit % 8;
@@ -300,8 +298,7 @@ int sim_auth_token_request(sim_auth *a, const char *authorization, const char *b
             continue;
         }
         char desc[SIM_SCOPE_MAX + 64];
-        snprintf(desc, sizeof desc, "Scope not allowed for this client: %.*s", SIM_SCOPE_MAX,
-                 tok);
+        snprintf(desc, sizeof desc, "Scope not allowed for this client: %.*s", SIM_SCOPE_MAX, tok);
         *answer = oauth_error("invalid_scope", desc);
         return 400;
     }

@@ -7,8 +7,8 @@
  *
  * Scopes follow KONE's forms: `application/inventory`, `callgiving/building:<id>`,
  * `callgiving/group:<id>:<group>`, the same with `robotcall/`, and the request-only
- * wildcards `callgiving/` + `*` and `robotcall/` + `*` that expand to the client's scopes of that kind.
- * A building scope grants every group of the building; a group scope only that group.
+ * wildcards `callgiving/` + `*` and `robotcall/` + `*` that expand to the client's scopes of that
+ * kind. A building scope grants every group of the building; a group scope only that group.
  *
  * Secrets and tokens never reach a log line or an error message: errors name the client id
  * at most. Secrets and tokens are compared in constant time.
@@ -41,7 +41,7 @@ typedef struct sim_client {
 typedef struct sim_token {
     char value[SIM_TOKEN_LEN + 1];
     char client_id[128];
-    int64_t expires_ms;  /* monotonic ms */
+    int64_t expires_ms; /* monotonic ms */
     sim_scopes scopes;
 } sim_token;
 

@@ -18,7 +18,7 @@ static const struct {
 } sim_modes[] = {
     /* lift_mode codes: the YAML makes lift_mode an integer and says -1 is out of service;
      * the other codes are the simulator's own (documented in docs/kone-sim.md). */
-    {SIM_MODE_NOR, "NOR", 0}, {SIM_MODE_ATS, "ATS", 3}, {SIM_MODE_PRC, "PRC", 5},
+    {SIM_MODE_NOR, "NOR", 0}, {SIM_MODE_ATS, "ATS", 3},  {SIM_MODE_PRC, "PRC", 5},
     {SIM_MODE_FRD, "FRD", 9}, {SIM_MODE_OSS, "OSS", -1},
 };
 
@@ -71,8 +71,8 @@ static int int_or(const json_t *o, const char *k, int64_t def, int64_t min, int6
         return 0;
     }
     if (!json_is_integer(v) || json_integer_value(v) < min || json_integer_value(v) > max)
-        return kd_err_set(err, KD_ERR_INVALID, "%s.%s: must be an integer in %lld..%lld", where,
-                          k, (long long)min, (long long)max);
+        return kd_err_set(err, KD_ERR_INVALID, "%s.%s: must be an integer in %lld..%lld", where, k,
+                          (long long)min, (long long)max);
     *out = json_integer_value(v);
     return 0;
 }
@@ -114,10 +114,9 @@ static int parse_floor_set(const sim_building *b, const json_t *list, bool *serv
 
 static int parse_floors(sim_building *b, const json_t *list, kd_err *err)
 {
-    if (!json_is_array(list) || json_array_size(list) < 2 ||
-        json_array_size(list) > SIM_MAX_FLOORS)
-        return kd_err_set(err, KD_ERR_INVALID, "%s.floors: must be an array of 2..%d floors",
-                          b->id, SIM_MAX_FLOORS);
+    if (!json_is_array(list) || json_array_size(list) < 2 || json_array_size(list) > SIM_MAX_FLOORS)
+        return kd_err_set(err, KD_ERR_INVALID, "%s.floors: must be an array of 2..%d floors", b->id,
+                          SIM_MAX_FLOORS);
     size_t i;
     const json_t *it;
     json_array_foreach(list, i, it)
@@ -133,8 +132,7 @@ static int parse_floors(sim_building *b, const json_t *list, kd_err *err)
         if (id == -1 || floor_index(b, id) >= 0)
             return kd_err_set(err, KD_ERR_INVALID, "%s.id: missing or duplicate", where);
         if (i > 0 && id <= b->floors[i - 1].id)
-            return kd_err_set(err, KD_ERR_INVALID, "%s.id: floors must be listed bottom-up",
-                              where);
+            return kd_err_set(err, KD_ERR_INVALID, "%s.id: floors must be listed bottom-up", where);
         f->id = (int)id;
         snprintf(f->name, sizeof f->name, "%s", str_or(it, "name", ""));
         if (!f->name[0])
@@ -158,8 +156,8 @@ static int parse_floors(sim_building *b, const json_t *list, kd_err *err)
                 int_or(a, "side", 1, 1, SIM_MAX_SIDES, &side, where, err))
                 return err ? err->code : KD_ERR_INVALID;
             if (area == 0 || f->area[side])
-                return kd_err_set(err, KD_ERR_INVALID, "%s.areas[%zu]: missing area or side used twice",
-                                  where, j);
+                return kd_err_set(err, KD_ERR_INVALID,
+                                  "%s.areas[%zu]: missing area or side used twice", where, j);
             f->area[side] = area;
         }
     }
@@ -225,16 +223,14 @@ static int parse_faults(sim_building *b, sim_group *g, const json_t *o, const ch
 {
     const char *mode = str_or(o, "mode", "NOR");
     if (sim_mode_parse(mode, &g->faults.mode))
-        return kd_err_set(err, KD_ERR_INVALID, "%s.mode: must be NOR, ATS, PRC, FRD or OSS",
-                          where);
+        return kd_err_set(err, KD_ERR_INVALID, "%s.mode: must be NOR, ATS, PRC, FRD or OSS", where);
     g->faults.link_down = json_is_true(json_object_get(o, "link_down"));
     g->faults.no_lift = json_is_true(json_object_get(o, "no_lift"));
     const json_t *locked = json_object_get(o, "locked_areas");
     if (!locked)
         return 0;
     if (!json_is_array(locked) || json_array_size(locked) > SIM_MAX_LOCKED)
-        return kd_err_set(err, KD_ERR_INVALID, "%s.locked_areas: must be an array of areas",
-                          where);
+        return kd_err_set(err, KD_ERR_INVALID, "%s.locked_areas: must be an array of areas", where);
     size_t i;
     const json_t *it;
     json_array_foreach(locked, i, it)
@@ -486,8 +482,7 @@ static void append(json_t *a, json_t *v, bool *ok)
 json_t *sim_building_config_json(const sim_building *b, const sim_group *g)
 {
     bool ok = true;
-    json_t *o = json_object(), *floors = json_array(), *areas = json_array(),
-           *lifts = json_array();
+    json_t *o = json_object(), *floors = json_array(), *areas = json_array(), *lifts = json_array();
     if (!o || !floors || !areas || !lifts) {
         json_decref(o), json_decref(floors), json_decref(areas), json_decref(lifts);
         return NULL;
@@ -507,9 +502,8 @@ json_t *sim_building_config_json(const sim_building *b, const sim_group *g)
                 continue;
             append(fa, json_integer(a), &ok);
             json_t *ao = json_pack("{s:I,s:i,s:i,s:s,s:b}", "area", (json_int_t)a, "floor_id",
-                                   b->floors[f].id, "side", s, "short_name",
-                                   b->floors[f].name, "locked",
-                                   sim_faults_locked(&g->faults, a));
+                                   b->floors[f].id, "side", s, "short_name", b->floors[f].name,
+                                   "locked", sim_faults_locked(&g->faults, a));
             append(areas, ao, &ok);
         }
         if (fl) {
@@ -529,8 +523,8 @@ json_t *sim_building_config_json(const sim_building *b, const sim_group *g)
             if (l->serves[f])
                 append(served, json_integer(b->floors[f].id), &ok);
         json_t *lo = served ? json_pack("{s:s,s:s,s:[{s:I,s:o,s:b}]}", "lift_id", l->id, "name",
-                                        l->name, "decks", "area", (json_int_t)l->deck,
-                                        "floors", served, "rear_doors", l->rear)
+                                        l->name, "decks", "area", (json_int_t)l->deck, "floors",
+                                        served, "rear_doors", l->rear)
                             : NULL;
         append(lifts, lo, &ok);
     }

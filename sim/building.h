@@ -25,7 +25,7 @@
 #define SIM_MAX_FLOORS 128
 #define SIM_MAX_SIDES 2
 #define SIM_MAX_GROUPS 8
-#define SIM_MAX_LIFTS 16  /* per group */
+#define SIM_MAX_LIFTS 16 /* per group */
 #define SIM_MAX_ACTIONS 32
 #define SIM_MAX_LOCKED 32
 #define SIM_ID_MAX 48
@@ -44,7 +44,7 @@ typedef enum {
     SIM_ACT_DESTINATION = 1, /* needs call.destination */
     SIM_ACT_LANDING_UP,      /* landing call, direction up: destination ignored */
     SIM_ACT_LANDING_DOWN,
-    SIM_ACT_CAR,             /* car call: needs call.destination */
+    SIM_ACT_CAR, /* car call: needs call.destination */
 } sim_action_kind;
 
 typedef struct sim_action {
@@ -65,27 +65,27 @@ typedef struct sim_floor {
  * (model.c) and the hub read it; only the buildings file and the control endpoint write it. */
 typedef struct sim_faults {
     sim_mode mode;
-    bool link_down;                  /* site link (DTU) disconnected */
-    bool no_lift;                    /* every call is cancelled NO_LIFT_AVAILABLE at allocation */
-    int64_t latency_ms, jitter_ms;   /* added to the answers of requests for this group */
-    double error_share;              /* share of lift-call-api-v2 requests answered ... */
-    int error_status;                /* ... with this status instead of being executed */
+    bool link_down;                /* site link (DTU) disconnected */
+    bool no_lift;                  /* every call is cancelled NO_LIFT_AVAILABLE at allocation */
+    int64_t latency_ms, jitter_ms; /* added to the answers of requests for this group */
+    double error_share;            /* share of lift-call-api-v2 requests answered ... */
+    int error_status;              /* ... with this status instead of being executed */
     size_t n_locked;
-    int64_t locked[SIM_MAX_LOCKED];  /* locked landing areas */
+    int64_t locked[SIM_MAX_LOCKED]; /* locked landing areas */
 } sim_faults;
 
 typedef struct sim_lift {
-    char id[SIM_ID_MAX];     /* "lift_1": the <lift> of monitoring subtopics, unique per building */
-    char name[16];           /* "A" */
-    int64_t deck;            /* deck area id */
-    bool rear;               /* has a side-2 door */
+    char id[SIM_ID_MAX]; /* "lift_1": the <lift> of monitoring subtopics, unique per building */
+    char name[16];       /* "A" */
+    int64_t deck;        /* deck area id */
+    bool rear;           /* has a side-2 door */
     bool serves[SIM_MAX_FLOORS]; /* by floor index */
 } sim_lift;
 
 typedef struct sim_group {
-    char id[SIM_ID_MAX];     /* "1" */
+    char id[SIM_ID_MAX]; /* "1" */
     bool serves[SIM_MAX_FLOORS];
-    int transfer_floor;      /* floor index, -1 if none */
+    int transfer_floor;       /* floor index, -1 if none */
     char transfer_reason[32]; /* "AutomaticTransfer" or "ManualTransfer" */
     size_t n_lifts;
     sim_lift lifts[SIM_MAX_LIFTS];
@@ -93,10 +93,10 @@ typedef struct sim_group {
 } sim_group;
 
 typedef struct sim_building {
-    char id[SIM_ID_MAX];     /* "building:9990000951" */
+    char id[SIM_ID_MAX]; /* "building:9990000951" */
     char name[64];
-    int floor_ms;            /* model ms per floor travelled */
-    int door_ms;             /* model ms a stop takes: opening, dwell and closing */
+    int floor_ms; /* model ms per floor travelled */
+    int door_ms;  /* model ms a stop takes: opening, dwell and closing */
     size_t n_floors;
     sim_floor floors[SIM_MAX_FLOORS];
     size_t n_actions;
@@ -127,8 +127,8 @@ bool sim_group_serves_area(const sim_building *b, const sim_group *g, int64_t ar
 int sim_group_lift_by_deck(const sim_group *g, int64_t deck);
 bool sim_faults_locked(const sim_faults *f, int64_t area);
 
-const char *sim_mode_name(sim_mode m);     /* "NOR", "OSS", ... */
-int sim_mode_code(sim_mode m);             /* lift_mode integer of monitor-lift-status */
+const char *sim_mode_name(sim_mode m); /* "NOR", "OSS", ... */
+int sim_mode_code(sim_mode m);         /* lift_mode integer of monitor-lift-status */
 int sim_mode_parse(const char *s, sim_mode *out);
 
 /* common-api answers: the group's topology (config) and the action list (actions). */

@@ -82,10 +82,9 @@ static json_t *entry_json(uint64_t seq, const sim_call_note *n, const char *medi
     bad |= json_object_set_new(o, "received", json_string(when));
     bad |= json_object_set_new(o, "connection_id", str_or_null(n->connection_id));
     bad |= json_object_set_new(o, "client_id", str_or_null(n->client_id));
-    bad |= json_object_set_new(o, "kone_session_id",
-                               str_or_null(n->kone_session_id && n->kone_session_id[0]
-                                               ? n->kone_session_id
-                                               : NULL));
+    bad |= json_object_set_new(
+        o, "kone_session_id",
+        str_or_null(n->kone_session_id && n->kone_session_id[0] ? n->kone_session_id : NULL));
     bad |= json_object_set_new(o, "request_id", ref_or_null(n->request_id));
     bad |= json_object_set_new(o, "building_id", str_or_null(n->building_id));
     bad |= json_object_set_new(o, "group_id",
@@ -94,12 +93,11 @@ static json_t *entry_json(uint64_t seq, const sim_call_note *n, const char *medi
     bad |= json_object_set_new(o, "media_id", str_or_null(media_id));
     bad |= json_object_set_new(o, "status", json_integer(n->status));
     bad |= json_object_set_new(o, "message", str_or_null(n->message));
-    bad |= json_object_set_new(o, "success",
-                               n->success < 0 ? json_null() : json_boolean(n->success));
+    bad |=
+        json_object_set_new(o, "success", n->success < 0 ? json_null() : json_boolean(n->success));
     bad |= json_object_set_new(o, "error", str_or_null(n->error));
-    bad |= json_object_set_new(o, "session_id",
-                               n->session_id > 0 ? json_integer((json_int_t)n->session_id)
-                                                 : json_null());
+    bad |= json_object_set_new(
+        o, "session_id", n->session_id > 0 ? json_integer((json_int_t)n->session_id) : json_null());
     bad |= json_object_set_new(o, "cancelled",
                                n->cancelled < 0 ? json_null() : json_boolean(n->cancelled));
     bad |= json_object_set_new(o, "payload", ref_or_null(n->payload));

@@ -31,48 +31,48 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define SIM_CALLS_MAX 200000                  /* entries kept */
-#define SIM_CALLS_MAX_BYTES (128u << 20)      /* entry text kept (128 MiB) */
-#define SIM_CALLS_LIMIT_DEFAULT 10000         /* entries per listing, unless ?limit= */
+#define SIM_CALLS_MAX 200000             /* entries kept */
+#define SIM_CALLS_MAX_BYTES (128u << 20) /* entry text kept (128 MiB) */
+#define SIM_CALLS_LIMIT_DEFAULT 10000    /* entries per listing, unless ?limit= */
 #define SIM_CALLS_LIMIT_MAX 100000
 
 typedef struct sim_call_entry {
     uint64_t seq;
-    char *text;          /* the JSON object, NUL, the callType, NUL, the media_id, NUL */
-    uint32_t len;        /* length of the JSON object */
-    uint32_t type_off;   /* offset of the callType ("" when it was not a string) */
-    uint32_t media_off;  /* offset of the media_id */
-    bool has_media;      /* payload.media_id was a string */
+    char *text;         /* the JSON object, NUL, the callType, NUL, the media_id, NUL */
+    uint32_t len;       /* length of the JSON object */
+    uint32_t type_off;  /* offset of the callType ("" when it was not a string) */
+    uint32_t media_off; /* offset of the media_id */
+    bool has_media;     /* payload.media_id was a string */
 } sim_call_entry;
 
 typedef struct sim_calls {
     sim_call_entry *ring; /* allocated at the first entry */
     size_t max_entries, max_bytes;
-    size_t head, n;       /* oldest entry, entries held */
-    size_t bytes;         /* entry text held */
-    uint64_t next_seq;    /* seq of the next entry (from 1) */
-    uint64_t base_seq;    /* first seq after the last reset (1 at start) */
-    uint64_t dropped;     /* entries evicted (or not stored: out of memory) since reset */
+    size_t head, n;    /* oldest entry, entries held */
+    size_t bytes;      /* entry text held */
+    uint64_t next_seq; /* seq of the next entry (from 1) */
+    uint64_t base_seq; /* first seq after the last reset (1 at start) */
+    uint64_t dropped;  /* entries evicted (or not stored: out of memory) since reset */
 } sim_calls;
 
 /* What the request layer knows of one request once it is answered. Strings may be NULL
  * (JSON null in the entry). */
 typedef struct sim_call_note {
-    int64_t wall_ms;              /* when it was received (wall clock) */
-    const char *call_type;        /* callType as sent */
+    int64_t wall_ms;       /* when it was received (wall clock) */
+    const char *call_type; /* callType as sent */
     const char *connection_id, *client_id;
-    const char *kone_session_id;  /* the connection's create-session id; NULL or "": none */
-    const json_t *request_id;     /* the request id as sent */
-    const char *building_id;      /* buildingId as sent */
-    const json_t *group_id;       /* groupId as sent (string or number) */
-    const json_t *payload;        /* the request's payload */
-    int status;                   /* statusCode of its answer frame */
-    const char *message;          /* the answer's message (errors) */
-    int success;                  /* call result frame: 1, 0, or -1 when none was sent */
-    const char *error;            /* the call result's error text */
-    int64_t session_id;           /* action: the session_id given; delete: the one targeted;
-                                     0: none */
-    int cancelled;                /* delete: 1 it cancelled the call, 0 not; -1 other calls */
+    const char *kone_session_id; /* the connection's create-session id; NULL or "": none */
+    const json_t *request_id;    /* the request id as sent */
+    const char *building_id;     /* buildingId as sent */
+    const json_t *group_id;      /* groupId as sent (string or number) */
+    const json_t *payload;       /* the request's payload */
+    int status;                  /* statusCode of its answer frame */
+    const char *message;         /* the answer's message (errors) */
+    int success;                 /* call result frame: 1, 0, or -1 when none was sent */
+    const char *error;           /* the call result's error text */
+    int64_t session_id;          /* action: the session_id given; delete: the one targeted;
+                                    0: none */
+    int cancelled;               /* delete: 1 it cancelled the call, 0 not; -1 other calls */
 } sim_call_note;
 
 /* An empty log keeping at most max_entries entries and max_bytes of text (0: defaults). */

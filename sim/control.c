@@ -182,8 +182,9 @@ static int drop_connections(sim_control *c, const char *body, size_t len, json_t
     json_object_foreach(o, k, v)
     {
         if (strcmp(k, "client_id") && strcmp(k, "code") && strcmp(k, "reason")) {
-            status = fail(answer, 400, "unknown field; drop-connections takes client_id, code "
-                                       "and reason");
+            status = fail(answer, 400,
+                          "unknown field; drop-connections takes client_id, code "
+                          "and reason");
             break;
         }
     }
@@ -191,10 +192,11 @@ static int drop_connections(sim_control *c, const char *body, size_t len, json_t
         status = fail(answer, 400, "client_id: must be a string");
     int64_t cv = json_integer_value(code);
     if (!status && code && !json_is_null(code) &&
-        (!json_is_integer(code) || (cv != 0 && (cv < 1000 || cv > 4999 || cv == 1005 ||
-                                               cv == 1006 || cv == 1015))))
-        status = fail(answer, 400, "code: must be a close code 1000..4999 that may be sent "
-                                   "(not 1005, 1006, 1015), or 0 for no close frame");
+        (!json_is_integer(code) ||
+         (cv != 0 && (cv < 1000 || cv > 4999 || cv == 1005 || cv == 1006 || cv == 1015))))
+        status = fail(answer, 400,
+                      "code: must be a close code 1000..4999 that may be sent "
+                      "(not 1005, 1006, 1015), or 0 for no close frame");
     if (!status && reason && (!json_is_string(reason) || json_string_length(reason) > 60))
         status = fail(answer, 400, "reason: must be a string of at most 60 bytes");
     if (!status) {
@@ -252,8 +254,9 @@ static int parse_calls_query(const char *query, char *buf, size_t buf_len, sim_c
         } else if (strcmp(kv, "media_id_prefix") == 0) {
             q->media_id_prefix = v;
         } else {
-            snprintf(msg, msg_len, "%.40s: unknown or empty parameter; /sim/calls takes since, "
-                                   "limit, call_type and media_id_prefix",
+            snprintf(msg, msg_len,
+                     "%.40s: unknown or empty parameter; /sim/calls takes since, "
+                     "limit, call_type and media_id_prefix",
                      kv);
             return -1;
         }
@@ -285,9 +288,8 @@ static int calls_reset(sim_control *c, json_t **answer)
 /* ---- routing ---- */
 
 /* Answers one request: either *answer (JSON) or, for a call listing, *text. */
-static int route(sim_control *c, const char *method, const char *target,
-                 const char *authorization, const char *body, size_t body_len, json_t **answer,
-                 char **text, size_t *text_len)
+static int route(sim_control *c, const char *method, const char *target, const char *authorization,
+                 const char *body, size_t body_len, json_t **answer, char **text, size_t *text_len)
 {
     *answer = NULL;
     *text = NULL;
@@ -297,26 +299,26 @@ static int route(sim_control *c, const char *method, const char *target,
     snprintf(path, sizeof path, "%.*s", (int)(pl < sizeof path ? pl : sizeof path - 1), target);
     const char *query = qm ? qm + 1 : NULL;
     bool get = strcmp(method, "GET") == 0, post = strcmp(method, "POST") == 0;
-    bool faults = strcmp(path, "/sim/faults") == 0,
-         reset = strcmp(path, "/sim/faults/reset") == 0,
-         drop = strcmp(path, "/sim/drop-connections") == 0,
-         calls = strcmp(path, "/sim/calls") == 0,
+    bool faults = strcmp(path, "/sim/faults") == 0, reset = strcmp(path, "/sim/faults/reset") == 0,
+         drop = strcmp(path, "/sim/drop-connections") == 0, calls = strcmp(path, "/sim/calls") == 0,
          calls_rst = strcmp(path, "/sim/calls/reset") == 0;
     if (pl >= sizeof path || (!faults && !reset && !drop && !calls && !calls_rst))
-        return fail(answer, 404, "Not found: the control endpoint has /sim/faults, "
-                                 "/sim/faults/reset, /sim/drop-connections, /sim/calls and "
-                                 "/sim/calls/reset");
+        return fail(answer, 404,
+                    "Not found: the control endpoint has /sim/faults, "
+                    "/sim/faults/reset, /sim/drop-connections, /sim/calls and "
+                    "/sim/calls/reset");
     if (!authorized(c, authorization))
-        return fail(answer, 401, "Unauthorized: Authorization: Bearer <sim.control_token> "
-                                 "required");
+        return fail(answer, 401,
+                    "Unauthorized: Authorization: Bearer <sim.control_token> "
+                    "required");
     if (calls)
         return get ? calls_list(c, query, answer, text, text_len)
                    : fail(answer, 405, "Method not allowed: GET");
     if (faults && get)
         return state_answer(c, answer);
     if (!post)
-        return fail(answer, 405, faults ? "Method not allowed: GET or POST"
-                                        : "Method not allowed: POST");
+        return fail(answer, 405,
+                    faults ? "Method not allowed: GET or POST" : "Method not allowed: POST");
     if (calls_rst)
         return calls_reset(c, answer);
     if (drop)

@@ -46,8 +46,7 @@ static int read_ms(ctx *c, const char *where, const char *field, const json_t *v
     return 0;
 }
 
-static int read_share(ctx *c, const char *where, const char *field, const json_t *v,
-                      double *out)
+static int read_share(ctx *c, const char *where, const char *field, const json_t *v, double *out)
 {
     if (json_is_null(v)) {
         *out = 0;
@@ -112,8 +111,7 @@ static int check_keys(ctx *c, const char *where, const json_t *o, const char *co
 
 /* {"share": 0..1, "status": 400..599} or null. A share without a status keeps the current
  * status, 429 if there is none. */
-static int read_call_error(ctx *c, const char *where, const json_t *v, double *share,
-                           int *status)
+static int read_call_error(ctx *c, const char *where, const json_t *v, double *share, int *status)
 {
     static const char *const keys[] = {"share", "status", NULL};
     if (json_is_null(v)) {
@@ -141,8 +139,8 @@ static int read_call_error(ctx *c, const char *where, const json_t *v, double *s
     return 0;
 }
 
-static int read_area(ctx *c, const sim_building *b, const char *where, const char *field,
-                     size_t i, const json_t *v, int64_t *out)
+static int read_area(ctx *c, const sim_building *b, const char *where, const char *field, size_t i,
+                     const json_t *v, int64_t *out)
 {
     if (!json_is_integer(v) || sim_building_area_floor(b, json_integer_value(v), NULL) < 0) {
         char what[96];
@@ -233,8 +231,8 @@ static int read_group_fields(ctx *c, const sim_building *b, const char *where, c
     return read_locks(c, b, where, o, f);
 }
 
-#define GROUP_KEYS                                                                              \
-    "mode", "link_down", "no_lift", "latency_ms", "jitter_ms", "call_error", "locked_areas",   \
+#define GROUP_KEYS                                                                                 \
+    "mode", "link_down", "no_lift", "latency_ms", "jitter_ms", "call_error", "locked_areas",       \
         "lock", "unlock"
 
 static int read_building(ctx *c, sim_fault_state *s, const sim_world *w, const char *bid,
@@ -304,9 +302,16 @@ static int read_global(ctx *c, sim_fault_global *g, const json_t *o)
 int sim_fault_merge(sim_fault_state *s, const sim_world *w, const json_t *spec, char *msg,
                     size_t msg_len, bool *has_seed, uint64_t *seed)
 {
-    static const char *const keys[] = {"latency_ms",  "jitter_ms",  "call_error",
-                                       "drop_probability", "refuse_upgrades", "token_down",
-                                       "token_ttl_s", "buildings",  "seed", NULL};
+    static const char *const keys[] = {"latency_ms",
+                                       "jitter_ms",
+                                       "call_error",
+                                       "drop_probability",
+                                       "refuse_upgrades",
+                                       "token_down",
+                                       "token_ttl_s",
+                                       "buildings",
+                                       "seed",
+                                       NULL};
     ctx c = {msg, msg_len};
     *has_seed = false;
     if (!json_is_object(spec)) {
@@ -383,11 +388,10 @@ static json_t *group_json(const sim_faults *f)
         json_array_append_new(locked, json_integer(f->locked[i]));
     if (!locked)
         return NULL;
-    return json_pack("{s:s,s:b,s:b,s:I,s:I,s:o,s:o}", "mode", sim_mode_name(f->mode),
-                     "link_down", f->link_down, "no_lift", f->no_lift, "latency_ms",
-                     (json_int_t)f->latency_ms, "jitter_ms", (json_int_t)f->jitter_ms,
-                     "call_error", call_error_json(f->error_share, f->error_status),
-                     "locked_areas", locked);
+    return json_pack("{s:s,s:b,s:b,s:I,s:I,s:o,s:o}", "mode", sim_mode_name(f->mode), "link_down",
+                     f->link_down, "no_lift", f->no_lift, "latency_ms", (json_int_t)f->latency_ms,
+                     "jitter_ms", (json_int_t)f->jitter_ms, "call_error",
+                     call_error_json(f->error_share, f->error_status), "locked_areas", locked);
 }
 
 json_t *sim_fault_state_json(const sim_fault_state *s, const sim_world *w)
@@ -409,12 +413,11 @@ json_t *sim_fault_state_json(const sim_fault_state *s, const sim_world *w)
         json_decref(bl);
         return NULL;
     }
-    return json_pack("{s:I,s:I,s:o,s:f,s:i,s:i,s:I,s:o}", "latency_ms",
-                     (json_int_t)g->latency_ms, "jitter_ms", (json_int_t)g->jitter_ms,
-                     "call_error", call_error_json(g->error_share, g->error_status),
-                     "drop_probability", g->drop_probability, "refuse_upgrades",
-                     g->refuse_upgrades, "token_down", g->token_down, "token_ttl_s",
-                     (json_int_t)g->token_ttl_s, "buildings", bl);
+    return json_pack("{s:I,s:I,s:o,s:f,s:i,s:i,s:I,s:o}", "latency_ms", (json_int_t)g->latency_ms,
+                     "jitter_ms", (json_int_t)g->jitter_ms, "call_error",
+                     call_error_json(g->error_share, g->error_status), "drop_probability",
+                     g->drop_probability, "refuse_upgrades", g->refuse_upgrades, "token_down",
+                     g->token_down, "token_ttl_s", (json_int_t)g->token_ttl_s, "buildings", bl);
 }
 
 /* ---- diff, for the log ---- */
@@ -516,8 +519,7 @@ size_t sim_fault_diff(const sim_fault_state *a, const sim_fault_state *b, const 
     for (size_t bi = 0; bi < w->n; bi++)
         for (size_t gi = 0; gi < w->b[bi]->n_groups; gi++) {
             char prefix[128];
-            snprintf(prefix, sizeof prefix, "%s group %s ", w->b[bi]->id,
-                     w->b[bi]->groups[gi].id);
+            snprintf(prefix, sizeof prefix, "%s group %s ", w->b[bi]->id, w->b[bi]->groups[gi].id);
             d.prefix = prefix;
             diff_group(&d, &a->group[bi][gi], &b->group[bi][gi]);
         }

@@ -18,8 +18,8 @@ static json_t *done(json_t *o, bool ok)
     return NULL;
 }
 
-json_t *sim_frame_answer(const char *conn_id, const json_t *request_id, int status,
-                         json_t *data, const char *message)
+json_t *sim_frame_answer(const char *conn_id, const json_t *request_id, int status, json_t *data,
+                         const char *message)
 {
     bool ok = true;
     json_t *o = json_object();
@@ -33,9 +33,9 @@ json_t *sim_frame_answer(const char *conn_id, const json_t *request_id, int stat
     return done(o, ok);
 }
 
-json_t *sim_frame_call_result(const char *call_type, const char *building_id,
-                              const char *group_id, const json_t *request_id, bool success,
-                              int64_t session_id, const char *error)
+json_t *sim_frame_call_result(const char *call_type, const char *building_id, const char *group_id,
+                              const json_t *request_id, bool success, int64_t session_id,
+                              const char *error)
 {
     bool ok = true;
     json_t *o = json_object(), *d = json_object();
@@ -98,12 +98,9 @@ json_t *sim_frame_call_state(const sim_building *b, const sim_call *c, const cha
 static const char *moving_state(const sim_lift_state *ls)
 {
     switch (ls->phase) {
-    case SIM_PHASE_MOVING:
-        return ls->next == ls->target ? "DECELERATING" : "MOVING";
-    case SIM_PHASE_IDLE:
-        return "STANDING";
-    default:
-        return "STOPPED";
+    case SIM_PHASE_MOVING: return ls->next == ls->target ? "DECELERATING" : "MOVING";
+    case SIM_PHASE_IDLE: return "STANDING";
+    default: return "STOPPED";
     }
 }
 
@@ -115,36 +112,33 @@ static json_t *lift_event(const char *call_type, const char *what, const sim_bui
     return sim_frame_event(call_type, b, b->groups[ls->g].id, topic, data);
 }
 
-json_t *sim_frame_lift_position(const sim_building *b, const sim_lift_state *ls,
-                                const char *time)
+json_t *sim_frame_lift_position(const sim_building *b, const sim_lift_state *ls, const char *time)
 {
     const char *dir = ls->dir > 0 ? "UP" : "DOWN";
     int adv = ls->phase == SIM_PHASE_MOVING ? ls->next : ls->pos;
     json_t *d = json_pack("{s:s,s:s,s:s,s:s,s:I,s:i,s:i,s:b}", "time", time, "dir", dir, "coll",
-                          dir, "moving_state", moving_state(ls), "area",
-                          (json_int_t)ls->def->deck, "cur", b->floors[ls->pos].id, "adv",
-                          b->floors[adv].id, "door", ls->phase != SIM_PHASE_MOVING);
+                          dir, "moving_state", moving_state(ls), "area", (json_int_t)ls->def->deck,
+                          "cur", b->floors[ls->pos].id, "adv", b->floors[adv].id, "door",
+                          ls->phase != SIM_PHASE_MOVING);
     return lift_event("monitor-lift-position", "position", b, ls, d);
 }
 
-json_t *sim_frame_door(const sim_building *b, const sim_lift_state *ls, int side,
-                       const char *state, const char *time)
+json_t *sim_frame_door(const sim_building *b, const sim_lift_state *ls, int side, const char *state,
+                       const char *time)
 {
     int64_t landing = b->floors[ls->pos].area[side];
-    json_t *d = json_pack("{s:s,s:I,s:I,s:i,s:s}", "time", time, "area",
-                          (json_int_t)ls->def->deck, "landing", (json_int_t)landing, "lift_side",
-                          side, "state", state);
+    json_t *d = json_pack("{s:s,s:I,s:I,s:i,s:s}", "time", time, "area", (json_int_t)ls->def->deck,
+                          "landing", (json_int_t)landing, "lift_side", side, "state", state);
     return lift_event("monitor-door-state", "doors", b, ls, d);
 }
 
-json_t *sim_frame_lift_status(const sim_building *b, const sim_lift_state *ls,
-                              const char *time)
+json_t *sim_frame_lift_status(const sim_building *b, const sim_lift_state *ls, const char *time)
 {
     const sim_faults *f = &b->groups[ls->g].faults;
     json_t *d = json_pack("{s:s,s:b,s:i,s:s,s:f,s:[{s:I,s:b}]}", "time", time, "fault_active",
                           f->mode == SIM_MODE_OSS, "lift_mode", sim_mode_code(f->mode),
-                          "lift_mode_name", sim_mode_name(f->mode), "nominal_speed", 2.5,
-                          "decks", "area", (json_int_t)ls->def->deck, "alarm", 0);
+                          "lift_mode_name", sim_mode_name(f->mode), "nominal_speed", 2.5, "decks",
+                          "area", (json_int_t)ls->def->deck, "alarm", 0);
     return lift_event("monitor-lift-status", "status", b, ls, d);
 }
 
@@ -153,11 +147,11 @@ json_t *sim_frame_next_stop(const sim_building *b, const sim_lift_state *ls, con
 {
     if (ls->target < 0)
         return NULL;
-    json_t *d = json_pack("{s:s,s:s,s:s,s:{s:I,s:i,s:i,s:i,s:i}}", "time", time, "eta", eta,
-                          "last_start_time", last_start, "decks", "area",
-                          (json_int_t)ls->def->deck, "next_stop", b->floors[ls->target].id,
-                          "current_position", b->floors[ls->pos].id, "last_start_position",
-                          b->floors[ls->last_start_pos].id, "load_percentage", 0);
+    json_t *d =
+        json_pack("{s:s,s:s,s:s,s:{s:I,s:i,s:i,s:i,s:i}}", "time", time, "eta", eta,
+                  "last_start_time", last_start, "decks", "area", (json_int_t)ls->def->deck,
+                  "next_stop", b->floors[ls->target].id, "current_position", b->floors[ls->pos].id,
+                  "last_start_position", b->floors[ls->last_start_pos].id, "load_percentage", 0);
     return lift_event("monitor-next-stop-eta", "next_stop_eta", b, ls, d);
 }
 
@@ -177,8 +171,8 @@ json_t *sim_frame_stopping(const sim_building *b, const sim_lift_state *ls, int 
         for (size_t i = 0; oa && i < n_out; i++)
             json_array_append_new(oa, json_integer(out[i]));
         json_t *door = (ia && oa) ? json_pack("{s:I,s:i,s:o,s:o}", "landing",
-                                              (json_int_t)b->floors[floor].area[s], "lift_side",
-                                              s, "inbound", ia, "outbound", oa)
+                                              (json_int_t)b->floors[floor].area[s], "lift_side", s,
+                                              "inbound", ia, "outbound", oa)
                                   : NULL;
         if (!door) {
             json_decref(ia), json_decref(oa);

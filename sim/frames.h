@@ -18,24 +18,22 @@
 /* The answer every request gets: {"statusCode","connectionId","requestId","data"} or, for
  * errors, {"statusCode","connectionId","requestId","message"}. request_id is the id as the
  * client sent it (borrowed; JSON null when none could be read). data is stolen. */
-json_t *sim_frame_answer(const char *conn_id, const json_t *request_id, int status,
-                         json_t *data, const char *message);
+json_t *sim_frame_answer(const char *conn_id, const json_t *request_id, int status, json_t *data,
+                         const char *message);
 
 /* The second frame of a lift-call-api-v2 request: {"callType","buildingId","groupId",
  * "data":{"request_id","success","session_id"|"error"}}. session_id <= 0: omitted. */
-json_t *sim_frame_call_result(const char *call_type, const char *building_id,
-                              const char *group_id, const json_t *request_id, bool success,
-                              int64_t session_id, const char *error);
+json_t *sim_frame_call_result(const char *call_type, const char *building_id, const char *group_id,
+                              const json_t *request_id, bool success, int64_t session_id,
+                              const char *error);
 
 /* Events. `time`/`eta` strings are wall-clock ISO 8601 (the caller converts). */
 json_t *sim_frame_call_state(const sim_building *b, const sim_call *c, const char *time,
                              const char *eta);
-json_t *sim_frame_lift_position(const sim_building *b, const sim_lift_state *ls,
-                                const char *time);
-json_t *sim_frame_door(const sim_building *b, const sim_lift_state *ls, int side,
-                       const char *state, const char *time);
-json_t *sim_frame_lift_status(const sim_building *b, const sim_lift_state *ls,
-                              const char *time);
+json_t *sim_frame_lift_position(const sim_building *b, const sim_lift_state *ls, const char *time);
+json_t *sim_frame_door(const sim_building *b, const sim_lift_state *ls, int side, const char *state,
+                       const char *time);
+json_t *sim_frame_lift_status(const sim_building *b, const sim_lift_state *ls, const char *time);
 json_t *sim_frame_next_stop(const sim_building *b, const sim_lift_state *ls, const char *eta,
                             const char *last_start, const char *time);
 json_t *sim_frame_stopping(const sim_building *b, const sim_lift_state *ls, int floor,

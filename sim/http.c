@@ -34,7 +34,7 @@ typedef struct sim_http_pss {
     char *body;
     size_t body_len;
     bool too_big;
-    bool control;     /* the body is for the control endpoint at `path` */
+    bool control; /* the body is for the control endpoint at `path` */
     char path[64];
 } sim_http_pss;
 
@@ -122,8 +122,8 @@ static int respond(struct lws *wsi, int status, const json_t *body, const char *
                    bool upgrade_refusal)
 {
     char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
-    int rc = respond_text(wsi, status, text, text ? strlen(text) : 0, extra_header,
-                          upgrade_refusal);
+    int rc =
+        respond_text(wsi, status, text, text ? strlen(text) : 0, extra_header, upgrade_refusal);
     free(text);
     return rc;
 }
@@ -177,8 +177,7 @@ static void log_token(const char *path, const char *token)
 
 /* Answers the token request. The caller owns body (freed after); pss may be gone once the
  * transaction completes, so nothing here touches it after finish(). */
-static int handle_token(struct lws *wsi, sim_server *s, char *body, size_t body_len,
-                        bool too_big)
+static int handle_token(struct lws *wsi, sim_server *s, char *body, size_t body_len, bool too_big)
 {
     char authz[1200] = "";
     if (s->hub->faults.token_down) {
@@ -199,13 +198,11 @@ static int handle_token(struct lws *wsi, sim_server *s, char *body, size_t body_
     if (body)
         explicit_bzero(body, body_len);
     const char *scope = json_string_value(json_object_get(answer, "scope"));
-    kd_info("POST /api/v2/oauth2/token %d%s%s", status, scope ? " scope=" : "",
-            scope ? scope : "");
+    kd_info("POST /api/v2/oauth2/token %d%s%s", status, scope ? " scope=" : "", scope ? scope : "");
     if (status == 200)
         log_token(s->auth->token_log, json_string_value(json_object_get(answer, "access_token")));
     int rc = sim_http_respond(wsi, status, answer,
-                              status == 401 ? "WWW-Authenticate: Basic realm=\"kone-sim\""
-                                            : NULL);
+                              status == 401 ? "WWW-Authenticate: Basic realm=\"kone-sim\"" : NULL);
     json_decref(answer);
     return finish(wsi, rc);
 }
@@ -224,8 +221,10 @@ static int handle_resources(struct lws *wsi, sim_server *s)
     }
     if (!sim_scopes_has(&t->scopes, "application/inventory")) {
         kd_info("GET /api/v2/application/self/resources 403 client=%s", t->client_id);
-        return finish(wsi, respond_msg(wsi, 403, "Forbidden: application/inventory scope "
-                                                 "required", NULL));
+        return finish(wsi, respond_msg(wsi, 403,
+                                       "Forbidden: application/inventory scope "
+                                       "required",
+                                       NULL));
     }
     json_t *list = json_array();
     for (size_t i = 0; list && i < s->hub->world->n; i++) {
@@ -235,8 +234,8 @@ static int handle_resources(struct lws *wsi, sim_server *s)
     }
     json_t *o = list ? json_pack("{s:o,s:[]}", "buildings", list, "equipments") : NULL;
     kd_info("GET /api/v2/application/self/resources %d client=%s", o ? 200 : 500, t->client_id);
-    int rc = o ? sim_http_respond(wsi, 200, o, NULL)
-               : respond_msg(wsi, 500, "Internal error", NULL);
+    int rc =
+        o ? sim_http_respond(wsi, 200, o, NULL) : respond_msg(wsi, 500, "Internal error", NULL);
     json_decref(o);
     return finish(wsi, rc);
 }
@@ -357,10 +356,9 @@ static int handle_control(struct lws *wsi, sim_server *s, const char *method, co
         kd_debug("%s %s %d (%zu bytes)", method, target, status, tl);
     else
         kd_info("%s %s %d", method, target, status);
-    int rc = text ? respond_text(wsi, status, text, tl,
-                                 status == 401 ? "WWW-Authenticate: Bearer realm=\"kone-sim\""
-                                               : NULL,
-                                 false)
+    int rc = text ? respond_text(
+                        wsi, status, text, tl,
+                        status == 401 ? "WWW-Authenticate: Bearer realm=\"kone-sim\"" : NULL, false)
                   : -1;
     free(text);
     if (status == 200)
@@ -374,8 +372,7 @@ int sim_http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *u
     sim_http_pss *pss = user;
     sim_server *s = lws_context_user(lws_get_context(wsi));
     switch (reason) {
-    case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
-        return confirm_upgrade(wsi, s, in);
+    case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE: return confirm_upgrade(wsi, s, in);
     case LWS_CALLBACK_HTTP: {
         const char *path = in ? in : "";
         bool post = lws_hdr_total_length(wsi, WSI_TOKEN_POST_URI) > 0;
@@ -401,7 +398,7 @@ int sim_http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *u
             if (lws_hdr_copy(wsi, cl, sizeof cl, WSI_TOKEN_HTTP_CONTENT_LENGTH) <= 0 ||
                 atoll(cl) == 0)
                 return handle_token(wsi, s, NULL, 0, false); /* no body coming */
-            return 0;                             /* wait for the body */
+            return 0;                                        /* wait for the body */
         }
         if (strcmp(path, "/api/v2/application/self/resources") == 0 && get)
             return handle_resources(wsi, s);
@@ -451,8 +448,7 @@ int sim_http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *u
             pss->body_len = 0;
         }
         return 0;
-    default:
-        break;
+    default: break;
     }
     return lws_callback_http_dummy(wsi, reason, user, in, len);
 }

@@ -29,9 +29,9 @@ typedef struct sim_sub {
     char sub[64];
     char topic[128];
     sub_kind kind;
-    int64_t sid;      /* call_state: session id, -1 any */
-    int state;        /* call_state: state, -1 any */
-    int lift;         /* lift topics: lift index, -1 any */
+    int64_t sid;            /* call_state: session id, -1 any */
+    int state;              /* call_state: state, -1 any */
+    int lift;               /* lift topics: lift index, -1 any */
     int64_t area, terminal; /* action topics, -1 any */
     int64_t expires_ms;     /* real ms */
     struct sim_sub *next;
@@ -153,8 +153,8 @@ static int conn_emit(sim_conn *c, const char *text, size_t len, int64_t due_ms)
     if (!d)
         return -1;
     d->next = NULL;
-    d->due_ms = c->delayed_tail && c->delayed_tail->due_ms > due_ms ? c->delayed_tail->due_ms
-                                                                    : due_ms;
+    d->due_ms =
+        c->delayed_tail && c->delayed_tail->due_ms > due_ms ? c->delayed_tail->due_ms : due_ms;
     d->len = len;
     memcpy(d->text, text, len);
     d->text[len] = '\0';
@@ -218,21 +218,20 @@ static bool link_down(const sim_hub *h, int b, int g)
 
 typedef bool (*sub_match_fn)(const sim_sub *s, const void *ev);
 
-static bool any_match(sim_hub *h, int b, int g, sub_kind kind, sub_match_fn match,
-                      const void *ev)
+static bool any_match(sim_hub *h, int b, int g, sub_kind kind, sub_match_fn match, const void *ev)
 {
     if (link_down(h, b, g))
         return false; /* the site's events do not reach the cloud */
     int64_t now = sim_clock_real_ms(&h->clock);
     for (sim_sub *s = h->subs; s; s = s->next)
-        if (s->kind == kind && s->b == b && s->g == g && s->expires_ms > now &&
-            s->owner->conn && match(s, ev))
+        if (s->kind == kind && s->b == b && s->g == g && s->expires_ms > now && s->owner->conn &&
+            match(s, ev))
             return true;
     return false;
 }
 
-static void deliver(sim_hub *h, int b, int g, sub_kind kind, sub_match_fn match,
-                    const void *ev, json_t *frame)
+static void deliver(sim_hub *h, int b, int g, sub_kind kind, sub_match_fn match, const void *ev,
+                    json_t *frame)
 {
     if (!frame)
         return;
@@ -309,8 +308,7 @@ static void on_position(void *arg, const sim_lift_state *ls, int64_t now)
             sim_frame_lift_position(h->world->b[ls->b], ls, t));
 }
 
-static void on_door(void *arg, const sim_lift_state *ls, int side, const char *state,
-                    int64_t now)
+static void on_door(void *arg, const sim_lift_state *ls, int side, const char *state, int64_t now)
 {
     sim_hub *h = arg;
     if (!any_match(h, ls->b, ls->g, SUB_DOORS, match_lift, ls))
@@ -348,8 +346,8 @@ static void on_stopping(void *arg, const sim_lift_state *ls, int floor, int64_t 
             sim_frame_stopping(h->world->b[ls->b], ls, floor, in, n_in, out, n_out, t));
 }
 
-void sim_hub_publish_action(sim_hub *h, int b, int g, int64_t area, int64_t terminal,
-                            json_t *call, bool success, const char *error, const sim_call *c)
+void sim_hub_publish_action(sim_hub *h, int b, int g, int64_t area, int64_t terminal, json_t *call,
+                            bool success, const char *error, const sim_call *c)
 {
     action_ev ev = {area, terminal};
     if (!call || !any_match(h, b, g, SUB_ACTION, match_action, &ev)) {
@@ -358,9 +356,9 @@ void sim_hub_publish_action(sim_hub *h, int b, int g, int64_t area, int64_t term
     }
     char t[40], topic[96];
     sim_hub_now(h, t, sizeof t);
-    json_t *d = json_pack("{s:s,s:I,s:I,s:o,s:b,s:s}", "time", t, "area", (json_int_t)area,
-                          "terminal", (json_int_t)terminal, "call", call, "success", success,
-                          "origin", "API");
+    json_t *d =
+        json_pack("{s:s,s:I,s:I,s:o,s:b,s:s}", "time", t, "area", (json_int_t)area, "terminal",
+                  (json_int_t)terminal, "call", call, "success", success, "origin", "API");
     if (d && error)
         json_object_set_new(d, "error", json_string(error));
     if (d && c && c->mod_dst) {
@@ -543,8 +541,7 @@ void sim_hub_tick(sim_hub *h)
 
 /* ---- sessions ---- */
 
-int sim_hub_create_session(sim_hub *h, sim_conn *c, char *id_out, size_t id_len,
-                           const char **msg)
+int sim_hub_create_session(sim_hub *h, sim_conn *c, char *id_out, size_t id_len, const char **msg)
 {
     (void)h;
     if (c->session->id[0]) {
@@ -656,17 +653,19 @@ static int parse_topic(const sim_hub *h, int b, int g, const char *topic, sim_su
     }
     if (n == 3 && strcmp(parts[0], "action") == 0) {
         x->kind = SUB_ACTION;
-        return parse_num_or_any(parts[1], &x->area) || parse_num_or_any(parts[2], &x->terminal)
-                   ? -1
-                   : 0;
+        return parse_num_or_any(parts[1], &x->area) || parse_num_or_any(parts[2], &x->terminal) ? -1
+                                                                                                : 0;
     }
     if (n != 2)
         return -1;
     static const struct {
         const char *name;
         sub_kind kind;
-    } kinds[] = {{"position", SUB_POSITION}, {"doors", SUB_DOORS}, {"status", SUB_STATUS},
-                 {"next_stop_eta", SUB_NEXT_STOP}, {"stopping", SUB_STOPPING}};
+    } kinds[] = {{"position", SUB_POSITION},
+                 {"doors", SUB_DOORS},
+                 {"status", SUB_STATUS},
+                 {"next_stop_eta", SUB_NEXT_STOP},
+                 {"stopping", SUB_STOPPING}};
     for (size_t k = 0; k < sizeof kinds / sizeof kinds[0]; k++)
         if (strcmp(parts[1], kinds[k].name) == 0)
             x->kind = kinds[k].kind;
@@ -687,8 +686,8 @@ bool sim_hub_topic_valid(const sim_hub *h, int b, int g, const char *topic)
     return parse_topic(h, b, g, topic, &tmp) == 0;
 }
 
-int sim_hub_subscribe(sim_hub *h, sim_conn *c, int b, int g, const char *sub,
-                      const char *topic, int64_t duration_s, const char **msg)
+int sim_hub_subscribe(sim_hub *h, sim_conn *c, int b, int g, const char *sub, const char *topic,
+                      int64_t duration_s, const char **msg)
 {
     sim_sub tmp = {0};
     if (parse_topic(h, b, g, topic, &tmp)) {

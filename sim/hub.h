@@ -62,14 +62,14 @@ typedef struct sim_idset {
 } sim_idset;
 
 typedef struct sim_conn {
-    char id[40];                 /* connectionId */
+    char id[40]; /* connectionId */
     char client_id[128];
     sim_scopes scopes;
-    sim_session *session;        /* never NULL while open, except after a takeover */
-    sim_idset ids;               /* request ids seen on this connection */
+    sim_session *session; /* never NULL while open, except after a takeover */
+    sim_idset ids;        /* request ids seen on this connection */
     const sim_conn_ops *ops;
-    void *t;                     /* the transport's handle */
-    uint64_t last_event;         /* de-duplication of one event across subscriptions */
+    void *t;             /* the transport's handle */
+    uint64_t last_event; /* de-duplication of one event across subscriptions */
     struct sim_hub *hub;
     sim_delayed *delayed, *delayed_tail; /* frames with a send time in the future */
     size_t delayed_bytes;
@@ -77,11 +77,11 @@ typedef struct sim_conn {
 } sim_conn;
 
 struct sim_session {
-    char id[40];                 /* sessionId ("" while anonymous) */
+    char id[40]; /* sessionId ("" while anonymous) */
     uint64_t serial;
     char client_id[128];
-    sim_conn *conn;              /* NULL while detached */
-    int64_t detached_ms;         /* real ms when detached */
+    sim_conn *conn;      /* NULL while detached */
+    int64_t detached_ms; /* real ms when detached */
     struct sim_session *next;
 };
 
@@ -95,9 +95,9 @@ struct sim_hub {
     struct sim_sub *subs;
     uint64_t next_serial, event_seq;
     size_t n_conns, n_subs;
-    sim_fault_global faults;     /* the global faults (the per-group ones are in the world) */
-    sim_rng rng;                 /* every random fault decision draws from here */
-    sim_calls calls;             /* every lift-call-api-v2 request received (GET /sim/calls) */
+    sim_fault_global faults; /* the global faults (the per-group ones are in the world) */
+    sim_rng rng;             /* every random fault decision draws from here */
+    sim_calls calls;         /* every lift-call-api-v2 request received (GET /sim/calls) */
 };
 
 /* The hub borrows world and auth (the caller frees them after the hub). */
@@ -123,8 +123,7 @@ void sim_hub_flush_due(sim_hub *h);
 
 /* Drops connections (client_id NULL or "": all). code 0: as a network failure (no close
  * frame); else a close frame with code and reason. Returns how many. */
-size_t sim_hub_drop_connections(sim_hub *h, const char *client_id, int code,
-                                const char *reason);
+size_t sim_hub_drop_connections(sim_hub *h, const char *client_id, int code, const char *reason);
 /* Drops one connection as a network failure would (drop_probability). */
 void sim_hub_drop(sim_hub *h, sim_conn *c, const char *why);
 /* Sends the current monitor-lift-status of each lift of a group to its subscribers (after
@@ -135,8 +134,7 @@ void sim_hub_publish_status(sim_hub *h, int b, int g);
 int sim_conn_remember_id(sim_conn *c, const char *key);
 
 /* create-session / resume-session. Return an HTTP-like status and set *msg on error. */
-int sim_hub_create_session(sim_hub *h, sim_conn *c, char *id_out, size_t id_len,
-                           const char **msg);
+int sim_hub_create_session(sim_hub *h, sim_conn *c, char *id_out, size_t id_len, const char **msg);
 int sim_hub_resume_session(sim_hub *h, sim_conn *c, const char *id, const char **msg);
 /* After the resume answer: re-sends the latest state of the session's calls that changed
  * in the last resend_s seconds (real time). */
@@ -146,14 +144,13 @@ void sim_hub_resend(sim_hub *h, sim_conn *c, double resend_s);
  * Sends the snapshots a late subscriber needs (current call states, lift status and
  * position) right after. Call sim_hub_subscribe_snapshot after the answer frame. */
 bool sim_hub_topic_valid(const sim_hub *h, int b, int g, const char *topic);
-int sim_hub_subscribe(sim_hub *h, sim_conn *c, int b, int g, const char *sub,
-                      const char *topic, int64_t duration_s, const char **msg);
+int sim_hub_subscribe(sim_hub *h, sim_conn *c, int b, int g, const char *sub, const char *topic,
+                      int64_t duration_s, const char **msg);
 void sim_hub_subscribe_snapshot(sim_hub *h, sim_conn *c, int b, int g, const char *topic);
 
 /* Publishes a monitor-action event (takes the reference of `call`). */
-void sim_hub_publish_action(sim_hub *h, int b, int g, int64_t area, int64_t terminal,
-                            json_t *call, bool success, const char *error,
-                            const sim_call *c);
+void sim_hub_publish_action(sim_hub *h, int b, int g, int64_t area, int64_t terminal, json_t *call,
+                            bool success, const char *error, const sim_call *c);
 
 /* Wall-clock ISO time of a model time, and of now. */
 void sim_hub_time(const sim_hub *h, int64_t model_ms, char *buf, size_t len);

@@ -29,8 +29,8 @@ static void on_signal(int sig)
     }
 }
 
-static int read_settings(const kd_config *cfg, sim_server_opts *o, double *speed,
-                         int64_t *ttl, kd_err *err)
+static int read_settings(const kd_config *cfg, sim_server_opts *o, double *speed, int64_t *ttl,
+                         kd_err *err)
 {
     int64_t port;
     if (kd_config_int(cfg, "sim.port", 1, 65535, &port, err) ||

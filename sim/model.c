@@ -26,8 +26,8 @@ struct sim_model {
     size_t first[SIM_MAX_BUILDINGS][SIM_MAX_GROUPS];
 };
 
-static const char *state_names[] = {"created", "being_allocated", "being_served",
-                                    "served_soon", "served", "cancelled"};
+static const char *state_names[] = {"created",     "being_allocated", "being_served",
+                                    "served_soon", "served",          "cancelled"};
 
 const char *sim_call_state_name(sim_call_state s)
 {
@@ -350,8 +350,7 @@ static void step_lift(sim_model *m, sim_lift_state *ls)
         emit_pos(m, ls);
         kick(m, ls);
         break;
-    case SIM_PHASE_IDLE:
-        break;
+    case SIM_PHASE_IDLE: break;
     }
 }
 
@@ -618,8 +617,8 @@ void sim_model_advance(sim_model *m, int64_t to_ms)
 
 /* ---- queries ---- */
 
-void sim_model_each_call(const sim_model *m, int b, int g,
-                         void (*cb)(void *arg, const sim_call *c), void *arg)
+void sim_model_each_call(const sim_model *m, int b, int g, void (*cb)(void *arg, const sim_call *c),
+                         void *arg)
 {
     for (size_t i = 0; i < m->n_slots; i++) {
         const sim_call *c = m->slots[i];
@@ -628,9 +627,8 @@ void sim_model_each_call(const sim_model *m, int b, int g,
     }
 }
 
-void sim_model_stop_sessions(const sim_model *m, const sim_lift_state *ls, int floor,
-                             int64_t *in, size_t *n_in, int64_t *out, size_t *n_out,
-                             size_t max)
+void sim_model_stop_sessions(const sim_model *m, const sim_lift_state *ls, int floor, int64_t *in,
+                             size_t *n_in, int64_t *out, size_t *n_out, size_t max)
 {
     *n_in = *n_out = 0;
     for (const sim_call *c = m->active; c; c = c->next_active) {

@@ -32,8 +32,7 @@ static bool get_int(const json_t *o, const char *k, bool required, int64_t min, 
         return false;
     }
     if (d < (double)min || d > (double)max) {
-        snprintf(msg, msg_len, BAD ": %s must be in %lld..%lld", k, (long long)min,
-                 (long long)max);
+        snprintf(msg, msg_len, BAD ": %s must be in %lld..%lld", k, (long long)min, (long long)max);
         return false;
     }
     *out = (int64_t)d;
@@ -98,8 +97,7 @@ static void served_range(const sim_building *b, const sim_group *g, int side, in
 
 /* Destination not served by this group: a transfer through the group's transfer floor,
  * when another group serves both that floor and the destination. */
-static bool find_transfer(const sim_building *b, int gi, int64_t dst, int src_floor,
-                          int64_t *mod)
+static bool find_transfer(const sim_building *b, int gi, int64_t dst, int src_floor, int64_t *mod)
 {
     const sim_group *g = &b->groups[gi];
     if (g->transfer_floor < 0 || g->transfer_floor == src_floor)
@@ -236,8 +234,7 @@ void sim_proto_check_call(const sim_building *b, int bi, int gi, const json_t *p
     int dst_side = 1;
     int df = sim_building_area_floor(b, dst, &dst_side);
     if (df < 0)
-        return refuse(d, "Ignoring call, unable to resolve destination: area:%lld",
-                      (long long)dst);
+        return refuse(d, "Ignoring call, unable to resolve destination: area:%lld", (long long)dst);
     r->dst_area = dst;
     if (!sim_group_serves_area(b, g, dst)) {
         if (!find_transfer(b, gi, dst, sf, &r->mod_dst))
@@ -258,7 +255,7 @@ typedef struct req_ctx {
     sim_hub *h;
     sim_conn *c;
     const json_t *req;
-    const json_t *rid;  /* the id as sent (or generated) */
+    const json_t *rid; /* the id as sent (or generated) */
     const json_t *payload;
     sim_building *b;
     int bi, gi;
@@ -266,12 +263,12 @@ typedef struct req_ctx {
     double u;            /* this request's draw for latency jitter */
     int64_t due_ms;      /* send time of its answers (injected latency) */
     /* what it got, for the call log (calls.h) */
-    int status;          /* of the answer frame (0 until answered) */
-    char message[200];   /* the answer's message */
-    int success;         /* call result frame: 1, 0, -1 none */
-    char error[160];     /* the call result's error */
-    int64_t sid;         /* action: session_id given; delete: the one targeted */
-    int cancelled;       /* delete: 1 cancelled, 0 not; -1 other requests */
+    int status;        /* of the answer frame (0 until answered) */
+    char message[200]; /* the answer's message */
+    int success;       /* call result frame: 1, 0, -1 none */
+    char error[160];   /* the call result's error */
+    int64_t sid;       /* action: session_id given; delete: the one targeted */
+    int cancelled;     /* delete: 1 cancelled, 0 not; -1 other requests */
 } req_ctx;
 
 /* Injected latency: the global one until the target group is known, then with the group's. */
@@ -332,8 +329,7 @@ static bool resolve_target(req_ctx *x)
     x->gi = sim_building_group(x->b, gid);
     if (x->gi < 0) {
         char msg[200];
-        snprintf(msg, sizeof msg, "Group data not found for ID group:%s:%.40s", x->b->id + 9,
-                 gid);
+        snprintf(msg, sizeof msg, "Group data not found for ID group:%s:%.40s", x->b->id + 9, gid);
         answer(x, 404, NULL, msg);
         return false;
     }
@@ -358,10 +354,10 @@ static void send_result(req_ctx *x, const char *type, bool ok, int64_t sid, cons
         snprintf(x->error, sizeof x->error, "%s", error);
     if (ok && sid > 0)
         x->sid = sid;
-    sim_hub_send_at(x->c,
-                    sim_frame_call_result(type, x->b->id, group_id(x), prid ? prid : x->rid, ok,
-                                          sid, error),
-                    x->due_ms);
+    sim_hub_send_at(
+        x->c,
+        sim_frame_call_result(type, x->b->id, group_id(x), prid ? prid : x->rid, ok, sid, error),
+        x->due_ms);
 }
 
 static void do_action(req_ctx *x)
@@ -388,15 +384,14 @@ static void do_action(req_ctx *x)
     send_result(x, "action", ok, sid, ok ? NULL : d.error);
     sim_model_flush(x->h->model);
     const json_t *call = json_object_get(x->payload, "call");
-    json_t *ev = json_pack("{s:I,s:I}", "session_id", (json_int_t)sid, "action",
-                           (json_int_t)d.req.action);
+    json_t *ev =
+        json_pack("{s:I,s:I}", "session_id", (json_int_t)sid, "action", (json_int_t)d.req.action);
     if (ev && json_object_get(call, "destination"))
         json_object_set(ev, "destination", json_object_get(call, "destination"));
     if (ev)
         json_object_set_new(ev, "group_size", json_integer(d.req.group_size));
     sim_hub_publish_action(x->h, x->bi, x->gi, d.req.src_area, d.req.terminal, ev, ok,
-                           ok ? NULL : d.error,
-                           sid > 0 ? sim_model_call(x->h->model, sid) : NULL);
+                           ok ? NULL : d.error, sid > 0 ? sim_model_call(x->h->model, sid) : NULL);
 }
 
 static void do_hold_open(req_ctx *x)
@@ -425,8 +420,7 @@ static void do_hold_open(req_ctx *x)
         snprintf(err, sizeof err, "Ignoring call, unable to resolve lift deck: %lld",
                  (long long)deck);
     } else if (f < 0 || !g->lifts[l].serves[f] || (side == 2 && !g->lifts[l].rear) ||
-               sim_model_hold_open(x->h->model, x->bi, x->gi, l, f, side,
-                                   (hard + soft) * 1000)) {
+               sim_model_hold_open(x->h->model, x->bi, x->gi, l, f, side, (hard + soft) * 1000)) {
         snprintf(err, sizeof err, "Ignoring call, unable to resolve area: area:%lld",
                  (long long)served);
     } else {
@@ -518,8 +512,7 @@ static void do_monitor(req_ctx *x)
     const json_t *t;
     json_array_foreach(topics, i, t)
     {
-        if (!json_is_string(t) ||
-            !sim_hub_topic_valid(x->h, x->bi, x->gi, json_string_value(t))) {
+        if (!json_is_string(t) || !sim_hub_topic_valid(x->h, x->bi, x->gi, json_string_value(t))) {
             char full[200];
             snprintf(full, sizeof full, "Invalid subtopic: %.120s",
                      json_is_string(t) ? json_string_value(t) : "(not a string)");
@@ -530,8 +523,8 @@ static void do_monitor(req_ctx *x)
     json_array_foreach(topics, i, t)
     {
         const char *msg = "Invalid subtopic";
-        int rc = sim_hub_subscribe(x->h, x->c, x->bi, x->gi, sub, json_string_value(t),
-                                   duration, &msg);
+        int rc =
+            sim_hub_subscribe(x->h, x->c, x->bi, x->gi, sub, json_string_value(t), duration, &msg);
         if (rc != 201) {
             char full[200];
             snprintf(full, sizeof full, "%s: %.120s", msg, json_string_value(t));
@@ -558,8 +551,9 @@ static void do_session(req_ctx *x, bool resume)
     const char *sid = json_string_value(json_object_get(x->req, "sessionId"));
     const json_t *rs = json_object_get(x->req, "resendLatestStateUpToSeconds");
     if (!sid || (rs && (!json_is_number(rs) || json_number_value(rs) < 0))) {
-        answer(x, 400, NULL, BAD ": sessionId (string) is required, "
-                             "resendLatestStateUpToSeconds must be a number >= 0");
+        answer(x, 400, NULL,
+               BAD ": sessionId (string) is required, "
+                   "resendLatestStateUpToSeconds must be a number >= 0");
         return;
     }
     int rc = sim_hub_resume_session(x->h, x->c, sid, &msg);
@@ -663,7 +657,10 @@ void sim_proto_handle(sim_hub *h, sim_conn *c, const char *text, size_t len)
         sim_hub_drop(h, c, "drop_probability"); /* the request is lost with the connection */
         return;
     }
-    req_ctx x = {.h = h, .c = c, .received_ms = sim_clock_real_ms(&h->clock), .success = -1,
+    req_ctx x = {.h = h,
+                 .c = c,
+                 .received_ms = sim_clock_real_ms(&h->clock),
+                 .success = -1,
                  .cancelled = -1};
     int64_t wall_ms = sim_clock_wall_ms(&h->clock);
     x.u = sim_rng_next(&h->rng);
@@ -681,8 +678,7 @@ void sim_proto_handle(sim_hub *h, sim_conn *c, const char *text, size_t len)
     }
     x.req = req;
     x.payload = json_object_get(req, "payload");
-    const json_t *rid = json_is_object(x.payload) ? json_object_get(x.payload, "request_id")
-                                                  : NULL;
+    const json_t *rid = json_is_object(x.payload) ? json_object_get(x.payload, "request_id") : NULL;
     if (!rid)
         rid = json_object_get(req, "requestId");
     json_t *gen = NULL;

@@ -45,9 +45,9 @@ typedef enum {
 
 typedef struct sim_call_decision {
     sim_call_verdict verdict;
-    char message[160];        /* BAD_PAYLOAD: "Invalid json payload: ..." */
-    char error[160];          /* REFUSED: "Ignoring call, ..." / "INVALID_DIRECTION" */
-    sim_call_req req;         /* ACCEPTED / SITE_DOWN: what to give the model */
+    char message[160]; /* BAD_PAYLOAD: "Invalid json payload: ..." */
+    char error[160];   /* REFUSED: "Ignoring call, ..." / "INVALID_DIRECTION" */
+    sim_call_req req;  /* ACCEPTED / SITE_DOWN: what to give the model */
 } sim_call_decision;
 
 /* Decides a lift-call-api-v2 `action` payload for group g of building b (index bi). */

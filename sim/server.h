@@ -29,7 +29,7 @@ typedef struct sim_server_opts {
     int port;
     const char *cert, *key;
     int64_t idle_timeout_s, max_conn_s;
-    sim_control *ctl;           /* the /sim/ control endpoint */
+    sim_control *ctl; /* the /sim/ control endpoint */
 } sim_server_opts;
 
 typedef struct sim_server {
@@ -58,8 +58,8 @@ void sim_server_stop(sim_server *s);
 /* Protocol callbacks (http.c, stream.c) and the idle/age sweep (stream.c). */
 int sim_http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
                       size_t len);
-int sim_stream_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
-                        void *in, size_t len);
+int sim_stream_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+                        size_t len);
 void sim_stream_sweep(sim_server *s);
 size_t sim_stream_pss_size(void);
 size_t sim_http_pss_size(void);

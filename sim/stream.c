@@ -183,8 +183,8 @@ static void unlink_ws(sim_server *s, sim_ws *w)
     w->next = w->prev = NULL;
 }
 
-int sim_stream_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
-                        void *in, size_t len)
+int sim_stream_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+                        size_t len)
 {
     sim_ws *w = user;
     sim_server *s = lws_context_user(lws_get_context(wsi));
@@ -228,8 +228,9 @@ int sim_stream_callback(struct lws *wsi, enum lws_callback_reasons reason, void 
     case LWS_CALLBACK_CLOSED:
         if (w->conn) {
             kd_info("connection %s closed%s%s", w->conn->id, w->closing ? ": " : "",
-                    w->dropped ? "dropped (fault injection)"
-                               : w->closing ? w->close_reason : "");
+                    w->dropped   ? "dropped (fault injection)"
+                    : w->closing ? w->close_reason
+                                 : "");
             sim_hub_conn_closed(s->hub, w->conn);
             w->conn = NULL;
             unlink_ws(s, w);
@@ -238,8 +239,7 @@ int sim_stream_callback(struct lws *wsi, enum lws_callback_reasons reason, void 
         free(w->rx);
         w->rx = NULL;
         return 0;
-    default:
-        return 0;
+    default: return 0;
     }
 }
 

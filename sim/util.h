@@ -14,8 +14,8 @@
 
 typedef struct sim_clock {
     double speed;
-    int64_t real0_ms;  /* monotonic ms at model time 0 */
-    int64_t wall0_ms;  /* wall-clock ms at model time 0 */
+    int64_t real0_ms; /* monotonic ms at model time 0 */
+    int64_t wall0_ms; /* wall-clock ms at model time 0 */
     bool fake;
     int64_t fake_real_ms; /* with fake: monotonic ms since real0 */
 } sim_clock;
@@ -24,9 +24,9 @@ void sim_clock_init(sim_clock *c, double speed);
 /* Fake clock starting at the given wall time; advance with sim_clock_fake_advance. */
 void sim_clock_set_fake(sim_clock *c, double speed, int64_t wall0_ms);
 void sim_clock_fake_advance(sim_clock *c, int64_t real_ms);
-int64_t sim_clock_real_ms(const sim_clock *c);   /* monotonic ms (fake-aware) */
-int64_t sim_clock_wall_ms(const sim_clock *c);   /* wall-clock ms now (fake-aware) */
-int64_t sim_clock_model_ms(const sim_clock *c);  /* model time now */
+int64_t sim_clock_real_ms(const sim_clock *c);  /* monotonic ms (fake-aware) */
+int64_t sim_clock_wall_ms(const sim_clock *c);  /* wall-clock ms now (fake-aware) */
+int64_t sim_clock_model_ms(const sim_clock *c); /* model time now */
 int64_t sim_clock_model_to_wall(const sim_clock *c, int64_t model_ms);
 
 /* "2026-11-28T20:15:00.123Z" */

@@ -32,8 +32,8 @@ int64_t kk_jitter(kd_kone *k, int64_t max)
 {
     if (max <= 1)
         return 0;
-    return (int64_t)(((uint64_t)rand_r(&k->rand_state) << 16 ^ (uint64_t)rand_r(&k->rand_state))
-                     % (uint64_t)max);
+    return (int64_t)(((uint64_t)rand_r(&k->rand_state) << 16 ^ (uint64_t)rand_r(&k->rand_state)) %
+                     (uint64_t)max);
 }
 
 /* ------------------------------------------------------------------ lws logging */
@@ -117,11 +117,11 @@ static void *loop_thread(void *arg)
     kd_kone *k = arg;
     for (int i = 0; i < k->n_slots; i++)
         kk_slot_kick(&k->slots[i]);
-    kk_loop_wakeup(k);   /* runs submitted before the thread ran */
+    kk_loop_wakeup(k); /* runs submitted before the thread ran */
     while (!k->exiting)
         if (lws_service(k->ctx, 0) < 0)
             break;
-    if (!k->exiting) {   /* lws gave up: still answer for every run */
+    if (!k->exiting) { /* lws gave up: still answer for every run */
         pthread_mutex_lock(&k->mu);
         kd_run *list = k->inbox_head;
         k->inbox_head = k->inbox_tail = NULL;
@@ -135,8 +135,8 @@ static void *loop_thread(void *arg)
 
 /* ------------------------------------------------------------------ configuration */
 
-static int read_int(const kd_config *cfg, const char *key, int64_t min, int64_t max,
-                    int64_t *out, kd_err *err)
+static int read_int(const kd_config *cfg, const char *key, int64_t min, int64_t max, int64_t *out,
+                    kd_err *err)
 {
     return kd_config_int(cfg, key, min, max, out, err);
 }
@@ -149,8 +149,8 @@ static int parse_ws_url(kd_kone *k, const char *url, kd_err *err)
     const char *prot = NULL, *ads = NULL, *path = NULL;
     int port = 0;
     int rc = 0;
-    if (lws_parse_uri(copy, &prot, &ads, &port, &path) || !prot || strcmp(prot, "wss") ||
-        !ads || !*ads) {
+    if (lws_parse_uri(copy, &prot, &ads, &port, &path) || !prot || strcmp(prot, "wss") || !ads ||
+        !*ads) {
         rc = kd_err_set(err, KD_ERR_INVALID,
                         "kone.ws_url: must be wss://HOST[:PORT]/PATH (TLS is required), got '%s'",
                         url);
@@ -376,9 +376,9 @@ void kd_kone_stop(kd_kone *k)
     lws_cancel_service(k->ctx);
     if (k->thread_started)
         pthread_join(k->thread, NULL);
-    kd_kone_tokens_stop(k->tokens);   /* before the context: its notify uses the context */
+    kd_kone_tokens_stop(k->tokens); /* before the context: its notify uses the context */
     k->tokens = NULL;
-    k->exiting = true;                /* close callbacks during destroy do nothing */
+    k->exiting = true; /* close callbacks during destroy do nothing */
     lws_context_destroy(k->ctx);
     kone_free(k);
     kd_info("kone: client stopped");

@@ -32,10 +32,10 @@
 #include "kone_int.h"
 #include "metrics_catalog.h"
 
-#define BLOG(b, lv, ...)                                                                      \
-    do {                                                                                      \
-        kd_log_ctx lc_ = {NULL, NULL, (b)->id};                                               \
-        kd_log((lv), &lc_, __VA_ARGS__);                                                      \
+#define BLOG(b, lv, ...)                                                                           \
+    do {                                                                                           \
+        kd_log_ctx lc_ = {NULL, NULL, (b)->id};                                                    \
+        kd_log((lv), &lc_, __VA_ARGS__);                                                           \
     } while (0)
 
 static void bld_timer(lws_sorted_usec_list_t *sul);
@@ -134,7 +134,7 @@ static void arm(kk_bld *b, int64_t now)
     int64_t due = INT64_MAX;
     if (b->rq.count) {
         if (k->brk_cfg.failures > 0 && refused_while_waiting(b)) {
-            due = now;   /* finish them at once */
+            due = now; /* finish them at once */
         } else {
             pthread_mutex_lock(&k->bmu);
             int64_t w = kd_rl_wait_us(&b->rl, now);
@@ -243,8 +243,8 @@ static void probe_tick(kk_bld *b, int64_t now)
     if (b->brk.probing) {
         if (now < b->probe_deadline)
             return;
-        bool written_and_up = b->probe_req_id && b->probe_slot &&
-                              b->probe_slot->losses == b->probe_losses;
+        bool written_and_up =
+            b->probe_req_id && b->probe_slot && b->probe_slot->losses == b->probe_losses;
         probe_verdict(b, written_and_up ? KD_BRK_FAILURE : KD_BRK_NEUTRAL,
                       written_and_up ? "ping unanswered" : "ping not sent (no connection)");
         return;
@@ -290,17 +290,17 @@ int kk_bld_write_probe(kk_slot *s, kk_conn *c)
         return 0;
     kd_err e = {0};
     int64_t id = kk_slot_next_id(s);
-    char *text = kd_kone_msg_common("ping", b->id, b->probe_group[0] ? b->probe_group : NULL,
-                                    id, &e);
+    char *text =
+        kd_kone_msg_common("ping", b->id, b->probe_group[0] ? b->probe_group : NULL, id, &e);
     if (!text) {
         kd_error("kone: %s", e.msg);
-        b->probe_write = false;   /* its deadline counts it as not sent */
+        b->probe_write = false; /* its deadline counts it as not sent */
         return 0;
     }
     int rc = kk_conn_send(c, text);
     free(text);
     if (rc)
-        return -1;   /* still to be written; the connection closes */
+        return -1; /* still to be written; the connection closes */
     b->probe_write = false;
     b->probe_req_id = id;
     b->probe_losses = s->losses;
@@ -349,7 +349,7 @@ static void bld_timer(lws_sorted_usec_list_t *sul)
     if (k->exiting)
         return;
     int64_t now = kd_mono_us();
-    if (k->brk_cfg.failures > 0 && refused_while_waiting(b)) {   /* opened under waiting jobs */
+    if (k->brk_cfg.failures > 0 && refused_while_waiting(b)) { /* opened under waiting jobs */
         lws_dll2_t *d, *next;
         for (d = b->rq.head; d; d = next) {
             next = d->next;
@@ -436,7 +436,7 @@ void kk_bld_job_done(kk_job *j, kd_outcome o, const char *code, bool conn_lost)
     b->n_jobs--;
     kd_brk_verdict v = kd_brk_verdict_of(o, code, conn_lost);
     if (j->brk_told && v != KD_BRK_FAILURE)
-        return;   /* its success was counted when the call was accepted */
+        return; /* its success was counted when the call was accepted */
     record(b, v, j->trial, j->run);
 }
 
@@ -452,8 +452,10 @@ void kk_bld_too_many(kk_job *j)
     double rate = b->rl.rate;
     pthread_mutex_unlock(&k->bmu);
     if (slowed)
-        BLOG(b, KD_LOG_INFO, "kone: KONE answered 429 for %s; its rate limit is now %.2f calls/s "
-             "(recovering over time)", b->id, rate);
+        BLOG(b, KD_LOG_INFO,
+             "kone: KONE answered 429 for %s; its rate limit is now %.2f calls/s "
+             "(recovering over time)",
+             b->id, rate);
     arm(b, now);
 }
 
@@ -516,8 +518,7 @@ bool kd_kone_building(kd_kone *k, const char *building, kd_kone_building_stats *
     return b != NULL;
 }
 
-int kd_kone_buildings(kd_kone *k, void (*fn)(const kd_kone_building_stats *s, void *arg),
-                      void *arg)
+int kd_kone_buildings(kd_kone *k, void (*fn)(const kd_kone_building_stats *s, void *arg), void *arg)
 {
     if (!k)
         return 0;

@@ -72,22 +72,20 @@ bool kd_brk_admit(kd_breaker *b, const kd_brk_cfg *c, bool *trial)
     if (c->failures <= 0)
         return true;
     switch (b->st) {
-    case KD_BRK_CLOSED:
-        return true;
-    case KD_BRK_OPEN:
-        return false;
+    case KD_BRK_CLOSED: return true;
+    case KD_BRK_OPEN: return false;
     case KD_BRK_HALF_OPEN:
-        *trial = true;   /* admitted on probation: its verdict decides */
+        *trial = true; /* admitted on probation: its verdict decides */
         return true;
     }
     return true;
 }
 
-bool kd_brk_record(kd_breaker *b, const kd_brk_cfg *c, kd_brk_verdict v, bool trial,
-                   int64_t now, uint64_t rnd)
+bool kd_brk_record(kd_breaker *b, const kd_brk_cfg *c, kd_brk_verdict v, bool trial, int64_t now,
+                   uint64_t rnd)
 {
     if (c->failures <= 0 || v == KD_BRK_NEUTRAL)
-        return false;   /* no verdict: a later call decides */
+        return false; /* no verdict: a later call decides */
     switch (b->st) {
     case KD_BRK_CLOSED:
         if (v == KD_BRK_SUCCESS) {
@@ -100,7 +98,7 @@ bool kd_brk_record(kd_breaker *b, const kd_brk_cfg *c, kd_brk_verdict v, bool tr
         return true;
     case KD_BRK_HALF_OPEN:
         if (!trial)
-            return false;   /* a call admitted before the ping answered: old news */
+            return false; /* a call admitted before the ping answered: old news */
         if (v == KD_BRK_SUCCESS) {
             go_closed(b, now);
         } else {
@@ -108,8 +106,7 @@ bool kd_brk_record(kd_breaker *b, const kd_brk_cfg *c, kd_brk_verdict v, bool tr
             go_open(b, c, now, rnd);
         }
         return true;
-    case KD_BRK_OPEN:
-        return false;
+    case KD_BRK_OPEN: return false;
     }
     return false;
 }
@@ -139,9 +136,7 @@ bool kd_brk_probe_done(kd_breaker *b, const kd_brk_cfg *c, kd_brk_verdict v, int
         b->probe_fails++;
         b->probe_at = now + kd_brk_backoff_us(c, b->probe_fails, rnd);
         return false;
-    case KD_BRK_NEUTRAL:
-        b->probe_at = now + kd_brk_backoff_us(c, 0, rnd);
-        return false;
+    case KD_BRK_NEUTRAL: b->probe_at = now + kd_brk_backoff_us(c, 0, rnd); return false;
     }
     return false;
 }
@@ -161,15 +156,13 @@ kd_brk_verdict kd_brk_verdict_of(kd_outcome o, const char *code, bool conn_lost)
     if (!code)
         code = "";
     switch (o) {
-    case KD_OUTCOME_SUCCEEDED:
-        return KD_BRK_SUCCESS;
+    case KD_OUTCOME_SUCCEEDED: return KD_BRK_SUCCESS;
     case KD_OUTCOME_REJECTED:
         /* KONE's group controller refused the call ("Ignoring call ...", a cancel reason):
          * the building answered. A 4xx status comes from the API in front of it (scope,
          * unknown building, validation) and says nothing about the site; invalid jobs
          * never left the worker. */
-        if (!*code || all_digits(code) || !strcmp(code, "invalid_job") ||
-            !strcmp(code, "expired"))
+        if (!*code || all_digits(code) || !strcmp(code, "invalid_job") || !strcmp(code, "expired"))
             return KD_BRK_NEUTRAL;
         return KD_BRK_SUCCESS;
     case KD_OUTCOME_FAILED:
@@ -178,12 +171,11 @@ kd_brk_verdict kd_brk_verdict_of(kd_outcome o, const char *code, bool conn_lost)
             return conn_lost ? KD_BRK_NEUTRAL : KD_BRK_FAILURE;
         if (all_digits(code)) {
             long s = strtol(code, NULL, 10);
-            return s >= 500 || s == 408 ? KD_BRK_FAILURE : KD_BRK_NEUTRAL;   /* not 429/401 */
+            return s >= 500 || s == 408 ? KD_BRK_FAILURE : KD_BRK_NEUTRAL; /* not 429/401 */
         }
-        return KD_BRK_NEUTRAL;   /* no_connection, session_lost, result_lost, shutdown, ... */
+        return KD_BRK_NEUTRAL; /* no_connection, session_lost, result_lost, shutdown, ... */
     case KD_OUTCOME_EXPIRED:
-    case KD_OUTCOME_NONE:
-        return KD_BRK_NEUTRAL;
+    case KD_OUTCOME_NONE: return KD_BRK_NEUTRAL;
     }
     return KD_BRK_NEUTRAL;
 }

@@ -35,25 +35,25 @@ typedef enum { KD_BRK_CLOSED = 0, KD_BRK_HALF_OPEN = 1, KD_BRK_OPEN = 2 } kd_brk
 
 /* What one finished call says about its building. */
 typedef enum {
-    KD_BRK_NEUTRAL = 0,   /* nothing (local decision, connection-wide failure, 429) */
-    KD_BRK_SUCCESS,       /* the building answered */
-    KD_BRK_FAILURE,       /* the building did not: link down, 5xx, unanswered */
+    KD_BRK_NEUTRAL = 0, /* nothing (local decision, connection-wide failure, 429) */
+    KD_BRK_SUCCESS,     /* the building answered */
+    KD_BRK_FAILURE,     /* the building did not: link down, 5xx, unanswered */
 } kd_brk_verdict;
 
 typedef struct kd_brk_cfg {
-    int failures;         /* consecutive failures that open the circuit; 0: never opens */
-    int64_t base_us;      /* first ping delay after opening */
-    int64_t cap_us;       /* longest ping delay */
+    int failures;    /* consecutive failures that open the circuit; 0: never opens */
+    int64_t base_us; /* first ping delay after opening */
+    int64_t cap_us;  /* longest ping delay */
 } kd_brk_cfg;
 
 typedef struct kd_breaker {
     kd_brk_state st;
-    int fails;            /* CLOSED: consecutive failures */
-    int probe_fails;      /* failed pings (and probations) since it last closed: backoff exponent */
-    bool probing;         /* OPEN: a ping is out */
-    int64_t probe_at;     /* OPEN: when the next ping is due */
-    int64_t since;        /* when the current state began */
-    uint64_t opens;       /* times it opened (CLOSED or HALF_OPEN -> OPEN) */
+    int fails;        /* CLOSED: consecutive failures */
+    int probe_fails;  /* failed pings (and probations) since it last closed: backoff exponent */
+    bool probing;     /* OPEN: a ping is out */
+    int64_t probe_at; /* OPEN: when the next ping is due */
+    int64_t since;    /* when the current state began */
+    uint64_t opens;   /* times it opened (CLOSED or HALF_OPEN -> OPEN) */
 } kd_breaker;
 
 void kd_brk_init(kd_breaker *b, int64_t now);
@@ -65,8 +65,8 @@ bool kd_brk_admit(kd_breaker *b, const kd_brk_cfg *c, bool *trial);
 
 /* A call of this building finished with verdict v (trial: it was admitted while HALF_OPEN).
  * Returns true when the state changed. */
-bool kd_brk_record(kd_breaker *b, const kd_brk_cfg *c, kd_brk_verdict v, bool trial,
-                   int64_t now, uint64_t rnd);
+bool kd_brk_record(kd_breaker *b, const kd_brk_cfg *c, kd_brk_verdict v, bool trial, int64_t now,
+                   uint64_t rnd);
 
 /* OPEN, no ping out and the next one is due. */
 bool kd_brk_probe_due(const kd_breaker *b, int64_t now);

@@ -84,8 +84,8 @@ static kd_log_ctx log_ctx(const kd_run *run)
 
 /* ------------------------------------------------------------------ finishing */
 
-void kk_finish_run(kd_kone *k, kd_run *run, kd_outcome o, kd_failure_class f,
-                   const char *code, const char *msg)
+void kk_finish_run(kd_kone *k, kd_run *run, kd_outcome o, kd_failure_class f, const char *code,
+                   const char *msg)
 {
     kd_run_finish(run, o, f, code, "%s", msg ? msg : "");
     kd_log_ctx lc = log_ctx(run);
@@ -105,8 +105,8 @@ static void unlink_job(kk_job *j)
     j->want = KW_NONE;
 }
 
-static void finish(kk_job *j, kd_outcome o, kd_failure_class f, const char *code,
-                   const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+static void finish(kk_job *j, kd_outcome o, kd_failure_class f, const char *code, const char *fmt,
+                   ...) __attribute__((format(printf, 5, 6)));
 
 /* Did the job's slot lose its connection since the job's request was written? (Its answer or
  * its call result may have gone down with it.) */
@@ -115,8 +115,8 @@ static bool lost_since(const kk_job *j)
     return j->slot && j->slot->losses != j->losses_at;
 }
 
-static void finish(kk_job *j, kd_outcome o, kd_failure_class f, const char *code,
-                   const char *fmt, ...)
+static void finish(kk_job *j, kd_outcome o, kd_failure_class f, const char *code, const char *fmt,
+                   ...)
 {
     char msg[256], code_copy[sizeof j->fail_code];
     va_list ap;
@@ -160,9 +160,7 @@ static void rearm(kk_job *j)
         break;
     case KJ_SENT:
     case KJ_ACCEPTED:
-    case KJ_CANCELLING:
-        due = j->answer_deadline;
-        break;
+    case KJ_CANCELLING: due = j->answer_deadline; break;
     case KJ_FOLLOW:
         due = j->renew_at;
         if (!j->decisive && j->progress_deadline < due)
@@ -308,14 +306,9 @@ void kk_job_submit(kd_kone *k, kd_run *run)
         return;
     }
     switch (kk_bld_admit(j)) {
-    case KK_ADMIT_REFUSE:
-        kk_job_refuse(j);
-        return;
-    case KK_ADMIT_WAIT:   /* in its building's queue until a token comes */
-        rearm(j);
-        return;
-    case KK_ADMIT_GO:
-        break;
+    case KK_ADMIT_REFUSE: kk_job_refuse(j); return;
+    case KK_ADMIT_WAIT: /* in its building's queue until a token comes */ rearm(j); return;
+    case KK_ADMIT_GO: break;
     }
     place(j);
 }
@@ -331,7 +324,8 @@ void kk_job_refuse(kk_job *j)
 {
     finish(j, KD_OUTCOME_FAILED, KD_FAIL_TRANSIENT, "circuit_open",
            "the circuit of %s is open (its calls failed; it is pinged until it answers); "
-           "not sent to KONE", j->bld ? j->bld->id : j->run->job.building_id);
+           "not sent to KONE",
+           j->bld ? j->bld->id : j->run->job.building_id);
 }
 
 void kk_job_place_waiting(kd_kone *k)
@@ -350,7 +344,7 @@ void kk_jobs_move_unwritten(kk_slot *s)
         next = d->next;
         kk_job *j = lws_container_of(d, kk_job, wlink);
         if (j->st != KJ_WAIT)
-            continue;   /* monitor renewals stay: they belong to this session */
+            continue; /* monitor renewals stay: they belong to this session */
         lws_dll2_remove(&j->wlink);
         lws_dll2_remove(&j->place);
         j->want = KW_NONE;
@@ -388,17 +382,18 @@ void kk_jobs_session_restored(kk_slot *s, bool resumed)
         else if (!resumed && j->st == KJ_CANCELLING)
             finish(j, KD_OUTCOME_UNKNOWN, KD_FAIL_FINAL, j->fail_code,
                    "the call may have been placed: %s; its delete was lost with the "
-                   "session: not called again", j->fail_msg);
+                   "session: not called again",
+                   j->fail_msg);
         else if (j->st == KJ_FOLLOW)
-            want(j, KW_MONITOR);   /* subscriptions follow the connection: renew them */
+            want(j, KW_MONITOR); /* subscriptions follow the connection: renew them */
     }
 }
 
 void kk_jobs_fail_all(kd_kone *k, const char *code, const char *msg)
 {
     while (k->waitq.head)
-        finish(lws_container_of(k->waitq.head, kk_job, place), KD_OUTCOME_FAILED,
-               KD_FAIL_TRANSIENT, code, "%s", msg);
+        finish(lws_container_of(k->waitq.head, kk_job, place), KD_OUTCOME_FAILED, KD_FAIL_TRANSIENT,
+               code, "%s", msg);
     for (int i = 0; i < KK_BLD_BUCKETS; i++)
         for (kk_bld *b = k->bld_hash[i]; b; b = b->hnext)
             while (b->rq.head)
@@ -436,8 +431,8 @@ static void cancel_call(kk_job *j, const char *code, const char *fmt, ...)
     va_end(ap);
     snprintf(j->fail_code, sizeof j->fail_code, "%s", code);
     kd_log_ctx lc = log_ctx(j->run);
-    kd_log(KD_LOG_INFO, &lc, "kone: %s; cancelling call %" PRId64 " before any retry",
-           j->fail_msg, j->call_session_id);
+    kd_log(KD_LOG_INFO, &lc, "kone: %s; cancelling call %" PRId64 " before any retry", j->fail_msg,
+           j->call_session_id);
     j->st = KJ_CANCELLING;
     j->del_req_id = 0;
     j->answer_deadline = kd_mono_us() + j->k->request_timeout_us;
@@ -472,26 +467,26 @@ static void job_timer(lws_sorted_usec_list_t *sul)
             kd_kone_building(k, j->run->job.building_id, &bs);
             finish(j, KD_OUTCOME_FAILED, KD_FAIL_TRANSIENT, "rate_limited",
                    "held back %" PRId64 " ms by the rate limit of %s (%.2f calls/s); not sent "
-                   "to KONE", rt_ms, bs.building, bs.rate_per_s);
+                   "to KONE",
+                   rt_ms, bs.building, bs.rate_per_s);
             return;
         }
         if (now >= j->wait_until) {
             char why[200] = "";
             kd_kone_tokens_last_error(k->tokens, why, sizeof why);
             finish(j, KD_OUTCOME_FAILED, KD_FAIL_TRANSIENT, "no_connection",
-                   "no KONE connection within %" PRId64 " ms%s%s", rt_ms, why[0] ? ": " : "",
-                   why);
+                   "no KONE connection within %" PRId64 " ms%s%s", rt_ms, why[0] ? ": " : "", why);
             return;
         }
         break;
     case KJ_SENT:
         if (now >= j->answer_deadline) {
-            kd_wm_api_request(call_type(j->run->job.op), KD_WM_STATUS_TIMEOUT,
-                              now - j->sent_mono);
+            kd_wm_api_request(call_type(j->run->job.op), KD_WM_STATUS_TIMEOUT, now - j->sent_mono);
             finish(j, KD_OUTCOME_FAILED, KD_FAIL_TRANSIENT, "timeout",
                    "no answer from KONE within %" PRId64 " ms%s", rt_ms,
                    lost_since(j) ? " (the connection was lost after the request was written; "
-                                   "KONE may or may not have received it)" : "");
+                                   "KONE may or may not have received it)"
+                                 : "");
             return;
         }
         break;
@@ -507,7 +502,8 @@ static void job_timer(lws_sorted_usec_list_t *sul)
             finish(j, KD_OUTCOME_UNKNOWN, KD_FAIL_FINAL, "1005",
                    "the call may have been placed: KONE accepted it (201) but sent no call "
                    "result within %" PRId64 " ms (the building's link to KONE may be down); "
-                   "not called again", k->call_timeout_us / 1000);
+                   "not called again",
+                   k->call_timeout_us / 1000);
             return;
         }
         break;
@@ -515,7 +511,8 @@ static void job_timer(lws_sorted_usec_list_t *sul)
         if (now >= j->answer_deadline) {
             finish(j, KD_OUTCOME_UNKNOWN, KD_FAIL_FINAL, j->fail_code,
                    "the call may have been placed: %s; its delete got no answer within "
-                   "%" PRId64 " ms: not called again", j->fail_msg, rt_ms);
+                   "%" PRId64 " ms: not called again",
+                   j->fail_msg, rt_ms);
             return;
         }
         break;
@@ -539,7 +536,7 @@ static void job_timer(lws_sorted_usec_list_t *sul)
             return;
         }
         if (now >= j->renew_at) {
-            j->renew_at = NEVER;   /* set again when the renewal is written */
+            j->renew_at = NEVER; /* set again when the renewal is written */
             want(j, KW_MONITOR);
         }
         break;
@@ -563,7 +560,7 @@ int kk_job_write(kk_job *j, kk_conn *c)
     kk_want w = j->want;
     lws_dll2_remove(&j->wlink);
     j->want = KW_NONE;
-    if (w == KW_REQUEST && !kk_bld_may_send(j)) {   /* its circuit opened while it waited */
+    if (w == KW_REQUEST && !kk_bld_may_send(j)) { /* its circuit opened while it waited */
         kk_job_refuse(j);
         return 0;
     }
@@ -591,13 +588,14 @@ int kk_job_write(kk_job *j, kk_conn *c)
         if (w == KW_DELETE)
             finish(j, KD_OUTCOME_UNKNOWN, KD_FAIL_FINAL, j->fail_code,
                    "the call may have been placed: %s; its delete could not be written (%s): "
-                   "not called again", j->fail_msg, e.msg);
+                   "not called again",
+                   j->fail_msg, e.msg);
         else if (w == KW_REQUEST)
             finish(j, e.code == KD_ERR_INVALID ? KD_OUTCOME_REJECTED : KD_OUTCOME_FAILED,
                    e.code == KD_ERR_INVALID ? KD_FAIL_FINAL : KD_FAIL_TRANSIENT,
                    e.code == KD_ERR_INVALID ? "invalid_job" : "nomem", "%s", e.msg);
         else
-            want(j, KW_MONITOR);   /* out of memory: try again on the next WRITEABLE */
+            want(j, KW_MONITOR); /* out of memory: try again on the next WRITEABLE */
         return 0;
     }
     int rc = kk_conn_send(c, text);
@@ -663,7 +661,8 @@ static void auth_retry(kk_job *j)
         return;
     }
     kd_log_ctx lc = log_ctx(j->run);
-    kd_log(KD_LOG_INFO, &lc, "kone: request refused with 401; refreshing the token and "
+    kd_log(KD_LOG_INFO, &lc,
+           "kone: request refused with 401; refreshing the token and "
            "sending it again");
     j->st = KJ_WAIT;
     j->req_id = 0;
@@ -698,18 +697,16 @@ static void request_answer(kk_job *j, const kd_kone_msg *m)
             succeed(j, "", "");
         }
         return;
-    case KD_KONE_ST_AUTH:
-        auth_retry(j);
-        return;
+    case KD_KONE_ST_AUTH: auth_retry(j); return;
     case KD_KONE_ST_REJECTED:
         finish(j, KD_OUTCOME_REJECTED, KD_FAIL_FINAL, code, "KONE answered %d: %s", m->status,
                text);
         return;
     case KD_KONE_ST_TRANSIENT:
         if (m->status == 429)
-            kk_bld_too_many(j);   /* slow down for this building */
-        finish(j, KD_OUTCOME_FAILED, KD_FAIL_TRANSIENT, code, "KONE answered %d: %s",
-               m->status, text);
+            kk_bld_too_many(j); /* slow down for this building */
+        finish(j, KD_OUTCOME_FAILED, KD_FAIL_TRANSIENT, code, "KONE answered %d: %s", m->status,
+               text);
         return;
     }
 }
@@ -719,8 +716,7 @@ static void monitor_answer(kk_job *j, const kd_kone_msg *m)
     j->mon_req_id = 0;
     kd_wm_api_request("site-monitoring", m->status, kd_mono_us() - j->mon_sent_mono);
     switch (kd_kone_status_classify(m->status)) {
-    case KD_KONE_ST_OK:
-        return;
+    case KD_KONE_ST_OK: return;
     case KD_KONE_ST_AUTH: {
         /* renewed on the next connection, which resumes the session */
         kk_conn *c = kk_slot_active(j->slot);
@@ -752,8 +748,8 @@ static void cancel_answer(kk_job *j, const kd_kone_msg *m)
     }
     finish(j, KD_OUTCOME_UNKNOWN, KD_FAIL_FINAL, j->fail_code,
            "the call may have been placed: %s; cancelling it failed (delete answered %d: "
-           "%.60s): not called again", j->fail_msg, m->status,
-           m->message[0] ? m->message : "no message");
+           "%.60s): not called again",
+           j->fail_msg, m->status, m->message[0] ? m->message : "no message");
 }
 
 void kk_on_answer(kk_slot *s, const kd_kone_msg *m)
@@ -789,7 +785,7 @@ void kk_on_call_result(kk_slot *s, const kd_kone_msg *m)
     }
     kd_run *run = j->run;
     int64_t now = kd_mono_us();
-    if (j->st == KJ_SENT)   /* result before the answer: the answer is implied */
+    if (j->st == KJ_SENT) /* result before the answer: the answer is implied */
         run->kone_rtt_us = now - j->sent_mono;
     bool ok = m->has_success ? m->success : m->call_session_id != 0;
     if (!ok) {
@@ -804,7 +800,7 @@ void kk_on_call_result(kk_slot *s, const kd_kone_msg *m)
         succeed(j, "", "call accepted");
         return;
     }
-    kk_bld_evidence(j, KD_BRK_SUCCESS);   /* the building took the call */
+    kk_bld_evidence(j, KD_BRK_SUCCESS); /* the building took the call */
     run->session_id = m->call_session_id;
     j->call_session_id = m->call_session_id;
     remember_affinity(j->k, m->call_session_id, j->slot->idx);

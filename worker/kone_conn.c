@@ -161,7 +161,7 @@ static bool conn_open(kk_conn *c)
     ci.path = path;
     ci.host = k->ws_host;
     ci.origin = k->ws_host;
-    ci.ssl_connection = LCCSCF_USE_SSL;   /* verification on: no ALLOW_* flags, ever */
+    ci.ssl_connection = LCCSCF_USE_SSL; /* verification on: no ALLOW_* flags, ever */
     ci.protocol = "koneapi";
     ci.local_protocol_name = "koneapi";
     ci.userdata = c;
@@ -180,8 +180,7 @@ static bool conn_open(kk_conn *c)
         conn_gone(c, NULL, "could not start the connection", 0);
     else if (wsi)
         c->wsi = wsi;
-    kd_debug("kone: slot %d conn %d connecting to %s:%d", s->idx, c->idx, k->ws_host,
-             k->ws_port);
+    kd_debug("kone: slot %d conn %d connecting to %s:%d", s->idx, c->idx, k->ws_host, k->ws_port);
     return true;
 }
 
@@ -215,7 +214,7 @@ static void conn_reset(kk_conn *c)
 static void conn_gone(kk_conn *c, struct lws *wsi, const char *why, int http_status)
 {
     if (c->st == KC_IDLE || (wsi && c->wsi && c->wsi != wsi))
-        return;   /* already handled, or a callback for a connection we forgot */
+        return; /* already handled, or a callback for a connection we forgot */
     kk_slot *s = c->slot;
     kd_kone *k = s->k;
     bool was_active = s->active == c->idx;
@@ -226,10 +225,10 @@ static void conn_gone(kk_conn *c, struct lws *wsi, const char *why, int http_sta
         s->losses++;
         s->lost_mono = kd_mono_us();
         if (!k->exiting)
-            kd_wm_ws_reconnect();   /* an unplanned loss: the slot reconnects */
+            kd_wm_ws_reconnect(); /* an unplanned loss: the slot reconnects */
     }
     recount(k);
-    if (k->exiting)   /* closed by shutdown (the token source may be gone already) */
+    if (k->exiting) /* closed by shutdown (the token source may be gone already) */
         return;
     if (http_status == 401)
         kd_kone_tokens_invalidate(k->tokens, c->token_gen);
@@ -241,10 +240,9 @@ static void conn_gone(kk_conn *c, struct lws *wsi, const char *why, int http_sta
         snprintf(what, sizeof what, "conn %d: %s", c->idx, why);
     kk_conn *o = &s->conn[!c->idx];
     if (s->active >= 0) {
-        if (!retiring) {   /* a replacement that did not make it: try again later */
+        if (!retiring) { /* a replacement that did not make it: try again later */
             s->replace_retry_at = kd_mono_us() + 5 * SEC + kk_jitter(k, 5 * SEC);
-            kd_warn("kone: slot %d: replacement %s; keeping the current connection", s->idx,
-                    what);
+            kd_warn("kone: slot %d: replacement %s; keeping the current connection", s->idx, what);
         } else {
             kd_info("kone: slot %d: old connection retired", s->idx);
         }
@@ -314,8 +312,8 @@ static void session_answer(kk_conn *c, const kd_kone_msg *m)
     }
     if (c->sess_resume && cls == KD_KONE_ST_REJECTED) {
         /* 404 (session unknown) or 400: start over with a fresh session on this conn */
-        kd_warn("kone: slot %d: could not resume session %s (%d %s); creating a new one",
-                s->idx, s->session_id, m->status, m->message);
+        kd_warn("kone: slot %d: could not resume session %s (%d %s); creating a new one", s->idx,
+                s->session_id, m->status, m->message);
         s->session_id[0] = '\0';
         c->sess_resume = false;
         c->sess_write = true;
@@ -344,10 +342,9 @@ static int write_session(kk_conn *c)
     kk_slot *s = c->slot;
     kd_err e = {0};
     int64_t id = kk_slot_next_id(s);
-    char *text = c->sess_resume
-                     ? kd_kone_msg_resume_session(id, s->session_id, s->session_numeric,
-                                                  KK_RESEND_STATE_S, &e)
-                     : kd_kone_msg_create_session(id, &e);
+    char *text = c->sess_resume ? kd_kone_msg_resume_session(id, s->session_id, s->session_numeric,
+                                                             KK_RESEND_STATE_S, &e)
+                                : kd_kone_msg_create_session(id, &e);
     if (send_built(c, text, &e))
         return -1;
     c->sess_write = false;
@@ -382,12 +379,12 @@ static void dispatch(kk_conn *c, const char *buf, size_t len)
     kd_kone_msg m;
     kd_err e = {0};
     if (kd_log_enabled(KD_LOG_DEBUG))
-        kd_debug("kone: slot %d conn %d rx %.*s", s->idx, c->idx,
-                 (int)(len > 900 ? 900 : len), buf);
+        kd_debug("kone: slot %d conn %d rx %.*s", s->idx, c->idx, (int)(len > 900 ? 900 : len),
+                 buf);
     int64_t sid;
     if (kd_kone_msg_peek_call_state(buf, len, &sid) && !kk_follows(s->k, sid)) {
         kd_debug("kone: call state for session %" PRId64 " not followed here", sid);
-        return;   /* a decided call's later states: most call-state frames (see kone_msg.h) */
+        return; /* a decided call's later states: most call-state frames (see kone_msg.h) */
     }
     if (kd_kone_msg_parse(buf, len, &m, &e)) {
         kd_warn("kone: slot %d: dropped a malformed frame: %s", s->idx, e.msg);
@@ -402,11 +399,11 @@ static void dispatch(kk_conn *c, const char *buf, size_t len)
         for (int i = 0; i < 2; i++) {
             kk_conn *pc = &s->conn[i];
             if (m.has_request_id && pc->ping_req_id && m.request_id == pc->ping_req_id) {
-                pc->ping_req_id = 0;   /* any answer proves the connection alive */
+                pc->ping_req_id = 0; /* any answer proves the connection alive */
                 return;
             }
         }
-        if (kk_bld_probe_answer(s, &m))   /* a ping of a building whose circuit is open */
+        if (kk_bld_probe_answer(s, &m)) /* a ping of a building whose circuit is open */
             return;
         kk_on_answer(s, &m);
         kk_slot_answered(s);
@@ -415,9 +412,7 @@ static void dispatch(kk_conn *c, const char *buf, size_t len)
         kk_on_call_result(s, &m);
         kk_slot_answered(s);
         return;
-    case KD_KONE_MSG_CALL_STATE:
-        kk_on_call_state(s->k, &m);
-        return;
+    case KD_KONE_MSG_CALL_STATE: kk_on_call_state(s->k, &m); return;
     case KD_KONE_MSG_EVENT:
     case KD_KONE_MSG_UNKNOWN:
     case KD_KONE_MSG_MALFORMED:
@@ -431,8 +426,7 @@ static void conn_rx(kk_conn *c, struct lws *wsi, const char *in, size_t len)
     bool final = lws_is_final_fragment(wsi) && lws_remaining_packet_payload(wsi) == 0;
     if (!c->rx_skip) {
         if (c->rx_len + len > KK_RX_MAX) {
-            kd_warn("kone: slot %d: frame larger than %d bytes dropped", c->slot->idx,
-                    KK_RX_MAX);
+            kd_warn("kone: slot %d: frame larger than %d bytes dropped", c->slot->idx, KK_RX_MAX);
             c->rx_skip = true;
         } else if (c->rx_len + len + 1 > c->rx_cap) {
             size_t cap = c->rx_cap ? c->rx_cap : 4096;
@@ -458,7 +452,7 @@ static void conn_rx(kk_conn *c, struct lws *wsi, const char *in, size_t len)
         dispatch(c, c->rx, c->rx_len);
     c->rx_len = 0;
     c->rx_skip = false;
-    if (c->rx_cap > 64 * 1024) {   /* do not keep a big buffer for small frames */
+    if (c->rx_cap > 64 * 1024) { /* do not keep a big buffer for small frames */
         free(c->rx);
         c->rx = NULL;
         c->rx_cap = 0;
@@ -502,7 +496,7 @@ static int conn_writeable(kk_conn *c)
         if (write_ping(c))
             return -1;
     } else if (o->st == KC_SESSION) {
-        return 0;   /* the replacement is resuming the session: hold writes */
+        return 0; /* the replacement is resuming the session: hold writes */
     } else if (kk_bld_probe_wanted(s)) {
         if (kk_bld_write_probe(s, c) < 0)
             return -1;
@@ -535,14 +529,14 @@ static void slot_timer(lws_sorted_usec_list_t *sul)
 
     if (s->active < 0 && c0->st == KC_IDLE && c1->st == KC_IDLE) {
         if (now >= s->reconnect_at)
-            conn_open(c0);   /* false: no token yet, kicked when one arrives */
+            conn_open(c0); /* false: no token yet, kicked when one arrives */
         else
             next = earlier(next, s->reconnect_at);
     }
     for (int i = 0; i < 2; i++) {
         kk_conn *c = &s->conn[i];
         if (c->st == KC_SESSION && c->sess_write && c->wsi)
-            lws_callback_on_writable(c->wsi);   /* a replacement waiting for the drain */
+            lws_callback_on_writable(c->wsi); /* a replacement waiting for the drain */
         if (c->st == KC_SESSION && c->sess_req_id) {
             if (now - c->sess_sent_mono >= k->request_timeout_us) {
                 kd_warn("kone: slot %d conn %d: session request unanswered", s->idx, i);
@@ -632,16 +626,15 @@ static int kk_callback(struct lws *wsi, enum lws_callback_reasons reason, void *
     case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
         if (c && len >= 2) {
             const unsigned char *p = in;
-            kd_info("kone: slot %d conn %d: KONE closed the connection (code %d)",
-                    c->slot->idx, c->idx, (p[0] << 8) | p[1]);
+            kd_info("kone: slot %d conn %d: KONE closed the connection (code %d)", c->slot->idx,
+                    c->idx, (p[0] << 8) | p[1]);
         }
         break;
     case LWS_CALLBACK_CLIENT_CLOSED:
         if (c)
             conn_gone(c, wsi, "connection closed", 0);
         break;
-    default:
-        break;
+    default: break;
     }
     return 0;
 }

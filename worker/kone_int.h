@@ -43,16 +43,16 @@
 #include "kone_token.h"
 
 #define KK_MAX_SLOTS 16
-#define KK_RX_MAX (1024 * 1024)         /* a bigger frame is dropped */
+#define KK_RX_MAX (1024 * 1024) /* a bigger frame is dropped */
 #define KK_BACKOFF_MIN_MS 100
 #define KK_BACKOFF_MAX_MS 10000
-#define KK_RESEND_STATE_S 30            /* resendLatestStateUpToSeconds on resume */
-#define KK_MAX_AUTH_RETRIES 2           /* a job re-sent after 401 at most this often */
-#define KK_AFFINITY 1024                /* accepted calls remembered for cancel routing */
+#define KK_RESEND_STATE_S 30  /* resendLatestStateUpToSeconds on resume */
+#define KK_MAX_AUTH_RETRIES 2 /* a job re-sent after 401 at most this often */
+#define KK_AFFINITY 1024      /* accepted calls remembered for cancel routing */
 /* How long requests written on a connection that went down wait for the session to be
  * resumed before they may time out: KONE resends a resumed session's states this far back. */
 #define KK_RESUME_WINDOW_US ((int64_t)KK_RESEND_STATE_S * 1000000)
-#define KK_MAX_BUILDINGS 4096           /* buildings remembered (breaker, rate limit) */
+#define KK_MAX_BUILDINGS 4096 /* buildings remembered (breaker, rate limit) */
 #define KK_BLD_BUCKETS 512
 
 typedef struct kd_kone kd_kone;
@@ -60,60 +60,60 @@ typedef struct kk_slot kk_slot;
 typedef struct kk_bld kk_bld;
 
 typedef enum {
-    KC_IDLE = 0,    /* no wsi */
-    KC_CONNECTING,  /* TCP/TLS/upgrade in progress */
-    KC_SESSION,     /* upgraded; create/resume-session written or to be written */
-    KC_READY,       /* session held: may carry jobs */
-    KC_CLOSING,     /* we asked lws to drop it */
+    KC_IDLE = 0,   /* no wsi */
+    KC_CONNECTING, /* TCP/TLS/upgrade in progress */
+    KC_SESSION,    /* upgraded; create/resume-session written or to be written */
+    KC_READY,      /* session held: may carry jobs */
+    KC_CLOSING,    /* we asked lws to drop it */
 } kk_conn_state;
 
 typedef struct kk_conn {
     kk_slot *slot;
-    int idx;                    /* 0 or 1 within the slot */
+    int idx; /* 0 or 1 within the slot */
     struct lws *wsi;
     kk_conn_state st;
-    bool retiring;              /* replaced by the slot's other conn; let it go */
-    uint64_t token_gen;         /* token used for its upgrade */
-    int64_t opened_mono;        /* upgrade completed */
-    int64_t last_tx_mono;       /* last frame written */
+    bool retiring;        /* replaced by the slot's other conn; let it go */
+    uint64_t token_gen;   /* token used for its upgrade */
+    int64_t opened_mono;  /* upgrade completed */
+    int64_t last_tx_mono; /* last frame written */
     /* session request */
-    bool sess_write;            /* create/resume to be written */
-    bool sess_resume;           /* ... and it is a resume */
-    int64_t sess_req_id;        /* 0 when none outstanding */
+    bool sess_write;     /* create/resume to be written */
+    bool sess_resume;    /* ... and it is a resume */
+    int64_t sess_req_id; /* 0 when none outstanding */
     int64_t sess_sent_mono;
     /* keep-alive ping */
     bool ping_write;
-    int64_t ping_req_id;        /* 0 when none outstanding */
+    int64_t ping_req_id; /* 0 when none outstanding */
     int64_t ping_sent_mono;
     /* reassembly of fragmented frames */
     char *rx;
     size_t rx_len, rx_cap;
-    bool rx_skip;               /* current message too big: drop until its end */
+    bool rx_skip; /* current message too big: drop until its end */
 } kk_conn;
 
 struct kk_slot {
     kd_kone *k;
     int idx;
     kk_conn conn[2];
-    int active;                 /* conn carrying jobs (READY), -1 none */
+    int active; /* conn carrying jobs (READY), -1 none */
     char session_id[KD_KONE_SESSION_MAX];
     bool session_numeric;
-    lws_dll2_owner_t jobs;      /* kk_job.place */
-    lws_dll2_owner_t wq;        /* kk_job.wlink */
-    unsigned losses;            /* active connections lost so far (for timeout messages) */
-    int64_t lost_mono;          /* when it last lost its active connection */
-    int backoff_ms;             /* next reconnect delay */
-    int64_t reconnect_at;       /* mono µs; 0 = now */
-    int64_t replace_retry_at;   /* after a failed replacement */
+    lws_dll2_owner_t jobs;    /* kk_job.place */
+    lws_dll2_owner_t wq;      /* kk_job.wlink */
+    unsigned losses;          /* active connections lost so far (for timeout messages) */
+    int64_t lost_mono;        /* when it last lost its active connection */
+    int backoff_ms;           /* next reconnect delay */
+    int64_t reconnect_at;     /* mono µs; 0 = now */
+    int64_t replace_retry_at; /* after a failed replacement */
     lws_sorted_usec_list_t sul;
 };
 
 typedef enum {
-    KJ_WAIT = 0,    /* in k->waitq or slot->wq, not yet written */
-    KJ_SENT,        /* request written, no answer yet */
-    KJ_ACCEPTED,    /* call answered 201, waiting for its second frame */
-    KJ_FOLLOW,      /* call accepted with a session id, following its state */
-    KJ_CANCELLING,  /* the followed call failed: its delete is written or to be written */
+    KJ_WAIT = 0,   /* in k->waitq or slot->wq, not yet written */
+    KJ_SENT,       /* request written, no answer yet */
+    KJ_ACCEPTED,   /* call answered 201, waiting for its second frame */
+    KJ_FOLLOW,     /* call accepted with a session id, following its state */
+    KJ_CANCELLING, /* the followed call failed: its delete is written or to be written */
 } kk_job_state;
 
 typedef enum { KW_NONE = 0, KW_REQUEST, KW_MONITOR, KW_DELETE } kk_want;
@@ -121,24 +121,24 @@ typedef enum { KW_NONE = 0, KW_REQUEST, KW_MONITOR, KW_DELETE } kk_want;
 typedef struct kk_job {
     kd_kone *k;
     kd_run *run;
-    kk_slot *slot;              /* NULL while in k->waitq or bld->rq */
-    kk_bld *bld;                /* its building (NULL: the table is full of busy ones) */
-    lws_dll2_t place;           /* on k->waitq, slot->jobs or bld->rq */
-    lws_dll2_t wlink;           /* on slot->wq while want != KW_NONE */
+    kk_slot *slot;    /* NULL while in k->waitq or bld->rq */
+    kk_bld *bld;      /* its building (NULL: the table is full of busy ones) */
+    lws_dll2_t place; /* on k->waitq, slot->jobs or bld->rq */
+    lws_dll2_t wlink; /* on slot->wq while want != KW_NONE */
     kk_want want;
     kk_job_state st;
     lws_sorted_usec_list_t sul;
 
-    int64_t wait_until;         /* mono µs: give up waiting for a connection */
-    int64_t expire_at;          /* mono µs: the job's own deadline (0: none) */
-    int64_t req_id;             /* last request written */
+    int64_t wait_until; /* mono µs: give up waiting for a connection */
+    int64_t expire_at;  /* mono µs: the job's own deadline (0: none) */
+    int64_t req_id;     /* last request written */
     int64_t sent_mono;
-    int64_t answer_deadline;    /* SENT / ACCEPTED */
-    unsigned losses_at;         /* slot->losses when the request was written */
+    int64_t answer_deadline; /* SENT / ACCEPTED */
+    unsigned losses_at;      /* slot->losses when the request was written */
     int auth_retries;
-    bool throttled;             /* in bld->rq, waiting for a token */
-    bool trial;                 /* admitted while its circuit was half-open: its verdict decides */
-    bool brk_told;              /* its success was told to the breaker already */
+    bool throttled; /* in bld->rq, waiting for a token */
+    bool trial;     /* admitted while its circuit was half-open: its verdict decides */
+    bool brk_told;  /* its success was told to the breaker already */
 
     /* following an accepted call */
     int64_t call_session_id;
@@ -146,12 +146,12 @@ typedef struct kk_job {
     int64_t mon_req_id;
     int64_t mon_sent_mono;
     int64_t renew_at;
-    int64_t progress_deadline;  /* no state change by then: no progress */
+    int64_t progress_deadline; /* no state change by then: no progress */
     int64_t track_deadline;
-    bool decisive;              /* reached being_served / served_soon / served */
+    bool decisive; /* reached being_served / served_soon / served */
     char last_state[32];
     char last_time[40];
-    char note[96];              /* appended to a success message (monitor refused ...) */
+    char note[96]; /* appended to a success message (monitor refused ...) */
     /* cancelling a followed call that failed, before it may be retried */
     int64_t del_req_id;
     char fail_code[48];
@@ -160,10 +160,10 @@ typedef struct kk_job {
 
 struct kd_kone {
     /* configuration */
-    char *ws_host;              /* from kone.ws_url */
+    char *ws_host; /* from kone.ws_url */
     int ws_port;
-    char *ws_path;              /* "/stream-v2" (with any query of the URL) */
-    char *ca_file;              /* NULL for the system CAs */
+    char *ws_path; /* "/stream-v2" (with any query of the URL) */
+    char *ca_file; /* NULL for the system CAs */
     int n_slots;
     int64_t request_timeout_us, call_timeout_us, track_timeout_us;
     int64_t keepalive_us, max_age_us;
@@ -178,8 +178,8 @@ struct kd_kone {
     /* shared with other threads */
     pthread_mutex_t mu;
     kd_run *inbox_head, *inbox_tail;
-    bool stopping;              /* under mu */
-    atomic_int n_ready;         /* slots with an active READY connection */
+    bool stopping;      /* under mu */
+    atomic_int n_ready; /* slots with an active READY connection */
 
     /* loop thread only */
     bool exiting;
@@ -188,58 +188,61 @@ struct kd_kone {
     kk_slot slots[KK_MAX_SLOTS];
     /* call session id -> slot that made the call: a delete goes to the same KONE session
      * (kone-sim answers 404 for another session's call) */
-    struct { int64_t call_session_id; int slot; } affinity[KK_AFFINITY];
+    struct {
+        int64_t call_session_id;
+        int slot;
+    } affinity[KK_AFFINITY];
     unsigned affinity_next;
     unsigned rand_state;
-    int64_t next_req_id;        /* request ids, unique per process (kk_slot_next_id) */
+    int64_t next_req_id; /* request ids, unique per process (kk_slot_next_id) */
 
     /* buildings: circuit breakers and rate limits (kone_bld.c) */
     kd_brk_cfg brk_cfg;
     double rate_per_s, rate_burst;
-    pthread_mutex_t bmu;        /* the table's shape; breaker, bucket and counters */
+    pthread_mutex_t bmu; /* the table's shape; breaker, bucket and counters */
     bool bmu_init;
     kk_bld *bld_hash[KK_BLD_BUCKETS];
     int n_blds;
-    lws_dll2_owner_t probes;    /* buildings with a ping out (kk_bld.plink) */
+    lws_dll2_owner_t probes; /* buildings with a ping out (kk_bld.plink) */
     atomic_uint_fast64_t rate_waits;
 };
 
 struct kk_bld {
     kd_kone *k;
-    kk_bld *hnext;              /* hash chain */
+    kk_bld *hnext;                          /* hash chain */
     char id[KD_JOB_BUILDING_MAX + 16];      /* "building:<id>" */
     char probe_group[KD_JOB_GROUP_MAX + 1]; /* group of the last failure: the one pinged */
-    int n_jobs;                 /* jobs pointing here (an entry in use is never forgotten) */
+    int n_jobs; /* jobs pointing here (an entry in use is never forgotten) */
     int64_t last_used;
     /* under k->bmu */
     kd_breaker brk;
     kd_rl rl;
     uint64_t waits, refused, pings;
     /* loop thread */
-    lws_dll2_owner_t rq;        /* jobs waiting for a token, oldest first (kk_job.place) */
+    lws_dll2_owner_t rq; /* jobs waiting for a token, oldest first (kk_job.place) */
     lws_sorted_usec_list_t sul;
-    lws_dll2_t plink;           /* on k->probes while a ping is out */
+    lws_dll2_t plink; /* on k->probes while a ping is out */
     kk_slot *probe_slot;
-    bool probe_write;           /* to be written on probe_slot */
-    int64_t probe_req_id;       /* written: its request id */
+    bool probe_write;     /* to be written on probe_slot */
+    int64_t probe_req_id; /* written: its request id */
     int64_t probe_deadline;
-    unsigned probe_losses;      /* probe_slot->losses when it was written */
+    unsigned probe_losses; /* probe_slot->losses when it was written */
 };
 
 /* ---- kone_conn.c */
 extern const struct lws_protocols kk_protocols[];
 void kk_slot_init(kd_kone *k, kk_slot *s, int idx);
-void kk_slot_kick(kk_slot *s);                 /* evaluate its timers now */
-void kk_slot_want_write(kk_slot *s);           /* ask for WRITEABLE on the active conn */
+void kk_slot_kick(kk_slot *s);       /* evaluate its timers now */
+void kk_slot_want_write(kk_slot *s); /* ask for WRITEABLE on the active conn */
 bool kk_slot_ready(const kk_slot *s);
-void kk_slots_token_changed(kd_kone *k);       /* a new token arrived */
-void kk_slots_shutdown(kd_kone *k);            /* cancel timers (conns die with ctx) */
+void kk_slots_token_changed(kd_kone *k); /* a new token arrived */
+void kk_slots_shutdown(kd_kone *k);      /* cancel timers (conns die with ctx) */
 int64_t kk_slot_next_id(kk_slot *s);
-void kk_conn_kill(kk_conn *c);                 /* drop this connection now */
+void kk_conn_kill(kk_conn *c); /* drop this connection now */
 /* Writes one text frame (one lws_write, LWS_PRE headroom); only from WRITEABLE.
  * Returns 0, or -1 when the connection must close. */
 int kk_conn_send(kk_conn *c, const char *text);
-kk_conn *kk_slot_active(kk_slot *s);           /* the READY conn carrying jobs, or NULL */
+kk_conn *kk_slot_active(kk_slot *s); /* the READY conn carrying jobs, or NULL */
 
 /* Jobs written but not answered yet (SENT, or ACCEPTED awaiting the call result). */
 int kk_slot_outstanding(kk_slot *s);
@@ -247,12 +250,12 @@ int kk_slot_outstanding(kk_slot *s);
 void kk_slot_answered(kk_slot *s);
 
 /* ---- kone_call.c */
-void kk_job_submit(kd_kone *k, kd_run *run);   /* a new run from the inbox */
-void kk_job_place_waiting(kd_kone *k);         /* a slot became ready: drain waitq */
+void kk_job_submit(kd_kone *k, kd_run *run); /* a new run from the inbox */
+void kk_job_place_waiting(kd_kone *k);       /* a slot became ready: drain waitq */
 /* Writes the job's next frame on wsi; returns -1 if the connection must close. */
 int kk_job_write(kk_job *j, kk_conn *c);
 /* Frames from a connection of slot s. */
-void kk_on_answer(kk_slot *s, const kd_kone_msg *m);     /* returns if unmatched */
+void kk_on_answer(kk_slot *s, const kd_kone_msg *m); /* returns if unmatched */
 void kk_on_call_result(kk_slot *s, const kd_kone_msg *m);
 void kk_on_call_state(kd_kone *k, const kd_kone_msg *m);
 /* Is a job following the states of this call session (the cheap check before parsing)? */
@@ -263,8 +266,8 @@ void kk_jobs_move_unwritten(kk_slot *s);
 /* The session was resumed (resumed=true) or replaced by a fresh one (false). */
 void kk_jobs_session_restored(kk_slot *s, bool resumed);
 void kk_jobs_fail_all(kd_kone *k, const char *code, const char *msg);
-void kk_finish_run(kd_kone *k, kd_run *run, kd_outcome o, kd_failure_class f,
-                   const char *code, const char *msg);
+void kk_finish_run(kd_kone *k, kd_run *run, kd_outcome o, kd_failure_class f, const char *code,
+                   const char *msg);
 
 /* ---- kone_bld.c */
 typedef enum { KK_ADMIT_GO = 0, KK_ADMIT_WAIT, KK_ADMIT_REFUSE } kk_admit;
@@ -278,21 +281,21 @@ bool kk_bld_may_send(const kk_job *j);
 void kk_bld_evidence(kk_job *j, kd_brk_verdict v);
 /* The job is finishing: tells the breaker, lets go of the entry. */
 void kk_bld_job_done(kk_job *j, kd_outcome o, const char *code, bool conn_lost);
-void kk_bld_too_many(kk_job *j);                /* KONE answered 429 */
+void kk_bld_too_many(kk_job *j); /* KONE answered 429 */
 /* A ping of an open circuit answered on s (true when m was one). */
 bool kk_bld_probe_answer(kk_slot *s, const kd_kone_msg *m);
 /* Writes one ping due on s: 1 written, 0 none due, -1 the connection must close. */
 int kk_bld_write_probe(kk_slot *s, kk_conn *c);
 bool kk_bld_probe_wanted(const kk_slot *s);
-void kk_blds_shutdown(kd_kone *k);             /* cancel timers */
+void kk_blds_shutdown(kd_kone *k); /* cancel timers */
 void kk_blds_free(kd_kone *k);
 
 /* ---- kone_call.c, for kone_bld.c */
-void kk_job_release(kk_job *j);                /* a token came: on to a connection */
-void kk_job_refuse(kk_job *j);                 /* finish "circuit_open" */
+void kk_job_release(kk_job *j); /* a token came: on to a connection */
+void kk_job_refuse(kk_job *j);  /* finish "circuit_open" */
 
 /* ---- kone.c */
-int64_t kk_jitter(kd_kone *k, int64_t max);    /* 0..max-1 */
-void kk_loop_wakeup(kd_kone *k);               /* LWS_CALLBACK_EVENT_WAIT_CANCELLED */
+int64_t kk_jitter(kd_kone *k, int64_t max); /* 0..max-1 */
+void kk_loop_wakeup(kd_kone *k);            /* LWS_CALLBACK_EVENT_WAIT_CANCELLED */
 
 #endif

@@ -12,7 +12,7 @@
 #include <string.h>
 
 #define KD_JW_MIN_CAP 16
-#define KD_JW_INT_MAX 21   /* "-9223372036854775808" and its NUL */
+#define KD_JW_INT_MAX 21 /* "-9223372036854775808" and its NUL */
 
 void kd_jw_init(kd_jw *w, size_t hint)
 {
@@ -49,12 +49,12 @@ static bool reserve(kd_jw *w, size_t n)
         w->err = true;
         return false;
     }
-    size_t cap = w->cap ? w->cap : KD_JW_MIN_CAP;   /* 0: used again after finish */
+    size_t cap = w->cap ? w->cap : KD_JW_MIN_CAP; /* 0: used again after finish */
     while (cap <= w->len + n)
         cap *= 2;
     char *b = realloc(w->buf, cap);
     if (!b) {
-        w->err = true;   /* the old buffer stays, for kd_jw_finish to free */
+        w->err = true; /* the old buffer stays, for kd_jw_finish to free */
         return false;
     }
     w->buf = b;
@@ -98,7 +98,8 @@ static void put_string(kd_jw *w, const char *s)
         char esc[6] = {'\\', (char)*p, 0, 0, 0, 0};
         size_t n = 2;
         switch (*p) {
-        case '"': case '\\': break;
+        case '"':
+        case '\\': break;
         case '\b': esc[1] = 'b'; break;
         case '\f': esc[1] = 'f'; break;
         case '\n': esc[1] = 'n'; break;
@@ -133,10 +134,22 @@ static void close_c(kd_jw *w, char c)
     w->comma = true;
 }
 
-void kd_jw_obj_begin(kd_jw *w) { open_c(w, '{'); }
-void kd_jw_obj_end(kd_jw *w) { close_c(w, '}'); }
-void kd_jw_arr_begin(kd_jw *w) { open_c(w, '['); }
-void kd_jw_arr_end(kd_jw *w) { close_c(w, ']'); }
+void kd_jw_obj_begin(kd_jw *w)
+{
+    open_c(w, '{');
+}
+void kd_jw_obj_end(kd_jw *w)
+{
+    close_c(w, '}');
+}
+void kd_jw_arr_begin(kd_jw *w)
+{
+    open_c(w, '[');
+}
+void kd_jw_arr_end(kd_jw *w)
+{
+    close_c(w, ']');
+}
 
 void kd_jw_key(kd_jw *w, const char *key)
 {

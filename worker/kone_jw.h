@@ -23,11 +23,11 @@
 #include <stdint.h>
 
 typedef struct kd_jw {
-    char *buf;    /* malloc'd, NUL-terminated once anything is written */
-    size_t len;   /* bytes written, without the NUL */
-    size_t cap;   /* bytes allocated */
-    bool comma;   /* the next key or array element needs a ',' before it */
-    bool err;     /* an allocation failed or a NULL string was given */
+    char *buf;  /* malloc'd, NUL-terminated once anything is written */
+    size_t len; /* bytes written, without the NUL */
+    size_t cap; /* bytes allocated */
+    bool comma; /* the next key or array element needs a ',' before it */
+    bool err;   /* an allocation failed or a NULL string was given */
 } kd_jw;
 
 /* Starts an empty writer; `hint` is the first allocation (grown by doubling after). */

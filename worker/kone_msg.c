@@ -112,8 +112,7 @@ static void call_object(kd_jw *w, const kd_job *job)
     if (job->language[0])
         kd_jw_kstr(w, "language", job->language);
     if (job->priority != KD_PRIO_UNSET)
-        kd_jw_kstr(w, "call_replacement_priority",
-                   job->priority == KD_PRIO_HIGH ? "HIGH" : "LOW");
+        kd_jw_kstr(w, "call_replacement_priority", job->priority == KD_PRIO_HIGH ? "HIGH" : "LOW");
     if (job->n_allowed_lifts > 0) {
         /* Plain ASCII key: the published YAML spells it with a soft hyphen by mistake. */
         kd_jw_key(w, "allowed_lifts");
@@ -168,7 +167,7 @@ char *kd_kone_msg_job(const kd_job *job, int64_t request_id, int64_t now_us, kd_
     } else {
         kd_jw_kint(&w, "session_id", job->session_id);
     }
-    kd_jw_obj_end(&w);   /* payload */
+    kd_jw_obj_end(&w); /* payload */
     kd_jw_obj_end(&w);
     return finish(&w, err);
 }
@@ -185,8 +184,8 @@ char *kd_kone_msg_create_session(int64_t request_id, kd_err *err)
     return finish(&w, err);
 }
 
-char *kd_kone_msg_resume_session(int64_t request_id, const char *session_id,
-                                 bool session_numeric, int resend_s, kd_err *err)
+char *kd_kone_msg_resume_session(int64_t request_id, const char *session_id, bool session_numeric,
+                                 int resend_s, kd_err *err)
 {
     char id[24];
     kd_jw w;
@@ -248,7 +247,7 @@ char *kd_kone_msg_monitor(const char *building, const char *group, int64_t reque
     for (size_t i = 0; i < n_subtopics; i++)
         kd_jw_str(&w, subtopics[i]);
     kd_jw_arr_end(&w);
-    kd_jw_obj_end(&w);   /* payload */
+    kd_jw_obj_end(&w); /* payload */
     kd_jw_obj_end(&w);
     return finish(&w, err);
 }
@@ -383,8 +382,7 @@ static void parse_call_state(const json_t *data, const char *sid_text, const cha
     get_text(json_object_get(data, "time"), ev->kone_time, sizeof ev->kone_time);
     get_text(ev_field(data, "eta"), ev->eta, sizeof ev->eta);
     get_text(ev_field(data, "cancel_reason"), ev->cancel_reason, sizeof ev->cancel_reason);
-    get_text(ev_field(data, "modified_reason"), ev->modified_reason,
-             sizeof ev->modified_reason);
+    get_text(ev_field(data, "modified_reason"), ev->modified_reason, sizeof ev->modified_reason);
     int64_t md;
     if (get_int(ev_field(data, "modified_destination"), &md)) {
         ev->has_modified_destination = true;
@@ -395,7 +393,8 @@ static void parse_call_state(const json_t *data, const char *sid_text, const cha
     if (json_is_array(decks)) {
         size_t i;
         const json_t *d;
-        json_array_foreach(decks, i, d) {
+        json_array_foreach(decks, i, d)
+        {
             if (ev->n_decks < KD_EVENT_MAX_DECKS && get_int(d, &one))
                 ev->allocated_lift_deck[ev->n_decks++] = one;
         }
@@ -475,8 +474,8 @@ int kd_kone_msg_parse(const char *buf, size_t len, kd_kone_msg *out, kd_err *err
     } else if ((type && strncmp(type, "monitor-", 8) == 0) ||
                (ctype && strncmp(ctype, "monitor-", 8) == 0)) {
         out->kind = KD_KONE_MSG_EVENT;
-    } else if (json_is_object(data) && (json_object_get(data, "success") ||
-                                        json_object_get(data, "session_id"))) {
+    } else if (json_is_object(data) &&
+               (json_object_get(data, "success") || json_object_get(data, "session_id"))) {
         parse_call_result(data, out);
     } else {
         out->kind = KD_KONE_MSG_UNKNOWN;

@@ -45,18 +45,18 @@ typedef struct kd_kone_msg {
     kd_kone_msg_kind kind;
 
     /* ANSWER */
-    int status;                          /* statusCode */
-    bool has_request_id;                 /* requestId (number or digits) or data.request_id */
+    int status;          /* statusCode */
+    bool has_request_id; /* requestId (number or digits) or data.request_id */
     int64_t request_id;
-    char message[256];                   /* "message", data.message or data.error; "" if none */
-    char session_id[KD_KONE_SESSION_MAX];/* data.sessionId of create/resume-session, "" if none */
-    bool session_numeric;                /* it came as a JSON number */
+    char message[256];                    /* "message", data.message or data.error; "" if none */
+    char session_id[KD_KONE_SESSION_MAX]; /* data.sessionId of create/resume-session, "" if none */
+    bool session_numeric;                 /* it came as a JSON number */
 
     /* CALL_RESULT (has_request_id/request_id from data.request_id) */
     bool has_success;
     bool success;
-    int64_t call_session_id;             /* data.session_id, 0 if absent */
-    char error[256];                     /* data.error (text or number as text), "" if none */
+    int64_t call_session_id; /* data.session_id, 0 if absent */
+    char error[256];         /* data.error (text or number as text), "" if none */
 
     /* CALL_STATE: ev.run is NULL and ev.received_us 0; the caller fills them */
     kd_call_event ev;
@@ -74,8 +74,8 @@ char *kd_kone_msg_job(const kd_job *job, int64_t request_id, int64_t now_us, kd_
 char *kd_kone_msg_create_session(int64_t request_id, kd_err *err);
 /* resend_s > 0 adds resendLatestStateUpToSeconds. session_numeric sends the id back
  * as a JSON number (it came as one). */
-char *kd_kone_msg_resume_session(int64_t request_id, const char *session_id,
-                                 bool session_numeric, int resend_s, kd_err *err);
+char *kd_kone_msg_resume_session(int64_t request_id, const char *session_id, bool session_numeric,
+                                 int resend_s, kd_err *err);
 /* common-api: call_type is "ping", "config" or "actions". building may be NULL/"" (the
  * key is then left out), group NULL/"" means "1". */
 char *kd_kone_msg_common(const char *call_type, const char *building, const char *group,
@@ -106,10 +106,10 @@ const char *kd_kone_msg_kind_name(kd_kone_msg_kind k);
 
 /* ---- classification: what an answer's statusCode means for the job. */
 typedef enum {
-    KD_KONE_ST_OK = 0,      /* 2xx */
-    KD_KONE_ST_AUTH,        /* 401: refresh the token, reconnect, send again */
-    KD_KONE_ST_REJECTED,    /* other 4xx: final */
-    KD_KONE_ST_TRANSIENT,   /* 429, 5xx, anything unexpected: retry may help */
+    KD_KONE_ST_OK = 0,    /* 2xx */
+    KD_KONE_ST_AUTH,      /* 401: refresh the token, reconnect, send again */
+    KD_KONE_ST_REJECTED,  /* other 4xx: final */
+    KD_KONE_ST_TRANSIENT, /* 429, 5xx, anything unexpected: retry may help */
 } kd_kone_status_class;
 kd_kone_status_class kd_kone_status_classify(int status);
 

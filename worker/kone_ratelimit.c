@@ -43,13 +43,13 @@ void kd_rl_advance(kd_rl *r, int64_t now)
     double dt = (double)(now - r->at) / 1e6;
     r->at = now;
     if (r->rate <= 0)
-        return;   /* unlimited */
+        return; /* unlimited */
     double before = r->rate;
     if (r->rate < r->ceiling) {
         r->rate += step_of(r) * dt;
         if (r->rate >= r->ceiling) {
             r->rate = r->ceiling;
-            if (r->limit <= 0) {   /* recovered without a configured limit: none again */
+            if (r->limit <= 0) { /* recovered without a configured limit: none again */
                 r->rate = 0;
                 r->ceiling = 0;
                 return;
@@ -100,7 +100,7 @@ static double sent_per_s(const kd_rl *r, int64_t now)
     int64_t age = now - r->win_start;
     if (age >= 2000000)
         return 0;
-    if (age >= 1000000)   /* the window is a full second by now */
+    if (age >= 1000000) /* the window is a full second by now */
         return r->win_n;
     return r->prev_n > r->win_n ? r->prev_n : r->win_n;
 }
@@ -111,7 +111,7 @@ bool kd_rl_slow_down(kd_rl *r, int64_t now)
     if (r->slowed_at && now - r->slowed_at < KD_RL_SLOWDOWN_GAP_US)
         return false;
     double base = r->rate;
-    if (base <= 0) {   /* no limit so far: start from what was actually sent */
+    if (base <= 0) { /* no limit so far: start from what was actually sent */
         base = sent_per_s(r, now);
         if (base < 2 * KD_RL_FLOOR)
             base = 2 * KD_RL_FLOOR;
@@ -120,7 +120,7 @@ bool kd_rl_slow_down(kd_rl *r, int64_t now)
     r->rate = base / 2 < KD_RL_FLOOR ? KD_RL_FLOOR : base / 2;
     if (r->ceiling < r->rate)
         r->ceiling = r->rate;
-    r->tokens = 0;   /* the next request waits 1/rate */
+    r->tokens = 0; /* the next request waits 1/rate */
     r->slowed_at = now;
     r->slowdowns++;
     return true;

@@ -21,20 +21,20 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#define KD_RL_FLOOR 1.0                  /* lowest rate a 429 leads to, per second */
-#define KD_RL_SLOWDOWN_GAP_US 1000000    /* one decrease per second at most */
-#define KD_RL_RECOVER_S 20.0             /* back to the ceiling in about this long */
-#define KD_RL_RECOVER_MIN 0.5            /* ... but at least this much per second */
+#define KD_RL_FLOOR 1.0               /* lowest rate a 429 leads to, per second */
+#define KD_RL_SLOWDOWN_GAP_US 1000000 /* one decrease per second at most */
+#define KD_RL_RECOVER_S 20.0          /* back to the ceiling in about this long */
+#define KD_RL_RECOVER_MIN 0.5         /* ... but at least this much per second */
 
 typedef struct kd_rl {
-    double limit;         /* configured rate per second; 0: none */
-    double burst_cfg;     /* configured burst; 0: one second's worth */
-    double rate;          /* current rate; 0: unlimited */
-    double ceiling;       /* what the rate recovers to */
+    double limit;     /* configured rate per second; 0: none */
+    double burst_cfg; /* configured burst; 0: one second's worth */
+    double rate;      /* current rate; 0: unlimited */
+    double ceiling;   /* what the rate recovers to */
     double tokens;
-    int64_t at;           /* last refill */
-    int64_t slowed_at;    /* last decrease; 0 none */
-    uint64_t slowdowns;   /* decreases so far */
+    int64_t at;         /* last refill */
+    int64_t slowed_at;  /* last decrease; 0 none */
+    uint64_t slowdowns; /* decreases so far */
     /* requests sent, counted per second (the starting point when no limit is set) */
     int64_t win_start;
     unsigned win_n, prev_n;

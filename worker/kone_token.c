@@ -32,7 +32,7 @@ void kd_kone_mask(char *buf, size_t len, const char *secret)
     char *p;
     while ((p = strstr(from, secret)) != NULL) {
         size_t head = (size_t)(p - buf);
-        if (head + 4 > len) {       /* no room even for the mask: cut here */
+        if (head + 4 > len) { /* no room even for the mask: cut here */
             *p = '\0';
             break;
         }
@@ -42,7 +42,7 @@ void kd_kone_mask(char *buf, size_t len, const char *secret)
         memmove(p + 3, p + sl, keep);
         memcpy(p, "***", 3);
         p[3 + keep] = '\0';
-        from = p + 3;   /* never rescan the mask itself (a secret like "**") */
+        from = p + 3; /* never rescan the mask itself (a secret like "**") */
     }
 }
 
@@ -107,11 +107,12 @@ int kd_kone_token_parse(const char *body, size_t len, long http_status, const ch
     if (http_status != 200) {
         char why[200];
         refusal_text(body, len, secret, why, sizeof why);
-        int code = (http_status == 400 || http_status == 401 || http_status == 403)
-                       ? KD_ERR_AUTH : KD_ERR_IO;
+        int code = (http_status == 400 || http_status == 401 || http_status == 403) ? KD_ERR_AUTH
+                                                                                    : KD_ERR_IO;
         return kd_err_set(err, code, "token endpoint answered HTTP %ld%s%s", http_status, why,
                           code == KD_ERR_AUTH ? " (check kone.client_id, kone.client_secret "
-                                                "and kone.scope)" : "");
+                                                "and kone.scope)"
+                                              : "");
     }
     json_error_t jerr;
     json_t *j = body ? json_loadb(body, len, 0, &jerr) : NULL;
@@ -126,7 +127,7 @@ int kd_kone_token_parse(const char *body, size_t len, long http_status, const ch
         exp = (int64_t)json_integer_value(ex);
     else if (json_is_real(ex))
         exp = (int64_t)json_real_value(ex);
-    else if (json_is_string(ex))   /* some servers send it quoted */
+    else if (json_is_string(ex)) /* some servers send it quoted */
         exp = strtoll(json_string_value(ex), NULL, 10);
     if (!json_is_object(j)) {
         rc = kd_err_set(err, KD_ERR_DECODE, "token answer is not a JSON object");
@@ -215,7 +216,9 @@ static int fetch_with_abort(const kd_kone_token_cfg *cfg, const atomic_bool *abo
     }
     long timeout = cfg->timeout_ms > 0 ? (long)cfg->timeout_ms : 10000;
     CURLcode cc = CURLE_OK;
-#define SET(opt, val) if (cc == CURLE_OK) cc = curl_easy_setopt(c, opt, val)
+#define SET(opt, val)                                                                              \
+    if (cc == CURLE_OK)                                                                            \
+    cc = curl_easy_setopt(c, opt, val)
     SET(CURLOPT_URL, cfg->token_url);
     SET(CURLOPT_PROTOCOLS_STR, "https");
     SET(CURLOPT_REDIR_PROTOCOLS_STR, "https");
@@ -281,7 +284,7 @@ int kd_kone_token_fetch(const kd_kone_token_cfg *cfg, kd_kone_token *out, kd_err
 /* ------------------------------------------------------------------ the token thread */
 
 struct kd_kone_tokens {
-    kd_kone_token_cfg cfg;      /* strings below are our own copies */
+    kd_kone_token_cfg cfg; /* strings below are our own copies */
     char *s_url, *s_id, *s_secret, *s_scope, *s_ca;
     void (*notify)(void *);
     void *notify_arg;
@@ -292,7 +295,7 @@ struct kd_kone_tokens {
     bool stop;
     atomic_bool abort;
 
-    kd_kone_token tok;          /* under mu */
+    kd_kone_token tok; /* under mu */
     uint64_t gen;
     bool have;
     bool force;
@@ -320,16 +323,16 @@ static void *token_thread(void *arg)
     pthread_mutex_lock(&t->mu);
     while (!t->stop) {
         int64_t now = kd_mono_us();
-        bool due = t->force || !t->have || kd_kone_token_needs_refresh(&t->tok, now,
-                                                                       t->cfg.margin_s);
+        bool due =
+            t->force || !t->have || kd_kone_token_needs_refresh(&t->tok, now, t->cfg.margin_s);
         if (due && now >= t->next_try_us) {
             t->force = false;
             pthread_mutex_unlock(&t->mu);
             kd_kone_token nt;
             kd_err e = {0};
             int64_t t0 = kd_mono_us();
-            int rc = fetch ? fetch(&t->cfg, &nt, &e)
-                           : fetch_with_abort(&t->cfg, &t->abort, &nt, &e);
+            int rc =
+                fetch ? fetch(&t->cfg, &nt, &e) : fetch_with_abort(&t->cfg, &t->abort, &nt, &e);
             /* the fetch does not surface the HTTP status: ok is 200, refused credentials
              * 401, anything else (endpoint down, bad answer) counts as an error */
             kd_wm_token_refresh(rc == 0 ? 200 : (e.code == KD_ERR_AUTH ? 401 : 0),
@@ -357,8 +360,8 @@ static void *token_thread(void *arg)
                 t->next_try_us = kd_mono_us() + d;
                 kd_kone_mask(e.msg, sizeof e.msg, t->cfg.client_secret);
                 snprintf(t->last_err, sizeof t->last_err, "%s", e.msg);
-                kd_warn("kone: token fetch failed (attempt %d, retry in %lld ms): %s",
-                        t->failures, (long long)(d / 1000), e.msg);
+                kd_warn("kone: token fetch failed (attempt %d, retry in %lld ms): %s", t->failures,
+                        (long long)(d / 1000), e.msg);
             }
             pthread_mutex_unlock(&t->mu);
             if (t->notify)

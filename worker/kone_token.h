@@ -27,22 +27,22 @@
 #include "kd_config.h"
 #include "kd_err.h"
 
-#define KD_KONE_TOKEN_MAX 8192   /* longest access_token accepted */
+#define KD_KONE_TOKEN_MAX 8192 /* longest access_token accepted */
 
 typedef struct kd_kone_token {
-    char *access_token;     /* heap, NUL-terminated; NULL when none */
-    int64_t expires_in_s;   /* as KONE said */
-    int64_t obtained_us;    /* monotonic clock when it arrived */
+    char *access_token;   /* heap, NUL-terminated; NULL when none */
+    int64_t expires_in_s; /* as KONE said */
+    int64_t obtained_us;  /* monotonic clock when it arrived */
 } kd_kone_token;
 
 typedef struct kd_kone_token_cfg {
     const char *token_url;
     const char *client_id;
     const char *client_secret;
-    const char *scope;          /* "" for the application's default */
-    const char *ca_file;        /* "" for the system CAs */
-    int64_t timeout_ms;         /* whole request */
-    int64_t margin_s;           /* refresh this long before expiry */
+    const char *scope;   /* "" for the application's default */
+    const char *ca_file; /* "" for the system CAs */
+    int64_t timeout_ms;  /* whole request */
+    int64_t margin_s;    /* refresh this long before expiry */
     /* Tests replace the HTTP fetch; NULL means kd_kone_token_fetch. */
     int (*fetch)(const struct kd_kone_token_cfg *cfg, kd_kone_token *out, kd_err *err);
     void *fetch_arg;

@@ -262,7 +262,8 @@ void lg_lost(kd_ledger *l, const char *why)
 {
     if (l->up || l->pg)
         kd_warn("ledger %s lg_lost (%s); no new job is taken until it answers again; %d "
-                "statements wait", l->masked, why, l->queue.n + l->batch.n);
+                "statements wait",
+                l->masked, why, l->queue.n + l->batch.n);
     if (l->pg)
         PQfinish(l->pg);
     l->pg = NULL;
@@ -297,8 +298,8 @@ static void try_reconnect(kd_ledger *l)
     kd_err err = {0};
     if (connect_pg(l, false, &err)) {
         kd_warn("%s; retrying in %lld ms", err.msg, (long long)(l->backoff_us / 1000));
-        l->backoff_us = l->backoff_us * 2 > LEDGER_BACKOFF_MAX_US ? LEDGER_BACKOFF_MAX_US
-                                                                   : l->backoff_us * 2;
+        l->backoff_us =
+            l->backoff_us * 2 > LEDGER_BACKOFF_MAX_US ? LEDGER_BACKOFF_MAX_US : l->backoff_us * 2;
         l->reconnect_at = kd_mono_us() + l->backoff_us;
         return;
     }
@@ -319,11 +320,14 @@ int kd_ledger_open(kd_ledger **out, const kd_config *cfg, const char *worker_id,
     if (strncmp(url, "postgresql://", 13) && strncmp(url, "postgres://", 11))
         return kd_err_set(err, KD_ERR_INVALID,
                           "ledger.url: expected postgresql://user@host:port/db?... or none, "
-                          "got a value starting '%.12s'", url);
+                          "got a value starting '%.12s'",
+                          url);
     const char *amb = kd_config_get(cfg, "ledger.ambiguous");
     if (strcmp(amb, "unknown") && strcmp(amb, "retry"))
-        return kd_err_set(err, KD_ERR_INVALID, "ledger.ambiguous: must be unknown or retry, "
-                          "got '%.32s'", amb);
+        return kd_err_set(err, KD_ERR_INVALID,
+                          "ledger.ambiguous: must be unknown or retry, "
+                          "got '%.32s'",
+                          amb);
     kd_ledger *l = calloc(1, sizeof *l);
     /* TLS with the server's certificate and host name verified unless the URL says
      * otherwise (libpq's own default, prefer, verifies nothing). */
@@ -331,7 +335,9 @@ int kd_ledger_open(kd_ledger **out, const kd_config *cfg, const char *worker_id,
     size_t n = strlen(url) + 32;
     if (l && (l->url = malloc(n)))
         snprintf(l->url, n, "%s%s", url,
-                 mode ? "" : strchr(url, '?') ? "&sslmode=verify-full" : "?sslmode=verify-full");
+                 mode               ? ""
+                 : strchr(url, '?') ? "&sslmode=verify-full"
+                                    : "?sslmode=verify-full");
     if (!l || !l->url) {
         free(l);
         return kd_err_set(err, KD_ERR_NOMEM, "out of memory");
@@ -546,8 +552,8 @@ void kd_ledger_turn(kd_ledger *l)
     try_reconnect(l);
     if (!l->pg)
         return;
-    if (l->n_batches && now - l->sent_at[l->head_batch % LEDGER_MAX_BATCHES] >
-                            l->timeout_ms * 1000) {
+    if (l->n_batches &&
+        now - l->sent_at[l->head_batch % LEDGER_MAX_BATCHES] > l->timeout_ms * 1000) {
         kd_warn("ledger: a batch of %d statements got no answer in %lld ms", l->batch.n,
                 (long long)l->timeout_ms);
         lg_lost(l, "timeout");

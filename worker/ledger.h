@@ -40,18 +40,18 @@
 typedef struct kd_ledger kd_ledger;
 
 typedef enum {
-    KD_LEDGER_CALL = 0,    /* claimed for this attempt: make the call */
-    KD_LEDGER_DONE,        /* the job ended before: its recorded outcome is in `found` */
-    KD_LEDGER_FOLLOW,      /* KONE accepted its call (session_id), its worker is gone: follow it */
-    KD_LEDGER_AMBIGUOUS,   /* its call was written, never answered, its worker is gone */
-    KD_LEDGER_BUSY,        /* another delivery holds the job (lease live): ask again later */
-    KD_LEDGER_FAILED,      /* the ledger did not answer: hand the job back */
+    KD_LEDGER_CALL = 0,  /* claimed for this attempt: make the call */
+    KD_LEDGER_DONE,      /* the job ended before: its recorded outcome is in `found` */
+    KD_LEDGER_FOLLOW,    /* KONE accepted its call (session_id), its worker is gone: follow it */
+    KD_LEDGER_AMBIGUOUS, /* its call was written, never answered, its worker is gone */
+    KD_LEDGER_BUSY,      /* another delivery holds the job (lease live): ask again later */
+    KD_LEDGER_FAILED,    /* the ledger did not answer: hand the job back */
 } kd_ledger_verdict;
 
 /* What a claim met. Outcome fields are filled for DONE; session_id for FOLLOW. */
 typedef struct kd_ledger_found {
     kd_ledger_verdict verdict;
-    int attempt;                 /* the attempt recorded in the row */
+    int attempt; /* the attempt recorded in the row */
     int64_t session_id;
     kd_outcome outcome;
     kd_failure_class failure;
@@ -59,7 +59,7 @@ typedef struct kd_ledger_found {
     char error_code[48];
     char error_message[256];
     int64_t started_us, finished_us, kone_rtt_us;
-    char worker[160];            /* the row's owner before this claim */
+    char worker[160]; /* the row's owner before this claim */
 } kd_ledger_found;
 
 /* What the ledger tells the worker's metrics (may be NULL members). */
@@ -79,10 +79,10 @@ typedef void (*kd_ledger_done_fn)(bool ok, const void *result, size_t len, void 
 
 /* Who made the call a cancel job names (kd_ledger_route). */
 typedef struct kd_ledger_call_owner {
-    bool ok;                     /* the ledger answered */
-    bool found;                  /* a row has that session id in that building */
-    bool mine;                   /* made by this worker */
-    bool alive;                  /* its worker's heartbeat is recent (within ledger.lease_ms) */
+    bool ok;    /* the ledger answered */
+    bool found; /* a row has that session id in that building */
+    bool mine;  /* made by this worker */
+    bool alive; /* its worker's heartbeat is recent (within ledger.lease_ms) */
     char owner[160];
     char kone_session[64];
 } kd_ledger_call_owner;

@@ -52,8 +52,7 @@ void kd_ledger_cancel_request(kd_ledger *l, const char *cancel_job_id, int64_t c
     lg_enqueue(l, o);
 }
 
-void kd_ledger_cancel_poll(kd_ledger *l, const char *cancel_job_id, kd_ledger_poll_fn fn,
-                           void *ctx)
+void kd_ledger_cancel_poll(kd_ledger *l, const char *cancel_job_id, kd_ledger_poll_fn fn, void *ctx)
 {
     op *o = l && l->pg ? lg_cancel_op(l, OP_CANCEL_POLL, cancel_job_id) : NULL;
     if (!o) {

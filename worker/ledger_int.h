@@ -35,16 +35,15 @@ typedef enum {
     OP_PURGE,
     OP_COUNT,
     OP_END_LEASES,
-    OP_ROUTE,           /* who owns the call a cancel job names */
-    OP_CANCEL_REQUEST,  /* ask the owner to cancel */
-    OP_CANCEL_POLL,     /* has the owner answered? */
-    OP_CANCEL_TAKE,     /* (owner) cancels asked of this worker */
-    OP_CANCEL_ANSWER,   /* (owner) what KONE answered */
-    OP_ALIVE,           /* this worker is alive (kd_workers) */
-    OP_GONE,            /* this worker stops */
+    OP_ROUTE,          /* who owns the call a cancel job names */
+    OP_CANCEL_REQUEST, /* ask the owner to cancel */
+    OP_CANCEL_POLL,    /* has the owner answered? */
+    OP_CANCEL_TAKE,    /* (owner) cancels asked of this worker */
+    OP_CANCEL_ANSWER,  /* (owner) what KONE answered */
+    OP_ALIVE,          /* this worker is alive (kd_workers) */
+    OP_GONE,           /* this worker stops */
     OP_N
 } op_kind;
-
 
 typedef struct op {
     op_kind kind;
@@ -75,11 +74,11 @@ typedef struct op {
     kd_ledger_call_owner route;
     /* answer */
     bool failed;
-    int tries;              /* batches it failed in (a statement refused 5 times is dropped) */
-    unsigned batch_id;      /* the batch it was sent in */
+    int tries;         /* batches it failed in (a statement refused 5 times is dropped) */
+    unsigned batch_id; /* the batch it was sent in */
     int affected;
     kd_ledger_found found;
-    struct op *next_taken;      /* OP_CANCEL_TAKE: the cancels taken */
+    struct op *next_taken; /* OP_CANCEL_TAKE: the cancels taken */
     struct op *next;
 } op;
 
@@ -92,29 +91,29 @@ struct kd_ledger {
     char *url;
     char masked[512];
     char owner[200];
-    bool retry_ambiguous;   /* ledger.ambiguous=retry */
+    bool retry_ambiguous; /* ledger.ambiguous=retry */
     int64_t lease_ms, retention_h, timeout_ms;
     kd_ledger_hooks hooks;
 
-    PGconn *pg;             /* NULL while disconnected */
+    PGconn *pg; /* NULL while disconnected */
     bool up;
-    int64_t reconnect_at;   /* mono µs */
+    int64_t reconnect_at; /* mono µs */
     int64_t backoff_us;
-    op_list queue;          /* waiting to be sent */
-    op_list batch;          /* sent, waiting for their batches' syncs, in order */
-    op *reading;            /* the op of batch whose results are being read */
-    unsigned head_batch, next_batch; /* the oldest batch in flight, the next to send */
-    int n_batches;          /* batches in flight */
+    op_list queue;                       /* waiting to be sent */
+    op_list batch;                       /* sent, waiting for their batches' syncs, in order */
+    op *reading;                         /* the op of batch whose results are being read */
+    unsigned head_batch, next_batch;     /* the oldest batch in flight, the next to send */
+    int n_batches;                       /* batches in flight */
     int64_t sent_at[LEDGER_MAX_BATCHES]; /* mono µs each batch was sent, by id % max */
     int64_t next_renew, next_purge, next_take;
-    kd_ledger_cancel_fn cancel_fn;  /* cancels asked of this worker (NULL: none taken) */
+    kd_ledger_cancel_fn cancel_fn; /* cancels asked of this worker (NULL: none taken) */
     void *cancel_ctx;
 };
 
-extern const char *const lg_op_name[OP_N];  /* metric label of each kind */
-extern const char *const lg_op_sql[OP_N];   /* its statement */
-extern const char *const lg_op_stmt[OP_N];  /* its prepared statement's name */
-extern const char *const lg_schema_v1[];    /* NULL-terminated DDL of each version */
+extern const char *const lg_op_name[OP_N]; /* metric label of each kind */
+extern const char *const lg_op_sql[OP_N];  /* its statement */
+extern const char *const lg_op_stmt[OP_N]; /* its prepared statement's name */
+extern const char *const lg_schema_v1[];   /* NULL-terminated DDL of each version */
 extern const char *const lg_schema_v2[];
 
 /* ---- ledger.c */
@@ -126,13 +125,13 @@ op *lg_pop(op_list *q);
 op *lg_new_op(op_kind kind, const kd_run *run);
 void lg_free_op(op *o);
 kd_outcome lg_outcome_from(const char *s);
-void lg_enqueue(kd_ledger *l, op *o);        /* no-op (frees o) on a NULL ledger */
+void lg_enqueue(kd_ledger *l, op *o); /* no-op (frees o) on a NULL ledger */
 /* The connection is gone: the batches in flight failed; claims and lookups answer now. */
 void lg_lost(kd_ledger *l, const char *why);
 
 /* ---- ledger_io.c */
-void lg_send_batch(kd_ledger *l);             /* the queue as one batch, if one may go */
-void lg_read_answers(kd_ledger *l);           /* answers and syncs that arrived */
+void lg_send_batch(kd_ledger *l);                /* the queue as one batch, if one may go */
+void lg_read_answers(kd_ledger *l);              /* answers and syncs that arrived */
 void lg_finish_op(kd_ledger *l, op *o, bool ok); /* its callback, then frees it */
 
 /* ---- ledger_cancel.c */

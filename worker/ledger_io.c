@@ -98,8 +98,7 @@ static int send_op(kd_ledger *l, op *o)
         break;
     case OP_PURGE:
     case OP_COUNT:
-    case OP_N:
-        break;
+    case OP_N: break;
     }
     return PQsendQueryPrepared(l->pg, lg_op_stmt[o->kind], n, v, lens, fmts, 0) ? 0 : -1;
 }
@@ -261,9 +260,7 @@ void lg_finish_op(kd_ledger *l, op *o, bool ok)
         o->route.ok = ok;
         o->route_fn(&o->route, o->ctx);
         break;
-    case OP_CANCEL_POLL:
-        o->poll_fn(ok, ok && o->affected, o->status, o->message, o->ctx);
-        break;
+    case OP_CANCEL_POLL: o->poll_fn(ok, ok && o->affected, o->status, o->message, o->ctx); break;
     case OP_CANCEL_TAKE:
         for (op *c = o->next_taken, *n; c; c = n) {
             n = c->next;
@@ -276,15 +273,16 @@ void lg_finish_op(kd_ledger *l, op *o, bool ok)
     case OP_DONE:
         if (!ok)
             kd_error("ledger: the outcome of job %s (%s) could not be recorded; its result is "
-                     "produced anyway", o->job_id, o->outcome);
+                     "produced anyway",
+                     o->job_id, o->outcome);
         if (ok && o->affected == 0)
             kd_warn("ledger: job %s was taken over by another worker before its outcome "
-                    "(%s) was recorded; its result is produced anyway", o->job_id, o->outcome);
+                    "(%s) was recorded; its result is produced anyway",
+                    o->job_id, o->outcome);
         if (o->done_fn)
             o->done_fn(ok, o->result, o->result_len, o->ctx);
         break;
-    default:
-        break;
+    default: break;
     }
     lg_free_op(o);
 }

@@ -4,10 +4,9 @@
 #include "ledger_int.h"
 
 /* Prepared statement name and metric label of each kind. */
-const char *const lg_op_name[OP_N] = {"claim",  "accept", "done",   "retry",  "release",
-                                          "release", "renew", "purge",  "count",  "renew",
-                                          "cancel", "cancel", "cancel", "cancel", "cancel",
-                                          "renew",  "renew"};
+const char *const lg_op_name[OP_N] = {"claim",  "accept", "done",   "retry", "release", "release",
+                                      "renew",  "purge",  "count",  "renew", "cancel",  "cancel",
+                                      "cancel", "cancel", "cancel", "renew", "renew"};
 
 /* The schema, version 1. Created idempotently under an advisory lock (several workers start
  * at once). `taken_from` records the state a row was taken over from (audit, and how a
@@ -145,18 +144,16 @@ static const char sql_purge[] =
 static const char sql_count[] = "SELECT state, count(*) FROM kd_calls GROUP BY state";
 
 /* $1 owner */
-static const char sql_end_leases[] =
-    "UPDATE kd_calls SET lease_until = now() WHERE worker = $1"
-    " AND state IN ('writing', 'accepted')";
+static const char sql_end_leases[] = "UPDATE kd_calls SET lease_until = now() WHERE worker = $1"
+                                     " AND state IN ('writing', 'accepted')";
 
 /* $1 call session id, $2 building, $3 this worker's owner name, $4 lease ms: who made the
  * call, with which KONE session, and whether that worker is alive. */
-static const char sql_route[] =
-    "SELECT c.worker, c.kone_session, c.worker = $3,"
-    "  EXISTS (SELECT 1 FROM kd_workers w WHERE w.owner = c.worker"
-    "    AND w.seen > now() - $4 * interval '1 millisecond')"
-    " FROM kd_calls c WHERE c.session_id = $1 AND c.building_id = $2"
-    " ORDER BY c.updated_at DESC LIMIT 1";
+static const char sql_route[] = "SELECT c.worker, c.kone_session, c.worker = $3,"
+                                "  EXISTS (SELECT 1 FROM kd_workers w WHERE w.owner = c.worker"
+                                "    AND w.seen > now() - $4 * interval '1 millisecond')"
+                                " FROM kd_calls c WHERE c.session_id = $1 AND c.building_id = $2"
+                                " ORDER BY c.updated_at DESC LIMIT 1";
 
 /* $1 cancel job, $2 call session, $3 building, $4 group, $5 owner, $6 by, $7 retention h */
 static const char sql_cancel_request[] =
@@ -180,20 +177,19 @@ static const char sql_cancel_answer[] =
     " WHERE cancel_job_id = $1";
 
 /* $1 owner */
-static const char sql_alive[] =
-    "INSERT INTO kd_workers (owner, seen) VALUES ($1, now())"
-    " ON CONFLICT (owner) DO UPDATE SET seen = now()";
+static const char sql_alive[] = "INSERT INTO kd_workers (owner, seen) VALUES ($1, now())"
+                                " ON CONFLICT (owner) DO UPDATE SET seen = now()";
 static const char sql_gone[] = "DELETE FROM kd_workers WHERE owner = $1";
 
-const char *const lg_op_sql[OP_N] = {
-    sql_claim,          sql_accept,        sql_done,        sql_retry,
-    sql_release_new,    sql_release_written, sql_renew,     sql_purge,
-    sql_count,          sql_end_leases,    sql_route,       sql_cancel_request,
-    sql_cancel_poll,    sql_cancel_take,   sql_cancel_answer, sql_alive,
-    sql_gone};
-const char *const lg_op_stmt[OP_N] = {
-    "kd_claim",          "kd_accept",          "kd_done",          "kd_retry",
-    "kd_release_new",    "kd_release_written", "kd_renew",         "kd_purge",
-    "kd_count",          "kd_end_leases",      "kd_route",         "kd_cancel_request",
-    "kd_cancel_poll",    "kd_cancel_take",     "kd_cancel_answer", "kd_alive",
-    "kd_gone"};
+const char *const lg_op_sql[OP_N] = {sql_claim,       sql_accept,      sql_done,
+                                     sql_retry,       sql_release_new, sql_release_written,
+                                     sql_renew,       sql_purge,       sql_count,
+                                     sql_end_leases,  sql_route,       sql_cancel_request,
+                                     sql_cancel_poll, sql_cancel_take, sql_cancel_answer,
+                                     sql_alive,       sql_gone};
+const char *const lg_op_stmt[OP_N] = {"kd_claim",       "kd_accept",      "kd_done",
+                                      "kd_retry",       "kd_release_new", "kd_release_written",
+                                      "kd_renew",       "kd_purge",       "kd_count",
+                                      "kd_end_leases",  "kd_route",       "kd_cancel_request",
+                                      "kd_cancel_poll", "kd_cancel_take", "kd_cancel_answer",
+                                      "kd_alive",       "kd_gone"};

@@ -40,16 +40,25 @@
 /* ---- enumerated label values ---- */
 
 static const char *const v_ops[] = {"call", "cancel", "hold_open", "other", NULL};
-static const char *const v_outcomes[] = {"succeeded", "rejected", "failed", "expired", "unknown", NULL};
+static const char *const v_outcomes[] = {"succeeded", "rejected", "failed",
+                                         "expired",   "unknown",  NULL};
 static const char *const v_call_types[] = {
-    "action", "hold_open", "delete", "create-session", "resume-session", "site-monitoring",
-    "ping", "config", "actions", "token", "other", NULL};
-static const char *const v_status[] = {"2xx", "400", "401", "403", "404", "409", "429",
-                                       "4xx", "5xx", "timeout", "error", NULL};
+    "action", "hold_open", "delete",  "create-session", "resume-session", "site-monitoring",
+    "ping",   "config",    "actions", "token",          "other",          NULL};
+static const char *const v_status[] = {"2xx", "400", "401", "403",     "404",   "409",
+                                       "429", "4xx", "5xx", "timeout", "error", NULL};
 static const char *const v_token_result[] = {"ok", "refused", "error", NULL};
-static const char *const v_retry_reasons[] = {
-    "timeout", "no_connection", "session_lost", "no_progress", "circuit_open", "rate_limited",
-    "unauthorized", "too_many_requests", "server_error", "other", NULL};
+static const char *const v_retry_reasons[] = {"timeout",
+                                              "no_connection",
+                                              "session_lost",
+                                              "no_progress",
+                                              "circuit_open",
+                                              "rate_limited",
+                                              "unauthorized",
+                                              "too_many_requests",
+                                              "server_error",
+                                              "other",
+                                              NULL};
 static const char *const v_dead_reasons[] = {"undecodable", "failed", "delivery_limit", "other",
                                              NULL};
 static const char *const v_delivery_result[] = {"delivered", "failed", NULL};
@@ -58,12 +67,12 @@ static const char *const v_version[] = {KD_VERSION, NULL};
  * kinds end in "other" (a value this list does not know still counts); states do not:
  * a gauge shared by unknown states would mean nothing, so such an update is dropped and
  * counted by kd_metrics_label_misses. */
-static const char *const v_ledger_ops[] = {"claim", "accept", "done",  "release",
-                                           "retry", "renew",  "purge", "other", NULL};
+static const char *const v_ledger_ops[] = {"claim", "accept", "done",  "release", "retry",
+                                           "renew", "purge",  "other", NULL};
 static const char *const v_ledger_status[] = {"ok", "error", NULL};
 static const char *const v_ledger_states[] = {"writing", "accepted", "retry", "done", NULL};
-static const char *const v_ledger_dups[] = {"done", "accepted", "ambiguous", "inflight", "other",
-                                            NULL};
+static const char *const v_ledger_dups[] = {"done",     "accepted", "ambiguous",
+                                            "inflight", "other",    NULL};
 
 /* ---- buckets (seconds) ---- */
 
@@ -73,7 +82,7 @@ static const double b_api[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5,
 /* A batch commits in well under a millisecond on a local PostgreSQL, a few ms across a
  * network, and gives up at ledger.timeout_ms (5 s by default). */
 static const double b_ledger[] = {0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
-                                  0.05,    0.1,    0.25,  0.5,    1,     2.5,   5};
+                                  0.05,    0.1,    0.25,  0.5,    1,     2.5,  5};
 #define NB(a) (sizeof a / sizeof a[0])
 
 /* ---- state ---- */
@@ -81,8 +90,8 @@ static const double b_ledger[] = {0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0
 static struct {
     kd_metrics *reg;
     kd_http *http;
-    char **buildings;        /* NULL-terminated, ends with "other" */
-    char *topics[5];         /* results, events, metrics, "other", NULL (deduplicated) */
+    char **buildings; /* NULL-terminated, ends with "other" */
+    char *topics[5];  /* results, events, metrics, "other", NULL (deduplicated) */
     const char *topic_metrics;
     int64_t interval_us;
     int64_t last_publish_mono;
@@ -114,56 +123,151 @@ typedef struct wm_family {
 #define BUCKETS(a) .buckets = a, .n_buckets = NB(a)
 
 static wm_family families[] = {
-    {&wm.build_info, {.name = "kone_build_info", .help = "Build of this kone-worker; always 1.",
-      .type = KD_METRIC_GAUGE, L1("version", v_version)}, .dyn = {0}},
-    {&wm.start_time, {.name = "process_start_time_seconds", .help = "Start time of the process since the Unix epoch in seconds.",
-      .type = KD_METRIC_GAUGE}, .dyn = {0}},
-    {&wm.jobs, {.name = "kone_jobs_total", .help = "Jobs whose result was written to Kafka and acked, by op and outcome.",
-      .type = KD_METRIC_COUNTER, L2("op", v_ops, "outcome", v_outcomes)}, .dyn = {0}},
-    {&wm.job_duration, {.name = "kone_job_duration_seconds", .help = "Time from a job's delivery to its known outcome.",
-      .type = KD_METRIC_HISTOGRAM, L1("op", v_ops), BUCKETS(b_job)}, .dyn = {0}},
-    {&wm.deliveries, {.name = "kone_deliveries_total", .help = "Deliveries taken off the work queue (every attempt, undecodable ones included).",
-      .type = KD_METRIC_COUNTER}, .dyn = {0}},
-    {&wm.job_queued, {.name = "kone_job_queued_seconds", .help = "Time from a job's created_at to its first delivery (first attempts only: retries wait in retry tiers on purpose).",
-      .type = KD_METRIC_HISTOGRAM, BUCKETS(b_queued)}, .dyn = {0}},
-    {&wm.inflight, {.name = "kone_inflight_jobs", .help = "Jobs between delivery and ack or hand-back.",
-      .type = KD_METRIC_GAUGE}, .dyn = {0}},
-    {&wm.api, {.name = "kone_api_request_duration_seconds", .help = "KONE API round trips (request written to answer), by call type and status.",
-      .type = KD_METRIC_HISTOGRAM, L2("call_type", v_call_types, "status", v_status), BUCKETS(b_api)}, .dyn = {0}},
-    {&wm.token_refreshes, {.name = "kone_token_refreshes_total", .help = "OAuth2 token requests by result (ok, refused: 4xx, error: transport or 5xx).",
-      .type = KD_METRIC_COUNTER, L1("result", v_token_result)}, .dyn = {0}},
-    {&wm.token_expiry, {.name = "kone_token_expiry_timestamp_seconds", .help = "Expiry of the KONE access token held, Unix seconds (0: none yet).",
-      .type = KD_METRIC_GAUGE}, .dyn = {0}},
-    {&wm.ws_connections, {.name = "kone_ws_connections", .help = "KONE WebSocket connections open and carrying jobs.",
-      .type = KD_METRIC_GAUGE}, .dyn = {0}},
-    {&wm.ws_reconnects, {.name = "kone_ws_reconnects_total", .help = "KONE WebSocket connections lost and replaced.",
-      .type = KD_METRIC_COUNTER}, .dyn = {0}},
-    {&wm.retries, {.name = "kone_retries_total", .help = "Failed attempts sent to a retry tier, by reason.",
-      .type = KD_METRIC_COUNTER, L1("reason", v_retry_reasons)}, .dyn = {0}},
-    {&wm.dead_letters, {.name = "kone_dead_letters_total", .help = "Jobs parked in the dead-letter queue, by reason.",
-      .type = KD_METRIC_COUNTER, L1("reason", v_dead_reasons)}, .dyn = {0}},
-    {&wm.circuit, {.name = "kone_circuit_state", .help = "Circuit breaker per building: 0 closed, 1 half-open, 2 open.",
-      .type = KD_METRIC_GAUGE, L1("building", NULL)}, .dyn = {1}},
-    {&wm.rate_waits, {.name = "kone_rate_limit_waits_total", .help = "Jobs held back by a building's rate limit.",
-      .type = KD_METRIC_COUNTER, L1("building", NULL)}, .dyn = {1}},
-    {&wm.kafka_deliveries, {.name = "kone_kafka_deliveries_total", .help = "Kafka delivery reports by topic and result.",
-      .type = KD_METRIC_COUNTER, L2("topic", NULL, "result", v_delivery_result)}, .dyn = {2, 0}},
-    {&wm.kafka_undelivered, {.name = "kone_kafka_undelivered_messages", .help = "Messages produced to Kafka and not yet acknowledged by the brokers.",
-      .type = KD_METRIC_GAUGE}, .dyn = {0}},
-    {&wm.amqp_reconnects, {.name = "kone_amqp_reconnects_total", .help = "RabbitMQ connections lost (each is followed by reconnect attempts).",
-      .type = KD_METRIC_COUNTER}, .dyn = {0}},
-    {&wm.ledger_enabled, {.name = "kone_ledger_enabled", .help = "1 when the worker runs with a call ledger, 0 with ledger.url=none.",
-      .type = KD_METRIC_GAUGE}, .dyn = {0}},
-    {&wm.ledger_up, {.name = "kone_ledger_up", .help = "1 while the call ledger answers, 0 while it does not (the worker takes no job) or is disabled.",
-      .type = KD_METRIC_GAUGE}, .dyn = {0}},
-    {&wm.ledger_ops, {.name = "kone_ledger_ops_total", .help = "Call ledger operations by op and status (ok, error).",
-      .type = KD_METRIC_COUNTER, L2("op", v_ledger_ops, "status", v_ledger_status)}, .dyn = {0}},
-    {&wm.ledger_commit, {.name = "kone_ledger_commit_duration_seconds", .help = "Time from sending a batch of call ledger statements to its commit.",
-      .type = KD_METRIC_HISTOGRAM, BUCKETS(b_ledger)}, .dyn = {0}},
-    {&wm.ledger_rows, {.name = "kone_ledger_rows", .help = "Rows in the call ledger by state, counted about once a minute (the same table for every worker).",
-      .type = KD_METRIC_GAUGE, L1("state", v_ledger_states)}, .dyn = {0}},
-    {&wm.ledger_dups, {.name = "kone_ledger_duplicates_total", .help = "Deliveries of jobs the call ledger had already seen, by kind.",
-      .type = KD_METRIC_COUNTER, L1("kind", v_ledger_dups)}, .dyn = {0}},
+    {&wm.build_info,
+     {.name = "kone_build_info",
+      .help = "Build of this kone-worker; always 1.",
+      .type = KD_METRIC_GAUGE,
+      L1("version", v_version)},
+     .dyn = {0}},
+    {&wm.start_time,
+     {.name = "process_start_time_seconds",
+      .help = "Start time of the process since the Unix epoch in seconds.",
+      .type = KD_METRIC_GAUGE},
+     .dyn = {0}},
+    {&wm.jobs,
+     {.name = "kone_jobs_total",
+      .help = "Jobs whose result was written to Kafka and acked, by op and outcome.",
+      .type = KD_METRIC_COUNTER,
+      L2("op", v_ops, "outcome", v_outcomes)},
+     .dyn = {0}},
+    {&wm.job_duration,
+     {.name = "kone_job_duration_seconds",
+      .help = "Time from a job's delivery to its known outcome.",
+      .type = KD_METRIC_HISTOGRAM,
+      L1("op", v_ops),
+      BUCKETS(b_job)},
+     .dyn = {0}},
+    {&wm.deliveries,
+     {.name = "kone_deliveries_total",
+      .help = "Deliveries taken off the work queue (every attempt, undecodable ones included).",
+      .type = KD_METRIC_COUNTER},
+     .dyn = {0}},
+    {&wm.job_queued,
+     {.name = "kone_job_queued_seconds",
+      .help = "Time from a job's created_at to its first delivery (first attempts only: retries "
+              "wait in retry tiers on purpose).",
+      .type = KD_METRIC_HISTOGRAM,
+      BUCKETS(b_queued)},
+     .dyn = {0}},
+    {&wm.inflight,
+     {.name = "kone_inflight_jobs",
+      .help = "Jobs between delivery and ack or hand-back.",
+      .type = KD_METRIC_GAUGE},
+     .dyn = {0}},
+    {&wm.api,
+     {.name = "kone_api_request_duration_seconds",
+      .help = "KONE API round trips (request written to answer), by call type and status.",
+      .type = KD_METRIC_HISTOGRAM,
+      L2("call_type", v_call_types, "status", v_status),
+      BUCKETS(b_api)},
+     .dyn = {0}},
+    {&wm.token_refreshes,
+     {.name = "kone_token_refreshes_total",
+      .help = "OAuth2 token requests by result (ok, refused: 4xx, error: transport or 5xx).",
+      .type = KD_METRIC_COUNTER,
+      L1("result", v_token_result)},
+     .dyn = {0}},
+    {&wm.token_expiry,
+     {.name = "kone_token_expiry_timestamp_seconds",
+      .help = "Expiry of the KONE access token held, Unix seconds (0: none yet).",
+      .type = KD_METRIC_GAUGE},
+     .dyn = {0}},
+    {&wm.ws_connections,
+     {.name = "kone_ws_connections",
+      .help = "KONE WebSocket connections open and carrying jobs.",
+      .type = KD_METRIC_GAUGE},
+     .dyn = {0}},
+    {&wm.ws_reconnects,
+     {.name = "kone_ws_reconnects_total",
+      .help = "KONE WebSocket connections lost and replaced.",
+      .type = KD_METRIC_COUNTER},
+     .dyn = {0}},
+    {&wm.retries,
+     {.name = "kone_retries_total",
+      .help = "Failed attempts sent to a retry tier, by reason.",
+      .type = KD_METRIC_COUNTER,
+      L1("reason", v_retry_reasons)},
+     .dyn = {0}},
+    {&wm.dead_letters,
+     {.name = "kone_dead_letters_total",
+      .help = "Jobs parked in the dead-letter queue, by reason.",
+      .type = KD_METRIC_COUNTER,
+      L1("reason", v_dead_reasons)},
+     .dyn = {0}},
+    {&wm.circuit,
+     {.name = "kone_circuit_state",
+      .help = "Circuit breaker per building: 0 closed, 1 half-open, 2 open.",
+      .type = KD_METRIC_GAUGE,
+      L1("building", NULL)},
+     .dyn = {1}},
+    {&wm.rate_waits,
+     {.name = "kone_rate_limit_waits_total",
+      .help = "Jobs held back by a building's rate limit.",
+      .type = KD_METRIC_COUNTER,
+      L1("building", NULL)},
+     .dyn = {1}},
+    {&wm.kafka_deliveries,
+     {.name = "kone_kafka_deliveries_total",
+      .help = "Kafka delivery reports by topic and result.",
+      .type = KD_METRIC_COUNTER,
+      L2("topic", NULL, "result", v_delivery_result)},
+     .dyn = {2, 0}},
+    {&wm.kafka_undelivered,
+     {.name = "kone_kafka_undelivered_messages",
+      .help = "Messages produced to Kafka and not yet acknowledged by the brokers.",
+      .type = KD_METRIC_GAUGE},
+     .dyn = {0}},
+    {&wm.amqp_reconnects,
+     {.name = "kone_amqp_reconnects_total",
+      .help = "RabbitMQ connections lost (each is followed by reconnect attempts).",
+      .type = KD_METRIC_COUNTER},
+     .dyn = {0}},
+    {&wm.ledger_enabled,
+     {.name = "kone_ledger_enabled",
+      .help = "1 when the worker runs with a call ledger, 0 with ledger.url=none.",
+      .type = KD_METRIC_GAUGE},
+     .dyn = {0}},
+    {&wm.ledger_up,
+     {.name = "kone_ledger_up",
+      .help = "1 while the call ledger answers, 0 while it does not (the worker takes no job) or "
+              "is disabled.",
+      .type = KD_METRIC_GAUGE},
+     .dyn = {0}},
+    {&wm.ledger_ops,
+     {.name = "kone_ledger_ops_total",
+      .help = "Call ledger operations by op and status (ok, error).",
+      .type = KD_METRIC_COUNTER,
+      L2("op", v_ledger_ops, "status", v_ledger_status)},
+     .dyn = {0}},
+    {&wm.ledger_commit,
+     {.name = "kone_ledger_commit_duration_seconds",
+      .help = "Time from sending a batch of call ledger statements to its commit.",
+      .type = KD_METRIC_HISTOGRAM,
+      BUCKETS(b_ledger)},
+     .dyn = {0}},
+    {&wm.ledger_rows,
+     {.name = "kone_ledger_rows",
+      .help = "Rows in the call ledger by state, counted about once a minute (the same table for "
+              "every worker).",
+      .type = KD_METRIC_GAUGE,
+      L1("state", v_ledger_states)},
+     .dyn = {0}},
+    {&wm.ledger_dups,
+     {.name = "kone_ledger_duplicates_total",
+      .help = "Deliveries of jobs the call ledger had already seen, by kind.",
+      .type = KD_METRIC_COUNTER,
+      L1("kind", v_ledger_dups)},
+     .dyn = {0}},
 };
 
 /* ---- building and topic lists from configuration ---- */
@@ -275,10 +379,9 @@ int kd_wm_init(const kd_config *cfg, kd_err *err)
     if (wm.reg)
         return kd_err_set(err, KD_ERR_INTERNAL, "metrics catalogue initialised twice");
     int64_t interval_ms = 60000, stale_ms = 30000;
-    if (cfg && (kd_config_int(cfg, "metrics.kafka_interval_ms", 0, INT64_MAX / 1000,
-                              &interval_ms, err) ||
-                kd_config_int(cfg, "metrics.health_stale_ms", 1, INT64_MAX / 1000, &stale_ms,
-                              err)))
+    if (cfg &&
+        (kd_config_int(cfg, "metrics.kafka_interval_ms", 0, INT64_MAX / 1000, &interval_ms, err) ||
+         kd_config_int(cfg, "metrics.health_stale_ms", 1, INT64_MAX / 1000, &stale_ms, err)))
         return -1;
     wm.interval_us = interval_ms * 1000;
     wm.stale_us = stale_ms * 1000;
@@ -323,8 +426,7 @@ kd_metrics *kd_wm_registry(void)
     return wm.reg;
 }
 
-int kd_worker_metrics_start(const kd_config *cfg, kd_http_ready_fn ready, void *arg,
-                            kd_err *err)
+int kd_worker_metrics_start(const kd_config *cfg, kd_http_ready_fn ready, void *arg, kd_err *err)
 {
     int64_t port = 9464;
     if (cfg && kd_config_int(cfg, "metrics.port", -1, 65535, &port, err))
@@ -451,8 +553,7 @@ static const char *op_label(const kd_run *run)
     switch (run->job.op) {
     case KD_OP_CALL:
     case KD_OP_CANCEL:
-    case KD_OP_HOLD_OPEN:
-        return kd_op_name(run->job.op);
+    case KD_OP_HOLD_OPEN: return kd_op_name(run->job.op);
     }
     return "other";
 }
@@ -483,11 +584,17 @@ void kd_wm_job_done(const kd_run *run)
 
 const char *kd_wm_retry_reason(const char *code)
 {
-    static const struct { const char *code, *reason; } map[] = {
-        {"timeout", "timeout"},           {"no_connection", "no_connection"},
-        {"session_lost", "session_lost"}, {"1005", "no_progress"},
-        {"circuit_open", "circuit_open"}, {"rate_limited", "rate_limited"},
-        {"401", "unauthorized"},          {"429", "too_many_requests"},
+    static const struct {
+        const char *code, *reason;
+    } map[] = {
+        {"timeout", "timeout"},
+        {"no_connection", "no_connection"},
+        {"session_lost", "session_lost"},
+        {"1005", "no_progress"},
+        {"circuit_open", "circuit_open"},
+        {"rate_limited", "rate_limited"},
+        {"401", "unauthorized"},
+        {"429", "too_many_requests"},
         {"408", "timeout"},
     };
     if (!code)
@@ -495,8 +602,8 @@ const char *kd_wm_retry_reason(const char *code)
     for (size_t i = 0; i < sizeof map / sizeof map[0]; i++)
         if (strcmp(code, map[i].code) == 0)
             return map[i].reason;
-    if (strlen(code) == 3 && code[0] == '5' && code[1] >= '0' && code[1] <= '9' &&
-        code[2] >= '0' && code[2] <= '9')
+    if (strlen(code) == 3 && code[0] == '5' && code[1] >= '0' && code[1] <= '9' && code[2] >= '0' &&
+        code[2] <= '9')
         return "server_error";
     return "other";
 }

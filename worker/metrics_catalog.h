@@ -31,24 +31,23 @@
  * topic names). Reads metrics.buildings and kafka.topic_*. Calling it twice is an error. */
 int kd_wm_init(const kd_config *cfg, kd_err *err);
 void kd_wm_free(void);
-kd_metrics *kd_wm_registry(void);   /* NULL before kd_wm_init */
+kd_metrics *kd_wm_registry(void); /* NULL before kd_wm_init */
 
 /* kd_wm_init + the HTTP endpoint on metrics.listen:metrics.port (unless the port is -1).
  * ready: NULL uses kd_wm_ready (the flags published by kd_wm_turn). */
-int kd_worker_metrics_start(const kd_config *cfg, kd_http_ready_fn ready, void *arg,
-                            kd_err *err);
-void kd_worker_metrics_stop(void);   /* stops the endpoint, then kd_wm_free */
-int kd_wm_http_port(void);           /* the bound port, 0 when the endpoint is off */
+int kd_worker_metrics_start(const kd_config *cfg, kd_http_ready_fn ready, void *arg, kd_err *err);
+void kd_worker_metrics_stop(void); /* stops the endpoint, then kd_wm_free */
+int kd_wm_http_port(void);         /* the bound port, 0 when the endpoint is off */
 
 /* ---- the main loop, once per turn ---- */
 
 typedef struct kd_wm_state {
-    int inflight;            /* runs between delivery and ack/nack */
-    int undelivered;         /* kd_kafka_undelivered() */
-    bool amqp_consuming;     /* connected and the consumer is active */
-    bool kafka_ok;           /* producer usable: a broker up, no fatal error, not past backpressure */
-    bool kone_ready;         /* kd_kone_ready(): a token held and a WebSocket up */
-    bool ledger_down;        /* the call ledger is on and does not answer (no job is taken) */
+    int inflight;        /* runs between delivery and ack/nack */
+    int undelivered;     /* kd_kafka_undelivered() */
+    bool amqp_consuming; /* connected and the consumer is active */
+    bool kafka_ok;       /* producer usable: a broker up, no fatal error, not past backpressure */
+    bool kone_ready;     /* kd_kone_ready(): a token held and a WebSocket up */
+    bool ledger_down;    /* the call ledger is on and does not answer (no job is taken) */
 } kd_wm_state;
 
 /* Heartbeat for /healthz, the inflight and undelivered gauges, the readiness flags. */
@@ -81,7 +80,7 @@ void kd_wm_kafka_delivery(const char *topic, bool ok);
 
 /* ---- the KONE client (KONE thread) ---- */
 
-#define KD_WM_STATUS_ERROR 0     /* no answer: connection lost, write failed */
+#define KD_WM_STATUS_ERROR 0      /* no answer: connection lost, write failed */
 #define KD_WM_STATUS_TIMEOUT (-1) /* no answer within kone.request_timeout_ms */
 
 /* One request answered (or not): call_type "action", "hold_open", "delete",
@@ -92,13 +91,16 @@ void kd_wm_api_request(const char *call_type, int status, int64_t rtt_us);
  * transport error, 5xx) = error; expires_at_s the new token's expiry (Unix s) when ok.
  * Also observes kone_api_request_duration_seconds{call_type="token"}. */
 void kd_wm_token_refresh(int http_status, int64_t rtt_us, int64_t expires_at_s);
-void kd_wm_ws_connections(int n);   /* connections open and carrying jobs, after a change */
-void kd_wm_ws_reconnect(void);      /* a lost connection is being replaced */
+void kd_wm_ws_connections(int n); /* connections open and carrying jobs, after a change */
+void kd_wm_ws_reconnect(void);    /* a lost connection is being replaced */
 
 /* ---- circuits and rate limits (per building; unknown buildings count as "other") ---- */
 
-typedef enum { KD_WM_CIRCUIT_CLOSED = 0, KD_WM_CIRCUIT_HALF_OPEN = 1, KD_WM_CIRCUIT_OPEN = 2 }
-    kd_wm_circuit;
+typedef enum {
+    KD_WM_CIRCUIT_CLOSED = 0,
+    KD_WM_CIRCUIT_HALF_OPEN = 1,
+    KD_WM_CIRCUIT_OPEN = 2
+} kd_wm_circuit;
 /* A building's circuit went from one state to another (report every transition, the
  * first from CLOSED): kone_circuit_state{building}. Buildings not in metrics.buildings
  * share the "other" series, which shows the worst state among them. */
@@ -110,15 +112,15 @@ void kd_wm_rate_limit_wait(const char *building_id);
  * state writing, accepted, retry, done (any other: dropped, counted as a label miss);
  * kind done, accepted, ambiguous, inflight (any other: "other"). */
 
-void kd_wm_ledger_enabled(bool on);   /* at start: false for ledger.url=none (enabled 0, up 0) */
-void kd_wm_ledger_up(bool up);        /* the ledger answers (1) or not (0); 0 while disabled */
-void kd_wm_ledger_op(const char *op, bool ok);   /* one ledger operation and its result */
+void kd_wm_ledger_enabled(bool on); /* at start: false for ledger.url=none (enabled 0, up 0) */
+void kd_wm_ledger_up(bool up);      /* the ledger answers (1) or not (0); 0 while disabled */
+void kd_wm_ledger_op(const char *op, bool ok); /* one ledger operation and its result */
 void kd_wm_ledger_commit(int64_t us); /* a batch of statements, sent to committed, in µs */
 void kd_wm_ledger_rows(const char *state, int64_t n); /* rows in a state (the ~1/min count) */
-void kd_wm_ledger_duplicate(const char *kind);   /* a delivery the ledger found already seen */
+void kd_wm_ledger_duplicate(const char *kind);        /* a delivery the ledger found already seen */
 
 /* ---- label mappings (exposed for tests and docs) ---- */
-const char *kd_wm_status_label(int status);        /* 201 -> "2xx", 429 -> "429", ... */
-const char *kd_wm_retry_reason(const char *code);  /* "timeout", "1005" -> "no_progress" */
+const char *kd_wm_status_label(int status);       /* 201 -> "2xx", 429 -> "429", ... */
+const char *kd_wm_retry_reason(const char *code); /* "timeout", "1005" -> "no_progress" */
 
 #endif

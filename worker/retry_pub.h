@@ -28,23 +28,23 @@ enum {
 };
 
 typedef enum {
-    WK_FATE_RESULT = 0,      /* its outcome goes to Kafka and ends the job */
-    WK_FATE_RETRY,           /* copied to a retry tier: no result yet */
-    WK_FATE_DEAD,            /* last attempt failed: `failed` result + dead-letter copy */
-    WK_FATE_UNDECODABLE,     /* dead-letter copy only */
+    WK_FATE_RESULT = 0,  /* its outcome goes to Kafka and ends the job */
+    WK_FATE_RETRY,       /* copied to a retry tier: no result yet */
+    WK_FATE_DEAD,        /* last attempt failed: `failed` result + dead-letter copy */
+    WK_FATE_UNDECODABLE, /* dead-letter copy only */
 } wk_fate;
 
 typedef struct wk_run {
-    kd_run run;              /* first: the KONE client and Kafka get &run */
-    unsigned waits;          /* WK_WAIT_* still pending; settled (ack/nack) at 0 */
-    bool nack;               /* something failed: hand the delivery back instead of acking */
+    kd_run run;     /* first: the KONE client and Kafka get &run */
+    unsigned waits; /* WK_WAIT_* still pending; settled (ack/nack) at 0 */
+    bool nack;      /* something failed: hand the delivery back instead of acking */
     wk_fate fate;
-    int64_t first_seen_ms;   /* x-kd-first-seen, or when this worker took it */
-    void *owner;             /* the worker (ledger callbacks carry the run only) */
-    bool claimed;            /* holds a ledger claim: its outcome is recorded before produced */
-    int64_t delivery_count;  /* x-delivery-count: times handed out before without an outcome */
-    int64_t busy_until;      /* waiting for another delivery of its job: claim again then */
-    int64_t remote_until;    /* a cancel sent by another worker: send it ourselves after */
+    int64_t first_seen_ms;  /* x-kd-first-seen, or when this worker took it */
+    void *owner;            /* the worker (ledger callbacks carry the run only) */
+    bool claimed;           /* holds a ledger claim: its outcome is recorded before produced */
+    int64_t delivery_count; /* x-delivery-count: times handed out before without an outcome */
+    int64_t busy_until;     /* waiting for another delivery of its job: claim again then */
+    int64_t remote_until;   /* a cancel sent by another worker: send it ourselves after */
 } wk_run;
 
 typedef void (*kd_rpub_done_fn)(wk_run *r, bool ok, void *arg);
@@ -52,12 +52,12 @@ typedef void (*kd_rpub_done_fn)(wk_run *r, bool ok, void *arg);
 typedef struct kd_rpub_entry {
     uint64_t tag;
     wk_run *run;
-    bool returned;           /* basic.return came: unroutable, count the ack as a failure */
+    bool returned; /* basic.return came: unroutable, count the ack as a failure */
     char message_id[80];
 } kd_rpub_entry;
 
 typedef struct kd_rpub {
-    kd_rpub_entry *e;        /* in publish (tag) order */
+    kd_rpub_entry *e; /* in publish (tag) order */
     int n, cap;
     kd_rpub_done_fn done;
     void *arg;

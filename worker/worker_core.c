@@ -53,8 +53,8 @@
 #include "metrics_catalog.h"
 #include "retry_pub.h"
 
-#define KD_WORKER_SETTLE_GRACE_US 5000000 /* after drain_ms: results and confirms */
-#define KD_WORKER_BUSY_RECHECK_US 1000000 /* a job another delivery holds: ask again */
+#define KD_WORKER_SETTLE_GRACE_US 5000000  /* after drain_ms: results and confirms */
+#define KD_WORKER_BUSY_RECHECK_US 1000000  /* a job another delivery holds: ask again */
 #define KD_WORKER_REMOTE_CANCEL_US 5000000 /* a cancel the call's worker must send by then */
 
 struct kd_worker {
@@ -62,8 +62,8 @@ struct kd_worker {
     char id[128];
     int64_t inflight_limit;
     int64_t default_ttl_ms;
-    int64_t max_deliveries;   /* worker.max_deliveries: park a job handed out this often */
-    int64_t max_age_ms;       /* job.max_age_ms: a deadline is capped to this after creation */
+    int64_t max_deliveries; /* worker.max_deliveries: park a job handed out this often */
+    int64_t max_age_ms;     /* job.max_age_ms: a deadline is capped to this after creation */
     int64_t drain_ms;
     int64_t max_undelivered;
     const char *topic_results;
@@ -71,14 +71,14 @@ struct kd_worker {
     kd_retry_policy policy;
     uint64_t rng;
 
-    kd_amqp *amqp;        /* NULL while disconnected */
+    kd_amqp *amqp; /* NULL while disconnected */
     kd_kafka *kafka;
     kd_kone *kone;
-    kd_ledger *ledger;    /* NULL: ledger.url=none */
-    kd_rpub pub;          /* unconfirmed retry / dead-letter copies */
-    bool paused;          /* consumer cancelled: Kafka lags or is unusable, or the ledger is down */
+    kd_ledger *ledger; /* NULL: ledger.url=none */
+    kd_rpub pub;       /* unconfirmed retry / dead-letter copies */
+    bool paused;       /* consumer cancelled: Kafka lags or is unusable, or the ledger is down */
     const char *pause_why;
-    bool stopping;        /* draining: deliveries racing the cancel go straight back */
+    bool stopping; /* draining: deliveries racing the cancel go straight back */
 
     int inflight;
 
@@ -88,10 +88,10 @@ struct kd_worker {
     wk_run *decide;       /* transient failures waiting for the retry decision */
     wk_run *record;       /* outcomes to record in the ledger, then produce */
     struct wk_accept *accepted; /* calls KONE accepted, to record in the ledger */
-    wk_run *busy;         /* (this thread) jobs another delivery holds: claimed again later */
-    wk_run *remote;       /* (this thread) cancels another worker sends: polled for its answer */
+    wk_run *busy;               /* (this thread) jobs another delivery holds: claimed again later */
+    wk_run *remote; /* (this thread) cancels another worker sends: polled for its answer */
 
-    FILE *timings;        /* worker.timings_file, NULL when off (see write_timings) */
+    FILE *timings; /* worker.timings_file, NULL when off (see write_timings) */
 
     /* counters for the final log line */
     uint64_t n_acked, n_nacked, n_dropped, n_retried, n_dead, n_undecodable;
@@ -189,8 +189,8 @@ static void produce_encoded(kd_worker *w, wk_run *r, const void *encoded, size_t
     if (!rc) {
         /* stamped before: once produced, the report may settle and free the run at once */
         run->produced_us = kd_now_us();
-        rc = kd_kafka_produce(w->kafka, w->topic_results, run->job.building_id, encoded, len,
-                              run, &err);
+        rc = kd_kafka_produce(w->kafka, w->topic_results, run->job.building_id, encoded, len, run,
+                              &err);
     }
     msgpack_sbuffer_destroy(&sb);
     if (rc) {
@@ -244,8 +244,8 @@ static bool is_shutdown_handback(const kd_run *run)
 
 static bool needs_decision(const kd_run *run)
 {
-    kd_failure_class f = run->failure != KD_FAIL_NONE ? run->failure
-                                                      : kd_retry_classify(run->error_code);
+    kd_failure_class f =
+        run->failure != KD_FAIL_NONE ? run->failure : kd_retry_classify(run->error_code);
     return run->outcome == KD_OUTCOME_FAILED && f == KD_FAIL_TRANSIENT;
 }
 
@@ -282,8 +282,7 @@ static void on_kone_accepted(const kd_run *run, const char *kone_session, void *
         return;
     wk_accept *a = calloc(1, sizeof *a);
     if (!a) {
-        kd_error("out of memory; acceptance of job %s not recorded in the ledger",
-                 run->job.job_id);
+        kd_error("out of memory; acceptance of job %s not recorded in the ledger", run->job.job_id);
         return;
     }
     snprintf(a->job_id, sizeof a->job_id, "%s", run->job.job_id);
@@ -328,9 +327,9 @@ static void count_acked(kd_worker *w, const wk_run *r)
     else if (r->fate != WK_FATE_UNDECODABLE)
         kd_wm_job_done(&r->run);
     if (r->fate == WK_FATE_DEAD || r->fate == WK_FATE_UNDECODABLE)
-        kd_wm_dead_letter(r->fate == WK_FATE_UNDECODABLE             ? "undecodable"
+        kd_wm_dead_letter(r->fate == WK_FATE_UNDECODABLE                 ? "undecodable"
                           : !strcmp(r->run.error_code, "delivery_limit") ? "delivery_limit"
-                                                                          : "failed");
+                                                                         : "failed");
     w->n_acked++;
     switch (r->fate) {
     case WK_FATE_RETRY: w->n_retried++; return;
@@ -351,8 +350,8 @@ static void write_timings(kd_worker *w, const kd_run *run)
     if (!w->timings)
         return;
     fprintf(w->timings, "%lld %lld %lld %lld %lld\n", (long long)run->received_us,
-            (long long)run->started_us, (long long)run->finished_us,
-            (long long)run->produced_us, (long long)kd_now_us());
+            (long long)run->started_us, (long long)run->finished_us, (long long)run->produced_us,
+            (long long)kd_now_us());
 }
 
 static void settle(kd_worker *w, wk_run *r)
@@ -430,8 +429,10 @@ static void decide_one(kd_worker *w, wk_run *r)
     if (run->adopt) {
         /* following a call accepted on a gone worker failed before it started (no
          * connection): never retried as a call; the next delivery follows it again */
-        kd_log(KD_LOG_INFO, &ctx, "could not follow the accepted call (%s); handing the job "
-               "back", run->error_code);
+        kd_log(KD_LOG_INFO, &ctx,
+               "could not follow the accepted call (%s); handing the job "
+               "back",
+               run->error_code);
         kd_ledger_release(w->ledger, run, true);
         r->claimed = false;
         r->nack = true;
@@ -453,8 +454,10 @@ static void decide_one(kd_worker *w, wk_run *r)
         r->claimed = false;
     }
     if (!epoch_live(w, run)) {
-        kd_log(KD_LOG_INFO, &ctx, "attempt %d failed after its channel died; the broker "
-               "redelivers the job", run->attempt);
+        kd_log(KD_LOG_INFO, &ctx,
+               "attempt %d failed after its channel died; the broker "
+               "redelivers the job",
+               run->attempt);
         r->nack = true;
         settle(w, r);
         return;
@@ -465,8 +468,9 @@ static void decide_one(kd_worker *w, wk_run *r)
         r->fate = WK_FATE_RETRY;
         rc = kd_rpub_retry(&w->pub, w->amqp, r, &d, &err);
         if (!rc)
-            kd_log(KD_LOG_INFO, &ctx, "attempt %d failed (%s); attempt %d in %lld ms (tier %lld ms)",
-                   run->attempt, run->error_code, d.next_attempt, (long long)d.delay_ms,
+            kd_log(KD_LOG_INFO, &ctx,
+                   "attempt %d failed (%s); attempt %d in %lld ms (tier %lld ms)", run->attempt,
+                   run->error_code, d.next_attempt, (long long)d.delay_ms,
                    (long long)w->policy.tiers_ms[d.tier]);
     } else {
         r->fate = WK_FATE_DEAD;
@@ -474,8 +478,10 @@ static void decide_one(kd_worker *w, wk_run *r)
         kd_rpub_error_text(run, text, sizeof text);
         rc = kd_rpub_dead(&w->pub, w->amqp, r, "failed", text, NULL, 0, run->job.job_id, &err);
         if (!rc) {
-            kd_log(KD_LOG_WARN, &ctx, "attempt %d of %d failed (%s); job failed and parked in "
-                   "the dead-letter queue", run->attempt, w->policy.max_attempts, text);
+            kd_log(KD_LOG_WARN, &ctx,
+                   "attempt %d of %d failed (%s); job failed and parked in "
+                   "the dead-letter queue",
+                   run->attempt, w->policy.max_attempts, text);
             finish_result(w, r);
         }
     }
@@ -519,8 +525,10 @@ static void on_cancel_asked(const char *cancel_job_id, int64_t call_session_id,
     run->received_us = kd_now_us();
     run->job.deadline = run->received_us / 1000 + 30000;
     kd_log_ctx lc = run_ctx(run);
-    kd_log(KD_LOG_INFO, &lc, "another worker asks to cancel call %lld, made on this worker's "
-           "session; sending the delete", (long long)call_session_id);
+    kd_log(KD_LOG_INFO, &lc,
+           "another worker asks to cancel call %lld, made on this worker's "
+           "session; sending the delete",
+           (long long)call_session_id);
     to_kone(w, r);
 }
 
@@ -535,8 +543,7 @@ static void cancel_answered(kd_worker *w, wk_run *r)
 }
 
 /* Canceler side: the owner sent the delete (or not yet). */
-static void on_cancel_polled(bool ok, bool answered, int status, const char *message,
-                             void *ctx);
+static void on_cancel_polled(bool ok, bool answered, int status, const char *message, void *ctx);
 
 static void remote_wait(kd_worker *w, wk_run *r)
 {
@@ -545,8 +552,7 @@ static void remote_wait(kd_worker *w, wk_run *r)
     w->remote = r;
 }
 
-static void on_cancel_polled(bool ok, bool answered, int status, const char *message,
-                             void *ctx)
+static void on_cancel_polled(bool ok, bool answered, int status, const char *message, void *ctx)
 {
     wk_run *r = ctx;
     kd_worker *w = r->owner;
@@ -558,9 +564,10 @@ static void on_cancel_polled(bool ok, bool answered, int status, const char *mes
             return;
         }
         /* the owner did not answer in time (it may have stopped): send it ourselves */
-        kd_log(KD_LOG_WARN, &lc, "the worker that made call %lld did not send its delete in "
-               "time%s; sending it on this worker's session", (long long)run->job.session_id,
-               ok ? "" : " (the ledger did not answer)");
+        kd_log(KD_LOG_WARN, &lc,
+               "the worker that made call %lld did not send its delete in "
+               "time%s; sending it on this worker's session",
+               (long long)run->job.session_id, ok ? "" : " (the ledger did not answer)");
         to_kone(w, r);
         return;
     }
@@ -571,10 +578,11 @@ static void on_cancel_polled(bool ok, bool answered, int status, const char *mes
     if (status >= 200 && status < 300)
         kd_run_finish(run, KD_OUTCOME_SUCCEEDED, KD_FAIL_NONE, "",
                       "delete sent on the session that made the call (by its worker): KONE "
-                      "answered %d", status);
+                      "answered %d",
+                      status);
     else if (status >= 400 && status < 500 && status != 408 && status != 429 && status != 401)
-        kd_run_finish(run, KD_OUTCOME_REJECTED, KD_FAIL_FINAL, code,
-                      "KONE answered %d: %s", status, message);
+        kd_run_finish(run, KD_OUTCOME_REJECTED, KD_FAIL_FINAL, code, "KONE answered %d: %s", status,
+                      message);
     else
         kd_run_finish(run, KD_OUTCOME_FAILED, KD_FAIL_TRANSIENT, status ? code : "no_answer",
                       "the worker that made the call could not cancel it: %s", message);
@@ -598,10 +606,12 @@ static void on_routed(const kd_ledger_call_owner *o, void *ctx)
         return;
     }
     kd_log_ctx lc = run_ctx(run);
-    kd_log(KD_LOG_INFO, &lc, "call %lld was made by %s on KONE session %s; asking it to send "
-           "the delete", (long long)run->job.session_id, o->owner, o->kone_session);
-    kd_ledger_cancel_request(w->ledger, run->job.job_id, run->job.session_id,
-                             run->job.building_id, run->job.group_id, o->owner);
+    kd_log(KD_LOG_INFO, &lc,
+           "call %lld was made by %s on KONE session %s; asking it to send "
+           "the delete",
+           (long long)run->job.session_id, o->owner, o->kone_session);
+    kd_ledger_cancel_request(w->ledger, run->job.job_id, run->job.session_id, run->job.building_id,
+                             run->job.group_id, o->owner);
     run->started_us = kd_now_us();
     r->remote_until = kd_mono_us() + KD_WORKER_REMOTE_CANCEL_US;
     remote_wait(w, r);
@@ -721,8 +731,8 @@ static void flow_control(kd_worker *w)
         w->paused = true;
         w->pause_why = why;
         kd_warn("pausing consumption: %s (%d results wait for Kafka, kafka.max_undelivered "
-                "%lld); no job is taken until it recovers", why, n,
-                (long long)w->max_undelivered);
+                "%lld); no job is taken until it recovers",
+                why, n, (long long)w->max_undelivered);
         if (w->amqp && kd_amqp_consuming(w->amqp) && kd_amqp_consume_cancel(w->amqp, &err))
             conn_lost(w, err.msg);
     } else if (w->paused && !why && n <= w->max_undelivered / 2 && !w->stopping) {
@@ -735,8 +745,7 @@ static void flow_control(kd_worker *w)
 
 /* ---- deliveries ---- */
 
-static void dead_letter_undecodable(kd_worker *w, wk_run *r, const kd_delivery *d,
-                                    const char *why)
+static void dead_letter_undecodable(kd_worker *w, wk_run *r, const kd_delivery *d, const char *why)
 {
     char mid[80];
     if (d->message_id[0])
@@ -817,8 +826,8 @@ static void busy_wait(kd_worker *w, wk_run *r)
 static void reproduce(kd_worker *w, wk_run *r, const kd_ledger_found *f)
 {
     kd_run *run = &r->run;
-    kd_run_finish(run, f->outcome ? f->outcome : KD_OUTCOME_UNKNOWN, f->failure,
-                  f->error_code, "%s", f->error_message);
+    kd_run_finish(run, f->outcome ? f->outcome : KD_OUTCOME_UNKNOWN, f->failure, f->error_code,
+                  "%s", f->error_message);
     run->kone_status = f->kone_status;
     run->session_id = f->session_id;
     run->started_us = f->started_us;
@@ -852,7 +861,8 @@ static void on_claimed(const kd_ledger_found *f, void *ctx)
         return;
     case KD_LEDGER_FOLLOW:
         kd_wm_ledger_duplicate("accepted");
-        kd_log(KD_LOG_INFO, &lc, "KONE accepted this job's call before (session %lld, on %s, "
+        kd_log(KD_LOG_INFO, &lc,
+               "KONE accepted this job's call before (session %lld, on %s, "
                "which is gone); following that call instead of calling again",
                (long long)f->session_id, f->worker);
         r->claimed = true;
@@ -863,8 +873,10 @@ static void on_claimed(const kd_ledger_found *f, void *ctx)
         return;
     case KD_LEDGER_DONE:
         kd_wm_ledger_duplicate("done");
-        kd_log(KD_LOG_INFO, &lc, "job ended before (%s); producing its recorded result again, "
-               "not calling", kd_outcome_name(f->outcome));
+        kd_log(KD_LOG_INFO, &lc,
+               "job ended before (%s); producing its recorded result again, "
+               "not calling",
+               kd_outcome_name(f->outcome));
         reproduce(w, r, f);
         return;
     case KD_LEDGER_AMBIGUOUS:
@@ -873,14 +885,16 @@ static void on_claimed(const kd_ledger_found *f, void *ctx)
         kd_run_finish(run, KD_OUTCOME_UNKNOWN, KD_FAIL_FINAL, "ambiguous",
                       "the call may have been placed: attempt %d was written to KONE by %s, "
                       "which stopped before KONE's answer was recorded; not called again "
-                      "(ledger.ambiguous=unknown)", f->attempt, f->worker);
+                      "(ledger.ambiguous=unknown)",
+                      f->attempt, f->worker);
         kd_log(KD_LOG_WARN, &lc, "outcome unknown: %s", run->error_message);
         finish_result(w, r);
         return;
     case KD_LEDGER_BUSY:
         if (!r->busy_until) {
             kd_wm_ledger_duplicate("inflight");
-            kd_log(KD_LOG_INFO, &lc, "another delivery of this job is being worked on; "
+            kd_log(KD_LOG_INFO, &lc,
+                   "another delivery of this job is being worked on; "
                    "waiting for its outcome");
         }
         if (w->stopping) {
@@ -946,8 +960,7 @@ static void on_delivery(kd_worker *w, const kd_delivery *d)
                "undecodable message (%zu bytes, content type '%s'): %s; moved to the "
                "dead-letter queue",
                d->len, d->content_type, err.msg);
-        kd_run_finish(run, KD_OUTCOME_REJECTED, KD_FAIL_UNDECODABLE, "undecodable", "%s",
-                      err.msg);
+        kd_run_finish(run, KD_OUTCOME_REJECTED, KD_FAIL_UNDECODABLE, "undecodable", "%s", err.msg);
         dead_letter_undecodable(w, r, d, err.msg);
         return;
     }
@@ -1084,8 +1097,7 @@ static void ledger_rows_hook(const char *state, int64_t n, void *arg)
 
 static int ledger_open(kd_worker *w, const kd_config *cfg, kd_err *err)
 {
-    kd_ledger_hooks h = {ledger_up_hook, ledger_op_hook, ledger_commit_hook, ledger_rows_hook,
-                         w};
+    kd_ledger_hooks h = {ledger_up_hook, ledger_op_hook, ledger_commit_hook, ledger_rows_hook, w};
     if (kd_ledger_open(&w->ledger, cfg, w->id, &h, err))
         return -1;
     kd_wm_ledger_enabled(w->ledger != NULL);
@@ -1148,8 +1160,10 @@ int kd_worker_new(kd_worker **out, const kd_config *cfg, kd_err *err)
         goto fail;
     if (ledger_open(w, cfg, err))
         goto fail;
-    kd_kone_hooks hooks = {.done = on_kone_done, .call_event = on_kone_call_event,
-                           .accepted = on_kone_accepted, .arg = w};
+    kd_kone_hooks hooks = {.done = on_kone_done,
+                           .call_event = on_kone_call_event,
+                           .accepted = on_kone_accepted,
+                           .arg = w};
     if (kd_kone_start(&w->kone, cfg, &hooks, err))
         goto fail;
     if (w->ledger) /* cancels other workers ask of this one's KONE sessions */
@@ -1214,8 +1228,7 @@ int kd_worker_run(kd_worker *w, volatile sig_atomic_t *stop)
             w->id, (unsigned long long)w->n_acked,
             (unsigned long long)w->n_by_outcome[KD_OUTCOME_SUCCEEDED],
             (unsigned long long)w->n_by_outcome[KD_OUTCOME_REJECTED],
-            (unsigned long long)w->n_by_outcome[KD_OUTCOME_FAILED],
-            (unsigned long long)w->n_dead,
+            (unsigned long long)w->n_by_outcome[KD_OUTCOME_FAILED], (unsigned long long)w->n_dead,
             (unsigned long long)w->n_by_outcome[KD_OUTCOME_EXPIRED],
             (unsigned long long)w->n_retried, (unsigned long long)w->n_undecodable,
             (unsigned long long)w->n_dropped, (unsigned long long)w->n_nacked, w->inflight);
@@ -1230,7 +1243,7 @@ void kd_worker_free(kd_worker *w)
         kd_kone_stop(w->kone);
     serve_lists(w);
     w->stopping = true;
-    serve_busy(w); /* jobs waiting for another delivery: handed back */
+    serve_busy(w);      /* jobs waiting for another delivery: handed back */
     while (w->remote) { /* cancels waiting for another worker: handed back */
         wk_run *r = w->remote;
         w->remote = (wk_run *)r->run.next;

@@ -43,8 +43,8 @@ typedef struct kd_amqp_topology {
     char exchange[256], queue[256], routing_key[256];
     char retry_exchange[256];
     char dead_exchange[256], dead_queue[256];
-    char vhost[256];             /* amqp.vhost (named in the policy a warning suggests) */
-    int64_t delivery_limit;      /* amqp.delivery_limit: the work queue's x-delivery-limit */
+    char vhost[256];        /* amqp.vhost (named in the policy a warning suggests) */
+    int64_t delivery_limit; /* amqp.delivery_limit: the work queue's x-delivery-limit */
     int n_tiers;
     int64_t tiers_ms[KD_RETRY_MAX_TIERS];
 } kd_amqp_topology;
@@ -58,25 +58,25 @@ void kd_amqp_tier_queue(const kd_amqp_topology *t, int tier, char *buf, size_t l
 
 /* The project's own message headers (docs/failure-handling.md). Absent: 0 / "". */
 typedef struct kd_amqp_headers {
-    int attempt;               /* x-kd-attempt: the attempt this delivery is (absent: 1) */
-    int64_t first_seen_ms;     /* x-kd-first-seen: when a worker first took the job */
-    char last_error[256];      /* x-kd-last-error: "<code>: <message>" of the last attempt */
-    char reason[32];           /* x-kd-reason (dead letters): "failed", "undecodable" */
-    char error[256];           /* x-kd-error (dead letters): what went wrong */
-    int64_t replayed_ms;       /* x-kd-replayed: when replay-dead moved it back (0: never); the
-                                * call ledger lets such a job call again after a `failed` */
+    int attempt;           /* x-kd-attempt: the attempt this delivery is (absent: 1) */
+    int64_t first_seen_ms; /* x-kd-first-seen: when a worker first took the job */
+    char last_error[256];  /* x-kd-last-error: "<code>: <message>" of the last attempt */
+    char reason[32];       /* x-kd-reason (dead letters): "failed", "undecodable" */
+    char error[256];       /* x-kd-error (dead letters): what went wrong */
+    int64_t replayed_ms;   /* x-kd-replayed: when replay-dead moved it back (0: never); the
+                            * call ledger lets such a job call again after a `failed` */
 } kd_amqp_headers;
 
 typedef struct kd_delivery {
-    const void *body;        /* valid until the next kd_amqp_consume_next() */
+    const void *body; /* valid until the next kd_amqp_consume_next() */
     size_t len;
     uint64_t delivery_tag;
-    uint64_t epoch;          /* channel incarnation; acks with a stale epoch are dropped */
+    uint64_t epoch; /* channel incarnation; acks with a stale epoch are dropped */
     bool redelivered;
-    int64_t delivery_count;  /* quorum queue x-delivery-count header, 0 if absent */
-    const char *content_type;/* "" if absent */
-    const char *message_id;  /* "" if absent */
-    kd_amqp_headers kd;      /* x-kd-* headers */
+    int64_t delivery_count;   /* quorum queue x-delivery-count header, 0 if absent */
+    const char *content_type; /* "" if absent */
+    const char *message_id;   /* "" if absent */
+    kd_amqp_headers kd;       /* x-kd-* headers */
 } kd_delivery;
 
 /* Connects (amqp.host, port, vhost, user, password, heartbeat_s) and declares the topology. */
@@ -106,16 +106,16 @@ typedef enum { KD_AMQP_EV_ACK = 1, KD_AMQP_EV_NACK, KD_AMQP_EV_RETURN } kd_amqp_
 
 typedef struct kd_amqp_event {
     kd_amqp_event_kind kind;
-    int channel;               /* 1: kd_amqp_publish, 2: kd_amqp_side_publish */
-    uint64_t tag;              /* ACK/NACK: the delivery tag confirmed */
-    bool multiple;             /* ACK/NACK: also every unconfirmed tag below it */
-    int reply_code;            /* RETURN: e.g. 312 (NO_ROUTE) */
-    char reply_text[128];      /* RETURN: e.g. "NO_ROUTE" */
-    char message_id[256];      /* RETURN: message_id of the returned message ("" if none) */
+    int channel;          /* 1: kd_amqp_publish, 2: kd_amqp_side_publish */
+    uint64_t tag;         /* ACK/NACK: the delivery tag confirmed */
+    bool multiple;        /* ACK/NACK: also every unconfirmed tag below it */
+    int reply_code;       /* RETURN: e.g. 312 (NO_ROUTE) */
+    char reply_text[128]; /* RETURN: e.g. "NO_ROUTE" */
+    char message_id[256]; /* RETURN: message_id of the returned message ("" if none) */
 } kd_amqp_event;
 
-int kd_amqp_publish(kd_amqp *a, const char *message_id, const void *body, size_t len,
-                    uint64_t *tag, kd_err *err);
+int kd_amqp_publish(kd_amqp *a, const char *message_id, const void *body, size_t len, uint64_t *tag,
+                    kd_err *err);
 /* 1: *ev is filled; 0: nothing came within timeout_ms (0 polls); <0: the connection or
  * channel is gone (err says why; reconnect). Serves heartbeats while waiting. */
 int kd_amqp_next_event(kd_amqp *a, int timeout_ms, kd_amqp_event *ev, kd_err *err);
@@ -133,8 +133,8 @@ bool kd_amqp_buffered(const kd_amqp *a);
  * publishes: a basic.return is matched by it. */
 typedef struct kd_amqp_out {
     const char *exchange, *routing_key;
-    const char *message_id;       /* NULL or "": none */
-    const char *content_type;     /* NULL: application/msgpack */
+    const char *message_id;   /* NULL or "": none */
+    const char *content_type; /* NULL: application/msgpack */
     const void *body;
     size_t len;
     const kd_amqp_headers *headers; /* NULL: none */
@@ -158,7 +158,7 @@ int kd_amqp_consume_start(kd_amqp *a, int prefetch, kd_err *err);
 /* 1: a delivery is in *d; 0: timeout; <0: the connection or channel is gone (reconnect).
  * Serves heartbeats while waiting. */
 int kd_amqp_consume_next(kd_amqp *a, int timeout_ms, kd_delivery *d, kd_err *err);
-int kd_amqp_consume_cancel(kd_amqp *a, kd_err *err);   /* stop new deliveries (drain) */
+int kd_amqp_consume_cancel(kd_amqp *a, kd_err *err); /* stop new deliveries (drain) */
 bool kd_amqp_consuming(const kd_amqp *a);
 /* Ack/nack are no-ops returning 0 when epoch is stale (the delivery died with its channel
  * and the broker will redeliver it). */

@@ -26,11 +26,11 @@ enum {
 };
 
 typedef struct kd_config_key {
-    const char *name;      /* "amqp.host" */
-    const char *def;       /* default value as text ("" for none) */
-    unsigned progs;        /* KD_PROG_* mask */
-    bool secret;           /* never printed; accepts _FILE */
-    const char *help;      /* one line, for --help and the docs */
+    const char *name; /* "amqp.host" */
+    const char *def;  /* default value as text ("" for none) */
+    unsigned progs;   /* KD_PROG_* mask */
+    bool secret;      /* never printed; accepts _FILE */
+    const char *help; /* one line, for --help and the docs */
 } kd_config_key;
 
 #define KD_CONFIG_MAX_ARGS 64
@@ -38,27 +38,27 @@ typedef struct kd_config_key {
 typedef struct kd_config {
     unsigned prog;
     const char *prog_name;
-    char **values;         /* one per table row, heap strings */
-    int nargs;             /* positional arguments left over */
+    char **values; /* one per table row, heap strings */
+    int nargs;     /* positional arguments left over */
     char *args[KD_CONFIG_MAX_ARGS];
-    bool help;             /* --help was given */
+    bool help; /* --help was given */
 } kd_config;
 
 const kd_config_key *kd_config_table(size_t *n);
 
 /* Loads defaults, environment and argv. Unknown flags and flags of keys that do not
  * apply to this program are errors. Returns 0 or KD_ERR_INVALID. */
-int kd_config_load(kd_config *cfg, unsigned prog, const char *prog_name, int argc,
-                   char **argv, kd_err *err);
+int kd_config_load(kd_config *cfg, unsigned prog, const char *prog_name, int argc, char **argv,
+                   kd_err *err);
 void kd_config_free(kd_config *cfg);
 
 /* Getters abort() on an unknown key name: that is a programming error, caught by tests. */
 const char *kd_config_get(const kd_config *cfg, const char *key);
 /* Parse helpers return KD_ERR_INVALID naming the key when the text is not a number/bool. */
-int kd_config_int(const kd_config *cfg, const char *key, int64_t min, int64_t max,
-                  int64_t *out, kd_err *err);
-int kd_config_double(const kd_config *cfg, const char *key, double min, double max,
-                     double *out, kd_err *err);
+int kd_config_int(const kd_config *cfg, const char *key, int64_t min, int64_t max, int64_t *out,
+                  kd_err *err);
+int kd_config_double(const kd_config *cfg, const char *key, double min, double max, double *out,
+                     kd_err *err);
 int kd_config_bool(const kd_config *cfg, const char *key, bool *out, kd_err *err);
 /* Sets a value programmatically (tests, derived defaults). */
 int kd_config_set(kd_config *cfg, const char *key, const char *value);
@@ -67,7 +67,7 @@ void kd_config_env_name(const char *key, char *buf, size_t len);  /* KD_AMQP_HOS
 void kd_config_flag_name(const char *key, char *buf, size_t len); /* --amqp-host */
 
 void kd_config_print_help(const kd_config *cfg, FILE *out);
-void kd_config_print_markdown(FILE *out);   /* the table of docs/configuration.md */
+void kd_config_print_markdown(FILE *out); /* the table of docs/configuration.md */
 
 /* Handles the options every program shares: --help, --config-table. Returns true when
  * the program should exit (with *code) after it. */

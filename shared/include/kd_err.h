@@ -11,14 +11,14 @@
 
 typedef enum {
     KD_OK = 0,
-    KD_ERR_INVALID,     /* bad input: a job field, a config value, a malformed frame */
-    KD_ERR_DECODE,      /* bytes that cannot be decoded at all (not msgpack, not JSON) */
-    KD_ERR_NOMEM,       /* allocation failed */
-    KD_ERR_IO,          /* socket, file or broker I/O failed */
-    KD_ERR_TIMEOUT,     /* a deadline passed */
-    KD_ERR_AUTH,        /* credentials refused (401) */
-    KD_ERR_REFUSED,     /* the peer refused the request (publish nacked, 4xx) */
-    KD_ERR_INTERNAL,    /* a bug or an impossible state */
+    KD_ERR_INVALID,  /* bad input: a job field, a config value, a malformed frame */
+    KD_ERR_DECODE,   /* bytes that cannot be decoded at all (not msgpack, not JSON) */
+    KD_ERR_NOMEM,    /* allocation failed */
+    KD_ERR_IO,       /* socket, file or broker I/O failed */
+    KD_ERR_TIMEOUT,  /* a deadline passed */
+    KD_ERR_AUTH,     /* credentials refused (401) */
+    KD_ERR_REFUSED,  /* the peer refused the request (publish nacked, 4xx) */
+    KD_ERR_INTERNAL, /* a bug or an impossible state */
 } kd_err_code;
 
 typedef struct kd_err {
@@ -27,8 +27,7 @@ typedef struct kd_err {
 } kd_err;
 
 /* Sets err (if non-NULL) and returns code, so callers can `return kd_err_set(...)`. */
-int kd_err_set(kd_err *err, int code, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
+int kd_err_set(kd_err *err, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 /* Prefixes the existing message with context: "job_id: <old message>". */
 int kd_err_wrap(kd_err *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 const char *kd_err_code_name(int code);

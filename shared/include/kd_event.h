@@ -18,18 +18,18 @@
 #define KD_EVENT_MAX_DECKS 8
 
 typedef struct kd_call_event {
-    const kd_run *run;             /* the tracked job (job_id, building, group, trace) */
+    const kd_run *run; /* the tracked job (job_id, building, group, trace) */
     int64_t session_id;
-    char state[32];                /* being_allocated, being_served, served_soon, served, cancelled, ... */
+    char state[32]; /* being_allocated, being_served, served_soon, served, cancelled, ... */
     size_t n_decks;
     int64_t allocated_lift_deck[KD_EVENT_MAX_DECKS];
-    char eta[40];                  /* ISO 8601 from KONE, "" if absent */
-    char cancel_reason[128];       /* "" if absent */
+    char eta[40];            /* ISO 8601 from KONE, "" if absent */
+    char cancel_reason[128]; /* "" if absent */
     bool has_modified_destination;
     int64_t modified_destination;
     char modified_reason[64];
-    char kone_time[40];            /* the event's own `time` from KONE */
-    int64_t received_us;           /* when the worker received it */
+    char kone_time[40];  /* the event's own `time` from KONE */
+    int64_t received_us; /* when the worker received it */
 } kd_call_event;
 
 /* Appends the result event of a finished run to sbuf. */

@@ -30,19 +30,19 @@ typedef struct kd_http kd_http;
 typedef bool (*kd_http_ready_fn)(void *arg, char *reasons, size_t len);
 
 typedef struct kd_http_opts {
-    const char *listen;        /* IPv4 or IPv6 address; NULL or "" = 0.0.0.0 */
-    int port;                  /* 0 = an ephemeral port (see kd_http_port) */
-    kd_metrics *metrics;       /* may be NULL: /metrics is then empty */
-    int64_t stale_ms;          /* /healthz fails when the heartbeat is older; <= 0: 30000 */
-    kd_http_ready_fn ready;    /* NULL: always ready */
+    const char *listen;     /* IPv4 or IPv6 address; NULL or "" = 0.0.0.0 */
+    int port;               /* 0 = an ephemeral port (see kd_http_port) */
+    kd_metrics *metrics;    /* may be NULL: /metrics is then empty */
+    int64_t stale_ms;       /* /healthz fails when the heartbeat is older; <= 0: 30000 */
+    kd_http_ready_fn ready; /* NULL: always ready */
     void *ready_arg;
 } kd_http_opts;
 
 /* Binds and starts serving; the heartbeat counts as fresh at start. */
 int kd_http_start(kd_http **out, const kd_http_opts *o, kd_err *err);
-int kd_http_port(const kd_http *h);   /* the bound port */
+int kd_http_port(const kd_http *h); /* the bound port */
 /* The owner's loop is alive: cheap (one atomic store), call it every turn. */
 void kd_http_heartbeat(kd_http *h);
-void kd_http_stop(kd_http *h);        /* NULL is fine */
+void kd_http_stop(kd_http *h); /* NULL is fine */
 
 #endif

@@ -21,7 +21,7 @@
 
 #define KD_JOB_VERSION 1
 #define KD_JOB_ID_MAX 64
-#define KD_JOB_BUILDING_MAX 80   /* "building:" + id */
+#define KD_JOB_BUILDING_MAX 80 /* "building:" + id */
 #define KD_JOB_GROUP_MAX 32
 #define KD_JOB_TRACE_MAX 128
 #define KD_JOB_LANG_MAX 16
@@ -38,21 +38,26 @@ typedef struct kd_job {
     char job_id[KD_JOB_ID_MAX + 1];
     kd_op op;
     char building_id[KD_JOB_BUILDING_MAX + 1];
-    char group_id[KD_JOB_GROUP_MAX + 1];     /* default "1" (the readers fill it) */
-    int64_t created_at;                      /* ms since the epoch */
-    int64_t deadline;                        /* ms since the epoch; created_at + TTL if absent */
-    char trace_id[KD_JOB_TRACE_MAX + 1];     /* "" if absent */
+    char group_id[KD_JOB_GROUP_MAX + 1]; /* default "1" (the readers fill it) */
+    int64_t created_at;                  /* ms since the epoch */
+    int64_t deadline;                    /* ms since the epoch; created_at + TTL if absent */
+    char trace_id[KD_JOB_TRACE_MAX + 1]; /* "" if absent */
 
     /* op = call */
-    int64_t area;                            /* source area */
+    int64_t area; /* source area */
     int64_t action;
-    bool has_destination;   int64_t destination;
-    bool has_terminal;      int64_t terminal;
-    bool has_delay;         int delay;       /* 0..30 */
-    bool has_group_size;    int group_size;  /* 1..100 */
+    bool has_destination;
+    int64_t destination;
+    bool has_terminal;
+    int64_t terminal;
+    bool has_delay;
+    int delay; /* 0..30 */
+    bool has_group_size;
+    int group_size; /* 1..100 */
     char language[KD_JOB_LANG_MAX + 1];
     kd_priority priority;
-    size_t n_allowed_lifts; int64_t allowed_lifts[KD_JOB_ALLOWED_LIFTS_MAX];
+    size_t n_allowed_lifts;
+    int64_t allowed_lifts[KD_JOB_ALLOWED_LIFTS_MAX];
     char media_id[KD_JOB_MEDIA_ID_MAX + 1];
     char media_cc[KD_JOB_MEDIA_CC_MAX + 1];
     char media_type[KD_JOB_MEDIA_TYPE_MAX + 1];
@@ -61,14 +66,16 @@ typedef struct kd_job {
     /* op = hold_open */
     int64_t lift_deck;
     int64_t served_area;
-    bool has_hard_time;     int hard_time;   /* 0..10 */
-    bool has_soft_time;     int soft_time;   /* 0..30 */
+    bool has_hard_time;
+    int hard_time; /* 0..10 */
+    bool has_soft_time;
+    int soft_time; /* 0..30 */
 
     /* op = cancel */
     int64_t session_id;
 } kd_job;
 
-const char *kd_op_name(kd_op op);            /* "call", "cancel", "hold_open" */
+const char *kd_op_name(kd_op op);           /* "call", "cancel", "hold_open" */
 int kd_op_parse(const char *s, kd_op *out); /* 0, or KD_ERR_INVALID (*out untouched) */
 
 /* Decodes a msgpack body into *job and validates it. default_ttl_ms fills a missing

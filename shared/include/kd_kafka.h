@@ -24,8 +24,8 @@ typedef void (*kd_kafka_dr_fn)(void *opaque, int err_code, const char *errstr, v
 /* Reads kafka.* keys. dr may be NULL (fire and forget, used by tools). */
 int kd_kafka_producer_new(kd_kafka **out, const kd_config *cfg, kd_kafka_dr_fn dr, void *arg,
                           kd_err *err);
-int kd_kafka_produce(kd_kafka *k, const char *topic, const char *key, const void *buf,
-                     size_t len, void *opaque, kd_err *err);
+int kd_kafka_produce(kd_kafka *k, const char *topic, const char *key, const void *buf, size_t len,
+                     void *opaque, kd_err *err);
 /* Serves delivery reports; returns how many were served. */
 int kd_kafka_poll(kd_kafka *k, int timeout_ms);
 /* Waits up to timeout_ms for every queued message to be delivered; 0 when all were. */

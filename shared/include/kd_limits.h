@@ -38,19 +38,19 @@
 #include "kd_config.h"
 #include "kd_err.h"
 
-#define KD_LIMITS_KONE_RESUME_MS 30000   /* KK_RESEND_STATE_S × 1000 */
-#define KD_LIMITS_KONE_AUTH_RETRIES 2    /* KK_MAX_AUTH_RETRIES */
-#define KD_LIMITS_JOB_DELAY_MS 30000     /* a call's delay: 0..30 s */
-#define KD_LIMITS_FINISH_MS 10000        /* shutdown: 5 s of confirms + 5 s of Kafka flush */
-#define KD_LIMITS_MAX_AGE_MAX_MS INT64_C(31536000000)        /* job.max_age_ms: a year */
+#define KD_LIMITS_KONE_RESUME_MS 30000 /* KK_RESEND_STATE_S × 1000 */
+#define KD_LIMITS_KONE_AUTH_RETRIES 2  /* KK_MAX_AUTH_RETRIES */
+#define KD_LIMITS_JOB_DELAY_MS 30000   /* a call's delay: 0..30 s */
+#define KD_LIMITS_FINISH_MS 10000      /* shutdown: 5 s of confirms + 5 s of Kafka flush */
+#define KD_LIMITS_MAX_AGE_MAX_MS INT64_C(31536000000) /* job.max_age_ms: a year */
 #define KD_LIMITS_CONSUMER_TIMEOUT_MAX_MS INT64_C(31536000000)
 
 typedef struct kd_limits {
-    int64_t consumer_timeout_ms;   /* amqp.consumer_timeout_ms (0: the broker has none) */
-    int64_t delivery_limit;        /* amqp.delivery_limit */
-    int64_t max_deliveries;        /* worker.max_deliveries (0: off) */
-    int64_t job_max_age_ms;        /* job.max_age_ms (0: no cap): for kd_job_cap_deadline */
-    int64_t hold_ms;               /* the longest hold: ledger + kone + finish */
+    int64_t consumer_timeout_ms; /* amqp.consumer_timeout_ms (0: the broker has none) */
+    int64_t delivery_limit;      /* amqp.delivery_limit */
+    int64_t max_deliveries;      /* worker.max_deliveries (0: off) */
+    int64_t job_max_age_ms;      /* job.max_age_ms (0: no cap): for kd_job_cap_deadline */
+    int64_t hold_ms;             /* the longest hold: ledger + kone + finish */
     int64_t hold_ledger_ms, hold_kone_ms, hold_finish_ms;
 } kd_limits;
 

@@ -33,23 +33,23 @@
 
 #define KD_METRICS_MAX_LABELS 3
 #define KD_METRICS_MAX_BUCKETS 24
-#define KD_METRICS_MAX_SERIES 4096   /* per family: the product of the value counts */
+#define KD_METRICS_MAX_SERIES 4096 /* per family: the product of the value counts */
 
 typedef enum { KD_METRIC_COUNTER = 0, KD_METRIC_GAUGE, KD_METRIC_HISTOGRAM } kd_metric_type;
 
 typedef struct kd_metric_desc {
-    const char *name;                                  /* kone_jobs_total */
-    const char *help;                                  /* one line */
+    const char *name; /* kone_jobs_total */
+    const char *help; /* one line */
     kd_metric_type type;
-    size_t n_labels;                                   /* 0..KD_METRICS_MAX_LABELS */
-    const char *labels[KD_METRICS_MAX_LABELS];         /* label names */
-    const char *const *values[KD_METRICS_MAX_LABELS];  /* per label: NULL-terminated list */
-    const double *buckets;                             /* histogram upper bounds, ascending, */
-    size_t n_buckets;                                  /* finite; +Inf is implicit */
+    size_t n_labels;                                  /* 0..KD_METRICS_MAX_LABELS */
+    const char *labels[KD_METRICS_MAX_LABELS];        /* label names */
+    const char *const *values[KD_METRICS_MAX_LABELS]; /* per label: NULL-terminated list */
+    const double *buckets;                            /* histogram upper bounds, ascending, */
+    size_t n_buckets;                                 /* finite; +Inf is implicit */
 } kd_metric_desc;
 
-typedef struct kd_metrics kd_metrics;   /* a registry */
-typedef struct kd_metric kd_metric;     /* one family */
+typedef struct kd_metrics kd_metrics; /* a registry */
+typedef struct kd_metric kd_metric;   /* one family */
 
 int kd_metrics_new(kd_metrics **out, kd_err *err);
 void kd_metrics_free(kd_metrics *reg);
@@ -58,8 +58,7 @@ void kd_metrics_free(kd_metrics *reg);
  * value lists without duplicates, le reserved for histograms, ascending finite buckets,
  * at most KD_METRICS_MAX_SERIES series), copies it (the value lists may be freed after)
  * and allocates every series. */
-int kd_metrics_register(kd_metrics *reg, const kd_metric_desc *d, kd_metric **out,
-                        kd_err *err);
+int kd_metrics_register(kd_metrics *reg, const kd_metric_desc *d, kd_metric **out, kd_err *err);
 const kd_metric *kd_metrics_find(const kd_metrics *reg, const char *name);
 
 /* ---- addressing a series ----

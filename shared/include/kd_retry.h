@@ -28,11 +28,11 @@
 #define KD_RETRY_MAX_ATTEMPTS 100
 
 typedef struct kd_retry_policy {
-    int64_t base_ms;                        /* retry.base_ms */
-    int64_t cap_ms;                         /* retry.cap_ms */
-    int max_attempts;                       /* retry.max_attempts: 1 = never retry */
+    int64_t base_ms;  /* retry.base_ms */
+    int64_t cap_ms;   /* retry.cap_ms */
+    int max_attempts; /* retry.max_attempts: 1 = never retry */
     int n_tiers;
-    int64_t tiers_ms[KD_RETRY_MAX_TIERS];   /* retry.tiers_ms, strictly ascending */
+    int64_t tiers_ms[KD_RETRY_MAX_TIERS]; /* retry.tiers_ms, strictly ascending */
 } kd_retry_policy;
 
 /* Parses "1000,5000,30000" (strictly ascending, 1..86400000 ms each, 1..16 of them). */
@@ -56,17 +56,17 @@ kd_failure_class kd_retry_classify(const char *error_code);
 bool kd_retry_consumes_attempt(const char *error_code);
 
 typedef enum {
-    KD_RETRY_RESULT = 0,  /* produce the result as it is (success, final, not retryable) */
-    KD_RETRY_AGAIN,       /* publish to tier `tier` with x-kd-attempt = next_attempt */
-    KD_RETRY_DEAD,        /* last attempt failed: `failed` result + dead-letter queue */
-    KD_RETRY_EXPIRED,     /* the deadline passes before another attempt could run */
+    KD_RETRY_RESULT = 0, /* produce the result as it is (success, final, not retryable) */
+    KD_RETRY_AGAIN,      /* publish to tier `tier` with x-kd-attempt = next_attempt */
+    KD_RETRY_DEAD,       /* last attempt failed: `failed` result + dead-letter queue */
+    KD_RETRY_EXPIRED,    /* the deadline passes before another attempt could run */
 } kd_retry_action;
 
 typedef struct kd_retry_decision {
     kd_retry_action action;
-    int next_attempt;     /* AGAIN: the attempt number the retry copy carries */
-    int tier;             /* AGAIN: index into p->tiers_ms */
-    int64_t delay_ms;     /* AGAIN: the drawn delay (the tier is >= it, or the longest) */
+    int next_attempt; /* AGAIN: the attempt number the retry copy carries */
+    int tier;         /* AGAIN: index into p->tiers_ms */
+    int64_t delay_ms; /* AGAIN: the drawn delay (the tier is >= it, or the longest) */
 } kd_retry_decision;
 
 /* What to do with a finished run: only FAILED runs with failure TRANSIENT are retried.

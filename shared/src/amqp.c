@@ -117,7 +117,7 @@ int kd_amqp_server_close(kd_amqp *a, const amqp_method_t *m, const char *what, k
 /* Library status (socket error, heartbeat timeout, ...) → broken with a message. */
 int kd_amqp_lib_fail(kd_amqp *a, int status, const char *what, kd_err *err)
 {
-    int code = status == AMQP_STATUS_TIMEOUT ? KD_ERR_TIMEOUT
+    int code = status == AMQP_STATUS_TIMEOUT     ? KD_ERR_TIMEOUT
                : status == AMQP_STATUS_NO_MEMORY ? KD_ERR_NOMEM
                                                  : KD_ERR_IO;
     return kd_amqp_set_broken(a, err, code, "amqp %s: %s: %s", a->where, what,
@@ -125,17 +125,15 @@ int kd_amqp_lib_fail(kd_amqp *a, int status, const char *what, kd_err *err)
 }
 
 /* Checks the reply of an RPC-style call (login, declare, ...) made on `channel`. */
-int kd_amqp_check_reply_on(kd_amqp *a, amqp_channel_t channel, amqp_rpc_reply_t r,
-                           const char *what, kd_err *err)
+int kd_amqp_check_reply_on(kd_amqp *a, amqp_channel_t channel, amqp_rpc_reply_t r, const char *what,
+                           kd_err *err)
 {
     switch (r.reply_type) {
-    case AMQP_RESPONSE_NORMAL:
-        return 0;
+    case AMQP_RESPONSE_NORMAL: return 0;
     case AMQP_RESPONSE_NONE:
         return kd_amqp_set_broken(a, err, KD_ERR_IO, "amqp %s: %s: no reply from the broker",
                                   a->where, what);
-    case AMQP_RESPONSE_LIBRARY_EXCEPTION:
-        return kd_amqp_lib_fail(a, r.library_error, what, err);
+    case AMQP_RESPONSE_LIBRARY_EXCEPTION: return kd_amqp_lib_fail(a, r.library_error, what, err);
     case AMQP_RESPONSE_SERVER_EXCEPTION:
         return kd_amqp_server_close_on(a, channel, &r.reply, what, err);
     }
@@ -185,9 +183,9 @@ static int login(kd_amqp *a, const kd_config *cfg, int heartbeat, kd_err *err)
 
     const char *vhost = kd_config_get(cfg, "amqp.vhost");
     const char *user = kd_config_get(cfg, "amqp.user");
-    amqp_rpc_reply_t r = amqp_login_with_properties(
-        a->conn, vhost, 0, KD_AMQP_FRAME_MAX, heartbeat, &table, AMQP_SASL_METHOD_PLAIN, user,
-        kd_config_get(cfg, "amqp.password"));
+    amqp_rpc_reply_t r = amqp_login_with_properties(a->conn, vhost, 0, KD_AMQP_FRAME_MAX, heartbeat,
+                                                    &table, AMQP_SASL_METHOD_PLAIN, user,
+                                                    kd_config_get(cfg, "amqp.password"));
     if (r.reply_type == AMQP_RESPONSE_NORMAL)
         return 0;
     char what[400];

@@ -26,8 +26,8 @@ int kd_amqp_consume_start(kd_amqp *a, int prefetch, kd_err *err)
     if (rc)
         return rc;
     amqp_basic_consume_ok_t *ok =
-        amqp_basic_consume(a->conn, KD_AMQP_CHANNEL, amqp_cstring_bytes(a->queue),
-                           amqp_empty_bytes, 0, 0 /* manual ack */, 0, amqp_empty_table);
+        amqp_basic_consume(a->conn, KD_AMQP_CHANNEL, amqp_cstring_bytes(a->queue), amqp_empty_bytes,
+                           0, 0 /* manual ack */, 0, amqp_empty_table);
     char what[300];
     snprintf(what, sizeof what, "consuming queue '%s'", a->queue);
     rc = kd_amqp_check_reply(a, amqp_get_rpc_reply(a->conn), what, err);
@@ -102,12 +102,9 @@ static int other_method(kd_amqp *a, kd_err *err)
         ev.multiple = m->multiple;
         return kd_amqp_side_push(a, &ev, err);
     }
-    case AMQP_BASIC_CANCEL_OK_METHOD:
-        a->consuming = false;
-        return 0;
+    case AMQP_BASIC_CANCEL_OK_METHOD: a->consuming = false; return 0;
     case AMQP_CONNECTION_BLOCKED_METHOD:
-        kd_warn("amqp %s: the broker blocks publishers (resource alarm: memory or disk)",
-                a->where);
+        kd_warn("amqp %s: the broker blocks publishers (resource alarm: memory or disk)", a->where);
         return 0;
     case AMQP_CONNECTION_UNBLOCKED_METHOD:
         kd_info("amqp %s: the broker unblocked publishers", a->where);

@@ -1,7 +1,7 @@
 /* amqp_int.h: what the files of kd_amqp share (amqp.c: connection and errors;
- * amqp_topology.c: names and declarations; amqp_publish.c: confirms; amqp_consume.c: deliveries and acks; amqp_side.c: the side
- * channel and basic.get; amqp_headers.c: the x-kd-* headers). Private to them (and to
- * tests/unit/test_amqp_retry.c, which checks the header codec). */
+ * amqp_topology.c: names and declarations; amqp_publish.c: confirms; amqp_consume.c: deliveries and
+ * acks; amqp_side.c: the side channel and basic.get; amqp_headers.c: the x-kd-* headers). Private
+ * to them (and to tests/unit/test_amqp_retry.c, which checks the header codec). */
 #ifndef KD_AMQP_INT_H
 #define KD_AMQP_INT_H
 
@@ -25,31 +25,31 @@
 
 struct kd_amqp {
     amqp_connection_state_t conn;
-    char where[300];             /* "host:port", for every message */
+    char where[300]; /* "host:port", for every message */
     char exchange[256];
     char queue[256];
     char routing_key[256];
-    kd_amqp_topology topo;       /* every name declared (exchange..routing_key copied) */
-    char missing[1024];          /* queues found without added arguments: "q (arg, arg); ..." */
+    kd_amqp_topology topo; /* every name declared (exchange..routing_key copied) */
+    char missing[1024];    /* queues found without added arguments: "q (arg, arg); ..." */
     int n_missing;
     uint64_t epoch;
-    bool broken;                 /* closed by the broker or socket failed */
+    bool broken; /* closed by the broker or socket failed */
     int broken_code;
     char broken_msg[sizeof(((kd_err *)0)->msg)];
 
-    bool confirm_on;             /* confirm.select done */
-    uint64_t last_tag;           /* delivery tag of the last publish */
+    bool confirm_on;   /* confirm.select done */
+    uint64_t last_tag; /* delivery tag of the last publish */
 
     bool consuming;
     char consumer_tag[256];
-    amqp_envelope_t env;         /* the delivery handed out last, freed on the next call */
+    amqp_envelope_t env; /* the delivery handed out last, freed on the next call */
     bool have_env;
     char content_type[128];
     char message_id[256];
 
-    bool side_open;              /* channel 2 open and in confirm mode */
-    uint64_t side_last_tag;      /* tag of the last side publish */
-    kd_amqp_event *side_ev;      /* side events read while consuming, FIFO */
+    bool side_open;         /* channel 2 open and in confirm mode */
+    uint64_t side_last_tag; /* tag of the last side publish */
+    kd_amqp_event *side_ev; /* side events read while consuming, FIFO */
     size_t side_head, side_n, side_cap;
 };
 
@@ -68,8 +68,8 @@ int kd_amqp_server_close_on(kd_amqp *a, amqp_channel_t channel, const amqp_metho
                             const char *what, kd_err *err);
 int kd_amqp_lib_fail(kd_amqp *a, int status, const char *what, kd_err *err);
 int kd_amqp_check_reply(kd_amqp *a, amqp_rpc_reply_t r, const char *what, kd_err *err);
-int kd_amqp_check_reply_on(kd_amqp *a, amqp_channel_t channel, amqp_rpc_reply_t r,
-                           const char *what, kd_err *err);
+int kd_amqp_check_reply_on(kd_amqp *a, amqp_channel_t channel, amqp_rpc_reply_t r, const char *what,
+                           kd_err *err);
 
 /* Declares the topology on channel 1 (amqp_topology.c); a queue from an older version
  * that lacks arguments added since is used as it is, with a warning. */
@@ -79,8 +79,8 @@ int kd_amqp_declare_topology(kd_amqp *a, kd_err *err);
 bool kd_amqp_inequivalent_arg(const char *reply_text, char *key, size_t len);
 /* The `rabbitmqctl set_policy` command that gives queue (exactly that name) the n arguments
  * as policy keys (the argument's name without "x-"); returns its length. */
-int kd_amqp_policy_command(const char *vhost, const char *queue,
-                           const amqp_table_entry_t *args, int n, char *buf, size_t len);
+int kd_amqp_policy_command(const char *vhost, const char *queue, const amqp_table_entry_t *args,
+                           int n, char *buf, size_t len);
 
 /* After a basic.return method frame: reads the returned message (its header and body
  * follow) into ev, so the frame stream stays in step. */

@@ -12,16 +12,16 @@
 
 #include "kd_log.h"
 
-int kd_amqp_publish(kd_amqp *a, const char *message_id, const void *body, size_t len,
-                    uint64_t *tag, kd_err *err)
+int kd_amqp_publish(kd_amqp *a, const char *message_id, const void *body, size_t len, uint64_t *tag,
+                    kd_err *err)
 {
     int rc = kd_amqp_if_broken(a, err);
     if (rc)
         return rc;
     if (!a->confirm_on) {
         amqp_confirm_select(a->conn, KD_AMQP_CHANNEL);
-        rc = kd_amqp_check_reply(a, amqp_get_rpc_reply(a->conn), "enabling publisher confirms",
-                                 err);
+        rc =
+            kd_amqp_check_reply(a, amqp_get_rpc_reply(a->conn), "enabling publisher confirms", err);
         if (rc)
             return rc;
         a->confirm_on = true;

@@ -5,9 +5,9 @@
  * basic.ack frames of its own there, numbered in a second sequence that also starts at 1.
  * Channel 2 keeps publish sequence numbers and delivery tags apart. Both channels share
  * the one socket and thread, so rabbitmq-c hands channel 2's basic.ack/nack/return to
- * whoever reads next: amqp_consume.c queues them here (kd_amqp_side_push), the owner takes them with
- * kd_amqp_side_event. Nothing here ever waits for a confirm except kd_amqp_side_wait,
- * which is for callers that do not consume (kone-producer replay-dead).
+ * whoever reads next: amqp_consume.c queues them here (kd_amqp_side_push), the owner takes them
+ * with kd_amqp_side_event. Nothing here ever waits for a confirm except kd_amqp_side_wait, which is
+ * for callers that do not consume (kone-producer replay-dead).
  */
 #include "amqp_int.h"
 
@@ -43,9 +43,8 @@ int kd_amqp_side_publish(kd_amqp *a, const kd_amqp_out *m, uint64_t *tag, kd_err
         return rc;
     amqp_basic_properties_t props = {0};
     props._flags = AMQP_BASIC_CONTENT_TYPE_FLAG | AMQP_BASIC_DELIVERY_MODE_FLAG;
-    props.content_type = amqp_cstring_bytes(m->content_type && *m->content_type
-                                                ? m->content_type
-                                                : "application/msgpack");
+    props.content_type = amqp_cstring_bytes(
+        m->content_type && *m->content_type ? m->content_type : "application/msgpack");
     props.delivery_mode = 2; /* persistent */
     if (m->message_id && *m->message_id) {
         props._flags |= AMQP_BASIC_MESSAGE_ID_FLAG;
@@ -139,9 +138,9 @@ int kd_amqp_queue_count(kd_amqp *a, const char *queue, uint32_t *messages, kd_er
     int rc = kd_amqp_if_broken(a, err);
     if (rc)
         return rc;
-    amqp_queue_declare_ok_t *ok = amqp_queue_declare(
-        a->conn, KD_AMQP_CHANNEL, amqp_cstring_bytes(queue), 1 /* passive */, 0, 0, 0,
-        amqp_empty_table);
+    amqp_queue_declare_ok_t *ok =
+        amqp_queue_declare(a->conn, KD_AMQP_CHANNEL, amqp_cstring_bytes(queue), 1 /* passive */, 0,
+                           0, 0, amqp_empty_table);
     char what[300];
     snprintf(what, sizeof what, "looking up queue '%s'", queue);
     rc = kd_amqp_check_reply(a, amqp_get_rpc_reply(a->conn), what, err);

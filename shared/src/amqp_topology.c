@@ -40,7 +40,7 @@ typedef struct qspec {
     amqp_table_entry_t added[QARGS_MAX];
     int n_added;
     const char *exchange, *binding;
-    const char *without;   /* what goes wrong while added arguments are missing */
+    const char *without; /* what goes wrong while added arguments are missing */
 } qspec;
 
 static amqp_table_entry_t str_arg(const char *key, const char *value)
@@ -92,8 +92,8 @@ static void puts_(char *buf, size_t len, size_t *o, const char *s)
     put(buf, len, o, s, strlen(s), false, false);
 }
 
-int kd_amqp_policy_command(const char *vhost, const char *queue,
-                           const amqp_table_entry_t *args, int n, char *buf, size_t len)
+int kd_amqp_policy_command(const char *vhost, const char *queue, const amqp_table_entry_t *args,
+                           int n, char *buf, size_t len)
 {
     size_t o = 0;
     if (len == 0)
@@ -162,7 +162,8 @@ static int refused_added(const qspec *q, const bool *left_out, amqp_rpc_reply_t 
     const amqp_channel_close_t *c = r.reply.decoded;
     char text[300], key[64];
     kd_amqp_str(c->reply_text, text, sizeof text);
-    if (c->reply_code != AMQP_PRECONDITION_FAILED || !kd_amqp_inequivalent_arg(text, key, sizeof key))
+    if (c->reply_code != AMQP_PRECONDITION_FAILED ||
+        !kd_amqp_inequivalent_arg(text, key, sizeof key))
         return -1;
     for (int i = 0; i < q->n_added; i++)
         if (!left_out[i] && q->added[i].key.len == strlen(key) &&
@@ -250,8 +251,10 @@ int kd_amqp_declare_topology(kd_amqp *a, kd_err *err)
     a->n_missing = 0;
     int rc = declare_exchange(a, t->dead_exchange, err);
     if (!rc) {
-        qspec dead = {.name = t->dead_queue, .exchange = t->dead_exchange,
-                      .binding = t->dead_queue, .n_added = 1,
+        qspec dead = {.name = t->dead_queue,
+                      .exchange = t->dead_exchange,
+                      .binding = t->dead_queue,
+                      .n_added = 1,
                       .without = "on RabbitMQ 4.0-4.2 a parked job returned 20 times (each "
                                  "replay-dead run that keeps it, each management read) is "
                                  "dropped"};
@@ -266,8 +269,11 @@ int kd_amqp_declare_topology(kd_amqp *a, kd_err *err)
                  "on RabbitMQ 4.x a job returned 20 times (its workers died holding it) is "
                  "dropped instead of parked in '%s'",
                  t->dead_queue);
-        qspec work = {.name = t->queue, .exchange = t->exchange, .binding = t->routing_key,
-                      .n_added = 5, .without = why};
+        qspec work = {.name = t->queue,
+                      .exchange = t->exchange,
+                      .binding = t->routing_key,
+                      .n_added = 5,
+                      .without = why};
         work.added[0] = int_arg("x-delivery-limit", t->delivery_limit);
         work.added[1] = str_arg("x-dead-letter-exchange", t->dead_exchange);
         work.added[2] = str_arg("x-dead-letter-routing-key", t->dead_queue);
@@ -280,8 +286,11 @@ int kd_amqp_declare_topology(kd_amqp *a, kd_err *err)
     for (int i = 0; i < t->n_tiers && !rc; i++) {
         char name[300];
         kd_amqp_tier_queue(t, i, name, sizeof name);
-        qspec tier = {.name = name, .exchange = t->retry_exchange, .binding = name,
-                      .n_base = 5, .without = ""};
+        qspec tier = {.name = name,
+                      .exchange = t->retry_exchange,
+                      .binding = name,
+                      .n_base = 5,
+                      .without = ""};
         tier.base[0] = int_arg("x-message-ttl", t->tiers_ms[i]);
         tier.base[1] = str_arg("x-dead-letter-exchange", t->exchange);
         tier.base[2] = str_arg("x-dead-letter-routing-key", t->routing_key);
@@ -328,8 +337,8 @@ int kd_amqp_topology_load(kd_amqp_topology *t, const kd_config *cfg, kd_err *err
     if (!rc)
         rc = name_key(cfg, "amqp.routing_key", NULL, NULL, t->routing_key, false, err);
     if (!rc)
-        rc = name_key(cfg, "amqp.retry_exchange", ".retry", t->queue, t->retry_exchange, false,
-                      err);
+        rc =
+            name_key(cfg, "amqp.retry_exchange", ".retry", t->queue, t->retry_exchange, false, err);
     if (!rc)
         rc = name_key(cfg, "amqp.dead_exchange", ".dead", t->queue, t->dead_exchange, false, err);
     if (!rc)
@@ -340,8 +349,8 @@ int kd_amqp_topology_load(kd_amqp_topology *t, const kd_config *cfg, kd_err *err
         rc = kd_config_int(cfg, "amqp.delivery_limit", 1, KD_AMQP_DELIVERY_LIMIT_MAX,
                            &t->delivery_limit, err);
     if (!rc)
-        rc = kd_retry_parse_tiers(kd_config_get(cfg, "retry.tiers_ms"), t->tiers_ms,
-                                  &t->n_tiers, err);
+        rc = kd_retry_parse_tiers(kd_config_get(cfg, "retry.tiers_ms"), t->tiers_ms, &t->n_tiers,
+                                  err);
     if (!rc && strlen(t->queue) + 32 > 255)
         rc = kd_err_set(err, KD_ERR_INVALID,
                         "amqp.queue: at most 223 characters (tier queues append '.retry.<ms>')");

@@ -21,91 +21,174 @@ static const kd_config_key kd_keys[] = {
     {"log.level", "info", W | P | S | E, false, "Log level: debug, info, warn, error."},
 
     /* RabbitMQ */
-    {"amqp.host", "127.0.0.1", W | P, false, "RabbitMQ host, or a comma-separated list of cluster nodes (host[:port]); after a lost connection the next node is tried first."},
+    {"amqp.host", "127.0.0.1", W | P, false,
+     "RabbitMQ host, or a comma-separated list of cluster nodes (host[:port]); after a lost "
+     "connection the next node is tried first."},
     {"amqp.port", "5672", W | P, false, "RabbitMQ AMQP port."},
     {"amqp.vhost", "/", W | P, false, "RabbitMQ virtual host."},
     {"amqp.user", "guest", W | P, false, "RabbitMQ user name."},
-    {"amqp.password", "guest", W | P, true, "RabbitMQ password (secret; also KD_AMQP_PASSWORD_FILE)."},
-    {"amqp.heartbeat_s", "10", W | P, false, "AMQP heartbeat interval in seconds (0 disables; keep it on so a dead network is noticed)."},
+    {"amqp.password", "guest", W | P, true,
+     "RabbitMQ password (secret; also KD_AMQP_PASSWORD_FILE)."},
+    {"amqp.heartbeat_s", "10", W | P, false,
+     "AMQP heartbeat interval in seconds (0 disables; keep it on so a dead network is noticed)."},
     {"amqp.exchange", "kone.calls", W | P, false, "Durable direct exchange jobs are published to."},
-    {"amqp.queue", "kone.calls", W | P, false, "Quorum work queue bound to the exchange; the worker consumes it."},
-    {"amqp.routing_key", "kone.calls", W | P, false, "Routing key binding the work queue to the exchange."},
-    {"amqp.retry_exchange", "", W | P, false, "Direct exchange of the retry tiers (empty: {amqp.queue}.retry); tier queues are {amqp.queue}.retry.{ms}, one per retry.tiers_ms entry."},
-    {"amqp.dead_exchange", "", W | P, false, "Direct exchange of the dead-letter queue (empty: {amqp.queue}.dead)."},
-    {"amqp.dead_queue", "", W | P, false, "Quorum dead-letter queue, the parking lot of undecodable and finally failed jobs (empty: {amqp.queue}.dead)."},
-    {"amqp.delivery_limit", "20", W | P, false, "x-delivery-limit of the work queue: the broker parks a job returned more than this many times in the dead-letter queue (RabbitMQ 4.x would drop it after 20). The backstop behind worker.max_deliveries, which must stay below it. A queue made without it is used as it is, with a warning (RUNBOOK.md)."},
-    {"amqp.consumer_timeout_ms", "1800000", W, false, "RabbitMQ's consumer_timeout as the broker has it (0: none): a delivery unacked that long closes the channel. The worker refuses to start when its settings let it hold a delivery longer (docs/failure-handling.md, Broker limits)."},
+    {"amqp.queue", "kone.calls", W | P, false,
+     "Quorum work queue bound to the exchange; the worker consumes it."},
+    {"amqp.routing_key", "kone.calls", W | P, false,
+     "Routing key binding the work queue to the exchange."},
+    {"amqp.retry_exchange", "", W | P, false,
+     "Direct exchange of the retry tiers (empty: {amqp.queue}.retry); tier queues are "
+     "{amqp.queue}.retry.{ms}, one per retry.tiers_ms entry."},
+    {"amqp.dead_exchange", "", W | P, false,
+     "Direct exchange of the dead-letter queue (empty: {amqp.queue}.dead)."},
+    {"amqp.dead_queue", "", W | P, false,
+     "Quorum dead-letter queue, the parking lot of undecodable and finally failed jobs (empty: "
+     "{amqp.queue}.dead)."},
+    {"amqp.delivery_limit", "20", W | P, false,
+     "x-delivery-limit of the work queue: the broker parks a job returned more than this many "
+     "times in the dead-letter queue (RabbitMQ 4.x would drop it after 20). The backstop behind "
+     "worker.max_deliveries, which must stay below it. A queue made without it is used as it is, "
+     "with a warning (RUNBOOK.md)."},
+    {"amqp.consumer_timeout_ms", "1800000", W, false,
+     "RabbitMQ's consumer_timeout as the broker has it (0: none): a delivery unacked that long "
+     "closes the channel. The worker refuses to start when its settings let it hold a delivery "
+     "longer (docs/failure-handling.md, Broker limits)."},
 
     /* jobs */
-    {"job.default_ttl_ms", "60000", W | P, false, "Deadline of a job that has none: created_at plus this many ms."},
-    {"job.max_age_ms", "600000", W, false, "A job's deadline is lowered to at most created_at plus this many ms (0: no cap)."},
+    {"job.default_ttl_ms", "60000", W | P, false,
+     "Deadline of a job that has none: created_at plus this many ms."},
+    {"job.max_age_ms", "600000", W, false,
+     "A job's deadline is lowered to at most created_at plus this many ms (0: no cap)."},
 
     /* worker */
     {"worker.id", "", W, false, "Worker name in result events (default: host name and pid)."},
     {"worker.inflight", "64", W, false, "Jobs in flight at once; also the AMQP prefetch."},
-    {"worker.drain_ms", "10000", W, false, "On SIGTERM, how long to wait for in-flight jobs before handing them back."},
-    {"worker.max_deliveries", "10", W, false, "A job handed out this many times without an outcome (each time its worker crashed, was killed or lost its connection) is parked in the dead-letter queue with outcome failed, error delivery_limit, without a call (0: never)."},
-    {"worker.timings_file", "", W, false, "Diagnostics (scripts/bench): append one line per acked job to this file: received, request sent, outcome known, result produced, acked, in µs since the epoch (empty: off)."},
+    {"worker.drain_ms", "10000", W, false,
+     "On SIGTERM, how long to wait for in-flight jobs before handing them back."},
+    {"worker.max_deliveries", "10", W, false,
+     "A job handed out this many times without an outcome (each time its worker crashed, was "
+     "killed or lost its connection) is parked in the dead-letter queue with outcome failed, error "
+     "delivery_limit, without a call (0: never)."},
+    {"worker.timings_file", "", W, false,
+     "Diagnostics (scripts/bench): append one line per acked job to this file: received, request "
+     "sent, outcome known, result produced, acked, in µs since the epoch (empty: off)."},
 
     /* call ledger (PostgreSQL) */
-    {"ledger.url", "postgresql://kd@127.0.0.1:5432/kone_dispatch?sslmode=verify-full", W, true, "Call ledger: a libpq connection URI (postgresql://user:password@host:port/db?sslmode=verify-full&sslrootcert=...), or none to run without a ledger (duplicate calls become possible; a warning at every start). It may carry the password (secret; also KD_LEDGER_URL_FILE)."},
-    {"ledger.ambiguous", "unknown", W, false, "A job whose call was written but never answered (its worker died): unknown (default: final outcome unknown, never called twice) or retry (call it again: a second elevator call is possible)."},
-    {"ledger.lease_ms", "15000", W, false, "How long a worker's claim on a job stays valid without being renewed (renewed every third of it while the worker lives); a redelivered job whose claim is still leased waits for it."},
-    {"ledger.retention_h", "168", W, false, "Ledger rows expire this many hours after their job ended; expired rows are purged by the workers (about once a minute)."},
-    {"ledger.timeout_ms", "5000", W, false, "Connecting to the ledger, and any ledger statement, gives up after this long; the worker then stops taking jobs until the ledger answers again."},
+    {"ledger.url", "postgresql://kd@127.0.0.1:5432/kone_dispatch?sslmode=verify-full", W, true,
+     "Call ledger: a libpq connection URI "
+     "(postgresql://user:password@host:port/db?sslmode=verify-full&sslrootcert=...), or none to "
+     "run without a ledger (duplicate calls become possible; a warning at every start). It may "
+     "carry the password (secret; also KD_LEDGER_URL_FILE)."},
+    {"ledger.ambiguous", "unknown", W, false,
+     "A job whose call was written but never answered (its worker died): unknown (default: final "
+     "outcome unknown, never called twice) or retry (call it again: a second elevator call is "
+     "possible)."},
+    {"ledger.lease_ms", "15000", W, false,
+     "How long a worker's claim on a job stays valid without being renewed (renewed every third of "
+     "it while the worker lives); a redelivered job whose claim is still leased waits for it."},
+    {"ledger.retention_h", "168", W, false,
+     "Ledger rows expire this many hours after their job ended; expired rows are purged by the "
+     "workers (about once a minute)."},
+    {"ledger.timeout_ms", "5000", W, false,
+     "Connecting to the ledger, and any ledger statement, gives up after this long; the worker "
+     "then stops taking jobs until the ledger answers again."},
 
     /* retries */
-    {"retry.base_ms", "1000", W, false, "Backoff base: the delay before attempt n+1 is uniform in [0, min(cap, base * 2^(n-1))] ms (full jitter)."},
+    {"retry.base_ms", "1000", W, false,
+     "Backoff base: the delay before attempt n+1 is uniform in [0, min(cap, base * 2^(n-1))] ms "
+     "(full jitter)."},
     {"retry.cap_ms", "30000", W, false, "Backoff cap in ms."},
-    {"retry.max_attempts", "5", W, false, "Attempts per job (1 = no retry); after the last, outcome failed and the job goes to the dead-letter queue."},
-    {"retry.tiers_ms", "1000,2000,5000,10000,30000", W | P, false, "Delays of the retry tier queues (ascending ms); a drawn delay is rounded up to a tier."},
+    {"retry.max_attempts", "5", W, false,
+     "Attempts per job (1 = no retry); after the last, outcome failed and the job goes to the "
+     "dead-letter queue."},
+    {"retry.tiers_ms", "1000,2000,5000,10000,30000", W | P, false,
+     "Delays of the retry tier queues (ascending ms); a drawn delay is rounded up to a tier."},
 
     /* Kafka */
     {"kafka.brokers", "127.0.0.1:9092", W | E, false, "Kafka bootstrap servers."},
-    {"kafka.topic_results", "kone.call.results", W | E, false, "Topic of job results (one per job)."},
-    {"kafka.topic_events", "kone.call.events", W | E, false, "Topic of call-state events of tracked calls."},
-    {"kafka.linger_ms", "5", W, false, "librdkafka linger.ms: how long to batch results before sending."},
-    {"kafka.compression", "none", W, false, "librdkafka compression.codec for results and events: none, gzip, snappy, lz4 or zstd. Off by default: results are small and batches short, so a codec costs more CPU than it saves (docs/performance.md)."},
-    {"kafka.max_undelivered", "1000", W, false, "Backpressure: stop taking jobs while more results than this wait for Kafka; resume below half."},
-    {"kafka.topic_metrics", "kone.worker.metrics", W, false, "Topic of the worker's metric snapshots (docs/events.md); see metrics.kafka_interval_ms."},
+    {"kafka.topic_results", "kone.call.results", W | E, false,
+     "Topic of job results (one per job)."},
+    {"kafka.topic_events", "kone.call.events", W | E, false,
+     "Topic of call-state events of tracked calls."},
+    {"kafka.linger_ms", "5", W, false,
+     "librdkafka linger.ms: how long to batch results before sending."},
+    {"kafka.compression", "none", W, false,
+     "librdkafka compression.codec for results and events: none, gzip, snappy, lz4 or zstd. Off by "
+     "default: results are small and batches short, so a codec costs more CPU than it saves "
+     "(docs/performance.md)."},
+    {"kafka.max_undelivered", "1000", W, false,
+     "Backpressure: stop taking jobs while more results than this wait for Kafka; resume below "
+     "half."},
+    {"kafka.topic_metrics", "kone.worker.metrics", W, false,
+     "Topic of the worker's metric snapshots (docs/events.md); see metrics.kafka_interval_ms."},
 
     /* metrics and health endpoint */
-    {"metrics.listen", "0.0.0.0", W, false, "Address of the /metrics, /healthz and /readyz HTTP endpoint (docs/metrics.md)."},
-    {"metrics.port", "9464", W, false, "Port of the metrics endpoint; 0 picks a free port (logged), -1 turns the endpoint off."},
-    {"metrics.buildings", "", W, false, "Comma-separated building ids that get their own `building` label value; any other building is counted as 'other'."},
-    {"metrics.kafka_interval_ms", "60000", W, false, "Publish a metrics snapshot to kafka.topic_metrics this often (0: never)."},
-    {"metrics.health_stale_ms", "30000", W, false, "/healthz fails when the main loop has not turned for this long."},
+    {"metrics.listen", "0.0.0.0", W, false,
+     "Address of the /metrics, /healthz and /readyz HTTP endpoint (docs/metrics.md)."},
+    {"metrics.port", "9464", W, false,
+     "Port of the metrics endpoint; 0 picks a free port (logged), -1 turns the endpoint off."},
+    {"metrics.buildings", "", W, false,
+     "Comma-separated building ids that get their own `building` label value; any other building "
+     "is counted as 'other'."},
+    {"metrics.kafka_interval_ms", "60000", W, false,
+     "Publish a metrics snapshot to kafka.topic_metrics this often (0: never)."},
+    {"metrics.health_stale_ms", "30000", W, false,
+     "/healthz fails when the main loop has not turned for this long."},
 
     /* KONE API */
-    {"kone.token_url", "https://127.0.0.1:8443/api/v2/oauth2/token", W, false, "OAuth2 token endpoint."},
+    {"kone.token_url", "https://127.0.0.1:8443/api/v2/oauth2/token", W, false,
+     "OAuth2 token endpoint."},
     {"kone.ws_url", "wss://127.0.0.1:8443/stream-v2", W, false, "WebSocket endpoint (stream-v2)."},
     {"kone.client_id", "", W, false, "KONE application client id."},
-    {"kone.client_secret", "", W, true, "KONE application client secret (secret; also KD_KONE_CLIENT_SECRET_FILE)."},
-    {"kone.scope", "", W, false, "Space-separated scopes to request, e.g. 'callgiving/building:9990000951' (empty: the application's default)."},
-    {"kone.ca_file", "", W, false, "CA bundle to verify KONE's certificate (empty: the system CAs). Verification is always on."},
-    {"kone.connections", "2", W, false, "WebSocket connections in the pool; jobs are spread over them."},
-    {"kone.request_timeout_ms", "10000", W, false, "How long to wait for an answer frame before the request fails."},
-    {"kone.call_timeout_ms", "30000", W, false, "How long an accepted call may stay without progress (e.g. stuck in 'created')."},
-    {"kone.track_timeout_ms", "600000", W, false, "How long a tracked call is followed before giving up on 'served'."},
-    {"kone.token_margin_s", "60", W, false, "Refresh the token this many seconds before it expires."},
-    {"kone.keepalive_s", "30", W, false, "Ping an idle connection after this many seconds (KONE closes idle ones after 60 s)."},
-    {"kone.max_conn_age_s", "6600", W, false, "Replace a connection after this many seconds (KONE closes every one after 2 h)."},
-    {"kone.monitor_duration_s", "300", W, false, "site-monitoring subscription length (max 300); renewed before it lapses."},
-    {"kone.breaker_failures", "5", W, false, "Circuit breaker per building: consecutive failures of its calls (1005/no progress, 5xx, unanswered) that open it (0: never)."},
-    {"kone.breaker_probe_base_ms", "1000", W, false, "First ping of a building whose circuit is open after this long; doubles (jittered) while pings fail."},
-    {"kone.breaker_probe_cap_ms", "10000", W, false, "Longest delay between pings of a building whose circuit is open."},
-    {"kone.rate_per_s", "0", W, false, "Rate limit per building, requests per second (0: none); a 429 lowers a building's rate for a while either way."},
-    {"kone.rate_burst", "0", W, false, "Requests a building may get at once under its rate limit (0: one second's worth)."},
+    {"kone.client_secret", "", W, true,
+     "KONE application client secret (secret; also KD_KONE_CLIENT_SECRET_FILE)."},
+    {"kone.scope", "", W, false,
+     "Space-separated scopes to request, e.g. 'callgiving/building:9990000951' (empty: the "
+     "application's default)."},
+    {"kone.ca_file", "", W, false,
+     "CA bundle to verify KONE's certificate (empty: the system CAs). Verification is always on."},
+    {"kone.connections", "2", W, false,
+     "WebSocket connections in the pool; jobs are spread over them."},
+    {"kone.request_timeout_ms", "10000", W, false,
+     "How long to wait for an answer frame before the request fails."},
+    {"kone.call_timeout_ms", "30000", W, false,
+     "How long an accepted call may stay without progress (e.g. stuck in 'created')."},
+    {"kone.track_timeout_ms", "600000", W, false,
+     "How long a tracked call is followed before giving up on 'served'."},
+    {"kone.token_margin_s", "60", W, false,
+     "Refresh the token this many seconds before it expires."},
+    {"kone.keepalive_s", "30", W, false,
+     "Ping an idle connection after this many seconds (KONE closes idle ones after 60 s)."},
+    {"kone.max_conn_age_s", "6600", W, false,
+     "Replace a connection after this many seconds (KONE closes every one after 2 h)."},
+    {"kone.monitor_duration_s", "300", W, false,
+     "site-monitoring subscription length (max 300); renewed before it lapses."},
+    {"kone.breaker_failures", "5", W, false,
+     "Circuit breaker per building: consecutive failures of its calls (1005/no progress, 5xx, "
+     "unanswered) that open it (0: never)."},
+    {"kone.breaker_probe_base_ms", "1000", W, false,
+     "First ping of a building whose circuit is open after this long; doubles (jittered) while "
+     "pings fail."},
+    {"kone.breaker_probe_cap_ms", "10000", W, false,
+     "Longest delay between pings of a building whose circuit is open."},
+    {"kone.rate_per_s", "0", W, false,
+     "Rate limit per building, requests per second (0: none); a 429 lowers a building's rate for a "
+     "while either way."},
+    {"kone.rate_burst", "0", W, false,
+     "Requests a building may get at once under its rate limit (0: one second's worth)."},
 
     /* producer */
-    {"producer.confirm_timeout_ms", "10000", P, false, "How long to wait for the broker's publisher confirm."},
+    {"producer.confirm_timeout_ms", "10000", P, false,
+     "How long to wait for the broker's publisher confirm."},
 
     /* kone-events */
     {"events.topic", "kone.call.results", E, false, "Topic to read (results, events or metrics)."},
-    {"events.group", "", E, false, "Consumer group (empty: a fresh one, reading without committing)."},
+    {"events.group", "", E, false,
+     "Consumer group (empty: a fresh one, reading without committing)."},
     {"events.from_beginning", "true", E, false, "Start from the earliest offset."},
     {"events.max", "0", E, false, "Stop after this many events (0: no limit)."},
-    {"events.idle_exit_ms", "0", E, false, "Exit after this long without a new event (0: run until interrupted)."},
+    {"events.idle_exit_ms", "0", E, false,
+     "Exit after this long without a new event (0: run until interrupted)."},
 
     /* kone-sim */
     {"sim.listen", "127.0.0.1", S, false, "Address kone-sim listens on."},
@@ -114,13 +197,22 @@ static const kd_config_key kd_keys[] = {
     {"sim.key", "", S, false, "PEM private key of kone-sim (required)."},
     {"sim.buildings", "sim/buildings.json", S, false, "Buildings file (topology, actions, lifts)."},
     {"sim.clients", "sim/clients.json", S, false, "Client credentials and their scopes."},
-    {"sim.speed", "1", S, false, "Clock speed-up of the lift model (10 = ten times faster than real time)."},
+    {"sim.speed", "1", S, false,
+     "Clock speed-up of the lift model (10 = ten times faster than real time)."},
     {"sim.token_ttl_s", "3600", S, false, "Lifetime of the tokens kone-sim issues."},
-    {"sim.idle_timeout_s", "60", S, false, "Close a WebSocket after this many idle seconds, as KONE does."},
-    {"sim.max_conn_s", "7200", S, false, "Close every WebSocket after this many seconds, as KONE does."},
-    {"sim.faults", "", S, false, "Fault injection spec applied at start: the JSON that POST /sim/faults takes (docs/kone-sim.md)."},
-    {"sim.control_token", "", S, true, "Bearer token the /sim/ control endpoint requires (secret; also KD_SIM_CONTROL_TOKEN_FILE; empty: no check)."},
-    {"sim.token_log", "", S, false, "Test only: append every issued access token to this file (empty: off); lets a test search logs for leaked tokens."},
+    {"sim.idle_timeout_s", "60", S, false,
+     "Close a WebSocket after this many idle seconds, as KONE does."},
+    {"sim.max_conn_s", "7200", S, false,
+     "Close every WebSocket after this many seconds, as KONE does."},
+    {"sim.faults", "", S, false,
+     "Fault injection spec applied at start: the JSON that POST /sim/faults takes "
+     "(docs/kone-sim.md)."},
+    {"sim.control_token", "", S, true,
+     "Bearer token the /sim/ control endpoint requires (secret; also KD_SIM_CONTROL_TOKEN_FILE; "
+     "empty: no check)."},
+    {"sim.token_log", "", S, false,
+     "Test only: append every issued access token to this file (empty: off); lets a test search "
+     "logs for leaked tokens."},
 };
 
 #undef W
@@ -230,8 +322,8 @@ static int flag_index(const char *name, size_t nlen, bool *is_file)
     return -1;
 }
 
-int kd_config_load(kd_config *cfg, unsigned prog, const char *prog_name, int argc,
-                   char **argv, kd_err *err)
+int kd_config_load(kd_config *cfg, unsigned prog, const char *prog_name, int argc, char **argv,
+                   kd_err *err)
 {
     memset(cfg, 0, sizeof *cfg);
     cfg->prog = prog;
@@ -344,8 +436,8 @@ int kd_config_set(kd_config *cfg, const char *key, const char *value)
     return set_value(cfg, i, value);
 }
 
-int kd_config_int(const kd_config *cfg, const char *key, int64_t min, int64_t max,
-                  int64_t *out, kd_err *err)
+int kd_config_int(const kd_config *cfg, const char *key, int64_t min, int64_t max, int64_t *out,
+                  kd_err *err)
 {
     const char *v = kd_config_get(cfg, key);
     char *end;
@@ -358,16 +450,16 @@ int kd_config_int(const kd_config *cfg, const char *key, int64_t min, int64_t ma
     return 0;
 }
 
-int kd_config_double(const kd_config *cfg, const char *key, double min, double max,
-                     double *out, kd_err *err)
+int kd_config_double(const kd_config *cfg, const char *key, double min, double max, double *out,
+                     kd_err *err)
 {
     const char *v = kd_config_get(cfg, key);
     char *end;
     errno = 0;
     double d = strtod(v, &end);
     if (errno || end == v || *end != '\0' || d < min || d > max)
-        return kd_err_set(err, KD_ERR_INVALID, "%s: must be a number in %g..%g, got '%s'", key,
-                          min, max, v);
+        return kd_err_set(err, KD_ERR_INVALID, "%s: must be a number in %g..%g, got '%s'", key, min,
+                          max, v);
     *out = d;
     return 0;
 }
@@ -388,9 +480,14 @@ int kd_config_bool(const kd_config *cfg, const char *key, bool *out, kd_err *err
 
 static const char *prog_list(unsigned progs, char *buf, size_t len)
 {
-    static const struct { unsigned bit; const char *name; } names[] = {
-        {KD_PROG_WORKER, "worker"}, {KD_PROG_PRODUCER, "producer"},
-        {KD_PROG_SIM, "sim"},       {KD_PROG_EVENTS, "events"},
+    static const struct {
+        unsigned bit;
+        const char *name;
+    } names[] = {
+        {KD_PROG_WORKER, "worker"},
+        {KD_PROG_PRODUCER, "producer"},
+        {KD_PROG_SIM, "sim"},
+        {KD_PROG_EVENTS, "events"},
     };
     buf[0] = '\0';
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
@@ -415,8 +512,9 @@ void kd_config_print_help(const kd_config *cfg, FILE *out)
         fprintf(out, "  %-28s %-32s default '%s'\n      %s\n", flag, env,
                 kd_keys[i].secret ? "" : kd_keys[i].def, kd_keys[i].help);
     }
-    fprintf(out, "  --config-table                   print every key as a markdown table\n"
-                 "  --config-dump                    print the effective values (secrets hidden)\n");
+    fprintf(out,
+            "  --config-table                   print every key as a markdown table\n"
+            "  --config-dump                    print the effective values (secrets hidden)\n");
 }
 
 void kd_config_print_markdown(FILE *out)
@@ -428,8 +526,7 @@ void kd_config_print_markdown(FILE *out)
         kd_config_env_name(kd_keys[i].name, env, sizeof env);
         kd_config_flag_name(kd_keys[i].name, flag, sizeof flag);
         fprintf(out, "| `%s` | `%s` | `%s` | `%s` | %s | %s |\n", kd_keys[i].name, env, flag,
-                kd_keys[i].def, prog_list(kd_keys[i].progs, progs, sizeof progs),
-                kd_keys[i].help);
+                kd_keys[i].def, prog_list(kd_keys[i].progs, progs, sizeof progs), kd_keys[i].help);
     }
 }
 
@@ -450,8 +547,7 @@ bool kd_config_common_actions(const kd_config *cfg, int *code)
             for (size_t i = 0; i < KD_NKEYS; i++)
                 if (kd_keys[i].progs & cfg->prog)
                     printf("%s=%s\n", kd_keys[i].name,
-                           kd_keys[i].secret ? (cfg->values[i][0] ? "<set>" : "")
-                                             : cfg->values[i]);
+                           kd_keys[i].secret ? (cfg->values[i][0] ? "<set>" : "") : cfg->values[i]);
             *code = 0;
             return true;
         }

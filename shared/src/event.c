@@ -84,7 +84,7 @@ static int pack_failed(msgpack_sbuffer *sb, size_t start, kd_err *err, const cha
 
 /* ---- result event ---- */
 
-#define RESULT_KEYS 18  /* pairs packed below; the tests decode and count them */
+#define RESULT_KEYS 18 /* pairs packed below; the tests decode and count them */
 
 /* The error is there when the run has an error code: every failure path sets one. A
  * message without a code is only a note on a success ("call accepted") and is left out. */
@@ -170,7 +170,7 @@ static int pack_decks(msgpack_packer *pk, const kd_call_event *ev)
 /* job_id, building_id, group_id of the tracked job; all nil without a run. */
 static int pack_call_job(msgpack_packer *pk, const kd_run *run)
 {
-    static const kd_job none;  /* all fields empty: packs as nil */
+    static const kd_job none; /* all fields empty: packs as nil */
     const kd_job *job = run ? &run->job : &none;
     return PACK_KEY(pk, "job_id") || pack_str_or_nil(pk, job->job_id, sizeof job->job_id) ||
            PACK_KEY(pk, "building_id") ||
@@ -235,15 +235,15 @@ static size_t utf8_seq_len(const unsigned char *s, size_t n)
     } else if (c >= 0xE0 && c <= 0xEF) {
         len = 3;
         if (c == 0xE0)
-            lo = 0xA0;  /* overlong */
+            lo = 0xA0; /* overlong */
         if (c == 0xED)
-            hi = 0x9F;  /* surrogates */
+            hi = 0x9F; /* surrogates */
     } else if (c >= 0xF0 && c <= 0xF4) {
         len = 4;
         if (c == 0xF0)
-            lo = 0x90;  /* overlong */
+            lo = 0x90; /* overlong */
         if (c == 0xF4)
-            hi = 0x8F;  /* > U+10FFFF */
+            hi = 0x8F; /* > U+10FFFF */
     } else {
         return 0;
     }
@@ -261,7 +261,7 @@ static char *utf8_repair(const char *s, size_t n, size_t *out_len)
 {
     if (n > (SIZE_MAX - 1) / 3)
         return NULL;
-    char *out = malloc(n * 3 + 1);  /* worst case: every byte replaced by 3 */
+    char *out = malloc(n * 3 + 1); /* worst case: every byte replaced by 3 */
     if (!out)
         return NULL;
     const unsigned char *p = (const unsigned char *)s;
@@ -285,7 +285,7 @@ static char *utf8_repair(const char *s, size_t n, size_t *out_len)
 
 static json_t *json_from_str(const char *s, size_t n)
 {
-    json_t *j = json_stringn(s, n);  /* validates UTF-8; NULL if invalid (or no memory) */
+    json_t *j = json_stringn(s, n); /* validates UTF-8; NULL if invalid (or no memory) */
     if (j)
         return j;
     size_t rn;
@@ -444,7 +444,7 @@ static json_t *to_json(const msgpack_object *o, int depth)
     case MSGPACK_OBJECT_ARRAY: return array_to_json(&o->via.array, depth);
     case MSGPACK_OBJECT_MAP: return map_to_json(&o->via.map, depth);
     }
-    return json_null();  /* a type msgpack-c may add later: keep going */
+    return json_null(); /* a type msgpack-c may add later: keep going */
 }
 
 json_t *kd_msgpack_to_json(const msgpack_object *o)

@@ -49,8 +49,8 @@ static void mhd_logger(void *cls, const char *fmt, va_list ap)
     kd_warn("http: %s", mhd_last_error);
 }
 
-static enum MHD_Result respond(struct MHD_Connection *c, unsigned status, char *body,
-                               size_t len, const char *type)
+static enum MHD_Result respond(struct MHD_Connection *c, unsigned status, char *body, size_t len,
+                               const char *type)
 {
     struct MHD_Response *r =
         body ? MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE)
@@ -97,9 +97,9 @@ static enum MHD_Result answer_healthz(kd_http *h, struct MHD_Connection *c)
 {
     int64_t age_us = kd_mono_us() - atomic_load(&h->heartbeat_mono_us);
     bool ok = age_us <= h->stale_us;
-    json_t *j = json_pack("{s:s, s:I, s:I}", "status", ok ? "ok" : "stale", "heartbeat_age_ms",
-                          (json_int_t)(age_us / 1000), "stale_after_ms",
-                          (json_int_t)(h->stale_us / 1000));
+    json_t *j =
+        json_pack("{s:s, s:I, s:I}", "status", ok ? "ok" : "stale", "heartbeat_age_ms",
+                  (json_int_t)(age_us / 1000), "stale_after_ms", (json_int_t)(h->stale_us / 1000));
     return respond_json(c, ok ? MHD_HTTP_OK : MHD_HTTP_SERVICE_UNAVAILABLE, j);
 }
 
@@ -166,8 +166,10 @@ int kd_http_start(kd_http **out, const kd_http_opts *o, kd_err *err)
         v6->sin6_port = htons((uint16_t)o->port);
         flags |= MHD_USE_IPv6;
     } else {
-        return kd_err_set(err, KD_ERR_INVALID, "metrics endpoint: '%s' is not an IPv4 or IPv6 "
-                          "address", addr);
+        return kd_err_set(err, KD_ERR_INVALID,
+                          "metrics endpoint: '%s' is not an IPv4 or IPv6 "
+                          "address",
+                          addr);
     }
     kd_http *h = calloc(1, sizeof *h);
     if (!h)
@@ -180,15 +182,14 @@ int kd_http_start(kd_http **out, const kd_http_opts *o, kd_err *err)
     mhd_last_error[0] = '\0';
     /* the logger must be the first option, or early messages go to stderr unformatted */
     h->d = MHD_start_daemon(flags, (uint16_t)o->port, NULL, NULL, answer, h,
-                            MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, NULL,
-                            MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
-                            MHD_OPTION_CONNECTION_LIMIT, (unsigned)KD_HTTP_CONN_LIMIT,
-                            MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)KD_HTTP_CONN_TIMEOUT_S,
-                            MHD_OPTION_END);
+                            MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, NULL, MHD_OPTION_SOCK_ADDR,
+                            (struct sockaddr *)&ss, MHD_OPTION_CONNECTION_LIMIT,
+                            (unsigned)KD_HTTP_CONN_LIMIT, MHD_OPTION_CONNECTION_TIMEOUT,
+                            (unsigned)KD_HTTP_CONN_TIMEOUT_S, MHD_OPTION_END);
     if (!h->d) {
         free(h);
-        return kd_err_set(err, KD_ERR_IO, "metrics endpoint: cannot listen on %s port %d%s%s",
-                          addr, o->port, mhd_last_error[0] ? ": " : "", mhd_last_error);
+        return kd_err_set(err, KD_ERR_IO, "metrics endpoint: cannot listen on %s port %d%s%s", addr,
+                          o->port, mhd_last_error[0] ? ": " : "", mhd_last_error);
     }
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(h->d, MHD_DAEMON_INFO_BIND_PORT);
     h->port = info && info->port ? info->port : o->port;

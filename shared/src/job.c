@@ -47,25 +47,33 @@ typedef enum { CS_NONE, CS_ID, CS_NAME, CS_BUILDING, CS_LANG, CS_PRINT } charset
 typedef struct field {
     const char *name;
     ftype type;
-    unsigned ops;      /* ops that read it (ALL rows come first: op is known after them) */
-    unsigned need;     /* ops that require it */
-    int64_t min, max;  /* F_INT bounds; F_STR length bounds; F_INTS max items */
-    charset cs;        /* F_STR only */
-    size_t off, size;  /* the member in kd_job */
-    size_t has;        /* offset of its has_ flag, or NO_HAS */
-    bool ident;        /* re-read after an error: identifies the job for its outcome */
+    unsigned ops;     /* ops that read it (ALL rows come first: op is known after them) */
+    unsigned need;    /* ops that require it */
+    int64_t min, max; /* F_INT bounds; F_STR length bounds; F_INTS max items */
+    charset cs;       /* F_STR only */
+    size_t off, size; /* the member in kd_job */
+    size_t has;       /* offset of its has_ flag, or NO_HAS */
+    bool ident;       /* re-read after an error: identifies the job for its outcome */
 } field;
 
 #define NO_HAS SIZE_MAX
 #define MEMBER(m) offsetof(kd_job, m), sizeof(((kd_job *)0)->m)
 #define STRLEN(m) ((int64_t)sizeof(((kd_job *)0)->m) - 1)
 
-#define ROW_INT(n, ops, need, lo, hi) \
-    {#n, F_INT, ops, need, lo, hi, CS_NONE, MEMBER(n), NO_HAS, false}
-#define ROW_OPT(n, ops, lo, hi) \
-    {#n, F_INT, ops, 0, lo, hi, CS_NONE, MEMBER(n), offsetof(kd_job, has_##n), false}
-#define ROW_STR(n, ops, need, lo, cs, id) \
-    {#n, F_STR, ops, need, lo, STRLEN(n), cs, MEMBER(n), NO_HAS, id}
+/* clang-format off: it cannot lay out a braced initialiser in a macro body */
+#define ROW_INT(n, ops, need, lo, hi)                                                              \
+    {                                                                                              \
+#n, F_INT, ops, need, lo, hi, CS_NONE, MEMBER(n), NO_HAS, false                            \
+    }
+#define ROW_OPT(n, ops, lo, hi)                                                                    \
+    {                                                                                              \
+#n, F_INT, ops, 0, lo, hi, CS_NONE, MEMBER(n), offsetof(kd_job, has_##n), false            \
+    }
+#define ROW_STR(n, ops, need, lo, cs, id)                                                          \
+    {                                                                                              \
+#n, F_STR, ops, need, lo, STRLEN(n), cs, MEMBER(n), NO_HAS, id                             \
+    }
+/* clang-format on */
 
 static const field fields[] = {
     ROW_STR(job_id, ALL, ALL, 1, CS_ID, true),
@@ -102,24 +110,35 @@ static const field fields[] = {
 #define NFIELDS (sizeof fields / sizeof fields[0])
 
 /* Bounds of an allowed_lifts item (the row's own bounds count the items). */
-static const field any_int = {"", F_INT, ALL, 0, INT64_MIN, INT64_MAX, CS_NONE, 0, 0, NO_HAS,
-                              false};
+static const field any_int = {"",      F_INT, ALL, 0,      INT64_MIN, INT64_MAX,
+                              CS_NONE, 0,     0,   NO_HAS, false};
 
 /* ---- neutral values: what both readers hand to the shared rules ---- */
 
-typedef enum { V_ABSENT = 0, V_NIL, V_BOOL, V_INT, V_UBIG, V_FLOAT, V_STR, V_ARRAY, V_MAP,
-               V_OTHER, V_DUP } vkind;
+typedef enum {
+    V_ABSENT = 0,
+    V_NIL,
+    V_BOOL,
+    V_INT,
+    V_UBIG,
+    V_FLOAT,
+    V_STR,
+    V_ARRAY,
+    V_MAP,
+    V_OTHER,
+    V_DUP
+} vkind;
 
 typedef struct val {
     vkind kind;
     bool b;
-    int64_t i;                 /* V_INT */
-    uint64_t u;                /* V_UBIG: an unsigned above INT64_MAX */
-    const char *s;             /* V_STR, not NUL-terminated */
-    size_t len;                /* V_STR length, V_ARRAY items */
-    const msgpack_object *mp;  /* V_ARRAY source, one of the two */
+    int64_t i;                /* V_INT */
+    uint64_t u;               /* V_UBIG: an unsigned above INT64_MAX */
+    const char *s;            /* V_STR, not NUL-terminated */
+    size_t len;               /* V_STR length, V_ARRAY items */
+    const msgpack_object *mp; /* V_ARRAY source, one of the two */
     const json_t *js;
-    bool json;                 /* for type names: "object"/"null" instead of "map"/"nil" */
+    bool json; /* for type names: "object"/"null" instead of "map"/"nil" */
 } val;
 
 static void val_from_mp(const msgpack_object *o, val *v)
@@ -127,7 +146,10 @@ static void val_from_mp(const msgpack_object *o, val *v)
     memset(v, 0, sizeof *v);
     switch (o->type) {
     case MSGPACK_OBJECT_NIL: v->kind = V_NIL; break;
-    case MSGPACK_OBJECT_BOOLEAN: v->kind = V_BOOL; v->b = o->via.boolean; break;
+    case MSGPACK_OBJECT_BOOLEAN:
+        v->kind = V_BOOL;
+        v->b = o->via.boolean;
+        break;
     case MSGPACK_OBJECT_POSITIVE_INTEGER:
         if (o->via.u64 > (uint64_t)INT64_MAX) {
             v->kind = V_UBIG;
@@ -137,7 +159,10 @@ static void val_from_mp(const msgpack_object *o, val *v)
             v->i = (int64_t)o->via.u64;
         }
         break;
-    case MSGPACK_OBJECT_NEGATIVE_INTEGER: v->kind = V_INT; v->i = o->via.i64; break;
+    case MSGPACK_OBJECT_NEGATIVE_INTEGER:
+        v->kind = V_INT;
+        v->i = o->via.i64;
+        break;
     case MSGPACK_OBJECT_FLOAT32:
     case MSGPACK_OBJECT_FLOAT64: v->kind = V_FLOAT; break;
     case MSGPACK_OBJECT_STR:
@@ -146,7 +171,11 @@ static void val_from_mp(const msgpack_object *o, val *v)
     case MSGPACK_OBJECT_BIN: /* some encoders send strings as bin */
         v->kind = V_STR, v->s = o->via.bin.ptr, v->len = o->via.bin.size;
         break;
-    case MSGPACK_OBJECT_ARRAY: v->kind = V_ARRAY; v->len = o->via.array.size; v->mp = o; break;
+    case MSGPACK_OBJECT_ARRAY:
+        v->kind = V_ARRAY;
+        v->len = o->via.array.size;
+        v->mp = o;
+        break;
     case MSGPACK_OBJECT_MAP: v->kind = V_MAP; break;
     default: v->kind = V_OTHER; break;
     }
@@ -159,13 +188,23 @@ static void val_from_json(const json_t *o, val *v)
     switch (json_typeof(o)) {
     case JSON_NULL: v->kind = V_NIL; break;
     case JSON_TRUE:
-    case JSON_FALSE: v->kind = V_BOOL; v->b = json_is_true(o); break;
-    case JSON_INTEGER: v->kind = V_INT; v->i = (int64_t)json_integer_value(o); break;
+    case JSON_FALSE:
+        v->kind = V_BOOL;
+        v->b = json_is_true(o);
+        break;
+    case JSON_INTEGER:
+        v->kind = V_INT;
+        v->i = (int64_t)json_integer_value(o);
+        break;
     case JSON_REAL: v->kind = V_FLOAT; break;
     case JSON_STRING:
         v->kind = V_STR, v->s = json_string_value(o), v->len = json_string_length(o);
         break;
-    case JSON_ARRAY: v->kind = V_ARRAY; v->len = json_array_size(o); v->js = o; break;
+    case JSON_ARRAY:
+        v->kind = V_ARRAY;
+        v->len = json_array_size(o);
+        v->js = o;
+        break;
     case JSON_OBJECT: v->kind = V_MAP; break;
     }
 }
@@ -323,10 +362,12 @@ static int check_str(const field *f, const char *s, size_t len, kd_err *err)
         return check_building(f, s, len, err); /* its shape says more than a length */
     if ((int64_t)len < f->min || (int64_t)len > f->max) {
         if (f->min == 0)
-            return kd_err_set(err, KD_ERR_INVALID, "%s: must be at most %" PRId64
-                              " characters, got %zu", f->name, f->max, len);
-        return kd_err_set(err, KD_ERR_INVALID, "%s: must be %" PRId64 "..%" PRId64
-                          " characters, got %zu", f->name, f->min, f->max, len);
+            return kd_err_set(err, KD_ERR_INVALID,
+                              "%s: must be at most %" PRId64 " characters, got %zu", f->name,
+                              f->max, len);
+        return kd_err_set(err, KD_ERR_INVALID,
+                          "%s: must be %" PRId64 "..%" PRId64 " characters, got %zu", f->name,
+                          f->min, f->max, len);
     }
     for (size_t i = 0; i < len; i++) {
         unsigned char c = (unsigned char)s[i];
@@ -334,8 +375,10 @@ static int check_str(const field *f, const char *s, size_t len, kd_err *err)
             continue;
         char shown[8];
         snprintf(shown, sizeof shown, c >= 0x20 && c < 0x7f ? "'%c'" : "0x%02x", c);
-        return kd_err_set(err, KD_ERR_INVALID, "%s: invalid character %s at position %zu, "
-                          "allowed: %s", f->name, shown, i, charset_text(f->cs));
+        return kd_err_set(err, KD_ERR_INVALID,
+                          "%s: invalid character %s at position %zu, "
+                          "allowed: %s",
+                          f->name, shown, i, charset_text(f->cs));
     }
     return 0;
 }
@@ -390,8 +433,9 @@ static int read_version(const field *f, const val *v, kd_job *job, kd_err *err)
     if (rc)
         return rc;
     if (x != KD_JOB_VERSION)
-        return kd_err_set(err, KD_ERR_INVALID, "%s: unsupported version %" PRId64
-                          " (this worker reads version %d)", f->name, x, KD_JOB_VERSION);
+        return kd_err_set(err, KD_ERR_INVALID,
+                          "%s: unsupported version %" PRId64 " (this worker reads version %d)",
+                          f->name, x, KD_JOB_VERSION);
     job->v = (int)x;
     return 0;
 }
@@ -514,10 +558,12 @@ static int apply_defaults(const val *slots, int64_t default_ttl_ms, kd_job *job,
     if (present(slots, "deadline"))
         return 0;
     if (default_ttl_ms <= 0)
-        return kd_err_set(err, KD_ERR_INVALID, "deadline: missing, and no default TTL is "
-                          "configured (job.default_ttl_ms = %" PRId64 ")", default_ttl_ms);
-    job->deadline = default_ttl_ms > TS_MAX - job->created_at ? TS_MAX
-                                                                : job->created_at + default_ttl_ms;
+        return kd_err_set(err, KD_ERR_INVALID,
+                          "deadline: missing, and no default TTL is "
+                          "configured (job.default_ttl_ms = %" PRId64 ")",
+                          default_ttl_ms);
+    job->deadline =
+        default_ttl_ms > TS_MAX - job->created_at ? TS_MAX : job->created_at + default_ttl_ms;
     return 0;
 }
 
@@ -574,18 +620,18 @@ static int mp_head(const uint8_t *p, size_t avail, uint64_t *size, uint64_t *kid
     } else if (b == 0xc1) {
         return -1;
     } else if (b >= 0xc4 && b <= 0xc6) {
-        lb = 1 << (b - 0xc4);                  /* bin 8/16/32 */
+        lb = 1 << (b - 0xc4); /* bin 8/16/32 */
     } else if (b >= 0xc7 && b <= 0xc9) {
-        lb = 1 << (b - 0xc7), pl = 1;          /* ext 8/16/32 + type byte */
+        lb = 1 << (b - 0xc7), pl = 1; /* ext 8/16/32 + type byte */
     } else if (b >= 0xca && b <= 0xd3) {
         static const uint8_t fixed[] = {4, 8, 1, 2, 4, 8, 1, 2, 4, 8};
-        pl = fixed[b - 0xca];                  /* float32/64, uint8..64, int8..64 */
+        pl = fixed[b - 0xca]; /* float32/64, uint8..64, int8..64 */
     } else if (b >= 0xd4 && b <= 0xd8) {
-        pl = 1 + (1u << (b - 0xd4));           /* fixext 1..16 */
+        pl = 1 + (1u << (b - 0xd4)); /* fixext 1..16 */
     } else if (b >= 0xd9 && b <= 0xdb) {
-        lb = 1 << (b - 0xd9);                  /* str 8/16/32 */
+        lb = 1 << (b - 0xd9); /* str 8/16/32 */
     } else {
-        lb = (b & 1) ? 4 : 2;                  /* array16/32 (dc, dd), map16/32 (de, df) */
+        lb = (b & 1) ? 4 : 2; /* array16/32 (dc, dd), map16/32 (de, df) */
     }
     if (hl + lb > avail)
         return 1;
@@ -639,8 +685,7 @@ static int mp_scan(const uint8_t *p, size_t len, kd_err *err)
     return 0;
 }
 
-static int decode_map(const msgpack_object_map *m, int64_t default_ttl_ms, kd_job *job,
-                      kd_err *err)
+static int decode_map(const msgpack_object_map *m, int64_t default_ttl_ms, kd_job *job, kd_err *err)
 {
     val slots[NFIELDS];
     memset(slots, 0, sizeof slots);
@@ -667,8 +712,8 @@ int kd_job_decode(const void *buf, size_t len, int64_t default_ttl_ms, kd_job *j
     if (!buf || len == 0)
         return kd_err_set(err, KD_ERR_DECODE, "job: empty body");
     if (len > JOB_MAX_BYTES)
-        return kd_err_set(err, KD_ERR_DECODE, "job: body of %zu bytes exceeds the limit of %d",
-                          len, JOB_MAX_BYTES);
+        return kd_err_set(err, KD_ERR_DECODE, "job: body of %zu bytes exceeds the limit of %d", len,
+                          JOB_MAX_BYTES);
     int rc = mp_scan(buf, len, err);
     if (rc)
         return rc;
@@ -705,7 +750,8 @@ int kd_job_from_json(const json_t *obj, int64_t now_ms, int64_t default_ttl_ms, 
     memset(slots, 0, sizeof slots);
     const char *key;
     json_t *value;
-    json_object_foreach((json_t *)obj, key, value) {
+    json_object_foreach((json_t *)obj, key, value)
+    {
         int idx = find_field(key, strlen(key));
         if (idx >= 0)
             val_from_json(value, &slots[idx]);
@@ -758,8 +804,9 @@ int kd_job_validate(const kd_job *job, kd_err *err)
             return rc;
     }
     if (job->deadline <= job->created_at)
-        return kd_err_set(err, KD_ERR_INVALID, "deadline: must be later than created_at (%" PRId64
-                          "), got %" PRId64, job->created_at, job->deadline);
+        return kd_err_set(err, KD_ERR_INVALID,
+                          "deadline: must be later than created_at (%" PRId64 "), got %" PRId64,
+                          job->created_at, job->deadline);
     return 0;
 }
 

@@ -50,8 +50,8 @@ struct kd_kafka {
     rd_kafka_t *rk;
     kd_kafka_dr_fn dr;
     void *arg;
-    pthread_t creator;       /* the poller until a kd_kafka_poll() call claims the role */
-    atomic_int poll_claim;   /* 0 unclaimed, 1 being claimed, 2 claimed: `poller` is set */
+    pthread_t creator;     /* the poller until a kd_kafka_poll() call claims the role */
+    atomic_int poll_claim; /* 0 unclaimed, 1 being claimed, 2 claimed: `poller` is set */
     pthread_t poller;
     atomic_bool brokers_down; /* _ALL_BROKERS_DOWN seen, no broker seen up since */
     atomic_bool fatal;        /* a fatal error: the producer is unusable for good */
@@ -165,8 +165,7 @@ static int apply_extra(rd_kafka_conf_t *conf, const char *const *extra, kd_err *
 {
     for (size_t i = 0; extra && extra[i]; i += 2) {
         if (!extra[i + 1])
-            return kd_err_set(err, KD_ERR_INTERNAL, "kafka: property %s without a value",
-                              extra[i]);
+            return kd_err_set(err, KD_ERR_INTERNAL, "kafka: property %s without a value", extra[i]);
         int rc = conf_set(conf, extra[i], extra[i + 1], err);
         if (rc)
             return rc;
@@ -227,7 +226,7 @@ static bool on_poller_thread(kd_kafka *k)
 {
     int claim = atomic_load(&k->poll_claim);
     if (claim == 1)
-        return false;  /* a poller is being registered right now: not us */
+        return false; /* a poller is being registered right now: not us */
     return pthread_equal(claim == 2 ? k->poller : k->creator, pthread_self());
 }
 
@@ -243,8 +242,8 @@ static int produce_error(rd_kafka_resp_err_t e, const char *topic, kd_err *err)
     return kd_err_set(err, code, "kafka: cannot produce to %s: %s", topic, rd_kafka_err2str(e));
 }
 
-int kd_kafka_produce(kd_kafka *k, const char *topic, const char *key, const void *buf,
-                     size_t len, void *opaque, kd_err *err)
+int kd_kafka_produce(kd_kafka *k, const char *topic, const char *key, const void *buf, size_t len,
+                     void *opaque, kd_err *err)
 {
     /* no building (an undecodable job): no key, so librdkafka picks a random partition */
     size_t klen = key ? strlen(key) : 0;
@@ -277,7 +276,7 @@ int kd_kafka_poll(kd_kafka *k, int timeout_ms)
     if (atomic_load(&k->poll_claim) == 0 &&
         atomic_compare_exchange_strong(&k->poll_claim, &expected, 1)) {
         k->poller = pthread_self();
-        atomic_store(&k->poll_claim, 2);  /* publishes `poller` to producing threads */
+        atomic_store(&k->poll_claim, 2); /* publishes `poller` to producing threads */
     }
     return rd_kafka_poll(k->rk, timeout_ms);
 }
@@ -309,7 +308,7 @@ void kd_kafka_destroy(kd_kafka *k)
         kd_warn("kafka: %d messages not delivered after %d ms; dropping them on exit",
                 rd_kafka_outq_len(k->rk), KD_KAFKA_DESTROY_FLUSH_MS);
         rd_kafka_purge(k->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
-        rd_kafka_flush(k->rk, 1000);  /* serves the purged messages' reports */
+        rd_kafka_flush(k->rk, 1000); /* serves the purged messages' reports */
     }
     rd_kafka_destroy(k->rk);
     free(k);

@@ -57,8 +57,7 @@ static int kone_hold(const kd_config *cfg, int64_t *out, int64_t *follow, kd_err
     if (rc)
         return rc;
     *follow = max64(t, 2 * (c + KD_LIMITS_JOB_DELAY_MS));
-    *out = 3 * r + KD_LIMITS_KONE_AUTH_RETRIES * 2 * r + KD_LIMITS_KONE_RESUME_MS + r + c +
-           *follow;
+    *out = 3 * r + KD_LIMITS_KONE_AUTH_RETRIES * 2 * r + KD_LIMITS_KONE_RESUME_MS + r + c + *follow;
     return 0;
 }
 
@@ -73,8 +72,8 @@ int kd_limits_compute(const kd_config *cfg, kd_limits *out, kd_err *err)
     if (!rc)
         rc = kd_config_int(cfg, "worker.max_deliveries", 0, 1000000, &out->max_deliveries, err);
     if (!rc)
-        rc = kd_config_int(cfg, "job.max_age_ms", 0, KD_LIMITS_MAX_AGE_MAX_MS,
-                           &out->job_max_age_ms, err);
+        rc = kd_config_int(cfg, "job.max_age_ms", 0, KD_LIMITS_MAX_AGE_MAX_MS, &out->job_max_age_ms,
+                           err);
     if (!rc)
         rc = ledger_hold(cfg, &out->hold_ledger_ms, err);
     if (!rc)

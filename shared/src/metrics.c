@@ -25,19 +25,19 @@ struct kd_metric {
     kd_metric_type type;
     size_t n_labels;
     char *labels[KD_METRICS_MAX_LABELS];
-    char **values[KD_METRICS_MAX_LABELS];   /* NULL-terminated copies */
+    char **values[KD_METRICS_MAX_LABELS]; /* NULL-terminated copies */
     size_t n_values[KD_METRICS_MAX_LABELS];
-    long other[KD_METRICS_MAX_LABELS];      /* index of "other", -1 if none */
+    long other[KD_METRICS_MAX_LABELS]; /* index of "other", -1 if none */
     double buckets[KD_METRICS_MAX_BUCKETS];
     size_t n_buckets;
     size_t n_series;
-    size_t stride;                          /* atomics per series */
-    _Atomic uint64_t *cells;                /* n_series * stride */
+    size_t stride;           /* atomics per series */
+    _Atomic uint64_t *cells; /* n_series * stride */
     struct kd_metric *next;
 };
 
 struct kd_metrics {
-    pthread_mutex_t lock;                   /* registration and reads of the family list */
+    pthread_mutex_t lock; /* registration and reads of the family list */
     kd_metric *first, *last;
     _Atomic uint64_t label_misses;
 };
@@ -128,8 +128,7 @@ static bool ends_with(const char *s, const char *suffix)
     return n >= k && strcmp(s + n - k, suffix) == 0;
 }
 
-static int validate(const kd_metrics *reg, const kd_metric_desc *d, size_t *n_series,
-                    kd_err *err)
+static int validate(const kd_metrics *reg, const kd_metric_desc *d, size_t *n_series, kd_err *err)
 {
     if (!valid_name(d->name, false))
         return kd_err_set(err, KD_ERR_INVALID, "metric name '%s' is not a valid Prometheus name",
@@ -155,8 +154,7 @@ static int validate(const kd_metrics *reg, const kd_metric_desc *d, size_t *n_se
             return kd_err_set(err, KD_ERR_INVALID, "%s: 'le' is reserved in histograms", d->name);
         for (size_t k = 0; k < l; k++)
             if (strcmp(d->labels[k], d->labels[l]) == 0)
-                return kd_err_set(err, KD_ERR_INVALID, "%s: label %s twice", d->name,
-                                  d->labels[l]);
+                return kd_err_set(err, KD_ERR_INVALID, "%s: label %s twice", d->name, d->labels[l]);
         const char *const *vals = d->values[l];
         size_t nv = 0;
         for (; vals && vals[nv]; nv++) {
@@ -169,8 +167,10 @@ static int validate(const kd_metrics *reg, const kd_metric_desc *d, size_t *n_se
                                       d->name, d->labels[l], vals[nv]);
         }
         if (nv == 0)
-            return kd_err_set(err, KD_ERR_INVALID, "%s: label %s has no values (label sets "
-                              "are enumerated at registration)", d->name, d->labels[l]);
+            return kd_err_set(err, KD_ERR_INVALID,
+                              "%s: label %s has no values (label sets "
+                              "are enumerated at registration)",
+                              d->name, d->labels[l]);
         if (n * nv > KD_METRICS_MAX_SERIES)
             return kd_err_set(err, KD_ERR_INVALID, "%s: more than %d series", d->name,
                               KD_METRICS_MAX_SERIES);
@@ -182,8 +182,10 @@ static int validate(const kd_metrics *reg, const kd_metric_desc *d, size_t *n_se
                               KD_METRICS_MAX_BUCKETS);
         for (size_t b = 0; b < d->n_buckets; b++)
             if (!isfinite(d->buckets[b]) || (b > 0 && d->buckets[b] <= d->buckets[b - 1]))
-                return kd_err_set(err, KD_ERR_INVALID, "%s: buckets must be finite and "
-                                  "strictly ascending", d->name);
+                return kd_err_set(err, KD_ERR_INVALID,
+                                  "%s: buckets must be finite and "
+                                  "strictly ascending",
+                                  d->name);
     }
     *n_series = n;
     return 0;
@@ -212,8 +214,7 @@ static char **copy_values(const char *const *vals, size_t *n, long *other)
     return c;
 }
 
-int kd_metrics_register(kd_metrics *reg, const kd_metric_desc *d, kd_metric **out,
-                        kd_err *err)
+int kd_metrics_register(kd_metrics *reg, const kd_metric_desc *d, kd_metric **out, kd_err *err)
 {
     pthread_mutex_lock(&reg->lock);
     size_t n_series = 0;

@@ -20,9 +20,9 @@
 
 struct kd_producer {
     const kd_config *cfg;
-    kd_amqp *amqp;          /* NULL after a failed reconnect; the next publish retries */
+    kd_amqp *amqp; /* NULL after a failed reconnect; the next publish retries */
     int confirm_timeout_ms;
-    msgpack_sbuffer sbuf;   /* reused for every encode */
+    msgpack_sbuffer sbuf; /* reused for every encode */
 };
 
 int kd_producer_open(kd_producer **out, const kd_config *cfg, kd_err *err)

@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define KD_RETRY_TIER_MAX_MS 86400000   /* one day: longer is no longer a "retry" */
+#define KD_RETRY_TIER_MAX_MS 86400000 /* one day: longer is no longer a "retry" */
 
 int kd_retry_parse_tiers(const char *text, int64_t *tiers, int *n, kd_err *err)
 {
@@ -62,8 +62,8 @@ int kd_retry_policy_load(kd_retry_policy *p, const kd_config *cfg, kd_err *err)
     if (!rc)
         rc = kd_config_int(cfg, "retry.max_attempts", 1, KD_RETRY_MAX_ATTEMPTS, &attempts, err);
     if (!rc)
-        rc = kd_retry_parse_tiers(kd_config_get(cfg, "retry.tiers_ms"), p->tiers_ms,
-                                  &p->n_tiers, err);
+        rc = kd_retry_parse_tiers(kd_config_get(cfg, "retry.tiers_ms"), p->tiers_ms, &p->n_tiers,
+                                  err);
     if (rc)
         return rc;
     if (p->cap_ms < p->base_ms)
@@ -86,7 +86,7 @@ int64_t kd_retry_ceiling_ms(const kd_retry_policy *p, int attempt)
 {
     int64_t c = p->base_ms;
     for (int i = 1; i < attempt && c < p->cap_ms; i++)
-        c *= 2;   /* base and cap are <= 1 day: no overflow before c reaches cap */
+        c *= 2; /* base and cap are <= 1 day: no overflow before c reaches cap */
     return c < p->cap_ms ? c : p->cap_ms;
 }
 

@@ -19,8 +19,8 @@ const char *kd_outcome_name(kd_outcome o)
     return "none";
 }
 
-void kd_run_finish(kd_run *run, kd_outcome o, kd_failure_class f, const char *code,
-                   const char *fmt, ...)
+void kd_run_finish(kd_run *run, kd_outcome o, kd_failure_class f, const char *code, const char *fmt,
+                   ...)
 {
     run->outcome = o;
     run->failure = f;

@@ -20,8 +20,8 @@
 #include "kd_config.h"
 #include "ledger.h"
 
-static char base_url[1024];  /* the stack's URL, with its password */
-static char test_url[1400];  /* ... confined to this run's schema */
+static char base_url[1024]; /* the stack's URL, with its password */
+static char test_url[1400]; /* ... confined to this run's schema */
 static char schema[64];
 
 static void sql(const char *q)
@@ -265,8 +265,8 @@ static void test_bad_urls_and_newer_schema(void **state)
     kd_config_free(&cfg);
 
     /* nobody listens there; the password never reaches the message */
-    load_cfg(&cfg, "postgresql://kd:s3cret-pw@127.0.0.1:1/kone_dispatch?sslmode=disable",
-             "unknown", "15000");
+    load_cfg(&cfg, "postgresql://kd:s3cret-pw@127.0.0.1:1/kone_dispatch?sslmode=disable", "unknown",
+             "15000");
     memset(&err, 0, sizeof err);
     assert_int_not_equal(kd_ledger_open(&l, &cfg, "w", NULL, &err), 0);
     assert_null(l);

@@ -70,7 +70,8 @@ KS_UNUSED static int free_port(void)
 KS_UNUSED static bool port_open(int port)
 {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)port),
                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     bool ok = fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof a) == 0;
     if (fd >= 0)
@@ -87,8 +88,9 @@ KS_UNUSED static void sim_start(const char *extra1, const char *extra2)
     snprintf(key, sizeof key, "--sim-key=%s", sim.key);
     snprintf(bld, sizeof bld, "--sim-buildings=%s/sim/buildings.json", sim.src);
     snprintf(cli, sizeof cli, "--sim-clients=%s/sim/clients.json", sim.src);
-    char *argv[] = {sim.bin, port, cert, key, bld, cli, "--sim-speed=20", "--log-level=info",
-                    (char *)extra1, (char *)extra2, NULL};
+    char *argv[] = {
+        sim.bin,        port,           cert, key, bld, cli, "--sim-speed=20", "--log-level=info",
+        (char *)extra1, (char *)extra2, NULL};
     posix_spawn_file_actions_t fa;
     posix_spawn_file_actions_init(&fa);
     posix_spawn_file_actions_addopen(&fa, 2, sim.log, O_WRONLY | O_CREAT | O_APPEND, 0600);
@@ -221,8 +223,9 @@ KS_UNUSED static void client_start(client *c, const char *extra)
     snprintf(a[n++], 300, "--kone-ws-url=wss://127.0.0.1:%d/stream-v2", sim.port);
     snprintf(a[n++], 300, "--kone-client-id=kd-dev");
     snprintf(a[n++], 300, "--kone-client-secret=kd-dev-secret-change-me");
-    snprintf(a[n++], 300, "--kone-scope=callgiving/building:9990000951 "
-                          "callgiving/building:9990000952");
+    snprintf(a[n++], 300,
+             "--kone-scope=callgiving/building:9990000951 "
+             "callgiving/building:9990000952");
     snprintf(a[n++], 300, "--kone-ca-file=%s", sim.cert);
     snprintf(a[n++], 300, "--kone-request-timeout-ms=5000");
     snprintf(a[n++], 300, "--kone-call-timeout-ms=2000");
@@ -259,8 +262,8 @@ KS_UNUSED static void client_stop(client *c)
     kd_config_free(&c->cfg);
 }
 
-KS_UNUSED static kd_run *call(const char *building, const char *group, int64_t area,
-                              int64_t action, int64_t destination, bool track)
+KS_UNUSED static kd_run *call(const char *building, const char *group, int64_t area, int64_t action,
+                              int64_t destination, bool track)
 {
     kd_run *r = calloc(1, sizeof *r);
     assert_non_null(r);
@@ -302,8 +305,8 @@ KS_UNUSED static void expect(kd_run *r, kd_outcome o, const char *code, const ch
     if (r->outcome != o || strcmp(r->error_code, code) != 0 ||
         (msg_part && !strstr(r->error_message, msg_part)))
         fail_msg("job %s: got %s '%s' (%s), expected %s '%s' (%s)", r->job.job_id,
-                 kd_outcome_name(r->outcome), r->error_code, r->error_message,
-                 kd_outcome_name(o), code, msg_part ? msg_part : "");
+                 kd_outcome_name(r->outcome), r->error_code, r->error_message, kd_outcome_name(o),
+                 code, msg_part ? msg_part : "");
     free(r);
 }
 
@@ -316,7 +319,7 @@ KS_UNUSED static int setup(void **state)
         return 0;
     sim.port = free_port();
     assert_true(sim.port > 0);
-    unlink(sim.log);   /* each test reads only its own simulator log */
+    unlink(sim.log); /* each test reads only its own simulator log */
     sim_start(NULL, NULL);
     return 0;
 }
@@ -328,10 +331,10 @@ KS_UNUSED static int teardown(void **state)
     return 0;
 }
 
-#define NEED_SIM()                                                                            \
-    do {                                                                                      \
-        if (!sim.have)                                                                        \
-            skip();                                                                           \
+#define NEED_SIM()                                                                                 \
+    do {                                                                                           \
+        if (!sim.have)                                                                             \
+            skip();                                                                                \
     } while (0)
 
 /* Finds kone-sim and the sources, makes the certificate. Returns 0, or 1 when the test
@@ -349,7 +352,7 @@ KS_UNUSED static int sim_init(const char *argv0)
     const char *src = getenv("KD_SRC_DIR");
     if (src) {
         snprintf(sim.src, sizeof sim.src, "%s", src);
-    } else {   /* this file is tests/unit/ of the source tree */
+    } else { /* this file is tests/unit/ of the source tree */
         char here[512];
         snprintf(here, sizeof here, "%s", __FILE__);
         snprintf(sim.src, sizeof sim.src, "%s/../..", dirname(here));

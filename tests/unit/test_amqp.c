@@ -128,10 +128,11 @@ static void raw_admin(bool unbind_only)
     amqp_connection_state_t c = amqp_new_connection();
     amqp_socket_t *s = amqp_tcp_socket_new(c);
     assert_int_equal(amqp_socket_open(s, kd_config_get(&cfg, "amqp.host"),
-                                      atoi(kd_config_get(&cfg, "amqp.port"))), 0);
-    amqp_rpc_reply_t r = amqp_login(c, kd_config_get(&cfg, "amqp.vhost"), 0, 131072, 0,
-                                    AMQP_SASL_METHOD_PLAIN, kd_config_get(&cfg, "amqp.user"),
-                                    kd_config_get(&cfg, "amqp.password"));
+                                      atoi(kd_config_get(&cfg, "amqp.port"))),
+                     0);
+    amqp_rpc_reply_t r =
+        amqp_login(c, kd_config_get(&cfg, "amqp.vhost"), 0, 131072, 0, AMQP_SASL_METHOD_PLAIN,
+                   kd_config_get(&cfg, "amqp.user"), kd_config_get(&cfg, "amqp.password"));
     assert_int_equal(r.reply_type, AMQP_RESPONSE_NORMAL);
     amqp_channel_open(c, 1);
     amqp_bytes_t n = amqp_cstring_bytes(names);

@@ -162,10 +162,10 @@ static void test_inequivalent_arg(void **state)
                                          "'x-dead-letter-exchange' for queue 'q'",
                                          key, sizeof key));
     assert_string_equal(key, "x-dead-letter-exchange");
-    assert_false(kd_amqp_inequivalent_arg("PRECONDITION_FAILED - inequivalent arg '", key,
-                                          sizeof key));
-    assert_false(kd_amqp_inequivalent_arg("PRECONDITION_FAILED - inequivalent arg '' for", key,
-                                          sizeof key));
+    assert_false(
+        kd_amqp_inequivalent_arg("PRECONDITION_FAILED - inequivalent arg '", key, sizeof key));
+    assert_false(
+        kd_amqp_inequivalent_arg("PRECONDITION_FAILED - inequivalent arg '' for", key, sizeof key));
     assert_false(kd_amqp_inequivalent_arg("NOT_FOUND - no queue 'q'", key, sizeof key));
     char tiny[4];
     assert_false(kd_amqp_inequivalent_arg("inequivalent arg 'x-overflow'", tiny, sizeof tiny));
@@ -190,12 +190,12 @@ static void test_policy_command(void **state)
     }
     char cmd[700];
     int n = kd_amqp_policy_command("/", "kone.calls", e, 5, cmd, sizeof cmd);
-    assert_string_equal(
-        cmd, "rabbitmqctl set_policy -p '/' 'kone-dispatch kone.calls' '^kone\\.calls$' "
-             "'{\"delivery-limit\":20,\"dead-letter-exchange\":\"kone.calls.dead\","
-             "\"dead-letter-routing-key\":\"kone.calls.dead\",\"dead-letter-strategy\":"
-             "\"at-least-once\",\"overflow\":\"reject-publish\"}' --apply-to queues "
-             "--priority 10");
+    assert_string_equal(cmd,
+                        "rabbitmqctl set_policy -p '/' 'kone-dispatch kone.calls' '^kone\\.calls$' "
+                        "'{\"delivery-limit\":20,\"dead-letter-exchange\":\"kone.calls.dead\","
+                        "\"dead-letter-routing-key\":\"kone.calls.dead\",\"dead-letter-strategy\":"
+                        "\"at-least-once\",\"overflow\":\"reject-publish\"}' --apply-to queues "
+                        "--priority 10");
     assert_int_equal(n, (int)strlen(cmd));
     e[1].value.value.bytes = amqp_cstring_bytes("odd\"name");
     kd_amqp_policy_command("prod", "a+b(c)", e, 2, cmd, sizeof cmd);
@@ -307,8 +307,12 @@ static void test_live_side_publish_while_consuming(void **state)
     kd_amqp_tier_queue(t, 0, tier, sizeof tier);
     kd_amqp_headers h = {.attempt = 2, .first_seen_ms = 12345};
     snprintf(h.last_error, sizeof h.last_error, "500: boom");
-    kd_amqp_out m = {.exchange = t->retry_exchange, .routing_key = tier, .message_id = "job-1",
-                     .body = "\x80", .len = 1, .headers = &h};
+    kd_amqp_out m = {.exchange = t->retry_exchange,
+                     .routing_key = tier,
+                     .message_id = "job-1",
+                     .body = "\x80",
+                     .len = 1,
+                     .headers = &h};
     uint64_t tag;
     assert_int_equal(kd_amqp_side_publish(a, &m, &tag, &err), 0);
     assert_int_equal(tag, 1);
@@ -379,8 +383,12 @@ static void test_live_get_and_stale_epoch(void **state)
         snprintf(h.reason, sizeof h.reason, "failed");
         char id[16];
         snprintf(id, sizeof id, "p%d", i);
-        kd_amqp_out m = {.exchange = t->dead_exchange, .routing_key = t->dead_queue,
-                         .message_id = id, .body = "\x80", .len = 1, .headers = &h};
+        kd_amqp_out m = {.exchange = t->dead_exchange,
+                         .routing_key = t->dead_queue,
+                         .message_id = id,
+                         .body = "\x80",
+                         .len = 1,
+                         .headers = &h};
         uint64_t tag;
         assert_int_equal(kd_amqp_side_publish(a, &m, &tag, &err), 0);
         kd_amqp_event ev;
@@ -577,10 +585,10 @@ static void test_live_fresh_queue_arguments(void **state)
     assert_int_equal(raw_declare(c, q, work + 1, 4, text, sizeof text), 406); /* limit left out */
     amqp_table_entry_t parked[] = {t_int("x-delivery-limit", 1000000)};
     assert_int_equal(raw_declare(c, dead, parked, 1, text, sizeof text), 0);
-    amqp_table_entry_t tiered[] = {
-        t_int("x-message-ttl", 300), t_str("x-dead-letter-exchange", q),
-        t_str("x-dead-letter-routing-key", q), t_str("x-dead-letter-strategy", "at-least-once"),
-        t_str("x-overflow", "reject-publish")};
+    amqp_table_entry_t tiered[] = {t_int("x-message-ttl", 300), t_str("x-dead-letter-exchange", q),
+                                   t_str("x-dead-letter-routing-key", q),
+                                   t_str("x-dead-letter-strategy", "at-least-once"),
+                                   t_str("x-overflow", "reject-publish")};
     assert_int_equal(raw_declare(c, tier, tiered, 5, text, sizeof text), 0);
     raw_close(c);
     kd_config_free(&cfg);
@@ -671,8 +679,11 @@ static void test_live_old_queue_used_with_warning(void **state)
     /* and it works: a job goes through the old queue on the reopened channel */
     const kd_amqp_topology *t = kd_amqp_names(a);
     assert_int_equal(kd_amqp_consume_start(a, 10, &err), 0);
-    kd_amqp_out m = {.exchange = t->exchange, .routing_key = t->routing_key,
-                     .message_id = "old-1", .body = "\x80", .len = 1};
+    kd_amqp_out m = {.exchange = t->exchange,
+                     .routing_key = t->routing_key,
+                     .message_id = "old-1",
+                     .body = "\x80",
+                     .len = 1};
     uint64_t tag;
     assert_int_equal(kd_amqp_side_publish(a, &m, &tag, &err), 0);
     bool delivered = false, confirmed = false;
@@ -737,10 +748,8 @@ static int args_setup(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_headers_round_trip),
-        cmocka_unit_test(test_headers_lenient),
-        cmocka_unit_test(test_topology_names),
-        cmocka_unit_test(test_inequivalent_arg),
+        cmocka_unit_test(test_headers_round_trip), cmocka_unit_test(test_headers_lenient),
+        cmocka_unit_test(test_topology_names),     cmocka_unit_test(test_inequivalent_arg),
         cmocka_unit_test(test_policy_command),
     };
     const struct CMUnitTest live[] = {

@@ -31,8 +31,8 @@ __attribute__((unused)) static void tc_make_cert(const char *cert_path, const ch
     X509_set_issuer_name(x, n);
     X509V3_CTX v3;
     X509V3_set_ctx(&v3, x, x, NULL, NULL, 0);
-    X509_EXTENSION *e = X509V3_EXT_conf_nid(NULL, &v3, NID_subject_alt_name,
-                                            "IP:127.0.0.1,DNS:localhost");
+    X509_EXTENSION *e =
+        X509V3_EXT_conf_nid(NULL, &v3, NID_subject_alt_name, "IP:127.0.0.1,DNS:localhost");
     X509_add_ext(x, e, -1);
     X509_EXTENSION_free(e);
     e = X509V3_EXT_conf_nid(NULL, &v3, NID_basic_constraints, "critical,CA:TRUE");

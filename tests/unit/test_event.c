@@ -196,11 +196,10 @@ static void test_result_invalid_job(void **state)
     (void)state;
     kd_run r;
     memset(&r, 0, sizeof r);
-    r.job_valid = false;  /* decode read the building, nothing else */
+    r.job_valid = false; /* decode read the building, nothing else */
     strcpy(r.job.building_id, "building:1");
     r.attempt = 1;
-    kd_run_finish(&r, KD_OUTCOME_REJECTED, KD_FAIL_FINAL, "invalid_job",
-                  "job.job_id: missing");
+    kd_run_finish(&r, KD_OUTCOME_REJECTED, KD_FAIL_FINAL, "invalid_job", "job.job_id: missing");
     r.finished_us = 1764360900000999;
 
     msgpack_sbuffer sb;
@@ -264,7 +263,7 @@ static void test_result_without_outcome_is_refused(void **state)
     kd_err err = {0};
     assert_int_equal(kd_event_encode_result(&r, "w", &sb, &err), KD_ERR_INTERNAL);
     assert_non_null(strstr(err.msg, "job-0001"));
-    assert_int_equal(sb.size, 1);  /* nothing appended */
+    assert_int_equal(sb.size, 1); /* nothing appended */
     msgpack_sbuffer_destroy(&sb);
 }
 
@@ -410,12 +409,13 @@ static void pack_strings(msgpack_packer *pk)
     msgpack_pack_array(pk, 8);
     STR(pk, "");
     STR(pk, "plain");
-    STR(pk, "\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80");  /* é € 😀: valid, kept */
-    STR(pk, "a\xff" "b");                               /* stray byte */
-    STR(pk, "\xc0\xaf");                                /* overlong '/' */
-    STR(pk, "\xed\xa0\x80");                            /* UTF-16 surrogate */
-    STR(pk, "end\xe2\x82");                             /* truncated sequence */
-    STR(pk, "nul\0in");                                 /* embedded NUL */
+    STR(pk, "\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80"); /* é € 😀: valid, kept */
+    STR(pk, "a\xff"
+            "b");            /* stray byte */
+    STR(pk, "\xc0\xaf");     /* overlong '/' */
+    STR(pk, "\xed\xa0\x80"); /* UTF-16 surrogate */
+    STR(pk, "end\xe2\x82");  /* truncated sequence */
+    STR(pk, "nul\0in");      /* embedded NUL */
 }
 
 static void test_json_strings_and_invalid_utf8(void **state)
@@ -470,7 +470,7 @@ static void pack_nested(msgpack_packer *pk)
     msgpack_pack_array(pk, 2);
     msgpack_pack_int(pk, 4);
     msgpack_pack_map(pk, 0);
-    STR(pk, "k\xff");  /* invalid UTF-8 key */
+    STR(pk, "k\xff"); /* invalid UTF-8 key */
     msgpack_pack_true(pk);
     STR(pk, "empty");
     msgpack_pack_array(pk, 0);
@@ -509,7 +509,7 @@ static void pack_odd_keys(msgpack_packer *pk)
     msgpack_pack_int(pk, 6);
     msgpack_pack_uint64(pk, UINT64_MAX);
     msgpack_pack_int(pk, 7);
-    STR(pk, "same");  /* duplicate key: the later value wins */
+    STR(pk, "same"); /* duplicate key: the later value wins */
     msgpack_pack_int(pk, 8);
     STR(pk, "same");
     msgpack_pack_int(pk, 9);

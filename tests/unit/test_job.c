@@ -19,7 +19,7 @@
 #include "kd_job.h"
 
 #define TTL 60000
-#define T0 INT64_C(1767225600000)  /* 2026-01-01T00:00:00Z */
+#define T0 INT64_C(1767225600000) /* 2026-01-01T00:00:00Z */
 #define NOW INT64_C(1767225700000)
 #define TS_MAX INT64_C(253402300799999)
 
@@ -151,15 +151,15 @@ static void pack_json(msgpack_packer *pk, const json_t *v)
     switch (json_typeof(v)) {
     case JSON_OBJECT:
         msgpack_pack_map(pk, json_object_size(v));
-        json_object_foreach((json_t *)v, key, val) {
+        json_object_foreach((json_t *)v, key, val)
+        {
             msgpack_pack_str_with_body(pk, key, strlen(key));
             pack_json(pk, val);
         }
         break;
     case JSON_ARRAY:
         msgpack_pack_array(pk, json_array_size(v));
-        json_array_foreach(v, i, val)
-            pack_json(pk, val);
+        json_array_foreach(v, i, val) pack_json(pk, val);
         break;
     case JSON_STRING:
         msgpack_pack_str_with_body(pk, json_string_value(v), json_string_length(v));
@@ -181,7 +181,8 @@ static void pack_with_raw(const json_t *obj, const void *raw, size_t rawlen, siz
     msgpack_pack_map(&pk, json_object_size(obj) + extra);
     const char *key;
     json_t *val;
-    json_object_foreach((json_t *)obj, key, val) {
+    json_object_foreach((json_t *)obj, key, val)
+    {
         msgpack_pack_str_with_body(&pk, key, strlen(key));
         pack_json(&pk, val);
     }
@@ -290,8 +291,8 @@ static size_t hex_decode(const char *hex, uint8_t *out, size_t cap)
 static void test_roundtrip_every_op(void **state)
 {
     (void)state;
-    void (*builders[])(kd_job *) = {call_min, call_full, hold_min, hold_full, cancel_min,
-                                     cancel_full};
+    void (*builders[])(kd_job *) = {call_min,  call_full,  hold_min,
+                                    hold_full, cancel_min, cancel_full};
     for (size_t i = 0; i < sizeof builders / sizeof builders[0]; i++) {
         kd_job j;
         builders[i](&j);
@@ -304,8 +305,8 @@ static void test_encode_writes_only_set_fields(void **state)
     (void)state;
     kd_job j;
     call_min(&j);
-    assert_int_equal(encoded_keys(&j), 9);  /* v job_id op building_id group_id created_at
-                                               deadline area action */
+    assert_int_equal(encoded_keys(&j), 9); /* v job_id op building_id group_id created_at
+                                              deadline area action */
     call_full(&j);
     assert_int_equal(encoded_keys(&j), 21); /* every row of a call */
     cancel_min(&j);
@@ -387,12 +388,15 @@ static void test_missing_required(void **state)
         const char **base;
         const char *field;
     } cases[] = {
-        {&BASE_CALL, "job_id"},      {&BASE_CALL, "v"},           {&BASE_CALL, "op"},
-        {&BASE_CALL, "building_id"}, {&BASE_CALL, "area"},        {&BASE_CALL, "action"},
-        {&BASE_HOLD, "job_id"},      {&BASE_HOLD, "v"},           {&BASE_HOLD, "op"},
-        {&BASE_HOLD, "building_id"}, {&BASE_HOLD, "lift_deck"},   {&BASE_HOLD, "served_area"},
-        {&BASE_CANCEL, "job_id"},    {&BASE_CANCEL, "v"},         {&BASE_CANCEL, "op"},
-        {&BASE_CANCEL, "building_id"}, {&BASE_CANCEL, "session_id"},
+        {&BASE_CALL, "job_id"},       {&BASE_CALL, "v"},
+        {&BASE_CALL, "op"},           {&BASE_CALL, "building_id"},
+        {&BASE_CALL, "area"},         {&BASE_CALL, "action"},
+        {&BASE_HOLD, "job_id"},       {&BASE_HOLD, "v"},
+        {&BASE_HOLD, "op"},           {&BASE_HOLD, "building_id"},
+        {&BASE_HOLD, "lift_deck"},    {&BASE_HOLD, "served_area"},
+        {&BASE_CANCEL, "job_id"},     {&BASE_CANCEL, "v"},
+        {&BASE_CANCEL, "op"},         {&BASE_CANCEL, "building_id"},
+        {&BASE_CANCEL, "session_id"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char msg[64];
@@ -445,7 +449,7 @@ static void test_cap_deadline(void **state)
     enum { AGE = 600000 };
     kd_job j;
     call_min(&j);
-    j.deadline = T0 + 3600000;                 /* an hour: capped to 10 min */
+    j.deadline = T0 + 3600000; /* an hour: capped to 10 min */
     assert_true(kd_job_cap_deadline(&j, AGE, NOW));
     assert_int_equal(j.deadline, T0 + AGE);
     assert_false(kd_job_cap_deadline(&j, AGE, NOW)); /* again: nothing changes */
@@ -453,10 +457,10 @@ static void test_cap_deadline(void **state)
     assert_int_equal(kd_job_validate(&j, NULL), 0);
     roundtrip(&j);
 
-    call_min(&j);                              /* deadline 30 s after created_at: kept */
+    call_min(&j); /* deadline 30 s after created_at: kept */
     assert_false(kd_job_cap_deadline(&j, AGE, NOW));
     assert_int_equal(j.deadline, T0 + 30000);
-    j.deadline = T0 + AGE;                     /* exactly the cap: kept */
+    j.deadline = T0 + AGE; /* exactly the cap: kept */
     assert_false(kd_job_cap_deadline(&j, AGE, NOW));
     assert_int_equal(j.deadline, T0 + AGE);
     j.deadline = T0 + AGE + 1;
@@ -863,15 +867,25 @@ static void test_out_of_range_and_float_encodings(void **state)
         size_t len;
         const char *msg;
     } cases[] = {
-        {"area", {0xcf, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff}, 9,
+        {"area",
+         {0xcf, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff},
+         9,
          "area: must be a signed 64-bit integer, got 18446744073709551615"},
-        {"area", {0xcf, 0x80, 0, 0, 0, 0, 0, 0, 0}, 9,
+        {"area",
+         {0xcf, 0x80, 0, 0, 0, 0, 0, 0, 0},
+         9,
          "area: must be a signed 64-bit integer, got 9223372036854775808"},
-        {"delay", {0xcf, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff}, 9,
+        {"delay",
+         {0xcf, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff},
+         9,
          "delay: must be an integer 0..30, got 18446744073709551615"},
-        {"delay", {0xd3, 0x80, 0, 0, 0, 0, 0, 0, 0}, 9,
+        {"delay",
+         {0xd3, 0x80, 0, 0, 0, 0, 0, 0, 0},
+         9,
          "delay: must be an integer 0..30, got -9223372036854775808"},
-        {"delay", {0xce, 0xff, 0xff, 0xff, 0xff}, 5,
+        {"delay",
+         {0xce, 0xff, 0xff, 0xff, 0xff},
+         5,
          "delay: must be an integer 0..30, got 4294967295"},
         {"area", {0xca, 0x45, 0x3b, 0x80, 0x00}, 5, "area: must be an integer, got float"},
         {"area", {0xd4, 0x01, 0x02}, 3, "area: must be an integer, got ext"},
@@ -907,8 +921,8 @@ static void test_bin_strings_and_keys(void **state)
     json_t *o = mutate(BASE_CALL, "job_id", NULL);
     json_object_del(o, "op");
     /* job_id as bin8 value under a str key; "op" as a bin key with a bin value */
-    static const uint8_t raw[] = {0xa6, 'j', 'o', 'b', '_', 'i', 'd', 0xc4, 0x03, 'b', 'i', 'n',
-                                  0xc4, 0x02, 'o', 'p', 0xc4, 0x04, 'c', 'a', 'l', 'l'};
+    static const uint8_t raw[] = {0xa6, 'j',  'o',  'b', '_', 'i',  'd',  0xc4, 0x03, 'b', 'i',
+                                  'n',  0xc4, 0x02, 'o', 'p', 0xc4, 0x04, 'c',  'a',  'l', 'l'};
     msgpack_sbuffer sb;
     msgpack_sbuffer_init(&sb);
     pack_with_raw(o, raw, sizeof raw, 2, &sb);
@@ -1013,8 +1027,12 @@ static void test_not_a_map(void **state)
         uint8_t raw[4];
         size_t len;
     } cases[] = {
-        {"array", {0x92, 0x01, 0x02}, 3}, {"int", {0x05}, 1},   {"str", {0xa1, 'x'}, 2},
-        {"nil", {0xc0}, 1},               {"true", {0xc3}, 1}, {"bin", {0xc4, 0x01, 0x00}, 3},
+        {"array", {0x92, 0x01, 0x02}, 3},
+        {"int", {0x05}, 1},
+        {"str", {0xa1, 'x'}, 2},
+        {"nil", {0xc0}, 1},
+        {"true", {0xc3}, 1},
+        {"bin", {0xc4, 0x01, 0x00}, 3},
         {"c1", {0xc1}, 1},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
@@ -1097,7 +1115,7 @@ static void test_nesting(void **state)
         deep[n++] = 0x81, deep[n++] = 0xa1, deep[n++] = 'x';
         for (int d = 0; d < 10000; d++) {
             if (m)
-                deep[n++] = 0x81, deep[n++] = 0x00;  /* {0: ...} */
+                deep[n++] = 0x81, deep[n++] = 0x00; /* {0: ...} */
             else
                 deep[n++] = 0x91;
         }

@@ -40,9 +40,9 @@ typedef struct reports {
     int n;
     int errors;
     int last_err;
-    int off_thread;        /* callbacks run on a thread other than `owner` */
+    int off_thread; /* callbacks run on a thread other than `owner` */
     pthread_t owner;
-    int *seen;             /* seen[i]: reports for the message whose opaque is &ids[i] */
+    int *seen; /* seen[i]: reports for the message whose opaque is &ids[i] */
     int *ids;
     int nids;
 } reports;
@@ -125,8 +125,8 @@ static int teardown(void **state)
 static void all_brokers(fixture *f, bool up)
 {
     for (int b = 1; b <= NBROKERS; b++) {
-        rd_kafka_resp_err_t e = up ? rd_kafka_mock_broker_set_up(f->mc, b)
-                                   : rd_kafka_mock_broker_set_down(f->mc, b);
+        rd_kafka_resp_err_t e =
+            up ? rd_kafka_mock_broker_set_up(f->mc, b) : rd_kafka_mock_broker_set_down(f->mc, b);
         assert_int_equal(e, 0);
     }
 }
@@ -190,9 +190,9 @@ static void check_topic(fixture *f, int n)
             assert_true(i >= 0 && i < n && b == i % 10);
             count[i]++;
             if (part[b] >= 0)
-                assert_int_equal(part[b], m->partition);  /* one building, one partition */
+                assert_int_equal(part[b], m->partition); /* one building, one partition */
             part[b] = m->partition;
-            assert_true(i > last[b]);                     /* in produce order */
+            assert_true(i > last[b]); /* in produce order */
             last[b] = i;
             got++;
         }
@@ -251,7 +251,7 @@ static void test_waits_out_broker_outage(void **state)
     all_brokers(f, false);
     produce_n(k, &r, 10, N);
     poll_until(k, &r, N, 3000);
-    assert_int_equal(r.n, 10);      /* nothing delivered, nothing failed */
+    assert_int_equal(r.n, 10); /* nothing delivered, nothing failed */
     assert_int_equal(r.errors, 0);
     assert_int_equal(kd_kafka_undelivered(k), N - 10);
 
@@ -265,7 +265,6 @@ static void test_waits_out_broker_outage(void **state)
     kd_kafka_destroy(k);
     reports_free(&r);
 }
-
 
 /* Polls until kd_kafka_usable(k) is `want` or timeout_ms passed. */
 static bool poll_usable(kd_kafka *k, bool want, int timeout_ms)
@@ -310,7 +309,7 @@ static void test_queue_full(void **state)
     kd_kafka *k = NULL;
     kd_err err = {0};
     assert_int_equal(kd_kafka_producer_new_ex(&k, &f->cfg, on_dr, &r, small_queue, &err), 0);
-    produce_n(k, &r, 0, N);  /* 60 times the queue size, no explicit poll */
+    produce_n(k, &r, 0, N); /* 60 times the queue size, no explicit poll */
     poll_until(k, &r, N, 30000);
     assert_int_equal(r.n, N);
     assert_int_equal(r.errors, 0);
@@ -331,7 +330,7 @@ static void test_queue_full(void **state)
     poll_until(k, &r, 5, 60000);
     assert_int_equal(r.n, 5);
     assert_int_equal(r.errors, 0);
-    assert_int_equal(r.seen[5], 0);  /* the refused one was never reported */
+    assert_int_equal(r.seen[5], 0); /* the refused one was never reported */
     assert_int_equal(kd_kafka_undelivered(k), 0);
     kd_kafka_destroy(k);
     reports_free(&r);
@@ -366,7 +365,7 @@ static void test_reports_stay_on_poller_thread(void **state)
     reports_init(&r, N);
     kd_kafka *k = NULL;
     assert_int_equal(kd_kafka_producer_new_ex(&k, &f->cfg, on_dr, &r, small_queue, NULL), 0);
-    kd_kafka_poll(k, 0);  /* this thread is the poller */
+    kd_kafka_poll(k, 0); /* this thread is the poller */
     producer_thread p = {k, &r, N, 0};
     pthread_t t;
     assert_int_equal(pthread_create(&t, NULL, produce_thread, &p), 0);

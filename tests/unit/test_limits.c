@@ -91,7 +91,7 @@ static void test_hold_terms(void **state)
         kd_config_set(&cfg, "ledger.timeout_ms", "1000");
         assert_int_equal(kd_limits_compute(&cfg, &l, NULL), 0);
         assert_int_equal(l.hold_ledger_ms, 22000);
-        kd_config_set(&cfg, "ledger.url", "none");   /* no ledger, no wait for it */
+        kd_config_set(&cfg, "ledger.url", "none"); /* no ledger, no wait for it */
         assert_int_equal(kd_limits_compute(&cfg, &l, NULL), 0);
         assert_int_equal(l.hold_ledger_ms, 0);
     }
@@ -151,7 +151,7 @@ static void test_delivery_limits(void **state)
     kd_config_set(&cfg, "amqp.delivery_limit", "21");
     assert_int_equal(kd_limits_check(&cfg, NULL), 0);
     kd_config_set(&cfg, "amqp.delivery_limit", "5");
-    kd_config_set(&cfg, "worker.max_deliveries", "0");   /* the worker's check is off */
+    kd_config_set(&cfg, "worker.max_deliveries", "0"); /* the worker's check is off */
     assert_int_equal(kd_limits_check(&cfg, NULL), 0);
     kd_config_free(&cfg);
 }
@@ -164,7 +164,7 @@ static void test_default_ttl_within_max_age(void **state)
     kd_config_set(&cfg, "job.default_ttl_ms", "700000");
     const char *names[] = {"job.default_ttl_ms (700000)", "job.max_age_ms (600000)", NULL};
     expect_refused(&cfg, names);
-    kd_config_set(&cfg, "job.max_age_ms", "0");           /* no cap */
+    kd_config_set(&cfg, "job.max_age_ms", "0"); /* no cap */
     assert_int_equal(kd_limits_check(&cfg, NULL), 0);
     kd_config_set(&cfg, "job.max_age_ms", "700000");
     assert_int_equal(kd_limits_check(&cfg, NULL), 0);

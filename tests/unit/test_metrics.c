@@ -31,12 +31,18 @@ static void test_counter_gauge_histogram_math(void **state)
     (void)state;
     kd_metrics *reg = new_reg();
     kd_metric *c, *g, *h;
-    kd_metric_desc dc = {.name = "t_jobs_total", .help = "h", .type = KD_METRIC_COUNTER,
-                         .n_labels = 2, .labels = {"op", "outcome"},
+    kd_metric_desc dc = {.name = "t_jobs_total",
+                         .help = "h",
+                         .type = KD_METRIC_COUNTER,
+                         .n_labels = 2,
+                         .labels = {"op", "outcome"},
                          .values = {v_ops, v_outcomes}};
     kd_metric_desc dg = {.name = "t_inflight", .help = "h", .type = KD_METRIC_GAUGE};
-    kd_metric_desc dh = {.name = "t_seconds", .help = "h", .type = KD_METRIC_HISTOGRAM,
-                         .buckets = b_small, .n_buckets = 3};
+    kd_metric_desc dh = {.name = "t_seconds",
+                         .help = "h",
+                         .type = KD_METRIC_HISTOGRAM,
+                         .buckets = b_small,
+                         .n_buckets = 3};
     assert_int_equal(kd_metrics_register(reg, &dc, &c, NULL), 0);
     assert_int_equal(kd_metrics_register(reg, &dg, &g, NULL), 0);
     assert_int_equal(kd_metrics_register(reg, &dh, &h, NULL), 0);
@@ -85,18 +91,49 @@ static void test_registration_refuses_unbounded_or_bad(void **state)
         {{.name = "t_gauge_total", .help = "h", .type = KD_METRIC_GAUGE}, "only counters"},
         {{.name = "9bad", .help = "h", .type = KD_METRIC_GAUGE}, "not a valid"},
         {{.name = "t_x", .help = "", .type = KD_METRIC_GAUGE}, "help"},
-        {{.name = "t_x", .help = "h", .type = KD_METRIC_GAUGE, .n_labels = 1,
-          .labels = {"job_id"}, .values = {NULL}}, "no values"},
-        {{.name = "t_x", .help = "h", .type = KD_METRIC_GAUGE, .n_labels = 1,
-          .labels = {"op"}, .values = {empty}}, "no values"},
-        {{.name = "t_x", .help = "h", .type = KD_METRIC_GAUGE, .n_labels = 1,
-          .labels = {"op"}, .values = {dup}}, "twice"},
-        {{.name = "t_x", .help = "h", .type = KD_METRIC_GAUGE, .n_labels = 1,
-          .labels = {"__op"}, .values = {v_ops}}, "not valid"},
-        {{.name = "t_x", .help = "h", .type = KD_METRIC_HISTOGRAM, .n_labels = 1,
-          .labels = {"le"}, .values = {v_ops}, .buckets = b_small, .n_buckets = 3}, "reserved"},
-        {{.name = "t_x", .help = "h", .type = KD_METRIC_HISTOGRAM, .buckets = unsorted,
-          .n_buckets = 2}, "ascending"},
+        {{.name = "t_x",
+          .help = "h",
+          .type = KD_METRIC_GAUGE,
+          .n_labels = 1,
+          .labels = {"job_id"},
+          .values = {NULL}},
+         "no values"},
+        {{.name = "t_x",
+          .help = "h",
+          .type = KD_METRIC_GAUGE,
+          .n_labels = 1,
+          .labels = {"op"},
+          .values = {empty}},
+         "no values"},
+        {{.name = "t_x",
+          .help = "h",
+          .type = KD_METRIC_GAUGE,
+          .n_labels = 1,
+          .labels = {"op"},
+          .values = {dup}},
+         "twice"},
+        {{.name = "t_x",
+          .help = "h",
+          .type = KD_METRIC_GAUGE,
+          .n_labels = 1,
+          .labels = {"__op"},
+          .values = {v_ops}},
+         "not valid"},
+        {{.name = "t_x",
+          .help = "h",
+          .type = KD_METRIC_HISTOGRAM,
+          .n_labels = 1,
+          .labels = {"le"},
+          .values = {v_ops},
+          .buckets = b_small,
+          .n_buckets = 3},
+         "reserved"},
+        {{.name = "t_x",
+          .help = "h",
+          .type = KD_METRIC_HISTOGRAM,
+          .buckets = unsorted,
+          .n_buckets = 2},
+         "ascending"},
         {{.name = "t_x", .help = "h", .type = KD_METRIC_HISTOGRAM}, "buckets"},
         {{.name = "t_x", .help = "h", .type = KD_METRIC_GAUGE, .n_labels = 4}, "at most"},
     };
@@ -114,8 +151,12 @@ static void test_registration_refuses_unbounded_or_bad(void **state)
         snprintf(names[i], sizeof names[i], "v%d", i);
         v17[i] = names[i];
     }
-    kd_metric_desc big = {.name = "t_big", .help = "h", .type = KD_METRIC_GAUGE, .n_labels = 3,
-                          .labels = {"a", "b", "c"}, .values = {v17, v17, v17}};
+    kd_metric_desc big = {.name = "t_big",
+                          .help = "h",
+                          .type = KD_METRIC_GAUGE,
+                          .n_labels = 3,
+                          .labels = {"a", "b", "c"},
+                          .values = {v17, v17, v17}};
     assert_int_equal(kd_metrics_register(reg, &big, NULL, &err), KD_ERR_INVALID);
     assert_non_null(strstr(err.msg, "series"));
     /* the same name twice */
@@ -131,10 +172,18 @@ static void test_unknown_values_map_to_other_or_are_dropped(void **state)
     (void)state;
     kd_metrics *reg = new_reg();
     kd_metric *waits, *jobs;
-    kd_metric_desc dw = {.name = "t_waits_total", .help = "h", .type = KD_METRIC_COUNTER,
-                         .n_labels = 1, .labels = {"building"}, .values = {v_buildings}};
-    kd_metric_desc dj = {.name = "t_jobs_total", .help = "h", .type = KD_METRIC_COUNTER,
-                         .n_labels = 1, .labels = {"op"}, .values = {v_ops}};
+    kd_metric_desc dw = {.name = "t_waits_total",
+                         .help = "h",
+                         .type = KD_METRIC_COUNTER,
+                         .n_labels = 1,
+                         .labels = {"building"},
+                         .values = {v_buildings}};
+    kd_metric_desc dj = {.name = "t_jobs_total",
+                         .help = "h",
+                         .type = KD_METRIC_COUNTER,
+                         .n_labels = 1,
+                         .labels = {"op"},
+                         .values = {v_ops}};
     assert_int_equal(kd_metrics_register(reg, &dw, &waits, NULL), 0);
     assert_int_equal(kd_metrics_register(reg, &dj, &jobs, NULL), 0);
     kd_counter_addv(waits, KD_LV("building:1"), 1);
@@ -143,7 +192,8 @@ static void test_unknown_values_map_to_other_or_are_dropped(void **state)
     kd_counter_addv(waits, KD_LV(NULL), 1);
     assert_int_equal(kd_counter_value(waits, kd_metric_series(waits, KD_LV("building:1"))), 1);
     assert_int_equal(kd_counter_value(waits, kd_metric_series(waits, KD_LV("other"))), 3);
-    assert_int_equal(kd_metric_series(waits, KD_LV("nope")), kd_metric_series(waits, KD_LV("other")));
+    assert_int_equal(kd_metric_series(waits, KD_LV("nope")),
+                     kd_metric_series(waits, KD_LV("other")));
     /* no "other" in the list: dropped and counted */
     assert_int_equal(kd_metric_series(jobs, KD_LV("hold_open")), -1);
     kd_counter_addv(jobs, KD_LV("hold_open"), 1);
@@ -169,16 +219,37 @@ static void test_exposition_exact_text(void **state)
     static const char *const v_ver[] = {"1.2.3", NULL};
     static const char *const v_odd[] = {"a\"b\\c\nd", NULL};
     kd_metric_desc d[] = {
-        {.name = "t_jobs_total", .help = "Jobs done.\nSecond \\ line.", .type = KD_METRIC_COUNTER,
-         .n_labels = 2, .labels = {"op", "outcome"}, .values = {v_ops, v_outcomes}},
-        {.name = "t_temperature_celsius", .help = "A gauge.", .type = KD_METRIC_GAUGE,
-         .n_labels = 1, .labels = {"odd"}, .values = {v_odd}},
-        {.name = "t_wait_seconds", .help = "A histogram.", .type = KD_METRIC_HISTOGRAM,
-         .buckets = b_small, .n_buckets = 3},
-        {.name = "t_rtt_seconds", .help = "Sparse.", .type = KD_METRIC_HISTOGRAM, .n_labels = 1,
-         .labels = {"op"}, .values = {v_ops}, .buckets = b_small, .n_buckets = 3},
-        {.name = "t_build_info", .help = "Build.", .type = KD_METRIC_GAUGE, .n_labels = 1,
-         .labels = {"version"}, .values = {v_ver}},
+        {.name = "t_jobs_total",
+         .help = "Jobs done.\nSecond \\ line.",
+         .type = KD_METRIC_COUNTER,
+         .n_labels = 2,
+         .labels = {"op", "outcome"},
+         .values = {v_ops, v_outcomes}},
+        {.name = "t_temperature_celsius",
+         .help = "A gauge.",
+         .type = KD_METRIC_GAUGE,
+         .n_labels = 1,
+         .labels = {"odd"},
+         .values = {v_odd}},
+        {.name = "t_wait_seconds",
+         .help = "A histogram.",
+         .type = KD_METRIC_HISTOGRAM,
+         .buckets = b_small,
+         .n_buckets = 3},
+        {.name = "t_rtt_seconds",
+         .help = "Sparse.",
+         .type = KD_METRIC_HISTOGRAM,
+         .n_labels = 1,
+         .labels = {"op"},
+         .values = {v_ops},
+         .buckets = b_small,
+         .n_buckets = 3},
+        {.name = "t_build_info",
+         .help = "Build.",
+         .type = KD_METRIC_GAUGE,
+         .n_labels = 1,
+         .labels = {"version"},
+         .values = {v_ver}},
     };
     kd_metric **slots[] = {&c, &g, &h, &hl, &info};
     for (size_t i = 0; i < 5; i++)
@@ -191,35 +262,34 @@ static void test_exposition_exact_text(void **state)
     kd_gauge_set(info, 0, 1);
     size_t len = 0;
     char *text = kd_metrics_expose(reg, &len);
-    const char *want =
-        "# HELP t_jobs_total Jobs done.\\nSecond \\\\ line.\n"
-        "# TYPE t_jobs_total counter\n"
-        "t_jobs_total{op=\"call\",outcome=\"ok\"} 7\n"
-        "t_jobs_total{op=\"call\",outcome=\"failed\"} 0\n"
-        "t_jobs_total{op=\"cancel\",outcome=\"ok\"} 0\n"
-        "t_jobs_total{op=\"cancel\",outcome=\"failed\"} 0\n"
-        "# HELP t_temperature_celsius A gauge.\n"
-        "# TYPE t_temperature_celsius gauge\n"
-        "t_temperature_celsius{odd=\"a\\\"b\\\\c\\nd\"} 0.1\n"
-        "# HELP t_wait_seconds A histogram.\n"
-        "# TYPE t_wait_seconds histogram\n"
-        "t_wait_seconds_bucket{le=\"0.1\"} 0\n"
-        "t_wait_seconds_bucket{le=\"0.5\"} 1\n"
-        "t_wait_seconds_bucket{le=\"1\"} 1\n"
-        "t_wait_seconds_bucket{le=\"+Inf\"} 2\n"
-        "t_wait_seconds_sum 3.25\n"
-        "t_wait_seconds_count 2\n"
-        "# HELP t_rtt_seconds Sparse.\n"
-        "# TYPE t_rtt_seconds histogram\n"
-        "t_rtt_seconds_bucket{op=\"cancel\",le=\"0.1\"} 0\n"
-        "t_rtt_seconds_bucket{op=\"cancel\",le=\"0.5\"} 1\n"
-        "t_rtt_seconds_bucket{op=\"cancel\",le=\"1\"} 1\n"
-        "t_rtt_seconds_bucket{op=\"cancel\",le=\"+Inf\"} 1\n"
-        "t_rtt_seconds_sum{op=\"cancel\"} 0.5\n"
-        "t_rtt_seconds_count{op=\"cancel\"} 1\n"
-        "# HELP t_build_info Build.\n"
-        "# TYPE t_build_info gauge\n"
-        "t_build_info{version=\"1.2.3\"} 1\n";
+    const char *want = "# HELP t_jobs_total Jobs done.\\nSecond \\\\ line.\n"
+                       "# TYPE t_jobs_total counter\n"
+                       "t_jobs_total{op=\"call\",outcome=\"ok\"} 7\n"
+                       "t_jobs_total{op=\"call\",outcome=\"failed\"} 0\n"
+                       "t_jobs_total{op=\"cancel\",outcome=\"ok\"} 0\n"
+                       "t_jobs_total{op=\"cancel\",outcome=\"failed\"} 0\n"
+                       "# HELP t_temperature_celsius A gauge.\n"
+                       "# TYPE t_temperature_celsius gauge\n"
+                       "t_temperature_celsius{odd=\"a\\\"b\\\\c\\nd\"} 0.1\n"
+                       "# HELP t_wait_seconds A histogram.\n"
+                       "# TYPE t_wait_seconds histogram\n"
+                       "t_wait_seconds_bucket{le=\"0.1\"} 0\n"
+                       "t_wait_seconds_bucket{le=\"0.5\"} 1\n"
+                       "t_wait_seconds_bucket{le=\"1\"} 1\n"
+                       "t_wait_seconds_bucket{le=\"+Inf\"} 2\n"
+                       "t_wait_seconds_sum 3.25\n"
+                       "t_wait_seconds_count 2\n"
+                       "# HELP t_rtt_seconds Sparse.\n"
+                       "# TYPE t_rtt_seconds histogram\n"
+                       "t_rtt_seconds_bucket{op=\"cancel\",le=\"0.1\"} 0\n"
+                       "t_rtt_seconds_bucket{op=\"cancel\",le=\"0.5\"} 1\n"
+                       "t_rtt_seconds_bucket{op=\"cancel\",le=\"1\"} 1\n"
+                       "t_rtt_seconds_bucket{op=\"cancel\",le=\"+Inf\"} 1\n"
+                       "t_rtt_seconds_sum{op=\"cancel\"} 0.5\n"
+                       "t_rtt_seconds_count{op=\"cancel\"} 1\n"
+                       "# HELP t_build_info Build.\n"
+                       "# TYPE t_build_info gauge\n"
+                       "t_build_info{version=\"1.2.3\"} 1\n";
     assert_string_equal(text, want);
     assert_int_equal(len, strlen(want));
     free(text);
@@ -236,9 +306,19 @@ static void test_format_double(void **state)
 {
     (void)state;
     char b[64];
-    struct { double v; const char *s; } cases[] = {
-        {0, "0"}, {1, "1"}, {0.1, "0.1"}, {0.005, "0.005"}, {12345678, "12345678"},
-        {1.0 / 3, "0.333333333333333"}, {INFINITY, "+Inf"}, {-INFINITY, "-Inf"}, {NAN, "NaN"},
+    struct {
+        double v;
+        const char *s;
+    } cases[] = {
+        {0, "0"},
+        {1, "1"},
+        {0.1, "0.1"},
+        {0.005, "0.005"},
+        {12345678, "12345678"},
+        {1.0 / 3, "0.333333333333333"},
+        {INFINITY, "+Inf"},
+        {-INFINITY, "-Inf"},
+        {NAN, "NaN"},
         {1e21, "1e+21"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -277,12 +357,18 @@ static void test_concurrent_updates_are_exact(void **state)
     (void)state;
     kd_metrics *reg = new_reg();
     conc x;
-    kd_metric_desc dc = {.name = "t_jobs_total", .help = "h", .type = KD_METRIC_COUNTER,
-                         .n_labels = 2, .labels = {"op", "outcome"},
+    kd_metric_desc dc = {.name = "t_jobs_total",
+                         .help = "h",
+                         .type = KD_METRIC_COUNTER,
+                         .n_labels = 2,
+                         .labels = {"op", "outcome"},
                          .values = {v_ops, v_outcomes}};
     kd_metric_desc dg = {.name = "t_g", .help = "h", .type = KD_METRIC_GAUGE};
-    kd_metric_desc dh = {.name = "t_h_seconds", .help = "h", .type = KD_METRIC_HISTOGRAM,
-                         .buckets = b_small, .n_buckets = 3};
+    kd_metric_desc dh = {.name = "t_h_seconds",
+                         .help = "h",
+                         .type = KD_METRIC_HISTOGRAM,
+                         .buckets = b_small,
+                         .n_buckets = 3};
     assert_int_equal(kd_metrics_register(reg, &dc, &x.c, NULL), 0);
     assert_int_equal(kd_metrics_register(reg, &dg, &x.g, NULL), 0);
     assert_int_equal(kd_metrics_register(reg, &dh, &x.h, NULL), 0);
@@ -311,9 +397,9 @@ static void test_concurrent_updates_are_exact(void **state)
     uint64_t cum[4];
     double sum;
     assert_int_equal(kd_histogram_value(x.h, 0, &sum, cum), total);
-    assert_int_equal(cum[0], total / 4);      /* 0 */
-    assert_int_equal(cum[1], total / 4 * 3);  /* + 0.25 and 0.5 (le is inclusive) */
-    assert_int_equal(cum[2], total);          /* + 0.75 */
+    assert_int_equal(cum[0], total / 4);         /* 0 */
+    assert_int_equal(cum[1], total / 4 * 3);     /* + 0.25 and 0.5 (le is inclusive) */
+    assert_int_equal(cum[2], total);             /* + 0.75 */
     assert_true(sum == (double)total / 4 * 1.5); /* exact: quarters add exactly */
     kd_metrics_free(reg);
 }
@@ -344,13 +430,21 @@ static void test_snapshot_msgpack(void **state)
     (void)state;
     kd_metrics *reg = new_reg();
     kd_metric *c, *g, *h;
-    kd_metric_desc dc = {.name = "t_jobs_total", .help = "h", .type = KD_METRIC_COUNTER,
-                         .n_labels = 2, .labels = {"op", "outcome"},
+    kd_metric_desc dc = {.name = "t_jobs_total",
+                         .help = "h",
+                         .type = KD_METRIC_COUNTER,
+                         .n_labels = 2,
+                         .labels = {"op", "outcome"},
                          .values = {v_ops, v_outcomes}};
     kd_metric_desc dg = {.name = "t_g", .help = "h", .type = KD_METRIC_GAUGE};
-    kd_metric_desc dh = {.name = "t_h_seconds", .help = "h", .type = KD_METRIC_HISTOGRAM,
-                         .n_labels = 1, .labels = {"op"}, .values = {v_ops},
-                         .buckets = b_small, .n_buckets = 3};
+    kd_metric_desc dh = {.name = "t_h_seconds",
+                         .help = "h",
+                         .type = KD_METRIC_HISTOGRAM,
+                         .n_labels = 1,
+                         .labels = {"op"},
+                         .values = {v_ops},
+                         .buckets = b_small,
+                         .n_buckets = 3};
     assert_int_equal(kd_metrics_register(reg, &dc, &c, NULL), 0);
     assert_int_equal(kd_metrics_register(reg, &dg, &g, NULL), 0);
     assert_int_equal(kd_metrics_register(reg, &dh, &h, NULL), 0);

@@ -17,9 +17,10 @@
 static void test_parse_args(void **state)
 {
     (void)state;
-    char *argv[] = {"kone-producer", "replay-dead", "--filter-job-prefix=ord-", "--amqp-host",
-                    "rabbit", "--filter-building", "9990000951", "--dry-run",
-                    "--filter-reason=failed", "--log-level=warn", NULL};
+    char *argv[] = {"kone-producer",    "replay-dead", "--filter-job-prefix=ord-",
+                    "--amqp-host",      "rabbit",      "--filter-building",
+                    "9990000951",       "--dry-run",   "--filter-reason=failed",
+                    "--log-level=warn", NULL};
     char *out[12];
     int n = 0;
     kd_replay_filter f;

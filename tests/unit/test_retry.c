@@ -65,7 +65,7 @@ static void test_backoff_bounds_and_distribution(void **state)
         assert_true(mean > ceil * 0.47 && mean < ceil * 0.53);
         for (int q = 0; q < 4; q++)
             assert_true(quarters[q] > n / 4 * 0.9 && quarters[q] < n / 4 * 1.1);
-        assert_true(lo < ceil / 50);       /* reaches down to ~0 ... */
+        assert_true(lo < ceil / 50);        /* reaches down to ~0 ... */
         assert_true(hi > ceil - ceil / 50); /* ... and up to the ceiling */
     }
     /* same seed, same schedule */
@@ -97,8 +97,9 @@ static void test_parse_tiers(void **state)
     assert_int_equal(t[2], 1000);
     assert_int_equal(kd_retry_parse_tiers("5", t, &n, &err), 0);
     assert_int_equal(n, 1);
-    const char *bad[] = {"", "0", "500,200", "500,500", "1,x", "-5", "1;2", "99999999999",
-                         "1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17"};
+    const char *bad[] = {"",        "0",           "500,200",
+                         "500,500", "1,x",         "-5",
+                         "1;2",     "99999999999", "1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17"};
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         err.msg[0] = '\0';
         assert_int_equal(kd_retry_parse_tiers(bad[i], t, &n, &err), KD_ERR_INVALID);
@@ -109,8 +110,12 @@ static void test_parse_tiers(void **state)
 static void test_policy_load(void **state)
 {
     (void)state;
-    char *argv[] = {"t", "--retry-base-ms=200", "--retry-cap-ms=1000", "--retry-max-attempts=3",
-                    "--retry-tiers-ms=200,500,1000", NULL};
+    char *argv[] = {"t",
+                    "--retry-base-ms=200",
+                    "--retry-cap-ms=1000",
+                    "--retry-max-attempts=3",
+                    "--retry-tiers-ms=200,500,1000",
+                    NULL};
     kd_config cfg;
     kd_err err = {0};
     assert_int_equal(kd_config_load(&cfg, KD_PROG_WORKER, "t", 5, argv, &err), 0);
@@ -208,21 +213,39 @@ static void test_decide(void **state)
 static void test_taxonomy_dynamic_codes(void **state)
 {
     (void)state;
-    static const struct { const char *code; kd_failure_class f; } cases[] = {
-        {"400", KD_FAIL_FINAL}, {"403", KD_FAIL_FINAL}, {"404", KD_FAIL_FINAL},
-        {"409", KD_FAIL_FINAL}, {"422", KD_FAIL_FINAL},
-        {"401", KD_FAIL_TRANSIENT}, {"408", KD_FAIL_TRANSIENT}, {"429", KD_FAIL_TRANSIENT},
-        {"500", KD_FAIL_TRANSIENT}, {"502", KD_FAIL_TRANSIENT}, {"503", KD_FAIL_TRANSIENT},
-        {"504", KD_FAIL_TRANSIENT}, {"0", KD_FAIL_TRANSIENT},
+    static const struct {
+        const char *code;
+        kd_failure_class f;
+    } cases[] = {
+        {"400", KD_FAIL_FINAL},
+        {"403", KD_FAIL_FINAL},
+        {"404", KD_FAIL_FINAL},
+        {"409", KD_FAIL_FINAL},
+        {"422", KD_FAIL_FINAL},
+        {"401", KD_FAIL_TRANSIENT},
+        {"408", KD_FAIL_TRANSIENT},
+        {"429", KD_FAIL_TRANSIENT},
+        {"500", KD_FAIL_TRANSIENT},
+        {"502", KD_FAIL_TRANSIENT},
+        {"503", KD_FAIL_TRANSIENT},
+        {"504", KD_FAIL_TRANSIENT},
+        {"0", KD_FAIL_TRANSIENT},
         {"1005", KD_FAIL_TRANSIENT},
-        {"ignored_call", KD_FAIL_FINAL}, {"invalid_payload", KD_FAIL_FINAL},
-        {"call_refused", KD_FAIL_FINAL}, {"cancelled", KD_FAIL_FINAL},
-        {"SAME_SOURCE_AND_DEST_FLOOR", KD_FAIL_FINAL}, {"NO_LIFT_AVAILABLE", KD_FAIL_FINAL},
-        {"CALL_DELETED", KD_FAIL_FINAL}, {"INVALID_DIRECTION", KD_FAIL_FINAL},
-        {"invalid_job", KD_FAIL_FINAL}, {"expired", KD_FAIL_FINAL},
+        {"ignored_call", KD_FAIL_FINAL},
+        {"invalid_payload", KD_FAIL_FINAL},
+        {"call_refused", KD_FAIL_FINAL},
+        {"cancelled", KD_FAIL_FINAL},
+        {"SAME_SOURCE_AND_DEST_FLOOR", KD_FAIL_FINAL},
+        {"NO_LIFT_AVAILABLE", KD_FAIL_FINAL},
+        {"CALL_DELETED", KD_FAIL_FINAL},
+        {"INVALID_DIRECTION", KD_FAIL_FINAL},
+        {"invalid_job", KD_FAIL_FINAL},
+        {"expired", KD_FAIL_FINAL},
         {"undecodable", KD_FAIL_UNDECODABLE},
-        {"circuit_open", KD_FAIL_TRANSIENT}, {"rate_limited", KD_FAIL_TRANSIENT},
-        {"result_lost", KD_FAIL_TRANSIENT}, {"session_lost", KD_FAIL_TRANSIENT},
+        {"circuit_open", KD_FAIL_TRANSIENT},
+        {"rate_limited", KD_FAIL_TRANSIENT},
+        {"result_lost", KD_FAIL_TRANSIENT},
+        {"session_lost", KD_FAIL_TRANSIENT},
         {"", KD_FAIL_NONE},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
@@ -258,8 +281,10 @@ static int scan_file(const char *path, int *checked)
         return 0;
     src[len] = '\0';
     int bad = 0;
-    static const struct { const char *tok; kd_failure_class f; } toks[] = {
-        {"KD_FAIL_FINAL", KD_FAIL_FINAL}, {"KD_FAIL_TRANSIENT", KD_FAIL_TRANSIENT}};
+    static const struct {
+        const char *tok;
+        kd_failure_class f;
+    } toks[] = {{"KD_FAIL_FINAL", KD_FAIL_FINAL}, {"KD_FAIL_TRANSIENT", KD_FAIL_TRANSIENT}};
     for (size_t t = 0; t < 2; t++) {
         for (const char *p = strstr(src, toks[t].tok); p; p = strstr(p + 1, toks[t].tok)) {
             const char *q = p + strlen(toks[t].tok);

@@ -18,7 +18,7 @@ static const char *clients_json =
 
 /* "Basic base64(kd-dev:s3cret)" and friends */
 #define DEV_BASIC "Basic a2QtZGV2OnMzY3JldA=="
-#define DEV_WRONG "Basic a2QtZGV2Ondyb25n"  /* kd-dev:wrong */
+#define DEV_WRONG "Basic a2QtZGV2Ondyb25n" /* kd-dev:wrong */
 
 static int setup(void **state)
 {
@@ -53,8 +53,8 @@ static void test_token_all_scopes(void **state)
     assert_true(strlen(tok) >= 32);
     assert_string_equal(json_string_value(json_object_get(ans, "token_type")), "Bearer");
     assert_int_equal(json_integer_value(json_object_get(ans, "expires_in")), 3600);
-    assert_non_null(strstr(json_string_value(json_object_get(ans, "scope")),
-                           "callgiving/building:9990000952"));
+    assert_non_null(
+        strstr(json_string_value(json_object_get(ans, "scope")), "callgiving/building:9990000952"));
     const sim_token *t = sim_auth_lookup(a, tok, 2000);
     assert_non_null(t);
     assert_string_equal(t->client_id, "kd-dev");
@@ -95,8 +95,7 @@ static void test_token_grant_and_scopes(void **state)
     sim_auth *a = *state;
     json_t *ans;
     assert_int_equal(request(a, DEV_BASIC, "grant_type=password", 0, &ans), 400);
-    assert_string_equal(json_string_value(json_object_get(ans, "error")),
-                        "unsupported_grant_type");
+    assert_string_equal(json_string_value(json_object_get(ans, "error")), "unsupported_grant_type");
     json_decref(ans);
     /* a subset, form-encoded with + and %2F */
     assert_int_equal(request(a, DEV_BASIC,
@@ -108,15 +107,15 @@ static void test_token_grant_and_scopes(void **state)
                         "application/inventory callgiving/building:9990000951");
     json_decref(ans);
     /* not the client's */
-    assert_int_equal(request(a, DEV_BASIC,
-                             "grant_type=client_credentials&scope=callgiving/building:1", 0, &ans),
-                     400);
+    assert_int_equal(
+        request(a, DEV_BASIC, "grant_type=client_credentials&scope=callgiving/building:1", 0, &ans),
+        400);
     assert_string_equal(json_string_value(json_object_get(ans, "error")), "invalid_scope");
     json_decref(ans);
     /* a group of a building the client has */
     assert_int_equal(request(a, DEV_BASIC,
-                             "grant_type=client_credentials&scope=callgiving/group:9990000951:2",
-                             0, &ans),
+                             "grant_type=client_credentials&scope=callgiving/group:9990000951:2", 0,
+                             &ans),
                      200);
     const sim_token *t =
         sim_auth_lookup(a, json_string_value(json_object_get(ans, "access_token")), 1);
@@ -127,9 +126,8 @@ static void test_token_grant_and_scopes(void **state)
     assert_false(sim_scopes_has(&t->scopes, "application/inventory"));
     json_decref(ans);
     /* wildcard: every callgiving scope of the client */
-    assert_int_equal(request(a, DEV_BASIC, "grant_type=client_credentials&scope=callgiving/*",
-                             0, &ans),
-                     200);
+    assert_int_equal(
+        request(a, DEV_BASIC, "grant_type=client_credentials&scope=callgiving/*", 0, &ans), 200);
     assert_string_equal(json_string_value(json_object_get(ans, "scope")),
                         "callgiving/building:9990000951 callgiving/building:9990000952");
     json_decref(ans);

@@ -163,14 +163,14 @@ static void run(fx *x, int64_t ms)
 
 /* An action request from `area` to `dest` (group 1 of B1 unless building/group say otherwise),
  * with payload.media_id when media is not NULL. */
-static json_t *action(fx *x, const char *building, const char *group, int64_t area,
-                      int64_t act, int64_t dest, const char *media)
+static json_t *action(fx *x, const char *building, const char *group, int64_t area, int64_t act,
+                      int64_t dest, const char *media)
 {
-    json_t *r = json_pack("{s:s,s:s,s:s,s:s,s:{s:I,s:I,s:i,s:{s:I,s:I}}}", "type",
-                          "lift-call-api-v2", "buildingId", building, "callType", "action",
-                          "groupId", group, "payload", "request_id", (json_int_t)++x->rid, "area",
-                          (json_int_t)area, "terminal", 1, "call", "action", (json_int_t)act,
-                          "destination", (json_int_t)dest);
+    json_t *r =
+        json_pack("{s:s,s:s,s:s,s:s,s:{s:I,s:I,s:i,s:{s:I,s:I}}}", "type", "lift-call-api-v2",
+                  "buildingId", building, "callType", "action", "groupId", group, "payload",
+                  "request_id", (json_int_t)++x->rid, "area", (json_int_t)area, "terminal", 1,
+                  "call", "action", (json_int_t)act, "destination", (json_int_t)dest);
     if (media)
         json_object_set_new(json_object_get(r, "payload"), "media_id", json_string(media));
     return r;
@@ -178,8 +178,8 @@ static json_t *action(fx *x, const char *building, const char *group, int64_t ar
 
 static json_t *delete_req(fx *x, int64_t sid)
 {
-    return json_pack("{s:s,s:s,s:s,s:s,s:{s:I,s:I}}", "type", "lift-call-api-v2", "buildingId",
-                     B1, "callType", "delete", "groupId", "1", "payload", "request_id",
+    return json_pack("{s:s,s:s,s:s,s:s,s:{s:I,s:I}}", "type", "lift-call-api-v2", "buildingId", B1,
+                     "callType", "delete", "groupId", "1", "payload", "request_id",
                      (json_int_t)++x->rid, "session_id", (json_int_t)sid);
 }
 
@@ -234,11 +234,10 @@ static bool is_null(const json_t *o, const char *k)
 /* Every entry has every field (null where it does not apply). */
 static void check_shape(const json_t *e)
 {
-    static const char *keys[] = {"seq",        "call_type",  "received",        "connection_id",
-                                 "client_id",  "kone_session_id", "request_id", "building_id",
-                                 "group_id",   "media_id",   "status",          "message",
-                                 "success",    "error",      "session_id",      "cancelled",
-                                 "payload"};
+    static const char *keys[] = {
+        "seq",        "call_type",   "received",   "connection_id", "client_id", "kone_session_id",
+        "request_id", "building_id", "group_id",   "media_id",      "status",    "message",
+        "success",    "error",       "session_id", "cancelled",     "payload"};
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
         if (!json_object_get(e, keys[i]))
             fail_msg("entry without %s", keys[i]);
@@ -272,8 +271,8 @@ static void test_records_each_request(void **state)
     sendj(x, x->c2,
           json_pack("{s:s,s:s,s:s,s:s,s:{s:I,s:i,s:i,s:i}}", "type", "lift-call-api-v2",
                     "buildingId", B1, "callType", "hold_open", "groupId", "1", "payload",
-                    "request_id", (json_int_t)++x->rid, "lift_deck", 1001010, "served_area",
-                    1000, "hard_time", 2));
+                    "request_id", (json_int_t)++x->rid, "lift_deck", 1001010, "served_area", 1000,
+                    "hard_time", 2));
     /* 6: delete that cancels; 7: the same again (409); 8: a session nobody has (404) */
     f = sendj(x, x->c1, delete_req(x, sid));
     assert_int_equal(json_integer_value(json_object_get(f->frames[0], "statusCode")), 202);
@@ -288,8 +287,9 @@ static void test_records_each_request(void **state)
 
     /* not recorded: other request types, frames that do not parse, a broken frame */
     send_on(x, x->c1, "{\"type\":\"common-api\",\"callType\":\"ping\",\"requestId\":\"p1\"}");
-    send_on(x, x->c1, "{\"type\":\"common-api\",\"callType\":\"config\",\"requestId\":\"p2\","
-                      "\"buildingId\":\"" B1 "\"}");
+    send_on(x, x->c1,
+            "{\"type\":\"common-api\",\"callType\":\"config\",\"requestId\":\"p2\","
+            "\"buildingId\":\"" B1 "\"}");
     send_on(x, x->c1, "not json at all");
     send_on(x, x->c1, "[\"lift-call-api-v2\"]");
     sim_proto_too_large(x->h, x->c1);
@@ -389,25 +389,28 @@ static void test_faults_and_odd_requests(void **state)
     fx *x = *state;
     char msg[300];
     /* an injected error: answered 429, never executed */
-    assert_int_equal(sim_control_apply_text(&x->ctl, "{\"call_error\":{\"share\":1,\"status\":429}}",
-                                            "test", msg, sizeof msg),
+    assert_int_equal(sim_control_apply_text(&x->ctl,
+                                            "{\"call_error\":{\"share\":1,\"status\":429}}", "test",
+                                            msg, sizeof msg),
                      0);
     sendj(x, x->c1, action(x, B1, "1", 1000, 2, 5000, "m-err"));
-    assert_int_equal(sim_control_apply_text(&x->ctl, "{\"call_error\":null}", "test", msg,
-                                            sizeof msg),
-                     0);
+    assert_int_equal(
+        sim_control_apply_text(&x->ctl, "{\"call_error\":null}", "test", msg, sizeof msg), 0);
     /* the site link down (annex group 2): 201 and nothing else, no session id given */
     fake *f = sendj(x, x->c1, action(x, B2, "2", 1000, 2, 3000, "m-down"));
     assert_int_equal(f->n, 1);
     /* a group in OSS: 201 + refused */
     sendj(x, x->c1, action(x, B2, "1", 1000, 2, 3000, NULL));
     /* odd but parsed: no callType, a number as groupId, a string request id, no payload */
-    send_on(x, x->c1, "{\"type\":\"lift-call-api-v2\",\"buildingId\":\"" B1 "\","
-                      "\"requestId\":\"odd-1\"}");
-    send_on(x, x->c1, "{\"type\":\"lift-call-api-v2\",\"callType\":\"teleport\",\"buildingId\":"
-                      "\"" B1 "\",\"groupId\":1,\"payload\":{\"request_id\":7,\"media_id\":5}}");
-    send_on(x, x->c1, "{\"type\":\"lift-call-api-v2\",\"callType\":\"action\",\"buildingId\":"
-                      "\"" B1 "\",\"payload\":{\"request_id\":-3}}");
+    send_on(x, x->c1,
+            "{\"type\":\"lift-call-api-v2\",\"buildingId\":\"" B1 "\","
+            "\"requestId\":\"odd-1\"}");
+    send_on(x, x->c1,
+            "{\"type\":\"lift-call-api-v2\",\"callType\":\"teleport\",\"buildingId\":"
+            "\"" B1 "\",\"groupId\":1,\"payload\":{\"request_id\":7,\"media_id\":5}}");
+    send_on(x, x->c1,
+            "{\"type\":\"lift-call-api-v2\",\"callType\":\"action\",\"buildingId\":"
+            "\"" B1 "\",\"payload\":{\"request_id\":-3}}");
 
     json_t *ans = list(x, NULL);
     assert_int_equal(num(ans, "count"), 6);
@@ -582,8 +585,7 @@ static void test_reset(void **state)
     for (int i = 0; i < 4; i++)
         sendj(x, x->c1, action(x, B1, "1", 1000, 2, 5000, "r"));
     json_t *ans = NULL;
-    assert_int_equal(sim_control_request(&x->ctl, "POST", "/sim/calls/reset", NULL, NULL, 0,
-                                         &ans),
+    assert_int_equal(sim_control_request(&x->ctl, "POST", "/sim/calls/reset", NULL, NULL, 0, &ans),
                      200);
     assert_int_equal(num(ans, "cleared"), 2);
     assert_int_equal(num(ans, "last_seq"), 4); /* seq restarted with the re-init above */
@@ -636,8 +638,7 @@ static void test_endpoint_errors(void **state)
         json_t *ans = NULL;
         int st = sim_control_request(&x->ctl, rows[i].method, rows[i].path, NULL, NULL, 0, &ans);
         if (st != rows[i].status)
-            fail_msg("%s %s: %d, expected %d", rows[i].method, rows[i].path, st,
-                     rows[i].status);
+            fail_msg("%s %s: %d, expected %d", rows[i].method, rows[i].path, st, rows[i].status);
         assert_non_null(ans);
         if (st != 200)
             assert_non_null(str(ans, "message"));
@@ -652,15 +653,14 @@ static void test_endpoint_errors(void **state)
     /* the text form answers the same */
     char *text = NULL;
     size_t len = 0;
-    assert_int_equal(sim_control_request_text(&x->ctl, "GET", "/sim/calls?limit=0", NULL, NULL,
-                                              0, &text, &len),
-                     400);
+    assert_int_equal(
+        sim_control_request_text(&x->ctl, "GET", "/sim/calls?limit=0", NULL, NULL, 0, &text, &len),
+        400);
     assert_non_null(strstr(text, "limit"));
     free(text);
     sendj(x, x->c1, action(x, B1, "1", 1000, 2, 5000, "t"));
-    assert_int_equal(sim_control_request_text(&x->ctl, "GET", "/sim/calls", NULL, NULL, 0,
-                                              &text, &len),
-                     200);
+    assert_int_equal(
+        sim_control_request_text(&x->ctl, "GET", "/sim/calls", NULL, NULL, 0, &text, &len), 200);
     assert_int_equal(strlen(text), len);
     json_error_t je;
     json_t *o = json_loads(text, 0, &je);
@@ -669,9 +669,8 @@ static void test_endpoint_errors(void **state)
     json_decref(o);
     free(text);
     /* other endpoints still work through the text form */
-    assert_int_equal(sim_control_request_text(&x->ctl, "GET", "/sim/faults", NULL, NULL, 0,
-                                              &text, &len),
-                     200);
+    assert_int_equal(
+        sim_control_request_text(&x->ctl, "GET", "/sim/faults", NULL, NULL, 0, &text, &len), 200);
     assert_non_null(strstr(text, "latency_ms"));
     free(text);
 }
@@ -682,9 +681,9 @@ static void test_endpoint_token(void **state)
     json_t *ans = NULL;
     assert_int_equal(sim_control_request(&x->ctl, "GET", "/sim/calls", NULL, NULL, 0, &ans), 401);
     json_decref(ans);
-    assert_int_equal(sim_control_request(&x->ctl, "POST", "/sim/calls/reset", "Bearer nope",
-                                         NULL, 0, &ans),
-                     401);
+    assert_int_equal(
+        sim_control_request(&x->ctl, "POST", "/sim/calls/reset", "Bearer nope", NULL, 0, &ans),
+        401);
     json_decref(ans);
     assert_int_equal(sim_control_request(&x->ctl, "GET", "/sim/calls?since=0",
                                          "Bearer s3cret-control", NULL, 0, &ans),

@@ -66,7 +66,8 @@ static int free_port(void)
 static bool port_open(int port)
 {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)port),
                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     bool ok = fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof a) == 0;
     if (fd >= 0)
@@ -82,7 +83,7 @@ static void sim_start(const char *extra)
     snprintf(key, sizeof key, "--sim-key=%s", sim.key);
     snprintf(bld, sizeof bld, "--sim-buildings=%s/sim/buildings.json", sim.src);
     snprintf(cli, sizeof cli, "--sim-clients=%s/sim/clients.json", sim.src);
-    char *argv[] = {sim.bin, port, cert, key, bld, cli, "--sim-speed=20", "--log-level=info",
+    char *argv[] = {sim.bin,       port, cert, key, bld, cli, "--sim-speed=20", "--log-level=info",
                     (char *)extra, NULL};
     posix_spawn_file_actions_t fa;
     posix_spawn_file_actions_init(&fa);
@@ -196,9 +197,9 @@ typedef struct wsc {
     struct lws_context *ctx;
     struct lws *wsi;
     bool up, closed;
-    char **out;             /* frames to send, in order */
+    char **out; /* frames to send, in order */
     size_t n_out, i_out, cap_out;
-    json_t *in[MAX_IN];     /* frames received */
+    json_t *in[MAX_IN]; /* frames received */
     size_t n_in;
     char *rx;
     size_t rx_len;
@@ -253,8 +254,7 @@ static int ws_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user, 
         w->closed = true;
         w->wsi = NULL;
         break;
-    default:
-        break;
+    default: break;
     }
     return 0;
 }
@@ -381,10 +381,10 @@ static int64_t session_of(const wsc *w, int64_t rid)
     return 0;
 }
 
-#define NEED_SIM()                                                                            \
-    do {                                                                                      \
-        if (!sim.have)                                                                        \
-            skip();                                                                           \
+#define NEED_SIM()                                                                                 \
+    do {                                                                                           \
+        if (!sim.have)                                                                             \
+            skip();                                                                                \
     } while (0)
 
 /* ---- tests ---- */

@@ -153,8 +153,7 @@ static fake *send_job(fx *x, const kd_job *job, int64_t request_id)
 static json_t *calls(fx *x)
 {
     json_t *ans = NULL;
-    assert_int_equal(sim_control_request(&x->ctl, "GET", "/sim/calls", NULL, NULL, 0, &ans),
-                     200);
+    assert_int_equal(sim_control_request(&x->ctl, "GET", "/sim/calls", NULL, NULL, 0, &ans), 200);
     return ans;
 }
 
@@ -169,8 +168,8 @@ static void test_media_id_is_the_job_id(void **state)
     assert_string_equal(job.media_id, job.job_id);
     fake *f = send_job(x, &job, 1);
     assert_true(f->n >= 2);
-    int64_t sid = json_integer_value(
-        json_object_get(json_object_get(f->last[1], "data"), "session_id"));
+    int64_t sid =
+        json_integer_value(json_object_get(json_object_get(f->last[1], "data"), "session_id"));
     assert_true(sid > 0);
 
     /* the cancel of that call, as the worker sends it */

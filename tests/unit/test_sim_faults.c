@@ -173,14 +173,12 @@ static void run(fx *x, int64_t ms)
     }
 }
 
-static json_t *call_req(fx *x, const char *building, const char *group, int64_t area,
-                        int64_t dest)
+static json_t *call_req(fx *x, const char *building, const char *group, int64_t area, int64_t dest)
 {
-    return json_pack("{s:s,s:s,s:s,s:s,s:{s:I,s:I,s:i,s:{s:i,s:I}}}", "type",
-                     "lift-call-api-v2", "buildingId", building, "callType", "action",
-                     "groupId", group, "payload", "request_id", (json_int_t)++x->rid, "area",
-                     (json_int_t)area, "terminal", 1, "call", "action", 2, "destination",
-                     (json_int_t)dest);
+    return json_pack("{s:s,s:s,s:s,s:s,s:{s:I,s:I,s:i,s:{s:i,s:I}}}", "type", "lift-call-api-v2",
+                     "buildingId", building, "callType", "action", "groupId", group, "payload",
+                     "request_id", (json_int_t)++x->rid, "area", (json_int_t)area, "terminal", 1,
+                     "call", "action", 2, "destination", (json_int_t)dest);
 }
 
 static json_t *lift_req(fx *x, const char *call_type, json_t *payload)
@@ -201,10 +199,9 @@ static fake *monitor(fx *x, const char *b, const char *g, const char *topic)
 {
     char id[32];
     snprintf(id, sizeof id, "m%lld", (long long)++x->rid);
-    return sendj(x, json_pack("{s:s,s:s,s:s,s:s,s:s,s:{s:s,s:i,s:[s]}}", "type",
-                              "site-monitoring", "requestId", id, "buildingId", b, "callType",
-                              "monitor", "groupId", g, "payload", "sub", "t", "duration", 300,
-                              "subtopics", topic));
+    return sendj(x, json_pack("{s:s,s:s,s:s,s:s,s:s,s:{s:s,s:i,s:[s]}}", "type", "site-monitoring",
+                              "requestId", id, "buildingId", b, "callType", "monitor", "groupId", g,
+                              "payload", "sub", "t", "duration", 300, "subtopics", topic));
 }
 
 static int status_of(const fake *f, size_t i)
@@ -308,8 +305,9 @@ static void test_merge_global_and_groups(void **state)
     assert_true(sim_faults_locked(&s->group[0][0], 9000));
 
     /* a second merge changes only what it names */
-    assert_int_equal(merge_text(s, &x->w, "{\"latency_ms\":0,\"buildings\":{\"" B1
-                                          "\":{\"groups\":{\"2\":{\"mode\":null}}}}}",
+    assert_int_equal(merge_text(s, &x->w,
+                                "{\"latency_ms\":0,\"buildings\":{\"" B1
+                                "\":{\"groups\":{\"2\":{\"mode\":null}}}}}",
                                 msg, sizeof msg),
                      0);
     assert_int_equal(s->global.latency_ms, 0);
@@ -375,15 +373,17 @@ static void test_locks(void **state)
     char msg[300];
     const sim_faults *g1 = &s->group[0][0];
     assert_int_equal(g1->n_locked, 1); /* 9000, from the buildings file */
-    assert_int_equal(merge_text(s, &x->w, "{\"buildings\":{\"" B1 "\":{\"groups\":{\"1\":"
-                                          "{\"lock\":[5000,6000,5000],\"unlock\":[9000]}}}}}",
+    assert_int_equal(merge_text(s, &x->w,
+                                "{\"buildings\":{\"" B1 "\":{\"groups\":{\"1\":"
+                                "{\"lock\":[5000,6000,5000],\"unlock\":[9000]}}}}}",
                                 msg, sizeof msg),
                      0);
     assert_int_equal(g1->n_locked, 2);
     assert_true(sim_faults_locked(g1, 5000) && sim_faults_locked(g1, 6000));
     assert_false(sim_faults_locked(g1, 9000));
-    assert_int_equal(merge_text(s, &x->w, "{\"buildings\":{\"" B1 "\":{\"groups\":{\"1\":"
-                                          "{\"locked_areas\":[3000]}}}}}",
+    assert_int_equal(merge_text(s, &x->w,
+                                "{\"buildings\":{\"" B1 "\":{\"groups\":{\"1\":"
+                                "{\"locked_areas\":[3000]}}}}}",
                                 msg, sizeof msg),
                      0);
     assert_int_equal(g1->n_locked, 1);
@@ -541,9 +541,9 @@ static void test_call_error_effect(void **state)
         assert_int_equal(json_integer_value(json_object_get(f->frames[0], "requestId")), x->rid);
     }
     assert_int_equal(sim_model_call_count(x->h->model), calls); /* never executed */
-    fake *f = sendj(x, lift_req(x, "hold_open", json_pack("{s:i,s:i,s:i}", "lift_deck",
-                                                          1001010, "served_area", 1000,
-                                                          "hard_time", 1)));
+    fake *f = sendj(x, lift_req(x, "hold_open",
+                                json_pack("{s:i,s:i,s:i}", "lift_deck", 1001010, "served_area",
+                                          1000, "hard_time", 1)));
     assert_int_equal(f->n, 1);
     assert_int_equal(status_of(f, 0), 429);
     f = sendj(x, lift_req(x, "delete", json_pack("{s:i}", "session_id", 1)));
@@ -631,8 +631,8 @@ static void test_mode_change(void **state)
     /* the other group is untouched */
     expect_accepted(sendj(x, call_req(x, B1, "2", 12000, 15000)));
     /* common-api config reports it too */
-    fake *f = sendj(x, json_pack("{s:s,s:s,s:s,s:s,s:s}", "type", "common-api", "requestId",
-                                 "cfg", "buildingId", B1, "callType", "config", "groupId", "1"));
+    fake *f = sendj(x, json_pack("{s:s,s:s,s:s,s:s,s:s}", "type", "common-api", "requestId", "cfg",
+                                 "buildingId", B1, "callType", "config", "groupId", "1"));
     assert_string_equal(str(data_of(f, 0), "lift_mode_name"), "FRD");
 
     clear(&x->f1);
@@ -717,9 +717,8 @@ static void test_drops(void **state)
     assert_int_equal(f->n, 1);
 
     json_t *ans;
-    assert_int_equal(sim_control_request(&x->ctl, "POST", "/sim/drop-connections", NULL, NULL, 0,
-                                         &ans),
-                     200);
+    assert_int_equal(
+        sim_control_request(&x->ctl, "POST", "/sim/drop-connections", NULL, NULL, 0, &ans), 200);
     assert_int_equal(json_integer_value(json_object_get(ans, "dropped")), 1);
     json_decref(ans);
     assert_int_equal(x->f1.dropped, 2);
@@ -765,9 +764,8 @@ static void test_endpoint(void **state)
     json_decref(ans);
 
     const char *body = "{\"latency_ms\":50,\"buildings\":{\"" B1 "\":{\"mode\":\"OSS\"}}}";
-    assert_int_equal(sim_control_request(&x->ctl, "POST", "/sim/faults", NULL, body,
-                                         strlen(body), &ans),
-                     200);
+    assert_int_equal(
+        sim_control_request(&x->ctl, "POST", "/sim/faults", NULL, body, strlen(body), &ans), 200);
     assert_int_equal(json_integer_value(json_object_get(ans, "latency_ms")), 50);
     json_decref(ans);
     assert_int_equal(x->w.b[0]->groups[1].faults.mode, SIM_MODE_OSS);
@@ -775,17 +773,16 @@ static void test_endpoint(void **state)
     /* errors: 400 and nothing changed */
     const char *bad[] = {"", "nope", "[1]", "{\"latency_ms\":10,\"mode\":\"OSS\"}"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        assert_int_equal(sim_control_request(&x->ctl, "POST", "/sim/faults", NULL, bad[i],
-                                             strlen(bad[i]), &ans),
-                         400);
+        assert_int_equal(
+            sim_control_request(&x->ctl, "POST", "/sim/faults", NULL, bad[i], strlen(bad[i]), &ans),
+            400);
         assert_non_null(str(ans, "message"));
         json_decref(ans);
     }
     assert_int_equal(x->h->faults.latency_ms, 50);
 
     /* reset: back to the buildings file, whatever was injected */
-    assert_int_equal(sim_control_request(&x->ctl, "POST", "/sim/faults/reset", NULL, NULL, 0,
-                                         &ans),
+    assert_int_equal(sim_control_request(&x->ctl, "POST", "/sim/faults/reset", NULL, NULL, 0, &ans),
                      200);
     json_decref(ans);
     assert_int_equal(x->h->faults.latency_ms, 0);
@@ -799,8 +796,7 @@ static void test_endpoint(void **state)
     assert_int_equal(sim_control_request(&x->ctl, "DELETE", "/sim/faults", NULL, NULL, 0, &ans),
                      405);
     json_decref(ans);
-    assert_int_equal(sim_control_request(&x->ctl, "GET", "/sim/faults/reset", NULL, NULL, 0,
-                                         &ans),
+    assert_int_equal(sim_control_request(&x->ctl, "GET", "/sim/faults/reset", NULL, NULL, 0, &ans),
                      405);
     json_decref(ans);
 }
@@ -811,17 +807,16 @@ static void test_endpoint_token(void **state)
     json_t *ans;
     assert_int_equal(sim_control_request(&x->ctl, "GET", "/sim/faults", NULL, NULL, 0, &ans), 401);
     json_decref(ans);
-    assert_int_equal(sim_control_request(&x->ctl, "GET", "/sim/faults", "Bearer wrong", NULL, 0,
-                                         &ans),
-                     401);
+    assert_int_equal(
+        sim_control_request(&x->ctl, "GET", "/sim/faults", "Bearer wrong", NULL, 0, &ans), 401);
     json_decref(ans);
     assert_int_equal(sim_control_request(&x->ctl, "GET", "/sim/faults",
                                          "Bearer s3cret-control-and-more", NULL, 0, &ans),
                      401);
     json_decref(ans);
-    assert_int_equal(sim_control_request(&x->ctl, "GET", "/sim/faults", "Bearer s3cret-control",
-                                         NULL, 0, &ans),
-                     200);
+    assert_int_equal(
+        sim_control_request(&x->ctl, "GET", "/sim/faults", "Bearer s3cret-control", NULL, 0, &ans),
+        200);
     json_decref(ans);
 }
 
@@ -829,16 +824,14 @@ static void test_start_spec(void **state)
 {
     fx *x = *state;
     char msg[300];
-    assert_int_equal(sim_control_apply_text(&x->ctl, "{latency_ms:1}", "sim.faults", msg,
-                                            sizeof msg),
-                     -1);
+    assert_int_equal(
+        sim_control_apply_text(&x->ctl, "{latency_ms:1}", "sim.faults", msg, sizeof msg), -1);
     assert_non_null(strstr(msg, "not JSON"));
     assert_int_equal(sim_control_apply_text(&x->ctl, "{\"latency_ms\":1,\"latency_ms\":2}",
                                             "sim.faults", msg, sizeof msg),
                      -1);
-    assert_int_equal(sim_control_apply_text(&x->ctl, "{\"jitter_ms\":3}", "sim.faults", msg,
-                                            sizeof msg),
-                     0);
+    assert_int_equal(
+        sim_control_apply_text(&x->ctl, "{\"jitter_ms\":3}", "sim.faults", msg, sizeof msg), 0);
     assert_int_equal(x->h->faults.jitter_ms, 3);
 }
 

@@ -75,8 +75,13 @@ static int teardown(void **state)
 
 static sim_call_req dest_call(int b, int g, int64_t src, int64_t dst)
 {
-    sim_call_req r = {.b = b, .g = g, .src_area = src, .dst_area = dst, .action = 2,
-                      .terminal = 1, .group_size = 1};
+    sim_call_req r = {.b = b,
+                      .g = g,
+                      .src_area = src,
+                      .dst_area = dst,
+                      .action = 2,
+                      .terminal = 1,
+                      .group_size = 1};
     return r;
 }
 
@@ -148,8 +153,8 @@ static void test_transfer_call(void **state)
     fx *f = *state;
     const sim_building *b = f->w.b[0];
     sim_call_decision d;
-    json_t *p = json_pack("{s:i,s:i,s:{s:i,s:i}}", "request_id", 1, "area", 3000, "call",
-                          "action", 2, "destination", 15000);
+    json_t *p = json_pack("{s:i,s:i,s:{s:i,s:i}}", "request_id", 1, "area", 3000, "call", "action",
+                          2, "destination", 15000);
     sim_proto_check_call(b, 0, 0, p, &d);
     json_decref(p);
     assert_int_equal(d.verdict, SIM_CALL_ACCEPTED);
@@ -228,8 +233,8 @@ static void test_delete(void **state)
         assert_int_equal(ls->phase, SIM_PHASE_IDLE);
     }
     /* served calls are not cancellable */
-    sid = sim_model_add_call(f->m, &(sim_call_req){.b = 0, .g = 0, .src_area = 2000,
-                                                    .dst_area = 3000, .action = 2});
+    sid = sim_model_add_call(
+        f->m, &(sim_call_req){.b = 0, .g = 0, .src_area = 2000, .dst_area = 3000, .action = 2});
     run_to(f, 120000, 500);
     assert_int_equal(sim_model_call(f->m, sid)->state, SIM_CALL_SERVED);
     assert_int_equal(sim_model_delete_call(f->m, sid, "CALL_DELETED"), 409);
@@ -243,8 +248,8 @@ static void test_landing_call_and_rear_door(void **state)
     run_to(f, 60000, 250);
     assert_int_equal(sim_model_call(f->m, sid)->state, SIM_CALL_SERVED);
     /* a call from the rear lobby door needs a lift with rear doors: group 1 has them */
-    sid = sim_model_add_call(f->m, &(sim_call_req){.b = 0, .g = 0, .src_area = 1010,
-                                                    .dst_area = 4000, .action = 2});
+    sid = sim_model_add_call(
+        f->m, &(sim_call_req){.b = 0, .g = 0, .src_area = 1010, .dst_area = 4000, .action = 2});
     run_to(f, 120000, 250);
     assert_int_equal(sim_model_call(f->m, sid)->state, SIM_CALL_SERVED);
 }
@@ -263,9 +268,10 @@ static void test_hold_open_and_retention(void **state)
     assert_int_equal(sim_model_hold_open(f->m, 0, 0, 9, 0, 1, 1000), -1);
 
     sim_model_set_retain(f->m, 10000);
-    int64_t sid = sim_model_add_call(f->m, &(sim_call_req){.b = 0, .g = 0, .src_area = 1000,
-                                                            .dst_area = 1010, .action = 2,
-                                                            .cancel_reason = "X"});
+    int64_t sid = sim_model_add_call(
+        f->m,
+        &(sim_call_req){
+            .b = 0, .g = 0, .src_area = 1000, .dst_area = 1010, .action = 2, .cancel_reason = "X"});
     run_to(f, 25000, 1000);
     assert_non_null(sim_model_call(f->m, sid));
     run_to(f, 40000, 1000);

@@ -78,8 +78,8 @@ static const sim_token *token_for(fx *x, const char *basic)
     return t;
 }
 
-#define DEV "Basic a2QtZGV2OmtkLWRldi1zZWNyZXQtY2hhbmdlLW1l"           /* kd-dev */
-#define ANNEX "Basic a2QtYW5uZXg6a2QtYW5uZXgtc2VjcmV0LWNoYW5nZS1tZQ==" /* kd-annex */
+#define DEV "Basic a2QtZGV2OmtkLWRldi1zZWNyZXQtY2hhbmdlLW1l"            /* kd-dev */
+#define ANNEX "Basic a2QtYW5uZXg6a2QtYW5uZXgtc2VjcmV0LWNoYW5nZS1tZQ=="  /* kd-annex */
 #define NOLIST "Basic a2Qtbm9saXN0OmtkLW5vbGlzdC1zZWNyZXQtY2hhbmdlLW1l" /* kd-nolist */
 
 static int setup(void **state)
@@ -208,10 +208,10 @@ static fake *monitor(fx *x, sim_conn *c, const char *b, const char *g, const cha
 {
     char id[32];
     snprintf(id, sizeof id, "m%lld", (long long)++x->rid);
-    return sendj(x, c, json_pack("{s:s,s:s,s:s,s:s,s:s,s:{s:s,s:i,s:[s]}}", "type",
-                                 "site-monitoring", "requestId", id, "buildingId", b,
-                                 "callType", "monitor", "groupId", g, "payload", "sub", "t",
-                                 "duration", 300, "subtopics", topic));
+    return sendj(x, c,
+                 json_pack("{s:s,s:s,s:s,s:s,s:s,s:{s:s,s:i,s:[s]}}", "type", "site-monitoring",
+                           "requestId", id, "buildingId", b, "callType", "monitor", "groupId", g,
+                           "payload", "sub", "t", "duration", 300, "subtopics", topic));
 }
 
 /* The last call-state frame for sid among f's frames, or NULL. */
@@ -221,8 +221,7 @@ static const json_t *last_state(const fake *f, int64_t sid)
     for (size_t i = 0; i < f->n; i++) {
         const json_t *fr = f->frames[i];
         if (json_is_string(json_object_get(fr, "callType")) &&
-            strcmp(json_string_value(json_object_get(fr, "callType")), "monitor-call-state") ==
-                0 &&
+            strcmp(json_string_value(json_object_get(fr, "callType")), "monitor-call-state") == 0 &&
             json_integer_value(json_object_get(json_object_get(fr, "data"), "session_id")) == sid)
             found = json_object_get(fr, "data");
     }
@@ -355,8 +354,7 @@ static void test_group_modes_and_locks(void **state)
     fake *f = monitor(x, x->c1, B2, "1", "+/status");
     assert_int_equal(f->n, 2);
     assert_int_equal(json_integer_value(json_object_get(data_of(f, 1), "lift_mode")), -1);
-    assert_string_equal(json_string_value(json_object_get(data_of(f, 1), "lift_mode_name")),
-                        "OSS");
+    assert_string_equal(json_string_value(json_object_get(data_of(f, 1), "lift_mode_name")), "OSS");
     expect_refused(sendj(x, x->c1, call_req(x, B1, "1", 9000, 2, 3000)),
                    "Ignoring call, area locked: area:9000");
     expect_refused(sendj(x, x->c1, call_req(x, B1, "1", 3000, 2, 9000)),
@@ -391,20 +389,21 @@ static void test_site_link_down(void **state)
     clear(f);
     run(x, 5000);
     assert_int_equal(x->f1.n, 0); /* no event ever */
-    f = sendj(x, x->c1, json_pack("{s:s,s:s,s:s,s:s,s:{s:i}}", "type", "common-api",
-                                  "buildingId", B2, "callType", "ping", "groupId", "2",
-                                  "payload", "request_id", 77));
+    f = sendj(x, x->c1,
+              json_pack("{s:s,s:s,s:s,s:s,s:{s:i}}", "type", "common-api", "buildingId", B2,
+                        "callType", "ping", "groupId", "2", "payload", "request_id", 77));
     assert_int_equal(status_of(f, 0), 500);
     assert_int_equal(json_integer_value(json_object_get(data_of(f, 0), "error")), 1005);
     /* the same building's other group answers pings */
-    f = sendj(x, x->c1, json_pack("{s:s,s:s,s:s,s:s,s:{s:i}}", "type", "common-api",
-                                  "buildingId", B2, "callType", "ping", "groupId", "1",
-                                  "payload", "request_id", 78));
+    f = sendj(x, x->c1,
+              json_pack("{s:s,s:s,s:s,s:s,s:{s:i}}", "type", "common-api", "buildingId", B2,
+                        "callType", "ping", "groupId", "1", "payload", "request_id", 78));
     assert_int_equal(status_of(f, 0), 200);
     assert_int_equal(json_integer_value(json_object_get(data_of(f, 0), "request_id")), 78);
     /* a keepalive ping names no building */
-    f = send_on(x, x->c1, "{\"type\":\"common-api\",\"callType\":\"ping\","
-                          "\"payload\":{\"request_id\":79}}");
+    f = send_on(x, x->c1,
+                "{\"type\":\"common-api\",\"callType\":\"ping\","
+                "\"payload\":{\"request_id\":79}}");
     assert_int_equal(status_of(f, 0), 200);
 }
 
@@ -461,9 +460,8 @@ static void test_transfer_event(void **state)
     d = last_state(f, sid);
     assert_non_null(d);
     assert_string_equal(json_string_value(json_object_get(d, "state")), "served");
-    assert_int_equal(json_integer_value(
-                         json_array_get(json_object_get(d, "allocated_lift_deck"), 0)),
-                     1001010);
+    assert_int_equal(
+        json_integer_value(json_array_get(json_object_get(d, "allocated_lift_deck"), 0)), 1001010);
 }
 
 /* ---- request ids, robustness ---- */
@@ -614,8 +612,8 @@ static void test_session_resume(void **state)
     /* resuming one's own session, an unknown one */
     f = send_on(x, x->c2, req);
     assert_int_equal(status_of(f, 0), 409); /* same request id */
-    snprintf(req, sizeof req, "{\"type\":\"resume-session\",\"requestId\":\"r2\",\"sessionId\":\"%s\"}",
-             sid_text);
+    snprintf(req, sizeof req,
+             "{\"type\":\"resume-session\",\"requestId\":\"r2\",\"sessionId\":\"%s\"}", sid_text);
     f = send_on(x, x->c2, req);
     assert_int_equal(status_of(f, 0), 400);
     f = send_on(x, x->c2, "{\"type\":\"resume-session\",\"requestId\":\"r3\",\"sessionId\":\"x\"}");
@@ -676,18 +674,16 @@ static void test_lift_events(void **state)
     int64_t call = expect_accepted(sendj(x, x->c1, call_req(x, B1, "1", 3000, 2, 5000)));
     run(x, 1500);
     int seen[8] = {0};
-    const char *types[] = {"monitor-lift-position", "monitor-door-state",
-                           "monitor-next-stop-eta", "monitor-lift-stopping", "monitor-action"};
+    const char *types[] = {"monitor-lift-position", "monitor-door-state", "monitor-next-stop-eta",
+                           "monitor-lift-stopping", "monitor-action"};
     for (size_t i = 0; i < x->f1.n; i++) {
         const char *ct = json_string_value(json_object_get(x->f1.frames[i], "callType"));
         for (int k = 0; ct && k < 5; k++)
             if (strcmp(ct, types[k]) == 0)
                 seen[k]++;
         if (ct && strcmp(ct, "monitor-lift-stopping") == 0) {
-            const json_t *door =
-                json_array_get(json_object_get(json_object_get(data_of(&x->f1, i), "decks"),
-                                               "doors"),
-                               0);
+            const json_t *door = json_array_get(
+                json_object_get(json_object_get(data_of(&x->f1, i), "decks"), "doors"), 0);
             assert_non_null(door);
         }
     }

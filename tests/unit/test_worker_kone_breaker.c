@@ -1,8 +1,8 @@
 /* Unit tests for worker/kone_breaker.c: every transition of the per-building circuit breaker
  * on a fake clock (closed -> open after N consecutive failures, pings with a growing and
  * capped, jittered backoff, open -> half-open on a ping answered 200, calls on probation,
- * half-open -> closed / open by the first verdict of a call admitted since), what counts as a failure of the building, and the backoff
- * bounds. */
+ * half-open -> closed / open by the first verdict of a call admitted since), what counts as a
+ * failure of the building, and the backoff bounds. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -79,7 +79,7 @@ static void test_open_refuses_and_pings_with_backoff(void **state)
     int64_t want_max[] = {2 * SEC, 4 * SEC, 8 * SEC, 8 * SEC, 8 * SEC};
     for (int i = 0; i < 5; i++) {
         kd_brk_probe_sent(&b);
-        assert_false(kd_brk_probe_due(&b, now + 100 * SEC));   /* one ping out at a time */
+        assert_false(kd_brk_probe_due(&b, now + 100 * SEC)); /* one ping out at a time */
         assert_false(kd_brk_probe_done(&b, &cfg, KD_BRK_FAILURE, now, 0));
         assert_int_equal(b.st, KD_BRK_OPEN);
         assert_int_equal(b.probe_at - now, want_max[i] / 2);
@@ -206,7 +206,7 @@ static void test_backoff_bounds(void **state)
     }
     assert_int_equal(kd_brk_backoff_us(&cfg, 0, 0), 500 * MS);
     assert_int_equal(kd_brk_backoff_us(&cfg, 0, 500 * MS), 1 * SEC);
-    assert_int_equal(kd_brk_backoff_us(&cfg, 1000, 0), 4 * SEC);   /* capped, no overflow */
+    assert_int_equal(kd_brk_backoff_us(&cfg, 1000, 0), 4 * SEC); /* capped, no overflow */
 }
 
 static void test_verdicts(void **state)

@@ -14,7 +14,7 @@
  */
 #include "kone_sim_fixture.h"
 
-#define LINK_952_2(on)                                                                        \
+#define LINK_952_2(on)                                                                             \
     "{\"buildings\":{\"building:9990000952\":{\"groups\":{\"2\":{\"link_down\":" on "}}}}}"
 
 static kd_kone_building_stats stats(client *c, const char *b)
@@ -133,8 +133,8 @@ static void test_circuit_5xx_and_failed_probation(void **state)
     client_start(&c, "--kone-breaker-failures=3 --kone-breaker-probe-base-ms=200 "
                      "--kone-breaker-probe-cap-ms=400");
     for (int i = 0; i < 3; i++)
-        expect(run_one(&c, call(B952, "1", 1000, 2, 3000, false), 10000), KD_OUTCOME_FAILED,
-               "500", NULL);
+        expect(run_one(&c, call(B952, "1", 1000, 2, 3000, false), 10000), KD_OUTCOME_FAILED, "500",
+               NULL);
     assert_int_equal(kd_kone_circuit_state(c.k, B952), KD_KONE_CIRCUIT_OPEN);
     /* the pings answer 200: half-open; the next call gets a 500: open again */
     assert_true(wait_circuit(&c, B952, KD_KONE_CIRCUIT_HALF_OPEN, 5000));
@@ -144,9 +144,9 @@ static void test_circuit_5xx_and_failed_probation(void **state)
     assert_int_equal(stats(&c, B952).circuit_opens, 2);
     ok_951(&c);
     /* KONE takes calls again: half-open, the next call succeeds, closed */
-    assert_int_equal(sim_post("/sim/faults",
-                              "{\"buildings\":{\"building:9990000952\":{\"call_error\":null}}}"),
-                     200);
+    assert_int_equal(
+        sim_post("/sim/faults", "{\"buildings\":{\"building:9990000952\":{\"call_error\":null}}}"),
+        200);
     assert_true(wait_circuit(&c, B952, KD_KONE_CIRCUIT_HALF_OPEN, 5000));
     expect(run_one(&c, call(B952, "1", 1000, 2, 3000, false), 10000), KD_OUTCOME_SUCCEEDED, "",
            NULL);
@@ -175,13 +175,12 @@ static void test_rate_limit(void **state)
     kd_kone_building_stats s = stats(&c, B951);
     assert_int_equal(s.rate_waits, 15);
     assert_true(s.rate_per_s == 5.0);
-    assert_true(took >= 2900000);   /* tokens cannot come faster than 5/s */
-    assert_false(kd_kone_building(c.k, B952, &s));   /* never met */
+    assert_true(took >= 2900000);                  /* tokens cannot come faster than 5/s */
+    assert_false(kd_kone_building(c.k, B952, &s)); /* never met */
 
     /* a 429 halves the building's rate; it then recovers by 0.5/s a second */
-    assert_int_equal(sim_post("/sim/faults", "{\"call_error\":{\"share\":1,\"status\":429}}"),
-                     200);
-    sleep(1);   /* a full bucket again */
+    assert_int_equal(sim_post("/sim/faults", "{\"call_error\":{\"share\":1,\"status\":429}}"), 200);
+    sleep(1); /* a full bucket again */
     kd_run *x = run_one(&c, call(B951, "1", 1000, 2, 5000, false), 10000);
     assert_int_equal(x->kone_status, 429);
     expect(x, KD_OUTCOME_FAILED, "429", NULL);
@@ -207,10 +206,10 @@ static void test_rate_limited_gives_up(void **state)
     kd_run *r[4];
     for (int i = 0; i < 4; i++)
         r[i] = call(B951, "1", 1000 * (1 + i), 2, 6000, false);
-    r[3]->job.deadline = kd_now_us() / 1000 + 700;   /* ends while it waits */
+    r[3]->job.deadline = kd_now_us() / 1000 + 700; /* ends while it waits */
     run_all(&c, r, 4, 10000);
-    expect(r[0], KD_OUTCOME_SUCCEEDED, "", NULL);   /* the burst */
-    expect(r[1], KD_OUTCOME_SUCCEEDED, "", NULL);   /* a token after 1 s */
+    expect(r[0], KD_OUTCOME_SUCCEEDED, "", NULL); /* the burst */
+    expect(r[1], KD_OUTCOME_SUCCEEDED, "", NULL); /* a token after 1 s */
     assert_int_equal(r[2]->failure, KD_FAIL_TRANSIENT);
     assert_int_equal(r[2]->started_us, 0);
     expect(r[2], KD_OUTCOME_FAILED, "rate_limited", "rate limit of building:9990000951");
@@ -224,7 +223,7 @@ static void test_429_without_a_limit(void **state)
     (void)state;
     NEED_SIM();
     client c;
-    client_start(&c, NULL);   /* kone.rate_per_s = 0: no limit */
+    client_start(&c, NULL); /* kone.rate_per_s = 0: no limit */
     kd_run *r[4];
     for (int i = 0; i < 4; i++)
         r[i] = call(B951, "1", 1000 * (1 + i), 2, 6000, false);
@@ -237,8 +236,7 @@ static void test_429_without_a_limit(void **state)
     /* a 429 with no limit set: the rate starts from what was sent in the last second (here
      * only the refused call itself, after a pause), at least 2/s, halved */
     sleep(2);
-    assert_int_equal(sim_post("/sim/faults", "{\"call_error\":{\"share\":1,\"status\":429}}"),
-                     200);
+    assert_int_equal(sim_post("/sim/faults", "{\"call_error\":{\"share\":1,\"status\":429}}"), 200);
     expect(run_one(&c, call(B951, "1", 1000, 2, 5000, false), 10000), KD_OUTCOME_FAILED, "429",
            NULL);
     assert_int_equal(sim_post("/sim/faults", "{\"call_error\":null}"), 200);

@@ -43,7 +43,7 @@
 
 typedef struct fk_conn {
     struct lws *wsi;
-    int sess;                   /* index into fk->sessions, -1 none */
+    int sess; /* index into fk->sessions, -1 none */
     char *q[MAXQ];
     int qh, qn;
     bool close_now;
@@ -57,7 +57,7 @@ typedef struct fk_call {
     int64_t sid;
     int action;
     int sess;
-    bool dropped;               /* action 9: its first subscription ended the connection */
+    bool dropped; /* action 9: its first subscription ended the connection */
 } fk_call;
 
 typedef struct fk_deferred {
@@ -72,7 +72,7 @@ typedef struct fk_deferred {
  * memory: the child serves, the test reads the counters and flips the switches. Pointers
  * in it (connections, JSON) are the child's own. */
 typedef struct fk_shared {
-    pthread_mutex_t mu;         /* process-shared */
+    pthread_mutex_t mu; /* process-shared */
     pid_t pid;
     struct lws_context *ctx;
     int port;
@@ -86,7 +86,7 @@ typedef struct fk_shared {
     int token_lifetime;
 
     /* stream */
-    int n_conns;                    /* connections ever upgraded */
+    int n_conns; /* connections ever upgraded */
     int n_refused_upgrades;
     int n_pings, n_creates, n_resumes, n_monitors;
     char sessions[32][24];
@@ -98,11 +98,11 @@ typedef struct fk_shared {
     fk_deferred deferred[16];
     int n_deferred;
     bool refused_401_once;
-    int64_t refuse_until_ms;        /* upgrades answered 503 until then (CLOCK_MONOTONIC) */
+    int64_t refuse_until_ms; /* upgrades answered 503 until then (CLOCK_MONOTONIC) */
     int n_refused_503;
-    int conn_requests[64];          /* per connection number: requests received */
-    int64_t held_rid;               /* action 12: a request held unanswered (0: none) */
-    int64_t late_sid;               /* action 13: the session id given in the late answer */
+    int conn_requests[64]; /* per connection number: requests received */
+    int64_t held_rid;      /* action 12: a request held unanswered (0: none) */
+    int64_t late_sid;      /* action 13: the session id given in the late answer */
 } fk_shared;
 
 static fk_shared *fk;
@@ -121,8 +121,8 @@ static void fk_send(fk_conn *c, json_t *o)
 
 static json_t *fk_answer(const json_t *rid, int status, const char *message)
 {
-    json_t *o = json_pack("{s:i,s:s,s:O}", "statusCode", status, "connectionId", "c1",
-                          "requestId", rid ? rid : json_null());
+    json_t *o = json_pack("{s:i,s:s,s:O}", "statusCode", status, "connectionId", "c1", "requestId",
+                          rid ? rid : json_null());
     if (message)
         json_object_set_new(o, "message", json_string(message));
     else
@@ -145,8 +145,8 @@ static json_t *fk_call_state(int64_t sid, const char *state, const char *reason)
 {
     char topic[64];
     snprintf(topic, sizeof topic, "call_state/%lld/%s", (long long)sid, state);
-    json_t *d = json_pack("{s:s,s:I,s:s}", "time", state, "session_id", (json_int_t)sid,
-                          "state", state);
+    json_t *d =
+        json_pack("{s:s,s:I,s:s}", "time", state, "session_id", (json_int_t)sid, "state", state);
     if (!strcmp(state, "being_served")) {
         json_object_set_new(d, "allocated_lift_deck", json_pack("[i]", 1001010));
         json_object_set_new(d, "eta", json_string("2026-01-01T00:00:09.000Z"));
@@ -187,7 +187,7 @@ static void fk_events(fk_conn *c, const fk_call *call)
     } else if (call->action != 5) {
         fk_send(c, fk_call_state(call->sid, "being_allocated", NULL));
         fk_send(c, fk_call_state(call->sid, "being_served", NULL));
-        fk_send(c, fk_call_state(call->sid, "being_served", NULL));   /* a re-send: no change */
+        fk_send(c, fk_call_state(call->sid, "being_served", NULL)); /* a re-send: no change */
         fk_send(c, fk_call_state(call->sid, "served_soon", NULL));
         fk_send(c, fk_call_state(call->sid, "served", NULL));
     }
@@ -196,17 +196,10 @@ static void fk_events(fk_conn *c, const fk_call *call)
 static void fk_action(fk_conn *c, const json_t *rid, int action)
 {
     switch (action) {
-    case 404:
-        fk_send(c, fk_answer(rid, 404, "Building data not found for ID building:1"));
-        return;
-    case 429:
-        fk_send(c, fk_answer(rid, 429, "Too many requests"));
-        return;
-    case 7:
-        return;
-    case 12: /* held: answered late, by action 13 */
-        fk->held_rid = json_integer_value(rid);
-        return;
+    case 404: fk_send(c, fk_answer(rid, 404, "Building data not found for ID building:1")); return;
+    case 429: fk_send(c, fk_answer(rid, 429, "Too many requests")); return;
+    case 7: return;
+    case 12: /* held: answered late, by action 13 */ fk->held_rid = json_integer_value(rid); return;
     case 13: /* first the late answer (and call result) of the held request, then this one's */
         if (fk->held_rid) {
             json_t *late = json_integer(fk->held_rid);
@@ -222,13 +215,11 @@ static void fk_action(fk_conn *c, const json_t *rid, int action)
         c->close_now = true;
         lws_callback_on_writable(c->wsi);
         return;
-    case 6:
-        fk_send(c, fk_answer(rid, 201, NULL));
-        return;
+    case 6: fk_send(c, fk_answer(rid, 201, NULL)); return;
     case 401:
         if (!fk->refused_401_once) {
             fk->refused_401_once = true;
-            fk->valid_token[0] = '\0';   /* revoked: the next upgrade needs a new one */
+            fk->valid_token[0] = '\0'; /* revoked: the next upgrade needs a new one */
             fk_send(c, fk_answer(rid, 401, "Token expired"));
             return;
         }
@@ -237,8 +228,7 @@ static void fk_action(fk_conn *c, const json_t *rid, int action)
         fk_send(c, fk_answer(rid, 201, NULL));
         fk_send(c, fk_result(rid, false, 0, "Ignoring call, unknown call action: 200"));
         return;
-    default:
-        break;
+    default: break;
     }
     int64_t sid = ++fk->next_sid;
     if (fk->n_calls < 256)
@@ -289,15 +279,15 @@ static void fk_frame(fk_conn *c, const char *text, size_t len)
             fk_send(c, fk_answer(rid, 404, "Session not found"));
         } else {
             fk_conn *old = fk->session_conn[s];
-            if (old && old != c) {   /* as KONE: the previous connection is closed */
+            if (old && old != c) { /* as KONE: the previous connection is closed */
                 old->sess = -1;
                 old->close_now = true;
                 lws_callback_on_writable(old->wsi);
             }
             fk->session_conn[s] = c;
             c->sess = s;
-            fk_send(c, json_pack("{s:i,s:O,s:{s:s}}", "statusCode", 201, "requestId", rid,
-                                 "data", "sessionId", sid));
+            fk_send(c, json_pack("{s:i,s:O,s:{s:s}}", "statusCode", 201, "requestId", rid, "data",
+                                 "sessionId", sid));
             for (int i = 0; i < fk->n_deferred; i++) {
                 fk_deferred *d = &fk->deferred[i];
                 if (d->sess == s && !d->used) {
@@ -330,8 +320,8 @@ static void fk_frame(fk_conn *c, const char *text, size_t len)
                 }
             }
     } else if (!strcmp(type, "lift-call-api-v2") && ct && !strcmp(ct, "action")) {
-        fk_action(c, rid, (int)json_integer_value(json_object_get(json_object_get(p, "call"),
-                                                                  "action")));
+        fk_action(c, rid,
+                  (int)json_integer_value(json_object_get(json_object_get(p, "call"), "action")));
     } else if (!strcmp(type, "lift-call-api-v2") && ct && !strcmp(ct, "hold_open")) {
         fk_send(c, fk_answer(rid, 202, NULL));
     } else if (!strcmp(type, "lift-call-api-v2") && ct && !strcmp(ct, "delete")) {
@@ -342,7 +332,7 @@ static void fk_frame(fk_conn *c, const char *text, size_t len)
                 owner = fk->calls[i].sess;
         if (sid == 999)
             fk_send(c, fk_answer(rid, 409, "Request was not in cancellable state"));
-        else if (owner != -2 && owner != c->sess)   /* as kone-sim: sessions own calls */
+        else if (owner != -2 && owner != c->sess) /* as kone-sim: sessions own calls */
             fk_send(c, fk_answer(rid, 404, "Call not found in this session"));
         else
             fk_send(c, fk_answer(rid, 202, NULL));
@@ -421,8 +411,7 @@ static int fk_ws_cb(struct lws *wsi, enum lws_callback_reasons reason, void *use
         c->rx = NULL;
         pthread_mutex_unlock(&fk->mu);
         break;
-    default:
-        break;
+    default: break;
     }
     return 0;
 }
@@ -459,10 +448,8 @@ static int fk_http_cb(struct lws *wsi, enum lws_callback_reasons reason, void *u
         lws_return_http_status(wsi, 401, NULL);
         return 1;
     }
-    case LWS_CALLBACK_HTTP:
-        return 0;   /* wait for the body */
-    case LWS_CALLBACK_HTTP_BODY:
-        return 0;
+    case LWS_CALLBACK_HTTP: return 0; /* wait for the body */
+    case LWS_CALLBACK_HTTP_BODY: return 0;
     case LWS_CALLBACK_HTTP_BODY_COMPLETION: {
         char auth[256] = "", want[256] = "Basic ";
         lws_hdr_copy(wsi, auth, sizeof auth, WSI_TOKEN_HTTP_AUTHORIZATION);
@@ -503,8 +490,7 @@ static int fk_http_cb(struct lws *wsi, enum lws_callback_reasons reason, void *u
             return -1;
         return 0;
     }
-    default:
-        break;
+    default: break;
     }
     return lws_callback_http_dummy(wsi, reason, user, in, len);
 }
@@ -591,7 +577,6 @@ static void fk_stop(void)
     munmap(fk, sizeof *fk);
     fk = NULL;
 }
-
 
 /* ================================================================== the client side */
 
@@ -750,7 +735,7 @@ static void test_outcomes(void **state)
     (void)state;
     client c;
     client_start(&c, NULL, NULL);
-    assert_int_equal(fk_get(&fk->n_creates), 2);   /* two connections, two sessions */
+    assert_int_equal(fk_get(&fk->n_creates), 2); /* two connections, two sessions */
 
     kd_run *r = run_one(&c, new_run(KD_OP_CALL, 2, false), 5000);
     expect(r, KD_OUTCOME_SUCCEEDED, KD_FAIL_NONE, "");
@@ -788,12 +773,12 @@ static void test_outcomes(void **state)
     assert_true(r->session_id > 0);
     free(r);
 
-    r = run_one(&c, new_run(KD_OP_CALL, 6, false), 5000);   /* 201, then nothing */
+    r = run_one(&c, new_run(KD_OP_CALL, 6, false), 5000); /* 201, then nothing */
     expect(r, KD_OUTCOME_UNKNOWN, KD_FAIL_FINAL, "1005");
     assert_int_equal(r->kone_status, 201);
     free(r);
 
-    r = run_one(&c, new_run(KD_OP_CALL, 7, false), 5000);   /* never answered */
+    r = run_one(&c, new_run(KD_OP_CALL, 7, false), 5000); /* never answered */
     expect(r, KD_OUTCOME_FAILED, KD_FAIL_TRANSIENT, "timeout");
     free(r);
 
@@ -850,7 +835,7 @@ static void test_many_spread(void **state)
     (void)state;
     client c;
     client_start(&c, "--kone-connections=3", NULL);
-    for (int i = 0; i < 300 && fk_get(&fk->n_creates) < 3; i++)   /* all three sessions up */
+    for (int i = 0; i < 300 && fk_get(&fk->n_creates) < 3; i++) /* all three sessions up */
         usleep(10000);
     usleep(200000);
     int before = fk_get(&fk->n_conns);
@@ -869,8 +854,8 @@ static void test_many_spread(void **state)
     for (int i = 0; i < 64; i++)
         used += fk->conn_requests[i] > 5;
     pthread_mutex_unlock(&fk->mu);
-    assert_true(used >= 3);   /* jobs were spread over the connections */
-    assert_int_equal(fk_get(&fk->n_conns), before);   /* no connection per job */
+    assert_true(used >= 3);                         /* jobs were spread over the connections */
+    assert_int_equal(fk_get(&fk->n_conns), before); /* no connection per job */
     client_stop(&c);
 }
 
@@ -908,8 +893,8 @@ static void test_401_on_request(void **state)
     int fetches = fk_get(&fk->token_fetches);
     kd_run *r = run_one(&c, new_run(KD_OP_CALL, 401, false), 8000);
     expect(r, KD_OUTCOME_SUCCEEDED, KD_FAIL_NONE, "");
-    assert_true(fk_get(&fk->token_fetches) > fetches);   /* a fresh token was fetched */
-    assert_true(fk_get(&fk->n_resumes) >= 1);             /* and the session resumed */
+    assert_true(fk_get(&fk->token_fetches) > fetches); /* a fresh token was fetched */
+    assert_true(fk_get(&fk->n_resumes) >= 1);          /* and the session resumed */
     free(r);
     client_stop(&c);
 }
@@ -967,7 +952,7 @@ static void test_resubscribe_after_resume(void **state)
     pthread_mutex_lock(&obs.mu);
     __typeof__(obs) o = obs;
     pthread_mutex_unlock(&obs.mu);
-    assert_int_equal(o.n_states, 4);   /* being_allocated once, though sent twice */
+    assert_int_equal(o.n_states, 4); /* being_allocated once, though sent twice */
     assert_string_equal(o.states[0], "being_allocated");
     assert_string_equal(o.states[3], "served");
     free(r);
@@ -1050,7 +1035,7 @@ static void test_late_answer_not_credited(void **state)
     pthread_mutex_lock(&fk->mu);
     int64_t late = fk->late_sid, last = fk->next_sid;
     pthread_mutex_unlock(&fk->mu);
-    assert_true(late > 0);                 /* the late answer was sent */
+    assert_true(late > 0); /* the late answer was sent */
     assert_int_not_equal(b->session_id, late);
     assert_int_equal(b->session_id, last); /* b's own call */
     assert_int_equal(a->session_id, 0);    /* and a stays what it was */
@@ -1058,7 +1043,7 @@ static void test_late_answer_not_credited(void **state)
     pthread_mutex_lock(&obs.mu);
     int done = obs.done;
     pthread_mutex_unlock(&obs.mu);
-    assert_int_equal(done, 2);             /* no third outcome from the late answer */
+    assert_int_equal(done, 2); /* no third outcome from the late answer */
     free(a);
     free(b);
     client_stop(&c);
@@ -1069,8 +1054,8 @@ static void test_shutdown_fails_pending(void **state)
     (void)state;
     client c;
     client_start(&c, NULL, NULL);
-    kd_run *r1 = new_run(KD_OP_CALL, 7, false);   /* never answered */
-    kd_run *r2 = new_run(KD_OP_CALL, 5, true);    /* accepted, followed */
+    kd_run *r1 = new_run(KD_OP_CALL, 7, false); /* never answered */
+    kd_run *r2 = new_run(KD_OP_CALL, 5, true);  /* accepted, followed */
     kd_kone_submit(c.k, r1);
     kd_kone_submit(c.k, r2);
     usleep(300000);
@@ -1088,8 +1073,8 @@ static void test_bad_config(void **state)
     (void)state;
     kd_config cfg;
     kd_err err = {0};
-    char *argv[] = {"test", "--kone-ws-url=ws://127.0.0.1:1/stream-v2",
-                    "--kone-client-id=x", "--kone-client-secret=" SECRET};
+    char *argv[] = {"test", "--kone-ws-url=ws://127.0.0.1:1/stream-v2", "--kone-client-id=x",
+                    "--kone-client-secret=" SECRET};
     assert_int_equal(kd_config_load(&cfg, KD_PROG_WORKER, "test", 4, argv, &err), 0);
     kd_kone *k = NULL;
     kd_kone_hooks hooks = {.done = on_done};

@@ -144,7 +144,7 @@ static void test_integers(void **state)
     (void)state;
     const int64_t vals[] = {0, 1, -1, 9, 10, 252390420, INT64_MAX, INT64_MIN};
     kd_jw w;
-    kd_jw_init(&w, 1);   /* below the minimum: grown as needed */
+    kd_jw_init(&w, 1); /* below the minimum: grown as needed */
     kd_jw_arr_begin(&w);
     json_t *a = json_array();
     for (size_t i = 0; i < sizeof vals / sizeof vals[0]; i++) {
@@ -204,7 +204,7 @@ static void test_error_flag(void **state)
     kd_jw_obj_end(&w);
     assert_int_equal(w.len, len);
     assert_null(kd_jw_finish(&w));
-    assert_false(w.err);   /* finish leaves an empty writer */
+    assert_false(w.err); /* finish leaves an empty writer */
 
     kd_jw_init(&w, 16);
     kd_jw_obj_begin(&w);

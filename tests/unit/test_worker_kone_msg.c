@@ -14,7 +14,7 @@
 
 #include "kone_msg.h"
 
-#define T0_US 1606288653298515LL   /* 2020-11-25T07:17:33.298515Z */
+#define T0_US 1606288653298515LL /* 2020-11-25T07:17:33.298515Z */
 
 /* Asserts that `text` is the same JSON as `expected` (key order does not matter). */
 static void assert_json(const char *text, const char *expected)
@@ -66,7 +66,7 @@ static void test_url_escape(void **state)
     assert_string_equal(out, "%C3%A4");
     char small[8];
     kd_kone_url_escape("++++", small, sizeof small);
-    assert_string_equal(small, "%2B%2B");   /* 7 bytes and the NUL: the third does not fit */
+    assert_string_equal(small, "%2B%2B"); /* 7 bytes and the NUL: the third does not fit */
 }
 
 /* The peek before the full parse: a call-state event gives its session id; an answer (even
@@ -133,13 +133,13 @@ static void test_call_destination_full(void **state)
     kd_err err = {0};
     char *s = kd_kone_msg_job(&j, 252390420, T0_US, &err);
     assert_json(s,
-        "{\"type\":\"lift-call-api-v2\",\"buildingId\":\"building:9990000951\","
-        "\"callType\":\"action\",\"groupId\":\"1\",\"payload\":{\"request_id\":252390420,"
-        "\"area\":3000,\"time\":\"2020-11-25T07:17:33.298Z\",\"terminal\":1,"
-        "\"media_id\":\"0123345abcd\",\"media_cc\":\"0123\",\"media_type\":\"RFID\","
-        "\"call\":{\"action\":2,\"destination\":5000,\"delay\":10,\"group_size\":3,"
-        "\"language\":\"en-GB\",\"call_replacement_priority\":\"HIGH\","
-        "\"allowed_lifts\":[1001010,1001110]}}}");
+                "{\"type\":\"lift-call-api-v2\",\"buildingId\":\"building:9990000951\","
+                "\"callType\":\"action\",\"groupId\":\"1\",\"payload\":{\"request_id\":252390420,"
+                "\"area\":3000,\"time\":\"2020-11-25T07:17:33.298Z\",\"terminal\":1,"
+                "\"media_id\":\"0123345abcd\",\"media_cc\":\"0123\",\"media_type\":\"RFID\","
+                "\"call\":{\"action\":2,\"destination\":5000,\"delay\":10,\"group_size\":3,"
+                "\"language\":\"en-GB\",\"call_replacement_priority\":\"HIGH\","
+                "\"allowed_lifts\":[1001010,1001110]}}}");
     /* the key is plain ASCII, not the YAML's soft-hyphenated spelling */
     assert_non_null(strstr(s, "\"allowed_lifts\""));
     free(s);
@@ -150,14 +150,15 @@ static void test_call_landing_minimal(void **state)
     (void)state;
     kd_job j;
     base_job(&j, KD_OP_CALL);
-    snprintf(j.building_id, sizeof j.building_id, "4242");   /* no prefix */
+    snprintf(j.building_id, sizeof j.building_id, "4242"); /* no prefix */
     snprintf(j.group_id, sizeof j.group_id, "2");
     j.area = 1000;
     j.action = 2001;
     j.priority = KD_PRIO_LOW;
     kd_err err = {0};
     char *s = kd_kone_msg_job(&j, 7, T0_US, &err);
-    assert_json(s,
+    assert_json(
+        s,
         "{\"type\":\"lift-call-api-v2\",\"buildingId\":\"building:4242\",\"callType\":\"action\","
         "\"groupId\":\"2\",\"payload\":{\"request_id\":7,\"area\":1000,"
         "\"time\":\"2020-11-25T07:17:33.298Z\",\"call\":{\"action\":2001,"
@@ -175,8 +176,8 @@ static void test_call_escapes_strings(void **state)
     char *s = kd_kone_msg_job(&j, 1, T0_US, &err);
     json_t *o = json_loads(s, 0, NULL);
     assert_non_null(o);
-    assert_string_equal(json_string_value(json_object_get(json_object_get(o, "payload"),
-                                                          "media_id")), "a\"b\\c");
+    assert_string_equal(
+        json_string_value(json_object_get(json_object_get(o, "payload"), "media_id")), "a\"b\\c");
     json_decref(o);
     free(s);
 }
@@ -195,10 +196,10 @@ static void test_hold_open(void **state)
     kd_err err = {0};
     char *s = kd_kone_msg_job(&j, 11, T0_US, &err);
     assert_json(s,
-        "{\"type\":\"lift-call-api-v2\",\"buildingId\":\"building:9990000951\","
-        "\"callType\":\"hold_open\",\"groupId\":\"1\",\"payload\":{\"request_id\":11,"
-        "\"time\":\"2020-11-25T07:17:33.298Z\",\"lift_deck\":1001010,\"served_area\":5000,"
-        "\"hard_time\":5,\"soft_time\":15}}");
+                "{\"type\":\"lift-call-api-v2\",\"buildingId\":\"building:9990000951\","
+                "\"callType\":\"hold_open\",\"groupId\":\"1\",\"payload\":{\"request_id\":11,"
+                "\"time\":\"2020-11-25T07:17:33.298Z\",\"lift_deck\":1001010,\"served_area\":5000,"
+                "\"hard_time\":5,\"soft_time\":15}}");
     free(s);
     j.has_soft_time = false;
     s = kd_kone_msg_job(&j, 12, T0_US, &err);
@@ -214,10 +215,9 @@ static void test_cancel(void **state)
     j.session_id = 24387;
     kd_err err = {0};
     char *s = kd_kone_msg_job(&j, 13, T0_US, &err);
-    assert_json(s,
-        "{\"type\":\"lift-call-api-v2\",\"buildingId\":\"building:9990000951\","
-        "\"callType\":\"delete\",\"groupId\":\"1\",\"payload\":{\"request_id\":13,"
-        "\"session_id\":24387}}");
+    assert_json(s, "{\"type\":\"lift-call-api-v2\",\"buildingId\":\"building:9990000951\","
+                   "\"callType\":\"delete\",\"groupId\":\"1\",\"payload\":{\"request_id\":13,"
+                   "\"session_id\":24387}}");
     free(s);
 }
 
@@ -263,7 +263,7 @@ static void test_common(void **state)
     assert_json(s, "{\"type\":\"common-api\",\"buildingId\":\"building:1\","
                    "\"callType\":\"actions\",\"groupId\":\"3\",\"requestId\":\"7\"}");
     free(s);
-    s = kd_kone_msg_common("ping", "", NULL, 8, &err);   /* no building known yet */
+    s = kd_kone_msg_common("ping", "", NULL, 8, &err); /* no building known yet */
     assert_json(s, "{\"type\":\"common-api\",\"callType\":\"ping\",\"groupId\":\"1\","
                    "\"payload\":{\"request_id\":8}}");
     free(s);
@@ -276,8 +276,7 @@ static void test_monitor(void **state)
     (void)state;
     kd_err err = {0};
     const char *topics[] = {"call_state/24387/+"};
-    char *s = kd_kone_msg_monitor("building:9990000951", "1", 21, "kd-24387", 300, topics, 1,
-                                  &err);
+    char *s = kd_kone_msg_monitor("building:9990000951", "1", 21, "kd-24387", 300, topics, 1, &err);
     assert_json(s, "{\"type\":\"site-monitoring\",\"buildingId\":\"building:9990000951\","
                    "\"callType\":\"monitor\",\"groupId\":\"1\",\"requestId\":\"21\","
                    "\"payload\":{\"sub\":\"kd-24387\",\"duration\":300,"
@@ -330,8 +329,9 @@ static char *ref_id(int64_t id, char *buf, size_t len)
 
 static char *ref_job(const kd_job *job, int64_t request_id, int64_t now_us)
 {
-    const char *ct = job->op == KD_OP_CALL ? "action"
-                     : job->op == KD_OP_HOLD_OPEN ? "hold_open" : "delete";
+    const char *ct = job->op == KD_OP_CALL        ? "action"
+                     : job->op == KD_OP_HOLD_OPEN ? "hold_open"
+                                                  : "delete";
     json_t *root = ref_envelope("lift-call-api-v2", ct, job->building_id, job->group_id);
     json_t *p = json_object();
     set(root, "payload", p);
@@ -367,8 +367,7 @@ static char *ref_job(const kd_job *job, int64_t request_id, int64_t now_us)
             json_t *a = json_array();
             set(call, "allowed_lifts", a);
             for (size_t i = 0; i < job->n_allowed_lifts; i++)
-                assert_int_equal(json_array_append_new(a, json_integer(job->allowed_lifts[i])),
-                                 0);
+                assert_int_equal(json_array_append_new(a, json_integer(job->allowed_lifts[i])), 0);
         }
     } else if (job->op == KD_OP_HOLD_OPEN) {
         set(p, "time", json_string(when));
@@ -392,8 +391,8 @@ static char *ref_resume(int64_t request_id, const char *session_id, bool numeric
     set(root, "requestId", json_string(ref_id(request_id, id, sizeof id)));
     char *end;
     long long n = strtoll(session_id, &end, 10);
-    set(root, "sessionId", numeric && *end == '\0' && end != session_id ? json_integer(n)
-                                                                         : json_string(session_id));
+    set(root, "sessionId",
+        numeric && *end == '\0' && end != session_id ? json_integer(n) : json_string(session_id));
     if (resend > 0)
         set(root, "resendLatestStateUpToSeconds", json_integer(resend));
     return ref_dump(root);
@@ -484,7 +483,7 @@ static void test_identity_call_fields(void **state)
         }
         if (m & 256u)
             snprintf(j.language, sizeof j.language, "en-GB");
-        j.priority = (kd_priority)((m >> 9) % 3);   /* bits 9-10: unset, LOW, HIGH */
+        j.priority = (kd_priority)((m >> 9) % 3); /* bits 9-10: unset, LOW, HIGH */
         if (m & 2048u) {
             j.n_allowed_lifts = (m & 1u) ? 1 : KD_JOB_ALLOWED_LIFTS_MAX;
             for (size_t i = 0; i < j.n_allowed_lifts; i++)
@@ -508,18 +507,18 @@ static void test_identity_call_edges(void **state)
     j.terminal = 0;
     assert_job_identical(&j, INT64_MAX, 0);
     assert_job_identical(&j, INT64_MIN, -5);
-    assert_job_identical(&j, 0, 4102444800000000LL);   /* 2100-01-01 */
+    assert_job_identical(&j, 0, 4102444800000000LL); /* 2100-01-01 */
     snprintf(j.building_id, sizeof j.building_id, "4242");
     j.group_id[0] = '\0';
     assert_job_identical(&j, 1, T0_US);
-    memset(j.building_id, 'b', KD_JOB_BUILDING_MAX);   /* the longest id a job carries */
+    memset(j.building_id, 'b', KD_JOB_BUILDING_MAX); /* the longest id a job carries */
     j.building_id[KD_JOB_BUILDING_MAX] = '\0';
     memset(j.group_id, 'g', KD_JOB_GROUP_MAX);
     j.group_id[KD_JOB_GROUP_MAX] = '\0';
     memset(j.media_id, 'm', KD_JOB_MEDIA_ID_MAX);
     j.media_id[KD_JOB_MEDIA_ID_MAX] = '\0';
     assert_job_identical(&j, 2, T0_US);
-    j.building_id[0] = '\0';   /* no building: key left out */
+    j.building_id[0] = '\0'; /* no building: key left out */
     assert_job_identical(&j, 3, T0_US);
 }
 
@@ -563,16 +562,21 @@ static void test_identity_sessions(void **state)
         bool numeric;
         int resend;
     } rs[] = {
-        {"55bf5b37-e0b8", false, 30}, {"55bf5b37-e0b8", true, 0}, {"1234", true, 0},
-        {"1234", false, 0},           {"-77", true, 60},          {"12a", true, 1},
-        {"", true, 0},                {"", false, -1},            {"9223372036854775807", true, 0},
+        {"55bf5b37-e0b8", false, 30},
+        {"55bf5b37-e0b8", true, 0},
+        {"1234", true, 0},
+        {"1234", false, 0},
+        {"-77", true, 60},
+        {"12a", true, 1},
+        {"", true, 0},
+        {"", false, -1},
+        {"9223372036854775807", true, 0},
         {"a\"b\\c\n", false, 5},
     };
     for (size_t i = 0; i < sizeof rs / sizeof rs[0]; i++)
-        assert_same_text(kd_kone_msg_resume_session((int64_t)i, rs[i].sid, rs[i].numeric,
-                                                    rs[i].resend, &err),
-                         ref_resume((int64_t)i, rs[i].sid, rs[i].numeric, rs[i].resend),
-                         rs[i].sid);
+        assert_same_text(
+            kd_kone_msg_resume_session((int64_t)i, rs[i].sid, rs[i].numeric, rs[i].resend, &err),
+            ref_resume((int64_t)i, rs[i].sid, rs[i].numeric, rs[i].resend), rs[i].sid);
 }
 
 static void test_identity_common(void **state)
@@ -600,11 +604,11 @@ static void test_identity_monitor(void **state)
     const char *topics[] = {"call_state/24387/+", "lift_1/doors", "lift_1/position",
                             "deck_1/\"odd\\topic\"", "call_state/+/served"};
     for (size_t n = 0; n <= 5; n++)
-        assert_same_text(kd_kone_msg_monitor("building:9990000951", "1", (int64_t)(21 + n),
-                                             "kd-24387", 300, topics, n, &err),
-                         ref_monitor("building:9990000951", "1", (int64_t)(21 + n), "kd-24387",
-                                     300, topics, n),
-                         "monitor");
+        assert_same_text(
+            kd_kone_msg_monitor("building:9990000951", "1", (int64_t)(21 + n), "kd-24387", 300,
+                                topics, n, &err),
+            ref_monitor("building:9990000951", "1", (int64_t)(21 + n), "kd-24387", 300, topics, n),
+            "monitor");
     assert_same_text(kd_kone_msg_monitor("9990000951", NULL, -1, "", 0, NULL, 0, &err),
                      ref_monitor("9990000951", NULL, -1, "", 0, NULL, 0), "monitor empty");
     assert_same_text(kd_kone_msg_monitor("", "2", 5, "s\x01", -300, topics, 3, &err),
@@ -642,8 +646,7 @@ static void test_identity_escapes(void **state)
         assert_string_equal(json_string_value(json_object_get(p, "media_id")), texts[i]);
         assert_string_equal(json_string_value(json_object_get(p, "media_type")), texts[i]);
         assert_string_equal(
-            json_string_value(json_object_get(json_object_get(p, "call"), "language")),
-            texts[i]);
+            json_string_value(json_object_get(json_object_get(p, "call"), "language")), texts[i]);
         assert_string_equal(json_string_value(json_object_get(o, "groupId")), texts[i]);
         json_decref(o);
         assert_same_text(s, ref_job(&j, 1, T0_US), texts[i]);
@@ -773,7 +776,7 @@ static void test_parse_call_state(void **state)
     assert_true(m.ev.has_modified_destination);
     assert_int_equal(m.ev.modified_destination, 15010);
     assert_string_equal(m.ev.modified_reason, "AutomaticTransfer");
-    assert_int_equal(m.ev.n_decks, KD_EVENT_MAX_DECKS);   /* capped, not overflowed */
+    assert_int_equal(m.ev.n_decks, KD_EVENT_MAX_DECKS); /* capped, not overflowed */
 
     /* envelope without subtopic */
     m = parse_ok("{\"type\":\"monitor-call-state\",\"data\":{\"session_id\":7,"
@@ -801,7 +804,7 @@ static void test_parse_events_and_unknown(void **state)
     assert_int_equal(m.kind, KD_KONE_MSG_EVENT);
     m = parse_ok("{\"hello\":\"world\"}");
     assert_int_equal(m.kind, KD_KONE_MSG_UNKNOWN);
-    m = parse_ok("{\"statusCode\":\"abc\"}");   /* not a status: not an answer */
+    m = parse_ok("{\"statusCode\":\"abc\"}"); /* not a status: not an answer */
     assert_int_equal(m.kind, KD_KONE_MSG_UNKNOWN);
     m = parse_ok("{\"data\":\"text\"}");
     assert_int_equal(m.kind, KD_KONE_MSG_UNKNOWN);
@@ -810,8 +813,15 @@ static void test_parse_events_and_unknown(void **state)
 static void test_parse_malformed(void **state)
 {
     (void)state;
-    const char *bad[] = {"", "not json", "[1,2]", "{", "null", "\"str\"", "42",
-                         "{\"statusCode\":201,", "{\"a\":1}garbage"};
+    const char *bad[] = {"",
+                         "not json",
+                         "[1,2]",
+                         "{",
+                         "null",
+                         "\"str\"",
+                         "42",
+                         "{\"statusCode\":201,",
+                         "{\"a\":1}garbage"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         kd_kone_msg m;
         kd_err err = {0};
@@ -833,9 +843,9 @@ static void test_parse_malformed(void **state)
     deep[n] = '\0';
     assert_int_equal(kd_kone_msg_parse(deep, n, &m, NULL), KD_ERR_DECODE);
     const char *huge = "{\"statusCode\":99999999999999999999999,\"requestId\":1e400}";
-    kd_kone_msg_parse(huge, strlen(huge), &m, NULL);   /* jansson refuses it: malformed */
+    kd_kone_msg_parse(huge, strlen(huge), &m, NULL); /* jansson refuses it: malformed */
     assert_true(m.kind == KD_KONE_MSG_MALFORMED || m.kind == KD_KONE_MSG_UNKNOWN);
-    m = parse_ok("{\"statusCode\":201,\"requestId\":1e300}");   /* a real, not an id */
+    m = parse_ok("{\"statusCode\":201,\"requestId\":1e300}"); /* a real, not an id */
     assert_int_equal(m.kind, KD_KONE_MSG_ANSWER);
     assert_false(m.has_request_id);
     /* an embedded NUL inside the length is read safely (jansson skips it) */
@@ -877,8 +887,7 @@ static void test_rejection_texts(void **state)
         {"Ignoring call, unable to resolve destination: area:9999", KD_OUTCOME_REJECTED,
          "ignored_call"},
         {"Ignoring call, destination not defined", KD_OUTCOME_REJECTED, "ignored_call"},
-        {"Ignoring call, unable to resolve area: area:1005", KD_OUTCOME_REJECTED,
-         "ignored_call"},
+        {"Ignoring call, unable to resolve area: area:1005", KD_OUTCOME_REJECTED, "ignored_call"},
         {"INVALID_DIRECTION", KD_OUTCOME_REJECTED, "INVALID_DIRECTION"},
         {"Invalid json payload", KD_OUTCOME_REJECTED, "invalid_payload"},
         {"SAME_SOURCE_AND_DEST_FLOOR", KD_OUTCOME_REJECTED, "SAME_SOURCE_AND_DEST_FLOOR"},
@@ -891,8 +900,8 @@ static void test_rejection_texts(void **state)
         char code[48];
         kd_outcome o = kd_kone_call_error_outcome(cases[i].text, code, sizeof code);
         if (o != cases[i].outcome || strcmp(code, cases[i].code) != 0)
-            fail_msg("'%s' -> %d %s, expected %d %s", cases[i].text, o, code,
-                     cases[i].outcome, cases[i].code);
+            fail_msg("'%s' -> %d %s, expected %d %s", cases[i].text, o, code, cases[i].outcome,
+                     cases[i].code);
     }
     char code[48];
     assert_int_equal(kd_kone_call_error_outcome(NULL, code, sizeof code), KD_OUTCOME_REJECTED);

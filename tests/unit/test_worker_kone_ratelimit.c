@@ -59,11 +59,11 @@ static void test_default_burst(void **state)
 {
     (void)state;
     kd_rl r;
-    kd_rl_init(&r, 3, 0, 0);   /* burst 0: one second's worth */
+    kd_rl_init(&r, 3, 0, 0); /* burst 0: one second's worth */
     for (int i = 0; i < 3; i++)
         assert_true(kd_rl_take(&r, 0));
     assert_false(kd_rl_take(&r, 0));
-    kd_rl_init(&r, 0.5, 0, 0);   /* but at least one */
+    kd_rl_init(&r, 0.5, 0, 0); /* but at least one */
     assert_true(kd_rl_take(&r, 0));
     assert_false(kd_rl_take(&r, 0));
     assert_int_equal(kd_rl_wait_us(&r, 0), 2 * SEC + 1);
@@ -119,7 +119,7 @@ static void test_429_tokens_follow_rate(void **state)
     (void)state;
     kd_rl r;
     kd_rl_init(&r, 10, 10, 0);
-    assert_true(kd_rl_slow_down(&r, 0));   /* 5/s now */
+    assert_true(kd_rl_slow_down(&r, 0)); /* 5/s now */
     /* in the next second the rate climbs from 5 to 5.5: 5.25 tokens */
     kd_rl_advance(&r, 1 * SEC);
     near(r.tokens, 5.25);
@@ -139,9 +139,9 @@ static void test_429_without_a_limit(void **state)
     for (int i = 0; i < 40; i++)
         assert_true(kd_rl_take(&r, now + i * 25 * MS));
     now += 1 * SEC;
-    assert_true(kd_rl_take(&r, now));   /* a new second starts */
+    assert_true(kd_rl_take(&r, now)); /* a new second starts */
     assert_true(kd_rl_slow_down(&r, now));
-    near(kd_rl_rate(&r, now), 20);   /* half of what was sent */
+    near(kd_rl_rate(&r, now), 20); /* half of what was sent */
     assert_false(kd_rl_idle(&r, now));
     /* recovery at max(0.5, 40/20) = 2/s up to 40/s, then no limit again */
     near(kd_rl_rate(&r, now + 5 * SEC), 30);

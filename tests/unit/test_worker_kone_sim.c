@@ -45,8 +45,8 @@ static void test_rejection_table(void **state)
            "ignored_call", "unable to resolve area: area:98000");
     expect(run_one(&c, call("building:9990000999", "1", 1000, 2, 5000, false), 10000),
            KD_OUTCOME_REJECTED, "404", "Building data not found");
-    expect(run_one(&c, call(B951, "7", 1000, 2, 5000, false), 10000), KD_OUTCOME_REJECTED,
-           "404", "Group data not found");
+    expect(run_one(&c, call(B951, "7", 1000, 2, 5000, false), 10000), KD_OUTCOME_REJECTED, "404",
+           "Group data not found");
     expect(run_one(&c, call(B952, "1", 1000, 2, 3000, false), 10000), KD_OUTCOME_REJECTED,
            "ignored_call", "OSS");
     expect(run_one(&c, call(B951, "1", 9000, 2, 5000, false), 10000), KD_OUTCOME_REJECTED,
@@ -107,7 +107,7 @@ static void test_delete(void **state)
     client_start(&c, NULL);
     kd_run *r = call(B951, "1", 1000, 2, 5000, true);
     r->job.has_delay = true;
-    r->job.delay = 30;   /* 1.5 s at speed 20: still being allocated when the delete comes */
+    r->job.delay = 30; /* 1.5 s at speed 20: still being allocated when the delete comes */
     kd_kone_submit(c.k, r);
     assert_true(wait_for(&obs.n, 1, 10000));
     pthread_mutex_lock(&obs.mu);
@@ -136,7 +136,7 @@ static void test_many_in_flight(void **state)
     kd_run **runs = calloc((size_t)n, sizeof *runs);
     assert_non_null(runs);
     int64_t t0 = kd_mono_us();
-    for (int i = 0; i < n; i++) {   /* floors 1-4 to 5-7 (9000 is locked) */
+    for (int i = 0; i < n; i++) { /* floors 1-4 to 5-7 (9000 is locked) */
         runs[i] = call(B951, "1", 1000 * (1 + i % 4), 2, 5000 + 1000 * (i % 3), i % 4 == 0);
         kd_kone_submit(c.k, runs[i]);
     }
@@ -150,7 +150,7 @@ static void test_many_in_flight(void **state)
         fprintf(stderr, "%d calls in %.2f s, mean answer time %.2f ms\n", n,
                 (double)(kd_mono_us() - t0) / 1e6, (double)rtt_sum / n / 1000.0);
     free(runs);
-    assert_int_equal(count_in_log("opened client=kd-dev"), 3);   /* no connection per job */
+    assert_int_equal(count_in_log("opened client=kd-dev"), 3); /* no connection per job */
     client_stop(&c);
 }
 
@@ -209,7 +209,7 @@ static void test_keepalive(void **state)
     client c;
     client_start(&c, "--kone-keepalive-s=1");
     for (int i = 0; i < 300 && count_in_log("opened client=kd-dev") < 2; i++)
-        usleep(10000);   /* both connections of the default pool */
+        usleep(10000); /* both connections of the default pool */
     int opened = count_in_log("opened client=kd-dev");
     assert_int_equal(opened, 2);
     sleep(5);
@@ -228,13 +228,11 @@ static void test_faults(void **state)
     client_start(&c, "--kone-connections=2");
 
     /* call errors: 429 and 500 are transient */
-    assert_int_equal(sim_post("/sim/faults", "{\"call_error\":{\"share\":1,\"status\":429}}"),
-                     200);
+    assert_int_equal(sim_post("/sim/faults", "{\"call_error\":{\"share\":1,\"status\":429}}"), 200);
     kd_run *r = run_one(&c, call(B951, "1", 1000, 2, 5000, false), 10000);
     assert_int_equal(r->kone_status, 429);
     expect(r, KD_OUTCOME_FAILED, "429", NULL);
-    assert_int_equal(sim_post("/sim/faults", "{\"call_error\":{\"share\":1,\"status\":500}}"),
-                     200);
+    assert_int_equal(sim_post("/sim/faults", "{\"call_error\":{\"share\":1,\"status\":500}}"), 200);
     expect(run_one(&c, call(B951, "1", 1000, 2, 5000, false), 10000), KD_OUTCOME_FAILED, "500",
            NULL);
     assert_int_equal(sim_post("/sim/faults", "{\"call_error\":null}"), 200);
@@ -242,14 +240,14 @@ static void test_faults(void **state)
     /* latency: measured in kone_rtt_us */
     assert_int_equal(sim_post("/sim/faults", "{\"latency_ms\":300}"), 200);
     r = run_one(&c, call(B951, "1", 1000, 2, 5000, false), 10000);
-    assert_true(r->kone_rtt_us >= 298000);   /* the simulator's clock counts whole ms */
+    assert_true(r->kone_rtt_us >= 298000); /* the simulator's clock counts whole ms */
     expect(r, KD_OUTCOME_SUCCEEDED, "", NULL);
     assert_int_equal(sim_post("/sim/faults", "{\"latency_ms\":0}"), 200);
 
     /* a dropped connection (no close frame) in the middle of a tracked call */
     r = call(B951, "1", 1000, 2, 8000, true);
     r->job.has_delay = true;
-    r->job.delay = 20;   /* 1 s at speed 20 */
+    r->job.delay = 20; /* 1 s at speed 20 */
     kd_kone_submit(c.k, r);
     assert_true(wait_for(&obs.n, 1, 10000));
     pthread_mutex_lock(&obs.mu);
@@ -269,7 +267,7 @@ static void test_faults(void **state)
     assert_false(kd_kone_ready(c.k));
     expect(run_one(&c, call(B951, "1", 1000, 2, 5000, false), 15000), KD_OUTCOME_FAILED,
            "no_connection", NULL);
-    kd_run *w = call(B951, "1", 2000, 2, 5000, false);   /* waits through the end of it */
+    kd_run *w = call(B951, "1", 2000, 2, 5000, false); /* waits through the end of it */
     pthread_mutex_lock(&obs.mu);
     want = obs.done + 1;
     pthread_mutex_unlock(&obs.mu);
@@ -309,14 +307,13 @@ static void test_faults(void **state)
     for (int i = 0; i < N; i++) {
         kd_run *x = runs[i];
         /* a call accepted before the drop and lost track of is `unknown`, never retried */
-        bool fine = x->outcome == KD_OUTCOME_SUCCEEDED ||
-                    (x->outcome == KD_OUTCOME_FAILED && x->failure == KD_FAIL_TRANSIENT &&
-                     (!strcmp(x->error_code, "timeout") ||
-                      !strcmp(x->error_code, "no_connection") ||
-                      !strcmp(x->error_code, "session_lost"))) ||
-                    (x->outcome == KD_OUTCOME_UNKNOWN && x->failure == KD_FAIL_FINAL &&
-                     (!strcmp(x->error_code, "result_lost") ||
-                      !strcmp(x->error_code, "session_lost")));
+        bool fine =
+            x->outcome == KD_OUTCOME_SUCCEEDED ||
+            (x->outcome == KD_OUTCOME_FAILED && x->failure == KD_FAIL_TRANSIENT &&
+             (!strcmp(x->error_code, "timeout") || !strcmp(x->error_code, "no_connection") ||
+              !strcmp(x->error_code, "session_lost"))) ||
+            (x->outcome == KD_OUTCOME_UNKNOWN && x->failure == KD_FAIL_FINAL &&
+             (!strcmp(x->error_code, "result_lost") || !strcmp(x->error_code, "session_lost")));
         if (!fine || getenv("KD_TEST_VERBOSE"))
             fprintf(stderr, "drop run %d: %s %s (%s)\n", i, kd_outcome_name(x->outcome),
                     x->error_code, x->error_message);

@@ -33,7 +33,8 @@ static void test_parse_good(void **state)
     kd_err err = {0};
     assert_int_equal(parse("{\"access_token\":\"eyJ.abc.def\",\"token_type\":\"Bearer\","
                            "\"expires_in\":3600,\"scope\":\"callgiving/building:1\"}",
-                           200, &t, &err), 0);
+                           200, &t, &err),
+                     0);
     assert_string_equal(t.access_token, "eyJ.abc.def");
     assert_int_equal(t.expires_in_s, 3600);
     kd_kone_token_clear(&t);
@@ -41,7 +42,9 @@ static void test_parse_good(void **state)
 
     /* expires_in quoted, token_type in another case, or absent */
     assert_int_equal(parse("{\"access_token\":\"x\",\"token_type\":\"bearer\","
-                           "\"expires_in\":\"120\"}", 200, &t, &err), 0);
+                           "\"expires_in\":\"120\"}",
+                           200, &t, &err),
+                     0);
     assert_int_equal(t.expires_in_s, 120);
     kd_kone_token_clear(&t);
     assert_int_equal(parse("{\"access_token\":\"x\",\"expires_in\":60.0}", 200, &t, &err), 0);
@@ -53,12 +56,18 @@ static void test_parse_bad(void **state)
 {
     (void)state;
     static const char *bodies[] = {
-        "", "not json", "[]", "{\"access_token\":\"x\"}",
-        "{\"access_token\":\"\",\"expires_in\":5}", "{\"access_token\":5,\"expires_in\":5}",
-        "{\"access_token\":\"x\",\"expires_in\":0}", "{\"access_token\":\"x\",\"expires_in\":-5}",
+        "",
+        "not json",
+        "[]",
+        "{\"access_token\":\"x\"}",
+        "{\"access_token\":\"\",\"expires_in\":5}",
+        "{\"access_token\":5,\"expires_in\":5}",
+        "{\"access_token\":\"x\",\"expires_in\":0}",
+        "{\"access_token\":\"x\",\"expires_in\":-5}",
         "{\"access_token\":\"x\",\"expires_in\":\"soon\"}",
         "{\"access_token\":\"x\",\"expires_in\":5,\"token_type\":\"mac\"}",
-        "{\"access_token\":\"x\",\"expires_in\":5", NULL,
+        "{\"access_token\":\"x\",\"expires_in\":5",
+        NULL,
     };
     for (size_t i = 0; i < sizeof bodies / sizeof bodies[0]; i++) {
         kd_kone_token t;
@@ -90,8 +99,11 @@ static void test_parse_refused_without_secret(void **state)
     kd_kone_token t;
     kd_err err = {0};
     /* a server that echoes the secret back in its error must not leak it through us */
-    assert_int_equal(parse("{\"error\":\"invalid_client\",\"error_description\":\"bad secret "
-                           SECRET " for client\"}", 401, &t, &err), KD_ERR_AUTH);
+    assert_int_equal(
+        parse("{\"error\":\"invalid_client\",\"error_description\":\"bad secret " SECRET
+              " for client\"}",
+              401, &t, &err),
+        KD_ERR_AUTH);
     assert_null(strstr(err.msg, SECRET));
     assert_non_null(strstr(err.msg, "401"));
     assert_non_null(strstr(err.msg, "invalid_client"));
@@ -119,7 +131,7 @@ static void test_mask(void **state)
     snprintf(b, sizeof b, "xy");
     kd_kone_mask(b, sizeof b, "");
     assert_string_equal(b, "xy");
-    snprintf(b, sizeof b, "ab");   /* secret shorter than the mask, in a tiny buffer */
+    snprintf(b, sizeof b, "ab"); /* secret shorter than the mask, in a tiny buffer */
     char tiny[4] = "ab";
     kd_kone_mask(tiny, sizeof tiny, "ab");
     assert_null(strstr(tiny, "ab"));
@@ -134,7 +146,7 @@ static void test_refresh_rule(void **state)
 {
     (void)state;
     kd_kone_token t = {0};
-    assert_true(kd_kone_token_needs_refresh(&t, 0, 60));   /* none held */
+    assert_true(kd_kone_token_needs_refresh(&t, 0, 60)); /* none held */
     t.access_token = strdup("x");
     t.expires_in_s = 3600;
     t.obtained_us = 1000 * SEC;
@@ -177,7 +189,7 @@ static int fake_fetch(const kd_kone_token_cfg *cfg, kd_kone_token *out, kd_err *
     memset(out, 0, sizeof *out);
     if (atomic_load(&fail_mode))
         return kd_err_set(err, KD_ERR_AUTH, "refused for %s:%s", cfg->client_id,
-                          cfg->client_secret);   /* a careless message: must be masked */
+                          cfg->client_secret); /* a careless message: must be masked */
     char tok[32];
     snprintf(tok, sizeof tok, "tok-%d", n);
     out->access_token = strdup(tok);
@@ -258,7 +270,7 @@ static void test_thread_refreshes_before_expiry(void **state)
     atomic_store(&fetches, 0);
     atomic_store(&notifies, 0);
     atomic_store(&fail_mode, 0);
-    atomic_store(&lifetime_s, 2);   /* margin 60 is capped to 1 s: refresh every ~1 s */
+    atomic_store(&lifetime_s, 2); /* margin 60 is capped to 1 s: refresh every ~1 s */
     kd_kone_token_cfg c = fake_cfg();
     kd_kone_tokens *t;
     kd_err err = {0};
@@ -289,7 +301,7 @@ static void test_thread_failure_is_masked(void **state)
     /* backoff: no second attempt within the first second */
     usleep(300000);
     assert_int_equal(atomic_load(&fetches), 1);
-    kd_kone_tokens_stop(t);   /* stops promptly while waiting out the backoff */
+    kd_kone_tokens_stop(t); /* stops promptly while waiting out the backoff */
 }
 
 /* The real fetch against a port where nothing listens: a clean error, no secret. */

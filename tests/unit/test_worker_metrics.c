@@ -29,9 +29,15 @@ static kd_config cfg;
 static int setup(void **state)
 {
     (void)state;
-    char *argv[] = {"kone-worker", "--metrics-buildings", " building:1 ,building:2,,building:1",
-                    "--metrics-port", "0", "--metrics-listen", "127.0.0.1",
-                    "--metrics-health-stale-ms", "60000"};
+    char *argv[] = {"kone-worker",
+                    "--metrics-buildings",
+                    " building:1 ,building:2,,building:1",
+                    "--metrics-port",
+                    "0",
+                    "--metrics-listen",
+                    "127.0.0.1",
+                    "--metrics-health-stale-ms",
+                    "60000"};
     kd_err err = {0};
     if (kd_config_load(&cfg, KD_PROG_WORKER, "kone-worker", 9, argv, &err)) {
         fprintf(stderr, "%s\n", err.msg);
@@ -110,8 +116,11 @@ static void populate(void)
     kd_wm_ledger_rows("done", 34567);
     kd_wm_ledger_duplicate("done");
     kd_wm_ledger_duplicate("ambiguous");
-    kd_wm_turn(&(kd_wm_state){.inflight = 3, .undelivered = 5, .amqp_consuming = true,
-                              .kafka_ok = true, .kone_ready = true});
+    kd_wm_turn(&(kd_wm_state){.inflight = 3,
+                              .undelivered = 5,
+                              .amqp_consuming = true,
+                              .kafka_ok = true,
+                              .kone_ready = true});
 }
 
 static char *expose(void)
@@ -152,9 +161,12 @@ static void test_catalogue_values_and_labels(void **state)
     assert_has(t, "kone_dead_letters_total{reason=\"undecodable\"} 1\n");
     assert_has(t, "kone_kafka_deliveries_total{topic=\"kone.call.events\",result=\"failed\"} 1\n");
     assert_has(t, "kone_kafka_deliveries_total{topic=\"other\",result=\"delivered\"} 1\n");
-    assert_has(t, "kone_api_request_duration_seconds_count{call_type=\"action\",status=\"2xx\"} 1\n");
-    assert_has(t, "kone_api_request_duration_seconds_count{call_type=\"action\",status=\"timeout\"} 1\n");
-    assert_has(t, "kone_api_request_duration_seconds_count{call_type=\"token\",status=\"401\"} 1\n");
+    assert_has(t,
+               "kone_api_request_duration_seconds_count{call_type=\"action\",status=\"2xx\"} 1\n");
+    assert_has(
+        t, "kone_api_request_duration_seconds_count{call_type=\"action\",status=\"timeout\"} 1\n");
+    assert_has(t,
+               "kone_api_request_duration_seconds_count{call_type=\"token\",status=\"401\"} 1\n");
     assert_has(t, "kone_token_refreshes_total{result=\"ok\"} 1\n");
     assert_has(t, "kone_token_refreshes_total{result=\"refused\"} 1\n");
     assert_has(t, "kone_token_expiry_timestamp_seconds 1764364500\n");
@@ -451,8 +463,9 @@ static void family_labels(const char *text, const char *name, char *out, size_t 
             if (strncmp(q, "le=", 3) != 0) {
                 if (out[0])
                     strncat(out, ",", len - strlen(out) - 1);
-                strncat(out, q, (size_t)(eq - q) < len - strlen(out) - 1 ? (size_t)(eq - q)
-                                                                          : len - strlen(out) - 1);
+                strncat(out, q,
+                        (size_t)(eq - q) < len - strlen(out) - 1 ? (size_t)(eq - q)
+                                                                 : len - strlen(out) - 1);
             }
             const char *v = eq + 2; /* after =" */
             while (*v && !(*v == '"' && v[-1] != '\\'))
@@ -496,8 +509,7 @@ static void test_docs_table_matches_catalogue(void **state)
         char key[128];
         snprintf(key, sizeof key, "# TYPE %s ", rows[i].name);
         if (!strstr(t, key))
-            fail_msg("docs/metrics.md lists %s, which the catalogue does not export",
-                     rows[i].name);
+            fail_msg("docs/metrics.md lists %s, which the catalogue does not export", rows[i].name);
     }
     assert_int_equal(families, n);
     free(t);
