@@ -134,7 +134,7 @@ int kk_conn_send(kk_conn *c, const char *text)
 
 /* ------------------------------------------------------------------ opening */
 
-static void conn_gone(kk_conn *c, struct lws *wsi, const char *why, int http_status);
+static void conn_gone(kk_conn *c, const struct lws *wsi, const char *why, int http_status);
 
 /* Starts a connection on c; false when no token is held yet (the slot is kicked again
  * when one arrives). */
@@ -211,7 +211,7 @@ static void conn_reset(kk_conn *c)
     c->rx_skip = false;
 }
 
-static void conn_gone(kk_conn *c, struct lws *wsi, const char *why, int http_status)
+static void conn_gone(kk_conn *c, const struct lws *wsi, const char *why, int http_status)
 {
     if (c->st == KC_IDLE || (wsi && c->wsi && c->wsi != wsi))
         return; /* already handled, or a callback for a connection we forgot */
