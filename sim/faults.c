@@ -195,7 +195,7 @@ static int read_locks(ctx *c, const sim_building *b, const char *where, const js
         const json_t *it;
         json_array_foreach(v, i, it)
         {
-            int64_t a;
+            int64_t a = 0; /* GCC with --coverage cannot see read_area set it */
             if (read_area(c, b, where, fields[k], i, it, &a))
                 return -1;
             if (k == 1)

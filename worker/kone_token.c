@@ -141,8 +141,14 @@ int kd_kone_token_parse(const char *body, size_t len, long http_status, const ch
     } else {
         const char *tt = json_string_value(json_object_get(j, "token_type"));
         if (tt && strcasecmp(tt, "Bearer") != 0) {
+            /* Masked before it is cut to 32 bytes, so no part of the secret is quoted
+             * (scripts/fuzz kone_token found the unmasked echo). */
+            char *shown = strdup(tt);
+            if (shown)
+                kd_kone_mask(shown, strlen(shown) + 1, secret);
             rc = kd_err_set(err, KD_ERR_DECODE, "token answer: token_type '%.32s' is not Bearer",
-                            tt);
+                            shown ? shown : "?");
+            free(shown);
         } else {
             out->access_token = strdup(json_string_value(at));
             if (!out->access_token)

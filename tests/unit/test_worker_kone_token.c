@@ -115,6 +115,21 @@ static void test_parse_refused_without_secret(void **state)
     assert_null(strstr(err.msg, SECRET));
     assert_non_null(strstr(err.msg, "500"));
 
+    /* nor in a token_type it quotes, even where the cut to 32 bytes would split the secret
+     * (found by scripts/fuzz kone_token) */
+    assert_int_equal(parse("{\"access_token\":\"x\",\"expires_in\":60,"
+                           "\"token_type\":\"Mac " SECRET "\"}",
+                           200, &t, &err),
+                     KD_ERR_DECODE);
+    assert_null(strstr(err.msg, SECRET));
+    assert_null(strstr(err.msg, "s3cr3t"));
+    assert_non_null(strstr(err.msg, "Mac ***"));
+    assert_int_equal(parse("{\"access_token\":\"x\",\"expires_in\":60,"
+                           "\"token_type\":\"0123456789012345678901234567" SECRET "\"}",
+                           200, &t, &err),
+                     KD_ERR_DECODE);
+    assert_null(strstr(err.msg, "s3cr"));
+
     /* the token of a malformed 200 answer is not echoed either */
     assert_int_equal(parse("{\"access_token\":\"tok-ABC\",\"expires_in\":\"x\"}", 200, &t, &err),
                      KD_ERR_DECODE);
