@@ -142,8 +142,10 @@ static bool conn_open(kk_conn *c)
 {
     kk_slot *s = c->slot;
     kd_kone *k = s->k;
-    static char tok[KD_KONE_TOKEN_MAX], esc[3 * KD_KONE_TOKEN_MAX + 1];
-    static char path[3 * KD_KONE_TOKEN_MAX + 512];
+    /* Off the stack (tens of KB), but per thread: two KONE clients in one process (the
+     * tests run several) each open connections from their own loop (TSan found the race). */
+    static _Thread_local char tok[KD_KONE_TOKEN_MAX], esc[3 * KD_KONE_TOKEN_MAX + 1];
+    static _Thread_local char path[3 * KD_KONE_TOKEN_MAX + 512];
     uint64_t gen = kd_kone_tokens_get(k->tokens, tok, sizeof tok, NULL);
     if (!gen)
         return false;
