@@ -50,6 +50,17 @@ static void test_parse_good(void **state)
     assert_int_equal(parse("{\"access_token\":\"x\",\"expires_in\":60.0}", 200, &t, &err), 0);
     assert_int_equal(t.expires_in_s, 60);
     kd_kone_token_clear(&t);
+
+    /* a lifetime beyond a year is taken as a year: a float past int64's range, or the largest
+     * integer, must not overflow (found by scripts/fuzz kone_token; UBSan flags the old cast) */
+    assert_int_equal(parse("{\"access_token\":\"x\",\"expires_in\":6.4e57}", 200, &t, &err), 0);
+    assert_int_equal(t.expires_in_s, 365LL * 24 * 3600);
+    kd_kone_token_clear(&t);
+    assert_int_equal(
+        parse("{\"access_token\":\"x\",\"expires_in\":9223372036854775807}", 200, &t, &err), 0);
+    assert_int_equal(t.expires_in_s, 365LL * 24 * 3600);
+    assert_false(kd_kone_token_needs_refresh(&t, 0, 60));
+    kd_kone_token_clear(&t);
 }
 
 static void test_parse_bad(void **state)
