@@ -138,7 +138,7 @@ static void lws_log_emit(int level, const char *line)
             memcpy(p, "***", 3);
         }
     }
-    kd_log(level & LLL_ERR ? KD_LOG_ERROR : KD_LOG_WARN, NULL, "lws: %s", buf);
+    kd_log((level & LLL_ERR) ? KD_LOG_ERROR : KD_LOG_WARN, NULL, "lws: %s", buf);
 }
 
 /* ------------------------------------------------------------------ frames */

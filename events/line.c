@@ -6,6 +6,10 @@
  * base64 dump with its partition and offset, so a bad producer is visible and locatable
  * and never stops the reader. The base64 comes from kd_msgpack_to_json of a bin object,
  * so there is one base64 encoder in the project.
+ *
+ * The value is scanned (kd_job_scan_map) before msgpack-c unpacks it: msgpack-c allocates
+ * a container's elements from the count its header claims, and nine hostile bytes would
+ * ask for 64 GiB (scripts/fuzz events_line found it).
  */
 #include "line.h"
 
@@ -14,6 +18,7 @@
 #include <stdlib.h>
 
 #include "kd_event.h"
+#include "kd_job.h"
 
 static char *dump(json_t *j)
 {
@@ -44,7 +49,8 @@ static char *undecodable(const void *value, size_t len, int32_t partition, int64
 char *kev_line(const void *value, size_t len, int32_t partition, int64_t offset)
 {
     /* Kafka caps a message far below 4 GiB, the limit of a msgpack bin */
-    if (!value || len == 0 || len > UINT32_MAX)
+    kd_err err = {0};
+    if (!value || len == 0 || len > UINT32_MAX || kd_job_scan_map(value, len, &err) != 0)
         return undecodable(value, value ? len : 0, partition, offset);
     msgpack_unpacked u;
     msgpack_unpacked_init(&u);

@@ -1,4 +1,4 @@
-# shellcheck shell=bash
+# shellcheck shell=bash disable=SC2034 # its variables are read by the scripts that source it
 # scripts/cluster-lib.sh: what cluster-up, cluster-down and the cluster test share about the
 # three-node RabbitMQ test cluster (kd-c1..3@localhost). Sourced after scripts/lib.sh, never run.
 #

@@ -1,4 +1,4 @@
-# shellcheck shell=bash
+# shellcheck shell=bash disable=SC2034 # its variables are read by the scripts that source it
 # scripts/lib.sh: what bootstrap, dev-up, dev-down and test share. Sourced, never run.
 #
 # It fixes where things live (the checkout, the state folder .dev, the download cache), the
@@ -135,7 +135,7 @@ kd_spawn() {
     shift 2
     mkdir -p "$KD_PID_DIR" "$(dirname "$log")"
     (
-        cd "$KD_STATE_DIR"
+        cd "$KD_STATE_DIR" || exit 1
         for fd in /proc/"$BASHPID"/fd/*; do
             fd=${fd##*/}
             if ((fd > 2)); then eval "exec $fd>&-"; fi

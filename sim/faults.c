@@ -195,7 +195,7 @@ static int read_locks(ctx *c, const sim_building *b, const char *where, const js
         const json_t *it;
         json_array_foreach(v, i, it)
         {
-            int64_t a;
+            int64_t a = 0; /* GCC with --coverage cannot see read_area set it */
             if (read_area(c, b, where, fields[k], i, it, &a))
                 return -1;
             if (k == 1)
@@ -330,9 +330,9 @@ int sim_fault_merge(sim_fault_state *s, const sim_world *w, const json_t *spec, 
     const json_t *bl = json_object_get(spec, "buildings");
     if (!rc && bl && !json_is_object(bl))
         rc = bad(&c, "", "buildings", "must be an object keyed by building id");
-    const char *bid;
-    const json_t *bo;
     if (!rc && bl) {
+        const char *bid;
+        const json_t *bo;
         json_object_foreach((json_t *)bl, bid, bo)
         {
             if ((rc = read_building(&c, t, w, bid, bo)))

@@ -689,7 +689,6 @@ void sim_proto_handle(sim_hub *h, sim_conn *c, const char *text, size_t len)
     if (!rid)
         rid = json_object_get(req, "requestId");
     json_t *gen = NULL;
-    char key[160];
     if (!rid) {
         char u[40];
         if (sim_uuid(u, sizeof u) == 0)
@@ -698,7 +697,8 @@ void sim_proto_handle(sim_hub *h, sim_conn *c, const char *text, size_t len)
         x.rid = rid;
     } else {
         x.rid = rid;
-        int seen = 1;
+        int seen;
+        char key[160];
         if (!id_key(rid, key, sizeof key))
             answer(&x, 400, NULL, BAD ": request id must be a number or a non-empty string");
         else if ((seen = sim_conn_remember_id(c, key)) <= 0)

@@ -61,7 +61,7 @@ static void lws_log_emit(int level, const char *line)
     while (n && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
         buf[--n] = '\0';
     mask_token(buf);
-    kd_log(level & LLL_ERR ? KD_LOG_ERROR : KD_LOG_WARN, NULL, "lws: %s", buf);
+    kd_log((level & LLL_ERR) ? KD_LOG_ERROR : KD_LOG_WARN, NULL, "lws: %s", buf);
 }
 
 /* ------------------------------------------------------------------ loop thread */

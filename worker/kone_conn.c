@@ -150,7 +150,7 @@ int kk_conn_send(kk_conn *c, const char *text)
 
 /* ------------------------------------------------------------------ opening */
 
-static void conn_gone(kk_conn *c, struct lws *wsi, const char *why, int http_status);
+static void conn_gone(kk_conn *c, const struct lws *wsi, const char *why, int http_status);
 
 /* Starts a connection on c; false when no token is held yet (the slot is kicked again
  * when one arrives). */
@@ -158,8 +158,10 @@ static bool conn_open(kk_conn *c)
 {
     kk_slot *s = c->slot;
     kd_kone *k = s->k;
-    static char tok[KD_KONE_TOKEN_MAX], esc[3 * KD_KONE_TOKEN_MAX + 1];
-    static char path[3 * KD_KONE_TOKEN_MAX + 512];
+    /* Off the stack (tens of KB), but per thread: two KONE clients in one process (the
+     * tests run several) each open connections from their own loop (TSan found the race). */
+    static _Thread_local char tok[KD_KONE_TOKEN_MAX], esc[3 * KD_KONE_TOKEN_MAX + 1];
+    static _Thread_local char path[3 * KD_KONE_TOKEN_MAX + 512];
     uint64_t gen = kd_kone_tokens_get(k->tokens[s->tok], tok, sizeof tok, NULL);
     if (!gen)
         return false;
@@ -228,7 +230,7 @@ static void conn_reset(kk_conn *c)
     c->rx_skip = false;
 }
 
-static void conn_gone(kk_conn *c, struct lws *wsi, const char *why, int http_status)
+static void conn_gone(kk_conn *c, const struct lws *wsi, const char *why, int http_status)
 {
     if (c->st == KC_IDLE || (wsi && c->wsi && c->wsi != wsi))
         return; /* already handled, or a callback for a connection we forgot */

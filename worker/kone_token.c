@@ -19,6 +19,7 @@
 #include "kd_log.h"
 #include "kd_run.h"
 
+#define TOKEN_MAX_LIFE_S (365LL * 24 * 3600) /* longest expires_in taken as it is */
 #define BODY_MAX (64 * 1024)
 
 /* ------------------------------------------------------------------ pure parts */
@@ -125,10 +126,17 @@ int kd_kone_token_parse(const char *body, size_t len, long http_status, const ch
     int64_t exp = 0;
     if (json_is_integer(ex))
         exp = (int64_t)json_integer_value(ex);
-    else if (json_is_real(ex))
-        exp = (int64_t)json_real_value(ex);
+    else if (json_is_real(ex)) /* compared before the cast: a huge double cannot convert */
+        exp = json_real_value(ex) >= TOKEN_MAX_LIFE_S
+                  ? TOKEN_MAX_LIFE_S
+                  : (int64_t)(json_real_value(ex) > 0 ? json_real_value(ex) : 0);
     else if (json_is_string(ex)) /* some servers send it quoted */
         exp = strtoll(json_string_value(ex), NULL, 10);
+    /* A lifetime past a year is taken as a year, so µs arithmetic on it cannot overflow
+     * (scripts/fuzz kone_token found a float beyond int64's range); the token is replaced
+     * long before, on a 401 at the latest. */
+    if (exp > TOKEN_MAX_LIFE_S)
+        exp = TOKEN_MAX_LIFE_S;
     if (!json_is_object(j)) {
         rc = kd_err_set(err, KD_ERR_DECODE, "token answer is not a JSON object");
     } else if (!json_is_string(at) || json_string_length(at) == 0) {
@@ -141,8 +149,14 @@ int kd_kone_token_parse(const char *body, size_t len, long http_status, const ch
     } else {
         const char *tt = json_string_value(json_object_get(j, "token_type"));
         if (tt && strcasecmp(tt, "Bearer") != 0) {
+            /* Masked before it is cut to 32 bytes, so no part of the secret is quoted
+             * (scripts/fuzz kone_token found the unmasked echo). */
+            char *shown = strdup(tt);
+            if (shown)
+                kd_kone_mask(shown, strlen(shown) + 1, secret);
             rc = kd_err_set(err, KD_ERR_DECODE, "token answer: token_type '%.32s' is not Bearer",
-                            tt);
+                            shown ? shown : "?");
+            free(shown);
         } else {
             out->access_token = strdup(json_string_value(at));
             if (!out->access_token)

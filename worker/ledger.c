@@ -379,9 +379,8 @@ void kd_ledger_close(kd_ledger *l)
         return;
     /* Statements never committed: their callers get their answer (a claim failed, an
      * outcome not recorded) so that no run is left waiting. */
-    op *o;
     for (op_list *q = &l->batch; q; q = q == &l->batch ? &l->queue : NULL)
-        while ((o = lg_pop(q))) {
+        for (op *o = lg_pop(q); o; o = lg_pop(q)) {
             if (o->claim_fn) {
                 kd_ledger_found f = {.verdict = KD_LEDGER_FAILED};
                 o->claim_fn(&f, o->ctx);

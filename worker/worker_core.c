@@ -1065,7 +1065,8 @@ static void turn(kd_worker *w, int wait_ms)
     metrics_turn(w);
 }
 
-static void amqp_reconnect_wait(kd_worker *w, int64_t *backoff_ms, volatile sig_atomic_t *stop)
+static void amqp_reconnect_wait(kd_worker *w, int64_t *backoff_ms,
+                                const volatile sig_atomic_t *stop)
 {
     /* Keep serving Kafka while waiting, so results of jobs in flight still settle. */
     int64_t until = kd_mono_us() + *backoff_ms * 1000;

@@ -86,6 +86,13 @@ int kd_op_parse(const char *s, kd_op *out); /* 0, or KD_ERR_INVALID (*out untouc
  * and valid, so the outcome can be reported; every other field is zero). */
 int kd_job_decode(const void *buf, size_t len, int64_t default_ttl_ms, kd_job *job, kd_err *err);
 
+/* The structural scan kd_job_decode runs before msgpack-c sees untrusted bytes: 0 when
+ * buf is exactly one complete msgpack map, nested at most 16 deep, whose container counts
+ * all fit in the bytes present; KD_ERR_DECODE otherwise. msgpack-c allocates a container's
+ * elements up front from the count in its header, so any reader of untrusted msgpack runs
+ * this first (kone-events does). */
+int kd_job_scan_map(const void *buf, size_t len, kd_err *err);
+
 /* Checks every bound of the contract; called by decode and from_json. */
 int kd_job_validate(const kd_job *job, kd_err *err);
 

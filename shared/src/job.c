@@ -685,6 +685,13 @@ static int mp_scan(const uint8_t *p, size_t len, kd_err *err)
     return 0;
 }
 
+int kd_job_scan_map(const void *buf, size_t len, kd_err *err)
+{
+    if (!buf || len == 0)
+        return kd_err_set(err, KD_ERR_DECODE, "msgpack: empty");
+    return mp_scan(buf, len, err);
+}
+
 static int decode_map(const msgpack_object_map *m, int64_t default_ttl_ms, kd_job *job, kd_err *err)
 {
     val slots[NFIELDS];

@@ -26,6 +26,7 @@ it_wait_results 2 60
 it_expect baddelay '.outcome=="rejected" and .error.code=="invalid_job" and (.error.message|test("^delay: .*99"))'
 it_expect good '.outcome=="succeeded"'
 grep -q '"undecodable message' "$IT_DIR/w1.log" || it_fail "no log line for the undecodable message"
+# shellcheck disable=SC2154 # set by it_start_worker through eval (IT_PID_<name>)
 kill -0 "$IT_PID_w1" || it_fail "worker died"
 it_stop_worker w1
 left=$(rabbitmqctl -q list_queues name messages 2>/dev/null | awk -v q="$KD_AMQP_QUEUE" '$1==q {print $2}')

@@ -21,7 +21,7 @@ it_at_exit '"$KD_SRC_DIR/scripts/cluster-down" >>"$IT_DIR/cluster.log" 2>&1'
 t0=$SECONDS
 "$KD_SRC_DIR/scripts/cluster-up" >"$IT_DIR/cluster.log" 2>&1 || it_fail "scripts/cluster-up failed: $(tail -n 5 "$IT_DIR/cluster.log")"
 it_log "cluster up in $((SECONDS - t0))s"
-# shellcheck disable=SC1091
+# shellcheck disable=SC1091 # written by scripts/cluster-up at run time: not there to follow
 source "$KD_STATE_DIR/cluster/env"
 # The three-node cluster of scripts/cluster-up listens on plain AMQP: this test is about
 # failing over between nodes, which is the same code with or without TLS (amqp.c tries each

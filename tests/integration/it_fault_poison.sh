@@ -73,14 +73,16 @@ for f in "$IT_DIR"/poison/*.bin; do
     kind=$(basename "$f" .bin)
     it_publish_raw "$IT_PREFIX-poison-${kind#*.}" "$f"
 done
-[ "$(grep -c '"confirmed"' "$IT_DIR/raw.report")" -eq "$(ls "$IT_DIR"/poison/*.bin | wc -l)" ] ||
+poison_files=("$IT_DIR"/poison/*.bin)
+[ "$(grep -c '"confirmed"' "$IT_DIR/raw.report")" -eq "${#poison_files[@]}" ] ||
     it_fail "a poison message was not routed: $(grep -v confirmed "$IT_DIR/raw.report" | head -2)"
 BIG=$((10 * 1024 * 1024))
 { printf '\xc1'; head -c $((BIG - 1)) /dev/urandom; } | it_amqp_publish \
     -e "$KD_AMQP_EXCHANGE" -r "$KD_AMQP_ROUTING_KEY" -p -C application/msgpack ||
     it_fail "amqp-publish of the 10 MiB body failed"
-n_dead=$(ls "$IT_DIR"/poison/dead.*.bin | wc -l)
-n_invalid=$(ls "$IT_DIR"/poison/result.*.bin | wc -l)
+dead_files=("$IT_DIR"/poison/dead.*.bin)
+invalid_files=("$IT_DIR"/poison/result.*.bin)
+n_dead=${#dead_files[@]} n_invalid=${#invalid_files[@]}
 it_log "published $n_dead undecodable messages (+ one of 10 MiB) and $n_invalid invalid jobs"
 
 it_jobs_good $((N - N / 2)) b >"$IT_DIR/jobs-b.jsonl"

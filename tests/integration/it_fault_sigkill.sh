@@ -54,7 +54,7 @@ for a in "${at[@]}"; do
     it_kill_worker "$victim" KILL
     [ "$IT_RC" -eq 137 ] || it_fail "$victim exited with $IT_RC, not by SIGKILL"
     killed+=("$victim")
-    live[$i]=w$next
+    live[i]=w$next
     it_fault_worker "w$next" "${W[@]}"
     it_log "$victim killed with SIGKILL after $((SECONDS - t0))s ($(it_followed) jobs have a result); w$next replaces it"
     next=$((next + 1))

@@ -33,7 +33,6 @@ it_log "call $call_id accepted by kone-sim as session $sid (w1)"
 it_jobs cancel 1 "{v: 1, op: \"cancel\", session_id: $sid}" >"$IT_DIR/cancel.jsonl"
 (export "${B[@]}" && it_publish "$IT_DIR/cancel.jsonl") || it_fail "producer refused the cancel"
 it_wait_ids 2 60
-r=$IT_DIR/results.jsonl
 
 calls=$IT_DIR/sim-calls.jsonl
 it_sim_calls >"$calls"

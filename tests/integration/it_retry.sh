@@ -20,7 +20,7 @@ source "$(dirname "$0")/jobs.sh"
 
 PORT=${IT_RETRY_SIM_PORT:-18471}
 tls=$KD_STATE_DIR/tls
-"$KD_BIN_DIR/kone-sim" --sim-port=$PORT --sim-cert="$tls/server.pem" --sim-key="$tls/server-key.pem" \
+"$KD_BIN_DIR/kone-sim" --sim-port="$PORT" --sim-cert="$tls/server.pem" --sim-key="$tls/server-key.pem" \
     --sim-buildings="$KD_SRC_DIR/sim/buildings.json" --sim-clients="$KD_SRC_DIR/sim/clients.json" \
     --sim-speed=50 >"$IT_DIR/sim.log" 2>&1 &
 IT_PIDS+=($!)
@@ -136,6 +136,7 @@ it_start_worker w5 "${SIM_ENV[@]}" KD_WORKER_INFLIGHT=16 KD_AMQP_HEARTBEAT_S=2
 sleep 1
 it_publish "$IT_DIR/jobs5.jsonl" || it_fail "producer refused jobs"
 # the worker's own connection: the one from its local port (other tests' workers are left alone)
+# shellcheck disable=SC2154 # set by it_start_worker through eval (IT_PID_<name>)
 lport=$(ss -tnp | grep "pid=$IT_PID_w5," | awk -v p=":$KD_AMQP_PORT\$" '$5 ~ p {print $4}' | sed 's/.*://' | head -1)
 conn=$(rabbitmqctl -q list_connections pid peer_port 2>/dev/null | awk -v p="$lport" '$2==p {print $1}')
 [ -n "$lport" ] && [ -n "$conn" ] || it_fail "cannot find the worker's AMQP connection (port '$lport')"

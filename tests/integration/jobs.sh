@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # jobs.sh: job generators for the integration tests and the demo, against kone-sim's default
 # buildings (sim/buildings.json, docs/kone-sim.md). Needs lib.sh's it_job and IT_PREFIX.
 #

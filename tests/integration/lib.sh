@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # lib.sh: helpers shared by the integration tests and scripts/demo.
 #
 # Each test isolates itself on the shared broker stack (started once by the ctest fixture,
@@ -10,7 +11,7 @@ set -euo pipefail
 KD_SRC_DIR=${KD_SRC_DIR:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
 KD_BIN_DIR=${KD_BIN_DIR:-$KD_SRC_DIR/build}
 KD_STATE_DIR=${KD_STATE_DIR:-$KD_SRC_DIR/.dev}
-# shellcheck disable=SC1091
+# shellcheck disable=SC1091 # a file the dev stack writes at run time: not there to follow
 source "$KD_STATE_DIR/env"
 
 IT_NAME=${IT_NAME:-$(basename "${BASH_SOURCE[1]:-it}" .sh)}
@@ -234,6 +235,7 @@ it_worker_pid() {
 }
 
 # it_kill_worker NAME SIGNAL: sends SIGNAL and reaps the worker; its exit status in IT_RC.
+# shellcheck disable=SC2034 # IT_RC is read by the tests after this returns
 it_kill_worker() {
     local pid
     pid=$(it_worker_pid "$1")
@@ -398,7 +400,7 @@ it_dev_up() {
 # (SIGTERM: a controlled shutdown) and started again by dev-up with its topics.
 it_kafka_stop() {
     (
-        # shellcheck disable=SC1091
+        # shellcheck source=../../scripts/lib.sh
         source "$KD_SRC_DIR/scripts/lib.sh"
         kd_running kafka "$KD_STATE_DIR/kafka/server.properties" || exit 0
         kd_stop kafka "$KD_STATE_DIR/kafka/server.properties" 60
@@ -419,7 +421,7 @@ it_stack_restore() {
 it_rabbit_restart() {
     local how=${1:-app} down=${2:-3}
     if [ "$how" = node ]; then
-        # shellcheck disable=SC1091
+        # shellcheck source=../../scripts/lib.sh
         (source "$KD_SRC_DIR/scripts/lib.sh" && kd_rabbitmqctl stop "$KD_STATE_DIR/pids/rabbitmq-beam.pid") \
             >"$IT_DIR/rabbit-stop.log" 2>&1 || it_fail "rabbitmqctl stop failed: $(tail -n 3 "$IT_DIR/rabbit-stop.log")"
         sleep "$down"
@@ -436,7 +438,7 @@ it_rabbit_restart() {
 it_rabbit_wait_healthy() {
     local i
     for i in $(seq 120); do
-        if (exec 3<>/dev/tcp/127.0.0.1/$KD_AMQP_PORT) 2>/dev/null &&
+        if (exec 3<>"/dev/tcp/127.0.0.1/$KD_AMQP_PORT") 2>/dev/null &&
             curl -fsS -o /dev/null --max-time 5 -u guest:guest "$KD_RABBIT_MGMT_URL/api/health/checks/alarms"; then
             return 0
         fi

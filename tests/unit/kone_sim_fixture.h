@@ -232,7 +232,7 @@ KS_UNUSED static void on_event(kd_run *run, const kd_call_event *ev, void *arg)
     pthread_mutex_unlock(&obs.mu);
 }
 
-KS_UNUSED static bool wait_for(int *field, int n, int ms)
+KS_UNUSED static bool wait_for(const int *field, int n, int ms)
 {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);

@@ -458,7 +458,7 @@ static void raw_close(amqp_connection_state_t c)
 
 /* Declares a durable quorum queue with x-queue-type plus args: 0, or the channel-close code
  * (then channel 1 is open again) with the broker's text in text. */
-static int raw_declare(amqp_connection_state_t c, const char *queue, amqp_table_entry_t *args,
+static int raw_declare(amqp_connection_state_t c, const char *queue, const amqp_table_entry_t *args,
                        int n, char *text, size_t len)
 {
     amqp_table_entry_t e[8];

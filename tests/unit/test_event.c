@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <math.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -424,8 +425,8 @@ static void pack_scalars(msgpack_packer *pk)
     msgpack_pack_uint64(pk, UINT64_MAX);
     msgpack_pack_float(pk, 1.5f);
     msgpack_pack_double(pk, -0.25);
-    msgpack_pack_double(pk, 0.0 / 0.0);
-    msgpack_pack_double(pk, 1.0 / 0.0);
+    msgpack_pack_double(pk, NAN);
+    msgpack_pack_double(pk, INFINITY);
     msgpack_pack_double(pk, -1.0 / 0.0);
 }
 

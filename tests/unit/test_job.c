@@ -651,7 +651,7 @@ static void test_string_lengths(void **state)
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         size_t pl = strlen(cases[i].prefix);
-        size_t lens[] = {cases[i].min, cases[i].max, cases[i].max + 1};
+        const size_t lens[] = {cases[i].min, cases[i].max, cases[i].max + 1};
         for (size_t k = 0; k < 3; k++) {
             size_t len = lens[k];
             char *v = malloc(len + 3);

@@ -270,8 +270,9 @@ static int scan_file(const char *path, int *checked)
     while ((n = fread(buf, 1, sizeof buf, f)) > 0) {
         if (len + n + 1 > cap) {
             cap = (len + n + 1) * 2;
-            src = realloc(src, cap);
-            assert_non_null(src);
+            char *grown = realloc(src, cap);
+            assert_non_null(grown);
+            src = grown;
         }
         memcpy(src + len, buf, n);
         len += n;

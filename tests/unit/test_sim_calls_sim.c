@@ -135,10 +135,11 @@ static long http(const char *method, const char *path, const char *bearer, const
 {
     CURL *c = curl_easy_init();
     assert_non_null(c);
-    char url[1024], authz[200];
+    char url[1024];
     snprintf(url, sizeof url, "https://127.0.0.1:%d%s", sim.port, path);
     struct curl_slist *h = NULL;
     if (bearer) {
+        char authz[200];
         snprintf(authz, sizeof authz, "Authorization: Bearer %s", bearer);
         h = curl_slist_append(h, authz);
     }

@@ -76,7 +76,7 @@ static void test_open_refuses_and_pings_with_backoff(void **state)
     assert_false(kd_brk_probe_due(&b, now + 499 * MS));
     now += 500 * MS;
     assert_true(kd_brk_probe_due(&b, now));
-    int64_t want_max[] = {2 * SEC, 4 * SEC, 8 * SEC, 8 * SEC, 8 * SEC};
+    const int64_t want_max[] = {2 * SEC, 4 * SEC, 8 * SEC, 8 * SEC, 8 * SEC};
     for (int i = 0; i < 5; i++) {
         kd_brk_probe_sent(&b);
         assert_false(kd_brk_probe_due(&b, now + 100 * SEC)); /* one ping out at a time */

@@ -528,7 +528,7 @@ static const struct lws_protocols fk_protocols[] = {
     {NULL, NULL, 0, 0, 0, NULL, 0},
 };
 
-static int fk_get(int *field)
+static int fk_get(const int *field)
 {
     pthread_mutex_lock(&fk->mu);
     int v = *field;

@@ -50,6 +50,17 @@ static void test_parse_good(void **state)
     assert_int_equal(parse("{\"access_token\":\"x\",\"expires_in\":60.0}", 200, &t, &err), 0);
     assert_int_equal(t.expires_in_s, 60);
     kd_kone_token_clear(&t);
+
+    /* a lifetime beyond a year is taken as a year: a float past int64's range, or the largest
+     * integer, must not overflow (found by scripts/fuzz kone_token; UBSan flags the old cast) */
+    assert_int_equal(parse("{\"access_token\":\"x\",\"expires_in\":6.4e57}", 200, &t, &err), 0);
+    assert_int_equal(t.expires_in_s, 365LL * 24 * 3600);
+    kd_kone_token_clear(&t);
+    assert_int_equal(
+        parse("{\"access_token\":\"x\",\"expires_in\":9223372036854775807}", 200, &t, &err), 0);
+    assert_int_equal(t.expires_in_s, 365LL * 24 * 3600);
+    assert_false(kd_kone_token_needs_refresh(&t, 0, 60));
+    kd_kone_token_clear(&t);
 }
 
 static void test_parse_bad(void **state)
@@ -114,6 +125,21 @@ static void test_parse_refused_without_secret(void **state)
     assert_int_equal(parse("<html>oops " SECRET "</html>", 500, &t, &err), KD_ERR_IO);
     assert_null(strstr(err.msg, SECRET));
     assert_non_null(strstr(err.msg, "500"));
+
+    /* nor in a token_type it quotes, even where the cut to 32 bytes would split the secret
+     * (found by scripts/fuzz kone_token) */
+    assert_int_equal(parse("{\"access_token\":\"x\",\"expires_in\":60,"
+                           "\"token_type\":\"Mac " SECRET "\"}",
+                           200, &t, &err),
+                     KD_ERR_DECODE);
+    assert_null(strstr(err.msg, SECRET));
+    assert_null(strstr(err.msg, "s3cr3t"));
+    assert_non_null(strstr(err.msg, "Mac ***"));
+    assert_int_equal(parse("{\"access_token\":\"x\",\"expires_in\":60,"
+                           "\"token_type\":\"0123456789012345678901234567" SECRET "\"}",
+                           200, &t, &err),
+                     KD_ERR_DECODE);
+    assert_null(strstr(err.msg, "s3cr"));
 
     /* the token of a malformed 200 answer is not echoed either */
     assert_int_equal(parse("{\"access_token\":\"tok-ABC\",\"expires_in\":\"x\"}", 200, &t, &err),

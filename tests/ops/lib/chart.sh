@@ -1,4 +1,4 @@
-# shellcheck shell=bash
+# shellcheck shell=bash disable=SC2034 # its variables are read by the scripts that source it
 # tests/ops/lib/chart.sh: what the chart_*.sh ops tests share. Sourced, never run.
 # Sets SRC (the checkout), CHART, HELM (scripts/bootstrap-tools builds it; KD_HELM overrides)
 # and PY (a python3 with PyYAML); makes $tmp, removed at exit; `fail MSG` prints and counts a
