@@ -31,9 +31,9 @@ RATE=10 # jobs per second
 
 # ---- the old credentials (generation 1) and the new ones (generation 2) -----------------------
 KONE_ID=kd-rot-$S
-AMQP_USER=(kd-rot-old-$S kd-rot-new-$S)
-KAFKA_USER=(kd-rot-old-$S kd-rot-new-$S)
-PG_ROLE=(kd_rot_old_$S kd_rot_new_$S)
+AMQP_USER=("kd-rot-old-$S" "kd-rot-new-$S")
+KAFKA_USER=("kd-rot-old-$S" "kd-rot-new-$S")
+PG_ROLE=("kd_rot_old_$S" "kd_rot_new_$S")
 for g in 0 1; do
     (umask 077
         openssl rand -hex 16 >"$SEC/kone-secret-$g"
@@ -53,19 +53,9 @@ clients() {
     mv "$f.tmp" "$f"
 }
 
-# ---- RabbitMQ: users through the management API (passwords in request bodies only) -----------
+# ---- RabbitMQ ----------------------------------------------------------------------------------
 it_rabbit_wait_healthy
-MGMT=$KD_RABBIT_MGMT_URL/api
-mgmt() { # METHOD PATH [JSON]
-    curl -sf -o /dev/null -u guest:guest -H 'content-type: application/json' -X "$1" "$MGMT$2" ${3:+--data-binary "$3"}
-}
-amqp_user_add() { # GEN
-    local u=${AMQP_USER[$1]}
-    it_at_exit "mgmt DELETE /users/$u"
-    mgmt PUT "/users/$u" "$(jq -cn --arg p "$(<"$SEC/amqp-password-$1")" '{password: $p, tags: ""}')" &&
-        mgmt PUT "/permissions/%2F/$u" '{"configure":".*","write":".*","read":".*"}' ||
-        it_fail "creating RabbitMQ user $u failed"
-}
+amqp_user_add() { it_rabbit_user_add "${AMQP_USER[$1]}" "$(<"$SEC/amqp-password-$1")"; } # GEN
 
 # ---- Kafka: SCRAM credentials with the broker's own tool, the password in an @file only -------
 kafka_configs() { # USER add GEN | USER delete
@@ -215,7 +205,7 @@ openssl x509 -req -in "$SEC/sim.csr" -CA "$SEC/ca-1.pem" -CAkey "$SEC/ca-1-key.p
 mv "$SEC/sim-key.pem.new" "$SEC/sim-key.pem"
 mv "$SEC/sim.pem.new" "$SEC/sim.pem"
 kill -HUP "$IT_SIM_PID"
-mgmt DELETE "/users/${AMQP_USER[0]}" || it_fail "deleting RabbitMQ user ${AMQP_USER[0]} failed"
+it_rabbit_user_delete "${AMQP_USER[0]}" || it_fail "deleting RabbitMQ user ${AMQP_USER[0]} failed"
 kafka_configs "${KAFKA_USER[0]}" delete
 echo "ALTER ROLE ${PG_ROLE[0]} NOLOGIN;" | pg || it_fail "locking role ${PG_ROLE[0]} failed"
 for i in $(seq 50); do
