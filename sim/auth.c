@@ -28,6 +28,33 @@ static int parse_scopes(const json_t *list, sim_scopes *out, const char *who, kd
     return 0;
 }
 
+/* client_secret, or client_secrets (1..SIM_MAX_SECRETS non-empty strings, one of them being
+ * rotated in or out), never both. */
+static int parse_secrets(const json_t *client, sim_client *c)
+{
+    const json_t *one = json_object_get(client, "client_secret");
+    const json_t *list = json_object_get(client, "client_secrets");
+    const json_t *v[SIM_MAX_SECRETS];
+    size_t n = 0;
+    if (one && !list) {
+        v[n++] = one;
+    } else if (list && !one && json_is_array(list) && json_array_size(list) >= 1 &&
+               json_array_size(list) <= SIM_MAX_SECRETS) {
+        for (; n < json_array_size(list); n++)
+            v[n] = json_array_get(list, n);
+    } else {
+        return -1;
+    }
+    for (size_t k = 0; k < n; k++) {
+        const char *secret = json_string_value(v[k]);
+        if (!secret || !*secret || strlen(secret) >= sizeof c->secret[k])
+            return -1;
+        snprintf(c->secret[k], sizeof c->secret[k], "%s", secret);
+    }
+    c->n_secrets = n;
+    return 0;
+}
+
 int sim_auth_from_json(sim_auth *a, const json_t *doc, int64_t ttl_s, kd_err *err)
 {
     memset(a, 0, sizeof *a);
@@ -43,16 +70,15 @@ int sim_auth_from_json(sim_auth *a, const json_t *doc, int64_t ttl_s, kd_err *er
     {
         sim_client *c = &a->clients[i];
         const char *id = json_string_value(json_object_get(it, "client_id"));
-        const char *secret = json_string_value(json_object_get(it, "client_secret"));
-        if (!id || !*id || strlen(id) >= sizeof c->id || strchr(id, ':') || !secret || !*secret ||
-            strlen(secret) >= sizeof c->secret) {
+        a->n_clients = i + 1;
+        if (!id || !*id || strlen(id) >= sizeof c->id || strchr(id, ':') || parse_secrets(it, c)) {
             sim_auth_free(a);
             return kd_err_set(err, KD_ERR_INVALID,
-                              "clients[%zu]: needs client_id (no ':') and client_secret", i);
+                              "clients[%zu]: needs client_id (no ':') and client_secret (or "
+                              "client_secrets: 1 to %d of them)",
+                              i, SIM_MAX_SECRETS);
         }
         snprintf(c->id, sizeof c->id, "%s", id);
-        snprintf(c->secret, sizeof c->secret, "%s", secret);
-        a->n_clients = i + 1;
         if (parse_scopes(json_object_get(it, "scopes"), &c->scopes, id, err)) {
             int rc = err ? err->code : KD_ERR_INVALID;
             sim_auth_free(a);
@@ -79,6 +105,18 @@ int sim_auth_load(sim_auth *a, const char *path, int64_t ttl_s, kd_err *err)
     if (rc)
         kd_err_wrap(err, "%s", path);
     return rc;
+}
+
+int sim_auth_reload(sim_auth *a, const char *path, kd_err *err)
+{
+    sim_auth fresh;
+    if (sim_auth_load(&fresh, path, a->ttl_s, err))
+        return err ? err->code : KD_ERR_INVALID;
+    OPENSSL_cleanse(a->clients, a->n_clients * sizeof *a->clients);
+    free(a->clients);
+    a->clients = fresh.clients;
+    a->n_clients = fresh.n_clients;
+    return 0;
 }
 
 void sim_auth_free(sim_auth *a)
@@ -265,8 +303,9 @@ int sim_auth_token_request(sim_auth *a, const char *authorization, const char *b
     }
     const sim_client *c = NULL;
     for (size_t i = 0; have == 0 && i < a->n_clients; i++)
-        if (strcmp(a->clients[i].id, id) == 0 && str_eq_ct(a->clients[i].secret, secret))
-            c = &a->clients[i];
+        for (size_t k = 0; strcmp(a->clients[i].id, id) == 0 && k < a->clients[i].n_secrets; k++)
+            if (str_eq_ct(a->clients[i].secret[k], secret))
+                c = &a->clients[i];
     OPENSSL_cleanse(secret, sizeof secret);
     if (!c) {
         *answer = oauth_error("invalid_client", "Client authentication failed");

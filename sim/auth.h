@@ -1,6 +1,12 @@
 /* auth: the simulator's OAuth2 side: clients, issued tokens and scope checks.
  *
  * Clients come from sim.clients (sim/clients.json: [{client_id, client_secret, scopes[]}]).
+ * A client may hold two valid secrets at once (`client_secrets: [old, new]` instead of
+ * `client_secret`): an extension of ours, for rotating a secret without downtime the way an
+ * OAuth2 provider's portal lets an application add a second secret before revoking the first
+ * (KONE's documentation here says nothing either way; docs/kone-sim.md states the assumption).
+ * sim_auth_reload swaps in a new client list on SIGHUP and keeps the tokens already issued:
+ * revoking a secret does not end the tokens it got, which live until they expire.
  * The token endpoint (client_credentials grant, HTTP Basic auth) issues random opaque
  * tokens kept in memory with their expiry and granted scopes; nothing else is persisted, so
  * a restart invalidates every token, as a real outage would.
@@ -32,9 +38,12 @@ typedef struct sim_scopes {
     char s[SIM_MAX_SCOPES][SIM_SCOPE_MAX];
 } sim_scopes;
 
+#define SIM_MAX_SECRETS 2
+
 typedef struct sim_client {
     char id[128];
-    char secret[256];
+    size_t n_secrets;
+    char secret[SIM_MAX_SECRETS][256];
     sim_scopes scopes;
 } sim_client;
 
@@ -58,6 +67,9 @@ typedef struct sim_auth {
 int sim_auth_load(sim_auth *a, const char *path, int64_t ttl_s, kd_err *err);
 int sim_auth_from_json(sim_auth *a, const json_t *doc, int64_t ttl_s, kd_err *err);
 void sim_auth_free(sim_auth *a);
+/* Replaces the clients with those of `path`, keeping every issued token. On error nothing
+ * changes. */
+int sim_auth_reload(sim_auth *a, const char *path, kd_err *err);
 
 /* The whole token endpoint as a pure function: Authorization header value (NULL if
  * absent), form body, current monotonic time. Returns the HTTP status and sets *answer to

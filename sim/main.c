@@ -3,7 +3,8 @@
  * Reads the configuration table (sim.* keys), loads sim.buildings and sim.clients, applies
  * the start-up fault spec sim.faults, and serves the token endpoint, the resource list,
  * stream-v2 and the /sim/ control endpoint over TLS on sim.listen:sim.port until SIGINT or
- * SIGTERM, then closes every connection and frees everything (clean under ASan).
+ * SIGTERM, then closes every connection and frees everything (clean under ASan). SIGHUP
+ * re-reads sim.clients, sim.cert and sim.key (rotations without a restart).
  * docs/kone-sim.md describes what it answers and how to make it fail.
  */
 #include <signal.h>
@@ -22,9 +23,11 @@ static sim_server *running;
 
 static void on_signal(int sig)
 {
-    (void)sig;
     if (running) {
-        running->stop = 1;
+        if (sig == SIGHUP)
+            running->reload = 1;
+        else
+            running->stop = 1;
         lws_cancel_service(running->ctx);
     }
 }
@@ -116,6 +119,7 @@ int main(int argc, char **argv)
         goto out;
     }
     opts.ctl = &ctl;
+    opts.clients = kd_config_get(&cfg, "sim.clients");
     if (sim_server_start(&srv, hub, &auth, &opts, &err)) {
         kd_error("%s", err.msg);
         goto out;
@@ -126,6 +130,7 @@ int main(int argc, char **argv)
     sa.sa_handler = on_signal;
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
     kd_info("kone-sim listening on https://%s:%d (%zu buildings, %zu clients, speed %g, "
             "control endpoint /sim/ %s)",

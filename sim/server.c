@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "kd_log.h"
+#include "kd_tls.h"
 
 static struct lws_protocols sim_protocols[3];
 
@@ -64,6 +65,9 @@ int sim_server_start(sim_server *s, sim_hub *hub, sim_auth *auth, const sim_serv
     s->idle_ms = o->idle_timeout_s * 1000;
     s->max_ms = o->max_conn_s * 1000;
     s->ctl = o->ctl;
+    s->cert = o->cert;
+    s->key = o->key;
+    s->clients = o->clients;
 
     lws_set_log_level(LLL_ERR | LLL_WARN | (kd_log_enabled(KD_LOG_DEBUG) ? LLL_NOTICE : 0),
                       lws_log_emit);
@@ -98,11 +102,35 @@ int sim_server_start(sim_server *s, sim_hub *hub, sim_auth *auth, const sim_serv
     return 0;
 }
 
+/* SIGHUP: new clients first (a bad file keeps the old ones), then the certificate, which lws
+ * loads into the vhost's SSL_CTX: handshakes from now on present it, open connections keep
+ * theirs. Tokens already issued stay valid until they expire. */
+static void reload(sim_server *s)
+{
+    kd_err err = {0};
+    if (s->clients && s->clients[0] && sim_auth_reload(s->auth, s->clients, &err))
+        kd_error("reload: clients kept as they were: %s", err.msg);
+    else
+        kd_info("reload: %zu clients from %s", s->auth->n_clients, s->clients);
+    /* lws does not say when a file is bad: it would leave the vhost without a certificate */
+    if (kd_tls_check_paths("", "", "sim.cert", s->cert, "sim.key", s->key, &err))
+        kd_error("reload: the previous certificate stays: %s", err.msg);
+    else if (lws_tls_cert_updated(s->ctx, s->cert, s->key, NULL, 0, NULL, 0))
+        kd_error("reload: certificate %s not loaded; the previous one stays", s->cert);
+    else
+        kd_info("reload: certificate %s and key reloaded for new connections", s->cert);
+}
+
 void sim_server_run(sim_server *s)
 {
-    while (!s->stop)
+    while (!s->stop) {
         if (lws_service(s->ctx, 0) < 0)
             break;
+        if (s->reload) {
+            s->reload = 0;
+            reload(s);
+        }
+    }
 }
 
 void sim_server_stop(sim_server *s)

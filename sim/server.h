@@ -5,7 +5,10 @@
  * than koneapi → 400, injected refusals); protocol
  * "koneapi" carries stream-v2. All of it runs on the one lws service thread: the model tick
  * is an lws_sul timer on that thread too, so the hub needs no locks. Other threads (the
- * signal handler) only set `stop` and wake the loop with lws_cancel_service.
+ * signal handler) only set `stop` or `reload` and wake the loop with lws_cancel_service.
+ * `reload` (SIGHUP) re-reads sim.clients and the server certificate and key on the loop's
+ * thread: secrets and certificates are rotated without dropping a connection, as a KONE
+ * portal change or a certificate renewal would be (docs/kone-sim.md).
  */
 #ifndef SIM_SERVER_H
 #define SIM_SERVER_H
@@ -28,6 +31,7 @@ typedef struct sim_server_opts {
     const char *listen;
     int port;
     const char *cert, *key;
+    const char *clients;        /* sim.clients, re-read on reload */
     int64_t idle_timeout_s, max_conn_s;
     sim_control *ctl; /* the /sim/ control endpoint */
 } sim_server_opts;
@@ -43,12 +47,14 @@ typedef struct sim_server {
     int64_t flush_at;             /* real ms it is armed for, 0 when not armed */
     int64_t last_sweep_ms;
     struct sim_ws *conns;
+    const char *cert, *key, *clients;
     volatile sig_atomic_t stop;
+    volatile sig_atomic_t reload; /* SIGHUP: re-read clients, certificate and key */
 } sim_server;
 
 int sim_server_start(sim_server *s, sim_hub *hub, sim_auth *auth, const sim_server_opts *o,
                      kd_err *err);
-/* Runs the service loop until s->stop is set. */
+/* Runs the service loop until s->stop is set; reloads when s->reload is set. */
 void sim_server_run(sim_server *s);
 /* (Re)arms the timer sending frames held back by injected latency (after new ones queued). */
 void sim_server_arm_flush(sim_server *s);

@@ -56,18 +56,8 @@ unset KD_KONE_CLIENT_SECRET_FILE KD_KONE_CLIENT_SECRET KD_AMQP_PASSWORD KD_AMQP_
 export KD_AMQP_USER=$AMQP_USER KD_KONE_CLIENT_ID=$KONE_ID KD_LOG_LEVEL=debug
 export KD_RETRY_TIERS_MS=500,1000,2000
 
-# The user is made through the management API (as lib.sh's it_publish_raw publishes): it works
-# whatever state rabbitmqctl's Erlang cookie is in. The password travels in a request body only.
 it_rabbit_wait_healthy # another test may be restarting the shared broker
-MGMT=$KD_RABBIT_MGMT_URL/api
-mgmt() { # METHOD PATH [JSON]
-    curl -sf -o /dev/null -u guest:guest -H 'content-type: application/json' -X "$1" "$MGMT$2" ${3:+--data-binary "$3"}
-}
-it_at_exit "mgmt DELETE /users/$AMQP_USER"
-mgmt PUT "/users/$AMQP_USER" "$(jq -cn --arg p "$AMQP_PW" '{password: $p, tags: ""}')" ||
-    it_fail "creating RabbitMQ user $AMQP_USER failed"
-mgmt PUT "/permissions/%2F/$AMQP_USER" '{"configure":".*","write":".*","read":".*"}' ||
-    it_fail "setting permissions of $AMQP_USER failed"
+it_rabbit_user_add "$AMQP_USER" "$AMQP_PW"
 
 # ---- the private kone-sim ----------------------------------------------------------------
 tls=$KD_STATE_DIR/tls

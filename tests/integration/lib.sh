@@ -434,6 +434,24 @@ it_rabbit_restart() {
     it_rabbit_wait_healthy
 }
 
+# it_rabbit_user_add USER PASSWORD: a RabbitMQ user of the test's own with every permission on
+# vhost /, deleted when the test ends. Through the management API: it works whatever state
+# rabbitmqctl's Erlang cookie is in, and the password travels in a request body only.
+it_rabbit_user_add() {
+    it_at_exit "it_rabbit_user_delete '$1' || true"
+    it_rabbit_mgmt PUT "/users/$1" "$(jq -cn --arg p "$2" '{password: $p, tags: ""}')" ||
+        it_fail "creating RabbitMQ user $1 failed"
+    it_rabbit_mgmt PUT "/permissions/%2F/$1" '{"configure":".*","write":".*","read":".*"}' ||
+        it_fail "setting the permissions of RabbitMQ user $1 failed"
+}
+# it_rabbit_user_delete USER: deletes the user (its open connections stay, as RabbitMQ does).
+it_rabbit_user_delete() { it_rabbit_mgmt DELETE "/users/$1"; }
+# it_rabbit_mgmt METHOD PATH [JSON]: a request to the stack's management API as guest.
+it_rabbit_mgmt() {
+    curl -sf -o /dev/null -u guest:guest -H 'content-type: application/json' -X "$1" \
+        "$KD_RABBIT_MGMT_URL/api$2" ${3:+--data-binary "$3"}
+}
+
 # it_rabbit_wait_healthy: the shared RabbitMQ takes AMQP connections and its API answers.
 it_rabbit_wait_healthy() {
     local i

@@ -5,7 +5,10 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "auth.h"
 
@@ -183,6 +186,64 @@ static void test_bad_clients_file(void **state)
     json_decref(doc);
 }
 
+/* Two secrets for one client (rotation): both get tokens; a reload that leaves only the new
+ * one refuses the old and keeps the tokens already issued; a bad file changes nothing. */
+static void test_two_secrets_and_reload(void **state)
+{
+    (void)state;
+    char path[] = "/tmp/kd-test-sim-clients.XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    FILE *f = fdopen(fd, "w");
+    fputs("[{\"client_id\":\"kd-dev\",\"client_secrets\":[\"s3cret\",\"wrong\"],"
+          "\"scopes\":[\"callgiving/building:9990000951\"]}]",
+          f);
+    fclose(f);
+    sim_auth a;
+    kd_err err = {0};
+    assert_int_equal(sim_auth_load(&a, path, 60, &err), 0);
+    json_t *ans;
+    assert_int_equal(request(&a, DEV_BASIC, "grant_type=client_credentials", 1000, &ans), 200);
+    char old_tok[SIM_TOKEN_LEN + 1];
+    snprintf(old_tok, sizeof old_tok, "%s",
+             json_string_value(json_object_get(ans, "access_token")));
+    json_decref(ans);
+    assert_int_equal(request(&a, DEV_WRONG, "grant_type=client_credentials", 1000, &ans), 200);
+    json_decref(ans);
+
+    /* revoke s3cret: only "wrong" stays */
+    f = fopen(path, "w");
+    fputs("[{\"client_id\":\"kd-dev\",\"client_secrets\":[\"wrong\"],"
+          "\"scopes\":[\"callgiving/building:9990000951\"]}]",
+          f);
+    fclose(f);
+    assert_int_equal(sim_auth_reload(&a, path, &err), 0);
+    assert_int_equal(request(&a, DEV_BASIC, "grant_type=client_credentials", 2000, &ans), 401);
+    json_decref(ans);
+    assert_int_equal(request(&a, DEV_WRONG, "grant_type=client_credentials", 2000, &ans), 200);
+    json_decref(ans);
+    assert_non_null(sim_auth_lookup(&a, old_tok, 3000)); /* issued before: still valid */
+
+    /* a broken file, three secrets, or both forms at once: refused, the clients stay */
+    const char *bad[] = {
+        "[{\"client_id\":\"kd-dev\"",
+        "[{\"client_id\":\"kd-dev\",\"client_secrets\":[\"a\",\"b\",\"c\"],\"scopes\":[]}]",
+        "[{\"client_id\":\"kd-dev\",\"client_secrets\":[],\"scopes\":[]}]",
+        "[{\"client_id\":\"kd-dev\",\"client_secret\":\"a\",\"client_secrets\":[\"b\"],"
+        "\"scopes\":[]}]",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        f = fopen(path, "w");
+        fputs(bad[i], f);
+        fclose(f);
+        assert_int_not_equal(sim_auth_reload(&a, path, &err), 0);
+        assert_int_equal(request(&a, DEV_WRONG, "grant_type=client_credentials", 2000, &ans), 200);
+        json_decref(ans);
+    }
+    unlink(path);
+    sim_auth_free(&a);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -192,6 +253,7 @@ int main(void)
         cmocka_unit_test(test_scope_matching),
         cmocka_unit_test(test_form),
         cmocka_unit_test(test_bad_clients_file),
+        cmocka_unit_test(test_two_secrets_and_reload),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
