@@ -53,6 +53,7 @@ typedef struct kd_kone_building_stats {
     char building[96];          /* "building:<id>" */
     kd_kone_circuit circuit;
     uint64_t circuit_opens;     /* times its circuit opened */
+    uint64_t circuit_closes;    /* times it closed again (half-open trials went through) */
     uint64_t circuit_refused;   /* runs finished "circuit_open" without a request */
     uint64_t pings;             /* pings sent while its circuit was open */
     double rate_per_s;          /* its current rate limit (after 429s); 0: none */
