@@ -274,6 +274,9 @@ static int load_config(kd_kone *k, const kd_config *cfg, kd_kone_token_cfg *tc, 
     if ((rc = read_int(cfg, "kone.breaker_min_calls", 1, 100000, &v, err)))
         return rc;
     k->brk_cfg.min_calls = (int)v;
+    if ((rc = read_int(cfg, "kone.breaker_window_calls", 1, KD_BRK_RING, &v, err)))
+        return rc;
+    k->brk_cfg.calls = (int)v;
     if ((rc = read_int(cfg, "kone.breaker_window_ms", 100, 3600000, &v, err)))
         return rc;
     k->brk_cfg.window_us = v * 1000;

@@ -7,7 +7,8 @@
  *
  * For every job it decides the outcome (kd_run_finish) and calls hooks.done on its own
  * thread; for tracked calls it calls hooks.call_event for each call-state change first.
- * The hooks must not block (they produce to Kafka, which copies and returns).
+ * The hooks must not block (the worker's produce to Kafka copies and returns; with
+ * librdkafka's queue full the message is handed to the worker's main thread, worker_core.c).
  */
 #ifndef KD_WORKER_KONE_H
 #define KD_WORKER_KONE_H

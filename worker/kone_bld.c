@@ -213,11 +213,11 @@ static void record(kk_bld *b, kd_brk_verdict v, const kk_job *j, bool retract)
     char why[256];
     if (from == KD_BRK_CLOSED)
         snprintf(why, sizeof why,
-                 "%d of its last %d calls within %lld ms failed (%d%% opens it), the last %s "
-                 "(%.80s)",
-                 fails + 1, calls + !retract, (long long)(k->brk_cfg.window_us / 1000),
-                 k->brk_cfg.rate_pct, run->error_code[0] ? run->error_code : "unanswered",
-                 run->error_message);
+                 "%d%% or more of its last calls failed (window: %d calls within %lld ms, "
+                 "%d failed of %d before this one), the last %s (%.80s)",
+                 k->brk_cfg.rate_pct, k->brk_cfg.calls,
+                 (long long)(k->brk_cfg.window_us / 1000), fails, calls,
+                 run->error_code[0] ? run->error_code : "unanswered", run->error_message);
     else
         snprintf(why, sizeof why, "trial calls: %d went through, %d failed of %d (job %s: %s)",
                  t_ok + (v == KD_BRK_SUCCESS) - retract, t_fail + (v == KD_BRK_FAILURE),

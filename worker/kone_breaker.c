@@ -1,13 +1,12 @@
 /* kone_breaker.c: the per-building circuit breaker state machine (see kone_breaker.h).
  *
- * Why a failure rate over a time window rather than a run of consecutive failures: with
+ * Why a failure rate over a window rather than a run of consecutive failures: with
  * 64 calls in flight and KONE failing 20% of them, five failures in a row come within a
  * second, and the old breaker stopped a healthy building for nothing (issue 11). A share
  * over a window with a minimum number of verdicts is a statistic: at a 20% failure rate the
- * chance that >= 80% of 10 calls fail is below 1e-4, while a building whose link is down
+ * chance that >= 80% of 20 calls fail is about 1e-8, while a building whose link is down
  * fails nearly every call.
- * Why buckets: the window slides with time without keeping every verdict; a bucket older than
- * the window is ignored and reused.
+ * Why a window of the last N calls, with an age limit: see kone_breaker.h.
  * Why a bounded half-open trial decided by its failure share: one bad verdict among calls
  * that were in flight anyway no longer reopens it (flapping); calls beyond the trial are held
  * by the caller, not refused, so they do not take a trip through the retry queues.
@@ -25,8 +24,6 @@ void kd_brk_init(kd_breaker *b, int64_t now)
     memset(b, 0, sizeof *b);
     b->st = KD_BRK_CLOSED;
     b->since = now;
-    for (int i = 0; i < KD_BRK_BUCKETS; i++)
-        b->win[i].slot = -1;
 }
 
 const char *kd_brk_state_name(kd_brk_state s)
@@ -52,47 +49,57 @@ int64_t kd_brk_backoff_us(const kd_brk_cfg *c, int n, uint64_t rnd)
 
 /* ------------------------------------------------------------------ the window */
 
-static int64_t bucket_us(const kd_brk_cfg *c)
+static int ring_of(const kd_brk_cfg *c)
 {
-    int64_t w = c->window_us / KD_BRK_BUCKETS;
-    return w > 0 ? w : 1;
+    return c->calls < 1 ? 1 : c->calls > KD_BRK_RING ? KD_BRK_RING : c->calls;
 }
 
 static void win_clear(kd_breaker *b)
 {
-    for (int i = 0; i < KD_BRK_BUCKETS; i++) {
-        b->win[i].slot = -1;
-        b->win[i].calls = b->win[i].fails = 0;
-    }
+    b->win_n = b->win_next = 0;
 }
 
-static void win_add(kd_breaker *b, const kd_brk_cfg *c, int64_t now, int calls, int fails)
+static void win_add(kd_breaker *b, const kd_brk_cfg *c, int64_t now, bool fail)
 {
-    int64_t slot = now / bucket_us(c);
-    kd_brk_bucket *k = &b->win[slot % KD_BRK_BUCKETS];
-    if (k->slot != slot) {
-        k->slot = slot;
-        k->calls = k->fails = 0;
+    int n = ring_of(c);
+    if (b->win_next >= n)
+        b->win_next = 0;
+    b->win[b->win_next] = (kd_brk_entry){now, fail};
+    b->win_next = (b->win_next + 1) % n;
+    if (b->win_n < n)
+        b->win_n++;
+}
+
+static bool fresh(const kd_brk_entry *e, const kd_brk_cfg *c, int64_t now)
+{
+    return c->window_us <= 0 || now - e->at < c->window_us;
+}
+
+/* The newest success still in the window becomes a failure (false: none). */
+static bool win_retract(kd_breaker *b, const kd_brk_cfg *c, int64_t now)
+{
+    int n = ring_of(c);
+    for (int k = 1; k <= b->win_n; k++) {
+        kd_brk_entry *e = &b->win[(b->win_next - k + n) % n];
+        if (!e->fail && fresh(e, c, now)) {
+            e->fail = true;
+            return true;
+        }
     }
-    k->calls += (uint32_t)calls;
-    k->fails += (uint32_t)fails;
+    return false;
 }
 
 void kd_brk_window(const kd_breaker *b, const kd_brk_cfg *c, int64_t now, int *calls,
                    int *fails)
 {
-    int64_t slot = now / bucket_us(c);
-    unsigned n = 0, f = 0;
-    for (int i = 0; i < KD_BRK_BUCKETS; i++) {
-        const kd_brk_bucket *k = &b->win[i];
-        if (k->slot >= 0 && k->slot > slot - KD_BRK_BUCKETS && k->slot <= slot) {
-            n += k->calls;
-            f += k->fails;
+    int n = 0, f = 0;
+    for (int i = 0; i < b->win_n; i++)
+        if (fresh(&b->win[i], c, now)) {
+            n++;
+            f += b->win[i].fail;
         }
-    }
-    /* a retracted success whose bucket aged out leaves a failure without its call */
-    *calls = (int)n;
-    *fails = (int)(f < n ? f : n);
+    *calls = n;
+    *fails = f;
 }
 
 /* ------------------------------------------------------------------ transitions */
@@ -200,10 +207,10 @@ bool kd_brk_record(kd_breaker *b, const kd_brk_cfg *c, kd_brk_verdict v, uint64_
     case KD_BRK_CLOSED: {
         if (v == KD_BRK_NEUTRAL || (retract && v != KD_BRK_FAILURE))
             return false;
-        if (retract)
-            win_add(b, c, now, 0, 1);   /* its success becomes a failure */
-        else
-            win_add(b, c, now, 1, v == KD_BRK_FAILURE);
+        if (!retract)
+            win_add(b, c, now, v == KD_BRK_FAILURE);
+        else if (!win_retract(b, c, now))
+            win_add(b, c, now, true);   /* its success aged out: a failure of its own */
         if (v != KD_BRK_FAILURE)
             return false;
         int n, f;

@@ -12,9 +12,13 @@
  *     └────────────────────────────────────────┼──────────────────────────────────────┘
  *                                              └──────────────────────────────────────┘
  *
- * CLOSED lets every call through and counts verdicts in a time window of window_us cut into
- * KD_BRK_BUCKETS buckets: the window slides bucket by bucket, so old verdicts age out. Once
- * it holds min_calls verdicts and failures make up rate_pct % of them, the circuit opens.
+ * CLOSED lets every call through and keeps its last `calls` verdicts (at most KD_BRK_RING),
+ * those older than window_us aging out. Once the window holds min_calls verdicts and failures
+ * make up rate_pct % of them, the circuit opens. Why the last N calls rather than a pure time
+ * window: a link going down stops successes at once, but failures come slowly (each call
+ * is stuck until kone.call_timeout_ms, and calls in flight are bounded), so in a time window
+ * the successes from before the outage outweighed the failures for as long as the window
+ * lasted; failures push them out of a window of calls.
  * What a failure is (kd_brk_verdict_of) is the caller's business: the KONE client counts only
  * evidence that the building's link is down (1005, no progress), never KONE's own trouble
  * (5xx, 429, timeouts: docs/failure-handling.md, "failure domains").
@@ -42,7 +46,7 @@
 
 #include "kd_run.h"
 
-#define KD_BRK_BUCKETS 10
+#define KD_BRK_RING 64    /* most verdicts a window holds (kone.breaker_window_calls) */
 
 typedef enum { KD_BRK_CLOSED = 0, KD_BRK_HALF_OPEN = 1, KD_BRK_OPEN = 2 } kd_brk_state;
 
@@ -63,21 +67,23 @@ typedef enum {
 typedef struct kd_brk_cfg {
     int rate_pct;         /* failure share (%) that opens the circuit; 0: never opens */
     int min_calls;        /* verdicts the window must hold before it may open */
-    int64_t window_us;    /* length of the sliding window */
+    int calls;            /* verdicts the window holds (1..KD_BRK_RING) */
+    int64_t window_us;    /* ... none older than this */
     int trials;           /* calls admitted at once while half-open */
     int64_t base_us;      /* first ping delay after opening */
     int64_t cap_us;       /* longest ping delay */
 } kd_brk_cfg;
 
-typedef struct kd_brk_bucket {
-    int64_t slot;         /* now / (window_us / KD_BRK_BUCKETS) when it was filled */
-    uint32_t calls, fails;
-} kd_brk_bucket;
+typedef struct kd_brk_entry {
+    int64_t at;           /* when the verdict came */
+    bool fail;
+} kd_brk_entry;
 
 typedef struct kd_breaker {
     kd_brk_state st;
     uint64_t gen;         /* bumped by every transition: admission tickets */
-    kd_brk_bucket win[KD_BRK_BUCKETS];   /* CLOSED: the sliding window */
+    kd_brk_entry win[KD_BRK_RING];       /* CLOSED: the last verdicts, a ring */
+    int win_n, win_next;                 /* entries held, next to write */
     int trials_out;       /* HALF_OPEN: trials admitted, no verdict yet */
     int trial_ok, trial_fail;            /* HALF_OPEN: their verdicts so far */
     int probe_fails;      /* failed pings (and probations) since it last closed: backoff exponent */

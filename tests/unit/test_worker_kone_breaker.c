@@ -21,7 +21,7 @@
 #define SEC 1000000LL
 
 /* the defaults of kone.breaker_* (shared/src/config.c) */
-static const kd_brk_cfg cfg = {.rate_pct = 80, .min_calls = 10, .window_us = 30 * SEC,
+static const kd_brk_cfg cfg = {.rate_pct = 80, .min_calls = 10, .calls = 20, .window_us = 60 * SEC,
                                .trials = 5, .base_us = 1 * SEC, .cap_us = 8 * SEC};
 
 static uint64_t xs = 88172645463325252ULL;
@@ -81,18 +81,31 @@ static void test_window_slides(void **state)
     kd_breaker b;
     int64_t now = 0;
     kd_brk_init(&b, now);
-    /* 9 failures, then 31 s of nothing: they aged out; 9 more do not open it */
+    /* 9 failures, then 61 s of nothing: they aged out; 9 more do not open it */
     for (int i = 0; i < 9; i++)
         call(&b, &cfg, KD_BRK_FAILURE, now);
-    now += 31 * SEC;
+    now += 61 * SEC;
     int n, f;
     kd_brk_window(&b, &cfg, now, &n, &f);
     assert_int_equal(n, 0);
     for (int i = 0; i < 9; i++)
         assert_false(call(&b, &cfg, KD_BRK_FAILURE, now));
-    /* part of the window: failures 15 s apart still add up (9 + 1 within 30 s) */
+    /* part of the window: failures 15 s apart still add up (9 + 1 within 60 s) */
     now += 15 * SEC;
     assert_true(call(&b, &cfg, KD_BRK_FAILURE, now));
+
+    /* the window holds the last 20 calls: after 100 successes, failures push them out; the
+     * 16th failure makes 16 of 20 (80%) */
+    kd_brk_init(&b, now);
+    for (int i = 0; i < 100; i++)
+        call(&b, &cfg, KD_BRK_SUCCESS, now);
+    for (int i = 0; i < 15; i++)
+        assert_false(call(&b, &cfg, KD_BRK_FAILURE, now + i * SEC));
+    int n2, f2;
+    kd_brk_window(&b, &cfg, now + 15 * SEC, &n2, &f2);
+    assert_int_equal(n2, 20);
+    assert_int_equal(f2, 15);
+    assert_true(call(&b, &cfg, KD_BRK_FAILURE, now + 15 * SEC));
 }
 
 static void test_retract(void **state)
@@ -300,12 +313,14 @@ static void test_all_failing_opens_within_window(void **state)
         /* an hour of 20% failures, then the link goes down: every call fails */
         int64_t down = 3600 * SEC;
         assert_int_equal(run_rate(&b, rates[i], 3600, 20, 0), -1);
-        int64_t at = run_rate(&b, rates[i], 30, 100, down);
+        int64_t at = run_rate(&b, rates[i], 120, 100, down);
         if (at < 0)
-            fail_msg("100%% failures at %.2f calls/s: still closed after the 30 s window",
-                     rates[i]);
-        /* no later than min_calls failures plus the 20% ones still in the window allow */
-        assert_true(at - down <= 30 * SEC);
+            fail_msg("100%% failures at %.2f calls/s: still closed after 120 s", rates[i]);
+        /* within the window: no more failing calls than it holds */
+        int64_t step = (int64_t)(SEC / rates[i]);
+        if ((at - down) / step + 1 > cfg.calls)
+            fail_msg("100%% failures at %.2f calls/s: opened after %lld calls", rates[i],
+                     (long long)((at - down) / step + 1));
     }
 }
 
