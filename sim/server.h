@@ -31,7 +31,7 @@ typedef struct sim_server_opts {
     const char *listen;
     int port;
     const char *cert, *key;
-    const char *clients;        /* sim.clients, re-read on reload */
+    const char *clients; /* sim.clients, re-read on reload */
     int64_t idle_timeout_s, max_conn_s;
     sim_control *ctl; /* the /sim/ control endpoint */
 } sim_server_opts;

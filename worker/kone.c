@@ -308,9 +308,21 @@ static int load_config(kd_kone *k, const kd_config *cfg, kd_kone_token_cfg *tc, 
     if ((rc = read_int(cfg, "kone.token_margin_s", 0, 86400, &v, err)))
         return rc;
     tc->margin_s = v;
-    if ((rc = read_int(cfg, "kone.breaker_failures", 0, 10000, &v, err)))
+    if ((rc = read_int(cfg, "kone.breaker_failure_rate", 0, 100, &v, err)))
         return rc;
-    k->brk_cfg.failures = (int)v;
+    k->brk_cfg.rate_pct = (int)v;
+    if ((rc = read_int(cfg, "kone.breaker_min_calls", 1, 100000, &v, err)))
+        return rc;
+    k->brk_cfg.min_calls = (int)v;
+    if ((rc = read_int(cfg, "kone.breaker_window_calls", 1, KD_BRK_RING, &v, err)))
+        return rc;
+    k->brk_cfg.calls = (int)v;
+    if ((rc = read_int(cfg, "kone.breaker_window_ms", 100, 3600000, &v, err)))
+        return rc;
+    k->brk_cfg.window_us = v * 1000;
+    if ((rc = read_int(cfg, "kone.breaker_trial_calls", 1, 1000, &v, err)))
+        return rc;
+    k->brk_cfg.trials = (int)v;
     if ((rc = read_int(cfg, "kone.breaker_probe_base_ms", 10, 3600000, &v, err)))
         return rc;
     k->brk_cfg.base_us = v * 1000;

@@ -7,7 +7,8 @@
  *
  * For every job it decides the outcome (kd_run_finish) and calls hooks.done on its own
  * thread; for tracked calls it calls hooks.call_event for each call-state change first.
- * The hooks must not block (they produce to Kafka, which copies and returns).
+ * The hooks must not block (the worker's produce to Kafka copies and returns; with
+ * librdkafka's queue full the message is handed to the worker's main thread, worker_core.c).
  */
 #ifndef KD_WORKER_KONE_H
 #define KD_WORKER_KONE_H
@@ -53,6 +54,7 @@ typedef struct kd_kone_building_stats {
     char building[96]; /* "building:<id>" */
     kd_kone_circuit circuit;
     uint64_t circuit_opens;   /* times its circuit opened */
+    uint64_t circuit_closes;  /* times it closed again (half-open trials went through) */
     uint64_t circuit_refused; /* runs finished "circuit_open" without a request */
     uint64_t pings;           /* pings sent while its circuit was open */
     double rate_per_s;        /* its current rate limit (after 429s); 0: none */

@@ -2,15 +2,18 @@
  * the jobs waiting for a token, and the ping of an open circuit (see kone_int.h).
  *
  * Admission (kk_bld_admit, for every new job): the breaker first (an open circuit finishes
- * the job "circuit_open" at once: no request, no token used), then the token bucket (no
- * token, or older jobs already waiting: the job waits in the building's queue, FIFO, on a
- * timer; the loop never blocks). A waiting job still has its own deadline, and after
- * kone.request_timeout_ms it gives up as "rate_limited". How many jobs can wait is bounded
- * by the in-flight limit the worker core enforces.
+ * the job "circuit_open" at once: no request, no token used; a half-open one whose trial
+ * places are all taken holds it), then the token bucket (no token, or older jobs already
+ * waiting: the job waits in the building's queue, FIFO, on a timer; the loop never blocks).
+ * A waiting job still has its own deadline, and after kone.request_timeout_ms it gives up as
+ * "rate_limited". How many jobs can wait is bounded by the in-flight limit the worker core
+ * enforces.
  *
- * Every finished job tells the breaker what it says about its building
- * (kd_brk_verdict_of); an accepted call tells it at once (a half-open circuit then closes
- * without waiting for a tracked call to be served). A 429 lowers the building's rate.
+ * Every admitted job tells the breaker once what it says about its building's link
+ * (kd_brk_verdict_of), with the ticket it was admitted with; an accepted call tells it at
+ * once (a half-open circuit then decides without waiting for a tracked call to be served),
+ * and takes the success back if it then makes no progress (1005). A 429 lowers the
+ * building's rate.
  *
  * While a circuit is open, its building is pinged (`common-api` ping with its buildingId
  * and the group of the last failure: KONE and kone-sim fail it with 1005 while the site
@@ -67,7 +70,9 @@ static kk_bld *lookup(kd_kone *k, const char *id)
  * full at its configured rate. */
 static bool forgettable(kk_bld *b, int64_t now)
 {
-    return b->n_jobs == 0 && b->brk.st == KD_BRK_CLOSED && b->brk.fails == 0 &&
+    int calls, fails;
+    kd_brk_window(&b->brk, &b->k->brk_cfg, now, &calls, &fails);
+    return b->n_jobs == 0 && b->brk.st == KD_BRK_CLOSED && fails == 0 &&
            lws_dll2_is_detached(&b->plink) && b->rq.count == 0 && kd_rl_idle(&b->rl, now);
 }
 
@@ -128,13 +133,29 @@ static bool refused_while_waiting(const kk_bld *b)
     return b->brk.st == KD_BRK_OPEN;
 }
 
+/* The first waiting job is held by a half-open circuit whose trial places are all taken. */
+static bool held(const kk_bld *b)
+{
+    const kd_brk_cfg *c = &b->k->brk_cfg;
+    if (b->brk.st != KD_BRK_HALF_OPEN || c->rate_pct <= 0 || !b->rq.head)
+        return false;
+    const kk_job *j = lws_container_of(b->rq.head, kk_job, place);
+    if (j->brk_admitted && j->brk_ticket == b->brk.gen)
+        return false;
+    return b->brk.trials_out + b->brk.trial_ok + b->brk.trial_fail >=
+           (c->trials > 0 ? c->trials : 1);
+}
+
 static void arm(kk_bld *b, int64_t now)
 {
     kd_kone *k = b->k;
     int64_t due = INT64_MAX;
     if (b->rq.count) {
-        if (k->brk_cfg.failures > 0 && refused_while_waiting(b)) {
+        if (k->brk_cfg.rate_pct > 0 && refused_while_waiting(b)) {
             due = now; /* finish them at once */
+        } else if (held(b)) {
+            /* nothing to do before a trial's verdict (record() arms it again), or the job's
+             * own timer gives up */
         } else {
             pthread_mutex_lock(&k->bmu);
             int64_t w = kd_rl_wait_us(&b->rl, now);
@@ -168,30 +189,41 @@ static void transition(kk_bld *b, kd_brk_state from, kd_brk_state to, const char
     kd_wm_circuit_change(b->id, (kd_wm_circuit)from, (kd_wm_circuit)to);
 }
 
-static void record(kk_bld *b, kd_brk_verdict v, bool trial, const kd_run *run)
+/* Tells the breaker what the call of job j says (once, or twice with retract). */
+static void record(kk_bld *b, kd_brk_verdict v, const kk_job *j, bool retract)
 {
     kd_kone *k = b->k;
-    if (v == KD_BRK_NEUTRAL)
-        return;
+    const kd_run *run = j->run;
     int64_t now = kd_mono_us();
     if (v == KD_BRK_FAILURE)
         snprintf(b->probe_group, sizeof b->probe_group, "%s", run->job.group_id);
     pthread_mutex_lock(&k->bmu);
     kd_brk_state from = b->brk.st;
-    bool changed = kd_brk_record(&b->brk, &k->brk_cfg, v, trial, now, rnd(k));
+    int calls = 0, fails = 0;
+    if (from == KD_BRK_CLOSED)
+        kd_brk_window(&b->brk, &k->brk_cfg, now, &calls, &fails);
+    int t_ok = b->brk.trial_ok, t_fail = b->brk.trial_fail;
+    bool changed = kd_brk_record(&b->brk, &k->brk_cfg, v, j->brk_ticket, retract, now, rnd(k));
     kd_brk_state to = b->brk.st;
     pthread_mutex_unlock(&k->bmu);
-    if (!changed)
+    if (!changed) {
+        if (from == KD_BRK_HALF_OPEN)
+            arm(b, now); /* a trial place may be free again */
         return;
-    char why[200];
+    }
+    char why[256];
     if (from == KD_BRK_CLOSED)
-        snprintf(why, sizeof why, "%d consecutive failures, the last %s (%.80s)",
-                 k->brk_cfg.failures, run->error_code[0] ? run->error_code : "unanswered",
+        snprintf(why, sizeof why,
+                 "%d%% or more of its last calls failed (window: %d calls within %lld ms, "
+                 "%d failed of %d before this one), the last %s (%.80s)",
+                 k->brk_cfg.rate_pct, k->brk_cfg.calls, (long long)(k->brk_cfg.window_us / 1000),
+                 fails, calls, run->error_code[0] ? run->error_code : "unanswered",
                  run->error_message);
-    else if (v == KD_BRK_SUCCESS)
-        snprintf(why, sizeof why, "a call went through again (job %s)", run->job.job_id);
     else
-        snprintf(why, sizeof why, "a call failed again: %s", run->error_code);
+        snprintf(why, sizeof why, "trial calls: %d went through, %d failed of %d (job %s: %s)",
+                 t_ok + (v == KD_BRK_SUCCESS) - retract, t_fail + (v == KD_BRK_FAILURE),
+                 k->brk_cfg.trials, run->job.job_id,
+                 v == KD_BRK_SUCCESS ? "went through" : run->error_code);
     transition(b, from, to, why);
     arm(b, now);
 }
@@ -338,7 +370,7 @@ static void bld_timer(lws_sorted_usec_list_t *sul)
     if (k->exiting)
         return;
     int64_t now = kd_mono_us();
-    if (k->brk_cfg.failures > 0 && refused_while_waiting(b)) { /* opened under waiting jobs */
+    if (k->brk_cfg.rate_pct > 0 && refused_while_waiting(b)) { /* opened under waiting jobs */
         lws_dll2_t *d, *next;
         for (d = b->rq.head; d; d = next) {
             next = d->next;
@@ -346,12 +378,20 @@ static void bld_timer(lws_sorted_usec_list_t *sul)
         }
     }
     while (b->rq.head) {
-        pthread_mutex_lock(&k->bmu);
-        bool got = kd_rl_take(&b->rl, now);
-        pthread_mutex_unlock(&k->bmu);
-        if (!got)
-            break;
         kk_job *j = lws_container_of(b->rq.head, kk_job, place);
+        pthread_mutex_lock(&k->bmu);
+        bool go = true;
+        if (!j->brk_admitted || j->brk_ticket != b->brk.gen) {
+            /* held by a half-open circuit, or admitted before a transition: ask again */
+            kd_brk_admission a = kd_brk_admit(&b->brk, &k->brk_cfg, &j->brk_ticket);
+            go = a == KD_BRK_GO;
+            j->brk_admitted = go;
+        }
+        if (go)
+            go = kd_rl_take(&b->rl, now);
+        pthread_mutex_unlock(&k->bmu);
+        if (!go)
+            break;
         lws_dll2_remove(&j->place);
         kk_job_release(j);
     }
@@ -371,21 +411,24 @@ kk_admit kk_bld_admit(kk_job *j)
         b->n_jobs++;
     }
     b->last_used = now;
-    bool trial = false;
     pthread_mutex_lock(&k->bmu);
-    bool ok = kd_brk_admit(&b->brk, &k->brk_cfg, &trial);
+    /* older jobs waiting go first (FIFO): this one asks the breaker when its turn comes,
+     * unless the circuit is open (refused at once) */
+    kd_brk_admission a = KD_BRK_HOLD;
+    if (b->rq.count == 0 || b->brk.st == KD_BRK_OPEN)
+        a = kd_brk_admit(&b->brk, &k->brk_cfg, &j->brk_ticket);
+    j->brk_admitted = a == KD_BRK_GO;
     bool go = false;
-    if (!ok) {
+    if (a == KD_BRK_REFUSE) {
         b->refused++;
     } else {
-        go = b->rq.count == 0 && kd_rl_take(&b->rl, now);
+        go = a == KD_BRK_GO && kd_rl_take(&b->rl, now);
         if (!go)
             b->waits++;
     }
     pthread_mutex_unlock(&k->bmu);
-    if (!ok)
+    if (a == KD_BRK_REFUSE)
         return KK_ADMIT_REFUSE;
-    j->trial = trial;
     if (go)
         return KK_ADMIT_GO;
     atomic_fetch_add(&k->rate_waits, 1);
@@ -401,19 +444,18 @@ kk_admit kk_bld_admit(kk_job *j)
 bool kk_bld_may_send(const kk_job *j)
 {
     const kk_bld *b = j->bld;
-    if (!b || j->k->brk_cfg.failures <= 0)
+    if (!b || j->k->brk_cfg.rate_pct <= 0)
         return true;
     return b->brk.st != KD_BRK_OPEN;
 }
 
 void kk_bld_evidence(kk_job *j, kd_brk_verdict v)
 {
-    if (!j->bld || j->brk_told || v == KD_BRK_NEUTRAL)
+    if (!j->bld || j->brk_told)
         return;
     j->brk_told = true;
-    bool trial = j->trial;
-    j->trial = false;
-    record(j->bld, v, trial, j->run);
+    if (j->brk_admitted)
+        record(j->bld, v, j, false);
 }
 
 void kk_bld_job_done(kk_job *j, kd_outcome o, const char *code, bool conn_lost)
@@ -421,12 +463,11 @@ void kk_bld_job_done(kk_job *j, kd_outcome o, const char *code, bool conn_lost)
     kk_bld *b = j->bld;
     if (!b)
         return;
+    kd_brk_verdict v = kd_brk_verdict_of(o, code, conn_lost);
+    if (j->brk_admitted && (!j->brk_told || v == KD_BRK_FAILURE))
+        record(b, v, j, j->brk_told); /* told already: a success taken back */
     j->bld = NULL;
     b->n_jobs--;
-    kd_brk_verdict v = kd_brk_verdict_of(o, code, conn_lost);
-    if (j->brk_told && v != KD_BRK_FAILURE)
-        return; /* its success was counted when the call was accepted */
-    record(b, v, j->trial, j->run);
 }
 
 void kk_bld_too_many(kk_job *j)
@@ -479,6 +520,7 @@ static void fill(const kk_bld *b, kd_kone_building_stats *o, int64_t now)
     snprintf(o->building, sizeof o->building, "%s", b->id);
     o->circuit = (kd_kone_circuit)b->brk.st;
     o->circuit_opens = b->brk.opens;
+    o->circuit_closes = b->brk.closes;
     o->circuit_refused = b->refused;
     o->pings = b->pings;
     o->rate_per_s = kd_rl_rate(&b->rl, now);

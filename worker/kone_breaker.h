@@ -1,27 +1,42 @@
-/* kone_breaker: the circuit breaker of one building, as a pure state machine.
+/* kone_breaker: the circuit breaker of one building, as a pure state machine deciding on a
+ * failure rate over a sliding window (the model of resilience4j and Envoy's outlier
+ * detection).
  *
- *            N consecutive failures               ping answers 200
- *   CLOSED ─────────────────────────> OPEN ──────────────────────────> HALF_OPEN
- *     ▲                                ▲ │ ping fails: next ping after         │
- *     │                                │ └ base·2^n (capped, jittered)         │
- *     │ a call since it succeeds       │ a call since it fails                 │
- *     └────────────────────────────────┼───────────────────────────────────────┘
- *                                      └───────────────────────────────────────┘
+ *     failure share >= rate over the window,             a ping answers 200
+ *     at least min_calls verdicts in it
+ *   CLOSED ─────────────────────────────────> OPEN ─────────────────────────> HALF_OPEN
+ *     ▲                                        ▲ │ ping fails: next ping after        │
+ *     │                                        │ └ base·2^n (capped, jittered)        │
+ *     │ the trial calls' failure share          │ the trial calls' failure share       │
+ *     │ cannot reach the rate any more          │ reached the rate                     │
+ *     └────────────────────────────────────────┼──────────────────────────────────────┘
+ *                                              └──────────────────────────────────────┘
  *
- * CLOSED lets every call through and counts consecutive failures that the building itself
- * caused (kd_brk_verdict_of: 1005 / no progress, 5xx, 408, a request unanswered on a
- * connection that stayed up); a success resets the count. OPEN refuses every call (the
- * client finishes them "circuit_open" without a request) and pings the building
- * (`common-api` ping with its buildingId) with exponential backoff until one answers 200.
- * HALF_OPEN (the ping answered: the building is reachable again) lets every call through,
- * on probation: the first verdict of a call admitted since decides, success closes the
- * circuit, failure opens it again (the backoff goes on growing); calls without a verdict
- * (connection lost, 429, shutdown) leave the decision to later ones.
+ * CLOSED lets every call through and keeps its last `calls` verdicts (at most KD_BRK_RING),
+ * those older than window_us aging out. Once the window holds min_calls verdicts and failures
+ * make up rate_pct % of them, the circuit opens. Why the last N calls rather than a pure time
+ * window: a link going down stops successes at once, but failures come slowly (each call
+ * is stuck until kone.call_timeout_ms, and calls in flight are bounded), so in a time window
+ * the successes from before the outage outweighed the failures for as long as the window
+ * lasted; failures push them out of a window of calls.
+ * What a failure is (kd_brk_verdict_of) is the caller's business: the KONE client counts only
+ * evidence that the building's link is down (1005, no progress), never KONE's own trouble
+ * (5xx, 429, timeouts: docs/failure-handling.md, "failure domains").
+ * OPEN refuses every call and pings the building with exponential backoff until one answers.
+ * HALF_OPEN (the ping answered) admits at most `trials` calls at once; further calls are told
+ * to HOLD (the caller keeps them until the trials decide, no trip through a retry queue).
+ * The decision comes as soon as it is certain: the failures among the trials reach rate_pct %
+ * of `trials` (OPEN again, the backoff goes on growing), or can no longer reach it whatever
+ * the remaining trials say (CLOSED, with an empty window). A trial without a verdict (429, a
+ * connection lost) gives its place to another call.
+ *
+ * No flapping: every admission carries a ticket (the breaker's generation, bumped by each
+ * transition); verdicts of calls admitted before the last transition are old news and change
+ * nothing. A call stuck since before the circuit closed cannot reopen it after.
  *
  * No clock, no randomness, no I/O: the caller passes `now` (monotonic µs) and a random
  * number for the jitter, so every transition is unit-tested with a fake clock
- * (tests/unit/test_worker_kone_breaker.c). Outcomes of calls sent before the circuit
- * opened (still in flight when it did) change nothing while it is open or half-open.
+ * (tests/unit/test_worker_kone_breaker.c).
  */
 #ifndef KD_WORKER_KONE_BREAKER_H
 #define KD_WORKER_KONE_BREAKER_H
@@ -31,42 +46,70 @@
 
 #include "kd_run.h"
 
+#define KD_BRK_RING 64 /* most verdicts a window holds (kone.breaker_window_calls) */
+
 typedef enum { KD_BRK_CLOSED = 0, KD_BRK_HALF_OPEN = 1, KD_BRK_OPEN = 2 } kd_brk_state;
 
 /* What one finished call says about its building. */
 typedef enum {
-    KD_BRK_NEUTRAL = 0, /* nothing (local decision, connection-wide failure, 429) */
+    KD_BRK_NEUTRAL = 0, /* nothing (local decision, KONE's own trouble, connection lost) */
     KD_BRK_SUCCESS,     /* the building answered */
-    KD_BRK_FAILURE,     /* the building did not: link down, 5xx, unanswered */
+    KD_BRK_FAILURE,     /* the building did not: its link is down */
 } kd_brk_verdict;
 
+/* What kd_brk_admit says of a new call. */
+typedef enum {
+    KD_BRK_GO = 0, /* send it */
+    KD_BRK_HOLD,   /* half-open, every trial place taken: keep it until they decide */
+    KD_BRK_REFUSE, /* open */
+} kd_brk_admission;
+
 typedef struct kd_brk_cfg {
-    int failures;    /* consecutive failures that open the circuit; 0: never opens */
-    int64_t base_us; /* first ping delay after opening */
-    int64_t cap_us;  /* longest ping delay */
+    int rate_pct;      /* failure share (%) that opens the circuit; 0: never opens */
+    int min_calls;     /* verdicts the window must hold before it may open */
+    int calls;         /* verdicts the window holds (1..KD_BRK_RING) */
+    int64_t window_us; /* ... none older than this */
+    int trials;        /* calls admitted at once while half-open */
+    int64_t base_us;   /* first ping delay after opening */
+    int64_t cap_us;    /* longest ping delay */
 } kd_brk_cfg;
+
+typedef struct kd_brk_entry {
+    int64_t at; /* when the verdict came */
+    bool fail;
+} kd_brk_entry;
 
 typedef struct kd_breaker {
     kd_brk_state st;
-    int fails;        /* CLOSED: consecutive failures */
+    uint64_t gen;                  /* bumped by every transition: admission tickets */
+    kd_brk_entry win[KD_BRK_RING]; /* CLOSED: the last verdicts, a ring */
+    int win_n, win_next;           /* entries held, next to write */
+    int trials_out;                /* HALF_OPEN: trials admitted, no verdict yet */
+    int trial_ok, trial_fail;      /* HALF_OPEN: their verdicts so far */
     int probe_fails;  /* failed pings (and probations) since it last closed: backoff exponent */
     bool probing;     /* OPEN: a ping is out */
     int64_t probe_at; /* OPEN: when the next ping is due */
     int64_t since;    /* when the current state began */
     uint64_t opens;   /* times it opened (CLOSED or HALF_OPEN -> OPEN) */
+    uint64_t closes;  /* times it closed (HALF_OPEN -> CLOSED) */
 } kd_breaker;
 
 void kd_brk_init(kd_breaker *b, int64_t now);
 const char *kd_brk_state_name(kd_brk_state s);
 
-/* May a call for this building be sent now? CLOSED and HALF_OPEN: yes; OPEN: no.
- * *trial is set when it is admitted while HALF_OPEN (pass it back to kd_brk_record). */
-bool kd_brk_admit(kd_breaker *b, const kd_brk_cfg *c, bool *trial);
+/* May a call for this building be sent now? *ticket is set for GO (pass it back to
+ * kd_brk_record with the call's verdict, exactly once, NEUTRAL included: a trial's place is
+ * given back that way). */
+kd_brk_admission kd_brk_admit(kd_breaker *b, const kd_brk_cfg *c, uint64_t *ticket);
 
-/* A call of this building finished with verdict v (trial: it was admitted while HALF_OPEN).
- * Returns true when the state changed. */
-bool kd_brk_record(kd_breaker *b, const kd_brk_cfg *c, kd_brk_verdict v, bool trial, int64_t now,
-                   uint64_t rnd);
+/* A call admitted with `ticket` says v about its building. retract: the call had already
+ * told SUCCESS (it was accepted) and now fails (stuck, no progress): the success is taken
+ * back. Returns true when the state changed. */
+bool kd_brk_record(kd_breaker *b, const kd_brk_cfg *c, kd_brk_verdict v, uint64_t ticket,
+                   bool retract, int64_t now, uint64_t rnd);
+
+/* Verdicts in the window now (CLOSED), for logs and metrics. */
+void kd_brk_window(const kd_breaker *b, const kd_brk_cfg *c, int64_t now, int *calls, int *fails);
 
 /* OPEN, no ping out and the next one is due. */
 bool kd_brk_probe_due(const kd_breaker *b, int64_t now);
@@ -80,9 +123,15 @@ bool kd_brk_probe_done(kd_breaker *b, const kd_brk_cfg *c, kd_brk_verdict v, int
 /* The delay before ping n (0 first): d = min(cap, base·2^n), uniform in [d/2, d]. */
 int64_t kd_brk_backoff_us(const kd_brk_cfg *c, int n, uint64_t rnd);
 
-/* What a finished run says about its building. conn_lost: the connection that carried the
- * request was lost before the outcome (a timeout or a stall then is the connection's
- * fault, not the building's). */
+/* What a finished run says about its building's link. conn_lost: the connection that
+ * carried the request was lost before the outcome (a stall then is the connection's fault,
+ * not the building's). Only 1005 (link down, no progress) is a FAILURE: 5xx, 408, 429 and
+ * unanswered requests are KONE's service in trouble (kd_brk_degraded_of), NEUTRAL here. */
 kd_brk_verdict kd_brk_verdict_of(kd_outcome o, const char *code, bool conn_lost);
+
+/* Does a finished run say KONE's service is degraded (5xx, 408, 429, a request unanswered
+ * on a connection that stayed up)? Such answers lower the request rate and the concurrency,
+ * never stop calls. */
+bool kd_brk_degraded_of(kd_outcome o, const char *code, bool conn_lost);
 
 #endif

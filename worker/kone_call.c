@@ -587,7 +587,7 @@ int kk_job_write(kk_job *j, kk_conn *c)
         case KK_GATE_FAIL:   /* not returned by the site gate */
         case KK_GATE_REFUSE: /* KONE would refuse it: nothing reached the building */
             run->validated_locally = true;
-            j->brk_told = true; /* so its breaker hears nothing of it */
+            kk_bld_evidence(j, KD_BRK_NEUTRAL); /* no verdict (a trial place back) */
             finish(j, KD_OUTCOME_REJECTED, KD_FAIL_FINAL, code, "%s", why);
             return 0;
         case KK_GATE_GO: break;

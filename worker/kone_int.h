@@ -159,12 +159,13 @@ typedef struct kk_job {
     int64_t answer_deadline; /* SENT / ACCEPTED */
     unsigned losses_at;      /* slot->losses when the request was written */
     int auth_retries;
-    bool throttled;    /* in bld->rq, waiting for a token */
-    bool trial;        /* admitted while its circuit was half-open: its verdict decides */
-    bool brk_told;     /* its success was told to the breaker already */
-    bool unfollowed;   /* its subscription was refused: states not followed */
-    bool site_passed;  /* kone_site.c let its call go (checked or not): not asked again */
-    bool site_checked; /* ... after checking it against a cached configuration */
+    bool throttled;      /* in bld->rq, waiting for a token */
+    bool brk_admitted;   /* its breaker admitted it (brk_ticket): it owes a verdict */
+    uint64_t brk_ticket; /* the breaker's generation when it was admitted */
+    bool brk_told;       /* its verdict was told to the breaker already */
+    bool unfollowed;     /* its subscription was refused: states not followed */
+    bool site_passed;    /* kone_site.c let its call go (checked or not): not asked again */
+    bool site_checked;   /* ... after checking it against a cached configuration */
 
     /* following an accepted call */
     int64_t call_session_id;
@@ -326,12 +327,14 @@ void kk_finish_run(kd_kone *k, kd_run *run, kd_outcome o, kd_failure_class f, co
 /* ---- kone_bld.c */
 typedef enum { KK_ADMIT_GO = 0, KK_ADMIT_WAIT, KK_ADMIT_REFUSE } kk_admit;
 /* The job's building entry (j->bld, counted in n_jobs), then its breaker and its bucket:
- * GO (place it), WAIT (put on bld->rq; released by kk_job_release), REFUSE (circuit open:
- * finish it "circuit_open"). */
+ * GO (place it), WAIT (put on bld->rq, for a token or for the trials of a half-open circuit
+ * to decide; released by kk_job_release), REFUSE (circuit open: finish it "circuit_open"). */
 kk_admit kk_bld_admit(kk_job *j);
 /* May this job's request be written now (its circuit not open)? */
 bool kk_bld_may_send(const kk_job *j);
-/* The job learned something about its building: an accepted call (success) before its end */
+/* The job learned something about its building before its end: an accepted call (SUCCESS),
+ * or nothing ever will (NEUTRAL: refused locally). Told once; a FAILURE at its end after a
+ * SUCCESS takes the success back. */
 void kk_bld_evidence(kk_job *j, kd_brk_verdict v);
 /* The job is finishing: tells the breaker, lets go of the entry. */
 void kk_bld_job_done(kk_job *j, kd_outcome o, const char *code, bool conn_lost);

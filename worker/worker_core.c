@@ -13,8 +13,10 @@
  *     so the broker never gives us more than that;
  *   - this thread never blocks on the broker: confirms of the side channel are read
  *     while consuming and matched through the retry_pub table.
- * The KONE thread hands runs back only through kd_kafka_produce (result produced, the
- * delivery report arrives here), through the locked `handback` list (not produced, or
+ * The KONE thread hands runs back only through kd_kafka_produce_nowait (result produced, the
+ * delivery report arrives here; or librdkafka's local queue full: the message waits in the
+ * locked produce queue for this thread to produce it once there is room, so the KONE loop
+ * never waits for Kafka), through the locked `handback` list (not produced, or
  * shutdown), through the locked `decide` list (a transient failure: retry, dead-letter
  * or expire, decided here because it publishes to RabbitMQ), or, with the call ledger,
  * through the locked `record` list (an outcome to record before it is produced).
@@ -57,6 +59,23 @@
 #define KD_WORKER_SETTLE_GRACE_US 5000000  /* after drain_ms: results and confirms */
 #define KD_WORKER_BUSY_RECHECK_US 1000000  /* a job another delivery holds: ask again */
 #define KD_WORKER_REMOTE_CANCEL_US 5000000 /* a cancel the call's worker must send by then */
+#define KD_WORKER_KAFKA_FULL_US                                                                    \
+    2000000 /* a message waiting for room in Kafka's queue: given up                               \
+             */
+
+/* A message that found librdkafka's local queue full, waiting for room in the produce queue
+ * (FIFO, so the order of one building's messages is kept). Served by the main thread, the
+ * poller: the delivery reports it serves are what makes room. */
+typedef struct wk_pending {
+    struct wk_pending *next;
+    const char *topic;
+    char key[KD_JOB_BUILDING_MAX + 1];
+    struct wk_run *r; /* a result: its run (the report's opaque); NULL: a call event */
+    char job_id[KD_JOB_ID_MAX + 1];
+    int64_t since;
+    size_t len;
+    unsigned char buf[];
+} wk_pending;
 
 struct kd_worker {
     const kd_config *cfg;
@@ -83,11 +102,14 @@ struct kd_worker {
 
     int inflight;
 
-    pthread_mutex_t lock; /* guards handback, decide, record and accepted */
-    int wake_fd;          /* eventfd: the KONE thread handed something over (wakes the loop) */
-    wk_run *handback;     /* runs whose result could not be produced, or shutdown */
-    wk_run *decide;       /* transient failures waiting for the retry decision */
-    wk_run *record;       /* outcomes to record in the ledger, then produce */
+    pthread_mutex_t lock;    /* guards handback, decide, record and accepted */
+    pthread_mutex_t pq_lock; /* guards the produce queue */
+    wk_pending *pq_head, *pq_tail;
+    uint64_t n_pq_waits; /* messages that waited for room in Kafka's queue */
+    int wake_fd;         /* eventfd: the KONE thread handed something over (wakes the loop) */
+    wk_run *handback;    /* runs whose result could not be produced, or shutdown */
+    wk_run *decide;      /* transient failures waiting for the retry decision */
+    wk_run *record;      /* outcomes to record in the ledger, then produce */
     struct wk_accept *accepted; /* calls KONE accepted, to record in the ledger */
     wk_run *busy;               /* (this thread) jobs another delivery holds: claimed again later */
     wk_run *remote; /* (this thread) cancels another worker sends: polled for its answer */
@@ -171,6 +193,106 @@ static wk_run *take(kd_worker *w, wk_run **list)
 
 /* ---- results: encode and produce (called on the KONE thread and on this one) ---- */
 
+/* Produces now, or queues the message behind those already waiting for room (the order is
+ * kept). Any thread; never waits. Returns 0 (produced or queued) or an error (not
+ * produced). r: the result's run (the report's opaque), NULL for a call event. */
+static int produce_nb(kd_worker *w, const char *topic, const char *key, const void *buf, size_t len,
+                      wk_run *r, const char *job_id, kd_err *err)
+{
+    bool full = false, queued = false;
+    int rc = 0;
+    pthread_mutex_lock(&w->pq_lock);
+    if (!w->pq_head)
+        rc =
+            kd_kafka_produce_nowait(w->kafka, topic, key, buf, len, r ? &r->run : NULL, &full, err);
+    if (!rc && (full || w->pq_head)) {
+        wk_pending *p = malloc(sizeof *p + len);
+        if (!p) {
+            rc = kd_err_set(err, KD_ERR_NOMEM, "out of memory queueing a message for Kafka");
+        } else {
+            memset(p, 0, sizeof *p);
+            p->topic = topic;
+            snprintf(p->key, sizeof p->key, "%s", key ? key : "");
+            snprintf(p->job_id, sizeof p->job_id, "%s", job_id ? job_id : "");
+            p->r = r;
+            p->since = kd_mono_us();
+            p->len = len;
+            memcpy(p->buf, buf, len);
+            if (w->pq_tail)
+                w->pq_tail->next = p;
+            else
+                w->pq_head = p;
+            w->pq_tail = p;
+            w->n_pq_waits++;
+            queued = true;
+        }
+    }
+    pthread_mutex_unlock(&w->pq_lock);
+    if (queued)
+        wake(w);
+    return rc;
+}
+
+static void pq_give_up(kd_worker *w, wk_pending *p, const char *why)
+{
+    if (p->r) {
+        kd_log_ctx ctx = run_ctx(&p->r->run);
+        kd_log(KD_LOG_ERROR, &ctx, "result not produced, handing the job back: %s", why);
+        push(w, &w->handback, p->r);
+    } else {
+        kd_log_ctx ctx = {p->job_id, NULL, p->key};
+        kd_log(KD_LOG_ERROR, &ctx, "call event not produced: %s", why);
+    }
+    free(p);
+}
+
+/* Main thread, every turn: produces what waits for room, oldest first, until the queue is
+ * full again; a message that waited KD_WORKER_KAFKA_FULL_US is given up (its job handed
+ * back, as when Kafka refuses it). */
+static void serve_produce_queue(kd_worker *w)
+{
+    for (;;) {
+        kd_err err = {0};
+        bool full = false;
+        pthread_mutex_lock(&w->pq_lock);
+        wk_pending *p = w->pq_head;
+        if (!p) {
+            pthread_mutex_unlock(&w->pq_lock);
+            return;
+        }
+        if (p->r) /* stamped before: once produced, the report may free the run */
+            p->r->run.produced_us = kd_now_us();
+        int rc = kd_kafka_produce_nowait(w->kafka, p->topic, p->key[0] ? p->key : NULL, p->buf,
+                                         p->len, p->r ? &p->r->run : NULL, &full, &err);
+        if (!rc && full) {
+            if (kd_mono_us() - p->since < KD_WORKER_KAFKA_FULL_US) {
+                pthread_mutex_unlock(&w->pq_lock);
+                return; /* the next delivery reports make room */
+            }
+            rc = kd_err_set(&err, KD_ERR_IO,
+                            "kafka: local queue full for %d ms (%d undelivered): is Kafka "
+                            "reachable?",
+                            KD_WORKER_KAFKA_FULL_US / 1000, kd_kafka_undelivered(w->kafka));
+        }
+        w->pq_head = p->next;
+        if (!w->pq_head)
+            w->pq_tail = NULL;
+        pthread_mutex_unlock(&w->pq_lock);
+        if (rc)
+            pq_give_up(w, p, err.msg);
+        else
+            free(p);
+    }
+}
+
+static bool pq_waiting(kd_worker *w)
+{
+    pthread_mutex_lock(&w->pq_lock);
+    bool any = w->pq_head != NULL;
+    pthread_mutex_unlock(&w->pq_lock);
+    return any;
+}
+
 /* Produces the result: `encoded` when the caller has it already (the bytes recorded in the
  * ledger), else encoded here. */
 static void produce_encoded(kd_worker *w, wk_run *r, const void *encoded, size_t len)
@@ -190,8 +312,8 @@ static void produce_encoded(kd_worker *w, wk_run *r, const void *encoded, size_t
     if (!rc) {
         /* stamped before: once produced, the report may settle and free the run at once */
         run->produced_us = kd_now_us();
-        rc = kd_kafka_produce(w->kafka, w->topic_results, run->job.building_id, encoded, len, run,
-                              &err);
+        rc = produce_nb(w, w->topic_results, run->job.building_id, encoded, len, r, run->job.job_id,
+                        &err);
     }
     msgpack_sbuffer_destroy(&sb);
     if (rc) {
@@ -305,8 +427,8 @@ static void on_kone_call_event(kd_run *run, const kd_call_event *ev, void *arg)
     kd_err err = {0};
     int rc = kd_event_encode_call(ev, w->id, &sb, &err);
     if (!rc)
-        rc = kd_kafka_produce(w->kafka, w->topic_events, run->job.building_id, sb.data, sb.size,
-                              NULL, &err);
+        rc = produce_nb(w, w->topic_events, run->job.building_id, sb.data, sb.size, NULL,
+                        run->job.job_id, &err);
     msgpack_sbuffer_destroy(&sb);
     if (rc) {
         kd_log_ctx ctx = run_ctx(run);
@@ -1044,17 +1166,20 @@ static void turn(kd_worker *w, int wait_ms)
     kd_err err = {0};
     if (w->amqp) {
         kd_delivery d;
-        wait_io(w, wait_ms);
+        /* messages waiting for room in Kafka's queue: wait on its delivery reports instead */
+        bool pq = pq_waiting(w);
+        wait_io(w, pq ? 0 : wait_ms);
         int rc = kd_amqp_consume_next(w->amqp, 0, &d, &err);
         if (rc == 1)
             on_delivery(w, &d);
         serve_side_events(w);
         if (rc < 0)
             conn_lost(w, err.msg);
-        kd_kafka_poll(w->kafka, 0);
+        kd_kafka_poll(w->kafka, pq ? (wait_ms < 20 ? wait_ms : 20) : 0);
     } else {
         kd_kafka_poll(w->kafka, wait_ms);
     }
+    serve_produce_queue(w);
     serve_lists(w);
     if (w->ledger) {
         serve_busy(w);
@@ -1118,6 +1243,7 @@ int kd_worker_new(kd_worker **out, const kd_config *cfg, kd_err *err)
         return kd_err_set(err, KD_ERR_NOMEM, "out of memory");
     w->cfg = cfg;
     pthread_mutex_init(&w->lock, NULL);
+    pthread_mutex_init(&w->pq_lock, NULL);
     w->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (w->wake_fd < 0)
         kd_warn("no eventfd (%s): the main loop notices hand-overs within 2 ms instead of at once",
@@ -1247,6 +1373,13 @@ void kd_worker_free(kd_worker *w)
         return;
     if (w->kone)
         kd_kone_stop(w->kone);
+    serve_produce_queue(w);
+    while (w->pq_head) { /* still no room: their jobs go back, their events are lost */
+        wk_pending *p = w->pq_head;
+        w->pq_head = p->next;
+        pq_give_up(w, p, "shutting down with Kafka's local queue full");
+    }
+    w->pq_tail = NULL;
     serve_lists(w);
     w->stopping = true;
     serve_busy(w);      /* jobs waiting for another delivery: handed back */
@@ -1279,5 +1412,6 @@ void kd_worker_free(kd_worker *w)
     if (w->wake_fd >= 0)
         close(w->wake_fd);
     pthread_mutex_destroy(&w->lock);
+    pthread_mutex_destroy(&w->pq_lock);
     free(w);
 }

@@ -37,6 +37,11 @@ int kd_kafka_producer_new(kd_kafka **out, const kd_config *cfg, kd_kafka_dr_fn d
                           kd_err *err);
 int kd_kafka_produce(kd_kafka *k, const char *topic, const char *key, const void *buf, size_t len,
                      void *opaque, kd_err *err);
+/* One attempt, never waits: *full is set (and 0 returned, nothing queued) when librdkafka's
+ * local queue is full; try again after the poller served delivery reports. For threads that
+ * must not block (the KONE event loop hands such a message to the poller instead). */
+int kd_kafka_produce_nowait(kd_kafka *k, const char *topic, const char *key, const void *buf,
+                            size_t len, void *opaque, bool *full, kd_err *err);
 /* Serves delivery reports; returns how many were served. */
 int kd_kafka_poll(kd_kafka *k, int timeout_ms);
 /* Waits up to timeout_ms for every queued message to be delivered; 0 when all were. */

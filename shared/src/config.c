@@ -227,9 +227,23 @@ static const kd_config_key kd_keys[] = {
     {"kone.config_ttl_s", "3600", W, false,
      "How long a building group's configuration is cached before it is fetched again (1-604800); a "
      "refusal that contradicts it makes it fetched again sooner."},
-    {"kone.breaker_failures", "5", W, false,
-     "Circuit breaker per building: consecutive failures of its calls (1005/no progress, 5xx, "
-     "unanswered) that open it (0: never)."},
+    {"kone.breaker_failure_rate", "80", W, false,
+     "Circuit breaker per building: the share (%) of its calls failing for its link (1005: link "
+     "down, no progress) over its window (kone.breaker_window_calls) that opens it (0: never "
+     "opens). KONE's own trouble (5xx, 429, timeouts) never counts: it lowers the rate and "
+     "concurrency instead (docs/failure-handling.md)."},
+    {"kone.breaker_min_calls", "10", W, false,
+     "Calls of a building (verdicts) its breaker's window must hold before their failure share may "
+     "open it."},
+    {"kone.breaker_window_calls", "20", W, false,
+     "The breaker's sliding window: the last this many calls of a building (1-64), those older "
+     "than kone.breaker_window_ms left out."},
+    {"kone.breaker_window_ms", "60000", W, false,
+     "Age limit of the verdicts in a building's breaker window."},
+    {"kone.breaker_trial_calls", "5", W, false,
+     "Calls admitted at once while a building's circuit is half-open (its ping answered); their "
+     "failure share decides: kone.breaker_failure_rate or more opens it again, less closes it. "
+     "Further calls wait for the decision."},
     {"kone.breaker_probe_base_ms", "1000", W, false,
      "First ping of a building whose circuit is open after this long; doubles (jittered) while "
      "pings fail."},

@@ -13,7 +13,9 @@
  * kd_kafka_produce() may be called from any thread; when librdkafka's local queue is full it
  * polls only if it runs on the poller (a single-threaded tool), other threads sleep and let
  * the poller free the queue. Either way it gives up with KD_ERR_IO after
- * KD_KAFKA_FULL_WAIT_MS.
+ * KD_KAFKA_FULL_WAIT_MS. A thread that must never wait (the KONE event loop) calls
+ * kd_kafka_produce_nowait() instead and hands a message that found the queue full to the
+ * poller (worker_core.c).
  *
  * Usable (kd_kafka_usable, the worker's /readyz): librdkafka keeps retrying by itself and
  * never says a broker came back, only that all went away (the error callback's
@@ -236,18 +238,36 @@ static int produce_error(rd_kafka_resp_err_t e, const char *topic, kd_err *err)
     return kd_err_set(err, code, "kafka: cannot produce to %s: %s", topic, rd_kafka_err2str(e));
 }
 
-int kd_kafka_produce(kd_kafka *k, const char *topic, const char *key, const void *buf, size_t len,
-                     void *opaque, kd_err *err)
+static rd_kafka_resp_err_t produce_once(kd_kafka *k, const char *topic, const char *key,
+                                        const void *buf, size_t len, void *opaque)
 {
     /* no building (an undecodable job): no key, so librdkafka picks a random partition */
     size_t klen = key ? strlen(key) : 0;
     const char *kptr = klen ? key : NULL;
+    return rd_kafka_producev(k->rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY(kptr, klen),
+                             RD_KAFKA_V_VALUE((void *)buf, len),
+                             RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_OPAQUE(opaque),
+                             RD_KAFKA_V_END);
+}
+
+int kd_kafka_produce_nowait(kd_kafka *k, const char *topic, const char *key, const void *buf,
+                            size_t len, void *opaque, bool *full, kd_err *err)
+{
+    *full = false;
+    rd_kafka_resp_err_t e = produce_once(k, topic, key, buf, len, opaque);
+    if (e == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
+        *full = true;
+        return 0;
+    }
+    return e == RD_KAFKA_RESP_ERR_NO_ERROR ? 0 : produce_error(e, topic, err);
+}
+
+int kd_kafka_produce(kd_kafka *k, const char *topic, const char *key, const void *buf, size_t len,
+                     void *opaque, kd_err *err)
+{
     int64_t deadline = kd_mono_us() + (int64_t)KD_KAFKA_FULL_WAIT_MS * 1000;
     for (;;) {
-        rd_kafka_resp_err_t e = rd_kafka_producev(
-            k->rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY(kptr, klen),
-            RD_KAFKA_V_VALUE((void *)buf, len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-            RD_KAFKA_V_OPAQUE(opaque), RD_KAFKA_V_END);
+        rd_kafka_resp_err_t e = produce_once(k, topic, key, buf, len, opaque);
         if (e == RD_KAFKA_RESP_ERR_NO_ERROR)
             return 0;
         if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL)

@@ -327,6 +327,13 @@ static void test_queue_full(void **state)
     assert_non_null(strstr(err.msg, "queue full"));
     assert_true(waited_ms >= 1500 && waited_ms < 10000);
     assert_int_equal(kd_kafka_undelivered(k), 5);
+    /* the non-blocking variant says "full" (one attempt: the waiting one can only give up
+     * with KD_ERR_IO), queues nothing and fails nothing */
+    bool full = false;
+    assert_int_equal(
+        kd_kafka_produce_nowait(k, TOPIC, "building:1", "x", 1, &r.ids[5], &full, &err), 0);
+    assert_true(full);
+    assert_int_equal(kd_kafka_undelivered(k), 5);
 
     all_brokers(f, true);
     poll_until(k, &r, 5, 60000);
@@ -334,6 +341,12 @@ static void test_queue_full(void **state)
     assert_int_equal(r.errors, 0);
     assert_int_equal(r.seen[5], 0); /* the refused one was never reported */
     assert_int_equal(kd_kafka_undelivered(k), 0);
+    /* room again: the non-blocking variant produces */
+    assert_int_equal(
+        kd_kafka_produce_nowait(k, TOPIC, "building:1", "x", 1, &r.ids[6], &full, &err), 0);
+    assert_false(full);
+    poll_until(k, &r, 6, 60000);
+    assert_int_equal(r.seen[6], 1);
     kd_kafka_destroy(k);
     reports_free(&r);
 }

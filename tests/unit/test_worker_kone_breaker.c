@@ -1,8 +1,12 @@
 /* Unit tests for worker/kone_breaker.c: every transition of the per-building circuit breaker
- * on a fake clock (closed -> open after N consecutive failures, pings with a growing and
- * capped, jittered backoff, open -> half-open on a ping answered 200, calls on probation,
- * half-open -> closed / open by the first verdict of a call admitted since), what counts as a
- * failure of the building, and the backoff bounds. */
+ * on a fake clock: closed -> open on a failure share over a sliding window with a minimum
+ * number of calls (old verdicts age out, a retracted success counts as a failure), pings with
+ * a growing, capped and jittered backoff, open -> half-open on a ping answered 200, a bounded
+ * half-open trial (further calls held, a trial without verdict gives its place back) decided
+ * by its failure share (half-open -> closed / open), tickets that make verdicts of calls
+ * admitted before a transition old news; then the statistics: 20% random failures never open
+ * it, 100% failures open it within the window, and one outage gives one open and one close;
+ * what counts as a failure of the building's link, and the backoff bounds. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -16,44 +20,129 @@
 #define MS 1000LL
 #define SEC 1000000LL
 
-static const kd_brk_cfg cfg = {.failures = 3, .base_us = 1 * SEC, .cap_us = 8 * SEC};
+/* the defaults of kone.breaker_* (shared/src/config.c) */
+static const kd_brk_cfg cfg = {.rate_pct = 80,
+                               .min_calls = 10,
+                               .calls = 20,
+                               .window_us = 60 * SEC,
+                               .trials = 5,
+                               .base_us = 1 * SEC,
+                               .cap_us = 8 * SEC};
 
-static void test_closed_counts_consecutive_failures(void **state)
+static uint64_t xs = 88172645463325252ULL;
+static uint64_t xorshift(void)
+{
+    xs ^= xs << 13;
+    xs ^= xs >> 7;
+    xs ^= xs << 17;
+    return xs;
+}
+
+/* one call admitted and told v at once; returns whether the state changed */
+static bool call(kd_breaker *b, const kd_brk_cfg *c, kd_brk_verdict v, int64_t now)
+{
+    uint64_t t;
+    if (kd_brk_admit(b, c, &t) != KD_BRK_GO)
+        fail_msg("call not admitted in state %s", kd_brk_state_name(b->st));
+    return kd_brk_record(b, c, v, t, false, now, 0);
+}
+
+static void test_closed_opens_on_failure_share(void **state)
 {
     (void)state;
     kd_breaker b;
-    bool trial;
     int64_t now = 100 * SEC;
     kd_brk_init(&b, now);
     assert_int_equal(b.st, KD_BRK_CLOSED);
-    assert_true(kd_brk_admit(&b, &cfg, &trial));
-    assert_false(trial);
-    /* two failures, a success: the count starts again */
-    assert_false(kd_brk_record(&b, &cfg, KD_BRK_FAILURE, false, now, 0));
-    assert_false(kd_brk_record(&b, &cfg, KD_BRK_FAILURE, false, now, 0));
-    assert_int_equal(b.fails, 2);
-    assert_false(kd_brk_record(&b, &cfg, KD_BRK_SUCCESS, false, now, 0));
-    assert_int_equal(b.fails, 0);
-    /* neutral outcomes neither count nor reset */
-    assert_false(kd_brk_record(&b, &cfg, KD_BRK_FAILURE, false, now, 0));
-    assert_false(kd_brk_record(&b, &cfg, KD_BRK_NEUTRAL, false, now, 0));
-    assert_false(kd_brk_record(&b, &cfg, KD_BRK_FAILURE, false, now, 0));
-    assert_int_equal(b.fails, 2);
+    /* below min_calls, even 100% failures do not open it */
+    for (int i = 0; i < 9; i++)
+        assert_false(call(&b, &cfg, KD_BRK_FAILURE, now));
+    /* neutral verdicts neither count as calls nor as failures */
+    for (int i = 0; i < 20; i++)
+        assert_false(call(&b, &cfg, KD_BRK_NEUTRAL, now));
+    int n, f;
+    kd_brk_window(&b, &cfg, now, &n, &f);
+    assert_int_equal(n, 9);
+    assert_int_equal(f, 9);
+    /* three successes: 9 of 12 = 75% < 80%: closed; the next failure makes 10 of 13 = 77% */
+    for (int i = 0; i < 3; i++)
+        assert_false(call(&b, &cfg, KD_BRK_SUCCESS, now));
+    assert_false(call(&b, &cfg, KD_BRK_FAILURE, now));
     assert_int_equal(b.st, KD_BRK_CLOSED);
-    /* the third in a row opens it */
-    assert_true(kd_brk_record(&b, &cfg, KD_BRK_FAILURE, false, now, 0));
+    /* 11 of 14 = 78.6%, 12 of 15 = 80%: open */
+    assert_false(call(&b, &cfg, KD_BRK_FAILURE, now));
+    assert_true(call(&b, &cfg, KD_BRK_FAILURE, now));
     assert_int_equal(b.st, KD_BRK_OPEN);
     assert_int_equal(b.opens, 1);
     assert_int_equal(b.since, now);
-    /* rnd 0: the lowest delay of [base/2, base] */
-    assert_int_equal(b.probe_at, now + 500 * MS);
+    assert_int_equal(b.probe_at, now + 500 * MS); /* rnd 0: the lowest of [base/2, base] */
+    kd_brk_window(&b, &cfg, now, &n, &f);
+    assert_int_equal(n, 0); /* emptied: a fresh count after it closes */
+}
+
+static void test_window_slides(void **state)
+{
+    (void)state;
+    kd_breaker b;
+    int64_t now = 0;
+    kd_brk_init(&b, now);
+    /* 9 failures, then 61 s of nothing: they aged out; 9 more do not open it */
+    for (int i = 0; i < 9; i++)
+        call(&b, &cfg, KD_BRK_FAILURE, now);
+    now += 61 * SEC;
+    int n, f;
+    kd_brk_window(&b, &cfg, now, &n, &f);
+    assert_int_equal(n, 0);
+    for (int i = 0; i < 9; i++)
+        assert_false(call(&b, &cfg, KD_BRK_FAILURE, now));
+    /* part of the window: failures 15 s apart still add up (9 + 1 within 60 s) */
+    now += 15 * SEC;
+    assert_true(call(&b, &cfg, KD_BRK_FAILURE, now));
+
+    /* the window holds the last 20 calls: after 100 successes, failures push them out; the
+     * 16th failure makes 16 of 20 (80%) */
+    kd_brk_init(&b, now);
+    for (int i = 0; i < 100; i++)
+        call(&b, &cfg, KD_BRK_SUCCESS, now);
+    for (int i = 0; i < 15; i++)
+        assert_false(call(&b, &cfg, KD_BRK_FAILURE, now + i * SEC));
+    int n2, f2;
+    kd_brk_window(&b, &cfg, now + 15 * SEC, &n2, &f2);
+    assert_int_equal(n2, 20);
+    assert_int_equal(f2, 15);
+    assert_true(call(&b, &cfg, KD_BRK_FAILURE, now + 15 * SEC));
+}
+
+static void test_retract(void **state)
+{
+    (void)state;
+    kd_breaker b;
+    int64_t now = 0;
+    kd_brk_init(&b, now);
+    /* 10 calls accepted (success), then stuck: each takes its success back */
+    uint64_t t[10];
+    for (int i = 0; i < 10; i++) {
+        assert_int_equal(kd_brk_admit(&b, &cfg, &t[i]), KD_BRK_GO);
+        assert_false(kd_brk_record(&b, &cfg, KD_BRK_SUCCESS, t[i], false, now, 0));
+    }
+    for (int i = 0; i < 7; i++)
+        assert_false(kd_brk_record(&b, &cfg, KD_BRK_FAILURE, t[i], true, now + SEC, 0));
+    int n, f;
+    kd_brk_window(&b, &cfg, now + SEC, &n, &f);
+    assert_int_equal(n, 10);
+    assert_int_equal(f, 7);
+    /* a retracted "success" of any other kind means nothing */
+    assert_false(kd_brk_record(&b, &cfg, KD_BRK_SUCCESS, t[7], true, now + SEC, 0));
+    assert_int_equal(b.st, KD_BRK_CLOSED);
+    assert_true(kd_brk_record(&b, &cfg, KD_BRK_FAILURE, t[8], true, now + SEC, 0)); /* 8 of 10 */
+    assert_int_equal(b.st, KD_BRK_OPEN);
 }
 
 static void open_breaker(kd_breaker *b, int64_t now)
 {
     kd_brk_init(b, now);
-    for (int i = 0; i < cfg.failures; i++)
-        kd_brk_record(b, &cfg, KD_BRK_FAILURE, false, now, 0);
+    for (int i = 0; i < cfg.min_calls; i++)
+        call(b, &cfg, KD_BRK_FAILURE, now);
     assert_int_equal(b->st, KD_BRK_OPEN);
 }
 
@@ -61,18 +150,18 @@ static void test_open_refuses_and_pings_with_backoff(void **state)
 {
     (void)state;
     kd_breaker b;
-    bool trial;
+    uint64_t t;
     int64_t now = 0;
+    kd_brk_init(&b, now);
+    uint64_t before;
+    assert_int_equal(kd_brk_admit(&b, &cfg, &before), KD_BRK_GO); /* in flight as it opens */
     open_breaker(&b, now);
-    assert_false(kd_brk_admit(&b, &cfg, &trial));
-    assert_false(trial);
+    assert_int_equal(kd_brk_admit(&b, &cfg, &t), KD_BRK_REFUSE);
     /* outcomes of calls still in flight when it opened change nothing */
-    assert_false(kd_brk_record(&b, &cfg, KD_BRK_SUCCESS, false, now, 0));
-    assert_false(kd_brk_record(&b, &cfg, KD_BRK_FAILURE, false, now, 0));
+    assert_false(kd_brk_record(&b, &cfg, KD_BRK_SUCCESS, before, false, now, 0));
     assert_int_equal(b.st, KD_BRK_OPEN);
 
-    /* pings: due at probe_at, one at a time; failures grow the delay 1, 2, 4, 8, 8 s
-     * (rnd = UINT64_MAX % (d/2 + 1) picks some point of [d/2, d]; rnd 0 the lowest) */
+    /* pings: due at probe_at, one at a time; failures grow the delay 1, 2, 4, 8, 8 s */
     assert_false(kd_brk_probe_due(&b, now + 499 * MS));
     now += 500 * MS;
     assert_true(kd_brk_probe_due(&b, now));
@@ -88,8 +177,7 @@ static void test_open_refuses_and_pings_with_backoff(void **state)
         assert_true(kd_brk_probe_due(&b, now));
     }
     assert_int_equal(b.probe_fails, 5);
-    /* a ping that could not be sent (no connection): again after the base delay, and the
-     * backoff does not grow */
+    /* a ping that could not be sent: again after the base delay, the backoff does not grow */
     kd_brk_probe_sent(&b);
     assert_false(kd_brk_probe_done(&b, &cfg, KD_BRK_NEUTRAL, now, 0));
     assert_int_equal(b.probe_at - now, 500 * MS);
@@ -111,84 +199,173 @@ static void half_open(kd_breaker *b, int64_t now)
     assert_int_equal(b->st, KD_BRK_HALF_OPEN);
 }
 
-static void test_half_open_success_closes(void **state)
+static void test_half_open_bounded_trial_closes(void **state)
 {
     (void)state;
     kd_breaker b;
-    bool trial, t2;
+    uint64_t t[5], x;
+    kd_brk_init(&b, 0);
+    uint64_t old;
+    kd_brk_admit(&b, &cfg, &old);
     half_open(&b, 0);
-    assert_true(kd_brk_admit(&b, &cfg, &trial));
-    assert_true(trial);
-    /* every call flows while half-open, each on probation */
-    assert_true(kd_brk_admit(&b, &cfg, &t2));
-    assert_true(t2);
-    /* the outcome of a call admitted before the ping answered does not decide */
-    assert_false(kd_brk_record(&b, &cfg, KD_BRK_SUCCESS, false, 1 * SEC, 0));
-    assert_false(kd_brk_record(&b, &cfg, KD_BRK_FAILURE, false, 1 * SEC, 0));
+    /* five trial places; the sixth call is held */
+    for (int i = 0; i < 5; i++)
+        assert_int_equal(kd_brk_admit(&b, &cfg, &t[i]), KD_BRK_GO);
+    assert_int_equal(kd_brk_admit(&b, &cfg, &x), KD_BRK_HOLD);
+    /* a call admitted before the ping answered does not decide */
+    assert_false(kd_brk_record(&b, &cfg, KD_BRK_FAILURE, old, false, SEC, 0));
+    assert_false(kd_brk_record(&b, &cfg, KD_BRK_SUCCESS, old, false, SEC, 0));
+    /* a trial without verdict gives its place back */
+    assert_false(kd_brk_record(&b, &cfg, KD_BRK_NEUTRAL, t[0], false, SEC, 0));
+    assert_int_equal(kd_brk_admit(&b, &cfg, &t[0]), KD_BRK_GO);
+    assert_int_equal(kd_brk_admit(&b, &cfg, &x), KD_BRK_HOLD);
+    /* one failure, one success: 4 of 5 could still fail (80%): undecided */
+    assert_false(kd_brk_record(&b, &cfg, KD_BRK_FAILURE, t[0], false, SEC, 0));
+    assert_false(kd_brk_record(&b, &cfg, KD_BRK_SUCCESS, t[1], false, SEC, 0));
     assert_int_equal(b.st, KD_BRK_HALF_OPEN);
-    assert_true(kd_brk_record(&b, &cfg, KD_BRK_SUCCESS, true, 2 * SEC, 0));
+    assert_int_equal(kd_brk_admit(&b, &cfg, &x), KD_BRK_HOLD); /* decided places stay taken */
+    /* a second success: at most 3 of 5 can fail now (60% < 80%): closed */
+    assert_true(kd_brk_record(&b, &cfg, KD_BRK_SUCCESS, t[2], false, 2 * SEC, 0));
     assert_int_equal(b.st, KD_BRK_CLOSED);
     assert_int_equal(b.since, 2 * SEC);
     assert_int_equal(b.probe_fails, 0);
-    assert_int_equal(b.fails, 0);
-    assert_true(kd_brk_admit(&b, &cfg, &trial));
-    assert_false(trial);
+    assert_int_equal(b.closes, 1);
+    /* the trials still out are old news now; every call goes */
+    assert_false(kd_brk_record(&b, &cfg, KD_BRK_FAILURE, t[3], false, 2 * SEC, 0));
+    assert_false(kd_brk_record(&b, &cfg, KD_BRK_FAILURE, t[4], true, 2 * SEC, 0));
+    int n, f;
+    kd_brk_window(&b, &cfg, 2 * SEC, &n, &f);
+    assert_int_equal(n, 0);
+    assert_int_equal(kd_brk_admit(&b, &cfg, &x), KD_BRK_GO);
 }
 
-static void test_half_open_failure_reopens(void **state)
+static void test_half_open_trial_reopens(void **state)
 {
     (void)state;
     kd_breaker b;
-    bool trial;
+    uint64_t t[5], x;
     half_open(&b, 0);
     int pf = b.probe_fails;
-    assert_true(kd_brk_admit(&b, &cfg, &trial));
-    assert_true(kd_brk_record(&b, &cfg, KD_BRK_FAILURE, true, 3 * SEC, 0));
+    for (int i = 0; i < 5; i++)
+        assert_int_equal(kd_brk_admit(&b, &cfg, &t[i]), KD_BRK_GO);
+    /* an accepted trial that then makes no progress takes its success back */
+    assert_false(kd_brk_record(&b, &cfg, KD_BRK_SUCCESS, t[0], false, SEC, 0));
+    assert_false(kd_brk_record(&b, &cfg, KD_BRK_FAILURE, t[1], false, SEC, 0));
+    assert_false(kd_brk_record(&b, &cfg, KD_BRK_FAILURE, t[2], false, SEC, 0));
+    assert_false(kd_brk_record(&b, &cfg, KD_BRK_FAILURE, t[0], true, SEC, 0));
+    assert_int_equal(b.st, KD_BRK_HALF_OPEN);
+    /* the fourth failure of five: 80%: open again */
+    assert_true(kd_brk_record(&b, &cfg, KD_BRK_FAILURE, t[3], false, 3 * SEC, 0));
     assert_int_equal(b.st, KD_BRK_OPEN);
     assert_int_equal(b.opens, 2);
-    /* the other calls admitted on probation change nothing once it reopened */
-    assert_false(kd_brk_record(&b, &cfg, KD_BRK_SUCCESS, true, 3 * SEC, 0));
+    assert_false(kd_brk_record(&b, &cfg, KD_BRK_SUCCESS, t[4], false, 3 * SEC, 0));
     assert_int_equal(b.st, KD_BRK_OPEN);
     /* the backoff goes on growing: the building answers pings but not calls */
     assert_int_equal(b.probe_fails, pf + 1);
     assert_int_equal(b.probe_at, 3 * SEC + kd_brk_backoff_us(&cfg, pf + 1, 0));
-    assert_false(kd_brk_admit(&b, &cfg, &trial));
-}
-
-static void test_half_open_without_verdict(void **state)
-{
-    (void)state;
-    kd_breaker b;
-    bool trial;
-    half_open(&b, 0);
-    assert_true(kd_brk_admit(&b, &cfg, &trial));
-    /* a 429 or a lost connection says nothing: a later call decides */
-    assert_false(kd_brk_record(&b, &cfg, KD_BRK_NEUTRAL, true, 1 * SEC, 0));
-    assert_int_equal(b.st, KD_BRK_HALF_OPEN);
-    assert_true(kd_brk_admit(&b, &cfg, &trial));
-    assert_true(trial);
-    assert_true(kd_brk_record(&b, &cfg, KD_BRK_SUCCESS, true, 2 * SEC, 0));
-    assert_int_equal(b.st, KD_BRK_CLOSED);
+    assert_int_equal(kd_brk_admit(&b, &cfg, &x), KD_BRK_REFUSE);
 }
 
 static void test_disabled(void **state)
 {
     (void)state;
     kd_brk_cfg off = cfg;
-    off.failures = 0;
+    off.rate_pct = 0;
     kd_breaker b;
-    bool trial;
     kd_brk_init(&b, 0);
     for (int i = 0; i < 100; i++)
-        assert_false(kd_brk_record(&b, &off, KD_BRK_FAILURE, false, 0, 0));
+        assert_false(call(&b, &off, KD_BRK_FAILURE, 0));
     assert_int_equal(b.st, KD_BRK_CLOSED);
-    assert_true(kd_brk_admit(&b, &off, &trial));
+}
+
+/* calls at `per_s` a second for `secs`, each failing with probability fail_pct %; returns
+ * the time of the first open (-1: never) */
+static int64_t run_rate(kd_breaker *b, double per_s, int secs, int fail_pct, int64_t now)
+{
+    int64_t step = (int64_t)(SEC / per_s), end = now + secs * SEC;
+    for (; now < end; now += step) {
+        kd_brk_verdict v = xorshift() % 100 < (uint64_t)fail_pct ? KD_BRK_FAILURE : KD_BRK_SUCCESS;
+        if (call(b, &cfg, v, now))
+            return now;
+    }
+    return -1;
+}
+
+static void test_random_20pct_never_opens(void **state)
+{
+    (void)state;
+    /* an hour at each rate, from one call every 3 s (the window barely holds min_calls) to
+     * 200 a second */
+    static const double rates[] = {0.34, 1, 5, 20, 200};
+    for (size_t i = 0; i < sizeof rates / sizeof *rates; i++) {
+        kd_breaker b;
+        kd_brk_init(&b, 0);
+        int64_t at = run_rate(&b, rates[i], 3600, 20, 0);
+        if (at >= 0)
+            fail_msg("20%% failures at %.2f calls/s opened the circuit after %lld s", rates[i],
+                     (long long)(at / SEC));
+        assert_int_equal(b.opens, 0);
+    }
+}
+
+static void test_all_failing_opens_within_window(void **state)
+{
+    (void)state;
+    static const double rates[] = {0.34, 1, 5, 20, 200};
+    for (size_t i = 0; i < sizeof rates / sizeof *rates; i++) {
+        kd_breaker b;
+        kd_brk_init(&b, 0);
+        /* an hour of 20% failures, then the link goes down: every call fails */
+        int64_t down = 3600 * SEC;
+        assert_int_equal(run_rate(&b, rates[i], 3600, 20, 0), -1);
+        int64_t at = run_rate(&b, rates[i], 120, 100, down);
+        if (at < 0)
+            fail_msg("100%% failures at %.2f calls/s: still closed after 120 s", rates[i]);
+        /* within the window: no more failing calls than it holds */
+        int64_t step = (int64_t)(SEC / rates[i]);
+        if ((at - down) / step + 1 > cfg.calls)
+            fail_msg("100%% failures at %.2f calls/s: opened after %lld calls", rates[i],
+                     (long long)((at - down) / step + 1));
+    }
+}
+
+/* One outage: a link down for 30 s under 20 calls/s, pings failing meanwhile, stuck calls
+ * coming back as failures after it is over: exactly one open and one close. */
+static void test_one_outage_one_open_one_close(void **state)
+{
+    (void)state;
+    kd_breaker b;
+    int64_t now = 0, step = 50 * MS;
+    kd_brk_init(&b, now);
+    uint64_t stuck[64];
+    int n_stuck = 0;
+    for (; now < 300 * SEC; now += step) {
+        bool down = now >= 60 * SEC && now < 90 * SEC;
+        if (kd_brk_probe_due(&b, now)) {
+            kd_brk_probe_sent(&b);
+            kd_brk_probe_done(&b, &cfg, down ? KD_BRK_FAILURE : KD_BRK_SUCCESS, now, xorshift());
+        }
+        uint64_t t;
+        if (kd_brk_admit(&b, &cfg, &t) != KD_BRK_GO)
+            continue;
+        if (down && n_stuck < 64) {
+            /* accepted, told success, later stuck (retracted after the outage) */
+            kd_brk_record(&b, &cfg, KD_BRK_SUCCESS, t, false, now, xorshift());
+            stuck[n_stuck++] = t;
+            continue;
+        }
+        kd_brk_record(&b, &cfg, down ? KD_BRK_FAILURE : KD_BRK_SUCCESS, t, false, now, xorshift());
+        if (!down && now >= 90 * SEC && n_stuck) /* the stuck ones fail late */
+            kd_brk_record(&b, &cfg, KD_BRK_FAILURE, stuck[--n_stuck], true, now, xorshift());
+    }
+    assert_int_equal(b.opens, 1);
+    assert_int_equal(b.closes, 1);
+    assert_int_equal(b.st, KD_BRK_CLOSED);
 }
 
 static void test_backoff_bounds(void **state)
 {
     (void)state;
-    uint64_t x = 88172645463325252ULL;
     for (int n = 0; n < 70; n++) {
         int64_t d = 1 * SEC;
         for (int i = 0; i < n && d < cfg.cap_us; i++)
@@ -196,10 +373,7 @@ static void test_backoff_bounds(void **state)
         if (d > cfg.cap_us)
             d = cfg.cap_us;
         for (int k = 0; k < 200; k++) {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            int64_t v = kd_brk_backoff_us(&cfg, n, x);
+            int64_t v = kd_brk_backoff_us(&cfg, n, xorshift());
             assert_true(v >= d / 2);
             assert_true(v <= d);
         }
@@ -217,48 +391,49 @@ static void test_verdicts(void **state)
         const char *code;
         bool lost;
         kd_brk_verdict v;
+        bool degraded;
     } cases[] = {
-        {KD_OUTCOME_SUCCEEDED, "", false, KD_BRK_SUCCESS},
-        {KD_OUTCOME_SUCCEEDED, "track_timeout", false, KD_BRK_SUCCESS},
+        {KD_OUTCOME_SUCCEEDED, "", false, KD_BRK_SUCCESS, false},
+        {KD_OUTCOME_SUCCEEDED, "track_timeout", false, KD_BRK_SUCCESS, false},
         /* the group controller answered */
-        {KD_OUTCOME_REJECTED, "ignored_call", false, KD_BRK_SUCCESS},
-        {KD_OUTCOME_REJECTED, "SAME_SOURCE_AND_DEST_FLOOR", false, KD_BRK_SUCCESS},
-        {KD_OUTCOME_REJECTED, "NO_LIFT_AVAILABLE", false, KD_BRK_SUCCESS},
-        {KD_OUTCOME_REJECTED, "INVALID_DIRECTION", false, KD_BRK_SUCCESS},
+        {KD_OUTCOME_REJECTED, "ignored_call", false, KD_BRK_SUCCESS, false},
+        {KD_OUTCOME_REJECTED, "SAME_SOURCE_AND_DEST_FLOOR", false, KD_BRK_SUCCESS, false},
+        {KD_OUTCOME_REJECTED, "NO_LIFT_AVAILABLE", false, KD_BRK_SUCCESS, false},
         /* the API in front of it, or the worker itself */
-        {KD_OUTCOME_REJECTED, "404", false, KD_BRK_NEUTRAL},
-        {KD_OUTCOME_REJECTED, "403", false, KD_BRK_NEUTRAL},
-        {KD_OUTCOME_REJECTED, "400", false, KD_BRK_NEUTRAL},
-        {KD_OUTCOME_REJECTED, "invalid_job", false, KD_BRK_NEUTRAL},
-        {KD_OUTCOME_EXPIRED, "expired", false, KD_BRK_NEUTRAL},
-        /* the building's own failures */
-        {KD_OUTCOME_FAILED, "1005", false, KD_BRK_FAILURE},
-        {KD_OUTCOME_UNKNOWN, "1005", false, KD_BRK_FAILURE}, /* accepted, then stuck: link down */
-        {KD_OUTCOME_UNKNOWN, "result_lost", true, KD_BRK_NEUTRAL},
-        {KD_OUTCOME_FAILED, "timeout", false, KD_BRK_FAILURE},
-        {KD_OUTCOME_FAILED, "500", false, KD_BRK_FAILURE},
-        {KD_OUTCOME_FAILED, "503", false, KD_BRK_FAILURE},
-        {KD_OUTCOME_FAILED, "408", false, KD_BRK_FAILURE},
-        /* ... unless the connection went down meanwhile */
-        {KD_OUTCOME_FAILED, "1005", true, KD_BRK_NEUTRAL},
-        {KD_OUTCOME_FAILED, "timeout", true, KD_BRK_NEUTRAL},
-        /* connection-wide or not the building's doing */
-        {KD_OUTCOME_FAILED, "429", false, KD_BRK_NEUTRAL},
-        {KD_OUTCOME_FAILED, "401", false, KD_BRK_NEUTRAL},
-        {KD_OUTCOME_FAILED, "no_connection", false, KD_BRK_NEUTRAL},
-        {KD_OUTCOME_FAILED, "session_lost", false, KD_BRK_NEUTRAL},
-        {KD_OUTCOME_FAILED, "result_lost", false, KD_BRK_NEUTRAL},
-        {KD_OUTCOME_FAILED, "shutdown", false, KD_BRK_NEUTRAL},
-        {KD_OUTCOME_FAILED, "nomem", false, KD_BRK_NEUTRAL},
-        {KD_OUTCOME_FAILED, "circuit_open", false, KD_BRK_NEUTRAL},
-        {KD_OUTCOME_FAILED, "rate_limited", false, KD_BRK_NEUTRAL},
-        {KD_OUTCOME_NONE, "", false, KD_BRK_NEUTRAL},
+        {KD_OUTCOME_REJECTED, "404", false, KD_BRK_NEUTRAL, false},
+        {KD_OUTCOME_REJECTED, "400", false, KD_BRK_NEUTRAL, false},
+        {KD_OUTCOME_REJECTED, "invalid_job", false, KD_BRK_NEUTRAL, false},
+        {KD_OUTCOME_EXPIRED, "expired", false, KD_BRK_NEUTRAL, false},
+        /* the building's link: the only failures */
+        {KD_OUTCOME_FAILED, "1005", false, KD_BRK_FAILURE, false},
+        {KD_OUTCOME_UNKNOWN, "1005", false, KD_BRK_FAILURE, false}, /* accepted, then stuck */
+        {KD_OUTCOME_FAILED, "1005", true, KD_BRK_NEUTRAL, false},   /* its connection went */
+        /* KONE's service degraded: lowers rate and concurrency, never opens a circuit */
+        {KD_OUTCOME_FAILED, "timeout", false, KD_BRK_NEUTRAL, true},
+        {KD_OUTCOME_FAILED, "timeout", true, KD_BRK_NEUTRAL, false},
+        {KD_OUTCOME_FAILED, "500", false, KD_BRK_NEUTRAL, true},
+        {KD_OUTCOME_FAILED, "503", false, KD_BRK_NEUTRAL, true},
+        {KD_OUTCOME_FAILED, "408", false, KD_BRK_NEUTRAL, true},
+        {KD_OUTCOME_FAILED, "429", false, KD_BRK_NEUTRAL, true},
+        /* neither */
+        {KD_OUTCOME_FAILED, "401", false, KD_BRK_NEUTRAL, false},
+        {KD_OUTCOME_UNKNOWN, "result_lost", true, KD_BRK_NEUTRAL, false},
+        {KD_OUTCOME_FAILED, "no_connection", false, KD_BRK_NEUTRAL, false},
+        {KD_OUTCOME_FAILED, "session_lost", false, KD_BRK_NEUTRAL, false},
+        {KD_OUTCOME_FAILED, "shutdown", false, KD_BRK_NEUTRAL, false},
+        {KD_OUTCOME_FAILED, "circuit_open", false, KD_BRK_NEUTRAL, false},
+        {KD_OUTCOME_FAILED, "rate_limited", false, KD_BRK_NEUTRAL, false},
+        {KD_OUTCOME_REJECTED, "500", false, KD_BRK_NEUTRAL, false},
+        {KD_OUTCOME_NONE, "", false, KD_BRK_NEUTRAL, false},
     };
-    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
-        if (kd_brk_verdict_of(cases[i].o, cases[i].code, cases[i].lost) != cases[i].v)
-            fail_msg("%s '%s' lost=%d: verdict %d, want %d", kd_outcome_name(cases[i].o),
-                     cases[i].code, cases[i].lost,
-                     kd_brk_verdict_of(cases[i].o, cases[i].code, cases[i].lost), cases[i].v);
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        kd_brk_verdict v = kd_brk_verdict_of(cases[i].o, cases[i].code, cases[i].lost);
+        bool d = kd_brk_degraded_of(cases[i].o, cases[i].code, cases[i].lost);
+        if (v != cases[i].v || d != cases[i].degraded)
+            fail_msg("%s '%s' lost=%d: verdict %d degraded %d, want %d %d",
+                     kd_outcome_name(cases[i].o), cases[i].code, cases[i].lost, v, d, cases[i].v,
+                     cases[i].degraded);
+    }
     assert_string_equal(kd_brk_state_name(KD_BRK_CLOSED), "closed");
     assert_string_equal(kd_brk_state_name(KD_BRK_HALF_OPEN), "half-open");
     assert_string_equal(kd_brk_state_name(KD_BRK_OPEN), "open");
@@ -267,12 +442,16 @@ static void test_verdicts(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_closed_counts_consecutive_failures),
+        cmocka_unit_test(test_closed_opens_on_failure_share),
+        cmocka_unit_test(test_window_slides),
+        cmocka_unit_test(test_retract),
         cmocka_unit_test(test_open_refuses_and_pings_with_backoff),
-        cmocka_unit_test(test_half_open_success_closes),
-        cmocka_unit_test(test_half_open_failure_reopens),
-        cmocka_unit_test(test_half_open_without_verdict),
+        cmocka_unit_test(test_half_open_bounded_trial_closes),
+        cmocka_unit_test(test_half_open_trial_reopens),
         cmocka_unit_test(test_disabled),
+        cmocka_unit_test(test_random_20pct_never_opens),
+        cmocka_unit_test(test_all_failing_opens_within_window),
+        cmocka_unit_test(test_one_outage_one_open_one_close),
         cmocka_unit_test(test_backoff_bounds),
         cmocka_unit_test(test_verdicts),
     };

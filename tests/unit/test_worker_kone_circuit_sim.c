@@ -1,12 +1,14 @@
 /* The KONE client's circuit breaker and rate limit per building against the real kone-sim
  * (docs/kone-client.md "Buildings: circuit breaker and rate limit"):
  *   - a building whose site link is down (building:9990000952 group 2 in the default
- *     buildings file): after N failures (1005) its circuit opens; further jobs finish
- *     "circuit_open" at once without a request; the building is pinged with backoff; the
- *     link back up (POST /sim/faults) -> the ping answers: half-open, calls flow at once,
- *     the first one through closes it;
+ *     buildings file): once its window holds kone.breaker_min_calls failures (1005) its
+ *     circuit opens; further jobs finish "circuit_open" at once without a request; the
+ *     building is pinged with backoff; the link back up (POST /sim/faults) -> the ping
+ *     answers: half-open, a bounded trial of calls (the others held until it decides), the
+ *     trial's successes close it: one open, one close;
  *     building:9990000951 is unaffected throughout;
- *   - 5xx answers open it too, and a call failing while half-open opens it again;
+ *   - 5xx answers to every call of a building never open its circuit (KONE's service in
+ *     trouble is not a building's link down: docs/failure-handling.md);
  *   - a rate of 5/s with a burst of 5: 20 calls, 15 of them wait for a token; a job that
  *     gets no token in time gives up "rate_limited";
  *   - 429 answers lower a building's rate, with or without a configured limit.
@@ -59,8 +61,9 @@ static void test_circuit_link_down(void **state)
     (void)state;
     NEED_SIM();
     client c;
-    client_start(&c, "--kone-breaker-failures=3 --kone-breaker-probe-base-ms=300 "
-                     "--kone-breaker-probe-cap-ms=1200 --kone-call-timeout-ms=1000");
+    client_start(&c, "--kone-breaker-min-calls=3 --kone-breaker-trial-calls=2 "
+                     "--kone-breaker-probe-base-ms=300 --kone-breaker-probe-cap-ms=1200 "
+                     "--kone-call-timeout-ms=1000");
     ok_951(&c);
     assert_int_equal(kd_kone_circuit_state(c.k, B952), KD_KONE_CIRCUIT_CLOSED);
 
@@ -99,11 +102,13 @@ static void test_circuit_link_down(void **state)
     /* the link comes back: the next ping answers 200 -> half-open */
     assert_int_equal(sim_post("/sim/faults", LINK_952_2("false")), 200);
     assert_true(wait_circuit(&c, B952, KD_KONE_CIRCUIT_HALF_OPEN, 5000));
-    /* half-open lets every call through (none waits for a trial); the first success closes */
-    kd_run *t[2] = {call(B952, "2", 1000, 2, 3000, false), call(B952, "2", 2000, 2, 4000, false)};
-    run_all(&c, t, 2, 10000);
-    expect(t[0], KD_OUTCOME_SUCCEEDED, "", NULL);
-    expect(t[1], KD_OUTCOME_SUCCEEDED, "", NULL);
+    /* half-open admits two trial calls; the third waits for their verdict (not refused),
+     * their successes close it, and the third goes on */
+    kd_run *t[3] = {call(B952, "2", 1000, 2, 3000, false), call(B952, "2", 2000, 2, 4000, false),
+                    call(B952, "2", 3000, 2, 5000, false)};
+    run_all(&c, t, 3, 10000);
+    for (int i = 0; i < 3; i++)
+        expect(t[i], KD_OUTCOME_SUCCEEDED, "", NULL);
     assert_int_equal(kd_kone_circuit_state(c.k, B952), KD_KONE_CIRCUIT_CLOSED);
     /* closed: calls flow */
     for (int i = 0; i < 3; i++)
@@ -112,6 +117,7 @@ static void test_circuit_link_down(void **state)
 
     kd_kone_building_stats s2 = stats(&c, B952), s1 = stats(&c, B951);
     assert_int_equal(s2.circuit_opens, 1);
+    assert_int_equal(s2.circuit_closes, 1);
     assert_int_equal(s2.circuit_refused, 5);
     assert_int_equal(s1.circuit_opens, 0);
     assert_int_equal(s1.circuit_refused, 0);
@@ -119,7 +125,7 @@ static void test_circuit_link_down(void **state)
     client_stop(&c);
 }
 
-static void test_circuit_5xx_and_failed_probation(void **state)
+static void test_circuit_5xx_never_opens(void **state)
 {
     (void)state;
     NEED_SIM();
@@ -130,27 +136,24 @@ static void test_circuit_5xx_and_failed_probation(void **state)
                               "\"call_error\":{\"share\":1,\"status\":500}}}}"),
                      200);
     client c;
-    client_start(&c, "--kone-breaker-failures=3 --kone-breaker-probe-base-ms=200 "
+    client_start(&c, "--kone-breaker-min-calls=3 --kone-breaker-probe-base-ms=200 "
                      "--kone-breaker-probe-cap-ms=400");
-    for (int i = 0; i < 3; i++)
-        expect(run_one(&c, call(B952, "1", 1000, 2, 3000, false), 10000), KD_OUTCOME_FAILED, "500",
-               NULL);
-    assert_int_equal(kd_kone_circuit_state(c.k, B952), KD_KONE_CIRCUIT_OPEN);
-    /* the pings answer 200: half-open; the next call gets a 500: open again */
-    assert_true(wait_circuit(&c, B952, KD_KONE_CIRCUIT_HALF_OPEN, 5000));
-    expect(run_one(&c, call(B952, "1", 1000, 2, 3000, false), 10000), KD_OUTCOME_FAILED, "500",
-           NULL);
-    assert_int_equal(kd_kone_circuit_state(c.k, B952), KD_KONE_CIRCUIT_OPEN);
-    assert_int_equal(stats(&c, B952).circuit_opens, 2);
+    /* twice the minimum, all failing 500: each one a request (a status), the circuit closed */
+    for (int i = 0; i < 6; i++) {
+        kd_run *x = run_one(&c, call(B952, "1", 1000, 2, 3000, false), 10000);
+        expect(x, KD_OUTCOME_FAILED, "500", NULL);
+        assert_int_equal(x->kone_status, 500);
+    }
+    assert_int_equal(kd_kone_circuit_state(c.k, B952), KD_KONE_CIRCUIT_CLOSED);
+    assert_int_equal(stats(&c, B952).circuit_opens, 0);
+    assert_int_equal(stats(&c, B952).circuit_refused, 0);
     ok_951(&c);
-    /* KONE takes calls again: half-open, the next call succeeds, closed */
+    /* KONE takes calls again: they go through */
     assert_int_equal(
         sim_post("/sim/faults", "{\"buildings\":{\"building:9990000952\":{\"call_error\":null}}}"),
         200);
-    assert_true(wait_circuit(&c, B952, KD_KONE_CIRCUIT_HALF_OPEN, 5000));
     expect(run_one(&c, call(B952, "1", 1000, 2, 3000, false), 10000), KD_OUTCOME_SUCCEEDED, "",
            NULL);
-    assert_int_equal(kd_kone_circuit_state(c.k, B952), KD_KONE_CIRCUIT_CLOSED);
     client_stop(&c);
 }
 
@@ -253,7 +256,7 @@ static void test_429_without_a_limit(void **state)
 }
 
 KS_MAIN(cmocka_unit_test_setup_teardown(test_circuit_link_down, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_circuit_5xx_and_failed_probation, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_circuit_5xx_never_opens, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rate_limit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rate_limited_gives_up, setup, teardown),
         cmocka_unit_test_setup_teardown(test_429_without_a_limit, setup, teardown))
