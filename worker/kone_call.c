@@ -807,7 +807,7 @@ void kk_on_answer(kk_slot *s, const kd_kone_msg *m)
              m->request_id);
 }
 
-static void replay_early(kd_kone *k, int64_t sid);
+static void replay_early(kk_slot *s, int64_t sid);
 
 /* The call's result (data.success, data.session_id): in its own frame, or in the answer. */
 static void call_result(kk_job *j, const kd_kone_msg *m)
@@ -842,7 +842,7 @@ static void call_result(kk_job *j, const kd_kone_msg *m)
         j->k->hooks.accepted(run, j->slot->session_id, j->k->hooks.arg);
     (void)now;
     start_follow(j);
-    replay_early(j->k, m->call_session_id);
+    replay_early(j->slot, m->call_session_id);
 }
 
 void kk_on_call_result(kk_slot *s, const kd_kone_msg *m)
@@ -865,26 +865,30 @@ static bool is_decisive(const char *state)
            !strcmp(state, "served");
 }
 
-static kk_job *find_follow(kd_kone *k, int64_t session_id)
+/* The job following call session_id on slot s. Only s: every connection of a worker that
+ * serves a building holds its own call_state/+/+ subscription, so each state arrives once per
+ * connection; the copy on the job's own connection is the one that counts (taking any copy
+ * would report a state again after a later one, out of order). */
+static kk_job *find_follow(kk_slot *s, int64_t session_id)
 {
-    for (int i = 0; i < k->n_slots; i++)
-        for (lws_dll2_t *d = k->slots[i].jobs.head; d; d = d->next) {
-            kk_job *j = lws_container_of(d, kk_job, place);
-            if (j->st == KJ_FOLLOW && j->call_session_id == session_id)
-                return j;
-        }
+    for (lws_dll2_t *d = s->jobs.head; d; d = d->next) {
+        kk_job *j = lws_container_of(d, kk_job, place);
+        if (j->st == KJ_FOLLOW && j->call_session_id == session_id)
+            return j;
+    }
     return NULL;
 }
 
-bool kk_follows(kd_kone *k, int64_t session_id)
+bool kk_follows(kk_slot *s, int64_t session_id)
 {
-    return find_follow(k, session_id) != NULL;
+    return find_follow(s, session_id) != NULL;
 }
 
-void kk_on_call_state(kd_kone *k, const kd_kone_msg *m)
+void kk_on_call_state(kk_slot *s, const kd_kone_msg *m)
 {
+    kd_kone *k = s->k;
     const kd_call_event *in = &m->ev;
-    kk_job *j = in->session_id ? find_follow(k, in->session_id) : NULL;
+    kk_job *j = in->session_id ? find_follow(s, in->session_id) : NULL;
     if (!j || !in->state[0]) {
         kd_debug("kone: call state '%s' for session %" PRId64 " not followed here", in->state,
                  in->session_id);
@@ -950,27 +954,30 @@ void kk_job_site_released(kk_job *j)
 /* A call's states may come before the frame that names its session (KONE does not promise
  * the order, and the subscription covers every call of the building): the last
  * KK_EARLY_N unclaimed ones are kept for the length of a request timeout. */
-void kk_state_unmatched(kd_kone *k, const char *buf, size_t len, int64_t sid)
+void kk_state_unmatched(kk_slot *s, const char *buf, size_t len, int64_t sid)
 {
+    kd_kone *k = s->k;
     if (len >= KK_EARLY_FRAME)
         return;
     if (!k->early && !(k->early = calloc(KK_EARLY_N, sizeof *k->early)))
         return;
     unsigned i = k->early_next++ % KK_EARLY_N;
     k->early[i].sid = sid;
+    k->early[i].slot = s->idx;
     k->early[i].mono = kd_mono_us();
     k->early[i].len = len;
     memcpy(k->early[i].frame, buf, len);
 }
 
-static void replay_early(kd_kone *k, int64_t sid)
+static void replay_early(kk_slot *s, int64_t sid)
 {
+    kd_kone *k = s->k;
     if (!k->early)
         return;
     int64_t oldest = kd_mono_us() - k->request_timeout_us;
     for (unsigned n = 0; n < KK_EARLY_N; n++) { /* oldest first */
         unsigned i = (k->early_next + n) % KK_EARLY_N;
-        if (k->early[i].sid != sid || k->early[i].mono < oldest)
+        if (k->early[i].sid != sid || k->early[i].slot != s->idx || k->early[i].mono < oldest)
             continue;
         k->early[i].sid = 0;
         kd_kone_msg m;
@@ -979,9 +986,9 @@ static void replay_early(kd_kone *k, int64_t sid)
             m.kind == KD_KONE_MSG_CALL_STATE) {
             kd_debug("kone: state '%s' of call %" PRId64 " came before its result; applied",
                      m.ev.state, sid);
-            kk_on_call_state(k, &m);
+            kk_on_call_state(s, &m);
         }
-        if (!kk_follows(k, sid))
+        if (!kk_follows(s, sid))
             return; /* finished by it */
     }
 }

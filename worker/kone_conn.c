@@ -410,10 +410,10 @@ static void dispatch(kk_conn *c, const char *buf, size_t len)
         kd_debug("kone: slot %d conn %d rx %.*s", s->idx, c->idx, (int)(len > 900 ? 900 : len),
                  buf);
     int64_t sid;
-    if (kd_kone_msg_peek_call_state(buf, len, &sid) && !kk_follows(s->k, sid)) {
+    if (kd_kone_msg_peek_call_state(buf, len, &sid) && !kk_follows(s, sid)) {
         /* another session's call in a subscribed building, a decided call's later state,
          * or one of ours whose call result has not come yet: kept briefly for that */
-        kk_state_unmatched(s->k, buf, len, sid);
+        kk_state_unmatched(s, buf, len, sid);
         return;
     }
     if (kd_kone_msg_parse(buf, len, &m, &e)) {
@@ -446,7 +446,7 @@ static void dispatch(kk_conn *c, const char *buf, size_t len)
         kk_on_call_result(s, &m);
         kk_slot_answered(s);
         return;
-    case KD_KONE_MSG_CALL_STATE: kk_on_call_state(s->k, &m); return;
+    case KD_KONE_MSG_CALL_STATE: kk_on_call_state(s, &m); return;
     case KD_KONE_MSG_LIFT_STATUS: kk_sub_lift_status(s, &m); return;
     case KD_KONE_MSG_EVENT:
     case KD_KONE_MSG_UNKNOWN:

@@ -227,6 +227,7 @@ struct kd_kone {
      * call result (the frame that names its session id); kept briefly, replayed then */
     struct {
         int64_t sid;
+        int slot;
         int64_t mono;
         size_t len;
         char frame[KK_EARLY_FRAME];
@@ -312,9 +313,9 @@ int kk_job_write(kk_job *j, kk_conn *c);
 /* Frames from a connection of slot s. */
 void kk_on_answer(kk_slot *s, const kd_kone_msg *m); /* returns if unmatched */
 void kk_on_call_result(kk_slot *s, const kd_kone_msg *m);
-void kk_on_call_state(kd_kone *k, const kd_kone_msg *m);
+void kk_on_call_state(kk_slot *s, const kd_kone_msg *m);
 /* Is a job following the states of this call session (the cheap check before parsing)? */
-bool kk_follows(kd_kone *k, int64_t session_id);
+bool kk_follows(kk_slot *s, int64_t session_id);
 /* Slot lost its active connection for good (no session to resume): unwritten jobs go
  * elsewhere. */
 void kk_jobs_move_unwritten(kk_slot *s);
@@ -420,7 +421,7 @@ void kk_subs_free(kk_slot *s);
 /* A subscription was answered: its waiting calls go on (GO) or fail (FAIL, why). */
 void kk_job_sub_released(kk_job *j, kk_gate g, const char *why);
 /* A call state for a session nobody follows yet: kept briefly (see kd_kone.early). */
-void kk_state_unmatched(kd_kone *k, const char *buf, size_t len, int64_t sid);
+void kk_state_unmatched(kk_slot *s, const char *buf, size_t len, int64_t sid);
 
 /* ---- kone_site.c
  * Per worker, building and group: KONE's `common-api` config and actions, fetched on first
