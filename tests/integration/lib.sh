@@ -35,10 +35,19 @@ it_cleanup() {
     for pid in "${IT_PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
     # Every log line the programs wrote must match the documented schema (docs/logging.md):
     # ELK parses them, so a field renamed or added without its documentation fails here.
+    # Likewise every result and call event the test read from Kafka (docs/schemas/).
     if [ "$rc" -eq 0 ] && compgen -G "$IT_DIR/*.log" >/dev/null; then
         python3 "$KD_SRC_DIR/tests/schemas/check_jsonl.py" --logs \
             "$KD_SRC_DIR/docs/schemas/log-line.schema.json" "$IT_DIR"/*.log >&2 || {
             it_log "FAIL: log lines outside docs/schemas/log-line.schema.json"
+            rc=1
+        }
+    fi
+    local kafka_lines=()
+    for c in results events; do if [ -f "$IT_DIR/$c.jsonl" ]; then kafka_lines+=("$IT_DIR/$c.jsonl"); fi; done
+    if [ "$rc" -eq 0 ] && [ ${#kafka_lines[@]} -gt 0 ]; then
+        python3 "$KD_SRC_DIR/tests/schemas/check_jsonl.py" --events "${kafka_lines[@]}" >&2 || {
+            it_log "FAIL: events outside docs/schemas/{result,call-event}.schema.json"
             rc=1
         }
     fi
