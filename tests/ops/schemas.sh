@@ -5,7 +5,7 @@
 #     jobs.sh) and the examples of docs/job-format.md, and refuses the format's own counter-
 #     examples (a float, a bad job_id, a missing area, a lower-case priority...);
 #   - log-line.schema.json accepts the lines real programs write (kone-producer and
-#     kone-events, each failing to reach a closed port) and refuses the old format and an
+#     kone-events, each failing to reach a closed port; kone-events is stopped after 3 s) and refuses the old format and an
 #     undocumented field;
 #   - result/call-event schemas refuse a result missing a key or with a float.
 # The results and call events of real runs, and every log line of every integration test,
@@ -59,7 +59,7 @@ refuse "$S/job.schema.json" '{"v":2,"job_id":"j","op":"cancel","building_id":"bu
 printf '%s\n' "$(head -n1 "$T/jobs.jsonl")" >"$T/one.jsonl"
 env -u KD_AMQP_HOST -u KD_AMQP_PORT "$BIN/kone-producer" --amqp-host=127.0.0.1 --amqp-port=1 \
     --log-level=debug "$T/one.jsonl" >/dev/null 2>"$T/producer.log" || true
-timeout 20 env -u KD_KAFKA_BROKERS "$BIN/kone-events" --kafka-brokers=127.0.0.1:1 --log-level=debug \
+timeout 3 env -u KD_KAFKA_BROKERS "$BIN/kone-events" --kafka-brokers=127.0.0.1:1 --log-level=debug \
     --events-max=1 >/dev/null 2>"$T/events.log" || true
 for f in producer events; do
     grep -q '"log.level"' "$T/$f.log" || fail "kone-$f wrote no log line: $(head -c 300 "$T/$f.log")"
