@@ -28,9 +28,12 @@ export PKG_CONFIG_PATH
 PKG_CONFIG_PATH=$(dirname "$pc")
 version=$(pkg-config --modversion konedispatch)
 grep -q "project(kone_dispatch VERSION $version " "$SRC/CMakeLists.txt" || fail "konedispatch.pc says version $version"
+# A sanitizer build's archive (build-asan, scripts/test) needs its runtime at link time too.
+san=()
+if grep -q '^KD_SANITIZE:BOOL=ON' "$BIN/CMakeCache.txt" 2>/dev/null; then san=(-fsanitize=address,undefined); fi
 build_app() {
     # shellcheck disable=SC2046 # pkg-config prints several flags
-    cc -std=c17 -Wall -Wextra -Werror "$SRC/docs/producer-example.c" \
+    cc -std=c17 -Wall -Wextra -Werror "${san[@]}" "$SRC/docs/producer-example.c" \
         $(pkg-config --cflags --libs konedispatch) -o "$1"
 }
 build_app "$T/my-app" || fail "docs/producer-example.c does not build against the installed library"

@@ -7,7 +7,8 @@
 #   - log-line.schema.json accepts the lines real programs write (kone-producer and
 #     kone-events, each failing to reach a closed port; kone-events is stopped after 3 s) and refuses the old format and an
 #     undocumented field;
-#   - result/call-event schemas refuse a result missing a key or with a float.
+#   - result/call-event schemas accept the examples of docs/events.md and refuse a result
+#     missing a key, with a fraction or an unknown outcome.
 # The results and call events of real runs, and every log line of every integration test,
 # are checked by tests/integration/lib.sh as each integration test ends.
 set -euo pipefail
@@ -81,6 +82,10 @@ refuse "$S/result.schema.json" "{$R}" "a result without validated_locally"
 refuse "$S/result.schema.json" "{${R/201/201.5},\"validated_locally\":false}" "a fractional kone_status"
 refuse "$S/result.schema.json" "{${R/succeeded/done},\"validated_locally\":false}" "an unknown outcome"
 refuse "$S/call-event.schema.json" '{"v":1,"job_id":"j","state":"served"}' "a call event without its other keys"
+# the examples of docs/events.md are results and call events as kone-events prints them
+grep -E '^\{"v":1,' "$SRC/docs/events.md" >"$T/doc-events.jsonl" || true
+[ "$(wc -l <"$T/doc-events.jsonl")" -ge 2 ] || fail "docs/events.md shows fewer than 2 example events"
+$CHECK --events "$T/doc-events.jsonl" || fail "an example of docs/events.md breaks its schema"
 
 # --- AsyncAPI -----------------------------------------------------------------------------
 python3 "$SRC/tests/schemas/check_asyncapi.py" "$SRC/docs/asyncapi.yaml" || fail "docs/asyncapi.yaml"

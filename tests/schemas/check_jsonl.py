@@ -4,7 +4,8 @@
     check_jsonl.py [--closed] SCHEMA FILE...   every line of every FILE must be valid
     check_jsonl.py --logs SCHEMA FILE...       only the lines that are log lines (below)
     check_jsonl.py --events FILE...            kone-events output: a line with "outcome" is
-                                               a result, any other a call-state event
+                                               a result, one with "metrics" a metrics
+                                               snapshot, any other a call-state event
 
 --closed refuses keys the schema does not list at the top level. The published schemas let
 readers meet keys added within a format version (docs/events.md, "Common rules"); the tests
@@ -45,7 +46,12 @@ def main(argv):
     if mode == "--events":
         result = validator(os.path.join(SCHEMAS, "result.schema.json"), True)
         event = validator(os.path.join(SCHEMAS, "call-event.schema.json"), True)
-        pick = lambda rec: result if isinstance(rec, dict) and "outcome" in rec else event
+        snapshot = validator(os.path.join(SCHEMAS, "worker-metrics.schema.json"), True)
+
+        def pick(rec):
+            if isinstance(rec, dict) and "outcome" in rec:
+                return result
+            return snapshot if isinstance(rec, dict) and "metrics" in rec else event
         files, name = argv, "events"
     else:
         if len(argv) < 2:
