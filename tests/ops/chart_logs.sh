@@ -8,12 +8,12 @@
 #     file name of that Deployment's pods (<pod>_<namespace>_<container>-<id>.log) and of no
 #     other Deployment, with a multiline parser for the runtime's wrapper;
 #   - the JSON parser takes @timestamp as the record's time with a Time_Format that parses
-#     a line the programs really write (a kone-producer line made here), keeping no wrapper
-#     field; the es output writes @timestamp back and creates into a data stream;
+#     the @timestamp of docs/schemas/log-line.schema.json (whose pattern the programs' lines
+#     are held to by the integration tests and unit.test_log), keeping no wrapper field; the
+#     es output writes @timestamp back and creates into a data stream;
 #   - the Elasticsearch login is ${ENV} references, never a value.
 # shellcheck source=lib/chart.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib/chart.sh"
-BIN=${KD_BIN_DIR:-$SRC/build}
 
 render() { "$HELM" template kd "$CHART" -n kd-prod "$@" 2>"$tmp/err" || { cat "$tmp/err"; fail "helm template $*"; }; }
 for v in "" "-f $CHART/values-dev.yaml" "-f $CHART/values-staging.yaml" "-f $CHART/values-prod.yaml"; do
@@ -21,12 +21,10 @@ for v in "" "-f $CHART/values-dev.yaml" "-f $CHART/values-staging.yaml" "-f $CHA
     if render $v | grep -q 'fluent-bit.conf'; then fail "log shipping rendered by default (${v:-values.yaml})"; fi
 done
 
-env -u KD_AMQP_HOST -u KD_AMQP_PORT "$BIN/kone-producer" --amqp-host=127.0.0.1 --amqp-port=1 /dev/null \
-    >/dev/null 2>"$tmp/line.log" || true
 render -f "$CHART/values-prod.yaml" --set logShipping.enabled=true >"$tmp/on.yaml"
 render -f "$CHART/values-dev.yaml" --set logShipping.enabled=true --set logShipping.namespace=logging >"$tmp/on-dev.yaml"
 
-"$PY" - "$tmp/on.yaml" "$tmp/on-dev.yaml" "$tmp/line.log" <<'PYEOF' || fail "the Fluent Bit pipeline"
+"$PY" - "$tmp/on.yaml" "$tmp/on-dev.yaml" "$SRC/docs/schemas/log-line.schema.json" <<'PYEOF' || fail "the Fluent Bit pipeline"
 import datetime, fnmatch, json, re, sys
 import yaml
 
@@ -50,8 +48,11 @@ def sections(text):
             p("a key outside any section: %r" % s)
     return out
 
-line = next(l for l in open(sys.argv[3]) if l.startswith("{"))
-stamp = json.loads(line)["@timestamp"]
+# a timestamp of the schema's shape (the schema's pattern must accept it)
+stamp = "2026-11-28T20:15:00.123Z"
+pattern = json.load(open(sys.argv[3]))["properties"]["@timestamp"]["pattern"]
+if not re.search(pattern, stamp):
+    p("the log-line schema's @timestamp pattern %s no longer takes %s: update this test" % (pattern, stamp))
 
 for path, want_ns in ((sys.argv[1], "kd-prod"), (sys.argv[2], "logging")):
     docs = [d for d in yaml.safe_load_all(open(path)) if d]

@@ -87,8 +87,18 @@ grep -E '^\{"v":1,' "$SRC/docs/events.md" >"$T/doc-events.jsonl" || true
 [ "$(wc -l <"$T/doc-events.jsonl")" -ge 2 ] || fail "docs/events.md shows fewer than 2 example events"
 $CHECK --events "$T/doc-events.jsonl" || fail "an example of docs/events.md breaks its schema"
 
-# --- AsyncAPI -----------------------------------------------------------------------------
-python3 "$SRC/tests/schemas/check_asyncapi.py" "$SRC/docs/asyncapi.yaml" || fail "docs/asyncapi.yaml"
+# --- AsyncAPI (docs/asyncapi.yaml) -----------------------------------------------------------------------------
+# validated against the AsyncAPI 3.0.0 JSON Schema of npm's @asyncapi/specs (bootstrap-tools)
+SPEC="${KD_CACHE_DIR:-$HOME/.cache/kone-dispatch}/npm/node_modules/@asyncapi/specs/schemas/3.0.0-without-\$id.json"
+[ -f "$SPEC" ] || fail "no AsyncAPI 3.0.0 schema at $SPEC (scripts/bootstrap-tools asyncapi installs it)"
+python3 "$SRC/tests/schemas/check_asyncapi.py" "$SRC/docs/asyncapi.yaml" "$SPEC" || fail "docs/asyncapi.yaml"
+# the control: a copy with a field the spec does not define must fail for that field alone
+mkdir -p "$T/docs"
+cp -r "$SRC/docs/schemas" "$SRC/docs/configuration.md" "$T/docs/"
+sed 's/^    protocol: amqps$/    protocol: amqps\n    bogus: 1/' "$SRC/docs/asyncapi.yaml" >"$T/docs/asyncapi.yaml"
+python3 "$SRC/tests/schemas/check_asyncapi.py" "$T/docs/asyncapi.yaml" "$SPEC" >"$T/control.out" 2>&1 || true
+grep -q '1 problems' "$T/control.out" && grep -q '/servers/rabbitmq' "$T/control.out" ||
+    fail "the AsyncAPI schema did not refuse (only) a server with an unknown field: $(cat "$T/control.out")"
 
 [ "$fails" -eq 0 ] || { echo "ops.schemas: $fails problem(s)"; exit 1; }
 echo "ops.schemas: ok"

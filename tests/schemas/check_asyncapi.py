@@ -1,6 +1,9 @@
 #!/usr/bin/env python3
-"""check_asyncapi.py FILE: the checks of docs/asyncapi.yaml that need no AsyncAPI tooling.
+"""check_asyncapi.py FILE [SPEC_SCHEMA]: checks docs/asyncapi.yaml.
 
+- it is valid against SPEC_SCHEMA, the AsyncAPI 3.0.0 JSON Schema the official parser starts
+  with (npm @asyncapi/specs, schemas/3.0.0-without-$id.json; scripts/bootstrap-tools installs
+  it and tests/ops/schemas.sh passes it): every object, field and binding the spec defines;
 - it is AsyncAPI 3.x with info, channels, operations and components;
 - every local $ref ("#/...") resolves, and every file $ref names a JSON Schema that exists
   beside it and is a valid schema of the draft it declares;
@@ -23,11 +26,16 @@ ADDRESS_KEYS = {"jobs": "amqp.exchange", "results": "kafka.topic_results",
                 "callEvents": "kafka.topic_events", "workerMetrics": "kafka.topic_metrics"}
 
 
-def main(path):
+def main(path, spec_schema=None):
     base = os.path.dirname(os.path.abspath(path))
     doc = yaml.safe_load(open(path, encoding="utf-8"))
     problems = []
     p = problems.append
+    if spec_schema:
+        spec = json.load(open(spec_schema, encoding="utf-8"))
+        for e in validator_for(spec)(spec).iter_errors(doc):
+            p("/%s: %s (%s)" % ("/".join(map(str, e.path)), e.message[:300],
+                                  spec.get("title", os.path.basename(spec_schema))))
 
     def resolve(ref, where):
         if not ref.startswith("#/"):
@@ -112,7 +120,7 @@ def main(path):
 
 
 if __name__ == "__main__":
-    probs = main(sys.argv[1])
+    probs = main(sys.argv[1], sys.argv[2] if len(sys.argv) > 2 else None)
     for line in probs:
         print("asyncapi: " + line)
     print("asyncapi: %d channels, %d operations, %d problems" % (
