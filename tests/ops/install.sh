@@ -20,8 +20,8 @@ pc=$(find "$T/prefix" -name konedispatch.pc)
 [ -n "$pc" ] || fail "no konedispatch.pc installed"
 lib=$(find "$T/prefix" -name libkonedispatch.a)
 [ -n "$lib" ] || fail "no libkonedispatch.a installed"
-want=$(cd "$SRC/shared/include" && ls ./*.h | sed 's|^\./||' | sort)
-got=$(cd "$T/prefix/include/kone-dispatch" && ls | sort)
+want=$(find "$SRC/shared/include" -maxdepth 1 -name '*.h' -printf '%f\n' | sort)
+got=$(find "$T/prefix/include/kone-dispatch" -mindepth 1 -printf '%f\n' | sort)
 [ "$want" = "$got" ] || fail "installed headers differ from shared/include: $(diff <(echo "$want") <(echo "$got") | tr '\n' ' ')"
 
 export PKG_CONFIG_PATH
@@ -30,7 +30,7 @@ version=$(pkg-config --modversion konedispatch)
 grep -q "project(kone_dispatch VERSION $version " "$SRC/CMakeLists.txt" || fail "konedispatch.pc says version $version"
 # A sanitizer build's archive (build-asan, scripts/test) needs its runtime at link time too.
 san=()
-if grep -q '^KD_SANITIZE:BOOL=ON' "$BIN/CMakeCache.txt" 2>/dev/null; then san=(-fsanitize=address,undefined); fi
+if grep -q '^KD_SANITIZE:BOOL=ON' "$BIN/CMakeCache.txt" 2>/dev/null; then san=('-fsanitize=address,undefined'); fi
 build_app() {
     # shellcheck disable=SC2046 # pkg-config prints several flags
     cc -std=c17 -Wall -Wextra -Werror "${san[@]}" "$SRC/docs/producer-example.c" \
