@@ -383,23 +383,23 @@ void kk_sub_lift_status(kk_slot *s, const kd_kone_msg *m)
     x->lifts[i].mode = m->lift_mode;
     /* refused when every lift heard from is in a refused mode: one lift in service for
      * maintenance does not stop a group */
-    int refused = refused_index(s->k, x->lifts[0].mode);
-    for (int l = 1; l < x->n_lifts && refused >= 0; l++)
+    int blocked = refused_index(s->k, x->lifts[0].mode);
+    for (int l = 1; l < x->n_lifts && blocked >= 0; l++)
         if (refused_index(s->k, x->lifts[l].mode) < 0)
-            refused = -1;
-    if (refused == x->refused_mode)
+            blocked = -1;
+    if (blocked == x->refused_mode)
         return;
     kd_log_ctx lc = {NULL, NULL, x->building};
-    if (refused >= 0)
+    if (blocked >= 0)
         kd_log(KD_LOG_WARN, &lc,
                "kone: slot %d: group %s of %s is in %s mode (lift_mode %" PRId64
                "): its calls are rejected group_mode, not sent",
-               s->idx, x->group, x->building, s->k->modes[refused].name, s->k->modes[refused].code);
+               s->idx, x->group, x->building, s->k->modes[blocked].name, s->k->modes[blocked].code);
     else
         kd_log(KD_LOG_INFO, &lc,
                "kone: slot %d: group %s of %s is called again (lift_mode %" PRId64 ")", s->idx,
                x->group, x->building, m->lift_mode);
-    x->refused_mode = refused;
+    x->refused_mode = blocked;
 }
 
 void kk_subs_conn_lost(kk_slot *s, bool release_waiters)

@@ -1256,6 +1256,7 @@ int kd_worker_new(kd_worker **out, const kd_config *cfg, kd_err *err)
         gethostname(host, sizeof host - 1);
         snprintf(w->id, sizeof w->id, "%s-%d", host, (int)getpid());
     }
+    kd_log_set_instance(w->id); /* kd.worker on every line from here: logs of replicas part */
     w->topic_results = kd_config_get(cfg, "kafka.topic_results");
     w->topic_events = kd_config_get(cfg, "kafka.topic_events");
     w->rng = (uint64_t)kd_now_us() ^ ((uint64_t)getpid() << 32);

@@ -1,4 +1,6 @@
-/* kd_err: errors are values.
+/**
+ * @file kd_err.h
+ * @brief kd_err: errors are values.
  *
  * Every fallible function in the project returns an int (0 = ok, otherwise a kd_err_code)
  * and, when given a non-NULL kd_err, fills it with a message a person can act on.
@@ -9,27 +11,30 @@
 
 #include <stddef.h>
 
+/** Error codes: what every fallible function returns (0 is success). */
 typedef enum {
-    KD_OK = 0,
-    KD_ERR_INVALID,  /* bad input: a job field, a config value, a malformed frame */
-    KD_ERR_DECODE,   /* bytes that cannot be decoded at all (not msgpack, not JSON) */
-    KD_ERR_NOMEM,    /* allocation failed */
-    KD_ERR_IO,       /* socket, file or broker I/O failed */
-    KD_ERR_TIMEOUT,  /* a deadline passed */
-    KD_ERR_AUTH,     /* credentials refused (401) */
-    KD_ERR_REFUSED,  /* the peer refused the request (publish nacked, 4xx) */
-    KD_ERR_INTERNAL, /* a bug or an impossible state */
+    KD_OK = 0,       /**< success */
+    KD_ERR_INVALID,  /**< bad input: a job field, a config value, a malformed frame */
+    KD_ERR_DECODE,   /**< bytes that cannot be decoded at all (not msgpack, not JSON) */
+    KD_ERR_NOMEM,    /**< allocation failed */
+    KD_ERR_IO,       /**< socket, file or broker I/O failed */
+    KD_ERR_TIMEOUT,  /**< a deadline passed */
+    KD_ERR_AUTH,     /**< credentials refused (401) */
+    KD_ERR_REFUSED,  /**< the peer refused the request (publish nacked, 4xx) */
+    KD_ERR_INTERNAL, /**< a bug or an impossible state */
 } kd_err_code;
 
+/** An error: its code and a message a person can act on (never a secret). */
 typedef struct kd_err {
-    int code;
-    char msg[512];
+    int code;      /**< a kd_err_code */
+    char msg[512]; /**< what went wrong, naming the field, key or address */
 } kd_err;
 
-/* Sets err (if non-NULL) and returns code, so callers can `return kd_err_set(...)`. */
+/** Sets err (if non-NULL) and returns code, so callers can `return kd_err_set(...)`. */
 int kd_err_set(kd_err *err, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-/* Prefixes the existing message with context: "job_id: <old message>". */
+/** Prefixes the existing message with context: "job_id: <old message>". */
 int kd_err_wrap(kd_err *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/** The code's name, e.g. "KD_ERR_TIMEOUT" (static storage). */
 const char *kd_err_code_name(int code);
 
 #endif

@@ -1,4 +1,6 @@
-/* kd_kafka: the worker's Kafka producer (librdkafka).
+/**
+ * @file kd_kafka.h
+ * @brief kd_kafka: the worker's Kafka producer (librdkafka).
  *
  * Settings that keep "nothing is lost" true: enable.idempotence=true, acks=all,
  * message.timeout.ms=0 (retry until delivered; a slow or absent Kafka stalls, it does not
@@ -16,41 +18,44 @@
 #include "kd_config.h"
 #include "kd_err.h"
 
+/** An idempotent librdkafka producer (opaque). */
 typedef struct kd_kafka kd_kafka;
 
-/* err_code 0: delivered. Otherwise a librdkafka error code and its text (no secrets). */
+/** err_code 0: delivered. Otherwise a librdkafka error code and its text (no secrets). */
 typedef void (*kd_kafka_dr_fn)(void *opaque, int err_code, const char *errstr, void *arg);
 
-/* librdkafka's configuration object (rdkafka.h), for the two helpers below. */
+/** librdkafka's configuration object (rdkafka.h), for the two helpers below. */
 struct rd_kafka_conf_s;
 
-/* Sets one librdkafka property; an error names the property, never the value. */
+/** Sets one librdkafka property; an error names the property, never the value. */
 int kd_kafka_conf_set(struct rd_kafka_conf_s *conf, const char *name, const char *value,
                       kd_err *err);
-/* The transport security of any Kafka client from kafka.security_protocol, kafka.ca_file,
+/** The transport security of any Kafka client from kafka.security_protocol, kafka.ca_file,
  * kafka.cert_file, kafka.key_file and kafka.sasl_* (kafka_security.c): files checked first,
  * verification always on, plaintext warned about at every start. */
 int kd_kafka_conf_security(struct rd_kafka_conf_s *conf, const kd_config *cfg, kd_err *err);
 
-/* Reads kafka.* keys. dr may be NULL (fire and forget, used by tools). */
+/** Reads kafka.* keys. dr may be NULL (fire and forget, used by tools). */
 int kd_kafka_producer_new(kd_kafka **out, const kd_config *cfg, kd_kafka_dr_fn dr, void *arg,
                           kd_err *err);
+/** Queues one message to topic with key (NULL: none); opaque comes back in the delivery report. */
 int kd_kafka_produce(kd_kafka *k, const char *topic, const char *key, const void *buf, size_t len,
                      void *opaque, kd_err *err);
-/* One attempt, never waits: *full is set (and 0 returned, nothing queued) when librdkafka's
+/** One attempt, never waits: *full is set (and 0 returned, nothing queued) when librdkafka's
  * local queue is full; try again after the poller served delivery reports. For threads that
  * must not block (the KONE event loop hands such a message to the poller instead). */
 int kd_kafka_produce_nowait(kd_kafka *k, const char *topic, const char *key, const void *buf,
                             size_t len, void *opaque, bool *full, kd_err *err);
-/* Serves delivery reports; returns how many were served. */
+/** Serves delivery reports; returns how many were served. */
 int kd_kafka_poll(kd_kafka *k, int timeout_ms);
-/* Waits up to timeout_ms for every queued message to be delivered; 0 when all were. */
+/** Waits up to timeout_ms for every queued message to be delivered; 0 when all were. */
 int kd_kafka_flush(kd_kafka *k, int timeout_ms);
-/* false after a fatal error, or while every broker is down (librdkafka's
+/** false after a fatal error, or while every broker is down (librdkafka's
  * _ALL_BROKERS_DOWN, until a delivery succeeds or a broker is seen up again). Any thread. */
 bool kd_kafka_usable(kd_kafka *k);
-/* Messages produced but not yet acknowledged by the broker. */
+/** Messages produced but not yet acknowledged by the broker. */
 int kd_kafka_undelivered(kd_kafka *k);
+/** Destroys the producer (NULL is a no-op); call kd_kafka_flush() first to keep queued messages. */
 void kd_kafka_destroy(kd_kafka *k);
 
 #endif

@@ -1,4 +1,6 @@
-/* kd_limits: the worker's settings against RabbitMQ's limits (docs/failure-handling.md,
+/**
+ * @file kd_limits.h
+ * @brief kd_limits: the worker's settings against RabbitMQ's limits (docs/failure-handling.md,
  * "Broker limits"). Pure: reads the configuration, does no I/O.
  *
  * consumer_timeout. RabbitMQ closes a channel whose delivery stays unacked longer than its
@@ -38,27 +40,31 @@
 #include "kd_config.h"
 #include "kd_err.h"
 
-#define KD_LIMITS_KONE_RESUME_MS 30000 /* KK_RESEND_STATE_S × 1000 */
-#define KD_LIMITS_KONE_AUTH_RETRIES 2  /* KK_MAX_AUTH_RETRIES */
-#define KD_LIMITS_JOB_DELAY_MS 30000   /* a call's delay: 0..30 s */
-#define KD_LIMITS_FINISH_MS 10000      /* shutdown: 5 s of confirms + 5 s of Kafka flush */
-#define KD_LIMITS_MAX_AGE_MAX_MS INT64_C(31536000000) /* job.max_age_ms: a year */
+#define KD_LIMITS_KONE_RESUME_MS 30000 /**< KK_RESEND_STATE_S × 1000 */
+#define KD_LIMITS_KONE_AUTH_RETRIES 2  /**< KK_MAX_AUTH_RETRIES */
+#define KD_LIMITS_JOB_DELAY_MS 30000   /**< a call's delay: 0..30 s */
+#define KD_LIMITS_FINISH_MS 10000      /**< shutdown: 5 s of confirms + 5 s of Kafka flush */
+#define KD_LIMITS_MAX_AGE_MAX_MS INT64_C(31536000000) /**< job.max_age_ms: a year */
+/** Highest amqp.consumer_timeout_ms: a year. */
 #define KD_LIMITS_CONSUMER_TIMEOUT_MAX_MS INT64_C(31536000000)
 
+/** The limits the settings imply: what bounds how long a worker holds a delivery. */
 typedef struct kd_limits {
-    int64_t consumer_timeout_ms; /* amqp.consumer_timeout_ms (0: the broker has none) */
-    int64_t delivery_limit;      /* amqp.delivery_limit */
-    int64_t max_deliveries;      /* worker.max_deliveries (0: off) */
-    int64_t job_max_age_ms;      /* job.max_age_ms (0: no cap): for kd_job_cap_deadline */
-    int64_t hold_ms;             /* the longest hold: ledger + kone + finish */
-    int64_t hold_ledger_ms, hold_kone_ms, hold_finish_ms;
+    int64_t consumer_timeout_ms; /**< amqp.consumer_timeout_ms (0: the broker has none) */
+    int64_t delivery_limit;      /**< amqp.delivery_limit */
+    int64_t max_deliveries;      /**< worker.max_deliveries (0: off) */
+    int64_t job_max_age_ms;      /**< job.max_age_ms (0: no cap): for kd_job_cap_deadline */
+    int64_t hold_ms;             /**< the longest hold: ledger + kone + finish */
+    int64_t hold_ledger_ms;      /**< the ledger's share of hold_ms */
+    int64_t hold_kone_ms;        /**< KONE's share: deadline, retries, resume */
+    int64_t hold_finish_ms;      /**< shutdown's share: KD_LIMITS_FINISH_MS */
 } kd_limits;
 
-/* Reads the keys above and computes the hold. KD_ERR_INVALID naming the key when one is not
+/** Reads the keys above and computes the hold. KD_ERR_INVALID naming the key when one is not
  * a number in its range. */
 int kd_limits_compute(const kd_config *cfg, kd_limits *out, kd_err *err);
 
-/* For the worker's start: 0 when the settings fit the broker's limits; KD_ERR_INVALID with a
+/** For the worker's start: 0 when the settings fit the broker's limits; KD_ERR_INVALID with a
  * message naming the keys (and what to change) when the worker could hold a delivery longer
  * than amqp.consumer_timeout_ms, when worker.max_deliveries is not below amqp.delivery_limit,
  * or when job.default_ttl_ms exceeds job.max_age_ms. */

@@ -1,4 +1,6 @@
-/* kd_producer: the small C API an upstream application links to queue elevator calls.
+/**
+ * @file kd_producer.h
+ * @brief kd_producer: the small C API an upstream application links to queue elevator calls.
  *
  *   kd_producer *p;
  *   kd_producer_open(&p, &cfg, &err);          connects, declares the topology
@@ -19,19 +21,21 @@
 #include "kd_err.h"
 #include "kd_job.h"
 
+/** A job producer: one AMQP connection publishing with confirms (opaque). */
 typedef struct kd_producer kd_producer;
 
-/* Reads amqp.* and producer.confirm_timeout_ms from cfg (kept by pointer for reconnects)
+/** Reads amqp.* and producer.confirm_timeout_ms from cfg (kept by pointer for reconnects)
  * and connects. KD_ERR_IO / KD_ERR_AUTH / KD_ERR_TIMEOUT when the
  * broker cannot be reached, KD_ERR_INVALID for a bad configuration value. */
 int kd_producer_open(kd_producer **p, const kd_config *cfg, kd_err *err);
 
-/* 0: confirmed. KD_ERR_INVALID: the job breaks the format (the message names the field);
+/** 0: confirmed. KD_ERR_INVALID: the job breaks the format (the message names the field);
  * KD_ERR_REFUSED: nacked or unroutable; KD_ERR_TIMEOUT: no confirm within
  * producer.confirm_timeout_ms (the job may or may not be queued); KD_ERR_IO: the broker
  * stayed unreachable after one reconnect. The next call reconnects again. */
 int kd_producer_publish(kd_producer *p, const kd_job *job, kd_err *err);
 
+/** Closes the connection and frees the producer (NULL is a no-op). */
 void kd_producer_close(kd_producer *p);
 
 #endif

@@ -1,4 +1,6 @@
-/* kd_retry: the retry policy as pure functions (no I/O, no clock, no global state).
+/**
+ * @file kd_retry.h
+ * @brief kd_retry: the retry policy as pure functions (no I/O, no clock, no global state).
  *
  * A job whose attempt failed transiently is not retried from worker memory: the worker
  * publishes it to one of a few fixed-delay "tier" queues (TTL queues that dead-letter back
@@ -24,52 +26,57 @@
 #include "kd_err.h"
 #include "kd_run.h"
 
+/** Most retry tiers (retry.tiers_ms entries). */
 #define KD_RETRY_MAX_TIERS 16
+/** Highest retry.max_attempts. */
 #define KD_RETRY_MAX_ATTEMPTS 100
 
+/** The retry settings: backoff with full jitter, rounded up to a tier. */
 typedef struct kd_retry_policy {
-    int64_t base_ms;  /* retry.base_ms */
-    int64_t cap_ms;   /* retry.cap_ms */
-    int max_attempts; /* retry.max_attempts: 1 = never retry */
-    int n_tiers;
-    int64_t tiers_ms[KD_RETRY_MAX_TIERS]; /* retry.tiers_ms, strictly ascending */
+    int64_t base_ms;                      /**< retry.base_ms */
+    int64_t cap_ms;                       /**< retry.cap_ms */
+    int max_attempts;                     /**< retry.max_attempts: 1 = never retry */
+    int n_tiers;                          /**< entries used in tiers_ms */
+    int64_t tiers_ms[KD_RETRY_MAX_TIERS]; /**< retry.tiers_ms, strictly ascending */
 } kd_retry_policy;
 
-/* Parses "1000,5000,30000" (strictly ascending, 1..86400000 ms each, 1..16 of them). */
+/** Parses "1000,5000,30000" (strictly ascending, 1..86400000 ms each, 1..16 of them). */
 int kd_retry_parse_tiers(const char *text, int64_t *tiers, int *n, kd_err *err);
-/* Reads retry.base_ms, retry.cap_ms, retry.max_attempts and retry.tiers_ms. */
+/** Reads retry.base_ms, retry.cap_ms, retry.max_attempts and retry.tiers_ms. */
 int kd_retry_policy_load(kd_retry_policy *p, const kd_config *cfg, kd_err *err);
 
-/* splitmix64: the RNG behind the jitter; *state is any seed. */
+/** splitmix64: the RNG behind the jitter; *state is any seed. */
 uint64_t kd_retry_rand(uint64_t *state);
-/* The ceiling before attempt `attempt`+1: min(cap, base * 2^(attempt-1)), attempt >= 1. */
+/** The ceiling before attempt `attempt`+1: min(cap, base * 2^(attempt-1)), attempt >= 1. */
 int64_t kd_retry_ceiling_ms(const kd_retry_policy *p, int attempt);
-/* Full jitter: uniform in [0, kd_retry_ceiling_ms(p, attempt)]. */
+/** Full jitter: uniform in [0, kd_retry_ceiling_ms(p, attempt)]. */
 int64_t kd_retry_backoff_ms(const kd_retry_policy *p, int attempt, uint64_t *rng);
-/* Index of the smallest tier >= delay_ms (the last tier when none is that long). */
+/** Index of the smallest tier >= delay_ms (the last tier when none is that long). */
 int kd_retry_tier_for(const kd_retry_policy *p, int64_t delay_ms);
 
-/* The taxonomy. Codes are kd_run.error_code values. */
+/** The taxonomy. Codes are kd_run.error_code values. */
 kd_failure_class kd_retry_classify(const char *error_code);
-/* false for codes that say the job was not tried at all ("circuit_open": the building's
+/** false for codes that say the job was not tried at all ("circuit_open": the building's
  * circuit is open, the call was never sent): such a retry keeps its attempt number. */
 bool kd_retry_consumes_attempt(const char *error_code);
 
+/** The decision's kind. */
 typedef enum {
-    KD_RETRY_RESULT = 0, /* produce the result as it is (success, final, not retryable) */
-    KD_RETRY_AGAIN,      /* publish to tier `tier` with x-kd-attempt = next_attempt */
-    KD_RETRY_DEAD,       /* last attempt failed: `failed` result + dead-letter queue */
-    KD_RETRY_EXPIRED,    /* the deadline passes before another attempt could run */
+    KD_RETRY_RESULT = 0, /**< produce the result as it is (success, final, not retryable) */
+    KD_RETRY_AGAIN,      /**< publish to tier `tier` with x-kd-attempt = next_attempt */
+    KD_RETRY_DEAD,       /**< last attempt failed: `failed` result + dead-letter queue */
+    KD_RETRY_EXPIRED,    /**< the deadline passes before another attempt could run */
 } kd_retry_action;
 
+/** What to do with a finished attempt, and where a retry goes. */
 typedef struct kd_retry_decision {
-    kd_retry_action action;
-    int next_attempt; /* AGAIN: the attempt number the retry copy carries */
-    int tier;         /* AGAIN: index into p->tiers_ms */
-    int64_t delay_ms; /* AGAIN: the drawn delay (the tier is >= it, or the longest) */
+    kd_retry_action action; /**< what to do */
+    int next_attempt;       /**< AGAIN: the attempt number the retry copy carries */
+    int tier;               /**< AGAIN: index into p->tiers_ms */
+    int64_t delay_ms;       /**< AGAIN: the drawn delay (the tier is >= it, or the longest) */
 } kd_retry_decision;
 
-/* What to do with a finished run: only FAILED runs with failure TRANSIENT are retried.
+/** What to do with a finished run: only FAILED runs with failure TRANSIENT are retried.
  * The tier is the one for the drawn delay, shortened to the longest tier that still ends
  * before the deadline; when even the shortest does not, EXPIRED. now_ms: wall clock. */
 kd_retry_decision kd_retry_decide(const kd_retry_policy *p, const kd_run *run, int64_t now_ms,

@@ -1,4 +1,6 @@
-/* kd_run: one attempt at one job inside a worker, from delivery to ack.
+/**
+ * @file kd_run.h
+ * @brief kd_run: one attempt at one job inside a worker, from delivery to ack.
  *
  * Everything the worker learns about a job lives here, in one place: the decoded job,
  * the AMQP delivery it came from, the attempt count, the timings and the outcome with its
@@ -17,72 +19,75 @@
 
 #include "kd_job.h"
 
+/** A job's outcome (`outcome` in its result). */
 typedef enum {
-    KD_OUTCOME_NONE = 0,
-    KD_OUTCOME_SUCCEEDED,
-    KD_OUTCOME_REJECTED, /* final: KONE refused it or the job is invalid */
-    KD_OUTCOME_FAILED,   /* transient failure (retry policy decides later) */
-    KD_OUTCOME_EXPIRED,  /* deadline passed before the call was made */
-    KD_OUTCOME_UNKNOWN,  /* final: the call may have been placed (its worker died after
-                          * writing it, or it could not be cancelled); never called twice */
+    KD_OUTCOME_NONE = 0,  /**< not known yet */
+    KD_OUTCOME_SUCCEEDED, /**< KONE accepted the request */
+    KD_OUTCOME_REJECTED,  /**< final: KONE refused it or the job is invalid */
+    KD_OUTCOME_FAILED,    /**< transient failure (retry policy decides later) */
+    KD_OUTCOME_EXPIRED,   /**< deadline passed before the call was made */
+    KD_OUTCOME_UNKNOWN,   /**< final: the call may have been placed (its worker died after
+                           * writing it, or it could not be cancelled); never called twice */
 } kd_outcome;
 
+/** How a failure is classed (`failure` in the result). */
 typedef enum {
-    KD_FAIL_NONE = 0,
-    KD_FAIL_FINAL,       /* retrying cannot help */
-    KD_FAIL_TRANSIENT,   /* retrying may help */
-    KD_FAIL_UNDECODABLE, /* not a job at all */
+    KD_FAIL_NONE = 0,    /**< no failure */
+    KD_FAIL_FINAL,       /**< retrying cannot help */
+    KD_FAIL_TRANSIENT,   /**< retrying may help */
+    KD_FAIL_UNDECODABLE, /**< not a job at all */
 } kd_failure_class;
 
+/** One job's run through a worker: the delivery, the job, timings and the outcome. */
 typedef struct kd_run {
-    kd_job job;
-    bool job_valid; /* false: decode/validation failed, see error */
+    kd_job job;     /**< the decoded job (valid when job_valid) */
+    bool job_valid; /**< false: decode/validation failed, see error */
 
     /* AMQP delivery */
-    uint64_t delivery_tag;
-    uint64_t channel_epoch; /* which channel incarnation delivered it */
-    bool redelivered;
-    bool replayed; /* moved back by replay-dead (x-kd-replayed) */
-    int attempt;   /* 1 for the first try */
+    uint64_t delivery_tag;  /**< the broker's tag, for the ack */
+    uint64_t channel_epoch; /**< which channel incarnation delivered it */
+    bool redelivered;       /**< the broker delivered it before */
+    bool replayed;          /**< moved back by replay-dead (x-kd-replayed) */
+    int attempt;            /**< 1 for the first try */
 
     /* timings, µs since the epoch (wall clock, for the event) */
-    int64_t received_us; /* delivery taken off the socket */
-    int64_t started_us;  /* first KONE request sent */
-    int64_t finished_us; /* outcome known */
-    int64_t produced_us; /* result handed to librdkafka (0: none produced) */
-    int64_t kone_rtt_us; /* request sent → first answer frame */
+    int64_t received_us; /**< delivery taken off the socket */
+    int64_t started_us;  /**< first KONE request sent */
+    int64_t finished_us; /**< outcome known */
+    int64_t produced_us; /**< result handed to librdkafka (0: none produced) */
+    int64_t kone_rtt_us; /**< request sent → first answer frame */
 
     /* outcome */
-    kd_outcome outcome;
-    kd_failure_class failure;
-    int kone_status;    /* statusCode of the answer, 0 if none */
-    int64_t session_id; /* KONE session id of an accepted call, 0 if none */
-    /* a transfer call: the floor the passenger must leave at to make a second call (the
+    kd_outcome outcome;       /**< the job's outcome */
+    kd_failure_class failure; /**< how the failure is classed */
+    int kone_status;          /**< statusCode of the answer, 0 if none */
+    int64_t session_id;       /**< KONE session id of an accepted call, 0 if none */
+    /** a transfer call: the floor the passenger must leave at to make a second call (the
      * call's states carried it; KONE's modified_destination and its reason) */
-    bool has_modified_destination;
-    int64_t modified_destination;
-    char modified_reason[64];
-    bool written;           /* a request for it was written to KONE (set by the KONE
-                             * thread; read by the main thread after the hand-back) */
-    bool adopt;             /* input: KONE accepted its call before (session_id), on a
-                             * worker that is gone; follow it instead of calling */
-    bool internal;          /* not a delivery: a cancel another worker asked of this one
-                             * (its outcome goes back through the ledger, not Kafka) */
-    bool validated_locally; /* rejected by the worker's check against the building's
-                             * cached configuration, with KONE's code, without a call */
-    char error_code[48];    /* "" or e.g. "400", "SAME_SOURCE_AND_DEST_FLOOR", "invalid_job" */
-    char error_message[256];
+    bool has_modified_destination; /**< modified_destination is set */
+    int64_t modified_destination;  /**< the area, when has_modified_destination */
+    char modified_reason[64];      /**< KONE's reason, "" if none */
+    bool written;                  /**< a request for it was written to KONE (set by the KONE
+                                    * thread; read by the main thread after the hand-back) */
+    bool adopt;                    /**< input: KONE accepted its call before (session_id), on a
+                                    * worker that is gone; follow it instead of calling */
+    bool internal;                 /**< not a delivery: a cancel another worker asked of this one
+                                    * (its outcome goes back through the ledger, not Kafka) */
+    bool validated_locally;        /**< rejected by the worker's check against the building's
+                                    * cached configuration, with KONE's code, without a call */
+    char error_code[48];           /**< "" or e.g. "400", "SAME_SOURCE_AND_DEST_FLOOR" */
+    char error_message[256];       /**< text for people, "" if none */
 
-    struct kd_run *next; /* intrusive list link for the owner's queues */
+    struct kd_run *next; /**< intrusive list link for the owner's queues */
 } kd_run;
 
-const char *kd_outcome_name(kd_outcome o); /* "succeeded", ... */
+const char *kd_outcome_name(kd_outcome o); /**< "succeeded", ... */
 
-/* Sets outcome, failure class, error code and message (message truncated to fit). */
+/** Sets outcome, failure class, error code and message (message truncated to fit). */
 void kd_run_finish(kd_run *run, kd_outcome o, kd_failure_class f, const char *code, const char *fmt,
                    ...) __attribute__((format(printf, 5, 6)));
 
-int64_t kd_now_us(void);  /* wall clock, µs since the epoch */
-int64_t kd_mono_us(void); /* monotonic clock, µs */
+int64_t kd_now_us(void);  /**< wall clock, µs since the epoch */
+int64_t kd_mono_us(void); /**< monotonic clock, µs */
 
 #endif

@@ -1,4 +1,6 @@
-/* kd_tls: the certificate files of a TLS client, checked before anything connects.
+/**
+ * @file kd_tls.h
+ * @brief kd_tls: the certificate files of a TLS client, checked before anything connects.
  *
  * rabbitmq-c and librdkafka only say "SSL error" when a file is wrong, and only once they
  * connect, which a worker retries forever. So every program checks its CA bundle, client
@@ -13,11 +15,11 @@
 #include "kd_config.h"
 #include "kd_err.h"
 
-/* Checks {prefix}.ca_file, {prefix}.cert_file and {prefix}.key_file (each may be empty:
+/** Checks {prefix}.ca_file, {prefix}.cert_file and {prefix}.key_file (each may be empty:
  * not used). prefix is "amqp" or "kafka". */
 int kd_tls_check_files(const kd_config *cfg, const char *prefix, kd_err *err);
 
-/* The same on explicit paths; keys name them in errors ("amqp.ca_file", ...). */
+/** The same on explicit paths; keys name them in errors ("amqp.ca_file", ...). */
 int kd_tls_check_paths(const char *ca_key, const char *ca, const char *cert_key, const char *cert,
                        const char *key_key, const char *key, kd_err *err);
 

@@ -1,4 +1,12 @@
-/* log.c: see kd_log.h. jansson does the JSON escaping so any message text is safe. */
+/* log.c: see kd_log.h. jansson does the JSON escaping so any message text is safe.
+ *
+ * Field names follow the Elastic Common Schema (ECS) so Filebeat or Fluent Bit can ship the
+ * lines to Elasticsearch unchanged: keys are written dotted at the top level ("log.level"),
+ * as the ecs-logging libraries do, and Elasticsearch expands them into objects. The first
+ * three keys are @timestamp, log.level and message, in that order (ecs-logging's spec), and
+ * jansson keeps insertion order when it prints. Fields of this project live under "kd.",
+ * the one custom namespace docs/logging.md documents (ECS reserves none of it).
+ */
 #include "kd_log.h"
 
 #include <jansson.h>
@@ -8,13 +16,20 @@
 #include <string.h>
 #include <time.h>
 
+#ifndef KD_VERSION
+#define KD_VERSION "0"
+#endif
+
 static const char *log_prog = "kone";
+static char log_dataset[80] = "kone.log";
+static char log_instance[128];
 static kd_log_level log_min = KD_LOG_INFO;
 static const char *level_names[] = {"debug", "info", "warn", "error"};
 
 int kd_log_init(const char *prog, const char *level)
 {
     log_prog = prog;
+    snprintf(log_dataset, sizeof log_dataset, "%s.log", prog);
     for (int i = 0; i < 4; i++) {
         if (level && strcmp(level, level_names[i]) == 0) {
             log_min = (kd_log_level)i;
@@ -22,6 +37,11 @@ int kd_log_init(const char *prog, const char *level)
         }
     }
     return -1;
+}
+
+void kd_log_set_instance(const char *id)
+{
+    snprintf(log_instance, sizeof log_instance, "%s", id ? id : "");
 }
 
 int kd_log_enabled(kd_log_level level)
@@ -33,6 +53,30 @@ static void put_str(json_t *o, const char *k, const char *v)
 {
     if (v && *v)
         json_object_set_new(o, k, json_string(v));
+}
+
+static int is_hex(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+            return 0;
+    return 1;
+}
+
+/* ECS's trace.id is the 32-hex trace id that APM agents use; a job's trace_id is most often a
+ * W3C traceparent ("00-<trace id>-<parent id>-<flags>"), whose trace id is put there so logs
+ * join the caller's traces. Any other value is kept whole: it is still the job's correlation id. */
+static void put_trace(json_t *o, const char *t)
+{
+    if (!t || !*t)
+        return;
+    if (strlen(t) == 55 && t[2] == '-' && t[35] == '-' && t[52] == '-' && is_hex(t, 2) &&
+        is_hex(t + 3, 32) && is_hex(t + 36, 16) && is_hex(t + 53, 2)) {
+        json_object_set_new(o, "trace.id", json_stringn(t + 3, 32));
+        json_object_set_new(o, "span.id", json_stringn(t + 36, 16));
+        return;
+    }
+    json_object_set_new(o, "trace.id", json_string(t));
 }
 
 void kd_log(kd_log_level level, const kd_log_ctx *ctx, const char *fmt, ...)
@@ -56,9 +100,8 @@ void kd_log(kd_log_level level, const kd_log_ctx *ctx, const char *fmt, ...)
     json_t *o = json_object();
     if (!o)
         return;
-    json_object_set_new(o, "time", json_string(when));
-    json_object_set_new(o, "level", json_string(level_names[level]));
-    json_object_set_new(o, "prog", json_string(log_prog));
+    json_object_set_new(o, "@timestamp", json_string(when));
+    json_object_set_new(o, "log.level", json_string(level_names[level]));
     /* json_string refuses invalid UTF-8; fall back to a lossy copy rather than lose the line */
     json_t *m = json_string(msg);
     if (!m) {
@@ -67,12 +110,17 @@ void kd_log(kd_log_level level, const kd_log_ctx *ctx, const char *fmt, ...)
                 *p = '?';
         m = json_string(msg);
     }
-    json_object_set_new(o, "msg", m);
+    json_object_set_new(o, "message", m);
+    json_object_set_new(o, "ecs.version", json_string(KD_LOG_ECS_VERSION));
+    json_object_set_new(o, "service.name", json_string(log_prog));
+    json_object_set_new(o, "service.version", json_string(KD_VERSION));
+    json_object_set_new(o, "event.dataset", json_string(log_dataset));
     if (ctx) {
-        put_str(o, "job_id", ctx->job_id);
-        put_str(o, "trace_id", ctx->trace_id);
-        put_str(o, "building_id", ctx->building_id);
+        put_trace(o, ctx->trace_id);
+        put_str(o, "kd.job_id", ctx->job_id);
+        put_str(o, "kd.building_id", ctx->building_id);
     }
+    put_str(o, "kd.worker", log_instance);
     char *line = json_dumps(o, JSON_COMPACT);
     json_decref(o);
     if (!line)

@@ -20,8 +20,8 @@ it_publish "$IT_DIR/jobs.jsonl" || it_fail "producer refused jobs"
 sleep 4
 it_kill_worker w1 TERM
 [ "$IT_RC" -eq 0 ] || it_fail "w1 exited with $IT_RC after SIGTERM"
-line=$(grep -o '"msg":"worker [^"]* stopped[^"]*"' "$IT_DIR/w1.log" | tail -n1)
-it_log "w1: ${line#\"msg\":}"
+line=$(grep -o '"message":"worker [^"]* stopped[^"]*"' "$IT_DIR/w1.log" | tail -n1)
+it_log "w1: ${line#\"message\":}"
 [[ $line =~ \ ([1-9][0-9]*)\ handed\ back ]] || it_fail "w1 handed nothing over: the test proved nothing ($line)"
 handed=${BASH_REMATCH[1]}
 

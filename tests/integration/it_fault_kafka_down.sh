@@ -42,8 +42,8 @@ stop_ms=$(date +%s%3N)
 sleep "$TERM_AT_S"
 t1=$SECONDS
 it_stop_worker w1
-line=$(grep -o '"msg":"worker [^"]* stopped[^"]*"' "$IT_DIR/w1.log" | tail -n1)
-it_log "w1 exited 0 $((SECONDS - t1))s after SIGTERM, Kafka down: ${line#\"msg\":}"
+line=$(grep -o '"message":"worker [^"]* stopped[^"]*"' "$IT_DIR/w1.log" | tail -n1)
+it_log "w1 exited 0 $((SECONDS - t1))s after SIGTERM, Kafka down: ${line#\"message\":}"
 [[ $line =~ \ ([0-9]+)\ handed\ back,\ ([0-9]+)\ unsettled ]] || it_fail "w1 logged no final line"
 stopped=$((BASH_REMATCH[1] + BASH_REMATCH[2]))
 [ "$stopped" -ge 1 ] || it_fail "w1 stopped with no job unfinished: the stop proved nothing"

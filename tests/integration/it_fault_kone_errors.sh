@@ -38,7 +38,7 @@ retried=$(jq .attempts_gt1 "$s")
 [ "$retried" -ge $((N / 20)) ] || it_fail "only $retried jobs finished on attempt > 1; with 20% errors expect about $((N / 4))"
 [ "$(jq .parked "$s")" -eq 0 ] || it_fail "jobs were parked: $(jq -c '.parked_list[:3]' "$s")"
 for st in 500 429; do
-    n=$(cat "$IT_DIR"/w[12].log | grep -c "\"msg\":\"attempt [0-9]* failed ($st); attempt" || true)
+    n=$(cat "$IT_DIR"/w[12].log | grep -c "\"message\":\"attempt [0-9]* failed ($st); attempt" || true)
     [ "$n" -ge 1 ] || it_fail "no worker retried after a $st"
     it_log "$n attempts answered $st were retried"
 done

@@ -49,7 +49,7 @@ for w in w1 w2; do
     up=$(awk '$1 == "kone_ledger_enabled" || $1 == "kone_ledger_up" {printf "%s=%s ", $1, $2}' "$IT_DIR/$w-metrics.txt")
     [ "$up" = "kone_ledger_enabled=1 kone_ledger_up=0 " ] || [ "$up" = "kone_ledger_up=0 kone_ledger_enabled=1 " ] ||
         it_fail "$w: expected kone_ledger_enabled 1 and kone_ledger_up 0 while the ledger is down, got: ${up:-neither}"
-    grep -q '"msg":"pausing consumption: the call ledger does not answer' "$IT_DIR/$w.log" ||
+    grep -q '"message":"pausing consumption: the call ledger does not answer' "$IT_DIR/$w.log" ||
         it_fail "$w did not log that it paused for the ledger"
 done
 it_log "both workers: /readyz 503 $(jq -c .reasons "$IT_DIR/w1-ready.json"), kone_ledger_up 0, consumption paused"
@@ -62,7 +62,7 @@ it_log "PostgreSQL back after $(($(date +%s%3N) - stop_ms)) ms ($done_at_stop of
 it_wait_followed "$N" 120
 sleep 2 # a duplicate result would arrive now
 for w in w1 w2; do
-    grep -q '"msg":"resuming consumption (the call ledger does not answer is over' "$IT_DIR/$w.log" ||
+    grep -q '"message":"resuming consumption (the call ledger does not answer is over' "$IT_DIR/$w.log" ||
         it_fail "$w did not log that it resumed consumption"
     code=$(it_readyz "$w" "$IT_DIR/$w-ready.json")
     [ "$code" = 200 ] || it_fail "$w not ready after the ledger came back ($code): $(cat "$IT_DIR/$w-ready.json")"

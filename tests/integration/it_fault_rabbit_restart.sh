@@ -47,7 +47,7 @@ s=$IT_DIR/reconcile.json
 [ "$(jq '.final_outcomes.succeeded // 0' "$s")" -eq $((N + N2)) ] || it_fail "not every job succeeded: $(jq -c .final_outcomes "$s")"
 for w in w1 w2; do
     grep -q 'RabbitMQ connection lost\|RabbitMQ unavailable' "$IT_DIR/$w.log" || it_fail "$w did not notice the restart"
-    [ "$(grep -c '"msg":"amqp .*: connected' "$IT_DIR/$w.log")" -ge 2 ] || it_fail "$w did not reconnect"
+    [ "$(grep -c '"message":"amqp .*: connected' "$IT_DIR/$w.log")" -ge 2 ] || it_fail "$w did not reconnect"
 done
 it_log "$(jq -r '"both workers reconnected; \(.redelivered) jobs redelivered, \(.duplicate_count) with two results (limit '$((2 * INFLIGHT))')"' "$s")"
 it_expect_one_call_per_job

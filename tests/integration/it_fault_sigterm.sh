@@ -29,9 +29,9 @@ stop_timed() {
     ms=$(($(date +%s%3N) - t0))
     [ "$IT_RC" -eq 0 ] || it_fail "$1 exited with $IT_RC after SIGTERM"
     [ "$ms" -le $((DRAIN_MS + SLACK_MS)) ] || it_fail "$1 took $ms ms to exit, drain time $DRAIN_MS ms"
-    line=$(grep -o '"msg":"worker [^"]* stopped[^"]*"' "$IT_DIR/$1.log" | tail -n1)
+    line=$(grep -o '"message":"worker [^"]* stopped[^"]*"' "$IT_DIR/$1.log" | tail -n1)
     [ -n "$line" ] || it_fail "$1 logged no final line"
-    it_log "$1 exited 0 $ms ms after SIGTERM: ${line#\"msg\":}"
+    it_log "$1 exited 0 $ms ms after SIGTERM: ${line#\"message\":}"
     STOP_LINE=$line
 }
 
@@ -48,7 +48,7 @@ it_fault_worker w2 "${W[@]}"
 it_wait_followed 150 300
 grep -q '"draining' "$IT_DIR/w1.log" && it_fail "w1 drained before its SIGTERM"
 stop_timed w1
-grep -q '"msg":"draining [1-9]' "$IT_DIR/w1.log" || it_fail "w1 had no job in flight at SIGTERM: the test proved nothing"
+grep -q '"message":"draining [1-9]' "$IT_DIR/w1.log" || it_fail "w1 had no job in flight at SIGTERM: the test proved nothing"
 [[ $STOP_LINE == *" 0 handed back, 0 unsettled"* ]] || it_fail "w1 should have finished its jobs within the drain time: $STOP_LINE"
 it_fault_worker w3 "${W[@]}"
 

@@ -125,7 +125,7 @@ it_kafka_stop
 wait_ready 503 "$(not_ready kafka)" "Kafka down"
 it_kafka_start
 wait_ready 200 "$READY" "Kafka back"
-it_log "worker log: $(grep -o '"msg":"kafka: a broker[^"]*"' "$IT_DIR/w1.log" | tail -n 1)"
+it_log "worker log: $(grep -o '"message":"kafka: a broker[^"]*"' "$IT_DIR/w1.log" | tail -n 1)"
 
 # 4. RabbitMQ down and back
 it_log "stopping RabbitMQ's application"

@@ -75,8 +75,8 @@ done
 WAITED='another delivery of this job is being worked on; waiting for its outcome'
 AGAIN='job ended before (succeeded); producing its recorded result again, not calling'
 log_ms() { # log_ms WORKER JOB TEXT: when (epoch ms) the worker logged TEXT for $IT_PREFIX-JOB
-    jq -Rr --arg id "$IT_PREFIX-$2" --arg t "$3" 'fromjson? | select(.job_id == $id and (.msg | contains($t)))
-        | (.time[0:19] + "Z" | fromdateiso8601) * 1000 + (.time[20:23] | tonumber)' "$IT_DIR/$1.log" | head -n1
+    jq -Rr --arg id "$IT_PREFIX-$2" --arg t "$3" 'fromjson? | select(.["kd.job_id"] == $id and (.message | contains($t)))
+        | (.["@timestamp"][0:19] + "Z" | fromdateiso8601) * 1000 + (.["@timestamp"][20:23] | tonumber)' "$IT_DIR/$1.log" | head -n1
 }
 logged() { [ -n "$(log_ms "$@")" ]; }
 waited=""

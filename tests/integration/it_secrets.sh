@@ -198,6 +198,8 @@ grep -q -F "\"$IT_PREFIX" "$SCAN/topic-kone.call.results.out" || it_fail "no res
 grep -q -F "\"$IT_PREFIX" "$SCAN/topic-kone.call.events.out" || it_fail "no call event of this test in the events topic"
 jq -se --argjson t "$T0_MS" 'any(.[]; .worker == "w1" and .at >= $t)' "$SCAN/topic-kone.worker.metrics.out" >/dev/null ||
     it_fail "no metrics snapshot of w1 in the metrics topic"
+python3 "$KD_SRC_DIR/tests/schemas/check_jsonl.py" --closed "$KD_SRC_DIR/docs/schemas/worker-metrics.schema.json" \
+    "$SCAN/topic-kone.worker.metrics.out" >&2 || it_fail "metrics snapshots outside docs/schemas/worker-metrics.schema.json"
 
 TOKENS=$(sort -u "$TOKEN_LOG" | grep -c . || true)
 [ "$TOKENS" -ge 3 ] || it_fail "kone-sim issued only $TOKENS distinct tokens: they did not rotate"

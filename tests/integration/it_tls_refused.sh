@@ -37,9 +37,9 @@ amqp_case() { # NAME EXPECTED_TEXT ENV=VALUE...
     shift 2
     env "$@" "$KD_BIN_DIR/kone-producer" "$IT_DIR/jobs.jsonl" >"$IT_DIR/p-$name.out" 2>"$IT_DIR/p-$name.log" || rc=$?
     [ "$rc" -ne 0 ] || it_fail "RabbitMQ $name: kone-producer exited 0"
-    grep -F "$want" "$IT_DIR/p-$name.log" | grep -q '"level":"error"' ||
+    grep -F "$want" "$IT_DIR/p-$name.log" | grep -q '"log.level":"error"' ||
         it_fail "RabbitMQ $name: no error line with '$want': $(tail -n 2 "$IT_DIR/p-$name.log")"
-    it_log "RabbitMQ $name: $(grep -o '"msg":"[^"]*' "$IT_DIR/p-$name.log" | tail -n1 | cut -c8-)"
+    it_log "RabbitMQ $name: $(grep -o '"message":"[^"]*' "$IT_DIR/p-$name.log" | tail -n1 | cut -c12-)"
 }
 amqp_case unknown-ca "certificate was refused: self-signed certificate in certificate chain" KD_AMQP_CA_FILE="$OTHER_CA"
 amqp_case host-name "certificate was refused: hostname mismatch" KD_AMQP_HOST=127.1

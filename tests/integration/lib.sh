@@ -34,6 +34,24 @@ it_cleanup() {
     for c in "${IT_AT_EXIT[@]}"; do eval "$c" || true; done
     for pid in "${IT_PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
     for pid in "${IT_PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+    # Every log line the programs wrote must match the documented schema (docs/logging.md):
+    # ELK parses them, so a field renamed or added without its documentation fails here.
+    # Likewise every result and call event the test read from Kafka (docs/schemas/).
+    if [ "$rc" -eq 0 ] && compgen -G "$IT_DIR/*.log" >/dev/null; then
+        python3 "$KD_SRC_DIR/tests/schemas/check_jsonl.py" --logs \
+            "$KD_SRC_DIR/docs/schemas/log-line.schema.json" "$IT_DIR"/*.log >&2 || {
+            it_log "FAIL: log lines outside docs/schemas/log-line.schema.json"
+            rc=1
+        }
+    fi
+    local kafka_lines=()
+    for c in results events; do if [ -f "$IT_DIR/$c.jsonl" ]; then kafka_lines+=("$IT_DIR/$c.jsonl"); fi; done
+    if [ "$rc" -eq 0 ] && [ ${#kafka_lines[@]} -gt 0 ]; then
+        python3 "$KD_SRC_DIR/tests/schemas/check_jsonl.py" --events "${kafka_lines[@]}" >&2 || {
+            it_log "FAIL: events outside docs/schemas/{result,call-event}.schema.json"
+            rc=1
+        }
+    fi
     if [ "$rc" -ne 0 ]; then
         it_log "logs kept in $IT_DIR"
         for f in "$IT_DIR"/*.log; do
@@ -221,7 +239,7 @@ it_fault_worker() {
 it_metrics_port() {
     local p i
     for i in $(seq 50); do
-        p=$(grep -o '"msg":"metrics endpoint on [^ ]* port [0-9]*' "$IT_DIR/$1.log" | grep -o '[0-9]*$' | tail -n1 || true)
+        p=$(grep -o '"message":"metrics endpoint on [^ ]* port [0-9]*' "$IT_DIR/$1.log" | grep -o '[0-9]*$' | tail -n1 || true)
         [ -n "$p" ] && { echo "$p"; return 0; }
         sleep 0.2
     done

@@ -212,10 +212,10 @@ def frames_of(paths):
                     rec = json.loads(line)
                 except ValueError:
                     continue
-                msg = rec.get("msg", "") if isinstance(rec, dict) else ""
+                msg = rec.get("message", "") if isinstance(rec, dict) else ""
                 m = FRAME_RE.match(msg)
                 if m:
-                    yield rec.get("prog", "?"), m.group(1), m.group(2), len(msg)
+                    yield rec.get("service.name", "?"), m.group(1), m.group(2), len(msg)
 
 
 def check(spec_path, docs_path, require, logs, quiet=False):
@@ -341,8 +341,8 @@ def self_test(spec_path, docs_path):
     bad = 0
     for msg, want in BAD:
         with tempfile.NamedTemporaryFile("w", suffix=".log", delete=False) as f:
-            f.write(json.dumps({"prog": "kone-sim" if msg.startswith("conn") else "kone-worker",
-                                "msg": msg}) + "\n")
+            f.write(json.dumps({"service.name": "kone-sim" if msg.startswith("conn") else "kone-worker",
+                                "message": msg}) + "\n")
         got = check(spec_path, docs_path, "", [f.name], quiet=True)
         os.unlink(f.name)
         if not any(want in k for k in got):

@@ -674,7 +674,7 @@ static void test_live_old_queue_used_with_warning(void **state)
     assert_non_null(strstr(log, want));
     assert_non_null(strstr(log, "rabbitmqctl set_policy"));
     assert_non_null(strstr(log, "Queue arguments missing"));
-    assert_non_null(strstr(log, "\"level\":\"warn\""));
+    assert_non_null(strstr(log, "\"log.level\":\"warn\""));
 
     /* and it works: a job goes through the old queue on the reopened channel */
     const kd_amqp_topology *t = kd_amqp_names(a);

@@ -255,7 +255,7 @@ static void send_all(int fd, const char *p, size_t n)
  * bound only keeps a broken server from hanging the test. */
 static int read_status(int fd)
 {
-    char buf[4096];
+    char buf[4096] = "";
     size_t n = 0;
     while (n < sizeof buf - 1 && !memchr(buf, '\n', n)) {
         struct pollfd p = {.fd = fd, .events = POLLIN};
