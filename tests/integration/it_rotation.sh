@@ -181,7 +181,7 @@ openssl req -x509 -newkey rsa:2048 -nodes -keyout "$SEC/ca-1-key.pem" -out "$SEC
     -addext "keyUsage=critical,keyCertSign" 2>/dev/null
 cat "$SEC/ca-0.pem" "$SEC/ca-1.pem" >"$SEC/ca-bundle.pem"
 export KD_KONE_CA_FILE=$SEC/ca-bundle.pem # this script's own requests to kone-sim (/sim/calls)
-grep -q '"msg":"reload: 1 clients' "$IT_DIR/sim.log" || it_fail "kone-sim did not reload its clients: $(tail -n 2 "$IT_DIR/sim.log")"
+grep -q '"message":"reload: 1 clients' "$IT_DIR/sim.log" || it_fail "kone-sim did not reload its clients: $(tail -n 2 "$IT_DIR/sim.log")"
 flowing "ADD: second KONE secret, RabbitMQ user, Kafka user, ledger role; CA bundle old+new"
 
 # ---- ROLL: every worker onto generation 2 ----------------------------------------------------
@@ -209,7 +209,7 @@ it_rabbit_user_delete "${AMQP_USER[0]}" || it_fail "deleting RabbitMQ user ${AMQ
 kafka_configs "${KAFKA_USER[0]}" delete
 echo "ALTER ROLE ${PG_ROLE[0]} NOLOGIN;" | pg || it_fail "locking role ${PG_ROLE[0]} failed"
 for i in $(seq 50); do
-    [ "$(grep -c '"msg":"reload: certificate' "$IT_DIR/sim.log")" -ge 2 ] && break
+    [ "$(grep -c '"message":"reload: certificate' "$IT_DIR/sim.log")" -ge 2 ] && break
     sleep 0.1
 done
 timeout 5 openssl s_client -connect "127.0.0.1:$IT_SIM_PORT" -CAfile "$SEC/ca-1.pem" -verify_return_error \
@@ -220,7 +220,7 @@ flowing "REVOKE: old secret, user, SCRAM credentials, role; kone-sim's certifica
 # The workers went through the new certificate: kone-sim closes connections older than 8 s and
 # tokens live 10 s, so w3 and w4 reconnect and refresh, and every handshake since the reload
 # presented the new certificate (verified against their bundle).
-after_reload() { awk 'n >= 2; /"msg":"reload: certificate/ {n++}' "$IT_DIR/sim.log"; }
+after_reload() { awk 'n >= 2; /"message":"reload: certificate/ {n++}' "$IT_DIR/sim.log"; }
 for i in $(seq 300); do
     opened=$(after_reload | grep -c "connection .* opened client=$KONE_ID" || true)
     tokens=$(after_reload | grep -c 'POST /api/v2/oauth2/token 200' || true)
@@ -266,7 +266,7 @@ stale_line() {
     local i
     for i in $(seq 300); do
         grep -qF -- "$2" "$IT_DIR/$1.log" && {
-            it_log "$1: $3 refused: $(grep -F -m1 -- "$2" "$IT_DIR/$1.log" | jq -r .msg | sed 's/:[^:]*@/:***@/' | cut -c1-160)"
+            it_log "$1: $3 refused: $(grep -F -m1 -- "$2" "$IT_DIR/$1.log" | jq -r .message | sed 's/:[^:]*@/:***@/' | cut -c1-160)"
             return 0
         }
         sleep 0.2
