@@ -31,6 +31,8 @@ grep -q "project(kone_dispatch VERSION $version " "$SRC/CMakeLists.txt" || fail 
 # A sanitizer build's archive (build-asan, scripts/test) needs its runtime at link time too.
 san=()
 if grep -q '^KD_SANITIZE:BOOL=ON' "$BIN/CMakeCache.txt" 2>/dev/null; then san=('-fsanitize=address,undefined'); fi
+# ... and a coverage build's (scripts/test instruments its normal build) needs gcov's.
+if grep -q '^KD_COVERAGE:BOOL=ON' "$BIN/CMakeCache.txt" 2>/dev/null; then san+=('--coverage'); fi
 build_app() {
     # shellcheck disable=SC2046 # pkg-config prints several flags
     cc -std=c17 -Wall -Wextra -Werror "${san[@]}" "$SRC/docs/producer-example.c" \
