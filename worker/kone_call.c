@@ -541,6 +541,19 @@ static void job_timer(lws_sorted_usec_list_t *sul)
         }
         break;
     case KJ_FOLLOW:
+        if (j->run->adopt && !j->last_state[0] &&
+            ((j->run->job.track && now >= j->track_deadline) ||
+             (!j->decisive && now >= j->progress_deadline))) {
+            /* handed over, and no state of it seen since: KONE sends no snapshot, so it may
+             * have been served already, or may still be waiting for its lift. Deleting it could
+             * strand a passenger, and it is another (gone) session's call: left alone */
+            finish(j, KD_OUTCOME_UNKNOWN, KD_FAIL_FINAL, "handover_unseen",
+                   "the call was placed (session %" PRId64 ") by a worker that is gone; no state "
+                   "of it was seen since it was handed over (KONE sends no snapshot of past "
+                   "states): it may have been served; not called again",
+                   j->call_session_id);
+            return;
+        }
         if (j->run->job.track && now >= j->track_deadline) {
             char msg[160];
             snprintf(msg, sizeof msg, "tracking stopped after %" PRId64 " ms in state '%s'",

@@ -70,8 +70,11 @@ s=$IT_DIR/reconcile.json
 # every job exactly one outcome: succeeded, or unknown for a call w2 wrote and never heard back on
 read -r ok unk other < <(jq -r '.final_outcomes | "\(.succeeded // 0) \(.unknown // 0) \(del(.succeeded, .unknown) | add // 0)"' "$s")
 [ "$other" -eq 0 ] && [ $((ok + unk)) -eq "$N" ] || it_fail "jobs neither succeeded nor unknown: $(jq -c .final_outcomes "$s")"
-jq -se 'all(.[]; .outcome != "unknown" or .error.code == "ambiguous")' "$IT_DIR/results.jsonl" >/dev/null ||
-    it_fail "an unknown outcome without error.code ambiguous: $(jq -c 'select(.outcome == "unknown" and .error.code != "ambiguous") | {job_id, error}' "$IT_DIR/results.jsonl" | head -n 3)"
+# unknown: a call w2 wrote and never heard back on (ambiguous), or one KONE accepted from w2
+# whose states all passed before another worker took it over (handover_unseen: KONE sends no
+# snapshot of past states, so nobody can tell whether it was served; it is not called again)
+jq -se 'all(.[]; .outcome != "unknown" or .error.code == "ambiguous" or .error.code == "handover_unseen")' "$IT_DIR/results.jsonl" >/dev/null ||
+    it_fail "an unknown outcome without error.code ambiguous or handover_unseen: $(jq -c 'select(.outcome == "unknown" and .error.code != "ambiguous" and .error.code != "handover_unseen") | {job_id, error}' "$IT_DIR/results.jsonl" | head -n 3)"
 [ "$unk" -le "$handed" ] || it_fail "$unk jobs ended unknown, but w2 handed back only $handed"
 [ "$(jq .redelivered "$s")" -ge "$handed" ] || it_fail "w2 handed back $handed jobs, only $(jq .redelivered "$s") were redelivered"
 it_log "$ok succeeded, $unk unknown (ambiguous: written by w2, never answered; $handed handed back)"
