@@ -248,13 +248,6 @@ static void start_follow(kk_job *j)
     j->accepted_mono = now;
     j->progress_deadline = now + progress_window_us(j);
     j->track_deadline = now + j->k->track_timeout_us;
-    if (j->run->adopt && j->run->job.track) {
-        /* a tracked call handed over may be long past its allocation and wait for its lift
-         * without a state change for a while; KONE sends no snapshot, so silence since the
-         * hand-over says nothing about the link: it is followed until served (or tracking
-         * lapses), and the no-progress rule applies only after a state was seen */
-        j->progress_deadline = j->track_deadline;
-    }
     kk_sub_touch(j->slot, &j->run->job);
     rearm(j);
 }
@@ -541,9 +534,7 @@ static void job_timer(lws_sorted_usec_list_t *sul)
         }
         break;
     case KJ_FOLLOW:
-        if (j->run->adopt && !j->last_state[0] &&
-            ((j->run->job.track && now >= j->track_deadline) ||
-             (!j->decisive && now >= j->progress_deadline))) {
+        if (j->run->adopt && !j->last_state[0] && now >= j->progress_deadline) {
             /* handed over, and no state of it seen since: KONE sends no snapshot, so it may
              * have been served already, or may still be waiting for its lift. Deleting it could
              * strand a passenger, and it is another (gone) session's call: left alone */

@@ -41,8 +41,12 @@ twice=$(awk '$2 > 1' "$IT_DIR/calls.txt")
 # one result per job, succeeded, with the session of its call
 [ "$(jq -r .job_id "$r" | sort | uniq -d | wc -l)" -eq 0 ] ||
     it_fail "jobs with two results: $(jq -r .job_id "$r" | sort | uniq -d | head -3 | tr '\n' ' ')"
-bad=$(jq -c 'select(.outcome != "succeeded" or (.session_id // 0) <= 0) | {job_id, outcome, error}' "$r" | head -3)
-[ -z "$bad" ] || it_fail "not every handed-over call succeeded: $bad"
+# A handed-over call whose states all passed before w2 subscribed ends unknown handover_unseen:
+# KONE sends no snapshot of past states, so nobody can tell it was served (it is neither
+# called again nor deleted). Every other one succeeds.
+bad=$(jq -c 'select((.outcome != "succeeded" and (.outcome != "unknown" or .error.code != "handover_unseen")) or (.session_id // 0) <= 0) | {job_id, outcome, error}' "$r" | head -3)
+[ -z "$bad" ] || it_fail "a handed-over call neither succeeded nor ended handover_unseen: $bad"
+unseen=$(jq -r 'select(.outcome == "unknown") | .job_id' "$r")
 it_sim_calls >"$IT_DIR/sim-calls.jsonl"
 jq -r 'select(.call_type == "action") | "\(.payload.media_id) \(.session_id)"' "$IT_DIR/sim-calls.jsonl" |
     sort >"$IT_DIR/sim-sessions.txt"
@@ -51,12 +55,13 @@ diff "$IT_DIR/sim-sessions.txt" "$IT_DIR/result-sessions.txt" >/dev/null ||
     it_fail "result session ids differ from kone-sim's: $(diff "$IT_DIR/sim-sessions.txt" "$IT_DIR/result-sessions.txt" | head -4 | tr '\n' ' ')"
 followed=$(grep -c 'following that call instead of calling again' "$IT_DIR/w2.log" || true)
 [ "$followed" -ge 1 ] || it_fail "w2 followed no call made by w1 (w1 handed back $handed)"
-it_log "w1 handed back $handed jobs; w2 followed $followed calls w1 had made; $placed calls for $N jobs"
+it_log "w1 handed back $handed jobs; w2 followed $followed calls w1 had made ($(grep -c . <<<"$unseen" || true) ended handover_unseen); $placed calls for $N jobs"
 
 # the state story of each job goes on across the hand-over
 it_results kone.call.events >"$IT_DIR/events.jsonl"
 for i in $(seq "$N"); do
     id="$IT_PREFIX-tracked-$i"
+    grep -qxF -- "$id" <<<"$unseen" && continue   # its story ended unseen, by design
     s=$(jq -r --arg id "$id" 'select(.job_id == $id) | .session_id' "$r")
     jq -se --arg id "$id" --argjson s "$s" '
         map(select(.job_id == $id)) as $ev |
