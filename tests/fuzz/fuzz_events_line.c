@@ -16,7 +16,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (strchr(line, '\n'))
         abort(); /* one event, one line */
     /* JSON_ALLOW_NUL: a msgpack string may hold NUL, which the line escapes as \u0000 */
-    json_t *back = json_loads(line, JSON_ALLOW_NUL, NULL);
+    json_error_t jerr;
+    json_t *back = json_loads(line, JSON_ALLOW_NUL, &jerr);
+    /* a map key holding NUL is valid JSON ("\u0000") that jansson alone refuses to parse */
+    if (!back && strstr(jerr.text, "NUL byte in object key")) {
+        free(line);
+        return 0;
+    }
     if (!back || !json_is_object(back))
         abort(); /* the line is a JSON object */
     json_decref(back);
