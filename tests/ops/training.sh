@@ -39,7 +39,7 @@ for name, alert in sorted(scenarios.items()):
     if alert not in alerts:
         problems.append("scenario %s expects %s, which no rule file defines" % (name, alert))
 
-DRILL_REF = re.compile(r"scripts/drill(?:\s+--[a-z-]+(?:[ =][^\s`-][^\s`]*)?)*\s+([a-z][a-z0-9-]*)")
+DRILL_REF = re.compile(r"scripts/drill(?:[ \t]+--[a-z-]+(?:[ =][^\s`-][^\s`]*)?)*[ \t]+([a-z][a-z0-9-]*)")
 docs = sorted(glob.glob(oc.path("docs/training/*.md"))) + [oc.path("docs/drills.md")]
 for f in docs:
     text = open(f, encoding="utf-8").read()
