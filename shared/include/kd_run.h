@@ -5,7 +5,7 @@
  * Everything the worker learns about a job lives here, in one place: the decoded job,
  * the AMQP delivery it came from, the attempt count, the timings and the outcome with its
  * failure class. The result event is encoded from this struct alone, and retry policy,
- * metrics and dead-lettering (later work) read the same fields.
+ * metrics and dead-lettering read the same fields.
  *
  * Ownership: the AMQP side allocates a run per delivery; the KONE side fills the outcome
  * and hands it back; the run is freed after Kafka confirmed its result and the delivery
