@@ -18,7 +18,7 @@
 #include "kd_amqp.h"
 #include "kd_job.h"
 #include "kd_log.h"
-#include "kd_run.h"
+#include "kd_time.h"
 #include "report.h"
 
 /* ---- arguments and matching (pure) ----------------------------------------------------- */

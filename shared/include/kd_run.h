@@ -18,6 +18,7 @@
 #include <stdint.h>
 
 #include "kd_job.h"
+#include "kd_time.h" /* the run's timings; its users read the clocks through it */
 
 /** A job's outcome (`outcome` in its result). */
 typedef enum {
@@ -86,8 +87,5 @@ const char *kd_outcome_name(kd_outcome o); /**< "succeeded", ... */
 /** Sets outcome, failure class, error code and message (message truncated to fit). */
 void kd_run_finish(kd_run *run, kd_outcome o, kd_failure_class f, const char *code, const char *fmt,
                    ...) __attribute__((format(printf, 5, 6)));
-
-int64_t kd_now_us(void);  /**< wall clock, µs since the epoch */
-int64_t kd_mono_us(void); /**< monotonic clock, µs */
 
 #endif
