@@ -118,6 +118,7 @@ static const char *const transient_codes[] = {
     "circuit_open",   /* the building's circuit is open: not sent, no attempt used */
     "rate_limited",   /* the building's rate limit held it back past its wait */
     "monitor_failed", /* its call-state subscription failed (429, 5xx, no answer): not made */
+    "group_mode_held", /* its group is in a refused lift mode, kone.group_mode_policy=hold */
 };
 
 /* Codes that are final whatever retrying would do. Every other word-like code is a
@@ -168,7 +169,8 @@ kd_failure_class kd_retry_classify(const char *code)
 
 bool kd_retry_consumes_attempt(const char *code)
 {
-    return !(code && strcmp(code, "circuit_open") == 0);
+    /* not sent because of the building's state, not the job's: delayed, never used up */
+    return !(code && (strcmp(code, "circuit_open") == 0 || strcmp(code, "group_mode_held") == 0));
 }
 
 /* ---- the decision ---------------------------------------------------------------------- */
