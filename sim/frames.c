@@ -140,10 +140,10 @@ json_t *sim_frame_lift_status(const sim_building *b, const sim_lift_state *ls, c
 {
     const sim_faults *f = &b->groups[ls->g].faults;
     /* the mode as the spec names it: lift_mode, an integer (-1 out of service), nothing else */
-    json_t *d = json_pack("{s:s,s:b,s:i,s:f,s:[{s:I,s:b}]}", "time", time, "fault_active",
-                          f->mode == SIM_MODE_OSS, "lift_mode", sim_mode_code(f->mode),
-                          "nominal_speed", 2.5, "decks", "area", (json_int_t)ls->def->deck,
-                          "alarm", 0);
+    json_t *d =
+        json_pack("{s:s,s:b,s:i,s:f,s:[{s:I,s:b}]}", "time", time, "fault_active",
+                  f->mode == SIM_MODE_OSS, "lift_mode", sim_mode_code(f->mode), "nominal_speed",
+                  2.5, "decks", "area", (json_int_t)ls->def->deck, "alarm", 0);
     return lift_event("monitor-lift-status", "status", b, ls, d);
 }
 

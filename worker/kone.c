@@ -258,9 +258,8 @@ static int make_scopes(kd_kone *k, kd_err *err)
             return kd_err_set(err, KD_ERR_NOMEM, "out of memory");
         for (int i = 0; i < k->n_buildings; i++)
             if (kk_token_of(k, k->buildings[i]) == t)
-                sprintf(k->scopes[t] + strlen(k->scopes[t]), "%s%s/%s",
-                        k->scopes[t][0] ? " " : "", k->robot[i] ? "robotcall" : "callgiving",
-                        k->buildings[i]);
+                sprintf(k->scopes[t] + strlen(k->scopes[t]), "%s%s/%s", k->scopes[t][0] ? " " : "",
+                        k->robot[i] ? "robotcall" : "callgiving", k->buildings[i]);
     }
     return 0;
 }

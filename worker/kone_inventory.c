@@ -80,30 +80,9 @@ char *kd_kone_inventory_url(const char *token_url)
     return out;
 }
 
-typedef struct body_buf {
-    char *p;
-    size_t n;
-} body_buf;
-
-static size_t on_body(char *data, size_t size, size_t nmemb, void *arg)
-{
-    body_buf *b = arg;
-    size_t n = size * nmemb;
-    if (b->n + n > BODY_MAX)
-        return 0;
-    char *np = realloc(b->p, b->n + n + 1);
-    if (!np)
-        return 0;
-    b->p = np;
-    memcpy(b->p + b->n, data, n);
-    b->n += n;
-    b->p[b->n] = '\0';
-    return n;
-}
-
 /* GET url with the bearer token; the body in *body (heap), the status in *status. */
 static int get_resources(const kd_kone_token_cfg *cfg, const char *url, const char *token,
-                         body_buf *body, long *status, kd_err *err)
+                         kd_kone_body *body, long *status, kd_err *err)
 {
     CURL *c = curl_easy_init();
     if (!c)
@@ -132,7 +111,7 @@ static int get_resources(const kd_kone_token_cfg *cfg, const char *url, const ch
         SET(CURLOPT_CAINFO, cfg->ca_file);
     SET(CURLOPT_HTTPHEADER, hdrs);
     SET(CURLOPT_TIMEOUT_MS, timeout);
-    SET(CURLOPT_WRITEFUNCTION, on_body);
+    SET(CURLOPT_WRITEFUNCTION, kd_kone_body_write);
     SET(CURLOPT_WRITEDATA, body);
     SET(CURLOPT_ERRORBUFFER, ebuf);
     SET(CURLOPT_USERAGENT, "kone-worker/" KD_VERSION);
@@ -166,7 +145,7 @@ int kd_kone_inventory_fetch(const kd_kone_token_cfg *cfg, char **list, kd_err *e
     if (rc)
         return kd_err_wrap(err, "token for application/inventory");
     char *url = kd_kone_inventory_url(cfg->token_url);
-    body_buf body = {0};
+    kd_kone_body body = {.max = BODY_MAX};
     long status = 0;
     if (!url)
         rc = kd_err_set(err, KD_ERR_NOMEM, "out of memory");

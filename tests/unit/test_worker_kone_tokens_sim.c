@@ -45,11 +45,11 @@ static void write_world(void)
     json_t *w = json_pack("{s:o}", "buildings", list);
     char robot[64];
     snprintf(robot, sizeof robot, "robotcall/building:%d", FIRST_ID);
-    json_t *c = json_pack("[{s:s,s:s,s:o},{s:s,s:s,s:[s]},{s:s,s:s,s:[s]}]", "client_id",
-                          "kd-multi", "client_secret", "kd-multi-secret", "scopes", scopes,
-                          "client_id", "kd-robot", "client_secret", "kd-robot-secret", "scopes",
-                          robot, "client_id", "kd-blind", "client_secret", "kd-blind-secret",
-                          "scopes", "callgiving/building:9000001");
+    json_t *c =
+        json_pack("[{s:s,s:s,s:o},{s:s,s:s,s:[s]},{s:s,s:s,s:[s]}]", "client_id", "kd-multi",
+                  "client_secret", "kd-multi-secret", "scopes", scopes, "client_id", "kd-robot",
+                  "client_secret", "kd-robot-secret", "scopes", robot, "client_id", "kd-blind",
+                  "client_secret", "kd-blind-secret", "scopes", "callgiving/building:9000001");
     snprintf(bld_file, sizeof bld_file, "/tmp/kd-tokens-%d-buildings.json", (int)getpid());
     snprintf(cli_file, sizeof cli_file, "/tmp/kd-tokens-%d-clients.json", (int)getpid());
     assert_int_equal(json_dump_file(w, bld_file, 0), 0);
