@@ -210,6 +210,7 @@ static void start_robot(client *c, const char *key)
 {
     char a[24][300];
     int n = base_flags(a, "kd-robot");
+    snprintf(a[n - 3], 300, "--kone-request-timeout-ms=1000"); /* the refusal shows in 1 s */
     snprintf(a[n++], 300, "--kone-%s=%d", key, FIRST_ID);
     client_launch(c, a, n);
 }
