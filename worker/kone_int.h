@@ -235,6 +235,7 @@ struct kd_kone {
     unsigned early_next;
     char sub_name[48]; /* payload.sub of our subscriptions */
     char **buildings;  /* kone.buildings ("building:<id>"), for keep-alive pings */
+    bool *robot;       /* per building: robotcall scope (kone.robotcall_buildings) */
     int n_buildings;
     char *scopes[KK_MAX_TOKENS]; /* the scope of each token kone.buildings implies */
     struct {
@@ -242,6 +243,7 @@ struct kd_kone {
         char name[16];
     } modes[KK_MODES_MAX]; /* kone.lift_modes_refused */
     int n_modes;
+    bool hold_group_mode; /* kone.group_mode_policy=hold: group_mode_held (transient), not final */
 
     /* cached building configurations (kone_site.c) */
     bool validate_locally; /* kone.validate_locally */

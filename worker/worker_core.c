@@ -1109,8 +1109,11 @@ static void on_delivery(kd_worker *w, const kd_delivery *d)
     if (run->job.deadline <= run->received_us / 1000) {
         kd_log(KD_LOG_INFO, &ctx, "job expired before attempt %d could run (deadline %lld ms ago)",
                run->attempt, (long long)(run->received_us / 1000 - run->job.deadline));
+        /* the last error says why it waited (a held group's mode, an open circuit) */
         kd_run_finish(run, KD_OUTCOME_EXPIRED, KD_FAIL_FINAL, "expired",
-                      "deadline passed before attempt %d was made", run->attempt);
+                      "deadline passed before attempt %d was made%s%s%s", run->attempt,
+                      d->kd.last_error[0] ? " (last error " : "", d->kd.last_error,
+                      d->kd.last_error[0] ? ")" : "");
         produce_result(w, r);
         return;
     }

@@ -190,6 +190,21 @@ static const kd_config_key kd_keys[] = {
      "KONE's spec documents only -1 (out of service); 3, 5 and 9 are kone-sim's codes for "
      "attendant, priority and fire mode: confirm your site's codes with KONE. A group whose every "
      "reporting lift is in one of these modes gets its calls rejected group_mode, not sent."},
+    {"kone.group_mode_policy", "reject", W, false,
+     "What a call for a group in a refused mode (kone.lift_modes_refused) gets: 'reject' (rejected "
+     "group_mode, final) or 'hold' (failed transient group_mode_held: re-queued through the retry "
+     "tiers without using an attempt, like circuit_open, and called once the mode clears; expired "
+     "when its deadline leaves no time, the last error naming the mode)."},
+    {"kone.robotcall_buildings", "", W, false,
+     "Buildings served with robot calls: each gets a robotcall/building:<id> scope instead of "
+     "callgiving (KONE's scope for 'robot' type calls). Space- or comma-separated ids; they are "
+     "served like kone.buildings entries (added to that list when missing)."},
+    {"kone.discover_buildings", "false", W, false,
+     "When kone.buildings, kone.robotcall_buildings and kone.scope are empty: at start, ask KONE "
+     "for the application's buildings (GET /api/v2/application/self/resources with an "
+     "application/inventory token, on kone.token_url's host) and serve those, with a callgiving "
+     "scope each (split over tokens by kone.buildings_per_token). The worker does not start when "
+     "the list cannot be had."},
     {"kone.buildings_per_token", "0", W, false,
      "At most this many buildings' scopes in one token (KONE's limit for your application; 0: no "
      "limit). When kone.buildings lists more, the worker holds one token per share of them, each "
