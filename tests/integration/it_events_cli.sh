@@ -82,7 +82,7 @@ grep -q 'UNKNOWN_TOPIC\|nknown topic' "$IT_DIR/missing.err" ||
     --log-level=debug >"$IT_DIR/term.out" 2>"$IT_DIR/term.err" &
 pid=$!
 for _ in $(seq 300); do
-    grep -q 'assigned' "$IT_DIR/term.err" && break
+    grep -qs 'assigned' "$IT_DIR/term.err" && break
     sleep 0.1
 done
 grep -q "reading $TOPIC" "$IT_DIR/term.err" || it_fail "'results' did not read $TOPIC: $(head -n 3 "$IT_DIR/term.err")"
@@ -91,4 +91,21 @@ rc=0
 wait "$pid" || rc=$?
 [ "$rc" -eq 0 ] || it_fail "SIGTERM: exit $rc, expected 0"
 [ ! -s "$IT_DIR/term.out" ] || it_fail "from the end, yet it printed: $(cat "$IT_DIR/term.out")"
+
+# 7. brokers that cannot be reached: each failure is a warning, the run goes on until stopped
+"$EV" events --kafka-brokers="127.0.0.1:$(it_free_port)" >"$IT_DIR/down.out" 2>"$IT_DIR/down.err" &
+pid=$!
+for _ in $(seq 300); do
+    grep -qs 'ALL_BROKERS_DOWN' "$IT_DIR/down.err" && break
+    sleep 0.1
+done
+grep -q '"warn".*ALL_BROKERS_DOWN: 1/1 brokers are down' "$IT_DIR/down.err" ||
+    it_fail "no warning of brokers down: $(head -n 3 "$IT_DIR/down.err")"
+kill -TERM "$pid"
+rc=0
+wait "$pid" || rc=$?
+[ "$rc" -eq 0 ] || it_fail "SIGTERM with brokers down: exit $rc, expected 0"
+
+# 8. a topic pattern that is not a regular expression: Kafka refuses the subscription (exit 1)
+ev_fails bad_pattern 1 'cannot subscribe to \^\(' '^('
 it_log "ok"
