@@ -9,11 +9,12 @@ source "$(dirname "$0")/jobs.sh"
 
 PR=$KD_BIN_DIR/kone-producer
 
-# pr_fails NAME CODE REGEX ARGS...: kone-producer exits CODE and says REGEX on stderr.
+# pr_fails NAME CODE REGEX ARGS...: kone-producer exits CODE and says REGEX on stderr (its
+# stdout goes to $PR_OUT when set).
 pr_fails() {
     local name=$1 want=$2 re=$3 rc=0
     shift 3
-    timeout 30 "$PR" "$@" </dev/null >"$IT_DIR/$name.out" 2>"$IT_DIR/$name.err" || rc=$?
+    timeout 30 "$PR" "$@" </dev/null >"${PR_OUT:-$IT_DIR/$name.out}" 2>"$IT_DIR/$name.err" || rc=$?
     [ "$rc" -eq "$want" ] || it_fail "$name: exit $rc, expected $want: $(tail -n 2 "$IT_DIR/$name.err")"
     grep -Eq "$re" "$IT_DIR/$name.err" || it_fail "$name: stderr does not say /$re/: $(cat "$IT_DIR/$name.err")"
 }
@@ -26,6 +27,7 @@ pr_fails bad_timeout 2 'producer.confirm_timeout_ms' --producer-confirm-timeout-
 pr_fails bad_level 2 'log.level: must be debug, info, warn or error' --log-level=loud
 pr_fails unknown 2 'unknown option --no-such-option' --no-such-option
 pr_fails no_broker 2 'amqp' --amqp-port="$(it_free_port)" /dev/null
+pr_fails directory 2 "cannot read $IT_DIR: Is a directory" "$IT_DIR"
 pr_fails replay_value 2 'replay-dead: --filter-reason needs a value' replay-dead --filter-reason
 pr_fails replay_arg 2 "replay-dead: unexpected argument 'extra'" replay-dead extra
 pr_fails replay_level 2 'log.level: must be' replay-dead --log-level=loud
@@ -42,9 +44,9 @@ grep -q 'Usage: kone-producer replay-dead' "$IT_DIR/rhelp.out" || it_fail "repla
     printf '{"job_id": \n'
     printf '   \t\n'
     printf '{"job_id": "%s-nofields"}\n' "$IT_PREFIX"
-    head -c 1100000 /dev/zero | tr '\0' 'x'
+    head -c 3000000 /dev/zero | tr '\0' 'x' # longer than the limit before its end is read
     printf '\n'
-    jobs_good 1 | jq -c '.job_id = "'"$IT_PREFIX"'-good"'
+    jobs_good 1 | jq -c '.job_id = "'"$IT_PREFIX"'-good"' | sed 's/$/\r/' # a CRLF line
 } >"$IT_DIR/mixed.jsonl"
 rc=0
 "$PR" "$IT_DIR/mixed.jsonl" >"$IT_DIR/mixed.out" 2>"$IT_DIR/mixed.err" || rc=$?
@@ -56,6 +58,31 @@ line 2 | jq -e --arg id "$IT_PREFIX-nofields" '.line == 3 and .job_id == $id and
     >/dev/null || it_fail "line 3: $(line 2)"
 line 3 | jq -e '.line == 4 and (.error | test("longer than"))' >/dev/null || it_fail "line 4: $(line 3)"
 line 4 | jq -e '.line == 5 and .status == "confirmed"' >/dev/null || it_fail "line 5: $(line 4)"
+
+# 2b. a report that cannot be written (stdout on a full disk): exit 2 and the reason
+PR_OUT=/dev/full pr_fails full_stdout 2 'cannot write the report to stdout' "$IT_DIR/mixed.jsonl"
+
+# 2c. a job the exchange cannot route (its binding deleted after the producer connected): the
+# broker returns it, and it is reported refused as unroutable
+mkfifo "$IT_DIR/in-unrouted"
+"$PR" "$IT_DIR/in-unrouted" >"$IT_DIR/unrouted.out" 2>"$IT_DIR/unrouted.err" &
+pid=$!
+IT_PIDS+=("$pid")
+exec 3>"$IT_DIR/in-unrouted"
+for _ in $(seq 300); do
+    grep -qs '"connected' "$IT_DIR/unrouted.err" && break
+    sleep 0.1
+done
+uri() { jq -rn --arg n "$1" '$n|@uri'; }
+curl -sf -o /dev/null -u guest:guest -X DELETE "$KD_RABBIT_MGMT_URL/api/bindings/%2F/e/$(uri "$KD_AMQP_EXCHANGE")/q/$(uri "$KD_AMQP_QUEUE")/$(uri "$KD_AMQP_ROUTING_KEY")" ||
+    it_fail "deleting the binding failed"
+jobs_good 1 | jq -c '.job_id = "'"$IT_PREFIX"'-unrouted"' >&3
+exec 3>&-
+rc=0
+wait "$pid" || rc=$?
+[ "$rc" -eq 1 ] || it_fail "an unroutable job: exit $rc, expected 1: $(tail -n 2 "$IT_DIR/unrouted.err")"
+jq -e '.status == "refused" and (.error | test("^unroutable: "))' "$IT_DIR/unrouted.out" >/dev/null ||
+    it_fail "an unroutable job: $(cat "$IT_DIR/unrouted.out")"
 
 # 3. the broker closes the connection mid-run, twice: once the producer reconnects, the
 # second time its user is gone and the reconnect is refused

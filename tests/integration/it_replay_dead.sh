@@ -4,6 +4,7 @@
 # parked message that is not a job, and a move the broker refuses (the work queue is full under
 # a reject-publish policy): each such message is reported failed and stays parked, exit 1.
 source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/jobs.sh"
 
 PR=$KD_BIN_DIR/kone-producer
 DEAD="$KD_AMQP_QUEUE.dead"
@@ -76,5 +77,19 @@ grep -q '1 moved, 2 kept, 1 failed (4 seen of 4' "$IT_DIR/move.err" || it_fail "
 # nothing was lost: three stay parked, the moved job is in the work queue
 it_wait_depth "$DEAD" 3 30
 it_wait_depth "$KD_AMQP_QUEUE" 1 30
+
+# 3. kone-producer, publishing to that full queue: the broker nacks the job, reported refused
+jobs_good 1 | jq -c '.job_id = "'"$IT_PREFIX"'-full"' >"$IT_DIR/full.jsonl"
+rc=0
+"$PR" "$IT_DIR/full.jsonl" >"$IT_DIR/full.out" 2>"$IT_DIR/full.err" || rc=$?
+[ "$rc" -eq 1 ] || it_fail "a nacked job: exit $rc, expected 1"
+jq -e '.status == "refused" and (.error | test("^nacked: "))' "$IT_DIR/full.out" >/dev/null ||
+    it_fail "a nacked job: $(cat "$IT_DIR/full.out")"
+
+# 4. a report that cannot be written (stdout on a full disk): exit 2 and the reason
+rc=0
+"$PR" replay-dead --dry-run >/dev/full 2>"$IT_DIR/devfull.err" || rc=$?
+[ "$rc" -eq 2 ] || it_fail "replay-dead >/dev/full: exit $rc, expected 2"
+grep -q 'cannot write the report to stdout' "$IT_DIR/devfull.err" || it_fail "replay-dead >/dev/full: $(cat "$IT_DIR/devfull.err")"
 it_drop_queues
 it_log "ok"
