@@ -68,11 +68,12 @@ mkfifo "$IT_DIR/in-unrouted"
 "$PR" "$IT_DIR/in-unrouted" >"$IT_DIR/unrouted.out" 2>"$IT_DIR/unrouted.err" &
 pid=$!
 IT_PIDS+=("$pid")
-exec 3>"$IT_DIR/in-unrouted"
+exec 3>"$IT_DIR/in-unrouted" # the producer opens its input before it connects
 for _ in $(seq 300); do
-    grep -qs '"connected' "$IT_DIR/unrouted.err" && break
+    grep -qs ': connected (' "$IT_DIR/unrouted.err" && break
     sleep 0.1
 done
+grep -qs ': connected (' "$IT_DIR/unrouted.err" || it_fail "the producer did not connect: $(cat "$IT_DIR/unrouted.err")"
 uri() { jq -rn --arg n "$1" '$n|@uri'; }
 curl -sf -o /dev/null -u guest:guest -X DELETE "$KD_RABBIT_MGMT_URL/api/bindings/%2F/e/$(uri "$KD_AMQP_EXCHANGE")/q/$(uri "$KD_AMQP_QUEUE")/$(uri "$KD_AMQP_ROUTING_KEY")" ||
     it_fail "deleting the binding failed"
