@@ -33,6 +33,7 @@ pr_fails replay_arg 2 "replay-dead: unexpected argument 'extra'" replay-dead ext
 pr_fails replay_level 2 'log.level: must be' replay-dead --log-level=loud
 pr_fails replay_timeout 2 'producer.confirm_timeout_ms' replay-dead --producer-confirm-timeout-ms=0
 pr_fails replay_unknown 2 'unknown option' replay-dead --nope
+pr_fails replay_broker 2 'cannot connect' replay-dead --amqp-port="$(it_free_port)"
 "$PR" --help >"$IT_DIR/help.out" || it_fail "--help exited $?"
 grep -q 'Usage: kone-producer \[options\]' "$IT_DIR/help.out" || it_fail "--help: no usage"
 "$PR" replay-dead --help >"$IT_DIR/rhelp.out" || it_fail "replay-dead --help exited $?"
