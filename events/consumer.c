@@ -19,7 +19,7 @@
 
 #include "kd_kafka.h"
 #include "kd_log.h"
-#include "kd_run.h"
+#include "kd_time.h"
 
 struct kev_consumer {
     rd_kafka_t *rk;

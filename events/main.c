@@ -19,7 +19,7 @@
 #include "consumer.h"
 #include "kd_config.h"
 #include "kd_log.h"
-#include "kd_run.h"
+#include "kd_time.h"
 #include "line.h"
 
 #define PROG "kone-events"

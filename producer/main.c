@@ -32,7 +32,7 @@
 #include "kd_config.h"
 #include "kd_job.h"
 #include "kd_log.h"
-#include "kd_run.h"
+#include "kd_time.h"
 #include "replay.h"
 #include "report.h"
 #include "window.h"

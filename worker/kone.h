@@ -38,7 +38,8 @@ typedef struct kd_kone_hooks {
 int kd_kone_start(kd_kone **out, const kd_config *cfg, const kd_kone_hooks *hooks, kd_err *err);
 /* Thread-safe. The run's job is valid; its outcome is NONE. */
 void kd_kone_submit(kd_kone *k, kd_run *run);
-/* True when a token is held and at least one connection is open (for /readyz later). */
+/* True when a token is held and at least one connection is open: one of /readyz's reasons
+ * (a deploy accepts KONE alone being down: docs/operations-manual.md, "ready"). */
 bool kd_kone_ready(kd_kone *k);
 /* ---- per building: circuit breaker and rate limit (docs/kone-client.md) ----
  * Read from any thread (metrics, tests): each takes the client's building lock for a copy.

@@ -17,7 +17,7 @@
 #include <time.h>
 
 #include "kd_log.h"
-#include "kd_run.h"
+#include "kd_time.h"
 
 #define TOKEN_MAX_LIFE_S (365LL * 24 * 3600) /* longest expires_in taken as it is */
 #define BODY_MAX (64 * 1024)

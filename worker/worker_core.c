@@ -55,6 +55,7 @@
 #include "ledger.h"
 #include "metrics_catalog.h"
 #include "retry_pub.h"
+#include "run.h"
 
 #define KD_WORKER_SETTLE_GRACE_US 5000000  /* after drain_ms: results and confirms */
 #define KD_WORKER_BUSY_RECHECK_US 1000000  /* a job another delivery holds: ask again */
