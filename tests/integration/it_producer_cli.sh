@@ -126,6 +126,26 @@ wait_for "connection of $USER_NAME" close_connection
 wait_for "reconnect" grep -q 'reconnecting' "$IT_DIR/run.err"
 job c
 wait_for "report of job c" reported 3
+# A drop while a job is unconfirmed: RabbitMQ is frozen (SIGSTOP) once job e reached its socket,
+# so no confirm can come; the producer's end of the connection is cut (ss -K); the broker is
+# thawed once the producer reconnects, and the producer publishes e again.
+BEAM=$(<"$KD_STATE_DIR/pids/rabbitmq-beam.pid")
+kill -STOP "$BEAM"
+it_at_exit "kill -CONT $BEAM"
+producer_port() { # the local port of the producer's connection to RabbitMQ
+    ss -tnpH state established "( dport = :$KD_AMQP_PORT )" | grep "pid=$pid," | awk '{print $3}' | sed 's/.*://'
+}
+PORT=$(producer_port)
+[ -n "$PORT" ] || it_fail "no connection of the producer (pid $pid) to port $KD_AMQP_PORT"
+job e
+# the broker's end of that connection holds job e's frames, unread
+broker_holds_e() { ss -tnH state established "( sport = :$KD_AMQP_PORT and dport = :$PORT )" | awk '$1 > 0 {f=1} END {exit !f}'; }
+wait_for "job e in the frozen broker's socket" broker_holds_e
+ss -K "( sport = :$PORT )" >/dev/null 2>&1 || true
+wait_for "a second reconnect" eval '[ "$(grep -c reconnecting "$IT_DIR/run.err")" -ge 2 ]'
+kill -CONT "$BEAM"
+wait_for "job e published again" grep -q 'published 1 unconfirmed jobs again' "$IT_DIR/run.err"
+wait_for "report of job e" reported 4
 # RabbitMQ closes a deleted user's connections itself (3.13); older brokers leave them open
 it_rabbit_user_delete "$USER_NAME"
 close_connection || true
@@ -135,7 +155,7 @@ exec 3>&-
 rc=0
 wait "$pid" || rc=$?
 [ "$rc" -eq 1 ] || it_fail "exit $rc after the refused reconnect, expected 1"
-for id in a b c; do
+for id in a b c e; do
     jq -se --arg id "$IT_PREFIX-$id" 'any(.[]; .job_id == $id and .status == "confirmed")' \
         "$IT_DIR/run.out" >/dev/null || it_fail "job $id not confirmed: $(cat "$IT_DIR/run.out")"
 done
