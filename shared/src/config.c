@@ -217,6 +217,9 @@ static const kd_config_key kd_keys[] = {
      "Ping an idle connection after this many seconds (KONE closes idle ones after 60 s)."},
     {"kone.max_conn_age_s", "6600", W, false,
      "Replace a connection after this many seconds (KONE closes every one after 2 h)."},
+    {"kone.dns_ttl_s", "60", W, false,
+     "How long the address kone.ws_url's host name resolved to is used for new connections "
+     "(0-86400; 0: resolve for each). Resolved on a thread of its own, never on the KONE loop."},
     {"kone.monitor_duration_s", "300", W, false,
      "site-monitoring subscription length (max 300); renewed before it lapses."},
     {"kone.validate_locally", "true", W, false,
