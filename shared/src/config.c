@@ -85,8 +85,9 @@ static const kd_config_key kd_keys[] = {
      "killed or lost its connection) is parked in the dead-letter queue with outcome failed, error "
      "delivery_limit, without a call (0: never)."},
     {"worker.timings_file", "", W, false,
-     "Diagnostics (scripts/bench): append one line per acked job to this file: received, request "
-     "sent, outcome known, result produced, acked, in µs since the epoch (empty: off)."},
+     "Diagnostics (scripts/bench): append one line per acked delivery to this file: received, "
+     "request sent, outcome known, result produced, acked, in µs since the epoch, then the "
+     "building, the outcome and final or requeue (empty: off)."},
 
     /* call ledger (PostgreSQL) */
     {"ledger.url", "postgresql://kd@127.0.0.1:5432/kone_dispatch?sslmode=verify-full", W, true,
