@@ -151,7 +151,7 @@ fault_scenarios() {
     # the outage: enough backlog for the warm-up and the outage at the fault-free rate
     local nd t_down t_up b_ok b_exp b_other drained=true
     nd=$(awk -v r="$base" -v s="$((F_WARM + F_OUTAGE))" 'BEGIN { if (r == "n/a") r = 800
-        printf "%d\n", r * s * 1.5 }')
+        printf "%d\n", r * s * 1.2 }')
     fault_start outage "$nd"
     sleep "$F_WARM"
     sim_faults "{\"buildings\":{\"$F_BROKEN\":{\"link_down\":true}}}"
