@@ -234,13 +234,17 @@ MD
     printf '<!-- faults:end -->\n'
 }
 
-# fault_report_into FILE: FILE's fault section replaced by this run's (appended when absent).
+# fault_report_into FILE: FILE's fault section replaced by this run's (when absent: put where
+# the full run puts it, before the hand-written notes, or at the end).
 fault_report_into() {
     local new=$TMP/faults.md
     fault_report >"$new"
     if grep -q '^<!-- faults:begin -->$' "$1"; then
         awk -v f="$new" '/^<!-- faults:begin -->$/ { while ((getline l < f) > 0) print l; skip = 1; next }
             /^<!-- faults:end -->$/ { skip = 0; next } !skip' "$1" >"$1.tmp" && mv "$1.tmp" "$1"
+    elif grep -q '^## Reading the profile' "$1"; then # where the full run puts it
+        awk -v f="$new" '/^## Reading the profile/ && !done { while ((getline l < f) > 0) print l
+            print ""; done = 1 } 1' "$1" >"$1.tmp" && mv "$1.tmp" "$1"
     else
         { echo; cat "$new"; } >>"$1"
     fi
