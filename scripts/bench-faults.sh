@@ -101,6 +101,18 @@ requeues() {
 # breaker NAME TO: the worker's circuit transitions to TO (open, closed), any building.
 breaker() { grep -c "kone: circuit of [^ ]* [a-z-]* -> $2[:;]" "$TMP/f-$1.log" || true; }
 
+# open_after NAME SINCE_US: seconds from SINCE_US to the worker's first circuit opening (n/a: none).
+open_after() {
+    local ts
+    ts=$(grep -m1 "kone: circuit of [^ ]* [a-z-]* -> open[:;]" "$TMP/f-$1.log" |
+        sed -n 's/.*"@timestamp":"\([^"]*\)".*/\1/p')
+    if [[ -z $ts ]]; then
+        echo n/a
+    else
+        awk -v a="$2" -v b="$(date -d "$ts" +%s%6N)" 'BEGIN { printf "%.1f\n", (b - a) / 1e6 }'
+    fi
+}
+
 # fault_window NAME N [FAULTS_JSON]: a scenario measured over the window; the backlog that
 # is left is deleted with the bench's queues.
 fault_window() {
@@ -182,6 +194,8 @@ fault_scenarios() {
     fig fault.outage.requeues_per_job "$(requeues outage)" "re-queues per job"
     fig fault.outage.breaker_opens "$(breaker outage open)" "circuit opens"
     fig fault.outage.breaker_closes "$(breaker outage closed)" "circuit closes"
+    fig fault.outage.open_after_s "$(open_after outage "$t_down")" \
+        "s from the link going down to the circuit opening (the outage lasted ${F_OUTAGE}s)"
 }
 
 # fault_targets: issue 11's targets, met / not met.
