@@ -9,6 +9,7 @@
 #include "kone_dns.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <netdb.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -60,7 +61,7 @@ int kd_kone_dns_getaddrinfo(const char *host, char *addr, size_t len, char *why,
     struct addrinfo *res = NULL;
     int rc = getaddrinfo(host, NULL, &hints, &res);
     if (rc) {
-        snprintf(why, wlen, "%s", rc == EAI_SYSTEM ? "system error" : gai_strerror(rc));
+        snprintf(why, wlen, "%s", rc == EAI_SYSTEM ? strerror(errno) : gai_strerror(rc));
         return -1;
     }
     /* the first answer, in the order getaddrinfo sorted them (RFC 6724, /etc/gai.conf) */
