@@ -109,6 +109,11 @@ void kk_loop_wakeup(kd_kone *k)
         kk_job_submit(k, list);
         list = next;
     }
+    uint64_t dns_gen = kd_kone_dns_gen(k->dns);
+    if (dns_gen != k->dns_gen_seen) { /* a resolution ended: slots waiting for it go on */
+        k->dns_gen_seen = dns_gen;
+        kk_slots_token_changed(k);
+    }
     for (int t = 0; t < k->n_tokens; t++) {
         uint64_t gen = kd_kone_tokens_gen(k->tokens[t]);
         if (gen != k->token_gen_seen[t]) {
@@ -350,6 +355,9 @@ static int load_config(kd_kone *k, const kd_config *cfg, kd_kone_token_cfg *tc, 
     if ((rc = read_int(cfg, "kone.max_conn_age_s", 5, 86400, &v, err)))
         return rc;
     k->max_age_us = v * 1000000;
+    if ((rc = read_int(cfg, "kone.dns_ttl_s", 0, 86400, &v, err)))
+        return rc;
+    k->dns_ttl_us = v * 1000000;
     if ((rc = read_int(cfg, "kone.monitor_duration_s", 1, 300, &v, err)))
         return rc;
     k->monitor_duration_s = (int)v;
@@ -448,6 +456,8 @@ static int load_config(kd_kone *k, const kd_config *cfg, kd_kone_token_cfg *tc, 
 
 static void stop_tokens(kd_kone *k)
 {
+    kd_kone_dns_stop(k->dns); /* its notify uses the context too */
+    k->dns = NULL;
     for (int t = 0; t < KK_MAX_TOKENS; t++) {
         kd_kone_tokens_stop(k->tokens[t]);
         k->tokens[t] = NULL;
@@ -535,6 +545,8 @@ int kd_kone_start(kd_kone **out, const kd_config *cfg, const kd_kone_hooks *hook
     }
     for (int i = 0; i < KK_MAX_SLOTS; i++)
         k->slots[i].tok = i % k->n_tokens;
+    if (!kd_kone_dns_is_numeric(k->ws_host))
+        rc = kd_kone_dns_start(&k->dns, k->ws_host, k->dns_ttl_us, notify_loop, k, err);
     const char *configured = tc.scope;
     for (int t = 0; t < k->n_tokens && !rc; t++) {
         tc.scope = *configured || !k->scopes[t] ? configured : k->scopes[t];

@@ -9,6 +9,8 @@
  * thread; for tracked calls it calls hooks.call_event for each call-state change first.
  * The hooks must not block (the worker's produce to Kafka copies and returns; with
  * librdkafka's queue full the message is handed to the worker's main thread, worker_core.c).
+ * Nothing else blocks the loop either: the token is fetched on a token thread and
+ * kone.ws_url's host name resolved on a resolver thread (kone_dns.h).
  */
 #ifndef KD_WORKER_KONE_H
 #define KD_WORKER_KONE_H

@@ -85,8 +85,9 @@ static const kd_config_key kd_keys[] = {
      "killed or lost its connection) is parked in the dead-letter queue with outcome failed, error "
      "delivery_limit, without a call (0: never)."},
     {"worker.timings_file", "", W, false,
-     "Diagnostics (scripts/bench): append one line per acked job to this file: received, request "
-     "sent, outcome known, result produced, acked, in µs since the epoch (empty: off)."},
+     "Diagnostics (scripts/bench): append one line per acked delivery to this file: received, "
+     "request sent, outcome known, result produced, acked, in µs since the epoch, then the "
+     "building, the outcome and final or requeue (empty: off)."},
 
     /* call ledger (PostgreSQL) */
     {"ledger.url", "postgresql://kd@127.0.0.1:5432/kone_dispatch?sslmode=verify-full", W, true,
@@ -232,6 +233,9 @@ static const kd_config_key kd_keys[] = {
      "Ping an idle connection after this many seconds (KONE closes idle ones after 60 s)."},
     {"kone.max_conn_age_s", "6600", W, false,
      "Replace a connection after this many seconds (KONE closes every one after 2 h)."},
+    {"kone.dns_ttl_s", "60", W, false,
+     "How long the address kone.ws_url's host name resolved to is used for new connections "
+     "(0-86400; 0: resolve for each). Resolved on a thread of its own, never on the KONE loop."},
     {"kone.monitor_duration_s", "300", W, false,
      "site-monitoring subscription length (max 300); renewed before it lapses."},
     {"kone.validate_locally", "true", W, false,
