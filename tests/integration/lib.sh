@@ -307,6 +307,59 @@ it_wait_ids() {
     it_log "$n jobs have a result ($filter) after $((SECONDS - t0))s"
 }
 
+# Recovery time (docs/slo.md "Recovery time after a fault"): from the end of a test's fault
+# to its backlog drained. A figure for the report, never an assertion: the tests keep their own
+# checks and waits; these helpers never fail a test, and add only the few seconds the broker's
+# queue count lags behind the last ack.
+#
+# it_fault_ended: marks the moment the fault ended (the broker back, the last worker replaced,
+# the simulator healed). Call it right after the step that heals.
+it_fault_ended() {
+    IT_FAULT_END_MS=$(date +%s%3N)
+    it_log "fault ended"
+}
+
+# it_recovery N [TIMEOUT_S]: after it_fault_ended, polls (every 0.5 s, at most TIMEOUT_S,
+# default 300) until the work queue holds no message and N distinct jobs of this test have a
+# result in Kafka, then logs one parseable line:
+#   recovery_s=<s> test=<name> backlog=<n> results_seen_s=<s> last_finished_s=<s>
+# recovery_s: from the fault's end until the broker first reported the queue empty. A worker
+# acks a job only once Kafka confirmed its result, so an empty queue is every result in Kafka;
+# the quorum queue's count lags the last ack by a second or two, so this is an upper bound.
+# results_seen_s: until this test's reader (kone-events) had seen N results; after a Kafka
+# outage it includes that consumer's own reconnection. last_finished_s: until the last result's
+# finished_at (when its outcome was known; a result held back by the fault gets there before
+# Kafka has it). backlog: results finished after the fault's end. On a timeout it logs
+# recovery_s=timeout and returns 0: the test's own wait decides.
+it_recovery() {
+    local want=$1 timeout=${2:-300} t0=$SECONDS n="" depth="" f in_ms="" empty_ms="" now last backlog
+    [ -n "${IT_FAULT_END_MS:-}" ] || it_fail "it_recovery without it_fault_ended"
+    f=$IT_DIR/follow.jsonl
+    while [ -z "$in_ms" ] || [ -z "$empty_ms" ]; do
+        now=$(date +%s%3N)
+        if [ -z "$empty_ms" ]; then
+            depth=$(it_queue_depth "$KD_AMQP_QUEUE" || true)
+            [ "$depth" != 0 ] || empty_ms=$now
+        fi
+        if [ -z "$in_ms" ]; then
+            if [ -f "$f" ]; then n=$(it_followed); else n=$(it_count_ids); fi
+            [ "$n" -lt "$want" ] || in_ms=$now
+        fi
+        if [ $((SECONDS - t0)) -ge "$timeout" ]; then
+            it_log "recovery_s=timeout test=$IT_NAME results=${n:-?}/$want queue=${depth:-?} after ${timeout}s"
+            return 0
+        fi
+        [ -n "$in_ms" ] && [ -n "$empty_ms" ] || sleep 0.5
+    done
+    [ -f "$f" ] || f=$IT_DIR/results.jsonl
+    read -r last backlog < <(grep -F "\"$IT_PREFIX" "$f" | jq -rs --argjson e "$IT_FAULT_END_MS" '
+        map(.finished_at // empty) | [(((max // $e) - $e) / 1000 | if . < 0 then 0 else . end),
+        (map(select(. > $e)) | length)] | "\(.[0] * 10 | round / 10) \(.[1])"')
+    it_log "recovery_s=$(it_since_fault "$empty_ms") test=$IT_NAME backlog=$backlog results_seen_s=$(it_since_fault "$in_ms") last_finished_s=$last"
+}
+# it_since_fault EPOCH_MS: seconds from it_fault_ended to EPOCH_MS, one decimal.
+it_since_fault() { awk -v a="$1" -v e="$IT_FAULT_END_MS" 'BEGIN { printf "%.1f", (a - e) / 1000 }'; }
+
 # it_reconcile [scripts/reconcile OPTIONS...]: reconciles this test's confirmed jobs (every
 # $IT_DIR/*.report) with Kafka and the dead-letter queue $KD_AMQP_QUEUE.dead; prints the
 # summary, leaves it as JSON in $IT_DIR/reconcile.json (and every dead letter, ours or not,
