@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # it_fault_kone_errors: KONE answering 500 or 429 to 20% of calls: every job still succeeds.
 # A private kone-sim answers 20% of group 1's calls with 500 and 20% of group 2's with 429
-# (an answer that means "not executed": no call is made). 1,200 jobs, half per group, one
+# (an answer that means "not executed": no call is made). 600 jobs, half per group, one
 # worker with 64 in flight (worker.inflight's default), the default retry tiers and backoff
 # (issue 11: "KONE degraded" at default settings), and up to 10 attempts: at the default 5,
-# 0.2^5 of jobs (one in 3,000) would fail every attempt by chance, so 1,200 jobs would make
-# this test fail one run in three.
+# 0.2^5 of jobs (one in 3,000) would fail every attempt by chance, so 600 jobs would make
+# this test fail one run in five.
 # Proves: transient KONE errors are retried through RabbitMQ until they succeed: every job
 # has exactly one result, succeeded, and some finished on attempt > 1 (attempt recorded);
 # both statuses were met and retried; KONE degraded never opens a circuit, so no job was
@@ -19,7 +19,7 @@ source "$(dirname "$0")/lib.sh"
 it_worker_has --retry-max-attempts ||
     it_pending "retries (retry.* keys in kone-worker) have not landed"
 
-N=${IT_FAULT_JOBS:-1200}
+N=${IT_FAULT_JOBS:-600}
 INFLIGHT=64
 export KD_RETRY_MAX_ATTEMPTS=10
 

@@ -12,18 +12,10 @@
 #include <cmocka.h>
 
 #include "kone_conc.h"
+#include "test_xorshift.h"
 
 /* the defaults (kone.concurrency_min, worker.inflight, kone.concurrency_decrease_pct) */
 static const kd_cc_cfg cfg = {.min = 4, .max = 64, .decrease_pct = 90};
-
-static uint64_t xs = 88172645463325252ULL;
-static uint64_t xorshift(void)
-{
-    xs ^= xs << 13;
-    xs ^= xs >> 7;
-    xs ^= xs << 17;
-    return xs;
-}
 
 static void fill(kd_cc *c)
 {
