@@ -133,8 +133,6 @@ static kk_bld *bld_get(kd_kone *k, const char *building, int64_t now)
     k->n_blds++;
     pthread_mutex_unlock(&k->bmu);
     kd_wm_concurrency_limit(b->id, kd_cc_limit(&b->cc));
-    if (k->n_blds == 1) /* the first building: the worker's limit shows from then on */
-        kd_wm_concurrency_limit(NULL, kd_cc_limit(&k->cc));
     return b;
 }
 

@@ -11,7 +11,8 @@
 # both statuses were met and retried; KONE degraded never opens a circuit, so no job was
 # parked: each job's re-queues (the result's `requeues`, x-kd-requeues) are exactly its
 # retries (attempt - 1), bounded, and about 0.25 per job on average (20% errors); the
-# worker's kone_job_requeues histogram says the same; kone-sim made exactly one call per job
+# worker's kone_job_requeues histogram says the same; the worker's adaptive concurrency limit
+# (kone_worker_concurrency_limit) fell below 64 while no job was failed for waiting above it; kone-sim made exactly one call per job
 # (session ids 1..N), so a retry never called a lift twice; nothing is parked in the
 # dead-letter queue.
 source "$(dirname "$0")/lib.sh"
@@ -34,6 +35,14 @@ it_publish "$IT_DIR/jobs.jsonl" || it_fail "producer refused jobs"
 t0=$SECONDS
 it_fault_worker w1
 port=$(it_metrics_port w1) || exit 1
+# the worker's adaptive concurrency limit, every 0.2 s (KONE degraded lowers it)
+(
+    while :; do
+        curl -s --max-time 1 "http://127.0.0.1:$port/metrics" | awk '/^kone_worker_concurrency_limit /{print $2}' || true
+        sleep 0.2
+    done
+) >"$IT_DIR/limit.log" 2>/dev/null &
+IT_PIDS+=($!)
 
 it_wait_ids "$N" 600
 sleep 3 # late duplicates arrive now
@@ -56,6 +65,13 @@ m_cnt=$(curl -s "http://127.0.0.1:$port/metrics" | awk '/^kone_job_requeues_coun
 [ "${m_cnt%.*}" = "$N" ] && [ "${m_sum%.*}" = "$rq_sum" ] ||
     it_fail "kone_job_requeues: count $m_cnt, sum $m_sum; the results say $N jobs, $rq_sum re-queues"
 it_log "re-queues: $rq_sum for $N jobs ($(awk -v s="$rq_sum" -v n="$N" 'BEGIN { printf "%.3f", s / n }') per job, max $rq_max); kone_job_requeues agrees"
+# adaptive concurrency: 500s and 429s lowered the worker's limit below worker.inflight (64),
+# and no job above it was failed for it (every job succeeded, above)
+lowest=$(sort -n "$IT_DIR/limit.log" | head -n1)
+[ -n "$lowest" ] || it_fail "kone_worker_concurrency_limit never read from /metrics"
+[ "$lowest" -gt 0 ] || it_fail "kone_worker_concurrency_limit read 0: it starts at worker.inflight"
+[ "$lowest" -lt "$INFLIGHT" ] || it_fail "the worker's concurrency limit never fell below $INFLIGHT"
+it_log "the worker's concurrency limit: lowest $lowest of $INFLIGHT, $(tail -n1 "$IT_DIR/limit.log") at the end"
 for st in 500 429; do
     n=$(grep -c "\"message\":\"attempt [0-9]* failed ($st); attempt" "$IT_DIR/w1.log" || true)
     [ "$n" -ge 1 ] || it_fail "no worker retried after a $st"
