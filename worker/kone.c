@@ -26,7 +26,6 @@
 
 #include "kd_log.h"
 #include "kone_int.h"
-#include "metrics_catalog.h"
 
 #define SHUTDOWN_MSG "worker shutting down"
 
@@ -458,7 +457,6 @@ int kd_kone_start(kd_kone **out, const kd_config *cfg, const kd_kone_hooks *hook
         kone_free(k);
         return rc;
     }
-    kd_wm_concurrency_limit(NULL, kd_cc_limit(&k->cc)); /* worker.inflight until KONE says */
     pthread_once(&curl_once, curl_init);
     if (curl_init_rc != CURLE_OK) {
         kone_free(k);

@@ -28,11 +28,16 @@ void kd_cc_take(kd_cc *c)
 bool kd_cc_done(kd_cc *c, const kd_cc_cfg *cfg, kd_cc_signal s)
 {
     int before = kd_cc_limit(c);
-    /* was the limit in use while this request was out (itself included)? */
+    /* was the limit in use while this request was out (itself included)? A limit nobody
+     * tests learns nothing: not raised (a quiet building would come back to a burst), not
+     * lowered (KONE failing a trickle of requests says nothing about how many at once it
+     * takes; a request rate held down by 429s must not grind the limit to its minimum) */
     bool in_use = 2 * c->inflight >= before;
     if (c->inflight > 0)
         c->inflight--;
-    if (s == KD_CC_SUCCESS && in_use) {
+    if (!in_use)
+        return false;
+    if (s == KD_CC_SUCCESS) {
         c->limit += 1;
         if (c->limit > cfg->max)
             c->limit = cfg->max;

@@ -2,12 +2,14 @@
  * worker) may have outstanding, as a pure AIMD limit (the model of Netflix's
  * concurrency-limits AIMDLimit, and of TCP's congestion window).
  *
- *   success (answered 2xx, accepted)        limit + 1 (only while the limit is in use:
- *                                            at least half of it taken), up to max
+ *   success (answered 2xx, accepted)        limit + 1, up to max
  *   drop (5xx, 408, 429, unanswered on a    limit · decrease_pct / 100, down to min
  *   connection that stayed up)
  *   anything else (a final refusal, a       unchanged
  *   local decision, a connection lost)
+ *
+ * Both only while the limit is in use (at least half of it taken when the request ends):
+ * a limit nobody tests learns nothing from the answers.
  *
  * Why AIMD and not a gradient (RTT-based) limit: KONE's round trip says little about its
  * load (a call's answer time is dominated by the site, not the cloud), while its 5xx, 429
@@ -17,8 +19,10 @@
  * outage (20 % of calls answered 500) keeps it about 40 (worker.inflight 64: the pool slows
  * a little, never stops), half the calls failing about 10, and a KONE that answers nothing
  * but errors drives it to `min` within a few dozen calls; each success then adds one again.
- * The increase is skipped while less than half the limit is used: a limit nobody tests
- * must not grow without end (an idle building would otherwise come back to a burst).
+ * Why only while in use: a quiet building's limit must not grow without end (it would come
+ * back to a burst), and a trickle of failures, or a request rate held down by 429s
+ * (kone_ratelimit.h), says nothing about how many requests at once KONE takes: without the
+ * guard those drove the limit to its minimum in it_fault_kone_errors.
  *
  * Jobs above the limit are not failed: the caller keeps them (kone_bld.c: the building's
  * wait queue) until a request ends and makes room.

@@ -431,6 +431,11 @@ int kd_wm_init(const kd_config *cfg, kd_err *err)
         return -1;
     }
     kd_gauge_setv(wm.build_info, KD_LV(KD_VERSION), 1);
+    /* the worker's concurrency limit starts at worker.inflight (the KONE client lowers it) */
+    int64_t inflight = 64;
+    if (cfg && kd_config_int(cfg, "worker.inflight", 1, 65535, &inflight, NULL))
+        inflight = 64;
+    kd_gauge_set(wm.cc_worker, 0, (double)inflight);
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     kd_gauge_set(wm.start_time, 0, (double)ts.tv_sec + ts.tv_nsec / 1e9);

@@ -1,6 +1,6 @@
 /* Unit tests for worker/kone_conc.c, the adaptive concurrency limit (AIMD): every transition
- * (start at max, room and take, +1 per success only while the limit is in use and never
- * above max, × decrease_pct per drop and never below min, neutral answers change nothing,
+ * (start at max, room and take, +1 per success never above max, × decrease_pct per drop
+ * never below min, both only while the limit is in use, neutral answers change nothing,
  * decrease_pct 100 turns it off), what a finished run signals, and then a pool of requests
  * on a fake clock (a backlog larger than the limit, KONE answering each after 20-60 ms):
  * 20% of answers 500 keep the limit well above its floor, 100% drive it to the minimum
@@ -48,20 +48,35 @@ static void test_transitions(void **state)
     /* successes while in use: +1 each, up to max */
     assert_true(kd_cc_done(&c, &cfg, KD_CC_SUCCESS));
     assert_int_equal(kd_cc_limit(&c), 58);
-    /* drops down to the floor, never below */
-    for (int i = 0; i < 100; i++)
+    /* drops (the limit kept full) down to the floor, never below */
+    for (int i = 0; i < 100; i++) {
+        fill(&c);
         kd_cc_done(&c, &cfg, KD_CC_DROP);
+    }
     assert_int_equal(kd_cc_limit(&c), 4);
-    assert_int_equal(c.inflight, 0); /* done never goes below 0 */
-    /* a success with the limit unused (less than half taken) does not raise it */
+    /* the limit unused (less than half taken): neither a success nor a drop changes it */
+    while (c.inflight > 1)
+        kd_cc_done(&c, &cfg, KD_CC_NEUTRAL);
+    assert_false(kd_cc_done(&c, &cfg, KD_CC_SUCCESS));
+    assert_int_equal(kd_cc_limit(&c), 4);
+    assert_int_equal(c.inflight, 0);
+    assert_false(kd_cc_done(&c, &cfg, KD_CC_DROP)); /* done never goes below 0 either */
+    assert_int_equal(c.inflight, 0);
     kd_cc_take(&c);
     assert_false(kd_cc_done(&c, &cfg, KD_CC_SUCCESS));
     assert_int_equal(kd_cc_limit(&c), 4);
-    /* ... with half of it taken it does */
+    /* ... with half of it taken, a success raises it */
     kd_cc_take(&c);
     kd_cc_take(&c);
     assert_true(kd_cc_done(&c, &cfg, KD_CC_SUCCESS));
     assert_int_equal(kd_cc_limit(&c), 5);
+    /* a trickle of drops on a quiet limit leaves it (a rate held down by 429s) */
+    kd_cc_init(&c, &cfg);
+    for (int i = 0; i < 100; i++) {
+        kd_cc_take(&c);
+        assert_false(kd_cc_done(&c, &cfg, KD_CC_DROP));
+    }
+    assert_int_equal(kd_cc_limit(&c), 64);
     /* decrease_pct 100: adaptive concurrency off, the limit stays at max */
     const kd_cc_cfg off = {.min = 4, .max = 64, .decrease_pct = 100};
     kd_cc_init(&c, &off);

@@ -148,8 +148,11 @@ static void test_catalogue_values_and_labels(void **state)
     kd_err err = {0};
     assert_int_equal(kd_wm_init(&cfg, &err), 0);
     assert_int_equal(kd_wm_init(&cfg, &err), KD_ERR_INTERNAL);
+    char *t = expose(); /* before the KONE client: its limit is worker.inflight, not 0 */
+    assert_has(t, "kone_worker_concurrency_limit 64\n");
+    free(t);
     populate();
-    char *t = expose();
+    t = expose();
     assert_has(t, "kone_build_info{version=\"" KD_VERSION "\"} 1\n");
     assert_has(t, "kone_jobs_total{op=\"call\",outcome=\"succeeded\"} 1\n");
     assert_has(t, "kone_jobs_total{op=\"cancel\",outcome=\"rejected\"} 1\n");
