@@ -24,7 +24,9 @@ N=${IT_FAULT_JOBS:-600}
 INFLIGHT=64
 export KD_RETRY_MAX_ATTEMPTS=10
 
-it_start_sim --sim-faults='{"call_error":{"share":0.2,"status":500},
+# every answer 100 ms late (KONE's cloud, not a fault): requests stay outstanding long
+# enough for the 64 in flight to fill the concurrency limit, so its answers count
+it_start_sim --sim-faults='{"latency_ms":100,"call_error":{"share":0.2,"status":500},
     "buildings":{"building:9990000951":{"groups":{"2":{"call_error":{"share":0.2,"status":429}}}}}}'
 {
     it_jobs_good $((N / 2)) g1
