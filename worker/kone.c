@@ -395,6 +395,18 @@ static int load_config(kd_kone *k, const kd_config *cfg, kd_kone_token_cfg *tc, 
                           "kone.breaker_probe_cap_ms: must be at least "
                           "kone.breaker_probe_base_ms (%lld)",
                           (long long)(k->brk_cfg.base_us / 1000));
+    /* adaptive concurrency (kone_conc.h): per building and for the worker, at most
+     * worker.inflight (the jobs the worker holds at once) */
+    if ((rc = read_int(cfg, "worker.inflight", 1, 65535, &v, err)))
+        return rc;
+    k->cc_cfg.max = (int)v;
+    if ((rc = read_int(cfg, "kone.concurrency_min", 1, 65535, &v, err)))
+        return rc;
+    k->cc_cfg.min = v < k->cc_cfg.max ? (int)v : k->cc_cfg.max;
+    if ((rc = read_int(cfg, "kone.concurrency_decrease_pct", 1, 100, &v, err)))
+        return rc;
+    k->cc_cfg.decrease_pct = (int)v;
+    kd_cc_init(&k->cc, &k->cc_cfg);
     if ((rc = read_int(cfg, "kone.rate_per_s", 0, 1000000, &v, err)))
         return rc;
     k->rate_per_s = (double)v;

@@ -56,13 +56,16 @@ typedef enum {
 typedef struct kd_kone_building_stats {
     char building[96]; /* "building:<id>" */
     kd_kone_circuit circuit;
-    uint64_t circuit_opens;   /* times its circuit opened */
-    uint64_t circuit_closes;  /* times it closed again (half-open trials went through) */
-    uint64_t circuit_refused; /* runs finished "circuit_open" without a request */
-    uint64_t pings;           /* pings sent while its circuit was open */
-    double rate_per_s;        /* its current rate limit (after 429s); 0: none */
-    uint64_t rate_waits;      /* runs that waited for a rate-limit token */
-    uint64_t rate_slowdowns;  /* 429s that lowered its rate */
+    uint64_t circuit_opens;     /* times its circuit opened */
+    uint64_t circuit_closes;    /* times it closed again (half-open trials went through) */
+    uint64_t circuit_refused;   /* runs finished "circuit_open" without a request */
+    uint64_t pings;             /* pings sent while its circuit was open */
+    double rate_per_s;          /* its current rate limit (after 429s); 0: none */
+    uint64_t rate_waits;        /* runs that waited for a rate-limit token */
+    uint64_t rate_slowdowns;    /* 429s that lowered its rate */
+    int concurrency_limit;      /* its adaptive concurrency limit (kone_conc.h) */
+    int concurrency_inflight;   /* requests of it outstanding under that limit */
+    uint64_t concurrency_drops; /* answers (5xx, 429, timeouts) that lowered it */
 } kd_kone_building_stats;
 
 /* The circuit of a building: 0 closed, 1 half-open, 2 open; closed for one not met yet. */

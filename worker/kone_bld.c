@@ -9,6 +9,14 @@
  * "rate_limited". How many jobs can wait is bounded by the in-flight limit the worker core
  * enforces.
  *
+ * Adaptive concurrency (kone_conc.h): an admitted request also takes a place in its
+ * building's and in the worker's concurrency limit, and gives it back with its answer (a
+ * call accepted, an answer, a timeout; kk_bld_evidence or kk_bld_job_done), telling both
+ * limits what the answer says of KONE's load. A job finding no room waits in its building's
+ * queue like one waiting for a token, but not for kone.request_timeout_ms: until room is
+ * made (or its own deadline). Room in the worker's limit goes to the buildings waiting for
+ * it in turn (k->cc_blocked), one place at a time.
+ *
  * Every admitted job tells the breaker once what it says about its building's link
  * (kd_brk_verdict_of), with the ticket it was admitted with; an accepted call tells it at
  * once (a half-open circuit then decides without waiting for a tracked call to be served),
@@ -73,7 +81,9 @@ static bool forgettable(kk_bld *b, int64_t now)
     int calls, fails;
     kd_brk_window(&b->brk, &b->k->brk_cfg, now, &calls, &fails);
     return b->n_jobs == 0 && b->brk.st == KD_BRK_CLOSED && fails == 0 &&
-           lws_dll2_is_detached(&b->plink) && b->rq.count == 0 && kd_rl_idle(&b->rl, now);
+           lws_dll2_is_detached(&b->plink) && b->rq.count == 0 && kd_rl_idle(&b->rl, now) &&
+           lws_dll2_is_detached(&b->cclink) && b->cc.inflight == 0 &&
+           kd_cc_limit(&b->cc) == b->k->cc_cfg.max;
 }
 
 static bool make_room(kd_kone *k, int64_t now)
@@ -115,12 +125,14 @@ static kk_bld *bld_get(kd_kone *k, const char *building, int64_t now)
     snprintf(b->id, sizeof b->id, "%s", id);
     kd_brk_init(&b->brk, now);
     kd_rl_init(&b->rl, k->rate_per_s, k->rate_burst, now);
+    kd_cc_init(&b->cc, &k->cc_cfg);
     unsigned h = hash_of(id);
     pthread_mutex_lock(&k->bmu);
     b->hnext = k->bld_hash[h];
     k->bld_hash[h] = b;
     k->n_blds++;
     pthread_mutex_unlock(&k->bmu);
+    kd_wm_concurrency_limit(b->id, kd_cc_limit(&b->cc));
     return b;
 }
 
@@ -146,6 +158,21 @@ static bool held(const kk_bld *b)
            (c->trials > 0 ? c->trials : 1);
 }
 
+/* Room for one more request under the building's and the worker's concurrency limits
+ * (read on the loop thread, which alone writes them). */
+static bool cc_room(const kk_bld *b)
+{
+    return kd_cc_room(&b->cc) && kd_cc_room(&b->k->cc);
+}
+
+/* Under bmu: the job's request takes its places. */
+static void cc_take(kk_job *j)
+{
+    kd_cc_take(&j->bld->cc);
+    kd_cc_take(&j->k->cc);
+    j->cc_held = true;
+}
+
 static void arm(kk_bld *b, int64_t now)
 {
     kd_kone *k = b->k;
@@ -156,6 +183,15 @@ static void arm(kk_bld *b, int64_t now)
         } else if (held(b)) {
             /* nothing to do before a trial's verdict (record() arms it again), or the job's
              * own timer gives up */
+        } else if (!cc_room(b)) {
+            /* nothing to do before a request ends (cc_release arms it again); when it is the
+             * worker's limit that is full, wait for its turn there */
+            if (kd_cc_room(&b->cc) && lws_dll2_is_detached(&b->cclink))
+                lws_dll2_add_tail(&b->cclink, &k->cc_blocked);
+            /* jobs above the limit are not failed rate_limited: they wait for room, up to
+             * their own deadline (their timers see this when they fire) */
+            for (lws_dll2_t *d = b->rq.head; d; d = d->next)
+                lws_container_of(d, kk_job, place)->wait_until = INT64_MAX;
         } else {
             pthread_mutex_lock(&k->bmu);
             int64_t w = kd_rl_wait_us(&b->rl, now);
@@ -174,6 +210,40 @@ static void arm(kk_bld *b, int64_t now)
     }
     int64_t d = due - now;
     lws_sul_schedule(k->ctx, 0, &b->sul, bld_timer, d > 0 ? d : 1);
+}
+
+/* The job's request is answered, or the job ends: its places go back, and both limits
+ * learn what the answer says of KONE's load. Whoever waited for the room goes on. */
+static void cc_release(kk_job *j, kd_cc_signal sig)
+{
+    kk_bld *b = j->bld;
+    kd_kone *k = j->k;
+    if (!j->cc_held || !b)
+        return;
+    j->cc_held = false;
+    pthread_mutex_lock(&k->bmu);
+    int b_before = kd_cc_limit(&b->cc), k_before = kd_cc_limit(&k->cc);
+    kd_cc_done(&b->cc, &k->cc_cfg, sig);
+    kd_cc_done(&k->cc, &k->cc_cfg, sig);
+    int b_after = kd_cc_limit(&b->cc), k_after = kd_cc_limit(&k->cc);
+    bool k_room = kd_cc_room(&k->cc);
+    pthread_mutex_unlock(&k->bmu);
+    if (b_after != b_before) {
+        kd_wm_concurrency_limit(b->id, b_after);
+        BLOG(b, KD_LOG_DEBUG, "kone: concurrency limit of %s %d -> %d (%s)", b->id, b_before,
+             b_after, sig == KD_CC_DROP ? "KONE degraded" : "answered");
+    }
+    if (k_after != k_before)
+        kd_wm_concurrency_limit(NULL, k_after);
+    int64_t now = kd_mono_us();
+    if (b->rq.count)
+        arm(b, now);
+    if (k_room && k->cc_blocked.head) {
+        /* the worker's limit has room: the building waiting longest for it goes on */
+        kk_bld *w = lws_container_of(k->cc_blocked.head, kk_bld, cclink);
+        lws_dll2_remove(&w->cclink);
+        lws_sul_schedule(k->ctx, 0, &w->sul, bld_timer, 1);
+    }
 }
 
 static void transition(kk_bld *b, kd_brk_state from, kd_brk_state to, const char *why)
@@ -380,8 +450,8 @@ static void bld_timer(lws_sorted_usec_list_t *sul)
     while (b->rq.head) {
         kk_job *j = lws_container_of(b->rq.head, kk_job, place);
         pthread_mutex_lock(&k->bmu);
-        bool go = true;
-        if (!j->brk_admitted || j->brk_ticket != b->brk.gen) {
+        bool go = cc_room(b); /* no room: arm() waits for a request to end */
+        if (go && (!j->brk_admitted || j->brk_ticket != b->brk.gen)) {
             /* held by a half-open circuit, or admitted before a transition: ask again */
             kd_brk_admission a = kd_brk_admit(&b->brk, &k->brk_cfg, &j->brk_ticket);
             go = a == KD_BRK_GO;
@@ -389,6 +459,8 @@ static void bld_timer(lws_sorted_usec_list_t *sul)
         }
         if (go)
             go = kd_rl_take(&b->rl, now);
+        if (go)
+            cc_take(j);
         pthread_mutex_unlock(&k->bmu);
         if (!go)
             break;
@@ -415,7 +487,8 @@ kk_admit kk_bld_admit(kk_job *j)
     /* older jobs waiting go first (FIFO): this one asks the breaker when its turn comes,
      * unless the circuit is open (refused at once) */
     kd_brk_admission a = KD_BRK_HOLD;
-    if (b->rq.count == 0 || b->brk.st == KD_BRK_OPEN)
+    bool room = cc_room(b);
+    if ((b->rq.count == 0 && room) || b->brk.st == KD_BRK_OPEN)
         a = kd_brk_admit(&b->brk, &k->brk_cfg, &j->brk_ticket);
     j->brk_admitted = a == KD_BRK_GO;
     bool go = false;
@@ -423,7 +496,9 @@ kk_admit kk_bld_admit(kk_job *j)
         b->refused++;
     } else {
         go = a == KD_BRK_GO && kd_rl_take(&b->rl, now);
-        if (!go)
+        if (go)
+            cc_take(j);
+        else
             b->waits++;
     }
     pthread_mutex_unlock(&k->bmu);
@@ -441,6 +516,17 @@ kk_admit kk_bld_admit(kk_job *j)
     return KK_ADMIT_WAIT;
 }
 
+int64_t kk_bld_park_ms(const kk_job *j)
+{
+    const kk_bld *b = j->bld;
+    if (!b || b->brk.st != KD_BRK_OPEN)
+        return 0;
+    /* a ping out: its answer is due by its deadline; else the next one is due at probe_at */
+    int64_t at = b->brk.probing ? b->probe_deadline : b->brk.probe_at;
+    int64_t ms = (at - kd_mono_us()) / 1000;
+    return ms > 0 ? ms : 0;
+}
+
 bool kk_bld_may_send(const kk_job *j)
 {
     const kk_bld *b = j->bld;
@@ -451,6 +537,8 @@ bool kk_bld_may_send(const kk_job *j)
 
 void kk_bld_evidence(kk_job *j, kd_brk_verdict v)
 {
+    /* an accepted call is answered: its place goes back (tracking it costs KONE nothing) */
+    cc_release(j, v == KD_BRK_SUCCESS ? KD_CC_SUCCESS : KD_CC_NEUTRAL);
     if (!j->bld || j->brk_told)
         return;
     j->brk_told = true;
@@ -463,6 +551,7 @@ void kk_bld_job_done(kk_job *j, kd_outcome o, const char *code, bool conn_lost)
     kk_bld *b = j->bld;
     if (!b)
         return;
+    cc_release(j, kd_cc_signal_of(o, code, conn_lost));
     kd_brk_verdict v = kd_brk_verdict_of(o, code, conn_lost);
     if (j->brk_admitted && (!j->brk_told || v == KD_BRK_FAILURE))
         record(b, v, j, j->brk_told); /* told already: a success taken back */
@@ -526,6 +615,9 @@ static void fill(const kk_bld *b, kd_kone_building_stats *o, int64_t now)
     o->rate_per_s = kd_rl_rate(&b->rl, now);
     o->rate_waits = b->waits;
     o->rate_slowdowns = b->rl.slowdowns;
+    o->concurrency_limit = kd_cc_limit(&b->cc);
+    o->concurrency_inflight = b->cc.inflight;
+    o->concurrency_drops = b->cc.drops;
 }
 
 kd_kone_circuit kd_kone_circuit_state(kd_kone *k, const char *building)

@@ -331,6 +331,7 @@ void kk_job_release(kk_job *j)
 
 void kk_job_refuse(kk_job *j)
 {
+    j->run->park_ms = kk_bld_park_ms(j); /* parked in RabbitMQ until its building's next ping */
     finish(j, KD_OUTCOME_FAILED, KD_FAIL_TRANSIENT, "circuit_open",
            "the circuit of %s is open (its calls failed; it is pinged until it answers); "
            "not sent to KONE",

@@ -41,6 +41,7 @@
 
 #include "kone.h"
 #include "kone_breaker.h"
+#include "kone_conc.h"
 #include "kone_dns.h"
 #include "kone_msg.h"
 #include "kone_ratelimit.h"
@@ -164,6 +165,8 @@ typedef struct kk_job {
     bool brk_admitted;   /* its breaker admitted it (brk_ticket): it owes a verdict */
     uint64_t brk_ticket; /* the breaker's generation when it was admitted */
     bool brk_told;       /* its verdict was told to the breaker already */
+    bool cc_held;        /* holds a place in its building's and the worker's concurrency
+                          * limits: from admission to its answer (kone_conc.h) */
     bool unfollowed;     /* its subscription was refused: states not followed */
     bool site_passed;    /* kone_site.c let its call go (checked or not): not asked again */
     bool site_checked;   /* ... after checking it against a cached configuration */
@@ -265,6 +268,11 @@ struct kd_kone {
     kk_bld *bld_hash[KK_BLD_BUCKETS];
     int n_blds;
     lws_dll2_owner_t probes; /* buildings with a ping out (kk_bld.plink) */
+    /* adaptive concurrency of the whole worker (under bmu); buildings whose next waiting
+     * job waits for room in it, in turn (kk_bld.cclink) */
+    kd_cc_cfg cc_cfg;
+    kd_cc cc;
+    lws_dll2_owner_t cc_blocked;
     atomic_uint_fast64_t rate_waits;
 };
 
@@ -278,11 +286,14 @@ struct kk_bld {
     /* under k->bmu */
     kd_breaker brk;
     kd_rl rl;
+    kd_cc cc; /* its adaptive concurrency limit */
     uint64_t waits, refused, pings;
     /* loop thread */
     lws_dll2_owner_t rq; /* jobs waiting for a token, oldest first (kk_job.place) */
     lws_sorted_usec_list_t sul;
-    lws_dll2_t plink; /* on k->probes while a ping is out */
+    lws_dll2_t plink;  /* on k->probes while a ping is out */
+    lws_dll2_t cclink; /* on k->cc_blocked while its first waiting job waits for the
+                        * worker's concurrency limit */
     kk_slot *probe_slot;
     bool probe_write;     /* to be written on probe_slot */
     int64_t probe_req_id; /* written: its request id */
@@ -338,6 +349,9 @@ typedef enum { KK_ADMIT_GO = 0, KK_ADMIT_WAIT, KK_ADMIT_REFUSE } kk_admit;
  * GO (place it), WAIT (put on bld->rq, for a token or for the trials of a half-open circuit
  * to decide; released by kk_job_release), REFUSE (circuit open: finish it "circuit_open"). */
 kk_admit kk_bld_admit(kk_job *j);
+/* Its building's circuit is open: ms until the next ping may let calls through (0: now or
+ * unknown). The job waits in RabbitMQ that long (kd_run.park_ms, kd_retry_decide). */
+int64_t kk_bld_park_ms(const kk_job *j);
 /* May this job's request be written now (its circuit not open)? */
 bool kk_bld_may_send(const kk_job *j);
 /* The job learned something about its building before its end: an accepted call (SUCCESS),

@@ -56,8 +56,8 @@ static const char *const v_retry_reasons[] = {
 static const char *const v_local_reasons[] = {
     "unknown_action",      "disabled_action", "unknown_area", "no_destination",
     "unknown_destination", "same_floor",      "other",        NULL};
-static const char *const v_dead_reasons[] = {"undecodable", "failed", "delivery_limit", "other",
-                                             NULL};
+static const char *const v_dead_reasons[] = {"undecodable",   "failed", "delivery_limit",
+                                             "requeue_limit", "other",  NULL};
 static const char *const v_delivery_result[] = {"delivered", "failed", NULL};
 static const char *const v_version[] = {KD_VERSION, NULL};
 /* The ledger's operations and statuses, row states and duplicate kinds. Operations and
@@ -75,6 +75,8 @@ static const char *const v_ledger_dups[] = {"done",     "accepted", "ambiguous",
 
 static const double b_job[] = {0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600};
 static const double b_queued[] = {0.01, 0.05, 0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600};
+/* re-queues per job (counts, not seconds): most jobs none, a parked one a few per outage */
+static const double b_requeues[] = {0, 1, 2, 3, 5, 10, 20, 50};
 static const double b_api[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
 /* A batch commits in well under a millisecond on a local PostgreSQL, a few ms across a
  * network, and gives up at ledger.timeout_ms (5 s by default). */
@@ -97,9 +99,10 @@ static struct {
     int64_t stale_us;
 
     kd_metric *build_info, *start_time;
-    kd_metric *jobs, *job_duration, *job_queued, *deliveries, *inflight;
+    kd_metric *jobs, *job_duration, *job_queued, *job_requeues, *deliveries, *inflight;
     kd_metric *api, *token_refreshes, *token_expiry, *ws_connections, *ws_reconnects;
     kd_metric *retries, *dead_letters, *circuit, *rate_waits, *local_rejects, *unvalidated;
+    kd_metric *cc_building, *cc_worker;
     kd_metric *kafka_deliveries, *kafka_undelivered, *amqp_reconnects;
     kd_metric *ledger_enabled, *ledger_up, *ledger_ops, *ledger_commit, *ledger_rows;
     kd_metric *ledger_dups;
@@ -143,6 +146,13 @@ static wm_family families[] = {
       .type = KD_METRIC_HISTOGRAM,
       L1("op", v_ops),
       BUCKETS(b_job)},
+     .dyn = {0}},
+    {&wm.job_requeues,
+     {.name = "kone_job_requeues",
+      .help = "Trips through a retry tier (x-kd-requeues: retries and parked jobs) per job that "
+              "ended; _sum / _count is the average.",
+      .type = KD_METRIC_HISTOGRAM,
+      BUCKETS(b_requeues)},
      .dyn = {0}},
     {&wm.deliveries,
      {.name = "kone_deliveries_total",
@@ -213,6 +223,19 @@ static wm_family families[] = {
       .type = KD_METRIC_COUNTER,
       L1("building", NULL)},
      .dyn = {1}},
+    {&wm.cc_building,
+     {.name = "kone_concurrency_limit",
+      .help = "Adaptive concurrency per building: KONE requests it may have outstanding (lowered "
+              "by 5xx, 429 and timeouts, raised by answers; at most worker.inflight). The other "
+              "series shows the last change among buildings not listed.",
+      .type = KD_METRIC_GAUGE,
+      L1("building", NULL)},
+     .dyn = {1}},
+    {&wm.cc_worker,
+     {.name = "kone_worker_concurrency_limit",
+      .help = "Adaptive concurrency of the whole worker: KONE requests it may have outstanding.",
+      .type = KD_METRIC_GAUGE},
+     .dyn = {0}},
     {&wm.local_rejects,
      {.name = "kone_local_rejections_total",
       .help = "Calls rejected by the worker against the building's cached configuration, without a "
@@ -401,6 +424,11 @@ int kd_wm_init(const kd_config *cfg, kd_err *err)
         return -1;
     }
     kd_gauge_setv(wm.build_info, KD_LV(KD_VERSION), 1);
+    /* the worker's concurrency limit starts at worker.inflight (the KONE client lowers it) */
+    int64_t inflight = 64;
+    if (cfg && kd_config_int(cfg, "worker.inflight", 1, 65535, &inflight, NULL))
+        inflight = 64;
+    kd_gauge_set(wm.cc_worker, 0, (double)inflight);
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     kd_gauge_set(wm.start_time, 0, (double)ts.tv_sec + ts.tv_nsec / 1e9);
@@ -592,6 +620,7 @@ void kd_wm_job_done(const kd_run *run)
         return;
     const char *op = op_label(run);
     kd_counter_addv(wm.jobs, KD_LV(op, kd_outcome_name(run->outcome)), 1);
+    kd_histogram_observe(wm.job_requeues, 0, run->requeues);
     if (run->received_us > 0 && run->finished_us >= run->received_us)
         kd_histogram_observev(wm.job_duration, KD_LV(op),
                               (double)(run->finished_us - run->received_us) / 1e6);
@@ -721,6 +750,19 @@ void kd_wm_circuit_change(const char *building_id, kd_wm_circuit from, kd_wm_cir
 void kd_wm_rate_limit_wait(const char *building_id)
 {
     kd_counter_addv(wm.rate_waits, KD_LV(building_id), 1);
+}
+
+void kd_wm_concurrency_limit(const char *building_id, int limit)
+{
+    if (!wm.reg)
+        return;
+    if (!building_id) {
+        kd_gauge_set(wm.cc_worker, 0, limit);
+        return;
+    }
+    long s = kd_metric_series(wm.cc_building, KD_LV(building_id));
+    if (s >= 0)
+        kd_gauge_set(wm.cc_building, s, limit);
 }
 
 void kd_wm_kone_local_reject(const char *reason)

@@ -106,6 +106,9 @@ typedef enum {
  * share the "other" series, which shows the worst state among them. */
 void kd_wm_circuit_change(const char *building_id, kd_wm_circuit from, kd_wm_circuit to);
 void kd_wm_rate_limit_wait(const char *building_id);
+/* A building's adaptive concurrency limit (kone_concurrency_limit{building}), or the
+ * worker's (building_id NULL: kone_worker_concurrency_limit), after a change. */
+void kd_wm_concurrency_limit(const char *building_id, int limit);
 
 /* ---- local validation of calls (kone_site.c) ---- */
 /* A call rejected against its building's cached configuration, no call made; reason as

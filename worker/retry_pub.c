@@ -77,7 +77,9 @@ int kd_rpub_retry(kd_rpub *t, kd_amqp *a, wk_run *r, const kd_retry_decision *d,
     int rc = encode_job(r, &sb, err);
     if (rc)
         return rc;
-    kd_amqp_headers h = {.attempt = d->next_attempt, .first_seen_ms = r->first_seen_ms};
+    kd_amqp_headers h = {.attempt = d->next_attempt,
+                         .requeues = d->next_requeues,
+                         .first_seen_ms = r->first_seen_ms};
     kd_rpub_error_text(&r->run, h.last_error, sizeof h.last_error);
     char tier[300];
     kd_amqp_tier_queue(topo, d->tier, tier, sizeof tier);
@@ -106,7 +108,8 @@ int kd_rpub_dead(kd_rpub *t, kd_amqp *a, wk_run *r, const char *reason, const ch
         len = sb.size;
         encoded = true;
     }
-    kd_amqp_headers h = {.attempt = r->run.attempt, .first_seen_ms = r->first_seen_ms};
+    kd_amqp_headers h = {
+        .attempt = r->run.attempt, .requeues = r->run.requeues, .first_seen_ms = r->first_seen_ms};
     snprintf(h.reason, sizeof h.reason, "%s", reason);
     snprintf(h.error, sizeof h.error, "%s", error);
     snprintf(h.last_error, sizeof h.last_error, "%s", error);

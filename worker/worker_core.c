@@ -453,6 +453,7 @@ static void count_acked(kd_worker *w, const wk_run *r)
     if (r->fate == WK_FATE_DEAD || r->fate == WK_FATE_UNDECODABLE)
         kd_wm_dead_letter(r->fate == WK_FATE_UNDECODABLE                 ? "undecodable"
                           : !strcmp(r->run.error_code, "delivery_limit") ? "delivery_limit"
+                          : !strcmp(r->run.error_code, "requeue_limit")  ? "requeue_limit"
                                                                          : "failed");
     w->n_acked++;
     switch (r->fate) {
@@ -552,6 +553,21 @@ static void expire_run(kd_run *run, int next_attempt)
                   "deadline leaves no time for attempt %d (last error %s)", next_attempt, last);
 }
 
+/* retry.max_requeues reached (a job parked again and again while its building's circuit
+ * stays open): it ends here, failed (dead-lettered, replayable) or expired. */
+static void requeue_limit(kd_run *run, kd_retry_action a)
+{
+    char last[sizeof run->error_message];
+    kd_rpub_error_text(run, last, sizeof last);
+    if (a == KD_RETRY_EXPIRED)
+        kd_run_finish(run, KD_OUTCOME_EXPIRED, KD_FAIL_FINAL, "expired",
+                      "deadline passed after %d re-queues (last error %s)", run->requeues, last);
+    else
+        kd_run_finish(run, KD_OUTCOME_FAILED, KD_FAIL_FINAL, "requeue_limit",
+                      "re-queued %d times (retry.max_requeues); last error %s", run->requeues,
+                      last);
+}
+
 static void decide_one(kd_worker *w, wk_run *r)
 {
     kd_run *run = &r->run;
@@ -570,8 +586,10 @@ static void decide_one(kd_worker *w, wk_run *r)
         return;
     }
     kd_retry_decision d = kd_retry_decide(&w->policy, run, kd_now_us() / 1000, &w->rng);
+    if (d.requeue_limit)
+        requeue_limit(run, d.action);
     if (d.action == KD_RETRY_RESULT || d.action == KD_RETRY_EXPIRED) {
-        if (d.action == KD_RETRY_EXPIRED) {
+        if (d.action == KD_RETRY_EXPIRED && !d.requeue_limit) {
             expire_run(run, d.next_attempt);
             kd_log(KD_LOG_INFO, &ctx, "job expired: %s", run->error_message);
         }
@@ -606,8 +624,12 @@ static void decide_one(kd_worker *w, wk_run *r)
         r->fate = WK_FATE_DEAD;
         char text[sizeof run->error_code + sizeof run->error_message + 2];
         kd_rpub_error_text(run, text, sizeof text);
-        rc = kd_rpub_dead(&w->pub, w->amqp, r, "failed", text, NULL, 0, run->job.job_id, &err);
-        if (!rc) {
+        rc = kd_rpub_dead(&w->pub, w->amqp, r, d.requeue_limit ? "requeue_limit" : "failed", text,
+                          NULL, 0, run->job.job_id, &err);
+        if (!rc && d.requeue_limit) {
+            kd_log(KD_LOG_WARN, &ctx, "%s; job failed and parked in the dead-letter queue", text);
+            finish_result(w, r);
+        } else if (!rc) {
             kd_log(KD_LOG_WARN, &ctx,
                    "attempt %d of %d failed (%s); job failed and parked in "
                    "the dead-letter queue",
@@ -1078,6 +1100,7 @@ static void on_delivery(kd_worker *w, const kd_delivery *d)
     run->channel_epoch = d->epoch;
     run->redelivered = d->redelivered || d->delivery_count > 0;
     run->attempt = d->kd.attempt > 0 ? d->kd.attempt : 1;
+    run->requeues = d->kd.requeues;
     run->replayed = d->kd.replayed_ms > 0;
     run->received_us = kd_now_us();
     r->first_seen_ms = d->kd.first_seen_ms > 0 ? d->kd.first_seen_ms : run->received_us / 1000;

@@ -66,6 +66,8 @@ void kd_amqp_tier_queue(const kd_amqp_topology *t, int tier, char *buf, size_t l
 /** The project's own message headers (docs/failure-handling.md). Absent: 0 / "". */
 typedef struct kd_amqp_headers {
     int attempt;           /**< x-kd-attempt: the attempt this delivery is (absent: 1) */
+    int requeues;          /**< x-kd-requeues: trips through a retry tier so far (retries
+                            * and parked jobs of an open circuit; absent: 0) */
     int64_t first_seen_ms; /**< x-kd-first-seen: when a worker first took the job */
     char last_error[256];  /**< x-kd-last-error: "<code>: <message>" of the last attempt */
     char reason[32];       /**< x-kd-reason (dead letters): "failed", "undecodable" */

@@ -36,6 +36,7 @@ typedef struct kd_retry_policy {
     int64_t base_ms;                      /**< retry.base_ms */
     int64_t cap_ms;                       /**< retry.cap_ms */
     int max_attempts;                     /**< retry.max_attempts: 1 = never retry */
+    int max_requeues;                     /**< retry.max_requeues: trips through a tier */
     int n_tiers;                          /**< entries used in tiers_ms */
     int64_t tiers_ms[KD_RETRY_MAX_TIERS]; /**< retry.tiers_ms, strictly ascending */
 } kd_retry_policy;
@@ -75,11 +76,17 @@ typedef struct kd_retry_decision {
     int next_attempt;       /**< AGAIN: the attempt number the retry copy carries */
     int tier;               /**< AGAIN: index into p->tiers_ms */
     int64_t delay_ms;       /**< AGAIN: the drawn delay (the tier is >= it, or the longest) */
+    int next_requeues;      /**< AGAIN: x-kd-requeues of the copy (run->requeues + 1) */
+    bool requeue_limit;     /**< DEAD: because of retry.max_requeues, not the attempts */
 } kd_retry_decision;
 
 /** What to do with a finished run: only FAILED runs with failure TRANSIENT are retried.
  * The tier is the one for the drawn delay, shortened to the longest tier that still ends
- * before the deadline; when even the shortest does not, EXPIRED. now_ms: wall clock. */
+ * before the deadline; when even the shortest does not, EXPIRED. now_ms: wall clock.
+ * A run not tried at all (`circuit_open`) is parked instead: its delay is run->park_ms (the
+ * time to its building's next ping) when known, so it comes back when the circuit may let
+ * it through rather than bouncing through the shortest tier. Every copy counts a re-queue;
+ * a run re-queued retry.max_requeues times already is DEAD (requeue_limit) instead. */
 kd_retry_decision kd_retry_decide(const kd_retry_policy *p, const kd_run *run, int64_t now_ms,
                                   uint64_t *rng);
 

@@ -50,6 +50,9 @@ typedef struct kd_run {
     bool redelivered;       /**< the broker delivered it before */
     bool replayed;          /**< moved back by replay-dead (x-kd-replayed) */
     int attempt;            /**< 1 for the first try */
+    int requeues;           /**< x-kd-requeues: trips through a retry tier before this one */
+    int64_t park_ms;        /**< set with `circuit_open`: ms until its building's next ping
+                             * (0: unknown), so the job waits in RabbitMQ until then */
 
     /* timings, µs since the epoch (wall clock, for the event) */
     int64_t received_us; /**< delivery taken off the socket */

@@ -30,6 +30,8 @@ int kd_amqp_headers_encode(const kd_amqp_headers *h, amqp_table_entry_t *e)
     int n = 0;
     if (h->attempt > 0)
         e[n++] = int_entry("x-kd-attempt", h->attempt);
+    if (h->requeues > 0)
+        e[n++] = int_entry("x-kd-requeues", h->requeues);
     if (h->first_seen_ms > 0)
         e[n++] = int_entry("x-kd-first-seen", h->first_seen_ms);
     if (h->last_error[0])
@@ -86,6 +88,9 @@ void kd_amqp_headers_decode(const amqp_table_t *t, kd_amqp_headers *h, int64_t *
         } else if (key_is(e, "x-kd-attempt")) {
             if (int_value(&e->value, &n))
                 h->attempt = n < 0 ? 0 : n > 1000000 ? 1000000 : (int)n;
+        } else if (key_is(e, "x-kd-requeues")) {
+            if (int_value(&e->value, &n))
+                h->requeues = n < 0 ? 0 : n > 1000000 ? 1000000 : (int)n;
         } else if (key_is(e, "x-kd-first-seen")) {
             if (int_value(&e->value, &n) && n > 0)
                 h->first_seen_ms = n;

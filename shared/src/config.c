@@ -117,6 +117,10 @@ static const kd_config_key kd_keys[] = {
     {"retry.max_attempts", "5", W, false,
      "Attempts per job (1 = no retry); after the last, outcome failed and the job goes to the "
      "dead-letter queue."},
+    {"retry.max_requeues", "20", W, false,
+     "Trips through a retry tier per job (x-kd-requeues: retries, and jobs parked while their "
+     "building's circuit is open); a job re-queued this often already ends failed, error "
+     "requeue_limit, in the dead-letter queue (expired when its deadline passed). 0: no limit."},
     {"retry.tiers_ms", "1000,2000,5000,10000,30000", W | P, false,
      "Delays of the retry tier queues (ascending ms); a drawn delay is rounded up to a tier."},
 
@@ -268,6 +272,14 @@ static const kd_config_key kd_keys[] = {
      "pings fail."},
     {"kone.breaker_probe_cap_ms", "10000", W, false,
      "Longest delay between pings of a building whose circuit is open."},
+    {"kone.concurrency_min", "4", W, false,
+     "Adaptive concurrency (per building and for the worker, at most worker.inflight): the lowest "
+     "number of KONE requests outstanding that 5xx, 429 and timeouts can drive the limit down to. "
+     "Each answer raises the limit by one; jobs above it wait in the worker "
+     "(docs/kone-client.md)."},
+    {"kone.concurrency_decrease_pct", "90", W, false,
+     "Adaptive concurrency: each 5xx, 429 or timeout multiplies the limit by this share (%); 100 "
+     "keeps it at worker.inflight (adaptive concurrency off)."},
     {"kone.rate_per_s", "0", W, false,
      "Rate limit per building, requests per second (0: none); a 429 lowers a building's rate for a "
      "while either way."},

@@ -84,7 +84,7 @@ static int pack_failed(msgpack_sbuffer *sb, size_t start, kd_err *err, const cha
 
 /* ---- result event ---- */
 
-#define RESULT_KEYS 21 /* pairs packed below; the tests decode and count them */
+#define RESULT_KEYS 22 /* pairs packed below; the tests decode and count them */
 
 /* The error is there when the run has an error code: every failure path sets one. A
  * message without a code is only a note on a success ("call accepted") and is left out. */
@@ -136,6 +136,7 @@ int kd_event_encode_result(const kd_run *run, const char *worker, msgpack_sbuffe
          pack_int_or_nil(&pk, run->session_id != 0, run->session_id);
     rc = rc || PACK_KEY(&pk, "error") || pack_error(&pk, run);
     rc = rc || PACK_KEY(&pk, "attempt") || msgpack_pack_int(&pk, run->attempt);
+    rc = rc || PACK_KEY(&pk, "requeues") || msgpack_pack_int(&pk, run->requeues);
     rc = rc || PACK_KEY(&pk, "worker") || pack_cstr_or_nil(&pk, worker);
     rc = rc || PACK_KEY(&pk, "created_at") ||
          pack_int_or_nil(&pk, run->job.created_at > 0, run->job.created_at);

@@ -54,13 +54,15 @@ int kd_retry_parse_tiers(const char *text, int64_t *tiers, int *n, kd_err *err)
 
 int kd_retry_policy_load(kd_retry_policy *p, const kd_config *cfg, kd_err *err)
 {
-    int64_t attempts;
+    int64_t attempts, requeues;
     memset(p, 0, sizeof *p);
     int rc = kd_config_int(cfg, "retry.base_ms", 1, KD_RETRY_TIER_MAX_MS, &p->base_ms, err);
     if (!rc)
         rc = kd_config_int(cfg, "retry.cap_ms", 1, KD_RETRY_TIER_MAX_MS, &p->cap_ms, err);
     if (!rc)
         rc = kd_config_int(cfg, "retry.max_attempts", 1, KD_RETRY_MAX_ATTEMPTS, &attempts, err);
+    if (!rc)
+        rc = kd_config_int(cfg, "retry.max_requeues", 0, 1000000, &requeues, err);
     if (!rc)
         rc = kd_retry_parse_tiers(kd_config_get(cfg, "retry.tiers_ms"), p->tiers_ms, &p->n_tiers,
                                   err);
@@ -71,6 +73,7 @@ int kd_retry_policy_load(kd_retry_policy *p, const kd_config *cfg, kd_err *err)
                           "retry.cap_ms: must be at least retry.base_ms (%lld), got %lld",
                           (long long)p->base_ms, (long long)p->cap_ms);
     p->max_attempts = (int)attempts;
+    p->max_requeues = (int)requeues;
     return 0;
 }
 
@@ -190,8 +193,19 @@ kd_retry_decision kd_retry_decide(const kd_retry_policy *p, const kd_run *run, i
         d.action = KD_RETRY_DEAD;
         return d;
     }
+    /* a job held for its group's lift mode (kone.group_mode_policy=hold) waits until its
+     * deadline by design: counted, never cut short by the limit */
+    bool held = run->error_code[0] && strcmp(run->error_code, "group_mode_held") == 0;
+    if (p->max_requeues > 0 && run->requeues >= p->max_requeues && !held) {
+        bool late = run->job.deadline > 0 && run->job.deadline <= now_ms;
+        d.action = late ? KD_RETRY_EXPIRED : KD_RETRY_DEAD;
+        d.requeue_limit = true;
+        return d;
+    }
     d.next_attempt = uses ? attempt + 1 : attempt;
-    d.delay_ms = kd_retry_backoff_ms(p, attempt, rng);
+    d.next_requeues = run->requeues + 1;
+    /* parked (not tried): back at its building's next ping; a retry: the backoff */
+    d.delay_ms = !uses && run->park_ms > 0 ? run->park_ms : kd_retry_backoff_ms(p, attempt, rng);
     d.tier = kd_retry_tier_for(p, d.delay_ms);
     if (run->job.deadline > 0) {
         int64_t left = run->job.deadline - now_ms;

@@ -75,7 +75,7 @@ refuse "$S/log-line.schema.json" "{${L/info/notice}}" "an unknown level"
 refuse "$S/log-line.schema.json" "{${L/.000Z/Z}}" "a timestamp without milliseconds"
 
 # --- events -------------------------------------------------------------------------------
-R='"v":1,"job_id":"j","op":"call","building_id":"building:1","group_id":"1","outcome":"succeeded","kone_status":201,"session_id":7,"error":null,"attempt":1,"worker":"w1","created_at":1,"started_at":2,"finished_at":3,"kone_rtt_us":4,"trace_id":null,"redelivered":false,"failure":null,"modified_destination":null,"modified_reason":null'
+R='"v":1,"job_id":"j","op":"call","building_id":"building:1","group_id":"1","outcome":"succeeded","kone_status":201,"session_id":7,"error":null,"attempt":1,"requeues":0,"worker":"w1","created_at":1,"started_at":2,"finished_at":3,"kone_rtt_us":4,"trace_id":null,"redelivered":false,"failure":null,"modified_destination":null,"modified_reason":null'
 printf '{%s,"validated_locally":false}\n' "$R" >"$T/result.jsonl"
 $CHECK --events "$T/result.jsonl" >/dev/null || fail "result.schema.json refused a documented result"
 refuse "$S/result.schema.json" "{$R}" "a result without validated_locally"

@@ -49,13 +49,13 @@ static void load(kd_config *cfg)
 static void test_headers_round_trip(void **state)
 {
     (void)state;
-    kd_amqp_headers h = {.attempt = 3, .first_seen_ms = 1764360900000};
+    kd_amqp_headers h = {.attempt = 3, .requeues = 7, .first_seen_ms = 1764360900000};
     snprintf(h.last_error, sizeof h.last_error, "500: KONE answered 500");
     snprintf(h.reason, sizeof h.reason, "failed");
     snprintf(h.error, sizeof h.error, "timeout: no answer");
     amqp_table_entry_t e[KD_AMQP_HDR_MAX + 1];
     int n = kd_amqp_headers_encode(&h, e);
-    assert_int_equal(n, 5);
+    assert_int_equal(n, 6);
     /* plus keys the decoder must skip, and the broker's x-delivery-count */
     e[n].key = amqp_cstring_bytes("x-delivery-count");
     e[n].value.kind = AMQP_FIELD_KIND_I64;
@@ -65,6 +65,7 @@ static void test_headers_round_trip(void **state)
     int64_t count = -1;
     kd_amqp_headers_decode(&t, &back, &count);
     assert_int_equal(back.attempt, 3);
+    assert_int_equal(back.requeues, 7);
     assert_int_equal(back.first_seen_ms, 1764360900000);
     assert_string_equal(back.last_error, "500: KONE answered 500");
     assert_string_equal(back.reason, "failed");

@@ -97,7 +97,7 @@ static void test_result_succeeded(void **state)
     assert_json(j, "{\"v\":1,\"job_id\":\"job-0001\",\"op\":\"call\","
                    "\"building_id\":\"building:9990000951\",\"group_id\":\"1\","
                    "\"outcome\":\"succeeded\",\"kone_status\":201,\"session_id\":1234567,"
-                   "\"error\":null,\"attempt\":1,\"worker\":\"worker-a-1\","
+                   "\"error\":null,\"attempt\":1,\"requeues\":0,\"worker\":\"worker-a-1\","
                    "\"created_at\":1764360900000,\"started_at\":1764360900200,"
                    "\"finished_at\":1764360900450,\"kone_rtt_us\":48211,"
                    "\"trace_id\":\"4bf92f3577b34da6a3ce929d0e0e4736\",\"redelivered\":false,"
@@ -142,6 +142,7 @@ static void test_result_rejected_with_error(void **state)
     base_run(&r);
     r.job.op = KD_OP_HOLD_OPEN;
     r.attempt = 3;
+    r.requeues = 5; /* two retries before, three waits while its circuit was open */
     r.redelivered = true;
     r.started_us = 1764360900200000;
     r.kone_rtt_us = 51000;
@@ -160,7 +161,7 @@ static void test_result_rejected_with_error(void **state)
                    "\"outcome\":\"rejected\",\"kone_status\":201,\"session_id\":77,"
                    "\"error\":{\"code\":\"SAME_SOURCE_AND_DEST_FLOOR\","
                    "\"message\":\"KONE cancelled the call: SAME_SOURCE_AND_DEST_FLOOR\"},"
-                   "\"attempt\":3,\"worker\":\"w2\",\"created_at\":1764360900000,"
+                   "\"attempt\":3,\"requeues\":5,\"worker\":\"w2\",\"created_at\":1764360900000,"
                    "\"started_at\":1764360900200,\"finished_at\":1764360900300,"
                    "\"kone_rtt_us\":51000,\"trace_id\":null,\"redelivered\":true,"
                    "\"failure\":\"final\","
@@ -188,7 +189,7 @@ static void test_result_validated_locally(void **state)
     assert_string_equal(json_string_value(json_object_get(json_object_get(j, "error"), "code")),
                         "ignored_call");
     assert_true(json_is_null(json_object_get(j, "session_id")));
-    assert_int_equal(json_object_size(j), 21);
+    assert_int_equal(json_object_size(j), 22);
     json_decref(j);
     msgpack_sbuffer_destroy(&sb);
 }
@@ -214,7 +215,7 @@ static void test_result_expired(void **state)
     assert_json(j, "{\"v\":1,\"job_id\":\"job-0001\",\"op\":\"cancel\","
                    "\"building_id\":\"building:9990000951\",\"group_id\":\"1\","
                    "\"outcome\":\"expired\",\"kone_status\":0,\"session_id\":null,"
-                   "\"error\":{\"code\":\"expired\",\"message\":null},\"attempt\":2,"
+                   "\"error\":{\"code\":\"expired\",\"message\":null},\"attempt\":2,\"requeues\":0,"
                    "\"worker\":null,\"created_at\":1764360900000,\"started_at\":null,"
                    "\"finished_at\":1764360970000,\"kone_rtt_us\":null,\"trace_id\":null,"
                    "\"redelivered\":false,\"failure\":\"final\","
@@ -239,15 +240,16 @@ static void test_result_invalid_job(void **state)
     msgpack_sbuffer_init(&sb);
     assert_int_equal(kd_event_encode_result(&r, "w", &sb, NULL), 0);
     json_t *j = decode_one(&sb);
-    assert_json(j, "{\"v\":1,\"job_id\":null,\"op\":null,\"building_id\":\"building:1\","
-                   "\"group_id\":null,\"outcome\":\"rejected\",\"kone_status\":0,"
-                   "\"session_id\":null,\"error\":{\"code\":\"invalid_job\","
-                   "\"message\":\"job.job_id: missing\"},\"attempt\":1,\"worker\":\"w\","
-                   "\"created_at\":null,\"started_at\":null,\"finished_at\":1764360900000,"
-                   "\"kone_rtt_us\":null,\"trace_id\":null,\"redelivered\":false,"
-                   "\"failure\":\"final\","
-                   "\"modified_destination\":null,\"modified_reason\":null,"
-                   "\"validated_locally\":false}");
+    assert_json(
+        j, "{\"v\":1,\"job_id\":null,\"op\":null,\"building_id\":\"building:1\","
+           "\"group_id\":null,\"outcome\":\"rejected\",\"kone_status\":0,"
+           "\"session_id\":null,\"error\":{\"code\":\"invalid_job\","
+           "\"message\":\"job.job_id: missing\"},\"attempt\":1,\"requeues\":0,\"worker\":\"w\","
+           "\"created_at\":null,\"started_at\":null,\"finished_at\":1764360900000,"
+           "\"kone_rtt_us\":null,\"trace_id\":null,\"redelivered\":false,"
+           "\"failure\":\"final\","
+           "\"modified_destination\":null,\"modified_reason\":null,"
+           "\"validated_locally\":false}");
     json_decref(j);
     msgpack_sbuffer_destroy(&sb);
 }
@@ -277,11 +279,11 @@ static void test_result_undecodable_and_transient(void **state)
     assert_string_equal(json_string_value(json_object_get(a, "failure")), "undecodable");
     assert_true(json_is_null(json_object_get(a, "job_id")));
     assert_true(json_is_true(json_object_get(a, "redelivered")));
-    assert_int_equal(json_object_size(a), 21);
+    assert_int_equal(json_object_size(a), 22);
     assert_string_equal(json_string_value(json_object_get(b, "outcome")), "failed");
     assert_string_equal(json_string_value(json_object_get(b, "failure")), "transient");
     assert_int_equal(json_integer_value(json_object_get(b, "kone_status")), 503);
-    assert_int_equal(json_object_size(b), 21);
+    assert_int_equal(json_object_size(b), 22);
     json_decref(a);
     json_decref(b);
     msgpack_sbuffer_destroy(&sb);

@@ -137,6 +137,7 @@ static void test_policy_load(void **state)
     char *argv0[] = {"t", NULL};
     assert_int_equal(kd_config_load(&cfg, KD_PROG_WORKER, "t", 1, argv0, &err), 0);
     assert_int_equal(kd_retry_policy_load(&p, &cfg, &err), 0);
+    assert_int_equal(p.max_requeues, 20);
     kd_config_free(&cfg);
 }
 
@@ -212,6 +213,78 @@ static void test_decide(void **state)
     kd_retry_policy once = policy(200, 1000, 1, "200");
     r = failed_run("500", 1, now + 60000);
     assert_int_equal(kd_retry_decide(&once, &r, now, &rng).action, KD_RETRY_DEAD);
+}
+
+/* Parking (issue 11): a job of an open circuit waits for its building's next ping, in the
+ * smallest tier at least that long; every copy counts a re-queue; retry.max_requeues ends it
+ * failed (requeue_limit), or expired when its deadline passed. */
+static void test_decide_park(void **state)
+{
+    (void)state;
+    kd_retry_policy p = policy(1000, 30000, 5, "1000,2000,5000,10000,30000");
+    p.max_requeues = 4;
+    uint64_t rng = 7;
+    int64_t now = 1700000000000;
+    /* time to the ping -> tier: 0 and unknown (backoff of attempt 1: <= 1 s) -> 1 s;
+     * 1.5 s -> 2 s; exactly 5 s -> 5 s; 9.9 s -> 10 s; beyond the longest -> the longest */
+    static const struct {
+        int64_t park_ms, tier_ms;
+    } cases[] = {{0, 1000}, {1, 1000}, {1500, 2000}, {5000, 5000}, {9900, 10000}, {99000, 30000}};
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        kd_run r = failed_run("circuit_open", 1, now + 600000);
+        r.park_ms = cases[i].park_ms;
+        r.requeues = 1;
+        kd_retry_decision d = kd_retry_decide(&p, &r, now, &rng);
+        assert_int_equal(d.action, KD_RETRY_AGAIN);
+        assert_int_equal(d.next_attempt, 1); /* not tried: no attempt used */
+        assert_int_equal(d.next_requeues, 2);
+        assert_int_equal(p.tiers_ms[d.tier], cases[i].tier_ms);
+    }
+    /* the deadline still bounds the tier: 9.9 s to the ping, 6 s left -> 5 s tier */
+    kd_run r = failed_run("circuit_open", 1, now + 6000);
+    r.park_ms = 9900;
+    kd_retry_decision d = kd_retry_decide(&p, &r, now, &rng);
+    assert_int_equal(d.action, KD_RETRY_AGAIN);
+    assert_int_equal(p.tiers_ms[d.tier], 5000);
+    /* a retry's hint is ignored: a tried job backs off as before, and counts a re-queue */
+    r = failed_run("500", 1, now + 600000);
+    r.park_ms = 30000;
+    d = kd_retry_decide(&p, &r, now, &rng);
+    assert_int_equal(p.tiers_ms[d.tier], 1000);
+    assert_int_equal(d.next_requeues, 1);
+    /* the limit: re-queued 4 times already -> dead (requeue_limit), not a fifth time */
+    r = failed_run("circuit_open", 1, now + 600000);
+    r.requeues = 3;
+    assert_int_equal(kd_retry_decide(&p, &r, now, &rng).action, KD_RETRY_AGAIN);
+    r.requeues = 4;
+    d = kd_retry_decide(&p, &r, now, &rng);
+    assert_int_equal(d.action, KD_RETRY_DEAD);
+    assert_true(d.requeue_limit);
+    /* ... expired when its deadline passed meanwhile */
+    r = failed_run("circuit_open", 1, now - 1);
+    r.requeues = 4;
+    d = kd_retry_decide(&p, &r, now, &rng);
+    assert_int_equal(d.action, KD_RETRY_EXPIRED);
+    assert_true(d.requeue_limit);
+    /* ... which counts retries too; the attempts limit is met first when it is lower */
+    r = failed_run("500", 2, now + 600000);
+    r.requeues = 4;
+    assert_true(kd_retry_decide(&p, &r, now, &rng).requeue_limit);
+    r.attempt = 5;
+    d = kd_retry_decide(&p, &r, now, &rng);
+    assert_int_equal(d.action, KD_RETRY_DEAD);
+    assert_false(d.requeue_limit);
+    /* a job held for its group's lift mode waits for its deadline: counted, never cut short */
+    r = failed_run("group_mode_held", 1, now + 600000);
+    r.requeues = 50;
+    d = kd_retry_decide(&p, &r, now, &rng);
+    assert_int_equal(d.action, KD_RETRY_AGAIN);
+    assert_int_equal(d.next_requeues, 51);
+    /* 0: no limit */
+    p.max_requeues = 0;
+    r = failed_run("circuit_open", 1, now + 600000);
+    r.requeues = 1000;
+    assert_int_equal(kd_retry_decide(&p, &r, now, &rng).action, KD_RETRY_AGAIN);
 }
 
 /* Codes the KONE client builds at run time (statuses, KONE's texts, cancel reasons). */
@@ -372,6 +445,7 @@ int main(void)
         cmocka_unit_test(test_parse_tiers),
         cmocka_unit_test(test_policy_load),
         cmocka_unit_test(test_decide),
+        cmocka_unit_test(test_decide_park),
         cmocka_unit_test(test_taxonomy_dynamic_codes),
         cmocka_unit_test(test_taxonomy_covers_kone_client),
     };

@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "kone_breaker.h"
+#include "test_xorshift.h"
 
 #define MS 1000LL
 #define SEC 1000000LL
@@ -28,15 +29,6 @@ static const kd_brk_cfg cfg = {.rate_pct = 80,
                                .trials = 5,
                                .base_us = 1 * SEC,
                                .cap_us = 8 * SEC};
-
-static uint64_t xs = 88172645463325252ULL;
-static uint64_t xorshift(void)
-{
-    xs ^= xs << 13;
-    xs ^= xs >> 7;
-    xs ^= xs << 17;
-    return xs;
-}
 
 /* one call admitted and told v at once; returns whether the state changed */
 static bool call(kd_breaker *b, const kd_brk_cfg *c, kd_brk_verdict v, int64_t now)

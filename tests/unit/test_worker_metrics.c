@@ -83,6 +83,7 @@ static void populate(void)
     kd_wm_job_done(&rej);
     kd_wm_job_done(&undecodable);
     kd_run unknown = make_run(KD_OP_CALL, KD_OUTCOME_UNKNOWN, 5, 20000);
+    unknown.requeues = 4; /* parked while its building's circuit was open */
     kd_wm_job_done(&unknown);
     kd_wm_retry("timeout");
     kd_wm_retry("1005");
@@ -90,6 +91,7 @@ static void populate(void)
     kd_wm_retry("weird");
     kd_wm_dead_letter("undecodable");
     kd_wm_dead_letter("failed");
+    kd_wm_dead_letter("requeue_limit");
     kd_wm_amqp_reconnect();
     kd_wm_kafka_delivery("kone.call.results", true);
     kd_wm_kafka_delivery("kone.call.events", false);
@@ -106,6 +108,10 @@ static void populate(void)
     kd_wm_circuit_change("building:2", KD_WM_CIRCUIT_CLOSED, KD_WM_CIRCUIT_OPEN);
     kd_wm_rate_limit_wait("building:1");
     kd_wm_rate_limit_wait("building:77");
+    kd_wm_concurrency_limit("building:1", 64);
+    kd_wm_concurrency_limit("building:2", 17);
+    kd_wm_concurrency_limit("building:77", 9);
+    kd_wm_concurrency_limit(NULL, 33);
     kd_wm_ledger_enabled(true);
     kd_wm_ledger_up(true);
     kd_wm_ledger_op("claim", true);
@@ -142,8 +148,11 @@ static void test_catalogue_values_and_labels(void **state)
     kd_err err = {0};
     assert_int_equal(kd_wm_init(&cfg, &err), 0);
     assert_int_equal(kd_wm_init(&cfg, &err), KD_ERR_INTERNAL);
+    char *t = expose(); /* before the KONE client: its limit is worker.inflight, not 0 */
+    assert_has(t, "kone_worker_concurrency_limit 64\n");
+    free(t);
     populate();
-    char *t = expose();
+    t = expose();
     assert_has(t, "kone_build_info{version=\"" KD_VERSION "\"} 1\n");
     assert_has(t, "kone_jobs_total{op=\"call\",outcome=\"succeeded\"} 1\n");
     assert_has(t, "kone_jobs_total{op=\"cancel\",outcome=\"rejected\"} 1\n");
@@ -178,6 +187,17 @@ static void test_catalogue_values_and_labels(void **state)
     assert_has(t, "kone_circuit_state{building=\"building:2\"} 2\n");
     assert_has(t, "kone_circuit_state{building=\"other\"} 0\n");
     assert_has(t, "kone_rate_limit_waits_total{building=\"other\"} 1\n");
+    assert_has(t, "kone_concurrency_limit{building=\"building:1\"} 64\n");
+    assert_has(t, "kone_concurrency_limit{building=\"building:2\"} 17\n");
+    assert_has(t, "kone_concurrency_limit{building=\"other\"} 9\n");
+    assert_has(t, "kone_worker_concurrency_limit 33\n");
+    /* re-queues per job: three jobs none, one parked 4 times */
+    assert_has(t, "kone_job_requeues_bucket{le=\"0\"} 3\n");
+    assert_has(t, "kone_job_requeues_bucket{le=\"3\"} 3\n");
+    assert_has(t, "kone_job_requeues_bucket{le=\"5\"} 4\n");
+    assert_has(t, "kone_job_requeues_sum 4\n");
+    assert_has(t, "kone_job_requeues_count 4\n");
+    assert_has(t, "kone_dead_letters_total{reason=\"requeue_limit\"} 1\n");
     assert_null(strstr(t, "building:77"));
     assert_null(strstr(t, "building=\" building:1"));
     assert_has(t, "kone_ledger_enabled 1\n");
