@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "kd_log.h"
+#include "http.h"
 #include "server.h"
 
 #define SIM_BODY_MAX 16384
@@ -37,11 +38,6 @@ typedef struct sim_http_pss {
     bool control; /* the body is for the control endpoint at `path` */
     char path[64];
 } sim_http_pss;
-
-size_t sim_http_pss_size(void)
-{
-    return sizeof(sim_http_pss);
-}
 
 static int64_t now_ms(const sim_server *s)
 {
@@ -373,8 +369,8 @@ static int handle_control(struct lws *wsi, sim_server *s, const char *method, co
     return finish(wsi, rc);
 }
 
-int sim_http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
-                      size_t len)
+static int http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+                         size_t len)
 {
     sim_http_pss *pss = user;
     sim_server *s = lws_context_user(lws_get_context(wsi));
@@ -458,4 +454,10 @@ int sim_http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *u
     default: break;
     }
     return lws_callback_http_dummy(wsi, reason, user, in, len);
+}
+
+struct lws_protocols sim_http_protocol(void)
+{
+    return (struct lws_protocols){
+        .name = "http", .callback = http_callback, .per_session_data_size = sizeof(sim_http_pss)};
 }

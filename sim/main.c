@@ -17,7 +17,9 @@
 #include "hub.h"
 #include "kd_config.h"
 #include "kd_log.h"
+#include "http.h"
 #include "server.h"
+#include "stream.h"
 
 static sim_server *running;
 
@@ -120,6 +122,10 @@ int main(int argc, char **argv)
     }
     opts.ctl = &ctl;
     opts.clients = kd_config_get(&cfg, "sim.clients");
+    /* the HTTP protocol first: lws makes the first one the vhost's default */
+    struct lws_protocols protocols[3] = {sim_http_protocol(), sim_stream_protocol(), {0}};
+    opts.protocols = protocols;
+    opts.sweep = sim_stream_sweep;
     if (sim_server_start(&srv, hub, &auth, &opts, &err)) {
         kd_error("%s", err.msg);
         goto out;

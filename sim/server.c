@@ -7,8 +7,6 @@
 #include "kd_log.h"
 #include "kd_tls.h"
 
-static struct lws_protocols sim_protocols[3];
-
 static void lws_log_emit(int level, const char *line)
 {
     char msg[512];
@@ -50,7 +48,8 @@ static void on_tick(lws_sorted_usec_list_t *sul)
     int64_t now = sim_clock_real_ms(&s->hub->clock);
     if (now - s->last_sweep_ms >= 1000) {
         s->last_sweep_ms = now;
-        sim_stream_sweep(s);
+        if (s->sweep)
+            s->sweep(s);
     }
     if (!s->stop)
         lws_sul_schedule(s->ctx, 0, &s->tick, on_tick, SIM_TICK_MS * LWS_US_PER_MS);
@@ -68,23 +67,16 @@ int sim_server_start(sim_server *s, sim_hub *hub, sim_auth *auth, const sim_serv
     s->cert = o->cert;
     s->key = o->key;
     s->clients = o->clients;
+    s->sweep = o->sweep;
 
     lws_set_log_level(LLL_ERR | LLL_WARN | (kd_log_enabled(KD_LOG_DEBUG) ? LLL_NOTICE : 0),
                       lws_log_emit);
-    memset(sim_protocols, 0, sizeof sim_protocols);
-    sim_protocols[0].name = "http";
-    sim_protocols[0].callback = sim_http_callback;
-    sim_protocols[0].per_session_data_size = sim_http_pss_size();
-    sim_protocols[1].name = "koneapi";
-    sim_protocols[1].callback = sim_stream_callback;
-    sim_protocols[1].per_session_data_size = sim_stream_pss_size();
-    sim_protocols[1].rx_buffer_size = 16384;
 
     struct lws_context_creation_info info;
     memset(&info, 0, sizeof info);
     info.port = o->port;
     info.iface = o->listen;
-    info.protocols = sim_protocols;
+    info.protocols = o->protocols;
     info.options = LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
     info.ssl_cert_filepath = o->cert;
     info.ssl_private_key_filepath = o->key;

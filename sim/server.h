@@ -1,5 +1,6 @@
 /* server: the libwebsockets side of kone-sim: one context, one TLS vhost, two protocols.
  *
+ * The protocols come from main.c (http.c, stream.c) through sim_server_opts.
  * Protocol "http" (the vhost default) serves the token and resources endpoints and the /sim/
  * control endpoint, and decides WebSocket upgrades (bad token → 401, sub-protocol other
  * than koneapi → 400, injected refusals); protocol
@@ -26,6 +27,7 @@
 #define SIM_QUEUE_MAX_BYTES (8 * 1024 * 1024)
 
 struct sim_ws;
+struct sim_server;
 
 typedef struct sim_server_opts {
     const char *listen;
@@ -34,10 +36,17 @@ typedef struct sim_server_opts {
     const char *clients; /* sim.clients, re-read on reload */
     int64_t idle_timeout_s, max_conn_s;
     sim_control *ctl; /* the /sim/ control endpoint */
+    /* The protocols it serves, in lws's form, ending with an all-zero entry; the first is the
+     * vhost's default (HTTP). main.c passes http.c's and stream.c's: the server calls them
+     * and they call the server (arm_flush), never the other way round by name. */
+    const struct lws_protocols *protocols;
+    /* Called about once a second on the loop (stream.c: the idle/age sweep); may be NULL. */
+    void (*sweep)(struct sim_server *s);
 } sim_server_opts;
 
 typedef struct sim_server {
     struct lws_context *ctx;
+    void (*sweep)(struct sim_server *s);
     sim_hub *hub;
     sim_auth *auth;
     int64_t idle_ms, max_ms;
@@ -60,17 +69,5 @@ void sim_server_run(sim_server *s);
 void sim_server_arm_flush(sim_server *s);
 /* Closes every connection and destroys the context. */
 void sim_server_stop(sim_server *s);
-
-/* Protocol callbacks (http.c, stream.c) and the idle/age sweep (stream.c). */
-int sim_http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
-                      size_t len);
-int sim_stream_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
-                        size_t len);
-void sim_stream_sweep(sim_server *s);
-size_t sim_stream_pss_size(void);
-size_t sim_http_pss_size(void);
-
-/* Writes a complete HTTP/1.1 response with a JSON body (http.c). Returns 0 or -1. */
-int sim_http_respond(struct lws *wsi, int status, const json_t *body, const char *extra_header);
 
 #endif

@@ -17,6 +17,7 @@
 #include "kd_log.h"
 #include "proto.h"
 #include "server.h"
+#include "stream.h"
 
 typedef struct qframe {
     struct qframe *next;
@@ -41,11 +42,6 @@ typedef struct sim_ws {
     char token[SIM_TOKEN_LEN + 1];
     struct sim_ws *next, *prev;
 } sim_ws;
-
-size_t sim_stream_pss_size(void)
-{
-    return sizeof(sim_ws);
-}
 
 static void request_close(void *t, int code, const char *reason)
 {
@@ -183,8 +179,8 @@ static void unlink_ws(sim_server *s, sim_ws *w)
     w->next = w->prev = NULL;
 }
 
-int sim_stream_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
-                        size_t len)
+static int stream_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+                           size_t len)
 {
     sim_ws *w = user;
     sim_server *s = lws_context_user(lws_get_context(wsi));
@@ -254,4 +250,12 @@ void sim_stream_sweep(sim_server *s)
         else if (s->idle_ms > 0 && now - w->last_rx_ms >= s->idle_ms)
             request_close(w, 1001, "Idle timeout");
     }
+}
+
+struct lws_protocols sim_stream_protocol(void)
+{
+    return (struct lws_protocols){.name = "koneapi",
+                                  .callback = stream_callback,
+                                  .per_session_data_size = sizeof(sim_ws),
+                                  .rx_buffer_size = 16384};
 }
