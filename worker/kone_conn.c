@@ -161,9 +161,10 @@ static bool conn_open(kk_conn *c)
     /* The address first, resolved off the loop (kone_dns.h): while a resolution runs the
      * conn stays IDLE and the slot is kicked when it ends. TLS and the Host header keep the
      * name, so SNI and the certificate's name check are what they were. */
-    char addr[64], why[200];
+    char addr[64];
     const char *address = k->ws_host;
     if (k->dns) {
+        char why[200];
         kd_kone_dns_state ds = kd_kone_dns_get(k->dns, addr, sizeof addr, why, sizeof why);
         if (ds == KD_DNS_PENDING)
             return true;
