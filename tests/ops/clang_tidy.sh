@@ -62,7 +62,7 @@ elif ((rc != 0)); then
     fail=1
 fi
 unjustified=$(grep -rnE 'NOLINT' "${dirs[@]}" --include='*.[ch]' |
-    grep -vE 'NOLINT(NEXTLINE)?\([a-z0-9.,-]+\): [^[:space:]]' || true)
+    grep -vE 'NOLINT(NEXTLINE)?\([A-Za-z0-9.,-]+\): [^[:space:]]' || true)
 if [[ -n $unjustified ]]; then
     echo "FAIL: NOLINT without '(check): reason':"
     echo "$unjustified"
