@@ -261,7 +261,7 @@ static int wait_io(app *a, kd_err *err)
         a->output_failed = true;
     int n = poll(fds, (nfds_t)nfds, timeout);
     if (n < 0 && errno != EINTR)
-        return kd_err_set(err, KD_ERR_IO, "poll: %s", strerror(errno));
+        return kd_err_set(err, KD_ERR_IO, "poll: %s", kd_strerror(errno));
     if (n > 0 && in_idx >= 0 && fds[in_idx].revents)
         return kd_input_fill(&a->in, err);
     return 0;
@@ -356,7 +356,7 @@ int main(int argc, char **argv)
             code = 2;
         }
         if (fflush(stdout) != 0 || a.output_failed) {
-            kd_error("cannot write the report to stdout: %s", strerror(errno));
+            kd_error("cannot write the report to stdout: %s", kd_strerror(errno));
             code = 2;
         }
         char summary[256];
