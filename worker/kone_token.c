@@ -185,7 +185,7 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *arg)
 {
     body_buf *b = arg;
     size_t n = size * nmemb;
-    if (b->n + n > BODY_MAX) {
+    if (b->n + n > (size_t)BODY_MAX) {
         b->overflow = true;
         return 0;
     }
@@ -452,7 +452,7 @@ int kd_kone_tokens_start(kd_kone_tokens **out, const kd_kone_token_cfg *cfg,
         pthread_mutex_destroy(&t->mu);
         pthread_cond_destroy(&t->cv);
         tokens_free(t);
-        return kd_err_set(err, KD_ERR_INTERNAL, "token thread: %s", strerror(e));
+        return kd_err_set(err, KD_ERR_INTERNAL, "token thread: %s", kd_strerror(e));
     }
     *out = t;
     return 0;
