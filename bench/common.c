@@ -14,7 +14,7 @@
 #include <string.h>
 
 #include "kd_log.h"
-#include "kd_run.h"
+#include "kd_time.h"
 
 static kd_bench_opt timeout_opt = {"timeout-s",
                                    false,

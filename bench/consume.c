@@ -25,7 +25,7 @@
 
 #include "common.h"
 #include "kd_amqp.h"
-#include "kd_run.h"
+#include "kd_time.h"
 
 #define PUBLISH_WINDOW 1000 /* unconfirmed publishes at once: keeps the broker busy, bounded */
 #define CLEANUP_TIMEOUT_MS 10000

@@ -32,7 +32,7 @@
 #include "common.h"
 #include "kd_job.h"
 #include "kd_log.h"
-#include "kd_run.h"
+#include "kd_time.h"
 #include "kone_msg.h"
 #include "kone_token.h"
 

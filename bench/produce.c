@@ -23,7 +23,7 @@
 
 #include "common.h"
 #include "kd_kafka.h"
-#include "kd_run.h"
+#include "kd_time.h"
 
 /* The key of every message: one building, as in the benchmark's jobs (a result's key is its
  * job's building id). */

@@ -46,8 +46,10 @@ int kd_input_fill(kd_input *in, kd_err *err)
     if (in->cap - in->len < KD_INPUT_CHUNK + 1) {
         size_t cap = in->len + KD_INPUT_CHUNK + 1;
         char *b = realloc(in->buf, cap);
+        /* GCOVR_EXCL_START: allocation failure */
         if (!b)
             return kd_err_set(err, KD_ERR_NOMEM, "out of memory reading %s", in->name);
+        /* GCOVR_EXCL_STOP */
         in->buf = b;
         in->cap = cap;
     }

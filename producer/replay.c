@@ -18,7 +18,8 @@
 #include "kd_amqp.h"
 #include "kd_job.h"
 #include "kd_log.h"
-#include "kd_run.h"
+#include "kd_time.h"
+#include "report.h"
 
 /* ---- arguments and matching (pure) ----------------------------------------------------- */
 
@@ -94,20 +95,7 @@ bool kd_replay_match(const kd_replay_filter *f, const char *job_id, const char *
 
 static json_t *str_or_null(const char *s)
 {
-    if (!s || !*s)
-        return json_null();
-    json_t *j = json_string(s);
-    if (j)
-        return j;
-    char *copy = strdup(s); /* not UTF-8: degrade rather than lose the line */
-    if (!copy)
-        return NULL;
-    for (char *p = copy; *p; p++)
-        if ((unsigned char)*p >= 0x80)
-            *p = '?';
-    j = json_string(copy);
-    free(copy);
-    return j;
+    return s && *s ? kd_report_json_string(s) : json_null();
 }
 
 char *kd_replay_line(const char *action, const char *job_id, const char *building,

@@ -7,7 +7,7 @@
 #include <string.h>
 
 /* jansson refuses invalid UTF-8; a report line must never be lost, so degrade instead. */
-static json_t *safe_string(const char *s)
+json_t *kd_report_json_string(const char *s)
 {
     json_t *j = json_string(s);
     if (j)
@@ -29,10 +29,11 @@ char *kd_report_line(long line, const char *job_id, const char *error)
     if (!o)
         return NULL;
     int bad = json_object_set_new(o, "line", json_integer(line));
-    bad |= json_object_set_new(o, "job_id", job_id && *job_id ? safe_string(job_id) : json_null());
+    bad |= json_object_set_new(o, "job_id",
+                               job_id && *job_id ? kd_report_json_string(job_id) : json_null());
     bad |= json_object_set_new(o, "status", json_string(error ? "refused" : "confirmed"));
     if (error)
-        bad |= json_object_set_new(o, "error", safe_string(error));
+        bad |= json_object_set_new(o, "error", kd_report_json_string(error));
     char *s = bad ? NULL : json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
     json_decref(o);
     return s;

@@ -8,7 +8,12 @@
 #ifndef KD_PRODUCER_REPORT_H
 #define KD_PRODUCER_REPORT_H
 
+#include <jansson.h>
 #include <stddef.h>
+
+/* A JSON string of s; bytes that are not UTF-8 become '?' rather than losing the line (a
+ * job id or a broker's text can hold anything). NULL only when out of memory. */
+json_t *kd_report_json_string(const char *s);
 
 /* A malloc'd line without the newline, or NULL when out of memory. job_id NULL or "" is
  * reported as null; error NULL means confirmed. Bytes that are not UTF-8 become '?'. */

@@ -102,7 +102,8 @@ kd_running() {
     pid=$(kd_pid "$1") || return 1
     [[ $pid =~ ^[0-9]+$ ]] || return 1
     [[ -r /proc/$pid/cmdline ]] || return 1
-    tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$2"
+    # stderr first: the process may end between the test above and the read (a race, no error)
+    tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline" | grep -qF -- "$2"
 }
 
 # kd_alive NAME: the recorded process exists and is no zombie. Unlike kd_running it does not

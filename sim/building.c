@@ -533,7 +533,6 @@ json_t *sim_building_config_json(const sim_building *b, const sim_group *g)
     put(o, "lifts", lifts, &ok);
     put(o, "terminals", json_pack("[i]", 1), &ok);
     put(o, "lift_mode", json_integer(sim_mode_code(g->faults.mode)), &ok);
-    put(o, "lift_mode_name", json_string(sim_mode_name(g->faults.mode)), &ok);
     if (!ok) {
         json_decref(o);
         return NULL;

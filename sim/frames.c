@@ -139,10 +139,11 @@ json_t *sim_frame_door(const sim_building *b, const sim_lift_state *ls, int side
 json_t *sim_frame_lift_status(const sim_building *b, const sim_lift_state *ls, const char *time)
 {
     const sim_faults *f = &b->groups[ls->g].faults;
-    json_t *d = json_pack("{s:s,s:b,s:i,s:s,s:f,s:[{s:I,s:b}]}", "time", time, "fault_active",
-                          f->mode == SIM_MODE_OSS, "lift_mode", sim_mode_code(f->mode),
-                          "lift_mode_name", sim_mode_name(f->mode), "nominal_speed", 2.5, "decks",
-                          "area", (json_int_t)ls->def->deck, "alarm", 0);
+    /* the mode as the spec names it: lift_mode, an integer (-1 out of service), nothing else */
+    json_t *d =
+        json_pack("{s:s,s:b,s:i,s:f,s:[{s:I,s:b}]}", "time", time, "fault_active",
+                  f->mode == SIM_MODE_OSS, "lift_mode", sim_mode_code(f->mode), "nominal_speed",
+                  2.5, "decks", "area", (json_int_t)ls->def->deck, "alarm", 0);
     return lift_event("monitor-lift-status", "status", b, ls, d);
 }
 

@@ -226,10 +226,17 @@ static int handle_resources(struct lws *wsi, sim_server *s)
                                        "required",
                                        NULL));
     }
+    /* KONE lists "the resources accessible by the application" (the AsyncAPI file's
+     * application/inventory): the client's buildings, not the token's, since a client asks
+     * for this list precisely to learn which building scopes to ask for next */
+    const sim_scopes *app = &t->scopes;
+    for (size_t i = 0; i < s->auth->n_clients; i++)
+        if (strcmp(s->auth->clients[i].id, t->client_id) == 0)
+            app = &s->auth->clients[i].scopes;
     json_t *list = json_array();
     for (size_t i = 0; list && i < s->hub->world->n; i++) {
         const char *id = s->hub->world->b[i]->id;
-        if (sim_scopes_allow_building(&t->scopes, id))
+        if (sim_scopes_allow_building(app, id))
             json_array_append_new(list, json_pack("{s:s}", "id", id));
     }
     json_t *o = list ? json_pack("{s:o,s:[]}", "buildings", list, "equipments") : NULL;

@@ -191,12 +191,6 @@ void sim_proto_check_call(const sim_building *b, int bi, int gi, const json_t *p
         r->frozen = true;
         return;
     }
-    if (g->faults.mode != SIM_MODE_NOR) {
-        d->verdict = SIM_CALL_REFUSED;
-        snprintf(d->error, sizeof d->error, "Ignoring call, lift group in %s mode",
-                 sim_mode_name(g->faults.mode));
-        return;
-    }
     const sim_action *a = sim_building_action(b, action);
     if (action == 0) {
         d->verdict = SIM_CALL_REFUSED;
@@ -213,6 +207,11 @@ void sim_proto_check_call(const sim_building *b, int bi, int gi, const json_t *p
         return refuse(d, "Ignoring call, unable to resolve area: area:%lld", (long long)area);
     /* a locked floor: KONE's guide accepts the call and cancels it FLOOR_IS_LOCKED */
     bool locked = sim_faults_locked(&g->faults, area);
+    /* a group not in normal mode (FRD, OSS, ATS, PRC): KONE documents no refusal text of its
+     * own (PROTOCOL.md: "the call is refused"; lift_mode in monitor-lift-status tells the mode
+     * beforehand). Its lifts serve no call, so the call goes the way of any call no lift can
+     * serve: accepted, then cancelled NO_LIFT_AVAILABLE, KONE's documented reason. */
+    const char *mode_cancel = g->faults.mode != SIM_MODE_NOR ? "NO_LIFT_AVAILABLE" : NULL;
 
     if (a->kind == SIM_ACT_LANDING_UP || a->kind == SIM_ACT_LANDING_DOWN) {
         int lo, hi;
@@ -223,7 +222,9 @@ void sim_proto_check_call(const sim_building *b, int bi, int gi, const json_t *p
             snprintf(d->error, sizeof d->error, "INVALID_DIRECTION");
             return;
         }
-        if (locked)
+        if (mode_cancel)
+            r->cancel_reason = mode_cancel;
+        else if (locked)
             r->cancel_reason = "FLOOR_IS_LOCKED";
         d->verdict = SIM_CALL_ACCEPTED;
         return;
@@ -244,7 +245,9 @@ void sim_proto_check_call(const sim_building *b, int bi, int gi, const json_t *p
                           (long long)dst);
         r->mod_reason = g->transfer_reason;
     }
-    if (locked || sim_faults_locked(&g->faults, dst))
+    if (mode_cancel)
+        r->cancel_reason = mode_cancel;
+    else if (locked || sim_faults_locked(&g->faults, dst))
         r->cancel_reason = "FLOOR_IS_LOCKED";
     else if (df == sf)
         r->cancel_reason = "SAME_SOURCE_AND_DEST_FLOOR";
@@ -416,8 +419,9 @@ static void do_hold_open(req_ctx *x)
     int l = sim_group_lift_by_deck(g, deck);
     int side = 1, f = sim_building_area_floor(x->b, served, &side);
     if (g->faults.mode != SIM_MODE_NOR) {
-        snprintf(err, sizeof err, "Ignoring call, lift group in %s mode",
-                 sim_mode_name(g->faults.mode));
+        /* refused, with no text: KONE documents none for a mode (see the call's case) */
+        send_result(x, "hold_open", false, 0, NULL);
+        return;
     } else if (l < 0) {
         snprintf(err, sizeof err, "Ignoring call, unable to resolve lift deck: %lld",
                  (long long)deck);

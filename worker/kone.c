@@ -26,6 +26,7 @@
 
 #include "kd_log.h"
 #include "kone_int.h"
+#include "kone_inventory.h"
 
 #define SHUTDOWN_MSG "worker shutting down"
 
@@ -109,6 +110,11 @@ void kk_loop_wakeup(kd_kone *k)
         kk_job_submit(k, list);
         list = next;
     }
+    uint64_t dns_gen = kd_kone_dns_gen(k->dns);
+    if (dns_gen != k->dns_gen_seen) { /* a resolution ended: slots waiting for it go on */
+        k->dns_gen_seen = dns_gen;
+        kk_slots_token_changed(k);
+    }
     for (int t = 0; t < k->n_tokens; t++) {
         uint64_t gen = kd_kone_tokens_gen(k->tokens[t]);
         if (gen != k->token_gen_seen[t]) {
@@ -175,8 +181,9 @@ static int parse_ws_url(kd_kone *k, const char *url, kd_err *err)
     return rc;
 }
 
-/* kone.buildings: "building:<id>" each, and the scope they imply (callgiving per building). */
-static int load_buildings(kd_kone *k, const char *list, kd_err *err)
+/* kone.buildings (and kone.robotcall_buildings, robot set): "building:<id>" each, once; a
+ * robotcall building gets the robotcall scope instead of callgiving (make_scopes). */
+static int load_buildings(kd_kone *k, const char *list, bool robot, const char *key, kd_err *err)
 {
     char *copy = strdup(list), *save = NULL;
     if (!copy)
@@ -187,18 +194,30 @@ static int load_buildings(kd_kone *k, const char *list, kd_err *err)
         bool ok = *id && strlen(id) < KD_JOB_BUILDING_MAX - 9;
         for (const char *p = id; ok && *p; p++)
             ok = isalnum((unsigned char)*p) || *p == '-' || *p == '_';
-        char **nb = ok ? realloc(k->buildings, (size_t)(k->n_buildings + 1) * sizeof *nb) : NULL;
         if (!ok) {
             rc = kd_err_set(err, KD_ERR_INVALID,
-                            "kone.buildings: '%.80s' is not a building id (digits, letters, - "
+                            "%s: '%.80s' is not a building id (digits, letters, - "
                             "and _, optionally after 'building:')",
-                            t);
-        } else if (!nb || !(nb[k->n_buildings] = malloc(strlen(id) + 10))) {
-            if (nb)
-                k->buildings = nb;
+                            key, t);
+            break;
+        }
+        int i = 0;
+        while (i < k->n_buildings && strcmp(k->buildings[i] + 9, id) != 0)
+            i++;
+        if (i < k->n_buildings) { /* listed twice, or in both keys */
+            k->robot[i] = k->robot[i] || robot;
+            continue;
+        }
+        char **nb = realloc(k->buildings, (size_t)(k->n_buildings + 1) * sizeof *nb);
+        if (nb)
+            k->buildings = nb;
+        bool *nr = nb ? realloc(k->robot, (size_t)(k->n_buildings + 1) * sizeof *nr) : NULL;
+        if (nr)
+            k->robot = nr;
+        if (!nr || !(nb[k->n_buildings] = malloc(strlen(id) + 10))) {
             rc = kd_err_set(err, KD_ERR_NOMEM, "out of memory");
         } else {
-            k->buildings = nb;
+            k->robot[k->n_buildings] = robot;
             sprintf(k->buildings[k->n_buildings++], "building:%s", id);
         }
     }
@@ -245,8 +264,8 @@ static int make_scopes(kd_kone *k, kd_err *err)
             return kd_err_set(err, KD_ERR_NOMEM, "out of memory");
         for (int i = 0; i < k->n_buildings; i++)
             if (kk_token_of(k, k->buildings[i]) == t)
-                sprintf(k->scopes[t] + strlen(k->scopes[t]), "%scallgiving/%s",
-                        k->scopes[t][0] ? " " : "", k->buildings[i]);
+                sprintf(k->scopes[t] + strlen(k->scopes[t]), "%s%s/%s", k->scopes[t][0] ? " " : "",
+                        k->robot[i] ? "robotcall" : "callgiving", k->buildings[i]);
     }
     return 0;
 }
@@ -276,6 +295,45 @@ static int load_modes(kd_kone *k, const char *list, kd_err *err)
     return 0;
 }
 
+static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
+static CURLcode curl_init_rc;
+
+static void curl_init(void)
+{
+    curl_init_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
+}
+
+/* kone.discover_buildings: the application's buildings from KONE's resources list, served
+ * as if listed in kone.buildings. A few tries a second apart (KONE or its token endpoint
+ * may be starting too); then the worker does not start (kone_inventory.h says why). */
+static int discover_buildings(kd_kone *k, const kd_kone_token_cfg *tc, kd_err *err)
+{
+    pthread_once(&curl_once, curl_init);
+    if (curl_init_rc != CURLE_OK)
+        return kd_err_set(err, KD_ERR_INTERNAL, "kone: curl_global_init failed");
+    char *list = NULL;
+    int rc = 0;
+    for (int attempt = 1; attempt <= 3; attempt++) {
+        rc = kd_kone_inventory_fetch(tc, &list, err);
+        if (!rc || rc == KD_ERR_AUTH || rc == KD_ERR_DECODE)
+            break;
+        kd_warn("kone: learning the buildings from KONE failed (attempt %d of 3): %s", attempt,
+                err->msg);
+        if (attempt < 3)
+            sleep(1);
+    }
+    if (rc)
+        return kd_err_wrap(err, "kone.discover_buildings");
+    rc = load_buildings(k, list, false, "kone.discover_buildings", err);
+    if (!rc && !k->n_buildings)
+        rc = kd_err_set(err, KD_ERR_INVALID,
+                        "kone.discover_buildings: KONE lists no building for this application");
+    if (!rc)
+        kd_info("kone: %d building(s) learned from KONE's resources: %.200s", k->n_buildings, list);
+    free(list);
+    return rc;
+}
+
 static int load_config(kd_kone *k, const kd_config *cfg, kd_kone_token_cfg *tc, kd_err *err)
 {
     int64_t v;
@@ -298,6 +356,9 @@ static int load_config(kd_kone *k, const kd_config *cfg, kd_kone_token_cfg *tc, 
     if ((rc = read_int(cfg, "kone.max_conn_age_s", 5, 86400, &v, err)))
         return rc;
     k->max_age_us = v * 1000000;
+    if ((rc = read_int(cfg, "kone.dns_ttl_s", 0, 86400, &v, err)))
+        return rc;
+    k->dns_ttl_us = v * 1000000;
     if ((rc = read_int(cfg, "kone.monitor_duration_s", 1, 300, &v, err)))
         return rc;
     k->monitor_duration_s = (int)v;
@@ -346,9 +407,17 @@ static int load_config(kd_kone *k, const kd_config *cfg, kd_kone_token_cfg *tc, 
     tc->token_url = kd_config_get(cfg, "kone.token_url");
     tc->client_id = kd_config_get(cfg, "kone.client_id");
     tc->client_secret = kd_config_get(cfg, "kone.client_secret");
-    if ((rc = load_buildings(k, kd_config_get(cfg, "kone.buildings"), err)) ||
+    if ((rc = load_buildings(k, kd_config_get(cfg, "kone.buildings"), false, "kone.buildings",
+                             err)) ||
+        (rc = load_buildings(k, kd_config_get(cfg, "kone.robotcall_buildings"), true,
+                             "kone.robotcall_buildings", err)) ||
         (rc = load_modes(k, kd_config_get(cfg, "kone.lift_modes_refused"), err)))
         return rc;
+    const char *policy = kd_config_get(cfg, "kone.group_mode_policy");
+    if (strcmp(policy, "reject") != 0 && strcmp(policy, "hold") != 0)
+        return kd_err_set(err, KD_ERR_INVALID,
+                          "kone.group_mode_policy: must be reject or hold, got '%.40s'", policy);
+    k->hold_group_mode = strcmp(policy, "hold") == 0;
     if ((rc = read_int(cfg, "kone.buildings_per_token", 0, 100000, &v, err)))
         return rc;
     k->per_token = (int)v;
@@ -357,8 +426,6 @@ static int load_config(kd_kone *k, const kd_config *cfg, kd_kone_token_cfg *tc, 
         return kd_err_set(err, KD_ERR_INVALID,
                           "kone.scope is set, but kone.buildings needs more than one token "
                           "(kone.buildings_per_token): leave kone.scope empty");
-    if ((rc = make_scopes(k, err)))
-        return rc;
     tc->ca_file = kd_config_get(cfg, "kone.ca_file");
     if (strncmp(tc->token_url, "https://", 8) != 0)
         return kd_err_set(err, KD_ERR_INVALID,
@@ -376,25 +443,26 @@ static int load_config(kd_kone *k, const kd_config *cfg, kd_kone_token_cfg *tc, 
         if (!(k->ca_file = strdup(tc->ca_file)))
             return kd_err_set(err, KD_ERR_NOMEM, "out of memory");
     }
-    return parse_ws_url(k, kd_config_get(cfg, "kone.ws_url"), err);
+    if ((rc = parse_ws_url(k, kd_config_get(cfg, "kone.ws_url"), err)))
+        return rc;
+    bool discover = false;
+    if ((rc = kd_config_bool(cfg, "kone.discover_buildings", &discover, err)))
+        return rc;
+    if (discover && !k->n_buildings && !*tc->scope && (rc = discover_buildings(k, tc, err)))
+        return rc;
+    return make_scopes(k, err);
 }
 
 /* ------------------------------------------------------------------ public API */
 
 static void stop_tokens(kd_kone *k)
 {
+    kd_kone_dns_stop(k->dns); /* its notify uses the context too */
+    k->dns = NULL;
     for (int t = 0; t < KK_MAX_TOKENS; t++) {
         kd_kone_tokens_stop(k->tokens[t]);
         k->tokens[t] = NULL;
     }
-}
-
-static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
-static CURLcode curl_init_rc;
-
-static void curl_init(void)
-{
-    curl_init_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
 }
 
 static void kone_free(kd_kone *k)
@@ -408,6 +476,7 @@ static void kone_free(kd_kone *k)
     for (int i = 0; i < k->n_buildings; i++)
         free(k->buildings[i]);
     free(k->buildings);
+    free(k->robot);
     for (int t = 0; t < KK_MAX_TOKENS; t++)
         free(k->scopes[t]);
     free(k->early);
@@ -477,6 +546,8 @@ int kd_kone_start(kd_kone **out, const kd_config *cfg, const kd_kone_hooks *hook
     }
     for (int i = 0; i < KK_MAX_SLOTS; i++)
         k->slots[i].tok = i % k->n_tokens;
+    if (!kd_kone_dns_is_numeric(k->ws_host))
+        rc = kd_kone_dns_start(&k->dns, k->ws_host, k->dns_ttl_us, notify_loop, k, err);
     const char *configured = tc.scope;
     for (int t = 0; t < k->n_tokens && !rc; t++) {
         tc.scope = *configured || !k->scopes[t] ? configured : k->scopes[t];

@@ -9,6 +9,8 @@
  * thread; for tracked calls it calls hooks.call_event for each call-state change first.
  * The hooks must not block (the worker's produce to Kafka copies and returns; with
  * librdkafka's queue full the message is handed to the worker's main thread, worker_core.c).
+ * Nothing else blocks the loop either: the token is fetched on a token thread and
+ * kone.ws_url's host name resolved on a resolver thread (kone_dns.h).
  */
 #ifndef KD_WORKER_KONE_H
 #define KD_WORKER_KONE_H
@@ -38,7 +40,8 @@ typedef struct kd_kone_hooks {
 int kd_kone_start(kd_kone **out, const kd_config *cfg, const kd_kone_hooks *hooks, kd_err *err);
 /* Thread-safe. The run's job is valid; its outcome is NONE. */
 void kd_kone_submit(kd_kone *k, kd_run *run);
-/* True when a token is held and at least one connection is open (for /readyz later). */
+/* True when a token is held and at least one connection is open: one of /readyz's reasons
+ * (a deploy accepts KONE alone being down: docs/operations-manual.md, "ready"). */
 bool kd_kone_ready(kd_kone *k);
 /* ---- per building: circuit breaker and rate limit (docs/kone-client.md) ----
  * Read from any thread (metrics, tests): each takes the client's building lock for a copy.

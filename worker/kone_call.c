@@ -607,9 +607,13 @@ int kk_job_write(kk_job *j, kk_conn *c)
             finish(j, KD_OUTCOME_FAILED, KD_FAIL_TRANSIENT, "monitor_failed",
                    "%s; the call was not made", why);
             return 0;
-        case KK_GATE_REFUSE:
-            finish(j, KD_OUTCOME_REJECTED, KD_FAIL_FINAL, "group_mode", "%s; the call was not made",
-                   why);
+        case KK_GATE_REFUSE: /* held: the retry tiers bring it back, no attempt used */
+            if (k->hold_group_mode)
+                finish(j, KD_OUTCOME_FAILED, KD_FAIL_TRANSIENT, "group_mode_held",
+                       "%s; held, the call was not made", why);
+            else
+                finish(j, KD_OUTCOME_REJECTED, KD_FAIL_FINAL, "group_mode",
+                       "%s; the call was not made", why);
             return 0;
         case KK_GATE_GO:
             if (why[0]) /* refused for good: the call goes out, its states unfollowed */

@@ -159,6 +159,22 @@ static bool conn_open(kk_conn *c)
 {
     kk_slot *s = c->slot;
     kd_kone *k = s->k;
+    /* The address first, resolved off the loop (kone_dns.h): while a resolution runs the
+     * conn stays IDLE and the slot is kicked when it ends. TLS and the Host header keep the
+     * name, so SNI and the certificate's name check are what they were. */
+    char addr[64], why[200];
+    const char *address = k->ws_host;
+    if (k->dns) {
+        kd_kone_dns_state ds = kd_kone_dns_get(k->dns, addr, sizeof addr, why, sizeof why);
+        if (ds == KD_DNS_PENDING)
+            return true;
+        if (ds == KD_DNS_FAILED) { /* a transient connection failure: the slot backs off */
+            c->st = KC_CONNECTING;
+            conn_gone(c, NULL, why, 0);
+            return true;
+        }
+        address = addr;
+    }
     /* Off the stack (tens of KB), but per thread: two KONE clients in one process (the
      * tests run several) each open connections from their own loop (TSan found the race). */
     static _Thread_local char tok[KD_KONE_TOKEN_MAX], esc[3 * KD_KONE_TOKEN_MAX + 1];
@@ -175,7 +191,7 @@ static bool conn_open(kk_conn *c)
     struct lws_client_connect_info ci;
     memset(&ci, 0, sizeof ci);
     ci.context = k->ctx;
-    ci.address = k->ws_host;
+    ci.address = address;
     ci.port = k->ws_port;
     ci.path = path;
     ci.host = k->ws_host;
@@ -200,7 +216,8 @@ static bool conn_open(kk_conn *c)
         conn_gone(c, NULL, "could not start the connection", 0);
     else if (wsi)
         c->wsi = wsi;
-    kd_debug("kone: slot %d conn %d connecting to %s:%d", s->idx, c->idx, k->ws_host, k->ws_port);
+    kd_debug("kone: slot %d conn %d connecting to %s:%d (%s)", s->idx, c->idx, k->ws_host,
+             k->ws_port, address);
     return true;
 }
 

@@ -41,6 +41,7 @@
 
 #include "kone.h"
 #include "kone_breaker.h"
+#include "kone_dns.h"
 #include "kone_msg.h"
 #include "kone_ratelimit.h"
 #include "kone_token.h"
@@ -195,6 +196,10 @@ struct kd_kone {
     kd_kone_hooks hooks;
 
     struct lws_context *ctx;
+    /* kone.ws_url's host resolved off the loop (kone_dns.h); NULL when it is numeric */
+    kd_kone_dns *dns;
+    int64_t dns_ttl_us;    /* kone.dns_ttl_s */
+    uint64_t dns_gen_seen; /* loop thread: resolutions seen (slots waiting are kicked) */
     /* One token per share of kone.buildings (KONE limits the scopes of one token): building
      * i of kone.buildings is served by token i / per_token, on the slots whose tok is that. */
     kd_kone_tokens *tokens[KK_MAX_TOKENS];
@@ -235,6 +240,7 @@ struct kd_kone {
     unsigned early_next;
     char sub_name[48]; /* payload.sub of our subscriptions */
     char **buildings;  /* kone.buildings ("building:<id>"), for keep-alive pings */
+    bool *robot;       /* per building: robotcall scope (kone.robotcall_buildings) */
     int n_buildings;
     char *scopes[KK_MAX_TOKENS]; /* the scope of each token kone.buildings implies */
     struct {
@@ -242,6 +248,7 @@ struct kd_kone {
         char name[16];
     } modes[KK_MODES_MAX]; /* kone.lift_modes_refused */
     int n_modes;
+    bool hold_group_mode; /* kone.group_mode_policy=hold: group_mode_held (transient), not final */
 
     /* cached building configurations (kone_site.c) */
     bool validate_locally; /* kone.validate_locally */

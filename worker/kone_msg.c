@@ -3,12 +3,15 @@
  * Why a JSON writer (kone_jw) rather than printf: every string that reaches a frame
  * (building ids, languages, media ids from upstream jobs) is escaped by it, so no job can
  * inject JSON; and rather than jansson trees, because building and dumping a tree cost one
- * malloc per node on every request (the profile's hot spot). jansson still parses every
- * incoming frame. Why a permissive parser: KONE's published shapes and its live frames
- * differ in details (request ids as numbers or strings, event fields flat or under
- * "decks"); the worker must classify every frame it can and drop the rest without harm.
+ * malloc per node on every request (the profile's hot spot). Incoming frames are read through
+ * a flat view (kone_jview.h) that a scanner fills without allocating; jansson reads only the
+ * frames the scanner leaves to it (escapes, non-ASCII text, reals, errors), into the same view,
+ * so one classifier serves both. Why a permissive parser: KONE's published shapes and its live
+ * frames differ in details (request ids as numbers or strings, event fields flat or under "decks");
+ * the worker must classify every frame it can and drop the rest without harm.
  */
 #include "kone_msg.h"
+#include "kone_jview.h"
 #include "kone_jw.h"
 
 #include <ctype.h>
@@ -270,145 +273,147 @@ const char *kd_kone_msg_kind_name(kd_kone_msg_kind k)
     return "?";
 }
 
-/* An integer from a JSON integer, an integral real, or a string of digits. */
-static bool get_int(const json_t *v, int64_t *out)
+/* An integer from the text of a string: digits, with an optional leading '-', at most 19
+ * characters (KONE sends some ids as strings). */
+static bool text_int(const char *s, size_t len, int64_t *out)
 {
-    if (json_is_integer(v)) {
-        *out = (int64_t)json_integer_value(v);
-        return true;
-    }
-    if (json_is_real(v)) {
-        double d = json_real_value(v);
-        if (d >= -9.0e18 && d <= 9.0e18 && d == (double)(int64_t)d) {
-            *out = (int64_t)d;
+    char tmp[24];
+    if (len == 0 || len > 19)
+        return false;
+    memcpy(tmp, s, len);
+    tmp[len] = '\0';
+    for (const char *c = tmp; *c; c++)
+        if (!isdigit((unsigned char)*c) && !(c == tmp && *c == '-' && c[1]))
+            return false;
+    *out = strtoll(tmp, NULL, 10);
+    return true;
+}
+
+/* An integer from a JSON integer, an integral real, or a string of digits. */
+static bool get_int(const kj_node *v, int64_t *out)
+{
+    if (!v)
+        return false;
+    switch (v->type) {
+    case KJ_INT: *out = v->i; return true;
+    case KJ_REAL:
+        if (v->d >= -9.0e18 && v->d <= 9.0e18 && v->d == (double)(int64_t)v->d) {
+            *out = (int64_t)v->d;
             return true;
         }
         return false;
+    case KJ_STRING: return text_int(v->s, v->len, out);
+    default: return false;
     }
-    if (json_is_string(v)) {
-        const char *s = json_string_value(v);
-        if (!*s || strlen(s) > 19)
-            return false;
-        for (const char *c = s; *c; c++)
-            if (!isdigit((unsigned char)*c) && !(c == s && *c == '-' && c[1]))
-                return false;
-        *out = strtoll(s, NULL, 10);
-        return true;
-    }
-    return false;
 }
 
 /* Copies a string (or a number, as text) into buf; false if absent or another type. */
-static bool get_text(const json_t *v, char *buf, size_t len)
+static bool get_text(const kj_node *v, char *buf, size_t len)
 {
-    if (json_is_string(v)) {
-        snprintf(buf, len, "%s", json_string_value(v));
+    if (v && v->type == KJ_STRING) {
+        snprintf(buf, len, "%.*s", (int)(v->len < 65536 ? v->len : 65536), v->s);
         return true;
     }
-    if (json_is_integer(v)) {
-        snprintf(buf, len, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+    if (v && v->type == KJ_INT) {
+        snprintf(buf, len, "%" PRId64, v->i);
         return true;
     }
     return false;
 }
 
-/* A call result's fields (data.success, data.session_id, data.error). */
-static void result_fields(const json_t *data, kd_kone_msg *m)
+static bool is_object(const kj_node *v)
 {
-    const json_t *ok = json_object_get(data, "success");
-    m->has_success = json_is_boolean(ok);
-    m->success = json_is_true(ok);
-    int64_t sid = 0;
-    if (get_int(json_object_get(data, "session_id"), &sid))
-        m->call_session_id = sid;
-    get_text(json_object_get(data, "error"), m->error, sizeof m->error);
+    return v && v->type == KJ_OBJECT;
 }
 
-static void parse_answer(const json_t *root, kd_kone_msg *m)
+/* A call result's fields (data.success, data.session_id, data.error). */
+static void result_fields(const kj_view *j, const kj_node *data, kd_kone_msg *m)
 {
-    const json_t *data = json_object_get(root, "data");
+    const kj_node *ok = kj_get(j, data, "success");
+    m->has_success = ok && (ok->type == KJ_TRUE || ok->type == KJ_FALSE);
+    m->success = ok && ok->type == KJ_TRUE;
+    int64_t sid = 0;
+    if (get_int(kj_get(j, data, "session_id"), &sid))
+        m->call_session_id = sid;
+    get_text(kj_get(j, data, "error"), m->error, sizeof m->error);
+}
+
+static void parse_answer(const kj_view *j, const kj_node *root, kd_kone_msg *m)
+{
+    const kj_node *data = kj_get(j, root, "data");
     m->kind = KD_KONE_MSG_ANSWER;
-    m->has_request_id = get_int(json_object_get(root, "requestId"), &m->request_id);
-    if (!m->has_request_id && json_is_object(data))
-        m->has_request_id = get_int(json_object_get(data, "request_id"), &m->request_id);
-    if (!get_text(json_object_get(root, "message"), m->message, sizeof m->message) &&
-        json_is_object(data) &&
-        !get_text(json_object_get(data, "message"), m->message, sizeof m->message))
-        get_text(json_object_get(data, "error"), m->message, sizeof m->message);
-    if (json_is_string(data) && !m->message[0])
+    m->has_request_id = get_int(kj_get(j, root, "requestId"), &m->request_id);
+    if (!m->has_request_id && is_object(data))
+        m->has_request_id = get_int(kj_get(j, data, "request_id"), &m->request_id);
+    if (!get_text(kj_get(j, root, "message"), m->message, sizeof m->message) && is_object(data) &&
+        !get_text(kj_get(j, data, "message"), m->message, sizeof m->message))
+        get_text(kj_get(j, data, "error"), m->message, sizeof m->message);
+    if (data && data->type == KJ_STRING && !m->message[0])
         get_text(data, m->message, sizeof m->message);
-    if (json_is_object(data)) {
-        const json_t *sid = json_object_get(data, "sessionId");
-        m->session_numeric = json_is_integer(sid);
+    if (is_object(data)) {
+        const kj_node *sid = kj_get(j, data, "sessionId");
+        m->session_numeric = sid && sid->type == KJ_INT;
         get_text(sid, m->session_id, sizeof m->session_id);
-        result_fields(data, m); /* a call's result may come in its answer */
+        result_fields(j, data, m); /* a call's result may come in its answer */
     }
 }
 
-static void parse_call_result(const json_t *data, kd_kone_msg *m)
+static void parse_call_result(const kj_view *j, const kj_node *data, kd_kone_msg *m)
 {
     m->kind = KD_KONE_MSG_CALL_RESULT;
-    m->has_request_id = get_int(json_object_get(data, "request_id"), &m->request_id);
-    result_fields(data, m);
+    m->has_request_id = get_int(kj_get(j, data, "request_id"), &m->request_id);
+    result_fields(j, data, m);
     if (!m->error[0])
-        get_text(json_object_get(data, "message"), m->error, sizeof m->error);
+        get_text(kj_get(j, data, "message"), m->error, sizeof m->error);
 }
 
 /* A field of a call-state event: flat in data, or (as the YAML draws it) under data.decks
  * (an object, or an array whose first element is used). */
-static const json_t *ev_field(const json_t *data, const char *key)
+static const kj_node *ev_field(const kj_view *j, const kj_node *data, const char *key)
 {
-    const json_t *v = json_object_get(data, key);
+    const kj_node *v = kj_get(j, data, key);
     if (v)
         return v;
-    const json_t *d = json_object_get(data, "decks");
-    if (json_is_array(d))
-        d = json_array_get(d, 0);
-    return json_is_object(d) ? json_object_get(d, key) : NULL;
+    const kj_node *d = kj_get(j, data, "decks");
+    if (d && d->type == KJ_ARRAY)
+        d = kj_first(j, d);
+    return is_object(d) ? kj_get(j, d, key) : NULL;
 }
 
-static void parse_call_state(const json_t *data, const char *sid_text, const char *state,
-                             kd_kone_msg *m)
+static void parse_call_state(const kj_view *j, const kj_node *data, const char *sid_text,
+                             const char *state, kd_kone_msg *m)
 {
     kd_call_event *ev = &m->ev;
     m->kind = KD_KONE_MSG_CALL_STATE;
     int64_t sid = 0;
-    if (sid_text && *sid_text && strcmp(sid_text, "+") != 0) {
-        json_t *tmp = json_string(sid_text);
-        if (tmp && get_int(tmp, &sid))
-            ev->session_id = sid;
-        json_decref(tmp);
-    }
-    if (!ev->session_id && json_is_object(data) &&
-        get_int(json_object_get(data, "session_id"), &sid))
+    if (sid_text && *sid_text && strcmp(sid_text, "+") != 0 &&
+        text_int(sid_text, strlen(sid_text), &sid))
+        ev->session_id = sid;
+    if (!ev->session_id && is_object(data) && get_int(kj_get(j, data, "session_id"), &sid))
         ev->session_id = sid;
     if (state && *state && strcmp(state, "+") != 0)
         snprintf(ev->state, sizeof ev->state, "%s", state);
-    if (!json_is_object(data))
+    if (!is_object(data))
         return;
     if (!ev->state[0]) {
-        if (!get_text(json_object_get(data, "state"), ev->state, sizeof ev->state))
-            get_text(json_object_get(data, "call_state"), ev->state, sizeof ev->state);
+        if (!get_text(kj_get(j, data, "state"), ev->state, sizeof ev->state))
+            get_text(kj_get(j, data, "call_state"), ev->state, sizeof ev->state);
     }
-    get_text(json_object_get(data, "time"), ev->kone_time, sizeof ev->kone_time);
-    get_text(ev_field(data, "eta"), ev->eta, sizeof ev->eta);
-    get_text(ev_field(data, "cancel_reason"), ev->cancel_reason, sizeof ev->cancel_reason);
-    get_text(ev_field(data, "modified_reason"), ev->modified_reason, sizeof ev->modified_reason);
+    get_text(kj_get(j, data, "time"), ev->kone_time, sizeof ev->kone_time);
+    get_text(ev_field(j, data, "eta"), ev->eta, sizeof ev->eta);
+    get_text(ev_field(j, data, "cancel_reason"), ev->cancel_reason, sizeof ev->cancel_reason);
+    get_text(ev_field(j, data, "modified_reason"), ev->modified_reason, sizeof ev->modified_reason);
     int64_t md;
-    if (get_int(ev_field(data, "modified_destination"), &md)) {
+    if (get_int(ev_field(j, data, "modified_destination"), &md)) {
         ev->has_modified_destination = true;
         ev->modified_destination = md;
     }
-    const json_t *decks = ev_field(data, "allocated_lift_deck");
+    const kj_node *decks = ev_field(j, data, "allocated_lift_deck");
     int64_t one;
-    if (json_is_array(decks)) {
-        size_t i;
-        const json_t *d;
-        json_array_foreach(decks, i, d)
-        {
+    if (decks && decks->type == KJ_ARRAY) {
+        for (const kj_node *d = kj_first(j, decks); d; d = kj_next(j, d))
             if (ev->n_decks < KD_EVENT_MAX_DECKS && get_int(d, &one))
                 ev->allocated_lift_deck[ev->n_decks++] = one;
-        }
     } else if (get_int(decks, &one)) {
         ev->allocated_lift_deck[ev->n_decks++] = one;
     }
@@ -416,17 +421,18 @@ static void parse_call_state(const json_t *data, const char *sid_text, const cha
 
 /* "<lift>/status" with a lift_mode (monitor-lift-status): the lift, its building and group.
  * False for any other topic. */
-static bool parse_lift_status(const json_t *root, const json_t *data, kd_kone_msg *m)
+static bool parse_lift_status(const kj_view *j, const kj_node *root, const kj_node *data,
+                              kd_kone_msg *m)
 {
     const char *slash = strchr(m->subtopic, '/');
     if (!slash || strcmp(slash, "/status") != 0 || slash == m->subtopic)
         return false;
     m->kind = KD_KONE_MSG_LIFT_STATUS;
     snprintf(m->lift, sizeof m->lift, "%.*s", (int)(slash - m->subtopic), m->subtopic);
-    get_text(json_object_get(root, "buildingId"), m->building, sizeof m->building);
-    if (!get_text(json_object_get(root, "groupId"), m->group, sizeof m->group))
+    get_text(kj_get(j, root, "buildingId"), m->building, sizeof m->building);
+    if (!get_text(kj_get(j, root, "groupId"), m->group, sizeof m->group))
         snprintf(m->group, sizeof m->group, "1");
-    m->has_lift_mode = get_int(json_object_get(data, "lift_mode"), &m->lift_mode);
+    m->has_lift_mode = get_int(kj_get(j, data, "lift_mode"), &m->lift_mode);
     return true;
 }
 
@@ -463,7 +469,39 @@ bool kd_kone_msg_peek_call_state(const char *buf, size_t len, int64_t *session_i
     return true;
 }
 
-int kd_kone_msg_parse(const char *buf, size_t len, kd_kone_msg *out, kd_err *err)
+/* The frame's kind and fields, from its view (either path). */
+static void classify(const kj_view *j, kd_kone_msg *out)
+{
+    const kj_node *root = &j->n[0];
+    const kj_node *data = kj_get(j, root, "data");
+    const kj_node *status = kj_get(j, root, "statusCode");
+    const kj_node *topic = kj_get(j, root, "subtopic");
+    const kj_node *type = kj_get(j, root, "type");
+    const kj_node *ctype = kj_get(j, root, "callType");
+    int64_t st;
+
+    if (status && get_int(status, &st)) {
+        out->status = (int)st;
+        parse_answer(j, root, out);
+    } else if (topic && topic->type == KJ_STRING) {
+        get_text(topic, out->subtopic, sizeof out->subtopic);
+        char sid[64], state[64];
+        if (split_call_state(out->subtopic, sid, sizeof sid, state, sizeof state))
+            parse_call_state(j, data, sid, state, out);
+        else if (!parse_lift_status(j, root, data, out))
+            out->kind = KD_KONE_MSG_EVENT;
+    } else if (kj_str_is(type, "monitor-call-state") || kj_str_is(ctype, "monitor-call-state")) {
+        parse_call_state(j, data, NULL, NULL, out);
+    } else if (kj_str_starts(type, "monitor-") || kj_str_starts(ctype, "monitor-")) {
+        out->kind = KD_KONE_MSG_EVENT;
+    } else if (is_object(data) && (kj_get(j, data, "success") || kj_get(j, data, "session_id"))) {
+        parse_call_result(j, data, out);
+    } else {
+        out->kind = KD_KONE_MSG_UNKNOWN;
+    }
+}
+
+int kd_kone_msg_parse_jansson(const char *buf, size_t len, kd_kone_msg *out, kd_err *err)
 {
     memset(out, 0, sizeof *out);
     json_error_t jerr;
@@ -478,36 +516,26 @@ int kd_kone_msg_parse(const char *buf, size_t len, kd_kone_msg *out, kd_err *err
         out->kind = KD_KONE_MSG_MALFORMED;
         return kd_err_set(err, KD_ERR_DECODE, "frame is JSON but not an object");
     }
-    const json_t *data = json_object_get(root, "data");
-    const json_t *status = json_object_get(root, "statusCode");
-    const json_t *topic = json_object_get(root, "subtopic");
-    const char *type = json_string_value(json_object_get(root, "type"));
-    const char *ctype = json_string_value(json_object_get(root, "callType"));
-    int64_t st;
-
-    if (status && get_int(status, &st)) {
-        out->status = (int)st;
-        parse_answer(root, out);
-    } else if (json_is_string(topic)) {
-        snprintf(out->subtopic, sizeof out->subtopic, "%s", json_string_value(topic));
-        char sid[64], state[64];
-        if (split_call_state(out->subtopic, sid, sizeof sid, state, sizeof state))
-            parse_call_state(data, sid, state, out);
-        else if (!parse_lift_status(root, data, out))
-            out->kind = KD_KONE_MSG_EVENT;
-    } else if ((type && strcmp(type, "monitor-call-state") == 0) ||
-               (ctype && strcmp(ctype, "monitor-call-state") == 0)) {
-        parse_call_state(data, NULL, NULL, out);
-    } else if ((type && strncmp(type, "monitor-", 8) == 0) ||
-               (ctype && strncmp(ctype, "monitor-", 8) == 0)) {
-        out->kind = KD_KONE_MSG_EVENT;
-    } else if (json_is_object(data) &&
-               (json_object_get(data, "success") || json_object_get(data, "session_id"))) {
-        parse_call_result(data, out);
-    } else {
-        out->kind = KD_KONE_MSG_UNKNOWN;
+    kj_view j = {0};
+    if (!kj_from_jansson(&j, root)) {
+        json_decref(root);
+        out->kind = KD_KONE_MSG_MALFORMED;
+        return kd_err_set(err, KD_ERR_NOMEM, "out of memory reading a frame");
     }
+    classify(&j, out);
+    kj_free(&j);
     json_decref(root);
+    return 0;
+}
+
+int kd_kone_msg_parse(const char *buf, size_t len, kd_kone_msg *out, kd_err *err)
+{
+    kj_node nodes[KJ_SCAN_NODES];
+    kj_view j = {.n = nodes, .cap = KJ_SCAN_NODES};
+    if (!kj_scan(&j, buf, len)) /* not the plain case: jansson reads it (and says what is wrong) */
+        return kd_kone_msg_parse_jansson(buf, len, out, err);
+    memset(out, 0, sizeof *out);
+    classify(&j, out);
     return 0;
 }
 

@@ -105,6 +105,9 @@ void kd_kone_iso8601(int64_t us, char *buf, size_t len);
 /* ---- parsing: fills *out (zeroed first). Returns 0, or KD_ERR_DECODE for MALFORMED
  * (out->kind is set either way, err says what was wrong). Never reads past len. */
 int kd_kone_msg_parse(const char *buf, size_t len, kd_kone_msg *out, kd_err *err);
+/* The same through jansson alone (the scanner skipped): what kd_kone_msg_parse falls back to,
+ * and what the tests compare it with (test_worker_kone_jview, fuzz_kone_msg). */
+int kd_kone_msg_parse_jansson(const char *buf, size_t len, kd_kone_msg *out, kd_err *err);
 
 /* A look at a frame without parsing it: true when it is a call-state event (a "subtopic"
  * "call_state/<session id>/...", no statusCode), with its session id. Lets the client drop

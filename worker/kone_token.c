@@ -17,7 +17,7 @@
 #include <time.h>
 
 #include "kd_log.h"
-#include "kd_run.h"
+#include "kd_time.h"
 
 #define TOKEN_MAX_LIFE_S (365LL * 24 * 3600) /* longest expires_in taken as it is */
 #define BODY_MAX (64 * 1024)
@@ -175,17 +175,11 @@ int kd_kone_token_parse(const char *body, size_t len, long http_status, const ch
 
 /* ------------------------------------------------------------------ the fetch */
 
-typedef struct body_buf {
-    char *p;
-    size_t n;
-    bool overflow;
-} body_buf;
-
-static size_t on_body(char *data, size_t size, size_t nmemb, void *arg)
+size_t kd_kone_body_write(char *data, size_t size, size_t nmemb, void *arg)
 {
-    body_buf *b = arg;
+    kd_kone_body *b = arg;
     size_t n = size * nmemb;
-    if (b->n + n > (size_t)BODY_MAX) {
+    if (b->n + n > b->max) {
         b->overflow = true;
         return 0;
     }
@@ -214,7 +208,7 @@ static int fetch_with_abort(const kd_kone_token_cfg *cfg, const atomic_bool *abo
     if (!c)
         return kd_err_set(err, KD_ERR_NOMEM, "token: curl_easy_init failed");
     int rc = 0;
-    body_buf body = {0};
+    kd_kone_body body = {.max = BODY_MAX};
     char *form = NULL, *esc = NULL;
     char ebuf[CURL_ERROR_SIZE] = "";
     if (cfg->scope && *cfg->scope) {
@@ -247,7 +241,7 @@ static int fetch_with_abort(const kd_kone_token_cfg *cfg, const atomic_bool *abo
     SET(CURLOPT_POSTFIELDS, form);
     SET(CURLOPT_TIMEOUT_MS, timeout);
     SET(CURLOPT_CONNECTTIMEOUT_MS, timeout < 5000 ? timeout : 5000L);
-    SET(CURLOPT_WRITEFUNCTION, on_body);
+    SET(CURLOPT_WRITEFUNCTION, kd_kone_body_write);
     SET(CURLOPT_WRITEDATA, &body);
     SET(CURLOPT_ERRORBUFFER, ebuf);
     SET(CURLOPT_NOPROGRESS, 0L);

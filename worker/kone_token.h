@@ -74,6 +74,15 @@ int64_t kd_kone_token_backoff_us(int failures);
 void kd_kone_mask(char *buf, size_t len, const char *secret);
 
 /* ---- the blocking fetch (libcurl, TLS verification always on) */
+
+/* A libcurl write callback's sink (CURLOPT_WRITEDATA), shared with kone_inventory.c: the body
+ * grows up to `max` bytes, NUL-terminated; past that the transfer stops with overflow set. */
+typedef struct kd_kone_body {
+    char *p;
+    size_t n, max;
+    bool overflow;
+} kd_kone_body;
+size_t kd_kone_body_write(char *data, size_t size, size_t nmemb, void *arg);
 int kd_kone_token_fetch(const kd_kone_token_cfg *cfg, kd_kone_token *out, kd_err *err);
 
 /* ---- the token thread */

@@ -48,17 +48,10 @@ static const char *const v_call_types[] = {
 static const char *const v_status[] = {"2xx", "400", "401", "403",     "404",   "409",
                                        "429", "4xx", "5xx", "timeout", "error", NULL};
 static const char *const v_token_result[] = {"ok", "refused", "error", NULL};
-static const char *const v_retry_reasons[] = {"timeout",
-                                              "no_connection",
-                                              "session_lost",
-                                              "no_progress",
-                                              "circuit_open",
-                                              "rate_limited",
-                                              "unauthorized",
-                                              "too_many_requests",
-                                              "server_error",
-                                              "other",
-                                              NULL};
+static const char *const v_retry_reasons[] = {
+    "timeout",           "no_connection", "session_lost",    "no_progress",
+    "circuit_open",      "rate_limited",  "group_mode_held", "unauthorized",
+    "too_many_requests", "server_error",  "other",           NULL};
 /* kd_kval_reason_name's values (kone_validate.h) */
 static const char *const v_local_reasons[] = {
     "unknown_action",      "disabled_action", "unknown_area", "no_destination",
@@ -616,6 +609,7 @@ const char *kd_wm_retry_reason(const char *code)
         {"1005", "no_progress"},
         {"circuit_open", "circuit_open"},
         {"rate_limited", "rate_limited"},
+        {"group_mode_held", "group_mode_held"},
         {"401", "unauthorized"},
         {"429", "too_many_requests"},
         {"408", "timeout"},

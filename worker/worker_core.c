@@ -55,6 +55,7 @@
 #include "ledger.h"
 #include "metrics_catalog.h"
 #include "retry_pub.h"
+#include "run.h"
 
 #define KD_WORKER_SETTLE_GRACE_US 5000000  /* after drain_ms: results and confirms */
 #define KD_WORKER_BUSY_RECHECK_US 1000000  /* a job another delivery holds: ask again */
@@ -464,17 +465,23 @@ static void count_acked(kd_worker *w, const wk_run *r)
         w->n_by_outcome[r->run.outcome]++;
 }
 
-/* worker.timings_file: one line per acked job for scripts/bench (docs/performance.md):
- * "received started finished produced acked", µs since the epoch, 0 where a step did not
- * happen. Written on this thread only, into stdio's buffer (flushed when the worker stops):
- * no lock and no system call per job; when off, the cost is the NULL test. */
-static void write_timings(kd_worker *w, const kd_run *run)
+/* worker.timings_file: one line per acked delivery for scripts/bench (docs/performance.md):
+ * "received started finished produced acked building outcome fate", times in µs since the
+ * epoch (0 where a step did not happen), fate "final" (its result or dead-letter copy went
+ * out: the job is done) or "requeue" (handed to a retry tier or parked: it comes back).
+ * Written on this thread only, into stdio's buffer (flushed when the worker stops): no lock
+ * and no system call per job; when off, the cost is the NULL test. */
+static void write_timings(kd_worker *w, const wk_run *r)
 {
     if (!w->timings)
         return;
-    fprintf(w->timings, "%lld %lld %lld %lld %lld\n", (long long)run->received_us,
+    const kd_run *run = &r->run;
+    bool final =
+        r->fate == WK_FATE_RESULT || r->fate == WK_FATE_DEAD || r->fate == WK_FATE_UNDECODABLE;
+    fprintf(w->timings, "%lld %lld %lld %lld %lld %s %s %s\n", (long long)run->received_us,
             (long long)run->started_us, (long long)run->finished_us, (long long)run->produced_us,
-            (long long)kd_now_us());
+            (long long)kd_now_us(), run->job.building_id[0] ? run->job.building_id : "-",
+            kd_outcome_name(run->outcome), final ? "final" : "requeue");
 }
 
 static void settle(kd_worker *w, wk_run *r)
@@ -495,7 +502,7 @@ static void settle(kd_worker *w, wk_run *r)
             w->n_dropped++;
         } else if (ack) {
             count_acked(w, r);
-            write_timings(w, run);
+            write_timings(w, r);
         } else {
             w->n_nacked++;
         }
@@ -1108,8 +1115,11 @@ static void on_delivery(kd_worker *w, const kd_delivery *d)
     if (run->job.deadline <= run->received_us / 1000) {
         kd_log(KD_LOG_INFO, &ctx, "job expired before attempt %d could run (deadline %lld ms ago)",
                run->attempt, (long long)(run->received_us / 1000 - run->job.deadline));
+        /* the last error says why it waited (a held group's mode, an open circuit) */
         kd_run_finish(run, KD_OUTCOME_EXPIRED, KD_FAIL_FINAL, "expired",
-                      "deadline passed before attempt %d was made", run->attempt);
+                      "deadline passed before attempt %d was made%s%s%s", run->attempt,
+                      d->kd.last_error[0] ? " (last error " : "", d->kd.last_error,
+                      d->kd.last_error[0] ? ")" : "");
         produce_result(w, r);
         return;
     }

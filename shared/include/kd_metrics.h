@@ -93,8 +93,6 @@ void kd_histogram_observe(kd_metric *m, long series, double v);
 void kd_counter_addv(kd_metric *m, const char *const *values, uint64_t n);
 /** kd_gauge_set() by label values. */
 void kd_gauge_setv(kd_metric *m, const char *const *values, double v);
-/** kd_gauge_add() by label values. */
-void kd_gauge_addv(kd_metric *m, const char *const *values, double delta);
 /** kd_histogram_observe() by label values. */
 void kd_histogram_observev(kd_metric *m, const char *const *values, double v);
 

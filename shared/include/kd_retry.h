@@ -57,7 +57,8 @@ int kd_retry_tier_for(const kd_retry_policy *p, int64_t delay_ms);
 /** The taxonomy. Codes are kd_run.error_code values. */
 kd_failure_class kd_retry_classify(const char *error_code);
 /** false for codes that say the job was not tried at all ("circuit_open": the building's
- * circuit is open, the call was never sent): such a retry keeps its attempt number. */
+ * circuit is open; "group_mode_held": its group is in a refused lift mode; the call was
+ * never sent): such a retry keeps its attempt number. */
 bool kd_retry_consumes_attempt(const char *error_code);
 
 /** The decision's kind. */

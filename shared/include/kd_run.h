@@ -5,7 +5,7 @@
  * Everything the worker learns about a job lives here, in one place: the decoded job,
  * the AMQP delivery it came from, the attempt count, the timings and the outcome with its
  * failure class. The result event is encoded from this struct alone, and retry policy,
- * metrics and dead-lettering (later work) read the same fields.
+ * metrics and dead-lettering read the same fields.
  *
  * Ownership: the AMQP side allocates a run per delivery; the KONE side fills the outcome
  * and hands it back; the run is freed after Kafka confirmed its result and the delivery
@@ -18,6 +18,7 @@
 #include <stdint.h>
 
 #include "kd_job.h"
+#include "kd_time.h" /* the run's timings; its users read the clocks through it */
 
 /** A job's outcome (`outcome` in its result). */
 typedef enum {
@@ -86,8 +87,5 @@ const char *kd_outcome_name(kd_outcome o); /**< "succeeded", ... */
 /** Sets outcome, failure class, error code and message (message truncated to fit). */
 void kd_run_finish(kd_run *run, kd_outcome o, kd_failure_class f, const char *code, const char *fmt,
                    ...) __attribute__((format(printf, 5, 6)));
-
-int64_t kd_now_us(void);  /**< wall clock, µs since the epoch */
-int64_t kd_mono_us(void); /**< monotonic clock, µs */
 
 #endif

@@ -1,7 +1,8 @@
 /* amqp_int.h: what the files of kd_amqp share (amqp.c: connection and errors;
  * amqp_topology.c: names and declarations; amqp_publish.c: confirms; amqp_consume.c: deliveries and
- * acks; amqp_side.c: the side channel and basic.get; amqp_headers.c: the x-kd-* headers). Private
- * to them (and to tests/unit/test_amqp_retry.c, which checks the header codec). */
+ * acks; amqp_side.c: the side channel; amqp_get.c: basic.get and queue counts; amqp_headers.c: the
+ * x-kd-* headers). Private to them (and to tests/unit/test_amqp_retry.c, which checks the header
+ * codec). */
 #ifndef KD_AMQP_INT_H
 #define KD_AMQP_INT_H
 

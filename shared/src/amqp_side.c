@@ -7,7 +7,8 @@
  * the one socket and thread, so rabbitmq-c hands channel 2's basic.ack/nack/return to
  * whoever reads next: amqp_consume.c queues them here (kd_amqp_side_push), the owner takes them
  * with kd_amqp_side_event. Nothing here ever waits for a confirm except kd_amqp_side_wait, which is
- * for callers that do not consume (kone-producer replay-dead).
+ * for callers that do not consume (kone-producer replay-dead). basic.get is in amqp_get.c, so
+ * that this file only takes from amqp_consume.c's reads and never calls back into it.
  */
 #include "amqp_int.h"
 
@@ -100,52 +101,4 @@ int kd_amqp_side_wait(kd_amqp *a, int timeout_ms, kd_amqp_event *ev, kd_err *err
     if (kd_amqp_side_event(a, ev))
         return 1;
     return kd_amqp_next_event(a, timeout_ms, ev, err);
-}
-
-/* ---- basic.get ------------------------------------------------------------------------ */
-
-int kd_amqp_get(kd_amqp *a, const char *queue, kd_delivery *d, kd_err *err)
-{
-    kd_amqp_drop_envelope(a);
-    int rc = kd_amqp_if_broken(a, err);
-    if (rc)
-        return -rc;
-    amqp_maybe_release_buffers(a->conn);
-    amqp_rpc_reply_t r = amqp_basic_get(a->conn, KD_AMQP_CHANNEL, amqp_cstring_bytes(queue), 0);
-    char what[300];
-    snprintf(what, sizeof what, "basic.get from queue '%s'", queue);
-    rc = kd_amqp_check_reply(a, r, what, err);
-    if (rc)
-        return -rc;
-    if (r.reply.id == AMQP_BASIC_GET_EMPTY_METHOD)
-        return 0;
-    const amqp_basic_get_ok_t *ok = r.reply.decoded;
-    memset(&a->env, 0, sizeof a->env);
-    a->env.channel = KD_AMQP_CHANNEL;
-    a->env.delivery_tag = ok->delivery_tag;
-    a->env.redelivered = ok->redelivered;
-    r = amqp_read_message(a->conn, KD_AMQP_CHANNEL, &a->env.message, 0);
-    rc = kd_amqp_check_reply(a, r, what, err);
-    if (rc)
-        return -rc;
-    a->have_env = true;
-    kd_amqp_fill_delivery(a, d);
-    return 1;
-}
-
-int kd_amqp_queue_count(kd_amqp *a, const char *queue, uint32_t *messages, kd_err *err)
-{
-    int rc = kd_amqp_if_broken(a, err);
-    if (rc)
-        return rc;
-    amqp_queue_declare_ok_t *ok =
-        amqp_queue_declare(a->conn, KD_AMQP_CHANNEL, amqp_cstring_bytes(queue), 1 /* passive */, 0,
-                           0, 0, amqp_empty_table);
-    char what[300];
-    snprintf(what, sizeof what, "looking up queue '%s'", queue);
-    rc = kd_amqp_check_reply(a, amqp_get_rpc_reply(a->conn), what, err);
-    if (rc)
-        return rc;
-    *messages = ok->message_count;
-    return 0;
 }

@@ -85,8 +85,9 @@ static const kd_config_key kd_keys[] = {
      "killed or lost its connection) is parked in the dead-letter queue with outcome failed, error "
      "delivery_limit, without a call (0: never)."},
     {"worker.timings_file", "", W, false,
-     "Diagnostics (scripts/bench): append one line per acked job to this file: received, request "
-     "sent, outcome known, result produced, acked, in µs since the epoch (empty: off)."},
+     "Diagnostics (scripts/bench): append one line per acked delivery to this file: received, "
+     "request sent, outcome known, result produced, acked, in µs since the epoch, then the "
+     "building, the outcome and final or requeue (empty: off)."},
 
     /* call ledger (PostgreSQL) */
     {"ledger.url", "postgresql://kd@127.0.0.1:5432/kone_dispatch?sslmode=verify-full", W, true,
@@ -190,6 +191,21 @@ static const kd_config_key kd_keys[] = {
      "KONE's spec documents only -1 (out of service); 3, 5 and 9 are kone-sim's codes for "
      "attendant, priority and fire mode: confirm your site's codes with KONE. A group whose every "
      "reporting lift is in one of these modes gets its calls rejected group_mode, not sent."},
+    {"kone.group_mode_policy", "reject", W, false,
+     "What a call for a group in a refused mode (kone.lift_modes_refused) gets: 'reject' (rejected "
+     "group_mode, final) or 'hold' (failed transient group_mode_held: re-queued through the retry "
+     "tiers without using an attempt, like circuit_open, and called once the mode clears; expired "
+     "when its deadline leaves no time, the last error naming the mode)."},
+    {"kone.robotcall_buildings", "", W, false,
+     "Buildings served with robot calls: each gets a robotcall/building:<id> scope instead of "
+     "callgiving (KONE's scope for 'robot' type calls). Space- or comma-separated ids; they are "
+     "served like kone.buildings entries (added to that list when missing)."},
+    {"kone.discover_buildings", "false", W, false,
+     "When kone.buildings, kone.robotcall_buildings and kone.scope are empty: at start, ask KONE "
+     "for the application's buildings (GET /api/v2/application/self/resources with an "
+     "application/inventory token, on kone.token_url's host) and serve those, with a callgiving "
+     "scope each (split over tokens by kone.buildings_per_token). The worker does not start when "
+     "the list cannot be had."},
     {"kone.buildings_per_token", "0", W, false,
      "At most this many buildings' scopes in one token (KONE's limit for your application; 0: no "
      "limit). When kone.buildings lists more, the worker holds one token per share of them, each "
@@ -217,6 +233,9 @@ static const kd_config_key kd_keys[] = {
      "Ping an idle connection after this many seconds (KONE closes idle ones after 60 s)."},
     {"kone.max_conn_age_s", "6600", W, false,
      "Replace a connection after this many seconds (KONE closes every one after 2 h)."},
+    {"kone.dns_ttl_s", "60", W, false,
+     "How long the address kone.ws_url's host name resolved to is used for new connections "
+     "(0-86400; 0: resolve for each). Resolved on a thread of its own, never on the KONE loop."},
     {"kone.monitor_duration_s", "300", W, false,
      "site-monitoring subscription length (max 300); renewed before it lapses."},
     {"kone.validate_locally", "true", W, false,

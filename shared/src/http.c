@@ -33,7 +33,7 @@
 #include <string.h>
 
 #include "kd_log.h"
-#include "kd_run.h"
+#include "kd_time.h"
 
 #define KD_HTTP_CONN_LIMIT 256
 #define KD_HTTP_CONN_PER_IP 8

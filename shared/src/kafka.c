@@ -41,7 +41,7 @@
 #include <librdkafka/rdkafka.h>
 
 #include "kd_log.h"
-#include "kd_run.h"
+#include "kd_time.h"
 #include "kafka_test.h"
 
 #define KD_KAFKA_FULL_WAIT_MS 2000     /* produce: longest wait for room in the local queue */

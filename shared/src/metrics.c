@@ -356,12 +356,6 @@ void kd_gauge_setv(kd_metric *m, const char *const *values, double v)
         kd_gauge_set(m, kd_metric_series(m, values), v);
 }
 
-void kd_gauge_addv(kd_metric *m, const char *const *values, double delta)
-{
-    if (m)
-        kd_gauge_add(m, kd_metric_series(m, values), delta);
-}
-
 void kd_histogram_observev(kd_metric *m, const char *const *values, double v)
 {
     if (m)

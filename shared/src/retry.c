@@ -108,16 +108,17 @@ int kd_retry_tier_for(const kd_retry_policy *p, int64_t delay_ms)
 
 /* Codes the worker and its KONE client set for failures retrying may fix. */
 static const char *const transient_codes[] = {
-    "timeout",        /* no answer within kone.request_timeout_ms */
-    "no_connection",  /* no KONE connection (token endpoint down, upgrade refused, ...) */
-    "session_lost",   /* connection lost after the request; the session could not resume */
-    "result_lost",    /* call accepted, then the connection went down before its result */
-    "1005",           /* site link down: the call stayed in `created` */
-    "nomem",          /* the worker ran out of memory */
-    "shutdown",       /* the worker stopped before KONE answered (handed back, not retried) */
-    "circuit_open",   /* the building's circuit is open: not sent, no attempt used */
-    "rate_limited",   /* the building's rate limit held it back past its wait */
-    "monitor_failed", /* its call-state subscription failed (429, 5xx, no answer): not made */
+    "timeout",         /* no answer within kone.request_timeout_ms */
+    "no_connection",   /* no KONE connection (token endpoint down, upgrade refused, ...) */
+    "session_lost",    /* connection lost after the request; the session could not resume */
+    "result_lost",     /* call accepted, then the connection went down before its result */
+    "1005",            /* site link down: the call stayed in `created` */
+    "nomem",           /* the worker ran out of memory */
+    "shutdown",        /* the worker stopped before KONE answered (handed back, not retried) */
+    "circuit_open",    /* the building's circuit is open: not sent, no attempt used */
+    "rate_limited",    /* the building's rate limit held it back past its wait */
+    "monitor_failed",  /* its call-state subscription failed (429, 5xx, no answer): not made */
+    "group_mode_held", /* its group is in a refused lift mode, kone.group_mode_policy=hold */
 };
 
 /* Codes that are final whatever retrying would do. Every other word-like code is a
@@ -168,7 +169,8 @@ kd_failure_class kd_retry_classify(const char *code)
 
 bool kd_retry_consumes_attempt(const char *code)
 {
-    return !(code && strcmp(code, "circuit_open") == 0);
+    /* not sent because of the building's state, not the job's: delayed, never used up */
+    return !(code && (strcmp(code, "circuit_open") == 0 || strcmp(code, "group_mode_held") == 0));
 }
 
 /* ---- the decision ---------------------------------------------------------------------- */

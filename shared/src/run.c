@@ -4,7 +4,6 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
-#include <time.h>
 
 const char *kd_outcome_name(kd_outcome o)
 {
@@ -33,18 +32,4 @@ void kd_run_finish(kd_run *run, kd_outcome o, kd_failure_class f, const char *co
         va_end(ap);
     }
     run->finished_us = kd_now_us();
-}
-
-int64_t kd_now_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
-int64_t kd_mono_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }

@@ -59,31 +59,22 @@ static int check_ca(const char *key, const char *path, kd_err *err)
     return 0;
 }
 
-static int load_cert(const char *key, const char *path, X509 **out, kd_err *err)
+/* A client certificate (private_key false) or its key: one PEM object read from the file.
+ * Returns the X509 or EVP_PKEY, or NULL with err set. A key must be unencrypted: the worker
+ * starts unattended, with no one to type a passphrase. */
+static void *load_pem(const char *key, const char *path, bool private_key, kd_err *err)
 {
     BIO *b = open_file(key, path, err);
     if (!b)
-        return err ? err->code : KD_ERR_INVALID;
-    *out = PEM_read_bio_X509(b, NULL, no_password, NULL);
+        return NULL;
+    void *obj = private_key ? (void *)PEM_read_bio_PrivateKey(b, NULL, no_password, NULL)
+                            : (void *)PEM_read_bio_X509(b, NULL, no_password, NULL);
     BIO_free(b);
     ERR_clear_error();
-    if (!*out)
-        return kd_err_set(err, KD_ERR_INVALID, "%s: %s holds no PEM certificate", key, path);
-    return 0;
-}
-
-static int load_key(const char *key, const char *path, EVP_PKEY **out, kd_err *err)
-{
-    BIO *b = open_file(key, path, err);
-    if (!b)
-        return err ? err->code : KD_ERR_INVALID;
-    *out = PEM_read_bio_PrivateKey(b, NULL, no_password, NULL);
-    BIO_free(b);
-    ERR_clear_error();
-    if (!*out)
-        return kd_err_set(err, KD_ERR_INVALID, "%s: %s holds no unencrypted PEM private key", key,
-                          path);
-    return 0;
+    if (!obj)
+        kd_err_set(err, KD_ERR_INVALID, "%s: %s holds no %s", key, path,
+                   private_key ? "unencrypted PEM private key" : "PEM certificate");
+    return obj;
 }
 
 int kd_tls_check_paths(const char *ca_key, const char *ca, const char *cert_key, const char *cert,
@@ -100,10 +91,11 @@ int kd_tls_check_paths(const char *ca_key, const char *ca, const char *cert_key,
                           cert_key, key_key);
     if (!have_cert)
         return 0;
-    X509 *x = NULL;
-    EVP_PKEY *k = NULL;
-    if (!(rc = load_cert(cert_key, cert, &x, err)) && !(rc = load_key(key_key, key, &k, err)) &&
-        X509_check_private_key(x, k) != 1)
+    X509 *x = load_pem(cert_key, cert, false, err);
+    EVP_PKEY *k = x ? load_pem(key_key, key, true, err) : NULL;
+    if (!x || !k)
+        rc = err ? err->code : KD_ERR_INVALID;
+    else if (X509_check_private_key(x, k) != 1)
         rc = kd_err_set(err, KD_ERR_INVALID,
                         "%s: the key in %s does not match the certificate "
                         "in %s (%s)",

@@ -54,6 +54,7 @@ before=$(node_port_of w1)
 victim=$((before - 5680))
 it_log "stopping kd-c$victim@localhost (port $before), the node w1 is connected to"
 cctl -n "kd-c$victim@localhost" stop >"$IT_DIR/node-stop.log" 2>&1 || it_fail "rabbitmqctl stop failed: $(tail -n 3 "$IT_DIR/node-stop.log")"
+it_fault_ended # the node stays down: the clock starts at its loss (failover included)
 survivor=$((victim % 3 + 1))
 after=""
 for _ in $(seq 150); do
@@ -64,6 +65,7 @@ done
 [ -n "$after" ] && [ "$after" != "$before" ] || it_fail "w1 did not reconnect to another node within 30 s"
 it_log "w1 failed over from port $before to $after"
 
+it_recovery "$N" 600
 it_wait_ids "$N" 600
 sleep 3 # late duplicates arrive now
 it_check_reconciled $((2 * INFLIGHT)) --mgmt-url "http://127.0.0.1:$((15680 + survivor))"

@@ -26,6 +26,8 @@ it_log "w1: ${line#\"message\":}"
 handed=${BASH_REMATCH[1]}
 
 it_fault_worker w2
+it_fault_ended
+it_recovery "$N" 300
 it_wait_ids "$N" 300
 sleep 2 # a duplicate result would arrive now
 r=$IT_DIR/results.jsonl

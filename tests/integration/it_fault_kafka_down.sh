@@ -54,7 +54,9 @@ start_ms=$(date +%s%3N)
 t1=$SECONDS
 it_kafka_start
 it_log "Kafka back after $((SECONDS - t1))s"
+it_fault_ended
 
+it_recovery "$N" 600
 it_wait_ids "$N" 600
 sleep 3 # late duplicates arrive now
 it_check_reconciled 0 --kone-sim "$(it_sim_url)"

@@ -56,9 +56,11 @@ it_log "both workers: /readyz 503 $(jq -c .reasons "$IT_DIR/w1-ready.json"), kon
 sleep $((DOWN_S - 3))
 start_ms=$(date +%s%3N)
 it_pg_start
+it_fault_ended
 it_log "PostgreSQL back after $(($(date +%s%3N) - stop_ms)) ms ($done_at_stop of $N jobs had a result)"
 [ "$done_at_stop" -lt $((N - 2 * INFLIGHT)) ] || it_fail "$done_at_stop of $N jobs were done at the stop: not mid-run"
 
+it_recovery "$N" 120
 it_wait_followed "$N" 120
 sleep 2 # a duplicate result would arrive now
 for w in w1 w2; do

@@ -75,6 +75,7 @@ for b in $(seq "$BATCHES"); do
     elif [ "$b" -eq "$UP_AT" ]; then
         it_sim_faults '{"buildings":{"building:9990000952":{"groups":{"1":{"link_down":false}}}}}'
         up_ms=$(date +%s%3N)
+        it_fault_ended
     fi
     el=$(($(date +%s%3N) - tb))
     [ "$el" -ge 1000 ] || sleep "$(awk -v e="$el" 'BEGIN { printf "%.3f", (1000 - e) / 1000 }')"
@@ -82,6 +83,7 @@ done
 N=$((BATCHES * 40))
 cat "$IT_DIR"/jobs-*.jsonl >"$IT_DIR/jobs.all"
 
+it_recovery "$N" 600
 it_wait_ids "$N" 600
 sleep 3 # late duplicates arrive now
 it_check_reconciled 0

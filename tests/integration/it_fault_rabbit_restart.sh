@@ -36,10 +36,12 @@ it_log "restarting RabbitMQ ($HOW)"
 t1=$SECONDS
 it_rabbit_restart "$HOW" 3
 it_log "RabbitMQ back after $((SECONDS - t1))s"
+it_fault_ended
 it_jobs_good "$N2" after '{media_id: ($p + ($i | tostring))}' >"$IT_DIR/jobs2.jsonl"
 it_publish "$IT_DIR/jobs2.jsonl" || it_fail "producer refused jobs after the restart"
 [ "$(grep -c '"confirmed"' "$IT_DIR/jobs2.jsonl.report")" -eq "$N2" ] || it_fail "not all $N2 jobs confirmed after the restart"
 
+it_recovery $((N + N2)) 600
 it_wait_ids $((N + N2)) 600
 sleep 3 # late duplicates arrive now
 it_check_reconciled $((2 * INFLIGHT)) --kone-sim "$(it_sim_url)"

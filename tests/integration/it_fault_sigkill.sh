@@ -59,7 +59,9 @@ for a in "${at[@]}"; do
     it_log "$victim killed with SIGKILL after $((SECONDS - t0))s ($(it_followed) jobs have a result); w$next replaces it"
     next=$((next + 1))
 done
+it_fault_ended # the last kill's replacement started
 
+it_recovery "$N" 600
 it_wait_ids "$N" 600
 sleep 3 # late duplicates arrive now
 it_check_reconciled $((KILLS * INFLIGHT)) --kone-sim "$(it_sim_url)"

@@ -62,7 +62,9 @@ stop_timed w2
 handed=${BASH_REMATCH[1]}
 it_sim_faults '{"latency_ms":100,"jitter_ms":100}'
 it_fault_worker w4 "${W[@]}"
+it_fault_ended
 
+it_recovery "$N" 600
 it_wait_ids "$N" 600
 sleep 3 # late duplicates arrive now
 it_check_reconciled 0 --kone-sim "$(it_sim_url)"

@@ -2,8 +2,9 @@
 # it_perf_bench: `scripts/bench --quick` runs to completion on the stack and prints every figure
 # of issue 5 with a value: the baselines, the pipeline with 1, 2 and 4 workers and its ratios,
 # the concurrency figures, the added latency at half and full load, instructions per job and
-# resident memory, the call ledger's cost (throughput with and without it, added p99); then
-# one line per target. Figures only: no thresholds (a noisy machine).
+# resident memory, the call ledger's cost (throughput with and without it, added p99), the
+# fault scenarios of issue 11 (goodput ratios, re-queues per job, breaker opens and closes);
+# then one line per target. Figures only: no thresholds (a noisy machine).
 source "$(dirname "$0")/lib.sh"
 
 FIGURES=(
@@ -23,6 +24,16 @@ FIGURES+=(cost.instructions_per_job cost.rss_idle cost.rss_load cost.rss_backlog
     cost.rss_backlog_10x cost.rss_backlog_growth)
 FIGURES+=(ledger.workers_1_on ledger.workers_1_off ledger.throughput_ratio
     ledger.added_in_p99 ledger.added_out_p99)
+# issue 11: the fault scenarios (scripts/bench-faults.sh)
+FIGURES+=(fault.free.goodput fault.free.requeues_per_job)
+for s in e500 e429; do
+    FIGURES+=("fault.$s.goodput" "fault.$s.goodput_ratio" "fault.$s.requeues_per_job"
+        "fault.$s.breaker_opens" "fault.$s.breaker_closes")
+done
+FIGURES+=(fault.outage.healthy_goodput fault.outage.healthy_ratio fault.outage.broken_jobs
+    fault.outage.broken_succeeded fault.outage.broken_expired fault.outage.broken_other
+    fault.outage.broken_unfinished fault.outage.requeues_per_job fault.outage.breaker_opens
+    fault.outage.breaker_closes)
 
 out=$IT_DIR/bench.out
 it_log "scripts/bench --quick --bin $KD_BIN_DIR"
@@ -40,8 +51,8 @@ done
 grep -Eq '^latency\.half\.in_p99_unclumped +([0-9]+|n/a) ' "$out" || missing+=(latency.half.in_p99_unclumped)
 ((${#missing[@]} == 0)) || it_fail "figures missing or without a value: ${missing[*]}"
 n=$(grep -c '^target .* \(met\|not met\)$' "$out" || true)
-[ "$n" -eq 7 ] || it_fail "expected 7 target lines (met / not met), got $n"
+[ "$n" -eq 13 ] || it_fail "expected 13 target lines (met / not met), got $n"
 # --quick writes nothing into docs/
 written=$(find "$KD_SRC_DIR/docs/performance.md" "$KD_SRC_DIR/docs/perf" -newer "$IT_DIR" -type f 2>/dev/null | head -n3 || true)
 [ -z "$written" ] || it_fail "--quick wrote the full run's report: $written"
-it_log "PASS: ${#FIGURES[@]} figures and 7 targets printed"
+it_log "PASS: ${#FIGURES[@]} figures and 13 targets printed"

@@ -24,6 +24,14 @@ for row in "${JOBS_REFUSED_TABLE[@]}"; do
     fi
 done
 [ "$bad" -eq 0 ] || it_fail "$bad rows of the rejection table not handled as KONE means"
+# KONE's answer decided each refusal, on the first attempt (kone-sim sends no snapshot: the
+# stack runs it without --sim-snapshot): no row was retried, and none ended by the worker's
+# own timeout instead of KONE's verdict.
+for row in "${JOBS_REFUSED_TABLE[@]}"; do
+    IFS='|' read -r name _ outcome _ <<<"$row"
+    [ "$outcome" = rejected ] || continue
+    it_expect "refused-$name" '.attempt==1 and .error.code!="timeout" and .failure=="final"'
+done
 # Rows the building group's cached configuration answers (docs/kone-client.md, "Building
 # configuration"): refused by the worker itself, no request (kone_status 0); the others are
 # KONE's (or kone-sim's) own verdicts.

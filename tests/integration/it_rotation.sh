@@ -104,9 +104,6 @@ cp "$KD_TLS_DIR/server.pem" "$SEC/sim.pem"
 cp "$KD_TLS_DIR/server-key.pem" "$SEC/sim-key.pem"
 cp "$KD_TLS_DIR/ca.pem" "$SEC/ca-0.pem"
 
-STOP=$IT_DIR/stop-stream # the job stream ends when this file appears
-it_at_exit "touch $STOP"
-
 # ---- start: generation 1 everywhere ----------------------------------------------------------
 amqp_user_add 0
 kafka_user_add 0
@@ -124,16 +121,9 @@ gen_env() {
 }
 # start GEN CA_FILE NAME: a worker of that generation, waited for until /readyz says 200.
 start() {
-    local i code
     gen_env "$1" "$2"
     it_fault_worker "$3" KD_WORKER_DRAIN_MS=5000 KD_KONE_TOKEN_MARGIN_S=2 "${GEN_ENV[@]}"
-    for i in $(seq 300); do
-        code=$(it_readyz "$3")
-        [ "$code" = 200 ] && return 0
-        kill -0 "$(it_worker_pid "$3")" 2>/dev/null || it_fail "$3 exited: $(tail -n 3 "$IT_DIR/$3.log")"
-        sleep 0.2
-    done
-    it_fail "$3 (generation $(($1 + 1))) not ready after 60 s: $(it_readyz "$3" /dev/stdout)"
+    it_wait_ready "$3"
 }
 # roll OLD NEW GEN CA_FILE: the new worker ready first, then the old one drains and exits 0.
 roll() {
@@ -146,29 +136,9 @@ start 0 "$SEC/ca-0.pem" w1
 start 0 "$SEC/ca-0.pem" w2
 it_follow_results
 
-# ---- the steady job stream (one kone-producer reading a line every 1/RATE s) ------------------
-# shellcheck disable=SC2016 # expanded by the inner bash
-STREAM='
-i=0 floors=(2 3 4 5 6 7 8 10 11)
-while [[ ! -e $1 ]]; do
-    i=$((i + 1)) now=${EPOCHREALTIME/./} now=${now:0:13}
-    printf "{\"job_id\":\"%s-%d\",\"media_id\":\"%s-%d\",\"building_id\":\"building:9990000951\",\"group_id\":\"1\",\"op\":\"call\",\"v\":1,\"area\":1000,\"action\":2,\"destination\":%d,\"created_at\":%d,\"deadline\":%d}\n" \
-        "$2" "$i" "$2" "$i" "$((floors[i % 9] * 1000))" "$now" "$((now + 300000))"
-    sleep "$3"
-done | "$4" >"$5"'
-bash -c "$STREAM" stream "$STOP" "$IT_PREFIX-s" "$(awk -v r=$RATE 'BEGIN { printf "%.3f", 1 / r }')" \
-    "$KD_BIN_DIR/kone-producer" "$IT_DIR/stream.report" 2>"$IT_DIR/producer.log" &
-STREAM_PID=$!
-IT_PIDS+=("$STREAM_PID")
-
-# flowing WHAT: results keep arriving: 20 more jobs have one after WHAT.
-flowing() {
-    local n
-    n=$(it_followed)
-    it_wait_followed $((n + 20)) 60
-    it_log "jobs flow after: $1 ($((n + 20))+ results so far)"
-}
-flowing "start (2 workers, generation 1)"
+# ---- the steady job stream ---------------------------------------------------------------------
+it_job_stream $RATE
+it_flowing "start (2 workers, generation 1)"
 
 # ---- ADD: the new credentials valid beside the old -------------------------------------------
 clients "$SEC/clients.json" 0 1
@@ -176,34 +146,22 @@ kill -HUP "$IT_SIM_PID"
 amqp_user_add 1
 kafka_user_add 1
 pg_role_add 1
-openssl req -x509 -newkey rsa:2048 -nodes -keyout "$SEC/ca-1-key.pem" -out "$SEC/ca-1.pem" -days 2 \
-    -subj "/CN=kone-dispatch rotation test CA $S" -addext "basicConstraints=critical,CA:TRUE" \
-    -addext "keyUsage=critical,keyCertSign" 2>/dev/null
+it_tls_ca "$SEC/ca-1" "kone-dispatch rotation test CA $S"
 cat "$SEC/ca-0.pem" "$SEC/ca-1.pem" >"$SEC/ca-bundle.pem"
 export KD_KONE_CA_FILE=$SEC/ca-bundle.pem # this script's own requests to kone-sim (/sim/calls)
 grep -q '"message":"reload: 1 clients' "$IT_DIR/sim.log" || it_fail "kone-sim did not reload its clients: $(tail -n 2 "$IT_DIR/sim.log")"
-flowing "ADD: second KONE secret, RabbitMQ user, Kafka user, ledger role; CA bundle old+new"
+it_flowing "ADD: second KONE secret, RabbitMQ user, Kafka user, ledger role; CA bundle old+new"
 
 # ---- ROLL: every worker onto generation 2 ----------------------------------------------------
 roll w1 w3 1 "$SEC/ca-bundle.pem"
 roll w2 w4 1 "$SEC/ca-bundle.pem"
-flowing "ROLL to generation 2"
+it_flowing "ROLL to generation 2"
 
 # ---- REVOKE the old ones; kone-sim switches to a certificate from the new CA --------------------
 clients "$SEC/clients.json" 1
-cat >"$SEC/server.cnf" <<'EOF'
-[server_ext]
-basicConstraints = critical, CA:FALSE
-keyUsage = critical, digitalSignature, keyEncipherment
-extendedKeyUsage = serverAuth
-subjectAltName = DNS:localhost, IP:127.0.0.1
-EOF
-openssl req -new -newkey rsa:2048 -nodes -keyout "$SEC/sim-key.pem.new" -out "$SEC/sim.csr" \
-    -subj "/CN=localhost" 2>/dev/null
-openssl x509 -req -in "$SEC/sim.csr" -CA "$SEC/ca-1.pem" -CAkey "$SEC/ca-1-key.pem" -set_serial "0x$(openssl rand -hex 8)" \
-    -days 2 -extfile "$SEC/server.cnf" -extensions server_ext -out "$SEC/sim.pem.new" 2>/dev/null
-mv "$SEC/sim-key.pem.new" "$SEC/sim-key.pem"
-mv "$SEC/sim.pem.new" "$SEC/sim.pem"
+it_tls_cert "$SEC/sim-new" "$SEC/ca-1" server localhost
+mv "$SEC/sim-new-key.pem" "$SEC/sim-key.pem"
+mv "$SEC/sim-new.pem" "$SEC/sim.pem"
 kill -HUP "$IT_SIM_PID"
 it_rabbit_user_delete "${AMQP_USER[0]}" || it_fail "deleting RabbitMQ user ${AMQP_USER[0]} failed"
 kafka_configs "${KAFKA_USER[0]}" delete
@@ -216,7 +174,7 @@ timeout 5 openssl s_client -connect "127.0.0.1:$IT_SIM_PORT" -CAfile "$SEC/ca-1.
     -brief </dev/null 2>&1 | grep -q '^Verification: OK' ||
     it_fail "kone-sim does not present the certificate of the new CA after its reload"
 it_log "kone-sim presents the new CA's certificate"
-flowing "REVOKE: old secret, user, SCRAM credentials, role; kone-sim's certificate from the new CA"
+it_flowing "REVOKE: old secret, user, SCRAM credentials, role; kone-sim's certificate from the new CA"
 # The workers went through the new certificate: kone-sim closes connections older than 8 s and
 # tokens live 10 s, so w3 and w4 reconnect and refresh, and every handshake since the reload
 # presented the new certificate (verified against their bundle).
@@ -229,17 +187,12 @@ for i in $(seq 300); do
     sleep 0.2
 done
 it_log "through the new certificate: $opened WebSocket connections opened, $tokens tokens issued"
-flowing "the workers' reconnections through the new CA's certificate"
+it_flowing "the workers' reconnections through the new CA's certificate"
 
 # ---- ROLL the old CA out of the trust: one worker trusts the new CA only ------------------------
 roll w3 w5 1 "$SEC/ca-1.pem"
-w5_results() { { grep -F "\"$IT_PREFIX-" "$IT_DIR/follow.jsonl" || true; } | grep -c '"worker":"w5"' || true; }
-for i in $(seq 300); do
-    [ "$(w5_results)" -ge 20 ] && break
-    [ "$i" -lt 300 ] || it_fail "w5 (new CA only) produced $(w5_results) results in 60 s"
-    sleep 0.2
-done
-it_log "w5, trusting the new CA only, gets jobs done ($(w5_results) results)"
+it_wait_worker_results w5 20
+it_log "w5, trusting the new CA only, gets jobs done ($(it_worker_results w5) results)"
 
 # ---- revoking first would be noticed -----------------------------------------------------------
 # A worker that still reads one old credential (a pod not yet rolled, restarting after the
@@ -292,17 +245,8 @@ done
 it_log "s-amqp, s-kafka, s-kone, s-ca: /readyz 503; s-ledger: did not start (exit $IT_RC)"
 
 # ---- the end: every job one outcome, one call ------------------------------------------------
-touch "$STOP"
-wait "$STREAM_PID" || it_fail "the job stream (kone-producer) failed: $(tail -n 2 "$IT_DIR/producer.log")"
-N=$(jq -r 'select(.status == "confirmed") | .job_id' "$IT_DIR/stream.report" | sort -u | wc -l)
-[ "$N" -ge 100 ] || it_fail "only $N jobs confirmed: the stream did not run"
-it_wait_ids "$N" 120
-it_check_reconciled 0 --kone-sim "$(it_sim_url)"
-it_log "outcomes: $(jq -c .final_outcomes "$IT_DIR/reconcile.json")"
-it_expect_one_call_per_job
-it_stop_worker w4
-it_stop_worker w5
-it_expect_queue_empty
+it_job_stream_settle 100 w4 w5
+N=$IT_STREAM_JOBS
 it_stop_sim
 it_drop_queues
 it_log "PASS: $N jobs at $RATE/s through 5 rotations, in $((SECONDS - T0)) s"

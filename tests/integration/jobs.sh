@@ -38,9 +38,9 @@ JOBS_REFUSED_TABLE=(
     'no-destination|{"area":1000,"action":2}|rejected|.|^Ignoring call, destination not defined$'
     'unknown-source|{"area":98000,"action":2,"destination":5000}|rejected|.|^Ignoring call, unable to resolve area: area:98000$'
     'unknown-building|{"building_id":"building:9990000999","area":1000,"action":2,"destination":5000}|rejected|404|Building data not found for ID building:9990000999$'
-    'group-out-of-service|{"building_id":"building:9990000952","area":1000,"action":2,"destination":3000}|rejected|.|OSS'
+    'group-out-of-service|{"building_id":"building:9990000952","area":1000,"action":2,"destination":3000}|rejected|.|NO_LIFT_AVAILABLE|OSS mode'
     'locked-floor|{"area":1000,"action":2,"destination":9000}|rejected|FLOOR_IS_LOCKED|FLOOR_IS_LOCKED'
-    'no-lift-available|{"area":1000,"action":2,"destination":5000,"allowed_lifts":[1002010]}|rejected|NO_LIFT_AVAILABLE|NO_LIFT_AVAILABLE'
+    'no-lift-available|{"area":1000,"action":2,"destination":5000,"allowed_lifts":[1002010]}|rejected|.|NO_LIFT_AVAILABLE|OSS mode'
     'site-link-down|{"building_id":"building:9990000952","group_id":"2","area":1000,"action":2,"destination":3000}|unknown|1005|^the call may have been placed'
 )
 

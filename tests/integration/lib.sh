@@ -307,6 +307,59 @@ it_wait_ids() {
     it_log "$n jobs have a result ($filter) after $((SECONDS - t0))s"
 }
 
+# Recovery time (docs/slo.md "Recovery time after a fault"): from the end of a test's fault
+# to its backlog drained. A figure for the report, never an assertion: the tests keep their own
+# checks and waits; these helpers never fail a test, and add only the few seconds the broker's
+# queue count lags behind the last ack.
+#
+# it_fault_ended: marks the moment the fault ended (the broker back, the last worker replaced,
+# the simulator healed). Call it right after the step that heals.
+it_fault_ended() {
+    IT_FAULT_END_MS=$(date +%s%3N)
+    it_log "fault ended"
+}
+
+# it_recovery N [TIMEOUT_S]: after it_fault_ended, polls (every 0.5 s, at most TIMEOUT_S,
+# default 300) until the work queue holds no message and N distinct jobs of this test have a
+# result in Kafka, then logs one parseable line:
+#   recovery_s=<s> test=<name> backlog=<n> results_seen_s=<s> last_finished_s=<s>
+# recovery_s: from the fault's end until the broker first reported the queue empty. A worker
+# acks a job only once Kafka confirmed its result, so an empty queue is every result in Kafka;
+# the quorum queue's count lags the last ack by a second or two, so this is an upper bound.
+# results_seen_s: until this test's reader (kone-events) had seen N results; after a Kafka
+# outage it includes that consumer's own reconnection. last_finished_s: until the last result's
+# finished_at (when its outcome was known; a result held back by the fault gets there before
+# Kafka has it). backlog: results finished after the fault's end. On a timeout it logs
+# recovery_s=timeout and returns 0: the test's own wait decides.
+it_recovery() {
+    local want=$1 timeout=${2:-300} t0=$SECONDS n="" depth="" f in_ms="" empty_ms="" now last backlog
+    [ -n "${IT_FAULT_END_MS:-}" ] || it_fail "it_recovery without it_fault_ended"
+    f=$IT_DIR/follow.jsonl
+    while [ -z "$in_ms" ] || [ -z "$empty_ms" ]; do
+        now=$(date +%s%3N)
+        if [ -z "$empty_ms" ]; then
+            depth=$(it_queue_depth "$KD_AMQP_QUEUE" || true)
+            [ "$depth" != 0 ] || empty_ms=$now
+        fi
+        if [ -z "$in_ms" ]; then
+            if [ -f "$f" ]; then n=$(it_followed); else n=$(it_count_ids); fi
+            [ "$n" -lt "$want" ] || in_ms=$now
+        fi
+        if [ $((SECONDS - t0)) -ge "$timeout" ]; then
+            it_log "recovery_s=timeout test=$IT_NAME results=${n:-?}/$want queue=${depth:-?} after ${timeout}s"
+            return 0
+        fi
+        [ -n "$in_ms" ] && [ -n "$empty_ms" ] || sleep 0.5
+    done
+    [ -f "$f" ] || f=$IT_DIR/results.jsonl
+    read -r last backlog < <(grep -F "\"$IT_PREFIX" "$f" | jq -rs --argjson e "$IT_FAULT_END_MS" '
+        map(.finished_at // empty) | [(((max // $e) - $e) / 1000 | if . < 0 then 0 else . end),
+        (map(select(. > $e)) | length)] | "\(.[0] * 10 | round / 10) \(.[1])"')
+    it_log "recovery_s=$(it_since_fault "$empty_ms") test=$IT_NAME backlog=$backlog results_seen_s=$(it_since_fault "$in_ms") last_finished_s=$last"
+}
+# it_since_fault EPOCH_MS: seconds from it_fault_ended to EPOCH_MS, one decimal.
+it_since_fault() { awk -v a="$1" -v e="$IT_FAULT_END_MS" 'BEGIN { printf "%.1f", (a - e) / 1000 }'; }
+
 # it_reconcile [scripts/reconcile OPTIONS...]: reconciles this test's confirmed jobs (every
 # $IT_DIR/*.report) with Kafka and the dead-letter queue $KD_AMQP_QUEUE.dead; prints the
 # summary, leaves it as JSON in $IT_DIR/reconcile.json (and every dead letter, ours or not,
@@ -633,4 +686,112 @@ it_expect_one_call_per_job() {
     [ -z "$extra" ] || it_fail "kone-sim logged calls for ids nobody confirmed: $(head -n 5 <<<"$extra" | tr '\n' ' ')"
     [ "$calls" -eq "$jobs" ] || it_fail "kone-sim logged $calls calls for $jobs jobs"
     it_log "kone-sim's call log: $calls elevator calls for $jobs jobs, exactly one each (calls placed = jobs)"
+}
+
+# ---- Rotations under load (it_rotation, it_rotation_certs) ----------------------------------
+
+# it_job_stream RATE: one kone-producer publishes RATE destination calls a second (ids and
+# media ids $IT_PREFIX-s-N, so calls can be counted per job) until it_job_stream_end; its
+# report in $IT_DIR/stream.report. The stream also ends when the test exits.
+it_job_stream() {
+    IT_STREAM_STOP=$IT_DIR/stop-stream
+    it_at_exit "touch $IT_STREAM_STOP"
+    # shellcheck disable=SC2016 # expanded by the inner bash
+    local loop='
+i=0 floors=(2 3 4 5 6 7 8 10 11)
+while [[ ! -e $1 ]]; do
+    i=$((i + 1)) now=${EPOCHREALTIME/./} now=${now:0:13}
+    printf "{\"job_id\":\"%s-%d\",\"media_id\":\"%s-%d\",\"building_id\":\"building:9990000951\",\"group_id\":\"1\",\"op\":\"call\",\"v\":1,\"area\":1000,\"action\":2,\"destination\":%d,\"created_at\":%d,\"deadline\":%d}\n" \
+        "$2" "$i" "$2" "$i" "$((floors[i % 9] * 1000))" "$now" "$((now + 300000))"
+    sleep "$3"
+done | "$4" >"$5"'
+    bash -c "$loop" stream "$IT_STREAM_STOP" "$IT_PREFIX-s" "$(awk -v r="$1" 'BEGIN { printf "%.3f", 1 / r }')" \
+        "$KD_BIN_DIR/kone-producer" "$IT_DIR/stream.report" 2>"$IT_DIR/producer.log" &
+    IT_STREAM_PID=$!
+    IT_PIDS+=("$IT_STREAM_PID")
+}
+
+# it_job_stream_end MIN: ends the stream and waits for its producer; fails unless it confirmed
+# at least MIN jobs. Sets IT_STREAM_JOBS to the number confirmed.
+it_job_stream_end() {
+    touch "$IT_STREAM_STOP"
+    wait "$IT_STREAM_PID" || it_fail "the job stream (kone-producer) failed: $(tail -n 2 "$IT_DIR/producer.log")"
+    IT_STREAM_JOBS=$(jq -r 'select(.status == "confirmed") | .job_id' "$IT_DIR/stream.report" | sort -u | wc -l)
+    [ "$IT_STREAM_JOBS" -ge "$1" ] || it_fail "only $IT_STREAM_JOBS jobs confirmed: the stream did not run"
+}
+
+# it_job_stream_settle MIN WORKER...: it_job_stream_end MIN, then every confirmed job has exactly
+# one outcome in Kafka (it_check_reconciled 0, against the test's kone-sim) and placed exactly
+# one call (it_expect_one_call_per_job); the WORKERs stop (exit 0) and the queue is left empty.
+it_job_stream_settle() {
+    local w
+    it_job_stream_end "$1"
+    shift
+    it_wait_ids "$IT_STREAM_JOBS" 120
+    it_check_reconciled 0 --kone-sim "$(it_sim_url)"
+    it_log "outcomes: $(jq -c .final_outcomes "$IT_DIR/reconcile.json")"
+    it_expect_one_call_per_job . 0
+    for w in "$@"; do it_stop_worker "$w"; done
+    it_expect_queue_empty "$KD_AMQP_QUEUE"
+}
+
+# it_flowing WHAT: results keep arriving: 20 more of this test's jobs have one (it_follow_results)
+# within 60 s after WHAT.
+it_flowing() {
+    local n
+    n=$(it_followed)
+    it_wait_followed $((n + 20)) 60
+    it_log "jobs flow after: $1 ($((n + 20))+ results so far)"
+}
+
+# it_wait_ready NAME: waits up to 60 s until the worker's /readyz answers 200; fails at once
+# when it exits.
+it_wait_ready() {
+    local i
+    for i in $(seq 300); do
+        [ "$(it_readyz "$1")" = 200 ] && return 0
+        kill -0 "$(it_worker_pid "$1")" 2>/dev/null || it_fail "$1 exited: $(tail -n 3 "$IT_DIR/$1.log")"
+        sleep 0.2
+    done
+    it_fail "$1 not ready after 60 s: $(it_readyz "$1" /dev/stdout)"
+}
+
+# it_worker_results NAME: how many of this test's results in the follower's file name worker NAME.
+it_worker_results() {
+    { grep -F "\"$IT_PREFIX-" "$IT_DIR/follow.jsonl" || true; } | grep -c "\"worker\":\"$1\"" || true
+}
+
+# it_wait_worker_results NAME N: waits up to 60 s until worker NAME has N results (it_worker_results).
+it_wait_worker_results() {
+    local i
+    for i in $(seq 300); do
+        [ "$(it_worker_results "$1")" -ge "$2" ] && return 0
+        sleep 0.2
+    done
+    it_fail "$1 produced $(it_worker_results "$1") results in 60 s, not $2"
+}
+
+# it_tls_ca PREFIX CN: a new CA of the test's own, PREFIX.pem and PREFIX-key.pem, valid 2 days.
+it_tls_ca() {
+    (umask 077 && openssl req -x509 -newkey rsa:2048 -nodes -keyout "$1-key.pem" -out "$1.pem" -days 2 \
+        -subj "/CN=$2" -addext "basicConstraints=critical,CA:TRUE" \
+        -addext "keyUsage=critical,keyCertSign" 2>/dev/null) || it_fail "could not make the CA $1.pem"
+}
+
+# it_tls_cert PREFIX CA_PREFIX server|client CN: PREFIX.pem and PREFIX-key.pem signed by the CA
+# of it_tls_ca: a server certificate for localhost and 127.0.0.1 (what the dev stack's brokers
+# and kone-sim present) or a client certificate. A random serial tells each apart.
+it_tls_cert() {
+    local ext
+    if [ "$3" = server ]; then
+        ext="extendedKeyUsage=serverAuth
+subjectAltName=DNS:localhost,IP:127.0.0.1"
+    else
+        ext="extendedKeyUsage=clientAuth"
+    fi
+    printf 'basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\n%s\n' "$ext" >"$1.ext"
+    (umask 077 && openssl req -new -newkey rsa:2048 -nodes -keyout "$1-key.pem" -out "$1.csr" -subj "/CN=$4" 2>/dev/null &&
+        openssl x509 -req -in "$1.csr" -CA "$2.pem" -CAkey "$2-key.pem" -set_serial "0x$(openssl rand -hex 8)" \
+            -days 2 -extfile "$1.ext" -out "$1.pem" 2>/dev/null) || it_fail "could not issue $1.pem"
+    rm -f "$1.csr" "$1.ext"
 }

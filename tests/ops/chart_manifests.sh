@@ -99,13 +99,18 @@ import yaml
 
 problems = []
 expect = {  # case -> what the overrides asked for
-    "staging+hpa": {"autoscaler": "HorizontalPodAutoscaler", "queue": "jobs.custom"},
-    "prod+queue": {"queue": "orders.elevator.calls", "vhost": "elevators", "amqp_port": 5671,
-                   "kafka_ports": {19092, 19093}, "metrics_port": 9500},
     "none": {"autoscaler": None, "replicas": 3, "netpol": False},
     "drain": {"grace_min": 121},
     "full": {"sim": True, "smoke": True},
     "dev": {"autoscaler": None, "sim": True, "smoke": True},
+    # prod and staging mount the ledger's CA (their URLs name it in sslrootcert, verify-full)
+    "prod": {"ledger": {"ca": ("kone-dispatch-ledger-ca", "ca.crt")}},
+    "staging": {"ledger": {"ca": ("kone-dispatch-ledger-ca", "ca.crt")}},
+    "staging+hpa": {"autoscaler": "HorizontalPodAutoscaler", "queue": "jobs.custom",
+                    "ledger": {"ca": ("kone-dispatch-ledger-ca", "ca.crt")}},
+    "prod+queue": {"queue": "orders.elevator.calls", "vhost": "elevators", "amqp_port": 5671,
+                   "kafka_ports": {19092, 19093}, "metrics_port": 9500,
+                   "ledger": {"ca": ("kone-dispatch-ledger-ca", "ca.crt")}},
     "prod+ledger": {"ledger": {"secret": "pg-ledger-url", "key": "uri", "ports": [6432],
                                "to": [{"ipBlock": {"cidr": "10.20.30.40/32"}}],
                                "ca": ("pg-ledger-ca", "root.crt")}},

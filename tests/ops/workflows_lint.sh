@@ -9,8 +9,19 @@
 #     has and pushed, then `scripts/deploy staging` runs with that image;
 #   - on a version tag only: `scripts/deploy prod`, in the `prod` environment (whose required
 #     reviewers are the approval);
-#   - no `${{ secrets.* }}` expanded inside a run script (passed through env instead), and
-#     every action pinned to a version.
+#   - prod runs the digest that passed staging: no job builds an image on a tag; the image job
+#     (main) scans it (Trivy or Grype), makes its SBOM (Syft) and signs it with cosign keyless
+#     (id-token: write); the staging job attests the digest after its deploy; a promote job on
+#     tags verifies that attestation, tags the same digest (imagetools create, no build) and
+#     records the digest in the tag's release; deploy prod needs promote, not the image job,
+#     and passes promote's digest to scripts/deploy;
+#   - the deploy jobs install Helm with a release action (azure/setup-helm) at HELM_VERSION =
+#     tools/go.mod's Helm, not scripts/bootstrap-tools (which compiles it);
+#   - a manual rollback workflow (workflow_dispatch) takes an environment and a Helm revision
+#     and runs `helm rollback` in that environment;
+#   - no `${{ secrets.* }}` expanded inside a run script (passed through env instead); every
+#     `uses:` pinned to a 40-hex commit SHA with its version in a comment (`@<sha> # vX.Y.Z`);
+#     .github/dependabot.yml updates github-actions, docker and the tools' gomod (/tools).
 # actionlint comes from scripts/bootstrap-tools (KD_ACTIONLINT overrides).
 set -euo pipefail
 SRC=${KD_SRC_DIR:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
@@ -87,8 +98,17 @@ if len(image) != 1:
     problems.append("expected one job building the image with docker/build-push-action, found %d" % len(image))
 for n, j in image:
     c = cond(j)
-    if "refs/heads/main" not in c:
-        problems.append("image job %s is not limited to main (if: %r)" % (n, c))
+    if "refs/heads/main" not in c or "refs/tags" in c:
+        problems.append("image job %s is not limited to main (if: %r): a tag promotes, it never builds" % (n, c))
+    uses = [str(s.get("uses", "")) for s in j.get("steps", [])]
+    if not any(re.match(r"(aquasecurity/trivy-action|anchore/scan-action)@", u) for u in uses):
+        problems.append("image job %s has no image scan (aquasecurity/trivy-action or anchore/scan-action)" % n)
+    if not any(u.startswith("anchore/sbom-action@") for u in uses):
+        problems.append("image job %s makes no SBOM (anchore/sbom-action, Syft)" % n)
+    if not re.search(r"cosign sign --yes [^\n]*@\$", runs(j)) or "sigstore/cosign-installer@" not in " ".join(uses):
+        problems.append("image job %s does not sign the pushed digest with cosign (cosign sign --yes REPO@DIGEST)" % n)
+    if (j.get("permissions") or {}).get("id-token") != "write":
+        problems.append("image job %s lacks permissions id-token: write (cosign keyless signs with the OIDC token)" % n)
     if not ({t[0] for t in tests[:1]} | {t[0] for t in chart[:1]}) <= set(needs(j)):
         problems.append("image job %s does not need the test and chart jobs (needs: %s)" % (n, needs(j)))
     for s in j.get("steps", []):
@@ -118,8 +138,55 @@ for label, found, ref, env in (("staging", staging, "refs/heads/main", "staging"
     e = e.get("name") if isinstance(e, dict) else e
     if e != env:
         problems.append("deploy %s job %s runs in environment %r, expected %r (its approval and secrets)" % (label, n, e, env))
-    if image_name and image_name not in needs(j):
+    if label == "staging" and image_name and image_name not in needs(j):
         problems.append("deploy %s job %s does not need the image job %s" % (label, n, image_name))
+    if re.search(r"scripts/bootstrap-tools\b", runs(j)) or not any(
+            str(s.get("uses", "")).startswith("azure/setup-helm@") for s in j.get("steps", [])):
+        problems.append("deploy %s job %s does not install Helm with azure/setup-helm (or still compiles it)" % (label, n))
+
+# --- digest promotion: prod runs what staging ran ---
+STAGED = None
+if len(staging) == 1:
+    n, j = staging[0]
+    m = re.search(r"cosign attest --yes --type \"?\$(\w+)", runs(j))
+    if not m:
+        problems.append("deploy staging job %s does not attest the digest after deploying (cosign attest --yes --type $TYPE)" % n)
+    else:
+        STAGED = m.group(1)
+    after = [i for i, s in enumerate(j.get("steps", [])) if "cosign attest" in str(s.get("run", ""))]
+    deploy = [i for i, s in enumerate(j.get("steps", [])) if re.search(r"scripts/deploy\s+staging", str(s.get("run", "")))]
+    if after and deploy and after[0] < deploy[0]:
+        problems.append("deploy staging job %s attests before it deploys" % n)
+if len(prod) == 1:
+    n, j = prod[0]
+    promote = [p for p in needs(j) if p in jobs]
+    if image_name in needs(j):
+        problems.append("deploy prod job %s needs the image job: prod must promote staging's digest, not build" % n)
+    if len(promote) != 1:
+        problems.append("deploy prod job %s must need exactly one promote job (needs: %s)" % (n, needs(j)))
+    else:
+        pn = promote[0]
+        pj = jobs[pn][1]
+        env = {}
+        for s in j.get("steps", []):
+            if re.search(r"scripts/deploy\s+prod", str(s.get("run", ""))):
+                env = s.get("env") or {}
+                m = re.search(r'--digest\s+"?\$(\w+)', str(s.get("run", "")))
+                if not m or ("needs.%s.outputs.digest" % pn) not in str(env.get(m.group(1), "")):
+                    problems.append("deploy prod job %s does not pass %s's digest to scripts/deploy --digest" % (n, pn))
+        if any("docker/build-push-action" in str(s.get("uses", "")) for s in pj.get("steps", [])) or \
+                re.search(r"docker (buildx )?build\b", runs(pj)):
+            problems.append("promote job %s builds an image" % pn)
+        if "refs/tags/v" not in cond(pj):
+            problems.append("promote job %s is not limited to version tags (if: %r)" % (pn, cond(pj)))
+        if not re.search(r"cosign verify-attestation --type \"?\$%s\b" % (STAGED or "NONE"), runs(pj)):
+            problems.append("promote job %s does not verify the staging attestation (cosign verify-attestation --type $%s)" % (pn, STAGED))
+        if "refs/heads/main" not in runs(pj) or "--certificate-identity" not in runs(pj):
+            problems.append("promote job %s does not pin the signer to this workflow on refs/heads/main" % pn)
+        if not re.search(r"imagetools create --tag [^\n]*@\$", runs(pj)):
+            problems.append("promote job %s does not tag the staged digest (docker buildx imagetools create --tag ... REPO@DIGEST)" % pn)
+        if not re.search(r"gh release (create|edit)[^\n]*", runs(pj)) or "$DIGEST" not in runs(pj):
+            problems.append("promote job %s does not record the digest in the tag's release" % pn)
 
 # --- hygiene ---
 for n, (f, j, on) in jobs.items():
@@ -127,15 +194,61 @@ for n, (f, j, on) in jobs.items():
         if re.search(r"\$\{\{\s*secrets\.", str(s.get("run", ""))):
             problems.append("%s: job %s expands a secret inside a run script (pass it through env:)" % (f, n))
         u = str(s.get("uses", ""))
-        if u and not u.startswith("./") and not re.search(r"@(v\d+(\.\d+)*|[0-9a-f]{40})$", u):
-            problems.append("%s: job %s uses %s without a version" % (f, n, u))
+        if u and not u.startswith("./") and not re.search(r"@[0-9a-f]{40}$", u):
+            problems.append("%s: job %s uses %s: not pinned to a 40-hex commit SHA" % (f, n, u))
+
+# The raw lines: the version each SHA stands for, in a comment (YAML drops comments), so a
+# reader and Dependabot know it.
+for f in files:
+    for no, line in enumerate(open(f, encoding="utf-8"), 1):
+        m = re.match(r"\s*(?:-\s*)?uses:\s*(\S+)(.*)$", line)
+        if m and not m.group(1).startswith("./") and not re.match(r"\s*#\s*v\d+(\.\d+)*\b", m.group(2)):
+            problems.append("%s:%d: %s has no `# vX.Y.Z` comment naming the version its SHA is" % (os.path.basename(f), no, m.group(1)))
+
+# Helm: the deploy jobs' release binary is the one the tests build (tools/go.mod).
+gomod = os.path.join(src, "tools", "go.mod")
+helm = re.search(r"^\s*helm\.sh/helm/v3 (v\S+)", open(gomod).read(), re.M) if os.path.isfile(gomod) else None
+if not helm:
+    problems.append("tools/go.mod does not require helm.sh/helm/v3 (scripts/bootstrap-tools reads its version there)")
+for f in files:
+    for v in re.findall(r"^\s*HELM_VERSION:\s*(\S+)", open(f, encoding="utf-8").read(), re.M):
+        if helm and v != helm.group(1):
+            problems.append("%s: HELM_VERSION %s, tools/go.mod has %s" % (os.path.basename(f), v, helm.group(1)))
+
+# --- the manual rollback ---
+rb = []
+for n, (f, j, on) in jobs.items():
+    if "workflow_dispatch" in on and re.search(r"helm\b[^\n]*\brollback kone-dispatch \"?\$", runs(j)):
+        rb.append((f, n, j, on))
+if len(rb) != 1:
+    problems.append("expected one workflow_dispatch job running `helm rollback kone-dispatch $REVISION`, found %d" % len(rb))
+else:
+    f, n, j, on = rb[0]
+    inputs = ((on.get("workflow_dispatch") or {}).get("inputs") or {})
+    if "revision" not in inputs or "environment" not in inputs:
+        problems.append("%s: the rollback takes no `revision` and `environment` inputs (has %s)" % (f, sorted(inputs)))
+    e = j.get("environment")
+    e = e.get("name") if isinstance(e, dict) else e
+    if "inputs.environment" not in str(e):
+        problems.append("%s: job %s does not run in the chosen environment (its approval and KUBECONFIG)" % (f, n))
+
+# --- Dependabot ---
+dep = os.path.join(src, ".github", "dependabot.yml")
+if not os.path.isfile(dep):
+    problems.append("no .github/dependabot.yml")
+else:
+    eco = {(u.get("package-ecosystem"), u.get("directory")) for u in (yaml.safe_load(open(dep)) or {}).get("updates", [])}
+    for want in (("github-actions", "/"), ("docker", "/"), ("gomod", "/tools")):
+        if want not in eco:
+            problems.append(".github/dependabot.yml does not update %s in %s" % want)
 
 for p in problems:
     print("FAIL: " + p)
 if problems:
     sys.exit(1)
-print("ok: tests (%s) and chart (%s) on every push/PR; image (%s) then staging (%s) on main; prod (%s) on v* tags, environment prod"
-      % (tests[0][0], chart[0][0], image_name, staging[0][0], prod[0][0]))
+print("ok: tests (%s) and chart (%s) on every push/PR; image (%s: scan, SBOM, signed) then staging (%s, attests) on main; "
+      "on v* tags %s promotes the staged digest to prod (%s, environment prod); rollback: %s; every action SHA-pinned; Dependabot"
+      % (tests[0][0], chart[0][0], image_name, staging[0][0], needs(prod[0][1])[0], prod[0][0], rb[0][0]))
 PYEOF
     fails=1
 fi

@@ -23,6 +23,7 @@
 #include <cmocka.h>
 
 #include "kd_amqp.h"
+#include "raw_amqp.h"
 
 static int closed_port(void)
 {
@@ -126,19 +127,8 @@ static void raw_admin(bool unbind_only)
 {
     kd_config cfg;
     live_config(&cfg);
-    amqp_connection_state_t c = amqp_new_connection();
-    /* the broker of the dev stack speaks TLS only (amqp.tls, amqp.ca_file from its env) */
-    bool tls = strcmp(kd_config_get(&cfg, "amqp.tls"), "true") == 0;
-    amqp_socket_t *s = tls ? amqp_ssl_socket_new(c) : amqp_tcp_socket_new(c);
-    if (tls && *kd_config_get(&cfg, "amqp.ca_file"))
-        assert_int_equal(amqp_ssl_socket_set_cacert(s, kd_config_get(&cfg, "amqp.ca_file")), 0);
-    assert_int_equal(amqp_socket_open(s, kd_config_get(&cfg, "amqp.host"),
-                                      atoi(kd_config_get(&cfg, "amqp.port"))),
-                     0);
-    amqp_rpc_reply_t r =
-        amqp_login(c, kd_config_get(&cfg, "amqp.vhost"), 0, 131072, 0, AMQP_SASL_METHOD_PLAIN,
-                   kd_config_get(&cfg, "amqp.user"), kd_config_get(&cfg, "amqp.password"));
-    assert_int_equal(r.reply_type, AMQP_RESPONSE_NORMAL);
+    amqp_connection_state_t c = raw_amqp_login(&cfg);
+    assert_non_null(c);
     amqp_channel_open(c, 1);
     amqp_bytes_t n = amqp_cstring_bytes(names);
     if (unbind_only) {

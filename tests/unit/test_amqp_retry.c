@@ -34,6 +34,7 @@
 #include "../../shared/src/amqp_int.h"
 #include "kd_amqp.h"
 #include "kd_run.h"
+#include "raw_amqp.h"
 
 static void load(kd_config *cfg)
 {
@@ -246,13 +247,8 @@ static int live_teardown(void **state)
         return 0;
     kd_config cfg;
     live_config(&cfg);
-    amqp_connection_state_t c = amqp_new_connection();
-    amqp_socket_t *s = amqp_tcp_socket_new(c);
-    if (amqp_socket_open(s, kd_config_get(&cfg, "amqp.host"),
-                         atoi(kd_config_get(&cfg, "amqp.port"))) == 0 &&
-        amqp_login(c, kd_config_get(&cfg, "amqp.vhost"), 0, 131072, 0, AMQP_SASL_METHOD_PLAIN,
-                   kd_config_get(&cfg, "amqp.user"), kd_config_get(&cfg, "amqp.password"))
-                .reply_type == AMQP_RESPONSE_NORMAL) {
+    amqp_connection_state_t c = raw_amqp_login(&cfg);
+    if (c) {
         amqp_channel_open(c, 1);
         char q[300];
         const char *suffix[] = {"", ".retry.300", ".retry.1000", ".dead"};
@@ -433,16 +429,8 @@ static amqp_connection_state_t raw_open(void)
 {
     kd_config cfg;
     load(&cfg);
-    amqp_connection_state_t c = amqp_new_connection();
-    amqp_socket_t *s = amqp_tcp_socket_new(c);
-    assert_int_equal(amqp_socket_open(s, kd_config_get(&cfg, "amqp.host"),
-                                      atoi(kd_config_get(&cfg, "amqp.port"))),
-                     0);
-    assert_int_equal(amqp_login(c, kd_config_get(&cfg, "amqp.vhost"), 0, 131072, 0,
-                                AMQP_SASL_METHOD_PLAIN, kd_config_get(&cfg, "amqp.user"),
-                                kd_config_get(&cfg, "amqp.password"))
-                         .reply_type,
-                     AMQP_RESPONSE_NORMAL);
+    amqp_connection_state_t c = raw_amqp_login(&cfg);
+    assert_non_null(c);
     amqp_channel_open(c, 1);
     assert_int_equal(amqp_get_rpc_reply(c).reply_type, AMQP_RESPONSE_NORMAL);
     kd_config_free(&cfg);

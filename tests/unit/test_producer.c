@@ -24,6 +24,8 @@
 
 #include <cmocka.h>
 
+#include "raw_amqp.h"
+
 static char *slurp(const char *rel)
 {
     const char *src = getenv("KD_SRC_DIR");
@@ -81,10 +83,17 @@ static void test_example_without_broker_exits_2(void **state)
     (void)state;
     char port[16];
     snprintf(port, sizeof port, "%d", closed_port());
+    /* the live tests after this one need the stack's port back (KD_PORT_OFFSET) */
+    const char *had = getenv("KD_AMQP_PORT");
+    char *saved = had ? strdup(had) : NULL;
     setenv("KD_AMQP_PORT", port, 1);
     char *argv[] = {"my-app", NULL};
     assert_int_equal(producer_example_main(1, argv), 2);
-    unsetenv("KD_AMQP_PORT");
+    if (saved)
+        setenv("KD_AMQP_PORT", saved, 1);
+    else
+        unsetenv("KD_AMQP_PORT");
+    free(saved);
 }
 
 static void test_open_errors_name_the_problem_not_the_password(void **state)
@@ -129,15 +138,8 @@ static void fill_job(kd_job *job, const char *id)
 /* Deletes the test's queue and exchange through a plain rabbitmq-c connection. */
 static void delete_topology(const kd_config *cfg, const char *name)
 {
-    amqp_connection_state_t c = amqp_new_connection();
-    amqp_socket_t *s = amqp_tcp_socket_new(c);
-    assert_int_equal(
-        amqp_socket_open(s, kd_config_get(cfg, "amqp.host"), atoi(kd_config_get(cfg, "amqp.port"))),
-        0);
-    amqp_rpc_reply_t r =
-        amqp_login(c, kd_config_get(cfg, "amqp.vhost"), 0, 131072, 0, AMQP_SASL_METHOD_PLAIN,
-                   kd_config_get(cfg, "amqp.user"), kd_config_get(cfg, "amqp.password"));
-    assert_int_equal(r.reply_type, AMQP_RESPONSE_NORMAL);
+    amqp_connection_state_t c = raw_amqp_login(cfg);
+    assert_non_null(c);
     amqp_channel_open(c, 1);
     amqp_queue_delete(c, 1, amqp_cstring_bytes(name), 0, 0);
     amqp_exchange_delete(c, 1, amqp_cstring_bytes(name), 0);

@@ -181,6 +181,11 @@ static void test_decide(void **state)
     kd_retry_decision d = kd_retry_decide(&p, &r, now, &rng);
     assert_int_equal(d.action, KD_RETRY_AGAIN);
     assert_int_equal(d.next_attempt, 3);
+    /* a group held in a refused lift mode (kone.group_mode_policy=hold): the same */
+    r = failed_run("group_mode_held", 3, now + 60000);
+    d = kd_retry_decide(&p, &r, now, &rng);
+    assert_int_equal(d.action, KD_RETRY_AGAIN);
+    assert_int_equal(d.next_attempt, 3);
     /* the deadline: a shorter tier when the drawn one ends too late, EXPIRED when none fits */
     r = failed_run("500", 2, now + 300);
     for (int i = 0; i < 50; i++) {
@@ -244,6 +249,8 @@ static void test_taxonomy_dynamic_codes(void **state)
         {"undecodable", KD_FAIL_UNDECODABLE},
         {"circuit_open", KD_FAIL_TRANSIENT},
         {"rate_limited", KD_FAIL_TRANSIENT},
+        {"group_mode_held", KD_FAIL_TRANSIENT},
+        {"group_mode", KD_FAIL_FINAL},
         {"result_lost", KD_FAIL_TRANSIENT},
         {"session_lost", KD_FAIL_TRANSIENT},
         {"", KD_FAIL_NONE},
@@ -253,6 +260,7 @@ static void test_taxonomy_dynamic_codes(void **state)
             fail_msg("code '%s': class %d, want %d", cases[i].code,
                      kd_retry_classify(cases[i].code), cases[i].f);
     assert_false(kd_retry_consumes_attempt("circuit_open"));
+    assert_false(kd_retry_consumes_attempt("group_mode_held"));
     assert_true(kd_retry_consumes_attempt("500"));
 }
 

@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../../worker/kone_jview.c"
 #include "../../worker/kone_jw.c"
 #include "../../worker/kone_msg.c"
 

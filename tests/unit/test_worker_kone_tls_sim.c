@@ -186,13 +186,13 @@ static bool captured_anywhere(const char *needle)
 
 /* ------------------------------------------------------------------ the client */
 
-static void client_open(client *c, int token_port, int ws_port)
+static void client_open_host(client *c, int token_port, const char *ws_host, int ws_port)
 {
     char a[10][300];
     int n = 0;
     snprintf(a[n++], 300, "test");
     snprintf(a[n++], 300, "--kone-token-url=https://127.0.0.1:%d/api/v2/oauth2/token", token_port);
-    snprintf(a[n++], 300, "--kone-ws-url=wss://127.0.0.1:%d/stream-v2", ws_port);
+    snprintf(a[n++], 300, "--kone-ws-url=wss://%s:%d/stream-v2", ws_host, ws_port);
     snprintf(a[n++], 300, "--kone-client-id=kd-dev");
     snprintf(a[n++], 300, "--kone-client-secret=" SECRET);
     snprintf(a[n++], 300, "--kone-scope=callgiving/building:9990000951");
@@ -201,6 +201,11 @@ static void client_open(client *c, int token_port, int ws_port)
     /* how long a job waits for a connection before it fails */
     snprintf(a[n++], 300, "--kone-request-timeout-ms=1500");
     client_launch(c, a, n);
+}
+
+static void client_open(client *c, int token_port, int ws_port)
+{
+    client_open_host(c, token_port, "127.0.0.1", ws_port);
 }
 
 /* A job submitted while KONE cannot be reached: FAILED, transient, "no_connection". */
@@ -312,6 +317,42 @@ static void test_websocket(void **state)
     sim_end(&tokens);
 }
 
+/* kone.ws_url by host name: the resolver thread (kone_dns.c) finds the address and the
+ * connection goes to it, while the certificate is still checked against the name. A
+ * certificate for another name is refused ("hostname mismatch", where an address in the URL
+ * gives "IP address mismatch" above); the good one (DNS:localhost) gets through TLS (401). */
+static void test_websocket_by_name(void **state)
+{
+    (void)state;
+    NEED_SIM();
+    sim_proc tokens = sim_with("good.pem", "good.key", "sim.log");
+    const struct {
+        const char *cert, *key, *says;
+    } cases[] = {
+        {"good.pem", "good.key", "(HTTP 401)"},
+        {"wronghost.pem", "wronghost.key", "TLS: KONE's certificate refused: hostname mismatch"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        sim_proc ws = sim_with(cases[i].cert, cases[i].key, "sim2.log");
+        client c;
+        capture_start();
+        client_open_host(&c, tokens.port, "localhost", ws.port);
+        expect_no_connection(&c, NULL);
+        client_stop(&c);
+        capture_stop();
+        char line[4096];
+        if (!captured_line("kone: slot 0: conn 0:", cases[i].says, line, sizeof line)) {
+            captured_line("kone: slot 0:", "reconnecting", line, sizeof line);
+            fail_msg("%s: no line naming '%s'; first connection line: %s", cases[i].cert,
+                     cases[i].says, line);
+        }
+        printf("    localhost, %s: %s\n", cases[i].cert, line);
+        assert_false(captured_anywhere(SECRET));
+        sim_end(&ws);
+    }
+    sim_end(&tokens);
+}
+
 int main(int argc, char **argv)
 {
     (void)argc;
@@ -321,6 +362,7 @@ int main(int argc, char **argv)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_token_endpoint),
         cmocka_unit_test(test_websocket),
+        cmocka_unit_test(test_websocket_by_name),
     };
     if (getenv("KD_TEST_FILTER"))
         cmocka_set_test_filter(getenv("KD_TEST_FILTER"));

@@ -16,6 +16,7 @@
 
 #include "kd_log.h"
 #include "kd_run.h"
+#include "kone_inventory.h"
 #include "kone_token.h"
 
 #define SECRET "s3cr3t-Zq9-very-private"
@@ -350,11 +351,46 @@ static void test_real_fetch_unreachable(void **state)
     assert_null(strstr(err.msg, SECRET));
 }
 
+/* kone.discover_buildings: KONE's resources answer read, its URL made from the token URL. */
+static void test_inventory_parse(void **state)
+{
+    (void)state;
+    char *list = NULL;
+    kd_err err = {0};
+    const char *good = "{\"buildings\":[{\"id\":\"building:9990000951\"},{\"id\":\"77\"}],"
+                       "\"equipments\":[]}";
+    assert_int_equal(kd_kone_inventory_parse(good, strlen(good), &list, &err), 0);
+    assert_string_equal(list, "building:9990000951,77");
+    free(list);
+    const char *none = "{\"buildings\":[]}";
+    assert_int_equal(kd_kone_inventory_parse(none, strlen(none), &list, &err), 0);
+    assert_string_equal(list, "");
+    free(list);
+    const char *bad[] = {"",
+                         "[]",
+                         "{\"buildings\":{}}",
+                         "{\"buildings\":[{\"name\":\"x\"}]}",
+                         "{\"buildings\":[{\"id\":\"a b\"}]}",
+                         "{\"buildings\":[{\"id\":7}]}"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        assert_int_equal(kd_kone_inventory_parse(bad[i], strlen(bad[i]), &list, &err),
+                         KD_ERR_DECODE);
+        assert_null(list);
+    }
+    char *u = kd_kone_inventory_url("https://h:8443/api/v2/oauth2/token");
+    assert_string_equal(u, "https://h:8443/api/v2/application/self/resources");
+    free(u);
+    u = kd_kone_inventory_url("https://h/oauth/x?y");
+    assert_string_equal(u, "https://h/api/v2/application/self/resources");
+    free(u);
+}
+
 int main(void)
 {
     kd_log_init("test", "error");
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_parse_good),
+        cmocka_unit_test(test_inventory_parse),
         cmocka_unit_test(test_parse_bad),
         cmocka_unit_test(test_parse_refused_without_secret),
         cmocka_unit_test(test_mask),

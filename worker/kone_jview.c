@@ -1,0 +1,300 @@
+/* kone_jview.c: see kone_jview.h. Pure functions; no allocation on the scanner's path. */
+#include "kone_jview.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* ------------------------------------------------------------------ the scanner */
+
+typedef struct {
+    const char *p, *end;
+    kj_view *v;
+} kj_sc;
+
+static void skip_ws(kj_sc *s)
+{
+    while (s->p < s->end && (*s->p == ' ' || *s->p == '\t' || *s->p == '\n' || *s->p == '\r'))
+        s->p++;
+}
+
+/* A new node, linked after *last in its parent (or as the parent's first member). -1 when
+ * the view is full. */
+static int new_node(kj_sc *s, int parent, int *last)
+{
+    kj_view *v = s->v;
+    if (v->count >= v->cap)
+        return -1;
+    int i = v->count++;
+    memset(&v->n[i], 0, sizeof v->n[i]);
+    v->n[i].child = v->n[i].next = -1;
+    if (parent >= 0) {
+        if (*last >= 0)
+            v->n[*last].next = i;
+        else
+            v->n[parent].child = i;
+        *last = i;
+    }
+    return i;
+}
+
+/* A string's bytes, between its quotes: printable ASCII without escapes only (jansson decides
+ * the rest: escapes, UTF-8 and control characters, which it refuses). */
+static bool scan_string(kj_sc *s, const char **out, size_t *len)
+{
+    if (s->p >= s->end || *s->p != '"')
+        return false;
+    const char *a = ++s->p;
+    while (s->p < s->end) {
+        unsigned char c = (unsigned char)*s->p;
+        if (c == '"') {
+            *out = a;
+            *len = (size_t)(s->p - a);
+            s->p++;
+            return true;
+        }
+        if (c < 0x20 || c >= 0x80 || c == '\\')
+            return false;
+        s->p++;
+    }
+    return false;
+}
+
+/* An integer of at most 18 digits (so it fits int64_t exactly); a fraction, an exponent or a
+ * leading zero before a digit are left to jansson. */
+static bool scan_int(kj_sc *s, int64_t *out)
+{
+    bool neg = s->p < s->end && *s->p == '-';
+    if (neg)
+        s->p++;
+    const char *a = s->p;
+    while (s->p < s->end && *s->p >= '0' && *s->p <= '9' && s->p - a < 19)
+        s->p++;
+    size_t n = (size_t)(s->p - a);
+    if (n == 0 || n > 18 || (n > 1 && *a == '0'))
+        return false;
+    int64_t x = 0;
+    for (size_t k = 0; k < n; k++)
+        x = x * 10 + (a[k] - '0');
+    if (s->p < s->end &&
+        (*s->p == '.' || *s->p == 'e' || *s->p == 'E' || (*s->p >= '0' && *s->p <= '9')))
+        return false;
+    *out = neg ? -x : x;
+    return true;
+}
+
+static bool scan_literal(kj_sc *s, const char *word, kj_type t, kj_node *n)
+{
+    size_t k = strlen(word);
+    if ((size_t)(s->end - s->p) < k || memcmp(s->p, word, k) != 0)
+        return false;
+    s->p += k;
+    n->type = t;
+    return true;
+}
+
+static bool scan_value(kj_sc *s, int node, int depth);
+
+/* The members of an object or the elements of an array (after its opening bracket). */
+static bool scan_members(kj_sc *s, int node, int depth, bool object)
+{
+    char close = object ? '}' : ']';
+    int last = -1;
+    skip_ws(s);
+    if (s->p < s->end && *s->p == close) {
+        s->p++;
+        return true;
+    }
+    for (;;) {
+        const char *key = NULL;
+        size_t key_len = 0;
+        if (object) {
+            if (!scan_string(s, &key, &key_len))
+                return false;
+            skip_ws(s);
+            if (s->p >= s->end || *s->p != ':')
+                return false;
+            s->p++;
+            skip_ws(s);
+        }
+        int m = new_node(s, node, &last);
+        if (m < 0)
+            return false;
+        s->v->n[m].key = key;
+        s->v->n[m].key_len = key_len;
+        if (!scan_value(s, m, depth + 1))
+            return false;
+        skip_ws(s);
+        if (s->p >= s->end)
+            return false;
+        if (*s->p == close) {
+            s->p++;
+            return true;
+        }
+        if (*s->p != ',')
+            return false;
+        s->p++;
+        skip_ws(s);
+    }
+}
+
+static bool scan_value(kj_sc *s, int node, int depth)
+{
+    if (depth > KJ_SCAN_DEPTH || s->p >= s->end)
+        return false;
+    kj_node *n = &s->v->n[node];
+    switch (*s->p) {
+    case '{':
+        s->p++;
+        n->type = KJ_OBJECT;
+        return scan_members(s, node, depth, true);
+    case '[':
+        s->p++;
+        n->type = KJ_ARRAY;
+        return scan_members(s, node, depth, false);
+    case '"': n->type = KJ_STRING; return scan_string(s, &n->s, &n->len);
+    case 't': return scan_literal(s, "true", KJ_TRUE, n);
+    case 'f': return scan_literal(s, "false", KJ_FALSE, n);
+    case 'n': return scan_literal(s, "null", KJ_NULL, n);
+    default: n->type = KJ_INT; return scan_int(s, &n->i);
+    }
+}
+
+bool kj_scan(kj_view *v, const char *buf, size_t len)
+{
+    if (!buf || !v->n || v->cap < 1)
+        return false;
+    kj_sc s = {.p = buf, .end = buf + len, .v = v};
+    v->count = 0;
+    skip_ws(&s);
+    if (s.p >= s.end || *s.p != '{') /* jansson says what else it is */
+        return false;
+    int last = -1;
+    int root = new_node(&s, -1, &last);
+    if (!scan_value(&s, root, 1))
+        return false;
+    skip_ws(&s);
+    return s.p == s.end;
+}
+
+/* ------------------------------------------------------------------ from a jansson tree */
+
+static size_t count_nodes(const json_t *j)
+{
+    size_t n = 1;
+    if (json_is_object(j)) {
+        const char *k;
+        const json_t *m;
+        json_object_foreach((json_t *)j, k, m) n += count_nodes(m);
+    } else if (json_is_array(j)) {
+        size_t i;
+        const json_t *m;
+        json_array_foreach(j, i, m) n += count_nodes(m);
+    }
+    return n;
+}
+
+static int add_tree(kj_view *v, const json_t *j, const char *key, int parent, int *last)
+{
+    int i = v->count++;
+    kj_node *n = &v->n[i];
+    memset(n, 0, sizeof *n);
+    n->child = n->next = -1;
+    n->key = key;
+    n->key_len = key ? strlen(key) : 0;
+    if (parent >= 0) {
+        if (*last >= 0)
+            v->n[*last].next = i;
+        else
+            v->n[parent].child = i;
+        *last = i;
+    }
+    int mine = -1;
+    switch (json_typeof(j)) {
+    case JSON_OBJECT: {
+        v->n[i].type = KJ_OBJECT;
+        const char *k;
+        const json_t *m;
+        json_object_foreach((json_t *)j, k, m) add_tree(v, m, k, i, &mine);
+        break;
+    }
+    case JSON_ARRAY: {
+        v->n[i].type = KJ_ARRAY;
+        size_t x;
+        const json_t *m;
+        json_array_foreach(j, x, m) add_tree(v, m, NULL, i, &mine);
+        break;
+    }
+    case JSON_STRING:
+        v->n[i].type = KJ_STRING;
+        v->n[i].s = json_string_value(j);
+        v->n[i].len = strlen(v->n[i].s); /* jansson refuses NUL in strings (no JSON_ALLOW_NUL) */
+        break;
+    case JSON_INTEGER:
+        v->n[i].type = KJ_INT;
+        v->n[i].i = (int64_t)json_integer_value(j);
+        break;
+    case JSON_REAL:
+        v->n[i].type = KJ_REAL;
+        v->n[i].d = json_real_value(j);
+        break;
+    case JSON_TRUE: v->n[i].type = KJ_TRUE; break;
+    case JSON_FALSE: v->n[i].type = KJ_FALSE; break;
+    case JSON_NULL: v->n[i].type = KJ_NULL; break;
+    }
+    return i;
+}
+
+bool kj_from_jansson(kj_view *v, const json_t *root)
+{
+    size_t n = count_nodes(root);
+    v->n = calloc(n, sizeof *v->n);
+    if (!v->n)
+        return false;
+    v->cap = (int)n;
+    v->count = 0;
+    int last = -1;
+    add_tree(v, root, NULL, -1, &last);
+    return true;
+}
+
+void kj_free(kj_view *v)
+{
+    free(v->n);
+    v->n = NULL;
+    v->cap = v->count = 0;
+}
+
+/* ------------------------------------------------------------------ reading */
+
+const kj_node *kj_get(const kj_view *v, const kj_node *obj, const char *key)
+{
+    if (!obj || obj->type != KJ_OBJECT)
+        return NULL;
+    size_t k = strlen(key);
+    const kj_node *found = NULL;
+    for (int i = obj->child; i >= 0; i = v->n[i].next)
+        if (v->n[i].key_len == k && memcmp(v->n[i].key, key, k) == 0)
+            found = &v->n[i]; /* the last of duplicates wins, as in jansson */
+    return found;
+}
+
+const kj_node *kj_first(const kj_view *v, const kj_node *arr)
+{
+    return arr && arr->type == KJ_ARRAY && arr->child >= 0 ? &v->n[arr->child] : NULL;
+}
+
+const kj_node *kj_next(const kj_view *v, const kj_node *m)
+{
+    return m && m->next >= 0 ? &v->n[m->next] : NULL;
+}
+
+bool kj_str_is(const kj_node *s, const char *text)
+{
+    return s && s->type == KJ_STRING && s->len == strlen(text) && memcmp(s->s, text, s->len) == 0;
+}
+
+bool kj_str_starts(const kj_node *s, const char *prefix)
+{
+    size_t k = strlen(prefix);
+    return s && s->type == KJ_STRING && s->len >= k && memcmp(s->s, prefix, k) == 0;
+}
