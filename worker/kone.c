@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "kd_log.h"
@@ -320,7 +321,7 @@ static int discover_buildings(kd_kone *k, const kd_kone_token_cfg *tc, kd_err *e
         kd_warn("kone: learning the buildings from KONE failed (attempt %d of 3): %s", attempt,
                 err->msg);
         if (attempt < 3)
-            sleep(1);
+            nanosleep(&(struct timespec){.tv_sec = 1}, NULL); /* sleep(3) is MT-Unsafe */
     }
     if (rc)
         return kd_err_wrap(err, "kone.discover_buildings");

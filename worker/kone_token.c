@@ -208,7 +208,7 @@ static int fetch_with_abort(const kd_kone_token_cfg *cfg, const atomic_bool *abo
     if (!c)
         return kd_err_set(err, KD_ERR_NOMEM, "token: curl_easy_init failed");
     int rc = 0;
-    kd_kone_body body = {.max = BODY_MAX};
+    kd_kone_body body = {.max = (size_t)BODY_MAX};
     char *form = NULL, *esc = NULL;
     char ebuf[CURL_ERROR_SIZE] = "";
     if (cfg->scope && *cfg->scope) {
