@@ -105,7 +105,7 @@ static int print_line(const rd_kafka_message_t *m, bool *pipe_closed)
     if (errno == EPIPE)
         *pipe_closed = true;
     else
-        kd_error("cannot write to stdout: %s", strerror(errno));
+        kd_error("cannot write to stdout: %s", kd_strerror(errno));
     return 1;
 }
 

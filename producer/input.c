@@ -19,7 +19,7 @@ int kd_input_open(kd_input *in, const char *path, kd_err *err)
     }
     in->fd = open(path, O_RDONLY | O_CLOEXEC);
     if (in->fd < 0)
-        return kd_err_set(err, KD_ERR_IO, "cannot open %s: %s", path, strerror(errno));
+        return kd_err_set(err, KD_ERR_IO, "cannot open %s: %s", path, kd_strerror(errno));
     in->own_fd = true;
     in->name = path;
     return 0;
@@ -60,7 +60,7 @@ int kd_input_fill(kd_input *in, kd_err *err)
     if (n < 0) {
         if (errno == EAGAIN || errno == EWOULDBLOCK)
             return 0;
-        return kd_err_set(err, KD_ERR_IO, "cannot read %s: %s", in->name, strerror(errno));
+        return kd_err_set(err, KD_ERR_IO, "cannot read %s: %s", in->name, kd_strerror(errno));
     }
     if (n == 0)
         in->eof = true;
@@ -86,7 +86,7 @@ int kd_input_line(kd_input *in, char **line, size_t *len, long *lineno)
         size_t n;
         if (nl) {
             n = (size_t)(nl - start);
-        } else if (avail > KD_INPUT_MAX_LINE) {
+        } else if (avail > (size_t)KD_INPUT_MAX_LINE) {
             in->lineno++;
             in->skipping = true;
             continue;
@@ -95,7 +95,7 @@ int kd_input_line(kd_input *in, char **line, size_t *len, long *lineno)
         } else {
             return 0;
         }
-        if (n > KD_INPUT_MAX_LINE) {
+        if (n > (size_t)KD_INPUT_MAX_LINE) {
             in->lineno++;
             in->off += n + (nl ? 1 : 0);
             *lineno = in->lineno;

@@ -264,7 +264,7 @@ static int wait_io(app *a, kd_err *err)
     int n = poll(fds, (nfds_t)nfds, timeout);
     /* GCOVR_EXCL_START: poll fails only with EFAULT, EINVAL or ENOMEM */
     if (n < 0 && errno != EINTR)
-        return kd_err_set(err, KD_ERR_IO, "poll: %s", strerror(errno));
+        return kd_err_set(err, KD_ERR_IO, "poll: %s", kd_strerror(errno));
     /* GCOVR_EXCL_STOP */
     if (n > 0 && in_idx >= 0 && fds[in_idx].revents)
         return kd_input_fill(&a->in, err);
@@ -362,7 +362,7 @@ int main(int argc, char **argv)
             code = 2;
         }
         if (fflush(stdout) != 0 || a.output_failed) {
-            kd_error("cannot write the report to stdout: %s", strerror(errno));
+            kd_error("cannot write the report to stdout: %s", kd_strerror(errno));
             code = 2;
         }
         char summary[256];

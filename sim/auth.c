@@ -365,8 +365,8 @@ int sim_auth_token_request(sim_auth *a, const char *authorization, const char *b
     char joined[SIM_MAX_SCOPES * SIM_SCOPE_MAX] = "";
     for (size_t i = 0; i < granted.n; i++) {
         if (i)
-            strcat(joined, " ");
-        strcat(joined, granted.s[i]);
+            strncat(joined, " ", sizeof joined - strlen(joined) - 1);
+        strncat(joined, granted.s[i], sizeof joined - strlen(joined) - 1);
     }
     *answer = json_pack("{s:s,s:s,s:I,s:s}", "access_token", t->value, "token_type", "Bearer",
                         "expires_in", (json_int_t)a->ttl_s, "scope", joined);

@@ -124,7 +124,7 @@ static int parse_floors(sim_building *b, const json_t *list, kd_err *err)
         sim_floor *f = &b->floors[i];
         char where[96];
         snprintf(where, sizeof where, "%s.floors[%zu]", b->id, i);
-        int64_t id;
+        int64_t id = -1; /* for the analyzer: int_or sets it when it returns 0 */
         if (!json_is_object(it))
             return kd_err_set(err, KD_ERR_INVALID, "%s: must be an object", where);
         if (int_or(it, "id", -1, -1000, 100000, &id, where, err))
@@ -151,7 +151,7 @@ static int parse_floors(sim_building *b, const json_t *list, kd_err *err)
         const json_t *a;
         json_array_foreach(areas, j, a)
         {
-            int64_t area, side;
+            int64_t area = 0, side = 0; /* as id above */
             if (int_or(a, "area", 0, 1, INT64_MAX / 2, &area, where, err) ||
                 int_or(a, "side", 1, 1, SIM_MAX_SIDES, &side, where, err))
                 return err ? err->code : KD_ERR_INVALID;
@@ -196,7 +196,7 @@ static int parse_actions(sim_building *b, const json_t *list, kd_err *err)
         sim_action *a = &b->actions[i];
         char where[96];
         snprintf(where, sizeof where, "%s.actions[%zu]", b->id, i);
-        int64_t id;
+        int64_t id = 0; /* for the analyzer, as in parse_floors */
         if (int_or(it, "id", 0, 1, 1000000, &id, where, err))
             return err ? err->code : KD_ERR_INVALID;
         if (id == 0 || sim_building_action(b, id))
@@ -324,7 +324,7 @@ static int parse_building(sim_building *b, const json_t *o, kd_err *err)
     if (strncmp(b->id, "building:", 9) != 0 || !b->id[9])
         return kd_err_set(err, KD_ERR_INVALID, "building id '%s': must be building:<id>", b->id);
     snprintf(b->name, sizeof b->name, "%s", str_or(o, "name", ""));
-    int64_t fm, dm;
+    int64_t fm = 0, dm = 0; /* for the analyzer, as in parse_floors */
     if (int_or(o, "floor_time_ms", 2000, 10, 600000, &fm, b->id, err) ||
         int_or(o, "door_time_ms", 4000, 10, 600000, &dm, b->id, err))
         return err ? err->code : KD_ERR_INVALID;

@@ -181,7 +181,7 @@ static int drop_connections(sim_control *c, const char *body, size_t len, json_t
     int status = 0;
     json_object_foreach(o, k, v)
     {
-        if (strcmp(k, "client_id") && strcmp(k, "code") && strcmp(k, "reason")) {
+        if (strcmp(k, "client_id") != 0 && strcmp(k, "code") != 0 && strcmp(k, "reason") != 0) {
             status = fail(answer, 400,
                           "unknown field; drop-connections takes client_id, code "
                           "and reason");

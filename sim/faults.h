@@ -26,7 +26,7 @@
 #include "building.h"
 
 #define SIM_FAULT_MAX_LATENCY_MS 60000
-#define SIM_FAULT_MAX_TTL_S (86400 * 30)
+#define SIM_FAULT_MAX_TTL_S ((int64_t)86400 * 30)
 #define SIM_FAULT_DEFAULT_STATUS 429
 
 /* The faults that are not per group. Zero is "no fault" for every field. */

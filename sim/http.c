@@ -160,7 +160,7 @@ static void log_token(const char *path, const char *token)
         return;
     int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
     if (fd < 0) {
-        kd_warn("sim.token_log %s: %s", path, strerror(errno));
+        kd_warn("sim.token_log %s: %s", path, kd_strerror(errno));
         return;
     }
     char line[SIM_TOKEN_LEN + 2];
@@ -390,7 +390,7 @@ static int http_callback(struct lws *wsi, enum lws_callback_reasons reason, void
             char cl[32] = "";
             const char *method = get ? "GET" : post ? "POST" : "OTHER";
             if (!post || lws_hdr_copy(wsi, cl, sizeof cl, WSI_TOKEN_HTTP_CONTENT_LENGTH) <= 0 ||
-                atoll(cl) == 0)
+                strtoll(cl, NULL, 10) == 0)
                 return handle_control(wsi, s, method, path, NULL, 0, false);
             pss->control = true;
             snprintf(pss->path, sizeof pss->path, "%s", path);
@@ -399,7 +399,7 @@ static int http_callback(struct lws *wsi, enum lws_callback_reasons reason, void
         if (is_token && post) {
             char cl[32] = "";
             if (lws_hdr_copy(wsi, cl, sizeof cl, WSI_TOKEN_HTTP_CONTENT_LENGTH) <= 0 ||
-                atoll(cl) == 0)
+                strtoll(cl, NULL, 10) == 0)
                 return handle_token(wsi, s, NULL, 0, false); /* no body coming */
             return 0;                                        /* wait for the body */
         }

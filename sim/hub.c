@@ -151,7 +151,7 @@ static int conn_emit(sim_conn *c, const char *text, size_t len, int64_t due_ms)
     int64_t now = sim_clock_real_ms(&c->hub->clock);
     if (!c->delayed && due_ms <= now)
         return conn_send(c, text, len);
-    if (c->delayed_bytes + len > SIM_DELAY_MAX_BYTES) {
+    if (c->delayed_bytes + len > (size_t)SIM_DELAY_MAX_BYTES) {
         kd_warn("connection %s: %zu bytes waiting for injected latency, closing", c->id,
                 c->delayed_bytes);
         delayed_free(c);
@@ -543,7 +543,7 @@ void sim_hub_tick(sim_hub *h)
     sim_session *next;
     for (sim_session *s = h->sessions; s; s = next) {
         next = s->next;
-        if (!s->conn && now - s->detached_ms > SIM_SESSION_TTL_S * 1000)
+        if (!s->conn && now - s->detached_ms > (int64_t)SIM_SESSION_TTL_S * 1000)
             free_session(h, s);
     }
 }

@@ -40,9 +40,9 @@ static int read_settings(const kd_config *cfg, sim_server_opts *o, double *speed
     int64_t port;
     if (kd_config_int(cfg, "sim.port", 1, 65535, &port, err) ||
         kd_config_double(cfg, "sim.speed", 0.01, 1000, speed, err) ||
-        kd_config_int(cfg, "sim.token_ttl_s", 1, 86400 * 30, ttl, err) ||
+        kd_config_int(cfg, "sim.token_ttl_s", 1, (int64_t)86400 * 30, ttl, err) ||
         kd_config_int(cfg, "sim.idle_timeout_s", 0, 86400, &o->idle_timeout_s, err) ||
-        kd_config_int(cfg, "sim.max_conn_s", 0, 86400 * 7, &o->max_conn_s, err))
+        kd_config_int(cfg, "sim.max_conn_s", 0, (int64_t)86400 * 7, &o->max_conn_s, err))
         return KD_ERR_INVALID;
     o->port = (int)port;
     o->listen = kd_config_get(cfg, "sim.listen");

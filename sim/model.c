@@ -427,6 +427,7 @@ static int grow_slots(sim_model *m)
     if (m->n_slots < m->cap_slots)
         return 0;
     size_t cap = m->cap_slots ? m->cap_slots * 2 : 256;
+    // NOLINTNEXTLINE(bugprone-sizeof-expression): an array of pointers, sized as one
     sim_call **s = realloc(m->slots, cap * sizeof *s);
     if (!s)
         return -1;
@@ -571,6 +572,7 @@ static void purge(sim_model *m)
     while (lead < m->n_slots && !m->slots[lead])
         lead++;
     if (lead > 0 && (lead >= 1024 || lead == m->n_slots)) {
+        // NOLINTNEXTLINE(bugprone-sizeof-expression): an array of pointers, as above
         memmove(m->slots, m->slots + lead, (m->n_slots - lead) * sizeof *m->slots);
         m->n_slots -= lead;
         m->sid_base += (int64_t)lead;

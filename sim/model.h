@@ -137,9 +137,9 @@ int64_t sim_model_now(const sim_model *m);
  * first: a client always sees the answer before the call's events. */
 int64_t sim_model_add_call(sim_model *m, const sim_call_req *req);
 void sim_model_flush(sim_model *m);
-const sim_call *sim_model_call(const sim_model *m, int64_t session_id);
+const sim_call *sim_model_call(const sim_model *m, int64_t sid);
 /* delete: 0 cancelled (event emitted), 404 unknown, 409 no longer cancellable. */
-int sim_model_delete_call(sim_model *m, int64_t session_id, const char *reason);
+int sim_model_delete_call(sim_model *m, int64_t sid, const char *reason);
 /* hold_open: keeps the doors of lift `l` open at `floor` for hold_ms, opening them if the
  * car stands there; otherwise stops there next time. 0 ok, -1 bad lift/floor. */
 int sim_model_hold_open(sim_model *m, int b, int g, int l, int floor, int side, int64_t hold_ms);

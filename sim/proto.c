@@ -676,7 +676,7 @@ void sim_proto_handle(sim_hub *h, sim_conn *c, const char *text, size_t len)
     int64_t wall_ms = sim_clock_wall_ms(&h->clock);
     x.u = sim_rng_next(&h->rng);
     set_due(&x, NULL);
-    if (len > SIM_MAX_FRAME) {
+    if (len > (size_t)SIM_MAX_FRAME) {
         sim_proto_too_large(h, c);
         return;
     }

@@ -59,7 +59,7 @@ static int queue_send(void *t, const char *text, size_t len)
     sim_ws *w = t;
     if (w->closing)
         return -1;
-    if (w->queued + len > SIM_QUEUE_MAX_BYTES) {
+    if (w->queued + len > (size_t)SIM_QUEUE_MAX_BYTES) {
         kd_warn("connection %s: client not reading (%zu bytes queued), closing", w->conn->id,
                 w->queued);
         request_close(w, 1008, "Too many unread frames");
@@ -141,7 +141,7 @@ static int on_receive(sim_ws *w, const void *in, size_t len)
         w->rx_binary = lws_frame_is_binary(w->wsi);
     }
     if (!w->rx_overflow) {
-        if (w->rx_len + len > SIM_MAX_FRAME) {
+        if (w->rx_len + len > (size_t)SIM_MAX_FRAME) {
             w->rx_overflow = true;
         } else {
             if (!w->rx) {

@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "kd_log.h"
@@ -49,6 +50,7 @@ static void mask_token(char *line)
             e++;
         if (e > p) {
             memmove(p + 3, e, strlen(e) + 1);
+            // NOLINTNEXTLINE(bugprone-not-null-terminated-result): 3 bytes inside a string
             memcpy(p, "***", 3);
         }
     }
@@ -161,8 +163,8 @@ static int parse_ws_url(kd_kone *k, const char *url, kd_err *err)
     const char *prot = NULL, *ads = NULL, *path = NULL;
     int port = 0;
     int rc = 0;
-    if (lws_parse_uri(copy, &prot, &ads, &port, &path) || !prot || strcmp(prot, "wss") || !ads ||
-        !*ads) {
+    if (lws_parse_uri(copy, &prot, &ads, &port, &path) || !prot || strcmp(prot, "wss") != 0 ||
+        !ads || !*ads) {
         rc = kd_err_set(err, KD_ERR_INVALID,
                         "kone.ws_url: must be wss://HOST[:PORT]/PATH (TLS is required), got '%s'",
                         url);
@@ -319,7 +321,7 @@ static int discover_buildings(kd_kone *k, const kd_kone_token_cfg *tc, kd_err *e
         kd_warn("kone: learning the buildings from KONE failed (attempt %d of 3): %s", attempt,
                 err->msg);
         if (attempt < 3)
-            sleep(1);
+            nanosleep(&(struct timespec){.tv_sec = 1}, NULL); /* sleep(3) is MT-Unsafe */
     }
     if (rc)
         return kd_err_wrap(err, "kone.discover_buildings");
@@ -576,7 +578,7 @@ int kd_kone_start(kd_kone **out, const kd_config *cfg, const kd_kone_hooks *hook
         lws_context_destroy(k->ctx);
         kone_free(k);
         return kd_err_set(err, KD_ERR_INTERNAL, "kone: cannot start the loop thread: %s",
-                          strerror(e));
+                          kd_strerror(e));
     }
     k->thread_started = true;
     kd_info("kone: client started: %d connection(s) to wss://%s:%d%s", k->n_slots, k->ws_host,

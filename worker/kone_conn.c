@@ -135,6 +135,7 @@ int kk_conn_send(kk_conn *c, const char *text)
         kd_error("kone: slot %d: out of memory writing a frame", c->slot->idx);
         return -1;
     }
+    // NOLINTNEXTLINE(bugprone-not-null-terminated-result): a frame payload, sent with its length
     memcpy(buf + LWS_PRE, text, n);
     int w = lws_write(c->wsi, buf + LWS_PRE, n, LWS_WRITE_TEXT);
     free(buf);
@@ -478,7 +479,7 @@ static void conn_rx(kk_conn *c, struct lws *wsi, const char *in, size_t len)
 {
     bool final = lws_is_final_fragment(wsi) && lws_remaining_packet_payload(wsi) == 0;
     if (!c->rx_skip) {
-        if (c->rx_len + len > KK_RX_MAX) {
+        if (c->rx_len + len > (size_t)KK_RX_MAX) {
             kd_warn("kone: slot %d: frame larger than %d bytes dropped", c->slot->idx, KK_RX_MAX);
             c->rx_skip = true;
         } else if (c->rx_len + len + 1 > c->rx_cap) {
@@ -505,7 +506,7 @@ static void conn_rx(kk_conn *c, struct lws *wsi, const char *in, size_t len)
         dispatch(c, c->rx, c->rx_len);
     c->rx_len = 0;
     c->rx_skip = false;
-    if (c->rx_cap > 64 * 1024) { /* do not keep a big buffer for small frames */
+    if (c->rx_cap > (size_t)64 * 1024) { /* do not keep a big buffer for small frames */
         free(c->rx);
         c->rx = NULL;
         c->rx_cap = 0;

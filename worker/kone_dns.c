@@ -61,7 +61,7 @@ int kd_kone_dns_getaddrinfo(const char *host, char *addr, size_t len, char *why,
     struct addrinfo *res = NULL;
     int rc = getaddrinfo(host, NULL, &hints, &res);
     if (rc) {
-        snprintf(why, wlen, "%s", rc == EAI_SYSTEM ? strerror(errno) : gai_strerror(rc));
+        snprintf(why, wlen, "%s", rc == EAI_SYSTEM ? kd_strerror(errno) : gai_strerror(rc));
         return -1;
     }
     /* the first answer, in the order getaddrinfo sorted them (RFC 6724, /etc/gai.conf) */
@@ -157,7 +157,7 @@ int kd_kone_dns_start(kd_kone_dns **out, const char *host, int64_t ttl_us, void 
         free(d->host);
         free(d);
         return kd_err_set(err, KD_ERR_INTERNAL, "kone: cannot start the resolver thread: %s",
-                          strerror(e));
+                          kd_strerror(e));
     }
     pthread_detach(t); /* stop never waits for a slow DNS server */
     *out = d;

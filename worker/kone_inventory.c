@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define BODY_MAX (1024 * 1024) /* 4096 buildings' ids fit many times over */
+#define BODY_MAX ((size_t)1024 * 1024) /* 4096 buildings' ids fit many times over */
 
 static bool plain_id(const char *id)
 {
@@ -54,8 +54,8 @@ int kd_kone_inventory_parse(const char *body, size_t len, char **list, kd_err *e
     json_array_foreach(b, i, it)
     {
         if (i)
-            strcat(out, ",");
-        strcat(out, json_string_value(json_object_get(it, "id")));
+            strncat(out, ",", cap - strlen(out) - 1);
+        strncat(out, json_string_value(json_object_get(it, "id")), cap - strlen(out) - 1);
     }
     json_decref(j);
     *list = out;

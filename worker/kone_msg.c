@@ -198,8 +198,9 @@ char *kd_kone_msg_resume_session(int64_t request_id, const char *session_id, boo
     kd_jw_kstr(&w, "requestId", id_text(request_id, id, sizeof id));
     kd_jw_key(&w, "sessionId");
     char *end = NULL;
-    long long n = session_numeric ? strtoll(session_id, &end, 10) : 0;
-    if (session_numeric && *end == '\0' && end != session_id)
+    bool numeric = session_numeric && session_id; /* a NULL id is written as null */
+    long long n = numeric ? strtoll(session_id, &end, 10) : 0;
+    if (numeric && *end == '\0' && end != session_id)
         kd_jw_int(&w, n);
     else
         kd_jw_str(&w, session_id);
@@ -212,7 +213,8 @@ char *kd_kone_msg_resume_session(int64_t request_id, const char *session_id, boo
 char *kd_kone_msg_common(const char *call_type, const char *building, const char *group,
                          int64_t request_id, kd_err *err)
 {
-    if (strcmp(call_type, "ping") && strcmp(call_type, "config") && strcmp(call_type, "actions")) {
+    if (strcmp(call_type, "ping") != 0 && strcmp(call_type, "config") != 0 &&
+        strcmp(call_type, "actions") != 0) {
         kd_err_set(err, KD_ERR_INVALID, "common-api: unknown callType '%s'", call_type);
         return NULL;
     }

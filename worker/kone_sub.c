@@ -470,6 +470,7 @@ void kk_subs_free(kk_slot *s)
     for (int i = 0; i < KK_SUB_BUCKETS; i++)
         while (s->subs[i]) {
             kk_sub *x = s->subs[i];
+            // NOLINTNEXTLINE(clang-analyzer-unix.Malloc): destroy() unlinks x from this bucket
             while (x->waiters.head)
                 lws_dll2_remove(x->waiters.head);
             destroy(x);

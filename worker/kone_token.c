@@ -208,7 +208,7 @@ static int fetch_with_abort(const kd_kone_token_cfg *cfg, const atomic_bool *abo
     if (!c)
         return kd_err_set(err, KD_ERR_NOMEM, "token: curl_easy_init failed");
     int rc = 0;
-    kd_kone_body body = {.max = BODY_MAX};
+    kd_kone_body body = {.max = (size_t)BODY_MAX};
     char *form = NULL, *esc = NULL;
     char ebuf[CURL_ERROR_SIZE] = "";
     if (cfg->scope && *cfg->scope) {
@@ -446,7 +446,7 @@ int kd_kone_tokens_start(kd_kone_tokens **out, const kd_kone_token_cfg *cfg,
         pthread_mutex_destroy(&t->mu);
         pthread_cond_destroy(&t->cv);
         tokens_free(t);
-        return kd_err_set(err, KD_ERR_INTERNAL, "token thread: %s", strerror(e));
+        return kd_err_set(err, KD_ERR_INTERNAL, "token thread: %s", kd_strerror(e));
     }
     *out = t;
     return 0;

@@ -84,6 +84,7 @@ int kd_kval_parse_config(kd_kval_site *s, const char *frame, size_t len, kd_err 
             continue;
         int_of(json_object_get(v, "side"), &side);
         x.side = side == 1 || side == 2 ? (int)side : 0;
+        // NOLINTNEXTLINE(clang-analyzer-core.NullDereference): out is NULL only for empty lists
         out[n++] = x;
     }
     /* floors: [{floor_id, areas: [ids], transfer}] (areas the detailed list missed) */
@@ -102,6 +103,7 @@ int kd_kval_parse_config(kd_kval_site *s, const char *frame, size_t len, kd_err 
             for (size_t k = 0; k < n && !seen; k++)
                 seen = out[k].area == x.area;
             if (!seen)
+                // NOLINTNEXTLINE(clang-analyzer-core.NullDereference): as above
                 out[n++] = x;
         }
     }
@@ -156,6 +158,7 @@ int kd_kval_parse_actions(kd_kval_site *s, const char *frame, size_t len, kd_err
             k = json_object_get(v, "action_type");
         x.kind = kind_of(json_string_value(k));
         x.disabled = json_is_true(json_object_get(v, "disabled"));
+        // NOLINTNEXTLINE(clang-analyzer-core.NullDereference): out is NULL only for an empty list
         out[n++] = x;
     }
     json_decref(root);

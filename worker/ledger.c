@@ -161,7 +161,7 @@ static int migrate(kd_ledger *l, kd_err *err)
         PQclear(r);
         goto fail;
     }
-    int have = PQgetisnull(r, 0, 0) ? 0 : atoi(PQgetvalue(r, 0, 0));
+    int have = PQgetisnull(r, 0, 0) ? 0 : (int)strtol(PQgetvalue(r, 0, 0), NULL, 10);
     PQclear(r);
     if (have > KD_LEDGER_SCHEMA_VERSION) {
         PQclear(PQexec(pg, "ROLLBACK"));
@@ -254,8 +254,6 @@ fail:
     return err ? err->code : KD_ERR_IO;
 }
 
-void lg_finish_op(kd_ledger *l, op *o, bool ok);
-
 /* The connection is gone (or hung): the batch in flight failed, the statements queued stay
  * (claims excepted: answered FAILED now, with a release queued behind them). */
 void lg_lost(kd_ledger *l, const char *why)
@@ -317,13 +315,13 @@ int kd_ledger_open(kd_ledger **out, const kd_config *cfg, const char *worker_id,
     const char *url = kd_config_get(cfg, "ledger.url");
     if (!strcmp(url, "none"))
         return 0;
-    if (strncmp(url, "postgresql://", 13) && strncmp(url, "postgres://", 11))
+    if (strncmp(url, "postgresql://", 13) != 0 && strncmp(url, "postgres://", 11) != 0)
         return kd_err_set(err, KD_ERR_INVALID,
                           "ledger.url: expected postgresql://user@host:port/db?... or none, "
                           "got a value starting '%.12s'",
                           url);
     const char *amb = kd_config_get(cfg, "ledger.ambiguous");
-    if (strcmp(amb, "unknown") && strcmp(amb, "retry"))
+    if (strcmp(amb, "unknown") != 0 && strcmp(amb, "retry") != 0)
         return kd_err_set(err, KD_ERR_INVALID,
                           "ledger.ambiguous: must be unknown or retry, "
                           "got '%.32s'",
@@ -342,7 +340,7 @@ int kd_ledger_open(kd_ledger **out, const kd_config *cfg, const char *worker_id,
         free(l);
         return kd_err_set(err, KD_ERR_NOMEM, "out of memory");
     }
-    if (mode && strncmp(mode + 8, "verify-full", 11))
+    if (mode && strncmp(mode + 8, "verify-full", 11) != 0)
         kd_warn("ledger.url sets sslmode=%.*s: the ledger's certificate or host name is NOT "
                 "verified (verify-full is the default; docs/configuration.md)",
                 (int)strcspn(mode + 8, "&"), mode + 8);
@@ -351,7 +349,7 @@ int kd_ledger_open(kd_ledger **out, const kd_config *cfg, const char *worker_id,
     l->retry_ambiguous = !strcmp(amb, "retry");
     kd_ledger_mask_url(l->url, l->masked, sizeof l->masked);
     if (kd_config_int(cfg, "ledger.lease_ms", 1000, 3600000, &l->lease_ms, err) ||
-        kd_config_int(cfg, "ledger.retention_h", 1, 24 * 365, &l->retention_h, err) ||
+        kd_config_int(cfg, "ledger.retention_h", 1, (int64_t)24 * 365, &l->retention_h, err) ||
         kd_config_int(cfg, "ledger.timeout_ms", 100, 600000, &l->timeout_ms, err))
         goto fail;
     /* The owner is this process's, not only worker.id's: two workers given the same id

@@ -147,7 +147,7 @@ static void read_claim(kd_ledger *l, op *o, const PGresult *r)
     kd_ledger_found *f = &o->found;
     const char *st = val(r, 0), *from = val(r, 1), *prev = val(r, 2);
     if (prev) {
-        f->attempt = atoi(PQgetvalue(r, 0, 3));
+        f->attempt = (int)strtol(PQgetvalue(r, 0, 3), NULL, 10);
         snprintf(f->worker, sizeof f->worker, "%s", val(r, 4) ? val(r, 4) : "");
         f->session_id = val(r, 5) ? strtoll(val(r, 5), NULL, 10) : 0;
     }
@@ -167,8 +167,8 @@ static void read_claim(kd_ledger *l, op *o, const PGresult *r)
     if (prev && !strcmp(prev, "done")) {
         f->verdict = KD_LEDGER_DONE;
         f->outcome = lg_outcome_from(val(r, 6) ? val(r, 6) : "");
-        f->failure = val(r, 7) ? (kd_failure_class)atoi(val(r, 7)) : KD_FAIL_NONE;
-        f->kone_status = val(r, 8) ? atoi(val(r, 8)) : 0;
+        f->failure = val(r, 7) ? (kd_failure_class)strtol(val(r, 7), NULL, 10) : KD_FAIL_NONE;
+        f->kone_status = val(r, 8) ? (int)strtol(val(r, 8), NULL, 10) : 0;
         snprintf(f->error_code, sizeof f->error_code, "%s", val(r, 9) ? val(r, 9) : "");
         snprintf(f->error_message, sizeof f->error_message, "%s", val(r, 10) ? val(r, 10) : "");
         f->started_us = val(r, 11) ? strtoll(val(r, 11), NULL, 10) : 0;
@@ -205,7 +205,7 @@ static void read_result(kd_ledger *l, op *o, PGresult *r)
         return;
     }
     const char *t = PQcmdTuples(r);
-    o->affected = t && *t ? atoi(t) : 0;
+    o->affected = t && *t ? (int)strtol(t, NULL, 10) : 0;
     if (o->kind == OP_ROUTE && PQntuples(r) == 1) {
         kd_ledger_call_owner *w = &o->route;
         w->found = true;
@@ -215,7 +215,7 @@ static void read_result(kd_ledger *l, op *o, PGresult *r)
         w->alive = val(r, 3) && *val(r, 3) == 't';
     } else if (o->kind == OP_CANCEL_POLL && PQntuples(r) == 1) {
         o->affected = val(r, 0) && !strcmp(val(r, 0), "answered");
-        o->status = val(r, 1) ? atoi(val(r, 1)) : 0;
+        o->status = val(r, 1) ? (int)strtol(val(r, 1), NULL, 10) : 0;
         snprintf(o->message, sizeof o->message, "%s", val(r, 2) ? val(r, 2) : "");
     } else if (o->kind == OP_CANCEL_TAKE && l->cancel_fn) {
         /* taken (state sent) in this batch: handed to the worker once it commits */

@@ -82,7 +82,7 @@ static const double b_api[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5,
  * network, and gives up at ledger.timeout_ms (5 s by default). */
 static const double b_ledger[] = {0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
                                   0.05,    0.1,    0.25,  0.5,    1,     2.5,  5};
-#define NB(a) (sizeof a / sizeof a[0])
+#define NB(a) (sizeof(a) / sizeof((a)[0]))
 
 /* ---- state ---- */
 
@@ -120,7 +120,7 @@ typedef struct wm_family {
 
 #define L1(a, va) .n_labels = 1, .labels = {a}, .values = {va}
 #define L2(a, va, b, vb) .n_labels = 2, .labels = {a, b}, .values = {va, vb}
-#define BUCKETS(a) .buckets = a, .n_buckets = NB(a)
+#define BUCKETS(a) .buckets = (a), .n_buckets = NB(a)
 
 static wm_family families[] = {
     {&wm.build_info,
@@ -610,7 +610,8 @@ void kd_wm_job_received(const kd_run *run)
      * redelivered job's created_at also covers its earlier attempts and retry delays. */
     if (run->attempt > 1 || run->redelivered || run->job.created_at <= 0 || run->received_us <= 0)
         return;
-    double s = (double)(run->received_us / 1000 - run->job.created_at) / 1e3;
+    int64_t ms = run->received_us / 1000 - run->job.created_at; /* whole ms, as created_at */
+    double s = (double)ms / 1e3;
     kd_histogram_observe(wm.job_queued, 0, s < 0 ? 0 : s);
 }
 

@@ -171,7 +171,7 @@ static void wake(kd_worker *w)
 {
     uint64_t one = 1;
     if (w->wake_fd >= 0 && write(w->wake_fd, &one, sizeof one) < 0 && errno != EAGAIN)
-        kd_debug("wake-up of the main loop failed: %s", strerror(errno));
+        kd_debug("wake-up of the main loop failed: %s", kd_strerror(errno));
 }
 
 static void push(kd_worker *w, wk_run **list, wk_run *r)
@@ -1189,7 +1189,7 @@ static void wait_io(kd_worker *w, int wait_ms)
     if (poll(p, n, wait_ms) > 0 && w->wake_fd >= 0 && (p[n - 1].revents & POLLIN)) {
         uint64_t v;
         if (read(w->wake_fd, &v, sizeof v) < 0 && errno != EAGAIN)
-            kd_debug("reading the wake-up eventfd: %s", strerror(errno));
+            kd_debug("reading the wake-up eventfd: %s", kd_strerror(errno));
     }
 }
 
@@ -1280,7 +1280,7 @@ int kd_worker_new(kd_worker **out, const kd_config *cfg, kd_err *err)
     w->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (w->wake_fd < 0)
         kd_warn("no eventfd (%s): the main loop notices hand-overs within 2 ms instead of at once",
-                strerror(errno));
+                kd_strerror(errno));
     const char *id = kd_config_get(cfg, "worker.id");
     if (*id) {
         snprintf(w->id, sizeof w->id, "%s", id);
@@ -1313,7 +1313,7 @@ int kd_worker_new(kd_worker **out, const kd_config *cfg, kd_err *err)
     const char *timings = kd_config_get(cfg, "worker.timings_file");
     if (*timings && !(w->timings = fopen(timings, "a"))) {
         kd_err_set(err, KD_ERR_IO, "worker.timings_file: cannot open %s: %s", timings,
-                   strerror(errno));
+                   kd_strerror(errno));
         goto fail;
     }
     if (w->timings)

@@ -27,7 +27,7 @@ typedef struct kd_producer kd_producer;
 /** Reads amqp.* and producer.confirm_timeout_ms from cfg (kept by pointer for reconnects)
  * and connects. KD_ERR_IO / KD_ERR_AUTH / KD_ERR_TIMEOUT when the
  * broker cannot be reached, KD_ERR_INVALID for a bad configuration value. */
-int kd_producer_open(kd_producer **p, const kd_config *cfg, kd_err *err);
+int kd_producer_open(kd_producer **out, const kd_config *cfg, kd_err *err);
 
 /** 0: confirmed. KD_ERR_INVALID: the job breaks the format (the message names the field);
  * KD_ERR_REFUSED: nacked or unroutable; KD_ERR_TIMEOUT: no confirm within

@@ -41,7 +41,7 @@ static _Atomic uint64_t kd_amqp_epochs;
 
 struct timeval kd_amqp_tv(int ms)
 {
-    struct timeval tv = {.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
+    struct timeval tv = {.tv_sec = ms / 1000, .tv_usec = (suseconds_t)(ms % 1000) * 1000};
     return tv;
 }
 
@@ -180,7 +180,7 @@ static int open_socket(kd_amqp *a, const kd_config *cfg, const char *host, int p
                       amqp_error_string2(st));
 }
 
-static int login(kd_amqp *a, const kd_config *cfg, int heartbeat, kd_err *err)
+static int log_in(kd_amqp *a, const kd_config *cfg, int heartbeat, kd_err *err)
 {
     /* connection_name shows up in the management UI and rabbitmqctl list_connections */
     char name[128];
@@ -238,7 +238,7 @@ static int connect_host(kd_amqp **out, const kd_config *cfg, const char *host, i
 
     rc = open_socket(a, cfg, host, (int)port, tls, err);
     if (!rc)
-        rc = login(a, cfg, (int)heartbeat, err);
+        rc = log_in(a, cfg, (int)heartbeat, err);
     if (!rc) {
         amqp_channel_open(a->conn, KD_AMQP_CHANNEL);
         rc = kd_amqp_check_reply(a, amqp_get_rpc_reply(a->conn), "opening channel 1", err);

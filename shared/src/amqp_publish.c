@@ -124,7 +124,7 @@ int kd_amqp_next_event(kd_amqp *a, int timeout_ms, kd_amqp_event *ev, kd_err *er
 int kd_amqp_publish_confirmed(kd_amqp *a, const char *message_id, const void *body, size_t len,
                               int timeout_ms, kd_err *err)
 {
-    uint64_t tag;
+    uint64_t tag = 0; /* the analyzer cannot see that rc == 0 means set */
     int rc = kd_amqp_publish(a, message_id, body, len, &tag, err);
     if (rc)
         return rc;
@@ -138,7 +138,7 @@ int kd_amqp_publish_confirmed(kd_amqp *a, const char *message_id, const void *bo
                               "amqp %s: no publisher confirm within %d ms (the message may "
                               "or may not be queued)",
                               a->where, timeout_ms);
-        kd_amqp_event ev;
+        kd_amqp_event ev = {0}; /* the analyzer cannot see that n > 0 means filled */
         int n = kd_amqp_next_event(a, (int)left, &ev, err);
         if (n < 0)
             return -n;

@@ -392,7 +392,7 @@ static int read_secret_file(const char *key, const char *path, char **out, kd_er
     FILE *f = fopen(path, "rb");
     if (!f)
         return kd_err_set(err, KD_ERR_INVALID, "%s: cannot read file %s: %s", key, path,
-                          strerror(errno));
+                          kd_strerror(errno));
     char buf[4096];
     size_t n = fread(buf, 1, sizeof buf - 1, f);
     fclose(f);
@@ -451,11 +451,13 @@ int kd_config_load(kd_config *cfg, unsigned prog, const char *prog_name, int arg
     for (size_t i = 0; i < KD_NKEYS && !rc; i++) {
         char env[128];
         kd_config_env_name(kd_keys[i].name, env, sizeof env);
+        // NOLINTNEXTLINE(concurrency-mt-unsafe): read at start-up, before any thread starts
         const char *v = getenv(env);
         rc = set_value(cfg, (int)i, v ? v : kd_keys[i].def);
         if (!rc && kd_keys[i].secret) {
             char envf[160];
             snprintf(envf, sizeof envf, "%s_FILE", env);
+            // NOLINTNEXTLINE(concurrency-mt-unsafe): at start-up too, like the line above
             const char *path = getenv(envf);
             if (path && *path)
                 rc = set_from_file(cfg, (int)i, path, err);

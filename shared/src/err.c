@@ -46,3 +46,10 @@ const char *kd_err_code_name(int code)
     }
     return "unknown";
 }
+
+const char *kd_strerror(int errnum)
+{
+    static _Thread_local char buf[128];
+    /* GNU strerror_r (_GNU_SOURCE): returns its text, in buf or in static storage. */
+    return strerror_r(errnum, buf, sizeof buf);
+}

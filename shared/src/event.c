@@ -316,7 +316,7 @@ static char *base64(const void *buf, size_t n, size_t *out_len)
         return NULL;
     const unsigned char *p = buf;
     size_t o = 0;
-    const size_t chunk = 3 * 16384;
+    const size_t chunk = (size_t)3 * 16384;
     for (size_t i = 0; i < n; i += chunk) {
         size_t m = n - i < chunk ? n - i : chunk;
         o += (size_t)EVP_EncodeBlock((unsigned char *)out + o, p + i, (int)m);

@@ -147,9 +147,11 @@ static enum MHD_Result answer_readyz(kd_http *h, struct MHD_Connection *c)
     return respond_json(c, ready ? MHD_HTTP_OK : MHD_HTTP_SERVICE_UNAVAILABLE, j);
 }
 
-static enum MHD_Result answer(void *cls, struct MHD_Connection *c, const char *url,
-                              const char *method, const char *version, const char *upload,
-                              size_t *upload_size, void **con_cls)
+static enum MHD_Result
+answer(void *cls, struct MHD_Connection *c, const char *url, const char *method,
+       const char *version, const char *upload,
+       // NOLINTNEXTLINE(readability-non-const-parameter): MHD_AccessHandlerCallback's type
+       size_t *upload_size, void **con_cls)
 {
     (void)version;
     (void)upload;

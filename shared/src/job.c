@@ -428,7 +428,7 @@ static int read_version(const field *f, const val *v, kd_job *job, kd_err *err)
 {
     if (v->kind == V_UBIG)
         return kd_err_set(err, KD_ERR_INVALID, "%s: unsupported version %" PRIu64, f->name, v->u);
-    int64_t x;
+    int64_t x = 0; /* the analyzer cannot see that kd_err_set never returns 0 */
     int rc = want_int(f, v, f->name, &x, err);
     if (rc)
         return rc;
@@ -470,7 +470,7 @@ static int read_str(const field *f, const val *v, kd_job *job, kd_err *err)
 
 static int read_int(const field *f, const val *v, kd_job *job, kd_err *err)
 {
-    int64_t x;
+    int64_t x = 0; /* as in read_version */
     int rc = want_int(f, v, f->name, &x, err);
     if (!rc)
         rc = check_int(f, x, err);
@@ -612,7 +612,7 @@ static int mp_head(const uint8_t *p, size_t avail, uint64_t *size, uint64_t *kid
     *kids = 0;
     if (b <= 0x7f || b >= 0xe0 || b == 0xc0 || b == 0xc2 || b == 0xc3) {
     } else if (b <= 0x8f) {
-        *kids = 2u * (b & 0x0f);
+        *kids = (uint64_t)2 * (b & 0x0f);
     } else if (b <= 0x9f) {
         *kids = b & 0x0f;
     } else if (b <= 0xbf) {
@@ -718,7 +718,7 @@ int kd_job_decode(const void *buf, size_t len, int64_t default_ttl_ms, kd_job *j
     memset(job, 0, sizeof *job);
     if (!buf || len == 0)
         return kd_err_set(err, KD_ERR_DECODE, "job: empty body");
-    if (len > JOB_MAX_BYTES)
+    if (len > (size_t)JOB_MAX_BYTES)
         return kd_err_set(err, KD_ERR_DECODE, "job: body of %zu bytes exceeds the limit of %d", len,
                           JOB_MAX_BYTES);
     int rc = mp_scan(buf, len, err);

@@ -41,9 +41,11 @@ int kd_kafka_conf_set(rd_kafka_conf_t *conf, const char *name, const char *value
 }
 
 /* Keeps OpenSSL's verdict on each certificate of the chain; names the reason of a refusal. */
-static int on_cert_verify(rd_kafka_t *rk, const char *broker_name, int32_t broker_id,
-                          int *x509_error, int depth, const char *buf, size_t size, char *errstr,
-                          size_t errstr_size, void *opaque)
+static int on_cert_verify(
+    rd_kafka_t *rk, const char *broker_name, int32_t broker_id,
+    // NOLINTNEXTLINE(readability-non-const-parameter): librdkafka's ssl.certificate.verify_cb type
+    int *x509_error, int depth, const char *buf, size_t size, char *errstr, size_t errstr_size,
+    void *opaque)
 {
     (void)rk, (void)broker_id, (void)buf, (void)size, (void)opaque;
     if (*x509_error == X509_V_OK)

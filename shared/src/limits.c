@@ -57,7 +57,8 @@ static int kone_hold(const kd_config *cfg, int64_t *out, int64_t *follow, kd_err
     if (rc)
         return rc;
     *follow = max64(t, 2 * (c + KD_LIMITS_JOB_DELAY_MS));
-    *out = 3 * r + KD_LIMITS_KONE_AUTH_RETRIES * 2 * r + KD_LIMITS_KONE_RESUME_MS + r + c + *follow;
+    *out = 3 * r + (int64_t)KD_LIMITS_KONE_AUTH_RETRIES * 2 * r + KD_LIMITS_KONE_RESUME_MS + r + c +
+           *follow;
     return 0;
 }
 

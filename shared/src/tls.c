@@ -16,6 +16,7 @@
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 
+// NOLINTNEXTLINE(readability-non-const-parameter): OpenSSL's pem_password_cb type
 static int no_password(char *buf, int size, int rwflag, void *u)
 {
     (void)buf, (void)size, (void)rwflag, (void)u;
@@ -27,7 +28,7 @@ static BIO *open_file(const char *key, const char *path, kd_err *err)
 {
     FILE *f = fopen(path, "rb");
     if (!f) {
-        kd_err_set(err, KD_ERR_INVALID, "%s: cannot read %s: %s", key, path, strerror(errno));
+        kd_err_set(err, KD_ERR_INVALID, "%s: cannot read %s: %s", key, path, kd_strerror(errno));
         return NULL;
     }
     BIO *b = BIO_new_fp(f, BIO_CLOSE);
