@@ -15,9 +15,10 @@
  */
 #include "kone_breaker.h"
 
-#include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "kd_retry.h"
 
 void kd_brk_init(kd_breaker *b, int64_t now)
 {
@@ -254,16 +255,6 @@ bool kd_brk_probe_done(kd_breaker *b, const kd_brk_cfg *c, kd_brk_verdict v, int
 
 /* ------------------------------------------------------------------ verdicts */
 
-static bool all_digits(const char *s)
-{
-    if (!*s)
-        return false;
-    for (; *s; s++)
-        if (!isdigit((unsigned char)*s))
-            return false;
-    return true;
-}
-
 kd_brk_verdict kd_brk_verdict_of(kd_outcome o, const char *code, bool conn_lost)
 {
     if (!code)
@@ -275,7 +266,8 @@ kd_brk_verdict kd_brk_verdict_of(kd_outcome o, const char *code, bool conn_lost)
          * the building answered. A 4xx status comes from the API in front of it (scope,
          * unknown building, validation) and says nothing about the site; invalid jobs
          * never left the worker. */
-        if (!*code || all_digits(code) || !strcmp(code, "invalid_job") || !strcmp(code, "expired"))
+        if (!*code || kd_retry_code_is_status(code) || !strcmp(code, "invalid_job") ||
+            !strcmp(code, "expired"))
             return KD_BRK_NEUTRAL;
         return KD_BRK_SUCCESS;
     case KD_OUTCOME_FAILED:
@@ -297,7 +289,7 @@ bool kd_brk_degraded_of(kd_outcome o, const char *code, bool conn_lost)
         return false;
     if (!strcmp(code, "timeout"))
         return !conn_lost;
-    if (!all_digits(code))
+    if (!kd_retry_code_is_status(code))
         return false;
     long s = strtol(code, NULL, 10);
     return (s >= 500 && s < 600) || s == 408 || s == 429; /* 1005 is the link's */

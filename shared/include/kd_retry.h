@@ -55,6 +55,10 @@ int64_t kd_retry_backoff_ms(const kd_retry_policy *p, int attempt, uint64_t *rng
 /** Index of the smallest tier >= delay_ms (the last tier when none is that long). */
 int kd_retry_tier_for(const kd_retry_policy *p, int64_t delay_ms);
 
+/** True when an error code is a status of KONE's answer (digits only, e.g. "429", "1005"),
+ * not a word of KONE's or the worker's own (e.g. "NO_LIFT_AVAILABLE", "timeout"). */
+bool kd_retry_code_is_status(const char *code);
+
 /** The taxonomy. Codes are kd_run.error_code values. */
 kd_failure_class kd_retry_classify(const char *error_code);
 /** false for codes that say the job was not tried at all ("circuit_open": the building's

@@ -139,9 +139,9 @@ static bool in_list(const char *code, const char *const *list, size_t n)
     return false;
 }
 
-static bool all_digits(const char *s)
+bool kd_retry_code_is_status(const char *s)
 {
-    if (!*s)
+    if (!s || !*s)
         return false;
     for (; *s; s++)
         if (!isdigit((unsigned char)*s))
@@ -159,7 +159,7 @@ kd_failure_class kd_retry_classify(const char *code)
         return KD_FAIL_TRANSIENT;
     if (in_list(code, final_codes, sizeof final_codes / sizeof *final_codes))
         return KD_FAIL_FINAL;
-    if (all_digits(code)) {
+    if (kd_retry_code_is_status(code)) {
         /* a status of KONE's answer: 4xx is a refusal, except 401 (token: refreshed and
          * sent again, transient when that keeps failing), 408 and 429 (slow down) */
         long s = strtol(code, NULL, 10);
