@@ -65,6 +65,8 @@ done
 [ -n "$after" ] && [ "$after" != "$before" ] || it_fail "w1 did not reconnect to another node within 30 s"
 it_log "w1 failed over from port $before to $after"
 
+# the queue lives on the cluster, not on the dev stack's broker: ask a surviving node
+IT_RABBITMQCTL=("$KD_CLUSTER_DIR/bin/rabbitmqctl" -n "kd-c$survivor@localhost")
 it_recovery "$N" 600
 it_wait_ids "$N" 600
 sleep 3 # late duplicates arrive now

@@ -413,8 +413,11 @@ it_publish_raw() {
 
 # it_queue_depth QUEUE: messages ready + unacked in QUEUE; empty output (and status 1) when
 # rabbitmqctl fails or does not list the queue.
+# IT_RABBITMQCTL (an array, default (rabbitmqctl)) names the broker to ask: a test on another
+# broker (it_fault_cluster's cluster) sets it, so it_recovery and the waits read that one.
 it_queue_depth() {
-    { rabbitmqctl -q list_queues name messages 2>/dev/null || true; } |
+    local ctl=("${IT_RABBITMQCTL[@]:-rabbitmqctl}")
+    { "${ctl[@]}" -q list_queues name messages 2>/dev/null || true; } |
         awk -v q="$1" '$1==q && $2 ~ /^[0-9]+$/ {n=$2; f=1} END {if (f) print n; exit !f}'
 }
 
