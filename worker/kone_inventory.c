@@ -39,10 +39,12 @@ int kd_kone_inventory_parse(const char *body, size_t len, char **list, kd_err *e
     {
         const char *id = json_string_value(json_object_get(it, "id"));
         if (!id || !plain_id(id)) {
+            /* the message first: id lives in the tree */
+            int rc = kd_err_set(err, KD_ERR_DECODE,
+                                "resources answer: buildings[%zu] has no usable id (%.60s)", i,
+                                id ? id : "none");
             json_decref(j);
-            return kd_err_set(err, KD_ERR_DECODE,
-                              "resources answer: buildings[%zu] has no usable id (%.60s)", i,
-                              id ? id : "none");
+            return rc;
         }
         cap += strlen(id) + 1;
     }
