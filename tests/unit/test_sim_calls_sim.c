@@ -332,7 +332,10 @@ static void test_calls_over_the_wire(void **state)
     e = json_array_get(list, 3);
     assert_string_equal(json_string_value(json_object_get(e, "call_type")), "delete");
     assert_int_equal(num(e, "session_id"), sid);
-    assert_true(json_is_true(json_object_get(e, "cancelled")));
+    /* the log says whether the delete cancelled a live call: true when job-1 was still on
+     * its way, false when it was already served (at speed 20 a slow build, such as the
+     * ThreadSanitizer one in CI, may get there first); it_ledger_cancel checks the cancel */
+    assert_true(json_is_boolean(json_object_get(e, "cancelled")));
     json_decref(o);
 
     /* the query string reaches the endpoint, url-decoded */
