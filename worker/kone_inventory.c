@@ -100,24 +100,9 @@ static int get_resources(const kd_kone_token_cfg *cfg, const char *url, const ch
     hdrs = curl_slist_append(NULL, authz);
     long timeout = cfg->timeout_ms > 0 ? (long)cfg->timeout_ms : 10000;
     char ebuf[CURL_ERROR_SIZE] = "";
-    CURLcode cc = CURLE_OK;
-#define SET(opt, val)                                                                              \
-    if (cc == CURLE_OK)                                                                            \
-    cc = curl_easy_setopt(c, opt, val)
-    SET(CURLOPT_URL, url);
-    SET(CURLOPT_PROTOCOLS_STR, "https");
-    SET(CURLOPT_NOSIGNAL, 1L);
-    SET(CURLOPT_SSL_VERIFYPEER, 1L);
-    SET(CURLOPT_SSL_VERIFYHOST, 2L);
-    if (cfg->ca_file && *cfg->ca_file)
-        SET(CURLOPT_CAINFO, cfg->ca_file);
-    SET(CURLOPT_HTTPHEADER, hdrs);
-    SET(CURLOPT_TIMEOUT_MS, timeout);
-    SET(CURLOPT_WRITEFUNCTION, kd_kone_body_write);
-    SET(CURLOPT_WRITEDATA, body);
-    SET(CURLOPT_ERRORBUFFER, ebuf);
-    SET(CURLOPT_USERAGENT, "kone-worker/" KD_VERSION);
-#undef SET
+    CURLcode cc = kd_kone_curl_https(c, url, cfg->ca_file, timeout, body, ebuf);
+    if (cc == CURLE_OK)
+        cc = curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
     if (cc == CURLE_OK)
         cc = curl_easy_perform(c);
     if (cc != CURLE_OK) {

@@ -175,6 +175,31 @@ int kd_kone_token_parse(const char *body, size_t len, long http_status, const ch
 
 /* ------------------------------------------------------------------ the fetch */
 
+CURLcode kd_kone_curl_https(CURL *c, const char *url, const char *ca_file, long timeout_ms,
+                            kd_kone_body *body, char *ebuf)
+{
+    CURLcode cc = CURLE_OK;
+#define SET(opt, val)                                                                              \
+    if (cc == CURLE_OK)                                                                            \
+    cc = curl_easy_setopt(c, opt, val)
+    SET(CURLOPT_URL, url);
+    SET(CURLOPT_PROTOCOLS_STR, "https");
+    SET(CURLOPT_REDIR_PROTOCOLS_STR, "https");
+    SET(CURLOPT_NOSIGNAL, 1L);
+    SET(CURLOPT_SSL_VERIFYPEER, 1L);
+    SET(CURLOPT_SSL_VERIFYHOST, 2L);
+    if (ca_file && *ca_file)
+        SET(CURLOPT_CAINFO, ca_file);
+    SET(CURLOPT_TIMEOUT_MS, timeout_ms);
+    SET(CURLOPT_CONNECTTIMEOUT_MS, timeout_ms < 5000 ? timeout_ms : 5000L);
+    SET(CURLOPT_WRITEFUNCTION, kd_kone_body_write);
+    SET(CURLOPT_WRITEDATA, body);
+    SET(CURLOPT_ERRORBUFFER, ebuf);
+    SET(CURLOPT_USERAGENT, "kone-worker/" KD_VERSION);
+#undef SET
+    return cc;
+}
+
 size_t kd_kone_body_write(char *data, size_t size, size_t nmemb, void *arg)
 {
     kd_kone_body *b = arg;
@@ -223,31 +248,17 @@ static int fetch_with_abort(const kd_kone_token_cfg *cfg, const atomic_bool *abo
         goto out;
     }
     long timeout = cfg->timeout_ms > 0 ? (long)cfg->timeout_ms : 10000;
-    CURLcode cc = CURLE_OK;
+    CURLcode cc = kd_kone_curl_https(c, cfg->token_url, cfg->ca_file, timeout, &body, ebuf);
 #define SET(opt, val)                                                                              \
     if (cc == CURLE_OK)                                                                            \
     cc = curl_easy_setopt(c, opt, val)
-    SET(CURLOPT_URL, cfg->token_url);
-    SET(CURLOPT_PROTOCOLS_STR, "https");
-    SET(CURLOPT_REDIR_PROTOCOLS_STR, "https");
-    SET(CURLOPT_NOSIGNAL, 1L);
-    SET(CURLOPT_SSL_VERIFYPEER, 1L);
-    SET(CURLOPT_SSL_VERIFYHOST, 2L);
-    if (cfg->ca_file && *cfg->ca_file)
-        SET(CURLOPT_CAINFO, cfg->ca_file);
     SET(CURLOPT_HTTPAUTH, (long)CURLAUTH_BASIC);
     SET(CURLOPT_USERNAME, cfg->client_id);
     SET(CURLOPT_PASSWORD, cfg->client_secret);
     SET(CURLOPT_POSTFIELDS, form);
-    SET(CURLOPT_TIMEOUT_MS, timeout);
-    SET(CURLOPT_CONNECTTIMEOUT_MS, timeout < 5000 ? timeout : 5000L);
-    SET(CURLOPT_WRITEFUNCTION, kd_kone_body_write);
-    SET(CURLOPT_WRITEDATA, &body);
-    SET(CURLOPT_ERRORBUFFER, ebuf);
     SET(CURLOPT_NOPROGRESS, 0L);
     SET(CURLOPT_XFERINFOFUNCTION, on_progress);
     SET(CURLOPT_XFERINFODATA, (void *)abort_flag);
-    SET(CURLOPT_USERAGENT, "kone-worker/" KD_VERSION);
 #undef SET
     if (cc != CURLE_OK) {
         rc = kd_err_set(err, KD_ERR_INTERNAL, "token: curl option: %s", curl_easy_strerror(cc));

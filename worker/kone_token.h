@@ -20,6 +20,7 @@
 #ifndef KD_WORKER_KONE_TOKEN_H
 #define KD_WORKER_KONE_TOKEN_H
 
+#include <curl/curl.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -83,6 +84,12 @@ typedef struct kd_kone_body {
     bool overflow;
 } kd_kone_body;
 size_t kd_kone_body_write(char *data, size_t size, size_t nmemb, void *arg);
+/* The options every request to KONE's HTTPS API takes (token and resources fetches): url over
+ * https only (redirects too), the peer and its host name verified (against ca_file when set),
+ * the timeout (and a connect timeout of at most 5 s), the body into *body, libcurl's message
+ * into ebuf (CURL_ERROR_SIZE), our user agent. The first option refused, or CURLE_OK. */
+CURLcode kd_kone_curl_https(CURL *c, const char *url, const char *ca_file, long timeout_ms,
+                            kd_kone_body *body, char *ebuf);
 int kd_kone_token_fetch(const kd_kone_token_cfg *cfg, kd_kone_token *out, kd_err *err);
 
 /* ---- the token thread */
