@@ -259,7 +259,7 @@ fail:
 void lg_lost(kd_ledger *l, const char *why)
 {
     if (l->up || l->pg)
-        kd_warn("ledger %s lg_lost (%s); no new job is taken until it answers again; %d "
+        kd_warn("ledger %s lost (%s); no new job is taken until it answers again; %d "
                 "statements wait",
                 l->masked, why, l->queue.n + l->batch.n);
     if (l->pg)

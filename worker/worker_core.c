@@ -171,7 +171,9 @@ static void wake(kd_worker *w)
 {
     uint64_t one = 1;
     if (w->wake_fd >= 0 && write(w->wake_fd, &one, sizeof one) < 0 && errno != EAGAIN)
+        /* GCOVR_EXCL_START: an eventfd write fails (but EAGAIN) only on counter overflow */
         kd_debug("wake-up of the main loop failed: %s", kd_strerror(errno));
+    /* GCOVR_EXCL_STOP */
 }
 
 static void push(kd_worker *w, wk_run **list, wk_run *r)
@@ -209,7 +211,9 @@ static int produce_nb(kd_worker *w, const char *topic, const char *key, const vo
     if (!rc && (full || w->pq_head)) {
         wk_pending *p = malloc(sizeof *p + len);
         if (!p) {
+            /* GCOVR_EXCL_START: allocation failure */
             rc = kd_err_set(err, KD_ERR_NOMEM, "out of memory queueing a message for Kafka");
+            /* GCOVR_EXCL_STOP */
         } else {
             memset(p, 0, sizeof *p);
             p->topic = topic;
@@ -406,8 +410,10 @@ static void on_kone_accepted(const kd_run *run, const char *kone_session, void *
         return;
     wk_accept *a = calloc(1, sizeof *a);
     if (!a) {
+        /* GCOVR_EXCL_START: allocation failure */
         kd_error("out of memory; acceptance of job %s not recorded in the ledger", run->job.job_id);
         return;
+        /* GCOVR_EXCL_STOP */
     }
     snprintf(a->job_id, sizeof a->job_id, "%s", run->job.job_id);
     snprintf(a->kone_session, sizeof a->kone_session, "%s", kone_session ? kone_session : "");
@@ -660,9 +666,11 @@ static void on_cancel_asked(const char *cancel_job_id, int64_t call_session_id,
     kd_worker *w = ctx;
     wk_run *r = calloc(1, sizeof *r);
     if (!r) {
+        /* GCOVR_EXCL_START: allocation failure */
         kd_error("out of memory; cancel %s asked by another worker not sent", cancel_job_id);
         kd_ledger_cancel_answer(w->ledger, cancel_job_id, 0, "out of memory on the owner");
         return;
+        /* GCOVR_EXCL_STOP */
     }
     kd_run *run = &r->run;
     r->owner = w;
@@ -1089,9 +1097,11 @@ static void on_delivery(kd_worker *w, const kd_delivery *d)
     }
     wk_run *r = calloc(1, sizeof *r);
     if (!r) {
+        /* GCOVR_EXCL_START: allocation failure */
         kd_error("out of memory for a delivery; handing it back");
         kd_amqp_nack(w->amqp, d->delivery_tag, d->epoch, true, &err);
         return;
+        /* GCOVR_EXCL_STOP */
     }
     kd_run *run = &r->run;
     r->owner = w;
@@ -1189,7 +1199,9 @@ static void wait_io(kd_worker *w, int wait_ms)
     if (poll(p, n, wait_ms) > 0 && w->wake_fd >= 0 && (p[n - 1].revents & POLLIN)) {
         uint64_t v;
         if (read(w->wake_fd, &v, sizeof v) < 0 && errno != EAGAIN)
+            /* GCOVR_EXCL_START: the loop is the only reader, after poll said readable */
             kd_debug("reading the wake-up eventfd: %s", kd_strerror(errno));
+        /* GCOVR_EXCL_STOP */
     }
 }
 
@@ -1273,14 +1285,16 @@ int kd_worker_new(kd_worker **out, const kd_config *cfg, kd_err *err)
 {
     kd_worker *w = calloc(1, sizeof *w);
     if (!w)
-        return kd_err_set(err, KD_ERR_NOMEM, "out of memory");
+        return kd_err_set(err, KD_ERR_NOMEM, "out of memory"); /* GCOVR_EXCL_LINE: allocation */
     w->cfg = cfg;
     pthread_mutex_init(&w->lock, NULL);
     pthread_mutex_init(&w->pq_lock, NULL);
     w->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (w->wake_fd < 0)
+        /* GCOVR_EXCL_START: eventfd fails only with EMFILE, ENFILE or ENOMEM */
         kd_warn("no eventfd (%s): the main loop notices hand-overs within 2 ms instead of at once",
                 kd_strerror(errno));
+    /* GCOVR_EXCL_STOP */
     const char *id = kd_config_get(cfg, "worker.id");
     if (*id) {
         snprintf(w->id, sizeof w->id, "%s", id);
@@ -1319,8 +1333,10 @@ int kd_worker_new(kd_worker **out, const kd_config *cfg, kd_err *err)
     if (w->timings)
         setvbuf(w->timings, NULL, _IOFBF, 1 << 16);
     if (kd_rpub_init(&w->pub, (int)w->inflight_limit, on_copy_confirmed, w)) {
+        /* GCOVR_EXCL_START: kd_rpub_init fails only when allocation fails */
         kd_err_set(err, KD_ERR_NOMEM, "out of memory");
         goto fail;
+        /* GCOVR_EXCL_STOP */
     }
     if (kd_kafka_producer_new(&w->kafka, cfg, on_delivery_report, w, err))
         goto fail;

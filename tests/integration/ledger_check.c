@@ -292,6 +292,117 @@ static void test_bad_urls_and_newer_schema(void **state)
     sql(q);
 }
 
+static void on_route(const kd_ledger_call_owner *o, void *ctx)
+{
+    answer *a = ctx;
+    a->got = true;
+    a->ok = o->ok;
+}
+
+static void on_poll(bool ok, bool answered, int status, const char *message, void *ctx)
+{
+    (void)answered;
+    (void)status;
+    (void)message;
+    answer *a = ctx;
+    a->got = true;
+    a->ok = ok;
+}
+
+/* A bad ledger.ambiguous is refused by name; statements still queued when the ledger closes
+ * get their answer (a claim failed, an outcome not recorded, no owner found, a poll that
+ * failed), and so do those asked of no ledger (ledger.url=none): no job waits forever. */
+static void test_bad_ambiguous_and_answers_at_close(void **state)
+{
+    (void)state;
+    kd_config cfg;
+    kd_ledger *l = NULL;
+    kd_err err = {0};
+    load_cfg(&cfg, test_url, "maybe", "15000");
+    assert_int_equal(kd_ledger_open(&l, &cfg, "w", NULL, &err), KD_ERR_INVALID);
+    assert_non_null(strstr(err.msg, "ledger.ambiguous"));
+    assert_null(l);
+    kd_config_free(&cfg);
+
+    l = open_ledger("worker-c", "unknown", "15000");
+    assert_true(kd_ledger_up(l));
+    assert_int_equal(strncmp(kd_ledger_owner(l), "worker-c/", 9), 0);
+    kd_run run = mkrun("c1", 1), run2 = mkrun("c2", 1);
+    kd_run_finish(&run2, KD_OUTCOME_SUCCEEDED, KD_FAIL_NONE, "", "%s", "");
+    answer c = {0}, d = {0}, r = {0}, q = {0};
+    kd_ledger_claim(l, &run, on_claim, &c);
+    kd_ledger_done(l, &run2, "x", 1, on_done, &d);
+    kd_ledger_route(l, 42, "building:9990000951", on_route, &r);
+    kd_ledger_cancel_poll(l, "c3", on_poll, &q);
+    kd_ledger_close(l); /* no turn: none of them was sent */
+    assert_true(c.got && c.f.verdict == KD_LEDGER_FAILED);
+    assert_true(d.got && !d.ok);
+    assert_true(r.got && !r.ok);
+    assert_true(q.got && !q.ok);
+
+    answer r0 = {0}, q0 = {0}, d0 = {0};
+    kd_ledger_route(NULL, 42, "building:9990000951", on_route, &r0);
+    kd_ledger_cancel_poll(NULL, "c3", on_poll, &q0);
+    kd_ledger_done(NULL, &run2, "x", 1, on_done, &d0);
+    assert_true(r0.got && !r0.ok);
+    assert_true(q0.got && !q0.ok);
+    assert_true(d0.got && !d0.ok);
+    assert_string_equal(kd_ledger_owner(NULL), "");
+}
+
+/* PostgreSQL ends the ledger's session (an administrator, a failover): the claim in flight
+ * fails at once (the job is handed back, not called blind), the ledger is down, then it
+ * connects again by itself and the next claim calls. */
+static void test_session_killed_then_reconnect(void **state)
+{
+    (void)state;
+    kd_ledger *l = open_ledger("worker-k", "unknown", "15000");
+    settle(l);
+    char q[512];
+    snprintf(q, sizeof q,
+             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid <> "
+             "pg_backend_pid() AND application_name = 'kone-worker' AND backend_start > "
+             "now() - interval '10 seconds'");
+    sql(q);
+    kd_run run = mkrun("k1", 1);
+    answer a = {0};
+    kd_ledger_claim(l, &run, on_claim, &a);
+    for (int i = 0; i < 5000 && !a.got; i++) {
+        kd_ledger_turn(l);
+        usleep(1000);
+    }
+    assert_true(a.got);
+    assert_int_equal(a.f.verdict, KD_LEDGER_FAILED);
+    assert_false(kd_ledger_up(l));
+    for (int i = 0; i < 5000 && !kd_ledger_up(l); i++) {
+        kd_ledger_turn(l);
+        usleep(1000);
+    }
+    assert_true(kd_ledger_up(l));
+    assert_int_equal(claim(l, &run, NULL), KD_LEDGER_CALL);
+    kd_ledger_close(l);
+}
+
+/* A statement PostgreSQL refuses every time (here: an outcome whose text is not UTF-8) is
+ * tried a bounded number of times and dropped; its caller learns it was not recorded, and
+ * the ledger goes on serving the next statements. */
+static void test_statement_refused_every_time_is_dropped(void **state)
+{
+    (void)state;
+    kd_ledger *l = open_ledger("worker-u", "unknown", "15000");
+    kd_run run = mkrun("u1", 1);
+    assert_int_equal(claim(l, &run, NULL), KD_LEDGER_CALL);
+    kd_run_finish(&run, KD_OUTCOME_FAILED, KD_FAIL_FINAL, "X", "bad \xff\xfe text");
+    answer d = {0};
+    kd_ledger_done(l, &run, NULL, 0, on_done, &d);
+    settle(l);
+    assert_true(d.got);
+    assert_false(d.ok);
+    kd_run next = mkrun("u2", 1);
+    assert_int_equal(claim(l, &next, NULL), KD_LEDGER_CALL);
+    kd_ledger_close(l);
+}
+
 static void test_mask_url(void **state)
 {
     (void)state;
@@ -329,6 +440,9 @@ int main(void)
         cmocka_unit_test(test_retry_and_release_let_the_next_attempt_call),
         cmocka_unit_test(test_accept_then_done_in_any_order),
         cmocka_unit_test(test_bad_urls_and_newer_schema),
+        cmocka_unit_test(test_bad_ambiguous_and_answers_at_close),
+        cmocka_unit_test(test_session_killed_then_reconnect),
+        cmocka_unit_test(test_statement_refused_every_time_is_dropped),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     snprintf(q, sizeof q, "DROP SCHEMA %s CASCADE", schema);

@@ -11,6 +11,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -688,6 +691,74 @@ static void test_two_buildings_plain_list(void **state)
     kd_config_free(&c2);
 }
 
+/* What an operator meets when the metrics settings are wrong or the main loop stops: each
+ * bad value is refused with its key named, a 1001st building is refused, a port another
+ * process holds fails the start (and leaves no catalogue behind), and /readyz's reasons say
+ * why the worker is not ready. */
+static void test_bad_settings_and_a_stalled_loop(void **state)
+{
+    (void)state;
+    char why[512];
+    assert_false(kd_wm_ready(NULL, why, sizeof why));
+    assert_string_equal(why, "metrics not initialised\n");
+
+    kd_err err = {0};
+    assert_int_equal(kd_config_set(&cfg, "metrics.health_stale_ms", "0"), 0);
+    assert_int_not_equal(kd_wm_init(&cfg, &err), 0);
+    assert_non_null(strstr(err.msg, "metrics.health_stale_ms"));
+    assert_null(kd_wm_registry());
+
+    memset(&err, 0, sizeof err);
+    assert_int_equal(kd_config_set(&cfg, "metrics.health_stale_ms", "60000"), 0);
+    assert_int_equal(kd_config_set(&cfg, "metrics.port", "65536"), 0);
+    assert_int_not_equal(kd_worker_metrics_start(&cfg, NULL, NULL, &err), 0);
+    assert_non_null(strstr(err.msg, "metrics.port"));
+
+    size_t cap = 1001 * 16;
+    char *csv = malloc(cap), *p = csv;
+    assert_non_null(csv);
+    for (int i = 0; i < 1001; i++)
+        p += snprintf(p, cap - (size_t)(p - csv), "%sbuilding:%d", i ? "," : "", i);
+    assert_int_equal(kd_config_set(&cfg, "metrics.buildings", csv), 0);
+    free(csv);
+    memset(&err, 0, sizeof err);
+    assert_int_not_equal(kd_wm_init(&cfg, &err), 0);
+    assert_string_equal(err.msg, "metrics.buildings: at most 1000 buildings");
+    assert_null(kd_wm_registry());
+    assert_int_equal(kd_config_set(&cfg, "metrics.buildings", "building:1,building:2"), 0);
+
+    /* the port is another process's (here: a socket of this test's) */
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t sl = sizeof sa;
+    assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    assert_int_equal(listen(fd, 1), 0);
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&sa, &sl), 0);
+    char port[16];
+    snprintf(port, sizeof port, "%d", ntohs(sa.sin_port));
+    assert_int_equal(kd_config_set(&cfg, "metrics.port", port), 0);
+    memset(&err, 0, sizeof err);
+    assert_int_not_equal(kd_worker_metrics_start(&cfg, NULL, NULL, &err), 0);
+    assert_true(err.msg[0] != '\0');
+    assert_null(kd_wm_registry());
+    close(fd);
+    assert_int_equal(kd_config_set(&cfg, "metrics.port", "0"), 0);
+
+    /* one catalogue per process; a main loop silent for longer than health_stale_ms */
+    assert_int_equal(kd_config_set(&cfg, "metrics.health_stale_ms", "1"), 0);
+    assert_int_equal(kd_wm_init(&cfg, &err), 0);
+    memset(&err, 0, sizeof err);
+    assert_int_not_equal(kd_wm_init(&cfg, &err), 0);
+    assert_non_null(strstr(err.msg, "initialised twice"));
+    kd_wm_turn(&(kd_wm_state){.amqp_consuming = true, .kafka_ok = true, .kone_ready = true});
+    struct timespec ts = {0, 5 * 1000000L};
+    nanosleep(&ts, NULL);
+    assert_false(kd_wm_ready(NULL, why, sizeof why));
+    assert_string_equal(why, "main loop stalled (no turn within metrics.health_stale_ms)\n");
+    kd_wm_free();
+    assert_int_equal(kd_config_set(&cfg, "metrics.health_stale_ms", "60000"), 0);
+}
+
 int main(void)
 {
     curl_global_init(CURL_GLOBAL_DEFAULT);
@@ -702,6 +773,7 @@ int main(void)
         cmocka_unit_test(test_docs_table_matches_catalogue),
         cmocka_unit_test(test_endpoint_and_readiness),
         cmocka_unit_test(test_publish_snapshot_to_kafka),
+        cmocka_unit_test(test_bad_settings_and_a_stalled_loop),
     };
     int rc = cmocka_run_group_tests(tests, setup, teardown);
     curl_global_cleanup();
