@@ -404,6 +404,50 @@ static void test_faults(void **state)
     client_stop(&c);
 }
 
+/* kone-sim at a slower pace, so that a tracked call outlasts a short subscription. */
+static int setup_slow(void **state)
+{
+    (void)state;
+    if (!sim.have)
+        return 0;
+    sim.port = free_port();
+    assert_true(sim.port > 0);
+    unlink(sim.log);
+    sim_start("--sim-speed=1", NULL);
+    return 0;
+}
+
+/* kone.monitor_duration_s=1: the site-monitoring subscription of a tracked call that outlasts
+ * it is renewed, so the call's states keep coming until `served`; once no call uses it, it is
+ * let lapse, and the next call of that group makes it anew. */
+static void test_subscription_renewed_then_lapses(void **state)
+{
+    (void)state;
+    NEED_SIM();
+    client c;
+    int64_t t0 = kd_mono_us();
+    client_start(&c, "--kone-monitor-duration-s=1 --kone-call-timeout-ms=30000");
+    if (getenv("KD_TEST_VERBOSE"))
+        fprintf(stderr, "ready after %lld ms\n", (long long)((kd_mono_us() - t0) / 1000));
+    t0 = kd_mono_us();
+    kd_run *r = run_one(&c, call(B951, "1", 1000, 2, 3000, true), 30000);
+    int64_t took = kd_mono_us() - t0;
+    expect(r, KD_OUTCOME_SUCCEEDED, "", NULL);
+    pthread_mutex_lock(&obs.mu);
+    bool served = obs.n > 0 && !strcmp(obs.states[obs.n - 1], "served");
+    pthread_mutex_unlock(&obs.mu);
+    assert_true(served);
+    if (getenv("KD_TEST_VERBOSE"))
+        fprintf(stderr, "tracked call took %lld ms\n", (long long)(took / 1000));
+    usleep(1500000); /* unused for longer than its duration: it lapses */
+    expect(run_one(&c, call(B951, "1", 2000, 2, 3000, false), 30000), KD_OUTCOME_SUCCEEDED, "",
+           NULL);
+    if (getenv("KD_TEST_VERBOSE"))
+        fprintf(stderr, "second call done after %lld ms\n",
+                (long long)((kd_mono_us() - t0) / 1000));
+    client_stop(&c);
+}
+
 KS_MAIN(cmocka_unit_test_setup_teardown(test_rejection_table, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tracked_transfer, setup, teardown),
         cmocka_unit_test_setup_teardown(test_group_mode, setup, teardown),
@@ -412,4 +456,6 @@ KS_MAIN(cmocka_unit_test_setup_teardown(test_rejection_table, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sim_restart, setup, teardown),
         cmocka_unit_test_setup_teardown(test_server_closes_mid_call, setup, teardown),
         cmocka_unit_test_setup_teardown(test_keepalive, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_faults, setup, teardown))
+        cmocka_unit_test_setup_teardown(test_faults, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_subscription_renewed_then_lapses, setup_slow,
+                                        teardown))
