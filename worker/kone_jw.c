@@ -20,8 +20,10 @@ void kd_jw_init(kd_jw *w, size_t hint)
     w->cap = hint < KD_JW_MIN_CAP ? KD_JW_MIN_CAP : hint;
     w->buf = malloc(w->cap);
     if (!w->buf) {
+        /* GCOVR_EXCL_START: allocation failure */
         w->cap = 0;
         w->err = true;
+        /* GCOVR_EXCL_STOP */
     }
 }
 
@@ -54,8 +56,10 @@ static bool reserve(kd_jw *w, size_t n)
         cap *= 2;
     char *b = realloc(w->buf, cap);
     if (!b) {
+        /* GCOVR_EXCL_START: allocation failure */
         w->err = true; /* the old buffer stays, for kd_jw_finish to free */
         return false;
+        /* GCOVR_EXCL_STOP */
     }
     w->buf = b;
     w->cap = cap;

@@ -518,9 +518,11 @@ int kd_kone_msg_parse_jansson(const char *buf, size_t len, kd_kone_msg *out, kd_
     }
     kj_view j = {0};
     if (!kj_from_jansson(&j, root)) {
+        /* GCOVR_EXCL_START: allocation failure */
         json_decref(root);
         out->kind = KD_KONE_MSG_MALFORMED;
         return kd_err_set(err, KD_ERR_NOMEM, "out of memory reading a frame");
+        /* GCOVR_EXCL_STOP */
     }
     classify(&j, out);
     kj_free(&j);

@@ -151,8 +151,10 @@ kk_gate kk_sub_gate(kk_slot *s, kk_job *j, char *why, size_t len)
     kk_sub *x = lookup(s, b, g);
     int64_t now = kd_mono_us();
     if (!x && !(x = create(s, b, g))) {
+        /* GCOVR_EXCL_START: allocation failure */
         snprintf(why, len, "out of memory for the site-monitoring subscription of %s", b);
         return KK_GATE_FAIL;
+        /* GCOVR_EXCL_STOP */
     }
     x->last_used = now;
     if (x->st == KS_ACTIVE && x->refused_mode >= 0) {

@@ -159,8 +159,11 @@ int kd_kone_token_parse(const char *body, size_t len, long http_status, const ch
             free(shown);
         } else {
             out->access_token = strdup(json_string_value(at));
-            if (!out->access_token)
+            if (!out->access_token) {
+                /* GCOVR_EXCL_START: allocation failure */
                 rc = kd_err_set(err, KD_ERR_NOMEM, "out of memory");
+                /* GCOVR_EXCL_STOP */
+            }
             out->expires_in_s = exp;
         }
     }
@@ -231,7 +234,9 @@ static int fetch_with_abort(const kd_kone_token_cfg *cfg, const atomic_bool *abo
     memset(out, 0, sizeof *out);
     CURL *c = curl_easy_init();
     if (!c)
+        /* GCOVR_EXCL_START: curl_easy_init fails only when allocation fails */
         return kd_err_set(err, KD_ERR_NOMEM, "token: curl_easy_init failed");
+    /* GCOVR_EXCL_STOP */
     int rc = 0;
     kd_kone_body body = {.max = (size_t)BODY_MAX};
     char *form = NULL, *esc = NULL;
@@ -244,8 +249,10 @@ static int fetch_with_abort(const kd_kone_token_cfg *cfg, const atomic_bool *abo
         form = strdup("grant_type=client_credentials");
     }
     if (!form) {
+        /* GCOVR_EXCL_START: allocation failure */
         rc = kd_err_set(err, KD_ERR_NOMEM, "out of memory");
         goto out;
+        /* GCOVR_EXCL_STOP */
     }
     long timeout = cfg->timeout_ms > 0 ? (long)cfg->timeout_ms : 10000;
     CURLcode cc = kd_kone_curl_https(c, cfg->token_url, cfg->ca_file, timeout, &body, ebuf);
@@ -418,7 +425,7 @@ int kd_kone_tokens_start(kd_kone_tokens **out, const kd_kone_token_cfg *cfg,
     *out = NULL;
     kd_kone_tokens *t = calloc(1, sizeof *t);
     if (!t)
-        return kd_err_set(err, KD_ERR_NOMEM, "out of memory");
+        return kd_err_set(err, KD_ERR_NOMEM, "out of memory"); /* GCOVR_EXCL_LINE: allocation */
     t->cfg = *cfg;
     t->s_url = dup_or_empty(cfg->token_url);
     t->s_id = dup_or_empty(cfg->client_id);
@@ -426,8 +433,10 @@ int kd_kone_tokens_start(kd_kone_tokens **out, const kd_kone_token_cfg *cfg,
     t->s_scope = dup_or_empty(cfg->scope);
     t->s_ca = dup_or_empty(cfg->ca_file);
     if (!t->s_url || !t->s_id || !t->s_secret || !t->s_scope || !t->s_ca) {
+        /* GCOVR_EXCL_START: allocation failure */
         tokens_free(t);
         return kd_err_set(err, KD_ERR_NOMEM, "out of memory");
+        /* GCOVR_EXCL_STOP */
     }
     t->cfg.token_url = t->s_url;
     t->cfg.client_id = t->s_id;
@@ -445,19 +454,23 @@ int kd_kone_tokens_start(kd_kone_tokens **out, const kd_kone_token_cfg *cfg,
     int e2 = pthread_cond_init(&t->cv, &ca);
     pthread_condattr_destroy(&ca);
     if (e1 || e2) {
+        /* GCOVR_EXCL_START: mutex/cond init fail only when resources are exhausted */
         if (!e1)
             pthread_mutex_destroy(&t->mu);
         if (!e2)
             pthread_cond_destroy(&t->cv);
         tokens_free(t);
         return kd_err_set(err, KD_ERR_INTERNAL, "token thread: mutex/cond init failed");
+        /* GCOVR_EXCL_STOP */
     }
     int e = pthread_create(&t->th, NULL, token_thread, t);
     if (e) {
+        /* GCOVR_EXCL_START: pthread_create fails only when resources are exhausted */
         pthread_mutex_destroy(&t->mu);
         pthread_cond_destroy(&t->cv);
         tokens_free(t);
         return kd_err_set(err, KD_ERR_INTERNAL, "token thread: %s", kd_strerror(e));
+        /* GCOVR_EXCL_STOP */
     }
     *out = t;
     return 0;

@@ -69,8 +69,10 @@ int kd_kval_parse_config(kd_kval_site *s, const char *frame, size_t len, kd_err 
     json_array_foreach(floors, i, v) cap += json_array_size(json_object_get(v, "areas"));
     kd_kval_area *out = cap ? calloc(cap, sizeof *out) : NULL;
     if (cap && !out) {
+        /* GCOVR_EXCL_START: allocation failure */
         json_decref(root);
         return kd_err_set(err, KD_ERR_NOMEM, "out of memory");
+        /* GCOVR_EXCL_STOP */
     }
     size_t n = 0;
     bool transfer = false;
@@ -144,8 +146,10 @@ int kd_kval_parse_actions(kd_kval_site *s, const char *frame, size_t len, kd_err
     size_t cap = json_array_size(list), n = 0, i;
     kd_kval_action *out = cap ? calloc(cap, sizeof *out) : NULL;
     if (cap && !out) {
+        /* GCOVR_EXCL_START: allocation failure */
         json_decref(root);
         return kd_err_set(err, KD_ERR_NOMEM, "out of memory");
+        /* GCOVR_EXCL_STOP */
     }
     const json_t *v;
     json_array_foreach(list, i, v)

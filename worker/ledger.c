@@ -221,7 +221,9 @@ static int connect_pg(kd_ledger *l, bool do_migrate, kd_err *err)
     const char *vals[] = {l->url, ct, "kone-worker", NULL};
     PGconn *pg = PQconnectdbParams(keys, vals, 1);
     if (!pg)
+        /* GCOVR_EXCL_START: PQconnectdbParams returns NULL only when allocation fails */
         return kd_err_set(err, KD_ERR_NOMEM, "ledger: out of memory");
+    /* GCOVR_EXCL_STOP */
     l->pg = pg;
     if (PQstatus(pg) != CONNECTION_OK) {
         kd_err_set(err, KD_ERR_IO, "ledger %s: cannot connect: %s", l->masked,
@@ -337,8 +339,10 @@ int kd_ledger_open(kd_ledger **out, const kd_config *cfg, const char *worker_id,
                  : strchr(url, '?') ? "&sslmode=verify-full"
                                     : "?sslmode=verify-full");
     if (!l || !l->url) {
+        /* GCOVR_EXCL_START: allocation failure */
         free(l);
         return kd_err_set(err, KD_ERR_NOMEM, "out of memory");
+        /* GCOVR_EXCL_STOP */
     }
     if (mode && strncmp(mode + 8, "verify-full", 11) != 0)
         kd_warn("ledger.url sets sslmode=%.*s: the ledger's certificate or host name is NOT "
@@ -449,9 +453,11 @@ static void enqueue_simple(kd_ledger *l, op_kind kind, const kd_run *run)
 {
     op *o = lg_new_op(kind, run);
     if (!o) {
+        /* GCOVR_EXCL_START: allocation failure */
         kd_error("ledger: out of memory; %s of job %s not recorded", lg_op_name[kind],
                  run ? run->job.job_id : "-");
         return;
+        /* GCOVR_EXCL_STOP */
     }
     lg_enqueue(l, o);
 }
@@ -461,8 +467,10 @@ void kd_ledger_accept(kd_ledger *l, const char *job_id, int64_t session_id,
 {
     op *o = lg_new_op(OP_ACCEPT, NULL);
     if (!o) {
+        /* GCOVR_EXCL_START: allocation failure */
         kd_error("ledger: out of memory; acceptance of job %s not recorded", job_id);
         return;
+        /* GCOVR_EXCL_STOP */
     }
     snprintf(o->job_id, sizeof o->job_id, "%s", job_id);
     snprintf(o->message, sizeof o->message, "%s", kone_session ? kone_session : "");
@@ -489,13 +497,17 @@ void kd_ledger_done(kd_ledger *l, const kd_run *run, const void *result, size_t 
         return;
     }
     if (o && len && !(o->result = malloc(len))) {
+        /* GCOVR_EXCL_START: allocation failure */
         lg_free_op(o);
         o = NULL;
+        /* GCOVR_EXCL_STOP */
     }
     if (!o) {
+        /* GCOVR_EXCL_START: allocation failure */
         kd_error("ledger: out of memory; outcome of job %s not recorded", run->job.job_id);
         fn(true, result, len, ctx); /* it still goes out; a redelivery would meet `writing` */
         return;
+        /* GCOVR_EXCL_STOP */
     }
     if (len)
         memcpy(o->result, result, len);

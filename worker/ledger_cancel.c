@@ -15,8 +15,10 @@ op *lg_cancel_op(kd_ledger *l, op_kind kind, const char *cancel_job_id)
 {
     op *o = lg_new_op(kind, NULL);
     if (!o) {
+        /* GCOVR_EXCL_START: allocation failure */
         kd_error("ledger: out of memory; cancel %s not handled", cancel_job_id);
         return NULL;
+        /* GCOVR_EXCL_STOP */
     }
     snprintf(o->job_id, sizeof o->job_id, "%s", cancel_job_id);
     (void)l;

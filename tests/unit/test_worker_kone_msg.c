@@ -967,10 +967,27 @@ static void test_cancel_codes(void **state)
     assert_string_equal(code, "cancelled");
 }
 
+/* The kind names the client's debug log gives a frame it ignored ("ignored a %s frame"). */
+static void test_kind_names(void **state)
+{
+    (void)state;
+    const char *want[] = {"malformed",  "unknown", "answer",     "call_result",
+                          "call_state", "event",   "lift_status"};
+    for (int k = KD_KONE_MSG_MALFORMED; k <= KD_KONE_MSG_LIFT_STATUS; k++)
+        assert_string_equal(kd_kone_msg_kind_name((kd_kone_msg_kind)k), want[k]);
+    assert_string_equal(kd_kone_msg_kind_name((kd_kone_msg_kind)42), "?");
+    kd_kone_msg m;
+    kd_err err = {0};
+    const char *frame = "{\"type\":\"ok\",\"statusCode\":201,\"requestId\":7}";
+    assert_int_equal(kd_kone_msg_parse(frame, strlen(frame), &m, &err), 0);
+    assert_string_equal(kd_kone_msg_kind_name(m.kind), "answer");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_iso8601),
+        cmocka_unit_test(test_kind_names),
         cmocka_unit_test(test_building_id),
         cmocka_unit_test(test_url_escape),
         cmocka_unit_test(test_peek_call_state),

@@ -404,6 +404,11 @@ static void test_faults(void **state)
     client_stop(&c);
 }
 
+static void copy_stats(const kd_kone_building_stats *s, void *arg)
+{
+    *(kd_kone_building_stats *)arg = *s;
+}
+
 /* kone-sim at a slower pace, so that a tracked call outlasts a short subscription. */
 static int setup_slow(void **state)
 {
@@ -442,6 +447,13 @@ static void test_subscription_renewed_then_lapses(void **state)
     usleep(1500000); /* unused for longer than its duration: it lapses */
     expect(run_one(&c, call(B951, "1", 2000, 2, 3000, false), 30000), KD_OUTCOME_SUCCEEDED, "",
            NULL);
+    /* the client keeps the one building it called, its circuit closed */
+    kd_kone_building_stats seen = {0};
+    assert_int_equal(kd_kone_buildings(c.k, copy_stats, &seen), 1);
+    assert_string_equal(seen.building, B951);
+    assert_int_equal(seen.circuit, KD_KONE_CIRCUIT_CLOSED);
+    assert_int_equal(seen.circuit_opens, 0);
+    assert_int_equal(kd_kone_buildings(NULL, copy_stats, &seen), 0);
     if (getenv("KD_TEST_VERBOSE"))
         fprintf(stderr, "second call done after %lld ms\n",
                 (long long)((kd_mono_us() - t0) / 1000));
