@@ -404,6 +404,40 @@ static void test_faults(void **state)
     client_stop(&c);
 }
 
+/* KONE slower than kone.request_timeout_ms (kone-sim's latency): the group's configuration
+ * fetch and its site-monitoring subscription go unanswered, and the job gives up transient
+ * with nothing written (safe to retry: no call was made); once KONE answers in time again,
+ * both are asked anew and the next call succeeds. */
+static void test_unanswered_subscription_and_config(void **state)
+{
+    (void)state;
+    NEED_SIM();
+    client c;
+    client_start(&c, "--kone-request-timeout-ms=200");
+    assert_int_equal(sim_post("/sim/faults", "{\"latency_ms\":1000}"), 200);
+    kd_run *r = run_one(&c, call(B951, "1", 1000, 2, 5000, false), 10000);
+    if (getenv("KD_TEST_VERBOSE"))
+        fprintf(stderr, "slow KONE: %s %s (%s)\n", kd_outcome_name(r->outcome), r->error_code,
+                r->error_message);
+    assert_int_equal(r->outcome, KD_OUTCOME_FAILED);
+    assert_int_equal(r->failure, KD_FAIL_TRANSIENT);
+    assert_false(r->written);
+    free(r);
+    assert_int_equal(sim_post("/sim/faults/reset", NULL), 200);
+    r = NULL;
+    for (int i = 0; i < 40; i++) { /* the subscription is asked again after its backoff */
+        r = run_one(&c, call(B951, "1", 1000, 2, 5000, false), 10000);
+        if (r->outcome == KD_OUTCOME_SUCCEEDED)
+            break;
+        free(r);
+        r = NULL;
+        usleep(100000);
+    }
+    assert_non_null(r);
+    expect(r, KD_OUTCOME_SUCCEEDED, "", NULL);
+    client_stop(&c);
+}
+
 static void copy_stats(const kd_kone_building_stats *s, void *arg)
 {
     *(kd_kone_building_stats *)arg = *s;
@@ -470,4 +504,5 @@ KS_MAIN(cmocka_unit_test_setup_teardown(test_rejection_table, setup, teardown),
         cmocka_unit_test_setup_teardown(test_keepalive, setup, teardown),
         cmocka_unit_test_setup_teardown(test_faults, setup, teardown),
         cmocka_unit_test_setup_teardown(test_subscription_renewed_then_lapses, setup_slow,
-                                        teardown))
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_unanswered_subscription_and_config, setup, teardown))
