@@ -35,7 +35,9 @@ int main(int argc, char **argv)
     kd_config cfg;
     kd_err err = {0};
     if (kd_config_load(&cfg, KD_PROG_WORKER, "kone-worker", argc, argv, &err)) {
-        fprintf(stderr, "kone-worker: %s\n", err.msg);
+        /* the option errors already name the program ("kone-worker: unknown option ...") */
+        bool named = strncmp(err.msg, "kone-worker: ", 13) == 0;
+        fprintf(stderr, "%s%s\n", named ? "" : "kone-worker: ", err.msg);
         return 2;
     }
     int code = 0;

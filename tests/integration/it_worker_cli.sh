@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# it_worker_cli: kone-worker's start-up errors as an operator meets them: each bad setting
+# makes it exit 2 at once, before it takes a job, with the setting named (an unknown option,
+# log.level, a metrics port out of range or taken, worker.inflight, an unreadable AMQP CA
+# file, a timings file that cannot be opened, a Kafka setting librdkafka refuses); without
+# worker.id its log lines carry <host>-<pid>. No broker is reached: each run takes
+# milliseconds.
+source "$(dirname "$0")/lib.sh"
+
+# wk_fails NAME REGEX ARGS...: kone-worker exits 2 and says REGEX (stderr and log lines).
+wk_fails() {
+    local name=$1 re=$2 rc=0
+    shift 2
+    timeout 30 env KD_METRICS_PORT=0 "$KD_BIN_DIR/kone-worker" "$@" </dev/null \
+        >"$IT_DIR/$name.log" 2>&1 || rc=$?
+    [ "$rc" -eq 2 ] || it_fail "$name: exit $rc, expected 2: $(tail -n 2 "$IT_DIR/$name.log")"
+    grep -Eq "$re" "$IT_DIR/$name.log" || it_fail "$name: does not say /$re/: $(cat "$IT_DIR/$name.log")"
+}
+
+wk_fails unknown '^kone-worker: unknown option --no-such-option' --no-such-option
+wk_fails bad_level 'log.level: must be debug, info, warn or error' --log-level=loud
+wk_fails bad_port 'cannot start: metrics.port' --metrics-port=70000
+wk_fails bad_inflight 'cannot start: worker.inflight' --worker-id=w-cli --worker-inflight=0
+wk_fails bad_ca 'cannot start: .*amqp' --worker-id=w-cli --amqp-ca-file="$IT_DIR/none.pem"
+wk_fails bad_timings "cannot start: worker.timings_file: cannot open $IT_DIR/no/dir/t.csv" \
+    --worker-id=w-cli --worker-timings-file="$IT_DIR/no/dir/t.csv"
+wk_fails bad_compression 'cannot start: .*compression' --worker-id=w-cli --kafka-compression=zip
+
+# a metrics port another process holds: a worker nobody can scrape looks missing
+python3 -c 'import socket,sys,time
+s=socket.socket(); s.bind(("127.0.0.1",0)); s.listen(1); print(s.getsockname()[1], flush=True)
+time.sleep(30)' >"$IT_DIR/port" &
+holder=$!
+it_at_exit "kill $holder 2>/dev/null"
+for _ in $(seq 50); do [ -s "$IT_DIR/port" ] && break; sleep 0.1; done
+port=$(head -n1 "$IT_DIR/port")
+[ -n "$port" ] || it_fail "no port held"
+rc=0
+timeout 30 "$KD_BIN_DIR/kone-worker" --metrics-listen=127.0.0.1 --metrics-port="$port" </dev/null \
+    >"$IT_DIR/taken.log" 2>&1 || rc=$?
+[ "$rc" -eq 2 ] || it_fail "taken port: exit $rc, expected 2: $(tail -n 2 "$IT_DIR/taken.log")"
+grep -q '"cannot start: ' "$IT_DIR/taken.log" || it_fail "taken port: $(cat "$IT_DIR/taken.log")"
+kill "$holder" 2>/dev/null || true
+
+# no worker.id: the log names the worker <host>-<pid>
+rc=0
+timeout 30 env KD_METRICS_PORT=0 KD_WORKER_ID= "$KD_BIN_DIR/kone-worker" --worker-id= \
+    --worker-inflight=0 </dev/null >"$IT_DIR/noid.log" 2>&1 || rc=$?
+[ "$rc" -eq 2 ] || it_fail "no worker.id: exit $rc, expected 2"
+grep -Eq "\"kd.worker\":\"$(hostname | cut -c1-63)-[0-9]+\"" "$IT_DIR/noid.log" ||
+    it_fail "no worker.id: the log does not name the worker <host>-<pid>: $(cat "$IT_DIR/noid.log")"
+it_log "PASS"
