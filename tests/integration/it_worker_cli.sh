@@ -2,9 +2,9 @@
 # it_worker_cli: kone-worker's start-up errors as an operator meets them: each bad setting
 # makes it exit 2 at once, before it takes a job, with the setting named (an unknown option,
 # log.level, a metrics port out of range or taken, worker.inflight, an unreadable AMQP CA
-# file, a timings file that cannot be opened, a Kafka setting librdkafka refuses); without
-# worker.id its log lines carry <host>-<pid>. No broker is reached: each run takes
-# milliseconds.
+# file, a timings file that cannot be opened, a Kafka setting librdkafka refuses, the KONE
+# client's settings); without worker.id its log lines carry <host>-<pid>. No job is taken
+# and only the ledger is reached: each run takes milliseconds.
 source "$(dirname "$0")/lib.sh"
 
 # wk_fails NAME REGEX ARGS...: kone-worker exits 2 and says REGEX (stderr and log lines).
@@ -25,6 +25,22 @@ wk_fails bad_ca 'cannot start: .*amqp' --worker-id=w-cli --amqp-ca-file="$IT_DIR
 wk_fails bad_timings "cannot start: worker.timings_file: cannot open $IT_DIR/no/dir/t.csv" \
     --worker-id=w-cli --worker-timings-file="$IT_DIR/no/dir/t.csv"
 wk_fails bad_compression 'cannot start: .*compression' --worker-id=w-cli --kafka-compression=zip
+# the KONE client's settings (checked after the ledger opened: the stack's PostgreSQL)
+wk_fails kone_building "cannot start: kone.buildings: 'x!y' is not a building id" \
+    --worker-id=w-cli --kone-buildings='1,x!y'
+wk_fails kone_breaker 'cannot start: kone.breaker_probe_cap_ms: must be at least kone.breaker_probe_base_ms \(5000\)' \
+    --worker-id=w-cli --kone-breaker-probe-base-ms=5000 --kone-breaker-probe-cap-ms=1000
+wk_fails kone_policy "cannot start: kone.group_mode_policy: must be reject or hold, got 'maybe'" \
+    --worker-id=w-cli --kone-group-mode-policy=maybe
+wk_fails kone_scope 'cannot start: kone.scope is set, but kone.buildings needs more than one token' \
+    --worker-id=w-cli --kone-buildings=1,2,3 --kone-buildings-per-token=1 --kone-scope=foo
+wk_fails kone_conns 'cannot start: kone.connections: 2, but kone.buildings needs 3 tokens' \
+    --worker-id=w-cli --kone-buildings=1,2,3 --kone-buildings-per-token=1 --kone-connections=2
+wk_fails kone_client 'cannot start: kone.client_id: required' --worker-id=w-cli --kone-client-id=
+wk_fails kone_ca "cannot start: kone.ca_file: cannot read $IT_DIR/none.pem" \
+    --worker-id=w-cli --kone-ca-file="$IT_DIR/none.pem"
+wk_fails kone_modes "cannot start: kone.lift_modes_refused: expected code:NAME pairs" \
+    --worker-id=w-cli --kone-lift-modes-refused=bogus
 
 # a metrics port another process holds: a worker nobody can scrape looks missing
 python3 -c 'import socket,sys,time
