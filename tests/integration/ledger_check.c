@@ -403,6 +403,57 @@ static void test_statement_refused_every_time_is_dropped(void **state)
     kd_ledger_close(l);
 }
 
+/* Opens a ledger confined to schema `name` (made here, with `setup` run in it first) and
+ * returns kd_ledger_open's error message; the schema is dropped after. */
+static int open_in_schema(const char *name, const char *setup, char *msg, size_t len)
+{
+    char q[600];
+    snprintf(q, sizeof q, "CREATE SCHEMA %s_%s; SET search_path = %s_%s; %s", schema, name, schema,
+             name, setup);
+    sql(q);
+    char url[1500];
+    snprintf(url, sizeof url, "%s%coptions=-csearch_path%%3D%s_%s", base_url,
+             strchr(base_url, '?') ? '&' : '?', schema, name);
+    kd_config cfg;
+    load_cfg(&cfg, url, "unknown", "15000");
+    kd_ledger *l = NULL;
+    kd_err err = {0};
+    int rc = kd_ledger_open(&l, &cfg, "w", NULL, &err);
+    kd_config_free(&cfg);
+    kd_ledger_close(l);
+    snprintf(msg, len, "%s", err.msg);
+    snprintf(q, sizeof q, "DROP SCHEMA %s_%s CASCADE", schema, name);
+    sql(q);
+    return rc;
+}
+
+/* A ledger whose tables are not what this worker made (a hand-made table, a half-applied
+ * migration) is a clear start-up error naming what PostgreSQL said, never a worker that
+ * runs without its ledger. */
+static void test_broken_schema_is_a_startup_error(void **state)
+{
+    (void)state;
+    char msg[600];
+    /* kd_schema without its version column */
+    assert_int_equal(open_in_schema("nover", "CREATE TABLE kd_schema (v integer)", msg, sizeof msg),
+                     KD_ERR_IO);
+    assert_non_null(strstr(msg, ": schema: "));
+    assert_non_null(strstr(msg, "version"));
+    assert_null(strstr(msg, "password="));
+    /* a kd_calls of another shape: creating version 1's indexes fails */
+    assert_int_equal(open_in_schema("calls", "CREATE TABLE kd_calls (x integer)", msg, sizeof msg),
+                     KD_ERR_IO);
+    assert_non_null(strstr(msg, ": schema: "));
+    /* version 2 recorded, its tables missing: the statements cannot be prepared */
+    assert_int_equal(open_in_schema("empty",
+                                    "CREATE TABLE kd_schema (version integer NOT NULL); "
+                                    "INSERT INTO kd_schema VALUES (2)",
+                                    msg, sizeof msg),
+                     KD_ERR_IO);
+    assert_non_null(strstr(msg, ": prepare: "));
+    assert_non_null(strstr(msg, "does not exist"));
+}
+
 static void test_mask_url(void **state)
 {
     (void)state;
@@ -443,6 +494,7 @@ int main(void)
         cmocka_unit_test(test_bad_ambiguous_and_answers_at_close),
         cmocka_unit_test(test_session_killed_then_reconnect),
         cmocka_unit_test(test_statement_refused_every_time_is_dropped),
+        cmocka_unit_test(test_broken_schema_is_a_startup_error),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     snprintf(q, sizeof q, "DROP SCHEMA %s CASCADE", schema);
