@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -454,6 +455,67 @@ static void test_broken_schema_is_a_startup_error(void **state)
     assert_non_null(strstr(msg, "does not exist"));
 }
 
+/* The pid of the newest backend a ledger of this test opened (0 when none is found). */
+static int newest_backend(void)
+{
+    PGconn *pg = PQconnectdb(base_url);
+    assert_int_equal(PQstatus(pg), CONNECTION_OK);
+    PGresult *r =
+        PQexec(pg, "SELECT pid FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND "
+                   "application_name = 'kone-worker' ORDER BY backend_start DESC LIMIT 1");
+    int pid = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1
+                  ? (int)strtol(PQgetvalue(r, 0, 0), NULL, 10)
+                  : 0;
+    PQclear(r);
+    PQfinish(pg);
+    return pid;
+}
+
+/* A PostgreSQL backend that stops answering (a hung server; here its process is stopped):
+ * the batch in flight is given up after ledger.timeout_ms and its claim fails (the job is
+ * handed back), the ledger connects again by itself; at shutdown, statements it cannot get
+ * answered within the drain's time are left, not waited for forever. */
+static void test_unanswering_backend_times_out(void **state)
+{
+    (void)state;
+    setenv("KD_LEDGER_TIMEOUT_MS", "300", 1);
+    kd_ledger *l = open_ledger("worker-t", "unknown", "15000");
+    unsetenv("KD_LEDGER_TIMEOUT_MS");
+    settle(l);
+    int pid = newest_backend();
+    assert_true(pid > 0);
+    if (kill(pid, SIGSTOP) != 0) { /* the backend is another user's: nothing to stop */
+        kd_ledger_close(l);
+        skip();
+    }
+    kd_run run = mkrun("t1", 1);
+    answer a = {0};
+    kd_ledger_claim(l, &run, on_claim, &a);
+    for (int i = 0; i < 5000 && !a.got; i++) {
+        kd_ledger_turn(l);
+        usleep(1000);
+    }
+    kill(pid, SIGCONT);
+    assert_true(a.got);
+    assert_int_equal(a.f.verdict, KD_LEDGER_FAILED);
+    for (int i = 0; i < 5000 && !kd_ledger_up(l); i++) {
+        kd_ledger_turn(l);
+        usleep(1000);
+    }
+    assert_true(kd_ledger_up(l));
+    assert_int_equal(claim(l, &run, NULL), KD_LEDGER_CALL);
+
+    pid = newest_backend();
+    assert_true(pid > 0);
+    assert_int_equal(kill(pid, SIGSTOP), 0);
+    kd_ledger_release(l, &run, false);
+    kd_ledger_drain(l, 200000);
+    int left = kd_ledger_pending(l);
+    kill(pid, SIGCONT);
+    assert_true(left > 0); /* left: the next delivery meets the row as it is */
+    kd_ledger_close(l);
+}
+
 static void test_mask_url(void **state)
 {
     (void)state;
@@ -495,6 +557,7 @@ int main(void)
         cmocka_unit_test(test_session_killed_then_reconnect),
         cmocka_unit_test(test_statement_refused_every_time_is_dropped),
         cmocka_unit_test(test_broken_schema_is_a_startup_error),
+        cmocka_unit_test(test_unanswering_backend_times_out),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     snprintf(q, sizeof q, "DROP SCHEMA %s CASCADE", schema);
