@@ -93,6 +93,15 @@ static void settle(kd_ledger *l)
     assert_int_equal(kd_ledger_pending(l), 0);
 }
 
+/* Turns the ledger (for 5 s at most) until *flag is set, or until `up` is up again. */
+static void turn_until(kd_ledger *l, const bool *flag, const kd_ledger *up)
+{
+    for (int i = 0; i < 5000 && !(flag ? *flag : kd_ledger_up(up)); i++) {
+        kd_ledger_turn(l);
+        usleep(1000);
+    }
+}
+
 static kd_run mkrun(const char *job, int attempt)
 {
     kd_run r;
@@ -368,17 +377,11 @@ static void test_session_killed_then_reconnect(void **state)
     kd_run run = mkrun("k1", 1);
     answer a = {0};
     kd_ledger_claim(l, &run, on_claim, &a);
-    for (int i = 0; i < 5000 && !a.got; i++) {
-        kd_ledger_turn(l);
-        usleep(1000);
-    }
+    turn_until(l, &a.got, NULL);
     assert_true(a.got);
     assert_int_equal(a.f.verdict, KD_LEDGER_FAILED);
     assert_false(kd_ledger_up(l));
-    for (int i = 0; i < 5000 && !kd_ledger_up(l); i++) {
-        kd_ledger_turn(l);
-        usleep(1000);
-    }
+    turn_until(l, NULL, l);
     assert_true(kd_ledger_up(l));
     assert_int_equal(claim(l, &run, NULL), KD_LEDGER_CALL);
     kd_ledger_close(l);
@@ -491,17 +494,11 @@ static void test_unanswering_backend_times_out(void **state)
     kd_run run = mkrun("t1", 1);
     answer a = {0};
     kd_ledger_claim(l, &run, on_claim, &a);
-    for (int i = 0; i < 5000 && !a.got; i++) {
-        kd_ledger_turn(l);
-        usleep(1000);
-    }
+    turn_until(l, &a.got, NULL);
     kill(pid, SIGCONT);
     assert_true(a.got);
     assert_int_equal(a.f.verdict, KD_LEDGER_FAILED);
-    for (int i = 0; i < 5000 && !kd_ledger_up(l); i++) {
-        kd_ledger_turn(l);
-        usleep(1000);
-    }
+    turn_until(l, NULL, l);
     assert_true(kd_ledger_up(l));
     assert_int_equal(claim(l, &run, NULL), KD_LEDGER_CALL);
 

@@ -359,18 +359,41 @@ KS_UNUSED static void expect(kd_run *r, kd_outcome o, const char *code, const ch
     free(r);
 }
 
+/* Submits the same call until it succeeds (a fault being lifted, a backoff running out), at
+ * most `tries` times 100 ms apart; fails the test otherwise. */
+KS_UNUSED static void expect_success_within(client *c, const char *building, const char *group,
+                                            int64_t area, int64_t destination, int tries)
+{
+    kd_run *r = NULL;
+    for (int i = 0; i < tries; i++) {
+        r = run_one(c, call(building, group, area, 2, destination, false), 10000);
+        if (r->outcome == KD_OUTCOME_SUCCEEDED || i == tries - 1)
+            break;
+        free(r);
+        usleep(100000);
+    }
+    expect(r, KD_OUTCOME_SUCCEEDED, "", NULL);
+}
+
 /* ------------------------------------------------------------------ tests */
 
-KS_UNUSED static int setup(void **state)
+/* Starts kone-sim on a free port with one extra flag (or none); each test reads only its own
+ * simulator log. */
+KS_UNUSED static int setup_with(const char *extra)
 {
-    (void)state;
     if (!sim.have)
         return 0;
     sim.port = free_port();
     assert_true(sim.port > 0);
-    unlink(sim.log); /* each test reads only its own simulator log */
-    sim_start(NULL, NULL);
+    unlink(sim.log);
+    sim_start(extra, NULL);
     return 0;
+}
+
+KS_UNUSED static int setup(void **state)
+{
+    (void)state;
+    return setup_with(NULL);
 }
 
 KS_UNUSED static int teardown(void **state)

@@ -147,16 +147,7 @@ static void test_group_mode(void **state)
     const char *nor = "{\"buildings\":{\"building:9990000951\":{\"groups\":{\"2\":"
                       "{\"mode\":\"NOR\"}}}}}";
     assert_int_equal(sim_post("/sim/faults", nor), 200);
-    for (int i = 0; i < 50; i++) {
-        r = run_one(&c, call(B951, "2", 15000, 2, 16000, false), 10000);
-        if (r->outcome == KD_OUTCOME_SUCCEEDED)
-            break;
-        free(r);
-        r = NULL;
-        usleep(100000);
-    }
-    assert_non_null(r);
-    expect(r, KD_OUTCOME_SUCCEEDED, "", NULL);
+    expect_success_within(&c, B951, "2", 15000, 16000, 50);
     client_stop(&c);
 }
 
@@ -424,17 +415,8 @@ static void test_unanswered_subscription_and_config(void **state)
     assert_false(r->written);
     free(r);
     assert_int_equal(sim_post("/sim/faults/reset", NULL), 200);
-    r = NULL;
-    for (int i = 0; i < 40; i++) { /* the subscription is asked again after its backoff */
-        r = run_one(&c, call(B951, "1", 1000, 2, 5000, false), 10000);
-        if (r->outcome == KD_OUTCOME_SUCCEEDED)
-            break;
-        free(r);
-        r = NULL;
-        usleep(100000);
-    }
-    assert_non_null(r);
-    expect(r, KD_OUTCOME_SUCCEEDED, "", NULL);
+    /* the subscription is asked again after its backoff */
+    expect_success_within(&c, B951, "1", 1000, 5000, 40);
     client_stop(&c);
 }
 
@@ -447,13 +429,7 @@ static void copy_stats(const kd_kone_building_stats *s, void *arg)
 static int setup_slow(void **state)
 {
     (void)state;
-    if (!sim.have)
-        return 0;
-    sim.port = free_port();
-    assert_true(sim.port > 0);
-    unlink(sim.log);
-    sim_start("--sim-speed=1", NULL);
-    return 0;
+    return setup_with("--sim-speed=1");
 }
 
 /* kone.monitor_duration_s=1: the site-monitoring subscription of a tracked call that outlasts

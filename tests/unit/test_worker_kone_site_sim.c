@@ -52,13 +52,7 @@ static long sim_action_calls(void)
 static int setup_debug(void **state)
 {
     (void)state;
-    if (!sim.have)
-        return 0;
-    sim.port = free_port();
-    assert_true(sim.port > 0);
-    unlink(sim.log);
-    sim_start("--log-level=debug", NULL);
-    return 0;
+    return setup_with("--log-level=debug");
 }
 
 static void expect_local(kd_run *r, const char *code, const char *msg_part)
