@@ -425,7 +425,9 @@ int kd_kone_tokens_start(kd_kone_tokens **out, const kd_kone_token_cfg *cfg,
     *out = NULL;
     kd_kone_tokens *t = calloc(1, sizeof *t);
     if (!t)
-        return kd_err_set(err, KD_ERR_NOMEM, "out of memory"); /* GCOVR_EXCL_LINE: allocation */
+        /* GCOVR_EXCL_START: allocation failure */
+        return kd_err_set(err, KD_ERR_NOMEM, "out of memory");
+    /* GCOVR_EXCL_STOP */
     t->cfg = *cfg;
     t->s_url = dup_or_empty(cfg->token_url);
     t->s_id = dup_or_empty(cfg->client_id);

@@ -1285,7 +1285,9 @@ int kd_worker_new(kd_worker **out, const kd_config *cfg, kd_err *err)
 {
     kd_worker *w = calloc(1, sizeof *w);
     if (!w)
-        return kd_err_set(err, KD_ERR_NOMEM, "out of memory"); /* GCOVR_EXCL_LINE: allocation */
+        /* GCOVR_EXCL_START: allocation failure */
+        return kd_err_set(err, KD_ERR_NOMEM, "out of memory");
+    /* GCOVR_EXCL_STOP */
     w->cfg = cfg;
     pthread_mutex_init(&w->lock, NULL);
     pthread_mutex_init(&w->pq_lock, NULL);
