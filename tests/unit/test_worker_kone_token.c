@@ -14,10 +14,14 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <signal.h>
+#include <sys/wait.h>
+
 #include "kd_log.h"
 #include "kd_run.h"
 #include "kone_inventory.h"
 #include "kone_token.h"
+#include "test_cert.h"
 
 #define SECRET "s3cr3t-Zq9-very-private"
 #define SEC 1000000LL
@@ -385,6 +389,105 @@ static void test_inventory_parse(void **state)
     free(u);
 }
 
+/* A stand-in for a misbehaving KONE API, over TLS (python3's http.server with a throwaway
+ * certificate): its token endpoint under /big answers more than the worker reads, its
+ * resources endpoint answers 500 then 403, each body repeating the client secret. */
+static const char py_api[] =
+    "import http.server, ssl, sys\n"
+    "gets = [0]\n"
+    "class H(http.server.BaseHTTPRequestHandler):\n"
+    "    def log_message(self, *a): pass\n"
+    "    def reply(self, code, body):\n"
+    "        self.send_response(code)\n"
+    "        self.send_header('Content-Type', 'application/json')\n"
+    "        self.send_header('Content-Length', str(len(body)))\n"
+    "        self.end_headers()\n"
+    "        self.wfile.write(body)\n"
+    "    def do_POST(self):\n"
+    "        self.rfile.read(int(self.headers.get('Content-Length', 0)))\n"
+    "        if self.path.startswith('/big/'):\n"
+    "            self.reply(200, b'{\"access_token\":\"' + b'x' * 70000 + b'\"}')\n"
+    "        else:\n"
+    "            self.reply(200, b'{\"access_token\":\"t0k\",\"token_type\":\"Bearer\","
+    "\"expires_in\":3600}')\n"
+    "    def do_GET(self):\n"
+    "        gets[0] += 1\n"
+    "        self.reply(500 if gets[0] == 1 else 403, ('no resources for ' + "
+    "sys.argv[3]).encode())\n"
+    "s = http.server.HTTPServer(('127.0.0.1', 0), H)\n"
+    "c = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)\n"
+    "c.load_cert_chain(sys.argv[1], sys.argv[2])\n"
+    "s.socket = c.wrap_socket(s.socket, server_side=True)\n"
+    "print(s.server_address[1], flush=True)\n"
+    "s.serve_forever()\n";
+
+static void test_misbehaving_api(void **state)
+{
+    (void)state;
+    if (access("/usr/bin/python3", X_OK) != 0)
+        skip();
+    char dir[] = "/tmp/kd-token-api-XXXXXX", cert[64], key[64];
+    assert_non_null(mkdtemp(dir));
+    snprintf(cert, sizeof cert, "%s/cert.pem", dir);
+    snprintf(key, sizeof key, "%s/key.pem", dir);
+    fflush(NULL);
+    pid_t mk = fork();
+    if (mk == 0) { /* OpenSSL state of its own, as test_cert.h asks */
+        tc_make_cert(cert, key, "token-api-test");
+        _exit(0);
+    }
+    int st = 1;
+    assert_int_equal(waitpid(mk, &st, 0), mk);
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    int out[2];
+    assert_int_equal(pipe(out), 0);
+    pid_t py = fork();
+    if (py == 0) {
+        dup2(out[1], 1);
+        close(out[0]);
+        execl("/usr/bin/python3", "python3", "-c", py_api, cert, key, SECRET, (char *)NULL);
+        _exit(127);
+    }
+    close(out[1]);
+    char line[16] = "";
+    FILE *f = fdopen(out[0], "r");
+    assert_non_null(fgets(line, sizeof line, f));
+    fclose(f);
+    int port = atoi(line);
+    assert_true(port > 0);
+
+    char url[128];
+    kd_kone_token_cfg c = fake_cfg();
+    c.fetch = NULL;
+    c.ca_file = cert;
+    c.timeout_ms = 5000;
+    kd_kone_token t;
+    kd_err err = {0};
+    snprintf(url, sizeof url, "https://127.0.0.1:%d/big/oauth2/token", port);
+    c.token_url = url;
+    assert_int_equal(kd_kone_token_fetch(&c, &t, &err), KD_ERR_DECODE);
+    assert_string_equal(err.msg, "token answer longer than 65536 bytes");
+    assert_null(t.access_token);
+
+    /* kone.discover_buildings: the token comes, the resources list does not */
+    snprintf(url, sizeof url, "https://127.0.0.1:%d/api/v2/oauth2/token", port);
+    char *list = NULL;
+    memset(&err, 0, sizeof err);
+    assert_int_equal(kd_kone_inventory_fetch(&c, &list, &err), KD_ERR_IO);
+    assert_null(list);
+    assert_non_null(strstr(err.msg, "no resources for"));
+    assert_null(strstr(err.msg, SECRET));
+    memset(&err, 0, sizeof err);
+    assert_int_equal(kd_kone_inventory_fetch(&c, &list, &err), KD_ERR_AUTH);
+    assert_null(strstr(err.msg, SECRET));
+
+    kill(py, SIGTERM);
+    waitpid(py, NULL, 0);
+    unlink(cert);
+    unlink(key);
+    rmdir(dir);
+}
+
 int main(void)
 {
     kd_log_init("test", "error");
@@ -400,6 +503,7 @@ int main(void)
         cmocka_unit_test(test_thread_refreshes_before_expiry),
         cmocka_unit_test(test_thread_failure_is_masked),
         cmocka_unit_test(test_real_fetch_unreachable),
+        cmocka_unit_test(test_misbehaving_api),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
