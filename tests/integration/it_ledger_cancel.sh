@@ -7,7 +7,8 @@
 # w1 and w2 consume different queues (so each job reaches the intended worker) and share the
 # ledger. Observed in kone-sim's call log: one delete for the call's session id, sent on the
 # KONE session of the call, answered 202, which cancelled it; then the call's result is
-# `rejected` CALL_DELETED and the cancel's is `succeeded` with kone_status 202.
+# `rejected` CALL_DELETED and the cancel's is `succeeded` with kone_status 202. Then with w1
+# frozen (SIGSTOP), w2 waits 5 s for it and sends a second call's delete itself.
 source "$(dirname "$0")/lib.sh"
 
 KD_SIM_SPEED=1 it_start_sim
@@ -48,6 +49,30 @@ it_expect call-1 '.outcome == "rejected" and .error.code == "CALL_DELETED" and .
 grep -q 'asking it to send the delete' "$IT_DIR/w2.log" || it_fail "w2 did not route the cancel through the ledger"
 grep -q 'another worker asks to cancel call' "$IT_DIR/w1.log" || it_fail "w1 did not take the cancel"
 it_log "the delete for session $sid reached its KONE session through w1: $(echo "$deletes" | jq -c '{status, cancelled, kone_session_id}')"
+
+# the call's worker frozen (SIGSTOP; still alive in the ledger): w2 waits for it 5 s, then
+# sends the delete on its own session; KONE refuses it (the session does not own the call)
+# and the cancel is reported rejected with KONE's status, not left waiting
+it_jobs_good 1 call2 '{delay: 12, media_id: ($p + "frozen")}' >"$IT_DIR/call2.jsonl"
+it_publish "$IT_DIR/call2.jsonl" || it_fail "producer refused the second call"
+sid2=""
+for _ in $(seq 100); do
+    sid2=$(it_sim_calls | jq -r --arg m "$IT_PREFIX-call2-frozen" 'select(.call_type == "action" and .media_id == $m and .status == 201) | .session_id // empty' | head -n1)
+    [ -n "$sid2" ] && break
+    sleep 0.1
+done
+[ -n "$sid2" ] || it_fail "kone-sim never accepted the second call"
+sleep 0.5 # w1 records the acceptance in the ledger
+# shellcheck disable=SC2154 # set by it_start_worker through eval (IT_PID_<name>)
+kill -STOP "$IT_PID_w1"
+it_at_exit "kill -CONT $IT_PID_w1 2>/dev/null"
+it_jobs cancel2 1 "{v: 1, op: \"cancel\", session_id: $sid2}" >"$IT_DIR/cancel2.jsonl"
+(export "${B[@]}" && it_publish "$IT_DIR/cancel2.jsonl") || it_fail "producer refused the second cancel"
+it_wait_ids 1 60 '.job_id == "'"$IT_PREFIX"'-cancel2-1"'
+kill -CONT "$IT_PID_w1"
+it_expect cancel2-1 '.outcome == "rejected" and .kone_status >= 400 and .kone_status < 500 and .worker == "w2"'
+grep -q 'did not send its delete in time' "$IT_DIR/w2.log" || it_fail "w2 did not give up waiting for the frozen w1"
+it_log "w1 frozen: w2 sent the delete itself after 5 s: $(jq -c --arg id "$IT_PREFIX-cancel2-1" 'select(.job_id == $id) | {outcome, kone_status}' "$IT_DIR/results.jsonl")"
 it_stop_worker w1
 it_stop_worker w2
 it_stop_sim
