@@ -420,6 +420,31 @@ static void test_unanswered_subscription_and_config(void **state)
     client_stop(&c);
 }
 
+/* kone.track_timeout_ms shorter than a tracked call: a call still waiting for its lift (held
+ * by its delay) when the time is up is cancelled (1005, retryable) rather than followed
+ * forever, and the job says in which state tracking stopped. */
+static void test_tracking_stops_at_its_timeout(void **state)
+{
+    (void)state;
+    NEED_SIM();
+    client c;
+    client_start(&c, "--kone-track-timeout-ms=2000");
+    kd_run *r = call(B951, "1", 1000, 2, 15000, true);
+    r->job.has_delay = true;
+    r->job.delay = 5; /* 5 s in being_allocated at speed 1 */
+    r = run_one(&c, r, 30000);
+    if (getenv("KD_TEST_VERBOSE"))
+        fprintf(stderr, "held: %s %s (%s)\n", kd_outcome_name(r->outcome), r->error_code,
+                r->error_message);
+    assert_string_equal(r->error_code, "1005");
+    assert_non_null(strstr(r->error_message, "tracking stopped after 2000 ms in state "
+                                             "'being_allocated'"));
+    assert_int_equal(r->outcome, KD_OUTCOME_FAILED);
+    assert_int_equal(r->failure, KD_FAIL_TRANSIENT);
+    free(r);
+    client_stop(&c);
+}
+
 static void copy_stats(const kd_kone_building_stats *s, void *arg)
 {
     *(kd_kone_building_stats *)arg = *s;
@@ -481,4 +506,5 @@ KS_MAIN(cmocka_unit_test_setup_teardown(test_rejection_table, setup, teardown),
         cmocka_unit_test_setup_teardown(test_faults, setup, teardown),
         cmocka_unit_test_setup_teardown(test_subscription_renewed_then_lapses, setup_slow,
                                         teardown),
-        cmocka_unit_test_setup_teardown(test_unanswered_subscription_and_config, setup, teardown))
+        cmocka_unit_test_setup_teardown(test_unanswered_subscription_and_config, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_tracking_stops_at_its_timeout, setup_slow, teardown))
