@@ -45,6 +45,13 @@ struct timeval kd_amqp_tv(int ms)
     return tv;
 }
 
+struct timeval kd_amqp_wait_tv(kd_amqp *a, int64_t deadline_ms)
+{
+    amqp_maybe_release_buffers(a->conn);
+    int64_t left = deadline_ms - kd_amqp_now_ms();
+    return kd_amqp_tv(left > 0 ? (int)left : 0);
+}
+
 int64_t kd_amqp_now_ms(void)
 {
     struct timespec ts;
