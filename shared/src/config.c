@@ -112,6 +112,21 @@ static int choice_index(const char *choices, const char *v)
     return -1;
 }
 
+/* "a|b|c" as "a, b or c", as the modules' own messages had it. */
+static void choices_text(const char *choices, char *buf, size_t len)
+{
+    size_t o = 0, bars = 0;
+    for (const char *p = choices; *p; p++)
+        bars += *p == '|';
+    for (const char *p = choices; *p && o + 5 < len; p++) {
+        if (*p != '|')
+            buf[o++] = *p;
+        else
+            o += (size_t)snprintf(buf + o, len - o, --bars > 0 ? ", " : " or ");
+    }
+    buf[o] = '\0';
+}
+
 /* Parses `v` as key i's type into *num / *dbl. On a bad value, the error names the key and
  * what it accepts, and shows the value only when the key is not secret. */
 static int parse_value(int i, const char *v, int64_t *num, double *dbl, kd_err *err)
@@ -160,16 +175,8 @@ static int parse_value(int i, const char *v, int64_t *num, double *dbl, kd_err *
         int c = choice_index(k->choices, v);
         if (c < 0) {
             char list[256];
-            size_t o = 0;
-            for (const char *p = k->choices; *p && o + 3 < sizeof list; p++) {
-                if (*p == '|')
-                    list[o++] = ',', list[o++] = ' ';
-                else
-                    list[o++] = *p;
-            }
-            list[o] = '\0';
-            return kd_err_set(err, KD_ERR_INVALID, "%s: must be one of %s, got %s", k->name, list,
-                              shown);
+            choices_text(k->choices, list, sizeof list);
+            return kd_err_set(err, KD_ERR_INVALID, "%s: must be %s, got %s", k->name, list, shown);
         }
         *num = c;
         return 0;
