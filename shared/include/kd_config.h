@@ -52,18 +52,21 @@ typedef enum kd_config_type {
 
 /** Key ids: KD_CFG_AMQP_HOST ... in table order, then KD_CFG_COUNT. */
 typedef enum kd_config_id {
+/** One id per row of kd_config_keys.h: KD_CFG_ and the row's ID. */
 #define KD_KEY(id, name, type, min, max, choices, def, progs, secret, help) KD_CFG_##id,
 #include "kd_config_keys.h"
 #undef KD_KEY
-    KD_CFG_COUNT
+    KD_CFG_COUNT /**< the number of keys */
 } kd_config_id;
 
 /** One configuration key: a row of the table docs/configuration.md is generated from. */
 typedef struct kd_config_key {
     const char *name;    /**< "amqp.host" */
     kd_config_type type; /**< KD_CT_* */
-    int64_t min, max;    /**< bounds of integer and duration keys (inclusive) */
-    double dmin, dmax;   /**< bounds of KD_CT_DOUBLE keys (inclusive) */
+    int64_t min;         /**< lowest value of integer and duration keys */
+    int64_t max;         /**< highest value of integer and duration keys */
+    double dmin;         /**< lowest value of KD_CT_DOUBLE keys */
+    double dmax;         /**< highest value of KD_CT_DOUBLE keys */
     const char *choices; /**< "a|b|c" for KD_CT_ENUM, else NULL */
     const char *def;     /**< default value as text ("" for none) */
     unsigned progs;      /**< KD_PROG_* mask */

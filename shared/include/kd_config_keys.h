@@ -1,4 +1,6 @@
-/* kd_config_keys.h: THE configuration table, one KD_KEY row per key (an X-macro list).
+/**
+ * @file kd_config_keys.h
+ * @brief The configuration table: one KD_KEY row per key (an X-macro list).
  *
  * Deliberately no include guard: kd_config.h includes it to make the key ids
  * (KD_CFG_AMQP_PORT ...) and config.c includes it to make the table, each with its own
@@ -23,6 +25,8 @@
 #ifndef KD_KEY
 #error "define KD_KEY(id, name, type, min, max, choices, def, progs, secret, help) first"
 #endif
+
+/** @cond KD_CONFIG_ROWS (rows, not declarations: Doxygen leaves them out) */
 
 /* common */
 KD_KEY(LOG_LEVEL, "log.level", ENUM, 0, 0, "debug|info|warn|error", "info", W | P | S | E, 0,
@@ -365,3 +369,5 @@ KD_KEY(SIM_CONTROL_TOKEN, "sim.control_token", STR, 0, 0, NULL, "", S, 1,
 KD_KEY(SIM_TOKEN_LOG, "sim.token_log", STR, 0, 0, NULL, "", S, 0,
        "Test only: append every issued access token to this file (empty: off); lets a test search "
        "logs for leaked tokens.")
+
+/** @endcond */
