@@ -45,6 +45,7 @@ typedef enum kd_config_type {
     KD_CT_DOUBLE, /**< number in [dmin, dmax]: kd_cfg_double */
     KD_CT_BOOL,   /**< true/false, 1/0, yes/no: kd_cfg_bool */
     KD_CT_ENUM,   /**< one of choices: kd_cfg_str (the text) or kd_cfg_int (its index) */
+    KD_CT_ENUMI,  /**< as KD_CT_ENUM, in any case (librdkafka's enums, whose words it takes so) */
     KD_CT_MS,     /**< duration, integer milliseconds in [min, max]: kd_cfg_int */
     KD_CT_S,      /**< duration, integer seconds: kd_cfg_int */
     KD_CT_H,      /**< duration, integer hours: kd_cfg_int */

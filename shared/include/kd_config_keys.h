@@ -11,6 +11,7 @@
  *   ID        KD_CFG_<ID> is the key's id; by convention the name in capitals, dots as _.
  *   TYPE      STR (any text; lists are parsed by their module), INT, DOUBLE, BOOL
  *             (true/false, 1/0, yes/no), ENUM (one of CHOICES, exactly as written),
+ *             ENUMI (one of CHOICES in any case: for values handed to librdkafka as they are),
  *             MS, S, H (durations: an integer count of milliseconds, seconds, hours).
  *   MIN, MAX  inclusive bounds of INT, DOUBLE and the durations (0, 0 for the others).
  *   CHOICES   "a|b|c" for ENUM, NULL otherwise.
@@ -169,7 +170,7 @@ KD_KEY(KAFKA_TOPIC_EVENTS, "kafka.topic_events", STR, 0, 0, NULL, "kone.call.eve
 KD_KEY(KAFKA_LINGER_MS, "kafka.linger_ms", MS, 0, 900000, NULL, "5", W, 0,
        "librdkafka linger.ms: how long to batch results before sending.")
 KD_KEY(
-    KAFKA_COMPRESSION, "kafka.compression", ENUM, 0, 0, "none|gzip|snappy|lz4|zstd", "none", W, 0,
+    KAFKA_COMPRESSION, "kafka.compression", ENUMI, 0, 0, "none|gzip|snappy|lz4|zstd", "none", W, 0,
     "librdkafka compression.codec for results and events: none, gzip, snappy, lz4 or zstd. Off by "
     "default: results are small and batches short, so a codec costs more CPU than it saves "
     "(docs/performance.md).")

@@ -17,6 +17,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "kd_amqp.h"
 #include "kd_limits.h"
@@ -96,14 +97,14 @@ void kd_config_flag_name(const char *key, char *buf, size_t len)
 /* ---- parsing a value against its key ---------------------------------------------------- */
 
 /* The index of `v` in "a|b|c", or -1. */
-static int choice_index(const char *choices, const char *v)
+static int choice_index(const char *choices, const char *v, bool any_case)
 {
     size_t vl = strlen(v);
     int i = 0;
     for (const char *p = choices; *p; i++) {
         const char *bar = strchr(p, '|');
         size_t n = bar ? (size_t)(bar - p) : strlen(p);
-        if (n == vl && memcmp(p, v, n) == 0)
+        if (n == vl && (any_case ? strncasecmp(p, v, n) : memcmp(p, v, n)) == 0)
             return i;
         if (!bar)
             break;
@@ -171,8 +172,9 @@ static int parse_value(int i, const char *v, int64_t *num, double *dbl, kd_err *
             return 0;
         }
         return kd_err_set(err, KD_ERR_INVALID, "%s: must be true or false, got %s", k->name, shown);
-    case KD_CT_ENUM: {
-        int c = choice_index(k->choices, v);
+    case KD_CT_ENUM:
+    case KD_CT_ENUMI: {
+        int c = choice_index(k->choices, v, k->type == KD_CT_ENUMI);
         if (c < 0) {
             char list[256];
             choices_text(k->choices, list, sizeof list);
@@ -425,7 +427,7 @@ const char *kd_cfg_str(const kd_config *cfg, kd_config_id id)
 
 int64_t kd_cfg_int(const kd_config *cfg, kd_config_id id)
 {
-    typed(id, T(INT) | T(MS) | T(S) | T(H) | T(ENUM));
+    typed(id, T(INT) | T(MS) | T(S) | T(H) | T(ENUM) | T(ENUMI));
     return cfg->num[id];
 }
 

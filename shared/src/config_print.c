@@ -39,6 +39,7 @@ static const char *type_name(kd_config_type t)
     case KD_CT_DOUBLE: return "number";
     case KD_CT_BOOL: return "bool";
     case KD_CT_ENUM: return "enum";
+    case KD_CT_ENUMI: return "enum (any case)";
     case KD_CT_MS: return "duration (ms)";
     case KD_CT_S: return "duration (s)";
     case KD_CT_H: return "duration (h)";
@@ -57,7 +58,8 @@ static const char *bounds(const kd_config_key *k, char *buf, size_t len)
     case KD_CT_H: snprintf(buf, len, "%lld..%lld", (long long)k->min, (long long)k->max); break;
     case KD_CT_DOUBLE: snprintf(buf, len, "%g..%g", k->dmin, k->dmax); break;
     case KD_CT_BOOL: snprintf(buf, len, "true, false"); break;
-    case KD_CT_ENUM: {
+    case KD_CT_ENUM:
+    case KD_CT_ENUMI: {
         size_t o = 0;
         for (const char *p = k->choices; *p && o + 3 < len; p++) {
             if (*p == '|') {

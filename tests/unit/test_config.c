@@ -207,6 +207,9 @@ static void test_types_and_bounds(void **state)
         {"--kone-group-mode-policy=HOLD",
          "kone.group_mode_policy: must be reject or hold, got 'HOLD'"},
         {"--kafka-compression=zstd", NULL},
+        {"--kafka-compression=LZ4", NULL}, /* as librdkafka takes it */
+        {"--kafka-compression=brotli",
+         "kafka.compression: must be none, gzip, snappy, lz4 or zstd, got 'brotli'"},
         {"--kafka-sasl-mechanism=PLAIN",
          "kafka.sasl_mechanism: must be SCRAM-SHA-512 or SCRAM-SHA-256, got 'PLAIN'"},
         /* STR: anything */
@@ -325,7 +328,8 @@ static void test_table_is_well_formed(void **state)
         assert_non_null(t[i].def);
         assert_int_equal(kd_config_find(t[i].name), (int)i);
         assert_true(t[i].min <= t[i].max && t[i].dmin <= t[i].dmax);
-        assert_true((t[i].type == KD_CT_ENUM) == (t[i].choices != NULL));
+        assert_true((t[i].type == KD_CT_ENUM || t[i].type == KD_CT_ENUMI) ==
+                    (t[i].choices != NULL));
         assert_true(!t[i].secret || t[i].type == KD_CT_STR); /* so no error can echo one */
         kd_err err = {0};
         if (kd_config_set(&cfg, (kd_config_id)i, t[i].def, &err))
