@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # it_worker_cli: kone-worker's start-up errors as an operator meets them: each bad setting
-# makes it exit 2 at once, before it takes a job, with the setting named (an unknown option,
+# makes it exit 2 at once, before it takes a job, with the setting named, whether the
+# configuration's load refuses it or the start finds it cannot work (an unknown option,
 # log.level, a metrics port out of range or taken, worker.inflight, an unreadable AMQP CA
-# file, a timings file that cannot be opened, a Kafka setting librdkafka refuses, the KONE
+# file, a timings file that cannot be opened, an unknown Kafka compression, the KONE
 # client's settings); without worker.id its log lines carry <host>-<pid>. No job is taken
 # and only the ledger is reached: each run takes milliseconds.
 source "$(dirname "$0")/lib.sh"
@@ -19,18 +20,18 @@ wk_fails() {
 
 wk_fails unknown '^kone-worker: unknown option --no-such-option' --no-such-option
 wk_fails bad_level 'log.level: must be debug, info, warn or error' --log-level=loud
-wk_fails bad_port 'cannot start: metrics.port' --metrics-port=70000
-wk_fails bad_inflight 'cannot start: worker.inflight' --worker-id=w-cli --worker-inflight=0
+wk_fails bad_port '^kone-worker: metrics.port' --metrics-port=70000
+wk_fails bad_inflight '^kone-worker: worker.inflight' --worker-id=w-cli --worker-inflight=0
 wk_fails bad_ca 'cannot start: .*amqp' --worker-id=w-cli --amqp-ca-file="$IT_DIR/none.pem"
 wk_fails bad_timings "cannot start: worker.timings_file: cannot open $IT_DIR/no/dir/t.csv" \
     --worker-id=w-cli --worker-timings-file="$IT_DIR/no/dir/t.csv"
-wk_fails bad_compression 'cannot start: .*compression' --worker-id=w-cli --kafka-compression=zip
+wk_fails bad_compression '^kone-worker: kafka.compression' --worker-id=w-cli --kafka-compression=zip
 # the KONE client's settings (checked after the ledger opened: the stack's PostgreSQL)
 wk_fails kone_building "cannot start: kone.buildings: 'x!y' is not a building id" \
     --worker-id=w-cli --kone-buildings='1,x!y'
 wk_fails kone_breaker 'cannot start: kone.breaker_probe_cap_ms: must be at least kone.breaker_probe_base_ms \(5000\)' \
     --worker-id=w-cli --kone-breaker-probe-base-ms=5000 --kone-breaker-probe-cap-ms=1000
-wk_fails kone_policy "cannot start: kone.group_mode_policy: must be reject or hold, got 'maybe'" \
+wk_fails kone_policy "^kone-worker: kone.group_mode_policy" \
     --worker-id=w-cli --kone-group-mode-policy=maybe
 wk_fails kone_scope 'cannot start: kone.scope is set, but kone.buildings needs more than one token' \
     --worker-id=w-cli --kone-buildings=1,2,3 --kone-buildings-per-token=1 --kone-scope=foo
@@ -61,7 +62,7 @@ kill "$holder" 2>/dev/null || true
 # no worker.id: the log names the worker <host>-<pid>
 rc=0
 timeout 30 env KD_METRICS_PORT=0 KD_WORKER_ID= "$KD_BIN_DIR/kone-worker" --worker-id= \
-    --worker-inflight=0 </dev/null >"$IT_DIR/noid.log" 2>&1 || rc=$?
+    --worker-timings-file="$IT_DIR/no/dir/t.csv" </dev/null >"$IT_DIR/noid.log" 2>&1 || rc=$?
 [ "$rc" -eq 2 ] || it_fail "no worker.id: exit $rc, expected 2"
 grep -Eq "\"kd.worker\":\"$(hostname | cut -c1-63)-[0-9]+\"" "$IT_DIR/noid.log" ||
     it_fail "no worker.id: the log does not name the worker <host>-<pid>: $(cat "$IT_DIR/noid.log")"
