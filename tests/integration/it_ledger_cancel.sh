@@ -11,6 +11,20 @@
 # frozen (SIGSTOP), w2 waits 5 s for it and sends a second call's delete itself.
 source "$(dirname "$0")/lib.sh"
 
+# accepted_session MEDIA_ID: the session id kone-sim gave the call of that media id (waits 10 s),
+# once w1 has had time to record the acceptance in the ledger.
+accepted_session() {
+    local sid=""
+    for _ in $(seq 100); do
+        sid=$(it_sim_calls | jq -r --arg m "$1" 'select(.call_type == "action" and .media_id == $m and .status == 201) | .session_id // empty' | head -n1)
+        [ -n "$sid" ] && break
+        sleep 0.1
+    done
+    [ -n "$sid" ] || it_fail "kone-sim never accepted the call $1"
+    sleep 0.5
+    echo "$sid"
+}
+
 KD_SIM_SPEED=1 it_start_sim
 B=("KD_AMQP_EXCHANGE=$KD_AMQP_EXCHANGE.b" "KD_AMQP_QUEUE=$KD_AMQP_QUEUE.b" "KD_AMQP_ROUTING_KEY=$KD_AMQP_ROUTING_KEY.b")
 it_fault_worker w1
@@ -20,14 +34,7 @@ it_fault_worker w2 "${B[@]}"
 it_jobs_good 1 call '{delay: 15, media_id: ($p + ($i | tostring))}' >"$IT_DIR/call.jsonl"
 it_publish "$IT_DIR/call.jsonl" || it_fail "producer refused the call"
 call_id=$IT_PREFIX-call-1
-sid=""
-for _ in $(seq 100); do
-    sid=$(it_sim_calls | jq -r --arg m "$call_id" 'select(.call_type == "action" and .media_id == $m and .status == 201) | .session_id // empty' | head -n1)
-    [ -n "$sid" ] && break
-    sleep 0.1
-done
-[ -n "$sid" ] || it_fail "kone-sim never accepted the call"
-sleep 0.5 # w1 records the acceptance in the ledger
+sid=$(accepted_session "$call_id") || exit 1
 it_log "call $call_id accepted by kone-sim as session $sid (w1)"
 
 # the cancel, to w2's queue
@@ -55,14 +62,7 @@ it_log "the delete for session $sid reached its KONE session through w1: $(echo 
 # and the cancel is reported rejected with KONE's status, not left waiting
 it_jobs_good 1 call2 '{delay: 12, media_id: ($p + "frozen")}' >"$IT_DIR/call2.jsonl"
 it_publish "$IT_DIR/call2.jsonl" || it_fail "producer refused the second call"
-sid2=""
-for _ in $(seq 100); do
-    sid2=$(it_sim_calls | jq -r --arg m "$IT_PREFIX-call2-frozen" 'select(.call_type == "action" and .media_id == $m and .status == 201) | .session_id // empty' | head -n1)
-    [ -n "$sid2" ] && break
-    sleep 0.1
-done
-[ -n "$sid2" ] || it_fail "kone-sim never accepted the second call"
-sleep 0.5 # w1 records the acceptance in the ledger
+sid2=$(accepted_session "$IT_PREFIX-call2-frozen") || exit 1
 # shellcheck disable=SC2154 # set by it_start_worker through eval (IT_PID_<name>)
 kill -STOP "$IT_PID_w1"
 it_at_exit "kill -CONT $IT_PID_w1 2>/dev/null"
