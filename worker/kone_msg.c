@@ -499,10 +499,9 @@ static bool split_call_state(const char *topic, char *sid, size_t sid_len, char 
 
 bool kd_kone_msg_peek_call_state(const char *buf, size_t len, int64_t *session_id)
 {
-    if (!buf || memmem(buf, len, "\"statusCode\"", 12) || !memmem(buf, len, "\"subtopic\"", 10))
-        return false;
-    const char *p = memmem(buf, len, "\"call_state/", 12);
-    if (!p)
+    /* the needle most frames lack first: an answer or a call result costs one scan, not three */
+    const char *p = buf ? memmem(buf, len, "\"call_state/", 12) : NULL;
+    if (!p || memmem(buf, len, "\"statusCode\"", 12) || !memmem(buf, len, "\"subtopic\"", 10))
         return false;
     const char *end = buf + len;
     p += 12;
