@@ -18,7 +18,7 @@
 S_BLD=1000
 S_BASE=9990100000
 if $QUICK; then
-    S_N=4000
+    S_N=2000 # one job per building and group: CI's size, enough to use every building
 else
     S_N=20000
 fi
