@@ -102,7 +102,7 @@ void kd_kone_building_id(const char *building, char *buf, size_t len)
     if (strncmp(building, "building:", 9) == 0) {
         copy_text(buf, len, building, n);
     } else if (len > 9) {
-        memcpy(buf, "building:", 9);
+        copy_text(buf, len, "building:", 9); /* terminated; the id goes after it */
         copy_text(buf + 9, len - 9, building, n);
     } else {
         copy_text(buf, len, "building:", 9);
