@@ -29,7 +29,9 @@
 
 #include "kd_err.h"
 
-#define SIM_MAX_SCOPES 32
+/* a client or token may hold one scope per building of a 1,000-building world (the bench's
+ * scale scenario), plus a few others */
+#define SIM_MAX_SCOPES 1040
 #define SIM_SCOPE_MAX 128
 #define SIM_TOKEN_LEN 43 /* 32 random bytes, base64url without padding */
 

@@ -232,7 +232,7 @@ static bool any_match(sim_hub *h, int b, int g, sub_kind kind, sub_match_fn matc
     if (link_down(h, b, g))
         return false; /* the site's events do not reach the cloud */
     int64_t now = sim_clock_real_ms(&h->clock);
-    for (sim_sub *s = h->subs; s; s = s->next)
+    for (sim_sub *s = h->subs[b][g]; s; s = s->next)
         if (s->kind == kind && s->b == b && s->g == g && s->expires_ms > now && s->owner->conn &&
             match(s, ev))
             return true;
@@ -255,7 +255,7 @@ static void deliver(sim_hub *h, int b, int g, sub_kind kind, sub_match_fn match,
     uint64_t seq = ++h->event_seq;
     int64_t now = sim_clock_real_ms(&h->clock);
     size_t len = strlen(text);
-    for (sim_sub *s = h->subs; s; s = s->next) {
+    for (sim_sub *s = h->subs[b][g]; s; s = s->next) {
         sim_conn *c = s->owner->conn;
         if (s->kind != kind || s->b != b || s->g != g || s->expires_ms <= now || !c ||
             c->last_event == seq || !match(s, ev))
@@ -391,6 +391,7 @@ int sim_hub_create(sim_hub **out, sim_world *world, sim_auth *auth, const sim_cl
     h->auth = auth;
     h->clock = *clock;
     h->next_serial = 1;
+    h->subs_sweep_ms = INT64_MAX;
     sim_calls_init(&h->calls, 0, 0);
     uint64_t seed;
     if (RAND_bytes((unsigned char *)&seed, sizeof seed) != 1)
@@ -407,19 +408,31 @@ int sim_hub_create(sim_hub **out, sim_world *world, sim_auth *auth, const sim_cl
     return 0;
 }
 
+/* Frees the subscriptions of session s (s NULL: none) and those expired at now; sets
+ * subs_sweep_ms to the earliest expiry left. */
+static void sweep_subs(sim_hub *h, const sim_session *s, int64_t now)
+{
+    int64_t next = INT64_MAX;
+    for (size_t b = 0; b < h->world->n; b++)
+        for (size_t g = 0; g < SIM_MAX_GROUPS; g++)
+            for (sim_sub **pp = &h->subs[b][g]; *pp;) {
+                sim_sub *x = *pp;
+                if (x->owner == s || x->expires_ms <= now) {
+                    *pp = x->next;
+                    free(x);
+                    h->n_subs--;
+                } else {
+                    if (x->expires_ms < next)
+                        next = x->expires_ms;
+                    pp = &x->next;
+                }
+            }
+    h->subs_sweep_ms = next;
+}
+
 static void drop_subs_of(sim_hub *h, const sim_session *s)
 {
-    sim_sub **pp = &h->subs;
-    while (*pp) {
-        sim_sub *x = *pp;
-        if (x->owner == s) {
-            *pp = x->next;
-            free(x);
-            h->n_subs--;
-        } else {
-            pp = &x->next;
-        }
-    }
+    sweep_subs(h, s, INT64_MIN);
 }
 
 static void free_session(sim_hub *h, sim_session *s)
@@ -529,17 +542,8 @@ void sim_hub_tick(sim_hub *h)
     sim_hub_flush_due(h);
     sim_model_advance(h->model, sim_clock_model_ms(&h->clock));
     int64_t now = sim_clock_real_ms(&h->clock);
-    sim_sub **pp = &h->subs;
-    while (*pp) {
-        sim_sub *x = *pp;
-        if (x->expires_ms <= now) {
-            *pp = x->next;
-            free(x);
-            h->n_subs--;
-        } else {
-            pp = &x->next;
-        }
-    }
+    if (now >= h->subs_sweep_ms) /* something expired: not a walk over every list each tick */
+        sweep_subs(h, NULL, now);
     sim_session *next;
     for (sim_session *s = h->sessions; s; s = next) {
         next = s->next;
@@ -704,10 +708,11 @@ int sim_hub_subscribe(sim_hub *h, sim_conn *c, int b, int g, const char *sub, co
         return 400;
     }
     int64_t expires = sim_clock_real_ms(&h->clock) + duration_s * 1000;
-    for (sim_sub *x = h->subs; x; x = x->next)
-        if (x->owner == c->session && x->b == b && x->g == g && strcmp(x->sub, sub) == 0 &&
-            strcmp(x->topic, topic) == 0) {
+    for (sim_sub *x = h->subs[b][g]; x; x = x->next)
+        if (x->owner == c->session && strcmp(x->sub, sub) == 0 && strcmp(x->topic, topic) == 0) {
             x->expires_ms = expires; /* renewal (duration 0 ends it at the next tick) */
+            if (expires < h->subs_sweep_ms)
+                h->subs_sweep_ms = expires;
             return 201;
         }
     if (duration_s == 0)
@@ -727,9 +732,11 @@ int sim_hub_subscribe(sim_hub *h, sim_conn *c, int b, int g, const char *sub, co
     snprintf(x->sub, sizeof x->sub, "%s", sub);
     snprintf(x->topic, sizeof x->topic, "%s", topic);
     x->expires_ms = expires;
-    x->next = h->subs;
-    h->subs = x;
+    x->next = h->subs[b][g];
+    h->subs[b][g] = x;
     h->n_subs++;
+    if (expires < h->subs_sweep_ms)
+        h->subs_sweep_ms = expires;
     return 201;
 }
 

@@ -1,6 +1,7 @@
 /* kone_jview.c: see kone_jview.h. Pure functions; no allocation on the scanner's path. */
 #include "kone_jview.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -39,11 +40,29 @@ static int new_node(kj_sc *s, int parent, int *last)
 
 /* A string's bytes, between its quotes: printable ASCII without escapes only (jansson decides
  * the rest: escapes, UTF-8 and control characters, which it refuses). */
+/* True when none of the 8 bytes at p is '"', '\\', below 0x20 or at or above 0x80. The
+ * has-zero-byte test, (x - 0x01..) & ~x & 0x80.., is exact for "some byte is zero" and, once
+ * every byte is below 0x80, (x - n * 0x01..) & ~x & 0x80.. is exact for "some byte is below n". */
+static bool plain8(const char *p)
+{
+    const uint64_t ones = 0x0101010101010101ULL, high = 0x8080808080808080ULL;
+    uint64_t x;
+    memcpy(&x, p, 8);
+    if (x & high)
+        return false;
+    uint64_t q = x ^ (ones * '"'), b = x ^ (ones * '\\');
+    return ((((x - ones * 0x20) & ~x) | ((q - ones) & ~q) | ((b - ones) & ~b)) & high) == 0;
+}
+
 static bool scan_string(kj_sc *s, const char **out, size_t *len)
 {
     if (s->p >= s->end || *s->p != '"')
         return false;
     const char *a = ++s->p;
+    /* eight bytes at a time while none of them ends the plain case: a quote, a backslash, a
+     * control character or a byte >= 0x80 (the string bytes of a frame are most of it) */
+    while (s->end - s->p >= 8 && plain8(s->p))
+        s->p += 8;
     while (s->p < s->end) {
         unsigned char c = (unsigned char)*s->p;
         if (c == '"') {

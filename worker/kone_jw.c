@@ -178,12 +178,30 @@ void kd_jw_str(kd_jw *w, const char *s)
     w->comma = true;
 }
 
+size_t kd_jw_int_text(char *out, int64_t v)
+{
+    /* the magnitude as unsigned, so INT64_MIN needs no special case */
+    uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
+    char tmp[KD_JW_INT_TEXT];
+    size_t n = 0, o = 0;
+    do {
+        tmp[n++] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (v < 0)
+        out[o++] = '-';
+    while (n)
+        out[o++] = tmp[--n];
+    return o;
+}
+
 void kd_jw_int(kd_jw *w, int64_t v)
 {
     sep(w);
     if (!reserve(w, KD_JW_INT_MAX))
         return;
-    w->len += (size_t)snprintf(w->buf + w->len, KD_JW_INT_MAX, "%" PRId64, v);
+    w->len += kd_jw_int_text(w->buf + w->len, v);
+    w->buf[w->len] = '\0';
     w->comma = true;
 }
 

@@ -41,6 +41,26 @@ void kd_kone_url_escape(const char *in, char *out, size_t len)
     out[o] = '\0';
 }
 
+/* s[0..n) into buf as a string, cut to len - 1 bytes: snprintf(buf, len, "%.*s", n, s)
+ * without the format parsing, which cost more than the rest of a frame's reading. */
+static void copy_text(char *buf, size_t len, const char *s, size_t n)
+{
+    if (!len)
+        return;
+    if (n >= len)
+        n = len - 1;
+    memcpy(buf, s, n);
+    buf[n] = '\0';
+}
+
+/* n digits of v, zero-padded, at p. */
+static char *put_digits(char *p, int v, int n)
+{
+    for (int i = n - 1; i >= 0; i--, v /= 10)
+        p[i] = (char)('0' + v % 10);
+    return p + n;
+}
+
 void kd_kone_iso8601(int64_t us, char *buf, size_t len)
 {
     time_t s = (time_t)(us / 1000000);
@@ -51,6 +71,26 @@ void kd_kone_iso8601(int64_t us, char *buf, size_t len)
     }
     struct tm tm;
     gmtime_r(&s, &tm);
+    if (tm.tm_year + 1900 >= 1000 && tm.tm_year + 1900 <= 9999) {
+        /* "YYYY-MM-DDTHH:MM:SS.mmmZ" written digit by digit (every request carries one) */
+        char t[25], *p = t;
+        p = put_digits(p, tm.tm_year + 1900, 4);
+        *p++ = '-';
+        p = put_digits(p, tm.tm_mon + 1, 2);
+        *p++ = '-';
+        p = put_digits(p, tm.tm_mday, 2);
+        *p++ = 'T';
+        p = put_digits(p, tm.tm_hour, 2);
+        *p++ = ':';
+        p = put_digits(p, tm.tm_min, 2);
+        *p++ = ':';
+        p = put_digits(p, tm.tm_sec, 2);
+        *p++ = '.';
+        p = put_digits(p, ms, 3);
+        *p++ = 'Z';
+        copy_text(buf, len, t, (size_t)(p - t));
+        return;
+    }
     char base[32];
     strftime(base, sizeof base, "%Y-%m-%dT%H:%M:%S", &tm);
     snprintf(buf, len, "%s.%03dZ", base, ms);
@@ -58,10 +98,15 @@ void kd_kone_iso8601(int64_t us, char *buf, size_t len)
 
 void kd_kone_building_id(const char *building, char *buf, size_t len)
 {
-    if (strncmp(building, "building:", 9) == 0)
-        snprintf(buf, len, "%s", building);
-    else
-        snprintf(buf, len, "building:%s", building);
+    size_t n = strlen(building);
+    if (strncmp(building, "building:", 9) == 0) {
+        copy_text(buf, len, building, n);
+    } else if (len > 9) {
+        copy_text(buf, len, "building:", 9); /* terminated; the id goes after it */
+        copy_text(buf + 9, len - 9, building, n);
+    } else {
+        copy_text(buf, len, "building:", 9);
+    }
 }
 
 /* The frame's text, or NULL with err set: the writer's only failure is memory (a NULL
@@ -76,7 +121,8 @@ static char *finish(kd_jw *w, kd_err *err)
 
 static char *id_text(int64_t id, char *buf, size_t len)
 {
-    snprintf(buf, len, "%" PRId64, id);
+    char t[KD_JW_INT_TEXT];
+    copy_text(buf, len, t, kd_jw_int_text(t, id));
     return buf;
 }
 
@@ -311,11 +357,12 @@ static bool get_int(const kj_node *v, int64_t *out)
 static bool get_text(const kj_node *v, char *buf, size_t len)
 {
     if (v && v->type == KJ_STRING) {
-        snprintf(buf, len, "%.*s", (int)(v->len < 65536 ? v->len : 65536), v->s);
+        copy_text(buf, len, v->s, v->len < 65536 ? v->len : 65536);
         return true;
     }
     if (v && v->type == KJ_INT) {
-        snprintf(buf, len, "%" PRId64, v->i);
+        char t[KD_JW_INT_TEXT];
+        copy_text(buf, len, t, kd_jw_int_text(t, v->i));
         return true;
     }
     return false;
@@ -392,7 +439,7 @@ static void parse_call_state(const kj_view *j, const kj_node *data, const char *
     if (!ev->session_id && is_object(data) && get_int(kj_get(j, data, "session_id"), &sid))
         ev->session_id = sid;
     if (state && *state && strcmp(state, "+") != 0)
-        snprintf(ev->state, sizeof ev->state, "%s", state);
+        copy_text(ev->state, sizeof ev->state, state, strlen(state));
     if (!is_object(data))
         return;
     if (!ev->state[0]) {
@@ -445,17 +492,16 @@ static bool split_call_state(const char *topic, char *sid, size_t sid_len, char 
     const char *a = topic + 11;
     const char *slash = strchr(a, '/');
     size_t n = slash ? (size_t)(slash - a) : strlen(a);
-    snprintf(sid, sid_len, "%.*s", (int)(n < sid_len ? n : sid_len - 1), a);
-    snprintf(state, state_len, "%s", slash ? slash + 1 : "");
+    copy_text(sid, sid_len, a, n);
+    copy_text(state, state_len, slash ? slash + 1 : "", slash ? strlen(slash + 1) : 0);
     return true;
 }
 
 bool kd_kone_msg_peek_call_state(const char *buf, size_t len, int64_t *session_id)
 {
-    if (!buf || memmem(buf, len, "\"statusCode\"", 12) || !memmem(buf, len, "\"subtopic\"", 10))
-        return false;
-    const char *p = memmem(buf, len, "\"call_state/", 12);
-    if (!p)
+    /* the needle most frames lack first: an answer or a call result costs one scan, not three */
+    const char *p = buf ? memmem(buf, len, "\"call_state/", 12) : NULL;
+    if (!p || memmem(buf, len, "\"statusCode\"", 12) || !memmem(buf, len, "\"subtopic\"", 10))
         return false;
     const char *end = buf + len;
     p += 12;

@@ -3,8 +3,10 @@
 # of issue 5 with a value: the baselines, the pipeline with 1, 2 and 4 workers and its ratios,
 # the concurrency figures, the added latency at half and full load, instructions per job and
 # resident memory, the call ledger's cost (throughput with and without it, added p99), the
-# fault scenarios of issue 11 (goodput ratios, re-queues per job, breaker opens and closes);
-# then one line per target. Figures only: no thresholds (a noisy machine).
+# fault scenarios of issue 11 (goodput ratios, re-queues per job, breaker opens and closes),
+# issue 17's CPU per job, idle-deducted instructions per job and scale scenario (1,000
+# buildings against 1: jobs/s, CPU per job, memory per building); then one line per target.
+# Figures only: no thresholds (a noisy machine).
 source "$(dirname "$0")/lib.sh"
 
 FIGURES=(
@@ -22,6 +24,13 @@ done
 FIGURES+=(latency.half.publish_rate latency.half.delivery_peak)
 FIGURES+=(cost.instructions_per_job cost.rss_idle cost.rss_load cost.rss_backlog
     cost.rss_backlog_10x cost.rss_backlog_growth)
+# issue 17: CPU per job, instructions less the idle rate, the scale scenario (bench-scale.sh)
+FIGURES+=(cost.cpu_us_per_job cost.instructions_idle_per_s cost.instructions_per_job_net)
+for w in 1 2 4; do FIGURES+=("pipeline.workers_${w}_cpu_us_per_job"); done
+for r in spread one; do
+    FIGURES+=("scale.${r}_jobs_per_s" "scale.${r}_succeeded" "scale.${r}_cpu_us_per_job" "scale.${r}_rss_peak")
+done
+FIGURES+=(scale.cpu_ratio scale.rate_ratio scale.rss_per_building)
 FIGURES+=(ledger.workers_1_on ledger.workers_1_off ledger.throughput_ratio
     ledger.added_in_p99 ledger.added_out_p99)
 # issue 11: the fault scenarios (scripts/bench-faults.sh)
@@ -51,8 +60,8 @@ done
 grep -Eq '^latency\.half\.in_p99_unclumped +([0-9]+|n/a) ' "$out" || missing+=(latency.half.in_p99_unclumped)
 ((${#missing[@]} == 0)) || it_fail "figures missing or without a value: ${missing[*]}"
 n=$(grep -c '^target .* \(met\|not met\)$' "$out" || true)
-[ "$n" -eq 13 ] || it_fail "expected 13 target lines (met / not met), got $n"
+[ "$n" -eq 15 ] || it_fail "expected 15 target lines (met / not met), got $n"
 # --quick writes nothing into docs/
 written=$(find "$KD_SRC_DIR/docs/performance.md" "$KD_SRC_DIR/docs/perf" -newer "$IT_DIR" -type f 2>/dev/null | head -n3 || true)
 [ -z "$written" ] || it_fail "--quick wrote the full run's report: $written"
-it_log "PASS: ${#FIGURES[@]} figures and 13 targets printed"
+it_log "PASS: ${#FIGURES[@]} figures and 15 targets printed"

@@ -244,6 +244,47 @@ static void test_two_secrets_and_reload(void **state)
     sim_auth_free(&a);
 }
 
+/* The bench's scale world (issue 17): a client allowed in 1,000 buildings gets a token for all
+ * of them, and the token lets it call the last one; one scope more than the cap is refused. */
+static void test_thousand_buildings(void **state)
+{
+    (void)state;
+    json_t *scopes = json_array();
+    json_array_append_new(scopes, json_string("application/inventory"));
+    char s[64];
+    for (int i = 0; i < 1000; i++) {
+        snprintf(s, sizeof s, "callgiving/building:%lld", 9990100000LL + i);
+        json_array_append_new(scopes, json_string(s));
+    }
+    json_t *doc = json_pack("[{s:s,s:s,s:O}]", "client_id", "kd-dev", "client_secret", "s3cret",
+                            "scopes", scopes);
+    sim_auth a;
+    assert_int_equal(sim_auth_from_json(&a, doc, 3600, NULL), 0);
+    json_t *ans;
+    assert_int_equal(request(&a, DEV_BASIC, "grant_type=client_credentials", 1000, &ans), 200);
+    const sim_token *t =
+        sim_auth_lookup(&a, json_string_value(json_object_get(ans, "access_token")), 1000);
+    assert_non_null(t);
+    assert_true(sim_scopes_allow_building(&t->scopes, "building:9990100999"));
+    assert_false(sim_scopes_allow_building(&t->scopes, "building:9990101000"));
+    assert_non_null(
+        strstr(json_string_value(json_object_get(ans, "scope")), "callgiving/building:9990100999"));
+    json_decref(ans);
+    sim_auth_free(&a);
+    json_decref(doc);
+    for (int i = 1000; json_array_size(scopes) <= SIM_MAX_SCOPES; i++) {
+        snprintf(s, sizeof s, "callgiving/building:%lld", 9990100000LL + i);
+        json_array_append_new(scopes, json_string(s));
+    }
+    doc = json_pack("[{s:s,s:s,s:O}]", "client_id", "kd-dev", "client_secret", "s3cret", "scopes",
+                    scopes);
+    kd_err err = {0};
+    assert_int_not_equal(sim_auth_from_json(&a, doc, 3600, &err), 0);
+    assert_non_null(strstr(err.msg, "at most"));
+    json_decref(doc);
+    json_decref(scopes);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -254,6 +295,7 @@ int main(void)
         cmocka_unit_test(test_form),
         cmocka_unit_test(test_bad_clients_file),
         cmocka_unit_test(test_two_secrets_and_reload),
+        cmocka_unit_test(test_thousand_buildings),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,82 @@
+/* frames: the KONE thread's own per-frame work, alone (issue 17's micro-benchmark; not a
+ * baseline of scripts/bench, which does not run it).
+ *
+ * A call job costs the worker, in its own code: one request written (kd_kone_msg_job), the
+ * call's answer and call result read, and the call states of its building and group read,
+ * each peeked first for its session id (kd_kone_msg_peek_call_state) because the states of
+ * other calls are dropped unread (every frame is peeked). This program does exactly that, --count
+ * times, on frames shaped as kone-sim sends them, so that a change to kone_msg.c, kone_jview.c or
+ * kone_jw.c is measured before and after on the same input, without brokers, TLS or a machine's
+ * load:
+ *
+ *   valgrind --tool=callgrind build/kd-bench-frames --count 20000
+ *
+ * gives instructions per job (total / count, the start-up is a few thousand); without
+ * valgrind it prints the same line as the baselines, "frames rate_per_s=.. count=..
+ * seconds=..", jobs per second of the loop on this machine.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common.h"
+#include "kd_time.h"
+#include "kone_msg.h"
+
+/* As kone-sim writes them (sim/frames.c), for one call of building:9990000951 group 1. */
+static const char *const frames[] = {
+    "{\"connectionId\":\"0f9904be-22be-436c-a224-79adf8c7d383\",\"requestId\":123456,"
+    "\"statusCode\":201,\"data\":{\"time\":\"2026-12-04T23:42:40.186Z\"}}",
+    "{\"callType\":\"action\",\"buildingId\":\"building:9990000951\",\"groupId\":\"1\","
+    "\"data\":{\"request_id\":123456,\"success\":true,\"session_id\":4242}}",
+    "{\"callType\":\"monitor-call-state\",\"buildingId\":\"building:9990000951\",\"groupId\":"
+    "\"1\",\"subtopic\":\"call_state/4242/being_allocated\",\"data\":{\"time\":\"2026-12-04T23:"
+    "42:40.190Z\",\"session_id\":4242,\"state\":\"being_allocated\",\"subgroup_id\":1}}",
+    "{\"callType\":\"monitor-call-state\",\"buildingId\":\"building:9990000951\",\"groupId\":"
+    "\"1\",\"subtopic\":\"call_state/4242/being_served\",\"data\":{\"time\":\"2026-12-04T23:42:"
+    "40.490Z\",\"session_id\":4242,\"state\":\"being_served\",\"allocated_lift_deck\":[1001010],"
+    "\"eta\":\"2026-12-04T23:42:41.100Z\",\"subgroup_id\":1}}",
+};
+
+int main(int argc, char **argv)
+{
+    kd_bench_opt opts[] = {
+        {.name = "count", .min = 1, .max = 100000000, .value = 100000, .help = "jobs"},
+    };
+    kd_bench b;
+    kd_bench_init(&b, "frames", "[--count N]", argc, argv, opts, 1, NULL, 0);
+    kd_job job = {.v = 1, .op = KD_OP_CALL, .area = 1000, .action = 2, .has_destination = true};
+    snprintf(job.job_id, sizeof job.job_id, "bench-frames-1");
+    snprintf(job.building_id, sizeof job.building_id, "building:9990000951");
+    snprintf(job.group_id, sizeof job.group_id, "1");
+    size_t len[4];
+    for (int f = 0; f < 4; f++)
+        len[f] = strlen(frames[f]);
+    int64_t t0 = kd_now_us(), sum = 0;
+    for (int64_t i = 0; i < opts[0].value; i++) {
+        kd_err err = {0};
+        job.destination = 2000 + (i % 9) * 1000;
+        char *req = kd_kone_msg_job(&job, 123456 + i, t0, &err);
+        if (!req) {
+            return kd_bench_fail(&b, "request: %s", err.msg);
+        }
+        sum += (int64_t)strlen(req);
+        free(req);
+        for (int f = 0; f < 4; f++) {
+            kd_kone_msg m;
+            int64_t sid = 0;
+            /* every frame is peeked first, as kone_conn.c's dispatch does */
+            if (kd_kone_msg_peek_call_state(frames[f], len[f], &sid) != (f >= 2)) {
+                return kd_bench_fail(&b, "frame %d peeked wrong", f);
+            }
+            if (kd_kone_msg_parse(frames[f], len[f], &m, &err)) {
+                return kd_bench_fail(&b, "frame %d: %s", f, err.msg);
+            }
+            sum += m.kind + sid;
+        }
+    }
+    kd_bench_note(&b, "checksum %lld", (long long)sum); /* the loop's work is used */
+    kd_bench_report(&b, (uint64_t)opts[0].value, t0, kd_now_us());
+    kd_bench_free(&b);
+    return 0;
+}
