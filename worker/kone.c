@@ -409,6 +409,8 @@ static int load_config(kd_kone *k, const kd_config *cfg, kd_kone_token_cfg *tc, 
         return rc;
     k->cc_cfg.decrease_pct = (int)v;
     kd_cc_init(&k->cc, &k->cc_cfg);
+    if ((rc = kk_bld_config(k, cfg, err)))
+        return rc;
     if ((rc = read_int(cfg, "kone.rate_per_s", 0, 1000000, &v, err)))
         return rc;
     k->rate_per_s = (double)v;

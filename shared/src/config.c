@@ -280,9 +280,23 @@ static const kd_config_key kd_keys[] = {
     {"kone.concurrency_decrease_pct", "90", W, false,
      "Adaptive concurrency: each 5xx, 429 or timeout multiplies the limit by this share (%); 100 "
      "keeps it at worker.inflight (adaptive concurrency off)."},
+    {"kone.concurrency_building_max", "16", W, false,
+     "Adaptive concurrency: the highest limit of one building (at most worker.inflight), so at "
+     "most this many of its requests are out unanswered; when its site link goes down, at most "
+     "this many of its calls are stuck."},
+    {"kone.stall_probe_ms", "2000", W, false,
+     "A building whose requests are out while none of them made progress (a call result, an "
+     "answer) for this long is pinged; a ping failed with KONE's link-down error 1005 opens its "
+     "circuit at once, and its stuck calls give up (0: only the breaker window decides; "
+     "docs/failure-handling.md)."},
+    {"kone.rate_slowdown_share", "50", W, false,
+     "A building's request rate is halved when 429s make up this share (%) or more of its last "
+     "answers (at least 32 of the last 64, within 30 s); 0: at every 429. Fewer 429s only lower "
+     "the "
+     "adaptive concurrency limit."},
     {"kone.rate_per_s", "0", W, false,
-     "Rate limit per building, requests per second (0: none); a 429 lowers a building's rate for a "
-     "while either way."},
+     "Rate limit per building, requests per second (0: none); 429s (kone.rate_slowdown_share) "
+     "lower a building's rate for a while either way."},
     {"kone.rate_burst", "0", W, false,
      "Requests a building may get at once under its rate limit (0: one second's worth)."},
 
