@@ -657,10 +657,10 @@ int kk_bld_config(kd_kone *k, const kd_config *cfg, kd_err *err)
     if ((rc = kd_config_int(cfg, "kone.rate_slowdown_share", 0, 100, &v, err)))
         return rc;
     k->rl_share_pct = (int)v;
-    if ((rc = kd_config_int(cfg, "kone.concurrency_building_max", 1, 65535, &v, err)))
+    if ((rc = kd_config_int(cfg, "kone.concurrency_building_max", 0, 65535, &v, err)))
         return rc;
     k->cc_bld_cfg = k->cc_cfg;
-    if (v < k->cc_bld_cfg.max)
+    if (v > 0 && v < k->cc_bld_cfg.max)
         k->cc_bld_cfg.max = (int)v;
     if (k->cc_bld_cfg.min > k->cc_bld_cfg.max)
         k->cc_bld_cfg.min = k->cc_bld_cfg.max;

@@ -280,11 +280,11 @@ static const kd_config_key kd_keys[] = {
     {"kone.concurrency_decrease_pct", "90", W, false,
      "Adaptive concurrency: each 5xx, 429 or timeout multiplies the limit by this share (%); 100 "
      "keeps it at worker.inflight (adaptive concurrency off)."},
-    {"kone.concurrency_building_max", "16", W, false,
-     "Adaptive concurrency: the highest limit of one building (at most worker.inflight), so at "
-     "most this many of its requests are out unanswered; when its site link goes down, at most "
-     "this many of its calls are stuck."},
-    {"kone.stall_probe_ms", "2000", W, false,
+    {"kone.concurrency_building_max", "0", W, false,
+     "Adaptive concurrency: the highest limit of one building (0: worker.inflight), so at most "
+     "this many of its requests are out unanswered; when its site link goes down, at most this "
+     "many of its calls are stuck (they end unknown: docs/failure-handling.md)."},
+    {"kone.stall_probe_ms", "1000", W, false,
      "A building whose requests are out while none of them made progress (a call result, an "
      "answer) for this long is pinged; a ping failed with KONE's link-down error 1005 opens its "
      "circuit at once, and its stuck calls give up (0: only the breaker window decides; "
