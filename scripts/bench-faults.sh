@@ -184,7 +184,7 @@ fault_scenarios() {
     done
 
     # the outage: enough backlog for the warm-up and the outage at the fault-free rate
-    local nd t_down t_up b_ok b_exp b_unk b_other drained=true
+    local nd t_down t_up b_n b_ok b_exp b_unk b_other drained=true
     nd=$(awk -v r="$base" -v s="$((F_WARM + F_OUTAGE))" 'BEGIN { if (r == "n/a") r = 800
         printf "%d\n", r * s * 1.2 }')
     fault_start outage "$nd"
@@ -208,13 +208,14 @@ fault_scenarios() {
     read -r b_ok b_exp b_unk b_other < <(awk -v br="$F_BROKEN" '$8 == "final" && $6 == br {
         if ($7 == "succeeded") s++; else if ($7 == "expired") e++; else if ($7 == "unknown") u++
         else o++ } END { printf "%d %d %d %d\n", s, e, u, o }' "$TMP/f-outage.timings")
-    fig fault.outage.broken_jobs "$((nd / F_BLD))" "jobs of the broken building"
+    b_n=$(grep -c "\"$F_BROKEN\"" "$TMP/$PREFIX.f-outage.jobs")
+    fig fault.outage.broken_jobs "$b_n" "jobs of the broken building"
     fig fault.outage.broken_succeeded "$b_ok" "of them succeeded"
     fig fault.outage.broken_expired "$b_exp" "expired"
     fig fault.outage.broken_unknown "$b_unk" \
         "unknown (accepted by KONE while the link was down: no result, never called twice)"
     fig fault.outage.broken_other "$b_other" "ended otherwise (failed, rejected)"
-    F_BROKEN_LEFT=$((nd / F_BLD - b_ok - b_exp - b_unk - b_other))
+    F_BROKEN_LEFT=$((b_n - b_ok - b_exp - b_unk - b_other))
     fig fault.outage.broken_unfinished "$F_BROKEN_LEFT" "not done ${F_DRAIN}s after the recovery"
     fig fault.outage.requeues_per_job "$(requeues outage)" "re-queues per job"
     fig fault.outage.breaker_opens "$(breaker outage open)" "circuit opens"
