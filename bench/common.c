@@ -156,7 +156,7 @@ void kd_bench_init(kd_bench *b, const char *name, const char *usage, int argc, c
         fprintf(stderr, "%s: unexpected argument '%s' (see --help)\n", prog, b->cfg.args[0]);
         exit(2);
     }
-    if (kd_log_init(prog, kd_config_get(&b->cfg, "log.level")) < 0) {
+    if (kd_log_init(prog, kd_cfg_str(&b->cfg, KD_CFG_LOG_LEVEL)) < 0) {
         fprintf(stderr, "%s: log.level: must be debug, info, warn or error\n", prog);
         exit(2);
     }

@@ -51,9 +51,9 @@ static int cleanup(const kd_bench *b, const kd_amqp_topology *t, char *why, size
 {
     const kd_config *cfg = &b->cfg;
     char host[256];
-    snprintf(host, sizeof host, "%s", kd_config_get(cfg, "amqp.host"));
+    snprintf(host, sizeof host, "%s", kd_cfg_str(cfg, KD_CFG_AMQP_HOST));
     host[strcspn(host, ", ")] = '\0'; /* a cluster list: its first node will do */
-    int port = atoi(kd_config_get(cfg, "amqp.port"));
+    int port = (int)kd_cfg_int(cfg, KD_CFG_AMQP_PORT);
     char *colon = strrchr(host, ':');
     if (colon && !strchr(colon, ']')) {
         *colon = '\0';
@@ -75,11 +75,11 @@ static int cleanup(const kd_bench *b, const kd_amqp_topology *t, char *why, size
         return -1;
     }
     amqp_rpc_reply_t r =
-        amqp_login(c, kd_config_get(cfg, "amqp.vhost"), 0, 131072, 0, AMQP_SASL_METHOD_PLAIN,
-                   kd_config_get(cfg, "amqp.user"), kd_config_get(cfg, "amqp.password"));
+        amqp_login(c, kd_cfg_str(cfg, KD_CFG_AMQP_VHOST), 0, 131072, 0, AMQP_SASL_METHOD_PLAIN,
+                   kd_cfg_str(cfg, KD_CFG_AMQP_USER), kd_cfg_str(cfg, KD_CFG_AMQP_PASSWORD));
     int rc = 0;
     if (r.reply_type != AMQP_RESPONSE_NORMAL) {
-        snprintf(why, len, "login as '%s' refused", kd_config_get(cfg, "amqp.user"));
+        snprintf(why, len, "login as '%s' refused", kd_cfg_str(cfg, KD_CFG_AMQP_USER));
         rc = -1;
     }
     if (!rc) {
@@ -271,9 +271,10 @@ int main(int argc, char **argv)
         return 2;
     }
     err = (kd_err){0};
-    if ((!opts[2].set && kd_config_int(&b.cfg, "worker.inflight", 1, 65535, &prefetch, &err)) ||
-        kd_config_set(&b.cfg, "amqp.queue", strs[0].value) ||
-        kd_config_set(&b.cfg, "amqp.routing_key", strs[0].value) ||
+    if (!opts[2].set)
+        prefetch = kd_cfg_int(&b.cfg, KD_CFG_WORKER_INFLIGHT);
+    if (kd_config_set(&b.cfg, KD_CFG_AMQP_QUEUE, strs[0].value, &err) ||
+        kd_config_set(&b.cfg, KD_CFG_AMQP_ROUTING_KEY, strs[0].value, &err) ||
         kd_amqp_topology_load(&topo, &b.cfg, &err)) {
         fprintf(stderr, "%s: %s\n", b.prog, err.msg[0] ? err.msg : "out of memory");
         kd_bench_free(&b);

@@ -367,16 +367,13 @@ static int make_job(kd_job *job, kd_err *err)
 static int fetch_token(kd_bench *b, kd_kone_token *tok, kd_err *err)
 {
     const kd_config *cfg = &b->cfg;
-    int64_t timeout_ms;
-    int rc = kd_config_int(cfg, "kone.request_timeout_ms", 100, 600000, &timeout_ms, err);
-    if (rc)
-        return rc;
+    int64_t timeout_ms = kd_cfg_int(cfg, KD_CFG_KONE_REQUEST_TIMEOUT_MS);
     kd_kone_token_cfg tc = {
-        .token_url = kd_config_get(cfg, "kone.token_url"),
-        .client_id = kd_config_get(cfg, "kone.client_id"),
-        .client_secret = kd_config_get(cfg, "kone.client_secret"),
-        .scope = kd_config_get(cfg, "kone.scope"),
-        .ca_file = kd_config_get(cfg, "kone.ca_file"),
+        .token_url = kd_cfg_str(cfg, KD_CFG_KONE_TOKEN_URL),
+        .client_id = kd_cfg_str(cfg, KD_CFG_KONE_CLIENT_ID),
+        .client_secret = kd_cfg_str(cfg, KD_CFG_KONE_CLIENT_SECRET),
+        .scope = kd_cfg_str(cfg, KD_CFG_KONE_SCOPE),
+        .ca_file = kd_cfg_str(cfg, KD_CFG_KONE_CA_FILE),
         .timeout_ms = timeout_ms,
     };
     if (!*tc.client_id || !*tc.client_secret)
@@ -390,7 +387,7 @@ static int fetch_token(kd_bench *b, kd_kone_token *tok, kd_err *err)
 static int open_conns(bench_kone *bk, const char *token, kd_err *err)
 {
     const kd_config *cfg = &bk->b->cfg;
-    const char *url = kd_config_get(cfg, "kone.ws_url");
+    const char *url = kd_cfg_str(cfg, KD_CFG_KONE_WS_URL);
     char copy[1024];
     snprintf(copy, sizeof copy, "%s", url);
     const char *prot = NULL, *host = NULL, *path = NULL;
@@ -399,7 +396,7 @@ static int open_conns(bench_kone *bk, const char *token, kd_err *err)
         !*host)
         return kd_err_set(err, KD_ERR_INVALID,
                           "kone.ws_url: must be wss://HOST[:PORT]/PATH, got '%s'", url);
-    const char *ca = kd_config_get(cfg, "kone.ca_file");
+    const char *ca = kd_cfg_str(cfg, KD_CFG_KONE_CA_FILE);
 
     lws_set_log_level(LLL_ERR | LLL_WARN, lws_log_emit);
     struct lws_context_creation_info info;

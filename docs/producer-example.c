@@ -25,7 +25,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "my-app: %s\n", err.msg);
         return 2;
     }
-    kd_log_init("my-app", kd_config_get(&cfg, "log.level"));  /* JSON lines on stderr */
+    kd_log_init("my-app", kd_cfg_str(&cfg, KD_CFG_LOG_LEVEL));  /* JSON lines on stderr */
     kd_producer *p;
     if (kd_producer_open(&p, &cfg, &err) != 0) {
         fprintf(stderr, "my-app: %s\n", err.msg);

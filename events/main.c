@@ -55,16 +55,16 @@ typedef struct run_opts {
  * name the topics of kafka.topic_results and kafka.topic_events. */
 static int pick_topic(const kd_config *cfg, const char **topic, kd_err *err)
 {
-    *topic = kd_config_get(cfg, "events.topic");
+    *topic = kd_cfg_str(cfg, KD_CFG_EVENTS_TOPIC);
     if (cfg->nargs > 1)
         return kd_err_set(err, KD_ERR_INVALID, PROG ": at most one topic argument, got %d",
                           cfg->nargs);
     if (cfg->nargs == 1) {
         const char *a = cfg->args[0];
         if (strcmp(a, "results") == 0)
-            *topic = kd_config_get(cfg, "kafka.topic_results");
+            *topic = kd_cfg_str(cfg, KD_CFG_KAFKA_TOPIC_RESULTS);
         else if (strcmp(a, "events") == 0)
-            *topic = kd_config_get(cfg, "kafka.topic_events");
+            *topic = kd_cfg_str(cfg, KD_CFG_KAFKA_TOPIC_EVENTS);
         else
             *topic = a;
     }
@@ -75,15 +75,12 @@ static int read_opts(const kd_config *cfg, run_opts *o, kd_err *err)
 {
     memset(o, 0, sizeof *o);
     int rc = pick_topic(cfg, &o->kafka.topic, err);
-    if (!rc)
-        rc = kd_config_bool(cfg, "events.from_beginning", &o->kafka.from_beginning, err);
-    if (!rc)
-        rc = kd_config_int(cfg, "events.max", 0, INT64_MAX, &o->max, err);
-    if (!rc)
-        rc = kd_config_int(cfg, "events.idle_exit_ms", 0, INT64_MAX / 1000, &o->idle_exit_ms, err);
-    o->kafka.brokers = kd_config_get(cfg, "kafka.brokers");
+    o->kafka.from_beginning = kd_cfg_bool(cfg, KD_CFG_EVENTS_FROM_BEGINNING);
+    o->max = kd_cfg_int(cfg, KD_CFG_EVENTS_MAX);
+    o->idle_exit_ms = kd_cfg_int(cfg, KD_CFG_EVENTS_IDLE_EXIT_MS);
+    o->kafka.brokers = kd_cfg_str(cfg, KD_CFG_KAFKA_BROKERS);
     o->kafka.cfg = cfg;
-    o->kafka.group = kd_config_get(cfg, "events.group");
+    o->kafka.group = kd_cfg_str(cfg, KD_CFG_EVENTS_GROUP);
     return rc;
 }
 
@@ -181,7 +178,7 @@ int main(int argc, char **argv)
         kd_config_free(&cfg);
         return code;
     }
-    if (kd_log_init(PROG, kd_config_get(&cfg, "log.level")) != 0) {
+    if (kd_log_init(PROG, kd_cfg_str(&cfg, KD_CFG_LOG_LEVEL)) != 0) {
         kd_error("log.level: must be debug, info, warn or error");
         kd_config_free(&cfg);
         return 2;

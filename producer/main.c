@@ -310,17 +310,12 @@ static int setup(app *a, int argc, char **argv, int *exit_code)
         usage();
     if (kd_config_common_actions(&a->cfg, exit_code))
         return -1;
-    if (kd_log_init("kone-producer", kd_config_get(&a->cfg, "log.level")) != 0) {
+    if (kd_log_init("kone-producer", kd_cfg_str(&a->cfg, KD_CFG_LOG_LEVEL)) != 0) {
         fprintf(stderr, "kone-producer: log.level: must be debug, info, warn or error\n");
         return 2;
     }
-    int64_t timeout;
-    if (kd_config_int(&a->cfg, "job.default_ttl_ms", 1, INT64_MAX / 2, &a->ttl_ms, &err) ||
-        kd_config_int(&a->cfg, "producer.confirm_timeout_ms", 1, 3600000, &timeout, &err)) {
-        kd_error("%s", err.msg);
-        return 2;
-    }
-    a->timeout_ms = (int)timeout;
+    a->ttl_ms = kd_cfg_int(&a->cfg, KD_CFG_JOB_DEFAULT_TTL_MS);
+    a->timeout_ms = (int)kd_cfg_int(&a->cfg, KD_CFG_PRODUCER_CONFIRM_TIMEOUT_MS);
     if (a->cfg.nargs > 1) {
         kd_error("expected at most one input file, got %d arguments (see --help)", a->cfg.nargs);
         return 2;
@@ -331,7 +326,8 @@ static int setup(app *a, int argc, char **argv, int *exit_code)
     }
     char route[320];
     snprintf(route, sizeof route, "exchange '%s' with routing key '%s'",
-             kd_config_get(&a->cfg, "amqp.exchange"), kd_config_get(&a->cfg, "amqp.routing_key"));
+             kd_cfg_str(&a->cfg, KD_CFG_AMQP_EXCHANGE),
+             kd_cfg_str(&a->cfg, KD_CFG_AMQP_ROUTING_KEY));
     if (kd_pw_init(&a->win, KD_PRODUCER_RING, route) != 0) {
         /* GCOVR_EXCL_START: allocation failure */
         kd_error("out of memory");

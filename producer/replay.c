@@ -260,7 +260,7 @@ static int setup(replay *r, int argc, char **argv, int *exit_code)
         usage();
     if (kd_config_common_actions(&r->cfg, exit_code))
         return -1;
-    if (kd_log_init("kone-producer", kd_config_get(&r->cfg, "log.level")) != 0) {
+    if (kd_log_init("kone-producer", kd_cfg_str(&r->cfg, KD_CFG_LOG_LEVEL)) != 0) {
         fprintf(stderr, "kone-producer: log.level: must be debug, info, warn or error\n");
         return 2;
     }
@@ -268,12 +268,7 @@ static int setup(replay *r, int argc, char **argv, int *exit_code)
         kd_error("replay-dead: unexpected argument '%s' (see --help)", r->cfg.args[0]);
         return 2;
     }
-    int64_t timeout;
-    if (kd_config_int(&r->cfg, "producer.confirm_timeout_ms", 1, 3600000, &timeout, &err)) {
-        kd_error("%s", err.msg);
-        return 2;
-    }
-    r->timeout_ms = (int)timeout;
+    r->timeout_ms = (int)kd_cfg_int(&r->cfg, KD_CFG_PRODUCER_CONFIRM_TIMEOUT_MS);
     if (kd_amqp_connect(&r->amqp, &r->cfg, &err) != 0) {
         kd_error("%s", err.msg);
         return 2;

@@ -37,17 +37,14 @@ static void on_signal(int sig)
 static int read_settings(const kd_config *cfg, sim_server_opts *o, double *speed, int64_t *ttl,
                          kd_err *err)
 {
-    int64_t port;
-    if (kd_config_int(cfg, "sim.port", 1, 65535, &port, err) ||
-        kd_config_double(cfg, "sim.speed", 0.01, 1000, speed, err) ||
-        kd_config_int(cfg, "sim.token_ttl_s", 1, (int64_t)86400 * 30, ttl, err) ||
-        kd_config_int(cfg, "sim.idle_timeout_s", 0, 86400, &o->idle_timeout_s, err) ||
-        kd_config_int(cfg, "sim.max_conn_s", 0, (int64_t)86400 * 7, &o->max_conn_s, err))
-        return KD_ERR_INVALID;
-    o->port = (int)port;
-    o->listen = kd_config_get(cfg, "sim.listen");
-    o->cert = kd_config_get(cfg, "sim.cert");
-    o->key = kd_config_get(cfg, "sim.key");
+    o->port = (int)kd_cfg_int(cfg, KD_CFG_SIM_PORT);
+    *speed = kd_cfg_double(cfg, KD_CFG_SIM_SPEED);
+    *ttl = kd_cfg_int(cfg, KD_CFG_SIM_TOKEN_TTL_S);
+    o->idle_timeout_s = kd_cfg_int(cfg, KD_CFG_SIM_IDLE_TIMEOUT_S);
+    o->max_conn_s = kd_cfg_int(cfg, KD_CFG_SIM_MAX_CONN_S);
+    o->listen = kd_cfg_str(cfg, KD_CFG_SIM_LISTEN);
+    o->cert = kd_cfg_str(cfg, KD_CFG_SIM_CERT);
+    o->key = kd_cfg_str(cfg, KD_CFG_SIM_KEY);
     if (!o->cert[0] || !o->key[0])
         return kd_err_set(err, KD_ERR_INVALID,
                           "sim.cert and sim.key are required (--sim-cert, --sim-key: PEM files)");
@@ -67,7 +64,7 @@ int main(int argc, char **argv)
         kd_config_free(&cfg);
         return code;
     }
-    if (kd_log_init("kone-sim", kd_config_get(&cfg, "log.level"))) {
+    if (kd_log_init("kone-sim", kd_cfg_str(&cfg, KD_CFG_LOG_LEVEL))) {
         fprintf(stderr, "kone-sim: log.level: must be debug, info, warn or error\n");
         kd_config_free(&cfg);
         return 2;
@@ -82,17 +79,13 @@ int main(int argc, char **argv)
     sim_control ctl = {0};
     int rc = 1;
     if (read_settings(&cfg, &opts, &speed, &ttl, &err) ||
-        sim_world_load(&world, kd_config_get(&cfg, "sim.buildings"), &err) ||
-        sim_auth_load(&auth, kd_config_get(&cfg, "sim.clients"), ttl, &err)) {
+        sim_world_load(&world, kd_cfg_str(&cfg, KD_CFG_SIM_BUILDINGS), &err) ||
+        sim_auth_load(&auth, kd_cfg_str(&cfg, KD_CFG_SIM_CLIENTS), ttl, &err)) {
         kd_error("%s", err.msg);
         goto out;
     }
-    auth.token_log = kd_config_get(&cfg, "sim.token_log");
-    if (kd_config_int(&cfg, "sim.max_token_buildings", 0, 100000, &auth.max_buildings, &err)) {
-        kd_error("%s", err.msg);
-        rc = 2;
-        goto out;
-    }
+    auth.token_log = kd_cfg_str(&cfg, KD_CFG_SIM_TOKEN_LOG);
+    auth.max_buildings = kd_cfg_int(&cfg, KD_CFG_SIM_MAX_TOKEN_BUILDINGS);
     if (auth.token_log[0])
         kd_warn("sim.token_log set: every issued token is written to %s (tests only)",
                 auth.token_log);
@@ -102,18 +95,14 @@ int main(int argc, char **argv)
         kd_error("out of memory");
         goto out;
     }
-    if (kd_config_bool(&cfg, "sim.snapshot", &hub->snapshot, &err)) {
-        kd_error("%s", err.msg);
-        rc = 2;
-        goto out;
-    }
+    hub->snapshot = kd_cfg_bool(&cfg, KD_CFG_SIM_SNAPSHOT);
     if (hub->snapshot)
         kd_warn("sim.snapshot on: subscribers get the current states at once (KONE does not)");
-    if (sim_control_init(&ctl, hub, ttl, kd_config_get(&cfg, "sim.control_token"))) {
+    if (sim_control_init(&ctl, hub, ttl, kd_cfg_str(&cfg, KD_CFG_SIM_CONTROL_TOKEN))) {
         kd_error("out of memory");
         goto out;
     }
-    const char *spec = kd_config_get(&cfg, "sim.faults");
+    const char *spec = kd_cfg_str(&cfg, KD_CFG_SIM_FAULTS);
     char msg[300];
     if (spec[0] && sim_control_apply_text(&ctl, spec, "sim.faults", msg, sizeof msg)) {
         kd_error("sim.faults: %s", msg);
@@ -121,7 +110,7 @@ int main(int argc, char **argv)
         goto out;
     }
     opts.ctl = &ctl;
-    opts.clients = kd_config_get(&cfg, "sim.clients");
+    opts.clients = kd_cfg_str(&cfg, KD_CFG_SIM_CLIENTS);
     /* the HTTP protocol first: lws makes the first one the vhost's default */
     struct lws_protocols protocols[3] = {sim_http_protocol(), sim_stream_protocol(), {0}};
     opts.protocols = protocols;

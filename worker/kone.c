@@ -149,10 +149,13 @@ static void *loop_thread(void *arg)
 
 /* ------------------------------------------------------------------ configuration */
 
-static int read_int(const kd_config *cfg, const char *key, int64_t min, int64_t max, int64_t *out,
-                    kd_err *err)
+/* The value was checked against the table's bounds at load, so this cannot fail. It keeps
+ * the shape `if ((rc = read_int(...))) return rc;` so that each read here stayed a one-line
+ * change while the KONE client is being split into layers; collapse after that merge. */
+static int read_int(const kd_config *cfg, kd_config_id id, int64_t *out)
 {
-    return kd_config_int(cfg, key, min, max, out, err);
+    *out = kd_cfg_int(cfg, id);
+    return 0;
 }
 
 static int parse_ws_url(kd_kone *k, const char *url, kd_err *err)
@@ -339,57 +342,56 @@ static int load_config(kd_kone *k, const kd_config *cfg, kd_kone_token_cfg *tc, 
 {
     int64_t v;
     int rc;
-    if ((rc = read_int(cfg, "kone.connections", 1, KK_MAX_SLOTS, &v, err)))
+    if ((rc = read_int(cfg, KD_CFG_KONE_CONNECTIONS, &v)))
         return rc;
     k->n_slots = (int)v;
-    if ((rc = read_int(cfg, "kone.request_timeout_ms", 100, 600000, &v, err)))
+    if ((rc = read_int(cfg, KD_CFG_KONE_REQUEST_TIMEOUT_MS, &v)))
         return rc;
     k->request_timeout_us = v * 1000;
-    if ((rc = read_int(cfg, "kone.call_timeout_ms", 100, 3600000, &v, err)))
+    if ((rc = read_int(cfg, KD_CFG_KONE_CALL_TIMEOUT_MS, &v)))
         return rc;
     k->call_timeout_us = v * 1000;
-    if ((rc = read_int(cfg, "kone.track_timeout_ms", 100, 86400000, &v, err)))
+    if ((rc = read_int(cfg, KD_CFG_KONE_TRACK_TIMEOUT_MS, &v)))
         return rc;
     k->track_timeout_us = v * 1000;
-    if ((rc = read_int(cfg, "kone.keepalive_s", 1, 3600, &v, err)))
+    if ((rc = read_int(cfg, KD_CFG_KONE_KEEPALIVE_S, &v)))
         return rc;
     k->keepalive_us = v * 1000000;
-    if ((rc = read_int(cfg, "kone.max_conn_age_s", 5, 86400, &v, err)))
+    if ((rc = read_int(cfg, KD_CFG_KONE_MAX_CONN_AGE_S, &v)))
         return rc;
     k->max_age_us = v * 1000000;
-    if ((rc = read_int(cfg, "kone.dns_ttl_s", 0, 86400, &v, err)))
+    if ((rc = read_int(cfg, KD_CFG_KONE_DNS_TTL_S, &v)))
         return rc;
     k->dns_ttl_us = v * 1000000;
-    if ((rc = read_int(cfg, "kone.monitor_duration_s", 1, 300, &v, err)))
+    if ((rc = read_int(cfg, KD_CFG_KONE_MONITOR_DURATION_S, &v)))
         return rc;
     k->monitor_duration_s = (int)v;
-    if ((rc = read_int(cfg, "kone.config_ttl_s", 1, 604800, &v, err)))
+    if ((rc = read_int(cfg, KD_CFG_KONE_CONFIG_TTL_S, &v)))
         return rc;
     k->config_ttl_us = v * 1000000;
-    if ((rc = kd_config_bool(cfg, "kone.validate_locally", &k->validate_locally, err)))
-        return rc;
-    if ((rc = read_int(cfg, "kone.token_margin_s", 0, 86400, &v, err)))
+    k->validate_locally = kd_cfg_bool(cfg, KD_CFG_KONE_VALIDATE_LOCALLY);
+    if ((rc = read_int(cfg, KD_CFG_KONE_TOKEN_MARGIN_S, &v)))
         return rc;
     tc->margin_s = v;
-    if ((rc = read_int(cfg, "kone.breaker_failure_rate", 0, 100, &v, err)))
+    if ((rc = read_int(cfg, KD_CFG_KONE_BREAKER_FAILURE_RATE, &v)))
         return rc;
     k->brk_cfg.rate_pct = (int)v;
-    if ((rc = read_int(cfg, "kone.breaker_min_calls", 1, 100000, &v, err)))
+    if ((rc = read_int(cfg, KD_CFG_KONE_BREAKER_MIN_CALLS, &v)))
         return rc;
     k->brk_cfg.min_calls = (int)v;
-    if ((rc = read_int(cfg, "kone.breaker_window_calls", 1, KD_BRK_RING, &v, err)))
+    if ((rc = read_int(cfg, KD_CFG_KONE_BREAKER_WINDOW_CALLS, &v)))
         return rc;
     k->brk_cfg.calls = (int)v;
-    if ((rc = read_int(cfg, "kone.breaker_window_ms", 100, 3600000, &v, err)))
+    if ((rc = read_int(cfg, KD_CFG_KONE_BREAKER_WINDOW_MS, &v)))
         return rc;
     k->brk_cfg.window_us = v * 1000;
-    if ((rc = read_int(cfg, "kone.breaker_trial_calls", 1, 1000, &v, err)))
+    if ((rc = read_int(cfg, KD_CFG_KONE_BREAKER_TRIAL_CALLS, &v)))
         return rc;
     k->brk_cfg.trials = (int)v;
-    if ((rc = read_int(cfg, "kone.breaker_probe_base_ms", 10, 3600000, &v, err)))
+    if ((rc = read_int(cfg, KD_CFG_KONE_BREAKER_PROBE_BASE_MS, &v)))
         return rc;
     k->brk_cfg.base_us = v * 1000;
-    if ((rc = read_int(cfg, "kone.breaker_probe_cap_ms", 10, 3600000, &v, err)))
+    if ((rc = read_int(cfg, KD_CFG_KONE_BREAKER_PROBE_CAP_MS, &v)))
         return rc;
     k->brk_cfg.cap_us = v * 1000;
     if (k->brk_cfg.cap_us < k->brk_cfg.base_us)
@@ -399,49 +401,45 @@ static int load_config(kd_kone *k, const kd_config *cfg, kd_kone_token_cfg *tc, 
                           (long long)(k->brk_cfg.base_us / 1000));
     /* adaptive concurrency (kone_conc.h): per building and for the worker, at most
      * worker.inflight (the jobs the worker holds at once) */
-    if ((rc = read_int(cfg, "worker.inflight", 1, 65535, &v, err)))
+    if ((rc = read_int(cfg, KD_CFG_WORKER_INFLIGHT, &v)))
         return rc;
     k->cc_cfg.max = (int)v;
-    if ((rc = read_int(cfg, "kone.concurrency_min", 1, 65535, &v, err)))
+    if ((rc = read_int(cfg, KD_CFG_KONE_CONCURRENCY_MIN, &v)))
         return rc;
     k->cc_cfg.min = v < k->cc_cfg.max ? (int)v : k->cc_cfg.max;
-    if ((rc = read_int(cfg, "kone.concurrency_decrease_pct", 1, 100, &v, err)))
+    if ((rc = read_int(cfg, KD_CFG_KONE_CONCURRENCY_DECREASE_PCT, &v)))
         return rc;
     k->cc_cfg.decrease_pct = (int)v;
     kd_cc_init(&k->cc, &k->cc_cfg);
     if ((rc = kk_bld_config(k, cfg, err)))
         return rc;
-    if ((rc = read_int(cfg, "kone.rate_per_s", 0, 1000000, &v, err)))
+    if ((rc = read_int(cfg, KD_CFG_KONE_RATE_PER_S, &v)))
         return rc;
     k->rate_per_s = (double)v;
-    if ((rc = read_int(cfg, "kone.rate_burst", 0, 1000000, &v, err)))
+    if ((rc = read_int(cfg, KD_CFG_KONE_RATE_BURST, &v)))
         return rc;
     k->rate_burst = (double)v;
     tc->timeout_ms = k->request_timeout_us / 1000;
 
-    tc->token_url = kd_config_get(cfg, "kone.token_url");
-    tc->client_id = kd_config_get(cfg, "kone.client_id");
-    tc->client_secret = kd_config_get(cfg, "kone.client_secret");
-    if ((rc = load_buildings(k, kd_config_get(cfg, "kone.buildings"), false, "kone.buildings",
+    tc->token_url = kd_cfg_str(cfg, KD_CFG_KONE_TOKEN_URL);
+    tc->client_id = kd_cfg_str(cfg, KD_CFG_KONE_CLIENT_ID);
+    tc->client_secret = kd_cfg_str(cfg, KD_CFG_KONE_CLIENT_SECRET);
+    if ((rc = load_buildings(k, kd_cfg_str(cfg, KD_CFG_KONE_BUILDINGS), false, "kone.buildings",
                              err)) ||
-        (rc = load_buildings(k, kd_config_get(cfg, "kone.robotcall_buildings"), true,
+        (rc = load_buildings(k, kd_cfg_str(cfg, KD_CFG_KONE_ROBOTCALL_BUILDINGS), true,
                              "kone.robotcall_buildings", err)) ||
-        (rc = load_modes(k, kd_config_get(cfg, "kone.lift_modes_refused"), err)))
+        (rc = load_modes(k, kd_cfg_str(cfg, KD_CFG_KONE_LIFT_MODES_REFUSED), err)))
         return rc;
-    const char *policy = kd_config_get(cfg, "kone.group_mode_policy");
-    if (strcmp(policy, "reject") != 0 && strcmp(policy, "hold") != 0)
-        return kd_err_set(err, KD_ERR_INVALID,
-                          "kone.group_mode_policy: must be reject or hold, got '%.40s'", policy);
-    k->hold_group_mode = strcmp(policy, "hold") == 0;
-    if ((rc = read_int(cfg, "kone.buildings_per_token", 0, 100000, &v, err)))
+    k->hold_group_mode = strcmp(kd_cfg_str(cfg, KD_CFG_KONE_GROUP_MODE_POLICY), "hold") == 0;
+    if ((rc = read_int(cfg, KD_CFG_KONE_BUILDINGS_PER_TOKEN, &v)))
         return rc;
     k->per_token = (int)v;
-    tc->scope = kd_config_get(cfg, "kone.scope");
+    tc->scope = kd_cfg_str(cfg, KD_CFG_KONE_SCOPE);
     if (*tc->scope && k->per_token > 0 && k->n_buildings > k->per_token)
         return kd_err_set(err, KD_ERR_INVALID,
                           "kone.scope is set, but kone.buildings needs more than one token "
                           "(kone.buildings_per_token): leave kone.scope empty");
-    tc->ca_file = kd_config_get(cfg, "kone.ca_file");
+    tc->ca_file = kd_cfg_str(cfg, KD_CFG_KONE_CA_FILE);
     if (strncmp(tc->token_url, "https://", 8) != 0)
         return kd_err_set(err, KD_ERR_INVALID,
                           "kone.token_url: must be an https:// URL (TLS is required), got '%s'",
@@ -458,11 +456,9 @@ static int load_config(kd_kone *k, const kd_config *cfg, kd_kone_token_cfg *tc, 
         if (!(k->ca_file = strdup(tc->ca_file)))
             return kd_err_set(err, KD_ERR_NOMEM, "out of memory");
     }
-    if ((rc = parse_ws_url(k, kd_config_get(cfg, "kone.ws_url"), err)))
+    if ((rc = parse_ws_url(k, kd_cfg_str(cfg, KD_CFG_KONE_WS_URL), err)))
         return rc;
-    bool discover = false;
-    if ((rc = kd_config_bool(cfg, "kone.discover_buildings", &discover, err)))
-        return rc;
+    bool discover = kd_cfg_bool(cfg, KD_CFG_KONE_DISCOVER_BUILDINGS);
     if (discover && !k->n_buildings && !*tc->scope && (rc = discover_buildings(k, tc, err)))
         return rc;
     return make_scopes(k, err);

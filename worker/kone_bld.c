@@ -649,16 +649,10 @@ int64_t kk_bld_result_wait_us(const kk_job *j, int64_t dflt)
 
 int kk_bld_config(kd_kone *k, const kd_config *cfg, kd_err *err)
 {
-    int64_t v;
-    int rc;
-    if ((rc = kd_config_int(cfg, "kone.stall_probe_ms", 0, 3600000, &v, err)))
-        return rc;
-    k->stall_us = v * 1000;
-    if ((rc = kd_config_int(cfg, "kone.rate_slowdown_share", 0, 100, &v, err)))
-        return rc;
-    k->rl_share_pct = (int)v;
-    if ((rc = kd_config_int(cfg, "kone.concurrency_building_max", 0, 65535, &v, err)))
-        return rc;
+    (void)err; /* the values were checked against the table's bounds at load */
+    k->stall_us = kd_cfg_int(cfg, KD_CFG_KONE_STALL_PROBE_MS) * 1000;
+    k->rl_share_pct = (int)kd_cfg_int(cfg, KD_CFG_KONE_RATE_SLOWDOWN_SHARE);
+    int64_t v = kd_cfg_int(cfg, KD_CFG_KONE_CONCURRENCY_BUILDING_MAX);
     k->cc_bld_cfg = k->cc_cfg;
     if (v > 0 && v < k->cc_bld_cfg.max)
         k->cc_bld_cfg.max = (int)v;

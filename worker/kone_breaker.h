@@ -55,9 +55,11 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "kd_config.h"
 #include "kd_run.h"
 
-#define KD_BRK_RING 64 /* most verdicts a window holds (kone.breaker_window_calls) */
+#define KD_BRK_RING                                                                                \
+    KD_CONFIG_KONE_BREAKER_RING /* most verdicts a window holds (kone.breaker_window_calls) */
 
 typedef enum { KD_BRK_CLOSED = 0, KD_BRK_HALF_OPEN = 1, KD_BRK_OPEN = 2 } kd_brk_state;
 

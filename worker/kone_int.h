@@ -48,7 +48,7 @@
 #include "kone_token.h"
 #include "kone_validate.h"
 
-#define KK_MAX_SLOTS 16
+#define KK_MAX_SLOTS KD_CONFIG_KONE_MAX_CONNECTIONS /* kone.connections: bounded in the table */
 #define KK_MAX_TOKENS 8         /* tokens held at once (kone.buildings_per_token) */
 #define KK_RX_MAX (1024 * 1024) /* a bigger frame is dropped */
 #define KK_BACKOFF_MIN_MS 100

@@ -312,7 +312,7 @@ int kd_ledger_open(kd_ledger **out, const kd_config *cfg, const char *worker_id,
                    const kd_ledger_hooks *hooks, kd_err *err)
 {
     *out = NULL;
-    const char *url = kd_config_get(cfg, "ledger.url");
+    const char *url = kd_cfg_str(cfg, KD_CFG_LEDGER_URL);
     if (!strcmp(url, "none"))
         return 0;
     if (strncmp(url, "postgresql://", 13) != 0 && strncmp(url, "postgres://", 11) != 0)
@@ -320,12 +320,7 @@ int kd_ledger_open(kd_ledger **out, const kd_config *cfg, const char *worker_id,
                           "ledger.url: expected postgresql://user@host:port/db?... or none, "
                           "got a value starting '%.12s'",
                           url);
-    const char *amb = kd_config_get(cfg, "ledger.ambiguous");
-    if (strcmp(amb, "unknown") != 0 && strcmp(amb, "retry") != 0)
-        return kd_err_set(err, KD_ERR_INVALID,
-                          "ledger.ambiguous: must be unknown or retry, "
-                          "got '%.32s'",
-                          amb);
+    const char *amb = kd_cfg_str(cfg, KD_CFG_LEDGER_AMBIGUOUS); /* unknown|retry */
     kd_ledger *l = calloc(1, sizeof *l);
     /* TLS with the server's certificate and host name verified unless the URL says
      * otherwise (libpq's own default, prefer, verifies nothing). */
@@ -348,10 +343,9 @@ int kd_ledger_open(kd_ledger **out, const kd_config *cfg, const char *worker_id,
         l->hooks = *hooks;
     l->retry_ambiguous = !strcmp(amb, "retry");
     kd_ledger_mask_url(l->url, l->masked, sizeof l->masked);
-    if (kd_config_int(cfg, "ledger.lease_ms", 1000, 3600000, &l->lease_ms, err) ||
-        kd_config_int(cfg, "ledger.retention_h", 1, (int64_t)24 * 365, &l->retention_h, err) ||
-        kd_config_int(cfg, "ledger.timeout_ms", 100, 600000, &l->timeout_ms, err))
-        goto fail;
+    l->lease_ms = kd_cfg_int(cfg, KD_CFG_LEDGER_LEASE_MS);
+    l->retention_h = kd_cfg_int(cfg, KD_CFG_LEDGER_RETENTION_H);
+    l->timeout_ms = kd_cfg_int(cfg, KD_CFG_LEDGER_TIMEOUT_MS);
     /* The owner is this process's, not only worker.id's: two workers given the same id
      * must not renew each other's leases. */
     unsigned nonce = (unsigned)(kd_now_us() ^ ((int64_t)getpid() << 16));

@@ -43,7 +43,7 @@ int main(int argc, char **argv)
         kd_config_free(&cfg);
         return code;
     }
-    if (kd_log_init("kone-worker", kd_config_get(&cfg, "log.level")) < 0) {
+    if (kd_log_init("kone-worker", kd_cfg_str(&cfg, KD_CFG_LOG_LEVEL)) < 0) {
         fprintf(stderr, "kone-worker: log.level: must be debug, info, warn or error\n");
         kd_config_free(&cfg);
         return 2;

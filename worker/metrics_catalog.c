@@ -374,9 +374,9 @@ static int set_topics(const kd_config *cfg, kd_err *err)
     const char *names[4] = {"kone.call.results", "kone.call.events", "kone.worker.metrics",
                             "other"};
     if (cfg) {
-        names[0] = kd_config_get(cfg, "kafka.topic_results");
-        names[1] = kd_config_get(cfg, "kafka.topic_events");
-        names[2] = kd_config_get(cfg, "kafka.topic_metrics");
+        names[0] = kd_cfg_str(cfg, KD_CFG_KAFKA_TOPIC_RESULTS);
+        names[1] = kd_cfg_str(cfg, KD_CFG_KAFKA_TOPIC_EVENTS);
+        names[2] = kd_cfg_str(cfg, KD_CFG_KAFKA_TOPIC_METRICS);
     }
     size_t n = 0;
     for (size_t i = 0; i < 4; i++) {
@@ -385,7 +385,7 @@ static int set_topics(const kd_config *cfg, kd_err *err)
         if (!(wm.topics[n++] = strdup(names[i])))
             return kd_err_set(err, KD_ERR_NOMEM, "out of memory");
     }
-    wm.topic_metrics = cfg ? kd_config_get(cfg, "kafka.topic_metrics") : "kone.worker.metrics";
+    wm.topic_metrics = cfg ? kd_cfg_str(cfg, KD_CFG_KAFKA_TOPIC_METRICS) : "kone.worker.metrics";
     return 0;
 }
 
@@ -411,23 +411,18 @@ int kd_wm_init(const kd_config *cfg, kd_err *err)
 {
     if (wm.reg)
         return kd_err_set(err, KD_ERR_INTERNAL, "metrics catalogue initialised twice");
-    int64_t interval_ms = 60000, stale_ms = 30000;
-    if (cfg &&
-        (kd_config_int(cfg, "metrics.kafka_interval_ms", 0, INT64_MAX / 1000, &interval_ms, err) ||
-         kd_config_int(cfg, "metrics.health_stale_ms", 1, INT64_MAX / 1000, &stale_ms, err)))
-        return -1;
+    int64_t interval_ms = cfg ? kd_cfg_int(cfg, KD_CFG_METRICS_KAFKA_INTERVAL_MS) : 60000;
+    int64_t stale_ms = cfg ? kd_cfg_int(cfg, KD_CFG_METRICS_HEALTH_STALE_MS) : 30000;
     wm.interval_us = interval_ms * 1000;
     wm.stale_us = stale_ms * 1000;
-    if (parse_buildings(cfg ? kd_config_get(cfg, "metrics.buildings") : "", err) ||
+    if (parse_buildings(cfg ? kd_cfg_str(cfg, KD_CFG_METRICS_BUILDINGS) : "", err) ||
         set_topics(cfg, err) || kd_metrics_new(&wm.reg, err) || register_all(err)) {
         kd_wm_free();
         return -1;
     }
     kd_gauge_setv(wm.build_info, KD_LV(KD_VERSION), 1);
     /* the worker's concurrency limit starts at worker.inflight (the KONE client lowers it) */
-    int64_t inflight = 64;
-    if (cfg && kd_config_int(cfg, "worker.inflight", 1, 65535, &inflight, NULL))
-        inflight = 64;
+    int64_t inflight = cfg ? kd_cfg_int(cfg, KD_CFG_WORKER_INFLIGHT) : 64;
     kd_gauge_set(wm.cc_worker, 0, (double)inflight);
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
@@ -466,12 +461,9 @@ kd_metrics *kd_wm_registry(void)
 
 int kd_worker_metrics_start(const kd_config *cfg, kd_http_ready_fn ready, void *arg, kd_err *err)
 {
-    int64_t port = 9464;
-    int64_t conns = 0, per_ip = 0;
-    if (cfg && (kd_config_int(cfg, "metrics.port", -1, 65535, &port, err) ||
-                kd_config_int(cfg, "metrics.max_connections", 1, 65536, &conns, err) ||
-                kd_config_int(cfg, "metrics.max_connections_per_ip", 1, 65536, &per_ip, err)))
-        return -1;
+    int64_t port = cfg ? kd_cfg_int(cfg, KD_CFG_METRICS_PORT) : 9464;
+    int64_t conns = cfg ? kd_cfg_int(cfg, KD_CFG_METRICS_MAX_CONNECTIONS) : 0;
+    int64_t per_ip = cfg ? kd_cfg_int(cfg, KD_CFG_METRICS_MAX_CONNECTIONS_PER_IP) : 0;
     if (kd_wm_init(cfg, err))
         return -1;
     if (port < 0) {
@@ -479,7 +471,7 @@ int kd_worker_metrics_start(const kd_config *cfg, kd_http_ready_fn ready, void *
         return 0;
     }
     kd_http_opts o = {
-        .listen = cfg ? kd_config_get(cfg, "metrics.listen") : "0.0.0.0",
+        .listen = cfg ? kd_cfg_str(cfg, KD_CFG_METRICS_LISTEN) : "0.0.0.0",
         .port = (int)port,
         .metrics = wm.reg,
         .stale_ms = wm.stale_us / 1000,

@@ -848,7 +848,7 @@ static int consume(kd_worker *w, kd_err *err)
 {
     if (kd_amqp_consume_start(w->amqp, (int)w->inflight_limit, err))
         return -1;
-    kd_info("consuming %s (prefetch %lld)", kd_config_get(w->cfg, "amqp.queue"),
+    kd_info("consuming %s (prefetch %lld)", kd_cfg_str(w->cfg, KD_CFG_AMQP_QUEUE),
             (long long)w->inflight_limit);
     return 0;
 }
@@ -1281,7 +1281,7 @@ int kd_worker_new(kd_worker **out, const kd_config *cfg, kd_err *err)
     if (w->wake_fd < 0)
         kd_warn("no eventfd (%s): the main loop notices hand-overs within 2 ms instead of at once",
                 kd_strerror(errno));
-    const char *id = kd_config_get(cfg, "worker.id");
+    const char *id = kd_cfg_str(cfg, KD_CFG_WORKER_ID);
     if (*id) {
         snprintf(w->id, sizeof w->id, "%s", id);
     } else {
@@ -1290,8 +1290,8 @@ int kd_worker_new(kd_worker **out, const kd_config *cfg, kd_err *err)
         snprintf(w->id, sizeof w->id, "%s-%d", host, (int)getpid());
     }
     kd_log_set_instance(w->id); /* kd.worker on every line from here: logs of replicas part */
-    w->topic_results = kd_config_get(cfg, "kafka.topic_results");
-    w->topic_events = kd_config_get(cfg, "kafka.topic_events");
+    w->topic_results = kd_cfg_str(cfg, KD_CFG_KAFKA_TOPIC_RESULTS);
+    w->topic_events = kd_cfg_str(cfg, KD_CFG_KAFKA_TOPIC_EVENTS);
     w->rng = (uint64_t)kd_now_us() ^ ((uint64_t)getpid() << 32);
     kd_amqp_topology topo;
     kd_limits lim;
@@ -1300,17 +1300,18 @@ int kd_worker_new(kd_worker **out, const kd_config *cfg, kd_err *err)
         goto fail;
     /* a bad certificate file is a config error now, not a reconnect loop later (kd_tls.h);
      * Kafka's files are checked when its producer is made, below */
-    if (kd_tls_check_files(cfg, "amqp", err))
+    if (kd_tls_check_files(cfg, KD_CFG_AMQP_CA_FILE, KD_CFG_AMQP_CERT_FILE, KD_CFG_AMQP_KEY_FILE,
+                           err))
         goto fail;
     w->max_age_ms = lim.job_max_age_ms;
-    if (kd_config_int(cfg, "worker.inflight", 1, 65535, &w->inflight_limit, err) ||
-        kd_config_int(cfg, "job.default_ttl_ms", 1, INT64_MAX / 2, &w->default_ttl_ms, err) ||
-        kd_config_int(cfg, "worker.drain_ms", 0, 3600000, &w->drain_ms, err) ||
-        kd_config_int(cfg, "worker.max_deliveries", 0, 1000000, &w->max_deliveries, err) ||
-        kd_config_int(cfg, "kafka.max_undelivered", 1, 10000000, &w->max_undelivered, err) ||
-        kd_retry_policy_load(&w->policy, cfg, err) || kd_amqp_topology_load(&topo, cfg, err))
+    w->inflight_limit = kd_cfg_int(cfg, KD_CFG_WORKER_INFLIGHT);
+    w->default_ttl_ms = kd_cfg_int(cfg, KD_CFG_JOB_DEFAULT_TTL_MS);
+    w->drain_ms = kd_cfg_int(cfg, KD_CFG_WORKER_DRAIN_MS);
+    w->max_deliveries = kd_cfg_int(cfg, KD_CFG_WORKER_MAX_DELIVERIES);
+    w->max_undelivered = kd_cfg_int(cfg, KD_CFG_KAFKA_MAX_UNDELIVERED);
+    if (kd_retry_policy_load(&w->policy, cfg, err) || kd_amqp_topology_load(&topo, cfg, err))
         goto fail;
-    const char *timings = kd_config_get(cfg, "worker.timings_file");
+    const char *timings = kd_cfg_str(cfg, KD_CFG_WORKER_TIMINGS_FILE);
     if (*timings && !(w->timings = fopen(timings, "a"))) {
         kd_err_set(err, KD_ERR_IO, "worker.timings_file: cannot open %s: %s", timings,
                    kd_strerror(errno));

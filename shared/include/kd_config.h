@@ -1,14 +1,20 @@
 /**
  * @file kd_config.h
- * @brief kd_config: one table of every configuration key, for every program.
+ * @brief kd_config: one typed table of every configuration key, for every program.
  *
  * A key "amqp.host" is set, in rising precedence, by its default, by the environment
  * variable KD_AMQP_HOST, and by the flag --amqp-host=VALUE (or --amqp-host VALUE).
  * Secret keys also accept KD_<NAME>_FILE / --&lt;name&gt;-file=PATH, whose file content (one
  * trailing newline stripped) becomes the value: that is how Kubernetes Secrets arrive.
- * The table lives in config.c; docs/configuration.md is checked against it by a test
- * (kone-worker --config-table prints the table as the markdown the docs hold).
- * Secret values are never printed: --config-dump shows "<set>" for them.
+ *
+ * The table is kd_config_keys.h: each key's type, bounds, default, programs, secrecy and
+ * help (modelled on librdkafka's property table). kd_config_load() checks every key of the
+ * running program against it, so a value of the wrong type or out of bounds stops the
+ * program at start with the key and its bounds named (a secret's value is never shown).
+ * Callers then read typed values by id (kd_cfg_int(cfg, KD_CFG_WORKER_INFLIGHT)), which
+ * cannot fail: there are no bounds and no key names left at the call sites.
+ * docs/configuration.md is checked against the table by a test (kone-worker
+ * --config-table prints the table as the markdown the docs hold).
  */
 #ifndef KD_CONFIG_H
 #define KD_CONFIG_H
@@ -27,13 +33,46 @@ enum {
     KD_PROG_EVENTS = 1 << 3,   /**< kone-events */
 };
 
+/** Most WebSocket connections of the worker's KONE pool (kone.connections). */
+#define KD_CONFIG_KONE_MAX_CONNECTIONS 16
+/** Most verdicts a building's breaker window holds (kone.breaker_window_calls). */
+#define KD_CONFIG_KONE_BREAKER_RING 64
+
+/** A key's type: how its text is checked and which accessor reads it. */
+typedef enum kd_config_type {
+    KD_CT_STR,    /**< any text (lists are parsed by the module that reads them): kd_cfg_str */
+    KD_CT_INT,    /**< integer in [min, max]: kd_cfg_int */
+    KD_CT_DOUBLE, /**< number in [dmin, dmax]: kd_cfg_double */
+    KD_CT_BOOL,   /**< true/false, 1/0, yes/no: kd_cfg_bool */
+    KD_CT_ENUM,   /**< one of choices: kd_cfg_str (the text) or kd_cfg_int (its index) */
+    KD_CT_ENUMI,  /**< as KD_CT_ENUM, in any case (librdkafka's enums, whose words it takes so) */
+    KD_CT_MS,     /**< duration, integer milliseconds in [min, max]: kd_cfg_int */
+    KD_CT_S,      /**< duration, integer seconds: kd_cfg_int */
+    KD_CT_H,      /**< duration, integer hours: kd_cfg_int */
+} kd_config_type;
+
+/** Key ids: KD_CFG_AMQP_HOST ... in table order, then KD_CFG_COUNT. */
+typedef enum kd_config_id {
+/** One id per row of kd_config_keys.h: KD_CFG_ and the row's ID. */
+#define KD_KEY(id, name, type, min, max, choices, def, progs, secret, help) KD_CFG_##id,
+#include "kd_config_keys.h"
+#undef KD_KEY
+    KD_CFG_COUNT /**< the number of keys */
+} kd_config_id;
+
 /** One configuration key: a row of the table docs/configuration.md is generated from. */
 typedef struct kd_config_key {
-    const char *name; /**< "amqp.host" */
-    const char *def;  /**< default value as text ("" for none) */
-    unsigned progs;   /**< KD_PROG_* mask */
-    bool secret;      /**< never printed; accepts _FILE */
-    const char *help; /**< one line, for --help and the docs */
+    const char *name;    /**< "amqp.host" */
+    kd_config_type type; /**< KD_CT_* */
+    int64_t min;         /**< lowest value of integer and duration keys */
+    int64_t max;         /**< highest value of integer and duration keys */
+    double dmin;         /**< lowest value of KD_CT_DOUBLE keys */
+    double dmax;         /**< highest value of KD_CT_DOUBLE keys */
+    const char *choices; /**< "a|b|c" for KD_CT_ENUM, else NULL */
+    const char *def;     /**< default value as text ("" for none) */
+    unsigned progs;      /**< KD_PROG_* mask */
+    bool secret;         /**< never printed; accepts _FILE */
+    const char *help;    /**< one line, for --help and the docs */
 } kd_config_key;
 
 /** At most this many positional arguments are kept. */
@@ -43,44 +82,52 @@ typedef struct kd_config_key {
 typedef struct kd_config {
     unsigned prog;                  /**< KD_PROG_* of the running program */
     const char *prog_name;          /**< its name, for messages */
-    char **values;                  /**< one per table row, heap strings */
+    char *values[KD_CFG_COUNT];     /**< the text of each key, heap strings */
+    int64_t num[KD_CFG_COUNT];      /**< parsed integers, durations, bools, enum indexes */
+    double dbl[KD_CFG_COUNT];       /**< parsed KD_CT_DOUBLE values */
     int nargs;                      /**< positional arguments left over */
     char *args[KD_CONFIG_MAX_ARGS]; /**< the positional arguments */
     bool help;                      /**< --help was given */
 } kd_config;
 
-/** The table of every key; *n gets its length. */
+/** The table of every key, indexed by kd_config_id; *n gets its length (KD_CFG_COUNT). */
 const kd_config_key *kd_config_table(size_t *n);
+/** The id of the key named `name` ("amqp.host"), or -1. For tools and tests; product code
+ * names keys by id. */
+int kd_config_find(const char *name);
 
-/** Loads defaults, environment and argv. Unknown flags and flags of keys that do not
- * apply to this program are errors. Returns 0 or KD_ERR_INVALID. */
+/** Loads defaults, environment and argv, then checks every key of `prog` against its type
+ * and bounds. Unknown flags and flags of keys that do not apply to this program are errors.
+ * Returns 0 or KD_ERR_INVALID (err names the key and what it accepts). */
 int kd_config_load(kd_config *cfg, unsigned prog, const char *prog_name, int argc, char **argv,
                    kd_err *err);
 /** Frees the values (the struct itself is the caller's). */
 void kd_config_free(kd_config *cfg);
 
-/** Getters abort() on an unknown key name: that is a programming error, caught by tests. */
-const char *kd_config_get(const kd_config *cfg, const char *key);
-/** Parse helpers return KD_ERR_INVALID naming the key when the text is not a number/bool. */
-int kd_config_int(const kd_config *cfg, const char *key, int64_t min, int64_t max, int64_t *out,
-                  kd_err *err);
-/** As kd_config_int() for a floating-point value in [min, max]. */
-int kd_config_double(const kd_config *cfg, const char *key, double min, double max, double *out,
-                     kd_err *err);
-/** Reads true/false (also 1/0, yes/no) into *out. */
-int kd_config_bool(const kd_config *cfg, const char *key, bool *out, kd_err *err);
-/** Sets a value programmatically (tests, derived defaults). */
-int kd_config_set(kd_config *cfg, const char *key, const char *value);
+/** Sets a value programmatically (tests, tools, derived values), checked as at load:
+ * KD_ERR_INVALID (and the value left as it was) when it does not fit the key's type. */
+int kd_config_set(kd_config *cfg, kd_config_id id, const char *value, kd_err *err);
+
+/* Typed accessors. The value was checked at load; asking a key for a type it does not have
+ * is a programming error, caught by tests: it abort()s. */
+const char *kd_cfg_str(const kd_config *cfg, kd_config_id id); /**< any key, as text */
+int64_t kd_cfg_int(const kd_config *cfg, kd_config_id id);     /**< INT, MS, S, H, ENUM index */
+double kd_cfg_double(const kd_config *cfg, kd_config_id id);   /**< DOUBLE */
+bool kd_cfg_bool(const kd_config *cfg, kd_config_id id);       /**< BOOL */
+/** The key's name, for messages ("amqp.host"). */
+const char *kd_cfg_name(kd_config_id id);
 
 void kd_config_env_name(const char *key, char *buf, size_t len);  /**< KD_AMQP_HOST */
 void kd_config_flag_name(const char *key, char *buf, size_t len); /**< --amqp-host */
 
-/** Prints --help: the program's keys, their flags, environment variables and defaults. */
+/** Prints --help: the program's keys, their flags, environment variables, types and defaults. */
 void kd_config_print_help(const kd_config *cfg, FILE *out);
 void kd_config_print_markdown(FILE *out); /**< the table of docs/configuration.md */
+/** Prints --config-dump: key=value for the program's keys, secrets as "<set>" or "". */
+void kd_config_print_dump(const kd_config *cfg, FILE *out);
 
-/** Handles the options every program shares: --help, --config-table. Returns true when
- * the program should exit (with *code) after it. */
+/** Handles the options every program shares: --help, --config-table, --config-dump. Returns
+ * true when the program should exit (with *code) after it. */
 bool kd_config_common_actions(const kd_config *cfg, int *code);
 
 #endif

@@ -28,6 +28,9 @@
 
 /** Most retry tiers (retry.tiers_ms entries). */
 #define KD_RETRY_MAX_TIERS 16
+/** Longest retry tier, retry.base_ms and retry.cap_ms: one day (longer is no longer a
+ * "retry"). */
+#define KD_RETRY_TIER_MAX_MS 86400000
 /** Highest retry.max_attempts. */
 #define KD_RETRY_MAX_ATTEMPTS 100
 

@@ -15,9 +15,10 @@
 #include "kd_config.h"
 #include "kd_err.h"
 
-/** Checks {prefix}.ca_file, {prefix}.cert_file and {prefix}.key_file (each may be empty:
- * not used). prefix is "amqp" or "kafka". */
-int kd_tls_check_files(const kd_config *cfg, const char *prefix, kd_err *err);
+/** Checks the CA, certificate and key files named by keys ca, cert and key (each may be
+ * empty: not used), e.g. KD_CFG_AMQP_CA_FILE, KD_CFG_AMQP_CERT_FILE, KD_CFG_AMQP_KEY_FILE. */
+int kd_tls_check_files(const kd_config *cfg, kd_config_id ca, kd_config_id cert, kd_config_id key,
+                       kd_err *err);
 
 /** The same on explicit paths; keys name them in errors ("amqp.ca_file", ...). */
 int kd_tls_check_paths(const char *ca_key, const char *ca, const char *cert_key, const char *cert,

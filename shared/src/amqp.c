@@ -45,6 +45,13 @@ struct timeval kd_amqp_tv(int ms)
     return tv;
 }
 
+struct timeval kd_amqp_wait_tv(kd_amqp *a, int64_t deadline_ms)
+{
+    amqp_maybe_release_buffers(a->conn);
+    int64_t left = deadline_ms - kd_amqp_now_ms();
+    return kd_amqp_tv(left > 0 ? (int)left : 0);
+}
+
 int64_t kd_amqp_now_ms(void)
 {
     struct timespec ts;
@@ -191,11 +198,11 @@ static int log_in(kd_amqp *a, const kd_config *cfg, int heartbeat, kd_err *err)
     props[0].value.value.bytes = amqp_cstring_bytes(name);
     amqp_table_t table = {.num_entries = 1, .entries = props};
 
-    const char *vhost = kd_config_get(cfg, "amqp.vhost");
-    const char *user = kd_config_get(cfg, "amqp.user");
+    const char *vhost = kd_cfg_str(cfg, KD_CFG_AMQP_VHOST);
+    const char *user = kd_cfg_str(cfg, KD_CFG_AMQP_USER);
     amqp_rpc_reply_t r = amqp_login_with_properties(a->conn, vhost, 0, KD_AMQP_FRAME_MAX, heartbeat,
                                                     &table, AMQP_SASL_METHOD_PLAIN, user,
-                                                    kd_config_get(cfg, "amqp.password"));
+                                                    kd_cfg_str(cfg, KD_CFG_AMQP_PASSWORD));
     if (r.reply_type == AMQP_RESPONSE_NORMAL)
         return 0;
     char what[400];
@@ -253,7 +260,7 @@ static int connect_host(kd_amqp **out, const kd_config *cfg, const char *host, i
     a->epoch = atomic_fetch_add(&kd_amqp_epochs, 1) + 1;
     kd_info("amqp %s: connected (vhost '%s', heartbeat %ds, epoch %llu), queue '%s' ready "
             "with %d retry tiers and dead-letter queue '%s'",
-            a->where, kd_config_get(cfg, "amqp.vhost"), (int)heartbeat,
+            a->where, kd_cfg_str(cfg, KD_CFG_AMQP_VHOST), (int)heartbeat,
             (unsigned long long)a->epoch, a->queue, a->topo.n_tiers, a->topo.dead_queue);
     *out = a;
     return 0;
@@ -284,21 +291,16 @@ static void warn_weak(bool any_plain, bool insecure)
 int kd_amqp_connect(kd_amqp **out, const kd_config *cfg, kd_err *err)
 {
     *out = NULL;
-    int64_t port, heartbeat;
-    bool tls_default = true, insecure = false;
-    int rc = kd_config_int(cfg, "amqp.port", 1, 65535, &port, err);
-    if (!rc)
-        rc = kd_config_int(cfg, "amqp.heartbeat_s", 0, 3600, &heartbeat, err);
-    if (!rc)
-        rc = kd_config_bool(cfg, "amqp.tls", &tls_default, err);
-    if (!rc)
-        rc = kd_config_bool(cfg, "amqp.tls_insecure", &insecure, err);
-    if (!rc)
-        rc = kd_tls_check_files(cfg, "amqp", err);
+    int64_t port = kd_cfg_int(cfg, KD_CFG_AMQP_PORT);
+    int64_t heartbeat = kd_cfg_int(cfg, KD_CFG_AMQP_HEARTBEAT_S);
+    bool tls_default = kd_cfg_bool(cfg, KD_CFG_AMQP_TLS);
+    bool insecure = kd_cfg_bool(cfg, KD_CFG_AMQP_TLS_INSECURE);
+    int rc = kd_tls_check_files(cfg, KD_CFG_AMQP_CA_FILE, KD_CFG_AMQP_CERT_FILE,
+                                KD_CFG_AMQP_KEY_FILE, err);
     if (rc)
         return rc;
     char list[1024];
-    snprintf(list, sizeof list, "%s", kd_config_get(cfg, "amqp.host"));
+    snprintf(list, sizeof list, "%s", kd_cfg_str(cfg, KD_CFG_AMQP_HOST));
     char *hosts[KD_AMQP_MAX_HOSTS];
     int64_t ports[KD_AMQP_MAX_HOSTS];
     bool tls[KD_AMQP_MAX_HOSTS];

@@ -124,11 +124,9 @@ int kd_amqp_consume_next(kd_amqp *a, int timeout_ms, kd_delivery *d, kd_err *err
         return -rc;
     int64_t deadline = kd_amqp_now_ms() + (timeout_ms > 0 ? timeout_ms : 0);
     for (;;) {
-        amqp_maybe_release_buffers(a->conn);
         /* amqp_consume_message takes frames rabbitmq-c already queued (read ahead during
          * an RPC such as basic.cancel) before it touches the socket. */
-        int64_t left = deadline - kd_amqp_now_ms();
-        struct timeval tv = kd_amqp_tv(left > 0 ? (int)left : 0);
+        struct timeval tv = kd_amqp_wait_tv(a, deadline);
         amqp_rpc_reply_t r = amqp_consume_message(a->conn, &a->env, &tv, 0);
         if (r.reply_type == AMQP_RESPONSE_NORMAL) {
             a->have_env = true;

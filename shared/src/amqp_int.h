@@ -55,6 +55,10 @@ struct kd_amqp {
 };
 
 struct timeval kd_amqp_tv(int ms);
+/* Before each wait of a loop that reads frames until a deadline: frees the decoded frames the
+ * last pass left in the connection's pools (or they grow for as long as the loop runs) and
+ * gives the time left to the deadline, never negative. */
+struct timeval kd_amqp_wait_tv(kd_amqp *a, int64_t deadline_ms);
 int64_t kd_amqp_now_ms(void);
 void kd_amqp_str(amqp_bytes_t b, char *out, size_t cap);
 

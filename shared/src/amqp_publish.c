@@ -71,9 +71,7 @@ int kd_amqp_next_event(kd_amqp *a, int timeout_ms, kd_amqp_event *ev, kd_err *er
         return -rc;
     int64_t deadline = kd_amqp_now_ms() + (timeout_ms > 0 ? timeout_ms : 0);
     for (;;) {
-        amqp_maybe_release_buffers(a->conn);
-        int64_t left = deadline - kd_amqp_now_ms();
-        struct timeval tv = kd_amqp_tv(left > 0 ? (int)left : 0);
+        struct timeval tv = kd_amqp_wait_tv(a, deadline);
         amqp_frame_t f;
         int st = amqp_simple_wait_frame_noblock(a->conn, &f, &tv);
         if (st == AMQP_STATUS_TIMEOUT)

@@ -47,12 +47,10 @@ amqp_socket_t *kd_amqp_tls_socket_new(kd_amqp *a, const kd_config *cfg, const ch
         kd_err_set(err, KD_ERR_NOMEM, "amqp %s: cannot create a TLS socket", a->where);
         return NULL;
     }
-    const char *ca = kd_config_get(cfg, "amqp.ca_file");
-    const char *cert = kd_config_get(cfg, "amqp.cert_file");
-    const char *key = kd_config_get(cfg, "amqp.key_file");
-    bool insecure = false;
-    if (kd_config_bool(cfg, "amqp.tls_insecure", &insecure, err))
-        return NULL;
+    const char *ca = kd_cfg_str(cfg, KD_CFG_AMQP_CA_FILE);
+    const char *cert = kd_cfg_str(cfg, KD_CFG_AMQP_CERT_FILE);
+    const char *key = kd_cfg_str(cfg, KD_CFG_AMQP_KEY_FILE);
+    bool insecure = kd_cfg_bool(cfg, KD_CFG_AMQP_TLS_INSECURE);
     SSL_CTX *ctx = amqp_ssl_socket_get_context(sock);
     int st =
         *ca ? amqp_ssl_socket_set_cacert(sock, ca)

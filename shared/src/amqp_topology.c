@@ -310,10 +310,10 @@ int kd_amqp_missing_args(const kd_amqp *a, char *buf, size_t len)
 
 /* ---- names ---------------------------------------------------------------------------- */
 
-static int name_key(const kd_config *cfg, const char *key, const char *suffix, const char *queue,
+static int name_key(const kd_config *cfg, kd_config_id id, const char *suffix, const char *queue,
                     char *out, bool required, kd_err *err)
 {
-    const char *v = kd_config_get(cfg, key);
+    const char *key = kd_cfg_name(id), *v = kd_cfg_str(cfg, id);
     if (strlen(v) > 255 || (required && !*v))
         return kd_err_set(err, KD_ERR_INVALID, "%s: must be 1..255 characters, got '%s'", key, v);
     if (*v || !suffix) {
@@ -331,25 +331,24 @@ static int name_key(const kd_config *cfg, const char *key, const char *suffix, c
 int kd_amqp_topology_load(kd_amqp_topology *t, const kd_config *cfg, kd_err *err)
 {
     memset(t, 0, sizeof *t);
-    int rc = name_key(cfg, "amqp.exchange", NULL, NULL, t->exchange, true, err);
+    int rc = name_key(cfg, KD_CFG_AMQP_EXCHANGE, NULL, NULL, t->exchange, true, err);
     if (!rc)
-        rc = name_key(cfg, "amqp.queue", NULL, NULL, t->queue, true, err);
+        rc = name_key(cfg, KD_CFG_AMQP_QUEUE, NULL, NULL, t->queue, true, err);
     if (!rc)
-        rc = name_key(cfg, "amqp.routing_key", NULL, NULL, t->routing_key, false, err);
+        rc = name_key(cfg, KD_CFG_AMQP_ROUTING_KEY, NULL, NULL, t->routing_key, false, err);
     if (!rc)
-        rc =
-            name_key(cfg, "amqp.retry_exchange", ".retry", t->queue, t->retry_exchange, false, err);
+        rc = name_key(cfg, KD_CFG_AMQP_RETRY_EXCHANGE, ".retry", t->queue, t->retry_exchange, false,
+                      err);
     if (!rc)
-        rc = name_key(cfg, "amqp.dead_exchange", ".dead", t->queue, t->dead_exchange, false, err);
+        rc = name_key(cfg, KD_CFG_AMQP_DEAD_EXCHANGE, ".dead", t->queue, t->dead_exchange, false,
+                      err);
     if (!rc)
-        rc = name_key(cfg, "amqp.dead_queue", ".dead", t->queue, t->dead_queue, false, err);
+        rc = name_key(cfg, KD_CFG_AMQP_DEAD_QUEUE, ".dead", t->queue, t->dead_queue, false, err);
     if (!rc)
-        rc = name_key(cfg, "amqp.vhost", NULL, NULL, t->vhost, false, err);
+        rc = name_key(cfg, KD_CFG_AMQP_VHOST, NULL, NULL, t->vhost, false, err);
+    t->delivery_limit = kd_cfg_int(cfg, KD_CFG_AMQP_DELIVERY_LIMIT);
     if (!rc)
-        rc = kd_config_int(cfg, "amqp.delivery_limit", 1, KD_AMQP_DELIVERY_LIMIT_MAX,
-                           &t->delivery_limit, err);
-    if (!rc)
-        rc = kd_retry_parse_tiers(kd_config_get(cfg, "retry.tiers_ms"), t->tiers_ms, &t->n_tiers,
+        rc = kd_retry_parse_tiers(kd_cfg_str(cfg, KD_CFG_RETRY_TIERS_MS), t->tiers_ms, &t->n_tiers,
                                   err);
     if (!rc && strlen(t->queue) + 32 > 255)
         rc = kd_err_set(err, KD_ERR_INVALID,

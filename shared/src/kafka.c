@@ -125,13 +125,11 @@ static void on_log(const rd_kafka_t *rk, int level, const char *fac, const char 
 
 static int build_conf(rd_kafka_conf_t *conf, const kd_config *cfg, kd_err *err)
 {
-    int64_t linger;
-    int rc = kd_config_int(cfg, "kafka.linger_ms", 0, 900000, &linger, err);
-    if (rc)
-        return rc;
+    int64_t linger = kd_cfg_int(cfg, KD_CFG_KAFKA_LINGER_MS);
+    int rc;
     char linger_s[24];
     snprintf(linger_s, sizeof linger_s, "%lld", (long long)linger);
-    const char *brokers = kd_config_get(cfg, "kafka.brokers");
+    const char *brokers = kd_cfg_str(cfg, KD_CFG_KAFKA_BROKERS);
     if (!brokers[0])
         return kd_err_set(err, KD_ERR_INVALID, "kafka.brokers: must not be empty");
 
@@ -153,7 +151,7 @@ static int build_conf(rd_kafka_conf_t *conf, const kd_config *cfg, kd_err *err)
      * one or a few (linger.ms is short so results are not held back), so a codec saves
      * little on the wire while its per-batch set-up cost most of the producer's CPU
      * (docs/performance.md: LZ4 cost ~40k instructions per job). */
-    return kd_kafka_conf_set(conf, "compression.codec", kd_config_get(cfg, "kafka.compression"),
+    return kd_kafka_conf_set(conf, "compression.codec", kd_cfg_str(cfg, KD_CFG_KAFKA_COMPRESSION),
                              err);
 }
 

@@ -64,12 +64,9 @@ static atomic_bool kd_kafka_warned; /* the plaintext warning: once per process *
 
 int kd_kafka_conf_security(rd_kafka_conf_t *conf, const kd_config *cfg, kd_err *err)
 {
-    const char *proto = kd_config_get(cfg, "kafka.security_protocol");
+    const char *proto =
+        kd_cfg_str(cfg, KD_CFG_KAFKA_SECURITY_PROTOCOL); /* ssl|sasl_ssl|plaintext */
     bool plain = strcmp(proto, "plaintext") == 0, sasl = strcmp(proto, "sasl_ssl") == 0;
-    if (!plain && !sasl && strcmp(proto, "ssl") != 0)
-        return kd_err_set(err, KD_ERR_INVALID,
-                          "kafka.security_protocol: must be ssl, sasl_ssl or plaintext, got '%s'",
-                          proto);
     int rc = kd_kafka_conf_set(conf, "security.protocol", proto, err);
     if (rc)
         return rc;
@@ -80,11 +77,12 @@ int kd_kafka_conf_security(rd_kafka_conf_t *conf, const kd_config *cfg, kd_err *
                     "reaches the brokers can read and forge them");
         return 0;
     }
-    if ((rc = kd_tls_check_files(cfg, "kafka", err)))
+    if ((rc = kd_tls_check_files(cfg, KD_CFG_KAFKA_CA_FILE, KD_CFG_KAFKA_CERT_FILE,
+                                 KD_CFG_KAFKA_KEY_FILE, err)))
         return rc;
-    const char *ca = kd_config_get(cfg, "kafka.ca_file");
-    const char *cert = kd_config_get(cfg, "kafka.cert_file");
-    const char *key = kd_config_get(cfg, "kafka.key_file");
+    const char *ca = kd_cfg_str(cfg, KD_CFG_KAFKA_CA_FILE);
+    const char *cert = kd_cfg_str(cfg, KD_CFG_KAFKA_CERT_FILE);
+    const char *key = kd_cfg_str(cfg, KD_CFG_KAFKA_KEY_FILE);
     const char *props[][2] = {
         {"enable.ssl.certificate.verification", "true"},
         {"ssl.endpoint.identification.algorithm", "https"},
@@ -99,13 +97,9 @@ int kd_kafka_conf_security(rd_kafka_conf_t *conf, const kd_config *cfg, kd_err *
         return kd_err_set(err, KD_ERR_INVALID, "kafka: librdkafka was built without TLS");
     if (!sasl)
         return 0;
-    const char *mech = kd_config_get(cfg, "kafka.sasl_mechanism");
-    const char *user = kd_config_get(cfg, "kafka.sasl_user");
-    const char *pw = kd_config_get(cfg, "kafka.sasl_password");
-    if (strcmp(mech, "SCRAM-SHA-512") != 0 && strcmp(mech, "SCRAM-SHA-256") != 0)
-        return kd_err_set(err, KD_ERR_INVALID,
-                          "kafka.sasl_mechanism: must be SCRAM-SHA-512 or SCRAM-SHA-256, got '%s'",
-                          mech);
+    const char *mech = kd_cfg_str(cfg, KD_CFG_KAFKA_SASL_MECHANISM);
+    const char *user = kd_cfg_str(cfg, KD_CFG_KAFKA_SASL_USER);
+    const char *pw = kd_cfg_str(cfg, KD_CFG_KAFKA_SASL_PASSWORD);
     if (!*user || !*pw)
         return kd_err_set(err, KD_ERR_INVALID,
                           "kafka.sasl_user and kafka.sasl_password (or "

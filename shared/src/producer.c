@@ -28,10 +28,8 @@ struct kd_producer {
 int kd_producer_open(kd_producer **out, const kd_config *cfg, kd_err *err)
 {
     *out = NULL;
-    int64_t timeout;
-    int rc = kd_config_int(cfg, "producer.confirm_timeout_ms", 1, 3600000, &timeout, err);
-    if (rc)
-        return rc;
+    int64_t timeout = kd_cfg_int(cfg, KD_CFG_PRODUCER_CONFIRM_TIMEOUT_MS);
+    int rc;
     kd_producer *p = calloc(1, sizeof *p);
     if (!p)
         return kd_err_set(err, KD_ERR_NOMEM, "out of memory");

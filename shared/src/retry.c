@@ -12,8 +12,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define KD_RETRY_TIER_MAX_MS 86400000 /* one day: longer is no longer a "retry" */
-
 int kd_retry_parse_tiers(const char *text, int64_t *tiers, int *n, kd_err *err)
 {
     *n = 0;
@@ -54,18 +52,13 @@ int kd_retry_parse_tiers(const char *text, int64_t *tiers, int *n, kd_err *err)
 
 int kd_retry_policy_load(kd_retry_policy *p, const kd_config *cfg, kd_err *err)
 {
-    int64_t attempts, requeues;
     memset(p, 0, sizeof *p);
-    int rc = kd_config_int(cfg, "retry.base_ms", 1, KD_RETRY_TIER_MAX_MS, &p->base_ms, err);
-    if (!rc)
-        rc = kd_config_int(cfg, "retry.cap_ms", 1, KD_RETRY_TIER_MAX_MS, &p->cap_ms, err);
-    if (!rc)
-        rc = kd_config_int(cfg, "retry.max_attempts", 1, KD_RETRY_MAX_ATTEMPTS, &attempts, err);
-    if (!rc)
-        rc = kd_config_int(cfg, "retry.max_requeues", 0, 1000000, &requeues, err);
-    if (!rc)
-        rc = kd_retry_parse_tiers(kd_config_get(cfg, "retry.tiers_ms"), p->tiers_ms, &p->n_tiers,
-                                  err);
+    p->base_ms = kd_cfg_int(cfg, KD_CFG_RETRY_BASE_MS);
+    p->cap_ms = kd_cfg_int(cfg, KD_CFG_RETRY_CAP_MS);
+    int64_t attempts = kd_cfg_int(cfg, KD_CFG_RETRY_MAX_ATTEMPTS);
+    int64_t requeues = kd_cfg_int(cfg, KD_CFG_RETRY_MAX_REQUEUES);
+    int rc =
+        kd_retry_parse_tiers(kd_cfg_str(cfg, KD_CFG_RETRY_TIERS_MS), p->tiers_ms, &p->n_tiers, err);
     if (rc)
         return rc;
     if (p->cap_ms < p->base_ms)

@@ -106,13 +106,9 @@ int kd_tls_check_paths(const char *ca_key, const char *ca, const char *cert_key,
     return rc;
 }
 
-int kd_tls_check_files(const kd_config *cfg, const char *prefix, kd_err *err)
+int kd_tls_check_files(const kd_config *cfg, kd_config_id ca, kd_config_id cert, kd_config_id key,
+                       kd_err *err)
 {
-    char ca_key[64], cert_key[64], key_key[64];
-    snprintf(ca_key, sizeof ca_key, "%s.ca_file", prefix);
-    snprintf(cert_key, sizeof cert_key, "%s.cert_file", prefix);
-    snprintf(key_key, sizeof key_key, "%s.key_file", prefix);
-    return kd_tls_check_paths(ca_key, kd_config_get(cfg, ca_key), cert_key,
-                              kd_config_get(cfg, cert_key), key_key, kd_config_get(cfg, key_key),
-                              err);
+    return kd_tls_check_paths(kd_cfg_name(ca), kd_cfg_str(cfg, ca), kd_cfg_name(cert),
+                              kd_cfg_str(cfg, cert), kd_cfg_name(key), kd_cfg_str(cfg, key), err);
 }

@@ -102,7 +102,9 @@ expect = {  # case -> what the overrides asked for
     "none": {"autoscaler": None, "replicas": 3, "netpol": False},
     "drain": {"grace_min": 121},
     "full": {"sim": True, "smoke": True},
-    "dev": {"autoscaler": None, "sim": True, "smoke": True},
+    # dev: the local cluster's dev CA verifies its brokers and its PostgreSQL alike
+    "dev": {"autoscaler": None, "sim": True, "smoke": True,
+            "ledger": {"ca": ("kone-dispatch-broker-ca", "ca.crt")}},
     # prod and staging mount the ledger's CA (their URLs name it in sslrootcert, verify-full)
     "prod": {"ledger": {"ca": ("kone-dispatch-ledger-ca", "ca.crt")}},
     "staging": {"ledger": {"ca": ("kone-dispatch-ledger-ca", "ca.crt")}},

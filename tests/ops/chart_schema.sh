@@ -78,8 +78,9 @@ m = re.search(r"<!-- config-table:begin -->(.*?)<!-- config-table:end -->", tabl
 if not m:
     sys.exit("FAIL: docs/configuration.md has no config-table markers")
 keys = []  # (key, default, programs, meaning)
+# | key | environment | flag | type | default | accepts | programs | meaning |
 for line in m.group(1).splitlines():
-    r = re.match(r"\|\s*`([a-z0-9_.]+)`\s*\|[^|]*\|[^|]*\|\s*`([^`]*)`\s*\|\s*([a-z, ]+)\|(.*)\|\s*$", line)
+    r = re.match(r"\|\s*`([a-z0-9_.]+)`\s*\|[^|]*\|[^|]*\|[^|]*\|\s*`([^`]*)`\s*\|[^|]*\|\s*([a-z, ]+)\|(.*)\|\s*$", line)
     if r:
         keys.append((r.group(1), r.group(2), {p.strip() for p in r.group(3).split(",")}, r.group(4).strip()))
 

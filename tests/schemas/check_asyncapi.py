@@ -103,7 +103,8 @@ def main(path, spec_schema=None):
     defaults = {}
     conf = os.path.join(base, "configuration.md")
     for line in open(conf, encoding="utf-8"):
-        m = re.match(r"^\| `([a-z_.]+)` \| `[A-Z_]*` \| `[^`]*` \| `([^`]*)` \|", line)
+        # | key | environment | flag | type | default | ...
+        m = re.match(r"^\| `([a-z_.]+)` \| `[A-Z_]*` \| `[^`]*` \| [^|]* \| `([^`]*)` \|", line)
         if m:
             defaults[m.group(1)] = m.group(2)
     for ch, key in ADDRESS_KEYS.items():

@@ -21,17 +21,18 @@
 static inline amqp_connection_state_t raw_amqp_login(const kd_config *cfg)
 {
     amqp_connection_state_t c = amqp_new_connection();
-    bool tls = strcmp(kd_config_get(cfg, "amqp.tls"), "true") == 0;
+    bool tls = strcmp(kd_cfg_str(cfg, KD_CFG_AMQP_TLS), "true") == 0;
     amqp_socket_t *s = tls ? amqp_ssl_socket_new(c) : amqp_tcp_socket_new(c);
-    const char *host = kd_config_get(cfg, "amqp.host");
+    const char *host = kd_cfg_str(cfg, KD_CFG_AMQP_HOST);
     if (tls && strcmp(host, "127.0.0.1") == 0)
         host = "localhost";
-    const char *ca = kd_config_get(cfg, "amqp.ca_file");
-    bool ok = s && (!tls || !*ca || amqp_ssl_socket_set_cacert(s, ca) == 0) &&
-              amqp_socket_open(s, host, atoi(kd_config_get(cfg, "amqp.port"))) == 0 &&
-              amqp_login(c, kd_config_get(cfg, "amqp.vhost"), 0, 131072, 0, AMQP_SASL_METHOD_PLAIN,
-                         kd_config_get(cfg, "amqp.user"), kd_config_get(cfg, "amqp.password"))
-                      .reply_type == AMQP_RESPONSE_NORMAL;
+    const char *ca = kd_cfg_str(cfg, KD_CFG_AMQP_CA_FILE);
+    bool ok =
+        s && (!tls || !*ca || amqp_ssl_socket_set_cacert(s, ca) == 0) &&
+        amqp_socket_open(s, host, atoi(kd_cfg_str(cfg, KD_CFG_AMQP_PORT))) == 0 &&
+        amqp_login(c, kd_cfg_str(cfg, KD_CFG_AMQP_VHOST), 0, 131072, 0, AMQP_SASL_METHOD_PLAIN,
+                   kd_cfg_str(cfg, KD_CFG_AMQP_USER), kd_cfg_str(cfg, KD_CFG_AMQP_PASSWORD))
+                .reply_type == AMQP_RESPONSE_NORMAL;
     if (!ok) {
         amqp_destroy_connection(c);
         return NULL;

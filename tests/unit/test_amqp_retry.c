@@ -111,8 +111,8 @@ static void test_topology_names(void **state)
     (void)state;
     kd_config cfg;
     load(&cfg);
-    kd_config_set(&cfg, "amqp.queue", "it.q1");
-    kd_config_set(&cfg, "retry.tiers_ms", "200,500");
+    kd_config_set(&cfg, KD_CFG_AMQP_QUEUE, "it.q1", NULL);
+    kd_config_set(&cfg, KD_CFG_RETRY_TIERS_MS, "200,500", NULL);
     kd_amqp_topology t;
     kd_err err = {0};
     assert_int_equal(kd_amqp_topology_load(&t, &cfg, &err), 0);
@@ -122,12 +122,12 @@ static void test_topology_names(void **state)
     char name[300];
     kd_amqp_tier_queue(&t, 1, name, sizeof name);
     assert_string_equal(name, "it.q1.retry.500");
-    kd_config_set(&cfg, "amqp.dead_queue", "parking");
-    kd_config_set(&cfg, "amqp.retry_exchange", "rx");
+    kd_config_set(&cfg, KD_CFG_AMQP_DEAD_QUEUE, "parking", NULL);
+    kd_config_set(&cfg, KD_CFG_AMQP_RETRY_EXCHANGE, "rx", NULL);
     assert_int_equal(kd_amqp_topology_load(&t, &cfg, &err), 0);
     assert_string_equal(t.dead_queue, "parking");
     assert_string_equal(t.retry_exchange, "rx");
-    kd_config_set(&cfg, "retry.tiers_ms", "500,200");
+    kd_config_set(&cfg, KD_CFG_RETRY_TIERS_MS, "500,200", NULL);
     assert_int_equal(kd_amqp_topology_load(&t, &cfg, &err), KD_ERR_INVALID);
     kd_config_free(&cfg);
     /* the defaults */
@@ -137,14 +137,14 @@ static void test_topology_names(void **state)
     assert_int_equal(t.n_tiers, 5);
     assert_int_equal(t.delivery_limit, 20);
     assert_string_equal(t.vhost, "/");
-    /* amqp.delivery_limit: 1..1000000 */
+    /* amqp.delivery_limit: 1..1000000, refused by the table as it is set (as at load) */
     const char *bad[] = {"0", "-1", "1000001", "x", ""};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        kd_config_set(&cfg, "amqp.delivery_limit", bad[i]);
-        assert_int_equal(kd_amqp_topology_load(&t, &cfg, &err), KD_ERR_INVALID);
-        assert_non_null(strstr(err.msg, "amqp.delivery_limit"));
+        assert_int_equal(kd_config_set(&cfg, KD_CFG_AMQP_DELIVERY_LIMIT, bad[i], &err),
+                         KD_ERR_INVALID);
+        assert_non_null(strstr(err.msg, "amqp.delivery_limit: must be an integer in 1..1000000"));
     }
-    kd_config_set(&cfg, "amqp.delivery_limit", "50");
+    kd_config_set(&cfg, KD_CFG_AMQP_DELIVERY_LIMIT, "50", NULL);
     assert_int_equal(kd_amqp_topology_load(&t, &cfg, &err), 0);
     assert_int_equal(t.delivery_limit, 50);
     kd_config_free(&cfg);
@@ -216,10 +216,10 @@ static char names[64];
 static void live_config(kd_config *cfg)
 {
     load(cfg);
-    kd_config_set(cfg, "amqp.exchange", names);
-    kd_config_set(cfg, "amqp.queue", names);
-    kd_config_set(cfg, "amqp.routing_key", names);
-    kd_config_set(cfg, "retry.tiers_ms", "300,1000");
+    kd_config_set(cfg, KD_CFG_AMQP_EXCHANGE, names, NULL);
+    kd_config_set(cfg, KD_CFG_AMQP_QUEUE, names, NULL);
+    kd_config_set(cfg, KD_CFG_AMQP_ROUTING_KEY, names, NULL);
+    kd_config_set(cfg, KD_CFG_RETRY_TIERS_MS, "300,1000", NULL);
 }
 
 static kd_amqp *live_connect(kd_config *cfg)
@@ -511,10 +511,10 @@ static void args_cleanup(const char *q)
 static void args_config(kd_config *cfg, const char *q)
 {
     load(cfg);
-    kd_config_set(cfg, "amqp.exchange", q);
-    kd_config_set(cfg, "amqp.queue", q);
-    kd_config_set(cfg, "amqp.routing_key", q);
-    kd_config_set(cfg, "retry.tiers_ms", "300,1000");
+    kd_config_set(cfg, KD_CFG_AMQP_EXCHANGE, q, NULL);
+    kd_config_set(cfg, KD_CFG_AMQP_QUEUE, q, NULL);
+    kd_config_set(cfg, KD_CFG_AMQP_ROUTING_KEY, q, NULL);
+    kd_config_set(cfg, KD_CFG_RETRY_TIERS_MS, "300,1000", NULL);
 }
 
 /* kd_amqp_connect with stderr (the log) captured into log. */
@@ -550,7 +550,7 @@ static void test_live_fresh_queue_arguments(void **state)
     snprintf(tier, sizeof tier, "%s.retry.300", q);
     kd_config cfg;
     args_config(&cfg, q);
-    kd_config_set(&cfg, "amqp.delivery_limit", "23");
+    kd_config_set(&cfg, KD_CFG_AMQP_DELIVERY_LIMIT, "23", NULL);
     kd_amqp *a;
     kd_err err = {0};
     char log[4096];
@@ -595,7 +595,7 @@ static void test_live_delivery_limit_parks(void **state)
     snprintf(q, sizeof q, "%s.limit", args_names);
     kd_config cfg;
     args_config(&cfg, q);
-    kd_config_set(&cfg, "amqp.delivery_limit", "2");
+    kd_config_set(&cfg, KD_CFG_AMQP_DELIVERY_LIMIT, "2", NULL);
     kd_amqp *a;
     kd_err err = {0};
     if (kd_amqp_connect(&a, &cfg, &err) != 0)

@@ -17,18 +17,29 @@ static int load(kd_config *cfg, unsigned prog, int argc, char **argv, kd_err *er
     return kd_config_load(cfg, prog, "test", argc, argv, err);
 }
 
+/* Every program's keys, for tests that look at all of them at once. */
+#define ALL (KD_PROG_WORKER | KD_PROG_PRODUCER | KD_PROG_SIM | KD_PROG_EVENTS)
+
 static void test_defaults(void **state)
 {
     (void)state;
     unsetenv("KD_AMQP_HOST");
     kd_config cfg;
     char *argv[] = {"prog"};
-    assert_int_equal(load(&cfg, KD_PROG_WORKER, 1, argv, NULL), 0);
-    assert_string_equal(kd_config_get(&cfg, "amqp.host"), "127.0.0.1");
-    assert_string_equal(kd_config_get(&cfg, "amqp.queue"), "kone.calls");
-    int64_t n;
-    assert_int_equal(kd_config_int(&cfg, "worker.inflight", 1, 100000, &n, NULL), 0);
-    assert_int_equal(n, 64);
+    assert_int_equal(load(&cfg, ALL, 1, argv, NULL), 0);
+    /* one key of each type, read through its typed accessor */
+    assert_string_equal(kd_cfg_str(&cfg, KD_CFG_AMQP_HOST), "127.0.0.1");
+    assert_string_equal(kd_cfg_str(&cfg, KD_CFG_AMQP_QUEUE), "kone.calls");
+    assert_int_equal(kd_cfg_int(&cfg, KD_CFG_WORKER_INFLIGHT), 64);
+    assert_int_equal(kd_cfg_int(&cfg, KD_CFG_METRICS_PORT), 9464);
+    assert_int_equal(kd_cfg_int(&cfg, KD_CFG_KONE_REQUEST_TIMEOUT_MS), 10000);
+    assert_int_equal(kd_cfg_int(&cfg, KD_CFG_KONE_KEEPALIVE_S), 30);
+    assert_int_equal(kd_cfg_int(&cfg, KD_CFG_LEDGER_RETENTION_H), 168);
+    assert_true(kd_cfg_bool(&cfg, KD_CFG_AMQP_TLS));
+    assert_false(kd_cfg_bool(&cfg, KD_CFG_AMQP_TLS_INSECURE));
+    assert_true(kd_cfg_double(&cfg, KD_CFG_SIM_SPEED) == 1.0);
+    assert_string_equal(kd_cfg_str(&cfg, KD_CFG_LOG_LEVEL), "info");
+    assert_int_equal(kd_cfg_int(&cfg, KD_CFG_LOG_LEVEL), 1); /* index in debug|info|warn|error */
     kd_config_free(&cfg);
 }
 
@@ -40,11 +51,18 @@ static void test_env_then_flag_precedence(void **state)
     kd_config cfg;
     char *argv[] = {"prog", "--amqp-host=from-flag", "--kafka-brokers", "k:1", "pos"};
     assert_int_equal(load(&cfg, KD_PROG_WORKER, 5, argv, NULL), 0);
-    assert_string_equal(kd_config_get(&cfg, "amqp.host"), "from-flag");
-    assert_string_equal(kd_config_get(&cfg, "worker.inflight"), "7");
-    assert_string_equal(kd_config_get(&cfg, "kafka.brokers"), "k:1");
+    assert_string_equal(kd_cfg_str(&cfg, KD_CFG_AMQP_HOST), "from-flag");
+    assert_string_equal(kd_cfg_str(&cfg, KD_CFG_WORKER_INFLIGHT), "7");
+    assert_int_equal(kd_cfg_int(&cfg, KD_CFG_WORKER_INFLIGHT), 7);
+    assert_string_equal(kd_cfg_str(&cfg, KD_CFG_KAFKA_BROKERS), "k:1");
     assert_int_equal(cfg.nargs, 1);
     assert_string_equal(cfg.args[0], "pos");
+    kd_config_free(&cfg);
+    /* a flag beats the environment for typed keys too, and only the final value is checked */
+    setenv("KD_WORKER_INFLIGHT", "0", 1);
+    char *argv2[] = {"prog", "--worker-inflight", "9"};
+    assert_int_equal(load(&cfg, KD_PROG_WORKER, 3, argv2, NULL), 0);
+    assert_int_equal(kd_cfg_int(&cfg, KD_CFG_WORKER_INFLIGHT), 9);
     kd_config_free(&cfg);
     unsetenv("KD_AMQP_HOST");
     unsetenv("KD_WORKER_INFLIGHT");
@@ -65,30 +83,74 @@ static void test_unknown_and_foreign_flags_refused(void **state)
     char *argv3[] = {"prog", "--amqp-host"};
     assert_int_equal(load(&cfg, KD_PROG_WORKER, 2, argv3, &err), KD_ERR_INVALID);
     assert_non_null(strstr(err.msg, "needs a value"));
+    /* only secret keys have a -file flag */
+    char *argv4[] = {"prog", "--amqp-host-file=/etc/hostname"};
+    assert_int_equal(load(&cfg, KD_PROG_WORKER, 2, argv4, &err), KD_ERR_INVALID);
+    assert_non_null(strstr(err.msg, "amqp-host-file"));
+    /* unknown names and ids */
+    assert_int_equal(kd_config_find("amqp.host"), KD_CFG_AMQP_HOST);
+    assert_int_equal(kd_config_find("amqp.hots"), -1);
+    assert_int_equal(load(&cfg, KD_PROG_WORKER, 1, argv1, NULL), 0);
+    assert_int_equal(kd_config_set(&cfg, KD_CFG_COUNT, "1", &err), KD_ERR_INVALID);
+    kd_config_free(&cfg);
+}
+
+/* A key of another program is not checked (it is not read): KD_SIM_PORT=x in the
+ * environment of every program is no error for the worker, but is one for kone-sim. */
+static void test_foreign_env_not_checked(void **state)
+{
+    (void)state;
+    setenv("KD_SIM_PORT", "x", 1);
+    kd_config cfg;
+    kd_err err = {0};
+    char *argv[] = {"prog"};
+    assert_int_equal(load(&cfg, KD_PROG_WORKER, 1, argv, &err), 0);
+    kd_config_free(&cfg);
+    assert_int_equal(load(&cfg, KD_PROG_SIM, 1, argv, &err), KD_ERR_INVALID);
+    assert_string_equal(err.msg, "sim.port: must be an integer in 1..65535, got 'x'");
+    unsetenv("KD_SIM_PORT");
+}
+
+static char *write_temp(const char *content)
+{
+    static char path[64];
+    snprintf(path, sizeof path, "/tmp/kd-secret-XXXXXX");
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, content, strlen(content)), (ssize_t)strlen(content));
+    close(fd);
+    return path;
 }
 
 static void test_secret_from_file_env_and_flag(void **state)
 {
     (void)state;
-    char path[] = "/tmp/kd-secret-XXXXXX";
-    int fd = mkstemp(path);
-    assert_true(fd >= 0);
-    assert_int_equal(write(fd, "s3cr3t-value\n", 13), 13);
-    close(fd);
+    char path[64];
+    snprintf(path, sizeof path, "%s", write_temp("s3cr3t-value\n"));
 
     kd_config cfg;
     setenv("KD_KONE_CLIENT_SECRET_FILE", path, 1);
     char *argv[] = {"prog"};
     assert_int_equal(load(&cfg, KD_PROG_WORKER, 1, argv, NULL), 0);
-    assert_string_equal(kd_config_get(&cfg, "kone.client_secret"), "s3cr3t-value");
+    assert_string_equal(kd_cfg_str(&cfg, KD_CFG_KONE_CLIENT_SECRET), "s3cr3t-value");
+    kd_config_free(&cfg);
+    /* the _FILE variable beats the plain one; a flag beats both */
+    setenv("KD_KONE_CLIENT_SECRET", "from-env", 1);
+    assert_int_equal(load(&cfg, KD_PROG_WORKER, 1, argv, NULL), 0);
+    assert_string_equal(kd_cfg_str(&cfg, KD_CFG_KONE_CLIENT_SECRET), "s3cr3t-value");
+    kd_config_free(&cfg);
+    char *argv1[] = {"prog", "--kone-client-secret=from-flag"};
+    assert_int_equal(load(&cfg, KD_PROG_WORKER, 2, argv1, NULL), 0);
+    assert_string_equal(kd_cfg_str(&cfg, KD_CFG_KONE_CLIENT_SECRET), "from-flag");
     kd_config_free(&cfg);
     unsetenv("KD_KONE_CLIENT_SECRET_FILE");
+    unsetenv("KD_KONE_CLIENT_SECRET");
 
     char flag[128];
     snprintf(flag, sizeof flag, "--amqp-password-file=%s", path);
     char *argv2[] = {"prog", flag};
     assert_int_equal(load(&cfg, KD_PROG_PRODUCER, 2, argv2, NULL), 0);
-    assert_string_equal(kd_config_get(&cfg, "amqp.password"), "s3cr3t-value");
+    assert_string_equal(kd_cfg_str(&cfg, KD_CFG_AMQP_PASSWORD), "s3cr3t-value");
     kd_config_free(&cfg);
 
     /* a missing file names the path, never a value */
@@ -99,26 +161,142 @@ static void test_secret_from_file_env_and_flag(void **state)
     unlink(path);
 }
 
-static void test_int_double_bool_parsing(void **state)
+/* One row per type and bound: the value given as a flag (the path a user takes), whether
+ * it loads, and the whole error when it does not. */
+static void test_types_and_bounds(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *flag, *want; /* want: NULL = accepted */
+    } cases[] = {
+        /* INT */
+        {"--worker-inflight=1", NULL},
+        {"--worker-inflight=65535", NULL},
+        {"--worker-inflight=0", "worker.inflight: must be an integer in 1..65535, got '0'"},
+        {"--worker-inflight=65536", "worker.inflight: must be an integer in 1..65535, got '65536'"},
+        {"--worker-inflight=7x", "worker.inflight: must be an integer in 1..65535, got '7x'"},
+        {"--worker-inflight=", "worker.inflight: must be an integer in 1..65535, got ''"},
+        {"--metrics-port=-1", NULL},
+        {"--metrics-port=-2", "metrics.port: must be an integer in -1..65535, got '-2'"},
+        {"--events-max=99999999999999999999",
+         "events.max: must be an integer in 0..9223372036854775807, got '99999999999999999999'"},
+        /* durations: ms, s, h */
+        {"--kone-request-timeout-ms=100", NULL},
+        {"--kone-request-timeout-ms=99",
+         "kone.request_timeout_ms: must be an integer in 100..600000, got '99'"},
+        {"--kone-monitor-duration-s=301",
+         "kone.monitor_duration_s: must be an integer in 1..300, got '301'"},
+        {"--ledger-retention-h=8761",
+         "ledger.retention_h: must be an integer in 1..8760, got '8761'"},
+        {"--kone-connections=17", "kone.connections: must be an integer in 1..16, got '17'"},
+        {"--kone-breaker-window-calls=65",
+         "kone.breaker_window_calls: must be an integer in 1..64, got '65'"},
+        /* DOUBLE */
+        {"--sim-speed=2.5", NULL},
+        {"--sim-speed=0.001", "sim.speed: must be a number in 0.01..1000, got '0.001'"},
+        {"--sim-speed=nan", "sim.speed: must be a number in 0.01..1000, got 'nan'"},
+        {"--sim-speed=x", "sim.speed: must be a number in 0.01..1000, got 'x'"},
+        /* BOOL */
+        {"--events-from-beginning=no", NULL},
+        {"--events-from-beginning=1", NULL},
+        {"--events-from-beginning=maybe",
+         "events.from_beginning: must be true or false, got 'maybe'"},
+        /* ENUM: exact words */
+        {"--log-level=warn", NULL},
+        {"--log-level=verbose", "log.level: must be debug, info, warn or error, got 'verbose'"},
+        {"--kone-group-mode-policy=HOLD",
+         "kone.group_mode_policy: must be reject or hold, got 'HOLD'"},
+        {"--kafka-compression=zstd", NULL},
+        {"--kafka-compression=LZ4", NULL}, /* as librdkafka takes it */
+        {"--kafka-compression=brotli",
+         "kafka.compression: must be none, gzip, snappy, lz4 or zstd, got 'brotli'"},
+        {"--kafka-sasl-mechanism=PLAIN",
+         "kafka.sasl_mechanism: must be SCRAM-SHA-512 or SCRAM-SHA-256, got 'PLAIN'"},
+        /* STR: anything */
+        {"--amqp-host=amqps://a,b:5671", NULL},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        kd_config cfg;
+        kd_err err = {0};
+        char *argv[] = {"prog", (char *)cases[i].flag};
+        int rc = load(&cfg, ALL, 2, argv, &err);
+        if (!cases[i].want) {
+            if (rc)
+                fail_msg("case %zu (%s): refused: %s", i, cases[i].flag, err.msg);
+            kd_config_free(&cfg);
+            continue;
+        }
+        assert_int_equal(rc, KD_ERR_INVALID);
+        if (strcmp(err.msg, cases[i].want) != 0)
+            fail_msg("case %zu: got \"%s\", want \"%s\"", i, err.msg, cases[i].want);
+    }
+    /* the parsed value is what the accessors return */
+    kd_config cfg;
+    char *argv[] = {"prog", "--sim-speed=2.5", "--events-from-beginning=no", "--log-level=warn"};
+    assert_int_equal(load(&cfg, ALL, 4, argv, NULL), 0);
+    assert_true(kd_cfg_double(&cfg, KD_CFG_SIM_SPEED) == 2.5);
+    assert_false(kd_cfg_bool(&cfg, KD_CFG_EVENTS_FROM_BEGINNING));
+    assert_int_equal(kd_cfg_int(&cfg, KD_CFG_LOG_LEVEL), 2);
+    /* kd_config_set checks as the loader does, and keeps the old value when refused */
+    kd_err err = {0};
+    assert_int_equal(kd_config_set(&cfg, KD_CFG_SIM_SPEED, "5000", &err), KD_ERR_INVALID);
+    assert_string_equal(err.msg, "sim.speed: must be a number in 0.01..1000, got '5000'");
+    assert_true(kd_cfg_double(&cfg, KD_CFG_SIM_SPEED) == 2.5);
+    assert_string_equal(kd_cfg_str(&cfg, KD_CFG_SIM_SPEED), "2.5");
+    assert_int_equal(kd_config_set(&cfg, KD_CFG_WORKER_INFLIGHT, "12", &err), 0);
+    assert_int_equal(kd_cfg_int(&cfg, KD_CFG_WORKER_INFLIGHT), 12);
+    kd_config_free(&cfg);
+}
+
+/* The first bad key of the environment stops the load, named with its bounds. */
+static void test_bad_env_value_refused_at_load(void **state)
+{
+    (void)state;
+    setenv("KD_KONE_KEEPALIVE_S", "0", 1);
+    kd_config cfg;
+    kd_err err = {0};
+    char *argv[] = {"prog"};
+    assert_int_equal(load(&cfg, KD_PROG_WORKER, 1, argv, &err), KD_ERR_INVALID);
+    assert_string_equal(err.msg, "kone.keepalive_s: must be an integer in 1..3600, got '0'");
+    /* --help, --config-table and --config-dump still work, to show what is wrong */
+    char *argv2[] = {"prog", "--config-dump"};
+    assert_int_equal(load(&cfg, KD_PROG_WORKER, 2, argv2, &err), 0);
+    kd_config_free(&cfg);
+    unsetenv("KD_KONE_KEEPALIVE_S");
+}
+
+static char *capture(void (*fn)(const kd_config *, FILE *), const kd_config *cfg)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    fn(cfg, f);
+    fclose(f);
+    return buf;
+}
+
+/* Secret values appear in no output: --config-dump shows <set>, --help no default. */
+static void test_secrets_redacted(void **state)
 {
     (void)state;
     kd_config cfg;
-    char *argv[] = {"prog", "--worker-inflight=0", "--sim-speed=x"};
-    assert_int_equal(load(&cfg, KD_PROG_WORKER | KD_PROG_SIM, 3, argv, NULL), 0);
-    int64_t n;
-    kd_err err = {0};
-    assert_int_equal(kd_config_int(&cfg, "worker.inflight", 1, 10, &n, &err), KD_ERR_INVALID);
-    assert_non_null(strstr(err.msg, "worker.inflight"));
-    double d;
-    assert_int_equal(kd_config_double(&cfg, "sim.speed", 0.1, 100, &d, &err), KD_ERR_INVALID);
-    assert_int_equal(kd_config_set(&cfg, "sim.speed", "2.5"), 0);
-    assert_int_equal(kd_config_double(&cfg, "sim.speed", 0.1, 100, &d, &err), 0);
-    assert_true(d == 2.5);
-    bool b;
-    assert_int_equal(kd_config_bool(&cfg, "events.from_beginning", &b, &err), 0);
-    assert_true(b);
-    assert_int_equal(kd_config_set(&cfg, "events.from_beginning", "maybe"), 0);
-    assert_int_equal(kd_config_bool(&cfg, "events.from_beginning", &b, &err), KD_ERR_INVALID);
+    char *argv[] = {"prog", "--kone-client-secret=hunter2-secret",
+                    "--ledger-url=postgresql://kd:pw-in-url@db/x"};
+    assert_int_equal(load(&cfg, KD_PROG_WORKER, 3, argv, NULL), 0);
+    char *dump = capture(kd_config_print_dump, &cfg);
+    assert_non_null(strstr(dump, "kone.client_secret=<set>\n"));
+    assert_non_null(strstr(dump, "ledger.url=<set>\n"));
+    assert_non_null(strstr(dump, "kafka.sasl_password=\n")); /* empty: shown as empty */
+    assert_non_null(strstr(dump, "worker.inflight=64\n"));
+    assert_null(strstr(dump, "hunter2"));
+    assert_null(strstr(dump, "pw-in-url"));
+    free(dump);
+    char *help = capture(kd_config_print_help, &cfg);
+    assert_non_null(strstr(help, "--worker-inflight"));
+    assert_non_null(strstr(help, "integer (1..65535), default '64'"));
+    assert_null(strstr(help, "postgresql://kd@127.0.0.1")); /* the secret's default */
+    assert_null(strstr(help, "hunter2"));
+    free(help);
     kd_config_free(&cfg);
 }
 
@@ -130,18 +308,32 @@ static void test_names(void **state)
     assert_string_equal(buf, "KD_KONE_CLIENT_SECRET");
     kd_config_flag_name("kone.client_secret", buf, sizeof buf);
     assert_string_equal(buf, "--kone-client-secret");
+    assert_string_equal(kd_cfg_name(KD_CFG_KONE_CLIENT_SECRET), "kone.client_secret");
 }
 
-/* Every key has help and a program; names are unique (as env vars and flags too). */
+/* Every key has help and a program; names are unique (as env vars and flags too); its
+ * id is its row; its bounds are ordered; its default is a value it accepts. */
 static void test_table_is_well_formed(void **state)
 {
     (void)state;
     size_t n;
     const kd_config_key *t = kd_config_table(&n);
+    assert_int_equal(n, KD_CFG_COUNT);
+    kd_config cfg;
+    char *argv[] = {"prog"};
+    assert_int_equal(load(&cfg, ALL, 1, argv, NULL), 0);
     for (size_t i = 0; i < n; i++) {
         assert_true(t[i].help && strlen(t[i].help) > 5);
         assert_true(t[i].progs != 0);
         assert_non_null(t[i].def);
+        assert_int_equal(kd_config_find(t[i].name), (int)i);
+        assert_true(t[i].min <= t[i].max && t[i].dmin <= t[i].dmax);
+        assert_true((t[i].type == KD_CT_ENUM || t[i].type == KD_CT_ENUMI) ==
+                    (t[i].choices != NULL));
+        assert_true(!t[i].secret || t[i].type == KD_CT_STR); /* so no error can echo one */
+        kd_err err = {0};
+        if (kd_config_set(&cfg, (kd_config_id)i, t[i].def, &err))
+            fail_msg("the default of %s is refused: %s", t[i].name, err.msg);
         for (size_t j = i + 1; j < n; j++) {
             char a[128], b[128];
             kd_config_env_name(t[i].name, a, sizeof a);
@@ -149,6 +341,7 @@ static void test_table_is_well_formed(void **state)
             assert_string_not_equal(a, b);
         }
     }
+    kd_config_free(&cfg);
 }
 
 /* docs/configuration.md holds exactly the table the code prints, between markers. */
@@ -195,8 +388,11 @@ int main(void)
         cmocka_unit_test(test_defaults),
         cmocka_unit_test(test_env_then_flag_precedence),
         cmocka_unit_test(test_unknown_and_foreign_flags_refused),
+        cmocka_unit_test(test_foreign_env_not_checked),
         cmocka_unit_test(test_secret_from_file_env_and_flag),
-        cmocka_unit_test(test_int_double_bool_parsing),
+        cmocka_unit_test(test_types_and_bounds),
+        cmocka_unit_test(test_bad_env_value_refused_at_load),
+        cmocka_unit_test(test_secrets_redacted),
         cmocka_unit_test(test_names),
         cmocka_unit_test(test_table_is_well_formed),
         cmocka_unit_test(test_docs_match_table),

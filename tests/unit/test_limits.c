@@ -25,20 +25,10 @@ static void load(kd_config *cfg)
         fail_msg("%s", err.msg);
 }
 
-static bool has_key(const char *key)
-{
-    size_t n;
-    const kd_config_key *t = kd_config_table(&n);
-    for (size_t i = 0; i < n; i++)
-        if (!strcmp(t[i].name, key))
-            return true;
-    return false;
-}
-
-/* The ledger's part with the default ledger settings (0 in a build without the ledger). */
+/* The ledger's part with the default ledger settings. */
 static int64_t default_ledger_ms(void)
 {
-    return has_key("ledger.lease_ms") ? 15000 + 2 * 5000 : 0;
+    return 15000 + 2 * 5000;
 }
 
 static void expect_refused(kd_config *cfg, const char *const *names)
@@ -77,24 +67,22 @@ static void test_hold_terms(void **state)
     kd_config cfg;
     load(&cfg);
     kd_limits l;
-    kd_config_set(&cfg, "kone.request_timeout_ms", "1000");
-    kd_config_set(&cfg, "kone.call_timeout_ms", "2000");
-    kd_config_set(&cfg, "kone.track_timeout_ms", "5000");
+    kd_config_set(&cfg, KD_CFG_KONE_REQUEST_TIMEOUT_MS, "1000", NULL);
+    kd_config_set(&cfg, KD_CFG_KONE_CALL_TIMEOUT_MS, "2000", NULL);
+    kd_config_set(&cfg, KD_CFG_KONE_TRACK_TIMEOUT_MS, "5000", NULL);
     assert_int_equal(kd_limits_compute(&cfg, &l, NULL), 0);
     /* an untracked call's two progress windows (2 x (2 s + 30 s)) outlast T = 5 s */
     assert_int_equal(l.hold_kone_ms, 3000 + 4000 + 31000 + 2000 + 64000);
-    kd_config_set(&cfg, "kone.track_timeout_ms", "100000");
+    kd_config_set(&cfg, KD_CFG_KONE_TRACK_TIMEOUT_MS, "100000", NULL);
     assert_int_equal(kd_limits_compute(&cfg, &l, NULL), 0);
     assert_int_equal(l.hold_kone_ms, 3000 + 4000 + 31000 + 2000 + 100000);
-    if (has_key("ledger.url")) {
-        kd_config_set(&cfg, "ledger.lease_ms", "20000");
-        kd_config_set(&cfg, "ledger.timeout_ms", "1000");
-        assert_int_equal(kd_limits_compute(&cfg, &l, NULL), 0);
-        assert_int_equal(l.hold_ledger_ms, 22000);
-        kd_config_set(&cfg, "ledger.url", "none"); /* no ledger, no wait for it */
-        assert_int_equal(kd_limits_compute(&cfg, &l, NULL), 0);
-        assert_int_equal(l.hold_ledger_ms, 0);
-    }
+    kd_config_set(&cfg, KD_CFG_LEDGER_LEASE_MS, "20000", NULL);
+    kd_config_set(&cfg, KD_CFG_LEDGER_TIMEOUT_MS, "1000", NULL);
+    assert_int_equal(kd_limits_compute(&cfg, &l, NULL), 0);
+    assert_int_equal(l.hold_ledger_ms, 22000);
+    kd_config_set(&cfg, KD_CFG_LEDGER_URL, "none", NULL); /* no ledger, no wait for it */
+    assert_int_equal(kd_limits_compute(&cfg, &l, NULL), 0);
+    assert_int_equal(l.hold_ledger_ms, 0);
     assert_int_equal(l.hold_ms, l.hold_ledger_ms + l.hold_kone_ms + l.hold_finish_ms);
     kd_config_free(&cfg);
 }
@@ -105,22 +93,22 @@ static void test_hold_over_consumer_timeout_refused(void **state)
     kd_config cfg;
     load(&cfg);
     /* tracking for an hour: over RabbitMQ's 30 min */
-    kd_config_set(&cfg, "kone.track_timeout_ms", "3600000");
+    kd_config_set(&cfg, KD_CFG_KONE_TRACK_TIMEOUT_MS, "3600000", NULL);
     const char *track[] = {"amqp.consumer_timeout_ms", "kone.track_timeout_ms 3600000",
                            "lower kone.track_timeout_ms", "1800000 ms", NULL};
     expect_refused(&cfg, track);
     /* ... fine where the broker's timeout was raised to match */
-    kd_config_set(&cfg, "amqp.consumer_timeout_ms", "7200000");
+    kd_config_set(&cfg, KD_CFG_AMQP_CONSUMER_TIMEOUT_MS, "7200000", NULL);
     assert_int_equal(kd_limits_check(&cfg, NULL), 0);
     /* ... or where the broker has none */
-    kd_config_set(&cfg, "amqp.consumer_timeout_ms", "0");
-    kd_config_set(&cfg, "kone.track_timeout_ms", "86400000");
+    kd_config_set(&cfg, KD_CFG_AMQP_CONSUMER_TIMEOUT_MS, "0", NULL);
+    kd_config_set(&cfg, KD_CFG_KONE_TRACK_TIMEOUT_MS, "86400000", NULL);
     assert_int_equal(kd_limits_check(&cfg, NULL), 0);
     kd_config_free(&cfg);
 
     /* a long progress window: the key to lower is the call timeout */
     load(&cfg);
-    kd_config_set(&cfg, "kone.call_timeout_ms", "900000");
+    kd_config_set(&cfg, KD_CFG_KONE_CALL_TIMEOUT_MS, "900000", NULL);
     const char *call[] = {"lower kone.call_timeout_ms", "kone.request_timeout_ms 10000", NULL};
     expect_refused(&cfg, call);
     kd_config_free(&cfg);
@@ -131,11 +119,11 @@ static void test_hold_over_consumer_timeout_refused(void **state)
     assert_int_equal(kd_limits_compute(&cfg, &l, NULL), 0);
     char v[32];
     snprintf(v, sizeof v, "%lld", (long long)l.hold_ms);
-    kd_config_set(&cfg, "amqp.consumer_timeout_ms", v);
+    kd_config_set(&cfg, KD_CFG_AMQP_CONSUMER_TIMEOUT_MS, v, NULL);
     const char *edge[] = {"amqp.consumer_timeout_ms", NULL};
     expect_refused(&cfg, edge);
     snprintf(v, sizeof v, "%lld", (long long)l.hold_ms + 1);
-    kd_config_set(&cfg, "amqp.consumer_timeout_ms", v);
+    kd_config_set(&cfg, KD_CFG_AMQP_CONSUMER_TIMEOUT_MS, v, NULL);
     assert_int_equal(kd_limits_check(&cfg, NULL), 0);
     kd_config_free(&cfg);
 }
@@ -145,13 +133,13 @@ static void test_delivery_limits(void **state)
     (void)state;
     kd_config cfg;
     load(&cfg);
-    kd_config_set(&cfg, "worker.max_deliveries", "20");
+    kd_config_set(&cfg, KD_CFG_WORKER_MAX_DELIVERIES, "20", NULL);
     const char *names[] = {"worker.max_deliveries (20)", "amqp.delivery_limit (20)", NULL};
     expect_refused(&cfg, names);
-    kd_config_set(&cfg, "amqp.delivery_limit", "21");
+    kd_config_set(&cfg, KD_CFG_AMQP_DELIVERY_LIMIT, "21", NULL);
     assert_int_equal(kd_limits_check(&cfg, NULL), 0);
-    kd_config_set(&cfg, "amqp.delivery_limit", "5");
-    kd_config_set(&cfg, "worker.max_deliveries", "0"); /* the worker's check is off */
+    kd_config_set(&cfg, KD_CFG_AMQP_DELIVERY_LIMIT, "5", NULL);
+    kd_config_set(&cfg, KD_CFG_WORKER_MAX_DELIVERIES, "0", NULL); /* the worker's check is off */
     assert_int_equal(kd_limits_check(&cfg, NULL), 0);
     kd_config_free(&cfg);
 }
@@ -161,12 +149,12 @@ static void test_default_ttl_within_max_age(void **state)
     (void)state;
     kd_config cfg;
     load(&cfg);
-    kd_config_set(&cfg, "job.default_ttl_ms", "700000");
+    kd_config_set(&cfg, KD_CFG_JOB_DEFAULT_TTL_MS, "700000", NULL);
     const char *names[] = {"job.default_ttl_ms (700000)", "job.max_age_ms (600000)", NULL};
     expect_refused(&cfg, names);
-    kd_config_set(&cfg, "job.max_age_ms", "0"); /* no cap */
+    kd_config_set(&cfg, KD_CFG_JOB_MAX_AGE_MS, "0", NULL); /* no cap */
     assert_int_equal(kd_limits_check(&cfg, NULL), 0);
-    kd_config_set(&cfg, "job.max_age_ms", "700000");
+    kd_config_set(&cfg, KD_CFG_JOB_MAX_AGE_MS, "700000", NULL);
     assert_int_equal(kd_limits_check(&cfg, NULL), 0);
     kd_config_free(&cfg);
 }
@@ -183,9 +171,11 @@ static void test_bad_values(void **state)
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         kd_config cfg;
         load(&cfg);
-        kd_config_set(&cfg, cases[i][0], cases[i][1]);
         kd_err err = {0};
-        assert_int_equal(kd_limits_check(&cfg, &err), KD_ERR_INVALID);
+        /* refused by the table's bounds as the value is set, as kd_config_load would */
+        assert_int_equal(
+            kd_config_set(&cfg, (kd_config_id)kd_config_find(cases[i][0]), cases[i][1], &err),
+            KD_ERR_INVALID);
         if (!strstr(err.msg, cases[i][0]))
             fail_msg("case %zu: '%s' does not name %s", i, err.msg, cases[i][0]);
         kd_config_free(&cfg);

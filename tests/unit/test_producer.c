@@ -112,9 +112,11 @@ static void test_open_errors_name_the_problem_not_the_password(void **state)
     assert_non_null(strstr(err.msg, port + strlen("--amqp-port=")));
     assert_null(strstr(err.msg, "hunter2"));
 
-    kd_config_set(&cfg, "producer.confirm_timeout_ms", "0");
-    assert_int_equal(kd_producer_open(&p, &cfg, &err), KD_ERR_INVALID);
+    /* out of bounds: refused by the table (as at load), naming the key and its bounds */
+    assert_int_equal(kd_config_set(&cfg, KD_CFG_PRODUCER_CONFIRM_TIMEOUT_MS, "0", &err),
+                     KD_ERR_INVALID);
     assert_non_null(strstr(err.msg, "producer.confirm_timeout_ms"));
+    assert_non_null(strstr(err.msg, "1..3600000"));
     kd_config_free(&cfg);
     kd_producer_close(NULL); /* allowed, like free(NULL) */
 }
@@ -160,9 +162,9 @@ static void test_live_publish(void **state)
     assert_int_equal(kd_config_load(&cfg, KD_PROG_PRODUCER, "test_producer", 1, argv, &err), 0);
     char name[64];
     snprintf(name, sizeof name, "kd.test.producer.%d", (int)getpid());
-    kd_config_set(&cfg, "amqp.exchange", name);
-    kd_config_set(&cfg, "amqp.queue", name);
-    kd_config_set(&cfg, "amqp.routing_key", name);
+    kd_config_set(&cfg, KD_CFG_AMQP_EXCHANGE, name, NULL);
+    kd_config_set(&cfg, KD_CFG_AMQP_QUEUE, name, NULL);
+    kd_config_set(&cfg, KD_CFG_AMQP_ROUTING_KEY, name, NULL);
     kd_producer *p;
     if (kd_producer_open(&p, &cfg, &err) != 0)
         fail_msg("%s", err.msg);

@@ -38,7 +38,7 @@ static void test_parse_args(void **state)
     /* the rest loads as producer configuration */
     kd_config cfg;
     assert_int_equal(kd_config_load(&cfg, KD_PROG_PRODUCER, "t", n, out, &err), 0);
-    assert_string_equal(kd_config_get(&cfg, "amqp.host"), "rabbit");
+    assert_string_equal(kd_cfg_str(&cfg, KD_CFG_AMQP_HOST), "rabbit");
     kd_config_free(&cfg);
 
     char *bad[] = {"kone-producer", "replay-dead", "--filter-reason", NULL};

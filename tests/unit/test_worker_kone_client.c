@@ -1146,12 +1146,12 @@ static void test_bad_config(void **state)
     assert_int_equal(kd_kone_start(&k, &cfg, &hooks, &err), KD_ERR_INVALID);
     assert_non_null(strstr(err.msg, "kone.ws_url"));
     assert_null(strstr(err.msg, SECRET));
-    kd_config_set(&cfg, "kone.ws_url", "wss://127.0.0.1:1/stream-v2");
-    kd_config_set(&cfg, "kone.token_url", "http://127.0.0.1:1/token");
+    kd_config_set(&cfg, KD_CFG_KONE_WS_URL, "wss://127.0.0.1:1/stream-v2", NULL);
+    kd_config_set(&cfg, KD_CFG_KONE_TOKEN_URL, "http://127.0.0.1:1/token", NULL);
     assert_int_equal(kd_kone_start(&k, &cfg, &hooks, &err), KD_ERR_INVALID);
     assert_non_null(strstr(err.msg, "kone.token_url"));
-    kd_config_set(&cfg, "kone.token_url", "https://127.0.0.1:1/token");
-    kd_config_set(&cfg, "kone.client_secret", "");
+    kd_config_set(&cfg, KD_CFG_KONE_TOKEN_URL, "https://127.0.0.1:1/token", NULL);
+    kd_config_set(&cfg, KD_CFG_KONE_CLIENT_SECRET, "", NULL);
     assert_int_equal(kd_kone_start(&k, &cfg, &hooks, &err), KD_ERR_INVALID);
     kd_config_free(&cfg);
 }

@@ -144,9 +144,9 @@ static void kafka_full_start(kd_config *cfg)
     kd_err err = {0};
     char *argv[] = {"test", NULL};
     assert_int_equal(kd_config_load(cfg, KD_PROG_WORKER, "test", 1, argv, &err), 0);
-    assert_int_equal(kd_config_set(cfg, "kafka.brokers", rd_kafka_mock_cluster_bootstraps(kq.mc)),
-                     0);
-    assert_int_equal(kd_config_set(cfg, "kafka.security_protocol", "plaintext"), 0);
+    assert_int_equal(
+        kd_config_set(cfg, KD_CFG_KAFKA_BROKERS, rd_kafka_mock_cluster_bootstraps(kq.mc), NULL), 0);
+    assert_int_equal(kd_config_set(cfg, KD_CFG_KAFKA_SECURITY_PROTOCOL, "plaintext", NULL), 0);
     static const char *const one[] = {"queue.buffering.max.messages", "1",
                                       "reconnect.backoff.max.ms", "200", NULL};
     if (kd_kafka_producer_new_ex(&kq.kafka, cfg, NULL, NULL, one, &err))

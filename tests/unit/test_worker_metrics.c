@@ -595,12 +595,12 @@ static void test_endpoint_and_readiness(void **state)
     assert_int_equal(kd_wm_http_port(), 0);
 
     /* port -1: no endpoint, the catalogue still works */
-    assert_int_equal(kd_config_set(&cfg, "metrics.port", "-1"), 0);
+    assert_int_equal(kd_config_set(&cfg, KD_CFG_METRICS_PORT, "-1", NULL), 0);
     assert_int_equal(kd_worker_metrics_start(&cfg, NULL, NULL, &err), 0);
     assert_int_equal(kd_wm_http_port(), 0);
     assert_non_null(kd_wm_registry());
     kd_worker_metrics_stop();
-    assert_int_equal(kd_config_set(&cfg, "metrics.port", "0"), 0);
+    assert_int_equal(kd_config_set(&cfg, KD_CFG_METRICS_PORT, "0", NULL), 0);
 }
 
 static void quiet_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
@@ -628,7 +628,7 @@ static void test_publish_snapshot_to_kafka(void **state)
 {
     (void)state;
     /* interval 0: never; a NULL producer: nothing to do */
-    assert_int_equal(kd_config_set(&cfg, "metrics.kafka_interval_ms", "0"), 0);
+    assert_int_equal(kd_config_set(&cfg, KD_CFG_METRICS_KAFKA_INTERVAL_MS, "0", NULL), 0);
     assert_int_equal(kd_wm_init(&cfg, NULL), 0);
     assert_int_equal(kd_wm_publish(NULL, "w"), 0);
     kd_wm_free();
@@ -642,10 +642,11 @@ static void test_publish_snapshot_to_kafka(void **state)
     rd_kafka_mock_cluster_t *mc = rd_kafka_mock_cluster_new(owner, 1);
     assert_non_null(mc);
     assert_int_equal(rd_kafka_mock_topic_create(mc, "kone.worker.metrics", 1, 1), 0);
-    assert_int_equal(kd_config_set(&cfg, "kafka.brokers", rd_kafka_mock_cluster_bootstraps(mc)), 0);
+    assert_int_equal(
+        kd_config_set(&cfg, KD_CFG_KAFKA_BROKERS, rd_kafka_mock_cluster_bootstraps(mc), NULL), 0);
     /* the mock cluster speaks plaintext only (this also logs the INSECURE warning) */
-    assert_int_equal(kd_config_set(&cfg, "kafka.security_protocol", "plaintext"), 0);
-    assert_int_equal(kd_config_set(&cfg, "metrics.kafka_interval_ms", "200"), 0);
+    assert_int_equal(kd_config_set(&cfg, KD_CFG_KAFKA_SECURITY_PROTOCOL, "plaintext", NULL), 0);
+    assert_int_equal(kd_config_set(&cfg, KD_CFG_METRICS_KAFKA_INTERVAL_MS, "200", NULL), 0);
     kd_kafka *k = NULL;
     kd_err err = {0};
     assert_int_equal(kd_kafka_producer_new(&k, &cfg, on_report, NULL, &err), 0);
@@ -664,7 +665,7 @@ static void test_publish_snapshot_to_kafka(void **state)
     kd_kafka_destroy(k);
     rd_kafka_mock_cluster_destroy(mc);
     rd_kafka_destroy(owner);
-    assert_int_equal(kd_config_set(&cfg, "metrics.kafka_interval_ms", "60000"), 0);
+    assert_int_equal(kd_config_set(&cfg, KD_CFG_METRICS_KAFKA_INTERVAL_MS, "60000", NULL), 0);
 }
 
 /* Exactly as many buildings as the comma count allows (the common case "a,b"): the list
