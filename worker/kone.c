@@ -411,6 +411,8 @@ static int load_config(kd_kone *k, const kd_config *cfg, kd_kone_token_cfg *tc, 
         return rc;
     k->cc_cfg.decrease_pct = (int)v;
     kd_cc_init(&k->cc, &k->cc_cfg);
+    if ((rc = kk_bld_config(k, cfg, err)))
+        return rc;
     if ((rc = read_int(cfg, KD_CFG_KONE_RATE_PER_S, &v)))
         return rc;
     k->rate_per_s = (double)v;

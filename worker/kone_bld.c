@@ -30,6 +30,16 @@
  * stayed up counts as failed; one that could not be sent, or whose connection went down,
  * is tried again after the base delay.
  *
+ * Suspected link down (docs/failure-handling.md, "failure domains"): a building whose
+ * requests are out while none of them has made progress (a call result, an answer) for
+ * kone.stall_probe_ms is pinged at once, closed circuit or not (kd_brk_suspect). A ping failed
+ * with the link's error 1005 opens the circuit there and then, instead of 30 s later when
+ * the stuck calls time out: its waiting jobs are parked, and its calls accepted without a
+ * result or a state give up now (kk_job_link_down: `unknown` without a session id to delete,
+ * deleted then retried with one), so that they free the worker's places for the healthy
+ * buildings. A building's own concurrency ceiling (kone.concurrency_building_max) bounds how
+ * many of its requests can be out unanswered, hence stuck, when its link goes.
+ *
  * Why one entry per building rather than per group: KONE's link-down (1005) is a site
  * (DTU) failure, and the building is the unit of the metrics and of the retry story. The
  * group of the last failure is kept only to aim the ping (kone-sim models links per group).
@@ -40,6 +50,7 @@
 #include <string.h>
 
 #include "kd_log.h"
+#include "kd_retry.h"
 #include "kone_int.h"
 #include "metrics_catalog.h"
 
@@ -83,7 +94,7 @@ static bool forgettable(kk_bld *b, int64_t now)
     return b->n_jobs == 0 && b->brk.st == KD_BRK_CLOSED && fails == 0 &&
            lws_dll2_is_detached(&b->plink) && b->rq.count == 0 && kd_rl_idle(&b->rl, now) &&
            lws_dll2_is_detached(&b->cclink) && b->cc.inflight == 0 &&
-           kd_cc_limit(&b->cc) == b->k->cc_cfg.max;
+           kd_cc_limit(&b->cc) == b->k->cc_bld_cfg.max;
 }
 
 static bool make_room(kd_kone *k, int64_t now)
@@ -125,7 +136,8 @@ static kk_bld *bld_get(kd_kone *k, const char *building, int64_t now)
     snprintf(b->id, sizeof b->id, "%s", id);
     kd_brk_init(&b->brk, now);
     kd_rl_init(&b->rl, k->rate_per_s, k->rate_burst, now);
-    kd_cc_init(&b->cc, &k->cc_cfg);
+    b->rl.share_pct = k->rl_share_pct;
+    kd_cc_init(&b->cc, &k->cc_bld_cfg);
     unsigned h = hash_of(id);
     pthread_mutex_lock(&k->bmu);
     b->hnext = k->bld_hash[h];
@@ -165,18 +177,46 @@ static bool cc_room(const kk_bld *b)
     return kd_cc_room(&b->cc) && kd_cc_room(&b->k->cc);
 }
 
-/* Under bmu: the job's request takes its places. */
+/* Under bmu: the job's request takes its places. The first request out starts the clock of
+ * the building's progress (stalled()). */
 static void cc_take(kk_job *j)
 {
+    kk_bld *b = j->bld;
+    if (b->cc.inflight == 0)
+        b->progress_at = kd_mono_us();
+    if (!b->brk.probing) /* the group a suspicion ping asks about */
+        snprintf(b->probe_group, sizeof b->probe_group, "%s", j->run->job.group_id);
     kd_cc_take(&j->bld->cc);
     kd_cc_take(&j->k->cc);
     j->cc_held = true;
 }
 
+/* Requests of the building are out and none made progress for kone.stall_probe_ms. */
+static bool stalled(const kk_bld *b, int64_t now)
+{
+    const kd_kone *k = b->k;
+    return k->stall_us > 0 && k->brk_cfg.rate_pct > 0 && b->cc.inflight > 0 &&
+           now - b->progress_at >= k->stall_us;
+}
+
+/* When the closed circuit's suspicion next needs a look (INT64_MAX: never). */
+static int64_t suspicion_due(const kk_bld *b)
+{
+    const kd_kone *k = b->k;
+    if (b->brk.st != KD_BRK_CLOSED || k->stall_us <= 0 || k->brk_cfg.rate_pct <= 0)
+        return INT64_MAX;
+    if (b->brk.probing)
+        return b->probe_deadline;
+    if (b->cc.inflight <= 0)
+        return INT64_MAX;
+    int64_t t = b->progress_at + k->stall_us;
+    return t > b->brk.suspect_after ? t : b->brk.suspect_after;
+}
+
 static void arm(kk_bld *b, int64_t now)
 {
     kd_kone *k = b->k;
-    int64_t due = INT64_MAX;
+    int64_t due = suspicion_due(b);
     if (b->rq.count) {
         if (k->brk_cfg.rate_pct > 0 && refused_while_waiting(b)) {
             due = now; /* finish them at once */
@@ -212,6 +252,25 @@ static void arm(kk_bld *b, int64_t now)
     lws_sul_schedule(k->ctx, 0, &b->sul, bld_timer, d > 0 ? d : 1);
 }
 
+/* KONE answered a request of the building (too_many: 429): the rate limit's window learns
+ * it, and the building made progress. */
+static void answered(kk_bld *b, bool too_many)
+{
+    kd_kone *k = b->k;
+    int64_t now = kd_mono_us();
+    pthread_mutex_lock(&k->bmu);
+    bool slowed = kd_rl_answered(&b->rl, now, too_many);
+    double rate = b->rl.rate;
+    b->progress_at = now;
+    kd_brk_progress(&b->brk);
+    pthread_mutex_unlock(&k->bmu);
+    if (slowed)
+        BLOG(b, KD_LOG_INFO,
+             "kone: KONE answered 429 to %d%% or more of the last calls of %s; its rate limit is "
+             "now %.2f calls/s (recovering over time)",
+             k->rl_share_pct, b->id, rate);
+}
+
 /* The job's request is answered, or the job ends: its places go back, and both limits
  * learn what the answer says of KONE's load. Whoever waited for the room goes on. */
 static void cc_release(kk_job *j, kd_cc_signal sig)
@@ -223,7 +282,7 @@ static void cc_release(kk_job *j, kd_cc_signal sig)
     j->cc_held = false;
     pthread_mutex_lock(&k->bmu);
     int b_before = kd_cc_limit(&b->cc), k_before = kd_cc_limit(&k->cc);
-    kd_cc_done(&b->cc, &k->cc_cfg, sig);
+    kd_cc_done(&b->cc, &k->cc_bld_cfg, sig);
     kd_cc_done(&k->cc, &k->cc_cfg, sig);
     int b_after = kd_cc_limit(&b->cc), k_after = kd_cc_limit(&k->cc);
     bool k_room = kd_cc_room(&k->cc);
@@ -309,6 +368,24 @@ static void probe_clear(kk_bld *b)
     b->probe_req_id = 0;
 }
 
+/* A suspicion ping failed 1005: the building's calls accepted without a result or a state
+ * will get none; they give up now rather than hold the worker's places until their
+ * timeouts. */
+static void link_down(kk_bld *b)
+{
+    kd_kone *k = b->k;
+    int n = 0;
+    for (int i = 0; i < k->n_slots; i++)
+        for (lws_dll2_t *d = k->slots[i].jobs.head; d; d = d->next) {
+            kk_job *j = lws_container_of(d, kk_job, place);
+            if (j->bld == b) {
+                kk_job_link_down(j);
+                n++;
+            }
+        }
+    BLOG(b, KD_LOG_INFO, "kone: link of %s down: its %d call(s) out give up now", b->id, n);
+}
+
 static void probe_verdict(kk_bld *b, kd_brk_verdict v, const char *what)
 {
     kd_kone *k = b->k;
@@ -321,14 +398,59 @@ static void probe_verdict(kk_bld *b, kd_brk_verdict v, const char *what)
     pthread_mutex_unlock(&k->bmu);
     if (changed)
         transition(b, from, to, what);
-    else
-        BLOG(b, KD_LOG_DEBUG, "kone: circuit of %s open: %s; next ping in %" PRId64 " ms", b->id,
-             what, (b->brk.probe_at - now) / 1000);
+    if (changed && from == KD_BRK_CLOSED)
+        link_down(b);
+    else if (!changed)
+        BLOG(b, KD_LOG_DEBUG, "kone: circuit of %s %s: %s", b->id, kd_brk_state_name(to), what);
+}
+
+/* The ping is out (kd_brk_probe_sent or kd_brk_suspect said so): on the least loaded ready
+ * connection, due by now + kone.request_timeout_ms. */
+static void probe_send(kk_bld *b, int64_t now)
+{
+    kd_kone *k = b->k;
+    kk_slot *s = kk_slot_least_loaded(k, kk_token_of(k, b->id));
+    if (!s) {
+        probe_verdict(b, KD_BRK_NEUTRAL, "no connection to ping it on");
+        return;
+    }
+    b->probe_slot = s;
+    b->probe_write = true;
+    b->probe_req_id = 0;
+    b->probe_deadline = now + k->request_timeout_us;
+    lws_dll2_add_tail(&b->plink, &k->probes);
+    kk_slot_want_write(s);
+}
+
+/* CLOSED: its calls made no progress for kone.stall_probe_ms: ping it (the answer decides,
+ * kk_bld_probe_answer); a suspicion ping unanswered says nothing about the link. */
+static void suspicion_tick(kk_bld *b, int64_t now)
+{
+    kd_kone *k = b->k;
+    if (b->brk.probing) {
+        if (now >= b->probe_deadline)
+            probe_verdict(b, KD_BRK_NEUTRAL, "suspicion ping unanswered");
+        return;
+    }
+    if (!stalled(b, now))
+        return;
+    pthread_mutex_lock(&k->bmu);
+    bool go = kd_brk_suspect(&b->brk, &k->brk_cfg, now);
+    pthread_mutex_unlock(&k->bmu);
+    if (!go)
+        return;
+    BLOG(b, KD_LOG_INFO,
+         "kone: %d request(s) of %s out and none made progress for %" PRId64
+         " ms; pinging it (its link may be down)",
+         b->cc.inflight, b->id, (now - b->progress_at) / 1000);
+    probe_send(b, now);
 }
 
 static void probe_tick(kk_bld *b, int64_t now)
 {
     kd_kone *k = b->k;
+    if (b->brk.st == KD_BRK_CLOSED)
+        suspicion_tick(b, now);
     if (b->brk.st != KD_BRK_OPEN)
         return;
     if (b->brk.probing) {
@@ -342,20 +464,10 @@ static void probe_tick(kk_bld *b, int64_t now)
     }
     if (!kd_brk_probe_due(&b->brk, now))
         return;
-    kk_slot *s = kk_slot_least_loaded(k, kk_token_of(k, b->id));
     pthread_mutex_lock(&k->bmu);
     kd_brk_probe_sent(&b->brk);
     pthread_mutex_unlock(&k->bmu);
-    if (!s) {
-        probe_verdict(b, KD_BRK_NEUTRAL, "no connection to ping it on");
-        return;
-    }
-    b->probe_slot = s;
-    b->probe_write = true;
-    b->probe_req_id = 0;
-    b->probe_deadline = now + k->request_timeout_us;
-    lws_dll2_add_tail(&b->plink, &k->probes);
-    kk_slot_want_write(s);
+    probe_send(b, now);
 }
 
 bool kk_bld_probe_wanted(const kk_slot *s)
@@ -421,6 +533,13 @@ bool kk_bld_probe_answer(kk_slot *s, const kd_kone_msg *m)
         v = KD_BRK_SUCCESS;
         snprintf(what, sizeof what, "ping answered %d; calls flow again, the next verdict decides",
                  m->status);
+    } else if (b->brk.st == KD_BRK_CLOSED) {
+        /* a suspicion ping: only the link's own error opens the circuit; KONE's service in
+         * trouble (5xx without it, 429) says nothing about the link */
+        v = !strcmp(m->error, "1005") || strstr(m->message, "1005") ? KD_BRK_FAILURE
+                                                                    : KD_BRK_NEUTRAL;
+        snprintf(what, sizeof what, "its calls made no progress and its ping failed %d (%.80s)",
+                 m->status, m->message[0] ? m->message : "no message");
     } else {
         v = m->status == 401 || m->status == 429 ? KD_BRK_NEUTRAL : KD_BRK_FAILURE;
         snprintf(what, sizeof what, "ping answered %d (%.80s)", m->status,
@@ -491,19 +610,23 @@ kk_admit kk_bld_admit(kk_job *j)
     if ((b->rq.count == 0 && room) || b->brk.st == KD_BRK_OPEN)
         a = kd_brk_admit(&b->brk, &k->brk_cfg, &j->brk_ticket);
     j->brk_admitted = a == KD_BRK_GO;
-    bool go = false;
+    bool go = false, first = false;
     if (a == KD_BRK_REFUSE) {
         b->refused++;
     } else {
         go = a == KD_BRK_GO && kd_rl_take(&b->rl, now);
-        if (go)
+        if (go) {
+            first = b->cc.inflight == 0;
             cc_take(j);
-        else
+        } else {
             b->waits++;
+        }
     }
     pthread_mutex_unlock(&k->bmu);
     if (a == KD_BRK_REFUSE)
         return KK_ADMIT_REFUSE;
+    if (go && first)
+        arm(b, now); /* the stall clock runs */
     if (go)
         return KK_ADMIT_GO;
     atomic_fetch_add(&k->rate_waits, 1);
@@ -514,6 +637,28 @@ kk_admit kk_bld_admit(kk_job *j)
     lws_dll2_add_tail(&j->place, &b->rq);
     arm(b, now);
     return KK_ADMIT_WAIT;
+}
+
+int64_t kk_bld_result_wait_us(const kk_job *j, int64_t dflt)
+{
+    const kk_bld *b = j->bld;
+    if (!b || b->brk.st != KD_BRK_OPEN || b->k->stall_us <= 0 || b->k->stall_us >= dflt)
+        return dflt;
+    return b->k->stall_us;
+}
+
+int kk_bld_config(kd_kone *k, const kd_config *cfg, kd_err *err)
+{
+    (void)err; /* the values were checked against the table's bounds at load */
+    k->stall_us = kd_cfg_int(cfg, KD_CFG_KONE_STALL_PROBE_MS) * 1000;
+    k->rl_share_pct = (int)kd_cfg_int(cfg, KD_CFG_KONE_RATE_SLOWDOWN_SHARE);
+    int64_t v = kd_cfg_int(cfg, KD_CFG_KONE_CONCURRENCY_BUILDING_MAX);
+    k->cc_bld_cfg = k->cc_cfg;
+    if (v > 0 && v < k->cc_bld_cfg.max)
+        k->cc_bld_cfg.max = (int)v;
+    if (k->cc_bld_cfg.min > k->cc_bld_cfg.max)
+        k->cc_bld_cfg.min = k->cc_bld_cfg.max;
+    return 0;
 }
 
 int64_t kk_bld_park_ms(const kk_job *j)
@@ -538,6 +683,8 @@ bool kk_bld_may_send(const kk_job *j)
 void kk_bld_evidence(kk_job *j, kd_brk_verdict v)
 {
     /* an accepted call is answered: its place goes back (tracking it costs KONE nothing) */
+    if (v == KD_BRK_SUCCESS && j->cc_held && j->bld)
+        answered(j->bld, false);
     cc_release(j, v == KD_BRK_SUCCESS ? KD_CC_SUCCESS : KD_CC_NEUTRAL);
     if (!j->bld || j->brk_told)
         return;
@@ -551,6 +698,10 @@ void kk_bld_job_done(kk_job *j, kd_outcome o, const char *code, bool conn_lost)
     kk_bld *b = j->bld;
     if (!b)
         return;
+    /* its request answered (a 429 was told by kk_bld_too_many) */
+    if (j->cc_held && code && strcmp(code, "429") != 0 &&
+        (o == KD_OUTCOME_SUCCEEDED || o == KD_OUTCOME_REJECTED || kd_retry_code_is_status(code)))
+        answered(b, false);
     cc_release(j, kd_cc_signal_of(o, code, conn_lost));
     kd_brk_verdict v = kd_brk_verdict_of(o, code, conn_lost);
     if (j->brk_admitted && (!j->brk_told || v == KD_BRK_FAILURE))
@@ -564,18 +715,8 @@ void kk_bld_too_many(kk_job *j)
     kk_bld *b = j->bld;
     if (!b)
         return;
-    kd_kone *k = b->k;
-    int64_t now = kd_mono_us();
-    pthread_mutex_lock(&k->bmu);
-    bool slowed = kd_rl_slow_down(&b->rl, now);
-    double rate = b->rl.rate;
-    pthread_mutex_unlock(&k->bmu);
-    if (slowed)
-        BLOG(b, KD_LOG_INFO,
-             "kone: KONE answered 429 for %s; its rate limit is now %.2f calls/s "
-             "(recovering over time)",
-             b->id, rate);
-    arm(b, now);
+    answered(b, true);
+    arm(b, kd_mono_us());
 }
 
 void kk_blds_shutdown(kd_kone *k)

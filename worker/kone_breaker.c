@@ -108,7 +108,8 @@ static void go_open(kd_breaker *b, const kd_brk_cfg *c, int64_t now, uint64_t rn
 {
     b->st = KD_BRK_OPEN;
     b->gen++;
-    b->probing = false;
+    /* a suspicion ping out (CLOSED) stays out: the open circuit's first ping */
+    b->suspect = false;
     b->since = now;
     b->probe_at = now + kd_brk_backoff_us(c, b->probe_fails, rnd);
     b->opens++;
@@ -121,6 +122,9 @@ static void go_closed(kd_breaker *b, int64_t now)
     b->gen++;
     b->probe_fails = 0;
     b->probing = false;
+    b->suspect = false;
+    b->suspect_n = 0;
+    b->suspect_after = 0;
     b->since = now;
     b->closes++;
     win_clear(b);
@@ -236,10 +240,43 @@ void kd_brk_probe_sent(kd_breaker *b)
     b->probing = true;
 }
 
+bool kd_brk_suspect(kd_breaker *b, const kd_brk_cfg *c, int64_t now)
+{
+    if (c->rate_pct <= 0 || b->st != KD_BRK_CLOSED || b->probing || now < b->suspect_after)
+        return false;
+    b->probing = true;
+    b->suspect = true;
+    return true;
+}
+
+void kd_brk_progress(kd_breaker *b)
+{
+    b->suspect_n = 0;
+    b->suspect_after = 0;
+}
+
+static bool suspicion_done(kd_breaker *b, const kd_brk_cfg *c, kd_brk_verdict v, int64_t now,
+                           uint64_t rnd)
+{
+    b->suspect = false;
+    switch (v) {
+    case KD_BRK_FAILURE: go_open(b, c, now, rnd); return true;
+    case KD_BRK_SUCCESS:
+        b->suspect_after = now + kd_brk_backoff_us(c, b->suspect_n, rnd);
+        if (b->suspect_n < 30)
+            b->suspect_n++;
+        return false;
+    case KD_BRK_NEUTRAL: b->suspect_after = now + kd_brk_backoff_us(c, 0, rnd); return false;
+    }
+    return false;
+}
+
 bool kd_brk_probe_done(kd_breaker *b, const kd_brk_cfg *c, kd_brk_verdict v, int64_t now,
                        uint64_t rnd)
 {
     b->probing = false;
+    if (b->st == KD_BRK_CLOSED && b->suspect)
+        return suspicion_done(b, c, v, now, rnd);
     if (b->st != KD_BRK_OPEN)
         return false;
     switch (v) {

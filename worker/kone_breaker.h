@@ -30,6 +30,17 @@
  * the remaining trials say (CLOSED, with an empty window). A trial without a verdict (429, a
  * connection lost) gives its place to another call.
  *
+ * Suspicion (CLOSED): a link that goes down stops the building's call results at once, but
+ * its calls fail (1005) only when kone.call_timeout_ms ends, 30 s later by default, and all
+ * that while they hold the worker's places (issue 11: the healthy buildings kept 0.11 of
+ * their goodput). So the caller pings a building as soon as its calls make no progress for
+ * a short while (kd_brk_suspect: one ping at a time, not again before a backoff that grows
+ * while the pings answer 200, reset by kd_brk_progress), and a ping failed with the link's
+ * own error (FAILURE: KONE and kone-sim answer 1005) opens the circuit at once, like the
+ * window would have 30 s later. A ping answered 200 changes nothing; one unanswered says
+ * nothing (KONE's service, not the link). A circuit that opens while a suspicion ping is
+ * out keeps that ping as the first ping of the open circuit.
+ *
  * No flapping: every admission carries a ticket (the breaker's generation, bumped by each
  * transition); verdicts of calls admitted before the last transition are old news and change
  * nothing. A call stuck since before the circuit closed cannot reopen it after.
@@ -94,6 +105,9 @@ typedef struct kd_breaker {
     int64_t since;    /* when the current state began */
     uint64_t opens;   /* times it opened (CLOSED or HALF_OPEN -> OPEN) */
     uint64_t closes;  /* times it closed (HALF_OPEN -> CLOSED) */
+    bool suspect;     /* CLOSED: the ping out is a suspicion ping */
+    int suspect_n;    /* CLOSED: suspicion pings answered 200 since the last progress */
+    int64_t suspect_after; /* CLOSED: no suspicion ping before this */
 } kd_breaker;
 
 void kd_brk_init(kd_breaker *b, int64_t now);
@@ -116,11 +130,20 @@ void kd_brk_window(const kd_breaker *b, const kd_brk_cfg *c, int64_t now, int *c
 /* OPEN, no ping out and the next one is due. */
 bool kd_brk_probe_due(const kd_breaker *b, int64_t now);
 void kd_brk_probe_sent(kd_breaker *b);
-/* The ping's verdict: SUCCESS (200) -> HALF_OPEN; FAILURE -> next ping after the grown
- * backoff; NEUTRAL (not sent or its connection lost) -> again after the base delay.
+/* The ping's verdict. OPEN: SUCCESS (200) -> HALF_OPEN; FAILURE -> next ping after the
+ * grown backoff; NEUTRAL (not sent or its connection lost) -> again after the base delay.
+ * CLOSED (a suspicion ping): FAILURE (1005) -> OPEN; SUCCESS -> no suspicion ping before
+ * base·2^n (n: suspicion pings answered 200 since the last progress); NEUTRAL -> not before
+ * the base delay.
  * Returns true when the state changed. */
 bool kd_brk_probe_done(kd_breaker *b, const kd_brk_cfg *c, kd_brk_verdict v, int64_t now,
                        uint64_t rnd);
+
+/* CLOSED, its calls make no progress (the caller's judgement): may a suspicion ping go now?
+ * true: it is out (kd_brk_probe_done gives its verdict). */
+bool kd_brk_suspect(kd_breaker *b, const kd_brk_cfg *c, int64_t now);
+/* The building's calls made progress (a call result, an answer): suspicion starts afresh. */
+void kd_brk_progress(kd_breaker *b);
 
 /* The delay before ping n (0 first): d = min(cap, base·2^n), uniform in [d/2, d]. */
 int64_t kd_brk_backoff_us(const kd_brk_cfg *c, int n, uint64_t rnd);

@@ -338,6 +338,18 @@ void kk_job_refuse(kk_job *j)
            j->bld ? j->bld->id : j->run->job.building_id);
 }
 
+void kk_job_link_down(kk_job *j)
+{
+    int64_t now = kd_mono_us();
+    if (j->st == KJ_ACCEPTED && j->run->job.op == KD_OP_CALL && j->answer_deadline > now)
+        j->answer_deadline = now;
+    else if (j->st == KJ_FOLLOW && !j->decisive && !j->run->adopt && j->progress_deadline > now)
+        j->progress_deadline = now;
+    else
+        return;
+    rearm(j);
+}
+
 void kk_job_place_waiting(kd_kone *k)
 {
     /* each waiting job needs a slot of its own token: the others keep waiting, in order */
@@ -521,7 +533,7 @@ static void job_timer(lws_sorted_usec_list_t *sul)
                    "the call may have been placed: KONE accepted it (201) but sent no call "
                    "result within %" PRId64 " ms (the building's link to KONE may be down); "
                    "not called again",
-                   k->call_timeout_us / 1000);
+                   (now - j->sent_mono) / 1000);
             return;
         }
         break;
@@ -558,10 +570,10 @@ static void job_timer(lws_sorted_usec_list_t *sul)
         }
         if (!j->decisive && now >= j->progress_deadline) {
             cancel_call(j, "1005",
-                        "call %" PRId64 " made no progress for %" PRId64 " ms (state '%s'; the "
-                        "building's link to KONE may be down)",
-                        j->call_session_id, progress_window_us(j) / 1000,
-                        j->last_state[0] ? j->last_state : "created");
+                        "call %" PRId64 " made no progress (state '%s', accepted %" PRId64
+                        " ms ago; the building's link to KONE may be down)",
+                        j->call_session_id, j->last_state[0] ? j->last_state : "created",
+                        (now - j->accepted_mono) / 1000);
             return;
         }
         break;
@@ -750,7 +762,7 @@ static void request_answer(kk_job *j, const kd_kone_msg *m)
         if (run->job.op == KD_OP_CALL) {
             /* registered; its result may take as long as any progress of the call */
             j->st = KJ_ACCEPTED;
-            j->answer_deadline = now + j->k->call_timeout_us;
+            j->answer_deadline = now + kk_bld_result_wait_us(j, j->k->call_timeout_us);
             if (m->has_success || m->call_session_id)
                 call_result(j, m); /* the result came in the answer itself */
             else

@@ -263,7 +263,10 @@ struct kd_kone {
     /* buildings: circuit breakers and rate limits (kone_bld.c) */
     kd_brk_cfg brk_cfg;
     double rate_per_s, rate_burst;
-    pthread_mutex_t bmu; /* the table's shape; breaker, bucket and counters */
+    int rl_share_pct;     /* kone.rate_slowdown_share */
+    int64_t stall_us;     /* kone.stall_probe_ms: calls without progress this long: ping */
+    kd_cc_cfg cc_bld_cfg; /* a building's concurrency (max: kone.concurrency_building_max) */
+    pthread_mutex_t bmu;  /* the table's shape; breaker, bucket and counters */
     bool bmu_init;
     kk_bld *bld_hash[KK_BLD_BUCKETS];
     int n_blds;
@@ -299,6 +302,7 @@ struct kk_bld {
     int64_t probe_req_id; /* written: its request id */
     int64_t probe_deadline;
     unsigned probe_losses; /* probe_slot->losses when it was written */
+    int64_t progress_at;   /* its requests last made progress (or the first went out) */
 };
 
 /* ---- kone_conn.c */
@@ -366,12 +370,21 @@ bool kk_bld_probe_answer(kk_slot *s, const kd_kone_msg *m);
 /* Writes one ping due on s: 1 written, 0 none due, -1 the connection must close. */
 int kk_bld_write_probe(kk_slot *s, kk_conn *c);
 bool kk_bld_probe_wanted(const kk_slot *s);
+/* Reads the buildings' own keys (kone.stall_probe_ms, kone.rate_slowdown_share,
+ * kone.concurrency_building_max); after k->cc_cfg. */
+int kk_bld_config(kd_kone *k, const kd_config *cfg, kd_err *err);
+/* How long an accepted call may wait for its call result: dflt, or a short while when its
+ * building's circuit is open (the link is down: no result will come). */
+int64_t kk_bld_result_wait_us(const kk_job *j, int64_t dflt);
 void kk_blds_shutdown(kd_kone *k); /* cancel timers */
 void kk_blds_free(kd_kone *k);
 
 /* ---- kone_call.c, for kone_bld.c */
 void kk_job_release(kk_job *j); /* a token came: on to a connection */
 void kk_job_refuse(kk_job *j);  /* finish "circuit_open" */
+/* Its building's link is down (a ping failed 1005): an accepted call waiting for its result
+ * or its progress gives up now, as it would when its timeout ends. */
+void kk_job_link_down(kk_job *j);
 
 /* ---- kone_sub.c, shared with kone_site.c (both keep entries per building and group) */
 uint32_t kk_bg_hash(const char *building, const char *group); /* FNV-1a of both */

@@ -34,6 +34,7 @@ void kd_rl_init(kd_rl *r, double limit, double burst, int64_t now)
     r->tokens = burst_of(r);
     r->at = now;
     r->win_start = now;
+    r->share_pct = KD_RL_SHARE_PCT;
 }
 
 void kd_rl_advance(kd_rl *r, int64_t now)
@@ -123,6 +124,38 @@ bool kd_rl_slow_down(kd_rl *r, int64_t now)
     r->tokens = 0; /* the next request waits 1/rate */
     r->slowed_at = now;
     r->slowdowns++;
+    return true;
+}
+
+void kd_rl_window(const kd_rl *r, int64_t now, int *answers, int *too_many)
+{
+    int n = 0, t = 0;
+    for (int i = 0; i < r->ans_n; i++)
+        if (now - r->ans[i].at < KD_RL_WINDOW_US) {
+            n++;
+            t += r->ans[i].too_many;
+        }
+    *answers = n;
+    *too_many = t;
+}
+
+bool kd_rl_answered(kd_rl *r, int64_t now, bool too_many)
+{
+    r->ans[r->ans_next] = (kd_rl_answer){now, too_many};
+    r->ans_next = (r->ans_next + 1) % KD_RL_RING;
+    if (r->ans_n < KD_RL_RING)
+        r->ans_n++;
+    if (!too_many)
+        return false;
+    if (r->share_pct > 0) {
+        int n, t;
+        kd_rl_window(r, now, &n, &t);
+        if (n < KD_RL_MIN_ANSWERS || (int64_t)t * 100 < (int64_t)r->share_pct * n)
+            return false;
+    }
+    if (!kd_rl_slow_down(r, now))
+        return false;
+    r->ans_n = r->ans_next = 0; /* the next decrease needs new evidence */
     return true;
 }
 

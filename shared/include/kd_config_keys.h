@@ -315,10 +315,23 @@ KD_KEY(KONE_CONCURRENCY_DECREASE_PCT, "kone.concurrency_decrease_pct", INT, 1, 1
        0,
        "Adaptive concurrency: each 5xx, 429 or timeout multiplies the limit by this share (%); 100 "
        "keeps it at worker.inflight (adaptive concurrency off).")
-KD_KEY(
-    KONE_RATE_PER_S, "kone.rate_per_s", INT, 0, 1000000, NULL, "0", W, 0,
-    "Rate limit per building, requests per second (0: none); a 429 lowers a building's rate for a "
-    "while either way.")
+KD_KEY(KONE_CONCURRENCY_BUILDING_MAX, "kone.concurrency_building_max", INT, 0, 65535, NULL, "0", W,
+       0,
+       "Adaptive concurrency: the highest limit of one building (0: worker.inflight), so at most "
+       "this many of its requests are out unanswered; when its site link goes down, at most this "
+       "many of its calls are stuck (they end unknown: docs/failure-handling.md).")
+KD_KEY(KONE_STALL_PROBE_MS, "kone.stall_probe_ms", MS, 0, 3600000, NULL, "1000", W, 0,
+       "A building whose requests are out while none of them made progress (a call result, an "
+       "answer) for this long is pinged; a ping failed with KONE's link-down error 1005 opens its "
+       "circuit at once, and its stuck calls give up (0: only the breaker window decides; "
+       "docs/failure-handling.md).")
+KD_KEY(KONE_RATE_SLOWDOWN_SHARE, "kone.rate_slowdown_share", INT, 0, 100, NULL, "50", W, 0,
+       "A building's request rate is halved when 429s make up this share (%) or more of its last "
+       "answers (at least 32 of the last 64, within 30 s); 0: at every 429. Fewer 429s only lower "
+       "the adaptive concurrency limit.")
+KD_KEY(KONE_RATE_PER_S, "kone.rate_per_s", INT, 0, 1000000, NULL, "0", W, 0,
+       "Rate limit per building, requests per second (0: none); 429s (kone.rate_slowdown_share) "
+       "lower a building's rate for a while either way.")
 KD_KEY(KONE_RATE_BURST, "kone.rate_burst", INT, 0, 1000000, NULL, "0", W, 0,
        "Requests a building may get at once under its rate limit (0: one second's worth).")
 /* producer */

@@ -6,7 +6,10 @@
  * by its failure share (half-open -> closed / open), tickets that make verdicts of calls
  * admitted before a transition old news; then the statistics: 20% random failures never open
  * it, 100% failures open it within the window, and one outage gives one open and one close;
- * what counts as a failure of the building's link, and the backoff bounds. */
+ * what counts as a failure of the building's link, and the backoff bounds; the suspicion of
+ * a closed circuit (calls without progress: a ping, whose 1005 opens it at once, whose 200
+ * backs the next suspicion off, reset by progress), and one outage found by suspicion giving
+ * one open and one close. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -355,6 +358,104 @@ static void test_one_outage_one_open_one_close(void **state)
     assert_int_equal(b.st, KD_BRK_CLOSED);
 }
 
+/* Suspicion (closed): one ping at a time; 200 backs the next one off (base·2^n, jittered:
+ * rnd 0 gives the lower half), progress resets that; unanswered: again after the base delay;
+ * 1005: open at once, the ping then counting as the open circuit's first. */
+static void test_suspicion(void **state)
+{
+    (void)state;
+    kd_breaker b;
+    int64_t now = 10 * SEC;
+    kd_brk_init(&b, now);
+    assert_true(kd_brk_suspect(&b, &cfg, now));
+    assert_true(b.probing);
+    assert_false(kd_brk_suspect(&b, &cfg, now)); /* one at a time */
+    assert_false(kd_brk_probe_due(&b, now));     /* not an open circuit's ping */
+    /* answered 200: nothing changes, the next suspicion waits 0.5 s, then 1 s, 2 s */
+    const int64_t wait[] = {500 * MS, 1 * SEC, 2 * SEC};
+    for (int i = 0; i < 3; i++) {
+        assert_false(kd_brk_probe_done(&b, &cfg, KD_BRK_SUCCESS, now, 0));
+        assert_int_equal(b.st, KD_BRK_CLOSED);
+        assert_false(b.probing);
+        assert_false(kd_brk_suspect(&b, &cfg, now + wait[i] - 1));
+        now += wait[i];
+        assert_true(kd_brk_suspect(&b, &cfg, now));
+    }
+    /* progress: back to the base delay */
+    assert_false(kd_brk_probe_done(&b, &cfg, KD_BRK_SUCCESS, now, 0));
+    kd_brk_progress(&b);
+    assert_true(kd_brk_suspect(&b, &cfg, now));
+    /* unanswered (NEUTRAL): says nothing of the link, again after the base delay */
+    assert_false(kd_brk_probe_done(&b, &cfg, KD_BRK_NEUTRAL, now, 0));
+    assert_int_equal(b.st, KD_BRK_CLOSED);
+    assert_false(kd_brk_suspect(&b, &cfg, now + 499 * MS));
+    now += 500 * MS;
+    assert_true(kd_brk_suspect(&b, &cfg, now));
+    /* 1005: open now; calls admitted before are old news; next ping after the base backoff */
+    uint64_t before;
+    assert_int_equal(kd_brk_admit(&b, &cfg, &before), KD_BRK_GO);
+    assert_true(kd_brk_probe_done(&b, &cfg, KD_BRK_FAILURE, now, 0));
+    assert_int_equal(b.st, KD_BRK_OPEN);
+    assert_int_equal(b.opens, 1);
+    assert_false(b.suspect);
+    assert_int_equal(b.probe_at - now, 500 * MS);
+    assert_false(kd_brk_record(&b, &cfg, KD_BRK_FAILURE, before, false, now, 0));
+    assert_false(kd_brk_suspect(&b, &cfg, now + 100 * SEC)); /* only while closed */
+
+    /* the window opens it while a suspicion ping is out: that ping is the open circuit's */
+    kd_brk_init(&b, 0);
+    assert_true(kd_brk_suspect(&b, &cfg, 0));
+    for (int i = 0; i < 10; i++)
+        call(&b, &cfg, KD_BRK_FAILURE, 0);
+    assert_int_equal(b.st, KD_BRK_OPEN);
+    assert_true(b.probing);
+    assert_false(kd_brk_probe_due(&b, 100 * SEC));
+    assert_true(kd_brk_probe_done(&b, &cfg, KD_BRK_SUCCESS, 1 * SEC, 0));
+    assert_int_equal(b.st, KD_BRK_HALF_OPEN);
+    /* closing clears the suspicion's backoff */
+    for (int i = 0; i < 5; i++)
+        call(&b, &cfg, KD_BRK_SUCCESS, 1 * SEC);
+    assert_int_equal(b.st, KD_BRK_CLOSED);
+    assert_int_equal(b.suspect_n, 0);
+    assert_true(kd_brk_suspect(&b, &cfg, 1 * SEC));
+
+    /* off (rate 0): never suspects */
+    kd_brk_cfg off = cfg;
+    off.rate_pct = 0;
+    kd_brk_init(&b, 0);
+    assert_false(kd_brk_suspect(&b, &off, 0));
+}
+
+/* A 30 s outage found by suspicion: calls stop progressing, a ping fails 1005 and opens it,
+ * pings fail until the link is back, the half-open trial closes it: one open, one close. */
+static void test_outage_by_suspicion_one_open_one_close(void **state)
+{
+    (void)state;
+    kd_breaker b;
+    int64_t now = 0, step = 50 * MS, stall = 2 * SEC, last_progress = 0;
+    kd_brk_init(&b, now);
+    for (; now < 200 * SEC; now += step) {
+        bool down = now >= 60 * SEC && now < 90 * SEC;
+        if (kd_brk_probe_due(&b, now)) {
+            kd_brk_probe_sent(&b);
+            kd_brk_probe_done(&b, &cfg, down ? KD_BRK_FAILURE : KD_BRK_SUCCESS, now, xorshift());
+        }
+        if (now - last_progress >= stall && kd_brk_suspect(&b, &cfg, now))
+            kd_brk_probe_done(&b, &cfg, down ? KD_BRK_FAILURE : KD_BRK_SUCCESS, now, xorshift());
+        uint64_t t;
+        if (kd_brk_admit(&b, &cfg, &t) != KD_BRK_GO)
+            continue;
+        if (down)
+            continue; /* stuck: no verdict before its timeout, long after */
+        kd_brk_record(&b, &cfg, KD_BRK_SUCCESS, t, false, now, xorshift());
+        kd_brk_progress(&b);
+        last_progress = now;
+    }
+    assert_int_equal(b.opens, 1);
+    assert_int_equal(b.closes, 1);
+    assert_int_equal(b.st, KD_BRK_CLOSED);
+}
+
 static void test_backoff_bounds(void **state)
 {
     (void)state;
@@ -444,6 +545,8 @@ int main(void)
         cmocka_unit_test(test_random_20pct_never_opens),
         cmocka_unit_test(test_all_failing_opens_within_window),
         cmocka_unit_test(test_one_outage_one_open_one_close),
+        cmocka_unit_test(test_suspicion),
+        cmocka_unit_test(test_outage_by_suspicion_one_open_one_close),
         cmocka_unit_test(test_backoff_bounds),
         cmocka_unit_test(test_verdicts),
     };

@@ -11,7 +11,9 @@
  *     trouble is not a building's link down: docs/failure-handling.md);
  *   - a rate of 5/s with a burst of 5: 20 calls, 15 of them wait for a token; a job that
  *     gets no token in time gives up "rate_limited";
- *   - 429 answers lower a building's rate, with or without a configured limit.
+ *   - 429 answers lower a building's rate, with or without a configured limit: at every 429
+ *     with kone.rate_slowdown_share 0; at the default (50 %) one 429 does not, a share of
+ *     them over at least 32 answers does.
  * Same harness as test_worker_kone_sim.c (kone_sim_fixture.h); skipped without kone-sim.
  */
 #include "kone_sim_fixture.h"
@@ -162,7 +164,8 @@ static void test_rate_limit(void **state)
     (void)state;
     NEED_SIM();
     client c;
-    client_start(&c, "--kone-rate-per-s=5 --kone-rate-burst=5");
+    /* share 0: every 429 slows down (the window's decision is the next test's) */
+    client_start(&c, "--kone-rate-per-s=5 --kone-rate-burst=5 --kone-rate-slowdown-share=0");
     /* 20 calls at once at 5/s with a burst of 5: 5 go now, 15 wait for a token, the last
      * about 3 s later */
     enum { N = 20 };
@@ -236,22 +239,34 @@ static void test_429_without_a_limit(void **state)
     assert_int_equal(kd_kone_rate_limit_waits(c.k), 0);
     assert_true(stats(&c, B951).rate_per_s == 0);
 
-    /* a 429 with no limit set: the rate starts from what was sent in the last second (here
-     * only the refused call itself, after a pause), at least 2/s, halved */
+    /* one 429 at the default kone.rate_slowdown_share (50 %): not a share yet (fewer than 32
+     * answers), the rate stays unlimited; KONE's partial outage is the concurrency's business */
     sleep(2);
     assert_int_equal(sim_post("/sim/faults", "{\"call_error\":{\"share\":1,\"status\":429}}"), 200);
     expect(run_one(&c, call(B951, "1", 1000, 2, 5000, false), 10000), KD_OUTCOME_FAILED, "429",
            NULL);
-    assert_int_equal(sim_post("/sim/faults", "{\"call_error\":null}"), 200);
-    /* about 1 call/s now: the next calls wait for tokens */
     kd_kone_building_stats s = stats(&c, B951);
-    assert_true(s.rate_per_s >= 1.0 && s.rate_per_s < 1.5);
+    assert_int_equal(s.rate_slowdowns, 0);
+    assert_true(s.rate_per_s == 0);
+    /* 31 more: once the window holds 32 answers (the 28th 429, 28 of 32) it slows down, from
+     * the rate sent in the last second (up to 32/s), halved; the next calls wait for tokens */
+    enum { M = 31 };
+    kd_run *m[M];
+    for (int i = 0; i < M; i++)
+        m[i] = call(B951, "1", 1000 * (1 + i % 4), 2, 5000 + 1000 * (i % 3), false);
+    run_all(&c, m, M, 15000);
+    for (int i = 0; i < M; i++)
+        expect(m[i], KD_OUTCOME_FAILED, "429", NULL);
+    assert_int_equal(sim_post("/sim/faults", "{\"call_error\":null}"), 200);
+    s = stats(&c, B951);
+    assert_int_equal(s.rate_slowdowns, 1);
+    assert_true(s.rate_per_s >= 1.0 && s.rate_per_s <= 32.0);
     for (int i = 0; i < 4; i++)
         r[i] = call(B951, "1", 1000 * (1 + i), 2, 6000, false);
     run_all(&c, r, 4, 15000);
     for (int i = 0; i < 4; i++)
         expect(r[i], KD_OUTCOME_SUCCEEDED, "", NULL);
-    assert_true(kd_kone_rate_limit_waits(c.k) >= 3);
+    assert_true(kd_kone_rate_limit_waits(c.k) >= 1);
     client_stop(&c);
 }
 
