@@ -482,7 +482,7 @@ static void kone_free(kd_kone *k)
 {
     for (int i = 0; i < KK_MAX_SLOTS; i++)
         for (int c = 0; c < 2; c++)
-            free(k->slots[i].conn[c].rx);
+            kd_wsrx_free(&k->slots[i].conn[c].rx);
     free(k->ws_host);
     free(k->ws_path);
     free(k->ca_file);
@@ -561,6 +561,8 @@ int kd_kone_start(kd_kone **out, const kd_config *cfg, const kd_kone_hooks *hook
         k->slots[i].tok = i % k->n_tokens;
     if (!kd_kone_dns_is_numeric(k->ws_host))
         rc = kd_kone_dns_start(&k->dns, k->ws_host, k->dns_ttl_us, notify_loop, k, err);
+    tc.refreshed = k->hooks.metrics.token_refresh; /* the owner's metrics, from each token thread */
+    tc.refreshed_arg = k->hooks.arg;
     const char *configured = tc.scope;
     for (int t = 0; t < k->n_tokens && !rc; t++) {
         tc.scope = *configured || !k->scopes[t] ? configured : k->scopes[t];

@@ -41,7 +41,6 @@
 
 #include "kd_log.h"
 #include "kone_int.h"
-#include "metrics_catalog.h"
 
 #define BLOG(b, lv, ...)                                                                           \
     do {                                                                                           \
@@ -132,7 +131,7 @@ static kk_bld *bld_get(kd_kone *k, const char *building, int64_t now)
     k->bld_hash[h] = b;
     k->n_blds++;
     pthread_mutex_unlock(&k->bmu);
-    kd_wm_concurrency_limit(b->id, kd_cc_limit(&b->cc));
+    kk_m_concurrency(k, b->id, kd_cc_limit(&b->cc));
     return b;
 }
 
@@ -229,12 +228,12 @@ static void cc_release(kk_job *j, kd_cc_signal sig)
     bool k_room = kd_cc_room(&k->cc);
     pthread_mutex_unlock(&k->bmu);
     if (b_after != b_before) {
-        kd_wm_concurrency_limit(b->id, b_after);
+        kk_m_concurrency(k, b->id, b_after);
         BLOG(b, KD_LOG_DEBUG, "kone: concurrency limit of %s %d -> %d (%s)", b->id, b_before,
              b_after, sig == KD_CC_DROP ? "KONE degraded" : "answered");
     }
     if (k_after != k_before)
-        kd_wm_concurrency_limit(NULL, k_after);
+        kk_m_concurrency(k, NULL, k_after);
     int64_t now = kd_mono_us();
     if (b->rq.count)
         arm(b, now);
@@ -256,7 +255,7 @@ static void transition(kk_bld *b, kd_brk_state from, kd_brk_state to, const char
     else
         BLOG(b, KD_LOG_INFO, "kone: circuit of %s %s -> %s: %s", b->id, kd_brk_state_name(from),
              kd_brk_state_name(to), why);
-    kd_wm_circuit_change(b->id, (kd_wm_circuit)from, (kd_wm_circuit)to);
+    kk_m_circuit(b->k, b->id, (kd_kone_circuit)from, (kd_kone_circuit)to);
 }
 
 /* Tells the breaker what the call of job j says (once, or twice with retract). */
@@ -507,7 +506,7 @@ kk_admit kk_bld_admit(kk_job *j)
     if (go)
         return KK_ADMIT_GO;
     atomic_fetch_add(&k->rate_waits, 1);
-    kd_wm_rate_limit_wait(b->id);
+    kk_m_rate_wait(k, b->id);
     j->throttled = true;
     j->slot = NULL;
     j->st = KJ_WAIT;

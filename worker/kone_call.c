@@ -57,7 +57,6 @@
 
 #include "kd_log.h"
 #include "kone_int.h"
-#include "metrics_catalog.h"
 
 #define NEVER INT64_MAX
 
@@ -495,7 +494,8 @@ static void job_timer(lws_sorted_usec_list_t *sul)
         break;
     case KJ_SENT:
         if (now >= j->answer_deadline) {
-            kd_wm_api_request(call_type(j->run->job.op), KD_WM_STATUS_TIMEOUT, now - j->sent_mono);
+            kk_m_request(j->k, call_type(j->run->job.op), KD_KONE_STATUS_TIMEOUT,
+                         now - j->sent_mono);
             finish(j, KD_OUTCOME_FAILED, KD_FAIL_TRANSIENT, "timeout",
                    "no answer from KONE within %" PRId64 " ms%s", rt_ms,
                    lost_since(j) ? " (the connection was lost after the request was written; "
@@ -741,7 +741,7 @@ static void request_answer(kk_job *j, const kd_kone_msg *m)
     int64_t now = kd_mono_us();
     run->kone_rtt_us = now - j->sent_mono;
     run->kone_status = m->status;
-    kd_wm_api_request(call_type(run->job.op), m->status, run->kone_rtt_us);
+    kk_m_request(j->k, call_type(run->job.op), m->status, run->kone_rtt_us);
     char code[16];
     status_code(m->status, code, sizeof code);
     const char *text = m->message[0] ? m->message : "no message";
@@ -784,7 +784,7 @@ static void request_answer(kk_job *j, const kd_kone_msg *m)
 /* KONE's answer to the delete of a followed call that failed. */
 static void cancel_answer(kk_job *j, const kd_kone_msg *m)
 {
-    kd_wm_api_request("delete", m->status, kd_mono_us() - j->sent_mono);
+    kk_m_request(j->k, "delete", m->status, kd_mono_us() - j->sent_mono);
     if (kd_kone_status_classify(m->status) == KD_KONE_ST_OK) {
         finish(j, KD_OUTCOME_FAILED, KD_FAIL_TRANSIENT, j->fail_code,
                "%s; the call was cancelled (delete answered %d), so the job may be retried",

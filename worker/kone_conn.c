@@ -31,7 +31,6 @@
 
 #include "kd_log.h"
 #include "kone_int.h"
-#include "metrics_catalog.h"
 
 #define SEC 1000000LL
 
@@ -45,7 +44,7 @@ static void recount(kd_kone *k)
     for (int i = 0; i < k->n_slots; i++)
         n += kk_slot_ready(&k->slots[i]);
     atomic_store(&k->n_ready, n);
-    kd_wm_ws_connections(n);
+    kk_m_connections(k, n);
 }
 
 int64_t kk_slot_next_id(kk_slot *s)
@@ -66,6 +65,7 @@ void kk_slot_init(kd_kone *k, kk_slot *s, int idx)
     for (int i = 0; i < 2; i++) {
         s->conn[i].slot = s;
         s->conn[i].idx = i;
+        s->conn[i].rx.max = KK_RX_MAX;
     }
 }
 
@@ -243,10 +243,7 @@ static void conn_reset(kk_conn *c)
     c->sess_req_id = 0;
     c->ping_write = false;
     c->ping_req_id = 0;
-    free(c->rx);
-    c->rx = NULL;
-    c->rx_len = c->rx_cap = 0;
-    c->rx_skip = false;
+    kd_wsrx_free(&c->rx);
 }
 
 static void conn_gone(kk_conn *c, const struct lws *wsi, const char *why, int http_status)
@@ -264,7 +261,7 @@ static void conn_gone(kk_conn *c, const struct lws *wsi, const char *why, int ht
         s->losses++;
         s->lost_mono = kd_mono_us();
         if (!k->exiting)
-            kd_wm_ws_reconnect(); /* an unplanned loss: the slot reconnects */
+            kk_m_reconnect(s->k); /* an unplanned loss: the slot reconnects */
     }
     recount(k);
     if (k->exiting) /* closed by shutdown (the token source may be gone already) */
@@ -478,38 +475,15 @@ static void dispatch(kk_conn *c, const char *buf, size_t len)
 static void conn_rx(kk_conn *c, struct lws *wsi, const char *in, size_t len)
 {
     bool final = lws_is_final_fragment(wsi) && lws_remaining_packet_payload(wsi) == 0;
-    if (!c->rx_skip) {
-        if (c->rx_len + len > (size_t)KK_RX_MAX) {
+    switch (kd_wsrx_feed(&c->rx, in, len, final)) {
+    case KD_WSRX_MORE: return;
+    case KD_WSRX_MESSAGE: dispatch(c, c->rx.buf, c->rx.len); return;
+    case KD_WSRX_DROPPED:
+        if (c->rx.too_big)
             kd_warn("kone: slot %d: frame larger than %d bytes dropped", c->slot->idx, KK_RX_MAX);
-            c->rx_skip = true;
-        } else if (c->rx_len + len + 1 > c->rx_cap) {
-            size_t cap = c->rx_cap ? c->rx_cap : 4096;
-            while (cap < c->rx_len + len + 1)
-                cap *= 2;
-            char *nb = realloc(c->rx, cap);
-            if (!nb) {
-                kd_error("kone: slot %d: out of memory reading a frame", c->slot->idx);
-                c->rx_skip = true;
-            } else {
-                c->rx = nb;
-                c->rx_cap = cap;
-            }
-        }
-        if (!c->rx_skip) {
-            memcpy(c->rx + c->rx_len, in, len);
-            c->rx_len += len;
-        }
-    }
-    if (!final)
+        else
+            kd_error("kone: slot %d: out of memory reading a frame", c->slot->idx);
         return;
-    if (!c->rx_skip && c->rx)
-        dispatch(c, c->rx, c->rx_len);
-    c->rx_len = 0;
-    c->rx_skip = false;
-    if (c->rx_cap > (size_t)64 * 1024) { /* do not keep a big buffer for small frames */
-        free(c->rx);
-        c->rx = NULL;
-        c->rx_cap = 0;
     }
 }
 

@@ -47,6 +47,7 @@
 #include "kone_ratelimit.h"
 #include "kone_token.h"
 #include "kone_validate.h"
+#include "kone_wsrx.h"
 
 #define KK_MAX_SLOTS 16
 #define KK_MAX_TOKENS 8         /* tokens held at once (kone.buildings_per_token) */
@@ -101,10 +102,7 @@ typedef struct kk_conn {
     bool ping_write;
     int64_t ping_req_id; /* 0 when none outstanding */
     int64_t ping_sent_mono;
-    /* reassembly of fragmented frames */
-    char *rx;
-    size_t rx_len, rx_cap;
-    bool rx_skip;         /* current message too big: drop until its end */
+    kd_wsrx rx;           /* reassembly of fragmented frames (kone_wsrx.h) */
     char tls_refusal[96]; /* why KONE's certificate was refused (OpenSSL's words) */
 } kk_conn;
 
@@ -275,6 +273,49 @@ struct kd_kone {
     lws_dll2_owner_t cc_blocked;
     atomic_uint_fast64_t rate_waits;
 };
+
+/* The owner's metric hooks (kd_kone_metrics), each a no-op when not given. */
+static inline void kk_m_request(const kd_kone *k, const char *type, int status, int64_t rtt_us)
+{
+    if (k->hooks.metrics.api_request)
+        k->hooks.metrics.api_request(type, status, rtt_us, k->hooks.arg);
+}
+static inline void kk_m_connections(const kd_kone *k, int n)
+{
+    if (k->hooks.metrics.ws_connections)
+        k->hooks.metrics.ws_connections(n, k->hooks.arg);
+}
+static inline void kk_m_reconnect(const kd_kone *k)
+{
+    if (k->hooks.metrics.ws_reconnect)
+        k->hooks.metrics.ws_reconnect(k->hooks.arg);
+}
+static inline void kk_m_circuit(const kd_kone *k, const char *b, kd_kone_circuit from,
+                                kd_kone_circuit to)
+{
+    if (k->hooks.metrics.circuit_change)
+        k->hooks.metrics.circuit_change(b, from, to, k->hooks.arg);
+}
+static inline void kk_m_rate_wait(const kd_kone *k, const char *b)
+{
+    if (k->hooks.metrics.rate_limit_wait)
+        k->hooks.metrics.rate_limit_wait(b, k->hooks.arg);
+}
+static inline void kk_m_concurrency(const kd_kone *k, const char *b, int limit)
+{
+    if (k->hooks.metrics.concurrency_limit)
+        k->hooks.metrics.concurrency_limit(b, limit, k->hooks.arg);
+}
+static inline void kk_m_local_reject(const kd_kone *k, const char *reason)
+{
+    if (k->hooks.metrics.local_reject)
+        k->hooks.metrics.local_reject(reason, k->hooks.arg);
+}
+static inline void kk_m_unvalidated(const kd_kone *k)
+{
+    if (k->hooks.metrics.unvalidated)
+        k->hooks.metrics.unvalidated(k->hooks.arg);
+}
 
 struct kk_bld {
     kd_kone *k;

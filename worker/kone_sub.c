@@ -40,7 +40,6 @@
 
 #include "kd_log.h"
 #include "kone_int.h"
-#include "metrics_catalog.h"
 
 #define SEC 1000000LL
 #define RETRY_MIN_US SEC
@@ -267,7 +266,7 @@ bool kk_sub_answer(kk_slot *s, const kd_kone_msg *m)
     int64_t now = kd_mono_us();
     lws_dll2_remove(&x->olink);
     x->req_id = 0;
-    kd_wm_api_request("site-monitoring", m->status, now - x->sent_mono);
+    kk_m_request(s->k, "site-monitoring", m->status, now - x->sent_mono);
     const char *text = m->message[0] ? m->message : "no message";
     switch (kd_kone_status_classify(m->status)) {
     case KD_KONE_ST_OK:
@@ -327,7 +326,7 @@ static void sub_timer(lws_sorted_usec_list_t *sul)
         if (now >= x->sent_mono + k->request_timeout_us) {
             lws_dll2_remove(&x->olink);
             x->req_id = 0;
-            kd_wm_api_request("site-monitoring", KD_WM_STATUS_TIMEOUT, now - x->sent_mono);
+            kk_m_request(s->k, "site-monitoring", KD_KONE_STATUS_TIMEOUT, now - x->sent_mono);
             char what[64];
             snprintf(what, sizeof what, "unanswered in %" PRId64 " ms",
                      k->request_timeout_us / 1000);
