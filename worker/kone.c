@@ -493,6 +493,8 @@ static void kone_free(kd_kone *k)
     for (int t = 0; t < KK_MAX_TOKENS; t++)
         free(k->scopes[t]);
     free(k->early);
+    kd_idmap_free(&k->by_req);
+    kd_idmap_free(&k->by_sid);
     kk_blds_free(k);
     if (k->bmu_init)
         pthread_mutex_destroy(&k->bmu);

@@ -107,6 +107,27 @@ static void unlink_job(kk_job *j)
     j->want = KW_NONE;
 }
 
+/* ---- the index of jobs by id (kd_kone.by_req, by_sid): every write of req_id, del_req_id
+ * and call_session_id goes through set_id, so the index holds exactly the ids the jobs do */
+static void set_id(kk_job *j, kd_idmap *m, int64_t *field, int64_t id)
+{
+    kd_kone *k = j->k;
+    if (*field)
+        kd_idmap_del(m, *field, j);
+    *field = id;
+    if (id && !k->index_off && kd_idmap_put(m, id, j)) {
+        kd_warn("kone: out of memory indexing jobs; frames are matched by walking the jobs");
+        k->index_off = true;
+    }
+}
+
+static void unindex(kk_job *j)
+{
+    set_id(j, &j->k->by_req, &j->req_id, 0);
+    set_id(j, &j->k->by_req, &j->del_req_id, 0);
+    set_id(j, &j->k->by_sid, &j->call_session_id, 0);
+}
+
 static void finish(kk_job *j, kd_outcome o, kd_failure_class f, const char *code, const char *fmt,
                    ...) __attribute__((format(printf, 5, 6)));
 
@@ -132,6 +153,7 @@ static void finish(kk_job *j, kd_outcome o, kd_failure_class f, const char *code
     unlink_job(j);
     kd_kone *k = j->k;
     kd_run *run = j->run;
+    unindex(j);
     if (o == KD_OUTCOME_REJECTED && j->site_checked)
         kk_site_refused(j, code, msg); /* its configuration may have changed */
     if (j->bld) {
@@ -309,7 +331,7 @@ void kk_job_submit(kd_kone *k, kd_run *run)
     }
     if (run->adopt) {
         /* no new request: neither the breaker nor the rate limit applies */
-        j->call_session_id = run->session_id;
+        set_id(j, &k->by_sid, &j->call_session_id, run->session_id);
         place(j);
         return;
     }
@@ -446,7 +468,7 @@ static void cancel_call(kk_job *j, const char *code, const char *fmt, ...)
     kd_log(KD_LOG_INFO, &lc, "kone: %s; cancelling call %" PRId64 " before any retry", j->fail_msg,
            j->call_session_id);
     j->st = KJ_CANCELLING;
-    j->del_req_id = 0;
+    set_id(j, &j->k->by_req, &j->del_req_id, 0);
     j->answer_deadline = kd_mono_us() + j->k->request_timeout_us;
     want(j, KW_DELETE);
     rearm(j);
@@ -657,10 +679,10 @@ int kk_job_write(kk_job *j, kk_conn *c)
     }
     int64_t now = kd_mono_us();
     if (w == KW_DELETE) {
-        j->del_req_id = id;
+        set_id(j, &k->by_req, &j->del_req_id, id);
         j->sent_mono = now;
     } else {
-        j->req_id = id;
+        set_id(j, &k->by_req, &j->req_id, id);
         j->st = KJ_SENT;
         j->sent_mono = now;
         j->losses_at = s->losses;
@@ -678,14 +700,27 @@ int kk_job_write(kk_job *j, kk_conn *c)
 /* The job whose request `id` was written on slot s. Only s: an answer belongs to the session
  * it arrives on (a resumed session is the same slot), and ids are unique per process, so a
  * late answer can never be credited to another connection's job. */
-static kk_job *find_job(kk_slot *s, int64_t id)
+static bool awaits(const kk_job *j, int64_t id)
 {
-    for (lws_dll2_t *d = s->jobs.head; d; d = d->next) {
-        kk_job *j = lws_container_of(d, kk_job, place);
-        if ((j->req_id == id && (j->st == KJ_SENT || j->st == KJ_ACCEPTED)) ||
-            (j->st == KJ_CANCELLING && j->del_req_id == id))
-            return j;
+    return (j->req_id == id && (j->st == KJ_SENT || j->st == KJ_ACCEPTED)) ||
+           (j->st == KJ_CANCELLING && j->del_req_id == id);
+}
+
+kk_job *kk_job_awaiting(kk_slot *s, int64_t id)
+{
+    if (s->k->index_off) {
+        for (lws_dll2_t *d = s->jobs.head; d; d = d->next) {
+            kk_job *j = lws_container_of(d, kk_job, place);
+            if (awaits(j, id))
+                return j;
+        }
+        return NULL;
     }
+    /* ids are unique per process: at most one job holds id */
+    size_t it = 0;
+    for (kk_job *j; (j = kd_idmap_next(&s->k->by_req, id, &it));)
+        if (j->place.owner == &s->jobs && awaits(j, id))
+            return j;
     return NULL;
 }
 
@@ -709,7 +744,7 @@ static void auth_retry(kk_job *j)
            "kone: request refused with 401; refreshing the token and "
            "sending it again");
     j->st = KJ_WAIT;
-    j->req_id = 0;
+    set_id(j, &k->by_req, &j->req_id, 0);
     j->wait_until = kd_mono_us() + k->request_timeout_us;
     want(j, KW_REQUEST);
     kk_conn *c = kk_slot_active(s);
@@ -803,7 +838,7 @@ void kk_on_answer(kk_slot *s, const kd_kone_msg *m)
         kd_debug("kone: slot %d: answer %d without a request id ignored", s->idx, m->status);
         return;
     }
-    kk_job *j = find_job(s, m->request_id);
+    kk_job *j = kk_job_awaiting(s, m->request_id);
     if (j && j->st == KJ_SENT) {
         request_answer(j, m);
         return;
@@ -845,7 +880,7 @@ static void call_result(kk_job *j, const kd_kone_msg *m)
     }
     kk_bld_evidence(j, KD_BRK_SUCCESS); /* the building took the call */
     run->session_id = m->call_session_id;
-    j->call_session_id = m->call_session_id;
+    set_id(j, &j->k->by_sid, &j->call_session_id, m->call_session_id);
     remember_affinity(j->k, m->call_session_id, j->slot->idx);
     if (j->k->hooks.accepted)
         j->k->hooks.accepted(run, j->slot->session_id, j->k->hooks.arg);
@@ -856,7 +891,7 @@ static void call_result(kk_job *j, const kd_kone_msg *m)
 
 void kk_on_call_result(kk_slot *s, const kd_kone_msg *m)
 {
-    kk_job *j = m->has_request_id ? find_job(s, m->request_id) : NULL;
+    kk_job *j = m->has_request_id ? kk_job_awaiting(s, m->request_id) : NULL;
     if (j && j->run->job.op == KD_OP_HOLD_OPEN) {
         hold_result(j, m);
         return;
@@ -880,11 +915,20 @@ static bool is_decisive(const char *state)
  * would report a state again after a later one, out of order). */
 static kk_job *find_follow(kk_slot *s, int64_t session_id)
 {
-    for (lws_dll2_t *d = s->jobs.head; d; d = d->next) {
-        kk_job *j = lws_container_of(d, kk_job, place);
-        if (j->st == KJ_FOLLOW && j->call_session_id == session_id)
-            return j;
+    if (s->k->index_off) {
+        for (lws_dll2_t *d = s->jobs.head; d; d = d->next) {
+            kk_job *j = lws_container_of(d, kk_job, place);
+            if (j->st == KJ_FOLLOW && j->call_session_id == session_id)
+                return j;
+        }
+        return NULL;
     }
+    /* Two jobs following one call on one slot (never met: the ledger lets one delivery of a
+     * job in at a time) would be found in the index's order, not the slot's. */
+    size_t it = 0;
+    for (kk_job *j; (j = kd_idmap_next(&s->k->by_sid, session_id, &it));)
+        if (j->place.owner == &s->jobs && j->st == KJ_FOLLOW)
+            return j;
     return NULL;
 }
 

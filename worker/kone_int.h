@@ -40,6 +40,7 @@
 #include <stdint.h>
 
 #include "kone.h"
+#include "idmap.h"
 #include "kone_breaker.h"
 #include "kone_conc.h"
 #include "kone_dns.h"
@@ -227,6 +228,12 @@ struct kd_kone {
         int slot;
     } affinity[KK_AFFINITY];
     unsigned affinity_next;
+    /* Jobs by the ids their frames carry, so a frame finds its job in O(1) (kone_call.c):
+     * by_req holds each job's req_id and del_req_id, by_sid its call_session_id. A lookup
+     * still checks the slot and the job's state, as the walk of slot->jobs it replaces did.
+     * index_off: an insertion failed (out of memory): matching walks slot->jobs again. */
+    kd_idmap by_req, by_sid;
+    bool index_off;
     unsigned rand_state;
     int64_t next_req_id; /* request ids, unique per process (kk_slot_next_id) */
     /* call states of sessions nobody follows yet: a call's first state may come before its
@@ -373,6 +380,9 @@ int kk_job_write(kk_job *j, kk_conn *c);
 void kk_on_answer(kk_slot *s, const kd_kone_msg *m); /* returns if unmatched */
 void kk_on_call_result(kk_slot *s, const kd_kone_msg *m);
 void kk_on_call_state(kk_slot *s, const kd_kone_msg *m);
+/* The job whose request (or delete) `id` was written on s and awaits its answer, or NULL:
+ * kd_kone.by_req, then the slot and the state checked. */
+kk_job *kk_job_awaiting(kk_slot *s, int64_t id);
 /* Is a job following the states of this call session (the cheap check before parsing)? */
 bool kk_follows(kk_slot *s, int64_t session_id);
 /* Slot lost its active connection for good (no session to resume): unwritten jobs go
