@@ -1,6 +1,9 @@
 /* kone_bld.c: what the KONE client keeps per building: its circuit breaker, its rate limit,
  * the jobs waiting for a token, and the ping of an open circuit (see kone_int.h).
  *
+ * Layer (kone_int.h): policy the call layer asks (kk_bld_admit); what it later decides for a
+ * job it holds waiting goes back through kd_kone.wake (kk_wake_ops), never by name.
+ *
  * Admission (kk_bld_admit, for every new job): the breaker first (an open circuit finishes
  * the job "circuit_open" at once: no request, no token used; a half-open one whose trial
  * places are all taken holds it), then the token bucket (no token, or older jobs already
@@ -341,7 +344,7 @@ static void probe_tick(kk_bld *b, int64_t now)
     }
     if (!kd_brk_probe_due(&b->brk, now))
         return;
-    kk_slot *s = kk_slot_least_loaded(k, kk_token_of(k, b->id));
+    kk_slot *s = k->wake->least_loaded(k, kk_token_of(k, b->id));
     pthread_mutex_lock(&k->bmu);
     kd_brk_probe_sent(&b->brk);
     pthread_mutex_unlock(&k->bmu);
@@ -443,7 +446,7 @@ static void bld_timer(lws_sorted_usec_list_t *sul)
         lws_dll2_t *d, *next;
         for (d = b->rq.head; d; d = next) {
             next = d->next;
-            kk_job_refuse(lws_container_of(d, kk_job, place));
+            k->wake->refused(lws_container_of(d, kk_job, place));
         }
     }
     while (b->rq.head) {
@@ -464,7 +467,7 @@ static void bld_timer(lws_sorted_usec_list_t *sul)
         if (!go)
             break;
         lws_dll2_remove(&j->place);
-        kk_job_release(j);
+        j->k->wake->released(j);
     }
     probe_tick(b, now);
     arm(b, now);

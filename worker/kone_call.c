@@ -1,4 +1,7 @@
 /* kone_call.c: one job's life on the KONE client, from placement to outcome.
+ * Layer (kone_int.h): the call layer. kone.c hands it runs, kone_route.c the frames of the
+ * connection layer; it asks the policies below (kk_bld_admit, kk_sub_gate, kk_site_gate) and
+ * writes through the connection layer; the policies answer through kk_call_wake.
  *
  *   WAIT ---write---> SENT ---2xx (call)---> ACCEPTED ---success, session_id---> FOLLOW
  *     |                 |  \--2xx (hold_open, cancel)--> succeeded
@@ -253,10 +256,24 @@ static kk_slot *affine_slot(kd_kone *k, int64_t sid)
     return NULL;
 }
 
+/* The ready slot with the fewest jobs among those opened with token tok (-1: any), or NULL.
+ * kone_bld.c's pings ask it too (kk_wake_ops.least_loaded). */
+static kk_slot *slot_least_loaded(kd_kone *k, int tok)
+{
+    kk_slot *best = NULL;
+    for (int i = 0; i < k->n_slots; i++) {
+        kk_slot *s = &k->slots[i];
+        if ((tok < 0 || s->tok == tok) && kk_slot_ready(s) &&
+            (!best || s->jobs.count < best->jobs.count))
+            best = s;
+    }
+    return best;
+}
+
 /* The ready slot with the fewest jobs among those whose token covers the job's building. */
 static kk_slot *least_loaded(kk_job *j)
 {
-    return kk_slot_least_loaded(j->k, kk_token_of(j->k, j->run->job.building_id));
+    return slot_least_loaded(j->k, kk_token_of(j->k, j->run->job.building_id));
 }
 
 /* Following an accepted call: its states come under the slot's subscription of its building
@@ -272,6 +289,8 @@ static void start_follow(kk_job *j)
     kk_sub_touch(j->slot, &j->run->job);
     rearm(j);
 }
+
+static void job_refuse(kk_job *j);
 
 static void place(kk_job *j)
 {
@@ -336,21 +355,21 @@ void kk_job_submit(kd_kone *k, kd_run *run)
         return;
     }
     switch (kk_bld_admit(j)) {
-    case KK_ADMIT_REFUSE: kk_job_refuse(j); return;
+    case KK_ADMIT_REFUSE: job_refuse(j); return;
     case KK_ADMIT_WAIT: /* in its building's queue until a token comes */ rearm(j); return;
     case KK_ADMIT_GO: break;
     }
     place(j);
 }
 
-void kk_job_release(kk_job *j)
+static void job_release(kk_job *j)
 {
     j->throttled = false;
     j->wait_until = kd_mono_us() + j->k->request_timeout_us;
     place(j);
 }
 
-void kk_job_refuse(kk_job *j)
+static void job_refuse(kk_job *j)
 {
     j->run->park_ms = kk_bld_park_ms(j); /* parked in RabbitMQ until its building's next ping */
     finish(j, KD_OUTCOME_FAILED, KD_FAIL_TRANSIENT, "circuit_open",
@@ -602,7 +621,7 @@ int kk_job_write(kk_job *j, kk_conn *c)
     lws_dll2_remove(&j->wlink);
     j->want = KW_NONE;
     if (w == KW_REQUEST && !kk_bld_may_send(j)) { /* its circuit opened while it waited */
-        kk_job_refuse(j);
+        job_refuse(j);
         return 0;
     }
     if (w == KW_REQUEST && run->job.op == KD_OP_CALL && !j->site_passed) {
@@ -985,7 +1004,7 @@ void kk_on_call_state(kk_slot *s, const kd_kone_msg *m)
 
 /* ------------------------------------------------------------------ subscriptions */
 
-void kk_job_sub_released(kk_job *j, kk_gate g, const char *why)
+static void job_sub_released(kk_job *j, kk_gate g, const char *why)
 {
     if (g == KK_GATE_FAIL) {
         finish(j, KD_OUTCOME_FAILED, KD_FAIL_TRANSIENT, "monitor_failed",
@@ -999,7 +1018,7 @@ void kk_job_sub_released(kk_job *j, kk_gate g, const char *why)
 
 /* ------------------------------------------------------------------ configurations */
 
-void kk_job_site_released(kk_job *j)
+static void job_site_released(kk_job *j)
 {
     want(j, KW_REQUEST); /* the gate is asked again: checked, unchecked or refused */
 }
@@ -1045,3 +1064,11 @@ static void replay_early(kk_slot *s, int64_t sid)
             return; /* finished by it */
     }
 }
+
+const kk_wake_ops kk_call_wake = {
+    .released = job_release,
+    .refused = job_refuse,
+    .sub_released = job_sub_released,
+    .site_released = job_site_released,
+    .least_loaded = slot_least_loaded,
+};

@@ -1,12 +1,30 @@
-/* kone_int: the private state of the KONE client, shared by its four loop-side files.
+/* kone_int: the private state of the KONE client that its loop-side files still share.
  *
- *   kone.c       public API (start/submit/ready/stop), the loop thread, the inbox
- *   kone_conn.c  the lws protocol callback and the connection pool ("slots")
- *   kone_call.c  one job's life: placement, its frames, answers, events, timers, outcome
- *   kone_bld.c   per building: circuit breaker, rate limit, pings, the getters
- *   kone_sub.c   per connection and building/group: the call_state/+/+ subscription
- *   kone_site.c  per worker and building/group: the cached config and actions, the
- *                local validation of calls against them (kone_validate.c)
+ * The layers, top to bottom; a file calls down (or sideways within its layer) by name, and
+ * up only through a table of callbacks its caller gave it:
+ *
+ *   kone.c        public API (start/submit/ready/stop), the loop thread, the inbox; wires
+ *                 the layers (kd_kone.conn_ops, kd_kone.wake)
+ *   kone_route.c  the call layer's callbacks for the connection layer (kk_conn_ops): which
+ *                 module a frame belongs to, which frame is written first
+ *   kone_call.c   the call layer: one job's life (placement, frames, answers, events,
+ *                 timers, outcome), the index of jobs by id (kd_kone.by_req, by_sid)
+ *   kone_bld.c    policy the call layer asks, per building: circuit breaker, rate limit,
+ *                 adaptive concurrency, pings of an open circuit, the getters
+ *   kone_sub.c    ... per connection and building/group: the call_state/+/+ subscription
+ *   kone_site.c   ... per worker and building/group: the cached config and actions, the
+ *                 local validation of calls against them (kone_validate.c)
+ *   kone_conn.c   the connection layer (kone_conn.h): sockets, TLS, WebSocket, session,
+ *                 keep-alive, replacement, reassembly; knows no job
+ *
+ * The policy modules answer the call layer about jobs they hold waiting through kk_wake_ops
+ * (kd_kone.wake); the connection layer tells the layers above through kk_conn_ops. Below
+ * them all: kone_msg (frames), kone_token (the token thread), kone_dns, kone_wsrx, idmap.
+ *
+ * Not finished (issue 16): kk_slot below still carries the call layer's and the policies'
+ * lists (jobs, wq, subs, site_wq) beside the connection's fields, kk_job the policies'
+ * fields (breaker ticket, concurrency place, gates) and kd_kone everyone's configuration;
+ * splitting them is the next step, and this header would then shrink to kk_job and kd_kone.
  *
  * Threads: everything below except `inbox*`, `stopping`, `n_ready`, the token source
  * and what `bmu` guards is touched only by the loop thread. Other threads hand jobs over
@@ -42,20 +60,15 @@
 #include "kone.h"
 #include "idmap.h"
 #include "kone_breaker.h"
+#include "kone_conn.h"
 #include "kone_conc.h"
 #include "kone_dns.h"
 #include "kone_msg.h"
 #include "kone_ratelimit.h"
 #include "kone_token.h"
 #include "kone_validate.h"
-#include "kone_wsrx.h"
 
-#define KK_MAX_SLOTS 16
-#define KK_MAX_TOKENS 8         /* tokens held at once (kone.buildings_per_token) */
-#define KK_RX_MAX (1024 * 1024) /* a bigger frame is dropped */
-#define KK_BACKOFF_MIN_MS 100
-#define KK_BACKOFF_MAX_MS 10000
-#define KK_RESEND_STATE_S 30  /* resendLatestStateUpToSeconds on resume */
+#define KK_MAX_TOKENS 8       /* tokens held at once (kone.buildings_per_token) */
 #define KK_MAX_AUTH_RETRIES 2 /* a job re-sent after 401 at most this often */
 #define KK_AFFINITY 1024      /* accepted calls remembered for cancel routing */
 /* How long requests written on a connection that went down wait for the session to be
@@ -71,41 +84,10 @@
 #define KK_SITE_BUCKETS 256 /* per worker: cached configurations */
 #define KK_MAX_SITES 4096   /* ... at most (unused ones are forgotten) */
 
-typedef struct kd_kone kd_kone;
-typedef struct kk_slot kk_slot;
 typedef struct kk_bld kk_bld;
 typedef struct kk_sub kk_sub;
 typedef struct kk_site kk_site;
-
-typedef enum {
-    KC_IDLE = 0,   /* no wsi */
-    KC_CONNECTING, /* TCP/TLS/upgrade in progress */
-    KC_SESSION,    /* upgraded; create/resume-session written or to be written */
-    KC_READY,      /* session held: may carry jobs */
-    KC_CLOSING,    /* we asked lws to drop it */
-} kk_conn_state;
-
-typedef struct kk_conn {
-    kk_slot *slot;
-    int idx; /* 0 or 1 within the slot */
-    struct lws *wsi;
-    kk_conn_state st;
-    bool retiring;        /* replaced by the slot's other conn; let it go */
-    uint64_t token_gen;   /* token used for its upgrade */
-    int64_t opened_mono;  /* upgrade completed */
-    int64_t last_tx_mono; /* last frame written */
-    /* session request */
-    bool sess_write;     /* create/resume to be written */
-    bool sess_resume;    /* ... and it is a resume */
-    int64_t sess_req_id; /* 0 when none outstanding */
-    int64_t sess_sent_mono;
-    /* keep-alive ping */
-    bool ping_write;
-    int64_t ping_req_id; /* 0 when none outstanding */
-    int64_t ping_sent_mono;
-    kd_wsrx rx;           /* reassembly of fragmented frames (kone_wsrx.h) */
-    char tls_refusal[96]; /* why KONE's certificate was refused (OpenSSL's words) */
-} kk_conn;
+typedef struct kk_wake_ops kk_wake_ops;
 
 struct kk_slot {
     kd_kone *k;
@@ -196,6 +178,10 @@ struct kd_kone {
     int64_t keepalive_us, max_age_us;
     int monitor_duration_s;
     kd_kone_hooks hooks;
+    const kk_wake_ops *wake; /* the call layer's, for the policy modules (kk_call_wake) */
+    /* the connection layer's callbacks (kone_conn.h), and their user pointer (k) */
+    kk_conn_ops conn_ops;
+    void *conn_user;
 
     struct lws_context *ctx;
     /* kone.ws_url's host resolved off the loop (kone_dns.h); NULL when it is numeric */
@@ -349,29 +335,14 @@ struct kk_bld {
     unsigned probe_losses; /* probe_slot->losses when it was written */
 };
 
-/* ---- kone_conn.c */
-extern const struct lws_protocols kk_protocols[];
-void kk_slot_init(kd_kone *k, kk_slot *s, int idx);
-void kk_slot_kick(kk_slot *s);       /* evaluate its timers now */
-void kk_slot_want_write(kk_slot *s); /* ask for WRITEABLE on the active conn */
-bool kk_slot_ready(const kk_slot *s);
-/* The ready slot with the fewest jobs among those opened with token tok (-1: any), or NULL. */
-kk_slot *kk_slot_least_loaded(kd_kone *k, int tok);
-void kk_slots_token_changed(kd_kone *k); /* a new token arrived */
-void kk_slots_shutdown(kd_kone *k);      /* cancel timers (conns die with ctx) */
-int64_t kk_slot_next_id(kk_slot *s);
-void kk_conn_kill(kk_conn *c); /* drop this connection now */
-/* Writes one text frame (one lws_write, LWS_PRE headroom); only from WRITEABLE.
- * Returns 0, or -1 when the connection must close. */
-int kk_conn_send(kk_conn *c, const char *text);
-kk_conn *kk_slot_active(kk_slot *s); /* the READY conn carrying jobs, or NULL */
+/* ---- kone_conn.c: see kone_conn.h */
 
-/* Jobs written but not answered yet (SENT, or ACCEPTED awaiting the call result). */
-int kk_slot_outstanding(kk_slot *s);
-/* An answer arrived on s: a replacement waiting for the old conn to drain may go on. */
-void kk_slot_answered(kk_slot *s);
+/* ---- kone_route.c: the call layer's callbacks for the connection layer (kk_conn_ops) */
+void kk_route_ops(kk_conn_ops *ops); /* fills every member but wakeup (kone.c's) */
 
 /* ---- kone_call.c */
+/* Jobs written but not answered yet (SENT, or ACCEPTED awaiting the call result). */
+int kk_slot_outstanding(kk_slot *s);
 void kk_job_submit(kd_kone *k, kd_run *run); /* a new run from the inbox */
 void kk_job_place_waiting(kd_kone *k);       /* a slot became ready: drain waitq */
 /* Writes the job's next frame on wsi; returns -1 if the connection must close. */
@@ -419,10 +390,6 @@ int kk_bld_write_probe(kk_slot *s, kk_conn *c);
 bool kk_bld_probe_wanted(const kk_slot *s);
 void kk_blds_shutdown(kd_kone *k); /* cancel timers */
 void kk_blds_free(kd_kone *k);
-
-/* ---- kone_call.c, for kone_bld.c */
-void kk_job_release(kk_job *j); /* a token came: on to a connection */
-void kk_job_refuse(kk_job *j);  /* finish "circuit_open" */
 
 /* ---- kone_sub.c, shared with kone_site.c (both keep entries per building and group) */
 uint32_t kk_bg_hash(const char *building, const char *group); /* FNV-1a of both */
@@ -489,9 +456,7 @@ void kk_subs_session_restored(kk_slot *s);
 bool kk_sub_ping_target(const kk_slot *s, const char **building, const char **group);
 void kk_subs_free(kk_slot *s);
 
-/* ---- kone_call.c, for kone_sub.c */
-/* A subscription was answered: its waiting calls go on (GO) or fail (FAIL, why). */
-void kk_job_sub_released(kk_job *j, kk_gate g, const char *why);
+/* ---- kone_call.c, for kone_route.c */
 /* A call state for a session nobody follows yet: kept briefly (see kd_kone.early). */
 void kk_state_unmatched(kk_slot *s, const char *buf, size_t len, int64_t sid);
 
@@ -538,15 +503,20 @@ void kk_site_refused(kk_job *j, const char *code, const char *msg);
 void kk_sites_conn_lost(kk_slot *s);
 void kk_sites_free(kd_kone *k); /* timers cancelled, entries freed */
 
-/* ---- kone_call.c, for kone_site.c */
-void kk_job_site_released(kk_job *j); /* the fetch ended: through the gate again */
-
-/* ---- kone.c */
-/* The token that serves a building: 0 when kone.buildings is empty (every building goes to
- * the one token); else its share's, or -1 when it is not in kone.buildings (outside every
- * scope the worker asked for: KONE would answer 403). */
-int kk_token_of(const kd_kone *k, const char *building_id);
-int64_t kk_jitter(kd_kone *k, int64_t max); /* 0..max-1 */
-void kk_loop_wakeup(kd_kone *k);            /* LWS_CALLBACK_EVENT_WAIT_CANCELLED */
+/* ---- kone_call.c: what the policy modules tell the call layer of the jobs they hold
+ * waiting (bld->rq, a subscription's or a configuration's waiters). The call layer asks them
+ * (kk_bld_admit, kk_sub_gate, kk_site_gate); they answer later through this table
+ * (kd_kone.wake, kone_call.c's kk_call_wake), never by calling up by name. */
+struct kk_wake_ops {
+    void (*released)(kk_job *j); /* kone_bld.c: a rate-limit token came: on to a slot */
+    void (*refused)(kk_job *j);  /* kone_bld.c: the circuit opened: finish "circuit_open" */
+    /* kone_sub.c: the subscription was answered: the call goes on (GO) or fails (FAIL, why) */
+    void (*sub_released)(kk_job *j, kk_gate g, const char *why);
+    void (*site_released)(kk_job *j); /* kone_site.c: the fetch ended: through the gate again */
+    /* kone_bld.c: the ready slot with the fewest jobs among those opened with token tok (-1:
+     * any), or NULL: where a ping of an open circuit goes out */
+    kk_slot *(*least_loaded)(kd_kone *k, int tok);
+};
+extern const kk_wake_ops kk_call_wake;
 
 #endif

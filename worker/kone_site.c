@@ -1,6 +1,9 @@
 /* kone_site.c: the cached configuration of each building group, and the local check of
  * calls against it (see kone_int.h and kone_validate.h).
  *
+ * Layer (kone_int.h): policy the call layer asks (kk_site_gate); what it later decides for a
+ * job it holds waiting goes back through kd_kone.wake (kk_wake_ops), never by name.
+ *
  * One entry per worker, building and group (KONE's config and actions are per group), made
  * on the first call there. Its life, decided by kd_kval_decide on the loop's clock:
  *
@@ -112,7 +115,7 @@ static void release(kk_site *x)
     while (x->waiters.head) {
         kk_job *j = lws_container_of(x->waiters.head, kk_job, wlink);
         lws_dll2_remove(&j->wlink);
-        kk_job_site_released(j);
+        j->k->wake->site_released(j);
     }
 }
 

@@ -1,4 +1,6 @@
 /* kone_sub.c: the site-monitoring subscriptions of each connection (see kone_int.h).
+ * Layer (kone_int.h): policy the call layer asks (kk_sub_gate); what it later decides for a
+ * job it holds waiting goes back through kd_kone.wake (kk_wake_ops), never by name.
  *
  * One subscription per slot, building and group, to call_state/+/+, named
  * kd_kone.sub_name. It exists before the first call of that building and group goes out
@@ -138,7 +140,7 @@ static void release(kk_sub *x, kk_gate g)
     while (x->waiters.head) {
         kk_job *j = lws_container_of(x->waiters.head, kk_job, wlink);
         lws_dll2_remove(&j->wlink);
-        kk_job_sub_released(j, g, x->why);
+        j->k->wake->sub_released(j, g, x->why);
     }
 }
 
