@@ -71,7 +71,7 @@ int kd_idmap_put(kd_idmap *m, int64_t key, void *val)
     return 0;
 }
 
-bool kd_idmap_del(kd_idmap *m, int64_t key, void *val)
+bool kd_idmap_del(kd_idmap *m, int64_t key, const void *val)
 {
     if (!m->cap || !val)
         return false;

@@ -29,7 +29,7 @@ typedef struct kd_idmap {
 /* Holds (key, val); already held is fine. 0, or -1 when out of memory (the map unchanged). */
 int kd_idmap_put(kd_idmap *m, int64_t key, void *val);
 /* Lets go of (key, val); false when it was not held. */
-bool kd_idmap_del(kd_idmap *m, int64_t key, void *val);
+bool kd_idmap_del(kd_idmap *m, int64_t key, const void *val);
 /* The values of key, one per call: *it = 0 to start; NULL after the last. The map must not
  * change during the walk. */
 void *kd_idmap_next(const kd_idmap *m, int64_t key, size_t *it);

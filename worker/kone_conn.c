@@ -462,7 +462,7 @@ static void conn_rx(kk_conn *c, struct lws *wsi, const char *in, size_t len)
     case KD_WSRX_MESSAGE: dispatch(c, c->rx.buf, c->rx.len); return;
     case KD_WSRX_DROPPED:
         if (c->rx.too_big)
-            kd_warn("kone: slot %d: frame larger than %d bytes dropped", c->slot->idx, KK_RX_MAX);
+            kd_warn("kone: slot %d: frame larger than %zu bytes dropped", c->slot->idx, c->rx.max);
         else
             kd_error("kone: slot %d: out of memory reading a frame", c->slot->idx);
         return;

@@ -26,7 +26,7 @@ static void append(kd_wsrx *rx, const void *in, size_t len)
         rx->skip = rx->too_big = true;
         return;
     }
-    if (rx->len + len + 1 > rx->cap) {
+    if (!rx->buf || rx->len + len + 1 > rx->cap) {
         size_t cap = rx->cap ? rx->cap : 4096;
         while (cap < rx->len + len + 1)
             cap *= 2;
@@ -38,7 +38,8 @@ static void append(kd_wsrx *rx, const void *in, size_t len)
         rx->buf = nb;
         rx->cap = cap;
     }
-    memcpy(rx->buf + rx->len, in, len);
+    if (len) /* an empty fragment may come with no data pointer at all */
+        memcpy(rx->buf + rx->len, in, len);
     rx->len += len;
     rx->buf[rx->len] = '\0';
 }

@@ -15,7 +15,7 @@
 
 static int objs[8];
 
-static int count_of(const kd_idmap *m, int64_t key, void *val)
+static int count_of(const kd_idmap *m, int64_t key, const void *val)
 {
     int n = 0;
     size_t it = 0;
