@@ -21,6 +21,9 @@
  * (kd_kone.wake); the connection layer tells the layers above through kk_conn_ops. Below
  * them all: kone_msg (frames), kone_token (the token thread), kone_dns, kone_wsrx, idmap.
  *
+ * Contracts: kone_conn.h (the connection layer), kone_sub.h and kone_site.h (two of the
+ * policies), this header for the rest (kone_bld.c's functions, kone_call.c's, kone_route.c's).
+ *
  * Not finished (issue 16): kk_slot below still carries the call layer's and the policies'
  * lists (jobs, wq, subs, site_wq) beside the connection's fields, kk_job the policies'
  * fields (breaker ticket, concurrency place, gates) and kd_kone everyone's configuration;
@@ -65,6 +68,8 @@
 #include "kone_dns.h"
 #include "kone_msg.h"
 #include "kone_ratelimit.h"
+#include "kone_site.h"
+#include "kone_sub.h"
 #include "kone_token.h"
 #include "kone_validate.h"
 
@@ -79,14 +84,11 @@
 #define KK_SUB_BUCKETS 64   /* per slot: subscriptions by building and group */
 #define KK_EARLY_N 64       /* call states kept before their call result */
 #define KK_EARLY_FRAME 2048 /* ... each at most this long */
-#define KK_SUB_LIFTS 32     /* lifts of a group whose mode is remembered */
 #define KK_MODES_MAX 16     /* kone.lift_modes_refused entries */
 #define KK_SITE_BUCKETS 256 /* per worker: cached configurations */
 #define KK_MAX_SITES 4096   /* ... at most (unused ones are forgotten) */
 
 typedef struct kk_bld kk_bld;
-typedef struct kk_sub kk_sub;
-typedef struct kk_site kk_site;
 typedef struct kk_wake_ops kk_wake_ops;
 
 struct kk_slot {
@@ -391,117 +393,9 @@ bool kk_bld_probe_wanted(const kk_slot *s);
 void kk_blds_shutdown(kd_kone *k); /* cancel timers */
 void kk_blds_free(kd_kone *k);
 
-/* ---- kone_sub.c, shared with kone_site.c (both keep entries per building and group) */
-uint32_t kk_bg_hash(const char *building, const char *group); /* FNV-1a of both */
-/* The job's building as KONE names it ("building:<id>"), and its group ("1" when none). */
-void kk_bg_key(const kd_job *job, char *b, size_t blen, const char **g);
-
-/* ---- kone_sub.c
- * A call is written only once its connection holds a site-monitoring subscription to
- * call_state/+/+ of its building and group: KONE sends no snapshot of a call's past states,
- * so a subscription made after the call (as per-call ones must be) can miss an instant
- * cancel. Subscriptions are made on first use, answered before any call goes out under
- * them, renewed at 80 % of kone.monitor_duration_s while used, made again after every
- * reconnect, and let lapse when unused for a whole duration. */
-struct kk_sub {
-    kk_slot *slot;
-    kk_sub *hnext;
-    char building[KD_JOB_BUILDING_MAX + 16]; /* "building:<id>" */
-    char group[KD_JOB_GROUP_MAX + 1];
-    enum { KS_NEW = 0, KS_ACTIVE, KS_REFUSED } st;
-    bool final;       /* KS_REFUSED with a 4xx: calls go on without states */
-    lws_dll2_t wlink; /* on slot->sub_wq: to be written */
-    lws_dll2_t olink; /* on slot->sub_out: written, not answered */
-    int64_t req_id, sent_mono;
-    int64_t expires;   /* KS_ACTIVE: the subscription lapses at KONE */
-    int64_t renew_at;  /* KS_ACTIVE: write the renewal */
-    int64_t retry_at;  /* KS_REFUSED: not asked again before */
-    int64_t last_used; /* a call written or followed under it */
-    int refusals;      /* in a row: the retry backoff */
-    char why[160];     /* KS_REFUSED: the answer */
-    /* the group's lifts as their monitor-lift-status events last said (+/status) */
-    struct {
-        char lift[32];
-        int64_t mode;
-    } lifts[KK_SUB_LIFTS];
-    int n_lifts;
-    int refused_mode;         /* -1: operational; else the index in kd_kone.modes */
-    lws_dll2_owner_t waiters; /* calls waiting for its answer (kk_job.wlink) */
-    lws_sorted_usec_list_t sul;
-};
-
-typedef enum {
-    KK_GATE_GO = 0, /* write the call now (states are followed, or cannot be) */
-    KK_GATE_WAIT,   /* parked on the subscription's waiters until it is answered */
-    KK_GATE_FAIL,   /* failed transiently (the subscription): why says so; no call */
-    KK_GATE_REFUSE, /* KONE would refuse it (a group mode, the cached configuration):
-                     * rejected, why says so; no call */
-} kk_gate;
-/* May the call of job j go out on slot s now? Makes or renews the subscription. */
-kk_gate kk_sub_gate(kk_slot *s, kk_job *j, char *why, size_t len);
-/* Marks the subscription of the job's building and group used, making it when missing
- * (an adopted call is followed without a request of its own). True when states of that
- * building and group are expected on s (subscribed or being subscribed). */
-bool kk_sub_touch(kk_slot *s, const kd_job *job);
-bool kk_sub_wanted(const kk_slot *s);                      /* a subscription waits to be written */
-int kk_sub_write(kk_slot *s, kk_conn *c);                  /* 1 written, 0 none, -1 close */
-bool kk_sub_answer(kk_slot *s, const kd_kone_msg *m);      /* true: m was one's answer */
-void kk_sub_lift_status(kk_slot *s, const kd_kone_msg *m); /* a +/status event */
-/* The active connection went down: every subscription is made again on the next one.
- * release: no connection takes over, so waiting calls go back to s->wq (to be moved). */
-void kk_subs_conn_lost(kk_slot *s, bool release);
-void kk_subs_session_restored(kk_slot *s);
-/* A building and group this slot's session serves, for a keep-alive ping: a subscribed
- * one, else the first of kone.buildings; false when there is none. */
-bool kk_sub_ping_target(const kk_slot *s, const char **building, const char **group);
-void kk_subs_free(kk_slot *s);
-
 /* ---- kone_call.c, for kone_route.c */
 /* A call state for a session nobody follows yet: kept briefly (see kd_kone.early). */
 void kk_state_unmatched(kk_slot *s, const char *buf, size_t len, int64_t sid);
-
-/* ---- kone_site.c
- * Per worker, building and group: KONE's `common-api` config and actions, fetched on first
- * use (on the slot whose call needs them), kept kone.config_ttl_s, fetched again after a
- * refusal that contradicts them (kd_kval_contradicts). Calls wait for a fetch under way,
- * then are checked (kone_validate.h): a refused one ends `rejected` with KONE's code and
- * words, marked validated_locally, with no call. A fetch that fails (unanswered, non-2xx)
- * blocks nothing: calls go on unchecked (counted) and it is asked again after a backoff. */
-struct kk_site {
-    kd_kone *k;
-    kk_site *hnext;
-    char building[KD_JOB_BUILDING_MAX + 16]; /* "building:<id>" */
-    char group[KD_JOB_GROUP_MAX + 1];
-    kd_kval_site cfg;
-    kd_kval_fresh fresh;
-    kk_slot *slot;                         /* the slot of the fetch under way (NULL: none) */
-    bool want_config, want_actions;        /* to be written on slot */
-    int64_t config_req_id, actions_req_id; /* written, answer due (0: none) */
-    int64_t asked_mono;                    /* the fetch began */
-    int64_t sent_mono;                     /* its last frame was written */
-    int64_t last_used;
-    lws_dll2_t wlink;           /* on slot->site_wq while a frame waits to be written */
-    lws_dll2_t olink;           /* on k->site_out while an answer is due */
-    lws_dll2_owner_t waiters;   /* calls waiting for the fetch (kk_job.wlink) */
-    lws_sorted_usec_list_t sul; /* the fetch's answer deadline */
-};
-
-/* May the call of job j (written on slot s) go out? GO: yes (checked, or unchecked as the
- * cache cannot tell); WAIT: parked on the fetch of its configuration; REFUSE: refused
- * locally, code and why say how (KONE's code and words). Never FAIL: a failed fetch lets the
- * call go unchecked. Off with kone.validate_locally. */
-kk_gate kk_site_gate(kk_slot *s, kk_job *j, char *code, size_t code_len, char *why, size_t len);
-bool kk_site_wanted(const kk_slot *s);     /* a fetch frame waits to be written on s */
-int kk_site_write(kk_slot *s, kk_conn *c); /* 1 written, 0 none, -1 close */
-/* true: m answered a fetch (buf, len: its frame, parsed here) */
-bool kk_site_answer(kk_slot *s, const kd_kone_msg *m, const char *buf, size_t len);
-/* KONE refused a call the cache had passed: a refusal that says the configuration changed
- * makes it fetched again before the next call there. */
-void kk_site_refused(kk_job *j, const char *code, const char *msg);
-/* s lost its connection for good: its calls waiting for a fetch go back to s->wq (to be
- * moved); a fetch not written yet on s fails (its calls go on unchecked). */
-void kk_sites_conn_lost(kk_slot *s);
-void kk_sites_free(kd_kone *k); /* timers cancelled, entries freed */
 
 /* ---- kone_call.c: what the policy modules tell the call layer of the jobs they hold
  * waiting (bld->rq, a subscription's or a configuration's waiters). The call layer asks them

@@ -1,5 +1,5 @@
 /* kone_site.c: the cached configuration of each building group, and the local check of
- * calls against it (see kone_int.h and kone_validate.h).
+ * calls against it (contract: kone_site.h; see kone_validate.h).
  *
  * Layer (kone_int.h): policy the call layer asks (kk_site_gate); what it later decides for a
  * job it holds waiting goes back through kd_kone.wake (kk_wake_ops), never by name.

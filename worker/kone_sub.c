@@ -1,4 +1,4 @@
-/* kone_sub.c: the site-monitoring subscriptions of each connection (see kone_int.h).
+/* kone_sub.c: the site-monitoring subscriptions of each connection (contract: kone_sub.h).
  * Layer (kone_int.h): policy the call layer asks (kk_sub_gate); what it later decides for a
  * job it holds waiting goes back through kd_kone.wake (kk_wake_ops), never by name.
  *
