@@ -35,6 +35,7 @@
 #include "kd_time.h"
 #include "kone_msg.h"
 #include "kone_token.h"
+#include "kone_wsrx.h"
 
 #define MAX_CONNS 64
 #define SESSION_REQ_ID 1
@@ -54,9 +55,7 @@ typedef struct bconn {
     struct lws *wsi;
     bc_state st;
     bool session_written;
-    char *rx;
-    size_t rx_len, rx_cap;
-    bool rx_skip;
+    kd_wsrx rx; /* the worker's reassembly (kone_wsrx.h) */
 } bconn;
 
 typedef struct bench_kone {
@@ -252,28 +251,9 @@ static void dispatch(bconn *c, const char *buf, size_t len)
 static void on_receive(bconn *c, struct lws *wsi, const char *in, size_t len)
 {
     bool final = lws_is_final_fragment(wsi) && lws_remaining_packet_payload(wsi) == 0;
-    if (!c->rx_skip && c->rx_len + len + 1 > c->rx_cap) {
-        size_t cap = c->rx_cap ? c->rx_cap : 4096;
-        while (cap < c->rx_len + len + 1)
-            cap *= 2;
-        char *nb = cap <= RX_MAX ? realloc(c->rx, cap) : NULL;
-        if (!nb)
-            c->rx_skip = true; /* too big for an answer: not one of ours */
-        else {
-            c->rx = nb;
-            c->rx_cap = cap;
-        }
-    }
-    if (!c->rx_skip) {
-        memcpy(c->rx + c->rx_len, in, len);
-        c->rx_len += len;
-    }
-    if (!final)
-        return;
-    if (!c->rx_skip)
-        dispatch(c, c->rx, c->rx_len);
-    c->rx_len = 0;
-    c->rx_skip = false;
+    if (kd_wsrx_feed(&c->rx, in, len, final) == KD_WSRX_MESSAGE)
+        dispatch(c, c->rx.buf, c->rx.len);
+    /* a dropped (too big) message is not an answer of ours */
 }
 
 /* ------------------------------------------------------------------ lws */
@@ -423,6 +403,7 @@ static int open_conns(bench_kone *bk, const char *token, kd_err *err)
         bconn *c = &bk->conns[i];
         c->bk = bk;
         c->idx = i;
+        c->rx.max = RX_MAX;
         c->st = BC_CONNECTING;
         struct lws_client_connect_info ci;
         memset(&ci, 0, sizeof ci);
@@ -505,7 +486,7 @@ int main(int argc, char **argv)
         lws_context_destroy(bk.ctx);
     }
     for (int i = 0; i < MAX_CONNS; i++)
-        free(bk.conns[i].rx);
+        kd_wsrx_free(&bk.conns[i].rx);
     free(bk.calls);
     curl_global_cleanup();
     kd_kone_token_clear(&tok);

@@ -31,14 +31,6 @@
 
 #define SHUTDOWN_MSG "worker shutting down"
 
-int64_t kk_jitter(kd_kone *k, int64_t max)
-{
-    if (max <= 1)
-        return 0;
-    return (int64_t)(((uint64_t)rand_r(&k->rand_state) << 16 ^ (uint64_t)rand_r(&k->rand_state)) %
-                     (uint64_t)max);
-}
-
 /* ------------------------------------------------------------------ lws logging */
 
 static void mask_token(char *line)
@@ -92,8 +84,9 @@ static void shutdown_loop(kd_kone *k, kd_run *inbox)
     kk_blds_shutdown(k);
 }
 
-void kk_loop_wakeup(kd_kone *k)
+static void loop_wakeup(void *arg)
 {
+    kd_kone *k = arg;
     if (k->exiting)
         return;
     pthread_mutex_lock(&k->mu);
@@ -131,7 +124,7 @@ static void *loop_thread(void *arg)
     kd_kone *k = arg;
     for (int i = 0; i < k->n_slots; i++)
         kk_slot_kick(&k->slots[i]);
-    kk_loop_wakeup(k); /* runs submitted before the thread ran */
+    loop_wakeup(k); /* runs submitted before the thread ran */
     while (!k->exiting)
         if (lws_service(k->ctx, 0) < 0)
             break;
@@ -227,18 +220,6 @@ static int load_buildings(kd_kone *k, const char *list, bool robot, const char *
     }
     free(copy);
     return rc;
-}
-
-int kk_token_of(const kd_kone *k, const char *building_id)
-{
-    if (k->n_buildings == 0)
-        return 0;
-    char b[KD_JOB_BUILDING_MAX + 16];
-    kd_kone_building_id(building_id, b, sizeof b);
-    for (int i = 0; i < k->n_buildings; i++)
-        if (strcmp(k->buildings[i], b) == 0)
-            return k->per_token > 0 ? i / k->per_token : 0;
-    return -1;
 }
 
 /* The tokens kone.buildings needs (KONE caps the scopes of one token: per_token buildings
@@ -480,7 +461,7 @@ static void kone_free(kd_kone *k)
 {
     for (int i = 0; i < KK_MAX_SLOTS; i++)
         for (int c = 0; c < 2; c++)
-            free(k->slots[i].conn[c].rx);
+            kd_wsrx_free(&k->slots[i].conn[c].rx);
     free(k->ws_host);
     free(k->ws_path);
     free(k->ca_file);
@@ -491,6 +472,8 @@ static void kone_free(kd_kone *k)
     for (int t = 0; t < KK_MAX_TOKENS; t++)
         free(k->scopes[t]);
     free(k->early);
+    kd_idmap_free(&k->by_req);
+    kd_idmap_free(&k->by_sid);
     kk_blds_free(k);
     if (k->bmu_init)
         pthread_mutex_destroy(&k->bmu);
@@ -517,6 +500,11 @@ int kd_kone_start(kd_kone **out, const kd_config *cfg, const kd_kone_hooks *hook
     atomic_init(&k->rate_waits, 0);
     atomic_init(&k->n_ready, 0);
     k->hooks = *hooks;
+    /* the layers wired once, here: the connection layer calls up only through this table */
+    kk_route_ops(&k->conn_ops);
+    k->conn_ops.wakeup = loop_wakeup;
+    k->conn_user = k;
+    k->wake = &kk_call_wake;
     k->rand_state = (unsigned)(kd_mono_us() ^ (int64_t)getpid());
     /* the subscriber id of our site-monitoring subscriptions (KONE: unique per subscriber) */
     snprintf(k->sub_name, sizeof k->sub_name, "kone-dispatch-%d", (int)getpid());
@@ -559,6 +547,8 @@ int kd_kone_start(kd_kone **out, const kd_config *cfg, const kd_kone_hooks *hook
         k->slots[i].tok = i % k->n_tokens;
     if (!kd_kone_dns_is_numeric(k->ws_host))
         rc = kd_kone_dns_start(&k->dns, k->ws_host, k->dns_ttl_us, notify_loop, k, err);
+    tc.refreshed = k->hooks.metrics.token_refresh; /* the owner's metrics, from each token thread */
+    tc.refreshed_arg = k->hooks.arg;
     const char *configured = tc.scope;
     for (int t = 0; t < k->n_tokens && !rc; t++) {
         tc.scope = *configured || !k->scopes[t] ? configured : k->scopes[t];

@@ -25,6 +25,42 @@
 
 typedef struct kd_kone kd_kone;
 
+typedef enum {
+    KD_KONE_CIRCUIT_CLOSED = 0,
+    KD_KONE_CIRCUIT_HALF_OPEN = 1,
+    KD_KONE_CIRCUIT_OPEN = 2,
+} kd_kone_circuit;
+
+/* A request's status when KONE gave none (kd_kone_metrics.api_request). */
+#define KD_KONE_STATUS_ERROR 0      /* no answer: connection lost, write failed */
+#define KD_KONE_STATUS_TIMEOUT (-1) /* no answer within kone.request_timeout_ms */
+
+/* The client's figures, told as they happen to whoever owns the client (worker_core.c passes
+ * the catalogue of metrics_catalog.h; a benchmark or a test passes none): the client itself
+ * links no metrics code. Every member may be NULL. Called on the KONE thread, token_refresh on
+ * a token thread; each must be quick, must not block and must not call into the client. The
+ * last argument is kd_kone_hooks.arg. */
+typedef struct kd_kone_metrics {
+    /* One request answered (or not): call_type "action", "hold_open", "delete",
+     * "create-session", "resume-session", "site-monitoring", "ping", "config", "actions";
+     * status KONE's statusCode or KD_KONE_STATUS_*; rtt_us request written -> answer. */
+    void (*api_request)(const char *call_type, int status, int64_t rtt_us, void *arg);
+    /* One token request: 200 ok, 401 refused, 0 any other failure; expires_at_s (Unix s)
+     * when ok. */
+    void (*token_refresh)(int http_status, int64_t rtt_us, int64_t expires_at_s, void *arg);
+    void (*ws_connections)(int n, void *arg); /* connections carrying jobs, after a change */
+    void (*ws_reconnect)(void *arg);          /* a lost connection is being replaced */
+    /* A building's circuit changed (every transition, the first from CLOSED). */
+    void (*circuit_change)(const char *building, kd_kone_circuit from, kd_kone_circuit to,
+                           void *arg);
+    void (*rate_limit_wait)(const char *building, void *arg); /* a run waits for a token */
+    /* A building's adaptive concurrency limit, or the worker's (building NULL), changed. */
+    void (*concurrency_limit)(const char *building, int limit, void *arg);
+    /* A call refused against its building's cached configuration (kd_kval_reason_name). */
+    void (*local_reject)(const char *reason, void *arg);
+    void (*unvalidated)(void *arg); /* a call made unchecked (no configuration to check) */
+} kd_kone_metrics;
+
 typedef struct kd_kone_hooks {
     void (*done)(kd_run *run, void *arg);
     void (*call_event)(kd_run *run, const kd_call_event *ev, void *arg);
@@ -32,6 +68,7 @@ typedef struct kd_kone_hooks {
      * session, the create-session id, that made it: a delete must go to that session). The
      * run is still the KONE thread's: read job_id, attempt and session_id only, at once. */
     void (*accepted)(const kd_run *run, const char *kone_session, void *arg);
+    kd_kone_metrics metrics;
     void *arg;
 } kd_kone_hooks;
 
@@ -45,13 +82,8 @@ void kd_kone_submit(kd_kone *k, kd_run *run);
 bool kd_kone_ready(kd_kone *k);
 /* ---- per building: circuit breaker and rate limit (docs/kone-client.md) ----
  * Read from any thread (metrics, tests): each takes the client's building lock for a copy.
- * Buildings are named "building:<id>" or "<id>". Every transition is also reported to
- * kd_wm_circuit_change and every wait to kd_wm_rate_limit_wait (worker/metrics_catalog.h). */
-typedef enum {
-    KD_KONE_CIRCUIT_CLOSED = 0,
-    KD_KONE_CIRCUIT_HALF_OPEN = 1,
-    KD_KONE_CIRCUIT_OPEN = 2,
-} kd_kone_circuit;
+ * Buildings are named "building:<id>" or "<id>". Every transition is also told to
+ * hooks.metrics.circuit_change and every wait to hooks.metrics.rate_limit_wait. */
 
 typedef struct kd_kone_building_stats {
     char building[96]; /* "building:<id>" */

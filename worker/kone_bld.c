@@ -1,6 +1,9 @@
 /* kone_bld.c: what the KONE client keeps per building: its circuit breaker, its rate limit,
  * the jobs waiting for a token, and the ping of an open circuit (see kone_int.h).
  *
+ * Layer (kone_int.h): policy the call layer asks (kk_bld_admit); what it later decides for a
+ * job it holds waiting goes back through kd_kone.wake (kk_wake_ops), never by name.
+ *
  * Admission (kk_bld_admit, for every new job): the breaker first (an open circuit finishes
  * the job "circuit_open" at once: no request, no token used; a half-open one whose trial
  * places are all taken holds it), then the token bucket (no token, or older jobs already
@@ -35,7 +38,7 @@
  * kone.stall_probe_ms is pinged at once, closed circuit or not (kd_brk_suspect). A ping failed
  * with the link's error 1005 opens the circuit there and then, instead of 30 s later when
  * the stuck calls time out: its waiting jobs are parked, and its calls accepted without a
- * result or a state give up now (kk_job_link_down: `unknown` without a session id to delete,
+ * result or a state give up now (kk_wake_ops.link_down: `unknown` without a session id to delete,
  * deleted then retried with one), so that they free the worker's places for the healthy
  * buildings. A building's own concurrency ceiling (kone.concurrency_building_max) bounds how
  * many of its requests can be out unanswered, hence stuck, when its link goes.
@@ -52,7 +55,6 @@
 #include "kd_log.h"
 #include "kd_retry.h"
 #include "kone_int.h"
-#include "metrics_catalog.h"
 
 #define BLOG(b, lv, ...)                                                                           \
     do {                                                                                           \
@@ -144,7 +146,7 @@ static kk_bld *bld_get(kd_kone *k, const char *building, int64_t now)
     k->bld_hash[h] = b;
     k->n_blds++;
     pthread_mutex_unlock(&k->bmu);
-    kd_wm_concurrency_limit(b->id, kd_cc_limit(&b->cc));
+    kk_m_concurrency(k, b->id, kd_cc_limit(&b->cc));
     return b;
 }
 
@@ -288,12 +290,12 @@ static void cc_release(kk_job *j, kd_cc_signal sig)
     bool k_room = kd_cc_room(&k->cc);
     pthread_mutex_unlock(&k->bmu);
     if (b_after != b_before) {
-        kd_wm_concurrency_limit(b->id, b_after);
+        kk_m_concurrency(k, b->id, b_after);
         BLOG(b, KD_LOG_DEBUG, "kone: concurrency limit of %s %d -> %d (%s)", b->id, b_before,
              b_after, sig == KD_CC_DROP ? "KONE degraded" : "answered");
     }
     if (k_after != k_before)
-        kd_wm_concurrency_limit(NULL, k_after);
+        kk_m_concurrency(k, NULL, k_after);
     int64_t now = kd_mono_us();
     if (b->rq.count)
         arm(b, now);
@@ -315,7 +317,7 @@ static void transition(kk_bld *b, kd_brk_state from, kd_brk_state to, const char
     else
         BLOG(b, KD_LOG_INFO, "kone: circuit of %s %s -> %s: %s", b->id, kd_brk_state_name(from),
              kd_brk_state_name(to), why);
-    kd_wm_circuit_change(b->id, (kd_wm_circuit)from, (kd_wm_circuit)to);
+    kk_m_circuit(b->k, b->id, (kd_kone_circuit)from, (kd_kone_circuit)to);
 }
 
 /* Tells the breaker what the call of job j says (once, or twice with retract). */
@@ -379,7 +381,7 @@ static void link_down(kk_bld *b)
         for (lws_dll2_t *d = k->slots[i].jobs.head; d; d = d->next) {
             kk_job *j = lws_container_of(d, kk_job, place);
             if (j->bld == b) {
-                kk_job_link_down(j);
+                k->wake->link_down(j);
                 n++;
             }
         }
@@ -409,7 +411,7 @@ static void probe_verdict(kk_bld *b, kd_brk_verdict v, const char *what)
 static void probe_send(kk_bld *b, int64_t now)
 {
     kd_kone *k = b->k;
-    kk_slot *s = kk_slot_least_loaded(k, kk_token_of(k, b->id));
+    kk_slot *s = k->wake->least_loaded(k, kk_token_of(k, b->id));
     if (!s) {
         probe_verdict(b, KD_BRK_NEUTRAL, "no connection to ping it on");
         return;
@@ -563,7 +565,7 @@ static void bld_timer(lws_sorted_usec_list_t *sul)
         lws_dll2_t *d, *next;
         for (d = b->rq.head; d; d = next) {
             next = d->next;
-            kk_job_refuse(lws_container_of(d, kk_job, place));
+            k->wake->refused(lws_container_of(d, kk_job, place));
         }
     }
     while (b->rq.head) {
@@ -584,7 +586,7 @@ static void bld_timer(lws_sorted_usec_list_t *sul)
         if (!go)
             break;
         lws_dll2_remove(&j->place);
-        kk_job_release(j);
+        j->k->wake->released(j);
     }
     probe_tick(b, now);
     arm(b, now);
@@ -630,7 +632,7 @@ kk_admit kk_bld_admit(kk_job *j)
     if (go)
         return KK_ADMIT_GO;
     atomic_fetch_add(&k->rate_waits, 1);
-    kd_wm_rate_limit_wait(b->id);
+    kk_m_rate_wait(k, b->id);
     j->throttled = true;
     j->slot = NULL;
     j->st = KJ_WAIT;

@@ -1,4 +1,7 @@
 /* kone_call.c: one job's life on the KONE client, from placement to outcome.
+ * Layer (kone_int.h): the call layer. kone.c hands it runs, kone_route.c the frames of the
+ * connection layer; it asks the policies below (kk_bld_admit, kk_sub_gate, kk_site_gate) and
+ * writes through the connection layer; the policies answer through kk_call_wake.
  *
  *   WAIT ---write---> SENT ---2xx (call)---> ACCEPTED ---success, session_id---> FOLLOW
  *     |                 |  \--2xx (hold_open, cancel)--> succeeded
@@ -57,7 +60,6 @@
 
 #include "kd_log.h"
 #include "kone_int.h"
-#include "metrics_catalog.h"
 
 #define NEVER INT64_MAX
 
@@ -108,6 +110,27 @@ static void unlink_job(kk_job *j)
     j->want = KW_NONE;
 }
 
+/* ---- the index of jobs by id (kd_kone.by_req, by_sid): every write of req_id, del_req_id
+ * and call_session_id goes through set_id, so the index holds exactly the ids the jobs do */
+static void set_id(kk_job *j, kd_idmap *m, int64_t *field, int64_t id)
+{
+    kd_kone *k = j->k;
+    if (*field)
+        kd_idmap_del(m, *field, j);
+    *field = id;
+    if (id && !k->index_off && kd_idmap_put(m, id, j)) {
+        kd_warn("kone: out of memory indexing jobs; frames are matched by walking the jobs");
+        k->index_off = true;
+    }
+}
+
+static void unindex(kk_job *j)
+{
+    set_id(j, &j->k->by_req, &j->req_id, 0);
+    set_id(j, &j->k->by_req, &j->del_req_id, 0);
+    set_id(j, &j->k->by_sid, &j->call_session_id, 0);
+}
+
 static void finish(kk_job *j, kd_outcome o, kd_failure_class f, const char *code, const char *fmt,
                    ...) __attribute__((format(printf, 5, 6)));
 
@@ -133,6 +156,7 @@ static void finish(kk_job *j, kd_outcome o, kd_failure_class f, const char *code
     unlink_job(j);
     kd_kone *k = j->k;
     kd_run *run = j->run;
+    unindex(j);
     if (o == KD_OUTCOME_REJECTED && j->site_checked)
         kk_site_refused(j, code, msg); /* its configuration may have changed */
     if (j->bld) {
@@ -232,10 +256,24 @@ static kk_slot *affine_slot(kd_kone *k, int64_t sid)
     return NULL;
 }
 
+/* The ready slot with the fewest jobs among those opened with token tok (-1: any), or NULL.
+ * kone_bld.c's pings ask it too (kk_wake_ops.least_loaded). */
+static kk_slot *slot_least_loaded(kd_kone *k, int tok)
+{
+    kk_slot *best = NULL;
+    for (int i = 0; i < k->n_slots; i++) {
+        kk_slot *s = &k->slots[i];
+        if ((tok < 0 || s->tok == tok) && kk_slot_ready(s) &&
+            (!best || s->jobs.count < best->jobs.count))
+            best = s;
+    }
+    return best;
+}
+
 /* The ready slot with the fewest jobs among those whose token covers the job's building. */
 static kk_slot *least_loaded(kk_job *j)
 {
-    return kk_slot_least_loaded(j->k, kk_token_of(j->k, j->run->job.building_id));
+    return slot_least_loaded(j->k, kk_token_of(j->k, j->run->job.building_id));
 }
 
 /* Following an accepted call: its states come under the slot's subscription of its building
@@ -251,6 +289,8 @@ static void start_follow(kk_job *j)
     kk_sub_touch(j->slot, &j->run->job);
     rearm(j);
 }
+
+static void job_refuse(kk_job *j);
 
 static void place(kk_job *j)
 {
@@ -310,26 +350,26 @@ void kk_job_submit(kd_kone *k, kd_run *run)
     }
     if (run->adopt) {
         /* no new request: neither the breaker nor the rate limit applies */
-        j->call_session_id = run->session_id;
+        set_id(j, &k->by_sid, &j->call_session_id, run->session_id);
         place(j);
         return;
     }
     switch (kk_bld_admit(j)) {
-    case KK_ADMIT_REFUSE: kk_job_refuse(j); return;
+    case KK_ADMIT_REFUSE: job_refuse(j); return;
     case KK_ADMIT_WAIT: /* in its building's queue until a token comes */ rearm(j); return;
     case KK_ADMIT_GO: break;
     }
     place(j);
 }
 
-void kk_job_release(kk_job *j)
+static void job_release(kk_job *j)
 {
     j->throttled = false;
     j->wait_until = kd_mono_us() + j->k->request_timeout_us;
     place(j);
 }
 
-void kk_job_refuse(kk_job *j)
+static void job_refuse(kk_job *j)
 {
     j->run->park_ms = kk_bld_park_ms(j); /* parked in RabbitMQ until its building's next ping */
     finish(j, KD_OUTCOME_FAILED, KD_FAIL_TRANSIENT, "circuit_open",
@@ -338,7 +378,7 @@ void kk_job_refuse(kk_job *j)
            j->bld ? j->bld->id : j->run->job.building_id);
 }
 
-void kk_job_link_down(kk_job *j)
+static void job_link_down(kk_job *j)
 {
     int64_t now = kd_mono_us();
     if (j->st == KJ_ACCEPTED && j->run->job.op == KD_OP_CALL && j->answer_deadline > now)
@@ -459,7 +499,7 @@ static void cancel_call(kk_job *j, const char *code, const char *fmt, ...)
     kd_log(KD_LOG_INFO, &lc, "kone: %s; cancelling call %" PRId64 " before any retry", j->fail_msg,
            j->call_session_id);
     j->st = KJ_CANCELLING;
-    j->del_req_id = 0;
+    set_id(j, &j->k->by_req, &j->del_req_id, 0);
     j->answer_deadline = kd_mono_us() + j->k->request_timeout_us;
     want(j, KW_DELETE);
     rearm(j);
@@ -507,7 +547,8 @@ static void job_timer(lws_sorted_usec_list_t *sul)
         break;
     case KJ_SENT:
         if (now >= j->answer_deadline) {
-            kd_wm_api_request(call_type(j->run->job.op), KD_WM_STATUS_TIMEOUT, now - j->sent_mono);
+            kk_m_request(j->k, call_type(j->run->job.op), KD_KONE_STATUS_TIMEOUT,
+                         now - j->sent_mono);
             finish(j, KD_OUTCOME_FAILED, KD_FAIL_TRANSIENT, "timeout",
                    "no answer from KONE within %" PRId64 " ms%s", rt_ms,
                    lost_since(j) ? " (the connection was lost after the request was written; "
@@ -592,7 +633,7 @@ int kk_job_write(kk_job *j, kk_conn *c)
     lws_dll2_remove(&j->wlink);
     j->want = KW_NONE;
     if (w == KW_REQUEST && !kk_bld_may_send(j)) { /* its circuit opened while it waited */
-        kk_job_refuse(j);
+        job_refuse(j);
         return 0;
     }
     if (w == KW_REQUEST && run->job.op == KD_OP_CALL && !j->site_passed) {
@@ -669,10 +710,10 @@ int kk_job_write(kk_job *j, kk_conn *c)
     }
     int64_t now = kd_mono_us();
     if (w == KW_DELETE) {
-        j->del_req_id = id;
+        set_id(j, &k->by_req, &j->del_req_id, id);
         j->sent_mono = now;
     } else {
-        j->req_id = id;
+        set_id(j, &k->by_req, &j->req_id, id);
         j->st = KJ_SENT;
         j->sent_mono = now;
         j->losses_at = s->losses;
@@ -690,14 +731,27 @@ int kk_job_write(kk_job *j, kk_conn *c)
 /* The job whose request `id` was written on slot s. Only s: an answer belongs to the session
  * it arrives on (a resumed session is the same slot), and ids are unique per process, so a
  * late answer can never be credited to another connection's job. */
-static kk_job *find_job(kk_slot *s, int64_t id)
+static bool awaits(const kk_job *j, int64_t id)
 {
-    for (lws_dll2_t *d = s->jobs.head; d; d = d->next) {
-        kk_job *j = lws_container_of(d, kk_job, place);
-        if ((j->req_id == id && (j->st == KJ_SENT || j->st == KJ_ACCEPTED)) ||
-            (j->st == KJ_CANCELLING && j->del_req_id == id))
-            return j;
+    return (j->req_id == id && (j->st == KJ_SENT || j->st == KJ_ACCEPTED)) ||
+           (j->st == KJ_CANCELLING && j->del_req_id == id);
+}
+
+kk_job *kk_job_awaiting(kk_slot *s, int64_t id)
+{
+    if (s->k->index_off) {
+        for (lws_dll2_t *d = s->jobs.head; d; d = d->next) {
+            kk_job *j = lws_container_of(d, kk_job, place);
+            if (awaits(j, id))
+                return j;
+        }
+        return NULL;
     }
+    /* ids are unique per process: at most one job holds id */
+    size_t it = 0;
+    for (kk_job *j; (j = kd_idmap_next(&s->k->by_req, id, &it));)
+        if (j->place.owner == &s->jobs && awaits(j, id))
+            return j;
     return NULL;
 }
 
@@ -721,7 +775,7 @@ static void auth_retry(kk_job *j)
            "kone: request refused with 401; refreshing the token and "
            "sending it again");
     j->st = KJ_WAIT;
-    j->req_id = 0;
+    set_id(j, &k->by_req, &j->req_id, 0);
     j->wait_until = kd_mono_us() + k->request_timeout_us;
     want(j, KW_REQUEST);
     kk_conn *c = kk_slot_active(s);
@@ -753,7 +807,7 @@ static void request_answer(kk_job *j, const kd_kone_msg *m)
     int64_t now = kd_mono_us();
     run->kone_rtt_us = now - j->sent_mono;
     run->kone_status = m->status;
-    kd_wm_api_request(call_type(run->job.op), m->status, run->kone_rtt_us);
+    kk_m_request(j->k, call_type(run->job.op), m->status, run->kone_rtt_us);
     char code[16];
     status_code(m->status, code, sizeof code);
     const char *text = m->message[0] ? m->message : "no message";
@@ -796,7 +850,7 @@ static void request_answer(kk_job *j, const kd_kone_msg *m)
 /* KONE's answer to the delete of a followed call that failed. */
 static void cancel_answer(kk_job *j, const kd_kone_msg *m)
 {
-    kd_wm_api_request("delete", m->status, kd_mono_us() - j->sent_mono);
+    kk_m_request(j->k, "delete", m->status, kd_mono_us() - j->sent_mono);
     if (kd_kone_status_classify(m->status) == KD_KONE_ST_OK) {
         finish(j, KD_OUTCOME_FAILED, KD_FAIL_TRANSIENT, j->fail_code,
                "%s; the call was cancelled (delete answered %d), so the job may be retried",
@@ -815,7 +869,7 @@ void kk_on_answer(kk_slot *s, const kd_kone_msg *m)
         kd_debug("kone: slot %d: answer %d without a request id ignored", s->idx, m->status);
         return;
     }
-    kk_job *j = find_job(s, m->request_id);
+    kk_job *j = kk_job_awaiting(s, m->request_id);
     if (j && j->st == KJ_SENT) {
         request_answer(j, m);
         return;
@@ -857,7 +911,7 @@ static void call_result(kk_job *j, const kd_kone_msg *m)
     }
     kk_bld_evidence(j, KD_BRK_SUCCESS); /* the building took the call */
     run->session_id = m->call_session_id;
-    j->call_session_id = m->call_session_id;
+    set_id(j, &j->k->by_sid, &j->call_session_id, m->call_session_id);
     remember_affinity(j->k, m->call_session_id, j->slot->idx);
     if (j->k->hooks.accepted)
         j->k->hooks.accepted(run, j->slot->session_id, j->k->hooks.arg);
@@ -868,7 +922,7 @@ static void call_result(kk_job *j, const kd_kone_msg *m)
 
 void kk_on_call_result(kk_slot *s, const kd_kone_msg *m)
 {
-    kk_job *j = m->has_request_id ? find_job(s, m->request_id) : NULL;
+    kk_job *j = m->has_request_id ? kk_job_awaiting(s, m->request_id) : NULL;
     if (j && j->run->job.op == KD_OP_HOLD_OPEN) {
         hold_result(j, m);
         return;
@@ -892,11 +946,20 @@ static bool is_decisive(const char *state)
  * would report a state again after a later one, out of order). */
 static kk_job *find_follow(kk_slot *s, int64_t session_id)
 {
-    for (lws_dll2_t *d = s->jobs.head; d; d = d->next) {
-        kk_job *j = lws_container_of(d, kk_job, place);
-        if (j->st == KJ_FOLLOW && j->call_session_id == session_id)
-            return j;
+    if (s->k->index_off) {
+        for (lws_dll2_t *d = s->jobs.head; d; d = d->next) {
+            kk_job *j = lws_container_of(d, kk_job, place);
+            if (j->st == KJ_FOLLOW && j->call_session_id == session_id)
+                return j;
+        }
+        return NULL;
     }
+    /* Two jobs following one call on one slot (never met: the ledger lets one delivery of a
+     * job in at a time) would be found in the index's order, not the slot's. */
+    size_t it = 0;
+    for (kk_job *j; (j = kd_idmap_next(&s->k->by_sid, session_id, &it));)
+        if (j->place.owner == &s->jobs && j->st == KJ_FOLLOW)
+            return j;
     return NULL;
 }
 
@@ -953,7 +1016,7 @@ void kk_on_call_state(kk_slot *s, const kd_kone_msg *m)
 
 /* ------------------------------------------------------------------ subscriptions */
 
-void kk_job_sub_released(kk_job *j, kk_gate g, const char *why)
+static void job_sub_released(kk_job *j, kk_gate g, const char *why)
 {
     if (g == KK_GATE_FAIL) {
         finish(j, KD_OUTCOME_FAILED, KD_FAIL_TRANSIENT, "monitor_failed",
@@ -967,7 +1030,7 @@ void kk_job_sub_released(kk_job *j, kk_gate g, const char *why)
 
 /* ------------------------------------------------------------------ configurations */
 
-void kk_job_site_released(kk_job *j)
+static void job_site_released(kk_job *j)
 {
     want(j, KW_REQUEST); /* the gate is asked again: checked, unchecked or refused */
 }
@@ -1013,3 +1076,12 @@ static void replay_early(kk_slot *s, int64_t sid)
             return; /* finished by it */
     }
 }
+
+const kk_wake_ops kk_call_wake = {
+    .released = job_release,
+    .refused = job_refuse,
+    .link_down = job_link_down,
+    .sub_released = job_sub_released,
+    .site_released = job_site_released,
+    .least_loaded = slot_least_loaded,
+};

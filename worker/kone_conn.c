@@ -1,4 +1,4 @@
-/* kone_conn.c: the pool of WebSocket connections to KONE (see kone_int.h for slots).
+/* kone_conn.c: the pool of WebSocket connections to KONE; the contract is kone_conn.h.
  *
  * Life of a connection: IDLE -> CONNECTING (TLS + upgrade with ?accessToken=) ->
  * SESSION (create-session, or resume-session when the slot already has a session) ->
@@ -31,7 +31,6 @@
 
 #include "kd_log.h"
 #include "kone_int.h"
-#include "metrics_catalog.h"
 
 #define SEC 1000000LL
 
@@ -45,7 +44,7 @@ static void recount(kd_kone *k)
     for (int i = 0; i < k->n_slots; i++)
         n += kk_slot_ready(&k->slots[i]);
     atomic_store(&k->n_ready, n);
-    kd_wm_ws_connections(n);
+    kk_m_connections(k, n);
 }
 
 int64_t kk_slot_next_id(kk_slot *s)
@@ -66,6 +65,7 @@ void kk_slot_init(kd_kone *k, kk_slot *s, int idx)
     for (int i = 0; i < 2; i++) {
         s->conn[i].slot = s;
         s->conn[i].idx = i;
+        s->conn[i].rx.max = KK_RX_MAX;
     }
 }
 
@@ -81,16 +81,24 @@ bool kk_slot_ready(const kk_slot *s)
     return s->active >= 0 && s->conn[s->active].st == KC_READY;
 }
 
-kk_slot *kk_slot_least_loaded(kd_kone *k, int tok)
+int64_t kk_jitter(kd_kone *k, int64_t max)
 {
-    kk_slot *best = NULL;
-    for (int i = 0; i < k->n_slots; i++) {
-        kk_slot *s = &k->slots[i];
-        if ((tok < 0 || s->tok == tok) && kk_slot_ready(s) &&
-            (!best || s->jobs.count < best->jobs.count))
-            best = s;
-    }
-    return best;
+    if (max <= 1)
+        return 0;
+    return (int64_t)(((uint64_t)rand_r(&k->rand_state) << 16 ^ (uint64_t)rand_r(&k->rand_state)) %
+                     (uint64_t)max);
+}
+
+int kk_token_of(const kd_kone *k, const char *building_id)
+{
+    if (k->n_buildings == 0)
+        return 0;
+    char b[KD_JOB_BUILDING_MAX + 16];
+    kd_kone_building_id(building_id, b, sizeof b);
+    for (int i = 0; i < k->n_buildings; i++)
+        if (strcmp(k->buildings[i], b) == 0)
+            return k->per_token > 0 ? i / k->per_token : 0;
+    return -1;
 }
 
 void kk_slot_kick(kk_slot *s)
@@ -243,10 +251,7 @@ static void conn_reset(kk_conn *c)
     c->sess_req_id = 0;
     c->ping_write = false;
     c->ping_req_id = 0;
-    free(c->rx);
-    c->rx = NULL;
-    c->rx_len = c->rx_cap = 0;
-    c->rx_skip = false;
+    kd_wsrx_free(&c->rx);
 }
 
 static void conn_gone(kk_conn *c, const struct lws *wsi, const char *why, int http_status)
@@ -259,12 +264,12 @@ static void conn_gone(kk_conn *c, const struct lws *wsi, const char *why, int ht
     bool retiring = c->retiring;
     conn_reset(c);
     if (was_active) {
-        kk_subs_conn_lost(s, false);
+        k->conn_ops.lost(s, k->conn_user);
         s->active = -1;
         s->losses++;
         s->lost_mono = kd_mono_us();
         if (!k->exiting)
-            kd_wm_ws_reconnect(); /* an unplanned loss: the slot reconnects */
+            kk_m_reconnect(s->k); /* an unplanned loss: the slot reconnects */
     }
     recount(k);
     if (k->exiting) /* closed by shutdown (the token source may be gone already) */
@@ -289,9 +294,7 @@ static void conn_gone(kk_conn *c, const struct lws *wsi, const char *why, int ht
         kd_info("kone: slot %d: %s; the replacement connection takes over", s->idx, what);
     } else {
         schedule_reconnect(s, what);
-        kk_subs_conn_lost(s, true); /* calls waiting for a subscription move too */
-        kk_sites_conn_lost(s);      /* ... and for a configuration */
-        kk_jobs_move_unwritten(s);
+        k->conn_ops.released(s, k->conn_user);
     }
     kk_slot_kick(s);
 }
@@ -339,9 +342,7 @@ static void session_answer(kk_conn *c, const kd_kone_msg *m)
         s->backoff_ms = KK_BACKOFF_MIN_MS;
         kd_info("kone: slot %d: session %s %s", s->idx, s->session_id,
                 resumed ? "resumed" : "created");
-        kk_subs_session_restored(s); /* before the calls that wait for them */
-        kk_jobs_session_restored(s, resumed);
-        kk_job_place_waiting(k);
+        k->conn_ops.session_restored(s, resumed, k->conn_user);
         kk_slot_want_write(s);
         kk_slot_kick(s);
         return;
@@ -401,7 +402,7 @@ static int write_ping(kk_conn *c)
     kk_slot *s = c->slot;
     kd_err e = {0};
     const char *building, *group;
-    if (!kk_sub_ping_target(s, &building, &group)) {
+    if (!s->k->conn_ops.ping_target(s, &building, &group, s->k->conn_user)) {
         c->ping_write = false; /* it lost its last building meanwhile */
         return 0;
     }
@@ -423,93 +424,48 @@ static int write_ping(kk_conn *c)
 static void dispatch(kk_conn *c, const char *buf, size_t len)
 {
     kk_slot *s = c->slot;
+    kd_kone *k = s->k;
     kd_kone_msg m;
     kd_err e = {0};
     if (kd_log_enabled(KD_LOG_DEBUG))
         kd_debug("kone: slot %d conn %d rx %.*s", s->idx, c->idx, (int)(len > 900 ? 900 : len),
                  buf);
-    int64_t sid;
-    if (kd_kone_msg_peek_call_state(buf, len, &sid) && !kk_follows(s, sid)) {
-        /* another session's call in a subscribed building, a decided call's later state,
-         * or one of ours whose call result has not come yet: kept briefly for that */
-        kk_state_unmatched(s, buf, len, sid);
+    int64_t sid; /* a call state nobody follows is not parsed at all */
+    if (kd_kone_msg_peek_call_state(buf, len, &sid) &&
+        !k->conn_ops.state_in(s, sid, buf, len, k->conn_user))
         return;
-    }
     if (kd_kone_msg_parse(buf, len, &m, &e)) {
         kd_warn("kone: slot %d: dropped a malformed frame: %s", s->idx, e.msg);
         return;
     }
-    switch (m.kind) {
-    case KD_KONE_MSG_ANSWER:
-        if (m.has_request_id && c->sess_req_id && m.request_id == c->sess_req_id) {
+    if (m.kind == KD_KONE_MSG_ANSWER && m.has_request_id) { /* the connection's own? */
+        if (c->sess_req_id && m.request_id == c->sess_req_id) {
             session_answer(c, &m);
             return;
         }
         for (int i = 0; i < 2; i++) {
             kk_conn *pc = &s->conn[i];
-            if (m.has_request_id && pc->ping_req_id && m.request_id == pc->ping_req_id) {
+            if (pc->ping_req_id && m.request_id == pc->ping_req_id) {
                 pc->ping_req_id = 0; /* any answer proves the connection alive */
                 return;
             }
         }
-        if (kk_bld_probe_answer(s, &m)) /* a ping of a building whose circuit is open */
-            return;
-        if (kk_sub_answer(s, &m))
-            return;
-        if (kk_site_answer(s, &m, buf, len)) /* a configuration fetch */
-            return;
-        kk_on_answer(s, &m);
-        kk_slot_answered(s);
-        return;
-    case KD_KONE_MSG_CALL_RESULT:
-        kk_on_call_result(s, &m);
-        kk_slot_answered(s);
-        return;
-    case KD_KONE_MSG_CALL_STATE: kk_on_call_state(s, &m); return;
-    case KD_KONE_MSG_LIFT_STATUS: kk_sub_lift_status(s, &m); return;
-    case KD_KONE_MSG_EVENT:
-    case KD_KONE_MSG_UNKNOWN:
-    case KD_KONE_MSG_MALFORMED:
-        kd_debug("kone: slot %d: ignored a %s frame", s->idx, kd_kone_msg_kind_name(m.kind));
-        return;
     }
+    k->conn_ops.frame_in(s, &m, buf, len, k->conn_user);
 }
 
 static void conn_rx(kk_conn *c, struct lws *wsi, const char *in, size_t len)
 {
     bool final = lws_is_final_fragment(wsi) && lws_remaining_packet_payload(wsi) == 0;
-    if (!c->rx_skip) {
-        if (c->rx_len + len > (size_t)KK_RX_MAX) {
-            kd_warn("kone: slot %d: frame larger than %d bytes dropped", c->slot->idx, KK_RX_MAX);
-            c->rx_skip = true;
-        } else if (c->rx_len + len + 1 > c->rx_cap) {
-            size_t cap = c->rx_cap ? c->rx_cap : 4096;
-            while (cap < c->rx_len + len + 1)
-                cap *= 2;
-            char *nb = realloc(c->rx, cap);
-            if (!nb) {
-                kd_error("kone: slot %d: out of memory reading a frame", c->slot->idx);
-                c->rx_skip = true;
-            } else {
-                c->rx = nb;
-                c->rx_cap = cap;
-            }
-        }
-        if (!c->rx_skip) {
-            memcpy(c->rx + c->rx_len, in, len);
-            c->rx_len += len;
-        }
-    }
-    if (!final)
+    switch (kd_wsrx_feed(&c->rx, in, len, final)) {
+    case KD_WSRX_MORE: return;
+    case KD_WSRX_MESSAGE: dispatch(c, c->rx.buf, c->rx.len); return;
+    case KD_WSRX_DROPPED:
+        if (c->rx.too_big)
+            kd_warn("kone: slot %d: frame larger than %zu bytes dropped", c->slot->idx, c->rx.max);
+        else
+            kd_error("kone: slot %d: out of memory reading a frame", c->slot->idx);
         return;
-    if (!c->rx_skip && c->rx)
-        dispatch(c, c->rx, c->rx_len);
-    c->rx_len = 0;
-    c->rx_skip = false;
-    if (c->rx_cap > (size_t)64 * 1024) { /* do not keep a big buffer for small frames */
-        free(c->rx);
-        c->rx = NULL;
-        c->rx_cap = 0;
     }
 }
 
@@ -520,7 +476,7 @@ static bool replacement_must_wait(kk_conn *c)
 {
     kk_slot *s = c->slot;
     bool replacing = c->sess_resume && s->active >= 0 && s->active != c->idx;
-    return replacing && kk_slot_outstanding(s) > 0 &&
+    return replacing && s->k->conn_ops.outstanding(s, s->k->conn_user) > 0 &&
            kd_mono_us() < c->opened_mono + s->k->request_timeout_us;
 }
 
@@ -551,23 +507,10 @@ static int conn_writeable(kk_conn *c)
             return -1;
     } else if (o->st == KC_SESSION) {
         return 0; /* the replacement is resuming the session: hold writes */
-    } else if (kk_bld_probe_wanted(s)) {
-        if (kk_bld_write_probe(s, c) < 0)
-            return -1;
-    } else if (kk_sub_wanted(s)) { /* before the calls that wait for it */
-        if (kk_sub_write(s, c) < 0)
-            return -1;
-    } else if (kk_site_wanted(s)) { /* likewise */
-        if (kk_site_write(s, c) < 0)
-            return -1;
-    } else if (s->wq.head) {
-        kk_job *j = lws_container_of(s->wq.head, kk_job, wlink);
-        if (kk_job_write(j, c))
-            return -1;
+    } else if (s->k->conn_ops.writable(s, c, s->k->conn_user) < 0) {
+        return -1;
     }
-    if (c->ping_write ||
-        ((s->wq.head || kk_bld_probe_wanted(s) || kk_sub_wanted(s) || kk_site_wanted(s)) &&
-         o->st != KC_SESSION))
+    if (c->ping_write || (s->k->conn_ops.want_write(s, s->k->conn_user) && o->st != KC_SESSION))
         lws_callback_on_writable(c->wsi);
     return 0;
 }
@@ -622,7 +565,8 @@ static void slot_timer(lws_sorted_usec_list_t *sul)
             }
         } else if (!a->ping_write) {
             const char *pb, *pg;
-            if (now - a->last_tx_mono >= k->keepalive_us && !kk_sub_ping_target(s, &pb, &pg)) {
+            if (now - a->last_tx_mono >= k->keepalive_us &&
+                !k->conn_ops.ping_target(s, &pb, &pg, k->conn_user)) {
                 next = earlier(next, now + k->keepalive_us); /* nothing to ping yet */
             } else if (now - a->last_tx_mono >= k->keepalive_us) {
                 a->ping_write = true;
@@ -667,7 +611,7 @@ static int kk_callback(struct lws *wsi, enum lws_callback_reasons reason, void *
         struct lws_context *ctx = wsi ? lws_get_context(wsi) : NULL;
         kd_kone *k = ctx ? lws_context_user(ctx) : NULL;
         if (k)
-            kk_loop_wakeup(k);
+            k->conn_ops.wakeup(k->conn_user);
         break;
     }
     case LWS_CALLBACK_OPENSSL_PERFORM_SERVER_CERT_VERIFICATION:

@@ -1,12 +1,33 @@
-/* kone_int: the private state of the KONE client, shared by its four loop-side files.
+/* kone_int: the private state of the KONE client that its loop-side files still share.
  *
- *   kone.c       public API (start/submit/ready/stop), the loop thread, the inbox
- *   kone_conn.c  the lws protocol callback and the connection pool ("slots")
- *   kone_call.c  one job's life: placement, its frames, answers, events, timers, outcome
- *   kone_bld.c   per building: circuit breaker, rate limit, pings, the getters
- *   kone_sub.c   per connection and building/group: the call_state/+/+ subscription
- *   kone_site.c  per worker and building/group: the cached config and actions, the
- *                local validation of calls against them (kone_validate.c)
+ * The layers, top to bottom; a file calls down (or sideways within its layer) by name, and
+ * up only through a table of callbacks its caller gave it:
+ *
+ *   kone.c        public API (start/submit/ready/stop), the loop thread, the inbox; wires
+ *                 the layers (kd_kone.conn_ops, kd_kone.wake)
+ *   kone_route.c  the call layer's callbacks for the connection layer (kk_conn_ops): which
+ *                 module a frame belongs to, which frame is written first
+ *   kone_call.c   the call layer: one job's life (placement, frames, answers, events,
+ *                 timers, outcome), the index of jobs by id (kd_kone.by_req, by_sid)
+ *   kone_bld.c    policy the call layer asks, per building: circuit breaker, rate limit,
+ *                 adaptive concurrency, pings of an open circuit, the getters
+ *   kone_sub.c    ... per connection and building/group: the call_state/+/+ subscription
+ *   kone_site.c   ... per worker and building/group: the cached config and actions, the
+ *                 local validation of calls against them (kone_validate.c)
+ *   kone_conn.c   the connection layer (kone_conn.h): sockets, TLS, WebSocket, session,
+ *                 keep-alive, replacement, reassembly; knows no job
+ *
+ * The policy modules answer the call layer about jobs they hold waiting through kk_wake_ops
+ * (kd_kone.wake); the connection layer tells the layers above through kk_conn_ops. Below
+ * them all: kone_msg (frames), kone_token (the token thread), kone_dns, kone_wsrx, idmap.
+ *
+ * Contracts: kone_conn.h (the connection layer), kone_sub.h and kone_site.h (two of the
+ * policies), this header for the rest (kone_bld.c's functions, kone_call.c's, kone_route.c's).
+ *
+ * Not finished (issue 16): kk_slot below still carries the call layer's and the policies'
+ * lists (jobs, wq, subs, site_wq) beside the connection's fields, kk_job the policies'
+ * fields (breaker ticket, concurrency place, gates) and kd_kone everyone's configuration;
+ * splitting them is the next step, and this header would then shrink to kk_job and kd_kone.
  *
  * Threads: everything below except `inbox*`, `stopping`, `n_ready`, the token source
  * and what `bmu` guards is touched only by the loop thread. Other threads hand jobs over
@@ -40,20 +61,19 @@
 #include <stdint.h>
 
 #include "kone.h"
+#include "idmap.h"
 #include "kone_breaker.h"
+#include "kone_conn.h"
 #include "kone_conc.h"
 #include "kone_dns.h"
 #include "kone_msg.h"
 #include "kone_ratelimit.h"
+#include "kone_site.h"
+#include "kone_sub.h"
 #include "kone_token.h"
 #include "kone_validate.h"
 
-#define KK_MAX_SLOTS KD_CONFIG_KONE_MAX_CONNECTIONS /* kone.connections: bounded in the table */
-#define KK_MAX_TOKENS 8         /* tokens held at once (kone.buildings_per_token) */
-#define KK_RX_MAX (1024 * 1024) /* a bigger frame is dropped */
-#define KK_BACKOFF_MIN_MS 100
-#define KK_BACKOFF_MAX_MS 10000
-#define KK_RESEND_STATE_S 30  /* resendLatestStateUpToSeconds on resume */
+#define KK_MAX_TOKENS 8       /* tokens held at once (kone.buildings_per_token) */
 #define KK_MAX_AUTH_RETRIES 2 /* a job re-sent after 401 at most this often */
 #define KK_AFFINITY 1024      /* accepted calls remembered for cancel routing */
 /* How long requests written on a connection that went down wait for the session to be
@@ -64,49 +84,12 @@
 #define KK_SUB_BUCKETS 64   /* per slot: subscriptions by building and group */
 #define KK_EARLY_N 64       /* call states kept before their call result */
 #define KK_EARLY_FRAME 2048 /* ... each at most this long */
-#define KK_SUB_LIFTS 32     /* lifts of a group whose mode is remembered */
 #define KK_MODES_MAX 16     /* kone.lift_modes_refused entries */
 #define KK_SITE_BUCKETS 256 /* per worker: cached configurations */
 #define KK_MAX_SITES 4096   /* ... at most (unused ones are forgotten) */
 
-typedef struct kd_kone kd_kone;
-typedef struct kk_slot kk_slot;
 typedef struct kk_bld kk_bld;
-typedef struct kk_sub kk_sub;
-typedef struct kk_site kk_site;
-
-typedef enum {
-    KC_IDLE = 0,   /* no wsi */
-    KC_CONNECTING, /* TCP/TLS/upgrade in progress */
-    KC_SESSION,    /* upgraded; create/resume-session written or to be written */
-    KC_READY,      /* session held: may carry jobs */
-    KC_CLOSING,    /* we asked lws to drop it */
-} kk_conn_state;
-
-typedef struct kk_conn {
-    kk_slot *slot;
-    int idx; /* 0 or 1 within the slot */
-    struct lws *wsi;
-    kk_conn_state st;
-    bool retiring;        /* replaced by the slot's other conn; let it go */
-    uint64_t token_gen;   /* token used for its upgrade */
-    int64_t opened_mono;  /* upgrade completed */
-    int64_t last_tx_mono; /* last frame written */
-    /* session request */
-    bool sess_write;     /* create/resume to be written */
-    bool sess_resume;    /* ... and it is a resume */
-    int64_t sess_req_id; /* 0 when none outstanding */
-    int64_t sess_sent_mono;
-    /* keep-alive ping */
-    bool ping_write;
-    int64_t ping_req_id; /* 0 when none outstanding */
-    int64_t ping_sent_mono;
-    /* reassembly of fragmented frames */
-    char *rx;
-    size_t rx_len, rx_cap;
-    bool rx_skip;         /* current message too big: drop until its end */
-    char tls_refusal[96]; /* why KONE's certificate was refused (OpenSSL's words) */
-} kk_conn;
+typedef struct kk_wake_ops kk_wake_ops;
 
 struct kk_slot {
     kd_kone *k;
@@ -197,6 +180,10 @@ struct kd_kone {
     int64_t keepalive_us, max_age_us;
     int monitor_duration_s;
     kd_kone_hooks hooks;
+    const kk_wake_ops *wake; /* the call layer's, for the policy modules (kk_call_wake) */
+    /* the connection layer's callbacks (kone_conn.h), and their user pointer (k) */
+    kk_conn_ops conn_ops;
+    void *conn_user;
 
     struct lws_context *ctx;
     /* kone.ws_url's host resolved off the loop (kone_dns.h); NULL when it is numeric */
@@ -229,6 +216,12 @@ struct kd_kone {
         int slot;
     } affinity[KK_AFFINITY];
     unsigned affinity_next;
+    /* Jobs by the ids their frames carry, so a frame finds its job in O(1) (kone_call.c):
+     * by_req holds each job's req_id and del_req_id, by_sid its call_session_id. A lookup
+     * still checks the slot and the job's state, as the walk of slot->jobs it replaces did.
+     * index_off: an insertion failed (out of memory): matching walks slot->jobs again. */
+    kd_idmap by_req, by_sid;
+    bool index_off;
     unsigned rand_state;
     int64_t next_req_id; /* request ids, unique per process (kk_slot_next_id) */
     /* call states of sessions nobody follows yet: a call's first state may come before its
@@ -279,6 +272,49 @@ struct kd_kone {
     atomic_uint_fast64_t rate_waits;
 };
 
+/* The owner's metric hooks (kd_kone_metrics), each a no-op when not given. */
+static inline void kk_m_request(const kd_kone *k, const char *type, int status, int64_t rtt_us)
+{
+    if (k->hooks.metrics.api_request)
+        k->hooks.metrics.api_request(type, status, rtt_us, k->hooks.arg);
+}
+static inline void kk_m_connections(const kd_kone *k, int n)
+{
+    if (k->hooks.metrics.ws_connections)
+        k->hooks.metrics.ws_connections(n, k->hooks.arg);
+}
+static inline void kk_m_reconnect(const kd_kone *k)
+{
+    if (k->hooks.metrics.ws_reconnect)
+        k->hooks.metrics.ws_reconnect(k->hooks.arg);
+}
+static inline void kk_m_circuit(const kd_kone *k, const char *b, kd_kone_circuit from,
+                                kd_kone_circuit to)
+{
+    if (k->hooks.metrics.circuit_change)
+        k->hooks.metrics.circuit_change(b, from, to, k->hooks.arg);
+}
+static inline void kk_m_rate_wait(const kd_kone *k, const char *b)
+{
+    if (k->hooks.metrics.rate_limit_wait)
+        k->hooks.metrics.rate_limit_wait(b, k->hooks.arg);
+}
+static inline void kk_m_concurrency(const kd_kone *k, const char *b, int limit)
+{
+    if (k->hooks.metrics.concurrency_limit)
+        k->hooks.metrics.concurrency_limit(b, limit, k->hooks.arg);
+}
+static inline void kk_m_local_reject(const kd_kone *k, const char *reason)
+{
+    if (k->hooks.metrics.local_reject)
+        k->hooks.metrics.local_reject(reason, k->hooks.arg);
+}
+static inline void kk_m_unvalidated(const kd_kone *k)
+{
+    if (k->hooks.metrics.unvalidated)
+        k->hooks.metrics.unvalidated(k->hooks.arg);
+}
+
 struct kk_bld {
     kd_kone *k;
     kk_bld *hnext;                          /* hash chain */
@@ -305,29 +341,14 @@ struct kk_bld {
     int64_t progress_at;   /* its requests last made progress (or the first went out) */
 };
 
-/* ---- kone_conn.c */
-extern const struct lws_protocols kk_protocols[];
-void kk_slot_init(kd_kone *k, kk_slot *s, int idx);
-void kk_slot_kick(kk_slot *s);       /* evaluate its timers now */
-void kk_slot_want_write(kk_slot *s); /* ask for WRITEABLE on the active conn */
-bool kk_slot_ready(const kk_slot *s);
-/* The ready slot with the fewest jobs among those opened with token tok (-1: any), or NULL. */
-kk_slot *kk_slot_least_loaded(kd_kone *k, int tok);
-void kk_slots_token_changed(kd_kone *k); /* a new token arrived */
-void kk_slots_shutdown(kd_kone *k);      /* cancel timers (conns die with ctx) */
-int64_t kk_slot_next_id(kk_slot *s);
-void kk_conn_kill(kk_conn *c); /* drop this connection now */
-/* Writes one text frame (one lws_write, LWS_PRE headroom); only from WRITEABLE.
- * Returns 0, or -1 when the connection must close. */
-int kk_conn_send(kk_conn *c, const char *text);
-kk_conn *kk_slot_active(kk_slot *s); /* the READY conn carrying jobs, or NULL */
+/* ---- kone_conn.c: see kone_conn.h */
 
-/* Jobs written but not answered yet (SENT, or ACCEPTED awaiting the call result). */
-int kk_slot_outstanding(kk_slot *s);
-/* An answer arrived on s: a replacement waiting for the old conn to drain may go on. */
-void kk_slot_answered(kk_slot *s);
+/* ---- kone_route.c: the call layer's callbacks for the connection layer (kk_conn_ops) */
+void kk_route_ops(kk_conn_ops *ops); /* fills every member but wakeup (kone.c's) */
 
 /* ---- kone_call.c */
+/* Jobs written but not answered yet (SENT, or ACCEPTED awaiting the call result). */
+int kk_slot_outstanding(kk_slot *s);
 void kk_job_submit(kd_kone *k, kd_run *run); /* a new run from the inbox */
 void kk_job_place_waiting(kd_kone *k);       /* a slot became ready: drain waitq */
 /* Writes the job's next frame on wsi; returns -1 if the connection must close. */
@@ -336,6 +357,9 @@ int kk_job_write(kk_job *j, kk_conn *c);
 void kk_on_answer(kk_slot *s, const kd_kone_msg *m); /* returns if unmatched */
 void kk_on_call_result(kk_slot *s, const kd_kone_msg *m);
 void kk_on_call_state(kk_slot *s, const kd_kone_msg *m);
+/* The job whose request (or delete) `id` was written on s and awaits its answer, or NULL:
+ * kd_kone.by_req, then the slot and the state checked. */
+kk_job *kk_job_awaiting(kk_slot *s, int64_t id);
 /* Is a job following the states of this call session (the cheap check before parsing)? */
 bool kk_follows(kk_slot *s, int64_t session_id);
 /* Slot lost its active connection for good (no session to resume): unwritten jobs go
@@ -379,136 +403,27 @@ int64_t kk_bld_result_wait_us(const kk_job *j, int64_t dflt);
 void kk_blds_shutdown(kd_kone *k); /* cancel timers */
 void kk_blds_free(kd_kone *k);
 
-/* ---- kone_call.c, for kone_bld.c */
-void kk_job_release(kk_job *j); /* a token came: on to a connection */
-void kk_job_refuse(kk_job *j);  /* finish "circuit_open" */
-/* Its building's link is down (a ping failed 1005): an accepted call waiting for its result
- * or its progress gives up now, as it would when its timeout ends. */
-void kk_job_link_down(kk_job *j);
-
-/* ---- kone_sub.c, shared with kone_site.c (both keep entries per building and group) */
-uint32_t kk_bg_hash(const char *building, const char *group); /* FNV-1a of both */
-/* The job's building as KONE names it ("building:<id>"), and its group ("1" when none). */
-void kk_bg_key(const kd_job *job, char *b, size_t blen, const char **g);
-
-/* ---- kone_sub.c
- * A call is written only once its connection holds a site-monitoring subscription to
- * call_state/+/+ of its building and group: KONE sends no snapshot of a call's past states,
- * so a subscription made after the call (as per-call ones must be) can miss an instant
- * cancel. Subscriptions are made on first use, answered before any call goes out under
- * them, renewed at 80 % of kone.monitor_duration_s while used, made again after every
- * reconnect, and let lapse when unused for a whole duration. */
-struct kk_sub {
-    kk_slot *slot;
-    kk_sub *hnext;
-    char building[KD_JOB_BUILDING_MAX + 16]; /* "building:<id>" */
-    char group[KD_JOB_GROUP_MAX + 1];
-    enum { KS_NEW = 0, KS_ACTIVE, KS_REFUSED } st;
-    bool final;       /* KS_REFUSED with a 4xx: calls go on without states */
-    lws_dll2_t wlink; /* on slot->sub_wq: to be written */
-    lws_dll2_t olink; /* on slot->sub_out: written, not answered */
-    int64_t req_id, sent_mono;
-    int64_t expires;   /* KS_ACTIVE: the subscription lapses at KONE */
-    int64_t renew_at;  /* KS_ACTIVE: write the renewal */
-    int64_t retry_at;  /* KS_REFUSED: not asked again before */
-    int64_t last_used; /* a call written or followed under it */
-    int refusals;      /* in a row: the retry backoff */
-    char why[160];     /* KS_REFUSED: the answer */
-    /* the group's lifts as their monitor-lift-status events last said (+/status) */
-    struct {
-        char lift[32];
-        int64_t mode;
-    } lifts[KK_SUB_LIFTS];
-    int n_lifts;
-    int refused_mode;         /* -1: operational; else the index in kd_kone.modes */
-    lws_dll2_owner_t waiters; /* calls waiting for its answer (kk_job.wlink) */
-    lws_sorted_usec_list_t sul;
-};
-
-typedef enum {
-    KK_GATE_GO = 0, /* write the call now (states are followed, or cannot be) */
-    KK_GATE_WAIT,   /* parked on the subscription's waiters until it is answered */
-    KK_GATE_FAIL,   /* failed transiently (the subscription): why says so; no call */
-    KK_GATE_REFUSE, /* KONE would refuse it (a group mode, the cached configuration):
-                     * rejected, why says so; no call */
-} kk_gate;
-/* May the call of job j go out on slot s now? Makes or renews the subscription. */
-kk_gate kk_sub_gate(kk_slot *s, kk_job *j, char *why, size_t len);
-/* Marks the subscription of the job's building and group used, making it when missing
- * (an adopted call is followed without a request of its own). True when states of that
- * building and group are expected on s (subscribed or being subscribed). */
-bool kk_sub_touch(kk_slot *s, const kd_job *job);
-bool kk_sub_wanted(const kk_slot *s);                      /* a subscription waits to be written */
-int kk_sub_write(kk_slot *s, kk_conn *c);                  /* 1 written, 0 none, -1 close */
-bool kk_sub_answer(kk_slot *s, const kd_kone_msg *m);      /* true: m was one's answer */
-void kk_sub_lift_status(kk_slot *s, const kd_kone_msg *m); /* a +/status event */
-/* The active connection went down: every subscription is made again on the next one.
- * release: no connection takes over, so waiting calls go back to s->wq (to be moved). */
-void kk_subs_conn_lost(kk_slot *s, bool release);
-void kk_subs_session_restored(kk_slot *s);
-/* A building and group this slot's session serves, for a keep-alive ping: a subscribed
- * one, else the first of kone.buildings; false when there is none. */
-bool kk_sub_ping_target(const kk_slot *s, const char **building, const char **group);
-void kk_subs_free(kk_slot *s);
-
-/* ---- kone_call.c, for kone_sub.c */
-/* A subscription was answered: its waiting calls go on (GO) or fail (FAIL, why). */
-void kk_job_sub_released(kk_job *j, kk_gate g, const char *why);
+/* ---- kone_call.c, for kone_route.c */
 /* A call state for a session nobody follows yet: kept briefly (see kd_kone.early). */
 void kk_state_unmatched(kk_slot *s, const char *buf, size_t len, int64_t sid);
 
-/* ---- kone_site.c
- * Per worker, building and group: KONE's `common-api` config and actions, fetched on first
- * use (on the slot whose call needs them), kept kone.config_ttl_s, fetched again after a
- * refusal that contradicts them (kd_kval_contradicts). Calls wait for a fetch under way,
- * then are checked (kone_validate.h): a refused one ends `rejected` with KONE's code and
- * words, marked validated_locally, with no call. A fetch that fails (unanswered, non-2xx)
- * blocks nothing: calls go on unchecked (counted) and it is asked again after a backoff. */
-struct kk_site {
-    kd_kone *k;
-    kk_site *hnext;
-    char building[KD_JOB_BUILDING_MAX + 16]; /* "building:<id>" */
-    char group[KD_JOB_GROUP_MAX + 1];
-    kd_kval_site cfg;
-    kd_kval_fresh fresh;
-    kk_slot *slot;                         /* the slot of the fetch under way (NULL: none) */
-    bool want_config, want_actions;        /* to be written on slot */
-    int64_t config_req_id, actions_req_id; /* written, answer due (0: none) */
-    int64_t asked_mono;                    /* the fetch began */
-    int64_t sent_mono;                     /* its last frame was written */
-    int64_t last_used;
-    lws_dll2_t wlink;           /* on slot->site_wq while a frame waits to be written */
-    lws_dll2_t olink;           /* on k->site_out while an answer is due */
-    lws_dll2_owner_t waiters;   /* calls waiting for the fetch (kk_job.wlink) */
-    lws_sorted_usec_list_t sul; /* the fetch's answer deadline */
+/* ---- kone_call.c: what the policy modules tell the call layer of the jobs they hold
+ * waiting (bld->rq, a subscription's or a configuration's waiters). The call layer asks them
+ * (kk_bld_admit, kk_sub_gate, kk_site_gate); they answer later through this table
+ * (kd_kone.wake, kone_call.c's kk_call_wake), never by calling up by name. */
+struct kk_wake_ops {
+    void (*released)(kk_job *j); /* kone_bld.c: a rate-limit token came: on to a slot */
+    void (*refused)(kk_job *j);  /* kone_bld.c: the circuit opened: finish "circuit_open" */
+    /* kone_bld.c: its building's link is down (a ping failed 1005): an accepted call waiting
+     * for its result or its progress gives up now, as it would when its timeout ends */
+    void (*link_down)(kk_job *j);
+    /* kone_sub.c: the subscription was answered: the call goes on (GO) or fails (FAIL, why) */
+    void (*sub_released)(kk_job *j, kk_gate g, const char *why);
+    void (*site_released)(kk_job *j); /* kone_site.c: the fetch ended: through the gate again */
+    /* kone_bld.c: the ready slot with the fewest jobs among those opened with token tok (-1:
+     * any), or NULL: where a ping of an open circuit goes out */
+    kk_slot *(*least_loaded)(kd_kone *k, int tok);
 };
-
-/* May the call of job j (written on slot s) go out? GO: yes (checked, or unchecked as the
- * cache cannot tell); WAIT: parked on the fetch of its configuration; REFUSE: refused
- * locally, code and why say how (KONE's code and words). Never FAIL: a failed fetch lets the
- * call go unchecked. Off with kone.validate_locally. */
-kk_gate kk_site_gate(kk_slot *s, kk_job *j, char *code, size_t code_len, char *why, size_t len);
-bool kk_site_wanted(const kk_slot *s);     /* a fetch frame waits to be written on s */
-int kk_site_write(kk_slot *s, kk_conn *c); /* 1 written, 0 none, -1 close */
-/* true: m answered a fetch (buf, len: its frame, parsed here) */
-bool kk_site_answer(kk_slot *s, const kd_kone_msg *m, const char *buf, size_t len);
-/* KONE refused a call the cache had passed: a refusal that says the configuration changed
- * makes it fetched again before the next call there. */
-void kk_site_refused(kk_job *j, const char *code, const char *msg);
-/* s lost its connection for good: its calls waiting for a fetch go back to s->wq (to be
- * moved); a fetch not written yet on s fails (its calls go on unchecked). */
-void kk_sites_conn_lost(kk_slot *s);
-void kk_sites_free(kd_kone *k); /* timers cancelled, entries freed */
-
-/* ---- kone_call.c, for kone_site.c */
-void kk_job_site_released(kk_job *j); /* the fetch ended: through the gate again */
-
-/* ---- kone.c */
-/* The token that serves a building: 0 when kone.buildings is empty (every building goes to
- * the one token); else its share's, or -1 when it is not in kone.buildings (outside every
- * scope the worker asked for: KONE would answer 403). */
-int kk_token_of(const kd_kone *k, const char *building_id);
-int64_t kk_jitter(kd_kone *k, int64_t max); /* 0..max-1 */
-void kk_loop_wakeup(kd_kone *k);            /* LWS_CALLBACK_EVENT_WAIT_CANCELLED */
+extern const kk_wake_ops kk_call_wake;
 
 #endif

@@ -1,5 +1,8 @@
 /* kone_site.c: the cached configuration of each building group, and the local check of
- * calls against it (see kone_int.h and kone_validate.h).
+ * calls against it (contract: kone_site.h; see kone_validate.h).
+ *
+ * Layer (kone_int.h): policy the call layer asks (kk_site_gate); what it later decides for a
+ * job it holds waiting goes back through kd_kone.wake (kk_wake_ops), never by name.
  *
  * One entry per worker, building and group (KONE's config and actions are per group), made
  * on the first call there. Its life, decided by kd_kval_decide on the loop's clock:
@@ -30,7 +33,6 @@
 
 #include "kd_log.h"
 #include "kone_int.h"
-#include "metrics_catalog.h"
 
 static void site_timer(lws_sorted_usec_list_t *sul);
 
@@ -113,7 +115,7 @@ static void release(kk_site *x)
     while (x->waiters.head) {
         kk_job *j = lws_container_of(x->waiters.head, kk_job, wlink);
         lws_dll2_remove(&j->wlink);
-        kk_job_site_released(j);
+        j->k->wake->site_released(j);
     }
 }
 
@@ -160,7 +162,7 @@ kk_gate kk_site_gate(kk_slot *s, kk_job *j, char *code, size_t code_len, char *w
     kk_site *x = lookup(k, b, g);
     if (!x && !(x = create(k, b, g, now))) {
         j->site_passed = true; /* no room: unchecked */
-        kd_wm_kone_unvalidated();
+        kk_m_unvalidated(s->k);
         return KK_GATE_GO;
     }
     x->last_used = now;
@@ -175,7 +177,7 @@ kk_gate kk_site_gate(kk_slot *s, kk_job *j, char *code, size_t code_len, char *w
         return KK_GATE_WAIT;
     case KD_KVAL_UNVALIDATED:
         j->site_passed = true;
-        kd_wm_kone_unvalidated();
+        kk_m_unvalidated(s->k);
         return KK_GATE_GO;
     case KD_KVAL_USE: break;
     }
@@ -187,7 +189,7 @@ kk_gate kk_site_gate(kk_slot *s, kk_job *j, char *code, size_t code_len, char *w
     }
     /* KONE's own words, so that consumers matching on them see the same thing; the result
      * says validated_locally, and the log line says where the verdict came from */
-    kd_wm_kone_local_reject(kd_kval_reason_name(r));
+    kk_m_local_reject(s->k, kd_kval_reason_name(r));
     snprintf(why, len, "%s%s", r == KD_KVAL_SAME_FLOOR ? "call cancelled: " : "", text);
     kd_log_ctx lc = {j->run->job.job_id, j->run->job.trace_id, j->run->job.building_id};
     kd_log(KD_LOG_DEBUG, &lc,
@@ -251,7 +253,7 @@ bool kk_site_answer(kk_slot *s, const kd_kone_msg *m, const char *buf, size_t le
         return false;
     bool cfg = x->config_req_id == m->request_id;
     int64_t now = kd_mono_us();
-    kd_wm_api_request(cfg ? "config" : "actions", m->status, now - x->sent_mono);
+    kk_m_request(x->k, cfg ? "config" : "actions", m->status, now - x->sent_mono);
     if (cfg)
         x->config_req_id = 0;
     else
@@ -294,8 +296,8 @@ static void site_timer(lws_sorted_usec_list_t *sul)
         lws_sul_schedule(x->k->ctx, 0, &x->sul, site_timer, due - now);
         return;
     }
-    kd_wm_api_request(x->config_req_id ? "config" : "actions", KD_WM_STATUS_TIMEOUT,
-                      now - x->sent_mono);
+    kk_m_request(x->k, x->config_req_id ? "config" : "actions", KD_KONE_STATUS_TIMEOUT,
+                 now - x->sent_mono);
     char why[64];
     snprintf(why, sizeof why, "unanswered in %" PRId64 " ms", x->k->request_timeout_us / 1000);
     fetch_end(x, false, why);

@@ -1,4 +1,6 @@
-/* kone_sub.c: the site-monitoring subscriptions of each connection (see kone_int.h).
+/* kone_sub.c: the site-monitoring subscriptions of each connection (contract: kone_sub.h).
+ * Layer (kone_int.h): policy the call layer asks (kk_sub_gate); what it later decides for a
+ * job it holds waiting goes back through kd_kone.wake (kk_wake_ops), never by name.
  *
  * One subscription per slot, building and group, to call_state/+/+, named
  * kd_kone.sub_name. It exists before the first call of that building and group goes out
@@ -40,7 +42,6 @@
 
 #include "kd_log.h"
 #include "kone_int.h"
-#include "metrics_catalog.h"
 
 #define SEC 1000000LL
 #define RETRY_MIN_US SEC
@@ -139,7 +140,7 @@ static void release(kk_sub *x, kk_gate g)
     while (x->waiters.head) {
         kk_job *j = lws_container_of(x->waiters.head, kk_job, wlink);
         lws_dll2_remove(&j->wlink);
-        kk_job_sub_released(j, g, x->why);
+        j->k->wake->sub_released(j, g, x->why);
     }
 }
 
@@ -269,7 +270,7 @@ bool kk_sub_answer(kk_slot *s, const kd_kone_msg *m)
     int64_t now = kd_mono_us();
     lws_dll2_remove(&x->olink);
     x->req_id = 0;
-    kd_wm_api_request("site-monitoring", m->status, now - x->sent_mono);
+    kk_m_request(s->k, "site-monitoring", m->status, now - x->sent_mono);
     const char *text = m->message[0] ? m->message : "no message";
     switch (kd_kone_status_classify(m->status)) {
     case KD_KONE_ST_OK:
@@ -329,7 +330,7 @@ static void sub_timer(lws_sorted_usec_list_t *sul)
         if (now >= x->sent_mono + k->request_timeout_us) {
             lws_dll2_remove(&x->olink);
             x->req_id = 0;
-            kd_wm_api_request("site-monitoring", KD_WM_STATUS_TIMEOUT, now - x->sent_mono);
+            kk_m_request(s->k, "site-monitoring", KD_KONE_STATUS_TIMEOUT, now - x->sent_mono);
             char what[64];
             snprintf(what, sizeof what, "unanswered in %" PRId64 " ms",
                      k->request_timeout_us / 1000);

@@ -4,7 +4,6 @@
  * under `mu`; every buffer that held the secret or a token is zeroed before it is freed.
  */
 #include "kone_token.h"
-#include "metrics_catalog.h"
 
 #include <curl/curl.h>
 #include <errno.h>
@@ -361,9 +360,10 @@ static void *token_thread(void *arg)
                 fetch ? fetch(&t->cfg, &nt, &e) : fetch_with_abort(&t->cfg, &t->abort, &nt, &e);
             /* the fetch does not surface the HTTP status: ok is 200, refused credentials
              * 401, anything else (endpoint down, bad answer) counts as an error */
-            kd_wm_token_refresh(rc == 0 ? 200 : (e.code == KD_ERR_AUTH ? 401 : 0),
-                                kd_mono_us() - t0,
-                                rc == 0 ? kd_now_us() / 1000000 + nt.expires_in_s : 0);
+            if (t->cfg.refreshed)
+                t->cfg.refreshed(
+                    rc == 0 ? 200 : (e.code == KD_ERR_AUTH ? 401 : 0), kd_mono_us() - t0,
+                    rc == 0 ? kd_now_us() / 1000000 + nt.expires_in_s : 0, t->cfg.refreshed_arg);
             pthread_mutex_lock(&t->mu);
             if (t->stop) {
                 if (!rc)

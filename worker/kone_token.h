@@ -47,6 +47,11 @@ typedef struct kd_kone_token_cfg {
     /* Tests replace the HTTP fetch; NULL means kd_kone_token_fetch. */
     int (*fetch)(const struct kd_kone_token_cfg *cfg, kd_kone_token *out, kd_err *err);
     void *fetch_arg;
+    /* Told after every fetch by the token thread (its owner's metrics, kd_kone_metrics
+     * .token_refresh): 200 ok, 401 refused, 0 any other failure; the new token's expiry
+     * (Unix s) when ok. NULL: not told. */
+    void (*refreshed)(int http_status, int64_t rtt_us, int64_t expires_at_s, void *arg);
+    void *refreshed_arg;
 } kd_kone_token_cfg;
 
 /* ---- pure functions */

@@ -1267,6 +1267,72 @@ static void ledger_rows_hook(const char *state, int64_t n, void *arg)
     kd_wm_ledger_rows(state, n);
 }
 
+/* The KONE client's hooks: its metrics (the client itself knows no catalogue). */
+_Static_assert(KD_KONE_STATUS_ERROR == KD_WM_STATUS_ERROR &&
+                   KD_KONE_STATUS_TIMEOUT == KD_WM_STATUS_TIMEOUT,
+               "the client's statuses without an answer are the catalogue's");
+_Static_assert((int)KD_KONE_CIRCUIT_CLOSED == (int)KD_WM_CIRCUIT_CLOSED &&
+                   (int)KD_KONE_CIRCUIT_HALF_OPEN == (int)KD_WM_CIRCUIT_HALF_OPEN &&
+                   (int)KD_KONE_CIRCUIT_OPEN == (int)KD_WM_CIRCUIT_OPEN,
+               "one numbering of circuit states");
+static void kone_api_request_hook(const char *call_type, int status, int64_t rtt_us, void *arg)
+{
+    (void)arg;
+    kd_wm_api_request(call_type, status, rtt_us);
+}
+static void kone_token_hook(int http_status, int64_t rtt_us, int64_t expires_at_s, void *arg)
+{
+    (void)arg;
+    kd_wm_token_refresh(http_status, rtt_us, expires_at_s);
+}
+static void kone_connections_hook(int n, void *arg)
+{
+    (void)arg;
+    kd_wm_ws_connections(n);
+}
+static void kone_reconnect_hook(void *arg)
+{
+    (void)arg;
+    kd_wm_ws_reconnect();
+}
+static void kone_circuit_hook(const char *building, kd_kone_circuit from, kd_kone_circuit to,
+                              void *arg)
+{
+    (void)arg;
+    kd_wm_circuit_change(building, (kd_wm_circuit)from, (kd_wm_circuit)to);
+}
+static void kone_rate_wait_hook(const char *building, void *arg)
+{
+    (void)arg;
+    kd_wm_rate_limit_wait(building);
+}
+static void kone_concurrency_hook(const char *building, int limit, void *arg)
+{
+    (void)arg;
+    kd_wm_concurrency_limit(building, limit);
+}
+static void kone_local_reject_hook(const char *reason, void *arg)
+{
+    (void)arg;
+    kd_wm_kone_local_reject(reason);
+}
+static void kone_unvalidated_hook(void *arg)
+{
+    (void)arg;
+    kd_wm_kone_unvalidated();
+}
+static const kd_kone_metrics kone_metrics = {
+    .api_request = kone_api_request_hook,
+    .token_refresh = kone_token_hook,
+    .ws_connections = kone_connections_hook,
+    .ws_reconnect = kone_reconnect_hook,
+    .circuit_change = kone_circuit_hook,
+    .rate_limit_wait = kone_rate_wait_hook,
+    .concurrency_limit = kone_concurrency_hook,
+    .local_reject = kone_local_reject_hook,
+    .unvalidated = kone_unvalidated_hook,
+};
+
 static int ledger_open(kd_worker *w, const kd_config *cfg, kd_err *err)
 {
     kd_ledger_hooks h = {ledger_up_hook, ledger_op_hook, ledger_commit_hook, ledger_rows_hook, w};
@@ -1348,6 +1414,7 @@ int kd_worker_new(kd_worker **out, const kd_config *cfg, kd_err *err)
     kd_kone_hooks hooks = {.done = on_kone_done,
                            .call_event = on_kone_call_event,
                            .accepted = on_kone_accepted,
+                           .metrics = kone_metrics,
                            .arg = w};
     if (kd_kone_start(&w->kone, cfg, &hooks, err))
         goto fail;

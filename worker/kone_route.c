@@ -1,0 +1,126 @@
+/* kone_route.c: the call layer's side of the connection layer's callbacks (kk_conn_ops,
+ * kone_conn.h): which module a frame that came in belongs to, which frame goes out first, and
+ * what the call layer and its policies do when a slot's session comes back or goes.
+ *
+ * Contract: kk_route_ops fills a kk_conn_ops (but wakeup, which is kone.c's) whose user is
+ * the kd_kone. Every callback runs on the loop thread inside the connection layer and calls
+ * down or sideways only: kone_call.c (a job's life), kone_sub.c (subscriptions), kone_site.c
+ * (building configurations), kone_bld.c (breakers' pings) and the connection layer's own
+ * functions (kk_slot_answered). Nothing here keeps state.
+ *
+ * Order matters and is the one the client always had: writes go pings of an open circuit
+ * first, then subscriptions (a call waits for its subscription's answer), then configuration
+ * fetches (likewise), then the jobs' frames; an answer is offered to a ping, a subscription
+ * and a fetch before the jobs.
+ */
+#include "kd_log.h"
+#include "kone_int.h"
+
+static bool route_state_in(kk_slot *s, int64_t sid, const char *buf, size_t len, void *user)
+{
+    (void)user;
+    if (kk_follows(s, sid))
+        return true;
+    /* another session's call in a subscribed building, a decided call's later state, or
+     * one of ours whose call result has not come yet: kept briefly for that */
+    kk_state_unmatched(s, buf, len, sid);
+    return false;
+}
+
+static void route_frame_in(kk_slot *s, const kd_kone_msg *m, const char *buf, size_t len,
+                           void *user)
+{
+    (void)user;
+    switch (m->kind) {
+    case KD_KONE_MSG_ANSWER:
+        if (kk_bld_probe_answer(s, m)) /* a ping of a building whose circuit is open */
+            return;
+        if (kk_sub_answer(s, m))
+            return;
+        if (kk_site_answer(s, m, buf, len)) /* a configuration fetch */
+            return;
+        kk_on_answer(s, m);
+        kk_slot_answered(s);
+        return;
+    case KD_KONE_MSG_CALL_RESULT:
+        kk_on_call_result(s, m);
+        kk_slot_answered(s);
+        return;
+    case KD_KONE_MSG_CALL_STATE: kk_on_call_state(s, m); return;
+    case KD_KONE_MSG_LIFT_STATUS: kk_sub_lift_status(s, m); return;
+    case KD_KONE_MSG_EVENT:
+    case KD_KONE_MSG_UNKNOWN:
+    case KD_KONE_MSG_MALFORMED:
+        kd_debug("kone: slot %d: ignored a %s frame", s->idx, kd_kone_msg_kind_name(m->kind));
+        return;
+    }
+}
+
+static bool route_want_write(const kk_slot *s, void *user)
+{
+    (void)user;
+    return s->wq.head || kk_bld_probe_wanted(s) || kk_sub_wanted(s) || kk_site_wanted(s);
+}
+
+static int route_writable(kk_slot *s, kk_conn *c, void *user)
+{
+    (void)user;
+    if (kk_bld_probe_wanted(s))
+        return kk_bld_write_probe(s, c) < 0 ? -1 : 0;
+    if (kk_sub_wanted(s)) /* before the calls that wait for it */
+        return kk_sub_write(s, c) < 0 ? -1 : 0;
+    if (kk_site_wanted(s)) /* likewise */
+        return kk_site_write(s, c) < 0 ? -1 : 0;
+    if (s->wq.head) {
+        kk_job *j = lws_container_of(s->wq.head, kk_job, wlink);
+        return kk_job_write(j, c) ? -1 : 0;
+    }
+    return 0;
+}
+
+static void route_session_restored(kk_slot *s, bool resumed, void *user)
+{
+    kk_subs_session_restored(s); /* before the calls that wait for them */
+    kk_jobs_session_restored(s, resumed);
+    kk_job_place_waiting(user);
+}
+
+static void route_lost(kk_slot *s, void *user)
+{
+    (void)user;
+    kk_subs_conn_lost(s, false);
+}
+
+static void route_released(kk_slot *s, void *user)
+{
+    (void)user;
+    kk_subs_conn_lost(s, true); /* calls waiting for a subscription move too */
+    kk_sites_conn_lost(s);      /* ... and for a configuration */
+    kk_jobs_move_unwritten(s);
+}
+
+static int route_outstanding(kk_slot *s, void *user)
+{
+    (void)user;
+    return kk_slot_outstanding(s);
+}
+
+static bool route_ping_target(const kk_slot *s, const char **building, const char **group,
+                              void *user)
+{
+    (void)user;
+    return kk_sub_ping_target(s, building, group);
+}
+
+void kk_route_ops(kk_conn_ops *ops)
+{
+    ops->state_in = route_state_in;
+    ops->frame_in = route_frame_in;
+    ops->writable = route_writable;
+    ops->want_write = route_want_write;
+    ops->session_restored = route_session_restored;
+    ops->lost = route_lost;
+    ops->released = route_released;
+    ops->outstanding = route_outstanding;
+    ops->ping_target = route_ping_target;
+}

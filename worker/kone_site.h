@@ -1,0 +1,65 @@
+/* kone_site.h: the cached configuration of each building group and the local check of calls
+ * against it (kone_site.c), its contract. Policy the call layer asks (kk_site_gate); a call
+ * parked on a fetch is handed back through kd_kone.wake->site_released (kone_int.h), never by
+ * name. Loop thread only.
+ *
+ * Per worker, building and group: KONE's `common-api` config and actions, fetched on first
+ * use (on the slot whose call needs them), kept kone.config_ttl_s, fetched again after a
+ * refusal that contradicts them (kd_kval_contradicts). Calls wait for a fetch under way,
+ * then are checked (kone_validate.h): a refused one ends `rejected` with KONE's code and
+ * words, marked validated_locally, with no call. A fetch that fails (unanswered, non-2xx)
+ * blocks nothing: calls go on unchecked (counted) and it is asked again after a backoff.
+ */
+#ifndef KD_WORKER_KONE_SITE_H
+#define KD_WORKER_KONE_SITE_H
+
+#include <libwebsockets.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kd_job.h"
+#include "kone_conn.h"
+#include "kone_msg.h"
+#include "kone_sub.h" /* kk_gate */
+#include "kone_validate.h"
+
+typedef struct kk_site kk_site;
+
+struct kk_site {
+    kd_kone *k;
+    kk_site *hnext;
+    char building[KD_JOB_BUILDING_MAX + 16]; /* "building:<id>" */
+    char group[KD_JOB_GROUP_MAX + 1];
+    kd_kval_site cfg;
+    kd_kval_fresh fresh;
+    kk_slot *slot;                         /* the slot of the fetch under way (NULL: none) */
+    bool want_config, want_actions;        /* to be written on slot */
+    int64_t config_req_id, actions_req_id; /* written, answer due (0: none) */
+    int64_t asked_mono;                    /* the fetch began */
+    int64_t sent_mono;                     /* its last frame was written */
+    int64_t last_used;
+    lws_dll2_t wlink;           /* on slot->site_wq while a frame waits to be written */
+    lws_dll2_t olink;           /* on k->site_out while an answer is due */
+    lws_dll2_owner_t waiters;   /* calls waiting for the fetch (kk_job.wlink) */
+    lws_sorted_usec_list_t sul; /* the fetch's answer deadline */
+};
+
+/* May the call of job j (written on slot s) go out? GO: yes (checked, or unchecked as the
+ * cache cannot tell); WAIT: parked on the fetch of its configuration; REFUSE: refused
+ * locally, code and why say how (KONE's code and words). Never FAIL: a failed fetch lets the
+ * call go unchecked. Off with kone.validate_locally. */
+kk_gate kk_site_gate(kk_slot *s, kk_job *j, char *code, size_t code_len, char *why, size_t len);
+bool kk_site_wanted(const kk_slot *s);     /* a fetch frame waits to be written on s */
+int kk_site_write(kk_slot *s, kk_conn *c); /* 1 written, 0 none, -1 close */
+/* true: m answered a fetch (buf, len: its frame, parsed here) */
+bool kk_site_answer(kk_slot *s, const kd_kone_msg *m, const char *buf, size_t len);
+/* KONE refused a call the cache had passed: a refusal that says the configuration changed
+ * makes it fetched again before the next call there. */
+void kk_site_refused(kk_job *j, const char *code, const char *msg);
+/* s lost its connection for good: its calls waiting for a fetch go back to s->wq (to be
+ * moved); a fetch not written yet on s fails (its calls go on unchecked). */
+void kk_sites_conn_lost(kk_slot *s);
+void kk_sites_free(kd_kone *k); /* timers cancelled, entries freed */
+
+#endif
