@@ -25,7 +25,7 @@
  * With the defaults: 25 s + 740 s + 10 s = 775 s, well below 30 min. Not bounded by any
  * setting, and so not counted: a Kafka outage (results wait for Kafka, their jobs stay
  * unacked), and worker.drain_ms, which only cuts holds short. The constants mirror
- * worker/kone_int.h (KK_RESEND_STATE_S, KK_MAX_AUTH_RETRIES) and the job format (delay
+ * worker/kone_conn.h (KK_RESEND_STATE_S) and worker/kone_int.h (KK_MAX_AUTH_RETRIES) and the job format (delay
  * ≤ 30 s); tests/unit/test_limits.c checks them against those files.
  *
  * Delivery limits. The worker parks a job it receives with x-delivery-count ≥

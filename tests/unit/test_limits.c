@@ -2,7 +2,7 @@
  * of a delivery term by term, the refusal when it reaches amqp.consumer_timeout_ms (naming
  * the key to lower), worker.max_deliveries against amqp.delivery_limit, job.default_ttl_ms
  * against job.max_age_ms, bad values, and the constants the bound copies from the KONE
- * client (worker/kone_int.h) and the job format (shared/src/job.c), read from the sources so
+ * client (worker/kone_conn.h, kone_int.h) and the job format (shared/src/job.c), read from the sources so
  * a change there fails here until kd_limits follows.
  */
 #include <setjmp.h>
@@ -211,7 +211,7 @@ static long long source_number(const char *rel, const char *after)
 static void test_constants_match_sources(void **state)
 {
     (void)state;
-    assert_int_equal(source_number("worker/kone_int.h", "#define KK_RESEND_STATE_S") * 1000,
+    assert_int_equal(source_number("worker/kone_conn.h", "#define KK_RESEND_STATE_S") * 1000,
                      KD_LIMITS_KONE_RESUME_MS);
     assert_int_equal(source_number("worker/kone_int.h", "#define KK_MAX_AUTH_RETRIES"),
                      KD_LIMITS_KONE_AUTH_RETRIES);
