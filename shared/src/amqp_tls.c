@@ -84,8 +84,7 @@ amqp_socket_t *kd_amqp_tls_socket_new(kd_amqp *a, const kd_config *cfg, const ch
         X509_VERIFY_PARAM_set_hostflags(param, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
         if ((is_ip ? X509_VERIFY_PARAM_set1_ip_asc(param, host)
                    : X509_VERIFY_PARAM_set1_host(param, host, 0)) != 1) {
-            /* GCOVR_EXCL_START: OpenSSL refuses a name or address it parsed only when out of memory
-             */
+            /* GCOVR_EXCL_START: OpenSSL refuses a parsed name or address only when out of memory */
             ERR_clear_error();
             kd_err_set(err, KD_ERR_INVALID, "amqp.host: '%s' is not a host name", host);
             return NULL;

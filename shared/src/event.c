@@ -406,8 +406,7 @@ static json_t *map_to_json(const msgpack_object_map *m, int depth)
         int rc = (key && val) ? json_object_setn_new(obj, key, klen, val) : -1;
         free(key);
         if (rc) {
-            /* GCOVR_EXCL_START: jansson fails only on allocation (keys and values are valid here)
-             */
+            /* GCOVR_EXCL_START: jansson fails only on allocation (keys, values valid here) */
             json_decref(obj);
             return NULL;
             /* GCOVR_EXCL_STOP */
@@ -423,8 +422,7 @@ static json_t *array_to_json(const msgpack_object_array *a, int depth)
         return NULL;
     for (uint32_t i = 0; i < a->size; i++) {
         if (json_array_append_new(arr, to_json(&a->ptr[i], depth + 1))) {
-            /* GCOVR_EXCL_START: jansson fails only on allocation (keys and values are valid here)
-             */
+            /* GCOVR_EXCL_START: jansson fails only on allocation (keys, values valid here) */
             json_decref(arr);
             return NULL;
             /* GCOVR_EXCL_STOP */
@@ -440,7 +438,7 @@ static json_t *ext_to_json(const msgpack_object_ext *e)
         return NULL;
     if (json_object_set_new(obj, "ext", json_integer(e->type)) ||
         json_object_set_new(obj, "data", json_base64(e->ptr, e->size))) {
-        /* GCOVR_EXCL_START: jansson fails only on allocation (keys and values are valid here) */
+        /* GCOVR_EXCL_START: jansson fails only on allocation (keys, values valid here) */
         json_decref(obj);
         return NULL;
         /* GCOVR_EXCL_STOP */
