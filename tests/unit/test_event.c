@@ -302,6 +302,27 @@ static void test_result_without_outcome_is_refused(void **state)
     assert_non_null(strstr(err.msg, "job-0001"));
     assert_int_equal(sb.size, 1); /* nothing appended */
     msgpack_sbuffer_destroy(&sb);
+    assert_string_equal(kd_outcome_name(KD_OUTCOME_NONE), "none");
+}
+
+/* A caller bug (no run, no event, no buffer) is an internal error, never a crash. */
+static void test_encode_refuses_null(void **state)
+{
+    (void)state;
+    kd_run r;
+    base_run(&r);
+    kd_call_event ev = {0};
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    kd_err err = {0};
+    assert_int_equal(kd_event_encode_result(NULL, "w", &sb, &err), KD_ERR_INTERNAL);
+    assert_non_null(strstr(err.msg, "result event"));
+    assert_int_equal(kd_event_encode_result(&r, "w", NULL, &err), KD_ERR_INTERNAL);
+    assert_int_equal(kd_event_encode_call(NULL, "w", &sb, &err), KD_ERR_INTERNAL);
+    assert_non_null(strstr(err.msg, "call event"));
+    assert_int_equal(kd_event_encode_call(&ev, "w", NULL, &err), KD_ERR_INTERNAL);
+    assert_int_equal(sb.size, 0);
+    msgpack_sbuffer_destroy(&sb);
 }
 
 /* ---- call-state events ---- */
@@ -473,6 +494,33 @@ static void test_json_strings_and_invalid_utf8(void **state)
     json_decref(j);
 }
 
+/* Four-byte sequences in a string that is not valid UTF-8 as a whole: the valid ones (an
+ * emoji, U+10FFFF) are kept, each byte of an overlong, out-of-range or broken one becomes
+ * U+FFFD. */
+static void pack_four_byte(msgpack_packer *pk)
+{
+    msgpack_pack_array(pk, 1);
+    STR(pk, "\xff"
+            "\xf0\x9f\x98\x80" /* U+1F600: kept */
+            "\xf4\x8f\xbf\xbf" /* U+10FFFF: kept */
+            "\xf0\x80\x80\x80" /* overlong */
+            "\xf4\x90\x80\x80" /* above U+10FFFF */
+            "\xf0\x9f\x28\x80" /* bad third byte */
+            "\xf0\x9f\x98");   /* cut short */
+}
+
+static void test_json_four_byte_sequences(void **state)
+{
+    (void)state;
+    json_t *j = convert(pack_four_byte);
+    assert_json(j, "[\"\\ufffd\\ud83d\\ude00\\udbff\\udfff"
+                   "\\ufffd\\ufffd\\ufffd\\ufffd"
+                   "\\ufffd\\ufffd\\ufffd\\ufffd"
+                   "\\ufffd\\ufffd(\\ufffd"
+                   "\\ufffd\\ufffd\\ufffd\"]");
+    json_decref(j);
+}
+
 static void pack_bytes(msgpack_packer *pk)
 {
     msgpack_pack_array(pk, 4);
@@ -592,11 +640,13 @@ int main(void)
         cmocka_unit_test(test_result_invalid_job),
         cmocka_unit_test(test_result_undecodable_and_transient),
         cmocka_unit_test(test_result_without_outcome_is_refused),
+        cmocka_unit_test(test_encode_refuses_null),
         cmocka_unit_test(test_call_event_full),
         cmocka_unit_test(test_call_event_cancelled_minimal),
         cmocka_unit_test(test_call_event_without_run_and_bad_decks),
         cmocka_unit_test(test_json_scalars),
         cmocka_unit_test(test_json_strings_and_invalid_utf8),
+        cmocka_unit_test(test_json_four_byte_sequences),
         cmocka_unit_test(test_json_bin_and_ext),
         cmocka_unit_test(test_json_nested_maps_with_int_keys),
         cmocka_unit_test(test_json_non_string_keys),

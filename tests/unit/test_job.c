@@ -548,6 +548,9 @@ static void test_wrong_types(void **state)
         {&BASE_CALL, "priority", "1", "priority: must be a string, got integer"},
         {&BASE_CALL, "priority", "\"MEDIUM\"", "priority: must be LOW or HIGH, got \"MEDIUM\""},
         {&BASE_CALL, "priority", "\"low\"", "priority: must be LOW or HIGH"},
+        /* a long bad value is quoted cut short */
+        {&BASE_CALL, "priority", "\"HIGHEST-PRIORITY-PLEASE-0123456789-0123456789-abcdef\"",
+         "got \"HIGHEST-PRIORITY-PLEASE-0123456789-012345678...\""},
         {&BASE_CALL, "allowed_lifts", "1",
          "allowed_lifts: must be an array of integers, got integer"},
         {&BASE_CALL, "allowed_lifts", "[1,\"2\"]",
@@ -1049,6 +1052,12 @@ static void test_not_a_map(void **state)
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
         expect_decode_error(cases[i].what, cases[i].raw, cases[i].len, "job: not a msgpack map");
     expect_decode_error("json text", "{\"v\":1}", 7, "job: not a msgpack map");
+    /* the map scan alone (kone-events checks each Kafka value with it): empty is no map */
+    kd_err e = {0};
+    assert_int_equal(kd_job_scan_map(NULL, 0, &e), KD_ERR_DECODE);
+    assert_string_equal(e.msg, "msgpack: empty");
+    assert_int_equal(kd_job_scan_map("\x80", 0, &e), KD_ERR_DECODE);
+    assert_int_equal(kd_job_scan_map("\x80", 1, &e), 0);
 }
 
 static void test_truncated_and_trailing(void **state)

@@ -438,6 +438,49 @@ static void test_bad_config_names_key_not_value(void **state)
     assert_non_null(strstr(err.msg, "kafka.brokers"));
 }
 
+/* A result larger than the producer's message.max.bytes: refused at once (KD_ERR_INVALID,
+ * naming the topic), by both produce calls; a property list missing a value is a bug. */
+static void test_oversized_message_refused(void **state)
+{
+    fixture *f = *state;
+    kd_kafka *k = NULL;
+    kd_err err = {0};
+    const char *const odd[] = {"linger.ms", NULL};
+    assert_int_equal(kd_kafka_producer_new_ex(&k, &f->cfg, NULL, NULL, odd, &err), KD_ERR_INTERNAL);
+    assert_non_null(strstr(err.msg, "linger.ms without a value"));
+    const char *const small[] = {"message.max.bytes", "1000", NULL};
+    assert_int_equal(kd_kafka_producer_new_ex(&k, &f->cfg, NULL, NULL, small, &err), 0);
+    static char big[4000];
+    memset(big, 'x', sizeof big);
+    assert_int_equal(kd_kafka_produce(k, TOPIC, "k", big, sizeof big, NULL, &err), KD_ERR_INVALID);
+    assert_non_null(strstr(err.msg, "cannot produce to " TOPIC));
+    bool full = true;
+    memset(&err, 0, sizeof err);
+    assert_int_equal(kd_kafka_produce_nowait(k, TOPIC, "k", big, sizeof big, NULL, &full, &err),
+                     KD_ERR_INVALID);
+    assert_false(full);
+    assert_non_null(strstr(err.msg, TOPIC));
+    assert_int_equal(kd_kafka_produce(k, TOPIC, "k", "small", 5, NULL, &err), 0);
+    assert_int_equal(kd_kafka_flush(k, 10000), 0);
+    kd_kafka_destroy(k);
+}
+
+/* The cluster refuses the idempotent producer its id for good: a fatal error, after which
+ * the producer says it is unusable (the worker stops taking jobs and exits to restart). */
+static void test_fatal_error_makes_unusable(void **state)
+{
+    fixture *f = *state;
+    kd_kafka *k = NULL;
+    kd_err err = {0};
+    /* 22: InitProducerId, the Kafka API key (rdkafka_protocol.h, not installed) */
+    rd_kafka_mock_push_request_errors(f->mc, 22, 1, RD_KAFKA_RESP_ERR_CLUSTER_AUTHORIZATION_FAILED);
+    assert_int_equal(kd_kafka_producer_new(&k, &f->cfg, NULL, NULL, &err), 0);
+    for (int i = 0; i < 500 && kd_kafka_usable(k); i++)
+        kd_kafka_poll(k, 20);
+    assert_false(kd_kafka_usable(k));
+    kd_kafka_destroy(k);
+}
+
 /* dr == NULL (tools): fire and forget still delivers. */
 static void test_without_callback(void **state)
 {
@@ -464,6 +507,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_destroy_reports_undelivered, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_config_names_key_not_value, setup, teardown),
         cmocka_unit_test_setup_teardown(test_without_callback, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_oversized_message_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_fatal_error_makes_unusable, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

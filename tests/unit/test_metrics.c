@@ -82,6 +82,7 @@ static void test_registration_refuses_unbounded_or_bad(void **state)
     kd_err err = {0};
     static const char *const empty[] = {NULL};
     static const char *const dup[] = {"a", "a", NULL};
+    static const char *const blank[] = {"a", "", NULL};
     static const double unsorted[] = {1, 0.5};
     struct {
         kd_metric_desc d;
@@ -112,6 +113,20 @@ static void test_registration_refuses_unbounded_or_bad(void **state)
           .labels = {"op"},
           .values = {dup}},
          "twice"},
+        {{.name = "t_x",
+          .help = "h",
+          .type = KD_METRIC_GAUGE,
+          .n_labels = 1,
+          .labels = {"op"},
+          .values = {blank}},
+         "label op: empty value"},
+        {{.name = "t_x",
+          .help = "h",
+          .type = KD_METRIC_GAUGE,
+          .n_labels = 2,
+          .labels = {"op", "op"},
+          .values = {v_ops, v_ops}},
+         "label op twice"},
         {{.name = "t_x",
           .help = "h",
           .type = KD_METRIC_GAUGE,

@@ -97,6 +97,12 @@ static void test_parse_tiers(void **state)
     assert_int_equal(t[2], 1000);
     assert_int_equal(kd_retry_parse_tiers("5", t, &n, &err), 0);
     assert_int_equal(n, 1);
+    /* spaces on either side of a comma, as a person writes a list in a values file */
+    assert_int_equal(kd_retry_parse_tiers("100 , 300  ,900", t, &n, &err), 0);
+    assert_int_equal(n, 3);
+    assert_int_equal(t[0], 100);
+    assert_int_equal(t[1], 300);
+    assert_int_equal(t[2], 900);
     const char *bad[] = {"",        "0",           "500,200",
                          "500,500", "1,x",         "-5",
                          "1;2",     "99999999999", "1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17"};

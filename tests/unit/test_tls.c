@@ -23,7 +23,20 @@
 #include "test_cert.h"
 
 static char dir[] = "/tmp/kd-test-tls-XXXXXX";
-static char cert1[256], key1[256], cert2[256], key2[256], junk[256], missing[256];
+static char cert1[256], key1[256], cert2[256], key2[256], junk[256], missing[256], enc1[256];
+
+/* key1 again, encrypted with a passphrase (AES-128-CBC), as `openssl ec -aes128` writes it */
+static void write_encrypted_copy(void)
+{
+    FILE *in = fopen(key1, "r"), *out = fopen(enc1, "w");
+    EVP_PKEY *pk = in ? PEM_read_PrivateKey(in, NULL, NULL, NULL) : NULL;
+    if (!pk || !out ||
+        !PEM_write_PrivateKey(out, pk, EVP_aes_128_cbc(), (unsigned char *)"s3cret", 6, NULL, NULL))
+        _exit(2);
+    EVP_PKEY_free(pk);
+    fclose(in);
+    fclose(out);
+}
 
 static int setup(void **state)
 {
@@ -36,10 +49,12 @@ static int setup(void **state)
     snprintf(key2, sizeof key2, "%s/k2.pem", dir);
     snprintf(junk, sizeof junk, "%s/junk.pem", dir);
     snprintf(missing, sizeof missing, "%s/none.pem", dir);
+    snprintf(enc1, sizeof enc1, "%s/k1-encrypted.pem", dir);
     pid_t pid = fork();
     if (pid == 0) {
         tc_make_cert(cert1, key1, "one");
         tc_make_cert(cert2, key2, "two");
+        write_encrypted_copy();
         _exit(0);
     }
     int st = 0;
@@ -55,7 +70,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     (void)state;
-    const char *files[] = {cert1, key1, cert2, key2, junk};
+    const char *files[] = {cert1, key1, cert2, key2, junk, enc1};
     for (size_t i = 0; i < sizeof files / sizeof files[0]; i++)
         unlink(files[i]);
     rmdir(dir);
@@ -140,6 +155,17 @@ static void test_key_must_match_certificate(void **state)
     assert_non_null(strstr(e.msg, "no unencrypted PEM private key"));
     e = check("", junk, key1, KD_ERR_INVALID);
     assert_non_null(strstr(e.msg, "amqp.cert_file"));
+}
+
+/* An encrypted key is refused at start, without a prompt for its passphrase (no one is
+ * there to type it, and rabbitmq-c would abort the process when OpenSSL asks). */
+static void test_encrypted_key_refused(void **state)
+{
+    (void)state;
+    kd_err e = check("", cert1, enc1, KD_ERR_INVALID);
+    assert_non_null(strstr(e.msg, "amqp.key_file"));
+    assert_non_null(strstr(e.msg, enc1));
+    assert_non_null(strstr(e.msg, "no unencrypted PEM private key"));
 }
 
 static void test_certificate_and_key_go_together(void **state)
@@ -231,6 +257,7 @@ int main(void)
         cmocka_unit_test(test_unreadable_file_is_named),
         cmocka_unit_test(test_ca_without_certificate),
         cmocka_unit_test(test_key_must_match_certificate),
+        cmocka_unit_test(test_encrypted_key_refused),
         cmocka_unit_test(test_certificate_and_key_go_together),
         cmocka_unit_test(test_amqp_connect_checks_files),
         cmocka_unit_test(test_kafka_security_errors),
