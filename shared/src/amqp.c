@@ -45,6 +45,22 @@ struct timeval kd_amqp_tv(int ms)
     return tv;
 }
 
+amqp_table_entry_t kd_amqp_str_entry(const char *key, const char *value)
+{
+    amqp_table_entry_t e = {.key = amqp_cstring_bytes(key)};
+    e.value.kind = AMQP_FIELD_KIND_UTF8;
+    e.value.value.bytes = amqp_cstring_bytes(value);
+    return e;
+}
+
+amqp_table_entry_t kd_amqp_i64_entry(const char *key, int64_t value)
+{
+    amqp_table_entry_t e = {.key = amqp_cstring_bytes(key)};
+    e.value.kind = AMQP_FIELD_KIND_I64;
+    e.value.value.i64 = value;
+    return e;
+}
+
 struct timeval kd_amqp_wait_tv(kd_amqp *a, int64_t deadline_ms)
 {
     amqp_maybe_release_buffers(a->conn);

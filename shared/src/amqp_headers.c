@@ -9,39 +9,23 @@
 
 #include <string.h>
 
-static amqp_table_entry_t int_entry(const char *key, int64_t v)
-{
-    amqp_table_entry_t e = {.key = amqp_cstring_bytes(key)};
-    e.value.kind = AMQP_FIELD_KIND_I64;
-    e.value.value.i64 = v;
-    return e;
-}
-
-static amqp_table_entry_t str_entry(const char *key, const char *v)
-{
-    amqp_table_entry_t e = {.key = amqp_cstring_bytes(key)};
-    e.value.kind = AMQP_FIELD_KIND_UTF8;
-    e.value.value.bytes = amqp_cstring_bytes(v);
-    return e;
-}
-
 int kd_amqp_headers_encode(const kd_amqp_headers *h, amqp_table_entry_t *e)
 {
     int n = 0;
     if (h->attempt > 0)
-        e[n++] = int_entry("x-kd-attempt", h->attempt);
+        e[n++] = kd_amqp_i64_entry("x-kd-attempt", h->attempt);
     if (h->requeues > 0)
-        e[n++] = int_entry("x-kd-requeues", h->requeues);
+        e[n++] = kd_amqp_i64_entry("x-kd-requeues", h->requeues);
     if (h->first_seen_ms > 0)
-        e[n++] = int_entry("x-kd-first-seen", h->first_seen_ms);
+        e[n++] = kd_amqp_i64_entry("x-kd-first-seen", h->first_seen_ms);
     if (h->last_error[0])
-        e[n++] = str_entry("x-kd-last-error", h->last_error);
+        e[n++] = kd_amqp_str_entry("x-kd-last-error", h->last_error);
     if (h->reason[0])
-        e[n++] = str_entry("x-kd-reason", h->reason);
+        e[n++] = kd_amqp_str_entry("x-kd-reason", h->reason);
     if (h->error[0])
-        e[n++] = str_entry("x-kd-error", h->error);
+        e[n++] = kd_amqp_str_entry("x-kd-error", h->error);
     if (h->replayed_ms > 0)
-        e[n++] = int_entry("x-kd-replayed", h->replayed_ms);
+        e[n++] = kd_amqp_i64_entry("x-kd-replayed", h->replayed_ms);
     return n;
 }
 

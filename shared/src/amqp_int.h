@@ -55,6 +55,10 @@ struct kd_amqp {
 };
 
 struct timeval kd_amqp_tv(int ms);
+/* One entry of a field table (message headers, queue arguments): a long string ('S') that
+ * points into value, or a signed 64-bit integer ('l'). */
+amqp_table_entry_t kd_amqp_str_entry(const char *key, const char *value);
+amqp_table_entry_t kd_amqp_i64_entry(const char *key, int64_t value);
 /* Before each wait of a loop that reads frames until a deadline: frees the decoded frames the
  * last pass left in the connection's pools (or they grow for as long as the loop runs) and
  * gives the time left to the deadline, never negative. */

@@ -43,22 +43,6 @@ typedef struct qspec {
     const char *without; /* what goes wrong while added arguments are missing */
 } qspec;
 
-static amqp_table_entry_t str_arg(const char *key, const char *value)
-{
-    amqp_table_entry_t e = {.key = amqp_cstring_bytes(key)};
-    e.value.kind = AMQP_FIELD_KIND_UTF8;
-    e.value.value.bytes = amqp_cstring_bytes(value);
-    return e;
-}
-
-static amqp_table_entry_t int_arg(const char *key, int64_t value)
-{
-    amqp_table_entry_t e = {.key = amqp_cstring_bytes(key)};
-    e.value.kind = AMQP_FIELD_KIND_I64;
-    e.value.value.i64 = value;
-    return e;
-}
-
 /* ---- pure helpers (unit-tested in test_amqp_retry) ----------------------------------- */
 
 bool kd_amqp_inequivalent_arg(const char *reply_text, char *key, size_t len)
@@ -143,7 +127,7 @@ static amqp_rpc_reply_t declare_once(kd_amqp *a, const qspec *q, const bool *lef
 {
     amqp_table_entry_t e[1 + 2 * QARGS_MAX];
     int n = 0;
-    e[n++] = str_arg("x-queue-type", "quorum");
+    e[n++] = kd_amqp_str_entry("x-queue-type", "quorum");
     for (int i = 0; i < q->n_base; i++)
         e[n++] = q->base[i];
     for (int i = 0; i < q->n_added; i++)
@@ -258,7 +242,7 @@ int kd_amqp_declare_topology(kd_amqp *a, kd_err *err)
                       .without = "on RabbitMQ 4.0-4.2 a parked job returned 20 times (each "
                                  "replay-dead run that keeps it, each management read) is "
                                  "dropped"};
-        dead.added[0] = int_arg("x-delivery-limit", KD_AMQP_DEAD_DELIVERY_LIMIT);
+        dead.added[0] = kd_amqp_i64_entry("x-delivery-limit", KD_AMQP_DEAD_DELIVERY_LIMIT);
         rc = declare_queue(a, &dead, err);
     }
     if (!rc)
@@ -274,11 +258,11 @@ int kd_amqp_declare_topology(kd_amqp *a, kd_err *err)
                       .binding = t->routing_key,
                       .n_added = 5,
                       .without = why};
-        work.added[0] = int_arg("x-delivery-limit", t->delivery_limit);
-        work.added[1] = str_arg("x-dead-letter-exchange", t->dead_exchange);
-        work.added[2] = str_arg("x-dead-letter-routing-key", t->dead_queue);
-        work.added[3] = str_arg("x-dead-letter-strategy", "at-least-once");
-        work.added[4] = str_arg("x-overflow", "reject-publish");
+        work.added[0] = kd_amqp_i64_entry("x-delivery-limit", t->delivery_limit);
+        work.added[1] = kd_amqp_str_entry("x-dead-letter-exchange", t->dead_exchange);
+        work.added[2] = kd_amqp_str_entry("x-dead-letter-routing-key", t->dead_queue);
+        work.added[3] = kd_amqp_str_entry("x-dead-letter-strategy", "at-least-once");
+        work.added[4] = kd_amqp_str_entry("x-overflow", "reject-publish");
         rc = declare_queue(a, &work, err);
     }
     if (!rc)
@@ -291,11 +275,11 @@ int kd_amqp_declare_topology(kd_amqp *a, kd_err *err)
                       .binding = name,
                       .n_base = 5,
                       .without = ""};
-        tier.base[0] = int_arg("x-message-ttl", t->tiers_ms[i]);
-        tier.base[1] = str_arg("x-dead-letter-exchange", t->exchange);
-        tier.base[2] = str_arg("x-dead-letter-routing-key", t->routing_key);
-        tier.base[3] = str_arg("x-dead-letter-strategy", "at-least-once");
-        tier.base[4] = str_arg("x-overflow", "reject-publish");
+        tier.base[0] = kd_amqp_i64_entry("x-message-ttl", t->tiers_ms[i]);
+        tier.base[1] = kd_amqp_str_entry("x-dead-letter-exchange", t->exchange);
+        tier.base[2] = kd_amqp_str_entry("x-dead-letter-routing-key", t->routing_key);
+        tier.base[3] = kd_amqp_str_entry("x-dead-letter-strategy", "at-least-once");
+        tier.base[4] = kd_amqp_str_entry("x-overflow", "reject-publish");
         rc = declare_queue(a, &tier, err);
     }
     return rc;
