@@ -32,12 +32,7 @@ it_log "freezing Kafka (SIGSTOP $KAFKA_PID)"
 kill -STOP "$KAFKA_PID"
 it_at_exit "kill -CONT $KAFKA_PID 2>/dev/null"
 it_publish "$IT_DIR/jobs.jsonl" || { kill -CONT "$KAFKA_PID"; it_fail "producer refused jobs"; }
-gave_up=0
-for _ in $(seq 300); do
-    gave_up=$(grep -c 'result not produced, handing the job back: kafka: local queue full for 2000 ms' "$IT_DIR/w1.log" || true)
-    [ "$gave_up" -ge 1 ] && break
-    sleep 0.1
-done
+gave_up=$(it_log_count w1 'result not produced, handing the job back: kafka: local queue full for 2000 ms' 30)
 kill -CONT "$KAFKA_PID"
 it_log "Kafka thawed; $gave_up results given up while its queue was full"
 [ "$gave_up" -ge 1 ] || it_fail "no result waited for room in Kafka's queue (w1 never logged the give-up)"

@@ -35,12 +35,7 @@ done
 it_publish "$IT_DIR/first.jsonl" || it_fail "producer refused the first job"
 it_wait_depth "$TIER" 1 30 # its copy confirmed: the tier is full
 it_publish "$IT_DIR/second.jsonl" || it_fail "producer refused the second job"
-nacked=0
-for _ in $(seq 300); do
-    nacked=$(grep -c 'the broker nacked a retry/dead-letter copy' "$IT_DIR/w1.log" || true)
-    [ "$nacked" -ge 1 ] && break
-    sleep 0.1
-done
+nacked=$(it_log_count w1 'the broker nacked a retry/dead-letter copy' 30)
 [ "$nacked" -ge 1 ] || it_fail "the broker nacked no retry copy: $(grep -o '"message":"[^"]*' "$IT_DIR/w1.log" | tail -n 5)"
 it_sim_faults '{"call_error":null}'
 
