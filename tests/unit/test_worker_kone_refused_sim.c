@@ -1,6 +1,6 @@
-/* The KONE client's site-monitoring subscription refused by KONE (kone_sub.c), against the
- * real kone-sim and its `monitor_error` fault (docs/kone-sim.md, Fault injection). KONE answers
- * every request with a status (PROTOCOL.md), a subscription included:
+/* Requests of the KONE client that KONE refuses, against the real kone-sim and its
+ * `monitor_error` and `call_error` faults (docs/kone-sim.md, Fault injection). KONE answers
+ * every request with a status (PROTOCOL.md), a site-monitoring subscription included (kone_sub.c):
  *   - 403 (final): calls go on, their states unfollowed; an accepted call succeeds with a note
  *     saying why, and the next call in the backoff does the same without asking again; once
  *     KONE accepts the subscription again, calls succeed without the note;
@@ -11,6 +11,8 @@
  *     call goes out once the subscription is accepted;
  *   - a renewal refused while the subscription still runs: the client tries again, and a
  *     tracked call that outlasts the subscription still reaches `served`.
+ * A call answered 401 (kone_call.c): sent again on a connection with a fresh token; once KONE
+ * takes the token it succeeds; refused every time, it fails transient after two re-sends.
  * Same harness as test_worker_kone_sim.c (kone_sim_fixture.h); skipped without kone-sim.
  */
 #include "kone_sim_fixture.h"
@@ -132,7 +134,33 @@ static void test_renewal_refused(void **state)
     client_stop(&c);
 }
 
+static void test_call_token_refused(void **state)
+{
+    (void)state;
+    NEED_SIM();
+    client c;
+    client_start(&c, "");
+    int tokens = count_in_log("POST /api/v2/oauth2/token 200");
+    set_fault("{\"call_error\":{\"share\":1,\"status\":401}}");
+    /* refused every time: sent again twice, each time on a connection opened anew (with a
+     * fresh token when that connection's token was the one refused), then failed transient */
+    kd_run *r = run_one(&c, call(B951, "1", 1000, 2, 5000, false), 30000);
+    assert_int_equal(r->failure, KD_FAIL_TRANSIENT);
+    expect(r, KD_OUTCOME_FAILED, "401", "KONE refused the token (401) 3 times");
+    assert_int_equal(count_in_log("fault: action building:9990000951 group 1 answered 401"), 3);
+    assert_true(count_in_log("POST /api/v2/oauth2/token 200") > tokens);
+    /* refused once: sent again with a fresh token, and it succeeds */
+    r = call(B951, "1", 2000, 2, 5000, false);
+    int want = submit(&c, r);
+    assert_true(log_reaches("fault: action building:9990000951 group 1 answered 401", 4, 10000));
+    set_fault("{\"call_error\":null}");
+    assert_true(wait_for(&obs.done, want, 20000));
+    expect(r, KD_OUTCOME_SUCCEEDED, "", NULL);
+    client_stop(&c);
+}
+
 KS_MAIN(cmocka_unit_test_setup_teardown(test_refused_for_good, setup_debug, teardown),
         cmocka_unit_test_setup_teardown(test_refused_transient, setup_debug, teardown),
         cmocka_unit_test_setup_teardown(test_token_refused, setup_debug, teardown),
-        cmocka_unit_test_setup_teardown(test_renewal_refused, setup_slow_debug, teardown))
+        cmocka_unit_test_setup_teardown(test_renewal_refused, setup_slow_debug, teardown),
+        cmocka_unit_test_setup_teardown(test_call_token_refused, setup_debug, teardown))
