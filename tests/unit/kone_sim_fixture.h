@@ -371,13 +371,11 @@ KS_UNUSED static void expect(kd_run *r, kd_outcome o, const char *code, const ch
 KS_UNUSED static void expect_success_within(client *c, const char *building, const char *group,
                                             int64_t area, int64_t destination, int tries)
 {
-    kd_run *r = NULL;
-    for (int i = 0; i < tries; i++) {
-        r = run_one(c, call(building, group, area, 2, destination, false), 10000);
-        if (r->outcome == KD_OUTCOME_SUCCEEDED || i == tries - 1)
-            break;
+    kd_run *r = run_one(c, call(building, group, area, 2, destination, false), 10000);
+    for (int i = 1; i < tries && r->outcome != KD_OUTCOME_SUCCEEDED; i++) {
         free(r);
         usleep(100000);
+        r = run_one(c, call(building, group, area, 2, destination, false), 10000);
     }
     expect(r, KD_OUTCOME_SUCCEEDED, "", NULL);
 }
