@@ -111,7 +111,8 @@ static int check_keys(ctx *c, const char *where, const json_t *o, const char *co
 
 /* {"share": 0..1, "status": 400..599} or null. A share without a status keeps the current
  * status, 429 if there is none. */
-static int read_call_error(ctx *c, const char *where, const json_t *v, double *share, int *status)
+static int read_error(ctx *c, const char *where, const char *field, const json_t *v, double *share,
+                      int *status)
 {
     static const char *const keys[] = {"share", "status", NULL};
     if (json_is_null(v)) {
@@ -119,9 +120,9 @@ static int read_call_error(ctx *c, const char *where, const json_t *v, double *s
         return 0;
     }
     char w[160];
-    snprintf(w, sizeof w, "%s%scall_error", where, where[0] ? "." : "");
+    snprintf(w, sizeof w, "%s%s%s", where, where[0] ? "." : "", field);
     if (!json_is_object(v))
-        return bad(c, where, "call_error", "must be an object {\"share\":0..1,\"status\":429}");
+        return bad(c, where, field, "must be an object {\"share\":0..1,\"status\":429}");
     if (check_keys(c, w, v, keys))
         return -1;
     double sh = *share;
@@ -226,7 +227,7 @@ static int read_group_fields(ctx *c, const sim_building *b, const char *where, c
         ((v = json_object_get(o, "jitter_ms")) &&
          read_ms(c, where, "jitter_ms", v, SIM_FAULT_MAX_LATENCY_MS, &f->jitter_ms)) ||
         ((v = json_object_get(o, "call_error")) &&
-         read_call_error(c, where, v, &f->error_share, &f->error_status)))
+         read_error(c, where, "call_error", v, &f->error_share, &f->error_status)))
         return -1;
     return read_locks(c, b, where, o, f);
 }
@@ -286,7 +287,9 @@ static int read_global(ctx *c, sim_fault_global *g, const json_t *o)
         ((v = json_object_get(o, "jitter_ms")) &&
          read_ms(c, "", "jitter_ms", v, SIM_FAULT_MAX_LATENCY_MS, &g->jitter_ms)) ||
         ((v = json_object_get(o, "call_error")) &&
-         read_call_error(c, "", v, &g->error_share, &g->error_status)) ||
+         read_error(c, "", "call_error", v, &g->error_share, &g->error_status)) ||
+        ((v = json_object_get(o, "monitor_error")) &&
+         read_error(c, "", "monitor_error", v, &g->monitor_share, &g->monitor_status)) ||
         ((v = json_object_get(o, "drop_probability")) &&
          read_share(c, "", "drop_probability", v, &g->drop_probability)) ||
         ((v = json_object_get(o, "refuse_upgrades")) &&
@@ -305,6 +308,7 @@ int sim_fault_merge(sim_fault_state *s, const sim_world *w, const json_t *spec, 
     static const char *const keys[] = {"latency_ms",
                                        "jitter_ms",
                                        "call_error",
+                                       "monitor_error",
                                        "drop_probability",
                                        "refuse_upgrades",
                                        "token_down",
@@ -413,9 +417,10 @@ json_t *sim_fault_state_json(const sim_fault_state *s, const sim_world *w)
         json_decref(bl);
         return NULL;
     }
-    return json_pack("{s:I,s:I,s:o,s:f,s:i,s:i,s:I,s:o}", "latency_ms", (json_int_t)g->latency_ms,
-                     "jitter_ms", (json_int_t)g->jitter_ms, "call_error",
-                     call_error_json(g->error_share, g->error_status), "drop_probability",
+    return json_pack("{s:I,s:I,s:o,s:o,s:f,s:i,s:i,s:I,s:o}", "latency_ms",
+                     (json_int_t)g->latency_ms, "jitter_ms", (json_int_t)g->jitter_ms, "call_error",
+                     call_error_json(g->error_share, g->error_status), "monitor_error",
+                     call_error_json(g->monitor_share, g->monitor_status), "drop_probability",
                      g->drop_probability, "refuse_upgrades", g->refuse_upgrades, "token_down",
                      g->token_down, "token_ttl_s", (json_int_t)g->token_ttl_s, "buildings", bl);
 }
@@ -457,7 +462,7 @@ static void diff_double(differ *d, const char *field, double a, double b)
     emit(d, field, x, y);
 }
 
-static void diff_call_error(differ *d, double sa, int sta, double sb, int stb)
+static void diff_error(differ *d, const char *field, double sa, int sta, double sb, int stb)
 {
     char x[48], y[48];
     if (sa == sb && (sa == 0 || eff_status(sta) == eff_status(stb)))
@@ -470,7 +475,7 @@ static void diff_call_error(differ *d, double sa, int sta, double sb, int stb)
         snprintf(y, sizeof y, "share %g status %d", sb, eff_status(stb));
     else
         snprintf(y, sizeof y, "off");
-    emit(d, "call_error", x, y);
+    emit(d, field, x, y);
 }
 
 static void locked_text(const sim_faults *f, char *buf, size_t len)
@@ -492,7 +497,7 @@ static void diff_group(differ *d, const sim_faults *a, const sim_faults *b)
         emit(d, "no_lift", a->no_lift ? "true" : "false", b->no_lift ? "true" : "false");
     diff_int(d, "latency_ms", a->latency_ms, b->latency_ms);
     diff_int(d, "jitter_ms", a->jitter_ms, b->jitter_ms);
-    diff_call_error(d, a->error_share, a->error_status, b->error_share, b->error_status);
+    diff_error(d, "call_error", a->error_share, a->error_status, b->error_share, b->error_status);
     bool same = a->n_locked == b->n_locked;
     for (size_t i = 0; same && i < a->n_locked; i++)
         same = a->locked[i] == b->locked[i];
@@ -511,7 +516,9 @@ size_t sim_fault_diff(const sim_fault_state *a, const sim_fault_state *b, const 
     const sim_fault_global *x = &a->global, *y = &b->global;
     diff_int(&d, "latency_ms", x->latency_ms, y->latency_ms);
     diff_int(&d, "jitter_ms", x->jitter_ms, y->jitter_ms);
-    diff_call_error(&d, x->error_share, x->error_status, y->error_share, y->error_status);
+    diff_error(&d, "call_error", x->error_share, x->error_status, y->error_share, y->error_status);
+    diff_error(&d, "monitor_error", x->monitor_share, x->monitor_status, y->monitor_share,
+               y->monitor_status);
     diff_double(&d, "drop_probability", x->drop_probability, y->drop_probability);
     diff_int(&d, "refuse_upgrades", x->refuse_upgrades, y->refuse_upgrades);
     diff_int(&d, "token_down", x->token_down, y->token_down);
@@ -546,6 +553,11 @@ int sim_fault_call_status(const sim_fault_global *g, const sim_faults *gf, doubl
         status = gf->error_status;
     }
     return sim_fault_roll(share, u) ? eff_status(status) : 0;
+}
+
+int sim_fault_monitor_status(const sim_fault_global *g, double u)
+{
+    return sim_fault_roll(g->monitor_share, u) ? eff_status(g->monitor_status) : 0;
 }
 
 bool sim_fault_roll(double p, double u)

@@ -34,6 +34,8 @@ typedef struct sim_fault_global {
     int64_t latency_ms, jitter_ms; /* added to the send time of every stream-v2 answer */
     double error_share;            /* share of lift-call-api-v2 requests answered ... */
     int error_status;              /* ... with this status instead of being executed */
+    double monitor_share;          /* share of site-monitoring requests answered ... */
+    int monitor_status;            /* ... with this status, no subscription made */
     double drop_probability;       /* per request: the connection is dropped instead */
     int refuse_upgrades;           /* HTTP status refusing every WebSocket upgrade; 0 off */
     int token_down;                /* HTTP status of every token request; 0 off */
@@ -73,6 +75,8 @@ int64_t sim_fault_delay_ms(const sim_fault_global *g, const sim_faults *gf, doub
 /* Status a lift-call-api-v2 request is answered with instead of being executed, 0 for none.
  * The group's setting, when its share is above 0, takes precedence over the global one. */
 int sim_fault_call_status(const sim_fault_global *g, const sim_faults *gf, double u);
+/* Status a site-monitoring request is answered with instead of subscribing, 0 for none. */
+int sim_fault_monitor_status(const sim_fault_global *g, double u);
 /* True with probability p. */
 bool sim_fault_roll(double p, double u);
 /* "Too Many Requests", "Internal Server Error", ...: the message of an injected status. */

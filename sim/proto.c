@@ -615,6 +615,15 @@ static void dispatch(req_ctx *x)
             return;
         }
     }
+    if (monitor) {
+        /* KONE answers every request with a status (PROTOCOL.md): a subscription too */
+        int st = sim_fault_monitor_status(&x->h->faults, sim_rng_next(&x->h->rng));
+        if (st) {
+            kd_debug("fault: %s %s answered %d", ct, x->b->id, st);
+            answer(x, st, NULL, sim_fault_status_text(st));
+            return;
+        }
+    }
     if (common)
         do_common(x, ct);
     else if (monitor && strcmp(ct, "monitor") == 0)

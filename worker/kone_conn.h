@@ -30,7 +30,7 @@
 #include "kone_wsrx.h"
 
 #define KK_MAX_SLOTS KD_CONFIG_KONE_MAX_CONNECTIONS /* kone.connections: bounded in the table */
-#define KK_RX_MAX ((size_t)1024 * 1024) /* a bigger frame is dropped */
+#define KK_RX_MAX ((size_t)1024 * 1024)             /* a bigger frame is dropped */
 #define KK_BACKOFF_MIN_MS 100
 #define KK_BACKOFF_MAX_MS 10000
 #define KK_RESEND_STATE_S 30 /* resendLatestStateUpToSeconds on resume */

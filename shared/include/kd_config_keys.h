@@ -174,6 +174,10 @@ KD_KEY(
     "librdkafka compression.codec for results and events: none, gzip, snappy, lz4 or zstd. Off by "
     "default: results are small and batches short, so a codec costs more CPU than it saves "
     "(docs/performance.md).")
+KD_KEY(KAFKA_QUEUE_MAX_MESSAGES, "kafka.queue_max_messages", INT, 1, 10000000, NULL, "100000", W, 0,
+       "librdkafka queue.buffering.max.messages: results and events held locally until Kafka "
+       "acknowledges them. When it is full, a result waits up to 2 s for room, then its job is "
+       "handed back (docs/failure-handling.md).")
 KD_KEY(KAFKA_MAX_UNDELIVERED, "kafka.max_undelivered", INT, 1, 10000000, NULL, "1000", W, 0,
        "Backpressure: stop taking jobs while more results than this wait for Kafka; resume below "
        "half.")

@@ -127,8 +127,10 @@ static int build_conf(rd_kafka_conf_t *conf, const kd_config *cfg, kd_err *err)
 {
     int64_t linger = kd_cfg_int(cfg, KD_CFG_KAFKA_LINGER_MS);
     int rc;
-    char linger_s[24];
+    char linger_s[24], queue_s[24];
     snprintf(linger_s, sizeof linger_s, "%lld", (long long)linger);
+    snprintf(queue_s, sizeof queue_s, "%lld",
+             (long long)kd_cfg_int(cfg, KD_CFG_KAFKA_QUEUE_MAX_MESSAGES));
     const char *brokers = kd_cfg_str(cfg, KD_CFG_KAFKA_BROKERS);
     if (!brokers[0])
         return kd_err_set(err, KD_ERR_INVALID, "kafka.brokers: must not be empty");
@@ -140,6 +142,7 @@ static int build_conf(rd_kafka_conf_t *conf, const kd_config *cfg, kd_err *err)
         {"acks", "all"},
         {"message.timeout.ms", "0"},
         {"linger.ms", linger_s},
+        {"queue.buffering.max.messages", queue_s},
         {"statistics.interval.ms", KD_KAFKA_STATS_MS},
     };
     for (size_t i = 0; i < sizeof props / sizeof props[0]; i++)

@@ -747,6 +747,18 @@ it_flowing() {
     it_log "jobs flow after: $1 ($((n + 20))+ results so far)"
 }
 
+# it_log_count NAME TEXT TIMEOUT_S: waits up to TIMEOUT_S until worker NAME's log holds TEXT
+# (fixed string), then prints how many lines hold it (0 after the timeout; never fails).
+it_log_count() {
+    local n=0
+    for _ in $(seq $(($3 * 10))); do
+        n=$(grep -cF -- "$2" "$IT_DIR/$1.log" || true)
+        [ "$n" -ge 1 ] && break
+        sleep 0.1
+    done
+    echo "$n"
+}
+
 # it_wait_ready NAME: waits up to 60 s until the worker's /readyz answers 200; fails at once
 # when it exits.
 it_wait_ready() {

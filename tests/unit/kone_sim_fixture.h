@@ -338,12 +338,19 @@ KS_UNUSED static kd_run *call(const char *building, const char *group, int64_t a
     return r;
 }
 
-KS_UNUSED static kd_run *run_one(client *c, kd_run *r, int ms)
+/* Submits r without waiting; returns the obs.done count its outcome brings (for wait_for). */
+KS_UNUSED static int submit(client *c, kd_run *r)
 {
     pthread_mutex_lock(&obs.mu);
     int want = obs.done + 1;
     pthread_mutex_unlock(&obs.mu);
     kd_kone_submit(c->k, r);
+    return want;
+}
+
+KS_UNUSED static kd_run *run_one(client *c, kd_run *r, int ms)
+{
+    int want = submit(c, r);
     if (!wait_for(&obs.done, want, ms))
         fail_msg("job %s: no outcome within %d ms", r->job.job_id, ms);
     return r;
@@ -364,13 +371,11 @@ KS_UNUSED static void expect(kd_run *r, kd_outcome o, const char *code, const ch
 KS_UNUSED static void expect_success_within(client *c, const char *building, const char *group,
                                             int64_t area, int64_t destination, int tries)
 {
-    kd_run *r = NULL;
-    for (int i = 0; i < tries; i++) {
-        r = run_one(c, call(building, group, area, 2, destination, false), 10000);
-        if (r->outcome == KD_OUTCOME_SUCCEEDED || i == tries - 1)
-            break;
+    kd_run *r = run_one(c, call(building, group, area, 2, destination, false), 10000);
+    for (int i = 1; i < tries && r->outcome != KD_OUTCOME_SUCCEEDED; i++) {
         free(r);
         usleep(100000);
+        r = run_one(c, call(building, group, area, 2, destination, false), 10000);
     }
     expect(r, KD_OUTCOME_SUCCEEDED, "", NULL);
 }
@@ -379,15 +384,20 @@ KS_UNUSED static void expect_success_within(client *c, const char *building, con
 
 /* Starts kone-sim on a free port with one extra flag (or none); each test reads only its own
  * simulator log. */
-KS_UNUSED static int setup_with(const char *extra)
+KS_UNUSED static int setup_with2(const char *extra1, const char *extra2)
 {
     if (!sim.have)
         return 0;
     sim.port = free_port();
     assert_true(sim.port > 0);
     unlink(sim.log);
-    sim_start(extra, NULL);
+    sim_start(extra1, extra2);
     return 0;
+}
+
+KS_UNUSED static int setup_with(const char *extra)
+{
+    return setup_with2(extra, NULL);
 }
 
 KS_UNUSED static int setup(void **state)

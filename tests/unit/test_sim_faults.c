@@ -850,6 +850,41 @@ static void test_start_spec(void **state)
     assert_int_equal(x->h->faults.jitter_ms, 3);
 }
 
+/* monitor_error: site-monitoring requests answered with a status (global only); its merge,
+ * its refusals, GET's JSON, the log's diff and the decision. */
+static void test_monitor_error(void **state)
+{
+    fx *x = *state;
+    sim_fault_state *s = fresh_state(&x->w), *before = fresh_state(&x->w);
+    char msg[300] = "";
+    assert_int_equal(sim_fault_monitor_status(&s->global, 0.0), 0); /* off by default */
+    assert_int_equal(
+        merge_text(s, &x->w, "{\"monitor_error\":{\"share\":1,\"status\":403}}", msg, sizeof msg),
+        0);
+    assert_true(s->global.monitor_share == 1);
+    assert_int_equal(s->global.monitor_status, 403);
+    assert_true(s->global.error_share == 0); /* calls untouched */
+    assert_int_equal(sim_fault_monitor_status(&s->global, 0.99), 403);
+    json_t *j = sim_fault_state_json(s, &x->w);
+    assert_non_null(j);
+    const json_t *m = json_object_get(j, "monitor_error");
+    assert_int_equal(json_integer_value(json_object_get(m, "status")), 403);
+    json_decref(j);
+    lines l = {0};
+    assert_int_equal(sim_fault_diff(before, s, &x->w, collect, &l), 1);
+    assert_non_null(strstr(l.text[0], "monitor_error"));
+    assert_non_null(strstr(l.text[0], "status 403"));
+    assert_int_equal(merge_text(s, &x->w, "{\"monitor_error\":{\"share\":2}}", msg, sizeof msg),
+                     -1);
+    assert_non_null(strstr(msg, "monitor_error.share"));
+    assert_int_equal(merge_text(s, &x->w, "{\"monitor_error\":5}", msg, sizeof msg), -1);
+    assert_non_null(strstr(msg, "monitor_error"));
+    assert_int_equal(merge_text(s, &x->w, "{\"monitor_error\":null}", msg, sizeof msg), 0);
+    assert_int_equal(sim_fault_monitor_status(&s->global, 0.0), 0);
+    free(before);
+    free(s);
+}
+
 int main(void)
 {
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
@@ -872,6 +907,7 @@ int main(void)
         T(test_endpoint),
         cmocka_unit_test_setup_teardown(test_endpoint_token, setup_token, teardown),
         T(test_start_spec),
+        T(test_monitor_error),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
