@@ -133,6 +133,8 @@ static void choices_text(const char *choices, char *buf, size_t len)
 static int parse_value(int i, const char *v, int64_t *num, double *dbl, kd_err *err)
 {
     const kd_config_key *k = &kd_keys[i];
+    if (!v) /* kd_config_set(cfg, id, NULL, ...): an application's mistake, not a value */
+        return kd_err_set(err, KD_ERR_INVALID, "%s: no value given", k->name);
     char shown[96];
     if (k->secret)
         snprintf(shown, sizeof shown, "a value (hidden: secret)");
@@ -196,6 +198,8 @@ static int store(kd_config *cfg, int i, const char *v, bool check, kd_err *err)
     int rc = parse_value(i, v, &num, &dbl, check ? err : NULL);
     if (rc && check)
         return rc;
+    if (!v) /* not even kept as text: every reader may assume a string */
+        return kd_err_set(err, KD_ERR_INVALID, "%s: no value given", kd_keys[i].name);
     char *dup = strdup(v);
     if (!dup)
         return kd_err_set(err, KD_ERR_NOMEM, "out of memory");
@@ -244,8 +248,8 @@ static int set_from_file(kd_config *cfg, int i, const char *path, kd_err *err)
 {
     char *v = NULL;
     int rc = read_secret_file(kd_keys[i].name, path, &v, err);
-    if (rc)
-        return rc;
+    if (rc || !v) /* !v: only with rc set; said for the analyzer */
+        return rc ? rc : KD_ERR_NOMEM;
     rc = store(cfg, i, v, false, err);
     explicit_bzero(v, strlen(v));
     free(v);

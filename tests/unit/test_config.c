@@ -245,6 +245,10 @@ static void test_types_and_bounds(void **state)
     assert_string_equal(kd_cfg_str(&cfg, KD_CFG_SIM_SPEED), "2.5");
     assert_int_equal(kd_config_set(&cfg, KD_CFG_WORKER_INFLIGHT, "12", &err), 0);
     assert_int_equal(kd_cfg_int(&cfg, KD_CFG_WORKER_INFLIGHT), 12);
+    /* no value at all (an application's NULL) is refused, even for a string key */
+    assert_int_equal(kd_config_set(&cfg, KD_CFG_AMQP_HOST, NULL, &err), KD_ERR_INVALID);
+    assert_string_equal(err.msg, "amqp.host: no value given");
+    assert_non_null(kd_cfg_str(&cfg, KD_CFG_AMQP_HOST));
     kd_config_free(&cfg);
 }
 
