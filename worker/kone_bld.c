@@ -459,7 +459,7 @@ static void probe_tick(kk_bld *b, int64_t now)
         if (now < b->probe_deadline)
             return;
         bool written_and_up =
-            b->probe_req_id && b->probe_slot && b->probe_slot->losses == b->probe_losses;
+            b->probe_req_id && b->probe_slot && b->probe_slot->link.losses == b->probe_losses;
         probe_verdict(b, written_and_up ? KD_BRK_FAILURE : KD_BRK_NEUTRAL,
                       written_and_up ? "ping unanswered" : "ping not sent (no connection)");
         return;
@@ -508,7 +508,7 @@ int kk_bld_write_probe(kk_slot *s, kk_conn *c)
         return -1; /* still to be written; the connection closes */
     b->probe_write = false;
     b->probe_req_id = id;
-    b->probe_losses = s->losses;
+    b->probe_losses = s->link.losses;
     pthread_mutex_lock(&k->bmu);
     b->pings++;
     pthread_mutex_unlock(&k->bmu);

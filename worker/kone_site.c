@@ -234,8 +234,8 @@ int kk_site_write(kk_slot *s, kk_conn *c)
     if (lws_dll2_is_detached(&x->olink))
         lws_dll2_add_tail(&x->olink, &s->k->site_out);
     lws_sul_schedule(s->k->ctx, 0, &x->sul, site_timer, s->k->request_timeout_us);
-    kd_debug("kone: slot %d: fetching the %s of %s group %s", s->idx, cfg ? "config" : "actions",
-             x->building, x->group);
+    kd_debug("kone: slot %d: fetching the %s of %s group %s", s->link.idx,
+             cfg ? "config" : "actions", x->building, x->group);
     return 1;
 }
 

@@ -210,7 +210,7 @@ int kk_sub_write(kk_slot *s, kk_conn *c)
     char *text = kd_kone_msg_monitor(x->building, x->group, id, k->sub_name, k->monitor_duration_s,
                                      topics, 2, &e);
     if (!text) { /* out of memory: try again on the next WRITEABLE */
-        kd_error("kone: slot %d: %s", s->idx, e.msg);
+        kd_error("kone: slot %d: %s", s->link.idx, e.msg);
         return 0;
     }
     int rc = kk_conn_send(c, text);
@@ -222,7 +222,7 @@ int kk_sub_write(kk_slot *s, kk_conn *c)
     x->req_id = id;
     x->sent_mono = kd_mono_us();
     arm(x, x->sent_mono + k->request_timeout_us);
-    kd_debug("kone: slot %d: subscribing to call states of %s group %s", s->idx, x->building,
+    kd_debug("kone: slot %d: subscribing to call states of %s group %s", s->link.idx, x->building,
              x->group);
     return 1;
 }
@@ -240,12 +240,12 @@ static void refused(kk_sub *x, bool final, const char *what)
              x->group, what);
     if (x->st == KS_ACTIVE && now < x->expires && !final) {
         /* a renewal failed but the subscription still runs: try again soon */
-        kd_warn("kone: slot %d: %s; trying again", s->idx, x->why);
+        kd_warn("kone: slot %d: %s; trying again", s->link.idx, x->why);
         x->renew_at = now + backoff;
         arm(x, x->renew_at < x->expires ? x->renew_at : x->expires);
         return;
     }
-    kd_warn("kone: slot %d: %s%s", s->idx, x->why,
+    kd_warn("kone: slot %d: %s%s", s->link.idx, x->why,
             final ? "; calls go on without following their states" : "; its calls fail");
     x->st = KS_REFUSED;
     x->final = final;
@@ -343,7 +343,7 @@ static void sub_timer(lws_sorted_usec_list_t *sul)
     if (x->st != KS_ACTIVE)
         return;
     if (!in_use(x, now)) {
-        kd_debug("kone: slot %d: subscription of %s group %s unused; let it lapse", s->idx,
+        kd_debug("kone: slot %d: subscription of %s group %s unused; let it lapse", s->link.idx,
                  x->building, x->group);
         destroy(x);
         return;
@@ -397,10 +397,11 @@ void kk_sub_lift_status(kk_slot *s, const kd_kone_msg *m)
         kd_log(KD_LOG_WARN, &lc,
                "kone: slot %d: group %s of %s is in %s mode (lift_mode %" PRId64
                "): its calls are rejected group_mode, not sent",
-               s->idx, x->group, x->building, s->k->modes[blocked].name, s->k->modes[blocked].code);
+               s->link.idx, x->group, x->building, s->k->modes[blocked].name,
+               s->k->modes[blocked].code);
     else
         kd_log(KD_LOG_INFO, &lc,
-               "kone: slot %d: group %s of %s is called again (lift_mode %" PRId64 ")", s->idx,
+               "kone: slot %d: group %s of %s is called again (lift_mode %" PRId64 ")", s->link.idx,
                x->group, x->building, m->lift_mode);
     x->refused_mode = blocked;
 }

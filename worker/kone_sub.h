@@ -20,6 +20,8 @@
 
 #define KK_SUB_LIFTS 32 /* lifts of a group whose mode is remembered */
 
+typedef struct kd_kone kd_kone;
+typedef struct kk_slot kk_slot; /* kone_int.h: the call layer's side of a kk_link */
 typedef struct kk_job kk_job;
 typedef struct kk_sub kk_sub;
 

@@ -25,8 +25,8 @@
  * With the defaults: 25 s + 740 s + 10 s = 775 s, well below 30 min. Not bounded by any
  * setting, and so not counted: a Kafka outage (results wait for Kafka, their jobs stay
  * unacked), and worker.drain_ms, which only cuts holds short. The constants mirror
- * worker/kone_conn.h (KK_RESEND_STATE_S) and worker/kone_int.h (KK_MAX_AUTH_RETRIES) and the job format (delay
- * ≤ 30 s); tests/unit/test_limits.c checks them against those files.
+ * worker/kone_conn.h (KK_RESEND_STATE_S) and worker/kone_int.h (KK_MAX_AUTH_RETRIES) and the job
+ * format (delay ≤ 30 s); tests/unit/test_limits.c checks them against those files.
  *
  * Delivery limits. The worker parks a job it receives with x-delivery-count ≥
  * worker.max_deliveries; the work queue's x-delivery-limit (amqp.delivery_limit) is the

@@ -2,8 +2,8 @@
  * of a delivery term by term, the refusal when it reaches amqp.consumer_timeout_ms (naming
  * the key to lower), worker.max_deliveries against amqp.delivery_limit, job.default_ttl_ms
  * against job.max_age_ms, bad values, and the constants the bound copies from the KONE
- * client (worker/kone_conn.h, kone_int.h) and the job format (shared/src/job.c), read from the sources so
- * a change there fails here until kd_limits follows.
+ * client (worker/kone_conn.h, kone_int.h) and the job format (shared/src/job.c), read from the
+ * sources so a change there fails here until kd_limits follows.
  */
 #include <setjmp.h>
 #include <stdarg.h>
