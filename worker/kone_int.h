@@ -4,7 +4,7 @@
  * up only through a table of callbacks its caller gave it:
  *
  *   kone.c        public API (start/submit/ready/stop), the loop thread, the inbox; wires
- *                 the layers (kd_kone.conn_ops, kd_kone.wake)
+ *                 the layers (kd_kone.pool.ops, kd_kone.wake)
  *   kone_route.c  the call layer's callbacks for the connection layer (kk_conn_ops): which
  *                 module a frame belongs to, which frame is written first
  *   kone_call.c   the call layer: one job's life (placement, frames, answers, events,
@@ -34,7 +34,7 @@
  * concurrency place, gates), kk_slot the policies' lists (subs, site_wq) beside the call
  * layer's, and kd_kone the configuration of the call layer and of every policy.
  *
- * Threads: everything below except `inbox*`, `stopping`, `n_ready`, the token source
+ * Threads: everything below except `inbox*`, `stopping`, `pool.n_ready`, the token source
  * and what `bmu` guards is touched only by the loop thread. Other threads hand jobs over
  * through the inbox (mutex) and wake the loop with lws_cancel_service.
  *

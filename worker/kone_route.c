@@ -6,7 +6,10 @@
  * the kd_kone. Every callback runs on the loop thread inside the connection layer and calls
  * down or sideways only: kone_call.c (a job's life), kone_sub.c (subscriptions), kone_site.c
  * (building configurations), kone_bld.c (breakers' pings) and the connection layer's own
- * functions (kk_slot_answered). Nothing here keeps state.
+ * functions (kk_link_answered). Each callback is handed the connection layer's kk_link and
+ * finds the call layer's kk_slot that embeds it (kk_slot_of). The connection layer's two
+ * metrics (ready_count, reconnecting) go on to the owner's hooks here, since that layer
+ * knows no kd_kone_hooks. Nothing here keeps state.
  *
  * Order matters and is the one the client always had: writes go pings of an open circuit
  * first, then subscriptions (a call waits for its subscription's answer), then configuration
