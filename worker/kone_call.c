@@ -157,7 +157,7 @@ static void finish(kk_job *j, kd_outcome o, kd_failure_class f, const char *code
     kd_kone *k = j->k;
     kd_run *run = j->run;
     unindex(j);
-    if (o == KD_OUTCOME_REJECTED && j->site_checked)
+    if (o == KD_OUTCOME_REJECTED && j->site.checked)
         kk_site_refused(j, code, msg); /* its configuration may have changed */
     if (j->bld) {
         /* the breaker reads the run's code and message: set them first */
@@ -383,7 +383,7 @@ void kk_job_submit(kd_kone *k, kd_run *run)
 
 static void job_release(kk_job *j)
 {
-    j->throttled = false;
+    j->bp.throttled = false;
     j->wait_until = kd_mono_us() + j->k->request_timeout_us;
     place(j);
 }
@@ -546,7 +546,7 @@ static void job_timer(lws_sorted_usec_list_t *sul)
                    "job deadline passed before it could be sent to KONE");
             return;
         }
-        if (j->throttled && now >= j->wait_until) {
+        if (j->bp.throttled && now >= j->wait_until) {
             kd_kone_building_stats bs = {0};
             kd_kone_building(k, j->run->job.building_id, &bs);
             finish(j, KD_OUTCOME_FAILED, KD_FAIL_TRANSIENT, "rate_limited",
@@ -655,7 +655,7 @@ int kk_job_write(kk_job *j, kk_conn *c)
         job_refuse(j);
         return 0;
     }
-    if (w == KW_REQUEST && run->job.op == KD_OP_CALL && !j->site_passed) {
+    if (w == KW_REQUEST && run->job.op == KD_OP_CALL && !j->site.passed) {
         char code[sizeof run->error_code] = "", why[256] = "";
         switch (kk_site_gate(s, j, code, sizeof code, why, sizeof why)) {
         case KK_GATE_WAIT: /* on its configuration's fetch; its end sends it on */

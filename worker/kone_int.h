@@ -30,9 +30,10 @@
  * embeds its kk_link (s->link) next to the call layer's lists; kk_slot_of finds the slot
  * again from the kk_link the connection layer's callbacks are given.
  *
- * Not finished (issue 16): kk_job still carries the policies' fields (breaker ticket,
- * concurrency place, gates), kk_slot the policies' lists (subs, site_wq) beside the call
- * layer's, and kd_kone the configuration of the call layer and of every policy.
+ * Not finished (issue 16): kk_job still carries the policies' fields, grouped by owner
+ * (j->bp: kone_bld.c's breaker ticket, concurrency place, throttling; j->site: kone_site.c's
+ * gate), kk_slot the policies' lists (subs, site_wq) beside the call layer's, and kd_kone the
+ * configuration of the call layer and of every policy.
  *
  * Threads: everything below except `inbox*`, `stopping`, `pool.n_ready`, the token source
  * and what `bmu` guards is touched only by the loop thread. Other threads hand jobs over
@@ -144,15 +145,22 @@ typedef struct kk_job {
     int64_t answer_deadline; /* SENT / ACCEPTED */
     unsigned losses_at;      /* slot->losses when the request was written */
     int auth_retries;
-    bool throttled;      /* in bld->rq, waiting for a token */
-    bool brk_admitted;   /* its breaker admitted it (brk_ticket): it owes a verdict */
-    uint64_t brk_ticket; /* the breaker's generation when it was admitted */
-    bool brk_told;       /* its verdict was told to the breaker already */
-    bool cc_held;        /* holds a place in its building's and the worker's concurrency
-                          * limits: from admission to its answer (kone_conc.h) */
-    bool unfollowed;     /* its subscription was refused: states not followed */
-    bool site_passed;    /* kone_site.c let its call go (checked or not): not asked again */
-    bool site_checked;   /* ... after checking it against a cached configuration */
+    bool unfollowed; /* its subscription was refused: states not followed */
+    /* What kone_bld.c (the building policy) keeps of the job; the call layer only reads
+     * `throttled` and clears it when the job is released */
+    struct {
+        bool throttled;      /* in bld->rq, waiting for a token */
+        bool brk_admitted;   /* its breaker admitted it (brk_ticket): it owes a verdict */
+        uint64_t brk_ticket; /* the breaker's generation when it was admitted */
+        bool brk_told;       /* its verdict was told to the breaker already */
+        bool cc_held;        /* holds a place in its building's and the worker's concurrency
+                              * limits: from admission to its answer (kone_conc.h) */
+    } bp;
+    /* What kone_site.c (the cached configurations) keeps of the job; the call layer reads it */
+    struct {
+        bool passed;  /* kone_site.c let its call go (checked or not): not asked again */
+        bool checked; /* ... after checking it against a cached configuration */
+    } site;
 
     /* following an accepted call */
     int64_t call_session_id;
