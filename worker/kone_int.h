@@ -32,8 +32,8 @@
  *
  * Not finished (issue 16): kk_job still carries the policies' fields, grouped by owner
  * (j->bp: kone_bld.c's breaker ticket, concurrency place, throttling; j->site: kone_site.c's
- * gate), kk_slot the policies' lists (subs, site_wq) beside the call layer's, and kd_kone the
- * configuration of the call layer and of every policy.
+ * gate), kk_slot the policies' state (sub: kone_sub.h's kk_sub_slot; site_wq) beside the call
+ * layer's, and kd_kone the configuration of the call layer and of every policy.
  *
  * Threads: everything below except `inbox*`, `stopping`, `pool.n_ready`, the token source
  * and what `bmu` guards is touched only by the loop thread. Other threads hand jobs over
@@ -88,7 +88,6 @@
 #define KK_RESUME_WINDOW_US ((int64_t)KK_RESEND_STATE_S * 1000000)
 #define KK_MAX_BUILDINGS 4096 /* buildings remembered (breaker, rate limit) */
 #define KK_BLD_BUCKETS 512
-#define KK_SUB_BUCKETS 64   /* per slot: subscriptions by building and group */
 #define KK_EARLY_N 64       /* call states kept before their call result */
 #define KK_EARLY_FRAME 2048 /* ... each at most this long */
 #define KK_MODES_MAX 16     /* kone.lift_modes_refused entries */
@@ -105,14 +104,10 @@ typedef struct kk_wake_ops kk_wake_ops;
 struct kk_slot {
     kk_link link; /* the connection layer's (kone_conn.h) */
     kd_kone *k;
-    int tok;               /* the token (k->tokens[tok]) its connections open with */
-    lws_dll2_owner_t jobs; /* kk_job.place */
-    lws_dll2_owner_t wq;   /* kk_job.wlink */
-    /* site-monitoring subscriptions of this slot's session (kone_sub.c) */
-    kk_sub *subs[KK_SUB_BUCKETS];
-    int n_subs;
-    lws_dll2_owner_t sub_wq;  /* subscriptions to be written (kk_sub.wlink) */
-    lws_dll2_owner_t sub_out; /* subscriptions written, not answered (kk_sub.olink) */
+    int tok;                  /* the token (k->tokens[tok]) its connections open with */
+    lws_dll2_owner_t jobs;    /* kk_job.place */
+    lws_dll2_owner_t wq;      /* kk_job.wlink */
+    kk_sub_slot sub;          /* kone_sub.c's: the subscriptions of this slot's session */
     lws_dll2_owner_t site_wq; /* configuration fetches to be written here (kk_site.wlink) */
 };
 
