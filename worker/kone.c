@@ -69,7 +69,7 @@ static void notify_loop(void *arg)
 
 static void shutdown_loop(kd_kone *k, kd_run *inbox)
 {
-    k->exiting = true;
+    k->exiting = k->pool.exiting = true;
     while (inbox) {
         kd_run *next = inbox->next;
         inbox->next = NULL;
@@ -80,7 +80,7 @@ static void shutdown_loop(kd_kone *k, kd_run *inbox)
     for (int i = 0; i < KK_MAX_SLOTS; i++)
         kk_subs_free(&k->slots[i]);
     kk_sites_free(k);
-    kk_slots_shutdown(k);
+    kk_pool_shutdown(&k->pool);
     kk_blds_shutdown(k);
 }
 
@@ -104,17 +104,17 @@ static void loop_wakeup(void *arg)
         kk_job_submit(k, list);
         list = next;
     }
-    uint64_t dns_gen = kd_kone_dns_gen(k->dns);
+    uint64_t dns_gen = kd_kone_dns_gen(k->pool.dns);
     if (dns_gen != k->dns_gen_seen) { /* a resolution ended: slots waiting for it go on */
         k->dns_gen_seen = dns_gen;
-        kk_slots_token_changed(k);
+        kk_pool_kick_all(&k->pool);
     }
     for (int t = 0; t < k->n_tokens; t++) {
         uint64_t gen = kd_kone_tokens_gen(k->tokens[t]);
         if (gen != k->token_gen_seen[t]) {
             k->token_gen_seen[t] = gen;
             if (gen)
-                kk_slots_token_changed(k);
+                kk_pool_kick_all(&k->pool);
         }
     }
 }
@@ -165,14 +165,14 @@ static int parse_ws_url(kd_kone *k, const char *url, kd_err *err)
                         "kone.ws_url: must be wss://HOST[:PORT]/PATH (TLS is required), got '%s'",
                         url);
     } else {
-        k->ws_host = strdup(ads);
-        k->ws_port = port > 0 ? port : 443;
+        k->pool.ws_host = strdup(ads);
+        k->pool.ws_port = port > 0 ? port : 443;
         size_t n = strlen(path ? path : "") + 2;
-        k->ws_path = malloc(n);
-        if (!k->ws_host || !k->ws_path)
+        k->pool.ws_path = malloc(n);
+        if (!k->pool.ws_host || !k->pool.ws_path)
             rc = kd_err_set(err, KD_ERR_NOMEM, "out of memory");
         else
-            snprintf(k->ws_path, n, "/%s", path ? path : "");
+            snprintf(k->pool.ws_path, n, "/%s", path ? path : "");
     }
     free(copy);
     return rc;
@@ -337,10 +337,10 @@ static int load_config(kd_kone *k, const kd_config *cfg, kd_kone_token_cfg *tc, 
     k->track_timeout_us = v * 1000;
     if ((rc = read_int(cfg, KD_CFG_KONE_KEEPALIVE_S, &v)))
         return rc;
-    k->keepalive_us = v * 1000000;
+    k->pool.keepalive_us = v * 1000000;
     if ((rc = read_int(cfg, KD_CFG_KONE_MAX_CONN_AGE_S, &v)))
         return rc;
-    k->max_age_us = v * 1000000;
+    k->pool.max_age_us = v * 1000000;
     if ((rc = read_int(cfg, KD_CFG_KONE_DNS_TTL_S, &v)))
         return rc;
     k->dns_ttl_us = v * 1000000;
@@ -449,8 +449,10 @@ static int load_config(kd_kone *k, const kd_config *cfg, kd_kone_token_cfg *tc, 
 
 static void stop_tokens(kd_kone *k)
 {
-    kd_kone_dns_stop(k->dns); /* its notify uses the context too */
-    k->dns = NULL;
+    kd_kone_dns_stop(k->pool.dns); /* its notify uses the context too */
+    k->pool.dns = NULL;
+    for (int i = 0; i < KK_MAX_SLOTS; i++)
+        k->slots[i].link.token = NULL;
     for (int t = 0; t < KK_MAX_TOKENS; t++) {
         kd_kone_tokens_stop(k->tokens[t]);
         k->tokens[t] = NULL;
@@ -459,11 +461,7 @@ static void stop_tokens(kd_kone *k)
 
 static void kone_free(kd_kone *k)
 {
-    for (int i = 0; i < KK_MAX_SLOTS; i++)
-        for (int c = 0; c < 2; c++)
-            kd_wsrx_free(&k->slots[i].conn[c].rx);
-    free(k->ws_host);
-    free(k->ws_path);
+    kk_pool_free(&k->pool);
     free(k->ca_file);
     for (int i = 0; i < k->n_buildings; i++)
         free(k->buildings[i]);
@@ -498,14 +496,14 @@ int kd_kone_start(kd_kone **out, const kd_config *cfg, const kd_kone_hooks *hook
     }
     k->bmu_init = true;
     atomic_init(&k->rate_waits, 0);
-    atomic_init(&k->n_ready, 0);
+    atomic_init(&k->pool.n_ready, 0);
     k->hooks = *hooks;
     /* the layers wired once, here: the connection layer calls up only through this table */
-    kk_route_ops(&k->conn_ops);
-    k->conn_ops.wakeup = loop_wakeup;
-    k->conn_user = k;
+    kk_route_ops(&k->pool.ops);
+    k->pool.ops.wakeup = loop_wakeup;
+    k->pool.user = k;
     k->wake = &kk_call_wake;
-    k->rand_state = (unsigned)(kd_mono_us() ^ (int64_t)getpid());
+    k->pool.rand_state = (unsigned)(kd_mono_us() ^ (int64_t)getpid());
     /* the subscriber id of our site-monitoring subscriptions (KONE: unique per subscriber) */
     snprintf(k->sub_name, sizeof k->sub_name, "kone-dispatch-%d", (int)getpid());
     kd_kone_token_cfg tc = {0};
@@ -527,7 +525,7 @@ int kd_kone_start(kd_kone **out, const kd_config *cfg, const kd_kone_hooks *hook
     info.protocols = kk_protocols;
     info.options = LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
     info.client_ssl_ca_filepath = k->ca_file;
-    info.user = k;
+    info.user = &k->pool; /* kone_conn.c finds its pool there */
     info.gid = -1;
     info.uid = -1;
     int64_t to = k->request_timeout_us / 1000000;
@@ -543,10 +541,13 @@ int kd_kone_start(kd_kone **out, const kd_config *cfg, const kd_kone_hooks *hook
         kone_free(k);
         return KD_ERR_INTERNAL;
     }
+    k->pool.ctx = k->ctx;
+    k->pool.request_timeout_us = k->request_timeout_us;
+    k->pool.n_links = k->n_slots;
     for (int i = 0; i < KK_MAX_SLOTS; i++)
         k->slots[i].tok = i % k->n_tokens;
-    if (!kd_kone_dns_is_numeric(k->ws_host))
-        rc = kd_kone_dns_start(&k->dns, k->ws_host, k->dns_ttl_us, notify_loop, k, err);
+    if (!kd_kone_dns_is_numeric(k->pool.ws_host))
+        rc = kd_kone_dns_start(&k->pool.dns, k->pool.ws_host, k->dns_ttl_us, notify_loop, k, err);
     tc.refreshed = k->hooks.metrics.token_refresh; /* the owner's metrics, from each token thread */
     tc.refreshed_arg = k->hooks.arg;
     const char *configured = tc.scope;
@@ -560,6 +561,8 @@ int kd_kone_start(kd_kone **out, const kd_config *cfg, const kd_kone_hooks *hook
         kone_free(k);
         return rc;
     }
+    for (int i = 0; i < KK_MAX_SLOTS; i++) /* the connection layer opens with its token */
+        k->slots[i].link.token = k->tokens[k->slots[i].tok];
     int e = pthread_create(&k->thread, NULL, loop_thread, k);
     if (e) {
         stop_tokens(k);
@@ -569,8 +572,8 @@ int kd_kone_start(kd_kone **out, const kd_config *cfg, const kd_kone_hooks *hook
                           kd_strerror(e));
     }
     k->thread_started = true;
-    kd_info("kone: client started: %d connection(s) to wss://%s:%d%s", k->n_slots, k->ws_host,
-            k->ws_port, k->ws_path);
+    kd_info("kone: client started: %d connection(s) to wss://%s:%d%s", k->n_slots, k->pool.ws_host,
+            k->pool.ws_port, k->pool.ws_path);
     *out = k;
     return 0;
 }
@@ -595,7 +598,7 @@ void kd_kone_submit(kd_kone *k, kd_run *run)
 
 bool kd_kone_ready(kd_kone *k)
 {
-    if (!k || atomic_load(&k->n_ready) == 0)
+    if (!k || atomic_load(&k->pool.n_ready) == 0)
         return false;
     for (int t = 0; t < k->n_tokens; t++)
         if (kd_kone_tokens_have(k->tokens[t]))
@@ -613,8 +616,8 @@ void kd_kone_stop(kd_kone *k)
     lws_cancel_service(k->ctx);
     if (k->thread_started)
         pthread_join(k->thread, NULL);
-    stop_tokens(k);    /* before the context: their notify uses the context */
-    k->exiting = true; /* close callbacks during destroy do nothing */
+    stop_tokens(k);                      /* before the context: their notify uses the context */
+    k->exiting = k->pool.exiting = true; /* close callbacks during destroy do nothing */
     lws_context_destroy(k->ctx);
     kone_free(k);
     kd_info("kone: client stopped");

@@ -166,7 +166,7 @@ static bool held(const kk_bld *b)
     if (b->brk.st != KD_BRK_HALF_OPEN || c->rate_pct <= 0 || !b->rq.head)
         return false;
     const kk_job *j = lws_container_of(b->rq.head, kk_job, place);
-    if (j->brk_admitted && j->brk_ticket == b->brk.gen)
+    if (j->bp.brk_admitted && j->bp.brk_ticket == b->brk.gen)
         return false;
     return b->brk.trials_out + b->brk.trial_ok + b->brk.trial_fail >=
            (c->trials > 0 ? c->trials : 1);
@@ -190,7 +190,7 @@ static void cc_take(kk_job *j)
         snprintf(b->probe_group, sizeof b->probe_group, "%s", j->run->job.group_id);
     kd_cc_take(&j->bld->cc);
     kd_cc_take(&j->k->cc);
-    j->cc_held = true;
+    j->bp.cc_held = true;
 }
 
 /* Requests of the building are out and none made progress for kone.stall_probe_ms. */
@@ -279,9 +279,9 @@ static void cc_release(kk_job *j, kd_cc_signal sig)
 {
     kk_bld *b = j->bld;
     kd_kone *k = j->k;
-    if (!j->cc_held || !b)
+    if (!j->bp.cc_held || !b)
         return;
-    j->cc_held = false;
+    j->bp.cc_held = false;
     pthread_mutex_lock(&k->bmu);
     int b_before = kd_cc_limit(&b->cc), k_before = kd_cc_limit(&k->cc);
     kd_cc_done(&b->cc, &k->cc_bld_cfg, sig);
@@ -334,7 +334,7 @@ static void record(kk_bld *b, kd_brk_verdict v, const kk_job *j, bool retract)
     if (from == KD_BRK_CLOSED)
         kd_brk_window(&b->brk, &k->brk_cfg, now, &calls, &fails);
     int t_ok = b->brk.trial_ok, t_fail = b->brk.trial_fail;
-    bool changed = kd_brk_record(&b->brk, &k->brk_cfg, v, j->brk_ticket, retract, now, rnd(k));
+    bool changed = kd_brk_record(&b->brk, &k->brk_cfg, v, j->bp.brk_ticket, retract, now, rnd(k));
     kd_brk_state to = b->brk.st;
     pthread_mutex_unlock(&k->bmu);
     if (!changed) {
@@ -459,7 +459,7 @@ static void probe_tick(kk_bld *b, int64_t now)
         if (now < b->probe_deadline)
             return;
         bool written_and_up =
-            b->probe_req_id && b->probe_slot && b->probe_slot->losses == b->probe_losses;
+            b->probe_req_id && b->probe_slot && b->probe_slot->link.losses == b->probe_losses;
         probe_verdict(b, written_and_up ? KD_BRK_FAILURE : KD_BRK_NEUTRAL,
                       written_and_up ? "ping unanswered" : "ping not sent (no connection)");
         return;
@@ -508,7 +508,7 @@ int kk_bld_write_probe(kk_slot *s, kk_conn *c)
         return -1; /* still to be written; the connection closes */
     b->probe_write = false;
     b->probe_req_id = id;
-    b->probe_losses = s->losses;
+    b->probe_losses = s->link.losses;
     pthread_mutex_lock(&k->bmu);
     b->pings++;
     pthread_mutex_unlock(&k->bmu);
@@ -572,11 +572,11 @@ static void bld_timer(lws_sorted_usec_list_t *sul)
         kk_job *j = lws_container_of(b->rq.head, kk_job, place);
         pthread_mutex_lock(&k->bmu);
         bool go = cc_room(b); /* no room: arm() waits for a request to end */
-        if (go && (!j->brk_admitted || j->brk_ticket != b->brk.gen)) {
+        if (go && (!j->bp.brk_admitted || j->bp.brk_ticket != b->brk.gen)) {
             /* held by a half-open circuit, or admitted before a transition: ask again */
-            kd_brk_admission a = kd_brk_admit(&b->brk, &k->brk_cfg, &j->brk_ticket);
+            kd_brk_admission a = kd_brk_admit(&b->brk, &k->brk_cfg, &j->bp.brk_ticket);
             go = a == KD_BRK_GO;
-            j->brk_admitted = go;
+            j->bp.brk_admitted = go;
         }
         if (go)
             go = kd_rl_take(&b->rl, now);
@@ -610,8 +610,8 @@ kk_admit kk_bld_admit(kk_job *j)
     kd_brk_admission a = KD_BRK_HOLD;
     bool room = cc_room(b);
     if ((b->rq.count == 0 && room) || b->brk.st == KD_BRK_OPEN)
-        a = kd_brk_admit(&b->brk, &k->brk_cfg, &j->brk_ticket);
-    j->brk_admitted = a == KD_BRK_GO;
+        a = kd_brk_admit(&b->brk, &k->brk_cfg, &j->bp.brk_ticket);
+    j->bp.brk_admitted = a == KD_BRK_GO;
     bool go = false, first = false;
     if (a == KD_BRK_REFUSE) {
         b->refused++;
@@ -633,7 +633,7 @@ kk_admit kk_bld_admit(kk_job *j)
         return KK_ADMIT_GO;
     atomic_fetch_add(&k->rate_waits, 1);
     kk_m_rate_wait(k, b->id);
-    j->throttled = true;
+    j->bp.throttled = true;
     j->slot = NULL;
     j->st = KJ_WAIT;
     lws_dll2_add_tail(&j->place, &b->rq);
@@ -685,13 +685,13 @@ bool kk_bld_may_send(const kk_job *j)
 void kk_bld_evidence(kk_job *j, kd_brk_verdict v)
 {
     /* an accepted call is answered: its place goes back (tracking it costs KONE nothing) */
-    if (v == KD_BRK_SUCCESS && j->cc_held && j->bld)
+    if (v == KD_BRK_SUCCESS && j->bp.cc_held && j->bld)
         answered(j->bld, false);
     cc_release(j, v == KD_BRK_SUCCESS ? KD_CC_SUCCESS : KD_CC_NEUTRAL);
-    if (!j->bld || j->brk_told)
+    if (!j->bld || j->bp.brk_told)
         return;
-    j->brk_told = true;
-    if (j->brk_admitted)
+    j->bp.brk_told = true;
+    if (j->bp.brk_admitted)
         record(j->bld, v, j, false);
 }
 
@@ -701,13 +701,13 @@ void kk_bld_job_done(kk_job *j, kd_outcome o, const char *code, bool conn_lost)
     if (!b)
         return;
     /* its request answered (a 429 was told by kk_bld_too_many) */
-    if (j->cc_held && code && strcmp(code, "429") != 0 &&
+    if (j->bp.cc_held && code && strcmp(code, "429") != 0 &&
         (o == KD_OUTCOME_SUCCEEDED || o == KD_OUTCOME_REJECTED || kd_retry_code_is_status(code)))
         answered(b, false);
     cc_release(j, kd_cc_signal_of(o, code, conn_lost));
     kd_brk_verdict v = kd_brk_verdict_of(o, code, conn_lost);
-    if (j->brk_admitted && (!j->brk_told || v == KD_BRK_FAILURE))
-        record(b, v, j, j->brk_told); /* told already: a success taken back */
+    if (j->bp.brk_admitted && (!j->bp.brk_told || v == KD_BRK_FAILURE))
+        record(b, v, j, j->bp.brk_told); /* told already: a success taken back */
     j->bld = NULL;
     b->n_jobs--;
 }

@@ -138,7 +138,7 @@ static void finish(kk_job *j, kd_outcome o, kd_failure_class f, const char *code
  * its call result may have gone down with it.) */
 static bool lost_since(const kk_job *j)
 {
-    return j->slot && j->slot->losses != j->losses_at;
+    return j->slot && j->slot->link.losses != j->losses_at;
 }
 
 static void finish(kk_job *j, kd_outcome o, kd_failure_class f, const char *code, const char *fmt,
@@ -157,7 +157,7 @@ static void finish(kk_job *j, kd_outcome o, kd_failure_class f, const char *code
     kd_kone *k = j->k;
     kd_run *run = j->run;
     unindex(j);
-    if (o == KD_OUTCOME_REJECTED && j->site_checked)
+    if (o == KD_OUTCOME_REJECTED && j->site.checked)
         kk_site_refused(j, code, msg); /* its configuration may have changed */
     if (j->bld) {
         /* the breaker reads the run's code and message: set them first */
@@ -224,6 +224,25 @@ static void want(kk_job *j, kk_want w)
     j->want = w;
     lws_dll2_add_tail(&j->wlink, &s->wq);
     kk_slot_want_write(s);
+}
+
+void kk_slot_init(kd_kone *k, kk_slot *s, int idx)
+{
+    memset(s, 0, sizeof *s);
+    s->k = k;
+    kk_link_init(&k->pool, &s->link, idx);
+}
+
+int kk_token_of(const kd_kone *k, const char *building_id)
+{
+    if (k->n_buildings == 0)
+        return 0;
+    char b[KD_JOB_BUILDING_MAX + 16];
+    kd_kone_building_id(building_id, b, sizeof b);
+    for (int i = 0; i < k->n_buildings; i++)
+        if (strcmp(k->buildings[i], b) == 0)
+            return k->per_token > 0 ? i / k->per_token : 0;
+    return -1;
 }
 
 int kk_slot_outstanding(kk_slot *s)
@@ -364,7 +383,7 @@ void kk_job_submit(kd_kone *k, kd_run *run)
 
 static void job_release(kk_job *j)
 {
-    j->throttled = false;
+    j->bp.throttled = false;
     j->wait_until = kd_mono_us() + j->k->request_timeout_us;
     place(j);
 }
@@ -478,9 +497,9 @@ void kk_jobs_fail_all(kd_kone *k, const char *code, const char *msg)
 static bool awaiting_resume(const kk_job *j, int64_t now, int64_t *until)
 {
     const kk_slot *s = j->slot;
-    if (!s || kk_slot_ready(s) || !s->lost_mono || !lost_since(j))
+    if (!s || kk_slot_ready(s) || !s->link.lost_mono || !lost_since(j))
         return false;
-    *until = s->lost_mono + KK_RESUME_WINDOW_US;
+    *until = s->link.lost_mono + KK_RESUME_WINDOW_US;
     return now < *until;
 }
 
@@ -527,7 +546,7 @@ static void job_timer(lws_sorted_usec_list_t *sul)
                    "job deadline passed before it could be sent to KONE");
             return;
         }
-        if (j->throttled && now >= j->wait_until) {
+        if (j->bp.throttled && now >= j->wait_until) {
             kd_kone_building_stats bs = {0};
             kd_kone_building(k, j->run->job.building_id, &bs);
             finish(j, KD_OUTCOME_FAILED, KD_FAIL_TRANSIENT, "rate_limited",
@@ -626,7 +645,7 @@ static void job_timer(lws_sorted_usec_list_t *sul)
 
 int kk_job_write(kk_job *j, kk_conn *c)
 {
-    kk_slot *s = c->slot;
+    kk_slot *s = kk_slot_of(c->link);
     kd_kone *k = j->k;
     kd_run *run = j->run;
     kk_want w = j->want;
@@ -636,7 +655,7 @@ int kk_job_write(kk_job *j, kk_conn *c)
         job_refuse(j);
         return 0;
     }
-    if (w == KW_REQUEST && run->job.op == KD_OP_CALL && !j->site_passed) {
+    if (w == KW_REQUEST && run->job.op == KD_OP_CALL && !j->site.passed) {
         char code[sizeof run->error_code] = "", why[256] = "";
         switch (kk_site_gate(s, j, code, sizeof code, why, sizeof why)) {
         case KK_GATE_WAIT: /* on its configuration's fetch; its end sends it on */
@@ -716,7 +735,7 @@ int kk_job_write(kk_job *j, kk_conn *c)
         set_id(j, &k->by_req, &j->req_id, id);
         j->st = KJ_SENT;
         j->sent_mono = now;
-        j->losses_at = s->losses;
+        j->losses_at = s->link.losses;
         j->answer_deadline = now + k->request_timeout_us;
         run->written = true;
         if (!run->started_us)
@@ -866,7 +885,7 @@ static void cancel_answer(kk_job *j, const kd_kone_msg *m)
 void kk_on_answer(kk_slot *s, const kd_kone_msg *m)
 {
     if (!m->has_request_id) {
-        kd_debug("kone: slot %d: answer %d without a request id ignored", s->idx, m->status);
+        kd_debug("kone: slot %d: answer %d without a request id ignored", s->link.idx, m->status);
         return;
     }
     kk_job *j = kk_job_awaiting(s, m->request_id);
@@ -878,7 +897,7 @@ void kk_on_answer(kk_slot *s, const kd_kone_msg *m)
         cancel_answer(j, m);
         return;
     }
-    kd_debug("kone: slot %d: answer %d for unknown request %" PRId64, s->idx, m->status,
+    kd_debug("kone: slot %d: answer %d for unknown request %" PRId64, s->link.idx, m->status,
              m->request_id);
 }
 
@@ -912,9 +931,9 @@ static void call_result(kk_job *j, const kd_kone_msg *m)
     kk_bld_evidence(j, KD_BRK_SUCCESS); /* the building took the call */
     run->session_id = m->call_session_id;
     set_id(j, &j->k->by_sid, &j->call_session_id, m->call_session_id);
-    remember_affinity(j->k, m->call_session_id, j->slot->idx);
+    remember_affinity(j->k, m->call_session_id, j->slot->link.idx);
     if (j->k->hooks.accepted)
-        j->k->hooks.accepted(run, j->slot->session_id, j->k->hooks.arg);
+        j->k->hooks.accepted(run, j->slot->link.session_id, j->k->hooks.arg);
     (void)now;
     start_follow(j);
     replay_early(j->slot, m->call_session_id);
@@ -928,7 +947,7 @@ void kk_on_call_result(kk_slot *s, const kd_kone_msg *m)
         return;
     }
     if (!j || j->run->job.op != KD_OP_CALL) {
-        kd_debug("kone: slot %d: call result for unknown request ignored", s->idx);
+        kd_debug("kone: slot %d: call result for unknown request ignored", s->link.idx);
         return;
     }
     call_result(j, m);
@@ -1047,7 +1066,7 @@ void kk_state_unmatched(kk_slot *s, const char *buf, size_t len, int64_t sid)
         return;
     unsigned i = k->early_next++ % KK_EARLY_N;
     k->early[i].sid = sid;
-    k->early[i].slot = s->idx;
+    k->early[i].slot = s->link.idx;
     k->early[i].mono = kd_mono_us();
     k->early[i].len = len;
     memcpy(k->early[i].frame, buf, len);
@@ -1061,7 +1080,7 @@ static void replay_early(kk_slot *s, int64_t sid)
     int64_t oldest = kd_mono_us() - k->request_timeout_us;
     for (unsigned n = 0; n < KK_EARLY_N; n++) { /* oldest first */
         unsigned i = (k->early_next + n) % KK_EARLY_N;
-        if (k->early[i].sid != sid || k->early[i].slot != s->idx || k->early[i].mono < oldest)
+        if (k->early[i].sid != sid || k->early[i].slot != s->link.idx || k->early[i].mono < oldest)
             continue;
         k->early[i].sid = 0;
         kd_kone_msg m;

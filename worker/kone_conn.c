@@ -1,20 +1,21 @@
 /* kone_conn.c: the pool of WebSocket connections to KONE; the contract is kone_conn.h.
  *
  * Life of a connection: IDLE -> CONNECTING (TLS + upgrade with ?accessToken=) ->
- * SESSION (create-session, or resume-session when the slot already has a session) ->
- * READY (carries jobs) -> closed -> IDLE. A 401 at the upgrade invalidates the token and
- * the slot waits for the next one; any other failure or an unexpected close reconnects
+ * SESSION (create-session, or resume-session when the link already has a session) ->
+ * READY (carries the upper layers' frames) -> closed -> IDLE. A 401 at the upgrade invalidates the
+ * token and the link waits for the next one; any other failure or an unexpected close reconnects
  * after a backoff of 100 ms doubling to 10 s (+ up to 50 % jitter), reset once a session
- * is held. Written-but-unanswered requests stay with the slot: the session is resumed and
- * late answers still match by request id. Unwritten ones move to another slot.
+ * is held. Written-but-unanswered requests stay with the link: the session is resumed and
+ * late answers still match by request id. Unwritten ones are the layers above's to move
+ * elsewhere (kk_conn_ops.released).
  *
- * One timer per slot does the housekeeping: connect when due, ping a connection idle for
+ * One timer per link does the housekeeping: connect when due, ping a connection idle for
  * kone.keepalive_s (KONE drops idle ones after ~60 s; the ping is a common-api ping to a
  * building the connection serves, as KONE documents it: a subscribed one, else the first
  * of kone.buildings; a connection serving none is not pinged, and when KONE closes it for
  * idleness it is opened again), drop one whose ping or session
  * request goes unanswered for kone.request_timeout_ms, and replace one older than
- * kone.max_conn_age_s (KONE drops every one after 2 h): the slot's second conn opens,
+ * kone.max_conn_age_s (KONE drops every one after 2 h): the link's second conn opens,
  * resumes the session (KONE then closes the old one), takes over, and the old one is let
  * go. Once the replacement is upgraded the old conn writes nothing new, and the resume waits
  * until the old conn's outstanding requests are answered (at most kone.request_timeout_ms):
@@ -30,100 +31,99 @@
 #include <openssl/x509.h>
 
 #include "kd_log.h"
-#include "kone_int.h"
+#include "kd_time.h"
+#include "kone_conn.h"
 
 #define SEC 1000000LL
 
-static void slot_timer(lws_sorted_usec_list_t *sul);
+static void link_timer(lws_sorted_usec_list_t *sul);
 
 /* n_ready is what kd_kone_ready() reads from other threads: recounted after every change
  * rather than incremented, so no path can leave it wrong. */
-static void recount(kd_kone *k)
+static void recount(kk_pool *p)
 {
     int n = 0;
-    for (int i = 0; i < k->n_slots; i++)
-        n += kk_slot_ready(&k->slots[i]);
-    atomic_store(&k->n_ready, n);
-    kk_m_connections(k, n);
+    for (int i = 0; i < p->n_links; i++)
+        n += kk_link_ready(p->links[i]);
+    atomic_store(&p->n_ready, n);
+    p->ops.ready_count(n, p->user);
 }
 
-int64_t kk_slot_next_id(kk_slot *s)
+int64_t kk_pool_next_id(kk_pool *p)
 {
-    /* unique in the whole process, not only on the slot: an answer can then never be
-     * mistaken for another connection's request (they are matched per slot anyway) */
-    (void)s;
-    return ++s->k->next_req_id;
+    /* unique in the whole process, not only on the link: an answer can then never be
+     * mistaken for another connection's request (they are matched per link anyway) */
+    return ++p->next_req_id;
 }
 
-void kk_slot_init(kd_kone *k, kk_slot *s, int idx)
+void kk_link_init(kk_pool *p, kk_link *l, int idx)
 {
-    memset(s, 0, sizeof *s);
-    s->k = k;
-    s->idx = idx;
-    s->active = -1;
-    s->backoff_ms = KK_BACKOFF_MIN_MS;
+    memset(l, 0, sizeof *l);
+    l->pool = p;
+    l->idx = idx;
+    l->active = -1;
+    l->backoff_ms = KK_BACKOFF_MIN_MS;
     for (int i = 0; i < 2; i++) {
-        s->conn[i].slot = s;
-        s->conn[i].idx = i;
-        s->conn[i].rx.max = KK_RX_MAX;
+        l->conn[i].link = l;
+        l->conn[i].idx = i;
+        l->conn[i].rx.max = KK_RX_MAX;
     }
+    p->links[idx] = l;
 }
 
-kk_conn *kk_slot_active(kk_slot *s)
+void kk_pool_free(kk_pool *p)
 {
-    if (s->active < 0 || s->conn[s->active].st != KC_READY)
+    free(p->ws_host);
+    free(p->ws_path);
+    for (int i = 0; i < KK_MAX_SLOTS; i++)
+        if (p->links[i])
+            for (int c = 0; c < 2; c++)
+                kd_wsrx_free(&p->links[i]->conn[c].rx);
+}
+
+kk_conn *kk_link_active(kk_link *l)
+{
+    if (l->active < 0 || l->conn[l->active].st != KC_READY)
         return NULL;
-    return &s->conn[s->active];
+    return &l->conn[l->active];
 }
 
-bool kk_slot_ready(const kk_slot *s)
+bool kk_link_ready(const kk_link *l)
 {
-    return s->active >= 0 && s->conn[s->active].st == KC_READY;
+    return l->active >= 0 && l->conn[l->active].st == KC_READY;
 }
 
-int64_t kk_jitter(kd_kone *k, int64_t max)
+int64_t kk_pool_jitter(kk_pool *p, int64_t max)
 {
     if (max <= 1)
         return 0;
-    return (int64_t)(((uint64_t)rand_r(&k->rand_state) << 16 ^ (uint64_t)rand_r(&k->rand_state)) %
+    return (int64_t)(((uint64_t)rand_r(&p->rand_state) << 16 ^ (uint64_t)rand_r(&p->rand_state)) %
                      (uint64_t)max);
 }
 
-int kk_token_of(const kd_kone *k, const char *building_id)
+void kk_link_kick(kk_link *l)
 {
-    if (k->n_buildings == 0)
-        return 0;
-    char b[KD_JOB_BUILDING_MAX + 16];
-    kd_kone_building_id(building_id, b, sizeof b);
-    for (int i = 0; i < k->n_buildings; i++)
-        if (strcmp(k->buildings[i], b) == 0)
-            return k->per_token > 0 ? i / k->per_token : 0;
-    return -1;
+    lws_sul_schedule(l->pool->ctx, 0, &l->sul, link_timer, 1);
 }
 
-void kk_slot_kick(kk_slot *s)
+void kk_link_want_write(kk_link *l)
 {
-    lws_sul_schedule(s->k->ctx, 0, &s->sul, slot_timer, 1);
-}
-
-void kk_slot_want_write(kk_slot *s)
-{
-    kk_conn *c = kk_slot_active(s);
+    kk_conn *c = kk_link_active(l);
     if (c && c->wsi)
         lws_callback_on_writable(c->wsi);
 }
 
-void kk_slots_token_changed(kd_kone *k)
+void kk_pool_kick_all(kk_pool *p)
 {
-    for (int i = 0; i < k->n_slots; i++)
-        kk_slot_kick(&k->slots[i]);
+    for (int i = 0; i < p->n_links; i++)
+        kk_link_kick(p->links[i]);
 }
 
-void kk_slots_shutdown(kd_kone *k)
+void kk_pool_shutdown(kk_pool *p)
 {
-    for (int i = 0; i < k->n_slots; i++)
-        lws_sul_cancel(&k->slots[i].sul);
-    atomic_store(&k->n_ready, 0);
+    for (int i = 0; i < p->n_links; i++)
+        lws_sul_cancel(&p->links[i]->sul);
+    atomic_store(&p->n_ready, 0);
 }
 
 void kk_conn_kill(kk_conn *c)
@@ -131,7 +131,7 @@ void kk_conn_kill(kk_conn *c)
     if (c->wsi && c->st != KC_IDLE && c->st != KC_CLOSING) {
         c->st = KC_CLOSING;
         lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
-        recount(c->slot->k);
+        recount(c->link->pool);
     }
 }
 
@@ -140,7 +140,7 @@ int kk_conn_send(kk_conn *c, const char *text)
     size_t n = strlen(text);
     unsigned char *buf = malloc(LWS_PRE + n);
     if (!buf) {
-        kd_error("kone: slot %d: out of memory writing a frame", c->slot->idx);
+        kd_error("kone: slot %d: out of memory writing a frame", c->link->idx);
         return -1;
     }
     // NOLINTNEXTLINE(bugprone-not-null-terminated-result): a frame payload, sent with its length
@@ -148,12 +148,12 @@ int kk_conn_send(kk_conn *c, const char *text)
     int w = lws_write(c->wsi, buf + LWS_PRE, n, LWS_WRITE_TEXT);
     free(buf);
     if (w < (int)n) {
-        kd_warn("kone: slot %d: write failed, dropping the connection", c->slot->idx);
+        kd_warn("kone: slot %d: write failed, dropping the connection", c->link->idx);
         return -1;
     }
     c->last_tx_mono = kd_mono_us();
     if (kd_log_enabled(KD_LOG_DEBUG))
-        kd_debug("kone: slot %d conn %d tx %s", c->slot->idx, c->idx, text);
+        kd_debug("kone: slot %d conn %d tx %s", c->link->idx, c->idx, text);
     return 0;
 }
 
@@ -161,23 +161,23 @@ int kk_conn_send(kk_conn *c, const char *text)
 
 static void conn_gone(kk_conn *c, const struct lws *wsi, const char *why, int http_status);
 
-/* Starts a connection on c; false when no token is held yet (the slot is kicked again
+/* Starts a connection on c; false when no token is held yet (the link is kicked again
  * when one arrives). */
 static bool conn_open(kk_conn *c)
 {
-    kk_slot *s = c->slot;
-    kd_kone *k = s->k;
+    kk_link *l = c->link;
+    kk_pool *p = l->pool;
     /* The address first, resolved off the loop (kone_dns.h): while a resolution runs the
-     * conn stays IDLE and the slot is kicked when it ends. TLS and the Host header keep the
+     * conn stays IDLE and the link is kicked when it ends. TLS and the Host header keep the
      * name, so SNI and the certificate's name check are what they were. */
     char addr[64];
-    const char *address = k->ws_host;
-    if (k->dns) {
+    const char *address = p->ws_host;
+    if (p->dns) {
         char why[200];
-        kd_kone_dns_state ds = kd_kone_dns_get(k->dns, addr, sizeof addr, why, sizeof why);
+        kd_kone_dns_state ds = kd_kone_dns_get(p->dns, addr, sizeof addr, why, sizeof why);
         if (ds == KD_DNS_PENDING)
             return true;
-        if (ds == KD_DNS_FAILED) { /* a transient connection failure: the slot backs off */
+        if (ds == KD_DNS_FAILED) { /* a transient connection failure: the link backs off */
             c->st = KC_CONNECTING;
             conn_gone(c, NULL, why, 0);
             return true;
@@ -188,23 +188,23 @@ static bool conn_open(kk_conn *c)
      * tests run several) each open connections from their own loop (TSan found the race). */
     static _Thread_local char tok[KD_KONE_TOKEN_MAX], esc[3 * KD_KONE_TOKEN_MAX + 1];
     static _Thread_local char path[3 * KD_KONE_TOKEN_MAX + 512];
-    uint64_t gen = kd_kone_tokens_get(k->tokens[s->tok], tok, sizeof tok, NULL);
+    uint64_t gen = kd_kone_tokens_get(l->token, tok, sizeof tok, NULL);
     if (!gen)
         return false;
     kd_kone_url_escape(tok, esc, sizeof esc);
-    snprintf(path, sizeof path, "%s%caccessToken=%s", k->ws_path,
-             strchr(k->ws_path, '?') ? '&' : '?', esc);
+    snprintf(path, sizeof path, "%s%caccessToken=%s", p->ws_path,
+             strchr(p->ws_path, '?') ? '&' : '?', esc);
     explicit_bzero(tok, sizeof tok);
     explicit_bzero(esc, strlen(esc));
 
     struct lws_client_connect_info ci;
     memset(&ci, 0, sizeof ci);
-    ci.context = k->ctx;
+    ci.context = p->ctx;
     ci.address = address;
-    ci.port = k->ws_port;
+    ci.port = p->ws_port;
     ci.path = path;
-    ci.host = k->ws_host;
-    ci.origin = k->ws_host;
+    ci.host = p->ws_host;
+    ci.origin = p->ws_host;
     ci.ssl_connection = LCCSCF_USE_SSL; /* verification on: no ALLOW_* flags, ever */
     ci.protocol = "koneapi";
     ci.local_protocol_name = "koneapi";
@@ -225,19 +225,19 @@ static bool conn_open(kk_conn *c)
         conn_gone(c, NULL, "could not start the connection", 0);
     else if (wsi)
         c->wsi = wsi;
-    kd_debug("kone: slot %d conn %d connecting to %s:%d (%s)", s->idx, c->idx, k->ws_host,
-             k->ws_port, address);
+    kd_debug("kone: slot %d conn %d connecting to %s:%d (%s)", l->idx, c->idx, p->ws_host,
+             p->ws_port, address);
     return true;
 }
 
-static void schedule_reconnect(kk_slot *s, const char *why)
+static void schedule_reconnect(kk_link *l, const char *why)
 {
-    kd_kone *k = s->k;
-    int64_t d = (int64_t)s->backoff_ms * 1000;
-    d += kk_jitter(k, d / 2 + 1);
-    s->reconnect_at = kd_mono_us() + d;
-    s->backoff_ms = s->backoff_ms * 2 > KK_BACKOFF_MAX_MS ? KK_BACKOFF_MAX_MS : s->backoff_ms * 2;
-    kd_warn("kone: slot %d: %s; reconnecting in %lld ms", s->idx, why, (long long)(d / 1000));
+    kk_pool *p = l->pool;
+    int64_t d = (int64_t)l->backoff_ms * 1000;
+    d += kk_pool_jitter(p, d / 2 + 1);
+    l->reconnect_at = kd_mono_us() + d;
+    l->backoff_ms = l->backoff_ms * 2 > KK_BACKOFF_MAX_MS ? KK_BACKOFF_MAX_MS : l->backoff_ms * 2;
+    kd_warn("kone: slot %d: %s; reconnecting in %lld ms", l->idx, why, (long long)(d / 1000));
 }
 
 /* ------------------------------------------------------------------ closing */
@@ -258,112 +258,112 @@ static void conn_gone(kk_conn *c, const struct lws *wsi, const char *why, int ht
 {
     if (c->st == KC_IDLE || (wsi && c->wsi && c->wsi != wsi))
         return; /* already handled, or a callback for a connection we forgot */
-    kk_slot *s = c->slot;
-    kd_kone *k = s->k;
-    bool was_active = s->active == c->idx;
+    kk_link *l = c->link;
+    kk_pool *p = l->pool;
+    bool was_active = l->active == c->idx;
     bool retiring = c->retiring;
     conn_reset(c);
     if (was_active) {
-        k->conn_ops.lost(s, k->conn_user);
-        s->active = -1;
-        s->losses++;
-        s->lost_mono = kd_mono_us();
-        if (!k->exiting)
-            kk_m_reconnect(s->k); /* an unplanned loss: the slot reconnects */
+        p->ops.lost(l, p->user);
+        l->active = -1;
+        l->losses++;
+        l->lost_mono = kd_mono_us();
+        if (!p->exiting)
+            p->ops.reconnecting(p->user); /* an unplanned loss: the link reconnects */
     }
-    recount(k);
-    if (k->exiting) /* closed by shutdown (the token source may be gone already) */
+    recount(p);
+    if (p->exiting) /* closed by shutdown (the token source may be gone already) */
         return;
     if (http_status == 401)
-        kd_kone_tokens_invalidate(k->tokens[c->slot->tok], c->token_gen);
+        kd_kone_tokens_invalidate(c->link->token, c->token_gen);
 
     char what[200];
     if (http_status)
         snprintf(what, sizeof what, "conn %d: %s (HTTP %d)", c->idx, why, http_status);
     else
         snprintf(what, sizeof what, "conn %d: %s", c->idx, why);
-    kk_conn *o = &s->conn[!c->idx];
-    if (s->active >= 0) {
+    kk_conn *o = &l->conn[!c->idx];
+    if (l->active >= 0) {
         if (!retiring) { /* a replacement that did not make it: try again later */
-            s->replace_retry_at = kd_mono_us() + 5 * SEC + kk_jitter(k, 5 * SEC);
-            kd_warn("kone: slot %d: replacement %s; keeping the current connection", s->idx, what);
+            l->replace_retry_at = kd_mono_us() + 5 * SEC + kk_pool_jitter(p, 5 * SEC);
+            kd_warn("kone: slot %d: replacement %s; keeping the current connection", l->idx, what);
         } else {
-            kd_info("kone: slot %d: old connection retired", s->idx);
+            kd_info("kone: slot %d: old connection retired", l->idx);
         }
     } else if (o->st == KC_CONNECTING || o->st == KC_SESSION) {
-        kd_info("kone: slot %d: %s; the replacement connection takes over", s->idx, what);
+        kd_info("kone: slot %d: %s; the replacement connection takes over", l->idx, what);
     } else {
-        schedule_reconnect(s, what);
-        k->conn_ops.released(s, k->conn_user);
+        schedule_reconnect(l, what);
+        p->ops.released(l, p->user);
     }
-    kk_slot_kick(s);
+    kk_link_kick(l);
 }
 
 /* ------------------------------------------------------------------ session */
 
 static void conn_established(kk_conn *c, struct lws *wsi)
 {
-    kk_slot *s = c->slot;
+    kk_link *l = c->link;
     c->wsi = wsi;
     c->st = KC_SESSION;
     c->opened_mono = c->last_tx_mono = kd_mono_us();
     c->sess_write = true;
-    c->sess_resume = s->session_id[0] != '\0';
-    kd_info("kone: slot %d conn %d: connected, %s session", s->idx, c->idx,
+    c->sess_resume = l->session_id[0] != '\0';
+    kd_info("kone: slot %d conn %d: connected, %s session", l->idx, c->idx,
             c->sess_resume ? "resuming the" : "creating a");
     lws_callback_on_writable(wsi);
 }
 
 static void session_answer(kk_conn *c, const kd_kone_msg *m)
 {
-    kk_slot *s = c->slot;
-    kd_kone *k = s->k;
+    kk_link *l = c->link;
+    kk_pool *p = l->pool;
     c->sess_req_id = 0;
     kd_kone_status_class cls = kd_kone_status_classify(m->status);
     if (cls == KD_KONE_ST_OK) {
         if (!c->sess_resume || m->session_id[0]) {
             if (!m->session_id[0]) {
-                kd_warn("kone: slot %d: create-session answer has no sessionId", s->idx);
+                kd_warn("kone: slot %d: create-session answer has no sessionId", l->idx);
                 kk_conn_kill(c);
                 return;
             }
-            snprintf(s->session_id, sizeof s->session_id, "%s", m->session_id);
-            s->session_numeric = m->session_numeric;
+            snprintf(l->session_id, sizeof l->session_id, "%s", m->session_id);
+            l->session_numeric = m->session_numeric;
         }
         bool resumed = c->sess_resume;
         c->st = KC_READY;
-        int old = s->active;
-        s->active = c->idx;
+        int old = l->active;
+        l->active = c->idx;
         if (old >= 0 && old != c->idx) {
-            s->conn[old].retiring = true;
-            kk_conn_kill(&s->conn[old]);
+            l->conn[old].retiring = true;
+            kk_conn_kill(&l->conn[old]);
         }
-        recount(k);
-        s->backoff_ms = KK_BACKOFF_MIN_MS;
-        kd_info("kone: slot %d: session %s %s", s->idx, s->session_id,
+        recount(p);
+        l->backoff_ms = KK_BACKOFF_MIN_MS;
+        kd_info("kone: slot %d: session %s %s", l->idx, l->session_id,
                 resumed ? "resumed" : "created");
-        k->conn_ops.session_restored(s, resumed, k->conn_user);
-        kk_slot_want_write(s);
-        kk_slot_kick(s);
+        p->ops.session_restored(l, resumed, p->user);
+        kk_link_want_write(l);
+        kk_link_kick(l);
         return;
     }
     if (cls == KD_KONE_ST_AUTH) {
-        kd_warn("kone: slot %d: session request refused (401); refreshing the token", s->idx);
-        kd_kone_tokens_invalidate(k->tokens[c->slot->tok], c->token_gen);
+        kd_warn("kone: slot %d: session request refused (401); refreshing the token", l->idx);
+        kd_kone_tokens_invalidate(c->link->token, c->token_gen);
         kk_conn_kill(c);
         return;
     }
     if (c->sess_resume && cls == KD_KONE_ST_REJECTED) {
         /* 404 (session unknown) or 400: start over with a fresh session on this conn */
-        kd_warn("kone: slot %d: could not resume session %s (%d %s); creating a new one", s->idx,
-                s->session_id, m->status, m->message);
-        s->session_id[0] = '\0';
+        kd_warn("kone: slot %d: could not resume session %s (%d %s); creating a new one", l->idx,
+                l->session_id, m->status, m->message);
+        l->session_id[0] = '\0';
         c->sess_resume = false;
         c->sess_write = true;
         lws_callback_on_writable(c->wsi);
         return;
     }
-    kd_warn("kone: slot %d: session request failed (%d %s)", s->idx, m->status, m->message);
+    kd_warn("kone: slot %d: session request failed (%d %s)", l->idx, m->status, m->message);
     kk_conn_kill(c);
 }
 
@@ -372,7 +372,7 @@ static void session_answer(kk_conn *c, const kd_kone_msg *m)
 static int send_built(kk_conn *c, char *text, const kd_err *e)
 {
     if (!text) {
-        kd_error("kone: slot %d: %s", c->slot->idx, e->msg);
+        kd_error("kone: slot %d: %s", c->link->idx, e->msg);
         return -1;
     }
     int rc = kk_conn_send(c, text);
@@ -382,10 +382,10 @@ static int send_built(kk_conn *c, char *text, const kd_err *e)
 
 static int write_session(kk_conn *c)
 {
-    kk_slot *s = c->slot;
+    kk_link *l = c->link;
     kd_err e = {0};
-    int64_t id = kk_slot_next_id(s);
-    char *text = c->sess_resume ? kd_kone_msg_resume_session(id, s->session_id, s->session_numeric,
+    int64_t id = kk_pool_next_id(l->pool);
+    char *text = c->sess_resume ? kd_kone_msg_resume_session(id, l->session_id, l->session_numeric,
                                                              KK_RESEND_STATE_S, &e)
                                 : kd_kone_msg_create_session(id, &e);
     if (send_built(c, text, &e))
@@ -393,20 +393,20 @@ static int write_session(kk_conn *c)
     c->sess_write = false;
     c->sess_req_id = id;
     c->sess_sent_mono = kd_mono_us();
-    kk_slot_kick(s);
+    kk_link_kick(l);
     return 0;
 }
 
 static int write_ping(kk_conn *c)
 {
-    kk_slot *s = c->slot;
+    kk_link *l = c->link;
     kd_err e = {0};
     const char *building, *group;
-    if (!s->k->conn_ops.ping_target(s, &building, &group, s->k->conn_user)) {
+    if (!l->pool->ops.ping_target(l, &building, &group, l->pool->user)) {
         c->ping_write = false; /* it lost its last building meanwhile */
         return 0;
     }
-    int64_t id = kk_slot_next_id(s);
+    int64_t id = kk_pool_next_id(l->pool);
     /* Any answer keeps the connection: a building whose link is down answers 500 (1005),
      * which is the circuit breaker's business (its own probes), not the connection's. */
     char *text = kd_kone_msg_common("ping", building, group, id, &e);
@@ -415,7 +415,7 @@ static int write_ping(kk_conn *c)
     c->ping_write = false;
     c->ping_req_id = id;
     c->ping_sent_mono = kd_mono_us();
-    kk_slot_kick(s);
+    kk_link_kick(l);
     return 0;
 }
 
@@ -423,19 +423,18 @@ static int write_ping(kk_conn *c)
 
 static void dispatch(kk_conn *c, const char *buf, size_t len)
 {
-    kk_slot *s = c->slot;
-    kd_kone *k = s->k;
+    kk_link *l = c->link;
+    kk_pool *p = l->pool;
     kd_kone_msg m;
     kd_err e = {0};
     if (kd_log_enabled(KD_LOG_DEBUG))
-        kd_debug("kone: slot %d conn %d rx %.*s", s->idx, c->idx, (int)(len > 900 ? 900 : len),
+        kd_debug("kone: slot %d conn %d rx %.*s", l->idx, c->idx, (int)(len > 900 ? 900 : len),
                  buf);
     int64_t sid; /* a call state nobody follows is not parsed at all */
-    if (kd_kone_msg_peek_call_state(buf, len, &sid) &&
-        !k->conn_ops.state_in(s, sid, buf, len, k->conn_user))
+    if (kd_kone_msg_peek_call_state(buf, len, &sid) && !p->ops.state_in(l, sid, buf, len, p->user))
         return;
     if (kd_kone_msg_parse(buf, len, &m, &e)) {
-        kd_warn("kone: slot %d: dropped a malformed frame: %s", s->idx, e.msg);
+        kd_warn("kone: slot %d: dropped a malformed frame: %s", l->idx, e.msg);
         return;
     }
     if (m.kind == KD_KONE_MSG_ANSWER && m.has_request_id) { /* the connection's own? */
@@ -444,14 +443,14 @@ static void dispatch(kk_conn *c, const char *buf, size_t len)
             return;
         }
         for (int i = 0; i < 2; i++) {
-            kk_conn *pc = &s->conn[i];
+            kk_conn *pc = &l->conn[i];
             if (pc->ping_req_id && m.request_id == pc->ping_req_id) {
                 pc->ping_req_id = 0; /* any answer proves the connection alive */
                 return;
             }
         }
     }
-    k->conn_ops.frame_in(s, &m, buf, len, k->conn_user);
+    p->ops.frame_in(l, &m, buf, len, p->user);
 }
 
 static void conn_rx(kk_conn *c, struct lws *wsi, const char *in, size_t len)
@@ -462,9 +461,9 @@ static void conn_rx(kk_conn *c, struct lws *wsi, const char *in, size_t len)
     case KD_WSRX_MESSAGE: dispatch(c, c->rx.buf, c->rx.len); return;
     case KD_WSRX_DROPPED:
         if (c->rx.too_big)
-            kd_warn("kone: slot %d: frame larger than %zu bytes dropped", c->slot->idx, c->rx.max);
+            kd_warn("kone: slot %d: frame larger than %zu bytes dropped", c->link->idx, c->rx.max);
         else
-            kd_error("kone: slot %d: out of memory reading a frame", c->slot->idx);
+            kd_error("kone: slot %d: out of memory reading a frame", c->link->idx);
         return;
     }
 }
@@ -474,16 +473,16 @@ static void conn_rx(kk_conn *c, struct lws *wsi, const char *in, size_t len)
  * session moves, and the old conn writes nothing new meanwhile. */
 static bool replacement_must_wait(kk_conn *c)
 {
-    kk_slot *s = c->slot;
-    bool replacing = c->sess_resume && s->active >= 0 && s->active != c->idx;
-    return replacing && s->k->conn_ops.outstanding(s, s->k->conn_user) > 0 &&
-           kd_mono_us() < c->opened_mono + s->k->request_timeout_us;
+    kk_link *l = c->link;
+    bool replacing = c->sess_resume && l->active >= 0 && l->active != c->idx;
+    return replacing && l->pool->ops.outstanding(l, l->pool->user) > 0 &&
+           kd_mono_us() < c->opened_mono + l->pool->request_timeout_us;
 }
 
-void kk_slot_answered(kk_slot *s)
+void kk_link_answered(kk_link *l)
 {
     for (int i = 0; i < 2; i++) {
-        kk_conn *c = &s->conn[i];
+        kk_conn *c = &l->conn[i];
         if (c->st == KC_SESSION && c->sess_write && c->wsi)
             lws_callback_on_writable(c->wsi);
     }
@@ -491,7 +490,7 @@ void kk_slot_answered(kk_slot *s)
 
 static int conn_writeable(kk_conn *c)
 {
-    kk_slot *s = c->slot;
+    kk_link *l = c->link;
     if (c->st == KC_CLOSING)
         return -1;
     if (c->st == KC_SESSION) {
@@ -499,18 +498,18 @@ static int conn_writeable(kk_conn *c)
             return write_session(c);
         return 0;
     }
-    if (c->st != KC_READY || s->active != c->idx)
+    if (c->st != KC_READY || l->active != c->idx)
         return 0;
-    kk_conn *o = &s->conn[!c->idx];
+    kk_conn *o = &l->conn[!c->idx];
     if (c->ping_write) {
         if (write_ping(c))
             return -1;
     } else if (o->st == KC_SESSION) {
         return 0; /* the replacement is resuming the session: hold writes */
-    } else if (s->k->conn_ops.writable(s, c, s->k->conn_user) < 0) {
+    } else if (l->pool->ops.writable(l, c, l->pool->user) < 0) {
         return -1;
     }
-    if (c->ping_write || (s->k->conn_ops.want_write(s, s->k->conn_user) && o->st != KC_SESSION))
+    if (c->ping_write || (l->pool->ops.want_write(l, l->pool->user) && o->st != KC_SESSION))
         lws_callback_on_writable(c->wsi);
     return 0;
 }
@@ -522,66 +521,66 @@ static int64_t earlier(int64_t a, int64_t b)
     return a < b ? a : b;
 }
 
-static void slot_timer(lws_sorted_usec_list_t *sul)
+static void link_timer(lws_sorted_usec_list_t *sul)
 {
-    kk_slot *s = lws_container_of(sul, kk_slot, sul);
-    kd_kone *k = s->k;
-    if (k->exiting)
+    kk_link *l = lws_container_of(sul, kk_link, sul);
+    kk_pool *p = l->pool;
+    if (p->exiting)
         return;
     int64_t now = kd_mono_us();
     int64_t next = now + SEC;
-    kk_conn *c0 = &s->conn[0], *c1 = &s->conn[1];
+    kk_conn *c0 = &l->conn[0], *c1 = &l->conn[1];
 
-    if (s->active < 0 && c0->st == KC_IDLE && c1->st == KC_IDLE) {
-        if (now >= s->reconnect_at)
+    if (l->active < 0 && c0->st == KC_IDLE && c1->st == KC_IDLE) {
+        if (now >= l->reconnect_at)
             conn_open(c0); /* false: no token yet, kicked when one arrives */
         else
-            next = earlier(next, s->reconnect_at);
+            next = earlier(next, l->reconnect_at);
     }
     for (int i = 0; i < 2; i++) {
-        kk_conn *c = &s->conn[i];
+        kk_conn *c = &l->conn[i];
         if (c->st == KC_SESSION && c->sess_write && c->wsi)
             lws_callback_on_writable(c->wsi); /* a replacement waiting for the drain */
         if (c->st == KC_SESSION && c->sess_req_id) {
-            if (now - c->sess_sent_mono >= k->request_timeout_us) {
-                kd_warn("kone: slot %d conn %d: session request unanswered", s->idx, i);
+            if (now - c->sess_sent_mono >= p->request_timeout_us) {
+                kd_warn("kone: slot %d conn %d: session request unanswered", l->idx, i);
                 kk_conn_kill(c);
             } else {
-                next = earlier(next, c->sess_sent_mono + k->request_timeout_us);
+                next = earlier(next, c->sess_sent_mono + p->request_timeout_us);
             }
         }
     }
-    kk_conn *a = kk_slot_active(s);
+    kk_conn *a = kk_link_active(l);
     if (a) {
-        kk_conn *o = &s->conn[!a->idx];
+        kk_conn *o = &l->conn[!a->idx];
         if (a->ping_req_id) {
-            if (now - a->ping_sent_mono >= k->request_timeout_us) {
+            if (now - a->ping_sent_mono >= p->request_timeout_us) {
                 kd_warn("kone: slot %d: keep-alive ping unanswered, dropping the connection",
-                        s->idx);
+                        l->idx);
                 kk_conn_kill(a);
                 a = NULL;
             } else {
-                next = earlier(next, a->ping_sent_mono + k->request_timeout_us);
+                next = earlier(next, a->ping_sent_mono + p->request_timeout_us);
             }
         } else if (!a->ping_write) {
             const char *pb, *pg;
-            if (now - a->last_tx_mono >= k->keepalive_us &&
-                !k->conn_ops.ping_target(s, &pb, &pg, k->conn_user)) {
-                next = earlier(next, now + k->keepalive_us); /* nothing to ping yet */
-            } else if (now - a->last_tx_mono >= k->keepalive_us) {
+            if (now - a->last_tx_mono >= p->keepalive_us &&
+                !p->ops.ping_target(l, &pb, &pg, p->user)) {
+                next = earlier(next, now + p->keepalive_us); /* nothing to ping yet */
+            } else if (now - a->last_tx_mono >= p->keepalive_us) {
                 a->ping_write = true;
                 lws_callback_on_writable(a->wsi);
             } else {
-                next = earlier(next, a->last_tx_mono + k->keepalive_us);
+                next = earlier(next, a->last_tx_mono + p->keepalive_us);
             }
         }
         if (a && o->st == KC_IDLE) {
-            int64_t due = a->opened_mono + k->max_age_us;
-            if (due < s->replace_retry_at)
-                due = s->replace_retry_at;
+            int64_t due = a->opened_mono + p->max_age_us;
+            if (due < l->replace_retry_at)
+                due = l->replace_retry_at;
             if (now >= due) {
-                kd_info("kone: slot %d: connection older than %lld s, replacing it", s->idx,
-                        (long long)(k->max_age_us / SEC));
+                kd_info("kone: slot %d: connection older than %lld s, replacing it", l->idx,
+                        (long long)(p->max_age_us / SEC));
                 conn_open(o);
             } else {
                 next = earlier(next, due);
@@ -590,7 +589,7 @@ static void slot_timer(lws_sorted_usec_list_t *sul)
     }
     if (next < now + 1000)
         next = now + 1000;
-    lws_sul_schedule(k->ctx, 0, &s->sul, slot_timer, next - now);
+    lws_sul_schedule(p->ctx, 0, &l->sul, link_timer, next - now);
 }
 
 /* ------------------------------------------------------------------ lws callback */
@@ -609,9 +608,9 @@ static int kk_callback(struct lws *wsi, enum lws_callback_reasons reason, void *
     switch (reason) {
     case LWS_CALLBACK_EVENT_WAIT_CANCELLED: {
         struct lws_context *ctx = wsi ? lws_get_context(wsi) : NULL;
-        kd_kone *k = ctx ? lws_context_user(ctx) : NULL;
-        if (k)
-            k->conn_ops.wakeup(k->conn_user);
+        kk_pool *p = ctx ? lws_context_user(ctx) : NULL;
+        if (p)
+            p->ops.wakeup(p->user);
         break;
     }
     case LWS_CALLBACK_OPENSSL_PERFORM_SERVER_CERT_VERIFICATION:
@@ -652,7 +651,7 @@ static int kk_callback(struct lws *wsi, enum lws_callback_reasons reason, void *
     case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
         if (c && len >= 2) {
             const unsigned char *p = in;
-            kd_info("kone: slot %d conn %d: KONE closed the connection (code %d)", c->slot->idx,
+            kd_info("kone: slot %d conn %d: KONE closed the connection (code %d)", c->link->idx,
                     c->idx, (p[0] << 8) | p[1]);
         }
         break;

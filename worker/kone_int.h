@@ -4,7 +4,7 @@
  * up only through a table of callbacks its caller gave it:
  *
  *   kone.c        public API (start/submit/ready/stop), the loop thread, the inbox; wires
- *                 the layers (kd_kone.conn_ops, kd_kone.wake)
+ *                 the layers (kd_kone.pool.ops, kd_kone.wake)
  *   kone_route.c  the call layer's callbacks for the connection layer (kk_conn_ops): which
  *                 module a frame belongs to, which frame is written first
  *   kone_call.c   the call layer: one job's life (placement, frames, answers, events,
@@ -24,20 +24,26 @@
  * Contracts: kone_conn.h (the connection layer), kone_sub.h and kone_site.h (two of the
  * policies), this header for the rest (kone_bld.c's functions, kone_call.c's, kone_route.c's).
  *
- * Not finished (issue 16): kk_slot below still carries the call layer's and the policies'
- * lists (jobs, wq, subs, site_wq) beside the connection's fields, kk_job the policies'
- * fields (breaker ticket, concurrency place, gates) and kd_kone everyone's configuration;
- * splitting them is the next step, and this header would then shrink to kk_job and kd_kone.
+ * The connection layer shares no struct with the layers above: its own (kk_pool, kk_link,
+ * kk_conn, its configuration) are declared in kone_conn.h, and kone_conn.c includes that
+ * header and lower ones only. kd_kone embeds the pool (k->pool), and each kk_slot below
+ * embeds its kk_link (s->link) next to the call layer's lists; kk_slot_of finds the slot
+ * again from the kk_link the connection layer's callbacks are given.
  *
- * Threads: everything below except `inbox*`, `stopping`, `n_ready`, the token source
+ * Not finished (issue 16): kk_job still carries the policies' fields, grouped by owner
+ * (j->bp: kone_bld.c's breaker ticket, concurrency place, throttling; j->site: kone_site.c's
+ * gate), kk_slot the policies' state (sub: kone_sub.h's kk_sub_slot; site_wq) beside the call
+ * layer's, and kd_kone the configuration of the call layer and of every policy.
+ *
+ * Threads: everything below except `inbox*`, `stopping`, `pool.n_ready`, the token source
  * and what `bmu` guards is touched only by the loop thread. Other threads hand jobs over
  * through the inbox (mutex) and wake the loop with lws_cancel_service.
  *
- * A slot is one logical connection: a KONE session (create-session once, resume-session
- * after every reconnect), a request-id counter that never restarts (ids stay unique on
- * the connection and on the session), the jobs placed on it and their write queue. It
- * owns two physical connections so that an old one can be replaced (max age) by a new
- * one that resumes the same session before the old one goes away.
+ * A slot is the call layer's side of one logical connection (kk_link, kone_conn.h: a KONE
+ * session, created once and resumed after every reconnect, and its two physical
+ * connections): the jobs placed on it, their write queue, its subscriptions and the
+ * configuration fetches to be written on it. Request ids never restart (kk_pool_next_id), so
+ * they stay unique on the connection and on the session.
  *
  * A job is on exactly one placement list: k->waitq (no slot yet), slot->jobs, or its
  * building's rq (waiting for a rate-limit token). It is on slot->wq while it has a frame to
@@ -58,6 +64,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "kone.h"
@@ -81,7 +88,6 @@
 #define KK_RESUME_WINDOW_US ((int64_t)KK_RESEND_STATE_S * 1000000)
 #define KK_MAX_BUILDINGS 4096 /* buildings remembered (breaker, rate limit) */
 #define KK_BLD_BUCKETS 512
-#define KK_SUB_BUCKETS 64   /* per slot: subscriptions by building and group */
 #define KK_EARLY_N 64       /* call states kept before their call result */
 #define KK_EARLY_FRAME 2048 /* ... each at most this long */
 #define KK_MODES_MAX 16     /* kone.lift_modes_refused entries */
@@ -91,28 +97,18 @@
 typedef struct kk_bld kk_bld;
 typedef struct kk_wake_ops kk_wake_ops;
 
+/* A slot: the call layer's side of one logical connection. Its connection (kk_link: the
+ * socket, the session, the keep-alive) is the connection layer's, embedded; the lists of
+ * what the layers above have on that connection are here. kk_slot_of finds the slot from
+ * the kk_link the connection layer hands its callbacks. */
 struct kk_slot {
+    kk_link link; /* the connection layer's (kone_conn.h) */
     kd_kone *k;
-    int idx;
-    int tok; /* the token (k->tokens[tok]) its connections open with */
-    kk_conn conn[2];
-    int active; /* conn carrying jobs (READY), -1 none */
-    char session_id[KD_KONE_SESSION_MAX];
-    bool session_numeric;
-    lws_dll2_owner_t jobs; /* kk_job.place */
-    lws_dll2_owner_t wq;   /* kk_job.wlink */
-    /* site-monitoring subscriptions of this slot's session (kone_sub.c) */
-    kk_sub *subs[KK_SUB_BUCKETS];
-    int n_subs;
-    lws_dll2_owner_t sub_wq;  /* subscriptions to be written (kk_sub.wlink) */
-    lws_dll2_owner_t sub_out; /* subscriptions written, not answered (kk_sub.olink) */
+    int tok;                  /* the token (k->tokens[tok]) its connections open with */
+    lws_dll2_owner_t jobs;    /* kk_job.place */
+    lws_dll2_owner_t wq;      /* kk_job.wlink */
+    kk_sub_slot sub;          /* kone_sub.c's: the subscriptions of this slot's session */
     lws_dll2_owner_t site_wq; /* configuration fetches to be written here (kk_site.wlink) */
-    unsigned losses;          /* active connections lost so far (for timeout messages) */
-    int64_t lost_mono;        /* when it last lost its active connection */
-    int backoff_ms;           /* next reconnect delay */
-    int64_t reconnect_at;     /* mono µs; 0 = now */
-    int64_t replace_retry_at; /* after a failed replacement */
-    lws_sorted_usec_list_t sul;
 };
 
 typedef enum {
@@ -144,15 +140,22 @@ typedef struct kk_job {
     int64_t answer_deadline; /* SENT / ACCEPTED */
     unsigned losses_at;      /* slot->losses when the request was written */
     int auth_retries;
-    bool throttled;      /* in bld->rq, waiting for a token */
-    bool brk_admitted;   /* its breaker admitted it (brk_ticket): it owes a verdict */
-    uint64_t brk_ticket; /* the breaker's generation when it was admitted */
-    bool brk_told;       /* its verdict was told to the breaker already */
-    bool cc_held;        /* holds a place in its building's and the worker's concurrency
-                          * limits: from admission to its answer (kone_conc.h) */
-    bool unfollowed;     /* its subscription was refused: states not followed */
-    bool site_passed;    /* kone_site.c let its call go (checked or not): not asked again */
-    bool site_checked;   /* ... after checking it against a cached configuration */
+    bool unfollowed; /* its subscription was refused: states not followed */
+    /* What kone_bld.c (the building policy) keeps of the job; the call layer only reads
+     * `throttled` and clears it when the job is released */
+    struct {
+        bool throttled;      /* in bld->rq, waiting for a token */
+        bool brk_admitted;   /* its breaker admitted it (brk_ticket): it owes a verdict */
+        uint64_t brk_ticket; /* the breaker's generation when it was admitted */
+        bool brk_told;       /* its verdict was told to the breaker already */
+        bool cc_held;        /* holds a place in its building's and the worker's concurrency
+                              * limits: from admission to its answer (kone_conc.h) */
+    } bp;
+    /* What kone_site.c (the cached configurations) keeps of the job; the call layer reads it */
+    struct {
+        bool passed;  /* kone_site.c let its call go (checked or not): not asked again */
+        bool checked; /* ... after checking it against a cached configuration */
+    } site;
 
     /* following an accepted call */
     int64_t call_session_id;
@@ -170,24 +173,18 @@ typedef struct kk_job {
 } kk_job;
 
 struct kd_kone {
+    /* the connection layer (kone_conn.h): its configuration (kone.ws_url, kone.keepalive_s,
+     * kone.max_conn_age_s, ...), its callbacks (kone_route.c's, user k), its state */
+    kk_pool pool;
     /* configuration */
-    char *ws_host; /* from kone.ws_url */
-    int ws_port;
-    char *ws_path; /* "/stream-v2" (with any query of the URL) */
     char *ca_file; /* NULL for the system CAs */
     int n_slots;
     int64_t request_timeout_us, call_timeout_us, track_timeout_us;
-    int64_t keepalive_us, max_age_us;
     int monitor_duration_s;
     kd_kone_hooks hooks;
     const kk_wake_ops *wake; /* the call layer's, for the policy modules (kk_call_wake) */
-    /* the connection layer's callbacks (kone_conn.h), and their user pointer (k) */
-    kk_conn_ops conn_ops;
-    void *conn_user;
 
     struct lws_context *ctx;
-    /* kone.ws_url's host resolved off the loop (kone_dns.h); NULL when it is numeric */
-    kd_kone_dns *dns;
     int64_t dns_ttl_us;    /* kone.dns_ttl_s */
     uint64_t dns_gen_seen; /* loop thread: resolutions seen (slots waiting are kicked) */
     /* One token per share of kone.buildings (KONE limits the scopes of one token): building
@@ -201,8 +198,7 @@ struct kd_kone {
     /* shared with other threads */
     pthread_mutex_t mu;
     kd_run *inbox_head, *inbox_tail;
-    bool stopping;      /* under mu */
-    atomic_int n_ready; /* slots with an active READY connection */
+    bool stopping; /* under mu */
 
     /* loop thread only */
     bool exiting;
@@ -222,8 +218,6 @@ struct kd_kone {
      * index_off: an insertion failed (out of memory): matching walks slot->jobs again. */
     kd_idmap by_req, by_sid;
     bool index_off;
-    unsigned rand_state;
-    int64_t next_req_id; /* request ids, unique per process (kk_slot_next_id) */
     /* call states of sessions nobody follows yet: a call's first state may come before its
      * call result (the frame that names its session id); kept briefly, replayed then */
     struct {
@@ -341,7 +335,44 @@ struct kk_bld {
     int64_t progress_at;   /* its requests last made progress (or the first went out) */
 };
 
-/* ---- kone_conn.c: see kone_conn.h */
+/* ---- the connection layer (kone_conn.h), seen from a slot */
+static inline kk_slot *kk_slot_of(kk_link *l)
+{
+    return lws_container_of(l, kk_slot, link);
+}
+static inline const kk_slot *kk_slot_of_const(const kk_link *l)
+{
+    return (const kk_slot *)((const char *)l - offsetof(kk_slot, link));
+}
+void kk_slot_init(kd_kone *k, kk_slot *s, int idx); /* kone_call.c */
+static inline void kk_slot_kick(kk_slot *s)
+{
+    kk_link_kick(&s->link);
+}
+static inline void kk_slot_want_write(kk_slot *s)
+{
+    kk_link_want_write(&s->link);
+}
+static inline bool kk_slot_ready(const kk_slot *s)
+{
+    return kk_link_ready(&s->link);
+}
+static inline kk_conn *kk_slot_active(kk_slot *s)
+{
+    return kk_link_active(&s->link);
+}
+static inline int64_t kk_slot_next_id(kk_slot *s)
+{
+    return kk_pool_next_id(s->link.pool);
+}
+static inline int64_t kk_jitter(kd_kone *k, int64_t max) /* 0..max-1 */
+{
+    return kk_pool_jitter(&k->pool, max);
+}
+/* The token that serves a building: 0 when kone.buildings is empty (every building goes to
+ * the one token); else its share's, or -1 when it is not in kone.buildings (outside every
+ * scope the worker asked for: KONE would answer 403). Slots with tok == it carry it. */
+int kk_token_of(const kd_kone *k, const char *building_id); /* kone_call.c */
 
 /* ---- kone_route.c: the call layer's callbacks for the connection layer (kk_conn_ops) */
 void kk_route_ops(kk_conn_ops *ops); /* fills every member but wakeup (kone.c's) */

@@ -6,7 +6,10 @@
  * the kd_kone. Every callback runs on the loop thread inside the connection layer and calls
  * down or sideways only: kone_call.c (a job's life), kone_sub.c (subscriptions), kone_site.c
  * (building configurations), kone_bld.c (breakers' pings) and the connection layer's own
- * functions (kk_slot_answered). Nothing here keeps state.
+ * functions (kk_link_answered). Each callback is handed the connection layer's kk_link and
+ * finds the call layer's kk_slot that embeds it (kk_slot_of). The connection layer's two
+ * metrics (ready_count, reconnecting) go on to the owner's hooks here, since that layer
+ * knows no kd_kone_hooks. Nothing here keeps state.
  *
  * Order matters and is the one the client always had: writes go pings of an open circuit
  * first, then subscriptions (a call waits for its subscription's answer), then configuration
@@ -16,9 +19,10 @@
 #include "kd_log.h"
 #include "kone_int.h"
 
-static bool route_state_in(kk_slot *s, int64_t sid, const char *buf, size_t len, void *user)
+static bool route_state_in(kk_link *l, int64_t sid, const char *buf, size_t len, void *user)
 {
     (void)user;
+    kk_slot *s = kk_slot_of(l);
     if (kk_follows(s, sid))
         return true;
     /* another session's call in a subscribed building, a decided call's later state, or
@@ -27,10 +31,11 @@ static bool route_state_in(kk_slot *s, int64_t sid, const char *buf, size_t len,
     return false;
 }
 
-static void route_frame_in(kk_slot *s, const kd_kone_msg *m, const char *buf, size_t len,
+static void route_frame_in(kk_link *l, const kd_kone_msg *m, const char *buf, size_t len,
                            void *user)
 {
     (void)user;
+    kk_slot *s = kk_slot_of(l);
     switch (m->kind) {
     case KD_KONE_MSG_ANSWER:
         if (kk_bld_probe_answer(s, m)) /* a ping of a building whose circuit is open */
@@ -40,31 +45,33 @@ static void route_frame_in(kk_slot *s, const kd_kone_msg *m, const char *buf, si
         if (kk_site_answer(s, m, buf, len)) /* a configuration fetch */
             return;
         kk_on_answer(s, m);
-        kk_slot_answered(s);
+        kk_link_answered(l);
         return;
     case KD_KONE_MSG_CALL_RESULT:
         kk_on_call_result(s, m);
-        kk_slot_answered(s);
+        kk_link_answered(l);
         return;
     case KD_KONE_MSG_CALL_STATE: kk_on_call_state(s, m); return;
     case KD_KONE_MSG_LIFT_STATUS: kk_sub_lift_status(s, m); return;
     case KD_KONE_MSG_EVENT:
     case KD_KONE_MSG_UNKNOWN:
     case KD_KONE_MSG_MALFORMED:
-        kd_debug("kone: slot %d: ignored a %s frame", s->idx, kd_kone_msg_kind_name(m->kind));
+        kd_debug("kone: slot %d: ignored a %s frame", s->link.idx, kd_kone_msg_kind_name(m->kind));
         return;
     }
 }
 
-static bool route_want_write(const kk_slot *s, void *user)
+static bool route_want_write(const kk_link *l, void *user)
 {
     (void)user;
+    const kk_slot *s = kk_slot_of_const(l);
     return s->wq.head || kk_bld_probe_wanted(s) || kk_sub_wanted(s) || kk_site_wanted(s);
 }
 
-static int route_writable(kk_slot *s, kk_conn *c, void *user)
+static int route_writable(kk_link *l, kk_conn *c, void *user)
 {
     (void)user;
+    kk_slot *s = kk_slot_of(l);
     if (kk_bld_probe_wanted(s))
         return kk_bld_write_probe(s, c) < 0 ? -1 : 0;
     if (kk_sub_wanted(s)) /* before the calls that wait for it */
@@ -78,38 +85,51 @@ static int route_writable(kk_slot *s, kk_conn *c, void *user)
     return 0;
 }
 
-static void route_session_restored(kk_slot *s, bool resumed, void *user)
+static void route_session_restored(kk_link *l, bool resumed, void *user)
 {
+    kk_slot *s = kk_slot_of(l);
     kk_subs_session_restored(s); /* before the calls that wait for them */
     kk_jobs_session_restored(s, resumed);
     kk_job_place_waiting(user);
 }
 
-static void route_lost(kk_slot *s, void *user)
+static void route_lost(kk_link *l, void *user)
 {
     (void)user;
-    kk_subs_conn_lost(s, false);
+    kk_subs_conn_lost(kk_slot_of(l), false);
 }
 
-static void route_released(kk_slot *s, void *user)
+static void route_released(kk_link *l, void *user)
 {
     (void)user;
+    kk_slot *s = kk_slot_of(l);
     kk_subs_conn_lost(s, true); /* calls waiting for a subscription move too */
     kk_sites_conn_lost(s);      /* ... and for a configuration */
     kk_jobs_move_unwritten(s);
 }
 
-static int route_outstanding(kk_slot *s, void *user)
+static int route_outstanding(kk_link *l, void *user)
 {
     (void)user;
-    return kk_slot_outstanding(s);
+    return kk_slot_outstanding(kk_slot_of(l));
 }
 
-static bool route_ping_target(const kk_slot *s, const char **building, const char **group,
+static bool route_ping_target(const kk_link *l, const char **building, const char **group,
                               void *user)
 {
     (void)user;
-    return kk_sub_ping_target(s, building, group);
+    return kk_sub_ping_target(kk_slot_of_const(l), building, group);
+}
+
+/* The owner's metrics (kd_kone_hooks), which the connection layer does not know. */
+static void route_ready_count(int n, void *user)
+{
+    kk_m_connections(user, n);
+}
+
+static void route_reconnecting(void *user)
+{
+    kk_m_reconnect(user);
 }
 
 void kk_route_ops(kk_conn_ops *ops)
@@ -123,4 +143,6 @@ void kk_route_ops(kk_conn_ops *ops)
     ops->released = route_released;
     ops->outstanding = route_outstanding;
     ops->ping_target = route_ping_target;
+    ops->ready_count = route_ready_count;
+    ops->reconnecting = route_reconnecting;
 }

@@ -153,7 +153,7 @@ static void fetch_start(kk_site *x, kk_slot *s)
 kk_gate kk_site_gate(kk_slot *s, kk_job *j, char *code, size_t code_len, char *why, size_t len)
 {
     kd_kone *k = j->k;
-    if (!k->validate_locally || j->site_passed)
+    if (!k->validate_locally || j->site.passed)
         return KK_GATE_GO;
     char b[sizeof((kk_site *)0)->building];
     const char *g;
@@ -161,7 +161,7 @@ kk_gate kk_site_gate(kk_slot *s, kk_job *j, char *code, size_t code_len, char *w
     int64_t now = kd_mono_us();
     kk_site *x = lookup(k, b, g);
     if (!x && !(x = create(k, b, g, now))) {
-        j->site_passed = true; /* no room: unchecked */
+        j->site.passed = true; /* no room: unchecked */
         kk_m_unvalidated(s->k);
         return KK_GATE_GO;
     }
@@ -176,7 +176,7 @@ kk_gate kk_site_gate(kk_slot *s, kk_job *j, char *code, size_t code_len, char *w
         lws_dll2_add_tail(&j->wlink, &x->waiters);
         return KK_GATE_WAIT;
     case KD_KVAL_UNVALIDATED:
-        j->site_passed = true;
+        j->site.passed = true;
         kk_m_unvalidated(s->k);
         return KK_GATE_GO;
     case KD_KVAL_USE: break;
@@ -184,7 +184,7 @@ kk_gate kk_site_gate(kk_slot *s, kk_job *j, char *code, size_t code_len, char *w
     char text[200];
     kd_kval_reason r = kd_kval_check(&x->cfg, &j->run->job, code, code_len, text, sizeof text);
     if (r == KD_KVAL_OK) {
-        j->site_passed = j->site_checked = true;
+        j->site.passed = j->site.checked = true;
         return KK_GATE_GO;
     }
     /* KONE's own words, so that consumers matching on them see the same thing; the result
@@ -234,8 +234,8 @@ int kk_site_write(kk_slot *s, kk_conn *c)
     if (lws_dll2_is_detached(&x->olink))
         lws_dll2_add_tail(&x->olink, &s->k->site_out);
     lws_sul_schedule(s->k->ctx, 0, &x->sul, site_timer, s->k->request_timeout_us);
-    kd_debug("kone: slot %d: fetching the %s of %s group %s", s->idx, cfg ? "config" : "actions",
-             x->building, x->group);
+    kd_debug("kone: slot %d: fetching the %s of %s group %s", s->link.idx,
+             cfg ? "config" : "actions", x->building, x->group);
     return 1;
 }
 
@@ -305,7 +305,7 @@ static void site_timer(lws_sorted_usec_list_t *sul)
 
 void kk_site_refused(kk_job *j, const char *code, const char *msg)
 {
-    if (!j->site_checked || !kd_kval_contradicts(code, msg))
+    if (!j->site.checked || !kd_kval_contradicts(code, msg))
         return;
     char b[sizeof((kk_site *)0)->building];
     const char *g;

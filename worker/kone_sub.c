@@ -75,7 +75,7 @@ static unsigned hash_of(const char *building, const char *group)
 
 static kk_sub *lookup(kk_slot *s, const char *b, const char *g)
 {
-    for (kk_sub *x = s->subs[hash_of(b, g)]; x; x = x->hnext)
+    for (kk_sub *x = s->sub.subs[hash_of(b, g)]; x; x = x->hnext)
         if (!strcmp(x->building, b) && !strcmp(x->group, g))
             return x;
     return NULL;
@@ -95,7 +95,7 @@ static void want_write(kk_sub *x)
         lws_dll2_remove(&x->olink);
     x->req_id = 0;
     if (lws_dll2_is_detached(&x->wlink))
-        lws_dll2_add_tail(&x->wlink, &s->sub_wq);
+        lws_dll2_add_tail(&x->wlink, &s->sub.wq);
     kk_slot_want_write(s);
 }
 
@@ -110,21 +110,21 @@ static kk_sub *create(kk_slot *s, const char *b, const char *g)
     x->st = KS_NEW;
     x->refused_mode = -1;
     unsigned h = hash_of(b, g);
-    x->hnext = s->subs[h];
-    s->subs[h] = x;
-    s->n_subs++;
+    x->hnext = s->sub.subs[h];
+    s->sub.subs[h] = x;
+    s->sub.n++;
     return x;
 }
 
 static void destroy(kk_sub *x)
 {
     kk_slot *s = x->slot;
-    for (kk_sub **pp = &s->subs[hash_of(x->building, x->group)]; *pp; pp = &(*pp)->hnext)
+    for (kk_sub **pp = &s->sub.subs[hash_of(x->building, x->group)]; *pp; pp = &(*pp)->hnext)
         if (*pp == x) {
             *pp = x->hnext;
             break;
         }
-    s->n_subs--;
+    s->sub.n--;
     lws_sul_cancel(&x->sul);
     if (!lws_dll2_is_detached(&x->wlink))
         lws_dll2_remove(&x->wlink);
@@ -195,14 +195,14 @@ bool kk_sub_touch(kk_slot *s, const kd_job *job)
 
 bool kk_sub_wanted(const kk_slot *s)
 {
-    return s->sub_wq.head != NULL;
+    return s->sub.wq.head != NULL;
 }
 
 int kk_sub_write(kk_slot *s, kk_conn *c)
 {
-    if (!s->sub_wq.head)
+    if (!s->sub.wq.head)
         return 0;
-    kk_sub *x = lws_container_of(s->sub_wq.head, kk_sub, wlink);
+    kk_sub *x = lws_container_of(s->sub.wq.head, kk_sub, wlink);
     kd_kone *k = s->k;
     int64_t id = kk_slot_next_id(s);
     const char *topics[] = {"call_state/+/+", "+/status"};
@@ -210,7 +210,7 @@ int kk_sub_write(kk_slot *s, kk_conn *c)
     char *text = kd_kone_msg_monitor(x->building, x->group, id, k->sub_name, k->monitor_duration_s,
                                      topics, 2, &e);
     if (!text) { /* out of memory: try again on the next WRITEABLE */
-        kd_error("kone: slot %d: %s", s->idx, e.msg);
+        kd_error("kone: slot %d: %s", s->link.idx, e.msg);
         return 0;
     }
     int rc = kk_conn_send(c, text);
@@ -218,11 +218,11 @@ int kk_sub_write(kk_slot *s, kk_conn *c)
     if (rc)
         return -1; /* stays queued: the connection closes and it is made again */
     lws_dll2_remove(&x->wlink);
-    lws_dll2_add_tail(&x->olink, &s->sub_out);
+    lws_dll2_add_tail(&x->olink, &s->sub.out);
     x->req_id = id;
     x->sent_mono = kd_mono_us();
     arm(x, x->sent_mono + k->request_timeout_us);
-    kd_debug("kone: slot %d: subscribing to call states of %s group %s", s->idx, x->building,
+    kd_debug("kone: slot %d: subscribing to call states of %s group %s", s->link.idx, x->building,
              x->group);
     return 1;
 }
@@ -240,12 +240,12 @@ static void refused(kk_sub *x, bool final, const char *what)
              x->group, what);
     if (x->st == KS_ACTIVE && now < x->expires && !final) {
         /* a renewal failed but the subscription still runs: try again soon */
-        kd_warn("kone: slot %d: %s; trying again", s->idx, x->why);
+        kd_warn("kone: slot %d: %s; trying again", s->link.idx, x->why);
         x->renew_at = now + backoff;
         arm(x, x->renew_at < x->expires ? x->renew_at : x->expires);
         return;
     }
-    kd_warn("kone: slot %d: %s%s", s->idx, x->why,
+    kd_warn("kone: slot %d: %s%s", s->link.idx, x->why,
             final ? "; calls go on without following their states" : "; its calls fail");
     x->st = KS_REFUSED;
     x->final = final;
@@ -259,7 +259,7 @@ bool kk_sub_answer(kk_slot *s, const kd_kone_msg *m)
     if (!m->has_request_id)
         return false;
     kk_sub *x = NULL;
-    for (lws_dll2_t *d = s->sub_out.head; d && !x; d = d->next) {
+    for (lws_dll2_t *d = s->sub.out.head; d && !x; d = d->next) {
         kk_sub *y = lws_container_of(d, kk_sub, olink);
         if (y->req_id == m->request_id)
             x = y;
@@ -343,7 +343,7 @@ static void sub_timer(lws_sorted_usec_list_t *sul)
     if (x->st != KS_ACTIVE)
         return;
     if (!in_use(x, now)) {
-        kd_debug("kone: slot %d: subscription of %s group %s unused; let it lapse", s->idx,
+        kd_debug("kone: slot %d: subscription of %s group %s unused; let it lapse", s->link.idx,
                  x->building, x->group);
         destroy(x);
         return;
@@ -397,10 +397,11 @@ void kk_sub_lift_status(kk_slot *s, const kd_kone_msg *m)
         kd_log(KD_LOG_WARN, &lc,
                "kone: slot %d: group %s of %s is in %s mode (lift_mode %" PRId64
                "): its calls are rejected group_mode, not sent",
-               s->idx, x->group, x->building, s->k->modes[blocked].name, s->k->modes[blocked].code);
+               s->link.idx, x->group, x->building, s->k->modes[blocked].name,
+               s->k->modes[blocked].code);
     else
         kd_log(KD_LOG_INFO, &lc,
-               "kone: slot %d: group %s of %s is called again (lift_mode %" PRId64 ")", s->idx,
+               "kone: slot %d: group %s of %s is called again (lift_mode %" PRId64 ")", s->link.idx,
                x->group, x->building, m->lift_mode);
     x->refused_mode = blocked;
 }
@@ -408,7 +409,7 @@ void kk_sub_lift_status(kk_slot *s, const kd_kone_msg *m)
 void kk_subs_conn_lost(kk_slot *s, bool release_waiters)
 {
     for (int i = 0; i < KK_SUB_BUCKETS; i++)
-        for (kk_sub *x = s->subs[i]; x; x = x->hnext) {
+        for (kk_sub *x = s->sub.subs[i]; x; x = x->hnext) {
             lws_sul_cancel(&x->sul);
             if (!lws_dll2_is_detached(&x->olink))
                 lws_dll2_remove(&x->olink);
@@ -435,7 +436,7 @@ void kk_subs_session_restored(kk_slot *s)
     int64_t now = kd_mono_us();
     for (int i = 0; i < KK_SUB_BUCKETS; i++) {
         kk_sub *next;
-        for (kk_sub *x = s->subs[i]; x; x = next) {
+        for (kk_sub *x = s->sub.subs[i]; x; x = next) {
             next = x->hnext;
             if (!x->waiters.count && !in_use(x, now)) {
                 destroy(x);
@@ -451,7 +452,7 @@ bool kk_sub_ping_target(const kk_slot *s, const char **building, const char **gr
 {
     const kk_sub *best = NULL;
     for (int i = 0; i < KK_SUB_BUCKETS; i++)
-        for (const kk_sub *x = s->subs[i]; x; x = x->hnext)
+        for (const kk_sub *x = s->sub.subs[i]; x; x = x->hnext)
             if (x->st == KS_ACTIVE && (!best || x->last_used > best->last_used))
                 best = x;
     if (best) {
@@ -471,8 +472,8 @@ bool kk_sub_ping_target(const kk_slot *s, const char **building, const char **gr
 void kk_subs_free(kk_slot *s)
 {
     for (int i = 0; i < KK_SUB_BUCKETS; i++)
-        while (s->subs[i]) {
-            kk_sub *x = s->subs[i];
+        while (s->sub.subs[i]) {
+            kk_sub *x = s->sub.subs[i];
             // NOLINTNEXTLINE(clang-analyzer-unix.Malloc): destroy() unlinks x from this bucket
             while (x->waiters.head)
                 lws_dll2_remove(x->waiters.head);

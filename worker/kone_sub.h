@@ -20,8 +20,21 @@
 
 #define KK_SUB_LIFTS 32 /* lifts of a group whose mode is remembered */
 
+typedef struct kd_kone kd_kone;
+typedef struct kk_slot kk_slot; /* kone_int.h: the call layer's side of a kk_link */
 typedef struct kk_job kk_job;
 typedef struct kk_sub kk_sub;
+
+#define KK_SUB_BUCKETS 64 /* per slot: subscriptions by building and group */
+
+/* What this module keeps per slot (kk_slot.sub, kone_int.h): the site-monitoring
+ * subscriptions of the slot's session. Only kone_sub.c reads or writes it. */
+typedef struct kk_sub_slot {
+    kk_sub *subs[KK_SUB_BUCKETS];
+    int n;
+    lws_dll2_owner_t wq;  /* to be written (kk_sub.wlink) */
+    lws_dll2_owner_t out; /* written, not answered (kk_sub.olink) */
+} kk_sub_slot;
 
 uint32_t kk_bg_hash(const char *building, const char *group); /* FNV-1a of both */
 /* The job's building as KONE names it ("building:<id>"), and its group ("1" when none). */
@@ -40,8 +53,8 @@ struct kk_sub {
     char group[KD_JOB_GROUP_MAX + 1];
     enum { KS_NEW = 0, KS_ACTIVE, KS_REFUSED } st;
     bool final;       /* KS_REFUSED with a 4xx: calls go on without states */
-    lws_dll2_t wlink; /* on slot->sub_wq: to be written */
-    lws_dll2_t olink; /* on slot->sub_out: written, not answered */
+    lws_dll2_t wlink; /* on slot->sub.wq: to be written */
+    lws_dll2_t olink; /* on slot->sub.out: written, not answered */
     int64_t req_id, sent_mono;
     int64_t expires;   /* KS_ACTIVE: the subscription lapses at KONE */
     int64_t renew_at;  /* KS_ACTIVE: write the renewal */
