@@ -179,9 +179,11 @@ int main(int argc, char **argv)
         return code;
     }
     if (kd_log_init(PROG, kd_cfg_str(&cfg, KD_CFG_LOG_LEVEL)) != 0) {
+        /* GCOVR_EXCL_START: log.level is an enum the configuration's load checked */
         kd_error("log.level: must be debug, info, warn or error");
         kd_config_free(&cfg);
         return 2;
+        /* GCOVR_EXCL_STOP */
     }
     run_opts o;
     kev_consumer *c = NULL;
