@@ -37,94 +37,11 @@
 #include "kd_log.h"
 #include "kd_run.h"
 #include "kone.h"
+#include "kone_sim_proc.h"
 #include "test_cert.h"
-
-extern char **environ;
 
 #define B951 "building:9990000951"
 #define B952 "building:9990000952"
-
-static struct {
-    char bin[512], src[512];
-    char dir[64], cert[96], key[96], log[96];
-    int port;
-    pid_t pid;
-    bool have;
-} sim;
-
-KS_UNUSED static int free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t l = sizeof a;
-    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) ||
-        getsockname(fd, (struct sockaddr *)&a, &l)) {
-        if (fd >= 0)
-            close(fd);
-        return 0;
-    }
-    close(fd);
-    return ntohs(a.sin_port);
-}
-
-KS_UNUSED static bool port_open(int port)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET,
-                            .sin_port = htons((uint16_t)port),
-                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    bool ok = fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof a) == 0;
-    if (fd >= 0)
-        close(fd);
-    return ok;
-}
-
-/* Starts kone-sim with extra flags (NULL-terminated), stderr to sim.log. */
-KS_UNUSED static void sim_start(const char *extra1, const char *extra2)
-{
-    char port[32], cert[128], key[128], bld[600], cli[600];
-    snprintf(port, sizeof port, "--sim-port=%d", sim.port);
-    snprintf(cert, sizeof cert, "--sim-cert=%s", sim.cert);
-    snprintf(key, sizeof key, "--sim-key=%s", sim.key);
-    snprintf(bld, sizeof bld, "--sim-buildings=%s/sim/buildings.json", sim.src);
-    snprintf(cli, sizeof cli, "--sim-clients=%s/sim/clients.json", sim.src);
-    char *argv[] = {
-        sim.bin,        port,           cert, key, bld, cli, "--sim-speed=20", "--log-level=info",
-        (char *)extra1, (char *)extra2, NULL};
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_addopen(&fa, 2, sim.log, O_WRONLY | O_CREAT | O_APPEND, 0600);
-    posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
-    int rc = posix_spawn(&sim.pid, sim.bin, &fa, NULL, argv, environ);
-    posix_spawn_file_actions_destroy(&fa);
-    assert_int_equal(rc, 0);
-    int st;
-    for (int i = 0; i < 3000 && !port_open(sim.port); i++) {
-        if (waitpid(sim.pid, &st, WNOHANG) == sim.pid) {
-            /* it could not listen: free_port's port was taken meanwhile (e.g. as the
-             * source port of a client's connection); once more on another port */
-            sim.pid = 0;
-            static int retries;
-            assert_true(++retries < 5);
-            fprintf(stderr, "kone-sim exited at start (port %d taken?); another port\n", sim.port);
-            sim.port = free_port();
-            sim_start(extra1, extra2);
-            return;
-        }
-        usleep(10000);
-    }
-    assert_true(port_open(sim.port));
-}
-
-KS_UNUSED static void sim_stop(void)
-{
-    if (sim.pid > 0) {
-        kill(sim.pid, SIGTERM);
-        int st;
-        waitpid(sim.pid, &st, 0);
-        sim.pid = 0;
-    }
-}
 
 KS_UNUSED static int count_in_log(const char *needle)
 {

@@ -31,96 +31,18 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "kone_sim_proc.h"
 #include "test_cert.h"
-
-extern char **environ;
 
 #define B1 "building:9990000951"
 #define CONTROL_TOKEN "calls-control-secret"
 
-static struct {
-    char bin[512], src[512];
-    char dir[64], cert[96], key[96], log[96];
-    int port;
-    pid_t pid;
-    bool have;
-} sim;
-
-/* ---- kone-sim ---- */
-
-static int free_port(void)
+/* A clean stop: kone-sim exits 0 on SIGTERM. */
+static void sim_stop_clean(void)
 {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t l = sizeof a;
-    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) ||
-        getsockname(fd, (struct sockaddr *)&a, &l)) {
-        if (fd >= 0)
-            close(fd);
-        return 0;
-    }
-    close(fd);
-    return ntohs(a.sin_port);
-}
-
-static bool port_open(int port)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET,
-                            .sin_port = htons((uint16_t)port),
-                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    bool ok = fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof a) == 0;
-    if (fd >= 0)
-        close(fd);
-    return ok;
-}
-
-static void sim_start(const char *extra)
-{
-    char port[32], cert[128], key[128], bld[600], cli[600];
-    snprintf(port, sizeof port, "--sim-port=%d", sim.port);
-    snprintf(cert, sizeof cert, "--sim-cert=%s", sim.cert);
-    snprintf(key, sizeof key, "--sim-key=%s", sim.key);
-    snprintf(bld, sizeof bld, "--sim-buildings=%s/sim/buildings.json", sim.src);
-    snprintf(cli, sizeof cli, "--sim-clients=%s/sim/clients.json", sim.src);
-    char *argv[] = {sim.bin,       port, cert, key, bld, cli, "--sim-speed=20", "--log-level=info",
-                    (char *)extra, NULL};
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_addopen(&fa, 2, sim.log, O_WRONLY | O_CREAT | O_APPEND, 0600);
-    posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
-    int rc = posix_spawn(&sim.pid, sim.bin, &fa, NULL, argv, environ);
-    posix_spawn_file_actions_destroy(&fa);
-    assert_int_equal(rc, 0);
-    int st;
-    for (int i = 0; i < 3000 && !port_open(sim.port); i++) {
-        if (waitpid(sim.pid, &st, WNOHANG) == sim.pid) {
-            /* it could not listen: free_port's port was taken meanwhile (e.g. as the source
-             * port of another test's client connection); once more on another port, as
-             * kone_sim_fixture.h does (CI met this under ASan) */
-            sim.pid = 0;
-            static int retries;
-            assert_true(++retries < 5);
-            fprintf(stderr, "kone-sim exited at start (port %d taken?); another port\n", sim.port);
-            sim.port = free_port();
-            sim_start(extra);
-            return;
-        }
-        usleep(10000);
-    }
-    assert_true(port_open(sim.port));
-}
-
-static void sim_stop(void)
-{
-    if (sim.pid > 0) {
-        kill(sim.pid, SIGTERM);
-        int st = 0;
-        waitpid(sim.pid, &st, 0);
-        sim.pid = 0;
-        assert_true(WIFEXITED(st));
-        assert_int_equal(WEXITSTATUS(st), 0);
-    }
+    int st = sim_stop();
+    assert_true(WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 0);
 }
 
 /* ---- HTTP (libcurl) ---- */
@@ -267,7 +189,7 @@ static int setup(void **state)
     sim.port = free_port();
     assert_true(sim.port > 0);
     unlink(sim.log);
-    sim_start(NULL);
+    sim_start(NULL, NULL);
     return 0;
 }
 
@@ -279,14 +201,14 @@ static int setup_token(void **state)
     sim.port = free_port();
     assert_true(sim.port > 0);
     unlink(sim.log);
-    sim_start("--sim-control-token=" CONTROL_TOKEN);
+    sim_start("--sim-control-token=" CONTROL_TOKEN, NULL);
     return 0;
 }
 
 static int teardown(void **state)
 {
     (void)state;
-    sim_stop();
+    sim_stop_clean();
     return 0;
 }
 
