@@ -14,7 +14,8 @@
  * Callers then read typed values by id (kd_cfg_int(cfg, KD_CFG_WORKER_INFLIGHT)), which
  * cannot fail: there are no bounds and no key names left at the call sites.
  * docs/configuration.md is checked against the table by a test (kone-worker
- * --config-table prints the table as the markdown the docs hold).
+ * --config-table prints the table as the markdown the docs hold); the Helm chart's schema is
+ * generated from --config-json.
  */
 #ifndef KD_CONFIG_H
 #define KD_CONFIG_H
@@ -123,10 +124,17 @@ void kd_config_flag_name(const char *key, char *buf, size_t len); /**< --amqp-ho
 /** Prints --help: the program's keys, their flags, environment variables, types and defaults. */
 void kd_config_print_help(const kd_config *cfg, FILE *out);
 void kd_config_print_markdown(FILE *out); /**< the table of docs/configuration.md */
+/** Prints --config-json: the whole table as a JSON array, one object a key (name, type, min,
+ * max, choices, default, programs, secret, help), for tools: the chart's values.schema.json
+ * is generated from it (tests/ops/chart_schema.sh). A secret's default is never printed. */
+void kd_config_print_json(FILE *out);
+/** True for the options that print and exit (--config-table, --config-json, --config-dump). */
+bool kd_config_is_print_option(const char *arg);
 /** Prints --config-dump: key=value for the program's keys, secrets as "<set>" or "". */
 void kd_config_print_dump(const kd_config *cfg, FILE *out);
 
-/** Handles the options every program shares: --help, --config-table, --config-dump. Returns
+/** Handles the options every program shares: --help, --config-table, --config-json,
+ * --config-dump. Returns
  * true when the program should exit (with *code) after it. */
 bool kd_config_common_actions(const kd_config *cfg, int *code);
 

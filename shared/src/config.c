@@ -315,7 +315,7 @@ static int load_argv(kd_config *cfg, int argc, char **argv, kd_err *err)
             cfg->help = true;
             continue;
         }
-        if (strcmp(arg, "--config-table") == 0 || strcmp(arg, "--config-dump") == 0) {
+        if (kd_config_is_print_option(arg)) {
             /* remembered as positional marker for kd_config_common_actions */
             if (cfg->nargs < KD_CONFIG_MAX_ARGS)
                 cfg->args[cfg->nargs++] = argv[a];
@@ -369,14 +369,20 @@ static int check_all(kd_config *cfg, kd_err *err)
     return 0;
 }
 
-/* --help, --config-table and --config-dump print and exit: they work whatever the values
- * (a dump is how one looks at a bad one). */
+bool kd_config_is_print_option(const char *arg)
+{
+    return !strcmp(arg, "--config-table") || !strcmp(arg, "--config-json") ||
+           !strcmp(arg, "--config-dump");
+}
+
+/* --help, --config-table, --config-json and --config-dump print and exit: they work whatever
+ * the values (a dump is how one looks at a bad one). */
 static bool printing_only(const kd_config *cfg)
 {
     if (cfg->help)
         return true;
     for (int a = 0; a < cfg->nargs; a++)
-        if (!strcmp(cfg->args[a], "--config-table") || !strcmp(cfg->args[a], "--config-dump"))
+        if (kd_config_is_print_option(cfg->args[a]))
             return true;
     return false;
 }

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <jansson.h>
 
 #include "kd_config.h"
 
@@ -266,6 +267,9 @@ static void test_bad_env_value_refused_at_load(void **state)
     char *argv2[] = {"prog", "--config-dump"};
     assert_int_equal(load(&cfg, KD_PROG_WORKER, 2, argv2, &err), 0);
     kd_config_free(&cfg);
+    char *argv3[] = {"prog", "--config-json"};
+    assert_int_equal(load(&cfg, KD_PROG_WORKER, 2, argv3, &err), 0);
+    kd_config_free(&cfg);
     unsetenv("KD_KONE_KEEPALIVE_S");
 }
 
@@ -349,6 +353,65 @@ static void test_table_is_well_formed(void **state)
 }
 
 /* docs/configuration.md holds exactly the table the code prints, between markers. */
+static json_t *json_key(json_t *all, const char *name)
+{
+    size_t i;
+    json_t *k;
+    json_array_foreach(all, i, k)
+    {
+        if (strcmp(json_string_value(json_object_get(k, "name")), name) == 0)
+            return k;
+    }
+    fail_msg("--config-json has no key %s", name);
+    return NULL;
+}
+
+/* --config-json, which the Helm chart's schema is generated from (tests/ops/chart_schema.sh):
+ * every key with its type, bounds, choices and programs; a secret's default is not in it. */
+static void test_config_json(void **state)
+{
+    (void)state;
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    kd_config_print_json(f);
+    fclose(f);
+    json_error_t je;
+    json_t *all = json_loads(buf, 0, &je);
+    assert_non_null(all);
+    assert_int_equal(json_array_size(all), KD_CFG_COUNT);
+
+    json_t *k = json_key(all, "worker.inflight");
+    assert_string_equal(json_string_value(json_object_get(k, "type")), "integer");
+    assert_int_equal(json_integer_value(json_object_get(k, "min")), 1);
+    assert_int_equal(json_integer_value(json_object_get(k, "max")), 65535);
+    assert_string_equal(json_string_value(json_object_get(k, "default")), "64");
+    assert_int_equal(json_array_size(json_object_get(k, "programs")), 1);
+    assert_string_equal(json_string_value(json_array_get(json_object_get(k, "programs"), 0)),
+                        "worker");
+
+    k = json_key(all, "kafka.compression");
+    assert_string_equal(json_string_value(json_object_get(k, "type")), "enum_any_case");
+    assert_int_equal(json_array_size(json_object_get(k, "choices")), 5);
+    assert_string_equal(json_string_value(json_array_get(json_object_get(k, "choices"), 4)),
+                        "zstd");
+    assert_null(json_object_get(k, "min"));
+
+    k = json_key(all, "sim.speed");
+    assert_string_equal(json_string_value(json_object_get(k, "type")), "number");
+    assert_true(json_real_value(json_object_get(k, "min")) == 0.01);
+
+    k = json_key(all, "log.level");
+    assert_int_equal(json_array_size(json_object_get(k, "programs")), 4);
+
+    k = json_key(all, "ledger.url");
+    assert_true(json_is_true(json_object_get(k, "secret")));
+    assert_null(json_object_get(k, "default"));
+    assert_null(strstr(buf, "postgresql://kd@127.0.0.1")); /* the secret's default */
+    json_decref(all);
+    free(buf);
+}
+
 static void test_docs_match_table(void **state)
 {
     (void)state;
@@ -399,6 +462,7 @@ int main(void)
         cmocka_unit_test(test_secrets_redacted),
         cmocka_unit_test(test_names),
         cmocka_unit_test(test_table_is_well_formed),
+        cmocka_unit_test(test_config_json),
         cmocka_unit_test(test_docs_match_table),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
