@@ -35,6 +35,7 @@
 #include "kd_time.h"
 #include "replay.h"
 #include "report.h"
+#include "start.h"
 #include "window.h"
 
 #define KD_PRODUCER_WINDOW 256   /* jobs in flight (sent, not yet confirmed) */
@@ -306,16 +307,9 @@ static int setup(app *a, int argc, char **argv, int *exit_code)
         fprintf(stderr, "%s\n", err.msg); /* already "kone-producer: ..." */
         return 2;
     }
-    if (a->cfg.help)
-        usage();
-    if (kd_config_common_actions(&a->cfg, exit_code))
-        return -1;
-    if (kd_log_init("kone-producer", kd_cfg_str(&a->cfg, KD_CFG_LOG_LEVEL)) != 0) {
-        /* GCOVR_EXCL_START: log.level is an enum the configuration's load checked */
-        fprintf(stderr, "kone-producer: log.level: must be debug, info, warn or error\n");
-        return 2;
-        /* GCOVR_EXCL_STOP */
-    }
+    int started = kd_prod_start(&a->cfg, usage, exit_code);
+    if (started)
+        return started;
     a->ttl_ms = kd_cfg_int(&a->cfg, KD_CFG_JOB_DEFAULT_TTL_MS);
     a->timeout_ms = (int)kd_cfg_int(&a->cfg, KD_CFG_PRODUCER_CONFIRM_TIMEOUT_MS);
     if (a->cfg.nargs > 1) {

@@ -20,6 +20,7 @@
 #include "kd_log.h"
 #include "kd_time.h"
 #include "report.h"
+#include "start.h"
 
 /* ---- arguments and matching (pure) ----------------------------------------------------- */
 
@@ -256,16 +257,9 @@ static int setup(replay *r, int argc, char **argv, int *exit_code)
         fprintf(stderr, "kone-producer: %s\n", err.msg);
         return 2;
     }
-    if (r->cfg.help)
-        usage();
-    if (kd_config_common_actions(&r->cfg, exit_code))
-        return -1;
-    if (kd_log_init("kone-producer", kd_cfg_str(&r->cfg, KD_CFG_LOG_LEVEL)) != 0) {
-        /* GCOVR_EXCL_START: log.level is an enum the configuration's load checked */
-        fprintf(stderr, "kone-producer: log.level: must be debug, info, warn or error\n");
-        return 2;
-        /* GCOVR_EXCL_STOP */
-    }
+    int started = kd_prod_start(&r->cfg, usage, exit_code);
+    if (started)
+        return started;
     if (r->cfg.nargs > 0) {
         kd_error("replay-dead: unexpected argument '%s' (see --help)", r->cfg.args[0]);
         return 2;

@@ -86,14 +86,20 @@ static bool covers(const kd_pw_entry *e, uint64_t tag, bool multiple)
            (e->tag == tag || (multiple && e->tag < tag));
 }
 
-size_t kd_pw_ack(kd_pw *w, uint64_t tag, bool multiple)
+/* An ack or a nack settles every pending entry it covers: a nack refuses them; an ack
+ * confirms them, except those the broker returned first (unroutable), which it refuses. */
+static size_t settle_covered(kd_pw *w, uint64_t tag, bool multiple, bool nacked)
 {
     size_t n = 0;
     for (size_t i = 0; i < w->count; i++) {
         kd_pw_entry *e = kd_pw_at(w, i);
         if (!covers(e, tag, multiple))
             continue;
-        if (e->returned)
+        if (nacked)
+            kd_pw_refuse(w, e,
+                         "nacked: the broker could not store the job (e.g. queue full or "
+                         "no quorum); publish it again");
+        else if (e->returned)
             kd_pw_refuse(w, e, "unroutable: no queue is bound to %s (%s)", w->route,
                          e->return_text);
         else
@@ -103,19 +109,14 @@ size_t kd_pw_ack(kd_pw *w, uint64_t tag, bool multiple)
     return n;
 }
 
+size_t kd_pw_ack(kd_pw *w, uint64_t tag, bool multiple)
+{
+    return settle_covered(w, tag, multiple, false);
+}
+
 size_t kd_pw_nack(kd_pw *w, uint64_t tag, bool multiple)
 {
-    size_t n = 0;
-    for (size_t i = 0; i < w->count; i++) {
-        kd_pw_entry *e = kd_pw_at(w, i);
-        if (!covers(e, tag, multiple))
-            continue;
-        kd_pw_refuse(w, e,
-                     "nacked: the broker could not store the job (e.g. queue full or "
-                     "no quorum); publish it again");
-        n++;
-    }
-    return n;
+    return settle_covered(w, tag, multiple, true);
 }
 
 bool kd_pw_returned(kd_pw *w, const char *message_id, int code, const char *text)

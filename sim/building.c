@@ -77,6 +77,30 @@ static int int_or(const json_t *o, const char *k, int64_t def, int64_t min, int6
     return 0;
 }
 
+/* Parses one item of a list: list[i], named `where` in errors ("building:1.floors[2]"). */
+typedef int (*item_fn)(sim_building *b, void *ctx, const json_t *it, size_t i, const char *where,
+                       kd_err *err);
+
+/* The lists of the file (buildings' floors, actions and groups, a group's lifts, a floor's
+ * areas): an array of lo..hi items, each parsed by fn, which ctx is handed to. */
+static int parse_list(sim_building *b, void *ctx, const json_t *list, size_t lo, size_t hi,
+                      const char *parent, const char *what, item_fn fn, kd_err *err)
+{
+    if (!json_is_array(list) || json_array_size(list) < lo || json_array_size(list) > hi)
+        return kd_err_set(err, KD_ERR_INVALID, "%s.%s: must be an array of %zu..%zu %s", parent,
+                          what, lo, hi, what);
+    size_t i;
+    const json_t *it;
+    json_array_foreach(list, i, it)
+    {
+        char where[160];
+        snprintf(where, sizeof where, "%s.%s[%zu]", parent, what, i);
+        if (fn(b, ctx, it, i, where, err))
+            return err ? err->code : KD_ERR_INVALID;
+    }
+    return 0;
+}
+
 /* Fills serves[] from a list of floor ids and [from, to] ranges. */
 static int parse_floor_set(const sim_building *b, const json_t *list, bool *serves,
                            const char *where, kd_err *err)
@@ -112,55 +136,52 @@ static int parse_floor_set(const sim_building *b, const json_t *list, bool *serv
     return 0;
 }
 
+static int parse_area(sim_building *b, void *ctx, const json_t *a, size_t j, const char *where,
+                      kd_err *err)
+{
+    sim_floor *f = ctx;
+    (void)b, (void)j;
+    int64_t area = 0, side = 0; /* for the analyzer: int_or sets them when it returns 0 */
+    if (int_or(a, "area", 0, 1, INT64_MAX / 2, &area, where, err) ||
+        int_or(a, "side", 1, 1, SIM_MAX_SIDES, &side, where, err))
+        return err ? err->code : KD_ERR_INVALID;
+    if (area == 0 || f->area[side])
+        return kd_err_set(err, KD_ERR_INVALID, "%s: missing area or side used twice", where);
+    f->area[side] = area;
+    return 0;
+}
+
+static int parse_floor(sim_building *b, void *ctx, const json_t *it, size_t i, const char *where,
+                       kd_err *err)
+{
+    sim_floor *f = &b->floors[i];
+    (void)ctx;
+    int64_t id = -1; /* as in parse_area */
+    if (!json_is_object(it))
+        return kd_err_set(err, KD_ERR_INVALID, "%s: must be an object", where);
+    if (int_or(it, "id", -1, -1000, 100000, &id, where, err))
+        return err ? err->code : KD_ERR_INVALID;
+    if (id == -1 || floor_index(b, id) >= 0)
+        return kd_err_set(err, KD_ERR_INVALID, "%s.id: missing or duplicate", where);
+    if (i > 0 && id <= b->floors[i - 1].id)
+        return kd_err_set(err, KD_ERR_INVALID, "%s.id: floors must be listed bottom-up", where);
+    f->id = (int)id;
+    snprintf(f->name, sizeof f->name, "%s", str_or(it, "name", ""));
+    if (!f->name[0])
+        snprintf(f->name, sizeof f->name, "%d", f->id);
+    const json_t *areas = json_object_get(it, "areas");
+    b->n_floors = i + 1;
+    if (!areas) {
+        f->area[1] = (int64_t)f->id * 1000;
+        return 0;
+    }
+    return parse_list(b, f, areas, 1, SIM_MAX_SIDES, where, "areas", parse_area, err);
+}
+
 static int parse_floors(sim_building *b, const json_t *list, kd_err *err)
 {
-    if (!json_is_array(list) || json_array_size(list) < 2 || json_array_size(list) > SIM_MAX_FLOORS)
-        return kd_err_set(err, KD_ERR_INVALID, "%s.floors: must be an array of 2..%d floors", b->id,
-                          SIM_MAX_FLOORS);
-    size_t i;
-    const json_t *it;
-    json_array_foreach(list, i, it)
-    {
-        sim_floor *f = &b->floors[i];
-        char where[96];
-        snprintf(where, sizeof where, "%s.floors[%zu]", b->id, i);
-        int64_t id = -1; /* for the analyzer: int_or sets it when it returns 0 */
-        if (!json_is_object(it))
-            return kd_err_set(err, KD_ERR_INVALID, "%s: must be an object", where);
-        if (int_or(it, "id", -1, -1000, 100000, &id, where, err))
-            return err ? err->code : KD_ERR_INVALID;
-        if (id == -1 || floor_index(b, id) >= 0)
-            return kd_err_set(err, KD_ERR_INVALID, "%s.id: missing or duplicate", where);
-        if (i > 0 && id <= b->floors[i - 1].id)
-            return kd_err_set(err, KD_ERR_INVALID, "%s.id: floors must be listed bottom-up", where);
-        f->id = (int)id;
-        snprintf(f->name, sizeof f->name, "%s", str_or(it, "name", ""));
-        if (!f->name[0])
-            snprintf(f->name, sizeof f->name, "%d", f->id);
-        const json_t *areas = json_object_get(it, "areas");
-        b->n_floors = i + 1;
-        if (!areas) {
-            f->area[1] = (int64_t)f->id * 1000;
-            continue;
-        }
-        if (!json_is_array(areas) || json_array_size(areas) == 0 ||
-            json_array_size(areas) > SIM_MAX_SIDES)
-            return kd_err_set(err, KD_ERR_INVALID, "%s.areas: must be 1..%d areas", where,
-                              SIM_MAX_SIDES);
-        size_t j;
-        const json_t *a;
-        json_array_foreach(areas, j, a)
-        {
-            int64_t area = 0, side = 0; /* as id above */
-            if (int_or(a, "area", 0, 1, INT64_MAX / 2, &area, where, err) ||
-                int_or(a, "side", 1, 1, SIM_MAX_SIDES, &side, where, err))
-                return err ? err->code : KD_ERR_INVALID;
-            if (area == 0 || f->area[side])
-                return kd_err_set(err, KD_ERR_INVALID,
-                                  "%s.areas[%zu]: missing area or side used twice", where, j);
-            f->area[side] = area;
-        }
-    }
+    if (parse_list(b, NULL, list, 2, SIM_MAX_FLOORS, b->id, "floors", parse_floor, err))
+        return err ? err->code : KD_ERR_INVALID;
     /* area ids unique in the building */
     for (size_t x = 0; x < b->n_floors; x++)
         for (int s = 1; s <= SIM_MAX_SIDES; s++) {
@@ -176,7 +197,8 @@ static int parse_floors(sim_building *b, const json_t *list, kd_err *err)
     return 0;
 }
 
-static int parse_actions(sim_building *b, const json_t *list, kd_err *err)
+static int parse_action(sim_building *b, void *ctx, const json_t *it, size_t i, const char *where,
+                        kd_err *err)
 {
     static const struct {
         const char *name;
@@ -185,36 +207,25 @@ static int parse_actions(sim_building *b, const json_t *list, kd_err *err)
                  {"landing_up", SIM_ACT_LANDING_UP},
                  {"landing_down", SIM_ACT_LANDING_DOWN},
                  {"car", SIM_ACT_CAR}};
-    if (!json_is_array(list) || json_array_size(list) == 0 ||
-        json_array_size(list) > SIM_MAX_ACTIONS)
-        return kd_err_set(err, KD_ERR_INVALID, "%s.actions: must be 1..%d actions", b->id,
-                          SIM_MAX_ACTIONS);
-    size_t i;
-    const json_t *it;
-    json_array_foreach(list, i, it)
-    {
-        sim_action *a = &b->actions[i];
-        char where[96];
-        snprintf(where, sizeof where, "%s.actions[%zu]", b->id, i);
-        int64_t id = 0; /* for the analyzer, as in parse_floors */
-        if (int_or(it, "id", 0, 1, 1000000, &id, where, err))
-            return err ? err->code : KD_ERR_INVALID;
-        if (id == 0 || sim_building_action(b, id))
-            return kd_err_set(err, KD_ERR_INVALID, "%s.id: missing, 0 or duplicate", where);
-        a->id = (int)id;
-        snprintf(a->name, sizeof a->name, "%s", str_or(it, "name", ""));
-        const char *kind = str_or(it, "kind", "");
-        a->kind = 0;
-        for (size_t k = 0; k < sizeof kinds / sizeof kinds[0]; k++)
-            if (strcmp(kind, kinds[k].name) == 0)
-                a->kind = kinds[k].kind;
-        if (!a->kind)
-            return kd_err_set(err, KD_ERR_INVALID,
-                              "%s.kind: must be destination, landing_up, landing_down or car",
-                              where);
-        a->disabled = json_is_true(json_object_get(it, "disabled"));
-        b->n_actions = i + 1;
-    }
+    sim_action *a = &b->actions[i];
+    (void)ctx;
+    int64_t id = 0; /* for the analyzer, as in parse_area */
+    if (int_or(it, "id", 0, 1, 1000000, &id, where, err))
+        return err ? err->code : KD_ERR_INVALID;
+    if (id == 0 || sim_building_action(b, id))
+        return kd_err_set(err, KD_ERR_INVALID, "%s.id: missing, 0 or duplicate", where);
+    a->id = (int)id;
+    snprintf(a->name, sizeof a->name, "%s", str_or(it, "name", ""));
+    const char *kind = str_or(it, "kind", "");
+    a->kind = 0;
+    for (size_t k = 0; k < sizeof kinds / sizeof kinds[0]; k++)
+        if (strcmp(kind, kinds[k].name) == 0)
+            a->kind = kinds[k].kind;
+    if (!a->kind)
+        return kd_err_set(err, KD_ERR_INVALID,
+                          "%s.kind: must be destination, landing_up, landing_down or car", where);
+    a->disabled = json_is_true(json_object_get(it, "disabled"));
+    b->n_actions = i + 1;
     return 0;
 }
 
@@ -243,10 +254,12 @@ static int parse_faults(sim_building *b, sim_group *g, const json_t *o, const ch
     return 0;
 }
 
-static int parse_lift(sim_building *b, sim_group *g, const json_t *o, const char *where,
+static int parse_lift(sim_building *b, void *ctx, const json_t *o, size_t i, const char *where,
                       kd_err *err)
 {
+    sim_group *g = ctx;
     sim_lift *l = &g->lifts[g->n_lifts];
+    (void)i;
     snprintf(l->id, sizeof l->id, "%s", str_or(o, "id", ""));
     snprintf(l->name, sizeof l->name, "%s", str_or(o, "name", ""));
     int64_t deck;
@@ -279,11 +292,12 @@ static int parse_lift(sim_building *b, sim_group *g, const json_t *o, const char
     return 0;
 }
 
-static int parse_group(sim_building *b, const json_t *o, size_t gi, kd_err *err)
+static int parse_group(sim_building *b, void *ctx, const json_t *o, size_t gi, const char *where,
+                       kd_err *err)
 {
     sim_group *g = &b->groups[gi];
-    char where[96];
-    snprintf(where, sizeof where, "%s.groups[%zu]", b->id, gi);
+    (void)ctx;
+    b->n_groups = gi + 1; /* sim_building_group below finds it */
     snprintf(g->id, sizeof g->id, "%s", str_or(o, "id", ""));
     if (!g->id[0] || sim_building_group(b, g->id) != (int)gi)
         return kd_err_set(err, KD_ERR_INVALID, "%s.id: missing or duplicate", where);
@@ -301,21 +315,8 @@ static int parse_group(sim_building *b, const json_t *o, size_t gi, kd_err *err)
              str_or(o, "transfer_reason", "AutomaticTransfer"));
     if (parse_faults(b, g, o, where, err))
         return err ? err->code : KD_ERR_INVALID;
-    const json_t *lifts = json_object_get(o, "lifts");
-    if (!json_is_array(lifts) || json_array_size(lifts) == 0 ||
-        json_array_size(lifts) > SIM_MAX_LIFTS)
-        return kd_err_set(err, KD_ERR_INVALID, "%s.lifts: must be 1..%d lifts", where,
-                          SIM_MAX_LIFTS);
-    size_t i;
-    const json_t *it;
-    json_array_foreach(lifts, i, it)
-    {
-        char lw[128];
-        snprintf(lw, sizeof lw, "%s.lifts[%zu]", where, i);
-        if (parse_lift(b, g, it, lw, err))
-            return err ? err->code : KD_ERR_INVALID;
-    }
-    return 0;
+    return parse_list(b, g, json_object_get(o, "lifts"), 1, SIM_MAX_LIFTS, where, "lifts",
+                      parse_lift, err);
 }
 
 static int parse_building(sim_building *b, const json_t *o, kd_err *err)
@@ -324,29 +325,18 @@ static int parse_building(sim_building *b, const json_t *o, kd_err *err)
     if (strncmp(b->id, "building:", 9) != 0 || !b->id[9])
         return kd_err_set(err, KD_ERR_INVALID, "building id '%s': must be building:<id>", b->id);
     snprintf(b->name, sizeof b->name, "%s", str_or(o, "name", ""));
-    int64_t fm = 0, dm = 0; /* for the analyzer, as in parse_floors */
+    int64_t fm = 0, dm = 0; /* for the analyzer, as in parse_area */
     if (int_or(o, "floor_time_ms", 2000, 10, 600000, &fm, b->id, err) ||
         int_or(o, "door_time_ms", 4000, 10, 600000, &dm, b->id, err))
         return err ? err->code : KD_ERR_INVALID;
     b->floor_ms = (int)fm;
     b->door_ms = (int)dm;
     if (parse_floors(b, json_object_get(o, "floors"), err) ||
-        parse_actions(b, json_object_get(o, "actions"), err))
+        parse_list(b, NULL, json_object_get(o, "actions"), 1, SIM_MAX_ACTIONS, b->id, "actions",
+                   parse_action, err))
         return err ? err->code : KD_ERR_INVALID;
-    const json_t *groups = json_object_get(o, "groups");
-    if (!json_is_array(groups) || json_array_size(groups) == 0 ||
-        json_array_size(groups) > SIM_MAX_GROUPS)
-        return kd_err_set(err, KD_ERR_INVALID, "%s.groups: must be 1..%d groups", b->id,
-                          SIM_MAX_GROUPS);
-    size_t i;
-    const json_t *it;
-    json_array_foreach(groups, i, it)
-    {
-        b->n_groups = i + 1;
-        if (parse_group(b, it, i, err))
-            return err ? err->code : KD_ERR_INVALID;
-    }
-    return 0;
+    return parse_list(b, NULL, json_object_get(o, "groups"), 1, SIM_MAX_GROUPS, b->id, "groups",
+                      parse_group, err);
 }
 
 int sim_world_from_json(sim_world *w, const json_t *doc, kd_err *err)

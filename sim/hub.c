@@ -306,53 +306,59 @@ static void on_call_state(void *arg, const sim_call *c, int64_t now)
         deliver(h, c->b, c->g, SUB_CALL, match_call, c, call_frame(h, c));
 }
 
+/* The lift events below differ only in their frame. A frame is built only when some
+ * subscription wants it (lift_wanted, which also writes the event's time t[40]). */
+static bool lift_wanted(sim_hub *h, const sim_lift_state *ls, sub_kind kind, int64_t now, char *t)
+{
+    if (!any_match(h, ls->b, ls->g, kind, match_lift, ls))
+        return false;
+    model_time(h, now, t, 40);
+    return true;
+}
+
+static void deliver_lift(sim_hub *h, const sim_lift_state *ls, sub_kind kind, json_t *frame)
+{
+    deliver(h, ls->b, ls->g, kind, match_lift, ls, frame);
+}
+
 static void on_position(void *arg, const sim_lift_state *ls, int64_t now)
 {
     sim_hub *h = arg;
-    if (!any_match(h, ls->b, ls->g, SUB_POSITION, match_lift, ls))
-        return;
     char t[40];
-    model_time(h, now, t, sizeof t);
-    deliver(h, ls->b, ls->g, SUB_POSITION, match_lift, ls,
-            sim_frame_lift_position(h->world->b[ls->b], ls, t));
+    if (lift_wanted(h, ls, SUB_POSITION, now, t))
+        deliver_lift(h, ls, SUB_POSITION, sim_frame_lift_position(h->world->b[ls->b], ls, t));
 }
 
 static void on_door(void *arg, const sim_lift_state *ls, int side, const char *state, int64_t now)
 {
     sim_hub *h = arg;
-    if (!any_match(h, ls->b, ls->g, SUB_DOORS, match_lift, ls))
-        return;
     char t[40];
-    model_time(h, now, t, sizeof t);
-    deliver(h, ls->b, ls->g, SUB_DOORS, match_lift, ls,
-            sim_frame_door(h->world->b[ls->b], ls, side, state, t));
+    if (lift_wanted(h, ls, SUB_DOORS, now, t))
+        deliver_lift(h, ls, SUB_DOORS, sim_frame_door(h->world->b[ls->b], ls, side, state, t));
 }
 
 static void on_next_stop(void *arg, const sim_lift_state *ls, int64_t eta_ms, int64_t now)
 {
     sim_hub *h = arg;
-    if (!any_match(h, ls->b, ls->g, SUB_NEXT_STOP, match_lift, ls))
-        return;
     char t[40], eta[40], ls_t[40];
-    model_time(h, now, t, sizeof t);
+    if (!lift_wanted(h, ls, SUB_NEXT_STOP, now, t))
+        return;
     model_time(h, eta_ms, eta, sizeof eta);
     model_time(h, ls->last_start_ms, ls_t, sizeof ls_t);
-    deliver(h, ls->b, ls->g, SUB_NEXT_STOP, match_lift, ls,
-            sim_frame_next_stop(h->world->b[ls->b], ls, eta, ls_t, t));
+    deliver_lift(h, ls, SUB_NEXT_STOP, sim_frame_next_stop(h->world->b[ls->b], ls, eta, ls_t, t));
 }
 
 static void on_stopping(void *arg, const sim_lift_state *ls, int floor, int64_t now)
 {
     sim_hub *h = arg;
-    if (!any_match(h, ls->b, ls->g, SUB_STOPPING, match_lift, ls))
+    char t[40];
+    if (!lift_wanted(h, ls, SUB_STOPPING, now, t))
         return;
     int64_t in[64], out[64];
     size_t n_in, n_out;
     sim_model_stop_sessions(h->model, ls, floor, in, &n_in, out, &n_out, 64);
-    char t[40];
-    model_time(h, now, t, sizeof t);
-    deliver(h, ls->b, ls->g, SUB_STOPPING, match_lift, ls,
-            sim_frame_stopping(h->world->b[ls->b], ls, floor, in, n_in, out, n_out, t));
+    deliver_lift(h, ls, SUB_STOPPING,
+                 sim_frame_stopping(h->world->b[ls->b], ls, floor, in, n_in, out, n_out, t));
 }
 
 void sim_hub_publish_action(sim_hub *h, int b, int g, int64_t area, int64_t terminal, json_t *call,

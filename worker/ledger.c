@@ -170,23 +170,22 @@ static int migrate(kd_ledger *l, kd_err *err)
                           "refusing to start (run the newer worker, or roll the ledger back)",
                           l->masked, have, KD_LEDGER_SCHEMA_VERSION);
     }
-    if (have < 1) {
-        for (int i = 0; lg_schema_v1[i]; i++)
-            if (exec_ok(pg, lg_schema_v1[i], why, sizeof why))
+    /* Each version's DDL in turn, from the one after `have`, each recorded as it is done. */
+    static const char *const *const ddl[] = {lg_schema_v1, lg_schema_v2};
+    _Static_assert(sizeof ddl / sizeof ddl[0] == KD_LEDGER_SCHEMA_VERSION, "a DDL per version");
+    for (int v = have + 1; v <= KD_LEDGER_SCHEMA_VERSION; v++) {
+        char mark[64];
+        snprintf(mark, sizeof mark, "INSERT INTO kd_schema (version) VALUES (%d)", v);
+        for (int i = 0; ddl[v - 1][i]; i++)
+            if (exec_ok(pg, ddl[v - 1][i], why, sizeof why))
                 goto fail;
         if (exec_ok(pg, "DELETE FROM kd_schema", why, sizeof why) ||
-            exec_ok(pg, "INSERT INTO kd_schema (version) VALUES (1)", why, sizeof why))
+            exec_ok(pg, mark, why, sizeof why))
             goto fail;
-        kd_info("ledger: schema version 1 created");
-    }
-    if (have < 2) {
-        for (int i = 0; lg_schema_v2[i]; i++)
-            if (exec_ok(pg, lg_schema_v2[i], why, sizeof why))
-                goto fail;
-        if (exec_ok(pg, "DELETE FROM kd_schema", why, sizeof why) ||
-            exec_ok(pg, "INSERT INTO kd_schema (version) VALUES (2)", why, sizeof why))
-            goto fail;
-        kd_info("ledger: schema migrated from version %d to 2", have < 1 ? 1 : have);
+        if (v == 1)
+            kd_info("ledger: schema version 1 created");
+        else
+            kd_info("ledger: schema migrated from version %d to %d", v - 1, v);
     }
     if (exec_ok(pg, "COMMIT", why, sizeof why))
         goto fail;

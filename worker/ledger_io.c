@@ -13,93 +13,118 @@
 
 /* ------------------------------------------------------------------ sending */
 
+/* What a statement's parameters are made of. Each op kind's row below lists its parameters
+ * in order ($1, $2, ...), as its statement in ledger_sql.c numbers them. */
+typedef enum {
+    P_END = 0,       /* the end of a row */
+    P_JOB,           /* the job id */
+    P_OWNER,         /* this worker's owner name */
+    P_BUILDING,      /* the job's building */
+    P_GROUP,         /* the job's group */
+    P_CALL_OWNER,    /* the worker that owns the call a cancel names */
+    P_ATTEMPT,       /* the job's attempt */
+    P_LEASE,         /* ledger.lease_ms */
+    P_RETENTION,     /* ledger.retention_h */
+    P_SESSION,       /* KONE's session id */
+    P_SESSION_OR_0,  /* the same, NULL while there is none */
+    P_RETRY_AMBIG,   /* ledger.ambiguous=retry, "true" or "false" */
+    P_REPLAYED,      /* the job was replayed, "true" or "false" */
+    P_MESSAGE,       /* KONE's answer to a cancel */
+    P_MESSAGE_OR_0,  /* the same, NULL when empty */
+    P_STATUS,        /* KONE's status of a cancel */
+    P_OUTCOME,       /* a finished call's outcome */
+    P_FAILURE,       /* ... its failure class */
+    P_KONE_STATUS,   /* ... KONE's status */
+    P_ERROR_CODE,    /* ... its error code */
+    P_ERROR_MESSAGE, /* ... and message */
+    P_STARTED,       /* ... when it started (µs) */
+    P_FINISHED,      /* ... when it ended (µs) */
+    P_RTT,           /* ... KONE's round trip (µs) */
+    P_RESULT,        /* ... the result, binary */
+} lg_param;
+
+#define LG_MAX_PARAMS 13
+
+static const unsigned char op_params[OP_N][LG_MAX_PARAMS + 1] = {
+    [OP_CLAIM] = {P_JOB, P_ATTEMPT, P_OWNER, P_BUILDING, P_LEASE, P_RETENTION, P_RETRY_AMBIG,
+                  P_REPLAYED},
+    [OP_ACCEPT] = {P_JOB, P_OWNER, P_SESSION, P_MESSAGE_OR_0},
+    [OP_DONE] = {P_JOB, P_OWNER, P_OUTCOME, P_FAILURE, P_KONE_STATUS, P_ERROR_CODE, P_ERROR_MESSAGE,
+                 P_STARTED, P_FINISHED, P_RTT, P_RESULT, P_RETENTION, P_SESSION_OR_0},
+    [OP_RETRY] = {P_JOB, P_OWNER},
+    [OP_RELEASE_NEW] = {P_JOB, P_OWNER, P_ATTEMPT},
+    [OP_RELEASE_WRITTEN] = {P_JOB, P_OWNER},
+    [OP_RENEW] = {P_OWNER, P_LEASE},
+    [OP_PURGE] = {P_END},
+    [OP_COUNT] = {P_END},
+    [OP_END_LEASES] = {P_OWNER},
+    [OP_ROUTE] = {P_SESSION, P_BUILDING, P_OWNER, P_LEASE},
+    [OP_CANCEL_REQUEST] = {P_JOB, P_SESSION, P_BUILDING, P_GROUP, P_CALL_OWNER, P_OWNER,
+                           P_RETENTION},
+    [OP_CANCEL_POLL] = {P_JOB},
+    [OP_CANCEL_TAKE] = {P_OWNER},
+    [OP_CANCEL_ANSWER] = {P_JOB, P_STATUS, P_MESSAGE},
+    [OP_ALIVE] = {P_OWNER},
+    [OP_GONE] = {P_OWNER},
+};
+
+/* v in decimal, as a statement's text parameter (written into buf). */
+static const char *decimal(char buf[24], int64_t v)
+{
+    snprintf(buf, 24, "%lld", (long long)v);
+    return buf;
+}
+
+/* One parameter's text (NULL: SQL NULL); numbers are written into num. P_RESULT is the only
+ * binary one: it sets *len and *binary. */
+static const char *param(const kd_ledger *l, const op *o, lg_param p, char num[24], int *len,
+                         int *binary)
+{
+    int64_t v = 0;
+    switch (p) {
+    case P_END: return NULL;
+    case P_JOB: return o->job_id;
+    case P_OWNER: return l->owner;
+    case P_BUILDING: return o->building;
+    case P_GROUP: return o->group;
+    case P_CALL_OWNER: return o->owner;
+    case P_RETRY_AMBIG: return l->retry_ambiguous ? "true" : "false";
+    case P_REPLAYED: return o->replayed ? "true" : "false";
+    case P_MESSAGE: return o->message;
+    case P_MESSAGE_OR_0: return o->message[0] ? o->message : NULL;
+    case P_OUTCOME: return o->outcome;
+    case P_ERROR_CODE: return o->error_code;
+    case P_ERROR_MESSAGE: return o->error_message;
+    case P_RESULT:
+        *len = (int)o->result_len;
+        *binary = 1;
+        return o->result ? o->result : "";
+    case P_SESSION_OR_0:
+        if (!o->session_id)
+            return NULL;
+        v = o->session_id;
+        break;
+    case P_SESSION: v = o->session_id; break;
+    case P_ATTEMPT: v = o->attempt; break;
+    case P_LEASE: v = l->lease_ms; break;
+    case P_RETENTION: v = l->retention_h; break;
+    case P_STATUS: v = o->status; break;
+    case P_FAILURE: v = o->failure; break;
+    case P_KONE_STATUS: v = o->kone_status; break;
+    case P_STARTED: v = o->started_us; break;
+    case P_FINISHED: v = o->finished_us; break;
+    case P_RTT: v = o->kone_rtt_us; break;
+    }
+    return decimal(num, v);
+}
+
 static int send_op(kd_ledger *l, op *o)
 {
-    char a[24], b[24], c[24], d[24], e[24], f[24], g[24], h[24];
-    const char *v[13] = {0};
-    int lens[13] = {0}, fmts[13] = {0}, n = 0;
-    switch (o->kind) {
-    case OP_CLAIM:
-        snprintf(a, sizeof a, "%d", o->attempt);
-        snprintf(b, sizeof b, "%lld", (long long)l->lease_ms);
-        snprintf(c, sizeof c, "%lld", (long long)l->retention_h);
-        v[0] = o->job_id, v[1] = a, v[2] = l->owner, v[3] = o->building, v[4] = b, v[5] = c;
-        v[6] = l->retry_ambiguous ? "true" : "false";
-        v[7] = o->replayed ? "true" : "false";
-        n = 8;
-        break;
-    case OP_ACCEPT:
-        snprintf(a, sizeof a, "%lld", (long long)o->session_id);
-        v[0] = o->job_id, v[1] = l->owner, v[2] = a;
-        v[3] = o->message[0] ? o->message : NULL;
-        n = 4;
-        break;
-    case OP_ROUTE:
-        snprintf(a, sizeof a, "%lld", (long long)o->session_id);
-        snprintf(b, sizeof b, "%lld", (long long)l->lease_ms);
-        v[0] = a, v[1] = o->building, v[2] = l->owner, v[3] = b;
-        n = 4;
-        break;
-    case OP_CANCEL_REQUEST:
-        snprintf(a, sizeof a, "%lld", (long long)o->session_id);
-        snprintf(b, sizeof b, "%lld", (long long)l->retention_h);
-        v[0] = o->job_id, v[1] = a, v[2] = o->building, v[3] = o->group, v[4] = o->owner;
-        v[5] = l->owner, v[6] = b;
-        n = 7;
-        break;
-    case OP_CANCEL_POLL:
-        v[0] = o->job_id;
-        n = 1;
-        break;
-    case OP_CANCEL_ANSWER:
-        snprintf(a, sizeof a, "%d", o->status);
-        v[0] = o->job_id, v[1] = a, v[2] = o->message;
-        n = 3;
-        break;
-    case OP_CANCEL_TAKE:
-    case OP_ALIVE:
-    case OP_GONE:
-        v[0] = l->owner;
-        n = 1;
-        break;
-    case OP_DONE:
-        snprintf(a, sizeof a, "%d", o->failure);
-        snprintf(b, sizeof b, "%d", o->kone_status);
-        snprintf(c, sizeof c, "%lld", (long long)o->started_us);
-        snprintf(d, sizeof d, "%lld", (long long)o->finished_us);
-        snprintf(e, sizeof e, "%lld", (long long)o->kone_rtt_us);
-        snprintf(f, sizeof f, "%lld", (long long)l->retention_h);
-        snprintf(g, sizeof g, "%lld", (long long)o->session_id);
-        v[0] = o->job_id, v[1] = l->owner, v[2] = o->outcome, v[3] = a, v[4] = b;
-        v[5] = o->error_code, v[6] = o->error_message, v[7] = c, v[8] = d, v[9] = e;
-        v[10] = o->result ? o->result : "", lens[10] = (int)o->result_len, fmts[10] = 1;
-        v[11] = f;
-        v[12] = o->session_id ? g : NULL;
-        n = 13;
-        break;
-    case OP_RETRY:
-    case OP_RELEASE_WRITTEN:
-        v[0] = o->job_id, v[1] = l->owner;
-        n = 2;
-        break;
-    case OP_RELEASE_NEW:
-        snprintf(a, sizeof a, "%d", o->attempt);
-        v[0] = o->job_id, v[1] = l->owner, v[2] = a;
-        n = 3;
-        break;
-    case OP_RENEW:
-        snprintf(h, sizeof h, "%lld", (long long)l->lease_ms);
-        v[0] = l->owner, v[1] = h;
-        n = 2;
-        break;
-    case OP_END_LEASES:
-        v[0] = l->owner;
-        n = 1;
-        break;
-    case OP_PURGE:
-    case OP_COUNT:
-    case OP_N: break;
-    }
+    char num[LG_MAX_PARAMS][24];
+    const char *v[LG_MAX_PARAMS] = {0};
+    int lens[LG_MAX_PARAMS] = {0}, fmts[LG_MAX_PARAMS] = {0}, n = 0;
+    for (; n < LG_MAX_PARAMS && op_params[o->kind][n] != P_END; n++)
+        v[n] = param(l, o, (lg_param)op_params[o->kind][n], num[n], &lens[n], &fmts[n]);
     return PQsendQueryPrepared(l->pg, lg_op_stmt[o->kind], n, v, lens, fmts, 0) ? 0 : -1;
 }
 

@@ -68,6 +68,12 @@ struct timeval kd_amqp_wait_tv(kd_amqp *a, int64_t deadline_ms)
     return kd_amqp_tv(left > 0 ? (int)left : 0);
 }
 
+int kd_amqp_wait_start(const kd_amqp *a, int timeout_ms, int64_t *deadline_ms, kd_err *err)
+{
+    *deadline_ms = kd_amqp_now_ms() + (timeout_ms > 0 ? timeout_ms : 0);
+    return kd_amqp_if_broken(a, err);
+}
+
 int64_t kd_amqp_now_ms(void)
 {
     struct timespec ts;

@@ -73,42 +73,20 @@ static int other_method(kd_amqp *a, kd_err *err)
     if (f.frame_type != AMQP_FRAME_METHOD)
         return 0;
     kd_amqp_event ev = {.channel = f.channel};
+    bool handled;
+    int rc = kd_amqp_common_method(a, &f, &ev, "consuming", &handled, err);
+    if (rc)
+        return rc;
+    if (handled) /* a confirm or a return waits for the publisher's next kd_amqp_next_event */
+        return ev.kind ? kd_amqp_side_push(a, &ev, err) : 0;
     switch (f.payload.method.id) {
-    case AMQP_CHANNEL_CLOSE_METHOD:
-    case AMQP_CONNECTION_CLOSE_METHOD:
-        return kd_amqp_server_close_on(a, f.channel, &f.payload.method, "consuming", err);
     case AMQP_BASIC_CANCEL_METHOD: /* the broker cancelled us: queue deleted or moved */
         a->consuming = false;
         return kd_amqp_set_broken(a, err, KD_ERR_IO,
                                   "amqp %s: the broker cancelled the consumer of queue '%s' (queue "
                                   "deleted or its leader moved)",
                                   a->where, a->queue);
-    case AMQP_BASIC_RETURN_METHOD: {
-        int rc = kd_amqp_read_return(a, &f, &ev, err);
-        ev.channel = f.channel;
-        return rc ? rc : kd_amqp_side_push(a, &ev, err);
-    }
-    case AMQP_BASIC_ACK_METHOD: {
-        const amqp_basic_ack_t *m = f.payload.method.decoded;
-        ev.kind = KD_AMQP_EV_ACK;
-        ev.tag = m->delivery_tag;
-        ev.multiple = m->multiple;
-        return kd_amqp_side_push(a, &ev, err);
-    }
-    case AMQP_BASIC_NACK_METHOD: {
-        const amqp_basic_nack_t *m = f.payload.method.decoded;
-        ev.kind = KD_AMQP_EV_NACK;
-        ev.tag = m->delivery_tag;
-        ev.multiple = m->multiple;
-        return kd_amqp_side_push(a, &ev, err);
-    }
     case AMQP_BASIC_CANCEL_OK_METHOD: a->consuming = false; return 0;
-    case AMQP_CONNECTION_BLOCKED_METHOD:
-        kd_warn("amqp %s: the broker blocks publishers (resource alarm: memory or disk)", a->where);
-        return 0;
-    case AMQP_CONNECTION_UNBLOCKED_METHOD:
-        kd_info("amqp %s: the broker unblocked publishers", a->where);
-        return 0;
     default:
         kd_debug("amqp %s: ignoring method 0x%08x while consuming", a->where,
                  (unsigned)f.payload.method.id);
@@ -119,10 +97,10 @@ static int other_method(kd_amqp *a, kd_err *err)
 int kd_amqp_consume_next(kd_amqp *a, int timeout_ms, kd_delivery *d, kd_err *err)
 {
     kd_amqp_drop_envelope(a);
-    int rc = kd_amqp_if_broken(a, err);
+    int64_t deadline;
+    int rc = kd_amqp_wait_start(a, timeout_ms, &deadline, err);
     if (rc)
         return -rc;
-    int64_t deadline = kd_amqp_now_ms() + (timeout_ms > 0 ? timeout_ms : 0);
     for (;;) {
         /* amqp_consume_message takes frames rabbitmq-c already queued (read ahead during
          * an RPC such as basic.cancel) before it touches the socket. */

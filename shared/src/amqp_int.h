@@ -63,6 +63,9 @@ amqp_table_entry_t kd_amqp_i64_entry(const char *key, int64_t value);
  * last pass left in the connection's pools (or they grow for as long as the loop runs) and
  * gives the time left to the deadline, never negative. */
 struct timeval kd_amqp_wait_tv(kd_amqp *a, int64_t deadline_ms);
+/* Before such a loop: the connection's error if it is broken (kd_amqp_if_broken), else 0 with
+ * *deadline_ms timeout_ms (0 if negative) from now. */
+int kd_amqp_wait_start(const kd_amqp *a, int timeout_ms, int64_t *deadline_ms, kd_err *err);
 int64_t kd_amqp_now_ms(void);
 void kd_amqp_str(amqp_bytes_t b, char *out, size_t cap);
 
@@ -102,6 +105,13 @@ int kd_amqp_policy_command(const char *vhost, const char *queue, const amqp_tabl
 /* After a basic.return method frame: reads the returned message (its header and body
  * follow) into ev, so the frame stream stays in step. */
 int kd_amqp_read_return(kd_amqp *a, const amqp_frame_t *f, kd_amqp_event *ev, kd_err *err);
+/* The methods both frame loops meet (kd_amqp_next_event's, and consume's when the connection
+ * also publishes): ack, nack and basic.return fill ev (its kind set); the broker's resource
+ * alarms (connection.blocked/unblocked) are logged, ev left empty; a channel or connection
+ * close breaks the connection (its error names `what`, "publishing"). *handled is false for
+ * any other method, which is the caller's. Returns 0 or a kd_err code. */
+int kd_amqp_common_method(kd_amqp *a, const amqp_frame_t *f, kd_amqp_event *ev, const char *what,
+                          bool *handled, kd_err *err);
 void kd_amqp_drop_envelope(kd_amqp *a);
 /* Fills *d from a->env (a delivery or a basic.get message). */
 void kd_amqp_fill_delivery(kd_amqp *a, kd_delivery *d);

@@ -64,15 +64,52 @@ int kd_amqp_read_return(kd_amqp *a, const amqp_frame_t *f, kd_amqp_event *ev, kd
     return 0;
 }
 
+int kd_amqp_common_method(kd_amqp *a, const amqp_frame_t *f, kd_amqp_event *ev, const char *what,
+                          bool *handled, kd_err *err)
+{
+    *handled = true;
+    switch (f->payload.method.id) {
+    case AMQP_CHANNEL_CLOSE_METHOD:
+    case AMQP_CONNECTION_CLOSE_METHOD:
+        return kd_amqp_server_close_on(a, f->channel, &f->payload.method, what, err);
+    case AMQP_BASIC_ACK_METHOD:
+    case AMQP_BASIC_NACK_METHOD: {
+        /* amqp_basic_ack_t and amqp_basic_nack_t begin alike, but are read apart: */
+        bool ack = f->payload.method.id == AMQP_BASIC_ACK_METHOD;
+        const amqp_basic_ack_t *ak = f->payload.method.decoded;
+        const amqp_basic_nack_t *nk = f->payload.method.decoded;
+        ev->kind = ack ? KD_AMQP_EV_ACK : KD_AMQP_EV_NACK;
+        ev->tag = ack ? ak->delivery_tag : nk->delivery_tag;
+        ev->multiple = ack ? ak->multiple : nk->multiple;
+        break;
+    }
+    case AMQP_BASIC_RETURN_METHOD: {
+        int rc = kd_amqp_read_return(a, f, ev, err);
+        if (rc)
+            return rc;
+        break;
+    }
+    case AMQP_CONNECTION_BLOCKED_METHOD:
+        kd_warn("amqp %s: the broker blocks publishers (resource alarm: memory or disk)", a->where);
+        return 0;
+    case AMQP_CONNECTION_UNBLOCKED_METHOD:
+        kd_info("amqp %s: the broker unblocked publishers", a->where);
+        return 0;
+    default: *handled = false; return 0;
+    }
+    ev->channel = f->channel;
+    return 0;
+}
+
 int kd_amqp_next_event(kd_amqp *a, int timeout_ms, kd_amqp_event *ev, kd_err *err)
 {
-    int rc = kd_amqp_if_broken(a, err);
+    int64_t deadline;
+    int rc = kd_amqp_wait_start(a, timeout_ms, &deadline, err);
     if (rc)
         return -rc;
-    int64_t deadline = kd_amqp_now_ms() + (timeout_ms > 0 ? timeout_ms : 0);
     for (;;) {
-        struct timeval tv = kd_amqp_wait_tv(a, deadline);
         amqp_frame_t f;
+        struct timeval tv = kd_amqp_wait_tv(a, deadline);
         int st = amqp_simple_wait_frame_noblock(a->conn, &f, &tv);
         if (st == AMQP_STATUS_TIMEOUT)
             return 0;
@@ -82,40 +119,16 @@ int kd_amqp_next_event(kd_amqp *a, int timeout_ms, kd_amqp_event *ev, kd_err *er
             continue; /* stray content frame: nothing of ours */
         memset(ev, 0, sizeof *ev);
         ev->channel = f.channel;
-        switch (f.payload.method.id) {
-        case AMQP_BASIC_ACK_METHOD: {
-            const amqp_basic_ack_t *m = f.payload.method.decoded;
-            ev->kind = KD_AMQP_EV_ACK;
-            ev->tag = m->delivery_tag;
-            ev->multiple = m->multiple;
+        bool handled;
+        rc = kd_amqp_common_method(a, &f, ev, "publishing", &handled, err);
+        if (rc)
+            return -rc;
+        if (handled && ev->kind)
             return 1;
-        }
-        case AMQP_BASIC_NACK_METHOD: {
-            const amqp_basic_nack_t *m = f.payload.method.decoded;
-            ev->kind = KD_AMQP_EV_NACK;
-            ev->tag = m->delivery_tag;
-            ev->multiple = m->multiple;
-            return 1;
-        }
-        case AMQP_BASIC_RETURN_METHOD:
-            rc = kd_amqp_read_return(a, &f, ev, err);
-            ev->channel = f.channel;
-            return rc ? -rc : 1;
-        case AMQP_CHANNEL_CLOSE_METHOD:
-        case AMQP_CONNECTION_CLOSE_METHOD:
-            return -kd_amqp_server_close_on(a, f.channel, &f.payload.method, "publishing", err);
-        case AMQP_CONNECTION_BLOCKED_METHOD:
-            kd_warn("amqp %s: the broker blocks publishers (resource alarm: memory or disk)",
-                    a->where);
-            continue;
-        case AMQP_CONNECTION_UNBLOCKED_METHOD:
-            kd_info("amqp %s: the broker unblocked publishers", a->where);
-            continue;
-        default:
+        if (!handled)
             kd_debug("amqp %s: ignoring method 0x%08x while publishing", a->where,
                      (unsigned)f.payload.method.id);
-            continue;
-        }
+        /* else a resource alarm: logged */
     }
 }
 
