@@ -142,8 +142,9 @@ KD_KEY(RETRY_MAX_REQUEUES, "retry.max_requeues", INT, 0, 1000000, NULL, "20", W,
 KD_KEY(RETRY_TIERS_MS, "retry.tiers_ms", STR, 0, 0, NULL, "1000,2000,5000,10000,30000", W | P, 0,
        "Delays of the retry tier queues (ascending ms); a drawn delay is rounded up to a tier.")
 /* Kafka */
-KD_KEY(KAFKA_BROKERS, "kafka.brokers", STR, 0, 0, NULL, "127.0.0.1:9092", W | E, 0,
-       "Kafka bootstrap servers.")
+KD_KEY(KAFKA_BROKERS, "kafka.brokers", STR, 0, 0, NULL, "127.0.0.1:9094", W | E, 0,
+       "Kafka bootstrap servers (the default is the dev stack's SSL listener, matching the default "
+       "kafka.security_protocol).")
 /* Kafka TLS and SASL (shared/src/kafka_security.c, docs/security.md#transport-security) */
 KD_KEY(KAFKA_SECURITY_PROTOCOL, "kafka.security_protocol", ENUM, 0, 0, "ssl|sasl_ssl|plaintext",
        "ssl", W | E, 0,

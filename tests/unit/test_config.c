@@ -12,6 +12,7 @@
 #include <jansson.h>
 
 #include "kd_config.h"
+#include "test_env.h"
 
 static int load(kd_config *cfg, unsigned prog, int argc, char **argv, kd_err *err)
 {
@@ -451,6 +452,7 @@ static void test_docs_match_table(void **state)
 
 int main(void)
 {
+    test_env_clear_kd();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_defaults),
         cmocka_unit_test(test_env_then_flag_precedence),

@@ -21,6 +21,7 @@
 #include "kd_kafka.h"
 #include "kd_tls.h"
 #include "test_cert.h"
+#include "test_env.h"
 
 static char dir[] = "/tmp/kd-test-tls-XXXXXX";
 static char cert1[256], key1[256], cert2[256], key2[256], junk[256], missing[256], enc1[256];
@@ -251,6 +252,7 @@ static void test_kafka_security_errors(void **state)
 
 int main(void)
 {
+    test_env_clear_kd();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_good_files_pass),
         cmocka_unit_test(test_missing_file_is_named),
