@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kd_buf.h"
+
 /* A buffer grown past this for one big message is not kept for the small ones after it. */
 #define WSRX_KEEP_MAX ((size_t)64 * 1024)
 
@@ -26,22 +28,8 @@ static void append(kd_wsrx *rx, const void *in, size_t len)
         rx->skip = rx->too_big = true;
         return;
     }
-    if (!rx->buf || rx->len + len + 1 > rx->cap) {
-        size_t cap = rx->cap ? rx->cap : 4096;
-        while (cap < rx->len + len + 1)
-            cap *= 2;
-        char *nb = realloc(rx->buf, cap);
-        if (!nb) {
-            rx->skip = true;
-            return;
-        }
-        rx->buf = nb;
-        rx->cap = cap;
-    }
-    if (len) /* an empty fragment may come with no data pointer at all */
-        memcpy(rx->buf + rx->len, in, len);
-    rx->len += len;
-    rx->buf[rx->len] = '\0';
+    if (kd_buf_append(&rx->buf, &rx->len, &rx->cap, in, len))
+        rx->skip = true;
 }
 
 kd_wsrx_result kd_wsrx_feed(kd_wsrx *rx, const void *in, size_t len, bool final)

@@ -112,6 +112,11 @@ int kd_amqp_read_return(kd_amqp *a, const amqp_frame_t *f, kd_amqp_event *ev, kd
  * any other method, which is the caller's. Returns 0 or a kd_err code. */
 int kd_amqp_common_method(kd_amqp *a, const amqp_frame_t *f, kd_amqp_event *ev, const char *what,
                           bool *handled, kd_err *err);
+/* Publishes *m on channel (its confirms on: the caller's), persistent and mandatory;
+ * *tag gets the delivery tag its confirm will carry, counted in *last_tag. A failure breaks
+ * the connection, its error naming `what`. */
+int kd_amqp_publish_out(kd_amqp *a, amqp_channel_t channel, const kd_amqp_out *m,
+                        uint64_t *last_tag, const char *what, uint64_t *tag, kd_err *err);
 void kd_amqp_drop_envelope(kd_amqp *a);
 /* Fills *d from a->env (a delivery or a basic.get message). */
 void kd_amqp_fill_delivery(kd_amqp *a, kd_delivery *d);

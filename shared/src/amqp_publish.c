@@ -27,21 +27,42 @@ int kd_amqp_publish(kd_amqp *a, const char *message_id, const void *body, size_t
         a->confirm_on = true;
         a->last_tag = 0;
     }
+    kd_amqp_out m = {.exchange = a->exchange,
+                     .routing_key = a->routing_key,
+                     .message_id = message_id,
+                     .body = body,
+                     .len = len};
+    return kd_amqp_publish_out(a, KD_AMQP_CHANNEL, &m, &a->last_tag, "publishing", tag, err);
+}
+
+int kd_amqp_publish_out(kd_amqp *a, amqp_channel_t channel, const kd_amqp_out *m,
+                        uint64_t *last_tag, const char *what, uint64_t *tag, kd_err *err)
+{
     amqp_basic_properties_t props = {0};
     props._flags = AMQP_BASIC_CONTENT_TYPE_FLAG | AMQP_BASIC_DELIVERY_MODE_FLAG;
-    props.content_type = amqp_cstring_bytes("application/msgpack");
+    props.content_type = amqp_cstring_bytes(
+        m->content_type && *m->content_type ? m->content_type : "application/msgpack");
     props.delivery_mode = 2; /* persistent */
-    if (message_id && *message_id) {
+    if (m->message_id && *m->message_id) {
         props._flags |= AMQP_BASIC_MESSAGE_ID_FLAG;
-        props.message_id = amqp_cstring_bytes(message_id);
+        props.message_id = amqp_cstring_bytes(m->message_id);
     }
-    amqp_bytes_t b = {.len = len, .bytes = (void *)body};
-    int st = amqp_basic_publish(a->conn, KD_AMQP_CHANNEL, amqp_cstring_bytes(a->exchange),
-                                amqp_cstring_bytes(a->routing_key), 1 /* mandatory */,
+    amqp_table_entry_t entries[KD_AMQP_HDR_MAX];
+    if (m->headers) {
+        int n = kd_amqp_headers_encode(m->headers, entries);
+        if (n > 0) {
+            props._flags |= AMQP_BASIC_HEADERS_FLAG;
+            props.headers.num_entries = n;
+            props.headers.entries = entries;
+        }
+    }
+    amqp_bytes_t b = {.len = m->len, .bytes = (void *)m->body};
+    int st = amqp_basic_publish(a->conn, channel, amqp_cstring_bytes(m->exchange),
+                                amqp_cstring_bytes(m->routing_key), 1 /* mandatory */,
                                 0 /* immediate */, &props, b);
     if (st != AMQP_STATUS_OK)
-        return kd_amqp_lib_fail(a, st, "publishing", err);
-    *tag = ++a->last_tag;
+        return kd_amqp_lib_fail(a, st, what, err);
+    *tag = ++*last_tag;
     return 0;
 }
 

@@ -42,32 +42,8 @@ int kd_amqp_side_publish(kd_amqp *a, const kd_amqp_out *m, uint64_t *tag, kd_err
         return rc;
     if (!a->side_open && (rc = side_open(a, err)) != 0)
         return rc;
-    amqp_basic_properties_t props = {0};
-    props._flags = AMQP_BASIC_CONTENT_TYPE_FLAG | AMQP_BASIC_DELIVERY_MODE_FLAG;
-    props.content_type = amqp_cstring_bytes(
-        m->content_type && *m->content_type ? m->content_type : "application/msgpack");
-    props.delivery_mode = 2; /* persistent */
-    if (m->message_id && *m->message_id) {
-        props._flags |= AMQP_BASIC_MESSAGE_ID_FLAG;
-        props.message_id = amqp_cstring_bytes(m->message_id);
-    }
-    amqp_table_entry_t entries[KD_AMQP_HDR_MAX];
-    if (m->headers) {
-        int n = kd_amqp_headers_encode(m->headers, entries);
-        if (n > 0) {
-            props._flags |= AMQP_BASIC_HEADERS_FLAG;
-            props.headers.num_entries = n;
-            props.headers.entries = entries;
-        }
-    }
-    amqp_bytes_t b = {.len = m->len, .bytes = (void *)m->body};
-    int st = amqp_basic_publish(a->conn, KD_AMQP_SIDE_CHANNEL, amqp_cstring_bytes(m->exchange),
-                                amqp_cstring_bytes(m->routing_key), 1 /* mandatory */,
-                                0 /* immediate */, &props, b);
-    if (st != AMQP_STATUS_OK)
-        return kd_amqp_lib_fail(a, st, "publishing on channel 2", err);
-    *tag = ++a->side_last_tag;
-    return 0;
+    return kd_amqp_publish_out(a, KD_AMQP_SIDE_CHANNEL, m, &a->side_last_tag,
+                               "publishing on channel 2", tag, err);
 }
 
 int kd_amqp_side_push(kd_amqp *a, const kd_amqp_event *ev, kd_err *err)

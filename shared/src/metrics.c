@@ -19,6 +19,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kd_buf.h"
+
 struct kd_metric {
     kd_metrics *reg;
     char *name, *help;
@@ -437,25 +439,8 @@ typedef struct sbuf {
 
 static void sb_put(sbuf *b, const char *s, size_t n)
 {
-    if (b->oom)
-        return;
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 4096;
-        while (b->len + n + 1 > cap)
-            cap *= 2;
-        char *p = realloc(b->p, cap);
-        if (!p) {
-            /* GCOVR_EXCL_START: allocation failure (no test injects one) */
-            b->oom = true;
-            return;
-            /* GCOVR_EXCL_STOP */
-        }
-        b->p = p;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = '\0';
+    if (!b->oom && kd_buf_append(&b->p, &b->len, &b->cap, s, n))
+        b->oom = true; /* GCOVR_EXCL_LINE: allocation failure (no test injects one) */
 }
 
 static void sb_str(sbuf *b, const char *s)
