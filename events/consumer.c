@@ -68,15 +68,6 @@ static void on_error(rd_kafka_t *rk, int code, const char *reason, void *opaque)
     kd_warn("kafka: %s: %s", rd_kafka_err2name((rd_kafka_resp_err_t)code), reason);
 }
 
-static void on_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
-{
-    (void)rk;
-    kd_log_level l = level <= 4 ? KD_LOG_WARN : level <= 6 ? KD_LOG_INFO : KD_LOG_DEBUG;
-    if (strcmp(fac, "FAIL") == 0) /* repeats what on_error reports */
-        l = KD_LOG_DEBUG;
-    kd_log(l, NULL, "kafka %s: %s", fac, buf);
-}
-
 static void random_group(char *buf, size_t len)
 {
     unsigned char r[8] = {0};
@@ -152,17 +143,12 @@ int kev_consumer_new(kev_consumer **out, const kev_options *o, kd_err *err)
         free(c);
         return rc;
     }
-    rd_kafka_conf_set_opaque(conf, c);
     rd_kafka_conf_set_rebalance_cb(conf, on_rebalance);
-    rd_kafka_conf_set_error_cb(conf, on_error);
-    rd_kafka_conf_set_log_cb(conf, on_log);
-    char why[512];
-    c->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, why, sizeof why);
+    c->rk = kd_kafka_client_new(RD_KAFKA_CONSUMER, conf, c, on_error, "consumer", err);
     /* GCOVR_EXCL_START: rd_kafka_new checks the TLS files, which kd_kafka_conf_security checked */
     if (!c->rk) {
-        rd_kafka_conf_destroy(conf);
         free(c);
-        return kd_err_set(err, KD_ERR_INVALID, "kafka: cannot create the consumer");
+        return err ? err->code : KD_ERR_INVALID;
     }
     /* GCOVR_EXCL_STOP */
     rd_kafka_poll_set_consumer(c->rk); /* callbacks are served by consumer_poll */

@@ -35,6 +35,18 @@ int kd_kafka_conf_set(struct rd_kafka_conf_s *conf, const char *name, const char
  * verification always on, plaintext warned about at every start. */
 int kd_kafka_conf_security(struct rd_kafka_conf_s *conf, const kd_config *cfg, kd_err *err);
 
+/** librdkafka's client handle (rdkafka.h). */
+struct rd_kafka_s;
+/** A librdkafka error callback (rd_kafka_conf_set_error_cb). */
+typedef void (*kd_kafka_error_fn)(struct rd_kafka_s *rk, int code, const char *reason,
+                                  void *opaque);
+/** Makes a librdkafka client of `type` (RD_KAFKA_PRODUCER or RD_KAFKA_CONSUMER) from conf, with
+ * opaque and on_error, its log lines going to kd_log (librdkafka's syslog levels mapped; its
+ * "FAIL" lines, which on_error reports too, at debug). Takes conf over, also on failure: NULL,
+ * err naming `what` ("producer"). Any Kafka client of the project: kd_kafka, kone-events. */
+struct rd_kafka_s *kd_kafka_client_new(int type, struct rd_kafka_conf_s *conf, void *opaque,
+                                       kd_kafka_error_fn on_error, const char *what, kd_err *err);
+
 /** Reads kafka.* keys. dr may be NULL (fire and forget, used by tools). */
 int kd_kafka_producer_new(kd_kafka **out, const kd_config *cfg, kd_kafka_dr_fn dr, void *arg,
                           kd_err *err);

@@ -195,24 +195,35 @@ int kd_kafka_producer_new_ex(kd_kafka **out, const kd_config *cfg, kd_kafka_dr_f
         free(k);
         return rc;
     }
-    rd_kafka_conf_set_opaque(conf, k);
     rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
-    rd_kafka_conf_set_error_cb(conf, on_error);
     rd_kafka_conf_set_stats_cb(conf, on_stats);
-    rd_kafka_conf_set_log_cb(conf, on_log);
-
-    char why[512];
-    k->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, why, sizeof why);
+    k->rk = kd_kafka_client_new(RD_KAFKA_PRODUCER, conf, k, on_error, "producer", err);
     if (!k->rk) {
         /* GCOVR_EXCL_START: kd_kafka_conf_security checked what rd_kafka_new checks (TLS files) */
-        /* rd_kafka_new failed before taking conf over */
-        rd_kafka_conf_destroy(conf);
         free(k);
-        return kd_err_set(err, KD_ERR_INVALID, "kafka: cannot create the producer");
+        return err ? err->code : KD_ERR_INVALID;
         /* GCOVR_EXCL_STOP */
     }
     *out = k;
     return 0;
+}
+
+rd_kafka_t *kd_kafka_client_new(int type, rd_kafka_conf_t *conf, void *opaque,
+                                kd_kafka_error_fn on_error, const char *what, kd_err *err)
+{
+    rd_kafka_conf_set_opaque(conf, opaque);
+    rd_kafka_conf_set_error_cb(conf, on_error);
+    rd_kafka_conf_set_log_cb(conf, on_log);
+    char why[512];
+    rd_kafka_t *rk = rd_kafka_new((rd_kafka_type_t)type, conf, why, sizeof why);
+    if (!rk) {
+        /* GCOVR_EXCL_START: kd_kafka_conf_security checked what rd_kafka_new checks (TLS files) */
+        /* rd_kafka_new failed before taking conf over */
+        rd_kafka_conf_destroy(conf);
+        kd_err_set(err, KD_ERR_INVALID, "kafka: cannot create the %s", what);
+        /* GCOVR_EXCL_STOP */
+    }
+    return rk;
 }
 
 int kd_kafka_producer_new(kd_kafka **out, const kd_config *cfg, kd_kafka_dr_fn dr, void *arg,
