@@ -155,27 +155,31 @@ void kd_jw_arr_end(kd_jw *w)
     close_c(w, ']');
 }
 
-void kd_jw_key(kd_jw *w, const char *key)
+/* A key and a string value are both a quoted string after the separator; a NULL one marks
+ * the writer failed. Returns false then. */
+static bool put_string_item(kd_jw *w, const char *s)
 {
     sep(w);
-    if (!key) {
+    if (!s) {
         w->err = true;
-        return;
+        return false;
     }
-    put_string(w, key);
+    put_string(w, s);
+    return true;
+}
+
+void kd_jw_key(kd_jw *w, const char *key)
+{
+    if (!put_string_item(w, key))
+        return;
     put_c(w, ':');
     w->comma = false;
 }
 
 void kd_jw_str(kd_jw *w, const char *s)
 {
-    sep(w);
-    if (!s) {
-        w->err = true;
-        return;
-    }
-    put_string(w, s);
-    w->comma = true;
+    if (put_string_item(w, s))
+        w->comma = true;
 }
 
 size_t kd_jw_int_text(char *out, int64_t v)
