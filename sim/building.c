@@ -262,7 +262,7 @@ static int parse_lift(sim_building *b, void *ctx, const json_t *o, size_t i, con
     (void)i;
     snprintf(l->id, sizeof l->id, "%s", str_or(o, "id", ""));
     snprintf(l->name, sizeof l->name, "%s", str_or(o, "name", ""));
-    int64_t deck;
+    int64_t deck = 0; /* for the analyzer, as in parse_area */
     if (int_or(o, "deck", 0, 1, INT64_MAX / 2, &deck, where, err))
         return err ? err->code : KD_ERR_INVALID;
     if (!l->id[0] || strchr(l->id, '/') || strchr(l->id, '+') || deck == 0)
