@@ -7,6 +7,10 @@
  * on the slot, because KONE documents no snapshot on subscribe: a call cancelled at once
  * (SAME_SOURCE_AND_DEST_FLOOR, NO_LIFT_AVAILABLE, a locked floor) sends its only state
  * right after the call result, and a per-call subscription made then would miss it.
+ * Every state of the building and group comes on each connection that holds one, so the
+ * call layer keeps a building and group's calls on the one ready slot that holds it (its
+ * home, kk_sub_holds): a second slot subscribes only when the home is not ready (its calls
+ * wait for that answer like any first call) or after a failover, until the unused one lapses.
  *
  *   NEW --written--> (answer pending) --2xx--> ACTIVE --renew at 80 %--> (pending) ...
  *                                      \--4xx--> REFUSED final: calls go on; their states
@@ -73,7 +77,7 @@ static unsigned hash_of(const char *building, const char *group)
 
 #define key_of kk_bg_key
 
-static kk_sub *lookup(kk_slot *s, const char *b, const char *g)
+static kk_sub *lookup(const kk_slot *s, const char *b, const char *g)
 {
     for (kk_sub *x = s->sub.subs[hash_of(b, g)]; x; x = x->hnext)
         if (!strcmp(x->building, b) && !strcmp(x->group, g))
@@ -193,6 +197,19 @@ bool kk_sub_touch(kk_slot *s, const kd_job *job)
     return x->st != KS_REFUSED;
 }
 
+bool kk_sub_holds(const kk_slot *s, const kd_job *job, int64_t *last_used)
+{
+    char b[sizeof((kk_sub *)0)->building];
+    const char *g;
+    key_of(job, b, sizeof b, &g);
+    const kk_sub *x = lookup(s, b, g);
+    /* a transient refusal is no home: another connection may do better */
+    if (!x || (x->st == KS_REFUSED && !x->final))
+        return false;
+    *last_used = x->last_used;
+    return true;
+}
+
 bool kk_sub_wanted(const kk_slot *s)
 {
     return s->sub.wq.head != NULL;
@@ -303,11 +320,25 @@ bool kk_sub_answer(kk_slot *s, const kd_kone_msg *m)
     return true;
 }
 
+/* Has another ready slot become the home of x's building and group (used more recently,
+ * after a failover)? Then x is kept only while calls on its own slot need it. */
+static bool superseded(const kk_sub *x)
+{
+    const kd_kone *k = x->slot->k;
+    for (int i = 0; i < k->n_slots; i++) {
+        const kk_slot *t = &k->slots[i];
+        const kk_sub *y = t == x->slot ? NULL : lookup(t, x->building, x->group);
+        if (y && kk_slot_ready(t) && y->st != KS_REFUSED && y->last_used > x->last_used)
+            return true;
+    }
+    return false;
+}
+
 /* Is any call of the subscription's building and group still on the slot? */
 static bool in_use(kk_sub *x, int64_t now)
 {
     kk_slot *s = x->slot;
-    if (now - x->last_used < (int64_t)s->k->monitor_duration_s * SEC)
+    if (now - x->last_used < (int64_t)s->k->monitor_duration_s * SEC && !superseded(x))
         return true;
     for (lws_dll2_t *d = s->jobs.head; d; d = d->next) {
         kk_job *j = lws_container_of(d, kk_job, place);
