@@ -360,7 +360,7 @@ static void place(kk_job *j)
         /* the slot becomes the home of the call's building and group now, not when the call
          * is written: a burst of a new building's calls all lands on it */
         if (j->run->job.op == KD_OP_CALL && !j->unfollowed)
-            kk_sub_touch(s, &j->run->job);
+            kk_sub_claim(s, &j->run->job);
         want(j, KW_REQUEST);
     }
     rearm(j);

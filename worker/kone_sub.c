@@ -210,6 +210,22 @@ bool kk_sub_holds(const kk_slot *s, const kd_job *job, int64_t *last_used)
     return true;
 }
 
+void kk_sub_claim(kk_slot *s, const kd_job *job)
+{
+    char b[sizeof((kk_sub *)0)->building];
+    const char *g;
+    key_of(job, b, sizeof b, &g);
+    kk_sub *x = lookup(s, b, g);
+    if (x) {
+        x->last_used = kd_mono_us();
+        return;
+    }
+    if (!(x = create(s, b, g)))
+        return; /* GCOVR_EXCL_LINE: allocation failure (the gate makes it, or fails the call) */
+    x->last_used = kd_mono_us();
+    arm(x, x->last_used + (int64_t)s->k->monitor_duration_s * SEC); /* forgotten if unused */
+}
+
 bool kk_sub_wanted(const kk_slot *s)
 {
     return s->sub.wq.head != NULL;
@@ -369,6 +385,14 @@ static void sub_timer(lws_sorted_usec_list_t *sul)
         } else {
             arm(x, x->sent_mono + k->request_timeout_us);
         }
+        return;
+    }
+    if (x->st == KS_NEW && lws_dll2_is_detached(&x->wlink) && !x->waiters.count) {
+        /* claimed (kk_sub_claim) and never requested: kept while its calls are on the slot */
+        if (in_use(x, now))
+            arm(x, now + (int64_t)k->monitor_duration_s * SEC);
+        else
+            destroy(x);
         return;
     }
     if (x->st != KS_ACTIVE)
