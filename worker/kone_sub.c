@@ -183,13 +183,23 @@ kk_gate kk_sub_gate(kk_slot *s, kk_job *j, char *why, size_t len)
     return KK_GATE_WAIT;
 }
 
-bool kk_sub_touch(kk_slot *s, const kd_job *job)
+/* The subscription of the job's building and group on s, made (KS_NEW) when missing and
+ * make is set (*made says so); NULL when there is none (or no memory for it). */
+static kk_sub *of_job(kk_slot *s, const kd_job *job, bool make, bool *made)
 {
     char b[sizeof((kk_sub *)0)->building];
     const char *g;
     key_of(job, b, sizeof b, &g);
     kk_sub *x = lookup(s, b, g);
-    if (!x && !(x = create(s, b, g)))
+    *made = !x && make;
+    return x || !make ? x : create(s, b, g);
+}
+
+bool kk_sub_touch(kk_slot *s, const kd_job *job)
+{
+    bool made;
+    kk_sub *x = of_job(s, job, true, &made);
+    if (!x)
         return false;
     x->last_used = kd_mono_us();
     if (x->st == KS_NEW && lws_dll2_is_detached(&x->wlink) && lws_dll2_is_detached(&x->olink))
@@ -212,18 +222,13 @@ bool kk_sub_holds(const kk_slot *s, const kd_job *job, int64_t *last_used)
 
 void kk_sub_claim(kk_slot *s, const kd_job *job)
 {
-    char b[sizeof((kk_sub *)0)->building];
-    const char *g;
-    key_of(job, b, sizeof b, &g);
-    kk_sub *x = lookup(s, b, g);
-    if (x) {
-        x->last_used = kd_mono_us();
-        return;
-    }
-    if (!(x = create(s, b, g)))
+    bool made;
+    kk_sub *x = of_job(s, job, true, &made);
+    if (!x)
         return; /* GCOVR_EXCL_LINE: allocation failure (the gate makes it, or fails the call) */
     x->last_used = kd_mono_us();
-    arm(x, x->last_used + (int64_t)s->k->monitor_duration_s * SEC); /* forgotten if unused */
+    if (made) /* forgotten if unused */
+        arm(x, x->last_used + (int64_t)s->k->monitor_duration_s * SEC);
 }
 
 bool kk_sub_wanted(const kk_slot *s)
