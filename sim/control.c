@@ -166,8 +166,9 @@ static json_t *parse_body(const char *body, size_t len, char *msg, size_t msg_le
     return o;
 }
 
-/* {"client_id": "...", "code": 1000..4999, "reason": "..."}, all optional; no code: the
- * connections are dropped without a close frame. */
+/* {"client_id": "...", "connection_id": "...", "code": 1000..4999, "reason": "..."}, all
+ * optional; connection_id drops that one connection only (GET /sim/subscriptions names the
+ * connection of each subscription); no code: dropped without a close frame. */
 static int drop_connections(sim_control *c, const char *body, size_t len, json_t **answer)
 {
     char msg[200];
@@ -175,21 +176,25 @@ static int drop_connections(sim_control *c, const char *body, size_t len, json_t
     if (!o)
         return fail(answer, 400, msg);
     const json_t *cid = json_object_get(o, "client_id"), *code = json_object_get(o, "code"),
-                 *reason = json_object_get(o, "reason");
+                 *reason = json_object_get(o, "reason"),
+                 *conn = json_object_get(o, "connection_id");
     const char *k;
     const json_t *v;
     int status = 0;
     json_object_foreach(o, k, v)
     {
-        if (strcmp(k, "client_id") != 0 && strcmp(k, "code") != 0 && strcmp(k, "reason") != 0) {
+        if (strcmp(k, "client_id") != 0 && strcmp(k, "code") != 0 && strcmp(k, "reason") != 0 &&
+            strcmp(k, "connection_id") != 0) {
             status = fail(answer, 400,
-                          "unknown field; drop-connections takes client_id, code "
-                          "and reason");
+                          "unknown field; drop-connections takes client_id, connection_id, "
+                          "code and reason");
             break;
         }
     }
     if (!status && cid && !json_is_string(cid))
         status = fail(answer, 400, "client_id: must be a string");
+    if (!status && conn && (!json_is_string(conn) || cid))
+        status = fail(answer, 400, "connection_id: must be a string, and without client_id");
     int64_t cv = json_integer_value(code);
     if (!status && code && !json_is_null(code) &&
         (!json_is_integer(code) ||
@@ -200,11 +205,12 @@ static int drop_connections(sim_control *c, const char *body, size_t len, json_t
     if (!status && reason && (!json_is_string(reason) || json_string_length(reason) > 60))
         status = fail(answer, 400, "reason: must be a string of at most 60 bytes");
     if (!status) {
-        size_t n = sim_hub_drop_connections(c->hub, json_string_value(cid), (int)cv,
-                                            reason ? json_string_value(reason)
-                                                   : "Connection closed by kone-sim");
+        const char *why = reason ? json_string_value(reason) : "Connection closed by kone-sim";
+        size_t n = conn ? sim_hub_drop_connection_id(c->hub, json_string_value(conn), (int)cv, why)
+                        : sim_hub_drop_connections(c->hub, json_string_value(cid), (int)cv, why);
         kd_info("fault drop-connections: %zu connection%s%s%s", n, n == 1 ? "" : "s",
-                cid ? " of client " : "", cid ? json_string_value(cid) : "");
+                cid ? " of client " : (conn ? " with id " : ""),
+                cid ? json_string_value(cid) : (conn ? json_string_value(conn) : ""));
         *answer = json_pack("{s:I}", "dropped", (json_int_t)n);
         status = *answer ? 200 : fail(answer, 500, "out of memory");
     }
@@ -285,6 +291,18 @@ static int calls_reset(sim_control *c, json_t **answer)
     return *answer ? 200 : fail(answer, 500, "out of memory");
 }
 
+/* ---- /sim/subscriptions ---- */
+
+/* Read-only: every live site-monitoring subscription, so a test sees what a client holds. */
+static int subscriptions(sim_control *c, json_t **answer)
+{
+    json_t *list = sim_hub_subscriptions(c->hub);
+    *answer = list ? json_pack("{s:I,s:o}", "count", (json_int_t)json_array_size(list),
+                               "subscriptions", list)
+                   : NULL;
+    return *answer ? 200 : fail(answer, 500, "out of memory");
+}
+
 /* ---- routing ---- */
 
 /* Answers one request: either *answer (JSON) or, for a call listing, *text. */
@@ -301,12 +319,13 @@ static int route(sim_control *c, const char *method, const char *target, const c
     bool get = strcmp(method, "GET") == 0, post = strcmp(method, "POST") == 0;
     bool faults = strcmp(path, "/sim/faults") == 0, reset = strcmp(path, "/sim/faults/reset") == 0,
          drop = strcmp(path, "/sim/drop-connections") == 0, calls = strcmp(path, "/sim/calls") == 0,
-         calls_rst = strcmp(path, "/sim/calls/reset") == 0;
-    if (pl >= sizeof path || (!faults && !reset && !drop && !calls && !calls_rst))
+         calls_rst = strcmp(path, "/sim/calls/reset") == 0,
+         subs = strcmp(path, "/sim/subscriptions") == 0;
+    if (pl >= sizeof path || (!faults && !reset && !drop && !calls && !calls_rst && !subs))
         return fail(answer, 404,
                     "Not found: the control endpoint has /sim/faults, "
-                    "/sim/faults/reset, /sim/drop-connections, /sim/calls and "
-                    "/sim/calls/reset");
+                    "/sim/faults/reset, /sim/drop-connections, /sim/calls, "
+                    "/sim/calls/reset and /sim/subscriptions");
     if (!authorized(c, authorization))
         return fail(answer, 401,
                     "Unauthorized: Authorization: Bearer <sim.control_token> "
@@ -314,6 +333,8 @@ static int route(sim_control *c, const char *method, const char *target, const c
     if (calls)
         return get ? calls_list(c, query, answer, text, text_len)
                    : fail(answer, 405, "Method not allowed: GET");
+    if (subs)
+        return get ? subscriptions(c, answer) : fail(answer, 405, "Method not allowed: GET");
     if (faults && get)
         return state_answer(c, answer);
     if (!post)

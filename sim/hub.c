@@ -803,6 +803,16 @@ void sim_hub_drop(sim_hub *h, sim_conn *c, const char *why)
         c->ops->close(c->t, 1006, "Connection dropped");
 }
 
+static void drop_one(sim_hub *h, sim_conn *c, int code, const char *reason)
+{
+    if (code == 0) {
+        sim_hub_drop(h, c, "drop-connections");
+        return;
+    }
+    kd_info("fault: closing connection %s client=%s with %d %s", c->id, c->client_id, code, reason);
+    c->ops->close(c->t, code, reason);
+}
+
 size_t sim_hub_drop_connections(sim_hub *h, const char *client_id, int code, const char *reason)
 {
     size_t n = 0;
@@ -810,15 +820,43 @@ size_t sim_hub_drop_connections(sim_hub *h, const char *client_id, int code, con
         if (client_id && client_id[0] && strcmp(client_id, c->client_id) != 0)
             continue;
         n++;
-        if (code == 0) {
-            sim_hub_drop(h, c, "drop-connections");
-            continue;
-        }
-        kd_info("fault: closing connection %s client=%s with %d %s", c->id, c->client_id, code,
-                reason);
-        c->ops->close(c->t, code, reason);
+        drop_one(h, c, code, reason);
     }
     return n;
+}
+
+size_t sim_hub_drop_connection_id(sim_hub *h, const char *id, int code, const char *reason)
+{
+    for (sim_conn *c = h->conns; c; c = c->next)
+        if (strcmp(id, c->id) == 0) {
+            drop_one(h, c, code, reason);
+            return 1;
+        }
+    return 0;
+}
+
+json_t *sim_hub_subscriptions(const sim_hub *h)
+{
+    json_t *list = json_array();
+    int64_t now = sim_clock_real_ms(&h->clock);
+    for (size_t b = 0; list && b < h->world->n; b++)
+        for (size_t g = 0; list && g < h->world->b[b]->n_groups; g++)
+            for (const sim_sub *x = h->subs[b][g]; x; x = x->next) {
+                const sim_session *s = x->owner;
+                if (x->expires_ms <= now) /* lapsed, not swept yet */
+                    continue;
+                json_t *o = json_pack(
+                    "{s:s,s:s,s:s,s:s,s:o,s:o,s:s,s:I}", "building", h->world->b[b]->id, "group",
+                    h->world->b[b]->groups[g].id, "topic", x->topic, "sub", x->sub, "session_id",
+                    s->id[0] ? json_string(s->id) : json_null(), "connection_id",
+                    s->conn ? json_string(s->conn->id) : json_null(), "client_id", s->client_id,
+                    "expires_in_ms", (json_int_t)(x->expires_ms - now));
+                if (!o || json_array_append_new(list, o)) {
+                    json_decref(list);
+                    return NULL;
+                }
+            }
+    return list;
 }
 
 void sim_hub_publish_status(sim_hub *h, int b, int g)

@@ -129,6 +129,13 @@ void sim_hub_flush_due(sim_hub *h);
 /* Drops connections (client_id NULL or "": all). code 0: as a network failure (no close
  * frame); else a close frame with code and reason. Returns how many. */
 size_t sim_hub_drop_connections(sim_hub *h, const char *client_id, int code, const char *reason);
+/* Drops the connection whose connectionId is id the same way (code 0: no close frame).
+ * Returns 1, or 0 when no open connection has that id. */
+size_t sim_hub_drop_connection_id(sim_hub *h, const char *id, int code, const char *reason);
+/* Every live site-monitoring subscription (GET /sim/subscriptions, read-only): building,
+ * group, topic, sub, the session's id (null while anonymous), its connection's id (null while
+ * detached), client_id and the ms left before it lapses. NULL when out of memory. */
+json_t *sim_hub_subscriptions(const sim_hub *h);
 /* Drops one connection as a network failure would (drop_probability). */
 void sim_hub_drop(sim_hub *h, sim_conn *c, const char *why);
 /* Sends the current monitor-lift-status of each lift of a group to its subscribers (after

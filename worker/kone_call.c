@@ -34,8 +34,10 @@
  * more for a late answer or a resent state. Only then is the request transient ("timeout",
  * "result_lost", ...); a session that cannot be resumed fails them "session_lost" at once.
  *
- * A cancel (delete) goes to the slot whose KONE session made the call when this worker made
- * it (remembered for the last KK_AFFINITY accepted calls): sessions own their calls.
+ * A job goes to the home slot of its building and group (the ready one already subscribed to
+ * their call states), else to the least loaded ready slot (home_or_least_loaded). A cancel
+ * (delete) goes to the slot whose KONE session made the call when this worker made it
+ * (remembered for the last KK_AFFINITY accepted calls): sessions own their calls.
  *
  * Once KONE accepted a call (201), it is never simply retried: a second call would be a
  * second lift for one passenger. A followed call that fails (no progress: the site link is
@@ -297,6 +299,30 @@ static kk_slot *least_loaded(kk_job *j)
     return slot_least_loaded(j->k, kk_token_of(j->k, j->run->job.building_id));
 }
 
+/* Where a job goes: the home of its building and group, the ready slot that already holds
+ * their call_state/+/+ subscription (the one used last when two do, after a failover), so
+ * each state KONE sends crosses one connection, not every one (each frame received costs
+ * TLS and WebSocket framing; docs/performance.md). A building and group without a ready home
+ * goes to the least loaded ready slot, which subscribes before its first call goes out
+ * (kk_sub_gate), so different buildings still spread over the connections. A hot building
+ * is not spilled over a second connection: that would double its frames again. */
+static kk_slot *home_or_least_loaded(kk_job *j)
+{
+    kd_kone *k = j->k;
+    int tok = kk_token_of(k, j->run->job.building_id);
+    kk_slot *home = NULL;
+    int64_t home_used = 0, used;
+    for (int i = 0; i < k->n_slots; i++) {
+        kk_slot *s = &k->slots[i];
+        if ((tok < 0 || s->tok == tok) && kk_slot_ready(s) &&
+            kk_sub_holds(s, &j->run->job, &used) && (!home || used > home_used)) {
+            home = s;
+            home_used = used;
+        }
+    }
+    return home ? home : slot_least_loaded(k, tok);
+}
+
 /* Following an accepted call: its states come under the slot's subscription of its building
  * and group (for an adopted call, made now: states before it are not seen, and the progress
  * window bounds the wait). */
@@ -320,7 +346,7 @@ static void place(kk_job *j)
     if (j->run->job.op == KD_OP_CANCEL)
         s = affine_slot(k, j->run->job.session_id);
     if (!s)
-        s = least_loaded(j);
+        s = home_or_least_loaded(j);
     j->st = KJ_WAIT;
     j->slot = s;
     if (!s) {
@@ -331,6 +357,10 @@ static void place(kk_job *j)
         return;
     } else {
         lws_dll2_add_tail(&j->place, &s->jobs);
+        /* the slot becomes the home of the call's building and group now, not when the call
+         * is written: a burst of a new building's calls all lands on it */
+        if (j->run->job.op == KD_OP_CALL && !j->unfollowed)
+            kk_sub_claim(s, &j->run->job);
         want(j, KW_REQUEST);
     }
     rearm(j);
@@ -963,10 +993,11 @@ static bool is_decisive(const char *state)
            !strcmp(state, "served");
 }
 
-/* The job following call session_id on slot s. Only s: every connection of a worker that
- * serves a building holds its own call_state/+/+ subscription, so each state arrives once per
- * connection; the copy on the job's own connection is the one that counts (taking any copy
- * would report a state again after a later one, out of order). */
+/* The job following call session_id on slot s. Only s: a building and group's calls go to
+ * their home slot, but after a failover two connections may hold its call_state/+/+
+ * subscription for a while and each gets every state; the copy on the job's own connection
+ * is the one that counts (taking any copy would report a state again after a later one, out
+ * of order). */
 static kk_job *find_follow(kk_slot *s, int64_t session_id)
 {
     if (s->k->index_off) {

@@ -7,6 +7,10 @@
  * on the slot, because KONE documents no snapshot on subscribe: a call cancelled at once
  * (SAME_SOURCE_AND_DEST_FLOOR, NO_LIFT_AVAILABLE, a locked floor) sends its only state
  * right after the call result, and a per-call subscription made then would miss it.
+ * Every state of the building and group comes on each connection that holds one, so the
+ * call layer keeps a building and group's calls on the one ready slot that holds it (its
+ * home, kk_sub_holds): a second slot subscribes only when the home is not ready (its calls
+ * wait for that answer like any first call) or after a failover, until the unused one lapses.
  *
  *   NEW --written--> (answer pending) --2xx--> ACTIVE --renew at 80 %--> (pending) ...
  *                                      \--4xx--> REFUSED final: calls go on; their states
@@ -73,7 +77,7 @@ static unsigned hash_of(const char *building, const char *group)
 
 #define key_of kk_bg_key
 
-static kk_sub *lookup(kk_slot *s, const char *b, const char *g)
+static kk_sub *lookup(const kk_slot *s, const char *b, const char *g)
 {
     for (kk_sub *x = s->sub.subs[hash_of(b, g)]; x; x = x->hnext)
         if (!strcmp(x->building, b) && !strcmp(x->group, g))
@@ -179,18 +183,52 @@ kk_gate kk_sub_gate(kk_slot *s, kk_job *j, char *why, size_t len)
     return KK_GATE_WAIT;
 }
 
-bool kk_sub_touch(kk_slot *s, const kd_job *job)
+/* The subscription of the job's building and group on s, made (KS_NEW) when missing and
+ * make is set (*made says so); NULL when there is none (or no memory for it). */
+static kk_sub *of_job(kk_slot *s, const kd_job *job, bool make, bool *made)
 {
     char b[sizeof((kk_sub *)0)->building];
     const char *g;
     key_of(job, b, sizeof b, &g);
     kk_sub *x = lookup(s, b, g);
-    if (!x && !(x = create(s, b, g)))
+    *made = !x && make;
+    return x || !make ? x : create(s, b, g);
+}
+
+bool kk_sub_touch(kk_slot *s, const kd_job *job)
+{
+    bool made;
+    kk_sub *x = of_job(s, job, true, &made);
+    if (!x)
         return false;
     x->last_used = kd_mono_us();
     if (x->st == KS_NEW && lws_dll2_is_detached(&x->wlink) && lws_dll2_is_detached(&x->olink))
         want_write(x);
     return x->st != KS_REFUSED;
+}
+
+bool kk_sub_holds(const kk_slot *s, const kd_job *job, int64_t *last_used)
+{
+    char b[sizeof((kk_sub *)0)->building];
+    const char *g;
+    key_of(job, b, sizeof b, &g);
+    const kk_sub *x = lookup(s, b, g);
+    /* a transient refusal is no home: another connection may do better */
+    if (!x || (x->st == KS_REFUSED && !x->final))
+        return false;
+    *last_used = x->last_used;
+    return true;
+}
+
+void kk_sub_claim(kk_slot *s, const kd_job *job)
+{
+    bool made;
+    kk_sub *x = of_job(s, job, true, &made);
+    if (!x)
+        return; /* GCOVR_EXCL_LINE: allocation failure (the gate makes it, or fails the call) */
+    x->last_used = kd_mono_us();
+    if (made) /* forgotten if unused */
+        arm(x, x->last_used + (int64_t)s->k->monitor_duration_s * SEC);
 }
 
 bool kk_sub_wanted(const kk_slot *s)
@@ -303,11 +341,25 @@ bool kk_sub_answer(kk_slot *s, const kd_kone_msg *m)
     return true;
 }
 
+/* Has another ready slot become the home of x's building and group (used more recently,
+ * after a failover)? Then x is kept only while calls on its own slot need it. */
+static bool superseded(const kk_sub *x)
+{
+    const kd_kone *k = x->slot->k;
+    for (int i = 0; i < k->n_slots; i++) {
+        const kk_slot *t = &k->slots[i];
+        const kk_sub *y = t == x->slot ? NULL : lookup(t, x->building, x->group);
+        if (y && kk_slot_ready(t) && y->st != KS_REFUSED && y->last_used > x->last_used)
+            return true;
+    }
+    return false;
+}
+
 /* Is any call of the subscription's building and group still on the slot? */
 static bool in_use(kk_sub *x, int64_t now)
 {
     kk_slot *s = x->slot;
-    if (now - x->last_used < (int64_t)s->k->monitor_duration_s * SEC)
+    if (now - x->last_used < (int64_t)s->k->monitor_duration_s * SEC && !superseded(x))
         return true;
     for (lws_dll2_t *d = s->jobs.head; d; d = d->next) {
         kk_job *j = lws_container_of(d, kk_job, place);
@@ -338,6 +390,14 @@ static void sub_timer(lws_sorted_usec_list_t *sul)
         } else {
             arm(x, x->sent_mono + k->request_timeout_us);
         }
+        return;
+    }
+    if (x->st == KS_NEW && lws_dll2_is_detached(&x->wlink) && !x->waiters.count) {
+        /* claimed (kk_sub_claim) and never requested: kept while its calls are on the slot */
+        if (in_use(x, now))
+            arm(x, now + (int64_t)k->monitor_duration_s * SEC);
+        else
+            destroy(x);
         return;
     }
     if (x->st != KS_ACTIVE)

@@ -86,6 +86,16 @@ kk_gate kk_sub_gate(kk_slot *s, kk_job *j, char *why, size_t len);
  * (an adopted call is followed without a request of its own). True when states of that
  * building and group are expected on s (subscribed or being subscribed). */
 bool kk_sub_touch(kk_slot *s, const kd_job *job);
+/* Makes s the home of the job's building and group when no subscription of theirs is on it:
+ * an entry kk_sub_holds sees, not yet requested (kk_sub_gate asks KONE when the call is
+ * written, after the configuration gate, as before). Forgotten when unused for a whole
+ * kone.monitor_duration_s. */
+void kk_sub_claim(kk_slot *s, const kd_job *job);
+/* Does slot s hold a subscription of the job's building and group that calls may go out
+ * under (made, being made, or refused for good)? *last_used: when it was last used. The
+ * call layer sends a building and group's calls to the ready slot holding one (its home
+ * connection, kone_call.c), so each of its states crosses one connection, not all. */
+bool kk_sub_holds(const kk_slot *s, const kd_job *job, int64_t *last_used);
 bool kk_sub_wanted(const kk_slot *s);                      /* a subscription waits to be written */
 int kk_sub_write(kk_slot *s, kk_conn *c);                  /* 1 written, 0 none, -1 close */
 bool kk_sub_answer(kk_slot *s, const kd_kone_msg *m);      /* true: m was one's answer */

@@ -257,7 +257,9 @@ KD_KEY(
 KD_KEY(KONE_CA_FILE, "kone.ca_file", STR, 0, 0, NULL, "", W, 0,
        "CA bundle to verify KONE's certificate (empty: the system CAs). Verification is always on.")
 KD_KEY(KONE_CONNECTIONS, "kone.connections", INT, 1, KD_CONFIG_KONE_MAX_CONNECTIONS, NULL, "2", W,
-       0, "WebSocket connections in the pool; jobs are spread over them.")
+       0,
+       "WebSocket connections in the pool; buildings and groups are spread over them (the calls of "
+       "one stay on the connection subscribed to its call states).")
 KD_KEY(KONE_REQUEST_TIMEOUT_MS, "kone.request_timeout_ms", MS, 100, 600000, NULL, "10000", W, 0,
        "How long to wait for an answer frame before the request fails.")
 KD_KEY(KONE_CALL_TIMEOUT_MS, "kone.call_timeout_ms", MS, 100, 3600000, NULL, "30000", W, 0,

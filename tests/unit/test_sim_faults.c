@@ -754,6 +754,38 @@ static void test_drops(void **state)
                                          strlen(body), &ans),
                      400);
     json_decref(ans);
+    /* GET /sim/subscriptions names each subscription's connection; that one alone drops */
+    monitor(x, B1, "1", "call_state/+/+");
+    assert_int_equal(sim_control_request(&x->ctl, "GET", "/sim/subscriptions", NULL, NULL, 0, &ans),
+                     200);
+    assert_int_equal(json_integer_value(json_object_get(ans, "count")), 1);
+    const json_t *sub = json_array_get(json_object_get(ans, "subscriptions"), 0);
+    assert_string_equal(json_string_value(json_object_get(sub, "topic")), "call_state/+/+");
+    assert_string_equal(json_string_value(json_object_get(sub, "connection_id")), x->c1->id);
+    char one[120];
+    snprintf(one, sizeof one, "{\"connection_id\":\"%s\"}", x->c1->id);
+    json_decref(ans);
+    int dropped = x->f1.dropped;
+    assert_int_equal(
+        sim_control_request(&x->ctl, "POST", "/sim/drop-connections", NULL, one, strlen(one), &ans),
+        200);
+    assert_int_equal(json_integer_value(json_object_get(ans, "dropped")), 1);
+    json_decref(ans);
+    assert_int_equal(x->f1.dropped, dropped + 1);
+    const char *bad[] = {"{\"connection_id\":\"nope\"}", "{\"connection_id\":1}",
+                         "{\"connection_id\":\"a\",\"client_id\":\"kd-dev\"}"};
+    const long want[] = {200, 400, 400}; /* an unknown id drops nothing */
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(sim_control_request(&x->ctl, "POST", "/sim/drop-connections", NULL, bad[i],
+                                             strlen(bad[i]), &ans),
+                         want[i]);
+        if (i == 0)
+            assert_int_equal(json_integer_value(json_object_get(ans, "dropped")), 0);
+        json_decref(ans);
+    }
+    assert_int_equal(
+        sim_control_request(&x->ctl, "POST", "/sim/subscriptions", NULL, NULL, 0, &ans), 405);
+    json_decref(ans);
 }
 
 static void test_token_faults(void **state)

@@ -904,8 +904,9 @@ static void test_many_spread(void **state)
     usleep(200000);
     int before = fk_get(&fk->n_conns);
     kd_run *runs[30];
-    for (int i = 0; i < 30; i++) {
+    for (int i = 0; i < 30; i++) { /* three groups: each gets a connection of its own (its home) */
         runs[i] = new_run(KD_OP_CALL, 2, i % 2 == 0);
+        snprintf(runs[i]->job.group_id, sizeof runs[i]->job.group_id, "%d", 1 + i % 3);
         kd_kone_submit(c.k, runs[i]);
     }
     assert_true(wait_done(30, 10000));
@@ -918,7 +919,7 @@ static void test_many_spread(void **state)
     for (int i = 0; i < 64; i++)
         used += fk->conn_requests[i] > 5;
     pthread_mutex_unlock(&fk->mu);
-    assert_true(used >= 3);                         /* jobs were spread over the connections */
+    assert_true(used >= 3); /* the groups were spread over the connections */
     assert_int_equal(fk_get(&fk->n_conns), before); /* no connection per job */
     client_stop(&c);
 }
