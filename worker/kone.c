@@ -109,7 +109,7 @@ static void loop_wakeup(void *arg)
         k->dns_gen_seen = dns_gen;
         kk_pool_kick_all(&k->pool);
     }
-    for (int t = 0; t < k->n_tokens; t++) {
+    for (int t = 0; t < k->scope.n_tokens; t++) {
         uint64_t gen = kd_kone_tokens_gen(k->tokens[t]);
         if (gen != k->token_gen_seen[t]) {
             k->token_gen_seen[t] = gen;
@@ -178,83 +178,6 @@ static int parse_ws_url(kd_kone *k, const char *url, kd_err *err)
     return rc;
 }
 
-/* kone.buildings (and kone.robotcall_buildings, robot set): "building:<id>" each, once; a
- * robotcall building gets the robotcall scope instead of callgiving (make_scopes). */
-static int load_buildings(kd_kone *k, const char *list, bool robot, const char *key, kd_err *err)
-{
-    char *copy = strdup(list), *save = NULL;
-    if (!copy)
-        return kd_err_set(err, KD_ERR_NOMEM, "out of memory");
-    int rc = 0;
-    for (char *t = strtok_r(copy, " ,", &save); t && !rc; t = strtok_r(NULL, " ,", &save)) {
-        const char *id = strncmp(t, "building:", 9) == 0 ? t + 9 : t;
-        bool ok = *id && strlen(id) < KD_JOB_BUILDING_MAX - 9;
-        for (const char *p = id; ok && *p; p++)
-            ok = isalnum((unsigned char)*p) || *p == '-' || *p == '_';
-        if (!ok) {
-            rc = kd_err_set(err, KD_ERR_INVALID,
-                            "%s: '%.80s' is not a building id (digits, letters, - "
-                            "and _, optionally after 'building:')",
-                            key, t);
-            break;
-        }
-        int i = 0;
-        while (i < k->n_buildings && strcmp(k->buildings[i] + 9, id) != 0)
-            i++;
-        if (i < k->n_buildings) { /* listed twice, or in both keys */
-            k->robot[i] = k->robot[i] || robot;
-            continue;
-        }
-        char **nb = realloc(k->buildings, (size_t)(k->n_buildings + 1) * sizeof *nb);
-        if (nb)
-            k->buildings = nb;
-        bool *nr = nb ? realloc(k->robot, (size_t)(k->n_buildings + 1) * sizeof *nr) : NULL;
-        if (nr)
-            k->robot = nr;
-        if (!nr || !(nb[k->n_buildings] = malloc(strlen(id) + 10))) {
-            rc = kd_err_set(err, KD_ERR_NOMEM, "out of memory");
-        } else {
-            k->robot[k->n_buildings] = robot;
-            sprintf(k->buildings[k->n_buildings++], "building:%s", id);
-        }
-    }
-    free(copy);
-    return rc;
-}
-
-/* The tokens kone.buildings needs (KONE caps the scopes of one token: per_token buildings
- * each) and the callgiving scope of each. */
-static int make_scopes(kd_kone *k, kd_err *err)
-{
-    k->n_tokens = 1;
-    if (!k->n_buildings)
-        return 0;
-    if (k->per_token > 0)
-        k->n_tokens = (k->n_buildings + k->per_token - 1) / k->per_token;
-    if (k->n_tokens > KK_MAX_TOKENS)
-        return kd_err_set(err, KD_ERR_INVALID,
-                          "kone.buildings: %d buildings at %d per token need %d tokens; at most "
-                          "%d (raise kone.buildings_per_token or run more workers)",
-                          k->n_buildings, k->per_token, k->n_tokens, KK_MAX_TOKENS);
-    if (k->n_tokens > k->n_slots)
-        return kd_err_set(err, KD_ERR_INVALID,
-                          "kone.connections: %d, but kone.buildings needs %d tokens and each "
-                          "token needs a connection of its own",
-                          k->n_slots, k->n_tokens);
-    for (int t = 0; t < k->n_tokens; t++) {
-        size_t len = 1;
-        for (int i = 0; i < k->n_buildings; i++)
-            len += strlen(k->buildings[i]) + 12;
-        if (!(k->scopes[t] = calloc(1, len)))
-            return kd_err_set(err, KD_ERR_NOMEM, "out of memory");
-        for (int i = 0; i < k->n_buildings; i++)
-            if (kk_token_of(k, k->buildings[i]) == t)
-                sprintf(k->scopes[t] + strlen(k->scopes[t]), "%s%s/%s", k->scopes[t][0] ? " " : "",
-                        k->robot[i] ? "robotcall" : "callgiving", k->buildings[i]);
-    }
-    return 0;
-}
-
 /* kone.lift_modes_refused: "code:NAME,code:NAME". */
 static int load_modes(kd_kone *k, const char *list, kd_err *err)
 {
@@ -309,12 +232,13 @@ static int discover_buildings(kd_kone *k, const kd_kone_token_cfg *tc, kd_err *e
     }
     if (rc)
         return kd_err_wrap(err, "kone.discover_buildings");
-    rc = load_buildings(k, list, false, "kone.discover_buildings", err);
-    if (!rc && !k->n_buildings)
+    rc = kk_scope_add(&k->scope, list, false, "kone.discover_buildings", err);
+    if (!rc && !k->scope.n_buildings)
         rc = kd_err_set(err, KD_ERR_INVALID,
                         "kone.discover_buildings: KONE lists no building for this application");
     if (!rc)
-        kd_info("kone: %d building(s) learned from KONE's resources: %.200s", k->n_buildings, list);
+        kd_info("kone: %d building(s) learned from KONE's resources: %.200s", k->scope.n_buildings,
+                list);
     free(list);
     return rc;
 }
@@ -405,18 +329,18 @@ static int load_config(kd_kone *k, const kd_config *cfg, kd_kone_token_cfg *tc, 
     tc->token_url = kd_cfg_str(cfg, KD_CFG_KONE_TOKEN_URL);
     tc->client_id = kd_cfg_str(cfg, KD_CFG_KONE_CLIENT_ID);
     tc->client_secret = kd_cfg_str(cfg, KD_CFG_KONE_CLIENT_SECRET);
-    if ((rc = load_buildings(k, kd_cfg_str(cfg, KD_CFG_KONE_BUILDINGS), false, "kone.buildings",
-                             err)) ||
-        (rc = load_buildings(k, kd_cfg_str(cfg, KD_CFG_KONE_ROBOTCALL_BUILDINGS), true,
-                             "kone.robotcall_buildings", err)) ||
+    if ((rc = kk_scope_add(&k->scope, kd_cfg_str(cfg, KD_CFG_KONE_BUILDINGS), false,
+                           "kone.buildings", err)) ||
+        (rc = kk_scope_add(&k->scope, kd_cfg_str(cfg, KD_CFG_KONE_ROBOTCALL_BUILDINGS), true,
+                           "kone.robotcall_buildings", err)) ||
         (rc = load_modes(k, kd_cfg_str(cfg, KD_CFG_KONE_LIFT_MODES_REFUSED), err)))
         return rc;
     k->hold_group_mode = strcmp(kd_cfg_str(cfg, KD_CFG_KONE_GROUP_MODE_POLICY), "hold") == 0;
     if ((rc = read_int(cfg, KD_CFG_KONE_BUILDINGS_PER_TOKEN, &v)))
         return rc;
-    k->per_token = (int)v;
+    k->scope.per_token = (int)v;
     tc->scope = kd_cfg_str(cfg, KD_CFG_KONE_SCOPE);
-    if (*tc->scope && k->per_token > 0 && k->n_buildings > k->per_token)
+    if (*tc->scope && k->scope.per_token > 0 && k->scope.n_buildings > k->scope.per_token)
         return kd_err_set(err, KD_ERR_INVALID,
                           "kone.scope is set, but kone.buildings needs more than one token "
                           "(kone.buildings_per_token): leave kone.scope empty");
@@ -440,9 +364,9 @@ static int load_config(kd_kone *k, const kd_config *cfg, kd_kone_token_cfg *tc, 
     if ((rc = parse_ws_url(k, kd_cfg_str(cfg, KD_CFG_KONE_WS_URL), err)))
         return rc;
     bool discover = kd_cfg_bool(cfg, KD_CFG_KONE_DISCOVER_BUILDINGS);
-    if (discover && !k->n_buildings && !*tc->scope && (rc = discover_buildings(k, tc, err)))
+    if (discover && !k->scope.n_buildings && !*tc->scope && (rc = discover_buildings(k, tc, err)))
         return rc;
-    return make_scopes(k, err);
+    return kk_scope_make(&k->scope, k->n_slots, err);
 }
 
 /* ------------------------------------------------------------------ public API */
@@ -463,12 +387,7 @@ static void kone_free(kd_kone *k)
 {
     kk_pool_free(&k->pool);
     free(k->ca_file);
-    for (int i = 0; i < k->n_buildings; i++)
-        free(k->buildings[i]);
-    free(k->buildings);
-    free(k->robot);
-    for (int t = 0; t < KK_MAX_TOKENS; t++)
-        free(k->scopes[t]);
+    kk_scope_free(&k->scope);
     free(k->early);
     kd_idmap_free(&k->by_req);
     kd_idmap_free(&k->by_sid);
@@ -545,14 +464,14 @@ int kd_kone_start(kd_kone **out, const kd_config *cfg, const kd_kone_hooks *hook
     k->pool.request_timeout_us = k->request_timeout_us;
     k->pool.n_links = k->n_slots;
     for (int i = 0; i < KK_MAX_SLOTS; i++)
-        k->slots[i].tok = i % k->n_tokens;
+        k->slots[i].tok = i % k->scope.n_tokens;
     if (!kd_kone_dns_is_numeric(k->pool.ws_host))
         rc = kd_kone_dns_start(&k->pool.dns, k->pool.ws_host, k->dns_ttl_us, notify_loop, k, err);
     tc.refreshed = k->hooks.metrics.token_refresh; /* the owner's metrics, from each token thread */
     tc.refreshed_arg = k->hooks.arg;
     const char *configured = tc.scope;
-    for (int t = 0; t < k->n_tokens && !rc; t++) {
-        tc.scope = *configured || !k->scopes[t] ? configured : k->scopes[t];
+    for (int t = 0; t < k->scope.n_tokens && !rc; t++) {
+        tc.scope = *configured || !k->scope.scopes[t] ? configured : k->scope.scopes[t];
         rc = kd_kone_tokens_start(&k->tokens[t], &tc, notify_loop, k, err);
     }
     if (rc) {
@@ -600,7 +519,7 @@ bool kd_kone_ready(kd_kone *k)
 {
     if (!k || atomic_load(&k->pool.n_ready) == 0)
         return false;
-    for (int t = 0; t < k->n_tokens; t++)
+    for (int t = 0; t < k->scope.n_tokens; t++)
         if (kd_kone_tokens_have(k->tokens[t]))
             return true;
     return false;

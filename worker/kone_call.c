@@ -235,18 +235,6 @@ void kk_slot_init(kd_kone *k, kk_slot *s, int idx)
     kk_link_init(&k->pool, &s->link, idx);
 }
 
-int kk_token_of(const kd_kone *k, const char *building_id)
-{
-    if (k->n_buildings == 0)
-        return 0;
-    char b[KD_JOB_BUILDING_MAX + 16];
-    kd_kone_building_id(building_id, b, sizeof b);
-    for (int i = 0; i < k->n_buildings; i++)
-        if (strcmp(k->buildings[i], b) == 0)
-            return k->per_token > 0 ? i / k->per_token : 0;
-    return -1;
-}
-
 int kk_slot_outstanding(kk_slot *s)
 {
     int n = 0;

@@ -75,12 +75,12 @@
 #include "kone_dns.h"
 #include "kone_msg.h"
 #include "kone_ratelimit.h"
+#include "kone_scope.h"
 #include "kone_site.h"
 #include "kone_sub.h"
 #include "kone_token.h"
 #include "kone_validate.h"
 
-#define KK_MAX_TOKENS 8       /* tokens held at once (kone.buildings_per_token) */
 #define KK_MAX_AUTH_RETRIES 2 /* a job re-sent after 401 at most this often */
 #define KK_AFFINITY 1024      /* accepted calls remembered for cancel routing */
 /* How long requests written on a connection that went down wait for the session to be
@@ -187,11 +187,10 @@ struct kd_kone {
     struct lws_context *ctx;
     int64_t dns_ttl_us;    /* kone.dns_ttl_s */
     uint64_t dns_gen_seen; /* loop thread: resolutions seen (slots waiting are kicked) */
-    /* One token per share of kone.buildings (KONE limits the scopes of one token): building
-     * i of kone.buildings is served by token i / per_token, on the slots whose tok is that. */
+    /* One token per share of kone.buildings (kone_scope.h), on the slots whose tok is its
+     * index. */
+    kk_scope scope;
     kd_kone_tokens *tokens[KK_MAX_TOKENS];
-    int n_tokens;
-    int per_token; /* kone.buildings_per_token (0: one token for all) */
     pthread_t thread;
     bool thread_started;
 
@@ -229,10 +228,6 @@ struct kd_kone {
     } * early; /* KK_EARLY_N entries, a ring */
     unsigned early_next;
     char sub_name[48]; /* payload.sub of our subscriptions */
-    char **buildings;  /* kone.buildings ("building:<id>"), for keep-alive pings */
-    bool *robot;       /* per building: robotcall scope (kone.robotcall_buildings) */
-    int n_buildings;
-    char *scopes[KK_MAX_TOKENS]; /* the scope of each token kone.buildings implies */
     struct {
         int64_t code;
         char name[16];
@@ -369,10 +364,12 @@ static inline int64_t kk_jitter(kd_kone *k, int64_t max) /* 0..max-1 */
 {
     return kk_pool_jitter(&k->pool, max);
 }
-/* The token that serves a building: 0 when kone.buildings is empty (every building goes to
- * the one token); else its share's, or -1 when it is not in kone.buildings (outside every
- * scope the worker asked for: KONE would answer 403). Slots with tok == it carry it. */
-int kk_token_of(const kd_kone *k, const char *building_id); /* kone_call.c */
+/* The token that serves a building (kone_scope.h): slots with tok == it carry it; -1 when it
+ * is outside every scope the worker asked for. */
+static inline int kk_token_of(const kd_kone *k, const char *building_id)
+{
+    return kk_scope_token_of(&k->scope, building_id);
+}
 
 /* ---- kone_route.c: the call layer's callbacks for the connection layer (kk_conn_ops) */
 void kk_route_ops(kk_conn_ops *ops); /* fills every member but wakeup (kone.c's) */

@@ -460,9 +460,9 @@ bool kk_sub_ping_target(const kk_slot *s, const char **building, const char **gr
         *group = best->group;
         return true;
     }
-    for (int i = 0; i < s->k->n_buildings; i++) /* the first its token serves */
-        if (kk_token_of(s->k, s->k->buildings[i]) == s->tok) {
-            *building = s->k->buildings[i];
+    for (int i = 0; i < s->k->scope.n_buildings; i++) /* the first its token serves */
+        if (kk_token_of(s->k, s->k->scope.buildings[i]) == s->tok) {
+            *building = s->k->scope.buildings[i];
             *group = "1";
             return true;
         }
