@@ -1,5 +1,5 @@
 /* kone_bld.c: what the KONE client keeps per building: its circuit breaker, its rate limit,
- * the jobs waiting for a token, and the ping of an open circuit (see kone_int.h).
+ * the jobs waiting for a token, and the ping of an open circuit. Its contract: kone_bld.h.
  *
  * Layer (kone_int.h): policy the call layer asks (kk_bld_admit); what it later decides for a
  * job it holds waiting goes back through kd_kone.wake (kk_wake_ops), never by name.
@@ -47,6 +47,8 @@
  * (DTU) failure, and the building is the unit of the metrics and of the retry story. The
  * group of the last failure is kept only to aim the ping (kone-sim models links per group).
  */
+#include "kone_bld.h"
+
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>

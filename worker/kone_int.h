@@ -21,8 +21,9 @@
  * (kd_kone.wake); the connection layer tells the layers above through kk_conn_ops. Below
  * them all: kone_msg (frames), kone_token (the token thread), kone_dns, kone_wsrx, idmap.
  *
- * Contracts: kone_conn.h (the connection layer), kone_sub.h and kone_site.h (two of the
- * policies), this header for the rest (kone_bld.c's functions, kone_call.c's, kone_route.c's).
+ * Contracts: kone_conn.h (the connection layer), kone_bld.h, kone_sub.h and kone_site.h (the
+ * policies), kone_scope.h (which token serves which building), this header for the rest
+ * (kone_call.c's functions, kone_route.c's).
  *
  * The connection layer shares no struct with the layers above: its own (kk_pool, kk_link,
  * kk_conn, its configuration) are declared in kone_conn.h, and kone_conn.c includes that
@@ -50,12 +51,7 @@
  * write (its request, or a monitor subscription). Each job has one lws_sul timer, re-armed
  * to its earliest deadline on every change.
  *
- * A building (kk_bld, kone_bld.c) is met when its first job comes in: its circuit breaker
- * (kone_breaker.h), its token bucket (kone_ratelimit.h), the queue of its jobs waiting for
- * a token and its ping while the circuit is open. Entries are kept in a small hash table
- * (at most KK_MAX_BUILDINGS; an idle, closed, fully recovered one is forgotten when room is
- * needed). The breaker, the bucket and the counters are written by the loop thread under
- * k->bmu and read under it by the getters of kone.h (metrics, from any thread).
+ * A building (kk_bld) is kone_bld.c's: kone_bld.h states its contract.
  */
 #ifndef KD_WORKER_KONE_INT_H
 #define KD_WORKER_KONE_INT_H
@@ -69,6 +65,7 @@
 
 #include "kone.h"
 #include "idmap.h"
+#include "kone_bld.h"
 #include "kone_breaker.h"
 #include "kone_conn.h"
 #include "kone_conc.h"
@@ -86,15 +83,12 @@
 /* How long requests written on a connection that went down wait for the session to be
  * resumed before they may time out: KONE resends a resumed session's states this far back. */
 #define KK_RESUME_WINDOW_US ((int64_t)KK_RESEND_STATE_S * 1000000)
-#define KK_MAX_BUILDINGS 4096 /* buildings remembered (breaker, rate limit) */
-#define KK_BLD_BUCKETS 512
 #define KK_EARLY_N 64       /* call states kept before their call result */
 #define KK_EARLY_FRAME 2048 /* ... each at most this long */
 #define KK_MODES_MAX 16     /* kone.lift_modes_refused entries */
 #define KK_SITE_BUCKETS 256 /* per worker: cached configurations */
 #define KK_MAX_SITES 4096   /* ... at most (unused ones are forgotten) */
 
-typedef struct kk_bld kk_bld;
 typedef struct kk_wake_ops kk_wake_ops;
 
 /* A slot: the call layer's side of one logical connection. Its connection (kk_link: the
@@ -304,32 +298,6 @@ static inline void kk_m_unvalidated(const kd_kone *k)
         k->hooks.metrics.unvalidated(k->hooks.arg);
 }
 
-struct kk_bld {
-    kd_kone *k;
-    kk_bld *hnext;                          /* hash chain */
-    char id[KD_JOB_BUILDING_MAX + 16];      /* "building:<id>" */
-    char probe_group[KD_JOB_GROUP_MAX + 1]; /* group of the last failure: the one pinged */
-    int n_jobs; /* jobs pointing here (an entry in use is never forgotten) */
-    int64_t last_used;
-    /* under k->bmu */
-    kd_breaker brk;
-    kd_rl rl;
-    kd_cc cc; /* its adaptive concurrency limit */
-    uint64_t waits, refused, pings;
-    /* loop thread */
-    lws_dll2_owner_t rq; /* jobs waiting for a token, oldest first (kk_job.place) */
-    lws_sorted_usec_list_t sul;
-    lws_dll2_t plink;  /* on k->probes while a ping is out */
-    lws_dll2_t cclink; /* on k->cc_blocked while its first waiting job waits for the
-                        * worker's concurrency limit */
-    kk_slot *probe_slot;
-    bool probe_write;     /* to be written on probe_slot */
-    int64_t probe_req_id; /* written: its request id */
-    int64_t probe_deadline;
-    unsigned probe_losses; /* probe_slot->losses when it was written */
-    int64_t progress_at;   /* its requests last made progress (or the first went out) */
-};
-
 /* ---- the connection layer (kone_conn.h), seen from a slot */
 static inline kk_slot *kk_slot_of(kk_link *l)
 {
@@ -398,38 +366,6 @@ void kk_jobs_session_restored(kk_slot *s, bool resumed);
 void kk_jobs_fail_all(kd_kone *k, const char *code, const char *msg);
 void kk_finish_run(kd_kone *k, kd_run *run, kd_outcome o, kd_failure_class f, const char *code,
                    const char *msg);
-
-/* ---- kone_bld.c */
-typedef enum { KK_ADMIT_GO = 0, KK_ADMIT_WAIT, KK_ADMIT_REFUSE } kk_admit;
-/* The job's building entry (j->bld, counted in n_jobs), then its breaker and its bucket:
- * GO (place it), WAIT (put on bld->rq, for a token or for the trials of a half-open circuit
- * to decide; released by kk_job_release), REFUSE (circuit open: finish it "circuit_open"). */
-kk_admit kk_bld_admit(kk_job *j);
-/* Its building's circuit is open: ms until the next ping may let calls through (0: now or
- * unknown). The job waits in RabbitMQ that long (kd_run.park_ms, kd_retry_decide). */
-int64_t kk_bld_park_ms(const kk_job *j);
-/* May this job's request be written now (its circuit not open)? */
-bool kk_bld_may_send(const kk_job *j);
-/* The job learned something about its building before its end: an accepted call (SUCCESS),
- * or nothing ever will (NEUTRAL: refused locally). Told once; a FAILURE at its end after a
- * SUCCESS takes the success back. */
-void kk_bld_evidence(kk_job *j, kd_brk_verdict v);
-/* The job is finishing: tells the breaker, lets go of the entry. */
-void kk_bld_job_done(kk_job *j, kd_outcome o, const char *code, bool conn_lost);
-void kk_bld_too_many(kk_job *j); /* KONE answered 429 */
-/* A ping of an open circuit answered on s (true when m was one). */
-bool kk_bld_probe_answer(kk_slot *s, const kd_kone_msg *m);
-/* Writes one ping due on s: 1 written, 0 none due, -1 the connection must close. */
-int kk_bld_write_probe(kk_slot *s, kk_conn *c);
-bool kk_bld_probe_wanted(const kk_slot *s);
-/* Reads the buildings' own keys (kone.stall_probe_ms, kone.rate_slowdown_share,
- * kone.concurrency_building_max); after k->cc_cfg. */
-int kk_bld_config(kd_kone *k, const kd_config *cfg, kd_err *err);
-/* How long an accepted call may wait for its call result: dflt, or a short while when its
- * building's circuit is open (the link is down: no result will come). */
-int64_t kk_bld_result_wait_us(const kk_job *j, int64_t dflt);
-void kk_blds_shutdown(kd_kone *k); /* cancel timers */
-void kk_blds_free(kd_kone *k);
 
 /* ---- kone_call.c, for kone_route.c */
 /* A call state for a session nobody follows yet: kept briefly (see kd_kone.early). */

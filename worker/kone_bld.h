@@ -1,0 +1,111 @@
+/* kone_bld.h: the building policy of the KONE client (kone_bld.c), its contract.
+ *
+ * What it does, per building (docs/kone-client.md; kone_bld.c's opening comment says how):
+ * admission of every new job (the circuit breaker, kone_breaker.h; the token bucket,
+ * kone_ratelimit.h; the adaptive concurrency of the building and of the whole worker,
+ * kone_conc.h), the queue of jobs waiting for a token or for room, the pings of an open
+ * circuit and of a building whose calls stall, the 429 slowdown, and the getters of kone.h
+ * (kd_kone_building, kd_kone_buildings, kd_kone_circuit_state, kd_kone_rate_limit_waits).
+ *
+ * What it owns: the buildings (kk_bld, below: met with their first job, kept in a hash
+ * table of at most KK_MAX_BUILDINGS, an idle, closed, fully recovered one forgotten when
+ * room is needed), their breakers, buckets and concurrency limits, the worker's concurrency
+ * limit, the pings out (kd_kone.probes) and, per job, j->bp (its breaker ticket, its place
+ * in the limits, whether it waits in its building's rq) and j->bld (its entry, counted in
+ * n_jobs while the job lives). A job admitted WAIT is on its building's rq (kk_job.place)
+ * and belongs to this module until it hands it back.
+ *
+ * What it asks of the call layer (never by name: through kd_kone.wake, kk_wake_ops in
+ * kone_int.h): `released` (a job of an rq may go on to a slot), `refused` (the circuit opened
+ * under it: finish it "circuit_open"), `link_down` (a ping failed 1005: its calls out give
+ * up now), `least_loaded` (the ready slot to ping on). It reads the jobs' run (building,
+ * group, outcome), the slots' jobs and losses, and writes its pings through the connection
+ * layer (kk_conn_send) when the call layer's writable callback asks (kk_bld_write_probe).
+ *
+ * Threads: the loop thread, except what k->bmu guards (the table's shape, each breaker,
+ * bucket and limit, the counters), which the getters read from any thread.
+ */
+#ifndef KD_WORKER_KONE_BLD_H
+#define KD_WORKER_KONE_BLD_H
+
+#include <libwebsockets.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "kd_config.h"
+#include "kd_err.h"
+#include "kd_job.h"
+#include "kd_run.h"
+#include "kone_breaker.h"
+#include "kone_conc.h"
+#include "kone_conn.h"
+#include "kone_msg.h"
+#include "kone_ratelimit.h"
+
+#define KK_MAX_BUILDINGS 4096 /* buildings remembered (breaker, rate limit) */
+#define KK_BLD_BUCKETS 512
+
+typedef struct kd_kone kd_kone;
+typedef struct kk_slot kk_slot; /* kone_int.h: the call layer's side of a kk_link */
+typedef struct kk_job kk_job;
+typedef struct kk_bld kk_bld;
+
+struct kk_bld {
+    kd_kone *k;
+    kk_bld *hnext;                          /* hash chain */
+    char id[KD_JOB_BUILDING_MAX + 16];      /* "building:<id>" */
+    char probe_group[KD_JOB_GROUP_MAX + 1]; /* group of the last failure: the one pinged */
+    int n_jobs; /* jobs pointing here (an entry in use is never forgotten) */
+    int64_t last_used;
+    /* under k->bmu */
+    kd_breaker brk;
+    kd_rl rl;
+    kd_cc cc; /* its adaptive concurrency limit */
+    uint64_t waits, refused, pings;
+    /* loop thread */
+    lws_dll2_owner_t rq; /* jobs waiting for a token, oldest first (kk_job.place) */
+    lws_sorted_usec_list_t sul;
+    lws_dll2_t plink;  /* on k->probes while a ping is out */
+    lws_dll2_t cclink; /* on k->cc_blocked while its first waiting job waits for the
+                        * worker's concurrency limit */
+    kk_slot *probe_slot;
+    bool probe_write;     /* to be written on probe_slot */
+    int64_t probe_req_id; /* written: its request id */
+    int64_t probe_deadline;
+    unsigned probe_losses; /* probe_slot->losses when it was written */
+    int64_t progress_at;   /* its requests last made progress (or the first went out) */
+};
+
+typedef enum { KK_ADMIT_GO = 0, KK_ADMIT_WAIT, KK_ADMIT_REFUSE } kk_admit;
+/* The job's building entry (j->bld, counted in n_jobs), then its breaker and its bucket:
+ * GO (place it), WAIT (put on bld->rq, for a token or for the trials of a half-open circuit
+ * to decide; released through kd_kone.wake->released), REFUSE (circuit open: finish it
+ * "circuit_open"). */
+kk_admit kk_bld_admit(kk_job *j);
+/* Its building's circuit is open: ms until the next ping may let calls through (0: now or
+ * unknown). The job waits in RabbitMQ that long (kd_run.park_ms, kd_retry_decide). */
+int64_t kk_bld_park_ms(const kk_job *j);
+/* May this job's request be written now (its circuit not open)? */
+bool kk_bld_may_send(const kk_job *j);
+/* The job learned something about its building before its end: an accepted call (SUCCESS),
+ * or nothing ever will (NEUTRAL: refused locally). Told once; a FAILURE at its end after a
+ * SUCCESS takes the success back. */
+void kk_bld_evidence(kk_job *j, kd_brk_verdict v);
+/* The job is finishing: tells the breaker, lets go of the entry. */
+void kk_bld_job_done(kk_job *j, kd_outcome o, const char *code, bool conn_lost);
+void kk_bld_too_many(kk_job *j); /* KONE answered 429 */
+/* A ping of an open circuit answered on s (true when m was one). */
+bool kk_bld_probe_answer(kk_slot *s, const kd_kone_msg *m);
+/* Writes one ping due on s: 1 written, 0 none due, -1 the connection must close. */
+int kk_bld_write_probe(kk_slot *s, kk_conn *c);
+bool kk_bld_probe_wanted(const kk_slot *s);
+/* Reads the buildings' own keys (kone.stall_probe_ms, kone.rate_slowdown_share,
+ * kone.concurrency_building_max); after k->cc_cfg. */
+int kk_bld_config(kd_kone *k, const kd_config *cfg, kd_err *err);
+/* How long an accepted call may wait for its call result: dflt, or a short while when its
+ * building's circuit is open (the link is down: no result will come). */
+int64_t kk_bld_result_wait_us(const kk_job *j, int64_t dflt);
+void kk_blds_shutdown(kd_kone *k); /* cancel timers */
+void kk_blds_free(kd_kone *k);
+
+#endif
