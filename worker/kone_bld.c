@@ -94,11 +94,11 @@ static kk_bld *lookup(kd_kone *k, const char *id)
 static bool forgettable(kk_bld *b, int64_t now)
 {
     int calls, fails;
-    kd_brk_window(&b->brk, &b->k->brk_cfg, now, &calls, &fails);
+    kd_brk_window(&b->brk, &b->k->bld_cfg.brk, now, &calls, &fails);
     return b->n_jobs == 0 && b->brk.st == KD_BRK_CLOSED && fails == 0 &&
            lws_dll2_is_detached(&b->plink) && b->rq.count == 0 && kd_rl_idle(&b->rl, now) &&
            lws_dll2_is_detached(&b->cclink) && b->cc.inflight == 0 &&
-           kd_cc_limit(&b->cc) == b->k->cc_bld_cfg.max;
+           kd_cc_limit(&b->cc) == b->k->bld_cfg.cc_bld.max;
 }
 
 static bool make_room(kd_kone *k, int64_t now)
@@ -139,9 +139,9 @@ static kk_bld *bld_get(kd_kone *k, const char *building, int64_t now)
     b->k = k;
     snprintf(b->id, sizeof b->id, "%s", id);
     kd_brk_init(&b->brk, now);
-    kd_rl_init(&b->rl, k->rate_per_s, k->rate_burst, now);
-    b->rl.share_pct = k->rl_share_pct;
-    kd_cc_init(&b->cc, &k->cc_bld_cfg);
+    kd_rl_init(&b->rl, k->bld_cfg.rate_per_s, k->bld_cfg.rate_burst, now);
+    b->rl.share_pct = k->bld_cfg.rl_share_pct;
+    kd_cc_init(&b->cc, &k->bld_cfg.cc_bld);
     unsigned h = hash_of(id);
     pthread_mutex_lock(&k->bmu);
     b->hnext = k->bld_hash[h];
@@ -164,7 +164,7 @@ static bool refused_while_waiting(const kk_bld *b)
 /* The first waiting job is held by a half-open circuit whose trial places are all taken. */
 static bool held(const kk_bld *b)
 {
-    const kd_brk_cfg *c = &b->k->brk_cfg;
+    const kd_brk_cfg *c = &b->k->bld_cfg.brk;
     if (b->brk.st != KD_BRK_HALF_OPEN || c->rate_pct <= 0 || !b->rq.head)
         return false;
     const kk_job *j = lws_container_of(b->rq.head, kk_job, place);
@@ -199,21 +199,21 @@ static void cc_take(kk_job *j)
 static bool stalled(const kk_bld *b, int64_t now)
 {
     const kd_kone *k = b->k;
-    return k->stall_us > 0 && k->brk_cfg.rate_pct > 0 && b->cc.inflight > 0 &&
-           now - b->progress_at >= k->stall_us;
+    return k->bld_cfg.stall_us > 0 && k->bld_cfg.brk.rate_pct > 0 && b->cc.inflight > 0 &&
+           now - b->progress_at >= k->bld_cfg.stall_us;
 }
 
 /* When the closed circuit's suspicion next needs a look (INT64_MAX: never). */
 static int64_t suspicion_due(const kk_bld *b)
 {
     const kd_kone *k = b->k;
-    if (b->brk.st != KD_BRK_CLOSED || k->stall_us <= 0 || k->brk_cfg.rate_pct <= 0)
+    if (b->brk.st != KD_BRK_CLOSED || k->bld_cfg.stall_us <= 0 || k->bld_cfg.brk.rate_pct <= 0)
         return INT64_MAX;
     if (b->brk.probing)
         return b->probe_deadline;
     if (b->cc.inflight <= 0)
         return INT64_MAX;
-    int64_t t = b->progress_at + k->stall_us;
+    int64_t t = b->progress_at + k->bld_cfg.stall_us;
     return t > b->brk.suspect_after ? t : b->brk.suspect_after;
 }
 
@@ -222,7 +222,7 @@ static void arm(kk_bld *b, int64_t now)
     kd_kone *k = b->k;
     int64_t due = suspicion_due(b);
     if (b->rq.count) {
-        if (k->brk_cfg.rate_pct > 0 && refused_while_waiting(b)) {
+        if (k->bld_cfg.brk.rate_pct > 0 && refused_while_waiting(b)) {
             due = now; /* finish them at once */
         } else if (held(b)) {
             /* nothing to do before a trial's verdict (record() arms it again), or the job's
@@ -272,7 +272,7 @@ static void answered(kk_bld *b, bool too_many)
         BLOG(b, KD_LOG_INFO,
              "kone: KONE answered 429 to %d%% or more of the last calls of %s; its rate limit is "
              "now %.2f calls/s (recovering over time)",
-             k->rl_share_pct, b->id, rate);
+             k->bld_cfg.rl_share_pct, b->id, rate);
 }
 
 /* The job's request is answered, or the job ends: its places go back, and both limits
@@ -286,8 +286,8 @@ static void cc_release(kk_job *j, kd_cc_signal sig)
     j->bp.cc_held = false;
     pthread_mutex_lock(&k->bmu);
     int b_before = kd_cc_limit(&b->cc), k_before = kd_cc_limit(&k->cc);
-    kd_cc_done(&b->cc, &k->cc_bld_cfg, sig);
-    kd_cc_done(&k->cc, &k->cc_cfg, sig);
+    kd_cc_done(&b->cc, &k->bld_cfg.cc_bld, sig);
+    kd_cc_done(&k->cc, &k->bld_cfg.cc, sig);
     int b_after = kd_cc_limit(&b->cc), k_after = kd_cc_limit(&k->cc);
     bool k_room = kd_cc_room(&k->cc);
     pthread_mutex_unlock(&k->bmu);
@@ -334,9 +334,10 @@ static void record(kk_bld *b, kd_brk_verdict v, const kk_job *j, bool retract)
     kd_brk_state from = b->brk.st;
     int calls = 0, fails = 0;
     if (from == KD_BRK_CLOSED)
-        kd_brk_window(&b->brk, &k->brk_cfg, now, &calls, &fails);
+        kd_brk_window(&b->brk, &k->bld_cfg.brk, now, &calls, &fails);
     int t_ok = b->brk.trial_ok, t_fail = b->brk.trial_fail;
-    bool changed = kd_brk_record(&b->brk, &k->brk_cfg, v, j->bp.brk_ticket, retract, now, rnd(k));
+    bool changed =
+        kd_brk_record(&b->brk, &k->bld_cfg.brk, v, j->bp.brk_ticket, retract, now, rnd(k));
     kd_brk_state to = b->brk.st;
     pthread_mutex_unlock(&k->bmu);
     if (!changed) {
@@ -349,13 +350,13 @@ static void record(kk_bld *b, kd_brk_verdict v, const kk_job *j, bool retract)
         snprintf(why, sizeof why,
                  "%d%% or more of its last calls failed (window: %d calls within %lld ms, "
                  "%d failed of %d before this one), the last %s (%.80s)",
-                 k->brk_cfg.rate_pct, k->brk_cfg.calls, (long long)(k->brk_cfg.window_us / 1000),
-                 fails, calls, run->error_code[0] ? run->error_code : "unanswered",
-                 run->error_message);
+                 k->bld_cfg.brk.rate_pct, k->bld_cfg.brk.calls,
+                 (long long)(k->bld_cfg.brk.window_us / 1000), fails, calls,
+                 run->error_code[0] ? run->error_code : "unanswered", run->error_message);
     else
         snprintf(why, sizeof why, "trial calls: %d went through, %d failed of %d (job %s: %s)",
                  t_ok + (v == KD_BRK_SUCCESS) - retract, t_fail + (v == KD_BRK_FAILURE),
-                 k->brk_cfg.trials, run->job.job_id,
+                 k->bld_cfg.brk.trials, run->job.job_id,
                  v == KD_BRK_SUCCESS ? "went through" : run->error_code);
     transition(b, from, to, why);
     arm(b, now);
@@ -379,7 +380,7 @@ static void link_down(kk_bld *b)
 {
     kd_kone *k = b->k;
     int n = 0;
-    for (int i = 0; i < k->n_slots; i++)
+    for (int i = 0; i < k->pool.n_links; i++)
         for (lws_dll2_t *d = k->slots[i].jobs.head; d; d = d->next) {
             kk_job *j = lws_container_of(d, kk_job, place);
             if (j->bld == b) {
@@ -397,7 +398,7 @@ static void probe_verdict(kk_bld *b, kd_brk_verdict v, const char *what)
     probe_clear(b);
     pthread_mutex_lock(&k->bmu);
     kd_brk_state from = b->brk.st;
-    bool changed = kd_brk_probe_done(&b->brk, &k->brk_cfg, v, now, rnd(k));
+    bool changed = kd_brk_probe_done(&b->brk, &k->bld_cfg.brk, v, now, rnd(k));
     kd_brk_state to = b->brk.st;
     pthread_mutex_unlock(&k->bmu);
     if (changed)
@@ -421,7 +422,7 @@ static void probe_send(kk_bld *b, int64_t now)
     b->probe_slot = s;
     b->probe_write = true;
     b->probe_req_id = 0;
-    b->probe_deadline = now + k->request_timeout_us;
+    b->probe_deadline = now + k->bld_cfg.ping_wait_us;
     lws_dll2_add_tail(&b->plink, &k->probes);
     kk_slot_want_write(s);
 }
@@ -439,7 +440,7 @@ static void suspicion_tick(kk_bld *b, int64_t now)
     if (!stalled(b, now))
         return;
     pthread_mutex_lock(&k->bmu);
-    bool go = kd_brk_suspect(&b->brk, &k->brk_cfg, now);
+    bool go = kd_brk_suspect(&b->brk, &k->bld_cfg.brk, now);
     pthread_mutex_unlock(&k->bmu);
     if (!go)
         return;
@@ -563,7 +564,7 @@ static void bld_timer(lws_sorted_usec_list_t *sul)
     if (k->exiting)
         return;
     int64_t now = kd_mono_us();
-    if (k->brk_cfg.rate_pct > 0 && refused_while_waiting(b)) { /* opened under waiting jobs */
+    if (k->bld_cfg.brk.rate_pct > 0 && refused_while_waiting(b)) { /* opened under waiting jobs */
         lws_dll2_t *d, *next;
         for (d = b->rq.head; d; d = next) {
             next = d->next;
@@ -576,7 +577,7 @@ static void bld_timer(lws_sorted_usec_list_t *sul)
         bool go = cc_room(b); /* no room: arm() waits for a request to end */
         if (go && (!j->bp.brk_admitted || j->bp.brk_ticket != b->brk.gen)) {
             /* held by a half-open circuit, or admitted before a transition: ask again */
-            kd_brk_admission a = kd_brk_admit(&b->brk, &k->brk_cfg, &j->bp.brk_ticket);
+            kd_brk_admission a = kd_brk_admit(&b->brk, &k->bld_cfg.brk, &j->bp.brk_ticket);
             go = a == KD_BRK_GO;
             j->bp.brk_admitted = go;
         }
@@ -612,7 +613,7 @@ kk_admit kk_bld_admit(kk_job *j)
     kd_brk_admission a = KD_BRK_HOLD;
     bool room = cc_room(b);
     if ((b->rq.count == 0 && room) || b->brk.st == KD_BRK_OPEN)
-        a = kd_brk_admit(&b->brk, &k->brk_cfg, &j->bp.brk_ticket);
+        a = kd_brk_admit(&b->brk, &k->bld_cfg.brk, &j->bp.brk_ticket);
     j->bp.brk_admitted = a == KD_BRK_GO;
     bool go = false, first = false;
     if (a == KD_BRK_REFUSE) {
@@ -646,22 +647,44 @@ kk_admit kk_bld_admit(kk_job *j)
 int64_t kk_bld_result_wait_us(const kk_job *j, int64_t dflt)
 {
     const kk_bld *b = j->bld;
-    if (!b || b->brk.st != KD_BRK_OPEN || b->k->stall_us <= 0 || b->k->stall_us >= dflt)
+    if (!b || b->brk.st != KD_BRK_OPEN || b->k->bld_cfg.stall_us <= 0 ||
+        b->k->bld_cfg.stall_us >= dflt)
         return dflt;
-    return b->k->stall_us;
+    return b->k->bld_cfg.stall_us;
 }
 
-int kk_bld_config(kd_kone *k, const kd_config *cfg, kd_err *err)
+int kk_bld_config(kk_bld_cfg *c, const kd_config *cfg, kd_err *err)
 {
-    (void)err; /* the values were checked against the table's bounds at load */
-    k->stall_us = kd_cfg_int(cfg, KD_CFG_KONE_STALL_PROBE_MS) * 1000;
-    k->rl_share_pct = (int)kd_cfg_int(cfg, KD_CFG_KONE_RATE_SLOWDOWN_SHARE);
-    int64_t v = kd_cfg_int(cfg, KD_CFG_KONE_CONCURRENCY_BUILDING_MAX);
-    k->cc_bld_cfg = k->cc_cfg;
-    if (v > 0 && v < k->cc_bld_cfg.max)
-        k->cc_bld_cfg.max = (int)v;
-    if (k->cc_bld_cfg.min > k->cc_bld_cfg.max)
-        k->cc_bld_cfg.min = k->cc_bld_cfg.max;
+    /* the values were checked against the table's bounds at load */
+    c->brk.rate_pct = (int)kd_cfg_int(cfg, KD_CFG_KONE_BREAKER_FAILURE_RATE);
+    c->brk.min_calls = (int)kd_cfg_int(cfg, KD_CFG_KONE_BREAKER_MIN_CALLS);
+    c->brk.calls = (int)kd_cfg_int(cfg, KD_CFG_KONE_BREAKER_WINDOW_CALLS);
+    c->brk.window_us = kd_cfg_int(cfg, KD_CFG_KONE_BREAKER_WINDOW_MS) * 1000;
+    c->brk.trials = (int)kd_cfg_int(cfg, KD_CFG_KONE_BREAKER_TRIAL_CALLS);
+    c->brk.base_us = kd_cfg_int(cfg, KD_CFG_KONE_BREAKER_PROBE_BASE_MS) * 1000;
+    c->brk.cap_us = kd_cfg_int(cfg, KD_CFG_KONE_BREAKER_PROBE_CAP_MS) * 1000;
+    if (c->brk.cap_us < c->brk.base_us)
+        return kd_err_set(err, KD_ERR_INVALID,
+                          "kone.breaker_probe_cap_ms: must be at least "
+                          "kone.breaker_probe_base_ms (%lld)",
+                          (long long)(c->brk.base_us / 1000));
+    /* adaptive concurrency (kone_conc.h): per building and for the worker, at most
+     * worker.inflight (the jobs the worker holds at once) */
+    c->cc.max = (int)kd_cfg_int(cfg, KD_CFG_WORKER_INFLIGHT);
+    int64_t v = kd_cfg_int(cfg, KD_CFG_KONE_CONCURRENCY_MIN);
+    c->cc.min = v < c->cc.max ? (int)v : c->cc.max;
+    c->cc.decrease_pct = (int)kd_cfg_int(cfg, KD_CFG_KONE_CONCURRENCY_DECREASE_PCT);
+    c->stall_us = kd_cfg_int(cfg, KD_CFG_KONE_STALL_PROBE_MS) * 1000;
+    c->rl_share_pct = (int)kd_cfg_int(cfg, KD_CFG_KONE_RATE_SLOWDOWN_SHARE);
+    v = kd_cfg_int(cfg, KD_CFG_KONE_CONCURRENCY_BUILDING_MAX);
+    c->cc_bld = c->cc;
+    if (v > 0 && v < c->cc_bld.max)
+        c->cc_bld.max = (int)v;
+    if (c->cc_bld.min > c->cc_bld.max)
+        c->cc_bld.min = c->cc_bld.max;
+    c->rate_per_s = (double)kd_cfg_int(cfg, KD_CFG_KONE_RATE_PER_S);
+    c->rate_burst = (double)kd_cfg_int(cfg, KD_CFG_KONE_RATE_BURST);
+    c->ping_wait_us = kd_cfg_int(cfg, KD_CFG_KONE_REQUEST_TIMEOUT_MS) * 1000;
     return 0;
 }
 
@@ -679,7 +702,7 @@ int64_t kk_bld_park_ms(const kk_job *j)
 bool kk_bld_may_send(const kk_job *j)
 {
     const kk_bld *b = j->bld;
-    if (!b || j->k->brk_cfg.rate_pct <= 0)
+    if (!b || j->k->bld_cfg.brk.rate_pct <= 0)
         return true;
     return b->brk.st != KD_BRK_OPEN;
 }

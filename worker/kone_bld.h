@@ -50,6 +50,18 @@ typedef struct kk_slot kk_slot; /* kone_int.h: the call layer's side of a kk_lin
 typedef struct kk_job kk_job;
 typedef struct kk_bld kk_bld;
 
+/* The building policy's configuration (kd_kone.bld_cfg), filled by kk_bld_config alone. */
+typedef struct kk_bld_cfg {
+    kd_brk_cfg brk;       /* kone.breaker_* */
+    double rate_per_s;    /* kone.rate_per_s (0: no limit) */
+    double rate_burst;    /* kone.rate_burst */
+    int rl_share_pct;     /* kone.rate_slowdown_share */
+    int64_t stall_us;     /* kone.stall_probe_ms: calls without progress this long: ping */
+    int64_t ping_wait_us; /* kone.request_timeout_ms: a ping unanswered this long failed */
+    kd_cc_cfg cc;         /* the worker's concurrency (max: worker.inflight) */
+    kd_cc_cfg cc_bld;     /* a building's (max: kone.concurrency_building_max) */
+} kk_bld_cfg;
+
 struct kk_bld {
     kd_kone *k;
     kk_bld *hnext;                          /* hash chain */
@@ -99,9 +111,10 @@ bool kk_bld_probe_answer(kk_slot *s, const kd_kone_msg *m);
 /* Writes one ping due on s: 1 written, 0 none due, -1 the connection must close. */
 int kk_bld_write_probe(kk_slot *s, kk_conn *c);
 bool kk_bld_probe_wanted(const kk_slot *s);
-/* Reads the buildings' own keys (kone.stall_probe_ms, kone.rate_slowdown_share,
- * kone.concurrency_building_max); after k->cc_cfg. */
-int kk_bld_config(kd_kone *k, const kd_config *cfg, kd_err *err);
+/* Reads every key of the building policy (kone.breaker_*, kone.rate_*, kone.concurrency_*,
+ * kone.stall_probe_ms, kone.request_timeout_ms, worker.inflight); fails when
+ * kone.breaker_probe_cap_ms is below kone.breaker_probe_base_ms. */
+int kk_bld_config(kk_bld_cfg *c, const kd_config *cfg, kd_err *err);
 /* How long an accepted call may wait for its call result: dflt, or a short while when its
  * building's circuit is open (the link is down: no result will come). */
 int64_t kk_bld_result_wait_us(const kk_job *j, int64_t dflt);

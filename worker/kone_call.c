@@ -75,7 +75,7 @@ static const char *call_type(kd_op op)
  * delay is added, since KONE holds a delayed call in being_allocated for that long. */
 static int64_t progress_window_us(const kk_job *j)
 {
-    int64_t w = j->k->call_timeout_us;
+    int64_t w = j->k->call_cfg.call_timeout_us;
     if (j->run->job.has_delay && j->run->job.delay > 0)
         w += (int64_t)j->run->job.delay * 1000000;
     return w;
@@ -270,7 +270,7 @@ static kk_slot *affine_slot(kd_kone *k, int64_t sid)
 static kk_slot *slot_least_loaded(kd_kone *k, int tok)
 {
     kk_slot *best = NULL;
-    for (int i = 0; i < k->n_slots; i++) {
+    for (int i = 0; i < k->pool.n_links; i++) {
         kk_slot *s = &k->slots[i];
         if ((tok < 0 || s->tok == tok) && kk_slot_ready(s) &&
             (!best || s->jobs.count < best->jobs.count))
@@ -294,7 +294,7 @@ static void start_follow(kk_job *j)
     j->st = KJ_FOLLOW;
     j->accepted_mono = now;
     j->progress_deadline = now + progress_window_us(j);
-    j->track_deadline = now + j->k->track_timeout_us;
+    j->track_deadline = now + j->k->call_cfg.track_timeout_us;
     kk_sub_touch(j->slot, &j->run->job);
     rearm(j);
 }
@@ -339,7 +339,7 @@ void kk_job_submit(kd_kone *k, kd_run *run)
     j->k = k;
     j->run = run;
     int64_t now = kd_mono_us();
-    j->wait_until = now + k->request_timeout_us;
+    j->wait_until = now + k->call_cfg.request_timeout_us;
     if (run->job.deadline > 0) {
         int64_t left = run->job.deadline * 1000 - kd_now_us();
         if (left <= 0) {
@@ -374,7 +374,7 @@ void kk_job_submit(kd_kone *k, kd_run *run)
 static void job_release(kk_job *j)
 {
     j->bp.throttled = false;
-    j->wait_until = kd_mono_us() + j->k->request_timeout_us;
+    j->wait_until = kd_mono_us() + j->k->call_cfg.request_timeout_us;
     place(j);
 }
 
@@ -432,7 +432,7 @@ void kk_jobs_move_unwritten(kk_slot *s)
 void kk_jobs_session_restored(kk_slot *s, bool resumed)
 {
     lws_dll2_t *d, *next;
-    int64_t grace = kd_mono_us() + s->k->request_timeout_us;
+    int64_t grace = kd_mono_us() + s->k->call_cfg.request_timeout_us;
     for (d = s->jobs.head; d; d = next) {
         next = d->next;
         kk_job *j = lws_container_of(d, kk_job, place);
@@ -473,7 +473,7 @@ void kk_jobs_fail_all(kd_kone *k, const char *code, const char *msg)
             while (b->rq.head)
                 finish(lws_container_of(b->rq.head, kk_job, place), KD_OUTCOME_FAILED,
                        KD_FAIL_TRANSIENT, code, "%s", msg);
-    for (int i = 0; i < k->n_slots; i++) {
+    for (int i = 0; i < k->pool.n_links; i++) {
         kk_slot *s = &k->slots[i];
         while (s->jobs.head)
             finish(lws_container_of(s->jobs.head, kk_job, place), KD_OUTCOME_FAILED,
@@ -511,7 +511,7 @@ static void cancel_call(kk_job *j, const char *code, const char *fmt, ...)
            j->call_session_id);
     j->st = KJ_CANCELLING;
     set_id(j, &j->k->by_req, &j->del_req_id, 0);
-    j->answer_deadline = kd_mono_us() + j->k->request_timeout_us;
+    j->answer_deadline = kd_mono_us() + j->k->call_cfg.request_timeout_us;
     want(j, KW_DELETE);
     rearm(j);
 }
@@ -521,7 +521,7 @@ static void job_timer(lws_sorted_usec_list_t *sul)
     kk_job *j = lws_container_of(sul, kk_job, sul);
     kd_kone *k = j->k;
     int64_t now = kd_mono_us();
-    int64_t rt_ms = k->request_timeout_us / 1000;
+    int64_t rt_ms = k->call_cfg.request_timeout_us / 1000;
     int64_t until;
     if (awaiting_resume(j, now, &until) &&
         (((j->st == KJ_SENT || j->st == KJ_ACCEPTED) && now >= j->answer_deadline) ||
@@ -613,7 +613,8 @@ static void job_timer(lws_sorted_usec_list_t *sul)
         if (j->run->job.track && now >= j->track_deadline) {
             char msg[160];
             snprintf(msg, sizeof msg, "tracking stopped after %" PRId64 " ms in state '%s'",
-                     k->track_timeout_us / 1000, j->last_state[0] ? j->last_state : "none");
+                     k->call_cfg.track_timeout_us / 1000,
+                     j->last_state[0] ? j->last_state : "none");
             if (j->decisive)
                 succeed(j, "track_timeout", msg);
             else
@@ -673,7 +674,7 @@ int kk_job_write(kk_job *j, kk_conn *c)
                    "%s; the call was not made", why);
             return 0;
         case KK_GATE_REFUSE: /* held: the retry tiers bring it back, no attempt used */
-            if (k->hold_group_mode)
+            if (k->call_cfg.hold_group_mode)
                 finish(j, KD_OUTCOME_FAILED, KD_FAIL_TRANSIENT, "group_mode_held",
                        "%s; held, the call was not made", why);
             else
@@ -728,7 +729,7 @@ int kk_job_write(kk_job *j, kk_conn *c)
         j->st = KJ_SENT;
         j->sent_mono = now;
         j->losses_at = s->link.losses;
-        j->answer_deadline = now + k->request_timeout_us;
+        j->answer_deadline = now + k->call_cfg.request_timeout_us;
         run->written = true;
         if (!run->started_us)
             run->started_us = kd_now_us();
@@ -787,7 +788,7 @@ static void auth_retry(kk_job *j)
            "sending it again");
     j->st = KJ_WAIT;
     set_id(j, &k->by_req, &j->req_id, 0);
-    j->wait_until = kd_mono_us() + k->request_timeout_us;
+    j->wait_until = kd_mono_us() + k->call_cfg.request_timeout_us;
     want(j, KW_REQUEST);
     kk_conn *c = kk_slot_active(s);
     if (c) {
@@ -827,7 +828,7 @@ static void request_answer(kk_job *j, const kd_kone_msg *m)
         if (run->job.op == KD_OP_CALL) {
             /* registered; its result may take as long as any progress of the call */
             j->st = KJ_ACCEPTED;
-            j->answer_deadline = now + kk_bld_result_wait_us(j, j->k->call_timeout_us);
+            j->answer_deadline = now + kk_bld_result_wait_us(j, j->k->call_cfg.call_timeout_us);
             if (m->has_success || m->call_session_id)
                 call_result(j, m); /* the result came in the answer itself */
             else
@@ -835,7 +836,7 @@ static void request_answer(kk_job *j, const kd_kone_msg *m)
         } else if (run->job.op == KD_OP_HOLD_OPEN) {
             /* KONE may still refuse it in a result frame (success:false): wait for that */
             j->st = KJ_ACCEPTED;
-            j->answer_deadline = now + j->k->request_timeout_us;
+            j->answer_deadline = now + j->k->call_cfg.request_timeout_us;
             if (m->has_success)
                 hold_result(j, m);
             else
@@ -1069,7 +1070,7 @@ static void replay_early(kk_slot *s, int64_t sid)
     kd_kone *k = s->k;
     if (!k->early)
         return;
-    int64_t oldest = kd_mono_us() - k->request_timeout_us;
+    int64_t oldest = kd_mono_us() - k->call_cfg.request_timeout_us;
     for (unsigned n = 0; n < KK_EARLY_N; n++) { /* oldest first */
         unsigned i = (k->early_next + n) % KK_EARLY_N;
         if (k->early[i].sid != sid || k->early[i].slot != s->link.idx || k->early[i].mono < oldest)
@@ -1096,3 +1097,11 @@ const kk_wake_ops kk_call_wake = {
     .site_released = job_site_released,
     .least_loaded = slot_least_loaded,
 };
+
+void kk_call_config(kk_call_cfg *c, const kd_config *cfg)
+{
+    c->request_timeout_us = kd_cfg_int(cfg, KD_CFG_KONE_REQUEST_TIMEOUT_MS) * 1000;
+    c->call_timeout_us = kd_cfg_int(cfg, KD_CFG_KONE_CALL_TIMEOUT_MS) * 1000;
+    c->track_timeout_us = kd_cfg_int(cfg, KD_CFG_KONE_TRACK_TIMEOUT_MS) * 1000;
+    c->hold_group_mode = strcmp(kd_cfg_str(cfg, KD_CFG_KONE_GROUP_MODE_POLICY), "hold") == 0;
+}

@@ -85,7 +85,6 @@
 #define KK_RESUME_WINDOW_US ((int64_t)KK_RESEND_STATE_S * 1000000)
 #define KK_EARLY_N 64       /* call states kept before their call result */
 #define KK_EARLY_FRAME 2048 /* ... each at most this long */
-#define KK_MODES_MAX 16     /* kone.lift_modes_refused entries */
 #define KK_SITE_BUCKETS 256 /* per worker: cached configurations */
 #define KK_MAX_SITES 4096   /* ... at most (unused ones are forgotten) */
 
@@ -166,20 +165,29 @@ typedef struct kk_job {
     char fail_msg[200];
 } kk_job;
 
+/* The call layer's configuration (kk_call_config, kone_call.c). */
+typedef struct kk_call_cfg {
+    int64_t request_timeout_us; /* kone.request_timeout_ms: an answer, a free connection */
+    int64_t call_timeout_us;    /* kone.call_timeout_ms: an accepted call's progress */
+    int64_t track_timeout_us;   /* kone.track_timeout_ms: a track job's whole journey */
+    bool hold_group_mode; /* kone.group_mode_policy=hold: group_mode_held (transient), not final */
+} kk_call_cfg;
+void kk_call_config(kk_call_cfg *c, const kd_config *cfg); /* kone_call.c */
+
 struct kd_kone {
     /* the connection layer (kone_conn.h): its configuration (kone.ws_url, kone.keepalive_s,
      * kone.max_conn_age_s, ...), its callbacks (kone_route.c's, user k), its state */
     kk_pool pool;
-    /* configuration */
-    char *ca_file; /* NULL for the system CAs */
-    int n_slots;
-    int64_t request_timeout_us, call_timeout_us, track_timeout_us;
-    int monitor_duration_s;
+    /* the configuration of each layer above the connection, each filled in one place from
+     * the config table: kk_call_config, kk_bld_config, kk_sub_config, kk_site_config */
+    kk_call_cfg call_cfg;
+    kk_bld_cfg bld_cfg;
+    kk_sub_cfg sub_cfg;
+    kk_site_cfg site_cfg;
     kd_kone_hooks hooks;
     const kk_wake_ops *wake; /* the call layer's, for the policy modules (kk_call_wake) */
 
     struct lws_context *ctx;
-    int64_t dns_ttl_us;    /* kone.dns_ttl_s */
     uint64_t dns_gen_seen; /* loop thread: resolutions seen (slots waiting are kicked) */
     /* One token per share of kone.buildings (kone_scope.h), on the slots whose tok is its
      * index. */
@@ -221,35 +229,20 @@ struct kd_kone {
         char frame[KK_EARLY_FRAME];
     } * early; /* KK_EARLY_N entries, a ring */
     unsigned early_next;
-    char sub_name[48]; /* payload.sub of our subscriptions */
-    struct {
-        int64_t code;
-        char name[16];
-    } modes[KK_MODES_MAX]; /* kone.lift_modes_refused */
-    int n_modes;
-    bool hold_group_mode; /* kone.group_mode_policy=hold: group_mode_held (transient), not final */
 
     /* cached building configurations (kone_site.c) */
-    bool validate_locally; /* kone.validate_locally */
-    int64_t config_ttl_us; /* kone.config_ttl_s */
     kk_site *site_hash[KK_SITE_BUCKETS];
     int n_sites;
     lws_dll2_owner_t site_out; /* fetches written, answers due (kk_site.olink) */
 
     /* buildings: circuit breakers and rate limits (kone_bld.c) */
-    kd_brk_cfg brk_cfg;
-    double rate_per_s, rate_burst;
-    int rl_share_pct;     /* kone.rate_slowdown_share */
-    int64_t stall_us;     /* kone.stall_probe_ms: calls without progress this long: ping */
-    kd_cc_cfg cc_bld_cfg; /* a building's concurrency (max: kone.concurrency_building_max) */
-    pthread_mutex_t bmu;  /* the table's shape; breaker, bucket and counters */
+    pthread_mutex_t bmu; /* the table's shape; breaker, bucket and counters */
     bool bmu_init;
     kk_bld *bld_hash[KK_BLD_BUCKETS];
     int n_blds;
     lws_dll2_owner_t probes; /* buildings with a ping out (kk_bld.plink) */
     /* adaptive concurrency of the whole worker (under bmu); buildings whose next waiting
      * job waits for room in it, in turn (kk_bld.cclink) */
-    kd_cc_cfg cc_cfg;
     kd_cc cc;
     lws_dll2_owner_t cc_blocked;
     atomic_uint_fast64_t rate_waits;

@@ -83,7 +83,7 @@ static void sweep(kd_kone *k, int64_t now)
         kk_site *next;
         for (kk_site *x = k->site_hash[i]; x; x = next) {
             next = x->hnext;
-            if (!busy(x) && now - x->last_used >= k->config_ttl_us)
+            if (!busy(x) && now - x->last_used >= k->site_cfg.config_ttl_us)
                 destroy(x);
         }
     }
@@ -101,7 +101,7 @@ static kk_site *create(kd_kone *k, const char *b, const char *g, int64_t now)
     x->k = k;
     snprintf(x->building, sizeof x->building, "%s", b);
     snprintf(x->group, sizeof x->group, "%s", g);
-    x->fresh.ttl_us = k->config_ttl_us;
+    x->fresh.ttl_us = k->site_cfg.config_ttl_us;
     unsigned h = hash_of(b, g);
     x->hnext = k->site_hash[h];
     k->site_hash[h] = x;
@@ -153,7 +153,7 @@ static void fetch_start(kk_site *x, kk_slot *s)
 kk_gate kk_site_gate(kk_slot *s, kk_job *j, char *code, size_t code_len, char *why, size_t len)
 {
     kd_kone *k = j->k;
-    if (!k->validate_locally || j->site.passed)
+    if (!k->site_cfg.validate_locally || j->site.passed)
         return KK_GATE_GO;
     char b[sizeof((kk_site *)0)->building];
     const char *g;
@@ -233,7 +233,7 @@ int kk_site_write(kk_slot *s, kk_conn *c)
         lws_dll2_remove(&x->wlink);
     if (lws_dll2_is_detached(&x->olink))
         lws_dll2_add_tail(&x->olink, &s->k->site_out);
-    lws_sul_schedule(s->k->ctx, 0, &x->sul, site_timer, s->k->request_timeout_us);
+    lws_sul_schedule(s->k->ctx, 0, &x->sul, site_timer, s->k->site_cfg.request_timeout_us);
     kd_debug("kone: slot %d: fetching the %s of %s group %s", s->link.idx,
              cfg ? "config" : "actions", x->building, x->group);
     return 1;
@@ -291,7 +291,7 @@ static void site_timer(lws_sorted_usec_list_t *sul)
     kk_site *x = lws_container_of(sul, kk_site, sul);
     if (!x->config_req_id && !x->actions_req_id)
         return;
-    int64_t now = kd_mono_us(), due = x->sent_mono + x->k->request_timeout_us;
+    int64_t now = kd_mono_us(), due = x->sent_mono + x->k->site_cfg.request_timeout_us;
     if (now < due) {
         lws_sul_schedule(x->k->ctx, 0, &x->sul, site_timer, due - now);
         return;
@@ -299,7 +299,8 @@ static void site_timer(lws_sorted_usec_list_t *sul)
     kk_m_request(x->k, x->config_req_id ? "config" : "actions", KD_KONE_STATUS_TIMEOUT,
                  now - x->sent_mono);
     char why[64];
-    snprintf(why, sizeof why, "unanswered in %" PRId64 " ms", x->k->request_timeout_us / 1000);
+    snprintf(why, sizeof why, "unanswered in %" PRId64 " ms",
+             x->k->site_cfg.request_timeout_us / 1000);
     fetch_end(x, false, why);
 }
 
@@ -346,4 +347,11 @@ void kk_sites_free(kd_kone *k)
         while (k->site_hash[i])
             // NOLINTNEXTLINE(clang-analyzer-unix.Malloc): destroy() unlinks it from this bucket
             destroy(k->site_hash[i]);
+}
+
+void kk_site_config(kk_site_cfg *c, const kd_config *cfg)
+{
+    c->validate_locally = kd_cfg_bool(cfg, KD_CFG_KONE_VALIDATE_LOCALLY);
+    c->config_ttl_us = kd_cfg_int(cfg, KD_CFG_KONE_CONFIG_TTL_S) * 1000000;
+    c->request_timeout_us = kd_cfg_int(cfg, KD_CFG_KONE_REQUEST_TIMEOUT_MS) * 1000;
 }

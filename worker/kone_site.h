@@ -18,6 +18,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "kd_config.h"
 #include "kd_job.h"
 #include "kone_conn.h"
 #include "kone_msg.h"
@@ -25,6 +26,14 @@
 #include "kone_validate.h"
 
 typedef struct kk_site kk_site;
+
+/* This module's configuration (kd_kone.site_cfg), filled by kk_site_config alone. */
+typedef struct kk_site_cfg {
+    bool validate_locally;      /* kone.validate_locally: off, every call goes to KONE */
+    int64_t config_ttl_us;      /* kone.config_ttl_s: a cached configuration's life */
+    int64_t request_timeout_us; /* kone.request_timeout_ms: a fetch unanswered fails */
+} kk_site_cfg;
+void kk_site_config(kk_site_cfg *c, const kd_config *cfg);
 
 struct kk_site {
     kd_kone *k;
