@@ -79,7 +79,7 @@ static void shutdown_loop(kd_kone *k, kd_run *inbox)
     kk_jobs_fail_all(k, "shutdown", SHUTDOWN_MSG);
     for (int i = 0; i < KK_MAX_SLOTS; i++)
         kk_subs_free(&k->slots[i]);
-    kk_sites_free(k);
+    kk_sites_free(&k->sites);
     kk_pool_shutdown(&k->pool);
     kk_blds_shutdown(k);
 }
@@ -233,7 +233,7 @@ static int load_config(kd_kone *k, const kd_config *cfg, kd_kone_token_cfg *tc, 
 {
     int rc;
     kk_call_config(&k->call_cfg, cfg);
-    kk_site_config(&k->site_cfg, cfg);
+    kk_site_config(&k->sites.cfg, cfg);
     tc->margin_s = kd_cfg_int(cfg, KD_CFG_KONE_TOKEN_MARGIN_S);
     if ((rc = kk_bld_config(&k->bld_cfg, cfg, err)))
         return rc;
@@ -327,6 +327,7 @@ int kd_kone_start(kd_kone **out, const kd_config *cfg, const kd_kone_hooks *hook
     k->pool.ops.wakeup = loop_wakeup;
     k->pool.user = k;
     k->wake = &kk_call_wake;
+    kk_sites_init(&k->sites, &k->pool, &k->hooks, kk_call_wake.site_released);
     k->pool.rand_state = (unsigned)(kd_mono_us() ^ (int64_t)getpid());
     kd_kone_token_cfg tc = {0};
     int rc = load_config(k, cfg, &tc, err);

@@ -105,6 +105,7 @@ static void unlink_job(kk_job *j)
     lws_sul_cancel(&j->sul);
     if (!lws_dll2_is_detached(&j->wlink))
         lws_dll2_remove(&j->wlink);
+    kk_site_forget(&j->site);
     if (!lws_dll2_is_detached(&j->place))
         lws_dll2_remove(&j->place);
     j->want = KW_NONE;
@@ -160,7 +161,7 @@ static void finish(kk_job *j, kd_outcome o, kd_failure_class f, const char *code
     kd_run *run = j->run;
     unindex(j);
     if (o == KD_OUTCOME_REJECTED && j->site.checked)
-        kk_site_refused(j, code, msg); /* its configuration may have changed */
+        kk_site_refused(&k->sites, &j->site, code, msg); /* its configuration may have changed */
     if (j->bld) {
         /* the breaker reads the run's code and message: set them first */
         kd_run_finish(run, o, f, code, "%s", msg);
@@ -223,6 +224,7 @@ static void want(kk_job *j, kk_want w)
         return;
     if (!lws_dll2_is_detached(&j->wlink))
         lws_dll2_remove(&j->wlink);
+    kk_site_forget(&j->site);
     j->want = w;
     lws_dll2_add_tail(&j->wlink, &s->wq);
     kk_slot_want_write(s);
@@ -233,6 +235,7 @@ void kk_slot_init(kd_kone *k, kk_slot *s, int idx)
     memset(s, 0, sizeof *s);
     s->k = k;
     kk_link_init(&k->pool, &s->link, idx);
+    kk_site_slot_init(&s->site, &k->sites, &s->link);
 }
 
 int kk_slot_outstanding(kk_slot *s)
@@ -338,6 +341,7 @@ void kk_job_submit(kd_kone *k, kd_run *run)
     }
     j->k = k;
     j->run = run;
+    j->site.job = &run->job; /* what kone_site.c sees of it */
     int64_t now = kd_mono_us();
     j->wait_until = now + k->call_cfg.request_timeout_us;
     if (run->job.deadline > 0) {
@@ -650,7 +654,7 @@ int kk_job_write(kk_job *j, kk_conn *c)
     }
     if (w == KW_REQUEST && run->job.op == KD_OP_CALL && !j->site.passed) {
         char code[sizeof run->error_code] = "", why[256] = "";
-        switch (kk_site_gate(s, j, code, sizeof code, why, sizeof why)) {
+        switch (kk_site_gate(&s->site, &j->site, code, sizeof code, why, sizeof why)) {
         case KK_GATE_WAIT: /* on its configuration's fetch; its end sends it on */
             j->want = KW_REQUEST;
             return 0;
@@ -1042,8 +1046,9 @@ static void job_sub_released(kk_job *j, kk_gate g, const char *why)
 
 /* ------------------------------------------------------------------ configurations */
 
-static void job_site_released(kk_job *j)
+static void job_site_released(kk_site_job *sj)
 {
+    kk_job *j = lws_container_of(sj, kk_job, site);
     want(j, KW_REQUEST); /* the gate is asked again: checked, unchecked or refused */
 }
 

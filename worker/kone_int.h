@@ -31,10 +31,14 @@
  * embeds its kk_link (s->link) next to the call layer's lists; kk_slot_of finds the slot
  * again from the kk_link the connection layer's callbacks are given.
  *
- * Not finished (issue 16): kk_job still carries the policies' fields, grouped by owner
- * (j->bp: kone_bld.c's breaker ticket, concurrency place, throttling; j->site: kone_site.c's
- * gate), kk_slot the policies' state (sub: kone_sub.h's kk_sub_slot; site_wq) beside the call
- * layer's, and kd_kone the configuration of the call layer and of every policy.
+ * Each layer's configuration is its own struct, filled in one place from the config table
+ * (kk_pool's by kone.c, kk_call_cfg, kk_bld_cfg, kk_sub_cfg, kk_site_cfg, kk_scope).
+ * kone_site.c reads alone: it includes kone_site.h and lower headers only, and sees the call
+ * layer's structs through the narrow ones embedded in them (kd_kone.sites, kk_slot.site,
+ * kk_job.site). Not finished (issue 16): kone_bld.c and kone_sub.c still include this header
+ * and reach kk_job (j->bld, j->bp, j->run, the lists) and kk_slot (s->sub, s->jobs) directly.
+ * ops.kone_layers (tests/ops/kone_layers.sh) fails when a file calls or includes a layer
+ * above its own.
  *
  * Threads: everything below except `inbox*`, `stopping`, `pool.n_ready`, the token source
  * and what `bmu` guards is touched only by the loop thread. Other threads hand jobs over
@@ -85,8 +89,6 @@
 #define KK_RESUME_WINDOW_US ((int64_t)KK_RESEND_STATE_S * 1000000)
 #define KK_EARLY_N 64       /* call states kept before their call result */
 #define KK_EARLY_FRAME 2048 /* ... each at most this long */
-#define KK_SITE_BUCKETS 256 /* per worker: cached configurations */
-#define KK_MAX_SITES 4096   /* ... at most (unused ones are forgotten) */
 
 typedef struct kk_wake_ops kk_wake_ops;
 
@@ -97,11 +99,11 @@ typedef struct kk_wake_ops kk_wake_ops;
 struct kk_slot {
     kk_link link; /* the connection layer's (kone_conn.h) */
     kd_kone *k;
-    int tok;                  /* the token (k->tokens[tok]) its connections open with */
-    lws_dll2_owner_t jobs;    /* kk_job.place */
-    lws_dll2_owner_t wq;      /* kk_job.wlink */
-    kk_sub_slot sub;          /* kone_sub.c's: the subscriptions of this slot's session */
-    lws_dll2_owner_t site_wq; /* configuration fetches to be written here (kk_site.wlink) */
+    int tok;               /* the token (k->tokens[tok]) its connections open with */
+    lws_dll2_owner_t jobs; /* kk_job.place */
+    lws_dll2_owner_t wq;   /* kk_job.wlink */
+    kk_sub_slot sub;       /* kone_sub.c's: the subscriptions of this slot's session */
+    kk_site_slot site;     /* kone_site.c's: configuration fetches to be written here */
 };
 
 typedef enum {
@@ -144,11 +146,9 @@ typedef struct kk_job {
         bool cc_held;        /* holds a place in its building's and the worker's concurrency
                               * limits: from admission to its answer (kone_conc.h) */
     } bp;
-    /* What kone_site.c (the cached configurations) keeps of the job; the call layer reads it */
-    struct {
-        bool passed;  /* kone_site.c let its call go (checked or not): not asked again */
-        bool checked; /* ... after checking it against a cached configuration */
-    } site;
+    /* What kone_site.c (the cached configurations) sees of the job (kone_site.h); the call
+     * layer sets its job and reads passed and checked */
+    kk_site_job site;
 
     /* following an accepted call */
     int64_t call_session_id;
@@ -179,11 +179,11 @@ struct kd_kone {
      * kone.max_conn_age_s, ...), its callbacks (kone_route.c's, user k), its state */
     kk_pool pool;
     /* the configuration of each layer above the connection, each filled in one place from
-     * the config table: kk_call_config, kk_bld_config, kk_sub_config, kk_site_config */
+     * the config table: kk_call_config, kk_bld_config, kk_sub_config (and sites.cfg:
+     * kk_site_config) */
     kk_call_cfg call_cfg;
     kk_bld_cfg bld_cfg;
     kk_sub_cfg sub_cfg;
-    kk_site_cfg site_cfg;
     kd_kone_hooks hooks;
     const kk_wake_ops *wake; /* the call layer's, for the policy modules (kk_call_wake) */
 
@@ -231,9 +231,7 @@ struct kd_kone {
     unsigned early_next;
 
     /* cached building configurations (kone_site.c) */
-    kk_site *site_hash[KK_SITE_BUCKETS];
-    int n_sites;
-    lws_dll2_owner_t site_out; /* fetches written, answers due (kk_site.olink) */
+    kk_sites sites; /* its configuration, the cache, the fetches out (kone_site.h) */
 
     /* buildings: circuit breakers and rate limits (kone_bld.c) */
     pthread_mutex_t bmu; /* the table's shape; breaker, bucket and counters */
@@ -376,7 +374,8 @@ struct kk_wake_ops {
     void (*link_down)(kk_job *j);
     /* kone_sub.c: the subscription was answered: the call goes on (GO) or fails (FAIL, why) */
     void (*sub_released)(kk_job *j, kk_gate g, const char *why);
-    void (*site_released)(kk_job *j); /* kone_site.c: the fetch ended: through the gate again */
+    /* kone_site.c (through kk_sites.released): the fetch ended: through the gate again */
+    void (*site_released)(kk_site_job *sj);
     /* kone_bld.c: the ready slot with the fewest jobs among those opened with token tok (-1:
      * any), or NULL: where a ping of an open circuit goes out */
     kk_slot *(*least_loaded)(kd_kone *k, int tok);

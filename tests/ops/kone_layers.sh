@@ -42,7 +42,6 @@ names=(base connection policy call api worker)
 allowed=(
     "kone_bld.c kone_int.h"
     "kone_sub.c kone_int.h"
-    "kone_site.c kone_int.h"
 )
 
 fail=0
