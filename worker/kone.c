@@ -17,7 +17,6 @@
  */
 #include "kone.h"
 
-#include <ctype.h>
 #include <curl/curl.h>
 #include <stdio.h>
 #include <stdlib.h>

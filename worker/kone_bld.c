@@ -64,6 +64,33 @@
         kd_log((lv), &lc_, __VA_ARGS__);                                                           \
     } while (0)
 
+/* One building (kk_job.bld points here while the job lives). */
+struct kk_bld {
+    kd_kone *k;
+    kk_bld *hnext;                          /* hash chain */
+    char id[KD_JOB_BUILDING_MAX + 16];      /* "building:<id>" */
+    char probe_group[KD_JOB_GROUP_MAX + 1]; /* group of the last failure: the one pinged */
+    int n_jobs; /* jobs pointing here (an entry in use is never forgotten) */
+    int64_t last_used;
+    /* under k->bmu */
+    kd_breaker brk;
+    kd_rl rl;
+    kd_cc cc; /* its adaptive concurrency limit */
+    uint64_t waits, refused, pings;
+    /* loop thread */
+    lws_dll2_owner_t rq; /* jobs waiting for a token, oldest first (kk_job.place) */
+    lws_sorted_usec_list_t sul;
+    lws_dll2_t plink;  /* on k->probes while a ping is out */
+    lws_dll2_t cclink; /* on k->cc_blocked while its first waiting job waits for the
+                        * worker's concurrency limit */
+    kk_slot *probe_slot;
+    bool probe_write;     /* to be written on probe_slot */
+    int64_t probe_req_id; /* written: its request id */
+    int64_t probe_deadline;
+    unsigned probe_losses; /* probe_slot->losses when it was written */
+    int64_t progress_at;   /* its requests last made progress (or the first went out) */
+};
+
 static void bld_timer(lws_sorted_usec_list_t *sul);
 
 static unsigned hash_of(const char *s)
@@ -831,4 +858,18 @@ int kd_kone_buildings(kd_kone *k, void (*fn)(const kd_kone_building_stats *s, vo
 uint64_t kd_kone_rate_limit_waits(kd_kone *k)
 {
     return k ? atomic_load(&k->rate_waits) : 0;
+}
+
+const char *kk_bld_name(const kk_job *j)
+{
+    return j->bld ? j->bld->id : j->run->job.building_id;
+}
+
+kk_job *kk_blds_waiting(kd_kone *k)
+{
+    for (int i = 0; i < KK_BLD_BUCKETS; i++)
+        for (kk_bld *b = k->bld_hash[i]; b; b = b->hnext)
+            if (b->rq.head)
+                return lws_container_of(b->rq.head, kk_job, place);
+    return NULL;
 }

@@ -7,8 +7,8 @@
  * circuit and of a building whose calls stall, the 429 slowdown, and the getters of kone.h
  * (kd_kone_building, kd_kone_buildings, kd_kone_circuit_state, kd_kone_rate_limit_waits).
  *
- * What it owns: the buildings (kk_bld, below: met with their first job, kept in a hash
- * table of at most KK_MAX_BUILDINGS, an idle, closed, fully recovered one forgotten when
+ * What it owns: the buildings (kk_bld, opaque outside kone_bld.c: met with their first job, kept in
+ * a hash table of at most KK_MAX_BUILDINGS, an idle, closed, fully recovered one forgotten when
  * room is needed), their breakers, buckets and concurrency limits, the worker's concurrency
  * limit, the pings out (kd_kone.probes) and, per job, j->bp (its breaker ticket, its place
  * in the limits, whether it waits in its building's rq) and j->bld (its entry, counted in
@@ -62,31 +62,11 @@ typedef struct kk_bld_cfg {
     kd_cc_cfg cc_bld;     /* a building's (max: kone.concurrency_building_max) */
 } kk_bld_cfg;
 
-struct kk_bld {
-    kd_kone *k;
-    kk_bld *hnext;                          /* hash chain */
-    char id[KD_JOB_BUILDING_MAX + 16];      /* "building:<id>" */
-    char probe_group[KD_JOB_GROUP_MAX + 1]; /* group of the last failure: the one pinged */
-    int n_jobs; /* jobs pointing here (an entry in use is never forgotten) */
-    int64_t last_used;
-    /* under k->bmu */
-    kd_breaker brk;
-    kd_rl rl;
-    kd_cc cc; /* its adaptive concurrency limit */
-    uint64_t waits, refused, pings;
-    /* loop thread */
-    lws_dll2_owner_t rq; /* jobs waiting for a token, oldest first (kk_job.place) */
-    lws_sorted_usec_list_t sul;
-    lws_dll2_t plink;  /* on k->probes while a ping is out */
-    lws_dll2_t cclink; /* on k->cc_blocked while its first waiting job waits for the
-                        * worker's concurrency limit */
-    kk_slot *probe_slot;
-    bool probe_write;     /* to be written on probe_slot */
-    int64_t probe_req_id; /* written: its request id */
-    int64_t probe_deadline;
-    unsigned probe_losses; /* probe_slot->losses when it was written */
-    int64_t progress_at;   /* its requests last made progress (or the first went out) */
-};
+/* The call layer sees a building only as this pointer (kk_job.bld): its entry is kone_bld.c's. */
+/* Its building as the breaker names it ("building:<id>"), or the job's own building id. */
+const char *kk_bld_name(const kk_job *j);
+/* A job waiting in some building's queue (rq), or NULL: for failing them all at shutdown. */
+kk_job *kk_blds_waiting(kd_kone *k);
 
 typedef enum { KK_ADMIT_GO = 0, KK_ADMIT_WAIT, KK_ADMIT_REFUSE } kk_admit;
 /* The job's building entry (j->bld, counted in n_jobs), then its breaker and its bucket:

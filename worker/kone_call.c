@@ -388,7 +388,7 @@ static void job_refuse(kk_job *j)
     finish(j, KD_OUTCOME_FAILED, KD_FAIL_TRANSIENT, "circuit_open",
            "the circuit of %s is open (its calls failed; it is pinged until it answers); "
            "not sent to KONE",
-           j->bld ? j->bld->id : j->run->job.building_id);
+           kk_bld_name(j));
 }
 
 static void job_link_down(kk_job *j)
@@ -472,11 +472,8 @@ void kk_jobs_fail_all(kd_kone *k, const char *code, const char *msg)
     while (k->waitq.head)
         finish(lws_container_of(k->waitq.head, kk_job, place), KD_OUTCOME_FAILED, KD_FAIL_TRANSIENT,
                code, "%s", msg);
-    for (int i = 0; i < KK_BLD_BUCKETS; i++)
-        for (kk_bld *b = k->bld_hash[i]; b; b = b->hnext)
-            while (b->rq.head)
-                finish(lws_container_of(b->rq.head, kk_job, place), KD_OUTCOME_FAILED,
-                       KD_FAIL_TRANSIENT, code, "%s", msg);
+    for (kk_job *j; (j = kk_blds_waiting(k));) /* in its building's queue */
+        finish(j, KD_OUTCOME_FAILED, KD_FAIL_TRANSIENT, code, "%s", msg);
     for (int i = 0; i < k->pool.n_links; i++) {
         kk_slot *s = &k->slots[i];
         while (s->jobs.head)
