@@ -234,9 +234,9 @@ static int load_config(kd_kone *k, const kd_config *cfg, kd_kone_token_cfg *tc, 
     kk_call_config(&k->call_cfg, cfg);
     kk_site_config(&k->sites.cfg, cfg);
     tc->margin_s = kd_cfg_int(cfg, KD_CFG_KONE_TOKEN_MARGIN_S);
-    if ((rc = kk_bld_config(&k->bld_cfg, cfg, err)))
+    if ((rc = kk_bld_config(&k->blds.cfg, cfg, err)))
         return rc;
-    kd_cc_init(&k->cc, &k->bld_cfg.cc);
+    kd_cc_init(&k->blds.cc, &k->blds.cfg.cc);
     tc->timeout_ms = kd_cfg_int(cfg, KD_CFG_KONE_REQUEST_TIMEOUT_MS);
 
     tc->token_url = kd_cfg_str(cfg, KD_CFG_KONE_TOKEN_URL);
@@ -296,8 +296,8 @@ static void kone_free(kd_kone *k)
     kd_idmap_free(&k->by_req);
     kd_idmap_free(&k->by_sid);
     kk_blds_free(k);
-    if (k->bmu_init)
-        pthread_mutex_destroy(&k->bmu);
+    if (k->blds.bmu_init)
+        pthread_mutex_destroy(&k->blds.bmu);
     pthread_mutex_destroy(&k->mu);
     free(k);
 }
@@ -312,13 +312,13 @@ int kd_kone_start(kd_kone **out, const kd_config *cfg, const kd_kone_hooks *hook
         free(k);
         return kd_err_set(err, KD_ERR_INTERNAL, "kone: mutex init failed");
     }
-    if (pthread_mutex_init(&k->bmu, NULL)) {
+    if (pthread_mutex_init(&k->blds.bmu, NULL)) {
         pthread_mutex_destroy(&k->mu);
         free(k);
         return kd_err_set(err, KD_ERR_INTERNAL, "kone: mutex init failed");
     }
-    k->bmu_init = true;
-    atomic_init(&k->rate_waits, 0);
+    k->blds.bmu_init = true;
+    atomic_init(&k->blds.rate_waits, 0);
     atomic_init(&k->pool.n_ready, 0);
     k->hooks = *hooks;
     /* the layers wired once, here: the connection layer calls up only through this table */

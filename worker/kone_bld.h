@@ -10,10 +10,10 @@
  * What it owns: the buildings (kk_bld, opaque outside kone_bld.c: met with their first job, kept in
  * a hash table of at most KK_MAX_BUILDINGS, an idle, closed, fully recovered one forgotten when
  * room is needed), their breakers, buckets and concurrency limits, the worker's concurrency
- * limit, the pings out (kd_kone.probes) and, per job, j->bp (its breaker ticket, its place
- * in the limits, whether it waits in its building's rq) and j->bld (its entry, counted in
- * n_jobs while the job lives). A job admitted WAIT is on its building's rq (kk_job.place)
- * and belongs to this module until it hands it back.
+ * limit, the pings out (all in kd_kone.blds, kk_blds below) and, per job, j->bp (its breaker
+ * ticket, its place in the limits, whether it waits in its building's rq) and j->bld (its entry,
+ * counted in n_jobs while the job lives). A job admitted WAIT is on its building's rq
+ * (kk_job.place) and belongs to this module until it hands it back.
  *
  * What it asks of the call layer (never by name: through kd_kone.wake, kk_wake_ops in
  * kone_int.h): `released` (a job of an rq may go on to a slot), `refused` (the circuit opened
@@ -22,13 +22,15 @@
  * group, outcome), the slots' jobs and losses, and writes its pings through the connection
  * layer (kk_conn_send) when the call layer's writable callback asks (kk_bld_write_probe).
  *
- * Threads: the loop thread, except what k->bmu guards (the table's shape, each breaker,
+ * Threads: the loop thread, except what blds.bmu guards (the table's shape, each breaker,
  * bucket and limit, the counters), which the getters read from any thread.
  */
 #ifndef KD_WORKER_KONE_BLD_H
 #define KD_WORKER_KONE_BLD_H
 
 #include <libwebsockets.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -50,7 +52,7 @@ typedef struct kk_slot kk_slot; /* kone_int.h: the call layer's side of a kk_lin
 typedef struct kk_job kk_job;
 typedef struct kk_bld kk_bld;
 
-/* The building policy's configuration (kd_kone.bld_cfg), filled by kk_bld_config alone. */
+/* The building policy's configuration (kd_kone.blds.cfg), filled by kk_bld_config alone. */
 typedef struct kk_bld_cfg {
     kd_brk_cfg brk;       /* kone.breaker_* */
     double rate_per_s;    /* kone.rate_per_s (0: no limit) */
@@ -61,6 +63,21 @@ typedef struct kk_bld_cfg {
     kd_cc_cfg cc;         /* the worker's concurrency (max: worker.inflight) */
     kd_cc_cfg cc_bld;     /* a building's (max: kone.concurrency_building_max) */
 } kk_bld_cfg;
+
+/* What this module keeps for the whole client (kd_kone.blds). */
+typedef struct kk_blds {
+    kk_bld_cfg cfg;
+    pthread_mutex_t bmu; /* the table's shape; breaker, bucket and counters */
+    bool bmu_init;
+    kk_bld *hash[KK_BLD_BUCKETS];
+    int n;
+    lws_dll2_owner_t probes; /* buildings with a ping out (kk_bld.plink) */
+    /* adaptive concurrency of the whole worker (under bmu); buildings whose next waiting
+     * job waits for room in it, in turn (kk_bld.cclink) */
+    kd_cc cc;
+    lws_dll2_owner_t cc_blocked;
+    atomic_uint_fast64_t rate_waits;
+} kk_blds;
 
 /* The call layer sees a building only as this pointer (kk_job.bld): its entry is kone_bld.c's. */
 /* Its building as the breaker names it ("building:<id>"), or the job's own building id. */

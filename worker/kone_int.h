@@ -41,7 +41,7 @@
  * above its own.
  *
  * Threads: everything below except `inbox*`, `stopping`, `pool.n_ready`, the token source
- * and what `bmu` guards is touched only by the loop thread. Other threads hand jobs over
+ * and what `blds.bmu` guards is touched only by the loop thread. Other threads hand jobs over
  * through the inbox (mutex) and wake the loop with lws_cancel_service.
  *
  * A slot is the call layer's side of one logical connection (kk_link, kone_conn.h: a KONE
@@ -179,10 +179,9 @@ struct kd_kone {
      * kone.max_conn_age_s, ...), its callbacks (kone_route.c's, user k), its state */
     kk_pool pool;
     /* the configuration of each layer above the connection, each filled in one place from
-     * the config table: kk_call_config, kk_bld_config, kk_sub_config (and sites.cfg:
-     * kk_site_config) */
+     * the config table: kk_call_config, kk_sub_config (and blds.cfg: kk_bld_config,
+     * sites.cfg: kk_site_config) */
     kk_call_cfg call_cfg;
-    kk_bld_cfg bld_cfg;
     kk_sub_cfg sub_cfg;
     kd_kone_hooks hooks;
     const kk_wake_ops *wake; /* the call layer's, for the policy modules (kk_call_wake) */
@@ -233,17 +232,8 @@ struct kd_kone {
     /* cached building configurations (kone_site.c) */
     kk_sites sites; /* its configuration, the cache, the fetches out (kone_site.h) */
 
-    /* buildings: circuit breakers and rate limits (kone_bld.c) */
-    pthread_mutex_t bmu; /* the table's shape; breaker, bucket and counters */
-    bool bmu_init;
-    kk_bld *bld_hash[KK_BLD_BUCKETS];
-    int n_blds;
-    lws_dll2_owner_t probes; /* buildings with a ping out (kk_bld.plink) */
-    /* adaptive concurrency of the whole worker (under bmu); buildings whose next waiting
-     * job waits for room in it, in turn (kk_bld.cclink) */
-    kd_cc cc;
-    lws_dll2_owner_t cc_blocked;
-    atomic_uint_fast64_t rate_waits;
+    /* buildings: circuit breakers, rate limits, the worker's concurrency (kone_bld.h) */
+    kk_blds blds;
 };
 
 /* The owner's metric hooks (kd_kone_metrics), each a no-op when not given. */
