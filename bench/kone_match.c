@@ -73,7 +73,7 @@ int main(int argc, char **argv)
     kk_job **jobs = calloc((size_t)n, sizeof *jobs);
     if (!k || !jobs)
         return 1;
-    k->n_slots = (int)c;
+    k->pool.n_links = (int)c;
     for (int i = 0; i < KK_MAX_SLOTS; i++)
         kk_slot_init(k, &k->slots[i], i);
     double ns[2][2]; /* [answer, state][walk, index] */

@@ -1,5 +1,5 @@
 /* kone_bld.c: what the KONE client keeps per building: its circuit breaker, its rate limit,
- * the jobs waiting for a token, and the ping of an open circuit (see kone_int.h).
+ * the jobs waiting for a token, and the ping of an open circuit. Its contract: kone_bld.h.
  *
  * Layer (kone_int.h): policy the call layer asks (kk_bld_admit); what it later decides for a
  * job it holds waiting goes back through kd_kone.wake (kk_wake_ops), never by name.
@@ -18,7 +18,7 @@
  * limits what the answer says of KONE's load. A job finding no room waits in its building's
  * queue like one waiting for a token, but not for kone.request_timeout_ms: until room is
  * made (or its own deadline). Room in the worker's limit goes to the buildings waiting for
- * it in turn (k->cc_blocked), one place at a time.
+ * it in turn (k->blds.cc_blocked), one place at a time.
  *
  * Every admitted job tells the breaker once what it says about its building's link
  * (kd_brk_verdict_of), with the ticket it was admitted with; an accepted call tells it at
@@ -47,6 +47,8 @@
  * (DTU) failure, and the building is the unit of the metrics and of the retry story. The
  * group of the last failure is kept only to aim the ping (kone-sim models links per group).
  */
+#include "kone_bld.h"
+
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -61,6 +63,33 @@
         kd_log_ctx lc_ = {NULL, NULL, (b)->id};                                                    \
         kd_log((lv), &lc_, __VA_ARGS__);                                                           \
     } while (0)
+
+/* One building (kk_job.bld points here while the job lives). */
+struct kk_bld {
+    kd_kone *k;
+    kk_bld *hnext;                          /* hash chain */
+    char id[KD_JOB_BUILDING_MAX + 16];      /* "building:<id>" */
+    char probe_group[KD_JOB_GROUP_MAX + 1]; /* group of the last failure: the one pinged */
+    int n_jobs; /* jobs pointing here (an entry in use is never forgotten) */
+    int64_t last_used;
+    /* under k->blds.bmu */
+    kd_breaker brk;
+    kd_rl rl;
+    kd_cc cc; /* its adaptive concurrency limit */
+    uint64_t waits, refused, pings;
+    /* loop thread */
+    lws_dll2_owner_t rq; /* jobs waiting for a token, oldest first (kk_job.place) */
+    lws_sorted_usec_list_t sul;
+    lws_dll2_t plink;  /* on k->blds.probes while a ping is out */
+    lws_dll2_t cclink; /* on k->blds.cc_blocked while its first waiting job waits for the
+                        * worker's concurrency limit */
+    kk_slot *probe_slot;
+    bool probe_write;     /* to be written on probe_slot */
+    int64_t probe_req_id; /* written: its request id */
+    int64_t probe_deadline;
+    unsigned probe_losses; /* probe_slot->losses when it was written */
+    int64_t progress_at;   /* its requests last made progress (or the first went out) */
+};
 
 static void bld_timer(lws_sorted_usec_list_t *sul);
 
@@ -81,7 +110,7 @@ static uint64_t rnd(kd_kone *k)
 
 static kk_bld *lookup(kd_kone *k, const char *id)
 {
-    for (kk_bld *b = k->bld_hash[hash_of(id)]; b; b = b->hnext)
+    for (kk_bld *b = k->blds.hash[hash_of(id)]; b; b = b->hnext)
         if (strcmp(b->id, id) == 0)
             return b;
     return NULL;
@@ -92,29 +121,29 @@ static kk_bld *lookup(kd_kone *k, const char *id)
 static bool forgettable(kk_bld *b, int64_t now)
 {
     int calls, fails;
-    kd_brk_window(&b->brk, &b->k->brk_cfg, now, &calls, &fails);
+    kd_brk_window(&b->brk, &b->k->blds.cfg.brk, now, &calls, &fails);
     return b->n_jobs == 0 && b->brk.st == KD_BRK_CLOSED && fails == 0 &&
            lws_dll2_is_detached(&b->plink) && b->rq.count == 0 && kd_rl_idle(&b->rl, now) &&
            lws_dll2_is_detached(&b->cclink) && b->cc.inflight == 0 &&
-           kd_cc_limit(&b->cc) == b->k->cc_bld_cfg.max;
+           kd_cc_limit(&b->cc) == b->k->blds.cfg.cc_bld.max;
 }
 
 static bool make_room(kd_kone *k, int64_t now)
 {
     kk_bld *victim = NULL;
     for (int i = 0; i < KK_BLD_BUCKETS; i++)
-        for (kk_bld *b = k->bld_hash[i]; b; b = b->hnext)
+        for (kk_bld *b = k->blds.hash[i]; b; b = b->hnext)
             if (forgettable(b, now) && (!victim || b->last_used < victim->last_used))
                 victim = b;
     if (!victim)
         return false;
-    pthread_mutex_lock(&k->bmu);
-    kk_bld **pp = &k->bld_hash[hash_of(victim->id)];
+    pthread_mutex_lock(&k->blds.bmu);
+    kk_bld **pp = &k->blds.hash[hash_of(victim->id)];
     while (*pp != victim)
         pp = &(*pp)->hnext;
     *pp = victim->hnext;
-    k->n_blds--;
-    pthread_mutex_unlock(&k->bmu);
+    k->blds.n--;
+    pthread_mutex_unlock(&k->blds.bmu);
     lws_sul_cancel(&victim->sul);
     free(victim);
     return true;
@@ -127,7 +156,7 @@ static kk_bld *bld_get(kd_kone *k, const char *building, int64_t now)
     kk_bld *b = lookup(k, id);
     if (b)
         return b;
-    if (k->n_blds >= KK_MAX_BUILDINGS && !make_room(k, now)) {
+    if (k->blds.n >= KK_MAX_BUILDINGS && !make_room(k, now)) {
         kd_warn("kone: %d buildings in use; %s gets no circuit breaker or rate limit",
                 KK_MAX_BUILDINGS, id);
         return NULL;
@@ -137,15 +166,15 @@ static kk_bld *bld_get(kd_kone *k, const char *building, int64_t now)
     b->k = k;
     snprintf(b->id, sizeof b->id, "%s", id);
     kd_brk_init(&b->brk, now);
-    kd_rl_init(&b->rl, k->rate_per_s, k->rate_burst, now);
-    b->rl.share_pct = k->rl_share_pct;
-    kd_cc_init(&b->cc, &k->cc_bld_cfg);
+    kd_rl_init(&b->rl, k->blds.cfg.rate_per_s, k->blds.cfg.rate_burst, now);
+    b->rl.share_pct = k->blds.cfg.rl_share_pct;
+    kd_cc_init(&b->cc, &k->blds.cfg.cc_bld);
     unsigned h = hash_of(id);
-    pthread_mutex_lock(&k->bmu);
-    b->hnext = k->bld_hash[h];
-    k->bld_hash[h] = b;
-    k->n_blds++;
-    pthread_mutex_unlock(&k->bmu);
+    pthread_mutex_lock(&k->blds.bmu);
+    b->hnext = k->blds.hash[h];
+    k->blds.hash[h] = b;
+    k->blds.n++;
+    pthread_mutex_unlock(&k->blds.bmu);
     kk_m_concurrency(k, b->id, kd_cc_limit(&b->cc));
     return b;
 }
@@ -162,7 +191,7 @@ static bool refused_while_waiting(const kk_bld *b)
 /* The first waiting job is held by a half-open circuit whose trial places are all taken. */
 static bool held(const kk_bld *b)
 {
-    const kd_brk_cfg *c = &b->k->brk_cfg;
+    const kd_brk_cfg *c = &b->k->blds.cfg.brk;
     if (b->brk.st != KD_BRK_HALF_OPEN || c->rate_pct <= 0 || !b->rq.head)
         return false;
     const kk_job *j = lws_container_of(b->rq.head, kk_job, place);
@@ -176,7 +205,7 @@ static bool held(const kk_bld *b)
  * (read on the loop thread, which alone writes them). */
 static bool cc_room(const kk_bld *b)
 {
-    return kd_cc_room(&b->cc) && kd_cc_room(&b->k->cc);
+    return kd_cc_room(&b->cc) && kd_cc_room(&b->k->blds.cc);
 }
 
 /* Under bmu: the job's request takes its places. The first request out starts the clock of
@@ -189,7 +218,7 @@ static void cc_take(kk_job *j)
     if (!b->brk.probing) /* the group a suspicion ping asks about */
         snprintf(b->probe_group, sizeof b->probe_group, "%s", j->run->job.group_id);
     kd_cc_take(&j->bld->cc);
-    kd_cc_take(&j->k->cc);
+    kd_cc_take(&j->k->blds.cc);
     j->bp.cc_held = true;
 }
 
@@ -197,21 +226,21 @@ static void cc_take(kk_job *j)
 static bool stalled(const kk_bld *b, int64_t now)
 {
     const kd_kone *k = b->k;
-    return k->stall_us > 0 && k->brk_cfg.rate_pct > 0 && b->cc.inflight > 0 &&
-           now - b->progress_at >= k->stall_us;
+    return k->blds.cfg.stall_us > 0 && k->blds.cfg.brk.rate_pct > 0 && b->cc.inflight > 0 &&
+           now - b->progress_at >= k->blds.cfg.stall_us;
 }
 
 /* When the closed circuit's suspicion next needs a look (INT64_MAX: never). */
 static int64_t suspicion_due(const kk_bld *b)
 {
     const kd_kone *k = b->k;
-    if (b->brk.st != KD_BRK_CLOSED || k->stall_us <= 0 || k->brk_cfg.rate_pct <= 0)
+    if (b->brk.st != KD_BRK_CLOSED || k->blds.cfg.stall_us <= 0 || k->blds.cfg.brk.rate_pct <= 0)
         return INT64_MAX;
     if (b->brk.probing)
         return b->probe_deadline;
     if (b->cc.inflight <= 0)
         return INT64_MAX;
-    int64_t t = b->progress_at + k->stall_us;
+    int64_t t = b->progress_at + k->blds.cfg.stall_us;
     return t > b->brk.suspect_after ? t : b->brk.suspect_after;
 }
 
@@ -220,7 +249,7 @@ static void arm(kk_bld *b, int64_t now)
     kd_kone *k = b->k;
     int64_t due = suspicion_due(b);
     if (b->rq.count) {
-        if (k->brk_cfg.rate_pct > 0 && refused_while_waiting(b)) {
+        if (k->blds.cfg.brk.rate_pct > 0 && refused_while_waiting(b)) {
             due = now; /* finish them at once */
         } else if (held(b)) {
             /* nothing to do before a trial's verdict (record() arms it again), or the job's
@@ -229,15 +258,15 @@ static void arm(kk_bld *b, int64_t now)
             /* nothing to do before a request ends (cc_release arms it again); when it is the
              * worker's limit that is full, wait for its turn there */
             if (kd_cc_room(&b->cc) && lws_dll2_is_detached(&b->cclink))
-                lws_dll2_add_tail(&b->cclink, &k->cc_blocked);
+                lws_dll2_add_tail(&b->cclink, &k->blds.cc_blocked);
             /* jobs above the limit are not failed rate_limited: they wait for room, up to
              * their own deadline (their timers see this when they fire) */
             for (lws_dll2_t *d = b->rq.head; d; d = d->next)
                 lws_container_of(d, kk_job, place)->wait_until = INT64_MAX;
         } else {
-            pthread_mutex_lock(&k->bmu);
+            pthread_mutex_lock(&k->blds.bmu);
             int64_t w = kd_rl_wait_us(&b->rl, now);
-            pthread_mutex_unlock(&k->bmu);
+            pthread_mutex_unlock(&k->blds.bmu);
             due = now + w;
         }
     }
@@ -260,17 +289,17 @@ static void answered(kk_bld *b, bool too_many)
 {
     kd_kone *k = b->k;
     int64_t now = kd_mono_us();
-    pthread_mutex_lock(&k->bmu);
+    pthread_mutex_lock(&k->blds.bmu);
     bool slowed = kd_rl_answered(&b->rl, now, too_many);
     double rate = b->rl.rate;
     b->progress_at = now;
     kd_brk_progress(&b->brk);
-    pthread_mutex_unlock(&k->bmu);
+    pthread_mutex_unlock(&k->blds.bmu);
     if (slowed)
         BLOG(b, KD_LOG_INFO,
              "kone: KONE answered 429 to %d%% or more of the last calls of %s; its rate limit is "
              "now %.2f calls/s (recovering over time)",
-             k->rl_share_pct, b->id, rate);
+             k->blds.cfg.rl_share_pct, b->id, rate);
 }
 
 /* The job's request is answered, or the job ends: its places go back, and both limits
@@ -282,13 +311,13 @@ static void cc_release(kk_job *j, kd_cc_signal sig)
     if (!j->bp.cc_held || !b)
         return;
     j->bp.cc_held = false;
-    pthread_mutex_lock(&k->bmu);
-    int b_before = kd_cc_limit(&b->cc), k_before = kd_cc_limit(&k->cc);
-    kd_cc_done(&b->cc, &k->cc_bld_cfg, sig);
-    kd_cc_done(&k->cc, &k->cc_cfg, sig);
-    int b_after = kd_cc_limit(&b->cc), k_after = kd_cc_limit(&k->cc);
-    bool k_room = kd_cc_room(&k->cc);
-    pthread_mutex_unlock(&k->bmu);
+    pthread_mutex_lock(&k->blds.bmu);
+    int b_before = kd_cc_limit(&b->cc), k_before = kd_cc_limit(&k->blds.cc);
+    kd_cc_done(&b->cc, &k->blds.cfg.cc_bld, sig);
+    kd_cc_done(&k->blds.cc, &k->blds.cfg.cc, sig);
+    int b_after = kd_cc_limit(&b->cc), k_after = kd_cc_limit(&k->blds.cc);
+    bool k_room = kd_cc_room(&k->blds.cc);
+    pthread_mutex_unlock(&k->blds.bmu);
     if (b_after != b_before) {
         kk_m_concurrency(k, b->id, b_after);
         BLOG(b, KD_LOG_DEBUG, "kone: concurrency limit of %s %d -> %d (%s)", b->id, b_before,
@@ -299,9 +328,9 @@ static void cc_release(kk_job *j, kd_cc_signal sig)
     int64_t now = kd_mono_us();
     if (b->rq.count)
         arm(b, now);
-    if (k_room && k->cc_blocked.head) {
+    if (k_room && k->blds.cc_blocked.head) {
         /* the worker's limit has room: the building waiting longest for it goes on */
-        kk_bld *w = lws_container_of(k->cc_blocked.head, kk_bld, cclink);
+        kk_bld *w = lws_container_of(k->blds.cc_blocked.head, kk_bld, cclink);
         lws_dll2_remove(&w->cclink);
         lws_sul_schedule(k->ctx, 0, &w->sul, bld_timer, 1);
     }
@@ -328,15 +357,16 @@ static void record(kk_bld *b, kd_brk_verdict v, const kk_job *j, bool retract)
     int64_t now = kd_mono_us();
     if (v == KD_BRK_FAILURE)
         snprintf(b->probe_group, sizeof b->probe_group, "%s", run->job.group_id);
-    pthread_mutex_lock(&k->bmu);
+    pthread_mutex_lock(&k->blds.bmu);
     kd_brk_state from = b->brk.st;
     int calls = 0, fails = 0;
     if (from == KD_BRK_CLOSED)
-        kd_brk_window(&b->brk, &k->brk_cfg, now, &calls, &fails);
+        kd_brk_window(&b->brk, &k->blds.cfg.brk, now, &calls, &fails);
     int t_ok = b->brk.trial_ok, t_fail = b->brk.trial_fail;
-    bool changed = kd_brk_record(&b->brk, &k->brk_cfg, v, j->bp.brk_ticket, retract, now, rnd(k));
+    bool changed =
+        kd_brk_record(&b->brk, &k->blds.cfg.brk, v, j->bp.brk_ticket, retract, now, rnd(k));
     kd_brk_state to = b->brk.st;
-    pthread_mutex_unlock(&k->bmu);
+    pthread_mutex_unlock(&k->blds.bmu);
     if (!changed) {
         if (from == KD_BRK_HALF_OPEN)
             arm(b, now); /* a trial place may be free again */
@@ -347,13 +377,13 @@ static void record(kk_bld *b, kd_brk_verdict v, const kk_job *j, bool retract)
         snprintf(why, sizeof why,
                  "%d%% or more of its last calls failed (window: %d calls within %lld ms, "
                  "%d failed of %d before this one), the last %s (%.80s)",
-                 k->brk_cfg.rate_pct, k->brk_cfg.calls, (long long)(k->brk_cfg.window_us / 1000),
-                 fails, calls, run->error_code[0] ? run->error_code : "unanswered",
-                 run->error_message);
+                 k->blds.cfg.brk.rate_pct, k->blds.cfg.brk.calls,
+                 (long long)(k->blds.cfg.brk.window_us / 1000), fails, calls,
+                 run->error_code[0] ? run->error_code : "unanswered", run->error_message);
     else
         snprintf(why, sizeof why, "trial calls: %d went through, %d failed of %d (job %s: %s)",
                  t_ok + (v == KD_BRK_SUCCESS) - retract, t_fail + (v == KD_BRK_FAILURE),
-                 k->brk_cfg.trials, run->job.job_id,
+                 k->blds.cfg.brk.trials, run->job.job_id,
                  v == KD_BRK_SUCCESS ? "went through" : run->error_code);
     transition(b, from, to, why);
     arm(b, now);
@@ -377,7 +407,7 @@ static void link_down(kk_bld *b)
 {
     kd_kone *k = b->k;
     int n = 0;
-    for (int i = 0; i < k->n_slots; i++)
+    for (int i = 0; i < k->pool.n_links; i++)
         for (lws_dll2_t *d = k->slots[i].jobs.head; d; d = d->next) {
             kk_job *j = lws_container_of(d, kk_job, place);
             if (j->bld == b) {
@@ -393,11 +423,11 @@ static void probe_verdict(kk_bld *b, kd_brk_verdict v, const char *what)
     kd_kone *k = b->k;
     int64_t now = kd_mono_us();
     probe_clear(b);
-    pthread_mutex_lock(&k->bmu);
+    pthread_mutex_lock(&k->blds.bmu);
     kd_brk_state from = b->brk.st;
-    bool changed = kd_brk_probe_done(&b->brk, &k->brk_cfg, v, now, rnd(k));
+    bool changed = kd_brk_probe_done(&b->brk, &k->blds.cfg.brk, v, now, rnd(k));
     kd_brk_state to = b->brk.st;
-    pthread_mutex_unlock(&k->bmu);
+    pthread_mutex_unlock(&k->blds.bmu);
     if (changed)
         transition(b, from, to, what);
     if (changed && from == KD_BRK_CLOSED)
@@ -419,8 +449,8 @@ static void probe_send(kk_bld *b, int64_t now)
     b->probe_slot = s;
     b->probe_write = true;
     b->probe_req_id = 0;
-    b->probe_deadline = now + k->request_timeout_us;
-    lws_dll2_add_tail(&b->plink, &k->probes);
+    b->probe_deadline = now + k->blds.cfg.ping_wait_us;
+    lws_dll2_add_tail(&b->plink, &k->blds.probes);
     kk_slot_want_write(s);
 }
 
@@ -436,9 +466,9 @@ static void suspicion_tick(kk_bld *b, int64_t now)
     }
     if (!stalled(b, now))
         return;
-    pthread_mutex_lock(&k->bmu);
-    bool go = kd_brk_suspect(&b->brk, &k->brk_cfg, now);
-    pthread_mutex_unlock(&k->bmu);
+    pthread_mutex_lock(&k->blds.bmu);
+    bool go = kd_brk_suspect(&b->brk, &k->blds.cfg.brk, now);
+    pthread_mutex_unlock(&k->blds.bmu);
     if (!go)
         return;
     BLOG(b, KD_LOG_INFO,
@@ -466,15 +496,15 @@ static void probe_tick(kk_bld *b, int64_t now)
     }
     if (!kd_brk_probe_due(&b->brk, now))
         return;
-    pthread_mutex_lock(&k->bmu);
+    pthread_mutex_lock(&k->blds.bmu);
     kd_brk_probe_sent(&b->brk);
-    pthread_mutex_unlock(&k->bmu);
+    pthread_mutex_unlock(&k->blds.bmu);
     probe_send(b, now);
 }
 
 bool kk_bld_probe_wanted(const kk_slot *s)
 {
-    for (lws_dll2_t *d = s->k->probes.head; d; d = d->next) {
+    for (lws_dll2_t *d = s->k->blds.probes.head; d; d = d->next) {
         kk_bld *b = lws_container_of(d, kk_bld, plink);
         if (b->probe_write && b->probe_slot == s)
             return true;
@@ -486,7 +516,7 @@ int kk_bld_write_probe(kk_slot *s, kk_conn *c)
 {
     kd_kone *k = s->k;
     kk_bld *b = NULL;
-    for (lws_dll2_t *d = k->probes.head; d && !b; d = d->next) {
+    for (lws_dll2_t *d = k->blds.probes.head; d && !b; d = d->next) {
         kk_bld *x = lws_container_of(d, kk_bld, plink);
         if (x->probe_write && x->probe_slot == s)
             b = x;
@@ -509,9 +539,9 @@ int kk_bld_write_probe(kk_slot *s, kk_conn *c)
     b->probe_write = false;
     b->probe_req_id = id;
     b->probe_losses = s->link.losses;
-    pthread_mutex_lock(&k->bmu);
+    pthread_mutex_lock(&k->blds.bmu);
     b->pings++;
-    pthread_mutex_unlock(&k->bmu);
+    pthread_mutex_unlock(&k->blds.bmu);
     BLOG(b, KD_LOG_DEBUG, "kone: pinging %s group %s (circuit open)", b->id,
          b->probe_group[0] ? b->probe_group : "1");
     return 1;
@@ -522,7 +552,7 @@ bool kk_bld_probe_answer(kk_slot *s, const kd_kone_msg *m)
     if (!m->has_request_id)
         return false;
     kk_bld *b = NULL;
-    for (lws_dll2_t *d = s->k->probes.head; d && !b; d = d->next) {
+    for (lws_dll2_t *d = s->k->blds.probes.head; d && !b; d = d->next) {
         kk_bld *x = lws_container_of(d, kk_bld, plink);
         if (x->probe_slot == s && x->probe_req_id && x->probe_req_id == m->request_id)
             b = x;
@@ -561,7 +591,7 @@ static void bld_timer(lws_sorted_usec_list_t *sul)
     if (k->exiting)
         return;
     int64_t now = kd_mono_us();
-    if (k->brk_cfg.rate_pct > 0 && refused_while_waiting(b)) { /* opened under waiting jobs */
+    if (k->blds.cfg.brk.rate_pct > 0 && refused_while_waiting(b)) { /* opened under waiting jobs */
         lws_dll2_t *d, *next;
         for (d = b->rq.head; d; d = next) {
             next = d->next;
@@ -570,11 +600,11 @@ static void bld_timer(lws_sorted_usec_list_t *sul)
     }
     while (b->rq.head) {
         kk_job *j = lws_container_of(b->rq.head, kk_job, place);
-        pthread_mutex_lock(&k->bmu);
+        pthread_mutex_lock(&k->blds.bmu);
         bool go = cc_room(b); /* no room: arm() waits for a request to end */
         if (go && (!j->bp.brk_admitted || j->bp.brk_ticket != b->brk.gen)) {
             /* held by a half-open circuit, or admitted before a transition: ask again */
-            kd_brk_admission a = kd_brk_admit(&b->brk, &k->brk_cfg, &j->bp.brk_ticket);
+            kd_brk_admission a = kd_brk_admit(&b->brk, &k->blds.cfg.brk, &j->bp.brk_ticket);
             go = a == KD_BRK_GO;
             j->bp.brk_admitted = go;
         }
@@ -582,7 +612,7 @@ static void bld_timer(lws_sorted_usec_list_t *sul)
             go = kd_rl_take(&b->rl, now);
         if (go)
             cc_take(j);
-        pthread_mutex_unlock(&k->bmu);
+        pthread_mutex_unlock(&k->blds.bmu);
         if (!go)
             break;
         lws_dll2_remove(&j->place);
@@ -604,13 +634,13 @@ kk_admit kk_bld_admit(kk_job *j)
         b->n_jobs++;
     }
     b->last_used = now;
-    pthread_mutex_lock(&k->bmu);
+    pthread_mutex_lock(&k->blds.bmu);
     /* older jobs waiting go first (FIFO): this one asks the breaker when its turn comes,
      * unless the circuit is open (refused at once) */
     kd_brk_admission a = KD_BRK_HOLD;
     bool room = cc_room(b);
     if ((b->rq.count == 0 && room) || b->brk.st == KD_BRK_OPEN)
-        a = kd_brk_admit(&b->brk, &k->brk_cfg, &j->bp.brk_ticket);
+        a = kd_brk_admit(&b->brk, &k->blds.cfg.brk, &j->bp.brk_ticket);
     j->bp.brk_admitted = a == KD_BRK_GO;
     bool go = false, first = false;
     if (a == KD_BRK_REFUSE) {
@@ -624,14 +654,14 @@ kk_admit kk_bld_admit(kk_job *j)
             b->waits++;
         }
     }
-    pthread_mutex_unlock(&k->bmu);
+    pthread_mutex_unlock(&k->blds.bmu);
     if (a == KD_BRK_REFUSE)
         return KK_ADMIT_REFUSE;
     if (go && first)
         arm(b, now); /* the stall clock runs */
     if (go)
         return KK_ADMIT_GO;
-    atomic_fetch_add(&k->rate_waits, 1);
+    atomic_fetch_add(&k->blds.rate_waits, 1);
     kk_m_rate_wait(k, b->id);
     j->bp.throttled = true;
     j->slot = NULL;
@@ -644,22 +674,44 @@ kk_admit kk_bld_admit(kk_job *j)
 int64_t kk_bld_result_wait_us(const kk_job *j, int64_t dflt)
 {
     const kk_bld *b = j->bld;
-    if (!b || b->brk.st != KD_BRK_OPEN || b->k->stall_us <= 0 || b->k->stall_us >= dflt)
+    if (!b || b->brk.st != KD_BRK_OPEN || b->k->blds.cfg.stall_us <= 0 ||
+        b->k->blds.cfg.stall_us >= dflt)
         return dflt;
-    return b->k->stall_us;
+    return b->k->blds.cfg.stall_us;
 }
 
-int kk_bld_config(kd_kone *k, const kd_config *cfg, kd_err *err)
+int kk_bld_config(kk_bld_cfg *c, const kd_config *cfg, kd_err *err)
 {
-    (void)err; /* the values were checked against the table's bounds at load */
-    k->stall_us = kd_cfg_int(cfg, KD_CFG_KONE_STALL_PROBE_MS) * 1000;
-    k->rl_share_pct = (int)kd_cfg_int(cfg, KD_CFG_KONE_RATE_SLOWDOWN_SHARE);
-    int64_t v = kd_cfg_int(cfg, KD_CFG_KONE_CONCURRENCY_BUILDING_MAX);
-    k->cc_bld_cfg = k->cc_cfg;
-    if (v > 0 && v < k->cc_bld_cfg.max)
-        k->cc_bld_cfg.max = (int)v;
-    if (k->cc_bld_cfg.min > k->cc_bld_cfg.max)
-        k->cc_bld_cfg.min = k->cc_bld_cfg.max;
+    /* the values were checked against the table's bounds at load */
+    c->brk.rate_pct = (int)kd_cfg_int(cfg, KD_CFG_KONE_BREAKER_FAILURE_RATE);
+    c->brk.min_calls = (int)kd_cfg_int(cfg, KD_CFG_KONE_BREAKER_MIN_CALLS);
+    c->brk.calls = (int)kd_cfg_int(cfg, KD_CFG_KONE_BREAKER_WINDOW_CALLS);
+    c->brk.window_us = kd_cfg_int(cfg, KD_CFG_KONE_BREAKER_WINDOW_MS) * 1000;
+    c->brk.trials = (int)kd_cfg_int(cfg, KD_CFG_KONE_BREAKER_TRIAL_CALLS);
+    c->brk.base_us = kd_cfg_int(cfg, KD_CFG_KONE_BREAKER_PROBE_BASE_MS) * 1000;
+    c->brk.cap_us = kd_cfg_int(cfg, KD_CFG_KONE_BREAKER_PROBE_CAP_MS) * 1000;
+    if (c->brk.cap_us < c->brk.base_us)
+        return kd_err_set(err, KD_ERR_INVALID,
+                          "kone.breaker_probe_cap_ms: must be at least "
+                          "kone.breaker_probe_base_ms (%lld)",
+                          (long long)(c->brk.base_us / 1000));
+    /* adaptive concurrency (kone_conc.h): per building and for the worker, at most
+     * worker.inflight (the jobs the worker holds at once) */
+    c->cc.max = (int)kd_cfg_int(cfg, KD_CFG_WORKER_INFLIGHT);
+    int64_t v = kd_cfg_int(cfg, KD_CFG_KONE_CONCURRENCY_MIN);
+    c->cc.min = v < c->cc.max ? (int)v : c->cc.max;
+    c->cc.decrease_pct = (int)kd_cfg_int(cfg, KD_CFG_KONE_CONCURRENCY_DECREASE_PCT);
+    c->stall_us = kd_cfg_int(cfg, KD_CFG_KONE_STALL_PROBE_MS) * 1000;
+    c->rl_share_pct = (int)kd_cfg_int(cfg, KD_CFG_KONE_RATE_SLOWDOWN_SHARE);
+    v = kd_cfg_int(cfg, KD_CFG_KONE_CONCURRENCY_BUILDING_MAX);
+    c->cc_bld = c->cc;
+    if (v > 0 && v < c->cc_bld.max)
+        c->cc_bld.max = (int)v;
+    if (c->cc_bld.min > c->cc_bld.max)
+        c->cc_bld.min = c->cc_bld.max;
+    c->rate_per_s = (double)kd_cfg_int(cfg, KD_CFG_KONE_RATE_PER_S);
+    c->rate_burst = (double)kd_cfg_int(cfg, KD_CFG_KONE_RATE_BURST);
+    c->ping_wait_us = kd_cfg_int(cfg, KD_CFG_KONE_REQUEST_TIMEOUT_MS) * 1000;
     return 0;
 }
 
@@ -677,7 +729,7 @@ int64_t kk_bld_park_ms(const kk_job *j)
 bool kk_bld_may_send(const kk_job *j)
 {
     const kk_bld *b = j->bld;
-    if (!b || j->k->brk_cfg.rate_pct <= 0)
+    if (!b || j->k->blds.cfg.brk.rate_pct <= 0)
         return true;
     return b->brk.st != KD_BRK_OPEN;
 }
@@ -724,7 +776,7 @@ void kk_bld_too_many(kk_job *j)
 void kk_blds_shutdown(kd_kone *k)
 {
     for (int i = 0; i < KK_BLD_BUCKETS; i++)
-        for (kk_bld *b = k->bld_hash[i]; b; b = b->hnext) {
+        for (kk_bld *b = k->blds.hash[i]; b; b = b->hnext) {
             lws_sul_cancel(&b->sul);
             probe_clear(b);
         }
@@ -733,15 +785,15 @@ void kk_blds_shutdown(kd_kone *k)
 void kk_blds_free(kd_kone *k)
 {
     for (int i = 0; i < KK_BLD_BUCKETS; i++) {
-        kk_bld *b = k->bld_hash[i];
+        kk_bld *b = k->blds.hash[i];
         while (b) {
             kk_bld *next = b->hnext;
             free(b);
             b = next;
         }
-        k->bld_hash[i] = NULL;
+        k->blds.hash[i] = NULL;
     }
-    k->n_blds = 0;
+    k->blds.n = 0;
 }
 
 /* ------------------------------------------------------------------ getters (any thread) */
@@ -776,11 +828,11 @@ bool kd_kone_building(kd_kone *k, const char *building, kd_kone_building_stats *
     char id[KD_JOB_BUILDING_MAX + 16];
     kd_kone_building_id(building, id, sizeof id);
     int64_t now = kd_mono_us();
-    pthread_mutex_lock(&k->bmu);
+    pthread_mutex_lock(&k->blds.bmu);
     kk_bld *b = lookup(k, id);
     if (b)
         fill(b, out, now);
-    pthread_mutex_unlock(&k->bmu);
+    pthread_mutex_unlock(&k->blds.bmu);
     return b != NULL;
 }
 
@@ -791,19 +843,33 @@ int kd_kone_buildings(kd_kone *k, void (*fn)(const kd_kone_building_stats *s, vo
     int n = 0;
     int64_t now = kd_mono_us();
     kd_kone_building_stats s;
-    pthread_mutex_lock(&k->bmu);
+    pthread_mutex_lock(&k->blds.bmu);
     for (int i = 0; i < KK_BLD_BUCKETS; i++)
-        for (kk_bld *b = k->bld_hash[i]; b; b = b->hnext) {
+        for (kk_bld *b = k->blds.hash[i]; b; b = b->hnext) {
             fill(b, &s, now);
             if (fn)
                 fn(&s, arg);
             n++;
         }
-    pthread_mutex_unlock(&k->bmu);
+    pthread_mutex_unlock(&k->blds.bmu);
     return n;
 }
 
 uint64_t kd_kone_rate_limit_waits(kd_kone *k)
 {
-    return k ? atomic_load(&k->rate_waits) : 0;
+    return k ? atomic_load(&k->blds.rate_waits) : 0;
+}
+
+const char *kk_bld_name(const kk_job *j)
+{
+    return j->bld ? j->bld->id : j->run->job.building_id;
+}
+
+kk_job *kk_blds_waiting(kd_kone *k)
+{
+    for (int i = 0; i < KK_BLD_BUCKETS; i++)
+        for (kk_bld *b = k->blds.hash[i]; b; b = b->hnext)
+            if (b->rq.head)
+                return lws_container_of(b->rq.head, kk_job, place);
+    return NULL;
 }

@@ -77,7 +77,7 @@ static const char *call_type(kd_op op)
  * delay is added, since KONE holds a delayed call in being_allocated for that long. */
 static int64_t progress_window_us(const kk_job *j)
 {
-    int64_t w = j->k->call_timeout_us;
+    int64_t w = j->k->call_cfg.call_timeout_us;
     if (j->run->job.has_delay && j->run->job.delay > 0)
         w += (int64_t)j->run->job.delay * 1000000;
     return w;
@@ -107,6 +107,7 @@ static void unlink_job(kk_job *j)
     lws_sul_cancel(&j->sul);
     if (!lws_dll2_is_detached(&j->wlink))
         lws_dll2_remove(&j->wlink);
+    kk_site_forget(&j->site);
     if (!lws_dll2_is_detached(&j->place))
         lws_dll2_remove(&j->place);
     j->want = KW_NONE;
@@ -162,7 +163,7 @@ static void finish(kk_job *j, kd_outcome o, kd_failure_class f, const char *code
     kd_run *run = j->run;
     unindex(j);
     if (o == KD_OUTCOME_REJECTED && j->site.checked)
-        kk_site_refused(j, code, msg); /* its configuration may have changed */
+        kk_site_refused(&k->sites, &j->site, code, msg); /* its configuration may have changed */
     if (j->bld) {
         /* the breaker reads the run's code and message: set them first */
         kd_run_finish(run, o, f, code, "%s", msg);
@@ -225,6 +226,7 @@ static void want(kk_job *j, kk_want w)
         return;
     if (!lws_dll2_is_detached(&j->wlink))
         lws_dll2_remove(&j->wlink);
+    kk_site_forget(&j->site);
     j->want = w;
     lws_dll2_add_tail(&j->wlink, &s->wq);
     kk_slot_want_write(s);
@@ -235,18 +237,7 @@ void kk_slot_init(kd_kone *k, kk_slot *s, int idx)
     memset(s, 0, sizeof *s);
     s->k = k;
     kk_link_init(&k->pool, &s->link, idx);
-}
-
-int kk_token_of(const kd_kone *k, const char *building_id)
-{
-    if (k->n_buildings == 0)
-        return 0;
-    char b[KD_JOB_BUILDING_MAX + 16];
-    kd_kone_building_id(building_id, b, sizeof b);
-    for (int i = 0; i < k->n_buildings; i++)
-        if (strcmp(k->buildings[i], b) == 0)
-            return k->per_token > 0 ? i / k->per_token : 0;
-    return -1;
+    kk_site_slot_init(&s->site, &k->sites, &s->link);
 }
 
 int kk_slot_outstanding(kk_slot *s)
@@ -284,7 +275,7 @@ static kk_slot *affine_slot(kd_kone *k, int64_t sid)
 static kk_slot *slot_least_loaded(kd_kone *k, int tok)
 {
     kk_slot *best = NULL;
-    for (int i = 0; i < k->n_slots; i++) {
+    for (int i = 0; i < k->pool.n_links; i++) {
         kk_slot *s = &k->slots[i];
         if ((tok < 0 || s->tok == tok) && kk_slot_ready(s) &&
             (!best || s->jobs.count < best->jobs.count))
@@ -312,7 +303,7 @@ static kk_slot *home_or_least_loaded(kk_job *j)
     int tok = kk_token_of(k, j->run->job.building_id);
     kk_slot *home = NULL;
     int64_t home_used = 0, used;
-    for (int i = 0; i < k->n_slots; i++) {
+    for (int i = 0; i < k->pool.n_links; i++) {
         kk_slot *s = &k->slots[i];
         if ((tok < 0 || s->tok == tok) && kk_slot_ready(s) &&
             kk_sub_holds(s, &j->run->job, &used) && (!home || used > home_used)) {
@@ -332,7 +323,7 @@ static void start_follow(kk_job *j)
     j->st = KJ_FOLLOW;
     j->accepted_mono = now;
     j->progress_deadline = now + progress_window_us(j);
-    j->track_deadline = now + j->k->track_timeout_us;
+    j->track_deadline = now + j->k->call_cfg.track_timeout_us;
     kk_sub_touch(j->slot, &j->run->job);
     rearm(j);
 }
@@ -380,8 +371,9 @@ void kk_job_submit(kd_kone *k, kd_run *run)
     }
     j->k = k;
     j->run = run;
+    j->site.job = &run->job; /* what kone_site.c sees of it */
     int64_t now = kd_mono_us();
-    j->wait_until = now + k->request_timeout_us;
+    j->wait_until = now + k->call_cfg.request_timeout_us;
     if (run->job.deadline > 0) {
         int64_t left = run->job.deadline * 1000 - kd_now_us();
         if (left <= 0) {
@@ -416,7 +408,7 @@ void kk_job_submit(kd_kone *k, kd_run *run)
 static void job_release(kk_job *j)
 {
     j->bp.throttled = false;
-    j->wait_until = kd_mono_us() + j->k->request_timeout_us;
+    j->wait_until = kd_mono_us() + j->k->call_cfg.request_timeout_us;
     place(j);
 }
 
@@ -426,7 +418,7 @@ static void job_refuse(kk_job *j)
     finish(j, KD_OUTCOME_FAILED, KD_FAIL_TRANSIENT, "circuit_open",
            "the circuit of %s is open (its calls failed; it is pinged until it answers); "
            "not sent to KONE",
-           j->bld ? j->bld->id : j->run->job.building_id);
+           kk_bld_name(j));
 }
 
 static void job_link_down(kk_job *j)
@@ -474,7 +466,7 @@ void kk_jobs_move_unwritten(kk_slot *s)
 void kk_jobs_session_restored(kk_slot *s, bool resumed)
 {
     lws_dll2_t *d, *next;
-    int64_t grace = kd_mono_us() + s->k->request_timeout_us;
+    int64_t grace = kd_mono_us() + s->k->call_cfg.request_timeout_us;
     for (d = s->jobs.head; d; d = next) {
         next = d->next;
         kk_job *j = lws_container_of(d, kk_job, place);
@@ -510,12 +502,9 @@ void kk_jobs_fail_all(kd_kone *k, const char *code, const char *msg)
     while (k->waitq.head)
         finish(lws_container_of(k->waitq.head, kk_job, place), KD_OUTCOME_FAILED, KD_FAIL_TRANSIENT,
                code, "%s", msg);
-    for (int i = 0; i < KK_BLD_BUCKETS; i++)
-        for (kk_bld *b = k->bld_hash[i]; b; b = b->hnext)
-            while (b->rq.head)
-                finish(lws_container_of(b->rq.head, kk_job, place), KD_OUTCOME_FAILED,
-                       KD_FAIL_TRANSIENT, code, "%s", msg);
-    for (int i = 0; i < k->n_slots; i++) {
+    for (kk_job *j; (j = kk_blds_waiting(k));) /* in its building's queue */
+        finish(j, KD_OUTCOME_FAILED, KD_FAIL_TRANSIENT, code, "%s", msg);
+    for (int i = 0; i < k->pool.n_links; i++) {
         kk_slot *s = &k->slots[i];
         while (s->jobs.head)
             finish(lws_container_of(s->jobs.head, kk_job, place), KD_OUTCOME_FAILED,
@@ -553,7 +542,7 @@ static void cancel_call(kk_job *j, const char *code, const char *fmt, ...)
            j->call_session_id);
     j->st = KJ_CANCELLING;
     set_id(j, &j->k->by_req, &j->del_req_id, 0);
-    j->answer_deadline = kd_mono_us() + j->k->request_timeout_us;
+    j->answer_deadline = kd_mono_us() + j->k->call_cfg.request_timeout_us;
     want(j, KW_DELETE);
     rearm(j);
 }
@@ -563,7 +552,7 @@ static void job_timer(lws_sorted_usec_list_t *sul)
     kk_job *j = lws_container_of(sul, kk_job, sul);
     kd_kone *k = j->k;
     int64_t now = kd_mono_us();
-    int64_t rt_ms = k->request_timeout_us / 1000;
+    int64_t rt_ms = k->call_cfg.request_timeout_us / 1000;
     int64_t until;
     if (awaiting_resume(j, now, &until) &&
         (((j->st == KJ_SENT || j->st == KJ_ACCEPTED) && now >= j->answer_deadline) ||
@@ -655,7 +644,8 @@ static void job_timer(lws_sorted_usec_list_t *sul)
         if (j->run->job.track && now >= j->track_deadline) {
             char msg[160];
             snprintf(msg, sizeof msg, "tracking stopped after %" PRId64 " ms in state '%s'",
-                     k->track_timeout_us / 1000, j->last_state[0] ? j->last_state : "none");
+                     k->call_cfg.track_timeout_us / 1000,
+                     j->last_state[0] ? j->last_state : "none");
             if (j->decisive)
                 succeed(j, "track_timeout", msg);
             else
@@ -691,7 +681,7 @@ int kk_job_write(kk_job *j, kk_conn *c)
     }
     if (w == KW_REQUEST && run->job.op == KD_OP_CALL && !j->site.passed) {
         char code[sizeof run->error_code] = "", why[256] = "";
-        switch (kk_site_gate(s, j, code, sizeof code, why, sizeof why)) {
+        switch (kk_site_gate(&s->site, &j->site, code, sizeof code, why, sizeof why)) {
         case KK_GATE_WAIT: /* on its configuration's fetch; its end sends it on */
             j->want = KW_REQUEST;
             return 0;
@@ -715,7 +705,7 @@ int kk_job_write(kk_job *j, kk_conn *c)
                    "%s; the call was not made", why);
             return 0;
         case KK_GATE_REFUSE: /* held: the retry tiers bring it back, no attempt used */
-            if (k->hold_group_mode)
+            if (k->call_cfg.hold_group_mode)
                 finish(j, KD_OUTCOME_FAILED, KD_FAIL_TRANSIENT, "group_mode_held",
                        "%s; held, the call was not made", why);
             else
@@ -770,7 +760,7 @@ int kk_job_write(kk_job *j, kk_conn *c)
         j->st = KJ_SENT;
         j->sent_mono = now;
         j->losses_at = s->link.losses;
-        j->answer_deadline = now + k->request_timeout_us;
+        j->answer_deadline = now + k->call_cfg.request_timeout_us;
         run->written = true;
         if (!run->started_us)
             run->started_us = kd_now_us();
@@ -829,7 +819,7 @@ static void auth_retry(kk_job *j)
            "sending it again");
     j->st = KJ_WAIT;
     set_id(j, &k->by_req, &j->req_id, 0);
-    j->wait_until = kd_mono_us() + k->request_timeout_us;
+    j->wait_until = kd_mono_us() + k->call_cfg.request_timeout_us;
     want(j, KW_REQUEST);
     kk_conn *c = kk_slot_active(s);
     if (c) {
@@ -869,7 +859,7 @@ static void request_answer(kk_job *j, const kd_kone_msg *m)
         if (run->job.op == KD_OP_CALL) {
             /* registered; its result may take as long as any progress of the call */
             j->st = KJ_ACCEPTED;
-            j->answer_deadline = now + kk_bld_result_wait_us(j, j->k->call_timeout_us);
+            j->answer_deadline = now + kk_bld_result_wait_us(j, j->k->call_cfg.call_timeout_us);
             if (m->has_success || m->call_session_id)
                 call_result(j, m); /* the result came in the answer itself */
             else
@@ -877,7 +867,7 @@ static void request_answer(kk_job *j, const kd_kone_msg *m)
         } else if (run->job.op == KD_OP_HOLD_OPEN) {
             /* KONE may still refuse it in a result frame (success:false): wait for that */
             j->st = KJ_ACCEPTED;
-            j->answer_deadline = now + j->k->request_timeout_us;
+            j->answer_deadline = now + j->k->call_cfg.request_timeout_us;
             if (m->has_success)
                 hold_result(j, m);
             else
@@ -1084,8 +1074,9 @@ static void job_sub_released(kk_job *j, kk_gate g, const char *why)
 
 /* ------------------------------------------------------------------ configurations */
 
-static void job_site_released(kk_job *j)
+static void job_site_released(kk_site_job *sj)
 {
+    kk_job *j = lws_container_of(sj, kk_job, site);
     want(j, KW_REQUEST); /* the gate is asked again: checked, unchecked or refused */
 }
 
@@ -1112,7 +1103,7 @@ static void replay_early(kk_slot *s, int64_t sid)
     kd_kone *k = s->k;
     if (!k->early)
         return;
-    int64_t oldest = kd_mono_us() - k->request_timeout_us;
+    int64_t oldest = kd_mono_us() - k->call_cfg.request_timeout_us;
     for (unsigned n = 0; n < KK_EARLY_N; n++) { /* oldest first */
         unsigned i = (k->early_next + n) % KK_EARLY_N;
         if (k->early[i].sid != sid || k->early[i].slot != s->link.idx || k->early[i].mono < oldest)
@@ -1139,3 +1130,11 @@ const kk_wake_ops kk_call_wake = {
     .site_released = job_site_released,
     .least_loaded = slot_least_loaded,
 };
+
+void kk_call_config(kk_call_cfg *c, const kd_config *cfg)
+{
+    c->request_timeout_us = kd_cfg_int(cfg, KD_CFG_KONE_REQUEST_TIMEOUT_MS) * 1000;
+    c->call_timeout_us = kd_cfg_int(cfg, KD_CFG_KONE_CALL_TIMEOUT_MS) * 1000;
+    c->track_timeout_us = kd_cfg_int(cfg, KD_CFG_KONE_TRACK_TIMEOUT_MS) * 1000;
+    c->hold_group_mode = strcmp(kd_cfg_str(cfg, KD_CFG_KONE_GROUP_MODE_POLICY), "hold") == 0;
+}

@@ -27,7 +27,7 @@
  * Jobs above the limit are not failed: the caller keeps them (kone_bld.c: the building's
  * wait queue) until a request ends and makes room.
  *
- * No clock, no I/O, no lock: the caller serialises (the KONE loop under k->bmu), so every
+ * No clock, no I/O, no lock: the caller serialises (the KONE loop under k->blds.bmu), so every
  * transition is unit-tested (tests/unit/test_worker_kone_conc.c).
  */
 #ifndef KD_WORKER_KONE_CONC_H

@@ -137,6 +137,8 @@ struct kk_pool {
     int ws_port;
     char *ws_path; /* "/stream-v2" (with any query of the URL) (kk_pool_free) */
     int64_t request_timeout_us, keepalive_us, max_age_us;
+    char *ca_file;      /* kone.ca_file (NULL: the system CAs), for the context (kone.c frees it) */
+    int64_t dns_ttl_us; /* kone.dns_ttl_s, for the resolver (kone_dns.h) */
     struct lws_context *ctx;
     kd_kone_dns *dns; /* ws_host resolved off the loop (kone_dns.h); NULL when numeric */
     kk_conn_ops ops;

@@ -21,8 +21,9 @@
  * (kd_kone.wake); the connection layer tells the layers above through kk_conn_ops. Below
  * them all: kone_msg (frames), kone_token (the token thread), kone_dns, kone_wsrx, idmap.
  *
- * Contracts: kone_conn.h (the connection layer), kone_sub.h and kone_site.h (two of the
- * policies), this header for the rest (kone_bld.c's functions, kone_call.c's, kone_route.c's).
+ * Contracts: kone_conn.h (the connection layer), kone_bld.h, kone_sub.h and kone_site.h (the
+ * policies), kone_scope.h (which token serves which building), this header for the rest
+ * (kone_call.c's functions, kone_route.c's).
  *
  * The connection layer shares no struct with the layers above: its own (kk_pool, kk_link,
  * kk_conn, its configuration) are declared in kone_conn.h, and kone_conn.c includes that
@@ -30,13 +31,17 @@
  * embeds its kk_link (s->link) next to the call layer's lists; kk_slot_of finds the slot
  * again from the kk_link the connection layer's callbacks are given.
  *
- * Not finished (issue 16): kk_job still carries the policies' fields, grouped by owner
- * (j->bp: kone_bld.c's breaker ticket, concurrency place, throttling; j->site: kone_site.c's
- * gate), kk_slot the policies' state (sub: kone_sub.h's kk_sub_slot; site_wq) beside the call
- * layer's, and kd_kone the configuration of the call layer and of every policy.
+ * Each layer's configuration is its own struct, filled in one place from the config table
+ * (kk_pool's by kone.c, kk_call_cfg, kk_bld_cfg, kk_sub_cfg, kk_site_cfg, kk_scope).
+ * kone_site.c reads alone: it includes kone_site.h and lower headers only, and sees the call
+ * layer's structs through the narrow ones embedded in them (kd_kone.sites, kk_slot.site,
+ * kk_job.site). Not finished (issue 16): kone_bld.c and kone_sub.c still include this header
+ * and reach kk_job (j->bld, j->bp, j->run, the lists) and kk_slot (s->sub, s->jobs) directly.
+ * ops.kone_layers (tests/ops/kone_layers.sh) fails when a file calls or includes a layer
+ * above its own.
  *
  * Threads: everything below except `inbox*`, `stopping`, `pool.n_ready`, the token source
- * and what `bmu` guards is touched only by the loop thread. Other threads hand jobs over
+ * and what `blds.bmu` guards is touched only by the loop thread. Other threads hand jobs over
  * through the inbox (mutex) and wake the loop with lws_cancel_service.
  *
  * A slot is the call layer's side of one logical connection (kk_link, kone_conn.h: a KONE
@@ -50,12 +55,7 @@
  * write (its request, or a monitor subscription). Each job has one lws_sul timer, re-armed
  * to its earliest deadline on every change.
  *
- * A building (kk_bld, kone_bld.c) is met when its first job comes in: its circuit breaker
- * (kone_breaker.h), its token bucket (kone_ratelimit.h), the queue of its jobs waiting for
- * a token and its ping while the circuit is open. Entries are kept in a small hash table
- * (at most KK_MAX_BUILDINGS; an idle, closed, fully recovered one is forgotten when room is
- * needed). The breaker, the bucket and the counters are written by the loop thread under
- * k->bmu and read under it by the getters of kone.h (metrics, from any thread).
+ * A building (kk_bld) is kone_bld.c's: kone_bld.h states its contract.
  */
 #ifndef KD_WORKER_KONE_INT_H
 #define KD_WORKER_KONE_INT_H
@@ -69,32 +69,27 @@
 
 #include "kone.h"
 #include "idmap.h"
+#include "kone_bld.h"
 #include "kone_breaker.h"
 #include "kone_conn.h"
 #include "kone_conc.h"
 #include "kone_dns.h"
 #include "kone_msg.h"
 #include "kone_ratelimit.h"
+#include "kone_scope.h"
 #include "kone_site.h"
 #include "kone_sub.h"
 #include "kone_token.h"
 #include "kone_validate.h"
 
-#define KK_MAX_TOKENS 8       /* tokens held at once (kone.buildings_per_token) */
 #define KK_MAX_AUTH_RETRIES 2 /* a job re-sent after 401 at most this often */
 #define KK_AFFINITY 1024      /* accepted calls remembered for cancel routing */
 /* How long requests written on a connection that went down wait for the session to be
  * resumed before they may time out: KONE resends a resumed session's states this far back. */
 #define KK_RESUME_WINDOW_US ((int64_t)KK_RESEND_STATE_S * 1000000)
-#define KK_MAX_BUILDINGS 4096 /* buildings remembered (breaker, rate limit) */
-#define KK_BLD_BUCKETS 512
 #define KK_EARLY_N 64       /* call states kept before their call result */
 #define KK_EARLY_FRAME 2048 /* ... each at most this long */
-#define KK_MODES_MAX 16     /* kone.lift_modes_refused entries */
-#define KK_SITE_BUCKETS 256 /* per worker: cached configurations */
-#define KK_MAX_SITES 4096   /* ... at most (unused ones are forgotten) */
 
-typedef struct kk_bld kk_bld;
 typedef struct kk_wake_ops kk_wake_ops;
 
 /* A slot: the call layer's side of one logical connection. Its connection (kk_link: the
@@ -104,11 +99,11 @@ typedef struct kk_wake_ops kk_wake_ops;
 struct kk_slot {
     kk_link link; /* the connection layer's (kone_conn.h) */
     kd_kone *k;
-    int tok;                  /* the token (k->tokens[tok]) its connections open with */
-    lws_dll2_owner_t jobs;    /* kk_job.place */
-    lws_dll2_owner_t wq;      /* kk_job.wlink */
-    kk_sub_slot sub;          /* kone_sub.c's: the subscriptions of this slot's session */
-    lws_dll2_owner_t site_wq; /* configuration fetches to be written here (kk_site.wlink) */
+    int tok;               /* the token (k->tokens[tok]) its connections open with */
+    lws_dll2_owner_t jobs; /* kk_job.place */
+    lws_dll2_owner_t wq;   /* kk_job.wlink */
+    kk_sub_slot sub;       /* kone_sub.c's: the subscriptions of this slot's session */
+    kk_site_slot site;     /* kone_site.c's: configuration fetches to be written here */
 };
 
 typedef enum {
@@ -151,11 +146,9 @@ typedef struct kk_job {
         bool cc_held;        /* holds a place in its building's and the worker's concurrency
                               * limits: from admission to its answer (kone_conc.h) */
     } bp;
-    /* What kone_site.c (the cached configurations) keeps of the job; the call layer reads it */
-    struct {
-        bool passed;  /* kone_site.c let its call go (checked or not): not asked again */
-        bool checked; /* ... after checking it against a cached configuration */
-    } site;
+    /* What kone_site.c (the cached configurations) sees of the job (kone_site.h); the call
+     * layer sets its job and reads passed and checked */
+    kk_site_job site;
 
     /* following an accepted call */
     int64_t call_session_id;
@@ -172,26 +165,33 @@ typedef struct kk_job {
     char fail_msg[200];
 } kk_job;
 
+/* The call layer's configuration (kk_call_config, kone_call.c). */
+typedef struct kk_call_cfg {
+    int64_t request_timeout_us; /* kone.request_timeout_ms: an answer, a free connection */
+    int64_t call_timeout_us;    /* kone.call_timeout_ms: an accepted call's progress */
+    int64_t track_timeout_us;   /* kone.track_timeout_ms: a track job's whole journey */
+    bool hold_group_mode; /* kone.group_mode_policy=hold: group_mode_held (transient), not final */
+} kk_call_cfg;
+void kk_call_config(kk_call_cfg *c, const kd_config *cfg); /* kone_call.c */
+
 struct kd_kone {
     /* the connection layer (kone_conn.h): its configuration (kone.ws_url, kone.keepalive_s,
      * kone.max_conn_age_s, ...), its callbacks (kone_route.c's, user k), its state */
     kk_pool pool;
-    /* configuration */
-    char *ca_file; /* NULL for the system CAs */
-    int n_slots;
-    int64_t request_timeout_us, call_timeout_us, track_timeout_us;
-    int monitor_duration_s;
+    /* the configuration of each layer above the connection, each filled in one place from
+     * the config table: kk_call_config, kk_sub_config (and blds.cfg: kk_bld_config,
+     * sites.cfg: kk_site_config) */
+    kk_call_cfg call_cfg;
+    kk_sub_cfg sub_cfg;
     kd_kone_hooks hooks;
     const kk_wake_ops *wake; /* the call layer's, for the policy modules (kk_call_wake) */
 
     struct lws_context *ctx;
-    int64_t dns_ttl_us;    /* kone.dns_ttl_s */
     uint64_t dns_gen_seen; /* loop thread: resolutions seen (slots waiting are kicked) */
-    /* One token per share of kone.buildings (KONE limits the scopes of one token): building
-     * i of kone.buildings is served by token i / per_token, on the slots whose tok is that. */
+    /* One token per share of kone.buildings (kone_scope.h), on the slots whose tok is its
+     * index. */
+    kk_scope scope;
     kd_kone_tokens *tokens[KK_MAX_TOKENS];
-    int n_tokens;
-    int per_token; /* kone.buildings_per_token (0: one token for all) */
     pthread_t thread;
     bool thread_started;
 
@@ -228,42 +228,12 @@ struct kd_kone {
         char frame[KK_EARLY_FRAME];
     } * early; /* KK_EARLY_N entries, a ring */
     unsigned early_next;
-    char sub_name[48]; /* payload.sub of our subscriptions */
-    char **buildings;  /* kone.buildings ("building:<id>"), for keep-alive pings */
-    bool *robot;       /* per building: robotcall scope (kone.robotcall_buildings) */
-    int n_buildings;
-    char *scopes[KK_MAX_TOKENS]; /* the scope of each token kone.buildings implies */
-    struct {
-        int64_t code;
-        char name[16];
-    } modes[KK_MODES_MAX]; /* kone.lift_modes_refused */
-    int n_modes;
-    bool hold_group_mode; /* kone.group_mode_policy=hold: group_mode_held (transient), not final */
 
     /* cached building configurations (kone_site.c) */
-    bool validate_locally; /* kone.validate_locally */
-    int64_t config_ttl_us; /* kone.config_ttl_s */
-    kk_site *site_hash[KK_SITE_BUCKETS];
-    int n_sites;
-    lws_dll2_owner_t site_out; /* fetches written, answers due (kk_site.olink) */
+    kk_sites sites; /* its configuration, the cache, the fetches out (kone_site.h) */
 
-    /* buildings: circuit breakers and rate limits (kone_bld.c) */
-    kd_brk_cfg brk_cfg;
-    double rate_per_s, rate_burst;
-    int rl_share_pct;     /* kone.rate_slowdown_share */
-    int64_t stall_us;     /* kone.stall_probe_ms: calls without progress this long: ping */
-    kd_cc_cfg cc_bld_cfg; /* a building's concurrency (max: kone.concurrency_building_max) */
-    pthread_mutex_t bmu;  /* the table's shape; breaker, bucket and counters */
-    bool bmu_init;
-    kk_bld *bld_hash[KK_BLD_BUCKETS];
-    int n_blds;
-    lws_dll2_owner_t probes; /* buildings with a ping out (kk_bld.plink) */
-    /* adaptive concurrency of the whole worker (under bmu); buildings whose next waiting
-     * job waits for room in it, in turn (kk_bld.cclink) */
-    kd_cc_cfg cc_cfg;
-    kd_cc cc;
-    lws_dll2_owner_t cc_blocked;
-    atomic_uint_fast64_t rate_waits;
+    /* buildings: circuit breakers, rate limits, the worker's concurrency (kone_bld.h) */
+    kk_blds blds;
 };
 
 /* The owner's metric hooks (kd_kone_metrics), each a no-op when not given. */
@@ -309,32 +279,6 @@ static inline void kk_m_unvalidated(const kd_kone *k)
         k->hooks.metrics.unvalidated(k->hooks.arg);
 }
 
-struct kk_bld {
-    kd_kone *k;
-    kk_bld *hnext;                          /* hash chain */
-    char id[KD_JOB_BUILDING_MAX + 16];      /* "building:<id>" */
-    char probe_group[KD_JOB_GROUP_MAX + 1]; /* group of the last failure: the one pinged */
-    int n_jobs; /* jobs pointing here (an entry in use is never forgotten) */
-    int64_t last_used;
-    /* under k->bmu */
-    kd_breaker brk;
-    kd_rl rl;
-    kd_cc cc; /* its adaptive concurrency limit */
-    uint64_t waits, refused, pings;
-    /* loop thread */
-    lws_dll2_owner_t rq; /* jobs waiting for a token, oldest first (kk_job.place) */
-    lws_sorted_usec_list_t sul;
-    lws_dll2_t plink;  /* on k->probes while a ping is out */
-    lws_dll2_t cclink; /* on k->cc_blocked while its first waiting job waits for the
-                        * worker's concurrency limit */
-    kk_slot *probe_slot;
-    bool probe_write;     /* to be written on probe_slot */
-    int64_t probe_req_id; /* written: its request id */
-    int64_t probe_deadline;
-    unsigned probe_losses; /* probe_slot->losses when it was written */
-    int64_t progress_at;   /* its requests last made progress (or the first went out) */
-};
-
 /* ---- the connection layer (kone_conn.h), seen from a slot */
 static inline kk_slot *kk_slot_of(kk_link *l)
 {
@@ -369,10 +313,12 @@ static inline int64_t kk_jitter(kd_kone *k, int64_t max) /* 0..max-1 */
 {
     return kk_pool_jitter(&k->pool, max);
 }
-/* The token that serves a building: 0 when kone.buildings is empty (every building goes to
- * the one token); else its share's, or -1 when it is not in kone.buildings (outside every
- * scope the worker asked for: KONE would answer 403). Slots with tok == it carry it. */
-int kk_token_of(const kd_kone *k, const char *building_id); /* kone_call.c */
+/* The token that serves a building (kone_scope.h): slots with tok == it carry it; -1 when it
+ * is outside every scope the worker asked for. */
+static inline int kk_token_of(const kd_kone *k, const char *building_id)
+{
+    return kk_scope_token_of(&k->scope, building_id);
+}
 
 /* ---- kone_route.c: the call layer's callbacks for the connection layer (kk_conn_ops) */
 void kk_route_ops(kk_conn_ops *ops); /* fills every member but wakeup (kone.c's) */
@@ -402,38 +348,6 @@ void kk_jobs_fail_all(kd_kone *k, const char *code, const char *msg);
 void kk_finish_run(kd_kone *k, kd_run *run, kd_outcome o, kd_failure_class f, const char *code,
                    const char *msg);
 
-/* ---- kone_bld.c */
-typedef enum { KK_ADMIT_GO = 0, KK_ADMIT_WAIT, KK_ADMIT_REFUSE } kk_admit;
-/* The job's building entry (j->bld, counted in n_jobs), then its breaker and its bucket:
- * GO (place it), WAIT (put on bld->rq, for a token or for the trials of a half-open circuit
- * to decide; released by kk_job_release), REFUSE (circuit open: finish it "circuit_open"). */
-kk_admit kk_bld_admit(kk_job *j);
-/* Its building's circuit is open: ms until the next ping may let calls through (0: now or
- * unknown). The job waits in RabbitMQ that long (kd_run.park_ms, kd_retry_decide). */
-int64_t kk_bld_park_ms(const kk_job *j);
-/* May this job's request be written now (its circuit not open)? */
-bool kk_bld_may_send(const kk_job *j);
-/* The job learned something about its building before its end: an accepted call (SUCCESS),
- * or nothing ever will (NEUTRAL: refused locally). Told once; a FAILURE at its end after a
- * SUCCESS takes the success back. */
-void kk_bld_evidence(kk_job *j, kd_brk_verdict v);
-/* The job is finishing: tells the breaker, lets go of the entry. */
-void kk_bld_job_done(kk_job *j, kd_outcome o, const char *code, bool conn_lost);
-void kk_bld_too_many(kk_job *j); /* KONE answered 429 */
-/* A ping of an open circuit answered on s (true when m was one). */
-bool kk_bld_probe_answer(kk_slot *s, const kd_kone_msg *m);
-/* Writes one ping due on s: 1 written, 0 none due, -1 the connection must close. */
-int kk_bld_write_probe(kk_slot *s, kk_conn *c);
-bool kk_bld_probe_wanted(const kk_slot *s);
-/* Reads the buildings' own keys (kone.stall_probe_ms, kone.rate_slowdown_share,
- * kone.concurrency_building_max); after k->cc_cfg. */
-int kk_bld_config(kd_kone *k, const kd_config *cfg, kd_err *err);
-/* How long an accepted call may wait for its call result: dflt, or a short while when its
- * building's circuit is open (the link is down: no result will come). */
-int64_t kk_bld_result_wait_us(const kk_job *j, int64_t dflt);
-void kk_blds_shutdown(kd_kone *k); /* cancel timers */
-void kk_blds_free(kd_kone *k);
-
 /* ---- kone_call.c, for kone_route.c */
 /* A call state for a session nobody follows yet: kept briefly (see kd_kone.early). */
 void kk_state_unmatched(kk_slot *s, const char *buf, size_t len, int64_t sid);
@@ -450,7 +364,8 @@ struct kk_wake_ops {
     void (*link_down)(kk_job *j);
     /* kone_sub.c: the subscription was answered: the call goes on (GO) or fails (FAIL, why) */
     void (*sub_released)(kk_job *j, kk_gate g, const char *why);
-    void (*site_released)(kk_job *j); /* kone_site.c: the fetch ended: through the gate again */
+    /* kone_site.c (through kk_sites.released): the fetch ended: through the gate again */
+    void (*site_released)(kk_site_job *sj);
     /* kone_bld.c: the ready slot with the fewest jobs among those opened with token tok (-1:
      * any), or NULL: where a ping of an open circuit goes out */
     kk_slot *(*least_loaded)(kd_kone *k, int tok);

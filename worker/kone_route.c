@@ -42,7 +42,7 @@ static void route_frame_in(kk_link *l, const kd_kone_msg *m, const char *buf, si
             return;
         if (kk_sub_answer(s, m))
             return;
-        if (kk_site_answer(s, m, buf, len)) /* a configuration fetch */
+        if (kk_site_answer(&s->site, m, buf, len)) /* a configuration fetch */
             return;
         kk_on_answer(s, m);
         kk_link_answered(l);
@@ -65,7 +65,7 @@ static bool route_want_write(const kk_link *l, void *user)
 {
     (void)user;
     const kk_slot *s = kk_slot_of_const(l);
-    return s->wq.head || kk_bld_probe_wanted(s) || kk_sub_wanted(s) || kk_site_wanted(s);
+    return s->wq.head || kk_bld_probe_wanted(s) || kk_sub_wanted(s) || kk_site_wanted(&s->site);
 }
 
 static int route_writable(kk_link *l, kk_conn *c, void *user)
@@ -76,8 +76,8 @@ static int route_writable(kk_link *l, kk_conn *c, void *user)
         return kk_bld_write_probe(s, c) < 0 ? -1 : 0;
     if (kk_sub_wanted(s)) /* before the calls that wait for it */
         return kk_sub_write(s, c) < 0 ? -1 : 0;
-    if (kk_site_wanted(s)) /* likewise */
-        return kk_site_write(s, c) < 0 ? -1 : 0;
+    if (kk_site_wanted(&s->site)) /* likewise */
+        return kk_site_write(&s->site, c) < 0 ? -1 : 0;
     if (s->wq.head) {
         kk_job *j = lws_container_of(s->wq.head, kk_job, wlink);
         return kk_job_write(j, c) ? -1 : 0;
@@ -103,8 +103,8 @@ static void route_released(kk_link *l, void *user)
 {
     (void)user;
     kk_slot *s = kk_slot_of(l);
-    kk_subs_conn_lost(s, true); /* calls waiting for a subscription move too */
-    kk_sites_conn_lost(s);      /* ... and for a configuration */
+    kk_subs_conn_lost(s, true);   /* calls waiting for a subscription move too */
+    kk_sites_conn_lost(&s->site); /* ... and for a configuration */
     kk_jobs_move_unwritten(s);
 }
 

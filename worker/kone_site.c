@@ -1,8 +1,10 @@
 /* kone_site.c: the cached configuration of each building group, and the local check of
  * calls against it (contract: kone_site.h; see kone_validate.h).
  *
- * Layer (kone_int.h): policy the call layer asks (kk_site_gate); what it later decides for a
- * job it holds waiting goes back through kd_kone.wake (kk_wake_ops), never by name.
+ * Layer (docs/architecture.md): policy the call layer asks (kk_site_gate); what it later
+ * decides for a job it holds waiting goes back through kk_sites.released, never by name. It
+ * includes no kone_int.h: the call layer's structs are seen only through the narrow ones of
+ * kone_site.h (kk_sites, kk_site_slot, kk_site_job).
  *
  * One entry per worker, building and group (KONE's config and actions are per group), made
  * on the first call there. Its life, decided by kd_kval_decide on the loop's clock:
@@ -18,7 +20,7 @@
  * A fetch is two requests, `common-api` config then actions, written on the slot of the
  * call that needed them (any ready slot will do: the cache is the worker's, not the
  * connection's) before any call waiting on that slot. Calls arriving meanwhile wait on the
- * entry (kk_site.waiters), their own deadlines running (kone_call.c), and pass the gate
+ * entry (kk_site.waiters), their own deadlines running (the call layer's), and pass the gate
  * again when it ends. A call the cache passed that KONE then refuses as if the
  * configuration had changed (an unknown area or action, a disabled action, 404) marks the
  * entry stale: the next call there fetches it again.
@@ -26,13 +28,15 @@
  * Memory: at most KK_MAX_SITES entries; when full, entries unused for a whole TTL are
  * forgotten, and a call that finds no room goes on unchecked.
  */
+#include "kone_site.h"
+
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "kd_log.h"
-#include "kone_int.h"
+#include "kd_time.h"
 
 static void site_timer(lws_sorted_usec_list_t *sul);
 
@@ -43,9 +47,46 @@ static unsigned hash_of(const char *building, const char *group)
 
 #define key_of kk_bg_key
 
-static kk_site *lookup(kd_kone *k, const char *b, const char *g)
+/* The owner's metric hooks (kd_kone_metrics), each a no-op when not given. */
+static void m_unvalidated(const kk_sites *ss)
 {
-    for (kk_site *x = k->site_hash[hash_of(b, g)]; x; x = x->hnext)
+    if (ss->hooks->metrics.unvalidated)
+        ss->hooks->metrics.unvalidated(ss->hooks->arg);
+}
+static void m_local_reject(const kk_sites *ss, const char *reason)
+{
+    if (ss->hooks->metrics.local_reject)
+        ss->hooks->metrics.local_reject(reason, ss->hooks->arg);
+}
+static void m_request(const kk_sites *ss, const char *type, int status, int64_t rtt_us)
+{
+    if (ss->hooks->metrics.api_request)
+        ss->hooks->metrics.api_request(type, status, rtt_us, ss->hooks->arg);
+}
+
+void kk_sites_init(kk_sites *ss, kk_pool *pool, const kd_kone_hooks *hooks,
+                   void (*released)(kk_site_job *sj))
+{
+    ss->pool = pool;
+    ss->hooks = hooks;
+    ss->released = released;
+}
+
+void kk_site_slot_init(kk_site_slot *s, kk_sites *sites, kk_link *link)
+{
+    s->sites = sites;
+    s->link = link;
+}
+
+void kk_site_forget(kk_site_job *sj)
+{
+    if (!lws_dll2_is_detached(&sj->wait))
+        lws_dll2_remove(&sj->wait);
+}
+
+static kk_site *lookup(kk_sites *ss, const char *b, const char *g)
+{
+    for (kk_site *x = ss->hash[hash_of(b, g)]; x; x = x->hnext)
         if (!strcmp(x->building, b) && !strcmp(x->group, g))
             return x;
     return NULL;
@@ -58,13 +99,13 @@ static bool busy(const kk_site *x)
 
 static void destroy(kk_site *x)
 {
-    kd_kone *k = x->k;
-    for (kk_site **pp = &k->site_hash[hash_of(x->building, x->group)]; *pp; pp = &(*pp)->hnext)
+    kk_sites *ss = x->sites;
+    for (kk_site **pp = &ss->hash[hash_of(x->building, x->group)]; *pp; pp = &(*pp)->hnext)
         if (*pp == x) {
             *pp = x->hnext;
             break;
         }
-    k->n_sites--;
+    ss->n--;
     lws_sul_cancel(&x->sul);
     if (!lws_dll2_is_detached(&x->wlink))
         lws_dll2_remove(&x->wlink);
@@ -77,35 +118,35 @@ static void destroy(kk_site *x)
 }
 
 /* Room for one more: entries nobody used for a whole TTL go. */
-static void sweep(kd_kone *k, int64_t now)
+static void sweep(kk_sites *ss, int64_t now)
 {
     for (int i = 0; i < KK_SITE_BUCKETS; i++) {
         kk_site *next;
-        for (kk_site *x = k->site_hash[i]; x; x = next) {
+        for (kk_site *x = ss->hash[i]; x; x = next) {
             next = x->hnext;
-            if (!busy(x) && now - x->last_used >= k->config_ttl_us)
+            if (!busy(x) && now - x->last_used >= ss->cfg.config_ttl_us)
                 destroy(x);
         }
     }
 }
 
-static kk_site *create(kd_kone *k, const char *b, const char *g, int64_t now)
+static kk_site *create(kk_sites *ss, const char *b, const char *g, int64_t now)
 {
-    if (k->n_sites >= KK_MAX_SITES)
-        sweep(k, now);
-    if (k->n_sites >= KK_MAX_SITES)
+    if (ss->n >= KK_MAX_SITES)
+        sweep(ss, now);
+    if (ss->n >= KK_MAX_SITES)
         return NULL;
     kk_site *x = calloc(1, sizeof *x);
     if (!x)
         return NULL;
-    x->k = k;
+    x->sites = ss;
     snprintf(x->building, sizeof x->building, "%s", b);
     snprintf(x->group, sizeof x->group, "%s", g);
-    x->fresh.ttl_us = k->config_ttl_us;
+    x->fresh.ttl_us = ss->cfg.config_ttl_us;
     unsigned h = hash_of(b, g);
-    x->hnext = k->site_hash[h];
-    k->site_hash[h] = x;
-    k->n_sites++;
+    x->hnext = ss->hash[h];
+    ss->hash[h] = x;
+    ss->n++;
     return x;
 }
 
@@ -113,9 +154,9 @@ static kk_site *create(kd_kone *k, const char *b, const char *g, int64_t now)
 static void release(kk_site *x)
 {
     while (x->waiters.head) {
-        kk_job *j = lws_container_of(x->waiters.head, kk_job, wlink);
-        lws_dll2_remove(&j->wlink);
-        j->k->wake->site_released(j);
+        kk_site_job *j = lws_container_of(x->waiters.head, kk_site_job, wait);
+        lws_dll2_remove(&j->wait);
+        x->sites->released(j);
     }
 }
 
@@ -141,57 +182,61 @@ static void fetch_end(kk_site *x, bool ok, const char *why)
     release(x);
 }
 
-static void fetch_start(kk_site *x, kk_slot *s)
+static void fetch_start(kk_site *x, kk_site_slot *s)
 {
     x->slot = s;
     x->asked_mono = kd_mono_us();
     x->want_config = x->want_actions = true;
-    lws_dll2_add_tail(&x->wlink, &s->site_wq);
-    kk_slot_want_write(s);
+    lws_dll2_add_tail(&x->wlink, &s->wq);
+    kk_link_want_write(s->link);
 }
 
-kk_gate kk_site_gate(kk_slot *s, kk_job *j, char *code, size_t code_len, char *why, size_t len)
+/* The job waits for x's fetch, to be written on s when it ends. */
+static kk_gate park(kk_site *x, kk_site_slot *s, kk_site_job *j)
 {
-    kd_kone *k = j->k;
-    if (!k->validate_locally || j->site.passed)
+    j->slot = s;
+    lws_dll2_add_tail(&j->wait, &x->waiters);
+    return KK_GATE_WAIT;
+}
+
+kk_gate kk_site_gate(kk_site_slot *s, kk_site_job *j, char *code, size_t code_len, char *why,
+                     size_t len)
+{
+    kk_sites *ss = s->sites;
+    if (!ss->cfg.validate_locally || j->passed)
         return KK_GATE_GO;
     char b[sizeof((kk_site *)0)->building];
     const char *g;
-    key_of(&j->run->job, b, sizeof b, &g);
+    key_of(j->job, b, sizeof b, &g);
     int64_t now = kd_mono_us();
-    kk_site *x = lookup(k, b, g);
-    if (!x && !(x = create(k, b, g, now))) {
-        j->site.passed = true; /* no room: unchecked */
-        kk_m_unvalidated(s->k);
+    kk_site *x = lookup(ss, b, g);
+    if (!x && !(x = create(ss, b, g, now))) {
+        j->passed = true; /* no room: unchecked */
+        m_unvalidated(ss);
         return KK_GATE_GO;
     }
     x->last_used = now;
-    if (x->slot) { /* a fetch is under way */
-        lws_dll2_add_tail(&j->wlink, &x->waiters);
-        return KK_GATE_WAIT;
-    }
+    if (x->slot) /* a fetch is under way */
+        return park(x, s, j);
     switch (kd_kval_decide(&x->fresh, now)) {
-    case KD_KVAL_FETCH:
-        fetch_start(x, s);
-        lws_dll2_add_tail(&j->wlink, &x->waiters);
-        return KK_GATE_WAIT;
+    case KD_KVAL_FETCH: fetch_start(x, s); return park(x, s, j);
     case KD_KVAL_UNVALIDATED:
-        j->site.passed = true;
-        kk_m_unvalidated(s->k);
+        j->passed = true;
+        m_unvalidated(ss);
         return KK_GATE_GO;
     case KD_KVAL_USE: break;
     }
     char text[200];
-    kd_kval_reason r = kd_kval_check(&x->cfg, &j->run->job, code, code_len, text, sizeof text);
+    kd_kval_reason r = kd_kval_check(&x->cfg, j->job, code, code_len, text, sizeof text);
     if (r == KD_KVAL_OK) {
-        j->site.passed = j->site.checked = true;
+        j->passed = j->checked = true;
         return KK_GATE_GO;
     }
     /* KONE's own words, so that consumers matching on them see the same thing; the result
      * says validated_locally, and the log line says where the verdict came from */
-    kk_m_local_reject(s->k, kd_kval_reason_name(r));
+    m_local_reject(ss, kd_kval_reason_name(r));
     snprintf(why, len, "%s%s", r == KD_KVAL_SAME_FLOOR ? "call cancelled: " : "", text);
-    kd_log_ctx lc = {j->run->job.job_id, j->run->job.trace_id, j->run->job.building_id};
+    kd_log_ctx lc = {j->job->job_id, j->job->trace_id, j->job->building_id};
     kd_log(KD_LOG_DEBUG, &lc,
            "kone: %s; validated locally against the configuration of %s "
            "group %s: no call made",
@@ -199,18 +244,18 @@ kk_gate kk_site_gate(kk_slot *s, kk_job *j, char *code, size_t code_len, char *w
     return KK_GATE_REFUSE;
 }
 
-bool kk_site_wanted(const kk_slot *s)
+bool kk_site_wanted(const kk_site_slot *s)
 {
-    return s->site_wq.head != NULL;
+    return s->wq.head != NULL;
 }
 
-int kk_site_write(kk_slot *s, kk_conn *c)
+int kk_site_write(kk_site_slot *s, kk_conn *c)
 {
-    if (!s->site_wq.head)
+    if (!s->wq.head)
         return 0;
-    kk_site *x = lws_container_of(s->site_wq.head, kk_site, wlink);
+    kk_site *x = lws_container_of(s->wq.head, kk_site, wlink);
     bool cfg = x->want_config;
-    int64_t id = kk_slot_next_id(s);
+    int64_t id = kk_pool_next_id(s->link->pool);
     kd_err e = {0};
     char *text = kd_kone_msg_common(cfg ? "config" : "actions", x->building, x->group, id, &e);
     if (!text) {
@@ -232,19 +277,19 @@ int kk_site_write(kk_slot *s, kk_conn *c)
     if (!x->want_config && !x->want_actions)
         lws_dll2_remove(&x->wlink);
     if (lws_dll2_is_detached(&x->olink))
-        lws_dll2_add_tail(&x->olink, &s->k->site_out);
-    lws_sul_schedule(s->k->ctx, 0, &x->sul, site_timer, s->k->request_timeout_us);
-    kd_debug("kone: slot %d: fetching the %s of %s group %s", s->link.idx,
+        lws_dll2_add_tail(&x->olink, &s->sites->out);
+    lws_sul_schedule(s->sites->pool->ctx, 0, &x->sul, site_timer, s->sites->cfg.request_timeout_us);
+    kd_debug("kone: slot %d: fetching the %s of %s group %s", s->link->idx,
              cfg ? "config" : "actions", x->building, x->group);
     return 1;
 }
 
-bool kk_site_answer(kk_slot *s, const kd_kone_msg *m, const char *buf, size_t len)
+bool kk_site_answer(kk_site_slot *s, const kd_kone_msg *m, const char *buf, size_t len)
 {
     if (!m->has_request_id || !m->request_id)
         return false;
     kk_site *x = NULL;
-    for (lws_dll2_t *d = s->k->site_out.head; d && !x; d = d->next) {
+    for (lws_dll2_t *d = s->sites->out.head; d && !x; d = d->next) {
         kk_site *y = lws_container_of(d, kk_site, olink);
         if (y->config_req_id == m->request_id || y->actions_req_id == m->request_id)
             x = y;
@@ -253,7 +298,7 @@ bool kk_site_answer(kk_slot *s, const kd_kone_msg *m, const char *buf, size_t le
         return false;
     bool cfg = x->config_req_id == m->request_id;
     int64_t now = kd_mono_us();
-    kk_m_request(x->k, cfg ? "config" : "actions", m->status, now - x->sent_mono);
+    m_request(x->sites, cfg ? "config" : "actions", m->status, now - x->sent_mono);
     if (cfg)
         x->config_req_id = 0;
     else
@@ -291,26 +336,27 @@ static void site_timer(lws_sorted_usec_list_t *sul)
     kk_site *x = lws_container_of(sul, kk_site, sul);
     if (!x->config_req_id && !x->actions_req_id)
         return;
-    int64_t now = kd_mono_us(), due = x->sent_mono + x->k->request_timeout_us;
+    kk_sites *ss = x->sites;
+    int64_t now = kd_mono_us(), due = x->sent_mono + ss->cfg.request_timeout_us;
     if (now < due) {
-        lws_sul_schedule(x->k->ctx, 0, &x->sul, site_timer, due - now);
+        lws_sul_schedule(ss->pool->ctx, 0, &x->sul, site_timer, due - now);
         return;
     }
-    kk_m_request(x->k, x->config_req_id ? "config" : "actions", KD_KONE_STATUS_TIMEOUT,
-                 now - x->sent_mono);
+    m_request(ss, x->config_req_id ? "config" : "actions", KD_KONE_STATUS_TIMEOUT,
+              now - x->sent_mono);
     char why[64];
-    snprintf(why, sizeof why, "unanswered in %" PRId64 " ms", x->k->request_timeout_us / 1000);
+    snprintf(why, sizeof why, "unanswered in %" PRId64 " ms", ss->cfg.request_timeout_us / 1000);
     fetch_end(x, false, why);
 }
 
-void kk_site_refused(kk_job *j, const char *code, const char *msg)
+void kk_site_refused(kk_sites *ss, const kk_site_job *j, const char *code, const char *msg)
 {
-    if (!j->site.checked || !kd_kval_contradicts(code, msg))
+    if (!j->checked || !kd_kval_contradicts(code, msg))
         return;
     char b[sizeof((kk_site *)0)->building];
     const char *g;
-    key_of(&j->run->job, b, sizeof b, &g);
-    kk_site *x = lookup(j->k, b, g);
+    key_of(j->job, b, sizeof b, &g);
+    kk_site *x = lookup(ss, b, g);
     if (!x || x->fresh.stale)
         return;
     kd_kval_contradicted(&x->fresh);
@@ -319,31 +365,37 @@ void kk_site_refused(kk_job *j, const char *code, const char *msg)
             b, g, code, msg);
 }
 
-void kk_sites_conn_lost(kk_slot *s)
+void kk_sites_conn_lost(kk_site_slot *s)
 {
-    kd_kone *k = s->k;
+    kk_sites *ss = s->sites;
     for (int i = 0; i < KK_SITE_BUCKETS; i++)
-        for (kk_site *x = k->site_hash[i]; x; x = x->hnext) {
+        for (kk_site *x = ss->hash[i]; x; x = x->hnext) {
             lws_dll2_t *d, *next;
             for (d = x->waiters.head; d; d = next) { /* this slot's calls move on */
                 next = d->next;
-                kk_job *j = lws_container_of(d, kk_job, wlink);
+                kk_site_job *j = lws_container_of(d, kk_site_job, wait);
                 if (j->slot != s)
                     continue;
-                lws_dll2_remove(&j->wlink);
-                lws_dll2_add_tail(&j->wlink, &s->wq);
+                lws_dll2_remove(&j->wait);
+                ss->released(j); /* queued on its slot: the call layer moves it */
             }
         }
     /* fetches not fully written on s: nothing will answer them */
-    while (s->site_wq.head)
-        fetch_end(lws_container_of(s->site_wq.head, kk_site, wlink), false,
-                  "its connection was lost");
+    while (s->wq.head)
+        fetch_end(lws_container_of(s->wq.head, kk_site, wlink), false, "its connection was lost");
 }
 
-void kk_sites_free(kd_kone *k)
+void kk_sites_free(kk_sites *ss)
 {
     for (int i = 0; i < KK_SITE_BUCKETS; i++)
-        while (k->site_hash[i])
+        while (ss->hash[i])
             // NOLINTNEXTLINE(clang-analyzer-unix.Malloc): destroy() unlinks it from this bucket
-            destroy(k->site_hash[i]);
+            destroy(ss->hash[i]);
+}
+
+void kk_site_config(kk_site_cfg *c, const kd_config *cfg)
+{
+    c->validate_locally = kd_cfg_bool(cfg, KD_CFG_KONE_VALIDATE_LOCALLY);
+    c->config_ttl_us = kd_cfg_int(cfg, KD_CFG_KONE_CONFIG_TTL_S) * 1000000;
+    c->request_timeout_us = kd_cfg_int(cfg, KD_CFG_KONE_REQUEST_TIMEOUT_MS) * 1000;
 }

@@ -40,6 +40,7 @@
  * KONE's own refusal decides.
  */
 #include <inttypes.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -164,7 +165,8 @@ kk_gate kk_sub_gate(kk_slot *s, kk_job *j, char *why, size_t len)
     x->last_used = now;
     if (x->st == KS_ACTIVE && x->refused_mode >= 0) {
         snprintf(why, len, "group %s of %s is in %s mode (lift_mode %" PRId64 ")", g, b,
-                 s->k->modes[x->refused_mode].name, s->k->modes[x->refused_mode].code);
+                 s->k->sub_cfg.modes[x->refused_mode].name,
+                 s->k->sub_cfg.modes[x->refused_mode].code);
         return KK_GATE_REFUSE;
     }
     if (x->st == KS_ACTIVE)
@@ -228,7 +230,7 @@ void kk_sub_claim(kk_slot *s, const kd_job *job)
         return; /* GCOVR_EXCL_LINE: allocation failure (the gate makes it, or fails the call) */
     x->last_used = kd_mono_us();
     if (made) /* forgotten if unused */
-        arm(x, x->last_used + (int64_t)s->k->monitor_duration_s * SEC);
+        arm(x, x->last_used + (int64_t)s->k->sub_cfg.monitor_duration_s * SEC);
 }
 
 bool kk_sub_wanted(const kk_slot *s)
@@ -245,8 +247,8 @@ int kk_sub_write(kk_slot *s, kk_conn *c)
     int64_t id = kk_slot_next_id(s);
     const char *topics[] = {"call_state/+/+", "+/status"};
     kd_err e = {0};
-    char *text = kd_kone_msg_monitor(x->building, x->group, id, k->sub_name, k->monitor_duration_s,
-                                     topics, 2, &e);
+    char *text = kd_kone_msg_monitor(x->building, x->group, id, k->sub_cfg.sub_name,
+                                     k->sub_cfg.monitor_duration_s, topics, 2, &e);
     if (!text) { /* out of memory: try again on the next WRITEABLE */
         kd_error("kone: slot %d: %s", s->link.idx, e.msg);
         return 0;
@@ -259,7 +261,7 @@ int kk_sub_write(kk_slot *s, kk_conn *c)
     lws_dll2_add_tail(&x->olink, &s->sub.out);
     x->req_id = id;
     x->sent_mono = kd_mono_us();
-    arm(x, x->sent_mono + k->request_timeout_us);
+    arm(x, x->sent_mono + k->sub_cfg.request_timeout_us);
     kd_debug("kone: slot %d: subscribing to call states of %s group %s", s->link.idx, x->building,
              x->group);
     return 1;
@@ -316,8 +318,8 @@ bool kk_sub_answer(kk_slot *s, const kd_kone_msg *m)
         x->final = false;
         x->refusals = 0;
         x->why[0] = '\0';
-        x->expires = x->sent_mono + (int64_t)k->monitor_duration_s * SEC;
-        x->renew_at = x->sent_mono + (int64_t)k->monitor_duration_s * SEC * 4 / 5;
+        x->expires = x->sent_mono + (int64_t)k->sub_cfg.monitor_duration_s * SEC;
+        x->renew_at = x->sent_mono + (int64_t)k->sub_cfg.monitor_duration_s * SEC * 4 / 5;
         arm(x, x->renew_at);
         release(x, KK_GATE_GO);
         return true;
@@ -346,7 +348,7 @@ bool kk_sub_answer(kk_slot *s, const kd_kone_msg *m)
 static bool superseded(const kk_sub *x)
 {
     const kd_kone *k = x->slot->k;
-    for (int i = 0; i < k->n_slots; i++) {
+    for (int i = 0; i < k->pool.n_links; i++) {
         const kk_slot *t = &k->slots[i];
         const kk_sub *y = t == x->slot ? NULL : lookup(t, x->building, x->group);
         if (y && kk_slot_ready(t) && y->st != KS_REFUSED && y->last_used > x->last_used)
@@ -359,7 +361,7 @@ static bool superseded(const kk_sub *x)
 static bool in_use(kk_sub *x, int64_t now)
 {
     kk_slot *s = x->slot;
-    if (now - x->last_used < (int64_t)s->k->monitor_duration_s * SEC && !superseded(x))
+    if (now - x->last_used < (int64_t)s->k->sub_cfg.monitor_duration_s * SEC && !superseded(x))
         return true;
     for (lws_dll2_t *d = s->jobs.head; d; d = d->next) {
         kk_job *j = lws_container_of(d, kk_job, place);
@@ -379,23 +381,23 @@ static void sub_timer(lws_sorted_usec_list_t *sul)
     kd_kone *k = s->k;
     int64_t now = kd_mono_us();
     if (x->req_id) { /* written: its answer is due */
-        if (now >= x->sent_mono + k->request_timeout_us) {
+        if (now >= x->sent_mono + k->sub_cfg.request_timeout_us) {
             lws_dll2_remove(&x->olink);
             x->req_id = 0;
             kk_m_request(s->k, "site-monitoring", KD_KONE_STATUS_TIMEOUT, now - x->sent_mono);
             char what[64];
             snprintf(what, sizeof what, "unanswered in %" PRId64 " ms",
-                     k->request_timeout_us / 1000);
+                     k->sub_cfg.request_timeout_us / 1000);
             refused(x, false, what);
         } else {
-            arm(x, x->sent_mono + k->request_timeout_us);
+            arm(x, x->sent_mono + k->sub_cfg.request_timeout_us);
         }
         return;
     }
     if (x->st == KS_NEW && lws_dll2_is_detached(&x->wlink) && !x->waiters.count) {
         /* claimed (kk_sub_claim) and never requested: kept while its calls are on the slot */
         if (in_use(x, now))
-            arm(x, now + (int64_t)k->monitor_duration_s * SEC);
+            arm(x, now + (int64_t)k->sub_cfg.monitor_duration_s * SEC);
         else
             destroy(x);
         return;
@@ -419,11 +421,11 @@ static void sub_timer(lws_sorted_usec_list_t *sul)
         arm(x, x->renew_at);
 }
 
-/* Index in k->modes of a refused lift_mode, or -1. */
+/* Index in k->sub_cfg.modes of a refused lift_mode, or -1. */
 static int refused_index(const kd_kone *k, int64_t mode)
 {
-    for (int i = 0; i < k->n_modes; i++)
-        if (k->modes[i].code == mode)
+    for (int i = 0; i < k->sub_cfg.n_modes; i++)
+        if (k->sub_cfg.modes[i].code == mode)
             return i;
     return -1;
 }
@@ -457,8 +459,8 @@ void kk_sub_lift_status(kk_slot *s, const kd_kone_msg *m)
         kd_log(KD_LOG_WARN, &lc,
                "kone: slot %d: group %s of %s is in %s mode (lift_mode %" PRId64
                "): its calls are rejected group_mode, not sent",
-               s->link.idx, x->group, x->building, s->k->modes[blocked].name,
-               s->k->modes[blocked].code);
+               s->link.idx, x->group, x->building, s->k->sub_cfg.modes[blocked].name,
+               s->k->sub_cfg.modes[blocked].code);
     else
         kd_log(KD_LOG_INFO, &lc,
                "kone: slot %d: group %s of %s is called again (lift_mode %" PRId64 ")", s->link.idx,
@@ -520,9 +522,9 @@ bool kk_sub_ping_target(const kk_slot *s, const char **building, const char **gr
         *group = best->group;
         return true;
     }
-    for (int i = 0; i < s->k->n_buildings; i++) /* the first its token serves */
-        if (kk_token_of(s->k, s->k->buildings[i]) == s->tok) {
-            *building = s->k->buildings[i];
+    for (int i = 0; i < s->k->scope.n_buildings; i++) /* the first its token serves */
+        if (kk_token_of(s->k, s->k->scope.buildings[i]) == s->tok) {
+            *building = s->k->scope.buildings[i];
             *group = "1";
             return true;
         }
@@ -539,4 +541,39 @@ void kk_subs_free(kk_slot *s)
                 lws_dll2_remove(x->waiters.head);
             destroy(x);
         }
+}
+
+/* ------------------------------------------------------------------ configuration */
+
+/* kone.lift_modes_refused: "code:NAME,code:NAME". */
+static int load_modes(kk_sub_cfg *c, const char *list, kd_err *err)
+{
+    const char *p = list;
+    while (*p) {
+        while (*p == ' ' || *p == ',')
+            p++;
+        if (!*p)
+            break;
+        char *end;
+        long long code = strtoll(p, &end, 10);
+        size_t n = end[0] == ':' ? strcspn(end + 1, " ,") : 0;
+        if (end == p || !n || n >= sizeof c->modes[0].name || c->n_modes >= KK_MODES_MAX)
+            return kd_err_set(err, KD_ERR_INVALID,
+                              "kone.lift_modes_refused: expected code:NAME pairs separated by "
+                              "commas (at most %d), got '%.80s'",
+                              KK_MODES_MAX, list);
+        c->modes[c->n_modes].code = code;
+        snprintf(c->modes[c->n_modes].name, sizeof c->modes[0].name, "%.*s", (int)n, end + 1);
+        c->n_modes++;
+        p = end + 1 + n;
+    }
+    return 0;
+}
+
+int kk_sub_config(kk_sub_cfg *c, const kd_config *cfg, kd_err *err)
+{
+    c->monitor_duration_s = (int)kd_cfg_int(cfg, KD_CFG_KONE_MONITOR_DURATION_S);
+    c->request_timeout_us = kd_cfg_int(cfg, KD_CFG_KONE_REQUEST_TIMEOUT_MS) * 1000;
+    snprintf(c->sub_name, sizeof c->sub_name, "kone-dispatch-%d", (int)getpid());
+    return load_modes(c, kd_cfg_str(cfg, KD_CFG_KONE_LIFT_MODES_REFUSED), err);
 }

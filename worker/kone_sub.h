@@ -14,11 +14,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "kd_config.h"
+#include "kd_err.h"
 #include "kd_job.h"
 #include "kone_conn.h"
 #include "kone_msg.h"
 
 #define KK_SUB_LIFTS 32 /* lifts of a group whose mode is remembered */
+#define KK_MODES_MAX 16 /* kone.lift_modes_refused entries */
 
 typedef struct kd_kone kd_kone;
 typedef struct kk_slot kk_slot; /* kone_int.h: the call layer's side of a kk_link */
@@ -26,6 +29,21 @@ typedef struct kk_job kk_job;
 typedef struct kk_sub kk_sub;
 
 #define KK_SUB_BUCKETS 64 /* per slot: subscriptions by building and group */
+
+/* This module's configuration (kd_kone.sub_cfg), filled by kk_sub_config alone. */
+typedef struct kk_sub_cfg {
+    int monitor_duration_s;     /* kone.monitor_duration_s: a subscription's life at KONE */
+    int64_t request_timeout_us; /* kone.request_timeout_ms: a subscription unanswered fails */
+    struct {
+        int64_t code;
+        char name[16];
+    } modes[KK_MODES_MAX]; /* kone.lift_modes_refused */
+    int n_modes;
+    char sub_name[48]; /* payload.sub of our subscriptions (KONE: unique per subscriber) */
+} kk_sub_cfg;
+/* Reads kone.monitor_duration_s, kone.request_timeout_ms and kone.lift_modes_refused
+ * ("code:NAME,code:NAME": fails on anything else); names the subscriber after the process. */
+int kk_sub_config(kk_sub_cfg *c, const kd_config *cfg, kd_err *err);
 
 /* What this module keeps per slot (kk_slot.sub, kone_int.h): the site-monitoring
  * subscriptions of the slot's session. Only kone_sub.c reads or writes it. */
