@@ -104,9 +104,12 @@ typedef struct fk_shared {
     bool refused_401_once;
     int64_t refuse_until_ms; /* upgrades answered 503 until then (CLOCK_MONOTONIC) */
     int n_refused_503;
-    int conn_requests[64]; /* per connection number: requests received */
-    int64_t held_rid;      /* action 12: a request held unanswered (0: none) */
-    int64_t late_sid;      /* action 13: the session id given in the late answer */
+    int conn_requests[64];    /* per connection number: requests received */
+    int64_t held_rid;         /* action 12: a request held unanswered (0: none) */
+    int64_t late_sid;         /* action 13: the session id given in the late answer */
+    int n_deletes;            /* lift-call-api-v2 deletes received */
+    int n_site_fetches;       /* common-api requests other than ping (config, actions) */
+    int n_unanswered_deletes; /* action 18: deletes left unanswered */
 } fk_shared;
 
 static fk_shared *fk;
@@ -179,12 +182,32 @@ static json_t *fk_call_state(int64_t sid, const char *state, const char *reason)
  * gets them when a connection of its session subscribes again (KONE's resend on resume).
  *   10   as 8, and upgrades are refused (503) for 2.5 s: the resume comes late
  *   11   the connection drops before the answer, which is lost for good; upgrades refused
- *        (503) for 2.5 s */
+ *        (503) for 2.5 s
+ *   14   the connection drops before the answer and KONE forgets the session (a restart):
+ *        resume-session is answered 404
+ *   15   201, then the connection drops before the call result; the session forgotten
+ *   16   accepted, no events; its delete drops the connection, the session forgotten
+ *   17   accepted, no events; its delete is refused (409)
+ *   18   accepted, no events; its delete is never answered
+ *   19   frames that are no job's first (an answer without a request id, a state of a
+ *        call made elsewhere), then the call's result inside its 201 answer; states as 2
+ *   20   201, then a result success=true without a session_id
+ *   21   the call result before the 201 answer; states as 2 */
 static int64_t fk_now_ms(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Drops c after what is queued on it; with forget, KONE forgets its session too, as after a
+ * restart of KONE's side: a resume-session naming it is answered 404. */
+static void fk_drop(fk_conn *c, bool forget)
+{
+    if (forget && c->sess >= 0)
+        snprintf(fk->sessions[c->sess], sizeof fk->sessions[c->sess], "forgotten");
+    c->close_now = true;
+    lws_callback_on_writable(c->wsi);
 }
 
 static void fk_events(fk_conn *c, fk_call *call)
@@ -200,7 +223,7 @@ static void fk_events(fk_conn *c, fk_call *call)
     }
     if (call->action == 3) {
         fk_send(c, fk_call_state(call->sid, "cancelled", "SAME_SOURCE_AND_DEST_FLOOR"));
-    } else if (call->action != 5) {
+    } else if (call->action != 5 && (call->action < 16 || call->action > 18)) {
         fk_send(c, fk_call_state(call->sid, "being_allocated", NULL));
         fk_send(c, fk_call_state(call->sid, "being_served", NULL));
         fk_send(c, fk_call_state(call->sid, "being_served", NULL)); /* a re-send: no change */
@@ -232,6 +255,15 @@ static void fk_action(fk_conn *c, const json_t *rid, int action)
         lws_callback_on_writable(c->wsi);
         return;
     case 6: fk_send(c, fk_answer(rid, 201, NULL)); return;
+    case 14: fk_drop(c, true); return;
+    case 15:
+        fk_send(c, fk_answer(rid, 201, NULL));
+        fk_drop(c, true);
+        return;
+    case 20:
+        fk_send(c, fk_answer(rid, 201, NULL));
+        fk_send(c, fk_result(rid, true, 0, NULL));
+        return;
     case 401:
         if (!fk->refused_401_once) {
             fk->refused_401_once = true;
@@ -262,8 +294,19 @@ static void fk_action(fk_conn *c, const json_t *rid, int action)
         lws_callback_on_writable(c->wsi);
         return;
     }
-    fk_send(c, fk_answer(rid, 201, NULL));
-    fk_send(c, fk_result(rid, true, sid, NULL));
+    if (action == 19) {
+        fk_send(c, fk_answer(NULL, 201, NULL));
+        fk_send(c, fk_call_state(1, "being_served", NULL));
+        json_t *a = fk_answer(rid, 201, NULL);
+        json_object_set_new(a, "data", json_pack("{s:b,s:I}", "success", 1, "session_id", sid));
+        fk_send(c, a);
+    } else if (action == 21) {
+        fk_send(c, fk_result(rid, true, sid, NULL));
+        fk_send(c, fk_answer(rid, 201, NULL));
+    } else {
+        fk_send(c, fk_answer(rid, 201, NULL));
+        fk_send(c, fk_result(rid, true, sid, NULL));
+    }
     if (call && c->subscribed)
         fk_events(c, call);
 }
@@ -325,6 +368,9 @@ static void fk_frame(fk_conn *c, const char *text, size_t len)
         if (!json_object_get(o, "buildingId"))
             fk->n_pings_no_building++;
         fk_send(c, fk_answer(rid, 200, NULL));
+    } else if (!strcmp(type, "common-api")) { /* config, actions: not served here */
+        fk->n_site_fetches++;
+        fk_send(c, fk_answer(rid, 400, "Invalid json payload"));
     } else if (!strcmp(type, "site-monitoring")) {
         fk->n_monitors++;
         /* buildings 403 and 503 refuse subscriptions with that status */
@@ -353,11 +399,18 @@ static void fk_frame(fk_conn *c, const char *text, size_t len)
         fk_send(c, fk_answer(rid, 202, NULL));
     } else if (!strcmp(type, "lift-call-api-v2") && ct && !strcmp(ct, "delete")) {
         int64_t sid = json_integer_value(json_object_get(p, "session_id"));
-        int owner = -2;
+        int owner = -2, action = 0;
         for (int i = 0; i < fk->n_calls; i++)
-            if (fk->calls[i].sid == sid)
+            if (fk->calls[i].sid == sid) {
                 owner = fk->calls[i].sess;
-        if (sid == 999)
+                action = fk->calls[i].action;
+            }
+        fk->n_deletes++;
+        if (action == 16)
+            fk_drop(c, true);
+        else if (action == 18) /* never answered */
+            fk->n_unanswered_deletes++;
+        else if (sid == 999 || action == 17)
             fk_send(c, fk_answer(rid, 409, "Request was not in cancellable state"));
         else if (owner != -2 && owner != c->sess) /* as kone-sim: sessions own calls */
             fk_send(c, fk_answer(rid, 404, "Call not found in this session"));
@@ -1062,6 +1115,170 @@ static void test_unanswered_after_resume(void **state)
     client_stop(&c);
 }
 
+/* KONE's side forgot the session (a restart) while the client waited on it: the resume is
+ * refused (404) and a new session made. What the job waited for is lost with the old session:
+ * a request not yet answered fails transient (it was not accepted: safe to retry), a call
+ * accepted (201) whose result was lost is unknown and final (it may have been placed: never
+ * called twice), and so is a call whose delete was lost, with the reason it was deleted. */
+static void test_session_lost(void **state)
+{
+    (void)state;
+    client c;
+    client_start(&c, "--kone-connections=1", NULL);
+    int creates = fk_get(&fk->n_creates), resumes = fk_get(&fk->n_resumes);
+    kd_run *r = run_one(&c, new_run(KD_OP_CALL, 14, false), 5000);
+    expect(r, KD_OUTCOME_FAILED, KD_FAIL_TRANSIENT, "session_lost");
+    assert_non_null(strstr(r->error_message, "lost before the answer"));
+    free(r);
+    r = run_one(&c, new_run(KD_OP_CALL, 15, false), 5000);
+    expect(r, KD_OUTCOME_UNKNOWN, KD_FAIL_FINAL, "session_lost");
+    assert_int_equal(r->kone_status, 201);
+    assert_non_null(strstr(r->error_message, "not called again"));
+    free(r);
+    int deletes = fk_get(&fk->n_deletes);
+    r = run_one(&c, new_run(KD_OP_CALL, 16, false), 5000);
+    expect(r, KD_OUTCOME_UNKNOWN, KD_FAIL_FINAL, "1005");
+    assert_non_null(strstr(r->error_message, "made no progress"));
+    assert_non_null(strstr(r->error_message, "its delete was lost with the session"));
+    assert_int_equal(fk_get(&fk->n_deletes), deletes + 1);
+    free(r);
+    assert_true(fk_get(&fk->n_resumes) >= resumes + 3);    /* each loss: a resume tried */
+    assert_int_equal(fk_get(&fk->n_creates), creates + 3); /* refused: a new session */
+    r = run_one(&c, new_run(KD_OP_CALL, 2, false), 5000);  /* which works */
+    expect(r, KD_OUTCOME_SUCCEEDED, KD_FAIL_NONE, "");
+    free(r);
+    client_stop(&c);
+}
+
+/* A call that makes no progress is deleted before its job may be retried; when KONE refuses
+ * the delete (409) or never answers it, the call may still be placed: the job is unknown and
+ * final (not called again), and says why. */
+static void test_delete_not_done(void **state)
+{
+    (void)state;
+    client c;
+    client_start(&c, "--kone-connections=1", NULL);
+    kd_run *r = run_one(&c, new_run(KD_OP_CALL, 17, false), 5000);
+    expect(r, KD_OUTCOME_UNKNOWN, KD_FAIL_FINAL, "1005");
+    assert_non_null(strstr(r->error_message, "cancelling it failed (delete answered 409"));
+    free(r);
+    r = run_one(&c, new_run(KD_OP_CALL, 18, false), 5000);
+    expect(r, KD_OUTCOME_UNKNOWN, KD_FAIL_FINAL, "1005");
+    assert_non_null(strstr(r->error_message, "its delete got no answer within 1500 ms"));
+    assert_int_equal(fk_get(&fk->n_unanswered_deletes), 1);
+    free(r);
+    client_stop(&c);
+}
+
+/* The call's result in the other forms KONE may send it, among frames that are no job's:
+ * inside the 201 answer (the states are followed: exactly the call's own four, not the
+ * state of a call made elsewhere, and the answer without a request id changes nothing),
+ * without a session_id (accepted; the job says its states were not followed), and before
+ * the answer (accepted, its session id kept). */
+static void test_result_forms(void **state)
+{
+    (void)state;
+    client c;
+    client_start(&c, "--kone-connections=1", NULL);
+    kd_run *r = run_one(&c, new_run(KD_OP_CALL, 19, true), 5000);
+    expect(r, KD_OUTCOME_SUCCEEDED, KD_FAIL_NONE, "");
+    pthread_mutex_lock(&fk->mu);
+    int64_t sid = fk->next_sid; /* the call's own, not the other call's session 1 */
+    pthread_mutex_unlock(&fk->mu);
+    assert_int_equal(r->session_id, sid);
+    pthread_mutex_lock(&obs.mu);
+    __typeof__(obs) o = obs;
+    pthread_mutex_unlock(&obs.mu);
+    assert_int_equal(o.n_states, 4);
+    assert_string_equal(o.states[0], "being_allocated");
+    assert_string_equal(o.states[3], "served");
+    free(r);
+
+    r = run_one(&c, new_run(KD_OP_CALL, 20, false), 5000);
+    expect(r, KD_OUTCOME_SUCCEEDED, KD_FAIL_NONE, "");
+    assert_int_equal(r->session_id, 0);
+    assert_non_null(strstr(r->error_message, "KONE gave no session_id; state not followed"));
+    free(r);
+
+    r = run_one(&c, new_run(KD_OP_CALL, 21, false), 5000);
+    expect(r, KD_OUTCOME_SUCCEEDED, KD_FAIL_NONE, "");
+    pthread_mutex_lock(&fk->mu);
+    sid = fk->next_sid;
+    pthread_mutex_unlock(&fk->mu);
+    assert_int_equal(r->session_id, sid);
+    assert_true(r->kone_rtt_us > 0);
+    free(r);
+
+    /* and a job that is not valid is refused before anything is sent */
+    int calls = fk_get(&fk->n_calls);
+    r = new_run(KD_OP_CALL, 2, false);
+    r->job_valid = false;
+    r = run_one(&c, r, 5000);
+    expect(r, KD_OUTCOME_REJECTED, KD_FAIL_FINAL, "invalid_job");
+    assert_non_null(strstr(r->error_message, "not sent to KONE"));
+    assert_int_equal(fk_get(&fk->n_calls), calls);
+    free(r);
+    client_stop(&c);
+}
+
+/* Calls n buildings never met before (building:m<first>...), batch by batch (the fake's
+ * queues are bounded), each answered 201 and a result; all must succeed. */
+static void call_buildings(client *c, int first, int n)
+{
+    for (int i = 0; i < n;) {
+        kd_run *runs[128];
+        int m = 0;
+        for (; m < 128 && i < n; m++, i++) {
+            runs[m] = new_run(KD_OP_CALL, 20, false);
+            snprintf(runs[m]->job.building_id, sizeof runs[m]->job.building_id, "building:m%d",
+                     first + i);
+        }
+        pthread_mutex_lock(&obs.mu);
+        int want = obs.done + m;
+        pthread_mutex_unlock(&obs.mu);
+        for (int x = 0; x < m; x++)
+            kd_kone_submit(c->k, runs[x]);
+        assert_true(wait_done(want, 10000));
+        for (int x = 0; x < m; x++) {
+            expect(runs[x], KD_OUTCOME_SUCCEEDED, KD_FAIL_NONE, "");
+            free(runs[x]);
+        }
+    }
+}
+
+static bool known(client *c, int building)
+{
+    char id[32];
+    kd_kone_building_stats bs;
+    snprintf(id, sizeof id, "building:m%d", building);
+    return kd_kone_building(c->k, id, &bs);
+}
+
+/* The client's memory of buildings is bounded (KK_MAX_BUILDINGS, KK_MAX_SITES: 4096 each).
+ * Full, a new building still gets its call through: it takes the place of the building used
+ * longest ago (that one's circuit breaker and rate limit are forgotten), and the groups whose
+ * configuration went unused for kone.config_ttl_s are forgotten, so the new group's is asked. */
+static void test_many_buildings(void **state)
+{
+    (void)state;
+    client c;
+    client_start(&c, "--kone-config-ttl-s=1", NULL);
+    call_buildings(&c, 0, 4096);
+    assert_true(known(&c, 0));
+    int fetches = fk_get(&fk->n_site_fetches);
+    assert_true(fetches >= 4096); /* each group's configuration asked (and refused) */
+    usleep(1100000);              /* every entry unused for kone.config_ttl_s */
+    call_buildings(&c, 4096, 1);
+    assert_true(fk_get(&fk->n_site_fetches) > fetches);
+    assert_true(known(&c, 4096));
+    assert_false(known(&c, 0)); /* the oldest, forgotten */
+    assert_true(known(&c, 1));
+    call_buildings(&c, 4097, 1);
+    assert_false(known(&c, 1)); /* then the next oldest */
+    assert_true(known(&c, 2));
+    client_stop(&c);
+}
+
 static void test_keepalive_and_replacement(void **state)
 {
     (void)state;
@@ -1172,9 +1389,15 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_resubscribe_after_resume, setup, teardown),
         cmocka_unit_test_setup_teardown(test_late_answer_after_slow_resume, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unanswered_after_resume, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_session_lost, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_delete_not_done, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_result_forms, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_many_buildings, setup, teardown),
         cmocka_unit_test_setup_teardown(test_keepalive_and_replacement, setup, teardown),
         cmocka_unit_test_setup_teardown(test_late_answer_not_credited, setup, teardown),
         cmocka_unit_test_setup_teardown(test_shutdown_fails_pending, setup, teardown),
     };
+    if (getenv("KD_TEST_FILTER")) /* one test: KD_TEST_FILTER=test_session_lost */
+        cmocka_set_test_filter(getenv("KD_TEST_FILTER"));
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
