@@ -1370,6 +1370,12 @@ static void test_bad_config(void **state)
     kd_config_set(&cfg, KD_CFG_KONE_TOKEN_URL, "https://127.0.0.1:1/token", NULL);
     kd_config_set(&cfg, KD_CFG_KONE_CLIENT_SECRET, "", NULL);
     assert_int_equal(kd_kone_start(&k, &cfg, &hooks, &err), KD_ERR_INVALID);
+    /* more buildings than the tokens one client may hold can serve */
+    kd_config_set(&cfg, KD_CFG_KONE_CLIENT_SECRET, SECRET, NULL);
+    kd_config_set(&cfg, KD_CFG_KONE_BUILDINGS, "1,2,3,4,5,6,7,8,9", NULL);
+    kd_config_set(&cfg, KD_CFG_KONE_BUILDINGS_PER_TOKEN, "1", NULL);
+    assert_int_equal(kd_kone_start(&k, &cfg, &hooks, &err), KD_ERR_INVALID);
+    assert_non_null(strstr(err.msg, "9 buildings at 1 per token need 9 tokens; at most 8"));
     kd_config_free(&cfg);
 }
 

@@ -231,6 +231,17 @@ static void test_robotcall_scope(void **state)
     expect(run_one(&c, call(id, "1", 1000, 2, 5000, false), 15000), KD_OUTCOME_FAILED,
            "no_connection", "Scope not allowed for this client: callgiving/building:9000001");
     client_stop(&c);
+    /* listed in both keys: asked once, as robotcall (kd-robot holds only that: asking
+     * callgiving too would be refused) */
+    char a[24][300];
+    int n = base_flags(a, "kd-robot");
+    snprintf(a[n++], 300, "--kone-buildings=%d", FIRST_ID);
+    snprintf(a[n++], 300, "--kone-robotcall-buildings=building:%d", FIRST_ID);
+    int asked = count_in_log("scope=robotcall/building:9000001");
+    client_launch(&c, a, n);
+    expect(run_one(&c, call(id, "1", 1000, 2, 5000, false), 15000), KD_OUTCOME_SUCCEEDED, "", NULL);
+    assert_true(count_in_log("scope=robotcall/building:9000001") > asked);
+    client_stop(&c);
 }
 
 KS_MAIN(cmocka_unit_test_setup_teardown(test_discover_buildings, setup_world, teardown_world),
