@@ -110,6 +110,8 @@ typedef struct fk_shared {
     int n_deletes;            /* lift-call-api-v2 deletes received */
     int n_site_fetches;       /* common-api requests other than ping (config, actions) */
     int n_unanswered_deletes; /* action 18: deletes left unanswered */
+    int dropped_cfg;          /* building:dropcfg's first fetch dropped its connection */
+    int n_calls_total;        /* lift-call-api-v2 action requests, whatever their fate */
 } fk_shared;
 
 static fk_shared *fk;
@@ -192,7 +194,10 @@ static json_t *fk_call_state(int64_t sid, const char *state, const char *reason)
  *   19   frames that are no job's first (an answer without a request id, a state of a
  *        call made elsewhere), then the call's result inside its 201 answer; states as 2
  *   20   201, then a result success=true without a session_id
- *   21   the call result before the 201 answer; states as 2 */
+ *   21   the call result before the 201 answer; states as 2
+ * A group's configuration and actions (common-api) are refused 400, except for building:garbled
+ * (201 with neither areas nor call types) and building:dropcfg (its first fetch drops the
+ * connection). */
 static int64_t fk_now_ms(void)
 {
     struct timespec ts;
@@ -368,9 +373,16 @@ static void fk_frame(fk_conn *c, const char *text, size_t len)
         if (!json_object_get(o, "buildingId"))
             fk->n_pings_no_building++;
         fk_send(c, fk_answer(rid, 200, NULL));
-    } else if (!strcmp(type, "common-api")) { /* config, actions: not served here */
+    } else if (!strcmp(type, "common-api")) { /* config, actions */
         fk->n_site_fetches++;
-        fk_send(c, fk_answer(rid, 400, "Invalid json payload"));
+        const char *b = json_string_value(json_object_get(o, "buildingId"));
+        if (b && !strcmp(b, "building:garbled")) /* 201 without areas or call types */
+            fk_send(c, fk_answer(rid, 201, NULL));
+        else if (b && !strcmp(b, "building:dropcfg") && !fk->dropped_cfg) {
+            fk->dropped_cfg = true; /* the first fetch ends the connection */
+            fk_drop(c, false);
+        } else /* not served here */
+            fk_send(c, fk_answer(rid, 400, "Invalid json payload"));
     } else if (!strcmp(type, "site-monitoring")) {
         fk->n_monitors++;
         /* buildings 403 and 503 refuse subscriptions with that status */
@@ -393,6 +405,7 @@ static void fk_frame(fk_conn *c, const char *text, size_t len)
                     fk_events(c, &fk->calls[i]);
         }
     } else if (!strcmp(type, "lift-call-api-v2") && ct && !strcmp(ct, "action")) {
+        fk->n_calls_total++;
         fk_action(c, rid,
                   (int)json_integer_value(json_object_get(json_object_get(p, "call"), "action")));
     } else if (!strcmp(type, "lift-call-api-v2") && ct && !strcmp(ct, "hold_open")) {
@@ -1279,6 +1292,48 @@ static void test_many_buildings(void **state)
     client_stop(&c);
 }
 
+/* A group's configuration that KONE answers in a shape not understood checks nothing, and
+ * is not asked again at the next call (only a TTL later). A call held for a fetch whose answer
+ * was lost with its connection gives up transient "timeout" (KONE did not answer what it
+ * waited for), not "no_connection": the connection was back at once. Nothing was sent, and
+ * the next call there goes out (the fetch given up, unchecked for a while). */
+static void test_site_config_odd(void **state)
+{
+    (void)state;
+    client c;
+    client_start(&c, "--kone-connections=1", NULL);
+    int fetches = fk_get(&fk->n_site_fetches), calls = fk_get(&fk->n_calls_total);
+    for (int i = 0; i < 2; i++) {
+        kd_run *r = new_run(KD_OP_CALL, 20, false);
+        snprintf(r->job.building_id, sizeof r->job.building_id, "building:garbled");
+        r = run_one(&c, r, 5000);
+        expect(r, KD_OUTCOME_SUCCEEDED, KD_FAIL_NONE, "");
+        free(r);
+    }
+    assert_int_equal(fk_get(&fk->n_site_fetches), fetches + 2); /* config and actions, once */
+    assert_int_equal(fk_get(&fk->n_calls_total), calls + 2);
+
+    int conns = fk_get(&fk->n_conns);
+    kd_run *r = new_run(KD_OP_CALL, 20, false);
+    snprintf(r->job.building_id, sizeof r->job.building_id, "building:dropcfg");
+    r = run_one(&c, r, 8000);
+    expect(r, KD_OUTCOME_FAILED, KD_FAIL_TRANSIENT, "timeout");
+    assert_non_null(strstr(r->error_message, "configuration fetch or subscription of "
+                                             "building:dropcfg group 1"));
+    assert_false(r->written);
+    free(r);
+    assert_true(fk_get(&fk->dropped_cfg));
+    assert_true(fk_get(&fk->n_conns) > conns);
+    assert_int_equal(fk_get(&fk->n_calls_total), calls + 2);
+    r = new_run(KD_OP_CALL, 20, false);
+    snprintf(r->job.building_id, sizeof r->job.building_id, "building:dropcfg");
+    r = run_one(&c, r, 5000);
+    expect(r, KD_OUTCOME_SUCCEEDED, KD_FAIL_NONE, "");
+    free(r);
+    assert_int_equal(fk_get(&fk->n_calls_total), calls + 3);
+    client_stop(&c);
+}
+
 static void test_keepalive_and_replacement(void **state)
 {
     (void)state;
@@ -1399,6 +1454,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_delete_not_done, setup, teardown),
         cmocka_unit_test_setup_teardown(test_result_forms, setup, teardown),
         cmocka_unit_test_setup_teardown(test_many_buildings, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_site_config_odd, setup, teardown),
         cmocka_unit_test_setup_teardown(test_keepalive_and_replacement, setup, teardown),
         cmocka_unit_test_setup_teardown(test_late_answer_not_credited, setup, teardown),
         cmocka_unit_test_setup_teardown(test_shutdown_fails_pending, setup, teardown),
