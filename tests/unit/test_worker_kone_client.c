@@ -112,6 +112,7 @@ typedef struct fk_shared {
     int n_unanswered_deletes; /* action 18: deletes left unanswered */
     int dropped_cfg;          /* building:dropcfg's first fetch dropped its connection */
     int n_calls_total;        /* lift-call-api-v2 action requests, whatever their fate */
+    int n_pings_mute;         /* pings of building:mute, never answered */
 } fk_shared;
 
 static fk_shared *fk;
@@ -195,6 +196,8 @@ static json_t *fk_call_state(int64_t sid, const char *state, const char *reason)
  *        call made elsewhere), then the call's result inside its 201 answer; states as 2
  *   20   201, then a result success=true without a session_id
  *   21   the call result before the 201 answer; states as 2
+ * Pings are answered 200, except those of building:mute (never) and building:ping1005 (500,
+ * KONE's link-down error 1005).
  * A group's configuration and actions (common-api) are refused 400, except for building:garbled
  * (201 with neither areas nor call types) and building:dropcfg (its first fetch drops the
  * connection). */
@@ -370,9 +373,15 @@ static void fk_frame(fk_conn *c, const char *text, size_t len)
         }
     } else if (!strcmp(type, "common-api") && ct && !strcmp(ct, "ping")) {
         fk->n_pings++;
-        if (!json_object_get(o, "buildingId"))
+        const char *b = json_string_value(json_object_get(o, "buildingId"));
+        if (!b)
             fk->n_pings_no_building++;
-        fk_send(c, fk_answer(rid, 200, NULL));
+        if (b && !strcmp(b, "building:mute")) /* its pings go unanswered */
+            fk->n_pings_mute++;
+        else if (b && !strcmp(b, "building:ping1005")) /* its link is down */
+            fk_send(c, fk_answer(rid, 500, "Error 1005: building link down"));
+        else
+            fk_send(c, fk_answer(rid, 200, NULL));
     } else if (!strcmp(type, "common-api")) { /* config, actions */
         fk->n_site_fetches++;
         const char *b = json_string_value(json_object_get(o, "buildingId"));
@@ -725,9 +734,10 @@ typedef struct client {
     kd_kone *k;
 } client;
 
+/* extra1, extra2: NULL, or one or more flags separated by spaces */
 static void client_start(client *c, const char *extra1, const char *extra2)
 {
-    char a[12][300];
+    char a[16][300];
     int n = 0;
     snprintf(a[n++], 300, "test");
     snprintf(a[n++], 300, "--kone-token-url=https://127.0.0.1:%d/api/v2/oauth2/token", fk->port);
@@ -737,11 +747,15 @@ static void client_start(client *c, const char *extra1, const char *extra2)
     snprintf(a[n++], 300, "--kone-ca-file=%s", fk->cert);
     snprintf(a[n++], 300, "--kone-request-timeout-ms=1500");
     snprintf(a[n++], 300, "--kone-call-timeout-ms=700");
-    if (extra1)
-        snprintf(a[n++], 300, "%s", extra1);
-    if (extra2)
-        snprintf(a[n++], 300, "%s", extra2);
-    char *argv[12];
+    const char *extra[] = {extra1, extra2};
+    for (int e = 0; e < 2; e++)
+        for (const char *p = extra[e]; p && *p && n < 16;) {
+            size_t len = strcspn(p, " ");
+            if (len)
+                snprintf(a[n++], 300, "%.*s", (int)len, p);
+            p += len + (p[len] == ' ');
+        }
+    char *argv[16];
     for (int i = 0; i < n; i++)
         argv[i] = a[i];
     kd_err err = {0};
@@ -1334,6 +1348,77 @@ static void test_site_config_odd(void **state)
     client_stop(&c);
 }
 
+static kd_run *call_at(client *c, const char *building, int action, int ms)
+{
+    kd_run *r = new_run(KD_OP_CALL, action, false);
+    snprintf(r->job.building_id, sizeof r->job.building_id, "%s", building);
+    return run_one(c, r, ms);
+}
+
+static kd_kone_building_stats stats_of(client *c, const char *building)
+{
+    kd_kone_building_stats bs = {0};
+    assert_true(kd_kone_building(c->k, building, &bs));
+    return bs;
+}
+
+/* A building's circuit opens when its calls fail for its link (here one in a window of one:
+ * accepted, never a result, 1005); its calls then fail "circuit_open" at once, not sent.
+ * A ping of an open circuit that goes unanswered keeps it open, and it is pinged again. */
+static void test_circuit_ping_unanswered(void **state)
+{
+    (void)state;
+    client c;
+    client_start(&c, "--kone-connections=1 --kone-breaker-min-calls=1",
+                 "--kone-breaker-window-calls=1 --kone-breaker-probe-base-ms=10");
+    kd_run *r = call_at(&c, "building:mute", 6, 5000);
+    expect(r, KD_OUTCOME_UNKNOWN, KD_FAIL_FINAL, "1005");
+    free(r);
+    assert_int_equal(kd_kone_circuit_state(c.k, "building:mute"), KD_KONE_CIRCUIT_OPEN);
+    int calls = fk_get(&fk->n_calls_total);
+    r = call_at(&c, "building:mute", 2, 5000);
+    expect(r, KD_OUTCOME_FAILED, KD_FAIL_TRANSIENT, "circuit_open");
+    free(r);
+    assert_int_equal(fk_get(&fk->n_calls_total), calls);
+    /* the first ping unanswered within kone.request_timeout_ms (1.5 s): pinged again */
+    for (int i = 0; i < 500 && fk_get(&fk->n_pings_mute) < 2; i++)
+        usleep(10000);
+    assert_true(fk_get(&fk->n_pings_mute) >= 2);
+    kd_kone_building_stats bs = stats_of(&c, "building:mute");
+    assert_int_equal(bs.circuit, KD_KONE_CIRCUIT_OPEN);
+    assert_int_equal(bs.circuit_opens, 1);
+    assert_int_equal(bs.circuit_closes, 0);
+    client_stop(&c);
+}
+
+/* Calls that make no progress for kone.stall_probe_ms get their building pinged: a ping that
+ * fails with KONE's link-down error 1005 opens the circuit at once; one unanswered says
+ * nothing about the link and leaves it closed. */
+static void test_stall_pings(void **state)
+{
+    (void)state;
+    client c;
+    client_start(&c, "--kone-connections=1 --kone-stall-probe-ms=100",
+                 "--kone-call-timeout-ms=2000");
+    kd_run *a = new_run(KD_OP_CALL, 6, false), *b = new_run(KD_OP_CALL, 6, false);
+    snprintf(a->job.building_id, sizeof a->job.building_id, "building:ping1005");
+    snprintf(b->job.building_id, sizeof b->job.building_id, "building:mute");
+    kd_kone_submit(c.k, a);
+    kd_kone_submit(c.k, b);
+    assert_true(wait_done(2, 8000));
+    expect(a, KD_OUTCOME_UNKNOWN, KD_FAIL_FINAL, "1005");
+    expect(b, KD_OUTCOME_UNKNOWN, KD_FAIL_FINAL, "1005");
+    free(a);
+    free(b);
+    kd_kone_building_stats bs = stats_of(&c, "building:ping1005");
+    assert_int_equal(bs.circuit_opens, 1);
+    bs = stats_of(&c, "building:mute");
+    assert_int_equal(bs.circuit, KD_KONE_CIRCUIT_CLOSED);
+    assert_int_equal(bs.circuit_opens, 0);
+    assert_true(fk_get(&fk->n_pings_mute) >= 1);
+    client_stop(&c);
+}
+
 static void test_keepalive_and_replacement(void **state)
 {
     (void)state;
@@ -1455,6 +1540,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_result_forms, setup, teardown),
         cmocka_unit_test_setup_teardown(test_many_buildings, setup, teardown),
         cmocka_unit_test_setup_teardown(test_site_config_odd, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_circuit_ping_unanswered, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stall_pings, setup, teardown),
         cmocka_unit_test_setup_teardown(test_keepalive_and_replacement, setup, teardown),
         cmocka_unit_test_setup_teardown(test_late_answer_not_credited, setup, teardown),
         cmocka_unit_test_setup_teardown(test_shutdown_fails_pending, setup, teardown),
