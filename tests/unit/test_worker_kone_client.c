@@ -1490,6 +1490,53 @@ static void test_shutdown_fails_pending(void **state)
     free(r2);
 }
 
+/* Jobs still waiting when the client stops get their answer too ("shutdown", never sent):
+ * one queued behind its building's concurrency ceiling (kone.concurrency_building_max: at
+ * most that many of its requests out unanswered), and one waiting for a connection. */
+static void test_shutdown_fails_waiting(void **state)
+{
+    (void)state;
+    client c;
+    client_start(&c, "--kone-connections=1 --kone-concurrency-building-max=1", NULL);
+    int calls = fk_get(&fk->n_calls_total);
+    kd_run *r1 = new_run(KD_OP_CALL, 7, false); /* never answered */
+    kd_run *r2 = new_run(KD_OP_CALL, 2, false);
+    kd_kone_submit(c.k, r1);
+    for (int i = 0; i < 500 && fk_get(&fk->n_calls_total) == calls; i++)
+        usleep(10000);
+    kd_kone_submit(c.k, r2);
+    usleep(200000);
+    assert_int_equal(fk_get(&fk->n_calls_total), calls + 1); /* r2 held back */
+    kd_kone_building_stats bs = stats_of(&c, "building:1");
+    assert_int_equal(bs.concurrency_limit, 1);
+    assert_int_equal(bs.concurrency_inflight, 1);
+    client_stop(&c);
+    assert_int_equal(obs.done, 2);
+    expect(r1, KD_OUTCOME_FAILED, KD_FAIL_TRANSIENT, "shutdown");
+    expect(r2, KD_OUTCOME_FAILED, KD_FAIL_TRANSIENT, "shutdown");
+    free(r1);
+    free(r2);
+
+    client_start(&c, "--kone-connections=1", NULL);
+    calls = fk_get(&fk->n_calls_total);
+    int refused = fk_get(&fk->n_refused_503);
+    r1 = new_run(KD_OP_CALL, 11, false); /* drops the connection; upgrades refused 2.5 s */
+    kd_kone_submit(c.k, r1);
+    for (int i = 0; i < 200 && fk_get(&fk->n_refused_503) == refused; i++)
+        usleep(10000);
+    assert_true(fk_get(&fk->n_refused_503) > refused); /* no connection now */
+    r2 = new_run(KD_OP_CALL, 2, false);
+    kd_kone_submit(c.k, r2);
+    usleep(100000);
+    client_stop(&c);
+    assert_int_equal(obs.done, 2);
+    expect(r1, KD_OUTCOME_FAILED, KD_FAIL_TRANSIENT, "shutdown");
+    expect(r2, KD_OUTCOME_FAILED, KD_FAIL_TRANSIENT, "shutdown");
+    assert_int_equal(fk_get(&fk->n_calls_total), calls + 1); /* r2 never sent */
+    free(r1);
+    free(r2);
+}
+
 static void test_bad_config(void **state)
 {
     (void)state;
@@ -1545,6 +1592,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_keepalive_and_replacement, setup, teardown),
         cmocka_unit_test_setup_teardown(test_late_answer_not_credited, setup, teardown),
         cmocka_unit_test_setup_teardown(test_shutdown_fails_pending, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_shutdown_fails_waiting, setup, teardown),
     };
     if (getenv("KD_TEST_FILTER")) /* one test: KD_TEST_FILTER=test_session_lost */
         cmocka_set_test_filter(getenv("KD_TEST_FILTER"));
