@@ -113,6 +113,7 @@ typedef struct fk_shared {
     int dropped_cfg;          /* building:dropcfg's first fetch dropped its connection */
     int n_calls_total;        /* lift-call-api-v2 action requests, whatever their fate */
     int n_pings_mute;         /* pings of building:mute, never answered */
+    int dropped_sub;          /* building:dropsub's first subscription dropped its connection */
 } fk_shared;
 
 static fk_shared *fk;
@@ -196,6 +197,9 @@ static json_t *fk_call_state(int64_t sid, const char *state, const char *reason)
  *        call made elsewhere), then the call's result inside its 201 answer; states as 2
  *   20   201, then a result success=true without a session_id
  *   21   the call result before the 201 answer; states as 2
+ *   22   accepted; being_allocated, being_served, then nothing
+ * Subscriptions are answered 201, except those of building:403 and building:503 (refused with
+ * that status) and the first of building:dropsub (the connection dropped, no answer).
  * Pings are answered 200, except those of building:mute (never) and building:ping1005 (500,
  * KONE's link-down error 1005).
  * A group's configuration and actions (common-api) are refused 400, except for building:garbled
@@ -231,6 +235,9 @@ static void fk_events(fk_conn *c, fk_call *call)
     }
     if (call->action == 3) {
         fk_send(c, fk_call_state(call->sid, "cancelled", "SAME_SOURCE_AND_DEST_FLOOR"));
+    } else if (call->action == 22) { /* its lift is coming, and never arrives */
+        fk_send(c, fk_call_state(call->sid, "being_allocated", NULL));
+        fk_send(c, fk_call_state(call->sid, "being_served", NULL));
     } else if (call->action != 5 && (call->action < 16 || call->action > 18)) {
         fk_send(c, fk_call_state(call->sid, "being_allocated", NULL));
         fk_send(c, fk_call_state(call->sid, "being_served", NULL));
@@ -402,6 +409,12 @@ static void fk_frame(fk_conn *c, const char *text, size_t len)
                                                   : 0;
         if (refuse) {
             fk_send(c, fk_answer(rid, refuse, refuse == 403 ? "Forbidden" : "Unavailable"));
+            json_decref(o);
+            return;
+        }
+        if (b && !strcmp(b, "building:dropsub") && !fk->dropped_sub) {
+            fk->dropped_sub = 1; /* its first subscription ends the connection, unanswered */
+            fk_drop(c, false);
             json_decref(o);
             return;
         }
@@ -1419,6 +1432,32 @@ static void test_stall_pings(void **state)
     client_stop(&c);
 }
 
+/* A tracked call whose lift is coming (being_served) when kone.track_timeout_ms runs out
+ * succeeds, saying tracking stopped in that state: it is not cancelled (the lift is on its
+ * way). A call whose building's subscription was lost with its connection waits for it to be
+ * made again on the new one, then goes out and is followed. */
+static void test_track_timeout_and_subscription_lost(void **state)
+{
+    (void)state;
+    client c;
+    client_start(&c, "--kone-connections=1 --kone-track-timeout-ms=300", NULL);
+    int deletes = fk_get(&fk->n_deletes);
+    kd_run *r = run_one(&c, new_run(KD_OP_CALL, 22, true), 5000);
+    expect(r, KD_OUTCOME_SUCCEEDED, KD_FAIL_NONE, "track_timeout");
+    assert_string_equal(r->error_message, "tracking stopped after 300 ms in state 'being_served'");
+    free(r);
+    assert_int_equal(fk_get(&fk->n_deletes), deletes); /* not cancelled */
+
+    int monitors = fk_get(&fk->n_monitors), conns = fk_get(&fk->n_conns);
+    r = call_at(&c, "building:dropsub", 2, 8000);
+    expect(r, KD_OUTCOME_SUCCEEDED, KD_FAIL_NONE, "");
+    free(r);
+    assert_true(fk_get(&fk->dropped_sub));
+    assert_true(fk_get(&fk->n_conns) > conns);
+    assert_true(fk_get(&fk->n_monitors) >= monitors + 2); /* asked again after the drop */
+    client_stop(&c);
+}
+
 static void test_keepalive_and_replacement(void **state)
 {
     (void)state;
@@ -1589,6 +1628,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_site_config_odd, setup, teardown),
         cmocka_unit_test_setup_teardown(test_circuit_ping_unanswered, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stall_pings, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_track_timeout_and_subscription_lost, setup, teardown),
         cmocka_unit_test_setup_teardown(test_keepalive_and_replacement, setup, teardown),
         cmocka_unit_test_setup_teardown(test_late_answer_not_credited, setup, teardown),
         cmocka_unit_test_setup_teardown(test_shutdown_fails_pending, setup, teardown),
