@@ -1297,7 +1297,8 @@ static bool known(client *c, int building)
 /* The client's memory of buildings is bounded (KK_MAX_BUILDINGS, KK_MAX_SITES: 4096 each).
  * Full, a new building still gets its call through: it takes the place of the building used
  * longest ago (that one's circuit breaker and rate limit are forgotten), and the groups whose
- * configuration went unused for kone.config_ttl_s are forgotten, so the new group's is asked. */
+ * configuration went unused for kone.config_ttl_s are forgotten, so the new group's is asked;
+ * when none is that old, the new group's call goes out unchecked. */
 static void test_many_buildings(void **state)
 {
     (void)state;
@@ -1316,6 +1317,15 @@ static void test_many_buildings(void **state)
     call_buildings(&c, 4097, 1);
     assert_false(known(&c, 1)); /* then the next oldest */
     assert_true(known(&c, 2));
+    client_stop(&c);
+
+    /* every group's configuration used within kone.config_ttl_s: no room for one more, whose
+     * call goes out unchecked, without a fetch */
+    client_start(&c, NULL, NULL);
+    call_buildings(&c, 0, 4096);
+    fetches = fk_get(&fk->n_site_fetches);
+    call_buildings(&c, 4096, 1);
+    assert_int_equal(fk_get(&fk->n_site_fetches), fetches);
     client_stop(&c);
 }
 
