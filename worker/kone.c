@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "kd_log.h"
+#include "kd_tls.h"
 #include "kone_int.h"
 #include "kone_inventory.h"
 
@@ -432,8 +433,10 @@ static int load_config(kd_kone *k, const kd_config *cfg, kd_kone_token_cfg *tc, 
                           "kone.client_secret: required (KD_KONE_CLIENT_SECRET or "
                           "KD_KONE_CLIENT_SECRET_FILE)");
     if (*tc->ca_file) {
-        if (access(tc->ca_file, R_OK) != 0)
-            return kd_err_set(err, KD_ERR_INVALID, "kone.ca_file: cannot read %s", tc->ca_file);
+        /* a file with no certificate is a start-up error, as for amqp.ca_file and
+         * kafka.ca_file, not every connection refused later (libwebsockets takes it as is) */
+        if ((rc = kd_tls_check_paths("kone.ca_file", tc->ca_file, NULL, NULL, NULL, NULL, err)))
+            return rc;
         if (!(k->ca_file = strdup(tc->ca_file)))
             return kd_err_set(err, KD_ERR_NOMEM, "out of memory");
     }

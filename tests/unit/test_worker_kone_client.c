@@ -1612,6 +1612,19 @@ static void test_bad_config(void **state)
     kd_config_set(&cfg, KD_CFG_KONE_BUILDINGS_PER_TOKEN, "1", NULL);
     assert_int_equal(kd_kone_start(&k, &cfg, &hooks, &err), KD_ERR_INVALID);
     assert_non_null(strstr(err.msg, "9 buildings at 1 per token need 9 tokens; at most 8"));
+    /* a kone.ca_file that is readable but holds no certificate: a start-up error naming the
+     * file, as for AMQP's and Kafka's, rather than every connection refused later */
+    kd_config_set(&cfg, KD_CFG_KONE_BUILDINGS, "", NULL);
+    char ca[] = "/tmp/kd-bad-ca-XXXXXX";
+    int fd = mkstemp(ca);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, "not a certificate\n", 18), 18);
+    close(fd);
+    kd_config_set(&cfg, KD_CFG_KONE_CA_FILE, ca, NULL);
+    assert_int_equal(kd_kone_start(&k, &cfg, &hooks, &err), KD_ERR_INVALID);
+    assert_non_null(strstr(err.msg, "kone.ca_file"));
+    assert_non_null(strstr(err.msg, "holds no PEM certificate"));
+    unlink(ca);
     kd_config_free(&cfg);
 }
 
