@@ -423,7 +423,8 @@ static int http_callback(struct lws *wsi, enum lws_callback_reasons reason, void
             char *nb = realloc(pss->body, pss->body_len + len + 1);
             if (!nb)
                 return -1;
-            memcpy(nb + pss->body_len, in, len);
+            if (len) /* an empty POST may come as (NULL, 0): memcpy must not see NULL */
+                memcpy(nb + pss->body_len, in, len);
             pss->body = nb;
             pss->body_len += len;
             nb[pss->body_len] = '\0';

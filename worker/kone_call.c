@@ -578,6 +578,15 @@ static void job_timer(lws_sorted_usec_list_t *sul)
                    rt_ms, bs.building, bs.rate_per_s);
             return;
         }
+        if (now >= j->wait_until && j->slot && j->wlink.owner && j->wlink.owner != &j->slot->wq) {
+            /* connected, but held at a gate: its group's configuration fetch or subscription
+             * went unanswered (KONE slow, or the answer lost with a connection) */
+            finish(j, KD_OUTCOME_FAILED, KD_FAIL_TRANSIENT, "timeout",
+                   "no answer from KONE within %" PRId64 " ms to the configuration fetch or "
+                   "subscription of %s group %s the call waited for; not sent to KONE",
+                   rt_ms, j->run->job.building_id, j->run->job.group_id);
+            return;
+        }
         if (now >= j->wait_until) {
             char why[200] = "";
             int t = kk_token_of(k, j->run->job.building_id);

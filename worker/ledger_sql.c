@@ -155,12 +155,21 @@ static const char sql_route[] = "SELECT c.worker, c.kone_session, c.worker = $3,
                                 " FROM kd_calls c WHERE c.session_id = $1 AND c.building_id = $2"
                                 " ORDER BY c.updated_at DESC LIMIT 1";
 
-/* $1 cancel job, $2 call session, $3 building, $4 group, $5 owner, $6 by, $7 retention h */
+/* $1 cancel job, $2 call session, $3 building, $4 group, $5 owner, $6 by, $7 retention h.
+ * A request made again (a redelivery, a retry) keeps a request under way and a final answer
+ * (2xx; 4xx but 401, 408, 429: what the asking worker reports as is); an answer it would retry
+ * (5xx, 401, 408, 429, none) is asked anew, else every retry would read that stale answer. */
 static const char sql_cancel_request[] =
     "INSERT INTO kd_cancels (cancel_job_id, call_session_id, building_id, group_id, owner,"
     " requested_by, state, expires_at)"
     " VALUES ($1, $2, $3, $4, $5, $6, 'requested', now() + $7 * interval '1 hour')"
-    " ON CONFLICT (cancel_job_id) DO NOTHING";
+    " ON CONFLICT (cancel_job_id) DO UPDATE SET call_session_id = EXCLUDED.call_session_id,"
+    " building_id = EXCLUDED.building_id, group_id = EXCLUDED.group_id,"
+    " owner = EXCLUDED.owner, requested_by = EXCLUDED.requested_by, state = 'requested',"
+    " status = NULL, message = NULL, expires_at = EXCLUDED.expires_at"
+    " WHERE kd_cancels.state = 'answered' AND NOT (coalesce(kd_cancels.status, 0) BETWEEN 200 AND "
+    "299"
+    " OR (kd_cancels.status BETWEEN 400 AND 499 AND kd_cancels.status NOT IN (401, 408, 429)))";
 
 /* $1 cancel job */
 static const char sql_cancel_poll[] =

@@ -695,10 +695,9 @@ static void on_cancel_asked(const char *cancel_job_id, int64_t call_session_id,
 static void cancel_answered(kd_worker *w, wk_run *r)
 {
     kd_run *run = &r->run;
-    char msg[200];
-    snprintf(msg, sizeof msg, "%s%s%s", run->error_code, run->error_message[0] ? ": " : "",
-             run->error_message);
-    kd_ledger_cancel_answer(w->ledger, run->job.job_id, run->kone_status, msg);
+    /* the message alone (it names KONE's status): the asking worker reports it as it is */
+    kd_ledger_cancel_answer(w->ledger, run->job.job_id, run->kone_status,
+                            run->error_message[0] ? run->error_message : run->error_code);
     free(r);
 }
 
@@ -741,8 +740,7 @@ static void on_cancel_polled(bool ok, bool answered, int status, const char *mes
                       "answered %d",
                       status);
     else if (status >= 400 && status < 500 && status != 408 && status != 429 && status != 401)
-        kd_run_finish(run, KD_OUTCOME_REJECTED, KD_FAIL_FINAL, code, "KONE answered %d: %s", status,
-                      message);
+        kd_run_finish(run, KD_OUTCOME_REJECTED, KD_FAIL_FINAL, code, "%s", message);
     else
         kd_run_finish(run, KD_OUTCOME_FAILED, KD_FAIL_TRANSIENT, status ? code : "no_answer",
                       "the worker that made the call could not cancel it: %s", message);

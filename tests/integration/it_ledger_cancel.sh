@@ -7,8 +7,11 @@
 # w1 and w2 consume different queues (so each job reaches the intended worker) and share the
 # ledger. Observed in kone-sim's call log: one delete for the call's session id, sent on the
 # KONE session of the call, answered 202, which cancelled it; then the call's result is
-# `rejected` CALL_DELETED and the cancel's is `succeeded` with kone_status 202. Then with w1
-# frozen (SIGSTOP), w2 waits 5 s for it and sends a second call's delete itself.
+# `rejected` CALL_DELETED and the cancel's is `succeeded` with kone_status 202. A cancel of a
+# session no worker recorded: w2 sends the delete itself, rejected 404. A second cancel
+# of that call while KONE fails deletes (503): transient on w2, retried, then rejected with
+# KONE's 4xx once it is healed (the call is gone). Then with w1 frozen (SIGSTOP), w2 waits 5 s
+# for it and sends a second call's delete itself.
 source "$(dirname "$0")/lib.sh"
 
 # accepted_session MEDIA_ID: the session id kone-sim gave the call of that media id (waits 10 s),
@@ -56,6 +59,38 @@ it_expect call-1 '.outcome == "rejected" and .error.code == "CALL_DELETED" and .
 grep -q 'asking it to send the delete' "$IT_DIR/w2.log" || it_fail "w2 did not route the cancel through the ledger"
 grep -q 'another worker asks to cancel call' "$IT_DIR/w1.log" || it_fail "w1 did not take the cancel"
 it_log "the delete for session $sid reached its KONE session through w1: $(echo "$deletes" | jq -c '{status, cancelled, kone_session_id}')"
+
+# a cancel of a call no worker recorded (unknown to the ledger): w2 sends the delete itself, on
+# its own session, and reports KONE's refusal (404) at once
+it_jobs unknown 1 '{v: 1, op: "cancel", session_id: 987654321}' >"$IT_DIR/unknown.jsonl"
+(export "${B[@]}" && it_publish "$IT_DIR/unknown.jsonl") || it_fail "producer refused the unknown cancel"
+it_wait_ids 1 60 '.job_id == "'"$IT_PREFIX"'-unknown-1"'
+it_expect unknown-1 '.outcome == "rejected" and .kone_status == 404 and .attempt == 1 and .worker == "w2"'
+it_sim_calls | jq -e -s 'map(select(.call_type == "delete" and .session_id == 987654321 and .status == 404)) | length == 1' >/dev/null ||
+    it_fail "kone-sim did not log exactly one delete of session 987654321 answered 404"
+
+# the same call cancelled again, KONE failing deletes (503) at first: w1's delete answered 503
+# makes the cancel transient on w2 (retried, not final); its retry, routed to w1 again once
+# KONE is healed, is refused (the call is gone) and reported rejected with KONE's status
+it_sim_faults '{"call_error":{"share":1,"status":503}}'
+it_jobs again 1 "{v: 1, op: \"cancel\", session_id: $sid}" >"$IT_DIR/again.jsonl"
+(export "${B[@]}" && it_publish "$IT_DIR/again.jsonl") || it_fail "producer refused the repeated cancel"
+retried() { grep 'attempt 1 failed (503)' "$IT_DIR/w2.log" | grep -q "$IT_PREFIX-again-1"; }
+for _ in $(seq 100); do
+    retried && break
+    sleep 0.1
+done
+retried || it_fail "w2 did not retry the cancel KONE answered 503 through w1"
+it_sim_faults '{"call_error":null}'
+it_wait_ids 1 60 '.job_id == "'"$IT_PREFIX"'-again-1"'
+it_expect again-1 '.outcome == "rejected" and .kone_status >= 400 and .kone_status < 500 and .attempt >= 2 and .worker == "w2"'
+# KONE's refusal as w1 got it, said once (not "KONE answered 409: 409: KONE answered 409: ...")
+it_expect again-1 '(.error.message | test("^KONE answered 4[0-9][0-9]: [A-Z]")) and ([.error.message | scan("KONE answered")] | length == 1)'
+# the retry asked w1 again (not the 503 it had recorded): w1 sent the delete once per attempt
+asked=$(grep 'another worker asks to cancel call' "$IT_DIR/w1.log" | grep -c "$IT_PREFIX-again-1" || true)
+[ "$asked" -eq "$(jq -r --arg id "$IT_PREFIX-again-1" 'select(.job_id == $id) | .attempt' "$IT_DIR/results.jsonl")" ] ||
+    it_fail "w1 was asked $asked times to delete for the repeated cancel, once per attempt expected"
+it_log "a repeated cancel: $(jq -c --arg id "$IT_PREFIX-again-1" 'select(.job_id == $id) | {outcome, kone_status, attempt}' "$IT_DIR/results.jsonl")"
 
 # the call's worker frozen (SIGSTOP; still alive in the ledger): w2 waits for it 5 s, then
 # sends the delete on its own session; KONE refuses it (the session does not own the call)

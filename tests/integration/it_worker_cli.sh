@@ -2,10 +2,12 @@
 # it_worker_cli: kone-worker's start-up errors as an operator meets them: each bad setting
 # makes it exit 2 at once, before it takes a job, with the setting named, whether the
 # configuration's load refuses it or the start finds it cannot work (an unknown option,
-# log.level, a metrics port out of range or taken, worker.inflight, an unreadable AMQP CA
-# file, a timings file that cannot be opened, an unknown Kafka compression, the KONE
-# client's settings); without worker.id its log lines carry <host>-<pid>. No job is taken
-# and only the ledger is reached: each run takes milliseconds.
+# log.level, a metrics port out of range or taken, worker.inflight, an unreadable AMQP or
+# Kafka CA file, a timings file that cannot be opened, an unknown Kafka compression, settings
+# that contradict each other (worker.max_deliveries, retry.cap_ms), a ledger URL that is not
+# PostgreSQL or cannot be reached (its password masked), the KONE client's settings);
+# without worker.id its log lines carry <host>-<pid>. No job is taken and only the ledger is
+# reached: each run takes milliseconds.
 source "$(dirname "$0")/lib.sh"
 
 # wk_fails NAME REGEX ARGS...: kone-worker exits 2 and says REGEX (stderr and log lines).
@@ -26,6 +28,20 @@ wk_fails bad_ca 'cannot start: .*amqp' --worker-id=w-cli --amqp-ca-file="$IT_DIR
 wk_fails bad_timings "cannot start: worker.timings_file: cannot open $IT_DIR/no/dir/t.csv" \
     --worker-id=w-cli --worker-timings-file="$IT_DIR/no/dir/t.csv"
 wk_fails bad_compression '^kone-worker: kafka.compression' --worker-id=w-cli --kafka-compression=zip
+wk_fails kafka_ca "cannot start: kafka.ca_file: cannot read $IT_DIR/none.pem" \
+    --worker-id=w-cli --kafka-ca-file="$IT_DIR/none.pem"
+# settings each valid alone that cannot work together
+wk_fails max_deliveries 'worker.max_deliveries \(5\) must be below amqp.delivery_limit \(5\)' \
+    --worker-id=w-cli --worker-max-deliveries=5 --amqp-delivery-limit=5
+wk_fails retry_cap 'retry.cap_ms: must be at least retry.base_ms \(1000\), got 10' \
+    --worker-id=w-cli --retry-base-ms=1000 --retry-cap-ms=10
+# a ledger that is not PostgreSQL, or cannot be reached: the worker does not run without it
+# (ledger.url=none says so explicitly), and the URL's password is never shown
+wk_fails ledger_scheme "ledger.url: expected postgresql://" --worker-id=w-cli \
+    --ledger-url=mysql://kd@127.0.0.1/kd
+wk_fails ledger_down 'cannot start: ledger postgresql://kd:\*\*\*@127.0.0.1:1/kd\?connect_timeout=2&sslmode=verify-full: cannot connect' \
+    --worker-id=w-cli --ledger-url='postgresql://kd:s3cret-pw@127.0.0.1:1/kd?connect_timeout=2'
+! grep -q s3cret-pw "$IT_DIR/ledger_down.log" || it_fail "ledger_down: the password is in the log"
 # the KONE client's settings (checked after the ledger opened: the stack's PostgreSQL)
 wk_fails kone_building "cannot start: kone.buildings: 'x!y' is not a building id" \
     --worker-id=w-cli --kone-buildings='1,x!y'

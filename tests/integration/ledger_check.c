@@ -348,7 +348,69 @@ static void test_answers_at_close(void **state)
     assert_true(r0.got && !r0.ok);
     assert_true(q0.got && !q0.ok);
     assert_true(d0.got && !d0.ok);
+    answer c0 = {0};
+    kd_ledger_claim(NULL, &run, on_claim, &c0); /* no ledger: the claim fails at once */
+    assert_true(c0.got && c0.f.verdict == KD_LEDGER_FAILED);
+    /* and what needs no answer is dropped (under ASan: freed, not leaked) */
+    kd_ledger_accept(NULL, run.job.job_id, 7, "s");
+    kd_ledger_retry(NULL, &run);
+    kd_ledger_release(NULL, &run, false);
+    kd_ledger_cancel_request(NULL, "c4", 7, "building:9990000951", "1", "w");
+    kd_ledger_cancel_answer(NULL, "c4", 202, "ok");
+    assert_int_equal(kd_ledger_pending(NULL), 0);
     assert_string_equal(kd_ledger_owner(NULL), "");
+}
+
+static long count_of(const char *q)
+{
+    PGconn *pg = PQconnectdb(base_url);
+    assert_int_equal(PQstatus(pg), CONNECTION_OK);
+    PGresult *r = PQexec(pg, q);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK)
+        fail_msg("%s: %s", q, PQresultErrorMessage(r));
+    long n = atol(PQgetvalue(r, 0, 0));
+    PQclear(r);
+    PQfinish(pg);
+    return n;
+}
+
+/* Rows past ledger.retention_h (expires_at) are deleted by the workers' periodic purge, calls
+ * and cancels alike (the first purge runs as a ledger opens); a row not expired stays. */
+static void test_expired_rows_are_purged(void **state)
+{
+    (void)state;
+    kd_ledger *l = open_ledger("worker-p", "unknown", "15000");
+    kd_run old = mkrun("p1", 1), fresh = mkrun("p2", 1);
+    assert_int_equal(claim(l, &old, NULL), KD_LEDGER_CALL);
+    assert_int_equal(claim(l, &fresh, NULL), KD_LEDGER_CALL);
+    kd_ledger_cancel_request(l, "p-cancel", 7, "building:9990000951", "1", "nobody");
+    settle(l);
+    kd_ledger_close(l);
+    char q[512];
+    snprintf(q, sizeof q,
+             "UPDATE %s.kd_calls SET expires_at = now() - interval '1 second' WHERE job_id = '%s'",
+             schema, old.job.job_id);
+    sql(q);
+    snprintf(q, sizeof q,
+             "UPDATE %s.kd_cancels SET expires_at = now() - interval '1 second'"
+             " WHERE cancel_job_id = 'p-cancel'",
+             schema);
+    sql(q);
+    l = open_ledger("worker-p2", "unknown", "15000");
+    char calls[256], cancels[256];
+    snprintf(calls, sizeof calls, "SELECT count(*) FROM %s.kd_calls WHERE job_id = '%s'", schema,
+             old.job.job_id);
+    snprintf(cancels, sizeof cancels, "SELECT count(*) FROM %s.kd_cancels", schema);
+    for (int i = 0; i < 50 && (count_of(calls) || count_of(cancels)); i++) {
+        kd_ledger_turn(l);
+        usleep(20000);
+    }
+    assert_int_equal(count_of(calls), 0);
+    assert_int_equal(count_of(cancels), 0);
+    snprintf(q, sizeof q, "SELECT count(*) FROM %s.kd_calls WHERE job_id = '%s'", schema,
+             fresh.job.job_id);
+    assert_int_equal(count_of(q), 1);
+    kd_ledger_close(l);
 }
 
 /* PostgreSQL ends the ledger's session (an administrator, a failover): the claim in flight
@@ -542,6 +604,7 @@ int main(void)
         cmocka_unit_test(test_accept_then_done_in_any_order),
         cmocka_unit_test(test_bad_urls_and_newer_schema),
         cmocka_unit_test(test_answers_at_close),
+        cmocka_unit_test(test_expired_rows_are_purged),
         cmocka_unit_test(test_session_killed_then_reconnect),
         cmocka_unit_test(test_statement_refused_every_time_is_dropped),
         cmocka_unit_test(test_broken_schema_is_a_startup_error),

@@ -104,9 +104,16 @@ typedef struct fk_shared {
     bool refused_401_once;
     int64_t refuse_until_ms; /* upgrades answered 503 until then (CLOCK_MONOTONIC) */
     int n_refused_503;
-    int conn_requests[64]; /* per connection number: requests received */
-    int64_t held_rid;      /* action 12: a request held unanswered (0: none) */
-    int64_t late_sid;      /* action 13: the session id given in the late answer */
+    int conn_requests[64];    /* per connection number: requests received */
+    int64_t held_rid;         /* action 12: a request held unanswered (0: none) */
+    int64_t late_sid;         /* action 13: the session id given in the late answer */
+    int n_deletes;            /* lift-call-api-v2 deletes received */
+    int n_site_fetches;       /* common-api requests other than ping (config, actions) */
+    int n_unanswered_deletes; /* action 18: deletes left unanswered */
+    int dropped_cfg;          /* building:dropcfg's first fetch dropped its connection */
+    int n_calls_total;        /* lift-call-api-v2 action requests, whatever their fate */
+    int n_pings_mute;         /* pings of building:mute, never answered */
+    int dropped_sub;          /* building:dropsub's first subscription dropped its connection */
 } fk_shared;
 
 static fk_shared *fk;
@@ -179,12 +186,40 @@ static json_t *fk_call_state(int64_t sid, const char *state, const char *reason)
  * gets them when a connection of its session subscribes again (KONE's resend on resume).
  *   10   as 8, and upgrades are refused (503) for 2.5 s: the resume comes late
  *   11   the connection drops before the answer, which is lost for good; upgrades refused
- *        (503) for 2.5 s */
+ *        (503) for 2.5 s
+ *   14   the connection drops before the answer and KONE forgets the session (a restart):
+ *        resume-session is answered 404
+ *   15   201, then the connection drops before the call result; the session forgotten
+ *   16   accepted, no events; its delete drops the connection, the session forgotten
+ *   17   accepted, no events; its delete is refused (409)
+ *   18   accepted, no events; its delete is never answered
+ *   19   frames that are no job's first (an answer without a request id, a state of a
+ *        call made elsewhere), then the call's result inside its 201 answer; states as 2
+ *   20   201, then a result success=true without a session_id
+ *   21   the call result before the 201 answer; states as 2
+ *   22   accepted; being_allocated, being_served, then nothing
+ * Subscriptions are answered 201, except those of building:403 and building:503 (refused with
+ * that status) and the first of building:dropsub (the connection dropped, no answer).
+ * Pings are answered 200, except those of building:mute (never) and building:ping1005 (500,
+ * KONE's link-down error 1005).
+ * A group's configuration and actions (common-api) are refused 400, except for building:garbled
+ * (201 with neither areas nor call types) and building:dropcfg (its first fetch drops the
+ * connection). */
 static int64_t fk_now_ms(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Drops c after what is queued on it; with forget, KONE forgets its session too, as after a
+ * restart of KONE's side: a resume-session naming it is answered 404. */
+static void fk_drop(fk_conn *c, bool forget)
+{
+    if (forget && c->sess >= 0)
+        snprintf(fk->sessions[c->sess], sizeof fk->sessions[c->sess], "forgotten");
+    c->close_now = true;
+    lws_callback_on_writable(c->wsi);
 }
 
 static void fk_events(fk_conn *c, fk_call *call)
@@ -200,7 +235,10 @@ static void fk_events(fk_conn *c, fk_call *call)
     }
     if (call->action == 3) {
         fk_send(c, fk_call_state(call->sid, "cancelled", "SAME_SOURCE_AND_DEST_FLOOR"));
-    } else if (call->action != 5) {
+    } else if (call->action == 22) { /* its lift is coming, and never arrives */
+        fk_send(c, fk_call_state(call->sid, "being_allocated", NULL));
+        fk_send(c, fk_call_state(call->sid, "being_served", NULL));
+    } else if (call->action != 5 && (call->action < 16 || call->action > 18)) {
         fk_send(c, fk_call_state(call->sid, "being_allocated", NULL));
         fk_send(c, fk_call_state(call->sid, "being_served", NULL));
         fk_send(c, fk_call_state(call->sid, "being_served", NULL)); /* a re-send: no change */
@@ -232,6 +270,15 @@ static void fk_action(fk_conn *c, const json_t *rid, int action)
         lws_callback_on_writable(c->wsi);
         return;
     case 6: fk_send(c, fk_answer(rid, 201, NULL)); return;
+    case 14: fk_drop(c, true); return;
+    case 15:
+        fk_send(c, fk_answer(rid, 201, NULL));
+        fk_drop(c, true);
+        return;
+    case 20:
+        fk_send(c, fk_answer(rid, 201, NULL));
+        fk_send(c, fk_result(rid, true, 0, NULL));
+        return;
     case 401:
         if (!fk->refused_401_once) {
             fk->refused_401_once = true;
@@ -262,8 +309,19 @@ static void fk_action(fk_conn *c, const json_t *rid, int action)
         lws_callback_on_writable(c->wsi);
         return;
     }
-    fk_send(c, fk_answer(rid, 201, NULL));
-    fk_send(c, fk_result(rid, true, sid, NULL));
+    if (action == 19) {
+        fk_send(c, fk_answer(NULL, 201, NULL));
+        fk_send(c, fk_call_state(1, "being_served", NULL));
+        json_t *a = fk_answer(rid, 201, NULL);
+        json_object_set_new(a, "data", json_pack("{s:b,s:I}", "success", 1, "session_id", sid));
+        fk_send(c, a);
+    } else if (action == 21) {
+        fk_send(c, fk_result(rid, true, sid, NULL));
+        fk_send(c, fk_answer(rid, 201, NULL));
+    } else {
+        fk_send(c, fk_answer(rid, 201, NULL));
+        fk_send(c, fk_result(rid, true, sid, NULL));
+    }
     if (call && c->subscribed)
         fk_events(c, call);
 }
@@ -322,9 +380,25 @@ static void fk_frame(fk_conn *c, const char *text, size_t len)
         }
     } else if (!strcmp(type, "common-api") && ct && !strcmp(ct, "ping")) {
         fk->n_pings++;
-        if (!json_object_get(o, "buildingId"))
+        const char *b = json_string_value(json_object_get(o, "buildingId"));
+        if (!b)
             fk->n_pings_no_building++;
-        fk_send(c, fk_answer(rid, 200, NULL));
+        if (b && !strcmp(b, "building:mute")) /* its pings go unanswered */
+            fk->n_pings_mute++;
+        else if (b && !strcmp(b, "building:ping1005")) /* its link is down */
+            fk_send(c, fk_answer(rid, 500, "Error 1005: building link down"));
+        else
+            fk_send(c, fk_answer(rid, 200, NULL));
+    } else if (!strcmp(type, "common-api")) { /* config, actions */
+        fk->n_site_fetches++;
+        const char *b = json_string_value(json_object_get(o, "buildingId"));
+        if (b && !strcmp(b, "building:garbled")) /* 201 without areas or call types */
+            fk_send(c, fk_answer(rid, 201, NULL));
+        else if (b && !strcmp(b, "building:dropcfg") && !fk->dropped_cfg) {
+            fk->dropped_cfg = true; /* the first fetch ends the connection */
+            fk_drop(c, false);
+        } else /* not served here */
+            fk_send(c, fk_answer(rid, 400, "Invalid json payload"));
     } else if (!strcmp(type, "site-monitoring")) {
         fk->n_monitors++;
         /* buildings 403 and 503 refuse subscriptions with that status */
@@ -338,6 +412,12 @@ static void fk_frame(fk_conn *c, const char *text, size_t len)
             json_decref(o);
             return;
         }
+        if (b && !strcmp(b, "building:dropsub") && !fk->dropped_sub) {
+            fk->dropped_sub = 1; /* its first subscription ends the connection, unanswered */
+            fk_drop(c, false);
+            json_decref(o);
+            return;
+        }
         fk_send(c, fk_answer(rid, 201, NULL));
         const char *topic = json_string_value(json_array_get(json_object_get(p, "subtopics"), 0));
         if (topic && !strcmp(topic, "call_state/+/+")) {
@@ -347,17 +427,25 @@ static void fk_frame(fk_conn *c, const char *text, size_t len)
                     fk_events(c, &fk->calls[i]);
         }
     } else if (!strcmp(type, "lift-call-api-v2") && ct && !strcmp(ct, "action")) {
+        fk->n_calls_total++;
         fk_action(c, rid,
                   (int)json_integer_value(json_object_get(json_object_get(p, "call"), "action")));
     } else if (!strcmp(type, "lift-call-api-v2") && ct && !strcmp(ct, "hold_open")) {
         fk_send(c, fk_answer(rid, 202, NULL));
     } else if (!strcmp(type, "lift-call-api-v2") && ct && !strcmp(ct, "delete")) {
         int64_t sid = json_integer_value(json_object_get(p, "session_id"));
-        int owner = -2;
+        int owner = -2, action = 0;
         for (int i = 0; i < fk->n_calls; i++)
-            if (fk->calls[i].sid == sid)
+            if (fk->calls[i].sid == sid) {
                 owner = fk->calls[i].sess;
-        if (sid == 999)
+                action = fk->calls[i].action;
+            }
+        fk->n_deletes++;
+        if (action == 16)
+            fk_drop(c, true);
+        else if (action == 18) /* never answered */
+            fk->n_unanswered_deletes++;
+        else if (sid == 999 || action == 17)
             fk_send(c, fk_answer(rid, 409, "Request was not in cancellable state"));
         else if (owner != -2 && owner != c->sess) /* as kone-sim: sessions own calls */
             fk_send(c, fk_answer(rid, 404, "Call not found in this session"));
@@ -659,9 +747,10 @@ typedef struct client {
     kd_kone *k;
 } client;
 
+/* extra1, extra2: NULL, or one or more flags separated by spaces */
 static void client_start(client *c, const char *extra1, const char *extra2)
 {
-    char a[12][300];
+    char a[16][300];
     int n = 0;
     snprintf(a[n++], 300, "test");
     snprintf(a[n++], 300, "--kone-token-url=https://127.0.0.1:%d/api/v2/oauth2/token", fk->port);
@@ -671,11 +760,15 @@ static void client_start(client *c, const char *extra1, const char *extra2)
     snprintf(a[n++], 300, "--kone-ca-file=%s", fk->cert);
     snprintf(a[n++], 300, "--kone-request-timeout-ms=1500");
     snprintf(a[n++], 300, "--kone-call-timeout-ms=700");
-    if (extra1)
-        snprintf(a[n++], 300, "%s", extra1);
-    if (extra2)
-        snprintf(a[n++], 300, "%s", extra2);
-    char *argv[12];
+    const char *extra[] = {extra1, extra2};
+    for (int e = 0; e < 2; e++)
+        for (const char *p = extra[e]; p && *p && n < 16;) {
+            size_t len = strcspn(p, " ");
+            if (len)
+                snprintf(a[n++], 300, "%.*s", (int)len, p);
+            p += len + (p[len] == ' ');
+        }
+    char *argv[16];
     for (int i = 0; i < n; i++)
         argv[i] = a[i];
     kd_err err = {0};
@@ -1065,6 +1158,319 @@ static void test_unanswered_after_resume(void **state)
     client_stop(&c);
 }
 
+/* KONE's side forgot the session (a restart) while the client waited on it: the resume is
+ * refused (404) and a new session made. What the job waited for is lost with the old session:
+ * a request not yet answered fails transient (it was not accepted: safe to retry), a call
+ * accepted (201) whose result was lost is unknown and final (it may have been placed: never
+ * called twice), and so is a call whose delete was lost, with the reason it was deleted. */
+static void test_session_lost(void **state)
+{
+    (void)state;
+    client c;
+    client_start(&c, "--kone-connections=1", NULL);
+    int creates = fk_get(&fk->n_creates), resumes = fk_get(&fk->n_resumes);
+    kd_run *r = run_one(&c, new_run(KD_OP_CALL, 14, false), 5000);
+    expect(r, KD_OUTCOME_FAILED, KD_FAIL_TRANSIENT, "session_lost");
+    assert_non_null(strstr(r->error_message, "lost before the answer"));
+    free(r);
+    r = run_one(&c, new_run(KD_OP_CALL, 15, false), 5000);
+    expect(r, KD_OUTCOME_UNKNOWN, KD_FAIL_FINAL, "session_lost");
+    assert_int_equal(r->kone_status, 201);
+    assert_non_null(strstr(r->error_message, "not called again"));
+    free(r);
+    int deletes = fk_get(&fk->n_deletes);
+    r = run_one(&c, new_run(KD_OP_CALL, 16, false), 5000);
+    expect(r, KD_OUTCOME_UNKNOWN, KD_FAIL_FINAL, "1005");
+    assert_non_null(strstr(r->error_message, "made no progress"));
+    assert_non_null(strstr(r->error_message, "its delete was lost with the session"));
+    assert_int_equal(fk_get(&fk->n_deletes), deletes + 1);
+    free(r);
+    assert_true(fk_get(&fk->n_resumes) >= resumes + 3);    /* each loss: a resume tried */
+    assert_int_equal(fk_get(&fk->n_creates), creates + 3); /* refused: a new session */
+    r = run_one(&c, new_run(KD_OP_CALL, 2, false), 5000);  /* which works */
+    expect(r, KD_OUTCOME_SUCCEEDED, KD_FAIL_NONE, "");
+    free(r);
+    client_stop(&c);
+}
+
+/* A call that makes no progress is deleted before its job may be retried; when KONE refuses
+ * the delete (409) or never answers it, the call may still be placed: the job is unknown and
+ * final (not called again), and says why. */
+static void test_delete_not_done(void **state)
+{
+    (void)state;
+    client c;
+    client_start(&c, "--kone-connections=1", NULL);
+    kd_run *r = run_one(&c, new_run(KD_OP_CALL, 17, false), 5000);
+    expect(r, KD_OUTCOME_UNKNOWN, KD_FAIL_FINAL, "1005");
+    assert_non_null(strstr(r->error_message, "cancelling it failed (delete answered 409"));
+    free(r);
+    r = run_one(&c, new_run(KD_OP_CALL, 18, false), 5000);
+    expect(r, KD_OUTCOME_UNKNOWN, KD_FAIL_FINAL, "1005");
+    assert_non_null(strstr(r->error_message, "its delete got no answer within 1500 ms"));
+    assert_int_equal(fk_get(&fk->n_unanswered_deletes), 1);
+    free(r);
+    client_stop(&c);
+}
+
+/* The call's result in the other forms KONE may send it, among frames that are no job's:
+ * inside the 201 answer (the states are followed: exactly the call's own four, not the
+ * state of a call made elsewhere, and the answer without a request id changes nothing),
+ * without a session_id (accepted; the job says its states were not followed), and before
+ * the answer (accepted, its session id kept). */
+static void test_result_forms(void **state)
+{
+    (void)state;
+    client c;
+    client_start(&c, "--kone-connections=1", NULL);
+    kd_run *r = run_one(&c, new_run(KD_OP_CALL, 19, true), 5000);
+    expect(r, KD_OUTCOME_SUCCEEDED, KD_FAIL_NONE, "");
+    pthread_mutex_lock(&fk->mu);
+    int64_t sid = fk->next_sid; /* the call's own, not the other call's session 1 */
+    pthread_mutex_unlock(&fk->mu);
+    assert_int_equal(r->session_id, sid);
+    pthread_mutex_lock(&obs.mu);
+    __typeof__(obs) o = obs;
+    pthread_mutex_unlock(&obs.mu);
+    assert_int_equal(o.n_states, 4);
+    assert_string_equal(o.states[0], "being_allocated");
+    assert_string_equal(o.states[3], "served");
+    free(r);
+
+    r = run_one(&c, new_run(KD_OP_CALL, 20, false), 5000);
+    expect(r, KD_OUTCOME_SUCCEEDED, KD_FAIL_NONE, "");
+    assert_int_equal(r->session_id, 0);
+    assert_non_null(strstr(r->error_message, "KONE gave no session_id; state not followed"));
+    free(r);
+
+    r = run_one(&c, new_run(KD_OP_CALL, 21, false), 5000);
+    expect(r, KD_OUTCOME_SUCCEEDED, KD_FAIL_NONE, "");
+    pthread_mutex_lock(&fk->mu);
+    sid = fk->next_sid;
+    pthread_mutex_unlock(&fk->mu);
+    assert_int_equal(r->session_id, sid);
+    assert_true(r->kone_rtt_us > 0);
+    free(r);
+
+    /* and a job that is not valid is refused before anything is sent */
+    int calls = fk_get(&fk->n_calls);
+    r = new_run(KD_OP_CALL, 2, false);
+    r->job_valid = false;
+    r = run_one(&c, r, 5000);
+    expect(r, KD_OUTCOME_REJECTED, KD_FAIL_FINAL, "invalid_job");
+    assert_non_null(strstr(r->error_message, "not sent to KONE"));
+    assert_int_equal(fk_get(&fk->n_calls), calls);
+    free(r);
+    client_stop(&c);
+}
+
+/* Calls n buildings never met before (building:m<first>...), batch by batch (the fake's
+ * queues are bounded), each answered 201 and a result; all must succeed. */
+static void call_buildings(client *c, int first, int n)
+{
+    for (int i = 0; i < n;) {
+        kd_run *runs[128];
+        int m = 0;
+        for (; m < 128 && i < n; m++, i++) {
+            runs[m] = new_run(KD_OP_CALL, 20, false);
+            snprintf(runs[m]->job.building_id, sizeof runs[m]->job.building_id, "building:m%d",
+                     first + i);
+        }
+        pthread_mutex_lock(&obs.mu);
+        int want = obs.done + m;
+        pthread_mutex_unlock(&obs.mu);
+        for (int x = 0; x < m; x++)
+            kd_kone_submit(c->k, runs[x]);
+        assert_true(wait_done(want, 10000));
+        for (int x = 0; x < m; x++) {
+            expect(runs[x], KD_OUTCOME_SUCCEEDED, KD_FAIL_NONE, "");
+            free(runs[x]);
+        }
+    }
+}
+
+static bool known(client *c, int building)
+{
+    char id[32];
+    kd_kone_building_stats bs;
+    snprintf(id, sizeof id, "building:m%d", building);
+    return kd_kone_building(c->k, id, &bs);
+}
+
+/* The client's memory of buildings is bounded (KK_MAX_BUILDINGS, KK_MAX_SITES: 4096 each).
+ * Full, a new building still gets its call through: it takes the place of the building used
+ * longest ago (that one's circuit breaker and rate limit are forgotten), and the groups whose
+ * configuration went unused for kone.config_ttl_s are forgotten, so the new group's is asked;
+ * when none is that old, the new group's call goes out unchecked. */
+static void test_many_buildings(void **state)
+{
+    (void)state;
+    client c;
+    client_start(&c, "--kone-config-ttl-s=1", NULL);
+    call_buildings(&c, 0, 4096);
+    assert_true(known(&c, 0));
+    int fetches = fk_get(&fk->n_site_fetches);
+    assert_true(fetches >= 4096); /* each group's configuration asked (and refused) */
+    usleep(1100000);              /* every entry unused for kone.config_ttl_s */
+    call_buildings(&c, 4096, 1);
+    assert_true(fk_get(&fk->n_site_fetches) > fetches);
+    assert_true(known(&c, 4096));
+    assert_false(known(&c, 0)); /* the oldest, forgotten */
+    assert_true(known(&c, 1));
+    call_buildings(&c, 4097, 1);
+    assert_false(known(&c, 1)); /* then the next oldest */
+    assert_true(known(&c, 2));
+    client_stop(&c);
+
+    /* every group's configuration used within kone.config_ttl_s: no room for one more, whose
+     * call goes out unchecked, without a fetch */
+    client_start(&c, NULL, NULL);
+    call_buildings(&c, 0, 4096);
+    fetches = fk_get(&fk->n_site_fetches);
+    call_buildings(&c, 4096, 1);
+    assert_int_equal(fk_get(&fk->n_site_fetches), fetches);
+    client_stop(&c);
+}
+
+/* A group's configuration that KONE answers in a shape not understood checks nothing, and
+ * is not asked again at the next call (only a TTL later). A call held for a fetch whose answer
+ * was lost with its connection gives up transient "timeout" (KONE did not answer what it
+ * waited for), not "no_connection": the connection was back at once. Nothing was sent, and
+ * the next call there goes out (the fetch given up, unchecked for a while). */
+static void test_site_config_odd(void **state)
+{
+    (void)state;
+    client c;
+    client_start(&c, "--kone-connections=1", NULL);
+    int fetches = fk_get(&fk->n_site_fetches), calls = fk_get(&fk->n_calls_total);
+    for (int i = 0; i < 2; i++) {
+        kd_run *r = new_run(KD_OP_CALL, 20, false);
+        snprintf(r->job.building_id, sizeof r->job.building_id, "building:garbled");
+        r = run_one(&c, r, 5000);
+        expect(r, KD_OUTCOME_SUCCEEDED, KD_FAIL_NONE, "");
+        free(r);
+    }
+    assert_int_equal(fk_get(&fk->n_site_fetches), fetches + 2); /* config and actions, once */
+    assert_int_equal(fk_get(&fk->n_calls_total), calls + 2);
+
+    int conns = fk_get(&fk->n_conns);
+    kd_run *r = new_run(KD_OP_CALL, 20, false);
+    snprintf(r->job.building_id, sizeof r->job.building_id, "building:dropcfg");
+    r = run_one(&c, r, 8000);
+    expect(r, KD_OUTCOME_FAILED, KD_FAIL_TRANSIENT, "timeout");
+    assert_non_null(strstr(r->error_message, "configuration fetch or subscription of "
+                                             "building:dropcfg group 1"));
+    assert_false(r->written);
+    free(r);
+    assert_true(fk_get(&fk->dropped_cfg));
+    assert_true(fk_get(&fk->n_conns) > conns);
+    assert_int_equal(fk_get(&fk->n_calls_total), calls + 2);
+    r = new_run(KD_OP_CALL, 20, false);
+    snprintf(r->job.building_id, sizeof r->job.building_id, "building:dropcfg");
+    r = run_one(&c, r, 5000);
+    expect(r, KD_OUTCOME_SUCCEEDED, KD_FAIL_NONE, "");
+    free(r);
+    assert_int_equal(fk_get(&fk->n_calls_total), calls + 3);
+    client_stop(&c);
+}
+
+static kd_run *call_at(client *c, const char *building, int action, int ms)
+{
+    kd_run *r = new_run(KD_OP_CALL, action, false);
+    snprintf(r->job.building_id, sizeof r->job.building_id, "%s", building);
+    return run_one(c, r, ms);
+}
+
+static kd_kone_building_stats stats_of(client *c, const char *building)
+{
+    kd_kone_building_stats bs = {0};
+    assert_true(kd_kone_building(c->k, building, &bs));
+    return bs;
+}
+
+/* A building's circuit opens when its calls fail for its link (here one in a window of one:
+ * accepted, never a result, 1005); its calls then fail "circuit_open" at once, not sent.
+ * A ping of an open circuit that goes unanswered keeps it open, and it is pinged again. */
+static void test_circuit_ping_unanswered(void **state)
+{
+    (void)state;
+    client c;
+    client_start(&c, "--kone-connections=1 --kone-breaker-min-calls=1",
+                 "--kone-breaker-window-calls=1 --kone-breaker-probe-base-ms=10");
+    kd_run *r = call_at(&c, "building:mute", 6, 5000);
+    expect(r, KD_OUTCOME_UNKNOWN, KD_FAIL_FINAL, "1005");
+    free(r);
+    assert_int_equal(kd_kone_circuit_state(c.k, "building:mute"), KD_KONE_CIRCUIT_OPEN);
+    int calls = fk_get(&fk->n_calls_total);
+    r = call_at(&c, "building:mute", 2, 5000);
+    expect(r, KD_OUTCOME_FAILED, KD_FAIL_TRANSIENT, "circuit_open");
+    free(r);
+    assert_int_equal(fk_get(&fk->n_calls_total), calls);
+    /* the first ping unanswered within kone.request_timeout_ms (1.5 s): pinged again */
+    for (int i = 0; i < 500 && fk_get(&fk->n_pings_mute) < 2; i++)
+        usleep(10000);
+    assert_true(fk_get(&fk->n_pings_mute) >= 2);
+    kd_kone_building_stats bs = stats_of(&c, "building:mute");
+    assert_int_equal(bs.circuit, KD_KONE_CIRCUIT_OPEN);
+    assert_int_equal(bs.circuit_opens, 1);
+    assert_int_equal(bs.circuit_closes, 0);
+    client_stop(&c);
+}
+
+/* Calls that make no progress for kone.stall_probe_ms get their building pinged: a ping that
+ * fails with KONE's link-down error 1005 opens the circuit at once; one unanswered says
+ * nothing about the link and leaves it closed. */
+static void test_stall_pings(void **state)
+{
+    (void)state;
+    client c;
+    client_start(&c, "--kone-connections=1 --kone-stall-probe-ms=100",
+                 "--kone-call-timeout-ms=2000");
+    kd_run *a = new_run(KD_OP_CALL, 6, false), *b = new_run(KD_OP_CALL, 6, false);
+    snprintf(a->job.building_id, sizeof a->job.building_id, "building:ping1005");
+    snprintf(b->job.building_id, sizeof b->job.building_id, "building:mute");
+    kd_kone_submit(c.k, a);
+    kd_kone_submit(c.k, b);
+    assert_true(wait_done(2, 8000));
+    expect(a, KD_OUTCOME_UNKNOWN, KD_FAIL_FINAL, "1005");
+    expect(b, KD_OUTCOME_UNKNOWN, KD_FAIL_FINAL, "1005");
+    free(a);
+    free(b);
+    kd_kone_building_stats bs = stats_of(&c, "building:ping1005");
+    assert_int_equal(bs.circuit_opens, 1);
+    bs = stats_of(&c, "building:mute");
+    assert_int_equal(bs.circuit, KD_KONE_CIRCUIT_CLOSED);
+    assert_int_equal(bs.circuit_opens, 0);
+    assert_true(fk_get(&fk->n_pings_mute) >= 1);
+    client_stop(&c);
+}
+
+/* A tracked call whose lift is coming (being_served) when kone.track_timeout_ms runs out
+ * succeeds, saying tracking stopped in that state: it is not cancelled (the lift is on its
+ * way). A call whose building's subscription was lost with its connection waits for it to be
+ * made again on the new one, then goes out and is followed. */
+static void test_track_timeout_and_subscription_lost(void **state)
+{
+    (void)state;
+    client c;
+    client_start(&c, "--kone-connections=1 --kone-track-timeout-ms=300", NULL);
+    int deletes = fk_get(&fk->n_deletes);
+    kd_run *r = run_one(&c, new_run(KD_OP_CALL, 22, true), 5000);
+    expect(r, KD_OUTCOME_SUCCEEDED, KD_FAIL_NONE, "track_timeout");
+    assert_string_equal(r->error_message, "tracking stopped after 300 ms in state 'being_served'");
+    free(r);
+    assert_int_equal(fk_get(&fk->n_deletes), deletes); /* not cancelled */
+
+    int monitors = fk_get(&fk->n_monitors), conns = fk_get(&fk->n_conns);
+    r = call_at(&c, "building:dropsub", 2, 8000);
+    expect(r, KD_OUTCOME_SUCCEEDED, KD_FAIL_NONE, "");
+    free(r);
+    assert_true(fk_get(&fk->dropped_sub));
+    assert_true(fk_get(&fk->n_conns) > conns);
+    assert_true(fk_get(&fk->n_monitors) >= monitors + 2); /* asked again after the drop */
+    client_stop(&c);
+}
+
 static void test_keepalive_and_replacement(void **state)
 {
     (void)state;
@@ -1136,6 +1542,53 @@ static void test_shutdown_fails_pending(void **state)
     free(r2);
 }
 
+/* Jobs still waiting when the client stops get their answer too ("shutdown", never sent):
+ * one queued behind its building's concurrency ceiling (kone.concurrency_building_max: at
+ * most that many of its requests out unanswered), and one waiting for a connection. */
+static void test_shutdown_fails_waiting(void **state)
+{
+    (void)state;
+    client c;
+    client_start(&c, "--kone-connections=1 --kone-concurrency-building-max=1", NULL);
+    int calls = fk_get(&fk->n_calls_total);
+    kd_run *r1 = new_run(KD_OP_CALL, 7, false); /* never answered */
+    kd_run *r2 = new_run(KD_OP_CALL, 2, false);
+    kd_kone_submit(c.k, r1);
+    for (int i = 0; i < 500 && fk_get(&fk->n_calls_total) == calls; i++)
+        usleep(10000);
+    kd_kone_submit(c.k, r2);
+    usleep(200000);
+    assert_int_equal(fk_get(&fk->n_calls_total), calls + 1); /* r2 held back */
+    kd_kone_building_stats bs = stats_of(&c, "building:1");
+    assert_int_equal(bs.concurrency_limit, 1);
+    assert_int_equal(bs.concurrency_inflight, 1);
+    client_stop(&c);
+    assert_int_equal(obs.done, 2);
+    expect(r1, KD_OUTCOME_FAILED, KD_FAIL_TRANSIENT, "shutdown");
+    expect(r2, KD_OUTCOME_FAILED, KD_FAIL_TRANSIENT, "shutdown");
+    free(r1);
+    free(r2);
+
+    client_start(&c, "--kone-connections=1", NULL);
+    calls = fk_get(&fk->n_calls_total);
+    int refused = fk_get(&fk->n_refused_503);
+    r1 = new_run(KD_OP_CALL, 11, false); /* drops the connection; upgrades refused 2.5 s */
+    kd_kone_submit(c.k, r1);
+    for (int i = 0; i < 200 && fk_get(&fk->n_refused_503) == refused; i++)
+        usleep(10000);
+    assert_true(fk_get(&fk->n_refused_503) > refused); /* no connection now */
+    r2 = new_run(KD_OP_CALL, 2, false);
+    kd_kone_submit(c.k, r2);
+    usleep(100000);
+    client_stop(&c);
+    assert_int_equal(obs.done, 2);
+    expect(r1, KD_OUTCOME_FAILED, KD_FAIL_TRANSIENT, "shutdown");
+    expect(r2, KD_OUTCOME_FAILED, KD_FAIL_TRANSIENT, "shutdown");
+    assert_int_equal(fk_get(&fk->n_calls_total), calls + 1); /* r2 never sent */
+    free(r1);
+    free(r2);
+}
+
 static void test_bad_config(void **state)
 {
     (void)state;
@@ -1156,6 +1609,25 @@ static void test_bad_config(void **state)
     kd_config_set(&cfg, KD_CFG_KONE_TOKEN_URL, "https://127.0.0.1:1/token", NULL);
     kd_config_set(&cfg, KD_CFG_KONE_CLIENT_SECRET, "", NULL);
     assert_int_equal(kd_kone_start(&k, &cfg, &hooks, &err), KD_ERR_INVALID);
+    /* more buildings than the tokens one client may hold can serve */
+    kd_config_set(&cfg, KD_CFG_KONE_CLIENT_SECRET, SECRET, NULL);
+    kd_config_set(&cfg, KD_CFG_KONE_BUILDINGS, "1,2,3,4,5,6,7,8,9", NULL);
+    kd_config_set(&cfg, KD_CFG_KONE_BUILDINGS_PER_TOKEN, "1", NULL);
+    assert_int_equal(kd_kone_start(&k, &cfg, &hooks, &err), KD_ERR_INVALID);
+    assert_non_null(strstr(err.msg, "9 buildings at 1 per token need 9 tokens; at most 8"));
+    /* a kone.ca_file that is readable but holds no certificate: a start-up error naming the
+     * file, as for AMQP's and Kafka's, rather than every connection refused later */
+    kd_config_set(&cfg, KD_CFG_KONE_BUILDINGS, "", NULL);
+    char ca[] = "/tmp/kd-bad-ca-XXXXXX";
+    int fd = mkstemp(ca);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, "not a certificate\n", 18), 18);
+    close(fd);
+    kd_config_set(&cfg, KD_CFG_KONE_CA_FILE, ca, NULL);
+    assert_int_equal(kd_kone_start(&k, &cfg, &hooks, &err), KD_ERR_INVALID);
+    assert_non_null(strstr(err.msg, "kone.ca_file"));
+    assert_non_null(strstr(err.msg, "holds no PEM certificate"));
+    unlink(ca);
     kd_config_free(&cfg);
 }
 
@@ -1175,9 +1647,20 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_resubscribe_after_resume, setup, teardown),
         cmocka_unit_test_setup_teardown(test_late_answer_after_slow_resume, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unanswered_after_resume, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_session_lost, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_delete_not_done, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_result_forms, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_many_buildings, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_site_config_odd, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_circuit_ping_unanswered, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stall_pings, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_track_timeout_and_subscription_lost, setup, teardown),
         cmocka_unit_test_setup_teardown(test_keepalive_and_replacement, setup, teardown),
         cmocka_unit_test_setup_teardown(test_late_answer_not_credited, setup, teardown),
         cmocka_unit_test_setup_teardown(test_shutdown_fails_pending, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_shutdown_fails_waiting, setup, teardown),
     };
+    if (getenv("KD_TEST_FILTER")) /* one test: KD_TEST_FILTER=test_session_lost */
+        cmocka_set_test_filter(getenv("KD_TEST_FILTER"));
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

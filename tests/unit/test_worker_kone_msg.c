@@ -51,6 +51,12 @@ static void test_iso8601(void **state)
     assert_string_equal(b, "2020-11-25T07:17:33.298Z");
     kd_kone_iso8601(0, b, sizeof b);
     assert_string_equal(b, "1970-01-01T00:00:00.000Z");
+    /* a year of five digits (a clock far off) is written whole, not wrapped */
+    kd_kone_iso8601(253402300800000000 + 5000, b, sizeof b);
+    assert_string_equal(b, "10000-01-01T00:00:00.005Z");
+    /* a short buffer cuts the text, terminated */
+    kd_kone_iso8601(T0_US, b, 11);
+    assert_string_equal(b, "2020-11-25");
 }
 
 /* The token goes into the upgrade URL's query: everything but unreserved characters is
@@ -105,6 +111,13 @@ static void test_building_id(void **state)
     assert_string_equal(b, "building:9990000951");
     kd_kone_building_id("building:9990000951", b, sizeof b);
     assert_string_equal(b, "building:9990000951");
+    /* short buffers cut the id, terminated, never past len */
+    kd_kone_building_id("9990000951", b, 12);
+    assert_string_equal(b, "building:99");
+    memset(b, 'x', sizeof b);
+    kd_kone_building_id("9990000951", b, 6);
+    assert_string_equal(b, "build");
+    assert_int_equal(b[6], 'x');
 }
 
 static void test_call_destination_full(void **state)
@@ -805,6 +818,12 @@ static void test_parse_call_state(void **state)
     assert_string_equal(m.ev.state, "cancelled");
     assert_string_equal(m.ev.cancel_reason, "NO_LIFT_AVAILABLE");
 
+    /* the deck as one number, not an array */
+    m = parse_ok("{\"subtopic\":\"call_state/8/being_served\",\"data\":{\"time\":\"t\","
+                 "\"allocated_lift_deck\":1001020}}");
+    assert_int_equal(m.ev.n_decks, 1);
+    assert_int_equal(m.ev.allocated_lift_deck[0], 1001020);
+
     /* wildcard topic: state from data */
     m = parse_ok("{\"subtopic\":\"call_state/6/+\",\"data\":{\"state\":\"served\","
                  "\"modified_destination\":15010,\"modified_reason\":\"AutomaticTransfer\","
@@ -933,6 +952,7 @@ static void test_rejection_texts(void **state)
         {"", KD_OUTCOME_REJECTED, "call_refused"},
         {"1005", KD_OUTCOME_FAILED, "1005"},
         {"Error 1005: site link down", KD_OUTCOME_FAILED, "1005"},
+        {"  1005", KD_OUTCOME_FAILED, "1005"}, /* leading blanks */
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char code[48];

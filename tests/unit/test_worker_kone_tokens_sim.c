@@ -45,11 +45,12 @@ static void write_world(void)
     json_t *w = json_pack("{s:o}", "buildings", list);
     char robot[64];
     snprintf(robot, sizeof robot, "robotcall/building:%d", FIRST_ID);
-    json_t *c =
-        json_pack("[{s:s,s:s,s:o},{s:s,s:s,s:[s]},{s:s,s:s,s:[s]}]", "client_id", "kd-multi",
-                  "client_secret", "kd-multi-secret", "scopes", scopes, "client_id", "kd-robot",
-                  "client_secret", "kd-robot-secret", "scopes", robot, "client_id", "kd-blind",
-                  "client_secret", "kd-blind-secret", "scopes", "callgiving/building:9000001");
+    json_t *c = json_pack(
+        "[{s:s,s:s,s:o},{s:s,s:s,s:[s]},{s:s,s:s,s:[s]},{s:s,s:s,s:[s]}]", "client_id", "kd-multi",
+        "client_secret", "kd-multi-secret", "scopes", scopes, "client_id", "kd-robot",
+        "client_secret", "kd-robot-secret", "scopes", robot, "client_id", "kd-blind",
+        "client_secret", "kd-blind-secret", "scopes", "callgiving/building:9000001", "client_id",
+        "kd-empty", "client_secret", "kd-empty-secret", "scopes", "application/inventory");
     snprintf(bld_file, sizeof bld_file, "/tmp/kd-tokens-%d-buildings.json", (int)getpid());
     snprintf(cli_file, sizeof cli_file, "/tmp/kd-tokens-%d-clients.json", (int)getpid());
     assert_int_equal(json_dump_file(w, bld_file, 0), 0);
@@ -205,6 +206,42 @@ static void test_discover_buildings(void **state)
     kd_config_free(&c.cfg);
 }
 
+/* kd_kone_start of client `who` with kone.discover_buildings on: must fail; its error. */
+static void discover_fails(const char *who, kd_err *err)
+{
+    char a[24][300];
+    int n = base_flags(a, who);
+    snprintf(a[n++], 300, "--kone-discover-buildings=true");
+    char *argv[24];
+    for (int i = 0; i < n; i++)
+        argv[i] = a[i];
+    client c;
+    assert_int_equal(kd_config_load(&c.cfg, KD_PROG_WORKER, "test", n, argv, err), 0);
+    kd_kone_hooks hooks = {.done = on_done, .call_event = on_event, .arg = NULL};
+    assert_int_not_equal(kd_kone_start(&c.k, &c.cfg, &hooks, err), 0);
+    kd_config_free(&c.cfg);
+}
+
+/* kone.discover_buildings when KONE cannot give the list: an application KONE lists no building
+ * for does not start; nor does one whose token endpoint is down (503), after three tries a
+ * second apart (KONE may be starting too). Each error names the setting and the reason. */
+static void test_discover_fails(void **state)
+{
+    (void)state;
+    NEED_SIM();
+    kd_err err = {0};
+    discover_fails("kd-empty", &err);
+    assert_non_null(strstr(err.msg, "kone.discover_buildings: KONE lists no building"));
+    assert_int_equal(sim_post("/sim/faults", "{\"token_down\":true}"), 200);
+    int before = count_in_log("POST /api/v2/oauth2/token 503");
+    discover_fails("kd-multi", &err);
+    assert_non_null(strstr(err.msg, "kone.discover_buildings"));
+    assert_non_null(strstr(err.msg, "503"));
+    assert_null(strstr(err.msg, "kd-multi-secret"));
+    assert_int_equal(count_in_log("POST /api/v2/oauth2/token 503"), before + 3);
+    assert_int_equal(sim_post("/sim/faults/reset", NULL), 200);
+}
+
 /* kd-robot holds robotcall/building:<FIRST_ID> only. */
 static void start_robot(client *c, const char *key)
 {
@@ -231,9 +268,21 @@ static void test_robotcall_scope(void **state)
     expect(run_one(&c, call(id, "1", 1000, 2, 5000, false), 15000), KD_OUTCOME_FAILED,
            "no_connection", "Scope not allowed for this client: callgiving/building:9000001");
     client_stop(&c);
+    /* listed in both keys: asked once, as robotcall (kd-robot holds only that: asking
+     * callgiving too would be refused) */
+    char a[24][300];
+    int n = base_flags(a, "kd-robot");
+    snprintf(a[n++], 300, "--kone-buildings=%d", FIRST_ID);
+    snprintf(a[n++], 300, "--kone-robotcall-buildings=building:%d", FIRST_ID);
+    int asked = count_in_log("scope=robotcall/building:9000001");
+    client_launch(&c, a, n);
+    expect(run_one(&c, call(id, "1", 1000, 2, 5000, false), 15000), KD_OUTCOME_SUCCEEDED, "", NULL);
+    assert_true(count_in_log("scope=robotcall/building:9000001") > asked);
+    client_stop(&c);
 }
 
 KS_MAIN(cmocka_unit_test_setup_teardown(test_discover_buildings, setup_world, teardown_world),
+        cmocka_unit_test_setup_teardown(test_discover_fails, setup_world, teardown_world),
         cmocka_unit_test_setup_teardown(test_robotcall_scope, setup_world, teardown_world),
         cmocka_unit_test_setup_teardown(test_two_tokens_route, setup_world, teardown_world),
         cmocka_unit_test_setup_teardown(test_one_token_is_refused, setup_world, teardown_world))

@@ -692,6 +692,31 @@ static void test_two_buildings_plain_list(void **state)
     kd_config_free(&c2);
 }
 
+/* Results and call events sent to one topic (kafka.topic_events = kafka.topic_results): its
+ * delivery series exist once, so a scrape holds no duplicate series (which Prometheus refuses),
+ * and a delivery to it is counted once. */
+static void test_one_topic_for_results_and_events(void **state)
+{
+    (void)state;
+    kd_config c2;
+    char *argv[] = {"kone-worker", "--kafka-topic-results=kd.all", "--kafka-topic-events=kd.all"};
+    kd_err err = {0};
+    assert_int_equal(kd_config_load(&c2, KD_PROG_WORKER, "kone-worker", 3, argv, &err), 0);
+    assert_int_equal(kd_wm_init(&c2, &err), 0);
+    kd_wm_kafka_delivery("kd.all", true);
+    size_t len = 0;
+    char *text = kd_metrics_expose(kd_wm_registry(), &len);
+    assert_non_null(text);
+    const char *line = "kone_kafka_deliveries_total{topic=\"kd.all\",result=\"delivered\"} 1\n";
+    const char *at = strstr(text, line);
+    assert_non_null(at);
+    assert_null(
+        strstr(at + 1, "kone_kafka_deliveries_total{topic=\"kd.all\",result=\"delivered\"}"));
+    free(text);
+    kd_wm_free();
+    kd_config_free(&c2);
+}
+
 /* What an operator meets when the metrics settings cannot work or the main loop stops (the
  * values themselves are checked when the configuration loads): a 1001st building is refused,
  * a port another process holds fails the start and leaves no catalogue behind, and /readyz's
@@ -754,6 +779,7 @@ int main(void)
     curl_global_init(CURL_GLOBAL_DEFAULT);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_two_buildings_plain_list),
+        cmocka_unit_test(test_one_topic_for_results_and_events),
         cmocka_unit_test(test_catalogue_values_and_labels),
         cmocka_unit_test(test_status_and_reason_mapping),
         cmocka_unit_test(test_circuit_other_shows_the_worst),
