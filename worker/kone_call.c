@@ -578,9 +578,11 @@ static void job_timer(lws_sorted_usec_list_t *sul)
                    rt_ms, bs.building, bs.rate_per_s);
             return;
         }
-        if (now >= j->wait_until && j->slot && j->wlink.owner && j->wlink.owner != &j->slot->wq) {
-            /* connected, but held at a gate: its group's configuration fetch or subscription
-             * went unanswered (KONE slow, or the answer lost with a connection) */
+        if (now >= j->wait_until && j->slot &&
+            ((j->wlink.owner && j->wlink.owner != &j->slot->wq) || j->site.wait.owner)) {
+            /* connected, but held at a gate: its group's configuration fetch (parked on
+             * kone_site's waiters) or subscription (on a kk_sub's) went unanswered (KONE
+             * slow, or the answer lost with a connection) */
             finish(j, KD_OUTCOME_FAILED, KD_FAIL_TRANSIENT, "timeout",
                    "no answer from KONE within %" PRId64 " ms to the configuration fetch or "
                    "subscription of %s group %s the call waited for; not sent to KONE",
