@@ -542,6 +542,7 @@ int kd_kone_start(kd_kone **out, const kd_config *cfg, const kd_kone_hooks *hook
         return KD_ERR_INTERNAL;
     }
     k->pool.ctx = k->ctx;
+    k->pool.ca_file = k->ca_file; /* the connections' own TLS (kone_tls.h) */
     k->pool.request_timeout_us = k->request_timeout_us;
     k->pool.n_links = k->n_slots;
     for (int i = 0; i < KK_MAX_SLOTS; i++)
