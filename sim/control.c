@@ -2,6 +2,7 @@
  * listing and reset (control.h). */
 #include "control.h"
 
+#include <ctype.h>
 #include <openssl/crypto.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -218,6 +219,57 @@ static int drop_connections(sim_control *c, const char *body, size_t len, json_t
     return status;
 }
 
+/* {"client_id": "...", "hex": "<bytes>", "fragment": N}, all optional: WebSocket faults on the
+ * open connections (docs/kone-sim.md): bytes written as they are (a malformed frame, a ping,
+ * ...), and text frames sent in fragments of at most N bytes from now on (0: whole). */
+static int ws_inject(sim_control *c, const char *body, size_t len, json_t **answer)
+{
+    char msg[200];
+    json_t *o = len ? parse_body(body, len, msg, sizeof msg) : json_object();
+    if (!o)
+        return fail(answer, 400, msg);
+    const json_t *cid = json_object_get(o, "client_id"), *hex = json_object_get(o, "hex"),
+                 *frag = json_object_get(o, "fragment");
+    const char *k;
+    const json_t *v;
+    int status = 0;
+    json_object_foreach(o, k, v)
+    {
+        if (strcmp(k, "client_id") != 0 && strcmp(k, "hex") != 0 && strcmp(k, "fragment") != 0) {
+            status =
+                fail(answer, 400, "unknown field; ws-inject takes client_id, hex and fragment");
+            break;
+        }
+    }
+    unsigned char bytes[4096];
+    size_t n = 0;
+    const char *h = hex && json_is_string(hex) ? json_string_value(hex) : "";
+    size_t hl = strlen(h);
+    if (!status && cid && !json_is_string(cid))
+        status = fail(answer, 400, "client_id: must be a string");
+    if (!status && hex && (!json_is_string(hex) || hl % 2 || hl / 2 > sizeof bytes))
+        status = fail(answer, 400, "hex: must be an even number of hex digits, at most 4096 bytes");
+    for (size_t i = 0; !status && i < hl; i += 2) {
+        unsigned int b;
+        if (sscanf(h + i, "%2x", &b) != 1 || !isxdigit((unsigned char)h[i]) ||
+            !isxdigit((unsigned char)h[i + 1]))
+            status = fail(answer, 400, "hex: not a hex digit");
+        bytes[n++] = (unsigned char)b;
+    }
+    if (!status && frag &&
+        (!json_is_integer(frag) || json_integer_value(frag) < 0 ||
+         json_integer_value(frag) > 65536))
+        status = fail(answer, 400, "fragment: must be a byte count 0..65536");
+    if (!status) {
+        size_t m = sim_hub_ws_inject(c->hub, json_string_value(cid), bytes, n,
+                                     frag ? (int)json_integer_value(frag) : -1);
+        *answer = json_pack("{s:I}", "connections", (json_int_t)m);
+        status = *answer ? 200 : fail(answer, 500, "out of memory");
+    }
+    json_decref(o);
+    return status;
+}
+
 /* ---- /sim/calls ---- */
 
 /* Reads the query of GET /sim/calls into q (values point into buf). 0, or -1 with msg. */
@@ -320,11 +372,11 @@ static int route(sim_control *c, const char *method, const char *target, const c
     bool faults = strcmp(path, "/sim/faults") == 0, reset = strcmp(path, "/sim/faults/reset") == 0,
          drop = strcmp(path, "/sim/drop-connections") == 0, calls = strcmp(path, "/sim/calls") == 0,
          calls_rst = strcmp(path, "/sim/calls/reset") == 0,
-         subs = strcmp(path, "/sim/subscriptions") == 0;
-    if (pl >= sizeof path || (!faults && !reset && !drop && !calls && !calls_rst && !subs))
+         subs = strcmp(path, "/sim/subscriptions") == 0, inj = strcmp(path, "/sim/ws-inject") == 0;
+    if (pl >= sizeof path || (!faults && !reset && !drop && !calls && !calls_rst && !subs && !inj))
         return fail(answer, 404,
                     "Not found: the control endpoint has /sim/faults, "
-                    "/sim/faults/reset, /sim/drop-connections, /sim/calls, "
+                    "/sim/faults/reset, /sim/drop-connections, /sim/ws-inject, /sim/calls, "
                     "/sim/calls/reset and /sim/subscriptions");
     if (!authorized(c, authorization))
         return fail(answer, 401,
@@ -344,6 +396,8 @@ static int route(sim_control *c, const char *method, const char *target, const c
         return calls_reset(c, answer);
     if (drop)
         return drop_connections(c, body, body_len, answer);
+    if (inj)
+        return ws_inject(c, body, body_len, answer);
     if (reset) {
         sim_control_reset(c, "POST /sim/faults/reset");
         return state_answer(c, answer);
