@@ -59,7 +59,7 @@ static void fake_drop(void *t)
     ((fake *)t)->dropped++;
 }
 
-static const sim_conn_ops fake_ops = {fake_send, fake_close, fake_drop};
+static const sim_conn_ops fake_ops = {fake_send, fake_close, fake_drop, NULL};
 
 typedef struct fx {
     sim_world w;
