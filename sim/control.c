@@ -167,6 +167,29 @@ static json_t *parse_body(const char *body, size_t len, char *msg, size_t msg_le
     return o;
 }
 
+/* 0 when every member of o is one of names (NULL-terminated), else the 400 answer naming
+ * them. */
+static int only_fields(const json_t *o, const char *const *names, const char *what, json_t **answer)
+{
+    const char *k;
+    const json_t *v;
+    json_object_foreach((json_t *)o, k, v)
+    {
+        size_t i = 0;
+        while (names[i] && strcmp(k, names[i]) != 0)
+            i++;
+        if (names[i])
+            continue;
+        char m[200];
+        int n = snprintf(m, sizeof m, "unknown field; %s takes ", what);
+        for (i = 0; names[i] && n > 0 && (size_t)n < sizeof m; i++)
+            n += snprintf(m + n, sizeof m - (size_t)n, "%s%s",
+                          i ? (names[i + 1] ? ", " : " and ") : "", names[i]);
+        return fail(answer, 400, m);
+    }
+    return 0;
+}
+
 /* {"client_id": "...", "connection_id": "...", "code": 1000..4999, "reason": "..."}, all
  * optional; connection_id drops that one connection only (GET /sim/subscriptions names the
  * connection of each subscription); no code: dropped without a close frame. */
@@ -179,19 +202,8 @@ static int drop_connections(sim_control *c, const char *body, size_t len, json_t
     const json_t *cid = json_object_get(o, "client_id"), *code = json_object_get(o, "code"),
                  *reason = json_object_get(o, "reason"),
                  *conn = json_object_get(o, "connection_id");
-    const char *k;
-    const json_t *v;
-    int status = 0;
-    json_object_foreach(o, k, v)
-    {
-        if (strcmp(k, "client_id") != 0 && strcmp(k, "code") != 0 && strcmp(k, "reason") != 0 &&
-            strcmp(k, "connection_id") != 0) {
-            status = fail(answer, 400,
-                          "unknown field; drop-connections takes client_id, connection_id, "
-                          "code and reason");
-            break;
-        }
-    }
+    static const char *const fields[] = {"client_id", "connection_id", "code", "reason", NULL};
+    int status = only_fields(o, fields, "drop-connections", answer);
     if (!status && cid && !json_is_string(cid))
         status = fail(answer, 400, "client_id: must be a string");
     if (!status && conn && (!json_is_string(conn) || cid))
@@ -230,17 +242,8 @@ static int ws_inject(sim_control *c, const char *body, size_t len, json_t **answ
         return fail(answer, 400, msg);
     const json_t *cid = json_object_get(o, "client_id"), *hex = json_object_get(o, "hex"),
                  *frag = json_object_get(o, "fragment");
-    const char *k;
-    const json_t *v;
-    int status = 0;
-    json_object_foreach(o, k, v)
-    {
-        if (strcmp(k, "client_id") != 0 && strcmp(k, "hex") != 0 && strcmp(k, "fragment") != 0) {
-            status =
-                fail(answer, 400, "unknown field; ws-inject takes client_id, hex and fragment");
-            break;
-        }
-    }
+    static const char *const fields[] = {"client_id", "hex", "fragment", NULL};
+    int status = only_fields(o, fields, "ws-inject", answer);
     unsigned char bytes[4096];
     size_t n = 0;
     const char *h = hex && json_is_string(hex) ? json_string_value(hex) : "";
