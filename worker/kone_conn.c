@@ -763,6 +763,8 @@ static void conn_closed(kk_conn *c, const struct lws *wsi)
 {
     char why[KD_WSHS_WHY_MAX + 40];
     int status = c->ws.http_status;
+    if (!c->tls_up)
+        kd_tls_closed(&c->tls);
     if (c->tls.why[0])
         snprintf(why, sizeof why, "%s", c->tls.why);
     else if (c->ws.why[0] && c->ws.peer_closed)

@@ -153,6 +153,14 @@ ssize_t kd_tls_write(kd_tls *t, const void *buf, size_t len)
     return -1;
 }
 
+void kd_tls_closed(kd_tls *t)
+{
+    int soerr = 0;
+    socklen_t sl = sizeof soerr;
+    if (!t->why[0] && t->fd >= 0 && !getsockopt(t->fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) && soerr)
+        fail(t, "connect", soerr);
+}
+
 void kd_tls_free(kd_tls *t, bool close_fd)
 {
     if (t->ssl)

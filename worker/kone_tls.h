@@ -11,7 +11,9 @@
  * Contract: kd_tls_ctx_new once per client; kd_tls_connect starts a non-blocking connect to a
  * numeric address; then the owner calls kd_tls_step whenever the socket is readable or
  * writable until it says KD_TLS_UP, and kd_tls_read / kd_tls_write after. Each call says what
- * the socket must be polled for next (want_write). Loop thread only; nothing here logs.
+ * the socket must be polled for next (want_write). Loop thread only; nothing here logs. The
+ * process ignores SIGPIPE (kone-worker's main): a write to a peer that closed fails (EPIPE)
+ * instead of killing it.
  */
 #ifndef KD_WORKER_KONE_TLS_H
 #define KD_WORKER_KONE_TLS_H
@@ -46,6 +48,9 @@ kd_tls_state kd_tls_step(kd_tls *t);
 ssize_t kd_tls_read(kd_tls *t, void *buf, size_t cap);
 /* bytes taken (0: none for now, try when writable), -1 failed. */
 ssize_t kd_tls_write(kd_tls *t, const void *buf, size_t len);
+/* The loop closed the socket before TLS was up (poll said hang-up or error): why becomes the
+ * socket's error (a refused connect), when it has one and nothing else was said. */
+void kd_tls_closed(kd_tls *t);
 /* Frees the TLS state; the socket itself is closed by its owner (close_fd: not adopted). */
 void kd_tls_free(kd_tls *t, bool close_fd);
 
