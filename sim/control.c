@@ -254,9 +254,11 @@ static int ws_inject(sim_control *c, const char *body, size_t len, json_t **answ
         status = fail(answer, 400, "hex: must be an even number of hex digits, at most 4096 bytes");
     for (size_t i = 0; !status && i < hl; i += 2) {
         unsigned int b;
-        if (sscanf(h + i, "%2x", &b) != 1 || !isxdigit((unsigned char)h[i]) ||
-            !isxdigit((unsigned char)h[i + 1]))
+        if (!isxdigit((unsigned char)h[i]) || !isxdigit((unsigned char)h[i + 1]) ||
+            sscanf(h + i, "%2x", &b) != 1) {
             status = fail(answer, 400, "hex: not a hex digit");
+            break;
+        }
         bytes[n++] = (unsigned char)b;
     }
     if (!status && frag &&
