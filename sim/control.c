@@ -2,7 +2,6 @@
  * listing and reset (control.h). */
 #include "control.h"
 
-#include <ctype.h>
 #include <openssl/crypto.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -231,6 +230,14 @@ static int drop_connections(sim_control *c, const char *body, size_t len, json_t
     return status;
 }
 
+static int hex_digit(char c)
+{
+    return c >= '0' && c <= '9'   ? c - '0'
+           : c >= 'a' && c <= 'f' ? c - 'a' + 10
+           : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                  : -1;
+}
+
 /* {"client_id": "...", "hex": "<bytes>", "fragment": N}, all optional: WebSocket faults on the
  * open connections (docs/kone-sim.md): bytes written as they are (a malformed frame, a ping,
  * ...), and text frames sent in fragments of at most N bytes from now on (0: whole). */
@@ -253,13 +260,12 @@ static int ws_inject(sim_control *c, const char *body, size_t len, json_t **answ
     if (!status && hex && (!json_is_string(hex) || hl % 2 || hl / 2 > sizeof bytes))
         status = fail(answer, 400, "hex: must be an even number of hex digits, at most 4096 bytes");
     for (size_t i = 0; !status && i < hl; i += 2) {
-        unsigned int b;
-        if (!isxdigit((unsigned char)h[i]) || !isxdigit((unsigned char)h[i + 1]) ||
-            sscanf(h + i, "%2x", &b) != 1) {
+        int hi = hex_digit(h[i]), lo = hex_digit(h[i + 1]);
+        if (hi < 0 || lo < 0) {
             status = fail(answer, 400, "hex: not a hex digit");
             break;
         }
-        bytes[n++] = (unsigned char)b;
+        bytes[n++] = (unsigned char)(hi << 4 | lo);
     }
     if (!status && frag &&
         (!json_is_integer(frag) || json_integer_value(frag) < 0 ||

@@ -16,13 +16,11 @@ static const char ws_guid[] = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"; /* RFC 645
 bool kd_wshs_accept_of(const char *key, char out[29])
 {
     char in[KD_WSHS_KEY_LEN + sizeof ws_guid];
-    size_t kl = strlen(key);
-    if (kl > KD_WSHS_KEY_LEN)
+    if (strlen(key) > KD_WSHS_KEY_LEN)
         return false;
-    memcpy(in, key, kl);
-    memcpy(in + kl, ws_guid, sizeof ws_guid - 1);
+    int n = snprintf(in, sizeof in, "%s%s", key, ws_guid);
     unsigned char md[SHA_DIGEST_LENGTH];
-    SHA1((const unsigned char *)in, kl + sizeof ws_guid - 1, md);
+    SHA1((const unsigned char *)in, (size_t)n, md);
     return EVP_EncodeBlock((unsigned char *)out, md, SHA_DIGEST_LENGTH) == 28;
 }
 
@@ -111,7 +109,7 @@ static kd_wshs_result refuse(char *why, size_t cap, const char *text)
 /* The status line: "HTTP/1.x NNN ...". */
 static int status_of(const char *l, size_t ll)
 {
-    if (ll < 12 || memcmp(l, "HTTP/1.", 7) || l[8] != ' ')
+    if (ll < 12 || memcmp(l, "HTTP/1.", 7) != 0 || l[8] != ' ')
         return 0;
     int s = 0;
     for (int i = 9; i < 12; i++) {
