@@ -7,6 +7,8 @@
 
 #include <openssl/rand.h>
 
+#include "kd_buf.h"
+
 /* What the output buffer takes from wslay at most: the rest of wslay's queue waits until
  * the socket took this, so a burst never grows the buffer without bound. */
 #define WS_OUT_MAX ((size_t)64 * 1024)
@@ -26,21 +28,6 @@ static ssize_t on_recv(wslay_event_context_ptr ev, uint8_t *buf, size_t len, int
     return (ssize_t)n;
 }
 
-static bool out_reserve(kd_ws *w, size_t more)
-{
-    if (w->out_len + more <= w->out_cap)
-        return true;
-    size_t cap = w->out_cap ? w->out_cap : 4096;
-    while (cap < w->out_len + more)
-        cap *= 2;
-    unsigned char *n = realloc(w->out, cap);
-    if (!n)
-        return false;
-    w->out = n;
-    w->out_cap = cap;
-    return true;
-}
-
 /* wslay hands over framed (masked) bytes: they wait in out for kd_ws_flush. */
 static ssize_t on_send(wslay_event_context_ptr ev, const uint8_t *data, size_t len, int flags,
                        void *user)
@@ -54,12 +41,10 @@ static ssize_t on_send(wslay_event_context_ptr ev, const uint8_t *data, size_t l
     }
     if (len > room)
         len = room;
-    if (!out_reserve(w, len)) {
+    if (kd_buf_append(&w->out, &w->out_len, &w->out_cap, data, len)) {
         wslay_event_set_error(ev, WSLAY_ERR_CALLBACK_FAILURE);
         return -1;
     }
-    memcpy(w->out + w->out_len, data, len);
-    w->out_len += len;
     return (ssize_t)len;
 }
 
@@ -111,12 +96,14 @@ bool kd_ws_open(kd_ws *w, const char *host, int port, const char *path, const ch
     w->mask_used = sizeof w->mask_pool; /* drawn at the first frame */
     w->hs = malloc(sizeof *w->hs);
     size_t cap = strlen(path) + strlen(host) * 2 + 512;
-    if (!w->hs || !out_reserve(w, cap))
-        return false;
-    size_t n = kd_wshs_start(w->hs, host, port, path, protocol, (char *)w->out, cap);
-    w->out_len = n;
-    w->out_secret = true;
-    return n > 0;
+    char *req = malloc(cap);
+    size_t n = w->hs && req ? kd_wshs_start(w->hs, host, port, path, protocol, req, cap) : 0;
+    w->out_secret = true; /* the request holds the token: wiped once written, or freed */
+    bool ok = n && !kd_buf_append(&w->out, &w->out_len, &w->out_cap, req, n);
+    if (req)
+        explicit_bzero(req, cap);
+    free(req);
+    return ok;
 }
 
 static kd_ws_result end(kd_ws *w, int code, const char *why)
@@ -207,7 +194,7 @@ bool kd_ws_pending(kd_ws *w, const unsigned char **p, size_t *n)
      * write leaves the rest where it is, for the next try (kd_ws_consumed) */
     if (w->out_off == w->out_len && w->ev && wslay_event_send(w->ev) < 0)
         return false;
-    *p = w->out + w->out_off;
+    *p = (const unsigned char *)w->out + w->out_off;
     *n = w->out_len - w->out_off;
     return true;
 }

@@ -35,7 +35,7 @@ typedef struct kd_ws {
     wslay_event_context_ptr ev; /* once upgraded */
     const unsigned char *in;    /* what kd_ws_rx is handing wslay's recv callback */
     size_t in_len;
-    unsigned char *out; /* what waits for the socket: out[out_off..out_len) */
+    char *out; /* what waits for the socket: out[out_off..out_len) (kd_buf) */
     size_t out_off, out_len, out_cap;
     bool out_secret; /* out holds the request (the token): wipe it once written */
     size_t max_msg;  /* a longer message ends the stream (code 1009) */
