@@ -22,8 +22,9 @@
  * until the old conn's outstanding requests are answered (at most kone.request_timeout_ms):
  * KONE drops a conn's in-flight frames when its session moves away.
  *
- * Writes happen only in LWS_CALLBACK_RAW_WRITEABLE, one lws_write per callback (kd_ws_flush:
- * the frame the layers above queued, wslay's pongs and close frames). A close frame from KONE,
+ * Writes happen only in LWS_CALLBACK_RAW_WRITEABLE_FILE (conn_writeable_raw): one frame of the
+ * layers above per callback, with wslay's pongs and close frames, as much as the socket takes;
+ * the rest waits for the next callback. A close frame from KONE,
  * a malformed frame or a message longer than KK_RX_MAX ends the connection: wslay's close
  * frame goes out, the conn is dropped, and the link reconnects as after any loss.
  */
@@ -219,7 +220,7 @@ static bool conn_open(kk_conn *c)
     explicit_bzero(esc, strlen(esc));
 
     /* The upgrade request (with the token) waits in the conn's WebSocket for the first
-     * RAW_WRITEABLE, which wipes it once written (kone_ws.c). */
+     * RAW_WRITEABLE_FILE after TLS is up; it is wiped once written (kone_ws.c). */
     bool queued =
         kd_ws_open(&c->ws, p->ws_host, p->ws_port, path, "koneapi", KK_RX_MAX, conn_msg, c);
     explicit_bzero(path, strlen(path));

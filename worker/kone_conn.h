@@ -6,7 +6,8 @@
  * its share (?accessToken=), a KONE session (create-session once, resume-session after every
  * reconnect or replacement), keep-alive pings, the replacement of a connection older than
  * kone.max_conn_age_s, the reconnect backoff, the reassembly of fragmented frames
- * (wslay, kone_ws.h), request ids unique per process, and one lws_write per WRITEABLE callback.
+ * (wslay, kone_ws.h), request ids unique per process, and one frame of the layers above per
+ * WRITEABLE callback.
  *
  * What it does not know: jobs, subscriptions, building configurations, circuit breakers,
  * metrics. Its structs hold only its own state and configuration; the layer above keeps its
@@ -174,8 +175,9 @@ int64_t kk_pool_next_id(kk_pool *p);
 int64_t kk_pool_jitter(kk_pool *p, int64_t max); /* 0..max-1 */
 void kk_pool_free(kk_pool *p); /* ws_host, ws_path, tls_ctx, the links' WebSockets */
 void kk_conn_kill(kk_conn *c); /* drop this connection now */
-/* Queues one text frame, written by the same WRITEABLE callback's one lws_write; only from
- * WRITEABLE. Returns 0, or -1 when the connection must close. */
+/* Queues one text frame, written by the same WRITEABLE callback (what the socket does not
+ * take then, by the next ones); only from WRITEABLE. Returns 0, or -1 when the connection must
+ * close. */
 int kk_conn_send(kk_conn *c, const char *text);
 
 #endif

@@ -28,7 +28,7 @@ static ssize_t on_recv(wslay_event_context_ptr ev, uint8_t *buf, size_t len, int
     return (ssize_t)n;
 }
 
-/* wslay hands over framed (masked) bytes: they wait in out for kd_ws_flush. */
+/* wslay hands over framed (masked) bytes: they wait in out for the socket (kd_ws_pending). */
 static ssize_t on_send(wslay_event_context_ptr ev, const uint8_t *data, size_t len, int flags,
                        void *user)
 {
