@@ -28,7 +28,7 @@ RUN apt-get update \
     && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
         build-essential cmake ninja-build pkg-config \
         librabbitmq-dev librdkafka-dev libmsgpack-dev libcurl4-openssl-dev libssl-dev \
-        libwebsockets-dev libjansson-dev libmicrohttpd-dev libcmocka-dev libpq-dev \
+        libwebsockets-dev libwslay-dev libjansson-dev libmicrohttpd-dev libcmocka-dev libpq-dev \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY CMakeLists.txt ./
@@ -60,6 +60,7 @@ RUN apt-get update \
         librdkafka1 \
         libssl3 \
         libwebsockets17 \
+        libwslay1 \
     && rm -rf /var/lib/apt/lists/* \
     && groupadd --system --gid 10001 kd \
     && useradd --system --uid 10001 --gid kd --no-create-home --home-dir /nonexistent \

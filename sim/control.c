@@ -166,6 +166,29 @@ static json_t *parse_body(const char *body, size_t len, char *msg, size_t msg_le
     return o;
 }
 
+/* 0 when every member of o is one of names (NULL-terminated), else the 400 answer naming
+ * them. */
+static int only_fields(const json_t *o, const char *const *names, const char *what, json_t **answer)
+{
+    const char *k;
+    const json_t *v;
+    json_object_foreach((json_t *)o, k, v)
+    {
+        size_t i = 0;
+        while (names[i] && strcmp(k, names[i]) != 0)
+            i++;
+        if (names[i])
+            continue;
+        char m[200];
+        int n = snprintf(m, sizeof m, "unknown field; %s takes ", what);
+        for (i = 0; names[i] && n > 0 && (size_t)n < sizeof m; i++)
+            n += snprintf(m + n, sizeof m - (size_t)n, "%s%s",
+                          i ? (names[i + 1] ? ", " : " and ") : "", names[i]);
+        return fail(answer, 400, m);
+    }
+    return 0;
+}
+
 /* {"client_id": "...", "connection_id": "...", "code": 1000..4999, "reason": "..."}, all
  * optional; connection_id drops that one connection only (GET /sim/subscriptions names the
  * connection of each subscription); no code: dropped without a close frame. */
@@ -178,19 +201,8 @@ static int drop_connections(sim_control *c, const char *body, size_t len, json_t
     const json_t *cid = json_object_get(o, "client_id"), *code = json_object_get(o, "code"),
                  *reason = json_object_get(o, "reason"),
                  *conn = json_object_get(o, "connection_id");
-    const char *k;
-    const json_t *v;
-    int status = 0;
-    json_object_foreach(o, k, v)
-    {
-        if (strcmp(k, "client_id") != 0 && strcmp(k, "code") != 0 && strcmp(k, "reason") != 0 &&
-            strcmp(k, "connection_id") != 0) {
-            status = fail(answer, 400,
-                          "unknown field; drop-connections takes client_id, connection_id, "
-                          "code and reason");
-            break;
-        }
-    }
+    static const char *const fields[] = {"client_id", "connection_id", "code", "reason", NULL};
+    int status = only_fields(o, fields, "drop-connections", answer);
     if (!status && cid && !json_is_string(cid))
         status = fail(answer, 400, "client_id: must be a string");
     if (!status && conn && (!json_is_string(conn) || cid))
@@ -212,6 +224,57 @@ static int drop_connections(sim_control *c, const char *body, size_t len, json_t
                 cid ? " of client " : (conn ? " with id " : ""),
                 cid ? json_string_value(cid) : (conn ? json_string_value(conn) : ""));
         *answer = json_pack("{s:I}", "dropped", (json_int_t)n);
+        status = *answer ? 200 : fail(answer, 500, "out of memory");
+    }
+    json_decref(o);
+    return status;
+}
+
+static int hex_digit(char c)
+{
+    return c >= '0' && c <= '9'   ? c - '0'
+           : c >= 'a' && c <= 'f' ? c - 'a' + 10
+           : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                  : -1;
+}
+
+/* {"client_id": "...", "hex": "<bytes>", "fragment": N}, all optional: WebSocket faults on the
+ * open connections (docs/kone-sim.md): bytes written as they are (a malformed frame, a ping,
+ * ...), and text frames sent in fragments of at most N bytes from now on (0: whole). */
+static int ws_inject(sim_control *c, const char *body, size_t len, json_t **answer)
+{
+    char msg[200];
+    json_t *o = len ? parse_body(body, len, msg, sizeof msg) : json_object();
+    if (!o)
+        return fail(answer, 400, msg);
+    const json_t *cid = json_object_get(o, "client_id"), *hex = json_object_get(o, "hex"),
+                 *frag = json_object_get(o, "fragment");
+    static const char *const fields[] = {"client_id", "hex", "fragment", NULL};
+    int status = only_fields(o, fields, "ws-inject", answer);
+    unsigned char bytes[4096];
+    size_t n = 0;
+    const char *h = hex && json_is_string(hex) ? json_string_value(hex) : "";
+    size_t hl = strlen(h);
+    if (!status && cid && !json_is_string(cid))
+        status = fail(answer, 400, "client_id: must be a string");
+    if (!status && hex && (!json_is_string(hex) || hl % 2 || hl / 2 > sizeof bytes))
+        status = fail(answer, 400, "hex: must be an even number of hex digits, at most 4096 bytes");
+    for (size_t i = 0; !status && i < hl; i += 2) {
+        int hi = hex_digit(h[i]), lo = hex_digit(h[i + 1]);
+        if (hi < 0 || lo < 0) {
+            status = fail(answer, 400, "hex: not a hex digit");
+            break;
+        }
+        bytes[n++] = (unsigned char)(hi << 4 | lo);
+    }
+    if (!status && frag &&
+        (!json_is_integer(frag) || json_integer_value(frag) < 0 ||
+         json_integer_value(frag) > 65536))
+        status = fail(answer, 400, "fragment: must be a byte count 0..65536");
+    if (!status) {
+        size_t m = sim_hub_ws_inject(c->hub, json_string_value(cid), bytes, n,
+                                     frag ? (int)json_integer_value(frag) : -1);
+        *answer = json_pack("{s:I}", "connections", (json_int_t)m);
         status = *answer ? 200 : fail(answer, 500, "out of memory");
     }
     json_decref(o);
@@ -320,11 +383,11 @@ static int route(sim_control *c, const char *method, const char *target, const c
     bool faults = strcmp(path, "/sim/faults") == 0, reset = strcmp(path, "/sim/faults/reset") == 0,
          drop = strcmp(path, "/sim/drop-connections") == 0, calls = strcmp(path, "/sim/calls") == 0,
          calls_rst = strcmp(path, "/sim/calls/reset") == 0,
-         subs = strcmp(path, "/sim/subscriptions") == 0;
-    if (pl >= sizeof path || (!faults && !reset && !drop && !calls && !calls_rst && !subs))
+         subs = strcmp(path, "/sim/subscriptions") == 0, inj = strcmp(path, "/sim/ws-inject") == 0;
+    if (pl >= sizeof path || (!faults && !reset && !drop && !calls && !calls_rst && !subs && !inj))
         return fail(answer, 404,
                     "Not found: the control endpoint has /sim/faults, "
-                    "/sim/faults/reset, /sim/drop-connections, /sim/calls, "
+                    "/sim/faults/reset, /sim/drop-connections, /sim/ws-inject, /sim/calls, "
                     "/sim/calls/reset and /sim/subscriptions");
     if (!authorized(c, authorization))
         return fail(answer, 401,
@@ -344,6 +407,8 @@ static int route(sim_control *c, const char *method, const char *target, const c
         return calls_reset(c, answer);
     if (drop)
         return drop_connections(c, body, body_len, answer);
+    if (inj)
+        return ws_inject(c, body, body_len, answer);
     if (reset) {
         sim_control_reset(c, "POST /sim/faults/reset");
         return state_answer(c, answer);

@@ -813,6 +813,19 @@ static void drop_one(sim_hub *h, sim_conn *c, int code, const char *reason)
     c->ops->close(c->t, code, reason);
 }
 
+size_t sim_hub_ws_inject(sim_hub *h, const char *client_id, const unsigned char *bytes, size_t len,
+                         int fragment)
+{
+    size_t n = 0;
+    for (sim_conn *c = h->conns; c; c = c->next) {
+        if ((client_id && client_id[0] && strcmp(client_id, c->client_id) != 0) || !c->ops->inject)
+            continue;
+        n++;
+        c->ops->inject(c->t, bytes, len, fragment);
+    }
+    return n;
+}
+
 size_t sim_hub_drop_connections(sim_hub *h, const char *client_id, int code, const char *reason)
 {
     size_t n = 0;

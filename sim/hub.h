@@ -52,6 +52,10 @@ typedef struct sim_conn_ops {
     /* Drops the connection as a network failure would: no close frame. May be NULL (then
      * close with 1006 is used). */
     void (*drop)(void *t);
+    /* WebSocket faults (POST /sim/ws-inject): bytes written as they are after the frames
+     * queued so far (len 0: none), and from now on text frames sent in fragments of at most
+     * fragment bytes (0: whole; -1: unchanged). May be NULL. */
+    void (*inject)(void *t, const unsigned char *bytes, size_t len, int fragment);
 } sim_conn_ops;
 
 typedef struct sim_delayed sim_delayed; /* a frame waiting for its send time */
@@ -128,6 +132,9 @@ void sim_hub_flush_due(sim_hub *h);
 
 /* Drops connections (client_id NULL or "": all). code 0: as a network failure (no close
  * frame); else a close frame with code and reason. Returns how many. */
+/* POST /sim/ws-inject on every connection (of client_id, when given); how many. */
+size_t sim_hub_ws_inject(sim_hub *h, const char *client_id, const unsigned char *bytes, size_t len,
+                         int fragment);
 size_t sim_hub_drop_connections(sim_hub *h, const char *client_id, int code, const char *reason);
 /* Drops the connection whose connectionId is id the same way (code 0: no close frame).
  * Returns 1, or 0 when no open connection has that id. */

@@ -14,6 +14,8 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include <openssl/ssl.h>
+
 #include "kd_log.h"
 #include "proto.h"
 #include "server.h"
@@ -22,6 +24,8 @@
 typedef struct qframe {
     struct qframe *next;
     size_t len;
+    size_t off;          /* sent so far, when fragmented */
+    bool raw;            /* injected bytes (POST /sim/ws-inject): written as they are */
     unsigned char buf[]; /* LWS_PRE + len */
 } qframe;
 
@@ -39,6 +43,7 @@ typedef struct sim_ws {
     bool dropped; /* injected drop: no close frame */
     int close_code;
     char close_reason[64];
+    size_t fragment; /* send text frames in fragments of this size (0: whole) */
     char token[SIM_TOKEN_LEN + 1];
     struct sim_ws *next, *prev;
 } sim_ws;
@@ -54,9 +59,15 @@ static void request_close(void *t, int code, const char *reason)
     lws_callback_on_writable(w->wsi);
 }
 
+static int queue_frame(sim_ws *w, const void *data, size_t len, bool raw);
+
 static int queue_send(void *t, const char *text, size_t len)
 {
-    sim_ws *w = t;
+    return queue_frame(t, text, len, false);
+}
+
+static int queue_frame(sim_ws *w, const void *data, size_t len, bool raw)
+{
     if (w->closing)
         return -1;
     if (w->queued + len > (size_t)SIM_QUEUE_MAX_BYTES) {
@@ -70,7 +81,9 @@ static int queue_send(void *t, const char *text, size_t len)
         return -1;
     f->next = NULL;
     f->len = len;
-    memcpy(f->buf + LWS_PRE, text, len);
+    f->off = 0;
+    f->raw = raw;
+    memcpy(f->buf + LWS_PRE, data, len);
     if (w->tail)
         w->tail->next = f;
     else
@@ -92,7 +105,45 @@ static void drop_now(void *t)
     lws_callback_on_writable(w->wsi);
 }
 
-static const sim_conn_ops ws_ops = {queue_send, request_close, drop_now};
+/* WebSocket faults: raw bytes (a malformed frame, a ping, ...) and fragmented frames. */
+static void inject(void *t, const unsigned char *bytes, size_t len, int fragment)
+{
+    sim_ws *w = t;
+    if (fragment >= 0)
+        w->fragment = (size_t)fragment;
+    if (len)
+        queue_frame(w, bytes, len, true);
+    kd_info("fault ws-inject: connection %s: %zu raw bytes, fragments of %zu", w->conn->id, len,
+            w->fragment);
+}
+
+static const sim_conn_ops ws_ops = {queue_send, request_close, drop_now, inject};
+
+/* Writes (part of) the head frame: raw bytes straight into TLS (libwebsockets' queue is empty
+ * in WRITEABLE, so they follow the frames before them), a text frame whole or, with
+ * w->fragment, one fragment per callback. 1: more of it to write, 0: done, -1: failed. */
+static int write_head(sim_ws *w, qframe *f)
+{
+    unsigned char *p = f->buf + LWS_PRE + f->off;
+    size_t left = f->len - f->off;
+    if (f->raw) {
+        SSL *ssl = lws_get_ssl(w->wsi);
+        int n =
+            ssl ? SSL_write(ssl, p, (int)left) : (int)send(lws_get_socket_fd(w->wsi), p, left, 0);
+        return n == (int)left ? 0 : -1;
+    }
+    if (!f->off && (!w->fragment || f->len <= w->fragment))
+        return lws_write(w->wsi, p, left, LWS_WRITE_TEXT) < (int)left ? -1 : 0;
+    /* lws writes a fragment's header into the LWS_PRE bytes before it: those of the frame
+     * already sent, free to reuse */
+    size_t k = w->fragment && left > w->fragment ? w->fragment : left;
+    int flags =
+        (f->off ? LWS_WRITE_CONTINUATION : LWS_WRITE_TEXT) | (k < left ? LWS_WRITE_NO_FIN : 0);
+    if (lws_write(w->wsi, p, k, (enum lws_write_protocol)flags) < (int)k)
+        return -1;
+    f->off += k;
+    return f->off < f->len;
+}
 
 static void free_queue(sim_ws *w)
 {
@@ -111,9 +162,13 @@ static int on_writeable(sim_ws *w)
         return -1;
     if (w->head) {
         qframe *f = w->head;
-        int n = lws_write(w->wsi, f->buf + LWS_PRE, f->len, LWS_WRITE_TEXT);
-        if (n < (int)f->len)
+        int r = write_head(w, f);
+        if (r < 0)
             return -1;
+        if (r) {
+            lws_callback_on_writable(w->wsi);
+            return 0;
+        }
         w->head = f->next;
         if (!w->head)
             w->tail = NULL;
@@ -217,6 +272,15 @@ static int stream_callback(struct lws *wsi, enum lws_callback_reasons reason, vo
         if (!w->conn)
             return -1;
         return on_receive(w, in, len);
+    case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE: /* the client's close code, for the tests */
+        if (w->conn && len >= 2)
+            kd_info("connection %s: client closed with code %d", w->conn->id,
+                    (((const unsigned char *)in)[0] << 8) | ((const unsigned char *)in)[1]);
+        return 0;
+    case LWS_CALLBACK_RECEIVE_PONG: /* what a test of the client's pong looks for */
+        if (w->conn)
+            kd_info("connection %s: pong received (%zu bytes)", w->conn->id, len);
+        return 0;
     case LWS_CALLBACK_SERVER_WRITEABLE:
         if (!w->conn)
             return -1;

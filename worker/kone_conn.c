@@ -1,6 +1,7 @@
 /* kone_conn.c: the pool of WebSocket connections to KONE; the contract is kone_conn.h.
  *
- * Life of a connection: IDLE -> CONNECTING (TLS + upgrade with ?accessToken=) ->
+ * Life of a connection: IDLE -> CONNECTING (TLS, then the WebSocket upgrade with ?accessToken=
+ * written by us over libwebsockets' raw client: kone_ws.h) ->
  * SESSION (create-session, or resume-session when the link already has a session) ->
  * READY (carries the upper layers' frames) -> closed -> IDLE. A 401 at the upgrade invalidates the
  * token and the link waits for the next one; any other failure or an unexpected close reconnects
@@ -21,14 +22,16 @@
  * until the old conn's outstanding requests are answered (at most kone.request_timeout_ms):
  * KONE drops a conn's in-flight frames when its session moves away.
  *
- * Writes happen only in LWS_CALLBACK_CLIENT_WRITEABLE, one lws_write per callback.
+ * Writes happen only in LWS_CALLBACK_RAW_WRITEABLE_FILE (conn_writeable_raw): one frame of the
+ * layers above per callback, with wslay's pongs and close frames, as much as the socket takes;
+ * the rest waits for the next callback. A close frame from KONE,
+ * a malformed frame or a message longer than KK_RX_MAX ends the connection: wslay's close
+ * frame goes out, the conn is dropped, and the link reconnects as after any loss.
  */
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#include <openssl/x509.h>
 
 #include "kd_log.h"
 #include "kd_time.h"
@@ -37,6 +40,27 @@
 #define SEC 1000000LL
 
 static void link_timer(lws_sorted_usec_list_t *sul);
+
+static void rearm_write(lws_sorted_usec_list_t *sul)
+{
+    kk_conn *c = lws_container_of(sul, kk_conn, wsul);
+    if (c->wsi && c->st != KC_IDLE)
+        lws_callback_on_writable(c->wsi);
+}
+
+/* Asks for a RAW_WRITEABLE_FILE on c's socket. libwebsockets 4.1 clears a raw descriptor's
+ * POLLOUT after its WRITEABLE callback returns, so a request made during that callback (by
+ * us or by the layers above, through kk_link_want_write) would be lost: it is made from a
+ * timer due at once instead, which runs after the callback. */
+static void conn_want_write(kk_conn *c)
+{
+    if (!c->wsi)
+        return;
+    if (c->in_writeable)
+        lws_sul_schedule(c->link->pool->ctx, 0, &c->wsul, rearm_write, 1);
+    else
+        lws_callback_on_writable(c->wsi);
+}
 
 /* n_ready is what kd_kone_ready() reads from other threads: recounted after every change
  * rather than incremented, so no path can leave it wrong. */
@@ -66,7 +90,6 @@ void kk_link_init(kk_pool *p, kk_link *l, int idx)
     for (int i = 0; i < 2; i++) {
         l->conn[i].link = l;
         l->conn[i].idx = i;
-        l->conn[i].rx.max = KK_RX_MAX;
     }
     p->links[idx] = l;
 }
@@ -75,10 +98,13 @@ void kk_pool_free(kk_pool *p)
 {
     free(p->ws_host);
     free(p->ws_path);
+    if (p->tls_ctx)
+        SSL_CTX_free(p->tls_ctx);
+    p->tls_ctx = NULL;
     for (int i = 0; i < KK_MAX_SLOTS; i++)
         if (p->links[i])
             for (int c = 0; c < 2; c++)
-                kd_wsrx_free(&p->links[i]->conn[c].rx);
+                kd_ws_free(&p->links[i]->conn[c].ws);
 }
 
 kk_conn *kk_link_active(kk_link *l)
@@ -110,7 +136,7 @@ void kk_link_want_write(kk_link *l)
 {
     kk_conn *c = kk_link_active(l);
     if (c && c->wsi)
-        lws_callback_on_writable(c->wsi);
+        conn_want_write(c);
 }
 
 void kk_pool_kick_all(kk_pool *p)
@@ -121,8 +147,11 @@ void kk_pool_kick_all(kk_pool *p)
 
 void kk_pool_shutdown(kk_pool *p)
 {
-    for (int i = 0; i < p->n_links; i++)
+    for (int i = 0; i < p->n_links; i++) {
         lws_sul_cancel(&p->links[i]->sul);
+        for (int c = 0; c < 2; c++)
+            lws_sul_cancel(&p->links[i]->conn[c].wsul);
+    }
     atomic_store(&p->n_ready, 0);
 }
 
@@ -137,18 +166,10 @@ void kk_conn_kill(kk_conn *c)
 
 int kk_conn_send(kk_conn *c, const char *text)
 {
-    size_t n = strlen(text);
-    unsigned char *buf = malloc(LWS_PRE + n);
-    if (!buf) {
-        kd_error("kone: slot %d: out of memory writing a frame", c->link->idx);
-        return -1;
-    }
-    // NOLINTNEXTLINE(bugprone-not-null-terminated-result): a frame payload, sent with its length
-    memcpy(buf + LWS_PRE, text, n);
-    int w = lws_write(c->wsi, buf + LWS_PRE, n, LWS_WRITE_TEXT);
-    free(buf);
-    if (w < (int)n) {
-        kd_warn("kone: slot %d: write failed, dropping the connection", c->link->idx);
+    /* queued in wslay (copied, masked when written): the WRITEABLE callback that called us
+     * writes it (conn_writeable_raw) */
+    if (!kd_ws_send(&c->ws, text, strlen(text))) {
+        kd_warn("kone: slot %d: cannot queue a frame, dropping the connection", c->link->idx);
         return -1;
     }
     c->last_tx_mono = kd_mono_us();
@@ -160,6 +181,7 @@ int kk_conn_send(kk_conn *c, const char *text)
 /* ------------------------------------------------------------------ opening */
 
 static void conn_gone(kk_conn *c, const struct lws *wsi, const char *why, int http_status);
+static void conn_msg(const char *buf, size_t len, void *user);
 
 /* Starts a connection on c; false when no token is held yet (the link is kicked again
  * when one arrives). */
@@ -197,34 +219,58 @@ static bool conn_open(kk_conn *c)
     explicit_bzero(tok, sizeof tok);
     explicit_bzero(esc, strlen(esc));
 
-    struct lws_client_connect_info ci;
-    memset(&ci, 0, sizeof ci);
-    ci.context = p->ctx;
-    ci.address = address;
-    ci.port = p->ws_port;
-    ci.path = path;
-    ci.host = p->ws_host;
-    ci.origin = p->ws_host;
-    ci.ssl_connection = LCCSCF_USE_SSL; /* verification on: no ALLOW_* flags, ever */
-    ci.protocol = "koneapi";
-    ci.local_protocol_name = "koneapi";
-    ci.userdata = c;
-    ci.pwsi = &c->wsi;
-
+    /* The upgrade request (with the token) waits in the conn's WebSocket for the first
+     * RAW_WRITEABLE_FILE after TLS is up; it is wiped once written (kone_ws.c). */
+    bool queued =
+        kd_ws_open(&c->ws, p->ws_host, p->ws_port, path, "koneapi", KK_RX_MAX, conn_msg, c);
+    explicit_bzero(path, strlen(path));
+    if (!queued) {
+        kd_ws_free(&c->ws);
+        c->st = KC_CONNECTING;
+        conn_gone(c, NULL, "out of memory opening a connection", 0);
+        return true;
+    }
+    /* TLS is ours (kone_tls.h says why not libwebsockets' raw client); libwebsockets' loop
+     * watches the socket, adopted as a raw descriptor: it polls, we read and write. */
+    char why[160];
     c->st = KC_CONNECTING;
-    c->tls_refusal[0] = '\0';
+    if (!p->tls_ctx && !(p->tls_ctx = kd_tls_ctx_new(p->ca_file, why, sizeof why))) {
+        conn_gone(c, NULL, why, 0);
+        return true;
+    }
     c->retiring = false;
     c->token_gen = gen;
     c->sess_write = false;
     c->sess_req_id = 0;
     c->ping_write = false;
     c->ping_req_id = 0;
-    struct lws *wsi = lws_client_connect_via_info(&ci);
-    explicit_bzero(path, strlen(path));
-    if (!wsi && c->st == KC_CONNECTING)
+    c->ending = false;
+    c->tls_up = false;
+    if (!kd_tls_connect(&c->tls, p->tls_ctx, address, p->ws_port, p->ws_host)) {
+        snprintf(why, sizeof why, "%s", c->tls.why);
+        conn_gone(c, NULL, why, 0);
+        return true;
+    }
+    lws_sock_file_fd_type fd = {.filefd = c->tls.fd};
+    struct lws_vhost *vh = lws_get_vhost_by_name(p->ctx, "default");
+    struct lws *wsi =
+        vh ? lws_adopt_descriptor_vhost(vh, LWS_ADOPT_RAW_FILE_DESC, fd, kk_protocols[0].name, NULL)
+           : NULL;
+    if (!wsi) {
+        kd_tls_free(&c->tls, true);
         conn_gone(c, NULL, "could not start the connection", 0);
-    else if (wsi)
-        c->wsi = wsi;
+        return true;
+    }
+    lws_set_wsi_user(wsi, c);
+    c->wsi = wsi;
+    /* connect, TLS and the upgrade's answer within kone.request_timeout_ms (5 to 60 s, as
+     * libwebsockets' own connect timeout was); conn_established clears it */
+    int64_t to = p->request_timeout_us / SEC;
+    lws_set_timeout(wsi, PENDING_TIMEOUT_SENT_CLIENT_HANDSHAKE,
+                    to < 5    ? 5
+                    : to > 60 ? 60
+                              : (int)to);
+    conn_want_write(c); /* the connect completes when the socket is writable */
     kd_debug("kone: slot %d conn %d connecting to %s:%d (%s)", l->idx, c->idx, p->ws_host,
              p->ws_port, address);
     return true;
@@ -251,7 +297,12 @@ static void conn_reset(kk_conn *c)
     c->sess_req_id = 0;
     c->ping_write = false;
     c->ping_req_id = 0;
-    kd_wsrx_free(&c->rx);
+    c->ending = false;
+    c->tls_up = false;
+    c->in_writeable = false;
+    lws_sul_cancel(&c->wsul);
+    kd_ws_free(&c->ws);
+    kd_tls_free(&c->tls, false); /* the socket is libwebsockets' (it closes it) */
 }
 
 static void conn_gone(kk_conn *c, const struct lws *wsi, const char *why, int http_status)
@@ -304,6 +355,7 @@ static void conn_gone(kk_conn *c, const struct lws *wsi, const char *why, int ht
 static void conn_established(kk_conn *c, struct lws *wsi)
 {
     kk_link *l = c->link;
+    lws_set_timeout(wsi, NO_PENDING_TIMEOUT, 0); /* the opening's (conn_open) */
     c->wsi = wsi;
     c->st = KC_SESSION;
     c->opened_mono = c->last_tx_mono = kd_mono_us();
@@ -311,7 +363,7 @@ static void conn_established(kk_conn *c, struct lws *wsi)
     c->sess_resume = l->session_id[0] != '\0';
     kd_info("kone: slot %d conn %d: connected, %s session", l->idx, c->idx,
             c->sess_resume ? "resuming the" : "creating a");
-    lws_callback_on_writable(wsi);
+    conn_want_write(c);
 }
 
 static void session_answer(kk_conn *c, const kd_kone_msg *m)
@@ -360,7 +412,7 @@ static void session_answer(kk_conn *c, const kd_kone_msg *m)
         l->session_id[0] = '\0';
         c->sess_resume = false;
         c->sess_write = true;
-        lws_callback_on_writable(c->wsi);
+        conn_want_write(c);
         return;
     }
     kd_warn("kone: slot %d: session request failed (%d %s)", l->idx, m->status, m->message);
@@ -453,19 +505,83 @@ static void dispatch(kk_conn *c, const char *buf, size_t len)
     p->ops.frame_in(l, &m, buf, len, p->user);
 }
 
-static void conn_rx(kk_conn *c, struct lws *wsi, const char *in, size_t len)
+/* A whole message from wslay (fragments put back together). */
+static void conn_msg(const char *buf, size_t len, void *user)
 {
-    bool final = lws_is_final_fragment(wsi) && lws_remaining_packet_payload(wsi) == 0;
-    switch (kd_wsrx_feed(&c->rx, in, len, final)) {
-    case KD_WSRX_MORE: return;
-    case KD_WSRX_MESSAGE: dispatch(c, c->rx.buf, c->rx.len); return;
-    case KD_WSRX_DROPPED:
-        if (c->rx.too_big)
-            kd_warn("kone: slot %d: frame larger than %zu bytes dropped", c->link->idx, c->rx.max);
-        else
-            kd_error("kone: slot %d: out of memory reading a frame", c->link->idx);
+    kk_conn *c = user;
+    if (c->st == KC_SESSION || c->st == KC_READY || c->st == KC_CLOSING)
+        dispatch(c, buf, len);
+}
+
+/* The stream ended (kd_ws_rx): KONE's close frame, or ours for what KONE sent wrong. Its
+ * close frame goes out with the next WRITEABLE, then the conn is dropped; the reason is
+ * logged now and reaches conn_gone's line when the socket closes. */
+static void conn_ended(kk_conn *c)
+{
+    kd_ws *w = &c->ws;
+    c->ending = true;
+    if (w->http_status || !kd_ws_upgraded(w)) {
+        kk_conn_kill(c); /* a refused upgrade: nothing to say on that socket */
         return;
     }
+    if (w->peer_closed)
+        kd_info("kone: slot %d conn %d: KONE closed the connection (code %d)", c->link->idx, c->idx,
+                w->code);
+    else
+        kd_warn("kone: slot %d conn %d: %s: closing the connection (code %d)", c->link->idx, c->idx,
+                w->why, w->code);
+    if (kd_ws_want_write(w))
+        conn_want_write(c);
+    else
+        kk_conn_kill(c);
+}
+
+static void conn_rx(kk_conn *c, struct lws *wsi, const void *in, size_t len)
+{
+    if (c->ending)
+        return; /* the rest of a stream already given up */
+    kd_ws_result r = kd_ws_rx(&c->ws, in, len);
+    if (r == KD_WS_OPENED) {
+        conn_established(c, wsi);
+        r = kd_ws_rx(&c->ws, NULL, 0); /* frames that came with the upgrade's answer */
+    }
+    if (r == KD_WS_END)
+        conn_ended(c);
+    else if (kd_ws_want_write(&c->ws))
+        conn_want_write(c); /* wslay's pong to a ping */
+}
+
+/* The socket is readable or writable before TLS is up: the connect and the handshake go
+ * on; once up, the upgrade request (queued by conn_open) goes out. -1: close it. */
+static int tls_progress(kk_conn *c)
+{
+    kd_tls_state st = kd_tls_step(&c->tls);
+    if (st == KD_TLS_FAILED)
+        return -1; /* conn_closed reads c->tls.why */
+    if (st == KD_TLS_UP)
+        c->tls_up = true;
+    if (st == KD_TLS_UP || c->tls.want_write)
+        conn_want_write(c);
+    return 0;
+}
+
+/* RAW_RX_FILE: read what TLS has (until it wants more from the socket). -1: close it. */
+static int conn_readable(kk_conn *c, struct lws *wsi)
+{
+    if (!c->tls_up)
+        return tls_progress(c);
+    static _Thread_local char buf[16384]; /* a TLS record at most */
+    while (!c->ending) {
+        ssize_t n = kd_tls_read(&c->tls, buf, sizeof buf);
+        if (n < 0)
+            return -1;
+        if (!n)
+            break;
+        conn_rx(c, wsi, buf, (size_t)n);
+    }
+    if (c->tls.want_write)
+        conn_want_write(c);
+    return 0;
 }
 
 /* A replacement conn resumes the session only once the old conn's requests are answered
@@ -484,7 +600,7 @@ void kk_link_answered(kk_link *l)
     for (int i = 0; i < 2; i++) {
         kk_conn *c = &l->conn[i];
         if (c->st == KC_SESSION && c->sess_write && c->wsi)
-            lws_callback_on_writable(c->wsi);
+            conn_want_write(c);
     }
 }
 
@@ -493,6 +609,8 @@ static int conn_writeable(kk_conn *c)
     kk_link *l = c->link;
     if (c->st == KC_CLOSING)
         return -1;
+    if (c->st == KC_CONNECTING || c->ending)
+        return 0; /* the upgrade request, or a close frame: only what is queued goes */
     if (c->st == KC_SESSION) {
         if (c->sess_write && !replacement_must_wait(c))
             return write_session(c);
@@ -510,7 +628,54 @@ static int conn_writeable(kk_conn *c)
         return -1;
     }
     if (c->ping_write || (l->pool->ops.want_write(l, l->pool->user) && o->st != KC_SESSION))
-        lws_callback_on_writable(c->wsi);
+        conn_want_write(c);
+    return 0;
+}
+
+/* RAW_WRITEABLE_FILE: once what the socket did not take last time is written, the layers
+ * above's frame (conn_writeable) and whatever wslay has queued (pongs, close frames) go out,
+ * as much as the socket takes; the rest waits for the next call. After the close frame of an
+ * ended stream went out, the conn is dropped. -1: close it. */
+static int conn_writeable_raw_in(kk_conn *c);
+
+static int conn_writeable_raw(kk_conn *c)
+{
+    c->in_writeable = true;
+    int rc = conn_writeable_raw_in(c);
+    c->in_writeable = false;
+    return rc;
+}
+
+static int conn_writeable_raw_in(kk_conn *c)
+{
+    if (!c->tls_up)
+        return tls_progress(c);
+    c->tls.want_write = false;
+    const unsigned char *out;
+    size_t n;
+    if (!kd_ws_pending(&c->ws, &out, &n))
+        return -1;
+    if (!n && conn_writeable(c) < 0)
+        return -1;
+    for (;;) {
+        if (!n && !kd_ws_pending(&c->ws, &out, &n))
+            return -1;
+        if (!n)
+            break;
+        ssize_t w = kd_tls_write(&c->tls, out, n);
+        if (w < 0) {
+            kd_warn("kone: slot %d: write failed, dropping the connection", c->link->idx);
+            return -1;
+        }
+        if (!w)
+            break; /* the socket is full: wait for it */
+        kd_ws_consumed(&c->ws, (size_t)w);
+        n = 0;
+    }
+    if (c->ending && !kd_ws_want_write(&c->ws))
+        kk_conn_kill(c);
+    else if (kd_ws_want_write(&c->ws) || c->tls.want_write)
+        conn_want_write(c);
     return 0;
 }
 
@@ -540,7 +705,7 @@ static void link_timer(lws_sorted_usec_list_t *sul)
     for (int i = 0; i < 2; i++) {
         kk_conn *c = &l->conn[i];
         if (c->st == KC_SESSION && c->sess_write && c->wsi)
-            lws_callback_on_writable(c->wsi); /* a replacement waiting for the drain */
+            conn_want_write(c); /* a replacement waiting for the drain */
         if (c->st == KC_SESSION && c->sess_req_id) {
             if (now - c->sess_sent_mono >= p->request_timeout_us) {
                 kd_warn("kone: slot %d conn %d: session request unanswered", l->idx, i);
@@ -569,7 +734,7 @@ static void link_timer(lws_sorted_usec_list_t *sul)
                 next = earlier(next, now + p->keepalive_us); /* nothing to ping yet */
             } else if (now - a->last_tx_mono >= p->keepalive_us) {
                 a->ping_write = true;
-                lws_callback_on_writable(a->wsi);
+                conn_want_write(a);
             } else {
                 next = earlier(next, a->last_tx_mono + p->keepalive_us);
             }
@@ -594,16 +759,30 @@ static void link_timer(lws_sorted_usec_list_t *sul)
 
 /* ------------------------------------------------------------------ lws callback */
 
-static int upgrade_status(struct lws *wsi, const char *why)
+/* RAW_CLOSE: the socket is gone; why, from what ended the stream if anything did. */
+static void conn_closed(kk_conn *c, const struct lws *wsi)
 {
-    if (why && strstr(why, "unauthorized"))
-        return 401;
-    return wsi ? (int)lws_http_client_http_response(wsi) : 0;
+    char why[KD_WSHS_WHY_MAX + 40];
+    int status = c->ws.http_status;
+    if (!c->tls_up)
+        kd_tls_closed(&c->tls);
+    if (c->tls.why[0])
+        snprintf(why, sizeof why, "%s", c->tls.why);
+    else if (c->ws.why[0] && c->ws.peer_closed)
+        snprintf(why, sizeof why, "%s (code %d)", c->ws.why, c->ws.code);
+    else if (c->ws.why[0])
+        snprintf(why, sizeof why, "%s", c->ws.why);
+    else
+        snprintf(why, sizeof why, "%s",
+                 c->st == KC_CONNECTING ? "connection closed or timed out before the upgrade"
+                                        : "connection closed");
+    conn_gone(c, wsi, why, status);
 }
 
 static int kk_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
                        size_t len)
 {
+    (void)in, (void)len;
     kk_conn *c = user;
     switch (reason) {
     case LWS_CALLBACK_EVENT_WAIT_CANCELLED: {
@@ -613,51 +792,17 @@ static int kk_callback(struct lws *wsi, enum lws_callback_reasons reason, void *
             p->ops.wakeup(p->user);
         break;
     }
-    case LWS_CALLBACK_OPENSSL_PERFORM_SERVER_CERT_VERIFICATION:
-        /* libwebsockets refuses a bad certificate on its own (no ALLOW_* flag is set) but
-         * reports only "SSL err 1": keep the verifier's reason (unknown CA, host name,
-         * expired) for the log line. Here `user` is the X509_STORE_CTX, len preverify_ok;
-         * returning 0 leaves OpenSSL's verdict as it is. */
-        c = wsi ? lws_wsi_user(wsi) : NULL;
-        if (!len && user && c && !c->tls_refusal[0]) {
-            X509_STORE_CTX *x = user;
-            snprintf(c->tls_refusal, sizeof c->tls_refusal, "%s",
-                     X509_verify_cert_error_string(X509_STORE_CTX_get_error(x)));
-        }
-        return 0;
-    case LWS_CALLBACK_CLIENT_CONNECTION_ERROR:
-        if (c) {
-            char tls[160];
-            const char *why = in ? (const char *)in : "connection failed";
-            if (c->tls_refusal[0]) {
-                snprintf(tls, sizeof tls, "TLS: KONE's certificate refused: %s", c->tls_refusal);
-                why = tls;
-            }
-            conn_gone(c, wsi, why, upgrade_status(wsi, why));
-        }
+    case LWS_CALLBACK_RAW_RX_FILE:
+        if (c && c->wsi == wsi && c->st != KC_IDLE)
+            return conn_readable(c, wsi);
         break;
-    case LWS_CALLBACK_CLIENT_ESTABLISHED:
+    case LWS_CALLBACK_RAW_WRITEABLE_FILE:
+        if (c && c->wsi == wsi && c->st != KC_IDLE)
+            return conn_writeable_raw(c);
+        break;
+    case LWS_CALLBACK_RAW_CLOSE_FILE:
         if (c)
-            conn_established(c, wsi);
-        break;
-    case LWS_CALLBACK_CLIENT_RECEIVE:
-        if (c && c->st != KC_IDLE && in)
-            conn_rx(c, wsi, in, len);
-        break;
-    case LWS_CALLBACK_CLIENT_WRITEABLE:
-        if (c && c->wsi == wsi)
-            return conn_writeable(c);
-        break;
-    case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
-        if (c && len >= 2) {
-            const unsigned char *p = in;
-            kd_info("kone: slot %d conn %d: KONE closed the connection (code %d)", c->link->idx,
-                    c->idx, (p[0] << 8) | p[1]);
-        }
-        break;
-    case LWS_CALLBACK_CLIENT_CLOSED:
-        if (c)
-            conn_gone(c, wsi, "connection closed", 0);
+            conn_closed(c, wsi);
         break;
     default: break;
     }

@@ -1,11 +1,13 @@
 /* kone_conn.h: the connection layer of the KONE client (kone_conn.c), its contract.
  *
  * What it does: a pool (kk_pool) of links (kk_link, kone.connections of them), each one
- * logical connection to KONE's stream-v2: TLS + WebSocket upgrade with the token of its share
- * (?accessToken=), a KONE session (create-session once, resume-session after every reconnect
- * or replacement), keep-alive pings, the replacement of a connection older than
+ * logical connection to KONE's stream-v2: TLS (OpenSSL, kone_tls.h, on a socket that
+ * libwebsockets' loop watches) + WebSocket upgrade and framing (kone_ws.h, wslay) with the token of
+ * its share (?accessToken=), a KONE session (create-session once, resume-session after every
+ * reconnect or replacement), keep-alive pings, the replacement of a connection older than
  * kone.max_conn_age_s, the reconnect backoff, the reassembly of fragmented frames
- * (kone_wsrx.h), request ids unique per process, and one lws_write per WRITEABLE callback.
+ * (wslay, kone_ws.h), request ids unique per process, and one frame of the layers above per
+ * WRITEABLE callback.
  *
  * What it does not know: jobs, subscriptions, building configurations, circuit breakers,
  * metrics. Its structs hold only its own state and configuration; the layer above keeps its
@@ -15,7 +17,7 @@
  * owner of the loop (kone.c) gives it, as kone-sim's server takes sim_conn_ops and Redis's ae
  * takes a proc and its clientData. The layers above call down into it (send, want_write,
  * kick, the ids); it never calls up by name. kone_conn.c includes this header and lower ones
- * only (shared/, kone_msg.h, kone_wsrx.h, kone_token.h, kone_dns.h).
+ * only (shared/, kone_msg.h, kone_ws.h, kone_token.h, kone_dns.h).
  *
  * Threads: everything here runs on the KONE loop thread, except kk_pool.n_ready, which
  * kd_kone_ready reads from any thread (atomic).
@@ -32,10 +34,11 @@
 #include "kone_dns.h"
 #include "kone_msg.h"
 #include "kone_token.h"
-#include "kone_wsrx.h"
+#include "kone_tls.h"
+#include "kone_ws.h"
 
 #define KK_MAX_SLOTS KD_CONFIG_KONE_MAX_CONNECTIONS /* kone.connections: bounded in the table */
-#define KK_RX_MAX ((size_t)1024 * 1024)             /* a bigger frame is dropped */
+#define KK_RX_MAX ((size_t)1024 * 1024)             /* a longer message closes the conn (1009) */
 #define KK_BACKOFF_MIN_MS 100
 #define KK_BACKOFF_MAX_MS 10000
 #define KK_RESEND_STATE_S 30 /* resendLatestStateUpToSeconds on resume */
@@ -69,8 +72,12 @@ typedef struct kk_conn {
     bool ping_write;
     int64_t ping_req_id; /* 0 when none outstanding */
     int64_t ping_sent_mono;
-    kd_wsrx rx;           /* reassembly of fragmented frames (kone_wsrx.h) */
-    char tls_refusal[96]; /* why KONE's certificate was refused (OpenSSL's words) */
+    kd_ws ws;                    /* the WebSocket: upgrade, framing, reassembly (kone_ws.h) */
+    bool ending;                 /* the stream ended (kd_ws_rx): flush its close frame, then drop */
+    kd_tls tls;                  /* the socket and its TLS (kone_tls.h) */
+    bool tls_up;                 /* TLS handshake done: the WebSocket's bytes flow */
+    bool in_writeable;           /* inside its WRITEABLE callback (conn_want_write) */
+    lws_sorted_usec_list_t wsul; /* asks for WRITEABLE after that callback */
 } kk_conn;
 
 /* What the connection layer tells the layers above it, and asks them. Every member is set
@@ -137,10 +144,12 @@ struct kk_pool {
     int ws_port;
     char *ws_path; /* "/stream-v2" (with any query of the URL) (kk_pool_free) */
     int64_t request_timeout_us, keepalive_us, max_age_us;
-    char *ca_file;      /* kone.ca_file (NULL: the system CAs), for the context (kone.c frees it) */
+    char *ca_file; /* kone.ca_file (NULL: the system CAs), for the connections' TLS (kone_tls.h;
+                      kone.c frees it) */
     int64_t dns_ttl_us; /* kone.dns_ttl_s, for the resolver (kone_dns.h) */
     struct lws_context *ctx;
     kd_kone_dns *dns; /* ws_host resolved off the loop (kone_dns.h); NULL when numeric */
+    SSL_CTX *tls_ctx; /* made at the first connection (kk_pool_free) */
     kk_conn_ops ops;
     void *user;
     int n_links; /* kone.connections: links[0..n_links) are in use */
@@ -152,6 +161,8 @@ struct kk_pool {
     int64_t next_req_id; /* request ids, unique per process (kk_pool_next_id) */
 };
 
+/* The lws protocol the loop's context must carry: the connections' sockets are adopted
+ * into it as raw descriptors. */
 extern const struct lws_protocols kk_protocols[];
 void kk_link_init(kk_pool *p, kk_link *l, int idx); /* zeroes l, registers it as links[idx] */
 void kk_link_kick(kk_link *l);                      /* evaluate its timers now */
@@ -164,10 +175,11 @@ void kk_pool_kick_all(kk_pool *p); /* a new token (or address) arrived */
 void kk_pool_shutdown(kk_pool *p); /* cancel timers (conns die with ctx) */
 int64_t kk_pool_next_id(kk_pool *p);
 int64_t kk_pool_jitter(kk_pool *p, int64_t max); /* 0..max-1 */
-void kk_pool_free(kk_pool *p); /* ws_host, ws_path, the links' reassembly buffers */
+void kk_pool_free(kk_pool *p); /* ws_host, ws_path, tls_ctx, the links' WebSockets */
 void kk_conn_kill(kk_conn *c); /* drop this connection now */
-/* Writes one text frame (one lws_write, LWS_PRE headroom); only from WRITEABLE.
- * Returns 0, or -1 when the connection must close. */
+/* Queues one text frame, written by the same WRITEABLE callback (what the socket does not
+ * take then, by the next ones); only from WRITEABLE. Returns 0, or -1 when the connection must
+ * close. */
 int kk_conn_send(kk_conn *c, const char *text);
 
 #endif

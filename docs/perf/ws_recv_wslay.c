@@ -1,7 +1,7 @@
 /* ws_recv_wslay.c: what wslay (Debian's libwslay1) costs to receive one WebSocket frame, to
  * compare with libwebsockets' receive path in the worker's profile (docs/performance.md,
  * issue 17: "replace lws only if a measured alternative is at least 2x cheaper per frame").
- * Not part of the build (wslay is no dependency of the project); run by hand:
+ * Not part of the build (the worker now links wslay: worker/kone_ws.c); run by hand:
  *
  *   cc -O2 -o /tmp/ws_recv_wslay docs/perf/ws_recv_wslay.c -lwslay
  *   valgrind --tool=callgrind /tmp/ws_recv_wslay 1000   # and 11000: the difference / 10000

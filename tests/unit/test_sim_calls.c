@@ -55,7 +55,7 @@ static void fake_close(void *t, int code, const char *reason)
     (void)t, (void)code, (void)reason;
 }
 
-static const sim_conn_ops fake_ops = {fake_send, fake_close, NULL};
+static const sim_conn_ops fake_ops = {fake_send, fake_close, NULL, NULL};
 
 typedef struct fx {
     sim_world w;

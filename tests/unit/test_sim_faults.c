@@ -59,7 +59,7 @@ static void fake_drop(void *t)
     ((fake *)t)->dropped++;
 }
 
-static const sim_conn_ops fake_ops = {fake_send, fake_close, fake_drop};
+static const sim_conn_ops fake_ops = {fake_send, fake_close, fake_drop, NULL};
 
 typedef struct fx {
     sim_world w;
@@ -786,6 +786,28 @@ static void test_drops(void **state)
     assert_int_equal(
         sim_control_request(&x->ctl, "POST", "/sim/subscriptions", NULL, NULL, 0, &ans), 405);
     json_decref(ans);
+
+    /* ws-inject: a transport without WebSocket faults (this fake) is not counted; every
+     * malformed body is refused whole (test_worker_kone_ws_sim.c drives the real one) */
+    body = "{\"hex\":\"8900\",\"fragment\":7}";
+    assert_int_equal(
+        sim_control_request(&x->ctl, "POST", "/sim/ws-inject", NULL, body, strlen(body), &ans),
+        200);
+    assert_int_equal(json_integer_value(json_object_get(ans, "connections")), 0);
+    json_decref(ans);
+    const char *bad_inj[] = {"{\"code\":1}",
+                             "{\"client_id\":1}",
+                             "{\"hex\":\"890\"}",
+                             "{\"hex\":\"8g00\"}",
+                             "{\"hex\":5}",
+                             "{\"fragment\":-1}",
+                             "[1"};
+    for (size_t i = 0; i < sizeof bad_inj / sizeof bad_inj[0]; i++) {
+        assert_int_equal(sim_control_request(&x->ctl, "POST", "/sim/ws-inject", NULL, bad_inj[i],
+                                             strlen(bad_inj[i]), &ans),
+                         400);
+        json_decref(ans);
+    }
 }
 
 static void test_token_faults(void **state)

@@ -48,7 +48,7 @@ static void fake_close(void *t, int code, const char *reason)
     snprintf(f->closed_reason, sizeof f->closed_reason, "%s", reason);
 }
 
-static const sim_conn_ops fake_ops = {fake_send, fake_close, NULL};
+static const sim_conn_ops fake_ops = {fake_send, fake_close, NULL, NULL};
 
 typedef struct fx {
     sim_world w;

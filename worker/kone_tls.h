@@ -1,0 +1,57 @@
+/* kone_tls: one non-blocking TLS client stream over a TCP socket, OpenSSL driven by hand, for
+ * the worker's KONE connections (kone_conn.c), whose socket libwebsockets' loop only watches
+ * (adopted as a raw descriptor: it polls, we read and write).
+ *
+ * Why not libwebsockets' raw client with TLS: in lws 4.1.6 (Debian's) a "RAW" client with
+ * LCCSCF_USE_SSL starts its TLS handshake before the socket exists and fails every time
+ * ("lws_tls_client_connect: n -1, m 5, errno 9"; fixed in later lws, which skip early TLS for
+ * raw-skt). So the connect and TLS are ours, with the checks lws made: the CA file (or the
+ * system's), the peer's certificate verified, its name (SNI + host name) or IP address.
+ *
+ * Contract: kd_tls_ctx_new once per client; kd_tls_connect starts a non-blocking connect to a
+ * numeric address; then the owner calls kd_tls_step whenever the socket is readable or
+ * writable until it says KD_TLS_UP, and kd_tls_read / kd_tls_write after. Each call says what
+ * the socket must be polled for next (want_write). Loop thread only; nothing here logs. The
+ * process ignores SIGPIPE (kone-worker's main): a write to a peer that closed fails (EPIPE)
+ * instead of killing it.
+ */
+#ifndef KD_WORKER_KONE_TLS_H
+#define KD_WORKER_KONE_TLS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+#include <openssl/ssl.h>
+
+typedef struct kd_tls {
+    int fd;          /* -1: none (the owner's loop closes it once adopted) */
+    SSL *ssl;        /* NULL until the TCP connect completed */
+    bool want_write; /* poll for POLLOUT before the next step/read/write */
+    char why[120];   /* why it failed */
+} kd_tls;
+
+typedef enum {
+    KD_TLS_AGAIN = 0, /* in progress (connect or handshake): wait for the socket */
+    KD_TLS_UP,        /* the handshake completed */
+    KD_TLS_FAILED,    /* why says why */
+} kd_tls_state;
+
+/* A client context: TLS 1.2 at least, the peer verified against ca_file (NULL: the system's
+ * store). NULL when OpenSSL refuses (a bad CA file). */
+SSL_CTX *kd_tls_ctx_new(const char *ca_file, char *why, size_t why_cap);
+/* Starts connecting to address (numeric) and port; the certificate must name host. false
+ * (why set) when it failed at once. t->fd is then the socket to watch. */
+bool kd_tls_connect(kd_tls *t, SSL_CTX *ctx, const char *address, int port, const char *host);
+kd_tls_state kd_tls_step(kd_tls *t);
+/* >0 bytes read, 0 nothing more for now, -1 closed or failed (why says which). */
+ssize_t kd_tls_read(kd_tls *t, void *buf, size_t cap);
+/* bytes taken (0: none for now, try when writable), -1 failed. */
+ssize_t kd_tls_write(kd_tls *t, const void *buf, size_t len);
+/* The loop closed the socket before TLS was up (poll said hang-up or error): why becomes the
+ * socket's error (a refused connect), when it has one and nothing else was said. */
+void kd_tls_closed(kd_tls *t);
+/* Frees the TLS state; the socket itself is closed by its owner (close_fd: not adopted). */
+void kd_tls_free(kd_tls *t, bool close_fd);
+
+#endif
