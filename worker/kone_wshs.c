@@ -120,14 +120,19 @@ static int status_of(const char *l, size_t ll)
     return ll == 12 || l[12] == ' ' ? s : 0;
 }
 
+/* The length of the line at p (ending at nl, or at end without one), its CR left out. */
+static size_t line_len(const char *p, const char *nl, const char *end)
+{
+    size_t n = (size_t)((nl ? nl : end) - p);
+    return n > 0 && p[n - 1] == '\r' ? n - 1 : n;
+}
+
 kd_wshs_result kd_wshs_check(const char *hdr, size_t len, const char *key, const char *protocol,
                              int *status, char *why, size_t why_cap)
 {
     const char *p = hdr, *end = hdr + len;
     const char *nl = memchr(p, '\n', len);
-    size_t ll = nl ? (size_t)(nl - p) : len;
-    if (ll && p[ll - 1] == '\r')
-        ll--;
+    size_t ll = line_len(p, nl, end);
     *status = status_of(p, ll);
     if (!*status)
         return refuse(why, why_cap, "upgrade answer: no HTTP status line");
@@ -140,10 +145,8 @@ kd_wshs_result kd_wshs_check(const char *hdr, size_t len, const char *key, const
     p = nl ? nl + 1 : end;
     while (p < end) {
         nl = memchr(p, '\n', (size_t)(end - p));
-        ll = nl ? (size_t)(nl - p) : (size_t)(end - p);
+        ll = line_len(p, nl, end);
         const char *next = nl ? nl + 1 : end;
-        if (ll && p[ll - 1] == '\r')
-            ll--;
         if (!ll)
             break; /* the blank line */
         const char *colon = memchr(p, ':', ll);
@@ -169,7 +172,7 @@ kd_wshs_result kd_wshs_check(const char *hdr, size_t len, const char *key, const
                 return refuse(why, why_cap, "upgrade answer: wrong Sec-WebSocket-Accept");
         } else if (NAME_IS("Sec-WebSocket-Protocol"))
             proto_ok = value_is(v, vl, protocol);
-        else if (NAME_IS("Sec-WebSocket-Extensions") && vl)
+        else if (NAME_IS("Sec-WebSocket-Extensions") && ve > v)
             return refuse(why, why_cap, "upgrade answer: an extension nobody asked for");
 #undef NAME_IS
         p = next;
