@@ -78,7 +78,7 @@ static void shutdown_loop(kd_kone *k, kd_run *inbox)
     }
     kk_jobs_fail_all(k, "shutdown", SHUTDOWN_MSG);
     for (int i = 0; i < KK_MAX_SLOTS; i++)
-        kk_subs_free(&k->slots[i]);
+        kk_subs_free(&k->slots[i].sub);
     kk_sites_free(&k->sites);
     kk_pool_shutdown(&k->pool);
     kk_blds_shutdown(k);
@@ -258,7 +258,7 @@ static int load_config(kd_kone *k, const kd_config *cfg, kd_kone_token_cfg *tc, 
                            "kone.buildings", err)) ||
         (rc = kk_scope_add(&k->scope, kd_cfg_str(cfg, KD_CFG_KONE_ROBOTCALL_BUILDINGS), true,
                            "kone.robotcall_buildings", err)) ||
-        (rc = kk_sub_config(&k->sub_cfg, cfg, err)))
+        (rc = kk_sub_config(&k->subs.cfg, cfg, err)))
         return rc;
     k->scope.per_token = (int)kd_cfg_int(cfg, KD_CFG_KONE_BUILDINGS_PER_TOKEN);
     tc->scope = kd_cfg_str(cfg, KD_CFG_KONE_SCOPE);
@@ -340,6 +340,7 @@ int kd_kone_start(kd_kone **out, const kd_config *cfg, const kd_kone_hooks *hook
     k->pool.ops.wakeup = loop_wakeup;
     k->pool.user = k;
     k->wake = &kk_call_wake;
+    kk_subs_init(&k->subs, &k->pool, &k->hooks, &k->scope, &kk_call_wake.sub);
     kk_sites_init(&k->sites, &k->pool, &k->hooks, kk_call_wake.site_released);
     k->pool.rand_state = (unsigned)(kd_mono_us() ^ (int64_t)getpid());
     kd_kone_token_cfg tc = {0};
@@ -383,7 +384,7 @@ int kd_kone_start(kd_kone **out, const kd_config *cfg, const kd_kone_hooks *hook
     }
     k->pool.ctx = k->ctx;
     for (int i = 0; i < KK_MAX_SLOTS; i++)
-        k->slots[i].tok = i % k->scope.n_tokens;
+        k->slots[i].tok = k->slots[i].sub.tok = i % k->scope.n_tokens;
     if (!kd_kone_dns_is_numeric(k->pool.ws_host))
         rc = kd_kone_dns_start(&k->pool.dns, k->pool.ws_host, k->pool.dns_ttl_us, notify_loop, k,
                                err);

@@ -107,6 +107,7 @@ static void unlink_job(kk_job *j)
     lws_sul_cancel(&j->sul);
     if (!lws_dll2_is_detached(&j->wlink))
         lws_dll2_remove(&j->wlink);
+    kk_sub_forget(&j->sub);
     kk_site_forget(&j->site);
     if (!lws_dll2_is_detached(&j->place))
         lws_dll2_remove(&j->place);
@@ -226,6 +227,7 @@ static void want(kk_job *j, kk_want w)
         return;
     if (!lws_dll2_is_detached(&j->wlink))
         lws_dll2_remove(&j->wlink);
+    kk_sub_forget(&j->sub);
     kk_site_forget(&j->site);
     j->want = w;
     lws_dll2_add_tail(&j->wlink, &s->wq);
@@ -237,6 +239,7 @@ void kk_slot_init(kd_kone *k, kk_slot *s, int idx)
     memset(s, 0, sizeof *s);
     s->k = k;
     kk_link_init(&k->pool, &s->link, idx);
+    kk_sub_slot_init(&s->sub, &k->subs, &s->link);
     kk_site_slot_init(&s->site, &k->sites, &s->link);
 }
 
@@ -306,7 +309,7 @@ static kk_slot *home_or_least_loaded(kk_job *j)
     for (int i = 0; i < k->pool.n_links; i++) {
         kk_slot *s = &k->slots[i];
         if ((tok < 0 || s->tok == tok) && kk_slot_ready(s) &&
-            kk_sub_holds(s, &j->run->job, &used) && (!home || used > home_used)) {
+            kk_sub_holds(&s->sub, &j->run->job, &used) && (!home || used > home_used)) {
             home = s;
             home_used = used;
         }
@@ -324,7 +327,7 @@ static void start_follow(kk_job *j)
     j->accepted_mono = now;
     j->progress_deadline = now + progress_window_us(j);
     j->track_deadline = now + j->k->call_cfg.track_timeout_us;
-    kk_sub_touch(j->slot, &j->run->job);
+    kk_sub_touch(&j->slot->sub, &j->run->job);
     rearm(j);
 }
 
@@ -351,7 +354,7 @@ static void place(kk_job *j)
         /* the slot becomes the home of the call's building and group now, not when the call
          * is written: a burst of a new building's calls all lands on it */
         if (j->run->job.op == KD_OP_CALL && !j->unfollowed)
-            kk_sub_claim(s, &j->run->job);
+            kk_sub_claim(&s->sub, &j->run->job);
         want(j, KW_REQUEST);
     }
     rearm(j);
@@ -372,6 +375,7 @@ void kk_job_submit(kd_kone *k, kd_run *run)
     j->k = k;
     j->run = run;
     j->site.job = &run->job; /* what kone_site.c sees of it */
+    j->sub.job = &run->job;  /* ... and kone_sub.c */
     int64_t now = kd_mono_us();
     j->wait_until = now + k->call_cfg.request_timeout_us;
     if (run->job.deadline > 0) {
@@ -578,8 +582,7 @@ static void job_timer(lws_sorted_usec_list_t *sul)
                    rt_ms, bs.building, bs.rate_per_s);
             return;
         }
-        if (now >= j->wait_until && j->slot &&
-            ((j->wlink.owner && j->wlink.owner != &j->slot->wq) || j->site.wait.owner)) {
+        if (now >= j->wait_until && j->slot && (j->sub.wait.owner || j->site.wait.owner)) {
             /* connected, but held at a gate: its group's configuration fetch (parked on
              * kone_site's waiters) or subscription (on a kk_sub's) went unanswered (KONE
              * slow, or the answer lost with a connection) */
@@ -707,7 +710,7 @@ int kk_job_write(kk_job *j, kk_conn *c)
     }
     if (w == KW_REQUEST && run->job.op == KD_OP_CALL && !j->unfollowed) {
         char why[200] = "";
-        switch (kk_sub_gate(s, j, why, sizeof why)) {
+        switch (kk_sub_gate(&s->sub, &j->sub, why, sizeof why)) {
         case KK_GATE_WAIT: /* on the subscription's waiters; its answer sends it on */
             j->want = KW_REQUEST;
             return 0;
@@ -1071,8 +1074,9 @@ void kk_on_call_state(kk_slot *s, const kd_kone_msg *m)
 
 /* ------------------------------------------------------------------ subscriptions */
 
-static void job_sub_released(kk_job *j, kk_gate g, const char *why)
+static void job_sub_released(kk_sub_job *sj, kk_gate g, const char *why)
 {
+    kk_job *j = lws_container_of(sj, kk_job, sub);
     if (g == KK_GATE_FAIL) {
         finish(j, KD_OUTCOME_FAILED, KD_FAIL_TRANSIENT, "monitor_failed",
                "%s; the call was not made", why);
@@ -1081,6 +1085,30 @@ static void job_sub_released(kk_job *j, kk_gate g, const char *why)
     if (why && why[0])
         set_unfollowed(j, why);
     want(j, KW_REQUEST); /* the gate passes now */
+}
+
+/* Its slot lost its connection for good: back on the slot's queue, to be moved elsewhere
+ * (kk_jobs_move_unwritten) with the other unwritten calls. */
+static void job_sub_requeue(kk_sub_slot *ss, kk_sub_job *sj)
+{
+    kk_slot *s = lws_container_of(ss, kk_slot, sub);
+    kk_job *j = lws_container_of(sj, kk_job, sub);
+    lws_dll2_add_tail(&j->wlink, &s->wq);
+}
+
+/* Is a call of this building and group placed on the slot (its subscription is kept)? */
+static bool slot_has_job(kk_sub_slot *ss, const char *building, const char *group)
+{
+    kk_slot *s = lws_container_of(ss, kk_slot, sub);
+    for (lws_dll2_t *d = s->jobs.head; d; d = d->next) {
+        const kk_job *j = lws_container_of(d, kk_job, place);
+        char b[KD_JOB_BUILDING_MAX + 16];
+        const char *g;
+        kk_bg_key(&j->run->job, b, sizeof b, &g);
+        if (!strcmp(b, building) && !strcmp(g, group))
+            return true;
+    }
+    return false;
 }
 
 /* ------------------------------------------------------------------ configurations */
@@ -1137,7 +1165,7 @@ const kk_wake_ops kk_call_wake = {
     .released = job_release,
     .refused = job_refuse,
     .link_down = job_link_down,
-    .sub_released = job_sub_released,
+    .sub = {.released = job_sub_released, .requeue = job_sub_requeue, .has_job = slot_has_job},
     .site_released = job_site_released,
     .least_loaded = slot_least_loaded,
 };

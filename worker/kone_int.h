@@ -35,8 +35,9 @@
  * (kk_pool's by kone.c, kk_call_cfg, kk_bld_cfg, kk_sub_cfg, kk_site_cfg, kk_scope).
  * kone_site.c reads alone: it includes kone_site.h and lower headers only, and sees the call
  * layer's structs through the narrow ones embedded in them (kd_kone.sites, kk_slot.site,
- * kk_job.site). Not finished (issue 16): kone_bld.c and kone_sub.c still include this header
- * and reach kk_job (j->bld, j->bp, j->run, the lists) and kk_slot (s->sub, s->jobs) directly.
+ * kk_job.site); kone_sub.c likewise (kd_kone.subs, kk_slot.sub, kk_job.sub). Not finished
+ * (issue 16): kone_bld.c still includes this header and reaches kk_job (j->bld, j->bp,
+ * j->run, the lists) and kk_slot (s->jobs, link.losses) directly.
  * ops.kone_layers (tests/ops/kone_layers.sh) fails when a file calls or includes a layer
  * above its own.
  *
@@ -122,8 +123,7 @@ typedef struct kk_job {
     kk_slot *slot;    /* NULL while in k->waitq or bld->rq */
     kk_bld *bld;      /* its building (NULL: the table is full of busy ones) */
     lws_dll2_t place; /* on k->waitq, slot->jobs or bld->rq */
-    lws_dll2_t wlink; /* on slot->wq while want != KW_NONE, or on a kk_sub's
-                       * waiters until its subscription is answered */
+    lws_dll2_t wlink; /* on slot->wq while want != KW_NONE */
     kk_want want;
     kk_job_state st;
     lws_sorted_usec_list_t sul;
@@ -149,6 +149,9 @@ typedef struct kk_job {
     /* What kone_site.c (the cached configurations) sees of the job (kone_site.h); the call
      * layer sets its job and reads passed and checked */
     kk_site_job site;
+    /* What kone_sub.c (the subscriptions) sees of the job (kone_sub.h): the call layer sets
+     * its job; parked on a subscription's waiters (sub.wait) until it is answered */
+    kk_sub_job sub;
 
     /* following an accepted call */
     int64_t call_session_id;
@@ -179,10 +182,9 @@ struct kd_kone {
      * kone.max_conn_age_s, ...), its callbacks (kone_route.c's, user k), its state */
     kk_pool pool;
     /* the configuration of each layer above the connection, each filled in one place from
-     * the config table: kk_call_config, kk_sub_config (and blds.cfg: kk_bld_config,
-     * sites.cfg: kk_site_config) */
+     * the config table: kk_call_config (and blds.cfg: kk_bld_config, subs.cfg:
+     * kk_sub_config, sites.cfg: kk_site_config) */
     kk_call_cfg call_cfg;
-    kk_sub_cfg sub_cfg;
     kd_kone_hooks hooks;
     const kk_wake_ops *wake; /* the call layer's, for the policy modules (kk_call_wake) */
 
@@ -228,6 +230,9 @@ struct kd_kone {
         char frame[KK_EARLY_FRAME];
     } * early; /* KK_EARLY_N entries, a ring */
     unsigned early_next;
+
+    /* the subscriptions' configuration and what they ask of the call layer (kone_sub.h) */
+    kk_subs subs;
 
     /* cached building configurations (kone_site.c) */
     kk_sites sites; /* its configuration, the cache, the fetches out (kone_site.h) */
@@ -362,8 +367,9 @@ struct kk_wake_ops {
     /* kone_bld.c: its building's link is down (a ping failed 1005): an accepted call waiting
      * for its result or its progress gives up now, as it would when its timeout ends */
     void (*link_down)(kk_job *j);
-    /* kone_sub.c: the subscription was answered: the call goes on (GO) or fails (FAIL, why) */
-    void (*sub_released)(kk_job *j, kk_gate g, const char *why);
+    /* kone_sub.c (through kk_subs.ops): a subscription was answered, a slot's parked calls
+     * go back on its queue, is a building and group's call on a slot */
+    kk_sub_ops sub;
     /* kone_site.c (through kk_sites.released): the fetch ended: through the gate again */
     void (*site_released)(kk_site_job *sj);
     /* kone_bld.c: the ready slot with the fewest jobs among those opened with token tok (-1:
