@@ -109,6 +109,7 @@ static void unlink_job(kk_job *j)
         lws_dll2_remove(&j->wlink);
     kk_sub_forget(&j->sub);
     kk_site_forget(&j->site);
+    kk_bld_forget(&j->bj);
     if (!lws_dll2_is_detached(&j->place))
         lws_dll2_remove(&j->place);
     j->want = KW_NONE;
@@ -165,10 +166,10 @@ static void finish(kk_job *j, kd_outcome o, kd_failure_class f, const char *code
     unindex(j);
     if (o == KD_OUTCOME_REJECTED && j->site.checked)
         kk_site_refused(&k->sites, &j->site, code, msg); /* its configuration may have changed */
-    if (j->bld) {
+    if (j->bj.bld) {
         /* the breaker reads the run's code and message: set them first */
         kd_run_finish(run, o, f, code, "%s", msg);
-        kk_bld_job_done(j, o, code, lost_since(j));
+        kk_bld_job_done(&j->bj, o, code, lost_since(j));
     }
     free(j);
     kk_finish_run(k, run, o, f, code, msg);
@@ -274,7 +275,7 @@ static kk_slot *affine_slot(kd_kone *k, int64_t sid)
 }
 
 /* The ready slot with the fewest jobs among those opened with token tok (-1: any), or NULL.
- * kone_bld.c's pings ask it too (kk_wake_ops.least_loaded). */
+ * kone_bld.c's pings ask it too (kk_wake_ops.bld.least_loaded). */
 static kk_slot *slot_least_loaded(kd_kone *k, int tok)
 {
     kk_slot *best = NULL;
@@ -376,6 +377,7 @@ void kk_job_submit(kd_kone *k, kd_run *run)
     j->run = run;
     j->site.job = &run->job; /* what kone_site.c sees of it */
     j->sub.job = &run->job;  /* ... and kone_sub.c */
+    j->bj.run = run;         /* ... and kone_bld.c */
     int64_t now = kd_mono_us();
     j->wait_until = now + k->call_cfg.request_timeout_us;
     if (run->job.deadline > 0) {
@@ -401,9 +403,13 @@ void kk_job_submit(kd_kone *k, kd_run *run)
         place(j);
         return;
     }
-    switch (kk_bld_admit(j)) {
+    switch (kk_bld_admit(&k->blds, &j->bj)) {
     case KK_ADMIT_REFUSE: job_refuse(j); return;
-    case KK_ADMIT_WAIT: /* in its building's queue until a token comes */ rearm(j); return;
+    case KK_ADMIT_WAIT: /* in its building's queue until a token comes */
+        j->slot = NULL;
+        j->st = KJ_WAIT;
+        rearm(j);
+        return;
     case KK_ADMIT_GO: break;
     }
     place(j);
@@ -411,18 +417,19 @@ void kk_job_submit(kd_kone *k, kd_run *run)
 
 static void job_release(kk_job *j)
 {
-    j->bp.throttled = false;
+    j->bj.throttled = false;
     j->wait_until = kd_mono_us() + j->k->call_cfg.request_timeout_us;
     place(j);
 }
 
 static void job_refuse(kk_job *j)
 {
-    j->run->park_ms = kk_bld_park_ms(j); /* parked in RabbitMQ until its building's next ping */
+    j->run->park_ms =
+        kk_bld_park_ms(&j->bj); /* parked in RabbitMQ until its building's next ping */
     finish(j, KD_OUTCOME_FAILED, KD_FAIL_TRANSIENT, "circuit_open",
            "the circuit of %s is open (its calls failed; it is pinged until it answers); "
            "not sent to KONE",
-           kk_bld_name(j));
+           kk_bld_name(&j->bj));
 }
 
 static void job_link_down(kk_job *j)
@@ -506,8 +513,9 @@ void kk_jobs_fail_all(kd_kone *k, const char *code, const char *msg)
     while (k->waitq.head)
         finish(lws_container_of(k->waitq.head, kk_job, place), KD_OUTCOME_FAILED, KD_FAIL_TRANSIENT,
                code, "%s", msg);
-    for (kk_job *j; (j = kk_blds_waiting(k));) /* in its building's queue */
-        finish(j, KD_OUTCOME_FAILED, KD_FAIL_TRANSIENT, code, "%s", msg);
+    for (kk_bld_job *bj; (bj = kk_blds_waiting(&k->blds));) /* in its building's queue */
+        finish(lws_container_of(bj, kk_job, bj), KD_OUTCOME_FAILED, KD_FAIL_TRANSIENT, code, "%s",
+               msg);
     for (int i = 0; i < k->pool.n_links; i++) {
         kk_slot *s = &k->slots[i];
         while (s->jobs.head)
@@ -573,9 +581,9 @@ static void job_timer(lws_sorted_usec_list_t *sul)
                    "job deadline passed before it could be sent to KONE");
             return;
         }
-        if (j->bp.throttled && now >= j->wait_until) {
+        if (j->bj.throttled && now >= j->wait_until) {
             kd_kone_building_stats bs = {0};
-            kd_kone_building(k, j->run->job.building_id, &bs);
+            kk_blds_building(&k->blds, j->run->job.building_id, &bs);
             finish(j, KD_OUTCOME_FAILED, KD_FAIL_TRANSIENT, "rate_limited",
                    "held back %" PRId64 " ms by the rate limit of %s (%.2f calls/s); not sent "
                    "to KONE",
@@ -689,7 +697,7 @@ int kk_job_write(kk_job *j, kk_conn *c)
     kk_want w = j->want;
     lws_dll2_remove(&j->wlink);
     j->want = KW_NONE;
-    if (w == KW_REQUEST && !kk_bld_may_send(j)) { /* its circuit opened while it waited */
+    if (w == KW_REQUEST && !kk_bld_may_send(&j->bj)) { /* its circuit opened while it waited */
         job_refuse(j);
         return 0;
     }
@@ -702,7 +710,7 @@ int kk_job_write(kk_job *j, kk_conn *c)
         case KK_GATE_FAIL:   /* not returned by the site gate */
         case KK_GATE_REFUSE: /* KONE would refuse it: nothing reached the building */
             run->validated_locally = true;
-            kk_bld_evidence(j, KD_BRK_NEUTRAL); /* no verdict (a trial place back) */
+            kk_bld_evidence(&j->bj, KD_BRK_NEUTRAL); /* no verdict (a trial place back) */
             finish(j, KD_OUTCOME_REJECTED, KD_FAIL_FINAL, code, "%s", why);
             return 0;
         case KK_GATE_GO: break;
@@ -873,7 +881,8 @@ static void request_answer(kk_job *j, const kd_kone_msg *m)
         if (run->job.op == KD_OP_CALL) {
             /* registered; its result may take as long as any progress of the call */
             j->st = KJ_ACCEPTED;
-            j->answer_deadline = now + kk_bld_result_wait_us(j, j->k->call_cfg.call_timeout_us);
+            j->answer_deadline =
+                now + kk_bld_result_wait_us(&j->bj, j->k->call_cfg.call_timeout_us);
             if (m->has_success || m->call_session_id)
                 call_result(j, m); /* the result came in the answer itself */
             else
@@ -897,7 +906,7 @@ static void request_answer(kk_job *j, const kd_kone_msg *m)
         return;
     case KD_KONE_ST_TRANSIENT:
         if (m->status == 429)
-            kk_bld_too_many(j); /* slow down for this building */
+            kk_bld_too_many(&j->bj); /* slow down for this building */
         finish(j, KD_OUTCOME_FAILED, KD_FAIL_TRANSIENT, code, "KONE answered %d: %s", m->status,
                text);
         return;
@@ -966,7 +975,7 @@ static void call_result(kk_job *j, const kd_kone_msg *m)
         succeed(j, "", "call accepted");
         return;
     }
-    kk_bld_evidence(j, KD_BRK_SUCCESS); /* the building took the call */
+    kk_bld_evidence(&j->bj, KD_BRK_SUCCESS); /* the building took the call */
     run->session_id = m->call_session_id;
     set_id(j, &j->k->by_sid, &j->call_session_id, m->call_session_id);
     remember_affinity(j->k, m->call_session_id, j->slot->link.idx);
@@ -1072,6 +1081,47 @@ void kk_on_call_state(kk_slot *s, const kd_kone_msg *m)
     rearm(j);
 }
 
+/* ------------------------------------------------------------------ buildings */
+
+static void bld_released(kk_bld_job *bj)
+{
+    job_release(lws_container_of(bj, kk_job, bj));
+}
+
+static void bld_refused(kk_bld_job *bj)
+{
+    job_refuse(lws_container_of(bj, kk_job, bj));
+}
+
+/* In its building's queue for room in a concurrency limit: not failed rate_limited, its own
+ * deadline only (its timer sees this when it fires). */
+static void bld_wait_for_room(kk_bld_job *bj)
+{
+    lws_container_of(bj, kk_job, bj)->wait_until = INT64_MAX;
+}
+
+/* Every call of building b on every slot gives up what it waits for now (job_link_down). */
+static int bld_link_down(kk_blds *bs, const kk_bld *b)
+{
+    kd_kone *k = lws_container_of(bs, kd_kone, blds);
+    int n = 0;
+    for (int i = 0; i < k->pool.n_links; i++)
+        for (lws_dll2_t *d = k->slots[i].jobs.head; d; d = d->next) {
+            kk_job *j = lws_container_of(d, kk_job, place);
+            if (j->bj.bld == b) {
+                job_link_down(j);
+                n++;
+            }
+        }
+    return n;
+}
+
+static kk_link *bld_least_loaded(kk_blds *bs, int tok)
+{
+    kk_slot *s = slot_least_loaded(lws_container_of(bs, kd_kone, blds), tok);
+    return s ? &s->link : NULL;
+}
+
 /* ------------------------------------------------------------------ subscriptions */
 
 static void job_sub_released(kk_sub_job *sj, kk_gate g, const char *why)
@@ -1162,12 +1212,13 @@ static void replay_early(kk_slot *s, int64_t sid)
 }
 
 const kk_wake_ops kk_call_wake = {
-    .released = job_release,
-    .refused = job_refuse,
-    .link_down = job_link_down,
+    .bld = {.released = bld_released,
+            .refused = bld_refused,
+            .wait_for_room = bld_wait_for_room,
+            .link_down = bld_link_down,
+            .least_loaded = bld_least_loaded},
     .sub = {.released = job_sub_released, .requeue = job_sub_requeue, .has_job = slot_has_job},
     .site_released = job_site_released,
-    .least_loaded = slot_least_loaded,
 };
 
 void kk_call_config(kk_call_cfg *c, const kd_config *cfg)

@@ -38,7 +38,8 @@ static void route_frame_in(kk_link *l, const kd_kone_msg *m, const char *buf, si
     kk_slot *s = kk_slot_of(l);
     switch (m->kind) {
     case KD_KONE_MSG_ANSWER:
-        if (kk_bld_probe_answer(s, m)) /* a ping of a building whose circuit is open */
+        if (kk_bld_probe_answer(&s->k->blds, &s->link,
+                                m)) /* a ping of a building whose circuit is open */
             return;
         if (kk_sub_answer(&s->sub, m))
             return;
@@ -65,7 +66,7 @@ static bool route_want_write(const kk_link *l, void *user)
 {
     (void)user;
     const kk_slot *s = kk_slot_of_const(l);
-    return s->wq.head || kk_bld_probe_wanted(s) || kk_sub_wanted(&s->sub) ||
+    return s->wq.head || kk_bld_probe_wanted(&s->k->blds, &s->link) || kk_sub_wanted(&s->sub) ||
            kk_site_wanted(&s->site);
 }
 
@@ -73,8 +74,8 @@ static int route_writable(kk_link *l, kk_conn *c, void *user)
 {
     (void)user;
     kk_slot *s = kk_slot_of(l);
-    if (kk_bld_probe_wanted(s))
-        return kk_bld_write_probe(s, c) < 0 ? -1 : 0;
+    if (kk_bld_probe_wanted(&s->k->blds, &s->link))
+        return kk_bld_write_probe(&s->k->blds, &s->link, c) < 0 ? -1 : 0;
     if (kk_sub_wanted(&s->sub)) /* before the calls that wait for it */
         return kk_sub_write(&s->sub, c) < 0 ? -1 : 0;
     if (kk_site_wanted(&s->site)) /* likewise */

@@ -62,15 +62,6 @@ static void m_request(const kk_subs *ss, int status, int64_t rtt_us)
         ss->hooks->metrics.api_request("site-monitoring", status, rtt_us, ss->hooks->arg);
 }
 
-void kk_subs_init(kk_subs *ss, kk_pool *pool, const kd_kone_hooks *hooks, const kk_scope *scope,
-                  const kk_sub_ops *ops)
-{
-    ss->pool = pool;
-    ss->hooks = hooks;
-    ss->scope = scope;
-    ss->ops = ops;
-}
-
 void kk_sub_slot_init(kk_sub_slot *s, kk_subs *all, kk_link *link)
 {
     memset(s, 0, sizeof *s);

@@ -85,7 +85,8 @@ typedef struct kk_sub_ops {
     bool (*has_job)(kk_sub_slot *s, const char *building, const char *group);
 } kk_sub_ops;
 
-/* The whole client's (kd_kone.subs). */
+/* The whole client's (kd_kone.subs). kone.c sets pool, hooks, scope and ops once, before
+ * anything else runs. */
 struct kk_subs {
     kk_sub_cfg cfg;
     kk_pool *pool;              /* its lws context (timers); n_links: the slots in use */
@@ -94,8 +95,6 @@ struct kk_subs {
     const kk_sub_ops *ops;
     kk_sub_slot *slots[KK_MAX_SLOTS]; /* by link index: another slot's subscriptions */
 };
-void kk_subs_init(kk_subs *ss, kk_pool *pool, const kd_kone_hooks *hooks, const kk_scope *scope,
-                  const kk_sub_ops *ops);
 
 /* A connection's side (kk_slot.sub): the site-monitoring subscriptions of its session. Only
  * kone_sub.c reads or writes it, but for tok, which the call layer sets. */
