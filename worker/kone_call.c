@@ -444,34 +444,47 @@ static void job_link_down(kk_job *j)
     rearm(j);
 }
 
-void kk_job_place_waiting(kd_kone *k)
+/* Places again, in order, each job of list (linked by wlink, else by place) that may_go lets
+ * go: off its slot's queues (or k->waitq), then to a slot or back to k->waitq (place). A job
+ * of k->waitq has no slot and no frame queued, so it loses nothing more than its place. */
+static void place_again(lws_dll2_owner_t *list, bool by_wlink, bool (*may_go)(kk_job *j))
 {
-    /* each waiting job needs a slot of its own token: the others keep waiting, in order */
     lws_dll2_t *d, *next;
-    for (d = k->waitq.head; d; d = next) {
+    for (d = list->head; d; d = next) {
         next = d->next;
-        kk_job *j = lws_container_of(d, kk_job, place);
-        if (!least_loaded(j))
+        kk_job *j =
+            by_wlink ? lws_container_of(d, kk_job, wlink) : lws_container_of(d, kk_job, place);
+        if (!may_go(j))
             continue;
-        lws_dll2_remove(&j->place);
-        place(j);
-    }
-}
-
-void kk_jobs_move_unwritten(kk_slot *s)
-{
-    lws_dll2_t *d, *next;
-    for (d = s->wq.head; d; d = next) {
-        next = d->next;
-        kk_job *j = lws_container_of(d, kk_job, wlink);
-        if (j->st != KJ_WAIT)
-            continue; /* a delete stays: it belongs to this session */
-        lws_dll2_remove(&j->wlink);
+        if (!lws_dll2_is_detached(&j->wlink))
+            lws_dll2_remove(&j->wlink);
         lws_dll2_remove(&j->place);
         j->want = KW_NONE;
         j->slot = NULL;
         place(j);
     }
+}
+
+/* A waiting job needs a slot of its own token: the others keep waiting, in order. */
+static bool has_slot(kk_job *j)
+{
+    return least_loaded(j) != NULL;
+}
+
+void kk_job_place_waiting(kd_kone *k)
+{
+    place_again(&k->waitq, false, has_slot);
+}
+
+/* Not written yet: a delete stays, it belongs to this session. */
+static bool unwritten(kk_job *j)
+{
+    return j->st == KJ_WAIT;
+}
+
+void kk_jobs_move_unwritten(kk_slot *s)
+{
+    place_again(&s->wq, true, unwritten);
 }
 
 void kk_jobs_session_restored(kk_slot *s, bool resumed)
