@@ -78,10 +78,10 @@ static void shutdown_loop(kd_kone *k, kd_run *inbox)
     }
     kk_jobs_fail_all(k, "shutdown", SHUTDOWN_MSG);
     for (int i = 0; i < KK_MAX_SLOTS; i++)
-        kk_subs_free(&k->slots[i]);
+        kk_subs_free(&k->slots[i].sub);
     kk_sites_free(&k->sites);
     kk_pool_shutdown(&k->pool);
-    kk_blds_shutdown(k);
+    kk_blds_shutdown(&k->blds);
 }
 
 static void loop_wakeup(void *arg)
@@ -258,7 +258,7 @@ static int load_config(kd_kone *k, const kd_config *cfg, kd_kone_token_cfg *tc, 
                            "kone.buildings", err)) ||
         (rc = kk_scope_add(&k->scope, kd_cfg_str(cfg, KD_CFG_KONE_ROBOTCALL_BUILDINGS), true,
                            "kone.robotcall_buildings", err)) ||
-        (rc = kk_sub_config(&k->sub_cfg, cfg, err)))
+        (rc = kk_sub_config(&k->subs.cfg, cfg, err)))
         return rc;
     k->scope.per_token = (int)kd_cfg_int(cfg, KD_CFG_KONE_BUILDINGS_PER_TOKEN);
     tc->scope = kd_cfg_str(cfg, KD_CFG_KONE_SCOPE);
@@ -307,7 +307,7 @@ static void kone_free(kd_kone *k)
     free(k->early);
     kd_idmap_free(&k->by_req);
     kd_idmap_free(&k->by_sid);
-    kk_blds_free(k);
+    kk_blds_free(&k->blds);
     if (k->blds.bmu_init)
         pthread_mutex_destroy(&k->blds.bmu);
     pthread_mutex_destroy(&k->mu);
@@ -339,7 +339,11 @@ int kd_kone_start(kd_kone **out, const kd_config *cfg, const kd_kone_hooks *hook
     kk_route_ops(&k->pool.ops);
     k->pool.ops.wakeup = loop_wakeup;
     k->pool.user = k;
-    k->wake = &kk_call_wake;
+    k->blds.pool = k->subs.pool = &k->pool; /* the policies: what they are given */
+    k->blds.hooks = k->subs.hooks = &k->hooks;
+    k->blds.scope = k->subs.scope = &k->scope;
+    k->blds.ops = &kk_call_wake.bld;
+    k->subs.ops = &kk_call_wake.sub;
     kk_sites_init(&k->sites, &k->pool, &k->hooks, kk_call_wake.site_released);
     k->pool.rand_state = (unsigned)(kd_mono_us() ^ (int64_t)getpid());
     kd_kone_token_cfg tc = {0};
@@ -383,7 +387,7 @@ int kd_kone_start(kd_kone **out, const kd_config *cfg, const kd_kone_hooks *hook
     }
     k->pool.ctx = k->ctx;
     for (int i = 0; i < KK_MAX_SLOTS; i++)
-        k->slots[i].tok = i % k->scope.n_tokens;
+        k->slots[i].tok = k->slots[i].sub.tok = i % k->scope.n_tokens;
     if (!kd_kone_dns_is_numeric(k->pool.ws_host))
         rc = kd_kone_dns_start(&k->pool.dns, k->pool.ws_host, k->pool.dns_ttl_us, notify_loop, k,
                                err);
@@ -445,6 +449,28 @@ bool kd_kone_ready(kd_kone *k)
         if (kd_kone_tokens_have(k->tokens[t]))
             return true;
     return false;
+}
+
+/* The per-building getters (any thread): kone_bld.c's table, read under its lock. */
+bool kd_kone_building(kd_kone *k, const char *building, kd_kone_building_stats *out)
+{
+    return k && kk_blds_building(&k->blds, building, out);
+}
+
+kd_kone_circuit kd_kone_circuit_state(kd_kone *k, const char *building)
+{
+    kd_kone_building_stats s;
+    return kd_kone_building(k, building, &s) ? s.circuit : KD_KONE_CIRCUIT_CLOSED;
+}
+
+int kd_kone_buildings(kd_kone *k, void (*fn)(const kd_kone_building_stats *s, void *arg), void *arg)
+{
+    return k ? kk_blds_each(&k->blds, fn, arg) : 0;
+}
+
+uint64_t kd_kone_rate_limit_waits(kd_kone *k)
+{
+    return k ? atomic_load(&k->blds.rate_waits) : 0;
 }
 
 void kd_kone_stop(kd_kone *k)

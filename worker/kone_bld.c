@@ -2,7 +2,8 @@
  * the jobs waiting for a token, and the ping of an open circuit. Its contract: kone_bld.h.
  *
  * Layer (kone_int.h): policy the call layer asks (kk_bld_admit); what it later decides for a
- * job it holds waiting goes back through kd_kone.wake (kk_wake_ops), never by name.
+ * job it holds waiting goes back through kk_blds.ops (kk_wake_ops.bld), never by name. It
+ * reads alone: it includes kone_bld.h and lower headers only (no kone_int.h).
  *
  * Admission (kk_bld_admit, for every new job): the breaker first (an open circuit finishes
  * the job "circuit_open" at once: no request, no token used; a half-open one whose trial
@@ -18,7 +19,7 @@
  * limits what the answer says of KONE's load. A job finding no room waits in its building's
  * queue like one waiting for a token, but not for kone.request_timeout_ms: until room is
  * made (or its own deadline). Room in the worker's limit goes to the buildings waiting for
- * it in turn (k->blds.cc_blocked), one place at a time.
+ * it in turn (kk_blds.cc_blocked), one place at a time.
  *
  * Every admitted job tells the breaker once what it says about its building's link
  * (kd_brk_verdict_of), with the ticket it was admitted with; an accepted call tells it at
@@ -38,7 +39,7 @@
  * kone.stall_probe_ms is pinged at once, closed circuit or not (kd_brk_suspect). A ping failed
  * with the link's error 1005 opens the circuit there and then, instead of 30 s later when
  * the stuck calls time out: its waiting jobs are parked, and its calls accepted without a
- * result or a state give up now (kk_wake_ops.link_down: `unknown` without a session id to delete,
+ * result or a state give up now (kk_bld_ops.link_down: `unknown` without a session id to delete,
  * deleted then retried with one), so that they free the worker's places for the healthy
  * buildings. A building's own concurrency ceiling (kone.concurrency_building_max) bounds how
  * many of its requests can be out unanswered, hence stuck, when its link goes.
@@ -56,7 +57,6 @@
 
 #include "kd_log.h"
 #include "kd_retry.h"
-#include "kone_int.h"
 
 #define BLOG(b, lv, ...)                                                                           \
     do {                                                                                           \
@@ -64,30 +64,30 @@
         kd_log((lv), &lc_, __VA_ARGS__);                                                           \
     } while (0)
 
-/* One building (kk_job.bld points here while the job lives). */
+/* One building (kk_bld_job.bld points here while the job lives). */
 struct kk_bld {
-    kd_kone *k;
+    kk_blds *bs;
     kk_bld *hnext;                          /* hash chain */
     char id[KD_JOB_BUILDING_MAX + 16];      /* "building:<id>" */
     char probe_group[KD_JOB_GROUP_MAX + 1]; /* group of the last failure: the one pinged */
     int n_jobs; /* jobs pointing here (an entry in use is never forgotten) */
     int64_t last_used;
-    /* under k->blds.bmu */
+    /* under bs->bmu */
     kd_breaker brk;
     kd_rl rl;
     kd_cc cc; /* its adaptive concurrency limit */
     uint64_t waits, refused, pings;
     /* loop thread */
-    lws_dll2_owner_t rq; /* jobs waiting for a token, oldest first (kk_job.place) */
+    lws_dll2_owner_t rq; /* jobs waiting for a token, oldest first (kk_bld_job.wait) */
     lws_sorted_usec_list_t sul;
-    lws_dll2_t plink;  /* on k->blds.probes while a ping is out */
-    lws_dll2_t cclink; /* on k->blds.cc_blocked while its first waiting job waits for the
+    lws_dll2_t plink;  /* on bs->probes while a ping is out */
+    lws_dll2_t cclink; /* on bs->cc_blocked while its first waiting job waits for the
                         * worker's concurrency limit */
-    kk_slot *probe_slot;
-    bool probe_write;     /* to be written on probe_slot */
+    kk_link *probe_link;
+    bool probe_write;     /* to be written on probe_link */
     int64_t probe_req_id; /* written: its request id */
     int64_t probe_deadline;
-    unsigned probe_losses; /* probe_slot->losses when it was written */
+    unsigned probe_losses; /* probe_link->losses when it was written */
     int64_t progress_at;   /* its requests last made progress (or the first went out) */
 };
 
@@ -101,16 +101,39 @@ static unsigned hash_of(const char *s)
     return h % KK_BLD_BUCKETS;
 }
 
-static uint64_t rnd(kd_kone *k)
+static uint64_t rnd(kk_blds *bs)
 {
-    return (uint64_t)kk_jitter(k, (int64_t)1 << 40);
+    return (uint64_t)kk_pool_jitter(bs->pool, (int64_t)1 << 40);
+}
+
+/* The owner's metric hooks (kd_kone_metrics), each a no-op when not given. */
+static void m_concurrency(const kk_blds *bs, const char *b, int limit)
+{
+    if (bs->hooks->metrics.concurrency_limit)
+        bs->hooks->metrics.concurrency_limit(b, limit, bs->hooks->arg);
+}
+static void m_circuit(const kk_blds *bs, const char *b, kd_kone_circuit from, kd_kone_circuit to)
+{
+    if (bs->hooks->metrics.circuit_change)
+        bs->hooks->metrics.circuit_change(b, from, to, bs->hooks->arg);
+}
+static void m_rate_wait(const kk_blds *bs, const char *b)
+{
+    if (bs->hooks->metrics.rate_limit_wait)
+        bs->hooks->metrics.rate_limit_wait(b, bs->hooks->arg);
+}
+
+void kk_bld_forget(kk_bld_job *j)
+{
+    if (!lws_dll2_is_detached(&j->wait))
+        lws_dll2_remove(&j->wait);
 }
 
 /* ------------------------------------------------------------------ the table */
 
-static kk_bld *lookup(kd_kone *k, const char *id)
+static kk_bld *lookup(kk_blds *bs, const char *id)
 {
-    for (kk_bld *b = k->blds.hash[hash_of(id)]; b; b = b->hnext)
+    for (kk_bld *b = bs->hash[hash_of(id)]; b; b = b->hnext)
         if (strcmp(b->id, id) == 0)
             return b;
     return NULL;
@@ -121,61 +144,61 @@ static kk_bld *lookup(kd_kone *k, const char *id)
 static bool forgettable(kk_bld *b, int64_t now)
 {
     int calls, fails;
-    kd_brk_window(&b->brk, &b->k->blds.cfg.brk, now, &calls, &fails);
+    kd_brk_window(&b->brk, &b->bs->cfg.brk, now, &calls, &fails);
     return b->n_jobs == 0 && b->brk.st == KD_BRK_CLOSED && fails == 0 &&
            lws_dll2_is_detached(&b->plink) && b->rq.count == 0 && kd_rl_idle(&b->rl, now) &&
            lws_dll2_is_detached(&b->cclink) && b->cc.inflight == 0 &&
-           kd_cc_limit(&b->cc) == b->k->blds.cfg.cc_bld.max;
+           kd_cc_limit(&b->cc) == b->bs->cfg.cc_bld.max;
 }
 
-static bool make_room(kd_kone *k, int64_t now)
+static bool make_room(kk_blds *bs, int64_t now)
 {
     kk_bld *victim = NULL;
     for (int i = 0; i < KK_BLD_BUCKETS; i++)
-        for (kk_bld *b = k->blds.hash[i]; b; b = b->hnext)
+        for (kk_bld *b = bs->hash[i]; b; b = b->hnext)
             if (forgettable(b, now) && (!victim || b->last_used < victim->last_used))
                 victim = b;
     if (!victim)
         return false;
-    pthread_mutex_lock(&k->blds.bmu);
-    kk_bld **pp = &k->blds.hash[hash_of(victim->id)];
+    pthread_mutex_lock(&bs->bmu);
+    kk_bld **pp = &bs->hash[hash_of(victim->id)];
     while (*pp != victim)
         pp = &(*pp)->hnext;
     *pp = victim->hnext;
-    k->blds.n--;
-    pthread_mutex_unlock(&k->blds.bmu);
+    bs->n--;
+    pthread_mutex_unlock(&bs->bmu);
     lws_sul_cancel(&victim->sul);
     free(victim);
     return true;
 }
 
-static kk_bld *bld_get(kd_kone *k, const char *building, int64_t now)
+static kk_bld *bld_get(kk_blds *bs, const char *building, int64_t now)
 {
     char id[KD_JOB_BUILDING_MAX + 16];
     kd_kone_building_id(building, id, sizeof id);
-    kk_bld *b = lookup(k, id);
+    kk_bld *b = lookup(bs, id);
     if (b)
         return b;
-    if (k->blds.n >= KK_MAX_BUILDINGS && !make_room(k, now)) {
+    if (bs->n >= KK_MAX_BUILDINGS && !make_room(bs, now)) {
         kd_warn("kone: %d buildings in use; %s gets no circuit breaker or rate limit",
                 KK_MAX_BUILDINGS, id);
         return NULL;
     }
     if (!(b = calloc(1, sizeof *b)))
         return NULL;
-    b->k = k;
+    b->bs = bs;
     snprintf(b->id, sizeof b->id, "%s", id);
     kd_brk_init(&b->brk, now);
-    kd_rl_init(&b->rl, k->blds.cfg.rate_per_s, k->blds.cfg.rate_burst, now);
-    b->rl.share_pct = k->blds.cfg.rl_share_pct;
-    kd_cc_init(&b->cc, &k->blds.cfg.cc_bld);
+    kd_rl_init(&b->rl, bs->cfg.rate_per_s, bs->cfg.rate_burst, now);
+    b->rl.share_pct = bs->cfg.rl_share_pct;
+    kd_cc_init(&b->cc, &bs->cfg.cc_bld);
     unsigned h = hash_of(id);
-    pthread_mutex_lock(&k->blds.bmu);
-    b->hnext = k->blds.hash[h];
-    k->blds.hash[h] = b;
-    k->blds.n++;
-    pthread_mutex_unlock(&k->blds.bmu);
-    kk_m_concurrency(k, b->id, kd_cc_limit(&b->cc));
+    pthread_mutex_lock(&bs->bmu);
+    b->hnext = bs->hash[h];
+    bs->hash[h] = b;
+    bs->n++;
+    pthread_mutex_unlock(&bs->bmu);
+    m_concurrency(bs, b->id, kd_cc_limit(&b->cc));
     return b;
 }
 
@@ -191,11 +214,11 @@ static bool refused_while_waiting(const kk_bld *b)
 /* The first waiting job is held by a half-open circuit whose trial places are all taken. */
 static bool held(const kk_bld *b)
 {
-    const kd_brk_cfg *c = &b->k->blds.cfg.brk;
+    const kd_brk_cfg *c = &b->bs->cfg.brk;
     if (b->brk.st != KD_BRK_HALF_OPEN || c->rate_pct <= 0 || !b->rq.head)
         return false;
-    const kk_job *j = lws_container_of(b->rq.head, kk_job, place);
-    if (j->bp.brk_admitted && j->bp.brk_ticket == b->brk.gen)
+    const kk_bld_job *j = lws_container_of(b->rq.head, kk_bld_job, wait);
+    if (j->brk_admitted && j->brk_ticket == b->brk.gen)
         return false;
     return b->brk.trials_out + b->brk.trial_ok + b->brk.trial_fail >=
            (c->trials > 0 ? c->trials : 1);
@@ -205,12 +228,12 @@ static bool held(const kk_bld *b)
  * (read on the loop thread, which alone writes them). */
 static bool cc_room(const kk_bld *b)
 {
-    return kd_cc_room(&b->cc) && kd_cc_room(&b->k->blds.cc);
+    return kd_cc_room(&b->cc) && kd_cc_room(&b->bs->cc);
 }
 
 /* Under bmu: the job's request takes its places. The first request out starts the clock of
  * the building's progress (stalled()). */
-static void cc_take(kk_job *j)
+static void cc_take(kk_bld_job *j)
 {
     kk_bld *b = j->bld;
     if (b->cc.inflight == 0)
@@ -218,38 +241,38 @@ static void cc_take(kk_job *j)
     if (!b->brk.probing) /* the group a suspicion ping asks about */
         snprintf(b->probe_group, sizeof b->probe_group, "%s", j->run->job.group_id);
     kd_cc_take(&j->bld->cc);
-    kd_cc_take(&j->k->blds.cc);
-    j->bp.cc_held = true;
+    kd_cc_take(&j->bld->bs->cc);
+    j->cc_held = true;
 }
 
 /* Requests of the building are out and none made progress for kone.stall_probe_ms. */
 static bool stalled(const kk_bld *b, int64_t now)
 {
-    const kd_kone *k = b->k;
-    return k->blds.cfg.stall_us > 0 && k->blds.cfg.brk.rate_pct > 0 && b->cc.inflight > 0 &&
-           now - b->progress_at >= k->blds.cfg.stall_us;
+    const kk_blds *bs = b->bs;
+    return bs->cfg.stall_us > 0 && bs->cfg.brk.rate_pct > 0 && b->cc.inflight > 0 &&
+           now - b->progress_at >= bs->cfg.stall_us;
 }
 
 /* When the closed circuit's suspicion next needs a look (INT64_MAX: never). */
 static int64_t suspicion_due(const kk_bld *b)
 {
-    const kd_kone *k = b->k;
-    if (b->brk.st != KD_BRK_CLOSED || k->blds.cfg.stall_us <= 0 || k->blds.cfg.brk.rate_pct <= 0)
+    const kk_blds *bs = b->bs;
+    if (b->brk.st != KD_BRK_CLOSED || bs->cfg.stall_us <= 0 || bs->cfg.brk.rate_pct <= 0)
         return INT64_MAX;
     if (b->brk.probing)
         return b->probe_deadline;
     if (b->cc.inflight <= 0)
         return INT64_MAX;
-    int64_t t = b->progress_at + k->blds.cfg.stall_us;
+    int64_t t = b->progress_at + bs->cfg.stall_us;
     return t > b->brk.suspect_after ? t : b->brk.suspect_after;
 }
 
 static void arm(kk_bld *b, int64_t now)
 {
-    kd_kone *k = b->k;
+    kk_blds *bs = b->bs;
     int64_t due = suspicion_due(b);
     if (b->rq.count) {
-        if (k->blds.cfg.brk.rate_pct > 0 && refused_while_waiting(b)) {
+        if (bs->cfg.brk.rate_pct > 0 && refused_while_waiting(b)) {
             due = now; /* finish them at once */
         } else if (held(b)) {
             /* nothing to do before a trial's verdict (record() arms it again), or the job's
@@ -258,15 +281,15 @@ static void arm(kk_bld *b, int64_t now)
             /* nothing to do before a request ends (cc_release arms it again); when it is the
              * worker's limit that is full, wait for its turn there */
             if (kd_cc_room(&b->cc) && lws_dll2_is_detached(&b->cclink))
-                lws_dll2_add_tail(&b->cclink, &k->blds.cc_blocked);
+                lws_dll2_add_tail(&b->cclink, &bs->cc_blocked);
             /* jobs above the limit are not failed rate_limited: they wait for room, up to
              * their own deadline (their timers see this when they fire) */
             for (lws_dll2_t *d = b->rq.head; d; d = d->next)
-                lws_container_of(d, kk_job, place)->wait_until = INT64_MAX;
+                bs->ops->wait_for_room(lws_container_of(d, kk_bld_job, wait));
         } else {
-            pthread_mutex_lock(&k->blds.bmu);
+            pthread_mutex_lock(&bs->bmu);
             int64_t w = kd_rl_wait_us(&b->rl, now);
-            pthread_mutex_unlock(&k->blds.bmu);
+            pthread_mutex_unlock(&bs->bmu);
             due = now + w;
         }
     }
@@ -280,59 +303,59 @@ static void arm(kk_bld *b, int64_t now)
         return;
     }
     int64_t d = due - now;
-    lws_sul_schedule(k->ctx, 0, &b->sul, bld_timer, d > 0 ? d : 1);
+    lws_sul_schedule(bs->pool->ctx, 0, &b->sul, bld_timer, d > 0 ? d : 1);
 }
 
 /* KONE answered a request of the building (too_many: 429): the rate limit's window learns
  * it, and the building made progress. */
 static void answered(kk_bld *b, bool too_many)
 {
-    kd_kone *k = b->k;
+    kk_blds *bs = b->bs;
     int64_t now = kd_mono_us();
-    pthread_mutex_lock(&k->blds.bmu);
+    pthread_mutex_lock(&bs->bmu);
     bool slowed = kd_rl_answered(&b->rl, now, too_many);
     double rate = b->rl.rate;
     b->progress_at = now;
     kd_brk_progress(&b->brk);
-    pthread_mutex_unlock(&k->blds.bmu);
+    pthread_mutex_unlock(&bs->bmu);
     if (slowed)
         BLOG(b, KD_LOG_INFO,
              "kone: KONE answered 429 to %d%% or more of the last calls of %s; its rate limit is "
              "now %.2f calls/s (recovering over time)",
-             k->blds.cfg.rl_share_pct, b->id, rate);
+             bs->cfg.rl_share_pct, b->id, rate);
 }
 
 /* The job's request is answered, or the job ends: its places go back, and both limits
  * learn what the answer says of KONE's load. Whoever waited for the room goes on. */
-static void cc_release(kk_job *j, kd_cc_signal sig)
+static void cc_release(kk_bld_job *j, kd_cc_signal sig)
 {
     kk_bld *b = j->bld;
-    kd_kone *k = j->k;
-    if (!j->bp.cc_held || !b)
+    if (!j->cc_held || !b)
         return;
-    j->bp.cc_held = false;
-    pthread_mutex_lock(&k->blds.bmu);
-    int b_before = kd_cc_limit(&b->cc), k_before = kd_cc_limit(&k->blds.cc);
-    kd_cc_done(&b->cc, &k->blds.cfg.cc_bld, sig);
-    kd_cc_done(&k->blds.cc, &k->blds.cfg.cc, sig);
-    int b_after = kd_cc_limit(&b->cc), k_after = kd_cc_limit(&k->blds.cc);
-    bool k_room = kd_cc_room(&k->blds.cc);
-    pthread_mutex_unlock(&k->blds.bmu);
+    kk_blds *bs = b->bs;
+    j->cc_held = false;
+    pthread_mutex_lock(&bs->bmu);
+    int b_before = kd_cc_limit(&b->cc), k_before = kd_cc_limit(&bs->cc);
+    kd_cc_done(&b->cc, &bs->cfg.cc_bld, sig);
+    kd_cc_done(&bs->cc, &bs->cfg.cc, sig);
+    int b_after = kd_cc_limit(&b->cc), k_after = kd_cc_limit(&bs->cc);
+    bool k_room = kd_cc_room(&bs->cc);
+    pthread_mutex_unlock(&bs->bmu);
     if (b_after != b_before) {
-        kk_m_concurrency(k, b->id, b_after);
+        m_concurrency(bs, b->id, b_after);
         BLOG(b, KD_LOG_DEBUG, "kone: concurrency limit of %s %d -> %d (%s)", b->id, b_before,
              b_after, sig == KD_CC_DROP ? "KONE degraded" : "answered");
     }
     if (k_after != k_before)
-        kk_m_concurrency(k, NULL, k_after);
+        m_concurrency(bs, NULL, k_after);
     int64_t now = kd_mono_us();
     if (b->rq.count)
         arm(b, now);
-    if (k_room && k->blds.cc_blocked.head) {
+    if (k_room && bs->cc_blocked.head) {
         /* the worker's limit has room: the building waiting longest for it goes on */
-        kk_bld *w = lws_container_of(k->blds.cc_blocked.head, kk_bld, cclink);
+        kk_bld *w = lws_container_of(bs->cc_blocked.head, kk_bld, cclink);
         lws_dll2_remove(&w->cclink);
-        lws_sul_schedule(k->ctx, 0, &w->sul, bld_timer, 1);
+        lws_sul_schedule(bs->pool->ctx, 0, &w->sul, bld_timer, 1);
     }
 }
 
@@ -346,27 +369,26 @@ static void transition(kk_bld *b, kd_brk_state from, kd_brk_state to, const char
     else
         BLOG(b, KD_LOG_INFO, "kone: circuit of %s %s -> %s: %s", b->id, kd_brk_state_name(from),
              kd_brk_state_name(to), why);
-    kk_m_circuit(b->k, b->id, (kd_kone_circuit)from, (kd_kone_circuit)to);
+    m_circuit(b->bs, b->id, (kd_kone_circuit)from, (kd_kone_circuit)to);
 }
 
 /* Tells the breaker what the call of job j says (once, or twice with retract). */
-static void record(kk_bld *b, kd_brk_verdict v, const kk_job *j, bool retract)
+static void record(kk_bld *b, kd_brk_verdict v, const kk_bld_job *j, bool retract)
 {
-    kd_kone *k = b->k;
+    kk_blds *bs = b->bs;
     const kd_run *run = j->run;
     int64_t now = kd_mono_us();
     if (v == KD_BRK_FAILURE)
         snprintf(b->probe_group, sizeof b->probe_group, "%s", run->job.group_id);
-    pthread_mutex_lock(&k->blds.bmu);
+    pthread_mutex_lock(&bs->bmu);
     kd_brk_state from = b->brk.st;
     int calls = 0, fails = 0;
     if (from == KD_BRK_CLOSED)
-        kd_brk_window(&b->brk, &k->blds.cfg.brk, now, &calls, &fails);
+        kd_brk_window(&b->brk, &bs->cfg.brk, now, &calls, &fails);
     int t_ok = b->brk.trial_ok, t_fail = b->brk.trial_fail;
-    bool changed =
-        kd_brk_record(&b->brk, &k->blds.cfg.brk, v, j->bp.brk_ticket, retract, now, rnd(k));
+    bool changed = kd_brk_record(&b->brk, &bs->cfg.brk, v, j->brk_ticket, retract, now, rnd(bs));
     kd_brk_state to = b->brk.st;
-    pthread_mutex_unlock(&k->blds.bmu);
+    pthread_mutex_unlock(&bs->bmu);
     if (!changed) {
         if (from == KD_BRK_HALF_OPEN)
             arm(b, now); /* a trial place may be free again */
@@ -377,13 +399,13 @@ static void record(kk_bld *b, kd_brk_verdict v, const kk_job *j, bool retract)
         snprintf(why, sizeof why,
                  "%d%% or more of its last calls failed (window: %d calls within %lld ms, "
                  "%d failed of %d before this one), the last %s (%.80s)",
-                 k->blds.cfg.brk.rate_pct, k->blds.cfg.brk.calls,
-                 (long long)(k->blds.cfg.brk.window_us / 1000), fails, calls,
-                 run->error_code[0] ? run->error_code : "unanswered", run->error_message);
+                 bs->cfg.brk.rate_pct, bs->cfg.brk.calls, (long long)(bs->cfg.brk.window_us / 1000),
+                 fails, calls, run->error_code[0] ? run->error_code : "unanswered",
+                 run->error_message);
     else
         snprintf(why, sizeof why, "trial calls: %d went through, %d failed of %d (job %s: %s)",
                  t_ok + (v == KD_BRK_SUCCESS) - retract, t_fail + (v == KD_BRK_FAILURE),
-                 k->blds.cfg.brk.trials, run->job.job_id,
+                 bs->cfg.brk.trials, run->job.job_id,
                  v == KD_BRK_SUCCESS ? "went through" : run->error_code);
     transition(b, from, to, why);
     arm(b, now);
@@ -395,7 +417,7 @@ static void probe_clear(kk_bld *b)
 {
     if (!lws_dll2_is_detached(&b->plink))
         lws_dll2_remove(&b->plink);
-    b->probe_slot = NULL;
+    b->probe_link = NULL;
     b->probe_write = false;
     b->probe_req_id = 0;
 }
@@ -405,29 +427,20 @@ static void probe_clear(kk_bld *b)
  * timeouts. */
 static void link_down(kk_bld *b)
 {
-    kd_kone *k = b->k;
-    int n = 0;
-    for (int i = 0; i < k->pool.n_links; i++)
-        for (lws_dll2_t *d = k->slots[i].jobs.head; d; d = d->next) {
-            kk_job *j = lws_container_of(d, kk_job, place);
-            if (j->bld == b) {
-                k->wake->link_down(j);
-                n++;
-            }
-        }
+    int n = b->bs->ops->link_down(b->bs, b);
     BLOG(b, KD_LOG_INFO, "kone: link of %s down: its %d call(s) out give up now", b->id, n);
 }
 
 static void probe_verdict(kk_bld *b, kd_brk_verdict v, const char *what)
 {
-    kd_kone *k = b->k;
+    kk_blds *bs = b->bs;
     int64_t now = kd_mono_us();
     probe_clear(b);
-    pthread_mutex_lock(&k->blds.bmu);
+    pthread_mutex_lock(&bs->bmu);
     kd_brk_state from = b->brk.st;
-    bool changed = kd_brk_probe_done(&b->brk, &k->blds.cfg.brk, v, now, rnd(k));
+    bool changed = kd_brk_probe_done(&b->brk, &bs->cfg.brk, v, now, rnd(bs));
     kd_brk_state to = b->brk.st;
-    pthread_mutex_unlock(&k->blds.bmu);
+    pthread_mutex_unlock(&bs->bmu);
     if (changed)
         transition(b, from, to, what);
     if (changed && from == KD_BRK_CLOSED)
@@ -440,25 +453,25 @@ static void probe_verdict(kk_bld *b, kd_brk_verdict v, const char *what)
  * connection, due by now + kone.request_timeout_ms. */
 static void probe_send(kk_bld *b, int64_t now)
 {
-    kd_kone *k = b->k;
-    kk_slot *s = k->wake->least_loaded(k, kk_token_of(k, b->id));
-    if (!s) {
+    kk_blds *bs = b->bs;
+    kk_link *l = bs->ops->least_loaded(bs, kk_scope_token_of(bs->scope, b->id));
+    if (!l) {
         probe_verdict(b, KD_BRK_NEUTRAL, "no connection to ping it on");
         return;
     }
-    b->probe_slot = s;
+    b->probe_link = l;
     b->probe_write = true;
     b->probe_req_id = 0;
-    b->probe_deadline = now + k->blds.cfg.ping_wait_us;
-    lws_dll2_add_tail(&b->plink, &k->blds.probes);
-    kk_slot_want_write(s);
+    b->probe_deadline = now + bs->cfg.ping_wait_us;
+    lws_dll2_add_tail(&b->plink, &bs->probes);
+    kk_link_want_write(l);
 }
 
 /* CLOSED: its calls made no progress for kone.stall_probe_ms: ping it (the answer decides,
  * kk_bld_probe_answer); a suspicion ping unanswered says nothing about the link. */
 static void suspicion_tick(kk_bld *b, int64_t now)
 {
-    kd_kone *k = b->k;
+    kk_blds *bs = b->bs;
     if (b->brk.probing) {
         if (now >= b->probe_deadline)
             probe_verdict(b, KD_BRK_NEUTRAL, "suspicion ping unanswered");
@@ -466,9 +479,9 @@ static void suspicion_tick(kk_bld *b, int64_t now)
     }
     if (!stalled(b, now))
         return;
-    pthread_mutex_lock(&k->blds.bmu);
-    bool go = kd_brk_suspect(&b->brk, &k->blds.cfg.brk, now);
-    pthread_mutex_unlock(&k->blds.bmu);
+    pthread_mutex_lock(&bs->bmu);
+    bool go = kd_brk_suspect(&b->brk, &bs->cfg.brk, now);
+    pthread_mutex_unlock(&bs->bmu);
     if (!go)
         return;
     BLOG(b, KD_LOG_INFO,
@@ -480,7 +493,7 @@ static void suspicion_tick(kk_bld *b, int64_t now)
 
 static void probe_tick(kk_bld *b, int64_t now)
 {
-    kd_kone *k = b->k;
+    kk_blds *bs = b->bs;
     if (b->brk.st == KD_BRK_CLOSED)
         suspicion_tick(b, now);
     if (b->brk.st != KD_BRK_OPEN)
@@ -489,42 +502,41 @@ static void probe_tick(kk_bld *b, int64_t now)
         if (now < b->probe_deadline)
             return;
         bool written_and_up =
-            b->probe_req_id && b->probe_slot && b->probe_slot->link.losses == b->probe_losses;
+            b->probe_req_id && b->probe_link && b->probe_link->losses == b->probe_losses;
         probe_verdict(b, written_and_up ? KD_BRK_FAILURE : KD_BRK_NEUTRAL,
                       written_and_up ? "ping unanswered" : "ping not sent (no connection)");
         return;
     }
     if (!kd_brk_probe_due(&b->brk, now))
         return;
-    pthread_mutex_lock(&k->blds.bmu);
+    pthread_mutex_lock(&bs->bmu);
     kd_brk_probe_sent(&b->brk);
-    pthread_mutex_unlock(&k->blds.bmu);
+    pthread_mutex_unlock(&bs->bmu);
     probe_send(b, now);
 }
 
-bool kk_bld_probe_wanted(const kk_slot *s)
+bool kk_bld_probe_wanted(const kk_blds *bs, const kk_link *l)
 {
-    for (lws_dll2_t *d = s->k->blds.probes.head; d; d = d->next) {
+    for (lws_dll2_t *d = bs->probes.head; d; d = d->next) {
         kk_bld *b = lws_container_of(d, kk_bld, plink);
-        if (b->probe_write && b->probe_slot == s)
+        if (b->probe_write && b->probe_link == l)
             return true;
     }
     return false;
 }
 
-int kk_bld_write_probe(kk_slot *s, kk_conn *c)
+int kk_bld_write_probe(kk_blds *bs, const kk_link *l, kk_conn *c)
 {
-    kd_kone *k = s->k;
     kk_bld *b = NULL;
-    for (lws_dll2_t *d = k->blds.probes.head; d && !b; d = d->next) {
+    for (lws_dll2_t *d = bs->probes.head; d && !b; d = d->next) {
         kk_bld *x = lws_container_of(d, kk_bld, plink);
-        if (x->probe_write && x->probe_slot == s)
+        if (x->probe_write && x->probe_link == l)
             b = x;
     }
     if (!b)
         return 0;
     kd_err e = {0};
-    int64_t id = kk_slot_next_id(s);
+    int64_t id = kk_pool_next_id(l->pool);
     char *text =
         kd_kone_msg_common("ping", b->id, b->probe_group[0] ? b->probe_group : NULL, id, &e);
     if (!text) {
@@ -538,23 +550,23 @@ int kk_bld_write_probe(kk_slot *s, kk_conn *c)
         return -1; /* still to be written; the connection closes */
     b->probe_write = false;
     b->probe_req_id = id;
-    b->probe_losses = s->link.losses;
-    pthread_mutex_lock(&k->blds.bmu);
+    b->probe_losses = l->losses;
+    pthread_mutex_lock(&bs->bmu);
     b->pings++;
-    pthread_mutex_unlock(&k->blds.bmu);
+    pthread_mutex_unlock(&bs->bmu);
     BLOG(b, KD_LOG_DEBUG, "kone: pinging %s group %s (circuit open)", b->id,
          b->probe_group[0] ? b->probe_group : "1");
     return 1;
 }
 
-bool kk_bld_probe_answer(kk_slot *s, const kd_kone_msg *m)
+bool kk_bld_probe_answer(kk_blds *bs, const kk_link *l, const kd_kone_msg *m)
 {
     if (!m->has_request_id)
         return false;
     kk_bld *b = NULL;
-    for (lws_dll2_t *d = s->k->blds.probes.head; d && !b; d = d->next) {
+    for (lws_dll2_t *d = bs->probes.head; d && !b; d = d->next) {
         kk_bld *x = lws_container_of(d, kk_bld, plink);
-        if (x->probe_slot == s && x->probe_req_id && x->probe_req_id == m->request_id)
+        if (x->probe_link == l && x->probe_req_id && x->probe_req_id == m->request_id)
             b = x;
     }
     if (!b)
@@ -587,61 +599,60 @@ bool kk_bld_probe_answer(kk_slot *s, const kd_kone_msg *m)
 static void bld_timer(lws_sorted_usec_list_t *sul)
 {
     kk_bld *b = lws_container_of(sul, kk_bld, sul);
-    kd_kone *k = b->k;
-    if (k->exiting)
+    kk_blds *bs = b->bs;
+    if (bs->pool->exiting)
         return;
     int64_t now = kd_mono_us();
-    if (k->blds.cfg.brk.rate_pct > 0 && refused_while_waiting(b)) { /* opened under waiting jobs */
+    if (bs->cfg.brk.rate_pct > 0 && refused_while_waiting(b)) { /* opened under waiting jobs */
         lws_dll2_t *d, *next;
         for (d = b->rq.head; d; d = next) {
             next = d->next;
-            k->wake->refused(lws_container_of(d, kk_job, place));
+            bs->ops->refused(lws_container_of(d, kk_bld_job, wait));
         }
     }
     while (b->rq.head) {
-        kk_job *j = lws_container_of(b->rq.head, kk_job, place);
-        pthread_mutex_lock(&k->blds.bmu);
+        kk_bld_job *j = lws_container_of(b->rq.head, kk_bld_job, wait);
+        pthread_mutex_lock(&bs->bmu);
         bool go = cc_room(b); /* no room: arm() waits for a request to end */
-        if (go && (!j->bp.brk_admitted || j->bp.brk_ticket != b->brk.gen)) {
+        if (go && (!j->brk_admitted || j->brk_ticket != b->brk.gen)) {
             /* held by a half-open circuit, or admitted before a transition: ask again */
-            kd_brk_admission a = kd_brk_admit(&b->brk, &k->blds.cfg.brk, &j->bp.brk_ticket);
+            kd_brk_admission a = kd_brk_admit(&b->brk, &bs->cfg.brk, &j->brk_ticket);
             go = a == KD_BRK_GO;
-            j->bp.brk_admitted = go;
+            j->brk_admitted = go;
         }
         if (go)
             go = kd_rl_take(&b->rl, now);
         if (go)
             cc_take(j);
-        pthread_mutex_unlock(&k->blds.bmu);
+        pthread_mutex_unlock(&bs->bmu);
         if (!go)
             break;
-        lws_dll2_remove(&j->place);
-        j->k->wake->released(j);
+        lws_dll2_remove(&j->wait);
+        bs->ops->released(j);
     }
     probe_tick(b, now);
     arm(b, now);
 }
 
-kk_admit kk_bld_admit(kk_job *j)
+kk_admit kk_bld_admit(kk_blds *bs, kk_bld_job *j)
 {
-    kd_kone *k = j->k;
     int64_t now = kd_mono_us();
     kk_bld *b = j->bld;
     if (!b) {
-        if (!(b = bld_get(k, j->run->job.building_id, now)))
+        if (!(b = bld_get(bs, j->run->job.building_id, now)))
             return KK_ADMIT_GO;
         j->bld = b;
         b->n_jobs++;
     }
     b->last_used = now;
-    pthread_mutex_lock(&k->blds.bmu);
+    pthread_mutex_lock(&bs->bmu);
     /* older jobs waiting go first (FIFO): this one asks the breaker when its turn comes,
      * unless the circuit is open (refused at once) */
     kd_brk_admission a = KD_BRK_HOLD;
     bool room = cc_room(b);
     if ((b->rq.count == 0 && room) || b->brk.st == KD_BRK_OPEN)
-        a = kd_brk_admit(&b->brk, &k->blds.cfg.brk, &j->bp.brk_ticket);
-    j->bp.brk_admitted = a == KD_BRK_GO;
+        a = kd_brk_admit(&b->brk, &bs->cfg.brk, &j->brk_ticket);
+    j->brk_admitted = a == KD_BRK_GO;
     bool go = false, first = false;
     if (a == KD_BRK_REFUSE) {
         b->refused++;
@@ -654,30 +665,27 @@ kk_admit kk_bld_admit(kk_job *j)
             b->waits++;
         }
     }
-    pthread_mutex_unlock(&k->blds.bmu);
+    pthread_mutex_unlock(&bs->bmu);
     if (a == KD_BRK_REFUSE)
         return KK_ADMIT_REFUSE;
     if (go && first)
         arm(b, now); /* the stall clock runs */
     if (go)
         return KK_ADMIT_GO;
-    atomic_fetch_add(&k->blds.rate_waits, 1);
-    kk_m_rate_wait(k, b->id);
-    j->bp.throttled = true;
-    j->slot = NULL;
-    j->st = KJ_WAIT;
-    lws_dll2_add_tail(&j->place, &b->rq);
+    atomic_fetch_add(&bs->rate_waits, 1);
+    m_rate_wait(bs, b->id);
+    j->throttled = true;
+    lws_dll2_add_tail(&j->wait, &b->rq);
     arm(b, now);
     return KK_ADMIT_WAIT;
 }
 
-int64_t kk_bld_result_wait_us(const kk_job *j, int64_t dflt)
+int64_t kk_bld_result_wait_us(const kk_bld_job *j, int64_t dflt)
 {
     const kk_bld *b = j->bld;
-    if (!b || b->brk.st != KD_BRK_OPEN || b->k->blds.cfg.stall_us <= 0 ||
-        b->k->blds.cfg.stall_us >= dflt)
+    if (!b || b->brk.st != KD_BRK_OPEN || b->bs->cfg.stall_us <= 0 || b->bs->cfg.stall_us >= dflt)
         return dflt;
-    return b->k->blds.cfg.stall_us;
+    return b->bs->cfg.stall_us;
 }
 
 int kk_bld_config(kk_bld_cfg *c, const kd_config *cfg, kd_err *err)
@@ -715,7 +723,7 @@ int kk_bld_config(kk_bld_cfg *c, const kd_config *cfg, kd_err *err)
     return 0;
 }
 
-int64_t kk_bld_park_ms(const kk_job *j)
+int64_t kk_bld_park_ms(const kk_bld_job *j)
 {
     const kk_bld *b = j->bld;
     if (!b || b->brk.st != KD_BRK_OPEN)
@@ -726,45 +734,45 @@ int64_t kk_bld_park_ms(const kk_job *j)
     return ms > 0 ? ms : 0;
 }
 
-bool kk_bld_may_send(const kk_job *j)
+bool kk_bld_may_send(const kk_bld_job *j)
 {
     const kk_bld *b = j->bld;
-    if (!b || j->k->blds.cfg.brk.rate_pct <= 0)
+    if (!b || b->bs->cfg.brk.rate_pct <= 0)
         return true;
     return b->brk.st != KD_BRK_OPEN;
 }
 
-void kk_bld_evidence(kk_job *j, kd_brk_verdict v)
+void kk_bld_evidence(kk_bld_job *j, kd_brk_verdict v)
 {
     /* an accepted call is answered: its place goes back (tracking it costs KONE nothing) */
-    if (v == KD_BRK_SUCCESS && j->bp.cc_held && j->bld)
+    if (v == KD_BRK_SUCCESS && j->cc_held && j->bld)
         answered(j->bld, false);
     cc_release(j, v == KD_BRK_SUCCESS ? KD_CC_SUCCESS : KD_CC_NEUTRAL);
-    if (!j->bld || j->bp.brk_told)
+    if (!j->bld || j->brk_told)
         return;
-    j->bp.brk_told = true;
-    if (j->bp.brk_admitted)
+    j->brk_told = true;
+    if (j->brk_admitted)
         record(j->bld, v, j, false);
 }
 
-void kk_bld_job_done(kk_job *j, kd_outcome o, const char *code, bool conn_lost)
+void kk_bld_job_done(kk_bld_job *j, kd_outcome o, const char *code, bool conn_lost)
 {
     kk_bld *b = j->bld;
     if (!b)
         return;
     /* its request answered (a 429 was told by kk_bld_too_many) */
-    if (j->bp.cc_held && code && strcmp(code, "429") != 0 &&
+    if (j->cc_held && code && strcmp(code, "429") != 0 &&
         (o == KD_OUTCOME_SUCCEEDED || o == KD_OUTCOME_REJECTED || kd_retry_code_is_status(code)))
         answered(b, false);
     cc_release(j, kd_cc_signal_of(o, code, conn_lost));
     kd_brk_verdict v = kd_brk_verdict_of(o, code, conn_lost);
-    if (j->bp.brk_admitted && (!j->bp.brk_told || v == KD_BRK_FAILURE))
-        record(b, v, j, j->bp.brk_told); /* told already: a success taken back */
+    if (j->brk_admitted && (!j->brk_told || v == KD_BRK_FAILURE))
+        record(b, v, j, j->brk_told); /* told already: a success taken back */
     j->bld = NULL;
     b->n_jobs--;
 }
 
-void kk_bld_too_many(kk_job *j)
+void kk_bld_too_many(kk_bld_job *j)
 {
     kk_bld *b = j->bld;
     if (!b)
@@ -773,27 +781,27 @@ void kk_bld_too_many(kk_job *j)
     arm(b, kd_mono_us());
 }
 
-void kk_blds_shutdown(kd_kone *k)
+void kk_blds_shutdown(kk_blds *bs)
 {
     for (int i = 0; i < KK_BLD_BUCKETS; i++)
-        for (kk_bld *b = k->blds.hash[i]; b; b = b->hnext) {
+        for (kk_bld *b = bs->hash[i]; b; b = b->hnext) {
             lws_sul_cancel(&b->sul);
             probe_clear(b);
         }
 }
 
-void kk_blds_free(kd_kone *k)
+void kk_blds_free(kk_blds *bs)
 {
     for (int i = 0; i < KK_BLD_BUCKETS; i++) {
-        kk_bld *b = k->blds.hash[i];
+        kk_bld *b = bs->hash[i];
         while (b) {
             kk_bld *next = b->hnext;
             free(b);
             b = next;
         }
-        k->blds.hash[i] = NULL;
+        bs->hash[i] = NULL;
     }
-    k->blds.n = 0;
+    bs->n = 0;
 }
 
 /* ------------------------------------------------------------------ getters (any thread) */
@@ -815,61 +823,48 @@ static void fill(const kk_bld *b, kd_kone_building_stats *o, int64_t now)
     o->concurrency_drops = b->cc.drops;
 }
 
-kd_kone_circuit kd_kone_circuit_state(kd_kone *k, const char *building)
+bool kk_blds_building(kk_blds *bs, const char *building, kd_kone_building_stats *out)
 {
-    kd_kone_building_stats s;
-    return kd_kone_building(k, building, &s) ? s.circuit : KD_KONE_CIRCUIT_CLOSED;
-}
-
-bool kd_kone_building(kd_kone *k, const char *building, kd_kone_building_stats *out)
-{
-    if (!k || !building)
+    if (!building)
         return false;
     char id[KD_JOB_BUILDING_MAX + 16];
     kd_kone_building_id(building, id, sizeof id);
     int64_t now = kd_mono_us();
-    pthread_mutex_lock(&k->blds.bmu);
-    kk_bld *b = lookup(k, id);
+    pthread_mutex_lock(&bs->bmu);
+    kk_bld *b = lookup(bs, id);
     if (b)
         fill(b, out, now);
-    pthread_mutex_unlock(&k->blds.bmu);
+    pthread_mutex_unlock(&bs->bmu);
     return b != NULL;
 }
 
-int kd_kone_buildings(kd_kone *k, void (*fn)(const kd_kone_building_stats *s, void *arg), void *arg)
+int kk_blds_each(kk_blds *bs, void (*fn)(const kd_kone_building_stats *s, void *arg), void *arg)
 {
-    if (!k)
-        return 0;
     int n = 0;
     int64_t now = kd_mono_us();
     kd_kone_building_stats s;
-    pthread_mutex_lock(&k->blds.bmu);
+    pthread_mutex_lock(&bs->bmu);
     for (int i = 0; i < KK_BLD_BUCKETS; i++)
-        for (kk_bld *b = k->blds.hash[i]; b; b = b->hnext) {
+        for (kk_bld *b = bs->hash[i]; b; b = b->hnext) {
             fill(b, &s, now);
             if (fn)
                 fn(&s, arg);
             n++;
         }
-    pthread_mutex_unlock(&k->blds.bmu);
+    pthread_mutex_unlock(&bs->bmu);
     return n;
 }
 
-uint64_t kd_kone_rate_limit_waits(kd_kone *k)
-{
-    return k ? atomic_load(&k->blds.rate_waits) : 0;
-}
-
-const char *kk_bld_name(const kk_job *j)
+const char *kk_bld_name(const kk_bld_job *j)
 {
     return j->bld ? j->bld->id : j->run->job.building_id;
 }
 
-kk_job *kk_blds_waiting(kd_kone *k)
+kk_bld_job *kk_blds_waiting(kk_blds *bs)
 {
     for (int i = 0; i < KK_BLD_BUCKETS; i++)
-        for (kk_bld *b = k->blds.hash[i]; b; b = b->hnext)
+        for (kk_bld *b = bs->hash[i]; b; b = b->hnext)
             if (b->rq.head)
-                return lws_container_of(b->rq.head, kk_job, place);
+                return lws_container_of(b->rq.head, kk_bld_job, wait);
     return NULL;
 }

@@ -107,7 +107,9 @@ static void unlink_job(kk_job *j)
     lws_sul_cancel(&j->sul);
     if (!lws_dll2_is_detached(&j->wlink))
         lws_dll2_remove(&j->wlink);
+    kk_sub_forget(&j->sub);
     kk_site_forget(&j->site);
+    kk_bld_forget(&j->bj);
     if (!lws_dll2_is_detached(&j->place))
         lws_dll2_remove(&j->place);
     j->want = KW_NONE;
@@ -164,10 +166,10 @@ static void finish(kk_job *j, kd_outcome o, kd_failure_class f, const char *code
     unindex(j);
     if (o == KD_OUTCOME_REJECTED && j->site.checked)
         kk_site_refused(&k->sites, &j->site, code, msg); /* its configuration may have changed */
-    if (j->bld) {
+    if (j->bj.bld) {
         /* the breaker reads the run's code and message: set them first */
         kd_run_finish(run, o, f, code, "%s", msg);
-        kk_bld_job_done(j, o, code, lost_since(j));
+        kk_bld_job_done(&j->bj, o, code, lost_since(j));
     }
     free(j);
     kk_finish_run(k, run, o, f, code, msg);
@@ -226,6 +228,7 @@ static void want(kk_job *j, kk_want w)
         return;
     if (!lws_dll2_is_detached(&j->wlink))
         lws_dll2_remove(&j->wlink);
+    kk_sub_forget(&j->sub);
     kk_site_forget(&j->site);
     j->want = w;
     lws_dll2_add_tail(&j->wlink, &s->wq);
@@ -237,6 +240,7 @@ void kk_slot_init(kd_kone *k, kk_slot *s, int idx)
     memset(s, 0, sizeof *s);
     s->k = k;
     kk_link_init(&k->pool, &s->link, idx);
+    kk_sub_slot_init(&s->sub, &k->subs, &s->link);
     kk_site_slot_init(&s->site, &k->sites, &s->link);
 }
 
@@ -271,7 +275,7 @@ static kk_slot *affine_slot(kd_kone *k, int64_t sid)
 }
 
 /* The ready slot with the fewest jobs among those opened with token tok (-1: any), or NULL.
- * kone_bld.c's pings ask it too (kk_wake_ops.least_loaded). */
+ * kone_bld.c's pings ask it too (kk_wake_ops.bld.least_loaded). */
 static kk_slot *slot_least_loaded(kd_kone *k, int tok)
 {
     kk_slot *best = NULL;
@@ -306,7 +310,7 @@ static kk_slot *home_or_least_loaded(kk_job *j)
     for (int i = 0; i < k->pool.n_links; i++) {
         kk_slot *s = &k->slots[i];
         if ((tok < 0 || s->tok == tok) && kk_slot_ready(s) &&
-            kk_sub_holds(s, &j->run->job, &used) && (!home || used > home_used)) {
+            kk_sub_holds(&s->sub, &j->run->job, &used) && (!home || used > home_used)) {
             home = s;
             home_used = used;
         }
@@ -324,7 +328,7 @@ static void start_follow(kk_job *j)
     j->accepted_mono = now;
     j->progress_deadline = now + progress_window_us(j);
     j->track_deadline = now + j->k->call_cfg.track_timeout_us;
-    kk_sub_touch(j->slot, &j->run->job);
+    kk_sub_touch(&j->slot->sub, &j->run->job);
     rearm(j);
 }
 
@@ -351,7 +355,7 @@ static void place(kk_job *j)
         /* the slot becomes the home of the call's building and group now, not when the call
          * is written: a burst of a new building's calls all lands on it */
         if (j->run->job.op == KD_OP_CALL && !j->unfollowed)
-            kk_sub_claim(s, &j->run->job);
+            kk_sub_claim(&s->sub, &j->run->job);
         want(j, KW_REQUEST);
     }
     rearm(j);
@@ -372,6 +376,8 @@ void kk_job_submit(kd_kone *k, kd_run *run)
     j->k = k;
     j->run = run;
     j->site.job = &run->job; /* what kone_site.c sees of it */
+    j->sub.job = &run->job;  /* ... and kone_sub.c */
+    j->bj.run = run;         /* ... and kone_bld.c */
     int64_t now = kd_mono_us();
     j->wait_until = now + k->call_cfg.request_timeout_us;
     if (run->job.deadline > 0) {
@@ -397,9 +403,13 @@ void kk_job_submit(kd_kone *k, kd_run *run)
         place(j);
         return;
     }
-    switch (kk_bld_admit(j)) {
+    switch (kk_bld_admit(&k->blds, &j->bj)) {
     case KK_ADMIT_REFUSE: job_refuse(j); return;
-    case KK_ADMIT_WAIT: /* in its building's queue until a token comes */ rearm(j); return;
+    case KK_ADMIT_WAIT: /* in its building's queue until a token comes */
+        j->slot = NULL;
+        j->st = KJ_WAIT;
+        rearm(j);
+        return;
     case KK_ADMIT_GO: break;
     }
     place(j);
@@ -407,18 +417,19 @@ void kk_job_submit(kd_kone *k, kd_run *run)
 
 static void job_release(kk_job *j)
 {
-    j->bp.throttled = false;
+    j->bj.throttled = false;
     j->wait_until = kd_mono_us() + j->k->call_cfg.request_timeout_us;
     place(j);
 }
 
 static void job_refuse(kk_job *j)
 {
-    j->run->park_ms = kk_bld_park_ms(j); /* parked in RabbitMQ until its building's next ping */
+    j->run->park_ms =
+        kk_bld_park_ms(&j->bj); /* parked in RabbitMQ until its building's next ping */
     finish(j, KD_OUTCOME_FAILED, KD_FAIL_TRANSIENT, "circuit_open",
            "the circuit of %s is open (its calls failed; it is pinged until it answers); "
            "not sent to KONE",
-           kk_bld_name(j));
+           kk_bld_name(&j->bj));
 }
 
 static void job_link_down(kk_job *j)
@@ -433,34 +444,47 @@ static void job_link_down(kk_job *j)
     rearm(j);
 }
 
-void kk_job_place_waiting(kd_kone *k)
+/* Places again, in order, each job of list (linked by wlink, else by place) that may_go lets
+ * go: off its slot's queues (or k->waitq), then to a slot or back to k->waitq (place). A job
+ * of k->waitq has no slot and no frame queued, so it loses nothing more than its place. */
+static void place_again(lws_dll2_owner_t *list, bool by_wlink, bool (*may_go)(kk_job *j))
 {
-    /* each waiting job needs a slot of its own token: the others keep waiting, in order */
     lws_dll2_t *d, *next;
-    for (d = k->waitq.head; d; d = next) {
+    for (d = list->head; d; d = next) {
         next = d->next;
-        kk_job *j = lws_container_of(d, kk_job, place);
-        if (!least_loaded(j))
+        kk_job *j =
+            by_wlink ? lws_container_of(d, kk_job, wlink) : lws_container_of(d, kk_job, place);
+        if (!may_go(j))
             continue;
-        lws_dll2_remove(&j->place);
-        place(j);
-    }
-}
-
-void kk_jobs_move_unwritten(kk_slot *s)
-{
-    lws_dll2_t *d, *next;
-    for (d = s->wq.head; d; d = next) {
-        next = d->next;
-        kk_job *j = lws_container_of(d, kk_job, wlink);
-        if (j->st != KJ_WAIT)
-            continue; /* a delete stays: it belongs to this session */
-        lws_dll2_remove(&j->wlink);
+        if (!lws_dll2_is_detached(&j->wlink))
+            lws_dll2_remove(&j->wlink);
         lws_dll2_remove(&j->place);
         j->want = KW_NONE;
         j->slot = NULL;
         place(j);
     }
+}
+
+/* A waiting job needs a slot of its own token: the others keep waiting, in order. */
+static bool has_slot(kk_job *j)
+{
+    return least_loaded(j) != NULL;
+}
+
+void kk_job_place_waiting(kd_kone *k)
+{
+    place_again(&k->waitq, false, has_slot);
+}
+
+/* Not written yet: a delete stays, it belongs to this session. */
+static bool unwritten(kk_job *j)
+{
+    return j->st == KJ_WAIT;
+}
+
+void kk_jobs_move_unwritten(kk_slot *s)
+{
+    place_again(&s->wq, true, unwritten);
 }
 
 void kk_jobs_session_restored(kk_slot *s, bool resumed)
@@ -502,8 +526,9 @@ void kk_jobs_fail_all(kd_kone *k, const char *code, const char *msg)
     while (k->waitq.head)
         finish(lws_container_of(k->waitq.head, kk_job, place), KD_OUTCOME_FAILED, KD_FAIL_TRANSIENT,
                code, "%s", msg);
-    for (kk_job *j; (j = kk_blds_waiting(k));) /* in its building's queue */
-        finish(j, KD_OUTCOME_FAILED, KD_FAIL_TRANSIENT, code, "%s", msg);
+    for (kk_bld_job *bj; (bj = kk_blds_waiting(&k->blds));) /* in its building's queue */
+        finish(lws_container_of(bj, kk_job, bj), KD_OUTCOME_FAILED, KD_FAIL_TRANSIENT, code, "%s",
+               msg);
     for (int i = 0; i < k->pool.n_links; i++) {
         kk_slot *s = &k->slots[i];
         while (s->jobs.head)
@@ -569,17 +594,16 @@ static void job_timer(lws_sorted_usec_list_t *sul)
                    "job deadline passed before it could be sent to KONE");
             return;
         }
-        if (j->bp.throttled && now >= j->wait_until) {
+        if (j->bj.throttled && now >= j->wait_until) {
             kd_kone_building_stats bs = {0};
-            kd_kone_building(k, j->run->job.building_id, &bs);
+            kk_blds_building(&k->blds, j->run->job.building_id, &bs);
             finish(j, KD_OUTCOME_FAILED, KD_FAIL_TRANSIENT, "rate_limited",
                    "held back %" PRId64 " ms by the rate limit of %s (%.2f calls/s); not sent "
                    "to KONE",
                    rt_ms, bs.building, bs.rate_per_s);
             return;
         }
-        if (now >= j->wait_until && j->slot &&
-            ((j->wlink.owner && j->wlink.owner != &j->slot->wq) || j->site.wait.owner)) {
+        if (now >= j->wait_until && j->slot && (j->sub.wait.owner || j->site.wait.owner)) {
             /* connected, but held at a gate: its group's configuration fetch (parked on
              * kone_site's waiters) or subscription (on a kk_sub's) went unanswered (KONE
              * slow, or the answer lost with a connection) */
@@ -686,7 +710,7 @@ int kk_job_write(kk_job *j, kk_conn *c)
     kk_want w = j->want;
     lws_dll2_remove(&j->wlink);
     j->want = KW_NONE;
-    if (w == KW_REQUEST && !kk_bld_may_send(j)) { /* its circuit opened while it waited */
+    if (w == KW_REQUEST && !kk_bld_may_send(&j->bj)) { /* its circuit opened while it waited */
         job_refuse(j);
         return 0;
     }
@@ -699,7 +723,7 @@ int kk_job_write(kk_job *j, kk_conn *c)
         case KK_GATE_FAIL:   /* not returned by the site gate */
         case KK_GATE_REFUSE: /* KONE would refuse it: nothing reached the building */
             run->validated_locally = true;
-            kk_bld_evidence(j, KD_BRK_NEUTRAL); /* no verdict (a trial place back) */
+            kk_bld_evidence(&j->bj, KD_BRK_NEUTRAL); /* no verdict (a trial place back) */
             finish(j, KD_OUTCOME_REJECTED, KD_FAIL_FINAL, code, "%s", why);
             return 0;
         case KK_GATE_GO: break;
@@ -707,7 +731,7 @@ int kk_job_write(kk_job *j, kk_conn *c)
     }
     if (w == KW_REQUEST && run->job.op == KD_OP_CALL && !j->unfollowed) {
         char why[200] = "";
-        switch (kk_sub_gate(s, j, why, sizeof why)) {
+        switch (kk_sub_gate(&s->sub, &j->sub, why, sizeof why)) {
         case KK_GATE_WAIT: /* on the subscription's waiters; its answer sends it on */
             j->want = KW_REQUEST;
             return 0;
@@ -870,7 +894,8 @@ static void request_answer(kk_job *j, const kd_kone_msg *m)
         if (run->job.op == KD_OP_CALL) {
             /* registered; its result may take as long as any progress of the call */
             j->st = KJ_ACCEPTED;
-            j->answer_deadline = now + kk_bld_result_wait_us(j, j->k->call_cfg.call_timeout_us);
+            j->answer_deadline =
+                now + kk_bld_result_wait_us(&j->bj, j->k->call_cfg.call_timeout_us);
             if (m->has_success || m->call_session_id)
                 call_result(j, m); /* the result came in the answer itself */
             else
@@ -894,7 +919,7 @@ static void request_answer(kk_job *j, const kd_kone_msg *m)
         return;
     case KD_KONE_ST_TRANSIENT:
         if (m->status == 429)
-            kk_bld_too_many(j); /* slow down for this building */
+            kk_bld_too_many(&j->bj); /* slow down for this building */
         finish(j, KD_OUTCOME_FAILED, KD_FAIL_TRANSIENT, code, "KONE answered %d: %s", m->status,
                text);
         return;
@@ -963,7 +988,7 @@ static void call_result(kk_job *j, const kd_kone_msg *m)
         succeed(j, "", "call accepted");
         return;
     }
-    kk_bld_evidence(j, KD_BRK_SUCCESS); /* the building took the call */
+    kk_bld_evidence(&j->bj, KD_BRK_SUCCESS); /* the building took the call */
     run->session_id = m->call_session_id;
     set_id(j, &j->k->by_sid, &j->call_session_id, m->call_session_id);
     remember_affinity(j->k, m->call_session_id, j->slot->link.idx);
@@ -1069,10 +1094,52 @@ void kk_on_call_state(kk_slot *s, const kd_kone_msg *m)
     rearm(j);
 }
 
+/* ------------------------------------------------------------------ buildings */
+
+static void bld_released(kk_bld_job *bj)
+{
+    job_release(lws_container_of(bj, kk_job, bj));
+}
+
+static void bld_refused(kk_bld_job *bj)
+{
+    job_refuse(lws_container_of(bj, kk_job, bj));
+}
+
+/* In its building's queue for room in a concurrency limit: not failed rate_limited, its own
+ * deadline only (its timer sees this when it fires). */
+static void bld_wait_for_room(kk_bld_job *bj)
+{
+    lws_container_of(bj, kk_job, bj)->wait_until = INT64_MAX;
+}
+
+/* Every call of building b on every slot gives up what it waits for now (job_link_down). */
+static int bld_link_down(kk_blds *bs, const kk_bld *b)
+{
+    kd_kone *k = lws_container_of(bs, kd_kone, blds);
+    int n = 0;
+    for (int i = 0; i < k->pool.n_links; i++)
+        for (lws_dll2_t *d = k->slots[i].jobs.head; d; d = d->next) {
+            kk_job *j = lws_container_of(d, kk_job, place);
+            if (j->bj.bld == b) {
+                job_link_down(j);
+                n++;
+            }
+        }
+    return n;
+}
+
+static kk_link *bld_least_loaded(kk_blds *bs, int tok)
+{
+    kk_slot *s = slot_least_loaded(lws_container_of(bs, kd_kone, blds), tok);
+    return s ? &s->link : NULL;
+}
+
 /* ------------------------------------------------------------------ subscriptions */
 
-static void job_sub_released(kk_job *j, kk_gate g, const char *why)
+static void job_sub_released(kk_sub_job *sj, kk_gate g, const char *why)
 {
+    kk_job *j = lws_container_of(sj, kk_job, sub);
     if (g == KK_GATE_FAIL) {
         finish(j, KD_OUTCOME_FAILED, KD_FAIL_TRANSIENT, "monitor_failed",
                "%s; the call was not made", why);
@@ -1081,6 +1148,30 @@ static void job_sub_released(kk_job *j, kk_gate g, const char *why)
     if (why && why[0])
         set_unfollowed(j, why);
     want(j, KW_REQUEST); /* the gate passes now */
+}
+
+/* Its slot lost its connection for good: back on the slot's queue, to be moved elsewhere
+ * (kk_jobs_move_unwritten) with the other unwritten calls. */
+static void job_sub_requeue(kk_sub_slot *ss, kk_sub_job *sj)
+{
+    kk_slot *s = lws_container_of(ss, kk_slot, sub);
+    kk_job *j = lws_container_of(sj, kk_job, sub);
+    lws_dll2_add_tail(&j->wlink, &s->wq);
+}
+
+/* Is a call of this building and group placed on the slot (its subscription is kept)? */
+static bool slot_has_job(kk_sub_slot *ss, const char *building, const char *group)
+{
+    kk_slot *s = lws_container_of(ss, kk_slot, sub);
+    for (lws_dll2_t *d = s->jobs.head; d; d = d->next) {
+        const kk_job *j = lws_container_of(d, kk_job, place);
+        char b[KD_JOB_BUILDING_MAX + 16];
+        const char *g;
+        kk_bg_key(&j->run->job, b, sizeof b, &g);
+        if (!strcmp(b, building) && !strcmp(g, group))
+            return true;
+    }
+    return false;
 }
 
 /* ------------------------------------------------------------------ configurations */
@@ -1134,12 +1225,13 @@ static void replay_early(kk_slot *s, int64_t sid)
 }
 
 const kk_wake_ops kk_call_wake = {
-    .released = job_release,
-    .refused = job_refuse,
-    .link_down = job_link_down,
-    .sub_released = job_sub_released,
+    .bld = {.released = bld_released,
+            .refused = bld_refused,
+            .wait_for_room = bld_wait_for_room,
+            .link_down = bld_link_down,
+            .least_loaded = bld_least_loaded},
+    .sub = {.released = job_sub_released, .requeue = job_sub_requeue, .has_job = slot_has_job},
     .site_released = job_site_released,
-    .least_loaded = slot_least_loaded,
 };
 
 void kk_call_config(kk_call_cfg *c, const kd_config *cfg)

@@ -183,6 +183,19 @@ int kk_conn_send(kk_conn *c, const char *text)
 static void conn_gone(kk_conn *c, const struct lws *wsi, const char *why, int http_status);
 static void conn_msg(const char *buf, size_t len, void *user);
 
+/* What a connection knows of its session and its end, forgotten when it opens and when it
+ * is gone (conn_reset). */
+static void conn_fresh(kk_conn *c)
+{
+    c->retiring = false;
+    c->sess_write = false;
+    c->sess_req_id = 0;
+    c->ping_write = false;
+    c->ping_req_id = 0;
+    c->ending = false;
+    c->tls_up = false;
+}
+
 /* Starts a connection on c; false when no token is held yet (the link is kicked again
  * when one arrives). */
 static bool conn_open(kk_conn *c)
@@ -238,14 +251,8 @@ static bool conn_open(kk_conn *c)
         conn_gone(c, NULL, why, 0);
         return true;
     }
-    c->retiring = false;
+    conn_fresh(c);
     c->token_gen = gen;
-    c->sess_write = false;
-    c->sess_req_id = 0;
-    c->ping_write = false;
-    c->ping_req_id = 0;
-    c->ending = false;
-    c->tls_up = false;
     if (!kd_tls_connect(&c->tls, p->tls_ctx, address, p->ws_port, p->ws_host)) {
         snprintf(why, sizeof why, "%s", c->tls.why);
         conn_gone(c, NULL, why, 0);
@@ -292,13 +299,7 @@ static void conn_reset(kk_conn *c)
 {
     c->wsi = NULL;
     c->st = KC_IDLE;
-    c->retiring = false;
-    c->sess_write = false;
-    c->sess_req_id = 0;
-    c->ping_write = false;
-    c->ping_req_id = 0;
-    c->ending = false;
-    c->tls_up = false;
+    conn_fresh(c);
     c->in_writeable = false;
     lws_sul_cancel(&c->wsul);
     kd_ws_free(&c->ws);

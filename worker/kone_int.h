@@ -1,16 +1,18 @@
-/* kone_int: the private state of the KONE client that its loop-side files still share.
+/* kone_int: the call layer's state (kd_kone, kk_slot, kk_job), which kone.c, kone_route.c and
+ * kone_call.c share; no policy module and not the connection layer includes it.
  *
  * The layers, top to bottom; a file calls down (or sideways within its layer) by name, and
  * up only through a table of callbacks its caller gave it:
  *
  *   kone.c        public API (start/submit/ready/stop), the loop thread, the inbox; wires
- *                 the layers (kd_kone.pool.ops, kd_kone.wake)
+ *                 the layers (kd_kone.pool.ops; blds.ops, subs.ops, sites.released from
+ *                 kk_call_wake)
  *   kone_route.c  the call layer's callbacks for the connection layer (kk_conn_ops): which
  *                 module a frame belongs to, which frame is written first
  *   kone_call.c   the call layer: one job's life (placement, frames, answers, events,
  *                 timers, outcome), the index of jobs by id (kd_kone.by_req, by_sid)
  *   kone_bld.c    policy the call layer asks, per building: circuit breaker, rate limit,
- *                 adaptive concurrency, pings of an open circuit, the getters
+ *                 adaptive concurrency, pings of an open circuit, what the getters read
  *   kone_sub.c    ... per connection and building/group: the call_state/+/+ subscription
  *   kone_site.c   ... per worker and building/group: the cached config and actions, the
  *                 local validation of calls against them (kone_validate.c)
@@ -18,7 +20,8 @@
  *                 keep-alive, replacement, reassembly; knows no job
  *
  * The policy modules answer the call layer about jobs they hold waiting through kk_wake_ops
- * (kd_kone.wake); the connection layer tells the layers above through kk_conn_ops. Below
+ * (kk_call_wake, handed to each as kd_kone.blds.ops, subs.ops, sites.released); the
+ * connection layer tells the layers above through kk_conn_ops. Below
  * them all: kone_msg (frames), kone_token (the token thread), kone_dns, kone_wsrx, idmap.
  *
  * Contracts: kone_conn.h (the connection layer), kone_bld.h, kone_sub.h and kone_site.h (the
@@ -35,8 +38,8 @@
  * (kk_pool's by kone.c, kk_call_cfg, kk_bld_cfg, kk_sub_cfg, kk_site_cfg, kk_scope).
  * kone_site.c reads alone: it includes kone_site.h and lower headers only, and sees the call
  * layer's structs through the narrow ones embedded in them (kd_kone.sites, kk_slot.site,
- * kk_job.site). Not finished (issue 16): kone_bld.c and kone_sub.c still include this header
- * and reach kk_job (j->bld, j->bp, j->run, the lists) and kk_slot (s->sub, s->jobs) directly.
+ * kk_job.site); kone_sub.c likewise (kd_kone.subs, kk_slot.sub, kk_job.sub), and kone_bld.c
+ * (kd_kone.blds, kk_job.bj; a connection is its kk_link). No policy includes this header.
  * ops.kone_layers (tests/ops/kone_layers.sh) fails when a file calls or includes a layer
  * above its own.
  *
@@ -50,10 +53,10 @@
  * configuration fetches to be written on it. Request ids never restart (kk_pool_next_id), so
  * they stay unique on the connection and on the session.
  *
- * A job is on exactly one placement list: k->waitq (no slot yet), slot->jobs, or its
- * building's rq (waiting for a rate-limit token). It is on slot->wq while it has a frame to
- * write (its request, or a monitor subscription). Each job has one lws_sul timer, re-armed
- * to its earliest deadline on every change.
+ * A job is on exactly one placement list: k->waitq (no slot yet), slot->jobs (by
+ * kk_job.place), or its building's rq (waiting for a rate-limit token, by kk_job.bj.wait). It is on
+ * slot->wq while it has a frame to write (its request, or a monitor subscription). Each job has one
+ * lws_sul timer, re-armed to its earliest deadline on every change.
  *
  * A building (kk_bld) is kone_bld.c's: kone_bld.h states its contract.
  */
@@ -91,6 +94,8 @@
 #define KK_EARLY_FRAME 2048 /* ... each at most this long */
 
 typedef struct kk_wake_ops kk_wake_ops;
+typedef struct kk_slot kk_slot;
+typedef struct kk_job kk_job;
 
 /* A slot: the call layer's side of one logical connection. Its connection (kk_link: the
  * socket, the session, the keep-alive) is the connection layer's, embedded; the lists of
@@ -116,14 +121,12 @@ typedef enum {
 
 typedef enum { KW_NONE = 0, KW_REQUEST, KW_DELETE } kk_want;
 
-typedef struct kk_job {
+struct kk_job {
     kd_kone *k;
     kd_run *run;
-    kk_slot *slot;    /* NULL while in k->waitq or bld->rq */
-    kk_bld *bld;      /* its building (NULL: the table is full of busy ones) */
-    lws_dll2_t place; /* on k->waitq, slot->jobs or bld->rq */
-    lws_dll2_t wlink; /* on slot->wq while want != KW_NONE, or on a kk_sub's
-                       * waiters until its subscription is answered */
+    kk_slot *slot;    /* NULL while in k->waitq or its building's rq */
+    lws_dll2_t place; /* on k->waitq or slot->jobs (on its building's rq: bj.wait) */
+    lws_dll2_t wlink; /* on slot->wq while want != KW_NONE */
     kk_want want;
     kk_job_state st;
     lws_sorted_usec_list_t sul;
@@ -136,19 +139,16 @@ typedef struct kk_job {
     unsigned losses_at;      /* slot->losses when the request was written */
     int auth_retries;
     bool unfollowed; /* its subscription was refused: states not followed */
-    /* What kone_bld.c (the building policy) keeps of the job; the call layer only reads
-     * `throttled` and clears it when the job is released */
-    struct {
-        bool throttled;      /* in bld->rq, waiting for a token */
-        bool brk_admitted;   /* its breaker admitted it (brk_ticket): it owes a verdict */
-        uint64_t brk_ticket; /* the breaker's generation when it was admitted */
-        bool brk_told;       /* its verdict was told to the breaker already */
-        bool cc_held;        /* holds a place in its building's and the worker's concurrency
-                              * limits: from admission to its answer (kone_conc.h) */
-    } bp;
+    /* What kone_bld.c (the building policy) sees of the job (kone_bld.h): the call layer
+     * sets its run, reads bld (its building, NULL: none) and throttled, and clears throttled
+     * when the job is released */
+    kk_bld_job bj;
     /* What kone_site.c (the cached configurations) sees of the job (kone_site.h); the call
      * layer sets its job and reads passed and checked */
     kk_site_job site;
+    /* What kone_sub.c (the subscriptions) sees of the job (kone_sub.h): the call layer sets
+     * its job; parked on a subscription's waiters (sub.wait) until it is answered */
+    kk_sub_job sub;
 
     /* following an accepted call */
     int64_t call_session_id;
@@ -163,7 +163,7 @@ typedef struct kk_job {
     int64_t del_req_id;
     char fail_code[48];
     char fail_msg[200];
-} kk_job;
+};
 
 /* The call layer's configuration (kk_call_config, kone_call.c). */
 typedef struct kk_call_cfg {
@@ -179,12 +179,10 @@ struct kd_kone {
      * kone.max_conn_age_s, ...), its callbacks (kone_route.c's, user k), its state */
     kk_pool pool;
     /* the configuration of each layer above the connection, each filled in one place from
-     * the config table: kk_call_config, kk_sub_config (and blds.cfg: kk_bld_config,
-     * sites.cfg: kk_site_config) */
+     * the config table: kk_call_config (and blds.cfg: kk_bld_config, subs.cfg:
+     * kk_sub_config, sites.cfg: kk_site_config) */
     kk_call_cfg call_cfg;
-    kk_sub_cfg sub_cfg;
     kd_kone_hooks hooks;
-    const kk_wake_ops *wake; /* the call layer's, for the policy modules (kk_call_wake) */
 
     struct lws_context *ctx;
     uint64_t dns_gen_seen; /* loop thread: resolutions seen (slots waiting are kicked) */
@@ -228,6 +226,9 @@ struct kd_kone {
         char frame[KK_EARLY_FRAME];
     } * early; /* KK_EARLY_N entries, a ring */
     unsigned early_next;
+
+    /* the subscriptions' configuration and what they ask of the call layer (kone_sub.h) */
+    kk_subs subs;
 
     /* cached building configurations (kone_site.c) */
     kk_sites sites; /* its configuration, the cache, the fetches out (kone_site.h) */
@@ -355,20 +356,17 @@ void kk_state_unmatched(kk_slot *s, const char *buf, size_t len, int64_t sid);
 /* ---- kone_call.c: what the policy modules tell the call layer of the jobs they hold
  * waiting (bld->rq, a subscription's or a configuration's waiters). The call layer asks them
  * (kk_bld_admit, kk_sub_gate, kk_site_gate); they answer later through this table
- * (kd_kone.wake, kone_call.c's kk_call_wake), never by calling up by name. */
+ * (kone_call.c's kk_call_wake, whose parts kone.c hands each policy), never by calling up by
+ * name. */
 struct kk_wake_ops {
-    void (*released)(kk_job *j); /* kone_bld.c: a rate-limit token came: on to a slot */
-    void (*refused)(kk_job *j);  /* kone_bld.c: the circuit opened: finish "circuit_open" */
-    /* kone_bld.c: its building's link is down (a ping failed 1005): an accepted call waiting
-     * for its result or its progress gives up now, as it would when its timeout ends */
-    void (*link_down)(kk_job *j);
-    /* kone_sub.c: the subscription was answered: the call goes on (GO) or fails (FAIL, why) */
-    void (*sub_released)(kk_job *j, kk_gate g, const char *why);
+    /* kone_bld.c (through kk_blds.ops): a rate-limit token came, the circuit opened, a job
+     * waits for room, a building's link is down, the connection to ping on */
+    kk_bld_ops bld;
+    /* kone_sub.c (through kk_subs.ops): a subscription was answered, a slot's parked calls
+     * go back on its queue, is a building and group's call on a slot */
+    kk_sub_ops sub;
     /* kone_site.c (through kk_sites.released): the fetch ended: through the gate again */
     void (*site_released)(kk_site_job *sj);
-    /* kone_bld.c: the ready slot with the fewest jobs among those opened with token tok (-1:
-     * any), or NULL: where a ping of an open circuit goes out */
-    kk_slot *(*least_loaded)(kd_kone *k, int tok);
 };
 extern const kk_wake_ops kk_call_wake;
 

@@ -38,9 +38,10 @@ static void route_frame_in(kk_link *l, const kd_kone_msg *m, const char *buf, si
     kk_slot *s = kk_slot_of(l);
     switch (m->kind) {
     case KD_KONE_MSG_ANSWER:
-        if (kk_bld_probe_answer(s, m)) /* a ping of a building whose circuit is open */
+        if (kk_bld_probe_answer(&s->k->blds, &s->link,
+                                m)) /* a ping of a building whose circuit is open */
             return;
-        if (kk_sub_answer(s, m))
+        if (kk_sub_answer(&s->sub, m))
             return;
         if (kk_site_answer(&s->site, m, buf, len)) /* a configuration fetch */
             return;
@@ -52,7 +53,7 @@ static void route_frame_in(kk_link *l, const kd_kone_msg *m, const char *buf, si
         kk_link_answered(l);
         return;
     case KD_KONE_MSG_CALL_STATE: kk_on_call_state(s, m); return;
-    case KD_KONE_MSG_LIFT_STATUS: kk_sub_lift_status(s, m); return;
+    case KD_KONE_MSG_LIFT_STATUS: kk_sub_lift_status(&s->sub, m); return;
     case KD_KONE_MSG_EVENT:
     case KD_KONE_MSG_UNKNOWN:
     case KD_KONE_MSG_MALFORMED:
@@ -65,17 +66,18 @@ static bool route_want_write(const kk_link *l, void *user)
 {
     (void)user;
     const kk_slot *s = kk_slot_of_const(l);
-    return s->wq.head || kk_bld_probe_wanted(s) || kk_sub_wanted(s) || kk_site_wanted(&s->site);
+    return s->wq.head || kk_bld_probe_wanted(&s->k->blds, &s->link) || kk_sub_wanted(&s->sub) ||
+           kk_site_wanted(&s->site);
 }
 
 static int route_writable(kk_link *l, kk_conn *c, void *user)
 {
     (void)user;
     kk_slot *s = kk_slot_of(l);
-    if (kk_bld_probe_wanted(s))
-        return kk_bld_write_probe(s, c) < 0 ? -1 : 0;
-    if (kk_sub_wanted(s)) /* before the calls that wait for it */
-        return kk_sub_write(s, c) < 0 ? -1 : 0;
+    if (kk_bld_probe_wanted(&s->k->blds, &s->link))
+        return kk_bld_write_probe(&s->k->blds, &s->link, c) < 0 ? -1 : 0;
+    if (kk_sub_wanted(&s->sub)) /* before the calls that wait for it */
+        return kk_sub_write(&s->sub, c) < 0 ? -1 : 0;
     if (kk_site_wanted(&s->site)) /* likewise */
         return kk_site_write(&s->site, c) < 0 ? -1 : 0;
     if (s->wq.head) {
@@ -88,7 +90,7 @@ static int route_writable(kk_link *l, kk_conn *c, void *user)
 static void route_session_restored(kk_link *l, bool resumed, void *user)
 {
     kk_slot *s = kk_slot_of(l);
-    kk_subs_session_restored(s); /* before the calls that wait for them */
+    kk_subs_session_restored(&s->sub); /* before the calls that wait for them */
     kk_jobs_session_restored(s, resumed);
     kk_job_place_waiting(user);
 }
@@ -96,15 +98,15 @@ static void route_session_restored(kk_link *l, bool resumed, void *user)
 static void route_lost(kk_link *l, void *user)
 {
     (void)user;
-    kk_subs_conn_lost(kk_slot_of(l), false);
+    kk_subs_conn_lost(&kk_slot_of(l)->sub, false);
 }
 
 static void route_released(kk_link *l, void *user)
 {
     (void)user;
     kk_slot *s = kk_slot_of(l);
-    kk_subs_conn_lost(s, true);   /* calls waiting for a subscription move too */
-    kk_sites_conn_lost(&s->site); /* ... and for a configuration */
+    kk_subs_conn_lost(&s->sub, true); /* calls waiting for a subscription move too */
+    kk_sites_conn_lost(&s->site);     /* ... and for a configuration */
     kk_jobs_move_unwritten(s);
 }
 
@@ -118,7 +120,7 @@ static bool route_ping_target(const kk_link *l, const char **building, const cha
                               void *user)
 {
     (void)user;
-    return kk_sub_ping_target(kk_slot_of_const(l), building, group);
+    return kk_sub_ping_target(&kk_slot_of_const(l)->sub, building, group);
 }
 
 /* The owner's metrics (kd_kone_hooks), which the connection layer does not know. */

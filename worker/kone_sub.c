@@ -1,9 +1,10 @@
 /* kone_sub.c: the site-monitoring subscriptions of each connection (contract: kone_sub.h).
  * Layer (kone_int.h): policy the call layer asks (kk_sub_gate); what it later decides for a
- * job it holds waiting goes back through kd_kone.wake (kk_wake_ops), never by name.
+ * job it holds waiting goes back through kk_subs.ops (kk_wake_ops.sub), never by name. It
+ * reads alone: it includes kone_sub.h and lower headers only (no kone_int.h).
  *
  * One subscription per slot, building and group, to call_state/+/+, named
- * kd_kone.sub_name. It exists before the first call of that building and group goes out
+ * kk_subs.cfg.sub_name. It exists before the first call of that building and group goes out
  * on the slot, because KONE documents no snapshot on subscribe: a call cancelled at once
  * (SAME_SOURCE_AND_DEST_FLOOR, NO_LIFT_AVAILABLE, a locked floor) sends its only state
  * right after the call result, and a per-call subscription made then would miss it.
@@ -46,13 +47,34 @@
 #include <string.h>
 
 #include "kd_log.h"
-#include "kone_int.h"
+#include "kone_sub.h"
 
 #define SEC 1000000LL
 #define RETRY_MIN_US SEC
 #define RETRY_MAX_US (30 * SEC)
 
 static void sub_timer(lws_sorted_usec_list_t *sul);
+
+/* The owner's metric hook (kd_kone_metrics.api_request), a no-op when not given. */
+static void m_request(const kk_subs *ss, int status, int64_t rtt_us)
+{
+    if (ss->hooks->metrics.api_request)
+        ss->hooks->metrics.api_request("site-monitoring", status, rtt_us, ss->hooks->arg);
+}
+
+void kk_sub_slot_init(kk_sub_slot *s, kk_subs *all, kk_link *link)
+{
+    memset(s, 0, sizeof *s);
+    s->all = all;
+    s->link = link;
+    all->slots[link->idx] = s;
+}
+
+void kk_sub_forget(kk_sub_job *sj)
+{
+    if (!lws_dll2_is_detached(&sj->wait))
+        lws_dll2_remove(&sj->wait);
+}
 
 uint32_t kk_bg_hash(const char *building, const char *group)
 {
@@ -78,9 +100,9 @@ static unsigned hash_of(const char *building, const char *group)
 
 #define key_of kk_bg_key
 
-static kk_sub *lookup(const kk_slot *s, const char *b, const char *g)
+static kk_sub *lookup(const kk_sub_slot *s, const char *b, const char *g)
 {
-    for (kk_sub *x = s->sub.subs[hash_of(b, g)]; x; x = x->hnext)
+    for (kk_sub *x = s->hash[hash_of(b, g)]; x; x = x->hnext)
         if (!strcmp(x->building, b) && !strcmp(x->group, g))
             return x;
     return NULL;
@@ -89,22 +111,22 @@ static kk_sub *lookup(const kk_slot *s, const char *b, const char *g)
 static void arm(kk_sub *x, int64_t at)
 {
     int64_t d = at - kd_mono_us();
-    lws_sul_schedule(x->slot->k->ctx, 0, &x->sul, sub_timer, d > 0 ? d : 1);
+    lws_sul_schedule(x->slot->all->pool->ctx, 0, &x->sul, sub_timer, d > 0 ? d : 1);
 }
 
 /* Queues the subscription's frame (a first request, a renewal or a new try). */
 static void want_write(kk_sub *x)
 {
-    kk_slot *s = x->slot;
+    kk_sub_slot *s = x->slot;
     if (!lws_dll2_is_detached(&x->olink))
         lws_dll2_remove(&x->olink);
     x->req_id = 0;
     if (lws_dll2_is_detached(&x->wlink))
-        lws_dll2_add_tail(&x->wlink, &s->sub.wq);
-    kk_slot_want_write(s);
+        lws_dll2_add_tail(&x->wlink, &s->wq);
+    kk_link_want_write(s->link);
 }
 
-static kk_sub *create(kk_slot *s, const char *b, const char *g)
+static kk_sub *create(kk_sub_slot *s, const char *b, const char *g)
 {
     kk_sub *x = calloc(1, sizeof *x);
     if (!x)
@@ -115,21 +137,21 @@ static kk_sub *create(kk_slot *s, const char *b, const char *g)
     x->st = KS_NEW;
     x->refused_mode = -1;
     unsigned h = hash_of(b, g);
-    x->hnext = s->sub.subs[h];
-    s->sub.subs[h] = x;
-    s->sub.n++;
+    x->hnext = s->hash[h];
+    s->hash[h] = x;
+    s->n++;
     return x;
 }
 
 static void destroy(kk_sub *x)
 {
-    kk_slot *s = x->slot;
-    for (kk_sub **pp = &s->sub.subs[hash_of(x->building, x->group)]; *pp; pp = &(*pp)->hnext)
+    kk_sub_slot *s = x->slot;
+    for (kk_sub **pp = &s->hash[hash_of(x->building, x->group)]; *pp; pp = &(*pp)->hnext)
         if (*pp == x) {
             *pp = x->hnext;
             break;
         }
-    s->sub.n--;
+    s->n--;
     lws_sul_cancel(&x->sul);
     if (!lws_dll2_is_detached(&x->wlink))
         lws_dll2_remove(&x->wlink);
@@ -143,17 +165,17 @@ static void destroy(kk_sub *x)
 static void release(kk_sub *x, kk_gate g)
 {
     while (x->waiters.head) {
-        kk_job *j = lws_container_of(x->waiters.head, kk_job, wlink);
-        lws_dll2_remove(&j->wlink);
-        j->k->wake->sub_released(j, g, x->why);
+        kk_sub_job *j = lws_container_of(x->waiters.head, kk_sub_job, wait);
+        lws_dll2_remove(&j->wait);
+        x->slot->all->ops->released(j, g, x->why);
     }
 }
 
-kk_gate kk_sub_gate(kk_slot *s, kk_job *j, char *why, size_t len)
+kk_gate kk_sub_gate(kk_sub_slot *s, kk_sub_job *j, char *why, size_t len)
 {
     char b[sizeof((kk_sub *)0)->building];
     const char *g;
-    key_of(&j->run->job, b, sizeof b, &g);
+    key_of(j->job, b, sizeof b, &g);
     kk_sub *x = lookup(s, b, g);
     int64_t now = kd_mono_us();
     if (!x && !(x = create(s, b, g))) {
@@ -165,8 +187,7 @@ kk_gate kk_sub_gate(kk_slot *s, kk_job *j, char *why, size_t len)
     x->last_used = now;
     if (x->st == KS_ACTIVE && x->refused_mode >= 0) {
         snprintf(why, len, "group %s of %s is in %s mode (lift_mode %" PRId64 ")", g, b,
-                 s->k->sub_cfg.modes[x->refused_mode].name,
-                 s->k->sub_cfg.modes[x->refused_mode].code);
+                 s->all->cfg.modes[x->refused_mode].name, s->all->cfg.modes[x->refused_mode].code);
         return KK_GATE_REFUSE;
     }
     if (x->st == KS_ACTIVE)
@@ -181,13 +202,13 @@ kk_gate kk_sub_gate(kk_slot *s, kk_job *j, char *why, size_t len)
     } else if (lws_dll2_is_detached(&x->wlink) && lws_dll2_is_detached(&x->olink)) {
         want_write(x); /* a new one */
     }
-    lws_dll2_add_tail(&j->wlink, &x->waiters);
+    lws_dll2_add_tail(&j->wait, &x->waiters);
     return KK_GATE_WAIT;
 }
 
 /* The subscription of the job's building and group on s, made (KS_NEW) when missing and
  * make is set (*made says so); NULL when there is none (or no memory for it). */
-static kk_sub *of_job(kk_slot *s, const kd_job *job, bool make, bool *made)
+static kk_sub *of_job(kk_sub_slot *s, const kd_job *job, bool make, bool *made)
 {
     char b[sizeof((kk_sub *)0)->building];
     const char *g;
@@ -197,7 +218,7 @@ static kk_sub *of_job(kk_slot *s, const kd_job *job, bool make, bool *made)
     return x || !make ? x : create(s, b, g);
 }
 
-bool kk_sub_touch(kk_slot *s, const kd_job *job)
+bool kk_sub_touch(kk_sub_slot *s, const kd_job *job)
 {
     bool made;
     kk_sub *x = of_job(s, job, true, &made);
@@ -209,7 +230,7 @@ bool kk_sub_touch(kk_slot *s, const kd_job *job)
     return x->st != KS_REFUSED;
 }
 
-bool kk_sub_holds(const kk_slot *s, const kd_job *job, int64_t *last_used)
+bool kk_sub_holds(const kk_sub_slot *s, const kd_job *job, int64_t *last_used)
 {
     char b[sizeof((kk_sub *)0)->building];
     const char *g;
@@ -222,7 +243,7 @@ bool kk_sub_holds(const kk_slot *s, const kd_job *job, int64_t *last_used)
     return true;
 }
 
-void kk_sub_claim(kk_slot *s, const kd_job *job)
+void kk_sub_claim(kk_sub_slot *s, const kd_job *job)
 {
     bool made;
     kk_sub *x = of_job(s, job, true, &made);
@@ -230,27 +251,27 @@ void kk_sub_claim(kk_slot *s, const kd_job *job)
         return; /* GCOVR_EXCL_LINE: allocation failure (the gate makes it, or fails the call) */
     x->last_used = kd_mono_us();
     if (made) /* forgotten if unused */
-        arm(x, x->last_used + (int64_t)s->k->sub_cfg.monitor_duration_s * SEC);
+        arm(x, x->last_used + (int64_t)s->all->cfg.monitor_duration_s * SEC);
 }
 
-bool kk_sub_wanted(const kk_slot *s)
+bool kk_sub_wanted(const kk_sub_slot *s)
 {
-    return s->sub.wq.head != NULL;
+    return s->wq.head != NULL;
 }
 
-int kk_sub_write(kk_slot *s, kk_conn *c)
+int kk_sub_write(kk_sub_slot *s, kk_conn *c)
 {
-    if (!s->sub.wq.head)
+    if (!s->wq.head)
         return 0;
-    kk_sub *x = lws_container_of(s->sub.wq.head, kk_sub, wlink);
-    kd_kone *k = s->k;
-    int64_t id = kk_slot_next_id(s);
+    kk_sub *x = lws_container_of(s->wq.head, kk_sub, wlink);
+    const kk_sub_cfg *cfg = &s->all->cfg;
+    int64_t id = kk_pool_next_id(s->link->pool);
     const char *topics[] = {"call_state/+/+", "+/status"};
     kd_err e = {0};
-    char *text = kd_kone_msg_monitor(x->building, x->group, id, k->sub_cfg.sub_name,
-                                     k->sub_cfg.monitor_duration_s, topics, 2, &e);
+    char *text = kd_kone_msg_monitor(x->building, x->group, id, cfg->sub_name,
+                                     cfg->monitor_duration_s, topics, 2, &e);
     if (!text) { /* out of memory: try again on the next WRITEABLE */
-        kd_error("kone: slot %d: %s", s->link.idx, e.msg);
+        kd_error("kone: slot %d: %s", s->link->idx, e.msg);
         return 0;
     }
     int rc = kk_conn_send(c, text);
@@ -258,11 +279,11 @@ int kk_sub_write(kk_slot *s, kk_conn *c)
     if (rc)
         return -1; /* stays queued: the connection closes and it is made again */
     lws_dll2_remove(&x->wlink);
-    lws_dll2_add_tail(&x->olink, &s->sub.out);
+    lws_dll2_add_tail(&x->olink, &s->out);
     x->req_id = id;
     x->sent_mono = kd_mono_us();
-    arm(x, x->sent_mono + k->sub_cfg.request_timeout_us);
-    kd_debug("kone: slot %d: subscribing to call states of %s group %s", s->link.idx, x->building,
+    arm(x, x->sent_mono + cfg->request_timeout_us);
+    kd_debug("kone: slot %d: subscribing to call states of %s group %s", s->link->idx, x->building,
              x->group);
     return 1;
 }
@@ -270,7 +291,7 @@ int kk_sub_write(kk_slot *s, kk_conn *c)
 /* The subscription could not be made or renewed: final (4xx) or not; what says why. */
 static void refused(kk_sub *x, bool final, const char *what)
 {
-    kk_slot *s = x->slot;
+    kk_sub_slot *s = x->slot;
     int64_t now = kd_mono_us();
     int64_t backoff = RETRY_MIN_US << (x->refusals < 5 ? x->refusals : 5);
     if (backoff > RETRY_MAX_US)
@@ -280,12 +301,12 @@ static void refused(kk_sub *x, bool final, const char *what)
              x->group, what);
     if (x->st == KS_ACTIVE && now < x->expires && !final) {
         /* a renewal failed but the subscription still runs: try again soon */
-        kd_warn("kone: slot %d: %s; trying again", s->link.idx, x->why);
+        kd_warn("kone: slot %d: %s; trying again", s->link->idx, x->why);
         x->renew_at = now + backoff;
         arm(x, x->renew_at < x->expires ? x->renew_at : x->expires);
         return;
     }
-    kd_warn("kone: slot %d: %s%s", s->link.idx, x->why,
+    kd_warn("kone: slot %d: %s%s", s->link->idx, x->why,
             final ? "; calls go on without following their states" : "; its calls fail");
     x->st = KS_REFUSED;
     x->final = final;
@@ -294,23 +315,23 @@ static void refused(kk_sub *x, bool final, const char *what)
     release(x, final ? KK_GATE_GO : KK_GATE_FAIL);
 }
 
-bool kk_sub_answer(kk_slot *s, const kd_kone_msg *m)
+bool kk_sub_answer(kk_sub_slot *s, const kd_kone_msg *m)
 {
     if (!m->has_request_id)
         return false;
     kk_sub *x = NULL;
-    for (lws_dll2_t *d = s->sub.out.head; d && !x; d = d->next) {
+    for (lws_dll2_t *d = s->out.head; d && !x; d = d->next) {
         kk_sub *y = lws_container_of(d, kk_sub, olink);
         if (y->req_id == m->request_id)
             x = y;
     }
     if (!x)
         return false;
-    kd_kone *k = s->k;
+    const kk_sub_cfg *cfg = &s->all->cfg;
     int64_t now = kd_mono_us();
     lws_dll2_remove(&x->olink);
     x->req_id = 0;
-    kk_m_request(s->k, "site-monitoring", m->status, now - x->sent_mono);
+    m_request(s->all, m->status, now - x->sent_mono);
     const char *text = m->message[0] ? m->message : "no message";
     switch (kd_kone_status_classify(m->status)) {
     case KD_KONE_ST_OK:
@@ -318,16 +339,16 @@ bool kk_sub_answer(kk_slot *s, const kd_kone_msg *m)
         x->final = false;
         x->refusals = 0;
         x->why[0] = '\0';
-        x->expires = x->sent_mono + (int64_t)k->sub_cfg.monitor_duration_s * SEC;
-        x->renew_at = x->sent_mono + (int64_t)k->sub_cfg.monitor_duration_s * SEC * 4 / 5;
+        x->expires = x->sent_mono + (int64_t)cfg->monitor_duration_s * SEC;
+        x->renew_at = x->sent_mono + (int64_t)cfg->monitor_duration_s * SEC * 4 / 5;
         arm(x, x->renew_at);
         release(x, KK_GATE_GO);
         return true;
     case KD_KONE_ST_AUTH: {
         /* made again on the next connection, opened with a fresh token */
-        kk_conn *c = kk_slot_active(s);
+        kk_conn *c = kk_link_active(s->link);
         if (c) {
-            kd_kone_tokens_invalidate(k->tokens[s->tok], c->token_gen);
+            kd_kone_tokens_invalidate(s->link->token, c->token_gen);
             kk_conn_kill(c);
         }
         return true;
@@ -347,11 +368,11 @@ bool kk_sub_answer(kk_slot *s, const kd_kone_msg *m)
  * after a failover)? Then x is kept only while calls on its own slot need it. */
 static bool superseded(const kk_sub *x)
 {
-    const kd_kone *k = x->slot->k;
-    for (int i = 0; i < k->pool.n_links; i++) {
-        const kk_slot *t = &k->slots[i];
-        const kk_sub *y = t == x->slot ? NULL : lookup(t, x->building, x->group);
-        if (y && kk_slot_ready(t) && y->st != KS_REFUSED && y->last_used > x->last_used)
+    const kk_subs *ss = x->slot->all;
+    for (int i = 0; i < ss->pool->n_links; i++) {
+        const kk_sub_slot *t = ss->slots[i];
+        const kk_sub *y = !t || t == x->slot ? NULL : lookup(t, x->building, x->group);
+        if (y && kk_link_ready(t->link) && y->st != KS_REFUSED && y->last_used > x->last_used)
             return true;
     }
     return false;
@@ -360,44 +381,36 @@ static bool superseded(const kk_sub *x)
 /* Is any call of the subscription's building and group still on the slot? */
 static bool in_use(kk_sub *x, int64_t now)
 {
-    kk_slot *s = x->slot;
-    if (now - x->last_used < (int64_t)s->k->sub_cfg.monitor_duration_s * SEC && !superseded(x))
+    kk_sub_slot *s = x->slot;
+    if (now - x->last_used < (int64_t)s->all->cfg.monitor_duration_s * SEC && !superseded(x))
         return true;
-    for (lws_dll2_t *d = s->jobs.head; d; d = d->next) {
-        kk_job *j = lws_container_of(d, kk_job, place);
-        char b[sizeof x->building];
-        const char *g;
-        key_of(&j->run->job, b, sizeof b, &g);
-        if (!strcmp(b, x->building) && !strcmp(g, x->group))
-            return true;
-    }
-    return false;
+    return s->all->ops->has_job(s, x->building, x->group);
 }
 
 static void sub_timer(lws_sorted_usec_list_t *sul)
 {
     kk_sub *x = lws_container_of(sul, kk_sub, sul);
-    kk_slot *s = x->slot;
-    kd_kone *k = s->k;
+    kk_sub_slot *s = x->slot;
+    const kk_sub_cfg *cfg = &s->all->cfg;
     int64_t now = kd_mono_us();
     if (x->req_id) { /* written: its answer is due */
-        if (now >= x->sent_mono + k->sub_cfg.request_timeout_us) {
+        if (now >= x->sent_mono + cfg->request_timeout_us) {
             lws_dll2_remove(&x->olink);
             x->req_id = 0;
-            kk_m_request(s->k, "site-monitoring", KD_KONE_STATUS_TIMEOUT, now - x->sent_mono);
+            m_request(s->all, KD_KONE_STATUS_TIMEOUT, now - x->sent_mono);
             char what[64];
             snprintf(what, sizeof what, "unanswered in %" PRId64 " ms",
-                     k->sub_cfg.request_timeout_us / 1000);
+                     cfg->request_timeout_us / 1000);
             refused(x, false, what);
         } else {
-            arm(x, x->sent_mono + k->sub_cfg.request_timeout_us);
+            arm(x, x->sent_mono + cfg->request_timeout_us);
         }
         return;
     }
     if (x->st == KS_NEW && lws_dll2_is_detached(&x->wlink) && !x->waiters.count) {
         /* claimed (kk_sub_claim) and never requested: kept while its calls are on the slot */
         if (in_use(x, now))
-            arm(x, now + (int64_t)k->sub_cfg.monitor_duration_s * SEC);
+            arm(x, now + (int64_t)cfg->monitor_duration_s * SEC);
         else
             destroy(x);
         return;
@@ -405,7 +418,7 @@ static void sub_timer(lws_sorted_usec_list_t *sul)
     if (x->st != KS_ACTIVE)
         return;
     if (!in_use(x, now)) {
-        kd_debug("kone: slot %d: subscription of %s group %s unused; let it lapse", s->link.idx,
+        kd_debug("kone: slot %d: subscription of %s group %s unused; let it lapse", s->link->idx,
                  x->building, x->group);
         destroy(x);
         return;
@@ -421,16 +434,16 @@ static void sub_timer(lws_sorted_usec_list_t *sul)
         arm(x, x->renew_at);
 }
 
-/* Index in k->sub_cfg.modes of a refused lift_mode, or -1. */
-static int refused_index(const kd_kone *k, int64_t mode)
+/* Index in cfg->modes of a refused lift_mode, or -1. */
+static int refused_index(const kk_sub_cfg *cfg, int64_t mode)
 {
-    for (int i = 0; i < k->sub_cfg.n_modes; i++)
-        if (k->sub_cfg.modes[i].code == mode)
+    for (int i = 0; i < cfg->n_modes; i++)
+        if (cfg->modes[i].code == mode)
             return i;
     return -1;
 }
 
-void kk_sub_lift_status(kk_slot *s, const kd_kone_msg *m)
+void kk_sub_lift_status(kk_sub_slot *s, const kd_kone_msg *m)
 {
     char b[sizeof((kk_sub *)0)->building];
     kd_kone_building_id(m->building, b, sizeof b);
@@ -448,9 +461,9 @@ void kk_sub_lift_status(kk_slot *s, const kd_kone_msg *m)
     x->lifts[i].mode = m->lift_mode;
     /* refused when every lift heard from is in a refused mode: one lift in service for
      * maintenance does not stop a group */
-    int blocked = refused_index(s->k, x->lifts[0].mode);
+    int blocked = refused_index(&s->all->cfg, x->lifts[0].mode);
     for (int l = 1; l < x->n_lifts && blocked >= 0; l++)
-        if (refused_index(s->k, x->lifts[l].mode) < 0)
+        if (refused_index(&s->all->cfg, x->lifts[l].mode) < 0)
             blocked = -1;
     if (blocked == x->refused_mode)
         return;
@@ -459,19 +472,19 @@ void kk_sub_lift_status(kk_slot *s, const kd_kone_msg *m)
         kd_log(KD_LOG_WARN, &lc,
                "kone: slot %d: group %s of %s is in %s mode (lift_mode %" PRId64
                "): its calls are rejected group_mode, not sent",
-               s->link.idx, x->group, x->building, s->k->sub_cfg.modes[blocked].name,
-               s->k->sub_cfg.modes[blocked].code);
+               s->link->idx, x->group, x->building, s->all->cfg.modes[blocked].name,
+               s->all->cfg.modes[blocked].code);
     else
         kd_log(KD_LOG_INFO, &lc,
-               "kone: slot %d: group %s of %s is called again (lift_mode %" PRId64 ")", s->link.idx,
-               x->group, x->building, m->lift_mode);
+               "kone: slot %d: group %s of %s is called again (lift_mode %" PRId64 ")",
+               s->link->idx, x->group, x->building, m->lift_mode);
     x->refused_mode = blocked;
 }
 
-void kk_subs_conn_lost(kk_slot *s, bool release_waiters)
+void kk_subs_conn_lost(kk_sub_slot *s, bool release_waiters)
 {
     for (int i = 0; i < KK_SUB_BUCKETS; i++)
-        for (kk_sub *x = s->sub.subs[i]; x; x = x->hnext) {
+        for (kk_sub *x = s->hash[i]; x; x = x->hnext) {
             lws_sul_cancel(&x->sul);
             if (!lws_dll2_is_detached(&x->olink))
                 lws_dll2_remove(&x->olink);
@@ -486,19 +499,19 @@ void kk_subs_conn_lost(kk_slot *s, bool release_waiters)
             if (!release_waiters)
                 continue;
             while (x->waiters.head) { /* back to the slot's queue, to be moved elsewhere */
-                kk_job *j = lws_container_of(x->waiters.head, kk_job, wlink);
-                lws_dll2_remove(&j->wlink);
-                lws_dll2_add_tail(&j->wlink, &s->wq);
+                kk_sub_job *j = lws_container_of(x->waiters.head, kk_sub_job, wait);
+                lws_dll2_remove(&j->wait);
+                s->all->ops->requeue(s, j);
             }
         }
 }
 
-void kk_subs_session_restored(kk_slot *s)
+void kk_subs_session_restored(kk_sub_slot *s)
 {
     int64_t now = kd_mono_us();
     for (int i = 0; i < KK_SUB_BUCKETS; i++) {
         kk_sub *next;
-        for (kk_sub *x = s->sub.subs[i]; x; x = next) {
+        for (kk_sub *x = s->hash[i]; x; x = next) {
             next = x->hnext;
             if (!x->waiters.count && !in_use(x, now)) {
                 destroy(x);
@@ -510,11 +523,11 @@ void kk_subs_session_restored(kk_slot *s)
     }
 }
 
-bool kk_sub_ping_target(const kk_slot *s, const char **building, const char **group)
+bool kk_sub_ping_target(const kk_sub_slot *s, const char **building, const char **group)
 {
     const kk_sub *best = NULL;
     for (int i = 0; i < KK_SUB_BUCKETS; i++)
-        for (const kk_sub *x = s->sub.subs[i]; x; x = x->hnext)
+        for (const kk_sub *x = s->hash[i]; x; x = x->hnext)
             if (x->st == KS_ACTIVE && (!best || x->last_used > best->last_used))
                 best = x;
     if (best) {
@@ -522,20 +535,21 @@ bool kk_sub_ping_target(const kk_slot *s, const char **building, const char **gr
         *group = best->group;
         return true;
     }
-    for (int i = 0; i < s->k->scope.n_buildings; i++) /* the first its token serves */
-        if (kk_token_of(s->k, s->k->scope.buildings[i]) == s->tok) {
-            *building = s->k->scope.buildings[i];
+    const kk_scope *sc = s->all->scope;
+    for (int i = 0; i < sc->n_buildings; i++) /* the first its token serves */
+        if (kk_scope_token_of(sc, sc->buildings[i]) == s->tok) {
+            *building = sc->buildings[i];
             *group = "1";
             return true;
         }
     return false;
 }
 
-void kk_subs_free(kk_slot *s)
+void kk_subs_free(kk_sub_slot *s)
 {
     for (int i = 0; i < KK_SUB_BUCKETS; i++)
-        while (s->sub.subs[i]) {
-            kk_sub *x = s->sub.subs[i];
+        while (s->hash[i]) {
+            kk_sub *x = s->hash[i];
             // NOLINTNEXTLINE(clang-analyzer-unix.Malloc): destroy() unlinks x from this bucket
             while (x->waiters.head)
                 lws_dll2_remove(x->waiters.head);

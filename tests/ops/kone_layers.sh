@@ -34,14 +34,14 @@ declare -A layer=(
     [kone]=4
 )
 # Headers without a .c of the same name. kone.h is the client's public contract: its types
-# (hooks, building stats) are the policies' too, and kone_bld.c implements its getters.
+# (hooks, building stats) are the policies' too (kone.c implements it, its getters through
+# kone_bld.h's kk_blds_building and kk_blds_each).
 declare -A hlayer=([kone_int]=3 [kone]=2)
 names=(base connection policy call api worker)
 # Known breaks being removed (issue 16): "file header". Each must still be true (stale
-# entries fail), so the list only shrinks.
+# entries fail), so the list only shrinks. Empty since kone_bld.c and kone_sub.c read alone
+# like kone_site.c (none of the policies includes kone_int.h).
 allowed=(
-    "kone_bld.c kone_int.h"
-    "kone_sub.c kone_int.h"
 )
 
 fail=0
