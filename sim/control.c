@@ -189,22 +189,36 @@ static int only_fields(const json_t *o, const char *const *names, const char *wh
     return 0;
 }
 
+/* A fault's body of optional fields: {} when empty, else a JSON object with only `names`,
+ * whose client_id (when given) is a string. 0, or the 400 answer; *o is the parsed body (the
+ * caller frees it), NULL when there is none to read. */
+static int fault_body(const char *body, size_t len, const char *const *names, const char *what,
+                      json_t **o, json_t **answer)
+{
+    char msg[200] = "out of memory";
+    *o = len ? parse_body(body, len, msg, sizeof msg) : json_object();
+    if (!*o)
+        return fail(answer, len ? 400 : 500, msg);
+    int status = only_fields(*o, names, what, answer);
+    const json_t *cid = json_object_get(*o, "client_id");
+    if (!status && cid && !json_is_string(cid))
+        status = fail(answer, 400, "client_id: must be a string");
+    return status;
+}
+
 /* {"client_id": "...", "connection_id": "...", "code": 1000..4999, "reason": "..."}, all
  * optional; connection_id drops that one connection only (GET /sim/subscriptions names the
  * connection of each subscription); no code: dropped without a close frame. */
 static int drop_connections(sim_control *c, const char *body, size_t len, json_t **answer)
 {
-    char msg[200];
-    json_t *o = len ? parse_body(body, len, msg, sizeof msg) : json_object();
+    static const char *const fields[] = {"client_id", "connection_id", "code", "reason", NULL};
+    json_t *o;
+    int status = fault_body(body, len, fields, "drop-connections", &o, answer);
     if (!o)
-        return fail(answer, 400, msg);
+        return status;
     const json_t *cid = json_object_get(o, "client_id"), *code = json_object_get(o, "code"),
                  *reason = json_object_get(o, "reason"),
                  *conn = json_object_get(o, "connection_id");
-    static const char *const fields[] = {"client_id", "connection_id", "code", "reason", NULL};
-    int status = only_fields(o, fields, "drop-connections", answer);
-    if (!status && cid && !json_is_string(cid))
-        status = fail(answer, 400, "client_id: must be a string");
     if (!status && conn && (!json_is_string(conn) || cid))
         status = fail(answer, 400, "connection_id: must be a string, and without client_id");
     int64_t cv = json_integer_value(code);
@@ -243,20 +257,17 @@ static int hex_digit(char c)
  * ...), and text frames sent in fragments of at most N bytes from now on (0: whole). */
 static int ws_inject(sim_control *c, const char *body, size_t len, json_t **answer)
 {
-    char msg[200];
-    json_t *o = len ? parse_body(body, len, msg, sizeof msg) : json_object();
+    static const char *const fields[] = {"client_id", "hex", "fragment", NULL};
+    json_t *o;
+    int status = fault_body(body, len, fields, "ws-inject", &o, answer);
     if (!o)
-        return fail(answer, 400, msg);
+        return status;
     const json_t *cid = json_object_get(o, "client_id"), *hex = json_object_get(o, "hex"),
                  *frag = json_object_get(o, "fragment");
-    static const char *const fields[] = {"client_id", "hex", "fragment", NULL};
-    int status = only_fields(o, fields, "ws-inject", answer);
     unsigned char bytes[4096];
     size_t n = 0;
     const char *h = hex && json_is_string(hex) ? json_string_value(hex) : "";
     size_t hl = strlen(h);
-    if (!status && cid && !json_is_string(cid))
-        status = fail(answer, 400, "client_id: must be a string");
     if (!status && hex && (!json_is_string(hex) || hl % 2 || hl / 2 > sizeof bytes))
         status = fail(answer, 400, "hex: must be an even number of hex digits, at most 4096 bytes");
     for (size_t i = 0; !status && i < hl; i += 2) {
