@@ -37,6 +37,7 @@
 #include "report.h"
 #include "start.h"
 #include "window.h"
+#include "kd_str.h"
 
 #define KD_PRODUCER_WINDOW 256   /* jobs in flight (sent, not yet confirmed) */
 #define KD_PRODUCER_RING 4096    /* reported lines held back for input order */
@@ -181,7 +182,7 @@ static void handle_line(app *a, const char *line, size_t len, long lineno)
     kd_err err = {0};
     int rc = kd_job_from_json(obj, kd_now_us() / 1000, a->ttl_ms, &job, &err);
     json_decref(obj);
-    snprintf(e->job_id, sizeof e->job_id, "%s", job.job_id);
+    kd_str_copy(e->job_id, sizeof e->job_id, job.job_id);
     if (rc) {
         kd_pw_refuse(&a->win, e, "%s", err.msg);
         return;

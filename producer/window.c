@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "kd_str.h"
 
 int kd_pw_init(kd_pw *w, size_t cap, const char *route)
 {
@@ -14,7 +15,7 @@ int kd_pw_init(kd_pw *w, size_t cap, const char *route)
     if (!w->ring)
         return KD_ERR_NOMEM;
     w->cap = cap;
-    snprintf(w->route, sizeof w->route, "%s", route ? route : "");
+    kd_str_copy(w->route, sizeof w->route, route ? route : "");
     return 0;
 }
 

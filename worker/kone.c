@@ -28,6 +28,7 @@
 #include "kd_tls.h"
 #include "kone_int.h"
 #include "kone_inventory.h"
+#include "kd_str.h"
 
 #define SHUTDOWN_MSG "worker shutting down"
 
@@ -51,7 +52,7 @@ static void mask_token(char *line)
 static void lws_log_emit(int level, const char *line)
 {
     char buf[768];
-    snprintf(buf, sizeof buf, "%s", line);
+    kd_str_copy(buf, sizeof buf, line);
     size_t n = strlen(buf);
     while (n && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
         buf[--n] = '\0';

@@ -57,6 +57,7 @@
 
 #include "kd_log.h"
 #include "kd_retry.h"
+#include "kd_str.h"
 
 #define BLOG(b, lv, ...)                                                                           \
     do {                                                                                           \
@@ -187,7 +188,7 @@ static kk_bld *bld_get(kk_blds *bs, const char *building, int64_t now)
     if (!(b = calloc(1, sizeof *b)))
         return NULL;
     b->bs = bs;
-    snprintf(b->id, sizeof b->id, "%s", id);
+    kd_str_copy(b->id, sizeof b->id, id);
     kd_brk_init(&b->brk, now);
     kd_rl_init(&b->rl, bs->cfg.rate_per_s, bs->cfg.rate_burst, now);
     b->rl.share_pct = bs->cfg.rl_share_pct;
@@ -239,7 +240,7 @@ static void cc_take(kk_bld_job *j)
     if (b->cc.inflight == 0)
         b->progress_at = kd_mono_us();
     if (!b->brk.probing) /* the group a suspicion ping asks about */
-        snprintf(b->probe_group, sizeof b->probe_group, "%s", j->run->job.group_id);
+        kd_str_copy(b->probe_group, sizeof b->probe_group, j->run->job.group_id);
     kd_cc_take(&j->bld->cc);
     kd_cc_take(&j->bld->bs->cc);
     j->cc_held = true;
@@ -379,7 +380,7 @@ static void record(kk_bld *b, kd_brk_verdict v, const kk_bld_job *j, bool retrac
     const kd_run *run = j->run;
     int64_t now = kd_mono_us();
     if (v == KD_BRK_FAILURE)
-        snprintf(b->probe_group, sizeof b->probe_group, "%s", run->job.group_id);
+        kd_str_copy(b->probe_group, sizeof b->probe_group, run->job.group_id);
     pthread_mutex_lock(&bs->bmu);
     kd_brk_state from = b->brk.st;
     int calls = 0, fails = 0;
@@ -809,7 +810,7 @@ void kk_blds_free(kk_blds *bs)
 static void fill(const kk_bld *b, kd_kone_building_stats *o, int64_t now)
 {
     memset(o, 0, sizeof *o);
-    snprintf(o->building, sizeof o->building, "%s", b->id);
+    kd_str_copy(o->building, sizeof o->building, b->id);
     o->circuit = (kd_kone_circuit)b->brk.st;
     o->circuit_opens = b->brk.opens;
     o->circuit_closes = b->brk.closes;

@@ -61,7 +61,9 @@
 #include <string.h>
 
 #include "kd_log.h"
+#include "kd_str.h"
 #include "kone_int.h"
+#include "kone_jw.h"
 
 #define NEVER INT64_MAX
 
@@ -154,11 +156,11 @@ static void finish(kk_job *j, kd_outcome o, kd_failure_class f, const char *code
     va_start(ap, fmt);
     /* va_start is the line above; clang-analyzer (no path given) says otherwise. */
     // NOLINTNEXTLINE(clang-analyzer-valist.Uninitialized): false positive, see above
-    vsnprintf(msg, sizeof msg, fmt, ap);
+    kd_str_vformat(msg, sizeof msg, fmt, ap);
     va_end(ap);
     /* the code may live in the job itself (fail_code of a cancelled call): copy it before
      * the job is freed */
-    snprintf(code_copy, sizeof code_copy, "%s", code ? code : "");
+    kd_str_copy(code_copy, sizeof code_copy, code ? code : "");
     code = code_copy;
     unlink_job(j);
     kd_kone *k = j->k;
@@ -185,9 +187,12 @@ static void set_unfollowed(kk_job *j, const char *why)
 
 static void succeed(kk_job *j, const char *code, const char *msg)
 {
+    if (!j->note[0]) { /* the usual case: no format to run */
+        finish(j, KD_OUTCOME_SUCCEEDED, KD_FAIL_NONE, code, "%s", msg ? msg : "");
+        return;
+    }
     char text[256];
-    snprintf(text, sizeof text, "%s%s%s", msg ? msg : "", msg && *msg && j->note[0] ? "; " : "",
-             j->note);
+    snprintf(text, sizeof text, "%s%s%s", msg ? msg : "", msg && *msg ? "; " : "", j->note);
     finish(j, KD_OUTCOME_SUCCEEDED, KD_FAIL_NONE, code, "%s", text);
 }
 
@@ -561,7 +566,7 @@ static void cancel_call(kk_job *j, const char *code, const char *fmt, ...)
     // NOLINTNEXTLINE(clang-analyzer-valist.Uninitialized): false positive, see above
     vsnprintf(j->fail_msg, sizeof j->fail_msg, fmt, ap);
     va_end(ap);
-    snprintf(j->fail_code, sizeof j->fail_code, "%s", code);
+    kd_str_copy(j->fail_code, sizeof j->fail_code, code);
     kd_log_ctx lc = log_ctx(j->run);
     kd_log(KD_LOG_INFO, &lc, "kone: %s; cancelling call %" PRId64 " before any retry", j->fail_msg,
            j->call_session_id);
@@ -835,7 +840,10 @@ kk_job *kk_job_awaiting(kk_slot *s, int64_t id)
 
 static void status_code(int status, char *buf, size_t len)
 {
-    snprintf(buf, len, "%d", status);
+    char t[24];
+    size_t n = kd_jw_int_text(t, status);
+    t[n] = '\0';
+    kd_str_copy(buf, len, t);
 }
 
 /* 401 on a request: send it again on a connection opened with a fresh token. */
@@ -1061,13 +1069,13 @@ void kk_on_call_state(kk_slot *s, const kd_kone_msg *m)
     /* a state re-sent after a resume (same state, same time) is not a change */
     if (!strcmp(in->state, j->last_state) && !strcmp(in->kone_time, j->last_time))
         return;
-    snprintf(j->last_state, sizeof j->last_state, "%s", in->state);
-    snprintf(j->last_time, sizeof j->last_time, "%s", in->kone_time);
+    kd_str_copy(j->last_state, sizeof j->last_state, in->state);
+    kd_str_copy(j->last_time, sizeof j->last_time, in->kone_time);
     kd_run *run = j->run;
     if (in->has_modified_destination) { /* a transfer: the result carries it too */
         run->has_modified_destination = true;
         run->modified_destination = in->modified_destination;
-        snprintf(run->modified_reason, sizeof run->modified_reason, "%s", in->modified_reason);
+        kd_str_copy(run->modified_reason, sizeof run->modified_reason, in->modified_reason);
     }
     if (run->job.track && k->hooks.call_event) {
         kd_call_event ev = *in;

@@ -36,6 +36,7 @@
 #include "kd_log.h"
 #include "kd_time.h"
 #include "kone_conn.h"
+#include "kd_str.h"
 
 #define SEC 1000000LL
 
@@ -254,7 +255,7 @@ static bool conn_open(kk_conn *c)
     conn_fresh(c);
     c->token_gen = gen;
     if (!kd_tls_connect(&c->tls, p->tls_ctx, address, p->ws_port, p->ws_host)) {
-        snprintf(why, sizeof why, "%s", c->tls.why);
+        kd_str_copy(why, sizeof why, c->tls.why);
         conn_gone(c, NULL, why, 0);
         return true;
     }
@@ -380,7 +381,7 @@ static void session_answer(kk_conn *c, const kd_kone_msg *m)
                 kk_conn_kill(c);
                 return;
             }
-            snprintf(l->session_id, sizeof l->session_id, "%s", m->session_id);
+            kd_str_copy(l->session_id, sizeof l->session_id, m->session_id);
             l->session_numeric = m->session_numeric;
         }
         bool resumed = c->sess_resume;
@@ -579,6 +580,8 @@ static int conn_readable(kk_conn *c, struct lws *wsi)
         if (!n)
             break;
         conn_rx(c, wsi, buf, (size_t)n);
+        if (!kd_tls_pending(&c->tls))
+            break; /* the rest, if any, is in the socket: its poll says when */
     }
     if (c->tls.want_write)
         conn_want_write(c);
@@ -768,11 +771,11 @@ static void conn_closed(kk_conn *c, const struct lws *wsi)
     if (!c->tls_up)
         kd_tls_closed(&c->tls);
     if (c->tls.why[0])
-        snprintf(why, sizeof why, "%s", c->tls.why);
+        kd_str_copy(why, sizeof why, c->tls.why);
     else if (c->ws.why[0] && c->ws.peer_closed)
         snprintf(why, sizeof why, "%s (code %d)", c->ws.why, c->ws.code);
     else if (c->ws.why[0])
-        snprintf(why, sizeof why, "%s", c->ws.why);
+        kd_str_copy(why, sizeof why, c->ws.why);
     else
         snprintf(why, sizeof why, "%s",
                  c->st == KC_CONNECTING ? "connection closed or timed out before the upgrade"

@@ -20,6 +20,7 @@
 
 #include "kd_log.h"
 #include "kd_run.h"
+#include "kd_str.h"
 
 #define KD_DNS_ADDR_MAX 64 /* INET6_ADDRSTRLEN and then some */
 
@@ -61,14 +62,14 @@ int kd_kone_dns_getaddrinfo(const char *host, char *addr, size_t len, char *why,
     struct addrinfo *res = NULL;
     int rc = getaddrinfo(host, NULL, &hints, &res);
     if (rc) {
-        snprintf(why, wlen, "%s", rc == EAI_SYSTEM ? kd_strerror(errno) : gai_strerror(rc));
+        kd_str_copy(why, wlen, rc == EAI_SYSTEM ? kd_strerror(errno) : gai_strerror(rc));
         return -1;
     }
     /* the first answer, in the order getaddrinfo sorted them (RFC 6724, /etc/gai.conf) */
     rc = getnameinfo(res->ai_addr, res->ai_addrlen, addr, (socklen_t)len, NULL, 0, NI_NUMERICHOST);
     freeaddrinfo(res);
     if (rc) {
-        snprintf(why, wlen, "%s", gai_strerror(rc));
+        kd_str_copy(why, wlen, gai_strerror(rc));
         return -1;
     }
     return 0;
@@ -113,12 +114,12 @@ static void *resolver_thread(void *arg)
             d->have = true;
             d->failed = false;
             d->expires = kd_mono_us() + d->ttl_us;
-            snprintf(d->addr, sizeof d->addr, "%s", addr);
+            kd_str_copy(d->addr, sizeof d->addr, addr);
             kd_debug("kone: %s resolved to %s in %lld ms", d->host, addr, (long long)took_ms);
         } else {
             d->have = false;
             d->failed = true;
-            snprintf(d->why, sizeof d->why, "%s", why);
+            kd_str_copy(d->why, sizeof d->why, why);
             /* the slot that asked logs it as its connection failure */
             kd_debug("kone: could not resolve %s: %s (after %lld ms)", d->host, why,
                      (long long)took_ms);
@@ -173,7 +174,7 @@ kd_kone_dns_state kd_kone_dns_get(kd_kone_dns *d, char *addr, size_t len, char *
     kd_kone_dns_state st;
     pthread_mutex_lock(&d->mu);
     if (d->have && kd_mono_us() < d->expires) {
-        snprintf(addr, len, "%s", d->addr);
+        kd_str_copy(addr, len, d->addr);
         st = KD_DNS_READY;
     } else if (d->failed) {
         d->failed = false; /* told once: the next call asks again */

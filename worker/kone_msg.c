@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include "kd_str.h"
 
 /* ------------------------------------------------------------------ helpers */
 
@@ -637,7 +638,7 @@ kd_outcome kd_kone_call_error_outcome(const char *text, char *code, size_t code_
     else if (strncasecmp(text, "Invalid json payload", 20) == 0)
         snprintf(code, code_len, "invalid_payload");
     else if (is_token(text, code_len))
-        snprintf(code, code_len, "%s", text);
+        kd_str_copy(code, code_len, text);
     else
         snprintf(code, code_len, "call_refused");
     return KD_OUTCOME_REJECTED;
@@ -646,7 +647,7 @@ kd_outcome kd_kone_call_error_outcome(const char *text, char *code, size_t code_
 void kd_kone_cancel_code(const char *reason, char *code, size_t code_len)
 {
     if (reason && is_token(reason, code_len))
-        snprintf(code, code_len, "%s", reason);
+        kd_str_copy(code, code_len, reason);
     else
         snprintf(code, code_len, "cancelled");
 }

@@ -37,6 +37,7 @@
 
 #include "kd_log.h"
 #include "kd_time.h"
+#include "kd_str.h"
 
 static void site_timer(lws_sorted_usec_list_t *sul);
 
@@ -140,8 +141,8 @@ static kk_site *create(kk_sites *ss, const char *b, const char *g, int64_t now)
     if (!x)
         return NULL;
     x->sites = ss;
-    snprintf(x->building, sizeof x->building, "%s", b);
-    snprintf(x->group, sizeof x->group, "%s", g);
+    kd_str_copy(x->building, sizeof x->building, b);
+    kd_str_copy(x->group, sizeof x->group, g);
     x->fresh.ttl_us = ss->cfg.config_ttl_us;
     unsigned h = hash_of(b, g);
     x->hnext = ss->hash[h];

@@ -48,6 +48,7 @@
 
 #include "kd_log.h"
 #include "kone_sub.h"
+#include "kd_str.h"
 
 #define SEC 1000000LL
 #define RETRY_MIN_US SEC
@@ -132,8 +133,8 @@ static kk_sub *create(kk_sub_slot *s, const char *b, const char *g)
     if (!x)
         return NULL;
     x->slot = s;
-    snprintf(x->building, sizeof x->building, "%s", b);
-    snprintf(x->group, sizeof x->group, "%s", g);
+    kd_str_copy(x->building, sizeof x->building, b);
+    kd_str_copy(x->group, sizeof x->group, g);
     x->st = KS_NEW;
     x->refused_mode = -1;
     unsigned h = hash_of(b, g);
@@ -193,7 +194,7 @@ kk_gate kk_sub_gate(kk_sub_slot *s, kk_sub_job *j, char *why, size_t len)
     if (x->st == KS_ACTIVE)
         return KK_GATE_GO;
     if (x->st == KS_REFUSED && now < x->retry_at) {
-        snprintf(why, len, "%s", x->why);
+        kd_str_copy(why, len, x->why);
         return x->final ? KK_GATE_GO : KK_GATE_FAIL;
     }
     if (x->st == KS_REFUSED) { /* the backoff passed: ask again, calls wait for it */
@@ -456,7 +457,7 @@ void kk_sub_lift_status(kk_sub_slot *s, const kd_kone_msg *m)
     if (i == x->n_lifts) {
         if (x->n_lifts == KK_SUB_LIFTS)
             return;
-        snprintf(x->lifts[x->n_lifts++].lift, sizeof x->lifts[0].lift, "%s", m->lift);
+        kd_str_copy(x->lifts[x->n_lifts++].lift, sizeof x->lifts[0].lift, m->lift);
     }
     x->lifts[i].mode = m->lift_mode;
     /* refused when every lift heard from is in a refused mode: one lift in service for

@@ -46,6 +46,9 @@ bool kd_tls_connect(kd_tls *t, SSL_CTX *ctx, const char *address, int port, cons
 kd_tls_state kd_tls_step(kd_tls *t);
 /* >0 bytes read, 0 nothing more for now, -1 closed or failed (why says which). */
 ssize_t kd_tls_read(kd_tls *t, void *buf, size_t cap);
+/* TLS holds bytes already read from the socket (a record, or part of one): kd_tls_read may
+ * return more without the socket being readable. When false, wait for the socket. */
+bool kd_tls_pending(const kd_tls *t);
 /* bytes taken (0: none for now, try when writable), -1 failed. */
 ssize_t kd_tls_write(kd_tls *t, const void *buf, size_t len);
 /* The loop closed the socket before TLS was up (poll said hang-up or error): why becomes the

@@ -17,6 +17,7 @@
 
 #include "kd_log.h"
 #include "kd_time.h"
+#include "kd_str.h"
 
 #define TOKEN_MAX_LIFE_S (365LL * 24 * 3600) /* longest expires_in taken as it is */
 #define BODY_MAX (64 * 1024)
@@ -274,7 +275,7 @@ static int fetch_with_abort(const kd_kone_token_cfg *cfg, const atomic_bool *abo
     if (cc != CURLE_OK) {
         const char *what = ebuf[0] ? ebuf : curl_easy_strerror(cc);
         char msg[CURL_ERROR_SIZE + 64];
-        snprintf(msg, sizeof msg, "%s", what);
+        kd_str_copy(msg, sizeof msg, what);
         kd_kone_mask(msg, sizeof msg, cfg->client_secret);
         if (cc == CURLE_ABORTED_BY_CALLBACK)
             rc = kd_err_set(err, KD_ERR_IO, "token fetch aborted (shutting down)");
@@ -385,7 +386,7 @@ static void *token_thread(void *arg)
                 int64_t d = kd_kone_token_backoff_us(t->failures);
                 t->next_try_us = kd_mono_us() + d;
                 kd_kone_mask(e.msg, sizeof e.msg, t->cfg.client_secret);
-                snprintf(t->last_err, sizeof t->last_err, "%s", e.msg);
+                kd_str_copy(t->last_err, sizeof t->last_err, e.msg);
                 kd_warn("kone: token fetch failed (attempt %d, retry in %lld ms): %s", t->failures,
                         (long long)(d / 1000), e.msg);
             }
@@ -547,6 +548,6 @@ bool kd_kone_tokens_have(kd_kone_tokens *t)
 void kd_kone_tokens_last_error(kd_kone_tokens *t, char *buf, size_t len)
 {
     pthread_mutex_lock(&t->mu);
-    snprintf(buf, len, "%s", t->last_err);
+    kd_str_copy(buf, len, t->last_err);
     pthread_mutex_unlock(&t->mu);
 }

@@ -8,6 +8,7 @@
 #include <openssl/rand.h>
 
 #include "kd_buf.h"
+#include "kd_str.h"
 
 /* What the output buffer takes from wslay at most: the rest of wslay's queue waits until
  * the socket took this, so a burst never grows the buffer without bound. */
@@ -111,7 +112,7 @@ static kd_ws_result end(kd_ws *w, int code, const char *why)
     if (!w->code)
         w->code = code;
     if (!w->why[0])
-        snprintf(w->why, sizeof w->why, "%s", why);
+        kd_str_copy(w->why, sizeof w->why, why);
     return KD_WS_END;
 }
 

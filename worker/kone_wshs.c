@@ -10,6 +10,7 @@
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 #include <openssl/sha.h>
+#include "kd_str.h"
 
 static const char ws_guid[] = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"; /* RFC 6455 4.2.2 */
 
@@ -37,7 +38,7 @@ size_t kd_wshs_start(kd_wshs *h, const char *host, int port, const char *path, c
      * koneapi subprotocol; Host carries the port when it is not https' own. */
     char hostport[300];
     if (port == 443)
-        snprintf(hostport, sizeof hostport, "%s", host);
+        kd_str_copy(hostport, sizeof hostport, host);
     else
         snprintf(hostport, sizeof hostport, "%s:%d", host, port);
     int n = snprintf(out, cap,
@@ -102,7 +103,7 @@ static bool value_is(const char *v, size_t vl, const char *want)
 
 static kd_wshs_result refuse(char *why, size_t cap, const char *text)
 {
-    snprintf(why, cap, "%s", text);
+    kd_str_copy(why, cap, text);
     return KD_WSHS_REFUSED;
 }
 

@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "kd_log.h"
+#include "kd_str.h"
 
 /* ------------------------------------------------------------------ helpers */
 
@@ -51,21 +52,21 @@ void kd_ledger_mask_url(const char *url, char *out, size_t len)
     if (scheme && at && colon && colon < at)
         snprintf(tmp, sizeof tmp, "%.*s:***%s", (int)(colon - url), url, at);
     else
-        snprintf(tmp, sizeof tmp, "%s", url);
+        kd_str_copy(tmp, sizeof tmp, url);
     char *pw = strstr(tmp, "password=");
     if (pw) {
         char *end = strchr(pw, '&');
         char rest[1024];
-        snprintf(rest, sizeof rest, "%s", end ? end : "");
+        kd_str_copy(rest, sizeof rest, end ? end : "");
         snprintf(pw, sizeof tmp - (size_t)(pw - tmp), "password=***%s", rest);
     }
-    snprintf(out, len, "%s", tmp);
+    kd_str_copy(out, len, tmp);
 }
 
 /* libpq's own message without its trailing newline. */
 const char *lg_pg_msg(PGconn *pg, char *buf, size_t len)
 {
-    snprintf(buf, len, "%s", pg ? PQerrorMessage(pg) : "no connection");
+    kd_str_copy(buf, len, pg ? PQerrorMessage(pg) : "no connection");
     size_t n = strlen(buf);
     while (n && (buf[n - 1] == '\n' || buf[n - 1] == ' '))
         buf[--n] = '\0';
@@ -103,8 +104,8 @@ op *lg_new_op(op_kind kind, const kd_run *run)
         return NULL;
     o->kind = kind;
     if (run) {
-        snprintf(o->job_id, sizeof o->job_id, "%s", run->job.job_id);
-        snprintf(o->building, sizeof o->building, "%s", run->job.building_id);
+        kd_str_copy(o->job_id, sizeof o->job_id, run->job.job_id);
+        kd_str_copy(o->building, sizeof o->building, run->job.building_id);
         o->attempt = run->attempt;
         o->replayed = run->replayed;
         o->session_id = run->session_id;
@@ -140,7 +141,7 @@ static int exec_ok(PGconn *pg, const char *sql, char *why, size_t len)
     ExecStatusType st = PQresultStatus(r);
     int rc = st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK ? 0 : -1;
     if (rc)
-        snprintf(why, len, "%s", PQresultErrorMessage(r));
+        kd_str_copy(why, len, PQresultErrorMessage(r));
     PQclear(r);
     return rc;
 }
@@ -157,7 +158,7 @@ static int migrate(kd_ledger *l, kd_err *err)
         goto fail;
     PGresult *r = PQexec(pg, "SELECT max(version) FROM kd_schema");
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-        snprintf(why, sizeof why, "%s", PQresultErrorMessage(r));
+        kd_str_copy(why, sizeof why, PQresultErrorMessage(r));
         PQclear(r);
         goto fail;
     }
@@ -201,7 +202,7 @@ static int prepare_all(kd_ledger *l, char *why, size_t len)
         PGresult *r = PQprepare(l->pg, lg_op_stmt[k], lg_op_sql[k], 0, NULL);
         int bad = PQresultStatus(r) != PGRES_COMMAND_OK;
         if (bad)
-            snprintf(why, len, "%s", PQresultErrorMessage(r));
+            kd_str_copy(why, len, PQresultErrorMessage(r));
         PQclear(r);
         if (bad)
             return -1;
@@ -428,7 +429,7 @@ void lg_enqueue(kd_ledger *l, op *o)
     lg_push(&l->queue, o);
 }
 
-void kd_ledger_claim(kd_ledger *l, const kd_run *run, kd_ledger_claim_fn fn, void *ctx)
+void kd_ledger_claim(kd_ledger *l, kd_run *run, kd_ledger_claim_fn fn, void *ctx)
 {
     op *o = lg_new_op(OP_CLAIM, run);
     if (!o || !l || !l->pg) {
@@ -439,6 +440,7 @@ void kd_ledger_claim(kd_ledger *l, const kd_run *run, kd_ledger_claim_fn fn, voi
     }
     o->claim_fn = fn;
     o->ctx = ctx;
+    o->pg_us = &run->ledger_claim_us;
     lg_enqueue(l, o);
 }
 
@@ -465,8 +467,8 @@ void kd_ledger_accept(kd_ledger *l, const char *job_id, int64_t session_id,
         return;
         /* GCOVR_EXCL_STOP */
     }
-    snprintf(o->job_id, sizeof o->job_id, "%s", job_id);
-    snprintf(o->message, sizeof o->message, "%s", kone_session ? kone_session : "");
+    kd_str_copy(o->job_id, sizeof o->job_id, job_id);
+    kd_str_copy(o->message, sizeof o->message, kone_session ? kone_session : "");
     o->session_id = session_id;
     lg_enqueue(l, o);
 }
@@ -481,8 +483,8 @@ void kd_ledger_release(kd_ledger *l, const kd_run *run, bool written)
     enqueue_simple(l, written ? OP_RELEASE_WRITTEN : OP_RELEASE_NEW, run);
 }
 
-void kd_ledger_done(kd_ledger *l, const kd_run *run, const void *result, size_t len,
-                    kd_ledger_done_fn fn, void *ctx)
+void kd_ledger_done(kd_ledger *l, kd_run *run, const void *result, size_t len, kd_ledger_done_fn fn,
+                    void *ctx)
 {
     op *o = l ? lg_new_op(OP_DONE, run) : NULL;
     if (!l) {
@@ -505,16 +507,17 @@ void kd_ledger_done(kd_ledger *l, const kd_run *run, const void *result, size_t 
     if (len)
         memcpy(o->result, result, len);
     o->result_len = len;
-    snprintf(o->outcome, sizeof o->outcome, "%s", kd_outcome_name(run->outcome));
+    kd_str_copy(o->outcome, sizeof o->outcome, kd_outcome_name(run->outcome));
     o->failure = (int)run->failure;
     o->kone_status = run->kone_status;
-    snprintf(o->error_code, sizeof o->error_code, "%s", run->error_code);
-    snprintf(o->error_message, sizeof o->error_message, "%s", run->error_message);
+    kd_str_copy(o->error_code, sizeof o->error_code, run->error_code);
+    kd_str_copy(o->error_message, sizeof o->error_message, run->error_message);
     o->started_us = run->started_us;
     o->finished_us = run->finished_us;
     o->kone_rtt_us = run->kone_rtt_us;
     o->done_fn = fn;
     o->ctx = ctx;
+    o->pg_us = &run->ledger_done_us;
     lg_enqueue(l, o);
 }
 

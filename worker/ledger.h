@@ -116,8 +116,9 @@ int kd_ledger_pending(const kd_ledger *l);
 int kd_ledger_wait_fd(const kd_ledger *l);
 
 /* Claims run->job.job_id for run->attempt; fn(found, ctx) after the commit (or at once with
- * KD_LEDGER_FAILED when the ledger is down). */
-void kd_ledger_claim(kd_ledger *l, const kd_run *run, kd_ledger_claim_fn fn, void *ctx);
+ * KD_LEDGER_FAILED when the ledger is down). The time its batch waited for PostgreSQL (sent
+ * to committed) is added to run->ledger_claim_us: run must live until fn. */
+void kd_ledger_claim(kd_ledger *l, kd_run *run, kd_ledger_claim_fn fn, void *ctx);
 /* KONE accepted the call: state accepted with its session id and the KONE session (the
  * create-session id of the connection) that made it. */
 void kd_ledger_accept(kd_ledger *l, const char *job_id, int64_t session_id,
@@ -140,9 +141,10 @@ void kd_ledger_cancel_answer(kd_ledger *l, const char *cancel_job_id, int status
 /* Takes the cancels asked of this worker from now on (fn on the main thread). */
 void kd_ledger_on_cancel(kd_ledger *l, kd_ledger_cancel_fn fn, void *ctx);
 /* The job ended: state done with the run's outcome and the encoded result event. fn(ok)
- * after the commit; ok=false only when the row is no longer this worker's (taken over). */
-void kd_ledger_done(kd_ledger *l, const kd_run *run, const void *result, size_t len,
-                    kd_ledger_done_fn fn, void *ctx);
+ * after the commit; ok=false only when the row is no longer this worker's (taken over).
+ * PostgreSQL's time is added to run->ledger_done_us, as for the claim. */
+void kd_ledger_done(kd_ledger *l, kd_run *run, const void *result, size_t len, kd_ledger_done_fn fn,
+                    void *ctx);
 /* A transient failure before KONE accepted anything: the next attempt may call. */
 void kd_ledger_retry(kd_ledger *l, const kd_run *run);
 /* This worker lets go of the job without an outcome. written=false: the call was never

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "kd_log.h"
+#include "kd_str.h"
 
 op *lg_cancel_op(kd_ledger *l, op_kind kind, const char *cancel_job_id)
 {
@@ -20,7 +21,7 @@ op *lg_cancel_op(kd_ledger *l, op_kind kind, const char *cancel_job_id)
         return NULL;
         /* GCOVR_EXCL_STOP */
     }
-    snprintf(o->job_id, sizeof o->job_id, "%s", cancel_job_id);
+    kd_str_copy(o->job_id, sizeof o->job_id, cancel_job_id);
     (void)l;
     return o;
 }
@@ -35,7 +36,7 @@ void kd_ledger_route(kd_ledger *l, int64_t call_session_id, const char *building
         return;
     }
     o->session_id = call_session_id;
-    snprintf(o->building, sizeof o->building, "%s", building);
+    kd_str_copy(o->building, sizeof o->building, building);
     o->route_fn = fn;
     o->ctx = ctx;
     lg_enqueue(l, o);
@@ -48,9 +49,9 @@ void kd_ledger_cancel_request(kd_ledger *l, const char *cancel_job_id, int64_t c
     if (!o)
         return;
     o->session_id = call_session_id;
-    snprintf(o->building, sizeof o->building, "%s", building);
-    snprintf(o->group, sizeof o->group, "%s", group);
-    snprintf(o->owner, sizeof o->owner, "%s", owner);
+    kd_str_copy(o->building, sizeof o->building, building);
+    kd_str_copy(o->group, sizeof o->group, group);
+    kd_str_copy(o->owner, sizeof o->owner, owner);
     lg_enqueue(l, o);
 }
 
@@ -73,7 +74,7 @@ void kd_ledger_cancel_answer(kd_ledger *l, const char *cancel_job_id, int status
     if (!o)
         return;
     o->status = status;
-    snprintf(o->message, sizeof o->message, "%s", message ? message : "");
+    kd_str_copy(o->message, sizeof o->message, message ? message : "");
     lg_enqueue(l, o);
 }
 

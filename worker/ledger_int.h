@@ -71,6 +71,7 @@ typedef struct op {
     kd_ledger_route_fn route_fn;
     kd_ledger_poll_fn poll_fn;
     void *ctx;
+    int64_t *pg_us; /* the run's sum of PostgreSQL's time (claim, done), or NULL */
     kd_ledger_call_owner route;
     /* answer */
     bool failed;

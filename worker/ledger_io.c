@@ -326,14 +326,17 @@ void lg_finish_op(kd_ledger *l, op *o, bool ok)
 static void batch_done(kd_ledger *l, bool ok)
 {
     unsigned id = l->head_batch;
+    int64_t took = kd_mono_us() - l->sent_at[id % LEDGER_MAX_BATCHES];
     if (l->hooks.commit && ok)
-        l->hooks.commit(kd_mono_us() - l->sent_at[id % LEDGER_MAX_BATCHES], l->hooks.arg);
+        l->hooks.commit(took, l->hooks.arg);
     l->head_batch = id + 1;
     l->n_batches--;
     op *o;
     op_list again = {0};
     while (l->batch.head && l->batch.head->batch_id == id) {
         o = lg_pop(&l->batch);
+        if (o->pg_us)
+            *o->pg_us += took;
         if (ok || o->kind == OP_CLAIM || o->kind == OP_PURGE || o->kind == OP_COUNT ||
             o->kind == OP_RENEW || o->kind == OP_ROUTE || o->kind == OP_CANCEL_POLL ||
             o->kind == OP_CANCEL_TAKE || o->kind == OP_ALIVE || o->kind == OP_GONE) {

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "kd_log.h"
+#include "kd_str.h"
 
 int kd_rpub_init(kd_rpub *t, int cap, kd_rpub_done_fn done, void *arg)
 {
@@ -56,7 +57,7 @@ static int publish(kd_rpub *t, kd_amqp *a, wk_run *r, const kd_amqp_out *m, kd_e
     memset(e, 0, sizeof *e);
     e->tag = tag;
     e->run = r;
-    snprintf(e->message_id, sizeof e->message_id, "%s", m->message_id ? m->message_id : "");
+    kd_str_copy(e->message_id, sizeof e->message_id, m->message_id ? m->message_id : "");
     r->waits |= WK_WAIT_AMQP;
     return 0;
 }
@@ -112,9 +113,9 @@ int kd_rpub_dead(kd_rpub *t, kd_amqp *a, wk_run *r, const char *reason, const ch
     }
     kd_amqp_headers h = {
         .attempt = r->run.attempt, .requeues = r->run.requeues, .first_seen_ms = r->first_seen_ms};
-    snprintf(h.reason, sizeof h.reason, "%s", reason);
-    snprintf(h.error, sizeof h.error, "%s", error);
-    snprintf(h.last_error, sizeof h.last_error, "%s", error);
+    kd_str_copy(h.reason, sizeof h.reason, reason);
+    kd_str_copy(h.error, sizeof h.error, error);
+    kd_str_copy(h.last_error, sizeof h.last_error, error);
     kd_amqp_out m = {.exchange = topo->dead_exchange,
                      .routing_key = topo->dead_queue,
                      .message_id = message_id,

@@ -56,6 +56,7 @@
 #include "metrics_catalog.h"
 #include "retry_pub.h"
 #include "run.h"
+#include "kd_str.h"
 
 #define KD_WORKER_SETTLE_GRACE_US 5000000  /* after drain_ms: results and confirms */
 #define KD_WORKER_BUSY_RECHECK_US 1000000  /* a job another delivery holds: ask again */
@@ -217,8 +218,8 @@ static int produce_nb(kd_worker *w, const char *topic, const char *key, const vo
         } else {
             memset(p, 0, sizeof *p);
             p->topic = topic;
-            snprintf(p->key, sizeof p->key, "%s", key ? key : "");
-            snprintf(p->job_id, sizeof p->job_id, "%s", job_id ? job_id : "");
+            kd_str_copy(p->key, sizeof p->key, key ? key : "");
+            kd_str_copy(p->job_id, sizeof p->job_id, job_id ? job_id : "");
             p->r = r;
             p->since = kd_mono_us();
             p->len = len;
@@ -415,8 +416,8 @@ static void on_kone_accepted(const kd_run *run, const char *kone_session, void *
         return;
         /* GCOVR_EXCL_STOP */
     }
-    snprintf(a->job_id, sizeof a->job_id, "%s", run->job.job_id);
-    snprintf(a->kone_session, sizeof a->kone_session, "%s", kone_session ? kone_session : "");
+    kd_str_copy(a->job_id, sizeof a->job_id, run->job.job_id);
+    kd_str_copy(a->kone_session, sizeof a->kone_session, kone_session ? kone_session : "");
     a->attempt = run->attempt;
     a->session_id = run->session_id;
     pthread_mutex_lock(&w->lock);
@@ -473,9 +474,11 @@ static void count_acked(kd_worker *w, const wk_run *r)
 }
 
 /* worker.timings_file: one line per acked delivery for scripts/bench (docs/performance.md):
- * "received started finished produced acked building outcome fate", times in µs since the
- * epoch (0 where a step did not happen), fate "final" (its result or dead-letter copy went
- * out: the job is done) or "requeue" (handed to a retry tier or parked: it comes back).
+ * "received started finished produced acked building outcome fate claim_pg done_pg", times
+ * in µs since the epoch (0 where a step did not happen), fate "final" (its result or
+ * dead-letter copy went out: the job is done) or "requeue" (handed to a retry tier or parked:
+ * it comes back), then the µs its ledger claim and its outcome record waited for PostgreSQL
+ * (0 without the ledger): what the bench takes out of the worker's own latency.
  * Written on this thread only, into stdio's buffer (flushed when the worker stops): no lock
  * and no system call per job; when off, the cost is the NULL test. */
 static void write_timings(kd_worker *w, const wk_run *r)
@@ -485,10 +488,12 @@ static void write_timings(kd_worker *w, const wk_run *r)
     const kd_run *run = &r->run;
     bool final =
         r->fate == WK_FATE_RESULT || r->fate == WK_FATE_DEAD || r->fate == WK_FATE_UNDECODABLE;
-    fprintf(w->timings, "%lld %lld %lld %lld %lld %s %s %s\n", (long long)run->received_us,
-            (long long)run->started_us, (long long)run->finished_us, (long long)run->produced_us,
-            (long long)kd_now_us(), run->job.building_id[0] ? run->job.building_id : "-",
-            kd_outcome_name(run->outcome), final ? "final" : "requeue");
+    fprintf(w->timings, "%lld %lld %lld %lld %lld %s %s %s %lld %lld\n",
+            (long long)run->received_us, (long long)run->started_us, (long long)run->finished_us,
+            (long long)run->produced_us, (long long)kd_now_us(),
+            run->job.building_id[0] ? run->job.building_id : "-", kd_outcome_name(run->outcome),
+            final ? "final" : "requeue", (long long)run->ledger_claim_us,
+            (long long)run->ledger_done_us);
 }
 
 static void settle(kd_worker *w, wk_run *r)
@@ -679,9 +684,9 @@ static void on_cancel_asked(const char *cancel_job_id, int64_t call_session_id,
     run->attempt = 1;
     run->job.op = KD_OP_CANCEL;
     run->job.session_id = call_session_id;
-    snprintf(run->job.job_id, sizeof run->job.job_id, "%s", cancel_job_id);
-    snprintf(run->job.building_id, sizeof run->job.building_id, "%s", building);
-    snprintf(run->job.group_id, sizeof run->job.group_id, "%s", *group ? group : "1");
+    kd_str_copy(run->job.job_id, sizeof run->job.job_id, cancel_job_id);
+    kd_str_copy(run->job.building_id, sizeof run->job.building_id, building);
+    kd_str_copy(run->job.group_id, sizeof run->job.group_id, *group ? group : "1");
     run->received_us = kd_now_us();
     run->job.deadline = run->received_us / 1000 + 30000;
     kd_log_ctx lc = run_ctx(run);
@@ -907,7 +912,7 @@ static void dead_letter_undecodable(kd_worker *w, wk_run *r, const kd_delivery *
 {
     char mid[80];
     if (d->message_id[0])
-        snprintf(mid, sizeof mid, "%s", d->message_id);
+        kd_str_copy(mid, sizeof mid, d->message_id);
     else
         snprintf(mid, sizeof mid, "kd-undecodable-%llu-%llu", (unsigned long long)d->epoch,
                  (unsigned long long)d->delivery_tag);
@@ -1203,6 +1208,10 @@ static void wait_io(kd_worker *w, int wait_ms)
     }
 }
 
+/* Deliveries taken in one turn at most (what rabbitmq-c has read already): a bound so that
+ * Kafka's reports and the ledger's answers are served between clumps. */
+#define TURN_DELIVERIES 64
+
 /* One turn of the loop: one wait on the sockets, then everything that became due. */
 static void turn(kd_worker *w, int wait_ms)
 {
@@ -1212,9 +1221,16 @@ static void turn(kd_worker *w, int wait_ms)
         /* messages waiting for room in Kafka's queue: wait on its delivery reports instead */
         bool pq = pq_waiting(w);
         wait_io(w, pq ? 0 : wait_ms);
-        int rc = kd_amqp_consume_next(w->amqp, 0, &d, &err);
-        if (rc == 1)
-            on_delivery(w, &d);
+        /* Every delivery rabbitmq-c already holds, before the ledger's turn: RabbitMQ hands
+         * paced jobs over in clumps, and their claims then go to PostgreSQL as one batch (one
+         * commit) instead of one batch each, the first four of them taking every slot of the
+         * ledger's pipeline while the rest wait (docs/performance.md, issue 17). */
+        int rc, n = 0;
+        do {
+            rc = kd_amqp_consume_next(w->amqp, 0, &d, &err);
+            if (rc == 1)
+                on_delivery(w, &d);
+        } while (rc == 1 && ++n < TURN_DELIVERIES && kd_amqp_buffered(w->amqp));
         serve_side_events(w);
         if (rc < 0)
             conn_lost(w, err.msg);
@@ -1363,7 +1379,7 @@ int kd_worker_new(kd_worker **out, const kd_config *cfg, kd_err *err)
     /* GCOVR_EXCL_STOP */
     const char *id = kd_cfg_str(cfg, KD_CFG_WORKER_ID);
     if (*id) {
-        snprintf(w->id, sizeof w->id, "%s", id);
+        kd_str_copy(w->id, sizeof w->id, id);
     } else {
         char host[64] = "worker";
         gethostname(host, sizeof host - 1);

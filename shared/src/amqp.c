@@ -36,6 +36,7 @@
 
 #include "kd_log.h"
 #include "kd_tls.h"
+#include "kd_str.h"
 
 static _Atomic uint64_t kd_amqp_epochs;
 
@@ -102,7 +103,7 @@ int kd_amqp_set_broken(kd_amqp *a, kd_err *err, int code, const char *fmt, ...)
     if (!a->broken) {
         a->broken = true;
         a->broken_code = code;
-        snprintf(a->broken_msg, sizeof a->broken_msg, "%s", msg);
+        kd_str_copy(a->broken_msg, sizeof a->broken_msg, msg);
     }
     return kd_err_set(err, code, "%s", msg);
 }
@@ -215,7 +216,7 @@ static int log_in(kd_amqp *a, const kd_config *cfg, int heartbeat, kd_err *err)
 {
     /* connection_name shows up in the management UI and rabbitmqctl list_connections */
     char name[128];
-    snprintf(name, sizeof name, "%s", cfg->prog_name ? cfg->prog_name : "kone-dispatch");
+    kd_str_copy(name, sizeof name, cfg->prog_name ? cfg->prog_name : "kone-dispatch");
     /* RabbitMQ sends basic.cancel (the work queue deleted under its consumer) and
      * connection.blocked/unblocked (a resource alarm) only to clients that announce them as
      * capabilities; rabbitmq-c announces neither, and without the first a worker whose queue
@@ -269,9 +270,9 @@ static int connect_host(kd_amqp **out, const kd_config *cfg, const char *host, i
         free(a);
         return rc;
     }
-    snprintf(a->exchange, sizeof a->exchange, "%s", a->topo.exchange);
-    snprintf(a->queue, sizeof a->queue, "%s", a->topo.queue);
-    snprintf(a->routing_key, sizeof a->routing_key, "%s", a->topo.routing_key);
+    kd_str_copy(a->exchange, sizeof a->exchange, a->topo.exchange);
+    kd_str_copy(a->queue, sizeof a->queue, a->topo.queue);
+    kd_str_copy(a->routing_key, sizeof a->routing_key, a->topo.routing_key);
     snprintf(a->where, sizeof a->where, "%s%s:%d", tls ? "amqps://" : "", host, (int)port);
     a->conn = amqp_new_connection();
     if (!a->conn) {

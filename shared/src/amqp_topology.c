@@ -28,6 +28,7 @@
 #include <string.h>
 
 #include "kd_log.h"
+#include "kd_str.h"
 
 #define QARGS_MAX 8
 
@@ -288,7 +289,7 @@ int kd_amqp_declare_topology(kd_amqp *a, kd_err *err)
 int kd_amqp_missing_args(const kd_amqp *a, char *buf, size_t len)
 {
     if (buf && len)
-        snprintf(buf, len, "%s", a->missing);
+        kd_str_copy(buf, len, a->missing);
     return a->n_missing;
 }
 
@@ -301,7 +302,7 @@ static int name_key(const kd_config *cfg, kd_config_id id, const char *suffix, c
     if (strlen(v) > 255 || (required && !*v))
         return kd_err_set(err, KD_ERR_INVALID, "%s: must be 1..255 characters, got '%s'", key, v);
     if (*v || !suffix) {
-        snprintf(out, 256, "%s", v);
+        kd_str_copy(out, 256, v);
         return 0;
     }
     if (strlen(queue) + strlen(suffix) > 255)

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include "kd_str.h"
 
 #ifndef KD_VERSION
 #define KD_VERSION "0"
@@ -41,7 +42,7 @@ int kd_log_init(const char *prog, const char *level)
 
 void kd_log_set_instance(const char *id)
 {
-    snprintf(log_instance, sizeof log_instance, "%s", id ? id : "");
+    kd_str_copy(log_instance, sizeof log_instance, id ? id : "");
 }
 
 int kd_log_enabled(kd_log_level level)

@@ -4,6 +4,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include "kd_str.h"
 
 const char *kd_outcome_name(kd_outcome o)
 {
@@ -23,12 +24,12 @@ void kd_run_finish(kd_run *run, kd_outcome o, kd_failure_class f, const char *co
 {
     run->outcome = o;
     run->failure = f;
-    snprintf(run->error_code, sizeof run->error_code, "%s", code ? code : "");
+    kd_str_copy(run->error_code, sizeof run->error_code, code ? code : "");
     run->error_message[0] = '\0';
     if (fmt) {
         va_list ap;
         va_start(ap, fmt);
-        vsnprintf(run->error_message, sizeof run->error_message, fmt, ap);
+        kd_str_vformat(run->error_message, sizeof run->error_message, fmt, ap);
         va_end(ap);
     }
     run->finished_us = kd_now_us();
