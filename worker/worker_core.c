@@ -835,12 +835,15 @@ static void serve_lists(kd_worker *w)
 
 /* ---- the AMQP connection ---- */
 
+static void flush_acks(kd_worker *w);
+
 static void conn_lost(kd_worker *w, const char *why)
 {
     kd_warn("RabbitMQ connection lost (%s); %d jobs in flight will be redelivered, %d "
             "unconfirmed retry/dead-letter copies count as not published",
             why, w->inflight, kd_rpub_pending(&w->pub));
     kd_wm_amqp_reconnect();
+    flush_acks(w); /* counts the held acks that die with it */
     kd_amqp_close(w->amqp);
     w->amqp = NULL;
     /* their originals were never acked: the broker redelivers them */
@@ -868,6 +871,7 @@ static int amqp_open(kd_worker *w, kd_err *err)
 {
     if (kd_amqp_connect(&w->amqp, w->cfg, err))
         return -1;
+    kd_amqp_hold_acks(w->amqp); /* sent once per turn: flush_acks in turn() */
     if (!w->paused && consume(w, err)) {
         kd_amqp_close(w->amqp);
         w->amqp = NULL;
@@ -1208,6 +1212,19 @@ static void wait_io(kd_worker *w, int wait_ms)
     }
 }
 
+/* The acks settled this turn go out together (shared/src/amqp_acks.c). Those lost with the
+ * connection were counted as acked: the broker delivers their jobs again and the ledger
+ * answers them from their recorded outcome (or, without it, they run again). */
+static void flush_acks(kd_worker *w)
+{
+    kd_err err = {0};
+    int lost = 0;
+    if (w->amqp && kd_amqp_flush_acks(w->amqp, &lost, &err)) {
+        kd_warn("%d acks not sent, the broker will redeliver their jobs: %s", lost, err.msg);
+        w->n_dropped += (uint64_t)lost;
+    }
+}
+
 /* Deliveries taken in one turn at most (what rabbitmq-c has read already): a bound so that
  * Kafka's reports and the ledger's answers are served between clumps. */
 #define TURN_DELIVERIES 64
@@ -1245,6 +1262,7 @@ static void turn(kd_worker *w, int wait_ms)
         serve_remote(w);
         kd_ledger_turn(w->ledger);
     }
+    flush_acks(w);
     flow_control(w);
     metrics_turn(w);
 }

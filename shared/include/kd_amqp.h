@@ -191,5 +191,13 @@ int kd_amqp_ack(kd_amqp *a, uint64_t tag, uint64_t epoch, kd_err *err);
 /** Rejects a delivery (requeued, or dead-lettered when requeue is false); a no-op with a
  * stale epoch. */
 int kd_amqp_nack(kd_amqp *a, uint64_t tag, uint64_t epoch, bool requeue, kd_err *err);
+/** From now on kd_amqp_ack holds its ack (returns 0 unless the connection is broken) until
+ * kd_amqp_flush_acks, which the caller must then call once per turn of its loop and before
+ * kd_amqp_close: the acks go out together, one `multiple` ack for the settled run from the
+ * oldest delivery (amqp_acks.c). Nacks are never held. */
+void kd_amqp_hold_acks(kd_amqp *a);
+/** Sends the held acks. On failure (the connection is lost) *lost says how many did not go
+ * out: the broker delivers those jobs again. */
+int kd_amqp_flush_acks(kd_amqp *a, int *lost, kd_err *err);
 
 #endif

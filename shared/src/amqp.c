@@ -414,6 +414,12 @@ void kd_amqp_close(kd_amqp *a)
     if (!a)
         return;
     kd_amqp_drop_envelope(a);
+    if (a->conn && !a->broken && a->n_held) {
+        int lost;
+        kd_err err = {0};
+        if (kd_amqp_flush_acks(a, &lost, &err)) /* else they go back to the queue */
+            kd_warn("amqp %s: %d held acks not sent at close: %s", a->where, lost, err.msg);
+    }
     if (a->conn) {
         if (!a->broken) {
             /* unacked deliveries go back to the queue when the channel closes */

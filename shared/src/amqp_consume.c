@@ -46,6 +46,7 @@ void kd_amqp_fill_delivery(kd_amqp *a, kd_delivery *d)
     d->len = a->env.message.body.len;
     d->delivery_tag = a->env.delivery_tag;
     d->epoch = a->epoch;
+    kd_amqp_acks_delivered(a, d->delivery_tag);
     d->redelivered = a->env.redelivered;
     a->content_type[0] = '\0';
     a->message_id[0] = '\0';
@@ -158,6 +159,10 @@ static int settle(kd_amqp *a, uint64_t tag, uint64_t epoch, bool ack, bool reque
     int rc = kd_amqp_if_broken(a, err);
     if (rc)
         return rc;
+    if (ack && kd_amqp_acks_hold(a, tag))
+        return 0; /* sent by kd_amqp_flush_acks */
+    if (!ack)
+        kd_amqp_acks_sent(a, tag);
     int st = ack ? amqp_basic_ack(a->conn, KD_AMQP_CHANNEL, tag, 0)
                  : amqp_basic_nack(a->conn, KD_AMQP_CHANNEL, tag, 0, requeue);
     if (st != AMQP_STATUS_OK)

@@ -15,6 +15,8 @@
 #include "kd_amqp.h"
 
 #define KD_AMQP_CHANNEL 1
+/* Delivery tags whose acks amqp_acks.c can hold at once past the oldest unsettled one. */
+#define KD_AMQP_ACK_WINDOW 4096
 #define KD_AMQP_SIDE_CHANNEL 2
 #define KD_AMQP_HDR_MAX 8                /* x-kd-* headers a message can carry */
 #define KD_AMQP_CONNECT_TIMEOUT_MS 10000 /* TCP connect, then the AMQP handshake */
@@ -48,11 +50,26 @@ struct kd_amqp {
     char content_type[128];
     char message_id[256];
 
+    /* acks held for one turn (amqp_acks.c) */
+    bool hold_acks;                           /* kd_amqp_hold_acks was called */
+    uint64_t ack_base;                        /* every tag <= it is settled on the wire */
+    uint64_t ack_high;                        /* the highest tag handed out */
+    size_t ack_unsettled;                     /* handed out, neither acked nor nacked */
+    int n_held;                               /* acks held until kd_amqp_flush_acks */
+    unsigned char ack_st[KD_AMQP_ACK_WINDOW]; /* tags (base, base + window], by tag % window */
+
     bool side_open;         /* channel 2 open and in confirm mode */
     uint64_t side_last_tag; /* tag of the last side publish */
     kd_amqp_event *side_ev; /* side events read while consuming, FIFO */
     size_t side_head, side_n, side_cap;
 };
+
+/* Deliveries handed out (amqp_consume.c, amqp_get.c) and their settling (amqp_acks.c). */
+void kd_amqp_acks_delivered(kd_amqp *a, uint64_t tag);
+/* An ack of tag: true when it is held (sent by kd_amqp_flush_acks), false: send it now. */
+bool kd_amqp_acks_hold(kd_amqp *a, uint64_t tag);
+/* A nack (or an ack not held) of tag went out. */
+void kd_amqp_acks_sent(kd_amqp *a, uint64_t tag);
 
 struct timeval kd_amqp_tv(int ms);
 /* One entry of a field table (message headers, queue arguments): a long string ('S') that

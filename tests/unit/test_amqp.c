@@ -392,6 +392,73 @@ static void test_live_stale_ack_after_reconnect(void **state)
     kd_config_free(&cfg);
 }
 
+/* Held acks (kd_amqp_hold_acks): settled in any order, sent per flush as one `multiple` ack
+ * for the run from the oldest unsettled delivery and one by one past it; what the broker
+ * delivers again after a close is exactly what was never acked. */
+static void test_live_held_acks(void **state)
+{
+    (void)state;
+    kd_config cfg;
+    kd_amqp *a = live_connect(&cfg);
+    kd_err err = {0};
+    for (int i = 0; i < 6; i++) {
+        char body[2] = {(char)('0' + i), 0};
+        assert_int_equal(kd_amqp_publish_confirmed(a, "h", body, 1, 5000, &err), 0);
+    }
+    kd_amqp_hold_acks(a);
+    assert_int_equal(kd_amqp_consume_start(a, 10, &err), 0);
+    kd_delivery d;
+    uint64_t t[6], ep = kd_amqp_epoch(a);
+    for (int i = 0; i < 6; i++) {
+        assert_int_equal(kd_amqp_consume_next(a, 5000, &d, &err), 1);
+        assert_int_equal(((const char *)d.body)[0], '0' + i);
+        t[i] = d.delivery_tag;
+    }
+    int lost = -1;
+    /* 1, 2 and 4 past the unsettled 0: sent one by one */
+    const int past[] = {1, 2, 4};
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(kd_amqp_ack(a, t[past[i]], ep, &err), 0);
+    assert_int_equal(kd_amqp_flush_acks(a, &lost, &err), 0);
+    assert_int_equal(lost, 0);
+    /* 0 settles the run 0..2: one multiple ack of 0 (1 and 2 are acked already) */
+    assert_int_equal(kd_amqp_ack(a, t[0], ep, &err), 0);
+    assert_int_equal(kd_amqp_flush_acks(a, &lost, &err), 0);
+    /* 5 past the unsettled 3 */
+    assert_int_equal(kd_amqp_ack(a, t[5], ep, &err), 0);
+    assert_int_equal(kd_amqp_flush_acks(a, &lost, &err), 0);
+    assert_int_equal(kd_amqp_flush_acks(a, &lost, &err), 0); /* nothing held: nothing sent */
+    kd_amqp_close(a);                                        /* 3 goes back to the queue */
+
+    a = reconnect(&cfg);
+    kd_amqp_hold_acks(a);
+    assert_int_equal(kd_amqp_consume_start(a, 10, &err), 0);
+    assert_int_equal(kd_amqp_consume_next(a, 5000, &d, &err), 1);
+    assert_int_equal(((const char *)d.body)[0], '3');
+    assert_true(d.redelivered);
+    assert_int_equal(kd_amqp_consume_next(a, 300, &d, &err), 0); /* only 3 came back */
+    /* a held ack dies with its channel: flush says so, and the broker redelivers its job */
+    assert_int_equal(kd_amqp_ack(a, d.delivery_tag, d.epoch, &err), 0);
+    assert_int_equal(kd_amqp_nack(a, 999, kd_amqp_epoch(a), true, &err), 0); /* 406 */
+    assert_true(kd_amqp_consume_next(a, 5000, &d, &err) < 0);
+    kd_err ferr = {0};
+    assert_int_not_equal(kd_amqp_flush_acks(a, &lost, &ferr), 0);
+    assert_int_equal(lost, 1);
+    kd_amqp_close(a);
+
+    a = reconnect(&cfg);
+    assert_int_equal(kd_amqp_consume_start(a, 10, &err), 0);
+    assert_int_equal(kd_amqp_consume_next(a, 5000, &d, &err), 1);
+    assert_int_equal(((const char *)d.body)[0], '3');
+    assert_int_equal(kd_amqp_ack(a, d.delivery_tag, d.epoch, &err), 0); /* not held: sent */
+    kd_amqp_close(a);
+    a = reconnect(&cfg);
+    assert_int_equal(kd_amqp_consume_start(a, 10, &err), 0);
+    assert_int_equal(kd_amqp_consume_next(a, 300, &d, &err), 0); /* empty */
+    kd_amqp_close(a);
+    kd_config_free(&cfg);
+}
+
 static void test_live_unroutable(void **state)
 {
     (void)state;
@@ -546,6 +613,7 @@ int main(void)
     const struct CMUnitTest live[] = {
         cmocka_unit_test(test_live_publish_and_consume),
         cmocka_unit_test(test_live_stale_ack_after_reconnect),
+        cmocka_unit_test(test_live_held_acks),
         cmocka_unit_test(test_live_unroutable),
         cmocka_unit_test(test_live_nacked),
         cmocka_unit_test(test_live_get_missing_queue),
