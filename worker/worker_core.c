@@ -57,6 +57,7 @@
 #include "retry_pub.h"
 #include "run.h"
 #include "kd_str.h"
+#include "kone_jw.h"
 
 #define KD_WORKER_SETTLE_GRACE_US 5000000  /* after drain_ms: results and confirms */
 #define KD_WORKER_BUSY_RECHECK_US 1000000  /* a job another delivery holds: ask again */
@@ -473,6 +474,24 @@ static void count_acked(kd_worker *w, const wk_run *r)
         w->n_by_outcome[r->run.outcome]++;
 }
 
+/* put: text and numbers into a line without printf's format machinery (the timings are
+ * written for every job of a benchmark run, and fprintf cost about 4k instructions a job,
+ * inflating the very figure the benchmark measures) */
+static char *put_int(char *p, int64_t v)
+{
+    p += kd_jw_int_text(p, v);
+    *p++ = ' ';
+    return p;
+}
+
+static char *put_str(char *p, const char *s, size_t max)
+{
+    size_t n = strnlen(s, max);
+    memcpy(p, s, n);
+    p[n] = ' ';
+    return p + n + 1;
+}
+
 /* worker.timings_file: one line per acked delivery for scripts/bench (docs/performance.md):
  * "received started finished produced acked building outcome fate claim_pg done_pg", times
  * in µs since the epoch (0 where a step did not happen), fate "final" (its result or
@@ -488,12 +507,19 @@ static void write_timings(kd_worker *w, const wk_run *r)
     const kd_run *run = &r->run;
     bool final =
         r->fate == WK_FATE_RESULT || r->fate == WK_FATE_DEAD || r->fate == WK_FATE_UNDECODABLE;
-    fprintf(w->timings, "%lld %lld %lld %lld %lld %s %s %s %lld %lld\n",
-            (long long)run->received_us, (long long)run->started_us, (long long)run->finished_us,
-            (long long)run->produced_us, (long long)kd_now_us(),
-            run->job.building_id[0] ? run->job.building_id : "-", kd_outcome_name(run->outcome),
-            final ? "final" : "requeue", (long long)run->ledger_claim_us,
-            (long long)run->ledger_done_us);
+    char line[7 * KD_JW_INT_TEXT + KD_JOB_BUILDING_MAX + 64], *p = line;
+    p = put_int(p, run->received_us);
+    p = put_int(p, run->started_us);
+    p = put_int(p, run->finished_us);
+    p = put_int(p, run->produced_us);
+    p = put_int(p, kd_now_us());
+    p = put_str(p, run->job.building_id[0] ? run->job.building_id : "-", KD_JOB_BUILDING_MAX);
+    p = put_str(p, kd_outcome_name(run->outcome), 16);
+    p = put_str(p, final ? "final" : "requeue", 8);
+    p = put_int(p, run->ledger_claim_us);
+    p = put_int(p, run->ledger_done_us);
+    p[-1] = '\n';
+    fwrite(line, 1, (size_t)(p - line), w->timings);
 }
 
 static void settle(kd_worker *w, wk_run *r)
