@@ -30,6 +30,17 @@ cpu_us() {
     awk -v hz="$CLK_TCK" '{ sub(/^.*\) /, ""); printf "%.0f\n", ($12 + $13) * 1e6 / hz }' "/proc/$1/stat"
 }
 
+# sys_ctx PID: "system-µs context-switches" of a process so far: its system CPU (field 15 of
+# /proc/PID/stat) and the voluntary + involuntary switches of its threads alive now (each is
+# a wake-up: a hand-over between threads, a wait on a socket).
+sys_ctx() {
+    local sys ctx
+    sys=$(awk -v hz="$CLK_TCK" '{ sub(/^.*\) /, ""); printf "%.0f\n", $13 * 1e6 / hz }' "/proc/$1/stat")
+    ctx=$(cat /proc/"$1"/task/*/status 2>/dev/null |
+        awk '/^(non)?voluntary_ctxt_switches:/ { n += $2 } END { print n + 0 }')
+    echo "$sys $ctx"
+}
+
 # cpu_per_job CPU0 CPU1 N: µs of CPU per job.
 cpu_per_job() { awk -v a="$1" -v b="$2" -v n="$3" 'BEGIN { printf "%.1f\n", (b - a) / n }'; }
 

@@ -60,9 +60,10 @@ typedef struct kd_run {
     int64_t finished_us; /**< outcome known */
     int64_t produced_us; /**< result handed to librdkafka (0: none produced) */
     int64_t kone_rtt_us; /**< request sent → first answer frame */
-    /** µs its ledger claim / outcome record waited for PostgreSQL (batch sent → commit read;
-     * the worker's call ledger writes them; diagnostics: worker.timings_file) */
-    int64_t ledger_claim_us, ledger_done_us;
+    /* µs the call ledger's statements for it waited for PostgreSQL, batch sent → commit read
+     * (the worker's ledger adds them; diagnostics: worker.timings_file, scripts/bench) */
+    int64_t ledger_claim_us; /**< its claim's wait for PostgreSQL */
+    int64_t ledger_done_us;  /**< its outcome record's wait for PostgreSQL */
 
     /* outcome */
     kd_outcome outcome;       /**< the job's outcome */
