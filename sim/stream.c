@@ -17,6 +17,7 @@
 #include <openssl/ssl.h>
 
 #include "kd_log.h"
+#include "kd_list.h"
 #include "proto.h"
 #include "server.h"
 #include "stream.h"
@@ -79,16 +80,11 @@ static int queue_frame(sim_ws *w, const void *data, size_t len, bool raw)
     qframe *f = malloc(sizeof *f + LWS_PRE + len);
     if (!f)
         return -1;
-    f->next = NULL;
     f->len = len;
     f->off = 0;
     f->raw = raw;
     memcpy(f->buf + LWS_PRE, data, len);
-    if (w->tail)
-        w->tail->next = f;
-    else
-        w->head = f;
-    w->tail = f;
+    KD_SLIST_APPEND(w->head, w->tail, f, next);
     w->queued += len;
     lws_callback_on_writable(w->wsi);
     return 0;
@@ -147,11 +143,7 @@ static int write_head(sim_ws *w, qframe *f)
 
 static void free_queue(sim_ws *w)
 {
-    while (w->head) {
-        qframe *f = w->head;
-        w->head = f->next;
-        free(f);
-    }
+    KD_SLIST_FREE(w->head, next);
     w->tail = NULL;
     w->queued = 0;
 }
@@ -225,13 +217,7 @@ static int on_receive(sim_ws *w, const void *in, size_t len)
 
 static void unlink_ws(sim_server *s, sim_ws *w)
 {
-    if (w->prev)
-        w->prev->next = w->next;
-    else if (s->conns == w)
-        s->conns = w->next;
-    if (w->next)
-        w->next->prev = w->prev;
-    w->next = w->prev = NULL;
+    KD_DLIST_UNLINK(s->conns, w, prev, next);
 }
 
 static int stream_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
