@@ -215,11 +215,6 @@ static int on_receive(sim_ws *w, const void *in, size_t len)
     return 0;
 }
 
-static void unlink_ws(sim_server *s, sim_ws *w)
-{
-    KD_DLIST_UNLINK(s->conns, w, prev, next);
-}
-
 static int stream_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
                            size_t len)
 {
@@ -279,7 +274,7 @@ static int stream_callback(struct lws *wsi, enum lws_callback_reasons reason, vo
                                  : "");
             sim_hub_conn_closed(s->hub, w->conn);
             w->conn = NULL;
-            unlink_ws(s, w);
+            KD_DLIST_UNLINK(s->conns, w, prev, next);
         }
         free_queue(w);
         free(w->rx);
