@@ -542,9 +542,7 @@ int kk_bld_write_probe(kk_blds *bs, const kk_link *l, kk_conn *c)
         b->probe_write = false; /* its deadline counts it as not sent */
         return 0;
     }
-    int rc = kk_conn_send(c, text);
-    free(text);
-    if (rc)
+    if (kk_conn_send_owned(c, text))
         return -1; /* still to be written; the connection closes */
     b->probe_write = false;
     b->probe_req_id = id;

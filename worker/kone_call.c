@@ -780,9 +780,7 @@ int kk_job_write(kk_job *j, kk_conn *c)
                    e.code == KD_ERR_INVALID ? "invalid_job" : "nomem", "%s", e.msg);
         return 0;
     }
-    int rc = kk_conn_send(c, text);
-    free(text);
-    if (rc) {
+    if (kk_conn_send_owned(c, text)) {
         /* not written: back to the front of the queue; the conn closes and the job moves */
         lws_dll2_add_head(&j->wlink, &s->wq);
         j->want = w;

@@ -165,17 +165,19 @@ void kk_conn_kill(kk_conn *c)
     }
 }
 
-int kk_conn_send(kk_conn *c, const char *text)
+int kk_conn_send_owned(kk_conn *c, char *text)
 {
     /* queued in wslay (copied, masked when written): the WRITEABLE callback that called us
      * writes it (conn_writeable_raw) */
     if (!kd_ws_send(&c->ws, text, strlen(text))) {
         kd_warn("kone: slot %d: cannot queue a frame, dropping the connection", c->link->idx);
+        free(text);
         return -1;
     }
     c->last_tx_mono = kd_mono_us();
     if (kd_log_enabled(KD_LOG_DEBUG))
         kd_debug("kone: slot %d conn %d tx %s", c->link->idx, c->idx, text);
+    free(text);
     return 0;
 }
 
@@ -429,9 +431,7 @@ static int send_built(kk_conn *c, char *text, const kd_err *e)
         kd_error("kone: slot %d: %s", c->link->idx, e->msg);
         return -1;
     }
-    int rc = kk_conn_send(c, text);
-    free(text);
-    return rc ? -1 : 0;
+    return kk_conn_send_owned(c, text);
 }
 
 /* Sends text (NULL when it could not be built), the request r the connection makes for itself

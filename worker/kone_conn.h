@@ -95,7 +95,7 @@ typedef struct kk_conn_ops {
     /* A frame that is not the connection's own (its session request's answer, its pings'),
      * parsed (m) and as it came (buf, len). */
     void (*frame_in)(kk_link *s, const kd_kone_msg *m, const char *buf, size_t len, void *user);
-    /* The active connection c of s may write one frame now (kk_conn_send): 0 (written or
+    /* The active connection c of s may write one frame now (kk_conn_send_owned): 0 (written or
      * nothing to write), -1 the connection must close. */
     int (*writable)(kk_link *s, kk_conn *c, void *user);
     /* Is a frame waiting to be written on s (ask for another WRITEABLE)? */
@@ -180,8 +180,9 @@ int64_t kk_pool_jitter(kk_pool *p, int64_t max); /* 0..max-1 */
 void kk_pool_free(kk_pool *p); /* ws_host, ws_path, tls_ctx, the links' WebSockets */
 void kk_conn_kill(kk_conn *c); /* drop this connection now */
 /* Queues one text frame, written by the same WRITEABLE callback (what the socket does not
- * take then, by the next ones); only from WRITEABLE. Returns 0, or -1 when the connection must
+ * take then, by the next ones); only from WRITEABLE. text is the caller's malloc'ed frame
+ * (kd_kone_msg_*), freed here whatever happens. Returns 0, or -1 when the connection must
  * close. */
-int kk_conn_send(kk_conn *c, const char *text);
+int kk_conn_send_owned(kk_conn *c, char *text);
 
 #endif

@@ -256,9 +256,7 @@ int kk_site_write(kk_site_slot *s, kk_conn *c)
         fetch_end(x, false, e.msg);
         return 0;
     }
-    int rc = kk_conn_send(c, text);
-    free(text);
-    if (rc)
+    if (kk_conn_send_owned(c, text))
         return -1; /* stays queued: the connection closes (kk_sites_conn_lost) */
     if (cfg) {
         x->want_config = false;

@@ -269,9 +269,7 @@ int kk_sub_write(kk_sub_slot *s, kk_conn *c)
         kd_error("kone: slot %d: %s", s->link->idx, e.msg);
         return 0;
     }
-    int rc = kk_conn_send(c, text);
-    free(text);
-    if (rc)
+    if (kk_conn_send_owned(c, text))
         return -1; /* stays queued: the connection closes and it is made again */
     lws_dll2_remove(&x->wlink);
     lws_dll2_add_tail(&x->olink, &s->out);
