@@ -185,13 +185,28 @@ void kd_bench_note(const kd_bench *b, const char *fmt, ...)
     va_end(ap);
 }
 
+int kd_bench_vfail(const kd_bench *b, const char *fmt, va_list ap)
+{
+    say(b, "error: ", fmt, ap);
+    return 1;
+}
+
 int kd_bench_fail(const kd_bench *b, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    say(b, "error: ", fmt, ap);
+    int rc = kd_bench_vfail(b, fmt, ap);
     va_end(ap);
-    return 1;
+    return rc;
+}
+
+int kd_bench_timed_out(const kd_bench *b, const char *doing, uint64_t done, uint64_t n,
+                       const char *what)
+{
+    if (kd_bench_left_us(b) > 0)
+        return 0;
+    return kd_bench_fail(b, "timed out after %lld s %s: %llu of %llu %s", (long long)b->timeout_s,
+                         doing, (unsigned long long)done, (unsigned long long)n, what);
 }
 
 int64_t kd_bench_left_us(const kd_bench *b)

@@ -16,6 +16,7 @@
 #ifndef KD_BENCH_COMMON_H
 #define KD_BENCH_COMMON_H
 
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -61,7 +62,14 @@ void kd_bench_free(kd_bench *b);
 void kd_bench_note(const kd_bench *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* The failure line on stderr; returns 1, the exit status of a failed run. */
 int kd_bench_fail(const kd_bench *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* kd_bench_fail with a va_list, for a benchmark's own printf-like failure paths. */
+int kd_bench_vfail(const kd_bench *b, const char *fmt, va_list ap)
+    __attribute__((format(printf, 2, 0)));
 
+/* 0 while there is time left; once the deadline has passed, the failure line "timed out
+ * after S s <doing>: <done> of <n> <what>" and 1 (the exit status of a failed run). */
+int kd_bench_timed_out(const kd_bench *b, const char *doing, uint64_t done, uint64_t n,
+                       const char *what);
 /* µs left before the deadline (0 when it has passed). */
 int64_t kd_bench_left_us(const kd_bench *b);
 /* At most cap_ms, and never past the deadline. */

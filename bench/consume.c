@@ -169,12 +169,8 @@ static int publish_all(kd_bench *b, uint64_t n, const unsigned char *body, size_
         }
         if (rc)
             break;
-        if (kd_bench_left_us(b) == 0) {
-            rc = kd_bench_fail(b, "timed out after %lld s publishing: %llu of %llu confirmed",
-                               (long long)b->timeout_s, (unsigned long long)confirmed,
-                               (unsigned long long)n);
+        if ((rc = kd_bench_timed_out(b, "publishing", confirmed, n, "confirmed")))
             break;
-        }
         kd_amqp_event ev;
         int got = kd_amqp_next_event(a, kd_bench_wait_ms(b, 1000), &ev, &err);
         if (got < 0) {
@@ -212,12 +208,8 @@ static int consume_all(kd_bench *b, uint64_t n, int prefetch, int64_t *t0, int64
         rc = kd_bench_fail(b, "%s", err.msg);
     uint64_t acked = 0;
     while (!rc && acked < n) {
-        if (kd_bench_left_us(b) == 0) {
-            rc = kd_bench_fail(b, "timed out after %lld s consuming: %llu of %llu acked",
-                               (long long)b->timeout_s, (unsigned long long)acked,
-                               (unsigned long long)n);
+        if ((rc = kd_bench_timed_out(b, "consuming", acked, n, "acked")))
             break;
-        }
         kd_delivery d;
         int got = kd_amqp_consume_next(a, kd_bench_wait_ms(b, 1000), &d, &err);
         if (got < 0) {

@@ -33,6 +33,7 @@
 #include "kd_job.h"
 #include "kd_log.h"
 #include "kd_time.h"
+#include "kone_lws.h"
 #include "kone_msg.h"
 #include "kone_token.h"
 #include "kone_wsrx.h"
@@ -83,12 +84,10 @@ static void stop_with(bench_kone *bk, const char *fmt, ...)
 {
     if (bk->over)
         return;
-    char msg[600];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
+    bk->rc = kd_bench_vfail(bk->b, fmt, ap);
     va_end(ap);
-    bk->rc = kd_bench_fail(bk->b, "%s", msg);
     bk->over = true;
 }
 
@@ -121,23 +120,6 @@ static void call_over(bench_kone *bk, bconn *c, int64_t i, bool ok, const char *
     }
     if (c->wsi && bk->next < bk->n)
         lws_callback_on_writable(c->wsi); /* room for the next call */
-}
-
-/* libwebsockets' own log lines may quote the upgrade URL: mask the token in them. */
-static void lws_log_emit(int level, const char *line)
-{
-    char buf[768];
-    snprintf(buf, sizeof buf, "%s", line);
-    buf[strcspn(buf, "\r\n")] = '\0';
-    for (char *p = strstr(buf, "accessToken="); p; p = strstr(p, "accessToken=")) {
-        p += 12;
-        size_t n = strcspn(p, "& \"'");
-        if (n) {
-            memmove(p + 3, p + n, strlen(p + n) + 1);
-            memcpy(p, "***", 3);
-        }
-    }
-    kd_log((level & LLL_ERR) ? KD_LOG_ERROR : KD_LOG_WARN, NULL, "lws: %s", buf);
 }
 
 /* ------------------------------------------------------------------ frames */
@@ -378,17 +360,7 @@ static int open_conns(bench_kone *bk, const char *token, kd_err *err)
                           "kone.ws_url: must be wss://HOST[:PORT]/PATH, got '%s'", url);
     const char *ca = kd_cfg_str(cfg, KD_CFG_KONE_CA_FILE);
 
-    lws_set_log_level(LLL_ERR | LLL_WARN, lws_log_emit);
-    struct lws_context_creation_info info;
-    memset(&info, 0, sizeof info);
-    info.port = CONTEXT_PORT_NO_LISTEN;
-    info.protocols = protocols;
-    info.options = LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
-    info.client_ssl_ca_filepath = *ca ? ca : NULL;
-    info.gid = -1;
-    info.uid = -1;
-    info.timeout_secs = 10;
-    bk->ctx = lws_create_context(&info);
+    bk->ctx = kk_lws_context(protocols, ca, NULL, 10); /* the worker's context, its log lines */
     if (!bk->ctx)
         return kd_err_set(err, KD_ERR_INTERNAL,
                           "could not create the libwebsockets context (TLS setup or CA file %s?)",

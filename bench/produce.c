@@ -55,13 +55,10 @@ static int wait_reports(kd_bench *b, kd_kafka *k, counts *c, uint64_t target, co
 {
     int64_t next_note = kd_mono_us() + 5000000;
     while (c->delivered + c->failed < target) {
-        if (kd_bench_left_us(b) == 0)
-            return kd_bench_fail(b,
-                                 "timed out after %lld s %s: %llu of %llu delivery reports "
-                                 "(is Kafka at kafka.brokers reachable, does the topic exist?)",
-                                 (long long)b->timeout_s, what,
-                                 (unsigned long long)(c->delivered + c->failed),
-                                 (unsigned long long)target);
+        if (kd_bench_timed_out(b, what, c->delivered + c->failed, target,
+                               "delivery reports (is Kafka at kafka.brokers reachable, does the "
+                               "topic exist?)"))
+            return 1;
         kd_kafka_poll(k, kd_bench_wait_ms(b, 100));
         if (kd_mono_us() >= next_note) {
             kd_bench_note(b, "%s: %llu of %llu delivered", what, (unsigned long long)c->delivered,
@@ -126,12 +123,8 @@ int main(int argc, char **argv)
                 rc = kd_bench_fail(&b, "message %llu: %s", (unsigned long long)i + 1, err.msg);
             else if (i % POLL_EVERY == POLL_EVERY - 1)
                 kd_kafka_poll(k, 0);
-            if (kd_bench_left_us(&b) == 0 && !rc)
-                rc = kd_bench_fail(&b,
-                                   "timed out after %lld s producing: %llu of %llu handed "
-                                   "to librdkafka",
-                                   (long long)b.timeout_s, (unsigned long long)i + 1,
-                                   (unsigned long long)n);
+            if (!rc)
+                rc = kd_bench_timed_out(&b, "producing", i + 1, n, "handed to librdkafka");
         }
         if (!rc)
             rc = wait_reports(&b, k, &c, n, "producing");

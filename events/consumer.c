@@ -127,16 +127,10 @@ int kev_consumer_new(kev_consumer **out, const kev_options *o, kd_err *err)
         return kd_err_set(err, KD_ERR_INVALID, "kafka.brokers: must not be empty");
     if (!o->topic || !o->topic[0])
         return kd_err_set(err, KD_ERR_INVALID, "events.topic: must not be empty");
-    kev_consumer *c = calloc(1, sizeof *c);
-    rd_kafka_conf_t *conf = rd_kafka_conf_new();
-    /* GCOVR_EXCL_START: allocation failure */
-    if (!c || !conf) {
-        free(c);
-        if (conf)
-            rd_kafka_conf_destroy(conf);
-        return kd_err_set(err, KD_ERR_NOMEM, "out of memory");
-    }
-    /* GCOVR_EXCL_STOP */
+    rd_kafka_conf_t *conf;
+    kev_consumer *c = kd_kafka_owner_new(sizeof *c, &conf, err);
+    if (!c)
+        return KD_ERR_NOMEM; /* GCOVR_EXCL_LINE: allocation failure */
     int rc = build_conf(conf, o, err);
     if (rc) {
         rd_kafka_conf_destroy(conf);

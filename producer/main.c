@@ -303,11 +303,9 @@ static void usage(void)
 
 static int setup(app *a, int argc, char **argv, int *exit_code)
 {
-    kd_err err = {0};
-    if (kd_config_load(&a->cfg, KD_PROG_PRODUCER, "kone-producer", argc, argv, &err) != 0) {
-        fprintf(stderr, "%s\n", err.msg); /* already "kone-producer: ..." */
+    if (kd_prod_load(&a->cfg, PROD_NAME, argc, argv, stderr))
         return 2;
-    }
+    kd_err err = {0};
     int started = kd_prod_start(&a->cfg, usage, exit_code);
     if (started)
         return started;

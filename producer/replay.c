@@ -248,15 +248,15 @@ static int setup(replay *r, int argc, char **argv, int *exit_code)
     int nargs = 0;
     if (!args)
         return 2;
+    /* its own options' errors say "replay-dead: ..." already */
     int rc = kd_replay_parse_args(argc, argv, &r->f, args, &nargs, &err);
-    if (!rc)
-        rc = kd_config_load(&r->cfg, KD_PROG_PRODUCER, "kone-producer replay-dead", nargs, args,
-                            &err);
+    if (rc)
+        kd_prod_error(stderr, PROD_NAME, err.msg);
+    else
+        rc = kd_prod_load(&r->cfg, PROD_NAME " replay-dead", nargs, args, stderr);
     free(args);
-    if (rc) {
-        fprintf(stderr, "kone-producer: %s\n", err.msg);
+    if (rc)
         return 2;
-    }
     int started = kd_prod_start(&r->cfg, usage, exit_code);
     if (started)
         return started;

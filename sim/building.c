@@ -11,6 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "util.h"
+
 static const struct {
     sim_mode mode;
     const char *name;
@@ -197,16 +199,16 @@ static int parse_floors(sim_building *b, const json_t *list, kd_err *err)
     return 0;
 }
 
+/* The "kind" of an action as buildings.json and the actions answer spell it (0: none). */
+static const char *const action_kind_names[] = {[0] = "",
+                                                [SIM_ACT_DESTINATION] = "destination",
+                                                [SIM_ACT_LANDING_UP] = "landing_up",
+                                                [SIM_ACT_LANDING_DOWN] = "landing_down",
+                                                [SIM_ACT_CAR] = "car"};
+
 static int parse_action(sim_building *b, void *ctx, const json_t *it, size_t i, const char *where,
                         kd_err *err)
 {
-    static const struct {
-        const char *name;
-        sim_action_kind kind;
-    } kinds[] = {{"destination", SIM_ACT_DESTINATION},
-                 {"landing_up", SIM_ACT_LANDING_UP},
-                 {"landing_down", SIM_ACT_LANDING_DOWN},
-                 {"car", SIM_ACT_CAR}};
     sim_action *a = &b->actions[i];
     (void)ctx;
     int64_t id = 0; /* for the analyzer, as in parse_area */
@@ -217,10 +219,8 @@ static int parse_action(sim_building *b, void *ctx, const json_t *it, size_t i, 
     a->id = (int)id;
     snprintf(a->name, sizeof a->name, "%s", str_or(it, "name", ""));
     const char *kind = str_or(it, "kind", "");
-    a->kind = 0;
-    for (size_t k = 0; k < sizeof kinds / sizeof kinds[0]; k++)
-        if (strcmp(kind, kinds[k].name) == 0)
-            a->kind = kinds[k].kind;
+    a->kind = (sim_action_kind)sim_name_index(
+        action_kind_names, sizeof action_kind_names / sizeof action_kind_names[0], kind);
     if (!a->kind)
         return kd_err_set(err, KD_ERR_INVALID,
                           "%s.kind: must be destination, landing_up, landing_down or car", where);
@@ -532,14 +532,13 @@ json_t *sim_building_config_json(const sim_building *b, const sim_group *g)
 
 json_t *sim_building_actions_json(const sim_building *b)
 {
-    static const char *kind_names[] = {"", "destination", "landing_up", "landing_down", "car"};
     json_t *list = json_array();
     bool ok = list != NULL;
     for (size_t i = 0; ok && i < b->n_actions; i++) {
         const sim_action *a = &b->actions[i];
         append(list,
                json_pack("{s:i,s:s,s:s,s:b}", "action_id", a->id, "name", a->name, "kind",
-                         kind_names[a->kind], "disabled", a->disabled),
+                         action_kind_names[a->kind], "disabled", a->disabled),
                &ok);
     }
     json_t *o = ok ? json_pack("{s:o}", "call_types", list) : NULL;

@@ -9,6 +9,7 @@
 
 #include "frames.h"
 #include "kd_log.h"
+#include "kd_list.h"
 
 #define SIM_MAX_SUBS 200000
 #define SIM_MAX_IDS 1000000
@@ -127,11 +128,7 @@ struct sim_delayed {
 
 static void delayed_free(sim_conn *c)
 {
-    while (c->delayed) {
-        sim_delayed *d = c->delayed;
-        c->delayed = d->next;
-        free(d);
-    }
+    KD_SLIST_FREE(c->delayed, next);
     c->delayed_tail = NULL;
     c->delayed_bytes = 0;
 }
@@ -161,17 +158,12 @@ static int conn_emit(sim_conn *c, const char *text, size_t len, int64_t due_ms)
     sim_delayed *d = malloc(sizeof *d + len + 1);
     if (!d)
         return -1;
-    d->next = NULL;
     d->due_ms =
         c->delayed_tail && c->delayed_tail->due_ms > due_ms ? c->delayed_tail->due_ms : due_ms;
     d->len = len;
     memcpy(d->text, text, len);
     d->text[len] = '\0';
-    if (c->delayed_tail)
-        c->delayed_tail->next = d;
-    else
-        c->delayed = d;
-    c->delayed_tail = d;
+    KD_SLIST_APPEND(c->delayed, c->delayed_tail, d, next);
     c->delayed_bytes += len;
     return 0;
 }
@@ -445,11 +437,7 @@ static void free_session(sim_hub *h, sim_session *s)
 {
     drop_subs_of(h, s);
     sim_model_disown(h->model, s->serial);
-    for (sim_session **pp = &h->sessions; *pp; pp = &(*pp)->next)
-        if (*pp == s) {
-            *pp = s->next;
-            break;
-        }
+    KD_SLIST_UNLINK(h->sessions, s, next);
     free(s);
 }
 
@@ -533,12 +521,7 @@ static void release_session(sim_hub *h, sim_conn *c)
 void sim_hub_conn_closed(sim_hub *h, sim_conn *c)
 {
     release_session(h, c);
-    if (c->prev)
-        c->prev->next = c->next;
-    else
-        h->conns = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
+    KD_DLIST_UNLINK(h->conns, c, prev, next);
     h->n_conns--;
     free_conn(c);
 }
@@ -677,17 +660,13 @@ static int parse_topic(const sim_hub *h, int b, int g, const char *topic, sim_su
     }
     if (n != 2)
         return -1;
-    static const struct {
-        const char *name;
-        sub_kind kind;
-    } kinds[] = {{"position", SUB_POSITION},
-                 {"doors", SUB_DOORS},
-                 {"status", SUB_STATUS},
-                 {"next_stop_eta", SUB_NEXT_STOP},
-                 {"stopping", SUB_STOPPING}};
-    for (size_t k = 0; k < sizeof kinds / sizeof kinds[0]; k++)
-        if (strcmp(parts[1], kinds[k].name) == 0)
-            x->kind = kinds[k].kind;
+    static const char *const lift_topics[] = {[SUB_POSITION] = "position",
+                                              [SUB_DOORS] = "doors",
+                                              [SUB_STATUS] = "status",
+                                              [SUB_NEXT_STOP] = "next_stop_eta",
+                                              [SUB_STOPPING] = "stopping"};
+    x->kind =
+        (sub_kind)sim_name_index(lift_topics, sizeof lift_topics / sizeof lift_topics[0], parts[1]);
     if (!x->kind)
         return -1;
     if (strcmp(parts[0], "+") == 0)

@@ -10,6 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kd_list.h"
+
 #define SIM_MAX_CALLS 200000
 #define SIM_ALLOC_MS 300 /* model ms between being_allocated and being_served */
 
@@ -171,13 +173,7 @@ static void active_remove(sim_model *m, sim_call *c)
 {
     if (!c->active)
         return;
-    if (c->prev_active)
-        c->prev_active->next_active = c->next_active;
-    else
-        m->active = c->next_active;
-    if (c->next_active)
-        c->next_active->prev_active = c->prev_active;
-    c->next_active = c->prev_active = NULL;
+    KD_DLIST_UNLINK(m->active, c, prev_active, next_active);
     c->active = false;
 }
 
@@ -476,11 +472,7 @@ int64_t sim_model_add_call(sim_model *m, const sim_call_req *r)
         active_add(m, c);
         c->state = SIM_CALL_BEING_ALLOCATED;
     }
-    if (m->announce_tail)
-        m->announce_tail->next_announce = c;
-    else
-        m->announce = c;
-    m->announce_tail = c;
+    KD_SLIST_APPEND(m->announce, m->announce_tail, c, next_announce);
     return c->session_id;
 }
 

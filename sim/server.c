@@ -9,15 +9,10 @@
 
 static void lws_log_emit(int level, const char *line)
 {
-    char msg[512];
-    snprintf(msg, sizeof msg, "lws: %s", line);
-    size_t n = strlen(msg);
-    while (n && (msg[n - 1] == '\n' || msg[n - 1] == '\r'))
-        msg[--n] = '\0';
-    kd_log(level == LLL_ERR    ? KD_LOG_ERROR
-           : level == LLL_WARN ? KD_LOG_WARN
-                               : KD_LOG_DEBUG,
-           NULL, "%s", msg);
+    kd_log_foreign(level == LLL_ERR    ? KD_LOG_ERROR
+                   : level == LLL_WARN ? KD_LOG_WARN
+                                       : KD_LOG_DEBUG,
+                   "lws", line, NULL);
 }
 
 static void on_flush(lws_sorted_usec_list_t *sul)

@@ -17,6 +17,7 @@
 #include <openssl/ssl.h>
 
 #include "kd_log.h"
+#include "kd_list.h"
 #include "proto.h"
 #include "server.h"
 #include "stream.h"
@@ -79,16 +80,11 @@ static int queue_frame(sim_ws *w, const void *data, size_t len, bool raw)
     qframe *f = malloc(sizeof *f + LWS_PRE + len);
     if (!f)
         return -1;
-    f->next = NULL;
     f->len = len;
     f->off = 0;
     f->raw = raw;
     memcpy(f->buf + LWS_PRE, data, len);
-    if (w->tail)
-        w->tail->next = f;
-    else
-        w->head = f;
-    w->tail = f;
+    KD_SLIST_APPEND(w->head, w->tail, f, next);
     w->queued += len;
     lws_callback_on_writable(w->wsi);
     return 0;
@@ -147,11 +143,7 @@ static int write_head(sim_ws *w, qframe *f)
 
 static void free_queue(sim_ws *w)
 {
-    while (w->head) {
-        qframe *f = w->head;
-        w->head = f->next;
-        free(f);
-    }
+    KD_SLIST_FREE(w->head, next);
     w->tail = NULL;
     w->queued = 0;
 }
@@ -223,17 +215,6 @@ static int on_receive(sim_ws *w, const void *in, size_t len)
     return 0;
 }
 
-static void unlink_ws(sim_server *s, sim_ws *w)
-{
-    if (w->prev)
-        w->prev->next = w->next;
-    else if (s->conns == w)
-        s->conns = w->next;
-    if (w->next)
-        w->next->prev = w->prev;
-    w->next = w->prev = NULL;
-}
-
 static int stream_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
                            size_t len)
 {
@@ -293,7 +274,7 @@ static int stream_callback(struct lws *wsi, enum lws_callback_reasons reason, vo
                                  : "");
             sim_hub_conn_closed(s->hub, w->conn);
             w->conn = NULL;
-            unlink_ws(s, w);
+            KD_DLIST_UNLINK(s->conns, w, prev, next);
         }
         free_queue(w);
         free(w->rx);

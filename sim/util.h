@@ -11,6 +11,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 typedef struct sim_clock {
     double speed;
@@ -28,6 +29,17 @@ int64_t sim_clock_real_ms(const sim_clock *c);  /* monotonic ms (fake-aware) */
 int64_t sim_clock_wall_ms(const sim_clock *c);  /* wall-clock ms now (fake-aware) */
 int64_t sim_clock_model_ms(const sim_clock *c); /* model time now */
 int64_t sim_clock_model_to_wall(const sim_clock *c, int64_t model_ms);
+
+/* The index of name in names[0..n): for the name tables indexed by an enum whose 0 means
+ * none (NULL slots are skipped). 0 when name is not there. Inline: the unit tests that
+ * include building.c alone link no util.c. */
+static inline int sim_name_index(const char *const *names, size_t n, const char *name)
+{
+    for (size_t i = 1; i < n; i++)
+        if (names[i] && strcmp(names[i], name) == 0)
+            return (int)i;
+    return 0;
+}
 
 /* "2026-11-28T20:15:00.123Z" */
 void sim_iso_time(int64_t wall_ms, char *buf, size_t len);

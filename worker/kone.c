@@ -25,40 +25,13 @@
 #include <unistd.h>
 
 #include "kd_log.h"
+#include "kd_list.h"
 #include "kd_tls.h"
 #include "kone_int.h"
 #include "kone_inventory.h"
-#include "kd_str.h"
+#include "kone_lws.h"
 
 #define SHUTDOWN_MSG "worker shutting down"
-
-/* ------------------------------------------------------------------ lws logging */
-
-static void mask_token(char *line)
-{
-    for (char *p = strstr(line, "accessToken="); p; p = strstr(p, "accessToken=")) {
-        p += 12;
-        char *e = p;
-        while (*e && *e != '&' && *e != ' ' && *e != '"' && *e != '\'' && *e != '\n')
-            e++;
-        if (e > p) {
-            memmove(p + 3, e, strlen(e) + 1);
-            // NOLINTNEXTLINE(bugprone-not-null-terminated-result): 3 bytes inside a string
-            memcpy(p, "***", 3);
-        }
-    }
-}
-
-static void lws_log_emit(int level, const char *line)
-{
-    char buf[768];
-    kd_str_copy(buf, sizeof buf, line);
-    size_t n = strlen(buf);
-    while (n && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
-        buf[--n] = '\0';
-    mask_token(buf);
-    kd_log((level & LLL_ERR) ? KD_LOG_ERROR : KD_LOG_WARN, NULL, "lws: %s", buf);
-}
 
 /* ------------------------------------------------------------------ loop thread */
 
@@ -360,22 +333,14 @@ int kd_kone_start(kd_kone **out, const kd_config *cfg, const kd_kone_hooks *hook
         return kd_err_set(err, KD_ERR_INTERNAL, "kone: curl_global_init failed");
         /* GCOVR_EXCL_STOP */
     }
-    lws_set_log_level(LLL_ERR | LLL_WARN, lws_log_emit);
-
-    struct lws_context_creation_info info;
-    memset(&info, 0, sizeof info);
-    info.port = CONTEXT_PORT_NO_LISTEN;
-    info.protocols = kk_protocols;
-    info.options = LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
-    info.client_ssl_ca_filepath = k->pool.ca_file;
-    info.user = &k->pool; /* kone_conn.c finds its pool there */
-    info.gid = -1;
-    info.uid = -1;
     int64_t to = k->pool.request_timeout_us / 1000000;
-    info.timeout_secs = (unsigned)(to < 5 ? 5 : to > 60 ? 60 : to);
     for (int i = 0; i < KK_MAX_SLOTS; i++)
         kk_slot_init(k, &k->slots[i], i);
-    k->ctx = lws_create_context(&info);
+    /* kone_conn.c finds its pool in the context's user */
+    k->ctx = kk_lws_context(kk_protocols, k->pool.ca_file, &k->pool,
+                            (unsigned)(to < 5    ? 5
+                                       : to > 60 ? 60
+                                                 : to));
     if (!k->ctx) {
         /* GCOVR_EXCL_START: kone.ca_file checked at load; fails only without memory */
         /* the message reads k->pool.ca_file: set it before k is freed */
@@ -433,11 +398,7 @@ void kd_kone_submit(kd_kone *k, kd_run *run)
         kk_finish_run(k, run, KD_OUTCOME_FAILED, KD_FAIL_TRANSIENT, "shutdown", SHUTDOWN_MSG);
         return;
     }
-    if (k->inbox_tail)
-        k->inbox_tail->next = run;
-    else
-        k->inbox_head = run;
-    k->inbox_tail = run;
+    KD_SLIST_APPEND(k->inbox_head, k->inbox_tail, run, next);
     pthread_mutex_unlock(&k->mu);
     lws_cancel_service(k->ctx);
 }

@@ -56,6 +56,8 @@
 #include <string.h>
 
 #include "kd_log.h"
+#include "kd_list.h"
+#include "kone_dll.h"
 #include "kd_retry.h"
 #include "kd_str.h"
 
@@ -126,8 +128,7 @@ static void m_rate_wait(const kk_blds *bs, const char *b)
 
 void kk_bld_forget(kk_bld_job *j)
 {
-    if (!lws_dll2_is_detached(&j->wait))
-        lws_dll2_remove(&j->wait);
+    kk_dll_detach(&j->wait);
 }
 
 /* ------------------------------------------------------------------ the table */
@@ -162,10 +163,7 @@ static bool make_room(kk_blds *bs, int64_t now)
     if (!victim)
         return false;
     pthread_mutex_lock(&bs->bmu);
-    kk_bld **pp = &bs->hash[hash_of(victim->id)];
-    while (*pp != victim)
-        pp = &(*pp)->hnext;
-    *pp = victim->hnext;
+    KD_SLIST_UNLINK(bs->hash[hash_of(victim->id)], victim, hnext);
     bs->n--;
     pthread_mutex_unlock(&bs->bmu);
     lws_sul_cancel(&victim->sul);
@@ -416,8 +414,7 @@ static void record(kk_bld *b, kd_brk_verdict v, const kk_bld_job *j, bool retrac
 
 static void probe_clear(kk_bld *b)
 {
-    if (!lws_dll2_is_detached(&b->plink))
-        lws_dll2_remove(&b->plink);
+    kk_dll_detach(&b->plink);
     b->probe_link = NULL;
     b->probe_write = false;
     b->probe_req_id = 0;
@@ -545,9 +542,7 @@ int kk_bld_write_probe(kk_blds *bs, const kk_link *l, kk_conn *c)
         b->probe_write = false; /* its deadline counts it as not sent */
         return 0;
     }
-    int rc = kk_conn_send(c, text);
-    free(text);
-    if (rc)
+    if (kk_conn_send_owned(c, text))
         return -1; /* still to be written; the connection closes */
     b->probe_write = false;
     b->probe_req_id = id;

@@ -27,7 +27,7 @@
  * waits for room, not for a token: no rate_limited deadline), `link_down` (a ping failed
  * 1005: the building's calls out give up now), `least_loaded` (the ready connection to ping
  * on). It reads the jobs' run (building, group, outcome) and the connections' losses, and
- * writes its pings through the connection layer (kk_conn_send) when the call layer's writable
+ * writes its pings through the connection layer (kk_conn_send_owned) when the call layer's writable
  * callback asks (kk_bld_write_probe).
  *
  * Threads: the loop thread, except what blds.bmu guards (the table's shape, each breaker,

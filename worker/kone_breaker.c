@@ -29,12 +29,9 @@ void kd_brk_init(kd_breaker *b, int64_t now)
 
 const char *kd_brk_state_name(kd_brk_state s)
 {
-    switch (s) {
-    case KD_BRK_CLOSED: return "closed";
-    case KD_BRK_HALF_OPEN: return "half-open";
-    case KD_BRK_OPEN: return "open";
-    }
-    return "?";
+    static const char *const names[] = {
+        [KD_BRK_CLOSED] = "closed", [KD_BRK_HALF_OPEN] = "half-open", [KD_BRK_OPEN] = "open"};
+    return (unsigned)s < sizeof names / sizeof names[0] ? names[s] : "?";
 }
 
 int64_t kd_brk_backoff_us(const kd_brk_cfg *c, int n, uint64_t rnd)

@@ -64,6 +64,7 @@
 #include "kd_str.h"
 #include "kone_int.h"
 #include "kone_jw.h"
+#include "kone_dll.h"
 
 #define NEVER INT64_MAX
 
@@ -107,13 +108,11 @@ void kk_finish_run(kd_kone *k, kd_run *run, kd_outcome o, kd_failure_class f, co
 static void unlink_job(kk_job *j)
 {
     lws_sul_cancel(&j->sul);
-    if (!lws_dll2_is_detached(&j->wlink))
-        lws_dll2_remove(&j->wlink);
+    kk_dll_detach(&j->wlink);
     kk_sub_forget(&j->sub);
     kk_site_forget(&j->site);
     kk_bld_forget(&j->bj);
-    if (!lws_dll2_is_detached(&j->place))
-        lws_dll2_remove(&j->place);
+    kk_dll_detach(&j->place);
     j->want = KW_NONE;
 }
 
@@ -231,8 +230,7 @@ static void want(kk_job *j, kk_want w)
     kk_slot *s = j->slot;
     if (!s)
         return;
-    if (!lws_dll2_is_detached(&j->wlink))
-        lws_dll2_remove(&j->wlink);
+    kk_dll_detach(&j->wlink);
     kk_sub_forget(&j->sub);
     kk_site_forget(&j->site);
     j->want = w;
@@ -461,8 +459,7 @@ static void place_again(lws_dll2_owner_t *list, bool by_wlink, bool (*may_go)(kk
             by_wlink ? lws_container_of(d, kk_job, wlink) : lws_container_of(d, kk_job, place);
         if (!may_go(j))
             continue;
-        if (!lws_dll2_is_detached(&j->wlink))
-            lws_dll2_remove(&j->wlink);
+        kk_dll_detach(&j->wlink);
         lws_dll2_remove(&j->place);
         j->want = KW_NONE;
         j->slot = NULL;
@@ -783,9 +780,7 @@ int kk_job_write(kk_job *j, kk_conn *c)
                    e.code == KD_ERR_INVALID ? "invalid_job" : "nomem", "%s", e.msg);
         return 0;
     }
-    int rc = kk_conn_send(c, text);
-    free(text);
-    if (rc) {
+    if (kk_conn_send_owned(c, text)) {
         /* not written: back to the front of the queue; the conn closes and the job moves */
         lws_dll2_add_head(&j->wlink, &s->wq);
         j->want = w;

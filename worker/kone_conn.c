@@ -165,17 +165,19 @@ void kk_conn_kill(kk_conn *c)
     }
 }
 
-int kk_conn_send(kk_conn *c, const char *text)
+int kk_conn_send_owned(kk_conn *c, char *text)
 {
     /* queued in wslay (copied, masked when written): the WRITEABLE callback that called us
      * writes it (conn_writeable_raw) */
     if (!kd_ws_send(&c->ws, text, strlen(text))) {
         kd_warn("kone: slot %d: cannot queue a frame, dropping the connection", c->link->idx);
+        free(text);
         return -1;
     }
     c->last_tx_mono = kd_mono_us();
     if (kd_log_enabled(KD_LOG_DEBUG))
         kd_debug("kone: slot %d conn %d tx %s", c->link->idx, c->idx, text);
+    free(text);
     return 0;
 }
 
@@ -189,10 +191,10 @@ static void conn_msg(const char *buf, size_t len, void *user);
 static void conn_fresh(kk_conn *c)
 {
     c->retiring = false;
-    c->sess_write = false;
-    c->sess_req_id = 0;
-    c->ping_write = false;
-    c->ping_req_id = 0;
+    c->sess.write = false;
+    c->sess.id = 0;
+    c->ping.write = false;
+    c->ping.id = 0;
     c->ending = false;
     c->tls_up = false;
 }
@@ -361,7 +363,7 @@ static void conn_established(kk_conn *c, struct lws *wsi)
     c->wsi = wsi;
     c->st = KC_SESSION;
     c->opened_mono = c->last_tx_mono = kd_mono_us();
-    c->sess_write = true;
+    c->sess.write = true;
     c->sess_resume = l->session_id[0] != '\0';
     kd_info("kone: slot %d conn %d: connected, %s session", l->idx, c->idx,
             c->sess_resume ? "resuming the" : "creating a");
@@ -372,7 +374,7 @@ static void session_answer(kk_conn *c, const kd_kone_msg *m)
 {
     kk_link *l = c->link;
     kk_pool *p = l->pool;
-    c->sess_req_id = 0;
+    c->sess.id = 0;
     kd_kone_status_class cls = kd_kone_status_classify(m->status);
     if (cls == KD_KONE_ST_OK) {
         if (!c->sess_resume || m->session_id[0]) {
@@ -413,7 +415,7 @@ static void session_answer(kk_conn *c, const kd_kone_msg *m)
                 l->session_id, m->status, m->message);
         l->session_id[0] = '\0';
         c->sess_resume = false;
-        c->sess_write = true;
+        c->sess.write = true;
         conn_want_write(c);
         return;
     }
@@ -429,9 +431,20 @@ static int send_built(kk_conn *c, char *text, const kd_err *e)
         kd_error("kone: slot %d: %s", c->link->idx, e->msg);
         return -1;
     }
-    int rc = kk_conn_send(c, text);
-    free(text);
-    return rc ? -1 : 0;
+    return kk_conn_send_owned(c, text);
+}
+
+/* Sends text (NULL when it could not be built), the request r the connection makes for itself
+ * with request id `id`: written, r is outstanding from now. */
+static int send_own(kk_conn *c, kk_own_req *r, int64_t id, char *text, const kd_err *e)
+{
+    if (send_built(c, text, e))
+        return -1;
+    r->write = false;
+    r->id = id;
+    r->sent_mono = kd_mono_us();
+    kk_link_kick(c->link);
+    return 0;
 }
 
 static int write_session(kk_conn *c)
@@ -442,13 +455,7 @@ static int write_session(kk_conn *c)
     char *text = c->sess_resume ? kd_kone_msg_resume_session(id, l->session_id, l->session_numeric,
                                                              KK_RESEND_STATE_S, &e)
                                 : kd_kone_msg_create_session(id, &e);
-    if (send_built(c, text, &e))
-        return -1;
-    c->sess_write = false;
-    c->sess_req_id = id;
-    c->sess_sent_mono = kd_mono_us();
-    kk_link_kick(l);
-    return 0;
+    return send_own(c, &c->sess, id, text, &e);
 }
 
 static int write_ping(kk_conn *c)
@@ -457,20 +464,14 @@ static int write_ping(kk_conn *c)
     kd_err e = {0};
     const char *building, *group;
     if (!l->pool->ops.ping_target(l, &building, &group, l->pool->user)) {
-        c->ping_write = false; /* it lost its last building meanwhile */
+        c->ping.write = false; /* it lost its last building meanwhile */
         return 0;
     }
     int64_t id = kk_pool_next_id(l->pool);
     /* Any answer keeps the connection: a building whose link is down answers 500 (1005),
      * which is the circuit breaker's business (its own probes), not the connection's. */
     char *text = kd_kone_msg_common("ping", building, group, id, &e);
-    if (send_built(c, text, &e))
-        return -1;
-    c->ping_write = false;
-    c->ping_req_id = id;
-    c->ping_sent_mono = kd_mono_us();
-    kk_link_kick(l);
-    return 0;
+    return send_own(c, &c->ping, id, text, &e);
 }
 
 /* ------------------------------------------------------------------ frames */
@@ -492,14 +493,14 @@ static void dispatch(kk_conn *c, const char *buf, size_t len)
         return;
     }
     if (m.kind == KD_KONE_MSG_ANSWER && m.has_request_id) { /* the connection's own? */
-        if (c->sess_req_id && m.request_id == c->sess_req_id) {
+        if (c->sess.id && m.request_id == c->sess.id) {
             session_answer(c, &m);
             return;
         }
         for (int i = 0; i < 2; i++) {
             kk_conn *pc = &l->conn[i];
-            if (pc->ping_req_id && m.request_id == pc->ping_req_id) {
-                pc->ping_req_id = 0; /* any answer proves the connection alive */
+            if (pc->ping.id && m.request_id == pc->ping.id) {
+                pc->ping.id = 0; /* any answer proves the connection alive */
                 return;
             }
         }
@@ -603,7 +604,7 @@ void kk_link_answered(kk_link *l)
 {
     for (int i = 0; i < 2; i++) {
         kk_conn *c = &l->conn[i];
-        if (c->st == KC_SESSION && c->sess_write && c->wsi)
+        if (c->st == KC_SESSION && c->sess.write && c->wsi)
             conn_want_write(c);
     }
 }
@@ -616,14 +617,14 @@ static int conn_writeable(kk_conn *c)
     if (c->st == KC_CONNECTING || c->ending)
         return 0; /* the upgrade request, or a close frame: only what is queued goes */
     if (c->st == KC_SESSION) {
-        if (c->sess_write && !replacement_must_wait(c))
+        if (c->sess.write && !replacement_must_wait(c))
             return write_session(c);
         return 0;
     }
     if (c->st != KC_READY || l->active != c->idx)
         return 0;
     kk_conn *o = &l->conn[!c->idx];
-    if (c->ping_write) {
+    if (c->ping.write) {
         if (write_ping(c))
             return -1;
     } else if (o->st == KC_SESSION) {
@@ -631,7 +632,7 @@ static int conn_writeable(kk_conn *c)
     } else if (l->pool->ops.writable(l, c, l->pool->user) < 0) {
         return -1;
     }
-    if (c->ping_write || (l->pool->ops.want_write(l, l->pool->user) && o->st != KC_SESSION))
+    if (c->ping.write || (l->pool->ops.want_write(l, l->pool->user) && o->st != KC_SESSION))
         conn_want_write(c);
     return 0;
 }
@@ -708,36 +709,36 @@ static void link_timer(lws_sorted_usec_list_t *sul)
     }
     for (int i = 0; i < 2; i++) {
         kk_conn *c = &l->conn[i];
-        if (c->st == KC_SESSION && c->sess_write && c->wsi)
+        if (c->st == KC_SESSION && c->sess.write && c->wsi)
             conn_want_write(c); /* a replacement waiting for the drain */
-        if (c->st == KC_SESSION && c->sess_req_id) {
-            if (now - c->sess_sent_mono >= p->request_timeout_us) {
+        if (c->st == KC_SESSION && c->sess.id) {
+            if (now - c->sess.sent_mono >= p->request_timeout_us) {
                 kd_warn("kone: slot %d conn %d: session request unanswered", l->idx, i);
                 kk_conn_kill(c);
             } else {
-                next = earlier(next, c->sess_sent_mono + p->request_timeout_us);
+                next = earlier(next, c->sess.sent_mono + p->request_timeout_us);
             }
         }
     }
     kk_conn *a = kk_link_active(l);
     if (a) {
         kk_conn *o = &l->conn[!a->idx];
-        if (a->ping_req_id) {
-            if (now - a->ping_sent_mono >= p->request_timeout_us) {
+        if (a->ping.id) {
+            if (now - a->ping.sent_mono >= p->request_timeout_us) {
                 kd_warn("kone: slot %d: keep-alive ping unanswered, dropping the connection",
                         l->idx);
                 kk_conn_kill(a);
                 a = NULL;
             } else {
-                next = earlier(next, a->ping_sent_mono + p->request_timeout_us);
+                next = earlier(next, a->ping.sent_mono + p->request_timeout_us);
             }
-        } else if (!a->ping_write) {
+        } else if (!a->ping.write) {
             const char *pb, *pg;
             if (now - a->last_tx_mono >= p->keepalive_us &&
                 !p->ops.ping_target(l, &pb, &pg, p->user)) {
                 next = earlier(next, now + p->keepalive_us); /* nothing to ping yet */
             } else if (now - a->last_tx_mono >= p->keepalive_us) {
-                a->ping_write = true;
+                a->ping.write = true;
                 conn_want_write(a);
             } else {
                 next = earlier(next, a->last_tx_mono + p->keepalive_us);

@@ -54,24 +54,26 @@ typedef enum {
     KC_CLOSING,    /* we asked lws to drop it */
 } kk_conn_state;
 
+/* A request a connection makes for itself (its session, its keep-alive ping): due to be
+ * written, then outstanding until its answer or kone.request_timeout_ms. */
+typedef struct kk_own_req {
+    bool write;        /* to be written */
+    int64_t id;        /* its request id; 0 when none outstanding */
+    int64_t sent_mono; /* when it was written */
+} kk_own_req;
+
 typedef struct kk_conn {
     kk_link *link;
     int idx; /* 0 or 1 within the link */
     struct lws *wsi;
     kk_conn_state st;
-    bool retiring;        /* replaced by the link's other conn; let it go */
-    uint64_t token_gen;   /* token used for its upgrade */
-    int64_t opened_mono;  /* upgrade completed */
-    int64_t last_tx_mono; /* last frame written */
-    /* session request */
-    bool sess_write;     /* create/resume to be written */
-    bool sess_resume;    /* ... and it is a resume */
-    int64_t sess_req_id; /* 0 when none outstanding */
-    int64_t sess_sent_mono;
-    /* keep-alive ping */
-    bool ping_write;
-    int64_t ping_req_id; /* 0 when none outstanding */
-    int64_t ping_sent_mono;
+    bool retiring;               /* replaced by the link's other conn; let it go */
+    uint64_t token_gen;          /* token used for its upgrade */
+    int64_t opened_mono;         /* upgrade completed */
+    int64_t last_tx_mono;        /* last frame written */
+    kk_own_req sess;             /* session request (create or resume) */
+    bool sess_resume;            /* ... and it is a resume */
+    kk_own_req ping;             /* keep-alive ping */
     kd_ws ws;                    /* the WebSocket: upgrade, framing, reassembly (kone_ws.h) */
     bool ending;                 /* the stream ended (kd_ws_rx): flush its close frame, then drop */
     kd_tls tls;                  /* the socket and its TLS (kone_tls.h) */
@@ -93,7 +95,7 @@ typedef struct kk_conn_ops {
     /* A frame that is not the connection's own (its session request's answer, its pings'),
      * parsed (m) and as it came (buf, len). */
     void (*frame_in)(kk_link *s, const kd_kone_msg *m, const char *buf, size_t len, void *user);
-    /* The active connection c of s may write one frame now (kk_conn_send): 0 (written or
+    /* The active connection c of s may write one frame now (kk_conn_send_owned): 0 (written or
      * nothing to write), -1 the connection must close. */
     int (*writable)(kk_link *s, kk_conn *c, void *user);
     /* Is a frame waiting to be written on s (ask for another WRITEABLE)? */
@@ -178,8 +180,9 @@ int64_t kk_pool_jitter(kk_pool *p, int64_t max); /* 0..max-1 */
 void kk_pool_free(kk_pool *p); /* ws_host, ws_path, tls_ctx, the links' WebSockets */
 void kk_conn_kill(kk_conn *c); /* drop this connection now */
 /* Queues one text frame, written by the same WRITEABLE callback (what the socket does not
- * take then, by the next ones); only from WRITEABLE. Returns 0, or -1 when the connection must
+ * take then, by the next ones); only from WRITEABLE. text is the caller's malloc'ed frame
+ * (kd_kone_msg_*), freed here whatever happens. Returns 0, or -1 when the connection must
  * close. */
-int kk_conn_send(kk_conn *c, const char *text);
+int kk_conn_send_owned(kk_conn *c, char *text);
 
 #endif

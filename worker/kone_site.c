@@ -36,6 +36,8 @@
 #include <string.h>
 
 #include "kd_log.h"
+#include "kd_list.h"
+#include "kone_dll.h"
 #include "kd_time.h"
 #include "kd_str.h"
 
@@ -81,8 +83,7 @@ void kk_site_slot_init(kk_site_slot *s, kk_sites *sites, kk_link *link)
 
 void kk_site_forget(kk_site_job *sj)
 {
-    if (!lws_dll2_is_detached(&sj->wait))
-        lws_dll2_remove(&sj->wait);
+    kk_dll_detach(&sj->wait);
 }
 
 static kk_site *lookup(kk_sites *ss, const char *b, const char *g)
@@ -101,17 +102,11 @@ static bool busy(const kk_site *x)
 static void destroy(kk_site *x)
 {
     kk_sites *ss = x->sites;
-    for (kk_site **pp = &ss->hash[hash_of(x->building, x->group)]; *pp; pp = &(*pp)->hnext)
-        if (*pp == x) {
-            *pp = x->hnext;
-            break;
-        }
+    KD_SLIST_UNLINK(ss->hash[hash_of(x->building, x->group)], x, hnext);
     ss->n--;
     lws_sul_cancel(&x->sul);
-    if (!lws_dll2_is_detached(&x->wlink))
-        lws_dll2_remove(&x->wlink);
-    if (!lws_dll2_is_detached(&x->olink))
-        lws_dll2_remove(&x->olink);
+    kk_dll_detach(&x->wlink);
+    kk_dll_detach(&x->olink);
     while (x->waiters.head)
         lws_dll2_remove(x->waiters.head);
     kd_kval_free(&x->cfg);
@@ -165,10 +160,8 @@ static void fetch_end(kk_site *x, bool ok, const char *why)
 {
     int64_t now = kd_mono_us();
     lws_sul_cancel(&x->sul);
-    if (!lws_dll2_is_detached(&x->wlink))
-        lws_dll2_remove(&x->wlink);
-    if (!lws_dll2_is_detached(&x->olink))
-        lws_dll2_remove(&x->olink);
+    kk_dll_detach(&x->wlink);
+    kk_dll_detach(&x->olink);
     x->slot = NULL;
     x->want_config = x->want_actions = false;
     x->config_req_id = x->actions_req_id = 0;
@@ -263,9 +256,7 @@ int kk_site_write(kk_site_slot *s, kk_conn *c)
         fetch_end(x, false, e.msg);
         return 0;
     }
-    int rc = kk_conn_send(c, text);
-    free(text);
-    if (rc)
+    if (kk_conn_send_owned(c, text))
         return -1; /* stays queued: the connection closes (kk_sites_conn_lost) */
     if (cfg) {
         x->want_config = false;

@@ -47,6 +47,8 @@
 #include <string.h>
 
 #include "kd_log.h"
+#include "kd_list.h"
+#include "kone_dll.h"
 #include "kone_sub.h"
 #include "kd_str.h"
 
@@ -73,8 +75,7 @@ void kk_sub_slot_init(kk_sub_slot *s, kk_subs *all, kk_link *link)
 
 void kk_sub_forget(kk_sub_job *sj)
 {
-    if (!lws_dll2_is_detached(&sj->wait))
-        lws_dll2_remove(&sj->wait);
+    kk_dll_detach(&sj->wait);
 }
 
 uint32_t kk_bg_hash(const char *building, const char *group)
@@ -119,8 +120,7 @@ static void arm(kk_sub *x, int64_t at)
 static void want_write(kk_sub *x)
 {
     kk_sub_slot *s = x->slot;
-    if (!lws_dll2_is_detached(&x->olink))
-        lws_dll2_remove(&x->olink);
+    kk_dll_detach(&x->olink);
     x->req_id = 0;
     if (lws_dll2_is_detached(&x->wlink))
         lws_dll2_add_tail(&x->wlink, &s->wq);
@@ -147,17 +147,11 @@ static kk_sub *create(kk_sub_slot *s, const char *b, const char *g)
 static void destroy(kk_sub *x)
 {
     kk_sub_slot *s = x->slot;
-    for (kk_sub **pp = &s->hash[hash_of(x->building, x->group)]; *pp; pp = &(*pp)->hnext)
-        if (*pp == x) {
-            *pp = x->hnext;
-            break;
-        }
+    KD_SLIST_UNLINK(s->hash[hash_of(x->building, x->group)], x, hnext);
     s->n--;
     lws_sul_cancel(&x->sul);
-    if (!lws_dll2_is_detached(&x->wlink))
-        lws_dll2_remove(&x->wlink);
-    if (!lws_dll2_is_detached(&x->olink))
-        lws_dll2_remove(&x->olink);
+    kk_dll_detach(&x->wlink);
+    kk_dll_detach(&x->olink);
     free(x);
 }
 
@@ -275,9 +269,7 @@ int kk_sub_write(kk_sub_slot *s, kk_conn *c)
         kd_error("kone: slot %d: %s", s->link->idx, e.msg);
         return 0;
     }
-    int rc = kk_conn_send(c, text);
-    free(text);
-    if (rc)
+    if (kk_conn_send_owned(c, text))
         return -1; /* stays queued: the connection closes and it is made again */
     lws_dll2_remove(&x->wlink);
     lws_dll2_add_tail(&x->olink, &s->out);
@@ -487,10 +479,8 @@ void kk_subs_conn_lost(kk_sub_slot *s, bool release_waiters)
     for (int i = 0; i < KK_SUB_BUCKETS; i++)
         for (kk_sub *x = s->hash[i]; x; x = x->hnext) {
             lws_sul_cancel(&x->sul);
-            if (!lws_dll2_is_detached(&x->olink))
-                lws_dll2_remove(&x->olink);
-            if (!lws_dll2_is_detached(&x->wlink))
-                lws_dll2_remove(&x->wlink);
+            kk_dll_detach(&x->olink);
+            kk_dll_detach(&x->wlink);
             x->req_id = 0;
             x->st = KS_NEW;
             x->final = false;

@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "kd_log.h"
+#include "kd_list.h"
 #include "kd_str.h"
 
 /* ------------------------------------------------------------------ helpers */
@@ -31,14 +32,14 @@
 void lg_hook_up(kd_ledger *l, bool up)
 {
     if (l->up != up && l->hooks.up)
-        l->hooks.up(up, l->hooks.arg);
+        l->hooks.up(up);
     l->up = up;
 }
 
 void lg_hook_op(kd_ledger *l, op_kind k, bool ok)
 {
     if (l->hooks.op && k != OP_COUNT)
-        l->hooks.op(lg_op_name[k], ok, l->hooks.arg);
+        l->hooks.op(lg_op_name[k], ok);
 }
 
 void kd_ledger_mask_url(const char *url, char *out, size_t len)
@@ -75,12 +76,7 @@ const char *lg_pg_msg(PGconn *pg, char *buf, size_t len)
 
 void lg_push(op_list *q, op *o)
 {
-    o->next = NULL;
-    if (q->tail)
-        q->tail->next = o;
-    else
-        q->head = o;
-    q->tail = o;
+    KD_SLIST_APPEND(q->head, q->tail, o, next);
     q->n++;
 }
 

@@ -62,13 +62,14 @@ typedef struct kd_ledger_found {
     char worker[160]; /* the row's owner before this claim */
 } kd_ledger_found;
 
-/* What the ledger tells the worker's metrics (may be NULL members). */
+/* What the ledger tells the worker's metrics (may be NULL members). No context argument: the
+ * one user is the metrics catalogue, whose update functions (kd_wm_ledger_*) are the hooks
+ * themselves (the catalogue is one per process, metrics_catalog.c). */
 typedef struct kd_ledger_hooks {
-    void (*up)(bool up, void *arg);
-    void (*op)(const char *op, bool ok, void *arg);
-    void (*commit)(int64_t us, void *arg);
-    void (*rows)(const char *state, int64_t n, void *arg);
-    void *arg;
+    void (*up)(bool up);
+    void (*op)(const char *op, bool ok);
+    void (*commit)(int64_t us);
+    void (*rows)(const char *state, int64_t n);
 } kd_ledger_hooks;
 
 typedef void (*kd_ledger_claim_fn)(const kd_ledger_found *found, void *ctx);

@@ -225,7 +225,7 @@ static void read_count(kd_ledger *l, const PGresult *r)
                 n[s] = strtoll(PQgetvalue(r, i, 1), NULL, 10);
     if (l->hooks.rows)
         for (int s = 0; s < 4; s++)
-            l->hooks.rows(states[s], n[s], l->hooks.arg);
+            l->hooks.rows(states[s], n[s]);
 }
 
 /* One result of the op being read. */
@@ -328,7 +328,7 @@ static void batch_done(kd_ledger *l, bool ok)
     unsigned id = l->head_batch;
     int64_t took = kd_mono_us() - l->sent_at[id % LEDGER_MAX_BATCHES];
     if (l->hooks.commit && ok)
-        l->hooks.commit(took, l->hooks.arg);
+        l->hooks.commit(took);
     l->head_batch = id + 1;
     l->n_batches--;
     op *o;

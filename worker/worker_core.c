@@ -47,6 +47,7 @@
 #include "kd_event.h"
 #include "kd_kafka.h"
 #include "kd_limits.h"
+#include "kd_list.h"
 #include "kd_log.h"
 #include "kd_tls.h"
 #include "kd_retry.h"
@@ -225,11 +226,7 @@ static int produce_nb(kd_worker *w, const char *topic, const char *key, const vo
             p->since = kd_mono_us();
             p->len = len;
             memcpy(p->buf, buf, len);
-            if (w->pq_tail)
-                w->pq_tail->next = p;
-            else
-                w->pq_head = p;
-            w->pq_tail = p;
+            KD_SLIST_APPEND(w->pq_head, w->pq_tail, p, next);
             w->n_pq_waits++;
             queued = true;
         }
@@ -1303,28 +1300,6 @@ static void amqp_reconnect_wait(kd_worker *w, int64_t *backoff_ms,
     *backoff_ms = *backoff_ms * 2 > 10000 ? 10000 : *backoff_ms * 2;
 }
 
-/* The ledger's hooks: its metrics. */
-static void ledger_up_hook(bool up, void *arg)
-{
-    (void)arg;
-    kd_wm_ledger_up(up);
-}
-static void ledger_op_hook(const char *op, bool ok, void *arg)
-{
-    (void)arg;
-    kd_wm_ledger_op(op, ok);
-}
-static void ledger_commit_hook(int64_t us, void *arg)
-{
-    (void)arg;
-    kd_wm_ledger_commit(us);
-}
-static void ledger_rows_hook(const char *state, int64_t n, void *arg)
-{
-    (void)arg;
-    kd_wm_ledger_rows(state, n);
-}
-
 /* The KONE client's hooks: its metrics (the client itself knows no catalogue). */
 _Static_assert(KD_KONE_STATUS_ERROR == KD_WM_STATUS_ERROR &&
                    KD_KONE_STATUS_TIMEOUT == KD_WM_STATUS_TIMEOUT,
@@ -1393,7 +1368,8 @@ static const kd_kone_metrics kone_metrics = {
 
 static int ledger_open(kd_worker *w, const kd_config *cfg, kd_err *err)
 {
-    kd_ledger_hooks h = {ledger_up_hook, ledger_op_hook, ledger_commit_hook, ledger_rows_hook, w};
+    /* the ledger's hooks: its metrics */
+    kd_ledger_hooks h = {kd_wm_ledger_up, kd_wm_ledger_op, kd_wm_ledger_commit, kd_wm_ledger_rows};
     if (kd_ledger_open(&w->ledger, cfg, w->id, &h, err))
         return -1;
     kd_wm_ledger_enabled(w->ledger != NULL);

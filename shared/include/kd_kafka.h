@@ -27,6 +27,11 @@ typedef void (*kd_kafka_dr_fn)(void *opaque, int err_code, const char *errstr, v
 /** librdkafka's configuration object (rdkafka.h), for the two helpers below. */
 struct rd_kafka_conf_s;
 
+/** Allocates the zeroed struct of `size` bytes that will own a Kafka client and a new
+ * librdkafka configuration for it in *conf: the struct, or NULL with neither left and err
+ * set (out of memory). */
+void *kd_kafka_owner_new(size_t size, struct rd_kafka_conf_s **conf, kd_err *err);
+
 /** Sets one librdkafka property; an error names the property, never the value. */
 int kd_kafka_conf_set(struct rd_kafka_conf_s *conf, const char *name, const char *value,
                       kd_err *err);

@@ -66,6 +66,15 @@ int kd_log_enabled(kd_log_level level);
 void kd_log(kd_log_level level, const kd_log_ctx *ctx, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/**
+ * Logs a line another library hands to its log callback (libwebsockets' do), with no job
+ * context, as "<lib>: <line>": its trailing CR and LF dropped and, when mask is not NULL, the
+ * text first passed through mask (in place), so that a secret the library quotes (a token in
+ * a URL) never reaches the log. Longer lines are cut at 767 bytes.
+ */
+void kd_log_foreign(kd_log_level level, const char *lib, const char *line,
+                    void (*mask)(char *text));
+
 /** Logs at debug level with no job context (printf arguments). */
 #define kd_debug(...) kd_log(KD_LOG_DEBUG, NULL, __VA_ARGS__)
 /** Logs at info level with no job context (printf arguments). */

@@ -392,58 +392,48 @@ static char *key_text(const msgpack_object *k, int depth, size_t *len)
     return s;
 }
 
+/* The container j once filled: j, or NULL (j freed) when making or filling it failed. */
+static json_t *filled(json_t *j, bool failed)
+{
+    if (failed) {
+        /* GCOVR_EXCL_START: jansson fails only on allocation (keys, values valid here) */
+        json_decref(j);
+        return NULL;
+        /* GCOVR_EXCL_STOP */
+    }
+    return j;
+}
+
 static json_t *map_to_json(const msgpack_object_map *m, int depth)
 {
     json_t *obj = json_object();
-    if (!obj)
-        return NULL;
-    for (uint32_t i = 0; i < m->size; i++) {
+    bool failed = !obj;
+    for (uint32_t i = 0; !failed && i < m->size; i++) {
         size_t klen = 0;
         char *key = key_text(&m->ptr[i].key, depth + 1, &klen);
         json_t *val = key ? to_json(&m->ptr[i].val, depth + 1) : NULL;
         /* a later duplicate key replaces the earlier one, as in most JSON readers */
         /* setn_new takes val even when it fails; val is NULL whenever key is */
-        int rc = (key && val) ? json_object_setn_new(obj, key, klen, val) : -1;
+        failed = !key || !val || json_object_setn_new(obj, key, klen, val);
         free(key);
-        if (rc) {
-            /* GCOVR_EXCL_START: jansson fails only on allocation (keys, values valid here) */
-            json_decref(obj);
-            return NULL;
-            /* GCOVR_EXCL_STOP */
-        }
     }
-    return obj;
+    return filled(obj, failed);
 }
 
 static json_t *array_to_json(const msgpack_object_array *a, int depth)
 {
     json_t *arr = json_array();
-    if (!arr)
-        return NULL;
-    for (uint32_t i = 0; i < a->size; i++) {
-        if (json_array_append_new(arr, to_json(&a->ptr[i], depth + 1))) {
-            /* GCOVR_EXCL_START: jansson fails only on allocation (keys, values valid here) */
-            json_decref(arr);
-            return NULL;
-            /* GCOVR_EXCL_STOP */
-        }
-    }
-    return arr;
+    bool failed = !arr;
+    for (uint32_t i = 0; !failed && i < a->size; i++)
+        failed = json_array_append_new(arr, to_json(&a->ptr[i], depth + 1)) != 0;
+    return filled(arr, failed);
 }
 
 static json_t *ext_to_json(const msgpack_object_ext *e)
 {
     json_t *obj = json_object();
-    if (!obj)
-        return NULL;
-    if (json_object_set_new(obj, "ext", json_integer(e->type)) ||
-        json_object_set_new(obj, "data", json_base64(e->ptr, e->size))) {
-        /* GCOVR_EXCL_START: jansson fails only on allocation (keys, values valid here) */
-        json_decref(obj);
-        return NULL;
-        /* GCOVR_EXCL_STOP */
-    }
-    return obj;
+    return filled(obj, !obj || json_object_set_new(obj, "ext", json_integer(e->type)) ||
+                           json_object_set_new(obj, "data", json_base64(e->ptr, e->size)));
 }
 
 static json_t *to_json(const msgpack_object *o, int depth)

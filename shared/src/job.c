@@ -895,22 +895,21 @@ bool kd_job_cap_deadline(kd_job *job, int64_t max_age_ms, int64_t now_ms)
 
 /* ---- op names ---- */
 
+/* Indexed by the op (KD_OP_CALL is 1: slot 0 is no op); both directions read it. */
+static const char *const op_names[] = {
+    [KD_OP_CALL] = "call", [KD_OP_CANCEL] = "cancel", [KD_OP_HOLD_OPEN] = "hold_open"};
+#define N_OP_NAMES (sizeof op_names / sizeof op_names[0])
+
 const char *kd_op_name(kd_op op)
 {
-    switch (op) {
-    case KD_OP_CALL: return "call";
-    case KD_OP_CANCEL: return "cancel";
-    case KD_OP_HOLD_OPEN: return "hold_open";
-    }
-    return "unknown";
+    return (unsigned)op < N_OP_NAMES && op_names[op] ? op_names[op] : "unknown";
 }
 
 int kd_op_parse(const char *s, kd_op *out)
 {
-    static const kd_op ops[] = {KD_OP_CALL, KD_OP_CANCEL, KD_OP_HOLD_OPEN};
-    for (size_t i = 0; s && i < sizeof ops / sizeof ops[0]; i++) {
-        if (strcmp(s, kd_op_name(ops[i])) == 0) {
-            *out = ops[i];
+    for (size_t i = 0; s && i < N_OP_NAMES; i++) {
+        if (op_names[i] && strcmp(s, op_names[i]) == 0) {
+            *out = (kd_op)i;
             return 0;
         }
     }

@@ -170,20 +170,31 @@ static int apply_extra(rd_kafka_conf_t *conf, const char *const *extra, kd_err *
     return 0;
 }
 
+void *kd_kafka_owner_new(size_t size, rd_kafka_conf_t **conf, kd_err *err)
+{
+    void *owner = calloc(1, size);
+    *conf = rd_kafka_conf_new();
+    if (!owner || !*conf) {
+        /* GCOVR_EXCL_START: allocation failure (no test injects one) */
+        free(owner);
+        if (*conf)
+            rd_kafka_conf_destroy(*conf);
+        *conf = NULL;
+        kd_err_set(err, KD_ERR_NOMEM, "kafka: out of memory");
+        return NULL;
+        /* GCOVR_EXCL_STOP */
+    }
+    return owner;
+}
+
 int kd_kafka_producer_new_ex(kd_kafka **out, const kd_config *cfg, kd_kafka_dr_fn dr, void *arg,
                              const char *const *extra_props, kd_err *err)
 {
     *out = NULL;
-    kd_kafka *k = calloc(1, sizeof *k);
-    rd_kafka_conf_t *conf = rd_kafka_conf_new();
-    if (!k || !conf) {
-        /* GCOVR_EXCL_START: allocation failure (no test injects one) */
-        free(k);
-        if (conf)
-            rd_kafka_conf_destroy(conf);
-        return kd_err_set(err, KD_ERR_NOMEM, "kafka: out of memory");
-        /* GCOVR_EXCL_STOP */
-    }
+    rd_kafka_conf_t *conf;
+    kd_kafka *k = kd_kafka_owner_new(sizeof *k, &conf, err);
+    if (!k)
+        return KD_ERR_NOMEM; /* GCOVR_EXCL_LINE: allocation failure (no test injects one) */
     k->dr = dr;
     k->arg = arg;
     k->creator = pthread_self();

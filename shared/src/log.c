@@ -133,3 +133,16 @@ void kd_log(kd_log_level level, const kd_log_ctx *ctx, const char *fmt, ...)
     funlockfile(stderr);
     free(line);
 }
+
+void kd_log_foreign(kd_log_level level, const char *lib, const char *line, void (*mask)(char *text))
+{
+    if (level < log_min)
+        return; /* before the copy: lws at debug level is chatty */
+    char buf[768];
+    size_t n = strlen(kd_str_copy(buf, sizeof buf, line));
+    while (n && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
+        buf[--n] = '\0';
+    if (mask)
+        mask(buf);
+    kd_log(level, NULL, "%s: %s", lib, buf);
+}

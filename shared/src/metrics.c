@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "kd_buf.h"
+#include "kd_list.h"
 
 struct kd_metric {
     kd_metrics *reg;
@@ -265,11 +266,7 @@ int kd_metrics_register(kd_metrics *reg, const kd_metric_desc *d, kd_metric **ou
     /* GCOVR_EXCL_STOP */
     for (size_t i = 0; i < n_series * m->stride; i++)
         atomic_init(&m->cells[i], 0); /* 0 is also the bit pattern of 0.0 */
-    if (reg->last)
-        reg->last->next = m;
-    else
-        reg->first = m;
-    reg->last = m;
+    KD_SLIST_APPEND(reg->first, reg->last, m, next);
     pthread_mutex_unlock(&reg->lock);
     if (out)
         *out = m;

@@ -1,5 +1,5 @@
 /* test_producer_cli: kone-producer's pure modules (no broker): the confirm window,
- * the report lines and the line reader. */
+ * the report lines, the line reader, and the setup's error lines. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -12,7 +12,9 @@
 #include <cmocka.h>
 
 #include "input.h"
+#include "replay.h"
 #include "report.h"
+#include "start.h"
 #include "window.h"
 
 /* ---- window ---- */
@@ -310,6 +312,71 @@ static void test_input_open_missing_file(void **state)
     kd_input_close(&in);
 }
 
+/* ---- setup errors ---- */
+
+/* What kd_prod_load prints for a command `name` given the options opts (NULL-terminated). */
+static char *load_error(const char *name, const char *const *opts)
+{
+    char *argv[8] = {"kone-producer"};
+    int argc = 1;
+    for (; opts[argc - 1]; argc++)
+        argv[argc] = (char *)opts[argc - 1];
+    char *text = NULL;
+    size_t len = 0;
+    FILE *out = open_memstream(&text, &len);
+    assert_non_null(out);
+    kd_config cfg;
+    assert_int_equal(kd_prod_load(&cfg, name, argc, argv, out), 2);
+    fclose(out);
+    return text;
+}
+
+/* Every line a setup error prints names the program once, whether the configuration's
+ * message named it (an unknown option, a missing value) or not (a bad value), for both
+ * commands; replay-dead's lines also name the command, once. */
+static void test_setup_errors_name_the_program_once(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *name;
+        const char *opts[3];
+        const char *line;
+    } cases[] = {
+        {PROD_NAME,
+         {"--amqp-port=abc"},
+         "kone-producer: amqp.port: must be an integer in 1..65535, got 'abc'\n"},
+        {PROD_NAME, {"--bogus"}, "kone-producer: unknown option --bogus (see --help)\n"},
+        {PROD_NAME, {"--amqp-port"}, "kone-producer: option --amqp-port needs a value\n"},
+        {PROD_NAME " replay-dead",
+         {"--bogus"},
+         "kone-producer: replay-dead: unknown option --bogus (see --help)\n"},
+        {PROD_NAME " replay-dead",
+         {"--log-level", "loud"},
+         "kone-producer: replay-dead: log.level: must be debug, info, warn or error, got 'loud'\n"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char *text = load_error(cases[i].name, cases[i].opts);
+        assert_string_equal(text, cases[i].line);
+        free(text);
+    }
+
+    /* replay-dead's own options: their message names the command already */
+    char *argv[] = {"kone-producer", "replay-dead", "--filter-reason"};
+    char *rest[4];
+    int nrest = 0;
+    kd_replay_filter f;
+    kd_err err = {0};
+    assert_int_not_equal(kd_replay_parse_args(3, argv, &f, rest, &nrest, &err), 0);
+    char *text = NULL;
+    size_t len = 0;
+    FILE *out = open_memstream(&text, &len);
+    assert_non_null(out);
+    kd_prod_error(out, PROD_NAME, err.msg);
+    fclose(out);
+    assert_string_equal(text, "kone-producer: replay-dead: --filter-reason needs a value\n");
+    free(text);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -324,6 +391,7 @@ int main(void)
         cmocka_unit_test(test_input_lines),
         cmocka_unit_test(test_input_overlong_line_is_skipped),
         cmocka_unit_test(test_input_open_missing_file),
+        cmocka_unit_test(test_setup_errors_name_the_program_once),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
