@@ -398,9 +398,13 @@ void kd_kone_submit(kd_kone *k, kd_run *run)
         kk_finish_run(k, run, KD_OUTCOME_FAILED, KD_FAIL_TRANSIENT, "shutdown", SHUTDOWN_MSG);
         return;
     }
+    /* the loop takes the whole inbox at once: only the run that finds it empty wakes it
+     * (a wake-up is a write and a context switch: issue 17) */
+    bool was_empty = !k->inbox_head;
     KD_SLIST_APPEND(k->inbox_head, k->inbox_tail, run, next);
     pthread_mutex_unlock(&k->mu);
-    lws_cancel_service(k->ctx);
+    if (was_empty)
+        lws_cancel_service(k->ctx);
 }
 
 bool kd_kone_ready(kd_kone *k)

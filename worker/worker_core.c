@@ -36,6 +36,7 @@
 
 #include <errno.h>
 #include <poll.h>
+#include <stdatomic.h>
 #include <pthread.h>
 #include <sys/eventfd.h>
 #include <stdio.h>
@@ -111,6 +112,7 @@ struct kd_worker {
     wk_pending *pq_head, *pq_tail;
     uint64_t n_pq_waits; /* messages that waited for room in Kafka's queue */
     int wake_fd;         /* eventfd: the KONE thread handed something over (wakes the loop) */
+    atomic_bool woken;   /* wake_fd written since the loop last looked at the lists */
     wk_run *handback;    /* runs whose result could not be produced, or shutdown */
     wk_run *decide;      /* transient failures waiting for the retry decision */
     wk_run *record;      /* outcomes to record in the ledger, then produce */
@@ -169,10 +171,15 @@ static kd_log_ctx run_ctx(const kd_run *run)
 
 /* ---- lists handed over by the KONE thread ---- */
 
-/* Wakes the main loop out of its wait (from any thread). */
+/* Wakes the main loop out of its wait (from any thread): once until the loop looks at its
+ * lists again (turn() clears `woken` before it takes them, so what is handed over after that
+ * wakes it anew). The KONE thread hands over a few runs per job; a write and the wake-up it
+ * causes each time cost more system time than the job's own work (issue 17). */
 static void wake(kd_worker *w)
 {
     uint64_t one = 1;
+    if (atomic_exchange(&w->woken, true))
+        return; /* written already, not yet looked at */
     if (w->wake_fd >= 0 && write(w->wake_fd, &one, sizeof one) < 0 && errno != EAGAIN)
         /* GCOVR_EXCL_START: an eventfd write fails (but EAGAIN) only on counter overflow */
         kd_debug("wake-up of the main loop failed: %s", kd_strerror(errno));
@@ -1278,6 +1285,7 @@ static void turn(kd_worker *w, int wait_ms)
     } else {
         kd_kafka_poll(w->kafka, wait_ms);
     }
+    atomic_store(&w->woken, false); /* before taking the lists: see wake() */
     serve_produce_queue(w);
     serve_lists(w);
     if (w->ledger) {
