@@ -1277,7 +1277,7 @@ static void turn(kd_worker *w, int wait_ms)
             rc = kd_amqp_consume_next(w->amqp, 0, &d, &err);
             if (rc == 1)
                 on_delivery(w, &d);
-        } while (rc == 1 && ++n < TURN_DELIVERIES && kd_amqp_buffered(w->amqp));
+        } while (rc == 1 && ++n < TURN_DELIVERIES && w->amqp && kd_amqp_buffered(w->amqp));
         serve_side_events(w);
         if (rc < 0)
             conn_lost(w, err.msg);
