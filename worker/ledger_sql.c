@@ -63,6 +63,20 @@ const char *const lg_schema_v2[] = {
     NULL,
 };
 
+/* Version 3: the worker index keyed by (worker, job_id). Every statement about one job of
+ * this worker (accept, done, retry, release) says `job_id = $1 AND worker = $2 AND state ...`,
+ * which the old partial index on (worker) alone also matched; with a fresh owner (every
+ * process has its own) the planner deemed that index the cheaper one and walked all of the
+ * worker's rows in flight to find one: about 90 µs of PostgreSQL's time per statement with
+ * 200 jobs in flight (docs/performance.md, issue 17). Keyed by both, either index the
+ * planner picks finds the row at once; renewing (worker = $1) still uses its first column. */
+const char *const lg_schema_v3[] = {
+    "CREATE INDEX IF NOT EXISTS kd_calls_worker_job ON kd_calls (worker, job_id) WHERE state IN "
+    "('writing', 'accepted')",
+    "DROP INDEX IF EXISTS kd_calls_worker",
+    NULL,
+};
+
 /* $1 job_id, $2 attempt, $3 owner, $4 building, $5 lease ms, $6 retention h, $7 take over
  * an unanswered `writing` row as a new call (ledger.ambiguous=retry), $8 a replayed delivery
  * (replay-dead: an operator asks for a `failed` job to be tried again; failed means no call
