@@ -248,6 +248,48 @@ static void test_retry_and_release_let_the_next_attempt_call(void **state)
     kd_ledger_close(b);
 }
 
+/* kd_claim's plain INSERT (a new job) against the same new job claimed by two workers at
+ * once (a producer's re-send delivered to both): one calls, the other waits (BUSY), however
+ * PostgreSQL interleaves them; and a `failed` job is called again only when replayed. */
+static void test_new_job_claimed_twice_at_once_and_replayed(void **state)
+{
+    (void)state;
+    kd_ledger *a = open_ledger("worker-a", "unknown", "15000");
+    kd_ledger *b = open_ledger("worker-b", "unknown", "15000");
+    for (int i = 0; i < 20; i++) {
+        char job[16];
+        snprintf(job, sizeof job, "twice%d", i);
+        kd_run ra = mkrun(job, 1), rb = mkrun(job, 1);
+        answer x = {0}, y = {0};
+        kd_ledger_claim(a, &ra, on_claim, &x);
+        kd_ledger_claim(b, &rb, on_claim, &y);
+        kd_ledger_turn(a); /* both sent before either is read */
+        kd_ledger_turn(b);
+        for (int t = 0; t < 5000 && !(x.got && y.got); t++) {
+            kd_ledger_turn(a);
+            kd_ledger_turn(b);
+            usleep(1000);
+        }
+        assert_true(x.got && y.got);
+        assert_true((x.f.verdict == KD_LEDGER_CALL && y.f.verdict == KD_LEDGER_BUSY) ||
+                    (x.f.verdict == KD_LEDGER_BUSY && y.f.verdict == KD_LEDGER_CALL));
+    }
+
+    kd_run run = mkrun("failed", 1);
+    assert_int_equal(claim(a, &run, NULL), KD_LEDGER_CALL);
+    kd_run_finish(&run, KD_OUTCOME_FAILED, KD_FAIL_TRANSIENT, "http_500", "KONE answered 500");
+    answer d = {0};
+    kd_ledger_done(a, &run, "{}", 2, on_done, &d);
+    settle(a);
+    assert_true(d.ok);
+    kd_run again = mkrun("failed", 1);
+    assert_int_equal(claim(b, &again, NULL), KD_LEDGER_DONE); /* a redelivery: its result */
+    again.replayed = true;                                    /* replay-dead */
+    assert_int_equal(claim(b, &again, NULL), KD_LEDGER_CALL);
+    kd_ledger_close(a);
+    kd_ledger_close(b);
+}
+
 static void test_accept_then_done_in_any_order(void **state)
 {
     (void)state;
@@ -717,6 +759,7 @@ int main(void)
         cmocka_unit_test(test_unanswered_write_is_ambiguous),
         cmocka_unit_test(test_lease_runs_out_when_a_worker_dies),
         cmocka_unit_test(test_retry_and_release_let_the_next_attempt_call),
+        cmocka_unit_test(test_new_job_claimed_twice_at_once_and_replayed),
         cmocka_unit_test(test_accept_then_done_in_any_order),
         cmocka_unit_test(test_bad_urls_and_newer_schema),
         cmocka_unit_test(test_answers_at_close),
