@@ -79,7 +79,7 @@ const char *const lg_schema_v3[] = {
      * replayed delivery (replay-dead: an operator asks for a `failed` job to be tried again;
      * failed means no call of it is outstanding)). One row comes back: whether the row was
      * taken (and from what state), and the row as it was before.
-     * A new job (nearly every claim) is one plain INSERT: a fifth to a third less of
+     * A new job (nearly every claim) is one plain INSERT: about a sixth less of
      * PostgreSQL's time than the full statement (docs/performance.md, issue 17). Only when the
      * job's row exists does the full statement run: `prev` reads the row as it was, `ins`
      * takes over a row that belongs to nobody any more (state retry, or its lease ran out),
