@@ -168,7 +168,7 @@ static int migrate(kd_ledger *l, kd_err *err)
                           l->masked, have, KD_LEDGER_SCHEMA_VERSION);
     }
     /* Each version's DDL in turn, from the one after `have`, each recorded as it is done. */
-    static const char *const *const ddl[] = {lg_schema_v1, lg_schema_v2};
+    static const char *const *const ddl[] = {lg_schema_v1, lg_schema_v2, lg_schema_v3};
     _Static_assert(sizeof ddl / sizeof ddl[0] == KD_LEDGER_SCHEMA_VERSION, "a DDL per version");
     for (int v = (have > 0 ? have : 0) + 1; v <= KD_LEDGER_SCHEMA_VERSION; v++) {
         char mark[64];

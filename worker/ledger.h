@@ -35,7 +35,7 @@
 #include "kd_err.h"
 #include "kd_run.h"
 
-#define KD_LEDGER_SCHEMA_VERSION 2
+#define KD_LEDGER_SCHEMA_VERSION 3
 
 typedef struct kd_ledger kd_ledger;
 

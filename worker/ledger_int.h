@@ -116,6 +116,7 @@ extern const char *const lg_op_sql[OP_N];  /* its statement */
 extern const char *const lg_op_stmt[OP_N]; /* its prepared statement's name */
 extern const char *const lg_schema_v1[];   /* NULL-terminated DDL of each version */
 extern const char *const lg_schema_v2[];
+extern const char *const lg_schema_v3[];
 
 /* ---- ledger.c */
 void lg_hook_up(kd_ledger *l, bool up);

@@ -63,40 +63,83 @@ const char *const lg_schema_v2[] = {
     NULL,
 };
 
-/* $1 job_id, $2 attempt, $3 owner, $4 building, $5 lease ms, $6 retention h, $7 take over
- * an unanswered `writing` row as a new call (ledger.ambiguous=retry), $8 a replayed delivery
- * (replay-dead: an operator asks for a `failed` job to be tried again; failed means no call
- * of it is outstanding).
- * `prev` reads the row as it was before this statement; `ins` inserts, or takes over a row
- * that belongs to nobody any more (state retry, or its lease ran out), keeping an accepted
- * row accepted and a writing row writing unless $7. What comes back is one row: whether it
- * was taken (and from what), and the previous row. A row inserted concurrently by another
- * delivery is invisible to `prev` and not taken: taken = 0 and prev empty (BUSY). */
-static const char sql_claim[] =
-    "WITH prev AS (SELECT state, attempt, worker, session_id, outcome, failure, kone_status,"
+/* Version 3: the worker index keyed by (worker, job_id). Every statement about one job of
+ * this worker (accept, done, retry, release) says `job_id = $1 AND worker = $2 AND state ...`,
+ * which the old partial index on (worker) alone also matched; with a fresh owner (every
+ * process has its own) the planner deemed that index the cheaper one and walked all of the
+ * worker's rows in flight to find one: about 90 µs of PostgreSQL's time per statement with
+ * 200 jobs in flight (docs/performance.md, issue 17). Keyed by both, either index the
+ * planner picks finds the row at once; renewing (worker = $1) still uses its first column. */
+const char *const lg_schema_v3[] = {
+    "CREATE INDEX IF NOT EXISTS kd_calls_worker_job ON kd_calls (worker, job_id) WHERE state IN "
+    "('writing', 'accepted')",
+    "DROP INDEX IF EXISTS kd_calls_worker",
+    /* kd_claim(job_id, attempt, owner, building, lease ms, retention h, retry_ambiguous: take
+     * over an unanswered `writing` row as a new call (ledger.ambiguous=retry), replayed: a
+     * replayed delivery (replay-dead: an operator asks for a `failed` job to be tried again;
+     * failed means no call of it is outstanding)). One row comes back: whether the row was
+     * taken (and from what state), and the row as it was before.
+     * A new job (nearly every claim) is one plain INSERT: about a sixth less of
+     * PostgreSQL's time than the full statement (docs/performance.md, issue 17). Only when the
+     * job's row exists does the full statement run: `prev` reads the row as it was, `ins`
+     * takes over a row that belongs to nobody any more (state retry, or its lease ran out),
+     * keeping an accepted row accepted and a writing row writing unless retry_ambiguous.
+     * A concurrent insert of the same job: the INSERT waits for it (as DO UPDATE did); once
+     * committed, the full statement (a new snapshot) meets it under its live lease and takes
+     * nothing: BUSY, as before; rolled back, the INSERT goes ahead. */
+    "CREATE OR REPLACE FUNCTION kd_claim(p_job text, p_attempt integer, p_owner text,"
+    " p_building text, p_lease_ms bigint, p_retention_h bigint, p_retry_ambiguous boolean,"
+    " p_replayed boolean)"
+    " RETURNS TABLE (state text, taken_from text, prev_state text, prev_attempt integer,"
+    "  prev_worker text, prev_session_id bigint, prev_outcome text, prev_failure smallint,"
+    "  prev_kone_status integer, prev_error_code text, prev_error_message text,"
+    "  prev_started_us bigint, prev_finished_us bigint, prev_kone_rtt_us bigint)"
+    " LANGUAGE plpgsql AS $kd$\n"
+    "#variable_conflict use_column\n"
+    "BEGIN"
+    " INSERT INTO kd_calls (job_id, state, attempt, worker, building_id, lease_until, expires_at)"
+    "  VALUES (p_job, 'writing', p_attempt, p_owner, p_building,"
+    "   now() + p_lease_ms * interval '1 millisecond', now() + p_retention_h * interval '1 hour')"
+    "  ON CONFLICT (job_id) DO NOTHING;"
+    " IF FOUND THEN"
+    "  state := 'writing';"
+    "  RETURN NEXT;"
+    "  RETURN;"
+    " END IF;"
+    " RETURN QUERY"
+    " WITH prev AS (SELECT state, attempt, worker, session_id, outcome, failure, kone_status,"
     "  error_code, error_message, started_us, finished_us, kone_rtt_us"
-    "  FROM kd_calls WHERE job_id = $1),"
+    "  FROM kd_calls WHERE job_id = p_job),"
     " ins AS (INSERT INTO kd_calls AS c (job_id, state, attempt, worker, building_id,"
     "   lease_until, expires_at)"
-    "  VALUES ($1, 'writing', $2, $3, $4, now() + $5 * interval '1 millisecond',"
-    "   now() + $6 * interval '1 hour')"
+    "  VALUES (p_job, 'writing', p_attempt, p_owner, p_building, now() + p_lease_ms * interval '1 "
+    "millisecond',"
+    "   now() + p_retention_h * interval '1 hour')"
     "  ON CONFLICT (job_id) DO UPDATE SET"
     "   taken_from = c.state,"
-    "   state = CASE WHEN c.state = 'accepted' OR (c.state = 'writing' AND NOT $7)"
+    "   state = CASE WHEN c.state = 'accepted' OR (c.state = 'writing' AND NOT p_retry_ambiguous)"
     "     THEN c.state ELSE 'writing' END,"
-    "   attempt = CASE WHEN c.state IN ('retry', 'done') OR (c.state = 'writing' AND $7)"
+    "   attempt = CASE WHEN c.state IN ('retry', 'done') OR (c.state = 'writing' AND "
+    "p_retry_ambiguous)"
     "     THEN excluded.attempt ELSE c.attempt END,"
     "   outcome = CASE WHEN c.state = 'done' THEN NULL ELSE c.outcome END,"
     "   session_id = CASE WHEN c.state = 'accepted' THEN c.session_id ELSE NULL END,"
     "   worker = excluded.worker, lease_until = excluded.lease_until,"
     "   expires_at = excluded.expires_at, updated_at = now()"
     "  WHERE c.state = 'retry' OR (c.state IN ('writing', 'accepted') AND c.lease_until < now())"
-    "   OR (c.state = 'done' AND c.outcome = 'failed' AND $8)"
+    "   OR (c.state = 'done' AND c.outcome = 'failed' AND p_replayed)"
     "  RETURNING c.state, c.taken_from)"
     " SELECT ins.state, ins.taken_from, prev.state, prev.attempt, prev.worker, prev.session_id,"
     "  prev.outcome, prev.failure, prev.kone_status, prev.error_code, prev.error_message,"
     "  prev.started_us, prev.finished_us, prev.kone_rtt_us"
-    " FROM (SELECT 1) one LEFT JOIN ins ON true LEFT JOIN prev ON true";
+    " FROM (SELECT 1) one LEFT JOIN ins ON true LEFT JOIN prev ON true;"
+    " END $kd$",
+    NULL,
+};
+
+/* $1 job_id, $2 attempt, $3 owner, $4 building, $5 lease ms, $6 retention h, $7 take over an
+ * unanswered `writing` row (ledger.ambiguous=retry), $8 a replayed delivery: kd_claim above. */
+static const char sql_claim[] = "SELECT * FROM kd_claim($1, $2, $3, $4, $5, $6, $7, $8)";
 
 /* $1 job_id, $2 owner, $3 session id, $4 KONE session */
 static const char sql_accept[] =

@@ -20,6 +20,7 @@
 
 #include "kd_config.h"
 #include "ledger.h"
+#include "ledger_int.h" /* the DDL of the older schema versions */
 
 static char base_url[1024]; /* the stack's URL, with its password */
 static char test_url[1400]; /* ... confined to this run's schema */
@@ -243,6 +244,48 @@ static void test_retry_and_release_let_the_next_attempt_call(void **state)
     kd_ledger_release(a, &run6, false); /* shutdown before the call was written */
     settle(a);
     assert_int_equal(claim(b, &run6, NULL), KD_LEDGER_CALL);
+    kd_ledger_close(a);
+    kd_ledger_close(b);
+}
+
+/* kd_claim's plain INSERT (a new job) against the same new job claimed by two workers at
+ * once (a producer's re-send delivered to both): one calls, the other waits (BUSY), however
+ * PostgreSQL interleaves them; and a `failed` job is called again only when replayed. */
+static void test_new_job_claimed_twice_at_once_and_replayed(void **state)
+{
+    (void)state;
+    kd_ledger *a = open_ledger("worker-a", "unknown", "15000");
+    kd_ledger *b = open_ledger("worker-b", "unknown", "15000");
+    for (int i = 0; i < 20; i++) {
+        char job[16];
+        snprintf(job, sizeof job, "twice%d", i);
+        kd_run ra = mkrun(job, 1), rb = mkrun(job, 1);
+        answer x = {0}, y = {0};
+        kd_ledger_claim(a, &ra, on_claim, &x);
+        kd_ledger_claim(b, &rb, on_claim, &y);
+        kd_ledger_turn(a); /* both sent before either is read */
+        kd_ledger_turn(b);
+        for (int t = 0; t < 5000 && !(x.got && y.got); t++) {
+            kd_ledger_turn(a);
+            kd_ledger_turn(b);
+            usleep(1000);
+        }
+        assert_true(x.got && y.got);
+        assert_true((x.f.verdict == KD_LEDGER_CALL && y.f.verdict == KD_LEDGER_BUSY) ||
+                    (x.f.verdict == KD_LEDGER_BUSY && y.f.verdict == KD_LEDGER_CALL));
+    }
+
+    kd_run run = mkrun("failed", 1);
+    assert_int_equal(claim(a, &run, NULL), KD_LEDGER_CALL);
+    kd_run_finish(&run, KD_OUTCOME_FAILED, KD_FAIL_TRANSIENT, "http_500", "KONE answered 500");
+    answer d = {0};
+    kd_ledger_done(a, &run, "{}", 2, on_done, &d);
+    settle(a);
+    assert_true(d.ok);
+    kd_run again = mkrun("failed", 1);
+    assert_int_equal(claim(b, &again, NULL), KD_LEDGER_DONE); /* a redelivery: its result */
+    again.replayed = true;                                    /* replay-dead */
+    assert_int_equal(claim(b, &again, NULL), KD_LEDGER_CALL);
     kd_ledger_close(a);
     kd_ledger_close(b);
 }
@@ -506,14 +549,124 @@ static void test_broken_schema_is_a_startup_error(void **state)
     assert_int_equal(open_in_schema("calls", "CREATE TABLE kd_calls (x integer)", msg, sizeof msg),
                      KD_ERR_IO);
     assert_non_null(strstr(msg, ": schema: "));
-    /* version 2 recorded, its tables missing: the statements cannot be prepared */
-    assert_int_equal(open_in_schema("empty",
+    /* the current version recorded, its tables missing: the statements cannot be prepared */
+    char setup[160];
+    snprintf(setup, sizeof setup,
+             "CREATE TABLE kd_schema (version integer NOT NULL); INSERT INTO kd_schema VALUES (%d)",
+             KD_LEDGER_SCHEMA_VERSION);
+    assert_int_equal(open_in_schema("empty", setup, msg, sizeof msg), KD_ERR_IO);
+    assert_non_null(strstr(msg, ": prepare: "));
+    assert_non_null(strstr(msg, "does not exist"));
+    /* an older version recorded, its tables missing: its migration fails, named */
+    assert_int_equal(open_in_schema("old",
                                     "CREATE TABLE kd_schema (version integer NOT NULL); "
                                     "INSERT INTO kd_schema VALUES (2)",
                                     msg, sizeof msg),
                      KD_ERR_IO);
-    assert_non_null(strstr(msg, ": prepare: "));
-    assert_non_null(strstr(msg, "does not exist"));
+    assert_non_null(strstr(msg, ": schema: "));
+    assert_non_null(strstr(msg, "kd_calls"));
+}
+
+/* The answer of a one-value query (as text), or "" when it returned no row. */
+static void sql_value(const char *q, char *out, size_t len)
+{
+    PGconn *pg = PQconnectdb(base_url);
+    assert_int_equal(PQstatus(pg), CONNECTION_OK);
+    PGresult *r = PQexec(pg, q);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK)
+        fail_msg("%s: %s", q, PQresultErrorMessage(r));
+    snprintf(out, len, "%s", PQntuples(r) ? PQgetvalue(r, 0, 0) : "");
+    PQclear(r);
+    PQfinish(pg);
+}
+
+/* A ledger made by the previous release (schema version 2, rows in every state a running
+ * fleet leaves) is migrated in place by the first new worker: version 3, the worker index
+ * keyed by (worker, job_id) instead of (worker) alone, and every row still decides its
+ * job's next delivery as before: a `done` one is produced again, an `accepted` one whose
+ * worker is gone is followed, a `writing` one is ambiguous, a live one waits. */
+static void test_version_2_ledger_migrates_in_place(void **state)
+{
+    (void)state;
+    char up[96], q[2400], v[160];
+    snprintf(up, sizeof up, "%s_v2", schema);
+    snprintf(q, sizeof q, "CREATE SCHEMA %s", up);
+    sql(q);
+    /* the tables exactly as the previous release made them */
+    const char *const *const old[] = {lg_schema_v1, lg_schema_v2};
+    for (int i = 0; i < 2; i++)
+        for (int k = 0; old[i][k]; k++) {
+            snprintf(q, sizeof q, "SET search_path = %s; %s", up, old[i][k]);
+            sql(q);
+        }
+    snprintf(q, sizeof q,
+             "SET search_path = %s;"
+             "CREATE TABLE kd_schema (version integer NOT NULL); INSERT INTO kd_schema VALUES (2);"
+             "INSERT INTO kd_calls (job_id, state, attempt, worker, building_id, session_id,"
+             " kone_session, outcome, kone_status, result, lease_until, expires_at) VALUES"
+             " ('%s-m-done', 'done', 1, 'old/1', 'building:9990000951', 11, 's1', 'succeeded',"
+             "  201, '\\x7b7d', now(), now() + interval '1 day'),"
+             " ('%s-m-acc', 'accepted', 1, 'old/1', 'building:9990000951', 4343, 's1', NULL, NULL,"
+             "  NULL, now() - interval '1 second', now() + interval '1 day'),"
+             " ('%s-m-wri', 'writing', 2, 'old/1', 'building:9990000951', NULL, NULL, NULL, NULL,"
+             "  NULL, now() - interval '1 second', now() + interval '1 day'),"
+             " ('%s-m-live', 'writing', 1, 'old/2', 'building:9990000951', NULL, NULL, NULL, NULL,"
+             "  NULL, now() + interval '1 hour', now() + interval '1 day')",
+             up, schema, schema, schema, schema);
+    sql(q);
+
+    char url[1500];
+    snprintf(url, sizeof url, "%s%coptions=-csearch_path%%3D%s", base_url,
+             strchr(base_url, '?') ? '&' : '?', up);
+    kd_config cfg;
+    load_cfg(&cfg, url, "unknown", "15000");
+    kd_ledger *l = NULL;
+    kd_err err = {0};
+    if (kd_ledger_open(&l, &cfg, "worker-new", NULL, &err))
+        fail_msg("open: %s", err.msg);
+    kd_config_free(&cfg);
+
+    snprintf(q, sizeof q, "SELECT max(version) FROM %s.kd_schema", up);
+    sql_value(q, v, sizeof v);
+    assert_string_equal(v, "3");
+    snprintf(q, sizeof q,
+             "SELECT string_agg(indexname, ',' ORDER BY indexname) FROM pg_indexes"
+             " WHERE schemaname = '%s' AND tablename = 'kd_calls'",
+             up);
+    sql_value(q, v, sizeof v);
+    assert_string_equal(v,
+                        "kd_calls_expires_at,kd_calls_pkey,kd_calls_session,kd_calls_worker_job");
+
+    kd_ledger_found f;
+    kd_run done = mkrun("m-done", 1), acc = mkrun("m-acc", 2), wri = mkrun("m-wri", 3),
+           live = mkrun("m-live", 2), fresh = mkrun("m-new", 1);
+    assert_int_equal(claim(l, &done, &f), KD_LEDGER_DONE);
+    assert_int_equal(f.kone_status, 201);
+    assert_int_equal(claim(l, &acc, &f), KD_LEDGER_FOLLOW);
+    assert_int_equal(f.session_id, 4343);
+    assert_int_equal(claim(l, &wri, &f), KD_LEDGER_AMBIGUOUS);
+    assert_int_equal(f.attempt, 2);
+    assert_int_equal(claim(l, &live, NULL), KD_LEDGER_BUSY);
+    /* the rows it took, and a new job, go on through the new index */
+    assert_int_equal(claim(l, &fresh, NULL), KD_LEDGER_CALL);
+    kd_ledger_accept(l, fresh.job.job_id, 5151, "s2");
+    answer a1 = {0}, a2 = {0};
+    acc.outcome = KD_OUTCOME_SUCCEEDED;
+    fresh.outcome = KD_OUTCOME_SUCCEEDED;
+    kd_ledger_done(l, &acc, "{}", 2, on_done, &a1);
+    kd_ledger_done(l, &fresh, "{}", 2, on_done, &a2);
+    settle(l);
+    assert_true(a1.ok && a2.ok);
+    snprintf(q, sizeof q,
+             "SELECT string_agg(right(job_id, 5) || ':' || state || ':' || coalesce(session_id, 0),"
+             " ',' ORDER BY job_id) FROM %s.kd_calls WHERE job_id LIKE '%%-m-acc' OR job_id LIKE"
+             " '%%-m-new'",
+             up);
+    sql_value(q, v, sizeof v);
+    assert_string_equal(v, "m-acc:done:4343,m-new:done:5151");
+    kd_ledger_close(l);
+    snprintf(q, sizeof q, "DROP SCHEMA %s CASCADE", up);
+    sql(q);
 }
 
 /* The pid of the newest backend a ledger of this test opened (0 when none is found). */
@@ -606,6 +759,7 @@ int main(void)
         cmocka_unit_test(test_unanswered_write_is_ambiguous),
         cmocka_unit_test(test_lease_runs_out_when_a_worker_dies),
         cmocka_unit_test(test_retry_and_release_let_the_next_attempt_call),
+        cmocka_unit_test(test_new_job_claimed_twice_at_once_and_replayed),
         cmocka_unit_test(test_accept_then_done_in_any_order),
         cmocka_unit_test(test_bad_urls_and_newer_schema),
         cmocka_unit_test(test_answers_at_close),
@@ -613,6 +767,7 @@ int main(void)
         cmocka_unit_test(test_session_killed_then_reconnect),
         cmocka_unit_test(test_statement_refused_every_time_is_dropped),
         cmocka_unit_test(test_broken_schema_is_a_startup_error),
+        cmocka_unit_test(test_version_2_ledger_migrates_in_place),
         cmocka_unit_test(test_unanswering_backend_times_out),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
