@@ -609,6 +609,9 @@ void kk_link_answered(kk_link *l)
     }
 }
 
+/* Frames the layers above may write per WRITEABLE: ~300 bytes each, so one TLS record. */
+#define WRITES_PER_CALL 32
+
 static int conn_writeable(kk_conn *c)
 {
     kk_link *l = c->link;
@@ -629,8 +632,18 @@ static int conn_writeable(kk_conn *c)
             return -1;
     } else if (o->st == KC_SESSION) {
         return 0; /* the replacement is resuming the session: hold writes */
-    } else if (l->pool->ops.writable(l, c, l->pool->user) < 0) {
-        return -1;
+    } else {
+        /* the frames the layers above have ready, up to a bound, in one call: they leave in
+         * one TLS write (a record, a system call) instead of one poll round each, so a clump
+         * of calls does not wait a round per call before it (issue 17) */
+        for (int i = 0; i < WRITES_PER_CALL; i++) {
+            size_t queued = kd_ws_queued(&c->ws);
+            if (l->pool->ops.writable(l, c, l->pool->user) < 0)
+                return -1;
+            if (kd_ws_queued(&c->ws) == queued || c->st != KC_READY || l->active != c->idx ||
+                c->ping.write || !l->pool->ops.want_write(l, l->pool->user))
+                break; /* nothing more to write now, or the conn changed under it */
+        }
     }
     if (c->ping.write || (l->pool->ops.want_write(l, l->pool->user) && o->st != KC_SESSION))
         conn_want_write(c);

@@ -174,6 +174,11 @@ bool kd_ws_send(kd_ws *w, const char *text, size_t len)
     return wslay_event_queue_msg(w->ev, &m) == 0;
 }
 
+size_t kd_ws_queued(const kd_ws *w)
+{
+    return w->ev ? wslay_event_get_queued_msg_count(w->ev) : 0;
+}
+
 bool kd_ws_want_write(const kd_ws *w)
 {
     return w->out_off < w->out_len || (w->ev && wslay_event_want_write(w->ev));

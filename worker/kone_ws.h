@@ -67,6 +67,7 @@ bool kd_ws_send(kd_ws *w, const char *text, size_t len);
 bool kd_ws_pending(kd_ws *w, const unsigned char **p, size_t *n);
 void kd_ws_consumed(kd_ws *w, size_t n); /* the socket took n of them */
 bool kd_ws_want_write(const kd_ws *w);
+size_t kd_ws_queued(const kd_ws *w); /* messages queued by kd_ws_send, not yet framed */
 bool kd_ws_upgraded(const kd_ws *w);
 /* A close frame (ours or KONE's) went out, or the stream ended otherwise: nothing more to say. */
 bool kd_ws_done(const kd_ws *w);

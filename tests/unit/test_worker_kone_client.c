@@ -328,6 +328,9 @@ static void fk_action(fk_conn *c, const json_t *rid, int action)
 
 static void fk_frame(fk_conn *c, const char *text, size_t len)
 {
+    if (c->close_now)
+        return; /* dropped: like a server that closed, it reads and answers nothing more (the
+                 * worker may have written more frames in the same TLS record) */
     json_t *o = json_loadb(text, len, 0, NULL);
     if (!o)
         return;
