@@ -324,15 +324,21 @@ const char *kd_kone_msg_kind_name(kd_kone_msg_kind k)
  * characters (KONE sends some ids as strings). */
 static bool text_int(const char *s, size_t len, int64_t *out)
 {
-    char tmp[24];
     if (len == 0 || len > 19)
         return false;
-    memcpy(tmp, s, len);
-    tmp[len] = '\0';
-    for (const char *c = tmp; *c; c++)
-        if (!isdigit((unsigned char)*c) && !(c == tmp && *c == '-' && c[1]))
+    bool neg = s[0] == '-' && len > 1;
+    uint64_t x = 0;
+    for (size_t i = neg; i < len; i++) {
+        if (s[i] < '0' || s[i] > '9')
             return false;
-    *out = strtoll(tmp, NULL, 10);
+        x = x * 10 + (uint64_t)(s[i] - '0'); /* 19 digits fit in 64 bits unsigned */
+    }
+    /* strtoll's answer, without its locale and NUL-terminated copy: beyond the range it
+     * gives the nearest end */
+    if (neg)
+        *out = x > (uint64_t)INT64_MAX + 1 ? INT64_MIN : (int64_t)(0 - x);
+    else
+        *out = x > (uint64_t)INT64_MAX ? INT64_MAX : (int64_t)x;
     return true;
 }
 
