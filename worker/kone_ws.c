@@ -67,14 +67,65 @@ static int on_genmask(wslay_event_context_ptr ev, uint8_t *buf, size_t len, void
     return 0;
 }
 
+/* A message's frames, without wslay's buffering (wslay_event_config_set_no_buffering): wslay
+ * would malloc a chunk for every frame and a second buffer for every message and free both (a
+ * third of its cost per frame, docs/performance.md); here the payload goes straight into one
+ * buffer kept for the connection's life. wslay still checks what it checked: the frame layer,
+ * the order of fragments and control frames, the UTF-8 of text messages (before the chunk
+ * callback and again at a message's end, before on_frame_end), the length of one frame
+ * (max_recv_msg_length); the length of a whole message is checked here. Control frames are
+ * buffered by wslay whatever the setting and come to on_msg. */
+static void on_frame_start(wslay_event_context_ptr ev,
+                           const struct wslay_event_on_frame_recv_start_arg *a, void *user)
+{
+    kd_ws *w = user;
+    w->in_data = !(a->opcode & 0x8); /* text, binary or a continuation of one */
+    if (!w->in_data)
+        return;
+    if (a->opcode != WSLAY_CONTINUATION_FRAME)
+        w->msg_len = 0; /* a new message (wslay refused a new one inside a fragmented one) */
+    w->msg_fin = a->fin;
+    if (a->payload_length > w->max_msg - w->msg_len) {
+        /* as wslay does for one frame over the limit: its close frame, and no more reading */
+        w->in_data = false;
+        w->msg_len = 0;
+        wslay_event_queue_close(ev, WSLAY_CODE_MESSAGE_TOO_BIG, NULL, 0);
+        wslay_event_shutdown_read(ev);
+    }
+}
+
+static void on_frame_chunk(wslay_event_context_ptr ev,
+                           const struct wslay_event_on_frame_recv_chunk_arg *a, void *user)
+{
+    kd_ws *w = user;
+    if (!w->in_data || !a->data_length)
+        return;
+    if (kd_buf_append(&w->msg, &w->msg_len, &w->msg_cap, a->data, a->data_length)) {
+        w->in_data = false;
+        w->nomem = true; /* kd_ws_rx ends the stream */
+        wslay_event_shutdown_read(ev);
+    }
+}
+
+static void on_frame_end(wslay_event_context_ptr ev, void *user)
+{
+    (void)ev;
+    kd_ws *w = user;
+    if (!w->in_data || !w->msg_fin)
+        return;
+    w->in_data = false;
+    size_t n = w->msg_len;
+    w->msg_len = 0;
+    w->on_msg(n ? w->msg : "", n, w->user);
+}
+
 static void on_msg(wslay_event_context_ptr ev, const struct wslay_event_on_msg_recv_arg *a,
                    void *user)
 {
     (void)ev;
     kd_ws *w = user;
-    if (a->opcode == WSLAY_TEXT_FRAME || a->opcode == WSLAY_BINARY_FRAME) {
-        w->on_msg((const char *)a->msg, a->msg_length, w->user);
-    } else if (a->opcode == WSLAY_CONNECTION_CLOSE) {
+    /* text and binary messages went to on_frame_end (msg_length 0 here, not buffered) */
+    if (a->opcode == WSLAY_CONNECTION_CLOSE) {
         w->peer_closed = true;
         w->code = a->status_code ? a->status_code : WSLAY_CODE_NO_STATUS_RCVD;
     } /* pings are answered by wslay itself; pongs need nothing */
@@ -85,6 +136,9 @@ static const struct wslay_event_callbacks ws_callbacks = {
     .send_callback = on_send,
     .genmask_callback = on_genmask,
     .on_msg_recv_callback = on_msg,
+    .on_frame_recv_start_callback = on_frame_start,
+    .on_frame_recv_chunk_callback = on_frame_chunk,
+    .on_frame_recv_end_callback = on_frame_end,
 };
 
 bool kd_ws_open(kd_ws *w, const char *host, int port, const char *path, const char *protocol,
@@ -129,7 +183,8 @@ static kd_ws_result upgrade_rx(kd_ws *w, const char *in, size_t len)
     w->http_status = 0;
     if (wslay_event_context_client_init(&w->ev, &ws_callbacks, w))
         return end(w, WSLAY_CODE_INTERNAL_SERVER_ERROR, "out of memory opening the WebSocket");
-    wslay_event_config_set_max_recv_msg_length(w->ev, w->max_msg);
+    wslay_event_config_set_max_recv_msg_length(w->ev, w->max_msg); /* per frame, unbuffered */
+    wslay_event_config_set_no_buffering(w->ev, 1);
     /* frames that came with the answer wait for the owner's kd_ws_rx(w, NULL, 0) */
     w->in = (const unsigned char *)in + used;
     w->in_len = len - used;
@@ -148,7 +203,7 @@ kd_ws_result kd_ws_rx(kd_ws *w, const void *in, size_t len)
     }
     int rc = wslay_event_recv(w->ev);
     w->in_len = 0;
-    if (rc == WSLAY_ERR_NOMEM)
+    if (rc == WSLAY_ERR_NOMEM || w->nomem)
         return end(w, WSLAY_CODE_INTERNAL_SERVER_ERROR, "out of memory reading a frame");
     if (rc < 0) /* our recv callback never fails: wslay's frame layer refused the bytes */
         return end(w, WSLAY_CODE_PROTOCOL_ERROR, "malformed frame from KONE");
@@ -219,11 +274,15 @@ void kd_ws_free(kd_ws *w)
     if (w->out && w->out_secret)
         explicit_bzero(w->out, w->out_cap);
     free(w->out);
+    free(w->msg);
     free(w->hs);
     w->ev = NULL;
     w->hs = NULL;
     w->out = NULL;
     w->out_len = w->out_off = w->out_cap = 0;
+    w->msg = NULL;
+    w->msg_len = w->msg_cap = 0;
+    w->in_data = w->msg_fin = w->nomem = false;
     w->out_secret = false;
     w->in_len = 0;
     w->peer_closed = false;

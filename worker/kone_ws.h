@@ -1,7 +1,8 @@
 /* kone_ws: one client WebSocket over a TLS byte stream (kone_tls.h), framed by wslay (Debian's
  * libwslay1): the opening handshake (kone_wshs.h), then wslay's event API, which masks the frames
- * we send, reassembles fragmented messages, answers pings and close frames, and refuses malformed
- * frames and messages longer than the limit.
+ * we send, answers pings and close frames, and refuses malformed frames and text that is not
+ * UTF-8; its buffering is off (one buffer here per connection instead of wslay's mallocs per
+ * frame), so fragmented messages are put back together, and held to the length limit, here.
  *
  * Why not libwebsockets' own WebSocket client: its receive path walks every byte through a
  * state machine (~89 instructions a byte, docs/performance.md); wslay reads headers and copies
@@ -40,6 +41,11 @@ typedef struct kd_ws {
     bool out_secret; /* out holds the request (the token): wipe it once written */
     size_t max_msg;  /* a longer message ends the stream (code 1009) */
     kd_ws_msg_fn on_msg;
+    char *msg; /* the message being received, msg[0..msg_len) (kd_buf, kept between them) */
+    size_t msg_len, msg_cap;
+    bool in_data; /* the frame being received is a text/binary one or its continuation */
+    bool msg_fin; /* ... and the last of its message */
+    bool nomem;   /* no memory for a message: the stream ends */
     void *user;
     /* why the stream ended (KD_WS_END) */
     bool peer_closed; /* KONE sent a close frame: code is its code (1005: none given) */
