@@ -10,6 +10,9 @@
 typedef struct {
     const char *p, *end;
     kj_view *v;
+    kj_member_fn each; /* NULL, or called with each member of the root once it is scanned */
+    void *user;
+    bool stopped; /* each said stop */
 } kj_sc;
 
 static void skip_ws_run(kj_sc *s)
@@ -150,7 +153,9 @@ static bool scan_literal(kj_sc *s, const char *word, kj_type t, kj_node *n)
 static bool scan_value(kj_sc *s, int node, int depth);
 
 /* The members of an object or the elements of an array (after its opening bracket). */
-static bool scan_members(kj_sc *s, int node, int depth, bool object)
+/* root: the root object's members (each is called for them); a constant at every call, so the
+ * nested levels' copy of this loop has no test for it */
+static inline bool scan_members(kj_sc *s, int node, int depth, bool object, bool root)
 {
     char close = object ? '}' : ']';
     int last = -1;
@@ -178,6 +183,15 @@ static bool scan_members(kj_sc *s, int node, int depth, bool object)
         s->v->n[m].key_len = key_len;
         if (!scan_value(s, m, depth + 1))
             return false;
+        if (root && s->each) {
+            kj_each e = s->each(s->v, &s->v->n[m], s->user);
+            if (e == KJ_EACH_STOP) {
+                s->stopped = true;
+                return false;
+            }
+            if (e == KJ_EACH_DONE)
+                s->each = NULL;
+        }
         skip_ws(s);
         if (s->p >= s->end)
             return false;
@@ -201,11 +215,11 @@ static bool scan_value(kj_sc *s, int node, int depth)
     case '{':
         s->p++;
         n->type = KJ_OBJECT;
-        return scan_members(s, node, depth, true);
+        return scan_members(s, node, depth, true, false);
     case '[':
         s->p++;
         n->type = KJ_ARRAY;
-        return scan_members(s, node, depth, false);
+        return scan_members(s, node, depth, false, false);
     case '"': n->type = KJ_STRING; return scan_string(s, &n->s, &n->len);
     case 't': return scan_literal(s, "true", KJ_TRUE, n);
     case 'f': return scan_literal(s, "false", KJ_FALSE, n);
@@ -214,21 +228,28 @@ static bool scan_value(kj_sc *s, int node, int depth)
     }
 }
 
-bool kj_scan(kj_view *v, const char *buf, size_t len)
+kj_scan_result kj_scan_each(kj_view *v, const char *buf, size_t len, kj_member_fn each, void *user)
 {
     if (!buf || !v->n || v->cap < 1)
-        return false;
-    kj_sc s = {.p = buf, .end = buf + len, .v = v};
+        return KJ_SCAN_NOT_PLAIN;
+    kj_sc s = {.p = buf, .end = buf + len, .v = v, .each = each, .user = user};
     v->count = 0;
     skip_ws(&s);
     if (s.p >= s.end || *s.p != '{') /* jansson says what else it is */
-        return false;
+        return KJ_SCAN_NOT_PLAIN;
     int last = -1;
     int root = new_node(&s, -1, &last);
-    if (!scan_value(&s, root, 1))
-        return false;
+    v->n[root].type = KJ_OBJECT;
+    s.p++; /* the '{' */
+    if (!scan_members(&s, root, 1, true, true))
+        return s.stopped ? KJ_SCAN_STOPPED : KJ_SCAN_NOT_PLAIN;
     skip_ws(&s);
-    return s.p == s.end;
+    return s.p == s.end ? KJ_SCAN_WHOLE : KJ_SCAN_NOT_PLAIN;
+}
+
+bool kj_scan(kj_view *v, const char *buf, size_t len)
+{
+    return kj_scan_each(v, buf, len, NULL, NULL) == KJ_SCAN_WHOLE;
 }
 
 /* ------------------------------------------------------------------ from a jansson tree */

@@ -594,13 +594,10 @@ static bool split_call_state(const char *topic, char *sid, size_t sid_len, char 
     return true;
 }
 
-/* A call-state event's session id from its root: a "subtopic" "call_state/<1 to 18
- * digits>/..." and no "statusCode" (an answer naming a topic is an answer). */
-static bool call_state_sid(const kd_fields *f, int64_t *session_id)
+/* The session id of a "subtopic" "call_state/<1 to 18 digits>/...". */
+static bool topic_sid(const kj_node *t, int64_t *session_id)
 {
-    const kj_node *t = f->r[R_TOPIC];
-    if (f->r[R_STATUS] || !t || t->type != KJ_STRING || t->len < 13 ||
-        memcmp(t->s, "call_state/", 11) != 0)
+    if (!t || t->type != KJ_STRING || t->len < 13 || memcmp(t->s, "call_state/", 11) != 0)
         return false;
     const char *p = t->s + 11, *end = t->s + t->len;
     int64_t sid = 0;
@@ -611,6 +608,13 @@ static bool call_state_sid(const kd_fields *f, int64_t *session_id)
         return false;
     *session_id = sid;
     return true;
+}
+
+/* A call-state event's session id from its root: a call_state subtopic and no "statusCode"
+ * (an answer naming a topic is an answer). */
+static bool call_state_sid(const kd_fields *f, int64_t *session_id)
+{
+    return !f->r[R_STATUS] && topic_sid(f->r[R_TOPIC], session_id);
 }
 
 /* The frame's kind and fields, from its view (either path). */
@@ -698,14 +702,49 @@ static int read_jansson(const char *buf, size_t len, kd_kone_msg_keep_fn keep, v
     return rc;
 }
 
+/* The question put while the root is scanned (kj_scan_each): at its "subtopic" when no
+ * "statusCode" came before it. KONE puts the subtopic before the data (the bulk of a state),
+ * so a state nobody follows costs the scan of its first few members. */
+typedef struct {
+    kd_kone_msg_keep_fn keep;
+    void *user;
+    bool asked;
+} kd_ask;
+
+static kj_each ask_member(const kj_view *v, const kj_node *m, void *user)
+{
+    (void)v;
+    kd_ask *a = user;
+    int64_t sid;
+    if (KEY_IS(m->key, m->key_len, "statusCode")) {
+        /* an answer: nothing to ask */
+        return KJ_EACH_DONE;
+    }
+    if (KEY_IS(m->key, m->key_len, "subtopic") && topic_sid(m, &sid)) {
+        a->asked = true;
+        return a->keep(sid, a->user) ? KJ_EACH_DONE : KJ_EACH_STOP; /* STOP: dropped */
+    }
+    return KJ_EACH_GO;
+}
+
 int kd_kone_msg_read(const char *buf, size_t len, kd_kone_msg_keep_fn keep, void *user, bool *kept,
                      kd_kone_msg *out, kd_err *err)
 {
     kj_node nodes[KJ_SCAN_NODES];
     kj_view j = {.n = nodes, .cap = KJ_SCAN_NODES};
-    if (!kj_scan(&j, buf, len)) /* not the plain case: jansson reads it (and says what is wrong) */
-        return read_jansson(buf, len, keep, user, kept, out, err);
-    return read_view(&j, keep, user, kept, out);
+    kd_ask a = {.keep = keep, .user = user};
+    switch (kj_scan_each(&j, buf, len, keep ? ask_member : NULL, &a)) {
+    case KJ_SCAN_STOPPED:
+        if (kept)
+            *kept = false;
+        return 0;
+    case KJ_SCAN_WHOLE: /* asked already if it is a state (its subtopic came before a status) */
+        return read_view(&j, NULL, NULL, kept, out);
+    case KJ_SCAN_NOT_PLAIN: break;
+    }
+    /* not the plain case: jansson reads it (and says what is wrong), and asks if the scan
+     * did not get as far */
+    return read_jansson(buf, len, a.asked ? NULL : keep, user, kept, out, err);
 }
 
 int kd_kone_msg_parse(const char *buf, size_t len, kd_kone_msg *out, kd_err *err)

@@ -114,11 +114,13 @@ int kd_kone_msg_parse_jansson(const char *buf, size_t len, kd_kone_msg *out, kd_
  * the other calls' states of a subscribed building and group come too. */
 typedef bool (*kd_kone_msg_keep_fn)(int64_t session_id, void *user);
 /* kd_kone_msg_parse with that question asked in the same pass: a frame whose root has a
- * "subtopic" "call_state/<1-18 digits>/..." and no "statusCode" is offered to keep (NULL:
- * every frame is kept) once its JSON is read and before any field is copied out; when keep
- * says no, returns 0 with *kept false and *out untouched. Otherwise *kept is true and the
- * result is kd_kone_msg_parse's. kept may be NULL. The frame is scanned once: there is no
- * separate look for the session id. */
+ * "subtopic" "call_state/<1-18 digits>/..." with no "statusCode" before it is offered to
+ * keep (NULL: every frame is kept) as soon as the scan has read that member, before the rest
+ * of the frame (its data) is read; when keep says no, returns 0 with *kept false and *out
+ * untouched (the rest of the frame is neither read nor checked, as a peek would not). Frames
+ * the scanner leaves to jansson are asked once jansson read them (no "statusCode" at all).
+ * Otherwise *kept is true and the result is kd_kone_msg_parse's. kept may be NULL. A frame
+ * is scanned once: there is no separate look for the session id. */
 int kd_kone_msg_read(const char *buf, size_t len, kd_kone_msg_keep_fn keep, void *user, bool *kept,
                      kd_kone_msg *out, kd_err *err);
 const char *kd_kone_msg_kind_name(kd_kone_msg_kind k);

@@ -146,6 +146,20 @@ static void test_read_asks_call_states(void **state)
     assert_int_equal(read_one(ev, (size_t)(strstr(ev, "4711") - ev) + 2, &a, &kept, &m),
                      KD_ERR_DECODE);
     assert_int_equal(a.asked, 0);
+    /* asked as soon as the subtopic is read: a dropped state's data is not read at all (here
+     * it is cut), a followed one's is (and the cut makes it malformed) */
+    const char *early = "{\"subtopic\":\"call_state/4711/served\",\"data\":{\"sta";
+    assert_int_equal(read_one(early, strlen(early), &a, &kept, &m), 0);
+    assert_false(kept);
+    const char *early2 = "{\"subtopic\":\"call_state/4712/served\",\"data\":{\"sta";
+    assert_int_equal(read_one(early2, strlen(early2), &a, &kept, &m), KD_ERR_DECODE);
+    assert_int_equal(a.asked, 1);
+    /* a statusCode before the subtopic makes it an answer: not asked */
+    const char *st = "{\"statusCode\":201,\"subtopic\":\"call_state/4711/+\",\"requestId\":5}";
+    assert_int_equal(read_one(st, strlen(st), &a, &kept, &m), 0);
+    assert_true(kept);
+    assert_int_equal(a.asked, 0);
+    assert_int_equal(m.kind, KD_KONE_MSG_ANSWER);
     /* the jansson path (an escape) asks the same */
     const char *esc =
         "{\"subtopic\":\"call_state/4711/served\",\"data\":{\"state\":\"s\\u0065rved\"}}";
