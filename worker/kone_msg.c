@@ -449,12 +449,11 @@ static int data_key(const char *k, size_t n)
     }
 }
 
-/* f[0..nf) = obj's members named by key_of; all NULL when obj is not an object. */
+/* f[k] = obj's member named k by key_of (f zeroed by the caller: NULL for the absent ones);
+ * nothing when obj is not an object. */
 static inline void pick(const kj_view *j, const kj_node *obj, int (*key_of)(const char *, size_t),
-                        const kj_node **f, int nf)
+                        const kj_node **f)
 {
-    for (int i = 0; i < nf; i++)
-        f[i] = NULL;
     if (!is_object(obj))
         return;
     for (int i = obj->child; i >= 0; i = j->n[i].next) {
@@ -539,8 +538,8 @@ static void parse_call_state(const kj_view *j, const kd_fields *f, const char *s
     if (d && d->type == KJ_ARRAY)
         d = kj_first(j, d);
     if (is_object(d)) {
-        const kj_node *under[D_N];
-        pick(j, d, data_key, under, D_N);
+        const kj_node *under[D_N] = {0};
+        pick(j, d, data_key, under);
         for (int k = 0; k < D_N; k++)
             if (!e[k])
                 e[k] = under[k];
@@ -653,8 +652,9 @@ static int read_view(const kj_view *j, kd_kone_msg_keep_fn keep, void *user, boo
                      kd_kone_msg *out)
 {
     kd_fields f;
-    pick(j, &j->n[0], root_key, f.r, R_N);
-    pick(j, f.r[R_DATA], data_key, f.d, D_N);
+    memset(&f, 0, sizeof f); /* the members a frame lacks stay NULL */
+    pick(j, &j->n[0], root_key, f.r);
+    pick(j, f.r[R_DATA], data_key, f.d);
     int64_t sid;
     if (keep && call_state_sid(&f, &sid) && !keep(sid, user)) {
         if (kept)
