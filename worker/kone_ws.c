@@ -67,78 +67,34 @@ static int on_genmask(wslay_event_context_ptr ev, uint8_t *buf, size_t len, void
     return 0;
 }
 
-/* A message's frames, without wslay's buffering (wslay_event_config_set_no_buffering): wslay
- * would malloc a chunk for every frame and a second buffer for every message and free both (a
- * third of its cost per frame, docs/performance.md); here the payload goes straight into one
- * buffer kept for the connection's life. wslay still checks what it checked: the frame layer,
- * the order of fragments and control frames, the UTF-8 of text messages (before the chunk
- * callback and again at a message's end, before on_frame_end), the length of one frame
- * (max_recv_msg_length); the length of a whole message is checked here. Control frames are
- * buffered by wslay whatever the setting and come to on_msg. */
-static void on_frame_start(wslay_event_context_ptr ev,
-                           const struct wslay_event_on_frame_recv_start_arg *a, void *user)
-{
-    kd_ws *w = user;
-    w->in_data = !(a->opcode & 0x8); /* text, binary or a continuation of one */
-    if (!w->in_data)
-        return;
-    if (a->opcode != WSLAY_CONTINUATION_FRAME)
-        w->msg_len = 0; /* a new message (wslay refused a new one inside a fragmented one) */
-    w->msg_fin = a->fin;
-    if (a->payload_length > w->max_msg - w->msg_len) {
-        /* as wslay does for one frame over the limit: its close frame, and no more reading */
-        w->in_data = false;
-        w->msg_len = 0;
-        wslay_event_queue_close(ev, WSLAY_CODE_MESSAGE_TOO_BIG, NULL, 0);
-        wslay_event_shutdown_read(ev);
-    }
-}
-
-static void on_frame_chunk(wslay_event_context_ptr ev,
-                           const struct wslay_event_on_frame_recv_chunk_arg *a, void *user)
-{
-    kd_ws *w = user;
-    if (!w->in_data || !a->data_length)
-        return;
-    if (kd_buf_append(&w->msg, &w->msg_len, &w->msg_cap, a->data, a->data_length)) {
-        w->in_data = false;
-        w->nomem = true; /* kd_ws_rx ends the stream */
-        wslay_event_shutdown_read(ev);
-    }
-}
-
-static void on_frame_end(wslay_event_context_ptr ev, void *user)
-{
-    (void)ev;
-    kd_ws *w = user;
-    if (!w->in_data || !w->msg_fin)
-        return;
-    w->in_data = false;
-    size_t n = w->msg_len;
-    w->msg_len = 0;
-    w->on_msg(n ? w->msg : "", n, w->user);
-}
-
+/* wslay's event layer is only for sending (kd_ws_rx reads through its frame layer and
+ * kone_wsmsg.c): every close, pong and refusal is queued on it, and wslay_event_recv is never
+ * called. */
 static void on_msg(wslay_event_context_ptr ev, const struct wslay_event_on_msg_recv_arg *a,
                    void *user)
 {
-    (void)ev;
-    kd_ws *w = user;
-    /* text and binary messages went to on_frame_end (msg_length 0 here, not buffered) */
-    if (a->opcode == WSLAY_CONNECTION_CLOSE) {
-        w->peer_closed = true;
-        w->code = a->status_code ? a->status_code : WSLAY_CODE_NO_STATUS_RCVD;
-    } /* pings are answered by wslay itself; pongs need nothing */
+    (void)ev, (void)a, (void)user;
 }
+
+/* wslay's frame layer asks for bytes: those kd_ws_rx was handed (0: none left, it waits). */
+static ssize_t on_frame_in(uint8_t *buf, size_t len, int flags, void *user)
+{
+    (void)flags;
+    kd_ws *w = user;
+    size_t n = w->in_len < len ? w->in_len : len;
+    memcpy(buf, w->in, n);
+    w->in += n;
+    w->in_len -= n;
+    return (ssize_t)n;
+}
+
+static const struct wslay_frame_callbacks rx_callbacks = {.recv_callback = on_frame_in};
 
 static const struct wslay_event_callbacks ws_callbacks = {
     .recv_callback = on_recv,
     .send_callback = on_send,
     .genmask_callback = on_genmask,
     .on_msg_recv_callback = on_msg,
-    .on_frame_recv_start_callback = on_frame_start,
-    .on_frame_recv_chunk_callback = on_frame_chunk,
-    .on_frame_recv_end_callback = on_frame_end,
 };
 
 bool kd_ws_open(kd_ws *w, const char *host, int port, const char *path, const char *protocol,
@@ -181,44 +137,67 @@ static kd_ws_result upgrade_rx(kd_ws *w, const char *in, size_t len)
     if (r == KD_WSHS_REFUSED)
         return KD_WS_END;
     w->http_status = 0;
-    if (wslay_event_context_client_init(&w->ev, &ws_callbacks, w))
+    if (wslay_event_context_client_init(&w->ev, &ws_callbacks, w) ||
+        wslay_frame_context_init(&w->rx, &rx_callbacks, w))
         return end(w, WSLAY_CODE_INTERNAL_SERVER_ERROR, "out of memory opening the WebSocket");
-    wslay_event_config_set_max_recv_msg_length(w->ev, w->max_msg); /* per frame, unbuffered */
-    wslay_event_config_set_no_buffering(w->ev, 1);
+    w->m.max = w->max_msg;
     /* frames that came with the answer wait for the owner's kd_ws_rx(w, NULL, 0) */
     w->in = (const unsigned char *)in + used;
     w->in_len = len - used;
     return KD_WS_OPENED;
 }
 
+/* The stream is over on our side: kone_wsmsg's refusal, with the close frame that says it. */
+static kd_ws_result refuse(kd_ws *w, int code, const char *why)
+{
+    w->rx_done = true;
+    wslay_event_queue_close(w->ev, (uint16_t)code, NULL, 0);
+    return end(w, code, why);
+}
+
 kd_ws_result kd_ws_rx(kd_ws *w, const void *in, size_t len)
 {
     if (w->hs)
         return in ? upgrade_rx(w, in, len) : KD_WS_OK;
-    if (!w->ev)
+    if (!w->ev || !w->rx)
         return end(w, 0, "no WebSocket");
+    if (w->rx_done)
+        return KD_WS_END;
     if (in) {
         w->in = in;
         w->in_len = len;
     }
-    int rc = wslay_event_recv(w->ev);
+    for (;;) {
+        struct wslay_frame_iocb io;
+        memset(&io, 0, sizeof io);
+        ssize_t r = wslay_frame_recv(w->rx, &io);
+        if (r == WSLAY_ERR_WANT_READ && w->in_len)
+            continue; /* wslay took a piece of a header: the rest is here */
+        if (r == WSLAY_ERR_WANT_READ)
+            break; /* all of it read: the rest of a frame comes with the next read */
+        if (r < 0) /* wslay's frame layer refused the bytes (a header it does not allow) */
+            return refuse(w, WSLAY_CODE_PROTOCOL_ERROR, "malformed frame from KONE");
+        switch (kd_wsmsg_chunk(&w->m, &io)) {
+        case KD_WSMSG_MORE: break;
+        case KD_WSMSG_MESSAGE:
+            w->on_msg(w->m.msg_len ? w->m.msg : "", w->m.msg_len, w->user);
+            break;
+        case KD_WSMSG_PING: {
+            struct wslay_event_msg pong = {WSLAY_PONG, w->m.ctl, w->m.ctl_len};
+            wslay_event_queue_msg(w->ev, &pong); /* refused only once our close is queued */
+            break;
+        }
+        case KD_WSMSG_CLOSE:
+            /* answered with its code (none: an empty close), as RFC 6455 5.5.1 asks */
+            w->rx_done = w->peer_closed = true;
+            w->code = w->m.code ? w->m.code : WSLAY_CODE_NO_STATUS_RCVD;
+            wslay_event_queue_close(w->ev, (uint16_t)w->m.code, NULL, 0);
+            return end(w, 0, "KONE closed the connection");
+        case KD_WSMSG_FAIL: return refuse(w, w->m.code, w->m.why);
+        }
+    }
     w->in_len = 0;
-    if (rc == WSLAY_ERR_NOMEM || w->nomem)
-        return end(w, WSLAY_CODE_INTERNAL_SERVER_ERROR, "out of memory reading a frame");
-    if (rc < 0) /* our recv callback never fails: wslay's frame layer refused the bytes */
-        return end(w, WSLAY_CODE_PROTOCOL_ERROR, "malformed frame from KONE");
-    if (wslay_event_get_read_enabled(w->ev))
-        return KD_WS_OK;
-    if (w->peer_closed)
-        return end(w, 0, "KONE closed the connection");
-    /* wslay refused something and queued its close frame: its code says what */
-    wslay_event_send(w->ev);
-    int sent = wslay_event_get_status_code_sent(w->ev);
-    if (sent == WSLAY_CODE_MESSAGE_TOO_BIG)
-        return end(w, sent, "message from KONE longer than the limit");
-    if (sent == WSLAY_CODE_INVALID_FRAME_PAYLOAD_DATA)
-        return end(w, sent, "text frame from KONE that is not UTF-8");
-    return end(w, WSLAY_CODE_PROTOCOL_ERROR, "malformed frame from KONE");
+    return KD_WS_OK;
 }
 
 bool kd_ws_send(kd_ws *w, const char *text, size_t len)
@@ -273,16 +252,17 @@ void kd_ws_free(kd_ws *w)
         wslay_event_context_free(w->ev);
     if (w->out && w->out_secret)
         explicit_bzero(w->out, w->out_cap);
+    if (w->rx)
+        wslay_frame_context_free(w->rx);
+    kd_wsmsg_free(&w->m);
     free(w->out);
-    free(w->msg);
     free(w->hs);
     w->ev = NULL;
     w->hs = NULL;
     w->out = NULL;
     w->out_len = w->out_off = w->out_cap = 0;
-    w->msg = NULL;
-    w->msg_len = w->msg_cap = 0;
-    w->in_data = w->msg_fin = w->nomem = false;
+    w->rx = NULL;
+    w->rx_done = false;
     w->out_secret = false;
     w->in_len = 0;
     w->peer_closed = false;
