@@ -14,21 +14,6 @@
  * the socket took this, so a burst never grows the buffer without bound. */
 #define WS_OUT_MAX ((size_t)64 * 1024)
 
-static ssize_t on_recv(wslay_event_context_ptr ev, uint8_t *buf, size_t len, int flags, void *user)
-{
-    (void)flags;
-    kd_ws *w = user;
-    if (!w->in_len) {
-        wslay_event_set_error(ev, WSLAY_ERR_WOULDBLOCK);
-        return -1;
-    }
-    size_t n = w->in_len < len ? w->in_len : len;
-    memcpy(buf, w->in, n);
-    w->in += n;
-    w->in_len -= n;
-    return (ssize_t)n;
-}
-
 /* wslay hands over framed (masked) bytes: they wait in out for the socket (kd_ws_pending). */
 static ssize_t on_send(wslay_event_context_ptr ev, const uint8_t *data, size_t len, int flags,
                        void *user)
@@ -67,15 +52,6 @@ static int on_genmask(wslay_event_context_ptr ev, uint8_t *buf, size_t len, void
     return 0;
 }
 
-/* wslay's event layer is only for sending (kd_ws_rx reads through its frame layer and
- * kone_wsmsg.c): every close, pong and refusal is queued on it, and wslay_event_recv is never
- * called. */
-static void on_msg(wslay_event_context_ptr ev, const struct wslay_event_on_msg_recv_arg *a,
-                   void *user)
-{
-    (void)ev, (void)a, (void)user;
-}
-
 /* wslay's frame layer asks for bytes: those kd_ws_rx was handed (0: none left, it waits). */
 static ssize_t on_frame_in(uint8_t *buf, size_t len, int flags, void *user)
 {
@@ -90,11 +66,12 @@ static ssize_t on_frame_in(uint8_t *buf, size_t len, int flags, void *user)
 
 static const struct wslay_frame_callbacks rx_callbacks = {.recv_callback = on_frame_in};
 
+/* wslay's event layer is only for sending (kd_ws_rx reads through its frame layer and
+ * kone_wsmsg.c): every frame we send, pong, close and refusal is queued on it, and
+ * wslay_event_recv is never called, so it needs no receive callbacks. */
 static const struct wslay_event_callbacks ws_callbacks = {
-    .recv_callback = on_recv,
     .send_callback = on_send,
     .genmask_callback = on_genmask,
-    .on_msg_recv_callback = on_msg,
 };
 
 bool kd_ws_open(kd_ws *w, const char *host, int port, const char *path, const char *protocol,
