@@ -108,6 +108,7 @@ void kk_finish_run(kd_kone *k, kd_run *run, kd_outcome o, kd_failure_class f, co
 static void unlink_job(kk_job *j)
 {
     lws_sul_cancel(&j->sul);
+    j->armed_at = 0;
     kk_dll_detach(&j->wlink);
     kk_sub_forget(&j->sub);
     kk_site_forget(&j->site);
@@ -217,11 +218,20 @@ static void rearm(kk_job *j)
         break;
     }
     if (due == NEVER) {
-        lws_sul_cancel(&j->sul);
+        if (j->armed_at)
+            lws_sul_cancel(&j->sul);
+        j->armed_at = 0;
         return;
     }
-    int64_t d = due - kd_mono_us();
+    /* Armed for this deadline or an earlier one: left as it is. Most frames of a followed
+     * call move a deadline later (its progress) or leave it: moving the timer each time cost
+     * a walk of the loop's sorted timer list and a clock read per frame. Firing early costs
+     * one job_timer, which finds nothing due and re-arms to the deadline. */
+    if (j->armed_at && j->armed_at <= due)
+        return;
+    int64_t now = kd_mono_us(), d = due - now;
     lws_sul_schedule(j->k->ctx, 0, &j->sul, job_timer, d > 0 ? d : 1);
+    j->armed_at = now + (d > 0 ? d : 1);
 }
 
 /* Queues a frame for the job on its slot, behind the others. */
@@ -578,6 +588,7 @@ static void job_timer(lws_sorted_usec_list_t *sul)
 {
     kk_job *j = lws_container_of(sul, kk_job, sul);
     kd_kone *k = j->k;
+    j->armed_at = 0; /* fired: not scheduled any more */
     int64_t now = kd_mono_us();
     int64_t rt_ms = k->call_cfg.request_timeout_us / 1000;
     int64_t until;
@@ -587,6 +598,7 @@ static void job_timer(lws_sorted_usec_list_t *sul)
         /* its deadlines stand; the restored session moves them (kk_jobs_session_restored),
          * else they are met when the window ends */
         lws_sul_schedule(k->ctx, 0, &j->sul, job_timer, until - now);
+        j->armed_at = until;
         return;
     }
     switch (j->st) {
@@ -1207,6 +1219,14 @@ static void replay_early(kk_slot *s, int64_t sid)
 {
     kd_kone *k = s->k;
     if (!k->early)
+        return;
+    /* Most calls have no early state, while the buffer is full of other calls' states (every
+     * state nobody followed is kept in case its result is late): one plain pass for the id
+     * first, without the ring's order, the clock or the other tests. */
+    unsigned any = 0;
+    for (unsigned i = 0; i < KK_EARLY_N; i++)
+        any |= k->early[i].sid == sid;
+    if (!any)
         return;
     int64_t oldest = kd_mono_us() - k->call_cfg.request_timeout_us;
     for (unsigned n = 0; n < KK_EARLY_N; n++) { /* oldest first */

@@ -476,6 +476,20 @@ static int write_ping(kk_conn *c)
 
 /* ------------------------------------------------------------------ frames */
 
+/* kd_kone_msg_read's question, put to the call layer (kk_conn_ops.state_in) with the frame,
+ * which it keeps briefly when the call's result has not come yet. */
+struct state_ask {
+    kk_link *l;
+    const char *buf;
+    size_t len;
+};
+
+static bool state_keep(int64_t sid, void *user)
+{
+    struct state_ask *a = user;
+    return a->l->pool->ops.state_in(a->l, sid, a->buf, a->len, a->l->pool->user);
+}
+
 static void dispatch(kk_conn *c, const char *buf, size_t len)
 {
     kk_link *l = c->link;
@@ -485,13 +499,15 @@ static void dispatch(kk_conn *c, const char *buf, size_t len)
     if (kd_log_enabled(KD_LOG_DEBUG))
         kd_debug("kone: slot %d conn %d rx %.*s", l->idx, c->idx, (int)(len > 900 ? 900 : len),
                  buf);
-    int64_t sid; /* a call state nobody follows is not parsed at all */
-    if (kd_kone_msg_peek_call_state(buf, len, &sid) && !p->ops.state_in(l, sid, buf, len, p->user))
-        return;
-    if (kd_kone_msg_parse(buf, len, &m, &e)) {
+    /* a call state nobody follows is dropped once its JSON is read, before its fields are */
+    struct state_ask ask = {l, buf, len};
+    bool kept;
+    if (kd_kone_msg_read(buf, len, state_keep, &ask, &kept, &m, &e)) {
         kd_warn("kone: slot %d: dropped a malformed frame: %s", l->idx, e.msg);
         return;
     }
+    if (!kept)
+        return;
     if (m.kind == KD_KONE_MSG_ANSWER && m.has_request_id) { /* the connection's own? */
         if (c->sess.id && m.request_id == c->sess.id) {
             session_answer(c, &m);

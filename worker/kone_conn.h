@@ -88,9 +88,9 @@ typedef struct kk_conn {
  * struct. All are called on the loop thread, from inside an lws callback or a link timer:
  * they may call down into this layer, never block. */
 typedef struct kk_conn_ops {
-    /* A call-state frame of call session sid came on s, before it is parsed: true to go on
-     * (it is parsed and handed to frame_in), false when nobody follows that call there (the
-     * callee keeps it or drops it). */
+    /* A call-state frame of call session sid came on s, its JSON read but no field taken
+     * out yet (kd_kone_msg_read): true to go on (its fields are read and it is handed to
+     * frame_in), false when nobody follows that call there (the callee keeps it or drops it). */
     bool (*state_in)(kk_link *s, int64_t sid, const char *buf, size_t len, void *user);
     /* A frame that is not the connection's own (its session request's answer, its pings'),
      * parsed (m) and as it came (buf, len). */

@@ -60,6 +60,20 @@ typedef struct kj_view {
  * JSON object in the plain case above; false hands it to jansson. Never reads past len. */
 bool kj_scan(kj_view *v, const char *buf, size_t len);
 
+/* kj_scan, with each member of the root handed to each (the view so far, the member with its
+ * key and its whole value) as soon as it is scanned: KJ_EACH_STOP stops the scan there
+ * (KJ_SCAN_STOPPED; what follows is not read, so not checked either). Lets a reader drop a
+ * frame by its first members (a call state nobody follows, by its subtopic) for the cost of
+ * scanning those alone. KJ_EACH_DONE: no more calls, the scan goes on to the end. */
+typedef enum { KJ_EACH_GO = 0, KJ_EACH_STOP, KJ_EACH_DONE } kj_each;
+typedef kj_each (*kj_member_fn)(const kj_view *v, const kj_node *member, void *user);
+typedef enum {
+    KJ_SCAN_NOT_PLAIN = 0, /* kj_scan's false: jansson's to read */
+    KJ_SCAN_WHOLE,         /* kj_scan's true */
+    KJ_SCAN_STOPPED,       /* each said stop */
+} kj_scan_result;
+kj_scan_result kj_scan_each(kj_view *v, const char *buf, size_t len, kj_member_fn each, void *user);
+
 /* The same view of a jansson tree; malloc's v->n (free it with kj_free). False when out of
  * memory. */
 bool kj_from_jansson(kj_view *v, const json_t *root);

@@ -324,15 +324,21 @@ const char *kd_kone_msg_kind_name(kd_kone_msg_kind k)
  * characters (KONE sends some ids as strings). */
 static bool text_int(const char *s, size_t len, int64_t *out)
 {
-    char tmp[24];
     if (len == 0 || len > 19)
         return false;
-    memcpy(tmp, s, len);
-    tmp[len] = '\0';
-    for (const char *c = tmp; *c; c++)
-        if (!isdigit((unsigned char)*c) && !(c == tmp && *c == '-' && c[1]))
+    bool neg = s[0] == '-' && len > 1;
+    uint64_t x = 0;
+    for (size_t i = neg; i < len; i++) {
+        if (s[i] < '0' || s[i] > '9')
             return false;
-    *out = strtoll(tmp, NULL, 10);
+        x = x * 10 + (uint64_t)(s[i] - '0'); /* 19 digits fit in 64 bits unsigned */
+    }
+    /* strtoll's answer, without its locale and NUL-terminated copy: beyond the range it
+     * gives the nearest end */
+    if (neg)
+        *out = x > (uint64_t)INT64_MAX + 1 ? INT64_MIN : (int64_t)(0 - x);
+    else
+        *out = x > (uint64_t)INT64_MAX ? INT64_MAX : (int64_t)x;
     return true;
 }
 
@@ -374,93 +380,183 @@ static bool is_object(const kj_node *v)
     return v && v->type == KJ_OBJECT;
 }
 
-/* A call result's fields (data.success, data.session_id, data.error). */
-static void result_fields(const kj_view *j, const kj_node *data, kd_kone_msg *m)
-{
-    const kj_node *ok = kj_get(j, data, "success");
-    m->has_success = ok && (ok->type == KJ_TRUE || ok->type == KJ_FALSE);
-    m->success = ok && ok->type == KJ_TRUE;
-    int64_t sid = 0;
-    if (get_int(kj_get(j, data, "session_id"), &sid))
-        m->call_session_id = sid;
-    get_text(kj_get(j, data, "error"), m->error, sizeof m->error);
-}
+/* The members a frame's root may have that the worker reads, and those of its data (and of
+ * data.decks' object, which the YAML draws for call states): found in one pass over each
+ * object (pick) instead of one look-up per field, each the last of its name, as kj_get and
+ * jansson take duplicates. */
+enum { R_DATA, R_STATUS, R_TOPIC, R_TYPE, R_CTYPE, R_REQID, R_MESSAGE, R_BUILDING, R_GROUP, R_N };
+enum {
+    D_REQID,
+    D_MESSAGE,
+    D_ERROR,
+    D_SESSIONID,
+    D_SUCCESS,
+    D_SESSION_ID,
+    D_STATE,
+    D_CALL_STATE,
+    D_TIME,
+    D_ETA,
+    D_CANCEL_REASON,
+    D_MOD_REASON,
+    D_MOD_DEST,
+    D_DECK,
+    D_DECKS,
+    D_LIFT_MODE,
+    D_N
+};
 
-static void parse_answer(const kj_view *j, const kj_node *root, kd_kone_msg *m)
+/* n bytes at k are the literal (a constant length: the compiler compares words, no call) */
+#define KEY_IS(k, n, lit) ((n) == sizeof(lit) - 1 && memcmp((k), (lit), sizeof(lit) - 1) == 0)
+
+static int root_key(const char *k, size_t n)
 {
-    const kj_node *data = kj_get(j, root, "data");
-    m->kind = KD_KONE_MSG_ANSWER;
-    m->has_request_id = get_int(kj_get(j, root, "requestId"), &m->request_id);
-    if (!m->has_request_id && is_object(data))
-        m->has_request_id = get_int(kj_get(j, data, "request_id"), &m->request_id);
-    if (!get_text(kj_get(j, root, "message"), m->message, sizeof m->message) && is_object(data) &&
-        !get_text(kj_get(j, data, "message"), m->message, sizeof m->message))
-        get_text(kj_get(j, data, "error"), m->message, sizeof m->message);
-    if (data && data->type == KJ_STRING && !m->message[0])
-        get_text(data, m->message, sizeof m->message);
-    if (is_object(data)) {
-        const kj_node *sid = kj_get(j, data, "sessionId");
-        m->session_numeric = sid && sid->type == KJ_INT;
-        get_text(sid, m->session_id, sizeof m->session_id);
-        result_fields(j, data, m); /* a call's result may come in its answer */
+    switch (n) {
+    case 4: return KEY_IS(k, n, "data") ? R_DATA : KEY_IS(k, n, "type") ? R_TYPE : -1;
+    case 7: return KEY_IS(k, n, "message") ? R_MESSAGE : KEY_IS(k, n, "groupId") ? R_GROUP : -1;
+    case 8: return KEY_IS(k, n, "subtopic") ? R_TOPIC : KEY_IS(k, n, "callType") ? R_CTYPE : -1;
+    case 9: return KEY_IS(k, n, "requestId") ? R_REQID : -1;
+    case 10:
+        return KEY_IS(k, n, "statusCode") ? R_STATUS : KEY_IS(k, n, "buildingId") ? R_BUILDING : -1;
+    default: return -1;
     }
 }
 
-static void parse_call_result(const kj_view *j, const kj_node *data, kd_kone_msg *m)
+static int data_key(const char *k, size_t n)
+{
+    switch (n) {
+    case 3: return KEY_IS(k, n, "eta") ? D_ETA : -1;
+    case 4: return KEY_IS(k, n, "time") ? D_TIME : -1;
+    case 5:
+        return KEY_IS(k, n, "state")   ? D_STATE
+               : KEY_IS(k, n, "error") ? D_ERROR
+               : KEY_IS(k, n, "decks") ? D_DECKS
+                                       : -1;
+    case 7: return KEY_IS(k, n, "success") ? D_SUCCESS : KEY_IS(k, n, "message") ? D_MESSAGE : -1;
+    case 9:
+        return KEY_IS(k, n, "sessionId")   ? D_SESSIONID
+               : KEY_IS(k, n, "lift_mode") ? D_LIFT_MODE
+                                           : -1;
+    case 10:
+        return KEY_IS(k, n, "session_id")   ? D_SESSION_ID
+               : KEY_IS(k, n, "request_id") ? D_REQID
+               : KEY_IS(k, n, "call_state") ? D_CALL_STATE
+                                            : -1;
+    case 13: return KEY_IS(k, n, "cancel_reason") ? D_CANCEL_REASON : -1;
+    case 15: return KEY_IS(k, n, "modified_reason") ? D_MOD_REASON : -1;
+    case 19: return KEY_IS(k, n, "allocated_lift_deck") ? D_DECK : -1;
+    case 20: return KEY_IS(k, n, "modified_destination") ? D_MOD_DEST : -1;
+    default: return -1;
+    }
+}
+
+/* f[k] = obj's member named k by key_of (f zeroed by the caller: NULL for the absent ones);
+ * nothing when obj is not an object. */
+static inline void pick(const kj_view *j, const kj_node *obj, int (*key_of)(const char *, size_t),
+                        const kj_node **f)
+{
+    if (!is_object(obj))
+        return;
+    for (int i = obj->child; i >= 0; i = j->n[i].next) {
+        int k = key_of(j->n[i].key, j->n[i].key_len);
+        if (k >= 0)
+            f[k] = &j->n[i];
+    }
+}
+
+typedef struct {
+    const kj_node *r[R_N]; /* the root's */
+    const kj_node *d[D_N]; /* data's, all NULL if data is not an object */
+} kd_fields;
+
+/* A call result's fields (data.success, data.session_id, data.error). */
+static void result_fields(const kd_fields *f, kd_kone_msg *m)
+{
+    const kj_node *ok = f->d[D_SUCCESS];
+    m->has_success = ok && (ok->type == KJ_TRUE || ok->type == KJ_FALSE);
+    m->success = ok && ok->type == KJ_TRUE;
+    int64_t sid = 0;
+    if (get_int(f->d[D_SESSION_ID], &sid))
+        m->call_session_id = sid;
+    get_text(f->d[D_ERROR], m->error, sizeof m->error);
+}
+
+static void parse_answer(const kd_fields *f, kd_kone_msg *m)
+{
+    const kj_node *data = f->r[R_DATA];
+    m->kind = KD_KONE_MSG_ANSWER;
+    m->has_request_id = get_int(f->r[R_REQID], &m->request_id);
+    if (!m->has_request_id && is_object(data))
+        m->has_request_id = get_int(f->d[D_REQID], &m->request_id);
+    if (!get_text(f->r[R_MESSAGE], m->message, sizeof m->message) && is_object(data) &&
+        !get_text(f->d[D_MESSAGE], m->message, sizeof m->message))
+        get_text(f->d[D_ERROR], m->message, sizeof m->message);
+    if (data && data->type == KJ_STRING && !m->message[0])
+        get_text(data, m->message, sizeof m->message);
+    if (is_object(data)) {
+        const kj_node *sid = f->d[D_SESSIONID];
+        m->session_numeric = sid && sid->type == KJ_INT;
+        get_text(sid, m->session_id, sizeof m->session_id);
+        result_fields(f, m); /* a call's result may come in its answer */
+    }
+}
+
+static void parse_call_result(const kd_fields *f, kd_kone_msg *m)
 {
     m->kind = KD_KONE_MSG_CALL_RESULT;
-    m->has_request_id = get_int(kj_get(j, data, "request_id"), &m->request_id);
-    result_fields(j, data, m);
+    m->has_request_id = get_int(f->d[D_REQID], &m->request_id);
+    result_fields(f, m);
     if (!m->error[0])
-        get_text(kj_get(j, data, "message"), m->error, sizeof m->error);
+        get_text(f->d[D_MESSAGE], m->error, sizeof m->error);
 }
 
-/* A field of a call-state event: flat in data, or (as the YAML draws it) under data.decks
- * (an object, or an array whose first element is used). */
-static const kj_node *ev_field(const kj_view *j, const kj_node *data, const char *key)
-{
-    const kj_node *v = kj_get(j, data, key);
-    if (v)
-        return v;
-    const kj_node *d = kj_get(j, data, "decks");
-    if (d && d->type == KJ_ARRAY)
-        d = kj_first(j, d);
-    return is_object(d) ? kj_get(j, d, key) : NULL;
-}
-
-static void parse_call_state(const kj_view *j, const kj_node *data, const char *sid_text,
+static void parse_call_state(const kj_view *j, const kd_fields *f, const char *sid_text,
                              const char *state, kd_kone_msg *m)
 {
+    const kj_node *data = f->r[R_DATA];
     kd_call_event *ev = &m->ev;
     m->kind = KD_KONE_MSG_CALL_STATE;
     int64_t sid = 0;
     if (sid_text && *sid_text && strcmp(sid_text, "+") != 0 &&
         text_int(sid_text, strlen(sid_text), &sid))
         ev->session_id = sid;
-    if (!ev->session_id && is_object(data) && get_int(kj_get(j, data, "session_id"), &sid))
+    if (!ev->session_id && is_object(data) && get_int(f->d[D_SESSION_ID], &sid))
         ev->session_id = sid;
     if (state && *state && strcmp(state, "+") != 0)
         copy_text(ev->state, sizeof ev->state, state, strlen(state));
     if (!is_object(data))
         return;
     if (!ev->state[0]) {
-        if (!get_text(kj_get(j, data, "state"), ev->state, sizeof ev->state))
-            get_text(kj_get(j, data, "call_state"), ev->state, sizeof ev->state);
+        if (!get_text(f->d[D_STATE], ev->state, sizeof ev->state))
+            get_text(f->d[D_CALL_STATE], ev->state, sizeof ev->state);
     }
-    get_text(kj_get(j, data, "time"), ev->kone_time, sizeof ev->kone_time);
-    get_text(ev_field(j, data, "eta"), ev->eta, sizeof ev->eta);
-    get_text(ev_field(j, data, "cancel_reason"), ev->cancel_reason, sizeof ev->cancel_reason);
-    get_text(ev_field(j, data, "modified_reason"), ev->modified_reason, sizeof ev->modified_reason);
+    get_text(f->d[D_TIME], ev->kone_time, sizeof ev->kone_time);
+    /* the event's fields: flat in data, or (as the YAML draws it) under data.decks (an
+     * object, or an array whose first element is used); data's own win */
+    const kj_node *e[D_N];
+    memcpy(e, f->d, sizeof e);
+    const kj_node *d = f->d[D_DECKS];
+    if (d && d->type == KJ_ARRAY)
+        d = kj_first(j, d);
+    if (is_object(d)) {
+        const kj_node *under[D_N] = {0};
+        pick(j, d, data_key, under);
+        for (int k = 0; k < D_N; k++)
+            if (!e[k])
+                e[k] = under[k];
+    }
+    get_text(e[D_ETA], ev->eta, sizeof ev->eta);
+    get_text(e[D_CANCEL_REASON], ev->cancel_reason, sizeof ev->cancel_reason);
+    get_text(e[D_MOD_REASON], ev->modified_reason, sizeof ev->modified_reason);
     int64_t md;
-    if (get_int(ev_field(j, data, "modified_destination"), &md)) {
+    if (get_int(e[D_MOD_DEST], &md)) {
         ev->has_modified_destination = true;
         ev->modified_destination = md;
     }
-    const kj_node *decks = ev_field(j, data, "allocated_lift_deck");
+    const kj_node *decks = e[D_DECK];
     int64_t one;
     if (decks && decks->type == KJ_ARRAY) {
-        for (const kj_node *d = kj_first(j, decks); d; d = kj_next(j, d))
-            if (ev->n_decks < KD_EVENT_MAX_DECKS && get_int(d, &one))
+        for (const kj_node *dk = kj_first(j, decks); dk; dk = kj_next(j, dk))
+            if (ev->n_decks < KD_EVENT_MAX_DECKS && get_int(dk, &one))
                 ev->allocated_lift_deck[ev->n_decks++] = one;
     } else if (get_int(decks, &one)) {
         ev->allocated_lift_deck[ev->n_decks++] = one;
@@ -469,18 +565,17 @@ static void parse_call_state(const kj_view *j, const kj_node *data, const char *
 
 /* "<lift>/status" with a lift_mode (monitor-lift-status): the lift, its building and group.
  * False for any other topic. */
-static bool parse_lift_status(const kj_view *j, const kj_node *root, const kj_node *data,
-                              kd_kone_msg *m)
+static bool parse_lift_status(const kd_fields *f, kd_kone_msg *m)
 {
     const char *slash = strchr(m->subtopic, '/');
     if (!slash || strcmp(slash, "/status") != 0 || slash == m->subtopic)
         return false;
     m->kind = KD_KONE_MSG_LIFT_STATUS;
     snprintf(m->lift, sizeof m->lift, "%.*s", (int)(slash - m->subtopic), m->subtopic);
-    get_text(kj_get(j, root, "buildingId"), m->building, sizeof m->building);
-    if (!get_text(kj_get(j, root, "groupId"), m->group, sizeof m->group))
+    get_text(f->r[R_BUILDING], m->building, sizeof m->building);
+    if (!get_text(f->r[R_GROUP], m->group, sizeof m->group))
         snprintf(m->group, sizeof m->group, "1");
-    m->has_lift_mode = get_int(kj_get(j, data, "lift_mode"), &m->lift_mode);
+    m->has_lift_mode = get_int(f->d[D_LIFT_MODE], &m->lift_mode);
     return true;
 }
 
@@ -498,14 +593,12 @@ static bool split_call_state(const char *topic, char *sid, size_t sid_len, char 
     return true;
 }
 
-bool kd_kone_msg_peek_call_state(const char *buf, size_t len, int64_t *session_id)
+/* The session id of a "subtopic" "call_state/<1 to 18 digits>/...". */
+static bool topic_sid(const kj_node *t, int64_t *session_id)
 {
-    /* the needle most frames lack first: an answer or a call result costs one scan, not three */
-    const char *p = buf ? memmem(buf, len, "\"call_state/", 12) : NULL;
-    if (!p || memmem(buf, len, "\"statusCode\"", 12) || !memmem(buf, len, "\"subtopic\"", 10))
+    if (!t || t->type != KJ_STRING || t->len < 13 || memcmp(t->s, "call_state/", 11) != 0)
         return false;
-    const char *end = buf + len;
-    p += 12;
+    const char *p = t->s + 11, *end = t->s + t->len;
     int64_t sid = 0;
     int digits = 0;
     for (; p < end && *p >= '0' && *p <= '9' && digits < 18; p++, digits++)
@@ -516,50 +609,81 @@ bool kd_kone_msg_peek_call_state(const char *buf, size_t len, int64_t *session_i
     return true;
 }
 
-/* The frame's kind and fields, from its view (either path). */
-static void classify(const kj_view *j, kd_kone_msg *out)
+/* A call-state event's session id from its root: a call_state subtopic and no "statusCode"
+ * (an answer naming a topic is an answer). */
+static bool call_state_sid(const kd_fields *f, int64_t *session_id)
 {
-    const kj_node *root = &j->n[0];
-    const kj_node *data = kj_get(j, root, "data");
-    const kj_node *status = kj_get(j, root, "statusCode");
-    const kj_node *topic = kj_get(j, root, "subtopic");
-    const kj_node *type = kj_get(j, root, "type");
-    const kj_node *ctype = kj_get(j, root, "callType");
+    return !f->r[R_STATUS] && topic_sid(f->r[R_TOPIC], session_id);
+}
+
+/* The frame's kind and fields, from its view (either path). */
+static void classify(const kj_view *j, const kd_fields *f, kd_kone_msg *out)
+{
+    const kj_node *data = f->r[R_DATA];
+    const kj_node *status = f->r[R_STATUS];
+    const kj_node *topic = f->r[R_TOPIC];
+    const kj_node *type = f->r[R_TYPE];
+    const kj_node *ctype = f->r[R_CTYPE];
     int64_t st;
 
     if (status && get_int(status, &st)) {
         out->status = (int)st;
-        parse_answer(j, root, out);
+        parse_answer(f, out);
     } else if (topic && topic->type == KJ_STRING) {
         get_text(topic, out->subtopic, sizeof out->subtopic);
         char sid[64], state[64];
         if (split_call_state(out->subtopic, sid, sizeof sid, state, sizeof state))
-            parse_call_state(j, data, sid, state, out);
-        else if (!parse_lift_status(j, root, data, out))
+            parse_call_state(j, f, sid, state, out);
+        else if (!parse_lift_status(f, out))
             out->kind = KD_KONE_MSG_EVENT;
     } else if (kj_str_is(type, "monitor-call-state") || kj_str_is(ctype, "monitor-call-state")) {
-        parse_call_state(j, data, NULL, NULL, out);
+        parse_call_state(j, f, NULL, NULL, out);
     } else if (kj_str_starts(type, "monitor-") || kj_str_starts(ctype, "monitor-")) {
         out->kind = KD_KONE_MSG_EVENT;
-    } else if (is_object(data) && (kj_get(j, data, "success") || kj_get(j, data, "session_id"))) {
-        parse_call_result(j, data, out);
+    } else if (is_object(data) && (f->d[D_SUCCESS] || f->d[D_SESSION_ID])) {
+        parse_call_result(f, out);
     } else {
         out->kind = KD_KONE_MSG_UNKNOWN;
     }
 }
 
-int kd_kone_msg_parse_jansson(const char *buf, size_t len, kd_kone_msg *out, kd_err *err)
+/* A view of either path: offered to keep if it is a call state, then classified. */
+static int read_view(const kj_view *j, kd_kone_msg_keep_fn keep, void *user, bool *kept,
+                     kd_kone_msg *out)
 {
+    kd_fields f;
+    memset(&f, 0, sizeof f); /* the members a frame lacks stay NULL */
+    pick(j, &j->n[0], root_key, f.r);
+    pick(j, f.r[R_DATA], data_key, f.d);
+    int64_t sid;
+    if (keep && call_state_sid(&f, &sid) && !keep(sid, user)) {
+        if (kept)
+            *kept = false;
+        return 0;
+    }
+    if (kept)
+        *kept = true;
     memset(out, 0, sizeof *out);
+    classify(j, &f, out);
+    return 0;
+}
+
+static int read_jansson(const char *buf, size_t len, kd_kone_msg_keep_fn keep, void *user,
+                        bool *kept, kd_kone_msg *out, kd_err *err)
+{
+    if (kept)
+        *kept = true;
     json_error_t jerr;
     json_t *root = buf ? json_loadb(buf, len, 0, &jerr) : NULL;
     if (!root) {
+        memset(out, 0, sizeof *out);
         out->kind = KD_KONE_MSG_MALFORMED;
         return kd_err_set(err, KD_ERR_DECODE, "frame is not JSON (%s at byte %d)",
                           buf ? jerr.text : "no data", buf ? jerr.position : 0);
     }
     if (!json_is_object(root)) {
         json_decref(root);
+        memset(out, 0, sizeof *out);
         out->kind = KD_KONE_MSG_MALFORMED;
         return kd_err_set(err, KD_ERR_DECODE, "frame is JSON but not an object");
     }
@@ -567,25 +691,70 @@ int kd_kone_msg_parse_jansson(const char *buf, size_t len, kd_kone_msg *out, kd_
     if (!kj_from_jansson(&j, root)) {
         /* GCOVR_EXCL_START: allocation failure */
         json_decref(root);
+        memset(out, 0, sizeof *out);
         out->kind = KD_KONE_MSG_MALFORMED;
         return kd_err_set(err, KD_ERR_NOMEM, "out of memory reading a frame");
         /* GCOVR_EXCL_STOP */
     }
-    classify(&j, out);
+    int rc = read_view(&j, keep, user, kept, out);
     kj_free(&j);
     json_decref(root);
-    return 0;
+    return rc;
+}
+
+/* The question put while the root is scanned (kj_scan_each): at its "subtopic" when no
+ * "statusCode" came before it. KONE puts the subtopic before the data (the bulk of a state),
+ * so a state nobody follows costs the scan of its first few members. */
+typedef struct {
+    kd_kone_msg_keep_fn keep;
+    void *user;
+    bool asked;
+} kd_ask;
+
+static kj_each ask_member(const kj_view *v, const kj_node *m, void *user)
+{
+    (void)v;
+    kd_ask *a = user;
+    int64_t sid;
+    if (KEY_IS(m->key, m->key_len, "statusCode")) {
+        /* an answer: nothing to ask */
+        return KJ_EACH_DONE;
+    }
+    if (KEY_IS(m->key, m->key_len, "subtopic") && topic_sid(m, &sid)) {
+        a->asked = true;
+        return a->keep(sid, a->user) ? KJ_EACH_DONE : KJ_EACH_STOP; /* STOP: dropped */
+    }
+    return KJ_EACH_GO;
+}
+
+int kd_kone_msg_read(const char *buf, size_t len, kd_kone_msg_keep_fn keep, void *user, bool *kept,
+                     kd_kone_msg *out, kd_err *err)
+{
+    kj_node nodes[KJ_SCAN_NODES];
+    kj_view j = {.n = nodes, .cap = KJ_SCAN_NODES};
+    kd_ask a = {.keep = keep, .user = user};
+    switch (kj_scan_each(&j, buf, len, keep ? ask_member : NULL, &a)) {
+    case KJ_SCAN_STOPPED:
+        if (kept)
+            *kept = false;
+        return 0;
+    case KJ_SCAN_WHOLE: /* asked already if it is a state (its subtopic came before a status) */
+        return read_view(&j, NULL, NULL, kept, out);
+    case KJ_SCAN_NOT_PLAIN: break;
+    }
+    /* not the plain case: jansson reads it (and says what is wrong), and asks if the scan
+     * did not get as far */
+    return read_jansson(buf, len, a.asked ? NULL : keep, user, kept, out, err);
 }
 
 int kd_kone_msg_parse(const char *buf, size_t len, kd_kone_msg *out, kd_err *err)
 {
-    kj_node nodes[KJ_SCAN_NODES];
-    kj_view j = {.n = nodes, .cap = KJ_SCAN_NODES};
-    if (!kj_scan(&j, buf, len)) /* not the plain case: jansson reads it (and says what is wrong) */
-        return kd_kone_msg_parse_jansson(buf, len, out, err);
-    memset(out, 0, sizeof *out);
-    classify(&j, out);
-    return 0;
+    return kd_kone_msg_read(buf, len, NULL, NULL, NULL, out, err);
+}
+
+int kd_kone_msg_parse_jansson(const char *buf, size_t len, kd_kone_msg *out, kd_err *err)
+{
+    return read_jansson(buf, len, NULL, NULL, NULL, out, err);
 }
 
 /* ------------------------------------------------------------------ classification */

@@ -109,11 +109,20 @@ int kd_kone_msg_parse(const char *buf, size_t len, kd_kone_msg *out, kd_err *err
  * and what the tests compare it with (test_worker_kone_jview, fuzz_kone_msg). */
 int kd_kone_msg_parse_jansson(const char *buf, size_t len, kd_kone_msg *out, kd_err *err);
 
-/* A look at a frame without parsing it: true when it is a call-state event (a "subtopic"
- * "call_state/<session id>/...", no statusCode), with its session id. Lets the client drop
- * the states of calls it no longer follows (KONE keeps sending a call's later states:
- * there is no unsubscribe) without building their JSON tree. */
-bool kd_kone_msg_peek_call_state(const char *buf, size_t len, int64_t *session_id);
+/* Whether the client reads a call-state event of this session id further (it follows the
+ * call) or drops it: KONE keeps sending a call's later states (there is no unsubscribe), and
+ * the other calls' states of a subscribed building and group come too. */
+typedef bool (*kd_kone_msg_keep_fn)(int64_t session_id, void *user);
+/* kd_kone_msg_parse with that question asked in the same pass: a frame whose root has a
+ * "subtopic" "call_state/<1-18 digits>/..." with no "statusCode" before it is offered to
+ * keep (NULL: every frame is kept) as soon as the scan has read that member, before the rest
+ * of the frame (its data) is read; when keep says no, returns 0 with *kept false and *out
+ * untouched (the rest of the frame is neither read nor checked, as a peek would not). Frames
+ * the scanner leaves to jansson are asked once jansson read them (no "statusCode" at all).
+ * Otherwise *kept is true and the result is kd_kone_msg_parse's. kept may be NULL. A frame
+ * is scanned once: there is no separate look for the session id. */
+int kd_kone_msg_read(const char *buf, size_t len, kd_kone_msg_keep_fn keep, void *user, bool *kept,
+                     kd_kone_msg *out, kd_err *err);
 const char *kd_kone_msg_kind_name(kd_kone_msg_kind k);
 
 /* ---- classification: what an answer's statusCode means for the job. */

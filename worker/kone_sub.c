@@ -30,7 +30,7 @@
  * at KONE and is forgotten here, so memory follows the buildings in use.
  *
  * Incoming states of other sessions (other workers' calls in the same building) are
- * dropped by kone_conn.c's peek before any JSON is parsed.
+ * dropped by kone_conn.c's dispatch before any of their fields is read.
  *
  * The same subscription takes +/status (monitor-lift-status): KONE's guide says a group in
  * fire (FRD), out-of-service (OSS), attendant (ATS) or priority (PRC) mode is not called, and

@@ -14,21 +14,6 @@
  * the socket took this, so a burst never grows the buffer without bound. */
 #define WS_OUT_MAX ((size_t)64 * 1024)
 
-static ssize_t on_recv(wslay_event_context_ptr ev, uint8_t *buf, size_t len, int flags, void *user)
-{
-    (void)flags;
-    kd_ws *w = user;
-    if (!w->in_len) {
-        wslay_event_set_error(ev, WSLAY_ERR_WOULDBLOCK);
-        return -1;
-    }
-    size_t n = w->in_len < len ? w->in_len : len;
-    memcpy(buf, w->in, n);
-    w->in += n;
-    w->in_len -= n;
-    return (ssize_t)n;
-}
-
 /* wslay hands over framed (masked) bytes: they wait in out for the socket (kd_ws_pending). */
 static ssize_t on_send(wslay_event_context_ptr ev, const uint8_t *data, size_t len, int flags,
                        void *user)
@@ -67,24 +52,26 @@ static int on_genmask(wslay_event_context_ptr ev, uint8_t *buf, size_t len, void
     return 0;
 }
 
-static void on_msg(wslay_event_context_ptr ev, const struct wslay_event_on_msg_recv_arg *a,
-                   void *user)
+/* wslay's frame layer asks for bytes: those kd_ws_rx was handed (0: none left, it waits). */
+static ssize_t on_frame_in(uint8_t *buf, size_t len, int flags, void *user)
 {
-    (void)ev;
+    (void)flags;
     kd_ws *w = user;
-    if (a->opcode == WSLAY_TEXT_FRAME || a->opcode == WSLAY_BINARY_FRAME) {
-        w->on_msg((const char *)a->msg, a->msg_length, w->user);
-    } else if (a->opcode == WSLAY_CONNECTION_CLOSE) {
-        w->peer_closed = true;
-        w->code = a->status_code ? a->status_code : WSLAY_CODE_NO_STATUS_RCVD;
-    } /* pings are answered by wslay itself; pongs need nothing */
+    size_t n = w->in_len < len ? w->in_len : len;
+    memcpy(buf, w->in, n);
+    w->in += n;
+    w->in_len -= n;
+    return (ssize_t)n;
 }
 
+static const struct wslay_frame_callbacks rx_callbacks = {.recv_callback = on_frame_in};
+
+/* wslay's event layer is only for sending (kd_ws_rx reads through its frame layer and
+ * kone_wsmsg.c): every frame we send, pong, close and refusal is queued on it, and
+ * wslay_event_recv is never called, so it needs no receive callbacks. */
 static const struct wslay_event_callbacks ws_callbacks = {
-    .recv_callback = on_recv,
     .send_callback = on_send,
     .genmask_callback = on_genmask,
-    .on_msg_recv_callback = on_msg,
 };
 
 bool kd_ws_open(kd_ws *w, const char *host, int port, const char *path, const char *protocol,
@@ -127,43 +114,67 @@ static kd_ws_result upgrade_rx(kd_ws *w, const char *in, size_t len)
     if (r == KD_WSHS_REFUSED)
         return KD_WS_END;
     w->http_status = 0;
-    if (wslay_event_context_client_init(&w->ev, &ws_callbacks, w))
+    if (wslay_event_context_client_init(&w->ev, &ws_callbacks, w) ||
+        wslay_frame_context_init(&w->rx, &rx_callbacks, w))
         return end(w, WSLAY_CODE_INTERNAL_SERVER_ERROR, "out of memory opening the WebSocket");
-    wslay_event_config_set_max_recv_msg_length(w->ev, w->max_msg);
+    w->m.max = w->max_msg;
     /* frames that came with the answer wait for the owner's kd_ws_rx(w, NULL, 0) */
     w->in = (const unsigned char *)in + used;
     w->in_len = len - used;
     return KD_WS_OPENED;
 }
 
+/* The stream is over on our side: kone_wsmsg's refusal, with the close frame that says it. */
+static kd_ws_result refuse(kd_ws *w, int code, const char *why)
+{
+    w->rx_done = true;
+    wslay_event_queue_close(w->ev, (uint16_t)code, NULL, 0);
+    return end(w, code, why);
+}
+
 kd_ws_result kd_ws_rx(kd_ws *w, const void *in, size_t len)
 {
     if (w->hs)
         return in ? upgrade_rx(w, in, len) : KD_WS_OK;
-    if (!w->ev)
+    if (!w->ev || !w->rx)
         return end(w, 0, "no WebSocket");
+    if (w->rx_done)
+        return KD_WS_END;
     if (in) {
         w->in = in;
         w->in_len = len;
     }
-    int rc = wslay_event_recv(w->ev);
+    for (;;) {
+        struct wslay_frame_iocb io;
+        memset(&io, 0, sizeof io);
+        ssize_t r = wslay_frame_recv(w->rx, &io);
+        if (r == WSLAY_ERR_WANT_READ && w->in_len)
+            continue; /* wslay took a piece of a header: the rest is here */
+        if (r == WSLAY_ERR_WANT_READ)
+            break; /* all of it read: the rest of a frame comes with the next read */
+        if (r < 0) /* wslay's frame layer refused the bytes (a header it does not allow) */
+            return refuse(w, WSLAY_CODE_PROTOCOL_ERROR, "malformed frame from KONE");
+        switch (kd_wsmsg_chunk(&w->m, &io)) {
+        case KD_WSMSG_MORE: break;
+        case KD_WSMSG_MESSAGE:
+            w->on_msg(w->m.msg_len ? w->m.msg : "", w->m.msg_len, w->user);
+            break;
+        case KD_WSMSG_PING: {
+            struct wslay_event_msg pong = {WSLAY_PONG, w->m.ctl, w->m.ctl_len};
+            wslay_event_queue_msg(w->ev, &pong); /* refused only once our close is queued */
+            break;
+        }
+        case KD_WSMSG_CLOSE:
+            /* answered with its code (none: an empty close), as RFC 6455 5.5.1 asks */
+            w->rx_done = w->peer_closed = true;
+            w->code = w->m.code ? w->m.code : WSLAY_CODE_NO_STATUS_RCVD;
+            wslay_event_queue_close(w->ev, (uint16_t)w->m.code, NULL, 0);
+            return end(w, 0, "KONE closed the connection");
+        case KD_WSMSG_FAIL: return refuse(w, w->m.code, w->m.why);
+        }
+    }
     w->in_len = 0;
-    if (rc == WSLAY_ERR_NOMEM)
-        return end(w, WSLAY_CODE_INTERNAL_SERVER_ERROR, "out of memory reading a frame");
-    if (rc < 0) /* our recv callback never fails: wslay's frame layer refused the bytes */
-        return end(w, WSLAY_CODE_PROTOCOL_ERROR, "malformed frame from KONE");
-    if (wslay_event_get_read_enabled(w->ev))
-        return KD_WS_OK;
-    if (w->peer_closed)
-        return end(w, 0, "KONE closed the connection");
-    /* wslay refused something and queued its close frame: its code says what */
-    wslay_event_send(w->ev);
-    int sent = wslay_event_get_status_code_sent(w->ev);
-    if (sent == WSLAY_CODE_MESSAGE_TOO_BIG)
-        return end(w, sent, "message from KONE longer than the limit");
-    if (sent == WSLAY_CODE_INVALID_FRAME_PAYLOAD_DATA)
-        return end(w, sent, "text frame from KONE that is not UTF-8");
-    return end(w, WSLAY_CODE_PROTOCOL_ERROR, "malformed frame from KONE");
+    return KD_WS_OK;
 }
 
 bool kd_ws_send(kd_ws *w, const char *text, size_t len)
@@ -223,12 +234,17 @@ void kd_ws_free(kd_ws *w)
         wslay_event_context_free(w->ev);
     if (w->out && w->out_secret)
         explicit_bzero(w->out, w->out_cap);
+    if (w->rx)
+        wslay_frame_context_free(w->rx);
+    kd_wsmsg_free(&w->m);
     free(w->out);
     free(w->hs);
     w->ev = NULL;
     w->hs = NULL;
     w->out = NULL;
     w->out_len = w->out_off = w->out_cap = 0;
+    w->rx = NULL;
+    w->rx_done = false;
     w->out_secret = false;
     w->in_len = 0;
     w->peer_closed = false;

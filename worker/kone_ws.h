@@ -1,7 +1,10 @@
 /* kone_ws: one client WebSocket over a TLS byte stream (kone_tls.h), framed by wslay (Debian's
- * libwslay1): the opening handshake (kone_wshs.h), then wslay's event API, which masks the frames
- * we send, reassembles fragmented messages, answers pings and close frames, and refuses malformed
- * frames and messages longer than the limit.
+ * libwslay1): the opening handshake (kone_wshs.h), then wslay's event API for what we send (it
+ * masks our frames and queues pongs and close frames), and wslay's frame layer for what we
+ * receive, under a message layer of ours (kone_wsmsg.h: fragments put back together in one
+ * buffer per connection, control frames, close codes, the length limit, the UTF-8 of text
+ * messages checked 16 ASCII bytes at a time; wslay's event layer checked it a byte at a time and
+ * allocated per frame: docs/performance.md).
  *
  * Why not libwebsockets' own WebSocket client: its receive path walks every byte through a
  * state machine (~89 instructions a byte, docs/performance.md); wslay reads headers and copies
@@ -27,6 +30,7 @@
 #include <wslay/wslay.h>
 
 #include "kone_wshs.h"
+#include "kone_wsmsg.h"
 
 typedef void (*kd_ws_msg_fn)(const char *msg, size_t len, void *user);
 
@@ -40,6 +44,9 @@ typedef struct kd_ws {
     bool out_secret; /* out holds the request (the token): wipe it once written */
     size_t max_msg;  /* a longer message ends the stream (code 1009) */
     kd_ws_msg_fn on_msg;
+    wslay_frame_context_ptr rx; /* once upgraded: wslay's frame layer, for receiving */
+    kd_wsmsg m;                 /* the message layer over it (kone_wsmsg.h) */
+    bool rx_done;               /* a close came or was refused: nothing more is read */
     void *user;
     /* why the stream ended (KD_WS_END) */
     bool peer_closed; /* KONE sent a close frame: code is its code (1005: none given) */

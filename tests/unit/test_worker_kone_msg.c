@@ -75,32 +75,101 @@ static void test_url_escape(void **state)
     assert_string_equal(small, "%2B%2B"); /* 7 bytes and the NUL: the third does not fit */
 }
 
-/* The peek before the full parse: a call-state event gives its session id; an answer (even
- * one naming call_state in its data), another event, or a broken subtopic does not. */
-static void test_peek_call_state(void **state)
+/* kd_kone_msg_read's question: say no to session 4711, yes to any other; count the asks. */
+typedef struct {
+    int asked;
+    int64_t sid;
+} asks;
+
+static bool keep_but_4711(int64_t session_id, void *user)
+{
+    asks *a = user;
+    a->asked++;
+    a->sid = session_id;
+    return session_id != 4711;
+}
+
+/* One read: 0 and whether it was kept; the asks counted in *a. */
+static int read_one(const char *f, size_t len, asks *a, bool *kept, kd_kone_msg *m)
+{
+    kd_err e = {0};
+    *a = (asks){0};
+    return kd_kone_msg_read(f, len, keep_but_4711, a, kept, m, &e);
+}
+
+/* The question before a call state's fields are read: a call-state event is offered with its
+ * session id and dropped when the client says so; an answer (even one naming call_state),
+ * another event, a broken subtopic or a broken frame is not offered. */
+static void test_read_asks_call_states(void **state)
 {
     (void)state;
-    int64_t sid = 0;
+    asks a;
+    bool kept = true;
+    kd_kone_msg m;
     const char *ev = "{\"type\":\"monitor-call-state\",\"buildingId\":\"building:1\","
                      "\"subtopic\": \"call_state/4711/served\",\"data\":{\"state\":\"served\"}}";
-    assert_true(kd_kone_msg_peek_call_state(ev, strlen(ev), &sid));
-    assert_int_equal(sid, 4711);
-    /* the peek agrees with the full parse */
-    kd_kone_msg m;
+    assert_int_equal(read_one(ev, strlen(ev), &a, &kept, &m), 0);
+    assert_false(kept);
+    assert_int_equal(a.asked, 1);
+    assert_int_equal(a.sid, 4711);
+    /* followed: the same frame as kd_kone_msg_parse reads */
+    const char *ev2 = "{\"subtopic\":\"call_state/4712/served\",\"data\":{\"state\":\"served\","
+                      "\"eta\":\"2026-12-05T07:00:00Z\"}}";
+    assert_int_equal(read_one(ev2, strlen(ev2), &a, &kept, &m), 0);
+    assert_true(kept);
+    assert_int_equal(a.asked, 1);
+    assert_int_equal(a.sid, 4712);
+    kd_kone_msg p;
     kd_err e = {0};
-    assert_int_equal(kd_kone_msg_parse(ev, strlen(ev), &m, &e), 0);
+    assert_int_equal(kd_kone_msg_parse(ev2, strlen(ev2), &p, &e), 0);
+    assert_memory_equal(&m, &p, sizeof m);
     assert_int_equal(m.kind, KD_KONE_MSG_CALL_STATE);
-    assert_int_equal(m.ev.session_id, 4711);
-    const char *answer = "{\"statusCode\":201,\"requestId\":5,\"subtopic\":\"call_state/4711/+\"}";
-    assert_false(kd_kone_msg_peek_call_state(answer, strlen(answer), &sid));
-    const char *lift = "{\"subtopic\":\"1/position\",\"data\":{}}";
-    assert_false(kd_kone_msg_peek_call_state(lift, strlen(lift), &sid));
-    const char *bad = "{\"subtopic\":\"call_state/x1/served\"}";
-    assert_false(kd_kone_msg_peek_call_state(bad, strlen(bad), &sid));
+    assert_int_equal(m.ev.session_id, 4712);
+    assert_string_equal(m.ev.eta, "2026-12-05T07:00:00Z");
+    const char *not_asked[] = {
+        "{\"statusCode\":201,\"requestId\":5,\"subtopic\":\"call_state/4711/+\"}",
+        "{\"subtopic\":\"1/position\",\"data\":{}}",
+        "{\"subtopic\":\"call_state/x1/served\"}",
+        "{\"subtopic\":\"call_state/4711\"}",
+        "{\"data\":{\"text\":\"call_state/4711/served\"},\"subtopic\":\"2/status\"}",
+    };
+    for (size_t i = 0; i < sizeof not_asked / sizeof *not_asked; i++) {
+        assert_int_equal(read_one(not_asked[i], strlen(not_asked[i]), &a, &kept, &m), 0);
+        assert_true(kept);
+        assert_int_equal(a.asked, 0);
+    }
+    /* a frame cut in its topic is malformed, not asked about; never read past len */
     const char *cut = "{\"subtopic\":\"call_state/4711";
-    assert_false(kd_kone_msg_peek_call_state(cut, strlen(cut), &sid));
-    /* never reads past len: the id is cut by the length, not by the terminator */
-    assert_false(kd_kone_msg_peek_call_state(ev, (size_t)(strstr(ev, "4711") - ev) + 2, &sid));
+    assert_int_equal(read_one(cut, strlen(cut), &a, &kept, &m), KD_ERR_DECODE);
+    assert_int_equal(m.kind, KD_KONE_MSG_MALFORMED);
+    assert_int_equal(a.asked, 0);
+    assert_int_equal(read_one(ev, (size_t)(strstr(ev, "4711") - ev) + 2, &a, &kept, &m),
+                     KD_ERR_DECODE);
+    assert_int_equal(a.asked, 0);
+    /* asked as soon as the subtopic is read: a dropped state's data is not read at all (here
+     * it is cut), a followed one's is (and the cut makes it malformed) */
+    const char *early = "{\"subtopic\":\"call_state/4711/served\",\"data\":{\"sta";
+    assert_int_equal(read_one(early, strlen(early), &a, &kept, &m), 0);
+    assert_false(kept);
+    const char *early2 = "{\"subtopic\":\"call_state/4712/served\",\"data\":{\"sta";
+    assert_int_equal(read_one(early2, strlen(early2), &a, &kept, &m), KD_ERR_DECODE);
+    assert_int_equal(a.asked, 1);
+    /* a statusCode before the subtopic makes it an answer: not asked */
+    const char *st = "{\"statusCode\":201,\"subtopic\":\"call_state/4711/+\",\"requestId\":5}";
+    assert_int_equal(read_one(st, strlen(st), &a, &kept, &m), 0);
+    assert_true(kept);
+    assert_int_equal(a.asked, 0);
+    assert_int_equal(m.kind, KD_KONE_MSG_ANSWER);
+    /* the jansson path (an escape) asks the same */
+    const char *esc =
+        "{\"subtopic\":\"call_state/4711/served\",\"data\":{\"state\":\"s\\u0065rved\"}}";
+    assert_int_equal(read_one(esc, strlen(esc), &a, &kept, &m), 0);
+    assert_false(kept);
+    assert_int_equal(a.sid, 4711);
+    /* no keep: every frame is read */
+    assert_int_equal(kd_kone_msg_read(ev, strlen(ev), NULL, NULL, &kept, &m, &e), 0);
+    assert_true(kept);
+    assert_int_equal(m.ev.session_id, 4711);
 }
 
 static void test_building_id(void **state)
@@ -1010,7 +1079,7 @@ int main(void)
         cmocka_unit_test(test_kind_names),
         cmocka_unit_test(test_building_id),
         cmocka_unit_test(test_url_escape),
-        cmocka_unit_test(test_peek_call_state),
+        cmocka_unit_test(test_read_asks_call_states),
         cmocka_unit_test(test_call_destination_full),
         cmocka_unit_test(test_call_landing_minimal),
         cmocka_unit_test(test_call_escapes_strings),
