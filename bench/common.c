@@ -240,3 +240,17 @@ unsigned char *kd_bench_payload(size_t size)
         p[i] = (unsigned char)('a' + i % 26);
     return p;
 }
+
+const char *const kd_bench_call_frames[KD_BENCH_CALL_FRAMES] = {
+    "{\"connectionId\":\"0f9904be-22be-436c-a224-79adf8c7d383\",\"requestId\":123456,"
+    "\"statusCode\":201,\"data\":{\"time\":\"2026-12-04T23:42:40.186Z\"}}",
+    "{\"callType\":\"action\",\"buildingId\":\"building:9990000951\",\"groupId\":\"1\","
+    "\"data\":{\"request_id\":123456,\"success\":true,\"session_id\":4242}}",
+    "{\"callType\":\"monitor-call-state\",\"buildingId\":\"building:9990000951\",\"groupId\":"
+    "\"1\",\"subtopic\":\"call_state/4242/being_allocated\",\"data\":{\"time\":\"2026-12-04T23:"
+    "42:40.190Z\",\"session_id\":4242,\"state\":\"being_allocated\",\"subgroup_id\":1}}",
+    "{\"callType\":\"monitor-call-state\",\"buildingId\":\"building:9990000951\",\"groupId\":"
+    "\"1\",\"subtopic\":\"call_state/4242/being_served\",\"data\":{\"time\":\"2026-12-04T23:42:"
+    "40.490Z\",\"session_id\":4242,\"state\":\"being_served\",\"allocated_lift_deck\":[1001010],"
+    "\"eta\":\"2026-12-04T23:42:41.100Z\",\"subgroup_id\":1}}",
+};

@@ -82,4 +82,10 @@ void kd_bench_report(const kd_bench *b, uint64_t count, int64_t t0_us, int64_t t
  * memory. The content does not matter to the brokers, only the size does. */
 unsigned char *kd_bench_payload(size_t size);
 
+/* One call's frames as kone-sim writes them (sim/frames.c), building:9990000951 group 1: the
+ * answer, the call result, being_allocated and the decisive being_served (the frame
+ * benchmarks' input). */
+#define KD_BENCH_CALL_FRAMES 4
+extern const char *const kd_bench_call_frames[KD_BENCH_CALL_FRAMES];
+
 #endif

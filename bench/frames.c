@@ -40,21 +40,6 @@ static bool decided(int64_t session_id, void *user)
     return false;
 }
 
-/* As kone-sim writes them (sim/frames.c), for one call of building:9990000951 group 1. */
-static const char *const frames[] = {
-    "{\"connectionId\":\"0f9904be-22be-436c-a224-79adf8c7d383\",\"requestId\":123456,"
-    "\"statusCode\":201,\"data\":{\"time\":\"2026-12-04T23:42:40.186Z\"}}",
-    "{\"callType\":\"action\",\"buildingId\":\"building:9990000951\",\"groupId\":\"1\","
-    "\"data\":{\"request_id\":123456,\"success\":true,\"session_id\":4242}}",
-    "{\"callType\":\"monitor-call-state\",\"buildingId\":\"building:9990000951\",\"groupId\":"
-    "\"1\",\"subtopic\":\"call_state/4242/being_allocated\",\"data\":{\"time\":\"2026-12-04T23:"
-    "42:40.190Z\",\"session_id\":4242,\"state\":\"being_allocated\",\"subgroup_id\":1}}",
-    "{\"callType\":\"monitor-call-state\",\"buildingId\":\"building:9990000951\",\"groupId\":"
-    "\"1\",\"subtopic\":\"call_state/4242/being_served\",\"data\":{\"time\":\"2026-12-04T23:42:"
-    "40.490Z\",\"session_id\":4242,\"state\":\"being_served\",\"allocated_lift_deck\":[1001010],"
-    "\"eta\":\"2026-12-04T23:42:41.100Z\",\"subgroup_id\":1}}",
-};
-
 /* States that come after the decisive one: nobody follows them (kone-sim's order). */
 static const char *const late[] = {
     "{\"callType\":\"monitor-call-state\",\"buildingId\":\"building:9990000951\",\"groupId\":"
@@ -80,8 +65,8 @@ int main(int argc, char **argv)
     snprintf(job.building_id, sizeof job.building_id, "building:9990000951");
     snprintf(job.group_id, sizeof job.group_id, "1");
     size_t len[4], late_len[2];
-    for (int f = 0; f < 4; f++)
-        len[f] = strlen(frames[f]);
+    for (int f = 0; f < KD_BENCH_CALL_FRAMES; f++)
+        len[f] = strlen(kd_bench_call_frames[f]);
     for (int f = 0; f < 2; f++)
         late_len[f] = strlen(late[f]);
     int64_t t0 = kd_now_us(), sum = 0;
@@ -94,11 +79,11 @@ int main(int argc, char **argv)
         }
         sum += (int64_t)strlen(req);
         free(req);
-        for (int f = 0; f < 4; f++) {
+        for (int f = 0; f < KD_BENCH_CALL_FRAMES; f++) {
             kd_kone_msg m;
             int64_t sid = 0;
             bool kept = false;
-            if (kd_kone_msg_read(frames[f], len[f], follows, &sid, &kept, &m, &err)) {
+            if (kd_kone_msg_read(kd_bench_call_frames[f], len[f], follows, &sid, &kept, &m, &err)) {
                 return kd_bench_fail(&b, "frame %d: %s", f, err.msg);
             }
             /* the two states are asked about, the answer and the call result are not */

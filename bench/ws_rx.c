@@ -22,20 +22,6 @@
 #include "kd_time.h"
 #include "kone_ws.h"
 
-static const char *const frames[] = {
-    "{\"connectionId\":\"0f9904be-22be-436c-a224-79adf8c7d383\",\"requestId\":123456,"
-    "\"statusCode\":201,\"data\":{\"time\":\"2026-12-04T23:42:40.186Z\"}}",
-    "{\"callType\":\"action\",\"buildingId\":\"building:9990000951\",\"groupId\":\"1\","
-    "\"data\":{\"request_id\":123456,\"success\":true,\"session_id\":4242}}",
-    "{\"callType\":\"monitor-call-state\",\"buildingId\":\"building:9990000951\",\"groupId\":"
-    "\"1\",\"subtopic\":\"call_state/4242/being_allocated\",\"data\":{\"time\":\"2026-12-04T23:"
-    "42:40.190Z\",\"session_id\":4242,\"state\":\"being_allocated\",\"subgroup_id\":1}}",
-    "{\"callType\":\"monitor-call-state\",\"buildingId\":\"building:9990000951\",\"groupId\":"
-    "\"1\",\"subtopic\":\"call_state/4242/being_served\",\"data\":{\"time\":\"2026-12-04T23:42:"
-    "40.490Z\",\"session_id\":4242,\"state\":\"being_served\",\"allocated_lift_deck\":[1001010],"
-    "\"eta\":\"2026-12-04T23:42:41.100Z\",\"subgroup_id\":1}}",
-};
-
 static int64_t got, got_bytes;
 
 static void on_msg(const char *msg, size_t len, void *user)
@@ -85,8 +71,8 @@ int main(int argc, char **argv)
     /* one job's four frames, repeated to fill a 16 KiB read as a burst would */
     unsigned char job[2048];
     size_t job_len = 0;
-    for (int f = 0; f < 4; f++)
-        job_len += put_frame(job + job_len, frames[f]);
+    for (int f = 0; f < KD_BENCH_CALL_FRAMES; f++)
+        job_len += put_frame(job + job_len, kd_bench_call_frames[f]);
     size_t per_read = 16384 / job_len;
     unsigned char *rd = malloc(per_read * job_len);
     if (!rd)

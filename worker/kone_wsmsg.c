@@ -5,73 +5,7 @@
 #include <string.h>
 
 #include "kd_buf.h"
-
-#if defined(__SSE2__)
-#include <emmintrin.h>
-#endif
-
-/* How many bytes from s (n left) are ASCII: 16 at a time where SSE2 is (every x86-64; one
- * movemask of the high bits), 8 at a time elsewhere. KONE's frames are all ASCII. */
-static size_t ascii_run(const unsigned char *s, size_t n)
-{
-    size_t i = 0;
-#if defined(__SSE2__)
-    for (; n - i >= 16; i += 16) {
-        unsigned m =
-            (unsigned)_mm_movemask_epi8(_mm_loadu_si128((const __m128i *)(const void *)(s + i)));
-        if (m)
-            return i + (size_t)__builtin_ctz(m);
-    }
-#endif
-    for (; n - i >= 8; i += 8) {
-        uint64_t x;
-        memcpy(&x, s + i, 8);
-        if (x & 0x8080808080808080ULL)
-            break;
-    }
-    while (i < n && s[i] < 0x80)
-        i++;
-    return i;
-}
-
-bool kd_utf8_ok(const unsigned char *s, size_t n)
-{
-    size_t i = 0;
-    while (i < n) {
-        i += ascii_run(s + i, n - i);
-        if (i == n)
-            break;
-        unsigned char c = s[i];
-        /* RFC 3629's well-formed sequences (Unicode table 3-7): the lead byte says how many
-         * continuation bytes follow and the range of the first of them */
-        size_t k;
-        unsigned char lo = 0x80, hi = 0xBF;
-        if (c >= 0xC2 && c <= 0xDF) {
-            k = 1;
-        } else if (c >= 0xE0 && c <= 0xEF) {
-            k = 2;
-            if (c == 0xE0)
-                lo = 0xA0; /* overlong */
-            else if (c == 0xED)
-                hi = 0x9F; /* surrogates */
-        } else if (c >= 0xF0 && c <= 0xF4) {
-            k = 3;
-            if (c == 0xF0)
-                lo = 0x90; /* overlong */
-            else if (c == 0xF4)
-                hi = 0x8F; /* past U+10FFFF */
-        } else {
-            return false;
-        }
-        if (n - i <= k || s[i + 1] < lo || s[i + 1] > hi)
-            return false;
-        for (size_t j = 2; j <= k; j++)
-            if ((s[i + j] & 0xC0) != 0x80)
-                return false;
-        i += k + 1;
-    }
-    return true;
-}
+#include "kd_utf8.h"
 
 static kd_wsmsg_result fail(kd_wsmsg *m, int code, const char *why)
 {

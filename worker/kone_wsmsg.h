@@ -49,8 +49,6 @@ typedef enum {
 
 /* One chunk as wslay_frame_recv returned it (a frame's first chunk carries its header). */
 kd_wsmsg_result kd_wsmsg_chunk(kd_wsmsg *m, const struct wslay_frame_iocb *io);
-/* Whether s[0..n) is UTF-8 (RFC 3629: no overlong forms, no surrogates, nothing past U+10FFFF). */
-bool kd_utf8_ok(const unsigned char *s, size_t n);
 void kd_wsmsg_free(kd_wsmsg *m); /* m may be used again (max kept) */
 
 #endif

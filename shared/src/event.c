@@ -12,6 +12,7 @@
  * failure. Invalid UTF-8 is repaired with U+FFFD, bytes become base64, non-string map keys
  * are stringified.
  */
+#include "kd_utf8.h"
 #include "kd_event.h"
 
 #include <limits.h>
@@ -234,40 +235,6 @@ int kd_event_encode_call(const kd_call_event *ev, const char *worker, msgpack_sb
 /* msgpack_unpack already stops far earlier; this guards hand-built objects */
 #define JSON_MAX_DEPTH 128
 
-/* Length of the valid UTF-8 sequence at s (RFC 3629: no overlongs, no surrogates,
- * nothing above U+10FFFF), or 0 if the bytes there are not one. */
-static size_t utf8_seq_len(const unsigned char *s, size_t n)
-{
-    unsigned char c = s[0];
-    if (c < 0x80)
-        return 1;
-    size_t len;
-    unsigned char lo = 0x80, hi = 0xBF;
-    if (c >= 0xC2 && c <= 0xDF) {
-        len = 2;
-    } else if (c >= 0xE0 && c <= 0xEF) {
-        len = 3;
-        if (c == 0xE0)
-            lo = 0xA0; /* overlong */
-        if (c == 0xED)
-            hi = 0x9F; /* surrogates */
-    } else if (c >= 0xF0 && c <= 0xF4) {
-        len = 4;
-        if (c == 0xF0)
-            lo = 0x90; /* overlong */
-        if (c == 0xF4)
-            hi = 0x8F; /* > U+10FFFF */
-    } else {
-        return 0;
-    }
-    if (n < len || s[1] < lo || s[1] > hi)
-        return 0;
-    for (size_t i = 2; i < len; i++)
-        if (s[i] < 0x80 || s[i] > 0xBF)
-            return 0;
-    return len;
-}
-
 /* Copies s into a new buffer, each byte that starts no valid sequence replaced by U+FFFD.
  * Returns NULL on allocation failure; *out_len gets the length. */
 static char *utf8_repair(const char *s, size_t n, size_t *out_len)
@@ -280,7 +247,7 @@ static char *utf8_repair(const char *s, size_t n, size_t *out_len)
     const unsigned char *p = (const unsigned char *)s;
     size_t o = 0;
     for (size_t i = 0; i < n;) {
-        size_t l = utf8_seq_len(p + i, n - i);
+        size_t l = kd_utf8_seq_len(p + i, n - i);
         if (l == 0) {
             memcpy(out + o, "\xEF\xBF\xBD", 3);
             o += 3;

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kd_utf8.h"
 #include "kone_wsmsg.h"
 #include "../unit/ws_feed.h"
 

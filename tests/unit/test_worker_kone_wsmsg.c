@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kd_utf8.h"
 #include "kone_wsmsg.h"
 #include "ws_feed.h"
 
