@@ -488,9 +488,9 @@ static char *put_int(char *p, int64_t v)
     return p;
 }
 
-static char *put_str(char *p, const char *s, size_t max)
+static char *put_str(char *p, const char *s)
 {
-    size_t n = strnlen(s, max);
+    size_t n = strlen(s); /* each a string whose length the line's size allows for */
     memcpy(p, s, n);
     p[n] = ' ';
     return p + n + 1;
@@ -517,9 +517,9 @@ static void write_timings(kd_worker *w, const wk_run *r)
     p = put_int(p, run->finished_us);
     p = put_int(p, run->produced_us);
     p = put_int(p, kd_now_us());
-    p = put_str(p, run->job.building_id[0] ? run->job.building_id : "-", KD_JOB_BUILDING_MAX);
-    p = put_str(p, kd_outcome_name(run->outcome), 16);
-    p = put_str(p, final ? "final" : "requeue", 8);
+    p = put_str(p, run->job.building_id[0] ? run->job.building_id : "-");
+    p = put_str(p, kd_outcome_name(run->outcome));
+    p = put_str(p, final ? "final" : "requeue");
     p = put_int(p, run->ledger_claim_us);
     p = put_int(p, run->ledger_done_us);
     p[-1] = '\n';
