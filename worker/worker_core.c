@@ -490,10 +490,10 @@ static char *put_int(char *p, int64_t v)
 
 static char *put_str(char *p, const char *s)
 {
-    size_t n = strlen(s); /* each a string whose length the line's size allows for */
-    memcpy(p, s, n);
-    p[n] = ' ';
-    return p + n + 1;
+    while (*s) /* each a string whose length the line's size allows for */
+        *p++ = *s++;
+    *p++ = ' ';
+    return p;
 }
 
 /* worker.timings_file: one line per acked delivery for scripts/bench (docs/performance.md):
