@@ -446,6 +446,20 @@ static void test_live_held_acks(void **state)
     assert_int_equal(lost, 1);
     kd_amqp_close(a);
 
+    /* the socket dies under a held ack, unnoticed until the flush writes: said, and lost */
+    a = reconnect(&cfg);
+    kd_amqp_hold_acks(a);
+    assert_int_equal(kd_amqp_consume_start(a, 10, &err), 0);
+    assert_int_equal(kd_amqp_consume_next(a, 5000, &d, &err), 1);
+    assert_int_equal(((const char *)d.body)[0], '3');
+    assert_int_equal(kd_amqp_ack(a, d.delivery_tag, d.epoch, &err), 0);
+    assert_int_equal(shutdown(kd_amqp_fd(a), SHUT_RDWR), 0);
+    kd_err werr = {0};
+    assert_int_not_equal(kd_amqp_flush_acks(a, &lost, &werr), 0);
+    assert_int_equal(lost, 1);
+    assert_non_null(strstr(werr.msg, "acking deliveries"));
+    kd_amqp_close(a);
+
     a = reconnect(&cfg);
     assert_int_equal(kd_amqp_consume_start(a, 10, &err), 0);
     assert_int_equal(kd_amqp_consume_next(a, 5000, &d, &err), 1);
