@@ -24,10 +24,12 @@ else
 fi
 
 CLK_TCK=$(getconf CLK_TCK)
-# cpu_us PID: user + system CPU of a process so far, in µs (utime and stime are fields 14 and
-# 15 of /proc/PID/stat, i.e. 12 and 13 after "pid (comm) ", whose comm may hold spaces).
+# cpu_us PID: user + system CPU of a process's threads so far, in µs: the scheduler's run time
+# of each thread alive now (the first field of /proc/PID/task/*/schedstat, in ns), not
+# /proc/PID/stat's ticks of 10 ms: 3000 jobs were only ~50 ticks, too coarse to compare two
+# builds. The worker's threads live as long as it does.
 cpu_us() {
-    awk -v hz="$CLK_TCK" '{ sub(/^.*\) /, ""); printf "%.0f\n", ($12 + $13) * 1e6 / hz }' "/proc/$1/stat"
+    cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{ ns += $1 } END { printf "%.0f\n", ns / 1000 }'
 }
 
 # sys_ctx PID: "system-µs context-switches" of a process so far: its system CPU (field 15 of

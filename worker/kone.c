@@ -95,6 +95,8 @@ static void loop_wakeup(void *arg)
 
 static void *loop_thread(void *arg)
 {
+    pthread_setname_np(pthread_self(),
+                       "kone-loop"); /* top, perf and the bench tell threads apart */
     kd_kone *k = arg;
     for (int i = 0; i < k->pool.n_links; i++)
         kk_slot_kick(&k->slots[i]);

@@ -344,6 +344,8 @@ static void wait_until(kd_kone_tokens *t, int64_t mono_us)
 
 static void *token_thread(void *arg)
 {
+    pthread_setname_np(pthread_self(),
+                       "kone-token"); /* top, perf and the bench tell threads apart */
     kd_kone_tokens *t = arg;
     int (*fetch)(const kd_kone_token_cfg *, kd_kone_token *, kd_err *) = t->cfg.fetch;
     pthread_mutex_lock(&t->mu);

@@ -23,6 +23,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <openssl/ssl.h>
+
 #include "kd_log.h"
 #include "kd_list.h"
 #include "kd_str.h"
@@ -405,6 +407,16 @@ const char *kd_ledger_owner(const kd_ledger *l)
 int kd_ledger_wait_fd(const kd_ledger *l)
 {
     return l && l->pg && l->n_batches ? PQsocket(l->pg) : -1;
+}
+
+bool kd_ledger_buffered(const kd_ledger *l)
+{
+    if (!l || !l->pg || !l->n_batches)
+        return false;
+    /* libpq reads one TLS record at a time into its buffer; what OpenSSL holds beyond what
+     * fitted is not on the socket any more (libpq's own waits ask OpenSSL the same) */
+    SSL *ssl = PQsslStruct(l->pg, "OpenSSL");
+    return ssl && SSL_pending(ssl) > 0;
 }
 
 int kd_ledger_pending(const kd_ledger *l)

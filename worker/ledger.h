@@ -115,6 +115,9 @@ int kd_ledger_pending(const kd_ledger *l);
 /* The socket to wait on while a batch is in flight (its answer is due), else -1: the
  * worker's loop polls it with its other sockets so that a commit is acted on at once. */
 int kd_ledger_wait_fd(const kd_ledger *l);
+/* true while a batch is in flight and TLS holds bytes of PostgreSQL's answer that libpq has
+ * not read yet: its socket may stay silent, so the loop must not sleep on it. */
+bool kd_ledger_buffered(const kd_ledger *l);
 
 /* Claims run->job.job_id for run->attempt; fn(found, ctx) after the commit (or at once with
  * KD_LEDGER_FAILED when the ledger is down). The time its batch waited for PostgreSQL (sent

@@ -1223,8 +1223,8 @@ static void metrics_turn(kd_worker *w)
  * out the RabbitMQ timeout before reading a commit would add milliseconds to every job. */
 static void wait_io(kd_worker *w, int wait_ms)
 {
-    if (kd_amqp_buffered(w->amqp))
-        return; /* rabbitmq-c holds frames already: no wait */
+    if (kd_amqp_buffered(w->amqp) || kd_ledger_buffered(w->ledger))
+        return; /* rabbitmq-c or libpq's TLS holds bytes already: no wait */
     struct pollfd p[3];
     int n = 0;
     p[n++] = (struct pollfd){.fd = kd_amqp_fd(w->amqp), .events = POLLIN};
@@ -1254,6 +1254,9 @@ static void flush_acks(kd_worker *w)
         w->n_dropped += (uint64_t)lost;
     }
 }
+
+/* The main loop's wait while jobs are in flight, when an eventfd wakes it (kd_worker_run) */
+#define WK_TICK_INFLIGHT_MS 50
 
 /* Deliveries taken in one turn at most (what rabbitmq-c has read already): a bound so that
  * Kafka's reports and the ledger's answers are served between clumps. */
@@ -1402,7 +1405,8 @@ int kd_worker_new(kd_worker **out, const kd_config *cfg, kd_err *err)
     w->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (w->wake_fd < 0)
         /* GCOVR_EXCL_START: eventfd fails only with EMFILE, ENFILE or ENOMEM */
-        kd_warn("no eventfd (%s): the main loop notices hand-overs within 2 ms instead of at once",
+        kd_warn("no eventfd (%s): the main loop notices hand-overs and Kafka's reports within 2 ms "
+                "instead of at once",
                 kd_strerror(errno));
     /* GCOVR_EXCL_STOP */
     const char *id = kd_cfg_str(cfg, KD_CFG_WORKER_ID);
@@ -1451,6 +1455,9 @@ int kd_worker_new(kd_worker **out, const kd_config *cfg, kd_err *err)
     }
     if (kd_kafka_producer_new(&w->kafka, cfg, on_delivery_report, w, err))
         goto fail;
+    /* delivery reports wake the loop as the KONE thread's hand-overs do: see kd_worker_run */
+    if (w->wake_fd >= 0 && kd_kafka_wake_fd(w->kafka, w->wake_fd, err))
+        goto fail; /* GCOVR_EXCL_LINE: a producer always has its main queue */
     if (ledger_open(w, cfg, err))
         goto fail;
     kd_kone_hooks hooks = {.done = on_kone_done,
@@ -1510,8 +1517,13 @@ int kd_worker_run(kd_worker *w, volatile sig_atomic_t *stop)
             }
             backoff_ms = 100;
         }
-        /* Short waits while jobs are in flight so reports and confirms settle promptly. */
-        turn(w, w->inflight > 0 ? 2 : 100);
+        /* Everything a job in flight waits for wakes the loop: RabbitMQ's frames (its
+         * socket), the ledger's answers (PostgreSQL's socket, or libpq's buffer), the KONE
+         * thread's hand-overs and Kafka's delivery reports (the eventfd). What is left are
+         * the timers of the turn (a busy job's recheck at 250 ms, the ledger's reconnect),
+         * which a longer wait serves late by at most the wait. Without the eventfd the loop
+         * looks every 2 ms (issue 17: that tick was 500 wake-ups a second under load). */
+        turn(w, w->inflight == 0 ? 100 : w->wake_fd >= 0 ? WK_TICK_INFLIGHT_MS : 2);
     }
     drain(w);
     /* the tail ("N handed back, M unsettled") is read by tests/integration/it_fault_sigterm.sh */

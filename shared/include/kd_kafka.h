@@ -65,6 +65,10 @@ int kd_kafka_produce_nowait(kd_kafka *k, const char *topic, const char *key, con
                             size_t len, void *opaque, bool *full, kd_err *err);
 /** Serves delivery reports; returns how many were served. */
 int kd_kafka_poll(kd_kafka *k, int timeout_ms);
+/** Makes librdkafka write to eventfd efd when a delivery report (or another callback's
+ * event) waits for kd_kafka_poll() and none waited before: a poller that sleeps in poll(2) on
+ * efd then wakes for reports instead of polling on a short timer. 0 or KD_ERR_INTERNAL. */
+int kd_kafka_wake_fd(kd_kafka *k, int efd, kd_err *err);
 /** Waits up to timeout_ms for every queued message to be delivered; 0 when all were. */
 int kd_kafka_flush(kd_kafka *k, int timeout_ms);
 /** false after a fatal error, or while every broker is down (librdkafka's

@@ -322,6 +322,22 @@ int kd_kafka_poll(kd_kafka *k, int timeout_ms)
     return rd_kafka_poll(k->rk, timeout_ms);
 }
 
+int kd_kafka_wake_fd(kd_kafka *k, int efd, kd_err *err)
+{
+    /* an eventfd takes writes of exactly 8 bytes: the counter's increment, 1 */
+    static const uint64_t one = 1;
+    rd_kafka_queue_t *q = rd_kafka_queue_get_main(k->rk);
+    if (!q)
+        /* GCOVR_EXCL_START: a producer always has its main queue */
+        return kd_err_set(err, KD_ERR_INTERNAL, "kafka: no main queue to watch");
+    /* GCOVR_EXCL_STOP */
+    /* librdkafka writes when it queues an event for the poller; the reader drains the
+     * eventfd's counter, so many writes before one read cost one wake-up */
+    rd_kafka_queue_io_event_enable(q, efd, &one, sizeof one);
+    rd_kafka_queue_destroy(q); /* the reference only: the queue lives with the producer */
+    return 0;
+}
+
 int kd_kafka_flush(kd_kafka *k, int timeout_ms)
 {
     rd_kafka_resp_err_t e = rd_kafka_flush(k->rk, timeout_ms);
