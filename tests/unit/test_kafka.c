@@ -15,7 +15,10 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <poll.h>
 #include <pthread.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 
 #include <librdkafka/rdkafka.h>
 #include <librdkafka/rdkafka_mock.h>
@@ -396,6 +399,41 @@ static void test_reports_stay_on_poller_thread(void **state)
     reports_free(&r);
 }
 
+/* A poller that sleeps on an eventfd (the worker's main loop) is woken for its delivery
+ * reports (kd_kafka_wake_fd): every report here is served only after a wake-up, never by a
+ * timed wait in librdkafka, so a missing wake-up fails the test at the first poll(2). */
+static void test_reports_wake_the_eventfd(void **state)
+{
+    fixture *f = *state;
+    enum { N = 300 };
+    reports r;
+    reports_init(&r, N);
+    kd_kafka *k = NULL;
+    kd_err err = {0};
+    assert_int_equal(kd_kafka_producer_new(&k, &f->cfg, on_dr, &r, &err), 0);
+    int efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    assert_true(efd >= 0);
+    assert_int_equal(kd_kafka_wake_fd(k, efd, &err), 0);
+    kd_kafka_poll(k, 0); /* this thread is the poller; nothing to report yet */
+    produce_n(k, &r, 0, N);
+    int wakes = 0;
+    while (r.n < N) {
+        struct pollfd p = {.fd = efd, .events = POLLIN};
+        /* a liveness bound, not a timing check: the reports come within milliseconds */
+        assert_int_equal(poll(&p, 1, 30000), 1);
+        uint64_t v;
+        assert_int_equal(read(efd, &v, sizeof v), (ssize_t)sizeof v);
+        wakes++;
+        kd_kafka_poll(k, 0);
+    }
+    assert_int_equal(r.n, N);
+    assert_int_equal(r.errors, 0);
+    assert_true(wakes >= 1 && wakes <= N);
+    kd_kafka_destroy(k);
+    close(efd);
+    reports_free(&r);
+}
+
 /* Destroy with Kafka away: bounded, and every message still gets its (failed) report so
  * the owner can release what the opaque points to. */
 static void test_destroy_reports_undelivered(void **state)
@@ -504,6 +542,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_usable_follows_brokers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_queue_full, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reports_stay_on_poller_thread, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reports_wake_the_eventfd, setup, teardown),
         cmocka_unit_test_setup_teardown(test_destroy_reports_undelivered, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_config_names_key_not_value, setup, teardown),
         cmocka_unit_test_setup_teardown(test_without_callback, setup, teardown),
