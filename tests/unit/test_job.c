@@ -17,6 +17,28 @@
 #include <string.h>
 
 #include "kd_job.h"
+#include "job_decode_ref.h"
+
+/* Every msgpack decode of this file also runs the decoder as it was before issue 17
+ * (msgpack-c based, tests/ref/): the same return code, error code and message, and the same
+ * job to the byte (kd_job_decode zeroes it whole first, so padding compares too). The cases
+ * below, the random and mutated buffers and the fuzz corpus (test_corpus_as_reference) thus
+ * all prove the one-pass reader equal to the old one. */
+static int decode_both(const void *buf, size_t len, int64_t ttl, kd_job *job, kd_err *err)
+{
+    static kd_job ref; /* static: two jobs of ~1 KiB each call */
+    kd_err e = {0}, re = {0};
+    int rc = kd_job_decode(buf, len, ttl, job, &e);
+    int rrc = kd_job_decode_ref(buf, len, ttl, &ref, &re);
+    assert_int_equal(rc, rrc);
+    assert_int_equal(e.code, re.code);
+    assert_string_equal(e.msg, re.msg);
+    assert_memory_equal(job, &ref, sizeof ref);
+    if (err)
+        *err = e;
+    return rc;
+}
+#define kd_job_decode decode_both
 
 #define TTL 60000
 #define T0 INT64_C(1767225600000) /* 2026-01-01T00:00:00Z */
@@ -1234,6 +1256,39 @@ static void test_mutated_jobs(void **state)
                   seen[KD_ERR_INVALID], seen[KD_ERR_DECODE]);
 }
 
+/* Every seed of the fuzz corpora (real jobs, every crash found so far; job_json's JSON
+ * lines are msgpack garbage, which must fail alike) through both decoders. */
+static void test_corpus_as_reference(void **state)
+{
+    (void)state;
+    const char *src = getenv("KD_SRC_DIR");
+    if (!src)
+        src = ".";
+    int files = 0;
+    for (const char *const *d = (const char *const[]){"job", "job_json", NULL}; *d; d++) {
+        char dir[4096], cmd[4200];
+        snprintf(dir, sizeof dir, "%s/tests/fuzz/corpus/%s", src, *d);
+        snprintf(cmd, sizeof cmd, "find '%s' -type f", dir);
+        FILE *ls = popen(cmd, "r");
+        assert_non_null(ls);
+        char path[4096];
+        while (fgets(path, sizeof path, ls)) {
+            path[strcspn(path, "\n")] = '\0';
+            FILE *f = fopen(path, "rb");
+            assert_non_null(f);
+            static uint8_t buf[70 * 1024]; /* above the 64 KiB limit: that refusal too */
+            size_t len = fread(buf, 1, sizeof buf, f);
+            fclose(f);
+            kd_job j;
+            kd_job_decode(buf, len, TTL, &j, NULL);
+            files++;
+        }
+        pclose(ls);
+    }
+    print_message("corpus: %d files decoded alike\n", files);
+    assert_true(files >= 27); /* the job corpus alone has 27 */
+}
+
 /* ---- JSON specifics ---- */
 
 static void test_json_full_call(void **state)
@@ -1328,6 +1383,7 @@ int main(void)
         cmocka_unit_test(test_size_limit),
         cmocka_unit_test(test_random_buffers),
         cmocka_unit_test(test_mutated_jobs),
+        cmocka_unit_test(test_corpus_as_reference),
         cmocka_unit_test(test_json_full_call),
         cmocka_unit_test(test_json_not_an_object),
         cmocka_unit_test(test_op_names),
