@@ -171,7 +171,6 @@ static void val_elem(const val *arr, size_t i, val *out)
     val_from_mp(&arr->mp->via.array.ptr[i], out);
 }
 
-
 static const char *val_type(const val *v)
 {
     switch (v->kind) {
@@ -351,7 +350,6 @@ static int parse_prio(const char *s, size_t len, kd_priority *out)
         return KD_ERR_INVALID;
     return 0;
 }
-
 
 /* ---- reading one row from a neutral value ---- */
 
@@ -641,7 +639,6 @@ static int mp_scan(const uint8_t *p, size_t len, kd_err *err)
     return 0;
 }
 
-
 static int decode_map(const msgpack_object_map *m, int64_t default_ttl_ms, kd_job *job, kd_err *err)
 {
     val slots[NFIELDS];
@@ -745,4 +742,3 @@ static int ref_validate(const kd_job *job, kd_err *err)
                           job->created_at, job->deadline);
     return 0;
 }
-
