@@ -174,7 +174,7 @@ int kd_event_encode_result(const kd_run *run, const char *worker, msgpack_sbuffe
                   cstr_len(worker)};
     /* at most: the map header (map16), the keys, 9 bytes per value, the error's map header
      * and values, a header and the bytes of each string */
-    size_t max = 3 + RESULT_KEY_BYTES + (RESULT_KEYS + 3) * KD_MPW_INT_MAX;
+    size_t max = 3 + RESULT_KEY_BYTES + (size_t)(RESULT_KEYS + 3) * KD_MPW_INT_MAX;
     for (size_t i = 0; i < sizeof n / sizeof n[0]; i++)
         max += KD_MPW_HEAD_MAX + n[i];
     uint8_t *start = sb_reserve(sb, max), *o = start;
