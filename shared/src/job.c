@@ -657,7 +657,8 @@ static int read_field(const field *f, const val *v, kd_job *job, kd_err *err)
 /* The row of a key, or -1. A switch on the length, then one compare per name of that length:
  * memcmp with a constant size is a word compare or two, where a walk of the table cost a
  * strlen and a memcmp per row (48 strlen per job, issue 17). Every row's name is here once;
- * test_job's "every key" test decodes each of them. */
+ * test_job's test_roundtrip_every_op decodes each of them (a missed one would come back
+ * absent), and against the old decoder. */
 #define KEY(n)                                                                                     \
     if (memcmp(key, #n, sizeof #n - 1) == 0)                                                       \
     return R_##n
