@@ -109,7 +109,7 @@ int kd_op_parse(const char *s, kd_op *out); /**< 0, or KD_ERR_INVALID (*out unto
  * and valid, so the outcome can be reported; every other field is zero). */
 int kd_job_decode(const void *buf, size_t len, int64_t default_ttl_ms, kd_job *job, kd_err *err);
 
-/** The structural scan kd_job_decode runs before msgpack-c sees untrusted bytes: 0 when
+/** The structural check kd_job_decode makes of untrusted bytes, alone: 0 when
  * buf is exactly one complete msgpack map, nested at most 16 deep, whose container counts
  * all fit in the bytes present; KD_ERR_DECODE otherwise. msgpack-c allocates a container's
  * elements up front from the count in its header, so any reader of untrusted msgpack runs

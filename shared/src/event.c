@@ -14,6 +14,7 @@
  */
 #include "kd_utf8.h"
 #include "kd_event.h"
+#include "mp_write.h"
 
 #include <limits.h>
 #include <math.h>
@@ -85,36 +86,52 @@ static int pack_failed(msgpack_sbuffer *sb, size_t start, kd_err *err, const cha
 }
 /* GCOVR_EXCL_STOP */
 
-/* ---- result event ---- */
+/* ---- result event ----
+ * Written straight into the sbuffer, sized once: the job's strings are measured first,
+ * which bounds the whole event, the room is reserved (one allocation for the
+ * worker's fresh sbuffer, none when it has room), then every byte is stored in order. Until
+ * issue 17 this went through msgpack-c's packer, a write callback per item; the bytes are
+ * the same (tests/unit/test_event.c holds the old encoder, tests/ref/, as the reference). */
 
-#define RESULT_KEYS 22 /* pairs packed below; the tests decode and count them */
+#define RESULT_KEYS 22 /* pairs written below; the tests decode and count them */
 
-/* The error is there when the run has an error code: every failure path sets one. A
- * message without a code is only a note on a success ("call accepted") and is left out. */
-static int pack_error(msgpack_packer *pk, const kd_run *run)
+/* Every key of a result, with its fixstr header (sizeof counts the NUL: one byte each). */
+#define RESULT_KEY_BYTES                                                                           \
+    (sizeof "v" + sizeof "job_id" + sizeof "op" + sizeof "building_id" + sizeof "group_id" +       \
+     sizeof "outcome" + sizeof "kone_status" + sizeof "session_id" + sizeof "error" +              \
+     sizeof "attempt" + sizeof "requeues" + sizeof "worker" + sizeof "created_at" +                \
+     sizeof "started_at" + sizeof "finished_at" + sizeof "kone_rtt_us" + sizeof "trace_id" +       \
+     sizeof "redelivered" + sizeof "failure" + sizeof "modified_destination" +                     \
+     sizeof "modified_reason" + sizeof "validated_locally" + sizeof "code" + sizeof "message")
+
+static size_t cstr_len(const char *s)
 {
-    size_t nc = strnlen(run->error_code, sizeof run->error_code);
-    size_t nm = strnlen(run->error_message, sizeof run->error_message);
-    if (nc == 0)
-        return msgpack_pack_nil(pk);
-    return msgpack_pack_map(pk, 2) || PACK_KEY(pk, "code") ||
-           pack_str_or_nil(pk, run->error_code, nc) || PACK_KEY(pk, "message") ||
-           pack_str_or_nil(pk, run->error_message, nm);
+    return s ? strlen(s) : 0;
 }
 
-static int pack_op(msgpack_packer *pk, kd_op op)
+static uint8_t *w_str_or_nil(uint8_t *o, const char *s, size_t n)
 {
-    return op_known(op) ? pack_cstr_or_nil(pk, kd_op_name(op)) : msgpack_pack_nil(pk);
+    return n ? kd_mpw_str(o, s, n) : kd_mpw_nil(o);
 }
 
-/* The job-derived fields. An invalid job may be partly filled: only what decode could
- * read is non-empty/non-zero, and that is exactly what gets a value. */
-static int pack_result_job(msgpack_packer *pk, const kd_job *job)
+static uint8_t *w_int_or_nil(uint8_t *o, bool known, int64_t v)
 {
-    return PACK_KEY(pk, "job_id") || pack_str_or_nil(pk, job->job_id, sizeof job->job_id) ||
-           PACK_KEY(pk, "op") || pack_op(pk, job->op) || PACK_KEY(pk, "building_id") ||
-           pack_str_or_nil(pk, job->building_id, sizeof job->building_id) ||
-           PACK_KEY(pk, "group_id") || pack_str_or_nil(pk, job->group_id, sizeof job->group_id);
+    return known ? kd_mpw_int(o, v) : kd_mpw_nil(o);
+}
+
+/* Room for max more bytes at the end of sb: a pointer to them, or NULL (sb unchanged). */
+static uint8_t *sb_reserve(msgpack_sbuffer *sb, size_t max)
+{
+    if (sb->alloc - sb->size < max) {
+        char *p = realloc(sb->data, sb->size + max);
+        if (!p)
+            /* GCOVR_EXCL_START: allocation failure (no test injects one) */
+            return NULL;
+        /* GCOVR_EXCL_STOP */
+        sb->data = p;
+        sb->alloc = sb->size + max;
+    }
+    return (uint8_t *)sb->data + sb->size;
 }
 
 int kd_event_encode_result(const kd_run *run, const char *worker, msgpack_sbuffer *sb, kd_err *err)
@@ -125,43 +142,79 @@ int kd_event_encode_result(const kd_run *run, const char *worker, msgpack_sbuffe
         return kd_err_set(err, KD_ERR_INTERNAL,
                           "result event: job %.64s has no outcome yet (programming error)",
                           run->job.job_id);
-    const char *failure = failure_name(run->failure);
-    size_t start = sb->size;
-    msgpack_packer pk;
-    msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
-
-    int rc = msgpack_pack_map(&pk, RESULT_KEYS);
-    rc = rc || PACK_KEY(&pk, "v") || msgpack_pack_int(&pk, KD_EVENT_VERSION);
-    rc = rc || pack_result_job(&pk, &run->job);
-    rc = rc || PACK_KEY(&pk, "outcome") || pack_cstr_or_nil(&pk, kd_outcome_name(run->outcome));
-    rc = rc || PACK_KEY(&pk, "kone_status") || msgpack_pack_int(&pk, run->kone_status);
-    rc = rc || PACK_KEY(&pk, "session_id") ||
-         pack_int_or_nil(&pk, run->session_id != 0, run->session_id);
-    rc = rc || PACK_KEY(&pk, "error") || pack_error(&pk, run);
-    rc = rc || PACK_KEY(&pk, "attempt") || msgpack_pack_int(&pk, run->attempt);
-    rc = rc || PACK_KEY(&pk, "requeues") || msgpack_pack_int(&pk, run->requeues);
-    rc = rc || PACK_KEY(&pk, "worker") || pack_cstr_or_nil(&pk, worker);
-    rc = rc || PACK_KEY(&pk, "created_at") ||
-         pack_int_or_nil(&pk, run->job.created_at > 0, run->job.created_at);
-    rc = rc || PACK_KEY(&pk, "started_at") || pack_ms_from_us(&pk, run->started_us);
-    rc = rc || PACK_KEY(&pk, "finished_at") || pack_ms_from_us(&pk, run->finished_us);
-    rc = rc || PACK_KEY(&pk, "kone_rtt_us") ||
-         pack_int_or_nil(&pk, run->kone_rtt_us > 0, run->kone_rtt_us);
-    rc = rc || PACK_KEY(&pk, "trace_id") ||
-         pack_str_or_nil(&pk, run->job.trace_id, sizeof run->job.trace_id);
-    rc = rc || PACK_KEY(&pk, "redelivered") ||
-         (run->redelivered ? msgpack_pack_true(&pk) : msgpack_pack_false(&pk));
-    rc = rc || PACK_KEY(&pk, "failure") || pack_cstr_or_nil(&pk, failure);
-    rc = rc || PACK_KEY(&pk, "modified_destination") ||
-         pack_int_or_nil(&pk, run->has_modified_destination, run->modified_destination);
-    rc = rc || PACK_KEY(&pk, "modified_reason") ||
-         pack_str_or_nil(&pk, run->modified_reason, sizeof run->modified_reason);
-    rc = rc || PACK_KEY(&pk, "validated_locally") ||
-         (run->validated_locally ? msgpack_pack_true(&pk) : msgpack_pack_false(&pk));
-    if (rc)
-        /* GCOVR_EXCL_START: msgpack's sbuffer fails a write only on allocation failure */
-        return pack_failed(sb, start, err, "result event");
+    const kd_job *job = &run->job;
+    /* The error is there when the run has an error code: every failure path sets one. A
+     * message without a code is only a note on a success ("call accepted") and is left out. */
+    const char *op = op_known(job->op) ? kd_op_name(job->op) : NULL;
+    const char *outcome = kd_outcome_name(run->outcome), *failure = failure_name(run->failure);
+    size_t n_code = strnlen(run->error_code, sizeof run->error_code);
+    /* the strings, measured once: "" is nil (strnlen: even an unterminated array is safe) */
+    enum { JOB, BUILDING, GROUP, TRACE, CODE, MSG, REASON, OP, OUTCOME, FAILURE, WORKER };
+    const char *s[] = {job->job_id,
+                       job->building_id,
+                       job->group_id,
+                       job->trace_id,
+                       run->error_code,
+                       run->error_message,
+                       run->modified_reason,
+                       op,
+                       outcome,
+                       failure,
+                       worker};
+    size_t n[] = {strnlen(job->job_id, sizeof job->job_id),
+                  strnlen(job->building_id, sizeof job->building_id),
+                  strnlen(job->group_id, sizeof job->group_id),
+                  strnlen(job->trace_id, sizeof job->trace_id),
+                  n_code,
+                  n_code ? strnlen(run->error_message, sizeof run->error_message) : 0,
+                  strnlen(run->modified_reason, sizeof run->modified_reason),
+                  cstr_len(op),
+                  cstr_len(outcome),
+                  cstr_len(failure),
+                  cstr_len(worker)};
+    /* at most: the map header (map16), the keys, 9 bytes per value, the error's map header
+     * and values, a header and the bytes of each string */
+    size_t max = 3 + RESULT_KEY_BYTES + (size_t)(RESULT_KEYS + 3) * KD_MPW_INT_MAX;
+    for (size_t i = 0; i < sizeof n / sizeof n[0]; i++)
+        max += KD_MPW_HEAD_MAX + n[i];
+    uint8_t *start = sb_reserve(sb, max), *o = start;
+    if (!o)
+        /* GCOVR_EXCL_START: allocation failure (no test injects one) */
+        return kd_err_set(err, KD_ERR_NOMEM, "result event: out of memory while encoding");
     /* GCOVR_EXCL_STOP */
+    o = kd_mpw_map(o, RESULT_KEYS);
+    o = kd_mpw_int(KD_MPW_KEY(o, "v"), KD_EVENT_VERSION);
+    o = w_str_or_nil(KD_MPW_KEY(o, "job_id"), s[JOB], n[JOB]);
+    o = w_str_or_nil(KD_MPW_KEY(o, "op"), s[OP], n[OP]);
+    o = w_str_or_nil(KD_MPW_KEY(o, "building_id"), s[BUILDING], n[BUILDING]);
+    o = w_str_or_nil(KD_MPW_KEY(o, "group_id"), s[GROUP], n[GROUP]);
+    o = w_str_or_nil(KD_MPW_KEY(o, "outcome"), s[OUTCOME], n[OUTCOME]);
+    o = kd_mpw_int(KD_MPW_KEY(o, "kone_status"), run->kone_status);
+    o = w_int_or_nil(KD_MPW_KEY(o, "session_id"), run->session_id != 0, run->session_id);
+    o = KD_MPW_KEY(o, "error");
+    if (n[CODE]) {
+        o = kd_mpw_map(o, 2);
+        o = kd_mpw_str(KD_MPW_KEY(o, "code"), s[CODE], n[CODE]);
+        o = w_str_or_nil(KD_MPW_KEY(o, "message"), s[MSG], n[MSG]);
+    } else {
+        o = kd_mpw_nil(o);
+    }
+    o = kd_mpw_int(KD_MPW_KEY(o, "attempt"), run->attempt);
+    o = kd_mpw_int(KD_MPW_KEY(o, "requeues"), run->requeues);
+    o = w_str_or_nil(KD_MPW_KEY(o, "worker"), s[WORKER], n[WORKER]);
+    o = w_int_or_nil(KD_MPW_KEY(o, "created_at"), job->created_at > 0, job->created_at);
+    /* µs timestamps from kd_run: 0 means "did not happen / unknown" */
+    o = w_int_or_nil(KD_MPW_KEY(o, "started_at"), run->started_us > 0, run->started_us / 1000);
+    o = w_int_or_nil(KD_MPW_KEY(o, "finished_at"), run->finished_us > 0, run->finished_us / 1000);
+    o = w_int_or_nil(KD_MPW_KEY(o, "kone_rtt_us"), run->kone_rtt_us > 0, run->kone_rtt_us);
+    o = w_str_or_nil(KD_MPW_KEY(o, "trace_id"), s[TRACE], n[TRACE]);
+    o = kd_mpw_bool(KD_MPW_KEY(o, "redelivered"), run->redelivered);
+    o = w_str_or_nil(KD_MPW_KEY(o, "failure"), s[FAILURE], n[FAILURE]);
+    o = w_int_or_nil(KD_MPW_KEY(o, "modified_destination"), run->has_modified_destination,
+                     run->modified_destination);
+    o = w_str_or_nil(KD_MPW_KEY(o, "modified_reason"), s[REASON], n[REASON]);
+    o = kd_mpw_bool(KD_MPW_KEY(o, "validated_locally"), run->validated_locally);
+    sb->size += (size_t)(o - start);
     return 0;
 }
 

@@ -14,7 +14,9 @@
 
 #include <cmocka.h>
 
+#include "event_result_ref.h"
 #include "kd_event.h"
+#include "test_xorshift.h"
 
 /* ---- helpers ---- */
 
@@ -287,6 +289,110 @@ static void test_result_undecodable_and_transient(void **state)
     json_decref(a);
     json_decref(b);
     msgpack_sbuffer_destroy(&sb);
+}
+
+/* ---- the result's bytes against the encoder before issue 17 ---- */
+
+/* Integers at every boundary of msgpack's widths, and random ones. */
+static int64_t gen_int(void)
+{
+    static const int64_t edge[] = {0,          1,
+                                   -1,         31,
+                                   32,         -32,
+                                   -33,        127,
+                                   128,        -128,
+                                   -129,       255,
+                                   256,        -32768,
+                                   -32769,     65535,
+                                   65536,      INT32_MIN,
+                                   INT32_MAX,  (int64_t)INT32_MIN - 1,
+                                   UINT32_MAX, (int64_t)UINT32_MAX + 1,
+                                   INT64_MIN,  INT64_MAX};
+    uint64_t r = xorshift();
+    if (r % 3 == 0)
+        return edge[(r >> 8) % (sizeof edge / sizeof edge[0])];
+    return (int64_t)(xorshift() >> (r % 64)) * ((r & 128) ? -1 : 1);
+}
+
+/* A string in a char array of cap bytes: empty, short or up to cap - 1, ASCII or any byte
+ * but NUL (non-ASCII, invalid UTF-8), now and then filling the array with no NUL at all. */
+static void gen_str(char *s, size_t cap)
+{
+    uint64_t r = xorshift();
+    size_t n = r % 4 == 0 ? 0 : r % 4 == 1 ? xorshift() % 12 : xorshift() % cap;
+    bool any_byte = (r >> 8) % 3 == 0;
+    for (size_t i = 0; i < n; i++)
+        s[i] = any_byte ? (char)(1 + xorshift() % 255) : (char)('a' + xorshift() % 26);
+    if ((r >> 12) % 16 == 0)
+        memset(s + n, 'z', cap - n); /* unterminated: the encoder must stop at cap */
+    else
+        s[n] = '\0';
+}
+
+/* Every outcome, failure class and op (and values outside them), nil and present fields,
+ * long strings (str8, str16, str32 for the worker), non-ASCII, integers at every width
+ * boundary, appended after bytes already in the buffer: the same bytes as before. */
+static void test_result_bytes_as_reference(void **state)
+{
+    (void)state;
+    static char worker[70000];
+    int kinds[256] = {0}; /* first bytes of the worker's string header seen */
+    for (int i = 0; i < 20000; i++) {
+        static kd_run r;
+        memset(&r, 0, sizeof r);
+        r.outcome = (kd_outcome)(1 + xorshift() % 6); /* 6: none of them */
+        r.failure = (kd_failure_class)(xorshift() % 5);
+        r.job.op = (kd_op)(xorshift() % 5);
+        gen_str(r.job.job_id, sizeof r.job.job_id);
+        gen_str(r.job.building_id, sizeof r.job.building_id);
+        gen_str(r.job.group_id, sizeof r.job.group_id);
+        gen_str(r.job.trace_id, sizeof r.job.trace_id);
+        gen_str(r.error_code, sizeof r.error_code);
+        gen_str(r.error_message, sizeof r.error_message);
+        gen_str(r.modified_reason, sizeof r.modified_reason);
+        r.job.created_at = gen_int();
+        r.session_id = gen_int();
+        r.started_us = gen_int();
+        r.finished_us = gen_int();
+        r.kone_rtt_us = gen_int();
+        r.modified_destination = gen_int();
+        r.has_modified_destination = xorshift() & 1;
+        r.kone_status = (int)gen_int();
+        r.attempt = (int)gen_int();
+        r.requeues = (int)gen_int();
+        r.redelivered = xorshift() & 1;
+        r.validated_locally = xorshift() & 1;
+        const char *w = worker;
+        uint64_t wr = xorshift() % 8;
+        size_t wn = wr == 0   ? 65535 + xorshift() % 3
+                    : wr == 1 ? 200 + xorshift() % 200
+                              : xorshift() % 40;
+        memset(worker, 'w', wn);
+        worker[wn] = '\0';
+        if (wr == 2)
+            w = NULL;
+        kinds[wn < 32 ? 0xa0 : wn < 256 ? 0xd9 : wn < 65536 ? 0xda : 0xdb]++;
+
+        msgpack_sbuffer got, want;
+        msgpack_sbuffer_init(&got);
+        msgpack_sbuffer_init(&want);
+        size_t pre = xorshift() % 3 == 0 ? 1 + xorshift() % 9000 : 0; /* bytes already there */
+        for (size_t k = 0; k < pre; k++) {
+            char c = (char)k;
+            msgpack_sbuffer_write(&got, &c, 1);
+            msgpack_sbuffer_write(&want, &c, 1);
+        }
+        kd_err e1 = {0}, e2 = {0};
+        int rc = kd_event_encode_result(&r, w, &got, &e1);
+        assert_int_equal(rc, kd_event_encode_result_ref(&r, w, &want, &e2));
+        assert_int_equal(rc, 0);
+        assert_int_equal(got.size, want.size);
+        assert_memory_equal(got.data, want.data, want.size);
+        msgpack_sbuffer_destroy(&got);
+        msgpack_sbuffer_destroy(&want);
+    }
+    /* every string header width was written */
+    assert_true(kinds[0xa0] && kinds[0xd9] && kinds[0xda] && kinds[0xdb]);
 }
 
 static void test_result_without_outcome_is_refused(void **state)
@@ -639,6 +745,7 @@ int main(void)
         cmocka_unit_test(test_result_expired),
         cmocka_unit_test(test_result_invalid_job),
         cmocka_unit_test(test_result_undecodable_and_transient),
+        cmocka_unit_test(test_result_bytes_as_reference),
         cmocka_unit_test(test_result_without_outcome_is_refused),
         cmocka_unit_test(test_encode_refuses_null),
         cmocka_unit_test(test_call_event_full),

@@ -17,6 +17,28 @@
 #include <string.h>
 
 #include "kd_job.h"
+#include "job_decode_ref.h"
+
+/* Every msgpack decode of this file also runs the decoder as it was before issue 17
+ * (msgpack-c based, tests/ref/): the same return code, error code and message, and the same
+ * job to the byte (kd_job_decode zeroes it whole first, so padding compares too). The cases
+ * below, the random and mutated buffers and the fuzz corpus (test_corpus_as_reference) thus
+ * all prove the one-pass reader equal to the old one. */
+static int decode_both(const void *buf, size_t len, int64_t ttl, kd_job *job, kd_err *err)
+{
+    static kd_job ref; /* static: two jobs of ~1 KiB each call */
+    kd_err e = {0}, re = {0};
+    int rc = kd_job_decode(buf, len, ttl, job, &e);
+    int rrc = kd_job_decode_ref(buf, len, ttl, &ref, &re);
+    assert_int_equal(rc, rrc);
+    assert_int_equal(e.code, re.code);
+    assert_string_equal(e.msg, re.msg);
+    assert_memory_equal(job, &ref, sizeof ref);
+    if (err)
+        *err = e;
+    return rc;
+}
+#define kd_job_decode decode_both
 
 #define TTL 60000
 #define T0 INT64_C(1767225600000) /* 2026-01-01T00:00:00Z */
@@ -1234,6 +1256,86 @@ static void test_mutated_jobs(void **state)
                   seen[KD_ERR_INVALID], seen[KD_ERR_DECODE]);
 }
 
+/* Every byte value inside a string of every charset (job_id, group_id, building_id,
+ * language, media_id): accepted or refused, with the same message, as by the reference. */
+static void test_every_byte_in_every_charset(void **state)
+{
+    (void)state;
+    static const char *const keys[] = {"job_id", "group_id", "building_id", "language", "media_id"};
+    int ok = 0, refused = 0;
+    for (size_t k = 0; k < sizeof keys / sizeof keys[0]; k++) {
+        for (int c = 0; c < 256; c++) {
+            char s[16];
+            size_t n = (size_t)snprintf(s, sizeof s, "%sa_b", k == 2 ? "building:" : "");
+            s[n - 2] = (char)c; /* "a?b", the byte in the middle */
+            msgpack_sbuffer sb;
+            msgpack_sbuffer_init(&sb);
+            msgpack_packer pk;
+            msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+            msgpack_pack_map(&pk, 8);
+            const char *str_keys[] = {"job_id", "op", "building_id", keys[k]};
+            const char *str_vals[] = {"job-1", "call", "building:9990000951", s};
+            int mine = 3;           /* the pair that holds s */
+            if (k == 0 || k == 2) { /* job_id, building_id: in their own pair, once */
+                mine = (int)k;
+                str_vals[k] = s;
+                str_keys[3] = "trace_id", str_vals[3] = "t";
+            }
+            for (int i = 0; i < 4; i++) {
+                msgpack_pack_str_with_body(&pk, str_keys[i], strlen(str_keys[i]));
+                msgpack_pack_str_with_body(&pk, str_vals[i], i == mine ? n : strlen(str_vals[i]));
+            }
+            const char *int_keys[] = {"v", "created_at", "area", "action"};
+            const int64_t int_vals[] = {1, T0, 3000, 2};
+            for (int i = 0; i < 4; i++) {
+                msgpack_pack_str_with_body(&pk, int_keys[i], strlen(int_keys[i]));
+                msgpack_pack_int64(&pk, int_vals[i]);
+            }
+            kd_job j;
+            kd_err e = {0};
+            if (kd_job_decode(sb.data, sb.size, TTL, &j, &e) == 0)
+                ok++;
+            else
+                refused++;
+            msgpack_sbuffer_destroy(&sb);
+        }
+    }
+    assert_true(ok > 0 && refused > 0);
+}
+
+/* Every seed of the fuzz corpora (real jobs, every crash found so far; job_json's JSON
+ * lines are msgpack garbage, which must fail alike) through both decoders. */
+static void test_corpus_as_reference(void **state)
+{
+    (void)state;
+    const char *src = getenv("KD_SRC_DIR");
+    if (!src)
+        src = ".";
+    int files = 0;
+    for (const char *const *d = (const char *const[]){"job", "job_json", NULL}; *d; d++) {
+        char dir[4096], cmd[4200];
+        snprintf(dir, sizeof dir, "%s/tests/fuzz/corpus/%s", src, *d);
+        snprintf(cmd, sizeof cmd, "find '%s' -type f", dir);
+        FILE *ls = popen(cmd, "r");
+        assert_non_null(ls);
+        char path[4096];
+        while (fgets(path, sizeof path, ls)) {
+            path[strcspn(path, "\n")] = '\0';
+            FILE *f = fopen(path, "rb");
+            assert_non_null(f);
+            static uint8_t buf[70 * 1024]; /* above the 64 KiB limit: that refusal too */
+            size_t len = fread(buf, 1, sizeof buf, f);
+            fclose(f);
+            kd_job j;
+            kd_job_decode(buf, len, TTL, &j, NULL);
+            files++;
+        }
+        pclose(ls);
+    }
+    print_message("corpus: %d files decoded alike\n", files);
+    assert_true(files >= 27); /* the job corpus alone has 27 */
+}
+
 /* ---- JSON specifics ---- */
 
 static void test_json_full_call(void **state)
@@ -1328,6 +1430,8 @@ int main(void)
         cmocka_unit_test(test_size_limit),
         cmocka_unit_test(test_random_buffers),
         cmocka_unit_test(test_mutated_jobs),
+        cmocka_unit_test(test_corpus_as_reference),
+        cmocka_unit_test(test_every_byte_in_every_charset),
         cmocka_unit_test(test_json_full_call),
         cmocka_unit_test(test_json_not_an_object),
         cmocka_unit_test(test_op_names),
