@@ -419,6 +419,11 @@ bool kd_kone_ready(kd_kone *k)
     return false;
 }
 
+int kd_kone_links_ready(kd_kone *k)
+{
+    return k ? atomic_load(&k->pool.n_ready) : 0;
+}
+
 /* The per-building getters (any thread): kone_bld.c's table, read under its lock. */
 bool kd_kone_building(kd_kone *k, const char *building, kd_kone_building_stats *out)
 {

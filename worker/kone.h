@@ -80,6 +80,8 @@ void kd_kone_submit(kd_kone *k, kd_run *run);
 /* True when a token is held and at least one connection is open: one of /readyz's reasons
  * (a deploy accepts KONE alone being down: docs/operations-manual.md, "ready"). */
 bool kd_kone_ready(kd_kone *k);
+/* Connections with an open session now (any thread). */
+int kd_kone_links_ready(kd_kone *k);
 /* ---- per building: circuit breaker and rate limit (docs/kone-client.md) ----
  * Read from any thread (metrics, tests): each takes the client's building lock for a copy.
  * Buildings are named "building:<id>" or "<id>". Every transition is also told to

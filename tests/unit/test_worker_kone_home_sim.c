@@ -74,6 +74,11 @@ static void test_one_subscription_per_group(void **state)
     NEED_SIM();
     client c;
     client_start(&c, "--kone-connections=2");
+    /* both connections up first: on a loaded machine the second may still be connecting
+     * when the first jobs come, and then both groups rightly make their home on the first */
+    for (int i = 0; i < 600 && kd_kone_links_ready(c.k) < 2; i++)
+        usleep(100000);
+    assert_int_equal(kd_kone_links_ready(c.k), 2);
     enum { N = 20 };
     kd_run *runs[2 * N];
     for (int i = 0; i < 2 * N; i++) { /* a burst of group 1, then one of group 2 */
@@ -132,11 +137,15 @@ static void test_home_dropped_mid_run(void **state)
         kd_run *r = runs[i];
         char media[16];
         snprintf(media, sizeof media, "home-%d.", i);
-        /* one call per job written: none twice, none on both connections */
-        assert_int_equal(calls_of(calls0, media), r->written ? 1 : 0);
-        if (r->outcome == KD_OUTCOME_SUCCEEDED)
+        /* never twice, never on both connections; none when nothing was written. A frame
+         * written just before the drop may be lost with the connection (kone-sim never read
+         * it): that job did not succeed, and its call is not made again */
+        int made = calls_of(calls0, media);
+        assert_true(made <= (r->written ? 1 : 0));
+        if (r->outcome == KD_OUTCOME_SUCCEEDED) {
+            assert_int_equal(made, 1);
             succeeded++;
-        else /* only a request lost with the connection: transient, or unknown once accepted */
+        } else /* only a request lost with the connection: transient, or unknown once accepted */
             assert_true(r->outcome == KD_OUTCOME_FAILED || r->outcome == KD_OUTCOME_UNKNOWN);
         free(r);
     }
