@@ -29,7 +29,7 @@
 #include "kone.h" /* kd_kone_hooks: the owner's metrics */
 #include "kone_conn.h"
 #include "kone_msg.h"
-#include "kone_sub.h" /* kk_gate */
+#include "kone_sub.h" /* kk_gate, kk_bg */
 #include "kone_validate.h"
 
 #define KK_SITE_BUCKETS 256 /* per worker: cached configurations */
