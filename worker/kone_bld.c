@@ -382,7 +382,9 @@ static void record(kk_bld *b, kd_brk_verdict v, const kk_bld_job *j, bool retrac
     pthread_mutex_lock(&bs->bmu);
     kd_brk_state from = b->brk.st;
     int calls = 0, fails = 0;
-    if (from == KD_BRK_CLOSED)
+    /* the window before this verdict, for the message if it opens the circuit: from CLOSED
+     * only a failure can (kd_brk_record), so a success, every job's verdict, skips the count */
+    if (from == KD_BRK_CLOSED && v == KD_BRK_FAILURE)
         kd_brk_window(&b->brk, &bs->cfg.brk, now, &calls, &fails);
     int t_ok = b->brk.trial_ok, t_fail = b->brk.trial_fail;
     bool changed = kd_brk_record(&b->brk, &bs->cfg.brk, v, j->brk_ticket, retract, now, rnd(bs));

@@ -323,7 +323,7 @@ static kk_slot *home_or_least_loaded(kk_job *j)
     for (int i = 0; i < k->pool.n_links; i++) {
         kk_slot *s = &k->slots[i];
         if ((tok < 0 || s->tok == tok) && kk_slot_ready(s) &&
-            kk_sub_holds(&s->sub, &j->run->job, &used) && (!home || used > home_used)) {
+            kk_sub_holds(&s->sub, &j->bg, &used) && (!home || used > home_used)) {
             home = s;
             home_used = used;
         }
@@ -341,7 +341,7 @@ static void start_follow(kk_job *j)
     j->accepted_mono = now;
     j->progress_deadline = now + progress_window_us(j);
     j->track_deadline = now + j->k->call_cfg.track_timeout_us;
-    kk_sub_touch(&j->slot->sub, &j->run->job);
+    kk_sub_touch(&j->slot->sub, &j->bg);
     rearm(j);
 }
 
@@ -368,7 +368,7 @@ static void place(kk_job *j)
         /* the slot becomes the home of the call's building and group now, not when the call
          * is written: a burst of a new building's calls all lands on it */
         if (j->run->job.op == KD_OP_CALL && !j->unfollowed)
-            kk_sub_claim(&s->sub, &j->run->job);
+            kk_sub_claim(&s->sub, &j->bg);
         want(j, KW_REQUEST);
     }
     rearm(j);
@@ -388,9 +388,12 @@ void kk_job_submit(kd_kone *k, kd_run *run)
     }
     j->k = k;
     j->run = run;
+    kk_bg_init(&j->bg, &run->job);
     j->site.job = &run->job; /* what kone_site.c sees of it */
-    j->sub.job = &run->job;  /* ... and kone_sub.c */
-    j->bj.run = run;         /* ... and kone_bld.c */
+    j->site.bg = &j->bg;
+    j->sub.job = &run->job; /* ... and kone_sub.c */
+    j->sub.bg = &j->bg;
+    j->bj.run = run; /* ... and kone_bld.c */
     int64_t now = kd_mono_us();
     j->wait_until = now + k->call_cfg.request_timeout_us;
     if (run->job.deadline > 0) {
@@ -1028,10 +1031,37 @@ void kk_on_call_result(kk_slot *s, const kd_kone_msg *m)
     call_result(j, m);
 }
 
-static bool is_decisive(const char *state)
+/* The states kk_on_call_state acts on, told apart by their first letter and one compare (it
+ * compared each name in turn, eight strcmp a state). */
+typedef enum {
+    ST_OTHER,
+    ST_CREATED,
+    ST_CANCELLED,
+    ST_BEING_SERVED,
+    ST_SERVED_SOON,
+    ST_SERVED
+} kk_st;
+
+static kk_st state_kind(const char *s)
 {
-    return !strcmp(state, "being_served") || !strcmp(state, "served_soon") ||
-           !strcmp(state, "served");
+    switch (s[0]) {
+    case 'c':
+        return !strcmp(s, "created")     ? ST_CREATED
+               : !strcmp(s, "cancelled") ? ST_CANCELLED
+                                         : ST_OTHER;
+    case 'b': return !strcmp(s, "being_served") ? ST_BEING_SERVED : ST_OTHER;
+    case 's':
+        return !strcmp(s, "served")        ? ST_SERVED
+               : !strcmp(s, "served_soon") ? ST_SERVED_SOON
+                                           : ST_OTHER;
+    default: return ST_OTHER;
+    }
+}
+
+/* being_served, served_soon or served: the first of them to come ends an untracked job. */
+static bool is_decisive(kk_st st)
+{
+    return st == ST_BEING_SERVED || st == ST_SERVED_SOON || st == ST_SERVED;
 }
 
 /* The job following call session_id on slot s. Only s: a building and group's calls go to
@@ -1090,18 +1120,19 @@ void kk_on_call_state(kk_slot *s, const kd_kone_msg *m)
         ev.received_us = kd_now_us();
         k->hooks.call_event(run, &ev, k->hooks.arg);
     }
-    if (strcmp(in->state, "created") != 0)
+    kk_st st = state_kind(in->state);
+    if (st != ST_CREATED)
         j->progress_deadline = kd_mono_us() + progress_window_us(j);
-    if (!strcmp(in->state, "cancelled")) {
+    if (st == ST_CANCELLED) {
         char code[sizeof run->error_code];
         kd_kone_cancel_code(in->cancel_reason, code, sizeof code);
         finish(j, KD_OUTCOME_REJECTED, KD_FAIL_FINAL, code, "call cancelled by KONE: %s",
                in->cancel_reason[0] ? in->cancel_reason : "no reason given");
         return;
     }
-    if (is_decisive(in->state)) {
+    if (is_decisive(st)) {
         j->decisive = true;
-        if (!run->job.track || !strcmp(in->state, "served")) {
+        if (!run->job.track || st == ST_SERVED) {
             succeed(j, "", "");
             return;
         }
@@ -1180,10 +1211,7 @@ static bool slot_has_job(kk_sub_slot *ss, const char *building, const char *grou
     kk_slot *s = lws_container_of(ss, kk_slot, sub);
     for (lws_dll2_t *d = s->jobs.head; d; d = d->next) {
         const kk_job *j = lws_container_of(d, kk_job, place);
-        char b[KD_JOB_BUILDING_MAX + 16];
-        const char *g;
-        kk_bg_key(&j->run->job, b, sizeof b, &g);
-        if (!strcmp(b, building) && !strcmp(g, group))
+        if (!strcmp(j->bg.building, building) && !strcmp(j->bg.group, group))
             return true;
     }
     return false;

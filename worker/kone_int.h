@@ -151,6 +151,9 @@ struct kk_job {
     /* What kone_sub.c (the subscriptions) sees of the job (kone_sub.h): the call layer sets
      * its job; parked on a subscription's waiters (sub.wait) until it is answered */
     kk_sub_job sub;
+    /* its building and group as both look them up (site.bg and sub.bg point here), worked out
+     * once when the job is submitted */
+    kk_bg bg;
 
     /* following an accepted call */
     int64_t call_session_id;

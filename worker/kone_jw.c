@@ -47,6 +47,15 @@ static bool reserve(kd_jw *w, size_t n)
         return false;
     if (n < w->cap - w->len)
         return true;
+    return kd_jw_grow(w, n);
+}
+
+bool kd_jw_grow(kd_jw *w, size_t n)
+{
+    if (w->err)
+        return false;
+    if (n < w->cap - w->len)
+        return true;
     if (n > SIZE_MAX / 2 - w->len - 1) {
         w->err = true;
         return false;
@@ -68,10 +77,7 @@ static bool reserve(kd_jw *w, size_t n)
 
 static void put(kd_jw *w, const char *p, size_t n)
 {
-    if (!reserve(w, n))
-        return;
-    memcpy(w->buf + w->len, p, n);
-    w->len += n;
+    kd_jw_raw(w, p, n);
 }
 
 static void put_c(kd_jw *w, char c)
@@ -86,12 +92,11 @@ static void sep(kd_jw *w)
         put_c(w, ',');
 }
 
-/* The quoted, escaped text of s, as json_dumps writes it (see kone_jw.h). */
-static void put_string(kd_jw *w, const char *s)
+/* The escaped text of s, unquoted, as json_dumps writes it (see kone_jw.h). */
+static void put_escaped(kd_jw *w, const char *s)
 {
     static const char hex[] = "0123456789ABCDEF";
     const unsigned char *p = (const unsigned char *)s;
-    put_c(w, '"');
     for (;;) {
         const unsigned char *run = p;
         while (*p >= 0x20 && *p != '"' && *p != '\\')
@@ -120,7 +125,23 @@ static void put_string(kd_jw *w, const char *s)
         put(w, esc, n);
         p++;
     }
+}
+
+/* The quoted, escaped text of s. */
+static void put_string(kd_jw *w, const char *s)
+{
     put_c(w, '"');
+    put_escaped(w, s);
+    put_c(w, '"');
+}
+
+void kd_jw_esc(kd_jw *w, const char *s)
+{
+    if (!s) {
+        w->err = true;
+        return;
+    }
+    put_escaped(w, s);
 }
 
 /* An object or array opens like a value (after a comma if one precedes it) and takes no
@@ -182,21 +203,53 @@ void kd_jw_str(kd_jw *w, const char *s)
         w->comma = true;
 }
 
+/* "00" to "99": two digits per step, from the end (the compiler turns / 100 into a multiply). */
+static const char digit_pairs[201] = "00010203040506070809"
+                                     "10111213141516171819"
+                                     "20212223242526272829"
+                                     "30313233343536373839"
+                                     "40414243444546474849"
+                                     "50515253545556575859"
+                                     "60616263646566676869"
+                                     "70717273747576777879"
+                                     "80818283848586878889"
+                                     "90919293949596979899";
+
+size_t kd_jw_uint_text(char *out, uint64_t u)
+{
+    /* the length first, so the digits go straight to their places (no reversed copy) */
+    size_t n = 1;
+    for (uint64_t t = u; t >= 10; t /= 10)
+        n++;
+    char *p = out + n;
+    while (u >= 100) {
+        const char *d = digit_pairs + (u % 100) * 2;
+        u /= 100;
+        *--p = d[1];
+        *--p = d[0];
+    }
+    if (u >= 10) {
+        *--p = digit_pairs[u * 2 + 1];
+        *--p = digit_pairs[u * 2];
+    } else {
+        *--p = (char)('0' + u);
+    }
+    return n;
+}
+
 size_t kd_jw_int_text(char *out, int64_t v)
 {
+    if (v >= 0)
+        return kd_jw_uint_text(out, (uint64_t)v);
     /* the magnitude as unsigned, so INT64_MIN needs no special case */
-    uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
-    char tmp[KD_JW_INT_TEXT];
-    size_t n = 0, o = 0;
-    do {
-        tmp[n++] = (char)('0' + u % 10);
-        u /= 10;
-    } while (u);
-    if (v < 0)
-        out[o++] = '-';
-    while (n)
-        out[o++] = tmp[--n];
-    return o;
+    out[0] = '-';
+    return 1 + kd_jw_uint_text(out + 1, 0 - (uint64_t)v);
+}
+
+void kd_jw_num(kd_jw *w, int64_t v)
+{
+    if (reserve(w, KD_JW_INT_MAX))
+        w->len += kd_jw_int_text(w->buf + w->len, v);
 }
 
 void kd_jw_int(kd_jw *w, int64_t v)

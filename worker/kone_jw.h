@@ -21,6 +21,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 typedef struct kd_jw {
     char *buf;  /* malloc'd, NUL-terminated once anything is written */
@@ -49,6 +50,31 @@ void kd_jw_int(kd_jw *w, int64_t v);
  * snprintf("%" PRId64) writes, at a tenth of its cost (it is on every frame's path). */
 #define KD_JW_INT_TEXT 20
 size_t kd_jw_int_text(char *out, int64_t v);
+/* The same for an unsigned value. */
+size_t kd_jw_uint_text(char *out, uint64_t u);
+
+/* ---- preformatted text, for a builder whose frame has a fixed shape (kd_kone_msg_job, one
+ * per job): its keys, quotes, colons and commas written as literals, not one call each. The
+ * commas are then the builder's own: these do not read or set `comma`, so they are not mixed
+ * with the calls above inside one object. */
+
+/* Room for n more bytes and the NUL (the slow side of kd_jw_raw); false with err set when it
+ * cannot be had. */
+bool kd_jw_grow(kd_jw *w, size_t n);
+/* n bytes as they are. Inline so that a literal's constant length makes the copy a few moves. */
+static inline void kd_jw_raw(kd_jw *w, const char *p, size_t n)
+{
+    if (!w->err && (n < w->cap - w->len || kd_jw_grow(w, n))) {
+        memcpy(w->buf + w->len, p, n);
+        w->len += n;
+    }
+}
+/* A string literal, without its NUL. */
+#define KD_JW_LIT(w, lit) kd_jw_raw((w), "" lit, sizeof(lit) - 1)
+/* The escaped text of s without quotes; NULL sets err. */
+void kd_jw_esc(kd_jw *w, const char *s);
+/* v's digits alone. */
+void kd_jw_num(kd_jw *w, int64_t v);
 
 /* key + value in one call: the builders' common case. */
 void kd_jw_kstr(kd_jw *w, const char *key, const char *s);

@@ -2,7 +2,8 @@
  *
  * Builders turn a kd_job (or a session/monitor/ping need) into one JSON text frame;
  * the parser turns any incoming text frame into a tagged struct. Nothing here touches
- * a socket, a clock or a global: the caller passes the time and the request id, so
+ * a socket, a clock or a global (but a per-thread copy of the last minute's time digits,
+ * which changes no output): the caller passes the time and the request id, so
  * every frame shape is unit-tested byte for byte (tests/unit/test_worker_kone_msg.c).
  *
  * Frame shapes follow ../shared/kone/elevator-websocket-api-v2.yaml:

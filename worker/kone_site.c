@@ -43,13 +43,6 @@
 
 static void site_timer(lws_sorted_usec_list_t *sul);
 
-static unsigned hash_of(const char *building, const char *group)
-{
-    return kk_bg_hash(building, group) % KK_SITE_BUCKETS;
-}
-
-#define key_of kk_bg_key
-
 /* The owner's metric hooks (kd_kone_metrics), each a no-op when not given. */
 static void m_unvalidated(const kk_sites *ss)
 {
@@ -86,10 +79,12 @@ void kk_site_forget(kk_site_job *sj)
     kk_dll_detach(&sj->wait);
 }
 
-static kk_site *lookup(kk_sites *ss, const char *b, const char *g)
+/* The entry of a job's building and group: the hash compared before the texts. */
+static kk_site *lookup(kk_sites *ss, const kk_bg *bg)
 {
-    for (kk_site *x = ss->hash[hash_of(b, g)]; x; x = x->hnext)
-        if (!strcmp(x->building, b) && !strcmp(x->group, g))
+    for (kk_site *x = ss->hash[bg->hash % KK_SITE_BUCKETS]; x; x = x->hnext)
+        if (x->hash == bg->hash && !strcmp(x->building, bg->building) &&
+            !strcmp(x->group, bg->group))
             return x;
     return NULL;
 }
@@ -102,7 +97,7 @@ static bool busy(const kk_site *x)
 static void destroy(kk_site *x)
 {
     kk_sites *ss = x->sites;
-    KD_SLIST_UNLINK(ss->hash[hash_of(x->building, x->group)], x, hnext);
+    KD_SLIST_UNLINK(ss->hash[x->hash % KK_SITE_BUCKETS], x, hnext);
     ss->n--;
     lws_sul_cancel(&x->sul);
     kk_dll_detach(&x->wlink);
@@ -126,7 +121,7 @@ static void sweep(kk_sites *ss, int64_t now)
     }
 }
 
-static kk_site *create(kk_sites *ss, const char *b, const char *g, int64_t now)
+static kk_site *create(kk_sites *ss, const kk_bg *bg, int64_t now)
 {
     if (ss->n >= KK_MAX_SITES)
         sweep(ss, now);
@@ -136,12 +131,12 @@ static kk_site *create(kk_sites *ss, const char *b, const char *g, int64_t now)
     if (!x)
         return NULL;
     x->sites = ss;
-    kd_str_copy(x->building, sizeof x->building, b);
-    kd_str_copy(x->group, sizeof x->group, g);
+    kd_str_copy(x->building, sizeof x->building, bg->building);
+    kd_str_copy(x->group, sizeof x->group, bg->group);
     x->fresh.ttl_us = ss->cfg.config_ttl_us;
-    unsigned h = hash_of(b, g);
-    x->hnext = ss->hash[h];
-    ss->hash[h] = x;
+    x->hash = bg->hash;
+    x->hnext = ss->hash[x->hash % KK_SITE_BUCKETS];
+    ss->hash[x->hash % KK_SITE_BUCKETS] = x;
     ss->n++;
     return x;
 }
@@ -199,12 +194,9 @@ kk_gate kk_site_gate(kk_site_slot *s, kk_site_job *j, char *code, size_t code_le
     kk_sites *ss = s->sites;
     if (!ss->cfg.validate_locally || j->passed)
         return KK_GATE_GO;
-    char b[sizeof((kk_site *)0)->building];
-    const char *g;
-    key_of(j->job, b, sizeof b, &g);
     int64_t now = kd_mono_us();
-    kk_site *x = lookup(ss, b, g);
-    if (!x && !(x = create(ss, b, g, now))) {
+    kk_site *x = lookup(ss, j->bg);
+    if (!x && !(x = create(ss, j->bg, now))) {
         j->passed = true; /* no room: unchecked */
         m_unvalidated(ss);
         return KK_GATE_GO;
@@ -345,10 +337,8 @@ void kk_site_refused(kk_sites *ss, const kk_site_job *j, const char *code, const
 {
     if (!j->checked || !kd_kval_contradicts(code, msg))
         return;
-    char b[sizeof((kk_site *)0)->building];
-    const char *g;
-    key_of(j->job, b, sizeof b, &g);
-    kk_site *x = lookup(ss, b, g);
+    const char *b = j->bg->building, *g = j->bg->group;
+    kk_site *x = lookup(ss, j->bg);
     if (!x || x->fresh.stale)
         return;
     kd_kval_contradicted(&x->fresh);

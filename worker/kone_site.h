@@ -29,7 +29,7 @@
 #include "kone.h" /* kd_kone_hooks: the owner's metrics */
 #include "kone_conn.h"
 #include "kone_msg.h"
-#include "kone_sub.h" /* kk_gate */
+#include "kone_sub.h" /* kk_gate, kk_bg */
 #include "kone_validate.h"
 
 #define KK_SITE_BUCKETS 256 /* per worker: cached configurations */
@@ -73,6 +73,7 @@ void kk_site_slot_init(kk_site_slot *s, kk_sites *sites, kk_link *link);
  * and reads passed and checked; the rest is this module's. */
 struct kk_site_job {
     const kd_job *job;
+    const kk_bg *bg;    /* its building and group as looked up here */
     bool passed;        /* kone_site.c let its call go (checked or not): not asked again */
     bool checked;       /* ... after checking it against a cached configuration */
     kk_site_slot *slot; /* while parked: the slot it is to be written on */
@@ -84,6 +85,7 @@ void kk_site_forget(kk_site_job *sj);
 struct kk_site {
     kk_sites *sites;
     kk_site *hnext;
+    uint32_t hash;                           /* kk_bg_hash(building, group) */
     char building[KD_JOB_BUILDING_MAX + 16]; /* "building:<id>" */
     char group[KD_JOB_GROUP_MAX + 1];
     kd_kval_site cfg;

@@ -89,25 +89,35 @@ uint32_t kk_bg_hash(const char *building, const char *group)
     return h;
 }
 
-void kk_bg_key(const kd_job *job, char *b, size_t blen, const char **g)
+void kk_bg_init(kk_bg *k, const kd_job *job)
 {
-    kd_kone_building_id(job->building_id, b, blen);
-    *g = job->group_id[0] ? job->group_id : "1";
+    if (memcmp(job->building_id, "building:", 9) == 0) { /* no NUL in the 9: the prefix */
+        k->building = job->building_id;
+    } else {
+        kd_kone_building_id(job->building_id, k->buf, sizeof k->buf);
+        k->building = k->buf;
+    }
+    k->group = job->group_id[0] ? job->group_id : "1";
+    k->hash = kk_bg_hash(k->building, k->group);
 }
 
-static unsigned hash_of(const char *building, const char *group)
+/* The subscription of building b and group g (hash h: kk_bg_hash's), or NULL. */
+static kk_sub *lookup_h(const kk_sub_slot *s, const char *b, const char *g, uint32_t h)
 {
-    return kk_bg_hash(building, group) % KK_SUB_BUCKETS;
+    for (kk_sub *x = s->hash[h % KK_SUB_BUCKETS]; x; x = x->hnext)
+        if (x->hash == h && !strcmp(x->building, b) && !strcmp(x->group, g))
+            return x;
+    return NULL;
 }
-
-#define key_of kk_bg_key
 
 static kk_sub *lookup(const kk_sub_slot *s, const char *b, const char *g)
 {
-    for (kk_sub *x = s->hash[hash_of(b, g)]; x; x = x->hnext)
-        if (!strcmp(x->building, b) && !strcmp(x->group, g))
-            return x;
-    return NULL;
+    return lookup_h(s, b, g, kk_bg_hash(b, g));
+}
+
+static kk_sub *lookup_bg(const kk_sub_slot *s, const kk_bg *bg)
+{
+    return lookup_h(s, bg->building, bg->group, bg->hash);
 }
 
 static void arm(kk_sub *x, int64_t at)
@@ -127,8 +137,9 @@ static void want_write(kk_sub *x)
     kk_link_want_write(s->link);
 }
 
-static kk_sub *create(kk_sub_slot *s, const char *b, const char *g)
+static kk_sub *create(kk_sub_slot *s, const kk_bg *bg)
 {
+    const char *b = bg->building, *g = bg->group;
     kk_sub *x = calloc(1, sizeof *x);
     if (!x)
         return NULL;
@@ -137,9 +148,9 @@ static kk_sub *create(kk_sub_slot *s, const char *b, const char *g)
     kd_str_copy(x->group, sizeof x->group, g);
     x->st = KS_NEW;
     x->refused_mode = -1;
-    unsigned h = hash_of(b, g);
-    x->hnext = s->hash[h];
-    s->hash[h] = x;
+    x->hash = bg->hash;
+    x->hnext = s->hash[x->hash % KK_SUB_BUCKETS];
+    s->hash[x->hash % KK_SUB_BUCKETS] = x;
     s->n++;
     return x;
 }
@@ -147,7 +158,7 @@ static kk_sub *create(kk_sub_slot *s, const char *b, const char *g)
 static void destroy(kk_sub *x)
 {
     kk_sub_slot *s = x->slot;
-    KD_SLIST_UNLINK(s->hash[hash_of(x->building, x->group)], x, hnext);
+    KD_SLIST_UNLINK(s->hash[x->hash % KK_SUB_BUCKETS], x, hnext);
     s->n--;
     lws_sul_cancel(&x->sul);
     kk_dll_detach(&x->wlink);
@@ -168,12 +179,10 @@ static void release(kk_sub *x, kk_gate g)
 
 kk_gate kk_sub_gate(kk_sub_slot *s, kk_sub_job *j, char *why, size_t len)
 {
-    char b[sizeof((kk_sub *)0)->building];
-    const char *g;
-    key_of(j->job, b, sizeof b, &g);
-    kk_sub *x = lookup(s, b, g);
+    const char *b = j->bg->building, *g = j->bg->group;
+    kk_sub *x = lookup_bg(s, j->bg);
     int64_t now = kd_mono_us();
-    if (!x && !(x = create(s, b, g))) {
+    if (!x && !(x = create(s, j->bg))) {
         /* GCOVR_EXCL_START: allocation failure */
         snprintf(why, len, "out of memory for the site-monitoring subscription of %s", b);
         return KK_GATE_FAIL;
@@ -203,20 +212,17 @@ kk_gate kk_sub_gate(kk_sub_slot *s, kk_sub_job *j, char *why, size_t len)
 
 /* The subscription of the job's building and group on s, made (KS_NEW) when missing and
  * make is set (*made says so); NULL when there is none (or no memory for it). */
-static kk_sub *of_job(kk_sub_slot *s, const kd_job *job, bool make, bool *made)
+static kk_sub *of_job(kk_sub_slot *s, const kk_bg *bg, bool make, bool *made)
 {
-    char b[sizeof((kk_sub *)0)->building];
-    const char *g;
-    key_of(job, b, sizeof b, &g);
-    kk_sub *x = lookup(s, b, g);
+    kk_sub *x = lookup_bg(s, bg);
     *made = !x && make;
-    return x || !make ? x : create(s, b, g);
+    return x || !make ? x : create(s, bg);
 }
 
-bool kk_sub_touch(kk_sub_slot *s, const kd_job *job)
+bool kk_sub_touch(kk_sub_slot *s, const kk_bg *bg)
 {
     bool made;
-    kk_sub *x = of_job(s, job, true, &made);
+    kk_sub *x = of_job(s, bg, true, &made);
     if (!x)
         return false;
     x->last_used = kd_mono_us();
@@ -225,12 +231,9 @@ bool kk_sub_touch(kk_sub_slot *s, const kd_job *job)
     return x->st != KS_REFUSED;
 }
 
-bool kk_sub_holds(const kk_sub_slot *s, const kd_job *job, int64_t *last_used)
+bool kk_sub_holds(const kk_sub_slot *s, const kk_bg *bg, int64_t *last_used)
 {
-    char b[sizeof((kk_sub *)0)->building];
-    const char *g;
-    key_of(job, b, sizeof b, &g);
-    const kk_sub *x = lookup(s, b, g);
+    const kk_sub *x = lookup_bg(s, bg);
     /* a transient refusal is no home: another connection may do better */
     if (!x || (x->st == KS_REFUSED && !x->final))
         return false;
@@ -238,10 +241,10 @@ bool kk_sub_holds(const kk_sub_slot *s, const kd_job *job, int64_t *last_used)
     return true;
 }
 
-void kk_sub_claim(kk_sub_slot *s, const kd_job *job)
+void kk_sub_claim(kk_sub_slot *s, const kk_bg *bg)
 {
     bool made;
-    kk_sub *x = of_job(s, job, true, &made);
+    kk_sub *x = of_job(s, bg, true, &made);
     if (!x)
         return; /* GCOVR_EXCL_LINE: allocation failure (the gate makes it, or fails the call) */
     x->last_used = kd_mono_us();
@@ -364,7 +367,7 @@ static bool superseded(const kk_sub *x)
     const kk_subs *ss = x->slot->all;
     for (int i = 0; i < ss->pool->n_links; i++) {
         const kk_sub_slot *t = ss->slots[i];
-        const kk_sub *y = !t || t == x->slot ? NULL : lookup(t, x->building, x->group);
+        const kk_sub *y = !t || t == x->slot ? NULL : lookup_h(t, x->building, x->group, x->hash);
         if (y && kk_link_ready(t->link) && y->st != KS_REFUSED && y->last_used > x->last_used)
             return true;
     }

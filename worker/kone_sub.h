@@ -12,7 +12,7 @@
  * it needs of the call layer's jobs (hand a parked call back, put one back on its slot's
  * queue, is a call of a building and group on a slot) it asks through kk_sub_ops.
  *
- * Shared with kone_site.c (both keep entries per building and group): kk_bg_hash, kk_bg_key.
+ * Shared with kone_site.c (both keep entries per building and group): kk_bg_hash, kk_bg.
  */
 #ifndef KD_WORKER_KONE_SUB_H
 #define KD_WORKER_KONE_SUB_H
@@ -37,6 +37,19 @@ typedef struct kk_sub kk_sub;
 typedef struct kk_subs kk_subs;
 typedef struct kk_sub_slot kk_sub_slot;
 typedef struct kk_sub_job kk_sub_job;
+
+/* A job's building and group as kone_sub.c and kone_site.c key their entries ("building:<id>",
+ * group "1" when none), with their hash: worked out once per job (kk_bg_init, when the job is
+ * submitted) instead of at each of the five or six look-ups a call makes (issue 17). The
+ * entries keep the hash too, so a look-up compares it before the texts. Points into itself or
+ * the job: not copied or moved. */
+typedef struct kk_bg {
+    const char *building; /* "building:<id>": the job's own text when it has the prefix, or buf */
+    const char *group;    /* the job's, or "1" */
+    uint32_t hash;        /* kk_bg_hash(building, group) */
+    char buf[KD_JOB_BUILDING_MAX + 16];
+} kk_bg;
+void kk_bg_init(kk_bg *k, const kd_job *job);
 
 #define KK_SUB_BUCKETS 64 /* per slot: subscriptions by building and group */
 
@@ -67,6 +80,7 @@ typedef enum {
  * wait is this module's. */
 struct kk_sub_job {
     const kd_job *job;
+    const kk_bg *bg; /* its building and group as looked up here */
     lws_dll2_t wait; /* on a kk_sub's waiters while parked */
 };
 /* The job goes elsewhere or ends: it no longer waits for a subscription (no-op when it does
@@ -110,8 +124,6 @@ struct kk_sub_slot {
 void kk_sub_slot_init(kk_sub_slot *s, kk_subs *all, kk_link *link); /* registers it */
 
 uint32_t kk_bg_hash(const char *building, const char *group); /* FNV-1a of both */
-/* The job's building as KONE names it ("building:<id>"), and its group ("1" when none). */
-void kk_bg_key(const kd_job *job, char *b, size_t blen, const char **g);
 
 /* A call is written only once its connection holds a site-monitoring subscription to
  * call_state/+/+ of its building and group: KONE sends no snapshot of a call's past states,
@@ -122,6 +134,7 @@ void kk_bg_key(const kd_job *job, char *b, size_t blen, const char **g);
 struct kk_sub {
     kk_sub_slot *slot;
     kk_sub *hnext;
+    uint32_t hash;                           /* kk_bg_hash(building, group) */
     char building[KD_JOB_BUILDING_MAX + 16]; /* "building:<id>" */
     char group[KD_JOB_GROUP_MAX + 1];
     enum { KS_NEW = 0, KS_ACTIVE, KS_REFUSED } st;
@@ -151,17 +164,17 @@ kk_gate kk_sub_gate(kk_sub_slot *s, kk_sub_job *j, char *why, size_t len);
 /* Marks the subscription of the job's building and group used, making it when missing
  * (an adopted call is followed without a request of its own). True when states of that
  * building and group are expected on s (subscribed or being subscribed). */
-bool kk_sub_touch(kk_sub_slot *s, const kd_job *job);
+bool kk_sub_touch(kk_sub_slot *s, const kk_bg *bg);
 /* Makes s the home of the job's building and group when no subscription of theirs is on it:
  * an entry kk_sub_holds sees, not yet requested (kk_sub_gate asks KONE when the call is
  * written, after the configuration gate, as before). Forgotten when unused for a whole
  * kone.monitor_duration_s. */
-void kk_sub_claim(kk_sub_slot *s, const kd_job *job);
+void kk_sub_claim(kk_sub_slot *s, const kk_bg *bg);
 /* Does slot s hold a subscription of the job's building and group that calls may go out
  * under (made, being made, or refused for good)? *last_used: when it was last used. The
  * call layer sends a building and group's calls to the ready slot holding one (its home
  * connection, kone_call.c), so each of its states crosses one connection, not all. */
-bool kk_sub_holds(const kk_sub_slot *s, const kd_job *job, int64_t *last_used);
+bool kk_sub_holds(const kk_sub_slot *s, const kk_bg *bg, int64_t *last_used);
 bool kk_sub_wanted(const kk_sub_slot *s);                 /* a subscription waits to be written */
 int kk_sub_write(kk_sub_slot *s, kk_conn *c);             /* 1 written, 0 none, -1 close */
 bool kk_sub_answer(kk_sub_slot *s, const kd_kone_msg *m); /* true: m was one's answer */

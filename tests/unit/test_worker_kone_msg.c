@@ -11,7 +11,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
+#include "kd_str.h"
 #include "kone_msg.h"
 
 #define T0_US 1606288653298515LL /* 2020-11-25T07:17:33.298515Z */
@@ -409,6 +411,20 @@ static char *ref_id(int64_t id, char *buf, size_t len)
     return buf;
 }
 
+/* The request's time as strftime writes it (kd_kone_iso8601 keeps the minute's digits per
+ * thread and writes the rest itself: this is the reference it is held to). */
+static void ref_time(int64_t us, char *buf, size_t len)
+{
+    if (us < 0)
+        us = 0;
+    time_t s = (time_t)(us / 1000000);
+    struct tm tm;
+    assert_non_null(gmtime_r(&s, &tm));
+    char base[32];
+    strftime(base, sizeof base, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(buf, len, "%s.%03dZ", base, (int)((us % 1000000) / 1000));
+}
+
 static char *ref_job(const kd_job *job, int64_t request_id, int64_t now_us)
 {
     const char *ct = job->op == KD_OP_CALL        ? "action"
@@ -419,7 +435,7 @@ static char *ref_job(const kd_job *job, int64_t request_id, int64_t now_us)
     set(root, "payload", p);
     set(p, "request_id", json_integer(request_id));
     char when[40];
-    kd_kone_iso8601(now_us, when, sizeof when);
+    ref_time(now_us, when, sizeof when);
     if (job->op == KD_OP_CALL) {
         set(p, "area", json_integer(job->area));
         set(p, "time", json_string(when));
@@ -602,6 +618,114 @@ static void test_identity_call_edges(void **state)
     assert_job_identical(&j, 2, T0_US);
     j.building_id[0] = '\0'; /* no building: key left out */
     assert_job_identical(&j, 3, T0_US);
+}
+
+/* xorshift64*: the same jobs on every run. */
+static uint64_t rnd(uint64_t *x)
+{
+    *x ^= *x >> 12;
+    *x ^= *x << 25;
+    *x ^= *x >> 27;
+    return *x * 2685821657736338717ULL;
+}
+
+/* An integer of 1 to 19 digits, either sign, or an edge (0, the extremes). */
+static int64_t rnd_int(uint64_t *x)
+{
+    uint64_t r = rnd(x);
+    switch (r % 16) {
+    case 0: return 0;
+    case 1: return INT64_MAX;
+    case 2: return INT64_MIN;
+    default: break;
+    }
+    uint64_t mod = 1;
+    for (unsigned d = (unsigned)(r >> 8) % 19 + 1; d > 0; d--)
+        mod *= 10;
+    int64_t v = (int64_t)(rnd(x) % mod);
+    return (r >> 4) & 1 ? -v : v;
+}
+
+/* Many jobs of every op with random numbers, strings (escapes and UTF-8 among them) and
+ * times that cross seconds, minutes, days and years, in an order that makes the time's
+ * per-thread minute go back and forth: each the same bytes as jansson's. */
+static void test_identity_random_jobs(void **state)
+{
+    (void)state;
+    static const char *const texts[] = {
+        "",          "1",        "en-GB",       "RFID",        "a\"b\\c",
+        "tab\there", "\x01\x1f", "caf\xc3\xa9", "building:42", "</script>"};
+    const size_t nt = sizeof texts / sizeof texts[0];
+    uint64_t x = 0x9E3779B97F4A7C15ULL;
+    for (int i = 0; i < 20000; i++) {
+        kd_job j;
+        base_job(&j, (kd_op)(KD_OP_CALL + (int)(rnd(&x) % 3)));
+        assert_true(j.op == KD_OP_CALL || j.op == KD_OP_HOLD_OPEN || j.op == KD_OP_CANCEL);
+        uint64_t f = rnd(&x);
+        if (f & 1u)
+            snprintf(j.building_id, sizeof j.building_id, "%s%" PRIu64, (f & 2u) ? "building:" : "",
+                     (uint64_t)(rnd(&x) % 100000000000ULL));
+        if (f & 4u)
+            kd_str_copy(j.group_id, sizeof j.group_id, texts[rnd(&x) % nt]);
+        j.area = rnd_int(&x);
+        j.action = rnd_int(&x);
+        j.has_destination = f & 8u;
+        j.destination = rnd_int(&x);
+        j.has_terminal = f & 16u;
+        j.terminal = rnd_int(&x);
+        j.has_delay = f & 32u;
+        j.delay = rnd_int(&x);
+        j.has_group_size = f & 64u;
+        j.group_size = rnd_int(&x);
+        j.priority = (kd_priority)((f >> 7) % 3);
+        j.n_allowed_lifts = (f >> 9) % (KD_JOB_ALLOWED_LIFTS_MAX + 1);
+        for (size_t k = 0; k < j.n_allowed_lifts; k++)
+            j.allowed_lifts[k] = rnd_int(&x);
+        kd_str_copy(j.language, sizeof j.language, texts[(f >> 14) % nt]);
+        kd_str_copy(j.media_id, sizeof j.media_id, texts[(f >> 18) % nt]);
+        kd_str_copy(j.media_cc, sizeof j.media_cc, texts[(f >> 22) % nt]);
+        kd_str_copy(j.media_type, sizeof j.media_type, texts[(f >> 26) % nt]);
+        j.lift_deck = rnd_int(&x);
+        j.served_area = rnd_int(&x);
+        j.has_hard_time = f & (1ull << 30);
+        j.hard_time = rnd_int(&x);
+        j.has_soft_time = f & (1ull << 31);
+        j.soft_time = rnd_int(&x);
+        j.session_id = rnd_int(&x);
+        /* now: near T0 (same minute, the next, the one before), any time to 9999, or before 1970 */
+        int64_t now;
+        switch ((f >> 32) % 5) {
+        case 0: now = T0_US + (int64_t)(rnd(&x) % 1000000); break;
+        case 1: now = T0_US + 60000000 + (int64_t)(rnd(&x) % 120000000); break;
+        case 2: now = T0_US - (int64_t)(rnd(&x) % 120000000); break;
+        case 3: now = (int64_t)(rnd(&x) % 253402300800000000ULL); break;
+        default: now = -(int64_t)(rnd(&x) % 1000000000); break;
+        }
+        assert_job_identical(&j, rnd_int(&x), now);
+    }
+}
+
+/* The time alone against strftime's, second by second across a minute, an hour, a day and a
+ * year's end, then at random: the minute kept per thread never leaks into another minute. */
+static void test_iso8601_against_strftime(void **state)
+{
+    (void)state;
+    const int64_t starts[] = {T0_US, 1609459170000000LL /* 2020-12-31T23:59:30Z */, 0};
+    for (size_t i = 0; i < sizeof starts / sizeof starts[0]; i++)
+        for (int64_t us = starts[i]; us < starts[i] + 120 * 1000000LL; us += 999999) {
+            char got[40], want[40];
+            kd_kone_iso8601(us, got, sizeof got);
+            ref_time(us, want, sizeof want);
+            assert_string_equal(got, want);
+        }
+    uint64_t x = 42;
+    for (int i = 0; i < 20000; i++) {
+        int64_t us = (int64_t)(rnd(&x) % 253402300800000000ULL);
+        char got[40], want[40];
+        kd_kone_iso8601(us, got, sizeof got);
+        ref_time(us, want, sizeof want);
+        assert_string_equal(got, want);
+    }
 }
 
 static void test_identity_hold_open_cancel(void **state)
@@ -1091,6 +1215,8 @@ int main(void)
         cmocka_unit_test(test_monitor),
         cmocka_unit_test(test_identity_call_fields),
         cmocka_unit_test(test_identity_call_edges),
+        cmocka_unit_test(test_identity_random_jobs),
+        cmocka_unit_test(test_iso8601_against_strftime),
         cmocka_unit_test(test_identity_hold_open_cancel),
         cmocka_unit_test(test_identity_sessions),
         cmocka_unit_test(test_identity_common),
