@@ -191,7 +191,8 @@ const char *lg_param_text(const kd_ledger *l, const op *o, lg_param p, char num[
 typedef struct lg_groups {
     op_list kind[OP_GROUPED];
 } lg_groups;
-int lg_group_add(kd_ledger *l, lg_groups *g, op *o); /* 1: the segment must be sent first */
+/* Adds o to its kind's group; a job the segment has already sends the segment first. */
+int lg_group_add(kd_ledger *l, lg_groups *g, op *o); /* -1: the connection failed */
 int lg_group_send(kd_ledger *l, lg_groups *g);       /* -1: the connection failed */
 void lg_group_drop(kd_ledger *l, lg_groups *g);      /* unsent ops to l->batch (a lost link) */
 void lg_group_read(kd_ledger *l, op *first, const PGresult *r);

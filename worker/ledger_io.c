@@ -125,7 +125,7 @@ void lg_send_batch(kd_ledger *l)
     while ((o = lg_pop(&l->queue))) {
         o->batch_id = id;
         if (o->kind < OP_GROUPED) {
-            if (lg_group_add(l, &g, o) && lg_group_send(l, &g))
+            if (lg_group_add(l, &g, o))
                 goto fail;
             continue;
         }
