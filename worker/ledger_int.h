@@ -149,7 +149,7 @@ typedef enum {
     P_STARTED,       /* ... when it started (µs) */
     P_FINISHED,      /* ... when it ended (µs) */
     P_RTT,           /* ... KONE's round trip (µs) */
-    P_RESULT,        /* ... the result, binary (hex in an array) */
+    P_RESULT,        /* ... the result, binary (a binary bytea[] when grouped) */
 } lg_param;
 
 #define LG_MAX_PARAMS 13

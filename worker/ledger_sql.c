@@ -163,16 +163,16 @@ static const char sql_accept[] =
     " SELECT n FROM u ORDER BY n";
 
 /* $1 job_ids, $2 owner, $3 outcomes, $4 failures, $5 kone_statuses, $6 codes, $7 messages,
- * $8 started, $9 finished, $10 rtts, $11 results (hex), $12 retention h, $13 session ids
+ * $8 started, $9 finished, $10 rtts, $11 results (binary), $12 retention h, $13 session ids
  * (NULL: none). A row per job updated, as accept. */
 static const char sql_done[] =
     "WITH u AS (UPDATE kd_calls c SET state = 'done', outcome = j.outcome, failure = j.failure,"
     " kone_status = j.kone_status, error_code = j.code, error_message = j.message,"
     " started_us = j.started, finished_us = j.finished, kone_rtt_us = j.rtt,"
-    " result = decode(j.result, 'hex'), session_id = COALESCE(j.session, c.session_id),"
+    " result = j.result, session_id = COALESCE(j.session, c.session_id),"
     " lease_until = now(), expires_at = now() + $12 * interval '1 hour', updated_at = now()"
     " FROM unnest($1::text[], $3::text[], $4::smallint[], $5::integer[], $6::text[], $7::text[],"
-    "  $8::bigint[], $9::bigint[], $10::bigint[], $11::text[], $13::bigint[])"
+    "  $8::bigint[], $9::bigint[], $10::bigint[], $11::bytea[], $13::bigint[])"
     "  WITH ORDINALITY AS j (job, outcome, failure, kone_status, code, message, started,"
     "  finished, rtt, result, session, n)"
     " WHERE c.job_id = j.job AND c.worker = $2 AND c.state IN ('writing', 'accepted')"

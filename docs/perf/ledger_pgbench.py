@@ -162,7 +162,7 @@ def main():
     res = "\\x" + ('{"job_id":"x","outcome":"succeeded"}' * 14).encode().hex()
     same = {"att": "1", "rep": "false", "bld": "building:7", "ksess": "s2", "outc": "succeeded",
             "fail": "0", "kst": "201", "ecode": "-", "emsg": "-", "st": "1733380000000000",
-            "fin": "1733380000500000", "rtt": "40000", "res": res[2:]}
+            "fin": "1733380000500000", "rtt": "40000", "res": "\\" + res}
     literals = sum((["-D", '%ss={%s}' % (n, ",".join(['"%s"' % v] * N))] for n, v in same.items()),
                    [])
     data = os.path.join(os.environ["KD_STATE_DIR"], "postgres", "data", "postmaster.pid")
