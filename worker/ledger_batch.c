@@ -108,6 +108,13 @@ static int reserve(lg_text *t, size_t more)
     return 0;
 }
 
+/* n bytes at w (an array's text is built in pieces, NUL-terminated once whole). */
+static char *put_bytes(char *w, const void *from, size_t n)
+{
+    memcpy(w, from, n);
+    return w + n;
+}
+
 /* Appends one element (after a comma unless first): NULL bare, numbers and booleans bare,
  * text quoted with `"` and `\` escaped (copied a run at a time: they are rare). */
 static int put_element(lg_text *t, const kd_ledger *l, const op *o, lg_param p)
@@ -122,17 +129,14 @@ static int put_element(lg_text *t, const kd_ledger *l, const op *o, lg_param p)
     if (t->len > 1)
         *w++ = ',';
     if (!v) {
-        memcpy(w, "NULL", 4);
-        w += 4;
+        w = put_bytes(w, "NULL", 4);
     } else if ((v >= num && v < num + sizeof num) || p == P_REPLAYED) {
-        memcpy(w, v, n);
-        w += n;
+        w = put_bytes(w, v, n);
     } else {
         *w++ = '"';
         for (;;) {
             size_t run = strcspn(v, "\"\\");
-            memcpy(w, v, run);
-            w += run;
+            w = put_bytes(w, v, run);
             v += run;
             if (!*v)
                 break;
@@ -168,8 +172,7 @@ static int put_results(lg_text *t, const op *first, int n)
     for (o = first; n--; o = o->next) {
         w = put32(w, (uint32_t)o->result_len);
         if (o->result_len)
-            memcpy(w, o->result, o->result_len);
-        w += o->result_len;
+            w = put_bytes(w, o->result, o->result_len);
     }
     t->len = (size_t)(w - t->p);
     return 0;

@@ -2,7 +2,10 @@
 """ledger_pgbench: PostgreSQL's time per job of the call ledger's statements (issue 17).
 
     . .dev/env   # a running dev stack (scripts/dev-up); run as its PostgreSQL's OS user or root
-    python3 docs/perf/ledger_pgbench.py [--version 2|3] [--inflight 200] [--rows 2500] [--txns 200]
+    python3 docs/perf/ledger_pgbench.py [--version 3] [--inflight 200] [--rows 2500] [--txns 200]
+
+(--version 2 and main's single statements: this file as of 54606d1, `git show
+54606d1:docs/perf/ledger_pgbench.py`, run from a checkout of that commit.)
 
 Builds the ledger's schema as the worker would at --version (its DDL read from
 worker/ledger_sql.c) in a schema of its own (kdperf_vN) of the stack's database, fills it
