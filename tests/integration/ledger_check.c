@@ -597,6 +597,23 @@ static void test_batched_statements_answer_each_job(void **state)
     assert_int_equal(ce[2].f.outcome, KD_OUTCOME_REJECTED);
     assert_string_equal(ce[2].f.error_code, "NO_LIFT_AVAILABLE");
     assert_int_equal(ce[2].f.session_id, 103);
+
+    /* a batch larger than the first size of the set that keeps a group's jobs apart */
+    enum { MANY = 80 };
+    kd_run many[MANY];
+    answer cm[MANY] = {{0}};
+    for (int i = 0; i < MANY; i++) {
+        char job[16];
+        snprintf(job, sizeof job, "m%d", i);
+        many[i] = mkrun(job, 1);
+        kd_ledger_claim(e, &many[i], on_claim, &cm[i]);
+    }
+    answer again7 = {0};
+    kd_ledger_claim(e, &many[7], on_claim, &again7); /* m7 again: its own group, after */
+    settle(e);
+    for (int i = 0; i < MANY; i++)
+        assert_int_equal(cm[i].f.verdict, KD_LEDGER_CALL);
+    assert_int_equal(again7.f.verdict, KD_LEDGER_BUSY); /* e holds it */
     kd_ledger_close(a);
     kd_ledger_close(b);
     kd_ledger_close(e);
