@@ -122,8 +122,7 @@ static char *put_bytes(char *w, const void *from, size_t n)
 static int put_element(lg_text *t, const kd_ledger *l, const op *o, lg_param p)
 {
     char num[24];
-    int len = 0, binary = 0;
-    const char *v = lg_param_text(l, o, p, num, &len, &binary);
+    const char *v = lg_param_text(l, o, p, num);
     size_t n = v ? strlen(v) : 4;
     if (reserve(t, 2 * n + 4))
         return -1; /* GCOVR_EXCL_LINE: allocation failure */
@@ -194,12 +193,12 @@ static int send_group(kd_ledger *l, const op *first, int n)
     const unsigned char *params = lg_op_params[first->kind];
     char num[LG_MAX_PARAMS][24];
     const char *v[LG_MAX_PARAMS];
-    int np = 0, len, binary, lens[LG_MAX_PARAMS] = {0}, fmts[LG_MAX_PARAMS] = {0};
+    int np = 0, lens[LG_MAX_PARAMS] = {0}, fmts[LG_MAX_PARAMS] = {0};
     for (; np < LG_MAX_PARAMS && params[np] != P_END; np++) {
         lg_param p = (lg_param)params[np];
         lg_text *t = &l->arrays[np];
         if (scalar(p)) {
-            v[np] = lg_param_text(l, first, p, num[np], &len, &binary);
+            v[np] = lg_param_text(l, first, p, num[np]);
             continue;
         }
         if (p == P_RESULT) {

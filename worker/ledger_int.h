@@ -149,7 +149,7 @@ typedef enum {
     P_STARTED,       /* ... when it started (µs) */
     P_FINISHED,      /* ... when it ended (µs) */
     P_RTT,           /* ... KONE's round trip (µs) */
-    P_RESULT,        /* ... the result, binary (a binary bytea[] when grouped) */
+    P_RESULT,        /* ... the result (a binary bytea[]) */
 } lg_param;
 
 #define LG_MAX_PARAMS 13
@@ -180,10 +180,9 @@ void lg_send_batch(kd_ledger *l);                /* the queue as one batch, if o
 void lg_read_answers(kd_ledger *l);              /* answers and syncs that arrived */
 void lg_finish_op(kd_ledger *l, op *o, bool ok); /* its callback, then frees it */
 void lg_read_claim(kd_ledger *l, op *o, const PGresult *r, int row);
-/* One parameter's text (NULL: SQL NULL); numbers are written into num. P_RESULT is the only
- * binary one: it sets *len and *binary. */
-const char *lg_param_text(const kd_ledger *l, const op *o, lg_param p, char num[24], int *len,
-                          int *binary);
+/* One parameter's text (NULL: SQL NULL); numbers are written into num. Not P_RESULT: only a
+ * done has one, and dones are grouped (ledger_batch.c sends the results binary). */
+const char *lg_param_text(const kd_ledger *l, const op *o, lg_param p, char num[24]);
 
 /* ---- ledger_batch.c */
 /* The grouping of one batch: op_list by kind, a new segment whenever a job comes again
