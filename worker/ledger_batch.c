@@ -117,6 +117,24 @@ static char *put_bytes(char *w, const void *from, size_t n)
     return w + n;
 }
 
+/* Numbers and booleans: bare in an array; everything else is text, quoted. */
+static bool bare(lg_param p)
+{
+    switch (p) {
+    case P_ATTEMPT:
+    case P_SESSION:
+    case P_SESSION_OR_0:
+    case P_STATUS:
+    case P_FAILURE:
+    case P_KONE_STATUS:
+    case P_STARTED:
+    case P_FINISHED:
+    case P_RTT:
+    case P_REPLAYED: return true;
+    default: return false;
+    }
+}
+
 /* Appends one element (after a comma unless first): NULL bare, numbers and booleans bare,
  * text quoted with `"` and `\` escaped (copied a run at a time: they are rare). */
 static int put_element(lg_text *t, const kd_ledger *l, const op *o, lg_param p)
@@ -131,7 +149,7 @@ static int put_element(lg_text *t, const kd_ledger *l, const op *o, lg_param p)
         *w++ = ',';
     if (!v) {
         w = put_bytes(w, "NULL", 4);
-    } else if ((v >= num && v < num + sizeof num) || p == P_REPLAYED) {
+    } else if (bare(p)) {
         w = put_bytes(w, v, n);
     } else {
         *w++ = '"';
