@@ -390,6 +390,7 @@ void kd_ledger_close(kd_ledger *l)
         }
     if (l->pg)
         PQfinish(l->pg);
+    lg_group_free(l);
     free(l->url);
     free(l);
 }

@@ -4,6 +4,7 @@
  *   ledger.c         open/close, the connection, the schema, queueing, the turn
  *   ledger_sql.c     the schema and every statement, one per op kind
  *   ledger_io.c      sending batches, reading answers, finishing ops
+ *   ledger_batch.c   the per-job kinds (claim, accept, done) of a batch as one statement each
  *   ledger_cancel.c  cancels across workers (the kd_cancels mailbox)
  *
  * Everything here runs on the worker's main thread.
@@ -24,6 +25,10 @@
  * holds back the statements queued meanwhile, so a loaded worker waits less for its ledger. */
 #define LEDGER_MAX_BATCHES 4
 
+/* The first three kinds (OP_GROUPED of them) are the per-job ones, a few per job: each batch
+ * sends them as one statement per kind with array parameters (ledger_batch.c); the statement
+ * costs libpq ~7k instructions whatever it does, so one per kind instead of one per job
+ * (issue 17). The rest, rare, go one statement each. */
 typedef enum {
     OP_CLAIM = 0,
     OP_ACCEPT,
@@ -44,6 +49,7 @@ typedef enum {
     OP_GONE,           /* this worker stops */
     OP_N
 } op_kind;
+#define OP_GROUPED 3 /* OP_CLAIM, OP_ACCEPT, OP_DONE */
 
 typedef struct op {
     op_kind kind;
@@ -77,6 +83,7 @@ typedef struct op {
     bool failed;
     int tries;         /* batches it failed in (a statement refused 5 times is dropped) */
     unsigned batch_id; /* the batch it was sent in */
+    int group_n;       /* the first op of a grouped statement: the ops it covers (0: one) */
     int affected;
     kd_ledger_found found;
     struct op *next_taken; /* OP_CANCEL_TAKE: the cancels taken */
@@ -109,7 +116,44 @@ struct kd_ledger {
     int64_t next_renew, next_purge, next_take;
     kd_ledger_cancel_fn cancel_fn; /* cancels asked of this worker (NULL: none taken) */
     void *cancel_ctx;
+    struct lg_text *arrays; /* ledger_batch.c: array parameters, kept between batches */
+    struct lg_seen *seen;   /* ledger_batch.c: the job ids of the statements being grouped */
 };
+
+/* What a statement's parameters are made of. Each op kind's row of lg_op_params lists its
+ * parameters in order ($1, $2, ...), as its statement in ledger_sql.c numbers them. In a
+ * grouped kind's statement every parameter but the worker's own (owner, lease, retention,
+ * ambiguous) is an array with one element per job. */
+typedef enum {
+    P_END = 0,       /* the end of a row */
+    P_JOB,           /* the job id */
+    P_OWNER,         /* this worker's owner name */
+    P_BUILDING,      /* the job's building */
+    P_GROUP,         /* the job's group */
+    P_CALL_OWNER,    /* the worker that owns the call a cancel names */
+    P_ATTEMPT,       /* the job's attempt */
+    P_LEASE,         /* ledger.lease_ms */
+    P_RETENTION,     /* ledger.retention_h */
+    P_SESSION,       /* KONE's session id */
+    P_SESSION_OR_0,  /* the same, NULL while there is none */
+    P_RETRY_AMBIG,   /* ledger.ambiguous=retry, "true" or "false" */
+    P_REPLAYED,      /* the job was replayed, "true" or "false" */
+    P_MESSAGE,       /* KONE's answer to a cancel */
+    P_MESSAGE_OR_0,  /* the same, NULL when empty */
+    P_STATUS,        /* KONE's status of a cancel */
+    P_OUTCOME,       /* a finished call's outcome */
+    P_FAILURE,       /* ... its failure class */
+    P_KONE_STATUS,   /* ... KONE's status */
+    P_ERROR_CODE,    /* ... its error code */
+    P_ERROR_MESSAGE, /* ... and message */
+    P_STARTED,       /* ... when it started (µs) */
+    P_FINISHED,      /* ... when it ended (µs) */
+    P_RTT,           /* ... KONE's round trip (µs) */
+    P_RESULT,        /* ... the result (a binary bytea[]) */
+} lg_param;
+
+#define LG_MAX_PARAMS 13
+extern const unsigned char lg_op_params[OP_N][LG_MAX_PARAMS + 1];
 
 extern const char *const lg_op_name[OP_N]; /* metric label of each kind */
 extern const char *const lg_op_sql[OP_N];  /* its statement */
@@ -135,6 +179,23 @@ void lg_lost(kd_ledger *l, const char *why);
 void lg_send_batch(kd_ledger *l);                /* the queue as one batch, if one may go */
 void lg_read_answers(kd_ledger *l);              /* answers and syncs that arrived */
 void lg_finish_op(kd_ledger *l, op *o, bool ok); /* its callback, then frees it */
+void lg_read_claim(kd_ledger *l, op *o, const PGresult *r, int row);
+/* One parameter's text (NULL: SQL NULL); numbers are written into num. Not P_RESULT: only a
+ * done has one, and dones are grouped (ledger_batch.c sends the results binary). */
+const char *lg_param_text(const kd_ledger *l, const op *o, lg_param p, char num[24]);
+
+/* ---- ledger_batch.c */
+/* The grouping of one batch: op_list by kind, a new segment whenever a job comes again
+ * (a job's statements keep their order: they go in different segments). */
+typedef struct lg_groups {
+    op_list kind[OP_GROUPED];
+} lg_groups;
+/* Adds o to its kind's group; a job the segment has already sends the segment first. */
+int lg_group_add(kd_ledger *l, lg_groups *g, op *o); /* -1: the connection failed */
+int lg_group_send(kd_ledger *l, lg_groups *g);       /* -1: the connection failed */
+void lg_group_drop(kd_ledger *l, lg_groups *g);      /* unsent ops to l->batch (a lost link) */
+void lg_group_read(kd_ledger *l, op *first, const PGresult *r);
+void lg_group_free(kd_ledger *l);
 
 /* ---- ledger_cancel.c */
 op *lg_cancel_op(kd_ledger *l, op_kind kind, const char *cancel_job_id);

@@ -1,5 +1,6 @@
 /* ledger_sql.c: the call ledger's schema and statements (see ledger_int.h). One statement
- * per op kind, prepared once per connection; the comment above each names its parameters.
+ * per op kind (the per-job kinds take a batch's jobs at once), prepared once per connection;
+ * the comment above each names its parameters.
  * A new schema version is a new lg_schema_vN, applied by migrate() in ledger.c. */
 #include "ledger_int.h"
 
@@ -137,23 +138,46 @@ const char *const lg_schema_v3[] = {
     NULL,
 };
 
-/* $1 job_id, $2 attempt, $3 owner, $4 building, $5 lease ms, $6 retention h, $7 take over an
- * unanswered `writing` row (ledger.ambiguous=retry), $8 a replayed delivery: kd_claim above. */
-static const char sql_claim[] = "SELECT * FROM kd_claim($1, $2, $3, $4, $5, $6, $7, $8)";
+/* The per-job kinds, one statement per batch and kind (ledger_batch.c): each per-job
+ * parameter is an array (text format), one element per job in the order of the batch's ops;
+ * the answer maps back to the ops by ordinality (`n`, from 1). No job comes twice in one
+ * statement (ledger_batch.c starts a new group instead), so rows never meet twice.
+ *
+ * Claim: $1 job_ids, $2 attempts, $3 owner, $4 buildings, $5 lease ms, $6 retention h, $7 take
+ * over an unanswered `writing` row (ledger.ambiguous=retry), $8 replayed deliveries: kd_claim
+ * above once per job (LATERAL, in ordinality order), exactly one row per job, in order. */
+static const char sql_claim[] =
+    "SELECT c.* FROM unnest($1::text[], $2::integer[], $4::text[], $8::boolean[])"
+    " WITH ORDINALITY AS j (job, attempt, building, replayed, n)"
+    " CROSS JOIN LATERAL kd_claim(j.job, j.attempt, $3, j.building, $5, $6, $7, j.replayed) c"
+    " ORDER BY j.n";
 
-/* $1 job_id, $2 owner, $3 session id, $4 KONE session */
+/* $1 job_ids, $2 owner, $3 session ids, $4 KONE sessions. A row per job updated (its `n`,
+ * ascending): a job without one lost its ownership (another worker took it over). */
 static const char sql_accept[] =
-    "UPDATE kd_calls SET state = 'accepted', session_id = $3, kone_session = $4,"
-    " updated_at = now() WHERE job_id = $1 AND worker = $2 AND state = 'writing'";
+    "WITH u AS (UPDATE kd_calls c SET state = 'accepted', session_id = j.session,"
+    " kone_session = j.kone_session, updated_at = now()"
+    " FROM unnest($1::text[], $3::bigint[], $4::text[])"
+    "  WITH ORDINALITY AS j (job, session, kone_session, n)"
+    " WHERE c.job_id = j.job AND c.worker = $2 AND c.state = 'writing' RETURNING j.n)"
+    " SELECT n FROM u ORDER BY n";
 
-/* $1 job_id, $2 owner, $3 outcome, $4 failure, $5 kone_status, $6 code, $7 message,
- * $8 started, $9 finished, $10 rtt, $11 result (binary), $12 retention h, $13 session id */
+/* $1 job_ids, $2 owner, $3 outcomes, $4 failures, $5 kone_statuses, $6 codes, $7 messages,
+ * $8 started, $9 finished, $10 rtts, $11 results (binary), $12 retention h, $13 session ids
+ * (NULL: none). A row per job updated, as accept. */
 static const char sql_done[] =
-    "UPDATE kd_calls SET state = 'done', outcome = $3, failure = $4, kone_status = $5,"
-    " error_code = $6, error_message = $7, started_us = $8, finished_us = $9,"
-    " kone_rtt_us = $10, result = $11, session_id = COALESCE($13, session_id),"
+    "WITH u AS (UPDATE kd_calls c SET state = 'done', outcome = j.outcome, failure = j.failure,"
+    " kone_status = j.kone_status, error_code = j.code, error_message = j.message,"
+    " started_us = j.started, finished_us = j.finished, kone_rtt_us = j.rtt,"
+    " result = j.result, session_id = COALESCE(j.session, c.session_id),"
     " lease_until = now(), expires_at = now() + $12 * interval '1 hour', updated_at = now()"
-    " WHERE job_id = $1 AND worker = $2 AND state IN ('writing', 'accepted')";
+    " FROM unnest($1::text[], $3::text[], $4::smallint[], $5::integer[], $6::text[], $7::text[],"
+    "  $8::bigint[], $9::bigint[], $10::bigint[], $11::bytea[], $13::bigint[])"
+    "  WITH ORDINALITY AS j (job, outcome, failure, kone_status, code, message, started,"
+    "  finished, rtt, result, session, n)"
+    " WHERE c.job_id = j.job AND c.worker = $2 AND c.state IN ('writing', 'accepted')"
+    " RETURNING j.n)"
+    " SELECT n FROM u ORDER BY n";
 
 /* $1 job_id, $2 owner: nothing of this attempt stands at KONE (it answered 5xx/429, or the
  * call it accepted was deleted): the next attempt may call. */

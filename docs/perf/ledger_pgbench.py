@@ -2,7 +2,10 @@
 """ledger_pgbench: PostgreSQL's time per job of the call ledger's statements (issue 17).
 
     . .dev/env   # a running dev stack (scripts/dev-up); run as its PostgreSQL's OS user or root
-    python3 docs/perf/ledger_pgbench.py [--version 2|3] [--inflight 200] [--rows 2500] [--txns 200]
+    python3 docs/perf/ledger_pgbench.py [--version 3] [--inflight 200] [--rows 2500] [--txns 200]
+
+(--version 2 and main's single statements: this file as of 54606d1, `git show
+54606d1:docs/perf/ledger_pgbench.py`, run from a checkout of that commit.)
 
 Builds the ledger's schema as the worker would at --version (its DDL read from
 worker/ledger_sql.c) in a schema of its own (kdperf_vN) of the stack's database, fills it
@@ -11,7 +14,9 @@ benchmark's owner (not analyzed: a worker's owner is new to the statistics, as i
 and runs pgbench (-M prepared, one client, synchronous_commit as configured) over --txns
 transactions of the worker's shape: a pipeline of 30 claims (one commit), then of their 30
 accepts, then of their 30 dones, the statements of worker/ledger_sql.c with the worker's
-parameters. Prints PostgreSQL's CPU per job (the pgbench backend's user + system time, read
+parameters (since the ledger sends a batch's claims, accepts and dones as one statement per
+kind with array parameters, that shape: three statements per 30 jobs).
+Prints PostgreSQL's CPU per job (the pgbench backend's user + system time, read
 from the postmaster's reaped children, so the machine's other load does not count) and the
 wall time per batch of 30 (which does: commits, a shared disk).
 """
@@ -110,13 +115,19 @@ def main():
                       (str(k) if names[int(m.group(1)) - 1] in ("r", "sid") else ""), sql)
 
     claim = statement(src, "sql_claim")
+    if a.version < 3 and "unnest" in claim:
+        sys.exit("--version 2: the batched statements need kd_claim (v3); run the copy of this "
+                 "script from before the batched statements")
     if a.version < 3:  # before kd_claim: its full statement, as the worker sent it
         fn = [s for s in ddl(src, 3) if "FUNCTION kd_claim" in s][0]
         claim = fn.split("RETURN QUERY", 1)[1].rsplit("; END", 1)[0].strip()
         for i, p in enumerate(["p_job", "p_attempt", "p_owner", "p_building", "p_lease_ms",
                                "p_retention_h", "p_retry_ambiguous", "p_replayed"]):
             claim = re.sub(r"\b%s\b" % p, "$%d" % (i + 1), claim)
-    claim = bind(claim, ["r", "att", "owner", "bld", "lease", "ret", "amb", "rep"], 0)
+    names = {"claim": ["r", "att", "owner", "bld", "lease", "ret", "amb", "rep"],
+             "accept": ["r", "owner", "sid", "ksess"],
+             "done": ["r", "owner", "outc", "fail", "kst", "ecode", "emsg", "st", "fin", "rtt",
+                      "res", "ret", "sid"]}
     accept = statement(src, "sql_accept")
     done = statement(src, "sql_done")
     lines = ["\\set r%d random(1, 900000000000000)\n\\set sid%d random(1, 900000000000000)" % (k, k)
@@ -124,16 +135,39 @@ def main():
     lines += ["\\set att 1", "\\set lease 15000", "\\set ret 168", "\\set amb false",
               "\\set rep false", "\\set fail 0", "\\set kst 201", "\\set st 1733380000000000",
               "\\set fin 1733380000500000", "\\set rtt 40000", "\\startpipeline"]
-    lines += [re.sub(r":r0\b", ":r%d" % k, claim) + ";" for k in range(N)]
-    lines += ["\\endpipeline", "\\startpipeline"]
-    lines += [bind(accept, ["r", "owner", "sid", "ksess"], k) + ";" for k in range(N)]
-    lines += ["\\endpipeline", "\\startpipeline"]
-    lines += [bind(done, ["r", "owner", "outc", "fail", "kst", "ecode", "emsg", "st", "fin",
-                          "rtt", "res", "ret", "sid"], k) + ";" for k in range(N)]
+    if "unnest" in claim:
+        # the batched shape (issue 17, ledgerbatch): one statement per kind and batch, each
+        # per-job parameter an array of the batch's 30 values (built from pgbench variables;
+        # the worker sends it as one text-array parameter; pgbench takes 255 at most, so the
+        # values that are the same for every job come as array literals of 30, as the worker's)
+        def arrays(sql, kind):
+            def one(m):
+                n = names[kind][int(m.group(1)) - 1]
+                if n in ("owner", "lease", "ret", "amb"):
+                    return ":" + n
+                if n in ("r", "sid"):
+                    return "ARRAY[%s]" % ", ".join(":%s%d" % (n, k) for k in range(N))
+                return ":%ss" % n  # the same value for each job: an array literal (-D)
+            return re.sub(r"\$(\d+)", one, sql) + ";"
+        lines += [arrays(claim, "claim"), "\\endpipeline", "\\startpipeline",
+                  arrays(accept, "accept"), "\\endpipeline", "\\startpipeline",
+                  arrays(done, "done")]
+    else:
+        claim = bind(claim, names["claim"], 0)
+        lines += [re.sub(r":r0\b", ":r%d" % k, claim) + ";" for k in range(N)]
+        lines += ["\\endpipeline", "\\startpipeline"]
+        lines += [bind(accept, names["accept"], k) + ";" for k in range(N)]
+        lines += ["\\endpipeline", "\\startpipeline"]
+        lines += [bind(done, names["done"], k) + ";" for k in range(N)]
     lines += ["\\endpipeline"]
     with tempfile.NamedTemporaryFile("w", suffix=".pgb", delete=False) as f:
         f.write("\n".join(lines) + "\n")
     res = "\\x" + ('{"job_id":"x","outcome":"succeeded"}' * 14).encode().hex()
+    same = {"att": "1", "rep": "false", "bld": "building:7", "ksess": "s2", "outc": "succeeded",
+            "fail": "0", "kst": "201", "ecode": "-", "emsg": "-", "st": "1733380000000000",
+            "fin": "1733380000500000", "rtt": "40000", "res": "\\" + res}
+    literals = sum((["-D", '%ss={%s}' % (n, ",".join(['"%s"' % v] * N))] for n, v in same.items()),
+                   [])
     data = os.path.join(os.environ["KD_STATE_DIR"], "postgres", "data", "postmaster.pid")
     pm = open(data).readline().strip()
 
@@ -146,7 +180,7 @@ def main():
     run(["pgbench", "-n", "-M", "prepared", "-c", "1", "-t", str(a.txns), "-f", f.name,
                     "-D", "owner=" + owner, "-D", "bld=building:7", "-D", "ksess=s2",
                     "-D", "outc=succeeded", "-D", "ecode=-", "-D", "emsg=-", "-D", "res=" + res,
-                    surl])
+                    *literals, surl])
     t1 = time.time()
     time.sleep(0.3)
     c1 = reaped()

@@ -306,6 +306,7 @@ static void test_accept_then_done_in_any_order(void **state)
     assert_int_equal(claim(b, &run, &f), KD_LEDGER_DONE);
     assert_int_equal(f.outcome, KD_OUTCOME_REJECTED);
     assert_string_equal(f.error_code, "NO_LIFT_AVAILABLE");
+    assert_int_equal(f.session_id, 0); /* nor stamp its session on it */
     kd_ledger_close(a);
     kd_ledger_close(b);
 }
@@ -506,6 +507,169 @@ static void test_statement_refused_every_time_is_dropped(void **state)
     kd_run next = mkrun("u2", 1);
     assert_int_equal(claim(l, &next, NULL), KD_LEDGER_CALL);
     kd_ledger_close(l);
+}
+
+static void sql_value(const char *q, char *out, size_t len);
+
+/* One row of this run's kd_calls as "state:kone_session:session_id:outcome:worker". */
+static void row_of(const char *job_id, char *out, size_t len)
+{
+    PGconn *pg = PQconnectdb(base_url);
+    assert_int_equal(PQstatus(pg), CONNECTION_OK);
+    char q[300];
+    snprintf(q, sizeof q,
+             "SELECT state || ':' || coalesce(kone_session, '-') || ':' ||"
+             " coalesce(session_id::text, '-') || ':' || coalesce(outcome, '-') || ':' ||"
+             " split_part(worker, '/', 1) FROM %s.kd_calls WHERE job_id = $1",
+             schema);
+    const char *v[] = {job_id};
+    PGresult *r = PQexecParams(pg, q, 1, NULL, v, NULL, NULL, 0);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK)
+        fail_msg("%s: %s", q, PQresultErrorMessage(r));
+    snprintf(out, len, "%s", PQntuples(r) ? PQgetvalue(r, 0, 0) : "none");
+    PQclear(r);
+    PQfinish(pg);
+}
+
+static void finish(kd_run *run, kd_outcome o, const char *code, const char *message)
+{
+    kd_run_finish(run, o, o == KD_OUTCOME_SUCCEEDED ? KD_FAIL_NONE : KD_FAIL_FINAL, code, "%s",
+                  message);
+}
+
+/* A batch's claims, accepts and dones go as one statement per kind (ledger_batch.c): each
+ * job gets its own answer back, a job another worker took over meanwhile gets "not yours"
+ * (its row untouched) while the others of the same statement are recorded, and an accept
+ * and a done of one job in one batch are applied in that order (the done keeps the session
+ * the accept recorded). */
+static void test_batched_statements_answer_each_job(void **state)
+{
+    (void)state;
+    kd_ledger *a = open_ledger("worker-a", "unknown", "15000");
+    kd_ledger *b = open_ledger("worker-b", "unknown", "15000");
+    kd_run r[3] = {mkrun("g1", 1), mkrun("g2", 1), mkrun("g3", 1)};
+    answer c[3] = {0}, d[3] = {0};
+    for (int i = 0; i < 3; i++)
+        kd_ledger_claim(a, &r[i], on_claim, &c[i]);
+    settle(a);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(c[i].f.verdict, KD_LEDGER_CALL);
+    /* g2 passes to b (a's call of it unanswered): a's later statements about it are stale */
+    kd_ledger_release(a, &r[1], true);
+    settle(a);
+    assert_int_equal(claim(b, &r[1], NULL), KD_LEDGER_AMBIGUOUS);
+
+    finish(&r[0], KD_OUTCOME_SUCCEEDED, "", "served");
+    finish(&r[1], KD_OUTCOME_SUCCEEDED, "", "served");
+    finish(&r[2], KD_OUTCOME_REJECTED, "NO_LIFT_AVAILABLE", "none free");
+    for (int i = 0; i < 3; i++) {
+        char sess[16];
+        snprintf(sess, sizeof sess, "sess-%d", i + 1);
+        kd_ledger_accept(a, r[i].job.job_id, 101 + i, sess);
+    }
+    for (int i = 0; i < 3; i++)
+        kd_ledger_done(a, &r[i], "r", 1, on_done, &d[i]);
+    /* g1 delivered again meanwhile: its claim comes after its done, and meets it */
+    answer again = {0};
+    kd_ledger_claim(a, &r[0], on_claim, &again);
+    settle(a);
+    for (int i = 0; i < 3; i++)
+        assert_true(d[i].got && d[i].ok); /* the result goes out either way */
+    assert_int_equal(again.f.verdict, KD_LEDGER_DONE);
+    char row[200];
+    row_of(r[0].job.job_id, row, sizeof row);
+    assert_string_equal(row, "done:sess-1:101:succeeded:worker-a");
+    row_of(r[1].job.job_id, row, sizeof row);
+    assert_string_equal(row, "writing:-:-:-:worker-b");
+    row_of(r[2].job.job_id, row, sizeof row);
+    assert_string_equal(row, "done:sess-3:103:rejected:worker-a");
+
+    /* three claims in one statement, three different answers, each to its own job */
+    kd_ledger *e = open_ledger("worker-e", "unknown", "15000");
+    answer ce[3] = {0};
+    for (int i = 0; i < 3; i++)
+        kd_ledger_claim(e, &r[i], on_claim, &ce[i]);
+    settle(e);
+    assert_int_equal(ce[0].f.verdict, KD_LEDGER_DONE);
+    assert_int_equal(ce[0].f.outcome, KD_OUTCOME_SUCCEEDED);
+    assert_int_equal(ce[1].f.verdict, KD_LEDGER_BUSY);
+    assert_int_equal(ce[2].f.verdict, KD_LEDGER_DONE);
+    assert_int_equal(ce[2].f.outcome, KD_OUTCOME_REJECTED);
+    assert_string_equal(ce[2].f.error_code, "NO_LIFT_AVAILABLE");
+    assert_int_equal(ce[2].f.session_id, 103);
+
+    /* a batch larger than the first size of the set that keeps a group's jobs apart */
+    enum { MANY = 80 };
+    kd_run many[MANY];
+    answer cm[MANY] = {{0}};
+    for (int i = 0; i < MANY; i++) {
+        char job[16];
+        snprintf(job, sizeof job, "m%d", i);
+        many[i] = mkrun(job, 1);
+        kd_ledger_claim(e, &many[i], on_claim, &cm[i]);
+    }
+    answer again7 = {0};
+    kd_ledger_claim(e, &many[7], on_claim, &again7); /* m7 again: its own group, after */
+    settle(e);
+    for (int i = 0; i < MANY; i++)
+        assert_int_equal(cm[i].f.verdict, KD_LEDGER_CALL);
+    assert_int_equal(again7.f.verdict, KD_LEDGER_BUSY); /* e holds it */
+    kd_ledger_close(a);
+    kd_ledger_close(b);
+    kd_ledger_close(e);
+}
+
+/* Job ids come from users and travel as elements of text arrays: quotes, backslashes,
+ * commas, braces, blanks, the word NULL and non-ASCII reach PostgreSQL as they were, in
+ * the job ids, KONE's session names and messages alike, and the result's bytes too. */
+static void test_job_ids_needing_escapes(void **state)
+{
+    (void)state;
+    static const char *const ids[] = {
+        "q\"uote", "back\\slash", "com,ma",      "{br}ace",
+        "NULL",    " sp ace ",    "\"\\,{}\\\"", "\xc3\xbcn\xc3\xaf\xe2\x82\xac\xf0\x9f\x9b\x97",
+        "",
+    };
+    enum { N = sizeof ids / sizeof ids[0] };
+    static const char msg[] = "a \"quoted\", {braced} \\ \xc3\xa9 message";
+    kd_ledger *a = open_ledger("worker-a", "unknown", "15000");
+    kd_run r[N];
+    answer c[N] = {{0}}, d[N] = {{0}};
+    for (int i = 0; i < N; i++) {
+        r[i] = mkrun("esc", 1);
+        size_t n = strlen(r[i].job.job_id);
+        snprintf(r[i].job.job_id + n, sizeof r[i].job.job_id - n, "%s", ids[i]);
+        kd_ledger_claim(a, &r[i], on_claim, &c[i]);
+    }
+    settle(a);
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(c[i].f.verdict, KD_LEDGER_CALL);
+        finish(&r[i], KD_OUTCOME_FAILED, "E\"1\\", msg);
+        kd_ledger_accept(a, r[i].job.job_id, 55, "k\"s\\,{} NULL");
+        kd_ledger_done(a, &r[i], "\0\"\\,{}", 6, on_done, &d[i]);
+    }
+    settle(a);
+    kd_ledger *b = open_ledger("worker-b", "unknown", "15000");
+    answer cb[N] = {{0}};
+    for (int i = 0; i < N; i++)
+        kd_ledger_claim(b, &r[i], on_claim, &cb[i]);
+    settle(b);
+    for (int i = 0; i < N; i++) {
+        assert_true(d[i].got && d[i].ok);
+        assert_int_equal(cb[i].f.verdict, KD_LEDGER_DONE);
+        assert_string_equal(cb[i].f.error_code, "E\"1\\");
+        assert_string_equal(cb[i].f.error_message, msg);
+        assert_int_equal(cb[i].f.session_id, 55);
+    }
+    char q[400], v[32];
+    snprintf(q, sizeof q,
+             "SELECT count(*) FROM %s.kd_calls WHERE job_id LIKE '%s-esc%%' AND state = 'done'"
+             " AND kone_session = 'k\"s\\,{} NULL' AND result = '\\x00225c2c7b7d'::bytea",
+             schema, schema);
+    sql_value(q, v, sizeof v);
+    assert_int_equal(atoi(v), N);
+    kd_ledger_close(a);
+    kd_ledger_close(b);
 }
 
 /* Opens a ledger confined to schema `name` (made here, with `setup` run in it first) and
@@ -761,6 +925,8 @@ int main(void)
         cmocka_unit_test(test_retry_and_release_let_the_next_attempt_call),
         cmocka_unit_test(test_new_job_claimed_twice_at_once_and_replayed),
         cmocka_unit_test(test_accept_then_done_in_any_order),
+        cmocka_unit_test(test_batched_statements_answer_each_job),
+        cmocka_unit_test(test_job_ids_needing_escapes),
         cmocka_unit_test(test_bad_urls_and_newer_schema),
         cmocka_unit_test(test_answers_at_close),
         cmocka_unit_test(test_expired_rows_are_purged),
