@@ -44,7 +44,7 @@ static bool fail(kd_tls *t, const char *what, int err)
 }
 
 /* Size of the read buffer: what one recv takes at most (a full TLS record is 16 KiB + 256) */
-#define KD_TLS_RBUF (32 * 1024)
+#define KD_TLS_RBUF 32768
 
 /* Reads go through a buffering BIO, writes straight to the socket. The buffer reads what the
  * socket has in one recv, not each record's header and body in two, and the reader stops
