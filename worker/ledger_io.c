@@ -125,10 +125,11 @@ void lg_send_batch(kd_ledger *l)
                 goto fail;
             continue;
         }
-        if (lg_group_send(l, &g))
-            goto fail;
-        lg_push(&l->batch, o);
-        if (send_op(l, o))
+        int rc = lg_group_send(l, &g);
+        if (rc)
+            lg_group_drop(l, &g); /* the groups' unsent ops stay before o, in queue order */
+        lg_push(&l->batch, o);    /* o is in no list now: lg_lost must find it */
+        if (rc || send_op(l, o))
             goto fail;
     }
     if (lg_group_send(l, &g) || !PQpipelineSync(l->pg))
