@@ -24,6 +24,13 @@
  * the statistics (statistics.interval.ms) listing a broker in state UP. The statistics
  * are only parsed while the flag is set. A fatal error (idempotence broken) is final.
  *
+ * socket.nagle.disable: librdkafka 2.0 (Debian 12) leaves Nagle's algorithm on and writes a
+ * request over TLS one buffer segment at a time (a payload is often a segment of its own).
+ * The first write goes out, the rest wait for its ACK, and the broker delays that ACK (40 ms
+ * on Linux) while it waits for the rest of the request: every produce took ~40 ms longer, so
+ * a job's result was acked ~40 ms later and one worker's rate was capped at ~620 jobs/s
+ * (docs/performance.md). librdkafka 2.2+ defaults to true.
+ *
  * Config values are never logged or put into errors: librdkafka's own error text for a
  * rejected property quotes the value, so errors name the property only.
  */
@@ -140,6 +147,7 @@ static int build_conf(rd_kafka_conf_t *conf, const kd_config *cfg, kd_err *err)
         {"client.id", cfg->prog_name ? cfg->prog_name : "kone-dispatch"},
         {"enable.idempotence", "true"},
         {"acks", "all"},
+        {"socket.nagle.disable", "true"},
         {"message.timeout.ms", "0"},
         {"linger.ms", linger_s},
         {"queue.buffering.max.messages", queue_s},

@@ -15,6 +15,11 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <dirent.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <arpa/inet.h>
+#include <sys/socket.h>
 #include <poll.h>
 #include <pthread.h>
 #include <sys/eventfd.h>
@@ -434,6 +439,55 @@ static void test_reports_wake_the_eventfd(void **state)
     reports_free(&r);
 }
 
+/* The producer's connections to the brokers have Nagle's algorithm off (TCP_NODELAY). With
+ * it on, librdkafka's segment-by-segment TLS writes waited for the broker's delayed ACK:
+ * ~40 ms on every produce (kafka.c). Observed on the sockets themselves: each descriptor of
+ * this process whose peer is one of the mock brokers is one of the producer's. */
+static void test_broker_sockets_disable_nagle(void **state)
+{
+    fixture *f = *state;
+    enum { N = 50 };
+    reports r;
+    reports_init(&r, N);
+    kd_kafka *k = NULL;
+    kd_err err = {0};
+    assert_int_equal(kd_kafka_producer_new(&k, &f->cfg, on_dr, &r, &err), 0);
+    produce_n(k, &r, 0, N);
+    poll_until(k, &r, N, 30000);
+    assert_int_equal(r.errors, 0);
+
+    int ports[NBROKERS + 1], np = 0;
+    const char *b = rd_kafka_mock_cluster_bootstraps(f->mc);
+    for (const char *c = strchr(b, ':'); c && np < NBROKERS + 1; c = strchr(c + 1, ':'))
+        ports[np++] = atoi(c + 1);
+    assert_int_equal(np, NBROKERS);
+
+    int found = 0, delayed = 0;
+    DIR *d = opendir("/proc/self/fd");
+    assert_non_null(d);
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        int fd = atoi(e->d_name);
+        struct sockaddr_in peer;
+        socklen_t pl = sizeof peer;
+        int nodelay = 0;
+        socklen_t nl = sizeof nodelay;
+        if (e->d_name[0] == '.' || getpeername(fd, (struct sockaddr *)&peer, &pl) ||
+            peer.sin_family != AF_INET || getsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &nodelay, &nl))
+            continue;
+        for (int i = 0; i < np; i++)
+            if (ntohs(peer.sin_port) == ports[i]) {
+                found++;
+                delayed += !nodelay;
+            }
+    }
+    closedir(d);
+    assert_true(found >= 1);
+    assert_int_equal(delayed, 0);
+    kd_kafka_destroy(k);
+    reports_free(&r);
+}
+
 /* Destroy with Kafka away: bounded, and every message still gets its (failed) report so
  * the owner can release what the opaque points to. */
 static void test_destroy_reports_undelivered(void **state)
@@ -542,6 +596,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_usable_follows_brokers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_queue_full, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reports_stay_on_poller_thread, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_broker_sockets_disable_nagle, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reports_wake_the_eventfd, setup, teardown),
         cmocka_unit_test_setup_teardown(test_destroy_reports_undelivered, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_config_names_key_not_value, setup, teardown),
