@@ -93,10 +93,12 @@ static int build_conf(rd_kafka_conf_t *conf, const kev_options *o, kd_err *err)
         {"group.id", named ? o->group : group},
         {"enable.auto.commit", named ? "true" : "false"},
         {"auto.offset.reset", o->from_beginning ? "earliest" : "latest"},
+        /* as the producer's (shared/src/kafka.c): no request waits for the broker's ACK */
+        {"socket.nagle.disable", "true"},
     };
     for (size_t i = 0; i < sizeof props / sizeof props[0]; i++) {
         int rc = kd_kafka_conf_set(conf, props[i][0], props[i][1], err);
-        /* GCOVR_EXCL_START: librdkafka accepts any string for these five properties */
+        /* GCOVR_EXCL_START: librdkafka accepts any string for these properties */
         if (rc)
             return rc;
         /* GCOVR_EXCL_STOP */
