@@ -401,19 +401,10 @@ int kd_amqp_connect(kd_amqp **out, const kd_config *cfg, kd_err *err)
     return rc;
 }
 
-void kd_amqp_drop_envelope(kd_amqp *a)
-{
-    if (a->have_env) {
-        amqp_destroy_envelope(&a->env);
-        a->have_env = false;
-    }
-}
-
 void kd_amqp_close(kd_amqp *a)
 {
     if (!a)
         return;
-    kd_amqp_drop_envelope(a);
     if (a->conn && !a->broken && a->n_held) {
         int lost;
         kd_err err = {0};
@@ -429,6 +420,7 @@ void kd_amqp_close(kd_amqp *a)
         amqp_destroy_connection(a->conn);
     }
     free(a->side_ev);
+    free(a->body);
     free(a);
 }
 

@@ -1,7 +1,7 @@
 /* amqp_consume.c: consuming with manual acks (see kd_amqp.h, amqp.c for the invariants).
  *
- * The delivery handed out last stays in the kd_amqp (its envelope) until the next call,
- * so the body needs no copy. A method other than basic.deliver is read here too: channel
+ * The delivery handed out last stays in the kd_amqp (its body in a->body) until the next
+ * call. A method other than basic.deliver is read here too: channel
  * or connection close and basic.cancel from the broker become errors; confirms and returns
  * of the side channel (the worker's retry and dead-letter publishes share this socket) are
  * queued for kd_amqp_side_event. Acks carry the epoch of the connection that delivered the
@@ -38,16 +38,10 @@ int kd_amqp_consume_start(kd_amqp *a, int prefetch, kd_err *err)
     return 0;
 }
 
-void kd_amqp_fill_delivery(kd_amqp *a, kd_delivery *d)
+/* *d's fields from the message's properties (copied: the header frame they were decoded
+ * into lives in rabbitmq-c's channel pool only until its next release). */
+static void fill_properties(kd_amqp *a, const amqp_basic_properties_t *p, kd_delivery *d)
 {
-    const amqp_basic_properties_t *p = &a->env.message.properties;
-    memset(d, 0, sizeof *d);
-    d->body = a->env.message.body.bytes;
-    d->len = a->env.message.body.len;
-    d->delivery_tag = a->env.delivery_tag;
-    d->epoch = a->epoch;
-    kd_amqp_acks_delivered(a, d->delivery_tag);
-    d->redelivered = a->env.redelivered;
     a->content_type[0] = '\0';
     a->message_id[0] = '\0';
     if (p->_flags & AMQP_BASIC_CONTENT_TYPE_FLAG)
@@ -60,27 +54,36 @@ void kd_amqp_fill_delivery(kd_amqp *a, kd_delivery *d)
         kd_amqp_headers_decode(&p->headers, &d->kd, &d->delivery_count);
 }
 
-/* A method other than basic.deliver arrived first: read it and decide. Returns 0 to keep
- * waiting, or a kd_err code when the channel or connection is gone. */
-static int other_method(kd_amqp *a, kd_err *err)
+/* Room for a body of n bytes in a->body. One buffer serves every delivery; after a body
+ * over 64 KiB it is given back at the next smaller one. */
+static bool body_room(kd_amqp *a, size_t n)
 {
-    amqp_frame_t f;
-    struct timeval zero = {0, 0};
-    int st = amqp_simple_wait_frame_noblock(a->conn, &f, &zero);
-    if (st == AMQP_STATUS_TIMEOUT)
-        return 0;
-    if (st != AMQP_STATUS_OK)
-        return kd_amqp_lib_fail(a, st, "consuming", err);
-    if (f.frame_type != AMQP_FRAME_METHOD)
-        return 0;
-    kd_amqp_event ev = {.channel = f.channel};
+    enum { KEEP = 64 * 1024 };
+    if (n <= a->body_cap && (a->body_cap <= KEEP || n > KEEP))
+        return true;
+    size_t cap = n > KEEP ? n : KEEP;
+    char *b = realloc(a->body, cap);
+    if (!b)
+        return false; /* GCOVR_EXCL_LINE: allocation failure */
+    a->body = b;
+    a->body_cap = cap;
+    return true;
+}
+
+/* A method frame that is not a delivery: a confirm or a return of the side channel (the
+ * worker's retry and dead-letter publishes share this socket) is queued for
+ * kd_amqp_side_event; channel or connection close and basic.cancel from the broker become
+ * errors. Returns 0 to go on, or a kd_err code when the channel or connection is gone. */
+static int other_method(kd_amqp *a, const amqp_frame_t *f, const char *what, kd_err *err)
+{
+    kd_amqp_event ev = {.channel = f->channel};
     bool handled;
-    int rc = kd_amqp_common_method(a, &f, &ev, "consuming", &handled, err);
+    int rc = kd_amqp_common_method(a, f, &ev, what, &handled, err);
     if (rc)
         return rc;
     if (handled) /* a confirm or a return waits for the publisher's next kd_amqp_next_event */
         return ev.kind ? kd_amqp_side_push(a, &ev, err) : 0;
-    switch (f.payload.method.id) {
+    switch (f->payload.method.id) {
     case AMQP_BASIC_CANCEL_METHOD: /* the broker cancelled us: queue deleted or moved */
         a->consuming = false;
         return kd_amqp_set_broken(a, err, KD_ERR_IO,
@@ -90,42 +93,108 @@ static int other_method(kd_amqp *a, kd_err *err)
     case AMQP_BASIC_CANCEL_OK_METHOD: a->consuming = false; return 0;
     default:
         kd_debug("amqp %s: ignoring method 0x%08x while consuming", a->where,
-                 (unsigned)f.payload.method.id);
+                 (unsigned)f->payload.method.id);
         return 0;
     }
 }
 
+/* The next frame of the consuming channel, a content frame expected (of type `want`): the
+ * side channel's methods in between are served (other_method). rabbitmq-c's own
+ * amqp_read_message waits the same way, without a deadline: the broker sends a message's
+ * frames together, and a dead connection ends the wait (heartbeats, or the socket). */
+static int content_frame(kd_amqp *a, amqp_frame_t *f, uint8_t want, const char *what, kd_err *err)
+{
+    for (;;) {
+        int st = amqp_simple_wait_frame(a->conn, f);
+        if (st != AMQP_STATUS_OK)
+            return kd_amqp_lib_fail(a, st, what, err);
+        if (f->channel != KD_AMQP_CHANNEL && f->frame_type == AMQP_FRAME_METHOD) {
+            int rc = other_method(a, f, what, err);
+            if (rc)
+                return rc;
+            continue;
+        }
+        if (f->frame_type == want && f->channel == KD_AMQP_CHANNEL)
+            return 0;
+        if (f->frame_type == AMQP_FRAME_METHOD &&
+            (f->payload.method.id == AMQP_CHANNEL_CLOSE_METHOD ||
+             f->payload.method.id == AMQP_CONNECTION_CLOSE_METHOD))
+            return kd_amqp_server_close_on(a, f->channel, &f->payload.method, what, err);
+        return kd_amqp_set_broken(a, err, KD_ERR_IO,
+                                  "amqp %s: %s: frame type %d on channel %d where a message's "
+                                  "content was expected",
+                                  a->where, what, (int)f->frame_type, (int)f->channel);
+    }
+}
+
+/* As amqp_read_message (and amqp_consume_message around it), without their allocations:
+ * they cloned the properties into a new pool (a zeroed 4 KiB page), malloc'ed the body and
+ * copied three of the method's strings, all freed again at the next delivery (~6k
+ * instructions a job, docs/performance.md). The properties are copied out of the header
+ * frame before the body's frames are read. */
+int kd_amqp_read_content(kd_amqp *a, uint64_t delivery_tag, bool redelivered, kd_delivery *d,
+                         const char *what, kd_err *err)
+{
+    amqp_frame_t f;
+    memset(d, 0, sizeof *d);
+    int rc = content_frame(a, &f, AMQP_FRAME_HEADER, what, err);
+    if (rc)
+        return rc;
+    fill_properties(a, f.payload.properties.decoded, d);
+    uint64_t size = f.payload.properties.body_size;
+    if (size > SIZE_MAX / 2 || !body_room(a, (size_t)size))
+        return kd_amqp_set_broken(a, err, KD_ERR_NOMEM,
+                                  "amqp %s: %s: no memory for a body of %llu bytes", a->where, what,
+                                  (unsigned long long)size);
+    size_t got = 0;
+    while (got < size) {
+        if ((rc = content_frame(a, &f, AMQP_FRAME_BODY, what, err)))
+            return rc;
+        size_t n = f.payload.body_fragment.len;
+        if (n > size - got)
+            return kd_amqp_set_broken(a, err, KD_ERR_IO,
+                                      "amqp %s: %s: body frames longer than the %llu bytes "
+                                      "announced",
+                                      a->where, what, (unsigned long long)size);
+        memcpy(a->body + got, f.payload.body_fragment.bytes, n);
+        got += n;
+    }
+    d->body = size ? a->body : "";
+    d->len = (size_t)size;
+    d->delivery_tag = delivery_tag;
+    d->epoch = a->epoch;
+    d->redelivered = redelivered;
+    kd_amqp_acks_delivered(a, delivery_tag);
+    return 0;
+}
+
 int kd_amqp_consume_next(kd_amqp *a, int timeout_ms, kd_delivery *d, kd_err *err)
 {
-    kd_amqp_drop_envelope(a);
     int64_t deadline;
     int rc = kd_amqp_wait_start(a, timeout_ms, &deadline, err);
     if (rc)
         return -rc;
     for (;;) {
-        /* amqp_consume_message takes frames rabbitmq-c already queued (read ahead during
-         * an RPC such as basic.cancel) before it touches the socket. */
+        /* amqp_simple_wait_frame_noblock takes frames rabbitmq-c already queued (read ahead
+         * during an RPC such as basic.cancel) before it touches the socket. */
         struct timeval tv = kd_amqp_wait_tv(a, deadline);
-        amqp_rpc_reply_t r = amqp_consume_message(a->conn, &a->env, &tv, 0);
-        if (r.reply_type == AMQP_RESPONSE_NORMAL) {
-            a->have_env = true;
-            kd_amqp_fill_delivery(a, d);
-            return 1;
-        }
-        if (r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION) {
-            if (r.library_error == AMQP_STATUS_TIMEOUT)
-                return 0;
-            if (r.library_error == AMQP_STATUS_UNEXPECTED_STATE) {
-                rc = other_method(a, err);
-                if (rc)
-                    return -rc;
-                if (deadline - kd_amqp_now_ms() <= 0 && !kd_amqp_buffered(a))
-                    return 0;
-                continue;
+        amqp_frame_t f;
+        int st = amqp_simple_wait_frame_noblock(a->conn, &f, &tv);
+        if (st == AMQP_STATUS_TIMEOUT)
+            return 0;
+        if (st != AMQP_STATUS_OK)
+            return -kd_amqp_lib_fail(a, st, "consuming", err);
+        if (f.frame_type == AMQP_FRAME_METHOD) {
+            if (f.payload.method.id == AMQP_BASIC_DELIVER_METHOD && f.channel == KD_AMQP_CHANNEL) {
+                const amqp_basic_deliver_t *m = f.payload.method.decoded;
+                rc = kd_amqp_read_content(a, m->delivery_tag, m->redelivered, d, "consuming", err);
+                return rc ? -rc : 1;
             }
-            return -kd_amqp_lib_fail(a, r.library_error, "consuming", err);
+            if ((rc = other_method(a, &f, "consuming", err)))
+                return -rc;
         }
-        return -kd_amqp_check_reply(a, r, "consuming", err);
+        if (deadline - kd_amqp_now_ms() <= 0 && !kd_amqp_buffered(a))
+            return 0;
     }
 }
 

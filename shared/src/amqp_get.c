@@ -1,7 +1,7 @@
 /* amqp_get.c: reads by polling instead of consuming: basic.get of one message and a queue's
  * message count (passive declare). For callers that do not consume, such as kone-producer
  * replay-dead and the tests. A message taken here is handed out like a delivery
- * (kd_amqp_fill_delivery, amqp_consume.c) and settled with kd_amqp_ack/kd_amqp_nack.
+ * (kd_amqp_read_content, amqp_consume.c) and settled with kd_amqp_ack/kd_amqp_nack.
  */
 #include "amqp_int.h"
 
@@ -10,7 +10,6 @@
 
 int kd_amqp_get(kd_amqp *a, const char *queue, kd_delivery *d, kd_err *err)
 {
-    kd_amqp_drop_envelope(a);
     int rc = kd_amqp_if_broken(a, err);
     if (rc)
         return -rc;
@@ -24,17 +23,8 @@ int kd_amqp_get(kd_amqp *a, const char *queue, kd_delivery *d, kd_err *err)
     if (r.reply.id == AMQP_BASIC_GET_EMPTY_METHOD)
         return 0;
     const amqp_basic_get_ok_t *ok = r.reply.decoded;
-    memset(&a->env, 0, sizeof a->env);
-    a->env.channel = KD_AMQP_CHANNEL;
-    a->env.delivery_tag = ok->delivery_tag;
-    a->env.redelivered = ok->redelivered;
-    r = amqp_read_message(a->conn, KD_AMQP_CHANNEL, &a->env.message, 0);
-    rc = kd_amqp_check_reply(a, r, what, err);
-    if (rc)
-        return -rc;
-    a->have_env = true;
-    kd_amqp_fill_delivery(a, d);
-    return 1;
+    rc = kd_amqp_read_content(a, ok->delivery_tag, ok->redelivered, d, what, err);
+    return rc ? -rc : 1;
 }
 
 int kd_amqp_queue_count(kd_amqp *a, const char *queue, uint32_t *messages, kd_err *err)

@@ -45,8 +45,8 @@ struct kd_amqp {
 
     bool consuming;
     char consumer_tag[256];
-    amqp_envelope_t env; /* the delivery handed out last, freed on the next call */
-    bool have_env;
+    char *body; /* the body of the delivery handed out last (kd_amqp_read_content) */
+    size_t body_cap;
     char content_type[128];
     char message_id[256];
 
@@ -134,9 +134,12 @@ int kd_amqp_common_method(kd_amqp *a, const amqp_frame_t *f, kd_amqp_event *ev, 
  * the connection, its error naming `what`. */
 int kd_amqp_publish_out(kd_amqp *a, amqp_channel_t channel, const kd_amqp_out *m,
                         uint64_t *last_tag, const char *what, uint64_t *tag, kd_err *err);
-void kd_amqp_drop_envelope(kd_amqp *a);
-/* Fills *d from a->env (a delivery or a basic.get message). */
-void kd_amqp_fill_delivery(kd_amqp *a, kd_delivery *d);
+/* Reads the content (header and body frames) of the message whose basic.deliver or
+ * basic.get-ok was just read, and fills *d: the body into a->body, valid until the next
+ * read. A failure breaks the connection, its error naming `what`. Returns 0 or a kd_err
+ * code (amqp_consume.c). */
+int kd_amqp_read_content(kd_amqp *a, uint64_t delivery_tag, bool redelivered, kd_delivery *d,
+                         const char *what, kd_err *err);
 /* Queues a side event read while consuming; KD_ERR_NOMEM breaks the connection. */
 int kd_amqp_side_push(kd_amqp *a, const kd_amqp_event *ev, kd_err *err);
 

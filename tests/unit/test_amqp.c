@@ -347,6 +347,47 @@ static void test_live_publish_and_consume(void **state)
     kd_config_free(&cfg);
 }
 
+/* Bodies of every size come back byte for byte, each valid until the next call: empty, over
+ * several frames (frame_max is 128 KiB), then small again (the kept buffer shrinks after a
+ * body over 64 KiB), and the message id each carried. */
+static void test_live_bodies_of_every_size(void **state)
+{
+    (void)state;
+    kd_config cfg;
+    kd_amqp *a = live_connect(&cfg);
+    kd_err err = {0};
+    static const size_t sizes[] = {0, 300 * 1024, 10, 70 * 1024, 1, 131072 - 8, 131072};
+    enum { N = sizeof sizes / sizeof sizes[0] };
+    unsigned char *body = malloc(300 * 1024);
+    assert_non_null(body);
+    for (size_t i = 0; i < 300 * 1024; i++)
+        body[i] = (unsigned char)(i * 7 + i / 251);
+    for (int i = 0; i < N; i++) {
+        char id[16];
+        snprintf(id, sizeof id, "size-%d", i);
+        body[0] = (unsigned char)i; /* each body its own */
+        if (kd_amqp_publish_confirmed(a, id, body, sizes[i], 5000, &err) != 0)
+            fail_msg("%s", err.msg);
+    }
+    assert_int_equal(kd_amqp_consume_start(a, 3, &err), 0);
+    for (int i = 0; i < N; i++) {
+        kd_delivery d;
+        char id[16];
+        snprintf(id, sizeof id, "size-%d", i);
+        if (kd_amqp_consume_next(a, 5000, &d, &err) != 1)
+            fail_msg("delivery %d: %s", i, err.msg);
+        assert_int_equal(d.len, sizes[i]);
+        assert_string_equal(d.message_id, id);
+        body[0] = (unsigned char)i;
+        if (sizes[i])
+            assert_memory_equal(d.body, body, sizes[i]);
+        assert_int_equal(kd_amqp_ack(a, d.delivery_tag, d.epoch, &err), 0);
+    }
+    free(body);
+    kd_amqp_close(a);
+    kd_config_free(&cfg);
+}
+
 static void test_live_stale_ack_after_reconnect(void **state)
 {
     (void)state;
@@ -626,6 +667,7 @@ int main(void)
     };
     const struct CMUnitTest live[] = {
         cmocka_unit_test(test_live_publish_and_consume),
+        cmocka_unit_test(test_live_bodies_of_every_size),
         cmocka_unit_test(test_live_stale_ack_after_reconnect),
         cmocka_unit_test(test_live_held_acks),
         cmocka_unit_test(test_live_unroutable),
