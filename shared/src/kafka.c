@@ -29,7 +29,7 @@
  * The first write goes out, the rest wait for its ACK, and the broker delays that ACK (40 ms
  * on Linux) while it waits for the rest of the request: every produce took ~40 ms longer, so
  * a job's result was acked ~40 ms later and one worker's rate was capped at ~620 jobs/s
- * (docs/performance.md). librdkafka 2.2+ defaults to true.
+ * (docs/performance.md). librdkafka's default is still false.
  *
  * Config values are never logged or put into errors: librdkafka's own error text for a
  * rejected property quotes the value, so errors name the property only.
