@@ -701,9 +701,7 @@ int kk_bld_config(kk_bld_cfg *c, const kd_config *cfg, kd_err *err)
                           "kone.breaker_probe_cap_ms: must be at least "
                           "kone.breaker_probe_base_ms (%lld)",
                           (long long)(c->brk.base_us / 1000));
-    /* adaptive concurrency (kone_conc.h): per building and for the worker, at most
-     * worker.inflight (the jobs the worker holds at once) */
-    c->cc.max = (int)kd_cfg_int(cfg, KD_CFG_WORKER_INFLIGHT);
+    c->cc.max = kd_cc_max_of(cfg);
     int64_t v = kd_cfg_int(cfg, KD_CFG_KONE_CONCURRENCY_MIN);
     c->cc.min = v < c->cc.max ? (int)v : c->cc.max;
     c->cc.decrease_pct = (int)kd_cfg_int(cfg, KD_CFG_KONE_CONCURRENCY_DECREASE_PCT);

@@ -10,6 +10,17 @@ void kd_cc_init(kd_cc *c, const kd_cc_cfg *cfg)
     c->drops = 0;
 }
 
+int kd_cc_max_of(const kd_config *cfg)
+{
+    /* Not worker.inflight alone: a job holds its place after KONE's answer too (following its
+     * call to the decisive state, recording its outcome), so with the two limits one, KONE
+     * had fewer requests out than it was allowed and the worker idled between them (issue
+     * 17: 0.69 of 64 / 50 ms at 50 ms of KONE latency, and half the rate without latency). */
+    int64_t kone = kd_cfg_int(cfg, KD_CFG_KONE_CONCURRENCY_MAX);
+    int64_t held = kd_cfg_int(cfg, KD_CFG_WORKER_INFLIGHT);
+    return (int)(kone < held ? kone : held);
+}
+
 int kd_cc_limit(const kd_cc *c)
 {
     return (int)c->limit;

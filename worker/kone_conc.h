@@ -16,7 +16,7 @@
  * and timeouts say it plainly. Why +1 per success and a cut per drop rather than TCP's
  * +1 per window: with p the share of drops the limit settles where the expected change per
  * call is nil, (1 − p) = p · (1 − d) · limit, so at the default d = 0.9 an ordinary partial
- * outage (20 % of calls answered 500) keeps it about 40 (worker.inflight 64: the pool slows
+ * outage (20 % of calls answered 500) keeps it about 40 (kone.concurrency_max 64: the pool slows
  * a little, never stops), half the calls failing about 10, and a KONE that answers nothing
  * but errors drives it to `min` within a few dozen calls; each success then adds one again.
  * Why only while in use: a quiet building's limit must not grow without end (it would come
@@ -36,6 +36,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "kd_config.h"
 #include "kd_run.h"
 
 /* What one finished request says about KONE's load. */
@@ -47,7 +48,7 @@ typedef enum {
 
 typedef struct kd_cc_cfg {
     int min;          /* kone.concurrency_min: the lowest limit (>= 1) */
-    int max;          /* worker.inflight: the highest, and the start */
+    int max;          /* kd_cc_max_of: the highest, and the start */
     int decrease_pct; /* kone.concurrency_decrease_pct: a drop keeps this share (1..100;
                        * 100: the limit stays at max, adaptive concurrency off) */
 } kd_cc_cfg;
@@ -67,6 +68,11 @@ void kd_cc_take(kd_cc *c);
 bool kd_cc_done(kd_cc *c, const kd_cc_cfg *cfg, kd_cc_signal s);
 /* The current limit, an integer in [min, max]. */
 int kd_cc_limit(const kd_cc *c);
+
+/* The highest limit, and the start, of the worker's and (unless kone.concurrency_building_max
+ * is lower) each building's: kone.concurrency_max, or worker.inflight when that is smaller (a
+ * request is always a job the worker holds). */
+int kd_cc_max_of(const kd_config *cfg);
 
 /* What a finished run says about KONE's load: kd_brk_degraded_of is a DROP; a success (or
  * an accepted call) SUCCESS; anything else NEUTRAL. */

@@ -30,6 +30,7 @@
 
 #include "kd_job.h"
 #include "kd_log.h"
+#include "kone_conc.h"
 
 #ifndef KD_VERSION
 #define KD_VERSION "0.0.0"
@@ -225,9 +226,10 @@ static wm_family families[] = {
      .dyn = {1}},
     {&wm.cc_building,
      {.name = "kone_concurrency_limit",
-      .help = "Adaptive concurrency per building: KONE requests it may have outstanding (lowered "
-              "by 5xx, 429 and timeouts, raised by answers; at most worker.inflight). The other "
-              "series shows the last change among buildings not listed.",
+      .help =
+          "Adaptive concurrency per building: KONE requests it may have outstanding (lowered "
+          "by 5xx, 429 and timeouts, raised by answers; at most kone.concurrency_max). The other "
+          "series shows the last change among buildings not listed.",
       .type = KD_METRIC_GAUGE,
       L1("building", NULL)},
      .dyn = {1}},
@@ -433,9 +435,8 @@ int kd_wm_init(const kd_config *cfg, kd_err *err)
         return -1;
     }
     kd_gauge_setv(wm.build_info, KD_LV(KD_VERSION), 1);
-    /* the worker's concurrency limit starts at worker.inflight (the KONE client lowers it) */
-    int64_t inflight = cfg ? kd_cfg_int(cfg, KD_CFG_WORKER_INFLIGHT) : 64;
-    kd_gauge_set(wm.cc_worker, 0, (double)inflight);
+    /* the worker's concurrency limit starts at its highest (the KONE client lowers it) */
+    kd_gauge_set(wm.cc_worker, 0, cfg ? (double)kd_cc_max_of(cfg) : 64.0);
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     kd_gauge_set(wm.start_time, 0, (double)ts.tv_sec + ts.tv_nsec / 1e9);

@@ -92,8 +92,12 @@ KD_KEY(JOB_MAX_AGE_MS, "job.max_age_ms", MS, 0, KD_LIMITS_MAX_AGE_MAX_MS, NULL, 
 /* worker */
 KD_KEY(WORKER_ID, "worker.id", STR, 0, 0, NULL, "", W, 0,
        "Worker name in result events (default: host name and pid).")
-KD_KEY(WORKER_INFLIGHT, "worker.inflight", INT, 1, 65535, NULL, "64", W, 0,
-       "Jobs in flight at once; also the AMQP prefetch.")
+KD_KEY(
+    WORKER_INFLIGHT, "worker.inflight", INT, 1, 65535, NULL, "256", W, 0,
+    "Jobs one worker holds at once; also the AMQP prefetch. A job holds its place from delivery "
+    "until its outcome is recorded and acked: waiting for KONE room, at KONE, following its call "
+    "to the decisive state, recording the result; the KONE requests among them are capped by "
+    "kone.concurrency_max.")
 KD_KEY(WORKER_DRAIN_MS, "worker.drain_ms", MS, 0, 3600000, NULL, "10000", W, 0,
        "On SIGTERM, how long to wait for in-flight jobs before handing them back.")
 KD_KEY(
@@ -316,21 +320,27 @@ KD_KEY(KONE_BREAKER_PROBE_BASE_MS, "kone.breaker_probe_base_ms", MS, 10, 3600000
        "pings fail.")
 KD_KEY(KONE_BREAKER_PROBE_CAP_MS, "kone.breaker_probe_cap_ms", MS, 10, 3600000, NULL, "10000", W, 0,
        "Longest delay between pings of a building whose circuit is open.")
+KD_KEY(KONE_CONCURRENCY_MAX, "kone.concurrency_max", INT, 1, 65535, NULL, "64", W, 0,
+       "Adaptive concurrency: the most KONE requests the worker has outstanding (sent, not yet "
+       "answered) at once, where its limit starts and the highest it climbs back to (at most "
+       "worker.inflight). The jobs a worker holds beyond it wait in the worker or follow calls "
+       "already answered (docs/kone-client.md).")
 KD_KEY(
     KONE_CONCURRENCY_MIN, "kone.concurrency_min", INT, 1, 65535, NULL, "4", W, 0,
-    "Adaptive concurrency (per building and for the worker, at most worker.inflight): the lowest "
+    "Adaptive concurrency (per building and for the worker, at most kone.concurrency_max): the "
+    "lowest "
     "number of KONE requests outstanding that 5xx, 429 and timeouts can drive the limit down to. "
     "Each answer raises the limit by one; jobs above it wait in the worker "
     "(docs/kone-client.md).")
 KD_KEY(KONE_CONCURRENCY_DECREASE_PCT, "kone.concurrency_decrease_pct", INT, 1, 100, NULL, "90", W,
        0,
        "Adaptive concurrency: each 5xx, 429 or timeout multiplies the limit by this share (%); 100 "
-       "keeps it at worker.inflight (adaptive concurrency off).")
-KD_KEY(KONE_CONCURRENCY_BUILDING_MAX, "kone.concurrency_building_max", INT, 0, 65535, NULL, "0", W,
-       0,
-       "Adaptive concurrency: the highest limit of one building (0: worker.inflight), so at most "
-       "this many of its requests are out unanswered; when its site link goes down, at most this "
-       "many of its calls are stuck (they end unknown: docs/failure-handling.md).")
+       "keeps it at kone.concurrency_max (adaptive concurrency off).")
+KD_KEY(
+    KONE_CONCURRENCY_BUILDING_MAX, "kone.concurrency_building_max", INT, 0, 65535, NULL, "0", W, 0,
+    "Adaptive concurrency: the highest limit of one building (0: kone.concurrency_max), so at most "
+    "this many of its requests are out unanswered; when its site link goes down, at most this "
+    "many of its calls are stuck (they end unknown: docs/failure-handling.md).")
 KD_KEY(KONE_STALL_PROBE_MS, "kone.stall_probe_ms", MS, 0, 3600000, NULL, "1000", W, 0,
        "A building whose requests are out while none of them made progress (a call result, an "
        "answer) for this long is pinged; a ping failed with KONE's link-down error 1005 opens its "

@@ -2,8 +2,9 @@
 # it_fault_kone_errors: KONE answering 500 or 429 to 20% of calls: every job still succeeds.
 # A private kone-sim answers 20% of group 1's calls with 500 and 20% of group 2's with 429
 # (an answer that means "not executed": no call is made). 600 jobs, half per group, one
-# worker with 64 in flight (worker.inflight's default), the default retry tiers and backoff
-# (issue 11: "KONE degraded" at default settings), and up to 10 attempts: at the default 5,
+# worker with 64 in flight (worker.inflight 64: all of them may be at KONE under
+# kone.concurrency_max's default 64), the default retry tiers and backoff (issue 11: "KONE
+# degraded" at default settings), and up to 10 attempts: at the default 5,
 # 0.2^5 of jobs (one in 3,000) would fail every attempt by chance, so 600 jobs would make
 # this test fail one run in five.
 # Proves: transient KONE errors are retried through RabbitMQ until they succeed: every job
@@ -67,11 +68,11 @@ m_cnt=$(curl -s "http://127.0.0.1:$port/metrics" | awk '/^kone_job_requeues_coun
 [ "${m_cnt%.*}" = "$N" ] && [ "${m_sum%.*}" = "$rq_sum" ] ||
     it_fail "kone_job_requeues: count $m_cnt, sum $m_sum; the results say $N jobs, $rq_sum re-queues"
 it_log "re-queues: $rq_sum for $N jobs ($(awk -v s="$rq_sum" -v n="$N" 'BEGIN { printf "%.3f", s / n }') per job, max $rq_max); kone_job_requeues agrees"
-# adaptive concurrency: 500s and 429s lowered the worker's limit below worker.inflight (64),
+# adaptive concurrency: 500s and 429s lowered the worker's limit below kone.concurrency_max (64),
 # and no job above it was failed for it (every job succeeded, above)
 lowest=$(sort -n "$IT_DIR/limit.log" | head -n1)
 [ -n "$lowest" ] || it_fail "kone_worker_concurrency_limit never read from /metrics"
-[ "$lowest" -gt 0 ] || it_fail "kone_worker_concurrency_limit read 0: it starts at worker.inflight"
+[ "$lowest" -gt 0 ] || it_fail "kone_worker_concurrency_limit read 0: it starts at kone.concurrency_max"
 [ "$lowest" -lt "$INFLIGHT" ] || it_fail "the worker's concurrency limit never fell below $INFLIGHT"
 it_log "the worker's concurrency limit: lowest $lowest of $INFLIGHT, $(tail -n1 "$IT_DIR/limit.log") at the end"
 for st in 500 429; do

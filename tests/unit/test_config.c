@@ -32,7 +32,8 @@ static void test_defaults(void **state)
     /* one key of each type, read through its typed accessor */
     assert_string_equal(kd_cfg_str(&cfg, KD_CFG_AMQP_HOST), "127.0.0.1");
     assert_string_equal(kd_cfg_str(&cfg, KD_CFG_AMQP_QUEUE), "kone.calls");
-    assert_int_equal(kd_cfg_int(&cfg, KD_CFG_WORKER_INFLIGHT), 64);
+    assert_int_equal(kd_cfg_int(&cfg, KD_CFG_WORKER_INFLIGHT), 256);
+    assert_int_equal(kd_cfg_int(&cfg, KD_CFG_KONE_CONCURRENCY_MAX), 64);
     assert_int_equal(kd_cfg_int(&cfg, KD_CFG_METRICS_PORT), 9464);
     assert_int_equal(kd_cfg_int(&cfg, KD_CFG_KONE_REQUEST_TIMEOUT_MS), 10000);
     assert_int_equal(kd_cfg_int(&cfg, KD_CFG_KONE_KEEPALIVE_S), 30);
@@ -296,7 +297,7 @@ static void test_secrets_redacted(void **state)
     assert_non_null(strstr(dump, "kone.client_secret=<set>\n"));
     assert_non_null(strstr(dump, "ledger.url=<set>\n"));
     assert_non_null(strstr(dump, "kafka.sasl_password=\n")); /* empty: shown as empty */
-    assert_non_null(strstr(dump, "worker.inflight=64\n"));
+    assert_non_null(strstr(dump, "worker.inflight=256\n"));
     assert_null(strstr(dump, "hunter2"));
     assert_null(strstr(dump, "pw-in-url"));
     free(dump);
@@ -386,7 +387,7 @@ static void test_config_json(void **state)
     assert_string_equal(json_string_value(json_object_get(k, "type")), "integer");
     assert_int_equal(json_integer_value(json_object_get(k, "min")), 1);
     assert_int_equal(json_integer_value(json_object_get(k, "max")), 65535);
-    assert_string_equal(json_string_value(json_object_get(k, "default")), "64");
+    assert_string_equal(json_string_value(json_object_get(k, "default")), "256");
     assert_int_equal(json_array_size(json_object_get(k, "programs")), 1);
     assert_string_equal(json_string_value(json_array_get(json_object_get(k, "programs"), 0)),
                         "worker");

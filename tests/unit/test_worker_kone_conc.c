@@ -4,17 +4,19 @@
  * decrease_pct 100 turns it off), what a finished run signals, and then a pool of requests
  * on a fake clock (a backlog larger than the limit, KONE answering each after 20-60 ms):
  * 20% of answers 500 keep the limit well above its floor, 100% drive it to the minimum
- * within a few dozen answers, and recovery raises it back to the maximum. */
+ * within a few dozen answers, and recovery raises it back to the maximum. The maximum comes
+ * from kone.concurrency_max, capped by worker.inflight. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <stdlib.h>
 
 #include "kone_conc.h"
 #include "test_xorshift.h"
 
-/* the defaults (kone.concurrency_min, worker.inflight, kone.concurrency_decrease_pct) */
+/* the defaults (kone.concurrency_min, kone.concurrency_max, kone.concurrency_decrease_pct) */
 static const kd_cc_cfg cfg = {.min = 4, .max = 64, .decrease_pct = 90};
 
 static void fill(kd_cc *c)
@@ -199,10 +201,39 @@ static void test_pool_100pct_to_min_then_recovers(void **state)
     assert_int_equal(r.lowest, cfg.max); /* back within the first second */
 }
 
+/* The worker's KONE requests: kone.concurrency_max, unless worker.inflight (the jobs it holds)
+ * is smaller; 256 jobs held by default, 64 requests out of them. */
+static void test_max_of_config(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *held, *kone;
+        int max;
+    } cases[] = {
+        {NULL, NULL, 64}, {"16", NULL, 16}, {NULL, "200", 200}, {"100", "200", 100}, {"1", "1", 1}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        kd_config conf;
+        kd_err err = {0};
+        char *argv[] = {"kone-worker"};
+        unsetenv("KD_WORKER_INFLIGHT");
+        unsetenv("KD_KONE_CONCURRENCY_MAX");
+        if (cases[i].held)
+            setenv("KD_WORKER_INFLIGHT", cases[i].held, 1);
+        if (cases[i].kone)
+            setenv("KD_KONE_CONCURRENCY_MAX", cases[i].kone, 1);
+        assert_int_equal(kd_config_load(&conf, KD_PROG_WORKER, "test", 1, argv, &err), 0);
+        assert_int_equal(kd_cc_max_of(&conf), cases[i].max);
+        kd_config_free(&conf);
+    }
+    unsetenv("KD_WORKER_INFLIGHT");
+    unsetenv("KD_KONE_CONCURRENCY_MAX");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_transitions),
+        cmocka_unit_test(test_max_of_config),
         cmocka_unit_test(test_signal_of),
         cmocka_unit_test(test_pool_20pct_keeps_above_floor),
         cmocka_unit_test(test_pool_100pct_to_min_then_recovers),
