@@ -281,6 +281,10 @@ static void kone_free(kd_kone *k)
     free(k->pool.ca_file);
     kk_scope_free(&k->scope);
     free(k->early);
+    for (kk_job *j = k->spare_jobs, *n; j; j = n) {
+        n = j->spare_next;
+        free(j);
+    }
     kd_idmap_free(&k->by_req);
     kd_idmap_free(&k->by_sid);
     kk_blds_free(&k->blds);

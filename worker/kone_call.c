@@ -60,6 +60,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kd_list.h"
 #include "kd_log.h"
 #include "kd_str.h"
 #include "kone_int.h"
@@ -148,6 +149,22 @@ static bool lost_since(const kk_job *j)
     return j->slot && j->slot->link.losses != j->losses_at;
 }
 
+/* Jobs ended are kept for reuse (kd_list.h, KD_SPARE_TAKE): calls come in clumps. Loop
+ * thread only. */
+#define KK_SPARE_JOBS 64
+
+static kk_job *job_new(kd_kone *k)
+{
+    kk_job *j;
+    KD_SPARE_TAKE(k->spare_jobs, k->n_spare_jobs, spare_next, j);
+    return j;
+}
+
+static void job_free(kd_kone *k, kk_job *j)
+{
+    KD_SPARE_GIVE(k->spare_jobs, k->n_spare_jobs, KK_SPARE_JOBS, spare_next, j);
+}
+
 static void finish(kk_job *j, kd_outcome o, kd_failure_class f, const char *code, const char *fmt,
                    ...)
 {
@@ -173,7 +190,7 @@ static void finish(kk_job *j, kd_outcome o, kd_failure_class f, const char *code
         kd_run_finish(run, o, f, code, "%s", msg);
         kk_bld_job_done(&j->bj, o, code, lost_since(j));
     }
-    free(j);
+    job_free(k, j);
     kk_finish_run(k, run, o, f, code, msg);
 }
 
@@ -381,7 +398,7 @@ void kk_job_submit(kd_kone *k, kd_run *run)
                       "job is not valid; not sent to KONE");
         return;
     }
-    kk_job *j = calloc(1, sizeof *j);
+    kk_job *j = job_new(k);
     if (!j) {
         kk_finish_run(k, run, KD_OUTCOME_FAILED, KD_FAIL_TRANSIENT, "nomem", "out of memory");
         return;
@@ -399,7 +416,7 @@ void kk_job_submit(kd_kone *k, kd_run *run)
     if (run->job.deadline > 0) {
         int64_t left = run->job.deadline * 1000 - kd_now_us();
         if (left <= 0) {
-            free(j);
+            job_free(k, j);
             kk_finish_run(k, run, KD_OUTCOME_EXPIRED, KD_FAIL_FINAL, "expired",
                           "job deadline passed before it was sent to KONE");
             return;
@@ -407,7 +424,7 @@ void kk_job_submit(kd_kone *k, kd_run *run)
         j->expire_at = now + left;
     }
     if (kk_token_of(k, run->job.building_id) < 0) {
-        free(j);
+        job_free(k, j);
         kk_finish_run(k, run, KD_OUTCOME_REJECTED, KD_FAIL_FINAL, "scope",
                       "building not in kone.buildings: no token of this worker covers it "
                       "(KONE would answer 403); not sent to KONE");

@@ -167,8 +167,9 @@ void kk_conn_kill(kk_conn *c)
 
 int kk_conn_send_owned(kk_conn *c, char *text)
 {
-    /* queued in wslay (copied, masked when written): the WRITEABLE callback that called us
-     * writes it (conn_writeable_raw) */
+    /* framed into the WebSocket's output (copied, masked; or queued in wslay behind a pong or
+     * a partly written frame): the WRITEABLE callback that called us writes it
+     * (conn_writeable_raw) */
     if (!kd_ws_send(&c->ws, text, strlen(text))) {
         kd_warn("kone: slot %d: cannot queue a frame, dropping the connection", c->link->idx);
         free(text);
@@ -653,10 +654,10 @@ static int conn_writeable(kk_conn *c)
          * one TLS write (a record, a system call) instead of one poll round each, so a clump
          * of calls does not wait a round per call before it (issue 17) */
         for (int i = 0; i < WRITES_PER_CALL; i++) {
-            size_t queued = kd_ws_queued(&c->ws);
+            uint64_t sent = kd_ws_sent(&c->ws);
             if (l->pool->ops.writable(l, c, l->pool->user) < 0)
                 return -1;
-            if (kd_ws_queued(&c->ws) == queued || c->st != KC_READY || l->active != c->idx ||
+            if (kd_ws_sent(&c->ws) == sent || c->st != KC_READY || l->active != c->idx ||
                 c->ping.write || !l->pool->ops.want_write(l, l->pool->user))
                 break; /* nothing more to write now, or the conn changed under it */
         }

@@ -125,9 +125,10 @@ typedef enum { KW_NONE = 0, KW_REQUEST, KW_DELETE } kk_want;
 struct kk_job {
     kd_kone *k;
     kd_run *run;
-    kk_slot *slot;    /* NULL while in k->waitq or its building's rq */
-    lws_dll2_t place; /* on k->waitq or slot->jobs (on its building's rq: bj.wait) */
-    lws_dll2_t wlink; /* on slot->wq while want != KW_NONE */
+    kk_job *spare_next; /* kept for reuse (kone_call.c job_new) */
+    kk_slot *slot;      /* NULL while in k->waitq or its building's rq */
+    lws_dll2_t place;   /* on k->waitq or slot->jobs (on its building's rq: bj.wait) */
+    lws_dll2_t wlink;   /* on slot->wq while want != KW_NONE */
     kk_want want;
     kk_job_state st;
     lws_sorted_usec_list_t sul;
@@ -231,6 +232,8 @@ struct kd_kone {
         char frame[KK_EARLY_FRAME];
     } * early; /* KK_EARLY_N entries, a ring */
     unsigned early_next;
+    kk_job *spare_jobs; /* jobs ended, kept for reuse (at most KK_SPARE_JOBS; loop thread) */
+    int n_spare_jobs;
 
     /* the subscriptions' configuration and what they ask of the call layer (kone_sub.h) */
     kk_subs subs;

@@ -1,6 +1,7 @@
 /* kone_ws: one client WebSocket over a TLS byte stream (kone_tls.h), framed by wslay (Debian's
  * libwslay1): the opening handshake (kone_wshs.h), then wslay's event API for what we send (it
- * masks our frames and queues pongs and close frames), and wslay's frame layer for what we
+ * masks our frames and queues pongs and close frames; a text frame with nothing of wslay's
+ * before it is framed into the output directly), and wslay's frame layer for what we
  * receive, under a message layer of ours (kone_wsmsg.h: fragments put back together in one
  * buffer per connection, control frames, close codes, the length limit, the UTF-8 of text
  * messages checked 16 ASCII bytes at a time; wslay's event layer checked it a byte at a time and
@@ -55,6 +56,7 @@ typedef struct kd_ws {
     char why[KD_WSHS_WHY_MAX];
     uint8_t mask_pool[256]; /* random bytes for the frames' masks, drawn 256 at a time */
     size_t mask_used;
+    uint64_t n_sent; /* messages kd_ws_send took */
 } kd_ws;
 
 typedef enum {
@@ -68,13 +70,14 @@ typedef enum {
 bool kd_ws_open(kd_ws *w, const char *host, int port, const char *path, const char *protocol,
                 size_t max_msg, kd_ws_msg_fn on_msg, void *user);
 kd_ws_result kd_ws_rx(kd_ws *w, const void *in, size_t len);
-/* Queues one text frame (copied); false when the stream cannot take it any more. */
+/* Queues one text frame (copied: framed into the output at once when nothing of wslay's waits
+ * before it, else queued in wslay); false when the stream cannot take it any more. */
 bool kd_ws_send(kd_ws *w, const char *text, size_t len);
 /* The bytes to write next (*n 0: none); false when wslay failed (drop the connection). */
 bool kd_ws_pending(kd_ws *w, const unsigned char **p, size_t *n);
 void kd_ws_consumed(kd_ws *w, size_t n); /* the socket took n of them */
 bool kd_ws_want_write(const kd_ws *w);
-size_t kd_ws_queued(const kd_ws *w); /* messages queued by kd_ws_send, not yet framed */
+uint64_t kd_ws_sent(const kd_ws *w); /* messages kd_ws_send took since kd_ws_open */
 bool kd_ws_upgraded(const kd_ws *w);
 /* A close frame (ours or KONE's) went out, or the stream ended otherwise: nothing more to say. */
 bool kd_ws_done(const kd_ws *w);

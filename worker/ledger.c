@@ -95,9 +95,13 @@ op *lg_pop(op_list *q)
     return o;
 }
 
-op *lg_new_op(op_kind kind, const kd_run *run)
+op *lg_new_op(kd_ledger *l, op_kind kind, const kd_run *run)
 {
-    op *o = calloc(1, sizeof *o);
+    op *o;
+    if (l)
+        KD_SPARE_TAKE(l->spare, l->n_spare, next, o);
+    else /* a NULL ledger: the op is only answered and freed */
+        o = calloc(1, sizeof *o);
     if (!o)
         return NULL;
     o->kind = kind;
@@ -111,16 +115,19 @@ op *lg_new_op(op_kind kind, const kd_run *run)
     return o;
 }
 
-void lg_free_op(op *o)
+void lg_free_op(kd_ledger *l, op *o)
 {
     if (!o)
         return;
     for (op *c = o->next_taken, *n; c; c = n) {
         n = c->next;
-        free(c);
+        lg_free_op(l, c);
     }
     free(o->result);
-    free(o);
+    if (l)
+        KD_SPARE_GIVE(l->spare, l->n_spare, LG_SPARE, next, o);
+    else
+        free(o);
 }
 
 kd_outcome lg_outcome_from(const char *s)
@@ -386,10 +393,14 @@ void kd_ledger_close(kd_ledger *l)
             } else if (o->done_fn) {
                 o->done_fn(false, o->result, o->result_len, o->ctx);
             }
-            lg_free_op(o);
+            lg_free_op(l, o);
         }
     if (l->pg)
         PQfinish(l->pg);
+    for (op *o = l->spare, *n; o; o = n) {
+        n = o->next;
+        free(o);
+    }
     lg_group_free(l);
     free(l->url);
     free(l);
@@ -432,7 +443,7 @@ int kd_ledger_pending(const kd_ledger *l)
 void lg_enqueue(kd_ledger *l, op *o)
 {
     if (!l) {
-        lg_free_op(o);
+        lg_free_op(l, o);
         return;
     }
     lg_push(&l->queue, o);
@@ -440,10 +451,10 @@ void lg_enqueue(kd_ledger *l, op *o)
 
 void kd_ledger_claim(kd_ledger *l, kd_run *run, kd_ledger_claim_fn fn, void *ctx)
 {
-    op *o = lg_new_op(OP_CLAIM, run);
+    op *o = lg_new_op(l, OP_CLAIM, run);
     if (!o || !l || !l->pg) {
         kd_ledger_found f = {.verdict = KD_LEDGER_FAILED};
-        lg_free_op(o);
+        lg_free_op(l, o);
         fn(&f, ctx);
         return;
     }
@@ -455,7 +466,7 @@ void kd_ledger_claim(kd_ledger *l, kd_run *run, kd_ledger_claim_fn fn, void *ctx
 
 static void enqueue_simple(kd_ledger *l, op_kind kind, const kd_run *run)
 {
-    op *o = lg_new_op(kind, run);
+    op *o = lg_new_op(l, kind, run);
     if (!o) {
         /* GCOVR_EXCL_START: allocation failure */
         kd_error("ledger: out of memory; %s of job %s not recorded", lg_op_name[kind],
@@ -469,7 +480,7 @@ static void enqueue_simple(kd_ledger *l, op_kind kind, const kd_run *run)
 void kd_ledger_accept(kd_ledger *l, const char *job_id, int64_t session_id,
                       const char *kone_session)
 {
-    op *o = lg_new_op(OP_ACCEPT, NULL);
+    op *o = lg_new_op(l, OP_ACCEPT, NULL);
     if (!o) {
         /* GCOVR_EXCL_START: allocation failure */
         kd_error("ledger: out of memory; acceptance of job %s not recorded", job_id);
@@ -495,14 +506,14 @@ void kd_ledger_release(kd_ledger *l, const kd_run *run, bool written)
 void kd_ledger_done(kd_ledger *l, kd_run *run, const void *result, size_t len, kd_ledger_done_fn fn,
                     void *ctx)
 {
-    op *o = l ? lg_new_op(OP_DONE, run) : NULL;
+    op *o = l ? lg_new_op(l, OP_DONE, run) : NULL;
     if (!l) {
         fn(false, result, len, ctx);
         return;
     }
     if (o && len && !(o->result = malloc(len))) {
         /* GCOVR_EXCL_START: allocation failure */
-        lg_free_op(o);
+        lg_free_op(l, o);
         o = NULL;
         /* GCOVR_EXCL_STOP */
     }
@@ -536,7 +547,7 @@ static void periodic(kd_ledger *l, int64_t now)
 {
     if (now >= l->next_renew) {
         l->next_renew = now + l->lease_ms * 1000 / 3;
-        op *o = lg_new_op(OP_RENEW, NULL), *a = lg_new_op(OP_ALIVE, NULL);
+        op *o = lg_new_op(l, OP_RENEW, NULL), *a = lg_new_op(l, OP_ALIVE, NULL);
         if (o)
             lg_enqueue(l, o);
         if (a)
@@ -544,13 +555,13 @@ static void periodic(kd_ledger *l, int64_t now)
     }
     if (l->cancel_fn && now >= l->next_take) {
         l->next_take = now + 250000;
-        op *t = lg_new_op(OP_CANCEL_TAKE, NULL);
+        op *t = lg_new_op(l, OP_CANCEL_TAKE, NULL);
         if (t)
             lg_enqueue(l, t);
     }
     if (now >= l->next_purge) {
         l->next_purge = now + LEDGER_PURGE_EVERY_US;
-        op *p = lg_new_op(OP_PURGE, NULL), *c = lg_new_op(OP_COUNT, NULL);
+        op *p = lg_new_op(l, OP_PURGE, NULL), *c = lg_new_op(l, OP_COUNT, NULL);
         if (p)
             lg_enqueue(l, p);
         if (c)
@@ -586,7 +597,7 @@ void kd_ledger_drain(kd_ledger *l, int64_t timeout_us)
 {
     if (!l)
         return;
-    op *o = lg_new_op(OP_END_LEASES, NULL), *g = lg_new_op(OP_GONE, NULL);
+    op *o = lg_new_op(l, OP_END_LEASES, NULL), *g = lg_new_op(l, OP_GONE, NULL);
     l->cancel_fn = NULL; /* no new cancel is taken now */
     if (o)
         lg_enqueue(l, o);

@@ -14,7 +14,7 @@
 
 op *lg_cancel_op(kd_ledger *l, op_kind kind, const char *cancel_job_id)
 {
-    op *o = lg_new_op(kind, NULL);
+    op *o = lg_new_op(l, kind, NULL);
     if (!o) {
         /* GCOVR_EXCL_START: allocation failure */
         kd_error("ledger: out of memory; cancel %s not handled", cancel_job_id);

@@ -118,7 +118,12 @@ struct kd_ledger {
     void *cancel_ctx;
     struct lg_text *arrays; /* ledger_batch.c: array parameters, kept between batches */
     struct lg_seen *seen;   /* ledger_batch.c: the job ids of the statements being grouped */
+    op *spare;              /* ops given back, for lg_new_op to use again (at most LG_SPARE) */
+    int n_spare;
 };
+
+/* Ops kept for reuse (kd_list.h, KD_SPARE_TAKE): an op is 1.8 KiB, a job makes three. */
+#define LG_SPARE 128
 
 /* What a statement's parameters are made of. Each op kind's row of lg_op_params lists its
  * parameters in order ($1, $2, ...), as its statement in ledger_sql.c numbers them. In a
@@ -168,8 +173,8 @@ void lg_hook_op(kd_ledger *l, op_kind k, bool ok);
 const char *lg_pg_msg(PGconn *pg, char *buf, size_t len);
 void lg_push(op_list *q, op *o);
 op *lg_pop(op_list *q);
-op *lg_new_op(op_kind kind, const kd_run *run);
-void lg_free_op(op *o);
+op *lg_new_op(kd_ledger *l, op_kind kind, const kd_run *run); /* zeroed but for these */
+void lg_free_op(kd_ledger *l, op *o); /* and the ops it holds (next_taken), and its result */
 kd_outcome lg_outcome_from(const char *s);
 void lg_enqueue(kd_ledger *l, op *o); /* no-op (frees o) on a NULL ledger */
 /* The connection is gone: the batches in flight failed; claims and lookups answer now. */

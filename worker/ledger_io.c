@@ -248,7 +248,7 @@ static void read_result(kd_ledger *l, op *o, PGresult *r)
     } else if (o->kind == OP_CANCEL_TAKE && l->cancel_fn) {
         /* taken (state sent) in this batch: handed to the worker once it commits */
         for (int i = 0; i < PQntuples(r); i++) {
-            op *c = lg_new_op(OP_CANCEL_TAKE, NULL);
+            op *c = lg_new_op(l, OP_CANCEL_TAKE, NULL);
             if (!c)
                 break;
             snprintf(c->job_id, sizeof c->job_id, "%s", PQgetvalue(r, i, 0));
@@ -273,9 +273,9 @@ void lg_finish_op(kd_ledger *l, op *o, bool ok)
         if (!ok) {
             o->found.verdict = KD_LEDGER_FAILED;
             /* its commit is unknown: take back a claim that may exist */
-            op *rel = calloc(1, sizeof *rel);
+            op *rel = lg_new_op(l, OP_RELEASE_NEW, NULL);
             if (rel) {
-                *rel = (op){.kind = OP_RELEASE_NEW, .attempt = o->attempt};
+                rel->attempt = o->attempt;
                 memcpy(rel->job_id, o->job_id, sizeof rel->job_id);
                 lg_push(&l->queue, rel);
             }
@@ -292,7 +292,7 @@ void lg_finish_op(kd_ledger *l, op *o, bool ok)
             n = c->next;
             if (ok && l->cancel_fn)
                 l->cancel_fn(c->job_id, c->session_id, c->building, c->group, l->cancel_ctx);
-            lg_free_op(c);
+            lg_free_op(l, c);
         }
         o->next_taken = NULL;
         break;
@@ -310,7 +310,7 @@ void lg_finish_op(kd_ledger *l, op *o, bool ok)
         break;
     default: break;
     }
-    lg_free_op(o);
+    lg_free_op(l, o);
 }
 
 /* The sync of the oldest batch came back: commit (ok) or rollback. */

@@ -32,12 +32,13 @@ typedef struct wk_run {
     unsigned waits; /* WK_WAIT_* still pending; settled (ack/nack) at 0 */
     bool nack;      /* something failed: hand the delivery back instead of acking */
     wk_fate fate;
-    int64_t first_seen_ms;  /* x-kd-first-seen, or when this worker took it */
-    void *owner;            /* the worker (ledger callbacks carry the run only) */
-    bool claimed;           /* holds a ledger claim: its outcome is recorded before produced */
-    int64_t delivery_count; /* x-delivery-count: times handed out before without an outcome */
-    int64_t busy_until;     /* waiting for another delivery of its job: claim again then */
-    int64_t remote_until;   /* a cancel sent by another worker: send it ourselves after */
+    int64_t first_seen_ms;     /* x-kd-first-seen, or when this worker took it */
+    void *owner;               /* the worker (ledger callbacks carry the run only) */
+    bool claimed;              /* holds a ledger claim: its outcome is recorded before produced */
+    int64_t delivery_count;    /* x-delivery-count: times handed out before without an outcome */
+    int64_t busy_until;        /* waiting for another delivery of its job: claim again then */
+    int64_t remote_until;      /* a cancel sent by another worker: send it ourselves after */
+    struct wk_run *spare_next; /* kept for reuse (worker_core.c run_new) */
 } wk_run;
 
 #endif
