@@ -69,7 +69,7 @@ typedef struct kk_bld_cfg {
     int rl_share_pct;     /* kone.rate_slowdown_share */
     int64_t stall_us;     /* kone.stall_probe_ms: calls without progress this long: ping */
     int64_t ping_wait_us; /* kone.request_timeout_ms: a ping unanswered this long failed */
-    kd_cc_cfg cc;         /* the worker's concurrency (max: worker.inflight) */
+    kd_cc_cfg cc;         /* the worker's concurrency (max: kd_cc_max_of) */
     kd_cc_cfg cc_bld;     /* a building's (max: kone.concurrency_building_max) */
 } kk_bld_cfg;
 

@@ -67,8 +67,9 @@ static ssize_t on_frame_in(uint8_t *buf, size_t len, int flags, void *user)
 static const struct wslay_frame_callbacks rx_callbacks = {.recv_callback = on_frame_in};
 
 /* wslay's event layer is only for sending (kd_ws_rx reads through its frame layer and
- * kone_wsmsg.c): every frame we send, pong, close and refusal is queued on it, and
- * wslay_event_recv is never called, so it needs no receive callbacks. */
+ * kone_wsmsg.c): pongs, closes and refusals are queued on it, and a text frame when one of
+ * those waits before it (kd_ws_send frames the others itself). wslay_event_recv is never
+ * called, so it needs no receive callbacks. */
 static const struct wslay_event_callbacks ws_callbacks = {
     .send_callback = on_send,
     .genmask_callback = on_genmask,

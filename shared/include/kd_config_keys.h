@@ -335,7 +335,8 @@ KD_KEY(
 KD_KEY(KONE_CONCURRENCY_DECREASE_PCT, "kone.concurrency_decrease_pct", INT, 1, 100, NULL, "90", W,
        0,
        "Adaptive concurrency: each 5xx, 429 or timeout multiplies the limit by this share (%); 100 "
-       "keeps it at kone.concurrency_max (adaptive concurrency off).")
+       "keeps it at its maximum, kone.concurrency_max or worker.inflight when smaller (adaptive "
+       "concurrency off).")
 KD_KEY(
     KONE_CONCURRENCY_BUILDING_MAX, "kone.concurrency_building_max", INT, 0, 65535, NULL, "0", W, 0,
     "Adaptive concurrency: the highest limit of one building (0: kone.concurrency_max), so at most "
