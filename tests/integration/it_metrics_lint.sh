@@ -152,7 +152,11 @@ printf '\x93\x01\x02' >"$IT_DIR/junk.bin"
 t0=$SECONDS
 it_start_sim --sim-faults='{"latency_ms":20,"jitter_ms":40,"call_error":{"share":0.03,"status":500},
     "buildings":{"building:9990000951":{"groups":{"2":{"call_error":{"share":1,"status":500}}}}}}'
-it_fault_worker w1 KD_KONE_CALL_TIMEOUT_MS=4000 KD_RETRY_MAX_ATTEMPTS=3
+# retry.max_requeues 4: the site-link-down row opens building 952's circuit, and when the
+# shuffle puts the group-out-of-service row (952 too) after it, that job bounces circuit_open
+# through the 10 s tier until its requeue limit: 20 trips made the test 170 s instead of 30
+# (it ends requeue_limit either way; a job failed for 500s makes at most 2 trips).
+it_fault_worker w1 KD_KONE_CALL_TIMEOUT_MS=4000 KD_RETRY_MAX_ATTEMPTS=3 KD_RETRY_MAX_REQUEUES=4
 PORT=$(it_metrics_port w1)
 scrape "$IT_DIR/scrape-0-idle.prom"
 lint "$IT_DIR/scrape-0-idle.prom"
