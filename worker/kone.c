@@ -24,8 +24,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "kd_log.h"
 #include "kd_list.h"
+#include "kd_log.h"
 #include "kd_tls.h"
 #include "kone_int.h"
 #include "kone_inventory.h"
@@ -281,10 +281,7 @@ static void kone_free(kd_kone *k)
     free(k->pool.ca_file);
     kk_scope_free(&k->scope);
     free(k->early);
-    for (kk_job *j = k->spare_jobs, *n; j; j = n) {
-        n = j->spare_next;
-        free(j);
-    }
+    KD_SLIST_FREE(k->spare_jobs, spare_next);
     kd_idmap_free(&k->by_req);
     kd_idmap_free(&k->by_sid);
     kk_blds_free(&k->blds);

@@ -397,10 +397,7 @@ void kd_ledger_close(kd_ledger *l)
         }
     if (l->pg)
         PQfinish(l->pg);
-    for (op *o = l->spare, *n; o; o = n) {
-        n = o->next;
-        free(o);
-    }
+    KD_SLIST_FREE(l->spare, next);
     lg_group_free(l);
     free(l->url);
     free(l);

@@ -1598,11 +1598,7 @@ void kd_worker_free(kd_worker *w)
         w->accepted = a->next;
         free(a);
     }
-    while (w->spare) {
-        wk_run *r = w->spare;
-        w->spare = r->spare_next;
-        free(r);
-    }
+    KD_SLIST_FREE(w->spare, spare_next);
     kd_rpub_free(&w->pub);
     if (w->timings)
         fclose(w->timings);
