@@ -275,6 +275,15 @@ static void stop_tokens(kd_kone *k)
     }
 }
 
+/* The loop's context goes, its timer heap first: the heap cancels its one lws timer while the
+ * context exists, and the objects freed after it (kone_free) no longer read each other
+ * through the heap (kk_timers_stop). */
+static void end_loop(kd_kone *k)
+{
+    kk_timers_stop(&k->pool.timers);
+    lws_context_destroy(k->ctx);
+}
+
 static void kone_free(kd_kone *k)
 {
     kk_pool_free(&k->pool);
@@ -355,6 +364,7 @@ int kd_kone_start(kd_kone **out, const kd_config *cfg, const kd_kone_hooks *hook
         /* GCOVR_EXCL_STOP */
     }
     k->pool.ctx = k->ctx;
+    kk_timers_init(&k->pool.timers, k->ctx);
     for (int i = 0; i < KK_MAX_SLOTS; i++)
         k->slots[i].tok = k->slots[i].sub.tok = i % k->scope.n_tokens;
     if (!kd_kone_dns_is_numeric(k->pool.ws_host))
@@ -369,7 +379,7 @@ int kd_kone_start(kd_kone **out, const kd_config *cfg, const kd_kone_hooks *hook
     }
     if (rc) {
         stop_tokens(k);
-        lws_context_destroy(k->ctx);
+        end_loop(k);
         kone_free(k);
         return rc;
     }
@@ -379,7 +389,7 @@ int kd_kone_start(kd_kone **out, const kd_config *cfg, const kd_kone_hooks *hook
     if (e) {
         /* GCOVR_EXCL_START: thread creation fails only without resources */
         stop_tokens(k);
-        lws_context_destroy(k->ctx);
+        end_loop(k);
         kone_free(k);
         return kd_err_set(err, KD_ERR_INTERNAL, "kone: cannot start the loop thread: %s",
                           kd_strerror(e));
@@ -459,7 +469,7 @@ void kd_kone_stop(kd_kone *k)
         pthread_join(k->thread, NULL);
     stop_tokens(k);                      /* before the context: their notify uses the context */
     k->exiting = k->pool.exiting = true; /* close callbacks during destroy do nothing */
-    lws_context_destroy(k->ctx);
+    end_loop(k);
     kone_free(k);
     kd_info("kone: client stopped");
 }

@@ -82,7 +82,7 @@ struct kk_bld {
     uint64_t waits, refused, pings;
     /* loop thread */
     lws_dll2_owner_t rq; /* jobs waiting for a token, oldest first (kk_bld_job.wait) */
-    lws_sorted_usec_list_t sul;
+    kk_tmr tmr;
     lws_dll2_t plink;  /* on bs->probes while a ping is out */
     lws_dll2_t cclink; /* on bs->cc_blocked while its first waiting job waits for the
                         * worker's concurrency limit */
@@ -94,7 +94,7 @@ struct kk_bld {
     int64_t progress_at;   /* its requests last made progress (or the first went out) */
 };
 
-static void bld_timer(lws_sorted_usec_list_t *sul);
+static void bld_timer(kk_tmr *tm);
 
 static unsigned hash_of(const char *s)
 {
@@ -166,7 +166,7 @@ static bool make_room(kk_blds *bs, int64_t now)
     KD_SLIST_UNLINK(bs->hash[hash_of(victim->id)], victim, hnext);
     bs->n--;
     pthread_mutex_unlock(&bs->bmu);
-    lws_sul_cancel(&victim->sul);
+    kk_tmr_cancel(&victim->tmr);
     free(victim);
     return true;
 }
@@ -298,11 +298,10 @@ static void arm(kk_bld *b, int64_t now)
             due = p;
     }
     if (due == INT64_MAX) {
-        lws_sul_cancel(&b->sul);
+        kk_tmr_cancel(&b->tmr);
         return;
     }
-    int64_t d = due - now;
-    lws_sul_schedule(bs->pool->ctx, 0, &b->sul, bld_timer, d > 0 ? d : 1);
+    kk_tmr_at(&bs->pool->timers, &b->tmr, bld_timer, due > now ? due : now + 1);
 }
 
 /* KONE answered a request of the building (too_many: 429): the rate limit's window learns
@@ -354,7 +353,7 @@ static void cc_release(kk_bld_job *j, kd_cc_signal sig)
         /* the worker's limit has room: the building waiting longest for it goes on */
         kk_bld *w = lws_container_of(bs->cc_blocked.head, kk_bld, cclink);
         lws_dll2_remove(&w->cclink);
-        lws_sul_schedule(bs->pool->ctx, 0, &w->sul, bld_timer, 1);
+        kk_tmr_in(&bs->pool->timers, &w->tmr, bld_timer, 1);
     }
 }
 
@@ -594,9 +593,9 @@ bool kk_bld_probe_answer(kk_blds *bs, const kk_link *l, const kd_kone_msg *m)
 
 /* ------------------------------------------------------------------ jobs */
 
-static void bld_timer(lws_sorted_usec_list_t *sul)
+static void bld_timer(kk_tmr *tm)
 {
-    kk_bld *b = lws_container_of(sul, kk_bld, sul);
+    kk_bld *b = lws_container_of(tm, kk_bld, tmr);
     kk_blds *bs = b->bs;
     if (bs->pool->exiting)
         return;
@@ -781,7 +780,7 @@ void kk_blds_shutdown(kk_blds *bs)
 {
     for (int i = 0; i < KK_BLD_BUCKETS; i++)
         for (kk_bld *b = bs->hash[i]; b; b = b->hnext) {
-            lws_sul_cancel(&b->sul);
+            kk_tmr_cancel(&b->tmr);
             probe_clear(b);
         }
 }

@@ -69,7 +69,7 @@
 
 #define NEVER INT64_MAX
 
-static void job_timer(lws_sorted_usec_list_t *sul);
+static void job_timer(kk_tmr *tm);
 
 /* KONE's callType for a job's request, the label of kone_api_request_duration_seconds. */
 static const char *call_type(kd_op op)
@@ -108,7 +108,7 @@ void kk_finish_run(kd_kone *k, kd_run *run, kd_outcome o, kd_failure_class f, co
 
 static void unlink_job(kk_job *j)
 {
-    lws_sul_cancel(&j->sul);
+    kk_tmr_cancel(&j->tmr);
     j->armed_at = 0;
     kk_dll_detach(&j->wlink);
     kk_sub_forget(&j->sub);
@@ -236,7 +236,7 @@ static void rearm(kk_job *j)
     }
     if (due == NEVER) {
         if (j->armed_at)
-            lws_sul_cancel(&j->sul);
+            kk_tmr_cancel(&j->tmr);
         j->armed_at = 0;
         return;
     }
@@ -246,9 +246,9 @@ static void rearm(kk_job *j)
      * one job_timer, which finds nothing due and re-arms to the deadline. */
     if (j->armed_at && j->armed_at <= due)
         return;
-    int64_t now = kd_mono_us(), d = due - now;
-    lws_sul_schedule(j->k->ctx, 0, &j->sul, job_timer, d > 0 ? d : 1);
-    j->armed_at = now + (d > 0 ? d : 1);
+    int64_t now = kd_mono_us();
+    j->armed_at = due > now ? due : now + 1;
+    kk_tmr_at(&j->k->pool.timers, &j->tmr, job_timer, j->armed_at);
 }
 
 /* Queues a frame for the job on its slot, behind the others. */
@@ -604,9 +604,9 @@ static void cancel_call(kk_job *j, const char *code, const char *fmt, ...)
     rearm(j);
 }
 
-static void job_timer(lws_sorted_usec_list_t *sul)
+static void job_timer(kk_tmr *tm)
 {
-    kk_job *j = lws_container_of(sul, kk_job, sul);
+    kk_job *j = lws_container_of(tm, kk_job, tmr);
     kd_kone *k = j->k;
     j->armed_at = 0; /* fired: not scheduled any more */
     int64_t now = kd_mono_us();
@@ -617,7 +617,7 @@ static void job_timer(lws_sorted_usec_list_t *sul)
          (j->st == KJ_FOLLOW && !j->decisive && now >= j->progress_deadline))) {
         /* its deadlines stand; the restored session moves them (kk_jobs_session_restored),
          * else they are met when the window ends */
-        lws_sul_schedule(k->ctx, 0, &j->sul, job_timer, until - now);
+        kk_tmr_at(&k->pool.timers, &j->tmr, job_timer, until);
         j->armed_at = until;
         return;
     }

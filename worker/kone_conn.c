@@ -40,11 +40,11 @@
 
 #define SEC 1000000LL
 
-static void link_timer(lws_sorted_usec_list_t *sul);
+static void link_timer(kk_tmr *tm);
 
-static void rearm_write(lws_sorted_usec_list_t *sul)
+static void rearm_write(kk_tmr *tm)
 {
-    kk_conn *c = lws_container_of(sul, kk_conn, wsul);
+    kk_conn *c = lws_container_of(tm, kk_conn, wtmr);
     if (c->wsi && c->st != KC_IDLE)
         lws_callback_on_writable(c->wsi);
 }
@@ -58,7 +58,7 @@ static void conn_want_write(kk_conn *c)
     if (!c->wsi)
         return;
     if (c->in_writeable)
-        lws_sul_schedule(c->link->pool->ctx, 0, &c->wsul, rearm_write, 1);
+        kk_tmr_in(&c->link->pool->timers, &c->wtmr, rearm_write, 1);
     else
         lws_callback_on_writable(c->wsi);
 }
@@ -130,7 +130,7 @@ int64_t kk_pool_jitter(kk_pool *p, int64_t max)
 
 void kk_link_kick(kk_link *l)
 {
-    lws_sul_schedule(l->pool->ctx, 0, &l->sul, link_timer, 1);
+    kk_tmr_in(&l->pool->timers, &l->tmr, link_timer, 1);
 }
 
 void kk_link_want_write(kk_link *l)
@@ -149,9 +149,9 @@ void kk_pool_kick_all(kk_pool *p)
 void kk_pool_shutdown(kk_pool *p)
 {
     for (int i = 0; i < p->n_links; i++) {
-        lws_sul_cancel(&p->links[i]->sul);
+        kk_tmr_cancel(&p->links[i]->tmr);
         for (int c = 0; c < 2; c++)
-            lws_sul_cancel(&p->links[i]->conn[c].wsul);
+            kk_tmr_cancel(&p->links[i]->conn[c].wtmr);
     }
     atomic_store(&p->n_ready, 0);
 }
@@ -305,7 +305,7 @@ static void conn_reset(kk_conn *c)
     c->st = KC_IDLE;
     conn_fresh(c);
     c->in_writeable = false;
-    lws_sul_cancel(&c->wsul);
+    kk_tmr_cancel(&c->wtmr);
     kd_ws_free(&c->ws);
     kd_tls_free(&c->tls, false); /* the socket is libwebsockets' (it closes it) */
 }
@@ -721,9 +721,9 @@ static int64_t earlier(int64_t a, int64_t b)
     return a < b ? a : b;
 }
 
-static void link_timer(lws_sorted_usec_list_t *sul)
+static void link_timer(kk_tmr *tm)
 {
-    kk_link *l = lws_container_of(sul, kk_link, sul);
+    kk_link *l = lws_container_of(tm, kk_link, tmr);
     kk_pool *p = l->pool;
     if (p->exiting)
         return;
@@ -789,7 +789,7 @@ static void link_timer(lws_sorted_usec_list_t *sul)
     }
     if (next < now + 1000)
         next = now + 1000;
-    lws_sul_schedule(p->ctx, 0, &l->sul, link_timer, next - now);
+    kk_tmr_at(&p->timers, &l->tmr, link_timer, next);
 }
 
 /* ------------------------------------------------------------------ lws callback */

@@ -33,6 +33,7 @@
 #include "kd_config.h"
 #include "kone_dns.h"
 #include "kone_msg.h"
+#include "kone_timer.h"
 #include "kone_token.h"
 #include "kone_tls.h"
 #include "kone_ws.h"
@@ -67,19 +68,19 @@ typedef struct kk_conn {
     int idx; /* 0 or 1 within the link */
     struct lws *wsi;
     kk_conn_state st;
-    bool retiring;               /* replaced by the link's other conn; let it go */
-    uint64_t token_gen;          /* token used for its upgrade */
-    int64_t opened_mono;         /* upgrade completed */
-    int64_t last_tx_mono;        /* last frame written */
-    kk_own_req sess;             /* session request (create or resume) */
-    bool sess_resume;            /* ... and it is a resume */
-    kk_own_req ping;             /* keep-alive ping */
-    kd_ws ws;                    /* the WebSocket: upgrade, framing, reassembly (kone_ws.h) */
-    bool ending;                 /* the stream ended (kd_ws_rx): flush its close frame, then drop */
-    kd_tls tls;                  /* the socket and its TLS (kone_tls.h) */
-    bool tls_up;                 /* TLS handshake done: the WebSocket's bytes flow */
-    bool in_writeable;           /* inside its WRITEABLE callback (conn_want_write) */
-    lws_sorted_usec_list_t wsul; /* asks for WRITEABLE after that callback */
+    bool retiring;        /* replaced by the link's other conn; let it go */
+    uint64_t token_gen;   /* token used for its upgrade */
+    int64_t opened_mono;  /* upgrade completed */
+    int64_t last_tx_mono; /* last frame written */
+    kk_own_req sess;      /* session request (create or resume) */
+    bool sess_resume;     /* ... and it is a resume */
+    kk_own_req ping;      /* keep-alive ping */
+    kd_ws ws;             /* the WebSocket: upgrade, framing, reassembly (kone_ws.h) */
+    bool ending;          /* the stream ended (kd_ws_rx): flush its close frame, then drop */
+    kd_tls tls;           /* the socket and its TLS (kone_tls.h) */
+    bool tls_up;          /* TLS handshake done: the WebSocket's bytes flow */
+    bool in_writeable;    /* inside its WRITEABLE callback (conn_want_write) */
+    kk_tmr wtmr;          /* asks for WRITEABLE after that callback */
 } kk_conn;
 
 /* What the connection layer tells the layers above it, and asks them. Every member is set
@@ -134,7 +135,7 @@ struct kk_link {
     int backoff_ms;           /* next reconnect delay */
     int64_t reconnect_at;     /* mono µs; 0 = now */
     int64_t replace_retry_at; /* after a failed replacement */
-    lws_sorted_usec_list_t sul;
+    kk_tmr tmr;
 };
 
 /* The links and what they share. The owner fills the configuration, ops and user, then
@@ -150,6 +151,7 @@ struct kk_pool {
                       kone.c frees it) */
     int64_t dns_ttl_us; /* kone.dns_ttl_s, for the resolver (kone_dns.h) */
     struct lws_context *ctx;
+    kk_timers timers; /* every timer of the client's loop (kone_timer.h), on ctx's one */
     kd_kone_dns *dns; /* ws_host resolved off the loop (kone_dns.h); NULL when numeric */
     SSL_CTX *tls_ctx; /* made at the first connection (kk_pool_free) */
     kk_conn_ops ops;

@@ -56,7 +56,7 @@
  * A job is on exactly one placement list: k->waitq (no slot yet), slot->jobs (by
  * kk_job.place), or its building's rq (waiting for a rate-limit token, by kk_job.bj.wait). It is on
  * slot->wq while it has a frame to write (its request, or a monitor subscription). Each job has one
- * lws_sul timer, never later than its earliest deadline: moved earlier when a deadline comes
+ * timer (kone_timer.h), never later than its earliest deadline: moved earlier when a deadline comes
  * closer, left where it is when one moves away (it then fires early and re-arms itself).
  *
  * A building (kk_bld) is kone_bld.c's: kone_bld.h states its contract.
@@ -131,8 +131,8 @@ struct kk_job {
     lws_dll2_t wlink;   /* on slot->wq while want != KW_NONE */
     kk_want want;
     kk_job_state st;
-    lws_sorted_usec_list_t sul;
-    int64_t armed_at; /* mono µs sul fires at, 0 when it is not scheduled */
+    kk_tmr tmr;
+    int64_t armed_at; /* mono µs tmr fires at, 0 when it is not scheduled */
 
     int64_t wait_until; /* mono µs: give up waiting for a connection */
     int64_t expire_at;  /* mono µs: the job's own deadline (0: none) */

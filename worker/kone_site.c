@@ -41,7 +41,7 @@
 #include "kd_time.h"
 #include "kd_str.h"
 
-static void site_timer(lws_sorted_usec_list_t *sul);
+static void site_timer(kk_tmr *tm);
 
 /* The owner's metric hooks (kd_kone_metrics), each a no-op when not given. */
 static void m_unvalidated(const kk_sites *ss)
@@ -99,7 +99,7 @@ static void destroy(kk_site *x)
     kk_sites *ss = x->sites;
     KD_SLIST_UNLINK(ss->hash[x->hash % KK_SITE_BUCKETS], x, hnext);
     ss->n--;
-    lws_sul_cancel(&x->sul);
+    kk_tmr_cancel(&x->tmr);
     kk_dll_detach(&x->wlink);
     kk_dll_detach(&x->olink);
     while (x->waiters.head)
@@ -154,7 +154,7 @@ static void release(kk_site *x)
 static void fetch_end(kk_site *x, bool ok, const char *why)
 {
     int64_t now = kd_mono_us();
-    lws_sul_cancel(&x->sul);
+    kk_tmr_cancel(&x->tmr);
     kk_dll_detach(&x->wlink);
     kk_dll_detach(&x->olink);
     x->slot = NULL;
@@ -262,7 +262,7 @@ int kk_site_write(kk_site_slot *s, kk_conn *c)
         lws_dll2_remove(&x->wlink);
     if (lws_dll2_is_detached(&x->olink))
         lws_dll2_add_tail(&x->olink, &s->sites->out);
-    lws_sul_schedule(s->sites->pool->ctx, 0, &x->sul, site_timer, s->sites->cfg.request_timeout_us);
+    kk_tmr_in(&s->sites->pool->timers, &x->tmr, site_timer, s->sites->cfg.request_timeout_us);
     kd_debug("kone: slot %d: fetching the %s of %s group %s", s->link->idx,
              cfg ? "config" : "actions", x->building, x->group);
     return 1;
@@ -315,15 +315,15 @@ bool kk_site_answer(kk_site_slot *s, const kd_kone_msg *m, const char *buf, size
     return true;
 }
 
-static void site_timer(lws_sorted_usec_list_t *sul)
+static void site_timer(kk_tmr *tm)
 {
-    kk_site *x = lws_container_of(sul, kk_site, sul);
+    kk_site *x = lws_container_of(tm, kk_site, tmr);
     if (!x->config_req_id && !x->actions_req_id)
         return;
     kk_sites *ss = x->sites;
     int64_t now = kd_mono_us(), due = x->sent_mono + ss->cfg.request_timeout_us;
     if (now < due) {
-        lws_sul_schedule(ss->pool->ctx, 0, &x->sul, site_timer, due - now);
+        kk_tmr_at(&ss->pool->timers, &x->tmr, site_timer, due);
         return;
     }
     m_request(ss, x->config_req_id ? "config" : "actions", KD_KONE_STATUS_TIMEOUT,

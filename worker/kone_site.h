@@ -96,10 +96,10 @@ struct kk_site {
     int64_t asked_mono;                    /* the fetch began */
     int64_t sent_mono;                     /* its last frame was written */
     int64_t last_used;
-    lws_dll2_t wlink;           /* on slot->wq while a frame waits to be written */
-    lws_dll2_t olink;           /* on sites->out while an answer is due */
-    lws_dll2_owner_t waiters;   /* calls waiting for the fetch (kk_site_job.wait) */
-    lws_sorted_usec_list_t sul; /* the fetch's answer deadline */
+    lws_dll2_t wlink;         /* on slot->wq while a frame waits to be written */
+    lws_dll2_t olink;         /* on sites->out while an answer is due */
+    lws_dll2_owner_t waiters; /* calls waiting for the fetch (kk_site_job.wait) */
+    kk_tmr tmr;               /* the fetch's answer deadline */
 };
 
 /* May the call of job j (written on slot s) go out? GO: yes (checked, or unchecked as the

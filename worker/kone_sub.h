@@ -51,7 +51,8 @@ typedef struct kk_bg {
 } kk_bg;
 void kk_bg_init(kk_bg *k, const kd_job *job);
 
-#define KK_SUB_BUCKETS 64 /* per slot: subscriptions by building and group */
+#define KK_SUB_BUCKETS 64        /* per slot, at first: subscriptions by building and group */
+#define KK_SUB_BUCKETS_MAX 65536 /* what the table grows to at most (kone_sub.c, grow) */
 
 /* This module's configuration (kd_kone.subs.cfg), filled by kk_sub_config alone. */
 typedef struct kk_sub_cfg {
@@ -116,7 +117,9 @@ struct kk_sub_slot {
     kk_subs *all;
     kk_link *link; /* the connection the subscriptions are made on */
     int tok;       /* the token (kk_scope) its connections open with */
-    kk_sub *hash[KK_SUB_BUCKETS];
+    kk_sub **hash; /* nb chains: hash0 until the subscriptions outnumber it twice */
+    unsigned nb;   /* a power of two */
+    kk_sub *hash0[KK_SUB_BUCKETS];
     int n;
     lws_dll2_owner_t wq;  /* to be written (kk_sub.wlink) */
     lws_dll2_owner_t out; /* written, not answered (kk_sub.olink) */
@@ -156,7 +159,7 @@ struct kk_sub {
     int n_lifts;
     int refused_mode;         /* -1: operational; else the index in kk_subs.cfg.modes */
     lws_dll2_owner_t waiters; /* calls waiting for its answer (kk_sub_job.wait) */
-    lws_sorted_usec_list_t sul;
+    kk_tmr tmr;
 };
 
 /* May the call of job j go out on slot s now? Makes or renews the subscription. */

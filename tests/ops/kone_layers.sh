@@ -28,6 +28,7 @@ declare -A layer=(
     [kone_msg]=0 [kone_jw]=0 [kone_jview]=0 [kone_wsrx]=0 [kone_token]=0 [kone_dns]=0
     [kone_inventory]=0 [kone_breaker]=0 [kone_ratelimit]=0 [kone_conc]=0 [kone_validate]=0
     [kone_scope]=0 [idmap]=0 [kone_ws]=0 [kone_wsmsg]=0 [kone_wshs]=0 [kone_tls]=0 [kone_lws]=0
+    [kone_timer]=0
     [kone_conn]=1
     [kone_bld]=2 [kone_sub]=2 [kone_site]=2
     [kone_call]=3 [kone_route]=3
