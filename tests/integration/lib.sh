@@ -273,8 +273,29 @@ it_count_ids() {
 # $IT_DIR/follow.jsonl for the whole test. "Mid-run" checks read that file: a fresh kone-events
 # per check would wait for its idle exit, which never comes while the workers keep producing.
 it_follow_results() {
-    "$KD_BIN_DIR/kone-events" --events-topic=kone.call.results >"$IT_DIR/follow.jsonl" 2>>"$IT_DIR/events.log" &
+    KD_LOG_LEVEL=debug "$KD_BIN_DIR/kone-events" --events-topic=kone.call.results \
+        >"$IT_DIR/follow.jsonl" 2>>"$IT_DIR/events.log" &
     IT_PIDS+=($!)
+    # Returns once its consumer has its partitions (kone-events logs it at debug) and has read
+    # the topic's earlier results (the file stops growing: the test's workers are not started
+    # yet), so it follows this test's results as they come. A group join takes seconds, and a
+    # follower that joined after the workers were done saw every result at once: the moment a
+    # test waits for with it_wait_followed (a worker stopped "mid-run") had passed and nothing
+    # was left in flight (it_fault_sigterm under TSan, 2026-12-05). It reads from the beginning
+    # and commits nothing, so after a Kafka outage it reads everything again, missing nothing.
+    local i n m=-1
+    for i in $(seq 300); do
+        grep -q '"message":"kafka: assigned' "$IT_DIR/events.log" 2>/dev/null && break
+        [ "$i" -lt 300 ] || it_fail "the result follower had no partition after 60 s (see $IT_DIR/events.log)"
+        sleep 0.2
+    done
+    for i in $(seq 120); do
+        sleep 0.5
+        n=$(wc -l <"$IT_DIR/follow.jsonl")
+        [ "$n" -eq "$m" ] && return 0
+        m=$n
+    done
+    it_fail "the result follower was still reading earlier results after 60 s"
 }
 
 # it_followed: how many distinct job ids of this test the follower has seen a result for.
