@@ -178,12 +178,12 @@ KD_KEY(KAFKA_LINGER_MS, "kafka.linger_ms", MS, 0, 900000, NULL, "5", W, 0,
        "its result is delivered, so up to this much later, and it holds its worker.inflight "
        "place that long; a longer wait means fewer, larger produce requests. 5, 10 and 20 cost "
        "the same CPU per job at full load (docs/performance.md).")
-KD_KEY(
-    KAFKA_COMPRESSION, "kafka.compression", ENUMI, 0, 0, "none|gzip|snappy|lz4|zstd", "lz4", W, 0,
-    "librdkafka compression.codec for results and events: none, gzip, snappy, lz4 or zstd. lz4 "
-    "by default: at full load a produce request then goes out as one TLS record, not about one "
-    "per message (-6k instructions a job); at low load a batch of one costs the codec's set-up, "
-    "where CPU is idle anyway (docs/performance.md).")
+KD_KEY(KAFKA_COMPRESSION, "kafka.compression", ENUMI, 0, 0, "none|gzip|snappy|lz4|zstd", "lz4", W,
+       0,
+       "librdkafka compression.codec for results and events: none, gzip, snappy, lz4 or zstd. lz4 "
+       "by default: at full load a produce request then goes out as one TLS record, not about one "
+       "per message (-6k instructions a job); at low load a batch of one costs the codec's set-up, "
+       "where CPU is idle anyway (docs/performance.md).")
 KD_KEY(KAFKA_QUEUE_MAX_MESSAGES, "kafka.queue_max_messages", INT, 1, 10000000, NULL, "100000", W, 0,
        "librdkafka queue.buffering.max.messages: results and events held locally until Kafka "
        "acknowledges them. When it is full, a result waits up to 2 s for room, then its job is "
