@@ -48,7 +48,8 @@ void kk_timers_init(kk_timers *ts, struct lws_context *ctx);
 
 /* The loop has ended: the lws timer is cancelled, and from now on setting a timer does nothing
  * and cancelling one only marks it unset, without reading the heap, whose other members may
- * be freed in any order as the client comes down. */
+ * be freed in any order as the client comes down. A timer not cancelled since still reads as
+ * set (kk_tmr_is_set) and n is no longer kept: neither means anything after the stop. */
 void kk_timers_stop(kk_timers *ts);
 
 /* Sets t to call cb at `at` (kd_mono_us), moving it when it is already set (in any heap). */
