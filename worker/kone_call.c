@@ -109,7 +109,6 @@ void kk_finish_run(kd_kone *k, kd_run *run, kd_outcome o, kd_failure_class f, co
 static void unlink_job(kk_job *j)
 {
     kk_tmr_cancel(&j->tmr);
-    j->armed_at = 0;
     kk_dll_detach(&j->wlink);
     kk_sub_forget(&j->sub);
     kk_site_forget(&j->site);
@@ -235,20 +234,17 @@ static void rearm(kk_job *j)
         break;
     }
     if (due == NEVER) {
-        if (j->armed_at)
-            kk_tmr_cancel(&j->tmr);
-        j->armed_at = 0;
+        kk_tmr_cancel(&j->tmr);
         return;
     }
     /* Armed for this deadline or an earlier one: left as it is. Most frames of a followed
      * call move a deadline later (its progress) or leave it: moving the timer each time cost
      * a walk of the loop's sorted timer list and a clock read per frame. Firing early costs
      * one job_timer, which finds nothing due and re-arms to the deadline. */
-    if (j->armed_at && j->armed_at <= due)
+    if (kk_tmr_is_set(&j->tmr) && j->tmr.at <= due)
         return;
     int64_t now = kd_mono_us();
-    j->armed_at = due > now ? due : now + 1;
-    kk_tmr_at(&j->k->pool.timers, &j->tmr, job_timer, j->armed_at);
+    kk_tmr_at(&j->k->pool.timers, &j->tmr, job_timer, due > now ? due : now + 1);
 }
 
 /* Queues a frame for the job on its slot, behind the others. */
@@ -608,7 +604,6 @@ static void job_timer(kk_tmr *tm)
 {
     kk_job *j = lws_container_of(tm, kk_job, tmr);
     kd_kone *k = j->k;
-    j->armed_at = 0; /* fired: not scheduled any more */
     int64_t now = kd_mono_us();
     int64_t rt_ms = k->call_cfg.request_timeout_us / 1000;
     int64_t until;
@@ -618,7 +613,6 @@ static void job_timer(kk_tmr *tm)
         /* its deadlines stand; the restored session moves them (kk_jobs_session_restored),
          * else they are met when the window ends */
         kk_tmr_at(&k->pool.timers, &j->tmr, job_timer, until);
-        j->armed_at = until;
         return;
     }
     switch (j->st) {

@@ -131,8 +131,7 @@ struct kk_job {
     lws_dll2_t wlink;   /* on slot->wq while want != KW_NONE */
     kk_want want;
     kk_job_state st;
-    kk_tmr tmr;
-    int64_t armed_at; /* mono µs tmr fires at, 0 when it is not scheduled */
+    kk_tmr tmr; /* its deadline while set (kk_tmr_is_set, tmr.at): see above */
 
     int64_t wait_until; /* mono µs: give up waiting for a connection */
     int64_t expire_at;  /* mono µs: the job's own deadline (0: none) */
