@@ -27,7 +27,7 @@ FROM debian:${DEBIAN_RELEASE} AS build
 RUN apt-get update \
     && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
         build-essential cmake ninja-build pkg-config \
-        librabbitmq-dev librdkafka-dev libmsgpack-dev libcurl4-openssl-dev libssl-dev \
+        librabbitmq-dev librdkafka-dev libmsgpack-dev libcurl4-openssl-dev libssl-dev libgnutls28-dev \
         libwebsockets-dev libwslay-dev libjansson-dev libmicrohttpd-dev libcmocka-dev libpq-dev \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
@@ -52,6 +52,7 @@ RUN apt-get update \
     && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
         ca-certificates \
         libcurl4 \
+        libgnutls30 \
         libjansson4 \
         libmicrohttpd12 \
         libmsgpackc2 \

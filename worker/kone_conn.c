@@ -100,7 +100,7 @@ void kk_pool_free(kk_pool *p)
     free(p->ws_host);
     free(p->ws_path);
     if (p->tls_ctx)
-        SSL_CTX_free(p->tls_ctx);
+        kd_tls_ctx_free(p->tls_ctx);
     p->tls_ctx = NULL;
     for (int i = 0; i < KK_MAX_SLOTS; i++)
         if (p->links[i])

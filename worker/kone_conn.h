@@ -1,7 +1,7 @@
 /* kone_conn.h: the connection layer of the KONE client (kone_conn.c), its contract.
  *
  * What it does: a pool (kk_pool) of links (kk_link, kone.connections of them), each one
- * logical connection to KONE's stream-v2: TLS (OpenSSL, kone_tls.h, on a socket that
+ * logical connection to KONE's stream-v2: TLS (GnuTLS, kone_tls.h, on a socket that
  * libwebsockets' loop watches) + WebSocket upgrade and framing (kone_ws.h, wslay) with the token of
  * its share (?accessToken=), a KONE session (create-session once, resume-session after every
  * reconnect or replacement), keep-alive pings, the replacement of a connection older than
@@ -151,9 +151,9 @@ struct kk_pool {
                       kone.c frees it) */
     int64_t dns_ttl_us; /* kone.dns_ttl_s, for the resolver (kone_dns.h) */
     struct lws_context *ctx;
-    kk_timers timers; /* every timer of the client's loop (kone_timer.h), on ctx's one */
-    kd_kone_dns *dns; /* ws_host resolved off the loop (kone_dns.h); NULL when numeric */
-    SSL_CTX *tls_ctx; /* made at the first connection (kk_pool_free) */
+    kk_timers timers;    /* every timer of the client's loop (kone_timer.h), on ctx's one */
+    kd_kone_dns *dns;    /* ws_host resolved off the loop (kone_dns.h); NULL when numeric */
+    kd_tls_ctx *tls_ctx; /* made at the first connection (kk_pool_free) */
     kk_conn_ops ops;
     void *user;
     int n_links; /* kone.connections: links[0..n_links) are in use */

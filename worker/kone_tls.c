@@ -5,36 +5,58 @@
 #include <fcntl.h>
 #include <netdb.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <arpa/inet.h>
+#include <gnutls/x509.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <openssl/err.h>
-#include <openssl/x509v3.h>
 
 #include "kd_err.h"
 
-SSL_CTX *kd_tls_ctx_new(const char *ca_file, char *why, size_t why_cap)
+struct kd_tls_ctx {
+    gnutls_certificate_credentials_t cred;
+    gnutls_priority_t prio;
+};
+
+/* TLS 1.3 and 1.2 only, GnuTLS's usual ciphers and groups otherwise. */
+#define KD_TLS_PRIORITY "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2"
+
+kd_tls_ctx *kd_tls_ctx_new(const char *ca_file, char *why, size_t why_cap)
 {
-    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
-    if (!ctx) {
+    kd_tls_ctx *ctx = calloc(1, sizeof *ctx);
+    if (!ctx || gnutls_certificate_allocate_credentials(&ctx->cred) < 0 ||
+        gnutls_priority_init(&ctx->prio, KD_TLS_PRIORITY, NULL) < 0) {
+        /* GCOVR_EXCL_START: fails only without memory */
         snprintf(why, why_cap, "TLS: cannot create a context");
+        kd_tls_ctx_free(ctx);
         return NULL;
+        /* GCOVR_EXCL_STOP */
     }
-    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
-    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
-    /* a write that the socket takes in part is a success for what it took (kd_tls_write) */
-    SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
-    int ok = ca_file ? SSL_CTX_load_verify_locations(ctx, ca_file, NULL)
-                     : SSL_CTX_set_default_verify_paths(ctx);
-    if (ok != 1) {
+    /* the number of certificates loaded: none is as bad as a file that does not parse */
+    int n = ca_file
+                ? gnutls_certificate_set_x509_trust_file(ctx->cred, ca_file, GNUTLS_X509_FMT_PEM)
+                : gnutls_certificate_set_x509_system_trust(ctx->cred);
+    if (n <= 0) {
         snprintf(why, why_cap, "TLS: cannot load the CA file %s", ca_file ? ca_file : "(system)");
-        SSL_CTX_free(ctx);
+        kd_tls_ctx_free(ctx);
         return NULL;
     }
     return ctx;
+}
+
+void kd_tls_ctx_free(kd_tls_ctx *ctx)
+{
+    if (!ctx)
+        return;
+    if (ctx->cred)
+        gnutls_certificate_free_credentials(ctx->cred);
+    if (ctx->prio)
+        gnutls_priority_deinit(ctx->prio);
+    free(ctx);
 }
 
 static bool fail(kd_tls *t, const char *what, int err)
@@ -43,33 +65,51 @@ static bool fail(kd_tls *t, const char *what, int err)
     return false;
 }
 
-/* Size of the read buffer: what one recv takes at most (a full TLS record is 16 KiB + 256) */
-#define KD_TLS_RBUF 32768
+/* ------------------------------------------------------------------ the transport */
 
-/* Reads go through a buffering BIO, writes straight to the socket. The buffer reads what the
- * socket has in one recv, not each record's header and body in two, and the reader stops
- * when nothing is left in it (kd_tls_pending) instead of asking once more to be told "want
- * read" (issue 17). Not OpenSSL's read-ahead, which did the same: with bytes of a following
- * record in its buffer, OpenSSL 3.0 moves them all to the buffer's start before each record
- * (to align the payload), so a burst of N frames cost N^2/2 record lengths of memmove (6.5k
- * instructions a job, callgrind, 2026-12-05). The BIO copies each record's bytes once. */
-static bool set_bios(SSL *ssl, int fd)
+/* GnuTLS asks for a record's header, then its body: both come from rbuf, filled by one recv
+ * of whatever the socket has (the reader stops when nothing is left in it, kd_tls_pending,
+ * instead of asking once more to be told "again"). */
+static ssize_t pull(gnutls_transport_ptr_t p, void *to, size_t n)
 {
-    BIO *sock = BIO_new_socket(fd, BIO_NOCLOSE);
-    BIO *buf = BIO_new(BIO_f_buffer());
-    if (!sock || !buf || BIO_set_read_buffer_size(buf, KD_TLS_RBUF) != 1 || !BIO_up_ref(sock)) {
-        /* GCOVR_EXCL_START: fails only without memory */
-        BIO_free(buf);
-        BIO_free(sock);
-        return false;
-        /* GCOVR_EXCL_STOP */
+    kd_tls *t = p;
+    if (!t->r_len) {
+        ssize_t r = recv(t->fd, t->rbuf, KD_TLS_RBUF, 0);
+        if (r <= 0) {
+            if (r < 0) {
+                if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+                    t->sys_err = errno;
+                gnutls_transport_set_errno(t->ssl, errno);
+            }
+            return r; /* 0: the peer closed the TCP stream */
+        }
+        t->r_off = 0;
+        t->r_len = (size_t)r;
     }
-    BIO_push(buf, sock);
-    SSL_set_bio(ssl, buf, sock); /* takes a reference each: sock's second is buf's link */
-    return true;
+    if (n > t->r_len)
+        n = t->r_len;
+    memcpy(to, t->rbuf + t->r_off, n);
+    t->r_off += n;
+    t->r_len -= n;
+    t->r_taken += n;
+    return (ssize_t)n;
 }
 
-bool kd_tls_connect(kd_tls *t, SSL_CTX *ctx, const char *address, int port, const char *host)
+static ssize_t push(gnutls_transport_ptr_t p, const void *from, size_t n)
+{
+    kd_tls *t = p;
+    ssize_t r = send(t->fd, from, n, MSG_NOSIGNAL);
+    if (r < 0) {
+        if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+            t->sys_err = errno;
+        gnutls_transport_set_errno(t->ssl, errno);
+    }
+    return r;
+}
+
+/* ------------------------------------------------------------------ connecting */
+
+bool kd_tls_connect(kd_tls *t, kd_tls_ctx *ctx, const char *address, int port, const char *host)
 {
     memset(t, 0, sizeof *t);
     t->fd = -1;
@@ -96,102 +136,135 @@ bool kd_tls_connect(kd_tls *t, SSL_CTX *ctx, const char *address, int port, cons
         close(fd);
         return fail(t, "connect", err);
     }
-    t->ssl = SSL_new(ctx);
     t->fd = fd;
-    if (!t->ssl || !set_bios(t->ssl, fd)) {
-        kd_tls_free(t, true);
-        snprintf(t->why, sizeof t->why, "TLS: out of memory");
-        return false;
-    }
+    unsigned char ip[16];
+    t->host_is_ip = inet_pton(AF_INET, host, ip) == 1 || inet_pton(AF_INET6, host, ip) == 1;
     /* The name checks libwebsockets made: an IP address against the certificate's IP SANs,
-     * a name against its DNS names (and sent as SNI). */
-    X509_VERIFY_PARAM *vp = SSL_get0_param(t->ssl);
-    if (!X509_VERIFY_PARAM_set1_ip_asc(vp, host) &&
-        (!SSL_set_tlsext_host_name(t->ssl, host) || !SSL_set1_host(t->ssl, host))) {
+     * a name against its DNS names (and sent as SNI, never an address: RFC 6066). */
+    if (!(t->rbuf = malloc(KD_TLS_RBUF)) ||
+        gnutls_init(&t->ssl, GNUTLS_CLIENT | GNUTLS_NONBLOCK) < 0 ||
+        gnutls_priority_set(t->ssl, ctx->prio) < 0 ||
+        gnutls_credentials_set(t->ssl, GNUTLS_CRD_CERTIFICATE, ctx->cred) < 0 ||
+        (!t->host_is_ip &&
+         gnutls_server_name_set(t->ssl, GNUTLS_NAME_DNS, host, strlen(host)) < 0)) {
         /* GCOVR_EXCL_START: fails only without memory */
-        /* without the name to check, any certificate of the CA would pass: refuse instead */
         kd_tls_free(t, true);
         snprintf(t->why, sizeof t->why, "TLS: out of memory");
         return false;
         /* GCOVR_EXCL_STOP */
     }
-    SSL_set_connect_state(t->ssl);
+    /* without the name to check, any certificate of the CA would pass: it is always given */
+    gnutls_session_set_verify_cert(t->ssl, host, 0);
+    gnutls_transport_set_ptr(t->ssl, t);
+    gnutls_transport_set_pull_function(t->ssl, pull);
+    gnutls_transport_set_push_function(t->ssl, push);
     t->want_write = true; /* the connect completes when the socket becomes writable */
     return true;
 }
 
+/* What a refused certificate's status says, in the words the logs and RUNBOOK use. */
+static const char *refused_why(const kd_tls *t, unsigned st)
+{
+    if (st & GNUTLS_CERT_EXPIRED)
+        return "certificate has expired";
+    if (st & GNUTLS_CERT_NOT_ACTIVATED)
+        return "certificate is not yet valid";
+    if (st & GNUTLS_CERT_REVOKED)
+        return "certificate revoked";
+    if (st & (GNUTLS_CERT_SIGNER_NOT_FOUND | GNUTLS_CERT_SIGNER_NOT_CA))
+        return "unable to get local issuer certificate";
+    if (st & GNUTLS_CERT_UNEXPECTED_OWNER)
+        return t->host_is_ip ? "IP address mismatch" : "hostname mismatch";
+    if (st & GNUTLS_CERT_INSECURE_ALGORITHM)
+        return "insecure signature algorithm";
+    return "certificate not trusted";
+}
+
 kd_tls_state kd_tls_step(kd_tls *t)
 {
-    ERR_clear_error();
-    int r = SSL_do_handshake(t->ssl);
-    if (r == 1) {
+    int r;
+    /* a warning alert is not fatal; what follows it may be in rbuf already: go on */
+    for (int k = 0; (r = gnutls_handshake(t->ssl)) == GNUTLS_E_WARNING_ALERT_RECEIVED && k < 4; k++)
+        ;
+    if (r == GNUTLS_E_SUCCESS) {
         t->want_write = false;
         return KD_TLS_UP;
     }
-    int e = SSL_get_error(t->ssl, r);
-    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
-        t->want_write = e == SSL_ERROR_WANT_WRITE;
+    if (!gnutls_error_is_fatal(r)) { /* again, interrupted */
+        t->want_write = gnutls_record_get_direction(t->ssl) == 1;
         return KD_TLS_AGAIN;
     }
-    long v = SSL_get_verify_result(t->ssl);
     int soerr = 0;
     socklen_t sl = sizeof soerr;
-    if (v != X509_V_OK)
+    if (r == GNUTLS_E_CERTIFICATE_VERIFICATION_ERROR)
         snprintf(t->why, sizeof t->why, "TLS: KONE's certificate refused: %s",
-                 X509_verify_cert_error_string(v));
+                 refused_why(t, gnutls_session_get_verify_cert_status(t->ssl)));
     else if (!getsockopt(t->fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) && soerr)
         fail(t, "connect", soerr);
-    else if (e == SSL_ERROR_SYSCALL && errno)
-        fail(t, "connect", errno);
+    else if (t->sys_err)
+        fail(t, "connect", t->sys_err);
     else
         snprintf(t->why, sizeof t->why, "TLS handshake failed (%s)",
-                 ERR_reason_error_string(ERR_peek_last_error()) ?: "connection closed");
+                 r == GNUTLS_E_PREMATURE_TERMINATION || r == GNUTLS_E_PULL_ERROR
+                     ? "connection closed"
+                     : gnutls_strerror(r));
     return KD_TLS_FAILED;
 }
 
-/* SSL_get_error needs this thread's error queue empty before the call; peeking is a fraction
- * of what clearing an empty queue costs (~800 instructions a read, several reads a job). */
-static void err_clear(void)
-{
-    if (ERR_peek_error())
-        ERR_clear_error();
-}
+/* ------------------------------------------------------------------ the stream */
 
 ssize_t kd_tls_read(kd_tls *t, void *buf, size_t cap)
 {
-    err_clear();
-    int r = SSL_read(t->ssl, buf, cap > 1 << 30 ? 1 << 30 : (int)cap);
-    if (r > 0)
-        return r;
-    int e = SSL_get_error(t->ssl, r);
-    if (e == SSL_ERROR_WANT_READ)
-        return 0;
-    if (e == SSL_ERROR_WANT_WRITE) {
-        t->want_write = true;
-        return 0;
+    /* Records that are not data end a call too: GnuTLS 3.7 answers "again" after a TLS 1.3
+     * session ticket or key update, a warning alert or a TLS 1.2 renegotiation request (refused
+     * by ignoring it) is non-fatal. With bytes left in rbuf nobody would be told to come back
+     * (the socket may have nothing more), so the reader goes on while each call takes some. */
+    for (int k = 0; k < 4;) {
+        size_t before = t->r_taken;
+        ssize_t r = gnutls_record_recv(t->ssl, buf, cap);
+        if (r > 0)
+            return r;
+        if (r == GNUTLS_E_AGAIN || r == GNUTLS_E_INTERRUPTED) {
+            if (t->r_len && t->r_taken != before)
+                continue;
+            t->want_write = gnutls_record_get_direction(t->ssl) == 1; /* a key update's answer */
+            return 0;
+        }
+        if (r == 0)
+            snprintf(t->why, sizeof t->why, "KONE ended the TLS stream");
+        else if (t->sys_err)
+            fail(t, "connection lost", t->sys_err);
+        else if (gnutls_error_is_fatal((int)r))
+            snprintf(t->why, sizeof t->why, "connection lost (%s)",
+                     r == GNUTLS_E_PREMATURE_TERMINATION ? "closed without a TLS close"
+                                                         : gnutls_strerror((int)r));
+        if (r == 0 || t->sys_err || gnutls_error_is_fatal((int)r))
+            return -1;
+        k++;
     }
-    snprintf(t->why, sizeof t->why, "%s",
-             e == SSL_ERROR_ZERO_RETURN ? "KONE ended the TLS stream" : "connection lost");
-    return -1;
+    return 0; /* GCOVR_EXCL_LINE: four non-fatal alerts in a row */
 }
 
 bool kd_tls_pending(const kd_tls *t)
 {
-    /* a record read in part by the last SSL_read, or bytes in the read BIO's buffer */
-    return SSL_has_pending(t->ssl) == 1 || BIO_ctrl_pending(SSL_get_rbio(t->ssl)) > 0;
+    /* a record read in part by the last read, or bytes in rbuf */
+    return t->r_len > 0 || gnutls_record_check_pending(t->ssl) > 0;
 }
 
 ssize_t kd_tls_write(kd_tls *t, const void *buf, size_t len)
 {
-    err_clear();
-    int r = SSL_write(t->ssl, buf, len > 1 << 30 ? 1 << 30 : (int)len);
+    /* A record GnuTLS encrypted and could not send whole waits in GnuTLS: the caller offers
+     * the same bytes again (it was told none were taken), and the record goes first. */
+    ssize_t r = t->send_pending ? gnutls_record_send(t->ssl, NULL, 0)
+                                : gnutls_record_send(t->ssl, buf, len > 1 << 30 ? 1 << 30 : len);
     if (r > 0) {
+        t->send_pending = 0;
         t->want_write = (size_t)r < len;
         return r;
     }
-    int e = SSL_get_error(t->ssl, r);
-    if (e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ) {
-        t->want_write = e == SSL_ERROR_WANT_WRITE;
+    if (r == GNUTLS_E_AGAIN || r == GNUTLS_E_INTERRUPTED) {
+        t->send_pending = true; /* the flush returns how many of the caller's bytes it held */
+        t->want_write = gnutls_record_get_direction(t->ssl) == 1;
         return 0;
     }
     snprintf(t->why, sizeof t->why, "write failed");
@@ -209,9 +282,13 @@ void kd_tls_closed(kd_tls *t)
 void kd_tls_free(kd_tls *t, bool close_fd)
 {
     if (t->ssl)
-        SSL_free(t->ssl);
+        gnutls_deinit(t->ssl);
+    free(t->rbuf);
     if (close_fd && t->fd >= 0)
         close(t->fd);
     t->ssl = NULL;
+    t->rbuf = NULL;
+    t->r_len = t->r_off = 0;
+    t->send_pending = false;
     t->fd = -1;
 }

@@ -55,20 +55,20 @@ static void test_not_numeric(void **state)
 {
     (void)state;
     char why[120];
-    SSL_CTX *ctx = kd_tls_ctx_new(NULL, why, sizeof why);
+    kd_tls_ctx *ctx = kd_tls_ctx_new(NULL, why, sizeof why);
     assert_non_null(ctx);
     kd_tls t;
     assert_false(kd_tls_connect(&t, ctx, "kone.example", 443, "kone.example"));
     assert_non_null(strstr(t.why, "not a numeric address"));
     assert_int_equal(t.fd, -1);
-    SSL_CTX_free(ctx);
+    kd_tls_ctx_free(ctx);
 }
 
 static void test_connect_refused(void **state)
 {
     (void)state;
     char why[120];
-    SSL_CTX *ctx = kd_tls_ctx_new(NULL, why, sizeof why);
+    kd_tls_ctx *ctx = kd_tls_ctx_new(NULL, why, sizeof why);
     assert_non_null(ctx);
     int port, s = listener(&port);
     close(s); /* nobody listens there now */
@@ -82,14 +82,14 @@ static void test_connect_refused(void **state)
         kd_tls_free(&t, true);
     }
     assert_non_null(strstr(t.why, "connect: Connection refused"));
-    SSL_CTX_free(ctx);
+    kd_tls_ctx_free(ctx);
 }
 
 static void test_closed_before_tls(void **state)
 {
     (void)state;
     char why[120];
-    SSL_CTX *ctx = kd_tls_ctx_new(NULL, why, sizeof why);
+    kd_tls_ctx *ctx = kd_tls_ctx_new(NULL, why, sizeof why);
     assert_non_null(ctx);
     int port, s = listener(&port);
     kd_tls t;
@@ -101,7 +101,7 @@ static void test_closed_before_tls(void **state)
     assert_non_null(strstr(t.why, "TLS handshake failed") ? t.why : strstr(t.why, "connect:"));
     kd_tls_free(&t, true);
     close(s);
-    SSL_CTX_free(ctx);
+    kd_tls_ctx_free(ctx);
 }
 
 int main(void)
