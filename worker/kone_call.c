@@ -782,7 +782,8 @@ int kk_job_write(kk_job *j, kk_conn *c)
         }
     }
     int64_t id = kk_slot_next_id(s);
-    kd_err e = {0};
+    kd_err e;
+    kd_err_clear(&e);
     char *text = NULL;
     if (w == KW_REQUEST) {
         text = kd_kone_msg_job(&run->job, id, kd_now_us(), &e);
@@ -1247,6 +1248,10 @@ void kk_state_unmatched(kk_slot *s, const char *buf, size_t len, int64_t sid)
     if (!k->early && !(k->early = calloc(KK_EARLY_N, sizeof *k->early)))
         return;
     unsigned i = k->early_next++ % KK_EARLY_N;
+    if (k->early[i].sid)
+        k->early_hint[(uint64_t)k->early[i].sid & 255]--;
+    if (sid) /* 0 is never asked for (a call result without a session is not followed) */
+        k->early_hint[(uint64_t)sid & 255]++;
     k->early[i].sid = sid;
     k->early[i].slot = s->link.idx;
     k->early[i].mono = kd_mono_us();
@@ -1257,15 +1262,9 @@ void kk_state_unmatched(kk_slot *s, const char *buf, size_t len, int64_t sid)
 static void replay_early(kk_slot *s, int64_t sid)
 {
     kd_kone *k = s->k;
-    if (!k->early)
-        return;
-    /* Most calls have no early state, while the buffer is full of other calls' states (every
-     * state nobody followed is kept in case its result is late): one plain pass for the id
-     * first, without the ring's order, the clock or the other tests. */
-    unsigned any = 0;
-    for (unsigned i = 0; i < KK_EARLY_N; i++)
-        any |= k->early[i].sid == sid;
-    if (!any)
+    /* Most calls have no early state, while the ring is full of other calls' states (every
+     * state nobody followed is kept in case its result is late): the hint first. */
+    if (!k->early || !k->early_hint[(uint64_t)sid & 255])
         return;
     int64_t oldest = kd_mono_us() - k->call_cfg.request_timeout_us;
     for (unsigned n = 0; n < KK_EARLY_N; n++) { /* oldest first */
@@ -1273,8 +1272,10 @@ static void replay_early(kk_slot *s, int64_t sid)
         if (k->early[i].sid != sid || k->early[i].slot != s->link.idx || k->early[i].mono < oldest)
             continue;
         k->early[i].sid = 0;
+        k->early_hint[(uint64_t)sid & 255]--;
         kd_kone_msg m;
-        kd_err e = {0};
+        kd_err e;
+        kd_err_clear(&e);
         if (kd_kone_msg_parse(k->early[i].frame, k->early[i].len, &m, &e) == 0 &&
             m.kind == KD_KONE_MSG_CALL_STATE) {
             kd_debug("kone: state '%s' of call %" PRId64 " came before its result; applied",

@@ -366,7 +366,9 @@ static void conn_established(kk_conn *c, struct lws *wsi)
     c->opened_mono = c->last_tx_mono = kd_mono_us();
     c->sess.write = true;
     c->sess_resume = l->session_id[0] != '\0';
-    kd_info("kone: slot %d conn %d: connected, %s session", l->idx, c->idx,
+    char tls[64];
+    kd_info("kone: slot %d conn %d: connected (%s), %s session", l->idx, c->idx,
+            kd_tls_params(&c->tls, tls, sizeof tls),
             c->sess_resume ? "resuming the" : "creating a");
     conn_want_write(c);
 }
@@ -451,7 +453,8 @@ static int send_own(kk_conn *c, kk_own_req *r, int64_t id, char *text, const kd_
 static int write_session(kk_conn *c)
 {
     kk_link *l = c->link;
-    kd_err e = {0};
+    kd_err e;
+    kd_err_clear(&e);
     int64_t id = kk_pool_next_id(l->pool);
     char *text = c->sess_resume ? kd_kone_msg_resume_session(id, l->session_id, l->session_numeric,
                                                              KK_RESEND_STATE_S, &e)
@@ -462,7 +465,8 @@ static int write_session(kk_conn *c)
 static int write_ping(kk_conn *c)
 {
     kk_link *l = c->link;
-    kd_err e = {0};
+    kd_err e;
+    kd_err_clear(&e);
     const char *building, *group;
     if (!l->pool->ops.ping_target(l, &building, &group, l->pool->user)) {
         c->ping.write = false; /* it lost its last building meanwhile */
@@ -496,7 +500,8 @@ static void dispatch(kk_conn *c, const char *buf, size_t len)
     kk_link *l = c->link;
     kk_pool *p = l->pool;
     kd_kone_msg m;
-    kd_err e = {0};
+    kd_err e;
+    kd_err_clear(&e);
     if (kd_log_enabled(KD_LOG_DEBUG))
         kd_debug("kone: slot %d conn %d rx %.*s", l->idx, c->idx, (int)(len > 900 ? 900 : len),
                  buf);

@@ -231,6 +231,10 @@ struct kd_kone {
         char frame[KK_EARLY_FRAME];
     } * early; /* KK_EARLY_N entries, a ring */
     unsigned early_next;
+    /* how many entries of early hold a sid of each hint (sid mod 256): a call result asks
+     * whether its session has an early state, nearly always not, and a zero here says so
+     * without a pass over the ring (~450 instructions a call, issue 17) */
+    uint8_t early_hint[256];
     kk_job *spare_jobs; /* jobs ended, kept for reuse (at most KK_SPARE_JOBS; loop thread) */
     int n_spare_jobs;
 

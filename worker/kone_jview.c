@@ -28,9 +28,9 @@ __attribute__((always_inline)) static inline void skip_ws(kj_sc *s)
         skip_ws_run(s);
 }
 
-/* A new node, linked after *last in its parent (or as the parent's first member). -1 when
- * the view is full. */
-static int new_node(kj_sc *s, int parent, int *last)
+/* A new node with its key (NULL, 0: none), linked after *last in its parent (or as the
+ * parent's first member). -1 when the view is full. */
+static int new_node(kj_sc *s, int parent, int *last, const char *key, size_t key_len)
 {
     kj_view *v = s->v;
     if (v->count >= v->cap)
@@ -39,8 +39,8 @@ static int new_node(kj_sc *s, int parent, int *last)
     /* every field a reader looks at for the node's type is set by the scanner: no memset
      * (a node is written once per value of every frame) */
     v->n[i].child = v->n[i].next = -1;
-    v->n[i].key = NULL;
-    v->n[i].key_len = 0;
+    v->n[i].key = key;
+    v->n[i].key_len = key_len;
     if (parent >= 0) {
         if (*last >= 0)
             v->n[*last].next = i;
@@ -90,7 +90,10 @@ static unsigned stop8(const char *p)
 #define stop_at stop8
 #endif
 
-static bool scan_string(kj_sc *s, const char **out, size_t *len)
+/* Inline: ~45 strings a job, keys most of them, a call each cost more than a short key's
+ * scan (issue 17). */
+__attribute__((always_inline)) static inline bool scan_string(kj_sc *s, const char **out,
+                                                              size_t *len)
 {
     if (s->p >= s->end || *s->p != '"')
         return false;
@@ -125,18 +128,19 @@ static bool scan_int(kj_sc *s, int64_t *out)
     if (neg)
         s->p++;
     const char *a = s->p;
-    while (s->p < s->end && *s->p >= '0' && *s->p <= '9' && s->p - a < 19)
-        s->p++;
+    /* digits and value in one pass; a 19th digit stops it (the test after the loop refuses),
+     * and 19 digits fit in 64 bits unsigned */
+    uint64_t x = 0;
+    const char *stop = s->end - a > 19 ? a + 19 : s->end;
+    for (unsigned d; s->p < stop && (d = (unsigned)(unsigned char)*s->p - '0') <= 9; s->p++)
+        x = x * 10 + d;
     size_t n = (size_t)(s->p - a);
     if (n == 0 || n > 18 || (n > 1 && *a == '0'))
         return false;
-    int64_t x = 0;
-    for (size_t k = 0; k < n; k++)
-        x = x * 10 + (a[k] - '0');
     if (s->p < s->end &&
         (*s->p == '.' || *s->p == 'e' || *s->p == 'E' || (*s->p >= '0' && *s->p <= '9')))
         return false;
-    *out = neg ? -x : x;
+    *out = neg ? -(int64_t)x : (int64_t)x; /* n <= 18: x < 10^18 */
     return true;
 }
 
@@ -170,17 +174,17 @@ static inline bool scan_members(kj_sc *s, int node, int depth, bool object, bool
         if (object) {
             if (!scan_string(s, &key, &key_len))
                 return false;
-            skip_ws(s);
-            if (s->p >= s->end || *s->p != ':')
-                return false;
+            if (s->p >= s->end || *s->p != ':') { /* the colon right after the key, mostly */
+                skip_ws(s);
+                if (s->p >= s->end || *s->p != ':')
+                    return false;
+            }
             s->p++;
             skip_ws(s);
         }
-        int m = new_node(s, node, &last);
+        int m = new_node(s, node, &last, key, key_len);
         if (m < 0)
             return false;
-        s->v->n[m].key = key;
-        s->v->n[m].key_len = key_len;
         if (!scan_value(s, m, depth + 1))
             return false;
         if (root && s->each) {
@@ -191,6 +195,11 @@ static inline bool scan_members(kj_sc *s, int node, int depth, bool object, bool
             }
             if (e == KJ_EACH_DONE)
                 s->each = NULL;
+        }
+        if (s->p < s->end && *s->p == ',') { /* the comma right after the value, mostly */
+            s->p++;
+            skip_ws(s);
+            continue;
         }
         skip_ws(s);
         if (s->p >= s->end)
@@ -238,7 +247,7 @@ kj_scan_result kj_scan_each(kj_view *v, const char *buf, size_t len, kj_member_f
     if (s.p >= s.end || *s.p != '{') /* jansson says what else it is */
         return KJ_SCAN_NOT_PLAIN;
     int last = -1;
-    int root = new_node(&s, -1, &last);
+    int root = new_node(&s, -1, &last, NULL, 0);
     v->n[root].type = KJ_OBJECT;
     s.p++; /* the '{' */
     if (!scan_members(&s, root, 1, true, true))

@@ -211,6 +211,14 @@ kd_tls_state kd_tls_step(kd_tls *t)
     return KD_TLS_FAILED;
 }
 
+const char *kd_tls_params(const kd_tls *t, char *buf, size_t len)
+{
+    snprintf(buf, len, "%s %s",
+             gnutls_protocol_get_name(gnutls_protocol_get_version(t->ssl)) ?: "?",
+             gnutls_cipher_get_name(gnutls_cipher_get(t->ssl)) ?: "?");
+    return buf;
+}
+
 /* ------------------------------------------------------------------ the stream */
 
 ssize_t kd_tls_read(kd_tls *t, void *buf, size_t cap)

@@ -66,6 +66,8 @@ void kd_tls_ctx_free(kd_tls_ctx *ctx); /* after every kd_tls made with it is fre
  * (why set) when it failed at once. t->fd is then the socket to watch. */
 bool kd_tls_connect(kd_tls *t, kd_tls_ctx *ctx, const char *address, int port, const char *host);
 kd_tls_state kd_tls_step(kd_tls *t);
+/* What the handshake agreed, for the log: "TLS1.3 AES-128-GCM". */
+const char *kd_tls_params(const kd_tls *t, char *buf, size_t len);
 /* >0 bytes read, 0 nothing more for now, -1 closed or failed (why says which). */
 ssize_t kd_tls_read(kd_tls *t, void *buf, size_t cap);
 /* TLS holds bytes already read from the socket (a record, or part of one): kd_tls_read may

@@ -281,7 +281,8 @@ static void pq_give_up(kd_worker *w, wk_pending *p, const char *why)
 static void serve_produce_queue(kd_worker *w)
 {
     for (;;) {
-        kd_err err = {0};
+        kd_err err;
+        kd_err_clear(&err);
         bool full = false;
         pthread_mutex_lock(&w->pq_lock);
         wk_pending *p = w->pq_head;
@@ -329,7 +330,8 @@ static void produce_encoded(kd_worker *w, wk_run *r, const void *encoded, size_t
     kd_run *run = &r->run;
     msgpack_sbuffer sb;
     msgpack_sbuffer_init(&sb);
-    kd_err err = {0};
+    kd_err err;
+    kd_err_clear(&err);
     /* set before producing: the report may be served before kd_kafka_produce returns */
     r->waits |= WK_WAIT_KAFKA;
     r->claimed = false; /* its outcome is recorded (or there is no ledger) */
@@ -378,7 +380,8 @@ static void finish_result(kd_worker *w, wk_run *r)
     kd_run *run = &r->run;
     msgpack_sbuffer sb;
     msgpack_sbuffer_init(&sb);
-    kd_err err = {0};
+    kd_err err;
+    kd_err_clear(&err);
     if (kd_event_encode_result(run, w->id, &sb, &err)) {
         msgpack_sbuffer_destroy(&sb);
         produce_result(w, r); /* fails the same way and hands the job back */
@@ -455,7 +458,8 @@ static void on_kone_call_event(kd_run *run, const kd_call_event *ev, void *arg)
     kd_worker *w = arg;
     msgpack_sbuffer sb;
     msgpack_sbuffer_init(&sb);
-    kd_err err = {0};
+    kd_err err;
+    kd_err_clear(&err);
     int rc = kd_event_encode_call(ev, w->id, &sb, &err);
     if (!rc)
         rc = produce_nb(w, w->topic_events, run->job.building_id, sb.data, sb.size, NULL,
@@ -552,7 +556,8 @@ static void settle(kd_worker *w, wk_run *r)
         /* Its channel died: the broker redelivers it. Nothing goes to the new channel. */
         w->n_dropped++;
     } else {
-        kd_err err = {0};
+        kd_err err;
+        kd_err_clear(&err);
         int rc = ack ? kd_amqp_ack(w->amqp, run->delivery_tag, run->channel_epoch, &err)
                      : kd_amqp_nack(w->amqp, run->delivery_tag, run->channel_epoch, true, &err);
         if (rc) {
@@ -669,7 +674,8 @@ static void decide_one(kd_worker *w, wk_run *r)
         settle(w, r);
         return;
     }
-    kd_err err = {0};
+    kd_err err;
+    kd_err_clear(&err);
     int rc;
     if (d.action == KD_RETRY_AGAIN) {
         r->fate = WK_FATE_RETRY;
@@ -935,7 +941,8 @@ static int amqp_open(kd_worker *w, kd_err *err)
 static void flow_control(kd_worker *w)
 {
     int n = kd_kafka_undelivered(w->kafka);
-    kd_err err = {0};
+    kd_err err;
+    kd_err_clear(&err);
     /* Why no job may start now. A job whose call cannot be claimed in the ledger, or whose
      * result cannot reach Kafka, must not be called: it waits in the queue instead. */
     const char *why = w->ledger && !kd_ledger_up(w->ledger) ? "the call ledger does not answer"
@@ -969,7 +976,8 @@ static void dead_letter_undecodable(kd_worker *w, wk_run *r, const kd_delivery *
         snprintf(mid, sizeof mid, "kd-undecodable-%llu-%llu", (unsigned long long)d->epoch,
                  (unsigned long long)d->delivery_tag);
     r->fate = WK_FATE_UNDECODABLE;
-    kd_err err = {0};
+    kd_err err;
+    kd_err_clear(&err);
     /* An empty body arrives as NULL; kd_rpub_dead reads NULL as "re-encode the job", which
      * an undecodable message cannot be, so pass an empty buffer instead. */
     const void *body = d->body ? d->body : "";
@@ -995,7 +1003,8 @@ static void park_delivery_limit(kd_worker *w, wk_run *r, int64_t returned)
                   "stopped or lost its connection); parked, not called",
                   (long long)returned + 1);
     r->fate = WK_FATE_DEAD;
-    kd_err err = {0};
+    kd_err err;
+    kd_err_clear(&err);
     if (kd_rpub_dead(&w->pub, w->amqp, r, "delivery_limit", run->error_message, NULL, 0,
                      run->job.job_id, &err)) {
         kd_log(KD_LOG_ERROR, &ctx, "could not park the job, handing it back: %s", err.msg);
@@ -1145,7 +1154,8 @@ static void serve_busy(kd_worker *w)
 
 static void on_delivery(kd_worker *w, const kd_delivery *d)
 {
-    kd_err err = {0};
+    kd_err err;
+    kd_err_clear(&err);
     if (w->stopping) {
         kd_amqp_nack(w->amqp, d->delivery_tag, d->epoch, true, &err);
         return;
@@ -1265,7 +1275,8 @@ static void wait_io(kd_worker *w, int wait_ms)
  * answers them from their recorded outcome (or, without it, they run again). */
 static void flush_acks(kd_worker *w)
 {
-    kd_err err = {0};
+    kd_err err;
+    kd_err_clear(&err);
     int lost = 0;
     if (w->amqp && kd_amqp_flush_acks(w->amqp, &lost, &err)) {
         kd_warn("%d acks not sent, the broker will redeliver their jobs: %s", lost, err.msg);
@@ -1283,7 +1294,8 @@ static void flush_acks(kd_worker *w)
 /* One turn of the loop: one wait on the sockets, then everything that became due. */
 static void turn(kd_worker *w, int wait_ms)
 {
-    kd_err err = {0};
+    kd_err err;
+    kd_err_clear(&err);
     if (w->amqp) {
         kd_delivery d;
         /* messages waiting for room in Kafka's queue: wait on its delivery reports instead */
@@ -1499,7 +1511,8 @@ fail:
  * KD_WORKER_SETTLE_GRACE_US to be confirmed so their jobs are acked. */
 static void drain(kd_worker *w)
 {
-    kd_err err = {0};
+    kd_err err;
+    kd_err_clear(&err);
     w->stopping = true;
     if (w->amqp && kd_amqp_consuming(w->amqp) && kd_amqp_consume_cancel(w->amqp, &err))
         conn_lost(w, err.msg);
@@ -1524,7 +1537,8 @@ int kd_worker_run(kd_worker *w, volatile sig_atomic_t *stop)
             w->policy.max_attempts, (long long)w->policy.base_ms, (long long)w->policy.cap_ms,
             w->policy.n_tiers);
     int64_t backoff_ms = 100;
-    kd_err err = {0};
+    kd_err err;
+    kd_err_clear(&err);
     while (!*stop) {
         if (!w->amqp) {
             if (amqp_open(w, &err)) {

@@ -30,6 +30,14 @@ typedef struct kd_err {
     char msg[512]; /**< what went wrong, naming the field, key or address */
 } kd_err;
 
+/** Makes err empty (code 0, message ""): what `kd_err e = {0}` says, without clearing all of
+ * its 516 bytes, which a path run for every frame or job paid each time (issue 17). */
+static inline void kd_err_clear(kd_err *err)
+{
+    err->code = 0;
+    err->msg[0] = '\0';
+}
+
 /** Sets err (if non-NULL) and returns code, so callers can `return kd_err_set(...)`. */
 int kd_err_set(kd_err *err, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 /** Prefixes the existing message with context: "job_id: <old message>". */

@@ -753,9 +753,15 @@ static int apply(const val *slots, int64_t default_ttl_ms, kd_job *job, kd_err *
 {
     int rc = 0;
     memset(job, 0, sizeof *job);
-    for (size_t i = 0; i < NFIELDS && !rc; i++)
-        if (applies(&fields[i], job->op))
-            rc = read_field(&fields[i], &slots[i], job, err);
+    for (size_t i = 0; i < NFIELDS && !rc; i++) {
+        const val *v = &slots[i];
+        /* most rows are absent from a job: skipped here, as read_field would (a call each
+         * cost ~35 instructions, ~20 rows a job) */
+        if (!applies(&fields[i], job->op) ||
+            ((v->kind == V_ABSENT || v->kind == V_NIL) && !needed(&fields[i], job->op)))
+            continue;
+        rc = read_field(&fields[i], v, job, err);
+    }
     if (!rc)
         rc = apply_defaults(slots, default_ttl_ms, job, err);
     if (!rc) /* each field passed its own bounds as it was read: only this rule is left */
