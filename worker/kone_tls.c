@@ -153,8 +153,16 @@ bool kd_tls_connect(kd_tls *t, kd_tls_ctx *ctx, const char *address, int port, c
         return false;
         /* GCOVR_EXCL_STOP */
     }
-    /* without the name to check, any certificate of the CA would pass: it is always given */
-    gnutls_session_set_verify_cert(t->ssl, host, 0);
+    /* without the name to check, any certificate of the CA would pass: it is always given
+     * (GnuTLS keeps the pointer: the copy lives as long as the session) */
+    if (!(t->host = strdup(host))) {
+        /* GCOVR_EXCL_START: fails only without memory */
+        kd_tls_free(t, true);
+        snprintf(t->why, sizeof t->why, "TLS: out of memory");
+        return false;
+        /* GCOVR_EXCL_STOP */
+    }
+    gnutls_session_set_verify_cert(t->ssl, t->host, 0);
     gnutls_transport_set_ptr(t->ssl, t);
     gnutls_transport_set_pull_function(t->ssl, pull);
     gnutls_transport_set_push_function(t->ssl, push);
@@ -183,14 +191,16 @@ static const char *refused_why(const kd_tls *t, unsigned st)
 kd_tls_state kd_tls_step(kd_tls *t)
 {
     int r;
-    /* a warning alert is not fatal; what follows it may be in rbuf already: go on */
-    for (int k = 0; (r = gnutls_handshake(t->ssl)) == GNUTLS_E_WARNING_ALERT_RECEIVED && k < 4; k++)
+    /* a warning alert is not fatal; what follows it may be in rbuf already: go on (a peer
+     * that sends more than four in a row fails the handshake, as a fatal error would) */
+    int warnings = 0;
+    while ((r = gnutls_handshake(t->ssl)) == GNUTLS_E_WARNING_ALERT_RECEIVED && ++warnings <= 4)
         ;
     if (r == GNUTLS_E_SUCCESS) {
         t->want_write = false;
         return KD_TLS_UP;
     }
-    if (!gnutls_error_is_fatal(r)) { /* again, interrupted */
+    if (!gnutls_error_is_fatal(r) && r != GNUTLS_E_WARNING_ALERT_RECEIVED) { /* again */
         t->want_write = gnutls_record_get_direction(t->ssl) == 1;
         return KD_TLS_AGAIN;
     }
@@ -261,21 +271,33 @@ bool kd_tls_pending(const kd_tls *t)
 
 ssize_t kd_tls_write(kd_tls *t, const void *buf, size_t len)
 {
-    /* A record GnuTLS encrypted and could not send whole waits in GnuTLS: the caller offers
-     * the same bytes again (it was told none were taken), and the record goes first. */
+    /* One record a call, so that a record GnuTLS could not send whole holds exactly what it
+     * was given: the caller offers the same bytes again (it was told none were taken), and
+     * gnutls_record_send(NULL, 0) sends the record first. Its count is ours to keep: a key
+     * update KONE asked for meanwhile goes out in that flush, after which GnuTLS refuses the
+     * empty send (GNUTLS_E_INVALID_REQUEST) though the record went. */
+    size_t max = gnutls_record_get_max_size(t->ssl);
+    if (len > max)
+        len = max;
     ssize_t r = t->send_pending ? gnutls_record_send(t->ssl, NULL, 0)
-                                : gnutls_record_send(t->ssl, buf, len > 1 << 30 ? 1 << 30 : len);
+                                : gnutls_record_send(t->ssl, buf, len);
+    if (t->send_pending && r == GNUTLS_E_INVALID_REQUEST)
+        r = (ssize_t)t->send_pending;
     if (r > 0) {
         t->send_pending = 0;
-        t->want_write = (size_t)r < len;
+        t->want_write = false;
         return r;
     }
     if (r == GNUTLS_E_AGAIN || r == GNUTLS_E_INTERRUPTED) {
-        t->send_pending = true; /* the flush returns how many of the caller's bytes it held */
+        if (!t->send_pending)
+            t->send_pending = len;
         t->want_write = gnutls_record_get_direction(t->ssl) == 1;
         return 0;
     }
-    snprintf(t->why, sizeof t->why, "write failed");
+    if (t->sys_err)
+        fail(t, "write failed", t->sys_err);
+    else
+        snprintf(t->why, sizeof t->why, "write failed (%s)", gnutls_strerror((int)r));
     return -1;
 }
 
@@ -292,11 +314,13 @@ void kd_tls_free(kd_tls *t, bool close_fd)
     if (t->ssl)
         gnutls_deinit(t->ssl);
     free(t->rbuf);
+    free(t->host);
+    t->host = NULL;
     if (close_fd && t->fd >= 0)
         close(t->fd);
     t->ssl = NULL;
     t->rbuf = NULL;
     t->r_len = t->r_off = 0;
-    t->send_pending = false;
+    t->send_pending = 0;
     t->fd = -1;
 }

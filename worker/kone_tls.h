@@ -44,7 +44,8 @@ typedef struct kd_tls {
     gnutls_session_t ssl; /* NULL until kd_tls_connect made it */
     bool want_write;      /* poll for POLLOUT before the next step/read/write */
     bool host_is_ip;      /* the name checked is an IP address (says which mismatch) */
-    bool send_pending;    /* GnuTLS holds a record made of the caller's bytes (E_AGAIN) */
+    size_t send_pending;  /* GnuTLS holds a record of this many of the caller's bytes (E_AGAIN) */
+    char *host;           /* the name checked, GnuTLS keeps a pointer to it: ours to keep */
     int sys_err;          /* the last socket error the transport met (errno), 0: none */
     size_t r_off, r_len;  /* rbuf[r_off, r_off + r_len): read, not yet taken */
     size_t r_taken;       /* bytes GnuTLS took from rbuf so far (did a call take any) */

@@ -38,7 +38,7 @@ typedef struct lg_seen {
 /* ------------------------------------------------------------------ the segment's jobs */
 
 /* 8 bytes a step (FNV-1a's byte a step cost ~90 instructions a job id, three ids a job),
- * mixed so that the table's low bits depend on every byte. */
+ * then mixed so that the table's low bits depend on every byte. */
 static unsigned hash(const char *s)
 {
     size_t n = strlen(s);
@@ -51,7 +51,9 @@ static unsigned hash(const char *s)
     w = 0;
     memcpy(&w, s, n);
     h = (h ^ w) * 0xff51afd7ed558ccdULL;
-    return (unsigned)(h ^ h >> 29);
+    h ^= h >> 33; /* murmur3's finaliser: the low bits, which index the table, see every byte */
+    h *= 0xc4ceb9fe1a85ec53ULL;
+    return (unsigned)(h ^ h >> 33);
 }
 
 /* Adds id; 1 if it was there already. */
