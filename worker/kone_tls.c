@@ -248,17 +248,19 @@ ssize_t kd_tls_read(kd_tls *t, void *buf, size_t cap)
             t->want_write = gnutls_record_get_direction(t->ssl) == 1; /* a key update's answer */
             return 0;
         }
+        if (r != 0 && !t->sys_err && !gnutls_error_is_fatal((int)r)) {
+            k++; /* a warning alert, a renegotiation request: read past it */
+            continue;
+        }
         if (r == 0)
             snprintf(t->why, sizeof t->why, "KONE ended the TLS stream");
         else if (t->sys_err)
             fail(t, "connection lost", t->sys_err);
-        else if (gnutls_error_is_fatal((int)r))
+        else
             snprintf(t->why, sizeof t->why, "connection lost (%s)",
                      r == GNUTLS_E_PREMATURE_TERMINATION ? "closed without a TLS close"
                                                          : gnutls_strerror((int)r));
-        if (r == 0 || t->sys_err || gnutls_error_is_fatal((int)r))
-            return -1;
-        k++;
+        return -1;
     }
     return 0; /* GCOVR_EXCL_LINE: four non-fatal alerts in a row */
 }
