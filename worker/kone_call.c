@@ -435,6 +435,7 @@ void kk_job_submit(kd_kone *k, kd_run *run)
     switch (kk_bld_admit(&k->blds, &j->bj)) {
     case KK_ADMIT_REFUSE: job_refuse(j); return;
     case KK_ADMIT_WAIT: /* in its building's queue until a token comes */
+        j->held_since = kd_mono_us();
         j->slot = NULL;
         j->st = KJ_WAIT;
         rearm(j);
@@ -446,8 +447,13 @@ void kk_job_submit(kd_kone *k, kd_run *run)
 
 static void job_release(kk_job *j)
 {
+    int64_t now = kd_mono_us();
+    if (j->held_since) {
+        j->run->kone_held_us += now - j->held_since;
+        j->held_since = 0;
+    }
     j->bj.throttled = false;
-    j->wait_until = kd_mono_us() + j->k->call_cfg.request_timeout_us;
+    j->wait_until = now + j->k->call_cfg.request_timeout_us;
     place(j);
 }
 

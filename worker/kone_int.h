@@ -134,6 +134,7 @@ struct kk_job {
     kk_tmr tmr; /* its deadline while set (kk_tmr_is_set, tmr.at): see above */
 
     int64_t wait_until; /* mono µs: give up waiting for a connection */
+    int64_t held_since; /* mono µs: admission held it back (KK_ADMIT_WAIT); 0: not held */
     int64_t expire_at;  /* mono µs: the job's own deadline (0: none) */
     int64_t req_id;     /* last request written */
     int64_t sent_mono;

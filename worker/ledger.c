@@ -443,6 +443,7 @@ void lg_enqueue(kd_ledger *l, op *o)
         lg_free_op(l, o);
         return;
     }
+    o->enq_us = kd_mono_us();
     lg_push(&l->queue, o);
 }
 
@@ -566,6 +567,12 @@ static void periodic(kd_ledger *l, int64_t now)
     }
 }
 
+void kd_ledger_quiet(kd_ledger *l)
+{
+    if (l)
+        l->quiet = true;
+}
+
 void kd_ledger_turn(kd_ledger *l)
 {
     if (!l)
@@ -582,7 +589,9 @@ void kd_ledger_turn(kd_ledger *l)
         return;
     }
     periodic(l, now);
-    lg_read_answers(l);
+    if (!l->quiet || kd_ledger_buffered(l))
+        lg_read_answers(l);
+    l->quiet = false;
     lg_send_batch(l);
     if (l->pg && l->batch.n && PQflush(l->pg) < 0) {
         char why[256];

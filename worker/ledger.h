@@ -159,6 +159,10 @@ void kd_ledger_release(kd_ledger *l, const kd_run *run, bool written);
 /* Once per loop turn: reconnects (with backoff), sends the queued batch, reads answers and
  * runs callbacks, renews leases, purges expired rows and refreshes the row counts. */
 void kd_ledger_turn(kd_ledger *l);
+/* The caller's wait found the ledger's socket (kd_ledger_wait_fd) silent: the next
+ * kd_ledger_turn does not read it (a recv that would fail EAGAIN), unless OpenSSL holds
+ * bytes already. Once; a wrong hint only delays the answers to the turn after. */
+void kd_ledger_quiet(kd_ledger *l);
 /* At shutdown: ends this worker's leases and waits up to timeout_us for queued statements. */
 void kd_ledger_drain(kd_ledger *l, int64_t timeout_us);
 

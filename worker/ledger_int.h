@@ -78,6 +78,7 @@ typedef struct op {
     kd_ledger_poll_fn poll_fn;
     void *ctx;
     int64_t *pg_us; /* the run's sum of PostgreSQL's time (claim, done), or NULL */
+    int64_t enq_us; /* mono µs it was queued (lg_enqueue) */
     kd_ledger_call_owner route;
     /* answer */
     bool failed;
@@ -105,6 +106,7 @@ struct kd_ledger {
 
     PGconn *pg; /* NULL while disconnected */
     bool up;
+    bool quiet;           /* kd_ledger_quiet: the next turn leaves the socket unread */
     int64_t reconnect_at; /* mono µs */
     int64_t backoff_us;
     op_list queue;                       /* waiting to be sent */
@@ -113,6 +115,9 @@ struct kd_ledger {
     unsigned head_batch, next_batch;     /* the oldest batch in flight, the next to send */
     int n_batches;                       /* batches in flight */
     int64_t sent_at[LEDGER_MAX_BATCHES]; /* mono µs each batch was sent, by id % max */
+    /* mono µs a commit last made room in a full pipeline: statements queued before it waited
+     * for PostgreSQL (counted in their pg_us), not for the worker */
+    int64_t room_at;
     int64_t next_renew, next_purge, next_take;
     kd_ledger_cancel_fn cancel_fn; /* cancels asked of this worker (NULL: none taken) */
     void *cancel_ctx;

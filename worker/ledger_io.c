@@ -114,6 +114,8 @@ void lg_send_batch(kd_ledger *l)
     lg_groups g = {0};
     while ((o = lg_pop(&l->queue))) {
         o->batch_id = id;
+        if (o->pg_us && o->enq_us && o->enq_us < l->room_at)
+            *o->pg_us += l->room_at - o->enq_us; /* queued behind a full pipeline */
         if (o->kind < OP_GROUPED) {
             if (lg_group_add(l, &g, o))
                 goto fail;
@@ -311,7 +313,9 @@ void lg_finish_op(kd_ledger *l, op *o, bool ok)
 static void batch_done(kd_ledger *l, bool ok)
 {
     unsigned id = l->head_batch;
-    int64_t took = kd_mono_us() - l->sent_at[id % LEDGER_MAX_BATCHES];
+    int64_t now = kd_mono_us(), took = now - l->sent_at[id % LEDGER_MAX_BATCHES];
+    if (l->n_batches == LEDGER_MAX_BATCHES && l->queue.n)
+        l->room_at = now;
     if (l->hooks.commit && ok)
         l->hooks.commit(took);
     l->head_batch = id + 1;

@@ -124,6 +124,11 @@ struct kd_worker {
 
     FILE *timings; /* worker.timings_file, NULL when off (see write_timings) */
 
+    /* what the loop's last wait found (wait_io): RabbitMQ's socket readable, or its bytes
+     * already read; the time (ms, monotonic) rabbitmq-c was last asked for a frame */
+    bool amqp_due;
+    int64_t amqp_asked_ms;
+
     /* counters for the final log line */
     uint64_t n_acked, n_nacked, n_dropped, n_retried, n_dead, n_undecodable;
     uint64_t n_by_outcome[KD_OUTCOME_UNKNOWN + 1];
@@ -523,7 +528,8 @@ static char *put_str(char *p, const char *s)
  * in µs since the epoch (0 where a step did not happen), fate "final" (its result or
  * dead-letter copy went out: the job is done) or "requeue" (handed to a retry tier or parked:
  * it comes back), then the µs its ledger claim and its outcome record waited for PostgreSQL
- * (0 without the ledger): what the bench takes out of the worker's own latency.
+ * (0 without the ledger) and the µs KONE's admission held its request back (kd_run
+ * kone_held_us): what the bench takes out of the worker's own latency.
  * Written on this thread only, into stdio's buffer (flushed when the worker stops): no lock
  * and no system call per job; when off, the cost is the NULL test. */
 static void write_timings(kd_worker *w, const wk_run *r)
@@ -533,7 +539,7 @@ static void write_timings(kd_worker *w, const wk_run *r)
     const kd_run *run = &r->run;
     bool final =
         r->fate == WK_FATE_RESULT || r->fate == WK_FATE_DEAD || r->fate == WK_FATE_UNDECODABLE;
-    char line[7 * KD_JW_INT_TEXT + KD_JOB_BUILDING_MAX + 64], *p = line;
+    char line[8 * KD_JW_INT_TEXT + KD_JOB_BUILDING_MAX + 64], *p = line;
     p = put_int(p, run->received_us);
     p = put_int(p, run->started_us);
     p = put_int(p, run->finished_us);
@@ -544,6 +550,7 @@ static void write_timings(kd_worker *w, const wk_run *r)
     p = put_str(p, final ? "final" : "requeue");
     p = put_int(p, run->ledger_claim_us);
     p = put_int(p, run->ledger_done_us);
+    p = put_int(p, run->kone_held_us);
     p[-1] = '\n';
     fwrite(line, 1, (size_t)(p - line), w->timings);
 }
@@ -1251,6 +1258,7 @@ static void metrics_turn(kd_worker *w)
  * out the RabbitMQ timeout before reading a commit would add milliseconds to every job. */
 static void wait_io(kd_worker *w, int wait_ms)
 {
+    w->amqp_due = true;
     if (kd_amqp_buffered(w->amqp) || kd_ledger_buffered(w->ledger))
         return; /* rabbitmq-c or libpq's TLS holds bytes already: no wait */
     struct pollfd p[3];
@@ -1261,7 +1269,17 @@ static void wait_io(kd_worker *w, int wait_ms)
         p[n++] = (struct pollfd){.fd = pg, .events = POLLIN};
     if (w->wake_fd >= 0)
         p[n++] = (struct pollfd){.fd = w->wake_fd, .events = POLLIN};
-    if (poll(p, n, wait_ms) > 0 && w->wake_fd >= 0 && (p[n - 1].revents & POLLIN)) {
+    int ready = poll(p, n, wait_ms);
+    if (ready > 0) {
+        /* Woken by one socket: the others are not read this turn. Asking rabbitmq-c for a
+         * frame on a silent socket is a recv that fails EAGAIN and a poll of its own, and
+         * libpq's read another recv: at full load the loop wakes once or twice a job, and
+         * those were a third of its system calls (issue 17). */
+        w->amqp_due = p[0].revents != 0;
+        if (pg >= 0 && !p[1].revents)
+            kd_ledger_quiet(w->ledger);
+    }
+    if (ready > 0 && w->wake_fd >= 0 && (p[n - 1].revents & POLLIN)) {
         uint64_t v;
         if (read(w->wake_fd, &v, sizeof v) < 0 && errno != EAGAIN)
             /* GCOVR_EXCL_START: the loop is the only reader, after poll said readable */
@@ -1291,6 +1309,10 @@ static void flush_acks(kd_worker *w)
  * Kafka's reports and the ledger's answers are served between clumps. */
 #define TURN_DELIVERIES 64
 
+/* RabbitMQ's socket is read when the wait found it readable, and at least this often
+ * (rabbitmq-c's heartbeats are sent and checked only while it is asked for frames) */
+#define AMQP_ASK_EVERY_MS 500
+
 /* One turn of the loop: one wait on the sockets, then everything that became due. */
 static void turn(kd_worker *w, int wait_ms)
 {
@@ -1305,12 +1327,19 @@ static void turn(kd_worker *w, int wait_ms)
          * paced jobs over in clumps, and their claims then go to PostgreSQL as one batch (one
          * commit) instead of one batch each, the first four of them taking every slot of the
          * ledger's pipeline while the rest wait (docs/performance.md, issue 17). */
-        int rc, n = 0;
-        do {
-            rc = kd_amqp_consume_next(w->amqp, 0, &d, &err);
-            if (rc == 1)
-                on_delivery(w, &d);
-        } while (rc == 1 && ++n < TURN_DELIVERIES && w->amqp && kd_amqp_buffered(w->amqp));
+        int rc = 0;
+        /* a silent socket is still asked now and then: rabbitmq-c sends its heartbeats and
+         * notices the broker's absence only while it is asked for frames */
+        int64_t now_ms = kd_mono_us() / 1000;
+        if (w->amqp_due || now_ms - w->amqp_asked_ms >= AMQP_ASK_EVERY_MS) {
+            w->amqp_asked_ms = now_ms;
+            int n = 0;
+            do {
+                rc = kd_amqp_consume_next(w->amqp, 0, &d, &err);
+                if (rc == 1)
+                    on_delivery(w, &d);
+            } while (rc == 1 && ++n < TURN_DELIVERIES && w->amqp && kd_amqp_buffered(w->amqp));
+        }
         serve_side_events(w);
         if (rc < 0)
             conn_lost(w, err.msg);

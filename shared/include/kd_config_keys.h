@@ -108,8 +108,9 @@ KD_KEY(
 KD_KEY(WORKER_TIMINGS_FILE, "worker.timings_file", STR, 0, 0, NULL, "", W, 0,
        "Diagnostics (scripts/bench): append one line per acked delivery to this file: received, "
        "request sent, outcome known, result produced, acked, in µs since the epoch, then the "
-       "building, the outcome, final or requeue, and the µs its ledger claim and outcome record "
-       "waited for PostgreSQL (empty: off).")
+       "building, the outcome, final or requeue, the µs its ledger claim and outcome record "
+       "waited for PostgreSQL, and the µs KONE's admission (concurrency limit, rate limit) held "
+       "its request back (empty: off).")
 /* call ledger (PostgreSQL) */
 KD_KEY(LEDGER_URL, "ledger.url", STR, 0, 0, NULL,
        "postgresql://kd@127.0.0.1:5432/kone_dispatch?sslmode=verify-full", W, 1,

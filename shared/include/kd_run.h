@@ -64,6 +64,10 @@ typedef struct kd_run {
      * (the worker's ledger adds them; diagnostics: worker.timings_file, scripts/bench) */
     int64_t ledger_claim_us; /**< its claim's wait for PostgreSQL */
     int64_t ledger_done_us;  /**< its outcome record's wait for PostgreSQL */
+    /** µs its request was held back for room in KONE's concurrency limits or for a rate-limit
+     * token (admission, kone_bld.c), i.e. waiting on KONE's answers to earlier requests or on
+     * its rate; set by the KONE thread (diagnostics: worker.timings_file, scripts/bench) */
+    int64_t kone_held_us;
 
     /* outcome */
     kd_outcome outcome;       /**< the job's outcome */

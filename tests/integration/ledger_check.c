@@ -162,6 +162,46 @@ static void test_claim_then_busy_then_done(void **state)
     kd_ledger_close(b);
 }
 
+/* kd_ledger_quiet: the caller's poll found the socket silent, so the next turn does not read
+ * it (a recv that would fail EAGAIN, issue 17); the turn after reads what came meanwhile.
+ * A statement queued while every batch slot waits for PostgreSQL counts that wait as
+ * PostgreSQL's (kd_run.ledger_claim_us, which scripts/bench takes out of the worker's own
+ * latency), not only its own batch's commit. */
+static void test_quiet_turns_and_a_full_pipeline(void **state)
+{
+    (void)state;
+    kd_ledger *l = open_ledger("worker-q", "unknown", "15000");
+    enum { SLOTS = 4 }; /* LEDGER_MAX_BATCHES: batches in flight at once */
+    kd_run r[SLOTS + 1];
+    answer a[SLOTS + 1];
+    memset(a, 0, sizeof a);
+    for (int i = 0; i < SLOTS; i++) {
+        char id[16];
+        snprintf(id, sizeof id, "q%d", i);
+        r[i] = mkrun(id, 1);
+        kd_ledger_claim(l, &r[i], on_claim, &a[i]);
+        kd_ledger_quiet(l);
+        kd_ledger_turn(l); /* sends batch i, reads nothing */
+    }
+    usleep(300000); /* every commit is back on the socket */
+    r[SLOTS] = mkrun("q4", 1);
+    kd_ledger_claim(l, &r[SLOTS], on_claim, &a[SLOTS]);
+    usleep(100000); /* it waits behind the full pipeline */
+    kd_ledger_quiet(l);
+    kd_ledger_turn(l);
+    for (int i = 0; i <= SLOTS; i++)
+        assert_false(a[i].got);                     /* the socket was not read */
+    assert_true(kd_ledger_pending(l) >= SLOTS + 1); /* and what the ledger queues itself */
+    turn_until(l, &a[SLOTS - 1].got, NULL);         /* reads the answers, then sends the 5th */
+    settle(l);
+    for (int i = 0; i < SLOTS; i++)
+        assert_true(a[i].got && a[i].f.verdict == KD_LEDGER_CALL);
+    assert_true(a[SLOTS].got && a[SLOTS].f.verdict == KD_LEDGER_CALL);
+    /* its claim waited >= 100 ms for a slot: PostgreSQL's time, counted as such */
+    assert_true(r[SLOTS].ledger_claim_us >= 100000);
+    kd_ledger_close(l);
+}
+
 static void test_accepted_is_followed_after_handover(void **state)
 {
     (void)state;
@@ -920,6 +960,7 @@ int main(void)
         cmocka_unit_test(test_mask_url),
         cmocka_unit_test(test_claim_then_busy_then_done),
         cmocka_unit_test(test_accepted_is_followed_after_handover),
+        cmocka_unit_test(test_quiet_turns_and_a_full_pipeline),
         cmocka_unit_test(test_unanswered_write_is_ambiguous),
         cmocka_unit_test(test_lease_runs_out_when_a_worker_dies),
         cmocka_unit_test(test_retry_and_release_let_the_next_attempt_call),
