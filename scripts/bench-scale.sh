@@ -32,6 +32,12 @@ cpu_us() {
     cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{ ns += $1 } END { printf "%.0f\n", ns / 1000 }'
 }
 
+# rq_wait_us PID: how long a process's threads alive now were runnable but waiting for a CPU,
+# in µs (schedstat's second field): time that other processes on the same cores took.
+rq_wait_us() {
+    cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{ ns += $2 } END { printf "%.0f\n", ns / 1000 }'
+}
+
 # sys_ctx PID: "system-µs context-switches" of a process so far: its system CPU (field 15 of
 # /proc/PID/stat) and the voluntary + involuntary switches of its threads alive now (each is
 # a wake-up: a hand-over between threads, a wait on a socket).
