@@ -423,9 +423,12 @@ bool kd_ledger_buffered(const kd_ledger *l)
     if (!l || !l->pg || !l->n_batches)
         return false;
     /* libpq reads one TLS record at a time into its buffer; what OpenSSL holds beyond what
-     * fitted is not on the socket any more (libpq's own waits ask OpenSSL the same) */
+     * fitted is not on the socket any more (libpq's own waits ask OpenSSL the same). And a
+     * flush that found the send buffer full reads answers into libpq's buffer on the way
+     * (pqSendSome): a result ready there is not on the socket either. PQisBusy only parses
+     * what is buffered: no system call. */
     SSL *ssl = PQsslStruct(l->pg, "OpenSSL");
-    return ssl && SSL_pending(ssl) > 0;
+    return (ssl && SSL_pending(ssl) > 0) || !PQisBusy(l->pg);
 }
 
 int kd_ledger_pending(const kd_ledger *l)
@@ -577,6 +580,8 @@ void kd_ledger_turn(kd_ledger *l)
 {
     if (!l)
         return;
+    bool quiet = l->quiet; /* this turn's only: taken whatever path the turn takes */
+    l->quiet = false;
     int64_t now = kd_mono_us();
     try_reconnect(l);
     if (!l->pg)
@@ -589,9 +594,8 @@ void kd_ledger_turn(kd_ledger *l)
         return;
     }
     periodic(l, now);
-    if (!l->quiet || kd_ledger_buffered(l))
+    if (!quiet || kd_ledger_buffered(l))
         lg_read_answers(l);
-    l->quiet = false;
     lg_send_batch(l);
     if (l->pg && l->batch.n && PQflush(l->pg) < 0) {
         char why[256];

@@ -116,6 +116,7 @@ void lg_send_batch(kd_ledger *l)
         o->batch_id = id;
         if (o->pg_us && o->enq_us && o->enq_us < l->room_at)
             *o->pg_us += l->room_at - o->enq_us; /* queued behind a full pipeline */
+        o->enq_us = 0; /* sent: if it is sent again, that wait is not counted twice */
         if (o->kind < OP_GROUPED) {
             if (lg_group_add(l, &g, o))
                 goto fail;

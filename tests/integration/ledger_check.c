@@ -171,7 +171,7 @@ static void test_quiet_turns_and_a_full_pipeline(void **state)
 {
     (void)state;
     kd_ledger *l = open_ledger("worker-q", "unknown", "15000");
-    enum { SLOTS = 4 }; /* LEDGER_MAX_BATCHES: batches in flight at once */
+    enum { SLOTS = LEDGER_MAX_BATCHES }; /* batches in flight at once */
     kd_run r[SLOTS + 1];
     answer a[SLOTS + 1];
     memset(a, 0, sizeof a);
