@@ -28,14 +28,15 @@ CLK_TCK=$(getconf CLK_TCK)
 # of each thread alive now (the first field of /proc/PID/task/*/schedstat, in ns), not
 # /proc/PID/stat's ticks of 10 ms: 3000 jobs were only ~50 ticks, too coarse to compare two
 # builds. The worker's threads live as long as it does.
-cpu_us() {
-    cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{ ns += $1 } END { printf "%.0f\n", ns / 1000 }'
-}
+cpu_us() { schedstat_us "$1" 1; }
 
 # rq_wait_us PID: how long a process's threads alive now were runnable but waiting for a CPU,
 # in µs (schedstat's second field): time that other processes on the same cores took.
-rq_wait_us() {
-    cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{ ns += $2 } END { printf "%.0f\n", ns / 1000 }'
+rq_wait_us() { schedstat_us "$1" 2; }
+
+# schedstat_us PID FIELD: FIELD of /proc/PID/task/*/schedstat (ns) summed over the threads, in µs.
+schedstat_us() {
+    cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk -v f="$2" '{ ns += $f } END { printf "%.0f\n", ns / 1000 }'
 }
 
 # sys_ctx PID: "system-µs context-switches" of a process so far: its system CPU (field 15 of
