@@ -273,6 +273,7 @@ void lg_lost(kd_ledger *l, const char *why)
         PQfinish(l->pg);
     l->pg = NULL;
     l->reading = NULL;
+    l->head_failed = false;
     l->n_batches = 0;
     l->head_batch = l->next_batch;
     lg_hook_up(l, false);

@@ -116,7 +116,8 @@ void lg_send_batch(kd_ledger *l)
         o->batch_id = id;
         if (o->pg_us && o->enq_us && o->enq_us < l->room_at)
             *o->pg_us += l->room_at - o->enq_us; /* queued behind a full pipeline */
-        o->enq_us = 0; /* sent: if it is sent again, that wait is not counted twice */
+        o->enq_us = 0;     /* sent: if it is sent again, that wait is not counted twice */
+        o->failed = false; /* a failure read before a lost connection is not this batch's */
         if (o->kind < OP_GROUPED) {
             if (lg_group_add(l, &g, o))
                 goto fail;
@@ -359,9 +360,6 @@ void lg_read_answers(kd_ledger *l)
         lg_lost(l, lg_pg_msg(l->pg, why, sizeof why));
         return;
     }
-    bool any_failed = false; /* in the oldest batch */
-    for (op *o = l->batch.head; o && o->batch_id == l->head_batch; o = o->next)
-        any_failed |= o->failed;
     while (l->pg && l->n_batches && !PQisBusy(l->pg)) {
         PGresult *r = PQgetResult(l->pg);
         if (!r) {
@@ -375,14 +373,15 @@ void lg_read_answers(kd_ledger *l)
         ExecStatusType st = PQresultStatus(r);
         if (st == PGRES_PIPELINE_SYNC) {
             PQclear(r);
-            batch_done(l, !any_failed);
+            bool ok = !l->head_failed;
+            l->head_failed = false;
+            batch_done(l, ok);
             lg_hook_up(l, true);
-            any_failed = false;
             continue;
         }
         if (l->reading) {
             read_result(l, l->reading, r);
-            any_failed |= l->reading->failed;
+            l->head_failed |= l->reading->failed;
         }
         PQclear(r);
     }

@@ -577,6 +577,74 @@ static void finish(kd_run *run, kd_outcome o, const char *code, const char *mess
                   message);
 }
 
+/* A statement whose failure was read just before the connection died (its backend
+ * terminated while it waited for a row lock) goes again after the reconnect; the batch it
+ * goes in is judged by that batch's own answers: a claim sent with it is answered CALL, as
+ * PostgreSQL committed it, not FAILED (the failure read before the loss once made the whole
+ * next batch count as rolled back: the job was handed back with its claim committed). */
+static void test_failure_before_a_lost_link_is_not_the_next_batchs(void **state)
+{
+    (void)state;
+    kd_ledger *l = open_ledger("worker-f", "unknown", "15000");
+    kd_run first = mkrun("f1", 1), second = mkrun("f2", 1);
+    assert_int_equal(claim(l, &first, NULL), KD_LEDGER_CALL);
+    /* another session holds f1's row: the done waits in PostgreSQL */
+    PGconn *h = PQconnectdb(base_url);
+    assert_int_equal(PQstatus(h), CONNECTION_OK);
+    char q[400];
+    snprintf(q, sizeof q, "BEGIN; SELECT 1 FROM %s.kd_calls WHERE job_id = '%s' FOR UPDATE", schema,
+             first.job.job_id);
+    PGresult *r = PQexec(h, q);
+    assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
+    PQclear(r);
+    finish(&first, KD_OUTCOME_SUCCEEDED, "", "ok");
+    answer d = {0};
+    kd_ledger_done(l, &first, "r", 1, on_done, &d);
+    char n[32] = "0";
+    for (int i = 0; i < 5000 && strcmp(n, "1"); i++) { /* the done is waiting for the lock */
+        kd_ledger_turn(l);
+        usleep(1000);
+        sql_value("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'kone-worker'"
+                  " AND wait_event_type = 'Lock'",
+                  n, sizeof n);
+    }
+    assert_string_equal(n, "1");
+    sql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = "
+        "'kone-worker' AND wait_event_type = 'Lock'");
+    for (int i = 0; i < 5000 && kd_ledger_up(l); i++) {
+        kd_ledger_turn(l);
+        usleep(1000);
+    }
+    assert_false(kd_ledger_up(l));
+    r = PQexec(h, "ROLLBACK");
+    PQclear(r);
+    PQfinish(h);
+    /* the done is queued again, its failure (the terminated backend's error) read */
+    assert_non_null(l->queue.head);
+    assert_int_equal(l->queue.head->kind, OP_DONE);
+    assert_true(l->queue.head->failed);
+    assert_false(d.got);
+    /* a claim queued before the reconnect goes in the same batch as the done */
+    answer c = {0};
+    op *o = lg_new_op(l, OP_CLAIM, &second);
+    assert_non_null(o);
+    o->claim_fn = on_claim;
+    o->ctx = &c;
+    lg_enqueue(l, o);
+    turn_until(l, &c.got, NULL);
+    assert_true(c.got);
+    assert_int_equal(c.f.verdict, KD_LEDGER_CALL);
+    settle(l);
+    assert_true(d.got);
+    assert_true(d.ok);
+    char row[200];
+    row_of(first.job.job_id, row, sizeof row);
+    assert_true(strncmp(row, "done:", 5) == 0);
+    row_of(second.job.job_id, row, sizeof row);
+    assert_true(strncmp(row, "writing:", 8) == 0);
+    kd_ledger_close(l);
+}
+
 /* A batch's claims, accepts and dones go as one statement per kind (ledger_batch.c): each
  * job gets its own answer back, a job another worker took over meanwhile gets "not yours"
  * (its row untouched) while the others of the same statement are recorded, and an accept
@@ -973,6 +1041,7 @@ int main(void)
         cmocka_unit_test(test_expired_rows_are_purged),
         cmocka_unit_test(test_session_killed_then_reconnect),
         cmocka_unit_test(test_statement_refused_every_time_is_dropped),
+        cmocka_unit_test(test_failure_before_a_lost_link_is_not_the_next_batchs),
         cmocka_unit_test(test_broken_schema_is_a_startup_error),
         cmocka_unit_test(test_version_2_ledger_migrates_in_place),
         cmocka_unit_test(test_unanswering_backend_times_out),
