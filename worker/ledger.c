@@ -235,7 +235,7 @@ static int connect_pg(kd_ledger *l, bool do_migrate, kd_err *err)
                    lg_pg_msg(pg, why, sizeof why));
         goto fail;
     }
-    char set[64];
+    char set[128]; /* 64 cut "warning" short for a timeout of 5 digits or more */
     /* statement_timeout bounds a hung statement; NOTICEs (IF NOT EXISTS) stay out of logs */
     snprintf(set, sizeof set, "SET statement_timeout = %lld; SET client_min_messages = warning",
              (long long)l->timeout_ms);
