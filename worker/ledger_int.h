@@ -109,15 +109,16 @@ struct kd_ledger {
     bool quiet;           /* kd_ledger_quiet: the next turn leaves the socket unread */
     int64_t reconnect_at; /* mono µs */
     int64_t backoff_us;
-    op_list queue; /* waiting to be sent */
-    op_list batch; /* sent, waiting for their batches' syncs, in order */
-    op *reading;   /* the op of batch whose results are being read */
-    /* a statement of the oldest batch in flight failed: its sync is a rollback (kept here, not
-     * found again by walking the batch's ops each turn: that walk touched every op's cache
-     * lines, ~0.7 µs a job at full load, issue 17) */
+    op_list queue;                   /* waiting to be sent */
+    op_list batch;                   /* sent, waiting for their batches' syncs, in order */
+    op *reading;                     /* the op of batch whose results are being read */
+    unsigned head_batch, next_batch; /* the oldest batch in flight, the next to send */
+    int n_batches;                   /* batches in flight */
+    /* a statement of the oldest batch in flight failed: its sync is a rollback. Kept here, as
+     * the answers are read, not found by walking the batch's ops for their `failed`: an op sent
+     * again after a lost connection carried the failure read before the loss into its new
+     * batch (test_failure_before_a_lost_link_is_not_the_next_batchs) */
     bool head_failed;
-    unsigned head_batch, next_batch;     /* the oldest batch in flight, the next to send */
-    int n_batches;                       /* batches in flight */
     int64_t sent_at[LEDGER_MAX_BATCHES]; /* mono µs each batch was sent, by id % max */
     /* mono µs a commit last made room in a full pipeline: statements queued before it waited
      * for PostgreSQL (counted in their pg_us), not for the worker */

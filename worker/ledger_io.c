@@ -339,8 +339,7 @@ static void batch_done(kd_ledger *l, bool ok)
                      o->job_id, o->tries);
             lg_finish_op(l, o, false);
         } else {
-            o->failed = false;
-            lg_push(&again, o); /* kept: sent again with the next batch */
+            lg_push(&again, o); /* kept: sent again with the next batch (its failed cleared) */
         }
     }
     /* failed statements go before anything queued since */

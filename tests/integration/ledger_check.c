@@ -49,25 +49,15 @@ static void load_cfg(kd_config *cfg, const char *url, const char *ambiguous, con
         fail_msg("config: %s", err.msg);
 }
 
-static kd_ledger *open_ledger(const char *owner, const char *ambiguous, const char *lease)
+/* A ledger of owner; timeout_ms: ledger.timeout_ms (NULL: its default), in the environment
+ * only while the configuration loads, so that no later test inherits it. */
+static kd_ledger *open_ledger_timeout(const char *owner, const char *ambiguous, const char *lease,
+                                      const char *timeout_ms)
 {
     kd_config cfg;
+    if (timeout_ms)
+        setenv("KD_LEDGER_TIMEOUT_MS", timeout_ms, 1);
     load_cfg(&cfg, test_url, ambiguous, lease);
-    kd_ledger *l = NULL;
-    kd_err err = {0};
-    if (kd_ledger_open(&l, &cfg, owner, NULL, &err))
-        fail_msg("open: %s", err.msg);
-    kd_config_free(&cfg);
-    assert_non_null(l);
-    return l;
-}
-
-/* open_ledger with ledger.timeout_ms set (the environment put back before any assertion) */
-static kd_ledger *open_ledger_timeout(const char *owner, const char *timeout_ms)
-{
-    kd_config cfg;
-    setenv("KD_LEDGER_TIMEOUT_MS", timeout_ms, 1);
-    load_cfg(&cfg, test_url, "unknown", "15000");
     unsetenv("KD_LEDGER_TIMEOUT_MS");
     kd_ledger *l = NULL;
     kd_err err = {0};
@@ -75,7 +65,13 @@ static kd_ledger *open_ledger_timeout(const char *owner, const char *timeout_ms)
     kd_config_free(&cfg);
     if (rc)
         fail_msg("open: %s", err.msg);
+    assert_non_null(l);
     return l;
+}
+
+static kd_ledger *open_ledger(const char *owner, const char *ambiguous, const char *lease)
+{
+    return open_ledger_timeout(owner, ambiguous, lease, NULL);
 }
 
 typedef struct answer {
@@ -599,7 +595,7 @@ static void finish(kd_run *run, kd_outcome o, const char *code, const char *mess
 static void test_longest_timeout_opens(void **state)
 {
     (void)state;
-    kd_ledger *l = open_ledger_timeout("worker-l", "600000");
+    kd_ledger *l = open_ledger_timeout("worker-l", "unknown", "15000", "600000");
     kd_run run = mkrun("l1", 1);
     assert_int_equal(claim(l, &run, NULL), KD_LEDGER_CALL);
     kd_ledger_close(l);
@@ -615,7 +611,7 @@ static void test_failure_before_a_lost_link_is_not_the_next_batchs(void **state)
     (void)state;
     /* statement_timeout and the batch timeout well past the steps below on a loaded machine:
      * the loss must be the terminated backend's, not a timeout's */
-    kd_ledger *l = open_ledger_timeout("worker-f", "30000");
+    kd_ledger *l = open_ledger_timeout("worker-f", "unknown", "15000", "30000");
     kd_run first = mkrun("f1", 1), second = mkrun("f2", 1);
     assert_int_equal(claim(l, &first, NULL), KD_LEDGER_CALL);
     int pid = PQbackendPID(l->pg);
@@ -1001,9 +997,7 @@ static int newest_backend(void)
 static void test_unanswering_backend_times_out(void **state)
 {
     (void)state;
-    setenv("KD_LEDGER_TIMEOUT_MS", "300", 1);
-    kd_ledger *l = open_ledger("worker-t", "unknown", "15000");
-    unsetenv("KD_LEDGER_TIMEOUT_MS");
+    kd_ledger *l = open_ledger_timeout("worker-t", "unknown", "15000", "300");
     settle(l);
     int pid = newest_backend();
     assert_true(pid > 0);
