@@ -114,6 +114,12 @@ typedef struct fk_shared {
     int n_calls_total;        /* lift-call-api-v2 action requests, whatever their fate */
     int n_pings_mute;         /* pings of building:mute, never answered */
     int dropped_sub;          /* building:dropsub's first subscription dropped its connection */
+    /* calls parked unanswered until gate_calls of them have arrived, then answered in order:
+     * calls that must be in flight together (test_many_spread), however slow the machine */
+    int gate_calls, n_parked;
+    fk_conn *parked_conn[8];
+    json_t *parked_rid[8];
+    int parked_action[8];
 } fk_shared;
 
 static fk_shared *fk;
@@ -431,8 +437,20 @@ static void fk_frame(fk_conn *c, const char *text, size_t len)
         }
     } else if (!strcmp(type, "lift-call-api-v2") && ct && !strcmp(ct, "action")) {
         fk->n_calls_total++;
-        fk_action(c, rid,
-                  (int)json_integer_value(json_object_get(json_object_get(p, "call"), "action")));
+        int action = (int)json_integer_value(json_object_get(json_object_get(p, "call"), "action"));
+        if (fk->n_parked < fk->gate_calls) {
+            int n = fk->n_parked++;
+            fk->parked_conn[n] = c;
+            fk->parked_rid[n] = json_deep_copy(rid);
+            fk->parked_action[n] = action;
+            if (fk->n_parked == fk->gate_calls)
+                for (int i = 0; i < n + 1; i++) {
+                    fk_action(fk->parked_conn[i], fk->parked_rid[i], fk->parked_action[i]);
+                    json_decref(fk->parked_rid[i]);
+                }
+        } else {
+            fk_action(c, rid, action);
+        }
     } else if (!strcmp(type, "lift-call-api-v2") && ct && !strcmp(ct, "hold_open")) {
         fk_send(c, fk_answer(rid, 202, NULL));
     } else if (!strcmp(type, "lift-call-api-v2") && ct && !strcmp(ct, "delete")) {
@@ -999,11 +1017,18 @@ static void test_many_spread(void **state)
     (void)state;
     client c;
     client_start(&c, "--kone-connections=3", NULL);
-    for (int i = 0; i < 300 && fk_get(&fk->n_creates) < 3; i++) /* all three sessions up */
+    /* all three sessions open in the client: a group whose first call finds a connection not
+     * yet ready is homed on another */
+    for (int i = 0; i < 1000 && kd_kone_links_ready(c.k) < 3; i++)
         usleep(10000);
-    /* and their answers read by the client: a group whose first call finds a connection not yet
-     * ready is homed on another (a loaded machine took more than 200 ms here) */
-    usleep(1000000);
+    assert_int_equal(kd_kone_links_ready(c.k), 3);
+    /* the three groups' first calls are answered only once all three have arrived: a first
+     * call answered before the next group is routed would leave its connection the least
+     * loaded again (a preempted test thread did that under ASan in CI) */
+    pthread_mutex_lock(&fk->mu);
+    fk->gate_calls = 3;
+    fk->n_parked = 0;
+    pthread_mutex_unlock(&fk->mu);
     int before = fk_get(&fk->n_conns);
     kd_run *runs[30];
     for (int i = 0; i < 30; i++) { /* three groups: each gets a connection of its own (its home) */
@@ -1031,9 +1056,9 @@ static void test_cancel_affinity(void **state)
     (void)state;
     client c;
     client_start(&c, "--kone-connections=3", NULL);
-    for (int i = 0; i < 300 && fk_get(&fk->n_creates) < 3; i++)
+    for (int i = 0; i < 1000 && kd_kone_links_ready(c.k) < 3; i++) /* all three sessions open */
         usleep(10000);
-    usleep(200000);
+    assert_int_equal(kd_kone_links_ready(c.k), 3);
     int64_t sids[6];
     for (int i = 0; i < 6; i++) {
         kd_run *r = run_one(&c, new_run(KD_OP_CALL, 2, false), 5000);
