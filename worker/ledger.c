@@ -215,11 +215,11 @@ static int prepare_all(kd_ledger *l, char *why, size_t len)
     return 0;
 }
 
-/* Opens the connection (blocking, bounded), sets the statement timeout, optionally migrates,
- * prepares the statements and enters pipeline mode. */
-static int connect_pg(kd_ledger *l, bool do_migrate, kd_err *err)
+/* Opens the connection (blocking, bounded by ledger.timeout_ms, at least 2 s): PostgreSQL
+ * unreachable, or refusing this role or password, fails here. */
+static int open_pg(kd_ledger *l, kd_err *err)
 {
-    char ct[16], why[512];
+    char ct[16];
     int64_t s = (l->timeout_ms + 999) / 1000;
     snprintf(ct, sizeof ct, "%lld", (long long)(s < 2 ? 2 : s));
     const char *keys[] = {"dbname", "connect_timeout", "application_name", NULL};
@@ -229,12 +229,23 @@ static int connect_pg(kd_ledger *l, bool do_migrate, kd_err *err)
         /* GCOVR_EXCL_START: PQconnectdbParams returns NULL only when allocation fails */
         return kd_err_set(err, KD_ERR_NOMEM, "ledger: out of memory");
     /* GCOVR_EXCL_STOP */
-    l->pg = pg;
     if (PQstatus(pg) != CONNECTION_OK) {
+        char why[512];
         kd_err_set(err, KD_ERR_IO, "ledger %s: cannot connect: %s", l->masked,
                    lg_pg_msg(pg, why, sizeof why));
-        goto fail;
+        PQfinish(pg);
+        return err ? err->code : KD_ERR_IO;
     }
+    l->pg = pg;
+    return 0;
+}
+
+/* On the connection open_pg made: sets the statement timeout, migrates the schema unless that
+ * was done, prepares the statements and enters pipeline mode. */
+static int setup_pg(kd_ledger *l, kd_err *err)
+{
+    char why[512];
+    PGconn *pg = l->pg;
     char set[128]; /* 64 cut "warning" short for a timeout of 5 digits or more */
     /* statement_timeout bounds a hung statement; NOTICEs (IF NOT EXISTS) stay out of logs */
     snprintf(set, sizeof set, "SET statement_timeout = %lld; SET client_min_messages = warning",
@@ -243,8 +254,9 @@ static int connect_pg(kd_ledger *l, bool do_migrate, kd_err *err)
         kd_err_set(err, KD_ERR_IO, "ledger %s: %s", l->masked, why);
         goto fail;
     }
-    if (do_migrate && migrate(l, err))
+    if (!l->migrated && migrate(l, err))
         goto fail;
+    l->migrated = true;
     if (prepare_all(l, why, sizeof why)) {
         kd_err_set(err, KD_ERR_IO, "ledger %s: prepare: %s", l->masked, why);
         goto fail;
@@ -302,14 +314,19 @@ static void try_reconnect(kd_ledger *l)
     if (l->pg || kd_mono_us() < l->reconnect_at)
         return;
     kd_err err = {0};
-    if (connect_pg(l, false, &err)) {
+    bool first = !l->migrated; /* PostgreSQL did not answer when the ledger opened */
+    if (open_pg(l, &err) || setup_pg(l, &err)) {
         kd_warn("%s; retrying in %lld ms", err.msg, (long long)(l->backoff_us / 1000));
         l->backoff_us =
             l->backoff_us * 2 > LEDGER_BACKOFF_MAX_US ? LEDGER_BACKOFF_MAX_US : l->backoff_us * 2;
         l->reconnect_at = kd_mono_us() + l->backoff_us;
         return;
     }
-    kd_info("ledger %s: connected again; %d statements to send", l->masked, l->queue.n);
+    if (first)
+        kd_info("ledger %s: connected; schema version %d, owner %s; %d statements to send",
+                l->masked, KD_LEDGER_SCHEMA_VERSION, l->owner, l->queue.n);
+    else
+        kd_info("ledger %s: connected again; %d statements to send", l->masked, l->queue.n);
     l->backoff_us = 0;
     lg_hook_up(l, true);
 }
@@ -360,12 +377,33 @@ int kd_ledger_open(kd_ledger **out, const kd_config *cfg, const char *worker_id,
      * must not renew each other's leases. */
     unsigned nonce = (unsigned)(kd_now_us() ^ ((int64_t)getpid() << 16));
     snprintf(l->owner, sizeof l->owner, "%.150s/%08x", worker_id, nonce);
-    if (connect_pg(l, true, err))
-        goto fail;
-    lg_hook_up(l, true);
     int64_t now = kd_mono_us();
     l->next_renew = now; /* say this worker is alive at once (kd_workers) */
     l->next_purge = now; /* count rows at once */
+    kd_err why = {0};
+    if (open_pg(l, &why)) {
+        /* PostgreSQL unreachable, or refusing the role: the worker starts without its ledger,
+         * as it goes on without it later (no job taken, /readyz 503, kone_ledger_up 0), and
+         * connects (and migrates) when it answers, rather than exit and crash-loop through a
+         * database's failover or restart. What it refuses once connected (a newer or broken
+         * schema) still stops the start: no retry mends that. */
+        if (why.code == KD_ERR_NOMEM) {
+            /* GCOVR_EXCL_START: allocation failure */
+            kd_err_set(err, why.code, "%s", why.msg);
+            goto fail;
+            /* GCOVR_EXCL_STOP */
+        }
+        l->backoff_us = LEDGER_BACKOFF_MIN_US;
+        l->reconnect_at = now + l->backoff_us;
+        lg_hook_up(l, false);
+        kd_warn("%s; starting without it: no job is taken until it answers (retrying in %lld ms)",
+                why.msg, (long long)(l->backoff_us / 1000));
+        *out = l;
+        return 0;
+    }
+    if (setup_pg(l, err))
+        goto fail;
+    lg_hook_up(l, true);
     kd_info("ledger %s: schema version %d, owner %s, ambiguous calls: %s", l->masked,
             KD_LEDGER_SCHEMA_VERSION, l->owner, amb);
     *out = l;
@@ -608,8 +646,11 @@ void kd_ledger_drain(kd_ledger *l, int64_t timeout_us)
 {
     if (!l)
         return;
-    op *o = lg_new_op(l, OP_END_LEASES, NULL), *g = lg_new_op(l, OP_GONE, NULL);
     l->cancel_fn = NULL; /* no new cancel is taken now */
+    /* never connected (PostgreSQL away since the start): no row of this worker's to hand over
+     * and no kd_workers line to take back; a shutdown must not wait for it */
+    op *o = l->migrated ? lg_new_op(l, OP_END_LEASES, NULL) : NULL;
+    op *g = l->migrated ? lg_new_op(l, OP_GONE, NULL) : NULL;
     if (o)
         lg_enqueue(l, o);
     if (g)

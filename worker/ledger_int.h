@@ -106,6 +106,8 @@ struct kd_ledger {
 
     PGconn *pg; /* NULL while disconnected */
     bool up;
+    bool migrated;        /* the schema checked (and migrated): at open, or at the first
+                           * connection when PostgreSQL did not answer at open */
     bool quiet;           /* kd_ledger_quiet: the next turn leaves the socket unread */
     int64_t reconnect_at; /* mono µs */
     int64_t backoff_us;

@@ -928,8 +928,13 @@ static int consume(kd_worker *w, kd_err *err)
     return 0;
 }
 
+static void flow_control(kd_worker *w);
+
 static int amqp_open(kd_worker *w, kd_err *err)
 {
+    /* paused first if no job may start (the ledger away since the start): consuming, only to
+     * hand back every delivery unclaimed, would churn the queue */
+    flow_control(w);
     if (kd_amqp_connect(&w->amqp, w->cfg, err))
         return -1;
     kd_amqp_hold_acks(w->amqp); /* sent once per turn: flush_acks in turn() */

@@ -11,6 +11,10 @@
 #   - both workers' /readyz answer 503 and kone_ledger_up is 0 (kone_ledger_enabled 1) while it
 #     is down (200 before and after), and each logs "pausing consumption: the call ledger does
 #     not answer", then "resuming consumption";
+#   - a third worker started while it is down starts all the same (no exit: a worker that
+#     exited would crash-loop through a database restart), says it starts without its ledger,
+#     is not ready (503, kone_ledger_up 0), does not even consume, and places no call; once
+#     PostgreSQL is back it connects by itself, consumes and is ready (200);
 #   - kone-sim's call log: exactly one call per job (calls = jobs), so no job handed back
 #     while the ledger was away was called twice;
 #   - every confirmed job has exactly one outcome, `succeeded` (scripts/reconcile), and the
@@ -53,7 +57,20 @@ for w in w1 w2; do
         it_fail "$w did not log that it paused for the ledger"
 done
 it_log "both workers: /readyz 503 $(jq -c .reasons "$IT_DIR/w1-ready.json"), kone_ledger_up 0, consumption paused"
-sleep $((DOWN_S - 3))
+
+# a worker started now: it runs, without its ledger, and is not ready
+it_fault_worker w3
+w3_port=$(it_metrics_port w3)
+sleep 2
+kill -0 "$(it_worker_pid w3)" 2>/dev/null || it_fail "w3, started while the ledger was down, exited: $(tail -n 3 "$IT_DIR/w3.log")"
+grep -q 'cannot connect: .*starting without it: no job is taken until it answers' "$IT_DIR/w3.log" ||
+    it_fail "w3 did not say it started without its ledger: $(grep -m3 'ledger' "$IT_DIR/w3.log")"
+code=$(it_readyz w3 "$IT_DIR/w3-ready.json")
+[ "$code" = 503 ] || it_fail "w3 /readyz answered $code without its ledger: $(cat "$IT_DIR/w3-ready.json")"
+curl -s --max-time 3 "http://127.0.0.1:$w3_port/metrics" | grep -qx 'kone_ledger_up 0' ||
+    it_fail "w3: kone_ledger_up is not 0 without its ledger"
+it_log "w3, started with the ledger down: running, /readyz 503, kone_ledger_up 0"
+sleep $((DOWN_S - 5))
 start_ms=$(date +%s%3N)
 it_pg_start
 it_fault_ended
@@ -66,9 +83,19 @@ sleep 2 # a duplicate result would arrive now
 for w in w1 w2; do
     grep -q '"message":"resuming consumption (the call ledger does not answer is over' "$IT_DIR/$w.log" ||
         it_fail "$w did not log that it resumed consumption"
+done
+for w in w1 w2 w3; do
     code=$(it_readyz "$w" "$IT_DIR/$w-ready.json")
     [ "$code" = 200 ] || it_fail "$w not ready after the ledger came back ($code): $(cat "$IT_DIR/$w-ready.json")"
 done
+grep -q '"message":"ledger .*: connected; schema version' "$IT_DIR/w3.log" ||
+    it_fail "w3 did not connect to the ledger once it was back"
+# it consumed nothing before: deliveries taken only to be handed back would churn the queue
+read -r first_consume connected < <(awk '/"message":"consuming / && !c { c = NR }
+    /"message":"ledger .*: connected; schema version/ && !l { l = NR } END { print c + 0, l + 0 }' "$IT_DIR/w3.log")
+[ "$first_consume" -gt "$connected" ] ||
+    it_fail "w3 consumed (log line $first_consume) before its ledger connected (line $connected)"
+it_log "w3 connected to the ledger once it was back and is ready"
 
 # kone-sim's call log: nothing placed while the ledger was away, one call per job
 it_sim_calls "" 0 "call_type=action" >"$IT_DIR/sim-calls.jsonl" || it_fail "kone-sim's call log is incomplete"
@@ -85,7 +112,7 @@ placed=$(awk '{s += $2} END {print s + 0}' "$IT_DIR/calls.txt")
 twice=$(awk '$2 > 1' "$IT_DIR/calls.txt")
 [ -z "$twice" ] || it_fail "jobs called more than once: $(echo "$twice" | head -5 | tr '\n' ' ')"
 [ "$placed" -eq "$N" ] || it_fail "kone-sim received $placed calls for $N jobs"
-handed=$(cat "$IT_DIR"/w[12].log | grep -c 'the call ledger did not answer; job handed back, not called' || true)
+handed=$(cat "$IT_DIR"/w[123].log | grep -c 'the call ledger did not answer; job handed back, not called' || true)
 it_log "one call per job ($placed for $N jobs); $handed deliveries handed back unclaimed during the outage"
 
 # every job: exactly one outcome, succeeded
@@ -94,6 +121,7 @@ it_check_reconciled 0
     it_fail "not every job succeeded: $(jq -c .final_outcomes "$IT_DIR/reconcile.json")"
 it_stop_worker w1
 it_stop_worker w2
+it_stop_worker w3
 it_expect_queue_empty
 it_stop_sim
 it_drop_queues

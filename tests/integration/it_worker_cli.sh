@@ -5,7 +5,8 @@
 # log.level, a metrics port out of range or taken, worker.inflight, an unreadable AMQP or
 # Kafka CA file, a timings file that cannot be opened, an unknown Kafka compression, settings
 # that contradict each other (worker.max_deliveries, retry.cap_ms), a ledger URL that is not
-# PostgreSQL or cannot be reached (its password masked), the KONE client's settings);
+# PostgreSQL, the KONE client's settings); a ledger that cannot be reached is no error: the
+# worker starts without it (its password masked);
 # without worker.id its log lines carry <host>-<pid>. No job is taken and only the ledger is
 # reached: each run takes milliseconds.
 source "$(dirname "$0")/lib.sh"
@@ -35,12 +36,29 @@ wk_fails max_deliveries 'worker.max_deliveries \(5\) must be below amqp.delivery
     --worker-id=w-cli --worker-max-deliveries=5 --amqp-delivery-limit=5
 wk_fails retry_cap 'retry.cap_ms: must be at least retry.base_ms \(1000\), got 10' \
     --worker-id=w-cli --retry-base-ms=1000 --retry-cap-ms=10
-# a ledger that is not PostgreSQL, or cannot be reached: the worker does not run without it
-# (ledger.url=none says so explicitly), and the URL's password is never shown
+# a ledger that is not PostgreSQL: the worker does not run without it (ledger.url=none says so
+# explicitly)
 wk_fails ledger_scheme "ledger.url: expected postgresql://" --worker-id=w-cli \
     --ledger-url=mysql://kd@127.0.0.1/kd
-wk_fails ledger_down 'cannot start: ledger postgresql://kd:\*\*\*@127.0.0.1:1/kd\?connect_timeout=2&sslmode=verify-full: cannot connect' \
-    --worker-id=w-cli --ledger-url='postgresql://kd:s3cret-pw@127.0.0.1:1/kd?connect_timeout=2'
+# one that cannot be reached is not a setting's error: the worker starts without it, takes no
+# job until it answers (it_fault_ledger_down: it connects once PostgreSQL is back), never shows
+# the URL's password, and stops on SIGTERM with exit 0
+timeout 60 env KD_METRICS_PORT=0 "$KD_BIN_DIR/kone-worker" --worker-id=w-cli \
+    --ledger-url='postgresql://kd:s3cret-pw@127.0.0.1:1/kd?connect_timeout=2' </dev/null \
+    >"$IT_DIR/ledger_down.log" 2>&1 &
+down_pid=$!
+for _ in $(seq 100); do
+    grep -q 'starting without it' "$IT_DIR/ledger_down.log" && break
+    kill -0 "$down_pid" 2>/dev/null || break
+    sleep 0.1
+done
+kill -0 "$down_pid" 2>/dev/null || it_fail "ledger_down: the worker exited: $(tail -n 2 "$IT_DIR/ledger_down.log")"
+grep -q 'ledger postgresql://kd:\*\*\*@127.0.0.1:1/kd?connect_timeout=2&sslmode=verify-full: cannot connect: .*; starting without it: no job is taken until it answers' \
+    "$IT_DIR/ledger_down.log" || it_fail "ledger_down: $(grep -m2 ledger "$IT_DIR/ledger_down.log")"
+kill -TERM "$down_pid"
+rc=0
+wait "$down_pid" || rc=$?
+[ "$rc" -eq 0 ] || it_fail "ledger_down: exit $rc after SIGTERM, expected 0: $(tail -n 2 "$IT_DIR/ledger_down.log")"
 ! grep -q s3cret-pw "$IT_DIR/ledger_down.log" || it_fail "ledger_down: the password is in the log"
 # the KONE client's settings (checked after the ledger opened: the stack's PostgreSQL)
 wk_fails kone_building "cannot start: kone.buildings: 'x!y' is not a building id" \

@@ -7,6 +7,7 @@
  */
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -15,12 +16,19 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <sys/socket.h>
+
 #include <cmocka.h>
 #include <libpq-fe.h>
 
 #include "kd_config.h"
 #include "ledger.h"
 #include "ledger_int.h" /* the DDL of the older schema versions */
+#include "../unit/test_stderr.h"
 
 static char base_url[1024]; /* the stack's URL, with its password */
 static char test_url[1400]; /* ... confined to this run's schema */
@@ -363,6 +371,16 @@ static void test_accept_then_done_in_any_order(void **state)
     kd_ledger_close(b);
 }
 
+/* What stmt writes to stderr (the log), into buf (an array; NUL-terminated). */
+#define STDERR_INTO(buf, stmt)                                                                     \
+    do {                                                                                           \
+        int saved_;                                                                                \
+        FILE *tmp_ = test_stderr_begin(&saved_);                                                   \
+        assert_non_null(tmp_);                                                                     \
+        stmt;                                                                                      \
+        test_stderr_end(saved_, tmp_, buf, sizeof buf);                                            \
+    } while (0)
+
 static void test_bad_urls_and_newer_schema(void **state)
 {
     (void)state;
@@ -375,14 +393,23 @@ static void test_bad_urls_and_newer_schema(void **state)
     assert_non_null(strstr(err.msg, "ledger.url"));
     kd_config_free(&cfg);
 
-    /* nobody listens there; the password never reaches the message */
+    /* nobody listens there: it opens without PostgreSQL (test_unreachable_at_open_connects_
+     * later), and the password never reaches what it logs */
     load_cfg(&cfg, "postgresql://kd:s3cret-pw@127.0.0.1:1/kone_dispatch?sslmode=disable", "unknown",
              "15000");
     memset(&err, 0, sizeof err);
-    assert_int_not_equal(kd_ledger_open(&l, &cfg, "w", NULL, &err), 0);
-    assert_null(l);
-    assert_non_null(strstr(err.msg, "postgresql://kd:***@127.0.0.1:1/kone_dispatch"));
-    assert_null(strstr(err.msg, "s3cret-pw"));
+    char said[4096];
+    int rc;
+    STDERR_INTO(said, rc = kd_ledger_open(&l, &cfg, "w", NULL, &err));
+    assert_int_equal(rc, 0);
+    assert_non_null(l);
+    assert_false(kd_ledger_up(l));
+    assert_non_null(strstr(said, "postgresql://kd:***@127.0.0.1:1/kone_dispatch"));
+    assert_non_null(strstr(said, "cannot connect"));
+    assert_non_null(strstr(said, "starting without it"));
+    assert_null(strstr(said, "s3cret-pw"));
+    kd_ledger_close(l);
+    l = NULL;
     kd_config_free(&cfg);
 
     load_cfg(&cfg, "none", "unknown", "15000");
@@ -1027,6 +1054,137 @@ static void test_unanswering_backend_times_out(void **state)
     kd_ledger_close(l);
 }
 
+/* A TCP relay to the stack's PostgreSQL, listening only once started: a database that comes
+ * up after the worker. One connection at a time, bytes both ways (TLS passes through). */
+typedef struct relay {
+    int lfd, port, pg_port;
+    atomic_int stop; /* set by relay_stop, read by the relay thread */
+    pthread_t th;
+} relay;
+
+static int tcp_to(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
+        close(fd);
+        fd = -1;
+    }
+    return fd;
+}
+
+static void *relay_run(void *arg)
+{
+    relay *r = arg;
+    while (!atomic_load(&r->stop)) {
+        struct pollfd lp = {r->lfd, POLLIN, 0};
+        if (poll(&lp, 1, 100) <= 0)
+            continue;
+        int c = accept(r->lfd, NULL, NULL), u = c >= 0 ? tcp_to(r->pg_port) : -1;
+        char buf[16384];
+        while (c >= 0 && u >= 0 && !atomic_load(&r->stop)) {
+            struct pollfd p[2] = {{c, POLLIN, 0}, {u, POLLIN, 0}};
+            if (poll(p, 2, 100) <= 0)
+                continue;
+            int from = p[0].revents ? c : u, to = from == c ? u : c;
+            ssize_t n = read(from, buf, sizeof buf);
+            if (n <= 0 || write(to, buf, (size_t)n) != n)
+                break;
+        }
+        if (c >= 0)
+            close(c);
+        if (u >= 0)
+            close(u);
+    }
+    return NULL;
+}
+
+/* A free port on loopback, nobody listening on it yet. */
+static int free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t n = sizeof a;
+    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &n), 0);
+    close(fd);
+    return ntohs(a.sin_port);
+}
+
+static void relay_start(relay *r)
+{
+    r->lfd = socket(AF_INET, SOCK_STREAM, 0);
+    int one = 1;
+    setsockopt(r->lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)r->port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(bind(r->lfd, (struct sockaddr *)&a, sizeof a), 0);
+    assert_int_equal(listen(r->lfd, 4), 0);
+    assert_int_equal(pthread_create(&r->th, NULL, relay_run, r), 0);
+}
+
+static void relay_stop(relay *r)
+{
+    atomic_store(&r->stop, 1);
+    pthread_join(r->th, NULL);
+    close(r->lfd);
+}
+
+/* PostgreSQL not answering when the worker starts (a failover, a restart, a database started
+ * after the workers): the ledger opens without it, is not up, answers a claim FAILED (the job
+ * goes back, never called unclaimed), and once PostgreSQL answers it connects by itself,
+ * creates its schema there (the migration the open could not do) and claims. Once, the
+ * worker exited at start (exit 2) and crash-looped until the database was back. */
+static void test_unreachable_at_open_connects_later(void **state)
+{
+    (void)state;
+    /* the stack's URL with the relay's port: postgresql://user:pw@host:PORT/db?... */
+    const char *at = strrchr(base_url, '@'), *colon = at ? strchr(at, ':') : NULL;
+    assert_non_null(colon);
+    relay r = {.port = free_port(), .pg_port = atoi(colon + 1)};
+    char late[80], url[1600], q[300];
+    snprintf(late, sizeof late, "%s_late", schema);
+    snprintf(q, sizeof q, "CREATE SCHEMA %s", late);
+    sql(q);
+    snprintf(url, sizeof url, "%.*s:%d%s%coptions=-csearch_path%%3D%s", (int)(colon - base_url),
+             base_url, r.port, colon + strcspn(colon, "/?"), strchr(base_url, '?') ? '&' : '?',
+             late);
+    kd_config cfg;
+    load_cfg(&cfg, url, "unknown", "15000");
+    kd_ledger *l = NULL;
+    kd_err err = {0};
+    int rc = kd_ledger_open(&l, &cfg, "worker-late", NULL, &err);
+    kd_config_free(&cfg);
+    if (rc)
+        fail_msg("open: %s", err.msg);
+    assert_non_null(l);
+    assert_false(kd_ledger_up(l));
+    kd_run run = mkrun("late1", 1);
+    answer a = {0};
+    kd_ledger_claim(l, &run, on_claim, &a);
+    assert_true(a.got);
+    assert_int_equal(a.f.verdict, KD_LEDGER_FAILED); /* at once: nothing to claim with */
+    kd_ledger_turn(l);
+    assert_false(kd_ledger_up(l));
+
+    relay_start(&r); /* PostgreSQL answers from now on */
+    turn_until(l, NULL, l);
+    assert_true(kd_ledger_up(l));
+    char v[32];
+    snprintf(q, sizeof q, "SELECT max(version) FROM %s.kd_schema", late);
+    sql_value(q, v, sizeof v);
+    assert_string_equal(v, "3"); /* migrated on that first connection */
+    assert_int_equal(claim(l, &run, NULL), KD_LEDGER_CALL);
+    snprintf(q, sizeof q, "SELECT count(*) FROM %s.kd_calls WHERE state = 'writing'", late);
+    assert_int_equal(count_of(q), 1);
+    kd_ledger_close(l);
+    relay_stop(&r);
+    snprintf(q, sizeof q, "DROP SCHEMA %s CASCADE", late);
+    sql(q);
+}
+
 static void test_mask_url(void **state)
 {
     (void)state;
@@ -1077,6 +1235,7 @@ int main(void)
         cmocka_unit_test(test_broken_schema_is_a_startup_error),
         cmocka_unit_test(test_version_2_ledger_migrates_in_place),
         cmocka_unit_test(test_unanswering_backend_times_out),
+        cmocka_unit_test(test_unreachable_at_open_connects_later),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     snprintf(q, sizeof q, "DROP SCHEMA %s CASCADE", schema);

@@ -23,6 +23,7 @@
 
 #include <cmocka.h>
 
+#include "test_stderr.h"
 #include "kd_amqp.h"
 #include "raw_amqp.h"
 
@@ -49,20 +50,11 @@ static void load(kd_config *cfg)
 /* Runs kd_amqp_connect with stderr (the log) captured into log (NUL-terminated). */
 static int connect_logged(kd_amqp **a, const kd_config *cfg, kd_err *err, char *log, size_t cap)
 {
-    fflush(stderr);
-    FILE *f = tmpfile();
+    int saved;
+    FILE *f = test_stderr_begin(&saved);
     assert_non_null(f);
-    int saved = dup(2);
-    assert_true(saved >= 0);
-    assert_int_equal(dup2(fileno(f), 2), 2);
     int rc = kd_amqp_connect(a, cfg, err);
-    fflush(stderr);
-    dup2(saved, 2);
-    close(saved);
-    rewind(f);
-    size_t n = fread(log, 1, cap - 1, f);
-    log[n] = '\0';
-    fclose(f);
+    test_stderr_end(saved, f, log, cap);
     return rc;
 }
 
