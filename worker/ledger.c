@@ -17,6 +17,8 @@
  */
 #include "ledger_int.h"
 
+#include <errno.h>
+
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -140,15 +142,40 @@ kd_outcome lg_outcome_from(const char *s)
 
 /* ------------------------------------------------------------------ connection */
 
+/* The SQLSTATE of the last set-up statement that failed (set-up runs on the main thread
+ * only), for transient_state. */
+static char last_state[6];
+
+static void note_state(const PGresult *r)
+{
+    const char *code = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+    kd_str_copy(last_state, sizeof last_state, code ? code : "");
+}
+
 static int exec_ok(PGconn *pg, const char *sql, char *why, size_t len)
 {
     PGresult *r = PQexec(pg, sql);
     ExecStatusType st = PQresultStatus(r);
     int rc = st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK ? 0 : -1;
-    if (rc)
+    if (rc) {
         kd_str_copy(why, len, PQresultErrorMessage(r));
+        note_state(r);
+    }
     PQclear(r);
     return rc;
+}
+
+/* A set-up failure that waiting mends: the connection lost (no SQLSTATE), or PostgreSQL's
+ * classes 08 (connection), 53 (resources), 57 (shut down, statement or lock timeout), 40
+ * (serialization, deadlock), 55P03 (lock not available) and 25006 (a read-only standby, as
+ * during a failover). Anything else (a table not as this worker made it, permissions) needs
+ * an operator. */
+static bool transient_state(const PGconn *pg)
+{
+    const char *s = last_state;
+    return PQstatus(pg) != CONNECTION_OK || !s[0] || !strncmp(s, "08", 2) || !strncmp(s, "53", 2) ||
+           !strncmp(s, "57", 2) || !strncmp(s, "40", 2) || !strcmp(s, "55P03") ||
+           !strcmp(s, "25006");
 }
 
 /* Creates or migrates the schema; refuses a newer one. Blocking, at connect time. */
@@ -164,6 +191,7 @@ static int migrate(kd_ledger *l, kd_err *err)
     PGresult *r = PQexec(pg, "SELECT max(version) FROM kd_schema");
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
         kd_str_copy(why, sizeof why, PQresultErrorMessage(r));
+        note_state(r);
         PQclear(r);
         goto fail;
     }
@@ -198,7 +226,8 @@ static int migrate(kd_ledger *l, kd_err *err)
     return 0;
 fail:
     PQclear(PQexec(pg, "ROLLBACK"));
-    return kd_err_set(err, KD_ERR_IO, "ledger %s: schema: %s", l->masked, why);
+    return kd_err_set(err, transient_state(pg) ? KD_ERR_IO : KD_ERR_INVALID,
+                      "ledger %s: schema: %s", l->masked, why);
 }
 
 static int prepare_all(kd_ledger *l, char *why, size_t len)
@@ -206,8 +235,10 @@ static int prepare_all(kd_ledger *l, char *why, size_t len)
     for (int k = 0; k < OP_N; k++) {
         PGresult *r = PQprepare(l->pg, lg_op_stmt[k], lg_op_sql[k], 0, NULL);
         int bad = PQresultStatus(r) != PGRES_COMMAND_OK;
-        if (bad)
+        if (bad) {
             kd_str_copy(why, len, PQresultErrorMessage(r));
+            note_state(r);
+        }
         PQclear(r);
         if (bad)
             return -1;
@@ -251,14 +282,16 @@ static int setup_pg(kd_ledger *l, kd_err *err)
     snprintf(set, sizeof set, "SET statement_timeout = %lld; SET client_min_messages = warning",
              (long long)l->timeout_ms);
     if (exec_ok(pg, set, why, sizeof why)) {
-        kd_err_set(err, KD_ERR_IO, "ledger %s: %s", l->masked, why);
+        kd_err_set(err, transient_state(pg) ? KD_ERR_IO : KD_ERR_INVALID, "ledger %s: %s",
+                   l->masked, why);
         goto fail;
     }
     if (!l->migrated && migrate(l, err))
         goto fail;
     l->migrated = true;
     if (prepare_all(l, why, sizeof why)) {
-        kd_err_set(err, KD_ERR_IO, "ledger %s: prepare: %s", l->masked, why);
+        kd_err_set(err, transient_state(pg) ? KD_ERR_IO : KD_ERR_INVALID, "ledger %s: prepare: %s",
+                   l->masked, why);
         goto fail;
     }
     if (!PQenterPipelineMode(pg) || PQsetnonblocking(pg, 1)) {
@@ -316,10 +349,17 @@ static void try_reconnect(kd_ledger *l)
     kd_err err = {0};
     bool first = !l->migrated; /* PostgreSQL did not answer when the ledger opened */
     if (open_pg(l, &err) || setup_pg(l, &err)) {
-        kd_warn("%s; retrying in %lld ms", err.msg, (long long)(l->backoff_us / 1000));
+        if (first && err.code == KD_ERR_INVALID) {
+            /* what the open would have refused (a newer or broken schema), found late: the
+             * worker stops as it would have at start (kd_ledger_fatal) */
+            kd_str_copy(l->fatal, sizeof l->fatal, err.msg);
+            kd_error("%s", err.msg);
+            return;
+        }
         l->backoff_us =
             l->backoff_us * 2 > LEDGER_BACKOFF_MAX_US ? LEDGER_BACKOFF_MAX_US : l->backoff_us * 2;
         l->reconnect_at = kd_mono_us() + l->backoff_us;
+        kd_warn("%s; retrying in %lld ms", err.msg, (long long)(l->backoff_us / 1000));
         return;
     }
     if (first)
@@ -332,6 +372,29 @@ static void try_reconnect(kd_ledger *l)
 }
 
 /* ------------------------------------------------------------------ open / close */
+
+/* What no retry mends, found before connecting: a URL libpq cannot parse, and TLS files it
+ * names that cannot be read (as a CA file of RabbitMQ's or Kafka's: a start-up error). */
+static int check_url(const kd_ledger *l, kd_err *err)
+{
+    char *msg = NULL;
+    PQconninfoOption *opts = PQconninfoParse(l->url, &msg);
+    if (!opts) {
+        kd_err_set(err, KD_ERR_INVALID, "ledger.url: %s", msg ? msg : "out of memory");
+        PQfreemem(msg);
+        return err ? err->code : KD_ERR_INVALID;
+    }
+    int rc = 0;
+    for (PQconninfoOption *o = opts; o->keyword && !rc; o++)
+        if (o->val && o->val[0] &&
+            (!strcmp(o->keyword, "sslrootcert") || !strcmp(o->keyword, "sslcert") ||
+             !strcmp(o->keyword, "sslkey") || !strcmp(o->keyword, "sslcrl")) &&
+            strcmp(o->val, "system") != 0 && access(o->val, R_OK) != 0)
+            rc = kd_err_set(err, KD_ERR_INVALID, "ledger.url: %s: cannot read %s: %s", o->keyword,
+                            o->val, kd_strerror(errno));
+    PQconninfoFree(opts);
+    return rc;
+}
 
 int kd_ledger_open(kd_ledger **out, const kd_config *cfg, const char *worker_id,
                    const kd_ledger_hooks *hooks, kd_err *err)
@@ -377,16 +440,24 @@ int kd_ledger_open(kd_ledger **out, const kd_config *cfg, const char *worker_id,
      * must not renew each other's leases. */
     unsigned nonce = (unsigned)(kd_now_us() ^ ((int64_t)getpid() << 16));
     snprintf(l->owner, sizeof l->owner, "%.150s/%08x", worker_id, nonce);
+    if (check_url(l, err))
+        goto fail;
     int64_t now = kd_mono_us();
     l->next_renew = now; /* say this worker is alive at once (kd_workers) */
     l->next_purge = now; /* count rows at once */
     kd_err why = {0};
-    if (open_pg(l, &why)) {
-        /* PostgreSQL unreachable, or refusing the role: the worker starts without its ledger,
-         * as it goes on without it later (no job taken, /readyz 503, kone_ledger_up 0), and
-         * connects (and migrates) when it answers, rather than exit and crash-loop through a
-         * database's failover or restart. What it refuses once connected (a newer or broken
-         * schema) still stops the start: no retry mends that. */
+    int rc = open_pg(l, &why);
+    if (!rc && (rc = setup_pg(l, &why)) == KD_ERR_INVALID) {
+        kd_err_set(err, why.code, "%s", why.msg);
+        goto fail;
+    }
+    if (rc) {
+        /* PostgreSQL unreachable, refusing the role, or failing the set-up in a way waiting
+         * mends (a read-only standby, a lock another worker's migration holds): the worker
+         * starts without its ledger, as it goes on without it later (no job taken, /readyz
+         * 503, kone_ledger_up 0), and connects (and migrates) when it answers, rather than
+         * exit and crash-loop through a database's failover or restart. What it refuses once
+         * connected (a newer or broken schema) still stops the start: no retry mends that. */
         if (why.code == KD_ERR_NOMEM) {
             /* GCOVR_EXCL_START: allocation failure */
             kd_err_set(err, why.code, "%s", why.msg);
@@ -401,8 +472,6 @@ int kd_ledger_open(kd_ledger **out, const kd_config *cfg, const char *worker_id,
         *out = l;
         return 0;
     }
-    if (setup_pg(l, err))
-        goto fail;
     lg_hook_up(l, true);
     kd_info("ledger %s: schema version %d, owner %s, ambiguous calls: %s", l->masked,
             KD_LEDGER_SCHEMA_VERSION, l->owner, amb);
@@ -445,6 +514,11 @@ void kd_ledger_close(kd_ledger *l)
 bool kd_ledger_up(const kd_ledger *l)
 {
     return l && l->up;
+}
+
+const char *kd_ledger_fatal(const kd_ledger *l)
+{
+    return l && l->fatal[0] ? l->fatal : NULL;
 }
 
 const char *kd_ledger_owner(const kd_ledger *l)

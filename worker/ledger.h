@@ -108,6 +108,10 @@ void kd_ledger_mask_url(const char *url, char *out, size_t len);
 
 /* Connected and the last batch committed. */
 bool kd_ledger_up(const kd_ledger *l);
+/* What the ledger refused at its first connection, when that came after the open (PostgreSQL
+ * did not answer then): a newer or broken schema, which stops a start. NULL: nothing. The
+ * worker stops (exit 2) on it, as it would have at start. */
+const char *kd_ledger_fatal(const kd_ledger *l);
 /* The owner name written into rows ("<worker.id>/<nonce>"). */
 const char *kd_ledger_owner(const kd_ledger *l);
 /* Statements queued or in flight. */

@@ -106,6 +106,7 @@ struct kd_ledger {
 
     PGconn *pg; /* NULL while disconnected */
     bool up;
+    char fatal[512];      /* kd_ledger_fatal: a refusal found at a late first connection */
     bool migrated;        /* the schema checked (and migrated): at open, or at the first
                            * connection when PostgreSQL did not answer at open */
     bool quiet;           /* kd_ledger_quiet: the next turn leaves the socket unread */

@@ -1571,6 +1571,7 @@ int kd_worker_run(kd_worker *w, volatile sig_atomic_t *stop)
             w->policy.max_attempts, (long long)w->policy.base_ms, (long long)w->policy.cap_ms,
             w->policy.n_tiers);
     int64_t backoff_ms = 100;
+    int rc = 0;
     kd_err err;
     kd_err_clear(&err);
     while (!*stop) {
@@ -1590,6 +1591,12 @@ int kd_worker_run(kd_worker *w, volatile sig_atomic_t *stop)
          * which a longer wait serves late by at most the wait. Without the eventfd the loop
          * looks every 2 ms (issue 17: that tick was 500 wake-ups a second under load). */
         turn(w, w->inflight == 0 ? 100 : w->wake_fd >= 0 ? WK_TICK_INFLIGHT_MS : 2);
+        if (kd_ledger_fatal(w->ledger)) {
+            /* refused at a first connection that came after the start: as at the start */
+            kd_error("cannot go on: %s", kd_ledger_fatal(w->ledger));
+            rc = 2;
+            break;
+        }
     }
     drain(w);
     /* the tail ("N handed back, M unsettled") is read by tests/integration/it_fault_sigterm.sh */
@@ -1604,7 +1611,7 @@ int kd_worker_run(kd_worker *w, volatile sig_atomic_t *stop)
             (unsigned long long)w->n_by_outcome[KD_OUTCOME_EXPIRED],
             (unsigned long long)w->n_retried, (unsigned long long)w->n_undecodable,
             (unsigned long long)w->n_dropped, (unsigned long long)w->n_nacked, w->inflight);
-    return 0;
+    return rc;
 }
 
 void kd_worker_free(kd_worker *w)

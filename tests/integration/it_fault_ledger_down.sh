@@ -24,6 +24,7 @@ source "$(dirname "$0")/lib.sh"
 N=${IT_FAULT_JOBS:-300}
 INFLIGHT=16
 DOWN_S=${IT_LEDGER_DOWN_S:-30}
+((DOWN_S >= 10)) || it_fail "IT_LEDGER_DOWN_S must be 10 or more (the checks while it is down take ~5 s)"
 GRACE_MS=1000 # calls claimed just before the stop may still be written this long after it
 it_at_exit it_pg_restore # the ledger back for later tests, whatever happens
 
@@ -85,7 +86,12 @@ for w in w1 w2; do
         it_fail "$w did not log that it resumed consumption"
 done
 for w in w1 w2 w3; do
-    code=$(it_readyz "$w" "$IT_DIR/$w-ready.json")
+    # w3 asks again on its own back-off (up to 5 s apart): it may come a little after the others
+    for _ in $(seq 75); do
+        code=$(it_readyz "$w" "$IT_DIR/$w-ready.json")
+        [ "$code" = 200 ] && break
+        sleep 0.2
+    done
     [ "$code" = 200 ] || it_fail "$w not ready after the ledger came back ($code): $(cat "$IT_DIR/$w-ready.json")"
 done
 grep -q '"message":"ledger .*: connected; schema version' "$IT_DIR/w3.log" ||

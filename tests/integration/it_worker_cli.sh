@@ -7,8 +7,8 @@
 # that contradict each other (worker.max_deliveries, retry.cap_ms), a ledger URL that is not
 # PostgreSQL, the KONE client's settings); a ledger that cannot be reached is no error: the
 # worker starts without it (its password masked);
-# without worker.id its log lines carry <host>-<pid>. No job is taken and only the ledger is
-# reached: each run takes milliseconds.
+# without worker.id its log lines carry <host>-<pid>. No job is taken; each run takes
+# milliseconds.
 source "$(dirname "$0")/lib.sh"
 
 # wk_fails NAME REGEX ARGS...: kone-worker exits 2 and says REGEX (stderr and log lines).
@@ -60,6 +60,9 @@ rc=0
 wait "$down_pid" || rc=$?
 [ "$rc" -eq 0 ] || it_fail "ledger_down: exit $rc after SIGTERM, expected 0: $(tail -n 2 "$IT_DIR/ledger_down.log")"
 ! grep -q s3cret-pw "$IT_DIR/ledger_down.log" || it_fail "ledger_down: the password is in the log"
+# a ledger that never connected holds nothing of this worker's: the drain does not wait for it
+! grep -q 'not recorded at shutdown' "$IT_DIR/ledger_down.log" ||
+    it_fail "ledger_down: the drain waited for a ledger that never connected"
 # the KONE client's settings (checked after the ledger opened: the stack's PostgreSQL)
 wk_fails kone_building "cannot start: kone.buildings: 'x!y' is not a building id" \
     --worker-id=w-cli --kone-buildings='1,x!y'

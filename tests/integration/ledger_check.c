@@ -412,6 +412,22 @@ static void test_bad_urls_and_newer_schema(void **state)
     l = NULL;
     kd_config_free(&cfg);
 
+    /* what no retry mends is still a start-up error: a URL libpq cannot parse, a CA file
+     * that cannot be read */
+    load_cfg(&cfg, "postgresql://kd@127.0.0.1:1/kd?no_such_option=1", "unknown", "15000");
+    memset(&err, 0, sizeof err);
+    assert_int_equal(kd_ledger_open(&l, &cfg, "w", NULL, &err), KD_ERR_INVALID);
+    assert_null(l);
+    assert_non_null(strstr(err.msg, "no_such_option"));
+    kd_config_free(&cfg);
+    load_cfg(&cfg, "postgresql://kd@127.0.0.1:1/kd?sslrootcert=/nonexistent/ca.pem", "unknown",
+             "15000");
+    memset(&err, 0, sizeof err);
+    assert_int_equal(kd_ledger_open(&l, &cfg, "w", NULL, &err), KD_ERR_INVALID);
+    assert_null(l);
+    assert_non_null(strstr(err.msg, "sslrootcert: cannot read /nonexistent/ca.pem"));
+    kd_config_free(&cfg);
+
     load_cfg(&cfg, "none", "unknown", "15000");
     assert_int_equal(kd_ledger_open(&l, &cfg, "w", NULL, &err), 0);
     assert_null(l);
@@ -873,20 +889,20 @@ static void test_broken_schema_is_a_startup_error(void **state)
     char msg[600];
     /* kd_schema without its version column */
     assert_int_equal(open_in_schema("nover", "CREATE TABLE kd_schema (v integer)", msg, sizeof msg),
-                     KD_ERR_IO);
+                     KD_ERR_INVALID);
     assert_non_null(strstr(msg, ": schema: "));
     assert_non_null(strstr(msg, "version"));
     assert_null(strstr(msg, "password="));
     /* a kd_calls of another shape: creating version 1's indexes fails */
     assert_int_equal(open_in_schema("calls", "CREATE TABLE kd_calls (x integer)", msg, sizeof msg),
-                     KD_ERR_IO);
+                     KD_ERR_INVALID);
     assert_non_null(strstr(msg, ": schema: "));
     /* the current version recorded, its tables missing: the statements cannot be prepared */
     char setup[160];
     snprintf(setup, sizeof setup,
              "CREATE TABLE kd_schema (version integer NOT NULL); INSERT INTO kd_schema VALUES (%d)",
              KD_LEDGER_SCHEMA_VERSION);
-    assert_int_equal(open_in_schema("empty", setup, msg, sizeof msg), KD_ERR_IO);
+    assert_int_equal(open_in_schema("empty", setup, msg, sizeof msg), KD_ERR_INVALID);
     assert_non_null(strstr(msg, ": prepare: "));
     assert_non_null(strstr(msg, "does not exist"));
     /* an older version recorded, its tables missing: its migration fails, named */
@@ -894,7 +910,7 @@ static void test_broken_schema_is_a_startup_error(void **state)
                                     "CREATE TABLE kd_schema (version integer NOT NULL); "
                                     "INSERT INTO kd_schema VALUES (2)",
                                     msg, sizeof msg),
-                     KD_ERR_IO);
+                     KD_ERR_INVALID);
     assert_non_null(strstr(msg, ": schema: "));
     assert_non_null(strstr(msg, "kd_calls"));
 }
@@ -1059,6 +1075,7 @@ static void test_unanswering_backend_times_out(void **state)
 typedef struct relay {
     int lfd, port, pg_port;
     atomic_int stop; /* set by relay_stop, read by the relay thread */
+    bool running;
     pthread_t th;
 } relay;
 
@@ -1100,36 +1117,47 @@ static void *relay_run(void *arg)
     return NULL;
 }
 
-/* A free port on loopback, nobody listening on it yet. */
-static int free_port(void)
+/* Binds r's socket to a free loopback port (r->port), not listening yet: a connection there is
+ * refused until relay_start (the port held meanwhile, so nobody else takes it). */
+static void relay_bind(relay *r)
 {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    r->lfd = socket(AF_INET, SOCK_STREAM, 0);
     struct sockaddr_in a = {.sin_family = AF_INET};
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     socklen_t n = sizeof a;
-    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
-    assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &n), 0);
-    close(fd);
-    return ntohs(a.sin_port);
+    assert_int_equal(bind(r->lfd, (struct sockaddr *)&a, sizeof a), 0);
+    assert_int_equal(getsockname(r->lfd, (struct sockaddr *)&a, &n), 0);
+    r->port = ntohs(a.sin_port);
 }
 
 static void relay_start(relay *r)
 {
-    r->lfd = socket(AF_INET, SOCK_STREAM, 0);
-    int one = 1;
-    setsockopt(r->lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)r->port)};
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    assert_int_equal(bind(r->lfd, (struct sockaddr *)&a, sizeof a), 0);
     assert_int_equal(listen(r->lfd, 4), 0);
     assert_int_equal(pthread_create(&r->th, NULL, relay_run, r), 0);
+    r->running = true;
 }
 
+/* Stops the relay if it runs and closes its socket; a no-op the second time. The test's relay
+ * is static and stopped again by the test's teardown: a failed assertion leaves the test
+ * at once, and the thread must not outlive what it reads. */
 static void relay_stop(relay *r)
 {
     atomic_store(&r->stop, 1);
-    pthread_join(r->th, NULL);
-    close(r->lfd);
+    if (r->running)
+        pthread_join(r->th, NULL);
+    r->running = false;
+    if (r->lfd >= 0)
+        close(r->lfd);
+    r->lfd = -1;
+}
+
+static relay late_relay = {.lfd = -1};
+
+static int stop_late_relay(void **state)
+{
+    (void)state;
+    relay_stop(&late_relay);
+    return 0;
 }
 
 /* PostgreSQL not answering when the worker starts (a failover, a restart, a database started
@@ -1143,13 +1171,15 @@ static void test_unreachable_at_open_connects_later(void **state)
     /* the stack's URL with the relay's port: postgresql://user:pw@host:PORT/db?... */
     const char *at = strrchr(base_url, '@'), *colon = at ? strchr(at, ':') : NULL;
     assert_non_null(colon);
-    relay r = {.port = free_port(), .pg_port = atoi(colon + 1)};
+    relay *rl = &late_relay;
+    *rl = (relay){.lfd = -1, .pg_port = atoi(colon + 1)};
+    relay_bind(rl);
     char late[80], url[1600], q[300];
     snprintf(late, sizeof late, "%s_late", schema);
     snprintf(q, sizeof q, "CREATE SCHEMA %s", late);
     sql(q);
     snprintf(url, sizeof url, "%.*s:%d%s%coptions=-csearch_path%%3D%s", (int)(colon - base_url),
-             base_url, r.port, colon + strcspn(colon, "/?"), strchr(base_url, '?') ? '&' : '?',
+             base_url, rl->port, colon + strcspn(colon, "/?"), strchr(base_url, '?') ? '&' : '?',
              late);
     kd_config cfg;
     load_cfg(&cfg, url, "unknown", "15000");
@@ -1169,7 +1199,7 @@ static void test_unreachable_at_open_connects_later(void **state)
     kd_ledger_turn(l);
     assert_false(kd_ledger_up(l));
 
-    relay_start(&r); /* PostgreSQL answers from now on */
+    relay_start(rl); /* PostgreSQL answers from now on */
     turn_until(l, NULL, l);
     assert_true(kd_ledger_up(l));
     char v[32];
@@ -1180,7 +1210,33 @@ static void test_unreachable_at_open_connects_later(void **state)
     snprintf(q, sizeof q, "SELECT count(*) FROM %s.kd_calls WHERE state = 'writing'", late);
     assert_int_equal(count_of(q), 1);
     kd_ledger_close(l);
-    relay_stop(&r);
+    relay_stop(rl);
+
+    /* the same late first connection meeting a schema newer than this worker's: refused as
+     * the open would have refused it, and told (kd_ledger_fatal: the worker stops, exit 2) */
+    snprintf(q, sizeof q, "UPDATE %s.kd_schema SET version = 99", late);
+    sql(q);
+    *rl = (relay){.lfd = -1, .pg_port = atoi(colon + 1)};
+    relay_bind(rl);
+    snprintf(url, sizeof url, "%.*s:%d%s%coptions=-csearch_path%%3D%s", (int)(colon - base_url),
+             base_url, rl->port, colon + strcspn(colon, "/?"), strchr(base_url, '?') ? '&' : '?',
+             late);
+    load_cfg(&cfg, url, "unknown", "15000");
+    rc = kd_ledger_open(&l, &cfg, "worker-late", NULL, &err);
+    kd_config_free(&cfg);
+    if (rc)
+        fail_msg("open: %s", err.msg);
+    assert_null(kd_ledger_fatal(l));
+    relay_start(rl);
+    for (int i = 0; i < 5000 && !kd_ledger_fatal(l); i++) {
+        kd_ledger_turn(l);
+        usleep(1000);
+    }
+    assert_non_null(kd_ledger_fatal(l));
+    assert_non_null(strstr(kd_ledger_fatal(l), "schema version 99"));
+    assert_false(kd_ledger_up(l));
+    kd_ledger_close(l);
+    relay_stop(rl);
     snprintf(q, sizeof q, "DROP SCHEMA %s CASCADE", late);
     sql(q);
 }
@@ -1235,7 +1291,7 @@ int main(void)
         cmocka_unit_test(test_broken_schema_is_a_startup_error),
         cmocka_unit_test(test_version_2_ledger_migrates_in_place),
         cmocka_unit_test(test_unanswering_backend_times_out),
-        cmocka_unit_test(test_unreachable_at_open_connects_later),
+        cmocka_unit_test_teardown(test_unreachable_at_open_connects_later, stop_late_relay),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     snprintf(q, sizeof q, "DROP SCHEMA %s CASCADE", schema);
