@@ -344,8 +344,8 @@ void lg_lost(kd_ledger *l, const char *why)
 
 static void try_reconnect(kd_ledger *l)
 {
-    if (l->pg || kd_mono_us() < l->reconnect_at)
-        return;
+    if (l->pg || l->fatal[0] || kd_mono_us() < l->reconnect_at)
+        return; /* fatal: the worker is stopping on it; no more attempts, no more errors */
     kd_err err = {0};
     bool first = !l->migrated; /* PostgreSQL did not answer when the ledger opened */
     if (open_pg(l, &err) || setup_pg(l, &err)) {
