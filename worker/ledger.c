@@ -380,7 +380,20 @@ static int check_url(const kd_ledger *l, kd_err *err)
     char *msg = NULL;
     PQconninfoOption *opts = PQconninfoParse(l->url, &msg);
     if (!opts) {
-        kd_err_set(err, KD_ERR_INVALID, "ledger.url: %s", msg ? msg : "out of memory");
+        /* libpq quotes the part it could not parse, which may be the password (a bad
+         * percent-encoding in it): its words only when they hold no part of it */
+        const char *scheme = strstr(l->url, "://");
+        const char *at = scheme ? strchr(scheme + 3, '@') : NULL;
+        const char *colon =
+            scheme ? memchr(scheme + 3, ':', at ? (size_t)(at - scheme - 3) : 0) : NULL;
+        size_t pw = colon ? (size_t)(at - colon - 1) : 0;
+        bool leaks = false;
+        for (const char *m = msg; m && pw && *m && !leaks; m++)
+            leaks = !strncmp(m, colon + 1, pw < 4 ? pw : 4);
+        kd_err_set(err, KD_ERR_INVALID, "ledger.url %s: %s", l->masked,
+                   !msg    ? "out of memory"
+                   : leaks ? "libpq cannot parse it"
+                           : msg);
         PQfreemem(msg);
         return err ? err->code : KD_ERR_INVALID;
     }

@@ -44,7 +44,7 @@ bad_ledger() { # NAME URL EXPECTED_REGEX: the worker exits 2 at once, says EXPEC
     ! grep -q 's3cret' "$IT_DIR/$1.log" || it_fail "$1: the ledger password reached the log"
 }
 bad_ledger bad-option 'postgresql://kd:s3cret@127.0.0.1:1/kone_dispatch?sslmode=verify-full&no_such_option=1' \
-    'cannot start: ledger\.url: .*no_such_option'
+    'cannot start: ledger\.url postgresql://kd:\*\*\*@.*: .*no_such_option'
 bad_ledger wrong-form 'mysql://kd:s3cret@db/x' 'cannot start: ledger\.url: expected postgresql://'
 it_log "a ledger URL libpq cannot parse, or in the wrong form: exit 2, the password not shown"
 it_log "PASS"

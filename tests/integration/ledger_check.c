@@ -420,6 +420,14 @@ static void test_bad_urls_and_newer_schema(void **state)
     assert_null(l);
     assert_non_null(strstr(err.msg, "no_such_option"));
     kd_config_free(&cfg);
+    /* libpq quotes a bad percent-encoding it met; in the password, that quote stays out */
+    load_cfg(&cfg, "postgresql://kd:pw%zzsecret@127.0.0.1:1/kd", "unknown", "15000");
+    memset(&err, 0, sizeof err);
+    assert_int_equal(kd_ledger_open(&l, &cfg, "w", NULL, &err), KD_ERR_INVALID);
+    assert_null(l);
+    assert_null(strstr(err.msg, "zzsecret"));
+    assert_non_null(strstr(err.msg, "kd:***@"));
+    kd_config_free(&cfg);
     load_cfg(&cfg, "postgresql://kd@127.0.0.1:1/kd?sslrootcert=/nonexistent/ca.pem", "unknown",
              "15000");
     memset(&err, 0, sizeof err);
@@ -1160,24 +1168,16 @@ static int stop_late_relay(void **state)
     return 0;
 }
 
-/* PostgreSQL not answering when the worker starts (a failover, a restart, a database started
- * after the workers): the ledger opens without it, is not up, answers a claim FAILED (the job
- * goes back, never called unclaimed), and once PostgreSQL answers it connects by itself,
- * creates its schema there (the migration the open could not do) and claims. Once, the
- * worker exited at start (exit 2) and crash-looped until the database was back. */
-static void test_unreachable_at_open_connects_later(void **state)
+/* A ledger of owner worker-late on search path `late`, through a fresh relay bound (not yet
+ * listening) to a free port: its open finds nobody there. The URL is the stack's
+ * (postgresql://user:pw@host:PORT/db?...) with the relay's port. */
+static kd_ledger *open_through_relay(relay *rl, const char *late)
 {
-    (void)state;
-    /* the stack's URL with the relay's port: postgresql://user:pw@host:PORT/db?... */
     const char *at = strrchr(base_url, '@'), *colon = at ? strchr(at, ':') : NULL;
     assert_non_null(colon);
-    relay *rl = &late_relay;
     *rl = (relay){.lfd = -1, .pg_port = atoi(colon + 1)};
     relay_bind(rl);
-    char late[80], url[1600], q[300];
-    snprintf(late, sizeof late, "%s_late", schema);
-    snprintf(q, sizeof q, "CREATE SCHEMA %s", late);
-    sql(q);
+    char url[1600];
     snprintf(url, sizeof url, "%.*s:%d%s%coptions=-csearch_path%%3D%s", (int)(colon - base_url),
              base_url, rl->port, colon + strcspn(colon, "/?"), strchr(base_url, '?') ? '&' : '?',
              late);
@@ -1190,6 +1190,23 @@ static void test_unreachable_at_open_connects_later(void **state)
     if (rc)
         fail_msg("open: %s", err.msg);
     assert_non_null(l);
+    return l;
+}
+
+/* PostgreSQL not answering when the worker starts (a failover, a restart, a database started
+ * after the workers): the ledger opens without it, is not up, answers a claim FAILED (the job
+ * goes back, never called unclaimed), and once PostgreSQL answers it connects by itself,
+ * creates its schema there (the migration the open could not do) and claims. Once, the
+ * worker exited at start (exit 2) and crash-looped until the database was back. */
+static void test_unreachable_at_open_connects_later(void **state)
+{
+    (void)state;
+    relay *rl = &late_relay;
+    char late[80], q[300];
+    snprintf(late, sizeof late, "%s_late", schema);
+    snprintf(q, sizeof q, "CREATE SCHEMA %s", late);
+    sql(q);
+    kd_ledger *l = open_through_relay(rl, late);
     assert_false(kd_ledger_up(l));
     kd_run run = mkrun("late1", 1);
     answer a = {0};
@@ -1216,16 +1233,7 @@ static void test_unreachable_at_open_connects_later(void **state)
      * the open would have refused it, and told (kd_ledger_fatal: the worker stops, exit 2) */
     snprintf(q, sizeof q, "UPDATE %s.kd_schema SET version = 99", late);
     sql(q);
-    *rl = (relay){.lfd = -1, .pg_port = atoi(colon + 1)};
-    relay_bind(rl);
-    snprintf(url, sizeof url, "%.*s:%d%s%coptions=-csearch_path%%3D%s", (int)(colon - base_url),
-             base_url, rl->port, colon + strcspn(colon, "/?"), strchr(base_url, '?') ? '&' : '?',
-             late);
-    load_cfg(&cfg, url, "unknown", "15000");
-    rc = kd_ledger_open(&l, &cfg, "worker-late", NULL, &err);
-    kd_config_free(&cfg);
-    if (rc)
-        fail_msg("open: %s", err.msg);
+    l = open_through_relay(rl, late);
     assert_null(kd_ledger_fatal(l));
     relay_start(rl);
     for (int i = 0; i < 5000 && !kd_ledger_fatal(l); i++) {
