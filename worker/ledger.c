@@ -11,9 +11,11 @@
  *     is unknown: the row may exist under this worker's lease, which is renewed, so it must
  *     go or the job's next delivery would wait on it for ever);
  *   - every other statement stays queued until a batch containing it commits.
- * The connection is blocking while it is opened (bounded by connect_timeout) and
- * non-blocking after that; a batch that takes longer than ledger.timeout_ms counts as a lost
- * connection.
+ * The first connection is made while the ledger opens, blocking (bounded by connect_timeout):
+ * the worker starts on what it finds. Later ones are made on a thread of their own
+ * (ledger_conn.c), so that a database that does not answer never holds the main loop. Once
+ * made, the connection is non-blocking; a batch that takes longer than ledger.timeout_ms
+ * counts as a lost connection.
  */
 #include "ledger_int.h"
 
@@ -142,170 +144,6 @@ kd_outcome lg_outcome_from(const char *s)
 
 /* ------------------------------------------------------------------ connection */
 
-/* The SQLSTATE of the last set-up statement that failed (set-up runs on the main thread
- * only), for transient_state. */
-static char last_state[6];
-
-static void note_state(const PGresult *r)
-{
-    const char *code = PQresultErrorField(r, PG_DIAG_SQLSTATE);
-    kd_str_copy(last_state, sizeof last_state, code ? code : "");
-}
-
-static int exec_ok(PGconn *pg, const char *sql, char *why, size_t len)
-{
-    PGresult *r = PQexec(pg, sql);
-    ExecStatusType st = PQresultStatus(r);
-    int rc = st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK ? 0 : -1;
-    if (rc) {
-        kd_str_copy(why, len, PQresultErrorMessage(r));
-        note_state(r);
-    }
-    PQclear(r);
-    return rc;
-}
-
-/* A set-up failure that waiting mends: the connection lost (no SQLSTATE), or PostgreSQL's
- * classes 08 (connection), 53 (resources), 57 (shut down, statement or lock timeout), 40
- * (serialization, deadlock), 55P03 (lock not available) and 25006 (a read-only standby, as
- * during a failover). Anything else (a table not as this worker made it, permissions) needs
- * an operator. */
-static bool transient_state(const PGconn *pg)
-{
-    const char *s = last_state;
-    return PQstatus(pg) != CONNECTION_OK || !s[0] || !strncmp(s, "08", 2) || !strncmp(s, "53", 2) ||
-           !strncmp(s, "57", 2) || !strncmp(s, "40", 2) || !strcmp(s, "55P03") ||
-           !strcmp(s, "25006");
-}
-
-/* Creates or migrates the schema; refuses a newer one. Blocking, at connect time. */
-static int migrate(kd_ledger *l, kd_err *err)
-{
-    char why[512] = "";
-    PGconn *pg = l->pg;
-    if (exec_ok(pg, "BEGIN", why, sizeof why) ||
-        exec_ok(pg, "SELECT pg_advisory_xact_lock(4242424242)", why, sizeof why) ||
-        exec_ok(pg, "CREATE TABLE IF NOT EXISTS kd_schema (version integer NOT NULL)", why,
-                sizeof why))
-        goto fail;
-    PGresult *r = PQexec(pg, "SELECT max(version) FROM kd_schema");
-    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-        kd_str_copy(why, sizeof why, PQresultErrorMessage(r));
-        note_state(r);
-        PQclear(r);
-        goto fail;
-    }
-    int have = PQgetisnull(r, 0, 0) ? 0 : (int)strtol(PQgetvalue(r, 0, 0), NULL, 10);
-    PQclear(r);
-    if (have > KD_LEDGER_SCHEMA_VERSION) {
-        PQclear(PQexec(pg, "ROLLBACK"));
-        return kd_err_set(err, KD_ERR_INVALID,
-                          "ledger %s has schema version %d, newer than this worker's %d: "
-                          "refusing to start (run the newer worker, or roll the ledger back)",
-                          l->masked, have, KD_LEDGER_SCHEMA_VERSION);
-    }
-    /* Each version's DDL in turn, from the one after `have`, each recorded as it is done. */
-    static const char *const *const ddl[] = {lg_schema_v1, lg_schema_v2, lg_schema_v3};
-    _Static_assert(sizeof ddl / sizeof ddl[0] == KD_LEDGER_SCHEMA_VERSION, "a DDL per version");
-    for (int v = (have > 0 ? have : 0) + 1; v <= KD_LEDGER_SCHEMA_VERSION; v++) {
-        char mark[64];
-        snprintf(mark, sizeof mark, "INSERT INTO kd_schema (version) VALUES (%d)", v);
-        for (int i = 0; ddl[v - 1][i]; i++)
-            if (exec_ok(pg, ddl[v - 1][i], why, sizeof why))
-                goto fail;
-        if (exec_ok(pg, "DELETE FROM kd_schema", why, sizeof why) ||
-            exec_ok(pg, mark, why, sizeof why))
-            goto fail;
-        if (v == 1)
-            kd_info("ledger: schema version 1 created");
-        else
-            kd_info("ledger: schema migrated from version %d to %d", v - 1, v);
-    }
-    if (exec_ok(pg, "COMMIT", why, sizeof why))
-        goto fail;
-    return 0;
-fail:
-    PQclear(PQexec(pg, "ROLLBACK"));
-    return kd_err_set(err, transient_state(pg) ? KD_ERR_IO : KD_ERR_INVALID,
-                      "ledger %s: schema: %s", l->masked, why);
-}
-
-static int prepare_all(kd_ledger *l, char *why, size_t len)
-{
-    for (int k = 0; k < OP_N; k++) {
-        PGresult *r = PQprepare(l->pg, lg_op_stmt[k], lg_op_sql[k], 0, NULL);
-        int bad = PQresultStatus(r) != PGRES_COMMAND_OK;
-        if (bad) {
-            kd_str_copy(why, len, PQresultErrorMessage(r));
-            note_state(r);
-        }
-        PQclear(r);
-        if (bad)
-            return -1;
-    }
-    return 0;
-}
-
-/* Opens the connection (blocking, bounded by ledger.timeout_ms, at least 2 s): PostgreSQL
- * unreachable, or refusing this role or password, fails here. */
-static int open_pg(kd_ledger *l, kd_err *err)
-{
-    char ct[16];
-    int64_t s = (l->timeout_ms + 999) / 1000;
-    snprintf(ct, sizeof ct, "%lld", (long long)(s < 2 ? 2 : s));
-    const char *keys[] = {"dbname", "connect_timeout", "application_name", NULL};
-    const char *vals[] = {l->url, ct, "kone-worker", NULL};
-    PGconn *pg = PQconnectdbParams(keys, vals, 1);
-    if (!pg)
-        /* GCOVR_EXCL_START: PQconnectdbParams returns NULL only when allocation fails */
-        return kd_err_set(err, KD_ERR_NOMEM, "ledger: out of memory");
-    /* GCOVR_EXCL_STOP */
-    if (PQstatus(pg) != CONNECTION_OK) {
-        char why[512];
-        kd_err_set(err, KD_ERR_IO, "ledger %s: cannot connect: %s", l->masked,
-                   lg_pg_msg(pg, why, sizeof why));
-        PQfinish(pg);
-        return err ? err->code : KD_ERR_IO;
-    }
-    l->pg = pg;
-    return 0;
-}
-
-/* On the connection open_pg made: sets the statement timeout, migrates the schema unless that
- * was done, prepares the statements and enters pipeline mode. */
-static int setup_pg(kd_ledger *l, kd_err *err)
-{
-    char why[512];
-    PGconn *pg = l->pg;
-    char set[128]; /* 64 cut "warning" short for a timeout of 5 digits or more */
-    /* statement_timeout bounds a hung statement; NOTICEs (IF NOT EXISTS) stay out of logs */
-    snprintf(set, sizeof set, "SET statement_timeout = %lld; SET client_min_messages = warning",
-             (long long)l->timeout_ms);
-    if (exec_ok(pg, set, why, sizeof why)) {
-        kd_err_set(err, transient_state(pg) ? KD_ERR_IO : KD_ERR_INVALID, "ledger %s: %s",
-                   l->masked, why);
-        goto fail;
-    }
-    if (!l->migrated && migrate(l, err))
-        goto fail;
-    l->migrated = true;
-    if (prepare_all(l, why, sizeof why)) {
-        kd_err_set(err, transient_state(pg) ? KD_ERR_IO : KD_ERR_INVALID, "ledger %s: prepare: %s",
-                   l->masked, why);
-        goto fail;
-    }
-    if (!PQenterPipelineMode(pg) || PQsetnonblocking(pg, 1)) {
-        kd_err_set(err, KD_ERR_IO, "ledger %s: pipeline mode: %s", l->masked,
-                   lg_pg_msg(pg, why, sizeof why));
-        goto fail;
-    }
-    return 0;
-fail:
-    PQfinish(pg);
-    l->pg = NULL;
-    return err ? err->code : KD_ERR_IO;
-}
-
 /* The connection is gone (or hung): the batch in flight failed, the statements queued stay
  * (claims excepted: answered FAILED now, with a release queued behind them). */
 void lg_lost(kd_ledger *l, const char *why)
@@ -342,13 +180,27 @@ void lg_lost(kd_ledger *l, const char *why)
     l->reconnect_at = kd_mono_us() + l->backoff_us;
 }
 
+/* Reconnecting: an attempt (ledger_conn.c) runs on a thread of its own once the backoff
+ * is over; the turns meanwhile go on without the ledger, and the attempt's eventfd
+ * (kd_ledger_wait_fd) wakes the loop when it ends. */
 static void try_reconnect(kd_ledger *l)
 {
-    if (l->pg || l->fatal[0] || kd_mono_us() < l->reconnect_at)
+    if (l->pg || l->fatal[0])
         return; /* fatal: the worker is stopping on it; no more attempts, no more errors */
     kd_err err = {0};
     bool first = !l->migrated; /* PostgreSQL did not answer when the ledger opened */
-    if (open_pg(l, &err) || setup_pg(l, &err)) {
+    if (!l->attempt) {
+        if (kd_mono_us() >= l->reconnect_at && !(l->attempt = lg_attempt_start(l, &err)))
+            /* GCOVR_EXCL_START: no thread or eventfd to be had */
+            goto failed;
+        /* GCOVR_EXCL_STOP */
+        return;
+    }
+    if (!lg_attempt_done(l->attempt))
+        return;
+    l->pg = lg_attempt_take(l->attempt, &err);
+    l->attempt = NULL;
+    if (!l->pg) {
         if (first && err.code == KD_ERR_INVALID) {
             /* what the open would have refused (a newer or broken schema), found late: the
              * worker stops as it would have at start (kd_ledger_fatal) */
@@ -356,12 +208,9 @@ static void try_reconnect(kd_ledger *l)
             kd_error("%s", err.msg);
             return;
         }
-        l->backoff_us =
-            l->backoff_us * 2 > LEDGER_BACKOFF_MAX_US ? LEDGER_BACKOFF_MAX_US : l->backoff_us * 2;
-        l->reconnect_at = kd_mono_us() + l->backoff_us;
-        kd_warn("%s; retrying in %lld ms", err.msg, (long long)(l->backoff_us / 1000));
-        return;
+        goto failed;
     }
+    l->migrated = true;
     if (first)
         kd_info("ledger %s: connected; schema version %d, owner %s; %d statements to send",
                 l->masked, KD_LEDGER_SCHEMA_VERSION, l->owner, l->queue.n);
@@ -369,6 +218,12 @@ static void try_reconnect(kd_ledger *l)
         kd_info("ledger %s: connected again; %d statements to send", l->masked, l->queue.n);
     l->backoff_us = 0;
     lg_hook_up(l, true);
+    return;
+failed:
+    l->backoff_us =
+        l->backoff_us * 2 > LEDGER_BACKOFF_MAX_US ? LEDGER_BACKOFF_MAX_US : l->backoff_us * 2;
+    l->reconnect_at = kd_mono_us() + l->backoff_us;
+    kd_warn("%s; retrying in %lld ms", err.msg, (long long)(l->backoff_us / 1000));
 }
 
 /* ------------------------------------------------------------------ open / close */
@@ -458,9 +313,12 @@ int kd_ledger_open(kd_ledger **out, const kd_config *cfg, const char *worker_id,
     int64_t now = kd_mono_us();
     l->next_renew = now; /* say this worker is alive at once (kd_workers) */
     l->next_purge = now; /* count rows at once */
-    kd_err why = {0};
-    int rc = open_pg(l, &why);
-    if (!rc && (rc = setup_pg(l, &why)) == KD_ERR_INVALID) {
+    /* At start the worker waits for its ledger (bounded by ledger.timeout_ms): its first
+     * connection, and the schema it checks or migrates, decide whether it may start. */
+    lg_conn c = {.url = l->url, .masked = l->masked, .timeout_ms = l->timeout_ms, .migrate = true};
+    int rc = lg_connect(&c);
+    kd_err why = c.err;
+    if (rc == KD_ERR_INVALID) {
         kd_err_set(err, why.code, "%s", why.msg);
         goto fail;
     }
@@ -485,6 +343,8 @@ int kd_ledger_open(kd_ledger **out, const kd_config *cfg, const char *worker_id,
         *out = l;
         return 0;
     }
+    l->pg = c.pg;
+    l->migrated = true;
     lg_hook_up(l, true);
     kd_info("ledger %s: schema version %d, owner %s, ambiguous calls: %s", l->masked,
             KD_LEDGER_SCHEMA_VERSION, l->owner, amb);
@@ -518,6 +378,7 @@ void kd_ledger_close(kd_ledger *l)
         }
     if (l->pg)
         PQfinish(l->pg);
+    lg_attempt_abandon(l->attempt); /* its thread ends on its own (connect_timeout at most) */
     KD_SLIST_FREE(l->spare, next);
     lg_group_free(l);
     free(l->url);
@@ -541,6 +402,8 @@ const char *kd_ledger_owner(const kd_ledger *l)
 
 int kd_ledger_wait_fd(const kd_ledger *l)
 {
+    if (l && l->attempt)
+        return lg_attempt_fd(l->attempt);
     return l && l->pg && l->n_batches ? PQsocket(l->pg) : -1;
 }
 

@@ -1,13 +1,15 @@
 /* ledger_int: the private state of the call ledger, shared by its files (ledger.h is the
  * contract; nothing here is for the worker):
  *
- *   ledger.c         open/close, the connection, the schema, queueing, the turn
+ *   ledger.c         open/close, reconnecting, queueing, the turn
+ *   ledger_conn.c    the connection made and set up (the schema), later on a thread of its own
  *   ledger_sql.c     the schema and every statement, one per op kind
  *   ledger_io.c      sending batches, reading answers, finishing ops
  *   ledger_batch.c   the per-job kinds (claim, accept, done) of a batch as one statement each
  *   ledger_cancel.c  cancels across workers (the kd_cancels mailbox)
  *
- * Everything here runs on the worker's main thread.
+ * Everything here runs on the worker's main thread, but for ledger_conn.c's attempts, whose
+ * thread touches only the attempt's own copy of what it needs.
  */
 #ifndef KD_WORKER_LEDGER_INT_H
 #define KD_WORKER_LEDGER_INT_H
@@ -104,7 +106,8 @@ struct kd_ledger {
     int64_t lease_ms, retention_h, timeout_ms;
     kd_ledger_hooks hooks;
 
-    PGconn *pg; /* NULL while disconnected */
+    PGconn *pg;                 /* NULL while disconnected */
+    struct lg_attempt *attempt; /* a reconnect under way (ledger_conn.c), or NULL */
     bool up;
     char fatal[512];      /* kd_ledger_fatal: a refusal found at a late first connection */
     bool migrated;        /* the schema checked (and migrated): at open, or at the first
@@ -192,6 +195,29 @@ kd_outcome lg_outcome_from(const char *s);
 void lg_enqueue(kd_ledger *l, op *o); /* no-op (frees o) on a NULL ledger */
 /* The connection is gone: the batches in flight failed; claims and lookups answer now. */
 void lg_lost(kd_ledger *l, const char *why);
+
+/* ---- ledger_conn.c */
+/* One connection to make: what it needs in, the connection (or why not) out. */
+typedef struct lg_conn {
+    const char *url;    /* with sslmode */
+    const char *masked; /* the URL with its password masked, for errors */
+    int64_t timeout_ms; /* connect_timeout (at least 2 s) and statement_timeout */
+    bool migrate;       /* create or migrate the schema (the ledger's first connection) */
+    PGconn *pg;         /* out: set up, in pipeline mode, non-blocking */
+    kd_err err;         /* out: KD_ERR_IO when waiting mends it, KD_ERR_INVALID when not */
+    char state[6];      /* the SQLSTATE of the set-up statement that failed */
+} lg_conn;
+int lg_connect(lg_conn *c); /* blocking; 0, or c->err */
+
+/* A reconnect on a thread of its own: the main loop never waits for PostgreSQL. */
+typedef struct lg_attempt lg_attempt;
+lg_attempt *lg_attempt_start(const kd_ledger *l, kd_err *err); /* NULL: err */
+int lg_attempt_fd(const lg_attempt *a);                        /* readable once it ended */
+bool lg_attempt_done(lg_attempt *a);
+/* The ended attempt's connection, or NULL and why (err); frees the attempt. */
+PGconn *lg_attempt_take(lg_attempt *a, kd_err *err);
+/* The ledger closes while the attempt runs: the thread frees it when it ends. */
+void lg_attempt_abandon(lg_attempt *a);
 
 /* ---- ledger_io.c */
 void lg_send_batch(kd_ledger *l);                /* the queue as one batch, if one may go */

@@ -1079,10 +1079,15 @@ static void test_unanswering_backend_times_out(void **state)
 }
 
 /* A TCP relay to the stack's PostgreSQL, listening only once started: a database that comes
- * up after the worker. One connection at a time, bytes both ways (TLS passes through). */
+ * up after the worker. One connection at a time, bytes both ways (TLS passes through).
+ * Muted, it takes a connection and answers nothing (a database whose packets are dropped)
+ * until unmuted, when it closes that connection. */
 typedef struct relay {
     int lfd, port, pg_port;
-    atomic_int stop; /* set by relay_stop, read by the relay thread */
+    atomic_int stop;       /* set by relay_stop, read by the relay thread */
+    atomic_int mute;       /* set and cleared by the test */
+    atomic_int muted_in;   /* connections taken while muted */
+    atomic_int muted_gone; /* ... that their client closed */
     bool running;
     pthread_t th;
 } relay;
@@ -1106,8 +1111,21 @@ static void *relay_run(void *arg)
         struct pollfd lp = {r->lfd, POLLIN, 0};
         if (poll(&lp, 1, 100) <= 0)
             continue;
-        int c = accept(r->lfd, NULL, NULL), u = c >= 0 ? tcp_to(r->pg_port) : -1;
+        int c = accept(r->lfd, NULL, NULL), u = -1;
         char buf[16384];
+        if (c >= 0 && atomic_load(&r->mute)) {
+            atomic_fetch_add(&r->muted_in, 1);
+            while (atomic_load(&r->mute) && !atomic_load(&r->stop)) {
+                struct pollfd p = {c, POLLIN, 0};
+                if (poll(&p, 1, 50) > 0 && read(c, buf, sizeof buf) <= 0) {
+                    atomic_fetch_add(&r->muted_gone, 1);
+                    break;
+                }
+            }
+            close(c);
+            continue;
+        }
+        u = c >= 0 ? tcp_to(r->pg_port) : -1;
         while (c >= 0 && u >= 0 && !atomic_load(&r->stop)) {
             struct pollfd p[2] = {{c, POLLIN, 0}, {u, POLLIN, 0}};
             if (poll(p, 2, 100) <= 0)
@@ -1168,6 +1186,15 @@ static int stop_late_relay(void **state)
     return 0;
 }
 
+/* A schema of the test's own, <schema>_<suffix>, in out: a ledger's fresh search path. */
+static void new_schema(char *out, size_t len, const char *suffix)
+{
+    char q[300];
+    snprintf(out, len, "%s_%s", schema, suffix);
+    snprintf(q, sizeof q, "CREATE SCHEMA %s", out);
+    sql(q);
+}
+
 /* A ledger of owner worker-late on search path `late`, through a fresh relay bound (not yet
  * listening) to a free port: its open finds nobody there. The URL is the stack's
  * (postgresql://user:pw@host:PORT/db?...) with the relay's port. */
@@ -1203,9 +1230,7 @@ static void test_unreachable_at_open_connects_later(void **state)
     (void)state;
     relay *rl = &late_relay;
     char late[80], q[300];
-    snprintf(late, sizeof late, "%s_late", schema);
-    snprintf(q, sizeof q, "CREATE SCHEMA %s", late);
-    sql(q);
+    new_schema(late, sizeof late, "late");
     kd_ledger *l = open_through_relay(rl, late);
     assert_false(kd_ledger_up(l));
     kd_run run = mkrun("late1", 1);
@@ -1244,6 +1269,63 @@ static void test_unreachable_at_open_connects_later(void **state)
     assert_non_null(strstr(kd_ledger_fatal(l), "schema version 99"));
     assert_false(kd_ledger_up(l));
     kd_ledger_close(l);
+    relay_stop(rl);
+    snprintf(q, sizeof q, "DROP SCHEMA %s CASCADE", late);
+    sql(q);
+}
+
+/* A database that takes the connection and then says nothing (its packets dropped: the
+ * address of a failed-over primary, a partition). Reconnecting must not hold the worker's
+ * loop: its acks, Kafka's reports and /healthz's heartbeat are all served by that loop. Once,
+ * each attempt blocked kd_ledger_turn until libpq gave up (connect_timeout, 5 s here); now an
+ * attempt runs on a thread of its own and the turns go on, the ledger down, until it ends. */
+static void test_silent_database_does_not_hold_the_turn(void **state)
+{
+    (void)state;
+    relay *rl = &late_relay;
+    char late[80], q[300];
+    new_schema(late, sizeof late, "silent");
+    kd_ledger *l = open_through_relay(rl, late); /* refused at open: starts without it */
+    atomic_store(&rl->mute, 1);
+    relay_start(rl);
+    for (int i = 0; i < 5000 && !atomic_load(&rl->muted_in); i++) {
+        kd_ledger_turn(l);
+        usleep(1000);
+    }
+    assert_int_equal(atomic_load(&rl->muted_in), 1); /* an attempt is waiting on the silence */
+    usleep(300000);
+    kd_ledger_turn(l);
+    /* the turns came back while that attempt still waits: its connection is open */
+    assert_int_equal(atomic_load(&rl->muted_gone), 0);
+    assert_false(kd_ledger_up(l));
+    kd_run run = mkrun("silent1", 1);
+    answer a = {0};
+    kd_ledger_claim(l, &run, on_claim, &a);
+    assert_true(a.got);
+    assert_int_equal(a.f.verdict, KD_LEDGER_FAILED); /* at once: no job is taken meanwhile */
+
+    atomic_store(&rl->mute, 0); /* the database answers again: the silent connection closes */
+    turn_until(l, NULL, l);
+    assert_true(kd_ledger_up(l));
+    assert_int_equal(claim(l, &run, NULL), KD_LEDGER_CALL);
+
+    /* lost again, and closed (the worker stops) while the next attempt waits on the silence:
+     * the close does not wait for it, and the attempt, left to end on its own, frees what it
+     * holds (ASan's run of this test) */
+    atomic_store(&rl->mute, 1);
+    int pid = newest_backend();
+    assert_true(pid > 0);
+    snprintf(q, sizeof q, "SELECT pg_terminate_backend(%d)", pid);
+    sql(q);
+    kd_ledger_release(l, &run, false); /* a statement meets the loss */
+    for (int i = 0; i < 5000 && atomic_load(&rl->muted_in) < 2; i++) {
+        kd_ledger_turn(l);
+        usleep(1000);
+    }
+    assert_int_equal(atomic_load(&rl->muted_in), 2);
+    assert_false(kd_ledger_up(l));
+    kd_ledger_close(l);
+    assert_int_equal(atomic_load(&rl->muted_gone), 0); /* closed while the attempt waits */
     relay_stop(rl);
     snprintf(q, sizeof q, "DROP SCHEMA %s CASCADE", late);
     sql(q);
@@ -1300,6 +1382,7 @@ int main(void)
         cmocka_unit_test(test_version_2_ledger_migrates_in_place),
         cmocka_unit_test(test_unanswering_backend_times_out),
         cmocka_unit_test_teardown(test_unreachable_at_open_connects_later, stop_late_relay),
+        cmocka_unit_test_teardown(test_silent_database_does_not_hold_the_turn, stop_late_relay),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     snprintf(q, sizeof q, "DROP SCHEMA %s CASCADE", schema);
