@@ -189,15 +189,30 @@ static void try_reconnect(kd_ledger *l)
         return; /* fatal: the worker is stopping on it; no more attempts, no more errors */
     kd_err err = {0};
     bool first = !l->migrated; /* PostgreSQL did not answer when the ledger opened */
+    int64_t now = kd_mono_us();
     if (!l->attempt) {
-        if (kd_mono_us() >= l->reconnect_at && !(l->attempt = lg_attempt_start(l, &err)))
-            /* GCOVR_EXCL_START: no thread or eventfd to be had */
-            goto failed;
-        /* GCOVR_EXCL_STOP */
+        if (now < l->reconnect_at)
+            return;
+        if (!(l->attempt = lg_attempt_start(l, &err)))
+            goto failed; /* attempts given up on still wait: no more threads */
+        /* connect_timeout, then the set-up's statements: each bounded by statement_timeout
+         * unless the backend itself hangs (stopped, swapped out), which no timeout of libpq's
+         * or PostgreSQL's ends */
+        l->attempt_at = now;
+        l->attempt_until =
+            now + (l->timeout_ms < 2000 ? 2000 : l->timeout_ms) * 1000 + 2 * l->timeout_ms * 1000;
         return;
     }
-    if (!lg_attempt_done(l->attempt))
-        return;
+    if (!lg_attempt_done(l->attempt)) {
+        if (now < l->attempt_until)
+            return;
+        lg_attempt_abandon(l->attempt); /* its thread frees it when PostgreSQL lets it go */
+        l->attempt = NULL;
+        kd_err_set(&err, KD_ERR_IO,
+                   "ledger %s: a connection attempt got no answer in %lld ms; given up on",
+                   l->masked, (long long)((now - l->attempt_at) / 1000));
+        goto failed;
+    }
     l->pg = lg_attempt_take(l->attempt, &err);
     l->attempt = NULL;
     if (!l->pg) {
@@ -378,7 +393,7 @@ void kd_ledger_close(kd_ledger *l)
         }
     if (l->pg)
         PQfinish(l->pg);
-    lg_attempt_abandon(l->attempt); /* its thread ends on its own (connect_timeout at most) */
+    lg_attempt_abandon(l->attempt); /* its thread ends on its own, and frees it */
     KD_SLIST_FREE(l->spare, next);
     lg_group_free(l);
     free(l->url);

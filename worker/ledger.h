@@ -116,8 +116,10 @@ const char *kd_ledger_fatal(const kd_ledger *l);
 const char *kd_ledger_owner(const kd_ledger *l);
 /* Statements queued or in flight. */
 int kd_ledger_pending(const kd_ledger *l);
-/* The socket to wait on while a batch is in flight (its answer is due), else -1: the
- * worker's loop polls it with its other sockets so that a commit is acted on at once. */
+/* What to wait on, for reading: the socket while a batch is in flight (its answer is due),
+ * the reconnect attempt's eventfd while one runs (readable once it connected or failed),
+ * else -1. The worker's loop polls it with its other sockets so that a commit, or a
+ * connection made, is acted on at once. */
 int kd_ledger_wait_fd(const kd_ledger *l);
 /* true while a batch is in flight and TLS holds bytes of PostgreSQL's answer that libpq has
  * not read yet: its socket may stay silent, so the loop must not sleep on it. */

@@ -11,7 +11,11 @@
  *
  * The attempt copies what it reads of the ledger (URL, timeout, whether to migrate) and holds
  * two references (the ledger's, the thread's): a ledger closed while an attempt runs
- * (shutdown) drops its own and the thread frees the attempt, and its connection, when it ends.
+ * (shutdown), or one that gave up waiting for it (try_reconnect's deadline: a backend that
+ * hangs in the set-up, where no timeout of libpq's or PostgreSQL's applies), drops its own
+ * and the thread frees the attempt, and its connection, when it ends. At most
+ * LG_ATTEMPTS_MAX attempts live at once, the abandoned ones included: a database that hangs
+ * every connection cannot pile up threads.
  */
 #include "ledger_int.h"
 
@@ -134,8 +138,13 @@ static int open_pg(lg_conn *c)
     char ct[16];
     int64_t s = (c->timeout_ms + 999) / 1000;
     snprintf(ct, sizeof ct, "%lld", (long long)(s < 2 ? 2 : s));
-    const char *keys[] = {"dbname", "connect_timeout", "application_name", NULL};
-    const char *vals[] = {c->url, ct, "kone-worker", NULL};
+    /* tcp_user_timeout: a partition after the handshake (what is sent never acknowledged)
+     * ends the connection after ledger.timeout_ms, in the set-up as in a batch */
+    char tu[24];
+    snprintf(tu, sizeof tu, "%lld", (long long)c->timeout_ms);
+    const char *keys[] = {"dbname", "connect_timeout", "tcp_user_timeout", "application_name",
+                          NULL};
+    const char *vals[] = {c->url, ct, tu, "kone-worker", NULL};
     c->pg = PQconnectdbParams(keys, vals, 1);
     if (!c->pg)
         /* GCOVR_EXCL_START: PQconnectdbParams returns NULL only when allocation fails */
@@ -185,6 +194,13 @@ int lg_connect(lg_conn *c)
 
 /* ------------------------------------------------------------------ the attempt's thread */
 
+static atomic_int live; /* attempts whose thread has not ended */
+
+int lg_attempts_live(void)
+{
+    return atomic_load(&live);
+}
+
 struct lg_attempt {
     lg_conn c;        /* its url and masked point into the attempt's own copies */
     char *url;        /* copied: the ledger may be closed while the attempt runs */
@@ -215,11 +231,18 @@ static void *attempt_thread(void *arg)
     ssize_t n = write(a->fd, &one, sizeof one); /* one write of 1 to an eventfd cannot fail */
     (void)n;
     unref(a);
+    atomic_fetch_sub(&live, 1);
     return NULL;
 }
 
 lg_attempt *lg_attempt_start(const kd_ledger *l, kd_err *err)
 {
+    if (atomic_load(&live) >= LG_ATTEMPTS_MAX) {
+        kd_err_set(err, KD_ERR_IO,
+                   "ledger %s: %d connection attempts still wait for PostgreSQL; no new one",
+                   l->masked, LG_ATTEMPTS_MAX);
+        return NULL;
+    }
     lg_attempt *a = calloc(1, sizeof *a);
     if (!a || !(a->url = strdup(l->url))) {
         /* GCOVR_EXCL_START: allocation failure */
@@ -236,13 +259,20 @@ lg_attempt *lg_attempt_start(const kd_ledger *l, kd_err *err)
     a->fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     int e = a->fd < 0 ? errno : 0;
     if (!e) {
-        /* the thread takes no signal: SIGTERM and SIGINT stay the main loop's */
+        /* the thread takes no asynchronous signal: SIGTERM and SIGINT stay the main loop's
+         * (a fault of its own, SIGSEGV and the like, still reaches it: ASan reports it) */
         sigset_t all, old;
         sigfillset(&all);
+        const int own[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT, SIGTRAP, SIGSYS};
+        for (size_t i = 0; i < sizeof own / sizeof own[0]; i++)
+            sigdelset(&all, own[i]);
         pthread_sigmask(SIG_SETMASK, &all, &old);
         pthread_t t;
+        atomic_fetch_add(&live, 1);
         if (!(e = pthread_create(&t, NULL, attempt_thread, a)))
             pthread_detach(t); /* nobody waits for a database that does not answer */
+        else
+            atomic_fetch_sub(&live, 1); /* GCOVR_EXCL_LINE: resources exhausted */
         pthread_sigmask(SIG_SETMASK, &old, NULL);
     }
     if (e) {

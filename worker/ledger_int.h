@@ -108,6 +108,8 @@ struct kd_ledger {
 
     PGconn *pg;                 /* NULL while disconnected */
     struct lg_attempt *attempt; /* a reconnect under way (ledger_conn.c), or NULL */
+    int64_t attempt_at;         /* mono µs it started */
+    int64_t attempt_until;      /* mono µs: given up on after this (a hung set-up) */
     bool up;
     char fatal[512];      /* kd_ledger_fatal: a refusal found at a late first connection */
     bool migrated;        /* the schema checked (and migrated): at open, or at the first
@@ -211,6 +213,8 @@ int lg_connect(lg_conn *c); /* blocking; 0, or c->err */
 
 /* A reconnect on a thread of its own: the main loop never waits for PostgreSQL. */
 typedef struct lg_attempt lg_attempt;
+#define LG_ATTEMPTS_MAX 4   /* attempts alive at once, those given up on included */
+int lg_attempts_live(void); /* attempts whose thread has not ended (every ledger's) */
 lg_attempt *lg_attempt_start(const kd_ledger *l, kd_err *err); /* NULL: err */
 int lg_attempt_fd(const lg_attempt *a);                        /* readable once it ended */
 bool lg_attempt_done(lg_attempt *a);

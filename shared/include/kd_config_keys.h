@@ -130,8 +130,9 @@ KD_KEY(LEDGER_RETENTION_H, "ledger.retention_h", H, 1, 24 * 365, NULL, "168", W,
        "Ledger rows expire this many hours after their job ended; expired rows are purged by the "
        "workers (about once a minute).")
 KD_KEY(LEDGER_TIMEOUT_MS, "ledger.timeout_ms", MS, 100, 600000, NULL, "5000", W, 0,
-       "Connecting to the ledger, and any ledger statement, gives up after this long; the worker "
-       "then stops taking jobs until the ledger answers again.")
+       "Connecting to the ledger, and any ledger statement, gives up after this long (and a "
+       "connection whose sent data goes unacknowledged this long is dropped); the worker then "
+       "stops taking jobs until the ledger answers again.")
 /* retries */
 KD_KEY(RETRY_BASE_MS, "retry.base_ms", MS, 1, KD_RETRY_TIER_MAX_MS, NULL, "1000", W, 0,
        "Backoff base: the delay before attempt n+1 is uniform in [0, min(cap, base * 2^(n-1))] ms "

@@ -1304,7 +1304,13 @@ static void test_silent_database_does_not_hold_the_turn(void **state)
     assert_true(a.got);
     assert_int_equal(a.f.verdict, KD_LEDGER_FAILED); /* at once: no job is taken meanwhile */
 
+    /* the loop sleeps on the attempt's eventfd (kd_ledger_wait_fd) and is woken when it ends */
+    int fd = kd_ledger_wait_fd(l);
+    assert_true(fd >= 0);
+    struct pollfd pw = {fd, POLLIN, 0};
+    assert_int_equal(poll(&pw, 1, 0), 0);
     atomic_store(&rl->mute, 0); /* the database answers again: the silent connection closes */
+    assert_int_equal(poll(&pw, 1, 10000), 1);
     turn_until(l, NULL, l);
     assert_true(kd_ledger_up(l));
     assert_int_equal(claim(l, &run, NULL), KD_LEDGER_CALL);
@@ -1326,9 +1332,72 @@ static void test_silent_database_does_not_hold_the_turn(void **state)
     assert_false(kd_ledger_up(l));
     kd_ledger_close(l);
     assert_int_equal(atomic_load(&rl->muted_gone), 0); /* closed while the attempt waits */
-    relay_stop(rl);
+    assert_int_equal(lg_attempts_live(), 1);
+    relay_stop(rl); /* the silence ends: the attempt fails, and its thread ends and frees */
+    for (int i = 0; i < 500 && lg_attempts_live(); i++)
+        usleep(10000);
+    assert_int_equal(lg_attempts_live(), 0);
     snprintf(q, sizeof q, "DROP SCHEMA %s CASCADE", late);
     sql(q);
+}
+
+/* The pid of a ledger backend waiting for a lock, 0 while there is none. */
+static int lock_waiter(void)
+{
+    char v[32];
+    sql_value("SELECT coalesce(max(pid), 0) FROM pg_stat_activity WHERE application_name = "
+              "'kone-worker' AND wait_event_type = 'Lock'",
+              v, sizeof v);
+    return atoi(v);
+}
+
+/* A backend that hangs in the set-up of a reconnect (stopped here while it waits for a lock:
+ * statement_timeout cannot fire in it, and TCP is fine). Nothing of libpq's or PostgreSQL's
+ * ends that attempt: the ledger gives up on it after connect_timeout + 2 x ledger.timeout_ms,
+ * tries again and connects, while the first attempt's thread waits; once the backend goes on,
+ * that thread ends and frees its connection. Once, the ledger waited for it for ever: down,
+ * silent, the worker never ready again. */
+static void test_hung_setup_is_given_up_on(void **state)
+{
+    (void)state;
+    kd_ledger *l = open_ledger_timeout("worker-hung", "unknown", "15000", "2000");
+    assert_true(kd_ledger_up(l));
+    assert_int_equal(lg_attempts_live(), 0);
+    PGconn *hold = PQconnectdb(base_url);
+    assert_int_equal(PQstatus(hold), CONNECTION_OK);
+    char q[300];
+    snprintf(q, sizeof q, "BEGIN; LOCK TABLE %s.kd_calls IN ACCESS EXCLUSIVE MODE", schema);
+    PGresult *r = PQexec(hold, q);
+    assert_int_equal(PQresultStatus(r), PGRES_COMMAND_OK);
+    PQclear(r);
+    int pid = newest_backend();
+    snprintf(q, sizeof q, "SELECT pg_terminate_backend(%d)", pid);
+    sql(q);
+    kd_run run = mkrun("hung1", 1);
+    kd_ledger_release(l, &run, false); /* a statement meets the loss */
+    int stopped = 0;
+    for (int i = 0; i < 5000 && !stopped; i++) {
+        kd_ledger_turn(l);
+        if ((stopped = lock_waiter()) > 0)
+            kill(stopped, SIGSTOP); /* its prepare waits for kd_calls: now it hangs there */
+        usleep(1000);
+    }
+    assert_true(stopped > 0);
+    PQclear(PQexec(hold, "ROLLBACK")); /* the lock goes to the stopped backend's wait */
+    for (int i = 0; i < 15000 && !kd_ledger_up(l); i++) {
+        kd_ledger_turn(l);
+        usleep(1000);
+    }
+    bool up = kd_ledger_up(l), waiting = lg_attempts_live() == 1;
+    kill(stopped, SIGCONT);
+    PQfinish(hold);
+    assert_true(up);      /* a second attempt connected ... */
+    assert_true(waiting); /* ... while the first one's backend was still stopped */
+    assert_int_equal(claim(l, &run, NULL), KD_LEDGER_CALL);
+    for (int i = 0; i < 500 && lg_attempts_live(); i++)
+        usleep(10000);
+    assert_int_equal(lg_attempts_live(), 0); /* the given-up thread ended (and freed) */
+    kd_ledger_close(l);
 }
 
 static void test_mask_url(void **state)
@@ -1383,6 +1452,7 @@ int main(void)
         cmocka_unit_test(test_unanswering_backend_times_out),
         cmocka_unit_test_teardown(test_unreachable_at_open_connects_later, stop_late_relay),
         cmocka_unit_test_teardown(test_silent_database_does_not_hold_the_turn, stop_late_relay),
+        cmocka_unit_test(test_hung_setup_is_given_up_on),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     snprintf(q, sizeof q, "DROP SCHEMA %s CASCADE", schema);
