@@ -50,6 +50,10 @@ typedef struct kd_kone_metrics {
     void (*token_refresh)(int http_status, int64_t rtt_us, int64_t expires_at_s, void *arg);
     void (*ws_connections)(int n, void *arg); /* connections carrying jobs, after a change */
     void (*ws_reconnect)(void *arg);          /* a lost connection is being replaced */
+    /* The worker closed a connection because KONE's frames broke the WebSocket protocol:
+     * code is the close code it sent (1002 a malformed frame, 1007 text that is not UTF-8,
+     * 1009 a message over the limit). */
+    void (*ws_protocol_error)(int code, void *arg);
     /* A building's circuit changed (every transition, the first from CLOSED). */
     void (*circuit_change)(const char *building, kd_kone_circuit from, kd_kone_circuit to,
                            void *arg);

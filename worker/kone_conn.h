@@ -117,6 +117,9 @@ typedef struct kk_conn_ops {
     void (*ready_count)(int n, void *user);
     /* An active connection was lost unexpectedly: its link reconnects (the owner's metric). */
     void (*reconnecting)(void *user);
+    /* A connection closed because the peer's frames broke the protocol (the owner's metric):
+     * the close code sent, 1002, 1007 or 1009. */
+    void (*protocol_error)(int code, void *user);
 } kk_conn_ops;
 
 /* One logical connection: a KONE session, its two physical connections (so that an old one

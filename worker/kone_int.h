@@ -265,6 +265,11 @@ static inline void kk_m_reconnect(const kd_kone *k)
     if (k->hooks.metrics.ws_reconnect)
         k->hooks.metrics.ws_reconnect(k->hooks.arg);
 }
+static inline void kk_m_protocol_error(const kd_kone *k, int code)
+{
+    if (k->hooks.metrics.ws_protocol_error)
+        k->hooks.metrics.ws_protocol_error(code, k->hooks.arg);
+}
 static inline void kk_m_circuit(const kd_kone *k, const char *b, kd_kone_circuit from,
                                 kd_kone_circuit to)
 {

@@ -134,6 +134,11 @@ static void route_reconnecting(void *user)
     kk_m_reconnect(user);
 }
 
+static void route_protocol_error(int code, void *user)
+{
+    kk_m_protocol_error(user, code);
+}
+
 void kk_route_ops(kk_conn_ops *ops)
 {
     ops->state_in = route_state_in;
@@ -147,4 +152,5 @@ void kk_route_ops(kk_conn_ops *ops)
     ops->ping_target = route_ping_target;
     ops->ready_count = route_ready_count;
     ops->reconnecting = route_reconnecting;
+    ops->protocol_error = route_protocol_error;
 }

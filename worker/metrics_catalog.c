@@ -49,6 +49,7 @@ static const char *const v_call_types[] = {
 static const char *const v_status[] = {"2xx", "400", "401", "403",     "404",   "409",
                                        "429", "4xx", "5xx", "timeout", "error", NULL};
 static const char *const v_token_result[] = {"ok", "refused", "error", NULL};
+static const char *const v_ws_codes[] = {"1002", "1007", "1009", NULL};
 static const char *const v_retry_reasons[] = {
     "timeout",           "no_connection", "session_lost",    "no_progress",
     "circuit_open",      "rate_limited",  "group_mode_held", "unauthorized",
@@ -102,6 +103,7 @@ static struct {
     kd_metric *build_info, *start_time;
     kd_metric *jobs, *job_duration, *job_queued, *job_requeues, *deliveries, *inflight;
     kd_metric *api, *token_refreshes, *token_expiry, *ws_connections, *ws_reconnects;
+    kd_metric *ws_protocol_errors;
     kd_metric *retries, *dead_letters, *circuit, *rate_waits, *local_rejects, *unvalidated;
     kd_metric *cc_building, *cc_worker;
     kd_metric *kafka_deliveries, *kafka_undelivered, *amqp_reconnects;
@@ -199,6 +201,14 @@ static wm_family families[] = {
      {.name = "kone_ws_reconnects_total",
       .help = "KONE WebSocket connections lost and replaced.",
       .type = KD_METRIC_COUNTER},
+     .dyn = {0}},
+    {&wm.ws_protocol_errors,
+     {.name = "kone_ws_protocol_errors_total",
+      .help = "KONE WebSocket connections the worker closed for KONE's frames, by the close "
+              "code it sent: 1002 a malformed frame, 1007 text that is not UTF-8, 1009 a "
+              "message over the limit.",
+      .type = KD_METRIC_COUNTER,
+      L1("code", v_ws_codes)},
      .dyn = {0}},
     {&wm.retries,
      {.name = "kone_retries_total",
@@ -728,6 +738,15 @@ void kd_wm_ws_connections(int n)
 void kd_wm_ws_reconnect(void)
 {
     kd_counter_add(wm.ws_reconnects, 0, 1);
+}
+
+void kd_wm_ws_protocol_error(int code)
+{
+    if (!wm.reg)
+        return;
+    const char *c = code == 1002 ? "1002" : code == 1007 ? "1007" : code == 1009 ? "1009" : NULL;
+    if (c)
+        kd_counter_addv(wm.ws_protocol_errors, KD_LV(c), 1);
 }
 
 /* ---- circuits and rate limits ---- */

@@ -93,6 +93,8 @@ void kd_wm_api_request(const char *call_type, int status, int64_t rtt_us);
 void kd_wm_token_refresh(int http_status, int64_t rtt_us, int64_t expires_at_s);
 void kd_wm_ws_connections(int n); /* connections open and carrying jobs, after a change */
 void kd_wm_ws_reconnect(void);    /* a lost connection is being replaced */
+/* A connection closed for KONE's frames: code 1002, 1007 or 1009 (others are not counted). */
+void kd_wm_ws_protocol_error(int code);
 
 /* ---- circuits and rate limits (per building; unknown buildings count as "other") ---- */
 

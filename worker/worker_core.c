@@ -1403,6 +1403,11 @@ static void kone_reconnect_hook(void *arg)
     (void)arg;
     kd_wm_ws_reconnect();
 }
+static void kone_protocol_error_hook(int code, void *arg)
+{
+    (void)arg;
+    kd_wm_ws_protocol_error(code);
+}
 static void kone_circuit_hook(const char *building, kd_kone_circuit from, kd_kone_circuit to,
                               void *arg)
 {
@@ -1434,6 +1439,7 @@ static const kd_kone_metrics kone_metrics = {
     .token_refresh = kone_token_hook,
     .ws_connections = kone_connections_hook,
     .ws_reconnect = kone_reconnect_hook,
+    .ws_protocol_error = kone_protocol_error_hook,
     .circuit_change = kone_circuit_hook,
     .rate_limit_wait = kone_rate_wait_hook,
     .concurrency_limit = kone_concurrency_hook,

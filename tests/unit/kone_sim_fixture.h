@@ -121,6 +121,7 @@ static struct {
     bool has_mod[64];
     int64_t mod[64];
     int n;
+    int protocol_errors[3]; /* the client's kone_ws_protocol_errors: codes 1002, 1007, 1009 */
 } obs = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
 
 KS_UNUSED static void on_done(kd_run *run, void *arg)
@@ -131,6 +132,23 @@ KS_UNUSED static void on_done(kd_run *run, void *arg)
     obs.done++;
     pthread_cond_broadcast(&obs.cv);
     pthread_mutex_unlock(&obs.mu);
+}
+
+KS_UNUSED static void on_protocol_error(int code, void *arg)
+{
+    (void)arg;
+    pthread_mutex_lock(&obs.mu);
+    obs.protocol_errors[code == 1002 ? 0 : code == 1007 ? 1 : 2]++;
+    pthread_mutex_unlock(&obs.mu);
+}
+
+/* How many connections the client closed for KONE's frames with this code (obs). */
+KS_UNUSED static int protocol_errors(int code)
+{
+    pthread_mutex_lock(&obs.mu);
+    int n = obs.protocol_errors[code == 1002 ? 0 : code == 1007 ? 1 : 2];
+    pthread_mutex_unlock(&obs.mu);
+    return n;
 }
 
 KS_UNUSED static void on_event(kd_run *run, const kd_call_event *ev, void *arg)
@@ -186,8 +204,12 @@ KS_UNUSED static void client_launch(client *c, char (*a)[300], int n)
     pthread_mutex_lock(&obs.mu);
     obs.done = 0;
     obs.n = 0;
+    memset(obs.protocol_errors, 0, sizeof obs.protocol_errors);
     pthread_mutex_unlock(&obs.mu);
-    kd_kone_hooks hooks = {.done = on_done, .call_event = on_event, .arg = NULL};
+    kd_kone_hooks hooks = {.done = on_done,
+                           .call_event = on_event,
+                           .metrics = {.ws_protocol_error = on_protocol_error},
+                           .arg = NULL};
     if (kd_kone_start(&c->k, &c->cfg, &hooks, &err))
         fail_msg("kd_kone_start: %s", err.msg);
 }

@@ -75,6 +75,9 @@ static void test_malformed_frame_closes(void **state)
     expect_closed_with(&c, "8300", "client closed with code 1002");
     /* a masked frame from a server is one too */
     expect_closed_with(&c, "818100000000ff", "client closed with code 1002");
+    /* each counted (kone_ws_protocol_errors_total{code="1002"}), nothing else */
+    assert_int_equal(protocol_errors(1002), 2);
+    assert_int_equal(protocol_errors(1009), 0);
     client_stop(&c);
 }
 
@@ -88,6 +91,8 @@ static void test_oversize_message_closes(void **state)
     /* a text frame announcing 2 MiB (over KK_RX_MAX, 1 MiB), its first bytes: refused at
      * once, the rest never read */
     expect_closed_with(&c, "817f00000000002000007b226b223a", "client closed with code 1009");
+    assert_int_equal(protocol_errors(1009), 1);
+    assert_int_equal(protocol_errors(1002), 0);
     client_stop(&c);
 }
 
@@ -106,6 +111,7 @@ static void test_close_code_answered(void **state)
     assert_true(log_has("closed: maintenance", 1, 10000));
     assert_true(log_has("opened client=kd-dev", opened + 1, 10000));
     expect_success_within(&c, B951, "1", 1000, 5000, 50);
+    assert_int_equal(protocol_errors(1002) + protocol_errors(1009), 0); /* KONE's own close */
     client_stop(&c);
 }
 

@@ -108,6 +108,10 @@ static void populate(void)
     kd_wm_token_refresh(401, 20000, 0);
     kd_wm_ws_connections(2);
     kd_wm_ws_reconnect();
+    kd_wm_ws_protocol_error(1002);
+    kd_wm_ws_protocol_error(1002);
+    kd_wm_ws_protocol_error(1009);
+    kd_wm_ws_protocol_error(1011); /* ours (out of memory), not KONE's frames: not counted */
     kd_wm_circuit_change("building:2", KD_WM_CIRCUIT_CLOSED, KD_WM_CIRCUIT_OPEN);
     kd_wm_rate_limit_wait("building:1");
     kd_wm_rate_limit_wait("building:77");
@@ -183,6 +187,9 @@ static void test_catalogue_values_and_labels(void **state)
     assert_has(t, "kone_token_refreshes_total{result=\"refused\"} 1\n");
     assert_has(t, "kone_token_expiry_timestamp_seconds 1764364500\n");
     assert_has(t, "kone_ws_connections 2\n");
+    assert_has(t, "kone_ws_protocol_errors_total{code=\"1002\"} 2\n");
+    assert_has(t, "kone_ws_protocol_errors_total{code=\"1007\"} 0\n");
+    assert_has(t, "kone_ws_protocol_errors_total{code=\"1009\"} 1\n");
     assert_has(t, "kone_inflight_jobs 3\n");
     assert_has(t, "kone_kafka_undelivered_messages 5\n");
     /* buildings: the configured two (trimmed, deduplicated) and "other", nothing else */
