@@ -812,6 +812,10 @@ static void conn_closed(kk_conn *c, const struct lws *wsi)
         snprintf(why, sizeof why, "%s (code %d)", c->ws.why, c->ws.code);
     else if (c->ws.why[0])
         kd_str_copy(why, sizeof why, c->ws.why);
+    else
+        snprintf(why, sizeof why, "%s",
+                 c->st == KC_CONNECTING ? "connection closed or timed out before the upgrade"
+                                        : "connection closed");
     /* our refusal of KONE's frames (kone_wsmsg.c): a KONE, or a proxy before it, that breaks
      * RFC 6455 shows as its own metric, not only as reconnects */
     if (!c->tls.why[0] && c->ws.why[0] && !c->ws.peer_closed &&
@@ -820,10 +824,6 @@ static void conn_closed(kk_conn *c, const struct lws *wsi)
          c->ws.code == WSLAY_CODE_MESSAGE_TOO_BIG) &&
         c->link->pool->ops.protocol_error)
         c->link->pool->ops.protocol_error(c->ws.code, c->link->pool->user);
-    else
-        snprintf(why, sizeof why, "%s",
-                 c->st == KC_CONNECTING ? "connection closed or timed out before the upgrade"
-                                        : "connection closed");
     conn_gone(c, wsi, why, status);
 }
 
