@@ -11,9 +11,9 @@
  *     is unknown: the row may exist under this worker's lease, which is renewed, so it must
  *     go or the job's next delivery would wait on it for ever);
  *   - every other statement stays queued until a batch containing it commits.
- * The first connection is made while the ledger opens, blocking (bounded by connect_timeout):
- * the worker starts on what it finds. Later ones are made on a thread of their own
- * (ledger_conn.c), so that a database that does not answer never holds the main loop. Once
+ * Connections are made on a thread of their own (ledger_conn.c): the first one is waited for
+ * while the ledger opens (the worker starts on what it finds, within a deadline), the later
+ * ones are not, so that a database that does not answer never holds the main loop. Once
  * made, the connection is non-blocking; a batch that takes longer than ledger.timeout_ms
  * counts as a lost connection.
  */
@@ -22,6 +22,7 @@
 #include <errno.h>
 
 #include <inttypes.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -180,6 +181,37 @@ void lg_lost(kd_ledger *l, const char *why)
     l->reconnect_at = kd_mono_us() + l->backoff_us;
 }
 
+/* How long an attempt may take: connect_timeout, then the set-up's statements, each bounded by
+ * statement_timeout unless the backend itself hangs (stopped, swapped out), which no timeout
+ * of libpq's or PostgreSQL's ends. */
+static int64_t attempt_deadline_us(const kd_ledger *l)
+{
+    return (l->timeout_ms < 2000 ? 2000 : l->timeout_ms) * 1000 + 2 * l->timeout_ms * 1000;
+}
+
+/* The first connection, waited for (on the attempt's thread, so that the wait is bounded by
+ * attempt_deadline_us even when a backend hangs in the set-up). */
+static int connect_at_open(kd_ledger *l, kd_err *why)
+{
+    lg_attempt *a = lg_attempt_start(l, why);
+    if (!a)
+        return why->code ? why->code : KD_ERR_IO; /* GCOVR_EXCL_LINE: no thread to be had */
+    int64_t t0 = kd_mono_us(), until = t0 + attempt_deadline_us(l);
+    struct pollfd p = {lg_attempt_fd(a), POLLIN, 0};
+    while (!lg_attempt_done(a)) {
+        int64_t left_ms = (until - kd_mono_us()) / 1000;
+        if (left_ms <= 0) {
+            lg_attempt_abandon(a); /* its thread frees it when PostgreSQL lets it go */
+            return kd_err_set(why, KD_ERR_IO,
+                              "ledger %s: connecting got no answer in %lld ms; given up on",
+                              l->masked, (long long)((kd_mono_us() - t0) / 1000));
+        }
+        (void)poll(&p, 1, left_ms > 1000 ? 1000 : (int)left_ms);
+    }
+    l->pg = lg_attempt_take(a, why);
+    return l->pg ? 0 : why->code ? why->code : KD_ERR_IO;
+}
+
 /* Reconnecting: an attempt (ledger_conn.c) runs on a thread of its own once the backoff
  * is over; the turns meanwhile go on without the ledger, and the attempt's eventfd
  * (kd_ledger_wait_fd) wakes the loop when it ends. */
@@ -195,12 +227,8 @@ static void try_reconnect(kd_ledger *l)
             return;
         if (!(l->attempt = lg_attempt_start(l, &err)))
             goto failed; /* attempts given up on still wait: no more threads */
-        /* connect_timeout, then the set-up's statements: each bounded by statement_timeout
-         * unless the backend itself hangs (stopped, swapped out), which no timeout of libpq's
-         * or PostgreSQL's ends */
         l->attempt_at = now;
-        l->attempt_until =
-            now + (l->timeout_ms < 2000 ? 2000 : l->timeout_ms) * 1000 + 2 * l->timeout_ms * 1000;
+        l->attempt_until = now + attempt_deadline_us(l);
         return;
     }
     if (!lg_attempt_done(l->attempt)) {
@@ -328,11 +356,10 @@ int kd_ledger_open(kd_ledger **out, const kd_config *cfg, const char *worker_id,
     int64_t now = kd_mono_us();
     l->next_renew = now; /* say this worker is alive at once (kd_workers) */
     l->next_purge = now; /* count rows at once */
-    /* At start the worker waits for its ledger (bounded by ledger.timeout_ms): its first
-     * connection, and the schema it checks or migrates, decide whether it may start. */
-    lg_conn c = {.url = l->url, .masked = l->masked, .timeout_ms = l->timeout_ms, .migrate = true};
-    int rc = lg_connect(&c);
-    kd_err why = c.err;
+    /* At start the worker waits for its ledger: its first connection, and the schema it
+     * checks or migrates, decide whether it may start. */
+    kd_err why = {0};
+    int rc = connect_at_open(l, &why);
     if (rc == KD_ERR_INVALID) {
         kd_err_set(err, why.code, "%s", why.msg);
         goto fail;
@@ -358,7 +385,6 @@ int kd_ledger_open(kd_ledger **out, const kd_config *cfg, const char *worker_id,
         *out = l;
         return 0;
     }
-    l->pg = c.pg;
     l->migrated = true;
     lg_hook_up(l, true);
     kd_info("ledger %s: schema version %d, owner %s, ambiguous calls: %s", l->masked,

@@ -1,13 +1,14 @@
 /* ledger_conn.c: the ledger's connection to PostgreSQL made and set up (the schema, the
- * prepared statements, pipeline mode), and, once the ledger runs, made on a thread of its own.
+ * prepared statements, pipeline mode) on a thread of its own.
  *
- * Why a thread: libpq's connect (PQconnectdbParams) and the set-up statements block. At start
- * that is what the worker waits for anyway; later, each reconnect attempt ran on the main
- * loop, and a PostgreSQL whose packets are dropped (a failed-over primary's address, a
- * partitioned network) held the loop for up to connect_timeout (ledger.timeout_ms) per
- * attempt: no acks, no Kafka reports, no metrics turn, /healthz stale when the timeout is
- * long. Now the loop starts an attempt (lg_attempt_start) and goes on; the attempt's eventfd
- * wakes it when the connection is ready or has failed (lg_attempt_take).
+ * Why a thread: libpq's connect (PQconnectdbParams) and the set-up statements block. Each
+ * reconnect attempt ran on the main loop, and a PostgreSQL whose packets are dropped (a
+ * failed-over primary's address, a partitioned network) held the loop for up to
+ * connect_timeout (ledger.timeout_ms) per attempt: no acks, no Kafka reports, no metrics turn,
+ * /healthz stale when the timeout is long. Now the loop starts an attempt (lg_attempt_start)
+ * and goes on; the attempt's eventfd wakes it when the connection is ready or has failed
+ * (lg_attempt_take). At start the worker waits on that eventfd, up to a deadline: a backend
+ * that hangs in the set-up cannot hold the start either.
  *
  * The attempt copies what it reads of the ledger (URL, timeout, whether to migrate) and holds
  * two references (the ledger's, the thread's): a ledger closed while an attempt runs
@@ -31,6 +32,17 @@
 
 #include "kd_log.h"
 #include "kd_str.h"
+
+/* One connection to make: what it needs in, the connection (or why not) out. */
+typedef struct lg_conn {
+    const char *url;    /* with sslmode */
+    const char *masked; /* the URL with its password masked, for errors */
+    int64_t timeout_ms; /* connect_timeout (at least 2 s) and statement_timeout */
+    bool migrate;       /* create or migrate the schema (the ledger's first connection) */
+    PGconn *pg;         /* out: set up, in pipeline mode, non-blocking */
+    kd_err err;         /* out: KD_ERR_IO when waiting mends it, KD_ERR_INVALID when not */
+    char state[6];      /* the SQLSTATE of the set-up statement that failed */
+} lg_conn;
 
 static void note_state(lg_conn *c, const PGresult *r)
 {
@@ -181,7 +193,8 @@ static int setup_pg(lg_conn *c)
     return 0;
 }
 
-int lg_connect(lg_conn *c)
+/* Blocking: 0, or c->err. */
+static int lg_connect(lg_conn *c)
 {
     kd_err_clear(&c->err);
     if (open_pg(c) || setup_pg(c)) {

@@ -199,19 +199,8 @@ void lg_enqueue(kd_ledger *l, op *o); /* no-op (frees o) on a NULL ledger */
 void lg_lost(kd_ledger *l, const char *why);
 
 /* ---- ledger_conn.c */
-/* One connection to make: what it needs in, the connection (or why not) out. */
-typedef struct lg_conn {
-    const char *url;    /* with sslmode */
-    const char *masked; /* the URL with its password masked, for errors */
-    int64_t timeout_ms; /* connect_timeout (at least 2 s) and statement_timeout */
-    bool migrate;       /* create or migrate the schema (the ledger's first connection) */
-    PGconn *pg;         /* out: set up, in pipeline mode, non-blocking */
-    kd_err err;         /* out: KD_ERR_IO when waiting mends it, KD_ERR_INVALID when not */
-    char state[6];      /* the SQLSTATE of the set-up statement that failed */
-} lg_conn;
-int lg_connect(lg_conn *c); /* blocking; 0, or c->err */
-
-/* A reconnect on a thread of its own: the main loop never waits for PostgreSQL. */
+/* A connection made on a thread of its own: the main loop never waits for PostgreSQL (a
+ * reconnect), and the start waits at most connect_timeout + 2 x ledger.timeout_ms. */
 typedef struct lg_attempt lg_attempt;
 #define LG_ATTEMPTS_MAX 4   /* attempts alive at once, those given up on included */
 int lg_attempts_live(void); /* attempts whose thread has not ended (every ledger's) */

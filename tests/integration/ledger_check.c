@@ -1351,6 +1351,20 @@ static int lock_waiter(void)
     return atoi(v);
 }
 
+/* A session of the test's holding kd_calls locked (ROLLBACK lets it go): a ledger's prepares
+ * wait for it. */
+static PGconn *lock_kd_calls(void)
+{
+    PGconn *hold = PQconnectdb(base_url);
+    assert_int_equal(PQstatus(hold), CONNECTION_OK);
+    char q[300];
+    snprintf(q, sizeof q, "BEGIN; LOCK TABLE %s.kd_calls IN ACCESS EXCLUSIVE MODE", schema);
+    PGresult *r = PQexec(hold, q);
+    assert_int_equal(PQresultStatus(r), PGRES_COMMAND_OK);
+    PQclear(r);
+    return hold;
+}
+
 /* A backend that hangs in the set-up of a reconnect (stopped here while it waits for a lock:
  * statement_timeout cannot fire in it, and TCP is fine). Nothing of libpq's or PostgreSQL's
  * ends that attempt: the ledger gives up on it after connect_timeout + 2 x ledger.timeout_ms,
@@ -1363,14 +1377,9 @@ static void test_hung_setup_is_given_up_on(void **state)
     kd_ledger *l = open_ledger_timeout("worker-hung", "unknown", "15000", "2000");
     assert_true(kd_ledger_up(l));
     assert_int_equal(lg_attempts_live(), 0);
-    PGconn *hold = PQconnectdb(base_url);
-    assert_int_equal(PQstatus(hold), CONNECTION_OK);
-    char q[300];
-    snprintf(q, sizeof q, "BEGIN; LOCK TABLE %s.kd_calls IN ACCESS EXCLUSIVE MODE", schema);
-    PGresult *r = PQexec(hold, q);
-    assert_int_equal(PQresultStatus(r), PGRES_COMMAND_OK);
-    PQclear(r);
+    PGconn *hold = lock_kd_calls();
     int pid = newest_backend();
+    char q[80];
     snprintf(q, sizeof q, "SELECT pg_terminate_backend(%d)", pid);
     sql(q);
     kd_run run = mkrun("hung1", 1);
@@ -1397,6 +1406,61 @@ static void test_hung_setup_is_given_up_on(void **state)
     for (int i = 0; i < 500 && lg_attempts_live(); i++)
         usleep(10000);
     assert_int_equal(lg_attempts_live(), 0); /* the given-up thread ended (and freed) */
+    kd_ledger_close(l);
+}
+
+/* kd_ledger_open on a thread of the test's (it blocks while it connects). */
+typedef struct opener {
+    kd_ledger *l;
+    atomic_int done;
+} opener;
+
+static void *open_thread(void *arg)
+{
+    opener *o = arg;
+    o->l = open_ledger_timeout("worker-hung-open", "unknown", "15000", "2000");
+    atomic_store(&o->done, 1);
+    return NULL;
+}
+
+/* The same hang in the first connection's set-up, while the worker starts: the open gives up
+ * on it after the same deadline and the worker starts without its ledger (not up), which then
+ * connects by itself. Once, the start waited for that backend for ever. */
+static void test_hung_setup_at_open_starts_without(void **state)
+{
+    (void)state;
+    assert_int_equal(lg_attempts_live(), 0);
+    PGconn *hold = lock_kd_calls();
+    opener o = {0};
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, open_thread, &o), 0);
+    int stopped = 0;
+    for (int i = 0; i < 5000 && !stopped && !atomic_load(&o.done); i++) {
+        if ((stopped = lock_waiter()) > 0)
+            kill(stopped, SIGSTOP); /* the open's prepare waits for kd_calls: it hangs there */
+        usleep(1000);
+    }
+    PQclear(PQexec(hold, "ROLLBACK"));
+    PQfinish(hold);
+    pthread_join(th, NULL); /* the open returns (6 s: connect_timeout 2 s + 2 x 2 s) */
+    kd_ledger *l = o.l;
+    bool up_at_open = kd_ledger_up(l);
+    for (int i = 0; i < 10000 && !kd_ledger_up(l); i++) {
+        kd_ledger_turn(l);
+        usleep(1000);
+    }
+    bool up = kd_ledger_up(l), waiting = lg_attempts_live() == 1;
+    if (stopped > 0)
+        kill(stopped, SIGCONT);
+    assert_true(stopped > 0);
+    assert_false(up_at_open); /* started without it ... */
+    assert_true(up);          /* ... and connected later ... */
+    assert_true(waiting);     /* ... while the first backend was still stopped */
+    kd_run run = mkrun("hungopen1", 1);
+    assert_int_equal(claim(l, &run, NULL), KD_LEDGER_CALL);
+    for (int i = 0; i < 500 && lg_attempts_live(); i++)
+        usleep(10000);
+    assert_int_equal(lg_attempts_live(), 0);
     kd_ledger_close(l);
 }
 
@@ -1453,6 +1517,7 @@ int main(void)
         cmocka_unit_test_teardown(test_unreachable_at_open_connects_later, stop_late_relay),
         cmocka_unit_test_teardown(test_silent_database_does_not_hold_the_turn, stop_late_relay),
         cmocka_unit_test(test_hung_setup_is_given_up_on),
+        cmocka_unit_test(test_hung_setup_at_open_starts_without),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     snprintf(q, sizeof q, "DROP SCHEMA %s CASCADE", schema);
