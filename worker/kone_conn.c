@@ -816,9 +816,10 @@ static void conn_closed(kk_conn *c, const struct lws *wsi)
         snprintf(why, sizeof why, "%s",
                  c->st == KC_CONNECTING ? "connection closed or timed out before the upgrade"
                                         : "connection closed");
-    /* our refusal of KONE's frames (kone_wsmsg.c): a KONE, or a proxy before it, that breaks
-     * RFC 6455 shows as its own metric, not only as reconnects */
-    if (!c->tls.why[0] && c->ws.why[0] && !c->ws.peer_closed &&
+    /* our refusal of KONE's frames (kone_wsmsg.c), whatever then ended the socket (a reset
+     * may follow the garbage and fail our close frame's write): a KONE, or a proxy before it,
+     * that breaks RFC 6455 shows as its own metric, not only as reconnects */
+    if (c->ws.why[0] && !c->ws.peer_closed &&
         (c->ws.code == WSLAY_CODE_PROTOCOL_ERROR ||
          c->ws.code == WSLAY_CODE_INVALID_FRAME_PAYLOAD_DATA ||
          c->ws.code == WSLAY_CODE_MESSAGE_TOO_BIG) &&

@@ -378,7 +378,7 @@ int kd_ledger_open(kd_ledger **out, const kd_config *cfg, const char *worker_id,
             /* GCOVR_EXCL_STOP */
         }
         l->backoff_us = LEDGER_BACKOFF_MIN_US;
-        l->reconnect_at = now + l->backoff_us;
+        l->reconnect_at = kd_mono_us() + l->backoff_us; /* not `now`: the open waited */
         lg_hook_up(l, false);
         kd_warn("%s; starting without it: no job is taken until it answers (retrying in %lld ms)",
                 why.msg, (long long)(l->backoff_us / 1000));

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <signal.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <arpa/inet.h>
@@ -1351,6 +1352,22 @@ static int lock_waiter(void)
     return atoi(v);
 }
 
+/* SIGSTOPs the ledger backend waiting for a lock: its pid, 0 while there is none, -1 when it
+ * cannot be stopped (PostgreSQL runs as another user). */
+static int stop_lock_waiter(void)
+{
+    int pid = lock_waiter();
+    return pid > 0 && kill(pid, SIGSTOP) != 0 ? -1 : pid;
+}
+
+/* Waits (5 s at most) for every connection attempt's thread to end; asserts they did. */
+static void wait_attempts_end(void)
+{
+    for (int i = 0; i < 500 && lg_attempts_live(); i++)
+        usleep(10000);
+    assert_int_equal(lg_attempts_live(), 0);
+}
+
 /* A session of the test's holding kd_calls locked (ROLLBACK lets it go): a ledger's prepares
  * wait for it. */
 static PGconn *lock_kd_calls(void)
@@ -1376,7 +1393,7 @@ static void test_hung_setup_is_given_up_on(void **state)
     (void)state;
     kd_ledger *l = open_ledger_timeout("worker-hung", "unknown", "15000", "2000");
     assert_true(kd_ledger_up(l));
-    assert_int_equal(lg_attempts_live(), 0);
+    wait_attempts_end(); /* the open's thread ends just after it woke the open */
     PGconn *hold = lock_kd_calls();
     int pid = newest_backend();
     char q[80];
@@ -1387,9 +1404,13 @@ static void test_hung_setup_is_given_up_on(void **state)
     int stopped = 0;
     for (int i = 0; i < 5000 && !stopped; i++) {
         kd_ledger_turn(l);
-        if ((stopped = lock_waiter()) > 0)
-            kill(stopped, SIGSTOP); /* its prepare waits for kd_calls: now it hangs there */
+        stopped = stop_lock_waiter(); /* its prepare waits for kd_calls: now it hangs there */
         usleep(1000);
+    }
+    if (stopped < 0) { /* the backend is another user's: nothing to stop */
+        PQfinish(hold);
+        kd_ledger_close(l);
+        skip();
     }
     assert_true(stopped > 0);
     PQclear(PQexec(hold, "ROLLBACK")); /* the lock goes to the stopped backend's wait */
@@ -1403,64 +1424,80 @@ static void test_hung_setup_is_given_up_on(void **state)
     assert_true(up);      /* a second attempt connected ... */
     assert_true(waiting); /* ... while the first one's backend was still stopped */
     assert_int_equal(claim(l, &run, NULL), KD_LEDGER_CALL);
-    for (int i = 0; i < 500 && lg_attempts_live(); i++)
-        usleep(10000);
-    assert_int_equal(lg_attempts_live(), 0); /* the given-up thread ended (and freed) */
+    wait_attempts_end(); /* the given-up thread ended (and freed) */
     kd_ledger_close(l);
 }
 
-/* kd_ledger_open on a thread of the test's (it blocks while it connects). */
+/* kd_ledger_open on a thread of the test's (it blocks while it connects): the configuration
+ * is loaded before (the environment is not touched while the test's thread connects), and the
+ * thread asserts nothing (cmocka's failures jump on the test's own thread only). */
 typedef struct opener {
+    kd_config cfg;
     kd_ledger *l;
-    atomic_int done;
+    int rc;
 } opener;
 
 static void *open_thread(void *arg)
 {
     opener *o = arg;
-    o->l = open_ledger_timeout("worker-hung-open", "unknown", "15000", "2000");
-    atomic_store(&o->done, 1);
+    kd_err err = {0};
+    o->rc = kd_ledger_open(&o->l, &o->cfg, "worker-hung-open", NULL, &err);
     return NULL;
 }
 
 /* The same hang in the first connection's set-up, while the worker starts: the open gives up
  * on it after the same deadline and the worker starts without its ledger (not up), which then
- * connects by itself. Once, the start waited for that backend for ever. */
+ * connects by itself. Once, the start waited for that backend for ever. Whatever happens, the
+ * stopped backend is continued before any assertion (a stopped backend holds its lock, a
+ * connection slot and the schema's drop). */
 static void test_hung_setup_at_open_starts_without(void **state)
 {
     (void)state;
     assert_int_equal(lg_attempts_live(), 0);
     PGconn *hold = lock_kd_calls();
     opener o = {0};
+    setenv("KD_LEDGER_TIMEOUT_MS", "2000", 1);
+    load_cfg(&o.cfg, test_url, "unknown", "15000");
+    unsetenv("KD_LEDGER_TIMEOUT_MS");
     pthread_t th;
     assert_int_equal(pthread_create(&th, NULL, open_thread, &o), 0);
     int stopped = 0;
-    for (int i = 0; i < 5000 && !stopped && !atomic_load(&o.done); i++) {
-        if ((stopped = lock_waiter()) > 0)
-            kill(stopped, SIGSTOP); /* the open's prepare waits for kd_calls: it hangs there */
+    for (int i = 0; i < 5000 && !stopped; i++) {
+        stopped = stop_lock_waiter(); /* the open's prepare waits for kd_calls: it hangs there */
         usleep(1000);
     }
     PQclear(PQexec(hold, "ROLLBACK"));
     PQfinish(hold);
-    pthread_join(th, NULL); /* the open returns (6 s: connect_timeout 2 s + 2 x 2 s) */
-    kd_ledger *l = o.l;
-    bool up_at_open = kd_ledger_up(l);
-    for (int i = 0; i < 10000 && !kd_ledger_up(l); i++) {
+    /* the open returns after 6 s (connect_timeout 2 s + 2 x 2 s); 30 s: it never will */
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += 30;
+    bool opened = pthread_timedjoin_np(th, NULL, &until) == 0;
+    kd_ledger *l = opened ? o.l : NULL;
+    bool up_at_open = l && kd_ledger_up(l);
+    for (int i = 0; l && i < 10000 && !kd_ledger_up(l); i++) {
         kd_ledger_turn(l);
         usleep(1000);
     }
-    bool up = kd_ledger_up(l), waiting = lg_attempts_live() == 1;
+    bool up = l && kd_ledger_up(l), waiting = lg_attempts_live() == 1;
     if (stopped > 0)
         kill(stopped, SIGCONT);
+    if (!opened)
+        pthread_join(th, NULL); /* the backend goes on: so does the open */
+    kd_config_free(&o.cfg);
+    if (stopped < 0) {
+        kd_ledger_close(o.l);
+        skip();
+    }
     assert_true(stopped > 0);
+    assert_true(opened);
+    assert_int_equal(o.rc, 0);
     assert_false(up_at_open); /* started without it ... */
     assert_true(up);          /* ... and connected later ... */
     assert_true(waiting);     /* ... while the first backend was still stopped */
     kd_run run = mkrun("hungopen1", 1);
     assert_int_equal(claim(l, &run, NULL), KD_LEDGER_CALL);
-    for (int i = 0; i < 500 && lg_attempts_live(); i++)
-        usleep(10000);
-    assert_int_equal(lg_attempts_live(), 0);
+    wait_attempts_end();
     kd_ledger_close(l);
 }
 
