@@ -228,11 +228,10 @@ static void try_reconnect(kd_ledger *l)
         if (!(l->attempt = lg_attempt_start(l, &err)))
             goto failed; /* attempts given up on still wait: no more threads */
         l->attempt_at = now;
-        l->attempt_until = now + attempt_deadline_us(l);
         return;
     }
     if (!lg_attempt_done(l->attempt)) {
-        if (now < l->attempt_until)
+        if (now - l->attempt_at < attempt_deadline_us(l))
             return;
         lg_attempt_abandon(l->attempt); /* its thread frees it when PostgreSQL lets it go */
         l->attempt = NULL;

@@ -108,8 +108,7 @@ struct kd_ledger {
 
     PGconn *pg;                 /* NULL while disconnected */
     struct lg_attempt *attempt; /* a reconnect under way (ledger_conn.c), or NULL */
-    int64_t attempt_at;         /* mono µs it started */
-    int64_t attempt_until;      /* mono µs: given up on after this (a hung set-up) */
+    int64_t attempt_at;         /* mono µs it started (given up on after attempt_deadline_us) */
     bool up;
     char fatal[512];      /* kd_ledger_fatal: a refusal found at a late first connection */
     bool migrated;        /* the schema checked (and migrated): at open, or at the first
